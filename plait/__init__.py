@@ -1,0 +1,62 @@
+"""plait: a dataflow graph compiler and executor for large immutable objects.
+
+Layers (arrows point the way imports may go; a test keeps them true)::
+
+    plait.graph  <-  plait.compiler  <-  plait.executor  <-  plait.api  <-  plait
+         ^                                    |
+         +---------- plait.store  <-----------+          plait.errors: imported by all,
+                                                           imports nothing of plait
+
+graph is WHAT to compute (ObjectRef, remote functions, the lazy Graph); compiler is WHERE
+and WHEN (pure: graph + cluster view -> Plan); store is BYTES on one node (serialisation,
+the shared-memory arena); executor is DOING it (ZeroMQ protocol, node and worker
+processes). ``import plait as ray`` runs plain Ray Core scripts.
+"""
+
+from plait import exceptions
+from plait.api import (compile, compute, free, get, init, is_initialized, nodes, persist, put,
+                       shutdown, wait)
+from plait.compiler.plan import Plan
+from plait.errors import (ClusterError, DeserializationError, GetTimeoutError,
+                          HeadUnavailableError, InvalidOptionError, NotInitializedError,
+                          ObjectFreedError, ObjectLostError, ObjectStoreFullError,
+                          ObjectTooLargeError, PlaitError, PlanError, SerializationError,
+                          TaskError, WorkerCrashedError)
+from plait.graph.refs import ObjectRef
+from plait.graph.remote_function import RemoteFunction, remote
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClusterError",
+    "DeserializationError",
+    "GetTimeoutError",
+    "HeadUnavailableError",
+    "InvalidOptionError",
+    "NotInitializedError",
+    "ObjectFreedError",
+    "ObjectLostError",
+    "ObjectRef",
+    "ObjectStoreFullError",
+    "ObjectTooLargeError",
+    "PlaitError",
+    "Plan",
+    "PlanError",
+    "RemoteFunction",
+    "SerializationError",
+    "TaskError",
+    "WorkerCrashedError",
+    "compile",
+    "compute",
+    "exceptions",
+    "free",
+    "get",
+    "init",
+    "is_initialized",
+    "nodes",
+    "persist",
+    "put",
+    "remote",
+    "shutdown",
+    "wait",
+]

@@ -1,0 +1,441 @@
+"""The session: init/put/get/compute... = graph -> compile -> execute -> fetch.
+
+One ``Session`` per driver process. It starts (or later, joins) the cluster, turns the lazy
+graph behind requested refs into a plan with the pure compiler, submits the plan's tasks
+to the head, and reads results: small ones arrive inline, large ones are mapped straight
+from the node's shared-memory arena (zero-copy, read-only).
+
+Lifetimes: every ObjectRef reports its birth and death here. Deaths are queued (``__del__``
+may run on any thread) and turned into ``Free`` messages at the next call into the
+session, once no zero-copy view of the object is alive in this process either.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import pickle
+import threading
+import weakref
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from plait import compiler
+from plait.errors import ClusterError, GetTimeoutError, ObjectFreedError, PlaitError
+from plait.graph import context
+from plait.graph.graph import collect
+from plait.graph.ids import IdGenerator
+from plait.graph.refs import ObjectRef
+from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
+
+_lock = threading.RLock()
+_session: Session | None = None
+_session_counter = itertools.count(1)
+
+
+class Session:
+    """The driver's view of one running cluster."""
+
+    def __init__(self, num_workers: int, store_memory: int) -> None:
+        from plait.executor.client import Connection, LocalCluster
+        from plait.store.arena import Arena
+
+        self.id = f"{os.getpid():x}{next(_session_counter)}"
+        self.cluster = LocalCluster.start(self.id, num_workers, store_memory)
+        try:
+            self.conn = Connection(self.cluster.config.client_address, self.cluster)
+            welcome = self.conn.handshake()
+        except BaseException:
+            self.cluster.process.kill()
+            self.cluster.stop()
+            raise
+        self.nodes = welcome.nodes
+        self.arenas = {node.id: Arena.attach(node.arena) for node in welcome.nodes}
+        self.ids = IdGenerator()
+        self.refs: Counter[str] = Counter()           # live ObjectRefs per object
+        self.pins: Counter[str] = Counter()           # live zero-copy views per object
+        self.dead: deque[str] = deque()               # refs died (any thread)
+        self.unpinned: deque[str] = deque()           # views died (any thread)
+        self.values: dict[str, Any] = {}             # object -> protocol value, once known
+        self.pending: set[str] = set()                # submitted, result not yet known
+        self.asked: set[str] = set()                  # subscribed, answer not yet come
+        self.functions_sent: set[str] = set()
+        self.requests = itertools.count(1)
+        self.replies: dict[int, Any] = {}
+
+    # -- the Runtime protocol (called by ObjectRef and RemoteFunction) ------------------
+
+    def incref(self, object_id: str) -> None:
+        self.refs[object_id] += 1
+
+    def decref(self, object_id: str) -> None:
+        self.dead.append(object_id)
+
+    def new_id(self, stem: str) -> str:
+        return self.ids.new(stem)
+
+    def describe(self, object_id: str) -> str:
+        from plait.executor import protocol as p
+
+        value = self.values.get(object_id)
+        if value is None:
+            return "pending" if object_id in self.pending else "lazy"
+        return "failed" if isinstance(value, p.Failed) else "ready"
+
+    # -- objects -------------------------------------------------------------------------
+
+    def put(self, value: Any) -> ObjectRef:
+        """Store ``value`` on this node: inline when small, else one copy into the arena."""
+        from plait.executor import protocol as p
+
+        if isinstance(value, ObjectRef):
+            raise TypeError("plait.put of an ObjectRef: pass the ref itself instead")
+        self.flush_frees()
+        serialized = serialize(value)
+        object_id = self.new_id("put")
+        nbytes = serialized.nbytes
+        if nbytes <= INLINE_THRESHOLD:
+            stored: Any = p.Inline(serialized.to_bytes())
+            self.conn.send(p.PutInline(object_id, stored.data))
+        else:
+            reply = self.request(p.Alloc(next(self.requests), object_id, nbytes))
+            if isinstance(reply, p.AllocFailed):
+                raise pickle.loads(reply.error)
+            arena = self.arenas[reply.node]
+            arena.prefault(reply.offset, nbytes)
+            serialized.write_into(arena.block(reply.offset, nbytes))
+            self.conn.send(p.Seal(object_id))
+            stored = p.Located(reply.node, reply.offset, nbytes)
+        self.values[object_id] = stored
+        return ObjectRef(object_id)
+
+    def get(self, refs: Any, timeout: float | None = None) -> Any:
+        many = isinstance(refs, (list, tuple))
+        wanted = _check_refs(refs if many else [refs], "plait.get")
+        self.run(wanted)
+        self.fetch([ref.id for ref in wanted], len(wanted), timeout)
+        values = [self.load(ref.id) for ref in wanted]
+        return values if many else values[0]
+
+    def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
+             ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        refs = _check_refs(refs, "plait.wait")
+        if not 0 <= num_returns <= len(refs):
+            raise ValueError(f"num_returns={num_returns} must be between 0 and {len(refs)}")
+        self.run(refs)
+        self.fetch([ref.id for ref in refs], num_returns, timeout, raise_timeout=False)
+        ready = [ref for ref in refs if ref.id in self.values][:num_returns]
+        chosen = {id(ref) for ref in ready}
+        return ready, [ref for ref in refs if id(ref) not in chosen]
+
+    def free(self, refs: Iterable[ObjectRef]) -> None:
+        from plait.executor import protocol as p
+
+        ids = tuple(ref.id for ref in _check_refs(list(refs), "plait.free"))
+        for oid in ids:
+            error = ObjectFreedError(oid, "released early with plait.free")
+            self.values[oid] = p.Failed(pickle.dumps(error))
+        self.conn.send(p.Free(ids, forced=True))
+
+    def load(self, object_id: str) -> Any:
+        """Rebuild an object; arena-backed buffers come back zero-copy and pinned."""
+        from plait.executor import protocol as p
+
+        value = self.values[object_id]
+        if isinstance(value, p.Inline):
+            return deserialize(value.data)
+        if isinstance(value, p.Failed):
+            raise pickle.loads(value.error)
+        block = self.arenas[value.node].block(value.offset, value.nbytes)
+        return deserialize(block, lambda view: self.pin(object_id, view))
+
+    def pin(self, object_id: str, view: memoryview) -> Any:
+        """Wrap a zero-copy buffer so its object stays allocated while the buffer lives."""
+        import numpy
+
+        holder = numpy.frombuffer(view, dtype=numpy.uint8)
+        self.pins[object_id] += 1
+        weakref.finalize(holder, self.unpinned.append, object_id)
+        return holder
+
+    # -- running graphs ------------------------------------------------------------------
+
+    def compile(self, refs: Sequence[ObjectRef]) -> compiler.Plan | None:
+        """The plan that would run what ``refs`` need (None when nothing needs to run)."""
+        graph, _ = collect(_check_refs(refs, "plait.compile"))
+        return self.plan(graph) if graph.tasks else None
+
+    def plan(self, graph: Any) -> compiler.Plan:
+        from plait.executor import protocol as p
+
+        reply = self.request(p.ViewRequest(next(self.requests), tuple(graph.inputs())))
+        for _, error in reply.missing:
+            raise pickle.loads(error)
+        return compiler.compile(graph, reply.view)
+
+    def run(self, refs: Sequence[ObjectRef]) -> None:
+        """Compile and submit every task ``refs`` need that has not been submitted yet."""
+        from plait.executor import protocol as p
+
+        self.flush_frees()
+        graph, tasks = collect(refs)
+        if not graph.tasks:
+            return
+        plan = self.plan(graph)
+        functions, specs = [], []
+        for task_id, node in graph.tasks.items():
+            task = tasks[task_id]
+            function_id, data = task.function.pickled()
+            if function_id not in self.functions_sent:
+                self.functions_sent.add(function_id)
+                functions.append((function_id, data))
+            specs.append(p.TaskSpec(task_id, function_id, node.function_name, task.payload,
+                                    node.deps, node.nested, node.outputs, node.max_retries,
+                                    plan.placements[task_id].node))
+        self.conn.send(p.Submit(tuple(functions), tuple(specs), tuple(plan.releases.items())))
+        for task in tasks.values():
+            task.submitted = True
+            task.forget_inputs()
+            self.pending.update(task.output_ids)
+        self.flush_frees()
+
+    def fetch(self, object_ids: list[str], count: int, timeout: float | None,
+              raise_timeout: bool = True) -> None:
+        """Wait until at least ``count`` of ``object_ids`` are known (ready or failed)."""
+        from plait.executor import protocol as p
+
+        unknown = [oid for oid in dict.fromkeys(object_ids)
+                   if oid not in self.values and oid not in self.asked]
+        if unknown:
+            self.asked.update(unknown)
+            self.conn.send(p.Subscribe(tuple(unknown)))
+        deadline = None if timeout is None else _now() + timeout
+        while sum(oid in self.values for oid in object_ids) < count:
+            left = None if deadline is None else max(0.0, deadline - _now())
+            if left == 0.0 or not self.pump(left):
+                if not raise_timeout:
+                    return
+                missing = [oid for oid in object_ids if oid not in self.values]
+                raise GetTimeoutError(
+                    f"get timed out after {timeout} s with {len(missing)} of {len(object_ids)} "
+                    f"object(s) not ready (first: {missing[0]}); the tasks keep running, so a "
+                    f"later get can still succeed")
+
+    def pump(self, timeout: float | None) -> bool:
+        """Receive and apply one message; False if none came within ``timeout``."""
+        from plait.executor import protocol as p
+
+        message = self.conn.receive(timeout)
+        if message is None:
+            return False
+        if isinstance(message, p.Ready):
+            for oid, value in message.values:
+                self.asked.discard(oid)
+                self.pending.discard(oid)
+                if self.refs[oid] > 0 or oid in self.pins:
+                    self.values[oid] = value
+        else:
+            self.replies[message.request] = message
+        return True
+
+    def request(self, message: Any) -> Any:
+        self.conn.send(message)
+        while message.request not in self.replies:
+            if not self.pump(60.0):
+                raise ClusterError(f"the head did not answer {type(message).__name__} in 60 s")
+        return self.replies.pop(message.request)
+
+    # -- lifetimes -----------------------------------------------------------------------
+
+    def flush_frees(self) -> None:
+        """Turn dead refs and dead views into Free messages (objects nobody here can read)."""
+        from plait.executor import protocol as p
+
+        released = []
+        while self.dead:
+            oid = self.dead.popleft()
+            self.refs[oid] -= 1
+            if self.refs[oid] <= 0:
+                del self.refs[oid]
+                if oid not in self.pins:
+                    released.append(oid)
+        while self.unpinned:
+            oid = self.unpinned.popleft()
+            self.pins[oid] -= 1
+            if self.pins[oid] <= 0:
+                del self.pins[oid]
+                if oid not in self.refs:
+                    released.append(oid)
+        for oid in released:
+            self.values.pop(oid, None)
+        if released:
+            self.conn.send(p.Free(tuple(released)))
+
+    def shutdown(self) -> None:
+        from plait.executor import protocol as p
+
+        try:
+            self.conn.send(p.Bye())
+        except Exception:
+            pass
+        self.cluster.stop()
+        self.conn.close()
+        for arena in self.arenas.values():
+            try:
+                arena.close()
+            except BufferError:
+                pass   # the user still holds zero-copy arrays; the mapping goes with them
+
+
+def _check_refs(refs: Iterable[Any], where: str) -> list[ObjectRef]:
+    refs = list(refs)
+    for ref in refs:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(f"{where} expects ObjectRefs, got {type(ref).__name__}: {ref!r:.60}")
+    return refs
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()
+
+
+# -- the public functions ----------------------------------------------------------------
+
+def init(num_workers: int | None = None, *, store_memory: int | None = None,
+         num_cpus: int | None = None, ignore_reinit_error: bool = False,
+         address: str | None = None, **ray_options: Any) -> None:
+    """Start the embedded local cluster: one node process and ``num_workers`` workers.
+
+    ``num_workers`` defaults to one per CPU (``num_cpus`` is Ray's name for it);
+    ``store_memory`` (bytes) bounds the node's shared-memory store.
+    """
+    global _session
+    with _lock:
+        if _session is not None:
+            if ignore_reinit_error:
+                return
+            raise ClusterError("plait.init was called twice; call plait.shutdown() first or "
+                               "pass ignore_reinit_error=True")
+        if address is not None:
+            raise ClusterError(f"joining a cluster at {address!r} is not supported yet: "
+                               f"plait.init() starts an embedded local cluster")
+        _check_ray_options(ray_options)
+        workers = num_workers if num_workers is not None else (num_cpus or os.cpu_count() or 1)
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"num_workers must be a positive int, got {workers!r}")
+        _session = Session(workers, store_memory or default_store_memory())
+        context.install(_session)
+
+
+_IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
+                        "namespace", "runtime_env", "dashboard_host", "num_gpus"}
+
+
+def _check_ray_options(options: dict[str, Any]) -> None:
+    unknown = set(options) - _IGNORED_RAY_OPTIONS
+    if unknown:
+        raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
+
+
+def default_store_memory() -> int:
+    """30% of RAM (Ray's default), but no more than 80% of what /dev/shm has free."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    shm = os.statvfs("/dev/shm")
+    return int(min(0.3 * total, 0.8 * shm.f_bavail * shm.f_frsize))
+
+
+def _session_or_start() -> Session:
+    if _session is None:
+        init()
+    assert _session is not None
+    return _session
+
+
+def session() -> Session:
+    """The driver's running session, started with defaults on first use."""
+    active = context.active()
+    if active is not None and not isinstance(active, Session):
+        raise PlaitError("inside a task only plait.get and plait.put are available in this "
+                         "version; submit tasks and wait from the driver")
+    return _session_or_start()
+
+
+def shutdown() -> None:
+    """Stop the cluster: no process, socket or shared-memory segment is left behind."""
+    global _session
+    with _lock:
+        if _session is None:
+            return
+        current, _session = _session, None
+        context.install(None)
+        current.shutdown()
+
+
+def is_initialized() -> bool:
+    return _session is not None
+
+
+def put(value: Any) -> ObjectRef:
+    """Store ``value`` immutably in this node's store; returns its ObjectRef."""
+    return _runtime().put(value)
+
+
+def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
+    """Values of ``refs`` (running whatever they need); numpy arrays come back zero-copy."""
+    return _runtime().get(refs, timeout=timeout)
+
+
+def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None
+         ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Run what ``refs`` need; return (ready, not ready) once ``num_returns`` are ready."""
+    if isinstance(refs, ObjectRef):
+        raise TypeError("plait.wait expects a list of ObjectRefs")
+    return session().wait(list(refs), num_returns, timeout)
+
+
+def compute(*refs: ObjectRef, timeout: float | None = None) -> tuple[Any, ...]:
+    """Run one plan for all ``refs`` and return their values as a tuple (as dask.compute)."""
+    return tuple(session().get(list(refs), timeout=timeout))
+
+
+def persist(*refs: ObjectRef) -> ObjectRef | tuple[ObjectRef, ...]:
+    """Run what ``refs`` need and keep the results where they were made; returns the refs."""
+    current = session()
+    refs_list = _check_refs(refs, "plait.persist")
+    current.run(refs_list)
+    current.fetch([ref.id for ref in refs_list], len(refs_list), None)
+    return refs_list[0] if len(refs_list) == 1 else tuple(refs_list)
+
+
+def compile(*refs: ObjectRef) -> compiler.Plan:
+    """The plan that ``get(refs)`` would run, without running it."""
+    plan = session().compile(list(refs))
+    if plan is None:
+        return compiler.Plan(tuple(ref.id for ref in refs), {}, (), (), {})
+    return plan
+
+
+def free(refs: ObjectRef | Iterable[ObjectRef]) -> None:
+    """Release objects now; a later get of them raises ObjectFreedError."""
+    session().free([refs] if isinstance(refs, ObjectRef) else refs)
+
+
+def nodes() -> list[Any]:
+    """The cluster's nodes (head first): id, address, pid, workers, store capacity."""
+    return list(session().nodes)
+
+
+def _runtime() -> Any:
+    """The session, or inside a task the worker's runtime (which serves get and put)."""
+    return context.runtime()
+
+
+context.install_starter(session)
+atexit.register(shutdown)
+
+__all__ = ["compile", "compute", "free", "get", "init", "is_initialized", "nodes", "persist",
+           "put", "session", "shutdown", "wait"]

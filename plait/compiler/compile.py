@@ -1,0 +1,35 @@
+"""compile(graph, view, options) -> Plan: pure, deterministic, validated."""
+
+from __future__ import annotations
+
+from plait.compiler.passes import cull, cut_stages, place, plan_releases, plan_transfers
+from plait.compiler.plan import Placement, Plan
+from plait.compiler.validate import validate
+from plait.compiler.view import ClusterView, CompileOptions
+from plait.errors import PlanError
+from plait.graph.graph import Graph
+
+
+def compile(graph: Graph, view: ClusterView, options: CompileOptions | None = None) -> Plan:
+    """Place every task of ``graph`` on a node of ``view``; equal inputs give an equal plan."""
+    options = options or CompileOptions()
+    _check_inputs_known(graph, view)
+    graph = cull(graph)
+    choices = place(graph, view, options)
+    stages = cut_stages(graph, choices, view.node_ids())
+    stage_of = {tid: stage.index for stage in stages for tid in stage.task_ids}
+    placements = {
+        tid: Placement(tid, task.function_name, choices[tid].node, stage_of[tid],
+                       choices[tid].reason, choices[tid].inputs, choices[tid].bytes_moved)
+        for tid, task in graph.tasks.items()}
+    plan = Plan(graph.targets, placements, stages, plan_transfers(graph, choices),
+                plan_releases(graph))
+    return validate(plan, graph, view)
+
+
+def _check_inputs_known(graph: Graph, view: ClusterView) -> None:
+    """A graph reading an object the cluster does not hold is the caller's error."""
+    for oid in graph.inputs():
+        if oid not in view.objects:
+            raise PlanError(f"object {oid} is read by the graph but is not in the cluster "
+                            f"(was it freed, or created by another session?)")

@@ -1,0 +1,26 @@
+"""plan.explain(): a plain-text table of where each task runs and why, then totals."""
+
+from __future__ import annotations
+
+from plait.compiler.passes import _size
+from plait.compiler.plan import Plan
+
+
+def explain(plan: Plan) -> str:
+    header = ("task", "function", "node", "stage", "inputs (where they live)", "moved", "why")
+    rows = [header]
+    for p in plan.placements.values():
+        inputs = ", ".join(f"{oid} {_size(nbytes)}@{'/'.join(nodes) or 'here'}"
+                           for oid, nbytes, nodes in p.inputs) or "-"
+        rows.append((p.task_id, p.function_name, p.node, str(p.stage), inputs,
+                     _size(p.bytes_moved), p.reason))
+    widths = [min(max(len(r[i]) for r in rows), 48) for i in range(len(header))]
+    lines = ["  ".join(cell[:48].ljust(w) for cell, w in zip(row, widths)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    per_node = ", ".join(f"{node}: {n}" for node, n in sorted(plan.tasks_per_node().items()))
+    lines += ["", f"{len(plan.placements)} tasks in {len(plan.stages)} stage(s); "
+                  f"tasks per node: {per_node or '-'}",
+              f"predicted bytes moved: {_size(plan.bytes_moved)} in "
+              f"{len(plan.transfers)} transfer(s)"]
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""The compiler's passes, each a pure function over plain data.
+
+cull -> place -> cut stages -> plan transfers -> plan releases (then validate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plait.compiler.plan import Stage, Transfer
+from plait.compiler.view import ClusterView, CompileOptions
+from plait.errors import PlanError
+from plait.graph.graph import Graph, TaskNode
+
+# Below this many input bytes on one node, locality is not worth piling work onto that
+# node: the task goes where the queue is shortest instead.
+LOCALITY_MIN_BYTES = 1 << 20
+
+
+def cull(graph: Graph) -> Graph:
+    """Drop tasks whose results no target needs (walking back from the targets)."""
+    needed: set[str] = set()
+    pending = [graph.producer[oid] for oid in graph.targets if oid in graph.producer]
+    while pending:
+        task_id = pending.pop()
+        if task_id in needed:
+            continue
+        needed.add(task_id)
+        pending.extend(graph.producer[oid] for oid in graph.tasks[task_id].reads
+                       if oid in graph.producer)
+    if len(needed) == len(graph.tasks):
+        return graph
+    return Graph({tid: t for tid, t in graph.tasks.items() if tid in needed}, graph.targets)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The placement pass's decision for one task."""
+
+    node: str
+    reason: str
+    inputs: tuple[tuple[str, int, tuple[str, ...]], ...]
+    bytes_moved: int
+
+
+def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str, Choice]:
+    """Put each task where its input bytes are; small-input tasks go to the least-loaded node.
+
+    Load is counted in the pass itself (tasks placed so far plus the node's queue, per
+    worker), so a wide fan-out of small tasks spreads evenly; ties go to the earlier node in
+    the view (the head first), which keeps the result deterministic.
+    """
+    order = view.node_ids()
+    if not order:
+        raise PlanError("the cluster has no nodes to run tasks on")
+    workers = {n.id: max(n.workers, 1) for n in view.nodes}
+    load = {n.id: float(n.queued) for n in view.nodes}
+    located: dict[str, tuple[int, tuple[str, ...]]] = {
+        oid: (info.nbytes, info.nodes) for oid, info in view.objects.items()}
+    choices: dict[str, Choice] = {}
+    for task in graph.tasks.values():
+        inputs = tuple((oid, *located.get(oid, (options.result_bytes_guess, ())))
+                       for oid in task.reads)
+        node, reason = _choose_node(task, inputs, order, load, workers)
+        moved = sum(nbytes for _, nbytes, nodes in _unique(inputs) if nodes and node not in nodes)
+        choices[task.id] = Choice(node, reason, inputs, moved)
+        load[node] += 1
+        for oid in task.outputs:
+            located[oid] = (options.result_bytes_guess, (node,))
+    return choices
+
+
+def _choose_node(task: TaskNode, inputs: tuple[tuple[str, int, tuple[str, ...]], ...],
+                 order: tuple[str, ...], load: dict[str, float],
+                 workers: dict[str, int]) -> tuple[str, str]:
+    if task.node is not None:
+        if task.node not in load:
+            raise PlanError(f"task {task.id} ({task.function_name}) is pinned to node "
+                            f"{task.node!r}, which is not in the cluster ({', '.join(order)})")
+        return task.node, "pinned by node= option"
+    local = {node: 0 for node in order}
+    for _, nbytes, nodes in _unique(inputs):
+        for node in nodes:
+            if node in local:
+                local[node] += nbytes
+    best = max(order, key=lambda n: (local[n], -order.index(n)))
+    if local[best] >= LOCALITY_MIN_BYTES:
+        return best, f"{_size(local[best])} of its inputs are already there"
+    quiet = min(order, key=lambda n: (load[n] / workers[n], order.index(n)))
+    return quiet, "small inputs: least-loaded node"
+
+
+def _unique(inputs):
+    seen: set[str] = set()
+    for item in inputs:
+        if item[0] not in seen:
+            seen.add(item[0])
+            yield item
+
+
+def cut_stages(graph: Graph, choices: dict[str, Choice], order: tuple[str, ...]) -> tuple[Stage, ...]:
+    """One stage per node that has work, tasks in topological order, nodes in view order."""
+    per_node: dict[str, list[str]] = {}
+    for task_id in graph.tasks:
+        per_node.setdefault(choices[task_id].node, []).append(task_id)
+    used = [n for n in order if n in per_node]
+    return tuple(Stage(i, node, tuple(per_node[node])) for i, node in enumerate(used))
+
+
+def plan_transfers(graph: Graph, choices: dict[str, Choice]) -> tuple[Transfer, ...]:
+    """Each object a task reads on another node is copied there once, from its first holder."""
+    made: dict[tuple[str, str], Transfer] = {}
+    for task_id in graph.tasks:
+        choice = choices[task_id]
+        for oid, nbytes, nodes in choice.inputs:
+            if nodes and choice.node not in nodes and (oid, choice.node) not in made:
+                made[(oid, choice.node)] = Transfer(oid, nodes[0], choice.node, nbytes)
+    return tuple(made.values())
+
+
+def plan_releases(graph: Graph) -> dict[str, str]:
+    """Intermediate results nobody asked for can go after their last reader finishes."""
+    targets = set(graph.targets)
+    last: dict[str, str] = {}
+    for task in graph.tasks.values():
+        for oid in task.reads:
+            if oid in graph.producer and oid not in targets:
+                last[oid] = task.id
+    return last
+
+
+def _size(nbytes: int) -> str:
+    """Human-readable bytes.
+
+    >>> _size(512), _size(3 << 20)
+    ('512 B', '3.0 MiB')
+    """
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"

@@ -1,0 +1,71 @@
+"""Plan: where and when every task runs, what moves between nodes, when objects are released.
+
+A plan is frozen plain data, so equal inputs to the compiler give an equal (==) plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one task runs and why."""
+
+    task_id: str
+    function_name: str
+    node: str
+    stage: int
+    reason: str
+    inputs: tuple[tuple[str, int, tuple[str, ...]], ...]   # (object, bytes, nodes holding it)
+    bytes_moved: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """Tasks sent to one node in one message, listed so each follows its dependencies."""
+
+    index: int
+    node: str
+    task_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """One copy of an object into another node's store (made once per plan)."""
+
+    object_id: str
+    src: str
+    dst: str
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The compiler's output; ``explain()`` says why, ``validate`` has checked it."""
+
+    targets: tuple[str, ...]
+    placements: dict[str, Placement]
+    stages: tuple[Stage, ...]
+    transfers: tuple[Transfer, ...]
+    releases: dict[str, str]     # intermediate object -> the task after which it can go
+
+    @property
+    def bytes_moved(self) -> int:
+        return sum(t.nbytes for t in self.transfers)
+
+    def tasks_per_node(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for placement in self.placements.values():
+            counts[placement.node] = counts.get(placement.node, 0) + 1
+        return counts
+
+    def explain(self) -> str:
+        """A table: per task where it runs, its inputs and why; then totals."""
+        from plait.compiler.explain import explain
+
+        return explain(self)
+
+    def __repr__(self) -> str:
+        return (f"Plan({len(self.placements)} tasks, {len(self.stages)} stages, "
+                f"{len(self.transfers)} transfers, {self.bytes_moved} bytes moved)")

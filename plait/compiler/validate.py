@@ -1,0 +1,50 @@
+"""validate(plan, graph, view): name the first broken invariant before a plan leaves.
+
+These are our own invariants, so a failure is a bug in the compiler: it raises
+``AssertionError`` naming what broke, never a user-facing error.
+"""
+
+from __future__ import annotations
+
+from plait.compiler.plan import Plan
+from plait.compiler.view import ClusterView
+from plait.graph.graph import Graph
+
+
+def validate(plan: Plan, graph: Graph, view: ClusterView) -> Plan:
+    """Check placements, stage order, dependencies, transfers; return the plan unchanged."""
+    nodes = set(view.node_ids())
+    staged = [tid for stage in plan.stages for tid in stage.task_ids]
+    assert sorted(staged) == sorted(graph.tasks), "every task must be in exactly one stage"
+    assert set(plan.placements) == set(graph.tasks), "every task must be placed"
+    for stage in plan.stages:
+        assert stage.node in nodes, f"stage {stage.index} is on unknown node {stage.node}"
+        for tid in stage.task_ids:
+            placement = plan.placements[tid]
+            assert placement.node == stage.node, f"{tid} placed on {placement.node}, staged on {stage.node}"
+            assert placement.stage == stage.index, f"{tid} names stage {placement.stage}"
+            pin = graph.tasks[tid].node
+            assert pin is None or pin == stage.node, f"{tid} pinned to {pin} but placed on {stage.node}"
+    _check_order(graph)
+    _check_inputs(plan, graph, view)
+    pairs = [(t.object_id, t.dst) for t in plan.transfers]
+    assert len(pairs) == len(set(pairs)), "an object is copied to a node more than once"
+    for transfer in plan.transfers:
+        assert transfer.src != transfer.dst, f"transfer of {transfer.object_id} to its own node"
+    return plan
+
+
+def _check_order(graph: Graph) -> None:
+    """Every dependency produced in the graph comes from an earlier task (no cycle)."""
+    position = {tid: i for i, tid in enumerate(graph.tasks)}
+    for tid, task in graph.tasks.items():
+        for oid in task.reads:
+            producer = graph.producer.get(oid)
+            assert producer is None or position[producer] < position[tid], (
+                f"{tid} reads {oid} before {producer} produces it")
+
+
+def _check_inputs(plan: Plan, graph: Graph, view: ClusterView) -> None:
+    """Every object read from outside the graph is known to the cluster view."""
+    for oid in graph.inputs():
+        assert oid in view.objects, f"input {oid} is neither in the graph nor in the cluster"

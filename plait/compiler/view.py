@@ -1,0 +1,47 @@
+"""ClusterView: the plain data the compiler places against (no sockets, no clock).
+
+The executor builds one from its live state before each compile; tests build them by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One node: its id, how many workers it runs, its free store bytes and queued tasks."""
+
+    id: str
+    workers: int
+    store_free: int = 1 << 40
+    queued: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """A ready (or already scheduled) object: its size and the nodes holding a copy."""
+
+    id: str
+    nbytes: int
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Nodes in a fixed order (the head first) and what is known of the graph's inputs."""
+
+    nodes: tuple[NodeView, ...]
+    objects: dict[str, ObjectInfo] = field(default_factory=dict)
+
+    def node_ids(self) -> tuple[str, ...]:
+        return tuple(node.id for node in self.nodes)
+
+
+@dataclass(frozen=True, slots=True)
+class CompileOptions:
+    """Knobs of placement: assumed bandwidth and the size guessed for unknown results."""
+
+    bandwidth: float = 2e9            # bytes/s between nodes (loopback TCP measured here)
+    task_seconds: float = 1e-3        # guessed duration of a task with no history
+    result_bytes_guess: int = 1024    # results whose size is unknown count as small

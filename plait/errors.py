@@ -1,0 +1,190 @@
+"""Every exception plait raises, in one place.
+
+The tree (each class also subclasses the built-in a caller would naturally catch)::
+
+    PlaitError
+    ├── TaskError                     a task raised; also an instance of the user's exception
+    ├── WorkerCrashedError            a worker died mid-task more often than max_retries allows
+    ├── GetTimeoutError (TimeoutError)    get/wait ran out of time; the work goes on
+    ├── SerializationError (TypeError)    a value could not be pickled at submission
+    ├── DeserializationError          a value pickled but could not be rebuilt where it landed
+    ├── ObjectLostError               no copy of an object is reachable any more
+    │   └── ObjectFreedError          ... because it was released with plait.free
+    ├── ObjectStoreFullError (MemoryError)  the store cannot make room for an object
+    │   └── ObjectTooLargeError       ... and never could: the object exceeds the whole store
+    ├── PlanError (ValueError)        the compiler refused a graph (unknown node, ...)
+    ├── InvalidOptionError (ValueError)   an unknown or ill-typed remote option
+    ├── ClusterError                  the local cluster could not start or stopped answering
+    │   └── HeadUnavailableError      the head node is gone
+    └── NotInitializedError (RuntimeError)  plait is shut down / was used after shutdown
+
+Exceptions cross process boundaries, so every field goes through ``super().__init__``
+and each class pickles (tested). A task's failure is re-raised in the driver as a
+``TaskError`` that is *also* an instance of the user's exception class, so
+``except ValueError`` keeps working (as Ray's ``RayTaskError.as_instanceof_cause``).
+"""
+
+from __future__ import annotations
+
+import builtins
+
+__all__ = [
+    "ClusterError",
+    "DeserializationError",
+    "GetTimeoutError",
+    "HeadUnavailableError",
+    "InvalidOptionError",
+    "NotInitializedError",
+    "ObjectFreedError",
+    "ObjectLostError",
+    "ObjectStoreFullError",
+    "ObjectTooLargeError",
+    "PlaitError",
+    "PlanError",
+    "SerializationError",
+    "TaskError",
+    "WorkerCrashedError",
+]
+
+
+class PlaitError(Exception):
+    """Base class of every error plait raises itself."""
+
+
+class TaskError(PlaitError):
+    """A task raised an exception; ``cause`` is the user's exception.
+
+    ``get`` raises ``TaskError.wrap(cause, ...)``: an instance of a class that derives from
+    both TaskError and ``type(cause)``, so callers may catch either.
+    """
+
+    def __init__(self, function_name: str, task_id: str, node: str, remote_traceback: str,
+                 cause: BaseException | None = None) -> None:
+        super().__init__(function_name, task_id, node, remote_traceback, cause)
+        self.function_name = function_name
+        self.task_id = task_id
+        self.node = node
+        self.remote_traceback = remote_traceback
+        self.cause = cause
+
+    def __str__(self) -> str:
+        what = f"{type(self.cause).__name__}: {self.cause}" if self.cause is not None else "error"
+        return (f"task {self.task_id} ({self.function_name}) failed on {self.node}: {what}\n\n"
+                f"Remote traceback:\n{self.remote_traceback.rstrip()}")
+
+    @classmethod
+    def wrap(cls, function_name: str, task_id: str, node: str, remote_traceback: str,
+             cause: BaseException) -> "TaskError":
+        """A TaskError that is also an instance of ``type(cause)``, with cause as __cause__."""
+        kind = _task_error_class(type(cause))
+        error = kind.__new__(kind)
+        TaskError.__init__(error, function_name, task_id, node, remote_traceback, cause)
+        error.__cause__ = cause
+        return error
+
+    def __reduce__(self):
+        return (_rebuild_task_error,
+                (self.function_name, self.task_id, self.node, self.remote_traceback, self.cause))
+
+
+_TASK_ERROR_CLASSES: dict[type, type] = {}
+
+
+def _task_error_class(cause_type: type) -> type:
+    """The (cached) class deriving from TaskError and the user's exception class."""
+    if cause_type in _TASK_ERROR_CLASSES:
+        return _TASK_ERROR_CLASSES[cause_type]
+    if issubclass(cause_type, TaskError) or not _subclassable(cause_type):
+        kind: type = TaskError
+    else:
+        try:
+            kind = type(f"TaskError({cause_type.__name__})", (TaskError, cause_type),
+                        {"__str__": TaskError.__str__, "__reduce__": TaskError.__reduce__,
+                         "__init__": TaskError.__init__, "__module__": __name__})
+        except TypeError:  # incompatible layouts (some C exception types)
+            kind = TaskError
+    _TASK_ERROR_CLASSES[cause_type] = kind
+    return kind
+
+
+def _subclassable(cause_type: type) -> bool:
+    return issubclass(cause_type, Exception) and getattr(cause_type, "__final__", False) is not True
+
+
+def _rebuild_task_error(function_name: str, task_id: str, node: str, remote_traceback: str,
+                        cause: BaseException | None) -> TaskError:
+    if cause is None:
+        return TaskError(function_name, task_id, node, remote_traceback)
+    return TaskError.wrap(function_name, task_id, node, remote_traceback, cause)
+
+
+class WorkerCrashedError(PlaitError):
+    """The worker running a task died (killed, segfault, os._exit) on every allowed attempt."""
+
+    def __init__(self, function_name: str, task_id: str, attempts: list[str]) -> None:
+        super().__init__(function_name, task_id, attempts)
+        self.function_name = function_name
+        self.task_id = task_id
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        tries = "; ".join(self.attempts)
+        return (f"task {self.task_id} ({self.function_name}) crashed its worker on all "
+                f"{len(self.attempts)} attempt(s): {tries}. The task may call os._exit, crash "
+                f"native code or exhaust memory; raise max_retries if the crash is transient.")
+
+
+class GetTimeoutError(PlaitError, builtins.TimeoutError):
+    """get/wait gave up waiting; the tasks keep running and a later get can succeed."""
+
+
+class SerializationError(PlaitError, builtins.TypeError):
+    """A value could not be pickled; raised at submission, before anything is sent."""
+
+
+class DeserializationError(PlaitError):
+    """A value was pickled but could not be unpickled where it arrived."""
+
+
+class ObjectLostError(PlaitError):
+    """No reachable copy of the object exists (its node died, or it was released)."""
+
+    def __init__(self, object_id: str, reason: str = "") -> None:
+        super().__init__(object_id, reason)
+        self.object_id = object_id
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"object {self.object_id} is lost" + (f": {self.reason}" if self.reason else "")
+
+
+class ObjectFreedError(ObjectLostError):
+    """The object was released early with plait.free and cannot be read again."""
+
+
+class ObjectStoreFullError(PlaitError, builtins.MemoryError):
+    """The node's store cannot make room for an object right now."""
+
+
+class ObjectTooLargeError(ObjectStoreFullError):
+    """The object is larger than the node's whole store."""
+
+
+class PlanError(PlaitError, builtins.ValueError):
+    """The compiler refused the graph: the message names the task and the broken rule."""
+
+
+class InvalidOptionError(PlaitError, builtins.ValueError):
+    """A remote option is unknown or has a value of the wrong kind."""
+
+
+class ClusterError(PlaitError, builtins.RuntimeError):
+    """The cluster could not start, or a node stopped answering."""
+
+
+class HeadUnavailableError(ClusterError):
+    """The head node is gone; the session cannot continue."""
+
+
+class NotInitializedError(PlaitError, builtins.RuntimeError):
+    """plait was used where no session can exist (for example after shutdown in a worker)."""

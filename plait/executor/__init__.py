@@ -1,0 +1,1 @@
+"""DOING it: the wire protocol, the node and worker processes, the driver's connection."""

@@ -1,0 +1,224 @@
+"""Every message plait sends, in one place, and how it becomes ZeroMQ frames.
+
+Who talks to whom (all over ZeroMQ; ROUTER on the head node, DEALER on the other side)::
+
+    driver --Hello/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Free/Bye--> head node
+    driver <--Welcome/Allocated/View/Ready/AllocFailed-------------------------- head node
+    worker --WorkerReady/Alloc/TasksDone/Subscribe--> node
+    worker <--RunTasks/Allocated/Ready/Stop---------- node
+
+A message is a frozen dataclass; ``encode`` makes it one frame (pickle protocol 5) and
+``decode`` turns the frame back. Object values ride as ``Inline`` bytes when small, or as a
+``Located`` block of a node's arena when not. Only peers on this host (or holding the
+cluster key, once remote nodes exist) can reach these sockets: decode unpickles.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+
+from plait.compiler.view import ClusterView
+
+
+# -- object values ---------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Inline:
+    """A small object's whole layout, carried in the message."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """An object held in ``node``'s arena at ``offset`` (layout of ``nbytes``)."""
+
+    node: str
+    offset: int
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The object will never exist: ``error`` is the pickled exception to raise on get."""
+
+    error: bytes
+
+
+ObjectValue = Inline | Located | Failed
+
+
+# -- driver <-> head -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What a client needs to know of a node (public as ``plait.nodes()``)."""
+
+    id: str
+    address: str
+    pid: int
+    is_head: bool
+    workers: int
+    arena: str
+    store_capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    session: str
+    nodes: tuple[NodeInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PutInline:
+    object_id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Alloc:
+    request: int
+    object_id: str
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Allocated:
+    request: int
+    object_id: str
+    node: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class AllocFailed:
+    request: int
+    error: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """The block allocated for ``object_id`` is written: the object now exists."""
+
+    object_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ViewRequest:
+    request: int
+    object_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    request: int
+    view: ClusterView
+    missing: tuple[tuple[str, bytes], ...]     # (object, pickled error) not in the cluster
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One task as the executor runs it."""
+
+    id: str
+    function_id: str
+    function_name: str
+    payload: bytes
+    deps: tuple[str, ...]          # top-level refs: replaced by their values
+    nested: tuple[str, ...]        # refs inside arguments: waited for, passed as refs
+    outputs: tuple[str, ...]
+    max_retries: int
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """Run these tasks (already placed by the compiler); functions not sent before ride along."""
+
+    functions: tuple[tuple[str, bytes], ...]
+    tasks: tuple[TaskSpec, ...]
+    releases: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Tell me (once) when each of these objects is ready or failed."""
+
+    object_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    values: tuple[tuple[str, ObjectValue], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Free:
+    """The sender holds no more refs to these objects (``forced``: plait.free)."""
+
+    object_ids: tuple[str, ...]
+    forced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """Shut the cluster down (from the driver) / shutting down (to a worker)."""
+
+
+# -- node <-> worker -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class WorkerReady:
+    index: int
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """A task handed to a worker with the values of its dependencies."""
+
+    task_id: str
+    attempt: int
+    function_id: str
+    function_name: str
+    payload: bytes
+    deps: tuple[ObjectValue, ...]
+    nested: tuple[tuple[str, ObjectValue], ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RunTasks:
+    functions: tuple[tuple[str, bytes], ...]
+    items: tuple[WorkItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    task_id: str
+    attempt: int
+    outputs: tuple[tuple[str, ObjectValue], ...]
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class TasksDone:
+    results: tuple[TaskResult, ...]
+
+
+Message = (Hello | Welcome | PutInline | Alloc | Allocated | AllocFailed | Seal | ViewRequest
+           | View | Submit | Subscribe | Ready | Free | Bye | WorkerReady | RunTasks | TasksDone)
+
+
+def encode(message: Message) -> bytes:
+    return pickle.dumps(message, protocol=5)
+
+
+def decode(frame: bytes | memoryview) -> Message:
+    return pickle.loads(frame)

@@ -1,0 +1,297 @@
+"""The worker process: runs tasks, reading inputs from the node's arena and writing results.
+
+Data flow of one batch::
+
+    node --RunTasks(items)--> worker
+        for each item: values of deps  <- Inline bytes | zero-copy view of the arena
+                       result          -> Inline bytes | Alloc round trip, copy into arena
+    node <--TasksDone(results)-- worker   (flushed per task when tasks are slow, per batch
+                                           when they are quick)
+
+A worker also serves ``plait.get``/``plait.put`` for code running inside its tasks (the
+``WorkerRuntime``): nested refs arrive with their values, so ``get`` on them is local.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from plait.errors import DeserializationError, GetTimeoutError, PlaitError, TaskError
+from plait.executor import protocol as p
+from plait.graph import context
+from plait.graph.ids import IdGenerator
+from plait.graph.refs import ObjectRef
+from plait.graph.task import decode_call
+from plait.store.arena import Arena
+from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
+
+# A finished quick task's result waits to share a message with its batch-mates, but never
+# longer than this: dependants on other workers should not wait on a slow batch.
+FLUSH_SECONDS = 0.001
+PARENT_CHECK_MS = 500
+REQUEST_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker needs to start (passed through fork or the command line)."""
+
+    index: int
+    node: str
+    address: str
+    arena: str
+    parent_pid: int
+
+
+def main(config: WorkerConfig) -> None:
+    """Connect to the node, then run batches until told to stop or the node is gone."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the driver's business
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, identity_of(config.index, os.getpid()))
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.connect(config.address)
+    runtime = WorkerRuntime(config, sock, Arena.attach(config.arena))
+    context.install(runtime)
+    try:
+        runtime.serve()
+    finally:
+        context.install(None)
+        sock.close(linger=1000)
+        ctx.term()
+
+
+def identity_of(index: int, pid: int) -> bytes:
+    """The worker's ZeroMQ identity: the node routes by it and knows it before hello."""
+    return f"w{index}.{pid}".encode()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker if the node process dies first."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)        # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class WorkerRuntime:
+    """The worker's message loop and the session seen by code inside tasks."""
+
+    def __init__(self, config: WorkerConfig, sock: zmq.Socket, arena: Arena) -> None:
+        self.config = config
+        self.sock = sock
+        self.arena = arena
+        self.functions: dict[str, Any] = {}
+        self.known: dict[str, p.ObjectValue] = {}   # values visible to the running task
+        self.stash: deque[p.Message] = deque()      # messages that arrived mid-request
+        self.requests = 0
+        self.ids = IdGenerator(prefix=f"{config.node}.w{config.index}.{os.getpid()}:")
+        self.current_task: str | None = None
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def serve(self) -> None:
+        self.send(p.WorkerReady(self.config.index, os.getpid()))
+        while True:
+            message = self.stash.popleft() if self.stash else self.receive(PARENT_CHECK_MS)
+            if message is None:
+                if os.getppid() != self.config.parent_pid:
+                    return
+                continue
+            if isinstance(message, p.Bye):
+                return
+            if isinstance(message, p.RunTasks):
+                self.run_batch(message)
+
+    def receive(self, timeout_ms: int) -> p.Message | None:
+        if not self.sock.poll(timeout_ms):
+            return None
+        return p.decode(self.sock.recv(copy=False).buffer)
+
+    def send(self, message: p.Message) -> None:
+        self.sock.send(p.encode(message), copy=False)
+
+    def run_batch(self, batch: p.RunTasks) -> None:
+        for function_id, data in batch.functions:
+            self.functions[function_id] = data
+        results: list[p.TaskResult] = []
+        flushed = time.perf_counter()
+        for item in batch.items:
+            results.append(self.run_item(item))
+            if time.perf_counter() - flushed > FLUSH_SECONDS:
+                self.send(p.TasksDone(tuple(results)))
+                results, flushed = [], time.perf_counter()
+        if results:
+            self.send(p.TasksDone(tuple(results)))
+
+    # -- one task ----------------------------------------------------------------------
+
+    def run_item(self, item: p.WorkItem) -> p.TaskResult:
+        start = time.perf_counter()
+        self.current_task = item.task_id
+        self.known = dict(item.nested)
+        try:
+            function, args, kwargs = self.prepare(item)
+        except Exception as error:
+            return self.failed(item, start, _pickled_error(error))
+        try:
+            value = function(*args, **kwargs)
+            outputs = self.store_results(item, value)
+        except Exception as error:
+            wrapped = TaskError.wrap(item.function_name, item.task_id, self.config.node,
+                                     traceback.format_exc(), error)
+            return self.failed(item, start, _pickled_error(wrapped))
+        finally:
+            self.current_task = None
+            self.known = {}
+        return p.TaskResult(item.task_id, item.attempt, outputs, time.perf_counter() - start)
+
+    def prepare(self, item: p.WorkItem) -> tuple[Any, tuple, dict]:
+        """Rebuild the function and arguments; failures here are DeserializationErrors."""
+        try:
+            function = self.load_function(item.function_id)
+            values = [self.load(value) for value in item.deps]
+            args, kwargs = decode_call(item.payload, values)
+        except DeserializationError:
+            raise
+        except Exception as error:
+            raise DeserializationError(
+                f"the arguments of task {item.task_id} ({item.function_name}) could not be "
+                f"unpickled on {self.config.node}: {error!r}") from error
+        return function, args, kwargs
+
+    def load_function(self, function_id: str) -> Any:
+        function = self.functions[function_id]
+        if isinstance(function, bytes):
+            function = self.functions[function_id] = pickle.loads(function)
+        return function
+
+    def failed(self, item: p.WorkItem, start: float, error: bytes) -> p.TaskResult:
+        outputs = tuple((oid, p.Failed(error)) for oid in item.outputs)
+        return p.TaskResult(item.task_id, item.attempt, outputs, time.perf_counter() - start)
+
+    def store_results(self, item: p.WorkItem, value: Any) -> tuple[tuple[str, p.ObjectValue], ...]:
+        if len(item.outputs) == 1:
+            return ((item.outputs[0], self.store(item.outputs[0], value)),)
+        values = list(value) if isinstance(value, (tuple, list)) else None
+        if values is None or len(values) != len(item.outputs):
+            raise ValueError(f"{item.function_name} was declared with num_returns="
+                             f"{len(item.outputs)} but returned {type(value).__name__}"
+                             f"{'' if values is None else f' of length {len(values)}'}")
+        return tuple((oid, self.store(oid, v)) for oid, v in zip(item.outputs, values))
+
+    # -- values ------------------------------------------------------------------------
+
+    def load(self, value: p.ObjectValue) -> Any:
+        if isinstance(value, p.Inline):
+            return deserialize(value.data)
+        if isinstance(value, p.Located):
+            return deserialize(self.arena.block(value.offset, value.nbytes))
+        raise pickle.loads(value.error)
+
+    def store(self, object_id: str, value: Any) -> p.ObjectValue:
+        """Inline when small; otherwise allocate a block of the arena and write into it."""
+        serialized = serialize(value)
+        nbytes = serialized.nbytes
+        if nbytes <= INLINE_THRESHOLD:
+            return p.Inline(serialized.to_bytes())
+        reply = self.request(p.Alloc(self.next_request(), object_id, nbytes))
+        if isinstance(reply, p.AllocFailed):
+            raise pickle.loads(reply.error)
+        assert isinstance(reply, p.Allocated)
+        self.arena.prefault(reply.offset, nbytes)
+        serialized.write_into(self.arena.block(reply.offset, nbytes))
+        return p.Located(reply.node, reply.offset, nbytes)
+
+    def next_request(self) -> int:
+        self.requests += 1
+        return self.requests
+
+    def request(self, message: p.Alloc) -> p.Message:
+        """Send and wait for the matching reply; other messages wait in the stash."""
+        self.send(message)
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        while time.monotonic() < deadline:
+            reply = self.receive(PARENT_CHECK_MS)
+            if isinstance(reply, (p.Allocated, p.AllocFailed)) and reply.request == message.request:
+                return reply
+            if reply is not None:
+                self.stash.append(reply)
+            elif os.getppid() != self.config.parent_pid:
+                os._exit(1)
+        raise PlaitError(f"the node did not answer an allocation within {REQUEST_TIMEOUT_S} s")
+
+    # -- the Runtime protocol, for code inside tasks -----------------------------------
+
+    def incref(self, object_id: str) -> None:
+        pass
+
+    def decref(self, object_id: str) -> None:
+        pass
+
+    def new_id(self, stem: str) -> str:
+        return self.ids.new(stem)
+
+    def describe(self, object_id: str) -> str:
+        return "ready" if object_id in self.known else "remote"
+
+    def put(self, value: Any) -> ObjectRef:
+        object_id = self.new_id("put")
+        stored = self.store(object_id, value)
+        if isinstance(stored, p.Inline):
+            self.send(p.PutInline(object_id, stored.data))
+        else:
+            self.send(p.Seal(object_id))
+        self.known[object_id] = stored
+        return ObjectRef(object_id)
+
+    def get(self, refs: Any, timeout: float | None = None) -> Any:
+        """Values of refs this task was given (nested in its arguments) or put itself."""
+        many = isinstance(refs, (list, tuple))
+        values = [self.get_one(ref, timeout) for ref in (refs if many else [refs])]
+        return values if many else values[0]
+
+    def get_one(self, ref: ObjectRef, timeout: float | None) -> Any:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(f"plait.get expects ObjectRefs, got {type(ref).__name__}")
+        value = self.known.get(ref.id)
+        if value is None:
+            raise GetTimeoutError(
+                f"{ref.id} was not passed to task {self.current_task} (a task may get the refs "
+                f"nested in its arguments); pass it as an argument instead")
+        return self.load(value)
+
+
+def _pickled_error(error: BaseException) -> bytes:
+    """Pickle an exception for the driver; fall back to a plain PlaitError if it won't."""
+    try:
+        data = pickle.dumps(error, protocol=5)
+        pickle.loads(data)
+        return data
+    except Exception:
+        return pickle.dumps(PlaitError(f"{type(error).__name__}: {error}\n"
+                                       f"(the original exception could not be pickled)"))
+
+
+def run_from_command_line() -> None:
+    """``python -m plait.executor.worker CONFIG``: how replacement workers start."""
+    import json
+
+    main(WorkerConfig(**json.loads(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    run_from_command_line()

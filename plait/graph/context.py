@@ -1,0 +1,55 @@
+"""The seam between the lazy graph and whoever runs it.
+
+The graph layer must not import the executor (graph <- compiler <- executor), yet an
+ObjectRef has to tell someone when it dies, and ``ref.compute()`` has to run something. The
+session (``plait.api``) installs itself here as the *runtime*; graph code only ever talks to
+this small protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from plait.graph.refs import ObjectRef
+
+
+class Runtime(Protocol):
+    """What the graph layer needs from a running session."""
+
+    def incref(self, object_id: str) -> None: ...
+    def decref(self, object_id: str) -> None: ...
+    def put(self, value: Any) -> ObjectRef: ...
+    def get(self, refs: Any, timeout: float | None = None) -> Any: ...
+    def describe(self, object_id: str) -> str: ...
+    def new_id(self, stem: str) -> str: ...
+
+
+_active: Runtime | None = None
+_starter: Callable[[], Runtime] | None = None
+
+
+def install(runtime: Runtime | None) -> None:
+    """Make ``runtime`` the one ObjectRefs report to (None: no session is running)."""
+    global _active
+    _active = runtime
+
+
+def install_starter(starter: Callable[[], Runtime]) -> None:
+    """Register how to start a session on first use (``plait.init`` with defaults)."""
+    global _starter
+    _starter = starter
+
+
+def active() -> Runtime | None:
+    """The running session, or None; never starts one (safe in ``__del__``)."""
+    return _active
+
+
+def runtime() -> Runtime:
+    """The running session, starting the default one on first use (as Ray does)."""
+    if _active is not None:
+        return _active
+    assert _starter is not None, "plait.api installs a starter on import"
+    return _starter()

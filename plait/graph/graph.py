@@ -1,0 +1,122 @@
+"""Graph: the plain-data picture of what the requested refs need, handed to the compiler.
+
+``collect(refs)`` walks back from the refs through tasks not yet submitted and returns a
+``Graph`` of ``TaskNode`` records (ids and names only: no functions, no payloads) in
+topological order, plus the live ``Task`` objects by id for the executor. Objects the graph
+reads but does not produce (puts, results of earlier runs) are its *inputs*; the compiler
+finds where they live in the cluster view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from plait.graph.refs import ObjectRef
+from plait.graph.task import Task
+
+if TYPE_CHECKING:
+    import networkx
+
+
+@dataclass(frozen=True, slots=True)
+class TaskNode:
+    """One task as the compiler sees it."""
+
+    id: str
+    function_name: str
+    function_id: str
+    deps: tuple[str, ...]
+    outputs: tuple[str, ...]
+    node: str | None = None
+    max_retries: int = 3
+    nested: tuple[str, ...] = ()
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Every object the task waits for: its arguments' refs, top-level then nested."""
+        return self.deps + self.nested if self.nested else self.deps
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Tasks in topological order and the object ids the user asked for."""
+
+    tasks: dict[str, TaskNode]
+    targets: tuple[str, ...]
+    producer: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        producer = {oid: t.id for t in self.tasks.values() for oid in t.outputs}
+        object.__setattr__(self, "producer", producer)
+
+    def inputs(self) -> list[str]:
+        """Objects read by the graph but produced outside it, in first-use order."""
+        seen: dict[str, None] = {}
+        for task in self.tasks.values():
+            for oid in task.reads:
+                if oid not in self.producer:
+                    seen.setdefault(oid)
+        for oid in self.targets:
+            if oid not in self.producer:
+                seen.setdefault(oid)
+        return list(seen)
+
+    def consumers(self) -> dict[str, list[str]]:
+        """Object id -> ids of the tasks that read it."""
+        readers: dict[str, list[str]] = {}
+        for task in self.tasks.values():
+            for oid in task.reads:
+                readers.setdefault(oid, []).append(task.id)
+        return readers
+
+    def to_networkx(self) -> networkx.DiGraph:
+        """Tasks as vertices, an edge producer -> consumer per object passed between them."""
+        import networkx
+
+        digraph = networkx.DiGraph()
+        for task in self.tasks.values():
+            digraph.add_node(task.id, function=task.function_name)
+            for oid in task.reads:
+                if oid in self.producer:
+                    digraph.add_edge(self.producer[oid], task.id, object=oid)
+        return digraph
+
+
+def collect(refs: Iterable[ObjectRef]) -> tuple[Graph, dict[str, Task]]:
+    """The unsubmitted tasks ``refs`` need, in topological order (iterative: deep chains ok)."""
+    refs = list(refs)
+    order: dict[str, Task] = {}
+    for task in _post_order(ref.task for ref in refs):
+        order[task.id] = task
+    nodes = {tid: _task_node(task) for tid, task in order.items()}
+    return Graph(nodes, tuple(ref.id for ref in refs)), order
+
+
+def _post_order(roots: Iterable[Task | None]) -> Iterator[Task]:
+    """Unsubmitted tasks reachable from ``roots``, every task after its dependencies."""
+    visited: set[str] = set()
+    for root in roots:
+        if root is None or root.submitted or root.id in visited:
+            continue
+        visited.add(root.id)
+        stack = [(root, iter(root.upstream()))]
+        while stack:
+            task, pending = stack[-1]
+            for ref in pending:
+                upstream = ref.task
+                if upstream is not None and not upstream.submitted and upstream.id not in visited:
+                    visited.add(upstream.id)
+                    stack.append((upstream, iter(upstream.upstream())))
+                    break
+            else:
+                stack.pop()
+                yield task
+
+
+def _task_node(task: Task) -> TaskNode:
+    function_id, _ = task.function.pickled()
+    return TaskNode(task.id, task.function.name, function_id, task.dep_ids, task.output_ids,
+                    node=task.options.node, max_retries=task.options.max_retries,
+                    nested=task.nested_ids)

@@ -1,0 +1,37 @@
+"""Readable, deterministic ids: ``put-1``, ``inc-2a``, ``split-7.1`` (no uuid4).
+
+Ids are a stem (the function's name, or ``put``) and a per-session counter in hex, with a
+prefix that keeps processes apart when several submit into one cluster.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.<>]+")
+
+
+class IdGenerator:
+    """Hands out ``{prefix}{stem}-{n:x}`` ids; one instance per session.
+
+    >>> ids = IdGenerator()
+    >>> ids.new("inc"), ids.new("inc"), ids.new("my func")
+    ('inc-1', 'inc-2', 'my_func-3')
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self._prefix = prefix
+        self._counter = itertools.count(1)
+
+    def new(self, stem: str) -> str:
+        return f"{self._prefix}{_UNSAFE.sub('_', stem)}-{next(self._counter):x}"
+
+
+def output_id(task_id: str, index: int, num_returns: int) -> str:
+    """The object id of a task's ``index``-th result.
+
+    >>> output_id("inc-1", 0, 1), output_id("split-2", 1, 2)
+    ('inc-1', 'split-2.1')
+    """
+    return task_id if num_returns == 1 else f"{task_id}.{index}"

@@ -1,0 +1,54 @@
+"""Options of a remote function or of one call (``@plait.remote(...)``, ``.options(...)``).
+
+Unknown names are an error rather than silently ignored, so a typo never changes behaviour
+without a word. Ray's resource options are accepted so Ray programs run; a worker slot is one
+CPU, so ``num_cpus`` above 1 is recorded but buys no extra slot yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from plait.errors import InvalidOptionError
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """How to run a call: results, retries, placement pin, display name."""
+
+    num_returns: int = 1
+    max_retries: int = 3
+    retry_exceptions: bool = False
+    node: str | None = None
+    name: str | None = None
+    num_cpus: float = 1
+    num_gpus: float = 0
+    resources: dict[str, float] | None = None
+    memory: int | None = None
+
+    def merged(self, **changes: Any) -> TaskOptions:
+        """These options with ``changes`` applied, each one checked."""
+        known = {f.name for f in dataclasses.fields(self)}
+        for key, value in changes.items():
+            if key not in known:
+                raise InvalidOptionError(
+                    f"unknown option {key!r}; valid options are {', '.join(sorted(known))}")
+            _check(key, value)
+        return dataclasses.replace(self, **changes)
+
+
+def _check(key: str, value: Any) -> None:
+    if key == "num_returns" and not (isinstance(value, int) and not isinstance(value, bool)
+                                     and value >= 1):
+        raise InvalidOptionError(f"num_returns must be an int >= 1, got {value!r}")
+    if key == "max_retries" and not (isinstance(value, int) and not isinstance(value, bool)
+                                     and value >= -1):
+        raise InvalidOptionError(f"max_retries must be an int >= 0 (or -1: forever), got {value!r}")
+    if key == "node" and value is not None and not isinstance(value, str):
+        raise InvalidOptionError(f"node must be a node id such as 'node-1', got {value!r}")
+    if key == "name" and value is not None and not isinstance(value, str):
+        raise InvalidOptionError(f"name must be a string, got {value!r}")
+    if key in ("num_cpus", "num_gpus") and not (isinstance(value, (int, float)) and value >= 0):
+        raise InvalidOptionError(f"{key} must be a number >= 0, got {value!r}")

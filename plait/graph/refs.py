@@ -1,0 +1,87 @@
+"""ObjectRef: the handle of an object, ready (stored somewhere) or pending (its task has not run).
+
+A ref to a task's result keeps that task alive (``ref.task``), and the task keeps the refs of
+its arguments alive, so the lazy graph is simply the Python objects reachable from the refs
+the user holds: drop the refs and the unrequested graph is garbage-collected with them.
+
+Every live ObjectRef counts towards its object's lifetime: it reports its birth and death to
+the running session, which frees the object's memory when the count reaches zero.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from plait.graph import context
+
+if TYPE_CHECKING:
+    from plait.graph.task import Task
+
+
+_pickling = threading.local()
+
+
+class collecting_refs:
+    """``with collecting_refs() as found:`` lists every ObjectRef pickled inside the block.
+
+    A task's arguments may hold refs deep inside lists or dicts; the submitter must know
+    them so the tasks producing them run too, and so the task waits for them.
+    """
+
+    def __enter__(self) -> list[ObjectRef]:
+        self._outer = getattr(_pickling, "found", None)
+        _pickling.found = []
+        return _pickling.found
+
+    def __exit__(self, *exc: object) -> None:
+        _pickling.found = self._outer
+
+
+class ObjectRef:
+    """A handle to an immutable object; pass it to tasks or ``plait.get`` it."""
+
+    __slots__ = ("id", "task", "__weakref__")
+
+    def __init__(self, object_id: str, task: Task | None = None) -> None:
+        self.id = object_id
+        self.task = task
+        runtime = context.active()
+        if runtime is not None:
+            runtime.incref(object_id)
+
+    def __del__(self) -> None:
+        runtime = context.active()
+        if runtime is not None:
+            try:
+                runtime.decref(self.id)
+            except Exception:  # interpreter shutdown: the session is already gone
+                pass
+
+    def compute(self, timeout: float | None = None) -> Any:
+        """Run what this ref needs and return its value (Dask's ``.compute()``)."""
+        return context.runtime().get(self, timeout=timeout)
+
+    def __reduce__(self):
+        # Only the id travels: the task and its arguments stay with the submitter.
+        found = getattr(_pickling, "found", None)
+        if found is not None:
+            found.append(self)
+        return (ObjectRef, (self.id,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ObjectRef) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        runtime = context.active()
+        status = runtime.describe(self.id) if runtime is not None else "no session"
+        return f"ObjectRef({self.id}, {status})"
+
+    def _repr_html_(self) -> str:
+        return f"<code>{self!r}</code>"
+
+    def __await__(self):  # pragma: no cover - clear error instead of a confusing one
+        raise TypeError("plait ObjectRefs are not awaitable yet; use plait.get(ref)")

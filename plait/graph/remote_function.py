@@ -1,0 +1,85 @@
+"""``@plait.remote``: turn a function into one whose calls build the lazy graph."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from plait.errors import SerializationError
+from plait.graph import context
+from plait.graph.options import TaskOptions
+from plait.graph.refs import ObjectRef
+from plait.graph.task import Task, encode_call
+
+
+class RemoteFunction:
+    """A function whose ``.remote(...)`` calls return ObjectRefs and run later, elsewhere."""
+
+    def __init__(self, function: Callable, options: TaskOptions,
+                 _pickled: list[bytes] | None = None) -> None:
+        self._function = function
+        self._options = options
+        # [(function_id, bytes)] once pickled; shared by the copies .options() makes
+        self._pickled = _pickled if _pickled is not None else []
+        functools.update_wrapper(self, function)
+
+    @property
+    def name(self) -> str:
+        return self._options.name or getattr(self._function, "__name__", "task")
+
+    @property
+    def default_options(self) -> TaskOptions:
+        return self._options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"remote function {self.name}() cannot be called directly; use "
+            f"{self.name}.remote(...) to create a task, then plait.get(ref) for its result")
+
+    def options(self, **changes: Any) -> RemoteFunction:
+        """A copy of this function whose calls use ``changes`` (checked now)."""
+        return RemoteFunction(self._function, self._options.merged(**changes), self._pickled)
+
+    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef | list[ObjectRef]:
+        """Add one call to the graph; returns its result ref(s) at once, runs nothing."""
+        runtime = context.runtime()
+        payload, deps, nested = encode_call(self.name, args, kwargs, runtime.put)
+        task = Task(runtime.new_id(self.name), self, self._options, payload, deps, nested)
+        refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
+        return refs[0] if len(refs) == 1 else refs
+
+    def pickled(self) -> tuple[str, bytes]:
+        """``(function_id, bytes)``: pickled once, identified by name and content."""
+        if not self._pickled:
+            try:
+                data = cloudpickle.dumps(self._function, protocol=5)
+            except Exception as error:
+                raise SerializationError(
+                    f"remote function {self.name} cannot be serialised: {error}") from error
+            digest = hashlib.sha1(data, usedforsecurity=False).hexdigest()[:10]
+            self._pickled.append((f"{self.name}@{digest}", data))
+        return self._pickled[0]
+
+    def __repr__(self) -> str:
+        return f"RemoteFunction({self.name})"
+
+
+def remote(*args: Any, **options: Any) -> Any:
+    """Decorator: ``@plait.remote`` or ``@plait.remote(num_returns=2, max_retries=1)``."""
+    if len(args) == 1 and not options and callable(args[0]):
+        return _make_remote(args[0], TaskOptions())
+    if args:
+        raise TypeError("use @plait.remote or @plait.remote(option=value, ...)")
+    checked = TaskOptions().merged(**options)
+    return lambda function: _make_remote(function, checked)
+
+
+def _make_remote(target: Any, options: TaskOptions) -> RemoteFunction:
+    if isinstance(target, type):
+        raise TypeError(f"@plait.remote on a class ({target.__name__}): actors are not "
+                        f"supported yet; use remote functions")
+    return RemoteFunction(target, options)

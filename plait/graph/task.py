@@ -1,0 +1,140 @@
+"""Task: one call of a remote function, a vertex of the lazy graph.
+
+A call's arguments are pickled when ``.remote()`` is called, so an argument that cannot be
+serialised fails at once, naming itself, before anything is sent. ObjectRefs passed as
+top-level arguments become placeholders (``ArgRef``) and are listed as the task's
+dependencies: the worker replaces each placeholder with the object's value before the call.
+Refs nested deeper travel as refs, as in Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+
+from plait.errors import SerializationError
+from plait.graph.ids import output_id
+from plait.graph.options import TaskOptions
+from plait.graph.refs import ObjectRef, collecting_refs
+
+if TYPE_CHECKING:
+    from plait.graph.remote_function import RemoteFunction
+
+# Top-level arguments bigger than this are put into the store once instead of travelling
+# inside every message that carries the call (Ray's max_direct_call_object_size, 100 KiB).
+LARGE_ARGUMENT_BYTES = 100 * 1024
+
+
+class ArgRef:
+    """Placeholder for the ``index``-th dependency inside a pickled call."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self):
+        return (ArgRef, (self.index,))
+
+
+class Task:
+    """One lazy call: function, pickled arguments, dependencies and result ids."""
+
+    __slots__ = ("id", "function", "options", "payload", "deps", "nested", "output_ids",
+                 "submitted")
+
+    def __init__(self, task_id: str, function: RemoteFunction, options: TaskOptions,
+                 payload: bytes, deps: tuple[ObjectRef, ...],
+                 nested: tuple[ObjectRef, ...] = ()) -> None:
+        self.id = task_id
+        self.function = function
+        self.options = options
+        self.payload = payload
+        self.deps = deps
+        self.nested = nested
+        self.output_ids = tuple(output_id(task_id, i, options.num_returns)
+                                for i in range(options.num_returns))
+        self.submitted = False
+
+    @property
+    def dep_ids(self) -> tuple[str, ...]:
+        return tuple(ref.id for ref in self.deps)
+
+    @property
+    def nested_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(ref.id for ref in self.nested))
+
+    def upstream(self) -> tuple[ObjectRef, ...]:
+        """Every ref this task waits for: top-level arguments, then nested ones."""
+        return self.deps + self.nested
+
+    def forget_inputs(self) -> None:
+        """Drop arguments once submitted: the executor holds what it needs from here on."""
+        self.deps = ()
+        self.nested = ()
+        self.payload = b""
+
+    def __repr__(self) -> str:
+        return f"Task({self.id}, deps={list(self.dep_ids)})"
+
+
+def encode_call(function_name: str, args: tuple, kwargs: dict, put: Callable[[Any], ObjectRef]
+                ) -> tuple[bytes, tuple[ObjectRef, ...], tuple[ObjectRef, ...]]:
+    """Pickle a call, turning top-level refs (and large values, via ``put``) into ArgRefs.
+
+    Returns the payload, the top-level dependencies and the refs nested deeper.
+    """
+    deps: list[ObjectRef] = []
+
+    def placeholder(value: Any) -> Any:
+        if not isinstance(value, ObjectRef) and _is_large(value):
+            value = put(value)
+        if isinstance(value, ObjectRef):
+            deps.append(value)
+            return ArgRef(len(deps) - 1)
+        return value
+
+    call = (tuple(placeholder(a) for a in args), {k: placeholder(v) for k, v in kwargs.items()})
+    try:
+        with collecting_refs() as nested:
+            payload = cloudpickle.dumps(call, protocol=5)
+    except Exception as error:
+        raise _serialization_error(function_name, args, kwargs, error) from error
+    return payload, tuple(deps), tuple(nested)
+
+
+def decode_call(payload: bytes, values: list[Any]) -> tuple[tuple, dict]:
+    """Unpickle a call and put each dependency's value where its ArgRef stands."""
+    import pickle
+
+    args, kwargs = pickle.loads(payload)
+
+    def resolve(value: Any) -> Any:
+        return values[value.index] if isinstance(value, ArgRef) else value
+
+    return tuple(resolve(a) for a in args), {k: resolve(v) for k, v in kwargs.items()}
+
+
+def _is_large(value: Any) -> bool:
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int) and not isinstance(value, (bytes, bytearray, memoryview)):
+        return nbytes > LARGE_ARGUMENT_BYTES and hasattr(value, "__array_interface__")
+    return isinstance(value, (bytes, bytearray)) and len(value) > LARGE_ARGUMENT_BYTES
+
+
+def _serialization_error(function_name: str, args: tuple, kwargs: dict,
+                         error: Exception) -> SerializationError:
+    """Name the first argument that does not pickle, so the user knows what to fix."""
+    named = [(f"argument {i}", a) for i, a in enumerate(args)]
+    named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for label, value in named:
+        try:
+            cloudpickle.dumps(value, protocol=5)
+        except Exception as cause:
+            return SerializationError(
+                f"{label} of {function_name}() has type {type(value).__name__}, which cannot "
+                f"be serialised: {cause}. Nothing was sent; pass a picklable value, or create "
+                f"the object inside the task.")
+    return SerializationError(f"the arguments of {function_name}() cannot be serialised: {error}")

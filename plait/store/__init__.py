@@ -1,0 +1,1 @@
+"""BYTES on one node: serialisation layout, the shared-memory arena and its allocator."""
