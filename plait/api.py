@@ -42,7 +42,7 @@ class Session:
         from plait.executor.client import Connection, LocalCluster
         from plait.store.arena import Arena
 
-        self.id = f"{os.getpid():x}{next(_session_counter)}"
+        self.id = f"{os.getpid():x}-{next(_session_counter)}"
         self.cluster = LocalCluster.start(self.id, num_workers, store_memory)
         try:
             self.conn = Connection(self.cluster.config.client_address, self.cluster)
@@ -232,9 +232,9 @@ class Session:
             return False
         if isinstance(message, p.Ready):
             for oid, value in message.values:
-                self.asked.discard(oid)
                 self.pending.discard(oid)
-                if self.refs[oid] > 0 or oid in self.pins:
+                if oid in self.asked or self.refs[oid] > 0:
+                    self.asked.discard(oid)
                     self.values[oid] = value
         else:
             self.replies[message.request] = message

@@ -74,7 +74,7 @@ class TaskError(PlaitError):
 
     @classmethod
     def wrap(cls, function_name: str, task_id: str, node: str, remote_traceback: str,
-             cause: BaseException) -> "TaskError":
+             cause: BaseException) -> TaskError:
         """A TaskError that is also an instance of ``type(cause)``, with cause as __cause__."""
         kind = _task_error_class(type(cause))
         error = kind.__new__(kind)

@@ -15,7 +15,7 @@ def explain(plan: Plan) -> str:
         rows.append((p.task_id, p.function_name, p.node, str(p.stage), inputs,
                      _size(p.bytes_moved), p.reason))
     widths = [min(max(len(r[i]) for r in rows), 48) for i in range(len(header))]
-    lines = ["  ".join(cell[:48].ljust(w) for cell, w in zip(row, widths)).rstrip()
+    lines = ["  ".join(cell[:48].ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     per_node = ", ".join(f"{node}: {n}" for node, n in sorted(plan.tasks_per_node().items()))

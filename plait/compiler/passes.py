@@ -98,7 +98,8 @@ def _unique(inputs):
             yield item
 
 
-def cut_stages(graph: Graph, choices: dict[str, Choice], order: tuple[str, ...]) -> tuple[Stage, ...]:
+def cut_stages(graph: Graph, choices: dict[str, Choice],
+               order: tuple[str, ...]) -> tuple[Stage, ...]:
     """One stage per node that has work, tasks in topological order, nodes in view order."""
     per_node: dict[str, list[str]] = {}
     for task_id in graph.tasks:

@@ -21,10 +21,12 @@ def validate(plan: Plan, graph: Graph, view: ClusterView) -> Plan:
         assert stage.node in nodes, f"stage {stage.index} is on unknown node {stage.node}"
         for tid in stage.task_ids:
             placement = plan.placements[tid]
-            assert placement.node == stage.node, f"{tid} placed on {placement.node}, staged on {stage.node}"
+            assert placement.node == stage.node, (
+                f"{tid} placed on {placement.node}, staged on {stage.node}")
             assert placement.stage == stage.index, f"{tid} names stage {placement.stage}"
             pin = graph.tasks[tid].node
-            assert pin is None or pin == stage.node, f"{tid} pinned to {pin} but placed on {stage.node}"
+            assert pin is None or pin == stage.node, (
+                f"{tid} pinned to {pin} but placed on {stage.node}")
     _check_order(graph)
     _check_inputs(plan, graph, view)
     pairs = [(t.object_id, t.dst) for t in plan.transfers]

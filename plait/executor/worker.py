@@ -152,7 +152,7 @@ class WorkerRuntime:
             outputs = self.store_results(item, value)
         except Exception as error:
             wrapped = TaskError.wrap(item.function_name, item.task_id, self.config.node,
-                                     traceback.format_exc(), error)
+                                     _user_traceback(error), error)
             return self.failed(item, start, _pickled_error(wrapped))
         finally:
             self.current_task = None
@@ -191,7 +191,7 @@ class WorkerRuntime:
             raise ValueError(f"{item.function_name} was declared with num_returns="
                              f"{len(item.outputs)} but returned {type(value).__name__}"
                              f"{'' if values is None else f' of length {len(values)}'}")
-        return tuple((oid, self.store(oid, v)) for oid, v in zip(item.outputs, values))
+        return tuple((oid, self.store(oid, v)) for oid, v in zip(item.outputs, values, strict=True))
 
     # -- values ------------------------------------------------------------------------
 
@@ -273,6 +273,14 @@ class WorkerRuntime:
                 f"{ref.id} was not passed to task {self.current_task} (a task may get the refs "
                 f"nested in its arguments); pass it as an argument instead")
         return self.load(value)
+
+
+def _user_traceback(error: BaseException) -> str:
+    """The traceback from the user's function down, without this module's frames."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb))
 
 
 def _pickled_error(error: BaseException) -> bytes:

@@ -1,0 +1,132 @@
+"""Task errors, timeouts, bad arguments and crashing workers: errors, never hangs."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import plait
+
+pytestmark = pytest.mark.cluster
+
+
+class CustomError(Exception):
+    pass
+
+
+@plait.remote
+def fail(message):
+    raise CustomError(message)
+
+
+@plait.remote
+def inc(x):
+    return x + 1
+
+
+@plait.remote
+def wait_for_file(path):
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path):              # released by the test, not by a timer
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.005)
+    return "done"
+
+
+def crash_with(how: str) -> None:
+    if how == "exit":
+        os._exit(3)
+    if how == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    ctypes.string_at(0)                          # segfault
+
+
+@plait.remote
+def crash_and_count(path, how):
+    with open(path, "a") as f:
+        f.write("attempt\n")
+    crash_with(how)
+
+
+@plait.remote
+def crash_first_time(path):
+    if not os.path.exists(path):
+        open(path, "w").close()
+        crash_with("sigkill")
+    return "recovered"
+
+
+def test_task_error_is_also_the_users_exception(cluster):
+    with pytest.raises(CustomError) as caught:
+        plait.get(fail.remote("boom"))
+    error = caught.value
+    assert isinstance(error, plait.TaskError)
+    assert error.function_name == "fail" and error.node == "node-0"
+    assert "boom" in str(error) and "in fail" in error.remote_traceback
+    assert isinstance(error.cause, CustomError)
+
+
+def test_dependents_of_a_failed_task_fail_with_its_error(cluster):
+    downstream = inc.remote(inc.remote(fail.remote("root cause")))
+    with pytest.raises(plait.TaskError, match="root cause"):
+        plait.get(downstream)
+    assert plait.get(inc.remote(1)) == 2                 # the cluster goes on
+
+
+def test_get_timeout_raises_and_the_task_goes_on(cluster, tmp_path):
+    release = tmp_path / "go"
+    ref = wait_for_file.remote(str(release))
+    with pytest.raises(plait.GetTimeoutError) as caught:
+        plait.get(ref, timeout=0.1)
+    assert isinstance(caught.value, TimeoutError)
+    release.touch()
+    assert plait.get(ref, timeout=30) == "done"
+
+
+def test_wait_with_timeout_returns_what_is_ready(cluster, tmp_path):
+    release = tmp_path / "go"
+    slow, quick = wait_for_file.remote(str(release)), inc.remote(1)
+    ready, pending = plait.wait([slow, quick], num_returns=2, timeout=5)
+    assert ready == [quick] and pending == [slow]
+    release.touch()
+    assert plait.get(slow) == "done"
+
+
+def test_unserialisable_argument_fails_at_submission(cluster):
+    with pytest.raises(plait.SerializationError, match=r"argument 0 of inc\(\).*lock"):
+        inc.remote(threading.Lock())
+    with pytest.raises(TypeError):                        # SerializationError is a TypeError
+        inc.remote(x=threading.Lock())
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill", "segfault"])
+def test_crashing_task_is_retried_then_fails(cluster, tmp_path, how):
+    path = tmp_path / "attempts"
+    ref = crash_and_count.options(max_retries=1).remote(str(path), how)
+    with pytest.raises(plait.WorkerCrashedError) as caught:
+        plait.get(ref, timeout=60)
+    assert path.read_text().count("attempt") == 2
+    assert len(caught.value.attempts) == 2 and "node-0 worker" in str(caught.value)
+    assert plait.get(inc.remote(1), timeout=30) == 2      # workers were replaced
+
+
+def test_crash_with_no_retries_fails_at_once(cluster, tmp_path):
+    path = tmp_path / "attempts"
+    with pytest.raises(plait.WorkerCrashedError):
+        plait.get(crash_and_count.options(max_retries=0).remote(str(path), "sigkill"), timeout=60)
+    assert path.read_text().count("attempt") == 1
+
+
+def test_transient_crash_is_retried_transparently(cluster, tmp_path):
+    assert plait.get(crash_first_time.remote(str(tmp_path / "once")), timeout=60) == "recovered"
+
+
+def test_unknown_node_pin_is_a_plan_error(cluster):
+    with pytest.raises(plait.PlanError, match="node-7"):
+        plait.get(inc.options(node="node-7").remote(1))

@@ -1,0 +1,100 @@
+"""Starting and stopping: implicit init, shutdown and interpreter exit leave nothing behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import plait
+from tests.conftest import assert_nothing_leaked
+
+pytestmark = pytest.mark.cluster
+
+
+def test_first_put_starts_the_cluster_and_shutdown_cleans_up(fresh):
+    assert not plait.is_initialized()
+    assert plait.get(plait.put([1, 2])) == [1, 2]
+    assert plait.is_initialized()
+    (node,) = plait.nodes()
+    assert node.id == "node-0" and node.is_head and node.workers >= 1
+    plait.shutdown()
+    assert not plait.is_initialized()
+    assert_nothing_leaked()
+
+
+def test_init_twice_is_an_error_unless_ignored(fresh):
+    plait.init(num_workers=1)
+    with pytest.raises(plait.ClusterError, match="twice"):
+        plait.init(num_workers=1)
+    plait.init(ignore_reinit_error=True)
+    assert plait.nodes()[0].workers == 1
+
+
+def test_init_rejects_bad_arguments(fresh):
+    with pytest.raises(ValueError):
+        plait.init(num_workers=0)
+    with pytest.raises(TypeError, match="bogus"):
+        plait.init(bogus=1)
+
+
+def test_refs_from_a_finished_session_are_lost_not_stale(fresh):
+    ref = plait.put(b"x" * 1000)
+    plait.shutdown()
+    with pytest.raises(plait.ObjectLostError):
+        plait.get(ref)
+
+
+def run_script(body: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(body)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_interpreter_exit_without_shutdown_leaves_nothing():
+    result = run_script("""
+        import os, numpy as np, plait
+        ref = plait.put(np.ones(1 << 20))
+        print(plait.nodes()[0].pid, plait.nodes()[0].arena, flush=True)
+    """)
+    assert result.returncode == 0, result.stderr
+    pid, arena = result.stdout.split()
+    assert not _alive(int(pid))
+    assert not (__import__("pathlib").Path("/dev/shm") / arena).exists()
+
+
+def test_killed_driver_takes_its_cluster_down():
+    result = run_script("""
+        import os, signal, plait
+        plait.put(1)
+        print(plait.nodes()[0].pid, plait.nodes()[0].arena, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    pid, arena = result.stdout.split()
+    _wait_gone(int(pid))
+    assert not (__import__("pathlib").Path("/dev/shm") / arena).exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    """The node notices its parent is gone within PARENT_CHECK_SECONDS; wait for that."""
+    import os
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"node {pid} still running {timeout} s after its driver died"
+    finally:
+        os.close(fd)

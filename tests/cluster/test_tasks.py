@@ -1,0 +1,143 @@
+"""Remote functions on a real cluster: laziness, argument passing, options, results."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import plait
+
+pytestmark = pytest.mark.cluster
+
+
+@plait.remote
+def inc(x):
+    return x + 1
+
+
+@plait.remote
+def add(x, y):
+    return x + y
+
+
+@plait.remote
+def total(array):
+    return float(array.sum())
+
+
+@plait.remote
+def sum_nested(items):
+    assert all(isinstance(item, plait.ObjectRef) for item in items)
+    return sum(plait.get(items))
+
+
+@plait.remote(num_returns=2)
+def split(x):
+    return x, -x
+
+
+@plait.remote
+def append_line(path, text):
+    with open(path, "a") as f:
+        f.write(text + "\n")
+    return text
+
+
+def lines(path) -> list[str]:
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def test_top_level_refs_arrive_as_values(cluster):
+    a, b = plait.put(np.arange(10)), plait.put(np.arange(10))
+    assert np.array_equal(plait.get(add.remote(a, b)), np.arange(10) * 2)
+
+
+def test_nested_refs_arrive_as_refs_and_can_be_got(cluster):
+    assert plait.get(sum_nested.remote([plait.put(2), inc.remote(3)])) == 6
+
+
+def test_calls_are_lazy_until_requested(cluster, tmp_path):
+    path = tmp_path / "ran"
+    ref = append_line.remote(str(path), "once")
+    plait.get(plait.put(0))                      # a round trip through the node
+    assert "lazy" in repr(ref) and lines(path) == []
+    assert plait.get(ref) == "once"
+    assert lines(path) == ["once"]
+
+
+def test_a_result_is_computed_once(cluster, tmp_path):
+    path = tmp_path / "count"
+    ref = append_line.remote(str(path), "x")
+    child = inc.remote(plait.put(1))
+    assert plait.get(ref) == "x" and plait.get(ref) == "x"
+    assert plait.compute(ref, child) == ("x", 2)
+    assert lines(path) == ["x"]
+
+
+def test_chains_and_fan_out(cluster):
+    ref = plait.put(0)
+    for _ in range(50):
+        ref = inc.remote(ref)
+    assert plait.get(ref) == 50
+    assert plait.get([inc.remote(i) for i in range(500)]) == list(range(1, 501))
+
+
+def test_large_arrays_as_arguments_and_results(cluster):
+    big = np.arange(4 << 20, dtype=np.float64)          # 32 MiB: put implicitly
+    assert plait.get(total.remote(big)) == float(big.sum())
+    doubled = plait.get(add.remote(big, big))
+    assert np.array_equal(doubled, big * 2) and not doubled.flags.writeable
+
+
+def test_num_returns_and_options(cluster):
+    x, y = split.remote(5)
+    assert plait.get([x, y]) == [5, -5]
+    a, b = split.options(num_returns=2, max_retries=0).remote(1)
+    assert plait.get(b) == -1
+    with pytest.raises(plait.InvalidOptionError, match="unknown option"):
+        inc.options(retries=2)
+
+
+def test_calling_a_remote_function_directly_is_a_type_error(cluster):
+    with pytest.raises(TypeError, match=r"inc\.remote"):
+        inc(1)
+
+
+def test_wait_compute_persist(cluster):
+    refs = [inc.remote(i) for i in range(4)]
+    ready, pending = plait.wait(refs, num_returns=4, timeout=30)
+    assert len(ready) == 4 and pending == []
+    assert plait.compute(inc.remote(1), inc.remote(2)) == (2, 3)
+    kept = plait.persist(inc.remote(10))
+    assert "ready" in repr(kept) and kept.compute() == 11
+
+
+def test_compile_and_explain_without_running(cluster, tmp_path):
+    path = tmp_path / "never"
+    ref = append_line.remote(str(path), "no")
+    plan = plait.compile(inc.remote(ref))
+    text = plan.explain()
+    assert "append_line" in text and "inc" in text and "node-0" in text
+    assert [s.node for s in plan.stages] == ["node-0"]
+    assert lines(path) == []
+
+
+def test_graph_built_in_one_call_runs_in_one_stage_message(cluster):
+    refs = [inc.remote(i) for i in range(20)]
+    plan = plait.compile(*refs)
+    assert len(plan.stages) == 1 and len(plan.stages[0].task_ids) == 20
+
+
+def test_worker_processes_share_the_node_store(cluster):
+    @plait.remote
+    def where(_):
+        return os.getpid()
+
+    pids = set(plait.get([where.remote(i) for i in range(50)]))
+    assert os.getpid() not in pids and len(pids) >= 1

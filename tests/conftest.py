@@ -1,0 +1,58 @@
+"""Fixtures for cluster tests: a running plait, and teardown that fails on anything leaked.
+
+Leak checks only look at what this pytest process started (session ids begin with our
+pid in hex), so other plait programs on the machine do not disturb them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import plait
+
+OUR_PREFIX = f"plait-{os.getpid():x}-"
+
+
+def leaked_segments() -> list[str]:
+    return sorted(name for name in os.listdir("/dev/shm") if name.startswith(OUR_PREFIX))
+
+
+def leaked_processes() -> list[str]:
+    """Live processes whose command line names one of our sessions."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if OUR_PREFIX in cmdline and state != "Z":
+            found.append(f"{pid}: {cmdline[:120]}")
+    return found
+
+
+def assert_nothing_leaked() -> None:
+    assert leaked_processes() == [], "plait processes outlived shutdown"
+    assert leaked_segments() == [], "shared-memory segments outlived shutdown"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-worker local cluster shared by one test module, checked for leaks after."""
+    plait.init(num_workers=2)
+    yield plait.nodes()
+    plait.shutdown()
+    assert_nothing_leaked()
+
+
+@pytest.fixture
+def fresh():
+    """No cluster before the test; after it, shut down whatever it started and check."""
+    plait.shutdown()
+    yield
+    plait.shutdown()
+    assert_nothing_leaked()
