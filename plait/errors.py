@@ -83,8 +83,9 @@ class TaskError(PlaitError):
         return error
 
     def __reduce__(self):
-        return (_rebuild_task_error,
-                (self.function_name, self.task_id, self.node, self.remote_traceback, self.cause))
+        wrapped = type(self) is not TaskError
+        return (_rebuild_task_error, (self.function_name, self.task_id, self.node,
+                                      self.remote_traceback, self.cause, wrapped))
 
 
 _TASK_ERROR_CLASSES: dict[type, type] = {}
@@ -112,9 +113,9 @@ def _subclassable(cause_type: type) -> bool:
 
 
 def _rebuild_task_error(function_name: str, task_id: str, node: str, remote_traceback: str,
-                        cause: BaseException | None) -> TaskError:
-    if cause is None:
-        return TaskError(function_name, task_id, node, remote_traceback)
+                        cause: BaseException | None, wrapped: bool = True) -> TaskError:
+    if cause is None or not wrapped:
+        return TaskError(function_name, task_id, node, remote_traceback, cause)
     return TaskError.wrap(function_name, task_id, node, remote_traceback, cause)
 
 

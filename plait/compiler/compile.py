@@ -13,14 +13,15 @@ from plait.graph.graph import Graph
 def compile(graph: Graph, view: ClusterView, options: CompileOptions | None = None) -> Plan:
     """Place every task of ``graph`` on a node of ``view``; equal inputs give an equal plan."""
     options = options or CompileOptions()
-    _check_inputs_known(graph, view)
     graph = cull(graph)
+    _check_inputs_known(graph, view)
     choices = place(graph, view, options)
     stages = cut_stages(graph, choices, view.node_ids())
     stage_of = {tid: stage.index for stage in stages for tid in stage.task_ids}
     placements = {
         tid: Placement(tid, task.function_name, choices[tid].node, stage_of[tid],
-                       choices[tid].reason, choices[tid].inputs, choices[tid].bytes_moved)
+                       choices[tid].reason, choices[tid].inputs, choices[tid].bytes_moved,
+                       task.outputs)
         for tid, task in graph.tasks.items()}
     plan = Plan(graph.targets, placements, stages, plan_transfers(graph, choices),
                 plan_releases(graph))

@@ -14,8 +14,8 @@ def explain(plan: Plan) -> str:
                            for oid, nbytes, nodes in p.inputs) or "-"
         rows.append((p.task_id, p.function_name, p.node, str(p.stage), inputs,
                      _size(p.bytes_moved), p.reason))
-    widths = [min(max(len(r[i]) for r in rows), 48) for i in range(len(header))]
-    lines = ["  ".join(cell[:48].ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     per_node = ", ".join(f"{node}: {n}" for node, n in sorted(plan.tasks_per_node().items()))

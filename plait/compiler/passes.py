@@ -53,7 +53,7 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
     order = view.node_ids()
     if not order:
         raise PlanError("the cluster has no nodes to run tasks on")
-    workers = {n.id: max(n.workers, 1) for n in view.nodes}
+    workers = {n.id: n.workers for n in view.nodes}
     load = {n.id: float(n.queued) for n in view.nodes}
     located: dict[str, tuple[int, tuple[str, ...]]] = {
         oid: (info.nbytes, info.nodes) for oid, info in view.objects.items()}
@@ -86,7 +86,8 @@ def _choose_node(task: TaskNode, inputs: tuple[tuple[str, int, tuple[str, ...]],
     best = max(order, key=lambda n: (local[n], -order.index(n)))
     if local[best] >= LOCALITY_MIN_BYTES:
         return best, f"{_size(local[best])} of its inputs are already there"
-    quiet = min(order, key=lambda n: (load[n] / workers[n], order.index(n)))
+    able = [n for n in order if workers[n] > 0] or list(order)
+    quiet = min(able, key=lambda n: (load[n] / workers[n], order.index(n)))
     return quiet, "small inputs: least-loaded node"
 
 

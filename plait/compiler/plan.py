@@ -19,6 +19,7 @@ class Placement:
     reason: str
     inputs: tuple[tuple[str, int, tuple[str, ...]], ...]   # (object, bytes, nodes holding it)
     bytes_moved: int
+    outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

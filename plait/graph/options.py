@@ -39,16 +39,31 @@ class TaskOptions:
         return dataclasses.replace(self, **changes)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check(key: str, value: Any) -> None:
-    if key == "num_returns" and not (isinstance(value, int) and not isinstance(value, bool)
-                                     and value >= 1):
+    if key == "num_returns" and not (_is_int(value) and value >= 1):
         raise InvalidOptionError(f"num_returns must be an int >= 1, got {value!r}")
-    if key == "max_retries" and not (isinstance(value, int) and not isinstance(value, bool)
-                                     and value >= -1):
+    if key == "max_retries" and not (_is_int(value) and value >= -1):
         raise InvalidOptionError(f"max_retries must be an int >= 0 (or -1: forever), got {value!r}")
-    if key == "node" and value is not None and not isinstance(value, str):
+    if key == "node" and value is not None and not (isinstance(value, str) and value):
         raise InvalidOptionError(f"node must be a node id such as 'node-1', got {value!r}")
     if key == "name" and value is not None and not isinstance(value, str):
         raise InvalidOptionError(f"name must be a string, got {value!r}")
-    if key in ("num_cpus", "num_gpus") and not (isinstance(value, (int, float)) and value >= 0):
+    if key in ("num_cpus", "num_gpus") and not (_is_number(value) and value >= 0):
         raise InvalidOptionError(f"{key} must be a number >= 0, got {value!r}")
+    if key == "memory" and value is not None and not (_is_int(value) and value >= 0):
+        raise InvalidOptionError(f"memory must be a number of bytes, got {value!r}")
+    if key == "resources" and value is not None and not (
+            isinstance(value, dict) and all(isinstance(k, str) and _is_number(v)
+                                            for k, v in value.items())):
+        raise InvalidOptionError(f"resources must map names to amounts, got {value!r}")
+    if key == "retry_exceptions" and not isinstance(value, (bool, list, tuple)):
+        raise InvalidOptionError(f"retry_exceptions must be a bool or exception types, "
+                                 f"got {value!r}")

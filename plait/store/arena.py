@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SHM_DIR = "/dev/shm"
 SEGMENT_PREFIX = "plait-"
@@ -21,6 +21,7 @@ SEGMENT_PREFIX = "plait-"
 # each page from Python-driven copies (Linux >= 5.14; ignored where unsupported).
 _MADV_POPULATE_WRITE = 23
 POPULATE_MIN_BYTES = 4 << 20
+WARM_CHUNK = 2 << 20       # granularity at which a process remembers pages it has mapped
 
 
 @dataclass
@@ -31,6 +32,10 @@ class Arena:
     capacity: int
     _map: mmap.mmap
     view: memoryview
+    _warm: bytearray = field(init=False, repr=False)   # 1 per WARM_CHUNK this process faulted
+
+    def __post_init__(self) -> None:
+        self._warm = bytearray(self.capacity // WARM_CHUNK + 1)
 
     @property
     def path(self) -> str:
@@ -63,19 +68,32 @@ class Arena:
         return self.view[offset:offset + nbytes]
 
     def prefault(self, offset: int, nbytes: int) -> None:
-        """Fault a block's pages in before a large write (best effort)."""
+        """Fault a block's pages into this process before a large write (best effort).
+
+        Chunks this process already faulted are skipped: the arena's pages are reused, so
+        after warm-up a put pays for the copy alone.
+        """
         if nbytes < POPULATE_MIN_BYTES:
             return
-        start = offset - offset % mmap.PAGESIZE
-        try:
-            self._map.madvise(_MADV_POPULATE_WRITE, start, offset + nbytes - start)
-        except OSError:
-            pass
+        first, last = offset // WARM_CHUNK, (offset + nbytes - 1) // WARM_CHUNK
+        cold = [c for c in range(first, last + 1) if not self._warm[c]]
+        for start, stop in _runs(cold):
+            begin = max(start * WARM_CHUNK, offset - offset % mmap.PAGESIZE)
+            end = min(stop * WARM_CHUNK, offset + nbytes)
+            try:
+                self._map.madvise(_MADV_POPULATE_WRITE, begin, end - begin)
+            except OSError:
+                return
+            self._warm[start:stop] = b"\x01" * (stop - start)
 
     def close(self) -> None:
-        """Unmap this process's view; fails (BufferError) while zero-copy views exist."""
+        """Unmap this process's view; BufferError (and still mapped) while views exist."""
         self.view.release()
-        self._map.close()
+        try:
+            self._map.close()
+        except BufferError:
+            self.view = memoryview(self._map)     # stay usable: zero-copy views remain
+            raise
 
     def unlink(self) -> None:
         """Remove the segment (the node process does this once, at shutdown)."""
@@ -83,3 +101,18 @@ class Arena:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+def _runs(chunks: list[int]) -> list[tuple[int, int]]:
+    """Sorted chunk numbers as half-open runs.
+
+    >>> _runs([1, 2, 3, 7, 9, 10])
+    [(1, 4), (7, 8), (9, 11)]
+    """
+    runs: list[tuple[int, int]] = []
+    for chunk in chunks:
+        if runs and runs[-1][1] == chunk:
+            runs[-1] = (runs[-1][0], chunk + 1)
+        else:
+            runs.append((chunk, chunk + 1))
+    return runs

@@ -111,10 +111,16 @@ def deserialize(data: memoryview | bytes,
 
 def split_layout(view: memoryview) -> tuple[memoryview, list[memoryview]]:
     """The pickle stream and buffer slices of a layout (views into ``view``)."""
+    if view.nbytes < _HEADER.size:
+        raise DeserializationError(f"not a plait object: {view.nbytes} bytes is too short")
     magic, count, stream_len = _HEADER.unpack_from(view, 0)
     if magic != _MAGIC:
         raise DeserializationError("not a plait object: bad magic (memory reused or corrupt?)")
+    if _HEADER.size + 8 * count > view.nbytes:
+        raise DeserializationError(f"corrupt plait object: {count} buffers cannot fit")
     lengths = struct.unpack_from(f"<{count}Q", view, _HEADER.size)
+    if _align(_HEADER.size + 8 * count) + stream_len + sum(lengths) > view.nbytes:
+        raise DeserializationError("corrupt plait object: its parts overrun its length")
     offset = _align(_HEADER.size + 8 * count)
     stream = view[offset:offset + stream_len]
     offset += stream_len

@@ -1,0 +1,289 @@
+"""The compiler over hand-built plain data: graphs, cluster views, plans. No processes.
+
+Graphs here are built from TaskNode records directly (no ObjectRefs, no runtime), which is
+exactly what the compiler sees in production.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import plait
+from plait.compiler import (ClusterView, CompileOptions, NodeView, ObjectInfo, Plan, Stage,
+                            Transfer, compile, validate)
+from plait.graph.graph import Graph, TaskNode
+
+MiB = 1 << 20
+THREE_NODES = ClusterView((NodeView("node-0", 2), NodeView("node-1", 2), NodeView("node-2", 2)))
+
+
+def task(task_id: str, *reads: str, node: str | None = None, function: str = "fn") -> TaskNode:
+    """A one-result task reading ``reads`` as top-level arguments."""
+    return TaskNode(task_id, function, f"{function}@0", tuple(reads), (task_id,), node=node)
+
+
+def graph(*tasks: TaskNode, targets: tuple[str, ...] | None = None) -> Graph:
+    """Tasks in the given (topological) order; by default the last task is the target."""
+    return Graph({t.id: t for t in tasks}, targets or (tasks[-1].id,))
+
+
+def view(*objects: ObjectInfo, nodes: ClusterView = THREE_NODES) -> ClusterView:
+    return ClusterView(nodes.nodes, {o.id: o for o in objects})
+
+
+def diamond() -> Graph:
+    return graph(task("a", "p"), task("b", "a"), task("c", "a"), task("d", "b", "c"))
+
+
+# -- determinism and culling ---------------------------------------------------------------
+
+def test_equal_inputs_give_equal_plans():
+    objects = (ObjectInfo("p", 300 * MiB, ("node-2",)),)
+    first = compile(diamond(), view(*objects))
+    second = compile(diamond(), view(*objects))
+    assert first == second
+    assert first is not second
+    assert first.explain() == second.explain()
+
+
+def test_tasks_no_target_needs_are_culled():
+    g = graph(task("a"), task("unused", "a"), task("b", "a"), task("orphan"), targets=("b",))
+    plan = compile(g, THREE_NODES)
+    assert set(plan.placements) == {"a", "b"}
+    assert sorted(tid for stage in plan.stages for tid in stage.task_ids) == ["a", "b"]
+
+
+def test_target_that_is_an_input_needs_no_task():
+    plan = compile(Graph({}, ("p",)), view(ObjectInfo("p", 10, ("node-1",))))
+    assert plan.placements == {} and plan.stages == () and plan.transfers == ()
+
+
+# -- placement -----------------------------------------------------------------------------
+
+def test_task_runs_where_its_large_input_already_is():
+    g = graph(task("t", "big"))
+    plan = compile(g, view(ObjectInfo("big", 200 * MiB, ("node-1",))))
+    placement = plan.placements["t"]
+    assert placement.node == "node-1"
+    assert placement.bytes_moved == 0
+    assert plan.bytes_moved == 0 and plan.transfers == ()
+    assert "200.0 MiB" in placement.reason and "already there" in placement.reason
+    assert placement.inputs == (("big", 200 * MiB, ("node-1",)),)
+
+
+def test_task_follows_the_larger_share_of_its_inputs():
+    g = graph(task("t", "x", "y"))
+    plan = compile(g, view(ObjectInfo("x", 50 * MiB, ("node-0",)),
+                           ObjectInfo("y", 80 * MiB, ("node-2",))))
+    assert plan.placements["t"].node == "node-2"
+    assert plan.placements["t"].bytes_moved == 50 * MiB
+    assert plan.transfers == (Transfer("x", "node-0", "node-2", 50 * MiB),)
+
+
+def test_consumers_of_a_large_input_follow_it_down_a_chain():
+    g = graph(task("a", "big"), task("b", "a", "big"), task("c", "b", "big"))
+    plan = compile(g, view(ObjectInfo("big", 64 * MiB, ("node-2",))))
+    assert {p.node for p in plan.placements.values()} == {"node-2"}
+    assert len(plan.stages) == 1
+
+
+def test_small_independent_tasks_spread_in_proportion_to_workers():
+    nodes = ClusterView((NodeView("node-0", 1), NodeView("node-1", 3)))
+    g = graph(*(task(f"t{i}") for i in range(40)), targets=tuple(f"t{i}" for i in range(40)))
+    plan = compile(g, nodes)
+    assert plan.tasks_per_node() == {"node-0": 10, "node-1": 30}
+    assert all(p.reason == "small inputs: least-loaded node" for p in plan.placements.values())
+
+
+def test_queued_work_counts_as_load():
+    nodes = ClusterView((NodeView("node-0", 1, queued=5), NodeView("node-1", 1)))
+    g = graph(*(task(f"t{i}") for i in range(3)), targets=("t0", "t1", "t2"))
+    assert compile(g, nodes).tasks_per_node() == {"node-1": 3}
+
+
+def test_small_input_does_not_attract_its_readers():
+    g = graph(*(task(f"t{i}", "small") for i in range(6)),
+              targets=tuple(f"t{i}" for i in range(6)))
+    plan = compile(g, view(ObjectInfo("small", 100, ("node-2",))))
+    assert plan.tasks_per_node() == {"node-0": 2, "node-1": 2, "node-2": 2}
+
+
+def test_pin_is_obeyed_even_against_locality():
+    g = graph(task("t", "big", node="node-2"))
+    plan = compile(g, view(ObjectInfo("big", 200 * MiB, ("node-1",))))
+    assert plan.placements["t"].node == "node-2"
+    assert "pinned" in plan.placements["t"].reason
+    assert plan.transfers == (Transfer("big", "node-1", "node-2", 200 * MiB),)
+
+
+def test_pin_to_unknown_node_is_a_plan_error_naming_it():
+    with pytest.raises(plait.PlanError, match="'node-9'") as info:
+        compile(graph(task("t", node="node-9")), THREE_NODES)
+    assert "t (fn)" in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_input_missing_from_the_view_is_a_plan_error_naming_it():
+    with pytest.raises(plait.PlanError, match="object gone-7"):
+        compile(graph(task("t", "gone-7")), THREE_NODES)
+
+
+def test_a_cluster_without_nodes_is_a_plan_error():
+    with pytest.raises(plait.PlanError, match="no nodes"):
+        compile(graph(task("t")), ClusterView(()))
+
+
+# -- transfers, releases, stages -----------------------------------------------------------
+
+def test_an_object_is_copied_once_per_node_however_many_tasks_read_it():
+    readers = [task(f"r{i}", "big", node="node-0") for i in range(5)]
+    g = graph(*readers, targets=tuple(r.id for r in readers))
+    plan = compile(g, view(ObjectInfo("big", 200 * MiB, ("node-1",))))
+    assert plan.transfers == (Transfer("big", "node-1", "node-0", 200 * MiB),)
+    assert plan.bytes_moved == 200 * MiB
+
+
+def test_a_small_object_read_everywhere_goes_once_to_each_other_node():
+    readers = [task(f"r{i}", "s") for i in range(30)]
+    g = graph(*readers, targets=tuple(r.id for r in readers))
+    plan = compile(g, view(ObjectInfo("s", 1024, ("node-0",))))
+    assert sorted((t.object_id, t.src, t.dst) for t in plan.transfers) == [
+        ("s", "node-0", "node-1"), ("s", "node-0", "node-2")]
+
+
+def test_intermediates_are_released_after_their_last_reader():
+    g = graph(task("a", "p"), task("b", "a"), task("c", "b"), task("d", "a", "c"))
+    plan = compile(g, view(ObjectInfo("p", 10, ("node-0",))))
+    assert plan.releases == {"a": "d", "b": "c", "c": "d"}
+
+
+def test_targets_and_inputs_are_never_released():
+    g = graph(task("a", "p"), task("b", "a"), targets=("a", "b"))
+    plan = compile(g, view(ObjectInfo("p", 10, ("node-0",))))
+    assert plan.releases == {}
+
+
+def test_stages_list_tasks_in_topological_order():
+    g = graph(task("a", "big0"), task("b", "big1"), task("c", "a", "b"),
+              task("d", "c", "big0"), task("e", "d", "big1"), task("f", "e", "c"))
+    plan = compile(g, view(ObjectInfo("big0", 10 * MiB, ("node-0",)),
+                           ObjectInfo("big1", 20 * MiB, ("node-1",))))
+    position = {tid: i for i, tid in enumerate(g.tasks)}
+    assert len(plan.stages) >= 2
+    for stage in plan.stages:
+        assert [position[t] for t in stage.task_ids] == sorted(position[t] for t in stage.task_ids)
+        for tid in stage.task_ids:
+            assert plan.placements[tid].stage == stage.index
+    assert [stage.index for stage in plan.stages] == list(range(len(plan.stages)))
+
+
+def test_stages_follow_view_order_one_per_busy_node():
+    g = graph(task("a", node="node-2"), task("b", node="node-0"), targets=("a", "b"))
+    plan = compile(g, THREE_NODES)
+    assert plan.stages == (Stage(0, "node-0", ("b",)), Stage(1, "node-2", ("a",)))
+
+
+# -- validate ------------------------------------------------------------------------------
+
+def _valid():
+    g = graph(task("a", "big"), task("b", "a", node="node-0"))
+    v = view(ObjectInfo("big", 100 * MiB, ("node-1",)))
+    return compile(g, v), g, v
+
+
+def test_validate_returns_a_good_plan_unchanged():
+    plan, g, v = _valid()
+    assert validate(plan, g, v) is plan
+
+
+def _broken_plans():
+    """(what is broken, plan builder) pairs; each builder breaks one invariant of _valid()."""
+    def moved_placement(plan: Plan) -> Plan:
+        a = dataclasses.replace(plan.placements["a"], node="node-2")
+        return dataclasses.replace(plan, placements={**plan.placements, "a": a})
+
+    def dropped_from_stages(plan: Plan) -> Plan:
+        stages = tuple(dataclasses.replace(s, task_ids=tuple(t for t in s.task_ids if t != "a"))
+                       for s in plan.stages)
+        return dataclasses.replace(plan, stages=stages)
+
+    def unknown_node(plan: Plan) -> Plan:
+        stages = tuple(dataclasses.replace(s, node="node-7") for s in plan.stages)
+        return dataclasses.replace(plan, stages=stages)
+
+    def copied_twice(plan: Plan) -> Plan:
+        return dataclasses.replace(plan, transfers=plan.transfers * 2)
+
+    def copied_to_itself(plan: Plan) -> Plan:
+        return dataclasses.replace(plan, transfers=(Transfer("a", "node-1", "node-1", 1024),))
+
+    def unplaced(plan: Plan) -> Plan:
+        return dataclasses.replace(plan, placements={"a": plan.placements["a"]})
+
+    def wrong_stage_number(plan: Plan) -> Plan:
+        b = dataclasses.replace(plan.placements["b"], stage=5)
+        return dataclasses.replace(plan, placements={**plan.placements, "b": b})
+
+    return [("exactly one stage", dropped_from_stages), ("placed on node-2", moved_placement),
+            ("unknown node node-7", unknown_node), ("more than once", copied_twice),
+            ("to its own node", copied_to_itself), ("every task must be placed", unplaced),
+            ("names stage 5", wrong_stage_number)]
+
+
+@pytest.mark.parametrize("message, breaks", _broken_plans(),
+                         ids=[breaks.__name__ for _, breaks in _broken_plans()])
+def test_validate_names_the_broken_invariant(message, breaks):
+    plan, g, v = _valid()
+    with pytest.raises(AssertionError, match=message):
+        validate(breaks(plan), g, v)
+
+
+def test_validate_catches_a_broken_pin():
+    plan, g, v = _valid()
+    pinned = Graph({**g.tasks, "a": dataclasses.replace(g.tasks["a"], node="node-2")}, g.targets)
+    with pytest.raises(AssertionError, match="pinned to node-2"):
+        validate(plan, pinned, v)
+
+
+def test_validate_catches_a_graph_out_of_order():
+    plan, g, v = _valid()
+    backwards = Graph({"b": g.tasks["b"], "a": g.tasks["a"]}, g.targets)
+    with pytest.raises(AssertionError, match="reads a before a produces it"):
+        validate(plan, backwards, v)
+
+
+# -- explain -------------------------------------------------------------------------------
+
+def test_explain_names_every_task_node_and_the_totals():
+    g = graph(task("load-1", "big"), task("mean-2", "load-1"), task("pin-3", "mean-2",
+                                                                    node="node-2"))
+    plan = compile(g, view(ObjectInfo("big", 200 * MiB, ("node-1",))))
+    text = plan.explain()
+    for placement in plan.placements.values():
+        assert placement.task_id in text
+        assert placement.node in text
+    # load-1 follows big to node-1; mean-2 reads only load-1's result, guessed small
+    # (CompileOptions.result_bytes_guess), so it goes to the quiet node-0; pin-3 is pinned.
+    assert [plan.placements[t].node for t in g.tasks] == ["node-1", "node-0", "node-2"]
+    assert "3 tasks in 3 stage(s); tasks per node: node-0: 1, node-1: 1, node-2: 1" in text
+    assert "predicted bytes moved: 2.0 KiB in 2 transfer(s)" in text
+    assert "already there" in text and "pinned" in text
+
+
+def test_repr_summarises_the_plan():
+    plan = compile(graph(task("t", "big")), view(ObjectInfo("big", 2 * MiB, ("node-1",))))
+    assert repr(plan) == "Plan(1 tasks, 1 stages, 0 transfers, 0 bytes moved)"
+
+
+# -- size ----------------------------------------------------------------------------------
+
+def test_a_fan_out_of_10000_tasks_compiles():
+    readers = [task(f"r{i}", "src") for i in range(10_000)]
+    g = graph(task("src"), *readers, targets=tuple(r.id for r in readers))
+    plan = compile(g, THREE_NODES, CompileOptions())
+    assert len(plan.placements) == 10_001
+    assert sum(plan.tasks_per_node().values()) == 10_001
+    assert max(plan.tasks_per_node().values()) - min(plan.tasks_per_node().values()) <= 1
+    assert len(plan.transfers) == 2   # src's result goes once to each other node

@@ -1,0 +1,329 @@
+"""The graph layer without a cluster: ids, options, call encoding, collect, remote functions.
+
+A FakeRuntime (tests/fakes.py) stands in for the session, so every ObjectRef and Task here
+is built from plain dicts and nothing starts a process.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import plait
+from plait.graph import context
+from plait.graph.graph import Graph, collect
+from plait.graph.ids import IdGenerator, output_id
+from plait.graph.options import TaskOptions
+from plait.graph.refs import ObjectRef
+from plait.graph.remote_function import RemoteFunction
+from plait.graph.task import LARGE_ARGUMENT_BYTES, ArgRef, decode_call, encode_call
+from tests.fakes import FakeRuntime, installed_runtime
+
+
+@pytest.fixture
+def runtime():
+    with installed_runtime() as fake:
+        yield fake
+
+
+@plait.remote
+def source():
+    return 1
+
+
+@plait.remote
+def inc(x):
+    return x + 1
+
+
+@plait.remote
+def add(x, y):
+    return x + y
+
+
+@plait.remote(num_returns=2)
+def split(x):
+    return x, x
+
+
+def _topological(graph: Graph) -> bool:
+    """True when every task comes after the producers of everything it reads."""
+    position = {tid: i for i, tid in enumerate(graph.tasks)}
+    return all(position[graph.producer[oid]] < position[tid]
+               for tid, task in graph.tasks.items()
+               for oid in task.reads if oid in graph.producer)
+
+
+# -- ids -----------------------------------------------------------------------------------
+
+def test_ids_count_up_in_hex_across_stems():
+    ids = IdGenerator()
+    made = [ids.new("inc") for _ in range(10)] + [ids.new("add")]
+    assert made[:3] == ["inc-1", "inc-2", "inc-3"]
+    assert made[9] == "inc-a"
+    assert made[10] == "add-b"
+
+
+def test_ids_are_deterministic_per_generator():
+    assert [IdGenerator().new("f") for _ in range(2)] == ["f-1", "f-1"]
+
+
+def test_ids_replace_unsafe_characters_and_keep_the_prefix():
+    ids = IdGenerator(prefix="w3.")
+    assert ids.new("my func/x") == "w3.my_func_x-1"
+    assert ids.new("<lambda>") == "w3.<lambda>-2"
+
+
+def test_output_ids_suffix_only_when_several_results():
+    assert output_id("inc-1", 0, 1) == "inc-1"
+    assert [output_id("split-2", i, 3) for i in range(3)] == ["split-2.0", "split-2.1",
+                                                              "split-2.2"]
+
+
+# -- options -------------------------------------------------------------------------------
+
+def test_merged_applies_changes_and_leaves_the_original_alone():
+    base = TaskOptions()
+    changed = base.merged(num_returns=2, max_retries=0, node="node-1", name="f", num_cpus=0.5)
+    assert (changed.num_returns, changed.max_retries, changed.node, changed.name,
+            changed.num_cpus) == (2, 0, "node-1", "f", 0.5)
+    assert base == TaskOptions()
+
+
+def test_max_retries_minus_one_means_forever():
+    assert TaskOptions().merged(max_retries=-1).max_retries == -1
+
+
+def test_unknown_option_is_named_with_the_valid_ones():
+    with pytest.raises(plait.InvalidOptionError, match="unknown option 'num_return'") as info:
+        TaskOptions().merged(num_return=2)
+    assert "num_returns" in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("num_returns", 0), ("num_returns", True), ("num_returns", 1.0), ("num_returns", "2"),
+    ("max_retries", -2), ("max_retries", False), ("max_retries", 1.5),
+    ("node", 1), ("name", 3), ("num_cpus", -1), ("num_cpus", "1"), ("num_gpus", -0.5),
+])
+def test_ill_typed_option_values_are_refused(key, value):
+    with pytest.raises(plait.InvalidOptionError, match=key):
+        TaskOptions().merged(**{key: value})
+
+
+def test_remote_decorator_and_options_check_at_once():
+    with pytest.raises(plait.InvalidOptionError):
+        plait.remote(num_returns=0)
+    with pytest.raises(plait.InvalidOptionError, match="unknown option 'nod'"):
+        inc.options(nod="node-1")
+
+
+def test_options_copy_keeps_the_function_and_the_defaults():
+    pinned = inc.options(node="node-2")
+    assert isinstance(pinned, RemoteFunction)
+    assert pinned.default_options.node == "node-2"
+    assert inc.default_options.node is None
+    assert pinned.name == "inc"
+    assert inc.options(name="renamed").name == "renamed"
+
+
+# -- remote functions ----------------------------------------------------------------------
+
+def test_calling_a_remote_function_directly_says_to_use_remote():
+    with pytest.raises(TypeError, match=r"\.remote"):
+        inc(1)
+
+
+def test_remote_on_a_class_or_with_a_positional_value_is_a_type_error():
+    with pytest.raises(TypeError, match="class"):
+        @plait.remote
+        class Counter:
+            pass
+    with pytest.raises(TypeError):
+        plait.remote(1, 2)
+
+
+def test_remote_uses_the_installed_runtime_and_builds_nothing_else(runtime):
+    ref = inc.remote(1)
+    assert isinstance(ref, ObjectRef)
+    assert ref.id == "inc-1"
+    assert ref.task.id == "inc-1" and not ref.task.submitted
+    assert ref.task.deps == () and ref.task.nested == ()
+    assert runtime.refs["inc-1"] == 1
+    assert runtime.values == {}
+
+
+def test_num_returns_gives_one_ref_per_result(runtime):
+    first, second = split.remote(1)
+    assert (first.id, second.id) == ("split-1.0", "split-1.1")
+    assert first.task is second.task
+
+
+def test_refs_report_birth_and_death_to_the_runtime(runtime):
+    ref = source.remote()
+    assert runtime.refs[ref.id] == 1
+    copy = ObjectRef(ref.id)
+    assert runtime.refs[ref.id] == 2
+    del copy
+    assert runtime.refs[ref.id] == 1
+
+
+def test_ref_equality_repr_and_pickle_carry_only_the_id(runtime):
+    ref = source.remote()
+    clone = pickle.loads(pickle.dumps(ref))
+    assert clone == ref and hash(clone) == hash(ref)
+    assert clone.task is None
+    assert repr(ref) == f"ObjectRef({ref.id}, lazy)"
+    stored = runtime.put(3)
+    assert repr(stored) == f"ObjectRef({stored.id}, ready)"
+    assert stored.compute() == 3   # compute asks the runtime's get
+
+
+def test_repr_without_a_session_does_not_start_one():
+    previous = context.active()
+    context.install(None)
+    try:
+        assert repr(ObjectRef("put-1")) == "ObjectRef(put-1, no session)"
+    finally:
+        context.install(previous)
+
+
+# -- encode_call / decode_call --------------------------------------------------------------
+
+def test_top_level_refs_become_placeholders_nested_refs_stay_refs(runtime):
+    a, b, c = runtime.put("A"), runtime.put("B"), runtime.put("C")
+    payload, deps, nested = encode_call("f", (a, 1, [b]), {"k": c, "plain": "v"}, runtime.put)
+    assert deps == (a, c)
+    assert nested == (b,)
+    args, kwargs = decode_call(payload, ["value-a", "value-c"])
+    assert args[0] == "value-a" and args[1] == 1
+    assert isinstance(args[2][0], ObjectRef) and args[2][0].id == b.id
+    assert kwargs == {"k": "value-c", "plain": "v"}
+
+
+def test_payload_holds_placeholders_not_values(runtime):
+    a = runtime.put("A")
+    payload, _, _ = encode_call("f", (a,), {}, runtime.put)
+    args, _ = pickle.loads(payload)
+    assert isinstance(args[0], ArgRef) and args[0].index == 0
+
+
+def test_large_arrays_are_put_once_and_passed_as_dependencies(runtime):
+    big = np.zeros(LARGE_ARGUMENT_BYTES // 8 + 1)
+    small = np.zeros(4)
+    payload, deps, _ = encode_call("f", (big, small), {}, runtime.put)
+    assert [ref.id for ref in deps] == runtime.puts
+    assert len(payload) < LARGE_ARGUMENT_BYTES
+    args, _ = decode_call(payload, [runtime.values[deps[0].id]])
+    assert args[0] is big
+    np.testing.assert_array_equal(args[1], small)
+
+
+def test_large_bytes_are_put_too(runtime):
+    _, deps, _ = encode_call("f", (b"x" * (LARGE_ARGUMENT_BYTES + 1), b"small"), {},
+                             runtime.put)
+    assert len(deps) == 1 and len(runtime.puts) == 1
+
+
+def test_task_records_dependency_and_nested_ids(runtime):
+    a = runtime.put(1)
+    b = runtime.put(2)
+    ref = add.remote(a, y=[b, b])
+    assert ref.task.dep_ids == (a.id,)
+    assert ref.task.nested_ids == (b.id,)   # repeated nested refs are listed once
+
+
+def test_unpicklable_argument_is_named_with_its_position_and_type(runtime):
+    with pytest.raises(plait.SerializationError) as info:
+        add.remote(1, threading.Lock())
+    message = str(info.value)
+    assert isinstance(info.value, TypeError)
+    assert "argument 1 of add()" in message
+    assert "type lock" in message
+    assert "Nothing was sent" in message
+
+
+def test_unpicklable_keyword_argument_is_named(runtime):
+    with pytest.raises(plait.SerializationError, match="keyword argument 'y' .*type lock"):
+        encode_call("add", (1,), {"y": threading.Lock()}, runtime.put)
+
+
+# -- collect -------------------------------------------------------------------------------
+
+def test_collect_diamond_is_topological_and_shares_the_source(runtime):
+    top = source.remote()
+    left, right = inc.remote(top), inc.remote(top)
+    bottom = add.remote(left, right)
+    graph, tasks = collect([bottom])
+    assert list(graph.tasks)[0] == top.id and list(graph.tasks)[-1] == bottom.id
+    assert set(graph.tasks) == {top.id, left.id, right.id, bottom.id}
+    assert _topological(graph)
+    assert graph.targets == (bottom.id,)
+    assert graph.tasks[bottom.id].deps == (left.id, right.id)
+    assert graph.inputs() == []
+    assert set(tasks) == set(graph.tasks) and tasks[top.id] is top.task
+    assert sorted(graph.to_networkx().edges) == sorted(
+        [(top.id, left.id), (top.id, right.id), (left.id, bottom.id), (right.id, bottom.id)])
+
+
+def test_collect_records_function_options_and_nested_reads(runtime):
+    a = source.remote()
+    ref = inc.options(node="node-1", max_retries=0).remote([a])
+    graph, _ = collect([ref])
+    node = graph.tasks[ref.id]
+    assert (node.function_name, node.node, node.max_retries) == ("inc", "node-1", 0)
+    assert node.function_id.startswith("inc@")
+    assert node.deps == () and node.nested == (a.id,) and node.reads == (a.id,)
+    assert list(graph.tasks) == [a.id, ref.id]
+
+
+def test_collect_of_several_refs_lists_shared_tasks_once(runtime):
+    first, second = split.remote(source.remote())
+    graph, _ = collect([first, second, first])
+    assert len(graph.tasks) == 2
+    assert graph.targets == (first.id, second.id, first.id)
+
+
+def test_collect_a_chain_of_20000_tasks_without_recursion(runtime):
+    ref = runtime.put(0)
+    start = ref
+    for _ in range(20_000):
+        ref = inc.remote(ref)
+    graph, _ = collect([ref])
+    assert len(graph.tasks) == 20_000
+    assert _topological(graph)
+    assert graph.inputs() == [start.id]
+    assert list(graph.tasks)[-1] == ref.id
+
+
+def test_submitted_tasks_are_boundaries_read_as_inputs(runtime):
+    done = inc.remote(source.remote())
+    done.task.submitted = True
+    ref = add.remote(done, source.remote())
+    graph, _ = collect([ref])
+    assert done.id not in graph.tasks
+    assert len(graph.tasks) == 2
+    assert graph.inputs() == [done.id]
+
+
+def test_collect_of_a_submitted_or_put_ref_is_empty_with_the_ref_as_input(runtime):
+    stored = runtime.put(1)
+    graph, tasks = collect([stored])
+    assert graph.tasks == {} and tasks == {}
+    assert graph.inputs() == [stored.id]
+
+
+def test_graph_consumers_lists_every_reader(runtime):
+    top = source.remote()
+    readers = [inc.remote(top) for _ in range(3)]
+    graph, _ = collect(readers)
+    assert graph.consumers()[top.id] == [r.id for r in readers]
+
+
+def test_fake_runtime_is_uninstalled_after_the_fixture():
+    with installed_runtime() as fake:
+        assert context.active() is fake
+    assert not isinstance(context.active(), FakeRuntime)

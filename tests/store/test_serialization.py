@@ -1,0 +1,196 @@
+"""The object layout: values -> header, pickle stream, aligned out-of-band buffers -> values.
+
+Zero-copy claims are proven with ``np.shares_memory`` against the buffer the layout was
+written into, not assumed.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+import plait
+from plait.store import serialization
+from plait.store.serialization import (ALIGNMENT, PARALLEL_COPY_BYTES, Serialized, copy_bytes,
+                                       deserialize, serialize, split_layout)
+
+
+def written(value: object) -> tuple[Serialized, bytearray]:
+    """``value`` serialised and laid out in a fresh buffer (as a store block would be)."""
+    serialized = serialize(value)
+    block = bytearray(serialized.nbytes)
+    serialized.write_into(memoryview(block))
+    return serialized, block
+
+
+def as_bytes(block: bytearray) -> np.ndarray:
+    return np.frombuffer(block, dtype=np.uint8)
+
+
+# -- numpy: zero-copy and read-only ------------------------------------------------------
+
+def test_array_comes_back_equal_zero_copy_and_read_only():
+    source = np.arange(100_000, dtype=np.float64)
+    _, block = written(source)
+    result = deserialize(memoryview(block))
+    np.testing.assert_array_equal(result, source)
+    assert result.dtype == source.dtype and result.shape == source.shape
+    assert np.shares_memory(result, as_bytes(block))
+    assert not np.shares_memory(result, source)
+    assert not result.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        result[0] = 1.0
+
+
+def test_serialize_keeps_the_array_buffer_out_of_band_without_copying():
+    source = np.ones((300, 200), dtype=np.int32)
+    serialized = serialize(source)
+    assert len(serialized.buffers) == 1
+    assert np.shares_memory(np.asarray(serialized.buffers[0]), source)
+    assert len(serialized.stream) < 1024
+
+
+def test_buffers_start_on_aligned_offsets():
+    _, block = written({"a": np.ones(3, dtype=np.uint8), "b": np.ones(1000)})
+    stream, buffers = split_layout(memoryview(block))
+    base = as_bytes(block).ctypes.data
+    for buffer in buffers:
+        assert (np.asarray(buffer).ctypes.data - base) % ALIGNMENT == 0
+
+
+def test_several_out_of_band_buffers_each_map_the_block():
+    value = {"ints": np.arange(1000, dtype=np.int64),
+             "floats": np.linspace(0, 1, 777, dtype=np.float32),
+             "grid": np.eye(50, dtype=np.complex128)}
+    serialized, block = written(value)
+    assert len(serialized.buffers) == 3
+    result = deserialize(memoryview(block))
+    assert result.keys() == value.keys()
+    for key, array in value.items():
+        np.testing.assert_array_equal(result[key], array)
+        assert result[key].dtype == array.dtype
+        assert np.shares_memory(result[key], as_bytes(block))
+        assert not result[key].flags.writeable
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.arange(1000.0)[::3],                       # strided view
+    lambda: np.asfortranarray(np.arange(600).reshape(20, 30)),
+    lambda: np.arange(600).reshape(20, 30).T,
+    lambda: np.arange(24).reshape(2, 3, 4)[:, ::2, 1:],
+    lambda: np.zeros(0),
+], ids=["strided", "fortran", "transposed", "sliced-3d", "empty"])
+def test_non_contiguous_and_empty_arrays_round_trip(make):
+    source = make()
+    _, block = written(source)
+    result = deserialize(bytes(block))
+    np.testing.assert_array_equal(result, source)
+    assert result.shape == source.shape and result.dtype == source.dtype
+
+
+def test_fortran_order_is_kept():
+    source = np.asfortranarray(np.arange(600.0).reshape(20, 30))
+    _, block = written(source)
+    assert deserialize(memoryview(block)).flags.f_contiguous
+
+
+# -- plain Python values -----------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    None, 0, -7, 3.5, "text", "ünïcode ✓", b"\x00bytes", [], [1, [2, [3]]], (1, "a"),
+    {"a": 1, "nested": {"b": [None, 2.0]}}, {1, 2, 3}, "x" * 300_000,
+], ids=lambda value: type(value).__name__)
+def test_python_values_round_trip_inline(value):
+    data = serialize(value).to_bytes()
+    assert deserialize(data) == value
+
+
+def test_nbytes_is_the_length_of_the_layout():
+    for value in (None, "abc", np.arange(1001, dtype=np.uint8), {"x": np.ones(3)}):
+        serialized = serialize(value)
+        assert len(serialized.to_bytes()) == serialized.nbytes
+
+
+def test_write_into_a_larger_block_ignores_the_tail():
+    serialized = serialize([1, 2, 3])
+    block = bytearray(serialized.nbytes + 4096)
+    serialized.write_into(memoryview(block))
+    assert deserialize(memoryview(block)) == [1, 2, 3]
+
+
+def test_functions_and_lambdas_round_trip_with_cloudpickle():
+    scale = 3
+    double = deserialize(serialize(lambda x: x * scale).to_bytes())
+    assert double(2) == 6
+
+
+def test_wrap_buffer_sees_every_buffer_once():
+    _, block = written([np.ones(10), np.zeros(20)])
+    seen = []
+
+    def wrap(view: memoryview) -> memoryview:
+        seen.append(view.nbytes)
+        return view
+
+    deserialize(memoryview(block), wrap)
+    assert seen == [80, 160]
+
+
+# -- errors ------------------------------------------------------------------------------
+
+def test_bad_magic_is_a_deserialization_error():
+    data = bytearray(serialize("hello").to_bytes())
+    data[:4] = b"NOPE"
+    with pytest.raises(plait.DeserializationError, match="bad magic"):
+        deserialize(bytes(data))
+
+
+def test_corrupt_stream_is_a_deserialization_error():
+    data = bytearray(serialize({"a": 1}).to_bytes())
+    _, _, stream_len = struct.unpack_from("<4sIQ", data)
+    start = len(data) - stream_len
+    data[start:] = b"\xff" * stream_len
+    with pytest.raises(plait.DeserializationError, match="could not be unpickled"):
+        deserialize(bytes(data))
+
+
+def test_unpicklable_value_is_a_serialization_error_naming_its_type():
+    with pytest.raises(plait.SerializationError, match="type lock") as info:
+        serialize(threading.Lock())
+    assert isinstance(info.value, TypeError)
+
+
+# -- copy_bytes --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [0, 1, 4095, PARALLEL_COPY_BYTES - 1, PARALLEL_COPY_BYTES,
+                                  PARALLEL_COPY_BYTES + 1, PARALLEL_COPY_BYTES + 4097,
+                                  2 * PARALLEL_COPY_BYTES + 13])
+def test_copy_bytes_copies_exactly_size_bytes(size):
+    # a prime-length pattern, so a chunk copied to the wrong offset cannot match by chance
+    source = np.resize(np.arange(251, dtype=np.uint8), size)
+    target = np.full(size + 64, 7, dtype=np.uint8)
+    copy_bytes(memoryview(target), memoryview(source))
+    np.testing.assert_array_equal(target[:size], source)
+    assert (target[size:] == 7).all()
+
+
+@pytest.mark.parametrize("size", [1000, PARALLEL_COPY_BYTES // 8 + 1])
+def test_copy_bytes_accepts_typed_multidimensional_sources(size):
+    source = np.arange(size * 2, dtype=np.float64).reshape(2, size)
+    target = np.zeros(source.nbytes, dtype=np.uint8)
+    copy_bytes(memoryview(target), memoryview(source))
+    np.testing.assert_array_equal(target.view(np.float64).reshape(2, size), source)
+
+
+def test_large_layout_round_trips_through_the_parallel_copy():
+    source = np.arange(PARALLEL_COPY_BYTES // 8 + 123, dtype=np.float64)
+    assert source.nbytes > PARALLEL_COPY_BYTES
+    _, block = written(source)
+    np.testing.assert_array_equal(deserialize(memoryview(block)), source)
+
+
+def test_inline_threshold_is_100_kib():
+    assert serialization.INLINE_THRESHOLD == 100 * 1024

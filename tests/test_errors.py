@@ -1,0 +1,173 @@
+"""The exception hierarchy: every class pickles with its fields; TaskError is also the cause."""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+import typing
+
+import pytest
+
+import plait
+from plait import errors, exceptions
+from plait.errors import TaskError
+
+TRACEBACK = 'Traceback (most recent call last):\n  File "job.py", line 3, in f\nValueError: bad\n'
+
+SAMPLES: dict[type, BaseException] = {
+    errors.PlaitError: errors.PlaitError("base"),
+    # with no cause: a TaskError with one comes from TaskError.wrap (tested below)
+    errors.TaskError: errors.TaskError("f", "f-1", "node-0", TRACEBACK),
+    errors.WorkerCrashedError: errors.WorkerCrashedError("f", "f-2", ["node-0: SIGKILL",
+                                                                      "node-1: exit 3"]),
+    errors.GetTimeoutError: errors.GetTimeoutError("timed out after 5 s"),
+    errors.SerializationError: errors.SerializationError("argument 0 of f() has type lock"),
+    errors.DeserializationError: errors.DeserializationError("bad magic"),
+    errors.ObjectLostError: errors.ObjectLostError("inc-3", "node-1 died"),
+    errors.ObjectFreedError: errors.ObjectFreedError("put-4", "released early"),
+    errors.ObjectStoreFullError: errors.ObjectStoreFullError("full"),
+    errors.ObjectTooLargeError: errors.ObjectTooLargeError("too large"),
+    errors.PlanError: errors.PlanError("pinned to node-9"),
+    errors.InvalidOptionError: errors.InvalidOptionError("unknown option 'x'"),
+    errors.ClusterError: errors.ClusterError("could not start"),
+    errors.HeadUnavailableError: errors.HeadUnavailableError("head gone"),
+    errors.NotInitializedError: errors.NotInitializedError("shut down"),
+}
+
+BUILTIN_PARENTS = {
+    errors.GetTimeoutError: TimeoutError, errors.SerializationError: TypeError,
+    errors.ObjectStoreFullError: MemoryError, errors.ObjectTooLargeError: MemoryError,
+    errors.PlanError: ValueError, errors.InvalidOptionError: ValueError,
+    errors.ClusterError: RuntimeError, errors.HeadUnavailableError: RuntimeError,
+    errors.NotInitializedError: RuntimeError, errors.ObjectFreedError: errors.ObjectLostError,
+    errors.ObjectTooLargeError: errors.ObjectStoreFullError,
+    errors.HeadUnavailableError: errors.ClusterError,
+}
+
+
+def _fields(error: BaseException) -> dict:
+    """Public attributes, with exceptions compared by type and args (they lack __eq__)."""
+    return {key: (type(value), value.args) if isinstance(value, BaseException) else value
+            for key, value in vars(error).items() if not key.startswith("_")}
+
+
+def wrapped(cause: BaseException) -> TaskError:
+    return TaskError.wrap("parse", "parse-7", "node-2", TRACEBACK, cause)
+
+
+# -- every class ---------------------------------------------------------------------------
+
+def test_every_exception_class_has_a_sample():
+    classes = {value for _, value in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(value, BaseException) and value.__module__ == errors.__name__}
+    assert set(SAMPLES) == classes
+    assert {cls.__name__ for cls in classes} == set(errors.__all__)
+
+
+@pytest.mark.parametrize("error", SAMPLES.values(), ids=lambda e: type(e).__name__)
+def test_exceptions_pickle_with_their_fields(error):
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert _fields(copy) == _fields(error)
+    assert len(copy.args) == len(error.args)
+
+
+@pytest.mark.parametrize("cls", SAMPLES, ids=lambda c: c.__name__)
+def test_every_class_is_a_plait_error_and_the_builtin_a_caller_catches(cls):
+    assert issubclass(cls, errors.PlaitError)
+    if cls in BUILTIN_PARENTS:
+        assert issubclass(cls, BUILTIN_PARENTS[cls])
+
+
+def test_messages_name_what_failed():
+    assert str(SAMPLES[errors.ObjectLostError]) == "object inc-3 is lost: node-1 died"
+    assert str(errors.ObjectLostError("x-1")) == "object x-1 is lost"
+    crashed = str(SAMPLES[errors.WorkerCrashedError])
+    assert "f-2 (f)" in crashed and "2 attempt(s)" in crashed and "max_retries" in crashed
+
+
+# -- TaskError.wrap --------------------------------------------------------------------------
+
+def test_wrapped_error_is_both_task_error_and_the_cause_type():
+    cause = ValueError("bad")
+    error = wrapped(cause)
+    assert isinstance(error, TaskError) and isinstance(error, ValueError)
+    assert error.__cause__ is cause and error.cause is cause
+    assert (error.function_name, error.task_id, error.node) == ("parse", "parse-7", "node-2")
+
+
+def test_wrapped_error_is_caught_by_except_cause_type():
+    with pytest.raises(ValueError, match="bad"):
+        raise wrapped(ValueError("bad"))
+
+
+def test_wrapped_error_message_names_function_task_node_and_traceback():
+    text = str(wrapped(ValueError("bad")))
+    for part in ("parse", "parse-7", "node-2", "ValueError: bad", "Remote traceback",
+                 'File "job.py", line 3'):
+        assert part in text
+
+
+def test_wrapped_error_survives_pickling_as_both():
+    copy = pickle.loads(pickle.dumps(wrapped(KeyError("k"))))
+    assert isinstance(copy, TaskError) and isinstance(copy, KeyError)
+    assert (copy.function_name, copy.task_id, copy.node) == ("parse", "parse-7", "node-2")
+    assert copy.remote_traceback == TRACEBACK
+    assert type(copy.cause) is KeyError and copy.cause.args == ("k",)
+    assert isinstance(copy.__cause__, KeyError)
+
+
+def test_wrapping_reuses_one_class_per_cause_type():
+    assert type(wrapped(ValueError("a"))) is type(wrapped(ValueError("b")))
+    assert type(wrapped(ValueError("a"))) is not type(wrapped(TypeError("a")))
+
+
+class Sealed(Exception):
+    """An exception class that refuses subclasses."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        raise TypeError("Sealed cannot be subclassed")
+
+
+@typing.final
+class Final(Exception):
+    pass
+
+
+@pytest.mark.parametrize("cause", [Sealed("s"), Final("f"), KeyboardInterrupt()],
+                         ids=["refuses-subclasses", "typing-final", "base-exception"])
+def test_cause_that_cannot_be_subclassed_falls_back_to_plain_task_error(cause):
+    error = wrapped(cause)
+    assert type(error) is TaskError
+    assert error.cause is cause and error.__cause__ is cause
+    assert type(cause).__name__ in str(error)
+
+
+def test_wrapping_a_task_error_does_not_nest_classes():
+    inner = wrapped(ValueError("bad"))
+    outer = TaskError.wrap("g", "g-1", "node-0", "tb", inner)
+    assert type(outer) is TaskError
+
+
+def test_task_error_without_cause_still_reads_well():
+    error = TaskError("f", "f-1", "node-0", "tb\n")
+    assert str(error).startswith("task f-1 (f) failed on node-0: error")
+    assert type(pickle.loads(pickle.dumps(error))) is TaskError
+
+
+# -- plait.exceptions ------------------------------------------------------------------------
+
+def test_ray_names_are_plait_classes():
+    assert exceptions.RayTaskError is plait.TaskError
+    assert exceptions.RayError is plait.PlaitError
+    assert exceptions.GetTimeoutError is plait.GetTimeoutError
+    assert exceptions.ObjectLostError is plait.ObjectLostError
+    assert exceptions.WorkerCrashedError is plait.WorkerCrashedError
+
+
+def test_exceptions_all_is_sorted_and_complete():
+    assert exceptions.__all__ == sorted(set(exceptions.__all__))
+    assert set(errors.__all__) | {"RayError", "RayTaskError"} == set(exceptions.__all__)
+    for name in exceptions.__all__:
+        assert getattr(exceptions, name) is not None
