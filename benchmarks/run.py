@@ -194,7 +194,9 @@ def apply(record, msg):
 def run_child(name, args):
     """Run ``run.py --system NAME --json`` in a fresh process and collect its record."""
     cmd = [sys.executable, os.path.abspath(__file__), "--system", name, "--json",
-           "--workloads", ",".join(args.workloads), "--repeat", str(args.cfg.repeat)]
+           "--workloads", ",".join(args.workloads)]
+    if args.repeat is not None:
+        cmd += ["--repeat", str(args.repeat)]
     if args.quick:
         cmd.append("--quick")
     env = dict(os.environ)
@@ -277,6 +279,8 @@ def fmt(v):
 
 
 def fmt_ratio(r):
+    if r < 0.01:
+        return "<0.01x"
     return f"{r:.0f}x" if r >= 100 else f"{r:.2f}x"
 
 
@@ -289,7 +293,8 @@ def render(results, systems, workloads):
     notes = []
 
     def cell_error(name, w):
-        notes.append(f"{name} {w}: {results[name]['workloads'][w]['error']}")
+        error = " ".join(results[name]["workloads"][w]["error"].split())
+        notes.append(f"{name} {w}: {error[:500]}")
         kind = notes[-1].split(": ", 1)[1].split(":")[0][:30]
         return f"ERR[{len(notes)}] {kind}"
 
@@ -299,7 +304,7 @@ def render(results, systems, workloads):
             for r in results[n]["workloads"].get(w, {}).get("rows", []):
                 metrics.setdefault(r["metric"], (r["unit"], r["better"]))
         if not metrics:
-            metrics = {"": ("", None)}
+            metrics = {"(no result)": ("", None)}
         errored = set()
         for metric, (unit, better) in metrics.items():
             medians, cells = {}, []

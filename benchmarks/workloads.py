@@ -25,9 +25,8 @@ GiB = 1 << 30
 class Config:
     repeat: int = 5
     w1_sizes: tuple = (64 * MiB, 256 * MiB, 1 * GiB)
-    w1_settle_s: float = 0.2
+    w1_settle_s: float = 0.5
     w3_tasks: int = 10_000
-    w3_repeat: int = 3
     w3_warmup: int = 200
     w4_chain: int = 200
     w5_size: int = 256 * MiB
@@ -37,19 +36,14 @@ class Config:
 
     @classmethod
     def make(cls, quick=False, repeat=None):
-        """``quick``: small sizes and 2 repeats, for a smoke run in seconds.
-
-        W3 is the longest loop (10k tasks take 5-20 s on 2 cores), so it gets 3
-        repeats by default to keep a full run near 5 minutes; an explicit
-        ``--repeat`` applies to it too.
-        """
+        """``quick``: small sizes and 2 repeats, for a smoke run in seconds."""
         if quick:
-            cfg = cls(repeat=2, w1_sizes=(8 * MiB, 32 * MiB), w3_tasks=1000, w3_repeat=2,
+            cfg = cls(repeat=2, w1_sizes=(8 * MiB, 32 * MiB), w3_tasks=1000,
                       w3_warmup=50, w4_chain=50, w5_size=32 * MiB)
         else:
             cfg = cls()
         if repeat is not None:
-            cfg.repeat = cfg.w3_repeat = repeat
+            cfg.repeat = repeat
         return cfg
 
 
@@ -131,7 +125,7 @@ def w3_noop_throughput(s, cfg):
     n = cfg.w3_tasks
     s.get(s.map(noop, range(cfg.w3_warmup)), cfg.get_timeout)
     rates = []
-    for _ in range(cfg.w3_repeat):
+    for _ in range(cfg.repeat):
         t0 = perf_counter()
         refs = s.map(noop, range(n))
         out = s.get(refs, cfg.get_timeout)

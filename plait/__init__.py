@@ -14,12 +14,12 @@ processes). ``import plait as ray`` runs plain Ray Core scripts.
 """
 
 from plait import exceptions
-from plait.api import (compile, compute, free, get, init, is_initialized, nodes, persist, put,
-                       shutdown, wait)
+from plait.api import (compile, compute, free, get, init, is_initialized, memory_summary, nodes,
+                       persist, put, shutdown, wait)
 from plait.compiler.plan import Plan
 from plait.errors import (ClusterError, DeserializationError, GetTimeoutError,
                           HeadUnavailableError, InvalidOptionError, NotInitializedError,
-                          ObjectFreedError, ObjectLostError, ObjectStoreFullError,
+                          ObjectCorruptedError, ObjectFreedError, ObjectLostError, ObjectStoreFullError,
                           ObjectTooLargeError, PlaitError, PlanError, SerializationError,
                           TaskError, WorkerCrashedError)
 from plait.graph.refs import ObjectRef
@@ -34,6 +34,7 @@ __all__ = [
     "HeadUnavailableError",
     "InvalidOptionError",
     "NotInitializedError",
+    "ObjectCorruptedError",
     "ObjectFreedError",
     "ObjectLostError",
     "ObjectRef",
@@ -53,6 +54,7 @@ __all__ = [
     "get",
     "init",
     "is_initialized",
+    "memory_summary",
     "nodes",
     "persist",
     "put",

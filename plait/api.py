@@ -16,6 +16,7 @@ import atexit
 import itertools
 import os
 import pickle
+import sys
 import threading
 import weakref
 from collections import Counter, deque
@@ -23,11 +24,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from plait import compiler
-from plait.errors import ClusterError, GetTimeoutError, ObjectFreedError, PlaitError
+from plait.errors import (ClusterError, GetTimeoutError, ObjectFreedError, ObjectLostError,
+                          PlaitError)
 from plait.graph import context
 from plait.graph.graph import collect
 from plait.graph.ids import IdGenerator
-from plait.graph.refs import ObjectRef
+from plait.graph.refs import ObjectRef, collecting_refs
 from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
 
 _lock = threading.RLock()
@@ -38,12 +40,12 @@ _session_counter = itertools.count(1)
 class Session:
     """The driver's view of one running cluster."""
 
-    def __init__(self, num_workers: int, store_memory: int) -> None:
+    def __init__(self, num_workers: int, store_memory: int, spill_dir: str | None) -> None:
         from plait.executor.client import Connection, LocalCluster
         from plait.store.arena import Arena
 
         self.id = f"{os.getpid():x}-{next(_session_counter)}"
-        self.cluster = LocalCluster.start(self.id, num_workers, store_memory)
+        self.cluster = LocalCluster.start(self.id, num_workers, store_memory, spill_dir)
         try:
             self.conn = Connection(self.cluster.config.client_address, self.cluster)
             welcome = self.conn.handshake()
@@ -55,7 +57,9 @@ class Session:
         self.arenas = {node.id: Arena.attach(node.arena) for node in welcome.nodes}
         self.ids = IdGenerator()
         self.refs: Counter[str] = Counter()           # live ObjectRefs per object
-        self.pins: Counter[str] = Counter()           # live zero-copy views per object
+        self.held: set[str] = set()                   # objects the head counts us holding
+        self.holds: list[str] = []                    # Hold messages not sent yet
+        self.pins: Counter[str] = Counter()           # loads with live zero-copy views
         self.dead: deque[str] = deque()               # refs died (any thread)
         self.unpinned: deque[str] = deque()           # views died (any thread)
         self.values: dict[str, Any] = {}             # object -> protocol value, once known
@@ -69,6 +73,9 @@ class Session:
 
     def incref(self, object_id: str) -> None:
         self.refs[object_id] += 1
+        if object_id not in self.held:    # a ref found inside another object
+            self.held.add(object_id)
+            self.holds.append(object_id)
 
     def decref(self, object_id: str) -> None:
         self.dead.append(object_id)
@@ -93,30 +100,33 @@ class Session:
         if isinstance(value, ObjectRef):
             raise TypeError("plait.put of an ObjectRef: pass the ref itself instead")
         self.flush_frees()
-        serialized = serialize(value)
+        with collecting_refs() as found:
+            serialized = serialize(value)
+        contains = tuple(dict.fromkeys(ref.id for ref in found))
         object_id = self.new_id("put")
         nbytes = serialized.nbytes
         if nbytes <= INLINE_THRESHOLD:
-            stored: Any = p.Inline(serialized.to_bytes())
-            self.conn.send(p.PutInline(object_id, stored.data))
+            stored: Any = p.Inline(serialized.to_bytes(), contains)
+            self.conn.send(p.PutInline(object_id, stored))
         else:
-            reply = self.request(p.Alloc(next(self.requests), object_id, nbytes))
-            if isinstance(reply, p.AllocFailed):
-                raise pickle.loads(reply.error)
+            reply = self.request(p.Alloc(next(self.requests), object_id, nbytes, _call_site()))
             arena = self.arenas[reply.node]
             arena.prefault(reply.offset, nbytes)
             serialized.write_into(arena.block(reply.offset, nbytes))
-            self.conn.send(p.Seal(object_id))
-            stored = p.Located(reply.node, reply.offset, nbytes)
+            self.conn.send(p.Seal(object_id, contains))
+            stored = p.Stored(reply.node, nbytes, contains)
         self.values[object_id] = stored
+        self.held.add(object_id)
         return ObjectRef(object_id)
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:
         many = isinstance(refs, (list, tuple))
         wanted = _check_refs(refs if many else [refs], "plait.get")
         self.run(wanted)
-        self.fetch([ref.id for ref in wanted], len(wanted), timeout)
-        values = [self.load(ref.id) for ref in wanted]
+        ids = [ref.id for ref in wanted]
+        self.fetch(ids, len(wanted), timeout)
+        pinned = self.pin_stored(ids)
+        values = [self.load(oid, pinned.get(oid)) for oid in ids]
         return values if many else values[0]
 
     def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
@@ -139,26 +149,42 @@ class Session:
             self.values[oid] = p.Failed(pickle.dumps(error))
         self.conn.send(p.Free(ids, forced=True))
 
-    def load(self, object_id: str) -> Any:
-        """Rebuild an object; arena-backed buffers come back zero-copy and pinned."""
+    def pin_stored(self, object_ids: list[str]) -> dict[str, Any]:
+        """Pin the stored objects among ``object_ids`` (one round trip); their Located values."""
         from plait.executor import protocol as p
 
-        value = self.values[object_id]
+        stored = tuple(oid for oid in dict.fromkeys(object_ids)
+                       if isinstance(self.values[oid], p.Stored))
+        if not stored:
+            return {}
+        return dict(self.request(p.Pin(next(self.requests), stored)).values)
+
+    def load(self, object_id: str, pinned: Any = None) -> Any:
+        """Rebuild an object; arena-backed buffers come back zero-copy and read-only.
+
+        A pinned object stays in memory while any view of it lives: all its buffers are
+        slices of one ``holder`` array, whose finalizer ends the pin.
+        """
+        import numpy
+
+        from plait.executor import protocol as p
+
+        value = pinned if pinned is not None else self.values[object_id]
         if isinstance(value, p.Inline):
             return deserialize(value.data)
         if isinstance(value, p.Failed):
             raise pickle.loads(value.error)
-        block = self.arenas[value.node].block(value.offset, value.nbytes)
-        return deserialize(block, lambda view: self.pin(object_id, view))
-
-    def pin(self, object_id: str, view: memoryview) -> Any:
-        """Wrap a zero-copy buffer so its object stays allocated while the buffer lives."""
-        import numpy
-
-        holder = numpy.frombuffer(view, dtype=numpy.uint8)
+        assert isinstance(value, p.Located), value
+        holder = numpy.frombuffer(self.arenas[value.node].block(value.offset, value.nbytes),
+                                  dtype=numpy.uint8)
         self.pins[object_id] += 1
         weakref.finalize(holder, self.unpinned.append, object_id)
-        return holder
+        return deserialize(holder)
+
+    def memory_summary(self) -> tuple[Any, ...]:
+        from plait.executor import protocol as p
+
+        return self.request(p.MemoryRequest(next(self.requests))).nodes
 
     # -- running graphs ------------------------------------------------------------------
 
@@ -199,6 +225,7 @@ class Session:
             task.submitted = True
             task.forget_inputs()
             self.pending.update(task.output_ids)
+            self.held.update(task.output_ids)
         self.flush_frees()
 
     def fetch(self, object_ids: list[str], count: int, timeout: float | None,
@@ -206,6 +233,7 @@ class Session:
         """Wait until at least ``count`` of ``object_ids`` are known (ready or failed)."""
         from plait.executor import protocol as p
 
+        self.flush_frees()
         unknown = [oid for oid in dict.fromkeys(object_ids)
                    if oid not in self.values and oid not in self.asked]
         if unknown:
@@ -241,11 +269,17 @@ class Session:
         return True
 
     def request(self, message: Any) -> Any:
+        """Send a request and wait for its reply (raising the error of a Refused one)."""
+        from plait.executor import protocol as p
+
+        self.flush_frees()
         self.conn.send(message)
         while message.request not in self.replies:
-            if not self.pump(60.0):
-                raise ClusterError(f"the head did not answer {type(message).__name__} in 60 s")
-        return self.replies.pop(message.request)
+            self.pump(None)          # checks that the head is alive while it waits
+        reply = self.replies.pop(message.request)
+        if isinstance(reply, p.Refused):
+            raise pickle.loads(reply.error)
+        return reply
 
     # -- lifetimes -----------------------------------------------------------------------
 
@@ -253,7 +287,10 @@ class Session:
         """Turn dead refs and dead views into Free messages (objects nobody here can read)."""
         from plait.executor import protocol as p
 
-        released = []
+        if self.holds:
+            self.conn.send(p.Hold(tuple(self.holds)))
+            self.holds.clear()
+        released, unpins = [], []
         while self.dead:
             oid = self.dead.popleft()
             self.refs[oid] -= 1
@@ -263,13 +300,17 @@ class Session:
                     released.append(oid)
         while self.unpinned:
             oid = self.unpinned.popleft()
+            unpins.append(oid)
             self.pins[oid] -= 1
             if self.pins[oid] <= 0:
                 del self.pins[oid]
                 if oid not in self.refs:
                     released.append(oid)
+        if unpins:
+            self.conn.send(p.Unpin(tuple(unpins)))
         for oid in released:
             self.values.pop(oid, None)
+            self.held.discard(oid)
         if released:
             self.conn.send(p.Free(tuple(released)))
 
@@ -289,11 +330,24 @@ class Session:
                 pass   # the user still holds zero-copy arrays; the mapping goes with them
 
 
+def _call_site() -> str:
+    """``file:line`` of the user's code that called into plait (for memory reports)."""
+    frame = sys._getframe(1)
+    package = os.path.dirname(__file__)
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+    if frame is None:
+        return "plait"
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
 def _check_refs(refs: Iterable[Any], where: str) -> list[ObjectRef]:
     refs = list(refs)
     for ref in refs:
         if not isinstance(ref, ObjectRef):
             raise TypeError(f"{where} expects ObjectRefs, got {type(ref).__name__}: {ref!r:.60}")
+        if ref.owner is not None and ref.owner is not context.active():
+            raise ObjectLostError(ref.id, "it belongs to a plait session that was shut down")
     return refs
 
 
@@ -306,12 +360,15 @@ def _now() -> float:
 # -- the public functions ----------------------------------------------------------------
 
 def init(num_workers: int | None = None, *, store_memory: int | None = None,
-         num_cpus: int | None = None, ignore_reinit_error: bool = False,
-         address: str | None = None, **ray_options: Any) -> None:
+         spill_dir: str | None = None, spilling: bool = True, num_cpus: int | None = None,
+         ignore_reinit_error: bool = False, address: str | None = None,
+         **ray_options: Any) -> None:
     """Start the embedded local cluster: one node process and ``num_workers`` workers.
 
     ``num_workers`` defaults to one per CPU (``num_cpus`` is Ray's name for it);
-    ``store_memory`` (bytes) bounds the node's shared-memory store.
+    ``store_memory`` (bytes) bounds the node's shared-memory store; when it is full, the
+    least recently used objects spill to ``spill_dir`` (default: a fresh directory under
+    the system's temporary directory) unless ``spilling=False``.
     """
     global _session
     with _lock:
@@ -327,7 +384,11 @@ def init(num_workers: int | None = None, *, store_memory: int | None = None,
         workers = num_workers if num_workers is not None else (num_cpus or os.cpu_count() or 1)
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {workers!r}")
-        _session = Session(workers, store_memory or default_store_memory())
+        memory = _check_store_memory(store_memory)
+        spill = None
+        if spilling:
+            spill = spill_dir or ""      # "": the node picks a fresh directory of its own
+        _session = Session(workers, memory, spill)
         context.install(_session)
 
 
@@ -339,6 +400,20 @@ def _check_ray_options(options: dict[str, Any]) -> None:
     unknown = set(options) - _IGNORED_RAY_OPTIONS
     if unknown:
         raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
+
+
+def _check_store_memory(requested: int | None) -> int:
+    """The store size: the default, or the request if /dev/shm can hold it."""
+    if requested is None:
+        return default_store_memory()
+    if not isinstance(requested, int) or isinstance(requested, bool) or requested < (1 << 20):
+        raise ValueError(f"store_memory must be a number of bytes >= 1 MiB, got {requested!r}")
+    shm = os.statvfs("/dev/shm")
+    free = shm.f_bavail * shm.f_frsize
+    if requested > free:
+        raise ClusterError(f"store_memory={requested} bytes does not fit: /dev/shm has only "
+                           f"{free} bytes free")
+    return requested
 
 
 def default_store_memory() -> int:
@@ -424,6 +499,13 @@ def free(refs: ObjectRef | Iterable[ObjectRef]) -> None:
     session().free([refs] if isinstance(refs, ObjectRef) else refs)
 
 
+def memory_summary(stats_only: bool = False) -> str:
+    """Per node: capacity, used, pinned and spilled bytes, and the largest objects."""
+    from plait.store.report import format_memory
+
+    return format_memory(session().memory_summary(), largest=not stats_only)
+
+
 def nodes() -> list[Any]:
     """The cluster's nodes (head first): id, address, pid, workers, store capacity."""
     return list(session().nodes)
@@ -437,5 +519,5 @@ def _runtime() -> Any:
 context.install_starter(session)
 atexit.register(shutdown)
 
-__all__ = ["compile", "compute", "free", "get", "init", "is_initialized", "nodes", "persist",
-           "put", "session", "shutdown", "wait"]
+__all__ = ["compile", "compute", "free", "get", "init", "is_initialized", "memory_summary",
+           "nodes", "persist", "put", "session", "shutdown", "wait"]

@@ -9,7 +9,8 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     ├── SerializationError (TypeError)    a value could not be pickled at submission
     ├── DeserializationError          a value pickled but could not be rebuilt where it landed
     ├── ObjectLostError               no copy of an object is reachable any more
-    │   └── ObjectFreedError          ... because it was released with plait.free
+    │   ├── ObjectFreedError          ... because it was released with plait.free
+    │   └── ObjectCorruptedError      ... because its spilled copy failed its checksum
     ├── ObjectStoreFullError (MemoryError)  the store cannot make room for an object
     │   └── ObjectTooLargeError       ... and never could: the object exceeds the whole store
     ├── PlanError (ValueError)        the compiler refused a graph (unknown node, ...)
@@ -35,6 +36,7 @@ __all__ = [
     "HeadUnavailableError",
     "InvalidOptionError",
     "NotInitializedError",
+    "ObjectCorruptedError",
     "ObjectFreedError",
     "ObjectLostError",
     "ObjectStoreFullError",
@@ -102,7 +104,8 @@ def _task_error_class(cause_type: type) -> type:
             kind = type(f"TaskError({cause_type.__name__})", (TaskError, cause_type),
                         {"__str__": TaskError.__str__, "__reduce__": TaskError.__reduce__,
                          "__init__": TaskError.__init__, "__module__": __name__})
-        except TypeError:  # incompatible layouts (some C exception types)
+            kind.__new__(kind)
+        except TypeError:  # incompatible layouts or __new__ (MemoryError, some C types)
             kind = TaskError
     _TASK_ERROR_CLASSES[cause_type] = kind
     return kind
@@ -161,6 +164,10 @@ class ObjectLostError(PlaitError):
 
 class ObjectFreedError(ObjectLostError):
     """The object was released early with plait.free and cannot be read again."""
+
+
+class ObjectCorruptedError(ObjectLostError):
+    """The object's spilled bytes no longer match their checksum: never returned as data."""
 
 
 class ObjectStoreFullError(PlaitError, builtins.MemoryError):

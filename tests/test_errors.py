@@ -25,6 +25,7 @@ SAMPLES: dict[type, BaseException] = {
     errors.DeserializationError: errors.DeserializationError("bad magic"),
     errors.ObjectLostError: errors.ObjectLostError("inc-3", "node-1 died"),
     errors.ObjectFreedError: errors.ObjectFreedError("put-4", "released early"),
+    errors.ObjectCorruptedError: errors.ObjectCorruptedError("put-5", "bad checksum"),
     errors.ObjectStoreFullError: errors.ObjectStoreFullError("full"),
     errors.ObjectTooLargeError: errors.ObjectTooLargeError("too large"),
     errors.PlanError: errors.PlanError("pinned to node-9"),
@@ -41,6 +42,7 @@ BUILTIN_PARENTS = {
     errors.ClusterError: RuntimeError, errors.HeadUnavailableError: RuntimeError,
     errors.NotInitializedError: RuntimeError, errors.ObjectFreedError: errors.ObjectLostError,
     errors.ObjectTooLargeError: errors.ObjectStoreFullError,
+    errors.ObjectCorruptedError: errors.ObjectLostError,
     errors.HeadUnavailableError: errors.ClusterError,
 }
 

@@ -67,6 +67,27 @@ class Plan:
 
         return explain(self)
 
+    def visualize(self, filename: str | None = None) -> str:
+        """Draw the plan: SVG text, or a .svg/.html/.dot file (by extension) written and returned.
+
+        Tasks are coloured by node and boxed by stage; arrows between nodes are transfers,
+        as wide as the bytes they move. Pure Python: Graphviz is not needed.
+        """
+        from plait.compiler.visualize import visualize
+
+        return visualize(self, filename)
+
+    def _repr_svg_(self) -> str:
+        from plait.compiler.visualize import render_svg
+
+        return render_svg(self)
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: the SVG with hover details (falls back to plain titles without JS)."""
+        from plait.compiler.visualize import render_html_fragment
+
+        return render_html_fragment(self)
+
     def __repr__(self) -> str:
         return (f"Plan({len(self.placements)} tasks, {len(self.stages)} stages, "
                 f"{len(self.transfers)} transfers, {self.bytes_moved} bytes moved)")

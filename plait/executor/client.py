@@ -40,9 +40,16 @@ class LocalCluster:
     process: subprocess.Popen
 
     @classmethod
-    def start(cls, session: str, num_workers: int, store_capacity: int) -> LocalCluster:
+    def start(cls, session: str, num_workers: int, store_capacity: int,
+              spill_dir: str | None) -> LocalCluster:
+        """Start node-0; ``spill_dir`` None turns spilling off, "" picks a temporary one."""
         run_dir = tempfile.mkdtemp(prefix=f"plait-{session}-")
-        config = NodeConfig(session, "node-0", num_workers, store_capacity, run_dir, os.getpid())
+        node = "node-0"
+        if spill_dir is not None:
+            spill_dir = os.path.join(os.path.abspath(spill_dir or tempfile.gettempdir()),
+                                     f"plait-{session}-{node}-spill")
+        config = NodeConfig(session, node, num_workers, store_capacity, run_dir, os.getpid(),
+                            spill_dir)
         env = dict(os.environ)
         for name in _THREAD_LIMITS:
             env.setdefault(name, "1")
@@ -66,6 +73,8 @@ class LocalCluster:
             self.process.kill()
             self.process.wait()
         shutil.rmtree(self.config.run_dir, ignore_errors=True)
+        if self.config.spill_dir:
+            shutil.rmtree(self.config.spill_dir, ignore_errors=True)
         for path in glob.glob(os.path.join(SHM_DIR, f"{SEGMENT_PREFIX}{self.config.session}-*")):
             os.unlink(path)   # only after a crash: a node that stops cleanly unlinks its own
 

@@ -1,9 +1,14 @@
-"""The directory: what the head knows of every object (value or pending, who holds refs).
+"""The directory: what the head knows of every object (value or pending, who keeps it).
 
-An object lives while a client holds a ref to it *or* a submitted task still has to read
-it. When both are gone its block goes back to the store (``reclaim``). ``plait.free``
-forces the end early and leaves a tombstone, so a later ``get`` raises ObjectFreedError
-instead of hanging or returning reused memory.
+An object lives while something *holds* it or a submitted task still has to *read* it.
+Holders are counted: the client that created it (one hold, whatever its number of refs),
+each client that found a ref to it inside another object (``Hold``), each stored object
+whose pickled value contains a ref to it, and the task that put it (until the task ends).
+When holders and readers both reach zero its memory goes back to the store (``reclaim``),
+and the objects it contained lose a holder in turn.
+
+``plait.free`` ends an object early and leaves a tombstone, so a later ``get`` raises
+ObjectFreedError instead of hanging or returning reused memory.
 """
 
 from __future__ import annotations
@@ -21,33 +26,32 @@ Peer = Hashable          # who to notify: (socket kind, identity)
 @dataclass
 class Entry:
     value: p.ObjectValue | None = None       # None: its task has not finished
-    held: bool = True                        # a client still holds a ref
+    holders: int = 1
     readers: int = 0                         # submitted tasks yet to read it
     waiters: list[Peer] = field(default_factory=list)
 
 
 class Directory:
-    """Object id -> Entry; calls ``reclaim(value)`` when an object's memory may be reused."""
+    """Object id -> Entry; calls ``reclaim(id, value)`` when an object's memory may go."""
 
-    def __init__(self, reclaim: Callable[[p.ObjectValue], None]) -> None:
+    def __init__(self, reclaim: Callable[[str, p.ObjectValue], None]) -> None:
         self.entries: dict[str, Entry] = {}
         self.tombstones: dict[str, str] = {}
         self._reclaim = reclaim
 
     def expect(self, object_id: str) -> None:
-        """A submitted task will produce this object."""
+        """A client created this object or submitted the task that will produce it."""
         self.entries.setdefault(object_id, Entry())
 
     def set_value(self, object_id: str, value: p.ObjectValue) -> list[Peer]:
         """Record a finished object; returns the peers waiting for it."""
         entry = self.entries.get(object_id)
-        if entry is None:                      # nobody wants it any more
-            self._reclaim(value)
-            return []
-        if entry.value is not None:            # a duplicate result: the first one won
-            self._reclaim(value)
+        if entry is None or entry.value is not None:    # unwanted, or a duplicate result
+            self._reclaim(object_id, value)
             return []
         entry.value = value
+        for inner in getattr(value, "contains", ()):
+            self.hold(inner)
         waiters, entry.waiters = entry.waiters, []
         self._maybe_drop(object_id, entry)
         return waiters
@@ -71,6 +75,18 @@ class Directory:
             self.entries[object_id].waiters.append(peer)
         return value
 
+    def hold(self, object_id: str) -> None:
+        entry = self.entries.get(object_id)
+        if entry is not None:
+            entry.holders += 1
+
+    def release(self, object_id: str) -> None:
+        """One holder is done with the object."""
+        entry = self.entries.get(object_id)
+        if entry is not None:
+            entry.holders -= 1
+            self._maybe_drop(object_id, entry)
+
     def add_reader(self, object_id: str) -> None:
         self.entries[object_id].readers += 1
 
@@ -80,21 +96,19 @@ class Directory:
             entry.readers -= 1
             self._maybe_drop(object_id, entry)
 
-    def release(self, object_id: str) -> None:
-        """The client's last ref is gone."""
-        entry = self.entries.get(object_id)
-        if entry is not None:
-            entry.held = False
-            self._maybe_drop(object_id, entry)
-
     def force_free(self, object_id: str) -> None:
         """plait.free: drop the object now; later reads raise ObjectFreedError."""
         entry = self.entries.pop(object_id, None)
         self.tombstones[object_id] = "released early with plait.free"
         if entry is not None and entry.value is not None:
-            self._reclaim(entry.value)
+            self._drop(object_id, entry.value)
 
     def _maybe_drop(self, object_id: str, entry: Entry) -> None:
-        if not entry.held and entry.readers <= 0 and entry.value is not None:
+        if entry.holders <= 0 and entry.readers <= 0 and entry.value is not None:
             del self.entries[object_id]
-            self._reclaim(entry.value)
+            self._drop(object_id, entry.value)
+
+    def _drop(self, object_id: str, value: p.ObjectValue) -> None:
+        self._reclaim(object_id, value)
+        for inner in getattr(value, "contains", ()):
+            self.release(inner)

@@ -16,6 +16,7 @@ parent process disappears, or on SIGTERM, and always unlinks its arena.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import signal
@@ -33,8 +34,12 @@ from plait.executor.scheduler import TaskTable
 from plait.executor.worker import WorkerConfig
 from plait.executor.workers import WorkerHandle, fork_worker, reap, spawn_worker, stop_all
 from plait.compiler.view import ClusterView, NodeView, ObjectInfo
-from plait.store.allocator import Allocator
+from plait.errors import ClusterError, ObjectLostError, ObjectTooLargeError
 from plait.store.arena import Arena
+from plait.store.spill import Spiller
+from plait.store.store import ObjectStore
+
+log = logging.getLogger("plait.node")
 
 POLL_MS = 200
 MAX_BATCH = 64              # tasks per RunTasks message at most
@@ -52,6 +57,7 @@ class NodeConfig:
     store_capacity: int
     run_dir: str
     parent_pid: int
+    spill_dir: str | None = None        # None: spilling is off
 
     @property
     def client_address(self) -> str:
@@ -72,9 +78,12 @@ class NodeServer:
     def __init__(self, config: NodeConfig, arena: Arena, workers: list[WorkerHandle]) -> None:
         self.config = config
         self.arena = arena
-        self.allocator = Allocator(arena.capacity)
-        self.blocks: dict[str, int] = {}          # allocated, not yet sealed: object -> offset
+        spiller = Spiller(config.spill_dir) if config.spill_dir else None
+        self.store = ObjectStore(config.node, arena, spiller)
         self.directory = Directory(self.reclaim)
+        self.task_pins: dict[str, list[str]] = {}     # running task -> objects pinned for it
+        self.alloc_waiting: list[tuple[Peer, p.Alloc]] = []   # waiting for room
+        self.task_puts: dict[str, list[str]] = {}     # running task -> objects it put
         self.table = TaskTable()
         self.functions: dict[str, bytes] = {}
         self.workers = {w.identity: w for w in workers}
@@ -109,6 +118,8 @@ class NodeServer:
                     self.drain(self.worker_sock, WORKER)
                 else:
                     self.worker_died(source)
+            if self.alloc_waiting:
+                self.retry_allocs()
             self.dispatch()
             self.flush()
             if time.monotonic() - checked > PARENT_CHECK_SECONDS:
@@ -131,7 +142,15 @@ class NodeServer:
     def handle(self, peer: Peer, message: p.Message) -> None:
         handler = getattr(self, f"on_{type(message).__name__}", None)
         assert handler is not None, f"no handler for {type(message).__name__}"
-        handler(peer, message)
+        try:
+            handler(peer, message)
+        except Exception:       # one bad message must not take the node down
+            log.exception("%s failed handling %s from %s", self.config.node,
+                          type(message).__name__, peer)
+            if isinstance(message, p.Alloc | p.Pin | p.ViewRequest | p.MemoryRequest):
+                error = ClusterError(f"{self.config.node} failed handling "
+                                     f"{type(message).__name__}; see the node's log")
+                self.send(peer, p.Refused(message.request, pickle.dumps(error)))
 
     # -- clients -------------------------------------------------------------------------
 
@@ -149,23 +168,90 @@ class NodeServer:
         self.hellos.clear()
 
     def on_PutInline(self, peer: Peer, message: p.PutInline) -> None:
-        self.directory.expect(message.object_id)
-        self.object_done(message.object_id, p.Inline(message.data))
+        self.created(peer, message.object_id)
+        self.object_done(message.object_id, message.value)
 
     def on_Alloc(self, peer: Peer, message: p.Alloc) -> None:
+        if not self.try_alloc(peer, message, may_wait=True):
+            self.alloc_waiting.append((peer, message))
+
+    def try_alloc(self, peer: Peer, message: p.Alloc, may_wait: bool) -> bool:
+        """Allocate, or fail the request; False (to wait) while running tasks may free room.
+
+        A full store whose pins belong to running tasks fills up only for a moment: the
+        request waits until a task ends. It fails at once when every running task is
+        itself waiting for room, so waiting can never deadlock.
+        """
         try:
-            offset = self.allocator.allocate(message.nbytes)
+            offset = self.store.allocate(message.object_id, message.nbytes, message.created_by)
+        except ObjectTooLargeError as error:
+            self.send(peer, p.Refused(message.request, pickle.dumps(error)))
         except MemoryError as error:
-            self.send(peer, p.AllocFailed(message.request, pickle.dumps(error)))
-            return
-        self.blocks[message.object_id] = offset
-        self.send(peer, p.Allocated(message.request, message.object_id, self.config.node, offset))
+            if may_wait and self.room_may_come(peer):
+                return False
+            self.send(peer, p.Refused(message.request, pickle.dumps(error)))
+        else:
+            self.send(peer, p.Allocated(message.request, message.object_id, self.config.node,
+                                        offset))
+        return True
+
+    def room_may_come(self, asking: Peer) -> bool:
+        waiting = {peer for peer, _ in self.alloc_waiting} | {asking}
+        return any(w.inflight and (WORKER, w.identity) not in waiting
+                   for w in self.workers.values())
+
+    def retry_allocs(self) -> None:
+        waiting, self.alloc_waiting = self.alloc_waiting, []
+        for peer, message in waiting:
+            if not self.try_alloc(peer, message, may_wait=True):
+                self.alloc_waiting.append((peer, message))
 
     def on_Seal(self, peer: Peer, message: p.Seal) -> None:
-        offset = self.blocks.pop(message.object_id)
-        nbytes = self.allocator.size_of(offset)
-        self.directory.expect(message.object_id)
-        self.object_done(message.object_id, p.Located(self.config.node, offset, nbytes))
+        task_id = self.created(peer, message.object_id)
+        self.object_done(message.object_id, self.seal(message.object_id, message.contains))
+        if task_id is not None:       # the task that put it may read it until it ends
+            self.store.pin(message.object_id)
+            self.task_pins.setdefault(task_id, []).append(message.object_id)
+
+    def seal(self, object_id: str, contains: tuple[str, ...]) -> p.Stored:
+        self.store.seal(object_id)
+        return p.Stored(self.config.node, self.store.nbytes(object_id), contains)
+
+    def created(self, peer: Peer, object_id: str) -> str | None:
+        """A put: held by its client, or by the task that made it until that task ends."""
+        self.directory.expect(object_id)
+        worker = self.workers.get(peer[1]) if peer[0] == WORKER else None
+        if worker is None or not worker.inflight:
+            return None
+        task_id = next(iter(worker.inflight))
+        self.task_puts.setdefault(task_id, []).append(object_id)
+        return task_id
+
+    def on_Pin(self, peer: Peer, message: p.Pin) -> None:
+        values = tuple((oid, self.pin_value(oid)) for oid in message.object_ids)
+        self.send(peer, p.Pinned(message.request, values))
+
+    def pin_value(self, object_id: str) -> p.ObjectValue | None:
+        """The object's value, Stored ones pinned in memory and Located (None if pending)."""
+        value = self.directory.lookup(object_id)
+        if not isinstance(value, p.Stored):
+            return value
+        try:
+            offset = self.store.pin(object_id)
+        except (ObjectLostError, MemoryError) as error:
+            return p.Failed(pickle.dumps(error))
+        return p.Located(value.node, offset, value.nbytes, value.contains)
+
+    def on_Unpin(self, peer: Peer, message: p.Unpin) -> None:
+        for oid in message.object_ids:
+            self.store.unpin(oid)
+
+    def on_Hold(self, peer: Peer, message: p.Hold) -> None:
+        for oid in message.object_ids:
+            self.directory.hold(oid)
+
+    def on_MemoryRequest(self, peer: Peer, message: p.MemoryRequest) -> None:
+        self.send(peer, p.MemoryReport(message.request, (self.store.summary(),)))
 
     def on_ViewRequest(self, peer: Peer, message: p.ViewRequest) -> None:
         objects, missing = {}, []
@@ -176,8 +262,9 @@ class NodeServer:
             else:
                 nbytes = _size_of(entry.value)
                 objects[oid] = ObjectInfo(oid, nbytes, (self.config.node,))
+        allocator = self.store.allocator
         node = NodeView(self.config.node, len(self.workers),
-                        self.allocator.capacity - self.allocator.used, len(self.table.tasks))
+                        allocator.capacity - allocator.used, len(self.table.tasks))
         self.send(peer, p.View(message.request, ClusterView((node,), objects), tuple(missing)))
 
     def on_Submit(self, peer: Peer, message: p.Submit) -> None:
@@ -230,13 +317,14 @@ class NodeServer:
                 worker.inflight.pop(result.task_id, None)
             state = self.table.finish(result.task_id, result.attempt)
             if state is None:                       # a late duplicate: drop its blocks
-                for _, value in result.outputs:
-                    self.reclaim(value)
+                for oid, value in result.outputs:
+                    self.reclaim(oid, value)
                 continue
             for oid, value in result.outputs:
-                self.blocks.pop(oid, None)
+                if isinstance(value, p.Located):
+                    value = self.seal(oid, value.contains)
                 self.object_done(oid, value)
-            self.drop_readers(state.spec)
+            self.task_ended(state.spec)
 
     def worker_died(self, pidfd: int) -> None:
         worker = next(w for w in self.workers.values() if w.pidfd == pidfd)
@@ -245,6 +333,8 @@ class NodeServer:
         del self.workers[worker.identity]
         how = worker.describe(self.config.node, reap(worker))
         inflight = list(worker.inflight.items())
+        for task_id, _ in inflight:
+            self.release_task_objects(task_id)
         if inflight:
             (task_id, attempt), rest = inflight[0], inflight[1:]
             if not self.table.crashed(task_id, attempt, how):
@@ -279,27 +369,40 @@ class NodeServer:
             for task_id in self.table.object_ready(oid, isinstance(val, p.Failed)):
                 state = self.table.fail(task_id)
                 if state is not None:
-                    self.drop_readers(state.spec)
+                    self.task_ended(state.spec)
                     work.extend((out, val) for out in state.spec.outputs)
 
     def fail_task(self, task_id: str, error: bytes) -> None:
         state = self.table.fail(task_id)
         if state is None:
             return
-        self.drop_readers(state.spec)
+        self.task_ended(state.spec)
         for oid in state.spec.outputs:
             self.object_done(oid, p.Failed(error))
 
-    def drop_readers(self, spec: p.TaskSpec) -> None:
+    def task_ended(self, spec: p.TaskSpec) -> None:
+        """A task is over for good: its inputs lose a reader, its pins and puts end."""
+        self.release_task_objects(spec.id)
         for oid in dict.fromkeys(spec.deps + spec.nested):
             self.directory.drop_reader(oid)
 
-    def reclaim(self, value: p.ObjectValue) -> None:
-        if isinstance(value, p.Located):
-            self.allocator.free(value.offset)
+    def release_task_objects(self, task_id: str) -> None:
+        for oid in self.task_pins.pop(task_id, ()):
+            self.store.unpin(oid)
+        for oid in self.task_puts.pop(task_id, ()):
+            self.directory.release(oid)
+
+    def reclaim(self, object_id: str, value: p.ObjectValue) -> None:
+        if isinstance(value, (p.Stored, p.Located)):
+            self.store.delete(object_id)
 
     def dispatch(self) -> None:
-        """Hand ready tasks to the least-busy workers, many per message when there are many."""
+        """Hand ready tasks to the least-busy workers, many per message when there are many.
+
+        A busy worker may get a second batch queued behind its first (hiding the round
+        trip), except for a task that reads stored objects: those are pinned in memory
+        from dispatch to the end of the task, so they only go to an idle worker.
+        """
         ready = self.table.ready
         while ready:
             workers = [w for w in self.workers.values() if w.ready]
@@ -309,19 +412,27 @@ class NodeServer:
             worker = min(workers, key=lambda w: (len(w.inflight), w.index))
             if len(worker.inflight) >= 2 * batch:
                 return
+            if worker.inflight and self.reads_stored(ready[0]):
+                return
             items = [item for item in (self.work_item(ready.popleft())
                                        for _ in range(min(batch, len(ready)))) if item]
             if items:
                 self.send_items(worker, items)
+
+    def reads_stored(self, task_id: str) -> bool:
+        state = self.table.tasks.get(task_id)
+        return state is not None and any(
+            isinstance(self.directory.lookup(oid), p.Stored) for oid in state.spec.deps)
 
     def work_item(self, task_id: str) -> p.WorkItem | None:
         state = self.table.tasks.get(task_id)
         if state is None:
             return None
         spec = state.spec
-        values = {oid: self.directory.lookup(oid) for oid in dict.fromkeys(spec.deps + spec.nested)}
+        values = {oid: self.pin_value(oid) for oid in dict.fromkeys(spec.deps + spec.nested)}
+        self.task_pins[task_id] = [oid for oid, v in values.items() if isinstance(v, p.Located)]
         lost = [values[oid] for oid in spec.deps if isinstance(values[oid], p.Failed)]
-        if lost:                  # freed with plait.free after the task was submitted
+        if lost:                  # freed after submission, or its spill file is gone
             self.fail_task(task_id, lost[0].error)
             return None
         return p.WorkItem(task_id, state.attempt, spec.function_id, spec.function_name,
@@ -353,6 +464,7 @@ class NodeServer:
         self.client.close(linger=0)
         self.worker_sock.close(linger=0)
         self.ctx.term()
+        self.store.close()
         self.arena.unlink()
         for address in (self.config.client_address, self.config.worker_address):
             try:
@@ -363,7 +475,7 @@ class NodeServer:
 
 def _size_of(value: p.ObjectValue | None) -> int:
     """Bytes of an object's layout (0 while its task has not finished)."""
-    if isinstance(value, p.Located):
+    if isinstance(value, (p.Stored, p.Located)):
         return value.nbytes
     if isinstance(value, p.Inline):
         return len(value.data)

@@ -2,14 +2,17 @@
 
 Who talks to whom (all over ZeroMQ; ROUTER on the head node, DEALER on the other side)::
 
-    driver --Hello/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Free/Bye--> head node
-    driver <--Welcome/Allocated/View/Ready/AllocFailed-------------------------- head node
-    worker --WorkerReady/Alloc/TasksDone/Subscribe--> node
-    worker <--RunTasks/Allocated/Ready/Stop---------- node
+    driver --Hello/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/Hold/Free/
+             MemoryRequest/Bye--> head node
+    driver <--Welcome/Allocated/Refused/View/Ready/Pinned/MemoryReport-- head node
+    worker --WorkerReady/Alloc/Seal/PutInline/TasksDone--> node
+    worker <--RunTasks/Allocated/Refused/Bye---------- node
 
 A message is a frozen dataclass; ``encode`` makes it one frame (pickle protocol 5) and
-``decode`` turns the frame back. Object values ride as ``Inline`` bytes when small, or as a
-``Located`` block of a node's arena when not. Only peers on this host (or holding the
+``decode`` turns the frame back. Object values ride as ``Inline`` bytes when small; a large
+object is ``Stored`` on a node, and whoever reads it first pins it, which yields its
+``Located`` block (an offset is only meaningful while pinned: unpinned objects may spill).
+Values record the ids of refs pickled inside them (``contains``), which they keep alive. Only peers on this host (or holding the
 cluster key, once remote nodes exist) can reach these sockets: decode unpickles.
 """
 
@@ -19,6 +22,7 @@ import pickle
 from dataclasses import dataclass
 
 from plait.compiler.view import ClusterView
+from plait.store.store import StoreSummary
 
 
 # -- object values ---------------------------------------------------------------------
@@ -28,15 +32,26 @@ class Inline:
     """A small object's whole layout, carried in the message."""
 
     data: bytes
+    contains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A large object held by ``node``'s store (in memory or spilled)."""
+
+    node: str
+    nbytes: int
+    contains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Located:
-    """An object held in ``node``'s arena at ``offset`` (layout of ``nbytes``)."""
+    """A pinned object in ``node``'s arena at ``offset`` (layout of ``nbytes``)."""
 
     node: str
     offset: int
     nbytes: int
+    contains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +61,7 @@ class Failed:
     error: bytes
 
 
-ObjectValue = Inline | Located | Failed
+ObjectValue = Inline | Stored | Located | Failed
 
 
 # -- driver <-> head -------------------------------------------------------------------
@@ -78,7 +93,7 @@ class Welcome:
 @dataclass(frozen=True, slots=True)
 class PutInline:
     object_id: str
-    data: bytes
+    value: Inline
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +101,7 @@ class Alloc:
     request: int
     object_id: str
     nbytes: int
+    created_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +113,9 @@ class Allocated:
 
 
 @dataclass(frozen=True, slots=True)
-class AllocFailed:
+class Refused:
+    """The answer to a request that failed: ``error`` is the pickled exception to raise."""
+
     request: int
     error: bytes
 
@@ -107,6 +125,46 @@ class Seal:
     """The block allocated for ``object_id`` is written: the object now exists."""
 
     object_id: str
+    contains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """Keep these objects in memory for me and tell me where they are."""
+
+    request: int
+    object_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    request: int
+    values: tuple[tuple[str, ObjectValue], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Unpin:
+    """One earlier pin of each of these objects is over (its zero-copy views are gone)."""
+
+    object_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The sender now holds refs to these objects it did not create (found inside others)."""
+
+    object_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRequest:
+    request: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryReport:
+    request: int
+    nodes: tuple[StoreSummary, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +270,9 @@ class TasksDone:
     results: tuple[TaskResult, ...]
 
 
-Message = (Hello | Welcome | PutInline | Alloc | Allocated | AllocFailed | Seal | ViewRequest
-           | View | Submit | Subscribe | Ready | Free | Bye | WorkerReady | RunTasks | TasksDone)
+Message = (Hello | Welcome | PutInline | Alloc | Allocated | Refused | Seal | Pin | Pinned
+           | Unpin | Hold | MemoryRequest | MemoryReport | ViewRequest | View | Submit
+           | Subscribe | Ready | Free | Bye | WorkerReady | RunTasks | TasksDone)
 
 
 def encode(message: Message) -> bytes:

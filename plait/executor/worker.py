@@ -31,7 +31,7 @@ from plait.errors import DeserializationError, GetTimeoutError, PlaitError, Task
 from plait.executor import protocol as p
 from plait.graph import context
 from plait.graph.ids import IdGenerator
-from plait.graph.refs import ObjectRef
+from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.task import decode_call
 from plait.store.arena import Arena
 from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
@@ -40,7 +40,6 @@ from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
 # longer than this: dependants on other workers should not wait on a slow batch.
 FLUSH_SECONDS = 0.001
 PARENT_CHECK_MS = 500
-REQUEST_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +99,8 @@ class WorkerRuntime:
         self.requests = 0
         self.ids = IdGenerator(prefix=f"{config.node}.w{config.index}.{os.getpid()}:")
         self.current_task: str | None = None
+        self.unsent: list[p.TaskResult] = []
+        self.flushed = time.perf_counter()
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -127,15 +128,19 @@ class WorkerRuntime:
     def run_batch(self, batch: p.RunTasks) -> None:
         for function_id, data in batch.functions:
             self.functions[function_id] = data
-        results: list[p.TaskResult] = []
-        flushed = time.perf_counter()
+        self.flushed = time.perf_counter()
         for item in batch.items:
-            results.append(self.run_item(item))
-            if time.perf_counter() - flushed > FLUSH_SECONDS:
-                self.send(p.TasksDone(tuple(results)))
-                results, flushed = [], time.perf_counter()
-        if results:
-            self.send(p.TasksDone(tuple(results)))
+            self.unsent.append(self.run_item(item))
+            if time.perf_counter() - self.flushed > FLUSH_SECONDS:
+                self.flush_results()
+        self.flush_results()
+
+    def flush_results(self) -> None:
+        """Report finished tasks; also before a put, so the node knows which task is running."""
+        if self.unsent:
+            self.send(p.TasksDone(tuple(self.unsent)))
+            self.unsent.clear()
+        self.flushed = time.perf_counter()
 
     # -- one task ----------------------------------------------------------------------
 
@@ -151,13 +156,21 @@ class WorkerRuntime:
             value = function(*args, **kwargs)
             outputs = self.store_results(item, value)
         except Exception as error:
-            wrapped = TaskError.wrap(item.function_name, item.task_id, self.config.node,
-                                     _user_traceback(error), error)
-            return self.failed(item, start, _pickled_error(wrapped))
+            return self.failed(item, start, _pickled_error(self.task_error(item, error)))
         finally:
             self.current_task = None
             self.known = {}
         return p.TaskResult(item.task_id, item.attempt, outputs, time.perf_counter() - start)
+
+    def task_error(self, item: p.WorkItem, error: Exception) -> PlaitError:
+        """The user's exception as a TaskError; a plain PlaitError if even that fails."""
+        try:
+            return TaskError.wrap(item.function_name, item.task_id, self.config.node,
+                                  _user_traceback(error), error)
+        except Exception as wrapping:
+            return PlaitError(f"task {item.task_id} ({item.function_name}) raised "
+                              f"{type(error).__name__}: {error} (and wrapping it failed: "
+                              f"{wrapping!r})")
 
     def prepare(self, item: p.WorkItem) -> tuple[Any, tuple, dict]:
         """Rebuild the function and arguments; failures here are DeserializationErrors."""
@@ -185,13 +198,14 @@ class WorkerRuntime:
 
     def store_results(self, item: p.WorkItem, value: Any) -> tuple[tuple[str, p.ObjectValue], ...]:
         if len(item.outputs) == 1:
-            return ((item.outputs[0], self.store(item.outputs[0], value)),)
+            return ((item.outputs[0], self.store(item.outputs[0], value, item.function_name)),)
         values = list(value) if isinstance(value, (tuple, list)) else None
         if values is None or len(values) != len(item.outputs):
             raise ValueError(f"{item.function_name} was declared with num_returns="
                              f"{len(item.outputs)} but returned {type(value).__name__}"
                              f"{'' if values is None else f' of length {len(values)}'}")
-        return tuple((oid, self.store(oid, v)) for oid, v in zip(item.outputs, values, strict=True))
+        return tuple((oid, self.store(oid, v, item.function_name))
+                     for oid, v in zip(item.outputs, values, strict=True))
 
     # -- values ------------------------------------------------------------------------
 
@@ -200,39 +214,45 @@ class WorkerRuntime:
             return deserialize(value.data)
         if isinstance(value, p.Located):
             return deserialize(self.arena.block(value.offset, value.nbytes))
-        raise pickle.loads(value.error)
+        if isinstance(value, p.Failed):
+            raise pickle.loads(value.error)
+        raise PlaitError(f"a {type(value).__name__} value reached a task unpinned")
 
-    def store(self, object_id: str, value: Any) -> p.ObjectValue:
+    def store(self, object_id: str, value: Any, created_by: str) -> p.Inline | p.Located:
         """Inline when small; otherwise allocate a block of the arena and write into it."""
-        serialized = serialize(value)
+        with collecting_refs() as found:
+            serialized = serialize(value)
+        contains = tuple(dict.fromkeys(ref.id for ref in found))
         nbytes = serialized.nbytes
         if nbytes <= INLINE_THRESHOLD:
-            return p.Inline(serialized.to_bytes())
-        reply = self.request(p.Alloc(self.next_request(), object_id, nbytes))
-        if isinstance(reply, p.AllocFailed):
+            return p.Inline(serialized.to_bytes(), contains)
+        reply = self.request(p.Alloc(self.next_request(), object_id, nbytes, created_by))
+        if isinstance(reply, p.Refused):
             raise pickle.loads(reply.error)
         assert isinstance(reply, p.Allocated)
         self.arena.prefault(reply.offset, nbytes)
         serialized.write_into(self.arena.block(reply.offset, nbytes))
-        return p.Located(reply.node, reply.offset, nbytes)
+        return p.Located(reply.node, reply.offset, nbytes, contains)
 
     def next_request(self) -> int:
         self.requests += 1
         return self.requests
 
     def request(self, message: p.Alloc) -> p.Message:
-        """Send and wait for the matching reply; other messages wait in the stash."""
+        """Send and wait for the matching reply; other messages wait in the stash.
+
+        No deadline: the node answers every allocation (it may wait for room while other
+        tasks run), and this worker exits if the node dies.
+        """
         self.send(message)
-        deadline = time.monotonic() + REQUEST_TIMEOUT_S
-        while time.monotonic() < deadline:
+        while True:
             reply = self.receive(PARENT_CHECK_MS)
-            if isinstance(reply, (p.Allocated, p.AllocFailed)) and reply.request == message.request:
+            if isinstance(reply, (p.Allocated, p.Refused)) and reply.request == message.request:
                 return reply
             if reply is not None:
                 self.stash.append(reply)
             elif os.getppid() != self.config.parent_pid:
                 os._exit(1)
-        raise PlaitError(f"the node did not answer an allocation within {REQUEST_TIMEOUT_S} s")
 
     # -- the Runtime protocol, for code inside tasks -----------------------------------
 
@@ -250,12 +270,13 @@ class WorkerRuntime:
 
     def put(self, value: Any) -> ObjectRef:
         object_id = self.new_id("put")
-        stored = self.store(object_id, value)
+        self.flush_results()
+        stored = self.store(object_id, value, f"put in task {self.current_task}")
         if isinstance(stored, p.Inline):
-            self.send(p.PutInline(object_id, stored.data))
+            self.send(p.PutInline(object_id, stored))
         else:
-            self.send(p.Seal(object_id))
-        self.known[object_id] = stored
+            self.send(p.Seal(object_id, stored.contains))
+        self.known[object_id] = stored          # pinned: its block stays until the task ends
         return ObjectRef(object_id)
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:

@@ -41,20 +41,20 @@ class collecting_refs:
 class ObjectRef:
     """A handle to an immutable object; pass it to tasks or ``plait.get`` it."""
 
-    __slots__ = ("id", "task", "__weakref__")
+    __slots__ = ("id", "task", "owner", "__weakref__")
 
     def __init__(self, object_id: str, task: Task | None = None) -> None:
         self.id = object_id
         self.task = task
-        runtime = context.active()
-        if runtime is not None:
-            runtime.incref(object_id)
+        self.owner = context.active()      # the session this ref counts in (ids are per session)
+        if self.owner is not None:
+            self.owner.incref(object_id)
 
     def __del__(self) -> None:
-        runtime = context.active()
-        if runtime is not None:
+        owner = self.owner
+        if owner is not None and owner is context.active():
             try:
-                runtime.decref(self.id)
+                owner.decref(self.id)
             except Exception:  # interpreter shutdown: the session is already gone
                 pass
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from plait.errors import SerializationError
+from plait.errors import ObjectLostError, SerializationError
+from plait.graph import context
 from plait.graph.ids import output_id
 from plait.graph.options import TaskOptions
 from plait.graph.refs import ObjectRef, collecting_refs
@@ -92,6 +93,9 @@ def encode_call(function_name: str, args: tuple, kwargs: dict, put: Callable[[An
         if not isinstance(value, ObjectRef) and _is_large(value):
             value = put(value)
         if isinstance(value, ObjectRef):
+            if value.owner is not None and value.owner is not context.active():
+                raise ObjectLostError(value.id, "it belongs to a plait session that was shut "
+                                                "down; put the value again")
             deps.append(value)
             return ArgRef(len(deps) - 1)
         return value

@@ -5,8 +5,10 @@ workers ``attach``. We use ``os.open`` + ``mmap`` rather than
 ``multiprocessing.shared_memory`` because on Python 3.11 the resource tracker unlinks
 segments a process merely attached to (cpython#82300).
 
-The file is sized with ftruncate and left sparse: memory is committed page by page as
-objects are written, so start-up stays fast and an idle cluster holds no store memory.
+The file is sized with ftruncate and left sparse, so start-up stays fast and an idle
+cluster holds no store memory. The node reserves (posix_fallocate) each block's pages when
+it allocates the block, before anyone writes: a full /dev/shm is then an error at put,
+never a SIGBUS in the middle of a copy.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ class Arena:
     capacity: int
     _map: mmap.mmap
     view: memoryview
+    _fd: int | None = None                              # kept open by the creator only
     _warm: bytearray = field(init=False, repr=False)   # 1 per WARM_CHUNK this process faulted
+    _reserved: bytearray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._warm = bytearray(self.capacity // WARM_CHUNK + 1)
+        self._reserved = bytearray(self.capacity // WARM_CHUNK + 1)
 
     @property
     def path(self) -> str:
@@ -47,9 +52,13 @@ class Arena:
         fd = os.open(os.path.join(SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
             os.ftruncate(fd, capacity)
-            return cls._map_fd(name, fd, capacity)
-        finally:
+            arena = cls._map_fd(name, fd, capacity)
+        except BaseException:
             os.close(fd)
+            os.unlink(os.path.join(SHM_DIR, name))
+            raise
+        arena._fd = fd
+        return arena
 
     @classmethod
     def attach(cls, name: str) -> Arena:
@@ -63,6 +72,15 @@ class Arena:
     def _map_fd(cls, name: str, fd: int, capacity: int) -> Arena:
         mapping = mmap.mmap(fd, capacity, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         return cls(name, capacity, mapping, memoryview(mapping))
+
+    def reserve(self, offset: int, nbytes: int) -> None:
+        """Back a block with real tmpfs pages now (OSError ENOSPC if /dev/shm is full)."""
+        assert self._fd is not None, "only the node that created the arena reserves"
+        first, last = offset // WARM_CHUNK, (offset + max(nbytes, 1) - 1) // WARM_CHUNK
+        for start, stop in _runs([c for c in range(first, last + 1) if not self._reserved[c]]):
+            begin = start * WARM_CHUNK
+            os.posix_fallocate(self._fd, begin, min(stop * WARM_CHUNK, self.capacity) - begin)
+            self._reserved[start:stop] = b"\x01" * (stop - start)
 
     def block(self, offset: int, nbytes: int) -> memoryview:
         return self.view[offset:offset + nbytes]
@@ -94,6 +112,9 @@ class Arena:
         except BufferError:
             self.view = memoryview(self._map)     # stay usable: zero-copy views remain
             raise
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def unlink(self) -> None:
         """Remove the segment (the node process does this once, at shutdown)."""

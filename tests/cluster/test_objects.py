@@ -33,7 +33,7 @@ def test_arrays_come_back_zero_copy_and_read_only(cluster, nbytes):
     assert not np.shares_memory(first, array)
     if nbytes > 100 * 1024:                      # stored in the arena: both views share it
         assert np.shares_memory(first, second)
-        assert isinstance(session().values[ref.id], p.Located)
+        assert isinstance(session().values[ref.id], p.Stored)
     with pytest.raises(ValueError):
         first[0] = 1.0
 

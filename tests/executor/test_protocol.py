@@ -11,9 +11,11 @@ import pytest
 import plait
 from plait.compiler.view import ClusterView, NodeView, ObjectInfo
 from plait.executor import protocol as p
+from plait.store.store import ObjectSummary, StoreSummary
 
 INLINE = p.Inline(b"PLT1" + bytes(60))
-LOCATED = p.Located("node-1", 4096, 1 << 20)
+LOCATED = p.Located("node-1", 4096, 1 << 20, ("put-3",))
+STORED = p.Stored("node-1", 1 << 20)
 FAILED = p.Failed(pickle.dumps(plait.ObjectLostError("inc-3", "node died")))
 NODE = p.NodeInfo("node-0", "tcp://127.0.0.1:5555", 4242, True, 2, "plait-abc-node-0", 1 << 30)
 SPEC = p.TaskSpec("inc-2", "inc@0123456789", "inc", b"payload", ("put-1",), ("put-9",),
@@ -25,14 +27,21 @@ VIEW = ClusterView((NodeView("node-0", 2), NodeView("node-1", 1, store_free=10, 
                    {"put-1": ObjectInfo("put-1", 123, ("node-0", "node-1"))})
 
 SAMPLES = [
-    INLINE, LOCATED, FAILED, NODE, SPEC, ITEM, RESULT,
+    INLINE, LOCATED, STORED, FAILED, NODE, SPEC, ITEM, RESULT,
     p.Hello(pid=1234),
     p.Welcome("a1b2", (NODE, dataclasses.replace(NODE, id="node-1", is_head=False))),
-    p.PutInline("put-1", b"\x00" * 100),
-    p.Alloc(7, "put-2", 1 << 30),
+    p.PutInline("put-1", p.Inline(b"\x00" * 100, ("put-0",))),
+    p.Alloc(7, "put-2", 1 << 30, "script.py:12"),
     p.Allocated(7, "put-2", "node-0", 8192),
-    p.AllocFailed(8, pickle.dumps(plait.ObjectTooLargeError("too big"))),
-    p.Seal("put-2"),
+    p.Refused(8, pickle.dumps(plait.ObjectTooLargeError("too big"))),
+    p.Seal("put-2", ("put-1",)),
+    p.Pin(10, ("put-2",)),
+    p.Pinned(10, (("put-2", LOCATED), ("put-3", FAILED))),
+    p.Unpin(("put-2", "put-2")),
+    p.Hold(("inc-7",)),
+    p.MemoryRequest(11),
+    p.MemoryReport(11, (StoreSummary("node-0", 1 << 30, 1 << 20, 0, 1, 0, 0, 0.0, 0.0,
+                                     (ObjectSummary("put-2", 1 << 20, "memory", "x.py:1"),)),)),
     p.ViewRequest(9, ("put-1", "put-2")),
     p.View(9, VIEW, (("put-5", pickle.dumps(plait.ObjectFreedError("put-5"))),)),
     p.Submit((("inc@0123456789", b"fn"),), (SPEC,), (("inc-2", "add-3"),)),
@@ -59,7 +68,7 @@ def test_every_message_class_has_a_sample():
 
 def test_the_message_union_lists_only_protocol_dataclasses():
     assert set(typing.get_args(p.Message)) <= _message_classes()
-    assert set(typing.get_args(p.ObjectValue)) == {p.Inline, p.Located, p.Failed}
+    assert set(typing.get_args(p.ObjectValue)) == {p.Inline, p.Stored, p.Located, p.Failed}
 
 
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)

@@ -1,0 +1,237 @@
+"""ObjectStore: one node's objects in its arena, under a fixed capacity, spilling when full.
+
+Each object is in one of three states::
+
+    allocated --seal--> in memory <--spill / restore--> on disk
+    (being written,      (LRU when unpinned)             (spill file + CRC)
+     pinned)
+
+Pins (a running task reading the object, a driver holding a zero-copy view, a block still
+being written) keep an object in memory at a fixed offset. When an allocation does not fit,
+the store first drops unpinned replicas (copies another node also holds), then spills
+unpinned primaries, least recently used first. Only when nothing more can go does it raise
+ObjectStoreFullError, naming the sizes and the largest objects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from plait.errors import ObjectLostError, ObjectStoreFullError, ObjectTooLargeError
+from plait.store.allocator import Allocator
+from plait.store.arena import Arena
+from plait.store.spill import SpillError, Spiller, SpillRecord
+
+
+@dataclass
+class StoredObject:
+    id: str
+    nbytes: int
+    created_by: str
+    offset: int | None = None          # None while spilled
+    spill: SpillRecord | None = None
+    pins: int = 1                      # born pinned: the writer holds it until sealed
+    replica: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectSummary:
+    id: str
+    nbytes: int
+    state: str                         # "memory", "pinned" or "spilled"
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSummary:
+    """What ``plait.memory_summary()`` shows for one node."""
+
+    node: str
+    capacity: int
+    used: int
+    pinned: int
+    objects: int
+    spilled_bytes: int
+    spilled_objects: int
+    spill_gbps: float
+    restore_gbps: float
+    largest: tuple[ObjectSummary, ...]
+
+
+class ObjectStore:
+    """Objects of one node: allocation, pins, LRU spilling and restoring."""
+
+    def __init__(self, node: str, arena: Arena, spiller: Spiller | None,
+                 on_dropped: Callable[[str], None] = lambda _: None) -> None:
+        self.node = node
+        self.arena = arena
+        self.allocator = Allocator(arena.capacity)
+        self.spiller = spiller
+        self.objects: dict[str, StoredObject] = {}
+        self.lru: OrderedDict[str, None] = OrderedDict()     # in memory, unpinned
+        self._on_dropped = on_dropped                         # a replica was evicted
+
+    # -- lifecycle of one object ---------------------------------------------------------
+
+    def allocate(self, object_id: str, nbytes: int, created_by: str,
+                 replica: bool = False) -> int:
+        """Reserve a pinned block for an object about to be written; returns its offset."""
+        assert object_id not in self.objects, f"{object_id} allocated twice"
+        offset = self._allocate(nbytes, object_id)
+        self.objects[object_id] = StoredObject(object_id, nbytes, created_by, offset,
+                                               replica=replica)
+        return offset
+
+    def seal(self, object_id: str) -> None:
+        """The writer is done: the object becomes readable and, when unpinned, evictable."""
+        self.unpin(object_id)
+
+    def pin(self, object_id: str) -> int:
+        """Keep the object in memory (restoring it if spilled); returns its offset."""
+        stored = self.objects.get(object_id)
+        if stored is None:
+            raise ObjectLostError(object_id, f"{self.node}'s store does not hold it")
+        if stored.offset is None:
+            self._restore(stored)
+        stored.pins += 1
+        self.lru.pop(object_id, None)
+        return stored.offset
+
+    def unpin(self, object_id: str) -> None:
+        stored = self.objects.get(object_id)
+        if stored is None:
+            return
+        stored.pins -= 1
+        assert stored.pins >= 0, f"{object_id} unpinned more often than pinned"
+        if stored.pins == 0 and stored.offset is not None:
+            self.lru[object_id] = None               # most recently used at the end
+
+    def delete(self, object_id: str) -> None:
+        """Drop the object, wherever it is (memory or disk)."""
+        stored = self.objects.pop(object_id, None)
+        if stored is None:
+            return
+        self.lru.pop(object_id, None)
+        if stored.offset is not None:
+            self.allocator.free(stored.offset)
+        if stored.spill is not None and self.spiller is not None:
+            self.spiller.delete(stored.spill)
+
+    def nbytes(self, object_id: str) -> int:
+        return self.objects[object_id].nbytes
+
+    # -- making room ---------------------------------------------------------------------
+
+    def _allocate(self, nbytes: int, object_id: str) -> int:
+        if Allocator.block_size(nbytes) > self.allocator.capacity:
+            raise ObjectTooLargeError(
+                f"{object_id} needs {nbytes} bytes, more than {self.node}'s whole store "
+                f"({self.allocator.capacity} bytes); start plait with a larger store_memory")
+        spill_error: Exception | None = None
+        while not self.allocator.fits(nbytes):
+            try:
+                if not self._evict_one():
+                    break
+            except SpillError as error:
+                spill_error = error
+                break
+        if not self.allocator.fits(nbytes):
+            raise self._full_error(nbytes, spill_error)
+        offset = self.allocator.allocate(nbytes)
+        try:
+            self.arena.reserve(offset, nbytes)
+        except OSError as error:
+            self.allocator.free(offset)
+            raise ObjectStoreFullError(
+                f"{self.node} cannot reserve {nbytes} bytes of shared memory for {object_id}: "
+                f"{error.strerror or error} (is /dev/shm full?)") from error
+        return offset
+
+    def _evict_one(self) -> bool:
+        """Drop the least recently used unpinned replica, else spill the LRU primary."""
+        victim = next((oid for oid in self.lru if self.objects[oid].replica), None)
+        if victim is not None:
+            self.delete(victim)
+            self._on_dropped(victim)
+            return True
+        if self.spiller is None or not self.lru:
+            return False
+        self._spill(self.objects[next(iter(self.lru))])
+        return True
+
+    def _spill(self, stored: StoredObject) -> None:
+        assert stored.offset is not None and stored.pins == 0
+        block = self.arena.block(stored.offset, stored.nbytes)
+        stored.spill = self.spiller.write(stored.id, block)
+        self.allocator.free(stored.offset)
+        stored.offset = None
+        del self.lru[stored.id]
+
+    def _restore(self, stored: StoredObject) -> None:
+        assert stored.spill is not None and self.spiller is not None
+        offset = self._allocate(stored.nbytes, stored.id)
+        try:
+            self.spiller.read_into(stored.id, stored.spill,
+                                   self.arena.block(offset, stored.nbytes))
+        except Exception:
+            self.allocator.free(offset)
+            raise
+        self.spiller.delete(stored.spill)
+        stored.offset, stored.spill = offset, None
+
+    def _full_error(self, nbytes: int, spill_error: Exception | None) -> ObjectStoreFullError:
+        free = self.allocator.capacity - self.allocator.used
+        biggest = sorted(self.objects.values(), key=lambda s: -s.nbytes)[:3]
+        live = ", ".join(f"{s.id} ({_mib(s.nbytes)}, {_state(s)}, from {s.created_by})"
+                         for s in biggest) or "none"
+        why = (f"spilling failed: {spill_error}" if spill_error is not None else
+               "spilling is off" if self.spiller is None else "every object in memory is pinned")
+        return ObjectStoreFullError(
+            f"{self.node}'s store cannot fit {_mib(nbytes)}: {_mib(free)} of "
+            f"{_mib(self.allocator.capacity)} free (largest free block "
+            f"{_mib(self.allocator.largest_free)}), and {why}. Largest objects: {live}. "
+            f"Release refs you no longer need, or start plait with a larger store_memory.")
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def summary(self, top: int = 5) -> StoreSummary:
+        objects = list(self.objects.values())
+        spilled = [s for s in objects if s.offset is None]
+        largest = sorted(objects, key=lambda s: (-s.nbytes, s.id))[:top]
+        spiller = self.spiller
+        return StoreSummary(
+            self.node, self.allocator.capacity, self.allocator.used,
+            sum(Allocator.block_size(s.nbytes) for s in objects if s.pins and s.offset is not None),
+            len(objects), sum(s.nbytes for s in spilled), len(spilled),
+            _rate(spiller.spilled_bytes, spiller.spill_seconds) if spiller else 0.0,
+            _rate(spiller.restored_bytes, spiller.restore_seconds) if spiller else 0.0,
+            tuple(ObjectSummary(s.id, s.nbytes, _state(s), s.created_by) for s in largest))
+
+    def close(self) -> None:
+        for object_id in list(self.objects):
+            self.delete(object_id)
+        if self.spiller is not None:
+            self.spiller.remove_directory()
+
+
+def _state(stored: StoredObject) -> str:
+    return "spilled" if stored.offset is None else "pinned" if stored.pins else "memory"
+
+
+def _rate(nbytes: float, seconds: float) -> float:
+    return nbytes / seconds / 1e9 if seconds > 0 else 0.0
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / (1 << 20):.1f} MiB"
+
+
+def default_spill_directory(session: str, node: str) -> str:
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"plait-{session}-{node}-spill")
+
+
