@@ -19,9 +19,9 @@ from plait.api import (compile, compute, free, get, init, is_initialized, memory
 from plait.compiler.plan import Plan
 from plait.errors import (ClusterError, DeserializationError, GetTimeoutError,
                           HeadUnavailableError, InvalidOptionError, NotInitializedError,
-                          ObjectCorruptedError, ObjectFreedError, ObjectLostError, ObjectStoreFullError,
-                          ObjectTooLargeError, PlaitError, PlanError, SerializationError,
-                          TaskError, WorkerCrashedError)
+                          ObjectCorruptedError, ObjectFreedError, ObjectLostError,
+                          ObjectStoreFullError, ObjectTooLargeError, PlaitError, PlanError,
+                          SerializationError, TaskError, WorkerCrashedError)
 from plait.graph.refs import ObjectRef
 from plait.graph.remote_function import RemoteFunction, remote
 

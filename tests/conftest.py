@@ -7,6 +7,7 @@ pid in hex), so other plait programs on the machine do not disturb them.
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -35,9 +36,16 @@ def leaked_processes() -> list[str]:
     return found
 
 
+def leaked_files() -> list[str]:
+    """Spill directories and run directories of our sessions left in the temp directory."""
+    tmp = tempfile.gettempdir()
+    return sorted(name for name in os.listdir(tmp) if name.startswith(OUR_PREFIX))
+
+
 def assert_nothing_leaked() -> None:
     assert leaked_processes() == [], "plait processes outlived shutdown"
     assert leaked_segments() == [], "shared-memory segments outlived shutdown"
+    assert leaked_files() == [], "spill or run directories outlived shutdown"
 
 
 @pytest.fixture(scope="module")

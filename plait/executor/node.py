@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import signal
 import sys
 import time
@@ -466,11 +467,7 @@ class NodeServer:
         self.ctx.term()
         self.store.close()
         self.arena.unlink()
-        for address in (self.config.client_address, self.config.worker_address):
-            try:
-                os.unlink(address.removeprefix("ipc://"))
-            except FileNotFoundError:
-                pass
+        shutil.rmtree(self.config.run_dir, ignore_errors=True)   # sockets; the driver may be gone
 
 
 def _size_of(value: p.ObjectValue | None) -> int:

@@ -12,8 +12,9 @@ A message is a frozen dataclass; ``encode`` makes it one frame (pickle protocol 
 ``decode`` turns the frame back. Object values ride as ``Inline`` bytes when small; a large
 object is ``Stored`` on a node, and whoever reads it first pins it, which yields its
 ``Located`` block (an offset is only meaningful while pinned: unpinned objects may spill).
-Values record the ids of refs pickled inside them (``contains``), which they keep alive. Only peers on this host (or holding the
-cluster key, once remote nodes exist) can reach these sockets: decode unpickles.
+Values record the ids of refs pickled inside them (``contains``), which they keep alive.
+Only peers on this host (or holding the cluster key, once remote nodes exist) can reach
+these sockets: decode unpickles.
 """
 
 from __future__ import annotations

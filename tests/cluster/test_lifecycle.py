@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -61,19 +62,21 @@ def test_interpreter_exit_without_shutdown_leaves_nothing():
     assert result.returncode == 0, result.stderr
     pid, arena = result.stdout.split()
     assert not _alive(int(pid))
-    assert not (__import__("pathlib").Path("/dev/shm") / arena).exists()
+    assert not (pathlib.Path("/dev/shm") / arena).exists()
 
 
 def test_killed_driver_takes_its_cluster_down():
     result = run_script("""
         import os, signal, plait
         plait.put(1)
-        print(plait.nodes()[0].pid, plait.nodes()[0].arena, flush=True)
+        node = plait.nodes()[0]
+        print(node.pid, node.arena, node.address.removeprefix("ipc://"), flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    pid, arena = result.stdout.split()
+    pid, arena, socket = result.stdout.split()
     _wait_gone(int(pid))
-    assert not (__import__("pathlib").Path("/dev/shm") / arena).exists()
+    assert not (pathlib.Path("/dev/shm") / arena).exists()
+    assert not pathlib.Path(socket).parent.exists()
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,138 @@
+"""The bounded store through the public API: spilling, errors, lifetimes, reports."""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+import plait
+
+pytestmark = pytest.mark.cluster
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def small_store(fresh):
+    plait.init(num_workers=1, store_memory=64 * MIB)
+    yield
+
+
+def spill_files() -> list[str]:
+    return glob.glob(os.path.join(tempfile.gettempdir(), f"plait-{os.getpid():x}-*-spill",
+                                  "*.bin"))
+
+
+@plait.remote
+def double(x):
+    return x * 2
+
+
+@plait.remote
+def pid():
+    return os.getpid()
+
+
+@plait.remote
+def too_big():
+    return np.ones(16 * MIB)          # 128 MiB: never fits a 64 MiB store
+
+
+def test_puts_beyond_capacity_spill_and_come_back_equal(small_store):
+    arrays = [np.full(2 * MIB, float(i)) for i in range(12)]       # 12 x 16 MiB
+    refs = [plait.put(a) for a in arrays]
+    assert len(spill_files()) >= 8
+    assert all(np.array_equal(plait.get(r), a) for r, a in zip(refs, arrays, strict=True))
+    summary = plait.memory_summary()
+    assert "node-0:" in summary and "spilled:" in summary and "test_store.py" in summary
+
+
+def test_tasks_read_spilled_inputs_and_their_results_spill(small_store):
+    refs = [plait.put(np.full(2 * MIB, float(i))) for i in range(8)]
+    doubled = [double.remote(r) for r in refs]
+    assert [float(plait.get(d)[0]) for d in doubled] == [2.0 * i for i in range(8)]
+
+
+def test_a_view_stays_valid_while_the_store_spills_around_it(small_store):
+    ref = plait.put(np.full(2 * MIB, 5.0))
+    view = plait.get(ref)
+    del ref
+    others = [plait.put(np.full(2 * MIB, 9.0)) for _ in range(6)]
+    assert view[0] == 5.0 and view[-1] == 5.0 and len(others) == 6
+
+
+def test_object_larger_than_the_store_fails_at_put(small_store):
+    with pytest.raises(plait.ObjectTooLargeError):
+        plait.put(np.ones(10 * MIB))
+
+
+def test_task_result_too_large_fails_the_task_and_the_worker_survives(small_store):
+    before = plait.get(pid.remote())
+    with pytest.raises(plait.TaskError) as caught:
+        plait.get(too_big.remote())
+    assert isinstance(caught.value.cause, plait.ObjectStoreFullError)
+    assert plait.get(pid.remote()) == before
+
+
+def test_without_spilling_a_full_store_raises_with_sizes(fresh):
+    plait.init(num_workers=1, store_memory=32 * MIB, spilling=False)
+    kept = [plait.put(np.ones(MIB)) for _ in range(3)]               # 3 x 8 MiB
+    with pytest.raises(plait.ObjectStoreFullError, match="spilling is off") as caught:
+        plait.put(np.ones(2 * MIB))
+    assert "MiB" in str(caught.value) and "put-1" in str(caught.value)
+    assert all(plait.get(k)[0] == 1.0 for k in kept)
+
+
+def test_unwritable_spill_directory_is_a_readable_error(fresh, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    plait.init(num_workers=1, store_memory=32 * MIB, spill_dir=str(blocker))
+    kept = [plait.put(np.ones(MIB)) for _ in range(3)]
+    with pytest.raises(plait.ObjectStoreFullError, match="cannot spill"):
+        plait.put(np.ones(2 * MIB))
+    assert all(plait.get(k)[-1] == 1.0 for k in kept)
+
+
+def test_corrupted_or_missing_spill_files_raise(small_store):
+    refs = [plait.put(np.full(2 * MIB, float(i))) for i in range(8)]
+    by_id = {r.id: r for r in refs}
+    first, second = sorted(spill_files())[:2]
+    with open(first, "r+b") as f:
+        f.seek(4096)
+        f.write(b"corrupt")
+    os.unlink(second)
+    with pytest.raises(plait.ObjectCorruptedError):
+        plait.get(by_id[os.path.basename(first)[:-4]])
+    with pytest.raises(plait.ObjectLostError, match="gone"):
+        plait.get(by_id[os.path.basename(second)[:-4]])
+
+
+def test_a_ref_inside_a_stored_object_keeps_it_alive(small_store):
+    inner = plait.put(np.full(MIB, 3.0))
+    outer = plait.put({"inner": inner})
+    del inner
+    for _ in range(10):                   # churn the store so a freed block would be reused
+        plait.put(np.zeros(2 * MIB))
+    (found,) = plait.get(outer).values()
+    assert isinstance(found, plait.ObjectRef) and plait.get(found)[0] == 3.0
+
+
+def test_refs_returned_by_a_task_keep_their_objects(small_store):
+    @plait.remote
+    def make():
+        return [plait.put(np.full(MIB, 4.0))]
+
+    (ref,) = plait.get(make.remote())
+    assert plait.get(ref)[123] == 4.0
+
+
+def test_shutdown_removes_spill_files(fresh):
+    plait.init(num_workers=1, store_memory=32 * MIB)
+    refs = [plait.put(np.ones(MIB)) for _ in range(6)]
+    assert spill_files() and len(refs) == 6
+    plait.shutdown()
+    assert spill_files() == []

@@ -1,0 +1,152 @@
+"""ObjectStore without processes: pins, LRU spilling, restore checks, full-store errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import plait
+from plait.store.arena import Arena
+from plait.store.spill import Spiller
+from plait.store.store import ObjectStore
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def arena():
+    made = Arena.create(f"plait-test-{os.getpid()}-store", 4 * MIB)
+    yield made
+    made.unlink()
+    try:
+        made.close()
+    except BufferError:      # a traceback pytest keeps may still hold a view
+        pass
+
+
+def make_store(arena: Arena, spill_dir, dropped=None) -> ObjectStore:
+    spiller = Spiller(str(spill_dir)) if spill_dir is not None else None
+    return ObjectStore("node-0", arena, spiller, dropped.append if dropped is not None else
+                       (lambda _: None))
+
+
+def put(store: ObjectStore, object_id: str, fill: int, nbytes: int = MIB,
+        replica: bool = False) -> None:
+    offset = store.allocate(object_id, nbytes, "test", replica=replica)
+    store.arena.block(offset, nbytes)[:] = bytes([fill]) * nbytes
+    store.seal(object_id)
+
+
+def read(store: ObjectStore, object_id: str) -> bytes:
+    offset = store.pin(object_id)
+    data = bytes(store.arena.block(offset, store.nbytes(object_id)))
+    store.unpin(object_id)
+    return data
+
+
+def test_full_store_spills_least_recently_used_and_restores_it(arena, tmp_path):
+    store = make_store(arena, tmp_path)
+    for i in range(4):
+        put(store, f"o{i}", i)
+    read(store, "o0")                          # o0 is now more recent than o1
+    put(store, "o4", 4)
+    summary = store.summary()
+    assert summary.spilled_objects == 1
+    assert {o.id: o.state for o in summary.largest}["o1"] == "spilled"
+    assert read(store, "o1") == bytes([1]) * MIB        # restored, same bytes
+    assert all(read(store, f"o{i}") == bytes([i]) * MIB for i in range(5))
+
+
+def test_pinned_objects_stay_and_a_full_store_says_why(arena, tmp_path):
+    store = make_store(arena, tmp_path)
+    for i in range(4):
+        put(store, f"o{i}", i)
+        store.pin(f"o{i}")
+    with pytest.raises(plait.ObjectStoreFullError) as caught:
+        store.allocate("o5", MIB, "test")
+    message = str(caught.value)
+    assert "every object in memory is pinned" in message and "o0" in message
+    assert "1.0 MiB" in message
+    assert isinstance(caught.value, MemoryError)
+
+
+def test_without_spilling_a_full_store_refuses(arena):
+    store = make_store(arena, None)
+    for i in range(4):
+        put(store, f"o{i}", i)
+    with pytest.raises(plait.ObjectStoreFullError, match="spilling is off"):
+        store.allocate("o5", MIB, "test")
+    assert read(store, "o3") == bytes([3]) * MIB
+
+
+def test_an_object_larger_than_the_store_is_too_large(arena, tmp_path):
+    with pytest.raises(plait.ObjectTooLargeError, match="larger store_memory"):
+        make_store(arena, tmp_path).allocate("huge", 5 * MIB, "test")
+
+
+def test_replicas_are_dropped_before_primaries_spill(arena, tmp_path):
+    dropped: list[str] = []
+    store = make_store(arena, tmp_path, dropped)
+    put(store, "primary", 1)
+    put(store, "copy", 2, replica=True)
+    put(store, "p2", 3)
+    put(store, "p3", 4)
+    put(store, "p4", 5)
+    assert dropped == ["copy"] and store.summary().spilled_objects == 0
+
+
+def test_corrupted_spill_file_is_an_error_not_data(arena, tmp_path):
+    store = make_store(arena, tmp_path)
+    for i in range(5):
+        put(store, f"o{i}", i)
+    with open(tmp_path / "o0.bin", "r+b") as f:
+        f.seek(1000)
+        f.write(b"\xff")
+    with pytest.raises(plait.ObjectCorruptedError, match="checksum"):
+        store.pin("o0")
+
+
+def test_truncated_or_missing_spill_file(arena, tmp_path):
+    store = make_store(arena, tmp_path)
+    for i in range(6):
+        put(store, f"o{i}", i)
+    os.truncate(tmp_path / "o0.bin", 100)
+    os.unlink(tmp_path / "o1.bin")
+    with pytest.raises(plait.ObjectCorruptedError):
+        store.pin("o0")
+    with pytest.raises(plait.ObjectLostError, match="gone"):
+        store.pin("o1")
+
+
+def test_unwritable_spill_directory_loses_nothing(arena, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    store = make_store(arena, blocker / "spill")
+    for i in range(4):
+        put(store, f"o{i}", i)
+    with pytest.raises(plait.ObjectStoreFullError, match="spilling failed.*Not a directory"):
+        store.allocate("o5", MIB, "test")
+    assert all(read(store, f"o{i}") == bytes([i]) * MIB for i in range(4))
+
+
+def test_delete_and_close_remove_spill_files(arena, tmp_path):
+    spill = tmp_path / "spill"
+    store = make_store(arena, spill)
+    for i in range(6):
+        put(store, f"o{i}", i)
+    assert len(os.listdir(spill)) == 2
+    store.delete("o0")
+    assert len(os.listdir(spill)) == 1
+    store.close()
+    assert not spill.exists() and store.allocator.used == 0
+
+
+def test_many_small_objects_allocate_and_free(arena, tmp_path):
+    store = make_store(arena, tmp_path)
+    for i in range(900):
+        put(store, f"s{i}", i % 256, nbytes=100)
+    for i in range(0, 900, 2):
+        store.delete(f"s{i}")
+    put(store, "big", 7, nbytes=MIB)
+    assert read(store, "s1") == bytes([1]) * 100 and read(store, "big") == bytes([7]) * MIB
