@@ -40,28 +40,30 @@ _session_counter = itertools.count(1)
 class Session:
     """The driver's view of one running cluster."""
 
-    def __init__(self, num_workers: int, store_memory: int, spill_dir: str | None) -> None:
+    def __init__(self, num_nodes: int, num_workers: int, store_memory: int,
+                 spill_dir: str | None) -> None:
         from plait.executor.client import Connection, LocalCluster
-        from plait.store.arena import Arena
 
         self.id = f"{os.getpid():x}-{next(_session_counter)}"
-        self.cluster = LocalCluster.start(self.id, num_workers, store_memory, spill_dir)
+        self.cluster = LocalCluster.start(self.id, num_nodes, num_workers, store_memory,
+                                          spill_dir)
         try:
-            self.conn = Connection(self.cluster.config.client_address, self.cluster)
-            welcome = self.conn.handshake()
+            self.conn = Connection(self.cluster.client_address, self.cluster)
+            welcome = self.conn.handshake(num_nodes)
         except BaseException:
-            self.cluster.process.kill()
+            for process in self.cluster.processes:
+                process.kill()
             self.cluster.stop()
             raise
         self.nodes = welcome.nodes
-        self.arenas = {node.id: Arena.attach(node.arena) for node in welcome.nodes}
+        self.arenas: dict[str, Any] = {}
         self.ids = IdGenerator()
         self.refs: Counter[str] = Counter()           # live ObjectRefs per object
         self.held: set[str] = set()                   # objects the head counts us holding
         self.holds: list[str] = []                    # Hold messages not sent yet
         self.pins: Counter[str] = Counter()           # loads with live zero-copy views
         self.dead: deque[str] = deque()               # refs died (any thread)
-        self.unpinned: deque[str] = deque()           # views died (any thread)
+        self.unpinned: deque[tuple[str, str]] = deque()   # (node, object) views died
         self.values: dict[str, Any] = {}             # object -> protocol value, once known
         self.pending: set[str] = set()                # submitted, result not yet known
         self.asked: set[str] = set()                  # subscribed, answer not yet come
@@ -110,7 +112,7 @@ class Session:
             self.conn.send(p.PutInline(object_id, stored))
         else:
             reply = self.request(p.Alloc(next(self.requests), object_id, nbytes, _call_site()))
-            arena = self.arenas[reply.node]
+            arena = self.arena(reply.node)
             arena.prefault(reply.offset, nbytes)
             serialized.write_into(arena.block(reply.offset, nbytes))
             self.conn.send(p.Seal(object_id, contains))
@@ -175,11 +177,20 @@ class Session:
         if isinstance(value, p.Failed):
             raise pickle.loads(value.error)
         assert isinstance(value, p.Located), value
-        holder = numpy.frombuffer(self.arenas[value.node].block(value.offset, value.nbytes),
+        holder = numpy.frombuffer(self.arena(value.node).block(value.offset, value.nbytes),
                                   dtype=numpy.uint8)
         self.pins[object_id] += 1
-        weakref.finalize(holder, self.unpinned.append, object_id)
+        weakref.finalize(holder, self.unpinned.append, (value.node, object_id))
         return deserialize(holder)
+
+    def arena(self, node: str) -> Any:
+        """The arena of a node on this host, mapped on first use."""
+        from plait.store.arena import Arena
+
+        if node not in self.arenas:
+            info = next(n for n in self.nodes if n.id == node)
+            self.arenas[node] = Arena.attach(info.arena)
+        return self.arenas[node]
 
     def memory_summary(self) -> tuple[Any, ...]:
         from plait.executor import protocol as p
@@ -299,8 +310,8 @@ class Session:
                 if oid not in self.pins:
                     released.append(oid)
         while self.unpinned:
-            oid = self.unpinned.popleft()
-            unpins.append(oid)
+            node, oid = self.unpinned.popleft()
+            unpins.append((node, oid))
             self.pins[oid] -= 1
             if self.pins[oid] <= 0:
                 del self.pins[oid]
@@ -359,13 +370,15 @@ def _now() -> float:
 
 # -- the public functions ----------------------------------------------------------------
 
-def init(num_workers: int | None = None, *, store_memory: int | None = None,
+def init(num_workers: int | None = None, *, num_nodes: int = 1,
+         store_memory: int | None = None,
          spill_dir: str | None = None, spilling: bool = True, num_cpus: int | None = None,
          ignore_reinit_error: bool = False, address: str | None = None,
          **ray_options: Any) -> None:
     """Start the embedded local cluster: one node process and ``num_workers`` workers.
 
-    ``num_workers`` defaults to one per CPU (``num_cpus`` is Ray's name for it);
+    ``num_nodes`` nodes start on this machine (node-0 is the head), each with its own
+    store and ``num_workers`` workers, one per CPU by default (``num_cpus`` is Ray's name);
     ``store_memory`` (bytes) bounds the node's shared-memory store; when it is full, the
     least recently used objects spill to ``spill_dir`` (default: a fresh directory under
     the system's temporary directory) unless ``spilling=False``.
@@ -388,7 +401,9 @@ def init(num_workers: int | None = None, *, store_memory: int | None = None,
         spill = None
         if spilling:
             spill = spill_dir or ""      # "": the node picks a fresh directory of its own
-        _session = Session(workers, memory, spill)
+        if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
+            raise ValueError(f"num_nodes must be a positive int, got {num_nodes!r}")
+        _session = Session(num_nodes, workers, memory, spill)
         context.install(_session)
 
 

@@ -56,7 +56,8 @@ def _vertex(vertex: Vertex, colours: dict[str, str]) -> str:
     colour = colours.get(vertex.node, UNKNOWN)
     fill = tint(colour, 0.9 if vertex.kind == "object" else 0.75)
     style = '"filled"' if vertex.kind != "task" else '"rounded,filled"'
-    return (f"{dot_string(vertex.key)} [label={dot_string(vertex.label + chr(10) + vertex.sublabel)}"
+    label = dot_string(f"{vertex.label}\n{vertex.sublabel}")
+    return (f"{dot_string(vertex.key)} [label={label}"
             f', shape={SHAPES[vertex.kind]}, style={style}, color="{colour}", '
             f'fillcolor="{fill}", tooltip={dot_string(vertex.details)}];')
 

@@ -1,10 +1,11 @@
 """A Picture as SVG text: legend, a lane per stage, arrows, boxes, and hover details.
 
-Drawn back to front: legend, lanes, arrows, boxes, then the size labels of transfers, so a
-label is never hidden under a box. Every box and arrow carries its details in a ``<title>``
-child, which any SVG viewer shows on hover (the HTML page turns them into a tooltip), and
-``data-*`` attributes naming what it stands for. All text from the plan is escaped here by
-``xml_text`` / ``xml_attr``; nothing else writes plan text into markup.
+Drawn back to front: legend, lanes, arrows, lane titles, boxes, then the size labels of
+transfers, so no arrow strikes out a title and no box hides a label. Every box and arrow
+carries its details in a ``<title>`` child, which any SVG viewer shows on hover (the HTML
+page turns them into a tooltip), and ``data-*`` attributes naming what it stands for. All
+text from the plan is escaped here by ``xml_text`` / ``xml_attr``; nothing else writes plan
+text into markup.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from xml.sax.saxutils import escape
 from plait.compiler.passes import _size
 from plait.compiler.picture import Edge, Lane, Picture, Vertex
 from plait.compiler.style import SAME_NODE, UNKNOWN, edge_width, node_colours, shade, tint
-from plait.compiler.svg_layout import (EM_WIDTH, LANE_TITLE_SIZE, LAYER_GAP, MARGIN, Box,
-                                       layout, text_width)
+from plait.compiler.svg_layout import (EM_WIDTH, LANE_TITLE_SIZE, MARGIN, Box, Point, layout,
+                                       text_width)
 
 FONT = "Helvetica, Arial, sans-serif"
 INK = "#222222"
 MUTED = "#555555"
 LEGEND_H = 60.0          # title line and key line above the drawing
 SVG_NS = "http://www.w3.org/2000/svg"
+LABEL_PLACES = (0.5, 0.38, 0.62, 0.26, 0.74, 0.14, 0.86, 0.5)   # along a curve; last: fallback
+Rect = tuple[float, float, float, float]             # left, top, right, bottom
 
 # Characters XML 1.0 forbids even escaped: C0 controls but tab/newline/return, lone
 # surrogates, U+FFFE/U+FFFF. They are replaced, not dropped, so a reader sees something odd.
@@ -54,13 +57,17 @@ def draw_svg(picture: Picture) -> str:
     placed = layout(picture, top=MARGIN + LEGEND_H)
     width = max(placed.width, legend_width + 2 * MARGIN)
     markers: dict[str, str] = {}
-    arrows = [_arrow(e, placed.boxes, colours, markers) for e in picture.edges]
-    sizes = [_size_label(e, placed.boxes, colours) for e in picture.edges if e.labelled]
+    routes = [placed.routes[(e.src, e.dst)] for e in picture.edges]
+    arrows = [_arrow(e, r, colours, markers) for e, r in zip(picture.edges, routes, strict=True)]
+    sizes = _size_labels(list(picture.edges), routes, colours)
     return "\n".join([
         _open(width, placed.height, picture.summary), _defs(markers), legend,
         '<g class="plait-stages">',
         *(_lane(lane, placed.lanes[lane.index], colours) for lane in picture.lanes), "</g>",
         '<g class="plait-edges" fill="none">', *arrows, "</g>",
+        f'<g class="plait-stage-titles" font-size="{LANE_TITLE_SIZE:.0f}" font-weight="bold" '
+        'stroke-width="4" paint-order="stroke">',
+        *(_lane_title(lane, placed.lanes[lane.index], colours) for lane in picture.lanes), "</g>",
         '<g class="plait-vertices">',
         *(_vertex(v, placed.boxes[v.key], colours) for v in picture.vertices), "</g>",
         '<g class="plait-sizes" font-size="10" text-anchor="middle" stroke="#ffffff" '
@@ -124,12 +131,17 @@ def _lane(lane: Lane, box: Box, colours: dict[str, str]) -> str:
     colour = colours.get(lane.node, UNKNOWN)
     return (f'<g class="plait-stage" data-stage="{lane.index}" data-node="{xml_attr(lane.node)}">'
             f'<rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.w:.1f}" height="{box.h:.1f}" '
-            f'rx="10" fill="{tint(colour, 0.93)}" stroke="{colour}" stroke-width="1.2"/>'
-            f'<text x="{box.x + 12:.1f}" y="{box.y + 18:.1f}" font-size="{LANE_TITLE_SIZE:.0f}" '
-            f'font-weight="bold" fill="{shade(colour)}">{xml_text(lane.title)}</text></g>')
+            f'rx="10" fill="{tint(colour, 0.93)}" stroke="{colour}" stroke-width="1.2"/></g>')
 
 
-def _arrow(edge: Edge, boxes: dict[str, Box], colours: dict[str, str],
+def _lane_title(lane: Lane, box: Box, colours: dict[str, str]) -> str:
+    """Drawn over the arrows, haloed in the lane's fill, so an arrow never strikes it out."""
+    colour = colours.get(lane.node, UNKNOWN)
+    return (f'<text x="{box.x + 12:.1f}" y="{box.y + 18:.1f}" fill="{shade(colour)}" '
+            f'stroke="{tint(colour, 0.93)}">{xml_text(lane.title)}</text>')
+
+
+def _arrow(edge: Edge, route: tuple[Point, ...], colours: dict[str, str],
            markers: dict[str, str]) -> str:
     """One arrow; transfers are dashed in the source node's colour, width by bytes."""
     colour = colours.get(edge.src_node, UNKNOWN) if edge.crossing else SAME_NODE
@@ -139,7 +151,7 @@ def _arrow(edge: Edge, boxes: dict[str, Box], colours: dict[str, str],
     kind = "plait-edge plait-transfer" if edge.crossing else "plait-edge"
     return (f'<g class="{kind}" data-src="{xml_attr(edge.src)}" data-dst="{xml_attr(edge.dst)}">'
             f"<title>{xml_text(edge.details)}</title>"
-            f'<path d="{_curve(boxes[edge.src], boxes[edge.dst])}" stroke="{colour}" '
+            f'<path d="{_path(route)}" stroke="{colour}" '
             f'stroke-width="{width:.1f}"{dash} marker-end="url(#{marker})"/></g>')
 
 
@@ -154,40 +166,75 @@ def _marker(colour: str, width: float, markers: dict[str, str]) -> str:
     return key
 
 
-def _ends(a: Box, b: Box) -> tuple[float, float, float, float, float]:
-    """Start, end and how far the curve's control points reach (a back arrow loops)."""
-    y1, y2 = a.bottom, b.y
-    bend = max(24.0, (y2 - y1) / 2) if y2 > y1 else 80.0
-    return a.cx, y1, b.cx, y2, bend
+def _path(route: tuple[Point, ...]) -> str:
+    """Curves from each point to the next bend's top (or the end), straight down each bend.
+
+    >>> _path(((0.0, 0.0), (10.0, 40.0)))
+    'M0.0,0.0 C0.0,24.0 10.0,16.0 10.0,40.0'
+    """
+    steps = [f"M{route[0][0]:.1f},{route[0][1]:.1f}"]
+    for i in range(1, len(route)):
+        (x, y), (nx, ny) = route[i - 1], route[i]
+        if i % 2 == 0:      # from a bend's top straight down to its bottom
+            steps.append(f"L{nx:.1f},{ny:.1f}")
+        else:
+            c1, c2 = _controls(y, ny)
+            steps.append(f"C{x:.1f},{c1:.1f} {nx:.1f},{c2:.1f} {nx:.1f},{ny:.1f}")
+    return " ".join(steps)
 
 
-def _curve(a: Box, b: Box) -> str:
-    x1, y1, x2, y2, bend = _ends(a, b)
-    return (f"M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} "
-            f"{x2:.1f},{y2:.1f}")
+def _controls(y: float, ny: float) -> tuple[float, float]:
+    """The y of a curve's two control points: vertical at both ends, looping when backward."""
+    bend = max(24.0, (ny - y) / 2) if ny > y else 80.0
+    return y + bend, ny - bend
 
 
-def _size_label(edge: Edge, boxes: dict[str, Box], colours: dict[str, str]) -> str:
-    """A transfer's size, on its arrow in the gap just above the target's layer."""
-    x1, y1, x2, y2, bend = _ends(boxes[edge.src], boxes[edge.dst])
-    want = max((y1 + y2) / 2, y2 - LAYER_GAP * 0.75) if y2 > y1 else (y1 + y2) / 2
-    low, high = 0.0, 1.0
-    for _ in range(24):   # y(t) rises monotonically on a forward arrow: bisect for y = want
-        t = (low + high) / 2
-        low, high = (t, high) if _bezier(y1, y1 + bend, y2 - bend, y2, t) < want else (low, t)
-    x = _bezier(x1, x1, x2, x2, low)
-    colour = shade(colours.get(edge.src_node, UNKNOWN))
-    return (f'<text x="{x:.1f}" y="{want + 4:.1f}" fill="{colour}">'
-            f"{xml_text(_bytes_text(edge))}</text>")
-
-
-def _bezier(p0: float, p1: float, p2: float, p3: float, t: float) -> float:
+def _point(a: Point, b: Point, t: float) -> Point:
+    """The point at ``t`` of the curve ``_path`` draws from ``a`` to ``b``."""
+    c1, c2 = _controls(a[1], b[1])
     s = 1 - t
-    return s * s * s * p0 + 3 * s * s * t * p1 + 3 * s * t * t * p2 + t * t * t * p3
+    weights = (s * s * s, 3 * s * s * t, 3 * s * t * t, t * t * t)
+    return (sum(w * v for w, v in zip(weights, (a[0], a[0], b[0], b[0]), strict=True)),
+            sum(w * v for w, v in zip(weights, (a[1], c1, c2, b[1]), strict=True)))
 
 
-def _bytes_text(edge: Edge) -> str:
-    return _size(edge.nbytes) if edge.count == 1 else f"{_size(edge.nbytes)} ({edge.count} obj)"
+def _size_labels(edges: list[Edge], routes: list[tuple[Point, ...]],
+                 colours: dict[str, str]) -> list[str]:
+    """Each transfer's size on its last curve (the gap above its target), slid along the
+    curve away from labels already placed. Placed labels are bucketed by position, so the
+    check stays linear in their number."""
+    taken: dict[tuple[int, int], list[Rect]] = {}
+    labels = []
+    for edge, route in zip(edges, routes, strict=True):
+        if not edge.labelled:
+            continue
+        text = _size(edge.nbytes)
+        half_w, half_h = text_width(text, 10) / 2 + 2, 7.0
+        for t in LABEL_PLACES:
+            x, y = _point(route[-2], route[-1], t)
+            rect = (x - half_w, y - half_h, x + half_w, y + half_h)
+            if not _collides(rect, taken):
+                break
+        _claim(rect, taken)
+        colour = shade(colours.get(edge.src_node, UNKNOWN))
+        labels.append(f'<text x="{x:.1f}" y="{y + 3.5:.1f}" fill="{colour}">'
+                      f"{xml_text(text)}</text>")
+    return labels
+
+
+def _buckets(rect: Rect) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(int(rect[0] // 100), int(rect[2] // 100) + 1)
+            for j in range(int(rect[1] // 100), int(rect[3] // 100) + 1)]
+
+
+def _collides(rect: Rect, taken: dict[tuple[int, int], list[Rect]]) -> bool:
+    return any(rect[0] < o[2] and o[0] < rect[2] and rect[1] < o[3] and o[1] < rect[3]
+               for bucket in _buckets(rect) for o in taken.get(bucket, ()))
+
+
+def _claim(rect: Rect, taken: dict[tuple[int, int], list[Rect]]) -> None:
+    for bucket in _buckets(rect):
+        taken.setdefault(bucket, []).append(rect)
 
 
 def _vertex(vertex: Vertex, box: Box, colours: dict[str, str]) -> str:

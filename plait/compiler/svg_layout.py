@@ -15,12 +15,14 @@ transfer between nodes::
 2. Bends: an arrow spanning several layers gets a narrow slot in every layer it passes, in
    the target's lane (the Sugiyama "dummy vertex"), so it runs between boxes, not through them.
 3. Cells: the boxes and bends of one (stage, layer), centred in the lane. Above PER_ROW boxes
-   a cell wraps into rows and its bends stand in a column beside them.
+   a cell wraps into rows, staggered like bricks, and its bends stand in a column beside them.
 4. Order within each cell by barycenter (mean x of the neighbours already placed): a down
    sweep, an up sweep, a down sweep; ties break on rank, so the result is deterministic.
-5. External objects: one row nudged toward their readers, or wrapped rows when too many.
-6. Routes: each arrow's points, its ends spread along the boxes' edges in the order of where
-   the arrows come from, so arrows meeting one box do not pile onto one point.
+5. External objects: one row nudged toward their readers, or several rows when too many.
+6. Routes: each arrow's points. An arrow leaving or entering a box in a stack of rows (a
+   wrapped cell, the objects band) threads the gap nearest its path in each row it crosses;
+   its ends are spread along the boxes' edges in the order of where the arrows come from,
+   so arrows meeting one box do not pile onto one point.
 
 Each sweep costs O(slots log slots); bends are capped at MAX_BENDS (past the cap a long arrow
 is drawn straight), so a 10,000-task plan lays out in milliseconds.
@@ -36,9 +38,9 @@ from plait.compiler.picture import Edge, Lane, Picture, Vertex
 
 TASK_W, TASK_H = 160.0, 40.0
 OBJECT_W, OBJECT_H = 132.0, 32.0
-BEND_W = 16.0           # the slot a long arrow takes in a layer it passes
+BEND_W = 12.0           # the slot a long arrow takes in a layer it passes
 GAP_X = 18.0            # between boxes side by side, and between lanes
-ROW_GAP = 16.0          # between wrapped rows of one cell
+ROW_GAP = 34.0          # between wrapped rows: room for arrows to pass between boxes
 LAYER_GAP = 60.0        # between layers: room for arrows and their size labels
 LANE_PAD = 14.0
 LANE_TITLE_H = 24.0
@@ -46,10 +48,12 @@ LANE_TITLE_SIZE = 12.0  # px; the renderer draws lane titles at this size
 MARGIN = 16.0
 PER_ROW = 8
 MAX_BENDS = 20_000
+STACK = 6.0             # a group's box is a stack of cards reaching this far up and right
 EM_WIDTH = 0.6          # mean glyph width of a sans-serif face, in ems (an estimate)
 
 Point = tuple[float, float]
 Cell = tuple[int, int]  # (stage, layer)
+SLOT = TASK_W + GAP_X
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,40 +103,34 @@ def layout(picture: Picture, top: float = MARGIN) -> Layout:
     """Place every vertex and arrow of ``picture`` below ``top`` (the legend sits above)."""
     tasks = [v for v in picture.vertices if v.stage is not None]
     objects = [v for v in picture.vertices if v.stage is None]
-    stage = {v.key: v.stage for v in tasks}
-    layer = _layers(tasks, _neighbours(picture.edges)[0])
+    layer = _layers(tasks, picture.edges)
     cells = _cells(tasks, layer)
-    bends = _bends(picture.edges, layer, stage, cells)
-    preds, succs = _chained(picture.edges, bends)
+    bends = _bends(picture.edges, layer, {v.key: v.stage for v in tasks}, cells)
     lanes_x = _lane_columns(picture.lanes, cells)
     width = max((x + w for x, w in lanes_x.values()), default=MARGIN + OBJECT_W) + MARGIN
     band = _object_rows(len(objects), width) * (OBJECT_H + ROW_GAP) - ROW_GAP
     lanes_top = top + (band + LAYER_GAP if objects else 0.0)
     grid = _Grid(cells, lanes_x, _layer_rows(cells, lanes_top + LANE_TITLE_H + LANE_PAD),
                  {v.key: v.rank for v in tasks})
-    for neighbours, downward in ((preds, True), (succs, False), (preds, True)):
-        grid.sweep(neighbours, downward)
-    boxes = {k: b for k, b in grid.boxes.items() if k in stage}
-    boxes.update(_object_boxes(objects, succs, grid.boxes, width, top))
+    succs = grid.arrange(_chained(picture.edges, bends))
+    boxes = {v.key: grid.boxes[v.key] for v in tasks}
+    object_boxes, object_rows = _object_boxes(objects, succs, grid.boxes, width, top)
     bottom = max((b.bottom for b in grid.boxes.values()), default=lanes_top + LANE_TITLE_H)
     bottom += LANE_PAD
     lanes = {s: Box(x, lanes_top, w, bottom - lanes_top) for s, (x, w) in lanes_x.items()}
-    height = max(bottom, max((b.bottom for b in boxes.values()), default=top)) + MARGIN
-    routes = _routes(picture.edges, boxes, {k: grid.boxes[k] for k in grid.bends}, bends)
+    height = max([bottom, *(b.bottom for b in object_boxes.values())]) + MARGIN
+    boxes.update(object_boxes)
+    passes = _Passes([*grid.stacks.values(), object_rows], boxes)
+    routes = _routes(picture.edges, boxes, {k: grid.boxes[k] for k in grid.bends}, bends,
+                     passes, {v.key for v in tasks if v.kind == "group"})
     return Layout(width, height, boxes, lanes, routes)
 
 
-def _neighbours(edges: Sequence[Edge]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def _layers(tasks: Sequence[Vertex], edges: Sequence[Edge]) -> dict[str, int]:
+    """Longest path from a source; predecessors not yet visited (back arrows) do not count."""
     preds: dict[str, list[str]] = {}
-    succs: dict[str, list[str]] = {}
     for edge in edges:
         preds.setdefault(edge.dst, []).append(edge.src)
-        succs.setdefault(edge.src, []).append(edge.dst)
-    return preds, succs
-
-
-def _layers(tasks: Sequence[Vertex], preds: dict[str, list[str]]) -> dict[str, int]:
-    """Longest path from a source; predecessors not yet visited (back arrows) do not count."""
     layer: dict[str, int] = {}
     for vertex in tasks:
         above = [layer[u] for u in preds.get(vertex.key, ()) if u in layer]
@@ -188,11 +186,17 @@ def _is_bend(key: str) -> bool:
     return key.startswith("~")
 
 
+def _gap_after(key: str) -> float:
+    """Room kept after a slot: a box keeps GAP_X, a bend's width already includes its own."""
+    return 0.0 if _is_bend(key) else GAP_X
+
+
 def _cell_width(keys: Sequence[str]) -> float:
-    """Width of a cell's widest row of boxes plus its column of bends."""
+    """Width of a cell: its row of boxes (or staggered rows) plus its column of bends, each
+    slot with the room kept after it (so a cell fits its lane in any order)."""
     bends = sum(1 for key in keys if _is_bend(key))
-    boxes = min(len(keys) - bends, PER_ROW)
-    return max(boxes * (TASK_W + GAP_X) - GAP_X, 0.0) + bends * BEND_W
+    boxes = len(keys) - bends
+    return (PER_ROW * SLOT + SLOT / 2 if boxes > PER_ROW else boxes * SLOT) + bends * BEND_W
 
 
 def _lane_columns(lanes: Sequence[Lane],
@@ -235,10 +239,23 @@ class _Grid:
         self.rank = rank
         self.boxes: dict[str, Box] = {}
         self.bends: set[str] = {k for keys in cells.values() for k in keys if _is_bend(k)}
+        self.stacks: dict[Cell, list[list[str]]] = {}   # wrapped cells: keys row by row
         self.by_layer: dict[int, list[Cell]] = {}
         for cell in sorted(cells):
             self.by_layer.setdefault(cell[1], []).append(cell)
             self._place(cell)
+
+    def arrange(self, chained: tuple[dict[str, list[str]], dict[str, list[str]]]
+                ) -> dict[str, list[str]]:
+        """Order cells (down, up, down), then align slots (down, up, both ways); returns the
+        successors, which place the objects above."""
+        preds, succs = chained
+        for neighbours, downward in ((preds, True), (succs, False), (preds, True)):
+            self.sweep(neighbours, downward)
+        both = {k: preds.get(k, []) + succs.get(k, []) for k in self.boxes}
+        for neighbours, downward in ((preds, True), (succs, False), (both, True)):
+            self.align(neighbours, downward)
+        return succs
 
     def sweep(self, neighbours: dict[str, list[str]], downward: bool) -> None:
         """Sort every cell, layer by layer, by the mean x of each slot's placed neighbours."""
@@ -248,6 +265,25 @@ class _Grid:
                 score = {key: self._barycenter(key, neighbours) for key in keys}
                 keys.sort(key=lambda key: (score[key], self.rank.get(key, -1), key))
                 self._place(cell)
+
+    def align(self, neighbours: dict[str, list[str]], downward: bool) -> None:
+        """Keep each cell's order but slide its slots toward their neighbours' mean x, as
+        close as the order and the lane allow: long arrows straighten, boxes line up."""
+        for layer in sorted(self.by_layer, reverse=not downward):
+            for cell in self.by_layer[layer]:
+                keys = self.cells[cell]
+                if sum(1 for key in keys if not _is_bend(key)) > PER_ROW:
+                    continue   # wrapped cells stay packed
+                widths = [self.boxes[key].w for key in keys]
+                wanted = [self._barycenter(key, neighbours) - w / 2
+                          for key, w in zip(keys, widths, strict=True)]
+                lane_x, lane_w = self.lanes_x[cell[0]]
+                xs = _spread(wanted, [w + _gap_after(k) for k, w in zip(keys, widths,
+                                                                       strict=True)],
+                             lane_x + LANE_PAD, lane_x + lane_w - LANE_PAD - widths[-1])
+                for key, x in zip(keys, xs, strict=True):
+                    box = self.boxes[key]
+                    self.boxes[key] = Box(x, box.y, box.w, box.h)
 
     def _barycenter(self, key: str, neighbours: dict[str, list[str]]) -> float:
         xs = [self.boxes[n].cx for n in neighbours.get(key, ()) if n in self.boxes]
@@ -262,24 +298,26 @@ class _Grid:
         x = lane_x + (lane_w - _cell_width(keys)) / 2
         wrapped = sum(1 for key in keys if not _is_bend(key)) > PER_ROW
         if wrapped:
-            self._place_rows([k for k in keys if not _is_bend(k)], x, top)
-            x += PER_ROW * (TASK_W + GAP_X) - GAP_X
+            self.stacks[cell] = self._place_rows([k for k in keys if not _is_bend(k)], x, top)
+            x += PER_ROW * SLOT + SLOT / 2
         for key in keys:
             if _is_bend(key):
                 self.boxes[key] = Box(x, top, BEND_W, height)
                 x += BEND_W
             elif not wrapped:
                 self.boxes[key] = Box(x, top, TASK_W, TASK_H)
-                x += TASK_W + GAP_X
+                x += SLOT
 
-    def _place_rows(self, keys: list[str], left: float, top: float) -> None:
-        full = PER_ROW * (TASK_W + GAP_X) - GAP_X
-        for i, key in enumerate(keys):
-            row, column = divmod(i, PER_ROW)
-            in_row = min(PER_ROW, len(keys) - row * PER_ROW)
-            x = left + (full - (in_row * (TASK_W + GAP_X) - GAP_X)) / 2
-            self.boxes[key] = Box(x + column * (TASK_W + GAP_X),
-                                  top + row * (TASK_H + ROW_GAP), TASK_W, TASK_H)
+    def _place_rows(self, keys: list[str], left: float, top: float) -> list[list[str]]:
+        """Rows of PER_ROW boxes, every other row shifted half a slot, so a box below sits
+        under a gap of the row above and arrows reach it between boxes."""
+        rows = [keys[i:i + PER_ROW] for i in range(0, len(keys), PER_ROW)]
+        for r, row in enumerate(rows):
+            x = left + (r % 2) * SLOT / 2
+            for column, key in enumerate(row):
+                self.boxes[key] = Box(x + column * SLOT, top + r * (TASK_H + ROW_GAP),
+                                      TASK_W, TASK_H)
+        return rows
 
 
 def _objects_per_row(width: float) -> int:
@@ -291,54 +329,128 @@ def _object_rows(count: int, width: float) -> int:
 
 
 def _object_boxes(objects: Sequence[Vertex], succs: dict[str, list[str]],
-                  boxes: dict[str, Box], width: float, top: float) -> dict[str, Box]:
-    """External objects above the lanes, in order of their readers' mean x."""
+                  boxes: dict[str, Box], width: float,
+                  top: float) -> tuple[dict[str, Box], list[list[str]]]:
+    """External objects above the lanes, each as near its readers' mean x as room allows.
+
+    Too many for one row: sorted by that x and dealt to the rows in turn, so every row
+    stays in reader order and spreads over the whole width.
+    """
     def wanted(vertex: Vertex) -> float:
         xs = [boxes[k].cx for k in succs.get(vertex.key, ()) if k in boxes]
         return sum(xs) / len(xs) if xs else width / 2
 
     ordered = sorted((wanted(v), v.rank, v.key) for v in objects)
-    per_row = _objects_per_row(width)
-    if len(ordered) > per_row:
-        return {key: Box(MARGIN + (i % per_row) * (OBJECT_W + GAP_X),
-                         top + (i // per_row) * (OBJECT_H + ROW_GAP), OBJECT_W, OBJECT_H)
-                for i, (_, _, key) in enumerate(ordered)}
-    xs = _spread([x - OBJECT_W / 2 for x, _, _ in ordered], OBJECT_W + GAP_X,
-                 MARGIN, width - MARGIN - OBJECT_W)
-    return {key: Box(x, top, OBJECT_W, OBJECT_H)
-            for x, (_, _, key) in zip(xs, ordered, strict=True)}
+    rows = _object_rows(len(ordered), width)
+    placed: dict[str, Box] = {}
+    stack = [[key for _, _, key in ordered[row::rows]] for row in range(rows)]
+    for row in range(rows):
+        dealt = ordered[row::rows]
+        xs = _spread([x - OBJECT_W / 2 for x, _, _ in dealt], [OBJECT_W + GAP_X] * len(dealt),
+                     MARGIN, width - MARGIN - OBJECT_W)
+        y = top + row * (OBJECT_H + ROW_GAP)
+        placed.update((key, Box(x, y, OBJECT_W, OBJECT_H))
+                      for x, (_, _, key) in zip(xs, dealt, strict=True))
+    return placed, stack
 
 
-def _spread(wanted: list[float], step: float, low: float, high: float) -> list[float]:
-    """Sorted positions moved as little as needed to be ``step`` apart within [low, high].
+def _spread(wanted: list[float], advances: list[float], low: float,
+            high: float) -> list[float]:
+    """Positions in order, each at least its ``advance`` before the next, moved as little as
+    needed from ``wanted`` to fit: the first at or after ``low``, the last at or before ``high``.
 
-    >>> _spread([0.0, 5.0, 100.0], 10.0, 0.0, 100.0)
+    >>> _spread([0.0, 5.0, 100.0], [10.0] * 3, 0.0, 100.0)
     [0.0, 10.0, 100.0]
-    >>> _spread([95.0, 99.0], 10.0, 0.0, 100.0)
+    >>> _spread([95.0, 99.0], [10.0] * 2, 0.0, 100.0)
     [90.0, 100.0]
     """
     xs: list[float] = []
-    for x in wanted:
-        xs.append(max(x, low, xs[-1] + step if xs else low))
+    for i, x in enumerate(wanted):
+        xs.append(max(x, low, xs[-1] + advances[i - 1] if xs else low))
     for i in range(len(xs) - 1, -1, -1):
-        xs[i] = min(xs[i], high if i == len(xs) - 1 else xs[i + 1] - step)
+        xs[i] = min(xs[i], high if i == len(xs) - 1 else xs[i + 1] - advances[i])
     return xs
 
 
 # -- routes --------------------------------------------------------------------------------
 
+class _Passes:
+    """Stacks of rows (wrapped cells, the objects band) and how arrows thread through them."""
+
+    def __init__(self, stacks: Sequence[list[list[str]]], boxes: dict[str, Box]) -> None:
+        self.rows: list[list[tuple[float, float, list[tuple[float, float]]]]] = []
+        self.where: dict[str, tuple[int, int]] = {}
+        for number, stack in enumerate(stacks):
+            self.rows.append([_row_gaps([boxes[key] for key in row]) for row in stack])
+            for r, row in enumerate(stack):
+                self.where.update((key, (number, r)) for key in row)
+
+    def leaving(self, key: str, x: float) -> list[Point]:
+        """(top, bottom) points through every row below ``key``'s own in its stack."""
+        if key not in self.where:
+            return []
+        number, r = self.where[key]
+        return self._thread(self.rows[number][r + 1:], x)
+
+    def entering(self, key: str, x: float) -> list[Point]:
+        """(top, bottom) points through every row above ``key``'s own, top row first."""
+        if key not in self.where:
+            return []
+        number, r = self.where[key]
+        pairs = self._thread(self.rows[number][:r][::-1], x)
+        return [point for i in range(len(pairs) - 2, -1, -2) for point in pairs[i:i + 2]]
+
+    @staticmethod
+    def _thread(rows: list[tuple[float, float, list[tuple[float, float]]]],
+                x: float) -> list[Point]:
+        points: list[Point] = []
+        for top, bottom, free in rows:
+            x = _nearest_free(free, x)
+            points += [(x, top), (x, bottom)]
+        return points
+
+
+def _row_gaps(row: list[Box]) -> tuple[float, float, list[tuple[float, float]]]:
+    """A row's top, bottom and where an arrow may cross it: the open space beyond either
+    end, and the middle of each gap between two boxes."""
+    ordered = sorted(row, key=lambda box: box.x)
+    free = [(-math.inf, ordered[0].x - GAP_X / 2)]
+    free += [((a.x + a.w + b.x) / 2,) * 2 for a, b in zip(ordered, ordered[1:], strict=False)]
+    free.append((ordered[-1].x + ordered[-1].w + GAP_X / 2, math.inf))
+    return min(b.y for b in row), max(b.bottom for b in row), free
+
+
+def _nearest_free(free: list[tuple[float, float]], x: float) -> float:
+    """``x`` if an arrow may cross there, else the nearest place it may.
+
+    >>> _nearest_free([(-math.inf, 0.0), (50.0, 50.0), (100.0, math.inf)], 40.0)
+    50.0
+    """
+    return min((min(max(x, low), high) for low, high in free),
+               key=lambda at: (abs(at - x), at))
+
+
 def _routes(edges: Sequence[Edge], boxes: dict[str, Box], bend_boxes: dict[str, Box],
-            bends: dict[tuple[str, str], list[str]]) -> dict[tuple[str, str], tuple[Point, ...]]:
-    """Each arrow's points, its two ends on ports spread along the boxes' bottom and top."""
-    middle: dict[tuple[str, str], list[Point]] = {}
+            bends: dict[tuple[str, str], list[str]], passes: _Passes,
+            raised: set[str]) -> dict[tuple[str, str], tuple[Point, ...]]:
+    """Each arrow's points, its two ends on ports spread along the boxes' bottom and top
+    (for a group, the top of its back card, so the stack does not hide the arrowhead)."""
+    through: dict[tuple[str, str], list[Point]] = {}
     for edge in edges:
-        pair = (edge.src, edge.dst)
-        middle[pair] = [point for key in bends.get(pair, ())
-                        for point in ((bend_boxes[key].cx, bend_boxes[key].y),
-                                      (bend_boxes[key].cx, bend_boxes[key].bottom))]
-    start = _ports(edges, boxes, middle, outgoing=True)
-    end = _ports(edges, boxes, middle, outgoing=False)
-    return {pair: (start[pair], *points, end[pair]) for pair, points in middle.items()}
+        through[(edge.src, edge.dst)] = [
+            point for key in bends.get((edge.src, edge.dst), ())
+            for point in ((bend_boxes[key].cx, bend_boxes[key].y),
+                          (bend_boxes[key].cx, bend_boxes[key].bottom))]
+    start = _ports(edges, boxes, through, outgoing=True)
+    end = _ports(edges, boxes, through, outgoing=False)
+    routes: dict[tuple[str, str], tuple[Point, ...]] = {}
+    for (src, dst), points in through.items():
+        x, y = end[(src, dst)]
+        out = passes.leaving(src, points[0][0] if points else x)
+        into = passes.entering(dst, x)
+        routes[(src, dst)] = (start[(src, dst)], *out, *points, *into,
+                              (x, y - STACK if dst in raised else y))
+    return routes
 
 
 def _ports(edges: Sequence[Edge], boxes: dict[str, Box], middle: dict[tuple[str, str],

@@ -1,12 +1,19 @@
 """Every message plait sends, in one place, and how it becomes ZeroMQ frames.
 
-Who talks to whom (all over ZeroMQ; ROUTER on the head node, DEALER on the other side)::
+Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the other)::
 
     driver --Hello/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/Hold/Free/
-             MemoryRequest/Bye--> head node
-    driver <--Welcome/Allocated/Refused/View/Ready/Pinned/MemoryReport-- head node
+             MemoryRequest/Bye--> head
+    driver <--Welcome/Allocated/Refused/View/Ready/Pinned/MemoryReport-- head
+    node   --NodeHello/Heartbeat/Subscribe/TasksDone/Created/ReplicaAdded/ReplicaDropped/
+             Pinned/MemoryReport--> head
+    node   <--NodeTable/Assign/Ready/Delete/Pin/Unpin/MemoryRequest/NodeLost/Bye-- head
+    node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
     worker --WorkerReady/Alloc/Seal/PutInline/TasksDone--> node
     worker <--RunTasks/Allocated/Refused/Bye---------- node
+
+The head runs in node-0's process and talks to its own node by calling its handlers
+directly (the same messages, not encoded): one code path for local and remote nodes.
 
 A message is a frozen dataclass; ``encode`` makes it one frame (pickle protocol 5) and
 ``decode`` turns the frame back. Object values ride as ``Inline`` bytes when small; a large
@@ -70,19 +77,45 @@ ObjectValue = Inline | Stored | Located | Failed
 @dataclass(frozen=True, slots=True)
 class Hello:
     pid: int
+    nodes_expected: int = 1          # answer once this many nodes have joined
 
 
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
-    """What a client needs to know of a node (public as ``plait.nodes()``)."""
+    """What a peer needs to know of a node (public as ``plait.nodes()``)."""
 
     id: str
-    address: str
+    address: str                     # where the node serves transfers
     pid: int
     is_head: bool
     workers: int
     arena: str
     store_capacity: int
+    host: str = ""                   # nodes with equal hosts share /dev/shm
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHello:
+    info: NodeInfo
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTable:
+    """Every live node, head first (sent to nodes when it changes)."""
+
+    nodes: tuple[NodeInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    node: str
+    store_free: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLost:
+    node: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +178,70 @@ class Pinned:
 
 @dataclass(frozen=True, slots=True)
 class Unpin:
-    """One earlier pin of each of these objects is over (its zero-copy views are gone)."""
+    """One earlier pin of each (node, object) is over (its zero-copy views are gone)."""
+
+    pins: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """Run these tasks on the receiving node (its stage of a plan)."""
+
+    functions: tuple[tuple[str, bytes], ...]
+    tasks: tuple[TaskSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A task put an object on a node (held by that task until it ends)."""
+
+    object_id: str
+    value: ObjectValue
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaAdded:
+    object_id: str
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaDropped:
+    object_id: str
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """No one needs these objects any more: free their memory and spill files."""
 
     object_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Send me (or, on the same host, pin and locate) this object."""
+
+    request: int
+    object_id: str
+    same_host: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FetchHeader:
+    """Answer to Fetch: ``nbytes`` of raw chunks follow, or ``offset`` to copy from, or error."""
+
+    request: int
+    object_id: str
+    nbytes: int
+    offset: int | None = None
+    error: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchDone:
+    request: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,9 +365,11 @@ class TasksDone:
     results: tuple[TaskResult, ...]
 
 
-Message = (Hello | Welcome | PutInline | Alloc | Allocated | Refused | Seal | Pin | Pinned
-           | Unpin | Hold | MemoryRequest | MemoryReport | ViewRequest | View | Submit
-           | Subscribe | Ready | Free | Bye | WorkerReady | RunTasks | TasksDone)
+Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutInline | Alloc
+           | Allocated | Refused | Seal | Pin | Pinned | Unpin | Hold | MemoryRequest
+           | MemoryReport | ViewRequest | View | Submit | Assign | Created | ReplicaAdded
+           | ReplicaDropped | Delete | Fetch | FetchHeader | FetchDone | Subscribe | Ready | Free
+           | Bye | WorkerReady | RunTasks | TasksDone)
 
 
 def encode(message: Message) -> bytes:

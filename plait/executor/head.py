@@ -1,0 +1,462 @@
+"""Head: the cluster's directory and switchboard (it runs inside node-0's process).
+
+It knows every node (joined with NodeHello, alive while heartbeats come), every object
+(the Directory, plus which nodes hold a copy), and every task still running somewhere. It
+does not place tasks (the driver's compiler did) and does not run them (nodes do); it
+routes: a plan's stages to their nodes, objects' values to whoever subscribed, pins to the
+node that holds a copy, deletes to every holder when an object's last holder is gone.
+
+When a node dies, its unfinished tasks are retried on the other nodes (``max_retries``),
+and objects whose only copy it held are marked lost (ObjectLostError on get).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import time
+from collections import defaultdict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
+
+from plait.compiler.view import ClusterView, NodeView, ObjectInfo
+from plait.errors import ObjectLostError, WorkerCrashedError
+from plait.executor import protocol as p
+from plait.executor.directory import Directory
+from plait.executor.node import Node
+
+# Heartbeats every second; a node silent for this long is declared dead.
+HEARTBEAT_SECONDS = 1.0
+NODE_TIMEOUT_SECONDS = 4.0
+
+Peer = Hashable
+NODE = "node"
+
+
+@dataclass
+class NodeRecord:
+    info: p.NodeInfo
+    last_seen: float
+    store_free: int
+    functions: set[str] = field(default_factory=set)
+    queued: int = 0
+
+
+@dataclass
+class Gather:
+    """A client request answered once every node it was split over has answered."""
+
+    kind: type                      # p.Pinned or p.MemoryReport: the answer to build
+    peer: Peer
+    request: int
+    waiting: set[str]
+    parts: dict[str, tuple] = field(default_factory=dict)
+    asked: dict[str, tuple[str, ...]] = field(default_factory=dict)   # node -> objects
+
+
+class Head:
+    """Directory and routing for the whole cluster."""
+
+    def __init__(self, session: str, local: Node, local_info: p.NodeInfo,
+                 to_client: Callable[[Peer, p.Message], None],
+                 to_node: Callable[[str, p.Message], None]) -> None:
+        self.session = session
+        self.local = local
+        self.to_client = to_client
+        self._to_node = to_node
+        self.nodes: dict[str, NodeRecord] = {
+            local_info.id: NodeRecord(local_info, time.monotonic(), local.store.allocator.capacity)}
+        self.directory = Directory(self.reclaim)
+        self.locations: dict[str, set[str]] = {}        # stored object -> nodes with a copy
+        self.assigned: dict[str, p.TaskSpec] = {}       # unfinished task -> its spec
+        self.node_failures: dict[str, list[str]] = defaultdict(list)
+        self.task_puts: dict[str, list[str]] = defaultdict(list)
+        self.hellos: list[tuple[Peer, int]] = []
+        self.gathers: dict[int, Gather] = {}
+        self.requests = itertools.count(1)
+        self.notes: dict[Peer, list[tuple[str, p.ObjectValue]]] = defaultdict(list)
+        self.deletes: dict[str, list[str]] = defaultdict(list)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def to_node(self, node: str, message: p.Message) -> None:
+        if node == self.local.id:
+            self.local_deliver(message)
+        elif node in self.nodes:
+            self._to_node(node, message)
+
+    def local_deliver(self, message: p.Message) -> None:
+        getattr(self.local, f"on_{type(message).__name__}")(message)
+
+    def notify(self, peer: Peer, object_id: str, value: p.ObjectValue) -> None:
+        self.notes[peer].append((object_id, value))
+
+    def flush(self) -> None:
+        notes, self.notes = self.notes, defaultdict(list)
+        for peer, values in notes.items():
+            if isinstance(peer, tuple) and peer[0] == NODE:
+                self.to_node(peer[1], p.Ready(tuple(self.for_node(peer[1], values))))
+            else:
+                self.to_client(peer, p.Ready(tuple(values)))
+        deletes, self.deletes = self.deletes, defaultdict(list)
+        for node, oids in deletes.items():
+            self.to_node(node, p.Delete(tuple(oids)))
+
+    def for_node(self, node: str, values: list[tuple[str, p.ObjectValue]]):
+        """Stored values name the best copy for ``node``: its own, or one on its host."""
+        host = self.nodes[node].info.host
+        for oid, value in values:
+            if isinstance(value, p.Stored):
+                holders = self.locations.get(oid, set())
+                best = sorted(holders, key=lambda n: (n != node, self.host_of(n) != host, n))
+                if best:
+                    value = replace(value, node=best[0])
+            yield oid, value
+
+    def host_of(self, node: str) -> str:
+        record = self.nodes.get(node)
+        return record.info.host if record else ""
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def on_client(self, peer: Peer, message: p.Message) -> None:
+        getattr(self, f"on_{type(message).__name__}")(peer, message)
+
+    def on_Hello(self, peer: Peer, message: p.Hello) -> None:
+        self.hellos.append((peer, message.nodes_expected))
+        self.answer_hellos()
+
+    def answer_hellos(self) -> None:
+        if not self.local.ready:
+            return
+        waiting = []
+        for peer, expected in self.hellos:
+            if len(self.nodes) >= expected:
+                self.to_client(peer, p.Welcome(self.session, self.node_infos()))
+            else:
+                waiting.append((peer, expected))
+        self.hellos = waiting
+
+    def node_infos(self) -> tuple[p.NodeInfo, ...]:
+        return tuple(record.info for record in self.nodes.values())
+
+    def on_PutInline(self, peer: Peer, message: p.PutInline) -> None:
+        self.directory.expect(message.object_id)
+        self.object_done(message.object_id, message.value)
+
+    def on_Alloc(self, peer: Peer, message: p.Alloc) -> None:
+        """A driver's put: a block of the head's own store (the driver shares its host)."""
+        try:
+            offset = self.local.store.allocate(message.object_id, message.nbytes,
+                                               message.created_by)
+        except MemoryError as error:
+            self.to_client(peer, p.Refused(message.request, pickle.dumps(error)))
+            return
+        self.to_client(peer, p.Allocated(message.request, message.object_id, self.local.id,
+                                         offset))
+
+    def on_Seal(self, peer: Peer, message: p.Seal) -> None:
+        store = self.local.store
+        store.seal(message.object_id)
+        value = p.Stored(self.local.id, store.nbytes(message.object_id), message.contains)
+        self.local.values[message.object_id] = value
+        self.directory.expect(message.object_id)
+        self.object_done(message.object_id, value)
+
+    def on_ViewRequest(self, peer: Peer, message: p.ViewRequest) -> None:
+        objects, missing = {}, []
+        for oid in message.object_ids:
+            entry = self.directory.entries.get(oid)
+            if entry is None:
+                missing.append((oid, pickle.dumps(self.directory.missing_error(oid))))
+                continue
+            nodes = tuple(sorted(self.locations.get(oid, ()), key=self.node_order))
+            objects[oid] = ObjectInfo(oid, _size_of(entry.value), nodes)
+        self.to_client(peer, p.View(message.request, self.view(objects), tuple(missing)))
+
+    def view(self, objects: dict[str, ObjectInfo]) -> ClusterView:
+        nodes = tuple(NodeView(r.info.id, r.info.workers, r.store_free, r.queued)
+                      for r in self.nodes.values())
+        return ClusterView(nodes, objects)
+
+    def node_order(self, node: str) -> int:
+        return list(self.nodes).index(node) if node in self.nodes else len(self.nodes)
+
+    def on_Submit(self, peer: Peer, message: p.Submit) -> None:
+        functions = dict(message.functions)
+        self.local.functions.update(functions)
+        for spec in message.tasks:
+            for oid in spec.outputs:
+                self.directory.expect(oid)
+        per_node: dict[str, list[p.TaskSpec]] = defaultdict(list)
+        for spec in message.tasks:
+            if self.accept(spec):
+                per_node[spec.node].append(spec)
+        for node, specs in per_node.items():
+            self.assign(node, specs, functions)
+
+    def accept(self, spec: p.TaskSpec) -> bool:
+        """Count the task as a reader of its inputs; fail it at once if one is gone."""
+        reads = tuple(dict.fromkeys(spec.deps + spec.nested))
+        missing = [oid for oid in reads if oid not in self.directory.entries]
+        if missing or spec.node not in self.nodes:
+            error = (self.directory.missing_error(missing[0]) if missing else
+                     ObjectLostError(spec.outputs[0], f"{spec.node} left the cluster"))
+            self.finish(spec, tuple((oid, p.Failed(pickle.dumps(error))) for oid in spec.outputs))
+            return False
+        for oid in reads:
+            self.directory.add_reader(oid)
+        self.assigned[spec.id] = spec
+        self.nodes[spec.node].queued += 1
+        return True
+
+    def assign(self, node: str, specs: list[p.TaskSpec], functions: dict[str, bytes]) -> None:
+        record = self.nodes[node]
+        new = {spec.function_id for spec in specs} - record.functions
+        record.functions |= new
+        known = {**self.local.functions, **functions}
+        shipped = tuple((fid, known[fid]) for fid in sorted(new))
+        self.to_node(node, p.Assign(shipped, tuple(specs)))
+
+    def on_Subscribe(self, peer: Peer, message: p.Subscribe) -> None:
+        for oid in message.object_ids:
+            value = self.directory.subscribe(oid, peer)
+            if value is not None:
+                self.notify(peer, oid, value)
+
+    def on_Pin(self, peer: Peer, message: p.Pin) -> None:
+        """Pin each stored object on a node holding it; answer when all nodes have."""
+        by_node: dict[str, list[str]] = defaultdict(list)
+        direct: dict[str, p.ObjectValue] = {}
+        for oid in message.object_ids:
+            value = self.directory.lookup(oid)
+            holders = sorted(self.locations.get(oid, ()), key=self.node_order)
+            if isinstance(value, p.Stored) and holders:
+                by_node[holders[0]].append(oid)
+            else:
+                direct[oid] = value if value is not None else p.Failed(
+                    pickle.dumps(ObjectLostError(oid, "it is not ready")))
+        gather = Gather(p.Pinned, peer, message.request, set(by_node),
+                        {"": tuple(direct.items())})
+        request = next(self.requests)
+        self.gathers[request] = gather
+        for node, oids in by_node.items():
+            gather.asked[node] = tuple(oids)
+            self.to_node(node, p.Pin(request, tuple(oids)))
+        self.try_answer(request)
+
+    def on_Unpin(self, peer: Peer, message: p.Unpin) -> None:
+        by_node: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for node, oid in message.pins:
+            by_node[node].append((node, oid))
+        for node, pins in by_node.items():
+            self.to_node(node, p.Unpin(tuple(pins)))
+
+    def on_Hold(self, peer: Peer, message: p.Hold) -> None:
+        for oid in message.object_ids:
+            self.directory.hold(oid)
+
+    def on_Free(self, peer: Peer, message: p.Free) -> None:
+        for oid in message.object_ids:
+            if message.forced:
+                self.directory.force_free(oid)
+            else:
+                self.directory.release(oid)
+
+    def on_MemoryRequest(self, peer: Peer, message: p.MemoryRequest) -> None:
+        request = next(self.requests)
+        self.gathers[request] = Gather(p.MemoryReport, peer, message.request, set(self.nodes))
+        for node in list(self.nodes):
+            self.to_node(node, p.MemoryRequest(request))
+        self.try_answer(request)
+
+    def on_Bye(self, peer: Peer, message: p.Bye) -> None:
+        for node in list(self.nodes):
+            self.to_node(node, p.Bye())
+
+    def try_answer(self, request: int) -> None:
+        gather = self.gathers.get(request)
+        if gather is None or gather.waiting:
+            return
+        del self.gathers[request]
+        parts = [item for part in gather.parts.values() for item in part]
+        if gather.kind is p.MemoryReport:
+            order = {node: i for i, node in enumerate(self.nodes)}
+            parts.sort(key=lambda summary: order.get(summary.node, len(order)))
+        self.to_client(gather.peer, gather.kind(gather.request, tuple(parts)))
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    def on_node(self, node: str, message: p.Message) -> None:
+        record = self.nodes.get(node)
+        if record is not None:
+            record.last_seen = time.monotonic()
+        elif not isinstance(message, p.NodeHello):
+            return                                   # a node declared dead: not trusted
+        if isinstance(message, p.Subscribe):
+            self.on_Subscribe((NODE, node), message)
+        else:
+            getattr(self, f"node_{type(message).__name__}")(node, message)
+
+    def node_NodeHello(self, node: str, message: p.NodeHello) -> None:
+        now = time.monotonic()
+        self.nodes[message.info.id] = NodeRecord(message.info, now, message.info.store_capacity)
+        self.broadcast_table()
+        self.answer_hellos()
+
+    def broadcast_table(self) -> None:
+        table = p.NodeTable(self.node_infos())
+        for node in self.nodes:
+            self.to_node(node, table)
+
+    def node_Heartbeat(self, node: str, message: p.Heartbeat) -> None:
+        self.nodes[node].store_free = message.store_free
+
+    def node_TasksDone(self, node: str, message: p.TasksDone) -> None:
+        for result in message.results:
+            spec = self.assigned.pop(result.task_id, None)
+            if spec is None or spec.node != node:      # a retry elsewhere won already
+                for oid, value in result.outputs:
+                    if isinstance(value, p.Stored):
+                        self.deletes[node].append(oid)
+                if spec is not None:
+                    self.assigned[result.task_id] = spec
+                continue
+            self.nodes[node].queued -= 1
+            self.finish(spec, result.outputs)
+
+    def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
+        for oid, value in outputs:
+            self.object_done(oid, value)
+        for oid in self.task_puts.pop(spec.id, ()):
+            self.directory.release(oid)
+        for oid in dict.fromkeys(spec.deps + spec.nested):
+            self.directory.drop_reader(oid)
+
+    def node_Created(self, node: str, message: p.Created) -> None:
+        self.directory.expect(message.object_id)
+        if message.task_id:
+            self.task_puts[message.task_id].append(message.object_id)
+        self.object_done(message.object_id, message.value)
+
+    def node_ReplicaAdded(self, node: str, message: p.ReplicaAdded) -> None:
+        if message.object_id in self.directory.entries:
+            self.locations.setdefault(message.object_id, set()).add(node)
+        else:
+            self.deletes[node].append(message.object_id)     # freed while it travelled
+
+    def node_ReplicaDropped(self, node: str, message: p.ReplicaDropped) -> None:
+        self.locations.get(message.object_id, set()).discard(node)
+
+    def node_Pinned(self, node: str, message: p.Pinned) -> None:
+        self.gather_part(message.request, node, message.values)
+
+    def node_MemoryReport(self, node: str, message: p.MemoryReport) -> None:
+        self.gather_part(message.request, node, message.nodes)
+
+    def gather_part(self, request: int, node: str, part: tuple) -> None:
+        gather = self.gathers.get(request)
+        if gather is not None and node in gather.waiting:
+            gather.waiting.discard(node)
+            gather.parts[node] = part
+            self.try_answer(request)
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def object_done(self, object_id: str, value: p.ObjectValue) -> None:
+        if isinstance(value, p.Stored) and object_id in self.directory.entries:
+            self.locations.setdefault(object_id, set()).add(value.node)
+        for peer in self.directory.set_value(object_id, value):
+            self.notify(peer, object_id, value)
+
+    def reclaim(self, object_id: str, value: p.ObjectValue) -> None:
+        """The object's last holder and reader are gone: every copy goes."""
+        holders = self.locations.pop(object_id, set())
+        if isinstance(value, p.Stored):
+            holders.add(value.node)
+        for node in holders:
+            self.deletes[node].append(object_id)
+
+    # -- failures ----------------------------------------------------------------------------
+
+    def check_nodes(self, now: float) -> None:
+        for node, record in list(self.nodes.items()):
+            if node != self.local.id and now - record.last_seen > NODE_TIMEOUT_SECONDS:
+                self.node_lost(node, f"no heartbeat for {NODE_TIMEOUT_SECONDS:.0f} s")
+
+    def node_lost(self, node: str, reason: str) -> None:
+        """Forget a node: retry its tasks elsewhere, mark objects only it held as lost."""
+        record = self.nodes.pop(node, None)
+        if record is None:
+            return
+        self.broadcast_table()
+        for other in self.nodes:
+            if other != self.local.id:
+                self._to_node(other, p.NodeLost(node, reason))
+        self.local.on_NodeLost(p.NodeLost(node, reason))
+        self.lose_objects(node, reason)
+        self.retry_tasks_of(node, reason)
+        for request, gather in list(self.gathers.items()):
+            if node in gather.waiting:
+                lost = p.Failed(pickle.dumps(ObjectLostError("?", f"{node} died ({reason})")))
+                self.gather_part(request, node, tuple((oid, lost)
+                                                      for oid in gather.asked.get(node, ())))
+        self.cleanup_segments(record.info)
+
+    def lose_objects(self, node: str, reason: str) -> None:
+        for oid, holders in list(self.locations.items()):
+            if node not in holders:
+                continue
+            holders.discard(node)
+            entry = self.directory.entries.get(oid)
+            if holders or entry is None or not isinstance(entry.value, p.Stored):
+                if entry is not None and isinstance(entry.value, p.Stored) and holders:
+                    entry.value = replace(entry.value, node=sorted(holders)[0])
+                continue
+            error = ObjectLostError(oid, f"its only copy was on {node}, which died ({reason})")
+            entry.value = p.Failed(pickle.dumps(error))
+            del self.locations[oid]
+
+    def retry_tasks_of(self, node: str, reason: str) -> None:
+        alive = [n for n, r in self.nodes.items() if r.info.workers > 0]
+        retried: dict[str, list[p.TaskSpec]] = defaultdict(list)
+        for task_id, spec in list(self.assigned.items()):
+            if spec.node != node:
+                continue
+            failures = self.node_failures[task_id]
+            failures.append(f"{node} died ({reason})")
+            if not alive or (spec.max_retries >= 0 and len(failures) > spec.max_retries):
+                del self.assigned[task_id]
+                error = WorkerCrashedError(spec.function_name, task_id, list(failures))
+                self.finish(spec, tuple((oid, p.Failed(pickle.dumps(error)))
+                                        for oid in spec.outputs))
+                continue
+            target = min(alive, key=lambda n: (self.nodes[n].queued / self.nodes[n].info.workers,
+                                               self.node_order(n)))
+            moved = replace(spec, node=target)
+            self.assigned[task_id] = moved
+            self.nodes[target].queued += 1
+            retried[target].append(moved)
+        for target, specs in retried.items():
+            self.assign(target, specs, {})
+
+    def cleanup_segments(self, info: p.NodeInfo) -> None:
+        """A dead node on this host cannot clean up after itself: remove its arena."""
+        if info.host == self.local_info_host():
+            try:
+                os.unlink(os.path.join("/dev/shm", info.arena))
+            except FileNotFoundError:
+                pass
+
+    def local_info_host(self) -> str:
+        return self.nodes[self.local.id].info.host
+
+
+def _size_of(value: p.ObjectValue | None) -> int:
+    """Bytes of an object's layout (0 while its task has not finished)."""
+    if isinstance(value, p.Stored | p.Located):
+        return value.nbytes
+    if isinstance(value, p.Inline):
+        return len(value.data)
+    return 0

@@ -1,0 +1,326 @@
+"""A node process: sockets and the one loop that feeds the Node (and, on node-0, the Head).
+
+    drivers, other nodes --ROUTER client (head only)--> Head.on_client / Head.on_node
+    the head ------------DEALER (other nodes)--------> Node.on_<Message>
+    workers -------------ROUTER workers--------------> Node.on_worker
+    peers ---------------ROUTER transfer, DEALERs----> Transfers
+    worker / node pidfds ----------------------------> Node.worker_died / Head.node_lost
+
+It stops on Bye, when its parent (the driver that started it) disappears, when the head
+stops answering, or on SIGTERM, and always removes its arena, spill files and sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import zmq
+
+from plait.executor import protocol as p
+from plait.executor.head import HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS, Head
+from plait.executor.hostid import host_id
+from plait.executor.node import Node
+from plait.executor.transfers import Transfers
+from plait.executor.worker import WorkerConfig
+from plait.executor.workers import WorkerHandle, fork_worker, stop_all
+from plait.store.arena import Arena
+from plait.store.spill import Spiller
+from plait.store.store import ObjectStore
+
+log = logging.getLogger("plait.node")
+
+POLL_MS = 100
+PARENT_CHECK_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """How to start one node process; ``head_address`` empty means this node is the head."""
+
+    session: str
+    node: str
+    num_workers: int
+    store_capacity: int
+    run_dir: str
+    parent_pid: int                     # 0: no parent to watch (started by the CLI)
+    spill_dir: str | None = None        # None: spilling is off
+    head_address: str = ""
+    client_address: str = ""            # the head's address for drivers and nodes
+    transfer_address: str = ""
+
+    @property
+    def is_head(self) -> bool:
+        return not self.head_address
+
+    @property
+    def worker_address(self) -> str:
+        return f"ipc://{self.run_dir}/{self.node}-workers.sock"
+
+    @property
+    def arena_name(self) -> str:
+        return f"plait-{self.session}-{self.node}"
+
+
+def ipc_addresses(run_dir: str, node: str) -> dict[str, str]:
+    """Addresses of an embedded cluster: ipc sockets in the driver's private run dir."""
+    return {"client_address": f"ipc://{run_dir}/head.sock",
+            "transfer_address": f"ipc://{run_dir}/{node}-transfer.sock"}
+
+
+class Server:
+    """Owns the sockets of one node process and runs its loop."""
+
+    def __init__(self, config: NodeConfig, arena: Arena, workers: list[WorkerHandle]) -> None:
+        self.config = config
+        self.ctx = zmq.Context()
+        self.poller = zmq.Poller()
+        self.worker_sock = self.bind(zmq.ROUTER, config.worker_address)
+        spiller = Spiller(config.spill_dir) if config.spill_dir else None
+        self.store = ObjectStore(config.node, arena, spiller)
+        self.info = p.NodeInfo(config.node, config.transfer_address, os.getpid(), config.is_head,
+                               config.num_workers, arena.name, arena.capacity, host_id())
+        self.node = Node(config.node, self.store, workers, config.worker_address, self.up,
+                         self.to_worker, self.watch_worker)
+        self.store._on_dropped = lambda oid: self.up(p.ReplicaDropped(oid, config.node))
+        self.transfers = Transfers(config.node, self.info.host, self.store, self.ctx,
+                                   config.transfer_address, self.node.pulled)
+        self.node.transfers = self.transfers
+        self.poller.register(self.transfers.server, zmq.POLLIN)
+        self.linked: set[zmq.Socket] = set()
+        self.worker_fds = {w.pidfd for w in workers}
+        self.node_fds: dict[int, str] = {}
+        for worker in workers:
+            self.poller.register(worker.pidfd, zmq.POLLIN)
+        self.head: Head | None = None
+        self.node_identities: dict[bytes, str] = {}
+        self.joined = False
+        self.last_beat = self.head_seen = time.monotonic()
+        if config.is_head:
+            self.client = self.bind(zmq.ROUTER, config.client_address)
+            self.head = Head(config.session, self.node, self.info, self.to_client, self.to_node)
+        else:
+            self.client = self.ctx.socket(zmq.DEALER)
+            self.client.setsockopt(zmq.LINGER, 1000)
+            self.client.connect(config.head_address)
+            self.poller.register(self.client, zmq.POLLIN)
+
+    def bind(self, kind: int, address: str) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(address)
+        self.poller.register(sock, zmq.POLLIN)
+        return sock
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def up(self, message: p.Message) -> None:
+        """From this process's Node to the head (a call on node-0, a message elsewhere)."""
+        if self.head is not None:
+            self.head.on_node(self.config.node, message)
+        else:
+            self.client.send(p.encode(message), copy=False)
+
+    def to_client(self, peer: tuple[str, bytes], message: p.Message) -> None:
+        self.client.send_multipart([peer[1], p.encode(message)], copy=False)
+
+    def to_node(self, node: str, message: p.Message) -> None:
+        identity = next((i for i, n in self.node_identities.items() if n == node), None)
+        if identity is not None:
+            self.client.send_multipart([identity, p.encode(message)], copy=False)
+
+    def to_worker(self, identity: bytes, message: p.Message) -> None:
+        self.worker_sock.send_multipart([identity, p.encode(message)], copy=False)
+
+    def watch_worker(self, pidfd: int) -> None:
+        self.worker_fds.add(pidfd)
+        self.poller.register(pidfd, zmq.POLLIN)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        checked = time.monotonic()
+        while not self.node.stopping:
+            for source, _ in self.poller.poll(POLL_MS):
+                self.on_event(source)
+            self.register_links()
+            if self.node.alloc_waiting:
+                self.node.retry_allocs()
+            self.node.dispatch()
+            now = time.monotonic()
+            if self.head is not None:
+                if self.head.hellos:
+                    self.head.answer_hellos()
+                self.head.check_nodes(now)
+                self.head.flush()
+            else:
+                self.keep_in_touch(now)
+            if now - checked > PARENT_CHECK_SECONDS:
+                checked = now
+                if self.config.parent_pid and os.getppid() != self.config.parent_pid:
+                    self.node.stopping = True
+
+    def on_event(self, source: zmq.Socket | int) -> None:
+        if source is self.client:
+            self.drain_client()
+        elif source is self.worker_sock:
+            self.drain(self.worker_sock, self.node.on_worker)
+        elif source is self.transfers.server:
+            self.transfers.on_server()
+        elif isinstance(source, zmq.Socket):
+            node = next(n for n, s in self.transfers.links.items() if s is source)
+            self.transfers.on_link(node)
+        elif source in self.worker_fds:
+            self.worker_fds.discard(source)
+            self.poller.unregister(source)
+            self.drain(self.worker_sock, self.node.on_worker)   # its last results count
+            self.node.worker_died(source)
+        elif source in self.node_fds:
+            self.poller.unregister(source)
+            os.close(source)
+            assert self.head is not None
+            self.head.node_lost(self.node_fds.pop(source), "its process exited")
+
+    def drain(self, sock: zmq.Socket, handle) -> None:
+        for _ in range(1000):      # bounded, so one busy peer cannot starve the rest
+            try:
+                identity, frame = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self.safely(handle, identity.bytes, p.decode(frame.buffer))
+
+    def drain_client(self) -> None:
+        if self.head is None:                   # a node: messages from the head
+            for _ in range(1000):
+                try:
+                    frame = self.client.recv(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    return
+                self.head_seen = time.monotonic()
+                message = p.decode(frame.buffer)
+                self.safely(lambda _, m: getattr(self.node, f"on_{type(m).__name__}")(m),
+                            b"head", message)
+            return
+        self.drain(self.client, self.from_client)
+
+    def from_client(self, identity: bytes, message: p.Message) -> None:
+        assert self.head is not None
+        if isinstance(message, p.NodeHello):
+            self.node_identities[identity] = message.info.id
+            if message.info.host == self.info.host:
+                self.watch_node(message.info)
+        node = self.node_identities.get(identity)
+        if node is not None:
+            self.head.on_node(node, message)
+            if isinstance(message, p.Heartbeat):
+                self.to_node(node, p.Heartbeat(self.config.node, 0))
+        else:
+            self.head.on_client((None, identity), message)
+
+    def watch_node(self, info: p.NodeInfo) -> None:
+        """A node on this host: its exit is seen at once through a pidfd, not a timeout."""
+        try:
+            fd = os.pidfd_open(info.pid)
+        except (ProcessLookupError, OSError):
+            return
+        self.node_fds[fd] = info.id
+        self.poller.register(fd, zmq.POLLIN)
+
+    def safely(self, handle, identity: bytes, message: p.Message) -> None:
+        try:
+            handle(identity, message)
+        except Exception:       # one bad message must not take the node down
+            log.exception("%s failed handling %s", self.config.node, type(message).__name__)
+            request = getattr(message, "request", None)
+            if request is not None and self.head is not None and not isinstance(
+                    message, p.Pinned | p.MemoryReport):
+                from plait.errors import ClusterError
+
+                error = ClusterError(f"{self.config.node} failed handling "
+                                     f"{type(message).__name__}; see its log")
+                self.to_client((None, identity), p.Refused(request, _pickle(error)))
+
+    def register_links(self) -> None:
+        for sock in self.transfers.links.values():
+            if sock not in self.linked:
+                self.linked.add(sock)
+                self.poller.register(sock, zmq.POLLIN)
+        for sock in list(self.linked):
+            if sock.closed:
+                self.linked.discard(sock)
+                self.poller.unregister(sock)
+
+    def keep_in_touch(self, now: float) -> None:
+        """A node joins once its workers are up, then heartbeats; a silent head stops it."""
+        if not self.joined and self.node.ready:
+            self.joined = True
+            self.up(p.NodeHello(self.info))
+            self.head_seen = now
+        if self.joined and now - self.last_beat >= HEARTBEAT_SECONDS:
+            self.last_beat = now
+            allocator = self.store.allocator
+            self.up(p.Heartbeat(self.config.node, allocator.capacity - allocator.used))
+        if self.joined and now - self.head_seen > NODE_TIMEOUT_SECONDS:
+            log.warning("%s: the head stopped answering; stopping", self.config.node)
+            self.node.stopping = True
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.node.stop_workers()
+        if self.head is not None:
+            self.head.flush()
+        self.transfers.close()
+        self.worker_sock.close(linger=0)
+        self.client.close(linger=500)
+        self.ctx.term()
+        self.store.close()
+        self.store.arena.unlink()
+        if self.config.is_head or self.config.parent_pid:
+            shutil.rmtree(self.config.run_dir, ignore_errors=True)
+
+
+def _pickle(error: Exception) -> bytes:
+    import pickle
+
+    return pickle.dumps(error)
+
+
+def serve(config: NodeConfig) -> None:
+    """Create the arena, fork the workers, then run the loop until told to stop."""
+    arena = Arena.create(config.arena_name, config.store_capacity)
+    workers: list[WorkerHandle] = []
+    server = None
+    try:
+        for index in range(config.num_workers):     # fork before any thread exists
+            workers.append(fork_worker(WorkerConfig(index, config.node, config.worker_address,
+                                                    arena.name, os.getpid())))
+        server = Server(config, arena, workers)
+        signal.signal(signal.SIGTERM, lambda *_: setattr(server.node, "stopping", True))
+        server.run()
+    finally:
+        if server is not None:
+            server.close()
+        else:
+            stop_all(workers, 0)
+            arena.unlink()
+
+
+def main() -> None:
+    """``python -m plait.executor.server CONFIG_JSON``: started by a driver or the CLI."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C in the driver must not kill us
+    logging.basicConfig(level=os.environ.get("PLAIT_LOG", "WARNING").upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    import numpy  # noqa: F401  (imported once here so forked workers start with it)
+
+    serve(NodeConfig(**json.loads(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()
