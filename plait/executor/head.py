@@ -191,6 +191,8 @@ class Head:
                 self.directory.expect(oid)
         per_node: dict[str, list[p.TaskSpec]] = defaultdict(list)
         for spec in message.tasks:
+            if spec.node not in self.nodes:         # it died after the driver compiled
+                spec = replace(spec, node=self.least_loaded())
             if self.accept(spec):
                 per_node[spec.node].append(spec)
         for node, specs in per_node.items():
@@ -200,9 +202,8 @@ class Head:
         """Count the task as a reader of its inputs; fail it at once if one is gone."""
         reads = tuple(dict.fromkeys(spec.deps + spec.nested))
         missing = [oid for oid in reads if oid not in self.directory.entries]
-        if missing or spec.node not in self.nodes:
-            error = (self.directory.missing_error(missing[0]) if missing else
-                     ObjectLostError(spec.outputs[0], f"{spec.node} left the cluster"))
+        if missing:
+            error = self.directory.missing_error(missing[0])
             self.finish(spec, tuple((oid, p.Failed(pickle.dumps(error))) for oid in spec.outputs))
             return False
         for oid in reads:
@@ -302,6 +303,7 @@ class Head:
     def node_NodeHello(self, node: str, message: p.NodeHello) -> None:
         now = time.monotonic()
         self.nodes[message.info.id] = NodeRecord(message.info, now, message.info.store_capacity)
+        self.nodes = dict(sorted(self.nodes.items(), key=lambda item: _node_key(item[1].info)))
         self.broadcast_table()
         self.answer_hellos()
 
@@ -432,14 +434,19 @@ class Head:
                 self.finish(spec, tuple((oid, p.Failed(pickle.dumps(error)))
                                         for oid in spec.outputs))
                 continue
-            target = min(alive, key=lambda n: (self.nodes[n].queued / self.nodes[n].info.workers,
-                                               self.node_order(n)))
+            target = self.least_loaded()
             moved = replace(spec, node=target)
             self.assigned[task_id] = moved
             self.nodes[target].queued += 1
             retried[target].append(moved)
         for target, specs in retried.items():
             self.assign(target, specs, {})
+
+    def least_loaded(self) -> str:
+        """The live node with the shortest queue per worker (the head's own node if none)."""
+        able = [n for n, r in self.nodes.items() if r.info.workers > 0] or [self.local.id]
+        return min(able, key=lambda n: (self.nodes[n].queued / max(self.nodes[n].info.workers, 1),
+                                        self.node_order(n)))
 
     def cleanup_segments(self, info: p.NodeInfo) -> None:
         """A dead node on this host cannot clean up after itself: remove its arena."""
@@ -451,6 +458,16 @@ class Head:
 
     def local_info_host(self) -> str:
         return self.nodes[self.local.id].info.host
+
+
+def _node_key(info: p.NodeInfo) -> tuple:
+    """Head first, then node-1, node-2, ... node-10 in numeric order.
+
+    >>> sorted(["node-10", "node-2"], key=lambda n: _node_key(p.NodeInfo(n, "", 0, False, 1, "", 0)))
+    ['node-2', 'node-10']
+    """
+    stem, _, number = info.id.rpartition("-")
+    return (not info.is_head, stem, int(number) if number.isdigit() else 0, info.id)
 
 
 def _size_of(value: p.ObjectValue | None) -> int:

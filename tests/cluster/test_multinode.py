@@ -1,0 +1,122 @@
+"""Several nodes on this machine: placement by the compiler, transfers, node failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import plait
+
+pytestmark = pytest.mark.cluster
+
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def three_nodes():
+    plait.shutdown()
+    plait.init(num_nodes=3, num_workers=1)
+    yield plait.nodes()
+    plait.shutdown()
+    from tests.conftest import assert_nothing_leaked
+
+    assert_nothing_leaked()
+
+
+@plait.remote
+def total(x):
+    return float(x.sum())
+
+
+@plait.remote
+def make(n, value):
+    return np.full(n, value)
+
+
+@plait.remote
+def node_pid(_=None):
+    return os.getpid()
+
+
+def stored_on(node: str) -> list[str]:
+    summary = plait.memory_summary()
+    section = summary.split(f"{node}:")[1].split("\nnode-")[0]
+    return [line.split()[0] for line in section.splitlines()[2:]]
+
+
+def test_nodes_are_listed_head_first(three_nodes):
+    assert [n.id for n in three_nodes] == ["node-0", "node-1", "node-2"]
+    assert three_nodes[0].is_head and not three_nodes[1].is_head
+    assert len({n.pid for n in three_nodes}) == 3
+
+
+def test_pinned_tasks_run_on_their_node_and_pull_inputs_once(three_nodes):
+    big = plait.put(np.ones(4 * MIB))                       # 32 MiB on node-0
+    refs = [total.options(node=f"node-{i % 3}").remote(big) for i in range(9)]
+    assert plait.get(refs) == [float(4 * MIB)] * 9
+    copies = [node for node in ("node-0", "node-1", "node-2") if big.id in stored_on(node)]
+    assert copies == ["node-0", "node-1", "node-2"]        # one copy per node, no more
+
+
+def test_results_move_between_nodes(three_nodes):
+    made = make.options(node="node-2").remote(2 * MIB, 3.0)
+    assert plait.get(total.options(node="node-1").remote(made)) == 3.0 * 2 * MIB
+    assert plait.get(made)[0] == 3.0                          # the driver reads node-2's copy
+
+
+def test_compiler_keeps_large_inputs_where_they_are(three_nodes):
+    made = make.options(node="node-1").remote(4 * MIB, 1.0)
+    plait.persist(made)
+    plan = plait.compile(total.remote(made))
+    (placement,) = plan.placements.values()
+    assert placement.node == "node-1" and plan.bytes_moved == 0
+
+
+def test_small_tasks_spread_over_all_nodes(three_nodes):
+    pids = set(plait.get([node_pid.remote(i) for i in range(30)]))
+    assert len(pids) == 3
+
+
+def test_unknown_node_is_an_error_at_submission(three_nodes):
+    with pytest.raises(plait.PlanError, match="node-9"):
+        plait.get(total.options(node="node-9").remote(1))
+
+
+@plait.remote
+def wait_for(path):
+    import time
+
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path):          # released by the test, not by a timer
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    return os.getpid()
+
+
+def test_a_dead_node_is_noticed_its_tasks_retried_and_its_objects_lost(fresh, tmp_path):
+    plait.init(num_nodes=2, num_workers=1)
+    victim = plait.nodes()[1]
+    only_there = make.options(node="node-1").remote(MIB, 7.0)
+    plait.persist(only_there)
+    release = tmp_path / "go"
+    stuck = wait_for.options(node="node-1", max_retries=1).remote(str(release))
+    plait.wait([stuck], num_returns=0)                 # submitted: queued or running there
+    os.kill(victim.pid, signal.SIGKILL)
+    with pytest.raises(plait.ObjectLostError, match="node-1"):
+        plait.get(only_there, timeout=30)
+    release.touch()
+    assert plait.get(stuck, timeout=30) != victim.pid      # retried on node-0
+    assert not os.path.exists(f"/dev/shm/{victim.arena}")
+
+
+def test_a_task_out_of_retries_on_dying_nodes_fails(fresh, tmp_path):
+    plait.init(num_nodes=2, num_workers=1)
+    victim = plait.nodes()[1]
+    stuck = wait_for.options(node="node-1", max_retries=0).remote(str(tmp_path / "never"))
+    plait.wait([stuck], num_returns=0)
+    os.kill(victim.pid, signal.SIGKILL)
+    with pytest.raises(plait.WorkerCrashedError, match="node-1 died"):
+        plait.get(stuck, timeout=30)
