@@ -40,22 +40,23 @@ _session_counter = itertools.count(1)
 class Session:
     """The driver's view of one running cluster."""
 
-    def __init__(self, num_nodes: int, num_workers: int, store_memory: int,
-                 spill_dir: str | None) -> None:
-        from plait.executor.client import Connection, LocalCluster
+    def __init__(self, cluster: Any, nodes_expected: int) -> None:
+        from plait.executor.client import Connection
+        from plait.executor.hostid import host_id
 
-        self.id = f"{os.getpid():x}-{next(_session_counter)}"
-        self.cluster = LocalCluster.start(self.id, num_nodes, num_workers, store_memory,
-                                          spill_dir)
+        self.cluster = cluster
         try:
-            self.conn = Connection(self.cluster.client_address, self.cluster)
-            welcome = self.conn.handshake(num_nodes)
+            self.conn = Connection(cluster)
+            welcome = self.conn.handshake(nodes_expected)
         except BaseException:
-            for process in self.cluster.processes:
+            for process in getattr(cluster, "processes", ()):
                 process.kill()
-            self.cluster.stop()
+            cluster.stop()
             raise
+        self.id = welcome.session
         self.nodes = welcome.nodes
+        self.host = host_id()
+        self.owns_cluster = hasattr(cluster, "processes")
         self.arenas: dict[str, Any] = {}
         self.ids = IdGenerator()
         self.refs: Counter[str] = Counter()           # live ObjectRefs per object
@@ -107,7 +108,8 @@ class Session:
         contains = tuple(dict.fromkeys(ref.id for ref in found))
         object_id = self.new_id("put")
         nbytes = serialized.nbytes
-        if nbytes <= INLINE_THRESHOLD:
+        if nbytes <= INLINE_THRESHOLD or self.nodes[0].host != self.host:
+            # small, or the head is on another host: the bytes travel in the message
             stored: Any = p.Inline(serialized.to_bytes(), contains)
             self.conn.send(p.PutInline(object_id, stored))
         else:
@@ -152,14 +154,31 @@ class Session:
         self.conn.send(p.Free(ids, forced=True))
 
     def pin_stored(self, object_ids: list[str]) -> dict[str, Any]:
-        """Pin the stored objects among ``object_ids`` (one round trip); their Located values."""
+        """Where to read the stored objects among ``object_ids``.
+
+        Objects on this host are pinned (one round trip for all) and read in place; those
+        held on other hosts are fetched over the network into private memory.
+        """
         from plait.executor import protocol as p
 
-        stored = tuple(oid for oid in dict.fromkeys(object_ids)
-                       if isinstance(self.values[oid], p.Stored))
-        if not stored:
-            return {}
-        return dict(self.request(p.Pin(next(self.requests), stored)).values)
+        stored = [oid for oid in dict.fromkeys(object_ids)
+                  if isinstance(self.values[oid], p.Stored)]
+        far = [oid for oid in stored if self.node_info(self.values[oid].node).host != self.host]
+        near = tuple(oid for oid in stored if oid not in far)
+        found = dict(self.request(p.Pin(next(self.requests), near)).values) if near else {}
+        for oid in far:
+            found[oid] = self.fetch_far(oid)
+        return found
+
+    def fetch_far(self, object_id: str) -> Any:
+        from plait.executor import protocol as p
+        from plait.executor.client import pull_object
+
+        info = self.node_info(self.values[object_id].node)
+        return p.Inline(pull_object(self.conn.ctx, info.address, self.conn.key, object_id))
+
+    def node_info(self, node: str) -> Any:
+        return next(n for n in self.nodes if n.id == node)
 
     def load(self, object_id: str, pinned: Any = None) -> Any:
         """Rebuild an object; arena-backed buffers come back zero-copy and read-only.
@@ -188,8 +207,7 @@ class Session:
         from plait.store.arena import Arena
 
         if node not in self.arenas:
-            info = next(n for n in self.nodes if n.id == node)
-            self.arenas[node] = Arena.attach(info.arena)
+            self.arenas[node] = Arena.attach(self.node_info(node).arena)
         return self.arenas[node]
 
     def memory_summary(self) -> tuple[Any, ...]:
@@ -326,12 +344,18 @@ class Session:
             self.conn.send(p.Free(tuple(released)))
 
     def shutdown(self) -> None:
+        """Stop the cluster this driver started; from a joined one, only disconnect."""
         from plait.executor import protocol as p
 
-        try:
-            self.conn.send(p.Bye())
-        except Exception:
-            pass
+        if self.owns_cluster:
+            try:
+                self.conn.send(p.Bye())
+            except Exception:
+                pass
+        else:                       # leave the cluster as we found it: release our objects
+            self.flush_frees()
+            if self.held:
+                self.conn.send(p.Free(tuple(self.held)))
         self.cluster.stop()
         self.conn.close()
         for arena in self.arenas.values():
@@ -390,10 +414,13 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
                 return
             raise ClusterError("plait.init was called twice; call plait.shutdown() first or "
                                "pass ignore_reinit_error=True")
-        if address is not None:
-            raise ClusterError(f"joining a cluster at {address!r} is not supported yet: "
-                               f"plait.init() starts an embedded local cluster")
         _check_ray_options(ray_options)
+        if address is not None:
+            from plait.executor.cli import joined_cluster
+
+            _session = Session(joined_cluster(address), 1)
+            context.install(_session)
+            return
         workers = num_workers if num_workers is not None else (num_cpus or os.cpu_count() or 1)
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {workers!r}")
@@ -403,7 +430,11 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
             spill = spill_dir or ""      # "": the node picks a fresh directory of its own
         if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
             raise ValueError(f"num_nodes must be a positive int, got {num_nodes!r}")
-        _session = Session(num_nodes, workers, memory, spill)
+        from plait.executor.client import LocalCluster
+
+        session_id = f"{os.getpid():x}-{next(_session_counter)}"
+        cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill)
+        _session = Session(cluster, num_nodes)
         context.install(_session)
 
 

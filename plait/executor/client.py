@@ -1,7 +1,8 @@
-"""The driver's side of the cluster: start the embedded node process, talk to it, stop it.
+"""The driver's side of the cluster: start or join it, talk to the head, stop it.
 
-``LocalCluster`` owns the node process and its run directory; ``Connection`` is one DEALER
-socket to the head with a receive that always has a timeout and notices a dead head.
+``LocalCluster`` owns the node processes it started and their run directory;
+``JoinedCluster`` is one started by ``plait start``; ``Connection`` is one DEALER socket to
+the head with a receive that always has a timeout and notices a dead head.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import dataclasses
 import glob
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -21,6 +23,8 @@ import zmq
 
 from plait.errors import ClusterError, HeadUnavailableError
 from plait.executor import protocol as p
+from plait.executor.head import HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS
+from plait.executor.security import ClusterKey, secure_client
 from plait.executor.server import NodeConfig, ipc_addresses
 from plait.store.arena import SEGMENT_PREFIX, SHM_DIR
 
@@ -101,15 +105,41 @@ def _launch(config: NodeConfig) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
 
 
-class Connection:
-    """A DEALER socket to the head node; every receive is bounded and checks the head."""
+@dataclass
+class JoinedCluster:
+    """A cluster someone else started (``plait start``): we connect and never stop it."""
 
-    def __init__(self, address: str, cluster: LocalCluster) -> None:
+    client_address: str
+    key: ClusterKey | None
+
+    def alive(self) -> bool:
+        return True            # only heartbeats can tell
+
+    def stop(self) -> None:
+        pass
+
+
+Cluster = LocalCluster | JoinedCluster
+
+
+class Connection:
+    """A DEALER socket to the head; every receive is bounded and notices a dead head.
+
+    While it waits it sends a Heartbeat every second, which the head answers; a head that
+    stays silent for NODE_TIMEOUT_SECONDS is gone (HeadUnavailableError), whether or not
+    this driver started it.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(address)
+        self.key = getattr(cluster, "key", None)
+        if self.key is not None:
+            secure_client(self.sock, self.key)
+        self.sock.connect(cluster.client_address)
         self.cluster = cluster
+        self.heard = self.pinged = time.monotonic()
 
     def send(self, message: p.Message) -> None:
         self.sock.send(p.encode(message), copy=False)
@@ -121,25 +151,72 @@ class Connection:
             left = LIVENESS_SLICE_MS if deadline is None else min(
                 LIVENESS_SLICE_MS, max(0, int((deadline - time.monotonic()) * 1000)))
             if self.sock.poll(left):
-                return p.decode(self.sock.recv(copy=False).buffer)
-            if not self.cluster.alive():
-                raise HeadUnavailableError(
-                    f"the plait head process (pid {self.cluster.head.pid}) exited with code "
-                    f"{self.cluster.head.returncode}; call plait.shutdown() and init again")
+                self.heard = time.monotonic()
+                message = p.decode(self.sock.recv(copy=False).buffer)
+                if not isinstance(message, p.Heartbeat):
+                    return message
+            self.check_head()
             if deadline is not None and time.monotonic() >= deadline:
                 return None
+
+    def check_head(self) -> None:
+        now = time.monotonic()
+        if not self.cluster.alive():
+            head = self.cluster.head
+            raise HeadUnavailableError(
+                f"the plait head process (pid {head.pid}) exited with code {head.returncode}; "
+                f"call plait.shutdown() and init again")
+        if now - self.heard > NODE_TIMEOUT_SECONDS:
+            raise HeadUnavailableError(
+                f"the plait head at {self.cluster.client_address} has not answered for "
+                f"{NODE_TIMEOUT_SECONDS:.0f} s; call plait.shutdown() and init again")
+        if now - self.pinged >= HEARTBEAT_SECONDS and now - self.heard >= HEARTBEAT_SECONDS:
+            self.pinged = now
+            self.send(p.Heartbeat("driver", 0))
 
     def handshake(self, nodes_expected: int) -> p.Welcome:
         """Say hello and wait until the nodes and all their workers are up."""
         self.send(p.Hello(os.getpid(), nodes_expected))
-        try:
-            reply = self.receive(START_TIMEOUT_S)
-        except HeadUnavailableError as error:
-            raise ClusterError(f"the plait node process failed to start: {error}") from None
-        if not isinstance(reply, p.Welcome):
-            raise ClusterError(f"the plait node did not start within {START_TIMEOUT_S} s")
-        return reply
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                reply = self.receive(0.2)
+            except HeadUnavailableError as error:
+                if isinstance(self.cluster, LocalCluster) or "has not answered" not in str(error):
+                    raise ClusterError(f"the plait cluster failed to start: {error}") from None
+                self.heard = time.monotonic()       # still starting: keep waiting
+                continue
+            if isinstance(reply, p.Welcome):
+                return reply
+        raise ClusterError(f"the plait cluster did not answer within {START_TIMEOUT_S} s")
 
     def close(self) -> None:
         self.sock.close(linger=0)
         self.ctx.term()
+
+
+def pull_object(ctx: zmq.Context, address: str, key: ClusterKey | None, object_id: str,
+                timeout: float = 60.0) -> bytearray:
+    """Fetch an object's bytes from a node on another host (the transfer protocol)."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+    if key is not None:
+        secure_client(sock, key)
+    sock.connect(address)
+    try:
+        sock.send(p.encode(p.Fetch(1, object_id, same_host=False)))
+        header = p.decode(sock.recv())
+        if header.error is not None:
+            raise pickle.loads(header.error)
+        data = bytearray(header.nbytes)
+        view, received = memoryview(data), 0
+        while received < header.nbytes:
+            received += sock.recv_into(view[received:])
+        sock.send(p.encode(p.FetchDone(1)))
+        return data
+    except zmq.Again:
+        raise HeadUnavailableError(f"{address} sent no data for {object_id} "
+                                   f"in {timeout} s") from None
+    finally:
+        sock.close(linger=100)

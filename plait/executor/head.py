@@ -272,6 +272,9 @@ class Head:
             self.to_node(node, p.MemoryRequest(request))
         self.try_answer(request)
 
+    def on_Heartbeat(self, peer: Peer, message: p.Heartbeat) -> None:
+        self.to_client(peer, p.Heartbeat(self.local.id, 0))
+
     def on_Bye(self, peer: Peer, message: p.Bye) -> None:
         for node in list(self.nodes):
             self.to_node(node, p.Bye())
@@ -463,7 +466,8 @@ class Head:
 def _node_key(info: p.NodeInfo) -> tuple:
     """Head first, then node-1, node-2, ... node-10 in numeric order.
 
-    >>> sorted(["node-10", "node-2"], key=lambda n: _node_key(p.NodeInfo(n, "", 0, False, 1, "", 0)))
+    >>> info = lambda n: p.NodeInfo(n, "", 0, False, 1, "", 0)
+    >>> sorted(["node-10", "node-2"], key=lambda n: _node_key(info(n)))
     ['node-2', 'node-10']
     """
     stem, _, number = info.id.rpartition("-")

@@ -27,6 +27,8 @@ from plait.executor import protocol as p
 from plait.executor.head import HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS, Head
 from plait.executor.hostid import host_id
 from plait.executor.node import Node
+from plait.executor.security import (ClusterKey, check_bind, load_key, secure_client,
+                                     secure_server, start_authenticator)
 from plait.executor.transfers import Transfers
 from plait.executor.worker import WorkerConfig
 from plait.executor.workers import WorkerHandle, fork_worker, stop_all
@@ -54,6 +56,7 @@ class NodeConfig:
     head_address: str = ""
     client_address: str = ""            # the head's address for drivers and nodes
     transfer_address: str = ""
+    key_file: str = ""                  # a cluster key: CurveZMQ on every TCP socket
 
     @property
     def is_head(self) -> bool:
@@ -80,17 +83,22 @@ class Server:
     def __init__(self, config: NodeConfig, arena: Arena, workers: list[WorkerHandle]) -> None:
         self.config = config
         self.ctx = zmq.Context()
+        self.key = load_key(config.key_file) if config.key_file else None
+        self.auth = start_authenticator(self.ctx, self.key) if self.key else None
+        for address in [config.transfer_address] + [config.client_address] * config.is_head:
+            _check_tcp(address, self.key)
         self.poller = zmq.Poller()
         self.worker_sock = self.bind(zmq.ROUTER, config.worker_address)
         spiller = Spiller(config.spill_dir) if config.spill_dir else None
         self.store = ObjectStore(config.node, arena, spiller)
-        self.info = p.NodeInfo(config.node, config.transfer_address, os.getpid(), config.is_head,
-                               config.num_workers, arena.name, arena.capacity, host_id())
         self.node = Node(config.node, self.store, workers, config.worker_address, self.up,
                          self.to_worker, self.watch_worker)
         self.store._on_dropped = lambda oid: self.up(p.ReplicaDropped(oid, config.node))
-        self.transfers = Transfers(config.node, self.info.host, self.store, self.ctx,
-                                   config.transfer_address, self.node.pulled)
+        self.transfers = Transfers(config.node, host_id(), self.store, self.ctx,
+                                   config.transfer_address, self.node.pulled, self.secure)
+        transfer_address = self.transfers.server.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.info = p.NodeInfo(config.node, transfer_address, os.getpid(), config.is_head,
+                               config.num_workers, arena.name, arena.capacity, host_id())
         self.node.transfers = self.transfers
         self.poller.register(self.transfers.server, zmq.POLLIN)
         self.linked: set[zmq.Socket] = set()
@@ -103,20 +111,28 @@ class Server:
         self.joined = False
         self.last_beat = self.head_seen = time.monotonic()
         if config.is_head:
-            self.client = self.bind(zmq.ROUTER, config.client_address)
+            self.client = self.bind(zmq.ROUTER, config.client_address, secure=True)
             self.head = Head(config.session, self.node, self.info, self.to_client, self.to_node)
         else:
             self.client = self.ctx.socket(zmq.DEALER)
+            self.secure(self.client, False)
             self.client.setsockopt(zmq.LINGER, 1000)
             self.client.connect(config.head_address)
             self.poller.register(self.client, zmq.POLLIN)
 
-    def bind(self, kind: int, address: str) -> zmq.Socket:
+    def bind(self, kind: int, address: str, secure: bool = False) -> zmq.Socket:
         sock = self.ctx.socket(kind)
+        if secure:
+            self.secure(sock, True)
         sock.setsockopt(zmq.LINGER, 0)
         sock.bind(address)
         self.poller.register(sock, zmq.POLLIN)
         return sock
+
+    def secure(self, sock: zmq.Socket, server: bool) -> None:
+        """CurveZMQ with the cluster key, when there is one (TCP clusters)."""
+        if self.key is not None:
+            (secure_server if server else secure_client)(sock, self.key)
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -279,11 +295,18 @@ class Server:
         self.transfers.close()
         self.worker_sock.close(linger=0)
         self.client.close(linger=500)
+        if self.auth is not None:
+            self.auth.stop()
         self.ctx.term()
         self.store.close()
         self.store.arena.unlink()
         if self.config.is_head or self.config.parent_pid:
             shutil.rmtree(self.config.run_dir, ignore_errors=True)
+
+
+def _check_tcp(address: str, key: ClusterKey | None) -> None:
+    if address.startswith("tcp://"):
+        check_bind(address.removeprefix("tcp://").rsplit(":", 1)[0], key)
 
 
 def _pickle(error: Exception) -> bytes:

@@ -1,0 +1,107 @@
+"""Secure by default: loopback unless told otherwise, and CurveZMQ with a cluster key beyond.
+
+Ray's unauthenticated API was exploited in the wild (CVE-2023-48022). plait's rules:
+
+* an embedded cluster (``plait.init()``) talks over ipc sockets in a 0700 directory;
+* a cluster started by ``plait start`` listens on TCP, on 127.0.0.1 unless ``--bind`` says
+  otherwise, and always with a cluster key: a Curve key pair written once to a 0600 file
+  and read from it by joining nodes and drivers (it never appears on a command line, in a
+  log or in a repr);
+* every socket that listens on TCP is a CURVE server behind a ZAP authenticator that admits
+  only clients presenting the cluster's public key, so a peer without the key never gets a
+  message through: nothing it sends is unpickled, let alone run;
+* a TCP bind beyond loopback without a key is refused at start-up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+
+import zmq
+import zmq.auth.thread
+
+from plait.errors import ClusterError
+
+
+@dataclass(frozen=True)
+class ClusterKey:
+    """The cluster's Curve key pair (z85 bytes); the secret half never prints."""
+
+    public: bytes
+    secret: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"ClusterKey(public={self.public.decode()[:8]}...)"
+
+
+def generate_key_file(path: str) -> ClusterKey:
+    """Create a new key pair and write it to ``path`` readable by its owner only."""
+    public, secret = zmq.curve_keypair()
+    fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"public": public.decode(), "secret": secret.decode()}, f)
+    return ClusterKey(public, secret)
+
+
+def load_key(path: str) -> ClusterKey:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return ClusterKey(data["public"].encode(), data["secret"].encode())
+    except (OSError, ValueError, KeyError) as error:
+        raise ClusterError(f"cannot read the cluster key file {path}: {error}") from None
+
+
+def secure_server(sock: zmq.Socket, key: ClusterKey) -> None:
+    sock.curve_secretkey = key.secret
+    sock.curve_publickey = key.public
+    sock.curve_server = True
+
+
+def secure_client(sock: zmq.Socket, key: ClusterKey) -> None:
+    sock.curve_serverkey = key.public
+    sock.curve_publickey = key.public
+    sock.curve_secretkey = key.secret
+
+
+class _OnlyOurKey:
+    """ZAP credentials check: a client is admitted only with the cluster's public key."""
+
+    def __init__(self, key: ClusterKey) -> None:
+        self.allowed = key.public
+
+    def callback(self, domain: str, client_key: bytes) -> bool:
+        """``client_key`` arrives z85-encoded, as the cluster key is stored."""
+        return client_key == self.allowed
+
+
+def start_authenticator(ctx: zmq.Context, key: ClusterKey) -> zmq.auth.thread.ThreadAuthenticator:
+    """Run a ZAP handler on ``ctx`` that rejects any CURVE client without our key."""
+    auth = zmq.auth.thread.ThreadAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve_callback(domain="*", credentials_provider=_OnlyOurKey(key))
+    return auth
+
+
+def is_loopback(host: str) -> bool:
+    """
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("10.0.0.2")
+    (True, True, False)
+    """
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+def check_bind(host: str, key: ClusterKey | None) -> None:
+    """Refuse to listen beyond loopback without a key."""
+    if key is None and not is_loopback(host):
+        raise ClusterError(f"refusing to listen on {host} without a cluster key: anyone who "
+                           f"can reach it could run code here. Start with a key file, or "
+                           f"bind to 127.0.0.1")
