@@ -15,7 +15,7 @@ processes). ``import plait as ray`` runs plain Ray Core scripts.
 
 from plait import exceptions
 from plait.api import (compile, compute, free, get, init, is_initialized, memory_summary, nodes,
-                       persist, put, shutdown, wait)
+                       persist, put, shutdown, timeline, trace, wait)
 from plait.compiler.plan import Plan
 from plait.errors import (ClusterError, DeserializationError, GetTimeoutError,
                           HeadUnavailableError, InvalidOptionError, NotInitializedError,
@@ -60,5 +60,7 @@ __all__ = [
     "put",
     "remote",
     "shutdown",
+    "timeline",
+    "trace",
     "wait",
 ]

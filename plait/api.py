@@ -210,6 +210,12 @@ class Session:
             self.arenas[node] = Arena.attach(self.node_info(node).arena)
         return self.arenas[node]
 
+    def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:
+        from plait.executor import protocol as p
+
+        report = self.request(p.TraceRequest(next(self.requests), position))
+        return report.events, report.position
+
     def memory_summary(self) -> tuple[Any, ...]:
         from plait.executor import protocol as p
 
@@ -463,10 +469,9 @@ def _check_store_memory(requested: int | None) -> int:
 
 
 def default_store_memory() -> int:
-    """30% of RAM (Ray's default), but no more than 80% of what /dev/shm has free."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    shm = os.statvfs("/dev/shm")
-    return int(min(0.3 * total, 0.8 * shm.f_bavail * shm.f_frsize))
+    from plait.store.arena import default_capacity
+
+    return default_capacity()
 
 
 def _session_or_start() -> Session:
@@ -545,6 +550,37 @@ def free(refs: ObjectRef | Iterable[ObjectRef]) -> None:
     session().free([refs] if isinstance(refs, ObjectRef) else refs)
 
 
+class trace:
+    """``with plait.trace() as t:`` records every task and transfer of the block.
+
+    ``t.tasks`` (task, function, node, worker, start, end), ``t.transfers`` (object, src,
+    dst, nbytes, start, end), ``t.bytes_moved``, ``t.save("run.json")`` (Chrome/Perfetto).
+    """
+
+    def __enter__(self) -> Any:
+        from plait.executor.trace import Trace
+
+        self.session = session()
+        self.position = self.session.trace_since(-1)[1]
+        self.result = Trace()
+        return self.result
+
+    def __exit__(self, *exc: object) -> None:
+        events, _ = self.session.trace_since(self.position)
+        self.result.add(events)
+
+
+def timeline(filename: str | None = None) -> list[dict]:
+    """Everything the head recorded, as Chrome trace events (written to ``filename``)."""
+    from plait.executor.trace import Trace
+
+    recorded = Trace()
+    recorded.add(session().trace_since(0)[0])
+    if filename is not None:
+        recorded.save(filename)
+    return recorded.to_chrome()["traceEvents"]
+
+
 def memory_summary(stats_only: bool = False) -> str:
     """Per node: capacity, used, pinned and spilled bytes, and the largest objects."""
     from plait.store.report import format_memory
@@ -566,4 +602,4 @@ context.install_starter(session)
 atexit.register(shutdown)
 
 __all__ = ["compile", "compute", "free", "get", "init", "is_initialized", "memory_summary",
-           "nodes", "persist", "put", "session", "shutdown", "wait"]
+           "nodes", "persist", "put", "session", "shutdown", "timeline", "trace", "wait"]

@@ -32,6 +32,7 @@ from plait.executor import protocol as p
 from plait.executor.client import _THREAD_LIMITS, Connection, JoinedCluster
 from plait.executor.security import generate_key_file, load_key
 from plait.executor.server import NodeConfig
+from plait.store.arena import default_capacity
 
 DEFAULT_PORT = 7480
 STOP_GRACE_SECONDS = 10.0
@@ -109,9 +110,7 @@ def start_node(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace, session: str, node: str, **addresses: str) -> NodeConfig:
     run_dir = tempfile.mkdtemp(prefix=f"plait-{session}-{node}-")
     spill = os.path.join(tempfile.gettempdir(), f"plait-{session}-{node}-spill")
-    from plait.api import default_store_memory
-
-    return NodeConfig(session, node, args.num_workers, args.store_memory or default_store_memory(),
+    return NodeConfig(session, node, args.num_workers, args.store_memory or default_capacity(),
                       run_dir, 0, spill, transfer_address=f"tcp://{args.bind}:*", **addresses)
 
 

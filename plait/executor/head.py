@@ -15,8 +15,10 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import shutil
+import tempfile
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
@@ -28,6 +30,7 @@ from plait.executor.node import Node
 
 # Heartbeats every second; a node silent for this long is declared dead.
 HEARTBEAT_SECONDS = 1.0
+MAX_EVENTS = 1_000_000           # trace events kept (tasks and transfers), newest last
 NODE_TIMEOUT_SECONDS = 4.0
 
 Peer = Hashable
@@ -77,6 +80,8 @@ class Head:
         self.requests = itertools.count(1)
         self.notes: dict[Peer, list[tuple[str, p.ObjectValue]]] = defaultdict(list)
         self.deletes: dict[str, list[str]] = defaultdict(list)
+        self.events: deque[p.TaskEvent | p.TransferEvent] = deque(maxlen=MAX_EVENTS)
+        self.events_dropped = 0                   # position of events[0] in the whole log
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -329,6 +334,9 @@ class Head:
                     self.assigned[result.task_id] = spec
                 continue
             self.nodes[node].queued -= 1
+            ok = not any(isinstance(v, p.Failed) for _, v in result.outputs)
+            self.record(p.TaskEvent(spec.id, spec.function_name, node, result.worker,
+                                    result.start, result.end, ok))
             self.finish(spec, result.outputs)
 
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
@@ -345,7 +353,21 @@ class Head:
             self.task_puts[message.task_id].append(message.object_id)
         self.object_done(message.object_id, message.value)
 
+    def record(self, event: p.TaskEvent | p.TransferEvent) -> None:
+        if len(self.events) == self.events.maxlen:
+            self.events_dropped += 1
+        self.events.append(event)
+
+    def on_TraceRequest(self, peer: Peer, message: p.TraceRequest) -> None:
+        end = self.events_dropped + len(self.events)
+        since = end if message.since < 0 else max(message.since, self.events_dropped)
+        events = tuple(itertools.islice(self.events, since - self.events_dropped, None))
+        self.to_client(peer, p.TraceReport(message.request, events, end))
+
     def node_ReplicaAdded(self, node: str, message: p.ReplicaAdded) -> None:
+        if message.source:
+            self.record(p.TransferEvent(message.object_id, message.source, node,
+                                        message.nbytes, message.start, message.end))
         if message.object_id in self.directory.entries:
             self.locations.setdefault(message.object_id, set()).add(node)
         else:
@@ -452,12 +474,15 @@ class Head:
                                         self.node_order(n)))
 
     def cleanup_segments(self, info: p.NodeInfo) -> None:
-        """A dead node on this host cannot clean up after itself: remove its arena."""
-        if info.host == self.local_info_host():
-            try:
-                os.unlink(os.path.join("/dev/shm", info.arena))
-            except FileNotFoundError:
-                pass
+        """A dead node on this host cannot clean up after itself: remove its arena and spills."""
+        if info.host != self.local_info_host():
+            return
+        try:
+            os.unlink(os.path.join("/dev/shm", info.arena))
+        except FileNotFoundError:
+            pass
+        spill = os.path.join(tempfile.gettempdir(), f"plait-{self.session}-{info.id}-spill")
+        shutil.rmtree(spill, ignore_errors=True)
 
     def local_info_host(self) -> str:
         return self.nodes[self.local.id].info.host

@@ -15,6 +15,7 @@ tasks whose worker died (``max_retries``), and reports.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -101,10 +102,12 @@ class Node:
             assert isinstance(value, p.Failed)
             self.fail_task(task_id, value.error)
 
-    def pulled(self, object_id: str, value: p.ObjectValue) -> None:
-        """A transfer ended: a replica here (tell the head), or a failure."""
+    def pulled(self, object_id: str, value: p.ObjectValue,
+               record: tuple[str, float, float] = ("", 0.0, 0.0)) -> None:
+        """A transfer ended: a replica here (tell the head, with source and times), or not."""
         if isinstance(value, p.Stored):
-            self.up(p.ReplicaAdded(object_id, self.id))
+            source, start, end = record
+            self.up(p.ReplicaAdded(object_id, self.id, source, value.nbytes, start, end))
         self.arrived(object_id, value)
 
     def on_NodeTable(self, message: p.NodeTable) -> None:
@@ -191,6 +194,8 @@ class Node:
         request waits until a task ends. It fails at once when every running task is
         itself waiting for room, so waiting cannot deadlock.
         """
+        if message.object_id in self.store.objects:     # left by an attempt that crashed
+            self.store.delete(message.object_id)
         try:
             offset = self.store.allocate(message.object_id, message.nbytes, message.created_by)
         except ObjectTooLargeError as error:
@@ -225,7 +230,7 @@ class Node:
                 continue
             outputs = tuple((oid, self.seal_output(oid, value)) for oid, value in result.outputs)
             self.release_pins(result.task_id)
-            finished.append(p.TaskResult(result.task_id, result.attempt, outputs, result.seconds))
+            finished.append(dataclasses.replace(result, outputs=outputs))
             for oid, value in outputs:
                 self.arrived(oid, value)
         if finished:

@@ -204,6 +204,50 @@ class Created:
 class ReplicaAdded:
     object_id: str
     node: str
+    source: str = ""
+    nbytes: int = 0
+    start: float = 0.0             # wall clock when the pull began and ended
+    end: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One finished task, as a trace records it."""
+
+    task_id: str
+    function_name: str
+    node: str
+    worker: int
+    start: float
+    end: float
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TransferEvent:
+    """One copy of an object between nodes, as a trace records it."""
+
+    object_id: str
+    src: str
+    dst: str
+    nbytes: int
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRequest:
+    """Events recorded since position ``since`` (-1: just tell me the current position)."""
+
+    request: int
+    since: int
+
+
+@dataclass(frozen=True, slots=True)
+class TraceReport:
+    request: int
+    events: tuple[TaskEvent | TransferEvent, ...]
+    position: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +402,9 @@ class TaskResult:
     attempt: int
     outputs: tuple[tuple[str, ObjectValue], ...]
     seconds: float
+    worker: int = -1
+    start: float = 0.0             # wall clock (time.time) of the worker, for traces
+    end: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +416,7 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | Allocated | Refused | Seal | Pin | Pinned | Unpin | Hold | MemoryRequest
            | MemoryReport | ViewRequest | View | Submit | Assign | Created | ReplicaAdded
            | ReplicaDropped | Delete | Fetch | FetchHeader | FetchDone | Subscribe | Ready | Free
-           | Bye | WorkerReady | RunTasks | TasksDone)
+           | TraceRequest | TraceReport | Bye | WorkerReady | RunTasks | TasksDone)
 
 
 def encode(message: Message) -> bytes:

@@ -17,6 +17,7 @@ one object on one node share one transfer. The copy becomes a replica in B's sto
 from __future__ import annotations
 
 import pickle
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,13 +40,14 @@ class Pull:
     nbytes: int = -1          # -1 until the header arrives
     received: int = 0
     offset: int = -1          # of our replica block
+    began: float = 0.0        # wall clock, for traces
 
 
 class Transfers:
     """This node's side of transfers: serving its objects and pulling others'."""
 
     def __init__(self, node_id: str, host: str, store: ObjectStore, ctx: zmq.Context,
-                 serve_address: str, done: Callable[[str, p.ObjectValue], None],
+                 serve_address: str, done: Callable[..., None],
                  socket_setup: Callable[[zmq.Socket, bool], None] = lambda s, server: None
                  ) -> None:
         self.node = node_id
@@ -78,7 +80,7 @@ class Transfers:
             self.fail(object_id, f"{source} is not in the cluster")
             return
         self.requests += 1
-        pull = Pull(self.requests, object_id, source)
+        pull = Pull(self.requests, object_id, source, began=time.time())
         self.pulls[object_id] = pull
         self.order.setdefault(source, deque()).append(pull)
         same_host = self.peers[source].host == self.host
@@ -145,7 +147,8 @@ class Transfers:
         del self.pulls[pull.object_id]
         self.links[node].send(p.encode(p.FetchDone(pull.request)))
         self.store.seal(pull.object_id)
-        self.done(pull.object_id, p.Stored(self.node, pull.nbytes))
+        self.done(pull.object_id, p.Stored(self.node, pull.nbytes),
+                  (node, pull.began, time.time()))
 
     def arena_of(self, node: str) -> Arena:
         if node not in self.arenas:

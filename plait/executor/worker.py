@@ -100,6 +100,7 @@ class WorkerRuntime:
         self.ids = IdGenerator(prefix=f"{config.node}.w{config.index}.{os.getpid()}:")
         self.current_task: str | None = None
         self.unsent: list[p.TaskResult] = []
+        self.wall_start = 0.0
         self.flushed = time.perf_counter()
 
     # -- the loop ----------------------------------------------------------------------
@@ -146,6 +147,7 @@ class WorkerRuntime:
 
     def run_item(self, item: p.WorkItem) -> p.TaskResult:
         start = time.perf_counter()
+        self.wall_start = time.time()
         self.current_task = item.task_id
         self.known = dict(item.nested)
         try:
@@ -160,7 +162,7 @@ class WorkerRuntime:
         finally:
             self.current_task = None
             self.known = {}
-        return p.TaskResult(item.task_id, item.attempt, outputs, time.perf_counter() - start)
+        return self.result(item, outputs, start)
 
     def task_error(self, item: p.WorkItem, error: Exception) -> PlaitError:
         """The user's exception as a TaskError; a plain PlaitError if even that fails."""
@@ -193,8 +195,11 @@ class WorkerRuntime:
         return function
 
     def failed(self, item: p.WorkItem, start: float, error: bytes) -> p.TaskResult:
-        outputs = tuple((oid, p.Failed(error)) for oid in item.outputs)
-        return p.TaskResult(item.task_id, item.attempt, outputs, time.perf_counter() - start)
+        return self.result(item, tuple((oid, p.Failed(error)) for oid in item.outputs), start)
+
+    def result(self, item: p.WorkItem, outputs: tuple, start: float) -> p.TaskResult:
+        return p.TaskResult(item.task_id, item.attempt, outputs, time.perf_counter() - start,
+                            self.config.index, self.wall_start, time.time())
 
     def store_results(self, item: p.WorkItem, value: Any) -> tuple[tuple[str, p.ObjectValue], ...]:
         if len(item.outputs) == 1:

@@ -137,3 +137,10 @@ def _runs(chunks: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((chunk, chunk + 1))
     return runs
+
+
+def default_capacity() -> int:
+    """A store's default size: 30% of RAM (Ray's default), at most 80% of free /dev/shm."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    shm = os.statvfs(SHM_DIR)
+    return int(min(0.3 * total, 0.8 * shm.f_bavail * shm.f_frsize))

@@ -122,3 +122,48 @@ def test_a_task_out_of_retries_on_dying_nodes_fails(fresh, tmp_path):
     os.kill(victim.pid, signal.SIGKILL)
     with pytest.raises(plait.WorkerCrashedError, match="node-1 died"):
         plait.get(stuck, timeout=30)
+
+
+def test_a_dead_head_is_reported_promptly_and_its_nodes_stop(fresh):
+    plait.init(num_nodes=2, num_workers=1)
+    head, other = plait.nodes()
+    ref = plait.put(np.ones(MIB))
+    os.kill(head.pid, signal.SIGKILL)
+    with pytest.raises(plait.HeadUnavailableError):
+        plait.get(total.remote(ref), timeout=30)
+    _wait_gone(other.pid, timeout=15)          # node-1 notices the silent head and stops
+    assert not os.path.exists(f"/dev/shm/{other.arena}")
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        assert select.select([fd], [], [], timeout)[0], f"{pid} still running"
+    finally:
+        os.close(fd)
+
+
+def test_trace_records_tasks_and_transfers_and_matches_the_plan(fresh, tmp_path):
+    import json
+
+    plait.init(num_nodes=2, num_workers=1)
+    made = make.options(node="node-1").remote(2 * MIB, 1.0)
+    plait.persist(made)
+    consumer = total.options(node="node-0").remote(made)
+    plan = plait.compile(consumer)
+    with plait.trace() as t:
+        assert plait.get(consumer) == 2.0 * MIB
+    assert [(e.function_name, e.node) for e in t.tasks] == [("total", "node-0")]
+    (transfer,) = t.transfers
+    assert (transfer.object_id, transfer.src, transfer.dst) == (made.id, "node-1", "node-0")
+    assert t.bytes_moved == plan.bytes_moved == transfer.nbytes
+    t.save(str(tmp_path / "run.json"))
+    events = json.loads((tmp_path / "run.json").read_text())["traceEvents"]
+    assert {e["cat"] for e in events if e["ph"] == "X"} == {"task", "transfer"}
+    everything = plait.timeline(str(tmp_path / "all.json"))
+    assert sum(e.get("cat") == "task" for e in everything) == 2
