@@ -23,7 +23,7 @@ def compile(graph: Graph, view: ClusterView, options: CompileOptions | None = No
                        choices[tid].reason, choices[tid].inputs, choices[tid].bytes_moved,
                        task.outputs)
         for tid, task in graph.tasks.items()}
-    plan = Plan(graph.targets, placements, stages, plan_transfers(graph, choices),
+    plan = Plan(graph.targets, placements, stages, plan_transfers(graph, choices, options),
                 plan_releases(graph))
     return validate(plan, graph, view)
 

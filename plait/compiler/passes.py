@@ -44,51 +44,87 @@ class Choice:
 
 
 def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str, Choice]:
-    """Put each task where its input bytes are; small-input tasks go to the least-loaded node.
+    """Put each task on the node where it would finish first, by a cost model.
 
-    Load is counted in the pass itself (tasks placed so far plus the node's queue, per
-    worker), so a wide fan-out of small tasks spreads evenly; ties go to the earlier node in
-    the view (the head first), which keeps the result deterministic.
+    cost(node) = bytes to copy there / bandwidth + a fixed cost per transfer
+               + a relay delay per small input made elsewhere
+               + the work already queued there per worker (durations learned per function)
+
+    so a task goes where the bytes of its inputs are unless waiting there costs more than
+    moving them, and a fan-out of small tasks spreads over all workers. Load is counted in
+    the pass itself; ties go to the earlier node in the view (the head first), which keeps
+    the result deterministic.
     """
     order = view.node_ids()
+    able = [n.id for n in view.nodes if n.workers > 0] or list(order)
     if not order:
         raise PlanError("the cluster has no nodes to run tasks on")
-    workers = {n.id: n.workers for n in view.nodes}
-    load = {n.id: float(n.queued) for n in view.nodes}
+    workers = {n.id: max(n.workers, 1) for n in view.nodes}
+    backlog = {n.id: n.queued * options.task_seconds for n in view.nodes}
     located: dict[str, tuple[int, tuple[str, ...]]] = {
         oid: (info.nbytes, info.nodes) for oid, info in view.objects.items()}
     choices: dict[str, Choice] = {}
     for task in graph.tasks.values():
         inputs = tuple((oid, *located.get(oid, (options.result_bytes_guess, ())))
                        for oid in task.reads)
-        node, reason = _choose_node(task, inputs, order, load, workers)
-        moved = sum(nbytes for _, nbytes, nodes in _unique(inputs) if nodes and node not in nodes)
-        choices[task.id] = Choice(node, reason, inputs, moved)
-        load[node] += 1
+        node, reason = _choose_node(task, inputs, order, able, backlog, workers, options)
+        choices[task.id] = Choice(node, reason, inputs, _moved(inputs, node, options))
+        backlog[node] += view.durations.get(task.function_name, options.task_seconds)
         for oid in task.outputs:
             located[oid] = (options.result_bytes_guess, (node,))
     return choices
 
 
-def _choose_node(task: TaskNode, inputs: tuple[tuple[str, int, tuple[str, ...]], ...],
-                 order: tuple[str, ...], load: dict[str, float],
-                 workers: dict[str, int]) -> tuple[str, str]:
+Inputs = tuple[tuple[str, int, tuple[str, ...]], ...]
+
+
+def _moved(inputs: Inputs, node: str, options: CompileOptions) -> int:
+    """Bytes that must be copied to ``node`` (small objects ride in messages instead)."""
+    return sum(nbytes for _, nbytes, nodes in _unique(inputs)
+               if nodes and node not in nodes and nbytes > options.inline_bytes)
+
+
+def _cost(inputs: Inputs, node: str, backlog: dict[str, float], workers: dict[str, int],
+          options: CompileOptions) -> float:
+    seconds = backlog[node] / workers[node]
+    for _, nbytes, nodes in _unique(inputs):
+        if not nodes or node in nodes:
+            continue
+        if nbytes > options.inline_bytes:
+            seconds += nbytes / options.bandwidth + options.transfer_seconds
+        else:
+            seconds += options.relay_seconds
+    return seconds
+
+
+def _choose_node(task: TaskNode, inputs: Inputs, order: tuple[str, ...], able: list[str],
+                 backlog: dict[str, float], workers: dict[str, int],
+                 options: CompileOptions) -> tuple[str, str]:
     if task.node is not None:
-        if task.node not in load:
+        if task.node not in backlog:
             raise PlanError(f"task {task.id} ({task.function_name}) is pinned to node "
                             f"{task.node!r}, which is not in the cluster ({', '.join(order)})")
         return task.node, "pinned by node= option"
-    local = {node: 0 for node in order}
+    rank = {node: i for i, node in enumerate(order)}
+    best = min(able, key=lambda n: (_cost(inputs, n, backlog, workers, options), rank[n]))
+    return best, _reason(inputs, best, able, options)
+
+
+def _reason(inputs: Inputs, chosen: str, able: list[str], options: CompileOptions) -> str:
+    local = {node: 0 for node in able}
     for _, nbytes, nodes in _unique(inputs):
         for node in nodes:
             if node in local:
                 local[node] += nbytes
-    best = max(order, key=lambda n: (local[n], -order.index(n)))
-    if local[best] >= LOCALITY_MIN_BYTES:
-        return best, f"{_size(local[best])} of its inputs are already there"
-    able = [n for n in order if workers[n] > 0] or list(order)
-    quiet = min(able, key=lambda n: (load[n] / workers[n], order.index(n)))
-    return quiet, "small inputs: least-loaded node"
+    richest = max(able, key=lambda n: local[n])
+    if local[chosen] >= LOCALITY_MIN_BYTES:
+        return f"{_size(local[chosen])} of its inputs are already there"
+    if local[richest] >= LOCALITY_MIN_BYTES:
+        return (f"copying {_size(_moved(inputs, chosen, options))} costs less than waiting "
+                f"for {richest}, which holds {_size(local[richest])}")
+    if local[chosen] > 0:
+        return "its inputs were made there"
+    return "small inputs: least-loaded node"
 
 
 def _unique(inputs):
@@ -109,12 +145,15 @@ def cut_stages(graph: Graph, choices: dict[str, Choice],
     return tuple(Stage(i, node, tuple(per_node[node])) for i, node in enumerate(used))
 
 
-def plan_transfers(graph: Graph, choices: dict[str, Choice]) -> tuple[Transfer, ...]:
-    """Each object a task reads on another node is copied there once, from its first holder."""
+def plan_transfers(graph: Graph, choices: dict[str, Choice],
+                   options: CompileOptions) -> tuple[Transfer, ...]:
+    """Each stored object a task reads on another node is copied there once."""
     made: dict[tuple[str, str], Transfer] = {}
     for task_id in graph.tasks:
         choice = choices[task_id]
         for oid, nbytes, nodes in choice.inputs:
+            if nbytes <= options.inline_bytes:
+                continue                      # small: travels inside messages
             if nodes and choice.node not in nodes and (oid, choice.node) not in made:
                 made[(oid, choice.node)] = Transfer(oid, nodes[0], choice.node, nbytes)
     return tuple(made.values())

@@ -33,6 +33,7 @@ class ClusterView:
 
     nodes: tuple[NodeView, ...]
     objects: dict[str, ObjectInfo] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)   # function -> mean seconds
 
     def node_ids(self) -> tuple[str, ...]:
         return tuple(node.id for node in self.nodes)
@@ -40,8 +41,11 @@ class ClusterView:
 
 @dataclass(frozen=True, slots=True)
 class CompileOptions:
-    """Knobs of placement: assumed bandwidth and the size guessed for unknown results."""
+    """The constants of placement's cost model (defaults measured on these machines)."""
 
     bandwidth: float = 2e9            # bytes/s between nodes (loopback TCP measured here)
-    task_seconds: float = 1e-3        # guessed duration of a task with no history
+    task_seconds: float = 1e-3        # guessed duration of a function with no history
     result_bytes_guess: int = 1024    # results whose size is unknown count as small
+    inline_bytes: int = 100 * 1024    # objects this small travel in messages, via the head
+    transfer_seconds: float = 1e-3    # fixed cost of one transfer (request, pin, set-up)
+    relay_seconds: float = 2e-4       # a small input made on another node comes via the head

@@ -82,6 +82,7 @@ class Head:
         self.deletes: dict[str, list[str]] = defaultdict(list)
         self.events: deque[p.TaskEvent | p.TransferEvent] = deque(maxlen=MAX_EVENTS)
         self.events_dropped = 0                   # position of events[0] in the whole log
+        self.durations: dict[str, float] = {}     # function -> learned seconds per task
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -183,7 +184,7 @@ class Head:
     def view(self, objects: dict[str, ObjectInfo]) -> ClusterView:
         nodes = tuple(NodeView(r.info.id, r.info.workers, r.store_free, r.queued)
                       for r in self.nodes.values())
-        return ClusterView(nodes, objects)
+        return ClusterView(nodes, objects, dict(self.durations))
 
     def node_order(self, node: str) -> int:
         return list(self.nodes).index(node) if node in self.nodes else len(self.nodes)
@@ -335,6 +336,7 @@ class Head:
                 continue
             self.nodes[node].queued -= 1
             ok = not any(isinstance(v, p.Failed) for _, v in result.outputs)
+            self.learn(spec.function_name, result.seconds)
             self.record(p.TaskEvent(spec.id, spec.function_name, node, result.worker,
                                     result.start, result.end, ok))
             self.finish(spec, result.outputs)
@@ -352,6 +354,11 @@ class Head:
         if message.task_id:
             self.task_puts[message.task_id].append(message.object_id)
         self.object_done(message.object_id, message.value)
+
+    def learn(self, function_name: str, seconds: float) -> None:
+        """Running mean of a function's task duration, for the compiler's cost model."""
+        known = self.durations.get(function_name)
+        self.durations[function_name] = seconds if known is None else 0.8 * known + 0.2 * seconds
 
     def record(self, event: p.TaskEvent | p.TransferEvent) -> None:
         if len(self.events) == self.events.maxlen:

@@ -1,0 +1,194 @@
+"""Real multi-host runs: a head and two nodes in three network namespaces joined by veth links.
+
+Each namespace is one host to plait (its host id includes the network namespace), so
+objects move between nodes over TCP through the veth interfaces, as between machines; the
+three hosts share nothing but /dev/shm, /tmp and the pid space with this test, and every
+socket is on an address the test created (10.77.0.1-3). The test drives the CLI in each
+namespace (`ip netns exec`), a driver in the head's namespace, and kills a whole node.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import textwrap
+import time
+
+import pytest
+
+from plait.executor.head import NODE_TIMEOUT_SECONDS
+from tests.netns import (Host, Lines, Network, free_port, leftovers, link_bytes, netns_unavailable,
+                         status_nodes, sweep, tcp_sockets, wait_until)
+
+pytestmark = [pytest.mark.cluster,
+              pytest.mark.skipif(netns_unavailable() is not None,
+                                 reason=netns_unavailable() or "")]
+
+MiB = 1 << 20
+OBJECT_BYTES = 64 * MiB
+STORE_BYTES = 320 * MiB
+STEP_TIMEOUT = 60.0            # one step of the driver (a get, a round of transfers)
+DETECT_SLACK = 4.0             # beyond the head's node timeout: heartbeat phase, status runs
+
+# Runs inside the head's namespace. Prints one JSON line per step; the test answers through
+# files: it creates GATE once it has killed node-2 (the blocked task waits for it).
+DRIVER = textwrap.dedent("""
+    import json, os, sys, time, zlib
+    import numpy as np
+    import plait
+
+    gate, marks = sys.argv[1], sys.argv[2]
+    MiB = 1 << 20
+
+    def say(**fields):
+        print(json.dumps(fields), flush=True)
+
+    def data(seed, nbytes):
+        return np.random.default_rng(seed).integers(0, 256, nbytes, dtype=np.uint8)
+
+    @plait.remote
+    def make(seed, nbytes):
+        return data(seed, nbytes)
+
+    @plait.remote
+    def crc(array):
+        from plait.executor.hostid import host_id
+        return zlib.crc32(array), host_id()
+
+    @plait.remote(max_retries=2)
+    def blocked(gate, marks):
+        from plait.executor.hostid import host_id
+        open(os.path.join(marks, f"{host_id()}-{os.getpid()}"), "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(gate):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the test never opened the gate")
+            time.sleep(0.02)
+        return host_id()
+
+    plait.init(address="auto")
+    say(nodes={n.id: n.host for n in plait.nodes()})
+
+    big = make.options(node="node-1").remote(1, 64 * MiB)
+    sums = plait.get([crc.options(node=n).remote(big) for n in ("node-1", "node-2", "node-0")])
+    say(expected=zlib.crc32(data(1, 64 * MiB)), sums=sums, driver=zlib.crc32(plait.get(big)),
+        memory=plait.memory_summary())
+
+    only2 = plait.persist(make.options(node="node-2").remote(2, 64 * MiB))
+    stuck = blocked.options(node="node-2").remote(gate, marks)
+    plait.wait([stuck], timeout=0)                 # submitted; it blocks on node-2
+    say(step="blocked")
+    say(retried_on=plait.get(stuck, timeout=50))
+
+    for name, ref in (("consumer", crc.options(node="node-0").remote(only2)), ("get", only2)):
+        started = time.monotonic()
+        try:
+            plait.get(ref, timeout=20)
+            outcome = "no error"
+        except Exception as error:
+            outcome = type(error).__name__ + (" (ObjectLostError)" if isinstance(
+                error, plait.ObjectLostError) else "") + ": " + str(error)[:200]
+        say(lost=name, outcome=outcome, seconds=time.monotonic() - started)
+    say(step="done")
+""")
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    """Three hosts (namespaces a, b, c) on one bridge; torn down with a leak check."""
+    network = Network(f"{os.getpid():x}")
+    sessions: list[str] = []
+    try:
+        namespaces = network.create(3)
+        made = [Host(tmp_path / name[-1], name) for name in namespaces]
+        for host in made:
+            host.home.mkdir(mode=0o700)
+        yield made, network, sessions
+        for host in reversed(made):
+            host.plait("stop", check=False)
+        left = {name: pids for name, pids in network.pids().items() if pids}
+        assert left == {}, "processes still running in the namespaces after plait stop"
+        for session in sessions:
+            assert leftovers(session) == [], "plait stop left something behind"
+    finally:
+        network.destroy()
+        for session in sessions:
+            sweep(session)
+
+
+def test_three_hosts_move_objects_over_tcp_and_survive_a_node_kill(hosts, tmp_path):
+    (a, b, c), network, sessions = hosts
+    port = str(free_port())
+    head = f"{Network.address(1)}:{port}"
+    common = ("--num-workers", "1", "--store-memory", str(STORE_BYTES))
+    a.plait("start", "--head", "--bind", Network.address(1), "--port", port, *common)
+    sessions.append(a.session)
+    for index, host in ((2, b), (3, c)):       # the key travels as a file, as with scp
+        shutil.copy2(a.home / "cluster.key", host.home / "cluster.key")
+        host.plait("start", "--address", head, "--bind", Network.address(index), *common)
+    assert list(status_nodes(a.plait("status").stdout)) == ["node-0", "node-1", "node-2"]
+    ns_a, ns_b, ns_c = (host.netns for host in (a, b, c))
+    before = {ns: (link_bytes(ns), link_bytes(ns, "tx_bytes")) for ns in (ns_a, ns_b, ns_c)}
+
+    gate, marks = tmp_path / "gate", tmp_path / "marks"
+    marks.mkdir()
+    driver = a.popen(DRIVER, str(gate), str(marks))
+    lines = Lines(driver)
+    try:
+        hosts_of = lines.next(STEP_TIMEOUT)["nodes"]
+        node_of = {host: node for node, host in hosts_of.items()}
+        assert len(node_of) == 3, f"each namespace is its own host: {hosts_of}"
+
+        # node-1 makes a 64 MiB object; node-2 and node-0 read it after a TCP transfer
+        first = lines.next(STEP_TIMEOUT)
+        assert [tuple(s) for s in first["sums"]] == [
+            (first["expected"], hosts_of["node-1"]), (first["expected"], hosts_of["node-2"]),
+            (first["expected"], hosts_of["node-0"])]
+        assert first["driver"] == first["expected"]
+        memory = first["memory"]
+        assert memory.count("created by copy from node-1") == 2, memory
+        # the bytes really crossed the veth links: node-1 sent three copies (to node-2,
+        # node-0 and the driver), host a received two, host c one
+        assert link_bytes(ns_b, "tx_bytes") - before[ns_b][1] >= 3 * OBJECT_BYTES
+        assert link_bytes(ns_a) - before[ns_a][0] >= 2 * OBJECT_BYTES
+        assert link_bytes(ns_c) - before[ns_c][0] >= OBJECT_BYTES
+        for ns in (ns_a, ns_b, ns_c):
+            local = {local for local, _, _ in tcp_sockets(ns)}
+            assert {address.rsplit(".", 1)[0] for address in local} == {"10.77.0"}, (ns, local)
+
+        # node-2 dies (every process of it) while a task runs there
+        assert lines.next(STEP_TIMEOUT) == {"step": "blocked"}
+        wait_until(lambda: any(mark.name.startswith(hosts_of["node-2"] + "-")
+                               for mark in marks.iterdir()), STEP_TIMEOUT,
+                   "the blocked task to start on node-2")
+        (node2,) = c.started_pids()
+        os.killpg(node2, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_until(lambda: "node-2" not in status_nodes(a.plait("status").stdout),
+                   NODE_TIMEOUT_SECONDS + DETECT_SLACK, "the head to drop node-2")
+        assert time.monotonic() - killed < NODE_TIMEOUT_SECONDS + DETECT_SLACK
+
+        # its task is retried on a live node, and succeeds there once the gate opens
+        retry = wait_until(lambda: [m.name for m in marks.iterdir()
+                                    if not m.name.startswith(hosts_of["node-2"] + "-")],
+                           STEP_TIMEOUT, "the blocked task to be retried on another node")
+        gate.touch()
+        retried_on = lines.next(STEP_TIMEOUT)["retried_on"]
+        assert node_of[retried_on] in ("node-0", "node-1")
+        assert retry[0].startswith(retried_on + "-")
+
+        # the object whose only copy node-2 held is lost, to a task and to the driver
+        for name in ("consumer", "get"):
+            report = lines.next(STEP_TIMEOUT)
+            assert report["lost"] == name
+            assert "(ObjectLostError)" in report["outcome"], report
+            assert "node-2" in report["outcome"], report
+        assert lines.next(STEP_TIMEOUT) == {"step": "done"}
+        assert driver.wait(STEP_TIMEOUT) == 0, lines.stderr()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        driver.stdout.close()
+        driver.stderr.close()
