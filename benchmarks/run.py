@@ -7,7 +7,9 @@
 
 The parent process never imports any of the systems: it starts one fresh
 subprocess per system (``run.py --system NAME --json``), one after the other,
-so systems cannot interfere (2 cores!) and W8 sees a truly cold start.  A child
+so systems cannot interfere (2 cores!) and W8 sees a truly cold start.
+Workloads that need a bounded store (W6, W7, W9) get one more subprocess per
+store size (``--store-memory BYTES``), after the default-store one.  A child
 reports one JSON line per workload as soon as it finishes, so a crash or a
 timeout only loses the workloads that had not finished.  The parent prints a
 markdown table of medians with plait/peer ratios and writes all samples to
@@ -33,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from workloads import ALL_WORKLOADS, Config  # noqa: E402  (light: numpy only)
+from workloads import ALL_WORKLOADS, Config, group_by_store  # noqa: E402  (light: numpy only)
 
 SYSTEM_NAMES = ["plait", "ray", "dask"]
 MARK = "@@plait-bench@@ "  # prefixes protocol lines; anything else on stdout is noise
@@ -57,6 +59,9 @@ def parse_args(argv=None):
                    help="run one system in this process (what the parent launches)")
     p.add_argument("--json", action="store_true",
                    help="with --system: emit JSON lines for the parent instead of a table")
+    p.add_argument("--store-memory", type=int, default=None, metavar="BYTES",
+                   help="with --system: start with a store of this size for every workload "
+                        "(the parent passes it for W6/W7/W9; default: each workload's own)")
     args = p.parse_args(argv)
     args.systems = _split(args.systems, SYSTEM_NAMES, "system")
     args.workloads = _split(args.workloads, ALL_WORKLOADS, "workload")
@@ -80,14 +85,16 @@ def _err(exc):
 # Child: run every selected workload on one system, in this process.
 
 
-def run_system(name, workloads, cfg, emit):
+def run_system(name, workloads, cfg, emit, store_memory=None):
     """Load, start (timed: W8), measure idle memory, run workloads, stop.
 
     Every failure is reported through ``emit`` rather than raised, so the
-    parent always gets as much as could be measured.
+    parent always gets as much as could be measured.  A system without an
+    equivalent (``Unsupported``, from start or a workload) is reported as
+    skipped: the table shows n/a.
     """
     import procmem
-    from systems import SYSTEMS
+    from systems import SYSTEMS, Unsupported
     from workloads import WORKLOADS
 
     s = SYSTEMS[name]()
@@ -102,7 +109,11 @@ def run_system(name, workloads, cfg, emit):
 
     t0 = perf_counter()
     try:
-        s.start()
+        s.start(store_memory)
+    except Unsupported as e:
+        for w in workloads:
+            emit({"type": "skipped", "workload": w, "reason": str(e)})
+        return
     except Exception as e:
         for w in workloads:
             emit({"type": "error", "workload": w, "error": "init failed: " + _err(e),
@@ -123,6 +134,8 @@ def run_system(name, workloads, cfg, emit):
             t0 = perf_counter()
             try:
                 rows = WORKLOADS[w](s, cfg)
+            except Unsupported as e:
+                emit({"type": "skipped", "workload": w, "reason": str(e)})
             except Exception as e:
                 emit({"type": "error", "workload": w, "error": _err(e),
                       "traceback": traceback.format_exc()})
@@ -160,13 +173,21 @@ def child_main(args):
     # Turn the parent's SIGTERM (timeout) into SystemExit so `finally` shuts
     # the cluster down instead of orphaning its processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.store_memory is not None:
+        groups = [(args.store_memory, args.workloads)]
+    else:  # one start per store size, in this process (the parent uses a child each)
+        groups = group_by_store(args.workloads, args.cfg)
     if args.json:
         def emit(msg):
             print(MARK + json.dumps(msg), flush=True)
-        run_system(args.system, args.workloads, args.cfg, emit)
     else:
         record = new_record()
-        run_system(args.system, args.workloads, args.cfg, lambda m: apply(record, m))
+
+        def emit(msg):
+            apply(record, msg)
+    for store, workloads in groups:
+        run_system(args.system, workloads, args.cfg, emit, store)
+    if not args.json:
         print(render({args.system: record}, [args.system], args.workloads))
 
 
@@ -185,16 +206,37 @@ def apply(record, msg):
         record.update(available=False, error=msg["error"])
     elif kind == "meta":
         record["version"] = msg["version"]
-    elif kind in ("rows", "error"):
+    elif kind in ("rows", "error", "skipped"):
         record["workloads"][msg.pop("workload")] = msg
     elif kind == "stop_error":
         record["stop_error"] = msg["error"]
 
 
-def run_child(name, args):
+def run_children(name, args):
+    """One child per store size (default store first, so W8 is cold), merged
+    into one record; the per-child details are kept under ``children``."""
+    record = new_record()
+    record["children"] = []
+    for store, workloads in group_by_store(args.workloads, args.cfg):
+        child = run_child(name, args, workloads, store)
+        record["workloads"].update(child.pop("workloads"))
+        version = child.pop("version")
+        record["version"] = record["version"] or version
+        if not child["available"]:
+            record.update(available=False, error=child["error"])
+        record["children"].append({"store_memory": store, "workloads": workloads, **child})
+        if not record["available"]:  # the next child would fail the same import
+            break
+    record["wall_s"] = sum(c["wall_s"] for c in record["children"])
+    return record
+
+
+def run_child(name, args, workloads, store_memory=None):
     """Run ``run.py --system NAME --json`` in a fresh process and collect its record."""
     cmd = [sys.executable, os.path.abspath(__file__), "--system", name, "--json",
-           "--workloads", ",".join(args.workloads)]
+           "--workloads", ",".join(workloads)]
+    if store_memory is not None:
+        cmd += ["--store-memory", str(store_memory)]
     if args.repeat is not None:
         cmd += ["--repeat", str(args.repeat)]
     if args.quick:
@@ -215,7 +257,7 @@ def run_child(name, args):
                 if line.startswith(MARK):
                     msg = json.loads(line[len(MARK):])
                     if msg.get("workload"):
-                        status = "error" if msg["type"] == "error" else "ok"
+                        status = {"error": "error", "skipped": "n/a"}.get(msg["type"], "ok")
                         _log(f"  {name} {msg['workload']}: {status} ({perf_counter() - t0:.0f}s)")
                     apply(record, msg)
 
@@ -236,7 +278,7 @@ def run_child(name, args):
         if not record["workloads"] and record["available"] and not record["version"]:
             record.update(available=False, error=f"child exited with {proc.returncode}: "
                           + (stderr_tail[-1] if stderr_tail else "no output"))
-    for w in args.workloads:  # whatever never reported (crash/timeout)
+    for w in workloads:  # whatever never reported (crash/timeout)
         record["workloads"].setdefault(
             w, {"error": record.get("timeout") or f"no result (child exit {proc.returncode})"})
     return record
@@ -291,6 +333,7 @@ def render(results, systems, workloads):
     header = ["Workload", "Metric", *systems, *(f"plait/{p}" for p in peers)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     notes = []
+    not_applicable = {}  # (system, reason) -> workloads
 
     def cell_error(name, w):
         error = " ".join(results[name]["workloads"][w]["error"].split())
@@ -316,27 +359,36 @@ def render(results, systems, workloads):
                 elif "error" in wres:
                     cells.append(cell_error(n, w) if n not in errored else f"ERR[{len(notes)}]")
                     errored.add(n)
-                else:
-                    m = next((r["median"] for r in wres.get("rows", []) if r["metric"] == metric), None)
+                elif "skipped" in wres:
+                    cells.append("n/a")
+                    ws = not_applicable.setdefault((n, wres["reason"]), [])
+                    ws += [] if w in ws else [w]
+                else:  # a metric only some systems report (e.g. plait's own spill figures)
+                    m = next((r["median"] for r in wres.get("rows", [])
+                              if r["metric"] == metric), None)
                     medians[n] = m
-                    cells.append("—" if m is None else fmt(m))
+                    cells.append("n/a" if m is None else fmt(m))
             for p in peers:
                 a, b = medians.get("plait"), medians.get(p)
                 cells.append(fmt_ratio(a / b) if better and a is not None and b else "—")
-            label = metric + (f" ({unit}, {better} is better)" if better else f" ({unit})" if unit else "")
+            label = metric + (f" ({unit}, {better} is better)" if better
+                              else f" ({unit})" if unit else "")
             lines.append(f"| {w} | {label} | " + " | ".join(cells) + " |")
 
     out = ["\n".join(lines), ""]
     if peers:
         out.append("Cells are medians. Ratios are plait/peer of the median: for time and "
                    "memory rows (lower is better) < 1x means plait is better; for tasks/s "
-                   "(higher is better) > 1x means plait is faster.")
+                   "and GB/s (higher is better) > 1x means plait is faster. n/a: the system "
+                   "has no equivalent, or doesn't report that figure.")
     for n in systems:
         rec = results[n]
         if not rec["available"]:
             out.append(f"- {n}: unavailable ({rec['error']})")
         elif rec.get("version"):
             out.append(f"- {n} {rec['version']}")
+    out += [f"- n/a for {n} ({', '.join(ws)}): {reason}"
+            for (n, reason), ws in not_applicable.items()]
     out += [f"- [{i}] {note}" for i, note in enumerate(notes, 1)]
     return "\n".join(out)
 
@@ -348,7 +400,7 @@ def main(argv=None):
     results, t0 = {}, perf_counter()
     for name in args.systems:
         _log(f"running {name} ...")
-        results[name] = run_child(name, args)
+        results[name] = run_children(name, args)
         _log(f"  {name}: done in {results[name]['wall_s']:.0f}s")
     table = render(results, args.systems, args.workloads)
     print(table)

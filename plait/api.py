@@ -252,9 +252,10 @@ class Session:
             if function_id not in self.functions_sent:
                 self.functions_sent.add(function_id)
                 functions.append((function_id, data))
+            placement = plan.placements[task_id]
             specs.append(p.TaskSpec(task_id, function_id, node.function_name, task.payload,
                                     node.deps, node.nested, node.outputs, node.max_retries,
-                                    plan.placements[task_id].node))
+                                    placement.node, placement.follows))
         self.conn.send(p.Submit(tuple(functions), tuple(specs), tuple(plan.releases.items())))
         for task in tasks.values():
             task.submitted = True

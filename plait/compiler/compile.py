@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from plait.compiler.passes import cull, cut_stages, place, plan_releases, plan_transfers
+from plait.compiler.passes import (cull, cut_stages, fuse_chains, place, plan_releases,
+                                   plan_transfers)
 from plait.compiler.plan import Placement, Plan
 from plait.compiler.validate import validate
 from plait.compiler.view import ClusterView, CompileOptions
@@ -18,10 +19,11 @@ def compile(graph: Graph, view: ClusterView, options: CompileOptions | None = No
     choices = place(graph, view, options)
     stages = cut_stages(graph, choices, view.node_ids())
     stage_of = {tid: stage.index for stage in stages for tid in stage.task_ids}
+    follows = fuse_chains(graph, choices)
     placements = {
         tid: Placement(tid, task.function_name, choices[tid].node, stage_of[tid],
                        choices[tid].reason, choices[tid].inputs, choices[tid].bytes_moved,
-                       task.outputs)
+                       task.outputs, follows.get(tid, ""))
         for tid, task in graph.tasks.items()}
     plan = Plan(graph.targets, placements, stages, plan_transfers(graph, choices, options),
                 plan_releases(graph))

@@ -12,15 +12,17 @@ def explain(plan: Plan) -> str:
     for p in plan.placements.values():
         inputs = ", ".join(f"{oid} {_size(nbytes)}@{'/'.join(nodes) or 'here'}"
                            for oid, nbytes, nodes in p.inputs) or "-"
+        why = f"{p.reason}; fused after {p.follows}" if p.follows else p.reason
         rows.append((p.task_id, p.function_name, p.node, str(p.stage), inputs,
-                     _size(p.bytes_moved), p.reason))
+                     _size(p.bytes_moved), why))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     per_node = ", ".join(f"{node}: {n}" for node, n in sorted(plan.tasks_per_node().items()))
+    fused = sum(1 for p in plan.placements.values() if p.follows)
     lines += ["", f"{len(plan.placements)} tasks in {len(plan.stages)} stage(s); "
-                  f"tasks per node: {per_node or '-'}",
+                  f"tasks per node: {per_node or '-'}; {fused} fused into chains",
               f"predicted bytes moved: {_size(plan.bytes_moved)} in "
               f"{len(plan.transfers)} transfer(s)"]
     return "\n".join(lines)

@@ -159,6 +159,32 @@ def plan_transfers(graph: Graph, choices: dict[str, Choice],
     return tuple(made.values())
 
 
+def fuse_chains(graph: Graph, choices: dict[str, Choice]) -> dict[str, str]:
+    """Linear chains on one node run back to back in one worker: task -> the task it follows.
+
+    A task follows its producer when that producer is the only task of the graph it reads
+    from, it is the producer's only reader, and both are placed on the same node. The node
+    then sends the whole chain to one worker in one message; results pass from task to task
+    inside the worker, with no round trip through the node per hop.
+    """
+    readers: dict[str, int] = {}
+    for task in graph.tasks.values():
+        for producer in {graph.producer[oid] for oid in task.reads if oid in graph.producer}:
+            readers[producer] = readers.get(producer, 0) + 1
+    follows: dict[str, str] = {}
+    taken: set[str] = set()
+    for task in graph.tasks.values():
+        producers = {graph.producer[oid] for oid in task.reads if oid in graph.producer}
+        if len(producers) != 1:
+            continue
+        (producer,) = producers
+        if (readers[producer] == 1 and producer not in taken
+                and choices[producer].node == choices[task.id].node):
+            follows[task.id] = producer
+            taken.add(producer)
+    return follows
+
+
 def plan_releases(graph: Graph) -> dict[str, str]:
     """Intermediate results nobody asked for can go after their last reader finishes."""
     targets = set(graph.targets)

@@ -20,6 +20,7 @@ class Placement:
     inputs: tuple[tuple[str, int, tuple[str, ...]], ...]   # (object, bytes, nodes holding it)
     bytes_moved: int
     outputs: tuple[str, ...] = ()
+    follows: str = ""              # fused: runs right after this task, in the same worker
 
 
 @dataclass(frozen=True, slots=True)

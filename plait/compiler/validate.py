@@ -27,6 +27,10 @@ def validate(plan: Plan, graph: Graph, view: ClusterView) -> Plan:
             pin = graph.tasks[tid].node
             assert pin is None or pin == stage.node, (
                 f"{tid} pinned to {pin} but placed on {stage.node}")
+    for tid, placement in plan.placements.items():
+        if placement.follows:
+            before = plan.placements[placement.follows]
+            assert before.node == placement.node, f"{tid} fused behind a task on another node"
     _check_order(graph)
     _check_inputs(plan, graph, view)
     pairs = [(t.object_id, t.dst) for t in plan.transfers]

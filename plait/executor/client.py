@@ -31,6 +31,7 @@ from plait.store.arena import SEGMENT_PREFIX, SHM_DIR
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 LIVENESS_SLICE_MS = 100
+DRIVER_TIMEOUT_SECONDS = 3 * NODE_TIMEOUT_SECONDS   # a joined head silent this long is gone
 # Tasks run one per worker slot; their numeric libraries should not each start a thread
 # per core on top (Ray sets the same defaults for its workers).
 _THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -125,9 +126,9 @@ Cluster = LocalCluster | JoinedCluster
 class Connection:
     """A DEALER socket to the head; every receive is bounded and notices a dead head.
 
-    While it waits it sends a Heartbeat every second, which the head answers; a head that
-    stays silent for NODE_TIMEOUT_SECONDS is gone (HeadUnavailableError), whether or not
-    this driver started it.
+    While it waits it sends a Heartbeat every second, which the head answers; a head this
+    driver started is gone when its process is, one it joined when it stays silent for
+    DRIVER_TIMEOUT_SECONDS (HeadUnavailableError).
     """
 
     def __init__(self, cluster: Cluster) -> None:
@@ -160,16 +161,23 @@ class Connection:
                 return None
 
     def check_head(self) -> None:
+        """A head we started is alive while its process is; one we joined, while it answers.
+
+        The head may be silent for seconds while it spills a large object, so silence alone
+        only counts for joined clusters, with a longer limit than between nodes.
+        """
         now = time.monotonic()
-        if not self.cluster.alive():
-            head = self.cluster.head
-            raise HeadUnavailableError(
-                f"the plait head process (pid {head.pid}) exited with code {head.returncode}; "
-                f"call plait.shutdown() and init again")
-        if now - self.heard > NODE_TIMEOUT_SECONDS:
+        if isinstance(self.cluster, LocalCluster):
+            if not self.cluster.alive():
+                head = self.cluster.head
+                raise HeadUnavailableError(
+                    f"the plait head process (pid {head.pid}) exited with code "
+                    f"{head.returncode}; call plait.shutdown() and init again")
+            return
+        if now - self.heard > DRIVER_TIMEOUT_SECONDS:
             raise HeadUnavailableError(
                 f"the plait head at {self.cluster.client_address} has not answered for "
-                f"{NODE_TIMEOUT_SECONDS:.0f} s; call plait.shutdown() and init again")
+                f"{DRIVER_TIMEOUT_SECONDS:.0f} s; call plait.shutdown() and init again")
         if now - self.pinged >= HEARTBEAT_SECONDS and now - self.heard >= HEARTBEAT_SECONDS:
             self.pinged = now
             self.send(p.Heartbeat("driver", 0))

@@ -306,10 +306,18 @@ class Node:
                 return
             if worker.inflight and self.reads_stored(ready[0]):
                 return
-            items = [item for item in (self.work_item(ready.popleft())
-                                       for _ in range(min(batch, len(ready)))) if item]
+            items = []
+            for _ in range(min(batch, len(ready))):
+                task_id = ready.popleft()
+                items += [item for item in map(self.work_item, self.with_chain(task_id)) if item]
             if items:
                 self.send_items(worker, items)
+
+    def with_chain(self, task_id: str) -> list[str]:
+        state = self.table.tasks.get(task_id)
+        if state is None or state.riding:
+            return []
+        return [task_id, *self.table.chain_after(task_id)]
 
     def reads_stored(self, task_id: str) -> bool:
         state = self.table.tasks.get(task_id)
@@ -321,7 +329,8 @@ class Node:
         if state is None:
             return None
         spec = state.spec
-        values = {oid: self.usable(oid) for oid in dict.fromkeys(spec.deps + spec.nested)}
+        values = {oid: self.usable(oid, state.riding)
+                  for oid in dict.fromkeys(spec.deps + spec.nested)}
         self.task_pins[task_id] = [oid for oid, v in values.items() if isinstance(v, p.Located)]
         lost = [values[oid] for oid in spec.deps if isinstance(values[oid], p.Failed)]
         if lost:                  # deleted after it arrived, or its spill file is gone
@@ -331,10 +340,12 @@ class Node:
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in spec.nested), spec.outputs)
 
-    def usable(self, object_id: str) -> p.ObjectValue:
+    def usable(self, object_id: str, riding: bool = False) -> p.ObjectValue:
         value = self.values.get(object_id)
         if isinstance(value, p.Stored):
             return self.pin_value(object_id)
+        if value is None and riding:
+            return p.Pending(object_id)         # made earlier in the same message
         if value is None:
             error = ObjectLostError(object_id, f"{self.id} no longer holds it")
             return p.Failed(pickle.dumps(error))

@@ -63,13 +63,20 @@ class Located:
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """In a fused chain: made by an earlier task of the same message, in the same worker."""
+
+    object_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     """The object will never exist: ``error`` is the pickled exception to raise on get."""
 
     error: bytes
 
 
-ObjectValue = Inline | Stored | Located | Failed
+ObjectValue = Inline | Stored | Located | Pending | Failed
 
 
 # -- driver <-> head -------------------------------------------------------------------
@@ -332,6 +339,7 @@ class TaskSpec:
     outputs: tuple[str, ...]
     max_retries: int
     node: str
+    follows: str = ""              # run right after this task in the same worker (fused)
 
 
 @dataclass(frozen=True, slots=True)

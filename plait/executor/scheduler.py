@@ -20,7 +20,7 @@ class TaskState:
     attempt: int = 0
     crashes: list[str] = field(default_factory=list)
     done: bool = False
-
+    riding: bool = False           # sent behind its producer in a fused chain
 
 class TaskTable:
     """Submitted tasks until they finish; ``ready`` holds those whose inputs all exist."""
@@ -29,6 +29,7 @@ class TaskTable:
         self.tasks: dict[str, TaskState] = {}
         self.dependents: dict[str, list[str]] = {}
         self.ready: deque[str] = deque()
+        self.followers: dict[str, str] = {}      # task -> the task fused behind it
 
     def add(self, spec: p.TaskSpec, is_ready: Callable[[str], bool]) -> None:
         if spec.id in self.tasks:                 # resubmitted by mistake: first wins
@@ -36,6 +37,8 @@ class TaskTable:
         reads = set(spec.deps) | set(spec.nested)
         waiting = {oid for oid in reads if not is_ready(oid)}
         self.tasks[spec.id] = TaskState(spec, waiting)
+        if spec.follows:
+            self.followers[spec.follows] = spec.id
         for oid in waiting:
             self.dependents.setdefault(oid, []).append(spec.id)
         if not waiting:
@@ -54,6 +57,8 @@ class TaskTable:
             if state is None or state.done:
                 continue
             state.waiting.discard(object_id)
+            if state.riding:
+                continue                  # already with a worker, behind its producer
             if failed and object_id in state.spec.deps:
                 doomed.append(task_id)
             elif not state.waiting:
@@ -75,6 +80,21 @@ class TaskTable:
             state.done = True
         return state
 
+    def chain_after(self, task_id: str) -> list[str]:
+        """Tasks fused behind ``task_id`` that wait for nothing but their chain: they ride
+        along in the same message to the same worker, each marked as riding."""
+        chain, producer = [], self.tasks[task_id]
+        while (follower := self.followers.get(producer.spec.id)) is not None:
+            state = self.tasks.get(follower)
+            if state is None or state.done or state.riding:
+                break
+            if not state.waiting <= set(producer.spec.outputs) | _outputs(self, chain):
+                break
+            state.riding = True
+            chain.append(follower)
+            producer = state
+        return chain
+
     def crashed(self, task_id: str, attempt: int, how: str) -> bool:
         """A worker died running the task: True to retry it, False when out of retries."""
         state = self.tasks.get(task_id)
@@ -93,4 +113,12 @@ class TaskTable:
         state = self.tasks.get(task_id)
         if state is not None and not state.done and state.attempt == attempt:
             state.attempt += 1
-            self.ready.appendleft(task_id)
+            state.riding = False
+            if not state.waiting:
+                self.ready.appendleft(task_id)
+            for oid in state.waiting:             # its producer has not finished either
+                self.dependents.setdefault(oid, []).append(task_id)
+
+
+def _outputs(table: TaskTable, task_ids: list[str]) -> set[str]:
+    return {oid for tid in task_ids for oid in table.tasks[tid].spec.outputs}

@@ -15,6 +15,7 @@ A worker also serves ``plait.get``/``plait.put`` for code running inside its tas
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import pickle
 import signal
@@ -130,8 +131,13 @@ class WorkerRuntime:
         for function_id, data in batch.functions:
             self.functions[function_id] = data
         self.flushed = time.perf_counter()
+        made: dict[str, p.ObjectValue] = {}        # results of this batch, for fused chains
         for item in batch.items:
-            self.unsent.append(self.run_item(item))
+            if made:
+                item = _resolve_pending(item, made)
+            result = self.run_item(item)
+            made.update(result.outputs)
+            self.unsent.append(result)
             if time.perf_counter() - self.flushed > FLUSH_SECONDS:
                 self.flush_results()
         self.flush_results()
@@ -150,6 +156,9 @@ class WorkerRuntime:
         self.wall_start = time.time()
         self.current_task = item.task_id
         self.known = dict(item.nested)
+        failed = next((v for v in item.deps if isinstance(v, p.Failed)), None)
+        if failed is not None:            # its producer, earlier in a fused chain, failed
+            return self.failed(item, start, failed.error)
         try:
             function, args, kwargs = self.prepare(item)
         except Exception as error:
@@ -299,6 +308,15 @@ class WorkerRuntime:
                 f"{ref.id} was not passed to task {self.current_task} (a task may get the refs "
                 f"nested in its arguments); pass it as an argument instead")
         return self.load(value)
+
+
+def _resolve_pending(item: p.WorkItem, made: dict[str, p.ObjectValue]) -> p.WorkItem:
+    """Replace Pending inputs with what earlier tasks of the batch produced."""
+    def resolve(value: p.ObjectValue) -> p.ObjectValue:
+        return made.get(value.object_id, value) if isinstance(value, p.Pending) else value
+
+    return dataclasses.replace(item, deps=tuple(map(resolve, item.deps)),
+                               nested=tuple((oid, resolve(v)) for oid, v in item.nested))
 
 
 def _user_traceback(error: BaseException) -> str:

@@ -163,9 +163,12 @@ class ObjectStore:
         return True
 
     def _spill(self, stored: StoredObject) -> None:
+        """Write the object out, unless a spill file from an earlier eviction is still good
+        (objects never change, so a restored object's file stays valid until delete)."""
         assert stored.offset is not None and stored.pins == 0
-        block = self.arena.block(stored.offset, stored.nbytes)
-        stored.spill = self.spiller.write(stored.id, block)
+        if stored.spill is None:
+            block = self.arena.block(stored.offset, stored.nbytes)
+            stored.spill = self.spiller.write(stored.id, block)
         self.allocator.free(stored.offset)
         stored.offset = None
         del self.lru[stored.id]
@@ -179,8 +182,7 @@ class ObjectStore:
         except Exception:
             self.allocator.free(offset)
             raise
-        self.spiller.delete(stored.spill)
-        stored.offset, stored.spill = offset, None
+        stored.offset = offset            # the spill file stays: a later eviction is free
 
     def _full_error(self, nbytes: int, spill_error: Exception | None) -> ObjectStoreFullError:
         free = self.allocator.capacity - self.allocator.used
@@ -199,7 +201,7 @@ class ObjectStore:
 
     def summary(self, top: int = 5) -> StoreSummary:
         objects = list(self.objects.values())
-        spilled = [s for s in objects if s.offset is None]
+        spilled = [s for s in objects if s.spill is not None]
         largest = sorted(objects, key=lambda s: (-s.nbytes, s.id))[:top]
         spiller = self.spiller
         return StoreSummary(
