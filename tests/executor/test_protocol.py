@@ -42,6 +42,7 @@ SAMPLES = [
     p.FetchHeader(3, "put-1", 1 << 20, offset=4096),
     p.FetchHeader(4, "put-2", 0, error=pickle.dumps(plait.ObjectLostError("put-2"))),
     p.FetchDone(3),
+    p.Pending("inc-2"),
     p.TaskEvent("inc-2", "inc", "node-0", 1, 10.0, 10.5, True),
     p.TransferEvent("put-1", "node-1", "node-0", 1 << 20, 10.0, 10.1),
     p.TraceRequest(12, -1),
@@ -85,7 +86,8 @@ def test_every_message_class_has_a_sample():
 
 def test_the_message_union_lists_only_protocol_dataclasses():
     assert set(typing.get_args(p.Message)) <= _message_classes()
-    assert set(typing.get_args(p.ObjectValue)) == {p.Inline, p.Stored, p.Located, p.Failed}
+    assert set(typing.get_args(p.ObjectValue)) == {p.Inline, p.Stored, p.Located, p.Pending,
+                                                   p.Failed}
 
 
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
