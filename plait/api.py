@@ -30,9 +30,11 @@ from plait.graph import context
 from plait.graph.graph import collect
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
+from plait.progress import Progress
 from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
 
 _lock = threading.RLock()
+PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
 _session: Session | None = None
 _session_counter = itertools.count(1)
 
@@ -255,7 +257,7 @@ class Session:
             placement = plan.placements[task_id]
             specs.append(p.TaskSpec(task_id, function_id, node.function_name, task.payload,
                                     node.deps, node.nested, node.outputs, node.max_retries,
-                                    placement.node, placement.follows))
+                                    placement.node, placement.follows, placement.priority))
         self.conn.send(p.Submit(tuple(functions), tuple(specs), tuple(plan.releases.items())))
         for task in tasks.values():
             task.submitted = True
@@ -270,39 +272,50 @@ class Session:
         from plait.executor import protocol as p
 
         self.flush_frees()
-        unknown = [oid for oid in dict.fromkeys(object_ids)
-                   if oid not in self.values and oid not in self.asked]
+        unique = list(dict.fromkeys(object_ids))
+        missing = {oid for oid in unique if oid not in self.values}
+        unknown = [oid for oid in unique if oid in missing and oid not in self.asked]
         if unknown:
             self.asked.update(unknown)
             self.conn.send(p.Subscribe(tuple(unknown)))
+        need = min(count, len(unique))
         deadline = None if timeout is None else _now() + timeout
-        while sum(oid in self.values for oid in object_ids) < count:
-            left = None if deadline is None else max(0.0, deadline - _now())
-            if left == 0.0 or not self.pump(left):
-                if not raise_timeout:
-                    return
-                missing = [oid for oid in object_ids if oid not in self.values]
-                raise GetTimeoutError(
-                    f"get timed out after {timeout} s with {len(missing)} of {len(object_ids)} "
-                    f"object(s) not ready (first: {missing[0]}); the tasks keep running, so a "
-                    f"later get can still succeed")
+        progress = Progress()
+        try:
+            while len(unique) - len(missing) < need:
+                progress.update(len(unique) - len(missing), len(unique))
+                left = PROGRESS_SLICE if deadline is None else deadline - _now()
+                if left <= 0:
+                    if not raise_timeout:
+                        return
+                    first = next(oid for oid in unique if oid in missing)
+                    raise GetTimeoutError(
+                        f"get timed out after {timeout} s with {len(missing)} of "
+                        f"{len(unique)} object(s) not ready (first: {first}); the tasks keep "
+                        f"running, so a later get can still succeed")
+                missing.difference_update(self.pump(min(left, PROGRESS_SLICE)))
+        finally:
+            progress.close()
 
-    def pump(self, timeout: float | None) -> bool:
-        """Receive and apply one message; False if none came within ``timeout``."""
+    def pump(self, timeout: float | None) -> list[str]:
+        """Receive and apply one message (if one comes within ``timeout``); the objects it
+        made known."""
         from plait.executor import protocol as p
 
         message = self.conn.receive(timeout)
         if message is None:
-            return False
-        if isinstance(message, p.Ready):
-            for oid, value in message.values:
-                self.pending.discard(oid)
-                if oid in self.asked or self.refs[oid] > 0:
-                    self.asked.discard(oid)
-                    self.values[oid] = value
-        else:
+            return []
+        if not isinstance(message, p.Ready):
             self.replies[message.request] = message
-        return True
+            return []
+        known = []
+        for oid, value in message.values:
+            self.pending.discard(oid)
+            if oid in self.asked or self.refs[oid] > 0:
+                self.asked.discard(oid)
+                self.values[oid] = value
+                known.append(oid)
+        return known
 
     def request(self, message: Any) -> Any:
         """Send a request and wait for its reply (raising the error of a Refused one)."""

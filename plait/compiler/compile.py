@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from plait.compiler.passes import (cull, cut_stages, fuse_chains, place, plan_releases,
-                                   plan_transfers)
+from plait.compiler.passes import (check_capacity, critical_paths, cull, cut_stages,
+                                   fuse_chains, place, plan_releases, plan_transfers)
 from plait.compiler.plan import Placement, Plan
 from plait.compiler.validate import validate
 from plait.compiler.view import ClusterView, CompileOptions
@@ -17,13 +17,15 @@ def compile(graph: Graph, view: ClusterView, options: CompileOptions | None = No
     graph = cull(graph)
     _check_inputs_known(graph, view)
     choices = place(graph, view, options)
+    check_capacity(graph, view, choices, options)
     stages = cut_stages(graph, choices, view.node_ids())
     stage_of = {tid: stage.index for stage in stages for tid in stage.task_ids}
     follows = fuse_chains(graph, choices)
+    priority = critical_paths(graph, view, options)
     placements = {
         tid: Placement(tid, task.function_name, choices[tid].node, stage_of[tid],
                        choices[tid].reason, choices[tid].inputs, choices[tid].bytes_moved,
-                       task.outputs, follows.get(tid, ""))
+                       task.outputs, follows.get(tid, ""), priority[tid])
         for tid, task in graph.tasks.items()}
     plan = Plan(graph.targets, placements, stages, plan_transfers(graph, choices, options),
                 plan_releases(graph))

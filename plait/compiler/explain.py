@@ -24,5 +24,7 @@ def explain(plan: Plan) -> str:
     lines += ["", f"{len(plan.placements)} tasks in {len(plan.stages)} stage(s); "
                   f"tasks per node: {per_node or '-'}; {fused} fused into chains",
               f"predicted bytes moved: {_size(plan.bytes_moved)} in "
-              f"{len(plan.transfers)} transfer(s)"]
+              f"{len(plan.transfers)} transfer(s); critical path "
+              f"{plan.critical_path * 1000:.1f} ms of estimated task time",
+              "(workers are chosen by each node at run time; plait.trace() shows which)"]
     return "\n".join(lines)

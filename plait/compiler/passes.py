@@ -70,9 +70,51 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
         node, reason = _choose_node(task, inputs, order, able, backlog, workers, options)
         choices[task.id] = Choice(node, reason, inputs, _moved(inputs, node, options))
         backlog[node] += view.durations.get(task.function_name, options.task_seconds)
+        size = view.result_sizes.get(task.function_name, options.result_bytes_guess)
         for oid in task.outputs:
-            located[oid] = (options.result_bytes_guess, (node,))
+            located[oid] = (size, (node,))
     return choices
+
+
+def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
+                   options: CompileOptions) -> None:
+    """Refuse a task whose inputs and result cannot be in its node's store at once.
+
+    Spilling makes room for everything else, but a running task pins its inputs and the
+    block its result is written into: if those alone exceed the store, no amount of
+    spilling helps, and it is better said now than mid-run.
+    """
+    capacity = {n.id: n.store_capacity for n in view.nodes}
+    for task in graph.tasks.values():
+        choice = choices[task.id]
+        result = view.result_sizes.get(task.function_name, options.result_bytes_guess)
+        pinned = sum(nbytes for _, nbytes, _ in _unique(choice.inputs)
+                     if nbytes > options.inline_bytes) + result * len(task.outputs)
+        if pinned > capacity[choice.node]:
+            raise PlanError(
+                f"task {task.id} ({task.function_name}) needs {_size(pinned)} in "
+                f"{choice.node}'s store at once (its inputs and result), but the store holds "
+                f"{_size(capacity[choice.node])}; start plait with a larger store_memory or "
+                f"split the work")
+
+
+def critical_paths(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str, float]:
+    """Seconds from each task's start to the end of the graph along its longest path.
+
+    Nodes run ready tasks with the longest remaining path first, so the work that decides
+    when the graph ends is never stuck behind work that does not.
+    """
+    consumers: dict[str, list[str]] = {}
+    for task in graph.tasks.values():
+        for oid in task.reads:
+            if oid in graph.producer:
+                consumers.setdefault(graph.producer[oid], []).append(task.id)
+    remaining: dict[str, float] = {}
+    for task_id in reversed(graph.tasks):
+        own = view.durations.get(graph.tasks[task_id].function_name, options.task_seconds)
+        remaining[task_id] = own + max((remaining[c] for c in consumers.get(task_id, ())),
+                                       default=0.0)
+    return remaining
 
 
 Inputs = tuple[tuple[str, int, tuple[str, ...]], ...]

@@ -21,6 +21,7 @@ class Placement:
     bytes_moved: int
     outputs: tuple[str, ...] = ()
     follows: str = ""              # fused: runs right after this task, in the same worker
+    priority: float = 0.0          # seconds of work from here to the end (critical path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,11 @@ class Plan:
     stages: tuple[Stage, ...]
     transfers: tuple[Transfer, ...]
     releases: dict[str, str]     # intermediate object -> the task after which it can go
+
+    @property
+    def critical_path(self) -> float:
+        """Estimated seconds of the longest chain of dependent tasks."""
+        return max((p.priority for p in self.placements.values()), default=0.0)
 
     @property
     def bytes_moved(self) -> int:

@@ -16,6 +16,7 @@ class NodeView:
     workers: int
     store_free: int = 1 << 40
     queued: int = 0
+    store_capacity: int = 1 << 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class ClusterView:
     nodes: tuple[NodeView, ...]
     objects: dict[str, ObjectInfo] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)   # function -> mean seconds
+    result_sizes: dict[str, int] = field(default_factory=dict)  # function -> mean result bytes
 
     def node_ids(self) -> tuple[str, ...]:
         return tuple(node.id for node in self.nodes)

@@ -19,23 +19,25 @@ import dataclasses
 import json
 import os
 import select
-import signal
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 
-from plait.errors import ClusterError, PlaitError
+from plait.errors import ClusterError, HeadUnavailableError, PlaitError
 from plait.executor import protocol as p
-from plait.executor.client import _THREAD_LIMITS, Connection, JoinedCluster
-from plait.executor.security import generate_key_file, load_key
+from plait.executor.client import _THREAD_LIMITS, START_TIMEOUT_S, Connection, JoinedCluster
+from plait.executor.security import generate_key_file, is_loopback, load_key
 from plait.executor.server import NodeConfig
 from plait.store.arena import default_capacity
 
 DEFAULT_PORT = 7480
 STOP_GRACE_SECONDS = 10.0
+ASK_TIMEOUT_SECONDS = 10.0      # a running head answers status/memory in milliseconds
 
 
 def home() -> str:
@@ -71,18 +73,27 @@ def _host_port(address: str) -> str:
 # -- start ---------------------------------------------------------------------------------
 
 def start_head(args: argparse.Namespace) -> int:
+    running = _read_json("cluster.json", None)
+    if running is not None and _running():
+        # a second head here would overwrite the key and the address of the first one
+        raise ClusterError(f"a plait cluster started from {home()} is still running (head at "
+                           f"{running.get('address')}); run `plait stop` first, or set "
+                           f"PLAIT_HOME to another directory to run a second cluster")
     os.makedirs(_path("logs"), mode=0o700, exist_ok=True)
     key_file = _path("cluster.key")
     generate_key_file(key_file)
     session = f"{os.getpid():x}-c"
-    address = f"{args.bind}:{args.port}"
-    config = _config(args, session, "node-0", head_address="",
+    bind = args.bind or "127.0.0.1"
+    address = f"{bind}:{args.port}"
+    config = _config(args, session, "node-0", bind, head_address="",
                      client_address=f"tcp://{address}", key_file=key_file)
-    pid = _launch_detached(config)
-    welcome = _wait_for(JoinedCluster(f"tcp://{address}", load_key(key_file)), 1, pid)
+    process = _launch_detached(config)
+    welcome = _wait_for(JoinedCluster(f"tcp://{address}", load_key(key_file)), 1, config,
+                        process)
     _write_json("cluster.json", {"address": address, "session": welcome.session})
-    _remember(config, pid)
-    print(f"plait head node-0 started at {address} (pid {pid}, {args.num_workers} workers)\n"
+    _remember(config, process.pid)
+    print(f"plait head node-0 started at {address} (pid {process.pid}, {args.num_workers} "
+          f"workers)\n"
           f"  join another host:  plait start --address {address} --key-file <copy of "
           f"{key_file}>\n  connect a driver:   plait.init(address=\"auto\")  (on this host) or "
           f"plait.init(address=\"{address}\")\n  stop:               plait stop")
@@ -95,26 +106,43 @@ def start_node(args: argparse.Namespace) -> int:
     key_file = args.key_file or _path("cluster.key")
     key = load_key(key_file)
     cluster = JoinedCluster(f"tcp://{address}", key)
-    welcome = _ask(cluster)
+    (welcome,) = _ask(cluster)
     numbers = [int(n.id.rpartition("-")[2]) for n in welcome.nodes]
     node = f"node-{max(numbers) + 1}"
-    config = _config(args, welcome.session, node, head_address=f"tcp://{address}",
-                     client_address="", key_file=os.path.abspath(key_file))
-    pid = _launch_detached(config)
-    _wait_for(cluster, len(welcome.nodes) + 1, pid)
-    _remember(config, pid)
-    print(f"plait {node} joined the head at {address} (pid {pid}, {args.num_workers} workers)")
+    config = _config(args, welcome.session, node, args.bind or _address_towards(address),
+                     head_address=f"tcp://{address}", client_address="",
+                     key_file=os.path.abspath(key_file))
+    process = _launch_detached(config)
+    _wait_for(cluster, len(welcome.nodes) + 1, config, process)
+    _remember(config, process.pid)
+    print(f"plait {node} joined the head at {address} (pid {process.pid}, {args.num_workers} "
+          f"workers)")
     return 0
 
 
-def _config(args: argparse.Namespace, session: str, node: str, **addresses: str) -> NodeConfig:
+def _address_towards(head: str) -> str:
+    """The IP of this host that packets to ``head`` leave from: what its peers can reach.
+
+    A node that joins a head on another host must not advertise 127.0.0.1 (the head's
+    default): the other nodes would pull its objects from their own loopback.
+    """
+    host, _, port = head.rpartition(":")
+    if is_loopback(host):
+        return "127.0.0.1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, int(port)))        # UDP: picks a route, sends nothing
+        return probe.getsockname()[0]
+
+
+def _config(args: argparse.Namespace, session: str, node: str, bind: str,
+            **addresses: str) -> NodeConfig:
     run_dir = tempfile.mkdtemp(prefix=f"plait-{session}-{node}-")
     spill = os.path.join(tempfile.gettempdir(), f"plait-{session}-{node}-spill")
     return NodeConfig(session, node, args.num_workers, args.store_memory or default_capacity(),
-                      run_dir, 0, spill, transfer_address=f"tcp://{args.bind}:*", **addresses)
+                      run_dir, 0, spill, transfer_address=f"tcp://{bind}:*", **addresses)
 
 
-def _launch_detached(config: NodeConfig) -> int:
+def _launch_detached(config: NodeConfig) -> subprocess.Popen:
     """Start a node process in its own session, logging to $PLAIT_HOME/logs/NODE.log."""
     env = dict(os.environ)
     for name in _THREAD_LIMITS:
@@ -125,52 +153,112 @@ def _launch_detached(config: NodeConfig) -> int:
     process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                stderr=log, start_new_session=True)
     log.close()
-    return process.pid
+    return process
 
 
-def _wait_for(cluster: JoinedCluster, nodes: int, pid: int) -> p.Welcome:
-    conn = Connection(cluster)
+def _wait_for(cluster: JoinedCluster, nodes: int, config: NodeConfig,
+              process: subprocess.Popen) -> p.Welcome:
+    """Wait until the head counts ``nodes`` nodes; if the new node dies first, say so at once.
+
+    On failure nothing of the new node is left: its process, run dir, spill dir and arena.
+    """
+    deadline = time.monotonic() + START_TIMEOUT_S
     try:
-        return conn.handshake(nodes)
+        while time.monotonic() < deadline:
+            welcome = _hello(cluster, nodes, process, deadline)
+            if welcome is not None:
+                return welcome
+        raise ClusterError(f"the head did not count it within {START_TIMEOUT_S:.0f} s")
     except PlaitError as error:
-        _terminate([pid])
-        raise ClusterError(f"{error}; see {_path('logs')}") from None
-    finally:
-        conn.close()
+        _terminate([process.pid])
+        _remove(_entry(config, process.pid))
+        log = _path(f"logs/{config.node}.log")
+        raise ClusterError(f"{config.node} failed to start: {error}{_last_line(log)}; "
+                           f"see {log}") from None
 
 
-def _ask(cluster: JoinedCluster) -> p.Welcome:
+def _hello(cluster: JoinedCluster, nodes: int, process: subprocess.Popen,
+           deadline: float) -> p.Welcome | None:
+    """One connection's wait for the Welcome; None when the head is silent (still starting)."""
     conn = Connection(cluster)
     try:
-        conn.send(p.Hello(os.getpid(), 1))
-        reply = conn.receive(10.0)
-        if not isinstance(reply, p.Welcome):
-            raise ClusterError(f"no plait head answered at {cluster.client_address} "
-                               f"(is the key right?)")
-        return reply
+        conn.send(p.Hello(os.getpid(), nodes))
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ClusterError(f"its process exited with code {process.returncode}")
+            reply = conn.receive(0.2)
+            if isinstance(reply, p.Welcome):
+                return reply
+        return None
+    except HeadUnavailableError:
+        return None
     finally:
         conn.close()
+
+
+def _last_line(log: str) -> str:
+    """The last line a node logged (its error, when it failed to start), in parentheses."""
+    try:
+        with open(log, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return ""
+    return f" ({lines[-1]})" if lines else ""
+
+
+def _ask(cluster: JoinedCluster, *requests: p.Message) -> list[p.Message]:
+    """Hello, then each request: the Welcome and one reply per request, each within
+    ASK_TIMEOUT_SECONDS, or a ClusterError saying what to check."""
+    conn = Connection(cluster)
+    replies: list[p.Message | None] = []
+    try:
+        for message in (p.Hello(os.getpid(), 1), *requests):
+            conn.send(message)
+            replies.append(conn.receive(ASK_TIMEOUT_SECONDS))
+            if replies[-1] is None:
+                break
+    except HeadUnavailableError:
+        replies.append(None)
+    finally:
+        conn.close()
+    if None in replies or not isinstance(replies[0], p.Welcome):
+        raise ClusterError(f"no plait head answered at "
+                           f"{cluster.client_address.removeprefix('tcp://')}: is the cluster "
+                           f"running, and is the key file the one `plait start --head` "
+                           f"wrote?")
+    return replies       # type: ignore[return-value]
+
+
+def _entry(config: NodeConfig, pid: int) -> dict:
+    """What started.json keeps of a node process: enough to stop it and clean up after it."""
+    return {"pid": pid, "node": config.node, "session": config.session,
+            "run_dir": config.run_dir, "spill_dir": config.spill_dir, "arena": config.arena_name}
 
 
 def _remember(config: NodeConfig, pid: int) -> None:
     started = _read_json("started.json", [])
-    started.append({"pid": pid, "node": config.node, "session": config.session,
-                    "run_dir": config.run_dir, "spill_dir": config.spill_dir,
-                    "arena": config.arena_name})
+    started.append(_entry(config, pid))
     _write_json("started.json", started)
+
+
+def _running() -> list[dict]:
+    """Entries of started.json whose process still runs (checked by its run dir in argv)."""
+    alive = []
+    for entry in _read_json("started.json", []):
+        try:
+            with open(f"/proc/{entry['pid']}/cmdline", "rb") as f:
+                if entry["run_dir"].encode() in f.read():
+                    alive.append(entry)
+        except OSError:
+            continue
+    return alive
 
 
 # -- status, memory, stop ------------------------------------------------------------------
 
 def status(args: argparse.Namespace) -> int:
     cluster = joined_cluster(args.address or "auto")
-    conn = Connection(cluster)
-    try:
-        welcome = conn.handshake(1)
-        conn.send(p.MemoryRequest(1))
-        report = conn.receive(10.0)
-    finally:
-        conn.close()
+    welcome, report = _ask(cluster, p.MemoryRequest(1))
     used = {s.node: s for s in getattr(report, "nodes", ())}
     print(f"plait cluster at {cluster.client_address.removeprefix('tcp://')} "
           f"(session {welcome.session}): {len(welcome.nodes)} node(s), all answering")
@@ -185,28 +273,16 @@ def status(args: argparse.Namespace) -> int:
 def memory(args: argparse.Namespace) -> int:
     from plait.store.report import format_memory
 
-    conn = Connection(joined_cluster(args.address or "auto"))
-    try:
-        conn.handshake(1)
-        conn.send(p.MemoryRequest(1))
-        report = conn.receive(10.0)
-    finally:
-        conn.close()
-    print(format_memory(report.nodes))
+    _, report = _ask(joined_cluster(args.address or "auto"), p.MemoryRequest(1))
+    print(format_memory(getattr(report, "nodes", ())))
     return 0
 
 
 def stop(args: argparse.Namespace) -> int:
     started = _read_json("started.json", [])
-    _terminate([entry["pid"] for entry in started])
+    _terminate([entry["pid"] for entry in _running()])
     for entry in started:
-        shutil.rmtree(entry["run_dir"], ignore_errors=True)
-        if entry.get("spill_dir"):
-            shutil.rmtree(entry["spill_dir"], ignore_errors=True)
-        try:
-            os.unlink(os.path.join("/dev/shm", entry["arena"]))
-        except FileNotFoundError:
-            pass
+        _remove(entry)
     for name in ("started.json", "cluster.json"):
         try:
             os.unlink(_path(name))
@@ -214,6 +290,17 @@ def stop(args: argparse.Namespace) -> int:
             pass
     print(f"stopped {len(started)} plait node process(es) started on this host")
     return 0
+
+
+def _remove(entry: dict) -> None:
+    """A stopped node's files: run dir, spill dir and arena (a node killed leaves them)."""
+    shutil.rmtree(entry["run_dir"], ignore_errors=True)
+    if entry.get("spill_dir"):
+        shutil.rmtree(entry["spill_dir"], ignore_errors=True)
+    try:
+        os.unlink(os.path.join("/dev/shm", entry["arena"]))
+    except FileNotFoundError:
+        pass
 
 
 def _terminate(pids: Sequence[int]) -> None:
@@ -263,8 +350,8 @@ def parser() -> argparse.ArgumentParser:
     role.add_argument("--head", action="store_true", help="start the head node")
     role.add_argument("--address", help="HOST:PORT of the head to join")
     begin.add_argument("--port", type=int, default=DEFAULT_PORT, help="the head's port")
-    begin.add_argument("--bind", default="127.0.0.1",
-                       help="IP to listen on and advertise (default: loopback only)")
+    begin.add_argument("--bind", help="IP to listen on and advertise (default: 127.0.0.1 for "
+                       "a head; for a node, this host's IP facing the head)")
     begin.add_argument("--num-workers", type=int, default=os.cpu_count() or 1)
     begin.add_argument("--store-memory", type=int, default=None, help="store bytes")
     begin.add_argument("--key-file", help="the cluster key (default $PLAIT_HOME/cluster.key)")

@@ -83,6 +83,7 @@ class Head:
         self.events: deque[p.TaskEvent | p.TransferEvent] = deque(maxlen=MAX_EVENTS)
         self.events_dropped = 0                   # position of events[0] in the whole log
         self.durations: dict[str, float] = {}     # function -> learned seconds per task
+        self.result_sizes: dict[str, int] = {}    # function -> learned bytes per result
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -182,9 +183,9 @@ class Head:
         self.to_client(peer, p.View(message.request, self.view(objects), tuple(missing)))
 
     def view(self, objects: dict[str, ObjectInfo]) -> ClusterView:
-        nodes = tuple(NodeView(r.info.id, r.info.workers, r.store_free, r.queued)
-                      for r in self.nodes.values())
-        return ClusterView(nodes, objects, dict(self.durations))
+        nodes = tuple(NodeView(r.info.id, r.info.workers, r.store_free, r.queued,
+                               r.info.store_capacity) for r in self.nodes.values())
+        return ClusterView(nodes, objects, dict(self.durations), dict(self.result_sizes))
 
     def node_order(self, node: str) -> int:
         return list(self.nodes).index(node) if node in self.nodes else len(self.nodes)
@@ -336,7 +337,7 @@ class Head:
                 continue
             self.nodes[node].queued -= 1
             ok = not any(isinstance(v, p.Failed) for _, v in result.outputs)
-            self.learn(spec.function_name, result.seconds)
+            self.learn(spec.function_name, result.seconds, result.outputs)
             self.record(p.TaskEvent(spec.id, spec.function_name, node, result.worker,
                                     result.start, result.end, ok))
             self.finish(spec, result.outputs)
@@ -355,10 +356,14 @@ class Head:
             self.task_puts[message.task_id].append(message.object_id)
         self.object_done(message.object_id, message.value)
 
-    def learn(self, function_name: str, seconds: float) -> None:
-        """Running mean of a function's task duration, for the compiler's cost model."""
-        known = self.durations.get(function_name)
-        self.durations[function_name] = seconds if known is None else 0.8 * known + 0.2 * seconds
+    def learn(self, function_name: str, seconds: float,
+              outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
+        """Running means of a function's task duration and result size, for the compiler."""
+        self.durations[function_name] = _mean(self.durations.get(function_name), seconds)
+        sizes = [_size_of(value) for _, value in outputs if not isinstance(value, p.Failed)]
+        if sizes:
+            self.result_sizes[function_name] = int(
+                _mean(self.result_sizes.get(function_name), max(sizes)))
 
     def record(self, event: p.TaskEvent | p.TransferEvent) -> None:
         if len(self.events) == self.events.maxlen:
@@ -504,6 +509,15 @@ def _node_key(info: p.NodeInfo) -> tuple:
     """
     stem, _, number = info.id.rpartition("-")
     return (not info.is_head, stem, int(number) if number.isdigit() else 0, info.id)
+
+
+def _mean(known: float | None, sample: float) -> float:
+    """Exponential running mean (new samples weigh 20%).
+
+    >>> _mean(None, 4.0), _mean(4.0, 9.0)
+    (4.0, 5.0)
+    """
+    return sample if known is None else 0.8 * known + 0.2 * sample
 
 
 def _size_of(value: p.ObjectValue | None) -> int:

@@ -15,7 +15,6 @@ tasks whose worker died (``max_retries``), and reports.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import pickle
@@ -230,7 +229,8 @@ class Node:
                 continue
             outputs = tuple((oid, self.seal_output(oid, value)) for oid, value in result.outputs)
             self.release_pins(result.task_id)
-            finished.append(dataclasses.replace(result, outputs=outputs))
+            finished.append(p.TaskResult(result.task_id, result.attempt, outputs, result.seconds,
+                                         result.worker, result.start, result.end))
             for oid, value in outputs:
                 self.arrived(oid, value)
         if finished:

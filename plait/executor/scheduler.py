@@ -6,11 +6,43 @@ results, worker deaths) and acts on what it returns.
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
+import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from plait.executor import protocol as p
+
+
+class ReadyQueue:
+    """Ready tasks, longest remaining critical path first; retries go to the very front.
+
+    >>> q = ReadyQueue()
+    >>> q.push("short", 0.001); q.push("long", 0.5); q.push_front("retry")
+    >>> [q.popleft() for _ in range(len(q))]
+    ['retry', 'long', 'short']
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, str]] = []
+        self._count = itertools.count()
+
+    def push(self, task_id: str, priority: float) -> None:
+        heapq.heappush(self._heap, (-priority, next(self._count), task_id))
+
+    def push_front(self, task_id: str) -> None:
+        heapq.heappush(self._heap, (-math.inf, next(self._count), task_id))
+
+    def popleft(self) -> str:
+        return heapq.heappop(self._heap)[2]
+
+    def __getitem__(self, index: int) -> str:
+        assert index == 0, "only the head of the queue can be looked at"
+        return self._heap[0][2]
+
+    def __len__(self) -> int:
+        return len(self._heap)
 
 
 @dataclass
@@ -28,7 +60,7 @@ class TaskTable:
     def __init__(self) -> None:
         self.tasks: dict[str, TaskState] = {}
         self.dependents: dict[str, list[str]] = {}
-        self.ready: deque[str] = deque()
+        self.ready = ReadyQueue()
         self.followers: dict[str, str] = {}      # task -> the task fused behind it
 
     def add(self, spec: p.TaskSpec, is_ready: Callable[[str], bool]) -> None:
@@ -42,7 +74,7 @@ class TaskTable:
         for oid in waiting:
             self.dependents.setdefault(oid, []).append(spec.id)
         if not waiting:
-            self.ready.append(spec.id)
+            self.ready.push(spec.id, spec.priority)
 
     def object_ready(self, object_id: str, failed: bool) -> list[str]:
         """Mark an object as existing; returns tasks that must now fail with it.
@@ -62,7 +94,7 @@ class TaskTable:
             if failed and object_id in state.spec.deps:
                 doomed.append(task_id)
             elif not state.waiting:
-                self.ready.append(task_id)
+                self.ready.push(task_id, state.spec.priority)
         return doomed
 
     def finish(self, task_id: str, attempt: int) -> TaskState | None:
@@ -105,7 +137,7 @@ class TaskTable:
         if limit >= 0 and len(state.crashes) > limit:
             return False
         state.attempt += 1
-        self.ready.appendleft(task_id)
+        self.ready.push_front(task_id)
         return True
 
     def requeue(self, task_id: str, attempt: int) -> None:
@@ -115,7 +147,7 @@ class TaskTable:
             state.attempt += 1
             state.riding = False
             if not state.waiting:
-                self.ready.appendleft(task_id)
+                self.ready.push_front(task_id)
             for oid in state.waiting:             # its producer has not finished either
                 self.dependents.setdefault(oid, []).append(task_id)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ import zmq
 import zmq.auth.thread
 
 from plait.errors import ClusterError
+
+Z85_KEY_LENGTH = 40             # a Curve key, z85-encoded
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,35 @@ class _OnlyOurKey:
         return client_key == self.allowed
 
 
+class _ShortenKeys(logging.Filter):
+    """pyzmq's ZAP handler logs each client's whole key at DEBUG; keep its first 8 characters.
+
+    >>> record = logging.LogRecord("a", 10, "", 0, "key=%s", (b"x" * 40,), None)
+    >>> _ShortenKeys().filter(record), record.getMessage()
+    (True, "key=b'xxxxxxxx...'")
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_shorten(arg) for arg in record.args)
+        return True
+
+
+def _shorten(value: object) -> object:
+    if isinstance(value, bytes) and len(value) == Z85_KEY_LENGTH:
+        return value[:8] + b"..."
+    if isinstance(value, str) and len(value) == Z85_KEY_LENGTH:
+        return value[:8] + "..."
+    return value
+
+
+_auth_log = logging.getLogger("plait.auth")
+_auth_log.addFilter(_ShortenKeys())
+
+
 def start_authenticator(ctx: zmq.Context, key: ClusterKey) -> zmq.auth.thread.ThreadAuthenticator:
     """Run a ZAP handler on ``ctx`` that rejects any CURVE client without our key."""
-    auth = zmq.auth.thread.ThreadAuthenticator(ctx)
+    auth = zmq.auth.thread.ThreadAuthenticator(ctx, log=_auth_log)
     auth.start()
     auth.configure_curve_callback(domain="*", credentials_provider=_OnlyOurKey(key))
     return auth

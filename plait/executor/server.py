@@ -168,19 +168,28 @@ class Server:
             self.register_links()
             if self.node.alloc_waiting:
                 self.node.retry_allocs()
-            self.node.dispatch()
             now = time.monotonic()
             if self.head is not None:
                 if self.head.hellos:
                     self.head.answer_hellos()
                 self.head.check_nodes(now)
-                self.head.flush()
+                self.settle()
             else:
+                self.node.dispatch()
                 self.keep_in_touch(now)
             if now - checked > PARENT_CHECK_SECONDS:
                 checked = now
                 if self.config.parent_pid and os.getppid() != self.config.parent_pid:
                     self.node.stopping = True
+
+    def settle(self) -> None:
+        """Flush the head's notes and dispatch until neither makes more work: a note to the
+        local node (an input is ready) can make a task runnable in this same turn."""
+        assert self.head is not None
+        self.node.dispatch()
+        while self.head.notes or self.head.deletes:
+            self.head.flush()
+            self.node.dispatch()
 
     def on_event(self, source: zmq.Socket | int) -> None:
         if source is self.client:
@@ -342,7 +351,15 @@ def main() -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import numpy  # noqa: F401  (imported once here so forked workers start with it)
 
-    serve(NodeConfig(**json.loads(sys.argv[1])))
+    config = NodeConfig(**json.loads(sys.argv[1]))
+    profile = os.environ.get("PLAIT_PROFILE")     # a directory: write NODE.prof there
+    if not profile:
+        serve(config)
+        return
+    import cProfile
+
+    cProfile.runctx("serve(config)", globals(), {"config": config},
+                    os.path.join(profile, f"{config.node}.prof"))
 
 
 if __name__ == "__main__":

@@ -297,3 +297,33 @@ def test_a_fan_out_of_10000_tasks_compiles():
     # node-0 holds src's result, so it keeps the few tasks a copy would cost (1.5 ms)
     assert max(plan.tasks_per_node().values()) - min(plan.tasks_per_node().values()) <= 4
     assert len(plan.transfers) == 2   # src's result goes once to each other node
+
+
+def test_a_task_whose_inputs_cannot_fit_its_store_is_refused_at_compile_time():
+    small = ClusterView((NodeView("node-0", 2, store_capacity=64 * MiB),
+                         NodeView("node-1", 2, store_capacity=64 * MiB)))
+    g = graph(task("sum", "huge"))
+    with pytest.raises(plait.PlanError, match=r"sum.*100\.0 MiB.*node-0.*64\.0 MiB"):
+        compile(g, view(ObjectInfo("huge", 100 * MiB, ("node-0",)), nodes=small))
+
+
+def test_critical_path_gives_the_long_branch_priority():
+    g = graph(task("a", "p"), task("long-1", "a"), task("long-2", "long-1"),
+              task("short", "a"), task("end", "long-2", "short"))
+    plan = compile(g, view(ObjectInfo("p", 10, ("node-0",))))
+    priority = {tid: p.priority for tid, p in plan.placements.items()}
+    assert priority["a"] > priority["long-1"] > priority["short"]
+    assert priority["long-1"] > priority["end"] > 0
+    assert plan.critical_path == priority["a"]
+    assert "critical path" in plan.explain()
+
+
+def test_learned_result_sizes_make_consumers_follow_their_producer():
+    learned = ClusterView(THREE_NODES.nodes, {}, {"make": 0.001}, {"make": 50 * MiB})
+    g = graph(task("m", function="make"), task("use", "m"))
+    plan = compile(g, learned)
+    assert plan.placements["use"].node == plan.placements["m"].node
+    pinned = graph(task("m", function="make"), task("use", "m", node="node-2"))
+    moved = compile(pinned, learned)
+    if moved.placements["m"].node != "node-2":
+        assert moved.bytes_moved == 50 * MiB
