@@ -15,7 +15,7 @@ processes). ``import plait as ray`` runs plain Ray Core scripts.
 
 from plait import exceptions
 from plait.api import (compile, compute, free, get, init, is_initialized, memory_summary, nodes,
-                       persist, put, shutdown, timeline, trace, wait)
+                       persist, put, shutdown, timeline, trace, visualize, wait)
 from plait.compiler.plan import Plan
 from plait.errors import (ClusterError, DeserializationError, GetTimeoutError,
                           HeadUnavailableError, InvalidOptionError, NotInitializedError,
@@ -62,5 +62,6 @@ __all__ = [
     "shutdown",
     "timeline",
     "trace",
+    "visualize",
     "wait",
 ]

@@ -230,6 +230,10 @@ class Session:
         graph, _ = collect(_check_refs(refs, "plait.compile"))
         return self.plan(graph) if graph.tasks else None
 
+    def visualize(self, refs: list[ObjectRef], filename: str | None) -> str:
+        plan = self.compile(refs) or compiler.Plan(tuple(r.id for r in refs), {}, (), (), {})
+        return plan.visualize(filename)
+
     def plan(self, graph: Any) -> compiler.Plan:
         from plait.executor import protocol as p
 
@@ -257,7 +261,8 @@ class Session:
             placement = plan.placements[task_id]
             specs.append(p.TaskSpec(task_id, function_id, node.function_name, task.payload,
                                     node.deps, node.nested, node.outputs, node.max_retries,
-                                    placement.node, placement.follows, placement.priority))
+                                    placement.node, placement.follows, placement.priority,
+                                    node.node is not None))
         self.conn.send(p.Submit(tuple(functions), tuple(specs), tuple(plan.releases.items())))
         for task in tasks.values():
             task.submitted = True
@@ -559,6 +564,11 @@ def compile(*refs: ObjectRef) -> compiler.Plan:
     return plan
 
 
+def visualize(*refs: ObjectRef, filename: str | None = None) -> str:
+    """Picture the plan for ``refs`` (see Plan.visualize); returns the text written."""
+    return session().visualize(list(refs), filename)
+
+
 def free(refs: ObjectRef | Iterable[ObjectRef]) -> None:
     """Release objects now; a later get of them raises ObjectFreedError."""
     session().free([refs] if isinstance(refs, ObjectRef) else refs)
@@ -616,4 +626,5 @@ context.install_starter(session)
 atexit.register(shutdown)
 
 __all__ = ["compile", "compute", "free", "get", "init", "is_initialized", "memory_summary",
-           "nodes", "persist", "put", "session", "shutdown", "timeline", "trace", "wait"]
+           "nodes", "persist", "put", "session", "shutdown", "timeline", "trace", "visualize",
+           "wait"]

@@ -51,7 +51,9 @@ class Plan:
     placements: dict[str, Placement]
     stages: tuple[Stage, ...]
     transfers: tuple[Transfer, ...]
-    releases: dict[str, str]     # intermediate object -> the task after which it can go
+    # intermediate object -> the task after which it can go; the head frees it then, by
+    # counting the readers still to run, so this is what to expect rather than an order
+    releases: dict[str, str]
 
     @property
     def critical_path(self) -> float:

@@ -31,6 +31,7 @@ from plait.executor.node import Node
 # Heartbeats every second; a node silent for this long is declared dead.
 HEARTBEAT_SECONDS = 1.0
 MAX_EVENTS = 1_000_000           # trace events kept (tasks and transfers), newest last
+REVISIT_BYTES = 1 << 20          # results this big make their waiting readers reconsider
 NODE_TIMEOUT_SECONDS = 4.0
 
 Peer = Hashable
@@ -75,6 +76,8 @@ class Head:
         self.assigned: dict[str, p.TaskSpec] = {}       # unfinished task -> its spec
         self.node_failures: dict[str, list[str]] = defaultdict(list)
         self.task_puts: dict[str, list[str]] = defaultdict(list)
+        self.readers_of: dict[str, set[str]] = defaultdict(set)   # object -> assigned readers
+        self.moving: dict[str, str] = {}          # task being revoked -> where it will go
         self.hellos: list[tuple[Peer, int]] = []
         self.gathers: dict[int, Gather] = {}
         self.requests = itertools.count(1)
@@ -215,6 +218,8 @@ class Head:
             return False
         for oid in reads:
             self.directory.add_reader(oid)
+        for oid in spec.deps:
+            self.readers_of[oid].add(spec.id)
         self.assigned[spec.id] = spec
         self.nodes[spec.node].queued += 1
         return True
@@ -341,14 +346,59 @@ class Head:
             self.record(p.TaskEvent(spec.id, spec.function_name, node, result.worker,
                                     result.start, result.end, ok))
             self.finish(spec, result.outputs)
+            for oid, value in result.outputs:
+                if isinstance(value, p.Stored) and value.nbytes >= REVISIT_BYTES:
+                    self.revisit(oid, value)
 
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
         for oid, value in outputs:
             self.object_done(oid, value)
         for oid in self.task_puts.pop(spec.id, ()):
             self.directory.release(oid)
+        for oid in spec.deps:
+            self.readers_of[oid].discard(spec.id)
+            if not self.readers_of[oid]:
+                del self.readers_of[oid]
         for oid in dict.fromkeys(spec.deps + spec.nested):
             self.directory.drop_reader(oid)
+
+    def revisit(self, object_id: str, value: p.Stored) -> None:
+        """A result came out big: move its waiting readers to it rather than copy it.
+
+        The compiler placed them with a guessed (small) size. Each reader that has not
+        started, is not fused, and would find more of its input bytes on the producer's
+        node is asked back from its node and reassigned there: the rest of the plan stands.
+        """
+        for task_id in sorted(self.readers_of.get(object_id, ())):
+            spec = self.assigned.get(task_id)
+            if (spec is None or spec.follows or spec.pinned or task_id in self.moving
+                    or spec.node == value.node or value.node not in self.nodes):
+                continue
+            if self.bytes_on(spec, value.node) > self.bytes_on(spec, spec.node) + REVISIT_BYTES:
+                self.moving[task_id] = value.node
+                self.to_node(spec.node, p.Revoke(task_id))
+
+    def bytes_on(self, spec: p.TaskSpec, node: str) -> int:
+        """Bytes of the task's stored inputs that already have a copy on ``node``."""
+        total = 0
+        for oid in dict.fromkeys(spec.deps):
+            entry = self.directory.entries.get(oid)
+            if entry is not None and node in self.locations.get(oid, ()):
+                total += _size_of(entry.value)
+        return total
+
+    def node_Revoked(self, node: str, message: p.Revoked) -> None:
+        target = self.moving.pop(message.task_id, None)
+        spec = self.assigned.get(message.task_id)
+        if not message.ok or target is None or spec is None or target not in self.nodes:
+            if message.ok and spec is not None:          # nowhere to go: give it back
+                self.assign(node, [spec], {})
+            return
+        moved = replace(spec, node=target)
+        self.assigned[spec.id] = moved
+        self.nodes[node].queued -= 1
+        self.nodes[target].queued += 1
+        self.assign(target, [moved], {})
 
     def node_Created(self, node: str, message: p.Created) -> None:
         self.directory.expect(message.object_id)

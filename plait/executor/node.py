@@ -86,7 +86,7 @@ class Node:
             if isinstance(value, p.Stored) and value.node != self.id and oid not in self.values:
                 if self.store.objects.get(oid) is not None:    # a replica we already hold
                     self.arrived(oid, p.Stored(self.id, value.nbytes, value.contains))
-                else:
+                elif self.table.wanted(oid):                   # its reader may have moved
                     assert self.transfers is not None
                     self.transfers.fetch(oid, value)
             else:
@@ -120,6 +120,15 @@ class Node:
         again = self.transfers.lost(message.node)
         if again:
             self.up(p.Subscribe(tuple(again)))
+
+    def on_Revoke(self, message: p.Revoke) -> None:
+        """Hand a task back unless a worker already has it (the head moves it elsewhere)."""
+        state = self.table.tasks.get(message.task_id)
+        busy = state is None or state.riding or any(
+            message.task_id in w.inflight for w in self.workers.values())
+        if not busy:
+            del self.table.tasks[message.task_id]      # stale queue entries are skipped
+        self.up(p.Revoked(message.task_id, not busy))
 
     def on_Heartbeat(self, message: p.Heartbeat) -> None:
         pass                                      # the head answering: it is alive

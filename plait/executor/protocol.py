@@ -6,8 +6,8 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
              MemoryRequest/Bye--> head
     driver <--Welcome/Allocated/Refused/View/Ready/Pinned/MemoryReport-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Created/ReplicaAdded/ReplicaDropped/
-             Pinned/MemoryReport--> head
-    node   <--NodeTable/Assign/Ready/Delete/Pin/Unpin/MemoryRequest/NodeLost/Bye-- head
+             Revoked/Pinned/MemoryReport--> head
+    node   <--NodeTable/Assign/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/NodeLost/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
     worker --WorkerReady/Alloc/Seal/PutInline/TasksDone--> node
     worker <--RunTasks/Allocated/Refused/Bye---------- node
@@ -200,6 +200,19 @@ class Assign:
 
 
 @dataclass(frozen=True, slots=True)
+class Revoke:
+    """Give this task back if it has not started: its input turned out big, elsewhere."""
+
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    task_id: str
+    ok: bool                       # False: already running or done, it stays
+
+
+@dataclass(frozen=True, slots=True)
 class Created:
     """A task put an object on a node (held by that task until it ends)."""
 
@@ -342,6 +355,7 @@ class TaskSpec:
     node: str
     follows: str = ""              # run right after this task in the same worker (fused)
     priority: float = 0.0          # critical path from here: longer runs first
+    pinned: bool = False           # the user chose the node: never moved
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,7 +438,8 @@ class TasksDone:
 
 Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutInline | Alloc
            | Allocated | Refused | Seal | Pin | Pinned | Unpin | Hold | MemoryRequest
-           | MemoryReport | ViewRequest | View | Submit | Assign | Created | ReplicaAdded
+           | MemoryReport | ViewRequest | View | Submit | Assign | Revoke | Revoked | Created
+           | ReplicaAdded
            | ReplicaDropped | Delete | Fetch | FetchHeader | FetchDone | Subscribe | Ready | Free
            | TraceRequest | TraceReport | Bye | WorkerReady | RunTasks | TasksDone)
 

@@ -112,6 +112,10 @@ class TaskTable:
             state.done = True
         return state
 
+    def wanted(self, object_id: str) -> bool:
+        """Whether a task here still waits for the object (else there is no need to pull it)."""
+        return any(task_id in self.tasks for task_id in self.dependents.get(object_id, ()))
+
     def chain_after(self, task_id: str) -> list[str]:
         """Tasks fused behind ``task_id`` that wait for nothing but their chain: they ride
         along in the same message to the same worker, each marked as riding."""

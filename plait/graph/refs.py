@@ -62,6 +62,10 @@ class ObjectRef:
         """Run what this ref needs and return its value (Dask's ``.compute()``)."""
         return context.runtime().get(self, timeout=timeout)
 
+    def visualize(self, filename: str | None = None) -> str:
+        """Picture the plan that would compute this ref (``.svg``/``.html``/``.dot``)."""
+        return context.runtime().visualize([self], filename)
+
     def __reduce__(self):
         # Only the id travels: the task and its arguments stay with the submitter.
         found = getattr(_pickling, "found", None)

@@ -167,3 +167,25 @@ def test_trace_records_tasks_and_transfers_and_matches_the_plan(fresh, tmp_path)
     assert {e["cat"] for e in events if e["ph"] == "X"} == {"task", "transfer"}
     everything = plait.timeline(str(tmp_path / "all.json"))
     assert sum(e.get("cat") == "task" for e in everything) == 2
+
+
+@plait.remote
+def produce_unknown_size(n):
+    return np.ones(n)
+
+
+@plait.remote
+def first_element(x):
+    return float(x[0])
+
+
+def test_readers_of_a_result_that_came_out_big_move_to_it_instead_of_copying(fresh):
+    plait.init(num_nodes=2, num_workers=1)
+    made = produce_unknown_size.options(node="node-1").remote(4 * MIB)   # 32 MiB, unguessed
+    reader = first_element.remote(made)
+    plan = plait.compile(reader)
+    assert plan.placements[reader.id.split(".")[0]].node == "node-0"   # guessed small: spread
+    with plait.trace() as t:
+        assert plait.get(reader) == 1.0
+    ran_on = {e.task_id: e.node for e in t.tasks}
+    assert ran_on[reader.id] == "node-1" and t.bytes_moved == 0

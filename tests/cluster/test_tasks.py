@@ -141,3 +141,12 @@ def test_worker_processes_share_the_node_store(cluster):
 
     pids = set(plait.get([where.remote(i) for i in range(50)]))
     assert os.getpid() not in pids and len(pids) >= 1
+
+
+def test_visualize_shorthands_write_the_plan(cluster, tmp_path):
+    ref = inc.remote(inc.remote(1))
+    svg = ref.visualize()
+    assert svg.startswith("<svg") or "<svg" in svg[:200]
+    path = tmp_path / "plan.html"
+    plait.visualize(ref, filename=str(path))
+    assert "<svg" in path.read_text() and "inc" in path.read_text()

@@ -43,6 +43,8 @@ SAMPLES = [
     p.FetchHeader(4, "put-2", 0, error=pickle.dumps(plait.ObjectLostError("put-2"))),
     p.FetchDone(3),
     p.Pending("inc-2"),
+    p.Revoke("inc-2"),
+    p.Revoked("inc-2", True),
     p.TaskEvent("inc-2", "inc", "node-0", 1, 10.0, 10.5, True),
     p.TransferEvent("put-1", "node-1", "node-0", 1 << 20, 10.0, 10.1),
     p.TraceRequest(12, -1),
