@@ -14,8 +14,9 @@ processes). ``import plait as ray`` runs plain Ray Core scripts.
 """
 
 from plait import exceptions
-from plait.api import (compile, compute, free, get, init, is_initialized, memory_summary, nodes,
-                       persist, put, shutdown, timeline, trace, visualize, wait)
+from plait.api import (compile, compute, free, get, get_runtime_context, init, is_initialized,
+                       memory_summary, nodes, persist, put, shutdown, timeline, trace, visualize,
+                       wait)
 from plait.compiler.plan import Plan
 from plait.errors import (ClusterError, DeserializationError, GetTimeoutError,
                           HeadUnavailableError, InvalidOptionError, NotInitializedError,
@@ -52,6 +53,7 @@ __all__ = [
     "exceptions",
     "free",
     "get",
+    "get_runtime_context",
     "init",
     "is_initialized",
     "memory_summary",

@@ -230,6 +230,9 @@ class Session:
         graph, _ = collect(_check_refs(refs, "plait.compile"))
         return self.plan(graph) if graph.tasks else None
 
+    def runtime_context(self) -> context.RuntimeContext:
+        return context.RuntimeContext(self.nodes[0].id, None, None, self.id)
+
     def visualize(self, refs: list[ObjectRef], filename: str | None) -> str:
         plan = self.compile(refs) or compiler.Plan(tuple(r.id for r in refs), {}, (), (), {})
         return plan.visualize(filename)
@@ -612,6 +615,11 @@ def memory_summary(stats_only: bool = False) -> str:
     return format_memory(session().memory_summary(), largest=not stats_only)
 
 
+def get_runtime_context() -> context.RuntimeContext:
+    """Node, worker and task of the caller (in the driver: the head node, no task)."""
+    return _runtime().runtime_context()
+
+
 def nodes() -> list[Any]:
     """The cluster's nodes (head first): id, address, pid, workers, store capacity."""
     return list(session().nodes)
@@ -625,6 +633,6 @@ def _runtime() -> Any:
 context.install_starter(session)
 atexit.register(shutdown)
 
-__all__ = ["compile", "compute", "free", "get", "init", "is_initialized", "memory_summary",
-           "nodes", "persist", "put", "session", "shutdown", "timeline", "trace", "visualize",
-           "wait"]
+__all__ = ["compile", "compute", "free", "get", "get_runtime_context", "init", "is_initialized",
+           "memory_summary", "nodes", "persist", "put", "session", "shutdown", "timeline", "trace",
+           "visualize", "wait"]

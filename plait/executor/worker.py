@@ -98,7 +98,8 @@ class WorkerRuntime:
         self.known: dict[str, p.ObjectValue] = {}   # values visible to the running task
         self.stash: deque[p.Message] = deque()      # messages that arrived mid-request
         self.requests = 0
-        self.ids = IdGenerator(prefix=f"{config.node}.w{config.index}.{os.getpid()}:")
+        self.ids_prefix = f"{config.node}.w{config.index}.{os.getpid()}:"
+        self.ids = IdGenerator(prefix=self.ids_prefix)
         self.current_task: str | None = None
         self.unsent: list[p.TaskResult] = []
         self.wall_start = 0.0
@@ -275,6 +276,10 @@ class WorkerRuntime:
 
     def decref(self, object_id: str) -> None:
         pass
+
+    def runtime_context(self) -> context.RuntimeContext:
+        return context.RuntimeContext(self.config.node, f"{self.config.node}.w{self.config.index}",
+                                      self.current_task, self.ids_prefix)
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)

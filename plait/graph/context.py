@@ -9,6 +9,7 @@ this small protocol.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -24,7 +25,34 @@ class Runtime(Protocol):
     def get(self, refs: Any, timeout: float | None = None) -> Any: ...
     def describe(self, object_id: str) -> str: ...
     def new_id(self, stem: str) -> str: ...
+    def runtime_context(self) -> RuntimeContext: ...
     def visualize(self, refs: list[ObjectRef], filename: str | None) -> str: ...
+
+
+@dataclass(frozen=True)
+class RuntimeContext:
+    """Where the calling code runs: ``plait.get_runtime_context()``.
+
+    In the driver, ``task_id`` and ``worker_id`` are None. The ``get_*`` methods are Ray's
+    spelling of the same facts.
+    """
+
+    node_id: str
+    worker_id: str | None
+    task_id: str | None
+    session_id: str
+
+    def get_node_id(self) -> str:
+        return self.node_id
+
+    def get_worker_id(self) -> str | None:
+        return self.worker_id
+
+    def get_task_id(self) -> str | None:
+        return self.task_id
+
+    def get_job_id(self) -> str:
+        return self.session_id
 
 
 _active: Runtime | None = None

@@ -150,3 +150,17 @@ def test_visualize_shorthands_write_the_plan(cluster, tmp_path):
     path = tmp_path / "plan.html"
     plait.visualize(ref, filename=str(path))
     assert "<svg" in path.read_text() and "inc" in path.read_text()
+
+
+@plait.remote
+def whereami():
+    ctx = plait.get_runtime_context()
+    return ctx.node_id, ctx.worker_id, ctx.task_id
+
+
+def test_runtime_context_names_node_worker_and_task(cluster):
+    ref = whereami.remote()
+    node, worker, task = plait.get(ref)
+    assert node == "node-0" and worker.startswith("node-0.w") and task == ref.id
+    driver = plait.get_runtime_context()
+    assert driver.get_node_id() == "node-0" and driver.get_task_id() is None
