@@ -265,7 +265,8 @@ class Session:
             specs.append(p.TaskSpec(task_id, function_id, node.function_name, task.payload,
                                     node.deps, node.nested, node.outputs, node.max_retries,
                                     placement.node, placement.follows, placement.priority,
-                                    node.node is not None))
+                                    node.node is not None,
+                                    _retry_exceptions(task.options.retry_exceptions)))
         self.conn.send(p.Submit(tuple(functions), tuple(specs), tuple(plan.releases.items())))
         for task in tasks.values():
             task.submitted = True
@@ -391,6 +392,15 @@ class Session:
                 arena.close()
             except BufferError:
                 pass   # the user still holds zero-copy arrays; the mapping goes with them
+
+
+def _retry_exceptions(option: bool | Sequence[type]) -> bytes:
+    """The retry_exceptions option as the worker will read it (b"" for no retries)."""
+    import cloudpickle
+
+    if option is True:
+        return pickle.dumps(True)
+    return cloudpickle.dumps(tuple(option)) if option else b""
 
 
 def _call_site() -> str:

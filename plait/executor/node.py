@@ -231,6 +231,9 @@ class Node:
         finished = []
         for result in message.results:
             worker.inflight.pop(result.task_id, None)
+            if result.retryable and self.table.retry(result.task_id, result.attempt):
+                self.release_pins(result.task_id)
+                continue                           # runs again; its error is not reported
             if self.table.finish(result.task_id, result.attempt) is None:
                 for oid, value in result.outputs:       # a late duplicate: first result won
                     if isinstance(value, p.Located):
@@ -347,7 +350,8 @@ class Node:
             return None
         return p.WorkItem(task_id, state.attempt, spec.function_id, spec.function_name,
                           spec.payload, tuple(values[oid] for oid in spec.deps),
-                          tuple((oid, values[oid]) for oid in spec.nested), spec.outputs)
+                          tuple((oid, values[oid]) for oid in spec.nested), spec.outputs,
+                          spec.retry_exceptions)
 
     def usable(self, object_id: str, riding: bool = False) -> p.ObjectValue:
         value = self.values.get(object_id)

@@ -356,6 +356,7 @@ class TaskSpec:
     follows: str = ""              # run right after this task in the same worker (fused)
     priority: float = 0.0          # critical path from here: longer runs first
     pinned: bool = False           # the user chose the node: never moved
+    retry_exceptions: bytes = b""  # pickled True or exception types that earn a retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +413,7 @@ class WorkItem:
     deps: tuple[ObjectValue, ...]
     nested: tuple[tuple[str, ObjectValue], ...]
     outputs: tuple[str, ...]
+    retry_exceptions: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +431,7 @@ class TaskResult:
     worker: int = -1
     start: float = 0.0             # wall clock (time.time) of the worker, for traces
     end: float = 0.0
+    retryable: bool = False        # it raised an exception its retry_exceptions names
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,6 +144,18 @@ class TaskTable:
         self.ready.push_front(task_id)
         return True
 
+    def retry(self, task_id: str, attempt: int) -> bool:
+        """A user exception the task may be retried on: True if it runs again."""
+        state = self.tasks.get(task_id)
+        if state is None or state.done or state.attempt != attempt:
+            return False
+        limit = state.spec.max_retries
+        if 0 <= limit <= state.attempt:
+            return False
+        state.attempt += 1
+        self.ready.push_front(task_id)
+        return True
+
     def requeue(self, task_id: str, attempt: int) -> None:
         """Put back a task that was sent to a worker that died before starting it."""
         state = self.tasks.get(task_id)

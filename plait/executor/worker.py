@@ -168,7 +168,10 @@ class WorkerRuntime:
             value = function(*args, **kwargs)
             outputs = self.store_results(item, value)
         except Exception as error:
-            return self.failed(item, start, _pickled_error(self.task_error(item, error)))
+            failed = self.failed(item, start, _pickled_error(self.task_error(item, error)))
+            if _retryable(item.retry_exceptions, error):
+                failed = dataclasses.replace(failed, retryable=True)
+            return failed
         finally:
             self.current_task = None
             self.known = {}
@@ -313,6 +316,17 @@ class WorkerRuntime:
                 f"{ref.id} was not passed to task {self.current_task} (a task may get the refs "
                 f"nested in its arguments); pass it as an argument instead")
         return self.load(value)
+
+
+def _retryable(option: bytes, error: Exception) -> bool:
+    """Whether the task's retry_exceptions option (True, or exception types) covers ``error``."""
+    if not option:
+        return False
+    try:
+        allowed = pickle.loads(option)
+    except Exception:
+        return False
+    return allowed is True or isinstance(error, tuple(allowed))
 
 
 def _resolve_pending(item: p.WorkItem, made: dict[str, p.ObjectValue]) -> p.WorkItem:

@@ -130,3 +130,40 @@ def test_transient_crash_is_retried_transparently(cluster, tmp_path):
 def test_unknown_node_pin_is_a_plan_error(cluster):
     with pytest.raises(plait.PlanError, match="node-7"):
         plait.get(inc.options(node="node-7").remote(1))
+
+
+@plait.remote
+def flaky(path, fail_times, kind):
+    with open(path, "a") as f:
+        f.write("x")
+    with open(path) as f:
+        attempts = len(f.read())
+    if attempts <= fail_times:
+        raise kind(f"attempt {attempts}")
+    return attempts
+
+
+@pytest.mark.parametrize("option", [True, [ConnectionError]])
+def test_retry_exceptions_retries_named_user_errors(cluster, tmp_path, option):
+    path = tmp_path / "n"
+    ref = flaky.options(retry_exceptions=option, max_retries=3).remote(str(path), 2,
+                                                                        ConnectionError)
+    assert plait.get(ref) == 3
+
+
+def test_user_errors_are_not_retried_by_default_nor_when_not_named(cluster, tmp_path):
+    with pytest.raises(ValueError):
+        plait.get(flaky.remote(str(tmp_path / "a"), 1, ValueError))
+    assert (tmp_path / "a").read_text() == "x"
+    named = flaky.options(retry_exceptions=[ConnectionError], max_retries=3)
+    with pytest.raises(ValueError):
+        plait.get(named.remote(str(tmp_path / "b"), 1, ValueError))
+    assert (tmp_path / "b").read_text() == "x"
+
+
+def test_retry_exceptions_gives_up_after_max_retries(cluster, tmp_path):
+    path = tmp_path / "n"
+    with pytest.raises(ConnectionError, match="attempt 2"):
+        plait.get(flaky.options(retry_exceptions=True, max_retries=1).remote(
+            str(path), 5, ConnectionError))
+    assert path.read_text() == "xx"
