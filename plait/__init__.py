@@ -14,15 +14,16 @@ processes). ``import plait as ray`` runs plain Ray Core scripts.
 """
 
 from plait import exceptions
-from plait.api import (compile, compute, free, get, get_runtime_context, init, is_initialized,
-                       memory_summary, nodes, persist, put, shutdown, timeline, trace, visualize,
-                       wait)
+from plait.api import (cancel, compile, compute, free, get, get_runtime_context, init,
+                       is_initialized, memory_summary, nodes, persist, put, shutdown, timeline,
+                       trace, visualize, wait)
 from plait.compiler.plan import Plan
 from plait.errors import (ClusterError, DeserializationError, GetTimeoutError,
                           HeadUnavailableError, InvalidOptionError, NotInitializedError,
                           ObjectCorruptedError, ObjectFreedError, ObjectLostError,
                           ObjectStoreFullError, ObjectTooLargeError, PlaitError, PlanError,
-                          SerializationError, TaskError, WorkerCrashedError)
+                          SerializationError, TaskCancelledError, TaskError,
+                          WorkerCrashedError)
 from plait.graph.refs import ObjectRef
 from plait.graph.remote_function import RemoteFunction, remote
 
@@ -46,8 +47,10 @@ __all__ = [
     "PlanError",
     "RemoteFunction",
     "SerializationError",
+    "TaskCancelledError",
     "TaskError",
     "WorkerCrashedError",
+    "cancel",
     "compile",
     "compute",
     "exceptions",

@@ -25,7 +25,7 @@ from typing import Any
 
 from plait import compiler
 from plait.errors import (ClusterError, GetTimeoutError, ObjectFreedError, ObjectLostError,
-                          PlaitError)
+                          PlaitError, TaskCancelledError)
 from plait.graph import context
 from plait.graph.graph import collect
 from plait.graph.ids import IdGenerator
@@ -181,6 +181,18 @@ class Session:
 
     def node_info(self, node: str) -> Any:
         return next(n for n in self.nodes if n.id == node)
+
+    def cancel(self, refs: list[ObjectRef]) -> None:
+        from plait.executor import protocol as p
+
+        for ref in _check_refs(refs, "plait.cancel"):
+            task = ref.task
+            if task is not None and not task.submitted:     # lazy: it simply never runs
+                task.submitted = True
+                task.forget_inputs()
+                for oid in task.output_ids:
+                    self.values[oid] = p.Failed(pickle.dumps(TaskCancelledError(task.id)))
+        self.conn.send(p.Cancel(tuple(ref.id for ref in refs)))
 
     def load(self, object_id: str, pinned: Any = None) -> Any:
         """Rebuild an object; arena-backed buffers come back zero-copy and read-only.
@@ -577,6 +589,15 @@ def compile(*refs: ObjectRef) -> compiler.Plan:
     return plan
 
 
+def cancel(refs: ObjectRef | Iterable[ObjectRef]) -> None:
+    """Stop the tasks producing ``refs``: pending ones never run, running ones are killed.
+
+    Their refs (and those of tasks depending on them) raise TaskCancelledError; cancelled
+    tasks are not retried. A finished task is not affected.
+    """
+    session().cancel([refs] if isinstance(refs, ObjectRef) else list(refs))
+
+
 def visualize(*refs: ObjectRef, filename: str | None = None) -> str:
     """Picture the plan for ``refs`` (see Plan.visualize); returns the text written."""
     return session().visualize(list(refs), filename)
@@ -643,6 +664,6 @@ def _runtime() -> Any:
 context.install_starter(session)
 atexit.register(shutdown)
 
-__all__ = ["compile", "compute", "free", "get", "get_runtime_context", "init", "is_initialized",
-           "memory_summary", "nodes", "persist", "put", "session", "shutdown", "timeline", "trace",
-           "visualize", "wait"]
+__all__ = ["cancel", "compile", "compute", "free", "get", "get_runtime_context", "init",
+           "is_initialized", "memory_summary", "nodes", "persist", "put", "session", "shutdown",
+           "timeline", "trace", "visualize", "wait"]

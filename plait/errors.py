@@ -5,6 +5,7 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     PlaitError
     ├── TaskError                     a task raised; also an instance of the user's exception
     ├── WorkerCrashedError            a worker died mid-task more often than max_retries allows
+    ├── TaskCancelledError            plait.cancel stopped the task (or one it depends on)
     ├── GetTimeoutError (TimeoutError)    get/wait ran out of time; the work goes on
     ├── SerializationError (TypeError)    a value could not be pickled at submission
     ├── DeserializationError          a value pickled but could not be rebuilt where it landed
@@ -44,6 +45,7 @@ __all__ = [
     "PlaitError",
     "PlanError",
     "SerializationError",
+    "TaskCancelledError",
     "TaskError",
     "WorkerCrashedError",
 ]
@@ -136,6 +138,17 @@ class WorkerCrashedError(PlaitError):
         return (f"task {self.task_id} ({self.function_name}) crashed its worker on all "
                 f"{len(self.attempts)} attempt(s): {tries}. The task may call os._exit, crash "
                 f"native code or exhaust memory; raise max_retries if the crash is transient.")
+
+
+class TaskCancelledError(PlaitError):
+    """plait.cancel stopped the task producing this object, or a task it depends on."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} was cancelled with plait.cancel"
 
 
 class GetTimeoutError(PlaitError, builtins.TimeoutError):

@@ -26,6 +26,7 @@ SAMPLES: dict[type, BaseException] = {
     errors.ObjectLostError: errors.ObjectLostError("inc-3", "node-1 died"),
     errors.ObjectFreedError: errors.ObjectFreedError("put-4", "released early"),
     errors.ObjectCorruptedError: errors.ObjectCorruptedError("put-5", "bad checksum"),
+    errors.TaskCancelledError: errors.TaskCancelledError("inc-7"),
     errors.ObjectStoreFullError: errors.ObjectStoreFullError("full"),
     errors.ObjectTooLargeError: errors.ObjectTooLargeError("too large"),
     errors.PlanError: errors.PlanError("pinned to node-9"),

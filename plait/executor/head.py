@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
 from plait.compiler.view import ClusterView, NodeView, ObjectInfo
-from plait.errors import ObjectLostError, WorkerCrashedError
+from plait.errors import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from plait.executor import protocol as p
 from plait.executor.directory import Directory
 from plait.executor.node import Node
@@ -283,6 +283,17 @@ class Head:
         for node in list(self.nodes):
             self.to_node(node, p.MemoryRequest(request))
         self.try_answer(request)
+
+    def on_Cancel(self, peer: Peer, message: p.Cancel) -> None:
+        """Fail the producing tasks now (their dependants fail with them) and stop them."""
+        producers = {oid: tid for tid, spec in self.assigned.items() for oid in spec.outputs}
+        for task_id in dict.fromkeys(producers[oid] for oid in message.object_ids
+                                     if oid in producers):
+            spec = self.assigned.pop(task_id)
+            self.nodes[spec.node].queued -= 1
+            self.to_node(spec.node, p.Cancel((task_id,)))
+            error = p.Failed(pickle.dumps(TaskCancelledError(task_id)))
+            self.finish(spec, tuple((oid, error) for oid in spec.outputs))
 
     def on_Heartbeat(self, peer: Peer, message: p.Heartbeat) -> None:
         self.to_client(peer, p.Heartbeat(self.local.id, 0))

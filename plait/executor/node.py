@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -120,6 +121,18 @@ class Node:
         again = self.transfers.lost(message.node)
         if again:
             self.up(p.Subscribe(tuple(again)))
+
+    def on_Cancel(self, message: p.Cancel) -> None:
+        """Drop cancelled tasks; a worker running one is killed (and replaced), not retried."""
+        for task_id in message.object_ids:
+            if self.table.tasks.pop(task_id, None) is None:
+                continue
+            self.release_pins(task_id)
+            for worker in self.workers.values():
+                if task_id in worker.inflight:
+                    del worker.inflight[task_id]
+                    worker.cancelled = True
+                    os.kill(worker.pid, signal.SIGKILL)
 
     def on_Revoke(self, message: p.Revoke) -> None:
         """Hand a task back unless a worker already has it (the head moves it elsewhere)."""
@@ -261,7 +274,10 @@ class Node:
         inflight = list(worker.inflight.items())
         for task_id, _ in inflight:
             self.release_pins(task_id)
-        if inflight:
+        if worker.cancelled:                  # killed by plait.cancel: nothing else is to blame
+            for task_id, attempt in inflight:
+                self.table.requeue(task_id, attempt)
+        elif inflight:
             (task_id, attempt), rest = inflight[0], inflight[1:]
             if not self.table.crashed(task_id, attempt, how):
                 self.fail_crashed(task_id)

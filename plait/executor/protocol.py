@@ -200,6 +200,13 @@ class Assign:
 
 
 @dataclass(frozen=True, slots=True)
+class Cancel:
+    """Stop the tasks producing these objects (driver -> head), or this task (head -> node)."""
+
+    object_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Revoke:
     """Give this task back if it has not started: its input turned out big, elsewhere."""
 
@@ -441,7 +448,8 @@ class TasksDone:
 
 Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutInline | Alloc
            | Allocated | Refused | Seal | Pin | Pinned | Unpin | Hold | MemoryRequest
-           | MemoryReport | ViewRequest | View | Submit | Assign | Revoke | Revoked | Created
+           | MemoryReport | ViewRequest | View | Submit | Assign | Cancel | Revoke | Revoked
+           | Created
            | ReplicaAdded
            | ReplicaDropped | Delete | Fetch | FetchHeader | FetchDone | Subscribe | Ready | Free
            | TraceRequest | TraceReport | Bye | WorkerReady | RunTasks | TasksDone)

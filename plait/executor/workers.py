@@ -33,6 +33,7 @@ class WorkerHandle:
     ready: bool = False
     inflight: OrderedDict[str, int] = field(default_factory=OrderedDict)   # task -> attempt
     functions: set[str] = field(default_factory=set)
+    cancelled: bool = False          # killed on purpose by plait.cancel
 
     def describe(self, node: str, status: int) -> str:
         code = os.waitstatus_to_exitcode(status)

@@ -167,3 +167,25 @@ def test_retry_exceptions_gives_up_after_max_retries(cluster, tmp_path):
         plait.get(flaky.options(retry_exceptions=True, max_retries=1).remote(
             str(path), 5, ConnectionError))
     assert path.read_text() == "xx"
+
+
+def test_cancel_stops_running_and_pending_tasks(cluster, tmp_path):
+    running = wait_for_file.remote(str(tmp_path / "never"))
+    downstream = inc.remote(running)
+    lazy = inc.remote(5)
+    plait.wait([running], num_returns=0)              # submitted; it blocks its worker
+    plait.cancel([running, lazy])
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(running, timeout=30)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(downstream, timeout=30)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(lazy, timeout=30)
+    assert plait.get([inc.remote(i) for i in range(4)], timeout=30) == [1, 2, 3, 4]
+
+
+def test_cancel_of_a_finished_task_changes_nothing(cluster):
+    done = inc.remote(1)
+    assert plait.get(done) == 2
+    plait.cancel(done)
+    assert plait.get(done) == 2

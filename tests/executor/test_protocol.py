@@ -44,6 +44,7 @@ SAMPLES = [
     p.FetchDone(3),
     p.Pending("inc-2"),
     p.Revoke("inc-2"),
+    p.Cancel(("inc-2", "inc-3")),
     p.Revoked("inc-2", True),
     p.TaskEvent("inc-2", "inc", "node-0", 1, 10.0, 10.5, True),
     p.TransferEvent("put-1", "node-1", "node-0", 1 << 20, 10.0, 10.1),
