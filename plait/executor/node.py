@@ -60,11 +60,17 @@ class Node:
         self.task_pins: dict[str, list[str]] = {}   # running task -> objects pinned for it
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
         self.transfers: Transfers | None = None     # set by the server once sockets exist
+        self.worker_settings: dict[str, str] = {}
+        self.num_workers = len(workers)            # extras stand in for blocked ones
+        self.started = False
         self.stopping = False
 
     @property
     def ready(self) -> bool:
-        return all(w.ready for w in self.workers.values())
+        """All first workers have started (later ones, replacements or stand-ins, may lag)."""
+        if not self.started:
+            self.started = all(w.ready for w in self.workers.values())
+        return self.started
 
     # -- from the head ---------------------------------------------------------------------
 
@@ -191,6 +197,13 @@ class Node:
                 self.alloc_waiting.append((identity, message))
         elif isinstance(message, p.TasksDone):
             self.tasks_done(worker, message)
+            self.retire_extras()
+        elif isinstance(message, p.Blocked):
+            worker.blocked = True
+            self.take_back(worker)
+            self.lend_slot()
+        elif isinstance(message, p.Unblocked):
+            worker.blocked = False
         elif isinstance(message, p.PutInline):
             self.put_by_task(worker, message.object_id, message.value)
         elif isinstance(message, p.Seal):
@@ -200,6 +213,35 @@ class Node:
             if task_id is not None:            # the task may read it until it ends
                 self.store.pin(message.object_id)
                 self.task_pins.setdefault(task_id, []).append(message.object_id)
+
+    def take_back(self, worker: WorkerHandle) -> None:
+        """Tasks queued behind a task that now waits on its children may be those very
+        children: run them elsewhere (a new attempt; the worker is told to skip them)."""
+        queued = list(worker.inflight.items())[1:]
+        for task_id, attempt in queued:
+            del worker.inflight[task_id]
+            self.release_pins(task_id)
+            self.table.requeue(task_id, attempt)
+        if queued:
+            self.to_worker(worker.identity, p.Skip(tuple(task_id for task_id, _ in queued)))
+
+    def lend_slot(self) -> None:
+        """Keep ``num_workers`` workers able to run tasks while some wait on their children."""
+        able = [w for w in self.workers.values() if not w.blocked and not w.retiring]
+        if len(able) < self.num_workers:
+            index = max(w.index for w in self.workers.values()) + 1
+            self.start_worker(index).extra = True
+
+    def retire_extras(self) -> None:
+        """Stop an idle stand-in once the blocked worker it replaced is back."""
+        able = [w for w in self.workers.values() if not w.blocked and not w.retiring]
+        for worker in able:
+            if len(able) <= self.num_workers:
+                return
+            if worker.extra and worker.ready and not worker.inflight:
+                worker.retiring = True
+                able.remove(worker)
+                self.to_worker(worker.identity, p.Bye())
 
     def put_by_task(self, worker: WorkerHandle, object_id: str, value: p.ObjectValue
                     ) -> str | None:
@@ -283,8 +325,8 @@ class Node:
                 self.fail_crashed(task_id)
             for task_id, attempt in rest:
                 self.table.requeue(task_id, attempt)
-        if not self.stopping:
-            self.start_worker(worker.index)
+        if not self.stopping and not worker.retiring:
+            self.start_worker(worker.index).extra = worker.extra
 
     def fail_crashed(self, task_id: str) -> None:
         state = self.table.tasks.get(task_id)
@@ -292,12 +334,13 @@ class Node:
             error = WorkerCrashedError(state.spec.function_name, task_id, state.crashes)
             self.fail_task(task_id, pickle.dumps(error))
 
-    def start_worker(self, index: int) -> None:
+    def start_worker(self, index: int) -> WorkerHandle:
         config = WorkerConfig(index, self.id, self.worker_address, self.store.arena.name,
-                              os.getpid())
+                              os.getpid(), **self.worker_settings)
         worker = spawn_worker(config)
         self.workers[worker.identity] = worker
         self.watch(worker.pidfd)
+        return worker
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -325,7 +368,8 @@ class Node:
         """
         ready = self.table.ready
         while ready:
-            workers = [w for w in self.workers.values() if w.ready]
+            workers = [w for w in self.workers.values()
+                       if w.ready and not w.blocked and not w.retiring]
             if not workers:
                 return
             batch = max(1, min(MAX_BATCH, len(ready) // (2 * len(workers))))

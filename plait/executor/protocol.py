@@ -9,8 +9,8 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
              Revoked/Pinned/MemoryReport--> head
     node   <--NodeTable/Assign/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/NodeLost/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
-    worker --WorkerReady/Alloc/Seal/PutInline/TasksDone--> node
-    worker <--RunTasks/Allocated/Refused/Bye---------- node
+    worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/Blocked/Unblocked--> node
+    worker <--RunTasks/Skip/Allocated/Refused/Bye----- node
 
 The head runs in node-0's process and talks to its own node by calling its handlers
 directly (the same messages, not encoded): one code path for local and remote nodes.
@@ -424,6 +424,25 @@ class WorkItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Blocked:
+    """The worker's task waits for tasks it submitted: lend its slot to another worker."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unblocked:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Tasks sent to a worker that blocked before starting them: others run them now."""
+
+    task_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RunTasks:
     functions: tuple[tuple[str, bytes], ...]
     items: tuple[WorkItem, ...]
@@ -452,7 +471,8 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | Created
            | ReplicaAdded
            | ReplicaDropped | Delete | Fetch | FetchHeader | FetchDone | Subscribe | Ready | Free
-           | TraceRequest | TraceReport | Bye | WorkerReady | RunTasks | TasksDone)
+           | TraceRequest | TraceReport | Bye | WorkerReady | Blocked | Unblocked | Skip | RunTasks
+           | TasksDone)
 
 
 def _positional_reduce(cls: type) -> None:

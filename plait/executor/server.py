@@ -93,6 +93,7 @@ class Server:
         self.store = ObjectStore(config.node, arena, spiller)
         self.node = Node(config.node, self.store, workers, config.worker_address, self.up,
                          self.to_worker, self.watch_worker)
+        self.node.worker_settings = worker_settings(config)
         self.store._on_dropped = lambda oid: self.up(p.ReplicaDropped(oid, config.node))
         self.transfers = Transfers(config.node, host_id(), self.store, self.ctx,
                                    config.transfer_address, self.node.pulled, self.secure)
@@ -324,6 +325,12 @@ def _pickle(error: Exception) -> bytes:
     return pickle.dumps(error)
 
 
+def worker_settings(config: NodeConfig) -> dict[str, str]:
+    """What a worker needs to reach the head itself (tasks that submit tasks)."""
+    head = config.client_address if config.is_head else config.head_address
+    return {"head_address": head, "key_file": config.key_file}
+
+
 def serve(config: NodeConfig) -> None:
     """Create the arena, fork the workers, then run the loop until told to stop."""
     arena = Arena.create(config.arena_name, config.store_capacity)
@@ -332,7 +339,8 @@ def serve(config: NodeConfig) -> None:
     try:
         for index in range(config.num_workers):     # fork before any thread exists
             workers.append(fork_worker(WorkerConfig(index, config.node, config.worker_address,
-                                                    arena.name, os.getpid())))
+                                                    arena.name, os.getpid(),
+                                                    **worker_settings(config))))
         server = Server(config, arena, workers)
         signal.signal(signal.SIGTERM, lambda *_: setattr(server.node, "stopping", True))
         server.run()

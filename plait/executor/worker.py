@@ -52,6 +52,8 @@ class WorkerConfig:
     address: str
     arena: str
     parent_pid: int
+    head_address: str = ""          # for tasks that submit tasks: the head, as a driver sees it
+    key_file: str = ""
 
 
 def main(config: WorkerConfig) -> None:
@@ -68,6 +70,8 @@ def main(config: WorkerConfig) -> None:
     try:
         runtime.serve()
     finally:
+        if runtime.session is not None:
+            runtime.session.shutdown()
         context.install(None)
         sock.close(linger=1000)
         ctx.term()
@@ -103,6 +107,8 @@ class WorkerRuntime:
         self.current_task: str | None = None
         self.unsent: list[p.TaskResult] = []
         self.wall_start = 0.0
+        self.session: Any = None                     # nested tasks: see nested()
+        self.skip: set[str] = set()                  # queued tasks the node took back
         self.flushed = time.perf_counter()
 
     # -- the loop ----------------------------------------------------------------------
@@ -117,7 +123,9 @@ class WorkerRuntime:
                 continue
             if isinstance(message, p.Bye):
                 return
-            if isinstance(message, p.RunTasks):
+            if isinstance(message, p.Skip):
+                self.skip.update(message.task_ids)
+            elif isinstance(message, p.RunTasks):
                 self.run_batch(message)
 
     def receive(self, timeout_ms: int) -> p.Message | None:
@@ -134,6 +142,9 @@ class WorkerRuntime:
         self.flushed = time.perf_counter()
         made: dict[str, p.ObjectValue] = {}        # results of this batch, for fused chains
         for item in batch.items:
+            if item.task_id in self.skip:
+                self.skip.discard(item.task_id)       # taken back while this worker waited
+                continue
             if made:
                 item = _resolve_pending(item, made)
             result = self.run_item(item)
@@ -275,10 +286,47 @@ class WorkerRuntime:
     # -- the Runtime protocol, for code inside tasks -----------------------------------
 
     def incref(self, object_id: str) -> None:
-        pass
+        if self.session is not None:
+            self.session.incref(object_id)
 
     def decref(self, object_id: str) -> None:
-        pass
+        if self.session is not None:
+            self.session.decref(object_id)
+
+    def nested(self) -> Any:
+        """A session of this worker's own with the head, for tasks that submit tasks.
+
+        It behaves like a driver's (same compiler, same placement), except that while a
+        task waits in it the worker tells its node it is blocked, so the node lends the
+        slot to another worker and recursion cannot deadlock.
+        """
+        if self.session is None:
+            from plait.executor.session import Session
+            from plait.executor.client import JoinedCluster
+            from plait.executor.security import load_key
+
+            key = load_key(self.config.key_file) if self.config.key_file else None
+            cluster = JoinedCluster(self.config.head_address, key)
+            self.session = Session(cluster, 1, id_prefix=self.ids_prefix)
+        return self.session
+
+    def wait_nested(self, call: Any) -> Any:
+        """Run a blocking call of the nested session with this worker's slot lent out."""
+        self.flush_results()
+        self.send(p.Blocked(self.config.index))
+        try:
+            return call(self.nested())
+        finally:
+            self.send(p.Unblocked(self.config.index))
+            self.read_skips()
+
+    def read_skips(self) -> None:
+        """Take in Skip messages that came while blocked; keep the rest for later."""
+        while (message := self.receive(0)) is not None:
+            if isinstance(message, p.Skip):
+                self.skip.update(message.task_ids)
+            else:
+                self.stash.append(message)
 
     def runtime_context(self) -> context.RuntimeContext:
         return context.RuntimeContext(self.config.node, f"{self.config.node}.w{self.config.index}",
@@ -302,10 +350,17 @@ class WorkerRuntime:
         return ObjectRef(object_id)
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:
-        """Values of refs this task was given (nested in its arguments) or put itself."""
+        """Values of refs this task was given, put, or made by tasks it submitted."""
         many = isinstance(refs, (list, tuple))
-        values = [self.get_one(ref, timeout) for ref in (refs if many else [refs])]
+        listed = list(refs) if many else [refs]
+        if all(isinstance(ref, ObjectRef) and ref.id in self.known for ref in listed):
+            values = [self.get_one(ref, timeout) for ref in listed]
+        else:
+            values = self.wait_nested(lambda session: session.get(listed, timeout))
         return values if many else values[0]
+
+    def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None):
+        return self.wait_nested(lambda session: session.wait(refs, num_returns, timeout))
 
     def get_one(self, ref: ObjectRef, timeout: float | None) -> Any:
         if not isinstance(ref, ObjectRef):

@@ -34,6 +34,9 @@ class WorkerHandle:
     inflight: OrderedDict[str, int] = field(default_factory=OrderedDict)   # task -> attempt
     functions: set[str] = field(default_factory=set)
     cancelled: bool = False          # killed on purpose by plait.cancel
+    blocked: bool = False            # its task waits for tasks it submitted
+    extra: bool = False              # started to stand in for a blocked worker
+    retiring: bool = False           # told to stop: not to be replaced
 
     def describe(self, node: str, status: int) -> str:
         code = os.waitstatus_to_exitcode(status)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import plait
-from plait.api import session
+from plait.api import session  # the running Session
 from plait.executor import protocol as p
 
 pytestmark = pytest.mark.cluster

@@ -1,0 +1,436 @@
+"""Session: one client's connection to a running cluster (a driver's, or a worker's own).
+
+It turns the lazy graph behind requested refs into a plan with the pure compiler, submits
+the plan's tasks to the head, and reads results: small ones arrive inline, large ones are
+mapped straight from a node's shared-memory arena on this host (zero-copy, read-only), or
+fetched over the network from nodes on other hosts.
+
+Lifetimes: every ObjectRef reports its birth and death here. Deaths are queued (``__del__``
+may run on any thread) and turned into ``Free`` messages at the next call into the
+session, once no zero-copy view of the object is alive in this process either.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import sys
+import weakref
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from plait import compiler
+from plait.errors import GetTimeoutError, ObjectFreedError, ObjectLostError, TaskCancelledError
+from plait.graph import context
+from plait.graph.graph import collect
+from plait.graph.ids import IdGenerator
+from plait.graph.refs import ObjectRef, collecting_refs
+from plait.executor.progress import Progress
+from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
+
+PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
+
+
+class Session:
+    """The driver's view of one running cluster."""
+
+    def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str = "") -> None:
+        from plait.executor.client import Connection
+        from plait.executor.hostid import host_id
+
+        self.cluster = cluster
+        try:
+            self.conn = Connection(cluster)
+            welcome = self.conn.handshake(nodes_expected)
+        except BaseException:
+            for process in getattr(cluster, "processes", ()):
+                process.kill()
+            cluster.stop()
+            raise
+        self.id = welcome.session
+        self.nodes = welcome.nodes
+        self.host = host_id()
+        self.owns_cluster = hasattr(cluster, "processes")
+        self.arenas: dict[str, Any] = {}
+        self.ids = IdGenerator(id_prefix)
+        self.refs: Counter[str] = Counter()           # live ObjectRefs per object
+        self.held: set[str] = set()                   # objects the head counts us holding
+        self.holds: list[str] = []                    # Hold messages not sent yet
+        self.pins: Counter[str] = Counter()           # loads with live zero-copy views
+        self.dead: deque[str] = deque()               # refs died (any thread)
+        self.unpinned: deque[tuple[str, str]] = deque()   # (node, object) views died
+        self.values: dict[str, Any] = {}             # object -> protocol value, once known
+        self.pending: set[str] = set()                # submitted, result not yet known
+        self.asked: set[str] = set()                  # subscribed, answer not yet come
+        self.functions_sent: set[str] = set()
+        self.requests = itertools.count(1)
+        self.replies: dict[int, Any] = {}
+
+    # -- the Runtime protocol (called by ObjectRef and RemoteFunction) ------------------
+
+    def incref(self, object_id: str) -> None:
+        self.refs[object_id] += 1
+        if object_id not in self.held:    # a ref found inside another object
+            self.held.add(object_id)
+            self.holds.append(object_id)
+
+    def decref(self, object_id: str) -> None:
+        self.dead.append(object_id)
+
+    def new_id(self, stem: str) -> str:
+        return self.ids.new(stem)
+
+    def describe(self, object_id: str) -> str:
+        from plait.executor import protocol as p
+
+        value = self.values.get(object_id)
+        if value is None:
+            return "pending" if object_id in self.pending else "lazy"
+        return "failed" if isinstance(value, p.Failed) else "ready"
+
+    # -- objects -------------------------------------------------------------------------
+
+    def put(self, value: Any) -> ObjectRef:
+        """Store ``value`` on this node: inline when small, else one copy into the arena."""
+        from plait.executor import protocol as p
+
+        if isinstance(value, ObjectRef):
+            raise TypeError("plait.put of an ObjectRef: pass the ref itself instead")
+        self.flush_frees()
+        with collecting_refs() as found:
+            serialized = serialize(value)
+        contains = tuple(dict.fromkeys(ref.id for ref in found))
+        object_id = self.new_id("put")
+        nbytes = serialized.nbytes
+        if nbytes <= INLINE_THRESHOLD or self.nodes[0].host != self.host:
+            # small, or the head is on another host: the bytes travel in the message
+            stored: Any = p.Inline(serialized.to_bytes(), contains)
+            self.conn.send(p.PutInline(object_id, stored))
+        else:
+            reply = self.request(p.Alloc(next(self.requests), object_id, nbytes, _call_site()))
+            arena = self.arena(reply.node)
+            arena.prefault(reply.offset, nbytes)
+            serialized.write_into(arena.block(reply.offset, nbytes))
+            self.conn.send(p.Seal(object_id, contains))
+            stored = p.Stored(reply.node, nbytes, contains)
+        self.values[object_id] = stored
+        self.held.add(object_id)
+        return ObjectRef(object_id)
+
+    def get(self, refs: Any, timeout: float | None = None) -> Any:
+        many = isinstance(refs, (list, tuple))
+        wanted = _check_refs(refs if many else [refs], "plait.get")
+        self.run(wanted)
+        ids = [ref.id for ref in wanted]
+        self.fetch(ids, len(wanted), timeout)
+        pinned = self.pin_stored(ids)
+        values = [self.load(oid, pinned.get(oid)) for oid in ids]
+        return values if many else values[0]
+
+    def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
+             ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        refs = _check_refs(refs, "plait.wait")
+        if not 0 <= num_returns <= len(refs):
+            raise ValueError(f"num_returns={num_returns} must be between 0 and {len(refs)}")
+        self.run(refs)
+        self.fetch([ref.id for ref in refs], num_returns, timeout, raise_timeout=False)
+        ready = [ref for ref in refs if ref.id in self.values][:num_returns]
+        chosen = {id(ref) for ref in ready}
+        return ready, [ref for ref in refs if id(ref) not in chosen]
+
+    def free(self, refs: Iterable[ObjectRef]) -> None:
+        from plait.executor import protocol as p
+
+        ids = tuple(ref.id for ref in _check_refs(list(refs), "plait.free"))
+        for oid in ids:
+            error = ObjectFreedError(oid, "released early with plait.free")
+            self.values[oid] = p.Failed(pickle.dumps(error))
+        self.conn.send(p.Free(ids, forced=True))
+
+    def pin_stored(self, object_ids: list[str]) -> dict[str, Any]:
+        """Where to read the stored objects among ``object_ids``.
+
+        Objects on this host are pinned (one round trip for all) and read in place; those
+        held on other hosts are fetched over the network into private memory.
+        """
+        from plait.executor import protocol as p
+
+        stored = [oid for oid in dict.fromkeys(object_ids)
+                  if isinstance(self.values[oid], p.Stored)]
+        far = [oid for oid in stored if self.node_info(self.values[oid].node).host != self.host]
+        near = tuple(oid for oid in stored if oid not in far)
+        found = dict(self.request(p.Pin(next(self.requests), near)).values) if near else {}
+        for oid in far:
+            found[oid] = self.fetch_far(oid)
+        return found
+
+    def fetch_far(self, object_id: str) -> Any:
+        from plait.executor import protocol as p
+        from plait.executor.client import pull_object
+
+        info = self.node_info(self.values[object_id].node)
+        return p.Inline(pull_object(self.conn.ctx, info.address, self.conn.key, object_id))
+
+    def node_info(self, node: str) -> Any:
+        return next(n for n in self.nodes if n.id == node)
+
+    def cancel(self, refs: list[ObjectRef]) -> None:
+        from plait.executor import protocol as p
+
+        for ref in _check_refs(refs, "plait.cancel"):
+            task = ref.task
+            if task is not None and not task.submitted:     # lazy: it simply never runs
+                task.submitted = True
+                task.forget_inputs()
+                for oid in task.output_ids:
+                    self.values[oid] = p.Failed(pickle.dumps(TaskCancelledError(task.id)))
+        self.conn.send(p.Cancel(tuple(ref.id for ref in refs)))
+
+    def load(self, object_id: str, pinned: Any = None) -> Any:
+        """Rebuild an object; arena-backed buffers come back zero-copy and read-only.
+
+        A pinned object stays in memory while any view of it lives: all its buffers are
+        slices of one ``holder`` array, whose finalizer ends the pin.
+        """
+        import numpy
+
+        from plait.executor import protocol as p
+
+        value = pinned if pinned is not None else self.values[object_id]
+        if isinstance(value, p.Inline):
+            return deserialize(value.data)
+        if isinstance(value, p.Failed):
+            raise pickle.loads(value.error)
+        assert isinstance(value, p.Located), value
+        holder = numpy.frombuffer(self.arena(value.node).block(value.offset, value.nbytes),
+                                  dtype=numpy.uint8)
+        self.pins[object_id] += 1
+        weakref.finalize(holder, self.unpinned.append, (value.node, object_id))
+        return deserialize(holder)
+
+    def arena(self, node: str) -> Any:
+        """The arena of a node on this host, mapped on first use."""
+        from plait.store.arena import Arena
+
+        if node not in self.arenas:
+            self.arenas[node] = Arena.attach(self.node_info(node).arena)
+        return self.arenas[node]
+
+    def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:
+        from plait.executor import protocol as p
+
+        report = self.request(p.TraceRequest(next(self.requests), position))
+        return report.events, report.position
+
+    def memory_summary(self) -> tuple[Any, ...]:
+        from plait.executor import protocol as p
+
+        return self.request(p.MemoryRequest(next(self.requests))).nodes
+
+    # -- running graphs ------------------------------------------------------------------
+
+    def compile(self, refs: Sequence[ObjectRef]) -> compiler.Plan | None:
+        """The plan that would run what ``refs`` need (None when nothing needs to run)."""
+        graph, _ = collect(_check_refs(refs, "plait.compile"))
+        return self.plan(graph) if graph.tasks else None
+
+    def runtime_context(self) -> context.RuntimeContext:
+        return context.RuntimeContext(self.nodes[0].id, None, None, self.id)
+
+    def visualize(self, refs: list[ObjectRef], filename: str | None) -> str:
+        plan = self.compile(refs) or compiler.Plan(tuple(r.id for r in refs), {}, (), (), {})
+        return plan.visualize(filename)
+
+    def plan(self, graph: Any) -> compiler.Plan:
+        from plait.executor import protocol as p
+
+        reply = self.request(p.ViewRequest(next(self.requests), tuple(graph.inputs())))
+        for _, error in reply.missing:
+            raise pickle.loads(error)
+        return compiler.compile(graph, reply.view)
+
+    def run(self, refs: Sequence[ObjectRef]) -> None:
+        """Compile and submit every task ``refs`` need that has not been submitted yet."""
+        from plait.executor import protocol as p
+
+        self.flush_frees()
+        graph, tasks = collect(refs)
+        if not graph.tasks:
+            return
+        plan = self.plan(graph)
+        functions, specs = [], []
+        for task_id, node in graph.tasks.items():
+            task = tasks[task_id]
+            function_id, data = task.function.pickled()
+            if function_id not in self.functions_sent:
+                self.functions_sent.add(function_id)
+                functions.append((function_id, data))
+            placement = plan.placements[task_id]
+            specs.append(p.TaskSpec(task_id, function_id, node.function_name, task.payload,
+                                    node.deps, node.nested, node.outputs, node.max_retries,
+                                    placement.node, placement.follows, placement.priority,
+                                    node.node is not None,
+                                    _retry_exceptions(task.options.retry_exceptions)))
+        self.conn.send(p.Submit(tuple(functions), tuple(specs), tuple(plan.releases.items())))
+        for task in tasks.values():
+            task.submitted = True
+            task.forget_inputs()
+            self.pending.update(task.output_ids)
+            self.held.update(task.output_ids)
+        self.flush_frees()
+
+    def fetch(self, object_ids: list[str], count: int, timeout: float | None,
+              raise_timeout: bool = True) -> None:
+        """Wait until at least ``count`` of ``object_ids`` are known (ready or failed)."""
+        from plait.executor import protocol as p
+
+        self.flush_frees()
+        unique = list(dict.fromkeys(object_ids))
+        missing = {oid for oid in unique if oid not in self.values}
+        unknown = [oid for oid in unique if oid in missing and oid not in self.asked]
+        if unknown:
+            self.asked.update(unknown)
+            self.conn.send(p.Subscribe(tuple(unknown)))
+        need = min(count, len(unique))
+        deadline = None if timeout is None else _now() + timeout
+        progress = Progress()
+        try:
+            while len(unique) - len(missing) < need:
+                progress.update(len(unique) - len(missing), len(unique))
+                left = PROGRESS_SLICE if deadline is None else deadline - _now()
+                if left <= 0:
+                    if not raise_timeout:
+                        return
+                    first = next(oid for oid in unique if oid in missing)
+                    raise GetTimeoutError(
+                        f"get timed out after {timeout} s with {len(missing)} of "
+                        f"{len(unique)} object(s) not ready (first: {first}); the tasks keep "
+                        f"running, so a later get can still succeed")
+                missing.difference_update(self.pump(min(left, PROGRESS_SLICE)))
+        finally:
+            progress.close()
+
+    def pump(self, timeout: float | None) -> list[str]:
+        """Receive and apply one message (if one comes within ``timeout``); the objects it
+        made known."""
+        from plait.executor import protocol as p
+
+        message = self.conn.receive(timeout)
+        if message is None:
+            return []
+        if not isinstance(message, p.Ready):
+            self.replies[message.request] = message
+            return []
+        known = []
+        for oid, value in message.values:
+            self.pending.discard(oid)
+            if oid in self.asked or self.refs[oid] > 0:
+                self.asked.discard(oid)
+                self.values[oid] = value
+                known.append(oid)
+        return known
+
+    def request(self, message: Any) -> Any:
+        """Send a request and wait for its reply (raising the error of a Refused one)."""
+        from plait.executor import protocol as p
+
+        self.flush_frees()
+        self.conn.send(message)
+        while message.request not in self.replies:
+            self.pump(None)          # checks that the head is alive while it waits
+        reply = self.replies.pop(message.request)
+        if isinstance(reply, p.Refused):
+            raise pickle.loads(reply.error)
+        return reply
+
+    # -- lifetimes -----------------------------------------------------------------------
+
+    def flush_frees(self) -> None:
+        """Turn dead refs and dead views into Free messages (objects nobody here can read)."""
+        from plait.executor import protocol as p
+
+        if self.holds:
+            self.conn.send(p.Hold(tuple(self.holds)))
+            self.holds.clear()
+        released, unpins = [], []
+        while self.dead:
+            oid = self.dead.popleft()
+            self.refs[oid] -= 1
+            if self.refs[oid] <= 0:
+                del self.refs[oid]
+                if oid not in self.pins and oid in self.held:
+                    released.append(oid)
+        while self.unpinned:
+            node, oid = self.unpinned.popleft()
+            unpins.append((node, oid))
+            self.pins[oid] -= 1
+            if self.pins[oid] <= 0:
+                del self.pins[oid]
+                if oid not in self.refs:
+                    released.append(oid)
+        if unpins:
+            self.conn.send(p.Unpin(tuple(unpins)))
+        for oid in released:
+            self.values.pop(oid, None)
+            self.held.discard(oid)
+        if released:
+            self.conn.send(p.Free(tuple(released)))
+
+    def shutdown(self) -> None:
+        """Stop the cluster this driver started; from a joined one, only disconnect."""
+        from plait.executor import protocol as p
+
+        if self.owns_cluster:
+            try:
+                self.conn.send(p.Bye())
+            except Exception:
+                pass
+        else:                       # leave the cluster as we found it: release our objects
+            self.flush_frees()
+            if self.held:
+                self.conn.send(p.Free(tuple(self.held)))
+        self.cluster.stop()
+        self.conn.close()
+        for arena in self.arenas.values():
+            try:
+                arena.close()
+            except BufferError:
+                pass   # the user still holds zero-copy arrays; the mapping goes with them
+
+
+def _retry_exceptions(option: bool | Sequence[type]) -> bytes:
+    """The retry_exceptions option as the worker will read it (b"" for no retries)."""
+    import cloudpickle
+
+    if option is True:
+        return pickle.dumps(True)
+    return cloudpickle.dumps(tuple(option)) if option else b""
+
+
+def _call_site() -> str:
+    """``file:line`` of the user's code that called into plait (for memory reports)."""
+    frame = sys._getframe(1)
+    package = os.path.dirname(os.path.dirname(__file__))      # all of plait
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+    if frame is None:
+        return "plait"
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def _check_refs(refs: Iterable[Any], where: str) -> list[ObjectRef]:
+    refs = list(refs)
+    for ref in refs:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(f"{where} expects ObjectRefs, got {type(ref).__name__}: {ref!r:.60}")
+        if ref.owner is not None and ref.owner is not context.active():
+            raise ObjectLostError(ref.id, "it belongs to a plait session that was shut down")
+    return refs
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()
