@@ -234,7 +234,7 @@ def get_runtime_context() -> context.RuntimeContext:
 
 def nodes() -> list[Any]:
     """The cluster's nodes (head first): id, address, pid, workers, store capacity."""
-    return list(session().nodes)
+    return list(session().refresh_nodes())
 
 
 def _runtime() -> Any:

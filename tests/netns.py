@@ -49,7 +49,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll ``condition`` until it returns something true; fail naming ``what`` after ``timeout``."""
+    """Poll ``condition`` until it returns something true; fail naming ``what`` if it never does."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -68,6 +68,7 @@ class Host:
 
     home: Path
     netns: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def argv(self, *command: str) -> list[str]:
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
@@ -78,7 +79,7 @@ class Host:
         env = dict(os.environ, PLAIT_HOME=str(self.home))
         for name in ("PLAIT_HOST_ID", "PLAIT_KEY_FILE"):     # the test decides, not the shell
             env.pop(name, None)
-        return env
+        return {**env, **self.extra_env}
 
     def plait(self, *args: str, check: bool = True, timeout: float = CLI_TIMEOUT
               ) -> subprocess.CompletedProcess:
@@ -179,7 +180,7 @@ def leftovers(session: str) -> list[str]:
 
 
 def sweep(session: str) -> None:
-    """After a failed test: kill and remove what ``leftovers`` finds, so the next test starts clean."""
+    """After a failed test: kill and remove what ``leftovers`` finds, for a clean next test."""
     for pid in session_processes(session):
         try:
             os.kill(pid, signal.SIGKILL)

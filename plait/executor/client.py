@@ -24,6 +24,7 @@ import zmq
 from plait.errors import ClusterError, HeadUnavailableError
 from plait.executor import protocol as p
 from plait.executor.head import HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS
+from plait.executor.hostid import host_id
 from plait.executor.security import ClusterKey, secure_client
 from plait.executor.server import NodeConfig, ipc_addresses
 from plait.store.arena import SEGMENT_PREFIX, SHM_DIR
@@ -184,7 +185,7 @@ class Connection:
 
     def handshake(self, nodes_expected: int) -> p.Welcome:
         """Say hello and wait until the nodes and all their workers are up."""
-        self.send(p.Hello(os.getpid(), nodes_expected))
+        self.send(p.Hello(os.getpid(), nodes_expected, host_id()))
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:

@@ -18,7 +18,7 @@ import pickle
 import shutil
 import tempfile
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
@@ -77,6 +77,8 @@ class Head:
         self.node_failures: dict[str, list[str]] = defaultdict(list)
         self.task_puts: dict[str, list[str]] = defaultdict(list)
         self.readers_of: dict[str, set[str]] = defaultdict(set)   # object -> assigned readers
+        self.client_holds: dict[Peer, Counter[str]] = defaultdict(Counter)
+        self.client_pins: dict[Peer, Counter[tuple[str, str]]] = defaultdict(Counter)
         self.moving: dict[str, str] = {}          # task being revoked -> where it will go
         self.hellos: list[tuple[Peer, int]] = []
         self.gathers: dict[int, Gather] = {}
@@ -131,7 +133,10 @@ class Head:
     # -- clients -----------------------------------------------------------------------------
 
     def on_client(self, peer: Peer, message: p.Message) -> None:
-        getattr(self, f"on_{type(message).__name__}")(peer, message)
+        handler = getattr(self, f"on_{type(message).__name__}", None)
+        if handler is None:
+            raise p.MalformedMessage(f"a client may not send {type(message).__name__}")
+        handler(peer, message)
 
     def on_Hello(self, peer: Peer, message: p.Hello) -> None:
         self.hellos.append((peer, message.nodes_expected))
@@ -153,6 +158,7 @@ class Head:
 
     def on_PutInline(self, peer: Peer, message: p.PutInline) -> None:
         self.directory.expect(message.object_id)
+        self.client_holds[peer][message.object_id] += 1
         self.object_done(message.object_id, message.value)
 
     def on_Alloc(self, peer: Peer, message: p.Alloc) -> None:
@@ -172,6 +178,7 @@ class Head:
         value = p.Stored(self.local.id, store.nbytes(message.object_id), message.contains)
         self.local.values[message.object_id] = value
         self.directory.expect(message.object_id)
+        self.client_holds[peer][message.object_id] += 1
         self.object_done(message.object_id, value)
 
     def on_ViewRequest(self, peer: Peer, message: p.ViewRequest) -> None:
@@ -199,6 +206,7 @@ class Head:
         for spec in message.tasks:
             for oid in spec.outputs:
                 self.directory.expect(oid)
+                self.client_holds[peer][oid] += 1
         per_node: dict[str, list[p.TaskSpec]] = defaultdict(list)
         for spec in message.tasks:
             if spec.node not in self.nodes:         # it died after the driver compiled
@@ -262,20 +270,37 @@ class Head:
     def on_Unpin(self, peer: Peer, message: p.Unpin) -> None:
         by_node: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for node, oid in message.pins:
+            self.client_pins[peer][(node, oid)] -= 1
             by_node[node].append((node, oid))
         for node, pins in by_node.items():
             self.to_node(node, p.Unpin(tuple(pins)))
 
     def on_Hold(self, peer: Peer, message: p.Hold) -> None:
         for oid in message.object_ids:
+            if oid in self.directory.entries:
+                self.client_holds[peer][oid] += 1
             self.directory.hold(oid)
 
     def on_Free(self, peer: Peer, message: p.Free) -> None:
+        holds = self.client_holds[peer]
         for oid in message.object_ids:
             if message.forced:
                 self.directory.force_free(oid)
-            else:
+            elif holds[oid] > 0:
+                holds[oid] -= 1
                 self.directory.release(oid)
+
+    def client_gone(self, peer: Peer) -> None:
+        """A driver (or a worker's session) disconnected: what it held or pinned is let go,
+        so a killed driver leaks nothing into a cluster that outlives it."""
+        for oid, count in self.client_holds.pop(peer, Counter()).items():
+            for _ in range(count):
+                self.directory.release(oid)
+        unpins: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for (node, oid), count in self.client_pins.pop(peer, Counter()).items():
+            unpins[node] += [(node, oid)] * max(count, 0)
+        for node, pins in unpins.items():
+            self.to_node(node, p.Unpin(tuple(pins)))
 
     def on_MemoryRequest(self, peer: Peer, message: p.MemoryRequest) -> None:
         request = next(self.requests)
@@ -311,6 +336,10 @@ class Head:
         if gather.kind is p.MemoryReport:
             order = {node: i for i, node in enumerate(self.nodes)}
             parts.sort(key=lambda summary: order.get(summary.node, len(order)))
+        else:                                   # pins the client will have to undo
+            for oid, value in parts:
+                if isinstance(value, p.Located):
+                    self.client_pins[gather.peer][(value.node, oid)] += 1
         self.to_client(gather.peer, gather.kind(gather.request, tuple(parts)))
 
     # -- nodes -------------------------------------------------------------------------------
@@ -323,8 +352,11 @@ class Head:
             return                                   # a node declared dead: not trusted
         if isinstance(message, p.Subscribe):
             self.on_Subscribe((NODE, node), message)
-        else:
-            getattr(self, f"node_{type(message).__name__}")(node, message)
+            return
+        handler = getattr(self, f"node_{type(message).__name__}", None)
+        if handler is None:
+            raise p.MalformedMessage(f"a node may not send {type(message).__name__}")
+        handler(node, message)
 
     def node_NodeHello(self, node: str, message: p.NodeHello) -> None:
         now = time.monotonic()

@@ -86,6 +86,7 @@ ObjectValue = Inline | Stored | Located | Pending | Failed
 class Hello:
     pid: int
     nodes_expected: int = 1          # answer once this many nodes have joined
+    host: str = ""                   # the client's host: the head may watch its pid
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,5 +496,16 @@ def encode(message: Message) -> bytes:
     return pickle.dumps(message, protocol=5)
 
 
+class MalformedMessage(ValueError):
+    """A frame that is not a plait message (only an authenticated peer can send one)."""
+
+
 def decode(frame: bytes | memoryview) -> Message:
-    return pickle.loads(frame)
+    """The message in ``frame``; MalformedMessage if it is anything else."""
+    try:
+        message = pickle.loads(frame)
+    except Exception as error:
+        raise MalformedMessage(f"undecodable frame: {error!r}") from None
+    if not dataclasses.is_dataclass(message) or type(message).__module__ != __name__:
+        raise MalformedMessage(f"not a plait message: {type(message).__name__}")
+    return message

@@ -105,6 +105,7 @@ class Server:
         self.linked: set[zmq.Socket] = set()
         self.worker_fds = {w.pidfd for w in workers}
         self.node_fds: dict[int, str] = {}
+        self.client_fds: dict[int, bytes] = {}       # pidfd of a driver on this host
         for worker in workers:
             self.poller.register(worker.pidfd, zmq.POLLIN)
         self.head: Head | None = None
@@ -207,6 +208,11 @@ class Server:
             self.poller.unregister(source)
             self.drain(self.worker_sock, self.node.on_worker)   # its last results count
             self.node.worker_died(source)
+        elif source in self.client_fds:
+            self.poller.unregister(source)
+            os.close(source)
+            assert self.head is not None
+            self.head.client_gone((None, self.client_fds.pop(source)))
         elif source in self.node_fds:
             self.poller.unregister(source)
             os.close(source)
@@ -216,10 +222,14 @@ class Server:
     def drain(self, sock: zmq.Socket, handle) -> None:
         for _ in range(1000):      # bounded, so one busy peer cannot starve the rest
             try:
-                identity, frame = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self.safely(handle, identity.bytes, p.decode(frame.buffer))
+            if len(frames) != 2:
+                log.warning("%s: dropped a message of %d frames", self.config.node, len(frames))
+                continue
+            identity, frame = frames
+            self.safely(lambda i, f: handle(i, p.decode(f)), identity.bytes, frame.buffer)
 
     def drain_client(self) -> None:
         if self.head is None:                   # a node: messages from the head
@@ -229,11 +239,15 @@ class Server:
                 except zmq.Again:
                     return
                 self.head_seen = time.monotonic()
-                message = p.decode(frame.buffer)
-                self.safely(lambda _, m: getattr(self.node, f"on_{type(m).__name__}")(m),
-                            b"head", message)
+                self.safely(lambda _, f: self.from_head(p.decode(f)), b"head", frame.buffer)
             return
         self.drain(self.client, self.from_client)
+
+    def from_head(self, message: p.Message) -> None:
+        handler = getattr(self.node, f"on_{type(message).__name__}", None)
+        if handler is None:
+            raise p.MalformedMessage(f"a node takes no {type(message).__name__} from the head")
+        handler(message)
 
     def from_client(self, identity: bytes, message: p.Message) -> None:
         assert self.head is not None
@@ -241,6 +255,8 @@ class Server:
             self.node_identities[identity] = message.info.id
             if message.info.host == self.info.host:
                 self.watch_node(message.info)
+        if isinstance(message, p.Hello) and message.host == self.info.host:
+            self.watch_client(identity, message.pid)
         node = self.node_identities.get(identity)
         if node is not None:
             self.head.on_node(node, message)
@@ -248,6 +264,18 @@ class Server:
                 self.to_node(node, p.Heartbeat(self.config.node, 0))
         else:
             self.head.on_client((None, identity), message)
+
+    def watch_client(self, identity: bytes, pid: int) -> None:
+        """A driver on this host: when its process ends, what it held is released (a
+        killed driver must not leak into a cluster that outlives it)."""
+        if pid == os.getpid() or identity in self.client_fds.values():
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except (ProcessLookupError, OSError):
+            return
+        self.client_fds[fd] = identity
+        self.poller.register(fd, zmq.POLLIN)
 
     def watch_node(self, info: p.NodeInfo) -> None:
         """A node on this host: its exit is seen at once through a pidfd, not a timeout."""
@@ -258,9 +286,11 @@ class Server:
         self.node_fds[fd] = info.id
         self.poller.register(fd, zmq.POLLIN)
 
-    def safely(self, handle, identity: bytes, message: p.Message) -> None:
+    def safely(self, handle, identity: bytes, message: p.Message | memoryview) -> None:
         try:
             handle(identity, message)
+        except p.MalformedMessage as error:
+            log.warning("%s: dropped a malformed message: %s", self.config.node, error)
         except Exception:       # one bad message must not take the node down
             log.exception("%s failed handling %s", self.config.node, type(message).__name__)
             request = getattr(message, "request", None)

@@ -31,6 +31,7 @@ from plait.executor.progress import Progress
 from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
 
 PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
+FAR_TIMEOUT_SECONDS = 10.0     # a node on another host silent this long between chunks
 
 
 class Session:
@@ -167,14 +168,50 @@ class Session:
         return found
 
     def fetch_far(self, object_id: str) -> Any:
+        """Pull from the node holding it; if that fails, ask the head where it is now."""
+        from plait.errors import PlaitError
         from plait.executor import protocol as p
         from plait.executor.client import pull_object
 
-        info = self.node_info(self.values[object_id].node)
-        return p.Inline(pull_object(self.conn.ctx, info.address, self.conn.key, object_id))
+        for _ in range(2):
+            value = self.values[object_id]
+            if not isinstance(value, p.Stored):
+                return value
+            if all(n.id != value.node for n in self.refresh_nodes()):
+                self.values.pop(object_id)          # its node left: ask the head again
+                self.fetch([object_id], 1, None)
+                continue
+            info = self.node_info(value.node)
+            try:
+                return p.Inline(pull_object(self.conn.ctx, info.address, self.conn.key,
+                                            object_id, timeout=FAR_TIMEOUT_SECONDS))
+            except PlaitError:
+                self.values.pop(object_id)       # stale: the head knows better
+                self.fetch([object_id], 1, None)
+        return self.values[object_id]
 
     def node_info(self, node: str) -> Any:
-        return next(n for n in self.nodes if n.id == node)
+        """A node's info; the list is refreshed when a node joined after we connected."""
+        found = next((n for n in self.nodes if n.id == node), None)
+        if found is None:
+            self.refresh_nodes()
+            found = next((n for n in self.nodes if n.id == node), None)
+        if found is None:
+            from plait.errors import ObjectLostError
+
+            raise ObjectLostError(node, f"{node} is not in the cluster any more")
+        return found
+
+    def refresh_nodes(self) -> tuple[Any, ...]:
+        """Ask the head for the current node list (a Hello answered by a Welcome)."""
+        from plait.executor import protocol as p
+
+        self.flush_frees()
+        self.welcomed = False
+        self.conn.send(p.Hello(os.getpid(), 1))
+        while not self.welcomed:
+            self.pump(None)
+        return self.nodes
 
     def cancel(self, refs: list[ObjectRef]) -> None:
         from plait.executor import protocol as p
@@ -319,6 +356,9 @@ class Session:
 
         message = self.conn.receive(timeout)
         if message is None:
+            return []
+        if isinstance(message, p.Welcome):
+            self.nodes, self.welcomed = message.nodes, True
             return []
         if not isinstance(message, p.Ready):
             self.replies[message.request] = message

@@ -183,8 +183,12 @@ class Transfers:
 
     def on_server(self) -> None:
         while self.server.poll(0):
-            identity, frame = self.server.recv_multipart()
-            message = p.decode(frame)
+            frames = self.server.recv_multipart()
+            try:
+                identity, frame = frames
+                message = p.decode(frame)
+            except (ValueError, p.MalformedMessage):
+                continue                  # not a transfer request: dropped, never answered
             if isinstance(message, p.Fetch):
                 self.serve(identity, message)
             elif isinstance(message, p.FetchDone):

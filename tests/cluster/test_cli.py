@@ -1,0 +1,298 @@
+"""The ``plait`` command: start a head and a node, look at them, drive them, stop them.
+
+Every command runs as a subprocess with its own $PLAIT_HOME (never ~/.plait) and a free
+port, as a user would run it. Most tests look at one cluster started for the module; the
+ones that stop, break or leak a cluster start their own. CLI clusters are named after the
+`plait start` process, so their leak check is tests.netns.leftovers, not conftest's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from plait.executor.head import NODE_TIMEOUT_SECONDS
+from plait.executor.security import load_key
+from tests.netns import (Host, Lines, command_lines, free_port, leftovers, status_nodes, sweep,
+                         wait_until)
+
+pytestmark = pytest.mark.cluster
+
+MiB = 1 << 20
+STORE = str(256 * MiB)
+WORKERS = ("--num-workers", "1")
+RELEASE_TIMEOUT = 10.0         # for the head to free what a departed driver held
+FAIL_FAST = 15.0               # a command that cannot succeed says so well before 60 s
+
+# A driver: node-1 makes an 8 MiB array, node-0 sums it (after a copy), the driver gets it.
+DRIVER = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import plait
+
+    @plait.remote
+    def make(nbytes):
+        return np.full(nbytes, 3, dtype=np.uint8)
+
+    @plait.remote
+    def total(array):
+        return int(array.sum(dtype=np.int64))
+
+    plait.init(address=sys.argv[1])
+    ref = make.options(node="node-1").remote(8 << 20)
+    print(json.dumps({"nodes": [[n.id, n.is_head] for n in plait.nodes()],
+                      "total": plait.get(total.options(node="node-0").remote(ref), timeout=60),
+                      "got": int(plait.get(ref, timeout=60).sum(dtype=np.int64)),
+                      "memory": plait.memory_summary()}))
+""")
+
+
+@dataclass
+class Cluster:
+    host: Host
+    port: int
+    head_said: str
+    node_said: str
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def start(host: Host, *head_args: str) -> Cluster:
+    """A head and node-1 on loopback, each with one worker and a 256 MiB store."""
+    port = free_port()
+    head = host.plait("start", "--head", "--port", str(port), *WORKERS, "--store-memory", STORE,
+                      *head_args)
+    node = host.plait("start", "--address", f"127.0.0.1:{port}", *WORKERS, "--store-memory",
+                      STORE)
+    return Cluster(host, port, head.stdout, node.stdout)
+
+
+def stop_and_check(host: Host, session: str | None) -> None:
+    """`plait stop`, then nothing of the session may be left anywhere."""
+    try:
+        host.stop()
+        assert session is None or leftovers(session) == [], "plait stop left something behind"
+    finally:
+        if session is not None:
+            sweep(session)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One CLI cluster for the tests that only look at it; nodes log at DEBUG, so the key
+    check below reads everything plait and pyzmq log."""
+    host = Host(tmp_path_factory.mktemp("plait-home"), extra_env={"PLAIT_LOG": "debug"})
+    try:
+        yield start(host)
+    finally:
+        stop_and_check(host, host.session)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh $PLAIT_HOME for one test (also for this process, in case plait reads it)."""
+    monkeypatch.setenv("PLAIT_HOME", str(tmp_path / "plait-home"))
+    monkeypatch.delenv("PLAIT_KEY_FILE", raising=False)
+    return Host(tmp_path / "plait-home")
+
+
+def memory_objects(host: Host) -> dict[str, int]:
+    """``plait memory`` as {node: objects in its store}."""
+    lines = host.plait("memory").stdout
+    return {node: int(count) for node, count in
+            re.findall(r"^(node-\d+): .*?, (\d+) objects in the store", lines, re.M)}
+
+
+# -- start, status, memory ---------------------------------------------------------------
+
+def test_start_prints_how_to_join_and_connect(cluster):
+    said = cluster.head_said
+    assert f"plait head node-0 started at {cluster.address}" in said
+    assert f"plait start --address {cluster.address} --key-file" in said
+    assert 'plait.init(address="auto")' in said
+    assert f'plait.init(address="{cluster.address}")' in said
+    assert "plait stop" in said
+    assert f"plait node-1 joined the head at {cluster.address}" in cluster.node_said
+
+
+def test_the_key_file_is_readable_by_its_owner_only(cluster):
+    key_file = cluster.host.home / "cluster.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert cluster.host.state("cluster.json")["address"] == cluster.address
+
+
+def test_status_lists_the_head_and_the_joined_node(cluster):
+    said = cluster.host.plait("status").stdout
+    assert f"plait cluster at {cluster.address}" in said
+    assert "2 node(s)" in said
+    rows = {line.split()[0]: line.split() for line in said.splitlines()[1:]}
+    assert rows["node-0"][1] == "head" and rows["node-1"][1] == "node"
+    pids = [int(rows[node][3]) for node in ("node-0", "node-1")]
+    assert pids == cluster.host.started_pids()
+    assert all("1 workers" in line for line in said.splitlines()[1:])
+    assert all(address.startswith("tcp://127.0.0.1:") for address in status_nodes(said).values())
+
+
+def test_memory_reports_both_stores(cluster):
+    said = cluster.host.plait("memory").stdout
+    assert re.search(r"^node-0: .* used of 256\.0 MiB", said, re.M), said
+    assert re.search(r"^node-1: .* used of 256\.0 MiB", said, re.M), said
+
+
+# -- drivers -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["auto", "host:port"])
+def test_a_driver_joins_runs_on_both_nodes_and_leaves_the_cluster_as_it_found_it(cluster, how):
+    address = "auto" if how == "auto" else cluster.address
+    result = json.loads(cluster.host.python(DRIVER, address).stdout)
+    assert result["nodes"] == [["node-0", True], ["node-1", False]]
+    assert result["total"] == result["got"] == 3 * 8 * MiB
+    assert re.search(r"8\.0 MiB +\w+ +created by copy from node-1", result["memory"]), \
+        result["memory"]
+
+    # the driver has gone: the cluster still runs, and holds none of its objects
+    assert list(status_nodes(cluster.host.plait("status").stdout)) == ["node-0", "node-1"]
+    wait_until(lambda: memory_objects(cluster.host) == {"node-0": 0, "node-1": 0},
+               RELEASE_TIMEOUT, "the stores to release the departed driver's objects")
+
+
+# -- the key -----------------------------------------------------------------------------
+
+def test_the_key_shows_nowhere(cluster):
+    """Not in any process's argv, any log line (at DEBUG), nor in a repr."""
+    key = load_key(str(cluster.host.home / "cluster.key"))
+    halves = [key.public.decode(), key.secret.decode()]
+    cluster.host.python(DRIVER, "auto")              # a driver has connected and logged
+    for pid in cluster.host.started_pids():
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            config = json.loads(f.read().split(b"\0")[3])
+        assert config["key_file"] == str(cluster.host.home / "cluster.key"), \
+            "a CLI cluster always runs with the key (CurveZMQ), loopback or not"
+    for line in command_lines():
+        assert not any(half in line for half in halves), f"the key in argv: {line[:100]}"
+    logs = {path.name: path.read_text(errors="replace")
+            for path in (cluster.host.home / "logs").iterdir()}
+    assert sorted(logs) == ["node-0.log", "node-1.log"]
+    assert "plait.auth" in logs["node-0.log"], "DEBUG logging is on, so the check means something"
+    for name, text in logs.items():
+        assert not any(half in text for half in halves), f"the key in {name}"
+    assert not any(half in repr(key) or half in str(key) for half in halves)
+
+
+# -- refusals and failures ---------------------------------------------------------------
+
+def test_a_second_head_from_the_same_home_is_refused(cluster):
+    key_before = (cluster.host.home / "cluster.key").read_bytes()
+    result = cluster.host.plait("start", "--head", "--port", str(free_port()), *WORKERS,
+                                check=False)
+    assert result.returncode == 1
+    assert "still running" in result.stderr and "plait stop" in result.stderr
+    assert (cluster.host.home / "cluster.key").read_bytes() == key_before
+    assert len(status_nodes(cluster.host.plait("status").stdout)) == 2
+
+
+@pytest.mark.parametrize("command", ["status", "memory"])
+def test_without_a_cluster_status_and_memory_fail_clearly(home, command):
+    result = home.plait(command, check=False)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"plait {command}: address='auto' found no cluster started on this host" in \
+        result.stderr
+    assert "plait start --head" in result.stderr
+
+
+def test_status_of_an_address_where_no_head_listens_fails_in_bounded_time(home):
+    started = time.monotonic()
+    result = home.plait("status", "--address", f"127.0.0.1:{free_port()}", check=False)
+    assert result.returncode == 1
+    assert "no plait head answered at 127.0.0.1:" in result.stderr
+    assert time.monotonic() - started < FAIL_FAST
+
+
+def test_stop_leaves_nothing(home):
+    start(home)
+    session = home.session
+    assert len(leftovers(session)) >= 6     # 2 nodes and 2 workers, 2 arenas, run dirs
+    said = home.plait("stop").stdout
+    assert said.strip() == "stopped 2 plait node process(es) started on this host"
+    assert leftovers(session) == []
+    assert home.state("cluster.json") is None and home.state("started.json") is None
+    result = home.plait("status", check=False)
+    assert result.returncode == 1 and "found no cluster" in result.stderr
+    assert home.plait("stop").stdout.startswith("stopped 0 ")
+
+
+def test_a_head_that_cannot_listen_fails_fast_and_leaves_nothing(home):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = home.argv(sys.executable, "-m", "plait.executor.cli", "start", "--head",
+                            "--port", str(port), *WORKERS, "--store-memory", STORE)
+        started = time.monotonic()
+        process = subprocess.Popen(command, env=home.env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = process.communicate(timeout=FAIL_FAST * 2)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 1, out + err
+    assert time.monotonic() - started < FAIL_FAST
+    assert "node-0 failed to start" in err and "Address already in use" in err
+    session = f"{process.pid:x}-c"
+    left = leftovers(session)
+    sweep(session)
+    assert left == []
+    assert home.state("cluster.json") is None
+
+
+# -- a driver that dies ------------------------------------------------------------------
+
+KILLED_DRIVER = textwrap.dedent("""
+    import json
+    import numpy as np
+    import plait
+
+    plait.init(address="auto")
+    ref = plait.put(np.ones(8 << 20, dtype=np.uint8))
+    print(json.dumps({"held": plait.get(ref, timeout=30).nbytes}), flush=True)
+    input()                              # the test kills us here
+""")
+
+
+def test_what_a_killed_driver_held_is_released(home):
+    port = free_port()
+    home.plait("start", "--head", "--port", str(port), *WORKERS, "--store-memory", STORE)
+    session = home.session
+    driver = subprocess.Popen(home.argv(sys.executable, "-c", KILLED_DRIVER), env=home.env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert Lines(driver).next(60) == {"held": 8 << 20}
+        assert memory_objects(home) == {"node-0": 1}
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(10)
+        wait_until(lambda: memory_objects(home) == {"node-0": 0}, 2 * NODE_TIMEOUT_SECONDS,
+                   "the head to release what the killed driver held")
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for stream in (driver.stdin, driver.stdout, driver.stderr):
+            stream.close()
+        stop_and_check(home, session)
+
