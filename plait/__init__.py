@@ -21,7 +21,8 @@ from plait.compiler.plan import Plan
 from plait.errors import (ClusterError, DeserializationError, GetTimeoutError,
                           HeadUnavailableError, InvalidOptionError, NotInitializedError,
                           ObjectCorruptedError, ObjectFreedError, ObjectLostError,
-                          ObjectStoreFullError, ObjectTooLargeError, PlaitError, PlanError,
+                          ObjectStoreFullError, ObjectTooLargeError, OutOfMemoryError,
+                          PlaitError, PlanError,
                           SerializationError, TaskCancelledError, TaskError,
                           WorkerCrashedError)
 from plait.graph.refs import ObjectRef
@@ -42,6 +43,7 @@ __all__ = [
     "ObjectRef",
     "ObjectStoreFullError",
     "ObjectTooLargeError",
+    "OutOfMemoryError",
     "PlaitError",
     "Plan",
     "PlanError",

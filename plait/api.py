@@ -30,7 +30,8 @@ _session_counter = itertools.count(1)
 
 def init(num_workers: int | None = None, *, num_nodes: int = 1,
          store_memory: int | None = None,
-         spill_dir: str | None = None, spilling: bool = True, num_cpus: int | None = None,
+         spill_dir: str | None = None, spilling: bool = True,
+         worker_memory_limit: int | None = None, num_cpus: int | None = None,
          ignore_reinit_error: bool = False, address: str | None = None,
          **ray_options: Any) -> None:
     """Start the embedded local cluster: one node process and ``num_workers`` workers.
@@ -39,7 +40,9 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
     store and ``num_workers`` workers, one per CPU by default (``num_cpus`` is Ray's name);
     ``store_memory`` (bytes) bounds the node's shared-memory store; when it is full, the
     least recently used objects spill to ``spill_dir`` (default: a fresh directory under
-    the system's temporary directory) unless ``spilling=False``.
+    the system's temporary directory) unless ``spilling=False``. A busy worker whose resident
+    memory passes ``worker_memory_limit`` bytes is killed and its task retried (then
+    OutOfMemoryError); without a limit, only when the machine runs out of memory.
     """
     global _session
     with _lock:
@@ -67,7 +70,8 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
         from plait.executor.client import LocalCluster
 
         session_id = f"{os.getpid():x}-{next(_session_counter)}"
-        cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill)
+        cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill,
+                                     worker_memory_limit or 0)
         _session = Session(cluster, num_nodes)
         context.install(_session)
 

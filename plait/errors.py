@@ -5,6 +5,7 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     PlaitError
     ├── TaskError                     a task raised; also an instance of the user's exception
     ├── WorkerCrashedError            a worker died mid-task more often than max_retries allows
+    │   └── OutOfMemoryError (MemoryError)  ... because plait killed it for its memory use
     ├── TaskCancelledError            plait.cancel stopped the task (or one it depends on)
     ├── GetTimeoutError (TimeoutError)    get/wait ran out of time; the work goes on
     ├── SerializationError (TypeError)    a value could not be pickled at submission
@@ -42,6 +43,7 @@ __all__ = [
     "ObjectLostError",
     "ObjectStoreFullError",
     "ObjectTooLargeError",
+    "OutOfMemoryError",
     "PlaitError",
     "PlanError",
     "SerializationError",
@@ -138,6 +140,16 @@ class WorkerCrashedError(PlaitError):
         return (f"task {self.task_id} ({self.function_name}) crashed its worker on all "
                 f"{len(self.attempts)} attempt(s): {tries}. The task may call os._exit, crash "
                 f"native code or exhaust memory; raise max_retries if the crash is transient.")
+
+
+class OutOfMemoryError(WorkerCrashedError, builtins.MemoryError):
+    """plait killed the task's worker for using too much memory, on every allowed attempt."""
+
+    def __str__(self) -> str:
+        tries = "; ".join(self.attempts)
+        return (f"task {self.task_id} ({self.function_name}) used too much memory on all "
+                f"{len(self.attempts)} attempt(s): {tries}. Give it less data per task, or "
+                f"raise plait.init(worker_memory_limit=...).")
 
 
 class TaskCancelledError(PlaitError):

@@ -22,7 +22,8 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from plait.errors import ObjectLostError, ObjectTooLargeError, WorkerCrashedError
+from plait.errors import (ObjectLostError, ObjectTooLargeError, OutOfMemoryError,
+                          WorkerCrashedError)
 from plait.executor import protocol as p
 from plait.executor.scheduler import TaskTable
 from plait.executor.worker import WorkerConfig
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("plait.node")
 
 MAX_BATCH = 64              # tasks per RunTasks message at most
+SYSTEM_MEMORY_FLOOR = 0.05  # below this fraction of RAM available, the largest worker goes
 WORKER_STOP_GRACE = 2.0
 
 Send = Callable[[bytes, p.Message], None]      # (worker identity, message)
@@ -62,6 +64,7 @@ class Node:
         self.transfers: Transfers | None = None     # set by the server once sockets exist
         self.worker_settings: dict[str, str] = {}
         self.num_workers = len(workers)            # extras stand in for blocked ones
+        self.worker_memory_limit = 0               # bytes; 0: only the system-wide floor
         self.started = False
         self.stopping = False
 
@@ -316,23 +319,43 @@ class Node:
         inflight = list(worker.inflight.items())
         for task_id, _ in inflight:
             self.release_pins(task_id)
+        if worker.oom:
+            how = f"{self.id} worker {worker.index} (pid {worker.pid}) {worker.oom}"
         if worker.cancelled:                  # killed by plait.cancel: nothing else is to blame
             for task_id, attempt in inflight:
                 self.table.requeue(task_id, attempt)
         elif inflight:
             (task_id, attempt), rest = inflight[0], inflight[1:]
             if not self.table.crashed(task_id, attempt, how):
-                self.fail_crashed(task_id)
+                self.fail_crashed(task_id, OutOfMemoryError if worker.oom else WorkerCrashedError)
             for task_id, attempt in rest:
                 self.table.requeue(task_id, attempt)
         if not self.stopping and not worker.retiring:
             self.start_worker(worker.index).extra = worker.extra
 
-    def fail_crashed(self, task_id: str) -> None:
+    def fail_crashed(self, task_id: str, kind: type = WorkerCrashedError) -> None:
         state = self.table.tasks.get(task_id)
         if state is not None:
-            error = WorkerCrashedError(state.spec.function_name, task_id, state.crashes)
+            error = kind(state.spec.function_name, task_id, state.crashes)
             self.fail_task(task_id, pickle.dumps(error))
+
+    def watch_memory(self) -> None:
+        """Kill a busy worker over its memory limit, or the largest one when the machine is
+        nearly out of memory, before the kernel's OOM killer picks a victim of its own (it
+        might pick this node, and everything it holds). The task is retried as after a
+        crash, and fails with OutOfMemoryError when out of retries."""
+        busy = [w for w in self.workers.values() if w.inflight and not w.oom]
+        if not busy:
+            return
+        sizes = {w.identity: w.rss() for w in busy}
+        over = [w for w in busy if self.worker_memory_limit and
+                sizes[w.identity] > self.worker_memory_limit]
+        if not over and _available_fraction() < SYSTEM_MEMORY_FLOOR:
+            over = [max(busy, key=lambda w: sizes[w.identity])]
+        for worker in over:
+            worker.oom = (f"was killed by plait using {sizes[worker.identity] >> 20} MiB "
+                          f"(limit {self.worker_memory_limit >> 20} MiB, or the machine ran low)")
+            os.kill(worker.pid, signal.SIGKILL)
 
     def start_worker(self, index: int) -> WorkerHandle:
         config = WorkerConfig(index, self.id, self.worker_address, self.store.arena.name,
@@ -441,3 +464,13 @@ class Node:
             except Exception:
                 pass
         stop_all(list(self.workers.values()), WORKER_STOP_GRACE)
+
+
+def _available_fraction() -> float:
+    """MemAvailable / MemTotal from /proc/meminfo (1.0 if it cannot be read)."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) / int(info["MemTotal"].split()[0])
+    except (OSError, KeyError, ValueError):
+        return 1.0

@@ -57,6 +57,7 @@ class NodeConfig:
     client_address: str = ""            # the head's address for drivers and nodes
     transfer_address: str = ""
     key_file: str = ""                  # a cluster key: CurveZMQ on every TCP socket
+    worker_memory_limit: int = 0        # bytes of RSS a busy worker may use (0: no limit)
 
     @property
     def is_head(self) -> bool:
@@ -94,6 +95,7 @@ class Server:
         self.node = Node(config.node, self.store, workers, config.worker_address, self.up,
                          self.to_worker, self.watch_worker)
         self.node.worker_settings = worker_settings(config)
+        self.node.worker_memory_limit = config.worker_memory_limit
         self.store._on_dropped = lambda oid: self.up(p.ReplicaDropped(oid, config.node))
         self.transfers = Transfers(config.node, host_id(), self.store, self.ctx,
                                    config.transfer_address, self.node.pulled, self.secure)
@@ -181,6 +183,7 @@ class Server:
                 self.keep_in_touch(now)
             if now - checked > PARENT_CHECK_SECONDS:
                 checked = now
+                self.node.watch_memory()
                 if self.config.parent_pid and os.getppid() != self.config.parent_pid:
                     self.node.stopping = True
 

@@ -37,6 +37,15 @@ class WorkerHandle:
     blocked: bool = False            # its task waits for tasks it submitted
     extra: bool = False              # started to stand in for a blocked worker
     retiring: bool = False           # told to stop: not to be replaced
+    oom: str = ""                    # why plait killed it for its memory, if it did
+
+    def rss(self) -> int:
+        """Resident bytes of the worker process (0 once it is gone)."""
+        try:
+            with open(f"/proc/{self.pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            return 0
 
     def describe(self, node: str, status: int) -> str:
         code = os.waitstatus_to_exitcode(status)

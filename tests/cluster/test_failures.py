@@ -189,3 +189,26 @@ def test_cancel_of_a_finished_task_changes_nothing(cluster):
     assert plait.get(done) == 2
     plait.cancel(done)
     assert plait.get(done) == 2
+
+
+@plait.remote
+def hog(mib, count_path):
+    with open(count_path, "a") as f:
+        f.write("x")
+    block = bytearray(mib << 20)              # touched, so it is resident
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:        # hold it until the monitor acts
+        time.sleep(0.01)
+    return len(block)
+
+
+def test_memory_monitor_kills_a_worker_over_its_limit_then_fails_the_task(fresh, tmp_path):
+    plait.init(num_workers=1, worker_memory_limit=300 << 20)
+    path = tmp_path / "attempts"
+    with pytest.raises(plait.OutOfMemoryError) as caught:
+        plait.get(hog.options(max_retries=1).remote(400, str(path)), timeout=60)
+    assert isinstance(caught.value, MemoryError) and "too much memory" in str(caught.value)
+    assert path.read_text() == "xx"                     # tried twice, under its own budget
+    assert plait.get(inc.remote(1), timeout=30) == 2     # the node and a new worker go on
