@@ -1,30 +1,36 @@
 """Spilling: copy an object's bytes from the arena to a file and back, checked by CRC-32.
 
 One file per object in the node's spill directory (``plait-<session>-<node>``), written
-with plain ``os.write`` from the arena (the page cache takes it at several GB/s) and read
-back with ``readv`` straight into the arena block. The CRC-32 (zlib, ~1.9 GB/s here) is
-kept in memory, so a file that was truncated, altered or removed is detected on restore and
+with positioned writes from the arena by a few threads and read back the same way straight
+into the arena block. A CRC-32 per 16 MiB chunk (zlib, ~1.9 GB/s per thread here) is kept
+in memory, so a file that was truncated, altered or removed is detected on restore and
 reported as ObjectCorruptedError / ObjectLostError, never returned as data.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from plait.errors import ObjectCorruptedError, ObjectLostError
 
+log = logging.getLogger("plait.store")
+
 CHUNK = 16 << 20
+SPILL_THREADS = 4
+_threads: ThreadPoolExecutor | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SpillRecord:
     path: str
     nbytes: int
-    crc: int
+    crc: tuple[int, ...]          # CRC-32 of each CHUNK, in order
 
 
 class SpillError(OSError):
@@ -49,8 +55,11 @@ class Spiller:
             _remove(path)
             raise SpillError(error.errno, f"cannot spill to {self.directory}: "
                                           f"{error.strerror or error}") from error
+        seconds = time.perf_counter() - start
         self.spilled_bytes += data.nbytes
-        self.spill_seconds += time.perf_counter() - start
+        self.spill_seconds += seconds
+        log.info("spilled %s: %d bytes in %.3f s (%.2f GB/s)", object_id, data.nbytes,
+                 seconds, data.nbytes / max(seconds, 1e-9) / 1e9)
         return SpillRecord(path, data.nbytes, crc)
 
     def read_into(self, object_id: str, record: SpillRecord, target: memoryview) -> None:
@@ -65,8 +74,11 @@ class Spiller:
         if crc != record.crc:
             raise ObjectCorruptedError(object_id, f"its spill file {record.path} fails its "
                                                   f"checksum (corrupted on disk)")
+        seconds = time.perf_counter() - start
         self.restored_bytes += record.nbytes
-        self.restore_seconds += time.perf_counter() - start
+        self.restore_seconds += seconds
+        log.info("restored %s: %d bytes in %.3f s (%.2f GB/s)", object_id, record.nbytes,
+                 seconds, record.nbytes / max(seconds, 1e-9) / 1e9)
 
     def delete(self, record: SpillRecord) -> None:
         _remove(record.path)
@@ -75,37 +87,57 @@ class Spiller:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _write_file(path: str, data: memoryview) -> int:
-    crc = 0
+def _write_file(path: str, data: memoryview) -> tuple[int, ...]:
+    """Write ``data`` with positioned writes from several threads; per-chunk CRC-32s.
+
+    The first write of a spill file is bound by the kernel allocating page-cache pages,
+    which goes faster from several threads; os.pwrite and zlib.crc32 release the GIL.
+    """
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     try:
-        for offset in range(0, data.nbytes, CHUNK):
-            chunk = data[offset:offset + CHUNK]
-            crc = zlib.crc32(chunk, crc)
-            written = 0
-            while written < chunk.nbytes:
-                written += os.write(fd, chunk[written:])
+        os.ftruncate(fd, data.nbytes)
+        return tuple(_pool().map(lambda start: _write_chunk(fd, data, start),
+                                 range(0, data.nbytes, CHUNK)))
     finally:
         os.close(fd)
-    return crc
 
 
-def _read_file(path: str, target: memoryview) -> int:
-    crc = 0
+def _write_chunk(fd: int, data: memoryview, start: int) -> int:
+    chunk = data[start:start + CHUNK]
+    written = 0
+    while written < chunk.nbytes:
+        written += os.pwrite(fd, chunk[written:], start + written)
+    return zlib.crc32(chunk)
+
+
+def _read_file(path: str, target: memoryview) -> tuple[int, ...]:
+    """Read back into ``target`` from several threads; the CRC-32 of each chunk."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        for offset in range(0, target.nbytes, CHUNK):
-            chunk = target[offset:offset + CHUNK]
-            got = 0
-            while got < chunk.nbytes:
-                n = os.readv(fd, [chunk[got:]])
-                if n == 0:
-                    return -1          # truncated: can match no CRC-32
-                got += n
-            crc = zlib.crc32(chunk, crc)
+        if os.fstat(fd).st_size != target.nbytes:
+            return (-1,)                      # truncated or grown: can match no record
+        return tuple(_pool().map(lambda start: _read_chunk(fd, target, start),
+                                 range(0, target.nbytes, CHUNK)))
     finally:
         os.close(fd)
-    return crc
+
+
+def _read_chunk(fd: int, target: memoryview, start: int) -> int:
+    chunk = target[start:start + CHUNK]
+    got = 0
+    while got < chunk.nbytes:
+        n = os.preadv(fd, [chunk[got:]], start + got)
+        if n == 0:
+            return -1
+        got += n
+    return zlib.crc32(chunk)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _threads
+    if _threads is None:
+        _threads = ThreadPoolExecutor(SPILL_THREADS, thread_name_prefix="plait-spill")
+    return _threads
 
 
 def _remove(path: str) -> None:
