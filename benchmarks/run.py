@@ -9,7 +9,9 @@ The parent process never imports any of the systems: it starts one fresh
 subprocess per system (``run.py --system NAME --json``), one after the other,
 so systems cannot interfere (2 cores!) and W8 sees a truly cold start.
 Workloads that need a bounded store (W6, W7, W9) get one more subprocess per
-store size (``--store-memory BYTES``), after the default-store one.  A child
+store size (``--store-memory BYTES``), after the default-store one, and those
+that start their own multi-node clusters (W10, W11, W12) one each
+(``--own-clusters``), last.  A child
 reports one JSON line per workload as soon as it finishes, so a crash or a
 timeout only loses the workloads that had not finished.  The parent prints a
 markdown table of medians with plait/peer ratios and writes all samples to
@@ -35,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from workloads import ALL_WORKLOADS, Config, group_by_store  # noqa: E402  (light: numpy only)
+from workloads import OWN, ALL_WORKLOADS, Config, group_by_setup  # noqa: E402  (light: numpy only)
 
 SYSTEM_NAMES = ["plait", "ray", "dask"]
 MARK = "@@plait-bench@@ "  # prefixes protocol lines; anything else on stdout is noise
@@ -62,6 +64,9 @@ def parse_args(argv=None):
     p.add_argument("--store-memory", type=int, default=None, metavar="BYTES",
                    help="with --system: start with a store of this size for every workload "
                         "(the parent passes it for W6/W7/W9; default: each workload's own)")
+    p.add_argument("--own-clusters", action="store_true",
+                   help="with --system: start nothing; the workloads (W10-W12) start and "
+                        "stop their own clusters (the parent passes it for those)")
     args = p.parse_args(argv)
     args.systems = _split(args.systems, SYSTEM_NAMES, "system")
     args.workloads = _split(args.workloads, ALL_WORKLOADS, "workload")
@@ -85,17 +90,17 @@ def _err(exc):
 # Child: run every selected workload on one system, in this process.
 
 
-def run_system(name, workloads, cfg, emit, store_memory=None):
+def run_system(name, workloads, cfg, emit, setup=None):
     """Load, start (timed: W8), measure idle memory, run workloads, stop.
 
-    Every failure is reported through ``emit`` rather than raised, so the
-    parent always gets as much as could be measured.  A system without an
-    equivalent (``Unsupported``, from start or a workload) is reported as
-    skipped: the table shows n/a.
+    ``setup``: None (default store), a store size in bytes, or ``OWN`` (start
+    nothing: the workloads start and stop their own clusters).  Every failure is
+    reported through ``emit`` rather than raised, so the parent always gets as much
+    as could be measured.  A system without an equivalent (``Unsupported``, from
+    start or a workload) is reported as skipped: the table shows n/a.
     """
     import procmem
     from systems import SYSTEMS, Unsupported
-    from workloads import WORKLOADS
 
     s = SYSTEMS[name]()
     t0 = perf_counter()
@@ -106,10 +111,13 @@ def run_system(name, workloads, cfg, emit, store_memory=None):
         return
     import_s = perf_counter() - t0
     emit({"type": "meta", "version": s.version})
+    if setup == OWN:
+        _run_workloads(s, workloads, cfg, emit)
+        return
 
     t0 = perf_counter()
     try:
-        s.start(store_memory)
+        s.start(setup)
     except Unsupported as e:
         for w in workloads:
             emit({"type": "skipped", "workload": w, "reason": str(e)})
@@ -127,23 +135,28 @@ def run_system(name, workloads, cfg, emit, store_memory=None):
             time.sleep(cfg.w8_idle_s)
             emit({"type": "rows", "workload": "W8", "rows": _w8_rows(init_s, import_s),
                   "procs": procmem.tree_memory()["procs"]})
-        for w in workloads:
-            if w == "W8":
-                continue
-            gc.collect()
-            t0 = perf_counter()
-            try:
-                rows = WORKLOADS[w](s, cfg)
-            except Unsupported as e:
-                emit({"type": "skipped", "workload": w, "reason": str(e)})
-            except Exception as e:
-                emit({"type": "error", "workload": w, "error": _err(e),
-                      "traceback": traceback.format_exc()})
-            else:
-                emit({"type": "rows", "workload": w, "rows": rows,
-                      "wall_s": perf_counter() - t0})
+        _run_workloads(s, [w for w in workloads if w != "W8"], cfg, emit)
     finally:
         _stop(s, emit)
+
+
+def _run_workloads(s, workloads, cfg, emit):
+    from systems import Unsupported
+    from workloads import WORKLOADS
+
+    for w in workloads:
+        gc.collect()
+        t0 = perf_counter()
+        try:
+            rows = WORKLOADS[w](s, cfg)
+        except Unsupported as e:
+            emit({"type": "skipped", "workload": w, "reason": str(e)})
+        except Exception as e:
+            emit({"type": "error", "workload": w, "error": _err(e),
+                  "traceback": traceback.format_exc()})
+        else:
+            emit({"type": "rows", "workload": w, "rows": rows,
+                  "wall_s": perf_counter() - t0})
 
 
 def _w8_rows(init_s, import_s):
@@ -173,10 +186,12 @@ def child_main(args):
     # Turn the parent's SIGTERM (timeout) into SystemExit so `finally` shuts
     # the cluster down instead of orphaning its processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if args.store_memory is not None:
+    if args.own_clusters:
+        groups = [(OWN, args.workloads)]
+    elif args.store_memory is not None:
         groups = [(args.store_memory, args.workloads)]
-    else:  # one start per store size, in this process (the parent uses a child each)
-        groups = group_by_store(args.workloads, args.cfg)
+    else:  # one start per setup, in this process (the parent uses a child each)
+        groups = group_by_setup(args.workloads, args.cfg)
     if args.json:
         def emit(msg):
             print(MARK + json.dumps(msg), flush=True)
@@ -185,8 +200,8 @@ def child_main(args):
 
         def emit(msg):
             apply(record, msg)
-    for store, workloads in groups:
-        run_system(args.system, workloads, args.cfg, emit, store)
+    for setup, workloads in groups:
+        run_system(args.system, workloads, args.cfg, emit, setup)
     if not args.json:
         print(render({args.system: record}, [args.system], args.workloads))
 
@@ -213,30 +228,33 @@ def apply(record, msg):
 
 
 def run_children(name, args):
-    """One child per store size (default store first, so W8 is cold), merged
-    into one record; the per-child details are kept under ``children``."""
+    """One child per setup (default store first, so W8 is cold; then one per
+    bounded-store size; then one per own-cluster workload), merged into one record;
+    the per-child details are kept under ``children``."""
     record = new_record()
     record["children"] = []
-    for store, workloads in group_by_store(args.workloads, args.cfg):
-        child = run_child(name, args, workloads, store)
+    for setup, workloads in group_by_setup(args.workloads, args.cfg):
+        child = run_child(name, args, workloads, setup)
         record["workloads"].update(child.pop("workloads"))
         version = child.pop("version")
         record["version"] = record["version"] or version
         if not child["available"]:
             record.update(available=False, error=child["error"])
-        record["children"].append({"store_memory": store, "workloads": workloads, **child})
+        record["children"].append({"setup": setup, "workloads": workloads, **child})
         if not record["available"]:  # the next child would fail the same import
             break
     record["wall_s"] = sum(c["wall_s"] for c in record["children"])
     return record
 
 
-def run_child(name, args, workloads, store_memory=None):
+def run_child(name, args, workloads, setup=None):
     """Run ``run.py --system NAME --json`` in a fresh process and collect its record."""
     cmd = [sys.executable, os.path.abspath(__file__), "--system", name, "--json",
            "--workloads", ",".join(workloads)]
-    if store_memory is not None:
-        cmd += ["--store-memory", str(store_memory)]
+    if setup == OWN:
+        cmd.append("--own-clusters")
+    elif setup is not None:
+        cmd += ["--store-memory", str(setup)]
     if args.repeat is not None:
         cmd += ["--repeat", str(args.repeat)]
     if args.quick:
@@ -335,11 +353,23 @@ def render(results, systems, workloads):
     notes = []
     not_applicable = {}  # (system, reason) -> workloads
 
-    def cell_error(name, w):
-        error = " ".join(results[name]["workloads"][w]["error"].split())
+    noted = {}  # (system, workload, message) -> note number
+
+    def cell_error(name, w, message=None):
+        """ERR[n] plus the error's kind the first time, ERR[n] after that."""
+        error = " ".join((message or results[name]["workloads"][w]["error"]).split())
+        key = (name, w, error)
+        if key in noted:
+            return f"ERR[{noted[key]}]"
         notes.append(f"{name} {w}: {error[:500]}")
-        kind = notes[-1].split(": ", 1)[1].split(":")[0][:30]
+        noted[key] = len(notes)
+        kind = error.split(":")[0][:30]
         return f"ERR[{len(notes)}] {kind}"
+
+    def not_available(name, w, reason):
+        ws = not_applicable.setdefault((name, reason), [])
+        ws += [] if w in ws else [w]
+        return "n/a"
 
     for w in workloads:
         metrics = {}  # (metric, unit, better) in first-seen order
@@ -348,7 +378,6 @@ def render(results, systems, workloads):
                 metrics.setdefault(r["metric"], (r["unit"], r["better"]))
         if not metrics:
             metrics = {"(no result)": ("", None)}
-        errored = set()
         for metric, (unit, better) in metrics.items():
             medians, cells = {}, []
             for n in systems:
@@ -357,17 +386,19 @@ def render(results, systems, workloads):
                 if not rec["available"]:
                     cells.append("unavailable")
                 elif "error" in wres:
-                    cells.append(cell_error(n, w) if n not in errored else f"ERR[{len(notes)}]")
-                    errored.add(n)
+                    cells.append(cell_error(n, w))
                 elif "skipped" in wres:
-                    cells.append("n/a")
-                    ws = not_applicable.setdefault((n, wres["reason"]), [])
-                    ws += [] if w in ws else [w]
+                    cells.append(not_available(n, w, wres["reason"]))
                 else:  # a metric only some systems report (e.g. plait's own spill figures)
-                    m = next((r["median"] for r in wres.get("rows", [])
-                              if r["metric"] == metric), None)
-                    medians[n] = m
-                    cells.append("n/a" if m is None else fmt(m))
+                    r = next((r for r in wres.get("rows", []) if r["metric"] == metric), None)
+                    if r is not None and r.get("error"):      # this row failed, others stand
+                        cells.append(cell_error(n, w, r["error"]))
+                    elif r is not None and r.get("na"):       # no equivalent, with a reason
+                        cells.append(not_available(n, w, r["na"]))
+                    else:
+                        m = None if r is None else r["median"]
+                        medians[n] = m
+                        cells.append("n/a" if m is None else fmt(m))
             for p in peers:
                 a, b = medians.get("plait"), medians.get(p)
                 cells.append(fmt_ratio(a / b) if better and a is not None and b else "—")

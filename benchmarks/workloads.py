@@ -1,10 +1,14 @@
-"""The workloads W1-W7 and W9 (W8, cold init + idle memory, is measured by
+"""The workloads W1-W7 and W9-W12 (W8, cold init + idle memory, is measured by
 run.py right after start, before any task runs).
 
 W6, W7 and W9 need a bounded store: ``STORE_FOR`` names the Config field
 holding the store size each one starts with, and run.py runs them in a child
-of their own per store size (``group_by_store``), so that every other workload
+of their own per store size (``group_by_setup``), so that every other workload
 keeps the system's default store and W8 stays a cold start.
+
+W10, W11 and W12 need several nodes (``OWN_CLUSTERS``): run.py starts nothing
+for them; each starts and stops its own clusters through ``System.cluster``,
+in a child of its own.
 
 Each workload takes a ``System`` adapter and a ``Config`` and returns a list of
 rows ``{"metric", "unit", "better", "median", "samples"}``.  Warm-ups happen
@@ -20,7 +24,9 @@ from time import perf_counter
 
 import numpy as np
 
-from bench_tasks import compute, inc, noop, total
+from bench_tasks import (compute, first_element, inc, make_block, mapper, noop, reducer,
+                         seed_compute, total)
+from systems import Unsupported
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -46,6 +52,14 @@ class Config:
     w7_window: int = 1000
     w9_store: int = 2 * GiB
     w9_size: int = 1 * GiB
+    w10_size: int = 512 * MiB
+    w10_settle_s: float = 0.25
+    w11_size: int = 64 * MiB
+    w11_settle_s: float = 0.2
+    w12_sizes: tuple = (10_000, 100_000)
+    w12_big_repeat: int = 3                 # repeats for sizes >= 100,000 (seconds each)
+    w12_live_tasks: int = 10_000
+    w12_input: int = 64 * MiB
     spill_settle_s: float = 1.0
     w8_idle_s: float = 1.0
     get_timeout: float = 120.0
@@ -58,7 +72,10 @@ class Config:
                       w3_warmup=50, w4_chain=50, w5_size=32 * MiB,
                       w6_store=256 * MiB, w6_size=64 * MiB,
                       w7_store=256 * MiB, w7_objects=2000, w7_window=200,
-                      w9_store=256 * MiB, w9_size=128 * MiB, spill_settle_s=0.5)
+                      w9_store=256 * MiB, w9_size=128 * MiB, spill_settle_s=0.5,
+                      w10_size=64 * MiB, w10_settle_s=0.2, w11_size=8 * MiB,
+                      w11_settle_s=0.1, w12_sizes=(1000, 10_000), w12_live_tasks=1000,
+                      w12_input=8 * MiB)
         else:
             cfg = cls()
         if repeat is not None:
@@ -70,18 +87,33 @@ class Config:
 # holding its size.  Every other workload runs with the system's default store.
 STORE_FOR = {"W6": "w6_store", "W7": "w7_store", "W9": "w9_store"}
 
+# Workloads that start (and stop) their own multi-node clusters: run.py starts
+# nothing for them, and gives each a child of its own.
+OWN_CLUSTERS = ("W10", "W11", "W12")
+OWN = "own"
 
-def group_by_store(workloads, cfg):
-    """Split workloads into runs that share a store size, default store first.
 
-    >>> group_by_store(["W6", "W1", "W9", "W8", "W7"], Config())
-    [(None, ['W1', 'W8']), (1073741824, ['W6']), (2147483648, ['W9', 'W7'])]
+def group_by_setup(workloads, cfg):
+    """Split workloads into runs that share a setup: the default store first, then
+    one per bounded-store size (bytes), then each own-cluster workload alone (``OWN``).
+
+    >>> for group in group_by_setup(["W6", "W10", "W1", "W9", "W8", "W7", "W12"], Config()):
+    ...     print(group)
+    (None, ['W1', 'W8'])
+    (1073741824, ['W6'])
+    (2147483648, ['W9', 'W7'])
+    ('own', ['W10'])
+    ('own', ['W12'])
     """
     groups = {None: []}
+    own = []
     for w in workloads:
+        if w in OWN_CLUSTERS:
+            own.append((OWN, [w]))
+            continue
         store = getattr(cfg, STORE_FOR[w]) if w in STORE_FOR else None
         groups.setdefault(store, []).append(w)
-    return [(store, ws) for store, ws in groups.items() if ws]
+    return [(store, ws) for store, ws in groups.items() if ws] + own
 
 
 def size_label(nbytes):
@@ -98,6 +130,24 @@ def size_label(nbytes):
 def row(metric, unit, better, samples, **extra):
     return {"metric": metric, "unit": unit, "better": better,
             "median": statistics.median(samples), "samples": samples, **extra}
+
+
+def na_row(metric, unit, better, reason):
+    """A row this system has no equivalent for (its cell shows n/a, the reason is
+    listed under the table)."""
+    return {"metric": metric, "unit": unit, "better": better, "median": None,
+            "samples": [], "na": reason}
+
+
+def error_row(metric, unit, better, error, tb=None):
+    """A row whose measurement raised, while the workload's other rows stand (its cell
+    shows ERR[n], the message is listed under the table)."""
+    return {"metric": metric, "unit": unit, "better": better, "median": None,
+            "samples": [], "error": error, "traceback": tb}
+
+
+def _err(exc):
+    return f"{type(exc).__name__}: {exc}".strip()
 
 
 def settle(seconds):
@@ -360,6 +410,213 @@ def w9_get_under_pressure(s, cfg):
     return rows
 
 
+# W10's transports: (System.cluster transport, row label).  Who has which is in
+# the adapters' ``cluster`` docstrings.
+W10_TRANSPORTS = (
+    ("shm", "same host, shared memory"),
+    ("tcp", "TCP loopback, unencrypted"),
+    ("encrypted", "TCP loopback, encrypted (plait CurveZMQ, Dask TLS)"),
+)
+
+
+def w10_cross_node(s, cfg):
+    """One large object made by a task on node-1, read by a task pinned on node-0.
+
+    Per transport (``W10_TRANSPORTS``), on a fresh 2-node cluster: each round makes a
+    new object on node-1 (``make_block``, element 0 = the round) and waits until it
+    exists (untimed), then times the consumer: submitting ``first_element(x)`` pinned
+    on node-0 and getting its value.  That time covers the copy to node-0 plus a task
+    round trip; size / time is the end-to-end rate.  Where the system reports it
+    (``System.trace``), the copy alone (bytes / its own start-to-end, as the receiving
+    node recorded it) and the consumer task's own run time are reported too.  Round 0
+    is a warm-up (worker imports, and the first touch of the destination store's
+    pages): its sample is kept in the JSON, not in the median.
+
+    A transport one system lacks, or a variant that fails, gives n/a or ERR rows for
+    that transport only; the others still run.
+    """
+    size = cfg.w10_size
+    label = size_label(size)
+    rows = []
+    for transport, what in W10_TRANSPORTS:
+        metrics = [(f"{what}: {label} node-1 → node-0, consumer submit + get", "GB/s", "higher"),
+                   (f"{what}: the copy alone, self-reported", "GB/s", "higher"),
+                   (f"{what}: consumer task alone, self-reported", "ms", "lower")]
+        try:
+            samples = _w10_rounds(s, cfg, transport)
+        except Unsupported as e:
+            rows += [na_row(*m, reason=str(e)) for m in metrics]
+            continue
+        except Exception as e:
+            import traceback
+            tb = traceback.format_exc()
+            rows += [error_row(*m, error=_err(e), tb=tb) for m in metrics]
+            continue
+        for m, (values, warmup) in zip(metrics, samples, strict=True):
+            if values is None:
+                rows.append(na_row(*m, reason=f"{s.name} reports no per-task or "
+                                              f"per-transfer times to the driver"))
+            else:
+                rows.append(row(*m, values, warmup=warmup))
+    return rows
+
+
+def _w10_rounds(s, cfg, transport):
+    """(samples, warm-up sample) for each of W10's three rows; None where not reported."""
+    size = cfg.w10_size
+    e2e, copy, task = [], [], []
+    reported = True
+    with s.cluster(2, transport) as (head, other):
+        for i in range(cfg.repeat + 1):
+            x = s.submit_on(other, make_block, size, i)
+            s.wait_ready([x])
+            with s.trace() as recorded:
+                t0 = perf_counter()
+                value = s.get(s.submit_on(head, first_element, x), cfg.get_timeout)
+                seconds = perf_counter() - t0
+            if value != i:
+                raise AssertionError(f"the consumer read {value}, not {i}: wrong object")
+            e2e.append(size / seconds / 1e9)
+            if recorded is None:
+                reported = False
+            else:
+                copies = [t for t in recorded.transfers if t.nbytes >= size]
+                if len(copies) != 1:
+                    raise AssertionError(f"expected one copy of the {size_label(size)} object "
+                                         f"in the trace, got {recorded.transfers}")
+                copy.append(copies[0].gbps)
+                runs = [t for t in recorded.tasks if t.name == "first_element"]
+                if len(runs) != 1:
+                    raise AssertionError(f"expected one first_element task in the trace, "
+                                         f"got {recorded.tasks}")
+                task.append(runs[0].seconds * 1e3)
+            del x
+            settle(cfg.w10_settle_s)
+    out = [(e2e[1:], e2e[0])]
+    out += [(v[1:], v[0]) if reported else (None, None) for v in (copy, task)]
+    return out
+
+
+def w11_seed_across_nodes(s, cfg):
+    """The seed pattern (W2) on 3 nodes, with a large third input.
+
+    put two 32x32 arrays and a 64 MiB one, then ten ``seed_compute(x, y, big)``
+    tasks with no pins (plait: the compiler places them; Ray, Dask: their default
+    scheduling), one get.  Timed: the whole thing, and the tasks + get alone.  Each
+    task also says where it ran (``bench_tasks.where``): the nodes used.  Where the
+    system reports transfers (plait's trace, Dask's transfer logs), the bytes moved
+    between nodes per round: the seed's promise is that the big object reaches each
+    node at most once, so at most 2 x 64 MiB on 3 nodes.  Fresh objects every round;
+    round 0 is a warm-up.
+    """
+    np.random.seed(0)
+    a, b = np.random.rand(32, 32), np.random.rand(32, 32)
+    big = random_array(cfg.w11_size, seed=3)
+    big[0] = 7.0
+    expected = int(np.matmul(a, b).sum()) + 7
+    whole, tasks, moved, used = [], [], [], []
+    reported = True
+    with s.cluster(3, "default"):
+        for i in range(cfg.repeat + 1):
+            with s.trace() as recorded:
+                t0 = perf_counter()
+                x, y, z = s.put(a), s.put(b), s.put(big)
+                t1 = perf_counter()
+                out = s.get([s.submit(seed_compute, x, y, z) for _ in range(10)],
+                            cfg.get_timeout)
+                t2 = perf_counter()
+            values = [v for v, _ in out]
+            if values != [expected] * 10:
+                raise AssertionError(f"seed_compute returned {values}, not {expected}")
+            if i > 0:
+                whole.append((t2 - t0) * 1e3)
+                tasks.append((t2 - t1) * 1e3)
+                used.append(len({node for _, node in out}))
+                if recorded is None:
+                    reported = False
+                else:
+                    moved.append(recorded.bytes_moved / MiB)
+            del x, y, z, out
+            settle(cfg.w11_settle_s)
+    big_label = size_label(cfg.w11_size)
+    rows = [row(f"put 2 x 32x32 + {big_label}, 10 tasks, get (3 nodes)", "ms", "lower", whole),
+            row("10 tasks + get alone (after the puts)", "ms", "lower", tasks),
+            row("nodes that ran a task (of 3)", "count", None, used)]
+    limit = size_label(2 * cfg.w11_size)
+    if reported:
+        rows += [row(f"bytes moved between nodes, self-reported (promise ≤ {limit})",
+                     "MiB", None, moved),
+                 row("bytes moved, most in one round", "MiB", None, [max(moved)])]
+    else:
+        reason = f"{s.name} reports no transfers to the driver"
+        rows += [na_row(f"bytes moved between nodes, self-reported (promise ≤ {limit})",
+                        "MiB", None, reason),
+                 na_row("bytes moved, most in one round", "MiB", None, reason)]
+    return rows
+
+
+# W12's targets: tasks -> seconds.
+W12_TARGETS = {10_000: 0.5, 100_000: 5.0}
+
+
+def _target(n):
+    t = W12_TARGETS.get(n)
+    return f" (target < {t:g} s)" if t is not None else ""
+
+
+def w12_compile_time(s, cfg):
+    """plait's compiler: time to place a large graph (plait only).
+
+    Hand-built: ``System.map_reduce_graph`` (N/2 map tasks each reading one of 3
+    inputs held on 3 nodes, N/2 reduce tasks in a chain over the maps), then
+    ``compile_graph`` (``plait.compiler.compile(graph, view)``) timed alone, for each
+    N in ``w12_sizes``; building the graph is not timed.  End to end: on a live 3-node
+    cluster with the 3 inputs made on their nodes, the same shape as N ``.remote()``
+    calls (timed on their own row), then ``compile_refs`` (``plait.compile(last)``:
+    graph collection, one cluster-view round trip to the head, compile), not run.
+    """
+    rows = []
+    for n in cfg.w12_sizes:
+        graph = s.map_reduce_graph(n, cfg.w12_input)
+        repeat = cfg.repeat if n < 100_000 else min(cfg.repeat, cfg.w12_big_repeat)
+        times = []
+        for _ in range(repeat):
+            gc.collect()
+            t0 = perf_counter()
+            placed = s.compile_graph(graph)
+            times.append(perf_counter() - t0)
+            if placed != n:
+                raise AssertionError(f"the plan placed {placed} of {n} tasks")
+        del graph
+        rows.append(row(f"compile {n:,} tasks, hand-built graph{_target(n)}", "s", "lower",
+                        times))
+    n = cfg.w12_live_tasks
+    remote_s, compile_s = [], []
+    with s.cluster(3, "default") as nodes:
+        inputs = [s.submit_on(node, make_block, cfg.w12_input, k) for k, node in enumerate(nodes)]
+        s.wait_ready(inputs)
+        for i in range(cfg.repeat + 1):
+            gc.collect()
+            t0 = perf_counter()
+            maps = [s.submit(mapper, inputs[j % 3], j) for j in range(n // 2)]
+            acc = 0
+            for m in maps:
+                acc = s.submit(reducer, acc, m)
+            t1 = perf_counter()
+            placed = s.compile_refs([acc])
+            t2 = perf_counter()
+            if placed != n:
+                raise AssertionError(f"plait.compile placed {placed} of {n} tasks")
+            del maps, acc
+            if i > 0:                      # round 0: warm-up
+                remote_s.append(t1 - t0)
+                compile_s.append(t2 - t1)
+    rows += [row(f"plait.compile of {n:,} .remote() calls, live 3-node cluster{_target(n)}",
+                 "s", "lower", compile_s),
+             row(f"the {n:,} .remote() calls (not in compile)", "s", "lower", remote_s)]
+    return rows
+
+
 WORKLOADS = {
     "W1": w1_put_get,
     "W2": w2_tutorial,
@@ -369,5 +626,8 @@ WORKLOADS = {
     "W6": w6_spill_restore,
     "W7": w7_small_puts,
     "W9": w9_get_under_pressure,
+    "W10": w10_cross_node,
+    "W11": w11_seed_across_nodes,
+    "W12": w12_compile_time,
 }
-ALL_WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"]
+ALL_WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12"]
