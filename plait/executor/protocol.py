@@ -373,7 +373,6 @@ class Submit:
 
     functions: tuple[tuple[str, bytes], ...]
     tasks: tuple[TaskSpec, ...]
-    releases: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -310,7 +310,7 @@ class Session:
                                     placement.node, placement.follows, placement.priority,
                                     node.node is not None,
                                     _retry_exceptions(task.options.retry_exceptions)))
-        self.conn.send(p.Submit(tuple(functions), tuple(specs), tuple(plan.releases.items())))
+        self.conn.send(p.Submit(tuple(functions), tuple(specs)))
         for task in tasks.values():
             task.submitted = True
             task.forget_inputs()

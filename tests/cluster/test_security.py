@@ -93,8 +93,7 @@ def submit(path: Path, target: Target, port: str) -> bytes:
     spec = p.TaskSpec(id=task, function_id="touch@rogue", function_name="touch",
                       payload=cloudpickle.dumps(((str(path),), {}), protocol=5), deps=(),
                       nested=(), outputs=(task,), max_retries=0, node="node-0")
-    return p.encode(p.Submit((("touch@rogue", cloudpickle.dumps(touch, protocol=5)),), (spec,),
-                             ()))
+    return p.encode(p.Submit((("touch@rogue", cloudpickle.dumps(touch, protocol=5)),), (spec,)))
 
 
 def read(path: Path, target: Target, port: str) -> bytes:
