@@ -22,7 +22,7 @@ from plait.errors import (ClusterError, DeserializationError, GetTimeoutError,
                           HeadUnavailableError, InvalidOptionError, NotInitializedError,
                           ObjectCorruptedError, ObjectFreedError, ObjectLostError,
                           ObjectStoreFullError, ObjectTooLargeError, OutOfMemoryError,
-                          PlaitError, PlanError,
+                          PlaitError, PlanError, ReconstructionFailedError,
                           SerializationError, TaskCancelledError, TaskError,
                           WorkerCrashedError)
 from plait.graph.refs import ObjectRef
@@ -47,6 +47,7 @@ __all__ = [
     "PlaitError",
     "Plan",
     "PlanError",
+    "ReconstructionFailedError",
     "RemoteFunction",
     "SerializationError",
     "TaskCancelledError",

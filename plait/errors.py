@@ -12,6 +12,7 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     ├── DeserializationError          a value pickled but could not be rebuilt where it landed
     ├── ObjectLostError               no copy of an object is reachable any more
     │   ├── ObjectFreedError          ... because it was released with plait.free
+    │   ├── ReconstructionFailedError ... and re-running its task failed or ran out of tries
     │   └── ObjectCorruptedError      ... because its spilled copy failed its checksum
     ├── ObjectStoreFullError (MemoryError)  the store cannot make room for an object
     │   └── ObjectTooLargeError       ... and never could: the object exceeds the whole store
@@ -45,6 +46,7 @@ __all__ = [
     "ObjectTooLargeError",
     "OutOfMemoryError",
     "PlaitError",
+    "ReconstructionFailedError",
     "PlanError",
     "SerializationError",
     "TaskCancelledError",
@@ -189,6 +191,10 @@ class ObjectLostError(PlaitError):
 
 class ObjectFreedError(ObjectLostError):
     """The object was released early with plait.free and cannot be read again."""
+
+
+class ReconstructionFailedError(ObjectLostError):
+    """The object was lost and rebuilding it from its task's lineage ran out of tries."""
 
 
 class ObjectCorruptedError(ObjectLostError):

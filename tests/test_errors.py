@@ -27,6 +27,7 @@ SAMPLES: dict[type, BaseException] = {
     errors.ObjectFreedError: errors.ObjectFreedError("put-4", "released early"),
     errors.ObjectCorruptedError: errors.ObjectCorruptedError("put-5", "bad checksum"),
     errors.TaskCancelledError: errors.TaskCancelledError("inc-7"),
+    errors.ReconstructionFailedError: errors.ReconstructionFailedError("inc-8", "re-run twice"),
     errors.OutOfMemoryError: errors.OutOfMemoryError("grow", "grow-1", ["node-0 worker 0 killed"]),
     errors.ObjectStoreFullError: errors.ObjectStoreFullError("full"),
     errors.ObjectTooLargeError: errors.ObjectTooLargeError("too large"),
@@ -45,6 +46,7 @@ BUILTIN_PARENTS = {
     errors.NotInitializedError: RuntimeError, errors.ObjectFreedError: errors.ObjectLostError,
     errors.ObjectTooLargeError: errors.ObjectStoreFullError,
     errors.ObjectCorruptedError: errors.ObjectLostError,
+    errors.ReconstructionFailedError: errors.ObjectLostError,
     errors.HeadUnavailableError: errors.ClusterError,
 }
 

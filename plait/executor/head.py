@@ -23,7 +23,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
 from plait.compiler.view import ClusterView, NodeView, ObjectInfo
-from plait.errors import ObjectLostError, TaskCancelledError, WorkerCrashedError
+from plait.errors import (ObjectLostError, ReconstructionFailedError, TaskCancelledError,
+                          WorkerCrashedError)
 from plait.executor import protocol as p
 from plait.executor.directory import Directory
 from plait.executor.node import Node
@@ -57,6 +58,7 @@ class Gather:
     waiting: set[str]
     parts: dict[str, tuple] = field(default_factory=dict)
     asked: dict[str, tuple[str, ...]] = field(default_factory=dict)   # node -> objects
+    origin: p.Pin | None = None      # the client's request, to ask again if a node dies
 
 
 class Head:
@@ -77,6 +79,9 @@ class Head:
         self.node_failures: dict[str, list[str]] = defaultdict(list)
         self.task_puts: dict[str, list[str]] = defaultdict(list)
         self.readers_of: dict[str, set[str]] = defaultdict(set)   # object -> assigned readers
+        self.lineage: dict[str, p.TaskSpec] = {}   # stored result -> the task that made it
+        self.rebuilds: Counter[str] = Counter()    # task -> times re-run to rebuild a loss
+        self.waiting_pins: dict[str, list[tuple[Peer, p.Pin]]] = defaultdict(list)
         self.client_holds: dict[Peer, Counter[str]] = defaultdict(Counter)
         self.client_pins: dict[Peer, Counter[tuple[str, str]]] = defaultdict(Counter)
         self.moving: dict[str, str] = {}          # task being revoked -> where it will go
@@ -250,6 +255,10 @@ class Head:
         """Pin each stored object on a node holding it; answer when all nodes have."""
         by_node: dict[str, list[str]] = defaultdict(list)
         direct: dict[str, p.ObjectValue] = {}
+        if any(self.directory.lookup(oid) is None for oid in message.object_ids):
+            pending = next(oid for oid in message.object_ids if self.directory.lookup(oid) is None)
+            self.waiting_pins[pending].append((peer, message))   # rebuilt after a loss
+            return
         for oid in message.object_ids:
             value = self.directory.lookup(oid)
             holders = sorted(self.locations.get(oid, ()), key=self.node_order)
@@ -259,7 +268,7 @@ class Head:
                 direct[oid] = value if value is not None else p.Failed(
                     pickle.dumps(ObjectLostError(oid, "it is not ready")))
         gather = Gather(p.Pinned, peer, message.request, set(by_node),
-                        {"": tuple(direct.items())})
+                        {"": tuple(direct.items())}, origin=message)
         request = next(self.requests)
         self.gathers[request] = gather
         for node, oids in by_node.items():
@@ -395,6 +404,8 @@ class Head:
 
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
         for oid, value in outputs:
+            if isinstance(value, p.Stored):
+                self.lineage[oid] = spec
             self.object_done(oid, value)
         for oid in self.task_puts.pop(spec.id, ()):
             self.directory.release(oid)
@@ -501,9 +512,12 @@ class Head:
             self.locations.setdefault(object_id, set()).add(value.node)
         for peer in self.directory.set_value(object_id, value):
             self.notify(peer, object_id, value)
+        for peer, pin in self.waiting_pins.pop(object_id, ()):
+            self.on_Pin(peer, pin)                  # it was being rebuilt: answer now
 
     def reclaim(self, object_id: str, value: p.ObjectValue) -> None:
         """The object's last holder and reader are gone: every copy goes."""
+        self.lineage.pop(object_id, None)
         holders = self.locations.pop(object_id, set())
         if isinstance(value, p.Stored):
             holders.add(value.node)
@@ -530,13 +544,23 @@ class Head:
         self.lose_objects(node, reason)
         self.retry_tasks_of(node, reason)
         for request, gather in list(self.gathers.items()):
-            if node in gather.waiting:
-                lost = p.Failed(pickle.dumps(ObjectLostError("?", f"{node} died ({reason})")))
-                self.gather_part(request, node, tuple((oid, lost)
-                                                      for oid in gather.asked.get(node, ())))
+            if node not in gather.waiting:
+                continue
+            if gather.origin is not None:            # pins: ask again, objects may be rebuilt
+                del self.gathers[request]
+                for other, part in gather.parts.items():      # undo pins already taken
+                    pins = tuple((other, oid) for oid, v in part if isinstance(v, p.Located))
+                    if pins:
+                        self.to_node(other, p.Unpin(pins))
+                self.on_Pin(gather.peer, gather.origin)
+                continue
+            self.gather_part(request, node, ())
         self.cleanup_segments(record.info)
 
     def lose_objects(self, node: str, reason: str) -> None:
+        """Objects on a dead node: a replica survives, or the task that made it runs again
+        (lineage), or, for a put, it is lost for good."""
+        rebuild: dict[str, p.TaskSpec] = {}
         for oid, holders in list(self.locations.items()):
             if node not in holders:
                 continue
@@ -546,9 +570,32 @@ class Head:
                 if entry is not None and isinstance(entry.value, p.Stored) and holders:
                     entry.value = replace(entry.value, node=sorted(holders)[0])
                 continue
-            error = ObjectLostError(oid, f"its only copy was on {node}, which died ({reason})")
-            entry.value = p.Failed(pickle.dumps(error))
             del self.locations[oid]
+            spec = self.lineage.pop(oid, None)
+            if spec is None:
+                error = ObjectLostError(oid, f"its only copy was on {node}, which died ({reason})")
+                entry.value = p.Failed(pickle.dumps(error))
+                continue
+            entry.value = None                       # pending again: waiters wait
+            rebuild[spec.id] = spec
+        for spec in rebuild.values():
+            self.rebuild(spec, node, reason)
+
+    def rebuild(self, spec: p.TaskSpec, node: str, reason: str) -> None:
+        """Run a finished task again because its result was lost (within max_retries)."""
+        self.rebuilds[spec.id] += 1
+        if 0 <= spec.max_retries < self.rebuilds[spec.id]:
+            error = ReconstructionFailedError(spec.outputs[0], f"{spec.id} was re-run "
+                                              f"{spec.max_retries} time(s) already; {node} "
+                                              f"died ({reason})")
+            for oid in spec.outputs:
+                if oid in self.directory.entries and self.directory.entries[oid].value is None:
+                    self.object_done(oid, p.Failed(pickle.dumps(error)))
+            return
+        target = spec.node if spec.node in self.nodes else self.least_loaded()
+        again = replace(spec, node=target, pinned=False)
+        if self.accept(again):
+            self.assign(target, [again], {})
 
     def retry_tasks_of(self, node: str, reason: str) -> None:
         alive = [n for n, r in self.nodes.items() if r.info.workers > 0]

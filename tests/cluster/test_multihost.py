@@ -52,6 +52,10 @@ DRIVER = textwrap.dedent("""
         return data(seed, nbytes)
 
     @plait.remote
+    def put_there(seed, nbytes):        # a put has no lineage: losing it is for good
+        return [plait.put(data(seed, nbytes))]
+
+    @plait.remote
     def crc(array):
         from plait.executor.hostid import host_id
         return zlib.crc32(array), host_id()
@@ -75,7 +79,7 @@ DRIVER = textwrap.dedent("""
     say(expected=zlib.crc32(data(1, 64 * MiB)), sums=sums, driver=zlib.crc32(plait.get(big)),
         memory=plait.memory_summary())
 
-    only2 = plait.persist(make.options(node="node-2").remote(2, 64 * MiB))
+    (only2,) = plait.get(put_there.options(node="node-2").remote(2, 64 * MiB))
     stuck = blocked.options(node="node-2").remote(gate, marks)
     plait.wait([stuck], timeout=0)                 # submitted; it blocks on node-2
     say(step="blocked")
@@ -225,11 +229,11 @@ LOST_DRIVER = textwrap.dedent("""
     gate = sys.argv[1]
 
     @plait.remote
-    def make(nbytes):
-        return np.ones(nbytes, dtype=np.uint8)
+    def make(nbytes):                   # a put inside a task: no lineage to rebuild it from
+        return [plait.put(np.ones(nbytes, dtype=np.uint8))]
 
     plait.init(address="auto")
-    ref = plait.persist(make.options(node="node-1").remote(8 << 20))    # known to be on node-1
+    (ref,) = plait.get(make.options(node="node-1").remote(8 << 20))     # known to be on node-1
     print(json.dumps({"step": "stored"}), flush=True)
     deadline = time.monotonic() + 60
     while not os.path.exists(gate) and time.monotonic() < deadline:

@@ -96,11 +96,15 @@ def wait_for(path):
     return os.getpid()
 
 
+@plait.remote
+def put_inside(n):
+    return [plait.put(np.full(n, 5.0))]          # a put has no lineage to rebuild it from
+
+
 def test_a_dead_node_is_noticed_its_tasks_retried_and_its_objects_lost(fresh, tmp_path):
     plait.init(num_nodes=2, num_workers=1)
     victim = plait.nodes()[1]
-    only_there = make.options(node="node-1").remote(MIB, 7.0)
-    plait.persist(only_there)
+    (only_there,) = plait.get(put_inside.options(node="node-1").remote(MIB))
     release = tmp_path / "go"
     stuck = wait_for.options(node="node-1", max_retries=1).remote(str(release))
     plait.wait([stuck], num_returns=0)                 # submitted: queued or running there
@@ -189,3 +193,26 @@ def test_readers_of_a_result_that_came_out_big_move_to_it_instead_of_copying(fre
         assert plait.get(reader) == 1.0
     ran_on = {e.task_id: e.node for e in t.tasks}
     assert ran_on[reader.id] == "node-1" and t.bytes_moved == 0
+
+
+def test_a_lost_task_result_is_rebuilt_from_its_lineage(fresh):
+    plait.init(num_nodes=2, num_workers=1)
+    victim = plait.nodes()[1]
+    made = make.options(node="node-1").remote(2 * MIB, 7.0)
+    plait.persist(made)
+    doubled = total.remote(made)                       # placed on node-1, next to its input
+    os.kill(victim.pid, signal.SIGKILL)
+    plait.memory_summary()                             # the head has seen node-1 go
+    assert plait.get(made, timeout=60)[0] == 7.0       # re-run on node-0
+    assert plait.get(doubled, timeout=60) == 7.0 * 2 * MIB
+
+
+def test_rebuilding_stops_after_max_retries(fresh):
+    plait.init(num_nodes=2, num_workers=1)
+    victim = plait.nodes()[1]
+    made = make.options(node="node-1", max_retries=0).remote(MIB, 1.0)
+    plait.persist(made)
+    os.kill(victim.pid, signal.SIGKILL)
+    plait.memory_summary()                             # the head has seen node-1 go
+    with pytest.raises(plait.ReconstructionFailedError):
+        plait.get(made, timeout=60)
