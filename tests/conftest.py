@@ -20,8 +20,8 @@ def leaked_segments() -> list[str]:
     return sorted(name for name in os.listdir("/dev/shm") if name.startswith(OUR_PREFIX))
 
 
-def leaked_processes() -> list[str]:
-    """Live processes whose command line names one of our sessions."""
+def processes() -> list[tuple[int, str, str]]:
+    """(pid, state, command line) of every process on the machine."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -31,9 +31,14 @@ def leaked_processes() -> list[str]:
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if OUR_PREFIX in cmdline and state != "Z":
-            found.append(f"{pid}: {cmdline[:120]}")
+        found.append((int(pid), state, cmdline))
     return found
+
+
+def leaked_processes() -> list[str]:
+    """Live processes whose command line names one of our sessions."""
+    return [f"{pid}: {cmdline[:120]}" for pid, state, cmdline in processes()
+            if OUR_PREFIX in cmdline and state != "Z"]
 
 
 def leaked_files() -> list[str]:

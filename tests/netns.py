@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.conftest import processes as _processes
+
 T = TypeVar("T")
 
 POLL_SECONDS = 0.05
@@ -142,21 +144,6 @@ def status_nodes(output: str) -> dict[str, str]:
 
 
 # -- leak checks for CLI clusters ------------------------------------------------------------
-
-def _processes() -> list[tuple[int, str, str]]:
-    """(pid, state, command line) of every process on the machine."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        found.append((int(pid), state, cmdline))
-    return found
-
 
 def command_lines() -> list[str]:
     """Command lines of every live process (what ``ps`` shows anyone on the machine)."""
