@@ -33,6 +33,7 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 LIVENESS_SLICE_MS = 100
 DRIVER_TIMEOUT_SECONDS = 3 * NODE_TIMEOUT_SECONDS   # a joined head silent this long is gone
+CLOSE_LINGER_MS = 500
 # Tasks run one per worker slot; their numeric libraries should not each start a thread
 # per core on top (Ray sets the same defaults for its workers).
 _THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -201,7 +202,9 @@ class Connection:
         raise ClusterError(f"the plait cluster did not answer within {START_TIMEOUT_S} s")
 
     def close(self) -> None:
-        self.sock.close(linger=0)
+        """Close; a joined cluster outlives us, so let the last Free (or Bye) get out."""
+        linger = 0 if isinstance(self.cluster, LocalCluster) else CLOSE_LINGER_MS
+        self.sock.close(linger=linger)
         self.ctx.term()
 
 
