@@ -10,7 +10,7 @@ def explain(plan: Plan) -> str:
     header = ("task", "function", "node", "stage", "inputs (where they live)", "moved", "why")
     rows = [header]
     for p in plan.placements.values():
-        inputs = ", ".join(f"{oid} {_size(nbytes)}@{'/'.join(nodes) or 'here'}"
+        inputs = ", ".join(f"{oid} {_size(nbytes)}@{'/'.join(nodes) or 'inline'}"
                            for oid, nbytes, nodes in p.inputs) or "-"
         why = f"{p.reason}; fused after {p.follows}" if p.follows else p.reason
         rows.append((p.task_id, p.function_name, p.node, str(p.stage), inputs,
