@@ -37,6 +37,7 @@ log = logging.getLogger("plait.node")
 
 MAX_BATCH = 64              # tasks per RunTasks message at most
 SYSTEM_MEMORY_FLOOR = 0.05  # below this fraction of RAM available, the largest worker goes
+WORKER_STOP_SECONDS = 5.0   # a busy worker stopped this long is taken for dead
 WORKER_STOP_GRACE = 2.0
 
 Send = Callable[[bytes, p.Message], None]      # (worker identity, message)
@@ -321,6 +322,9 @@ class Node:
             self.release_pins(task_id)
         if worker.oom:
             how = f"{self.id} worker {worker.index} (pid {worker.pid}) {worker.oom}"
+        elif worker.stopped_since:
+            how = (f"{self.id} worker {worker.index} (pid {worker.pid}) was stopped for "
+                   f"{WORKER_STOP_SECONDS:.0f} s and killed")
         if worker.cancelled:                  # killed by plait.cancel: nothing else is to blame
             for task_id, attempt in inflight:
                 self.table.requeue(task_id, attempt)
@@ -338,6 +342,17 @@ class Node:
         if state is not None:
             error = kind(state.spec.function_name, task_id, state.crashes)
             self.fail_task(task_id, pickle.dumps(error))
+
+    def watch_stopped(self, now: float) -> None:
+        """A busy worker stopped (SIGSTOP, a debugger) for WORKER_STOP_SECONDS is killed and
+        its task retried elsewhere; if it is ever continued it is already gone, not trusted."""
+        for worker in self.workers.values():
+            if not worker.inflight or worker.state() != "T":
+                worker.stopped_since = 0.0
+                continue
+            worker.stopped_since = worker.stopped_since or now
+            if now - worker.stopped_since >= WORKER_STOP_SECONDS:
+                os.kill(worker.pid, signal.SIGKILL)
 
     def watch_memory(self) -> None:
         """Kill a busy worker over its memory limit, or the largest one when the machine is

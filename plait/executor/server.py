@@ -184,6 +184,7 @@ class Server:
             if now - checked > PARENT_CHECK_SECONDS:
                 checked = now
                 self.node.watch_memory()
+                self.node.watch_stopped(now)
                 if self.config.parent_pid and os.getppid() != self.config.parent_pid:
                     self.node.stopping = True
 

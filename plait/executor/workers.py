@@ -38,6 +38,15 @@ class WorkerHandle:
     extra: bool = False              # started to stand in for a blocked worker
     retiring: bool = False           # told to stop: not to be replaced
     oom: str = ""                    # why plait killed it for its memory, if it did
+    stopped_since: float = 0.0       # when it was first seen stopped (SIGSTOP), 0 if not
+
+    def state(self) -> str:
+        """The process state letter from /proc ("T" when stopped by a signal)."""
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return "X"
 
     def rss(self) -> int:
         """Resident bytes of the worker process (0 once it is gone)."""

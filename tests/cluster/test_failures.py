@@ -212,3 +212,16 @@ def test_memory_monitor_kills_a_worker_over_its_limit_then_fails_the_task(fresh,
     assert isinstance(caught.value, MemoryError) and "too much memory" in str(caught.value)
     assert path.read_text() == "xx"                     # tried twice, under its own budget
     assert plait.get(inc.remote(1), timeout=30) == 2     # the node and a new worker go on
+
+
+@plait.remote
+def stop_first_time(path):
+    if not os.path.exists(path):
+        open(path, "w").close()
+        os.kill(os.getpid(), signal.SIGSTOP)      # hangs here until the node gives up on it
+    return "resumed elsewhere"
+
+
+def test_a_stopped_worker_is_taken_for_dead_and_its_task_retried(cluster, tmp_path):
+    ref = stop_first_time.remote(str(tmp_path / "stopped"))
+    assert plait.get(ref, timeout=60) == "resumed elsewhere"
