@@ -244,8 +244,7 @@ def nodes() -> list[Any]:
 def _runtime() -> Any:
     """The session, or inside a task the worker's runtime (which lends its slot to others
     while the task waits for tasks it submitted)."""
-    runtime = context.runtime()
-    return runtime
+    return context.runtime()
 
 
 context.install_starter(session)

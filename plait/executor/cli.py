@@ -34,6 +34,7 @@ from plait.executor.client import _THREAD_LIMITS, START_TIMEOUT_S, Connection, J
 from plait.executor.security import generate_key_file, is_loopback, load_key
 from plait.executor.server import NodeConfig
 from plait.store.arena import default_capacity
+from plait.store.spill import spill_directory
 
 DEFAULT_PORT = 7480
 STOP_GRACE_SECONDS = 10.0
@@ -137,7 +138,7 @@ def _address_towards(head: str) -> str:
 def _config(args: argparse.Namespace, session: str, node: str, bind: str,
             **addresses: str) -> NodeConfig:
     run_dir = tempfile.mkdtemp(prefix=f"plait-{session}-{node}-")
-    spill = os.path.join(tempfile.gettempdir(), f"plait-{session}-{node}-spill")
+    spill = spill_directory(session, node)
     return NodeConfig(session, node, args.num_workers, args.store_memory or default_capacity(),
                       run_dir, 0, spill, transfer_address=f"tcp://{bind}:*", **addresses)
 

@@ -28,6 +28,7 @@ from plait.executor.hostid import host_id
 from plait.executor.security import ClusterKey, secure_client
 from plait.executor.server import NodeConfig, ipc_addresses
 from plait.store.arena import SEGMENT_PREFIX, SHM_DIR
+from plait.store.spill import spill_directory
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -57,10 +58,7 @@ class LocalCluster:
         configs = []
         for index in range(num_nodes):
             node = f"node-{index}"
-            spill = None
-            if spill_dir is not None:
-                spill = os.path.join(os.path.abspath(spill_dir or tempfile.gettempdir()),
-                                     f"plait-{session}-{node}-spill")
+            spill = None if spill_dir is None else spill_directory(session, node, spill_dir)
             configs.append(NodeConfig(
                 session, node, num_workers, store_capacity, run_dir, os.getpid(), spill,
                 head_address="" if index == 0 else head_address,

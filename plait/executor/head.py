@@ -16,7 +16,6 @@ import itertools
 import os
 import pickle
 import shutil
-import tempfile
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Hashable
@@ -28,6 +27,7 @@ from plait.errors import (ObjectLostError, ReconstructionFailedError, TaskCancel
 from plait.executor import protocol as p
 from plait.executor.directory import Directory
 from plait.executor.node import Node
+from plait.store.spill import spill_directory
 
 # Heartbeats every second; a node silent for this long is declared dead.
 HEARTBEAT_SECONDS = 1.0
@@ -633,8 +633,7 @@ class Head:
             os.unlink(os.path.join("/dev/shm", info.arena))
         except FileNotFoundError:
             pass
-        spill = os.path.join(tempfile.gettempdir(), f"plait-{self.session}-{info.id}-spill")
-        shutil.rmtree(spill, ignore_errors=True)
+        shutil.rmtree(spill_directory(self.session, info.id), ignore_errors=True)
 
     def local_info_host(self) -> str:
         return self.nodes[self.local.id].info.host

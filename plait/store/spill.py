@@ -87,6 +87,18 @@ class Spiller:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def spill_directory(session: str, node: str, base: str | None = None) -> str:
+    """Where a node spills: ``<base or the temp dir>/plait-<session>-<node>-spill``.
+
+    One name, so whoever cleans up after a node that died (its driver, the head,
+    ``plait stop``) finds the directory without asking the node.
+    """
+    import tempfile
+
+    return os.path.join(os.path.abspath(base or tempfile.gettempdir()),
+                        f"plait-{session}-{node}-spill")
+
+
 def _write_file(path: str, data: memoryview) -> tuple[int, ...]:
     """Write ``data`` with positioned writes from several threads; per-chunk CRC-32s.
 

@@ -15,7 +15,6 @@ ObjectStoreFullError, naming the sizes and the largest objects.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -229,11 +228,3 @@ def _rate(nbytes: float, seconds: float) -> float:
 
 def _mib(nbytes: int) -> str:
     return f"{nbytes / (1 << 20):.1f} MiB"
-
-
-def default_spill_directory(session: str, node: str) -> str:
-    import tempfile
-
-    return os.path.join(tempfile.gettempdir(), f"plait-{session}-{node}-spill")
-
-
