@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from plait.executor import killpoints
 from plait.executor import protocol as p
 from plait.executor.head import HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS, Head
 from plait.executor.hostid import host_id
@@ -90,7 +91,8 @@ class Server:
             _check_tcp(address, self.key)
         self.poller = zmq.Poller()
         self.worker_sock = self.bind(zmq.ROUTER, config.worker_address)
-        spiller = Spiller(config.spill_dir) if config.spill_dir else None
+        spiller = Spiller(config.spill_dir, killpoints.hook("mid-spill", config.node)) \
+            if config.spill_dir else None
         self.store = ObjectStore(config.node, arena, spiller)
         self.node = Node(config.node, self.store, workers, config.worker_address, self.up,
                          self.to_worker, self.watch_worker)

@@ -5,6 +5,10 @@ with positioned writes from the arena by a few threads and read back the same wa
 into the arena block. A CRC-32 per 16 MiB chunk (zlib, ~1.9 GB/s per thread here) is kept
 in memory, so a file that was truncated, altered or removed is detected on restore and
 reported as ObjectCorruptedError / ObjectLostError, never returned as data.
+
+``first_chunk_written`` (object id) is called once the first chunk of each file is on disk:
+the executor's ``mid-spill`` kill point, handed in because the store may not import the
+executor (None, the default, costs nothing).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import shutil
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -40,8 +45,10 @@ class SpillError(OSError):
 class Spiller:
     """Writes and reads spill files in one directory, and keeps throughput figures."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str,
+                 first_chunk_written: Callable[[str], None] | None = None) -> None:
         self.directory = directory
+        self.first_chunk_written = first_chunk_written
         self.spilled_bytes = self.spill_seconds = 0.0
         self.restored_bytes = self.restore_seconds = 0.0
 
@@ -50,7 +57,7 @@ class Spiller:
         path = os.path.join(self.directory, object_id.replace("/", "_") + ".bin")
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            crc = _write_file(path, data)
+            crc = _write_file(path, data, self.chunk_hook(object_id))
         except OSError as error:
             _remove(path)
             raise SpillError(error.errno, f"cannot spill to {self.directory}: "
@@ -61,6 +68,10 @@ class Spiller:
         log.info("spilled %s: %d bytes in %.3f s (%.2f GB/s)", object_id, data.nbytes,
                  seconds, data.nbytes / max(seconds, 1e-9) / 1e9)
         return SpillRecord(path, data.nbytes, crc)
+
+    def chunk_hook(self, object_id: str) -> Callable[[], None] | None:
+        hook = self.first_chunk_written
+        return None if hook is None else lambda: hook(object_id)
 
     def read_into(self, object_id: str, record: SpillRecord, target: memoryview) -> None:
         """Restore into ``target``; a missing or altered file is an error, not data."""
@@ -99,7 +110,8 @@ def spill_directory(session: str, node: str, base: str | None = None) -> str:
                         f"plait-{session}-{node}-spill")
 
 
-def _write_file(path: str, data: memoryview) -> tuple[int, ...]:
+def _write_file(path: str, data: memoryview,
+                after_first: Callable[[], None] | None = None) -> tuple[int, ...]:
     """Write ``data`` with positioned writes from several threads; per-chunk CRC-32s.
 
     The first write of a spill file is bound by the kernel allocating page-cache pages,
@@ -108,17 +120,21 @@ def _write_file(path: str, data: memoryview) -> tuple[int, ...]:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     try:
         os.ftruncate(fd, data.nbytes)
-        return tuple(_pool().map(lambda start: _write_chunk(fd, data, start),
-                                 range(0, data.nbytes, CHUNK)))
+        return tuple(_pool().map(
+            lambda start: _write_chunk(fd, data, start, after_first if start == 0 else None),
+            range(0, data.nbytes, CHUNK)))
     finally:
         os.close(fd)
 
 
-def _write_chunk(fd: int, data: memoryview, start: int) -> int:
+def _write_chunk(fd: int, data: memoryview, start: int,
+                 after: Callable[[], None] | None = None) -> int:
     chunk = data[start:start + CHUNK]
     written = 0
     while written < chunk.nbytes:
         written += os.pwrite(fd, chunk[written:], start + written)
+    if after is not None:
+        after()
     return zlib.crc32(chunk)
 
 
