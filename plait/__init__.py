@@ -15,22 +15,26 @@ processes). ``import plait as ray`` runs plain Ray Core scripts.
 
 from plait import exceptions
 from plait.api import (cancel, compile, compute, free, get, get_runtime_context, init,
-                       is_initialized, memory_summary, nodes, persist, put, shutdown, timeline,
-                       trace, visualize, wait)
+                       is_initialized, kill, memory_summary, nodes, persist, put, shutdown,
+                       timeline, trace, visualize, wait)
 from plait.compiler.plan import Plan
-from plait.errors import (ClusterError, DeserializationError, GetTimeoutError,
+from plait.errors import (ActorDiedError, ClusterError, DeserializationError, GetTimeoutError,
                           HeadUnavailableError, InvalidOptionError, NotInitializedError,
                           ObjectCorruptedError, ObjectFreedError, ObjectLostError,
                           ObjectStoreFullError, ObjectTooLargeError, OutOfMemoryError,
                           PlaitError, PlanError, ReconstructionFailedError,
                           SerializationError, TaskCancelledError, TaskError,
                           WorkerCrashedError)
+from plait.graph.actor import ActorClass, ActorHandle, method
 from plait.graph.refs import ObjectRef
 from plait.graph.remote_function import RemoteFunction, remote
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActorClass",
+    "ActorDiedError",
+    "ActorHandle",
     "ClusterError",
     "DeserializationError",
     "GetTimeoutError",
@@ -62,7 +66,9 @@ __all__ = [
     "get_runtime_context",
     "init",
     "is_initialized",
+    "kill",
     "memory_summary",
+    "method",
     "nodes",
     "persist",
     "put",

@@ -183,6 +183,16 @@ def cancel(refs: ObjectRef | Iterable[ObjectRef]) -> None:
     session().cancel([refs] if isinstance(refs, ObjectRef) else list(refs))
 
 
+def kill(actor: Any, *, no_restart: bool = True) -> None:
+    """Stop an actor's process now. Its pending and later calls raise ActorDiedError; with
+    ``no_restart=False`` it starts again if its ``max_restarts`` allows (as ``ray.kill``)."""
+    from plait.graph.actor import ActorHandle
+
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"plait.kill expects an actor handle, got {type(actor).__name__}")
+    session().kill_actor(actor.actor_id, no_restart)
+
+
 def visualize(*refs: ObjectRef, filename: str | None = None) -> str:
     """Picture the plan for ``refs`` (see Plan.visualize); returns the text written."""
     return session().visualize(list(refs), filename)
@@ -251,5 +261,5 @@ context.install_starter(session)
 atexit.register(shutdown)
 
 __all__ = ["cancel", "compile", "compute", "free", "get", "get_runtime_context", "init",
-           "is_initialized", "memory_summary", "nodes", "persist", "put", "session", "shutdown",
-           "timeline", "trace", "visualize", "wait"]
+           "is_initialized", "kill", "memory_summary", "nodes", "persist", "put", "session",
+           "shutdown", "timeline", "trace", "visualize", "wait"]

@@ -7,6 +7,7 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     ├── WorkerCrashedError            a worker died mid-task more often than max_retries allows
     │   └── OutOfMemoryError (MemoryError)  ... because plait killed it for its memory use
     ├── TaskCancelledError            plait.cancel stopped the task (or one it depends on)
+    ├── ActorDiedError                the actor's process is gone and will not come back
     ├── GetTimeoutError (TimeoutError)    get/wait ran out of time; the work goes on
     ├── SerializationError (TypeError)    a value could not be pickled at submission
     ├── DeserializationError          a value pickled but could not be rebuilt where it landed
@@ -33,6 +34,7 @@ from __future__ import annotations
 import builtins
 
 __all__ = [
+    "ActorDiedError",
     "ClusterError",
     "DeserializationError",
     "GetTimeoutError",
@@ -163,6 +165,22 @@ class TaskCancelledError(PlaitError):
 
     def __str__(self) -> str:
         return f"task {self.task_id} was cancelled with plait.cancel"
+
+
+class ActorDiedError(PlaitError):
+    """The actor is dead: its process died past ``max_restarts``, ``plait.kill`` stopped it,
+    or its constructor raised (then ``cause`` is that TaskError). Every call still pending
+    and every later call raises it."""
+
+    def __init__(self, actor_id: str, reason: str, cause: BaseException | None = None) -> None:
+        super().__init__(actor_id, reason, cause)
+        self.actor_id = actor_id
+        self.reason = reason
+        self.cause = cause
+
+    def __str__(self) -> str:
+        text = f"actor {self.actor_id} is dead: {self.reason}"
+        return text + (f"\n\nIts constructor failed:\n{self.cause}" if self.cause else "")
 
 
 class GetTimeoutError(PlaitError, builtins.TimeoutError):

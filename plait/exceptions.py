@@ -5,8 +5,8 @@ working under ``import plait as ray``; the classes are plait's own (see plait.er
 """
 
 from plait.errors import *  # noqa: F403
-from plait.errors import (GetTimeoutError, ObjectLostError, ObjectStoreFullError, PlaitError,
-                          TaskError, WorkerCrashedError)
+from plait.errors import (ActorDiedError, GetTimeoutError, ObjectLostError, ObjectStoreFullError,
+                          PlaitError, TaskError, WorkerCrashedError)
 from plait.errors import __all__ as _plait_names
 
 RayError = PlaitError
@@ -15,5 +15,7 @@ WorkerCrashedError = WorkerCrashedError
 ObjectLostError = ObjectLostError
 ObjectStoreFullError = ObjectStoreFullError
 GetTimeoutError = GetTimeoutError
+RayActorError = ActorDiedError
+ActorDiedError = ActorDiedError
 
-__all__ = sorted([*_plait_names, "RayError", "RayTaskError"])
+__all__ = sorted([*_plait_names, "RayActorError", "RayError", "RayTaskError"])

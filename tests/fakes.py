@@ -27,6 +27,7 @@ class FakeRuntime:
         self.values: dict[str, Any] = {}
         self.refs: Counter[str] = Counter()
         self.puts: list[str] = []
+        self.created_tasks: list[Any] = []
 
     def incref(self, object_id: str) -> None:
         self.refs[object_id] += 1
@@ -50,6 +51,9 @@ class FakeRuntime:
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)
+
+    def created(self, task: Any) -> None:
+        self.created_tasks.append(task.id)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ SAMPLES: dict[type, BaseException] = {
     errors.ObjectFreedError: errors.ObjectFreedError("put-4", "released early"),
     errors.ObjectCorruptedError: errors.ObjectCorruptedError("put-5", "bad checksum"),
     errors.TaskCancelledError: errors.TaskCancelledError("inc-7"),
+    errors.ActorDiedError: errors.ActorDiedError("Counter-1", "killed with plait.kill"),
     errors.ReconstructionFailedError: errors.ReconstructionFailedError("inc-8", "re-run twice"),
     errors.OutOfMemoryError: errors.OutOfMemoryError("grow", "grow-1", ["node-0 worker 0 killed"]),
     errors.ObjectStoreFullError: errors.ObjectStoreFullError("full"),
@@ -170,10 +171,12 @@ def test_ray_names_are_plait_classes():
     assert exceptions.GetTimeoutError is plait.GetTimeoutError
     assert exceptions.ObjectLostError is plait.ObjectLostError
     assert exceptions.WorkerCrashedError is plait.WorkerCrashedError
+    assert exceptions.RayActorError is exceptions.ActorDiedError is plait.ActorDiedError
 
 
 def test_exceptions_all_is_sorted_and_complete():
     assert exceptions.__all__ == sorted(set(exceptions.__all__))
-    assert set(errors.__all__) | {"RayError", "RayTaskError"} == set(exceptions.__all__)
+    ray_names = {"RayActorError", "RayError", "RayTaskError"}
+    assert set(errors.__all__) | ray_names == set(exceptions.__all__)
     for name in exceptions.__all__:
         assert getattr(exceptions, name) is not None

@@ -67,13 +67,27 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
     for task in graph.tasks.values():
         inputs = tuple((oid, *located.get(oid, (options.result_bytes_guess, ())))
                        for oid in task.reads)
-        node, reason = _choose_node(task, inputs, order, able, backlog, workers, options)
+        if task.actor and task.actor != task.id:
+            node, reason = _actor_node(task, choices, view), "runs in its actor"
+        else:
+            node, reason = _choose_node(task, inputs, order, able, backlog, workers, options)
         choices[task.id] = Choice(node, reason, inputs, _moved(inputs, node, options))
-        backlog[node] += view.durations.get(task.function_name, options.task_seconds)
+        if not task.actor:          # an actor has a process of its own, outside the slots
+            backlog[node] += view.durations.get(task.function_name, options.task_seconds)
         size = view.result_sizes.get(task.function_name, options.result_bytes_guess)
         for oid in task.outputs:
             located[oid] = (size, (node,))
     return choices
+
+
+def _actor_node(task: TaskNode, choices: dict[str, Choice], view: ClusterView) -> str:
+    """A method call runs where its actor lives: created in this graph, or known to the view."""
+    if task.actor in choices:
+        return choices[task.actor].node
+    if task.actor in view.actors:
+        return view.actors[task.actor]
+    raise PlanError(f"task {task.id} ({task.function_name}) calls actor {task.actor}, which "
+                    f"the cluster does not know (created by another session?)")
 
 
 def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
@@ -220,6 +234,8 @@ def fuse_chains(graph: Graph, choices: dict[str, Choice]) -> dict[str, str]:
         if len(producers) != 1:
             continue
         (producer,) = producers
+        if task.actor or graph.tasks[producer].actor:
+            continue                  # actor calls run in their actor's process, not a slot
         if (readers[producer] == 1 and producer not in taken
                 and choices[producer].node == choices[task.id].node):
             follows[task.id] = producer

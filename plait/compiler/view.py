@@ -36,6 +36,7 @@ class ClusterView:
     objects: dict[str, ObjectInfo] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)   # function -> mean seconds
     result_sizes: dict[str, int] = field(default_factory=dict)  # function -> mean result bytes
+    actors: dict[str, str] = field(default_factory=dict)        # actor -> the node it lives on
 
     def node_ids(self) -> tuple[str, ...]:
         return tuple(node.id for node in self.nodes)

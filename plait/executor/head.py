@@ -22,8 +22,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
 from plait.compiler.view import ClusterView, NodeView, ObjectInfo
-from plait.errors import (ObjectLostError, ReconstructionFailedError, TaskCancelledError,
-                          WorkerCrashedError)
+from plait.errors import (ActorDiedError, ObjectLostError, ReconstructionFailedError,
+                          TaskCancelledError, WorkerCrashedError)
 from plait.executor import protocol as p
 from plait.executor.directory import Directory
 from plait.executor.node import Node
@@ -46,6 +46,17 @@ class NodeRecord:
     store_free: int
     functions: set[str] = field(default_factory=set)
     queued: int = 0
+
+
+@dataclass
+class ActorRecord:
+    """An actor as the head knows it: its creation task, where it lives, whether it died."""
+
+    spec: p.TaskSpec
+    node: str
+    restarts: int = 0
+    base: int = 0                   # restarts used before it moved to its current node
+    dead: bytes = b""               # the pickled ActorDiedError, once dead for good
 
 
 @dataclass
@@ -94,6 +105,7 @@ class Head:
         self.events_dropped = 0                   # position of events[0] in the whole log
         self.durations: dict[str, float] = {}     # function -> learned seconds per task
         self.result_sizes: dict[str, int] = {}    # function -> learned bytes per result
+        self.actors: dict[str, ActorRecord] = {}
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -195,12 +207,13 @@ class Head:
                 continue
             nodes = tuple(sorted(self.locations.get(oid, ()), key=self.node_order))
             objects[oid] = ObjectInfo(oid, _size_of(entry.value), nodes)
-        self.to_client(peer, p.View(message.request, self.view(objects), tuple(missing)))
+        actors = {a: self.actors[a].node for a in message.actors if a in self.actors}
+        self.to_client(peer, p.View(message.request, self.view(objects, actors), tuple(missing)))
 
-    def view(self, objects: dict[str, ObjectInfo]) -> ClusterView:
+    def view(self, objects: dict[str, ObjectInfo], actors: dict[str, str]) -> ClusterView:
         nodes = tuple(NodeView(r.info.id, r.info.workers, r.store_free, r.queued,
                                r.info.store_capacity) for r in self.nodes.values())
-        return ClusterView(nodes, objects, dict(self.durations), dict(self.result_sizes))
+        return ClusterView(nodes, objects, dict(self.durations), dict(self.result_sizes), actors)
 
     def node_order(self, node: str) -> int:
         return list(self.nodes).index(node) if node in self.nodes else len(self.nodes)
@@ -214,12 +227,44 @@ class Head:
                 self.client_holds[peer][oid] += 1
         per_node: dict[str, list[p.TaskSpec]] = defaultdict(list)
         for spec in message.tasks:
-            if spec.node not in self.nodes:         # it died after the driver compiled
+            if spec.actor:
+                spec = self.actor_task(spec)
+                if spec is None:
+                    continue
+            elif spec.node not in self.nodes:       # it died after the driver compiled
                 spec = replace(spec, node=self.least_loaded())
             if self.accept(spec):
                 per_node[spec.node].append(spec)
         for node, specs in per_node.items():
             self.assign(node, specs, functions)
+
+    def actor_task(self, spec: p.TaskSpec) -> p.TaskSpec | None:
+        """Register an actor's creation; send a call to wherever its actor lives now
+        (None: the actor is dead or unknown, and the call has failed)."""
+        if spec.method == "__init__":
+            if spec.node not in self.nodes:
+                spec = replace(spec, node=self.least_loaded())
+            self.actors[spec.actor] = ActorRecord(spec, spec.node)
+            return spec
+        record = self.actors.get(spec.actor)
+        if record is None or record.dead:
+            error = record.dead if record else pickle.dumps(ActorDiedError(
+                spec.actor, "no such actor in this cluster (it was never created here)"))
+            for oid in spec.outputs:
+                self.object_done(oid, p.Failed(error))
+            return None
+        return replace(spec, node=record.node)
+
+    def on_KillActor(self, peer: Peer, message: p.KillActor) -> None:
+        record = self.actors.get(message.actor)
+        if record is not None and not record.dead:
+            self.to_node(record.node, message)
+
+    def node_ActorExit(self, node: str, message: p.ActorExit) -> None:
+        record = self.actors.get(message.actor)
+        if record is not None:
+            record.restarts = record.base + message.restarts
+            record.dead = message.error or record.dead
 
     def accept(self, spec: p.TaskSpec) -> bool:
         """Count the task as a reader of its inputs; fail it at once if one is gone."""
@@ -239,7 +284,7 @@ class Head:
 
     def assign(self, node: str, specs: list[p.TaskSpec], functions: dict[str, bytes]) -> None:
         record = self.nodes[node]
-        new = {spec.function_id for spec in specs} - record.functions
+        new = {spec.function_id for spec in specs if spec.function_id} - record.functions
         record.functions |= new
         known = {**self.local.functions, **functions}
         shipped = tuple((fid, known[fid]) for fid in sorted(new))
@@ -516,8 +561,14 @@ class Head:
             self.on_Pin(peer, pin)                  # it was being rebuilt: answer now
 
     def reclaim(self, object_id: str, value: p.ObjectValue) -> None:
-        """The object's last holder and reader are gone: every copy goes."""
+        """The object's last holder and reader are gone: every copy goes. An actor's ready
+        marker going means no handle or call is left: the actor stops (unless detached)."""
         self.lineage.pop(object_id, None)
+        actor = self.actors.get(object_id)
+        if actor is not None and not actor.spec.detached:
+            if not actor.dead:
+                self.to_node(actor.node, p.KillActor(object_id, True, "no handle to it is left"))
+            del self.actors[object_id]
         holders = self.locations.pop(object_id, set())
         if isinstance(value, p.Stored):
             holders.add(value.node)
@@ -542,6 +593,7 @@ class Head:
                 self._to_node(other, p.NodeLost(node, reason))
         self.local.on_NodeLost(p.NodeLost(node, reason))
         self.lose_objects(node, reason)
+        self.actors_lost(node, reason)
         self.retry_tasks_of(node, reason)
         for request, gather in list(self.gathers.items()):
             if node not in gather.waiting:
@@ -601,7 +653,7 @@ class Head:
         alive = [n for n, r in self.nodes.items() if r.info.workers > 0]
         retried: dict[str, list[p.TaskSpec]] = defaultdict(list)
         for task_id, spec in list(self.assigned.items()):
-            if spec.node != node:
+            if spec.node != node or spec.actor:            # actors: see actors_lost
                 continue
             failures = self.node_failures[task_id]
             failures.append(f"{node} died ({reason})")
@@ -618,6 +670,50 @@ class Head:
             retried[target].append(moved)
         for target, specs in retried.items():
             self.assign(target, specs, {})
+
+    def actors_lost(self, node: str, reason: str) -> None:
+        """Actors on a dead node start again elsewhere within ``max_restarts``, with their
+        unfinished calls in order (each within its ``max_task_retries``: any of them may
+        have been running); otherwise they are dead and their calls fail."""
+        for actor_id, record in self.actors.items():
+            if record.node != node or record.dead:
+                continue
+            pending = [s for s in self.assigned.values() if s.actor == actor_id]
+            limit = record.spec.max_retries
+            if not self.able() or 0 <= limit <= record.restarts:
+                record.dead = pickle.dumps(ActorDiedError(actor_id, f"its node {node} died "
+                                                                    f"({reason})"))
+                for spec in pending:
+                    self.fail_assigned(spec, record.dead)
+                continue
+            record.restarts += 1
+            record.base, record.node = record.restarts, self.least_loaded()
+            remaining = -1 if limit < 0 else limit - record.restarts
+            moved = [replace(record.spec, node=record.node, max_retries=remaining)]
+            for spec in pending:
+                failures = self.node_failures[spec.id]
+                failures.append(f"{node} died ({reason})")
+                if spec.method != "__init__" and 0 <= spec.max_retries < len(failures):
+                    self.fail_assigned(spec, record.dead or pickle.dumps(ActorDiedError(
+                        actor_id, f"its node {node} died ({reason}) while the call was "
+                                  f"queued or running, and max_task_retries is "
+                                  f"{spec.max_retries}")))
+                elif spec.method != "__init__":
+                    moved.append(replace(spec, node=record.node))
+            for spec in moved[1:]:
+                self.assigned[spec.id] = spec
+                self.nodes[record.node].queued += 1
+            if actor_id in self.assigned:         # its constructor had not finished yet
+                self.assigned[actor_id] = moved[0]
+            self.assign(record.node, moved, {})
+
+    def fail_assigned(self, spec: p.TaskSpec, error: bytes) -> None:
+        del self.assigned[spec.id]
+        self.finish(spec, tuple((oid, p.Failed(error)) for oid in spec.outputs))
+
+    def able(self) -> list[str]:
+        """Nodes that run tasks (a head started with no workers does not)."""
+        return [n for n, r in self.nodes.items() if r.info.workers > 0]
 
     def least_loaded(self) -> str:
         """The live node with the shortest queue per worker (the head's own node if none)."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from plait.errors import (ObjectLostError, ObjectTooLargeError, OutOfMemoryError,
                           WorkerCrashedError)
 from plait.executor import protocol as p
+from plait.executor.actors import Actors
 from plait.executor.scheduler import TaskTable
 from plait.executor.worker import WorkerConfig
 from plait.executor.workers import WorkerHandle, reap, spawn_worker, stop_all
@@ -57,6 +58,7 @@ class Node:
         self.to_worker = to_worker
         self.watch = watch                          # register a new worker's pidfd
         self.table = TaskTable()
+        self.actors = Actors(self)
         self.functions: dict[str, bytes] = {}
         self.values: dict[str, p.ObjectValue] = {}  # inputs known here: Inline/Failed/Stored here
         self.asked: set[str] = set()                # subscribed at the head, no answer yet
@@ -82,6 +84,10 @@ class Node:
         self.functions.update(message.functions)
         for spec in message.tasks:
             self.table.add(spec, self.has)
+            if spec.method == "__init__":
+                self.actors.create(spec)
+            elif spec.actor and (error := self.actors.call_arrived(spec)):
+                self.fail_task(spec.id, error)
         wanted = {oid for spec in message.tasks for oid in spec.deps + spec.nested
                   if not self.has(oid) and oid not in self.asked}
         if wanted:
@@ -135,8 +141,12 @@ class Node:
     def on_Cancel(self, message: p.Cancel) -> None:
         """Drop cancelled tasks; a worker running one is killed (and replaced), not retried."""
         for task_id in message.object_ids:
-            if self.table.tasks.pop(task_id, None) is None:
-                continue
+            state = self.table.tasks.get(task_id)
+            if state is None or (state.spec.actor and any(
+                    task_id in w.inflight for w in self.workers.values())):
+                continue             # a running actor call is not interrupted (as in Ray)
+            del self.table.tasks[task_id]
+            self.actors.ended(state.spec)
             self.release_pins(task_id)
             for worker in self.workers.values():
                 if task_id in worker.inflight:
@@ -172,6 +182,9 @@ class Node:
     def on_MemoryRequest(self, message: p.MemoryRequest) -> None:
         self.up(p.MemoryReport(message.request, (self.store.summary(),)))
 
+    def on_KillActor(self, message: p.KillActor) -> None:
+        self.actors.kill(message)
+
     def on_Bye(self, message: p.Bye) -> None:
         self.stopping = True
 
@@ -202,7 +215,7 @@ class Node:
         elif isinstance(message, p.TasksDone):
             self.tasks_done(worker, message)
             self.retire_extras()
-        elif isinstance(message, p.Blocked):
+        elif isinstance(message, p.Blocked) and not worker.actor:
             worker.blocked = True
             self.take_back(worker)
             self.lend_slot()
@@ -231,14 +244,14 @@ class Node:
 
     def lend_slot(self) -> None:
         """Keep ``num_workers`` workers able to run tasks while some wait on their children."""
-        able = [w for w in self.workers.values() if not w.blocked and not w.retiring]
+        able = self.pool(lambda w: not w.blocked and not w.retiring)
         if len(able) < self.num_workers:
             index = max(w.index for w in self.workers.values()) + 1
             self.start_worker(index).extra = True
 
     def retire_extras(self) -> None:
         """Stop an idle stand-in once the blocked worker it replaced is back."""
-        able = [w for w in self.workers.values() if not w.blocked and not w.retiring]
+        able = self.pool(lambda w: not w.blocked and not w.retiring)
         for worker in able:
             if len(able) <= self.num_workers:
                 return
@@ -246,6 +259,10 @@ class Node:
                 worker.retiring = True
                 able.remove(worker)
                 self.to_worker(worker.identity, p.Bye())
+
+    def pool(self, keep: Callable[[WorkerHandle], bool]) -> list[WorkerHandle]:
+        """The task workers (not actors' processes) for which ``keep`` holds."""
+        return [w for w in self.workers.values() if not w.actor and keep(w)]
 
     def put_by_task(self, worker: WorkerHandle, object_id: str, value: p.ObjectValue
                     ) -> str | None:
@@ -290,16 +307,22 @@ class Node:
         finished = []
         for result in message.results:
             worker.inflight.pop(result.task_id, None)
+            if worker.actor and self.actors.constructed(result) and \
+                    result.task_id not in self.table.tasks:
+                continue                           # a restart's constructor: nothing to report
             if result.retryable and self.table.retry(result.task_id, result.attempt):
                 self.release_pins(result.task_id)
                 continue                           # runs again; its error is not reported
-            if self.table.finish(result.task_id, result.attempt) is None:
+            done = self.table.finish(result.task_id, result.attempt)
+            if done is None:
                 for oid, value in result.outputs:       # a late duplicate: first result won
                     if isinstance(value, p.Located):
                         self.store.delete(oid)
                 continue
             outputs = tuple((oid, self.seal_output(oid, value)) for oid, value in result.outputs)
             self.release_pins(result.task_id)
+            if worker.actor:
+                self.actors.ended(done.spec)
             finished.append(p.TaskResult(result.task_id, result.attempt, outputs, result.seconds,
                                          result.worker, result.start, result.end))
             for oid, value in outputs:
@@ -320,6 +343,9 @@ class Node:
         inflight = list(worker.inflight.items())
         for task_id, _ in inflight:
             self.release_pins(task_id)
+        if worker.actor:
+            self.actors.process_died(worker, how)
+            return
         if worker.oom:
             how = f"{self.id} worker {worker.index} (pid {worker.pid}) {worker.oom}"
         elif worker.stopped_since:
@@ -387,6 +413,7 @@ class Node:
         state = self.table.fail(task_id)
         if state is None:
             return
+        self.actors.ended(state.spec)
         self.release_pins(task_id)
         outputs = tuple((oid, p.Failed(error)) for oid in state.spec.outputs)
         self.up(p.TasksDone((p.TaskResult(task_id, state.attempt, outputs, 0.0),)))
@@ -404,10 +431,14 @@ class Node:
         trip), except for a task that reads stored objects: those are pinned in memory
         from dispatch to the end of the task, so they only go to an idle worker.
         """
+        if self.table.actor_ready:
+            handed, self.table.actor_ready = self.table.actor_ready, []
+            self.actors.ready(handed)
+        if self.actors.wanted:
+            self.actors.dispatch()
         ready = self.table.ready
         while ready:
-            workers = [w for w in self.workers.values()
-                       if w.ready and not w.blocked and not w.retiring]
+            workers = self.pool(lambda w: w.ready and not w.blocked and not w.retiring)
             if not workers:
                 return
             batch = max(1, min(MAX_BATCH, len(ready) // (2 * len(workers))))
@@ -449,7 +480,7 @@ class Node:
         return p.WorkItem(task_id, state.attempt, spec.function_id, spec.function_name,
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in spec.nested), spec.outputs,
-                          spec.retry_exceptions)
+                          spec.retry_exceptions, spec.method)
 
     def usable(self, object_id: str, riding: bool = False) -> p.ObjectValue:
         value = self.values.get(object_id)
@@ -463,7 +494,7 @@ class Node:
         return value
 
     def send_items(self, worker: WorkerHandle, items: list[p.WorkItem]) -> None:
-        new = {item.function_id for item in items} - worker.functions
+        new = {item.function_id for item in items if item.function_id} - worker.functions
         worker.functions |= new
         for item in items:
             worker.inflight[item.task_id] = item.attempt

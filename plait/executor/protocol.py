@@ -3,11 +3,12 @@
 Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the other)::
 
     driver --Hello/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/Hold/Free/
-             MemoryRequest/Bye--> head
+             MemoryRequest/KillActor/Bye--> head
     driver <--Welcome/Allocated/Refused/View/Ready/Pinned/MemoryReport-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Created/ReplicaAdded/ReplicaDropped/
-             Revoked/Pinned/MemoryReport--> head
-    node   <--NodeTable/Assign/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/NodeLost/Bye-- head
+             Revoked/Pinned/MemoryReport/ActorExit--> head
+    node   <--NodeTable/Assign/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/NodeLost/
+             KillActor/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
     worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/Blocked/Unblocked--> node
     worker <--RunTasks/Skip/Allocated/Refused/Bye----- node
@@ -339,6 +340,7 @@ class MemoryReport:
 class ViewRequest:
     request: int
     object_ids: tuple[str, ...]
+    actors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +367,27 @@ class TaskSpec:
     priority: float = 0.0          # critical path from here: longer runs first
     pinned: bool = False           # the user chose the node: never moved
     retry_exceptions: bytes = b""  # pickled True or exception types that earn a retry
+    actor: str = ""                # runs in this actor's process ("" for a plain task)
+    method: str = ""               # "__init__": creates the actor; else the method called
+    detached: bool = False         # an actor that outlives its handles
+
+
+@dataclass(frozen=True, slots=True)
+class KillActor:
+    """Stop an actor's process (driver -> head -> its node); ``no_restart``: for good."""
+
+    actor: str
+    no_restart: bool = True
+    reason: str = "killed with plait.kill"
+
+
+@dataclass(frozen=True, slots=True)
+class ActorExit:
+    """An actor's process died: restarted (``error`` empty) or dead for good (node -> head)."""
+
+    actor: str
+    restarts: int
+    error: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +444,7 @@ class WorkItem:
     nested: tuple[tuple[str, ObjectValue], ...]
     outputs: tuple[str, ...]
     retry_exceptions: bytes = b""
+    method: str = ""               # an actor's: "__init__" builds the instance, else a method
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,8 +495,8 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | Created
            | ReplicaAdded
            | ReplicaDropped | Delete | Fetch | FetchHeader | FetchDone | Subscribe | Ready | Free
-           | TraceRequest | TraceReport | Bye | WorkerReady | Blocked | Unblocked | Skip | RunTasks
-           | TasksDone)
+           | TraceRequest | TraceReport | KillActor | ActorExit | Bye | WorkerReady | Blocked
+           | Unblocked | Skip | RunTasks | TasksDone)
 
 
 def _positional_reduce(cls: type) -> None:

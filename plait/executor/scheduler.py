@@ -62,6 +62,7 @@ class TaskTable:
         self.dependents: dict[str, list[str]] = {}
         self.ready = ReadyQueue()
         self.followers: dict[str, str] = {}      # task -> the task fused behind it
+        self.actor_ready: list[str] = []         # ready tasks of actors (not for the pool)
 
     def add(self, spec: p.TaskSpec, is_ready: Callable[[str], bool]) -> None:
         if spec.id in self.tasks:                 # resubmitted by mistake: first wins
@@ -74,7 +75,16 @@ class TaskTable:
         for oid in waiting:
             self.dependents.setdefault(oid, []).append(spec.id)
         if not waiting:
-            self.ready.push(spec.id, spec.priority)
+            self.push(spec.id, spec, front=False)
+
+    def push(self, task_id: str, spec: p.TaskSpec, front: bool) -> None:
+        """Make a task ready: for the pool's queue, or for its actor (which keeps order)."""
+        if spec.actor:
+            self.actor_ready.append(task_id)
+        elif front:
+            self.ready.push_front(task_id)
+        else:
+            self.ready.push(task_id, spec.priority)
 
     def object_ready(self, object_id: str, failed: bool) -> list[str]:
         """Mark an object as existing; returns tasks that must now fail with it.
@@ -94,7 +104,7 @@ class TaskTable:
             if failed and object_id in state.spec.deps:
                 doomed.append(task_id)
             elif not state.waiting:
-                self.ready.push(task_id, state.spec.priority)
+                self.push(task_id, state.spec, front=False)
         return doomed
 
     def finish(self, task_id: str, attempt: int) -> TaskState | None:
@@ -141,7 +151,7 @@ class TaskTable:
         if limit >= 0 and len(state.crashes) > limit:
             return False
         state.attempt += 1
-        self.ready.push_front(task_id)
+        self.push(task_id, state.spec, front=True)
         return True
 
     def retry(self, task_id: str, attempt: int) -> bool:
@@ -153,7 +163,7 @@ class TaskTable:
         if 0 <= limit <= state.attempt:
             return False
         state.attempt += 1
-        self.ready.push_front(task_id)
+        self.push(task_id, state.spec, front=True)
         return True
 
     def requeue(self, task_id: str, attempt: int) -> None:
@@ -163,7 +173,7 @@ class TaskTable:
             state.attempt += 1
             state.riding = False
             if not state.waiting:
-                self.ready.push_front(task_id)
+                self.push(task_id, state.spec, front=True)
             for oid in state.waiting:             # its producer has not finished either
                 self.dependents.setdefault(oid, []).append(task_id)
 

@@ -66,6 +66,8 @@ class Session:
         self.pending: set[str] = set()                # submitted, result not yet known
         self.asked: set[str] = set()                  # subscribed, answer not yet come
         self.functions_sent: set[str] = set()
+        self.unsubmitted: list[Any] = []              # tasks made, not yet submitted (Task)
+        self.actor_nodes: dict[str, str] = {}         # actor -> node, as last learned
         self.requests = itertools.count(1)
         self.replies: dict[int, Any] = {}
 
@@ -82,6 +84,11 @@ class Session:
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)
+
+    def created(self, task: Any) -> None:
+        """Every ``.remote()`` call runs, requested or not (as in Ray): it waits here and
+        is submitted with the next get/wait, so the compiler still sees the whole graph."""
+        self.unsubmitted.append(task)
 
     def describe(self, object_id: str) -> str:
         from plait.executor import protocol as p
@@ -281,42 +288,87 @@ class Session:
         return plan.visualize(filename)
 
     def plan(self, graph: Any) -> compiler.Plan:
+        """Compile against the head's view of the graph's inputs and actors; a graph of
+        nothing but calls of actors whose nodes are known needs no view (no round trip)."""
         from plait.executor import protocol as p
 
-        reply = self.request(p.ViewRequest(next(self.requests), tuple(graph.inputs())))
-        for _, error in reply.missing:
-            raise pickle.loads(error)
-        return compiler.compile(graph, reply.view)
+        actors = {t.actor for t in graph.tasks.values() if t.actor} - set(graph.tasks)
+        if actors and all(t.actor and t.actor != t.id for t in graph.tasks.values()) \
+                and actors <= set(self.actor_nodes):
+            view = self.local_view(graph.inputs())
+        else:
+            reply = self.request(p.ViewRequest(next(self.requests), tuple(graph.inputs()),
+                                               tuple(sorted(actors))))
+            for _, error in reply.missing:
+                raise pickle.loads(error)
+            view = reply.view
+            self.actor_nodes.update(view.actors)
+        plan = compiler.compile(graph, view)
+        for task in graph.tasks.values():
+            if task.actor == task.id:
+                self.actor_nodes[task.id] = plan.placements[task.id].node
+        return plan
+
+    def local_view(self, inputs: list[str]) -> compiler.ClusterView:
+        """The cluster as this session last saw it: enough to place calls on known actors."""
+        from plait.compiler.view import NodeView, ObjectInfo
+        from plait.executor import protocol as p
+
+        nodes = tuple(NodeView(n.id, n.workers, store_capacity=n.store_capacity)
+                      for n in self.nodes)
+        objects = {}
+        for oid in inputs:
+            value = self.values.get(oid)
+            stored = isinstance(value, p.Stored)
+            size = value.nbytes if stored else len(value.data) if isinstance(value, p.Inline) else 0
+            objects[oid] = ObjectInfo(oid, size, (value.node,) if stored else ())
+        return compiler.ClusterView(nodes, objects, actors=dict(self.actor_nodes))
 
     def run(self, refs: Sequence[ObjectRef]) -> None:
-        """Compile and submit every task ``refs`` need that has not been submitted yet."""
+        """Compile and submit every task ``refs`` need that has not been submitted yet,
+        together with every other task made since the last submission (see ``created``)."""
         from plait.executor import protocol as p
 
         self.flush_frees()
-        graph, tasks = collect(refs)
+        made, self.unsubmitted = self.unsubmitted, []
+        graph, tasks = collect(refs, made)
         if not graph.tasks:
             return
         plan = self.plan(graph)
         functions, specs = [], []
         for task_id, node in graph.tasks.items():
             task = tasks[task_id]
-            function_id, data = task.function.pickled()
-            if function_id not in self.functions_sent:
-                self.functions_sent.add(function_id)
-                functions.append((function_id, data))
+            if not task.is_actor_call and node.function_id not in self.functions_sent:
+                self.functions_sent.add(node.function_id)
+                functions.append(task.function.pickled())
             placement = plan.placements[task_id]
-            specs.append(p.TaskSpec(task_id, function_id, node.function_name, task.payload,
+            specs.append(p.TaskSpec(task_id, node.function_id, node.function_name, task.payload,
                                     node.deps, node.nested, node.outputs, node.max_retries,
                                     placement.node, placement.follows, placement.priority,
-                                    node.node is not None,
-                                    _retry_exceptions(task.options.retry_exceptions)))
+                                    node.node is not None or bool(task.actor),
+                                    _retry_exceptions(task.options.retry_exceptions),
+                                    task.actor, task.method, task.detached))
         self.conn.send(p.Submit(tuple(functions), tuple(specs)))
+        orphans = []
         for task in tasks.values():
             task.submitted = True
             task.forget_inputs()
             self.pending.update(task.output_ids)
-            self.held.update(task.output_ids)
+            for oid in task.output_ids:
+                if oid in self.refs:
+                    self.held.add(oid)
+                else:
+                    orphans.append(oid)        # no ref left: run for its side effects only
+        if orphans:
+            self.conn.send(p.Free(tuple(orphans)))
         self.flush_frees()
+
+    def kill_actor(self, actor_id: str, no_restart: bool) -> None:
+        """Stop an actor's process (submitting what was made first, its creation included)."""
+        from plait.executor import protocol as p
+
+        self.run([])
+        self.conn.send(p.KillActor(actor_id, no_restart))
 
     def fetch(self, object_ids: list[str], count: int, timeout: float | None,
               raise_timeout: bool = True) -> None:
@@ -422,6 +474,7 @@ class Session:
         """Stop the cluster this driver started; from a joined one, only disconnect."""
         from plait.executor import protocol as p
 
+        self.finish_unsubmitted()
         if self.owns_cluster:
             try:
                 self.conn.send(p.Bye())
@@ -438,6 +491,22 @@ class Session:
                 arena.close()
             except BufferError:
                 pass   # the user still holds zero-copy arrays; the mapping goes with them
+
+
+    def finish_unsubmitted(self) -> None:
+        """Calls made but never requested still run before a cluster this driver owns
+        stops (as a Ray driver's tasks do while it lives); a joined cluster runs them on."""
+        made = [t for t in self.unsubmitted if not t.submitted]
+        if not made:
+            return
+        try:
+            self.run([])
+            if self.owns_cluster:
+                outputs = [oid for task in made for oid in task.output_ids]
+                self.fetch(outputs, len(outputs), None)
+        except Exception as error:           # shutting down: say so, do not raise
+            print(f"plait: tasks submitted at shutdown did not finish: {error!r}",
+                  file=sys.stderr)
 
 
 def _retry_exceptions(option: bool | Sequence[type]) -> bytes:

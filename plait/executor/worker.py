@@ -29,6 +29,7 @@ from typing import Any
 import zmq
 
 from plait.errors import DeserializationError, GetTimeoutError, PlaitError, TaskError
+from plait.executor import killpoints
 from plait.executor import protocol as p
 from plait.graph import context
 from plait.graph.ids import IdGenerator
@@ -110,6 +111,8 @@ class WorkerRuntime:
         self.session: Any = None                     # nested tasks: see nested()
         self.skip: set[str] = set()                  # queued tasks the node took back
         self.flushed = time.perf_counter()
+        self.instance: Any = None                    # an actor's process: its one instance
+        self.actor_id: str | None = None
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -176,7 +179,10 @@ class WorkerRuntime:
         except Exception as error:
             return self.failed(item, start, _pickled_error(error))
         try:
+            killpoints.reached("task-before-start", item.function_name, self.config.node)
             value = function(*args, **kwargs)
+            killpoints.reached("task-after-compute", item.function_name, self.config.node)
+            self.submit_made()
             outputs = self.store_results(item, value)
         except Exception as error:
             failed = self.failed(item, start, _pickled_error(self.task_error(item, error)))
@@ -201,7 +207,7 @@ class WorkerRuntime:
     def prepare(self, item: p.WorkItem) -> tuple[Any, tuple, dict]:
         """Rebuild the function and arguments; failures here are DeserializationErrors."""
         try:
-            function = self.load_function(item.function_id)
+            function = self.callable_for(item)
             values = [self.load(value) for value in item.deps]
             args, kwargs = decode_call(item.payload, values)
         except DeserializationError:
@@ -211,6 +217,29 @@ class WorkerRuntime:
                 f"the arguments of task {item.task_id} ({item.function_name}) could not be "
                 f"unpickled on {self.config.node}: {error!r}") from error
         return function, args, kwargs
+
+    def callable_for(self, item: p.WorkItem) -> Any:
+        """What the item calls: a function, an actor's constructor, or one of its methods."""
+        if item.method == "__init__":
+            cls = self.load_function(item.function_id)
+            return lambda *args, **kwargs: self.construct(item.task_id, cls, args, kwargs)
+        if item.method:
+            if self.instance is None:
+                raise PlaitError(f"actor method {item.function_name} reached a process "
+                                 f"holding no actor")
+            return getattr(self.instance, item.method)
+        return self.load_function(item.function_id)
+
+    def construct(self, actor_id: str, cls: type, args: tuple, kwargs: dict) -> None:
+        """Build the actor's instance; this process then runs only its calls."""
+        self.actor_id = actor_id
+        self.instance = cls(*args, **kwargs)
+
+    def submit_made(self) -> None:
+        """Tasks the task made with ``.remote()`` and did not wait for still run (as in
+        Ray): submitted before its result is reported."""
+        if self.session is not None and self.session.unsubmitted:
+            self.session.run([])
 
     def load_function(self, function_id: str) -> Any:
         function = self.functions[function_id]
@@ -330,10 +359,13 @@ class WorkerRuntime:
 
     def runtime_context(self) -> context.RuntimeContext:
         return context.RuntimeContext(self.config.node, f"{self.config.node}.w{self.config.index}",
-                                      self.current_task, self.ids_prefix)
+                                      self.current_task, self.ids_prefix, self.actor_id)
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)
+
+    def created(self, task: Any) -> None:
+        self.nested().created(task)
 
     def describe(self, object_id: str) -> str:
         return "ready" if object_id in self.known else "remote"

@@ -39,6 +39,7 @@ class WorkerHandle:
     retiring: bool = False           # told to stop: not to be replaced
     oom: str = ""                    # why plait killed it for its memory, if it did
     stopped_since: float = 0.0       # when it was first seen stopped (SIGSTOP), 0 if not
+    actor: str = ""                  # the actor it holds: runs only that actor's calls
 
     def state(self) -> str:
         """The process state letter from /proc ("T" when stopped by a signal)."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from plait.graph.refs import ObjectRef
+    from plait.graph.task import Task
 
 
 class Runtime(Protocol):
@@ -25,6 +26,7 @@ class Runtime(Protocol):
     def get(self, refs: Any, timeout: float | None = None) -> Any: ...
     def describe(self, object_id: str) -> str: ...
     def new_id(self, stem: str) -> str: ...
+    def created(self, task: Task) -> None: ...
     def runtime_context(self) -> RuntimeContext: ...
     def visualize(self, refs: list[ObjectRef], filename: str | None) -> str: ...
 
@@ -33,14 +35,18 @@ class Runtime(Protocol):
 class RuntimeContext:
     """Where the calling code runs: ``plait.get_runtime_context()``.
 
-    In the driver, ``task_id`` and ``worker_id`` are None. The ``get_*`` methods are Ray's
-    spelling of the same facts.
+    In the driver, ``task_id`` and ``worker_id`` are None; ``actor_id`` is set inside an
+    actor's methods. The ``get_*`` methods are Ray's spelling of the same facts.
     """
 
     node_id: str
     worker_id: str | None
     task_id: str | None
     session_id: str
+    actor_id: str | None = None
+
+    def get_actor_id(self) -> str | None:
+        return self.actor_id
 
     def get_node_id(self) -> str:
         return self.node_id

@@ -32,6 +32,7 @@ class TaskNode:
     node: str | None = None
     max_retries: int = 3
     nested: tuple[str, ...] = ()
+    actor: str = ""                  # the actor it runs on (its creation has id == actor)
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -84,14 +85,23 @@ class Graph:
         return digraph
 
 
-def collect(refs: Iterable[ObjectRef]) -> tuple[Graph, dict[str, Task]]:
-    """The unsubmitted tasks ``refs`` need, in topological order (iterative: deep chains ok)."""
+def collect(refs: Iterable[ObjectRef], also: Iterable[Task] = ()
+            ) -> tuple[Graph, dict[str, Task]]:
+    """The unsubmitted tasks ``refs`` need, in topological order (iterative: deep chains ok).
+
+    ``also``: more tasks to run (calls made but not requested), in the order they were
+    made; their results are targets too.
+    """
     refs = list(refs)
+    extra = [task for task in also if not task.submitted]
     order: dict[str, Task] = {}
-    for task in _post_order(ref.task for ref in refs):
+    for task in _post_order(extra + [ref.task for ref in refs]):      # made first: in order
         order[task.id] = task
     nodes = {tid: _task_node(task) for tid, task in order.items()}
-    return Graph(nodes, tuple(ref.id for ref in refs)), order
+    asked = [ref.id for ref in refs]
+    seen = set(asked)
+    targets = (*asked, *(oid for task in extra for oid in task.output_ids if oid not in seen))
+    return Graph(nodes, targets), order
 
 
 def _post_order(roots: Iterable[Task | None]) -> Iterator[Task]:
@@ -116,7 +126,7 @@ def _post_order(roots: Iterable[Task | None]) -> Iterator[Task]:
 
 
 def _task_node(task: Task) -> TaskNode:
-    function_id, _ = task.function.pickled()
-    return TaskNode(task.id, task.function.name, function_id, task.dep_ids, task.output_ids,
+    function_id = "" if task.is_actor_call else task.function.pickled()[0]
+    return TaskNode(task.id, task.name, function_id, task.dep_ids, task.output_ids,
                     node=task.options.node, max_retries=task.options.max_retries,
-                    nested=task.nested_ids)
+                    nested=task.nested_ids, actor=task.actor)

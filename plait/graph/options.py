@@ -39,6 +39,39 @@ class TaskOptions:
         return dataclasses.replace(self, **changes)
 
 
+@dataclass(frozen=True, slots=True)
+class ActorOptions:
+    """How to run an actor: where, how often its process may be restarted, its calls' retries.
+
+    ``max_restarts`` (Ray's default 0; -1: forever) counts restarts of a dead actor process,
+    each running the constructor again; ``max_task_retries`` counts re-runs of a call that
+    was running when the process died (0: it fails with ActorDiedError). ``lifetime=
+    "detached"`` keeps the actor when its handles are gone (until shutdown). Ray's resource
+    options are accepted: an actor has a process of its own, outside the task slots.
+    """
+
+    node: str | None = None
+    name: str | None = None
+    max_restarts: int = 0
+    max_task_retries: int = 0
+    lifetime: str | None = None
+    namespace: str | None = None
+    max_concurrency: int = 1
+    num_cpus: float = 1
+    num_gpus: float = 0
+    resources: dict[str, float] | None = None
+    memory: int | None = None
+
+    def merged(self, **changes: Any) -> ActorOptions:
+        known = {f.name for f in dataclasses.fields(self)}
+        for key, value in changes.items():
+            if key not in known:
+                raise InvalidOptionError(
+                    f"unknown actor option {key!r}; valid options are {', '.join(sorted(known))}")
+            _check(key, value)
+        return dataclasses.replace(self, **changes)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -64,6 +97,15 @@ def _check(key: str, value: Any) -> None:
             isinstance(value, dict) and all(isinstance(k, str) and _is_number(v)
                                             for k, v in value.items())):
         raise InvalidOptionError(f"resources must map names to amounts, got {value!r}")
+    if key in ("max_restarts", "max_task_retries") and not (_is_int(value) and value >= -1):
+        raise InvalidOptionError(f"{key} must be an int >= 0 (or -1: forever), got {value!r}")
+    if key == "lifetime" and value not in (None, "detached", "non_detached"):
+        raise InvalidOptionError(f"lifetime must be None or 'detached', got {value!r}")
+    if key == "namespace" and value is not None and not isinstance(value, str):
+        raise InvalidOptionError(f"namespace must be a string, got {value!r}")
+    if key == "max_concurrency" and value != 1:
+        raise InvalidOptionError(f"max_concurrency={value!r}: plait actors run one call at a "
+                                 f"time, in order (threaded and async actors are not supported)")
     if key == "retry_exceptions" and not isinstance(value, (bool, list, tuple)):
         raise InvalidOptionError(f"retry_exceptions must be a bool or exception types, "
                                  f"got {value!r}")

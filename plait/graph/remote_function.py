@@ -9,7 +9,7 @@ from typing import Any
 
 import cloudpickle
 
-from plait.errors import SerializationError
+from plait.errors import InvalidOptionError, SerializationError
 from plait.graph import context
 from plait.graph.options import TaskOptions
 from plait.graph.refs import ObjectRef
@@ -49,6 +49,7 @@ class RemoteFunction:
         runtime = context.runtime()
         payload, deps, nested = encode_call(self.name, args, kwargs, runtime.put)
         task = Task(runtime.new_id(self.name), self, self._options, payload, deps, nested)
+        runtime.created(task)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
         return refs[0] if len(refs) == 1 else refs
 
@@ -74,12 +75,35 @@ def remote(*args: Any, **options: Any) -> Any:
         return _make_remote(args[0], TaskOptions())
     if args:
         raise TypeError("use @plait.remote or @plait.remote(option=value, ...)")
-    checked = TaskOptions().merged(**options)
-    return lambda function: _make_remote(function, checked)
+    _check_either(options)
+    return lambda target: _make_remote(target, _checked(target, options))
 
 
-def _make_remote(target: Any, options: TaskOptions) -> RemoteFunction:
+def _check_either(options: dict[str, Any]) -> None:
+    """Refuse at once what neither a function nor a class could take (a typo, a bad value)."""
+    from plait.graph.options import ActorOptions
+
+    for key, value in options.items():
+        try:
+            TaskOptions().merged(**{key: value})
+        except InvalidOptionError:
+            ActorOptions().merged(**{key: value})
+
+
+def _checked(target: Any, options: dict[str, Any]) -> Any:
+    """Options checked as a class's (actor options) or a function's (task options)."""
     if isinstance(target, type):
-        raise TypeError(f"@plait.remote on a class ({target.__name__}): actors are not "
-                        f"supported yet; use remote functions")
+        from plait.graph.options import ActorOptions
+
+        return ActorOptions().merged(**options)
+    return TaskOptions().merged(**options)
+
+
+def _make_remote(target: Any, options: Any) -> Any:
+    """A class becomes an actor class, anything else callable a remote function."""
+    if isinstance(target, type):
+        from plait.graph.actor import ActorClass
+        from plait.graph.options import ActorOptions
+
+        return ActorClass(target, options if isinstance(options, ActorOptions) else ActorOptions())
     return RemoteFunction(target, options)

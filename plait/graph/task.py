@@ -44,11 +44,11 @@ class Task:
     """One lazy call: function, pickled arguments, dependencies and result ids."""
 
     __slots__ = ("id", "function", "options", "payload", "deps", "nested", "output_ids",
-                 "submitted")
+                 "submitted", "actor", "method", "detached")
 
     def __init__(self, task_id: str, function: RemoteFunction, options: TaskOptions,
                  payload: bytes, deps: tuple[ObjectRef, ...],
-                 nested: tuple[ObjectRef, ...] = ()) -> None:
+                 nested: tuple[ObjectRef, ...] = (), actor: str = "", method: str = "") -> None:
         self.id = task_id
         self.function = function
         self.options = options
@@ -58,6 +58,19 @@ class Task:
         self.output_ids = tuple(output_id(task_id, i, options.num_returns)
                                 for i in range(options.num_returns))
         self.submitted = False
+        self.actor = actor           # the actor it runs on ("" for a plain task)
+        self.method = method         # "__init__" creates the actor; else the method called
+        self.detached = False        # an actor that outlives its handles (until shutdown)
+
+    @property
+    def name(self) -> str:
+        """What the task runs, as traces and plans show it (``inc``, ``Counter.incr``)."""
+        return self.options.name or self.function.name
+
+    @property
+    def is_actor_call(self) -> bool:
+        """A method call: it runs in its actor's process and ships no function of its own."""
+        return bool(self.actor) and self.method != "__init__"
 
     @property
     def dep_ids(self) -> tuple[str, ...]:

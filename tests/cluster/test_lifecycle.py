@@ -101,3 +101,19 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
         assert ready, f"node {pid} still running {timeout} s after its driver died"
     finally:
         os.close(fd)
+
+
+@plait.remote
+def append_line(path, text):
+    with open(path, "a") as f:
+        f.write(text + "\n")
+    return text
+
+
+def test_calls_made_before_shutdown_finish_before_the_cluster_stops(fresh, tmp_path):
+    path = tmp_path / "at-exit"
+    plait.init(num_workers=1)
+    for word in ("a", "b"):
+        append_line.remote(str(path), word)
+    plait.shutdown()
+    assert sorted(path.read_text().split()) == ["a", "b"]

@@ -62,13 +62,24 @@ def test_nested_refs_arrive_as_refs_and_can_be_got(cluster):
     assert plait.get(sum_nested.remote([plait.put(2), inc.remote(3)])) == 6
 
 
-def test_calls_are_lazy_until_requested(cluster, tmp_path):
+def test_calls_wait_for_the_next_get_and_then_run_requested_or_not(cluster, tmp_path):
     path = tmp_path / "ran"
     ref = append_line.remote(str(path), "once")
-    plait.get(plait.put(0))                      # a round trip through the node
+    plait.put(0)
+    plait.compile(ref)                           # planning runs nothing
     assert "lazy" in repr(ref) and lines(path) == []
+    plait.get(inc.remote(1))                     # submits every call made so far
+    assert lines(path) == ["once"]
     assert plait.get(ref) == "once"
     assert lines(path) == ["once"]
+
+
+def test_a_call_whose_ref_was_dropped_runs_for_its_side_effects(cluster, tmp_path):
+    path = tmp_path / "fire-and-forget"
+    append_line.remote(str(path), "side effect")
+    plait.wait([inc.remote(1)], timeout=30)
+    plait.get(inc.remote(2))
+    assert lines(path) == ["side effect"]
 
 
 def test_a_result_is_computed_once(cluster, tmp_path):

@@ -137,11 +137,19 @@ def test_calling_a_remote_function_directly_says_to_use_remote():
         inc(1)
 
 
-def test_remote_on_a_class_or_with_a_positional_value_is_a_type_error():
-    with pytest.raises(TypeError, match="class"):
-        @plait.remote
-        class Counter:
+def test_remote_on_a_class_makes_an_actor_class_and_a_positional_value_is_a_type_error():
+    @plait.remote
+    class Counter:
+        def incr(self):
             pass
+
+    assert type(Counter).__name__ == "ActorClass"
+    with pytest.raises(TypeError, match=r"Counter\.remote"):
+        Counter()
+    with pytest.raises(plait.InvalidOptionError, match="max_restarts"):
+        Counter.options(max_restarts="3")
+    with pytest.raises(plait.InvalidOptionError, match="max_concurrency"):
+        plait.remote(max_concurrency=4)(Counter._cls)
     with pytest.raises(TypeError):
         plait.remote(1, 2)
 

@@ -1,0 +1,217 @@
+"""The actors living on one node: a dedicated worker process each, fed its calls in order.
+
+An actor's creation and calls reach the node as tasks (``TaskSpec.actor``); the task table
+waits for their inputs like any task's, then hands them here instead of to the pool of
+task workers. Here each actor has a queue of its unfinished calls in arrival order (a
+caller's calls arrive in the order it made them); a call goes to the actor's process only
+when every call before it has been sent, so calls run in order even when a later call's
+inputs were ready first.
+
+When the actor's process dies, the call it was running is retried within its
+``max_task_retries`` (else it fails with ActorDiedError), the calls queued behind it wait,
+and the process is started again (constructor first) within ``max_restarts``; past that,
+or after ``plait.kill``, the actor is dead: its queued calls and all later ones fail with
+ActorDiedError.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from plait.errors import ActorDiedError
+from plait.executor import protocol as p
+
+if TYPE_CHECKING:
+    from plait.executor.node import Node
+    from plait.executor.workers import WorkerHandle
+
+MAX_CALLS_SENT = 64          # calls queued in the actor's process at once
+
+
+@dataclass
+class LocalActor:
+    """One actor on this node."""
+
+    spec: p.TaskSpec                      # its creation task
+    worker: WorkerHandle | None = None
+    calls: deque[str] = field(default_factory=deque)   # unfinished calls, in arrival order
+    ready: set[str] = field(default_factory=set)       # calls whose inputs are all here
+    sent: int = 0                         # calls at the front of ``calls`` in the process
+    state: str = "new"                    # new -> starting -> alive; or dead
+    restarts: int = 0
+    dead: bytes = b""                     # the pickled ActorDiedError, once dead
+    kill_reason: str = ""                 # plait.kill asked for this death
+    no_restart: bool = False
+
+
+class Actors:
+    """The node's actors, by actor id."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.by_id: dict[str, LocalActor] = {}
+        self.wanted: set[str] = set()          # actors that may have work to send
+
+    # -- arrivals ----------------------------------------------------------------------
+
+    def create(self, spec: p.TaskSpec) -> None:
+        """Start the actor's process; its constructor runs once the process is up."""
+        if spec.actor in self.by_id and not self.by_id[spec.actor].dead:
+            return                                   # already here (a duplicate assign)
+        actor = self.by_id[spec.actor] = LocalActor(spec)
+        self.start_process(actor)
+
+    def start_process(self, actor: LocalActor) -> None:
+        node = self.node
+        index = max((w.index for w in node.workers.values()), default=-1) + 1
+        actor.worker = node.start_worker(index)
+        actor.worker.actor = actor.spec.actor
+        actor.state, actor.sent = "new", 0
+        self.wanted.add(actor.spec.actor)
+
+    def call_arrived(self, spec: p.TaskSpec) -> bytes:
+        """Queue a call; returns the pickled error if its actor is dead or not here."""
+        actor = self.by_id.get(spec.actor)
+        if actor is None:
+            return pickle.dumps(ActorDiedError(spec.actor, f"it does not live on {self.node.id}"))
+        if actor.dead:
+            return actor.dead
+        actor.calls.append(spec.id)
+        return b""
+
+    def ready(self, task_ids: list[str]) -> None:
+        """Tasks of actors whose inputs are all here (handed over by the task table)."""
+        for task_id in task_ids:
+            state = self.node.table.tasks.get(task_id)
+            if state is None:
+                continue
+            actor = self.by_id.get(state.spec.actor)
+            if actor is not None and task_id != actor.spec.actor:
+                actor.ready.add(task_id)
+                self.wanted.add(actor.spec.actor)
+
+    # -- feeding the processes -------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        wanted, self.wanted = self.wanted, set()
+        for actor_id in wanted:
+            actor = self.by_id.get(actor_id)
+            if actor is not None and actor.worker is not None and actor.worker.ready:
+                self.feed(actor)
+            elif actor is not None and not actor.dead:
+                self.wanted.add(actor_id)          # its process is still starting
+
+    def feed(self, actor: LocalActor) -> None:
+        """Constructor first (once per process), then calls strictly in arrival order."""
+        node, worker = self.node, actor.worker
+        assert worker is not None
+        if actor.state == "new":
+            actor.state = "starting"
+            node.send_items(worker, [self.creation_item(actor)])
+            return
+        if actor.state != "alive":
+            return
+        items = []
+        while (actor.sent < len(actor.calls) and actor.calls[actor.sent] in actor.ready
+               and actor.sent < MAX_CALLS_SENT):
+            task_id = actor.calls[actor.sent]
+            actor.sent += 1
+            item = node.work_item(task_id)
+            if item is not None:
+                items.append(item)
+        if items:
+            node.send_items(worker, items)
+
+    def creation_item(self, actor: LocalActor) -> p.WorkItem:
+        spec = actor.spec
+        item = self.node.work_item(spec.id) if spec.id in self.node.table.tasks else None
+        return item or p.WorkItem(spec.id, -1 - actor.restarts, spec.function_id,
+                                  spec.function_name, spec.payload, (), (), spec.outputs,
+                                  method="__init__")
+
+    # -- results and deaths ----------------------------------------------------------------
+
+    def constructed(self, result: p.TaskResult) -> bool:
+        """The constructor ran (True if ``result`` was one): the actor is alive, or dead
+        with the constructor's exception as the cause."""
+        actor = self.by_id.get(result.task_id)
+        if actor is None or actor.state != "starting":
+            return False
+        failed = next((v for _, v in result.outputs if isinstance(v, p.Failed)), None)
+        if failed is None:
+            actor.state = "alive"
+            self.wanted.add(actor.spec.actor)
+        else:
+            cause = pickle.loads(failed.error)
+            self.die(actor, ActorDiedError(actor.spec.actor, "its constructor raised", cause))
+        return True
+
+    def ended(self, spec: p.TaskSpec) -> None:
+        """A call left the node's table (finished, failed or cancelled): unblock the queue."""
+        actor = self.by_id.get(spec.actor)
+        if actor is None or spec.id == actor.spec.id:
+            return
+        if spec.id in actor.calls:
+            position = actor.calls.index(spec.id)
+            del actor.calls[position]
+            if position < actor.sent:
+                actor.sent -= 1
+        actor.ready.discard(spec.id)
+        self.wanted.add(actor.spec.actor)
+
+    def process_died(self, worker: WorkerHandle, how: str) -> None:
+        """The actor's process is gone: retry or fail the running call, then restart or die."""
+        actor = self.by_id.get(worker.actor)
+        if actor is None or actor.worker is not worker:
+            return
+        node, table = self.node, self.node.table
+        actor.worker, actor.sent = None, 0
+        if actor.dead:
+            return
+        inflight = list(worker.inflight.items())
+        reason = actor.kill_reason or how
+        for position, (task_id, attempt) in enumerate(inflight):
+            if task_id not in table.tasks:
+                continue
+            if task_id == actor.spec.id:
+                table.requeue(task_id, attempt)
+            elif position == 0 and not table.crashed(task_id, attempt, how):
+                retries = table.tasks[task_id].spec.max_retries
+                error = ActorDiedError(actor.spec.actor, f"{reason}, while running this call "
+                                                         f"(max_task_retries={retries})")
+                node.fail_task(task_id, pickle.dumps(error))
+            elif position > 0:
+                table.requeue(task_id, attempt)
+        limit = actor.spec.max_retries
+        if actor.no_restart or node.stopping or 0 <= limit <= actor.restarts:
+            self.die(actor, ActorDiedError(actor.spec.actor, reason))
+            return
+        actor.restarts += 1
+        self.start_process(actor)
+        node.up(p.ActorExit(actor.spec.actor, actor.restarts))
+
+    def kill(self, message: p.KillActor) -> None:
+        actor = self.by_id.get(message.actor)
+        if actor is None or actor.dead:
+            return
+        actor.kill_reason = message.reason
+        actor.no_restart = actor.no_restart or message.no_restart
+        if actor.worker is not None:
+            os.kill(actor.worker.pid, signal.SIGKILL)
+
+    def die(self, actor: LocalActor, error: ActorDiedError) -> None:
+        """Dead for good: every queued call fails, later calls fail on arrival."""
+        actor.state, actor.dead = "dead", pickle.dumps(error)
+        if actor.worker is not None:
+            actor.worker.retiring = True
+            os.kill(actor.worker.pid, signal.SIGKILL)
+        for task_id in list(actor.calls):
+            self.node.fail_task(task_id, actor.dead)
+        if actor.spec.id in self.node.table.tasks:
+            self.node.fail_task(actor.spec.id, actor.dead)
+        self.node.up(p.ActorExit(actor.spec.actor, actor.restarts, actor.dead))

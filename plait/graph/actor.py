@@ -1,0 +1,157 @@
+"""Actors: ``@plait.remote`` on a class. An actor is one process holding one instance.
+
+``Counter.remote(...)`` adds the actor's *creation* to the graph (a task whose single
+result, the actor's ready marker, has the actor's id) and returns an ``ActorHandle``.
+``handle.incr.remote(...)`` adds a *call*: a task that runs in the actor's process, on the
+actor's node, and reads the ready marker as a nested input, so it waits for the
+constructor and keeps the actor alive while it is pending. Calls are tasks like any
+other for the rest of plait: their results are ObjectRefs, placed, traced and explained.
+
+Like every ``.remote()``, actor creations and calls are submitted at the caller's next
+``get``/``wait`` (all pending calls of the caller together, in the order they were made),
+so a caller's calls run in the order it made them.
+
+A handle pickles as the actor's id, its class name, its methods and the ready marker's
+ref: it can be passed to tasks and to other actors, and the ref inside keeps the actor
+alive (the actor is stopped once no handle, pending call or task holds it, unless it was
+created with ``lifetime="detached"``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from plait.graph import context
+from plait.graph.options import ActorOptions, TaskOptions
+from plait.graph.refs import ObjectRef
+from plait.graph.remote_function import RemoteFunction
+from plait.graph.task import Task, encode_call
+
+METHOD_OPTIONS = "__plait_method_options__"
+
+
+def method(**options: Any) -> Any:
+    """``@plait.method(num_returns=2)`` on an actor method (Ray's ``ray.method``)."""
+    TaskOptions().merged(**options)               # checked now, where the mistake is
+
+    def mark(function: Any) -> Any:
+        setattr(function, METHOD_OPTIONS, options)
+        return function
+
+    return mark
+
+
+class ActorClass:
+    """A class whose ``.remote(...)`` starts an actor and returns its handle."""
+
+    def __init__(self, cls: type, options: ActorOptions) -> None:
+        self._cls = cls
+        self._options = options
+        self._function = RemoteFunction(cls, TaskOptions(name=cls.__name__))
+        self._methods = _methods_of(cls)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        name = self._cls.__name__
+        raise TypeError(f"actor class {name} cannot be instantiated directly; use "
+                        f"{name}.remote(...) to start an actor")
+
+    def options(self, **changes: Any) -> ActorClass:
+        """A copy whose actors use ``changes`` (node, name, max_restarts, ...)."""
+        copy = ActorClass.__new__(ActorClass)
+        copy._cls, copy._function, copy._methods = self._cls, self._function, self._methods
+        copy._options = self._options.merged(**changes)
+        return copy
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        """Add the actor's creation to the graph; returns its handle at once."""
+        runtime = context.runtime()
+        name = self._cls.__name__
+        payload, deps, nested = encode_call(name, args, kwargs, runtime.put)
+        options = TaskOptions(name=name, node=self._options.node,
+                              max_retries=self._options.max_restarts)
+        actor_id = runtime.new_id(name)
+        task = Task(actor_id, self._function, options, payload, deps, nested,
+                    actor=actor_id, method="__init__")
+        task.detached = self._options.lifetime == "detached"
+        runtime.created(task)
+        return ActorHandle(actor_id, name, self._methods, ObjectRef(actor_id, task),
+                           self._options.max_task_retries)
+
+    def __repr__(self) -> str:
+        return f"ActorClass({self._cls.__name__})"
+
+
+class ActorHandle:
+    """The handle of a running (or starting) actor: ``handle.method.remote(...)``."""
+
+    def __init__(self, actor_id: str, class_name: str, methods: dict[str, dict[str, Any]],
+                 ready: ObjectRef, max_task_retries: int = 0) -> None:
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._methods = methods
+        self._ready = ready
+        self._max_task_retries = max_task_retries
+
+    @property
+    def actor_id(self) -> str:
+        return self._actor_id
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("_") or name not in self._methods:
+            raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
+        return ActorMethod(self, name, self._methods[name])
+
+    def __reduce__(self):
+        return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._ready,
+                              self._max_task_retries))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __repr__(self) -> str:
+        return f"Actor({self._class_name}, {self._actor_id})"
+
+
+class ActorMethod:
+    """One method of an actor: ``.remote(...)`` adds a call, ``.options(...)`` changes it."""
+
+    def __init__(self, handle: ActorHandle, name: str, options: dict[str, Any]) -> None:
+        self._handle = handle
+        self._name = name
+        self._options = options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"actor method {self._name}() cannot be called directly; use "
+                        f"handle.{self._name}.remote(...)")
+
+    def options(self, **changes: Any) -> ActorMethod:
+        TaskOptions().merged(**changes)
+        return ActorMethod(self._handle, self._name, {**self._options, **changes})
+
+    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef | list[ObjectRef]:
+        """Add one call of this method to the graph; returns its result ref(s)."""
+        handle = self._handle
+        runtime = context.runtime()
+        label = f"{handle._class_name}.{self._name}"
+        payload, deps, nested = encode_call(label, args, kwargs, runtime.put)
+        options = TaskOptions(name=label, max_retries=handle._max_task_retries).merged(
+            **{k: v for k, v in self._options.items() if k in ("num_returns", "max_retries")})
+        ready = handle._ready
+        task = Task(runtime.new_id(label), None, options, payload, deps, (*nested, ready),
+                    actor=handle._actor_id, method=self._name)
+        runtime.created(task)
+        refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
+        return refs[0] if len(refs) == 1 else refs
+
+
+def _methods_of(cls: type) -> dict[str, dict[str, Any]]:
+    """Public methods of the class and their ``@plait.method`` options."""
+    methods = {}
+    for name, member in inspect.getmembers(cls, callable):
+        if not name.startswith("_"):
+            methods[name] = dict(getattr(member, METHOD_OPTIONS, {}))
+    return methods

@@ -1,0 +1,282 @@
+"""Actors: one process per instance, calls in order, state kept, restarts and death."""
+
+from __future__ import annotations
+
+import os
+import select
+
+import numpy as np
+import pytest
+
+import plait
+
+pytestmark = pytest.mark.cluster
+
+
+@plait.remote
+class Counter:
+    def __init__(self, start=0):
+        self.n = start
+        self.log = []
+
+    def incr(self, by=1):
+        self.n += by
+        self.log.append(by)
+        return self.n
+
+    def read(self):
+        return self.n
+
+    def history(self):
+        return list(self.log)
+
+    def pid(self):
+        return os.getpid()
+
+    def where(self):
+        context = plait.get_runtime_context()
+        return context.get_node_id(), context.get_actor_id()
+
+    def fail(self):
+        raise ValueError("bad input")
+
+    def crash_once(self, flag):
+        if not os.path.exists(flag):
+            open(flag, "w").close()
+            os._exit(3)
+        self.n += 100
+        return self.n
+
+    def crash(self):
+        os._exit(3)
+
+    @plait.method(num_returns=2)
+    def pair(self):
+        return self.n, -self.n
+
+    def big(self, n):
+        return np.full(n, self.n, dtype=np.int64)
+
+
+@plait.remote
+class Broken:
+    def __init__(self):
+        raise RuntimeError("no database")
+
+    def ping(self):
+        return "pong"
+
+
+@plait.remote
+def slow_value(path, value):
+    """Returns once ``path`` exists: the test decides when (no sleeps)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return value
+
+
+@plait.remote
+def call_through(counter, times):
+    """A task holding a handle calls the actor itself and waits for the answers."""
+    return plait.get([counter.incr.remote() for _ in range(times)])
+
+
+@plait.remote
+def total(array):
+    return int(array.sum()), plait.get_runtime_context().get_node_id()
+
+
+def wait_exit(pid: int, timeout: float = 30.0) -> bool:
+    """True once process ``pid`` has exited (waits on a pidfd, not a sleep)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+# -- state and order ---------------------------------------------------------------------
+
+def test_state_persists_and_calls_run_in_the_order_they_were_made(cluster):
+    counter = Counter.remote(10)
+    refs = [counter.incr.remote(i) for i in range(1, 201)]
+    values = plait.get(refs, timeout=60)
+    assert values == [10 + i * (i + 1) // 2 for i in range(1, 201)]
+    assert plait.get(counter.history.remote(), timeout=30) == list(range(1, 201))
+
+
+def test_calls_never_requested_still_run_before_the_next_read(cluster):
+    counter = Counter.remote()
+    counter.incr.remote()
+    counter.incr.remote(5)
+    assert plait.get(counter.read.remote(), timeout=30) == 6
+
+
+def test_a_call_waiting_for_its_input_holds_back_the_calls_behind_it(cluster, tmp_path):
+    gate = tmp_path / "go"
+    counter = Counter.remote()
+    first = counter.incr.remote(slow_value.remote(str(gate), 7))
+    second = counter.incr.remote(1)
+    ready, _ = plait.wait([second], timeout=0.5)
+    assert ready == []                            # second waits behind first
+    gate.touch()
+    assert plait.get([first, second], timeout=30) == [7, 8]
+
+
+def test_an_actor_is_a_process_of_its_own_that_runs_every_call(cluster):
+    counter = Counter.remote()
+    pids = set(plait.get([counter.pid.remote() for _ in range(20)], timeout=30))
+    assert len(pids) == 1 and os.getpid() not in pids
+    node, actor = plait.get(counter.where.remote(), timeout=30)
+    assert node == "node-0" and actor == counter.actor_id
+
+
+def test_num_returns_from_plait_method(cluster):
+    counter = Counter.remote(4)
+    plus, minus = counter.pair.remote()
+    assert plait.get([plus, minus], timeout=30) == [4, -4]
+
+
+def test_handles_pass_to_tasks_and_their_calls_join_the_same_order(cluster):
+    counter = Counter.remote()
+    assert plait.get(call_through.remote(counter, 3), timeout=60) == [1, 2, 3]
+    assert plait.get(counter.incr.remote(), timeout=30) == 4
+
+
+def test_a_handle_passed_to_another_actor_works_there(cluster):
+    @plait.remote
+    class Relay:
+        def __init__(self, target):
+            self.target = target
+
+        def push(self):
+            return plait.get(self.target.incr.remote(10))
+
+    counter = Counter.remote()
+    relay = Relay.remote(counter)
+    assert plait.get(relay.push.remote(), timeout=60) == 10
+    assert plait.get(counter.read.remote(), timeout=30) == 10
+
+
+# -- errors ------------------------------------------------------------------------------
+
+def test_a_method_that_raises_fails_that_call_only(cluster):
+    counter = Counter.remote()
+    with pytest.raises(ValueError, match="bad input") as caught:
+        plait.get(counter.fail.remote(), timeout=30)
+    assert isinstance(caught.value, plait.TaskError)
+    assert isinstance(caught.value, plait.exceptions.RayTaskError)
+    assert plait.get(counter.incr.remote(), timeout=30) == 1
+
+
+def test_a_constructor_that_raises_kills_the_actor_with_the_cause(cluster):
+    broken = Broken.remote()
+    with pytest.raises(plait.ActorDiedError, match="constructor") as caught:
+        plait.get(broken.ping.remote(), timeout=30)
+    assert isinstance(caught.value.cause, RuntimeError)
+    with pytest.raises(plait.exceptions.RayActorError):
+        plait.get(broken.ping.remote(), timeout=30)
+
+
+def test_unknown_method_and_direct_calls_are_clear_errors(cluster):
+    counter = Counter.remote()
+    with pytest.raises(AttributeError, match="no method 'nope'"):
+        counter.nope.remote()
+    with pytest.raises(TypeError, match=r"incr\.remote"):
+        counter.incr()
+
+
+def test_kill_fails_pending_and_later_calls_and_stops_the_process(cluster):
+    counter = Counter.remote()
+    pid = plait.get(counter.pid.remote(), timeout=30)
+    plait.kill(counter)
+    assert wait_exit(pid)
+    with pytest.raises(plait.ActorDiedError, match="plait.kill"):
+        plait.get(counter.read.remote(), timeout=30)
+    with pytest.raises(TypeError, match="actor handle"):
+        plait.kill("counter")
+
+
+def test_kill_without_no_restart_restarts_within_max_restarts(cluster):
+    counter = Counter.options(max_restarts=1).remote(5)
+    assert plait.get(counter.incr.remote(), timeout=30) == 6
+    pid = plait.get(counter.pid.remote(), timeout=30)
+    plait.kill(counter, no_restart=False)
+    assert wait_exit(pid)
+    assert plait.get(counter.read.remote(), timeout=60) == 5       # constructor ran again
+    assert plait.get(counter.pid.remote(), timeout=30) != pid
+
+
+def test_a_dead_process_without_restarts_raises_actor_died(cluster):
+    counter = Counter.remote()
+    with pytest.raises(plait.ActorDiedError, match="died"):
+        plait.get(counter.crash.remote(), timeout=30)
+    with pytest.raises(plait.ActorDiedError):
+        plait.get(counter.read.remote(), timeout=30)
+
+
+def test_restart_fails_the_running_call_without_task_retries(cluster, tmp_path):
+    counter = Counter.options(max_restarts=2).remote()
+    plait.get(counter.incr.remote(), timeout=30)
+    crashed = counter.crash_once.remote(str(tmp_path / "flag"))
+    behind = counter.incr.remote()
+    with pytest.raises(plait.ActorDiedError, match="max_task_retries=0"):
+        plait.get(crashed, timeout=60)
+    assert plait.get(behind, timeout=60) == 1            # fresh state, after the restart
+
+
+def test_task_retries_rerun_the_crashed_call_on_the_restarted_actor(cluster, tmp_path):
+    counter = Counter.options(max_restarts=1, max_task_retries=1).remote()
+    assert plait.get(counter.crash_once.remote(str(tmp_path / "flag")), timeout=60) == 100
+
+
+def test_an_actor_without_handles_stops(cluster):
+    counter = Counter.remote()
+    pid = plait.get(counter.pid.remote(), timeout=30)
+    del counter
+    plait.put(0)                     # the next call into plait releases what was dropped
+    assert wait_exit(pid)
+
+
+def test_a_detached_actor_outlives_its_handle(cluster):
+    counter = Counter.options(lifetime="detached").remote()
+    pid = plait.get(counter.pid.remote(), timeout=30)
+    del counter
+    plait.put(0)
+    assert not wait_exit(pid, timeout=0.5)
+
+
+# -- placement -----------------------------------------------------------------------------
+
+def test_calls_run_on_the_actors_node_and_readers_go_to_its_results(fresh):
+    plait.init(num_nodes=2, num_workers=1)
+    counter = Counter.options(node="node-1").remote(1)
+    big = counter.big.remote(1 << 20)                    # 8 MiB, made on node-1
+    summed = total.remote(big)
+    plan = plait.compile(summed)
+    assert plan.placements[big.id].node == "node-1"
+    assert plan.placements[big.id].reason == "runs in its actor"
+    assert plan.placements[summed.id].node == "node-1"
+    assert "Counter.big" in plan.explain()
+    with plait.trace() as trace:
+        assert plait.get(summed, timeout=60) == (1 << 20, "node-1")
+    assert trace.bytes_moved == 0
+    assert {t.function_name for t in trace.tasks} >= {"Counter.big", "total"}
+    assert plait.get(counter.where.remote(), timeout=30)[0] == "node-1"
+
+
+def test_an_actor_restarts_on_another_node_when_its_node_dies(fresh):
+    plait.init(num_nodes=2, num_workers=1)
+    counter = Counter.options(node="node-1", max_restarts=1).remote(3)
+    assert plait.get(counter.incr.remote(), timeout=30) == 4
+    node_1 = next(n for n in plait.nodes() if n.id == "node-1")
+    os.kill(node_1.pid, 9)
+    assert wait_exit(node_1.pid)
+    assert plait.get(counter.read.remote(), timeout=60) == 3
+    assert plait.get(counter.where.remote(), timeout=30)[0] == "node-0"
