@@ -2,8 +2,9 @@
 
 from plait.compiler.compile import compile
 from plait.compiler.plan import Placement, Plan, Stage, Transfer
+from plait.compiler.passes import slots_of
 from plait.compiler.validate import validate
 from plait.compiler.view import ClusterView, CompileOptions, NodeView, ObjectInfo
 
 __all__ = ["ClusterView", "CompileOptions", "NodeView", "ObjectInfo", "Placement", "Plan", "Stage",
-           "Transfer", "compile", "validate"]
+           "Transfer", "compile", "slots_of", "validate"]

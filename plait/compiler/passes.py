@@ -5,6 +5,7 @@ cull -> place -> cut stages -> plan transfers -> plan releases (then validate).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from plait.compiler.plan import Stage, Transfer
@@ -73,11 +74,21 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
             node, reason = _choose_node(task, inputs, order, able, backlog, workers, options)
         choices[task.id] = Choice(node, reason, inputs, _moved(inputs, node, options))
         if not task.actor:          # an actor has a process of its own, outside the slots
-            backlog[node] += view.durations.get(task.function_name, options.task_seconds)
+            seconds = view.durations.get(task.function_name, options.task_seconds)
+            backlog[node] += seconds * slots_of(task.num_cpus)
         size = view.result_sizes.get(task.function_name, options.result_bytes_guess)
         for oid in task.outputs:
             located[oid] = (size, (node,))
     return choices
+
+
+def slots_of(num_cpus: float) -> int:
+    """Worker slots a task holds for ``num_cpus`` (one worker is one CPU; at least one).
+
+    >>> slots_of(0.5), slots_of(1), slots_of(2.5)
+    (1, 1, 3)
+    """
+    return max(1, math.ceil(num_cpus))
 
 
 def _actor_node(task: TaskNode, choices: dict[str, Choice], view: ClusterView) -> str:
@@ -156,7 +167,20 @@ def _cost(inputs: Inputs, node: str, backlog: dict[str, float], workers: dict[st
 def _choose_node(task: TaskNode, inputs: Inputs, order: tuple[str, ...], able: list[str],
                  backlog: dict[str, float], workers: dict[str, int],
                  options: CompileOptions) -> tuple[str, str]:
+    if task.needs:
+        raise PlanError(f"task {task.id} ({task.function_name}) asks for "
+                        f"{', '.join(task.needs)}, which no node offers (plait nodes have CPU "
+                        f"slots only); drop num_gpus/resources to run it on CPUs")
+    slots = slots_of(task.num_cpus)
+    able = [n for n in able if workers[n] >= slots]
+    if not able:
+        raise PlanError(f"task {task.id} ({task.function_name}) needs num_cpus={task.num_cpus} "
+                        f"({slots} worker slots), but the largest node has "
+                        f"{max(workers.values())}")
     if task.node is not None:
+        if task.node in workers and workers[task.node] < slots:
+            raise PlanError(f"task {task.id} ({task.function_name}) needs {slots} worker slots "
+                            f"but is pinned to {task.node}, which has {workers[task.node]}")
         if task.node not in backlog:
             raise PlanError(f"task {task.id} ({task.function_name}) is pinned to node "
                             f"{task.node!r}, which is not in the cluster ({', '.join(order)})")

@@ -64,6 +64,8 @@ class Actors:
         if spec.actor in self.by_id and not self.by_id[spec.actor].dead:
             return                                   # already here (a duplicate assign)
         actor = self.by_id[spec.actor] = LocalActor(spec)
+        if spec.slots:                # num_cpus given: that many task slots are its own
+            self.node.held_slots["actor " + spec.actor] = spec.slots
         self.start_process(actor)
 
     def start_process(self, actor: LocalActor) -> None:
@@ -207,6 +209,7 @@ class Actors:
     def die(self, actor: LocalActor, error: ActorDiedError) -> None:
         """Dead for good: every queued call fails, later calls fail on arrival."""
         actor.state, actor.dead = "dead", pickle.dumps(error)
+        self.node.held_slots.pop("actor " + actor.spec.actor, None)
         if actor.worker is not None:
             actor.worker.retiring = True
             os.kill(actor.worker.pid, signal.SIGKILL)

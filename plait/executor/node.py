@@ -63,6 +63,7 @@ class Node:
         self.values: dict[str, p.ObjectValue] = {}  # inputs known here: Inline/Failed/Stored here
         self.asked: set[str] = set()                # subscribed at the head, no answer yet
         self.task_pins: dict[str, list[str]] = {}   # running task -> objects pinned for it
+        self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
         self.transfers: Transfers | None = None     # set by the server once sockets exist
         self.worker_settings: dict[str, str] = {}
@@ -147,7 +148,7 @@ class Node:
                 continue             # a running actor call is not interrupted (as in Ray)
             del self.table.tasks[task_id]
             self.actors.ended(state.spec)
-            self.release_pins(task_id)
+            self.release(task_id)
             for worker in self.workers.values():
                 if task_id in worker.inflight:
                     del worker.inflight[task_id]
@@ -237,7 +238,7 @@ class Node:
         queued = list(worker.inflight.items())[1:]
         for task_id, attempt in queued:
             del worker.inflight[task_id]
-            self.release_pins(task_id)
+            self.release(task_id)
             self.table.requeue(task_id, attempt)
         if queued:
             self.to_worker(worker.identity, p.Skip(tuple(task_id for task_id, _ in queued)))
@@ -311,7 +312,7 @@ class Node:
                     result.task_id not in self.table.tasks:
                 continue                           # a restart's constructor: nothing to report
             if result.retryable and self.table.retry(result.task_id, result.attempt):
-                self.release_pins(result.task_id)
+                self.release(result.task_id)
                 continue                           # runs again; its error is not reported
             done = self.table.finish(result.task_id, result.attempt)
             if done is None:
@@ -320,7 +321,7 @@ class Node:
                         self.store.delete(oid)
                 continue
             outputs = tuple((oid, self.seal_output(oid, value)) for oid, value in result.outputs)
-            self.release_pins(result.task_id)
+            self.release(result.task_id)
             if worker.actor:
                 self.actors.ended(done.spec)
             finished.append(p.TaskResult(result.task_id, result.attempt, outputs, result.seconds,
@@ -342,7 +343,7 @@ class Node:
         how = worker.describe(self.id, reap(worker))
         inflight = list(worker.inflight.items())
         for task_id, _ in inflight:
-            self.release_pins(task_id)
+            self.release(task_id)
         if worker.actor:
             self.actors.process_died(worker, how)
             return
@@ -414,13 +415,15 @@ class Node:
         if state is None:
             return
         self.actors.ended(state.spec)
-        self.release_pins(task_id)
+        self.release(task_id)
         outputs = tuple((oid, p.Failed(error)) for oid in state.spec.outputs)
         self.up(p.TasksDone((p.TaskResult(task_id, state.attempt, outputs, 0.0),)))
         for oid, value in outputs:
             self.arrived(oid, value)
 
-    def release_pins(self, task_id: str) -> None:
+    def release(self, task_id: str) -> None:
+        """The task no longer runs here: its inputs' pins and its extra slots go."""
+        self.held_slots.pop(task_id, None)
         for oid in self.task_pins.pop(task_id, ()):
             self.store.unpin(oid)
 
@@ -441,6 +444,11 @@ class Node:
             workers = self.pool(lambda w: w.ready and not w.blocked and not w.retiring)
             if not workers:
                 return
+            slots = self.slots_needed(ready[0])
+            if slots > 1 or self.held_slots:
+                if not self.send_alone(workers, slots):
+                    return
+                continue
             batch = max(1, min(MAX_BATCH, len(ready) // (2 * len(workers))))
             worker = min(workers, key=lambda w: (len(w.inflight), w.index))
             if len(worker.inflight) >= 2 * batch:
@@ -449,10 +457,35 @@ class Node:
                 return
             items = []
             for _ in range(min(batch, len(ready))):
+                if items and self.slots_needed(ready[0]) > 1:
+                    break
                 task_id = ready.popleft()
                 items += [item for item in map(self.work_item, self.with_chain(task_id)) if item]
             if items:
                 self.send_items(worker, items)
+
+    def send_alone(self, workers: list[WorkerHandle], slots: int) -> bool:
+        """Dispatch the next task to an idle worker while ``slots`` are free (False: wait).
+
+        A task with num_cpus > 1 holds that many worker slots: it runs in one idle worker
+        and keeps ``slots - 1`` others idle until it ends; while any such task runs (or an
+        actor holds slots), tasks go one at a time to idle workers only. The task at the
+        head of the queue waits for its slots rather than being overtaken forever.
+        """
+        idle = [w for w in workers if not w.inflight]
+        if len(idle) - sum(self.held_slots.values()) < slots:
+            return False
+        task_id = self.table.ready.popleft()
+        items = [item for item in map(self.work_item, self.with_chain(task_id)) if item]
+        if items:
+            self.send_items(min(idle, key=lambda w: w.index), items)
+            if slots > 1:
+                self.held_slots[task_id] = slots - 1
+        return True
+
+    def slots_needed(self, task_id: str) -> int:
+        state = self.table.tasks.get(task_id)
+        return state.spec.slots if state is not None else 1
 
     def with_chain(self, task_id: str) -> list[str]:
         state = self.table.tasks.get(task_id)

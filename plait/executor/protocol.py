@@ -370,6 +370,7 @@ class TaskSpec:
     actor: str = ""                # runs in this actor's process ("" for a plain task)
     method: str = ""               # "__init__": creates the actor; else the method called
     detached: bool = False         # an actor that outlives its handles
+    slots: int = 1                 # worker slots it holds while running (num_cpus, rounded up)
 
 
 @dataclass(frozen=True, slots=True)

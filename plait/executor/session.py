@@ -347,7 +347,8 @@ class Session:
                                     placement.node, placement.follows, placement.priority,
                                     node.node is not None or bool(task.actor),
                                     _retry_exceptions(task.options.retry_exceptions),
-                                    task.actor, task.method, task.detached))
+                                    task.actor, task.method, task.detached,
+                                    _slots(task, node.num_cpus)))
         self.conn.send(p.Submit(tuple(functions), tuple(specs)))
         orphans = []
         for task in tasks.values():
@@ -507,6 +508,16 @@ class Session:
         except Exception as error:           # shutting down: say so, do not raise
             print(f"plait: tasks submitted at shutdown did not finish: {error!r}",
                   file=sys.stderr)
+
+
+def _slots(task: Any, num_cpus: float) -> int:
+    """Worker slots the task holds while it runs; an actor holds none unless it asked for
+    CPUs (it has a process of its own), then that many for its lifetime (as in Ray)."""
+    import math
+
+    if task.method == "__init__":
+        return math.ceil(num_cpus)
+    return compiler.slots_of(num_cpus)
 
 
 def _retry_exceptions(option: bool | Sequence[type]) -> bytes:

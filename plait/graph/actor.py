@@ -68,8 +68,10 @@ class ActorClass:
         runtime = context.runtime()
         name = self._cls.__name__
         payload, deps, nested = encode_call(name, args, kwargs, runtime.put)
-        options = TaskOptions(name=name, node=self._options.node,
-                              max_retries=self._options.max_restarts)
+        given = self._options
+        options = TaskOptions(name=name, node=given.node, max_retries=given.max_restarts,
+                              num_cpus=given.num_cpus, num_gpus=given.num_gpus,
+                              resources=given.resources)
         actor_id = runtime.new_id(name)
         task = Task(actor_id, self._function, options, payload, deps, nested,
                     actor=actor_id, method="__init__")

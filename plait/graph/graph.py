@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plait.graph.refs import ObjectRef
 from plait.graph.task import Task
@@ -33,6 +33,8 @@ class TaskNode:
     max_retries: int = 3
     nested: tuple[str, ...] = ()
     actor: str = ""                  # the actor it runs on (its creation has id == actor)
+    num_cpus: float = 1              # worker slots it holds while it runs (rounded up)
+    needs: tuple[str, ...] = ()      # other resources asked for (GPU, custom): none offered yet
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -129,4 +131,12 @@ def _task_node(task: Task) -> TaskNode:
     function_id = "" if task.is_actor_call else task.function.pickled()[0]
     return TaskNode(task.id, task.name, function_id, task.dep_ids, task.output_ids,
                     node=task.options.node, max_retries=task.options.max_retries,
-                    nested=task.nested_ids, actor=task.actor)
+                    nested=task.nested_ids, actor=task.actor, num_cpus=task.options.num_cpus,
+                    needs=_needs(task.options))
+
+
+def _needs(options: Any) -> tuple[str, ...]:
+    """Resources other than CPUs the task asked for (``num_gpus``, ``resources``)."""
+    needs = [f"{options.num_gpus} GPU"] if options.num_gpus else []
+    return tuple(needs + [f"{amount} {name}" for name, amount in (options.resources or {}).items()
+                          if amount and name != "CPU"])

@@ -57,7 +57,7 @@ class ActorOptions:
     lifetime: str | None = None
     namespace: str | None = None
     max_concurrency: int = 1
-    num_cpus: float = 1
+    num_cpus: float = 0                  # slots held for its lifetime (Ray: 0 while running)
     num_gpus: float = 0
     resources: dict[str, float] | None = None
     memory: int | None = None

@@ -280,3 +280,18 @@ def test_an_actor_restarts_on_another_node_when_its_node_dies(fresh):
     assert wait_exit(node_1.pid)
     assert plait.get(counter.read.remote(), timeout=60) == 3
     assert plait.get(counter.where.remote(), timeout=30)[0] == "node-0"
+
+
+@plait.remote
+def double(x):
+    return 2 * x
+
+
+def test_an_actor_that_asks_for_cpus_holds_task_slots_while_it_lives(cluster):
+    counter = Counter.options(num_cpus=1).remote()
+    assert plait.get(counter.read.remote(), timeout=30) == 0
+    wide = double.options(num_cpus=2).remote(21)
+    ready, _ = plait.wait([wide], timeout=1.0)
+    assert ready == []                  # one of the two slots is the actor's
+    plait.kill(counter)
+    assert plait.get(wide, timeout=30) == 42

@@ -175,3 +175,32 @@ def test_runtime_context_names_node_worker_and_task(cluster):
     assert node == "node-0" and worker.startswith("node-0.w") and task == ref.id
     driver = plait.get_runtime_context()
     assert driver.get_node_id() == "node-0" and driver.get_task_id() is None
+
+
+@plait.remote
+def hold_until(path, token):
+    """Return ``token`` once ``path`` exists (the test decides when; no sleeps)."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return token
+
+
+def test_a_task_with_num_cpus_2_holds_both_worker_slots(cluster, tmp_path):
+    gate = tmp_path / "go"
+    wide = hold_until.options(num_cpus=2).remote(str(gate), "wide")
+    narrow = inc.remote(1)
+    ready, _ = plait.wait([wide, narrow], num_returns=1, timeout=1.0)
+    assert ready == []                  # the 2-CPU task holds both slots of this node
+    gate.touch()
+    assert plait.get([wide, narrow], timeout=30) == ["wide", 2]
+
+
+def test_resources_no_node_has_are_refused_at_compile(cluster):
+    with pytest.raises(plait.PlanError, match="worker slots"):
+        plait.get(inc.options(num_cpus=3).remote(1), timeout=30)
+    with pytest.raises(plait.PlanError, match="GPU"):
+        plait.get(inc.options(num_gpus=1).remote(1), timeout=30)
