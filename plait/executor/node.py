@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import signal
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from plait.executor import protocol as p
 from plait.executor.actors import Actors
 from plait.executor.scheduler import TaskTable
 from plait.executor.worker import WorkerConfig
-from plait.executor.workers import WorkerHandle, reap, spawn_worker, stop_all
+from plait.executor.workers import Forker, WorkerHandle, reap, spawn_worker, stop_all
 from plait.store.store import ObjectStore
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ MAX_BATCH = 64              # tasks per RunTasks message at most
 SYSTEM_MEMORY_FLOOR = 0.05  # below this fraction of RAM available, the largest worker goes
 WORKER_STOP_SECONDS = 5.0   # a busy worker stopped this long is taken for dead
 WORKER_STOP_GRACE = 2.0
+PARK_SECONDS = 5.0          # an idle stand-in is kept this long for the next blocked worker
 
 Send = Callable[[bytes, p.Message], None]      # (worker identity, message)
 
@@ -66,6 +68,7 @@ class Node:
         self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
         self.transfers: Transfers | None = None     # set by the server once sockets exist
+        self.forker: Forker | None = None           # forks later workers (set by the server)
         self.worker_settings: dict[str, str] = {}
         self.num_workers = len(workers)            # extras stand in for blocked ones
         self.worker_memory_limit = 0               # bytes; 0: only the system-wide floor
@@ -244,21 +247,33 @@ class Node:
             self.to_worker(worker.identity, p.Skip(tuple(task_id for task_id, _ in queued)))
 
     def lend_slot(self) -> None:
-        """Keep ``num_workers`` workers able to run tasks while some wait on their children."""
-        able = self.pool(lambda w: not w.blocked and not w.retiring)
-        if len(able) < self.num_workers:
-            index = max(w.index for w in self.workers.values()) + 1
-            self.start_worker(index).extra = True
+        """Keep ``num_workers`` workers able to run tasks while some wait on their children:
+        wake a parked stand-in, or start one."""
+        if len(self.pool(_able)) >= self.num_workers:
+            return
+        parked = self.pool(lambda w: bool(w.parked_since) and not w.retiring)
+        if parked:
+            parked[0].parked_since = 0.0
+            return
+        index = max(w.index for w in self.workers.values()) + 1
+        self.start_worker(index).extra = True
 
     def retire_extras(self) -> None:
-        """Stop an idle stand-in once the blocked worker it replaced is back."""
-        able = self.pool(lambda w: not w.blocked and not w.retiring)
+        """Park an idle stand-in once the blocked worker it replaced is back (recursive
+        programs block again soon: a parked worker is woken faster than one is forked)."""
+        able = self.pool(_able)
         for worker in able:
             if len(able) <= self.num_workers:
                 return
             if worker.extra and worker.ready and not worker.inflight:
-                worker.retiring = True
+                worker.parked_since = time.monotonic()
                 able.remove(worker)
+
+    def retire_parked(self, now: float) -> None:
+        """Stop stand-ins parked for longer than PARK_SECONDS."""
+        for worker in self.pool(lambda w: bool(w.parked_since) and not w.retiring):
+            if now - worker.parked_since > PARK_SECONDS:
+                worker.retiring = True
                 self.to_worker(worker.identity, p.Bye())
 
     def pool(self, keep: Callable[[WorkerHandle], bool]) -> list[WorkerHandle]:
@@ -361,7 +376,7 @@ class Node:
                 self.fail_crashed(task_id, OutOfMemoryError if worker.oom else WorkerCrashedError)
             for task_id, attempt in rest:
                 self.table.requeue(task_id, attempt)
-        if not self.stopping and not worker.retiring:
+        if not self.stopping and not worker.retiring and not worker.parked_since:
             self.start_worker(worker.index).extra = worker.extra
 
     def fail_crashed(self, task_id: str, kind: type = WorkerCrashedError) -> None:
@@ -402,7 +417,7 @@ class Node:
     def start_worker(self, index: int) -> WorkerHandle:
         config = WorkerConfig(index, self.id, self.worker_address, self.store.arena.name,
                               os.getpid(), **self.worker_settings)
-        worker = spawn_worker(config)
+        worker = self.forker.fork_worker(config) if self.forker else spawn_worker(config)
         self.workers[worker.identity] = worker
         self.watch(worker.pidfd)
         return worker
@@ -441,7 +456,7 @@ class Node:
             self.actors.dispatch()
         ready = self.table.ready
         while ready:
-            workers = self.pool(lambda w: w.ready and not w.blocked and not w.retiring)
+            workers = self.pool(lambda w: w.ready and _able(w))
             if not workers:
                 return
             slots = self.slots_needed(ready[0])
@@ -543,6 +558,11 @@ class Node:
             except Exception:
                 pass
         stop_all(list(self.workers.values()), WORKER_STOP_GRACE)
+
+
+def _able(worker: WorkerHandle) -> bool:
+    """A task worker that may be given tasks: not waiting on its children, parked or leaving."""
+    return not worker.blocked and not worker.retiring and not worker.parked_since
 
 
 def _available_fraction() -> float:

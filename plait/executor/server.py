@@ -32,7 +32,7 @@ from plait.executor.security import (ClusterKey, check_bind, load_key, secure_cl
                                      secure_server, start_authenticator)
 from plait.executor.transfers import Transfers
 from plait.executor.worker import WorkerConfig
-from plait.executor.workers import WorkerHandle, fork_worker, stop_all
+from plait.executor.workers import Forker, WorkerHandle, fork_worker, stop_all
 from plait.store.arena import Arena
 from plait.store.spill import Spiller
 from plait.store.store import ObjectStore
@@ -187,6 +187,7 @@ class Server:
                 checked = now
                 self.node.watch_memory()
                 self.node.watch_stopped(now)
+                self.node.retire_parked(now)
                 if self.config.parent_pid and os.getppid() != self.config.parent_pid:
                     self.node.stopping = True
 
@@ -372,12 +373,15 @@ def serve(config: NodeConfig) -> None:
     arena = Arena.create(config.arena_name, config.store_capacity)
     workers: list[WorkerHandle] = []
     server = None
+    forker = None
     try:
         for index in range(config.num_workers):     # fork before any thread exists
             workers.append(fork_worker(WorkerConfig(index, config.node, config.worker_address,
                                                     arena.name, os.getpid(),
                                                     **worker_settings(config))))
+        forker = Forker.start()
         server = Server(config, arena, workers)
+        server.node.forker = forker
         signal.signal(signal.SIGTERM, lambda *_: setattr(server.node, "stopping", True))
         server.run()
     finally:
@@ -386,6 +390,8 @@ def serve(config: NodeConfig) -> None:
         else:
             stop_all(workers, 0)
             arena.unlink()
+        if forker is not None:
+            forker.stop()
 
 
 def main() -> None:
