@@ -22,3 +22,29 @@ def test_object_store_tutorial_runs_unchanged():
     assert "equal: True" in out and "same object: False" in out
     results = eval(out.split("same object: False\n")[1].splitlines()[0])
     assert len(results) == 10 and len(set(results)) == 1
+
+
+EXPECTED = {
+    "actors.py": ["balances after each call: [110, 80, 85]",
+                  "refused: a withdrawal larger than the balance",
+                  "after salaries: 185",
+                  "history: [('deposit', 10), ('withdraw', 30), ('deposit', 5), "
+                  "('deposit', 50), ('deposit', 50)]",
+                  "balance: 185",
+                  "after kill: the actor is dead"],
+    "tree_of_tasks.py": ["sorted: True", "same values: True"],
+    "pipelining.py": ["squares: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121]",
+                      "sum of squares below 20: 2470"],
+    "fault_tolerance.py": ["crashed workers, retried: [0, 10, 20]",
+                           "retried on ConnectionError: [1, 2, 3]",
+                           "no retries left: WorkerCrashedError",
+                           "actor restarted, call retried: 1"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_ray_pattern_examples_print_what_ray_prints(name):
+    result = subprocess.run([sys.executable, str(EXAMPLES / name)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == EXPECTED[name]
