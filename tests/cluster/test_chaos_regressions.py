@@ -1,0 +1,34 @@
+"""Failures the chaos soak (benchmarks/chaos.py) found, each kept as a small test."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import plait
+from plait import api
+
+pytestmark = pytest.mark.cluster
+
+
+@plait.remote
+def crash_first_time(path):
+    if not os.path.exists(path):
+        open(path, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "recovered"
+
+
+def test_a_node_stopping_cleanly_leaves_the_shared_run_directory(fresh, tmp_path):
+    """A non-head node that exited on SIGTERM removed the run directory it shares with the
+    head, so a replacement worker elsewhere could not reach its node and its task hung."""
+    plait.init(num_nodes=3, num_workers=1)
+    cluster = api._session.cluster
+    node_1 = cluster.processes[1]
+    node_1.send_signal(signal.SIGTERM)
+    assert node_1.wait(30) == 0
+    assert os.path.isdir(cluster.run_dir)
+    ref = crash_first_time.options(node="node-2").remote(str(tmp_path / "crashed"))
+    assert plait.get(ref, timeout=60) == "recovered"        # a new worker on node-2 ran it
