@@ -347,7 +347,9 @@ class Server:
         self.ctx.term()
         self.store.close()
         self.store.arena.unlink()
-        if self.config.is_head or self.config.parent_pid:
+        if self.config.is_head or not self.config.parent_pid:
+            # the head's, or a CLI node's own; a driver's other nodes share the head's run
+            # dir, where nodes that join later and replacement workers find their sockets
             shutil.rmtree(self.config.run_dir, ignore_errors=True)
 
 
