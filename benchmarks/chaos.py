@@ -1,0 +1,408 @@
+"""Chaos soak: three workloads run while a killer SIGKILLs, SIGTERMs, segfaults and stops
+nodes and workers; every result is checked exactly and nothing may be left behind.
+
+    python benchmarks/chaos.py --seconds 120 [--seed 1] [--json benchmarks/chaos.json]
+
+Data flow::
+
+    driver (main thread)              killer (thread, /proc and signals only)
+    round: tree -> pairs -> tiny      every 2-6 s: pick a kind and a target
+      checked exactly, one by one       SIGKILL / SIGTERM / SIGSEGV / SIGSTOP (then SIGCONT)
+    plait.trace() counts executions     a non-head node that died: a new node joins the head
+
+A round of the three workloads first runs on a quiet cluster (the runtime without
+faults), then rounds repeat under the killer until ``--seconds`` have passed. The cluster
+is 3 nodes of 1 worker and 512 MiB each, so the soak fits a shared 2-core machine.
+
+The killer never calls plait (the driver's session belongs to the main thread): it finds
+node processes among the driver's children and workers among theirs, and starts a
+replacement node itself, as ``plait start --address`` would on another host (a fresh node
+id, joining the running head). A node stopped longer than the head's heartbeat timeout is
+declared dead; when it wakes it must not be trusted, and the killer records whether it left
+on its own (it should) before removing it and starting a replacement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import resource
+import signal
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
+import plait  # noqa: E402
+
+MIB = 1 << 20
+LEAVES = 256
+LEAF_WORDS = MIB // 8                  # 1 MiB of int64 per leaf: results live in the stores
+PAIRS = 1000
+PAIR_MIB = 10
+PAIR_BATCH = 12                        # pairs in flight at once (bounded memory)
+TINY = 10_000
+TINY_BATCH = 2_000
+GET_TIMEOUT = 180.0                    # a get slower than this is reported as a hang
+STORE_MEMORY = 512 * MIB
+KINDS = ("SIGKILL", "SIGTERM", "SIGSEGV", "SIGSTOP")
+SHORT_STOP = (1.0, 2.5)                # under the head's 4 s heartbeat timeout: must survive
+LONG_STOP = (6.0, 8.0)                 # over it: declared dead, refused when it wakes
+WOKEN_GRACE = 10.0                     # how long a woken, declared-dead node may linger
+
+
+# -- the workloads -------------------------------------------------------------------------
+
+@plait.remote
+def leaf(i: int) -> np.ndarray:
+    return np.full(LEAF_WORDS, i, dtype=np.int64)
+
+
+@plait.remote
+def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a + b
+
+
+def pattern(i: int) -> np.ndarray:
+    """10 MiB that differ for every i, cheap to make and to check."""
+    return np.arange(PAIR_MIB * MIB // 8, dtype=np.uint64) * np.uint64(2 * i + 1)
+
+
+@plait.remote(num_returns=2)
+def create(i: int) -> tuple[np.ndarray, int]:
+    data = pattern(i)
+    return data, zlib.crc32(data)
+
+
+@plait.remote
+def consume(data: np.ndarray) -> int:
+    return zlib.crc32(data)
+
+
+@plait.remote
+def tiny(i: int) -> int:
+    return i
+
+
+def run_tree() -> list[str]:
+    """A 256-leaf pairwise reduction: every element of the root must be sum(range(256))."""
+    level = [leaf.remote(i) for i in range(LEAVES)]
+    while len(level) > 1:
+        level = [add.remote(a, b) for a, b in zip(level[::2], level[1::2], strict=True)]
+    root = plait.get(level[0], timeout=GET_TIMEOUT)
+    expected = sum(range(LEAVES))
+    if root.shape != (LEAF_WORDS,) or not np.all(root == expected):
+        return [f"tree: root holds {np.unique(root)[:5]}, expected {expected}"]
+    return []
+
+
+def run_pairs() -> list[str]:
+    """1,000 create/consume pairs of 10 MiB: the consumer's CRC must equal the creator's."""
+    wrong = []
+    for first in range(0, PAIRS, PAIR_BATCH):
+        batch = range(first, min(first + PAIR_BATCH, PAIRS))
+        made = [create.remote(i) for i in batch]
+        consumed = [consume.remote(data) for data, _ in made]
+        crcs = plait.get([crc for _, crc in made] + consumed, timeout=GET_TIMEOUT)
+        for i, made_crc, read_crc in zip(batch, crcs[:len(made)], crcs[len(made):],
+                                         strict=True):
+            if made_crc != read_crc or (i % 100 == 0 and read_crc != zlib.crc32(pattern(i))):
+                wrong.append(f"pair {i}: created {made_crc}, consumed {read_crc}")
+    return wrong
+
+
+def run_tiny() -> list[str]:
+    """10,000 tiny tasks, each returning its own id: every id must come back once."""
+    seen: list[int] = []
+    for first in range(0, TINY, TINY_BATCH):
+        seen += plait.get([tiny.remote(i) for i in range(first, first + TINY_BATCH)],
+                          timeout=GET_TIMEOUT)
+    if sorted(seen) != list(range(TINY)):
+        missing = sorted(set(range(TINY)) - set(seen))
+        return [f"tiny: {len(missing)} ids missing (first {missing[:5]}), {len(seen)} results"]
+    return []
+
+
+WORKLOADS = {"tree": run_tree, "pairs": run_pairs, "tiny": run_tiny}
+
+
+def run_round() -> tuple[dict[str, float], list[str]]:
+    """The three workloads one after the other: seconds each, and what came back wrong.
+
+    A workload that raises counts as data lost (its results never arrived), named by the
+    exception, and the round goes on with the next workload.
+    """
+    seconds, wrong = {}, []
+    for name, workload in WORKLOADS.items():
+        start = time.perf_counter()
+        try:
+            wrong += workload()
+        except Exception as error:             # a lost object, a hang: all are findings
+            wrong.append(f"{name}: {type(error).__name__}: {str(error)[:300]}")
+        seconds[name] = time.perf_counter() - start
+    return seconds, wrong
+
+
+# -- processes -----------------------------------------------------------------------------
+
+def children_of(pids: set[int]) -> list[int]:
+    """Live, unstopped-or-stopped processes whose parent is one of ``pids`` (from /proc)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) in pids:
+            found.append(int(entry))
+    return found
+
+
+class Killer(threading.Thread):
+    """Signals a random non-head node or worker every few seconds; restarts dead nodes."""
+
+    def __init__(self, cluster, rng: random.Random, interval: tuple[float, float]) -> None:
+        super().__init__(name="chaos-killer", daemon=True)
+        self.cluster = cluster                 # plait's LocalCluster: configs and processes
+        self.rng = rng
+        self.interval = interval
+        self.done = threading.Event()
+        self.kills: Counter[str] = Counter()
+        self.events: list[dict] = []
+        self.findings: list[str] = []
+        self.next_index = len(cluster.configs)
+        self.verbose = False
+
+    def run(self) -> None:
+        while not self.done.wait(self.rng.uniform(*self.interval)):
+            try:
+                self.strike()
+            except Exception as error:         # the soak must go on; the report says why
+                self.findings.append(f"killer: {type(error).__name__}: {error}")
+
+    def live_nodes(self) -> list[tuple[object, object]]:
+        """(config, process) of the non-head nodes still running."""
+        return [(c, p) for c, p in zip(self.cluster.configs[1:], self.cluster.processes[1:],
+                                       strict=True) if p.poll() is None]
+
+    def strike(self) -> None:
+        kind = self.rng.choice(KINDS)
+        nodes = self.live_nodes()
+        if self.rng.random() < 0.4 and nodes:
+            config, process = self.rng.choice(nodes)
+            self.signal_node(kind, config, process)
+            return
+        node_pids = {p.pid for p in self.cluster.processes if p.poll() is None}
+        workers = children_of(node_pids)
+        if workers:
+            self.signal_worker(kind, self.rng.choice(workers))
+
+    def signal_worker(self, kind: str, pid: int) -> None:
+        self.kills[f"worker {kind}"] += 1
+        self.note({"t": time.time(), "target": f"worker pid {pid}", "kind": kind})
+        self.send(pid, kind)
+
+    def send(self, pid: int, kind: str) -> float:
+        """Deliver one fault; a SIGSTOP is followed by SIGCONT. Returns the stop's length."""
+        try:
+            if kind != "SIGSTOP":
+                os.kill(pid, getattr(signal, kind))
+                return 0.0
+            span = self.rng.uniform(*self.rng.choice([SHORT_STOP, LONG_STOP]))
+            os.kill(pid, signal.SIGSTOP)
+            self.done.wait(span)
+            os.kill(pid, signal.SIGCONT)
+            return span
+        except ProcessLookupError:              # it died meanwhile (the node killed it)
+            return 0.0
+
+    def signal_node(self, kind: str, config, process) -> None:
+        stopped = self.send(process.pid, kind)
+        label = kind if kind != "SIGSTOP" else f"SIGSTOP {'long' if stopped > 4 else 'short'}"
+        self.kills[f"node {label}"] += 1
+        self.note({"t": time.time(), "target": config.node, "kind": label,
+                   "stopped_s": round(stopped, 2)})
+        if kind == "SIGSTOP" and stopped <= 4:
+            return                              # under the heartbeat timeout: it stays
+        deadline = time.monotonic() + (WOKEN_GRACE if kind == "SIGSTOP" else 30.0)
+        while process.poll() is None and time.monotonic() < deadline:
+            self.done.wait(0.1)
+        if process.poll() is None:
+            if kind == "SIGSTOP":
+                self.findings.append(f"{config.node} declared dead after a {stopped:.1f} s "
+                                     f"stop was still running {WOKEN_GRACE:.0f} s after it woke")
+            else:
+                self.findings.append(f"{config.node} outlived {kind} by 30 s")
+            process.kill()
+            process.wait()
+        self.restart()
+
+    def restart(self) -> None:
+        """A fresh node (new id) joins the running head, as `plait start --address` does."""
+        from plait.executor.client import _launch
+        from plait.executor.server import ipc_addresses
+        from plait.store.spill import spill_directory
+
+        template = self.cluster.configs[1]
+        node = f"node-{self.next_index}"
+        self.next_index += 1
+        spill = None if template.spill_dir is None else spill_directory(
+            template.session, node, os.path.dirname(template.spill_dir))
+        config = dataclasses.replace(template, node=node, spill_dir=spill,
+                                     **ipc_addresses(template.run_dir, node))
+        self.cluster.configs.append(config)
+        self.cluster.processes.append(_launch(config))
+        self.note({"t": time.time(), "target": node, "kind": "started"})
+
+    def note(self, event: dict) -> None:
+        self.events.append(event)
+        if self.verbose:
+            print(f"    {time.strftime('%H:%M:%S')} {event['target']}: {event['kind']}",
+                  flush=True)
+
+
+# -- leaks ---------------------------------------------------------------------------------
+
+def leaks(session: str) -> dict[str, list[str]]:
+    """Processes, segments and files of this session left after shutdown."""
+    prefix = f"plait-{session}"
+    processes = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if session in cmdline and state != "Z" and int(entry) != os.getpid():
+            processes.append(f"{entry}: {cmdline[:100]}")
+    segments = sorted(n for n in os.listdir("/dev/shm") if n.startswith(prefix))
+    files = sorted(str(p) for p in Path(tempfile.gettempdir()).glob(f"{prefix}*"))
+    return {"processes": processes, "segments": segments, "spill_and_run_files": files}
+
+
+# -- the soak ------------------------------------------------------------------------------
+
+def start_cluster():
+    plait.init(num_nodes=3, num_workers=1, store_memory=STORE_MEMORY)
+    from plait import api
+
+    return api._session.cluster               # the LocalCluster, to restart nodes into
+
+
+def reexecuted(trace) -> dict[str, int]:
+    """Executions the head recorded against distinct tasks: the difference ran again."""
+    executions = len(trace.tasks)
+    distinct = len({event.task_id for event in trace.tasks})
+    failed = sum(not event.ok for event in trace.tasks)
+    return {"executions": executions, "distinct_tasks": distinct,
+            "re_executed": executions - distinct, "failed_executions": failed}
+
+
+def quiet_round() -> dict:
+    cluster = start_cluster()
+    session = cluster.session
+    with plait.trace() as trace:
+        seconds, wrong = run_round()
+    plait.shutdown()
+    return {"seconds": seconds, "total_seconds": sum(seconds.values()), "wrong": wrong,
+            **reexecuted(trace), "leaks": leaks(session)}
+
+
+def chaos_rounds(budget: float, rng: random.Random, interval: tuple[float, float],
+                 verbose: bool = False) -> dict:
+    cluster = start_cluster()
+    session = cluster.session
+    killer = Killer(cluster, rng, interval)
+    killer.verbose = verbose
+    rounds, wrong = [], []
+    start = time.monotonic()
+    with plait.trace() as trace:
+        killer.start()
+        while time.monotonic() - start < budget:
+            seconds, bad = run_round()
+            rounds.append(seconds)
+            wrong += bad
+            print(f"  chaos round {len(rounds)}: {sum(seconds.values()):.1f} s, "
+                  f"{len(bad)} wrong, kills so far {dict(killer.kills)}", flush=True)
+        killer.done.set()
+        killer.join(timeout=60)
+    stats = reexecuted(trace)
+    shutdown_start = time.monotonic()
+    plait.shutdown()
+    shutdown_seconds = time.monotonic() - shutdown_start
+    return {"rounds": rounds, "wrong": wrong, "kills": dict(killer.kills),
+            "kill_total": sum(killer.kills.values()), "nodes_started": killer.next_index - 3,
+            "findings": killer.findings, **stats, "shutdown_seconds": shutdown_seconds,
+            "leaks": leaks(session), "events": killer.events}
+
+
+def summarise(result: dict) -> str:
+    quiet, chaos = result["quiet"], result["chaos"]
+    mean = {name: sum(r[name] for r in chaos["rounds"]) / max(len(chaos["rounds"]), 1)
+            for name in WORKLOADS}
+    leaked = {k: len(v) for k, v in chaos["leaks"].items()}
+    lines = [
+        f"chaos soak, seed {result['seed']}, {result['seconds']} s budget, 3 nodes x 1 worker,"
+        f" {STORE_MEMORY // MIB} MiB stores",
+        "runtime of one round (tree / pairs / tiny), s:",
+        "  without faults: " + " / ".join(f"{quiet['seconds'][n]:.1f}" for n in WORKLOADS)
+        + f"  = {quiet['total_seconds']:.1f}",
+        f"  with faults (mean of {len(chaos['rounds'])}): "
+        + " / ".join(f"{mean[n]:.1f}" for n in WORKLOADS) + f"  = {sum(mean.values()):.1f}",
+        f"kills: {chaos['kill_total']} "
+        + ", ".join(f"{k} {v}" for k, v in sorted(chaos["kills"].items())),
+        f"nodes started to replace dead ones: {chaos['nodes_started']}",
+        f"task executions {chaos['executions']}, distinct tasks {chaos['distinct_tasks']}, "
+        f"re-executed {chaos['re_executed']} (failed executions {chaos['failed_executions']})",
+        f"data lost (wrong or missing results): {len(chaos['wrong']) + len(quiet['wrong'])}",
+        f"leaked after shutdown: processes {leaked['processes']}, segments {leaked['segments']}, "
+        f"spill/run files {leaked['spill_and_run_files']}",
+        f"shutdown took {chaos['shutdown_seconds']:.1f} s",
+    ]
+    lines += [f"  wrong: {w}" for w in quiet["wrong"] + chaos["wrong"]]
+    lines += [f"  finding: {f}" for f in chaos["findings"]]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=120.0,
+                        help="how long rounds keep starting under faults")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--verbose", action="store_true", help="print every fault")
+    parser.add_argument("--interval", type=float, nargs=2, default=(2.0, 6.0),
+                        metavar=("MIN", "MAX"), help="seconds between faults")
+    parser.add_argument("--json", default=str(Path(__file__).with_name("chaos.json")))
+    args = parser.parse_args()
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # segfaulted processes leave no core
+    print("quiet round...", flush=True)
+    quiet = quiet_round()
+    print(f"  {quiet['total_seconds']:.1f} s, {len(quiet['wrong'])} wrong", flush=True)
+    print(f"chaos for {args.seconds:.0f} s...", flush=True)
+    chaos = chaos_rounds(args.seconds, random.Random(args.seed), tuple(args.interval),
+                         args.verbose)
+    result = {"seed": args.seed, "seconds": args.seconds, "interval": list(args.interval),
+              "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+              "quiet": quiet, "chaos": chaos}
+    result["summary"] = summarise(result)
+    Path(args.json).write_text(json.dumps(result, indent=1))
+    print(result["summary"])
+    lost = len(quiet["wrong"]) + len(chaos["wrong"])
+    leaked = sum(map(len, chaos["leaks"].values())) + sum(map(len, quiet["leaks"].values()))
+    return 1 if lost or leaked else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
