@@ -43,6 +43,7 @@ class LocalActor:
     ready: set[str] = field(default_factory=set)       # calls whose inputs are all here
     sent: int = 0                         # calls at the front of ``calls`` in the process
     state: str = "new"                    # new -> starting -> alive; or dead
+    inputs_ready: bool = False            # the constructor's inputs are all here
     restarts: int = 0
     dead: bytes = b""                     # the pickled ActorDiedError, once dead
     kill_reason: str = ""                 # plait.kill asked for this death
@@ -93,9 +94,13 @@ class Actors:
             if state is None:
                 continue
             actor = self.by_id.get(state.spec.actor)
-            if actor is not None and task_id != actor.spec.actor:
+            if actor is None:
+                continue
+            if task_id == actor.spec.actor:
+                actor.inputs_ready = True
+            else:
                 actor.ready.add(task_id)
-                self.wanted.add(actor.spec.actor)
+            self.wanted.add(actor.spec.actor)
 
     # -- feeding the processes -------------------------------------------------------------
 
@@ -113,6 +118,9 @@ class Actors:
         node, worker = self.node, actor.worker
         assert worker is not None
         if actor.state == "new":
+            first = actor.spec.id in node.table.tasks     # else a restart: inputs were here
+            if first and not actor.inputs_ready:
+                return                                     # ready() wakes it up
             actor.state = "starting"
             node.send_items(worker, [self.creation_item(actor)])
             return

@@ -538,7 +538,25 @@ class Head:
         self.locations.get(message.object_id, set()).discard(node)
 
     def node_Pinned(self, node: str, message: p.Pinned) -> None:
+        gather = self.gathers.get(message.request)
+        if gather is not None and gather.origin is not None and any(
+                isinstance(v, p.Failed) and node not in self.locations.get(oid, ())
+                and not isinstance(self.directory.lookup(oid), p.Failed)
+                for oid, v in message.values):   # a lost copy: rebuilt, or copied elsewhere
+            gather.parts[node] = message.values
+            self.pin_again(message.request, gather)
+            return
         self.gather_part(message.request, node, message.values)
+
+    def pin_again(self, request: int, gather: Gather) -> None:
+        """Undo the pins a client request already took, and ask again from the start."""
+        del self.gathers[request]
+        for other, part in gather.parts.items():
+            pins = tuple((other, oid) for oid, v in part if isinstance(v, p.Located))
+            if pins:
+                self.to_node(other, p.Unpin(pins))
+        assert gather.origin is not None
+        self.on_Pin(gather.peer, gather.origin)
 
     def node_MemoryReport(self, node: str, message: p.MemoryReport) -> None:
         self.gather_part(message.request, node, message.nodes)
@@ -599,12 +617,7 @@ class Head:
             if node not in gather.waiting:
                 continue
             if gather.origin is not None:            # pins: ask again, objects may be rebuilt
-                del self.gathers[request]
-                for other, part in gather.parts.items():      # undo pins already taken
-                    pins = tuple((other, oid) for oid, v in part if isinstance(v, p.Located))
-                    if pins:
-                        self.to_node(other, p.Unpin(pins))
-                self.on_Pin(gather.peer, gather.origin)
+                self.pin_again(request, gather)
                 continue
             self.gather_part(request, node, ())
         self.cleanup_segments(record.info)
@@ -614,23 +627,38 @@ class Head:
         (lineage), or, for a put, it is lost for good."""
         rebuild: dict[str, p.TaskSpec] = {}
         for oid, holders in list(self.locations.items()):
-            if node not in holders:
-                continue
-            holders.discard(node)
-            entry = self.directory.entries.get(oid)
-            if holders or entry is None or not isinstance(entry.value, p.Stored):
-                if entry is not None and isinstance(entry.value, p.Stored) and holders:
-                    entry.value = replace(entry.value, node=sorted(holders)[0])
-                continue
-            del self.locations[oid]
-            spec = self.lineage.pop(oid, None)
-            if spec is None:
-                error = ObjectLostError(oid, f"its only copy was on {node}, which died ({reason})")
-                entry.value = p.Failed(pickle.dumps(error))
-                continue
-            entry.value = None                       # pending again: waiters wait
-            rebuild[spec.id] = spec
+            if node in holders:
+                spec = self.copy_gone(oid, node, f"its only copy was on {node}, which died "
+                                                 f"({reason})")
+                if spec is not None:
+                    rebuild[spec.id] = spec
         for spec in rebuild.values():
+            self.rebuild(spec, node, reason)
+
+    def copy_gone(self, object_id: str, node: str, why: str) -> p.TaskSpec | None:
+        """``node``'s copy is gone: point at a surviving copy, else return the task to run
+        again (pending meanwhile: waiters wait), else fail the object (a put)."""
+        holders = self.locations.get(object_id, set())
+        holders.discard(node)
+        entry = self.directory.entries.get(object_id)
+        if entry is None or not isinstance(entry.value, p.Stored):
+            return None
+        if holders:
+            entry.value = replace(entry.value, node=sorted(holders)[0])
+            return None
+        self.locations.pop(object_id, None)
+        spec = self.lineage.pop(object_id, None)
+        if spec is None:
+            entry.value = p.Failed(pickle.dumps(ObjectLostError(object_id, why)))
+            return None
+        entry.value = None
+        return spec
+
+    def node_CopyLost(self, node: str, message: p.CopyLost) -> None:
+        """A node's copy was lost with its spill file: as for a dead node, for one object."""
+        reason = f"its copy on {node} was lost from disk ({pickle.loads(message.error)})"
+        spec = self.copy_gone(message.object_id, node, reason)
+        if spec is not None:
             self.rebuild(spec, node, reason)
 
     def rebuild(self, spec: p.TaskSpec, node: str, reason: str) -> None:

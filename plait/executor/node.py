@@ -20,10 +20,11 @@ import os
 import pickle
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from plait.errors import (ObjectLostError, ObjectTooLargeError, OutOfMemoryError,
+from plait.errors import (ObjectFreedError, ObjectLostError, ObjectTooLargeError, OutOfMemoryError,
                           WorkerCrashedError)
 from plait.executor import protocol as p
 from plait.executor.actors import Actors
@@ -41,6 +42,7 @@ MAX_BATCH = 64              # tasks per RunTasks message at most
 SYSTEM_MEMORY_FLOOR = 0.05  # below this fraction of RAM available, the largest worker goes
 WORKER_STOP_SECONDS = 5.0   # a busy worker stopped this long is taken for dead
 WORKER_STOP_GRACE = 2.0
+MAX_REFETCHES = 3          # a pull whose source lost its copy is asked for again this often
 PARK_SECONDS = 5.0          # an idle stand-in is kept this long for the next blocked worker
 
 Send = Callable[[bytes, p.Message], None]      # (worker identity, message)
@@ -64,6 +66,7 @@ class Node:
         self.functions: dict[str, bytes] = {}
         self.values: dict[str, p.ObjectValue] = {}  # inputs known here: Inline/Failed/Stored here
         self.asked: set[str] = set()                # subscribed at the head, no answer yet
+        self.refetches: Counter[str] = Counter()    # pulls failed because the source lost it
         self.task_pins: dict[str, list[str]] = {}   # running task -> objects pinned for it
         self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
@@ -124,7 +127,19 @@ class Node:
 
     def pulled(self, object_id: str, value: p.ObjectValue,
                record: tuple[str, float, float] = ("", 0.0, 0.0)) -> None:
-        """A transfer ended: a replica here (tell the head, with source and times), or not."""
+        """A transfer ended: a replica here (tell the head, with source and times), or not.
+
+        A source that no longer has its copy (lost with its spill file) has told the head;
+        the object is asked for again (it may be rebuilt, or copied from elsewhere), a few
+        times at most.
+        """
+        if isinstance(value, p.Failed) and self.refetches[object_id] < MAX_REFETCHES \
+                and _is_lost_copy(value.error):
+            self.refetches[object_id] += 1
+            self.asked.add(object_id)
+            self.up(p.Subscribe((object_id,)))
+            return
+        self.refetches.pop(object_id, None)
         if isinstance(value, p.Stored):
             source, start, end = record
             self.up(p.ReplicaAdded(object_id, self.id, source, value.nbytes, start, end))
@@ -200,10 +215,18 @@ class Node:
         try:
             offset = self.store.pin(object_id)
         except (ObjectLostError, MemoryError) as error:
+            if object_id not in self.store.objects:       # its spill file was lost
+                self.copy_lost(object_id, error)
             return p.Failed(pickle.dumps(error))
         value = self.values.get(object_id)
         contains = value.contains if isinstance(value, p.Stored) else ()
         return p.Located(self.id, offset, stored.nbytes, contains)
+
+    def copy_lost(self, object_id: str, error: Exception) -> None:
+        """This node's copy is gone for good: forget it, and tell the head, which finds
+        another copy or rebuilds the object from its lineage."""
+        self.values.pop(object_id, None)
+        self.up(p.CopyLost(object_id, pickle.dumps(error)))
 
     # -- from workers ----------------------------------------------------------------------
 
@@ -521,14 +544,28 @@ class Node:
         values = {oid: self.usable(oid, state.riding)
                   for oid in dict.fromkeys(spec.deps + spec.nested)}
         self.task_pins[task_id] = [oid for oid, v in values.items() if isinstance(v, p.Located)]
+        gone = [oid for oid in values if oid not in self.values and not state.riding]
+        if gone:                  # a spill file was lost: wait for the head to rebuild it
+            self.release(task_id)
+            self.wait_again(task_id, gone)
+            return None
         lost = [values[oid] for oid in spec.deps if isinstance(values[oid], p.Failed)]
-        if lost:                  # deleted after it arrived, or its spill file is gone
+        if lost:                  # deleted after it arrived
             self.fail_task(task_id, lost[0].error)
             return None
         return p.WorkItem(task_id, state.attempt, spec.function_id, spec.function_name,
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in spec.nested), spec.outputs,
                           spec.retry_exceptions, spec.method)
+
+    def wait_again(self, task_id: str, object_ids: list[str]) -> None:
+        """Put a task back to waiting for inputs whose copy here was lost, and ask the head
+        for them again (it answers once they are rebuilt, or failed for good)."""
+        self.table.wait_for(task_id, object_ids)
+        wanted = [oid for oid in object_ids if oid not in self.asked]
+        self.asked.update(wanted)
+        if wanted:
+            self.up(p.Subscribe(tuple(wanted)))
 
     def usable(self, object_id: str, riding: bool = False) -> p.ObjectValue:
         value = self.values.get(object_id)
@@ -558,6 +595,15 @@ class Node:
             except Exception:
                 pass
         stop_all(list(self.workers.values()), WORKER_STOP_GRACE)
+
+
+def _is_lost_copy(error: bytes) -> bool:
+    """Whether a failed pull means the source's copy is gone (not that the object is)."""
+    try:
+        cause = pickle.loads(error)
+    except Exception:
+        return False
+    return isinstance(cause, ObjectLostError) and not isinstance(cause, ObjectFreedError)
 
 
 def _able(worker: WorkerHandle) -> bool:

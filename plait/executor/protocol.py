@@ -6,7 +6,7 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
              MemoryRequest/KillActor/Bye--> head
     driver <--Welcome/Allocated/Refused/View/Ready/Pinned/MemoryReport-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Created/ReplicaAdded/ReplicaDropped/
-             Revoked/Pinned/MemoryReport/ActorExit--> head
+             Revoked/Pinned/MemoryReport/ActorExit/CopyLost--> head
     node   <--NodeTable/Assign/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/NodeLost/
              KillActor/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
@@ -281,6 +281,15 @@ class TraceReport:
 
 
 @dataclass(frozen=True, slots=True)
+class CopyLost:
+    """The sender's copy of an object is gone for good (its spill file was lost or corrupt):
+    the head finds another copy, rebuilds it from lineage, or fails it."""
+
+    object_id: str
+    error: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class ReplicaDropped:
     object_id: str
     node: str
@@ -493,11 +502,9 @@ class TasksDone:
 Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutInline | Alloc
            | Allocated | Refused | Seal | Pin | Pinned | Unpin | Hold | MemoryRequest
            | MemoryReport | ViewRequest | View | Submit | Assign | Cancel | Revoke | Revoked
-           | Created
-           | ReplicaAdded
-           | ReplicaDropped | Delete | Fetch | FetchHeader | FetchDone | Subscribe | Ready | Free
-           | TraceRequest | TraceReport | KillActor | ActorExit | Bye | WorkerReady | Blocked
-           | Unblocked | Skip | RunTasks | TasksDone)
+           | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
+           | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
+           | ActorExit | Bye | WorkerReady | Blocked | Unblocked | Skip | RunTasks | TasksDone)
 
 
 def _positional_reduce(cls: type) -> None:

@@ -86,6 +86,14 @@ class TaskTable:
         else:
             self.ready.push(task_id, spec.priority)
 
+    def wait_for(self, task_id: str, object_ids: list[str]) -> None:
+        """A task taken off the ready queue waits again for these objects (lost copies)."""
+        state = self.tasks[task_id]
+        for oid in object_ids:
+            if oid not in state.waiting:
+                state.waiting.add(oid)
+                self.dependents.setdefault(oid, []).append(task_id)
+
     def object_ready(self, object_id: str, failed: bool) -> list[str]:
         """Mark an object as existing; returns tasks that must now fail with it.
 

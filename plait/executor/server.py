@@ -105,6 +105,7 @@ class Server:
         self.info = p.NodeInfo(config.node, transfer_address, os.getpid(), config.is_head,
                                config.num_workers, arena.name, arena.capacity, host_id())
         self.node.transfers = self.transfers
+        self.transfers.copy_lost = self.node.copy_lost
         self.poller.register(self.transfers.server, zmq.POLLIN)
         self.linked: set[zmq.Socket] = set()
         self.worker_fds = {w.pidfd for w in workers}

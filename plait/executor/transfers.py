@@ -73,6 +73,7 @@ class Transfers:
         self.pulls: dict[str, Pull] = {}          # object -> its pull in progress
         self.order: dict[str, deque[Pull]] = {}   # source -> pulls, in request order
         self.serving: dict[tuple[bytes, int], str] = {}   # (peer, request) -> pinned object
+        self.copy_lost: Callable[[str, Exception], None] | None = None   # the node's
         self.requests = 0
 
     # -- pulling -----------------------------------------------------------------------------
@@ -208,9 +209,12 @@ class Transfers:
 
     def serve(self, identity: bytes, fetch: p.Fetch) -> None:
         oid = fetch.object_id
+        held = oid in self.store.objects
         try:
             offset = self.store.pin(oid)
         except Exception as error:           # not here (deleted), or lost from disk
+            if held and oid not in self.store.objects and self.copy_lost is not None:
+                self.copy_lost(oid, error)
             header = p.FetchHeader(fetch.request, oid, 0, error=pickle.dumps(error))
             self.server.send_multipart([identity, p.encode(header)])
             return

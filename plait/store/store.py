@@ -173,11 +173,17 @@ class ObjectStore:
         del self.lru[stored.id]
 
     def _restore(self, stored: StoredObject) -> None:
+        """Read a spilled object back; if its file is gone or corrupt, this copy is gone
+        for good: it is dropped (file too) and the caller hears ObjectLostError."""
         assert stored.spill is not None and self.spiller is not None
         offset = self._allocate(stored.nbytes, stored.id)
         try:
             self.spiller.read_into(stored.id, stored.spill,
                                    self.arena.block(offset, stored.nbytes))
+        except ObjectLostError:
+            self.allocator.free(offset)
+            self.delete(stored.id)
+            raise
         except Exception:
             self.allocator.free(offset)
             raise

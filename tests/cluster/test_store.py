@@ -111,6 +111,37 @@ def test_corrupted_or_missing_spill_files_raise(small_store):
         plait.get(by_id[os.path.basename(second)[:-4]])
 
 
+@plait.remote
+def filled(value):
+    return np.full(2 * MIB, float(value))
+
+
+def test_a_task_result_whose_spill_file_is_lost_is_rebuilt_from_lineage(small_store):
+    refs = [filled.remote(i) for i in range(8)]          # 8 x 16 MiB into 64 MiB: spills
+    plait.wait(refs, num_returns=8, timeout=60)
+    by_id = {r.id: r for r in refs}
+    lost = sorted(spill_files())[0]
+    os.unlink(lost)
+    ref = by_id[os.path.basename(lost)[:-4]]
+    with plait.trace() as trace:
+        assert float(plait.get(ref, timeout=60)[0]) == float(refs.index(ref))
+    assert [t.task_id for t in trace.tasks] == [ref.id]          # re-ran once, nothing else
+
+
+def test_a_task_reading_an_input_lost_from_disk_waits_for_its_rebuild(small_store):
+    refs = [filled.remote(i) for i in range(8)]
+    plait.wait(refs, num_returns=8, timeout=60)
+    by_id = {r.id: r for r in refs}
+    corrupt = sorted(spill_files())[0]
+    with open(corrupt, "r+b") as f:
+        f.seek(4096)
+        f.write(b"corrupt")
+    source = by_id[os.path.basename(corrupt)[:-4]]
+    with plait.trace() as trace:
+        assert float(plait.get(double.remote(source), timeout=60)[0]) == 2.0 * refs.index(source)
+    assert sorted(t.function_name for t in trace.tasks) == ["double", "filled"]
+
+
 def test_a_ref_inside_a_stored_object_keeps_it_alive(small_store):
     inner = plait.put(np.full(MIB, 3.0))
     outer = plait.put({"inner": inner})
