@@ -70,7 +70,9 @@ class TaskError(PlaitError):
 
     def __init__(self, function_name: str, task_id: str, node: str, remote_traceback: str,
                  cause: BaseException | None = None) -> None:
-        super().__init__(function_name, task_id, node, remote_traceback, cause)
+        # Exception's, not super()'s: in a class made by wrap() the next in line is the
+        # cause's class (ObjectLostError, ...), whose __init__ takes other arguments
+        Exception.__init__(self, function_name, task_id, node, remote_traceback, cause)
         self.function_name = function_name
         self.task_id = task_id
         self.node = node

@@ -125,6 +125,12 @@ def test_wrapped_error_survives_pickling_as_both():
     assert isinstance(copy.__cause__, KeyError)
 
 
+def test_a_plait_error_raised_by_a_task_wraps_and_pickles_as_both():
+    copy = pickle.loads(pickle.dumps(wrapped(errors.ObjectLostError("o-1", "gone"))))
+    assert isinstance(copy, TaskError) and isinstance(copy, errors.ObjectLostError)
+    assert copy.cause.object_id == "o-1"
+
+
 def test_wrapping_reuses_one_class_per_cause_type():
     assert type(wrapped(ValueError("a"))) is type(wrapped(ValueError("b")))
     assert type(wrapped(ValueError("a"))) is not type(wrapped(TypeError("a")))

@@ -95,7 +95,7 @@ def _actor_node(task: TaskNode, choices: dict[str, Choice], view: ClusterView) -
     """A method call runs where its actor lives: created in this graph, or known to the view."""
     if task.actor in choices:
         return choices[task.actor].node
-    if task.actor in view.actors:
+    if view.actors.get(task.actor) in view.node_ids():
         return view.actors[task.actor]
     raise PlanError(f"task {task.id} ({task.function_name}) calls actor {task.actor}, which "
                     f"the cluster does not know (created by another session?)")

@@ -144,7 +144,15 @@ class Connection:
         self.heard = self.pinged = time.monotonic()
 
     def send(self, message: p.Message) -> None:
-        self.sock.send(p.encode(message), copy=False)
+        """Send, noticing a dead head instead of blocking (a DEALER with no peer would)."""
+        data = p.encode(message)
+        while True:
+            try:
+                self.sock.send(data, zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                self.check_head()
+                self.sock.poll(LIVENESS_SLICE_MS, zmq.POLLOUT)
 
     def receive(self, timeout: float | None) -> p.Message | None:
         """The next message, or None after ``timeout`` seconds (None: wait indefinitely)."""

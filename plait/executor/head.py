@@ -125,7 +125,8 @@ class Head:
         notes, self.notes = self.notes, defaultdict(list)
         for peer, values in notes.items():
             if isinstance(peer, tuple) and peer[0] == NODE:
-                self.to_node(peer[1], p.Ready(tuple(self.for_node(peer[1], values))))
+                if peer[1] in self.nodes:            # not a node that died meanwhile
+                    self.to_node(peer[1], p.Ready(tuple(self.for_node(peer[1], values))))
             else:
                 self.to_client(peer, p.Ready(tuple(values)))
         deletes, self.deletes = self.deletes, defaultdict(list)
@@ -328,6 +329,10 @@ class Head:
             by_node[node].append((node, oid))
         for node, pins in by_node.items():
             self.to_node(node, p.Unpin(tuple(pins)))
+
+    def on_Expect(self, peer: Peer, message: p.Expect) -> None:
+        for oid in message.object_ids:
+            self.directory.expect(oid)      # pending until its node's Created arrives
 
     def on_Hold(self, peer: Peer, message: p.Hold) -> None:
         for oid in message.object_ids:
@@ -701,8 +706,9 @@ class Head:
 
     def actors_lost(self, node: str, reason: str) -> None:
         """Actors on a dead node start again elsewhere within ``max_restarts``, with their
-        unfinished calls in order (each within its ``max_task_retries``: any of them may
-        have been running); otherwise they are dead and their calls fail."""
+        unfinished calls in order; otherwise they are dead and their calls fail. Calls run
+        one at a time in order, so only the first unfinished one may have been running: it
+        is retried within its ``max_task_retries`` (else ActorDiedError), the rest move."""
         for actor_id, record in self.actors.items():
             if record.node != node or record.dead:
                 continue
@@ -718,15 +724,17 @@ class Head:
             record.base, record.node = record.restarts, self.least_loaded()
             remaining = -1 if limit < 0 else limit - record.restarts
             moved = [replace(record.spec, node=record.node, max_retries=remaining)]
-            for spec in pending:
+            calls = [spec for spec in pending if spec.method != "__init__"]
+            for spec in calls:
                 failures = self.node_failures[spec.id]
-                failures.append(f"{node} died ({reason})")
-                if spec.method != "__init__" and 0 <= spec.max_retries < len(failures):
+                if spec is calls[0]:
+                    failures.append(f"{node} died ({reason})")
+                if 0 <= spec.max_retries < len(failures):
                     self.fail_assigned(spec, record.dead or pickle.dumps(ActorDiedError(
-                        actor_id, f"its node {node} died ({reason}) while the call was "
-                                  f"queued or running, and max_task_retries is "
+                        actor_id, f"its node {node} died ({reason}) while the call may have been "
+                                  f"running, and max_task_retries is "
                                   f"{spec.max_retries}")))
-                elif spec.method != "__init__":
+                else:
                     moved.append(replace(spec, node=record.node))
             for spec in moved[1:]:
                 self.assigned[spec.id] = spec

@@ -242,7 +242,9 @@ class Node:
         elif isinstance(message, p.TasksDone):
             self.tasks_done(worker, message)
             self.retire_extras()
-        elif isinstance(message, p.Blocked) and not worker.actor:
+        elif isinstance(message, p.Blocked) and worker.actor:
+            self.to_worker(identity, p.Skip(()))     # an actor's calls stay with it
+        elif isinstance(message, p.Blocked):
             worker.blocked = True
             self.take_back(worker)
             self.lend_slot()
@@ -260,14 +262,17 @@ class Node:
 
     def take_back(self, worker: WorkerHandle) -> None:
         """Tasks queued behind a task that now waits on its children may be those very
-        children: run them elsewhere (a new attempt; the worker is told to skip them)."""
+        children: run them elsewhere (a new attempt; the worker is told to skip them).
+
+        Every Blocked gets exactly one Skip back, empty or not: the worker reads it before
+        it goes on, so it never starts a task that was already given to another worker.
+        """
         queued = list(worker.inflight.items())[1:]
         for task_id, attempt in queued:
             del worker.inflight[task_id]
             self.release(task_id)
             self.table.requeue(task_id, attempt)
-        if queued:
-            self.to_worker(worker.identity, p.Skip(tuple(task_id for task_id, _ in queued)))
+        self.to_worker(worker.identity, p.Skip(tuple(task_id for task_id, _ in queued)))
 
     def lend_slot(self) -> None:
         """Keep ``num_workers`` workers able to run tasks while some wait on their children:

@@ -2,7 +2,7 @@
 
 Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the other)::
 
-    driver --Hello/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/Hold/Free/
+    driver --Hello/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/Expect/Hold/Free/
              MemoryRequest/KillActor/Bye--> head
     driver <--Welcome/Allocated/Refused/View/Ready/Pinned/MemoryReport-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Created/ReplicaAdded/ReplicaDropped/
@@ -328,6 +328,14 @@ class FetchDone:
 
 
 @dataclass(frozen=True, slots=True)
+class Expect:
+    """Objects a task put through its node (which will announce them): a task's own session
+    says so first, so tasks it submits that read them never race that announcement."""
+
+    object_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Hold:
     """The sender now holds refs to these objects it did not create (found inside others)."""
 
@@ -500,7 +508,7 @@ class TasksDone:
 
 
 Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutInline | Alloc
-           | Allocated | Refused | Seal | Pin | Pinned | Unpin | Hold | MemoryRequest
+           | Allocated | Refused | Seal | Pin | Pinned | Unpin | Expect | Hold | MemoryRequest
            | MemoryReport | ViewRequest | View | Submit | Assign | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
            | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor

@@ -293,8 +293,9 @@ class Session:
         from plait.executor import protocol as p
 
         actors = {t.actor for t in graph.tasks.values() if t.actor} - set(graph.tasks)
+        live = {n.id for n in self.nodes}
         if actors and all(t.actor and t.actor != t.id for t in graph.tasks.values()) \
-                and actors <= set(self.actor_nodes):
+                and all(self.actor_nodes.get(a) in live for a in actors):
             view = self.local_view(graph.inputs())
         else:
             reply = self.request(p.ViewRequest(next(self.requests), tuple(graph.inputs()),
@@ -331,6 +332,7 @@ class Session:
 
         self.flush_frees()
         made, self.unsubmitted = self.unsubmitted, []
+        refs = [ref for ref in refs if ref.id not in self.values]   # known: nothing to run
         graph, tasks = collect(refs, made)
         if not graph.tasks:
             return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import inspect
 import os
 import pickle
 import signal
@@ -112,6 +113,8 @@ class WorkerRuntime:
         self.skip: set[str] = set()                  # queued tasks the node took back
         self.flushed = time.perf_counter()
         self.instance: Any = None                    # an actor's process: its one instance
+        self.loop: Any = None                        # asyncio loop for async methods
+        self.unannounced: list[str] = []             # puts the head may not have heard of
         self.actor_id: str | None = None
 
     # -- the loop ----------------------------------------------------------------------
@@ -126,9 +129,7 @@ class WorkerRuntime:
                 continue
             if isinstance(message, p.Bye):
                 return
-            if isinstance(message, p.Skip):
-                self.skip.update(message.task_ids)
-            elif isinstance(message, p.RunTasks):
+            if isinstance(message, p.RunTasks):
                 self.run_batch(message)
 
     def receive(self, timeout_ms: int) -> p.Message | None:
@@ -181,6 +182,8 @@ class WorkerRuntime:
         try:
             killpoints.reached("task-before-start", item.function_name, self.config.node)
             value = function(*args, **kwargs)
+            if inspect.iscoroutine(value):          # an async actor method (or function)
+                value = self.event_loop().run_until_complete(value)
             killpoints.reached("task-after-compute", item.function_name, self.config.node)
             self.submit_made()
             outputs = self.store_results(item, value)
@@ -192,6 +195,7 @@ class WorkerRuntime:
         finally:
             self.current_task = None
             self.known = {}
+            self.unannounced.clear()      # the task's puts are its node's to announce now
         return self.result(item, outputs, start)
 
     def task_error(self, item: p.WorkItem, error: Exception) -> PlaitError:
@@ -234,6 +238,15 @@ class WorkerRuntime:
         """Build the actor's instance; this process then runs only its calls."""
         self.actor_id = actor_id
         self.instance = cls(*args, **kwargs)
+
+    def event_loop(self) -> Any:
+        """One asyncio loop per process, kept across calls (an async actor's state may hold
+        loop-bound objects); calls still run one at a time, in order."""
+        import asyncio
+
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+        return self.loop
 
     def submit_made(self) -> None:
         """Tasks the task made with ``.remote()`` and did not wait for still run (as in
@@ -350,12 +363,17 @@ class WorkerRuntime:
             self.read_skips()
 
     def read_skips(self) -> None:
-        """Take in Skip messages that came while blocked; keep the rest for later."""
-        while (message := self.receive(0)) is not None:
+        """Wait for the node's answer to Blocked (the tasks it took back), keeping other
+        messages for later: tasks queued here that another worker now runs are skipped."""
+        while True:
+            message = self.receive(PARENT_CHECK_MS)
             if isinstance(message, p.Skip):
                 self.skip.update(message.task_ids)
-            else:
+                return
+            if message is not None:
                 self.stash.append(message)
+            elif os.getppid() != self.config.parent_pid:
+                os._exit(1)
 
     def runtime_context(self) -> context.RuntimeContext:
         return context.RuntimeContext(self.config.node, f"{self.config.node}.w{self.config.index}",
@@ -365,7 +383,11 @@ class WorkerRuntime:
         return self.ids.new(stem)
 
     def created(self, task: Any) -> None:
-        self.nested().created(task)
+        session = self.nested()
+        if self.unannounced:              # before any graph that may read them is sent
+            session.conn.send(p.Expect(tuple(self.unannounced)))
+            self.unannounced.clear()
+        session.created(task)
 
     def describe(self, object_id: str) -> str:
         return "ready" if object_id in self.known else "remote"
@@ -379,6 +401,7 @@ class WorkerRuntime:
         else:
             self.send(p.Seal(object_id, stored.contains))
         self.known[object_id] = stored          # pinned: its block stays until the task ends
+        self.unannounced.append(object_id)
         return ObjectRef(object_id)
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:
@@ -434,9 +457,12 @@ def _user_traceback(error: BaseException) -> str:
 
 
 def _pickled_error(error: BaseException) -> bytes:
-    """Pickle an exception for the driver; fall back to a plain PlaitError if it won't."""
+    """Pickle an exception for the driver (by value if its class was defined in the
+    driver's script, as Ray does); fall back to a plain PlaitError if it won't."""
+    import cloudpickle
+
     try:
-        data = pickle.dumps(error, protocol=5)
+        data = cloudpickle.dumps(error, protocol=5)
         pickle.loads(data)
         return data
     except Exception:

@@ -67,6 +67,7 @@ class ActorClass:
         """Add the actor's creation to the graph; returns its handle at once."""
         runtime = context.runtime()
         name = self._cls.__name__
+        self._function.pickled()       # the class as it is now (as Ray exports it)
         payload, deps, nested = encode_call(name, args, kwargs, runtime.put)
         given = self._options
         options = TaskOptions(name=name, node=given.node, max_retries=given.max_restarts,

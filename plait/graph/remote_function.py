@@ -47,6 +47,7 @@ class RemoteFunction:
     def remote(self, *args: Any, **kwargs: Any) -> ObjectRef | list[ObjectRef]:
         """Add one call to the graph; returns its result ref(s) at once, runs nothing."""
         runtime = context.runtime()
+        self.pickled()          # now, as Ray does: later changes to globals are not seen
         payload, deps, nested = encode_call(self.name, args, kwargs, runtime.put)
         task = Task(runtime.new_id(self.name), self, self._options, payload, deps, nested)
         runtime.created(task)
@@ -83,11 +84,16 @@ def _check_either(options: dict[str, Any]) -> None:
     """Refuse at once what neither a function nor a class could take (a typo, a bad value)."""
     from plait.graph.options import ActorOptions
 
+    task_keys = set(TaskOptions.__dataclass_fields__)
     for key, value in options.items():
-        try:
-            TaskOptions().merged(**{key: value})
-        except InvalidOptionError:
-            ActorOptions().merged(**{key: value})
+        if key in task_keys:
+            try:
+                TaskOptions().merged(**{key: value})
+                continue
+            except InvalidOptionError:
+                if key not in ActorOptions.__dataclass_fields__:
+                    raise
+        ActorOptions().merged(**{key: value})
 
 
 def _checked(target: Any, options: dict[str, Any]) -> Any:

@@ -278,6 +278,9 @@ def test_an_actor_restarts_on_another_node_when_its_node_dies(fresh):
     node_1 = next(n for n in plait.nodes() if n.id == "node-1")
     os.kill(node_1.pid, 9)
     assert wait_exit(node_1.pid)
+    for _ in range(1000):                 # until the head has seen it go (a round trip each)
+        if all(n.id != "node-1" for n in plait.nodes()):
+            break
     assert plait.get(counter.read.remote(), timeout=60) == 3
     assert plait.get(counter.where.remote(), timeout=30)[0] == "node-0"
 
@@ -295,3 +298,20 @@ def test_an_actor_that_asks_for_cpus_holds_task_slots_while_it_lives(cluster):
     assert ready == []                  # one of the two slots is the actor's
     plait.kill(counter)
     assert plait.get(wide, timeout=30) == 42
+
+
+def test_async_methods_run_to_completion_in_order(cluster):
+    import asyncio
+
+    @plait.remote
+    class Pinger:
+        def __init__(self):
+            self.seen = []
+
+        async def ping(self, i):
+            await asyncio.sleep(0.001 * (5 - i))
+            self.seen.append(i)
+            return list(self.seen)
+
+    pinger = Pinger.remote()
+    assert plait.get([pinger.ping.remote(i) for i in range(5)], timeout=30)[-1] == [0, 1, 2, 3, 4]

@@ -117,3 +117,41 @@ def test_calls_made_before_shutdown_finish_before_the_cluster_stops(fresh, tmp_p
         append_line.remote(str(path), word)
     plait.shutdown()
     assert sorted(path.read_text().split()) == ["a", "b"]
+
+
+def test_an_exception_class_defined_in_the_drivers_script_is_caught_by_its_type(fresh):
+    result = run_script("""
+        import plait
+
+        class MyError(Exception):
+            pass
+
+        @plait.remote
+        def fail():
+            raise MyError("from the task")
+
+        try:
+            plait.get(fail.remote())
+        except MyError as error:
+            print("caught", isinstance(error, plait.TaskError), error.cause.args)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "caught True ('from the task',)"
+
+
+def test_a_function_is_taken_as_it_was_at_its_first_call(fresh):
+    result = run_script("""
+        import plait
+
+        setting = 3
+
+        @plait.remote
+        def read_setting():
+            return setting
+
+        ref = read_setting.remote()
+        setting = 4                  # changed after the call, before it was submitted
+        print(plait.get(ref), plait.get(read_setting.remote()))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3", "3"]       # as Ray: the function is exported once

@@ -204,3 +204,12 @@ def test_resources_no_node_has_are_refused_at_compile(cluster):
         plait.get(inc.options(num_cpus=3).remote(1), timeout=30)
     with pytest.raises(plait.PlanError, match="GPU"):
         plait.get(inc.options(num_gpus=1).remote(1), timeout=30)
+
+
+
+def test_a_cancelled_call_raises_cancelled_while_other_calls_are_pending(cluster):
+    inc.remote(1)
+    ref = inc.remote(2)
+    plait.cancel(ref)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(ref, timeout=30)

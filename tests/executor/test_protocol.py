@@ -52,6 +52,7 @@ SAMPLES = [
     p.KillActor("Counter-1", no_restart=False, reason="test"),
     p.ActorExit("Counter-1", 2, b""),
     p.CopyLost("inc-3", b"error"),
+    p.Expect(("put-1",)),
     p.TaskEvent("inc-2", "inc", "node-0", 1, 10.0, 10.5, True),
     p.TransferEvent("put-1", "node-1", "node-0", 1 << 20, 10.0, 10.1),
     p.TraceRequest(12, -1),
