@@ -91,3 +91,33 @@ def mapper(x, i):
 def reducer(acc, value):
     """W12: one link of the reduce chain (compiled, never run)."""
     return acc + value
+
+
+class Counter:
+    """W13: the smallest stateful actor (one int of state, one method)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def incr(self):
+        self.n += 1
+        return self.n
+
+
+_TREES = {}
+
+
+def tree(system, depth):
+    """W14: a task that submits two children and waits for them, ``depth`` levels deep
+    (Ray's tree-of-tasks pattern): 2**depth leaves, 2**depth - 1 tasks blocked in get."""
+    if depth == 0:
+        return 1
+    if system == "dask":
+        from distributed import worker_client
+
+        with worker_client() as client:       # secedes from the thread pool while waiting
+            children = [client.submit(tree, system, depth - 1, pure=False) for _ in range(2)]
+            return sum(client.gather(children))
+    module = __import__(system)
+    remote = _TREES.get(system) or _TREES.setdefault(system, module.remote(tree))
+    return sum(module.get([remote.remote(system, depth - 1) for _ in range(2)]))

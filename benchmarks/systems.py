@@ -68,6 +68,22 @@ class System:
         """Submit ``fn(item)`` for each item; systems with a batch API override."""
         return [self.submit(fn, item) for item in items]
 
+    # -- actors (W13) ------------------------------------------------------------------------
+
+    ordered_actor_calls = True    # a caller's calls run in the order made (Ray, plait)
+
+    def actor(self, cls, *args):
+        """Start an actor of ``cls``; returns its handle."""
+        return self.remote(cls).remote(*args)
+
+    def call(self, handle, method, *args):
+        """One method call of an actor: a ref (or future) to its result."""
+        return getattr(handle, method).remote(*args)
+
+    def get_calls(self, refs, timeout):
+        """Results of ``call`` refs (a list)."""
+        return self.get(refs, timeout)
+
     # -- several nodes on this machine (W10-W12): the workload starts and stops them -------
 
     def cluster(self, nodes, transport="default"):
@@ -579,6 +595,18 @@ class Dask(System):
 
     def map(self, fn, items):
         return self.client.map(fn, items, pure=False)
+
+    ordered_actor_calls = False   # each call is its own message to the worker: no order
+
+    def actor(self, cls, *args):
+        """``client.submit(cls, actor=True)``: a Dask actor lives in one worker's thread."""
+        return self.client.submit(cls, *args, actor=True).result()
+
+    def call(self, handle, method, *args):
+        return getattr(handle, method)(*args)
+
+    def get_calls(self, refs, timeout):
+        return [ref.result(timeout=timeout) for ref in refs]
 
     @contextlib.contextmanager
     def cluster(self, nodes, transport="default"):

@@ -58,6 +58,9 @@ class Config:
     w11_settle_s: float = 0.2
     w12_sizes: tuple = (10_000, 100_000)
     w12_big_repeat: int = 3                 # repeats for sizes >= 100,000 (seconds each)
+    w13_sync_calls: int = 1000
+    w13_async_calls: int = 10_000
+    w14_depth: int = 6
     w12_live_tasks: int = 10_000
     w12_input: int = 64 * MiB
     spill_settle_s: float = 1.0
@@ -617,6 +620,50 @@ def w12_compile_time(s, cfg):
     return rows
 
 
+def w13_actor_calls(s, cfg):
+    """An actor's call round trip (call, then get, one at a time) and calls per second
+    when many are made before one get (Ray's microbenchmark: 1:1 actor calls sync/async)."""
+    from bench_tasks import Counter
+
+    counter = s.actor(Counter)
+    s.get_calls([s.call(counter, "incr") for _ in range(100)], cfg.get_timeout)   # warm-up
+    sync_ms, async_rate = [], []
+    for _ in range(cfg.repeat):
+        n = cfg.w13_sync_calls
+        t0 = perf_counter()
+        for _ in range(n):
+            s.get_calls([s.call(counter, "incr")], cfg.get_timeout)
+        sync_ms.append((perf_counter() - t0) * 1e3 / n)
+        n = cfg.w13_async_calls
+        before = s.get_calls([s.call(counter, "incr")], cfg.get_timeout)[0]
+        t0 = perf_counter()
+        values = s.get_calls([s.call(counter, "incr") for _ in range(n)], cfg.get_timeout)
+        async_rate.append(n / (perf_counter() - t0))
+        expected = list(range(before + 1, before + n + 1))
+        if (values if s.ordered_actor_calls else sorted(values)) != expected:
+            raise AssertionError("actor calls ran out of order or lost state")
+    return [row("actor call round trip (sync)", "ms", "lower", sync_ms),
+            row(f"{cfg.w13_async_calls:,} actor calls, one get (async)", "calls/s", "higher",
+                async_rate)]
+
+
+def w14_tree_of_tasks(s, cfg):
+    """Ray's tree-of-tasks pattern: every task submits two children and waits for them,
+    ``depth`` levels (127 tasks at depth 6, 63 of them blocked at once on 2 workers)."""
+    from bench_tasks import tree
+
+    depth = cfg.w14_depth
+    expected = 2 ** depth
+    if s.get(s.submit(tree, s.name, depth), cfg.get_timeout) != expected:   # warm-up
+        raise AssertionError("tree returned a wrong count")
+    times = []
+    for _ in range(cfg.repeat):
+        t0 = perf_counter()
+        s.get(s.submit(tree, s.name, depth), cfg.get_timeout)
+        times.append(perf_counter() - t0)
+    return [row(f"tree of tasks, depth {depth} ({2 * expected - 1} tasks)", "s", "lower", times)]
+
+
 WORKLOADS = {
     "W1": w1_put_get,
     "W2": w2_tutorial,
@@ -629,5 +676,8 @@ WORKLOADS = {
     "W10": w10_cross_node,
     "W11": w11_seed_across_nodes,
     "W12": w12_compile_time,
+    "W13": w13_actor_calls,
+    "W14": w14_tree_of_tasks,
 }
-ALL_WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12"]
+ALL_WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12",
+                 "W13", "W14"]
