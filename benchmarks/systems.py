@@ -86,7 +86,7 @@ class System:
 
     # -- several nodes on this machine (W10-W12): the workload starts and stops them -------
 
-    def cluster(self, nodes, transport="default"):
+    def cluster(self, nodes, transport="default", lazy=False):
         """Context manager: start ``nodes`` nodes on this machine, one worker each, and
         yield their handles (head first; what ``submit_on`` takes); stop them on exit.
 
@@ -224,15 +224,17 @@ class Plait(System):
         return self.remote(fn).remote(*args)
 
     @contextlib.contextmanager
-    def cluster(self, nodes, transport="default"):
+    def cluster(self, nodes, transport="default", lazy=False):
         """"default"/"shm": ``plait.init(num_nodes=N, num_workers=1)``, whose nodes on one
         host copy objects arena to arena through /dev/shm.  "tcp"/"encrypted": a head and
         N-1 nodes started as processes of their own (``_PlaitProcesses``), each with its
         own ``PLAIT_HOST_ID``, so they believe they are on different hosts and objects
         cross TCP over loopback, in the clear or with CurveZMQ; the driver joins with
-        ``plait.init(address=...)``."""
+        ``plait.init(address=...)``.  ``lazy``: calls wait for a get however long the
+        driver is quiet (``submit_after_idle=None``), so W12 compiles every call it made."""
         if transport in ("default", "shm"):
-            self.plait.init(num_nodes=nodes, num_workers=1)
+            self.plait.init(num_nodes=nodes, num_workers=1,
+                            submit_after_idle=None if lazy else 0.01)
             try:
                 yield [n.id for n in self.plait.nodes()]
             finally:
@@ -499,7 +501,7 @@ class Ray(System):
     CLUSTER_STORE = 2 << 30
 
     @contextlib.contextmanager
-    def cluster(self, nodes, transport="default"):
+    def cluster(self, nodes, transport="default", lazy=False):
         """``ray.cluster_utils.Cluster``: a head and N-1 more raylets on this machine, 1 CPU
         each, node K carrying a custom resource ``nodeK`` that ``submit_on`` asks 0.01
         of.  Every raylet has its own plasma store, so a copy between nodes always goes
@@ -609,7 +611,7 @@ class Dask(System):
         return [ref.result(timeout=timeout) for ref in refs]
 
     @contextlib.contextmanager
-    def cluster(self, nodes, transport="default"):
+    def cluster(self, nodes, transport="default", lazy=False):
         """``LocalCluster(n_workers=N, threads_per_worker=1)``, a node being a worker
         process (handles: worker addresses, ordered by worker name).  Workers exchange
         data over comms: TCP ("default", "tcp") or TLS ("encrypted", with

@@ -595,7 +595,7 @@ def w12_compile_time(s, cfg):
                         times))
     n = cfg.w12_live_tasks
     remote_s, compile_s = [], []
-    with s.cluster(3, "default") as nodes:
+    with s.cluster(3, "default", lazy=True) as nodes:
         inputs = [s.submit_on(node, make_block, cfg.w12_input, k) for k, node in enumerate(nodes)]
         s.wait_ready(inputs)
         for i in range(cfg.repeat + 1):

@@ -33,7 +33,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
          spill_dir: str | None = None, spilling: bool = True,
          worker_memory_limit: int | None = None, num_cpus: int | None = None,
          ignore_reinit_error: bool = False, address: str | None = None,
-         **ray_options: Any) -> None:
+         submit_after_idle: float | None = 0.01, **ray_options: Any) -> None:
     """Start the embedded local cluster: one node process and ``num_workers`` workers.
 
     ``num_nodes`` nodes start on this machine (node-0 is the head), each with its own
@@ -43,6 +43,10 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
     the system's temporary directory) unless ``spilling=False``. A busy worker whose resident
     memory passes ``worker_memory_limit`` bytes is killed and its task retried (then
     OutOfMemoryError); without a limit, only when the machine runs out of memory.
+
+    ``.remote()`` calls are submitted together at the next get/wait (one plan for the
+    whole graph) or once no call was made for ``submit_after_idle`` seconds, so calls
+    made only for their side effects run as in Ray; None: only at get/wait/shutdown.
     """
     global _session
     with _lock:
@@ -55,7 +59,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
         if address is not None:
             from plait.executor.cli import joined_cluster
 
-            _session = Session(joined_cluster(address), 1)
+            _session = Session(joined_cluster(address), 1, submit_after_idle=submit_after_idle)
             context.install(_session)
             return
         workers = num_workers if num_workers is not None else (num_cpus or os.cpu_count() or 1)
@@ -72,7 +76,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
         session_id = f"{os.getpid():x}-{next(_session_counter)}"
         cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill,
                                      worker_memory_limit or 0)
-        _session = Session(cluster, num_nodes)
+        _session = Session(cluster, num_nodes, submit_after_idle=submit_after_idle)
         context.install(_session)
 
 

@@ -12,10 +12,12 @@ session, once no zero-copy view of the object is alive in this process either.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import pickle
 import sys
+import threading
 import weakref
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
@@ -27,17 +29,31 @@ from plait.graph import context
 from plait.graph.graph import collect
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
+from plait.executor.flusher import IdleFlusher
 from plait.executor.progress import Progress
 from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
 
 PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
+IDLE_SUBMIT_SECONDS = 0.01     # calls made and not requested are submitted after this quiet
 FAR_TIMEOUT_SECONDS = 10.0     # a node on another host silent this long between chunks
+
+
+def _serialized(method: Any) -> Any:
+    """Run a session method under the session's lock (its socket is not thread-safe, and
+    the idle flusher's thread submits through it too)."""
+    @functools.wraps(method)
+    def locked(self: Session, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class Session:
     """The driver's view of one running cluster."""
 
-    def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str = "") -> None:
+    def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str = "",
+                 submit_after_idle: float | None = IDLE_SUBMIT_SECONDS) -> None:
         from plait.executor.client import Connection
         from plait.executor.hostid import host_id
 
@@ -66,8 +82,12 @@ class Session:
         self.pending: set[str] = set()                # submitted, result not yet known
         self.asked: set[str] = set()                  # subscribed, answer not yet come
         self.functions_sent: set[str] = set()
-        self.unsubmitted: list[Any] = []              # tasks made, not yet submitted (Task)
+        self.unsubmitted: deque[Any] = deque()        # tasks made, not yet submitted (Task)
+        self.lock = threading.RLock()                 # the flusher thread uses the socket too
+        self.flusher = None if submit_after_idle is None else IdleFlusher(
+            self.unsubmitted, lambda: self.run([]), self.lock, submit_after_idle)
         self.actor_nodes: dict[str, str] = {}         # actor -> node, as last learned
+        self.recent_plans: deque[compiler.Plan] = deque(maxlen=4)   # as submitted
         self.requests = itertools.count(1)
         self.replies: dict[int, Any] = {}
 
@@ -87,8 +107,18 @@ class Session:
 
     def created(self, task: Any) -> None:
         """Every ``.remote()`` call runs, requested or not (as in Ray): it waits here and
-        is submitted with the next get/wait, so the compiler still sees the whole graph."""
+        is submitted with the next get/wait, so the compiler still sees the whole graph,
+        or once the caller has made no call for ``submit_after_idle`` seconds."""
         self.unsubmitted.append(task)
+        if self.flusher is not None:
+            self.flusher.made()
+
+    @_serialized
+    def expect(self, object_ids: list[str]) -> None:
+        """Objects this process put through its node (see protocol.Expect)."""
+        from plait.executor import protocol as p
+
+        self.conn.send(p.Expect(tuple(object_ids)))
 
     def describe(self, object_id: str) -> str:
         from plait.executor import protocol as p
@@ -100,6 +130,7 @@ class Session:
 
     # -- objects -------------------------------------------------------------------------
 
+    @_serialized
     def put(self, value: Any) -> ObjectRef:
         """Store ``value`` on this node: inline when small, else one copy into the arena."""
         from plait.executor import protocol as p
@@ -127,6 +158,7 @@ class Session:
         self.held.add(object_id)
         return ObjectRef(object_id)
 
+    @_serialized
     def get(self, refs: Any, timeout: float | None = None) -> Any:
         many = isinstance(refs, (list, tuple))
         wanted = _check_refs(refs if many else [refs], "plait.get")
@@ -137,6 +169,7 @@ class Session:
         values = [self.load(oid, pinned.get(oid)) for oid in ids]
         return values if many else values[0]
 
+    @_serialized
     def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
              ) -> tuple[list[ObjectRef], list[ObjectRef]]:
         refs = _check_refs(refs, "plait.wait")
@@ -148,6 +181,7 @@ class Session:
         chosen = {id(ref) for ref in ready}
         return ready, [ref for ref in refs if id(ref) not in chosen]
 
+    @_serialized
     def free(self, refs: Iterable[ObjectRef]) -> None:
         from plait.executor import protocol as p
 
@@ -209,6 +243,7 @@ class Session:
             raise ObjectLostError(node, f"{node} is not in the cluster any more")
         return found
 
+    @_serialized
     def refresh_nodes(self) -> tuple[Any, ...]:
         """Ask the head for the current node list (a Hello answered by a Welcome)."""
         from plait.executor import protocol as p
@@ -220,6 +255,7 @@ class Session:
             self.pump(None)
         return self.nodes
 
+    @_serialized
     def cancel(self, refs: list[ObjectRef]) -> None:
         from plait.executor import protocol as p
 
@@ -262,12 +298,14 @@ class Session:
             self.arenas[node] = Arena.attach(self.node_info(node).arena)
         return self.arenas[node]
 
+    @_serialized
     def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:
         from plait.executor import protocol as p
 
         report = self.request(p.TraceRequest(next(self.requests), position))
         return report.events, report.position
 
+    @_serialized
     def memory_summary(self) -> tuple[Any, ...]:
         from plait.executor import protocol as p
 
@@ -275,14 +313,26 @@ class Session:
 
     # -- running graphs ------------------------------------------------------------------
 
+    @_serialized
     def compile(self, refs: Sequence[ObjectRef]) -> compiler.Plan | None:
         """The plan that would run what ``refs`` need (None when nothing needs to run)."""
         graph, _ = collect(_check_refs(refs, "plait.compile"))
-        return self.plan(graph) if graph.tasks else None
+        if graph.tasks:
+            return self.plan(graph)
+        return self.submitted_plan(refs)
+
+    def submitted_plan(self, refs: Sequence[ObjectRef]) -> compiler.Plan | None:
+        """The plan that ran (or runs) ``refs``, if it was among the last few submitted."""
+        wanted = {ref.task.id for ref in refs if ref.task is not None}
+        for plan in reversed(self.recent_plans):
+            if wanted and wanted <= set(plan.placements):
+                return plan
+        return None
 
     def runtime_context(self) -> context.RuntimeContext:
         return context.RuntimeContext(self.nodes[0].id, None, None, self.id)
 
+    @_serialized
     def visualize(self, refs: list[ObjectRef], filename: str | None) -> str:
         plan = self.compile(refs) or compiler.Plan(tuple(r.id for r in refs), {}, (), (), {})
         return plan.visualize(filename)
@@ -325,13 +375,14 @@ class Session:
             objects[oid] = ObjectInfo(oid, size, (value.node,) if stored else ())
         return compiler.ClusterView(nodes, objects, actors=dict(self.actor_nodes))
 
+    @_serialized
     def run(self, refs: Sequence[ObjectRef]) -> None:
         """Compile and submit every task ``refs`` need that has not been submitted yet,
         together with every other task made since the last submission (see ``created``)."""
         from plait.executor import protocol as p
 
         self.flush_frees()
-        made, self.unsubmitted = self.unsubmitted, []
+        made = _drain(self.unsubmitted)
         refs = [ref for ref in refs if ref.id not in self.values]   # known: nothing to run
         graph, tasks = collect(refs, made)
         if not graph.tasks:
@@ -352,6 +403,7 @@ class Session:
                                     task.actor, task.method, task.detached,
                                     _slots(task, node.num_cpus)))
         self.conn.send(p.Submit(tuple(functions), tuple(specs)))
+        self.recent_plans.append(plan)
         orphans = []
         for task in tasks.values():
             task.submitted = True
@@ -366,6 +418,7 @@ class Session:
             self.conn.send(p.Free(tuple(orphans)))
         self.flush_frees()
 
+    @_serialized
     def kill_actor(self, actor_id: str, no_restart: bool) -> None:
         """Stop an actor's process (submitting what was made first, its creation included)."""
         from plait.executor import protocol as p
@@ -473,6 +526,7 @@ class Session:
         if released:
             self.conn.send(p.Free(tuple(released)))
 
+    @_serialized
     def shutdown(self) -> None:
         """Stop the cluster this driver started; from a joined one, only disconnect."""
         from plait.executor import protocol as p
@@ -499,6 +553,8 @@ class Session:
     def finish_unsubmitted(self) -> None:
         """Calls made but never requested still run before a cluster this driver owns
         stops (as a Ray driver's tasks do while it lives); a joined cluster runs them on."""
+        if self.flusher is not None:
+            self.flusher.stop()
         made = [t for t in self.unsubmitted if not t.submitted]
         if not made:
             return
@@ -520,6 +576,14 @@ def _slots(task: Any, num_cpus: float) -> int:
     if task.method == "__init__":
         return math.ceil(num_cpus)
     return compiler.slots_of(num_cpus)
+
+
+def _drain(pending: deque[Any]) -> list[Any]:
+    """Take every task from ``pending`` (another thread may append meanwhile: none is lost)."""
+    taken = []
+    while pending:
+        taken.append(pending.popleft())
+    return taken
 
 
 def _retry_exceptions(option: bool | Sequence[type]) -> bytes:

@@ -385,7 +385,7 @@ class WorkerRuntime:
     def created(self, task: Any) -> None:
         session = self.nested()
         if self.unannounced:              # before any graph that may read them is sent
-            session.conn.send(p.Expect(tuple(self.unannounced)))
+            session.expect(self.unannounced)
             self.unannounced.clear()
         session.created(task)
 

@@ -155,3 +155,14 @@ def test_a_function_is_taken_as_it_was_at_its_first_call(fresh):
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["3", "3"]       # as Ray: the function is exported once
+
+
+def test_with_submit_after_idle_none_calls_wait_for_the_next_get(fresh, tmp_path):
+    path = tmp_path / "ran"
+    plait.init(num_workers=1, submit_after_idle=None)
+    ref = append_line.remote(str(path), "once")
+    plait.put(0)
+    plait.compile(ref)                           # planning runs nothing
+    assert "lazy" in repr(ref) and not path.exists()
+    assert plait.get(ref) == "once"
+    assert path.read_text().split() == ["once"]
