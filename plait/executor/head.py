@@ -436,8 +436,8 @@ class Head:
         for result in message.results:
             spec = self.assigned.pop(result.task_id, None)
             if spec is None or spec.node != node:      # a retry elsewhere won already
-                for oid, value in result.outputs:
-                    if isinstance(value, p.Stored):
+                for oid, value in result.outputs:          # (or this is a duplicate)
+                    if isinstance(value, p.Stored) and node not in self.locations.get(oid, ()):
                         self.deletes[node].append(oid)
                 if spec is not None:
                     self.assigned[result.task_id] = spec

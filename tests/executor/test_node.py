@@ -30,8 +30,8 @@ def node():
     arena.close()
 
 
-def spec(task_id: str, **fields) -> p.TaskSpec:
-    return p.TaskSpec(task_id, "f@1", "f", b"", (), (), (task_id,), 3, "node-0", **fields)
+def spec(task_id: str, deps: tuple[str, ...] = (), **fields) -> p.TaskSpec:
+    return p.TaskSpec(task_id, "f@1", "f", b"", deps, (), (task_id,), 3, "node-0", **fields)
 
 
 def test_every_blocked_gets_exactly_one_skip_even_with_nothing_queued(node):
@@ -58,3 +58,65 @@ def test_an_actor_process_that_blocks_keeps_its_calls(node):
     node.on_worker(b"w1", p.Blocked(1))
     assert node.sent == [(b"w1", p.Skip(()))]
     assert list(worker.inflight) == ["call-1", "call-2"] and not worker.blocked
+
+
+# -- duplicated, delayed and dropped messages ------------------------------------------------
+
+def result(task_id: str, attempt: int, value: bytes = b"v") -> p.TaskResult:
+    return p.TaskResult(task_id, attempt, ((task_id, p.Inline(value)),), 0.01)
+
+
+def reported(up: list) -> list[tuple[str, int]]:
+    return [(r.task_id, r.attempt) for m in up if isinstance(m, p.TasksDone) for r in m.results]
+
+
+@pytest.fixture
+def recording(node):
+    up: list[p.Message] = []
+    node.up = up.append
+    node.functions["f@1"] = b""
+    node.on_Assign(p.Assign((), (spec("t1"),)))
+    node.dispatch()                                   # to w0, the first idle worker
+    assert list(node.workers[b"w0"].inflight) == ["t1"]
+    node.up_messages = up
+    return node
+
+
+def test_a_duplicated_result_counts_once_and_frees_no_slot_twice(recording):
+    node = recording
+    done = p.TasksDone((result("t1", 0),))
+    node.on_worker(b"w0", done)
+    node.on_worker(b"w0", done)                       # the same message again
+    assert reported(node.up_messages) == [("t1", 0)]
+    assert node.values["t1"] == p.Inline(b"v")
+    assert not node.workers[b"w0"].inflight and "t1" not in node.table.tasks
+
+
+def test_a_late_result_of_an_earlier_attempt_is_ignored(recording):
+    node = recording
+    node.table.crashed("t1", 0, "node-0 worker 0 died")      # attempt 1 is now current
+    node.on_worker(b"w0", p.TasksDone((result("t1", 0, b"stale"),)))
+    assert reported(node.up_messages) == [] and "t1" in node.table.tasks
+    node.on_worker(b"w0", p.TasksDone((result("t1", 1, b"fresh"),)))
+    assert reported(node.up_messages) == [("t1", 1)] and node.values["t1"] == p.Inline(b"fresh")
+
+
+def test_a_duplicated_assign_adds_the_task_once(recording):
+    node = recording
+    node.on_Assign(p.Assign((), (spec("t1"),)))
+    assert len(node.table.ready) == 0 and list(node.table.tasks) == ["t1"]
+
+
+def test_results_from_a_replaced_worker_are_dropped(recording):
+    node = recording
+    node.on_worker(b"w9", p.TasksDone((result("t1", 0),)))    # not one of ours (any more)
+    assert reported(node.up_messages) == [] and "t1" in node.table.tasks
+
+
+def test_a_duplicated_ready_wakes_a_task_once(node):
+    node.functions["f@1"] = b""
+    node.on_Assign(p.Assign((), (spec("t2", deps=("x",)),)))
+    ready = p.Ready((("x", p.Inline(b"1")),))
+    node.on_Ready(ready)
+    node.on_Ready(ready)
+    assert len(node.table.ready) == 1
