@@ -13,7 +13,7 @@ the shared-memory arena); executor is DOING it (ZeroMQ protocol, node and worker
 processes). ``import plait as ray`` runs plain Ray Core scripts.
 """
 
-from plait import exceptions
+from plait import actor, exceptions, util
 from plait.api import (cancel, compile, compute, free, get, get_runtime_context, init,
                        is_initialized, kill, memory_summary, nodes, persist, put, shutdown,
                        timeline, trace, visualize, wait)
@@ -57,6 +57,7 @@ __all__ = [
     "TaskCancelledError",
     "TaskError",
     "WorkerCrashedError",
+    "actor",
     "cancel",
     "compile",
     "compute",
@@ -76,6 +77,7 @@ __all__ = [
     "shutdown",
     "timeline",
     "trace",
+    "util",
     "visualize",
     "wait",
 ]

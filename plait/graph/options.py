@@ -15,6 +15,24 @@ from plait.errors import InvalidOptionError
 
 
 @dataclass(frozen=True, slots=True)
+class NodeAffinitySchedulingStrategy:
+    """Ray's way to pin a call to a node (``plait.util.scheduling_strategies``): the same
+    as ``node=node_id``. A ``soft`` pin is honoured the same way; plait retries a pinned
+    task on another node when its node dies, as Ray does for soft pins."""
+
+    node_id: str
+    soft: bool = False
+
+
+def _with_strategy(options: Any, changes: dict[str, Any]) -> Any:
+    """Options with a NodeAffinitySchedulingStrategy turned into the node pin it means."""
+    strategy = changes.get("scheduling_strategy")
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        return dataclasses.replace(options, node=strategy.node_id)
+    return options
+
+
+@dataclass(frozen=True, slots=True)
 class TaskOptions:
     """How to run a call: results, retries, placement pin, display name."""
 
@@ -27,6 +45,7 @@ class TaskOptions:
     num_gpus: float = 0
     resources: dict[str, float] | None = None
     memory: int | None = None
+    scheduling_strategy: Any = None
 
     def merged(self, **changes: Any) -> TaskOptions:
         """These options with ``changes`` applied, each one checked."""
@@ -36,7 +55,7 @@ class TaskOptions:
                 raise InvalidOptionError(
                     f"unknown option {key!r}; valid options are {', '.join(sorted(known))}")
             _check(key, value)
-        return dataclasses.replace(self, **changes)
+        return _with_strategy(dataclasses.replace(self, **changes), changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +80,7 @@ class ActorOptions:
     num_gpus: float = 0
     resources: dict[str, float] | None = None
     memory: int | None = None
+    scheduling_strategy: Any = None
 
     def merged(self, **changes: Any) -> ActorOptions:
         known = {f.name for f in dataclasses.fields(self)}
@@ -69,7 +89,7 @@ class ActorOptions:
                 raise InvalidOptionError(
                     f"unknown actor option {key!r}; valid options are {', '.join(sorted(known))}")
             _check(key, value)
-        return dataclasses.replace(self, **changes)
+        return _with_strategy(dataclasses.replace(self, **changes), changes)
 
 
 def _is_int(value: Any) -> bool:
@@ -106,6 +126,12 @@ def _check(key: str, value: Any) -> None:
     if key == "max_concurrency" and value != 1:
         raise InvalidOptionError(f"max_concurrency={value!r}: plait actors run one call at a "
                                  f"time, in order (threaded and async actors are not supported)")
+    if key == "scheduling_strategy" and not (
+            value is None or value in ("DEFAULT", "SPREAD")
+            or isinstance(value, NodeAffinitySchedulingStrategy)):
+        raise InvalidOptionError(f"scheduling_strategy {value!r} is not supported: use "
+                                 f"'DEFAULT', 'SPREAD' (plait spreads small tasks anyway) or "
+                                 f"NodeAffinitySchedulingStrategy(node_id)")
     if key == "retry_exceptions" and not isinstance(value, (bool, list, tuple)):
         raise InvalidOptionError(f"retry_exceptions must be a bool or exception types, "
                                  f"got {value!r}")

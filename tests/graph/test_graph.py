@@ -335,3 +335,13 @@ def test_fake_runtime_is_uninstalled_after_the_fixture():
     with installed_runtime() as fake:
         assert context.active() is fake
     assert not isinstance(context.active(), FakeRuntime)
+
+
+def test_node_affinity_strategy_is_a_node_pin_and_other_strategies_are_refused():
+    from plait.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    pinned = inc.options(scheduling_strategy=NodeAffinitySchedulingStrategy("node-2", soft=True))
+    assert pinned.default_options.node == "node-2"
+    assert inc.options(scheduling_strategy="SPREAD").default_options.node is None
+    with pytest.raises(plait.InvalidOptionError, match="not supported"):
+        inc.options(scheduling_strategy="PLACEMENT_GROUP")
