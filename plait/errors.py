@@ -230,7 +230,15 @@ class ObjectTooLargeError(ObjectStoreFullError):
 
 
 class PlanError(PlaitError, builtins.ValueError):
-    """The compiler refused the graph: the message names the task and the broken rule."""
+    """The compiler refused the graph: the message names the task and the broken rule
+    (``task_id``: the task that cannot be placed, when one task is to blame)."""
+
+    def __init__(self, message: str, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.task_id))
 
 
 class InvalidOptionError(PlaitError, builtins.ValueError):

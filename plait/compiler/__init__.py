@@ -5,6 +5,7 @@ from plait.compiler.plan import Placement, Plan, Stage, Transfer
 from plait.compiler.passes import slots_of
 from plait.compiler.validate import validate
 from plait.compiler.view import ClusterView, CompileOptions, NodeView, ObjectInfo
+from plait.errors import PlanError
 
 __all__ = ["ClusterView", "CompileOptions", "NodeView", "ObjectInfo", "Placement", "Plan", "Stage",
-           "Transfer", "compile", "slots_of", "validate"]
+           "PlanError", "Transfer", "compile", "slots_of", "validate"]

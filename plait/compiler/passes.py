@@ -98,7 +98,7 @@ def _actor_node(task: TaskNode, choices: dict[str, Choice], view: ClusterView) -
     if view.actors.get(task.actor) in view.node_ids():
         return view.actors[task.actor]
     raise PlanError(f"task {task.id} ({task.function_name}) calls actor {task.actor}, which "
-                    f"the cluster does not know (created by another session?)")
+                    f"the cluster does not know (created by another session?)", task_id=task.id)
 
 
 def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
@@ -120,7 +120,7 @@ def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
                 f"task {task.id} ({task.function_name}) needs {_size(pinned)} in "
                 f"{choice.node}'s store at once (its inputs and result), but the store holds "
                 f"{_size(capacity[choice.node])}; start plait with a larger store_memory or "
-                f"split the work")
+                f"split the work", task_id=task.id)
 
 
 def critical_paths(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str, float]:
@@ -170,20 +170,22 @@ def _choose_node(task: TaskNode, inputs: Inputs, order: tuple[str, ...], able: l
     if task.needs:
         raise PlanError(f"task {task.id} ({task.function_name}) asks for "
                         f"{', '.join(task.needs)}, which no node offers (plait nodes have CPU "
-                        f"slots only); drop num_gpus/resources to run it on CPUs")
+                        f"slots only); drop num_gpus/resources to run it on CPUs", task_id=task.id)
     slots = slots_of(task.num_cpus)
     able = [n for n in able if workers[n] >= slots]
     if not able:
         raise PlanError(f"task {task.id} ({task.function_name}) needs num_cpus={task.num_cpus} "
                         f"({slots} worker slots), but the largest node has "
-                        f"{max(workers.values())}")
+                        f"{max(workers.values())}", task_id=task.id)
     if task.node is not None:
         if task.node in workers and workers[task.node] < slots:
             raise PlanError(f"task {task.id} ({task.function_name}) needs {slots} worker slots "
-                            f"but is pinned to {task.node}, which has {workers[task.node]}")
+                            f"but is pinned to {task.node}, which has {workers[task.node]}",
+                            task_id=task.id)
         if task.node not in backlog:
             raise PlanError(f"task {task.id} ({task.function_name}) is pinned to node "
-                            f"{task.node!r}, which is not in the cluster ({', '.join(order)})")
+                            f"{task.node!r}, which is not in the cluster ({', '.join(order)})",
+                            task_id=task.id)
         return task.node, "pinned by node= option"
     rank = {node: i for i, node in enumerate(order)}
     best = min(able, key=lambda n: (_cost(inputs, n, backlog, workers, options), rank[n]))

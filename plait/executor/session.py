@@ -383,11 +383,18 @@ class Session:
 
         self.flush_frees()
         made = _drain(self.unsubmitted)
-        refs = [ref for ref in refs if ref.id not in self.values]   # known: nothing to run
-        graph, tasks = collect(refs, made)
-        if not graph.tasks:
-            return
-        plan = self.plan(graph)
+        while True:
+            refs = [ref for ref in refs if ref.id not in self.values]   # known: nothing to run
+            graph, tasks = collect(refs, made)
+            if not graph.tasks:
+                return
+            try:
+                plan = self.plan(graph)
+                break
+            except compiler.PlanError as error:
+                if error.task_id not in tasks:
+                    raise
+                self.refuse(graph, tasks, error)       # the rest of the graph still runs
         functions, specs = [], []
         for task_id, node in graph.tasks.items():
             task = tasks[task_id]
@@ -417,6 +424,25 @@ class Session:
         if orphans:
             self.conn.send(p.Free(tuple(orphans)))
         self.flush_frees()
+
+    def refuse(self, graph: Any, tasks: dict[str, Any], error: Exception) -> None:
+        """A task the compiler cannot place fails with ``error``, and so does every task
+        of the graph that reads its results; they are never submitted (Ray would leave an
+        infeasible task pending for ever; plait says why, at the get of its refs)."""
+        from plait.executor import protocol as p
+
+        failed = pickle.dumps(error)
+        doomed = [error.task_id]
+        consumers = graph.consumers()
+        while doomed:
+            task = tasks.get(doomed.pop())
+            if task is None or task.submitted:
+                continue
+            task.submitted = True
+            task.forget_inputs()
+            for oid in task.output_ids:
+                self.values[oid] = p.Failed(failed)
+                doomed += consumers.get(oid, [])
 
     @_serialized
     def kill_actor(self, actor_id: str, no_restart: bool) -> None:

@@ -222,3 +222,13 @@ def test_a_cancelled_call_raises_cancelled_while_other_calls_are_pending(cluster
     plait.cancel(ref)
     with pytest.raises(plait.TaskCancelledError):
         plait.get(ref, timeout=30)
+
+
+def test_a_call_no_node_can_run_fails_alone_with_its_readers(cluster):
+    bad = inc.options(num_gpus=1).remote(1)
+    reader = inc.remote(bad)
+    assert plait.get(inc.remote(41), timeout=30) == 42       # the rest still runs
+    for ref in (bad, reader):
+        with pytest.raises(plait.PlanError, match="GPU") as caught:
+            plait.get(ref, timeout=30)
+        assert caught.value.task_id == bad.task.id
