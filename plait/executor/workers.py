@@ -98,6 +98,7 @@ def spawn_worker(config: WorkerConfig) -> WorkerHandle:
 
 PR_SET_CHILD_SUBREAPER = 36
 REPARENT_SECONDS = 5.0
+FORK_TIMEOUT_SECONDS = 5.0   # a forker this slow is stopped or stuck: spawn instead
 
 
 class Forker:
@@ -107,6 +108,7 @@ class Forker:
         self.pid = pid
         self.requests = requests
         self.replies = replies
+        self.broken = False
 
     @classmethod
     def start(cls) -> Forker:
@@ -126,12 +128,22 @@ class Forker:
         return cls(pid, request_w, reply_r)
 
     def fork_worker(self, config: WorkerConfig) -> WorkerHandle:
-        """A new worker, forked (spawned fresh if the forker is gone)."""
+        """A new worker, forked (spawned fresh if the forker is gone, stopped or stuck:
+        it is then killed and not asked again)."""
+        if self.broken:
+            return spawn_worker(config)
         try:
             data = json.dumps(dataclasses.asdict(config)).encode()
             os.write(self.requests, struct.pack("I", len(data)) + data)
+            if not select.select([self.replies], [], [], FORK_TIMEOUT_SECONDS)[0]:
+                raise TimeoutError(f"the forker did not answer in {FORK_TIMEOUT_SECONDS} s")
             pid = struct.unpack("i", _read_exactly(self.replies, 4))[0]
         except (OSError, EOFError):
+            self.broken = True
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             return spawn_worker(config)
         return WorkerHandle(config.index, pid, os.pidfd_open(pid), identity_of(config.index, pid))
 
