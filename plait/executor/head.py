@@ -220,6 +220,13 @@ class Head:
         return list(self.nodes).index(node) if node in self.nodes else len(self.nodes)
 
     def on_Submit(self, peer: Peer, message: p.Submit) -> None:
+        if message.frees:
+            self.on_Free(peer, p.Free(message.frees))
+        self.submit(peer, message)
+        if message.subscribe:
+            self.on_Subscribe(peer, p.Subscribe(message.subscribe))
+
+    def submit(self, peer: Peer, message: p.Submit) -> None:
         functions = dict(message.functions)
         self.local.functions.update(functions)
         for spec in message.tasks:

@@ -410,10 +410,16 @@ class ActorExit:
 
 @dataclass(frozen=True, slots=True)
 class Submit:
-    """Run these tasks (already placed by the compiler); functions not sent before ride along."""
+    """Run these tasks (already placed by the compiler); functions not sent before ride along.
+
+    One message for what a get needs: ``frees`` (as Free, first) and ``subscribe`` (as
+    Subscribe, after the tasks) save a round of messages per call.
+    """
 
     functions: tuple[tuple[str, bytes], ...]
     tasks: tuple[TaskSpec, ...]
+    frees: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -381,12 +381,14 @@ class Session:
         together with every other task made since the last submission (see ``created``)."""
         from plait.executor import protocol as p
 
-        self.flush_frees()
+        frees = self.flush_frees(send=False)
         made = _drain(self.unsubmitted)
         while True:
             refs = [ref for ref in refs if ref.id not in self.values]   # known: nothing to run
             graph, tasks = collect(refs, made)
             if not graph.tasks:
+                if frees:
+                    self.conn.send(p.Free(frees))
                 return
             try:
                 plan = self.plan(graph)
@@ -409,7 +411,9 @@ class Session:
                                     _retry_exceptions(task.options.retry_exceptions),
                                     task.actor, task.method, task.detached,
                                     _slots(task, node.num_cpus)))
-        self.conn.send(p.Submit(tuple(functions), tuple(specs)))
+        watch = tuple(dict.fromkeys(ref.id for ref in refs if ref.id not in self.asked))
+        self.asked.update(watch)          # fetch will not subscribe again
+        self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch))
         self.recent_plans.append(plan)
         orphans = []
         for task in tasks.values():
@@ -521,8 +525,9 @@ class Session:
 
     # -- lifetimes -----------------------------------------------------------------------
 
-    def flush_frees(self) -> None:
-        """Turn dead refs and dead views into Free messages (objects nobody here can read)."""
+    def flush_frees(self, send: bool = True) -> tuple[str, ...]:
+        """Turn dead refs and dead views into Free messages (objects nobody here can read);
+        with ``send`` False the freed ids are returned for the caller to send instead."""
         from plait.executor import protocol as p
 
         if self.holds:
@@ -549,8 +554,9 @@ class Session:
         for oid in released:
             self.values.pop(oid, None)
             self.held.discard(oid)
-        if released:
+        if released and send:
             self.conn.send(p.Free(tuple(released)))
+        return () if send else tuple(released)
 
     @_serialized
     def shutdown(self) -> None:

@@ -72,7 +72,7 @@ SAMPLES = [
                                      (ObjectSummary("put-2", 1 << 20, "memory", "x.py:1"),)),)),
     p.ViewRequest(9, ("put-1", "put-2")),
     p.View(9, VIEW, (("put-5", pickle.dumps(plait.ObjectFreedError("put-5"))),)),
-    p.Submit((("inc@0123456789", b"fn"),), (SPEC,)),
+    p.Submit((("inc@0123456789", b"fn"),), (SPEC,), ("put-9",), ("inc-3",)),
     p.Subscribe(("inc-2", "add-3")),
     p.Ready((("inc-2", INLINE), ("add-3", LOCATED), ("bad-4", FAILED))),
     p.Free(("put-1",)),
