@@ -216,3 +216,20 @@ def test_rebuilding_stops_after_max_retries(fresh):
     plait.memory_summary()                             # the head has seen node-1 go
     with pytest.raises(plait.ReconstructionFailedError):
         plait.get(made, timeout=60)
+
+
+def test_a_replica_survives_its_primarys_node_and_nothing_is_re_run(fresh):
+    plait.init(num_nodes=3, num_workers=1)
+    victim = next(n for n in plait.nodes() if n.id == "node-1")
+    made = make.options(node="node-1").remote(2 * MIB, 5.0)
+    copied = total.options(node="node-2").remote(made)     # pulls a replica to node-2
+    assert plait.get(copied, timeout=60) == 5.0 * 2 * MIB
+    os.kill(victim.pid, signal.SIGKILL)
+    for _ in range(1000):                 # until the head has seen it go (a round trip each)
+        if all(n.id != "node-1" for n in plait.nodes()):
+            break
+    with plait.trace() as trace:
+        again = total.options(node="node-2").remote(made)
+        assert plait.get(again, timeout=60) == 5.0 * 2 * MIB
+        assert plait.get(made, timeout=60)[0] == 5.0
+    assert [t.function_name for t in trace.tasks] == ["total"]     # make was not re-run
