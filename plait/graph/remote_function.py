@@ -58,7 +58,7 @@ class RemoteFunction:
         """``(function_id, bytes)``: pickled once, identified by name and content."""
         if not self._pickled:
             try:
-                data = cloudpickle.dumps(self._function, protocol=5)
+                data = cloudpickle.dumps(_Traceable(self._function), protocol=5)
             except Exception as error:
                 raise SerializationError(
                     f"remote function {self.name} cannot be serialised: {error}") from error
@@ -68,6 +68,42 @@ class RemoteFunction:
 
     def __repr__(self) -> str:
         return f"RemoteFunction({self.name})"
+
+
+class _Traceable:
+    """A function or class pickled with the file it came from: cloudpickle names the code of
+    functions it pickles by value ``<dynamic-code>``, so a task's traceback would not say
+    where the user's code is nor show its lines. Unpickled, it is the function or class
+    itself, its code objects named after their file again."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        code = getattr(self.target, "__code__", None)
+        if code is None:                        # a class: the file of its first method
+            code = next((m.__code__ for m in vars(self.target).values()
+                         if hasattr(m, "__code__")), None)
+        return (_named_after_its_file, (self.target, code.co_filename if code else ""))
+
+
+def _named_after_its_file(target: Any, filename: str) -> Any:
+    if not filename or filename.startswith("<"):
+        return target
+    functions = [target] if hasattr(target, "__code__") else [
+        m for m in vars(target).values() if hasattr(m, "__code__")]
+    helpers = [g for f in functions for g in getattr(f, "__globals__", {}).values()
+               if getattr(getattr(g, "__code__", None), "co_filename", "") == "<dynamic-code>"]
+    for function in functions + helpers:         # helpers came by value from the same file
+        function.__code__ = _renamed(function.__code__, filename)
+    return target
+
+
+def _renamed(code: Any, filename: str) -> Any:
+    """``code`` and the code objects nested in it (inner functions, comprehensions)."""
+    consts = tuple(_renamed(c, filename) if isinstance(c, type(code)) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def remote(*args: Any, **options: Any) -> Any:

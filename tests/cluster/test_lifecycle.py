@@ -166,3 +166,28 @@ def test_with_submit_after_idle_none_calls_wait_for_the_next_get(fresh, tmp_path
     assert "lazy" in repr(ref) and not path.exists()
     assert plait.get(ref) == "once"
     assert path.read_text().split() == ["once"]
+
+
+def test_a_remote_traceback_names_the_users_file_and_lines(fresh, tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent("""
+        import plait
+
+        def helper(x):
+            return 1 / x
+
+        @plait.remote
+        def task(x):
+            return helper(x)
+
+        try:
+            plait.get(task.remote(0))
+        except ZeroDivisionError as error:
+            print(error.remote_traceback)
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f'File "{script}", line 9, in task' in result.stdout
+    assert f'File "{script}", line 5, in helper' in result.stdout
+    assert "return 1 / x" in result.stdout and "<dynamic-code>" not in result.stdout
