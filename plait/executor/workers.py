@@ -74,18 +74,7 @@ def fork_worker(config: WorkerConfig) -> WorkerHandle:
     """Fork a worker; only call before the node process starts any thread."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
-        code = 0
-        try:
-            from plait.executor import worker
-
-            worker.main(config)
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)
+        _serve_and_exit(config)
     return WorkerHandle(config.index, pid, os.pidfd_open(pid), identity_of(config.index, pid))
 
 
@@ -193,6 +182,11 @@ def _run_reparented(config: WorkerConfig, node: int) -> None:  # pragma: no cove
     deadline = time.monotonic() + REPARENT_SECONDS
     while os.getppid() != node and time.monotonic() < deadline:
         time.sleep(0.001)
+    _serve_and_exit(config)
+
+
+def _serve_and_exit(config: WorkerConfig) -> None:  # pragma: no cover
+    """A forked child becomes a worker and never returns into its parent's code."""
     code = 0
     try:
         from plait.executor import worker

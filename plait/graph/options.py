@@ -49,13 +49,7 @@ class TaskOptions:
 
     def merged(self, **changes: Any) -> TaskOptions:
         """These options with ``changes`` applied, each one checked."""
-        known = {f.name for f in dataclasses.fields(self)}
-        for key, value in changes.items():
-            if key not in known:
-                raise InvalidOptionError(
-                    f"unknown option {key!r}; valid options are {', '.join(sorted(known))}")
-            _check(key, value)
-        return _with_strategy(dataclasses.replace(self, **changes), changes)
+        return _merged(self, "option", changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +77,18 @@ class ActorOptions:
     scheduling_strategy: Any = None
 
     def merged(self, **changes: Any) -> ActorOptions:
-        known = {f.name for f in dataclasses.fields(self)}
-        for key, value in changes.items():
-            if key not in known:
-                raise InvalidOptionError(
-                    f"unknown actor option {key!r}; valid options are {', '.join(sorted(known))}")
-            _check(key, value)
-        return _with_strategy(dataclasses.replace(self, **changes), changes)
+        return _merged(self, "actor option", changes)
+
+
+def _merged(options: Any, kind: str, changes: dict[str, Any]) -> Any:
+    """``options`` with ``changes`` applied, each checked; a node-affinity strategy pins."""
+    known = {f.name for f in dataclasses.fields(options)}
+    for key, value in changes.items():
+        if key not in known:
+            raise InvalidOptionError(
+                f"unknown {kind} {key!r}; valid options are {', '.join(sorted(known))}")
+        _check(key, value)
+    return _with_strategy(dataclasses.replace(options, **changes), changes)
 
 
 def _is_int(value: Any) -> bool:
