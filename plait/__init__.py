@@ -27,7 +27,7 @@ from plait.errors import (ActorDiedError, ClusterError, DeserializationError, Ge
                           WorkerCrashedError)
 from plait.graph.actor import ActorClass, ActorHandle, method
 from plait.graph.refs import ObjectRef
-from plait.graph.remote_function import RemoteFunction, remote
+from plait.graph.remote_function import ObjectRefGenerator, RemoteFunction, remote
 
 __version__ = "0.1.0"
 
@@ -45,6 +45,7 @@ __all__ = [
     "ObjectFreedError",
     "ObjectLostError",
     "ObjectRef",
+    "ObjectRefGenerator",
     "ObjectStoreFullError",
     "ObjectTooLargeError",
     "OutOfMemoryError",

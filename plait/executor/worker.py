@@ -268,6 +268,8 @@ class WorkerRuntime:
                             self.config.index, self.wall_start, time.time())
 
     def store_results(self, item: p.WorkItem, value: Any) -> tuple[tuple[str, p.ObjectValue], ...]:
+        if inspect.isgenerator(value):        # a generator task: each value becomes an object
+            value = [self.put(v) for v in value]
         if len(item.outputs) == 1:
             return ((item.outputs[0], self.store(item.outputs[0], value, item.function_name)),)
         values = list(value) if isinstance(value, (tuple, list)) else None

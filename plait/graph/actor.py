@@ -25,7 +25,7 @@ from typing import Any
 from plait.graph import context
 from plait.graph.options import ActorOptions, TaskOptions
 from plait.graph.refs import ObjectRef
-from plait.graph.remote_function import RemoteFunction
+from plait.graph.remote_function import ObjectRefGenerator, RemoteFunction
 from plait.graph.task import Task, encode_call
 
 METHOD_OPTIONS = "__plait_method_options__"
@@ -148,6 +148,8 @@ class ActorMethod:
                     actor=handle._actor_id, method=self._name)
         runtime.created(task)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
+        if options.num_returns == "streaming":
+            return ObjectRefGenerator(refs[0])
         return refs[0] if len(refs) == 1 else refs
 
 

@@ -14,6 +14,16 @@ from typing import Any
 from plait.errors import InvalidOptionError
 
 
+# A task that yields its results (Ray's generator tasks): one ref to the list of refs to
+# what it yielded, iterated with an ObjectRefGenerator ("streaming") or got ("dynamic").
+GENERATOR_RETURNS = ("streaming", "dynamic")
+
+
+def result_count(num_returns: int | str) -> int:
+    """How many result objects a task has (a generator task: one, the list of its refs)."""
+    return 1 if isinstance(num_returns, str) else num_returns
+
+
 @dataclass(frozen=True, slots=True)
 class NodeAffinitySchedulingStrategy:
     """Ray's way to pin a call to a node (``plait.util.scheduling_strategies``): the same
@@ -36,7 +46,7 @@ def _with_strategy(options: Any, changes: dict[str, Any]) -> Any:
 class TaskOptions:
     """How to run a call: results, retries, placement pin, display name."""
 
-    num_returns: int = 1
+    num_returns: int | str = 1
     max_retries: int = 3
     retry_exceptions: bool = False
     node: str | None = None
@@ -100,8 +110,10 @@ def _is_number(value: Any) -> bool:
 
 
 def _check(key: str, value: Any) -> None:
-    if key == "num_returns" and not (_is_int(value) and value >= 1):
-        raise InvalidOptionError(f"num_returns must be an int >= 1, got {value!r}")
+    if key == "num_returns" and not (_is_int(value) and value >= 1) \
+            and value not in GENERATOR_RETURNS:
+        raise InvalidOptionError(f"num_returns must be an int >= 1, 'streaming' or 'dynamic', "
+                                 f"got {value!r}")
     if key == "max_retries" and not (_is_int(value) and value >= -1):
         raise InvalidOptionError(f"max_retries must be an int >= 0 (or -1: forever), got {value!r}")
     if key == "node" and value is not None and not (isinstance(value, str) and value):

@@ -52,6 +52,8 @@ class RemoteFunction:
         task = Task(runtime.new_id(self.name), self, self._options, payload, deps, nested)
         runtime.created(task)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
+        if self._options.num_returns == "streaming":
+            return ObjectRefGenerator(refs[0])
         return refs[0] if len(refs) == 1 else refs
 
     def pickled(self) -> tuple[str, bytes]:
@@ -104,6 +106,28 @@ def _renamed(code: Any, filename: str) -> Any:
     consts = tuple(_renamed(c, filename) if isinstance(c, type(code)) else c
                    for c in code.co_consts)
     return code.replace(co_filename=filename, co_consts=consts)
+
+
+class ObjectRefGenerator:
+    """What ``.remote()`` of a ``num_returns="streaming"`` task returns: an iterator of
+    ObjectRefs, one per value the task yielded, in order. The task runs to its end before
+    the first ref is handed out (its values are stored as it yields them)."""
+
+    def __init__(self, refs_of_results: ObjectRef) -> None:
+        self._list = refs_of_results
+        self._refs: Any = None
+
+    def __iter__(self) -> ObjectRefGenerator:
+        return self
+
+    def __next__(self) -> ObjectRef:
+        if self._refs is None:
+            self._refs = iter(context.runtime().get(self._list))
+        return next(self._refs)
+
+    def completed(self) -> ObjectRef:
+        """The ref of the list of all the refs (Ray's name for the same)."""
+        return self._list
 
 
 def remote(*args: Any, **options: Any) -> Any:

@@ -17,7 +17,7 @@ import cloudpickle
 from plait.errors import ObjectLostError, SerializationError
 from plait.graph import context
 from plait.graph.ids import output_id
-from plait.graph.options import TaskOptions
+from plait.graph.options import TaskOptions, result_count
 from plait.graph.refs import ObjectRef, collecting_refs
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ class Task:
         self.payload = payload
         self.deps = deps
         self.nested = nested
-        self.output_ids = tuple(output_id(task_id, i, options.num_returns)
-                                for i in range(options.num_returns))
+        count = result_count(options.num_returns)
+        self.output_ids = tuple(output_id(task_id, i, count) for i in range(count))
         self.submitted = False
         self.actor = actor           # the actor it runs on ("" for a plain task)
         self.method = method         # "__init__" creates the actor; else the method called

@@ -232,3 +232,23 @@ def test_a_call_no_node_can_run_fails_alone_with_its_readers(cluster):
         with pytest.raises(plait.PlanError, match="GPU") as caught:
             plait.get(ref, timeout=30)
         assert caught.value.task_id == bad.task.id
+
+
+@plait.remote(num_returns="streaming")
+def chunks(n):
+    for i in range(n):
+        yield np.full(i * 65536, i)        # 0, 512 KiB, 1 MiB: stored, not inline
+
+
+@plait.remote(num_returns="dynamic")
+def squares(n):
+    for i in range(n):
+        yield i * i
+
+
+def test_generator_tasks_yield_one_object_per_value(cluster):
+    generator = chunks.remote(3)
+    assert isinstance(generator, plait.ObjectRefGenerator)
+    arrays = [plait.get(ref, timeout=30) for ref in generator]
+    assert [a.size for a in arrays] == [0, 65536, 131072] and arrays[2][0] == 2
+    assert [plait.get(ref, timeout=30) for ref in plait.get(squares.remote(4))] == [0, 1, 4, 9]
