@@ -14,7 +14,7 @@ processes). ``import plait as ray`` runs plain Ray Core scripts.
 """
 
 from plait import actor, exceptions, util
-from plait.api import (cancel, compile, compute, free, get, get_runtime_context, init,
+from plait.api import (cancel, compile, compute, free, get, get_actor, get_runtime_context, init,
                        is_initialized, kill, memory_summary, nodes, persist, put, shutdown,
                        timeline, trace, visualize, wait)
 from plait.compiler.plan import Plan
@@ -65,6 +65,7 @@ __all__ = [
     "exceptions",
     "free",
     "get",
+    "get_actor",
     "get_runtime_context",
     "init",
     "is_initialized",

@@ -197,6 +197,14 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
     session().kill_actor(actor.actor_id, no_restart)
 
 
+def get_actor(name: str) -> Any:
+    """The handle of the live actor created with ``.options(name=name)`` (as ``ray.get_actor``);
+    ValueError if there is none."""
+    if not isinstance(name, str):
+        raise TypeError(f"plait.get_actor expects a name, got {type(name).__name__}")
+    return session().get_actor(name)
+
+
 def visualize(*refs: ObjectRef, filename: str | None = None) -> str:
     """Picture the plan for ``refs`` (see Plan.visualize); returns the text written."""
     return session().visualize(list(refs), filename)
@@ -264,6 +272,6 @@ def _runtime() -> Any:
 context.install_starter(session)
 atexit.register(shutdown)
 
-__all__ = ["cancel", "compile", "compute", "free", "get", "get_runtime_context", "init",
-           "is_initialized", "kill", "memory_summary", "nodes", "persist", "put", "session",
-           "shutdown", "timeline", "trace", "visualize", "wait"]
+__all__ = ["cancel", "compile", "compute", "free", "get", "get_actor", "get_runtime_context",
+           "init", "is_initialized", "kill", "memory_summary", "nodes", "persist", "put",
+           "session", "shutdown", "timeline", "trace", "visualize", "wait"]

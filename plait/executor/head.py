@@ -106,6 +106,7 @@ class Head:
         self.durations: dict[str, float] = {}     # function -> learned seconds per task
         self.result_sizes: dict[str, int] = {}    # function -> learned bytes per result
         self.actors: dict[str, ActorRecord] = {}
+        self.named: dict[str, tuple[str, bytes]] = {}   # actor name -> (actor, handle)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -252,7 +253,18 @@ class Head:
         if spec.method == "__init__":
             if spec.node not in self.nodes:
                 spec = replace(spec, node=self.least_loaded())
+            taken = self.named.get(spec.actor_name) if spec.actor_name else None
+            if taken is not None and taken[0] in self.actors \
+                    and not self.actors[taken[0]].dead:
+                error = ActorDiedError(spec.actor, f"the name {spec.actor_name!r} is taken by "
+                                                   f"the live actor {taken[0]}")
+                self.actors[spec.actor] = ActorRecord(spec, spec.node, dead=pickle.dumps(error))
+                for oid in spec.outputs:
+                    self.object_done(oid, p.Failed(pickle.dumps(error)))
+                return None
             self.actors[spec.actor] = ActorRecord(spec, spec.node)
+            if spec.actor_name:
+                self.named[spec.actor_name] = (spec.actor, spec.handle)
             return spec
         record = self.actors.get(spec.actor)
         if record is None or record.dead:
@@ -262,6 +274,15 @@ class Head:
                 self.object_done(oid, p.Failed(error))
             return None
         return replace(spec, node=record.node)
+
+    def on_ActorLookup(self, peer: Peer, message: p.ActorLookup) -> None:
+        record = self.named.get(message.name)
+        actor = self.actors.get(record[0]) if record else None
+        if actor is None or actor.dead:
+            error = ValueError(f"no actor named {message.name!r} is alive in this cluster")
+            self.to_client(peer, p.Refused(message.request, pickle.dumps(error)))
+            return
+        self.to_client(peer, p.ActorFound(message.request, record[1]))
 
     def on_KillActor(self, peer: Peer, message: p.KillActor) -> None:
         record = self.actors.get(message.actor)

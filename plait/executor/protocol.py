@@ -3,8 +3,8 @@
 Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the other)::
 
     driver --Hello/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/Expect/Hold/Free/
-             MemoryRequest/KillActor/Bye--> head
-    driver <--Welcome/Allocated/Refused/View/Ready/Pinned/MemoryReport-- head
+             MemoryRequest/KillActor/ActorLookup/Bye--> head
+    driver <--Welcome/Allocated/Refused/View/Ready/Pinned/MemoryReport/ActorFound-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Created/ReplicaAdded/ReplicaDropped/
              Revoked/Pinned/MemoryReport/ActorExit/CopyLost--> head
     node   <--NodeTable/Assign/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/NodeLost/
@@ -388,6 +388,8 @@ class TaskSpec:
     method: str = ""               # "__init__": creates the actor; else the method called
     detached: bool = False         # an actor that outlives its handles
     slots: int = 1                 # worker slots it holds while running (num_cpus, rounded up)
+    handle: bytes = b""            # a named actor's pickled handle (for get_actor)
+    actor_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +399,20 @@ class KillActor:
     actor: str
     no_restart: bool = True
     reason: str = "killed with plait.kill"
+
+
+@dataclass(frozen=True, slots=True)
+class ActorLookup:
+    """Find a named actor (driver -> head); answered by ActorFound or Refused."""
+
+    request: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActorFound:
+    request: int
+    handle: bytes                  # the pickled ActorHandle its creator registered
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,7 +534,8 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | MemoryReport | ViewRequest | View | Submit | Assign | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
            | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
-           | ActorExit | Bye | WorkerReady | Blocked | Unblocked | Skip | RunTasks | TasksDone)
+           | ActorLookup | ActorFound | ActorExit | Bye | WorkerReady | Blocked | Unblocked
+           | Skip | RunTasks | TasksDone)
 
 
 def _positional_reduce(cls: type) -> None:

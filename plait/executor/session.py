@@ -409,8 +409,9 @@ class Session:
                                     placement.node, placement.follows, placement.priority,
                                     node.node is not None or bool(task.actor),
                                     _retry_exceptions(task.options.retry_exceptions),
-                                    task.actor, task.method, task.detached,
-                                    _slots(task, node.num_cpus)))
+                                    actor=task.actor, method=task.method,
+                                    detached=task.detached, slots=_slots(task, node.num_cpus),
+                                    handle=task.named[1], actor_name=task.named[0]))
         watch = tuple(dict.fromkeys(ref.id for ref in refs if ref.id not in self.asked))
         self.asked.update(watch)          # fetch will not subscribe again
         self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch))
@@ -447,6 +448,15 @@ class Session:
             for oid in task.output_ids:
                 self.values[oid] = p.Failed(failed)
                 doomed += consumers.get(oid, [])
+
+    @_serialized
+    def get_actor(self, name: str) -> Any:
+        """The handle of the live actor created with ``name`` (by any session)."""
+        from plait.executor import protocol as p
+
+        self.run([])                        # an actor created here must be known first
+        found = self.request(p.ActorLookup(next(self.requests), name))
+        return pickle.loads(found.handle)
 
     @_serialized
     def kill_actor(self, actor_id: str, no_restart: bool) -> None:

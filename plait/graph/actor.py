@@ -22,6 +22,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import cloudpickle
+
 from plait.graph import context
 from plait.graph.options import ActorOptions, TaskOptions
 from plait.graph.refs import ObjectRef
@@ -77,9 +79,12 @@ class ActorClass:
         task = Task(actor_id, self._function, options, payload, deps, nested,
                     actor=actor_id, method="__init__")
         task.detached = self._options.lifetime == "detached"
+        handle = ActorHandle(actor_id, name, self._methods, ObjectRef(actor_id, task),
+                             self._options.max_task_retries)
+        if given.name:
+            task.named = (given.name, cloudpickle.dumps(handle))
         runtime.created(task)
-        return ActorHandle(actor_id, name, self._methods, ObjectRef(actor_id, task),
-                           self._options.max_task_retries)
+        return handle
 
     def __repr__(self) -> str:
         return f"ActorClass({self._cls.__name__})"

@@ -44,7 +44,7 @@ class Task:
     """One lazy call: function, pickled arguments, dependencies and result ids."""
 
     __slots__ = ("id", "function", "options", "payload", "deps", "nested", "output_ids",
-                 "submitted", "actor", "method", "detached")
+                 "submitted", "actor", "method", "detached", "named")
 
     def __init__(self, task_id: str, function: RemoteFunction, options: TaskOptions,
                  payload: bytes, deps: tuple[ObjectRef, ...],
@@ -61,6 +61,7 @@ class Task:
         self.actor = actor           # the actor it runs on ("" for a plain task)
         self.method = method         # "__init__" creates the actor; else the method called
         self.detached = False        # an actor that outlives its handles (until shutdown)
+        self.named = ("", b"")       # a named actor's (name, pickled handle), for get_actor
 
     @property
     def name(self) -> str:

@@ -315,3 +315,20 @@ def test_async_methods_run_to_completion_in_order(cluster):
 
     pinger = Pinger.remote()
     assert plait.get([pinger.ping.remote(i) for i in range(5)], timeout=30)[-1] == [0, 1, 2, 3, 4]
+
+
+def test_a_named_actor_is_found_by_name_from_a_task_and_names_are_unique(cluster):
+    counter = Counter.options(name="bank").remote(7)
+    assert plait.get(counter.incr.remote(), timeout=30) == 8
+
+    @plait.remote
+    def deposit_by_name():
+        return plait.get(plait.get_actor("bank").incr.remote(10))
+
+    assert plait.get(deposit_by_name.remote(), timeout=60) == 18
+    assert plait.get(plait.get_actor("bank").read.remote(), timeout=30) == 18
+    twin = Counter.options(name="bank").remote()
+    with pytest.raises(plait.ActorDiedError, match="taken"):
+        plait.get(twin.read.remote(), timeout=30)
+    with pytest.raises(ValueError, match="no actor named 'nobody'"):
+        plait.get_actor("nobody")

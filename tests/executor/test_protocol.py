@@ -53,6 +53,8 @@ SAMPLES = [
     p.ActorExit("Counter-1", 2, b""),
     p.CopyLost("inc-3", b"error"),
     p.Expect(("put-1",)),
+    p.ActorLookup(3, "counter"),
+    p.ActorFound(3, b"handle"),
     p.TaskEvent("inc-2", "inc", "node-0", 1, 10.0, 10.5, True),
     p.TransferEvent("put-1", "node-1", "node-0", 1 << 20, 10.0, 10.1),
     p.TraceRequest(12, -1),
