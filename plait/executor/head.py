@@ -22,10 +22,11 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
 from plait.compiler.view import ClusterView, NodeView, ObjectInfo
-from plait.errors import (ActorDiedError, ObjectLostError, ReconstructionFailedError,
+from plait.errors import (ObjectLostError, ReconstructionFailedError,
                           TaskCancelledError, WorkerCrashedError)
 from plait.executor import protocol as p
 from plait.executor.directory import Directory
+from plait.executor.head_actors import ActorRecord, ActorRouting
 from plait.executor.node import Node
 from plait.store.spill import spill_directory
 
@@ -49,17 +50,6 @@ class NodeRecord:
 
 
 @dataclass
-class ActorRecord:
-    """An actor as the head knows it: its creation task, where it lives, whether it died."""
-
-    spec: p.TaskSpec
-    node: str
-    restarts: int = 0
-    base: int = 0                   # restarts used before it moved to its current node
-    dead: bytes = b""               # the pickled ActorDiedError, once dead for good
-
-
-@dataclass
 class Gather:
     """A client request answered once every node it was split over has answered."""
 
@@ -72,7 +62,7 @@ class Gather:
     origin: p.Pin | None = None      # the client's request, to ask again if a node dies
 
 
-class Head:
+class Head(ActorRouting):
     """Directory and routing for the whole cluster."""
 
     def __init__(self, session: str, local: Node, local_info: p.NodeInfo,
@@ -246,54 +236,6 @@ class Head:
                 per_node[spec.node].append(spec)
         for node, specs in per_node.items():
             self.assign(node, specs, functions)
-
-    def actor_task(self, spec: p.TaskSpec) -> p.TaskSpec | None:
-        """Register an actor's creation; send a call to wherever its actor lives now
-        (None: the actor is dead or unknown, and the call has failed)."""
-        if spec.method == "__init__":
-            if spec.node not in self.nodes:
-                spec = replace(spec, node=self.least_loaded())
-            taken = self.named.get(spec.actor_name) if spec.actor_name else None
-            if taken is not None and taken[0] in self.actors \
-                    and not self.actors[taken[0]].dead:
-                error = ActorDiedError(spec.actor, f"the name {spec.actor_name!r} is taken by "
-                                                   f"the live actor {taken[0]}")
-                self.actors[spec.actor] = ActorRecord(spec, spec.node, dead=pickle.dumps(error))
-                for oid in spec.outputs:
-                    self.object_done(oid, p.Failed(pickle.dumps(error)))
-                return None
-            self.actors[spec.actor] = ActorRecord(spec, spec.node)
-            if spec.actor_name:
-                self.named[spec.actor_name] = (spec.actor, spec.handle)
-            return spec
-        record = self.actors.get(spec.actor)
-        if record is None or record.dead:
-            error = record.dead if record else pickle.dumps(ActorDiedError(
-                spec.actor, "no such actor in this cluster (it was never created here)"))
-            for oid in spec.outputs:
-                self.object_done(oid, p.Failed(error))
-            return None
-        return replace(spec, node=record.node)
-
-    def on_ActorLookup(self, peer: Peer, message: p.ActorLookup) -> None:
-        record = self.named.get(message.name)
-        actor = self.actors.get(record[0]) if record else None
-        if actor is None or actor.dead:
-            error = ValueError(f"no actor named {message.name!r} is alive in this cluster")
-            self.to_client(peer, p.Refused(message.request, pickle.dumps(error)))
-            return
-        self.to_client(peer, p.ActorFound(message.request, record[1]))
-
-    def on_KillActor(self, peer: Peer, message: p.KillActor) -> None:
-        record = self.actors.get(message.actor)
-        if record is not None and not record.dead:
-            self.to_node(record.node, message)
-
-    def node_ActorExit(self, node: str, message: p.ActorExit) -> None:
-        record = self.actors.get(message.actor)
-        if record is not None:
-            record.restarts = record.base + message.restarts
-            record.dead = message.error or record.dead
 
     def accept(self, spec: p.TaskSpec) -> bool:
         """Count the task as a reader of its inputs; fail it at once if one is gone."""
@@ -731,45 +673,6 @@ class Head:
             retried[target].append(moved)
         for target, specs in retried.items():
             self.assign(target, specs, {})
-
-    def actors_lost(self, node: str, reason: str) -> None:
-        """Actors on a dead node start again elsewhere within ``max_restarts``, with their
-        unfinished calls in order; otherwise they are dead and their calls fail. Calls run
-        one at a time in order, so only the first unfinished one may have been running: it
-        is retried within its ``max_task_retries`` (else ActorDiedError), the rest move."""
-        for actor_id, record in self.actors.items():
-            if record.node != node or record.dead:
-                continue
-            pending = [s for s in self.assigned.values() if s.actor == actor_id]
-            limit = record.spec.max_retries
-            if not self.able() or 0 <= limit <= record.restarts:
-                record.dead = pickle.dumps(ActorDiedError(actor_id, f"its node {node} died "
-                                                                    f"({reason})"))
-                for spec in pending:
-                    self.fail_assigned(spec, record.dead)
-                continue
-            record.restarts += 1
-            record.base, record.node = record.restarts, self.least_loaded()
-            remaining = -1 if limit < 0 else limit - record.restarts
-            moved = [replace(record.spec, node=record.node, max_retries=remaining)]
-            calls = [spec for spec in pending if spec.method != "__init__"]
-            for spec in calls:
-                failures = self.node_failures[spec.id]
-                if spec is calls[0]:
-                    failures.append(f"{node} died ({reason})")
-                if 0 <= spec.max_retries < len(failures):
-                    self.fail_assigned(spec, record.dead or pickle.dumps(ActorDiedError(
-                        actor_id, f"its node {node} died ({reason}) while the call may have been "
-                                  f"running, and max_task_retries is "
-                                  f"{spec.max_retries}")))
-                else:
-                    moved.append(replace(spec, node=record.node))
-            for spec in moved[1:]:
-                self.assigned[spec.id] = spec
-                self.nodes[record.node].queued += 1
-            if actor_id in self.assigned:         # its constructor had not finished yet
-                self.assigned[actor_id] = moved[0]
-            self.assign(record.node, moved, {})
 
     def fail_assigned(self, spec: p.TaskSpec, error: bytes) -> None:
         del self.assigned[spec.id]

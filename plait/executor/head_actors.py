@@ -1,0 +1,127 @@
+"""The head's part in actors: which node each lives on, its name, whether it died.
+
+The head registers an actor when its creation is submitted, routes every call to wherever
+the actor lives now (the compiler's placement is a hint), fails calls of a dead or unknown
+actor at once, answers ``get_actor`` by name, and forwards ``plait.kill``. The actor's
+process and its call queue are its node's (plait.executor.actors). When a node dies, its
+actors start again elsewhere within ``max_restarts``, their unfinished calls in order.
+
+A mixin of Head: it uses the head's tables (assigned, nodes, directory) and its helpers
+(assign, finish, object_done, least_loaded, able, fail_assigned).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
+
+from plait.errors import ActorDiedError
+from plait.executor import protocol as p
+
+Peer = Hashable
+
+
+@dataclass
+class ActorRecord:
+    """An actor as the head knows it: its creation task, where it lives, whether it died."""
+
+    spec: p.TaskSpec
+    node: str
+    restarts: int = 0
+    base: int = 0                   # restarts used before it moved to its current node
+    dead: bytes = b""               # the pickled ActorDiedError, once dead for good
+
+
+class ActorRouting:
+    """Actor bookkeeping and routing for the Head (see the module docstring)."""
+
+    actors: dict[str, ActorRecord]
+    named: dict[str, tuple[str, bytes]]
+
+    def actor_task(self, spec: p.TaskSpec) -> p.TaskSpec | None:
+        """Register an actor's creation; send a call to wherever its actor lives now
+        (None: the actor is dead or unknown, and the call has failed)."""
+        if spec.method == "__init__":
+            if spec.node not in self.nodes:
+                spec = replace(spec, node=self.least_loaded())
+            taken = self.named.get(spec.actor_name) if spec.actor_name else None
+            if taken is not None and taken[0] in self.actors \
+                    and not self.actors[taken[0]].dead:
+                error = ActorDiedError(spec.actor, f"the name {spec.actor_name!r} is taken by "
+                                                   f"the live actor {taken[0]}")
+                self.actors[spec.actor] = ActorRecord(spec, spec.node, dead=pickle.dumps(error))
+                for oid in spec.outputs:
+                    self.object_done(oid, p.Failed(pickle.dumps(error)))
+                return None
+            self.actors[spec.actor] = ActorRecord(spec, spec.node)
+            if spec.actor_name:
+                self.named[spec.actor_name] = (spec.actor, spec.handle)
+            return spec
+        record = self.actors.get(spec.actor)
+        if record is None or record.dead:
+            error = record.dead if record else pickle.dumps(ActorDiedError(
+                spec.actor, "no such actor in this cluster (it was never created here)"))
+            for oid in spec.outputs:
+                self.object_done(oid, p.Failed(error))
+            return None
+        return replace(spec, node=record.node)
+
+    def on_ActorLookup(self, peer: Peer, message: p.ActorLookup) -> None:
+        record = self.named.get(message.name)
+        actor = self.actors.get(record[0]) if record else None
+        if actor is None or actor.dead:
+            error = ValueError(f"no actor named {message.name!r} is alive in this cluster")
+            self.to_client(peer, p.Refused(message.request, pickle.dumps(error)))
+            return
+        self.to_client(peer, p.ActorFound(message.request, record[1]))
+
+    def on_KillActor(self, peer: Peer, message: p.KillActor) -> None:
+        record = self.actors.get(message.actor)
+        if record is not None and not record.dead:
+            self.to_node(record.node, message)
+
+    def node_ActorExit(self, node: str, message: p.ActorExit) -> None:
+        record = self.actors.get(message.actor)
+        if record is not None:
+            record.restarts = record.base + message.restarts
+            record.dead = message.error or record.dead
+
+    def actors_lost(self, node: str, reason: str) -> None:
+        """Actors on a dead node start again elsewhere within ``max_restarts``, with their
+        unfinished calls in order; otherwise they are dead and their calls fail. Calls run
+        one at a time in order, so only the first unfinished one may have been running: it
+        is retried within its ``max_task_retries`` (else ActorDiedError), the rest move."""
+        for actor_id, record in self.actors.items():
+            if record.node != node or record.dead:
+                continue
+            pending = [s for s in self.assigned.values() if s.actor == actor_id]
+            limit = record.spec.max_retries
+            if not self.able() or 0 <= limit <= record.restarts:
+                record.dead = pickle.dumps(ActorDiedError(actor_id, f"its node {node} died "
+                                                                    f"({reason})"))
+                for spec in pending:
+                    self.fail_assigned(spec, record.dead)
+                continue
+            record.restarts += 1
+            record.base, record.node = record.restarts, self.least_loaded()
+            remaining = -1 if limit < 0 else limit - record.restarts
+            moved = [replace(record.spec, node=record.node, max_retries=remaining)]
+            calls = [spec for spec in pending if spec.method != "__init__"]
+            for spec in calls:
+                failures = self.node_failures[spec.id]
+                if spec is calls[0]:
+                    failures.append(f"{node} died ({reason})")
+                if 0 <= spec.max_retries < len(failures):
+                    self.fail_assigned(spec, record.dead or pickle.dumps(ActorDiedError(
+                        actor_id, f"its node {node} died ({reason}) while the call may have been "
+                                  f"running, and max_task_retries is "
+                                  f"{spec.max_retries}")))
+                else:
+                    moved.append(replace(spec, node=record.node))
+            for spec in moved[1:]:
+                self.assigned[spec.id] = spec
+                self.nodes[record.node].queued += 1
+            if actor_id in self.assigned:         # its constructor had not finished yet
+                self.assigned[actor_id] = moved[0]
+            self.assign(record.node, moved, {})
