@@ -18,7 +18,6 @@ import os
 import pickle
 import sys
 import threading
-import weakref
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -31,11 +30,11 @@ from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.executor.flusher import IdleFlusher
 from plait.executor.progress import Progress
-from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
+from plait.executor.reading import ObjectReading
+from plait.store.serialization import INLINE_THRESHOLD, serialize
 
 PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
 IDLE_SUBMIT_SECONDS = 0.01     # calls made and not requested are submitted after this quiet
-FAR_TIMEOUT_SECONDS = 10.0     # a node on another host silent this long between chunks
 
 
 def _serialized(method: Any) -> Any:
@@ -49,7 +48,7 @@ def _serialized(method: Any) -> Any:
     return locked
 
 
-class Session:
+class Session(ObjectReading):
     """The driver's view of one running cluster."""
 
     def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str = "",
@@ -191,58 +190,6 @@ class Session:
             self.values[oid] = p.Failed(pickle.dumps(error))
         self.conn.send(p.Free(ids, forced=True))
 
-    def pin_stored(self, object_ids: list[str]) -> dict[str, Any]:
-        """Where to read the stored objects among ``object_ids``.
-
-        Objects on this host are pinned (one round trip for all) and read in place; those
-        held on other hosts are fetched over the network into private memory.
-        """
-        from plait.executor import protocol as p
-
-        stored = [oid for oid in dict.fromkeys(object_ids)
-                  if isinstance(self.values[oid], p.Stored)]
-        far = [oid for oid in stored if self.node_info(self.values[oid].node).host != self.host]
-        near = tuple(oid for oid in stored if oid not in far)
-        found = dict(self.request(p.Pin(next(self.requests), near)).values) if near else {}
-        for oid in far:
-            found[oid] = self.fetch_far(oid)
-        return found
-
-    def fetch_far(self, object_id: str) -> Any:
-        """Pull from the node holding it; if that fails, ask the head where it is now."""
-        from plait.errors import PlaitError
-        from plait.executor import protocol as p
-        from plait.executor.client import pull_object
-
-        for _ in range(2):
-            value = self.values[object_id]
-            if not isinstance(value, p.Stored):
-                return value
-            if all(n.id != value.node for n in self.refresh_nodes()):
-                self.values.pop(object_id)          # its node left: ask the head again
-                self.fetch([object_id], 1, None)
-                continue
-            info = self.node_info(value.node)
-            try:
-                return p.Inline(pull_object(self.conn.ctx, info.address, self.conn.key,
-                                            object_id, timeout=FAR_TIMEOUT_SECONDS))
-            except PlaitError:
-                self.values.pop(object_id)       # stale: the head knows better
-                self.fetch([object_id], 1, None)
-        return self.values[object_id]
-
-    def node_info(self, node: str) -> Any:
-        """A node's info; the list is refreshed when a node joined after we connected."""
-        found = next((n for n in self.nodes if n.id == node), None)
-        if found is None:
-            self.refresh_nodes()
-            found = next((n for n in self.nodes if n.id == node), None)
-        if found is None:
-            from plait.errors import ObjectLostError
-
-            raise ObjectLostError(node, f"{node} is not in the cluster any more")
-        return found
-
     @_serialized
     def refresh_nodes(self) -> tuple[Any, ...]:
         """Ask the head for the current node list (a Hello answered by a Welcome)."""
@@ -267,36 +214,6 @@ class Session:
                 for oid in task.output_ids:
                     self.values[oid] = p.Failed(pickle.dumps(TaskCancelledError(task.id)))
         self.conn.send(p.Cancel(tuple(ref.id for ref in refs)))
-
-    def load(self, object_id: str, pinned: Any = None) -> Any:
-        """Rebuild an object; arena-backed buffers come back zero-copy and read-only.
-
-        A pinned object stays in memory while any view of it lives: all its buffers are
-        slices of one ``holder`` array, whose finalizer ends the pin.
-        """
-        import numpy
-
-        from plait.executor import protocol as p
-
-        value = pinned if pinned is not None else self.values[object_id]
-        if isinstance(value, p.Inline):
-            return deserialize(value.data)
-        if isinstance(value, p.Failed):
-            raise pickle.loads(value.error)
-        assert isinstance(value, p.Located), value
-        holder = numpy.frombuffer(self.arena(value.node).block(value.offset, value.nbytes),
-                                  dtype=numpy.uint8)
-        self.pins[object_id] += 1
-        weakref.finalize(holder, self.unpinned.append, (value.node, object_id))
-        return deserialize(holder)
-
-    def arena(self, node: str) -> Any:
-        """The arena of a node on this host, mapped on first use."""
-        from plait.store.arena import Arena
-
-        if node not in self.arenas:
-            self.arenas[node] = Arena.attach(self.node_info(node).arena)
-        return self.arenas[node]
 
     @_serialized
     def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:
