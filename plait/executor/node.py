@@ -161,9 +161,12 @@ class Node:
         """Drop cancelled tasks; a worker running one is killed (and replaced), not retried."""
         for task_id in message.object_ids:
             state = self.table.tasks.get(task_id)
-            if state is None or (state.spec.actor and any(
-                    task_id in w.inflight for w in self.workers.values())):
+            running = [w for w in self.workers.values() if task_id in w.inflight]
+            if state is not None and state.spec.actor and running:
+                self.to_worker(running[0].identity, p.Cancel((task_id,)))   # it may stop
                 continue             # a running actor call is not interrupted (as in Ray)
+            if state is None:
+                continue
             del self.table.tasks[task_id]
             self.actors.ended(state.spec)
             self.release(task_id)

@@ -29,7 +29,8 @@ from typing import Any
 
 import zmq
 
-from plait.errors import DeserializationError, GetTimeoutError, PlaitError, TaskError
+from plait.errors import (DeserializationError, GetTimeoutError, PlaitError, TaskCancelledError,
+                          TaskError)
 from plait.executor import killpoints
 from plait.executor import protocol as p
 from plait.graph import context
@@ -43,6 +44,7 @@ from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
 # longer than this: dependants on other workers should not wait on a slow batch.
 FLUSH_SECONDS = 0.001
 PARENT_CHECK_MS = 500
+CANCEL_CHECK_SECONDS = 0.01  # how often a running async call looks for a cancel
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class WorkerRuntime:
         self.instance: Any = None                    # an actor's process: its one instance
         self.loop: Any = None                        # asyncio loop for async methods
         self.unannounced: list[str] = []             # puts the head may not have heard of
+        self.cancelled: set[str] = set()             # running calls plait.cancel asked to stop
         self.actor_id: str | None = None
 
     # -- the loop ----------------------------------------------------------------------
@@ -183,7 +186,7 @@ class WorkerRuntime:
             killpoints.reached("task-before-start", item.function_name, self.config.node)
             value = function(*args, **kwargs)
             if inspect.iscoroutine(value):          # an async actor method (or function)
-                value = self.event_loop().run_until_complete(value)
+                value = self.run_coroutine(value)
             killpoints.reached("task-after-compute", item.function_name, self.config.node)
             self.submit_made()
             outputs = self.store_results(item, value)
@@ -238,6 +241,28 @@ class WorkerRuntime:
         """Build the actor's instance; this process then runs only its calls."""
         self.actor_id = actor_id
         self.instance = cls(*args, **kwargs)
+
+    def run_coroutine(self, coroutine: Any) -> Any:
+        """Run an async method to its end; a cancel of the call cancels it (CancelledError
+        is raised inside it, at its current await), as Ray does for async actors."""
+        import asyncio
+
+        loop = self.event_loop()
+        task = loop.create_task(coroutine)
+
+        def check() -> None:
+            if task.done():
+                return
+            if self.is_canceled():
+                task.cancel()
+            else:
+                loop.call_later(CANCEL_CHECK_SECONDS, check)
+
+        loop.call_soon(check)
+        try:
+            return loop.run_until_complete(task)
+        except asyncio.CancelledError:        # a BaseException: it must not end the worker
+            raise TaskCancelledError(self.current_task or "") from None
 
     def event_loop(self) -> Any:
         """One asyncio loop per process, kept across calls (an async actor's state may hold
@@ -379,7 +404,18 @@ class WorkerRuntime:
 
     def runtime_context(self) -> context.RuntimeContext:
         return context.RuntimeContext(self.config.node, f"{self.config.node}.w{self.config.index}",
-                                      self.current_task, self.ids_prefix, self.actor_id)
+                                      self.current_task, self.ids_prefix, self.actor_id,
+                                      self.is_canceled)
+
+    def is_canceled(self) -> bool:
+        """Whether the node forwarded a cancel of the running call (read without waiting;
+        other messages are kept for later)."""
+        while (message := self.receive(0)) is not None:
+            if isinstance(message, p.Cancel):
+                self.cancelled.update(message.object_ids)
+            else:
+                self.stash.append(message)
+        return self.current_task in self.cancelled
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)

@@ -9,7 +9,7 @@ this small protocol.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -44,9 +44,15 @@ class RuntimeContext:
     task_id: str | None
     session_id: str
     actor_id: str | None = None
+    canceled: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
     def get_actor_id(self) -> str | None:
         return self.actor_id
+
+    def is_canceled(self) -> bool:
+        """Whether ``plait.cancel`` asked the running call to stop (an actor's sync method
+        is never interrupted: it may check this and return early, as in Ray)."""
+        return self.canceled() if self.canceled is not None else False
 
     def get_node_id(self) -> str:
         return self.node_id

@@ -332,3 +332,52 @@ def test_a_named_actor_is_found_by_name_from_a_task_and_names_are_unique(cluster
         plait.get(twin.read.remote(), timeout=30)
     with pytest.raises(ValueError, match="no actor named 'nobody'"):
         plait.get_actor("nobody")
+
+
+def test_a_cancelled_sync_call_can_see_it_and_an_async_one_is_interrupted(cluster, tmp_path):
+    import asyncio
+    import time
+
+    def announce(fifo):
+        with open(fifo, "wb") as f:              # the test waits for this byte
+            f.write(b"!")
+
+    @plait.remote
+    class Worker:
+        def __init__(self):
+            self.saw_cancel = False
+
+        def loop_until_cancelled(self, fifo):
+            announce(fifo)
+            for _ in range(3000):
+                if plait.get_runtime_context().is_canceled():
+                    self.saw_cancel = True
+                    return "stopped"
+                time.sleep(0.01)                 # the work being done, not synchronisation
+            return "finished"
+
+        async def sleep_long(self, fifo):
+            announce(fifo)
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                self.saw_cancel = True
+                raise
+
+        def saw(self):
+            return self.saw_cancel
+
+    for method in ("loop_until_cancelled", "sleep_long"):
+        fifo = tmp_path / method
+        os.mkfifo(fifo)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            worker = Worker.remote()
+            ref = getattr(worker, method).remote(str(fifo))
+            assert select.select([reader], [], [], 30)[0]     # the call is running
+        finally:
+            os.close(reader)
+        plait.cancel(ref)
+        with pytest.raises(plait.TaskCancelledError):
+            plait.get(ref, timeout=30)
+        assert plait.get(worker.saw.remote(), timeout=30) is True
