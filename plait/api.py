@@ -202,7 +202,7 @@ def get_actor(name: str) -> Any:
     ValueError if there is none."""
     if not isinstance(name, str):
         raise TypeError(f"plait.get_actor expects a name, got {type(name).__name__}")
-    return session().get_actor(name)
+    return _runtime().get_actor(name)
 
 
 def visualize(*refs: ObjectRef, filename: str | None = None) -> str:

@@ -420,6 +420,9 @@ class WorkerRuntime:
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)
 
+    def get_actor(self, name: str) -> Any:
+        return self.nested().get_actor(name)
+
     def created(self, task: Any) -> None:
         session = self.nested()
         if self.unannounced:              # before any graph that may read them is sent

@@ -66,8 +66,13 @@ class ActorClass:
         return copy
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
-        """Add the actor's creation to the graph; returns its handle at once."""
+        """Add the actor's creation to the graph; returns its handle at once (with
+        ``get_if_exists``, the handle of the live actor of that name if there is one)."""
         runtime = context.runtime()
+        if self._options.get_if_exists and self._options.name:
+            existing = _live_actor(self._options.name)
+            if existing is not None:
+                return existing
         name = self._cls.__name__
         self._function.pickled()       # the class as it is now (as Ray exports it)
         payload, deps, nested = encode_call(name, args, kwargs, runtime.put)
@@ -156,6 +161,14 @@ class ActorMethod:
         if options.num_returns == "streaming":
             return ObjectRefGenerator(refs[0])
         return refs[0] if len(refs) == 1 else refs
+
+
+def _live_actor(name: str) -> ActorHandle | None:
+    """The handle of the live actor named ``name``, or None."""
+    try:
+        return context.runtime().get_actor(name)
+    except ValueError:
+        return None
 
 
 def _methods_of(cls: type) -> dict[str, dict[str, Any]]:

@@ -80,6 +80,7 @@ class ActorOptions:
     lifetime: str | None = None
     namespace: str | None = None
     max_concurrency: int = 1
+    get_if_exists: bool = False          # with a name: the live actor of that name, if any
     num_cpus: float = 0                  # slots held for its lifetime (Ray: 0 while running)
     num_gpus: float = 0
     resources: dict[str, float] | None = None
@@ -134,6 +135,8 @@ def _check(key: str, value: Any) -> None:
         raise InvalidOptionError(f"lifetime must be None or 'detached', got {value!r}")
     if key == "namespace" and value is not None and not isinstance(value, str):
         raise InvalidOptionError(f"namespace must be a string, got {value!r}")
+    if key == "get_if_exists" and not isinstance(value, bool):
+        raise InvalidOptionError(f"get_if_exists must be a bool, got {value!r}")
     if key == "max_concurrency" and value != 1:
         raise InvalidOptionError(f"max_concurrency={value!r}: plait actors run one call at a "
                                  f"time, in order (threaded and async actors are not supported)")
