@@ -91,6 +91,12 @@ class ActorClass:
         runtime.created(task)
         return handle
 
+    def get_or_create(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        """The live actor of this name, or a new one made with these arguments (Ray's)."""
+        if not self._options.name:
+            raise ValueError("get_or_create needs a name: Cls.options(name=...).get_or_create()")
+        return self.options(get_if_exists=True).remote(*args, **kwargs)
+
     def __repr__(self) -> str:
         return f"ActorClass({self._cls.__name__})"
 

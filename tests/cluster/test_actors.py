@@ -334,6 +334,9 @@ def test_a_named_actor_is_found_by_name_from_a_task_and_names_are_unique(cluster
         plait.get_actor("nobody")
     same = Counter.options(name="bank", get_if_exists=True).remote()
     assert same == counter and plait.get(same.read.remote(), timeout=30) == 18
+    assert Counter.options(name="bank").get_or_create(0) == counter
+    fresh = Counter.options(name="vault").get_or_create(3)
+    assert plait.get(fresh.read.remote(), timeout=30) == 3
 
 
 def test_a_cancelled_sync_call_can_see_it_and_an_async_one_is_interrupted(cluster, tmp_path):
