@@ -1,5 +1,6 @@
-"""``plait.util``: the few helpers of ``ray.util`` that Ray Core programs use."""
+"""``plait.util``: the helpers of ``ray.util`` that Ray Core programs use most."""
 
 from plait.util import scheduling_strategies
+from plait.util.actor_pool import ActorPool
 
-__all__ = ["scheduling_strategies"]
+__all__ = ["ActorPool", "scheduling_strategies"]

@@ -386,3 +386,19 @@ def test_a_cancelled_sync_call_can_see_it_and_an_async_one_is_interrupted(cluste
         with pytest.raises(plait.TaskCancelledError):
             plait.get(ref, timeout=30)
         assert plait.get(worker.saw.remote(), timeout=30) is True
+
+
+def test_an_actor_pool_spreads_calls_and_returns_results_in_order_or_as_ready(cluster):
+    from plait.util import ActorPool
+
+    counters = [Counter.remote(100 * k) for k in range(2)]
+    pool = ActorPool(counters)
+    doubled = list(pool.map(lambda actor, v: actor.pair.remote()[0], range(4)))
+    assert len(doubled) == 4 and set(doubled) <= {0, 100}
+    pool = ActorPool(counters)
+    values = sorted(pool.map_unordered(lambda actor, v: actor.incr.remote(v), [1, 2, 3, 4]))
+    assert sum(values) > 0 and len(values) == 4 and not pool.has_next()
+    pool.submit(lambda actor, v: actor.fail.remote(), None)
+    with pytest.raises(ValueError):
+        pool.get_next()
+    assert pool.has_free()                       # the actor came back despite the error
