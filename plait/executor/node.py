@@ -313,7 +313,9 @@ class Node:
 
     def put_by_task(self, worker: WorkerHandle, object_id: str, value: p.ObjectValue
                     ) -> str | None:
-        self.values[object_id] = value
+        """A task put an object here: it exists now, also for tasks already waiting for it
+        (a child the task submitted through its own session may have arrived first)."""
+        self.arrived(object_id, value)
         task_id = next(iter(worker.inflight), None)
         self.up(p.Created(object_id, value, task_id or ""))
         return task_id

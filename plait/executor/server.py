@@ -192,6 +192,25 @@ class Server:
                 if self.config.parent_pid and os.getppid() != self.config.parent_pid:
                     self.node.stopping = True
 
+    def dump_state(self) -> None:
+        """``kill -USR1 <node pid>``: what this node (and head) holds, to stderr, for a
+        cluster that seems stuck."""
+        node = self.node
+        lines = [f"== {node.id}: {len(node.table.tasks)} tasks, {len(node.table.ready)} ready, "
+                 f"asked {sorted(node.asked)[:20]}"]
+        for task_id, state in list(node.table.tasks.items())[:50]:
+            lines.append(f"  task {task_id} attempt {state.attempt} waiting "
+                         f"{sorted(state.waiting)} riding {state.riding}")
+        for w in node.workers.values():
+            lines.append(f"  worker {w.index} pid {w.pid} ready {w.ready} blocked {w.blocked} "
+                         f"extra {w.extra} parked {bool(w.parked_since)} retiring {w.retiring} "
+                         f"actor {w.actor!r} inflight {list(w.inflight)}")
+        if self.head is not None:
+            lines.append(f"  head: assigned {sorted(self.head.assigned)[:50]}")
+            pending = [oid for oid, e in self.head.directory.entries.items() if e.value is None]
+            lines.append(f"  head: pending objects {sorted(pending)[:50]}")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
     def settle(self) -> None:
         """Flush the head's notes and dispatch until neither makes more work: a note to the
         local node (an input is ready) can make a task runnable in this same turn."""
@@ -386,6 +405,7 @@ def serve(config: NodeConfig) -> None:
         server = Server(config, arena, workers)
         server.node.forker = forker
         signal.signal(signal.SIGTERM, lambda *_: setattr(server.node, "stopping", True))
+        signal.signal(signal.SIGUSR1, lambda *_: server.dump_state())
         server.run()
     finally:
         if server is not None:

@@ -120,3 +120,12 @@ def test_a_duplicated_ready_wakes_a_task_once(node):
     node.on_Ready(ready)
     node.on_Ready(ready)
     assert len(node.table.ready) == 1
+
+
+def test_a_put_whose_seal_comes_after_its_reader_wakes_the_reader(node):
+    node.functions["f@1"] = b""
+    node.on_Assign(p.Assign((), (spec("child", deps=("put-1",)),)))   # before the seal
+    assert len(node.table.ready) == 0
+    node.workers[b"w0"].inflight["parent"] = 0
+    node.on_worker(b"w0", p.PutInline("put-1", p.Inline(b"x")))
+    assert len(node.table.ready) == 1 and node.table.ready[0] == "child"
