@@ -51,8 +51,7 @@ class ActorRouting:
                 error = ActorDiedError(spec.actor, f"the name {spec.actor_name!r} is taken by "
                                                    f"the live actor {taken[0]}")
                 self.actors[spec.actor] = ActorRecord(spec, spec.node, dead=pickle.dumps(error))
-                for oid in spec.outputs:
-                    self.object_done(oid, p.Failed(pickle.dumps(error)))
+                self.refuse_call(spec, pickle.dumps(error))
                 return None
             self.actors[spec.actor] = ActorRecord(spec, spec.node)
             if spec.actor_name:
@@ -62,10 +61,14 @@ class ActorRouting:
         if record is None or record.dead:
             error = record.dead if record else pickle.dumps(ActorDiedError(
                 spec.actor, "no such actor in this cluster (it was never created here)"))
-            for oid in spec.outputs:
-                self.object_done(oid, p.Failed(error))
+            self.refuse_call(spec, error)
             return None
         return replace(spec, node=record.node)
+
+    def refuse_call(self, spec: p.TaskSpec, error: bytes) -> None:
+        """A creation or call that is never assigned: its results fail with ``error``."""
+        for oid in spec.outputs:
+            self.object_done(oid, p.Failed(error))
 
     def on_ActorLookup(self, peer: Peer, message: p.ActorLookup) -> None:
         record = self.named.get(message.name)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import plait
+from tests.cluster.gates import wait_for_file
 
 pytestmark = pytest.mark.cluster
 
@@ -68,17 +69,6 @@ class Broken:
 
 
 @plait.remote
-def slow_value(path, value):
-    """Returns once ``path`` exists: the test decides when (no sleeps)."""
-    import time
-
-    deadline = time.monotonic() + 30
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return value
-
-
-@plait.remote
 def call_through(counter, times):
     """A task holding a handle calls the actor itself and waits for the answers."""
     return plait.get([counter.incr.remote() for _ in range(times)])
@@ -121,7 +111,7 @@ def test_calls_never_requested_still_run_before_the_next_read(cluster):
 def test_a_call_waiting_for_its_input_holds_back_the_calls_behind_it(cluster, tmp_path):
     gate = tmp_path / "go"
     counter = Counter.remote()
-    first = counter.incr.remote(slow_value.remote(str(gate), 7))
+    first = counter.incr.remote(wait_for_file.remote(str(gate), 7))
     second = counter.incr.remote(1)
     ready, _ = plait.wait([second], timeout=0.5)
     assert ready == []                            # second waits behind first

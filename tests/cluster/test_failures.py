@@ -11,6 +11,7 @@ import time
 import pytest
 
 import plait
+from tests.cluster.gates import wait_for_file
 
 pytestmark = pytest.mark.cluster
 
@@ -27,16 +28,6 @@ def fail(message):
 @plait.remote
 def inc(x):
     return x + 1
-
-
-@plait.remote
-def wait_for_file(path):
-    deadline = time.monotonic() + 30
-    while not os.path.exists(path):              # released by the test, not by a timer
-        if time.monotonic() > deadline:
-            raise TimeoutError(path)
-        time.sleep(0.005)
-    return "done"
 
 
 def crash_with(how: str) -> None:

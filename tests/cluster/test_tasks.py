@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import plait
+from tests.cluster.gates import wait_for_file
 
 pytestmark = pytest.mark.cluster
 
@@ -186,21 +187,9 @@ def test_runtime_context_names_node_worker_and_task(cluster):
     assert driver.get_node_id() == "node-0" and driver.get_task_id() is None
 
 
-@plait.remote
-def hold_until(path, token):
-    """Return ``token`` once ``path`` exists (the test decides when; no sleeps)."""
-    import os
-    import time
-
-    deadline = time.monotonic() + 30
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return token
-
-
 def test_a_task_with_num_cpus_2_holds_both_worker_slots(cluster, tmp_path):
     gate = tmp_path / "go"
-    wide = hold_until.options(num_cpus=2).remote(str(gate), "wide")
+    wide = wait_for_file.options(num_cpus=2).remote(str(gate), "wide")
     narrow = inc.remote(1)
     ready, _ = plait.wait([wide, narrow], num_returns=1, timeout=1.0)
     assert ready == []                  # the 2-CPU task holds both slots of this node
