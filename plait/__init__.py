@@ -18,8 +18,9 @@ from plait.api import (cancel, compile, compute, free, get, get_actor, get_runti
                        is_initialized, kill, memory_summary, nodes, persist, put, shutdown,
                        timeline, trace, visualize, wait)
 from plait.compiler.plan import Plan
-from plait.errors import (ActorDiedError, ClusterError, DeserializationError, GetTimeoutError,
-                          HeadUnavailableError, InvalidOptionError, NotInitializedError,
+from plait.errors import (ActorDiedError, ActorNotFoundError, ClusterError, DeserializationError,
+                          GetTimeoutError, HeadUnavailableError, InvalidOptionError,
+                          NotInitializedError,
                           ObjectCorruptedError, ObjectFreedError, ObjectLostError,
                           ObjectStoreFullError, ObjectTooLargeError, OutOfMemoryError,
                           PlaitError, PlanError, ReconstructionFailedError,
@@ -35,6 +36,7 @@ __all__ = [
     "ActorClass",
     "ActorDiedError",
     "ActorHandle",
+    "ActorNotFoundError",
     "ClusterError",
     "DeserializationError",
     "GetTimeoutError",

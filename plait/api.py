@@ -199,7 +199,7 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
 
 def get_actor(name: str) -> Any:
     """The handle of the live actor created with ``.options(name=name)`` (as ``ray.get_actor``);
-    ValueError if there is none."""
+    ActorNotFoundError (a ValueError) if there is none."""
     if not isinstance(name, str):
         raise TypeError(f"plait.get_actor expects a name, got {type(name).__name__}")
     return _runtime().get_actor(name)

@@ -8,6 +8,7 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     │   └── OutOfMemoryError (MemoryError)  ... because plait killed it for its memory use
     ├── TaskCancelledError            plait.cancel stopped the task (or one it depends on)
     ├── ActorDiedError                the actor's process is gone and will not come back
+    ├── ActorNotFoundError (ValueError)   no live actor has the name get_actor asked for
     ├── GetTimeoutError (TimeoutError)    get/wait ran out of time; the work goes on
     ├── SerializationError (TypeError)    a value could not be pickled at submission
     ├── DeserializationError          a value pickled but could not be rebuilt where it landed
@@ -35,6 +36,7 @@ import builtins
 
 __all__ = [
     "ActorDiedError",
+    "ActorNotFoundError",
     "ClusterError",
     "DeserializationError",
     "GetTimeoutError",
@@ -183,6 +185,10 @@ class ActorDiedError(PlaitError):
     def __str__(self) -> str:
         text = f"actor {self.actor_id} is dead: {self.reason}"
         return text + (f"\n\nIts constructor failed:\n{self.cause}" if self.cause else "")
+
+
+class ActorNotFoundError(PlaitError, builtins.ValueError):
+    """``plait.get_actor(name)``: no live actor has that name (a ValueError, as in Ray)."""
 
 
 class GetTimeoutError(PlaitError, builtins.TimeoutError):

@@ -16,7 +16,7 @@ import pickle
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
 
-from plait.errors import ActorDiedError
+from plait.errors import ActorDiedError, ActorNotFoundError
 from plait.executor import protocol as p
 
 Peer = Hashable
@@ -74,7 +74,8 @@ class ActorRouting:
         record = self.named.get(message.name)
         actor = self.actors.get(record[0]) if record else None
         if actor is None or actor.dead:
-            error = ValueError(f"no actor named {message.name!r} is alive in this cluster")
+            error = ActorNotFoundError(f"no actor named {message.name!r} is alive in this "
+                                       f"cluster")
             self.to_client(peer, p.Refused(message.request, pickle.dumps(error)))
             return
         self.to_client(peer, p.ActorFound(message.request, record[1]))

@@ -24,6 +24,7 @@ from typing import Any
 
 import cloudpickle
 
+from plait.errors import ActorNotFoundError
 from plait.graph import context
 from plait.graph.options import ActorOptions, TaskOptions
 from plait.graph.refs import ObjectRef
@@ -173,7 +174,7 @@ def _live_actor(name: str) -> ActorHandle | None:
     """The handle of the live actor named ``name``, or None."""
     try:
         return context.runtime().get_actor(name)
-    except ValueError:
+    except ActorNotFoundError:
         return None
 
 

@@ -320,7 +320,7 @@ def test_a_named_actor_is_found_by_name_from_a_task_and_names_are_unique(cluster
     twin = Counter.options(name="bank").remote()
     with pytest.raises(plait.ActorDiedError, match="taken"):
         plait.get(twin.read.remote(), timeout=30)
-    with pytest.raises(ValueError, match="no actor named 'nobody'"):
+    with pytest.raises(plait.ActorNotFoundError, match="no actor named 'nobody'"):
         plait.get_actor("nobody")
     same = Counter.options(name="bank", get_if_exists=True).remote()
     assert same == counter and plait.get(same.read.remote(), timeout=30) == 18
