@@ -43,6 +43,11 @@ class Directory:
         """A client created this object or submitted the task that will produce it."""
         self.entries.setdefault(object_id, Entry())
 
+    def revive(self, object_id: str) -> None:
+        """A reclaimed object is being made again for a task that re-runs: pending, held
+        by nobody, it lives while that task has yet to read it."""
+        self.entries[object_id] = Entry(holders=0)
+
     def set_value(self, object_id: str, value: p.ObjectValue) -> list[Peer]:
         """Record a finished object; returns the peers waiting for it."""
         entry = self.entries.get(object_id)

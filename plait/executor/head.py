@@ -27,6 +27,7 @@ from plait.errors import (ObjectLostError, ReconstructionFailedError,
 from plait.executor import protocol as p
 from plait.executor.directory import Directory
 from plait.executor.head_actors import ActorRecord, ActorRouting
+from plait.executor.lineage import Lineage, reads
 from plait.executor.node import Node
 from plait.store.spill import spill_directory
 
@@ -80,8 +81,7 @@ class Head(ActorRouting):
         self.node_failures: dict[str, list[str]] = defaultdict(list)
         self.task_puts: dict[str, list[str]] = defaultdict(list)
         self.readers_of: dict[str, set[str]] = defaultdict(set)   # object -> assigned readers
-        self.lineage: dict[str, p.TaskSpec] = {}   # stored result -> the task that made it
-        self.rebuilds: Counter[str] = Counter()    # task -> times re-run to rebuild a loss
+        self.lineage = Lineage()                  # task result -> the task that made it
         self.waiting_pins: dict[str, list[tuple[Peer, p.Pin]]] = defaultdict(list)
         self.client_holds: dict[Peer, Counter[str]] = defaultdict(Counter)
         self.client_pins: dict[Peer, Counter[tuple[str, str]]] = defaultdict(Counter)
@@ -239,13 +239,13 @@ class Head(ActorRouting):
 
     def accept(self, spec: p.TaskSpec) -> bool:
         """Count the task as a reader of its inputs; fail it at once if one is gone."""
-        reads = tuple(dict.fromkeys(spec.deps + spec.nested))
-        missing = [oid for oid in reads if oid not in self.directory.entries]
+        inputs = reads(spec)
+        missing = [oid for oid in inputs if oid not in self.directory.entries]
         if missing:
             error = self.directory.missing_error(missing[0])
             self.finish(spec, tuple((oid, p.Failed(pickle.dumps(error))) for oid in spec.outputs))
             return False
-        for oid in reads:
+        for oid in inputs:
             self.directory.add_reader(oid)
         for oid in spec.deps:
             self.readers_of[oid].add(spec.id)
@@ -378,7 +378,8 @@ class Head(ActorRouting):
         if record is not None:
             record.last_seen = time.monotonic()
         elif not isinstance(message, p.NodeHello):
-            return                                   # a node declared dead: not trusted
+            self.refuse_node(node)
+            return
         if isinstance(message, p.Subscribe):
             self.on_Subscribe((NODE, node), message)
             return
@@ -386,6 +387,13 @@ class Head(ActorRouting):
         if handler is None:
             raise p.MalformedMessage(f"a node may not send {type(message).__name__}")
         handler(node, message)
+
+    def refuse_node(self, node: str) -> None:
+        """A node declared dead spoke again (it was stopped, or cut off): it is not trusted,
+        and is told so, so that it stops at once instead of running on beside its
+        replacements. Its tasks and objects were already given up on."""
+        self._to_node(node, p.NodeLost(node, "the head declared it dead and does not take it "
+                                             "back"))
 
     def node_NodeHello(self, node: str, message: p.NodeHello) -> None:
         now = time.monotonic()
@@ -401,6 +409,7 @@ class Head(ActorRouting):
 
     def node_Heartbeat(self, node: str, message: p.Heartbeat) -> None:
         self.nodes[node].store_free = message.store_free
+        self.to_node(node, p.Heartbeat(self.local.id, 0))     # the answer that keeps it on
 
     def node_TasksDone(self, node: str, message: p.TasksDone) -> None:
         for result in message.results:
@@ -423,9 +432,10 @@ class Head(ActorRouting):
                     self.revisit(oid, value)
 
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
+        self.node_failures.pop(spec.id, None)
         for oid, value in outputs:
-            if isinstance(value, p.Stored):
-                self.lineage[oid] = spec
+            if not isinstance(value, p.Failed):
+                self.lineage.record(oid, spec)
             self.object_done(oid, value)
         for oid in self.task_puts.pop(spec.id, ()):
             self.directory.release(oid)
@@ -546,17 +556,31 @@ class Head(ActorRouting):
     # -- objects -----------------------------------------------------------------------------
 
     def object_done(self, object_id: str, value: p.ObjectValue) -> None:
-        if isinstance(value, p.Stored) and object_id in self.directory.entries:
+        entry = self.directory.entries.get(object_id)
+        if entry is not None and entry.value is not None:
+            self.duplicate_done(object_id, entry.value, value)
+            return
+        if isinstance(value, p.Stored) and entry is not None:
             self.locations.setdefault(object_id, set()).add(value.node)
         for peer in self.directory.set_value(object_id, value):
             self.notify(peer, object_id, value)
         for peer, pin in self.waiting_pins.pop(object_id, ()):
             self.on_Pin(peer, pin)                  # it was being rebuilt: answer now
 
+    def duplicate_done(self, object_id: str, known: p.ObjectValue, value: p.ObjectValue) -> None:
+        """A result made again (a re-run for one lost output of a task with several): the
+        object already has its value, so a new stored copy is one more replica of it."""
+        if not isinstance(value, p.Stored) or value.node not in self.nodes:
+            return
+        if isinstance(known, p.Stored):
+            self.locations.setdefault(object_id, set()).add(value.node)
+        else:
+            self.deletes[value.node].append(object_id)
+
     def reclaim(self, object_id: str, value: p.ObjectValue) -> None:
         """The object's last holder and reader are gone: every copy goes. An actor's ready
         marker going means no handle or call is left: the actor stops (unless detached)."""
-        self.lineage.pop(object_id, None)
+        self.lineage.forget(object_id, self.directory.entries.__contains__)
         actor = self.actors.get(object_id)
         if actor is not None and not actor.spec.detached:
             if not actor.dead:
@@ -622,7 +646,7 @@ class Head(ActorRouting):
             entry.value = replace(entry.value, node=sorted(holders)[0])
             return None
         self.locations.pop(object_id, None)
-        spec = self.lineage.pop(object_id, None)
+        spec = self.lineage.producer(object_id)
         if spec is None:
             entry.value = p.Failed(pickle.dumps(ObjectLostError(object_id, why)))
             return None
@@ -637,9 +661,11 @@ class Head(ActorRouting):
             self.rebuild(spec, node, reason)
 
     def rebuild(self, spec: p.TaskSpec, node: str, reason: str) -> None:
-        """Run a finished task again because its result was lost (within max_retries)."""
-        self.rebuilds[spec.id] += 1
-        if 0 <= spec.max_retries < self.rebuilds[spec.id]:
+        """Run a finished task again because its result was lost (within max_retries);
+        inputs of it that are gone by now are made again first, from their own lineage."""
+        if spec.id in self.assigned:
+            return                                 # already running again
+        if 0 <= spec.max_retries < self.lineage.count_rerun(spec):
             error = ReconstructionFailedError(spec.outputs[0], f"{spec.id} was re-run "
                                               f"{spec.max_retries} time(s) already; {node} "
                                               f"died ({reason})")
@@ -647,10 +673,23 @@ class Head(ActorRouting):
                 if oid in self.directory.entries and self.directory.entries[oid].value is None:
                     self.object_done(oid, p.Failed(pickle.dumps(error)))
             return
+        self.revive_inputs(spec, node, reason)
         target = spec.node if spec.node in self.nodes else self.least_loaded()
         again = replace(spec, node=target, pinned=False)
         if self.accept(again):
             self.assign(target, [again], {})
+
+    def revive_inputs(self, spec: p.TaskSpec, node: str, reason: str) -> None:
+        """Inputs of a task about to re-run that left the directory (their readers had all
+        finished) come back as pending objects, and their producers re-run too. An input
+        with no lineage (a put) or freed with plait.free stays gone: the task then fails."""
+        for oid in reads(spec):
+            producer = self.lineage.producer(oid)
+            if oid in self.directory.entries or producer is None \
+                    or oid in self.directory.tombstones:
+                continue
+            self.directory.revive(oid)
+            self.rebuild(producer, node, reason)
 
     def retry_tasks_of(self, node: str, reason: str) -> None:
         alive = [n for n, r in self.nodes.items() if r.info.workers > 0]

@@ -150,7 +150,12 @@ class Node:
             self.transfers.peers = {info.id: info for info in message.nodes}
 
     def on_NodeLost(self, message: p.NodeLost) -> None:
-        """Pulls from a dead node restart: ask the head again where the objects are."""
+        """Pulls from a dead node restart: ask the head again where the objects are. The
+        head naming this very node has declared it dead: it stops now."""
+        if message.node == self.id:
+            log.warning("%s: %s; stopping", self.id, message.reason)
+            self.stopping = True
+            return
         if self.transfers is None:
             return
         again = self.transfers.lost(message.node)

@@ -287,8 +287,6 @@ class Server:
         node = self.node_identities.get(identity)
         if node is not None:
             self.head.on_node(node, message)
-            if isinstance(message, p.Heartbeat):
-                self.to_node(node, p.Heartbeat(self.config.node, 0))
         else:
             self.head.on_client((None, identity), message)
 

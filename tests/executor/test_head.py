@@ -62,3 +62,58 @@ def test_messages_from_a_node_declared_dead_are_not_trusted(head):
     head.on_node("node-7", p.TasksDone((p.TaskResult("t1", 0, (("t1", p.Inline(b"x")),),
                                                       0.01),)))
     assert "t1" in head.assigned and head.directory.lookup("t1") is None
+
+
+def join_node(head: Head, node: str) -> None:
+    info = p.NodeInfo(node, "ipc://unused", 0, False, 1, f"plait-test-{node}", 4 * MIB,
+                      "another-host")
+    head.on_node(node, p.NodeHello(info))
+
+
+def task(task_id: str, node: str, *deps: str) -> p.TaskSpec:
+    return p.TaskSpec(task_id, "f@1", "f", b"", deps, (), (task_id,), 3, node)
+
+
+def finish_on(head: Head, node: str, task_id: str) -> None:
+    stored = p.Stored(node, MIB)
+    head.on_node(node, p.TasksDone((p.TaskResult(task_id, 0, ((task_id, stored),), 0.01),)))
+
+
+def test_a_lost_result_whose_inputs_were_reclaimed_is_rebuilt_with_them(head):
+    """A tree's leaves are dropped once their sum is made; when the sum's only copy is
+    lost, the leaves are made again from their lineage, then the sum."""
+    join_node(head, "node-1")
+    tasks = [task("leaf-1", "node-1"), task("leaf-2", "node-1"),
+             task("add-1", "node-1", "leaf-1", "leaf-2")]
+    head.on_client(DRIVER, p.Submit((("f@1", b""),), tuple(tasks)))
+    head.on_client(DRIVER, p.Free(("leaf-1", "leaf-2")))        # the driver drops the leaves
+    for task_id in ("leaf-1", "leaf-2", "add-1"):
+        finish_on(head, "node-1", task_id)
+    assert set(head.directory.entries) == {"add-1"}              # the leaves' values went
+    head.node_lost("node-1", "test")
+    assert sorted(head.assigned) == ["add-1", "leaf-1", "leaf-2"]
+    assert {spec.node for spec in head.assigned.values()} == {"node-0"}
+    assert head.directory.lookup("add-1") is None                # pending, not lost
+    assert head.lineage.problems() == []
+
+
+def test_lineage_goes_with_the_last_object_that_needs_it(head):
+    tasks = [task("leaf-1", "node-0"), task("add-1", "node-0", "leaf-1")]
+    head.on_client(DRIVER, p.Submit((("f@1", b""),), tuple(tasks)))
+    head.on_client(DRIVER, p.Free(("leaf-1",)))
+    for task_id in ("leaf-1", "add-1"):
+        head.on_node("node-0", p.TasksDone((p.TaskResult(
+            task_id, 0, ((task_id, p.Inline(b"x")),), 0.01),)))
+    assert set(head.lineage.made_by) == {"leaf-1", "add-1"}
+    head.on_client(DRIVER, p.Free(("add-1",)))
+    assert head.lineage.made_by == {} and head.lineage.uses == {}
+
+
+def test_a_node_declared_dead_that_speaks_again_is_told_to_stop(head):
+    sent: list[tuple[str, p.Message]] = []
+    head._to_node = lambda node, message: sent.append((node, message))
+    join_node(head, "node-1")
+    head.node_lost("node-1", "no heartbeat")
+    sent.clear()
+    head.on_node("node-1", p.Heartbeat("node-1", 0))
+    assert sent == [("node-1", p.NodeLost("node-1", sent[0][1].reason))]

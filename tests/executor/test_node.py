@@ -129,3 +129,10 @@ def test_a_put_whose_seal_comes_after_its_reader_wakes_the_reader(node):
     node.workers[b"w0"].inflight["parent"] = 0
     node.on_worker(b"w0", p.PutInline("put-1", p.Inline(b"x")))
     assert len(node.table.ready) == 1 and node.table.ready[0] == "child"
+
+
+def test_a_node_the_head_declared_dead_stops_and_others_do_not(node):
+    node.on_NodeLost(p.NodeLost("node-3", "no heartbeat"))
+    assert not node.stopping
+    node.on_NodeLost(p.NodeLost("node-0", "the head declared it dead"))
+    assert node.stopping
