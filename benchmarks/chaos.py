@@ -1,7 +1,14 @@
 """Chaos soak: three workloads run while a killer SIGKILLs, SIGTERMs, segfaults and stops
 nodes and workers; every result is checked exactly and nothing may be left behind.
 
-    python benchmarks/chaos.py --seconds 120 [--seed 1] [--json benchmarks/chaos.json]
+    python benchmarks/chaos.py --seconds 600 --seeds 1 2 3 [--pressure-seconds 300]
+
+Per seed: a quiet round, then rounds under faults for ``--seconds``; after every round the
+cluster checks its own invariants (``plait.util.validate_state``) and any violation is
+reported with the state that broke it. Then a memory-pressure soak: random DAGs whose
+objects add up to ten times the store, tasks reading spilled inputs, gets in random order,
+every value checksummed. A get that times out counts as stuck (and the nodes print their
+state to stderr); a wrong or failed result counts as lost.
 
 Data flow::
 
@@ -43,6 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
 import plait  # noqa: E402
+import plait.util  # noqa: E402
 
 MIB = 1 << 20
 LEAVES = 256
@@ -135,21 +143,42 @@ def run_tiny() -> list[str]:
 WORKLOADS = {"tree": run_tree, "pairs": run_pairs, "tiny": run_tiny}
 
 
-def run_round() -> tuple[dict[str, float], list[str]]:
-    """The three workloads one after the other: seconds each, and what came back wrong.
+def run_round() -> tuple[dict[str, float], list[str], list[str]]:
+    """The three workloads one after the other: seconds each, what came back wrong, and
+    the gets that never returned (stuck).
 
     A workload that raises counts as data lost (its results never arrived), named by the
     exception, and the round goes on with the next workload.
     """
-    seconds, wrong = {}, []
+    seconds, wrong, stuck = {}, [], []
     for name, workload in WORKLOADS.items():
         start = time.perf_counter()
         try:
             wrong += workload()
-        except Exception as error:             # a lost object, a hang: all are findings
+        except plait.GetTimeoutError as error:
+            stuck.append(f"{name}: {str(error)[:300]}")
+            dump_node_states()
+        except Exception as error:             # a lost object: a finding
             wrong.append(f"{name}: {type(error).__name__}: {str(error)[:300]}")
         seconds[name] = time.perf_counter() - start
-    return seconds, wrong
+    return seconds, wrong, stuck
+
+
+def dump_node_states() -> None:
+    """A stuck get: every node prints its tasks and workers (kill -USR1) to stderr."""
+    from plait import api
+
+    for process in api._session.cluster.processes:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGUSR1)
+
+
+def validate() -> list[str]:
+    """The cluster's own invariants after a round (empty when all hold)."""
+    try:
+        return plait.util.validate_state()
+    except Exception as error:
+        return [f"validate_state failed: {type(error).__name__}: {error}"]
 
 
 # -- processes -----------------------------------------------------------------------------
@@ -314,10 +343,12 @@ def quiet_round() -> dict:
     cluster = start_cluster()
     session = cluster.session
     with plait.trace() as trace:
-        seconds, wrong = run_round()
+        seconds, wrong, stuck = run_round()
+    violations = validate()
     plait.shutdown()
     return {"seconds": seconds, "total_seconds": sum(seconds.values()), "wrong": wrong,
-            **reexecuted(trace), "leaks": leaks(session)}
+            "stuck": stuck, "violations": violations, **reexecuted(trace),
+            "leaks": leaks(session)}
 
 
 def chaos_rounds(budget: float, rng: random.Random, interval: tuple[float, float],
@@ -326,82 +357,206 @@ def chaos_rounds(budget: float, rng: random.Random, interval: tuple[float, float
     session = cluster.session
     killer = Killer(cluster, rng, interval)
     killer.verbose = verbose
-    rounds, wrong = [], []
+    rounds, wrong, stuck, violations = [], [], [], []
     start = time.monotonic()
     with plait.trace() as trace:
         killer.start()
         while time.monotonic() - start < budget:
-            seconds, bad = run_round()
+            seconds, bad, hung = run_round()
+            broken = validate()
             rounds.append(seconds)
             wrong += bad
+            stuck += hung
+            violations += [f"round {len(rounds)}: {v}" for v in broken]
             print(f"  chaos round {len(rounds)}: {sum(seconds.values()):.1f} s, "
-                  f"{len(bad)} wrong, kills so far {dict(killer.kills)}", flush=True)
+                  f"{len(bad)} wrong, {len(hung)} stuck, {len(broken)} invariant violations,"
+                  f" kills so far {dict(killer.kills)}", flush=True)
         killer.done.set()
         killer.join(timeout=60)
+        violations += [f"after the faults: {v}" for v in validate()]
     stats = reexecuted(trace)
     shutdown_start = time.monotonic()
     plait.shutdown()
     shutdown_seconds = time.monotonic() - shutdown_start
-    return {"rounds": rounds, "wrong": wrong, "kills": dict(killer.kills),
+    return {"rounds": rounds, "wrong": wrong, "stuck": stuck, "violations": violations,
+            "kills": dict(killer.kills),
             "kill_total": sum(killer.kills.values()), "nodes_started": killer.next_index - 3,
             "findings": killer.findings, **stats, "shutdown_seconds": shutdown_seconds,
             "leaks": leaks(session), "events": killer.events}
 
 
+# -- the memory-pressure soak ----------------------------------------------------------------
+
+PRESSURE_STORE = 96 * MIB
+PRESSURE_SIZES = (2, 16)               # MiB per object, drawn uniformly
+PRESSURE_FACTOR = 10                   # objects made per DAG add up to this many stores
+
+
+def block(seed: int, mib: int) -> np.ndarray:
+    """``mib`` MiB that differ for every seed, cheap to make and to check."""
+    return np.arange(mib * MIB // 8, dtype=np.uint64) * np.uint64(2 * seed + 1)
+
+
+@plait.remote
+def step(seed: int, mib: int, expected: list[int], *inputs: np.ndarray) -> np.ndarray:
+    """A vertex of a random DAG: checks each input against its expected CRC (a task that
+    read a wrong or torn spilled input fails loudly), then makes its own block."""
+    for position, (data, crc) in enumerate(zip(inputs, expected, strict=True)):
+        if zlib.crc32(data) != crc:
+            raise ValueError(f"input {position} of step {seed} has CRC {zlib.crc32(data)}, "
+                             f"expected {crc}")
+    return block(seed, mib)
+
+
+def pressure_dag(rng: random.Random, first_seed: int) -> list[str]:
+    """One random DAG whose objects add up to PRESSURE_FACTOR stores, then gets of every
+    object in random order, each checked against its CRC. Returns what came back wrong."""
+    refs, crcs, total = [], [], 0
+    seed = first_seed
+    while total < PRESSURE_FACTOR * PRESSURE_STORE:
+        mib = rng.randint(*PRESSURE_SIZES)
+        parents = rng.sample(range(len(refs)), k=min(len(refs), rng.randint(0, 3)))
+        refs.append(step.remote(seed, mib, [crcs[i] for i in parents],
+                                *[refs[i] for i in parents]))
+        crcs.append(zlib.crc32(block(seed, mib)))
+        total += mib * MIB
+        seed += 1
+    wrong = []
+    order = list(range(len(refs)))
+    rng.shuffle(order)
+    for i in order:
+        got = zlib.crc32(plait.get(refs[i], timeout=GET_TIMEOUT))
+        if got != crcs[i]:
+            wrong.append(f"pressure object {i}: CRC {got}, expected {crcs[i]}")
+    return wrong
+
+
+def pressure_soak(budget: float, rng: random.Random) -> dict:
+    """Random DAGs on one node of 2 workers and a 96 MiB store until ``budget`` passes."""
+    plait.init(num_workers=2, store_memory=PRESSURE_STORE)
+    from plait import api
+
+    session = api._session.cluster.session
+    dags, wrong, stuck, seconds = 0, [], [], []
+    start = time.monotonic()
+    while time.monotonic() - start < budget:
+        began = time.perf_counter()
+        try:
+            wrong += pressure_dag(rng, dags * 10_000)
+        except plait.GetTimeoutError as error:
+            stuck.append(str(error)[:300])
+        except Exception as error:
+            wrong.append(f"{type(error).__name__}: {str(error)[:300]}")
+        seconds.append(time.perf_counter() - began)
+        dags += 1
+        print(f"  pressure DAG {dags}: {seconds[-1]:.1f} s, {len(wrong)} wrong so far",
+              flush=True)
+    summary = plait.memory_summary(stats_only=True)
+    violations = validate()
+    plait.shutdown()
+    return {"dags": dags, "seconds": seconds, "wrong": wrong, "stuck": stuck,
+            "violations": violations, "memory": summary, "leaks": leaks(session)}
+
+
+# -- the report ----------------------------------------------------------------------------
+
 def summarise(result: dict) -> str:
+    """One seed's figures, as the issue asks for them."""
     quiet, chaos = result["quiet"], result["chaos"]
     mean = {name: sum(r[name] for r in chaos["rounds"]) / max(len(chaos["rounds"]), 1)
             for name in WORKLOADS}
+    slowest = max((sum(r.values()) for r in chaos["rounds"]), default=0.0)
     leaked = {k: len(v) for k, v in chaos["leaks"].items()}
     lines = [
         f"chaos soak, seed {result['seed']}, {result['seconds']} s budget, 3 nodes x 1 worker,"
         f" {STORE_MEMORY // MIB} MiB stores",
+        f"rounds under faults: {len(chaos['rounds'])}",
         "runtime of one round (tree / pairs / tiny), s:",
         "  without faults: " + " / ".join(f"{quiet['seconds'][n]:.1f}" for n in WORKLOADS)
         + f"  = {quiet['total_seconds']:.1f}",
         f"  with faults (mean of {len(chaos['rounds'])}): "
         + " / ".join(f"{mean[n]:.1f}" for n in WORKLOADS) + f"  = {sum(mean.values()):.1f}",
-        f"kills: {chaos['kill_total']} "
+        f"  slowest round with faults: {slowest:.1f} "
+        f"({slowest / max(quiet['total_seconds'], 1e-9):.1f}x the quiet round)",
+        f"faults: {chaos['kill_total']} "
         + ", ".join(f"{k} {v}" for k, v in sorted(chaos["kills"].items())),
         f"nodes started to replace dead ones: {chaos['nodes_started']}",
         f"task executions {chaos['executions']}, distinct tasks {chaos['distinct_tasks']}, "
         f"re-executed {chaos['re_executed']} (failed executions {chaos['failed_executions']})",
         f"data lost (wrong or missing results): {len(chaos['wrong']) + len(quiet['wrong'])}",
+        f"stuck gets: {len(chaos['stuck']) + len(quiet['stuck'])}",
+        f"invariant violations: {len(chaos['violations']) + len(quiet['violations'])}",
         f"leaked after shutdown: processes {leaked['processes']}, segments {leaked['segments']}, "
         f"spill/run files {leaked['spill_and_run_files']}",
         f"shutdown took {chaos['shutdown_seconds']:.1f} s",
     ]
-    lines += [f"  wrong: {w}" for w in quiet["wrong"] + chaos["wrong"]]
+    for kind in ("wrong", "stuck", "violations"):
+        lines += [f"  {kind}: {w}" for w in quiet[kind] + chaos[kind]]
     lines += [f"  finding: {f}" for f in chaos["findings"]]
     return "\n".join(lines)
 
 
+def summarise_pressure(pressure: dict) -> str:
+    seconds = sorted(pressure["seconds"])
+    median = seconds[len(seconds) // 2] if seconds else 0.0
+    leaked = {k: len(v) for k, v in pressure["leaks"].items()}
+    lines = [f"memory-pressure soak: {pressure['dags']} random DAGs, each "
+             f"{PRESSURE_FACTOR}x the {PRESSURE_STORE // MIB} MiB store, 1 node x 2 workers",
+             f"  seconds per DAG: median {median:.1f}, slowest {max(seconds, default=0):.1f}",
+             f"  data lost: {len(pressure['wrong'])}, stuck gets: {len(pressure['stuck'])}, "
+             f"invariant violations: {len(pressure['violations'])}",
+             f"  leaked after shutdown: {leaked}",
+             *("  " + line for line in pressure["memory"].splitlines())]
+    for kind in ("wrong", "stuck", "violations"):
+        lines += [f"  {kind}: {w}" for w in pressure[kind]]
+    return "\n".join(lines)
+
+
+def soak_seed(seed: int, seconds: float, interval: tuple[float, float],
+              verbose: bool) -> dict:
+    print(f"seed {seed}: quiet round...", flush=True)
+    quiet = quiet_round()
+    print(f"  {quiet['total_seconds']:.1f} s, {len(quiet['wrong'])} wrong", flush=True)
+    print(f"seed {seed}: chaos for {seconds:.0f} s...", flush=True)
+    chaos = chaos_rounds(seconds, random.Random(seed), interval, verbose)
+    result = {"seed": seed, "seconds": seconds, "interval": list(interval),
+              "quiet": quiet, "chaos": chaos}
+    result["summary"] = summarise(result)
+    print(result["summary"], flush=True)
+    return result
+
+
+def failures(result: dict) -> int:
+    """Findings that fail the soak: lost data, stuck gets, violations, leaks."""
+    parts = [result["quiet"], result["chaos"]] if "chaos" in result else [result]
+    return sum(len(part[kind]) for part in parts for kind in ("wrong", "stuck", "violations")) \
+        + sum(len(v) for part in parts for v in part["leaks"].values())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=120.0,
-                        help="how long rounds keep starting under faults")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=600.0,
+                        help="how long rounds keep starting under faults, per seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--pressure-seconds", type=float, default=300.0,
+                        help="how long the memory-pressure soak starts new DAGs (0: skip)")
     parser.add_argument("--verbose", action="store_true", help="print every fault")
     parser.add_argument("--interval", type=float, nargs=2, default=(2.0, 6.0),
                         metavar=("MIN", "MAX"), help="seconds between faults")
     parser.add_argument("--json", default=str(Path(__file__).with_name("chaos.json")))
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # segfaulted processes leave no core
-    print("quiet round...", flush=True)
-    quiet = quiet_round()
-    print(f"  {quiet['total_seconds']:.1f} s, {len(quiet['wrong'])} wrong", flush=True)
-    print(f"chaos for {args.seconds:.0f} s...", flush=True)
-    chaos = chaos_rounds(args.seconds, random.Random(args.seed), tuple(args.interval),
-                         args.verbose)
-    result = {"seed": args.seed, "seconds": args.seconds, "interval": list(args.interval),
-              "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-              "quiet": quiet, "chaos": chaos}
-    result["summary"] = summarise(result)
-    Path(args.json).write_text(json.dumps(result, indent=1))
-    print(result["summary"])
-    lost = len(quiet["wrong"]) + len(chaos["wrong"])
-    leaked = sum(map(len, chaos["leaks"].values())) + sum(map(len, quiet["leaks"].values()))
-    return 1 if lost or leaked else 0
+    report = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+              "seeds": [soak_seed(seed, args.seconds, tuple(args.interval), args.verbose)
+                        for seed in args.seeds]}
+    if args.pressure_seconds > 0:
+        print(f"memory-pressure soak for {args.pressure_seconds:.0f} s...", flush=True)
+        report["pressure"] = pressure_soak(args.pressure_seconds, random.Random(args.seeds[0]))
+        report["pressure"]["summary"] = summarise_pressure(report["pressure"])
+        print(report["pressure"]["summary"])
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    parts = report["seeds"] + ([report["pressure"]] if "pressure" in report else [])
+    return 1 if sum(map(failures, parts)) else 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import tempfile
 import pytest
 
 import plait
+import plait.util
 
 OUR_PREFIX = f"plait-{os.getpid():x}-"
 
@@ -53,19 +54,37 @@ def assert_nothing_leaked() -> None:
     assert leaked_files() == [], "spill or run directories outlived shutdown"
 
 
+def assert_state_valid() -> None:
+    """The running cluster's own invariants hold (plait.util.validate_state)."""
+    if not plait.is_initialized():
+        return
+    try:
+        problems = plait.util.validate_state()
+    except plait.HeadUnavailableError:
+        return                                 # the test stopped the head itself
+    assert problems == [], "the cluster's invariants are broken"
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A 2-worker local cluster shared by one test module, checked for leaks after."""
     plait.init(num_workers=2)
     yield plait.nodes()
-    plait.shutdown()
+    try:
+        assert_state_valid()
+    finally:
+        plait.shutdown()
     assert_nothing_leaked()
 
 
 @pytest.fixture
 def fresh():
-    """No cluster before the test; after it, shut down whatever it started and check."""
+    """No cluster before the test; after it, check its invariants, shut down whatever it
+    started and check that nothing outlived it."""
     plait.shutdown()
     yield
-    plait.shutdown()
+    try:
+        assert_state_valid()
+    finally:
+        plait.shutdown()
     assert_nothing_leaked()

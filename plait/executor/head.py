@@ -27,6 +27,7 @@ from plait.errors import (ObjectLostError, ReconstructionFailedError,
 from plait.executor import protocol as p
 from plait.executor.directory import Directory
 from plait.executor.head_actors import ActorRecord, ActorRouting
+from plait.executor.invariants import head_problems
 from plait.executor.lineage import Lineage, reads
 from plait.executor.node import Node
 from plait.store.spill import spill_directory
@@ -54,7 +55,7 @@ class NodeRecord:
 class Gather:
     """A client request answered once every node it was split over has answered."""
 
-    kind: type                      # p.Pinned or p.MemoryReport: the answer to build
+    kind: type                      # Pinned, MemoryReport or StateReport: the answer
     peer: Peer
     request: int
     waiting: set[str]
@@ -86,6 +87,7 @@ class Head(ActorRouting):
         self.client_holds: dict[Peer, Counter[str]] = defaultdict(Counter)
         self.client_pins: dict[Peer, Counter[tuple[str, str]]] = defaultdict(Counter)
         self.moving: dict[str, str] = {}          # task being revoked -> where it will go
+        self.expected_puts: set[str] = set()      # a task's put announced, not yet Created
         self.hellos: list[tuple[Peer, int]] = []
         self.gathers: dict[int, Gather] = {}
         self.requests = itertools.count(1)
@@ -242,8 +244,9 @@ class Head(ActorRouting):
         inputs = reads(spec)
         missing = [oid for oid in inputs if oid not in self.directory.entries]
         if missing:
-            error = self.directory.missing_error(missing[0])
-            self.finish(spec, tuple((oid, p.Failed(pickle.dumps(error))) for oid in spec.outputs))
+            error = self.directory.missing_error(missing[0])   # never counted as a reader
+            failed = p.Failed(pickle.dumps(error))
+            self.record_results(spec, tuple((oid, failed) for oid in spec.outputs))
             return False
         for oid in inputs:
             self.directory.add_reader(oid)
@@ -303,6 +306,7 @@ class Head(ActorRouting):
     def on_Expect(self, peer: Peer, message: p.Expect) -> None:
         for oid in message.object_ids:
             self.directory.expect(oid)      # pending until its node's Created arrives
+            self.expected_puts.add(oid)
 
     def on_Hold(self, peer: Peer, message: p.Hold) -> None:
         for oid in message.object_ids:
@@ -338,6 +342,19 @@ class Head(ActorRouting):
             self.to_node(node, p.MemoryRequest(request))
         self.try_answer(request)
 
+    def on_StateCheck(self, peer: Peer, message: p.StateCheck) -> None:
+        """validate_state across the cluster: the head's own check, then every node's."""
+        request = next(self.requests)
+        gather = Gather(p.StateReport, peer, message.request, set(self.nodes))
+        gather.parts[""] = tuple(head_problems(self))
+        self.gathers[request] = gather
+        for node in list(self.nodes):
+            self.to_node(node, p.StateCheck(request))
+        self.try_answer(request)
+
+    def node_StateReport(self, node: str, message: p.StateReport) -> None:
+        self.gather_part(message.request, node, message.problems)
+
     def on_Cancel(self, peer: Peer, message: p.Cancel) -> None:
         """Fail the producing tasks now (their dependants fail with them) and stop them."""
         producers = {oid: tid for tid, spec in self.assigned.items() for oid in spec.outputs}
@@ -365,7 +382,7 @@ class Head(ActorRouting):
         if gather.kind is p.MemoryReport:
             order = {node: i for i, node in enumerate(self.nodes)}
             parts.sort(key=lambda summary: order.get(summary.node, len(order)))
-        else:                                   # pins the client will have to undo
+        elif gather.kind is p.Pinned:           # pins the client will have to undo
             for oid, value in parts:
                 if isinstance(value, p.Located):
                     self.client_pins[gather.peer][(value.node, oid)] += 1
@@ -432,11 +449,8 @@ class Head(ActorRouting):
                     self.revisit(oid, value)
 
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
-        self.node_failures.pop(spec.id, None)
-        for oid, value in outputs:
-            if not isinstance(value, p.Failed):
-                self.lineage.record(oid, spec)
-            self.object_done(oid, value)
+        """An accepted task is over: its results are known and it reads its inputs no more."""
+        self.record_results(spec, outputs)
         for oid in self.task_puts.pop(spec.id, ()):
             self.directory.release(oid)
         for oid in spec.deps:
@@ -445,6 +459,15 @@ class Head(ActorRouting):
                 del self.readers_of[oid]
         for oid in dict.fromkeys(spec.deps + spec.nested):
             self.directory.drop_reader(oid)
+
+    def record_results(self, spec: p.TaskSpec,
+                       outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
+        """Record a task's results (and, for those it made, the task as their lineage)."""
+        self.node_failures.pop(spec.id, None)
+        for oid, value in outputs:
+            if not isinstance(value, p.Failed):
+                self.lineage.record(oid, spec)
+            self.object_done(oid, value)
 
     def revisit(self, object_id: str, value: p.Stored) -> None:
         """A result came out big: move its waiting readers to it rather than copy it.
@@ -486,6 +509,7 @@ class Head(ActorRouting):
 
     def node_Created(self, node: str, message: p.Created) -> None:
         self.directory.expect(message.object_id)
+        self.expected_puts.discard(message.object_id)
         if message.task_id:
             self.task_puts[message.task_id].append(message.object_id)
         self.object_done(message.object_id, message.value)

@@ -28,6 +28,7 @@ from plait.errors import (ObjectFreedError, ObjectLostError, ObjectTooLargeError
                           WorkerCrashedError)
 from plait.executor import protocol as p
 from plait.executor.actors import Actors
+from plait.executor.invariants import node_problems
 from plait.executor.scheduler import TaskTable
 from plait.executor.worker import WorkerConfig
 from plait.executor.workers import Forker, WorkerHandle, reap, spawn_worker, stop_all
@@ -68,6 +69,7 @@ class Node:
         self.asked: set[str] = set()                # subscribed at the head, no answer yet
         self.refetches: Counter[str] = Counter()    # pulls failed because the source lost it
         self.task_pins: dict[str, list[str]] = {}   # running task -> objects pinned for it
+        self.client_pins: Counter[str] = Counter()  # object -> pins drivers hold (via the head)
         self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
         self.transfers: Transfers | None = None     # set by the server once sockets exist
@@ -196,18 +198,38 @@ class Node:
     def on_Delete(self, message: p.Delete) -> None:
         for oid in message.object_ids:
             self.values.pop(oid, None)
+            self.client_pins.pop(oid, None)
             self.store.delete(oid)
 
     def on_Pin(self, message: p.Pin) -> None:
         values = tuple((oid, self.pin_value(oid)) for oid in message.object_ids)
+        for oid, value in values:
+            if isinstance(value, p.Located):
+                self.client_pins[oid] += 1
         self.up(p.Pinned(message.request, values))
 
     def on_Unpin(self, message: p.Unpin) -> None:
         for _, oid in message.pins:
-            self.store.unpin(oid)
+            if self.client_pins[oid] > 0:
+                self.client_pins[oid] -= 1
+                if not self.client_pins[oid]:
+                    del self.client_pins[oid]
+                self.store.unpin(oid)
+
+    def pin_holders(self, object_id: str) -> int:
+        """Pins the object should have: its readers here, transfers serving it, drivers'
+        views of it, and its writer while unsealed (validate_state compares)."""
+        tasks = sum(oids.count(object_id) for oids in self.task_pins.values())
+        serving = 0 if self.transfers is None else \
+            sum(oid == object_id for oid in self.transfers.serving.values())
+        stored = self.store.objects[object_id]
+        return tasks + serving + self.client_pins[object_id] + (not stored.sealed)
 
     def on_MemoryRequest(self, message: p.MemoryRequest) -> None:
         self.up(p.MemoryReport(message.request, (self.store.summary(),)))
+
+    def on_StateCheck(self, message: p.StateCheck) -> None:
+        self.up(p.StateReport(message.request, tuple(node_problems(self))))
 
     def on_KillActor(self, message: p.KillActor) -> None:
         self.actors.kill(message)

@@ -354,6 +354,21 @@ class MemoryReport:
 
 
 @dataclass(frozen=True, slots=True)
+class StateCheck:
+    """Ask the head (which asks every node) to check its own invariants."""
+
+    request: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateReport:
+    """The invariants that failed, each naming its process and the state that broke it."""
+
+    request: int
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ViewRequest:
     request: int
     object_ids: tuple[str, ...]
@@ -531,7 +546,7 @@ class TasksDone:
 
 Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutInline | Alloc
            | Allocated | Refused | Seal | Pin | Pinned | Unpin | Expect | Hold | MemoryRequest
-           | MemoryReport | ViewRequest | View | Submit | Assign | Cancel | Revoke | Revoked
+           | MemoryReport | StateCheck | StateReport | ViewRequest | View | Submit | Assign | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
            | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
            | ActorLookup | ActorFound | ActorExit | Bye | WorkerReady | Blocked | Unblocked

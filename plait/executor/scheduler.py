@@ -37,6 +37,10 @@ class ReadyQueue:
     def popleft(self) -> str:
         return heapq.heappop(self._heap)[2]
 
+    def ids(self) -> set[str]:
+        """Every task id in the queue (stale entries of revoked tasks included)."""
+        return {task_id for _, _, task_id in self._heap}
+
     def __getitem__(self, index: int) -> str:
         assert index == 0, "only the head of the queue can be looked at"
         return self._heap[0][2]

@@ -228,6 +228,13 @@ class Session(ObjectReading):
 
         return self.request(p.MemoryRequest(next(self.requests))).nodes
 
+    @_serialized
+    def validate_state(self) -> tuple[str, ...]:
+        """Every invariant the head and the nodes find broken (empty when all hold)."""
+        from plait.executor import protocol as p
+
+        return self.request(p.StateCheck(next(self.requests))).problems
+
     # -- running graphs ------------------------------------------------------------------
 
     @_serialized

@@ -34,6 +34,7 @@ class StoredObject:
     spill: SpillRecord | None = None
     pins: int = 1                      # born pinned: the writer holds it until sealed
     replica: bool = False
+    sealed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,9 @@ class ObjectStore:
 
     def seal(self, object_id: str) -> None:
         """The writer is done: the object becomes readable and, when unpinned, evictable."""
+        stored = self.objects.get(object_id)
+        if stored is not None:
+            stored.sealed = True
         self.unpin(object_id)
 
     def pin(self, object_id: str) -> int:

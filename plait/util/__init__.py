@@ -2,5 +2,6 @@
 
 from plait.util import scheduling_strategies
 from plait.util.actor_pool import ActorPool
+from plait.util.validate import validate_state
 
-__all__ = ["ActorPool", "scheduling_strategies"]
+__all__ = ["ActorPool", "scheduling_strategies", "validate_state"]

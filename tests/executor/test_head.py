@@ -117,3 +117,15 @@ def test_a_node_declared_dead_that_speaks_again_is_told_to_stop(head):
     sent.clear()
     head.on_node("node-1", p.Heartbeat("node-1", 0))
     assert sent == [("node-1", p.NodeLost("node-1", sent[0][1].reason))]
+
+
+def test_validate_state_names_a_pending_object_no_task_will_make(head):
+    from plait.executor.invariants import head_problems
+
+    head.on_client(DRIVER, p.Submit((("f@1", b""),), (spec("t1"),)))
+    assert head_problems(head) == []
+    del head.assigned["t1"]                        # as if the task were forgotten
+    head.nodes["node-0"].queued = 0
+    problems = head_problems(head)
+    assert len(problems) == 1 and "pending objects no task will make" in problems[0]
+    assert "t1" in problems[0]

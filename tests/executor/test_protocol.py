@@ -70,6 +70,8 @@ SAMPLES = [
     p.Unpin((("node-0", "put-2"), ("node-1", "put-2"))),
     p.Hold(("inc-7",)),
     p.MemoryRequest(11),
+    p.StateCheck(12),
+    p.StateReport(12, ("node-1: pins that differ from their holders (1): x",)),
     p.MemoryReport(11, (StoreSummary("node-0", 1 << 30, 1 << 20, 0, 1, 0, 0, 0.0, 0.0,
                                      (ObjectSummary("put-2", 1 << 20, "memory", "x.py:1"),)),)),
     p.ViewRequest(9, ("put-1", "put-2")),

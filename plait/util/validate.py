@@ -1,0 +1,16 @@
+"""``validate_state()``: ask the running cluster whether its books still balance."""
+
+from __future__ import annotations
+
+
+def validate_state() -> list[str]:
+    """The invariants the head and every node find broken right now; empty when all hold.
+
+    A debugging aid in the spirit of dask's ``Scheduler.validate_state()``: every pending
+    object has a producer, every stored object a live copy, no pin or worker slot outlives
+    its holder (the full list is in ``plait.executor.invariants``). Tests call it in their
+    teardown and the chaos soak after every round. It needs a running cluster.
+    """
+    from plait import api
+
+    return list(api.session().validate_state())
