@@ -349,11 +349,23 @@ class Head(ActorRouting):
         gather.parts[""] = tuple(head_problems(self))
         self.gathers[request] = gather
         for node in list(self.nodes):
+            gather.asked[node] = tuple(t for t, s in self.assigned.items() if s.node == node)
             self.to_node(node, p.StateCheck(request))
         self.try_answer(request)
 
     def node_StateReport(self, node: str, message: p.StateReport) -> None:
-        self.gather_part(message.request, node, message.problems)
+        """A node's own problems, and tasks assigned to it before the check that it no
+        longer holds and whose results have not come (messages each way keep their order,
+        so nothing in flight is mistaken for lost)."""
+        gather = self.gathers.get(message.request)
+        held = set(message.tasks)
+        lost = [] if gather is None else [
+            t for t in gather.asked.get(node, ()) if t not in held
+            and t in self.assigned and self.assigned[t].node == node]
+        problems = message.problems + ((f"head: tasks assigned to {node} that it does not "
+                                        f"hold ({len(lost)}): {', '.join(lost[:5])}",)
+                                       if lost else ())
+        self.gather_part(message.request, node, problems)
 
     def on_Cancel(self, peer: Peer, message: p.Cancel) -> None:
         """Fail the producing tasks now (their dependants fail with them) and stop them."""

@@ -229,7 +229,8 @@ class Node:
         self.up(p.MemoryReport(message.request, (self.store.summary(),)))
 
     def on_StateCheck(self, message: p.StateCheck) -> None:
-        self.up(p.StateReport(message.request, tuple(node_problems(self))))
+        held = set(self.table.tasks) | {t for w in self.workers.values() for t in w.inflight}
+        self.up(p.StateReport(message.request, tuple(node_problems(self)), tuple(sorted(held))))
 
     def on_KillActor(self, message: p.KillActor) -> None:
         self.actors.kill(message)

@@ -362,10 +362,12 @@ class StateCheck:
 
 @dataclass(frozen=True, slots=True)
 class StateReport:
-    """The invariants that failed, each naming its process and the state that broke it."""
+    """The invariants that failed, each naming its process and the state that broke it;
+    from a node, also the tasks it holds (the head checks it holds all it was given)."""
 
     request: int
     problems: tuple[str, ...]
+    tasks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
