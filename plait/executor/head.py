@@ -87,7 +87,7 @@ class Head(ActorRouting):
         self.client_holds: dict[Peer, Counter[str]] = defaultdict(Counter)
         self.client_pins: dict[Peer, Counter[tuple[str, str]]] = defaultdict(Counter)
         self.moving: dict[str, str] = {}          # task being revoked -> where it will go
-        self.expected_puts: set[str] = set()      # a task's put announced, not yet Created
+        self.expected_puts: dict[str, Peer] = {}  # a task's put announced -> its session
         self.hellos: list[tuple[Peer, int]] = []
         self.gathers: dict[int, Gather] = {}
         self.requests = itertools.count(1)
@@ -306,7 +306,7 @@ class Head(ActorRouting):
     def on_Expect(self, peer: Peer, message: p.Expect) -> None:
         for oid in message.object_ids:
             self.directory.expect(oid)      # pending until its node's Created arrives
-            self.expected_puts.add(oid)
+            self.expected_puts[oid] = peer
 
     def on_Hold(self, peer: Peer, message: p.Hold) -> None:
         for oid in message.object_ids:
@@ -329,6 +329,10 @@ class Head(ActorRouting):
         for oid, count in self.client_holds.pop(peer, Counter()).items():
             for _ in range(count):
                 self.directory.release(oid)
+        for oid in [oid for oid, by in self.expected_puts.items() if by == peer]:
+            del self.expected_puts[oid]           # its task died before the put arrived
+            error = ObjectLostError(oid, "the task that put it died before it was stored")
+            self.object_done(oid, p.Failed(pickle.dumps(error)))
         unpins: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for (node, oid), count in self.client_pins.pop(peer, Counter()).items():
             unpins[node] += [(node, oid)] * max(count, 0)
@@ -521,7 +525,7 @@ class Head(ActorRouting):
 
     def node_Created(self, node: str, message: p.Created) -> None:
         self.directory.expect(message.object_id)
-        self.expected_puts.discard(message.object_id)
+        self.expected_puts.pop(message.object_id, None)
         if message.task_id:
             self.task_puts[message.task_id].append(message.object_id)
         self.object_done(message.object_id, message.value)
