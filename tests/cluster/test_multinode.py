@@ -233,3 +233,26 @@ def test_a_replica_survives_its_primarys_node_and_nothing_is_re_run(fresh):
         assert plait.get(again, timeout=60) == 5.0 * 2 * MIB
         assert plait.get(made, timeout=60)[0] == 5.0
     assert [t.function_name for t in trace.tasks] == ["total"]     # make was not re-run
+
+
+@plait.remote
+def add_arrays(a, b):
+    return a + b
+
+
+def test_a_lost_result_whose_inputs_were_dropped_is_rebuilt_with_them(fresh):
+    """The chaos soak's tree: leaves the driver no longer holds were reclaimed once their
+    sum was made; when the sum's only copy dies with its node, the leaves are made again
+    from their lineage, then the sum (it raised ObjectLostError for a leaf before)."""
+    plait.init(num_nodes=2, num_workers=1)
+    victim = plait.nodes()[1]
+    leaves = [make.options(node="node-1").remote(MIB, float(i)) for i in (1, 2)]
+    summed = add_arrays.options(node="node-1").remote(*leaves)
+    plait.persist(summed)
+    del leaves                                         # only the sum is held now
+    plait.memory_summary()                             # the drop has reached the head
+    os.kill(victim.pid, signal.SIGKILL)
+    plait.memory_summary()                             # the head has seen node-1 go
+    with plait.trace() as trace:
+        assert plait.get(summed, timeout=60)[0] == 3.0
+    assert sorted(t.function_name for t in trace.tasks) == ["add_arrays", "make", "make"]
