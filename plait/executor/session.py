@@ -229,11 +229,11 @@ class Session(ObjectReading):
         return self.request(p.MemoryRequest(next(self.requests))).nodes
 
     @_serialized
-    def validate_state(self) -> tuple[str, ...]:
+    def validate_state(self, timeout: float) -> tuple[str, ...]:
         """Every invariant the head and the nodes find broken (empty when all hold)."""
         from plait.executor import protocol as p
 
-        return self.request(p.StateCheck(next(self.requests))).problems
+        return self.request(p.StateCheck(next(self.requests)), timeout).problems
 
     # -- running graphs ------------------------------------------------------------------
 
@@ -444,14 +444,19 @@ class Session(ObjectReading):
                 known.append(oid)
         return known
 
-    def request(self, message: Any) -> Any:
-        """Send a request and wait for its reply (raising the error of a Refused one)."""
+    def request(self, message: Any, timeout: float | None = None) -> Any:
+        """Send a request and wait for its reply (raising the error of a Refused one, or
+        GetTimeoutError after ``timeout`` seconds)."""
         from plait.executor import protocol as p
 
         self.flush_frees()
         self.conn.send(message)
+        deadline = None if timeout is None else _now() + timeout
         while message.request not in self.replies:
-            self.pump(None)          # checks that the head is alive while it waits
+            left = None if deadline is None else deadline - _now()
+            if left is not None and left <= 0:
+                raise GetTimeoutError(f"no answer to {type(message).__name__} in {timeout} s")
+            self.pump(left)          # checks that the head is alive while it waits
         reply = self.replies.pop(message.request)
         if isinstance(reply, p.Refused):
             raise pickle.loads(reply.error)
