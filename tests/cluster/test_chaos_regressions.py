@@ -32,3 +32,30 @@ def test_a_node_stopping_cleanly_leaves_the_shared_run_directory(fresh, tmp_path
     assert os.path.isdir(cluster.run_dir)
     ref = crash_first_time.options(node="node-2").remote(str(tmp_path / "crashed"))
     assert plait.get(ref, timeout=60) == "recovered"        # a new worker on node-2 ran it
+
+
+def test_a_node_declared_dead_stops_by_itself_promptly_when_it_wakes(fresh):
+    """A node stopped past the heartbeat timeout is declared dead; when it was continued
+    with messages waiting for it (here, a task assigned while it was stopped) it took the
+    head for alive and ran on for good beside its replacements, its heartbeats answered.
+    The head now tells it that it is dead, and it exits; its task ran elsewhere."""
+    import time
+
+    plait.init(num_nodes=2, num_workers=1)
+    node_1 = api._session.cluster.processes[1]
+    node_1.send_signal(signal.SIGSTOP)
+    try:
+        ref = where.options(node="node-1").remote()
+        plait.wait([ref], timeout=0)                              # submitted: it waits there
+        deadline = time.monotonic() + 60
+        while any(n.id == "node-1" for n in plait.nodes()):       # a round trip each
+            assert time.monotonic() < deadline, "node-1 was never declared dead"
+    finally:
+        node_1.send_signal(signal.SIGCONT)
+    assert node_1.wait(15) == 0                # it left on its own, cleanly
+    assert plait.get(ref, timeout=60) == "node-0"
+
+
+@plait.remote
+def where():
+    return plait.get_runtime_context().get_node_id()
