@@ -241,7 +241,8 @@ class Node:
     def pin_value(self, object_id: str) -> p.ObjectValue:
         """Pin a stored object here and say where it is (Failed if it cannot be had)."""
         stored = self.store.objects.get(object_id)
-        if stored is None:
+        if stored is None:                  # deleted or evicted: readers here ask again
+            self.values.pop(object_id, None)
             return p.Failed(pickle.dumps(ObjectLostError(object_id, f"{self.id} holds no copy")))
         try:
             offset = self.store.pin(object_id)
@@ -252,6 +253,14 @@ class Node:
         value = self.values.get(object_id)
         contains = value.contains if isinstance(value, p.Stored) else ()
         return p.Located(self.id, offset, stored.nbytes, contains)
+
+    def replica_dropped(self, object_id: str) -> None:
+        """The store evicted a replica to make room: tasks here that read it later ask the
+        head again (another copy, or this one pulled back), and the head stops naming it."""
+        value = self.values.get(object_id)
+        if isinstance(value, p.Stored) and value.node == self.id:
+            del self.values[object_id]
+        self.up(p.ReplicaDropped(object_id, self.id))
 
     def copy_lost(self, object_id: str, error: Exception) -> None:
         """This node's copy is gone for good: forget it, and tell the head, which finds

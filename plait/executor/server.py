@@ -98,7 +98,7 @@ class Server:
                          self.to_worker, self.watch_worker)
         self.node.worker_settings = worker_settings(config)
         self.node.worker_memory_limit = config.worker_memory_limit
-        self.store._on_dropped = lambda oid: self.up(p.ReplicaDropped(oid, config.node))
+        self.store._on_dropped = self.node.replica_dropped
         self.transfers = Transfers(config.node, host_id(), self.store, self.ctx,
                                    config.transfer_address, self.node.pulled, self.secure)
         transfer_address = self.transfers.server.getsockopt_string(zmq.LAST_ENDPOINT)

@@ -136,3 +136,27 @@ def test_a_node_the_head_declared_dead_stops_and_others_do_not(node):
     assert not node.stopping
     node.on_NodeLost(p.NodeLost("node-0", "the head declared it dead"))
     assert node.stopping
+
+
+def test_a_task_reading_an_evicted_replica_asks_for_it_again_instead_of_failing(node):
+    """A replica the store evicted to make room is not lost: the next task reading it waits
+    while the head is asked again (it used to fail with ObjectLostError)."""
+    ups: list[p.Message] = []
+    node.up = ups.append
+    node.functions["f@1"] = b""
+    node.on_Ready(p.Ready((("x", p.Stored("node-0", 16)),)))
+    node.store.allocate("x", 16, "copy from node-1", replica=True)
+    node.store.seal("x")
+    node.store.delete("x")                     # as if evicted without telling the node
+    node.on_Assign(p.Assign((), (spec("t1", ("x",)),)))
+    assert node.work_item(node.table.ready.popleft()) is None
+    assert "t1" in node.table.tasks and node.table.tasks["t1"].waiting == {"x"}
+    assert p.Subscribe(("x",)) in ups
+
+
+def test_an_evicted_replica_is_forgotten_and_reported(node):
+    ups: list[p.Message] = []
+    node.up = ups.append
+    node.on_Ready(p.Ready((("x", p.Stored("node-0", 16)),)))
+    node.replica_dropped("x")
+    assert "x" not in node.values and ups == [p.ReplicaDropped("x", "node-0")]
