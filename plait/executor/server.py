@@ -132,6 +132,11 @@ class Server:
         if secure:
             self.secure(sock, True)
         sock.setsockopt(zmq.LINGER, 0)
+        # A ROUTER silently drops what it would queue past its high-water mark (1,000
+        # messages by default) for a slow peer: a node or worker stopped for a second
+        # while many Assigns or Readys go its way would lose some, and wait for them for
+        # good. Control messages are small; queue them all.
+        sock.setsockopt(zmq.SNDHWM, 0)
         sock.bind(address)
         self.poller.register(sock, zmq.POLLIN)
         return sock

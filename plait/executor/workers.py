@@ -87,7 +87,9 @@ def spawn_worker(config: WorkerConfig) -> WorkerHandle:
 
 PR_SET_CHILD_SUBREAPER = 36
 REPARENT_SECONDS = 5.0
-FORK_TIMEOUT_SECONDS = 5.0   # a forker this slow is stopped or stuck: spawn instead
+# A forker this slow is stopped or stuck: spawn instead. The node's loop waits meanwhile, so
+# this stays well under the head's 4 s heartbeat timeout (a fork takes milliseconds).
+FORK_TIMEOUT_SECONDS = 1.5
 
 
 class Forker:

@@ -59,3 +59,25 @@ def test_a_node_declared_dead_stops_by_itself_promptly_when_it_wakes(fresh):
 @plait.remote
 def where():
     return plait.get_runtime_context().get_node_id()
+
+
+@plait.remote
+def echo(i):
+    return i
+
+
+def test_messages_to_a_briefly_stopped_node_are_queued_not_dropped(fresh):
+    """A ROUTER drops what it would queue past its high-water mark (1,000 messages) for a
+    peer that does not read: a node stopped for a second while thousands of Assigns went
+    its way lost some of them, and their gets waited for good."""
+    plait.init(num_nodes=2, num_workers=1)
+    node_1 = api._session.cluster.processes[1]
+    node_1.send_signal(signal.SIGSTOP)
+    try:
+        refs = []
+        for i in range(3000):                      # one Assign message each
+            refs.append(echo.options(node="node-1").remote(i))
+            plait.wait(refs[-1:], timeout=0)
+    finally:
+        node_1.send_signal(signal.SIGCONT)
+    assert plait.get(refs, timeout=60) == list(range(3000))
