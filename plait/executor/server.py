@@ -173,8 +173,8 @@ class Server:
             for source, _ in self.poller.poll(POLL_MS):
                 self.on_event(source)
             self.register_links()
-            if self.node.alloc_waiting:
-                self.node.retry_allocs()
+            if self.node.alloc_waiting or self.node.pin_waiting:
+                self.node.retry_waiting()
             now = time.monotonic()
             if self.head is not None:
                 if self.head.hellos:
