@@ -76,6 +76,7 @@ class Node:
         self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
         self.pin_waiting: list[p.Pin] = []          # a driver's get waiting for room
+        self.room_refused: dict[str, int] = {}      # task -> attempt refused room beside others
         self.admission = Admission(store)
         self.transfers: Transfers | None = None     # set by the server once sockets exist
         self.forker: Forker | None = None           # forks later workers (set by the server)
@@ -272,7 +273,10 @@ class Node:
         """Pin a stored object here and say where it is (Failed if it cannot be had)."""
         stored = self.store.objects.get(object_id)
         if stored is None:
-            return p.Failed(pickle.dumps(ObjectLostError(object_id, f"{self.id} holds no copy")))
+            error = ObjectLostError(object_id, f"{self.id} holds no copy")
+            if isinstance(self.values.get(object_id), p.Stored):   # lost while arranged
+                self.copy_lost(object_id, error)
+            return p.Failed(pickle.dumps(error))
         try:
             offset = self.store.pin(object_id)
         except (ObjectLostError, MemoryError) as error:
@@ -396,6 +400,7 @@ class Node:
         except MemoryError as error:
             if may_wait and self.may_free_room(identity):
                 return False
+            self.note_room_refused(worker)
             self.to_worker(identity, p.Refused(message.request, pickle.dumps(error)))
         else:
             task_id = next(iter(worker.inflight), None)
@@ -404,6 +409,14 @@ class Node:
             self.to_worker(identity, p.Allocated(message.request, message.object_id, self.id,
                                                  offset))
         return True
+
+    def note_room_refused(self, worker: WorkerHandle) -> None:
+        """A result refused while other tasks here hold room (each waiting for the other's):
+        the task runs again once it can, rather than failing (see ``tasks_done``)."""
+        task_id = next(iter(worker.inflight), None)
+        if task_id is not None and any(w.inflight for w in self.workers.values()
+                                       if w is not worker):
+            self.room_refused[task_id] = worker.inflight[task_id]
 
     def may_free_room(self, asking: bytes = b"") -> bool:
         """Whether something here will unpin without waiting on us: a task running that
@@ -437,6 +450,14 @@ class Node:
             if result.retryable and self.table.retry(result.task_id, result.attempt):
                 self.release(result.task_id)
                 continue                           # runs again; its error is not reported
+            if self.room_refused.pop(result.task_id, None) == result.attempt and any(
+                    isinstance(v, p.Failed) for _, v in result.outputs):
+                for oid, value in result.outputs:  # blocks it got before the refusal
+                    if isinstance(value, p.Located):
+                        self.store.delete(oid)
+                self.release(result.task_id)       # admission holds it until it fits
+                self.table.requeue(result.task_id, result.attempt)
+                continue
             done = self.table.finish(result.task_id, result.attempt)
             if done is None:
                 for oid, value in result.outputs:       # a late duplicate: first result won
@@ -641,13 +662,18 @@ class Node:
                                    len(spec.outputs))
 
     def start(self, task_id: str) -> list[p.WorkItem]:
-        """Take an admitted task off its queue, promise its result room, pin its inputs."""
+        """Take an admitted task off its queue, promise its result room, and pin its inputs
+        where they leave that room in one piece."""
         if task_id in self.admission.held:
             del self.admission.held[task_id]
         else:
             taken = self.table.ready.popleft()
             assert taken == task_id, (taken, task_id)
-        self.admission.started(task_id, self.need(self.table.tasks[task_id].spec))
+        spec = self.table.tasks[task_id].spec
+        need = self.need(spec)
+        self.admission.started(task_id, need)
+        self.store.arrange([oid for oid in spec.deps + spec.nested
+                            if isinstance(self.values.get(oid), p.Stored)], need.result)
         return [item for item in map(self.work_item, self.with_chain(task_id)) if item]
 
     def send_alone(self, workers: list[WorkerHandle], slots: int, task_id: str) -> bool:

@@ -65,6 +65,22 @@ class Allocator:
         self.used += size
         return start
 
+    def allocate_at(self, offset: int, nbytes: int) -> int:
+        """Take ``[offset, offset + block)``, which must lie inside one free block."""
+        size = self.block_size(nbytes)
+        start = max((b for b in self._starts if b <= offset), default=-1)
+        free = self._starts.get(start, 0)
+        assert offset % BLOCK_ALIGNMENT == 0 and offset + size <= start + free, \
+            f"[{offset}, +{size}) is not free"
+        self._remove_free(start, free)
+        if offset > start:
+            self._add_free(start, offset - start)
+        if start + free > offset + size:
+            self._add_free(offset + size, start + free - offset - size)
+        self._taken[offset] = size
+        self.used += size
+        return offset
+
     def free(self, offset: int) -> None:
         size = self._taken.pop(offset)
         self.used -= size
@@ -152,3 +168,34 @@ def _segments(used: list[tuple[int, int, int | None]], capacity: int
     if position < capacity:
         segments.append((position, capacity, 0, None))
     return segments
+
+
+def highest_window(used: list[tuple[int, int, int | None]], capacity: int, size: int
+                   ) -> tuple[int, list[int]] | None:
+    """Where to place ``size`` bytes as high in the arena as possible, and the offsets of
+    the used blocks to clear first; None when pinned blocks leave no such range.
+
+    Long-held pins (a task's inputs, a reader's view) stacked from the top leave the free
+    bytes below them in one piece, for results and puts, which are placed from the bottom.
+    ``used`` is as for ``cheapest_window``.
+
+    >>> highest_window([(0, 4, 4), (12, 4, None), (16, 4, 1)], 20, 8)
+    (4, [])
+    >>> highest_window([(0, 4, 4), (12, 4, None), (16, 4, 1)], 20, 12)
+    (0, [0])
+    >>> highest_window([(0, 4, 4), (12, 4, 1)], 16, 8)
+    (8, [12])
+    """
+    segments = _segments(used, capacity)
+    top = None                                      # end of the run being grown downward
+    for index in range(len(segments) - 1, -1, -1):
+        start, end, cost, _ = segments[index]
+        if cost is None:
+            top = None
+            continue
+        top = end if top is None else top
+        if top - start >= size:
+            place = top - size
+            return place, [seg[3] for seg in segments[index:]
+                           if seg[3] is not None and seg[1] > place and seg[0] < top]
+    return None
