@@ -198,3 +198,36 @@ def test_pinned_bytes_room_and_hold_cost_follow_pins(arena, tmp_path):
     assert store.pinned_bytes == 0
     summary = store.summary()
     assert summary.spilled_total >= 2 * MIB and summary.restored_total == MIB
+
+
+def middle_pin_store(arena, tmp_path) -> ObjectStore:
+    store = make_store(arena, tmp_path)
+    put(store, "low", 0, MIB)
+    put(store, "input", 1, 3 * HALF)                     # [1, 2.5) MiB: the middle
+    put(store, "high", 2, MIB)
+    return store
+
+
+def test_a_pinned_input_in_the_middle_would_split_the_room_for_a_result(arena, tmp_path):
+    store = middle_pin_store(arena, tmp_path)
+    store.pin("input")
+    with pytest.raises(plait.ObjectStoreFullError, match="pinned objects split"):
+        store.allocate("result", 2 * MIB, "test")
+
+
+def test_arrange_moves_a_task_input_to_the_top_so_its_result_fits(arena, tmp_path):
+    store = middle_pin_store(arena, tmp_path)
+    store.arrange(["input"], 2 * MIB)
+    offset = store.pin("input")
+    assert offset + 3 * HALF == 4 * MIB                  # at the top, same bytes
+    assert bytes(store.arena.block(offset, 3 * HALF)) == bytes([1]) * 3 * HALF
+    store.allocate("result", 2 * MIB, "test")
+    store.seal("result")
+    store.unpin("input")
+    assert read(store, "low") == bytes([0]) * MIB and read(store, "high") == bytes([2]) * MIB
+
+
+def test_arrange_leaves_inputs_alone_when_the_result_fits_anyway(arena, tmp_path):
+    store = middle_pin_store(arena, tmp_path)
+    store.arrange(["input"], HALF)
+    assert store.pin("input") == MIB and store.summary().spilled_total == 0
