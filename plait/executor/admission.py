@@ -45,6 +45,9 @@ class Need:
     result: int        # its result's estimated blocks
 
 
+NOTHING = Need(0, 0)
+
+
 class Admission:
     """What started tasks were promised, what functions' results weigh, who waits."""
 
@@ -57,6 +60,8 @@ class Admission:
 
     def need(self, reads: tuple[str, ...], function: str, outputs: int) -> Need:
         known = self.result_bytes.get(function)
+        if not reads:                                   # the common case: keep it cheap
+            return Need(0, known * outputs) if known else NOTHING
         if known is None:
             stored = (self.store.objects.get(oid) for oid in dict.fromkeys(reads))
             result = sum(Allocator.block_size(s.nbytes) for s in stored if s is not None)

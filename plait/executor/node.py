@@ -29,7 +29,7 @@ from plait.errors import (ObjectFreedError, ObjectLostError, ObjectStoreFullErro
                           ObjectTooLargeError, OutOfMemoryError, WorkerCrashedError)
 from plait.executor import protocol as p
 from plait.executor.actors import Actors
-from plait.executor.admission import FAIL, GO, WAIT, Admission, Need
+from plait.executor.admission import FAIL, GO, NOTHING, WAIT, Admission, Need
 from plait.executor.invariants import node_problems
 from plait.executor.scheduler import TaskTable
 from plait.executor.worker import WorkerConfig
@@ -78,6 +78,7 @@ class Node:
         self.pin_waiting: list[p.Pin] = []          # a driver's get waiting for room
         self.room_refused: dict[str, int] = {}      # task -> attempt refused room beside others
         self.admission = Admission(store)
+        self.admitted: tuple[str, Need] = ("", NOTHING)   # the last task admit() looked at
         self.transfers: Transfers | None = None     # set by the server once sockets exist
         self.forker: Forker | None = None           # forks later workers (set by the server)
         self.worker_settings: dict[str, str] = {}
@@ -647,8 +648,9 @@ class Node:
         state = self.table.tasks.get(task_id)
         if state is None or state.riding:
             return ""
-        return self.admission.verdict(self.need(state.spec),
-                                      lambda: batching or self.may_free_room())
+        need = self.need(state.spec)
+        self.admitted = (task_id, need)           # start() takes it, nothing changed between
+        return self.admission.verdict(need, lambda: batching or self.may_free_room())
 
     def refuse_room(self, task_id: str, verdict: str) -> None:
         """A task whose inputs can never be held here fails (taken off its queue first)."""
@@ -670,10 +672,13 @@ class Node:
             taken = self.table.ready.popleft()
             assert taken == task_id, (taken, task_id)
         spec = self.table.tasks[task_id].spec
-        need = self.need(spec)
+        admitted, need = self.admitted
+        if admitted != task_id:
+            need = self.need(spec)
         self.admission.started(task_id, need)
-        self.store.arrange([oid for oid in spec.deps + spec.nested
-                            if isinstance(self.values.get(oid), p.Stored)], need.result)
+        if need.result and spec.deps + spec.nested:
+            self.store.arrange([oid for oid in spec.deps + spec.nested
+                                if isinstance(self.values.get(oid), p.Stored)], need.result)
         return [item for item in map(self.work_item, self.with_chain(task_id)) if item]
 
     def send_alone(self, workers: list[WorkerHandle], slots: int, task_id: str) -> bool:
