@@ -466,9 +466,7 @@ class Node:
                         self.store.delete(oid)
                 continue
             outputs = tuple((oid, self.seal_output(oid, value)) for oid, value in result.outputs)
-            if not any(isinstance(v, p.Failed) for _, v in outputs):
-                self.admission.learn(done.spec.function_name, max(
-                    (v.nbytes if isinstance(v, p.Stored) else 0 for _, v in outputs), default=0))
+            self.learn(done.spec.function_name, outputs)
             self.release(result.task_id)
             if worker.actor:
                 self.actors.ended(done.spec)
@@ -478,6 +476,16 @@ class Node:
                 self.arrived(oid, value)
         if finished:
             self.up(p.TasksDone(tuple(finished)))
+
+    def learn(self, function: str, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
+        """The size of a successful task's largest stored result (0: all inline)."""
+        largest = 0
+        for _, value in outputs:
+            if isinstance(value, p.Stored):
+                largest = max(largest, value.nbytes)
+            elif isinstance(value, p.Failed):
+                return
+        self.admission.learn(function, largest)
 
     def seal_output(self, object_id: str, value: p.ObjectValue) -> p.ObjectValue:
         if not isinstance(value, p.Located):
