@@ -34,6 +34,7 @@ from plait.executor.invariants import node_problems
 from plait.executor.scheduler import TaskTable
 from plait.executor.worker import WorkerConfig
 from plait.executor.workers import Forker, WorkerHandle, reap, spawn_worker, stop_all
+from plait.store.allocator import Allocator
 from plait.store.store import ObjectStore
 
 if TYPE_CHECKING:
@@ -410,6 +411,23 @@ class Node:
             self.to_worker(identity, p.Allocated(message.request, message.object_id, self.id,
                                                  offset))
         return True
+
+    def put_block(self, message: p.Alloc, may_wait: bool) -> p.Message | None:
+        """A driver's put into this store: Allocated or Refused, or None to wait while it
+        does not fit beside what started tasks hold and running tasks may free room (as
+        a get waits); with nothing to wait for, the store itself says if it cannot."""
+        need = Need(Allocator.block_size(message.nbytes), 0)
+        if may_wait and self.admission.verdict(need, self.may_free_room) == WAIT:
+            return None
+        try:
+            offset = self.store.allocate(message.object_id, message.nbytes, message.created_by)
+        except ObjectTooLargeError as error:
+            return p.Refused(message.request, pickle.dumps(error))
+        except MemoryError as error:
+            if may_wait and self.may_free_room():
+                return None
+            return p.Refused(message.request, pickle.dumps(error))
+        return p.Allocated(message.request, message.object_id, self.id, offset)
 
     def note_room_refused(self, worker: WorkerHandle) -> None:
         """A result refused while other tasks here hold room (each waiting for the other's):

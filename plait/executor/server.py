@@ -175,6 +175,8 @@ class Server:
             self.register_links()
             if self.node.alloc_waiting or self.node.pin_waiting:
                 self.node.retry_waiting()
+            if self.head is not None and self.head.put_waiting:
+                self.head.retry_puts()
             now = time.monotonic()
             if self.head is not None:
                 if self.head.hellos:

@@ -6,6 +6,8 @@ import glob
 import os
 import random
 import tempfile
+import threading
+import time
 import zlib
 
 import numpy as np
@@ -201,3 +203,39 @@ def test_a_get_of_more_than_the_whole_store_fails_at_once_and_the_cluster_goes_o
         plait.get(refs, timeout=30)                  # not a GetTimeoutError: no waiting
     assert [float(plait.get(r)[0]) for r in refs] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert float(plait.get(double.remote(refs[4]))[0]) == 8.0
+
+
+@plait.remote
+def first_when_released(x, started, gate):
+    """x[0] once ``gate`` exists, after saying it started (a test releases it; 30 s cap)."""
+    open(started, "w").close()
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(gate)
+        time.sleep(0.005)
+    return float(x[0])
+
+
+def test_a_put_waits_for_room_a_running_task_holds_instead_of_failing(small_store, tmp_path):
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
+    held = plait.put(np.full(5 * MIB, 7.0))                # 40 MiB, pinned while it runs
+    running = first_when_released.remote(held, started, gate)
+    plait.wait([running], timeout=0)                       # submitted
+    deadline = time.monotonic() + 30
+    while not os.path.exists(started):
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.005)
+    putting, put = threading.Event(), []
+
+    def put_beside():
+        putting.set()
+        put.append(plait.put(np.full(4 * MIB, 3.0)))      # 32 MiB: fits once it ends
+
+    thread = threading.Thread(target=put_beside)
+    thread.start()
+    putting.wait(30)
+    open(gate, "w").close()
+    thread.join(60)
+    assert not thread.is_alive() and len(put) == 1
+    assert plait.get(running) == 7.0 and float(plait.get(put[0])[-1]) == 3.0
