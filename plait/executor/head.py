@@ -87,6 +87,7 @@ class Head(ActorRouting):
         self.client_holds: dict[Peer, Counter[str]] = defaultdict(Counter)
         self.client_pins: dict[Peer, Counter[tuple[str, str]]] = defaultdict(Counter)
         self.moving: dict[str, str] = {}          # task being revoked -> where it will go
+        self.put_waiting: list[tuple[Peer, p.Alloc]] = []   # drivers' puts waiting for room
         self.expected_puts: dict[str, Peer] = {}  # a task's put announced -> its session
         self.hellos: list[tuple[Peer, int]] = []
         self.gathers: dict[int, Gather] = {}
@@ -173,15 +174,18 @@ class Head(ActorRouting):
         self.object_done(message.object_id, message.value)
 
     def on_Alloc(self, peer: Peer, message: p.Alloc) -> None:
-        """A driver's put: a block of the head's own store (the driver shares its host)."""
-        try:
-            offset = self.local.store.allocate(message.object_id, message.nbytes,
-                                               message.created_by)
-        except MemoryError as error:
-            self.to_client(peer, p.Refused(message.request, pickle.dumps(error)))
-            return
-        self.to_client(peer, p.Allocated(message.request, message.object_id, self.local.id,
-                                         offset))
+        """A driver's put: a block of the head's own store (the driver shares its host);
+        it waits while tasks running there hold the room it needs (see Node.put_block)."""
+        reply = self.local.put_block(message, may_wait=True)
+        if reply is None:
+            self.put_waiting.append((peer, message))
+        else:
+            self.to_client(peer, reply)
+
+    def retry_puts(self) -> None:
+        waiting, self.put_waiting = self.put_waiting, []
+        for peer, message in waiting:
+            self.on_Alloc(peer, message)
 
     def on_Seal(self, peer: Peer, message: p.Seal) -> None:
         store = self.local.store
@@ -326,6 +330,7 @@ class Head(ActorRouting):
     def client_gone(self, peer: Peer) -> None:
         """A driver (or a worker's session) disconnected: what it held or pinned is let go,
         so a killed driver leaks nothing into a cluster that outlives it."""
+        self.put_waiting = [(who, put) for who, put in self.put_waiting if who != peer]
         for oid, count in self.client_holds.pop(peer, Counter()).items():
             for _ in range(count):
                 self.directory.release(oid)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from plait.executor import protocol as p
 from plait.executor.lineage import reads
+from plait.store.allocator import Allocator
 
 if TYPE_CHECKING:
     from plait.executor.head import Head
@@ -71,7 +72,7 @@ def node_problems(node: Node) -> list[str]:
     """Broken invariants of one node's tables (empty when all hold)."""
     problems = []
     running = {t for w in node.workers.values() for t in w.inflight}
-    ready = node.table.ready.ids() | set(node.table.actor_ready)
+    ready = node.table.ready.ids() | set(node.table.actor_ready) | set(node.admission.held)
     pulling = set(node.transfers.pulls) if node.transfers is not None else set()
     idle = []
     for task_id, state in node.table.tasks.items():
@@ -90,6 +91,16 @@ def node_problems(node: Node) -> list[str]:
                   for oid, stored in node.store.objects.items()
                   if stored.pins != (held := node.pin_holders(oid)))
     _note(problems, f"{node.id}: pins that differ from their holders", pins)
+    promised = sorted(t for t in node.admission.promised if t not in running)
+    _note(problems, f"{node.id}: room promised to tasks that no longer run", promised)
+    if node.admission.promised_total != sum(node.admission.promised.values()):
+        problems.append(f"{node.id}: promised bytes {node.admission.promised_total} differ "
+                        f"from the promises' sum {sum(node.admission.promised.values())}")
+    counted = sum(Allocator.block_size(s.nbytes) for s in node.store.objects.values()
+                  if s.pins and s.offset is not None)
+    if node.store.pinned_bytes != counted:
+        problems.append(f"{node.id}: the store counts {node.store.pinned_bytes} pinned bytes, "
+                        f"its objects {counted}")
     return problems
 
 

@@ -15,6 +15,7 @@ tasks whose worker died (``max_retries``), and reports.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import pickle
@@ -24,14 +25,16 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from plait.errors import (ObjectFreedError, ObjectLostError, ObjectTooLargeError, OutOfMemoryError,
-                          WorkerCrashedError)
+from plait.errors import (ObjectFreedError, ObjectLostError, ObjectStoreFullError,
+                          ObjectTooLargeError, OutOfMemoryError, WorkerCrashedError)
 from plait.executor import protocol as p
 from plait.executor.actors import Actors
+from plait.executor.admission import FAIL, GO, NOTHING, WAIT, Admission, Need
 from plait.executor.invariants import node_problems
 from plait.executor.scheduler import TaskTable
 from plait.executor.worker import WorkerConfig
 from plait.executor.workers import Forker, WorkerHandle, reap, spawn_worker, stop_all
+from plait.store.allocator import Allocator
 from plait.store.store import ObjectStore
 
 if TYPE_CHECKING:
@@ -45,6 +48,7 @@ WORKER_STOP_SECONDS = 5.0   # a busy worker stopped this long is taken for dead
 WORKER_STOP_GRACE = 2.0
 MAX_REFETCHES = 3          # a pull whose source lost its copy is asked for again this often
 PARK_SECONDS = 5.0          # an idle stand-in is kept this long for the next blocked worker
+ADMIT_LOOKAHEAD = 64        # tasks held back for memory looked at per dispatch, oldest first
 
 Send = Callable[[bytes, p.Message], None]      # (worker identity, message)
 
@@ -72,6 +76,10 @@ class Node:
         self.client_pins: Counter[str] = Counter()  # object -> pins drivers hold (via the head)
         self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
+        self.pin_waiting: list[p.Pin] = []          # a driver's get waiting for room
+        self.room_refused: dict[str, int] = {}      # task -> attempt refused room beside others
+        self.admission = Admission(store)
+        self.admitted: tuple[str, Need] = ("", NOTHING)   # the last task admit() looked at
         self.transfers: Transfers | None = None     # set by the server once sockets exist
         self.forker: Forker | None = None           # forks later workers (set by the server)
         self.worker_settings: dict[str, str] = {}
@@ -202,11 +210,36 @@ class Node:
             self.store.delete(oid)
 
     def on_Pin(self, message: p.Pin) -> None:
-        values = tuple((oid, self.pin_value(oid)) for oid in message.object_ids)
+        if not self.try_pin(message, may_wait=True):
+            self.pin_waiting.append(message)
+
+    def try_pin(self, message: p.Pin, may_wait: bool) -> bool:
+        """Pin a get's objects, all at once; False (to wait) while they do not fit beside
+        what started tasks hold and running tasks may free room.
+
+        A get of more than the whole store never fits: it fails at once, saying so. With
+        nothing left to wait for, each object is pinned if it can be (Failed if not).
+        """
+        ids = list(message.object_ids)
+        total = sum(self.store.nbytes(oid) for oid in dict.fromkeys(ids)
+                    if oid in self.store.objects)
+        if total > self.store.allocator.capacity:
+            error = pickle.dumps(ObjectStoreFullError(
+                f"a get of {len(ids)} objects needs {total / (1 << 20):.1f} MiB of "
+                f"{self.id}'s store at once, more than the whole store "
+                f"({self.store.allocator.capacity / (1 << 20):.1f} MiB): get them in "
+                f"smaller groups, or start plait with a larger store_memory"))
+            self.up(p.Pinned(message.request, tuple((oid, p.Failed(error)) for oid in ids)))
+            return True
+        need = Need(self.store.hold_cost(ids), 0)
+        if may_wait and self.admission.verdict(need, self.may_free_room) == WAIT:
+            return False
+        values = tuple((oid, self.pin_value(oid)) for oid in ids)
         for oid, value in values:
             if isinstance(value, p.Located):
                 self.client_pins[oid] += 1
         self.up(p.Pinned(message.request, values))
+        return True
 
     def on_Unpin(self, message: p.Unpin) -> None:
         for _, oid in message.pins:
@@ -241,9 +274,11 @@ class Node:
     def pin_value(self, object_id: str) -> p.ObjectValue:
         """Pin a stored object here and say where it is (Failed if it cannot be had)."""
         stored = self.store.objects.get(object_id)
-        if stored is None:                  # deleted or evicted: readers here ask again
-            self.values.pop(object_id, None)
-            return p.Failed(pickle.dumps(ObjectLostError(object_id, f"{self.id} holds no copy")))
+        if stored is None:                  # deleted, evicted, or lost while arranged
+            error = ObjectLostError(object_id, f"{self.id} holds no copy")
+            if isinstance(self.values.get(object_id), p.Stored):   # readers here ask again
+                self.copy_lost(object_id, error)
+            return p.Failed(pickle.dumps(error))
         try:
             offset = self.store.pin(object_id)
         except (ObjectLostError, MemoryError) as error:
@@ -277,7 +312,7 @@ class Node:
         if isinstance(message, p.WorkerReady):
             worker.ready = True
         elif isinstance(message, p.Alloc):
-            if not self.try_alloc(identity, message, may_wait=True):
+            if not self.try_alloc(worker, message, may_wait=True):
                 self.alloc_waiting.append((identity, message))
         elif isinstance(message, p.TasksDone):
             self.tasks_done(worker, message)
@@ -357,13 +392,15 @@ class Node:
         self.up(p.Created(object_id, value, task_id or ""))
         return task_id
 
-    def try_alloc(self, identity: bytes, message: p.Alloc, may_wait: bool) -> bool:
+    def try_alloc(self, worker: WorkerHandle, message: p.Alloc, may_wait: bool) -> bool:
         """Allocate, or refuse; False (to wait) while running tasks may free room.
 
         A store full of blocks pinned by running tasks is full only for a moment: the
         request waits until a task ends. It fails at once when every running task is
-        itself waiting for room, so waiting cannot deadlock.
+        itself waiting for room, so waiting cannot deadlock. The block is taken from what
+        admission promised the worker's task.
         """
+        identity = worker.identity
         if message.object_id in self.store.objects:     # left by an attempt that crashed
             self.store.delete(message.object_id)
         try:
@@ -371,23 +408,64 @@ class Node:
         except ObjectTooLargeError as error:
             self.to_worker(identity, p.Refused(message.request, pickle.dumps(error)))
         except MemoryError as error:
-            if may_wait and self.room_may_come(identity):
+            if may_wait and self.may_free_room(identity):
                 return False
+            self.note_room_refused(worker)
             self.to_worker(identity, p.Refused(message.request, pickle.dumps(error)))
         else:
+            task_id = next(iter(worker.inflight), None)
+            if task_id is not None:
+                self.admission.allocated(task_id, message.nbytes)
             self.to_worker(identity, p.Allocated(message.request, message.object_id, self.id,
                                                  offset))
         return True
 
-    def room_may_come(self, asking: bytes) -> bool:
-        waiting = {identity for identity, _ in self.alloc_waiting} | {asking}
-        return any(w.inflight and w.identity not in waiting for w in self.workers.values())
+    def put_block(self, message: p.Alloc, may_wait: bool) -> p.Message | None:
+        """A driver's put into this store: Allocated or Refused, or None to wait while it
+        does not fit beside what started tasks hold and running tasks may free room (as
+        a get waits); with nothing to wait for, the store itself says if it cannot."""
+        need = Need(Allocator.block_size(message.nbytes), 0)
+        if may_wait and self.admission.verdict(need, self.may_free_room) == WAIT:
+            return None
+        try:
+            offset = self.store.allocate(message.object_id, message.nbytes, message.created_by)
+        except ObjectTooLargeError as error:
+            return p.Refused(message.request, pickle.dumps(error))
+        except MemoryError as error:
+            if may_wait and self.may_free_room():
+                return None
+            return p.Refused(message.request, pickle.dumps(error))
+        return p.Allocated(message.request, message.object_id, self.id, offset)
 
-    def retry_allocs(self) -> None:
+    def note_room_refused(self, worker: WorkerHandle) -> None:
+        """A result refused while other tasks here hold room (each waiting for the other's):
+        the task runs again once it can, rather than failing (see ``tasks_done``)."""
+        task_id = next(iter(worker.inflight), None)
+        if task_id is not None and any(w.inflight for w in self.workers.values()
+                                       if w is not worker):
+            self.room_refused[task_id] = worker.inflight[task_id]
+
+    def may_free_room(self, asking: bytes = b"") -> bool:
+        """Whether something here will unpin without waiting on us: a task running that
+        neither waits for its children nor for room, or a transfer in progress."""
+        waiting = {identity for identity, _ in self.alloc_waiting} | {asking}
+        if any(w.inflight and not w.blocked and w.identity not in waiting
+               for w in self.workers.values()):
+            return True
+        transfers = self.transfers
+        return transfers is not None and bool(transfers.pulls or transfers.serving)
+
+    def retry_waiting(self) -> None:
+        """Allocations and gets that waited for room: try them again (a task ended)."""
         waiting, self.alloc_waiting = self.alloc_waiting, []
         for identity, message in waiting:
-            if identity in self.workers and not self.try_alloc(identity, message, True):
+            worker = self.workers.get(identity)
+            if worker is not None and not self.try_alloc(worker, message, True):
                 self.alloc_waiting.append((identity, message))
+        pins, self.pin_waiting = self.pin_waiting, []
+        for pin in pins:
+            if not self.try_pin(pin, may_wait=True):
+                self.pin_waiting.append(pin)
 
     def tasks_done(self, worker: WorkerHandle, message: p.TasksDone) -> None:
         finished = []
@@ -399,6 +477,14 @@ class Node:
             if result.retryable and self.table.retry(result.task_id, result.attempt):
                 self.release(result.task_id)
                 continue                           # runs again; its error is not reported
+            if self.room_refused.pop(result.task_id, None) == result.attempt and any(
+                    isinstance(v, p.Failed) for _, v in result.outputs):
+                for oid, value in result.outputs:  # blocks it got before the refusal
+                    if isinstance(value, p.Located):
+                        self.store.delete(oid)
+                self.release(result.task_id)       # admission holds it until it fits
+                self.table.requeue(result.task_id, result.attempt)
+                continue
             done = self.table.finish(result.task_id, result.attempt)
             if done is None:
                 for oid, value in result.outputs:       # a late duplicate: first result won
@@ -406,6 +492,7 @@ class Node:
                         self.store.delete(oid)
                 continue
             outputs = tuple((oid, self.seal_output(oid, value)) for oid, value in result.outputs)
+            self.learn(done.spec.function_name, outputs)
             self.release(result.task_id)
             if worker.actor:
                 self.actors.ended(done.spec)
@@ -415,6 +502,16 @@ class Node:
                 self.arrived(oid, value)
         if finished:
             self.up(p.TasksDone(tuple(finished)))
+
+    def learn(self, function: str, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
+        """The size of a successful task's largest stored result (0: all inline)."""
+        largest = 0
+        for _, value in outputs:
+            if isinstance(value, p.Stored):
+                largest = max(largest, value.nbytes)
+            elif isinstance(value, p.Failed):
+                return
+        self.admission.learn(function, largest)
 
     def seal_output(self, object_id: str, value: p.ObjectValue) -> p.ObjectValue:
         if not isinstance(value, p.Located):
@@ -509,48 +606,117 @@ class Node:
     def release(self, task_id: str) -> None:
         """The task no longer runs here: its inputs' pins and its extra slots go."""
         self.held_slots.pop(task_id, None)
+        self.admission.ended(task_id)
         for oid in self.task_pins.pop(task_id, ()):
             self.store.unpin(oid)
 
     def dispatch(self) -> None:
         """Hand ready tasks to the least-busy workers, many per message when there are many.
 
-        A busy worker may get a second batch queued behind its first (hiding the round
-        trip), except for a task that reads stored objects: those are pinned in memory
-        from dispatch to the end of the task, so they only go to an idle worker.
+        A task starts only when the store can hold its inputs and result (``next_ready``;
+        see admission.py). A busy worker may get a second batch queued behind its first
+        (hiding the round trip), except for a task that reads stored objects: those are
+        pinned in memory from dispatch to the end of the task, so they only go to an idle
+        worker.
         """
         if self.table.actor_ready:
             handed, self.table.actor_ready = self.table.actor_ready, []
             self.actors.ready(handed)
         if self.actors.wanted:
             self.actors.dispatch()
-        ready = self.table.ready
-        while ready:
+        while self.table.ready or self.admission.held:
             workers = self.pool(lambda w: w.ready and _able(w))
             if not workers:
                 return
-            slots = self.slots_needed(ready[0])
+            task_id = self.next_ready()
+            if task_id is None:
+                return
+            slots = self.slots_needed(task_id)
             if slots > 1 or self.held_slots:
-                if not self.send_alone(workers, slots):
+                if not self.send_alone(workers, slots, task_id):
                     return
                 continue
-            batch = max(1, min(MAX_BATCH, len(ready) // (2 * len(workers))))
+            batch = max(1, min(MAX_BATCH, len(self.table.ready) // (2 * len(workers))))
             worker = min(workers, key=lambda w: (len(w.inflight), w.index))
             if len(worker.inflight) >= 2 * batch:
                 return
-            if worker.inflight and self.reads_stored(ready[0]):
+            if worker.inflight and self.reads_stored(task_id):
                 return
-            items = []
-            for _ in range(min(batch, len(ready))):
-                if items and self.slots_needed(ready[0]) > 1:
+            items: list[p.WorkItem] = []
+            for _ in range(batch):
+                if task_id is None or (items and self.slots_needed(task_id) > 1):
                     break
-                task_id = ready.popleft()
-                items += [item for item in map(self.work_item, self.with_chain(task_id)) if item]
+                items += self.start(task_id)
+                task_id = self.next_ready(batching=True)
             if items:
                 self.send_items(worker, items)
 
-    def send_alone(self, workers: list[WorkerHandle], slots: int) -> bool:
-        """Dispatch the next task to an idle worker while ``slots`` are free (False: wait).
+    def next_ready(self, batching: bool = False) -> str | None:
+        """The next task to start: the oldest held back for memory that fits now (a few
+        are looked at), else the head of the queue if it fits. One that does not fit is
+        held back, so later tasks that fit pass it; one that never can fails. None:
+        nothing can start now. The task stays queued until ``start`` takes it.
+        ``batching``: tasks started for the batch being built will free room too."""
+        held = self.admission.held
+        for task_id in list(itertools.islice(held, ADMIT_LOOKAHEAD)):
+            verdict = self.admit(task_id, batching)
+            if verdict == GO:
+                return task_id
+            if verdict != WAIT:
+                del held[task_id]
+                self.refuse_room(task_id, verdict)
+        ready = self.table.ready
+        while ready:
+            task_id = ready[0]
+            verdict = self.admit(task_id, batching)
+            if verdict == GO:
+                return task_id
+            ready.popleft()                  # before failing it wakes other tasks
+            if verdict == WAIT:
+                held[task_id] = None
+            self.refuse_room(task_id, verdict)
+        return None
+
+    def admit(self, task_id: str, batching: bool = False) -> str:
+        """GO, WAIT or FAIL; "" for a task gone or riding (skipped)."""
+        state = self.table.tasks.get(task_id)
+        if state is None or state.riding:
+            return ""
+        need = self.need(state.spec)
+        self.admitted = (task_id, need)           # start() takes it, nothing changed between
+        return self.admission.verdict(need, lambda: batching or self.may_free_room())
+
+    def refuse_room(self, task_id: str, verdict: str) -> None:
+        """A task whose inputs can never be held here fails (taken off its queue first)."""
+        if verdict == FAIL:
+            spec = self.table.tasks[task_id].spec
+            error = self.admission.too_large(task_id, spec.function_name, self.need(spec))
+            self.fail_task(task_id, pickle.dumps(error))
+
+    def need(self, spec: p.TaskSpec) -> Need:
+        return self.admission.need(spec.deps + spec.nested, spec.function_name,
+                                   len(spec.outputs))
+
+    def start(self, task_id: str) -> list[p.WorkItem]:
+        """Take an admitted task off its queue, promise its result room, and pin its inputs
+        where they leave that room in one piece."""
+        if task_id in self.admission.held:
+            del self.admission.held[task_id]
+        else:
+            taken = self.table.ready.popleft()
+            assert taken == task_id, (taken, task_id)
+        spec = self.table.tasks[task_id].spec
+        admitted, need = self.admitted
+        if admitted != task_id:
+            need = self.need(spec)
+        self.admission.started(task_id, need)
+        if need.result and spec.deps + spec.nested:
+            self.store.arrange([oid for oid in spec.deps + spec.nested
+                                if isinstance(self.values.get(oid), p.Stored)], need.result)
+        return [item for item in map(self.work_item, self.with_chain(task_id)) if item]
+
+    def send_alone(self, workers: list[WorkerHandle], slots: int, task_id: str) -> bool:
+        """Dispatch ``task_id`` to an idle worker while ``slots`` are free (False: wait).
 
         A task with num_cpus > 1 holds that many worker slots: it runs in one idle worker
         and keeps ``slots - 1`` others idle until it ends; while any such task runs (or an
@@ -560,8 +726,7 @@ class Node:
         idle = [w for w in workers if not w.inflight]
         if len(idle) - sum(self.held_slots.values()) < slots:
             return False
-        task_id = self.table.ready.popleft()
-        items = [item for item in map(self.work_item, self.with_chain(task_id)) if item]
+        items = self.start(task_id)
         if items:
             self.send_items(min(idle, key=lambda w: w.index), items)
             if slots > 1:

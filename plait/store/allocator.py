@@ -65,6 +65,22 @@ class Allocator:
         self.used += size
         return start
 
+    def allocate_at(self, offset: int, nbytes: int) -> int:
+        """Take ``[offset, offset + block)``, which must lie inside one free block."""
+        size = self.block_size(nbytes)
+        start = max((b for b in self._starts if b <= offset), default=-1)
+        free = self._starts.get(start, 0)
+        assert offset % BLOCK_ALIGNMENT == 0 and offset + size <= start + free, \
+            f"[{offset}, +{size}) is not free"
+        self._remove_free(start, free)
+        if offset > start:
+            self._add_free(start, offset - start)
+        if start + free > offset + size:
+            self._add_free(offset + size, start + free - offset - size)
+        self._taken[offset] = size
+        self.used += size
+        return offset
+
     def free(self, offset: int) -> None:
         size = self._taken.pop(offset)
         self.used -= size
@@ -83,6 +99,14 @@ class Allocator:
         return self._taken[offset]
 
     @property
+    def free_bytes(self) -> int:
+        return self.capacity - self.used
+
+    def used_blocks(self) -> list[tuple[int, int]]:
+        """``(offset, size)`` of every used block, in address order (for making room)."""
+        return sorted(self._taken.items())
+
+    @property
     def largest_free(self) -> int:
         return self._by_size[-1][0] if self._by_size else 0
 
@@ -95,3 +119,83 @@ class Allocator:
         del self._by_size[bisect.bisect_left(self._by_size, (size, start))]
         del self._starts[start]
         del self._ends[start + size]
+
+
+def cheapest_window(used: list[tuple[int, int, int | None]], capacity: int, size: int
+                    ) -> list[int] | None:
+    """The offsets of the used blocks to clear so that ``size`` contiguous bytes become
+    free at the least cost; None when every large enough range holds a block that stays.
+
+    Free bytes split into blocks too small are not a full store: clearing the cheapest
+    run of neighbours makes them whole. ``used`` is ``(offset, size, cost)`` in address
+    order, cost None for a block that cannot go (pinned); the gaps between are free.
+    Costs are never negative, so for each right end the best window is the shortest
+    one that is large enough: two pointers, one pass.
+
+    >>> cheapest_window([(0, 4, 4), (4, 4, None), (12, 4, 1), (20, 4, 9)], 28, 8)
+    [12]
+    >>> cheapest_window([(4, 4, None), (12, 4, None)], 20, 8) is None
+    True
+    """
+    segments = _segments(used, capacity)
+    best: tuple[int, int, int] | None = None               # (cost, first, last)
+    first, cost = 0, 0
+    for last, (start, end, step, _) in enumerate(segments):
+        if step is None:
+            first, cost = last + 1, 0
+            continue
+        cost += step
+        while first < last and end - segments[first + 1][0] >= size:
+            cost -= segments[first][2] or 0
+            first += 1
+        if end - segments[first][0] >= size and (best is None or cost < best[0]):
+            best = (cost, first, last)
+    if best is None:
+        return None
+    return [seg[3] for seg in segments[best[1]:best[2] + 1] if seg[3] is not None]
+
+
+def _segments(used: list[tuple[int, int, int | None]], capacity: int
+              ) -> list[tuple[int, int, int | None, int | None]]:
+    """``(start, end, cost, offset of the used block or None if free)`` in address order."""
+    segments: list[tuple[int, int, int | None, int | None]] = []
+    position = 0
+    for offset, size, cost in used:
+        if offset > position:
+            segments.append((position, offset, 0, None))
+        segments.append((offset, offset + size, cost, offset))
+        position = offset + size
+    if position < capacity:
+        segments.append((position, capacity, 0, None))
+    return segments
+
+
+def highest_window(used: list[tuple[int, int, int | None]], capacity: int, size: int
+                   ) -> tuple[int, list[int]] | None:
+    """Where to place ``size`` bytes as high in the arena as possible, and the offsets of
+    the used blocks to clear first; None when pinned blocks leave no such range.
+
+    Long-held pins (a task's inputs, a reader's view) stacked from the top leave the free
+    bytes below them in one piece, for results and puts, which are placed from the bottom.
+    ``used`` is as for ``cheapest_window``.
+
+    >>> highest_window([(0, 4, 4), (12, 4, None), (16, 4, 1)], 20, 8)
+    (4, [])
+    >>> highest_window([(0, 4, 4), (12, 4, None), (16, 4, 1)], 20, 12)
+    (0, [0])
+    >>> highest_window([(0, 4, 4), (12, 4, 1)], 16, 8)
+    (8, [12])
+    """
+    segments = _segments(used, capacity)
+    top = None                                      # end of the run being grown downward
+    for index in range(len(segments) - 1, -1, -1):
+        start, end, cost, _ = segments[index]
+        if cost is None:
+            top = None
+            continue
+        top = end if top is None else top
+        if top - start >= size:
+            place = top - size
+            return place, [seg[3] for seg in segments[index:]
+                           if seg[3] is not None and seg[1] > place and seg[0] < top]
+    return None

@@ -14,8 +14,9 @@ def format_memory(nodes: Iterable[StoreSummary], largest: bool = True) -> str:
             f"{node.node}: {_size(node.used)} used of {_size(node.capacity)} "
             f"({100 * node.used / max(node.capacity, 1):.0f}%), {_size(node.pinned)} pinned, "
             f"{node.objects} objects in the store; spilled: {_size(node.spilled_bytes)} in "
-            f"{node.spilled_objects} objects (spill {node.spill_gbps:.2f} GB/s, restore "
-            f"{node.restore_gbps:.2f} GB/s)")
+            f"{node.spilled_objects} objects; since start: {_size(node.spilled_total)} "
+            f"spilled at {node.spill_gbps:.2f} GB/s, {_size(node.restored_total)} restored at "
+            f"{node.restore_gbps:.2f} GB/s")
         if largest and node.largest:
             lines.append("  largest objects:")
             lines += [f"    {o.id:<24} {_size(o.nbytes):>10}  {o.state:<8} created by "

@@ -9,8 +9,13 @@ Each object is in one of three states::
 Pins (a running task reading the object, a driver holding a zero-copy view, a block still
 being written) keep an object in memory at a fixed offset. When an allocation does not fit,
 the store first drops unpinned replicas (copies another node also holds), then spills
-unpinned primaries, least recently used first. Only when nothing more can go does it raise
-ObjectStoreFullError, naming the sizes and the largest objects.
+unpinned primaries, least recently used first, until enough bytes are free; if those free
+bytes lie in pieces too small, it clears the cheapest run of unpinned neighbours to make
+one block whole (``allocator.cheapest_window``). Only when pinned objects leave no such run
+does it raise ObjectStoreFullError, naming the sizes and the largest objects.
+
+``pinned_bytes`` (blocks held in memory by pins) is kept as pins change, so the node can ask
+in O(1) whether a task's inputs and result could be held (``room``) before it starts one.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plait.errors import ObjectLostError, ObjectStoreFullError, ObjectTooLargeError
-from plait.store.allocator import Allocator
+from plait.store.allocator import Allocator, cheapest_window, highest_window
 from plait.store.arena import Arena
 from plait.store.spill import SpillError, Spiller, SpillRecord
 
@@ -59,6 +64,8 @@ class StoreSummary:
     spill_gbps: float
     restore_gbps: float
     largest: tuple[ObjectSummary, ...]
+    spilled_total: int = 0             # bytes written to spill files since start
+    restored_total: int = 0            # bytes read back from them since start
 
 
 class ObjectStore:
@@ -72,6 +79,7 @@ class ObjectStore:
         self.spiller = spiller
         self.objects: dict[str, StoredObject] = {}
         self.lru: OrderedDict[str, None] = OrderedDict()     # in memory, unpinned
+        self.pinned_bytes = 0                                 # blocks of pinned objects
         self._on_dropped = on_dropped                         # a replica was evicted
 
     # -- lifecycle of one object ---------------------------------------------------------
@@ -83,6 +91,7 @@ class ObjectStore:
         offset = self._allocate(nbytes, object_id)
         self.objects[object_id] = StoredObject(object_id, nbytes, created_by, offset,
                                                replica=replica)
+        self.pinned_bytes += Allocator.block_size(nbytes)
         return offset
 
     def seal(self, object_id: str) -> None:
@@ -99,6 +108,8 @@ class ObjectStore:
             raise ObjectLostError(object_id, f"{self.node}'s store does not hold it")
         if stored.offset is None:
             self._restore(stored)
+        if stored.pins == 0:
+            self.pinned_bytes += Allocator.block_size(stored.nbytes)
         stored.pins += 1
         self.lru.pop(object_id, None)
         return stored.offset
@@ -110,6 +121,7 @@ class ObjectStore:
         stored.pins -= 1
         assert stored.pins >= 0, f"{object_id} unpinned more often than pinned"
         if stored.pins == 0 and stored.offset is not None:
+            self.pinned_bytes -= Allocator.block_size(stored.nbytes)
             self.lru[object_id] = None               # most recently used at the end
 
     def delete(self, object_id: str) -> None:
@@ -119,6 +131,8 @@ class ObjectStore:
             return
         self.lru.pop(object_id, None)
         if stored.offset is not None:
+            if stored.pins:
+                self.pinned_bytes -= Allocator.block_size(stored.nbytes)
             self.allocator.free(stored.offset)
         if stored.spill is not None and self.spiller is not None:
             self.spiller.delete(stored.spill)
@@ -126,24 +140,84 @@ class ObjectStore:
     def nbytes(self, object_id: str) -> int:
         return self.objects[object_id].nbytes
 
+    # -- admission -----------------------------------------------------------------------
+
+    def room(self) -> int:
+        """Bytes more that could be pinned now, once every unpinned object has made way
+        (spilled, or dropped if a replica; without spilling, primaries stay)."""
+        kept = 0 if self.spiller is not None else sum(
+            Allocator.block_size(self.objects[oid].nbytes) for oid in self.lru
+            if not self.objects[oid].replica)
+        return self.allocator.capacity - self.pinned_bytes - kept
+
+    def hold_cost(self, object_ids: list[str]) -> int:
+        """Bytes that pinning these objects would add to ``pinned_bytes`` (the spilled
+        ones restored, the unpinned ones kept); objects not held here cost nothing."""
+        found = (self.objects.get(oid) for oid in dict.fromkeys(object_ids))
+        return sum(Allocator.block_size(s.nbytes) for s in found
+                   if s is not None and not (s.pins and s.offset is not None))
+
+    def arrange(self, object_ids: list[str], then_whole: int) -> None:
+        """Before a task pins its inputs: if pinning them where they lie (or restoring them
+        wherever there is room) could leave no block of ``then_whole`` bytes for its result,
+        move them to the top of the arena first (spill, then restore high; a primary whose
+        spill file is still good is not written again).
+
+        A pinned block in the middle splits the store: a task reading 24 MiB of a 64 MiB
+        store could not write a 24 MiB result, though 40 MiB could be freed around it.
+        """
+        group = [self.objects[oid] for oid in dict.fromkeys(object_ids) if oid in self.objects]
+        if then_whole <= 0 or self._fits_beside(group, Allocator.block_size(then_whole)):
+            return
+        try:
+            for stored in group:
+                if stored.offset is not None and not stored.pins and not stored.replica \
+                        and self.spiller is not None:
+                    self._spill(stored)
+            for stored in sorted(group, key=lambda s: (-s.nbytes, s.id)):
+                if stored.offset is None:
+                    self._restore(stored, high=True)
+                    self.lru[stored.id] = None
+        except (SpillError, ObjectStoreFullError, ObjectLostError):
+            pass                     # the pins that follow say what is wrong, if anything
+
+    def _fits_beside(self, group: list[StoredObject], size: int) -> bool:
+        """Whether ``size`` bytes could still be made whole once ``group`` is pinned."""
+        restoring = sum(Allocator.block_size(s.nbytes) for s in group if s.offset is None)
+        if self.allocator.largest_free >= size + restoring:
+            return True
+        if restoring:
+            return False
+        members = {s.offset for s in group}
+        at = {s.offset: s for s in self.objects.values() if s.offset is not None}
+        used = [(offset, block, None if offset in members else
+                 self._eviction_cost(at.get(offset), block))
+                for offset, block in self.allocator.used_blocks()]
+        return cheapest_window(used, self.allocator.capacity, size) is not None
+
     # -- making room ---------------------------------------------------------------------
 
-    def _allocate(self, nbytes: int, object_id: str) -> int:
+    def _allocate(self, nbytes: int, object_id: str, high: bool = False) -> int:
+        """A block for ``nbytes``: best fit from the bottom, or (``high``) as near the top
+        as the pinned blocks allow, clearing unpinned objects in the way."""
         if Allocator.block_size(nbytes) > self.allocator.capacity:
             raise ObjectTooLargeError(
                 f"{object_id} needs {nbytes} bytes, more than {self.node}'s whole store "
                 f"({self.allocator.capacity} bytes); start plait with a larger store_memory")
-        spill_error: Exception | None = None
-        while not self.allocator.fits(nbytes):
-            try:
-                if not self._evict_one():
-                    break
-            except SpillError as error:
-                spill_error = error
-                break
-        if not self.allocator.fits(nbytes):
-            raise self._full_error(nbytes, spill_error)
-        offset = self.allocator.allocate(nbytes)
+        size = Allocator.block_size(nbytes)
+        try:
+            if high:
+                offset = self._take_high(size)
+            else:
+                while self.allocator.free_bytes < size and self._evict_one():
+                    pass
+                if not self.allocator.fits(nbytes):
+                    self._make_whole(size)
+                offset = self.allocator.allocate(nbytes) if self.allocator.fits(nbytes) else -1
+        except SpillError as error:
+            raise self._full_error(nbytes, error) from error
+        if offset < 0:
+            raise self._full_error(nbytes, None)
         try:
             self.arena.reserve(offset, nbytes)
         except OSError as error:
@@ -157,13 +231,51 @@ class ObjectStore:
         """Drop the least recently used unpinned replica, else spill the LRU primary."""
         victim = next((oid for oid in self.lru if self.objects[oid].replica), None)
         if victim is not None:
-            self.delete(victim)
-            self._on_dropped(victim)
+            self._evict(self.objects[victim])
             return True
         if self.spiller is None or not self.lru:
             return False
         self._spill(self.objects[next(iter(self.lru))])
         return True
+
+    def _make_whole(self, size: int) -> None:
+        """Enough bytes are free, but in pieces: clear the cheapest run of unpinned
+        neighbours (a primary with a spill file still good costs nothing to write)."""
+        at = {s.offset: s for s in self.objects.values() if s.offset is not None}
+        used = [(offset, block, self._eviction_cost(at.get(offset), block))
+                for offset, block in self.allocator.used_blocks()]
+        for offset in cheapest_window(used, self.allocator.capacity, size) or ():
+            self._evict(at[offset])
+
+    def _take_high(self, size: int) -> int:
+        """Clear and take the highest range of ``size`` bytes free of pinned blocks (-1:
+        there is none)."""
+        at = {s.offset: s for s in self.objects.values() if s.offset is not None}
+        used = [(offset, block, self._eviction_cost(at.get(offset), block))
+                for offset, block in self.allocator.used_blocks()]
+        found = highest_window(used, self.allocator.capacity, size)
+        if found is None:
+            return -1
+        place, clear = found
+        for offset in clear:
+            self._evict(at[offset])
+        return self.allocator.allocate_at(place, size)
+
+    def _eviction_cost(self, stored: StoredObject | None, block: int) -> int | None:
+        """Bytes written to clear this block; None if it cannot go (pinned, or a primary
+        with spilling off)."""
+        if stored is None or stored.pins:
+            return None
+        if stored.replica or stored.spill is not None:
+            return 0
+        return block if self.spiller is not None else None
+
+    def _evict(self, stored: StoredObject) -> None:
+        if stored.replica:
+            self.delete(stored.id)
+            self._on_dropped(stored.id)
+        else:
+            self._spill(stored)
 
     def _spill(self, stored: StoredObject) -> None:
         """Write the object out, unless a spill file from an earlier eviction is still good
@@ -176,11 +288,11 @@ class ObjectStore:
         stored.offset = None
         del self.lru[stored.id]
 
-    def _restore(self, stored: StoredObject) -> None:
+    def _restore(self, stored: StoredObject, high: bool = False) -> None:
         """Read a spilled object back; if its file is gone or corrupt, this copy is gone
         for good: it is dropped (file too) and the caller hears ObjectLostError."""
         assert stored.spill is not None and self.spiller is not None
-        offset = self._allocate(stored.nbytes, stored.id)
+        offset = self._allocate(stored.nbytes, stored.id, high)
         try:
             self.spiller.read_into(stored.id, stored.spill,
                                    self.arena.block(offset, stored.nbytes))
@@ -194,17 +306,24 @@ class ObjectStore:
         stored.offset = offset            # the spill file stays: a later eviction is free
 
     def _full_error(self, nbytes: int, spill_error: Exception | None) -> ObjectStoreFullError:
-        free = self.allocator.capacity - self.allocator.used
-        biggest = sorted(self.objects.values(), key=lambda s: -s.nbytes)[:3]
-        live = ", ".join(f"{s.id} ({_mib(s.nbytes)}, {_state(s)}, from {s.created_by})"
+        """Why nothing more could go: the sizes, and the pinned objects in the way."""
+        free = self.allocator.free_bytes
+        held = [s for s in self.objects.values()          # what stays in memory
+                if s.offset is not None and (s.pins or self.spiller is None)]
+        biggest = sorted(held, key=lambda s: (-s.nbytes, s.id))[:3]
+        live = ", ".join(f"{s.id} ({_mib(s.nbytes)}, from {s.created_by})"
                          for s in biggest) or "none"
         why = (f"spilling failed: {spill_error}" if spill_error is not None else
-               "spilling is off" if self.spiller is None else "every object in memory is pinned")
+               "spilling is off" if self.spiller is None else
+               "pinned objects split the free bytes" if free >= Allocator.block_size(nbytes)
+               else "every object in memory is pinned")
         return ObjectStoreFullError(
             f"{self.node}'s store cannot fit {_mib(nbytes)}: {_mib(free)} of "
             f"{_mib(self.allocator.capacity)} free (largest free block "
-            f"{_mib(self.allocator.largest_free)}), and {why}. Largest objects: {live}. "
-            f"Release refs you no longer need, or start plait with a larger store_memory.")
+            f"{_mib(self.allocator.largest_free)}), {_mib(self.pinned_bytes)} pinned by "
+            f"running tasks and readers, and {why}. Largest objects held in memory: {live}. "
+            f"Release refs or views you no longer need, or start plait with a larger "
+            f"store_memory.")
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -219,7 +338,9 @@ class ObjectStore:
             len(objects), sum(s.nbytes for s in spilled), len(spilled),
             _rate(spiller.spilled_bytes, spiller.spill_seconds) if spiller else 0.0,
             _rate(spiller.restored_bytes, spiller.restore_seconds) if spiller else 0.0,
-            tuple(ObjectSummary(s.id, s.nbytes, _state(s), s.created_by) for s in largest))
+            tuple(ObjectSummary(s.id, s.nbytes, _state(s), s.created_by) for s in largest),
+            int(spiller.spilled_bytes) if spiller else 0,
+            int(spiller.restored_bytes) if spiller else 0)
 
     def close(self) -> None:
         for object_id in list(self.objects):

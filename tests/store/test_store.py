@@ -150,3 +150,84 @@ def test_many_small_objects_allocate_and_free(arena, tmp_path):
         store.delete(f"s{i}")
     put(store, "big", 7, nbytes=MIB)
     assert read(store, "s1") == bytes([1]) * 100 and read(store, "big") == bytes([7]) * MIB
+
+
+# -- making room: fragmentation and admission figures --------------------------------------
+
+HALF = MIB // 2
+
+
+def test_free_pieces_too_small_are_made_whole_by_spilling_the_cheapest_neighbour(arena,
+                                                                                 tmp_path):
+    store = make_store(arena, tmp_path)
+    for i in range(8):                                   # 8 x 0.5 MiB fill the 4 MiB arena
+        put(store, f"o{i}", i, HALF)
+    for i in (1, 3, 5):                                  # 1.5 MiB free, in 0.5 MiB pieces
+        store.delete(f"o{i}")
+    store.allocate("big", 3 * HALF, "test")
+    spilled = {o.id for o in store.summary(top=10).largest if o.state == "spilled"}
+    assert len(spilled) == 1 and spilled < {"o2", "o4"}  # one neighbour, not the LRU o0
+    assert all(read(store, f"o{i}") == bytes([i]) * HALF for i in (0, 2, 4, 6, 7))
+
+
+def test_free_bytes_split_by_pinned_objects_say_so(arena, tmp_path):
+    store = make_store(arena, tmp_path)
+    for i in range(4):
+        put(store, f"o{i}", i)
+    store.pin("o1")
+    store.pin("o3")
+    store.delete("o0")
+    store.delete("o2")
+    with pytest.raises(plait.ObjectStoreFullError, match="pinned objects split the free"):
+        store.allocate("big", 2 * MIB, "test")
+
+
+def test_pinned_bytes_room_and_hold_cost_follow_pins(arena, tmp_path):
+    store = make_store(arena, tmp_path)
+    for i in range(6):                                   # 6 MiB into 4: two spill
+        put(store, f"o{i}", i)
+    assert store.pinned_bytes == 0 and store.room() == 4 * MIB
+    assert store.hold_cost(["o0", "o5", "o0", "absent"]) == 2 * MIB
+    store.pin("o0")                                      # restored, and pinned
+    assert store.pinned_bytes == MIB and store.hold_cost(["o0", "o5"]) == MIB
+    store.allocate("new", HALF, "test")                  # born pinned while written
+    assert store.pinned_bytes == MIB + HALF and store.room() == 2 * MIB + HALF
+    store.seal("new")
+    store.unpin("o0")
+    store.delete("o5")
+    assert store.pinned_bytes == 0
+    summary = store.summary()
+    assert summary.spilled_total >= 2 * MIB and summary.restored_total == MIB
+
+
+def middle_pin_store(arena, tmp_path) -> ObjectStore:
+    store = make_store(arena, tmp_path)
+    put(store, "low", 0, MIB)
+    put(store, "input", 1, 3 * HALF)                     # [1, 2.5) MiB: the middle
+    put(store, "high", 2, MIB)
+    return store
+
+
+def test_a_pinned_input_in_the_middle_would_split_the_room_for_a_result(arena, tmp_path):
+    store = middle_pin_store(arena, tmp_path)
+    store.pin("input")
+    with pytest.raises(plait.ObjectStoreFullError, match="pinned objects split"):
+        store.allocate("result", 2 * MIB, "test")
+
+
+def test_arrange_moves_a_task_input_to_the_top_so_its_result_fits(arena, tmp_path):
+    store = middle_pin_store(arena, tmp_path)
+    store.arrange(["input"], 2 * MIB)
+    offset = store.pin("input")
+    assert offset + 3 * HALF == 4 * MIB                  # at the top, same bytes
+    assert bytes(store.arena.block(offset, 3 * HALF)) == bytes([1]) * 3 * HALF
+    store.allocate("result", 2 * MIB, "test")
+    store.seal("result")
+    store.unpin("input")
+    assert read(store, "low") == bytes([0]) * MIB and read(store, "high") == bytes([2]) * MIB
+
+
+def test_arrange_leaves_inputs_alone_when_the_result_fits_anyway(arena, tmp_path):
+    store = middle_pin_store(arena, tmp_path)
+    store.arrange(["input"], HALF)
+    assert store.pin("input") == MIB and store.summary().spilled_total == 0

@@ -1,0 +1,117 @@
+"""Admission by memory: a node starts a task only when its store can hold the task's inputs
+and its result beside what the tasks already started hold.
+
+Data flow::
+
+    ready queue --next--> fits? --yes--> dispatched: its inputs pinned (spilled ones restored
+                            |                        now, when it is about to run, not when
+                            |                        it was queued); its result promised
+                            no --> held back; later tasks that fit may pass it
+    worker's Alloc       --> the promise shrinks by the block it got
+    task ends (release)  --> its promise and pins go; held-back tasks are looked at again
+
+A task's need is ``inputs`` (the blocks of its stored inputs not pinned already) plus
+``result``: the largest stored result this node has seen its function make (times its
+outputs), or, for a function not seen yet, the size of its stored inputs. A map's result is
+often as large as its input; guessing too high costs concurrency for one round, guessing too
+low lets two running tasks each wait for room the other holds, and one of them is refused.
+
+It fits when ``pinned + promised + need`` is within what the store can pin (``room``: its
+capacity once everything unpinned has spilled). When nothing here can free room (no task
+running that is not itself waiting), waiting would be for ever: the task goes if its inputs
+alone can be pinned (its result is only a guess; its Alloc will say), else it fails now
+with ObjectStoreFullError saying why.
+
+Pure bookkeeping over the store: no sockets, no workers (tests/executor/test_admission.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from plait.errors import ObjectStoreFullError
+from plait.store.allocator import Allocator
+from plait.store.store import ObjectStore
+
+GO, WAIT, FAIL = "go", "wait", "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """Store bytes a task would add if started now."""
+
+    inputs: int        # blocks to pin: spilled inputs restored, unpinned ones kept
+    result: int        # its result's estimated blocks
+
+
+NOTHING = Need(0, 0)
+
+
+class Admission:
+    """What started tasks were promised, what functions' results weigh, who waits."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.promised: dict[str, int] = {}      # started task -> result bytes not yet allocated
+        self.promised_total = 0
+        self.result_bytes: dict[str, int] = {}  # function -> largest stored result seen here
+        self.held: dict[str, None] = {}         # ready tasks that did not fit, oldest first
+
+    def need(self, reads: tuple[str, ...], function: str, outputs: int) -> Need:
+        known = self.result_bytes.get(function)
+        if not reads:                                   # the common case: keep it cheap
+            return Need(0, known * outputs) if known else NOTHING
+        if known is None:
+            stored = (self.store.objects.get(oid) for oid in dict.fromkeys(reads))
+            result = sum(Allocator.block_size(s.nbytes) for s in stored if s is not None)
+        else:
+            result = known * outputs
+        return Need(self.store.hold_cost(list(reads)), result)
+
+    def verdict(self, need: Need, may_free_room: Callable[[], bool]) -> str:
+        """GO now, WAIT for running tasks to free room, or FAIL (it never can)."""
+        room = self.store.room() - self.promised_total
+        if need.inputs + need.result <= room:
+            return GO
+        if may_free_room():
+            return WAIT
+        return GO if need.inputs <= self.store.room() else FAIL
+
+    def too_large(self, task: str, function: str, need: Need) -> ObjectStoreFullError:
+        """The error of a task whose inputs cannot be pinned even with nothing else running."""
+        store = self.store
+        capacity = store.allocator.capacity
+        why = ("more than the whole store" if need.inputs > capacity else
+               f"but readers (a driver's views, say) pin {_mib(store.pinned_bytes)} and "
+               f"only {_mib(store.room())} can be freed")
+        return ObjectStoreFullError(
+            f"task {task} ({function}) needs {_mib(need.inputs)} of {store.node}'s store for "
+            f"its inputs at once, {why} ({_mib(capacity)}). Release views you no longer "
+            f"need, split the work, or start plait with a larger store_memory.")
+
+    def started(self, task: str, need: Need) -> None:
+        self.promised[task] = need.result
+        self.promised_total += need.result
+
+    def allocated(self, task: str, nbytes: int) -> None:
+        """Part of the promise is now a pinned block of the store (counted there)."""
+        promise = self.promised.get(task)
+        if promise:
+            spent = min(promise, Allocator.block_size(nbytes))
+            self.promised[task] = promise - spent
+            self.promised_total -= spent
+
+    def ended(self, task: str) -> None:
+        self.promised_total -= self.promised.pop(task, 0)
+
+    def learn(self, function: str, nbytes: int) -> None:
+        """A result of ``function`` was made here (0 bytes: inline, not in the store): the
+        estimate of later ones is the largest seen."""
+        block = Allocator.block_size(nbytes) if nbytes else 0
+        if block > self.result_bytes.get(function, -1):
+            self.result_bytes[function] = block
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / (1 << 20):.1f} MiB"

@@ -1,0 +1,142 @@
+"""Admission by memory without processes: a node with a spilling store and worker handles."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+
+import plait
+from plait.executor import protocol as p
+from plait.executor.admission import FAIL, GO, WAIT
+from plait.executor.node import Node
+from plait.executor.workers import WorkerHandle
+from plait.store.arena import Arena
+from plait.store.spill import Spiller
+from plait.store.store import ObjectStore
+
+MIB = 1 << 20
+PART = 3 * MIB // 2                       # 1.5 MiB: two inputs and a result overfill 4 MiB
+
+
+@pytest.fixture
+def node(tmp_path):
+    arena = Arena.create(f"plait-test-{os.getpid()}-admit", 4 * MIB)
+    store = ObjectStore("node-0", arena, Spiller(str(tmp_path)))
+    workers = [WorkerHandle(i, -1, -1, f"w{i}".encode(), ready=True) for i in range(2)]
+    up: list[p.Message] = []
+    sent: list[tuple[bytes, p.Message]] = []
+    made = Node("node-0", store, workers, "ipc://unused", up=up.append,
+                to_worker=lambda i, m: sent.append((i, m)), watch=lambda fd: None)
+    made.num_workers = 0                  # never start a stand-in process in these tests
+    made.functions["f@1"] = b""
+    made.up_messages, made.sent = up, sent
+    yield made
+    store.close()
+    arena.unlink()
+    try:
+        arena.close()
+    except BufferError:
+        pass
+
+
+def put(node: Node, object_id: str, nbytes: int = PART) -> None:
+    node.store.allocate(object_id, nbytes, "test")
+    node.store.seal(object_id)
+    node.values[object_id] = p.Stored("node-0", nbytes)
+
+
+def spec(task_id: str, deps: tuple[str, ...] = ()) -> p.TaskSpec:
+    return p.TaskSpec(task_id, "f@1", "f", b"", deps, (), (task_id,), 3, "node-0")
+
+
+def running(node: Node) -> dict[str, str]:
+    return {task: w.identity.decode() for w in node.workers.values() for task in w.inflight}
+
+
+def finish(node: Node, worker: bytes, task_id: str) -> None:
+    done = p.TaskResult(task_id, 0, ((task_id, p.Inline(b"1")),), 0.01)
+    node.on_worker(worker, p.TasksDone((done,)))
+    node.dispatch()
+
+
+def failures(node: Node) -> list[Exception]:
+    return [pickle.loads(v.error) for m in node.up_messages if isinstance(m, p.TasksDone)
+            for r in m.results for _, v in r.outputs if isinstance(v, p.Failed)]
+
+
+def test_a_task_that_does_not_fit_waits_and_a_later_one_that_fits_passes_it(node):
+    put(node, "a")
+    put(node, "b")
+    node.on_Assign(p.Assign((), (spec("t1", ("a",)), spec("t2", ("b",)), spec("t3"))))
+    node.dispatch()
+    # t1 pins 1.5 MiB and is promised 1.5 MiB (a result of unknown size: its input's)
+    assert running(node) == {"t1": "w0", "t3": "w1"}
+    assert list(node.admission.held) == ["t2"]
+    finish(node, b"w0", "t1")             # f's results are inline: t2 needs its input only
+    assert running(node) == {"t2": "w0", "t3": "w1"} and not node.admission.held
+    assert failures(node) == []
+
+
+def test_spilled_inputs_are_restored_when_their_task_starts_not_when_queued(node):
+    for name in "abc":
+        put(node, name)                   # 4.5 MiB into 4: "a" spills
+    assert node.store.objects["a"].offset is None
+    node.on_Assign(p.Assign((), (spec("t1", ("b",)), spec("t2", ("a",)))))
+    node.dispatch()
+    assert running(node) == {"t1": "w0"} and node.store.objects["a"].offset is None
+    finish(node, b"w0", "t1")
+    assert running(node) == {"t2": "w0"} and node.store.objects["a"].pins == 1
+
+
+def test_a_task_whose_inputs_can_never_be_held_fails_at_once(node):
+    put(node, "a")
+    put(node, "view", 3 * MIB)            # "a" spills
+    node.store.pin("view")                # a driver's view: nothing here will end it
+    node.on_Assign(p.Assign((), (spec("t1", ("a",)),)))
+    node.dispatch()
+    (error,) = failures(node)
+    assert isinstance(error, plait.ObjectStoreFullError) and "t1" in str(error)
+    assert not running(node) and "t1" not in node.table.tasks
+
+
+def test_a_get_waits_for_room_while_a_task_runs_and_is_answered_after(node):
+    for name in "abc":
+        put(node, name)
+    node.on_Assign(p.Assign((), (spec("t1", ("a",)),)))
+    node.dispatch()
+    node.on_Pin(p.Pin(7, ("b", "c")))     # 3 MiB beside t1's 1.5 + 1.5 promised: wait
+    assert not [m for m in node.up_messages if isinstance(m, p.Pinned)]
+    finish(node, b"w0", "t1")
+    node.retry_waiting()
+    (pinned,) = [m for m in node.up_messages if isinstance(m, p.Pinned)]
+    assert pinned.request == 7 and all(isinstance(v, p.Located) for _, v in pinned.values)
+
+
+def test_a_get_larger_than_the_whole_store_fails_at_once(node):
+    for name in "abc":
+        put(node, name)
+    node.on_Pin(p.Pin(8, ("a", "b", "c")))
+    (pinned,) = [m for m in node.up_messages if isinstance(m, p.Pinned)]
+    errors = {pickle.loads(v.error).__class__ for _, v in pinned.values}
+    assert errors == {plait.ObjectStoreFullError}
+    assert "whole store" in str(pickle.loads(pinned.values[0][1].error))
+    assert node.store.pinned_bytes == 0
+
+
+def test_verdicts(node):
+    put(node, "a")
+    need = node.admission.need(("a",), "g", 1)
+    assert (need.inputs, need.result) == (PART, PART)         # unknown g: its input's size
+    node.admission.learn("g", 0)
+    assert node.admission.need(("a",), "g", 1).result == 0
+    assert node.admission.verdict(need, lambda: True) == GO
+    node.admission.started("other", node.admission.need(("a",), "h", 1))
+    assert node.admission.verdict(need, lambda: True) == WAIT
+    assert node.admission.verdict(need, lambda: False) == GO  # its inputs alone fit
+    node.store.allocate("held", 3 * MIB, "test")              # pinned while written
+    assert node.admission.verdict(need, lambda: False) == FAIL
+    node.admission.allocated("other", MIB)
+    node.admission.ended("other")
+    assert node.admission.promised_total == 0
