@@ -14,7 +14,8 @@ The head:
   - a client request waits only on live nodes; lineage counts match its records.
 A node:
   - every task it holds is ready, with a worker, or waiting for inputs it asked the head
-    for or is pulling; every task a worker runs is one it holds;
+    for or is pulling (a task riding behind its producer is with a worker); every task a
+    worker runs is one it holds;
   - no worker slot is held for a task that no longer runs;
   - no pin outlives its holder: an object's pins are those of the tasks reading it, the
     transfers serving it, the clients that pinned it and its writer.
@@ -76,8 +77,11 @@ def node_problems(node: Node) -> list[str]:
     pulling = set(node.transfers.pulls) if node.transfers is not None else set()
     idle = []
     for task_id, state in node.table.tasks.items():
-        if task_id in running or task_id in ready or state.riding or state.spec.actor:
+        if task_id in running or task_id in ready or state.spec.actor:
             continue                    # an actor's calls wait in its own queue, in order
+        if state.riding:                # sent behind its producer: a worker must have it
+            idle.append(f"{task_id} rides with no worker")
+            continue
         unasked = state.waiting - node.asked - pulling - set(node.values)
         if not state.waiting or unasked:
             idle.append(f"{task_id} waits for {sorted(state.waiting)[:3]}")

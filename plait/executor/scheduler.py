@@ -162,8 +162,7 @@ class TaskTable:
         limit = state.spec.max_retries
         if limit >= 0 and len(state.crashes) > limit:
             return False
-        state.attempt += 1
-        self.push(task_id, state.spec, front=True)
+        self.again(task_id, state)
         return True
 
     def retry(self, task_id: str, attempt: int) -> bool:
@@ -174,9 +173,16 @@ class TaskTable:
         limit = state.spec.max_retries
         if 0 <= limit <= state.attempt:
             return False
-        state.attempt += 1
-        self.push(task_id, state.spec, front=True)
+        self.again(task_id, state)
         return True
+
+    def again(self, task_id: str, state: TaskState) -> None:
+        """A new attempt, first in the queue. A task that rode behind its producer is on its
+        own now: one still marked riding would never be sent again (the chaos soak's
+        consumer that never finished: its fused chain's worker died while running it)."""
+        state.attempt += 1
+        state.riding = False
+        self.push(task_id, state.spec, front=True)
 
     def requeue(self, task_id: str, attempt: int) -> None:
         """Put back a task that was sent to a worker that died before starting it."""

@@ -169,3 +169,21 @@ def test_node_killed_mid_spill_its_results_are_rebuilt_from_lineage(fresh, monke
     assert made == Counter({"make 1": 2, "make 2": 2, "make 3": 2})
     assert runs(trace) == Counter({"make": 5, "checksum": 3})
     assert runs(trace, ok=False) == Counter()
+
+
+def test_worker_killed_running_the_second_task_of_a_fused_chain_retries_it(
+        fresh, monkeypatch, tmp_path):
+    """The chaos soak's consumer that never finished: make -> checksum are fused (sent in
+    one message, checksum riding behind make). When make's result reached the node before
+    the worker died as checksum started, the retried checksum stayed marked as riding and
+    was never sent again. Whether the node saw make's result first is a race (if not, make
+    runs again); tests/executor/test_node.py takes the losing path deterministically."""
+    marker = kill_at(monkeypatch, tmp_path, "task-before-start@checksum")
+    plait.init(num_workers=1)
+    log = tmp_path / "log"
+    data = make.remote(str(log), 3, 64)
+    total = checksum.remote(str(log), data)
+    assert plait.compile(total).placements[total.id].follows == data.id   # fused
+    assert plait.get(total, timeout=60) == expected_checksum(3, 64)
+    assert marker.read_text().startswith("task-before-start")
+    assert lines(log).count("checksum") == 1 and 1 <= lines(log).count("make 3") <= 2

@@ -160,3 +160,27 @@ def test_an_evicted_replica_is_forgotten_and_reported(node):
     node.on_Ready(p.Ready((("x", p.Stored("node-0", 16)),)))
     node.replica_dropped("x")
     assert "x" not in node.values and ups == [p.ReplicaDropped("x", "node-0")]
+
+
+def test_a_fused_follower_whose_worker_died_running_it_is_sent_again(node):
+    """The chaos soak's consumer that never finished: create -> consume rode in one
+    message; create's result came back, then the worker died running consume. Its retry
+    must not stay marked as riding (it was never sent again, its get waited for good)."""
+    from plait.executor.invariants import node_problems
+
+    node.functions["f@1"] = b""
+    made = p.TaskSpec("create", "f@1", "f", b"", (), (), ("data",), 3, "node-0")
+    used = p.TaskSpec("consume", "f@1", "f", b"", ("data",), (), ("consume",), 3, "node-0",
+                      follows="create")
+    node.on_Assign(p.Assign((), (made, used)))
+    node.dispatch()
+    worker = next(w for w in node.workers.values() if w.inflight)
+    assert list(worker.inflight) == ["create", "consume"]
+    node.on_worker(worker.identity, p.TasksDone((p.TaskResult(
+        "create", 0, (("data", p.Inline(b"x")),), 0.01),)))
+    node.table.crashed("consume", worker.inflight.pop("consume"), "SIGTERM")
+    assert node_problems(node) == []
+    node.sent.clear()
+    node.dispatch()
+    assert [i.task_id for m in node.sent if isinstance(m[1], p.RunTasks) for i in m[1].items] \
+        == ["consume"]
