@@ -163,7 +163,7 @@ def test_retry_exceptions_gives_up_after_max_retries(cluster, tmp_path):
 def test_cancel_stops_running_and_pending_tasks(cluster, tmp_path):
     running = wait_for_file.remote(str(tmp_path / "never"))
     downstream = inc.remote(running)
-    lazy = inc.remote(5)
+    lazy = inc.remote(running)          # pending behind running, so it cannot finish first
     plait.wait([running], num_returns=0)              # submitted; it blocks its worker
     plait.cancel([running, lazy])
     with pytest.raises(plait.TaskCancelledError):
