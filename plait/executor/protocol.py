@@ -590,8 +590,9 @@ def encode(message: Message) -> bytes:
 # never by a global's name, so no builtin needs admitting. User values (results, arguments,
 # functions, exceptions) travel as opaque bytes inside messages and are unpickled where
 # they are meant to be: by the worker that runs the task, the driver that gets the value.
-# A dict lookup per class a frame names costs no more than pickle.loads' own import-and-
-# getattr (measured: 1.5-11 us per frame either way).
+# A dict lookup per class a frame names costs no more than pickle.loads' own import and
+# getattr: measured here, 1.6 us to read a Free (1.4 before), 5.1 us a RunTasks of one
+# item (6.5), 263 us a Submit of 100 tasks (292).
 
 CARRIED = (ClusterView, NodeView, ObjectInfo, StoreSummary, ObjectSummary)
 
