@@ -27,8 +27,9 @@ from plait.errors import (ActorDiedError, ActorNotFoundError, ClusterError, Dese
                           SerializationError, TaskCancelledError, TaskError,
                           WorkerCrashedError)
 from plait.graph.actor import ActorClass, ActorHandle, method
+from plait.graph.decorator import remote
 from plait.graph.refs import ObjectRef
-from plait.graph.remote_function import ObjectRefGenerator, RemoteFunction, remote
+from plait.graph.remote_function import ObjectRefGenerator, RemoteFunction
 
 __version__ = "0.1.0"
 

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from plait.compiler.plan import Stage, Transfer
+from plait.compiler.units import format_bytes
 from plait.compiler.view import ClusterView, CompileOptions
 from plait.errors import PlanError
 from plait.graph.graph import Graph, TaskNode
@@ -117,9 +118,9 @@ def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
                      if nbytes > options.inline_bytes) + result * len(task.outputs)
         if pinned > capacity[choice.node]:
             raise PlanError(
-                f"task {task.id} ({task.function_name}) needs {_size(pinned)} in "
+                f"task {task.id} ({task.function_name}) needs {format_bytes(pinned)} in "
                 f"{choice.node}'s store at once (its inputs and result), but the store holds "
-                f"{_size(capacity[choice.node])}; start plait with a larger store_memory or "
+                f"{format_bytes(capacity[choice.node])}; start plait with a larger store_memory or "
                 f"split the work", task_id=task.id)
 
 
@@ -200,10 +201,10 @@ def _reason(inputs: Inputs, chosen: str, able: list[str], options: CompileOption
                 local[node] += nbytes
     richest = max(able, key=lambda n: local[n])
     if local[chosen] >= LOCALITY_MIN_BYTES:
-        return f"{_size(local[chosen])} of its inputs are already there"
+        return f"{format_bytes(local[chosen])} of its inputs are already there"
     if local[richest] >= LOCALITY_MIN_BYTES:
-        return (f"copying {_size(_moved(inputs, chosen, options))} costs less than waiting "
-                f"for {richest}, which holds {_size(local[richest])}")
+        return (f"copying {format_bytes(_moved(inputs, chosen, options))} costs less than waiting "
+                f"for {richest}, which holds {format_bytes(local[richest])}")
     if local[chosen] > 0:
         return "its inputs were made there"
     return "small inputs: least-loaded node"
@@ -278,15 +279,3 @@ def plan_releases(graph: Graph) -> dict[str, str]:
             if oid in graph.producer and oid not in targets:
                 last[oid] = task.id
     return last
-
-
-def _size(nbytes: int) -> str:
-    """Human-readable bytes.
-
-    >>> _size(512), _size(3 << 20)
-    ('512 B', '3.0 MiB')
-    """
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{nbytes} B"

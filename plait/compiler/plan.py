@@ -1,6 +1,11 @@
 """Plan: where and when every task runs, what moves between nodes, when objects are released.
 
 A plan is frozen plain data, so equal inputs to the compiler give an equal (==) plan.
+
+Its table and pictures (``explain``, ``visualize``, Jupyter's ``_repr_svg_``) live in
+``plait.compiler.draw``, which reads plans; the methods here import it only when called, so
+compiling never loads the drawing code. That lazy call back is the one import circle the
+layering test allows (tests/test_layering.py, ``DECLARED``).
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ class Plan:
 
     def explain(self) -> str:
         """A table: per task where it runs, its inputs and why; then totals."""
-        from plait.compiler.explain import explain
+        from plait.compiler.draw.explain import explain
 
         return explain(self)
 
@@ -82,18 +87,18 @@ class Plan:
         Tasks are coloured by node and boxed by stage; arrows between nodes are transfers,
         as wide as the bytes they move. Pure Python: Graphviz is not needed.
         """
-        from plait.compiler.visualize import visualize
+        from plait.compiler.draw.visualize import visualize
 
         return visualize(self, filename)
 
     def _repr_svg_(self) -> str:
-        from plait.compiler.visualize import render_svg
+        from plait.compiler.draw.visualize import render_svg
 
         return render_svg(self)
 
     def _repr_html_(self) -> str:
         """In Jupyter: the SVG with hover details (falls back to plain titles without JS)."""
-        from plait.compiler.visualize import render_html_fragment
+        from plait.compiler.draw.visualize import render_html_fragment
 
         return render_html_fragment(self)
 

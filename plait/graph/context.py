@@ -4,17 +4,17 @@ The graph layer must not import the executor (graph <- compiler <- executor), ye
 ObjectRef has to tell someone when it dies, and ``ref.compute()`` has to run something. The
 session (``plait.api``) installs itself here as the *runtime*; graph code only ever talks to
 this small protocol.
+
+This module is the floor of the graph layer: refs, tasks and remote functions import it, so
+it names none of them. Where the runtime takes or returns a ref or a task, the protocol says
+``Any``; the session (``plait.executor.session``) states the precise types.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from plait.graph.refs import ObjectRef
-    from plait.graph.task import Task
+from typing import Any, Protocol
 
 
 class Runtime(Protocol):
@@ -22,14 +22,14 @@ class Runtime(Protocol):
 
     def incref(self, object_id: str) -> None: ...
     def decref(self, object_id: str) -> None: ...
-    def put(self, value: Any) -> ObjectRef: ...
+    def put(self, value: Any) -> Any: ...                 # an ObjectRef
     def get(self, refs: Any, timeout: float | None = None) -> Any: ...
     def describe(self, object_id: str) -> str: ...
     def new_id(self, stem: str) -> str: ...
-    def created(self, task: Task) -> None: ...
+    def created(self, task: Any) -> None: ...             # a Task
     def get_actor(self, name: str) -> Any: ...
     def runtime_context(self) -> RuntimeContext: ...
-    def visualize(self, refs: list[ObjectRef], filename: str | None) -> str: ...
+    def visualize(self, refs: list[Any], filename: str | None) -> str: ...   # ObjectRefs
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,17 @@ the user holds: drop the refs and the unrequested graph is garbage-collected wit
 
 Every live ObjectRef counts towards its object's lifetime: it reports its birth and death to
 the running session, which frees the object's memory when the count reaches zero.
+
+A ref only carries its task (``plait.graph.task``, which sits above this module and builds
+refs), so the task is typed ``Any`` here rather than imported back.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plait.graph import context
-
-if TYPE_CHECKING:
-    from plait.graph.task import Task
 
 
 _pickling = threading.local()
@@ -43,7 +43,7 @@ class ObjectRef:
 
     __slots__ = ("id", "task", "owner", "__weakref__")
 
-    def __init__(self, object_id: str, task: Task | None = None) -> None:
+    def __init__(self, object_id: str, task: Any = None) -> None:   # task: a Task or None
         self.id = object_id
         self.task = task
         self.owner = context.active()      # the session this ref counts in (ids are per session)

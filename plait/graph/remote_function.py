@@ -1,4 +1,8 @@
-"""``@plait.remote``: turn a function into one whose calls build the lazy graph."""
+"""RemoteFunction: a function whose ``.remote(...)`` calls build the lazy graph.
+
+The ``@plait.remote`` decorator that makes one lives in ``plait.graph.decorator``, above
+both this module and ``plait.graph.actor`` (a class becomes an actor class instead).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 import cloudpickle
 
-from plait.errors import InvalidOptionError, SerializationError
+from plait.errors import SerializationError
 from plait.graph import context
 from plait.graph.options import TaskOptions
 from plait.graph.refs import ObjectRef
@@ -128,48 +132,3 @@ class ObjectRefGenerator:
     def completed(self) -> ObjectRef:
         """The ref of the list of all the refs (Ray's name for the same)."""
         return self._list
-
-
-def remote(*args: Any, **options: Any) -> Any:
-    """Decorator: ``@plait.remote`` or ``@plait.remote(num_returns=2, max_retries=1)``."""
-    if len(args) == 1 and not options and callable(args[0]):
-        return _make_remote(args[0], TaskOptions())
-    if args:
-        raise TypeError("use @plait.remote or @plait.remote(option=value, ...)")
-    _check_either(options)
-    return lambda target: _make_remote(target, _checked(target, options))
-
-
-def _check_either(options: dict[str, Any]) -> None:
-    """Refuse at once what neither a function nor a class could take (a typo, a bad value)."""
-    from plait.graph.options import ActorOptions
-
-    task_keys = set(TaskOptions.__dataclass_fields__)
-    for key, value in options.items():
-        if key in task_keys:
-            try:
-                TaskOptions().merged(**{key: value})
-                continue
-            except InvalidOptionError:
-                if key not in ActorOptions.__dataclass_fields__:
-                    raise
-        ActorOptions().merged(**{key: value})
-
-
-def _checked(target: Any, options: dict[str, Any]) -> Any:
-    """Options checked as a class's (actor options) or a function's (task options)."""
-    if isinstance(target, type):
-        from plait.graph.options import ActorOptions
-
-        return ActorOptions().merged(**options)
-    return TaskOptions().merged(**options)
-
-
-def _make_remote(target: Any, options: Any) -> Any:
-    """A class becomes an actor class, anything else callable a remote function."""
-    if isinstance(target, type):
-        from plait.graph.actor import ActorClass
-        from plait.graph.options import ActorOptions
-
-        return ActorClass(target, options if isinstance(options, ActorOptions) else ActorOptions())
-    return RemoteFunction(target, options)

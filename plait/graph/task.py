@@ -10,7 +10,7 @@ Refs nested deeper travel as refs, as in Ray.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import cloudpickle
 
@@ -20,12 +20,19 @@ from plait.graph.ids import output_id
 from plait.graph.options import TaskOptions, result_count
 from plait.graph.refs import ObjectRef, collecting_refs
 
-if TYPE_CHECKING:
-    from plait.graph.remote_function import RemoteFunction
-
 # Top-level arguments bigger than this are put into the store once instead of travelling
 # inside every message that carries the call (Ray's max_direct_call_object_size, 100 KiB).
 LARGE_ARGUMENT_BYTES = 100 * 1024
+
+
+class Callee(Protocol):
+    """What a task needs of the function it calls: a ``RemoteFunction``, which builds tasks
+    and so sits above this module (an actor's method call has none: ``None``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def pickled(self) -> tuple[str, bytes]: ...
 
 
 class ArgRef:
@@ -46,7 +53,7 @@ class Task:
     __slots__ = ("id", "function", "options", "payload", "deps", "nested", "output_ids",
                  "submitted", "actor", "method", "detached", "named")
 
-    def __init__(self, task_id: str, function: RemoteFunction, options: TaskOptions,
+    def __init__(self, task_id: str, function: Callee | None, options: TaskOptions,
                  payload: bytes, deps: tuple[ObjectRef, ...],
                  nested: tuple[ObjectRef, ...] = (), actor: str = "", method: str = "") -> None:
         self.id = task_id

@@ -13,7 +13,10 @@ it were read:
 A rogue is kept out if no canary appears (over a bounded wait, and again after a keyed
 driver's round trip through the head and both nodes proves they were processing), it
 receives nothing, and the keyed driver still works. ``test_the_payloads_are_live_with_the_key``
-sends the same bytes with the key and sees each act, so no rogue test passes on a dud.
+sends the same bytes with the key and sees the Submit's task run and each read answered, so
+no rogue test passes on a dud. The bomb is live as a pickle (unpickled here, it acts) but
+runs nothing even from a keyed peer: every port decodes a frame before it trusts it
+(``test_a_bomb_from_a_keyed_peer_runs_nothing``).
 """
 
 from __future__ import annotations
@@ -312,39 +315,64 @@ def receive_until_closed(sock: socket.socket, seconds: float) -> tuple[bytes, bo
     return received, False
 
 
-def test_the_payloads_are_live_with_the_key(target):
-    """The same bytes, sent with the cluster key, do act: the rogue tests are not vacuous.
-
-    It runs after them (module order): the head has then unpickled a bomb of ours.
-    """
-    ctx = zmq.Context()
+def keyed_sockets(ctx: zmq.Context, target: Target) -> dict[str, zmq.Socket]:
+    """A keyed DEALER connected to each port of the cluster."""
     socks = {}
+    for port, address in target.ports.items():
+        socks[port] = sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        secure_client(sock, target.key)
+        sock.connect(address)
+    return socks
+
+
+def read_back(sock: zmq.Socket, target: Target, port: str) -> None:
+    """Send the port's read and take its whole answer: a Ready (head), or a FetchHeader and
+    its chunks, then FetchDone (a transfer port). A port answers its peer's frames in order,
+    so once the answer is in, every frame sent before it has been read."""
+    sock.send(target.reads[port])
+    assert sock.poll(ACT_TIMEOUT * 1000), f"{port}: no answer to a keyed read"
+    answer = p.decode(sock.recv())
+    if port == "head":
+        assert isinstance(answer, p.Ready), answer
+        return
+    assert isinstance(answer, p.FetchHeader) and answer.nbytes > 0, answer
+    for _ in range(-(-answer.nbytes // MiB)):       # the chunks, then unpin
+        assert sock.poll(ACT_TIMEOUT * 1000)
+        sock.recv()
+    sock.send(p.encode(p.FetchDone(answer.request)))
+
+
+def test_the_payloads_are_live_with_the_key(target):
+    """The Submit and the reads, sent with the cluster key, do act: the rogue tests are not
+    vacuous."""
+    ctx = zmq.Context()
     try:
-        for port, address in target.ports.items():
-            socks[port] = sock = ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            secure_client(sock, target.key)
-            sock.connect(address)
-        labels = {port: f"keyed-{port.replace(' ', '-')}-bomb" for port in socks}
-        for port, sock in socks.items():
-            sock.send(bomb(target.canaries / labels[port], target, port))
-        wait_until(lambda: set(labels.values()) <= set(canaries_found(target)), ACT_TIMEOUT,
-                   "each port to unpickle the keyed bomb")
+        socks = keyed_sockets(ctx, target)
         socks["head"].send(submit(target.canaries / "keyed-head-submit", target, "head"))
         wait_until(lambda: "keyed-head-submit" in canaries_found(target), ACT_TIMEOUT,
                    "the keyed Submit's task to run")
         for port, sock in socks.items():
-            sock.send(target.reads[port])
-            assert sock.poll(ACT_TIMEOUT * 1000), f"{port}: no answer to a keyed read"
-            answer = p.decode(sock.recv())
-            if port == "head":
-                assert isinstance(answer, p.Ready), answer
-            else:
-                assert isinstance(answer, p.FetchHeader) and answer.nbytes > 0, answer
-                for _ in range(-(-answer.nbytes // MiB)):       # the chunks, then unpin
-                    assert sock.poll(ACT_TIMEOUT * 1000)
-                    sock.recv()
-                sock.send(p.encode(p.FetchDone(answer.request)))
+            read_back(sock, target, port)
+        round_trip()
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_a_bomb_from_a_keyed_peer_runs_nothing(target, tmp_path):
+    """A keyed peer's frame that would run code as it is unpickled is refused unrun, and each
+    port goes on serving (the frame is decoded before it is trusted)."""
+    pickle.loads(bomb(tmp_path / "here", target, "head")).close()  # the bomb is live
+    assert (tmp_path / "here").exists()
+    ctx = zmq.Context()
+    try:
+        socks = keyed_sockets(ctx, target)
+        for port, sock in socks.items():
+            sock.send(bomb(target.canaries / f"keyed-bomb-{port.replace(' ', '-')}", target,
+                           port))
+        for port, sock in socks.items():
+            read_back(sock, target, port)          # answered: the bomb before it was read
+        assert canaries_found(target, "keyed-bomb-") == []
         round_trip()
     finally:
         ctx.destroy(linger=0)

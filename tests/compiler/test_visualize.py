@@ -15,9 +15,9 @@ import pytest
 
 import plait
 from plait.compiler import ClusterView, NodeView, ObjectInfo, Plan, compile
-from plait.compiler.picture import COLLAPSE_ABOVE, build_picture
-from plait.compiler.svg_layout import Box, layout
-from plait.compiler.visualize import render_dot, render_html, render_svg
+from plait.compiler.draw.layout import Box, layout
+from plait.compiler.draw.picture import COLLAPSE_ABOVE, build_picture
+from plait.compiler.draw.visualize import render_dot, render_html, render_svg
 from plait.graph.graph import Graph, TaskNode
 
 MiB = 1 << 20

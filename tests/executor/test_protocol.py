@@ -1,10 +1,17 @@
-"""Every wire message survives encode -> decode unchanged; new messages must add a sample here."""
+"""Every wire message survives encode -> decode unchanged; new messages must add a sample here.
+
+And decode trusts nothing: a frame that names anything but the protocol's classes is refused
+before what it names is imported or called.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import io
+import os
 import pickle
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +133,86 @@ def test_carried_errors_come_back_as_plait_errors():
     error = pickle.loads(decoded.error)
     assert isinstance(error, plait.ObjectLostError)
     assert (error.object_id, error.reason) == ("inc-3", "node died")
+
+
+# -- decode before trust ---------------------------------------------------------------------
+
+class Shell:
+    """Unpickling this runs ``command`` through ``os.system``."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+class _Recording(pickle.Unpickler):
+    """Plain unpickling (only for our own frames) that notes every global a frame names."""
+
+    def __init__(self, frame: bytes) -> None:
+        super().__init__(io.BytesIO(frame))
+        self.named: set[tuple[str, str]] = set()
+
+    def find_class(self, module: str, name: str):
+        self.named.add((module, name))
+        return super().find_class(module, name)
+
+
+def _globals_named(frame: bytes) -> set[tuple[str, str]]:
+    reader = _Recording(frame)
+    reader.load()
+    return reader.named
+
+
+@pytest.mark.parametrize("wrap", [lambda bomb: bomb, lambda bomb: p.Hold((bomb,)),
+                                  lambda bomb: p.Ready((("put-1", p.Failed(bomb)),))],
+                         ids=["bare", "in-a-message", "deep-in-a-value"])
+def test_a_frame_that_would_call_os_system_is_refused_and_runs_nothing(tmp_path, wrap):
+    canary = tmp_path / "canary"
+    frame = pickle.dumps(wrap(Shell(f"touch {canary}")), protocol=5)
+    with pytest.raises(p.MalformedMessage, match=f"may not name {os.system.__module__}.system"):
+        p.decode(frame)
+    assert not canary.exists()
+    pickle.loads(frame)                          # the same bytes, read as plain pickle, do run
+    assert canary.exists()
+
+
+@pytest.mark.parametrize("value", [eval, getattr, Path("/"), dataclasses.replace, ValueError("x")],
+                         ids=lambda v: type(v).__name__)
+def test_a_frame_naming_any_other_global_is_refused(value):
+    with pytest.raises(p.MalformedMessage, match="may not name"):
+        p.decode(p.encode(p.Hold((value,))))
+
+
+def test_plain_data_needs_no_global():
+    value = (1, 2.5, True, None, "s", b"b", [1], {"k": 1}, {1}, frozenset({2}), bytearray(b"x"))
+    assert _globals_named(pickle.dumps(value, protocol=5)) == set()
+    assert p.decode(p.encode(p.Hold(value))) == p.Hold(value)
+
+
+def _carried(cls: type, seen: set[type]) -> set[type]:
+    """``cls`` and the dataclasses its fields' annotations name, transitively."""
+    if cls in seen or not dataclasses.is_dataclass(cls):
+        return seen
+    seen.add(cls)
+    for hint in typing.get_type_hints(cls).values():
+        for part in [hint, *_flattened(hint)]:
+            if isinstance(part, type):
+                _carried(part, seen)
+    return seen
+
+
+def _flattened(hint: object) -> list[object]:
+    args = typing.get_args(hint)
+    return [*args, *(a for arg in args for a in _flattened(arg))]
+
+
+def test_decode_admits_exactly_the_classes_that_travel():
+    travelling: set[type] = set()
+    for cls in _message_classes():
+        _carried(cls, travelling)
+    assert set(p.ADMITTED.values()) == travelling
+    assert all(key == (cls.__module__, cls.__qualname__) for key, cls in p.ADMITTED.items())
+    named = set().union(*(_globals_named(p.encode(sample)) for sample in SAMPLES))
+    assert named == set(p.ADMITTED)

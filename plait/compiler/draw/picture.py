@@ -2,7 +2,7 @@
 
 Data flow of ``plan.visualize``::
 
-    Plan --build_picture--> Picture --svg_layout.layout--> Layout --visualize.render_*--> text
+    Plan --build_picture--> Picture --layout.layout--> Layout --visualize.render_*--> text
 
 An edge runs from the task whose ``outputs`` hold an object to every task that lists the
 object among its ``inputs``; an input no task of the plan produces is an *external* object
@@ -26,8 +26,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from plait.compiler.passes import _size
 from plait.compiler.plan import Placement, Plan
+from plait.compiler.units import format_bytes
 
 COLLAPSE_ABOVE = 200        # tasks; above this, repeated calls in one stage draw as one group
 DETAIL_LINES = 12           # hover text lists at most this many members / inputs
@@ -216,13 +216,13 @@ def _task_vertices(plan: Plan, order: list[str], task_key: dict[str, str]) -> li
 
 
 def _task_vertex(p: Placement, rank: int) -> Vertex:
-    inputs = [f"  {oid} {_size(nbytes)} @ {', '.join(held) or 'unknown'}"
+    inputs = [f"  {oid} {format_bytes(nbytes)} @ {', '.join(held) or 'unknown'}"
               for oid, nbytes, held in p.inputs]
     lines = [f"task {p.task_id}", f"function: {p.function_name}",
              f"node: {p.node}, stage {p.stage}",
              "inputs (where they live):" if inputs else "inputs: none",
              *_clip(inputs), f"outputs: {', '.join(p.outputs) or '-'}",
-             f"bytes moved: {_size(p.bytes_moved)}", f"why: {p.reason}"]
+             f"bytes moved: {format_bytes(p.bytes_moved)}", f"why: {p.reason}"]
     return Vertex(f"t:{p.task_id}", "task", p.task_id, p.function_name, (p.node,), p.stage, rank,
                   "\n".join(lines), (p.task_id,))
 
@@ -235,7 +235,7 @@ def _group_vertex(key: str, group: list[Placement], rank: int) -> Vertex:
     lines = [f"{first.function_name} ×{len(group)}: repeated calls in one stage",
              f"node: {first.node}, stage {first.stage}", "tasks:",
              *_clip(f"  {p.task_id}" for p in group),
-             f"bytes moved: {_size(sum(p.bytes_moved for p in group))}",
+             f"bytes moved: {format_bytes(sum(p.bytes_moved for p in group))}",
              *(f"why ×{n}: {reason}" for reason, n in reasons.items())]
     return Vertex(key, "group", f"{first.function_name} ×{len(group)}",
                   f"{first.task_id} … {group[-1].task_id}", (first.node,), first.stage, rank,
@@ -256,12 +256,12 @@ def _object_vertex(key: str, objects: dict[str, tuple[int, tuple[str, ...], int]
     total = sum(nbytes for nbytes, _, _ in objects.values())
     where = ", ".join(held) or "unknown"
     lines = [f"object {oid}" if count == 1 else f"{count} objects",
-             f"size: {_size(total)}", f"held on: {where}",
+             f"size: {format_bytes(total)}", f"held on: {where}",
              "read from outside the plan (a put or an earlier result)"]
     if count > 1:
-        lines[3:3] = _clip(f"  {o} {_size(n)}" for o, (n, _, _) in objects.items())
+        lines[3:3] = _clip(f"  {o} {format_bytes(n)}" for o, (n, _, _) in objects.items())
     label = oid if count == 1 else f"{count} objects"
-    return Vertex(key, "object", label, _size(total), held, None, rank, "\n".join(lines),
+    return Vertex(key, "object", label, format_bytes(total), held, None, rank, "\n".join(lines),
                   tuple(objects))
 
 
@@ -307,8 +307,8 @@ def _edge(src: Vertex, dst: Vertex, objects: dict[str, int], crossing: bool,
     nbytes = sum(objects.values())
     how = (f"copied {src.node} → {dst.node} (once per node, however many tasks read it)"
            if crossing else "same node: read in place from the store, nothing copied")
-    lines = [f"{src.label} → {dst.label}", f"{len(objects)} object(s), {_size(nbytes)}", how,
-             *_clip(f"  {oid} {_size(n)}" for oid, n in objects.items())]
+    lines = [f"{src.label} → {dst.label}", f"{len(objects)} object(s), {format_bytes(nbytes)}", how,
+             *_clip(f"  {oid} {format_bytes(n)}" for oid, n in objects.items())]
     return Edge(src.key, dst.key, nbytes, len(objects), crossing, src.node, dst.node, labelled,
                 "\n".join(lines))
 
@@ -331,7 +331,7 @@ def _lane_title(index: int, node: str, count: int) -> str:
 def _summary(plan: Plan, vertices: int, collapsed: bool) -> str:
     nodes = len({p.node for p in plan.placements.values()})
     text = (f"{len(plan.placements)} tasks in {len(plan.stages)} stage(s) on {nodes} node(s); "
-            f"{len(plan.transfers)} transfer(s), {_size(plan.bytes_moved)} moved")
+            f"{len(plan.transfers)} transfer(s), {format_bytes(plan.bytes_moved)} moved")
     if collapsed:
         text += f"; repeated calls grouped ({vertices} boxes)"
     return text

@@ -11,7 +11,7 @@ from __future__ import annotations
 import colorsys
 import math
 
-from plait.compiler.picture import Edge
+from plait.compiler.draw.picture import Edge
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2",
            "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")

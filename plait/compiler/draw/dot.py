@@ -7,9 +7,9 @@ plan of thousands of tasks stays a small file. All text goes through ``dot_strin
 
 from __future__ import annotations
 
-from plait.compiler.passes import _size
-from plait.compiler.picture import Edge, Lane, Picture, Vertex
-from plait.compiler.style import SAME_NODE, UNKNOWN, edge_width, node_colours, shade, tint
+from plait.compiler.draw.picture import Edge, Lane, Picture, Vertex
+from plait.compiler.draw.style import SAME_NODE, UNKNOWN, edge_width, node_colours, shade, tint
+from plait.compiler.units import format_bytes
 
 SHAPES = {"task": "box", "group": "box3d", "object": "cylinder"}
 
@@ -68,6 +68,6 @@ def _edge(edge: Edge, colours: dict[str, str]) -> str:
     if edge.crossing:
         extra = ", style=dashed"
     if edge.labelled:
-        extra += f", label={dot_string(_size(edge.nbytes))}, fontcolor=\"{shade(colour)}\""
+        extra += f", label={dot_string(format_bytes(edge.nbytes))}, fontcolor=\"{shade(colour)}\""
     return (f"{dot_string(edge.src)} -> {dot_string(edge.dst)} [color=\"{colour}\", "
             f"penwidth={edge_width(edge):.1f}{extra}, tooltip={dot_string(edge.details)}];")

@@ -1,6 +1,6 @@
 """plan.visualize(): the plan drawn as SVG, a self-contained interactive HTML page, or DOT.
 
-    Plan --picture.build_picture--> Picture --draw_svg / draw_dot--> text --> file
+    Plan --picture.build_picture--> Picture --svg.draw_svg / dot.draw_dot--> text --> file
 
 Tasks are coloured by node (legend on top), boxed by stage, and joined by arrows whose width
 grows with the bytes they carry between nodes; above 200 tasks the repeated calls of a
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from plait.compiler.draw_dot import draw_dot
-from plait.compiler.draw_svg import draw_svg
-from plait.compiler.picture import build_picture
+from plait.compiler.draw.dot import draw_dot
+from plait.compiler.draw.picture import build_picture
+from plait.compiler.draw.svg import draw_svg
 from plait.compiler.plan import Plan
 from plait.errors import PlanError
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 from xml.sax.saxutils import escape
 
-from plait.compiler.passes import _size
-from plait.compiler.picture import Edge, Lane, Picture, Vertex
-from plait.compiler.style import SAME_NODE, UNKNOWN, edge_width, node_colours, shade, tint
-from plait.compiler.svg_layout import (EM_WIDTH, LANE_TITLE_SIZE, MARGIN, Box, Point, layout,
+from plait.compiler.draw.layout import (EM_WIDTH, LANE_TITLE_SIZE, MARGIN, Box, Point, layout,
                                        text_width)
+from plait.compiler.draw.picture import Edge, Lane, Picture, Vertex
+from plait.compiler.draw.style import SAME_NODE, UNKNOWN, edge_width, node_colours, shade, tint
+from plait.compiler.units import format_bytes
 
 FONT = "Helvetica, Arial, sans-serif"
 INK = "#222222"
@@ -208,7 +208,7 @@ def _size_labels(edges: list[Edge], routes: list[tuple[Point, ...]],
     for edge, route in zip(edges, routes, strict=True):
         if not edge.labelled:
             continue
-        text = _size(edge.nbytes)
+        text = format_bytes(edge.nbytes)
         half_w, half_h = text_width(text, 10) / 2 + 2, 7.0
         for t in LABEL_PLACES:
             x, y = _point(route[-2], route[-1], t)

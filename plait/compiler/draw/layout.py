@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from plait.compiler.picture import Edge, Lane, Picture, Vertex
+from plait.compiler.draw.picture import Edge, Lane, Picture, Vertex
 
 TASK_W, TASK_H = 160.0, 40.0
 OBJECT_W, OBJECT_H = 132.0, 32.0
