@@ -8,12 +8,15 @@ When holders and readers both reach zero its memory goes back to the store (``re
 and the objects it contained lose a holder in turn.
 
 ``plait.free`` ends an object early and leaves a tombstone, so a later ``get`` raises
-ObjectFreedError instead of hanging or returning reused memory.
+ObjectFreedError instead of hanging or returning reused memory. Tombstones are kept for the
+last MAX_TOMBSTONES frees (a long run that frees as it goes must not grow for ever); a get
+of an object freed longer ago raises ObjectLostError instead.
 """
 
 from __future__ import annotations
 
 import pickle
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
@@ -21,6 +24,7 @@ from plait.errors import ObjectFreedError, ObjectLostError
 from plait.executor import protocol as p
 
 Peer = Hashable          # who to notify: (socket kind, identity)
+MAX_TOMBSTONES = 100_000     # about 10 MiB of the head's memory at most
 
 
 @dataclass
@@ -36,7 +40,7 @@ class Directory:
 
     def __init__(self, reclaim: Callable[[str, p.ObjectValue], None]) -> None:
         self.entries: dict[str, Entry] = {}
-        self.tombstones: dict[str, str] = {}
+        self.tombstones: OrderedDict[str, str] = OrderedDict()
         self._reclaim = reclaim
 
     def expect(self, object_id: str) -> None:
@@ -105,6 +109,8 @@ class Directory:
         """plait.free: drop the object now; later reads raise ObjectFreedError."""
         entry = self.entries.pop(object_id, None)
         self.tombstones[object_id] = "released early with plait.free"
+        if len(self.tombstones) > MAX_TOMBSTONES:
+            self.tombstones.popitem(last=False)
         if entry is not None and entry.value is not None:
             self._drop(object_id, entry.value)
 
