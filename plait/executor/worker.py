@@ -38,7 +38,7 @@ from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.task import decode_call
 from plait.store.arena import Arena
-from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
+from plait.store.serialization import INLINE_THRESHOLD, deserialize, dumps, serialize
 
 # A finished quick task's result waits to share a message with its batch-mates, but never
 # longer than this: dependants on other workers should not wait on a slow batch.
@@ -419,6 +419,10 @@ class WorkerRuntime:
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)
+
+    def dumps(self, value: Any) -> bytes:
+        """A call's arguments, pickled as objects are (their arrays come back read-only)."""
+        return dumps(value)
 
     def get_actor(self, name: str) -> Any:
         return self.nested().get_actor(name)
