@@ -16,6 +16,7 @@ import itertools
 import os
 import pickle
 import shutil
+import sys
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Hashable
@@ -32,7 +33,9 @@ from plait.store.spill import spill_directory
 
 # Heartbeats every second; a node silent for this long is declared dead.
 HEARTBEAT_SECONDS = 1.0
-MAX_EVENTS = 1_000_000           # trace events kept (tasks and transfers), newest last
+# Trace events kept for plait.trace/timeline (tasks and transfers, newest last): a ring,
+# so a long run's head stays flat. ~200 bytes each (names interned): ~10 MB when full.
+MAX_EVENTS = 50_000
 REVISIT_BYTES = 1 << 20          # results this big make their waiting readers reconsider
 NODE_TIMEOUT_SECONDS = 4.0
 
@@ -76,6 +79,7 @@ class Head(ActorRouting):
             local_info.id: NodeRecord(local_info, time.monotonic(), local.store.allocator.capacity)}
         self.directory = Directory(self.reclaim)
         self.locations: dict[str, set[str]] = {}        # stored object -> nodes with a copy
+        self.cached: dict[str, set[str]] = {}     # object -> nodes keeping its small value
         self.assigned: dict[str, p.TaskSpec] = {}       # unfinished task -> its spec
         self.node_failures: dict[str, list[str]] = defaultdict(list)
         self.task_puts: dict[str, list[str]] = defaultdict(list)
@@ -118,6 +122,8 @@ class Head(ActorRouting):
             if isinstance(peer, tuple) and peer[0] == NODE:
                 if peer[1] in self.nodes:            # not a node that died meanwhile
                     self.to_node(peer[1], p.Ready(tuple(self.for_node(peer[1], values))))
+                    for oid, _ in values:
+                        self.cached_on(peer[1], oid)
             else:
                 self.to_client(peer, p.Ready(tuple(values)))
         deletes, self.deletes = self.deletes, defaultdict(list)
@@ -134,6 +140,15 @@ class Head(ActorRouting):
                 if best:
                     value = replace(value, node=best[0])
             yield oid, value
+
+    def cached_on(self, node: str, object_id: str) -> None:
+        """``node`` keeps the object's value (inline, failed, or where to pull it) in its
+        table of inputs: it is told to forget it when the object goes (``reclaim``), at
+        once if the object is already gone. Stored copies are tracked in ``locations``."""
+        if object_id in self.directory.entries:
+            self.cached.setdefault(object_id, set()).add(node)
+        else:
+            self.deletes[node].append(object_id)
 
     def host_of(self, node: str) -> str:
         record = self.nodes.get(node)
@@ -294,8 +309,11 @@ class Head(ActorRouting):
 
     def on_Unpin(self, peer: Peer, message: p.Unpin) -> None:
         by_node: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        pins = self.client_pins[peer]
         for node, oid in message.pins:
-            self.client_pins[peer][(node, oid)] -= 1
+            pins[(node, oid)] -= 1
+            if not pins[(node, oid)]:
+                del pins[(node, oid)]
             by_node[node].append((node, oid))
         for node, pins in by_node.items():
             self.to_node(node, p.Unpin(tuple(pins)))
@@ -317,6 +335,8 @@ class Head(ActorRouting):
                 self.directory.force_free(oid)
             elif holds[oid] > 0:
                 holds[oid] -= 1
+                if not holds[oid]:
+                    del holds[oid]                  # a long-lived driver's table stays small
                 self.directory.release(oid)
 
     def client_gone(self, peer: Peer) -> None:
@@ -405,6 +425,9 @@ class Head(ActorRouting):
     def node_TasksDone(self, node: str, message: p.TasksDone) -> None:
         for result in message.results:
             spec = self.assigned.pop(result.task_id, None)
+            for oid, value in result.outputs:          # the node keeps what it reports
+                if not isinstance(value, p.Stored):
+                    self.cached_on(node, oid)
             if spec is None or spec.node != node:      # a retry elsewhere won already
                 for oid, value in result.outputs:          # (or this is a duplicate)
                     if isinstance(value, p.Stored) and node not in self.locations.get(oid, ()):
@@ -415,14 +438,15 @@ class Head(ActorRouting):
             self.nodes[node].queued -= 1
             ok = not any(isinstance(v, p.Failed) for _, v in result.outputs)
             self.learn(spec.function_name, result.seconds, result.outputs)
-            self.record(p.TaskEvent(spec.id, spec.function_name, node, result.worker,
-                                    result.start, result.end, ok))
+            self.record(p.TaskEvent(spec.id, sys.intern(spec.function_name), sys.intern(node),
+                                    result.worker, result.start, result.end, ok))
             self.finish(spec, result.outputs)
             for oid, value in result.outputs:
                 if isinstance(value, p.Stored) and value.nbytes >= REVISIT_BYTES:
                     self.revisit(oid, value)
 
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
+        self.node_failures.pop(spec.id, None)
         for oid, value in outputs:
             if isinstance(value, p.Stored):
                 self.lineage[oid] = spec
@@ -478,6 +502,8 @@ class Head(ActorRouting):
         self.directory.expect(message.object_id)
         if message.task_id:
             self.task_puts[message.task_id].append(message.object_id)
+        if not isinstance(message.value, p.Stored):
+            self.cached_on(node, message.object_id)
         self.object_done(message.object_id, message.value)
 
     def learn(self, function_name: str, seconds: float,
@@ -490,6 +516,8 @@ class Head(ActorRouting):
                 _mean(self.result_sizes.get(function_name), max(sizes)))
 
     def record(self, event: p.TaskEvent | p.TransferEvent) -> None:
+        """Keep a trace event; past MAX_EVENTS the oldest goes (``events_dropped`` counts
+        them, so positions in the whole log stay valid for ``on_TraceRequest``)."""
         if len(self.events) == self.events.maxlen:
             self.events_dropped += 1
         self.events.append(event)
@@ -502,8 +530,9 @@ class Head(ActorRouting):
 
     def node_ReplicaAdded(self, node: str, message: p.ReplicaAdded) -> None:
         if message.source:
-            self.record(p.TransferEvent(message.object_id, message.source, node,
-                                        message.nbytes, message.start, message.end))
+            self.record(p.TransferEvent(message.object_id, sys.intern(message.source),
+                                        sys.intern(node), message.nbytes, message.start,
+                                        message.end))
         if message.object_id in self.directory.entries:
             self.locations.setdefault(message.object_id, set()).add(node)
         else:
@@ -556,13 +585,15 @@ class Head(ActorRouting):
     def reclaim(self, object_id: str, value: p.ObjectValue) -> None:
         """The object's last holder and reader are gone: every copy goes. An actor's ready
         marker going means no handle or call is left: the actor stops (unless detached)."""
-        self.lineage.pop(object_id, None)
+        spec = self.lineage.pop(object_id, None)
+        if spec is not None and not any(oid in self.lineage for oid in spec.outputs):
+            self.rebuilds.pop(spec.id, None)       # none of its results can be lost now
         actor = self.actors.get(object_id)
         if actor is not None and not actor.spec.detached:
             if not actor.dead:
                 self.to_node(actor.node, p.KillActor(object_id, True, "no handle to it is left"))
             del self.actors[object_id]
-        holders = self.locations.pop(object_id, set())
+        holders = self.locations.pop(object_id, set()) | self.cached.pop(object_id, set())
         if isinstance(value, p.Stored):
             holders.add(value.node)
         for node in holders:
