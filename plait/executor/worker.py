@@ -33,6 +33,7 @@ from plait.errors import (DeserializationError, GetTimeoutError, PlaitError, Tas
                           TaskError)
 from plait.executor import killpoints
 from plait.executor import protocol as p
+from plait.executor.malloc import return_freed_memory
 from plait.graph import context
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
@@ -63,6 +64,7 @@ class WorkerConfig:
 def main(config: WorkerConfig) -> None:
     """Connect to the node, then run batches until told to stop or the node is gone."""
     _die_with_parent()
+    return_freed_memory()                             # a spawned worker: not inherited
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the driver's business
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
