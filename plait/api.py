@@ -220,6 +220,7 @@ class trace:
 
     ``t.tasks`` (task, function, node, worker, start, end), ``t.transfers`` (object, src,
     dst, nbytes, start, end), ``t.bytes_moved``, ``t.save("run.json")`` (Chrome/Perfetto).
+    The head keeps the newest 50,000 events: ``t.dropped`` counts older ones of the block.
     """
 
     def __enter__(self) -> Any:
@@ -231,12 +232,14 @@ class trace:
         return self.result
 
     def __exit__(self, *exc: object) -> None:
-        events, _ = self.session.trace_since(self.position)
+        events, end = self.session.trace_since(self.position)
         self.result.add(events)
+        self.result.dropped = end - self.position - len(events)
 
 
 def timeline(filename: str | None = None) -> list[dict]:
-    """Everything the head recorded, as Chrome trace events (written to ``filename``)."""
+    """What the head recorded (its newest 50,000 tasks and transfers), as Chrome trace
+    events (written to ``filename``)."""
     from plait.executor.trace import Trace
 
     recorded = Trace()

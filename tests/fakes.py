@@ -17,6 +17,7 @@ from typing import Any
 from plait.graph import context
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef
+from plait.store import serialization
 
 
 class FakeRuntime:
@@ -51,6 +52,9 @@ class FakeRuntime:
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)
+
+    def dumps(self, value: Any) -> bytes:
+        return serialization.dumps(value)
 
     def created(self, task: Any) -> None:
         self.created_tasks.append(task.id)

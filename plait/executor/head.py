@@ -16,6 +16,7 @@ import itertools
 import os
 import pickle
 import shutil
+import sys
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Hashable
@@ -34,7 +35,9 @@ from plait.store.spill import spill_directory
 
 # Heartbeats every second; a node silent for this long is declared dead.
 HEARTBEAT_SECONDS = 1.0
-MAX_EVENTS = 1_000_000           # trace events kept (tasks and transfers), newest last
+# Trace events kept for plait.trace/timeline (tasks and transfers, newest last): a ring,
+# so a long run's head stays flat. ~200 bytes each (names interned): ~10 MB when full.
+MAX_EVENTS = 50_000
 REVISIT_BYTES = 1 << 20          # results this big make their waiting readers reconsider
 NODE_TIMEOUT_SECONDS = 4.0
 
@@ -78,6 +81,7 @@ class Head(ActorRouting):
             local_info.id: NodeRecord(local_info, time.monotonic(), local.store.allocator.capacity)}
         self.directory = Directory(self.reclaim)
         self.locations: dict[str, set[str]] = {}        # stored object -> nodes with a copy
+        self.cached: dict[str, set[str]] = {}     # object -> nodes keeping its small value
         self.assigned: dict[str, p.TaskSpec] = {}       # unfinished task -> its spec
         self.node_failures: dict[str, list[str]] = defaultdict(list)
         self.task_puts: dict[str, list[str]] = defaultdict(list)
@@ -121,6 +125,8 @@ class Head(ActorRouting):
             if isinstance(peer, tuple) and peer[0] == NODE:
                 if peer[1] in self.nodes:            # not a node that died meanwhile
                     self.to_node(peer[1], p.Ready(tuple(self.for_node(peer[1], values))))
+                    for oid, _ in values:
+                        self.cached_on(peer[1], oid)
             else:
                 self.to_client(peer, p.Ready(tuple(values)))
         deletes, self.deletes = self.deletes, defaultdict(list)
@@ -137,6 +143,15 @@ class Head(ActorRouting):
                 if best:
                     value = replace(value, node=best[0])
             yield oid, value
+
+    def cached_on(self, node: str, object_id: str) -> None:
+        """``node`` keeps the object's value (inline, failed, or where to pull it) in its
+        table of inputs: it is told to forget it when the object goes (``reclaim``), at
+        once if the object is already gone. Stored copies are tracked in ``locations``."""
+        if object_id in self.directory.entries:
+            self.cached.setdefault(object_id, set()).add(node)
+        else:
+            self.deletes[node].append(object_id)
 
     def host_of(self, node: str) -> str:
         record = self.nodes.get(node)
@@ -301,8 +316,11 @@ class Head(ActorRouting):
 
     def on_Unpin(self, peer: Peer, message: p.Unpin) -> None:
         by_node: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        pins = self.client_pins[peer]
         for node, oid in message.pins:
-            self.client_pins[peer][(node, oid)] -= 1
+            pins[(node, oid)] -= 1
+            if not pins[(node, oid)]:
+                del pins[(node, oid)]
             by_node[node].append((node, oid))
         for node, pins in by_node.items():
             self.to_node(node, p.Unpin(tuple(pins)))
@@ -325,6 +343,8 @@ class Head(ActorRouting):
                 self.directory.force_free(oid)
             elif holds[oid] > 0:
                 holds[oid] -= 1
+                if not holds[oid]:
+                    del holds[oid]                  # a long-lived driver's table stays small
                 self.directory.release(oid)
 
     def client_gone(self, peer: Peer) -> None:
@@ -452,6 +472,9 @@ class Head(ActorRouting):
     def node_TasksDone(self, node: str, message: p.TasksDone) -> None:
         for result in message.results:
             spec = self.assigned.pop(result.task_id, None)
+            for oid, value in result.outputs:          # the node keeps what it reports
+                if not isinstance(value, p.Stored):
+                    self.cached_on(node, oid)
             if spec is None or spec.node != node:      # a retry elsewhere won already
                 for oid, value in result.outputs:          # (or this is a duplicate)
                     if isinstance(value, p.Stored) and node not in self.locations.get(oid, ()):
@@ -462,8 +485,8 @@ class Head(ActorRouting):
             self.nodes[node].queued -= 1
             ok = not any(isinstance(v, p.Failed) for _, v in result.outputs)
             self.learn(spec.function_name, result.seconds, result.outputs)
-            self.record(p.TaskEvent(spec.id, spec.function_name, node, result.worker,
-                                    result.start, result.end, ok))
+            self.record(p.TaskEvent(spec.id, sys.intern(spec.function_name), sys.intern(node),
+                                    result.worker, result.start, result.end, ok))
             self.finish(spec, result.outputs)
             for oid, value in result.outputs:
                 if isinstance(value, p.Stored) and value.nbytes >= REVISIT_BYTES:
@@ -533,6 +556,8 @@ class Head(ActorRouting):
         self.expected_puts.pop(message.object_id, None)
         if message.task_id:
             self.task_puts[message.task_id].append(message.object_id)
+        if not isinstance(message.value, p.Stored):
+            self.cached_on(node, message.object_id)
         self.object_done(message.object_id, message.value)
 
     def learn(self, function_name: str, seconds: float,
@@ -545,6 +570,8 @@ class Head(ActorRouting):
                 _mean(self.result_sizes.get(function_name), max(sizes)))
 
     def record(self, event: p.TaskEvent | p.TransferEvent) -> None:
+        """Keep a trace event; past MAX_EVENTS the oldest goes (``events_dropped`` counts
+        them, so positions in the whole log stay valid for ``on_TraceRequest``)."""
         if len(self.events) == self.events.maxlen:
             self.events_dropped += 1
         self.events.append(event)
@@ -557,8 +584,9 @@ class Head(ActorRouting):
 
     def node_ReplicaAdded(self, node: str, message: p.ReplicaAdded) -> None:
         if message.source:
-            self.record(p.TransferEvent(message.object_id, message.source, node,
-                                        message.nbytes, message.start, message.end))
+            self.record(p.TransferEvent(message.object_id, sys.intern(message.source),
+                                        sys.intern(node), message.nbytes, message.start,
+                                        message.end))
         if message.object_id in self.directory.entries:
             self.locations.setdefault(message.object_id, set()).add(node)
         else:
@@ -631,7 +659,7 @@ class Head(ActorRouting):
             if not actor.dead:
                 self.to_node(actor.node, p.KillActor(object_id, True, "no handle to it is left"))
             del self.actors[object_id]
-        holders = self.locations.pop(object_id, set())
+        holders = self.locations.pop(object_id, set()) | self.cached.pop(object_id, set())
         if isinstance(value, p.Stored):
             holders.add(value.node)
         for node in holders:

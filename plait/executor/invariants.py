@@ -56,7 +56,8 @@ def head_problems(head: Head) -> list[str]:
                       if isinstance(entry.value, p.Stored)
                       and not head.locations.get(oid, set()) & live)
     _note(problems, "head: stored objects with no copy on a live node", uncopied)
-    stray = sorted(oid for oid in head.locations if oid not in head.directory.entries)
+    stray = sorted(oid for oid in [*head.locations, *head.cached]
+                   if oid not in head.directory.entries)
     _note(problems, "head: copies tracked for objects that are gone", stray)
     readers = Counter(oid for spec in head.assigned.values() for oid in reads(spec))
     miscounted = sorted(f"{oid} counts {e.readers}, read by {readers[oid]}"

@@ -182,7 +182,7 @@ class Node:
                 continue             # a running actor call is not interrupted (as in Ray)
             if state is None:
                 continue
-            del self.table.tasks[task_id]
+            self.table.remove(task_id)
             self.actors.ended(state.spec)
             self.release(task_id)
             for worker in self.workers.values():
@@ -197,7 +197,7 @@ class Node:
         busy = state is None or state.riding or any(
             message.task_id in w.inflight for w in self.workers.values())
         if not busy:
-            del self.table.tasks[message.task_id]      # stale queue entries are skipped
+            self.table.remove(message.task_id)         # stale queue entries are skipped
         self.up(p.Revoked(message.task_id, not busy))
 
     def on_Heartbeat(self, message: p.Heartbeat) -> None:

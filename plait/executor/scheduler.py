@@ -74,7 +74,7 @@ class TaskTable:
         reads = set(spec.deps) | set(spec.nested)
         waiting = {oid for oid in reads if not is_ready(oid)}
         self.tasks[spec.id] = TaskState(spec, waiting)
-        if spec.follows:
+        if spec.follows in self.tasks:           # (a producer already gone has no chain)
             self.followers[spec.follows] = spec.id
         for oid in waiting:
             self.dependents.setdefault(oid, []).append(spec.id)
@@ -125,14 +125,20 @@ class TaskTable:
         if state is None or state.done or state.attempt != attempt:
             return None
         state.done = True
-        del self.tasks[task_id]
+        self.remove(task_id)
         return state
 
     def fail(self, task_id: str) -> TaskState | None:
-        state = self.tasks.pop(task_id, None)
+        state = self.remove(task_id)
         if state is not None:
             state.done = True
         return state
+
+    def remove(self, task_id: str) -> TaskState | None:
+        """Forget a task that leaves this node (finished, failed, cancelled, moved): stale
+        queue entries are skipped, and no table keeps a line for it."""
+        self.followers.pop(task_id, None)
+        return self.tasks.pop(task_id, None)
 
     def wanted(self, object_id: str) -> bool:
         """Whether a task here still waits for the object (else there is no need to pull it)."""

@@ -27,6 +27,7 @@ from plait.executor import killpoints
 from plait.executor import protocol as p
 from plait.executor.head import HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS, Head
 from plait.executor.hostid import host_id
+from plait.executor.malloc import return_freed_memory
 from plait.executor.node import Node
 from plait.executor.security import (ClusterKey, check_bind, load_key, secure_client,
                                      secure_server, start_authenticator)
@@ -425,6 +426,7 @@ def serve(config: NodeConfig) -> None:
 def main() -> None:
     """``python -m plait.executor.server CONFIG_JSON``: started by a driver or the CLI."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C in the driver must not kill us
+    return_freed_memory()                     # (forked workers inherit it)
     logging.basicConfig(level=os.environ.get("PLAIT_LOG", "WARNING").upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import numpy  # noqa: F401  (imported once here so forked workers start with it)

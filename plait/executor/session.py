@@ -31,7 +31,7 @@ from plait.graph.refs import ObjectRef, collecting_refs
 from plait.executor.flusher import IdleFlusher
 from plait.executor.progress import Progress
 from plait.executor.reading import ObjectReading
-from plait.store.serialization import INLINE_THRESHOLD, serialize
+from plait.store.serialization import INLINE_THRESHOLD, dumps, serialize
 
 PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
 IDLE_SUBMIT_SECONDS = 0.01     # calls made and not requested are submitted after this quiet
@@ -103,6 +103,10 @@ class Session(ObjectReading):
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)
+
+    def dumps(self, value: Any) -> bytes:
+        """A call's arguments, pickled as objects are (their arrays come back read-only)."""
+        return dumps(value)
 
     def created(self, task: Any) -> None:
         """Every ``.remote()`` call runs, requested or not (as in Ray): it waits here and

@@ -2,7 +2,9 @@
 
 ``with plait.trace() as t:`` collects the head's task and transfer events recorded while
 the block ran; ``t.bytes_moved`` is what really crossed between nodes, to set beside
-``plan.bytes_moved``. ``t.save("run.json")`` writes the Trace Event Format that
+``plan.bytes_moved``. The head keeps only the newest events (``head.MAX_EVENTS``, 50,000
+tasks and transfers, so a long run's memory stays flat): a block that ran more keeps its
+last ones, and ``t.dropped`` says how many went. ``t.save("run.json")`` writes the Trace Event Format that
 chrome://tracing and ui.perfetto.dev open: one process per node, one thread per worker,
 and a "transfers" thread per node for the copies it received.
 """
@@ -23,6 +25,7 @@ class Trace:
 
     tasks: list[TaskEvent] = field(default_factory=list)
     transfers: list[TransferEvent] = field(default_factory=list)
+    dropped: int = 0        # events of the block the head no longer kept (see MAX_EVENTS)
 
     @property
     def bytes_moved(self) -> int:
@@ -41,8 +44,9 @@ class Trace:
             json.dump(self.to_chrome(), f)
 
     def __repr__(self) -> str:
+        dropped = f", {self.dropped} oldest events dropped" if self.dropped else ""
         return (f"Trace({len(self.tasks)} tasks, {len(self.transfers)} transfers, "
-                f"{self.bytes_moved} bytes moved)")
+                f"{self.bytes_moved} bytes moved{dropped})")
 
 
 def chrome_events(tasks: list[TaskEvent], transfers: list[TransferEvent]) -> list[dict]:

@@ -33,12 +33,13 @@ from plait.errors import (DeserializationError, GetTimeoutError, PlaitError, Tas
                           TaskError)
 from plait.executor import killpoints
 from plait.executor import protocol as p
+from plait.executor.malloc import return_freed_memory
 from plait.graph import context
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.task import decode_call
 from plait.store.arena import Arena
-from plait.store.serialization import INLINE_THRESHOLD, deserialize, serialize
+from plait.store.serialization import INLINE_THRESHOLD, deserialize, dumps, serialize
 
 # A finished quick task's result waits to share a message with its batch-mates, but never
 # longer than this: dependants on other workers should not wait on a slow batch.
@@ -63,6 +64,7 @@ class WorkerConfig:
 def main(config: WorkerConfig) -> None:
     """Connect to the node, then run batches until told to stop or the node is gone."""
     _die_with_parent()
+    return_freed_memory()                             # a spawned worker: not inherited
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the driver's business
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
@@ -419,6 +421,10 @@ class WorkerRuntime:
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)
+
+    def dumps(self, value: Any) -> bytes:
+        """A call's arguments, pickled as objects are (their arrays come back read-only)."""
+        return dumps(value)
 
     def get_actor(self, name: str) -> Any:
         return self.nested().get_actor(name)

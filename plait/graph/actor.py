@@ -76,7 +76,7 @@ class ActorClass:
                 return existing
         name = self._cls.__name__
         self._function.pickled()       # the class as it is now (as Ray exports it)
-        payload, deps, nested = encode_call(name, args, kwargs, runtime.put)
+        payload, deps, nested = encode_call(name, args, kwargs, runtime.put, runtime.dumps)
         given = self._options
         options = TaskOptions(name=name, node=given.node, max_retries=given.max_restarts,
                               num_cpus=given.num_cpus, num_gpus=given.num_gpus,
@@ -157,7 +157,7 @@ class ActorMethod:
         handle = self._handle
         runtime = context.runtime()
         label = f"{handle._class_name}.{self._name}"
-        payload, deps, nested = encode_call(label, args, kwargs, runtime.put)
+        payload, deps, nested = encode_call(label, args, kwargs, runtime.put, runtime.dumps)
         options = TaskOptions(name=label, max_retries=handle._max_task_retries).merged(
             **{k: v for k, v in self._options.items() if k in ("num_returns", "max_retries")})
         ready = handle._ready

@@ -52,7 +52,7 @@ class RemoteFunction:
         """Add one call to the graph; returns its result ref(s) at once, runs nothing."""
         runtime = context.runtime()
         self.pickled()          # now, as Ray does: later changes to globals are not seen
-        payload, deps, nested = encode_call(self.name, args, kwargs, runtime.put)
+        payload, deps, nested = encode_call(self.name, args, kwargs, runtime.put, runtime.dumps)
         task = Task(runtime.new_id(self.name), self, self._options, payload, deps, nested)
         runtime.created(task)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]

@@ -102,11 +102,14 @@ class Task:
         return f"Task({self.id}, deps={list(self.dep_ids)})"
 
 
-def encode_call(function_name: str, args: tuple, kwargs: dict, put: Callable[[Any], ObjectRef]
-                ) -> tuple[bytes, tuple[ObjectRef, ...], tuple[ObjectRef, ...]]:
+def encode_call(function_name: str, args: tuple, kwargs: dict, put: Callable[[Any], ObjectRef],
+                dumps: Callable[[Any], bytes]) -> tuple[bytes, tuple[ObjectRef, ...],
+                                                        tuple[ObjectRef, ...]]:
     """Pickle a call, turning top-level refs (and large values, via ``put``) into ArgRefs.
 
-    Returns the payload, the top-level dependencies and the refs nested deeper.
+    ``dumps`` is the runtime's pickler (the store's: small arrays travel inside the call,
+    and must come back read-only as the ones put do). Returns the payload, the top-level
+    dependencies and the refs nested deeper.
     """
     deps: list[ObjectRef] = []
 
@@ -124,7 +127,7 @@ def encode_call(function_name: str, args: tuple, kwargs: dict, put: Callable[[An
     call = (tuple(placeholder(a) for a in args), {k: placeholder(v) for k, v in kwargs.items()})
     try:
         with collecting_refs() as nested:
-            payload = cloudpickle.dumps(call, protocol=5)
+            payload = dumps(call)
     except Exception as error:
         raise _serialization_error(function_name, args, kwargs, error) from error
     return payload, tuple(deps), tuple(nested)

@@ -11,12 +11,21 @@ travels inline inside a message::
 Reading maps the bytes and hands the buffers to ``pickle.loads(buffers=...)`` as slices of
 a read-only view: numpy arrays come back zero-copy and read-only, in constant time
 whatever their size. Writing copies each buffer once, with several threads when large.
+
+Every numpy array that comes out of the object system is read-only, at every size and
+however it travelled (as in Ray): out of band (above), inside a small call's pickled
+arguments (``dumps``: the buffer is pickled in-band as ``bytes``, not ``bytearray``), or
+pickled by value because numpy cannot hand out its buffer (a strided view, object dtype:
+the rebuilt array is marked read-only). Code that passes on small data then fails on big
+data, because only big arrays were read-only, is the worst kind of bug.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -85,11 +94,66 @@ def serialize(value: Any) -> Serialized:
         buffers.append(buffer.raw())
 
     try:
-        stream = cloudpickle.dumps(value, protocol=5, buffer_callback=keep)
+        stream = dumps(value, buffer_callback=keep)
     except Exception as error:
         raise SerializationError(
             f"a value of type {type(value).__name__} cannot be serialised: {error}") from error
     return Serialized(stream, tuple(buffers))
+
+
+def dumps(value: Any, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None
+          ) -> bytes:
+    """cloudpickle (protocol 5), with every numpy array marked to come back read-only.
+
+    Without ``buffer_callback`` buffers are pickled in-band (a call's small arguments).
+    Where numpy is not imported no array can be in ``value``: plain cloudpickle is used.
+    """
+    numpy = sys.modules.get("numpy")
+    with io.BytesIO() as file:
+        if numpy is None:
+            cloudpickle.Pickler(file, protocol=5, buffer_callback=buffer_callback).dump(value)
+        else:
+            _ReadOnlyPickler(file, numpy.ndarray, buffer_callback).dump(value)
+        return file.getvalue()
+
+
+class _ReadOnlyPickler(cloudpickle.Pickler):
+    """cloudpickle, with numpy arrays reduced so that they are rebuilt read-only.
+
+    Only exact ``ndarray``s: a subclass (masked arrays, matrices) keeps its own reduction.
+    """
+
+    def __init__(self, file: io.BytesIO, ndarray: type,
+                 buffer_callback: Callable[[pickle.PickleBuffer], Any] | None) -> None:
+        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+        self.ndarray = ndarray
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is self.ndarray:
+            return _read_only_reduction(obj)
+        return super().reducer_override(obj)
+
+
+def _read_only_reduction(array: Any) -> tuple:
+    """numpy's own reduction of ``array``, changed so the rebuilt array is read-only.
+
+    Contiguous arrays reduce to ``(_frombuffer, (PickleBuffer, dtype, shape, order))``:
+    the buffer is offered read-only, so out of band it is a slice of a read-only view and
+    in-band it is pickled as ``bytes``; numpy builds a read-only array on either, with no
+    copy beyond the one pickling always made. Others (strided views, object dtype) are
+    pickled by value and marked read-only once rebuilt (``_set_state_read_only``).
+    """
+    reduction = array.__reduce_ex__(5)
+    rebuild, args = reduction[0], reduction[1]
+    if len(reduction) == 2 and args and isinstance(args[0], pickle.PickleBuffer):
+        return rebuild, (pickle.PickleBuffer(memoryview(args[0]).toreadonly()), *args[1:])
+    return rebuild, args, reduction[2], None, None, _set_state_read_only
+
+
+def _set_state_read_only(array: Any, state: Any) -> None:
+    """Unpickling: fill an array pickled by value, then forbid writes to it."""
+    array.__setstate__(state)
+    array.flags.writeable = False
 
 
 def deserialize(data: memoryview | bytes,

@@ -38,6 +38,44 @@ def test_arrays_come_back_zero_copy_and_read_only(cluster, nbytes):
         first[0] = 1.0
 
 
+@plait.remote
+def assign_first(arr):
+    arr[0] = 1                          # Ray's documentation example
+    return arr
+
+
+@plait.remote
+def writable_arrays(value):
+    """Whether each array a task was given (top level, or inside a list) is writable."""
+    return [a.flags.writeable for a in (value if isinstance(value, list) else [value])]
+
+
+@plait.remote
+def make_arrays(n):
+    return np.zeros(n), [np.ones(n)], {"deep": np.ones(n)}
+
+
+@pytest.mark.parametrize("n", [100, 1 << 17], ids=["inline", "stored"])
+def test_ray_doc_example_raises_read_only_at_every_size(cluster, n):
+    with pytest.raises(ValueError, match="assignment destination is read-only"):
+        plait.get(assign_first.remote(np.zeros(n)))
+
+
+@pytest.mark.parametrize("n", [100, 1 << 17], ids=["inline", "stored"])
+def test_task_arguments_are_read_only_at_every_size(cluster, n):
+    assert plait.get(writable_arrays.remote(np.zeros(n))) == [False]
+    assert plait.get(writable_arrays.remote(plait.put(np.zeros(n)))) == [False]
+    assert plait.get(writable_arrays.remote([np.zeros(n), np.zeros(n)[::2]])) == [False, False]
+
+
+@pytest.mark.parametrize("n", [100, 1 << 17], ids=["inline", "stored"])
+def test_get_results_are_read_only_at_every_size(cluster, n):
+    top, listed, nested = plait.get(make_arrays.remote(n))
+    for array in (top, listed[0], nested["deep"]):
+        assert not array.flags.writeable
+    assert not plait.get(plait.put([np.zeros(n)[::2]]))[0].flags.writeable
+
+
 def test_small_objects_travel_inline(cluster):
     ref = plait.put(np.zeros(100))
     assert isinstance(session().values[ref.id], p.Inline)

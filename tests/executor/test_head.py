@@ -129,3 +129,72 @@ def test_validate_state_names_a_pending_object_no_task_will_make(head):
     problems = head_problems(head)
     assert len(problems) == 1 and "pending objects no task will make" in problems[0]
     assert "t1" in problems[0]
+
+
+# -- a long run's tables stay as small as its live objects -----------------------------------
+
+def run_on_node_0(head: Head, task_id: str, value: p.ObjectValue) -> None:
+    """Submit a task to node-0, let its worker finish it with ``value``, flush."""
+    head.on_client(DRIVER, p.Submit((("f@1", b""),), (spec(task_id),), subscribe=(task_id,)))
+    head.local.dispatch()
+    result = p.TaskResult(task_id, 0, ((task_id, value),), 0.01)
+    head.local.on_worker(b"w0", p.TasksDone((result,)))
+    head.flush()
+
+
+def add_node_1(head: Head) -> list[tuple[str, p.Message]]:
+    """A second (recorded) node; returns the list of messages sent to other nodes."""
+    sent: list[tuple[str, p.Message]] = []
+    head._to_node = lambda node, message: sent.append((node, message))
+    info = p.NodeInfo("node-1", "ipc://unused-1", os.getpid(), False, 1, "arena-1", 4 * MIB)
+    head.on_node("node-1", p.NodeHello(info))
+    return sent
+
+
+def deleted(sent: list[tuple[str, p.Message]], node: str) -> list[str]:
+    return [oid for n, m in sent if n == node and isinstance(m, p.Delete) for oid in m.object_ids]
+
+
+def test_small_and_failed_results_leave_every_table_when_their_refs_are_dropped(head):
+    """Issue 11: inline results stayed in the node's table after their object was gone
+    (the head deleted stored copies only): ~800 KB per 10 KB-result task round, forever."""
+    for i in range(20):
+        run_on_node_0(head, f"t{i}", p.Inline(b"x" * 1000) if i % 2 else p.Failed(b"error"))
+        head.on_client(DRIVER, p.Free((f"t{i}",)))
+        head.flush()
+    assert head.local.values == {} and head.cached == {} and head.directory.entries == {}
+    assert head.client_holds[DRIVER] == {} and head.assigned == {} and head.lineage.made_by == {}
+    assert head.local.table.tasks == {} and head.local.table.followers == {}
+
+
+def test_a_node_sent_a_small_value_forgets_it_when_the_object_goes(head):
+    sent = add_node_1(head)
+    run_on_node_0(head, "t1", p.Inline(b"x"))
+    head.on_node("node-1", p.Subscribe(("t1",)))          # a task there reads it
+    head.flush()
+    assert [m.values for n, m in sent if isinstance(m, p.Ready)] == [(("t1", p.Inline(b"x")),)]
+    assert deleted(sent, "node-1") == []                   # still held by the driver
+    head.on_client(DRIVER, p.Free(("t1",)))
+    head.flush()
+    assert deleted(sent, "node-1") == ["t1"] and "t1" not in head.local.values
+
+
+def test_a_value_sent_after_its_object_went_is_deleted_in_the_same_flush(head):
+    sent = add_node_1(head)
+    head.on_node("node-1", p.Subscribe(("gone-1",)))      # never existed, or freed
+    head.flush()
+    kinds = [(type(m).__name__, m.object_ids if isinstance(m, p.Delete) else m.values[0][0])
+             for n, m in sent if isinstance(m, (p.Ready, p.Delete))]
+    assert kinds == [("Ready", "gone-1"), ("Delete", ("gone-1",))]
+
+
+def test_the_trace_ring_is_bounded_and_positions_stay_valid(head):
+    from collections import deque
+
+    head.events = deque(maxlen=10)
+    for i in range(25):
+        head.record(p.TaskEvent(f"t{i}", "f", "node-0", 0, 0.0, 1.0, True))
+    head.on_client(DRIVER, p.TraceRequest(7, 3))          # asked from an event gone since
+    report = head.to_client_log[-1][1]
+    assert [e.task_id for e in report.events] == [f"t{i}" for i in range(15, 25)]
+    assert report.position == 25 and head.events_dropped == 15

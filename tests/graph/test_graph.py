@@ -203,7 +203,8 @@ def test_repr_without_a_session_does_not_start_one():
 
 def test_top_level_refs_become_placeholders_nested_refs_stay_refs(runtime):
     a, b, c = runtime.put("A"), runtime.put("B"), runtime.put("C")
-    payload, deps, nested = encode_call("f", (a, 1, [b]), {"k": c, "plain": "v"}, runtime.put)
+    payload, deps, nested = encode_call("f", (a, 1, [b]), {"k": c, "plain": "v"}, runtime.put,
+                                        runtime.dumps)
     assert deps == (a, c)
     assert nested == (b,)
     args, kwargs = decode_call(payload, ["value-a", "value-c"])
@@ -214,7 +215,7 @@ def test_top_level_refs_become_placeholders_nested_refs_stay_refs(runtime):
 
 def test_payload_holds_placeholders_not_values(runtime):
     a = runtime.put("A")
-    payload, _, _ = encode_call("f", (a,), {}, runtime.put)
+    payload, _, _ = encode_call("f", (a,), {}, runtime.put, runtime.dumps)
     args, _ = pickle.loads(payload)
     assert isinstance(args[0], ArgRef) and args[0].index == 0
 
@@ -222,17 +223,18 @@ def test_payload_holds_placeholders_not_values(runtime):
 def test_large_arrays_are_put_once_and_passed_as_dependencies(runtime):
     big = np.zeros(LARGE_ARGUMENT_BYTES // 8 + 1)
     small = np.zeros(4)
-    payload, deps, _ = encode_call("f", (big, small), {}, runtime.put)
+    payload, deps, _ = encode_call("f", (big, small), {}, runtime.put, runtime.dumps)
     assert [ref.id for ref in deps] == runtime.puts
     assert len(payload) < LARGE_ARGUMENT_BYTES
     args, _ = decode_call(payload, [runtime.values[deps[0].id]])
     assert args[0] is big
     np.testing.assert_array_equal(args[1], small)
+    assert not args[1].flags.writeable           # as if it had been put, like ``big``
 
 
 def test_large_bytes_are_put_too(runtime):
     _, deps, _ = encode_call("f", (b"x" * (LARGE_ARGUMENT_BYTES + 1), b"small"), {},
-                             runtime.put)
+                             runtime.put, runtime.dumps)
     assert len(deps) == 1 and len(runtime.puts) == 1
 
 
@@ -256,7 +258,7 @@ def test_unpicklable_argument_is_named_with_its_position_and_type(runtime):
 
 def test_unpicklable_keyword_argument_is_named(runtime):
     with pytest.raises(plait.SerializationError, match="keyword argument 'y' .*type lock"):
-        encode_call("add", (1,), {"y": threading.Lock()}, runtime.put)
+        encode_call("add", (1,), {"y": threading.Lock()}, runtime.put, runtime.dumps)
 
 
 # -- collect -------------------------------------------------------------------------------

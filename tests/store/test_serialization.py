@@ -6,6 +6,7 @@ written into, not assumed.
 
 from __future__ import annotations
 
+import pickle
 import struct
 import threading
 
@@ -89,6 +90,34 @@ def test_non_contiguous_and_empty_arrays_round_trip(make):
     result = deserialize(bytes(block))
     np.testing.assert_array_equal(result, source)
     assert result.shape == source.shape and result.dtype == source.dtype
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.zeros(100),                                # Ray's doc example: 800 bytes
+    lambda: np.arange(1000.0)[::3],                       # pickled by value, not a buffer
+    lambda: np.asfortranarray(np.arange(600).reshape(20, 30)),
+    lambda: np.array([1, "a", None], dtype=object),
+    lambda: [np.zeros(3), {"deep": np.ones(2)}],          # nested in containers
+], ids=["small", "strided", "fortran", "object", "nested"])
+@pytest.mark.parametrize("how", ["out-of-band", "in-band"])
+def test_every_array_comes_back_read_only(make, how):
+    """Whatever its size or layout, and also pickled in-band as a call's arguments are."""
+    source = make()
+    data = serialize(source).to_bytes() if how == "out-of-band" else serialization.dumps(source)
+    result = deserialize(data) if how == "out-of-band" else pickle.loads(data)
+    arrays = [result] if isinstance(result, np.ndarray) else [result[0], result[1]["deep"]]
+    for array in arrays:
+        assert not array.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 1
+    assert all(a.flags.writeable for a in ([source] if isinstance(source, np.ndarray)
+                                           else [source[0], source[1]["deep"]]))
+
+
+def test_subclasses_keep_their_own_pickling():
+    masked = np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])
+    result = pickle.loads(serialization.dumps(masked))
+    assert isinstance(result, np.ma.MaskedArray) and result.mask.tolist() == [0, 1, 0]
 
 
 def test_fortran_order_is_kept():

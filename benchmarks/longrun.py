@@ -1,0 +1,257 @@
+"""Flat memory over a long run (issue 11): a million tasks, and every process stays put.
+
+A leak of a few hundred bytes per task never shows in a test that runs a thousand; it
+shows after a day. This runs ``--tasks`` tasks (a million by default) in rounds whose
+refs are dropped as the next round starts, the way a long-lived service uses plait:
+
+    per round of ``--round`` calls (2,000):
+        70%  tiny(i)            an int back                       (no payload at all)
+        10%  inline(i)          an ~80 KB array back               (under INLINE_THRESHOLD)
+         5%  stored(i)          a 200 KiB array back               (into the node's arena)
+        14%  counter.add(i)     actor calls, one actor per node
+         1%  nested(i)          a task that makes 4 tiny.remote() calls and gets them
+                                (5 tasks; while it waits its node lends its slot to a
+                                stand-in worker, so stand-ins come and go too)
+    rounds alternate plait.get(refs) and plait.wait(refs, num_returns=len(refs))
+
+on ``plait.init(num_nodes=2, num_workers=1)``, and every ``--report-every`` tasks it reads
+the USS (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup: memory that would come
+back if the process exited) of the driver, each node (node-0 runs the head) and every
+worker and actor process. The first checkpoint is the warm-up: after it each process must
+stay within ``--tolerance`` (10%) of it. ``--seconds`` caps the run; the table says how
+many tasks ran. Exit status 1 if a process grew past the tolerance.
+
+    python benchmarks/longrun.py                          # 1,000,000 tasks
+    python benchmarks/longrun.py --tasks 200000 --report-every 20000   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import plait
+from procmem import descendants
+
+INLINE_ELEMENTS = 10_000         # float64: 80 KB, travels inline
+STORED_ELEMENTS = 25_600         # float64: 200 KiB, written into the arena
+MIX = (("tiny", 70), ("inline", 10), ("stored", 5), ("actor", 14), ("nested", 1))
+CHILDREN = 4                     # tiny calls per nested task
+
+
+@plait.remote
+def tiny(i):
+    return i
+
+
+@plait.remote
+def inline(i):
+    return np.full(INLINE_ELEMENTS, float(i))
+
+
+@plait.remote
+def stored(i):
+    return np.full(STORED_ELEMENTS, float(i))
+
+
+@plait.remote
+def nested(i):
+    return sum(plait.get([tiny.remote(i) for _ in range(CHILDREN)])) + 1
+
+
+@plait.remote
+class Counter:
+    def __init__(self):
+        self.total = 0
+
+    def add(self, i):
+        self.total += i
+        return i
+
+
+@dataclass
+class Run:
+    """The processes seen so far and their USS (MiB) at each checkpoint."""
+
+    checkpoints: list[int] = field(default_factory=list)            # tasks done
+    uss: dict[tuple[str, int], list[float | None]] = field(default_factory=dict)
+    store: dict[tuple[str, int], list[float | None]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def measure(self, tasks: int) -> None:
+        """One checkpoint: every process of the cluster, the driver first."""
+        self.checkpoints.append(tasks)
+        column = len(self.checkpoints) - 1
+        for label, pid in processes():
+            row = self.uss.setdefault((label, pid), [None] * column)
+            row.append(uss_mib(pid))
+            self.store.setdefault((label, pid), [None] * column).append(store_pages_mib(pid))
+        for rows in (self.uss, self.store):
+            for row in rows.values():
+                row.extend([None] * (column + 1 - len(row)))
+
+
+def processes() -> list[tuple[str, int]]:
+    """(label, pid): the driver, each node, then each node's workers and actors."""
+    found = [("driver", os.getpid())]
+    for node in plait.nodes():
+        found.append((f"{node.id}{' (head)' if node.is_head else ''}", node.pid))
+        found += [(f"{node.id} worker", pid) for pid in sorted(descendants(node.pid))]
+    return found
+
+
+def uss_mib(pid: int) -> float | None:
+    """Private_Clean + Private_Dirty of the process, in MiB (None once it has exited)."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1])
+    except OSError:
+        return None
+    return total / 1024
+
+
+def store_pages_mib(pid: int) -> float | None:
+    """The part of the USS in plait's shared-memory arenas: pages of /dev/shm/plait-*
+    that this process alone has mapped at the moment (from /proc/PID/smaps)."""
+    total, in_arena = 0, False
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                first = line.split(" ", 1)[0]
+                if "-" in first and not first.endswith(":"):       # a mapping's header
+                    in_arena = "/dev/shm/plait-" in line
+                elif in_arena and line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1])
+    except OSError:
+        return None
+    return total / 1024
+
+
+def one_round(start: int, size: int, counters: list, use_wait: bool) -> int:
+    """Make ``size`` calls of the mix, read them all, check them; returns tasks run."""
+    refs, expected, tasks = [], [], 0
+    for offset in range(size):
+        i = start + offset
+        kind = pick(offset)
+        if kind == "actor":
+            refs.append(counters[i % len(counters)].add.remote(i))
+        else:
+            refs.append({"tiny": tiny, "inline": inline, "stored": stored,
+                         "nested": nested}[kind].remote(i))
+        expected.append((kind, i))
+        tasks += 1 + CHILDREN if kind == "nested" else 1
+    if use_wait:
+        ready, _ = plait.wait(refs, num_returns=len(refs))
+        assert len(ready) == len(refs)
+    check(plait.get(refs), expected)
+    return tasks
+
+
+def pick(offset: int) -> str:
+    """The kind of the ``offset``-th call of a round: the MIX, spread evenly.
+
+    >>> [pick(n) for n in (0, 69, 70, 80, 85, 99, 100)]
+    ['tiny', 'tiny', 'inline', 'stored', 'actor', 'nested', 'tiny']
+    """
+    slot = offset % 100
+    for kind, share in MIX:
+        if slot < share:
+            return kind
+        slot -= share
+    raise AssertionError("MIX must add up to 100")
+
+
+def check(values: list, expected: list[tuple[str, int]]) -> None:
+    for value, (kind, i) in zip(values, expected, strict=True):
+        if kind in ("inline", "stored"):
+            ok = value.shape == ((INLINE_ELEMENTS,) if kind == "inline" else (STORED_ELEMENTS,)
+                                 ) and value[0] == i
+        else:
+            ok = value == (CHILDREN * i + 1 if kind == "nested" else i)
+        if not ok:
+            raise AssertionError(f"{kind}({i}) returned {value!r:.60}")
+
+
+def run(args: argparse.Namespace) -> Run:
+    plait.init(num_nodes=args.nodes, num_workers=args.workers)
+    counters = [Counter.options(node=node.id).remote() for node in plait.nodes()]
+    measured, done, started = Run(), 0, time.monotonic()
+    next_report = args.report_every
+    while done < args.tasks:
+        done += one_round(done, min(args.round, args.tasks - done), counters,
+                          use_wait=(done // args.round) % 2 == 1)
+        gc.collect()
+        out_of_time = time.monotonic() - started > args.seconds
+        if done >= next_report or done >= args.tasks or out_of_time:
+            measured.measure(done)
+            print(f"  {done:>9,} tasks  {time.monotonic() - started:7.1f} s", file=sys.stderr)
+            next_report += args.report_every
+        if out_of_time:
+            print(f"stopped by --seconds {args.seconds:g} after {done:,} tasks", file=sys.stderr)
+            break
+    measured.seconds = time.monotonic() - started
+    plait.shutdown()
+    return measured
+
+
+def table(measured: Run, tolerance: float) -> tuple[str, bool]:
+    """Markdown: one row per process, USS (MiB) per checkpoint, growth after warm-up."""
+    head = ["process", "pid"] + [f"{n / 1000:,.0f}k" for n in measured.checkpoints]
+    lines = ["| " + " | ".join(head + ["after warm-up", "MiB", "flat"]) + " |",
+             "|" + "---|" * (len(head) + 3)]
+    flat = True
+    for (label, pid), row in measured.uss.items():
+        growth = _growth(row)
+        ok = growth is None or growth <= tolerance
+        flat &= ok
+        cells = [label, str(pid)] + ["" if v is None else f"{v:,.1f}" for v in row]
+        seen = [v for v in row if v is not None]
+        shown = "n/a" if growth is None else f"{growth:+.1%}"
+        mib = "n/a" if growth is None else f"{max(seen[1:]) - seen[0]:+.1f}"
+        lines.append("| " + " | ".join(cells + [shown, mib, "yes" if ok else "NO"]) + " |")
+    return "\n".join(lines), flat
+
+
+def _growth(row: list[float | None]) -> float | None:
+    """Largest rise over the first measured value (the warm-up), as a fraction.
+
+    >>> _growth([None, 100.0, 104.0, 109.0]), _growth([100.0]), _growth([100.0, 96.0])
+    (0.09, None, -0.04)
+    """
+    seen = [v for v in row if v is not None]
+    if len(seen) < 2:
+        return None
+    return round(max(seen[1:]) / seen[0] - 1, 4)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1_000_000)
+    parser.add_argument("--report-every", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=3600.0, help="stop after this long")
+    parser.add_argument("--round", type=int, default=2_000, help="calls per get/wait")
+    parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="per node")
+    parser.add_argument("--tolerance", type=float, default=0.10)
+    args = parser.parse_args()
+    measured = run(args)
+    text, flat = table(measured, args.tolerance)
+    print(f"\n{measured.checkpoints[-1]:,} tasks in {measured.seconds:.0f} s "
+          f"({measured.checkpoints[-1] / measured.seconds:,.0f} tasks/s); USS in MiB "
+          f"(Private_Clean + Private_Dirty); warm-up = the first checkpoint; "
+          f"flat = within {args.tolerance:.0%} of it at every later checkpoint\n")
+    print(text)
+    return 0 if flat else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
