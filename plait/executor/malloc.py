@@ -14,12 +14,6 @@ and the heap top is trimmed once 128 KiB of it is free. Same run: the head at 33
 node-1 17 MiB (was 31), tasks per second unchanged. Dask's workers do much the same
 (``MALLOC_TRIM_THRESHOLD_``). The driver is the user's process: plait leaves its allocator
 alone.
-
-A third keeps one malloc arena per process: glibc gives each new thread an arena of its
-own, and a worker's first nested task starts its session's idle-submit thread, which cost
-every stand-in worker a one-time step of about 0.7 MiB of USS (11-21% of a small worker,
-seen in the long run). plait's threads allocate little, so sharing one arena costs no
-measurable contention.
 """
 
 from __future__ import annotations
@@ -28,7 +22,6 @@ import ctypes
 
 M_TRIM_THRESHOLD = -1            # <malloc.h>
 M_MMAP_THRESHOLD = -3
-M_ARENA_MAX = -8
 MMAP_THRESHOLD = 64 << 10        # blocks this big or more: mmap, returned when freed
 TRIM_THRESHOLD = 128 << 10       # free memory at the heap top past this: given back
 
@@ -40,4 +33,4 @@ def return_freed_memory() -> bool:
     except (OSError, AttributeError):           # not glibc (musl, macOS): nothing to set
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
-        bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(mallopt(M_ARENA_MAX, 1))
+        bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
