@@ -91,8 +91,8 @@ class Admission:
             f"need, split the work, or start plait with a larger store_memory.")
 
     def started(self, task: str, need: Need) -> None:
+        self.promised_total += need.result - self.promised.get(task, 0)
         self.promised[task] = need.result
-        self.promised_total += need.result
 
     def allocated(self, task: str, nbytes: int) -> None:
         """Part of the promise is now a pinned block of the store (counted there)."""

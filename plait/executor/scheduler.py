@@ -108,8 +108,8 @@ class TaskTable:
         doomed = []
         for task_id in self.dependents.pop(object_id, ()):
             state = self.tasks.get(task_id)
-            if state is None or state.done:
-                continue
+            if state is None or state.done or object_id not in state.waiting:
+                continue                  # gone, or listed twice and already seen to
             state.waiting.discard(object_id)
             if state.riding:
                 continue                  # already with a worker, behind its producer
@@ -199,7 +199,9 @@ class TaskTable:
             if not state.waiting:
                 self.push(task_id, state.spec, front=True)
             for oid in state.waiting:             # its producer has not finished either
-                self.dependents.setdefault(oid, []).append(task_id)
+                listed = self.dependents.setdefault(oid, [])
+                if task_id not in listed:         # a rider is listed already
+                    listed.append(task_id)
 
 
 def _outputs(table: TaskTable, task_ids: list[str]) -> set[str]:

@@ -184,3 +184,24 @@ def test_a_fused_follower_whose_worker_died_running_it_is_sent_again(node):
     node.dispatch()
     assert [i.task_id for m in node.sent if isinstance(m[1], p.RunTasks) for i in m[1].items] \
         == ["consume"]
+
+
+def test_a_fused_follower_requeued_after_its_producer_crashed_is_queued_once():
+    """The chaos soak's invariant violation (room promised twice to one task): create ->
+    consume rode in one message and the worker died running create; consume, requeued,
+    was listed twice as waiting for create's result, so once the retry made it, consume
+    was queued (and started) twice."""
+    from plait.executor.scheduler import TaskTable
+
+    table = TaskTable()
+    made = p.TaskSpec("create", "f@1", "f", b"", (), (), ("data",), 3, "node-0")
+    used = p.TaskSpec("consume", "f@1", "f", b"", ("data",), (), ("consume",), 3, "node-0",
+                      follows="create")
+    for spec in (made, used):
+        table.add(spec, lambda oid: False)
+    assert table.ready.popleft() == "create" and table.chain_after("create") == ["consume"]
+    assert table.crashed("create", 0, "SIGKILL")      # the worker died running create
+    table.requeue("consume", 0)
+    assert table.ready.popleft() == "create"          # retried alone this time
+    assert table.object_ready("data", failed=False) == []
+    assert [table.ready.popleft() for _ in range(len(table.ready))] == ["consume"]
