@@ -331,12 +331,18 @@ def start_cluster():
 
 
 def reexecuted(trace) -> dict[str, int]:
-    """Executions the head recorded against distinct tasks: the difference ran again."""
+    """Executions the head recorded against distinct tasks: the difference ran again.
+    ``events_dropped``: events the head's trace ring no longer held (not counted)."""
     executions = len(trace.tasks)
     distinct = len({event.task_id for event in trace.tasks})
     failed = sum(not event.ok for event in trace.tasks)
     return {"executions": executions, "distinct_tasks": distinct,
-            "re_executed": executions - distinct, "failed_executions": failed}
+            "re_executed": executions - distinct, "failed_executions": failed,
+            "events_dropped": trace.dropped}
+
+
+def add_counts(total: dict[str, int], part: dict[str, int]) -> dict[str, int]:
+    return {key: total.get(key, 0) + value for key, value in part.items()}
 
 
 def quiet_round() -> dict:
@@ -358,23 +364,24 @@ def chaos_rounds(budget: float, rng: random.Random, interval: tuple[float, float
     killer = Killer(cluster, rng, interval)
     killer.verbose = verbose
     rounds, wrong, stuck, violations = [], [], [], []
+    stats: dict[str, int] = {}
     start = time.monotonic()
-    with plait.trace() as trace:
-        killer.start()
-        while time.monotonic() - start < budget:
+    killer.start()
+    while time.monotonic() - start < budget:
+        with plait.trace() as trace:          # per round: the head keeps 50,000 events
             seconds, bad, hung = run_round()
-            broken = validate()
-            rounds.append(seconds)
-            wrong += bad
-            stuck += hung
-            violations += [f"round {len(rounds)}: {v}" for v in broken]
-            print(f"  chaos round {len(rounds)}: {sum(seconds.values()):.1f} s, "
-                  f"{len(bad)} wrong, {len(hung)} stuck, {len(broken)} invariant violations,"
-                  f" kills so far {dict(killer.kills)}", flush=True)
-        killer.done.set()
-        killer.join(timeout=60)
-        violations += [f"after the faults: {v}" for v in validate()]
-    stats = reexecuted(trace)
+        stats = add_counts(stats, reexecuted(trace))
+        broken = validate()
+        rounds.append(seconds)
+        wrong += bad
+        stuck += hung
+        violations += [f"round {len(rounds)}: {v}" for v in broken]
+        print(f"  chaos round {len(rounds)}: {sum(seconds.values()):.1f} s, "
+              f"{len(bad)} wrong, {len(hung)} stuck, {len(broken)} invariant violations,"
+              f" kills so far {dict(killer.kills)}", flush=True)
+    killer.done.set()
+    killer.join(timeout=60)
+    violations += [f"after the faults: {v}" for v in validate()]
     shutdown_start = time.monotonic()
     plait.shutdown()
     shutdown_seconds = time.monotonic() - shutdown_start
@@ -482,7 +489,8 @@ def summarise(result: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in sorted(chaos["kills"].items())),
         f"nodes started to replace dead ones: {chaos['nodes_started']}",
         f"task executions {chaos['executions']}, distinct tasks {chaos['distinct_tasks']}, "
-        f"re-executed {chaos['re_executed']} (failed executions {chaos['failed_executions']})",
+        f"re-executed {chaos['re_executed']} (failed executions {chaos['failed_executions']}; "
+        f"trace events the head's ring dropped: {chaos['events_dropped']})",
         f"data lost (wrong or missing results): {len(chaos['wrong']) + len(quiet['wrong'])}",
         f"stuck gets: {len(chaos['stuck']) + len(quiet['stuck'])}",
         f"invariant violations: {len(chaos['violations']) + len(quiet['violations'])}",
