@@ -364,7 +364,8 @@ def chaos_rounds(budget: float, rng: random.Random, interval: tuple[float, float
     killer = Killer(cluster, rng, interval)
     killer.verbose = verbose
     rounds, wrong, stuck, violations = [], [], [], []
-    stats: dict[str, int] = {}
+    stats = dict.fromkeys(["executions", "distinct_tasks", "re_executed",
+                           "failed_executions", "events_dropped"], 0)
     start = time.monotonic()
     killer.start()
     while time.monotonic() - start < budget:
