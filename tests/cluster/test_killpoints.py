@@ -1,4 +1,4 @@
-"""Processes killed at named points (plait.executor.killpoints), never by a timer.
+"""Processes killed at named points (plait.executor.wire.killpoints), never by a timer.
 
 Each test sets ``PLAIT_KILL_AT`` before ``plait.init``, so the node and worker processes
 inherit it, and ``PLAIT_KILL_ONCE`` when exactly one process in the cluster should die
