@@ -1,22 +1,28 @@
 """DOING it: the processes that run a plan, and the wire between them.
 
-The folder tree is the process diagram. Every arrow is a ZeroMQ socket carrying messages of
-wire/protocol.py (ROUTER on the serving side), except that the head calls node-0's Node in
-its own process::
+The folder tree is the process diagram. Each arrow between boxes is a ZeroMQ socket carrying
+messages of wire/protocol.py (ROUTER on the serving side), except that the head calls
+node-0's Node inside its own process; the store is shared memory, not a process::
 
-    driver/               head/                      node/
-    the user's process    in node-0's process        one process per node
-   +--------------+Submit +-------------------+Assign +------------------------+  Fetch
-   | Session:     |------>| Head: directory,  |------>| Node: task table,      |<------+
-   | graph, plan, |<------| lineage, actor    |<------| admission, actors,     |------+|
-   | Connection   | Ready | routing           | Tasks | the store, transfers   |chunks||
-   +--------------+       +-------------------+ Done  +------------------------+      ||
-          |                                            RunTasks |    ^ TasksDone      ||
-          |  reading: map a stored object on this host,         v    |                ||
-          |  or fetch it from a node on another host      +------------------+   another
-          +---------------------------------------------->| worker: runs the |   node's
-                                                          | tasks, one slot  |   transfers
-                                                          +------------------+
+    driver/              head/                    node/
+    the user's process   in node-0's process      one process per node
+   +---------------+      +------------------+      +----------------------+   Fetch
+   | Session:      |Submit| Head: directory, |Assign| Node: task table,    |<--------+
+   | graph -> plan |----->| lineage, actor   |----->| admission, actors,   |-------+ |
+   | Connection    |<-----| routing          |<-----| workers, transfers   | chunks| |
+   +---------------+ Ready+------------------+ Tasks+----------------------+       | |
+           |                                   Done   RunTasks |    ^ TasksDone  another
+           |                                                   v    |            node/
+           |                                        +----------------------+
+           |                                        | worker: runs tasks,  |
+           |                                        | a process per slot   |
+           |                                        +----------------------+
+           |  reads objects: maps those on its host             | reads inputs,
+           v  (wire/fetch for the others)                       v writes results
+   +------------------------------------------------------------------------------------+
+   | the node's store (plait.store): shared memory, mapped by the node, its workers     |
+   | and the drivers on its host                                                        |
+   +------------------------------------------------------------------------------------+
 
 A task is sent to its node in a stage (Assign); its inputs reach the node as values from
 the head or as transfers from the node holding a copy; a worker runs it and writes its
@@ -34,7 +40,8 @@ result, an object, into the node's store; the head learns where each object live
 - ``cli.py``: ``plait start | stop | status | memory``.
 
 Imports follow the data: head and driver import only wire; node imports head (node-0 runs
-it), worker (it forks workers) and wire; worker imports driver and wire; cli imports
-driver and wire. Processes start each other by module name (``python -m``), never by
-import. tests/test_layering.py holds this table and checks it, lazy imports included.
+it), worker (it forks workers, which run on in its code) and wire; worker imports driver
+(a task that submits tasks) and wire; cli imports driver and wire. A driver and ``plait
+start`` start nodes by module name (``python -m``, wire.config.launch), never by import.
+tests/test_layering.py holds this table and checks it, lazy imports included.
 """
