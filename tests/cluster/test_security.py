@@ -44,7 +44,7 @@ import plait
 from plait.errors import ClusterError
 from plait.executor.wire import protocol as p
 from plait.executor.wire.security import (ClusterKey, check_bind, generate_key_file, load_key,
-                                     secure_client)
+                                          secure_client)
 from plait.executor.wire.config import NodeConfig
 from tests.netns import (Host, Network, free_port, leftovers, netns_unavailable, status_nodes,
                          sweep, tcp_sockets, wait_until)

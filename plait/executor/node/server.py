@@ -33,7 +33,7 @@ from plait.executor.wire.config import (HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS,
 from plait.executor.wire.hostid import host_id
 from plait.executor.wire.malloc import return_freed_memory
 from plait.executor.wire.security import (ClusterKey, check_bind, load_key, secure_client,
-                                     secure_server, start_authenticator)
+                                          secure_server, start_authenticator)
 from plait.store.arena import Arena
 from plait.store.spill import Spiller
 from plait.store.store import ObjectStore
