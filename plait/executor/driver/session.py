@@ -573,7 +573,7 @@ def _retry_exceptions(option: bool | Sequence[type]) -> bytes:
 def _call_site() -> str:
     """``file:line`` of the user's code that called into plait (for memory reports)."""
     frame = sys._getframe(1)
-    package = os.path.dirname(os.path.dirname(__file__))      # all of plait
+    package = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))   # all of plait
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame = frame.f_back
     if frame is None:
