@@ -278,8 +278,7 @@ class Killer(threading.Thread):
 
     def restart(self) -> None:
         """A fresh node (new id) joins the running head, as `plait start --address` does."""
-        from plait.executor.client import _launch
-        from plait.executor.server import ipc_addresses
+        from plait.executor.wire.config import ipc_addresses, launch
         from plait.store.spill import spill_directory
 
         template = self.cluster.configs[1]
@@ -290,7 +289,7 @@ class Killer(threading.Thread):
         config = dataclasses.replace(template, node=node, spill_dir=spill,
                                      **ipc_addresses(template.run_dir, node))
         self.cluster.configs.append(config)
-        self.cluster.processes.append(_launch(config))
+        self.cluster.processes.append(launch(config))
         self.note({"t": time.time(), "target": node, "kind": "started"})
 
     def note(self, event: dict) -> None:

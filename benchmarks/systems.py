@@ -307,13 +307,13 @@ class _PlaitProcesses:
     """A plait head and nodes on this machine that believe they are on different hosts.
 
     Started the way ``plait start`` starts them (plait/executor/cli.py ``_config``):
-    ``python -m plait.executor.server '<NodeConfig as JSON>'``, the head listening for
+    ``python -m plait.executor.node.server '<NodeConfig as JSON>'``, the head listening for
     drivers and nodes on tcp://127.0.0.1:PORT, every node's transfer socket on
     tcp://127.0.0.1:*.  Differences from the CLI: ``parent_pid`` is this process (the
     nodes stop when it goes), each node gets ``PLAIT_HOST_ID`` bench-head / bench-other-K
     (so node to node copies go over TCP rather than /dev/shm), and everything lives in one
     temporary directory: run dirs, spill dirs, logs, the key file (``encrypted``: made
-    with ``plait.executor.security.generate_key_file``; otherwise no key at all) and an
+    with ``plait.executor.wire.security.generate_key_file``; otherwise no key at all) and an
     empty ``PLAIT_HOME`` for the driver, so no ~/.plait key is picked up.
 
     The driver (this process) must see itself on the head's host to map the head's
@@ -334,14 +334,14 @@ class _PlaitProcesses:
         self.processes, self.saved_env = [], {}
 
     def __enter__(self):
-        from plait.executor.server import NodeConfig
+        from plait.executor.wire.config import NodeConfig
         from plait.store.arena import default_capacity
 
         self.tmp = tempfile.mkdtemp(prefix=f"plait-{self.session}-")
         try:
             key_file = ""
             if self.encrypted:
-                from plait.executor.security import generate_key_file
+                from plait.executor.wire.security import generate_key_file
 
                 key_file = os.path.join(self.tmp, "cluster.key")
                 generate_key_file(key_file)
@@ -374,12 +374,12 @@ class _PlaitProcesses:
         env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p or os.curdir) for p in sys.path)
         with open(os.path.join(self.tmp, f"{config.node}.log"), "wb") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "plait.executor.server",
+                [sys.executable, "-m", "plait.executor.node.server",
                  json.dumps(dataclasses.asdict(config))],
                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
     def _set_env(self, **values):
-        from plait.executor import hostid
+        from plait.executor.wire import hostid
 
         for name, value in values.items():
             self.saved_env.setdefault(name, os.environ.get(name))
@@ -392,8 +392,8 @@ class _PlaitProcesses:
     def _wait_for_nodes(self, head, key_file):
         """Until all nodes (and their workers) have joined: the handshake ``plait start``
         waits with (``Connection.handshake``), so the driver's node list is complete."""
-        from plait.executor.client import Connection, JoinedCluster
-        from plait.executor.security import load_key
+        from plait.executor.driver.connection import Connection, JoinedCluster
+        from plait.executor.wire.security import load_key
 
         conn = Connection(JoinedCluster(head, load_key(key_file) if key_file else None))
         try:
@@ -434,7 +434,7 @@ class _PlaitProcesses:
                 else:
                     os.environ[name] = value
             if self.saved_env:
-                from plait.executor import hostid
+                from plait.executor.wire import hostid
 
                 hostid.host_id.cache_clear()
             shutil.rmtree(self.tmp, ignore_errors=True)

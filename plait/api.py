@@ -1,6 +1,6 @@
 """The public functions: init/put/get/compute... = graph -> compile -> execute -> fetch.
 
-One driver process has one ``Session`` (plait.executor.session), started by ``init`` or on
+One driver process has one ``Session`` (plait.executor.driver.session), started by ``init`` or on
 first use, stopped by ``shutdown`` or at exit. Inside a task, the same functions go to the
 worker's runtime, which serves get/put itself and opens a session of its own for tasks
 that submit tasks.
@@ -17,7 +17,7 @@ from typing import Any
 
 from plait import compiler
 from plait.errors import ClusterError
-from plait.executor.session import Session, _check_refs
+from plait.executor.driver.session import Session, _check_refs
 from plait.graph import context
 from plait.graph.refs import ObjectRef
 
@@ -57,7 +57,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
                                "pass ignore_reinit_error=True")
         _check_ray_options(ray_options)
         if address is not None:
-            from plait.executor.cli import joined_cluster
+            from plait.executor.driver.discovery import joined_cluster
 
             _session = Session(joined_cluster(address), 1, submit_after_idle=submit_after_idle)
             context.install(_session)
@@ -71,7 +71,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
             spill = spill_dir or ""      # "": the node picks a fresh directory of its own
         if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
             raise ValueError(f"num_nodes must be a positive int, got {num_nodes!r}")
-        from plait.executor.client import LocalCluster
+        from plait.executor.driver.connection import LocalCluster
 
         session_id = f"{os.getpid():x}-{next(_session_counter)}"
         cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill,
@@ -224,7 +224,7 @@ class trace:
     """
 
     def __enter__(self) -> Any:
-        from plait.executor.trace import Trace
+        from plait.executor.driver.trace import Trace
 
         self.session = session()
         self.position = self.session.trace_since(-1)[1]
@@ -240,7 +240,7 @@ class trace:
 def timeline(filename: str | None = None) -> list[dict]:
     """What the head recorded (its newest 50,000 tasks and transfers), as Chrome trace
     events (written to ``filename``)."""
-    from plait.executor.trace import Trace
+    from plait.executor.driver.trace import Trace
 
     recorded = Trace()
     recorded.add(session().trace_since(0)[0])

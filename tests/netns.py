@@ -10,7 +10,7 @@ the root namespace::
     ns plait-<tag>-c  lo + eth0 10.77.0.3/24 --veth--+   (no address of its own)
 
 The namespaces share /dev/shm, /tmp and the pid space with the test; plait tells them apart
-only by the network namespace in its host id (plait/executor/hostid.py).
+only by the network namespace in its host id (plait/executor/wire/hostid.py).
 
 Clusters started by the CLI are named after the ``plait start --head`` process's pid
 (``<pid hex>-c``), not pytest's, so tests/conftest.py's leak check does not see them:

@@ -2,9 +2,10 @@
 
 Every import counts, including the lazy ones inside functions and those under
 ``TYPE_CHECKING``: a lazy import is still a dependency of the layer, and a circle closed by
-one is still a circle. ``MAY_IMPORT`` is the one table of which layer may import which;
-``ACYCLIC`` names the layers whose modules must not import each other in a circle, and
-``DECLARED`` the one circle that is allowed, with its reason.
+one is still a circle. ``MAY_IMPORT`` is the one table of which layer may import which (the
+executor's processes are layers of their own inside it); ``ACYCLIC`` names the layers whose
+modules must not import each other in a circle, and ``DECLARED`` the one circle that is
+allowed, with its reason.
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ MAY_IMPORT: dict[str, set[str]] = {
     "plait.compiler": {"plait.graph", "plait.errors"},
     "plait.store": {"plait.errors"},
     "plait.executor": {"plait.graph", "plait.compiler", "plait.store", "plait.errors"},
+    # The executor's parts, drawn in plait/executor/__init__.py: what they may import of the
+    # executor besides themselves (each may import what plait.executor may). The wire is
+    # what all processes share; head and driver speak only it; the rest follow the data.
+    "plait.executor.wire": set(),
+    "plait.executor.head": {"plait.executor.wire"},
+    "plait.executor.driver": {"plait.executor.wire"},
+    "plait.executor.worker": {"plait.executor.wire", "plait.executor.driver"},
+    "plait.executor.node": {"plait.executor.wire", "plait.executor.head",
+                            "plait.executor.worker"},
+    "plait.executor.cli": {"plait.executor.wire", "plait.executor.driver"},
 }
 
 # Standard modules that would give the pure compiler a clock, randomness, processes or I/O.
@@ -37,10 +48,8 @@ NO_SOCKETS = {"zmq", "socket", "subprocess", "multiprocessing"}
 MAY_NOT_USE: dict[str, set[str]] = {
     "plait.graph": NO_SOCKETS, "plait.compiler": IMPURE, "plait.store": NO_SOCKETS}
 
-# Layers whose modules import one another without a circle. plait.executor is left out for
-# now: it is being split into wire/, head/, node/ and driver/ (DESIGN.md, "Executor"), and
-# that split brings its own no-circle check.
-ACYCLIC = ("plait.graph", "plait.compiler")
+# Layers whose modules import one another without a circle.
+ACYCLIC = ("plait.graph", "plait.compiler", "plait.executor")
 
 # The circles allowed, as (importer, imported package): Plan's methods explain() and
 # visualize() call into the drawing that reads plans, importing it only when called, so
@@ -108,14 +117,30 @@ def _in_layer(layer: str) -> dict[str, set[str]]:
 
 
 def _layer_of(name: str) -> str:
-    return ".".join(name.split(".")[:2])
+    """The innermost layer of MAY_IMPORT that holds ``name`` (else its top-level part)."""
+    return max((layer for layer in MAY_IMPORT if _inside(name, layer)), key=len,
+               default=".".join(name.split(".")[:2]))
+
+
+def _outer(layer: str) -> str | None:
+    """The layer that ``layer`` is a part of, if any (plait.executor for its parts)."""
+    return max((other for other in MAY_IMPORT if layer.startswith(other + ".")), key=len,
+               default=None)
+
+
+def _allowed(layer: str) -> set[str]:
+    """What ``layer`` may import: its row, itself, and what the layer around it may."""
+    outer = _outer(layer)
+    return MAY_IMPORT[layer] | {layer} | (_allowed(outer) - {outer} if outer else set())
 
 
 def _breaking(layer: str) -> list[str]:
     """``module -> import`` lines of ``layer`` that leave MAY_IMPORT or use MAY_NOT_USE."""
-    allowed = MAY_IMPORT[layer] | {layer}
+    allowed = _allowed(layer)
     broken = []
     for module, deps in _in_layer(layer).items():
+        if _layer_of(module) != layer:
+            continue                        # a part of its own, with its own row
         for dep in sorted(deps):
             if _inside(dep, "plait") and _layer_of(dep) not in allowed:
                 broken.append(f"{module} -> {dep}")
@@ -154,6 +179,32 @@ def test_the_scan_sees_the_package():
     assert set(MAY_IMPORT) | {"plait", "plait.api"} <= set(IMPORTS)
     assert "plait.graph.graph" in IMPORTS["plait.compiler.passes"]
     assert "plait.compiler" in IMPORTS["plait.api"]          # `from plait import compiler`
+
+
+def test_the_table_draws_no_circle():
+    arrows = networkx.DiGraph((layer, other) for layer, others in MAY_IMPORT.items()
+                              for other in others)
+    assert list(networkx.simple_cycles(arrows)) == []
+
+
+def test_every_part_of_the_executor_has_a_row():
+    """A new module of the executor belongs to one of its processes (or to the wire)."""
+    assert sorted(m for m in _in_layer("plait.executor") if _layer_of(m) == "plait.executor") \
+        == ["plait.executor"]
+
+
+def test_a_part_may_import_what_the_executor_may_and_its_row():
+    assert _allowed("plait.executor.wire") == {"plait.executor.wire", "plait.graph",
+                                               "plait.compiler", "plait.store", "plait.errors"}
+    assert _allowed("plait.executor.node") - _allowed("plait.executor.wire") == {
+        "plait.executor.node", "plait.executor.head", "plait.executor.worker"}
+
+
+def test_the_table_check_sees_the_head_reach_into_its_node(monkeypatch):
+    monkeypatch.setitem(IMPORTS, "plait.executor.head.head", IMPORTS[
+        "plait.executor.head.head"] | {"plait.executor.node.node"})
+    assert _breaking("plait.executor.head") == [
+        "plait.executor.head.head -> plait.executor.node.node"]
 
 
 def test_errors_imports_nothing_of_plait():

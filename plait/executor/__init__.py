@@ -1,1 +1,47 @@
-"""DOING it: the wire protocol, the node and worker processes, the driver's connection."""
+"""DOING it: the processes that run a plan, and the wire between them.
+
+The folder tree is the process diagram. Each arrow between boxes is a ZeroMQ socket carrying
+messages of wire/protocol.py (ROUTER on the serving side), except that the head calls
+node-0's Node inside its own process; the store is shared memory, not a process::
+
+    driver/              head/                    node/
+    the user's process   in node-0's process      one process per node
+   +---------------+      +------------------+      +----------------------+   Fetch
+   | Session:      |Submit| Head: directory, |Assign| Node: task table,    |<--------+
+   | graph -> plan |----->| lineage, actor   |----->| admission, actors,   |-------+ |
+   | Connection    |<-----| routing          |<-----| workers, transfers   | chunks| |
+   +---------------+ Ready+------------------+ Tasks+----------------------+       | |
+           |                                   Done   RunTasks |    ^ TasksDone  another
+           |                                                   v    |            node/
+           |                                        +----------------------+
+           |                                        | worker: runs tasks,  |
+           |                                        | a process per slot   |
+           |                                        +----------------------+
+           |  reads objects: maps those on its host             | reads inputs,
+           v  (wire/fetch for the others)                       v writes results
+   +------------------------------------------------------------------------------------+
+   | the node's store (plait.store): shared memory, mapped by the node, its workers     |
+   | and the drivers on its host                                                        |
+   +------------------------------------------------------------------------------------+
+
+A task is sent to its node in a stage (Assign); its inputs reach the node as values from
+the head or as transfers from the node holding a copy; a worker runs it and writes its
+result, an object, into the node's store; the head learns where each object lives.
+
+- ``wire/``: what every process shares: the messages (protocol), the key (security), how a
+  process is configured and started (config), fetching an object across hosts (fetch),
+  the host id, kill points, malloc settings. It imports nothing else of the executor.
+- ``head/``: the head: directory, lineage, actor routing and the invariants of its tables.
+- ``node/``: a node process: the server loop and its sockets, the Node with its task
+  table, admission, actors, worker processes and transfers.
+- ``worker.py``: a worker process; a task that submits tasks opens a driver session.
+- ``driver/``: the user's side: the session, reading objects, the connection to the head,
+  finding a running cluster, the idle flusher, progress and traces.
+- ``cli.py``: ``plait start | stop | status | memory``.
+
+Imports follow the data: head and driver import only wire; node imports head (node-0 runs
+it), worker (it forks workers, which run on in its code) and wire; worker imports driver
+(a task that submits tasks) and wire; cli imports driver and wire. A driver and ``plait
+start`` start nodes by module name (``python -m``, wire.config.launch), never by import.
+tests/test_layering.py holds this table and checks it, lazy imports included.
+"""

@@ -9,13 +9,12 @@
 State lives in ``$PLAIT_HOME`` (default ``~/.plait``): ``cluster.json`` (the head's address,
 written by ``start --head``), ``cluster.key`` (the Curve key pair, mode 0600),
 ``started.json`` (processes started on this host) and ``logs/``. A cluster started this way
-always uses the key (see plait.executor.security), loopback or not.
+always uses the key (see plait.executor.wire.security), loopback or not.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import select
@@ -29,10 +28,11 @@ import time
 from collections.abc import Sequence
 
 from plait.errors import ClusterError, HeadUnavailableError, PlaitError
-from plait.executor import protocol as p
-from plait.executor.client import _THREAD_LIMITS, START_TIMEOUT_S, Connection, JoinedCluster
-from plait.executor.security import generate_key_file, is_loopback, load_key
-from plait.executor.server import NodeConfig
+from plait.executor.driver.connection import START_TIMEOUT_S, Connection, JoinedCluster
+from plait.executor.driver.discovery import home, host_port, joined_cluster
+from plait.executor.wire import protocol as p
+from plait.executor.wire.config import NodeConfig, launch
+from plait.executor.wire.security import generate_key_file, is_loopback, load_key
 from plait.store.arena import default_capacity
 from plait.store.spill import spill_directory
 
@@ -41,34 +41,8 @@ STOP_GRACE_SECONDS = 10.0
 ASK_TIMEOUT_SECONDS = 10.0      # a running head answers status/memory in milliseconds
 
 
-def home() -> str:
-    return os.environ.get("PLAIT_HOME") or os.path.join(os.path.expanduser("~"), ".plait")
-
-
 def _path(name: str) -> str:
     return os.path.join(home(), name)
-
-
-def joined_cluster(address: str) -> JoinedCluster:
-    """What ``plait.init(address=...)`` connects to: "auto" is the cluster started here."""
-    if address == "auto":
-        try:
-            with open(_path("cluster.json")) as f:
-                address = json.load(f)["address"]
-        except (OSError, ValueError, KeyError):
-            raise ClusterError(f"address='auto' found no cluster started on this host (no "
-                               f"{_path('cluster.json')}); run `plait start --head` "
-                               f"first") from None
-    key_file = os.environ.get("PLAIT_KEY_FILE") or _path("cluster.key")
-    key = load_key(key_file) if os.path.exists(key_file) else None
-    return JoinedCluster(f"tcp://{_host_port(address)}", key)
-
-
-def _host_port(address: str) -> str:
-    host, _, port = address.removeprefix("tcp://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ClusterError(f"a cluster address looks like HOST:PORT, got {address!r}")
-    return f"{host}:{port}"
 
 
 # -- start ---------------------------------------------------------------------------------
@@ -88,7 +62,7 @@ def start_head(args: argparse.Namespace) -> int:
     address = f"{bind}:{args.port}"
     config = _config(args, session, "node-0", bind, head_address="",
                      client_address=f"tcp://{address}", key_file=key_file)
-    process = _launch_detached(config)
+    process = launch(config, _path(f"logs/{config.node}.log"))
     welcome = _wait_for(JoinedCluster(f"tcp://{address}", load_key(key_file)), 1, config,
                         process)
     _write_json("cluster.json", {"address": address, "session": welcome.session})
@@ -103,7 +77,7 @@ def start_head(args: argparse.Namespace) -> int:
 
 def start_node(args: argparse.Namespace) -> int:
     os.makedirs(_path("logs"), mode=0o700, exist_ok=True)
-    address = _host_port(args.address)
+    address = host_port(args.address)
     key_file = args.key_file or _path("cluster.key")
     key = load_key(key_file)
     cluster = JoinedCluster(f"tcp://{address}", key)
@@ -113,7 +87,7 @@ def start_node(args: argparse.Namespace) -> int:
     config = _config(args, welcome.session, node, args.bind or _address_towards(address),
                      head_address=f"tcp://{address}", client_address="",
                      key_file=os.path.abspath(key_file))
-    process = _launch_detached(config)
+    process = launch(config, _path(f"logs/{config.node}.log"))
     _wait_for(cluster, len(welcome.nodes) + 1, config, process)
     _remember(config, process.pid)
     print(f"plait {node} joined the head at {address} (pid {process.pid}, {args.num_workers} "
@@ -141,20 +115,6 @@ def _config(args: argparse.Namespace, session: str, node: str, bind: str,
     spill = spill_directory(session, node)
     return NodeConfig(session, node, args.num_workers, args.store_memory or default_capacity(),
                       run_dir, 0, spill, transfer_address=f"tcp://{bind}:*", **addresses)
-
-
-def _launch_detached(config: NodeConfig) -> subprocess.Popen:
-    """Start a node process in its own session, logging to $PLAIT_HOME/logs/NODE.log."""
-    env = dict(os.environ)
-    for name in _THREAD_LIMITS:
-        env.setdefault(name, "1")
-    log = open(_path(f"logs/{config.node}.log"), "ab")
-    command = [sys.executable, "-m", "plait.executor.server",
-               json.dumps(dataclasses.asdict(config))]
-    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                               stderr=log, start_new_session=True)
-    log.close()
-    return process
 
 
 def _wait_for(cluster: JoinedCluster, nodes: int, config: NodeConfig,

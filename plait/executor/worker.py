@@ -24,16 +24,16 @@ import sys
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
 from plait.errors import (DeserializationError, GetTimeoutError, PlaitError, TaskCancelledError,
                           TaskError)
-from plait.executor import killpoints
-from plait.executor import protocol as p
-from plait.executor.malloc import return_freed_memory
+from plait.executor.wire import killpoints
+from plait.executor.wire import protocol as p
+from plait.executor.wire.config import WorkerConfig, identity_of
+from plait.executor.wire.malloc import return_freed_memory
 from plait.graph import context
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
@@ -46,19 +46,6 @@ from plait.store.serialization import INLINE_THRESHOLD, deserialize, dumps, seri
 FLUSH_SECONDS = 0.001
 PARENT_CHECK_MS = 500
 CANCEL_CHECK_SECONDS = 0.01  # how often a running async call looks for a cancel
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """Everything a worker needs to start (passed through fork or the command line)."""
-
-    index: int
-    node: str
-    address: str
-    arena: str
-    parent_pid: int
-    head_address: str = ""          # for tasks that submit tasks: the head, as a driver sees it
-    key_file: str = ""
 
 
 def main(config: WorkerConfig) -> None:
@@ -81,11 +68,6 @@ def main(config: WorkerConfig) -> None:
         context.install(None)
         sock.close(linger=1000)
         ctx.term()
-
-
-def identity_of(index: int, pid: int) -> bytes:
-    """The worker's ZeroMQ identity: the node routes by it and knows it before hello."""
-    return f"w{index}.{pid}".encode()
 
 
 def _die_with_parent() -> None:
@@ -372,9 +354,9 @@ class WorkerRuntime:
         slot to another worker and recursion cannot deadlock.
         """
         if self.session is None:
-            from plait.executor.session import Session
-            from plait.executor.client import JoinedCluster
-            from plait.executor.security import load_key
+            from plait.executor.driver.session import Session
+            from plait.executor.driver.connection import JoinedCluster
+            from plait.executor.wire.security import load_key
 
             key = load_key(self.config.key_file) if self.config.key_file else None
             cluster = JoinedCluster(self.config.head_address, key)

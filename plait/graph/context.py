@@ -7,7 +7,7 @@ this small protocol.
 
 This module is the floor of the graph layer: refs, tasks and remote functions import it, so
 it names none of them. Where the runtime takes or returns a ref or a task, the protocol says
-``Any``; the session (``plait.executor.session``) states the precise types.
+``Any``; the session (``plait.executor.driver.session``) states the precise types.
 """
 
 from __future__ import annotations

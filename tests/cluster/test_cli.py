@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from plait.executor.head import NODE_TIMEOUT_SECONDS
-from plait.executor.security import load_key
+from plait.executor.wire.config import NODE_TIMEOUT_SECONDS
+from plait.executor.wire.security import load_key
 from tests.netns import (Host, Lines, command_lines, free_port, leftovers, status_nodes, sweep,
                          wait_until)
 

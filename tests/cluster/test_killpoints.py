@@ -1,4 +1,4 @@
-"""Processes killed at named points (plait.executor.killpoints), never by a timer.
+"""Processes killed at named points (plait.executor.wire.killpoints), never by a timer.
 
 Each test sets ``PLAIT_KILL_AT`` before ``plait.init``, so the node and worker processes
 inherit it, and ``PLAIT_KILL_ONCE`` when exactly one process in the cluster should die
@@ -177,7 +177,7 @@ def test_worker_killed_running_the_second_task_of_a_fused_chain_retries_it(
     one message, checksum riding behind make). When make's result reached the node before
     the worker died as checksum started, the retried checksum stayed marked as riding and
     was never sent again. Whether the node saw make's result first is a race (if not, make
-    runs again); tests/executor/test_node.py takes the losing path deterministically."""
+    runs again); tests/executor/node/test_node.py takes the losing path deterministically."""
     marker = kill_at(monkeypatch, tmp_path, "task-before-start@checksum")
     plait.init(num_workers=1)
     log = tmp_path / "log"

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from plait.executor.head import NODE_TIMEOUT_SECONDS
+from plait.executor.wire.config import NODE_TIMEOUT_SECONDS
 from tests.netns import (Host, Lines, Network, free_port, leftovers, link_bytes, netns_unavailable,
                          status_nodes, sweep, tcp_sockets, wait_until)
 
@@ -57,12 +57,12 @@ DRIVER = textwrap.dedent("""
 
     @plait.remote
     def crc(array):
-        from plait.executor.hostid import host_id
+        from plait.executor.wire.hostid import host_id
         return zlib.crc32(array), host_id()
 
     @plait.remote(max_retries=2)
     def blocked(gate, marks):
-        from plait.executor.hostid import host_id
+        from plait.executor.wire.hostid import host_id
         open(os.path.join(marks, f"{host_id()}-{os.getpid()}"), "w").close()
         deadline = time.monotonic() + 60
         while not os.path.exists(gate):

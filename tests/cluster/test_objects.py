@@ -7,7 +7,7 @@ import pytest
 
 import plait
 from plait.api import session  # the running Session
-from plait.executor import protocol as p
+from plait.executor.wire import protocol as p
 
 pytestmark = pytest.mark.cluster
 

@@ -42,10 +42,10 @@ from zmq.utils.monitor import recv_monitor_message
 
 import plait
 from plait.errors import ClusterError
-from plait.executor import protocol as p
-from plait.executor.security import (ClusterKey, check_bind, generate_key_file, load_key,
-                                     secure_client)
-from plait.executor.server import NodeConfig
+from plait.executor.wire import protocol as p
+from plait.executor.wire.security import (ClusterKey, check_bind, generate_key_file, load_key,
+                                          secure_client)
+from plait.executor.wire.config import NodeConfig
 from tests.netns import (Host, Network, free_port, leftovers, netns_unavailable, status_nodes,
                          sweep, tcp_sockets, wait_until)
 
@@ -453,7 +453,7 @@ def node_config(tmp_path: Path, key_file: str) -> tuple[NodeConfig, int]:
 
 
 def run_node(namespace: str, config: NodeConfig, **kwargs) -> subprocess.Popen:
-    command = ["ip", "netns", "exec", namespace, sys.executable, "-m", "plait.executor.server",
+    command = ["ip", "netns", "exec", namespace, sys.executable, "-m", "plait.executor.node.server",
                json.dumps(asdict(config))]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, **kwargs)

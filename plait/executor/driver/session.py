@@ -28,9 +28,9 @@ from plait.graph import context
 from plait.graph.graph import collect
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
-from plait.executor.flusher import IdleFlusher
-from plait.executor.progress import Progress
-from plait.executor.reading import ObjectReading
+from plait.executor.driver.flusher import IdleFlusher
+from plait.executor.driver.progress import Progress
+from plait.executor.driver.reading import ObjectReading
 from plait.store.serialization import INLINE_THRESHOLD, dumps, serialize
 
 PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
@@ -53,8 +53,8 @@ class Session(ObjectReading):
 
     def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str = "",
                  submit_after_idle: float | None = IDLE_SUBMIT_SECONDS) -> None:
-        from plait.executor.client import Connection
-        from plait.executor.hostid import host_id
+        from plait.executor.driver.connection import Connection
+        from plait.executor.wire.hostid import host_id
 
         self.cluster = cluster
         try:
@@ -119,12 +119,12 @@ class Session(ObjectReading):
     @_serialized
     def expect(self, object_ids: list[str]) -> None:
         """Objects this process put through its node (see protocol.Expect)."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         self.conn.send(p.Expect(tuple(object_ids)))
 
     def describe(self, object_id: str) -> str:
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         value = self.values.get(object_id)
         if value is None:
@@ -136,7 +136,7 @@ class Session(ObjectReading):
     @_serialized
     def put(self, value: Any) -> ObjectRef:
         """Store ``value`` on this node: inline when small, else one copy into the arena."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         if isinstance(value, ObjectRef):
             raise TypeError("plait.put of an ObjectRef: pass the ref itself instead")
@@ -186,7 +186,7 @@ class Session(ObjectReading):
 
     @_serialized
     def free(self, refs: Iterable[ObjectRef]) -> None:
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         ids = tuple(ref.id for ref in _check_refs(list(refs), "plait.free"))
         for oid in ids:
@@ -197,7 +197,7 @@ class Session(ObjectReading):
     @_serialized
     def refresh_nodes(self) -> tuple[Any, ...]:
         """Ask the head for the current node list (a Hello answered by a Welcome)."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         self.flush_frees()
         self.welcomed = False
@@ -208,7 +208,7 @@ class Session(ObjectReading):
 
     @_serialized
     def cancel(self, refs: list[ObjectRef]) -> None:
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         for ref in _check_refs(refs, "plait.cancel"):
             task = ref.task
@@ -221,21 +221,21 @@ class Session(ObjectReading):
 
     @_serialized
     def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         report = self.request(p.TraceRequest(next(self.requests), position))
         return report.events, report.position
 
     @_serialized
     def memory_summary(self) -> tuple[Any, ...]:
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         return self.request(p.MemoryRequest(next(self.requests))).nodes
 
     @_serialized
     def validate_state(self, timeout: float) -> tuple[str, ...]:
         """Every invariant the head and the nodes find broken (empty when all hold)."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         return self.request(p.StateCheck(next(self.requests)), timeout).problems
 
@@ -268,7 +268,7 @@ class Session(ObjectReading):
     def plan(self, graph: Any) -> compiler.Plan:
         """Compile against the head's view of the graph's inputs and actors; a graph of
         nothing but calls of actors whose nodes are known needs no view (no round trip)."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         actors = {t.actor for t in graph.tasks.values() if t.actor} - set(graph.tasks)
         live = {n.id for n in self.nodes}
@@ -291,7 +291,7 @@ class Session(ObjectReading):
     def local_view(self, inputs: list[str]) -> compiler.ClusterView:
         """The cluster as this session last saw it: enough to place calls on known actors."""
         from plait.compiler.view import NodeView, ObjectInfo
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         nodes = tuple(NodeView(n.id, n.workers, store_capacity=n.store_capacity)
                       for n in self.nodes)
@@ -307,7 +307,7 @@ class Session(ObjectReading):
     def run(self, refs: Sequence[ObjectRef]) -> None:
         """Compile and submit every task ``refs`` need that has not been submitted yet,
         together with every other task made since the last submission (see ``created``)."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         frees = self.flush_frees(send=False)
         made = _drain(self.unsubmitted)
@@ -362,7 +362,7 @@ class Session(ObjectReading):
         """A task the compiler cannot place fails with ``error``, and so does every task
         of the graph that reads its results; they are never submitted (Ray would leave an
         infeasible task pending for ever; plait says why, at the get of its refs)."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         failed = pickle.dumps(error)
         doomed = [error.task_id]
@@ -380,7 +380,7 @@ class Session(ObjectReading):
     @_serialized
     def get_actor(self, name: str) -> Any:
         """The handle of the live actor created with ``name`` (by any session)."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         self.run([])                        # an actor created here must be known first
         found = self.request(p.ActorLookup(next(self.requests), name))
@@ -389,7 +389,7 @@ class Session(ObjectReading):
     @_serialized
     def kill_actor(self, actor_id: str, no_restart: bool) -> None:
         """Stop an actor's process (submitting what was made first, its creation included)."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         self.run([])
         self.conn.send(p.KillActor(actor_id, no_restart))
@@ -397,7 +397,7 @@ class Session(ObjectReading):
     def fetch(self, object_ids: list[str], count: int, timeout: float | None,
               raise_timeout: bool = True) -> None:
         """Wait until at least ``count`` of ``object_ids`` are known (ready or failed)."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         self.flush_frees()
         unique = list(dict.fromkeys(object_ids))
@@ -428,7 +428,7 @@ class Session(ObjectReading):
     def pump(self, timeout: float | None) -> list[str]:
         """Receive and apply one message (if one comes within ``timeout``); the objects it
         made known."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         message = self.conn.receive(timeout)
         if message is None:
@@ -451,7 +451,7 @@ class Session(ObjectReading):
     def request(self, message: Any, timeout: float | None = None) -> Any:
         """Send a request and wait for its reply (raising the error of a Refused one, or
         GetTimeoutError after ``timeout`` seconds)."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         self.flush_frees()
         self.conn.send(message)
@@ -471,7 +471,7 @@ class Session(ObjectReading):
     def flush_frees(self, send: bool = True) -> tuple[str, ...]:
         """Turn dead refs and dead views into Free messages (objects nobody here can read);
         with ``send`` False the freed ids are returned for the caller to send instead."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         if self.holds:
             self.conn.send(p.Hold(tuple(self.holds)))
@@ -504,7 +504,7 @@ class Session(ObjectReading):
     @_serialized
     def shutdown(self) -> None:
         """Stop the cluster this driver started; from a joined one, only disconnect."""
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         self.finish_unsubmitted()
         if self.owns_cluster:
@@ -573,7 +573,7 @@ def _retry_exceptions(option: bool | Sequence[type]) -> bytes:
 def _call_site() -> str:
     """``file:line`` of the user's code that called into plait (for memory reports)."""
     frame = sys._getframe(1)
-    package = os.path.dirname(os.path.dirname(__file__))      # all of plait
+    package = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))   # all of plait
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame = frame.f_back
     if frame is None:

@@ -25,7 +25,7 @@ class ObjectReading:
         Objects on this host are pinned (one round trip for all) and read in place; those
         held on other hosts are fetched over the network into private memory.
         """
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         stored = [oid for oid in dict.fromkeys(object_ids)
                   if isinstance(self.values[oid], p.Stored)]
@@ -39,8 +39,8 @@ class ObjectReading:
     def fetch_far(self, object_id: str) -> Any:
         """Pull from the node holding it; if that fails, ask the head where it is now."""
         from plait.errors import PlaitError
-        from plait.executor import protocol as p
-        from plait.executor.client import pull_object
+        from plait.executor.wire import protocol as p
+        from plait.executor.wire.fetch import pull_object
 
         for _ in range(2):
             value = self.values[object_id]
@@ -79,7 +79,7 @@ class ObjectReading:
         """
         import numpy
 
-        from plait.executor import protocol as p
+        from plait.executor.wire import protocol as p
 
         value = pinned if pinned is not None else self.values[object_id]
         if isinstance(value, p.Inline):

@@ -27,18 +27,18 @@ from typing import TYPE_CHECKING
 
 from plait.errors import (ObjectFreedError, ObjectLostError, ObjectStoreFullError,
                           ObjectTooLargeError, OutOfMemoryError, WorkerCrashedError)
-from plait.executor import protocol as p
-from plait.executor.actors import Actors
-from plait.executor.admission import FAIL, GO, NOTHING, WAIT, Admission, Need
-from plait.executor.invariants import node_problems
-from plait.executor.scheduler import TaskTable
-from plait.executor.worker import WorkerConfig
-from plait.executor.workers import Forker, WorkerHandle, reap, spawn_worker, stop_all
+from plait.executor.node.actors import Actors
+from plait.executor.node.admission import FAIL, GO, NOTHING, WAIT, Admission, Need
+from plait.executor.node.invariants import node_problems
+from plait.executor.node.tasks import TaskTable
+from plait.executor.node.workers import Forker, WorkerHandle, reap, spawn_worker, stop_all
+from plait.executor.wire import protocol as p
+from plait.executor.wire.config import WorkerConfig
 from plait.store.allocator import Allocator
 from plait.store.store import ObjectStore
 
 if TYPE_CHECKING:
-    from plait.executor.transfers import Transfers
+    from plait.executor.node.transfers import Transfers
 
 log = logging.getLogger("plait.node")
 

@@ -21,16 +21,34 @@ import pickle
 import signal
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from plait.errors import ActorDiedError
-from plait.executor import protocol as p
-
-if TYPE_CHECKING:
-    from plait.executor.node import Node
-    from plait.executor.workers import WorkerHandle
+from plait.executor.node.tasks import TaskTable
+from plait.executor.node.workers import WorkerHandle
+from plait.executor.wire import protocol as p
 
 MAX_CALLS_SENT = 64          # calls queued in the actor's process at once
+
+
+class ActorHost(Protocol):
+    """What the actors use of their Node (node.py), which holds them and feeds them."""
+
+    id: str
+    table: TaskTable
+    workers: dict[bytes, WorkerHandle]
+    held_slots: dict[str, int]
+    stopping: bool
+
+    def up(self, message: p.Message) -> None: ...
+
+    def start_worker(self, index: int) -> WorkerHandle: ...
+
+    def work_item(self, task_id: str) -> p.WorkItem | None: ...
+
+    def send_items(self, worker: WorkerHandle, items: list[p.WorkItem]) -> None: ...
+
+    def fail_task(self, task_id: str, error: bytes) -> None: ...
 
 
 @dataclass
@@ -53,7 +71,7 @@ class LocalActor:
 class Actors:
     """The node's actors, by actor id."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: ActorHost) -> None:
         self.node = node
         self.by_id: dict[str, LocalActor] = {}
         self.wanted: set[str] = set()          # actors that may have work to send

@@ -8,10 +8,10 @@ import pickle
 import pytest
 
 import plait
-from plait.executor import protocol as p
-from plait.executor.admission import FAIL, GO, WAIT
-from plait.executor.node import Node
-from plait.executor.workers import WorkerHandle
+from plait.executor.node.admission import FAIL, GO, WAIT
+from plait.executor.node.node import Node
+from plait.executor.node.workers import WorkerHandle
+from plait.executor.wire import protocol as p
 from plait.store.arena import Arena
 from plait.store.spill import Spiller
 from plait.store.store import ObjectStore

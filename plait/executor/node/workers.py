@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from plait.executor.worker import WorkerConfig, identity_of
+from plait.executor.wire.config import WORKER_MAIN, WorkerConfig, identity_of
 
 
 @dataclass
@@ -80,7 +80,7 @@ def fork_worker(config: WorkerConfig) -> WorkerHandle:
 
 def spawn_worker(config: WorkerConfig) -> WorkerHandle:
     """Start a fresh interpreter running a worker (safe at any time)."""
-    argv = [sys.executable, "-m", "plait.executor.worker", json.dumps(dataclasses.asdict(config))]
+    argv = [sys.executable, "-m", WORKER_MAIN, json.dumps(dataclasses.asdict(config))]
     pid = os.posix_spawn(sys.executable, argv, dict(os.environ))
     return WorkerHandle(config.index, pid, os.pidfd_open(pid), identity_of(config.index, pid))
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from plait.executor import protocol as p
+from plait.executor.wire import protocol as p
 
 
 def reads(spec: p.TaskSpec) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ import pytest
 
 import plait
 from plait.compiler.view import ClusterView, NodeView, ObjectInfo
-from plait.executor import protocol as p
+from plait.executor.wire import protocol as p
 from plait.store.store import ObjectSummary, StoreSummary
 
 INLINE = p.Inline(b"PLT1" + bytes(60))

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from plait.executor import protocol as p
-from plait.executor.node import Node
-from plait.executor.workers import WorkerHandle
+from plait.executor.node.node import Node
+from plait.executor.node.workers import WorkerHandle
+from plait.executor.wire import protocol as p
 from plait.store.arena import Arena
 from plait.store.store import ObjectStore
 
@@ -166,7 +166,7 @@ def test_a_fused_follower_whose_worker_died_running_it_is_sent_again(node):
     """The chaos soak's consumer that never finished: create -> consume rode in one
     message; create's result came back, then the worker died running consume. Its retry
     must not stay marked as riding (it was never sent again, its get waited for good)."""
-    from plait.executor.invariants import node_problems
+    from plait.executor.node.invariants import node_problems
 
     node.functions["f@1"] = b""
     made = p.TaskSpec("create", "f@1", "f", b"", (), (), ("data",), 3, "node-0")

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from plait.executor import protocol as p
+from plait.executor.wire import protocol as p
 
 
 class ReadyQueue:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from plait.executor.protocol import TaskEvent, TransferEvent
+from plait.executor.wire.protocol import TaskEvent, TransferEvent
 
 TRANSFER_THREAD = 10_000           # tid of a node's "transfers" row, after its workers
 

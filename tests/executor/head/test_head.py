@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from plait.executor import protocol as p
-from plait.executor.head import Head
-from plait.executor.node import Node
-from plait.executor.workers import WorkerHandle
+from plait.executor.head.head import Head
+from plait.executor.node.node import Node
+from plait.executor.node.workers import WorkerHandle
+from plait.executor.wire import protocol as p
 from plait.store.arena import Arena
 from plait.store.store import ObjectStore
 
@@ -120,7 +120,7 @@ def test_a_node_declared_dead_that_speaks_again_is_told_to_stop(head):
 
 
 def test_validate_state_names_a_pending_object_no_task_will_make(head):
-    from plait.executor.invariants import head_problems
+    from plait.executor.head.invariants import head_problems
 
     head.on_client(DRIVER, p.Submit((("f@1", b""),), (spec("t1"),)))
     assert head_problems(head) == []

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from plait.executor import killpoints
-from plait.executor.killpoints import Killer, KillPointError, KillSpec, parse
+from plait.executor.wire import killpoints
+from plait.executor.wire.killpoints import Killer, KillPointError, KillSpec, parse
 
 
 def test_parse_reads_points_labels_and_counts():
@@ -36,7 +36,7 @@ def run_child(code: str, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-CALLS = ("from plait.executor import killpoints as k\n"
+CALLS = ("from plait.executor.wire import killpoints as k\n"
          "for label in ['f', 'g', 'f', 'f']:\n"
          "    k.reached('task-before-start', label)\n"
          "    print(label, flush=True)\n")

@@ -3,7 +3,7 @@
 The head registers an actor when its creation is submitted, routes every call to wherever
 the actor lives now (the compiler's placement is a hint), fails calls of a dead or unknown
 actor at once, answers ``get_actor`` by name, and forwards ``plait.kill``. The actor's
-process and its call queue are its node's (plait.executor.actors). When a node dies, its
+process and its call queue are its node's (plait.executor.node.actors). When a node dies, its
 actors start again elsewhere within ``max_restarts``, their unfinished calls in order.
 
 A mixin of Head: it uses the head's tables (assigned, nodes, directory) and its helpers
@@ -17,7 +17,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, replace
 
 from plait.errors import ActorDiedError, ActorNotFoundError
-from plait.executor import protocol as p
+from plait.executor.wire import protocol as p
 
 Peer = Hashable
 

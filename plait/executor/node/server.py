@@ -19,21 +19,21 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
 
 import zmq
 
-from plait.executor import killpoints
-from plait.executor import protocol as p
-from plait.executor.head import HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS, Head
-from plait.executor.hostid import host_id
-from plait.executor.malloc import return_freed_memory
-from plait.executor.node import Node
-from plait.executor.security import (ClusterKey, check_bind, load_key, secure_client,
-                                     secure_server, start_authenticator)
-from plait.executor.transfers import Transfers
-from plait.executor.worker import WorkerConfig
-from plait.executor.workers import Forker, WorkerHandle, fork_worker, stop_all
+from plait.executor.head.head import Head
+from plait.executor.node.node import Node
+from plait.executor.node.transfers import Transfers
+from plait.executor.node.workers import Forker, WorkerHandle, fork_worker, stop_all
+from plait.executor.wire import killpoints
+from plait.executor.wire import protocol as p
+from plait.executor.wire.config import (HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS, NodeConfig,
+                                        WorkerConfig)
+from plait.executor.wire.hostid import host_id
+from plait.executor.wire.malloc import return_freed_memory
+from plait.executor.wire.security import (ClusterKey, check_bind, load_key, secure_client,
+                                          secure_server, start_authenticator)
 from plait.store.arena import Arena
 from plait.store.spill import Spiller
 from plait.store.store import ObjectStore
@@ -42,42 +42,6 @@ log = logging.getLogger("plait.node")
 
 POLL_MS = 100
 PARENT_CHECK_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    """How to start one node process; ``head_address`` empty means this node is the head."""
-
-    session: str
-    node: str
-    num_workers: int
-    store_capacity: int
-    run_dir: str
-    parent_pid: int                     # 0: no parent to watch (started by the CLI)
-    spill_dir: str | None = None        # None: spilling is off
-    head_address: str = ""
-    client_address: str = ""            # the head's address for drivers and nodes
-    transfer_address: str = ""
-    key_file: str = ""                  # a cluster key: CurveZMQ on every TCP socket
-    worker_memory_limit: int = 0        # bytes of RSS a busy worker may use (0: no limit)
-
-    @property
-    def is_head(self) -> bool:
-        return not self.head_address
-
-    @property
-    def worker_address(self) -> str:
-        return f"ipc://{self.run_dir}/{self.node}-workers.sock"
-
-    @property
-    def arena_name(self) -> str:
-        return f"plait-{self.session}-{self.node}"
-
-
-def ipc_addresses(run_dir: str, node: str) -> dict[str, str]:
-    """Addresses of an embedded cluster: ipc sockets in the driver's private run dir."""
-    return {"client_address": f"ipc://{run_dir}/head.sock",
-            "transfer_address": f"ipc://{run_dir}/{node}-transfer.sock"}
 
 
 class Server:
@@ -424,7 +388,7 @@ def serve(config: NodeConfig) -> None:
 
 
 def main() -> None:
-    """``python -m plait.executor.server CONFIG_JSON``: started by a driver or the CLI."""
+    """``python -m plait.executor.node.server CONFIG_JSON``: started by a driver or the CLI."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C in the driver must not kill us
     return_freed_memory()                     # (forked workers inherit it)
     logging.basicConfig(level=os.environ.get("PLAIT_LOG", "WARNING").upper(),

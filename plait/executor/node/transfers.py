@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import zmq
 
-from plait.executor import killpoints
-from plait.executor import protocol as p
+from plait.executor.wire import killpoints
+from plait.executor.wire import protocol as p
 from plait.store.arena import Arena
 from plait.store.serialization import copy_bytes
 from plait.store.store import ObjectStore

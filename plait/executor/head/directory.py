@@ -21,7 +21,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from plait.errors import ObjectFreedError, ObjectLostError
-from plait.executor import protocol as p
+from plait.executor.wire import protocol as p
 
 Peer = Hashable          # who to notify: (socket kind, identity)
 MAX_TOMBSTONES = 100_000     # about 10 MiB of the head's memory at most

@@ -7,14 +7,10 @@ the head with a receive that always has a timeout and notices a dead head.
 
 from __future__ import annotations
 
-import dataclasses
 import glob
-import json
 import os
-import pickle
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,11 +18,11 @@ from dataclasses import dataclass
 import zmq
 
 from plait.errors import ClusterError, HeadUnavailableError
-from plait.executor import protocol as p
-from plait.executor.head import HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS
-from plait.executor.hostid import host_id
-from plait.executor.security import ClusterKey, secure_client
-from plait.executor.server import NodeConfig, ipc_addresses
+from plait.executor.wire import protocol as p
+from plait.executor.wire.config import (HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS, NodeConfig,
+                                        ipc_addresses, launch)
+from plait.executor.wire.hostid import host_id
+from plait.executor.wire.security import ClusterKey, secure_client
 from plait.store.arena import SEGMENT_PREFIX, SHM_DIR
 from plait.store.spill import spill_directory
 
@@ -35,9 +31,6 @@ STOP_TIMEOUT_S = 10.0
 LIVENESS_SLICE_MS = 100
 DRIVER_TIMEOUT_SECONDS = 3 * NODE_TIMEOUT_SECONDS   # a joined head silent this long is gone
 CLOSE_LINGER_MS = 500
-# Tasks run one per worker slot; their numeric libraries should not each start a thread
-# per core on top (Ray sets the same defaults for its workers).
-_THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass
@@ -63,7 +56,7 @@ class LocalCluster:
                 session, node, num_workers, store_capacity, run_dir, os.getpid(), spill,
                 head_address="" if index == 0 else head_address,
                 worker_memory_limit=worker_memory_limit, **ipc_addresses(run_dir, node)))
-        processes = [_launch(config) for config in configs]
+        processes = [launch(config) for config in configs]
         return cls(session, run_dir, configs, processes)
 
     @property
@@ -93,18 +86,6 @@ class LocalCluster:
                 shutil.rmtree(config.spill_dir, ignore_errors=True)
         for path in glob.glob(os.path.join(SHM_DIR, f"{SEGMENT_PREFIX}{self.session}-*")):
             os.unlink(path)   # only after a crash: a node that stops cleanly unlinks its own
-
-
-def _launch(config: NodeConfig) -> subprocess.Popen:
-    env = dict(os.environ)
-    for name in _THREAD_LIMITS:
-        env.setdefault(name, "1")
-    # Workers import what the driver can import (functions pickled by reference, as
-    # multiprocessing's spawn does with sys.path).
-    env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry or os.curdir) for entry in sys.path)
-    command = [sys.executable, "-m", "plait.executor.server",
-               json.dumps(dataclasses.asdict(config))]
-    return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
 
 
 @dataclass
@@ -212,30 +193,3 @@ class Connection:
         linger = 0 if isinstance(self.cluster, LocalCluster) else CLOSE_LINGER_MS
         self.sock.close(linger=linger)
         self.ctx.term()
-
-
-def pull_object(ctx: zmq.Context, address: str, key: ClusterKey | None, object_id: str,
-                timeout: float = 60.0) -> bytearray:
-    """Fetch an object's bytes from a node on another host (the transfer protocol)."""
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
-    if key is not None:
-        secure_client(sock, key)
-    sock.connect(address)
-    try:
-        sock.send(p.encode(p.Fetch(1, object_id, same_host=False)))
-        header = p.decode(sock.recv())
-        if header.error is not None:
-            raise pickle.loads(header.error)
-        data = bytearray(header.nbytes)
-        view, received = memoryview(data), 0
-        while received < header.nbytes:
-            received += sock.recv_into(view[received:])
-        sock.send(p.encode(p.FetchDone(1)))
-        return data
-    except zmq.Again:
-        raise HeadUnavailableError(f"{address} sent no data for {object_id} "
-                                   f"in {timeout} s") from None
-    finally:
-        sock.close(linger=100)

@@ -21,28 +21,44 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from plait.compiler.view import ClusterView, NodeView, ObjectInfo
 from plait.errors import (ObjectLostError, ReconstructionFailedError,
                           TaskCancelledError, WorkerCrashedError)
-from plait.executor import protocol as p
-from plait.executor.directory import Directory
-from plait.executor.head_actors import ActorRecord, ActorRouting
-from plait.executor.invariants import head_problems
-from plait.executor.lineage import Lineage, reads
-from plait.executor.node import Node
+from plait.executor.head.actors import ActorRecord, ActorRouting
+from plait.executor.head.directory import Directory
+from plait.executor.head.invariants import head_problems
+from plait.executor.head.lineage import Lineage, reads
+from plait.executor.wire import protocol as p
+from plait.executor.wire.config import NODE_TIMEOUT_SECONDS
 from plait.store.spill import spill_directory
+from plait.store.store import ObjectStore
 
-# Heartbeats every second; a node silent for this long is declared dead.
-HEARTBEAT_SECONDS = 1.0
 # Trace events kept for plait.trace/timeline (tasks and transfers, newest last): a ring,
 # so a long run's head stays flat. ~200 bytes each (names interned): ~10 MB when full.
 MAX_EVENTS = 50_000
 REVISIT_BYTES = 1 << 20          # results this big make their waiting readers reconsider
-NODE_TIMEOUT_SECONDS = 4.0
 
 Peer = Hashable
 NODE = "node"
+
+
+class LocalNode(Protocol):
+    """The node in the head's own process (node-0), which the head calls instead of
+    messaging: what the head uses of it. Messages for it go to its ``on_<Message>``."""
+
+    id: str
+    store: ObjectStore
+    values: dict[str, p.ObjectValue]
+    functions: dict[str, bytes]
+
+    @property
+    def ready(self) -> bool: ...
+
+    def put_block(self, message: p.Alloc, may_wait: bool) -> p.Message | None: ...
+
+    def on_NodeLost(self, message: p.NodeLost) -> None: ...
 
 
 @dataclass
@@ -70,7 +86,7 @@ class Gather:
 class Head(ActorRouting):
     """Directory and routing for the whole cluster."""
 
-    def __init__(self, session: str, local: Node, local_info: p.NodeInfo,
+    def __init__(self, session: str, local: LocalNode, local_info: p.NodeInfo,
                  to_client: Callable[[Peer, p.Message], None],
                  to_node: Callable[[str, p.Message], None]) -> None:
         self.session = session

@@ -1,0 +1,46 @@
+"""Finding a cluster that ``plait start`` runs: what ``plait.init(address=...)`` joins.
+
+``plait start --head`` writes the head's address to ``$PLAIT_HOME/cluster.json`` and the
+cluster key to ``$PLAIT_HOME/cluster.key`` (see plait.executor.cli); a driver on the same
+host reads them back, so ``address="auto"`` needs no address and no key passed by hand.
+``PLAIT_KEY_FILE`` names another key file (a driver on another host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from plait.errors import ClusterError
+from plait.executor.driver.connection import JoinedCluster
+from plait.executor.wire.security import load_key
+
+
+def home() -> str:
+    return os.environ.get("PLAIT_HOME") or os.path.join(os.path.expanduser("~"), ".plait")
+
+
+def _path(name: str) -> str:
+    return os.path.join(home(), name)
+
+
+def joined_cluster(address: str) -> JoinedCluster:
+    """What ``plait.init(address=...)`` connects to: "auto" is the cluster started here."""
+    if address == "auto":
+        try:
+            with open(_path("cluster.json")) as f:
+                address = json.load(f)["address"]
+        except (OSError, ValueError, KeyError):
+            raise ClusterError(f"address='auto' found no cluster started on this host (no "
+                               f"{_path('cluster.json')}); run `plait start --head` "
+                               f"first") from None
+    key_file = os.environ.get("PLAIT_KEY_FILE") or _path("cluster.key")
+    key = load_key(key_file) if os.path.exists(key_file) else None
+    return JoinedCluster(f"tcp://{host_port(address)}", key)
+
+
+def host_port(address: str) -> str:
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"a cluster address looks like HOST:PORT, got {address!r}")
+    return f"{host}:{port}"

@@ -1,0 +1,92 @@
+"""Invariants of the head's tables, checked on demand (dask's validate_state).
+
+Each check reads one process's own tables and names what it finds broken, with the state
+that broke it, so that a soak or a test teardown can say *what* went wrong rather than
+only that a get hung. Only what one process knows is checked: whether a copy the head
+counts on node-1 is really in node-1's store is a race by nature (a Delete may be on its
+way) and is left to the results the soaks check.
+A node checks its own (plait.executor.node.invariants). The head:
+  - every unfinished task runs on a live node, and each node's queue count is its tasks;
+  - every pending object has a producer: an unfinished task, or a task put announced;
+  - every stored object has a live copy, and copies are only tracked for live objects;
+  - every object's reader count is the number of unfinished tasks that read it;
+  - a client request waits only on live nodes; lineage counts match its records.
+
+The Head calls these checks, so they read it through ``HeadTables``, the part of it they
+need, rather than importing it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Mapping
+from typing import Protocol
+
+from plait.executor.head.directory import Directory
+from plait.executor.head.lineage import Lineage, reads
+from plait.executor.wire import protocol as p
+
+SHOWN = 5          # ids named per broken invariant
+
+
+class _NodeQueue(Protocol):
+    queued: int
+
+
+class _Gather(Protocol):
+    waiting: set[str]
+
+
+class HeadTables(Protocol):
+    """What the checks read of the Head (head.py)."""
+
+    assigned: dict[str, p.TaskSpec]
+    directory: Directory
+    locations: dict[str, set[str]]
+    cached: dict[str, set[str]]
+    expected_puts: dict[str, Hashable]
+    lineage: Lineage
+
+    @property
+    def nodes(self) -> Mapping[str, _NodeQueue]: ...
+
+    @property
+    def gathers(self) -> Mapping[int, _Gather]: ...
+
+
+def head_problems(head: HeadTables) -> list[str]:
+    """Broken invariants of the head's tables (empty when all hold)."""
+    problems = []
+    live = set(head.nodes)
+    orphans = sorted(t for t, spec in head.assigned.items() if spec.node not in live)
+    _note(problems, "head: unfinished tasks on nodes that are gone", orphans)
+    queued = Counter(spec.node for spec in head.assigned.values())
+    wrong = sorted(f"{n} counts {r.queued}, runs {queued[n]}" for n, r in head.nodes.items()
+                   if r.queued != queued[n])
+    _note(problems, "head: queue counts differ from the tasks assigned", wrong)
+    producing = {oid for spec in head.assigned.values() for oid in spec.outputs}
+    pending = sorted(oid for oid, entry in head.directory.entries.items()
+                     if entry.value is None and oid not in producing
+                     and oid not in head.expected_puts)
+    _note(problems, "head: pending objects no task will make", pending)
+    uncopied = sorted(oid for oid, entry in head.directory.entries.items()
+                      if isinstance(entry.value, p.Stored)
+                      and not head.locations.get(oid, set()) & live)
+    _note(problems, "head: stored objects with no copy on a live node", uncopied)
+    stray = sorted(oid for oid in [*head.locations, *head.cached]
+                   if oid not in head.directory.entries)
+    _note(problems, "head: copies tracked for objects that are gone", stray)
+    readers = Counter(oid for spec in head.assigned.values() for oid in reads(spec))
+    miscounted = sorted(f"{oid} counts {e.readers}, read by {readers[oid]}"
+                        for oid, e in head.directory.entries.items()
+                        if e.readers != readers[oid])
+    _note(problems, "head: reader counts differ from the tasks that read", miscounted)
+    stuck = sorted(f"request {r} waits on {sorted(g.waiting - live)}"
+                   for r, g in head.gathers.items() if g.waiting - live)
+    _note(problems, "head: requests waiting on nodes that are gone", stuck)
+    return problems + [f"head: {problem}" for problem in head.lineage.problems()]
+
+
+def _note(problems: list[str], what: str, found: list[str]) -> None:
+    if found:
+        problems.append(f"{what} ({len(found)}): {', '.join(found[:SHOWN])}")
