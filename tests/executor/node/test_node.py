@@ -191,7 +191,7 @@ def test_a_fused_follower_requeued_after_its_producer_crashed_is_queued_once():
     consume rode in one message and the worker died running create; consume, requeued,
     was listed twice as waiting for create's result, so once the retry made it, consume
     was queued (and started) twice."""
-    from plait.executor.scheduler import TaskTable
+    from plait.executor.node.tasks import TaskTable
 
     table = TaskTable()
     made = p.TaskSpec("create", "f@1", "f", b"", (), (), ("data",), 3, "node-0")
