@@ -77,6 +77,7 @@ class Node:
         self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
         self.pin_waiting: list[p.Pin] = []          # a driver's get waiting for room
+        self.room_waiting: list[str] = []           # tasks whose inputs found no room yet
         self.room_refused: dict[str, int] = {}      # task -> attempt refused room beside others
         self.admission = Admission(store)
         self.admitted: tuple[str, Need] = ("", NOTHING)   # the last task admit() looked at
@@ -455,6 +456,11 @@ class Node:
         transfers = self.transfers
         return transfers is not None and bool(transfers.pulls or transfers.serving)
 
+    def room_may_come(self) -> bool:
+        """Whether pins here will go by themselves: a task running (one waiting for room
+        gets it, or is refused and lets go), a transfer, or a driver's views."""
+        return self.may_free_room() or bool(self.alloc_waiting) or bool(self.client_pins)
+
     def retry_waiting(self) -> None:
         """Allocations and gets that waited for room: try them again (a task ended)."""
         waiting, self.alloc_waiting = self.alloc_waiting, []
@@ -462,6 +468,10 @@ class Node:
             worker = self.workers.get(identity)
             if worker is not None and not self.try_alloc(worker, message, True):
                 self.alloc_waiting.append((identity, message))
+        tasks, self.room_waiting = self.room_waiting, []
+        for task_id in tasks:                       # first in line again
+            if task_id in self.table.tasks:
+                self.table.ready.push_front(task_id)
         pins, self.pin_waiting = self.pin_waiting, []
         for pin in pins:
             if not self.try_pin(pin, may_wait=True):
@@ -713,7 +723,13 @@ class Node:
         if need.result and spec.deps + spec.nested:
             self.store.arrange([oid for oid in spec.deps + spec.nested
                                 if isinstance(self.values.get(oid), p.Stored)], need.result)
-        return [item for item in map(self.work_item, self.with_chain(task_id)) if item]
+        chain = self.with_chain(task_id)
+        first = self.work_item(chain[0]) if chain else None
+        if first is None:                  # it waits again: its riders wait for its results
+            for follower in chain[1:]:
+                self.table.tasks[follower].riding = False
+            return []
+        return [first, *[item for item in map(self.work_item, chain[1:]) if item]]
 
     def send_alone(self, workers: list[WorkerHandle], slots: int, task_id: str) -> bool:
         """Dispatch ``task_id`` to an idle worker while ``slots`` are free (False: wait).
@@ -760,6 +776,10 @@ class Node:
         if gone:                  # a spill file was lost: wait for the head to rebuild it
             self.release(task_id)
             self.wait_again(task_id, gone)
+            return None
+        if any(map(_is_store_full, values.values())) and self.room_may_come():
+            self.release(task_id)     # an input could not be restored in one piece beside
+            self.room_waiting.append(task_id)   # what others pin: try again, not fail
             return None
         lost = [values[oid] for oid in spec.deps if isinstance(values[oid], p.Failed)]
         if lost:                  # deleted after it arrived
@@ -816,6 +836,16 @@ def _is_lost_copy(error: bytes) -> bool:
     except Exception:
         return False
     return isinstance(cause, ObjectLostError) and not isinstance(cause, ObjectFreedError)
+
+
+def _is_store_full(value: p.ObjectValue) -> bool:
+    """Whether a pin failed for want of room (not because the object is gone)."""
+    if not isinstance(value, p.Failed):
+        return False
+    try:
+        return isinstance(pickle.loads(value.error), ObjectStoreFullError)
+    except Exception:
+        return False
 
 
 def _able(worker: WorkerHandle) -> bool:

@@ -143,7 +143,7 @@ class Server:
             for source, _ in self.poller.poll(POLL_MS):
                 self.on_event(source)
             self.register_links()
-            if self.node.alloc_waiting or self.node.pin_waiting:
+            if self.node.alloc_waiting or self.node.pin_waiting or self.node.room_waiting:
                 self.node.retry_waiting()
             if self.head is not None and self.head.put_waiting:
                 self.head.retry_puts()

@@ -205,3 +205,42 @@ def test_a_fused_follower_requeued_after_its_producer_crashed_is_queued_once():
     assert table.ready.popleft() == "create"          # retried alone this time
     assert table.object_ready("data", failed=False) == []
     assert [table.ready.popleft() for _ in range(len(table.ready))] == ["consume"]
+
+
+def test_a_task_whose_input_finds_no_room_waits_while_others_run(node):
+    """The memory-pressure soak's lost results: an input could not be restored in one
+    piece beside what another running task pinned, and the task failed with
+    ObjectStoreFullError. It now waits for the other task and starts again; its fused
+    follower waits for its results instead of riding alone."""
+    import pickle
+
+    from plait.errors import ObjectStoreFullError
+
+    node.functions["f@1"] = b""
+    node.on_Ready(p.Ready((("x", p.Stored("node-0", 16)),)))
+    made = p.TaskSpec("make", "f@1", "f", b"", ("x",), (), ("made",), 3, "node-0")
+    used = p.TaskSpec("use", "f@1", "f", b"", ("made",), (), ("used",), 3, "node-0",
+                      follows="make")
+    node.on_Assign(p.Assign((), (made, used)))
+    node.workers[b"w1"].inflight["other"] = 0           # another task runs here
+    full = p.Failed(pickle.dumps(ObjectStoreFullError("no block of 16 B in one piece")))
+    node.pin_value = lambda oid: full
+    assert node.start(node.next_ready()) == []
+    assert node.room_waiting == ["make"] and set(node.table.tasks) == {"make", "use"}
+    assert not node.table.tasks["use"].riding and node.task_pins.get("make") is None
+    node.retry_waiting()
+    assert node.table.ready.popleft() == "make"
+
+
+def test_a_task_whose_input_can_never_find_room_fails(node):
+    import pickle
+
+    from plait.errors import ObjectStoreFullError
+
+    node.functions["f@1"] = b""
+    node.on_Ready(p.Ready((("x", p.Stored("node-0", 16)),)))
+    node.on_Assign(p.Assign((), (spec("t1", ("x",)),)))
+    full = p.Failed(pickle.dumps(ObjectStoreFullError("no block of 16 B in one piece")))
+    node.pin_value = lambda oid: full
+    assert node.start(node.next_ready()) == []
+    assert node.room_waiting == [] and "t1" not in node.table.tasks
