@@ -277,9 +277,13 @@ class Killer(threading.Thread):
         self.restart()
 
     def restart(self) -> None:
-        """A fresh node (new id) joins the running head, as `plait start --address` does."""
+        """A fresh node (new id) joins the running head, as `plait start --address` does;
+        none once the soak is ending (the cluster is about to shut down)."""
         from plait.executor.wire.config import ipc_addresses, launch
         from plait.store.spill import spill_directory
+
+        if self.done.is_set():
+            return
 
         template = self.cluster.configs[1]
         node = f"node-{self.next_index}"
