@@ -1,10 +1,7 @@
 """Invariants of the head's tables, checked on demand (dask's validate_state).
 
-Each check reads one process's own tables and names what it finds broken, with the state
-that broke it, so that a soak or a test teardown can say *what* went wrong rather than
-only that a get hung. Only what one process knows is checked: whether a copy the head
-counts on node-1 is really in node-1's store is a race by nature (a Delete may be on its
-way) and is left to the results the soaks check.
+Why and how problems are reported: plait.executor.wire.checks.
+
 A node checks its own (plait.executor.node.invariants). The head:
   - every unfinished task runs on a live node, and each node's queue count is its tasks;
   - every pending object has a producer: an unfinished task, or a task put announced;
@@ -25,9 +22,7 @@ from typing import Protocol
 from plait.executor.head.directory import Directory
 from plait.executor.head.lineage import Lineage, reads
 from plait.executor.wire import protocol as p
-
-SHOWN = 5          # ids named per broken invariant
-
+from plait.executor.wire.checks import note_broken
 
 class _NodeQueue(Protocol):
     queued: int
@@ -59,34 +54,29 @@ def head_problems(head: HeadTables) -> list[str]:
     problems = []
     live = set(head.nodes)
     orphans = sorted(t for t, spec in head.assigned.items() if spec.node not in live)
-    _note(problems, "head: unfinished tasks on nodes that are gone", orphans)
+    note_broken(problems, "head: unfinished tasks on nodes that are gone", orphans)
     queued = Counter(spec.node for spec in head.assigned.values())
     wrong = sorted(f"{n} counts {r.queued}, runs {queued[n]}" for n, r in head.nodes.items()
                    if r.queued != queued[n])
-    _note(problems, "head: queue counts differ from the tasks assigned", wrong)
+    note_broken(problems, "head: queue counts differ from the tasks assigned", wrong)
     producing = {oid for spec in head.assigned.values() for oid in spec.outputs}
     pending = sorted(oid for oid, entry in head.directory.entries.items()
                      if entry.value is None and oid not in producing
                      and oid not in head.expected_puts)
-    _note(problems, "head: pending objects no task will make", pending)
+    note_broken(problems, "head: pending objects no task will make", pending)
     uncopied = sorted(oid for oid, entry in head.directory.entries.items()
                       if isinstance(entry.value, p.Stored)
                       and not head.locations.get(oid, set()) & live)
-    _note(problems, "head: stored objects with no copy on a live node", uncopied)
+    note_broken(problems, "head: stored objects with no copy on a live node", uncopied)
     stray = sorted(oid for oid in [*head.locations, *head.cached]
                    if oid not in head.directory.entries)
-    _note(problems, "head: copies tracked for objects that are gone", stray)
+    note_broken(problems, "head: copies tracked for objects that are gone", stray)
     readers = Counter(oid for spec in head.assigned.values() for oid in reads(spec))
     miscounted = sorted(f"{oid} counts {e.readers}, read by {readers[oid]}"
                         for oid, e in head.directory.entries.items()
                         if e.readers != readers[oid])
-    _note(problems, "head: reader counts differ from the tasks that read", miscounted)
+    note_broken(problems, "head: reader counts differ from the tasks that read", miscounted)
     stuck = sorted(f"request {r} waits on {sorted(g.waiting - live)}"
                    for r, g in head.gathers.items() if g.waiting - live)
-    _note(problems, "head: requests waiting on nodes that are gone", stuck)
+    note_broken(problems, "head: requests waiting on nodes that are gone", stuck)
     return problems + [f"head: {problem}" for problem in head.lineage.problems()]
-
-
-def _note(problems: list[str], what: str, found: list[str]) -> None:
-    if found:
-        problems.append(f"{what} ({len(found)}): {', '.join(found[:SHOWN])}")

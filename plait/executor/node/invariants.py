@@ -1,10 +1,7 @@
 """Invariants of one node's tables, checked on demand (dask's validate_state).
 
-Each check reads one process's own tables and names what it finds broken, with the state
-that broke it, so that a soak or a test teardown can say *what* went wrong rather than
-only that a get hung. Only what one process knows is checked: whether a copy the head
-counts on node-1 is really in node-1's store is a race by nature (a Delete may be on its
-way) and is left to the results the soaks check.
+Why and how problems are reported: plait.executor.wire.checks.
+
 The head checks its own (plait.executor.head.invariants). A node:
   - every task it holds is ready, with a worker, or waiting for inputs it asked the head
     for or is pulling (a task riding behind its producer is with a worker); every task a
@@ -26,11 +23,9 @@ from plait.executor.node.tasks import TaskTable
 from plait.executor.node.transfers import Transfers
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
+from plait.executor.wire.checks import note_broken
 from plait.store.allocator import Allocator
 from plait.store.store import ObjectStore
-
-SHOWN = 5          # ids named per broken invariant
-
 
 class NodeTables(Protocol):
     """What the checks read of the Node (node.py)."""
@@ -64,18 +59,18 @@ def node_problems(node: NodeTables) -> list[str]:
         unasked = state.waiting - node.asked - pulling - set(node.values)
         if not state.waiting or unasked:
             idle.append(f"{task_id} waits for {sorted(state.waiting)[:3]}")
-    _note(problems, f"{node.id}: tasks that nothing will start", idle)
+    note_broken(problems, f"{node.id}: tasks that nothing will start", idle)
     unknown = sorted(t for w in node.workers.values() if not w.actor for t in w.inflight
                      if t not in node.table.tasks)
-    _note(problems, f"{node.id}: workers running tasks the node does not hold", unknown)
+    note_broken(problems, f"{node.id}: workers running tasks the node does not hold", unknown)
     slots = sorted(t for t in node.held_slots if t not in running)
-    _note(problems, f"{node.id}: slots held for tasks that no longer run", slots)
+    note_broken(problems, f"{node.id}: slots held for tasks that no longer run", slots)
     pins = sorted(f"{oid} has {stored.pins}, holders {held}"
                   for oid, stored in node.store.objects.items()
                   if stored.pins != (held := node.pin_holders(oid)))
-    _note(problems, f"{node.id}: pins that differ from their holders", pins)
+    note_broken(problems, f"{node.id}: pins that differ from their holders", pins)
     promised = sorted(t for t in node.admission.promised if t not in running)
-    _note(problems, f"{node.id}: room promised to tasks that no longer run", promised)
+    note_broken(problems, f"{node.id}: room promised to tasks that no longer run", promised)
     if node.admission.promised_total != sum(node.admission.promised.values()):
         problems.append(f"{node.id}: promised bytes {node.admission.promised_total} differ "
                         f"from the promises' sum {sum(node.admission.promised.values())}")
@@ -85,8 +80,3 @@ def node_problems(node: NodeTables) -> list[str]:
         problems.append(f"{node.id}: the store counts {node.store.pinned_bytes} pinned bytes, "
                         f"its objects {counted}")
     return problems
-
-
-def _note(problems: list[str], what: str, found: list[str]) -> None:
-    if found:
-        problems.append(f"{what} ({len(found)}): {', '.join(found[:SHOWN])}")

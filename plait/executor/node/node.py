@@ -829,23 +829,23 @@ class Node:
         stop_all(list(self.workers.values()), WORKER_STOP_GRACE)
 
 
+def _cause(error: bytes) -> BaseException | None:
+    """The exception a Failed value carries (None if it does not unpickle)."""
+    try:
+        return pickle.loads(error)
+    except Exception:
+        return None
+
+
 def _is_lost_copy(error: bytes) -> bool:
     """Whether a failed pull means the source's copy is gone (not that the object is)."""
-    try:
-        cause = pickle.loads(error)
-    except Exception:
-        return False
+    cause = _cause(error)
     return isinstance(cause, ObjectLostError) and not isinstance(cause, ObjectFreedError)
 
 
 def _is_store_full(value: p.ObjectValue) -> bool:
     """Whether a pin failed for want of room (not because the object is gone)."""
-    if not isinstance(value, p.Failed):
-        return False
-    try:
-        return isinstance(pickle.loads(value.error), ObjectStoreFullError)
-    except Exception:
-        return False
+    return isinstance(value, p.Failed) and isinstance(_cause(value.error), ObjectStoreFullError)
 
 
 def _able(worker: WorkerHandle) -> bool:
