@@ -79,7 +79,8 @@ class Gather:
     request: int
     waiting: set[str]
     parts: dict[str, tuple] = field(default_factory=dict)
-    asked: dict[str, tuple[str, ...]] = field(default_factory=dict)   # node -> objects
+    asked: dict[str, tuple[str, ...]] = field(default_factory=dict)   # node -> objects pinned
+    # there, or (a StateCheck) the tasks assigned there when the check was sent
     origin: p.Pin | None = None      # the client's request, to ask again if a node dies
 
 
