@@ -236,6 +236,12 @@ class Node:
         if may_wait and self.admission.verdict(need, self.may_free_room) == WAIT:
             return False
         values = tuple((oid, self.pin_value(oid)) for oid in ids)
+        if may_wait and any(map(_is_store_full, (v for _, v in values))) \
+                and self.may_free_room():
+            for oid, value in values:       # restored beside what running tasks pin, a
+                if isinstance(value, p.Located):   # spilled object found no block in
+                    self.store.unpin(oid)          # one piece: wait for them, not fail
+            return False
         for oid, value in values:
             if isinstance(value, p.Located):
                 self.client_pins[oid] += 1
@@ -411,7 +417,7 @@ class Node:
         except MemoryError as error:
             if may_wait and self.may_free_room(identity):
                 return False
-            self.note_room_refused(worker)
+            self.note_room_refused(worker, message.object_id)
             self.to_worker(identity, p.Refused(message.request, pickle.dumps(error)))
         else:
             task_id = next(iter(worker.inflight), None)
@@ -438,10 +444,14 @@ class Node:
             return p.Refused(message.request, pickle.dumps(error))
         return p.Allocated(message.request, message.object_id, self.id, offset)
 
-    def note_room_refused(self, worker: WorkerHandle) -> None:
+    def note_room_refused(self, worker: WorkerHandle, object_id: str) -> None:
         """A result refused while other tasks here hold room (each waiting for the other's):
-        the task runs again once it can, rather than failing (see ``tasks_done``)."""
-        task_id = next(iter(worker.inflight), None)
+        the task that makes it runs again once it can, rather than failing (see
+        ``tasks_done``). In a fused chain that is the task whose output it is, not the
+        chain's first."""
+        task_id = next((t for t in worker.inflight if t in self.table.tasks and
+                        object_id in self.table.tasks[t].spec.outputs),
+                       next(iter(worker.inflight), None))
         if task_id is not None and any(w.inflight for w in self.workers.values()
                                        if w is not worker):
             self.room_refused[task_id] = worker.inflight[task_id]
@@ -487,13 +497,7 @@ class Node:
             if result.retryable and self.table.retry(result.task_id, result.attempt):
                 self.release(result.task_id)
                 continue                           # runs again; its error is not reported
-            if self.room_refused.pop(result.task_id, None) == result.attempt and any(
-                    isinstance(v, p.Failed) for _, v in result.outputs):
-                for oid, value in result.outputs:  # blocks it got before the refusal
-                    if isinstance(value, p.Located):
-                        self.store.delete(oid)
-                self.release(result.task_id)       # admission holds it until it fits
-                self.table.requeue(result.task_id, result.attempt)
+            if self.runs_again_for_room(result):
                 continue
             done = self.table.finish(result.task_id, result.attempt)
             if done is None:
@@ -512,6 +516,23 @@ class Node:
                 self.arrived(oid, value)
         if finished:
             self.up(p.TasksDone(tuple(finished)))
+
+    def runs_again_for_room(self, result: p.TaskResult) -> bool:
+        """A task refused room for its result beside other tasks' pins is put back to wait
+        for admission instead of failing; so is a fused follower that failed only because
+        its producer was put back (it still waits for that producer's output)."""
+        state = self.table.tasks.get(result.task_id)
+        refused = self.room_refused.pop(result.task_id, None) == result.attempt
+        orphaned = state is not None and state.riding and bool(state.waiting)
+        if not (refused or orphaned) or not any(
+                isinstance(v, p.Failed) for _, v in result.outputs):
+            return False
+        for oid, value in result.outputs:          # blocks it got before the refusal
+            if isinstance(value, p.Located):
+                self.store.delete(oid)
+        self.release(result.task_id)               # admission holds it until it fits
+        self.table.requeue(result.task_id, result.attempt)
+        return True
 
     def learn(self, function: str, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
         """The size of a successful task's largest stored result (0: all inline)."""

@@ -244,3 +244,66 @@ def test_a_task_whose_input_can_never_find_room_fails(node):
     node.pin_value = lambda oid: full
     assert node.start(node.next_ready()) == []
     assert node.room_waiting == [] and "t1" not in node.table.tasks
+
+
+def test_a_fused_follower_refused_room_beside_other_tasks_runs_again_with_its_own_follower(
+        node):
+    """The memory-pressure soak's lost results, second kind: in a fused chain make -> use
+    -> last, use's result found no block beside what another running task pinned. The
+    refusal was booked to the chain's first task (make), which had succeeded, so use and
+    last failed for good. Now use waits for room and runs again, and last waits for it."""
+    from plait.errors import ObjectStoreFullError
+
+    node.functions["f@1"] = b""
+    chain = (p.TaskSpec("make", "f@1", "f", b"", (), (), ("made",), 3, "node-0"),
+             p.TaskSpec("use", "f@1", "f", b"", ("made",), (), ("used",), 3, "node-0",
+                        follows="make"),
+             p.TaskSpec("last", "f@1", "f", b"", ("used",), (), ("lasted",), 3, "node-0",
+                        follows="use"))
+    node.on_Assign(p.Assign((), chain))
+    node.dispatch()
+    worker = next(w for w in node.workers.values() if w.inflight)
+    assert list(worker.inflight) == ["make", "use", "last"]
+    other = next(w for w in node.workers.values() if w is not worker)
+    other.inflight["other"] = 0
+
+    def full(object_id, nbytes, created_by, replica=False):
+        raise ObjectStoreFullError("pinned objects split the free bytes")
+
+    node.store.allocate = full
+    node.on_worker(other.identity, p.Alloc(6, "other", 1 << 10, "other"))
+    assert len(node.alloc_waiting) == 1               # it waits for make's chain to end
+    node.on_worker(worker.identity, p.Alloc(7, "used", 1 << 10, "use"))
+    assert isinstance(node.sent[-1][1], p.Refused)
+    up: list[p.Message] = []
+    node.up = up.append
+    failed = p.Failed(b"refused")
+    node.on_worker(worker.identity, p.TasksDone((
+        p.TaskResult("make", 0, (("made", p.Inline(b"x")),), 0.01),
+        p.TaskResult("use", 0, (("used", failed),), 0.01),
+        p.TaskResult("last", 0, (("lasted", failed),), 0.01))))
+    assert reported(up) == [("make", 0)]
+    assert set(node.table.tasks) == {"use", "last"}
+    assert node.table.tasks["last"].waiting == {"used"}
+    assert [node.table.ready.popleft() for _ in range(len(node.table.ready))] == ["use"]
+
+
+def test_a_get_whose_spilled_object_finds_no_block_in_one_piece_waits_while_tasks_run(node):
+    """The memory-pressure soak's lost get: admission counted enough free bytes, but the
+    restore found them split by blocks that running tasks pinned, and the get failed with
+    ObjectStoreFullError. While a task runs, the get waits for it instead."""
+    import pickle
+
+    from plait.errors import ObjectStoreFullError
+
+    node.on_Ready(p.Ready((("x", p.Stored("node-0", 16)),)))
+    node.workers[b"w1"].inflight["other"] = 0
+    full = p.Failed(pickle.dumps(ObjectStoreFullError("pinned objects split the free bytes")))
+    node.pin_value = lambda oid: full
+    up: list[p.Message] = []
+    node.up = up.append
+    node.on_Pin(p.Pin(3, ("x",)))
+    assert up == [] and len(node.pin_waiting) == 1
+    node.workers[b"w1"].inflight.clear()                # nothing left that could free room
+    node.retry_waiting()
+    assert up == [p.Pinned(3, (("x", full),))] and node.pin_waiting == []
