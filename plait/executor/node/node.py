@@ -445,15 +445,19 @@ class Node:
         return p.Allocated(message.request, message.object_id, self.id, offset)
 
     def note_room_refused(self, worker: WorkerHandle, object_id: str) -> None:
-        """A result refused while other tasks here hold room (each waiting for the other's):
-        the task that makes it runs again once it can, rather than failing (see
-        ``tasks_done``). In a fused chain that is the task whose output it is, not the
-        chain's first."""
+        """A result refused room: the task that makes it (in a fused chain, the one whose
+        output it is, not the chain's first) runs again once it can, rather than failing
+        (see ``tasks_done``), when other tasks here hold room (each waiting for the
+        other's), or when it rode behind its producer: a rider skipped admission, and its
+        producer's inputs were still pinned; alone, it is admitted and arranged."""
         task_id = next((t for t in worker.inflight if t in self.table.tasks and
                         object_id in self.table.tasks[t].spec.outputs),
                        next(iter(worker.inflight), None))
-        if task_id is not None and any(w.inflight for w in self.workers.values()
-                                       if w is not worker):
+        if task_id is None:
+            return
+        state = self.table.tasks.get(task_id)
+        if (state is not None and state.riding) or any(
+                w.inflight for w in self.workers.values() if w is not worker):
             self.room_refused[task_id] = worker.inflight[task_id]
 
     def may_free_room(self, asking: bytes = b"") -> bool:

@@ -307,3 +307,38 @@ def test_a_get_whose_spilled_object_finds_no_block_in_one_piece_waits_while_task
     node.workers[b"w1"].inflight.clear()                # nothing left that could free room
     node.retry_waiting()
     assert up == [p.Pinned(3, (("x", full),))] and node.pin_waiting == []
+
+
+def test_a_rider_refused_room_runs_again_alone_and_fails_only_then(node):
+    """A fused follower skips admission, and its producer's inputs stay pinned while it
+    runs: refused room with no other task running, it runs again alone (admitted, its
+    inputs arranged). Refused again, alone, it fails."""
+    from plait.errors import ObjectStoreFullError
+
+    node.functions["f@1"] = b""
+    node.on_Assign(p.Assign((), (
+        p.TaskSpec("make", "f@1", "f", b"", (), (), ("made",), 3, "node-0"),
+        p.TaskSpec("use", "f@1", "f", b"", ("made",), (), ("used",), 3, "node-0",
+                   follows="make"))))
+    node.dispatch()
+    worker = next(w for w in node.workers.values() if w.inflight)
+
+    def full(object_id, nbytes, created_by, replica=False):
+        raise ObjectStoreFullError("pinned objects split the free bytes")
+
+    node.store.allocate = full
+    up: list[p.Message] = []
+    node.up = up.append
+    node.on_worker(worker.identity, p.Alloc(7, "used", 1 << 10, "use"))
+    node.on_worker(worker.identity, p.TasksDone((
+        p.TaskResult("make", 0, (("made", p.Inline(b"x")),), 0.01),
+        p.TaskResult("use", 0, (("used", p.Failed(b"refused")),), 0.01))))
+    assert reported(up) == [("make", 0)] and not node.table.tasks["use"].riding
+    node.sent.clear()
+    node.dispatch()
+    assert [i.task_id for _, m in node.sent if isinstance(m, p.RunTasks) for i in m.items] \
+        == ["use"]
+    node.on_worker(worker.identity, p.Alloc(8, "used", 1 << 10, "use"))
+    node.on_worker(worker.identity, p.TasksDone((
+        p.TaskResult("use", 1, (("used", p.Failed(b"refused")),), 0.01),)))
+    assert reported(up) == [("make", 0), ("use", 1)] and "use" not in node.table.tasks
