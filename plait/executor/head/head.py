@@ -32,6 +32,7 @@ from plait.executor.head.invariants import head_problems
 from plait.executor.head.lineage import Lineage, reads
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import NODE_TIMEOUT_SECONDS
+from plait.executor.wire.dispatch import handlers
 from plait.store.spill import spill_directory
 from plait.store.store import ObjectStore
 
@@ -46,7 +47,7 @@ NODE = "node"
 
 class LocalNode(Protocol):
     """The node in the head's own process (node-0), which the head calls instead of
-    messaging: what the head uses of it. Messages for it go to its ``on_<Message>``."""
+    messaging: what the head uses of it. Messages for it go to its ``from_head``."""
 
     id: str
     store: ObjectStore
@@ -57,6 +58,8 @@ class LocalNode(Protocol):
     def ready(self) -> bool: ...
 
     def put_block(self, message: p.Alloc, may_wait: bool) -> p.Message | None: ...
+
+    def from_head(self, message: p.Message) -> None: ...
 
     def on_NodeLost(self, message: p.NodeLost) -> None: ...
 
@@ -131,7 +134,7 @@ class Head(ActorRouting):
             self._to_node(node, message)
 
     def local_deliver(self, message: p.Message) -> None:
-        getattr(self.local, f"on_{type(message).__name__}")(message)
+        self.local.from_head(message)
 
     def notify(self, peer: Peer, object_id: str, value: p.ObjectValue) -> None:
         self.notes[peer].append((object_id, value))
@@ -177,10 +180,10 @@ class Head(ActorRouting):
     # -- clients -----------------------------------------------------------------------------
 
     def on_client(self, peer: Peer, message: p.Message) -> None:
-        handler = getattr(self, f"on_{type(message).__name__}", None)
+        handler = FROM_CLIENT.get(type(message))
         if handler is None:
             raise p.MalformedMessage(f"a client may not send {type(message).__name__}")
-        handler(peer, message)
+        handler(self, peer, message)
 
     def on_Hello(self, peer: Peer, message: p.Hello) -> None:
         self.hellos.append((peer, message.nodes_expected))
@@ -455,13 +458,10 @@ class Head(ActorRouting):
         elif not isinstance(message, p.NodeHello):
             self.refuse_node(node)
             return
-        if isinstance(message, p.Subscribe):
-            self.on_Subscribe((NODE, node), message)
-            return
-        handler = getattr(self, f"node_{type(message).__name__}", None)
+        handler = FROM_NODE.get(type(message))
         if handler is None:
             raise p.MalformedMessage(f"a node may not send {type(message).__name__}")
-        handler(node, message)
+        handler(self, node, message)
 
     def refuse_node(self, node: str) -> None:
         """A node declared dead spoke again (it was stopped, or cut off): it is not trusted,
@@ -469,6 +469,9 @@ class Head(ActorRouting):
         replacements. Its tasks and objects were already given up on."""
         self._to_node(node, p.NodeLost(node, "the head declared it dead and does not take it "
                                              "back"))
+
+    def node_Subscribe(self, node: str, message: p.Subscribe) -> None:
+        self.on_Subscribe((NODE, node), message)
 
     def node_NodeHello(self, node: str, message: p.NodeHello) -> None:
         now = time.monotonic()
@@ -829,6 +832,10 @@ class Head(ActorRouting):
 
     def local_info_host(self) -> str:
         return self.nodes[self.local.id].info.host
+
+
+FROM_CLIENT = handlers(Head, "on_")     # Hello -> Head.on_Hello, ... (wire/dispatch.py)
+FROM_NODE = handlers(Head, "node_")     # TasksDone -> Head.node_TasksDone, ...
 
 
 def _node_key(info: p.NodeInfo) -> tuple:

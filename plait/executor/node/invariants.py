@@ -35,7 +35,7 @@ class NodeTables(Protocol):
     workers: dict[bytes, WorkerHandle]
     table: TaskTable
     admission: Admission
-    transfers: Transfers | None
+    transfers: Transfers
     values: dict[str, p.ObjectValue]
     asked: set[str]
     held_slots: dict[str, int]
@@ -48,7 +48,7 @@ def node_problems(node: NodeTables) -> list[str]:
     problems = []
     running = {t for w in node.workers.values() for t in w.inflight}
     ready = node.table.ready.ids() | set(node.table.actor_ready) | set(node.admission.held)
-    pulling = set(node.transfers.pulls) if node.transfers is not None else set()
+    pulling = set(node.transfers.pulls)
     idle = []
     for task_id, state in node.table.tasks.items():
         if task_id in running or task_id in ready or state.spec.actor:

@@ -34,11 +34,14 @@ from plait.executor.node.tasks import TaskTable
 from plait.executor.node.workers import Forker, WorkerHandle, reap, spawn_worker, stop_all
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import WorkerConfig
+from plait.executor.wire.dispatch import handlers
 from plait.store.allocator import Allocator
+from plait.store.arena import Arena
+from plait.store.spill import Spiller
 from plait.store.store import ObjectStore
 
 if TYPE_CHECKING:
-    from plait.executor.node.transfers import Transfers
+    from plait.executor.node.transfers import PullOwner, Transfers
 
 log = logging.getLogger("plait.node")
 
@@ -51,16 +54,23 @@ PARK_SECONDS = 5.0          # an idle stand-in is kept this long for the next bl
 ADMIT_LOOKAHEAD = 64        # tasks held back for memory looked at per dispatch, oldest first
 
 Send = Callable[[bytes, p.Message], None]      # (worker identity, message)
+MakeTransfers = Callable[["ObjectStore", "PullOwner"], "Transfers"]   # (its store, the node)
 
 
 class Node:
-    """One node: answers the head (through ``up``), drives workers (through ``to_worker``)."""
+    """One node: answers the head (through ``up``), drives workers (through ``to_worker``).
 
-    def __init__(self, node_id: str, store: ObjectStore, workers: list[WorkerHandle],
-                 worker_address: str, up: Callable[[p.Message], None], to_worker: Send,
-                 watch: Callable[[int], None]) -> None:
+    It makes its store and its transfers, which report back to it: the store, replicas it
+    evicted (``replica_dropped``); the transfers, pulls that ended and copies found lost.
+    """
+
+    def __init__(self, node_id: str, arena: Arena, spiller: Spiller | None,
+                 workers: list[WorkerHandle], worker_address: str,
+                 up: Callable[[p.Message], None], to_worker: Send,
+                 watch: Callable[[int], None], transfers: MakeTransfers,
+                 forker: Forker | None = None) -> None:
         self.id = node_id
-        self.store = store
+        self.store = ObjectStore(node_id, arena, spiller, self.replica_dropped)
         self.workers = {w.identity: w for w in workers}
         self.worker_address = worker_address
         self.up = up
@@ -79,10 +89,10 @@ class Node:
         self.pin_waiting: list[p.Pin] = []          # a driver's get waiting for room
         self.room_waiting: list[str] = []           # tasks whose inputs found no room yet
         self.room_refused: dict[str, int] = {}      # task -> attempt refused room beside others
-        self.admission = Admission(store)
+        self.admission = Admission(self.store)
         self.admitted: tuple[str, Need] = ("", NOTHING)   # the last task admit() looked at
-        self.transfers: Transfers | None = None     # set by the server once sockets exist
-        self.forker: Forker | None = None           # forks later workers (set by the server)
+        self.transfers = transfers(self.store, self)
+        self.forker = forker                        # forks later workers (None: spawn them)
         self.worker_settings: dict[str, str] = {}
         self.num_workers = len(workers)            # extras stand in for blocked ones
         self.worker_memory_limit = 0               # bytes; 0: only the system-wide floor
@@ -122,7 +132,6 @@ class Node:
                 if self.store.objects.get(oid) is not None:    # a replica we already hold
                     self.arrived(oid, p.Stored(self.id, value.nbytes, value.contains))
                 elif self.table.wanted(oid):                   # its reader may have moved
-                    assert self.transfers is not None
                     self.transfers.fetch(oid, value)
             else:
                 self.arrived(oid, value)
@@ -157,8 +166,7 @@ class Node:
         self.arrived(object_id, value)
 
     def on_NodeTable(self, message: p.NodeTable) -> None:
-        if self.transfers is not None:
-            self.transfers.peers = {info.id: info for info in message.nodes}
+        self.transfers.peers = {info.id: info for info in message.nodes}
 
     def on_NodeLost(self, message: p.NodeLost) -> None:
         """Pulls from a dead node restart: ask the head again where the objects are. The
@@ -166,8 +174,6 @@ class Node:
         if message.node == self.id:
             log.warning("%s: %s; stopping", self.id, message.reason)
             self.stopping = True
-            return
-        if self.transfers is None:
             return
         again = self.transfers.lost(message.node)
         if again:
@@ -260,8 +266,7 @@ class Node:
         """Pins the object should have: its readers here, transfers serving it, drivers'
         views of it, and its writer while unsealed (validate_state compares)."""
         tasks = sum(oids.count(object_id) for oids in self.task_pins.values())
-        serving = 0 if self.transfers is None else \
-            sum(oid == object_id for oid in self.transfers.serving.values())
+        serving = sum(oid == object_id for oid in self.transfers.serving.values())
         stored = self.store.objects[object_id]
         return tasks + serving + self.client_pins[object_id] + (not stored.sealed)
 
@@ -277,6 +282,12 @@ class Node:
 
     def on_Bye(self, message: p.Bye) -> None:
         self.stopping = True
+
+    def from_head(self, message: p.Message) -> None:
+        handler = FROM_HEAD.get(type(message))
+        if handler is None:
+            raise p.MalformedMessage(f"a node takes no {type(message).__name__} from the head")
+        handler(self, message)
 
     def pin_value(self, object_id: str) -> p.ObjectValue:
         """Pin a stored object here and say where it is (Failed if it cannot be had)."""
@@ -316,31 +327,42 @@ class Node:
         worker = self.workers.get(identity)
         if worker is None:
             return                                   # a replaced worker's last words
-        if isinstance(message, p.WorkerReady):
-            worker.ready = True
-        elif isinstance(message, p.Alloc):
-            if not self.try_alloc(worker, message, may_wait=True):
-                self.alloc_waiting.append((identity, message))
-        elif isinstance(message, p.TasksDone):
-            self.tasks_done(worker, message)
-            self.retire_extras()
-        elif isinstance(message, p.Blocked) and worker.actor:
-            self.to_worker(identity, p.Skip(()))     # an actor's calls stay with it
-        elif isinstance(message, p.Blocked):
-            worker.blocked = True
-            self.take_back(worker)
-            self.lend_slot()
-        elif isinstance(message, p.Unblocked):
-            worker.blocked = False
-        elif isinstance(message, p.PutInline):
-            self.put_by_task(worker, message.object_id, message.value)
-        elif isinstance(message, p.Seal):
-            self.store.seal(message.object_id)
-            value = p.Stored(self.id, self.store.nbytes(message.object_id), message.contains)
-            task_id = self.put_by_task(worker, message.object_id, value)
-            if task_id is not None:            # the task may read it until it ends
-                self.store.pin(message.object_id)
-                self.task_pins.setdefault(task_id, []).append(message.object_id)
+        handler = FROM_WORKER.get(type(message))
+        if handler is not None:                      # (any other message is ignored)
+            handler(self, worker, message)
+
+    def worker_WorkerReady(self, worker: WorkerHandle, message: p.WorkerReady) -> None:
+        worker.ready = True
+
+    def worker_Alloc(self, worker: WorkerHandle, message: p.Alloc) -> None:
+        if not self.try_alloc(worker, message, may_wait=True):
+            self.alloc_waiting.append((worker.identity, message))
+
+    def worker_TasksDone(self, worker: WorkerHandle, message: p.TasksDone) -> None:
+        self.tasks_done(worker, message)
+        self.retire_extras()
+
+    def worker_Blocked(self, worker: WorkerHandle, message: p.Blocked) -> None:
+        if worker.actor:
+            self.to_worker(worker.identity, p.Skip(()))     # an actor's calls stay with it
+            return
+        worker.blocked = True
+        self.take_back(worker)
+        self.lend_slot()
+
+    def worker_Unblocked(self, worker: WorkerHandle, message: p.Unblocked) -> None:
+        worker.blocked = False
+
+    def worker_PutInline(self, worker: WorkerHandle, message: p.PutInline) -> None:
+        self.put_by_task(worker, message.object_id, message.value)
+
+    def worker_Seal(self, worker: WorkerHandle, message: p.Seal) -> None:
+        self.store.seal(message.object_id)
+        value = p.Stored(self.id, self.store.nbytes(message.object_id), message.contains)
+        task_id = self.put_by_task(worker, message.object_id, value)
+        if task_id is not None:            # the task may read it until it ends
+            self.store.pin(message.object_id)
+            self.task_pins.setdefault(task_id, []).append(message.object_id)
 
     def take_back(self, worker: WorkerHandle) -> None:
         """Tasks queued behind a task that now waits on its children may be those very
@@ -467,8 +489,7 @@ class Node:
         if any(w.inflight and not w.blocked and w.identity not in waiting
                for w in self.workers.values()):
             return True
-        transfers = self.transfers
-        return transfers is not None and bool(transfers.pulls or transfers.serving)
+        return bool(self.transfers.pulls or self.transfers.serving)
 
     def room_may_come(self) -> bool:
         """Whether pins here will go by themselves: a task running (one waiting for room
@@ -852,6 +873,10 @@ class Node:
             except Exception:
                 pass
         stop_all(list(self.workers.values()), WORKER_STOP_GRACE)
+
+
+FROM_HEAD = handlers(Node, "on_")        # Assign -> Node.on_Assign, ... (wire/dispatch.py)
+FROM_WORKER = handlers(Node, "worker_")  # TasksDone -> Node.worker_TasksDone, ...
 
 
 def _cause(error: bytes) -> BaseException | None:

@@ -1,7 +1,7 @@
 """A node process: sockets and the one loop that feeds the Node (and, on node-0, the Head).
 
     drivers, other nodes --ROUTER client (head only)--> Head.on_client / Head.on_node
-    the head ------------DEALER (other nodes)--------> Node.on_<Message>
+    the head ------------DEALER (other nodes)--------> Node.from_head
     workers -------------ROUTER workers--------------> Node.on_worker
     peers ---------------ROUTER transfer, DEALERs----> Transfers
     worker / node pidfds ----------------------------> Node.worker_died / Head.node_lost
@@ -24,7 +24,7 @@ import zmq
 
 from plait.executor.head.head import Head
 from plait.executor.node.node import Node
-from plait.executor.node.transfers import Transfers
+from plait.executor.node.transfers import PullOwner, Transfers
 from plait.executor.node.workers import Forker, WorkerHandle, fork_worker, stop_all
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
@@ -47,7 +47,8 @@ PARENT_CHECK_SECONDS = 0.5
 class Server:
     """Owns the sockets of one node process and runs its loop."""
 
-    def __init__(self, config: NodeConfig, arena: Arena, workers: list[WorkerHandle]) -> None:
+    def __init__(self, config: NodeConfig, arena: Arena, workers: list[WorkerHandle],
+                 forker: Forker | None = None) -> None:
         self.config = config
         self.ctx = zmq.Context()
         self.key = load_key(config.key_file) if config.key_file else None
@@ -58,19 +59,14 @@ class Server:
         self.worker_sock = self.bind(zmq.ROUTER, config.worker_address)
         spiller = Spiller(config.spill_dir, killpoints.hook("mid-spill", config.node)) \
             if config.spill_dir else None
-        self.store = ObjectStore(config.node, arena, spiller)
-        self.node = Node(config.node, self.store, workers, config.worker_address, self.up,
-                         self.to_worker, self.watch_worker)
+        self.node = Node(config.node, arena, spiller, workers, config.worker_address, self.up,
+                         self.to_worker, self.watch_worker, self.make_transfers, forker)
         self.node.worker_settings = worker_settings(config)
         self.node.worker_memory_limit = config.worker_memory_limit
-        self.store._on_dropped = self.node.replica_dropped
-        self.transfers = Transfers(config.node, host_id(), self.store, self.ctx,
-                                   config.transfer_address, self.node.pulled, self.secure)
+        self.store, self.transfers = self.node.store, self.node.transfers
         transfer_address = self.transfers.server.getsockopt_string(zmq.LAST_ENDPOINT)
         self.info = p.NodeInfo(config.node, transfer_address, os.getpid(), config.is_head,
                                config.num_workers, arena.name, arena.capacity, host_id())
-        self.node.transfers = self.transfers
-        self.transfers.copy_lost = self.node.copy_lost
         self.poller.register(self.transfers.server, zmq.POLLIN)
         self.linked: set[zmq.Socket] = set()
         self.worker_fds = {w.pidfd for w in workers}
@@ -91,6 +87,11 @@ class Server:
             self.client.setsockopt(zmq.LINGER, 1000)
             self.client.connect(config.head_address)
             self.poller.register(self.client, zmq.POLLIN)
+
+    def make_transfers(self, store: ObjectStore, owner: PullOwner) -> Transfers:
+        """The node's transfers (the Node makes them, and is the owner they report to)."""
+        return Transfers(self.config.node, host_id(), store, self.ctx,
+                         self.config.transfer_address, owner, self.secure)
 
     def bind(self, kind: int, address: str, secure: bool = False) -> zmq.Socket:
         sock = self.ctx.socket(kind)
@@ -238,15 +239,10 @@ class Server:
                 except zmq.Again:
                     return
                 self.head_seen = time.monotonic()
-                self.safely(lambda _, f: self.from_head(p.decode(f)), b"head", frame.buffer)
+                self.safely(lambda _, f: self.node.from_head(p.decode(f)), b"head",
+                            frame.buffer)
             return
         self.drain(self.client, self.from_client)
-
-    def from_head(self, message: p.Message) -> None:
-        handler = getattr(self.node, f"on_{type(message).__name__}", None)
-        if handler is None:
-            raise p.MalformedMessage(f"a node takes no {type(message).__name__} from the head")
-        handler(message)
 
     def from_client(self, identity: bytes, message: p.Message) -> None:
         assert self.head is not None
@@ -372,8 +368,7 @@ def serve(config: NodeConfig) -> None:
                                                     arena.name, os.getpid(),
                                                     **worker_settings(config))))
         forker = Forker.start()
-        server = Server(config, arena, workers)
-        server.node.forker = forker
+        server = Server(config, arena, workers, forker)
         signal.signal(signal.SIGTERM, lambda *_: setattr(server.node, "stopping", True))
         signal.signal(signal.SIGUSR1, lambda *_: server.dump_state())
         server.run()

@@ -26,11 +26,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import zmq
 
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
+from plait.executor.wire.dispatch import handlers
 from plait.store.arena import Arena
 from plait.store.serialization import copy_bytes
 from plait.store.store import ObjectStore
@@ -49,18 +51,29 @@ class Pull:
     began: float = 0.0        # wall clock, for traces
 
 
+class PullOwner(Protocol):
+    """What Transfers tells the node it belongs to (node.py's Node, which makes it)."""
+
+    def pulled(self, object_id: str, value: p.ObjectValue,
+               record: tuple[str, float, float] = ("", 0.0, 0.0)) -> None:
+        """A pull ended: a replica here (Stored, with its source and times) or Failed."""
+
+    def copy_lost(self, object_id: str, error: Exception) -> None:
+        """A copy here that a peer asked for is gone for good (its spill file was lost)."""
+
+
 class Transfers:
     """This node's side of transfers: serving its objects and pulling others'."""
 
     def __init__(self, node_id: str, host: str, store: ObjectStore, ctx: zmq.Context,
-                 serve_address: str, done: Callable[..., None],
+                 serve_address: str, owner: PullOwner,
                  socket_setup: Callable[[zmq.Socket, bool], None] = lambda s, server: None
                  ) -> None:
         self.node = node_id
         self.host = host
         self.store = store
         self.ctx = ctx
-        self.done = done                          # (object, Stored here | Failed)
+        self.owner = owner                        # told how pulls end, and of lost copies
         self.setup = socket_setup                 # CurveZMQ keys, when the cluster has one
         self.server = ctx.socket(zmq.ROUTER)
         self.setup(self.server, True)
@@ -73,7 +86,6 @@ class Transfers:
         self.pulls: dict[str, Pull] = {}          # object -> its pull in progress
         self.order: dict[str, deque[Pull]] = {}   # source -> pulls, in request order
         self.serving: dict[tuple[bytes, int], str] = {}   # (peer, request) -> pinned object
-        self.copy_lost: Callable[[str, Exception], None] | None = None   # the node's
         self.requests = 0
 
     # -- pulling -----------------------------------------------------------------------------
@@ -121,7 +133,7 @@ class Transfers:
         if header.error is not None:
             queue.popleft()
             del self.pulls[pull.object_id]
-            self.done(pull.object_id, p.Failed(header.error))
+            self.owner.pulled(pull.object_id, p.Failed(header.error))
             return
         try:
             pull.offset = self.store.allocate(pull.object_id, header.nbytes, f"copy from {node}",
@@ -130,7 +142,7 @@ class Transfers:
             self.links[node].send(p.encode(p.FetchDone(pull.request)))
             queue.popleft()
             del self.pulls[pull.object_id]
-            self.done(pull.object_id, p.Failed(pickle.dumps(error)))
+            self.owner.pulled(pull.object_id, p.Failed(pickle.dumps(error)))
             return
         pull.nbytes = header.nbytes
         if header.offset is not None:                  # same host: copy arena to arena
@@ -158,7 +170,7 @@ class Transfers:
         del self.pulls[pull.object_id]
         self.links[node].send(p.encode(p.FetchDone(pull.request)))
         self.store.seal(pull.object_id)
-        self.done(pull.object_id, p.Stored(self.node, pull.nbytes),
+        self.owner.pulled(pull.object_id, p.Stored(self.node, pull.nbytes),
                   (node, pull.began, time.time()))
 
     def arena_of(self, node: str) -> Arena:
@@ -169,7 +181,7 @@ class Transfers:
     def fail(self, object_id: str, reason: str) -> None:
         from plait.errors import ObjectLostError
 
-        self.done(object_id, p.Failed(pickle.dumps(ObjectLostError(object_id, reason))))
+        self.owner.pulled(object_id, p.Failed(pickle.dumps(ObjectLostError(object_id, reason))))
 
     def lost(self, node: str) -> list[str]:
         """A peer died: drop its link and half-done pulls; returns their objects."""
@@ -200,21 +212,23 @@ class Transfers:
                 message = p.decode(frame)
             except (ValueError, p.MalformedMessage):
                 continue                  # not a transfer request: dropped, never answered
-            if isinstance(message, p.Fetch):
-                self.serve(identity, message)
-            elif isinstance(message, p.FetchDone):
-                oid = self.serving.pop((identity, message.request), None)
-                if oid is not None:
-                    self.store.unpin(oid)
+            handler = FROM_PEER.get(type(message))
+            if handler is not None:       # (any other message is dropped too)
+                handler(self, identity, message)
 
-    def serve(self, identity: bytes, fetch: p.Fetch) -> None:
+    def on_FetchDone(self, identity: bytes, message: p.FetchDone) -> None:
+        oid = self.serving.pop((identity, message.request), None)
+        if oid is not None:
+            self.store.unpin(oid)
+
+    def on_Fetch(self, identity: bytes, fetch: p.Fetch) -> None:
         oid = fetch.object_id
         held = oid in self.store.objects
         try:
             offset = self.store.pin(oid)
         except Exception as error:           # not here (deleted), or lost from disk
-            if held and oid not in self.store.objects and self.copy_lost is not None:
-                self.copy_lost(oid, error)
+            if held and oid not in self.store.objects:
+                self.owner.copy_lost(oid, error)
             header = p.FetchHeader(fetch.request, oid, 0, error=pickle.dumps(error))
             self.server.send_multipart([identity, p.encode(header)])
             return
@@ -240,3 +254,6 @@ class Transfers:
                 arena.close()
             except BufferError:
                 pass
+
+
+FROM_PEER = handlers(Transfers, "on_")   # Fetch -> Transfers.on_Fetch, ... (wire/dispatch.py)

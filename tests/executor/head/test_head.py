@@ -11,18 +11,17 @@ from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
 from plait.store.arena import Arena
-from plait.store.store import ObjectStore
 
 MIB = 1 << 20
 DRIVER = (None, b"driver")
 
 
 @pytest.fixture
-def head():
+def head(make_transfers):
     arena = Arena.create(f"plait-test-{os.getpid()}-head", 4 * MIB)
     workers = [WorkerHandle(0, -1, -1, b"w0", ready=True)]
-    node = Node("node-0", ObjectStore("node-0", arena, None), workers, "ipc://unused",
-                up=lambda message: None, to_worker=lambda i, m: None, watch=lambda fd: None)
+    node = Node("node-0", arena, None, workers, "ipc://unused", up=lambda message: None,
+                to_worker=lambda i, m: None, watch=lambda fd: None, transfers=make_transfers)
     node.num_workers = 0
     info = p.NodeInfo("node-0", "ipc://unused", os.getpid(), True, 1, arena.name, 4 * MIB)
     to_client: list[tuple[object, p.Message]] = []

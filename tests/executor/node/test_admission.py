@@ -14,26 +14,25 @@ from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
 from plait.store.arena import Arena
 from plait.store.spill import Spiller
-from plait.store.store import ObjectStore
 
 MIB = 1 << 20
 PART = 3 * MIB // 2                       # 1.5 MiB: two inputs and a result overfill 4 MiB
 
 
 @pytest.fixture
-def node(tmp_path):
+def node(tmp_path, make_transfers):
     arena = Arena.create(f"plait-test-{os.getpid()}-admit", 4 * MIB)
-    store = ObjectStore("node-0", arena, Spiller(str(tmp_path)))
     workers = [WorkerHandle(i, -1, -1, f"w{i}".encode(), ready=True) for i in range(2)]
     up: list[p.Message] = []
     sent: list[tuple[bytes, p.Message]] = []
-    made = Node("node-0", store, workers, "ipc://unused", up=up.append,
-                to_worker=lambda i, m: sent.append((i, m)), watch=lambda fd: None)
+    made = Node("node-0", arena, Spiller(str(tmp_path)), workers, "ipc://unused",
+                up=up.append, to_worker=lambda i, m: sent.append((i, m)),
+                watch=lambda fd: None, transfers=make_transfers)
     made.num_workers = 0                  # never start a stand-in process in these tests
     made.functions["f@1"] = b""
     made.up_messages, made.sent = up, sent
     yield made
-    store.close()
+    made.store.close()
     arena.unlink()
     try:
         arena.close()

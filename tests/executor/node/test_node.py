@@ -10,19 +10,18 @@ from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
 from plait.store.arena import Arena
-from plait.store.store import ObjectStore
 
 MIB = 1 << 20
 
 
 @pytest.fixture
-def node():
+def node(make_transfers):
     arena = Arena.create(f"plait-test-{os.getpid()}-node", 4 * MIB)
     sent: list[tuple[bytes, p.Message]] = []
     workers = [WorkerHandle(i, -1, -1, f"w{i}".encode(), ready=True) for i in range(2)]
-    made = Node("node-0", ObjectStore("node-0", arena, None), workers, "ipc://unused",
+    made = Node("node-0", arena, None, workers, "ipc://unused",
                 up=lambda message: None, to_worker=lambda i, m: sent.append((i, m)),
-                watch=lambda fd: None)
+                watch=lambda fd: None, transfers=make_transfers)
     made.num_workers = 0                  # never start a stand-in process in these tests
     made.sent = sent
     yield made
