@@ -2,16 +2,21 @@
 
 Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the other)::
 
-    driver --Hello/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/Expect/Hold/Free/
-             MemoryRequest/KillActor/ActorLookup/Bye--> head
-    driver <--Welcome/Allocated/Refused/View/Ready/Pinned/MemoryReport/ActorFound-- head
+    driver --Hello/Heartbeat/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/
+             Expect/Hold/Free/Cancel/MemoryRequest/StateCheck/TraceRequest/KillActor/
+             ActorLookup/Bye--> head
+    driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Pinned/MemoryReport/StateReport/
+             TraceReport/ActorFound-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Created/ReplicaAdded/ReplicaDropped/
-             Revoked/Pinned/MemoryReport/ActorExit/CopyLost--> head
-    node   <--NodeTable/Assign/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/NodeLost/
-             KillActor/Bye-- head
+             Revoked/Pinned/MemoryReport/StateReport/ActorExit/CopyLost--> head
+    node   <--NodeTable/Heartbeat/Assign/Cancel/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/
+             StateCheck/NodeLost/KillActor/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
     worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/Blocked/Unblocked--> node
-    worker <--RunTasks/Skip/Allocated/Refused/Bye----- node
+    worker <--RunTasks/Skip/Cancel/Allocated/Refused/Bye----- node
+
+Each receiving side's handlers are looked up by message class (dispatch.py); a test holds
+them to this diagram (tests/executor/test_dispatch.py).
 
 The head runs in node-0's process and talks to its own node by calling its handlers
 directly (the same messages, not encoded): one code path for local and remote nodes.

@@ -197,3 +197,10 @@ def test_the_trace_ring_is_bounded_and_positions_stay_valid(head):
     report = head.to_client_log[-1][1]
     assert [e.task_id for e in report.events] == [f"t{i}" for i in range(15, 25)]
     assert report.position == 25 and head.events_dropped == 15
+
+
+def test_a_message_a_sender_may_not_send_is_malformed(head):
+    with pytest.raises(p.MalformedMessage, match="a client may not send Assign"):
+        head.on_client(DRIVER, p.Assign((), ()))
+    with pytest.raises(p.MalformedMessage, match="a node may not send Hello"):
+        head.on_node("node-0", p.Hello(1))

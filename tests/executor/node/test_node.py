@@ -341,3 +341,11 @@ def test_a_rider_refused_room_runs_again_alone_and_fails_only_then(node):
     node.on_worker(worker.identity, p.TasksDone((
         p.TaskResult("use", 1, (("used", p.Failed(b"refused")),), 0.01),)))
     assert reported(up) == [("make", 0), ("use", 1)] and "use" not in node.table.tasks
+
+
+def test_a_message_the_head_does_not_send_is_malformed_and_a_workers_is_ignored(node):
+    with pytest.raises(p.MalformedMessage, match="a node takes no Submit from the head"):
+        node.from_head(p.Submit((), ()))
+    node.on_worker(b"w0", p.Bye())
+    node.on_worker(b"w9", p.Blocked(9))                # a worker this node does not have
+    assert node.sent == []
