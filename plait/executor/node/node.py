@@ -54,7 +54,7 @@ PARK_SECONDS = 5.0          # an idle stand-in is kept this long for the next bl
 ADMIT_LOOKAHEAD = 64        # tasks held back for memory looked at per dispatch, oldest first
 
 Send = Callable[[bytes, p.Message], None]      # (worker identity, message)
-MakeTransfers = Callable[["ObjectStore", "PullOwner"], "Transfers"]   # (its store, the node)
+MakeTransfers = Callable[[ObjectStore, "PullOwner"], "Transfers"]   # (its store, the node)
 
 
 class Node:
