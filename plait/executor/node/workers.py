@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import gc
 import json
 import os
 import select
@@ -188,7 +189,12 @@ def _run_reparented(config: WorkerConfig, node: int) -> None:  # pragma: no cove
 
 
 def _serve_and_exit(config: WorkerConfig) -> None:  # pragma: no cover
-    """A forked child becomes a worker and never returns into its parent's code."""
+    """A forked child becomes a worker and never returns into its parent's code.
+
+    What it inherited is frozen out of the collector first: a full collection writes to
+    every tracked object's header, which copies the pages it shares with its parent (each
+    worker took a one-time step of ~0.8 MiB of private memory in the long run)."""
+    gc.freeze()
     code = 0
     try:
         from plait.executor import worker
