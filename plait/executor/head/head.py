@@ -98,7 +98,7 @@ class Head(ActorRouting):
         self.to_client = to_client
         self._to_node = to_node
         self.nodes: dict[str, NodeRecord] = {
-            local_info.id: NodeRecord(local_info, time.monotonic(), local.store.allocator.capacity)}
+            local_info.id: NodeRecord(local_info, time.monotonic(), local_info.store_capacity)}
         self.directory = Directory(self.reclaim)
         self.locations: dict[str, set[str]] = {}        # stored object -> nodes with a copy
         self.cached: dict[str, set[str]] = {}     # object -> nodes keeping its small value
