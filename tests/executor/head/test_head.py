@@ -1,12 +1,20 @@
-"""The head's routing without processes: its own node is real, everything else recorded."""
+"""The head's decisions without processes: message in, the exact messages out.
+
+Most tests give the head a recorded stand-in for its own node (no arena, no workers): what
+it sends to nodes, its own included, and to clients lands in one list, in order. The last
+few give it a real Node over a small arena, to check the tables the two keep together.
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
+from collections import deque
 
 import pytest
 
 from plait.executor.head.head import Head
+from plait.executor.head.invariants import head_problems
 from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
@@ -14,7 +22,390 @@ from plait.store.arena import Arena
 
 MIB = 1 << 20
 DRIVER = (None, b"driver")
+CODE = b"def f(): ..."            # the pickled function the driver ships with its tasks
 
+
+# -- a recorded node-0 -------------------------------------------------------------------
+
+class RecordingStore:
+    """The part of an ObjectStore the head reads on a driver's Seal."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+
+    def seal(self, object_id: str) -> None:
+        assert object_id in self.sizes, f"{object_id} sealed before it was allocated"
+
+    def nbytes(self, object_id: str) -> int:
+        return self.sizes[object_id]
+
+
+class RecordingNode:
+    """The head's own node (a LocalNode) as plain data: what the head delivers to it in
+    process (``from_head``, ``on_NodeLost``) is appended to ``sent`` beside what goes to
+    other nodes."""
+
+    id = "node-0"
+    ready = True
+
+    def __init__(self, sent: list[tuple[object, p.Message]]) -> None:
+        self.sent = sent
+        self.store = RecordingStore()
+        self.values: dict[str, p.ObjectValue] = {}
+        self.functions: dict[str, bytes] = {}
+
+    def put_block(self, message: p.Alloc, may_wait: bool) -> p.Message | None:
+        self.store.sizes[message.object_id] = message.nbytes
+        return p.Allocated(message.request, message.object_id, self.id, 0)
+
+    def from_head(self, message: p.Message) -> None:
+        self.sent.append((self.id, message))
+
+    def on_NodeLost(self, message: p.NodeLost) -> None:
+        self.sent.append((self.id, message))
+
+
+def node_info(node: str) -> p.NodeInfo:
+    """One worker; the head's node-0 on host-0, the others on host-1 (so losing one
+    removes no file of this machine: the head cleans up only after nodes on its host)."""
+    return p.NodeInfo(node, "ipc://unused", 0, node == "node-0", 1, f"arena-{node}",
+                      4 * MIB, "host-0" if node == "node-0" else "host-1")
+
+
+@pytest.fixture
+def alone() -> Head:
+    sent: list[tuple[object, p.Message]] = []
+    local = RecordingNode(sent)
+    return Head("s-1", local, node_info("node-0"), lambda peer, m: sent.append((peer, m)),
+                lambda node, m: sent.append((node, m)))
+
+
+def joined(head: Head, *nodes: str) -> Head:
+    for node in nodes:
+        head.on_node(node, p.NodeHello(node_info(node)))
+    take(head)                                       # the NodeTables they caused
+    return head
+
+
+def take(head: Head) -> list[tuple[object, p.Message]]:
+    """What the head sent since the last call (after a flush of its Readys and Deletes)."""
+    head.flush()
+    sent = list(head.local.sent)
+    head.local.sent.clear()
+    return sent
+
+
+def on(node: str, task_id: str, *deps: str, max_retries: int = 3) -> p.TaskSpec:
+    return p.TaskSpec(task_id, "f@1", "f", b"", deps, (), (task_id,), max_retries, node)
+
+
+def submit(head: Head, *specs: p.TaskSpec, subscribe: tuple[str, ...] = ()) -> None:
+    head.on_client(DRIVER, p.Submit((("f@1", CODE),), specs, subscribe=subscribe))
+
+
+def done(head: Head, node: str, task_id: str, nbytes: int = MIB) -> None:
+    result = p.TaskResult(task_id, 0, ((task_id, p.Stored(node, nbytes)),), 0.01)
+    head.on_node(node, p.TasksDone((result,)))
+
+
+def error_in(message: p.Message) -> tuple[str, ...]:
+    """A Ready's one Failed value, read: (object, exception class, its message)."""
+    assert isinstance(message, p.Ready) and len(message.values) == 1
+    (oid, value), = message.values
+    assert isinstance(value, p.Failed)
+    error = pickle.loads(value.error)
+    return oid, type(error).__name__, str(error)
+
+
+# -- assignment ----------------------------------------------------------------------------
+
+def test_a_head_is_made_without_an_arena(alone):
+    assert alone.nodes["node-0"].store_free == 4 * MIB           # from its NodeInfo
+    assert take(alone) == []
+
+
+def test_a_joining_node_is_announced_and_a_driver_waiting_for_it_welcomed(alone):
+    alone.on_client(DRIVER, p.Hello(1, nodes_expected=2))
+    assert take(alone) == []
+    alone.on_node("node-1", p.NodeHello(node_info("node-1")))
+    infos = (node_info("node-0"), node_info("node-1"))
+    assert take(alone) == [("node-0", p.NodeTable(infos)), ("node-1", p.NodeTable(infos)),
+                           (DRIVER, p.Welcome("s-1", infos))]
+
+
+def test_submitted_tasks_go_to_their_nodes_each_function_shipped_once(alone):
+    joined(alone, "node-1", "node-2")
+    t1, t2, t3 = on("node-1", "t1"), on("node-2", "t2"), on("node-1", "t3")
+    submit(alone, t1, t2)
+    submit(alone, t3)
+    assert take(alone) == [("node-1", p.Assign((("f@1", CODE),), (t1,))),
+                           ("node-2", p.Assign((("f@1", CODE),), (t2,))),
+                           ("node-1", p.Assign((), (t3,)))]
+
+
+def test_a_task_compiled_for_a_node_gone_since_goes_to_the_least_loaded(alone):
+    joined(alone, "node-1", "node-2")
+    submit(alone, on("node-1", "t1"), on("node-1", "t2"), on("node-0", "t3"))
+    take(alone)
+    submit(alone, on("node-9", "t4"))                            # node-9 died meanwhile
+    assert take(alone) == [("node-2", p.Assign((("f@1", CODE),), (on("node-2", "t4"),)))]
+
+
+def test_a_reader_moves_next_to_an_input_that_came_out_big(alone):
+    """The compiler guessed the input small and put its reader on node-2; 2 MiB came out
+    on node-1, so the head takes the reader back and gives it to node-1."""
+    joined(alone, "node-1", "node-2")
+    big, reader = on("node-1", "big"), on("node-2", "reader", "big")
+    submit(alone, big, reader)
+    take(alone)
+    done(alone, "node-1", "big", 2 * MIB)
+    assert take(alone) == [("node-2", p.Revoke("reader"))]
+    alone.on_node("node-2", p.Revoked("reader", True))
+    assert take(alone) == [("node-1", p.Assign((), (on("node-1", "reader", "big"),)))]
+    assert alone.assigned["reader"].node == "node-1"
+    assert (alone.nodes["node-1"].queued, alone.nodes["node-2"].queued) == (1, 0)
+
+
+def test_a_reader_of_a_small_input_stays_where_it_was_placed(alone):
+    joined(alone, "node-1", "node-2")
+    submit(alone, on("node-1", "small"), on("node-2", "reader", "small"))
+    take(alone)
+    done(alone, "node-1", "small", 1000)
+    assert take(alone) == []
+
+
+# -- a lost node: its tasks, its objects, lineage ------------------------------------------
+
+def losing(head: Head, node: str, reason: str = "test") -> list[tuple[object, p.Message]]:
+    """Lose ``node``; returns what followed the NodeTables and NodeLosts every node gets."""
+    head.node_lost(node, reason)
+    sent = take(head)
+    others = [n for n in head.nodes if n != head.local.id]
+    table = p.NodeTable(tuple(r.info for r in head.nodes.values()))
+    told = [(n, table) for n in head.nodes] + [(n, p.NodeLost(node, reason)) for n in others]
+    assert sent[:len(told) + 1] == told + [("node-0", p.NodeLost(node, reason))]
+    return sent[len(told) + 1:]
+
+
+def test_the_tasks_of_a_lost_node_are_retried_on_a_live_one(alone):
+    joined(alone, "node-1", "node-2")
+    submit(alone, on("node-1", "t1"), on("node-2", "t2"))
+    take(alone)
+    assert losing(alone, "node-1") == [("node-0", p.Assign((("f@1", CODE),),
+                                                           (on("node-0", "t1"),)))]
+    assert alone.assigned["t1"].node == "node-0"
+    done(alone, "node-1", "t1")                   # a late result from the dead node
+    assert take(alone) == [("node-1", p.NodeLost("node-1", "the head declared it dead and "
+                                                           "does not take it back"))]
+    assert "t1" in alone.assigned and alone.directory.lookup("t1") is None
+
+
+def test_a_task_out_of_retries_fails_with_worker_crashed(alone):
+    joined(alone, "node-1")
+    submit(alone, on("node-1", "t1", max_retries=0), subscribe=("t1",))
+    take(alone)
+    (peer, ready), = losing(alone, "node-1", "killed")
+    assert peer == DRIVER and error_in(ready)[:2] == ("t1", "WorkerCrashedError")
+    assert "node-1 died (killed)" in error_in(ready)[2] and alone.assigned == {}
+
+
+def test_a_result_whose_only_copy_was_on_a_lost_node_is_made_again(alone):
+    joined(alone, "node-1")
+    submit(alone, on("node-1", "t1"))
+    done(alone, "node-1", "t1")
+    take(alone)
+    assert losing(alone, "node-1") == [("node-0", p.Assign((("f@1", CODE),),
+                                                           (on("node-0", "t1"),)))]
+    alone.on_client(DRIVER, p.Subscribe(("t1",)))
+    assert take(alone) == []                                    # pending, not lost
+    done(alone, "node-0", "t1")
+    assert take(alone) == [(DRIVER, p.Ready((("t1", p.Stored("node-0", MIB)),)))]
+
+
+def put_on(head: Head, node: str, object_id: str) -> None:
+    """A task's put, stored on ``node`` (its session announced it; the node made it)."""
+    head.on_client(DRIVER, p.Expect((object_id,)))
+    head.on_node(node, p.Created(object_id, p.Stored(node, MIB), ""))
+
+
+def test_a_put_whose_only_copy_was_on_a_lost_node_is_lost_for_good(alone):
+    joined(alone, "node-1")
+    put_on(alone, "node-1", "put-1")
+    take(alone)
+    assert losing(alone, "node-1", "killed") == []              # nothing to run again
+    alone.on_client(DRIVER, p.Subscribe(("put-1",)))
+    (peer, ready), = take(alone)
+    assert peer == DRIVER and error_in(ready) == (
+        "put-1", "ObjectLostError",
+        "object put-1 is lost: its only copy was on node-1, which died (killed)")
+
+
+def test_a_put_with_a_copy_on_another_node_outlives_its_node(alone):
+    joined(alone, "node-1", "node-2")
+    put_on(alone, "node-1", "put-1")
+    alone.on_node("node-2", p.ReplicaAdded("put-1", "node-2", "node-1", MIB))
+    take(alone)
+    assert losing(alone, "node-1") == []
+    alone.on_client(DRIVER, p.Subscribe(("put-1",)))
+    assert take(alone) == [(DRIVER, p.Ready((("put-1", p.Stored("node-2", MIB)),)))]
+
+
+def test_a_lost_result_whose_inputs_were_freed_is_made_again_with_them(alone):
+    """Ray's lineage pinning: the leaves' values went once their sum was made, their
+    lineage stayed; when the sum's only copy is lost, leaves then sum run again, and the
+    leaves' new copies go once the sum no longer needs them."""
+    joined(alone, "node-1")
+    leaf1, leaf2, add = on("node-1", "leaf-1"), on("node-1", "leaf-2"), \
+        on("node-1", "add-1", "leaf-1", "leaf-2")
+    submit(alone, leaf1, leaf2, add, subscribe=("add-1",))
+    alone.on_client(DRIVER, p.Free(("leaf-1", "leaf-2")))       # the driver drops the leaves
+    for task_id in ("leaf-1", "leaf-2", "add-1"):
+        done(alone, "node-1", task_id)
+    assert take(alone)[1:] == [(DRIVER, p.Ready((("add-1", p.Stored("node-1", MIB)),))),
+                               ("node-1", p.Delete(("leaf-1", "leaf-2")))]
+    assert losing(alone, "node-1") == [
+        ("node-0", p.Assign((("f@1", CODE),), (on("node-0", "leaf-1"),))),
+        ("node-0", p.Assign((), (on("node-0", "leaf-2"),))),
+        ("node-0", p.Assign((), (on("node-0", "add-1", "leaf-1", "leaf-2"),)))]
+    for task_id in ("leaf-1", "leaf-2", "add-1"):
+        done(alone, "node-0", task_id)
+    assert take(alone) == [("node-0", p.Delete(("leaf-1", "leaf-2")))]
+    assert alone.lineage.problems() == [] and set(alone.directory.entries) == {"add-1"}
+
+
+def test_a_lost_result_is_run_again_even_if_its_input_put_is_lost_with_it(alone):
+    """The head gives the task its lost input's error: the node fails it with that."""
+    joined(alone, "node-1")
+    put_on(alone, "node-1", "put-1")
+    submit(alone, on("node-1", "t1", "put-1"))
+    done(alone, "node-1", "t1")
+    take(alone)
+    assert losing(alone, "node-1", "killed") == [
+        ("node-0", p.Assign((("f@1", CODE),), (on("node-0", "t1", "put-1"),)))]
+    alone.on_node("node-0", p.Subscribe(("put-1",)))            # its input, please
+    (node, ready), = take(alone)
+    assert node == "node-0" and error_in(ready)[:2] == ("put-1", "ObjectLostError")
+
+
+# -- frees ---------------------------------------------------------------------------------
+
+def test_dropped_refs_make_the_head_delete_every_copy(alone):
+    joined(alone, "node-1", "node-2")
+    submit(alone, on("node-1", "t1"))
+    done(alone, "node-1", "t1")
+    alone.on_node("node-2", p.ReplicaAdded("t1", "node-2", "node-1", MIB))
+    take(alone)
+    alone.on_client(DRIVER, p.Free(("t1",)))
+    assert sorted(take(alone)) == [("node-1", p.Delete(("t1",))),
+                                   ("node-2", p.Delete(("t1",)))]
+    assert alone.directory.entries == {} and alone.locations == {}
+
+
+def test_an_object_still_read_by_an_assigned_task_is_deleted_when_that_task_ends(alone):
+    joined(alone, "node-1", "node-2")
+    submit(alone, on("node-1", "t1"))
+    done(alone, "node-1", "t1")
+    submit(alone, on("node-2", "reader", "t1"))
+    take(alone)
+    alone.on_client(DRIVER, p.Free(("t1",)))
+    assert take(alone) == []                                     # reader has yet to read it
+    done(alone, "node-2", "reader")
+    assert take(alone) == [("node-1", p.Delete(("t1",)))]
+
+
+def test_a_result_dropped_before_it_is_made_is_deleted_when_it_arrives(alone):
+    joined(alone, "node-1")
+    submit(alone, on("node-1", "t1"))
+    alone.on_client(DRIVER, p.Free(("t1",)))
+    take(alone)
+    done(alone, "node-1", "t1")
+    assert take(alone) == [("node-1", p.Delete(("t1",)))]
+
+
+def test_a_drivers_put_is_deleted_from_the_heads_own_node_when_dropped(alone):
+    alone.on_client(DRIVER, p.Alloc(1, "put-1", MIB))
+    alone.on_client(DRIVER, p.Seal("put-1"))
+    assert take(alone) == [(DRIVER, p.Allocated(1, "put-1", "node-0", 0))]
+    alone.on_client(DRIVER, p.Free(("put-1",)))
+    assert take(alone) == [("node-0", p.Delete(("put-1",)))]
+
+
+def test_a_driver_that_disconnects_lets_go_of_what_it_held(alone):
+    joined(alone, "node-1")
+    submit(alone, on("node-1", "t1"))
+    done(alone, "node-1", "t1")
+    take(alone)
+    alone.client_gone(DRIVER)
+    assert take(alone) == [("node-1", p.Delete(("t1",)))]
+
+
+# -- what a sender may say -----------------------------------------------------------------
+
+def test_messages_from_a_node_that_never_joined_are_refused(alone):
+    submit(alone, on("node-0", "t1"))
+    take(alone)
+    done(alone, "node-7", "t1")
+    assert take(alone) == [("node-7", p.NodeLost("node-7", "the head declared it dead and "
+                                                           "does not take it back"))]
+    assert "t1" in alone.assigned and alone.directory.lookup("t1") is None
+
+
+def test_a_node_declared_dead_that_speaks_again_is_told_to_stop(alone):
+    joined(alone, "node-1")
+    losing(alone, "node-1", "no heartbeat")
+    alone.on_node("node-1", p.Heartbeat("node-1", 0))
+    assert take(alone) == [("node-1", p.NodeLost("node-1", "the head declared it dead and "
+                                                           "does not take it back"))]
+
+
+def test_a_message_a_sender_may_not_send_is_malformed(alone):
+    with pytest.raises(p.MalformedMessage, match="a client may not send Assign"):
+        alone.on_client(DRIVER, p.Assign((), ()))
+    with pytest.raises(p.MalformedMessage, match="a node may not send Hello"):
+        alone.on_node("node-0", p.Hello(1))
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+def test_lineage_goes_with_the_last_object_that_needs_it(alone):
+    submit(alone, on("node-0", "leaf-1"), on("node-0", "add-1", "leaf-1"))
+    alone.on_client(DRIVER, p.Free(("leaf-1",)))
+    for task_id in ("leaf-1", "add-1"):
+        done(alone, "node-0", task_id)
+    assert set(alone.lineage.made_by) == {"leaf-1", "add-1"}
+    alone.on_client(DRIVER, p.Free(("add-1",)))
+    assert alone.lineage.made_by == {} and alone.lineage.uses == {}
+
+
+def test_validate_state_names_a_pending_object_no_task_will_make(alone):
+    submit(alone, on("node-0", "t1"))
+    assert head_problems(alone) == []
+    del alone.assigned["t1"]                        # as if the task were forgotten
+    alone.nodes["node-0"].queued = 0
+    problems = head_problems(alone)
+    assert len(problems) == 1 and "pending objects no task will make" in problems[0]
+    assert "t1" in problems[0]
+
+
+def test_a_value_sent_after_its_object_went_is_deleted_in_the_same_flush(alone):
+    joined(alone, "node-1")
+    alone.on_node("node-1", p.Subscribe(("gone-1",)))      # never existed, or freed
+    (_, ready), delete = take(alone)
+    assert ready == p.Ready((("gone-1", alone.directory.lookup("gone-1")),))
+    assert delete == ("node-1", p.Delete(("gone-1",)))
+
+
+def test_the_trace_ring_is_bounded_and_positions_stay_valid(alone):
+    alone.events = deque(maxlen=10)
+    for i in range(25):
+        alone.record(p.TaskEvent(f"t{i}", "f", "node-0", 0, 0.0, 1.0, True))
+    alone.on_client(DRIVER, p.TraceRequest(7, 3))          # asked from an event gone since
+    (peer, report), = take(alone)
+    assert [e.task_id for e in report.events] == [f"t{i}" for i in range(15, 25)]
+    assert report.position == 25 and alone.events_dropped == 15
+
+
+# -- the head with its real node-0 -----------------------------------------------------------
 
 @pytest.fixture
 def head(make_transfers):
@@ -56,81 +447,8 @@ def test_a_duplicated_tasks_done_finishes_once_and_deletes_no_copy(head):
     assert head.nodes["node-0"].queued == 0                  # no slot counted back twice
 
 
-def test_messages_from_a_node_declared_dead_are_not_trusted(head):
-    head.on_client(DRIVER, p.Submit((("f@1", b""),), (spec("t1"),)))
-    head.on_node("node-7", p.TasksDone((p.TaskResult("t1", 0, (("t1", p.Inline(b"x")),),
-                                                      0.01),)))
-    assert "t1" in head.assigned and head.directory.lookup("t1") is None
 
-
-def join_node(head: Head, node: str) -> None:
-    info = p.NodeInfo(node, "ipc://unused", 0, False, 1, f"plait-test-{node}", 4 * MIB,
-                      "another-host")
-    head.on_node(node, p.NodeHello(info))
-
-
-def task(task_id: str, node: str, *deps: str) -> p.TaskSpec:
-    return p.TaskSpec(task_id, "f@1", "f", b"", deps, (), (task_id,), 3, node)
-
-
-def finish_on(head: Head, node: str, task_id: str) -> None:
-    stored = p.Stored(node, MIB)
-    head.on_node(node, p.TasksDone((p.TaskResult(task_id, 0, ((task_id, stored),), 0.01),)))
-
-
-def test_a_lost_result_whose_inputs_were_reclaimed_is_rebuilt_with_them(head):
-    """A tree's leaves are dropped once their sum is made; when the sum's only copy is
-    lost, the leaves are made again from their lineage, then the sum."""
-    join_node(head, "node-1")
-    tasks = [task("leaf-1", "node-1"), task("leaf-2", "node-1"),
-             task("add-1", "node-1", "leaf-1", "leaf-2")]
-    head.on_client(DRIVER, p.Submit((("f@1", b""),), tuple(tasks)))
-    head.on_client(DRIVER, p.Free(("leaf-1", "leaf-2")))        # the driver drops the leaves
-    for task_id in ("leaf-1", "leaf-2", "add-1"):
-        finish_on(head, "node-1", task_id)
-    assert set(head.directory.entries) == {"add-1"}              # the leaves' values went
-    head.node_lost("node-1", "test")
-    assert sorted(head.assigned) == ["add-1", "leaf-1", "leaf-2"]
-    assert {spec.node for spec in head.assigned.values()} == {"node-0"}
-    assert head.directory.lookup("add-1") is None                # pending, not lost
-    assert head.lineage.problems() == []
-
-
-def test_lineage_goes_with_the_last_object_that_needs_it(head):
-    tasks = [task("leaf-1", "node-0"), task("add-1", "node-0", "leaf-1")]
-    head.on_client(DRIVER, p.Submit((("f@1", b""),), tuple(tasks)))
-    head.on_client(DRIVER, p.Free(("leaf-1",)))
-    for task_id in ("leaf-1", "add-1"):
-        head.on_node("node-0", p.TasksDone((p.TaskResult(
-            task_id, 0, ((task_id, p.Inline(b"x")),), 0.01),)))
-    assert set(head.lineage.made_by) == {"leaf-1", "add-1"}
-    head.on_client(DRIVER, p.Free(("add-1",)))
-    assert head.lineage.made_by == {} and head.lineage.uses == {}
-
-
-def test_a_node_declared_dead_that_speaks_again_is_told_to_stop(head):
-    sent: list[tuple[str, p.Message]] = []
-    head._to_node = lambda node, message: sent.append((node, message))
-    join_node(head, "node-1")
-    head.node_lost("node-1", "no heartbeat")
-    sent.clear()
-    head.on_node("node-1", p.Heartbeat("node-1", 0))
-    assert sent == [("node-1", p.NodeLost("node-1", sent[0][1].reason))]
-
-
-def test_validate_state_names_a_pending_object_no_task_will_make(head):
-    from plait.executor.head.invariants import head_problems
-
-    head.on_client(DRIVER, p.Submit((("f@1", b""),), (spec("t1"),)))
-    assert head_problems(head) == []
-    del head.assigned["t1"]                        # as if the task were forgotten
-    head.nodes["node-0"].queued = 0
-    problems = head_problems(head)
-    assert len(problems) == 1 and "pending objects no task will make" in problems[0]
-    assert "t1" in problems[0]
-
-
-# -- a long run's tables stay as small as its live objects -----------------------------------
+# -- a long run's tables stay as small as its live objects ---------------------------------
 
 def run_on_node_0(head: Head, task_id: str, value: p.ObjectValue) -> None:
     """Submit a task to node-0, let its worker finish it with ``value``, flush."""
@@ -178,29 +496,3 @@ def test_a_node_sent_a_small_value_forgets_it_when_the_object_goes(head):
     assert deleted(sent, "node-1") == ["t1"] and "t1" not in head.local.values
 
 
-def test_a_value_sent_after_its_object_went_is_deleted_in_the_same_flush(head):
-    sent = add_node_1(head)
-    head.on_node("node-1", p.Subscribe(("gone-1",)))      # never existed, or freed
-    head.flush()
-    kinds = [(type(m).__name__, m.object_ids if isinstance(m, p.Delete) else m.values[0][0])
-             for n, m in sent if isinstance(m, (p.Ready, p.Delete))]
-    assert kinds == [("Ready", "gone-1"), ("Delete", ("gone-1",))]
-
-
-def test_the_trace_ring_is_bounded_and_positions_stay_valid(head):
-    from collections import deque
-
-    head.events = deque(maxlen=10)
-    for i in range(25):
-        head.record(p.TaskEvent(f"t{i}", "f", "node-0", 0, 0.0, 1.0, True))
-    head.on_client(DRIVER, p.TraceRequest(7, 3))          # asked from an event gone since
-    report = head.to_client_log[-1][1]
-    assert [e.task_id for e in report.events] == [f"t{i}" for i in range(15, 25)]
-    assert report.position == 25 and head.events_dropped == 15
-
-
-def test_a_message_a_sender_may_not_send_is_malformed(head):
-    with pytest.raises(p.MalformedMessage, match="a client may not send Assign"):
-        head.on_client(DRIVER, p.Assign((), ()))
-    with pytest.raises(p.MalformedMessage, match="a node may not send Hello"):
-        head.on_node("node-0", p.Hello(1))
