@@ -166,11 +166,16 @@ def test_a_reader_moves_next_to_an_input_that_came_out_big(alone):
     assert (alone.nodes["node-1"].queued, alone.nodes["node-2"].queued) == (1, 0)
 
 
-def test_a_reader_of_a_small_input_stays_where_it_was_placed(alone):
+def test_a_reader_stays_where_it_was_placed_unless_moving_saves_a_copy(alone):
+    """A small result moves nobody; nor does a big one whose reader has more of its
+    input bytes where it is."""
     joined(alone, "node-1", "node-2")
-    submit(alone, on("node-1", "small"), on("node-2", "reader", "small"))
+    submit(alone, on("node-1", "small"), on("node-1", "big"), on("node-2", "near"),
+           on("node-2", "reader-1", "small"), on("node-2", "reader-2", "big", "near"))
     take(alone)
     done(alone, "node-1", "small", 1000)
+    done(alone, "node-2", "near", 3 * MIB)
+    done(alone, "node-1", "big", 2 * MIB)
     assert take(alone) == []
 
 
@@ -326,6 +331,7 @@ def test_a_drivers_put_is_deleted_from_the_heads_own_node_when_dropped(alone):
     alone.on_client(DRIVER, p.Alloc(1, "put-1", MIB))
     alone.on_client(DRIVER, p.Seal("put-1"))
     assert take(alone) == [(DRIVER, p.Allocated(1, "put-1", "node-0", 0))]
+    assert alone.local.values == {"put-1": p.Stored("node-0", MIB)}   # node-0 serves it
     alone.on_client(DRIVER, p.Free(("put-1",)))
     assert take(alone) == [("node-0", p.Delete(("put-1",)))]
 
