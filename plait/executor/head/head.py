@@ -790,6 +790,7 @@ class Head(ActorRouting):
         for task_id, spec in list(self.assigned.items()):
             if spec.node != node or spec.actor:            # actors: see actors_lost
                 continue
+            self.moving.pop(task_id, None)           # a Revoke the dead node won't answer
             failures = self.node_failures[task_id]
             failures.append(f"{node} died ({reason})")
             if not alive or (spec.max_retries >= 0 and len(failures) > spec.max_retries):

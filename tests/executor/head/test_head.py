@@ -205,6 +205,18 @@ def test_the_tasks_of_a_lost_node_are_retried_on_a_live_one(alone):
     assert "t1" in alone.assigned and alone.directory.lookup("t1") is None
 
 
+def test_a_reader_being_moved_when_its_node_dies_is_retried_and_forgotten_by_the_move(alone):
+    """The Revoke sent to the dead node is never answered: the move is over (a stale
+    entry was kept for ever, and kept the task from being moved again)."""
+    joined(alone, "node-1", "node-2")
+    submit(alone, on("node-1", "big"), on("node-2", "reader", "big"))
+    done(alone, "node-1", "big", 2 * MIB)
+    assert take(alone)[-1] == ("node-2", p.Revoke("reader"))
+    assert losing(alone, "node-2") == [("node-0", p.Assign((("f@1", CODE),),
+                                                           (on("node-0", "reader", "big"),)))]
+    assert alone.moving == {}
+
+
 def test_a_task_out_of_retries_fails_with_worker_crashed(alone):
     joined(alone, "node-1")
     submit(alone, on("node-1", "t1", max_retries=0), subscribe=("t1",))
