@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,8 @@ from plait.api import session  # the running Session
 from plait.executor.wire import protocol as p
 
 pytestmark = pytest.mark.cluster
+
+MIB = 1 << 20
 
 
 @pytest.mark.parametrize("value", [0, 3.5, "text", b"bytes", None, [1, {"a": (2, 3)}],
@@ -111,12 +115,16 @@ def test_get_rejects_non_refs(cluster):
         plait.get(42)
 
 
-def test_dropped_refs_return_their_memory(cluster):
-    """Putting 20 x 200 MiB in a store the test reads the capacity of proves reuse."""
-    capacity = plait.nodes()[0].store_capacity
-    rounds = capacity // (200 << 20) + 3
-    block = np.ones(200 << 17)
-    for _ in range(rounds):
+def test_dropped_refs_return_their_memory(fresh):
+    """With spilling off, a 64 MiB store takes sixteen 16 MiB puts in turn only if each
+    dropped ref's block comes back: the fifth would fail with ObjectStoreFullError."""
+    plait.init(num_workers=1, store_memory=64 * MIB, spilling=False)
+    block = np.ones(2 * MIB)                            # 16 MiB
+    for _ in range(16):
         ref = plait.put(block)
         del ref
-    assert plait.get(plait.put(1)) == 1
+    assert plait.get(plait.put(1)) == 1                # sends the last drop to the head
+    deadline = time.monotonic() + 10                    # whose Delete follows its replies
+    while session().memory_summary()[0].used and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert session().memory_summary()[0].used == 0
