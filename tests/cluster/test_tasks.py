@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -155,13 +156,42 @@ def test_graph_built_in_one_call_runs_in_one_stage_message(cluster):
     assert len(plan.stages) == 1 and len(plan.stages[0].task_ids) == 20
 
 
-def test_worker_processes_share_the_node_store(cluster):
-    @plait.remote
-    def where(_):
-        return os.getpid()
+def shm_location(array: np.ndarray) -> tuple[str, int]:
+    """The file mapped where ``array``'s bytes lie, and their offset in it, read from this
+    process's /proc/self/maps: two processes that name the same pair read one block."""
+    address = array.__array_interface__["data"][0]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, _, file_offset, _, _, *path = line.split(maxsplit=5)
+            start, end = (int(bound, 16) for bound in span.split("-"))
+            if start <= address < end:
+                return "".join(path).strip(), address - start + int(file_offset, 16)
+    raise AssertionError(f"{address:#x} is in no mapping of process {os.getpid()}")
 
-    pids = set(plait.get([where.remote(i) for i in range(50)]))
-    assert os.getpid() not in pids and len(pids) >= 1
+
+@plait.remote
+def locate(array, gate):
+    """Where this worker reads ``array``, once another worker has it too (so the two calls
+    run at once in two processes; TimeoutError after 30 s rather than a hang)."""
+    open(os.path.join(gate, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 30
+    while len(os.listdir(gate)) < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError("no other worker ran a locate call beside this one")
+        time.sleep(0.005)
+    return os.getpid(), shm_location(array), array.flags.writeable
+
+
+def test_worker_processes_share_the_node_store(cluster, tmp_path):
+    """Two workers of one node, running at once, read a put array at the same offset of
+    the node's one /dev/shm/plait-* segment, where the driver's get reads it too, and
+    read-only: mapped, not copied."""
+    ref = plait.put(np.arange(1 << 17, dtype=np.float64))        # 1 MiB: stored, not inline
+    (pid_a, at_a, writable_a), (pid_b, at_b, writable_b) = plait.get(
+        [locate.remote(ref, str(tmp_path)) for _ in range(2)])
+    assert len({pid_a, pid_b, os.getpid()}) == 3
+    assert at_a == at_b == shm_location(plait.get(ref))
+    assert at_a[0].startswith("/dev/shm/plait-") and not writable_a and not writable_b
 
 
 def test_visualize_shorthands_write_the_plan(cluster, tmp_path):
