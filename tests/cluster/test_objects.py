@@ -80,9 +80,19 @@ def test_get_results_are_read_only_at_every_size(cluster, n):
     assert not plait.get(plait.put([np.zeros(n)[::2]]))[0].flags.writeable
 
 
-def test_small_objects_travel_inline(cluster):
-    ref = plait.put(np.zeros(100))
-    assert isinstance(session().values[ref.id], p.Inline)
+@plait.remote
+def zeros(nbytes):
+    return np.zeros(nbytes, np.uint8)
+
+
+@pytest.mark.parametrize("kib, kind", [(99, p.Inline), (101, p.Stored)])
+def test_objects_under_100_kib_travel_inline_larger_ones_are_stored(cluster, kib, kind):
+    """The README's promise (serialization.INLINE_THRESHOLD), for puts and for results:
+    the bytes ride in the message, or are written once into a node's arena."""
+    put, made = plait.put(np.zeros(kib * 1024, np.uint8)), zeros.remote(kib * 1024)
+    assert len(plait.get(made)) == kib * 1024
+    assert isinstance(session().values[put.id], kind)
+    assert isinstance(session().values[made.id], kind)
 
 
 def test_one_gib_array_round_trips_zero_copy(cluster):

@@ -219,7 +219,3 @@ def test_large_layout_round_trips_through_the_parallel_copy():
     assert source.nbytes > PARALLEL_COPY_BYTES
     _, block = written(source)
     np.testing.assert_array_equal(deserialize(memoryview(block)), source)
-
-
-def test_inline_threshold_is_100_kib():
-    assert serialization.INLINE_THRESHOLD == 100 * 1024
