@@ -156,44 +156,6 @@ def test_graph_built_in_one_call_runs_in_one_stage_message(cluster):
     assert len(plan.stages) == 1 and len(plan.stages[0].task_ids) == 20
 
 
-def shm_location(array: np.ndarray) -> tuple[str, int]:
-    """The file mapped where ``array``'s bytes lie, and their offset in it, read from this
-    process's /proc/self/maps: two processes that name the same pair read one block."""
-    address = array.__array_interface__["data"][0]
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            span, _, file_offset, _, _, *path = line.split(maxsplit=5)
-            start, end = (int(bound, 16) for bound in span.split("-"))
-            if start <= address < end:
-                return "".join(path).strip(), address - start + int(file_offset, 16)
-    raise AssertionError(f"{address:#x} is in no mapping of process {os.getpid()}")
-
-
-@plait.remote
-def locate(array, gate):
-    """Where this worker reads ``array``, once another worker has it too (so the two calls
-    run at once in two processes; TimeoutError after 30 s rather than a hang)."""
-    open(os.path.join(gate, str(os.getpid())), "w").close()
-    deadline = time.monotonic() + 30
-    while len(os.listdir(gate)) < 2:
-        if time.monotonic() > deadline:
-            raise TimeoutError("no other worker ran a locate call beside this one")
-        time.sleep(0.005)
-    return os.getpid(), shm_location(array), array.flags.writeable
-
-
-def test_worker_processes_share_the_node_store(cluster, tmp_path):
-    """Two workers of one node, running at once, read a put array at the same offset of
-    the node's one /dev/shm/plait-* segment, where the driver's get reads it too, and
-    read-only: mapped, not copied."""
-    ref = plait.put(np.arange(1 << 17, dtype=np.float64))        # 1 MiB: stored, not inline
-    (pid_a, at_a, writable_a), (pid_b, at_b, writable_b) = plait.get(
-        [locate.remote(ref, str(tmp_path)) for _ in range(2)])
-    assert len({pid_a, pid_b, os.getpid()}) == 3
-    assert at_a == at_b == shm_location(plait.get(ref))
-    assert at_a[0].startswith("/dev/shm/plait-") and not writable_a and not writable_b
-
-
 def test_visualize_shorthands_write_the_plan(cluster, tmp_path):
     ref = inc.remote(inc.remote(1))
     svg = ref.visualize()
@@ -271,3 +233,45 @@ def test_generator_tasks_yield_one_object_per_value(cluster):
     arrays = [plait.get(ref, timeout=30) for ref in generator]
     assert [a.size for a in arrays] == [0, 65536, 131072] and arrays[2][0] == 2
     assert [plait.get(ref, timeout=30) for ref in plait.get(squares.remote(4))] == [0, 1, 4, 9]
+
+
+# -- the node's store, shared by its workers (last: it starts its own cluster) ------------
+
+def shm_location(array: np.ndarray) -> tuple[str, int]:
+    """The file mapped where ``array``'s bytes lie, and their offset in it, read from this
+    process's /proc/self/maps: two processes that name the same pair read one block."""
+    address = array.__array_interface__["data"][0]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, _, file_offset, _, _, *path = line.split(maxsplit=5)
+            start, end = (int(bound, 16) for bound in span.split("-"))
+            if start <= address < end:
+                return "".join(path).strip(), address - start + int(file_offset, 16)
+    raise AssertionError(f"{address:#x} is in no mapping of process {os.getpid()}")
+
+
+@plait.remote
+def locate(array, gate):
+    """Where this worker reads ``array``, once another worker has it too (so the two calls
+    run at once in two processes; TimeoutError after 30 s rather than a hang)."""
+    open(os.path.join(gate, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 30
+    while len(os.listdir(gate)) < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError("no other worker ran a locate call beside this one")
+        time.sleep(0.005)
+    return os.getpid(), shm_location(array), array.flags.writeable
+
+
+def test_worker_processes_share_the_node_store(fresh, tmp_path):
+    """Two workers of one node, running at once, read a put array at the same offset of
+    the node's one /dev/shm/plait-* segment, where the driver's get reads it too, and
+    read-only: mapped, not copied. (A cluster of its own: calls other tests left unrun
+    would be submitted with these, and a batch of them could take both to one worker.)"""
+    plait.init(num_workers=2)
+    ref = plait.put(np.arange(1 << 17, dtype=np.float64))        # 1 MiB: stored, not inline
+    (pid_a, at_a, writable_a), (pid_b, at_b, writable_b) = plait.get(
+        [locate.remote(ref, str(tmp_path)) for _ in range(2)])
+    assert len({pid_a, pid_b, os.getpid()}) == 3
+    assert at_a == at_b == shm_location(plait.get(ref))
+    assert at_a[0].startswith("/dev/shm/plait-") and not writable_a and not writable_b
