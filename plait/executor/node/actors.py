@@ -16,16 +16,14 @@ ActorDiedError.
 
 from __future__ import annotations
 
-import os
 import pickle
-import signal
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from plait.errors import ActorDiedError
 from plait.executor.node.tasks import TaskTable
-from plait.executor.node.workers import WorkerHandle
+from plait.executor.node.workers import Processes, WorkerHandle
 from plait.executor.wire import protocol as p
 
 MAX_CALLS_SENT = 64          # calls queued in the actor's process at once
@@ -38,6 +36,7 @@ class ActorHost(Protocol):
     table: TaskTable
     workers: dict[bytes, WorkerHandle]
     held_slots: dict[str, int]
+    processes: Processes
     stopping: bool
 
     def up(self, message: p.Message) -> None: ...
@@ -230,7 +229,7 @@ class Actors:
         actor.kill_reason = message.reason
         actor.no_restart = actor.no_restart or message.no_restart
         if actor.worker is not None:
-            os.kill(actor.worker.pid, signal.SIGKILL)
+            self.node.processes.kill(actor.worker)
 
     def die(self, actor: LocalActor, error: ActorDiedError) -> None:
         """Dead for good: every queued call fails, later calls fail on arrival."""
@@ -238,7 +237,7 @@ class Actors:
         self.node.held_slots.pop("actor " + actor.spec.actor, None)
         if actor.worker is not None:
             actor.worker.retiring = True
-            os.kill(actor.worker.pid, signal.SIGKILL)
+            self.node.processes.kill(actor.worker)
         for task_id in list(actor.calls):
             self.node.fail_task(task_id, actor.dead)
         if actor.spec.id in self.node.table.tasks:

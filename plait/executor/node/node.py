@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import pickle
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,7 +29,7 @@ from plait.executor.node.actors import Actors
 from plait.executor.node.admission import FAIL, GO, NOTHING, WAIT, Admission, Need
 from plait.executor.node.invariants import node_problems
 from plait.executor.node.tasks import TaskTable
-from plait.executor.node.workers import Forker, WorkerHandle, reap, spawn_worker, stop_all
+from plait.executor.node.workers import Processes, WorkerHandle
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import WorkerConfig
 from plait.executor.wire.dispatch import handlers
@@ -68,7 +66,7 @@ class Node:
                  workers: list[WorkerHandle], worker_address: str,
                  up: Callable[[p.Message], None], to_worker: Send,
                  watch: Callable[[int], None], transfers: MakeTransfers,
-                 forker: Forker | None = None) -> None:
+                 processes: Processes) -> None:
         self.id = node_id
         self.store = ObjectStore(node_id, arena, spiller, self.replica_dropped)
         self.workers = {w.identity: w for w in workers}
@@ -92,7 +90,7 @@ class Node:
         self.admission = Admission(self.store)
         self.admitted: tuple[str, Need] = ("", NOTHING)   # the last task admit() looked at
         self.transfers = transfers(self.store, self)
-        self.forker = forker                        # forks later workers (None: spawn them)
+        self.processes = processes                  # start, kill, reap, read /proc
         self.worker_settings: dict[str, str] = {}
         self.num_workers = len(workers)            # extras stand in for blocked ones
         self.worker_memory_limit = 0               # bytes; 0: only the system-wide floor
@@ -196,7 +194,7 @@ class Node:
                 if task_id in worker.inflight:
                     del worker.inflight[task_id]
                     worker.cancelled = True
-                    os.kill(worker.pid, signal.SIGKILL)
+                    self.processes.kill(worker)
 
     def on_Revoke(self, message: p.Revoke) -> None:
         """Hand a task back unless a worker already has it (the head moves it elsewhere)."""
@@ -578,7 +576,7 @@ class Node:
     def worker_died(self, pidfd: int) -> None:
         worker = next(w for w in self.workers.values() if w.pidfd == pidfd)
         del self.workers[worker.identity]
-        how = worker.describe(self.id, reap(worker))
+        how = worker.describe(self.id, self.processes.reap(worker))
         inflight = list(worker.inflight.items())
         for task_id, _ in inflight:
             self.release(task_id)
@@ -612,12 +610,12 @@ class Node:
         """A busy worker stopped (SIGSTOP, a debugger) for WORKER_STOP_SECONDS is killed and
         its task retried elsewhere; if it is ever continued it is already gone, not trusted."""
         for worker in self.workers.values():
-            if not worker.inflight or worker.state() != "T":
+            if not worker.inflight or self.processes.state(worker) != "T":
                 worker.stopped_since = 0.0
                 continue
             worker.stopped_since = worker.stopped_since or now
             if now - worker.stopped_since >= WORKER_STOP_SECONDS:
-                os.kill(worker.pid, signal.SIGKILL)
+                self.processes.kill(worker)
 
     def watch_memory(self) -> None:
         """Kill a busy worker over its memory limit, or the largest one when the machine is
@@ -627,20 +625,20 @@ class Node:
         busy = [w for w in self.workers.values() if w.inflight and not w.oom]
         if not busy:
             return
-        sizes = {w.identity: w.rss() for w in busy}
+        sizes = {w.identity: self.processes.rss(w) for w in busy}
         over = [w for w in busy if self.worker_memory_limit and
                 sizes[w.identity] > self.worker_memory_limit]
-        if not over and _available_fraction() < SYSTEM_MEMORY_FLOOR:
+        if not over and self.processes.available_fraction() < SYSTEM_MEMORY_FLOOR:
             over = [max(busy, key=lambda w: sizes[w.identity])]
         for worker in over:
             worker.oom = (f"was killed by plait using {sizes[worker.identity] >> 20} MiB "
                           f"(limit {self.worker_memory_limit >> 20} MiB, or the machine ran low)")
-            os.kill(worker.pid, signal.SIGKILL)
+            self.processes.kill(worker)
 
     def start_worker(self, index: int) -> WorkerHandle:
         config = WorkerConfig(index, self.id, self.worker_address, self.store.arena.name,
-                              os.getpid(), **self.worker_settings)
-        worker = self.forker.fork_worker(config) if self.forker else spawn_worker(config)
+                              self.processes.pid, **self.worker_settings)
+        worker = self.processes.start(config)
         self.workers[worker.identity] = worker
         self.watch(worker.pidfd)
         return worker
@@ -872,7 +870,7 @@ class Node:
                 self.to_worker(worker.identity, p.Bye())
             except Exception:
                 pass
-        stop_all(list(self.workers.values()), WORKER_STOP_GRACE)
+        self.processes.stop(list(self.workers.values()), WORKER_STOP_GRACE)
 
 
 FROM_HEAD = handlers(Node, "on_")        # Assign -> Node.on_Assign, ... (wire/dispatch.py)
@@ -901,13 +899,3 @@ def _is_store_full(value: p.ObjectValue) -> bool:
 def _able(worker: WorkerHandle) -> bool:
     """A task worker that may be given tasks: not waiting on its children, parked or leaving."""
     return not worker.blocked and not worker.retiring and not worker.parked_since
-
-
-def _available_fraction() -> float:
-    """MemAvailable / MemTotal from /proc/meminfo (1.0 if it cannot be read)."""
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        return int(info["MemAvailable"].split()[0]) / int(info["MemTotal"].split()[0])
-    except (OSError, KeyError, ValueError):
-        return 1.0

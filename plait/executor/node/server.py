@@ -25,7 +25,8 @@ import zmq
 from plait.executor.head.head import Head
 from plait.executor.node.node import Node
 from plait.executor.node.transfers import PullOwner, Transfers
-from plait.executor.node.workers import Forker, WorkerHandle, fork_worker, stop_all
+from plait.executor.node.workers import (Forker, OsProcesses, Processes, WorkerHandle,
+                                         fork_worker, stop_all)
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import (HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS, NodeConfig,
@@ -48,7 +49,7 @@ class Server:
     """Owns the sockets of one node process and runs its loop."""
 
     def __init__(self, config: NodeConfig, arena: Arena, workers: list[WorkerHandle],
-                 forker: Forker | None = None) -> None:
+                 processes: Processes) -> None:
         self.config = config
         self.ctx = zmq.Context()
         self.key = load_key(config.key_file) if config.key_file else None
@@ -60,7 +61,7 @@ class Server:
         spiller = Spiller(config.spill_dir, killpoints.hook("mid-spill", config.node)) \
             if config.spill_dir else None
         self.node = Node(config.node, arena, spiller, workers, config.worker_address, self.up,
-                         self.to_worker, self.watch_worker, self.make_transfers, forker)
+                         self.to_worker, self.watch_worker, self.make_transfers, processes)
         self.node.worker_settings = worker_settings(config)
         self.node.worker_memory_limit = config.worker_memory_limit
         self.store, self.transfers = self.node.store, self.node.transfers
@@ -368,7 +369,7 @@ def serve(config: NodeConfig) -> None:
                                                     arena.name, os.getpid(),
                                                     **worker_settings(config))))
         forker = Forker.start()
-        server = Server(config, arena, workers, forker)
+        server = Server(config, arena, workers, OsProcesses(forker))
         signal.signal(signal.SIGTERM, lambda *_: setattr(server.node, "stopping", True))
         signal.signal(signal.SIGUSR1, lambda *_: server.dump_state())
         server.run()

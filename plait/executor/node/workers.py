@@ -25,6 +25,7 @@ import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from plait.executor.wire.config import WORKER_MAIN, WorkerConfig, identity_of
 
@@ -49,26 +50,80 @@ class WorkerHandle:
     actor: str = ""                  # the actor it holds: runs only that actor's calls
     parked_since: float = 0.0        # an idle stand-in kept for the next block (0: not)
 
-    def state(self) -> str:
-        """The process state letter from /proc ("T" when stopped by a signal)."""
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return "X"
-
-    def rss(self) -> int:
-        """Resident bytes of the worker process (0 once it is gone)."""
-        try:
-            with open(f"/proc/{self.pid}/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            return 0
-
     def describe(self, node: str, status: int) -> str:
         code = os.waitstatus_to_exitcode(status)
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         return f"{node} worker {self.index} (pid {self.pid}) died with {how}"
+
+
+class Processes(Protocol):
+    """What the node does to processes and reads of them, given to it at construction:
+    the node's bookkeeping stays free of system calls (its tests pass a recording fake)."""
+
+    pid: int                                       # the node's own, a worker's parent
+
+    def start(self, config: WorkerConfig) -> WorkerHandle: ...
+
+    def kill(self, worker: WorkerHandle) -> None: ...
+
+    def reap(self, worker: WorkerHandle) -> int: ...
+
+    def stop(self, workers: list[WorkerHandle], grace_seconds: float) -> None: ...
+
+    def state(self, worker: WorkerHandle) -> str: ...
+
+    def rss(self, worker: WorkerHandle) -> int: ...
+
+    def available_fraction(self) -> float: ...
+
+
+class OsProcesses:
+    """Processes of this machine: later workers forked by the forker (spawned fresh
+    without one), SIGKILL, waitpid, and /proc for their state, size and free memory."""
+
+    def __init__(self, forker: Forker | None) -> None:
+        self.forker = forker
+        self.pid = os.getpid()
+
+    def start(self, config: WorkerConfig) -> WorkerHandle:
+        return self.forker.fork_worker(config) if self.forker else spawn_worker(config)
+
+    def kill(self, worker: WorkerHandle) -> None:
+        try:
+            os.kill(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass                                   # gone already: its pidfd says so
+
+    def reap(self, worker: WorkerHandle) -> int:
+        return reap(worker)
+
+    def stop(self, workers: list[WorkerHandle], grace_seconds: float) -> None:
+        stop_all(workers, grace_seconds)
+
+    def state(self, worker: WorkerHandle) -> str:
+        """The process state letter from /proc ("T" when stopped by a signal)."""
+        try:
+            with open(f"/proc/{worker.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return "X"
+
+    def rss(self, worker: WorkerHandle) -> int:
+        """Resident bytes of the worker process (0 once it is gone)."""
+        try:
+            with open(f"/proc/{worker.pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    def available_fraction(self) -> float:
+        """MemAvailable / MemTotal from /proc/meminfo (1.0 if it cannot be read)."""
+        try:
+            with open("/proc/meminfo") as f:
+                info = dict(line.split(":", 1) for line in f)
+            return int(info["MemAvailable"].split()[0]) / int(info["MemTotal"].split()[0])
+        except (OSError, KeyError, ValueError):
+            return 1.0
 
 
 def fork_worker(config: WorkerConfig) -> WorkerHandle:

@@ -426,11 +426,12 @@ def test_the_trace_ring_is_bounded_and_positions_stay_valid(alone):
 # -- the head with its real node-0 -----------------------------------------------------------
 
 @pytest.fixture
-def head(make_transfers):
+def head(make_transfers, processes):
     arena = Arena.create(f"plait-test-{os.getpid()}-head", 4 * MIB)
     workers = [WorkerHandle(0, -1, -1, b"w0", ready=True)]
     node = Node("node-0", arena, None, workers, "ipc://unused", up=lambda message: None,
-                to_worker=lambda i, m: None, watch=lambda fd: None, transfers=make_transfers)
+                to_worker=lambda i, m: None, watch=lambda fd: None, transfers=make_transfers,
+                processes=processes)
     node.num_workers = 0
     info = p.NodeInfo("node-0", "ipc://unused", os.getpid(), True, 1, arena.name, 4 * MIB)
     to_client: list[tuple[object, p.Message]] = []

@@ -20,14 +20,15 @@ PART = 3 * MIB // 2                       # 1.5 MiB: two inputs and a result ove
 
 
 @pytest.fixture
-def node(tmp_path, make_transfers):
+def node(tmp_path, make_transfers, processes):
     arena = Arena.create(f"plait-test-{os.getpid()}-admit", 4 * MIB)
     workers = [WorkerHandle(i, -1, -1, f"w{i}".encode(), ready=True) for i in range(2)]
     up: list[p.Message] = []
     sent: list[tuple[bytes, p.Message]] = []
     made = Node("node-0", arena, Spiller(str(tmp_path)), workers, "ipc://unused",
                 up=up.append, to_worker=lambda i, m: sent.append((i, m)),
-                watch=lambda fd: None, transfers=make_transfers)
+                watch=lambda fd: None, transfers=make_transfers,
+                processes=processes)
     made.num_workers = 0                  # never start a stand-in process in these tests
     made.functions["f@1"] = b""
     made.up_messages, made.sent = up, sent

@@ -15,13 +15,14 @@ MIB = 1 << 20
 
 
 @pytest.fixture
-def node(make_transfers):
+def node(make_transfers, processes):
     arena = Arena.create(f"plait-test-{os.getpid()}-node", 4 * MIB)
     sent: list[tuple[bytes, p.Message]] = []
     workers = [WorkerHandle(i, -1, -1, f"w{i}".encode(), ready=True) for i in range(2)]
     made = Node("node-0", arena, None, workers, "ipc://unused",
                 up=lambda message: None, to_worker=lambda i, m: sent.append((i, m)),
-                watch=lambda fd: None, transfers=make_transfers)
+                watch=lambda fd: None, transfers=make_transfers,
+                processes=processes)
     made.num_workers = 0                  # never start a stand-in process in these tests
     made.sent = sent
     yield made
@@ -349,3 +350,47 @@ def test_a_message_the_head_does_not_send_is_malformed_and_a_workers_is_ignored(
     node.on_worker(b"w0", p.Bye())
     node.on_worker(b"w9", p.Blocked(9))                # a worker this node does not have
     assert node.sent == []
+
+
+# -- worker processes, through the node's Processes (recorded, none started) --------------
+
+def test_a_busy_worker_stopped_too_long_is_killed_and_its_task_runs_again_elsewhere(
+        node, processes):
+    from plait.executor.node.node import WORKER_STOP_SECONDS
+
+    node.functions["f@1"] = b""
+    node.on_Assign(p.Assign((), (spec("t1"),)))
+    node.dispatch()
+    worker = node.workers[b"w0"]
+    processes.states[0] = "T"                        # SIGSTOP, a debugger
+    node.watch_stopped(100.0)
+    assert processes.killed == []                    # not yet: it may be continued
+    node.watch_stopped(100.0 + WORKER_STOP_SECONDS)
+    assert processes.killed == [0]
+    node.worker_died(worker.pidfd)
+    assert [c.index for c in processes.started] == [0]   # replaced
+    assert node.table.tasks["t1"].attempt == 1
+    assert "was stopped for" in node.table.tasks["t1"].crashes[0]
+
+
+def test_a_worker_over_its_memory_limit_is_killed_and_the_idle_one_is_not(node, processes):
+    node.functions["f@1"] = b""
+    node.worker_memory_limit = 100 << 20
+    node.on_Assign(p.Assign((), (spec("t1"),)))
+    node.dispatch()
+    processes.sizes = {0: 300 << 20, 1: 900 << 20}   # w1 is big but runs nothing
+    node.watch_memory()
+    assert processes.killed == [0] and "300 MiB" in node.workers[b"w0"].oom
+
+
+def test_when_the_machine_runs_low_the_largest_busy_worker_goes(node, processes):
+    node.functions["f@1"] = b""
+    node.on_Assign(p.Assign((), (spec("t1"), spec("t2"))))
+    node.dispatch()
+    assert all(w.inflight for w in node.workers.values())
+    processes.sizes = {0: 200 << 20, 1: 700 << 20}
+    node.watch_memory()
+    assert processes.killed == []                    # enough memory left: nobody
+    processes.available = 0.01
+    node.watch_memory()
+    assert processes.killed == [1]
