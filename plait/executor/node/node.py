@@ -241,7 +241,7 @@ class Node:
             return False
         values = tuple((oid, self.pin_value(oid)) for oid in ids)
         if may_wait and any(map(_is_store_full, (v for _, v in values))) \
-                and self.may_free_room():
+                and (self.may_free_room() or bool(self.alloc_waiting)):
             for oid, value in values:       # restored beside what running tasks pin, a
                 if isinstance(value, p.Located):   # spilled object found no block in
                     self.store.unpin(oid)          # one piece: wait for them, not fail
