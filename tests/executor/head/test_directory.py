@@ -1,0 +1,95 @@
+"""The head's directory without processes: holders and readers in, reclaims out."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from plait.errors import ObjectFreedError, ObjectLostError
+from plait.executor.head import directory as d
+from plait.executor.wire import protocol as p
+
+
+@pytest.fixture
+def directory():
+    made = d.Directory(lambda oid, value: made.reclaimed.append(oid))
+    made.reclaimed = []
+    return made
+
+
+def stored(*contains: str) -> p.Stored:
+    return p.Stored("node-0", 64, contains)
+
+
+def test_an_object_goes_when_its_last_holder_and_last_reader_are_done(directory):
+    directory.expect("x")
+    directory.add_reader("x")                     # a submitted task will read it
+    directory.set_value("x", stored())
+    directory.release("x")                        # the driver dropped its ref
+    assert directory.reclaimed == []              # the task has yet to read it
+    directory.drop_reader("x")
+    assert directory.reclaimed == ["x"] and "x" not in directory.entries
+
+
+def test_a_pending_object_without_holders_waits_for_its_value_before_it_goes(directory):
+    directory.expect("x")
+    directory.release("x")
+    assert directory.reclaimed == [] and directory.lookup("x") is None
+    assert directory.set_value("x", stored()) == []
+    assert directory.reclaimed == ["x"]
+
+
+def test_objects_inside_a_value_live_as_long_as_it_does(directory):
+    for oid in ("inner", "outer"):
+        directory.expect(oid)
+    directory.set_value("inner", stored())
+    directory.set_value("outer", stored("inner"))
+    directory.release("inner")                    # the driver's ref to it went
+    assert directory.reclaimed == []              # outer still contains it
+    directory.release("outer")
+    assert directory.reclaimed == ["outer", "inner"]
+
+
+def test_waiters_hear_of_the_value_once(directory):
+    directory.expect("x")
+    assert directory.subscribe("x", "driver-1") is None
+    assert directory.subscribe("x", "driver-2") is None
+    assert directory.set_value("x", stored()) == ["driver-1", "driver-2"]
+    assert directory.entries["x"].waiters == []
+
+
+def test_a_duplicate_result_is_reclaimed_and_the_first_kept(directory):
+    directory.expect("x")
+    first, second = stored(), p.Stored("node-1", 64, ())
+    directory.set_value("x", first)
+    directory.set_value("x", second)
+    assert directory.reclaimed == ["x"] and directory.lookup("x") is first
+
+
+def test_a_freed_object_says_so_and_an_unknown_one_is_lost(directory):
+    directory.expect("x")
+    directory.set_value("x", stored())
+    directory.force_free("x")
+    assert directory.reclaimed == ["x"]
+    freed = pickle.loads(directory.lookup("x").error)
+    assert isinstance(freed, ObjectFreedError) and "plait.free" in str(freed)
+    lost = pickle.loads(directory.lookup("never").error)
+    assert type(lost) is ObjectLostError
+
+
+def test_tombstones_are_bounded(directory, monkeypatch):
+    monkeypatch.setattr(d, "MAX_TOMBSTONES", 3)
+    for i in range(5):
+        directory.force_free(f"x{i}")
+    assert list(directory.tombstones) == ["x2", "x3", "x4"]
+    assert type(pickle.loads(directory.lookup("x0").error)) is ObjectLostError
+
+
+def test_a_revived_object_lives_while_its_rebuilding_task_has_yet_to_read_it(directory):
+    directory.revive("x")                         # lineage: made again for a re-run
+    directory.add_reader("x")
+    directory.set_value("x", stored())
+    assert directory.reclaimed == []
+    directory.drop_reader("x")
+    assert directory.reclaimed == ["x"]
