@@ -49,6 +49,7 @@ WORKER_STOP_SECONDS = 5.0   # a busy worker stopped this long is taken for dead
 WORKER_STOP_GRACE = 2.0
 MAX_REFETCHES = 3          # a pull whose source lost its copy is asked for again this often
 PARK_SECONDS = 5.0          # an idle stand-in is kept this long for the next blocked worker
+ROOM_RERUNS_FOR_VIEWS = 3   # a result refused beside drivers' views: runs again this often
 ADMIT_LOOKAHEAD = 64        # tasks held back for memory looked at per dispatch, oldest first
 
 Send = Callable[[bytes, p.Message], None]      # (worker identity, message)
@@ -468,16 +469,19 @@ class Node:
         """A result refused room: the task that makes it (in a fused chain, the one whose
         output it is, not the chain's first) runs again once it can, rather than failing
         (see ``tasks_done``), when other tasks here hold room (each waiting for the
-        other's), or when it rode behind its producer: a rider skipped admission, and its
-        producer's inputs were still pinned; alone, it is admitted and arranged."""
+        other's); when it rode behind its producer (a rider skipped admission, and its
+        producer's inputs were still pinned; alone, it is admitted and arranged); or, a
+        few times, when drivers' views pin blocks too (a get's view is usually let go
+        soon; one kept for good must not make the task run for ever)."""
         task_id = next((t for t in worker.inflight if t in self.table.tasks and
                         object_id in self.table.tasks[t].spec.outputs),
                        next(iter(worker.inflight), None))
-        if task_id is None:
+        state = self.table.tasks.get(task_id) if task_id is not None else None
+        if state is None:
             return
-        state = self.table.tasks.get(task_id)
-        if (state is not None and state.riding) or any(
-                w.inflight for w in self.workers.values() if w is not worker):
+        others = any(w.inflight for w in self.workers.values() if w is not worker)
+        views = bool(self.client_pins) and state.room_reruns < ROOM_RERUNS_FOR_VIEWS
+        if state.riding or others or views:
             self.room_refused[task_id] = worker.inflight[task_id]
 
     def may_free_room(self, asking: bytes = b"") -> bool:
@@ -546,13 +550,16 @@ class Node:
         its producer was put back (it still waits for that producer's output)."""
         state = self.table.tasks.get(result.task_id)
         refused = self.room_refused.pop(result.task_id, None) == result.attempt
-        orphaned = state is not None and state.riding and bool(state.waiting)
+        if state is None:
+            return False
+        orphaned = state.riding and bool(state.waiting)
         if not (refused or orphaned) or not any(
                 isinstance(v, p.Failed) for _, v in result.outputs):
             return False
         for oid, value in result.outputs:          # blocks it got before the refusal
             if isinstance(value, p.Located):
                 self.store.delete(oid)
+        state.room_reruns += refused
         self.release(result.task_id)               # admission holds it until it fits
         self.table.requeue(result.task_id, result.attempt)
         return True

@@ -57,6 +57,7 @@ class TaskState:
     crashes: list[str] = field(default_factory=list)
     done: bool = False
     riding: bool = False           # sent behind its producer in a fused chain
+    room_reruns: int = 0           # times run again because its result found no room
 
 class TaskTable:
     """Submitted tasks until they finish; ``ready`` holds those whose inputs all exist."""

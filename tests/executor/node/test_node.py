@@ -394,3 +394,32 @@ def test_when_the_machine_runs_low_the_largest_busy_worker_goes(node, processes)
     processes.available = 0.01
     node.watch_memory()
     assert processes.killed == [1]
+
+
+def test_a_result_refused_beside_a_drivers_view_runs_again_a_few_times_then_fails(node):
+    """The final memory-pressure soak's one lost DAG: a task's result found no block in
+    one piece beside its own inputs and a driver's view of an object it was reading, with
+    no other task running, and failed. A get's view usually goes soon: the task now runs
+    again, ROOM_RERUNS_FOR_VIEWS times at most (a view kept for good must not make it run
+    for ever), then fails."""
+    from plait.errors import ObjectStoreFullError
+    from plait.executor.node.node import ROOM_RERUNS_FOR_VIEWS
+
+    node.functions["f@1"] = b""
+    node.on_Assign(p.Assign((), (spec("t1"),)))
+    node.client_pins["viewed"] = 1                  # a driver holds a view of an object
+
+    def full(object_id, nbytes, created_by, replica=False):
+        raise ObjectStoreFullError("pinned objects split the free bytes")
+
+    node.store.allocate = full
+    up: list[p.Message] = []
+    node.up = up.append
+    for attempt in range(ROOM_RERUNS_FOR_VIEWS + 1):
+        node.dispatch()
+        worker = next(w for w in node.workers.values() if w.inflight)
+        assert worker.inflight == {"t1": attempt}
+        node.on_worker(worker.identity, p.Alloc(attempt, "t1", 1 << 10, "t1"))
+        node.on_worker(worker.identity, p.TasksDone((
+            p.TaskResult("t1", attempt, (("t1", p.Failed(b"refused")),), 0.01),)))
+    assert reported(up) == [("t1", ROOM_RERUNS_FOR_VIEWS)] and "t1" not in node.table.tasks
