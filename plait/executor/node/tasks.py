@@ -149,14 +149,16 @@ class TaskTable:
         """Tasks fused behind ``task_id`` that wait for nothing but their chain: they ride
         along in the same message to the same worker, each marked as riding."""
         chain, producer = [], self.tasks[task_id]
+        made = set(producer.spec.outputs)            # what the chain so far will make
         while (follower := self.followers.get(producer.spec.id)) is not None:
             state = self.tasks.get(follower)
             if state is None or state.done or state.riding:
                 break
-            if not state.waiting <= set(producer.spec.outputs) | _outputs(self, chain):
+            if not state.waiting <= made:
                 break
             state.riding = True
             chain.append(follower)
+            made.update(state.spec.outputs)
             producer = state
         return chain
 
@@ -203,7 +205,3 @@ class TaskTable:
                 listed = self.dependents.setdefault(oid, [])
                 if task_id not in listed:         # a rider is listed already
                     listed.append(task_id)
-
-
-def _outputs(table: TaskTable, task_ids: list[str]) -> set[str]:
-    return {oid for tid in task_ids for oid in table.tasks[tid].spec.outputs}
