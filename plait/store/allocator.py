@@ -140,7 +140,7 @@ def cheapest_window(used: list[tuple[int, int, int | None]], capacity: int, size
     segments = _segments(used, capacity)
     best: tuple[int, int, int] | None = None               # (cost, first, last)
     first, cost = 0, 0
-    for last, (start, end, step, _) in enumerate(segments):
+    for last, (_, end, step, _) in enumerate(segments):
         if step is None:
             first, cost = last + 1, 0
             continue

@@ -92,13 +92,15 @@ class Head(ActorRouting):
 
     def __init__(self, session: str, local: LocalNode, local_info: p.NodeInfo,
                  to_client: Callable[[Peer, p.Message], None],
-                 to_node: Callable[[str, p.Message], None]) -> None:
+                 to_node: Callable[[str, p.Message], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.session = session
         self.local = local
+        self.clock = clock                        # when nodes were last heard (tests: fake)
         self.to_client = to_client
         self._to_node = to_node
         self.nodes: dict[str, NodeRecord] = {
-            local_info.id: NodeRecord(local_info, time.monotonic(), local_info.store_capacity)}
+            local_info.id: NodeRecord(local_info, clock(), local_info.store_capacity)}
         self.directory = Directory(self.reclaim)
         self.locations: dict[str, set[str]] = {}        # stored object -> nodes with a copy
         self.cached: dict[str, set[str]] = {}     # object -> nodes keeping its small value
@@ -454,7 +456,7 @@ class Head(ActorRouting):
     def on_node(self, node: str, message: p.Message) -> None:
         record = self.nodes.get(node)
         if record is not None:
-            record.last_seen = time.monotonic()
+            record.last_seen = self.clock()
         elif not isinstance(message, p.NodeHello):
             self.refuse_node(node)
             return
@@ -474,7 +476,7 @@ class Head(ActorRouting):
         self.on_Subscribe((NODE, node), message)
 
     def node_NodeHello(self, node: str, message: p.NodeHello) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self.nodes[message.info.id] = NodeRecord(message.info, now, message.info.store_capacity)
         self.nodes = dict(sorted(self.nodes.items(), key=lambda item: _node_key(item[1].info)))
         self.broadcast_table()

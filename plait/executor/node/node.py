@@ -67,7 +67,7 @@ class Node:
                  workers: list[WorkerHandle], worker_address: str,
                  up: Callable[[p.Message], None], to_worker: Send,
                  watch: Callable[[int], None], transfers: MakeTransfers,
-                 processes: Processes) -> None:
+                 processes: Processes, clock: Callable[[], float] = time.monotonic) -> None:
         self.id = node_id
         self.store = ObjectStore(node_id, arena, spiller, self.replica_dropped)
         self.workers = {w.identity: w for w in workers}
@@ -92,6 +92,7 @@ class Node:
         self.admitted: tuple[str, Need] = ("", NOTHING)   # the last task admit() looked at
         self.transfers = transfers(self.store, self)
         self.processes = processes                  # start, kill, reap, read /proc
+        self.clock = clock                          # when a stand-in was parked
         self.worker_settings: dict[str, str] = {}
         self.num_workers = len(workers)            # extras stand in for blocked ones
         self.worker_memory_limit = 0               # bytes; 0: only the system-wide floor
@@ -397,7 +398,7 @@ class Node:
             if len(able) <= self.num_workers:
                 return
             if worker.extra and worker.ready and not worker.inflight:
-                worker.parked_since = time.monotonic()
+                worker.parked_since = self.clock()
                 able.remove(worker)
 
     def retire_parked(self, now: float) -> None:

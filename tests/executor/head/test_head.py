@@ -359,6 +359,26 @@ def test_a_driver_that_disconnects_lets_go_of_what_it_held(alone):
 
 # -- what a sender may say -----------------------------------------------------------------
 
+def test_a_node_silent_past_the_timeout_is_lost_and_one_heard_from_is_not():
+    """The head's clock is given to it: a node's silence is measured without waiting."""
+    from plait.executor.head.head import NODE_TIMEOUT_SECONDS
+
+    now = [100.0]
+    sent: list[tuple[object, p.Message]] = []
+    head = Head("s-1", RecordingNode(sent), node_info("node-0"),
+                lambda peer, m: sent.append((peer, m)), lambda node, m: sent.append((node, m)),
+                clock=lambda: now[0])
+    joined(head, "node-1", "node-2")
+    now[0] += NODE_TIMEOUT_SECONDS
+    head.on_node("node-2", p.Heartbeat("node-2", 0))    # node-2 speaks, node-1 does not
+    now[0] += 1.0
+    head.check_nodes(now[0])
+    assert set(head.nodes) == {"node-0", "node-2"}
+    lost = [m for _, m in take(head) if isinstance(m, p.NodeLost)]
+    assert lost and all(m.node == "node-1" for m in lost)
+    assert "no heartbeat" in lost[0].reason
+
+
 def test_messages_from_a_node_that_never_joined_are_refused(alone):
     submit(alone, on("node-0", "t1"))
     take(alone)
