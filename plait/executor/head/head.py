@@ -115,6 +115,8 @@ class Head(ActorRouting):
         self.moving: dict[str, str] = {}          # task being revoked -> where it will go
         self.put_waiting: list[tuple[Peer, p.Alloc]] = []   # drivers' puts waiting for room
         self.expected_puts: dict[str, Peer] = {}  # a task's put announced -> its session
+        self.sessions: dict[tuple[str, int], Peer] = {}   # (host, pid) -> its session
+        self.process_of: dict[Peer, tuple[str, int]] = {}  # and back
         self.hellos: list[tuple[Peer, int]] = []
         self.gathers: dict[int, Gather] = {}
         self.requests = itertools.count(1)
@@ -188,6 +190,9 @@ class Head(ActorRouting):
         handler(self, peer, message)
 
     def on_Hello(self, peer: Peer, message: p.Hello) -> None:
+        if message.host and peer not in self.process_of:
+            self.sessions[(message.host, message.pid)] = peer
+            self.process_of[peer] = (message.host, message.pid)
         self.hellos.append((peer, message.nodes_expected))
         self.answer_hellos()
 
@@ -372,6 +377,9 @@ class Head(ActorRouting):
     def client_gone(self, peer: Peer) -> None:
         """A driver (or a worker's session) disconnected: what it held or pinned is let go,
         so a killed driver leaks nothing into a cluster that outlives it."""
+        process = self.process_of.pop(peer, None)
+        if process is not None and self.sessions.get(process) == peer:
+            del self.sessions[process]
         self.put_waiting = [(who, put) for who, put in self.put_waiting if who != peer]
         for oid, count in self.client_holds.pop(peer, Counter()).items():
             for _ in range(count):
@@ -747,6 +755,14 @@ class Head(ActorRouting):
             return None
         entry.value = None
         return spec
+
+    def node_WorkerExited(self, node: str, message: p.WorkerExited) -> None:
+        """A worker ended: the session it opened, if any, is gone (on the head's own host
+        its pid is watched too; then this finds nothing left to do)."""
+        record = self.nodes.get(node)
+        peer = record and self.sessions.get((record.info.host, message.pid))
+        if peer is not None:
+            self.client_gone(peer)
 
     def node_CopyLost(self, node: str, message: p.CopyLost) -> None:
         """A node's copy was lost with its spill file: as for a dead node, for one object."""

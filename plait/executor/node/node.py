@@ -585,6 +585,7 @@ class Node:
         worker = next(w for w in self.workers.values() if w.pidfd == pidfd)
         del self.workers[worker.identity]
         how = worker.describe(self.id, self.processes.reap(worker))
+        self.up(p.WorkerExited(worker.pid))       # its session with the head, if any, ends
         inflight = list(worker.inflight.items())
         for task_id, _ in inflight:
             self.release(task_id)

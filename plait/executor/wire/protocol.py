@@ -8,7 +8,7 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
     driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Pinned/MemoryReport/StateReport/
              TraceReport/ActorFound-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Created/ReplicaAdded/ReplicaDropped/
-             Revoked/Pinned/MemoryReport/StateReport/ActorExit/CopyLost--> head
+             Revoked/Pinned/MemoryReport/StateReport/ActorExit/CopyLost/WorkerExited--> head
     node   <--NodeTable/Heartbeat/Assign/Cancel/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/
              StateCheck/NodeLost/KillActor/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
@@ -441,6 +441,15 @@ class ActorFound:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerExited:
+    """A worker process of this node ended (node -> head): a session it opened with the
+    head (a task that submits tasks) is gone, though the head cannot watch a pid on
+    another host."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
 class ActorExit:
     """An actor's process died: restarted (``error`` empty) or dead for good (node -> head)."""
 
@@ -560,7 +569,8 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
            | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
-           | ActorLookup | ActorFound | ActorExit | Bye | WorkerReady | Blocked | Unblocked
+           | ActorLookup | ActorFound | ActorExit | WorkerExited | Bye | WorkerReady | Blocked
+           | Unblocked
            | Skip | RunTasks | TasksDone)
 
 

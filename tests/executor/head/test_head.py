@@ -357,6 +357,28 @@ def test_a_driver_that_disconnects_lets_go_of_what_it_held(alone):
     assert take(alone) == [("node-1", p.Delete(("t1",)))]
 
 
+
+def test_a_workers_session_on_another_host_lets_go_when_its_worker_exits(alone):
+    """A task on node-1 (host-1) submitted a task through its worker's own session and
+    held the result; the worker died. The head cannot watch a pid on another host: node-1
+    says its worker exited, and the session's holds go as a driver's would."""
+    joined(alone, "node-1")
+    session = (None, b"w-session")
+    alone.on_client(session, p.Hello(77, 1, "host-1"))
+    alone.on_client(session, p.Submit((("f@1", CODE),), (on("node-1", "child"),)))
+    done(alone, "node-1", "child")
+    take(alone)
+    alone.on_node("node-1", p.WorkerExited(78))           # another worker: nothing
+    assert take(alone) == []
+    alone.on_node("node-0", p.WorkerExited(77))           # same pid, another host: nothing
+    assert take(alone) == []
+    alone.on_node("node-1", p.WorkerExited(77))
+    assert take(alone) == [("node-1", p.Delete(("child",)))]
+    assert alone.sessions == {} and alone.process_of == {}
+    alone.client_gone(session)                            # its socket closing: no-op now
+    assert take(alone) == []
+
+
 # -- what a sender may say -----------------------------------------------------------------
 
 def test_a_node_silent_past_the_timeout_is_lost_and_one_heard_from_is_not():

@@ -58,6 +58,7 @@ SAMPLES = [
     p.Revoked("inc-2", True),
     p.KillActor("Counter-1", no_restart=False, reason="test"),
     p.ActorExit("Counter-1", 2, b""),
+    p.WorkerExited(4242),
     p.CopyLost("inc-3", b"error"),
     p.Expect(("put-1",)),
     p.ActorLookup(3, "counter"),
