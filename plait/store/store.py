@@ -188,11 +188,7 @@ class ObjectStore:
             return True
         if restoring:
             return False
-        members = {s.offset for s in group}
-        at = {s.offset: s for s in self.objects.values() if s.offset is not None}
-        used = [(offset, block, None if offset in members else
-                 self._eviction_cost(at.get(offset), block))
-                for offset, block in self.allocator.used_blocks()]
+        _, used = self._layout(staying={s.offset for s in group})
         return cheapest_window(used, self.allocator.capacity, size) is not None
 
     # -- making room ---------------------------------------------------------------------
@@ -241,18 +237,14 @@ class ObjectStore:
     def _make_whole(self, size: int) -> None:
         """Enough bytes are free, but in pieces: clear the cheapest run of unpinned
         neighbours (a primary with a spill file still good costs nothing to write)."""
-        at = {s.offset: s for s in self.objects.values() if s.offset is not None}
-        used = [(offset, block, self._eviction_cost(at.get(offset), block))
-                for offset, block in self.allocator.used_blocks()]
+        at, used = self._layout()
         for offset in cheapest_window(used, self.allocator.capacity, size) or ():
             self._evict(at[offset])
 
     def _take_high(self, size: int) -> int:
         """Clear and take the highest range of ``size`` bytes free of pinned blocks (-1:
         there is none)."""
-        at = {s.offset: s for s in self.objects.values() if s.offset is not None}
-        used = [(offset, block, self._eviction_cost(at.get(offset), block))
-                for offset, block in self.allocator.used_blocks()]
+        at, used = self._layout()
         found = highest_window(used, self.allocator.capacity, size)
         if found is None:
             return -1
@@ -260,6 +252,17 @@ class ObjectStore:
         for offset in clear:
             self._evict(at[offset])
         return self.allocator.allocate_at(place, size)
+
+    def _layout(self, staying: set[int | None] = frozenset()
+                ) -> tuple[dict[int, StoredObject], list[tuple[int, int, int | None]]]:
+        """The objects in memory by offset, and every used block as ``(offset, size, cost
+        to clear it)`` in address order (cost None: it stays; so do those at ``staying``),
+        as the allocator's window searches take them."""
+        at = {s.offset: s for s in self.objects.values() if s.offset is not None}
+        used = [(offset, block, None if offset in staying else
+                 self._eviction_cost(at.get(offset), block))
+                for offset, block in self.allocator.used_blocks()]
+        return at, used
 
     def _eviction_cost(self, stored: StoredObject | None, block: int) -> int | None:
         """Bytes written to clear this block; None if it cannot go (pinned, or a primary
