@@ -320,18 +320,18 @@ class Head(ActorRouting):
         """Pin each stored object on a node holding it; answer when all nodes have."""
         by_node: dict[str, list[str]] = defaultdict(list)
         direct: dict[str, p.ObjectValue] = {}
-        if any(self.directory.lookup(oid) is None for oid in message.object_ids):
-            pending = next(oid for oid in message.object_ids if self.directory.lookup(oid) is None)
+        known = {oid: self.directory.lookup(oid) for oid in message.object_ids}
+        pending = next((oid for oid, value in known.items() if value is None), None)
+        if pending is not None:
             self.waiting_pins[pending].append((peer, message))   # rebuilt after a loss
             return
-        for oid in message.object_ids:
-            value = self.directory.lookup(oid)
+        for oid in message.object_ids:             # once per id asked, repeats included
+            value = known[oid]
             holders = sorted(self.locations.get(oid, ()), key=self.node_order)
             if isinstance(value, p.Stored) and holders:
                 by_node[holders[0]].append(oid)
             else:
-                direct[oid] = value if value is not None else p.Failed(
-                    pickle.dumps(ObjectLostError(oid, "it is not ready")))
+                direct[oid] = value
         gather = Gather(p.Pinned, peer, message.request, set(by_node),
                         {"": tuple(direct.items())}, origin=message)
         request = next(self.requests)
@@ -803,7 +803,7 @@ class Head(ActorRouting):
             self.rebuild(producer, node, reason)
 
     def retry_tasks_of(self, node: str, reason: str) -> None:
-        alive = [n for n, r in self.nodes.items() if r.info.workers > 0]
+        alive = self.able()
         retried: dict[str, list[p.TaskSpec]] = defaultdict(list)
         for task_id, spec in list(self.assigned.items()):
             if spec.node != node or spec.actor:            # actors: see actors_lost
@@ -835,22 +835,19 @@ class Head(ActorRouting):
 
     def least_loaded(self) -> str:
         """The live node with the shortest queue per worker (the head's own node if none)."""
-        able = [n for n, r in self.nodes.items() if r.info.workers > 0] or [self.local.id]
+        able = self.able() or [self.local.id]
         return min(able, key=lambda n: (self.nodes[n].queued / max(self.nodes[n].info.workers, 1),
                                         self.node_order(n)))
 
     def cleanup_segments(self, info: p.NodeInfo) -> None:
         """A dead node on this host cannot clean up after itself: remove its arena and spills."""
-        if info.host != self.local_info_host():
+        if info.host != self.host_of(self.local.id):
             return
         try:
             os.unlink(os.path.join("/dev/shm", info.arena))
         except FileNotFoundError:
             pass
         shutil.rmtree(spill_directory(self.session, info.id), ignore_errors=True)
-
-    def local_info_host(self) -> str:
-        return self.nodes[self.local.id].info.host
 
 
 FROM_CLIENT = handlers(Head, "on_")     # Hello -> Head.on_Hello, ... (wire/dispatch.py)
