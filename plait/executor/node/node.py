@@ -243,7 +243,7 @@ class Node:
             return False
         values = tuple((oid, self.pin_value(oid)) for oid in ids)
         if may_wait and any(map(_is_store_full, (v for _, v in values))) \
-                and (self.may_free_room() or bool(self.alloc_waiting)):
+                and self.room_may_come(views=False):
             for oid, value in values:       # restored beside what running tasks pin, a
                 if isinstance(value, p.Located):   # spilled object found no block in
                     self.store.unpin(oid)          # one piece: wait for them, not fail
@@ -494,10 +494,11 @@ class Node:
             return True
         return bool(self.transfers.pulls or self.transfers.serving)
 
-    def room_may_come(self) -> bool:
+    def room_may_come(self, views: bool = True) -> bool:
         """Whether pins here will go by themselves: a task running (one waiting for room
-        gets it, or is refused and lets go), a transfer, or a driver's views."""
-        return self.may_free_room() or bool(self.alloc_waiting) or bool(self.client_pins)
+        gets it, or is refused and lets go), a transfer, or (``views``) a driver's views."""
+        return self.may_free_room() or bool(self.alloc_waiting) or \
+            (views and bool(self.client_pins))
 
     def retry_waiting(self) -> None:
         """Allocations and gets that waited for room: try them again (a task ended)."""
