@@ -59,6 +59,7 @@ class TaskState:
     riding: bool = False           # sent behind its producer in a fused chain
     room_reruns: int = 0           # times run again because its result found no room
 
+
 class TaskTable:
     """Submitted tasks until they finish; ``ready`` holds those whose inputs all exist."""
 
@@ -194,7 +195,9 @@ class TaskTable:
         self.push(task_id, state.spec, front=True)
 
     def requeue(self, task_id: str, attempt: int) -> None:
-        """Put back a task that was sent to a worker that died before starting it."""
+        """Put back a task handed to a worker that will not finish it there (the worker
+        died before starting it, it was taken back, or its result was refused room): a new
+        attempt, ready again, or waiting for a producer that has not finished either."""
         state = self.tasks.get(task_id)
         if state is not None and not state.done and state.attempt == attempt:
             state.attempt += 1
