@@ -8,7 +8,6 @@ import zmq
 from plait.executor.node.node import MakeTransfers
 from plait.executor.node.transfers import PullOwner, Transfers
 from plait.executor.node.workers import WorkerHandle
-from plait.executor.wire.config import WorkerConfig
 from plait.store.store import ObjectStore
 
 
@@ -27,25 +26,16 @@ def make_transfers() -> MakeTransfers:
 
 
 class RecordingProcesses:
-    """The node's processes as a test sees them: starts and kills are recorded, workers are
-    handles with no process behind them, /proc says what the test sets."""
+    """The node's processes as a test sees them: workers are handles with no process behind
+    them, /proc says what the test sets. (Starts and kills are instructions the node
+    returns, read by the tests themselves.)"""
 
     pid = 1
 
     def __init__(self) -> None:
-        self.started: list[WorkerConfig] = []
-        self.killed: list[int] = []                # worker indexes, in order
         self.states: dict[int, str] = {}           # worker index -> /proc state letter
         self.sizes: dict[int, int] = {}            # worker index -> resident bytes
         self.available = 1.0
-
-    def start(self, config: WorkerConfig) -> WorkerHandle:
-        self.started.append(config)
-        index = 100 + len(self.started)
-        return WorkerHandle(config.index, -index, -index, f"s{index}".encode())
-
-    def kill(self, worker: WorkerHandle) -> None:
-        self.killed.append(worker.index)
 
     def reap(self, worker: WorkerHandle) -> int:
         return 9                                   # a wait status: killed by SIGKILL

@@ -13,13 +13,11 @@ A mixin of Head: it uses the head's tables (assigned, nodes, directory) and its 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Hashable
 from dataclasses import dataclass, replace
 
 from plait.errors import ActorDiedError, ActorNotFoundError
 from plait.executor.wire import protocol as p
-
-Peer = Hashable
+from plait.executor.wire.instructions import Peer
 
 
 @dataclass

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import pickle
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from plait.errors import ObjectFreedError, ObjectLostError
 from plait.executor.wire import protocol as p
+from plait.executor.wire.instructions import Peer
 
-Peer = Hashable          # who to notify: (socket kind, identity)
 MAX_TOMBSTONES = 100_000     # about 10 MiB of the head's memory at most
 
 

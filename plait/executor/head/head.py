@@ -15,11 +15,10 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
-import shutil
 import sys
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -33,6 +32,9 @@ from plait.executor.head.lineage import Lineage, reads
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import NODE_TIMEOUT_SECONDS
 from plait.executor.wire.dispatch import handlers
+from plait.executor.wire.instructions import (ClientGone, Event, Flush, FromClient, FromNode,
+                                              Instruction, NodeGone, Outbox, Peer, Tick,
+                                              ToClient, ToNode, Unlink)
 from plait.store.spill import spill_directory
 from plait.store.store import ObjectStore
 
@@ -41,13 +43,13 @@ from plait.store.store import ObjectStore
 MAX_EVENTS = 50_000
 REVISIT_BYTES = 1 << 20          # results this big make their waiting readers reconsider
 
-Peer = Hashable
 NODE = "node"
 
 
 class LocalNode(Protocol):
-    """The node in the head's own process (node-0), which the head calls instead of
-    messaging: what the head uses of it. Messages for it go to its ``from_head``."""
+    """The node in the head's own process (node-0): what the head reads and writes of it in
+    process. A driver's put lands in node-0's store (``put_block``, ``store``, ``values``);
+    messages for node-0 go out as ToNode instructions like any node's."""
 
     id: str
     store: ObjectStore
@@ -58,10 +60,6 @@ class LocalNode(Protocol):
     def ready(self) -> bool: ...
 
     def put_block(self, message: p.Alloc, may_wait: bool) -> p.Message | None: ...
-
-    def from_head(self, message: p.Message) -> None: ...
-
-    def on_NodeLost(self, message: p.NodeLost) -> None: ...
 
 
 @dataclass
@@ -87,18 +85,16 @@ class Gather:
     origin: p.Pin | None = None      # the client's request, to ask again if a node dies
 
 
-class Head(ActorRouting):
-    """Directory and routing for the whole cluster."""
+class Head(ActorRouting, Outbox):
+    """Directory and routing for the whole cluster: a state machine, events in (``handle``),
+    instructions out; its process's loop carries them out (wire/instructions.py)."""
 
     def __init__(self, session: str, local: LocalNode, local_info: p.NodeInfo,
-                 to_client: Callable[[Peer, p.Message], None],
-                 to_node: Callable[[str, p.Message], None],
                  clock: Callable[[], float] = time.monotonic) -> None:
+        Outbox.__init__(self)
         self.session = session
         self.local = local
         self.clock = clock                        # when nodes were last heard (tests: fake)
-        self.to_client = to_client
-        self._to_node = to_node
         self.nodes: dict[str, NodeRecord] = {
             local_info.id: NodeRecord(local_info, clock(), local_info.store_capacity)}
         self.directory = Directory(self.reclaim)
@@ -129,16 +125,49 @@ class Head(ActorRouting):
         self.actors: dict[str, ActorRecord] = {}
         self.named: dict[str, tuple[str, bytes]] = {}   # actor name -> (actor, handle)
 
+    # -- events in, instructions out --------------------------------------------------------
+
+    def handle(self, event: Event) -> list[Instruction]:
+        """Take one event; return the instructions it decided, in order."""
+        match event:
+            case FromClient(peer, message):
+                self.on_client(peer, message)
+            case FromNode(node, message):
+                self.on_node(node, message)
+            case ClientGone(peer):
+                self.client_gone(peer)
+            case NodeGone(node, reason):
+                self.node_lost(node, reason)
+            case Tick(now):
+                self.tick(now)
+            case Flush():
+                self.flush()
+            case _:
+                raise TypeError(f"the head takes no {type(event).__name__}")
+        return self.take()
+
+    def tick(self, now: float) -> None:
+        """Once per turn of the loop: what waited (hellos, puts), silent nodes, the notes."""
+        if self.put_waiting:
+            self.retry_puts()
+        if self.hellos:
+            self.answer_hellos()
+        self.check_nodes(now)
+        self.flush()
+
+    @property
+    def has_notes(self) -> bool:
+        return bool(self.notes or self.deletes)
+
     # -- sending ---------------------------------------------------------------------------
 
-    def to_node(self, node: str, message: p.Message) -> None:
-        if node == self.local.id:
-            self.local_deliver(message)
-        elif node in self.nodes:
-            self._to_node(node, message)
+    def to_client(self, peer: Peer, message: p.Message) -> None:
+        self.emit(ToClient(peer, message))
 
-    def local_deliver(self, message: p.Message) -> None:
-        self.local.from_head(message)
+    def to_node(self, node: str, message: p.Message) -> None:
+        """To a live node (the head's own included); a node that died meanwhile is skipped."""
+        if node in self.nodes:
+            self.emit(ToNode(node, message))
 
     def notify(self, peer: Peer, object_id: str, value: p.ObjectValue) -> None:
         self.notes[peer].append((object_id, value))
@@ -477,8 +506,8 @@ class Head(ActorRouting):
         """A node declared dead spoke again (it was stopped, or cut off): it is not trusted,
         and is told so, so that it stops at once instead of running on beside its
         replacements. Its tasks and objects were already given up on."""
-        self._to_node(node, p.NodeLost(node, "the head declared it dead and does not take it "
-                                             "back"))
+        self.emit(ToNode(node, p.NodeLost(node, "the head declared it dead and does not take "
+                                                "it back")))
 
     def node_Subscribe(self, node: str, message: p.Subscribe) -> None:
         self.on_Subscribe((NODE, node), message)
@@ -709,9 +738,7 @@ class Head(ActorRouting):
             return
         self.broadcast_table()
         for other in self.nodes:
-            if other != self.local.id:
-                self._to_node(other, p.NodeLost(node, reason))
-        self.local.on_NodeLost(p.NodeLost(node, reason))
+            self.to_node(other, p.NodeLost(node, reason))
         self.lose_objects(node, reason)
         self.actors_lost(node, reason)
         self.retry_tasks_of(node, reason)
@@ -841,13 +868,9 @@ class Head(ActorRouting):
 
     def cleanup_segments(self, info: p.NodeInfo) -> None:
         """A dead node on this host cannot clean up after itself: remove its arena and spills."""
-        if info.host != self.host_of(self.local.id):
-            return
-        try:
-            os.unlink(os.path.join("/dev/shm", info.arena))
-        except FileNotFoundError:
-            pass
-        shutil.rmtree(spill_directory(self.session, info.id), ignore_errors=True)
+        if info.host == self.host_of(self.local.id):
+            self.emit(Unlink((os.path.join("/dev/shm", info.arena),
+                              spill_directory(self.session, info.id))))
 
 
 FROM_CLIENT = handlers(Head, "on_")     # Hello -> Head.on_Hello, ... (wire/dispatch.py)

@@ -23,8 +23,9 @@ from typing import Protocol
 
 from plait.errors import ActorDiedError
 from plait.executor.node.tasks import TaskTable
-from plait.executor.node.workers import Processes, WorkerHandle
+from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
+from plait.executor.wire.instructions import Instruction, KillWorker
 
 MAX_CALLS_SENT = 64          # calls queued in the actor's process at once
 
@@ -36,12 +37,15 @@ class ActorHost(Protocol):
     table: TaskTable
     workers: dict[bytes, WorkerHandle]
     held_slots: dict[str, int]
-    processes: Processes
     stopping: bool
 
     def up(self, message: p.Message) -> None: ...
 
-    def start_worker(self, index: int) -> WorkerHandle: ...
+    def emit(self, instruction: Instruction) -> None: ...
+
+    def start_worker(self, index: int, extra: bool = False, actor: str = "") -> None: ...
+
+    def next_index(self) -> int: ...
 
     def work_item(self, task_id: str) -> p.WorkItem | None: ...
 
@@ -65,6 +69,7 @@ class LocalActor:
     dead: bytes = b""                     # the pickled ActorDiedError, once dead
     kill_reason: str = ""                 # plait.kill asked for this death
     no_restart: bool = False
+    kill_asked: bool = False              # plait.kill came while its process was starting
 
 
 class Actors:
@@ -87,12 +92,22 @@ class Actors:
         self.start_process(actor)
 
     def start_process(self, actor: LocalActor) -> None:
-        node = self.node
-        index = max((w.index for w in node.workers.values()), default=-1) + 1
-        actor.worker = node.start_worker(index)
-        actor.worker.actor = actor.spec.actor
-        actor.state, actor.sent = "new", 0
-        self.wanted.add(actor.spec.actor)
+        """Ask for the actor's process; its calls wait until it has started and is ready."""
+        actor.worker, actor.state, actor.sent = None, "new", 0
+        self.node.start_worker(self.node.next_index(), actor=actor.spec.actor)
+
+    def process_started(self, actor_id: str, worker: WorkerHandle) -> None:
+        """The process asked for is up. An actor killed or dead meanwhile lets it go."""
+        worker.actor = actor_id
+        actor = self.by_id.get(actor_id)
+        if actor is None or actor.dead or actor.kill_asked:
+            worker.retiring = True
+            self.node.emit(KillWorker(worker.identity))
+            if actor is not None:
+                actor.kill_asked = False
+            return
+        actor.worker = worker
+        self.wanted.add(actor_id)
 
     def call_arrived(self, spec: p.TaskSpec) -> bytes:
         """Queue a call; returns the pickled error if its actor is dead or not here."""
@@ -229,7 +244,9 @@ class Actors:
         actor.kill_reason = message.reason
         actor.no_restart = actor.no_restart or message.no_restart
         if actor.worker is not None:
-            self.node.processes.kill(actor.worker)
+            self.node.emit(KillWorker(actor.worker.identity))
+        else:
+            actor.kill_asked = True          # its process is being started: killed when up
 
     def die(self, actor: LocalActor, error: ActorDiedError) -> None:
         """Dead for good: every queued call fails, later calls fail on arrival."""
@@ -237,7 +254,7 @@ class Actors:
         self.node.held_slots.pop("actor " + actor.spec.actor, None)
         if actor.worker is not None:
             actor.worker.retiring = True
-            self.node.processes.kill(actor.worker)
+            self.node.emit(KillWorker(actor.worker.identity))
         for task_id in list(actor.calls):
             self.node.fail_task(task_id, actor.dead)
         if actor.spec.id in self.node.table.tasks:

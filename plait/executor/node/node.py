@@ -8,9 +8,12 @@ Data flow through a node::
     Node --RunTasks--> workers --TasksDone--> Node: seal results, wake local dependants,
                                                     TasksDone to the head
 
-The head's own node is driven by the same messages, delivered by a direct call instead
-of a socket. A Node never decides where tasks run; it only runs what it was given, retries
-tasks whose worker died (``max_retries``), and reports.
+A Node is a state machine: events in (``handle``: the head's and workers' messages, a
+worker that exited or was started, the clock), instructions out (send, start or kill a
+worker); its process's loop carries them out (wire/instructions.py). The head's own node
+is driven by the same messages, handed over in process instead of through a socket. A
+Node never decides where tasks run; it only runs what it was given, retries tasks whose
+worker died (``max_retries``), and reports.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ from plait.executor.node.workers import Processes, WorkerHandle
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import WorkerConfig
 from plait.executor.wire.dispatch import handlers
+from plait.executor.wire.instructions import (Dispatch, Event, FromHead, FromWorker,
+                                              Instruction, KillWorker, Outbox, StartWorker,
+                                              Tick, ToHead, ToWorker, WorkerGone,
+                                              WorkerStarted)
 from plait.store.allocator import Allocator
 from plait.store.arena import Arena
 from plait.store.spill import Spiller
@@ -51,30 +58,27 @@ MAX_REFETCHES = 3          # a pull whose source lost its copy is asked for agai
 PARK_SECONDS = 5.0          # an idle stand-in is kept this long for the next blocked worker
 ROOM_RERUNS_FOR_VIEWS = 3   # a result refused beside drivers' views: runs again this often
 ADMIT_LOOKAHEAD = 64        # tasks held back for memory looked at per dispatch, oldest first
+WATCH_SECONDS = 0.5         # how often workers' /proc state and memory are looked at
 
-Send = Callable[[bytes, p.Message], None]      # (worker identity, message)
 MakeTransfers = Callable[[ObjectStore, "PullOwner"], "Transfers"]   # (its store, the node)
 
 
-class Node:
-    """One node: answers the head (through ``up``), drives workers (through ``to_worker``).
+class Node(Outbox):
+    """One node: answers the head (``up``), drives workers (``to_worker``), as instructions.
 
     It makes its store and its transfers, which report back to it: the store, replicas it
     evicted (``replica_dropped``); the transfers, pulls that ended and copies found lost.
     """
 
     def __init__(self, node_id: str, arena: Arena, spiller: Spiller | None,
-                 workers: list[WorkerHandle], worker_address: str,
-                 up: Callable[[p.Message], None], to_worker: Send,
-                 watch: Callable[[int], None], transfers: MakeTransfers,
+                 workers: list[WorkerHandle], worker_address: str, transfers: MakeTransfers,
                  processes: Processes, clock: Callable[[], float] = time.monotonic) -> None:
+        Outbox.__init__(self)
         self.id = node_id
         self.store = ObjectStore(node_id, arena, spiller, self.replica_dropped)
         self.workers = {w.identity: w for w in workers}
         self.worker_address = worker_address
-        self.up = up
-        self.to_worker = to_worker
-        self.watch = watch                          # register a new worker's pidfd
+        self.starting: set[int] = set()             # worker indexes asked for, not started
         self.table = TaskTable()
         self.actors = Actors(self)
         self.functions: dict[str, bytes] = {}
@@ -91,13 +95,52 @@ class Node:
         self.admission = Admission(self.store)
         self.admitted: tuple[str, Need] = ("", NOTHING)   # the last task admit() looked at
         self.transfers = transfers(self.store, self)
-        self.processes = processes                  # start, kill, reap, read /proc
+        self.processes = processes                  # reap, read /proc
         self.clock = clock                          # when a stand-in was parked
+        self.watched = clock()                      # when /proc was last looked at
         self.worker_settings: dict[str, str] = {}
         self.num_workers = len(workers)            # extras stand in for blocked ones
         self.worker_memory_limit = 0               # bytes; 0: only the system-wide floor
         self.started = False
         self.stopping = False
+
+    # -- events in, instructions out --------------------------------------------------------
+
+    def handle(self, event: Event) -> list[Instruction]:
+        """Take one event; return the instructions it decided, in order."""
+        match event:
+            case FromHead(message):
+                self.from_head(message)
+            case FromWorker(identity, message):
+                self.on_worker(identity, message)
+            case Dispatch():
+                self.dispatch()
+            case Tick(now):
+                self.tick(now)
+            case WorkerGone(pidfd):
+                self.worker_died(pidfd)
+            case WorkerStarted(worker, extra, actor):
+                self.worker_started(worker, extra, actor)
+            case _:
+                raise TypeError(f"a node takes no {type(event).__name__}")
+        return self.take()
+
+    def tick(self, now: float) -> None:
+        """Once per turn of the loop: what waits for room, then (every WATCH_SECONDS) workers
+        stopped, over their memory or parked too long."""
+        if self.alloc_waiting or self.pin_waiting or self.room_waiting:
+            self.retry_waiting()
+        if now - self.watched >= WATCH_SECONDS:
+            self.watched = now
+            self.watch_memory()
+            self.watch_stopped(now)
+            self.retire_parked(now)
+
+    def up(self, message: p.Message) -> None:
+        self.emit(ToHead(message))
+
+    def to_worker(self, identity: bytes, message: p.Message) -> None:
+        self.emit(ToWorker(identity, message))
 
     @property
     def ready(self) -> bool:
@@ -196,7 +239,7 @@ class Node:
                 if task_id in worker.inflight:
                     del worker.inflight[task_id]
                     worker.cancelled = True
-                    self.processes.kill(worker)
+                    self.emit(KillWorker(worker.identity))
 
     def on_Revoke(self, message: p.Revoke) -> None:
         """Hand a task back unless a worker already has it (the head moves it elsewhere)."""
@@ -387,8 +430,7 @@ class Node:
         if parked:
             parked[0].parked_since = 0.0
             return
-        index = max(w.index for w in self.workers.values()) + 1
-        self.start_worker(index).extra = True
+        self.start_worker(self.next_index(), extra=True)
 
     def retire_extras(self) -> None:
         """Park an idle stand-in once the blocked worker it replaced is back (recursive
@@ -608,7 +650,7 @@ class Node:
             for task_id, attempt in rest:
                 self.table.requeue(task_id, attempt)
         if not self.stopping and not worker.retiring and not worker.parked_since:
-            self.start_worker(worker.index).extra = worker.extra
+            self.start_worker(worker.index, extra=worker.extra)
 
     def fail_crashed(self, task_id: str, kind: type = WorkerCrashedError) -> None:
         state = self.table.tasks.get(task_id)
@@ -625,7 +667,7 @@ class Node:
                 continue
             worker.stopped_since = worker.stopped_since or now
             if now - worker.stopped_since >= WORKER_STOP_SECONDS:
-                self.processes.kill(worker)
+                self.emit(KillWorker(worker.identity))
 
     def watch_memory(self) -> None:
         """Kill a busy worker over its memory limit, or the largest one when the machine is
@@ -643,15 +685,26 @@ class Node:
         for worker in over:
             worker.oom = (f"was killed by plait using {sizes[worker.identity] >> 20} MiB "
                           f"(limit {self.worker_memory_limit >> 20} MiB, or the machine ran low)")
-            self.processes.kill(worker)
+            self.emit(KillWorker(worker.identity))
 
-    def start_worker(self, index: int) -> WorkerHandle:
+    def start_worker(self, index: int, extra: bool = False, actor: str = "") -> None:
+        """Ask for a worker; it joins the pool when the loop says it started (WorkerStarted)."""
         config = WorkerConfig(index, self.id, self.worker_address, self.store.arena.name,
                               self.processes.pid, **self.worker_settings)
-        worker = self.processes.start(config)
+        self.starting.add(index)
+        self.emit(StartWorker(config, extra, actor))
+
+    def worker_started(self, worker: WorkerHandle, extra: bool, actor: str) -> None:
+        self.starting.discard(worker.index)
         self.workers[worker.identity] = worker
-        self.watch(worker.pidfd)
-        return worker
+        worker.extra = extra
+        if actor:
+            self.actors.process_started(actor, worker)
+
+    def next_index(self) -> int:
+        """The index of a worker added to the pool (a stand-in, an actor's process)."""
+        return max([w.index for w in self.workers.values()] + list(self.starting),
+                   default=-1) + 1
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -875,12 +928,9 @@ class Node:
     # -- shutdown --------------------------------------------------------------------------
 
     def stop_workers(self) -> None:
+        """Say Bye to every worker (the loop then waits WORKER_STOP_GRACE for them to go)."""
         for worker in self.workers.values():
-            try:
-                self.to_worker(worker.identity, p.Bye())
-            except Exception:
-                pass
-        self.processes.stop(list(self.workers.values()), WORKER_STOP_GRACE)
+            self.to_worker(worker.identity, p.Bye())
 
 
 FROM_HEAD = handlers(Node, "on_")        # Assign -> Node.on_Assign, ... (wire/dispatch.py)

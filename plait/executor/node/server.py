@@ -1,10 +1,14 @@
 """A node process: sockets and the one loop that feeds the Node (and, on node-0, the Head).
 
-    drivers, other nodes --ROUTER client (head only)--> Head.on_client / Head.on_node
-    the head ------------DEALER (other nodes)--------> Node.from_head
-    workers -------------ROUTER workers--------------> Node.on_worker
-    peers ---------------ROUTER transfer, DEALERs----> Transfers
-    worker / node pidfds ----------------------------> Node.worker_died / Head.node_lost
+    drivers, other nodes --ROUTER client (head only)--> Head.handle(FromClient / FromNode)
+    the head ------------DEALER (other nodes)--------> Node.handle(FromHead)
+    workers -------------ROUTER workers--------------> Node.handle(FromWorker)
+    peers ---------------ROUTER transfer, DEALERs----> Transfers (they report to the Node)
+    worker / node / driver pidfds -------------------> WorkerGone / NodeGone / ClientGone
+    the clock, every turn ---------------------------> Tick, then Dispatch and Flush
+
+The Head and the Node only decide; what they return (send, start or kill a worker, remove
+a dead node's files) is carried out here, in ``carry_out`` (wire/instructions.py).
 
 It stops on Bye, when its parent (the driver that started it) disappears, when the head
 stops answering, or on SIGTERM, and always removes its arena, spill files and sockets.
@@ -23,7 +27,8 @@ import time
 import zmq
 
 from plait.executor.head.head import Head
-from plait.executor.node.node import Node
+from plait.executor.node.node import WORKER_STOP_GRACE, Node
+from plait.executor.node.node_zero import NodeZero
 from plait.executor.node.transfers import PullOwner, Transfers
 from plait.executor.node.workers import (Forker, OsProcesses, Processes, WorkerHandle,
                                          fork_worker, stop_all)
@@ -32,6 +37,11 @@ from plait.executor.wire import protocol as p
 from plait.executor.wire.config import (HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS, NodeConfig,
                                         WorkerConfig)
 from plait.executor.wire.hostid import host_id
+from plait.executor.wire.instructions import (ClientGone, Dispatch, Event, Flush, FromClient,
+                                              FromHead, FromNode, FromWorker, Instruction,
+                                              KillWorker, NodeGone, StartWorker, Tick,
+                                              ToClient, ToHead, ToNode, ToWorker, Unlink,
+                                              WorkerGone, WorkerStarted)
 from plait.executor.wire.malloc import return_freed_memory
 from plait.executor.wire.security import (ClusterKey, check_bind, load_key, secure_client,
                                           secure_server, start_authenticator)
@@ -43,6 +53,7 @@ log = logging.getLogger("plait.node")
 
 POLL_MS = 100
 PARENT_CHECK_SECONDS = 0.5
+Machine = Head | Node
 
 
 class Server:
@@ -60,8 +71,9 @@ class Server:
         self.worker_sock = self.bind(zmq.ROUTER, config.worker_address)
         spiller = Spiller(config.spill_dir, killpoints.hook("mid-spill", config.node)) \
             if config.spill_dir else None
-        self.node = Node(config.node, arena, spiller, workers, config.worker_address, self.up,
-                         self.to_worker, self.watch_worker, self.make_transfers, processes)
+        self.processes = processes
+        self.node = Node(config.node, arena, spiller, workers, config.worker_address,
+                         self.make_transfers, processes)
         self.node.worker_settings = worker_settings(config)
         self.node.worker_memory_limit = config.worker_memory_limit
         self.store, self.transfers = self.node.store, self.node.transfers
@@ -76,12 +88,14 @@ class Server:
         for worker in workers:
             self.poller.register(worker.pidfd, zmq.POLLIN)
         self.head: Head | None = None
+        self.zero: NodeZero | None = None
         self.node_identities: dict[bytes, str] = {}
         self.joined = False
         self.last_beat = self.head_seen = time.monotonic()
         if config.is_head:
             self.client = self.bind(zmq.ROUTER, config.client_address, secure=True)
-            self.head = Head(config.session, self.node, self.info, self.to_client, self.to_node)
+            self.head = Head(config.session, self.node, self.info)
+            self.zero = NodeZero(self.head, self.node)
         else:
             self.client = self.ctx.socket(zmq.DEALER)
             self.secure(self.client, False)
@@ -113,14 +127,46 @@ class Server:
         if self.key is not None:
             (secure_server if server else secure_client)(sock, self.key)
 
-    # -- routing -----------------------------------------------------------------------------
+    # -- carrying out ------------------------------------------------------------------------
+
+    def feed(self, machine: Machine, event: Event) -> None:
+        """Hand an event to the Head or the Node and carry out what it decided."""
+        if self.zero is not None:
+            self.carry_out(self.zero.handle(machine, event))
+        else:
+            self.carry_out(machine.handle(event))
+
+    def node_reported(self) -> None:
+        """Carry out what the node decided outside an event (its transfers report to it)."""
+        decided = self.node.take()
+        self.carry_out(self.zero.route(decided) if self.zero is not None else decided)
+
+    def carry_out(self, instructions: list[Instruction]) -> None:
+        """Carry out the instructions in order (on node-0, NodeZero has already handed the
+        head's messages for its node, and the node's for the head, over in process)."""
+        for instruction in instructions:
+            match instruction:
+                case ToWorker(identity, message):
+                    self.to_worker(identity, message)
+                case ToClient(peer, message):
+                    self.to_client(peer, message)
+                case ToNode(node, message):
+                    self.to_node(node, message)
+                case ToHead(message):
+                    self.up(message)
+                case StartWorker(config, extra, actor):
+                    worker = self.processes.start(config)
+                    self.watch_worker(worker.pidfd)
+                    self.feed(self.node, WorkerStarted(worker, extra, actor))
+                case KillWorker(identity):
+                    if identity in self.node.workers:
+                        self.processes.kill(self.node.workers[identity])
+                case Unlink(paths):
+                    _remove(paths)
 
     def up(self, message: p.Message) -> None:
-        """From this process's Node to the head (a call on node-0, a message elsewhere)."""
-        if self.head is not None:
-            self.head.on_node(self.config.node, message)
-        else:
-            self.client.send(p.encode(message), copy=False)
+        """From a node to the head, through its socket (node-0's go in process)."""
+        self.client.send(p.encode(message), copy=False)
 
     def to_client(self, peer: tuple[str, bytes], message: p.Message) -> None:
         self.client.send_multipart([peer[1], p.encode(message)], copy=False)
@@ -145,24 +191,15 @@ class Server:
             for source, _ in self.poller.poll(POLL_MS):
                 self.on_event(source)
             self.register_links()
-            if self.node.alloc_waiting or self.node.pin_waiting or self.node.room_waiting:
-                self.node.retry_waiting()
-            if self.head is not None and self.head.put_waiting:
-                self.head.retry_puts()
             now = time.monotonic()
+            self.feed(self.node, Tick(now))
             if self.head is not None:
-                if self.head.hellos:
-                    self.head.answer_hellos()
-                self.head.check_nodes(now)
-                self.settle()
+                self.settle(now)
             else:
-                self.node.dispatch()
+                self.feed(self.node, Dispatch())
                 self.keep_in_touch(now)
             if now - checked > PARENT_CHECK_SECONDS:
                 checked = now
-                self.node.watch_memory()
-                self.node.watch_stopped(now)
-                self.node.retire_parked(now)
                 if self.config.parent_pid and os.getppid() != self.config.parent_pid:
                     self.node.stopping = True
 
@@ -185,40 +222,46 @@ class Server:
             lines.append(f"  head: pending objects {sorted(pending)[:50]}")
         print("\n".join(lines), file=sys.stderr, flush=True)
 
-    def settle(self) -> None:
-        """Flush the head's notes and dispatch until neither makes more work: a note to the
-        local node (an input is ready) can make a task runnable in this same turn."""
+    def settle(self, now: float) -> None:
+        """The head's turn, then flush its notes and dispatch until neither makes more work:
+        a note to the local node (an input is ready) can make a task runnable at once."""
         assert self.head is not None
-        self.node.dispatch()
-        while self.head.notes or self.head.deletes:
-            self.head.flush()
-            self.node.dispatch()
+        self.feed(self.head, Tick(now))
+        self.feed(self.node, Dispatch())
+        while self.head.has_notes:
+            self.feed(self.head, Flush())
+            self.feed(self.node, Dispatch())
 
     def on_event(self, source: zmq.Socket | int) -> None:
         if source is self.client:
             self.drain_client()
         elif source is self.worker_sock:
-            self.drain(self.worker_sock, self.node.on_worker)
+            self.drain(self.worker_sock, self.from_worker)
         elif source is self.transfers.server:
             self.transfers.on_server()
+            self.node_reported()
         elif isinstance(source, zmq.Socket):
             node = next(n for n, s in self.transfers.links.items() if s is source)
             self.transfers.on_link(node)
+            self.node_reported()
         elif source in self.worker_fds:
             self.worker_fds.discard(source)
             self.poller.unregister(source)
-            self.drain(self.worker_sock, self.node.on_worker)   # its last results count
-            self.node.worker_died(source)
+            self.drain(self.worker_sock, self.from_worker)   # its last results count
+            self.feed(self.node, WorkerGone(source))
         elif source in self.client_fds:
             self.poller.unregister(source)
             os.close(source)
             assert self.head is not None
-            self.head.client_gone((None, self.client_fds.pop(source)))
+            self.feed(self.head, ClientGone((None, self.client_fds.pop(source))))
         elif source in self.node_fds:
             self.poller.unregister(source)
             os.close(source)
             assert self.head is not None
-            self.head.node_lost(self.node_fds.pop(source), "its process exited")
+            self.feed(self.head, NodeGone(self.node_fds.pop(source), "its process exited"))
+
+    def from_worker(self, identity: bytes, message: p.Message) -> None:
+        self.feed(self.node, FromWorker(identity, message))
 
     def drain(self, sock: zmq.Socket, handle) -> None:
         for _ in range(1000):      # bounded, so one busy peer cannot starve the rest
@@ -240,8 +283,8 @@ class Server:
                 except zmq.Again:
                     return
                 self.head_seen = time.monotonic()
-                self.safely(lambda _, f: self.node.from_head(p.decode(f)), b"head",
-                            frame.buffer)
+                self.safely(lambda _, f: self.feed(self.node, FromHead(p.decode(f))),
+                            b"head", frame.buffer)
             return
         self.drain(self.client, self.from_client)
 
@@ -255,9 +298,9 @@ class Server:
             self.watch_client(identity, message.pid)
         node = self.node_identities.get(identity)
         if node is not None:
-            self.head.on_node(node, message)
+            self.feed(self.head, FromNode(node, message))
         else:
-            self.head.on_client((None, identity), message)
+            self.feed(self.head, FromClient((None, identity), message))
 
     def watch_client(self, identity: bytes, pid: int) -> None:
         """A driver on this host: when its process ends, what it held is released (a
@@ -324,8 +367,10 @@ class Server:
 
     def close(self) -> None:
         self.node.stop_workers()
+        self.node_reported()
+        self.processes.stop(list(self.node.workers.values()), WORKER_STOP_GRACE)
         if self.head is not None:
-            self.head.flush()
+            self.feed(self.head, Flush())
         self.transfers.close()
         self.worker_sock.close(linger=0)
         self.client.close(linger=500)
@@ -343,6 +388,18 @@ class Server:
 def _check_tcp(address: str, key: ClusterKey | None) -> None:
     if address.startswith("tcp://"):
         check_bind(address.removeprefix("tcp://").rsplit(":", 1)[0], key)
+
+
+def _remove(paths: tuple[str, ...]) -> None:
+    """Remove files and directory trees; what is already gone is no error."""
+    for path in paths:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 def _pickle(error: Exception) -> bytes:

@@ -1,8 +1,9 @@
-"""The head's decisions without processes: message in, the exact messages out.
+"""The head's decisions without processes: an event in, the exact instructions out.
 
-Most tests give the head a recorded stand-in for its own node (no arena, no workers): what
-it sends to nodes, its own included, and to clients lands in one list, in order. The last
-few give it a real Node over a small arena, to check the tables the two keep together.
+Most tests give the head a stand-in for its own node (no arena, no workers); what it
+decides to send, to nodes (its own included) and to clients, is read in order. The last
+few give it a real Node over a small arena, joined as in node-0's process (NodeZero), to
+check the tables the two keep together.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import pytest
 from plait.executor.head.head import Head
 from plait.executor.head.invariants import head_problems
 from plait.executor.node.node import Node
+from plait.executor.node.node_zero import NodeZero
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
+from plait.executor.wire.instructions import (ClientGone, Dispatch, Event, Flush, FromClient,
+                                              FromNode, FromWorker, NodeGone, Tick, ToClient,
+                                              ToNode, ToWorker, Unlink)
 from plait.store.arena import Arena
 
 MIB = 1 << 20
@@ -41,15 +46,13 @@ class RecordingStore:
 
 
 class RecordingNode:
-    """The head's own node (a LocalNode) as plain data: what the head delivers to it in
-    process (``from_head``, ``on_NodeLost``) is appended to ``sent`` beside what goes to
-    other nodes."""
+    """The head's own node (a LocalNode) as plain data: what the head reads and writes of
+    it in process. Messages for it are ToNode("node-0", ...) instructions, read like any."""
 
     id = "node-0"
     ready = True
 
-    def __init__(self, sent: list[tuple[object, p.Message]]) -> None:
-        self.sent = sent
+    def __init__(self) -> None:
         self.store = RecordingStore()
         self.values: dict[str, p.ObjectValue] = {}
         self.functions: dict[str, bytes] = {}
@@ -57,12 +60,6 @@ class RecordingNode:
     def put_block(self, message: p.Alloc, may_wait: bool) -> p.Message | None:
         self.store.sizes[message.object_id] = message.nbytes
         return p.Allocated(message.request, message.object_id, self.id, 0)
-
-    def from_head(self, message: p.Message) -> None:
-        self.sent.append((self.id, message))
-
-    def on_NodeLost(self, message: p.NodeLost) -> None:
-        self.sent.append((self.id, message))
 
 
 def node_info(node: str) -> p.NodeInfo:
@@ -72,26 +69,50 @@ def node_info(node: str) -> p.NodeInfo:
                       4 * MIB, "host-0" if node == "node-0" else "host-1")
 
 
+def recorded(head: Head) -> Head:
+    head.decided = []             # (to whom, message), in the order decided; see take()
+    return head
+
+
 @pytest.fixture
 def alone() -> Head:
-    sent: list[tuple[object, p.Message]] = []
-    local = RecordingNode(sent)
-    return Head("s-1", local, node_info("node-0"), lambda peer, m: sent.append((peer, m)),
-                lambda node, m: sent.append((node, m)))
+    return recorded(Head("s-1", RecordingNode(), node_info("node-0")))
+
+
+def tell(head: Head, event: Event, machine: Node | None = None) -> None:
+    """Hand the head (or its real node-0) an event; keep what it decided for ``take``."""
+    zero = getattr(head, "zero", None)
+    target = machine or head
+    for instruction in zero.handle(target, event) if zero else target.handle(event):
+        head.decided.append(addressed(instruction))
+
+
+def addressed(instruction) -> tuple[object, object]:
+    """An instruction as (to whom, what): a client's peer or a node id, and the message."""
+    match instruction:
+        case ToClient(peer, message):
+            return peer, message
+        case ToNode(node, message):
+            return node, message
+        case ToWorker(identity, message):          # from a real node-0 (below)
+            return identity, message
+        case Unlink(paths):
+            return "unlink", paths
+    raise AssertionError(f"unexpected {instruction!r}")
 
 
 def joined(head: Head, *nodes: str) -> Head:
     for node in nodes:
-        head.on_node(node, p.NodeHello(node_info(node)))
+        tell(head, FromNode(node, p.NodeHello(node_info(node))))
     take(head)                                       # the NodeTables they caused
     return head
 
 
 def take(head: Head) -> list[tuple[object, p.Message]]:
-    """What the head sent since the last call (after a flush of its Readys and Deletes)."""
-    head.flush()
-    sent = list(head.local.sent)
-    head.local.sent.clear()
+    """What the head decided since the last call (after a flush of its Readys and Deletes)."""
+    tell(head, Flush())
+    sent = list(head.decided)
+    head.decided.clear()
     return sent
 
 
@@ -100,12 +121,12 @@ def on(node: str, task_id: str, *deps: str, max_retries: int = 3) -> p.TaskSpec:
 
 
 def submit(head: Head, *specs: p.TaskSpec, subscribe: tuple[str, ...] = ()) -> None:
-    head.on_client(DRIVER, p.Submit((("f@1", CODE),), specs, subscribe=subscribe))
+    tell(head, FromClient(DRIVER, p.Submit((("f@1", CODE),), specs, subscribe=subscribe)))
 
 
 def done(head: Head, node: str, task_id: str, nbytes: int = MIB) -> None:
     result = p.TaskResult(task_id, 0, ((task_id, p.Stored(node, nbytes)),), 0.01)
-    head.on_node(node, p.TasksDone((result,)))
+    tell(head, FromNode(node, p.TasksDone((result,))))
 
 
 def error_in(message: p.Message) -> tuple[str, ...]:
@@ -125,9 +146,9 @@ def test_a_head_is_made_without_an_arena(alone):
 
 
 def test_a_joining_node_is_announced_and_a_driver_waiting_for_it_welcomed(alone):
-    alone.on_client(DRIVER, p.Hello(1, nodes_expected=2))
+    tell(alone, FromClient(DRIVER, p.Hello(1, nodes_expected=2)))
     assert take(alone) == []
-    alone.on_node("node-1", p.NodeHello(node_info("node-1")))
+    tell(alone, FromNode("node-1", p.NodeHello(node_info("node-1"))))
     infos = (node_info("node-0"), node_info("node-1"))
     assert take(alone) == [("node-0", p.NodeTable(infos)), ("node-1", p.NodeTable(infos)),
                            (DRIVER, p.Welcome("s-1", infos))]
@@ -160,7 +181,7 @@ def test_a_reader_moves_next_to_an_input_that_came_out_big(alone):
     take(alone)
     done(alone, "node-1", "big", 2 * MIB)
     assert take(alone) == [("node-2", p.Revoke("reader"))]
-    alone.on_node("node-2", p.Revoked("reader", True))
+    tell(alone, FromNode("node-2", p.Revoked("reader", True)))
     assert take(alone) == [("node-1", p.Assign((), (on("node-1", "reader", "big"),)))]
     assert alone.assigned["reader"].node == "node-1"
     assert (alone.nodes["node-1"].queued, alone.nodes["node-2"].queued) == (1, 0)
@@ -183,13 +204,13 @@ def test_a_reader_stays_where_it_was_placed_unless_moving_saves_a_copy(alone):
 
 def losing(head: Head, node: str, reason: str = "test") -> list[tuple[object, p.Message]]:
     """Lose ``node``; returns what followed the NodeTables and NodeLosts every node gets."""
-    head.node_lost(node, reason)
+    tell(head, NodeGone(node, reason))
     sent = take(head)
-    others = [n for n in head.nodes if n != head.local.id]
     table = p.NodeTable(tuple(r.info for r in head.nodes.values()))
-    told = [(n, table) for n in head.nodes] + [(n, p.NodeLost(node, reason)) for n in others]
-    assert sent[:len(told) + 1] == told + [("node-0", p.NodeLost(node, reason))]
-    return sent[len(told) + 1:]
+    told = [(n, table) for n in head.nodes] + [(n, p.NodeLost(node, reason))
+                                               for n in head.nodes]
+    assert sent[:len(told)] == told
+    return sent[len(told):]
 
 
 def test_the_tasks_of_a_lost_node_are_retried_on_a_live_one(alone):
@@ -233,7 +254,7 @@ def test_a_result_whose_only_copy_was_on_a_lost_node_is_made_again(alone):
     take(alone)
     assert losing(alone, "node-1") == [("node-0", p.Assign((("f@1", CODE),),
                                                            (on("node-0", "t1"),)))]
-    alone.on_client(DRIVER, p.Subscribe(("t1",)))
+    tell(alone, FromClient(DRIVER, p.Subscribe(("t1",))))
     assert take(alone) == []                                    # pending, not lost
     done(alone, "node-0", "t1")
     assert take(alone) == [(DRIVER, p.Ready((("t1", p.Stored("node-0", MIB)),)))]
@@ -241,8 +262,8 @@ def test_a_result_whose_only_copy_was_on_a_lost_node_is_made_again(alone):
 
 def put_on(head: Head, node: str, object_id: str) -> None:
     """A task's put, stored on ``node`` (its session announced it; the node made it)."""
-    head.on_client(DRIVER, p.Expect((object_id,)))
-    head.on_node(node, p.Created(object_id, p.Stored(node, MIB), ""))
+    tell(head, FromClient(DRIVER, p.Expect((object_id,))))
+    tell(head, FromNode(node, p.Created(object_id, p.Stored(node, MIB), "")))
 
 
 def test_a_put_whose_only_copy_was_on_a_lost_node_is_lost_for_good(alone):
@@ -250,7 +271,7 @@ def test_a_put_whose_only_copy_was_on_a_lost_node_is_lost_for_good(alone):
     put_on(alone, "node-1", "put-1")
     take(alone)
     assert losing(alone, "node-1", "killed") == []              # nothing to run again
-    alone.on_client(DRIVER, p.Subscribe(("put-1",)))
+    tell(alone, FromClient(DRIVER, p.Subscribe(("put-1",))))
     (peer, ready), = take(alone)
     assert peer == DRIVER and error_in(ready) == (
         "put-1", "ObjectLostError",
@@ -260,10 +281,10 @@ def test_a_put_whose_only_copy_was_on_a_lost_node_is_lost_for_good(alone):
 def test_a_put_with_a_copy_on_another_node_outlives_its_node(alone):
     joined(alone, "node-1", "node-2")
     put_on(alone, "node-1", "put-1")
-    alone.on_node("node-2", p.ReplicaAdded("put-1", "node-2", "node-1", MIB))
+    tell(alone, FromNode("node-2", p.ReplicaAdded("put-1", "node-2", "node-1", MIB)))
     take(alone)
     assert losing(alone, "node-1") == []
-    alone.on_client(DRIVER, p.Subscribe(("put-1",)))
+    tell(alone, FromClient(DRIVER, p.Subscribe(("put-1",))))
     assert take(alone) == [(DRIVER, p.Ready((("put-1", p.Stored("node-2", MIB)),)))]
 
 
@@ -275,7 +296,7 @@ def test_a_lost_result_whose_inputs_were_freed_is_made_again_with_them(alone):
     leaf1, leaf2, add = on("node-1", "leaf-1"), on("node-1", "leaf-2"), \
         on("node-1", "add-1", "leaf-1", "leaf-2")
     submit(alone, leaf1, leaf2, add, subscribe=("add-1",))
-    alone.on_client(DRIVER, p.Free(("leaf-1", "leaf-2")))       # the driver drops the leaves
+    tell(alone, FromClient(DRIVER, p.Free(("leaf-1", "leaf-2"))))  # the driver drops the leaves
     for task_id in ("leaf-1", "leaf-2", "add-1"):
         done(alone, "node-1", task_id)
     assert take(alone)[1:] == [(DRIVER, p.Ready((("add-1", p.Stored("node-1", MIB)),))),
@@ -299,7 +320,7 @@ def test_a_lost_result_is_run_again_even_if_its_input_put_is_lost_with_it(alone)
     take(alone)
     assert losing(alone, "node-1", "killed") == [
         ("node-0", p.Assign((("f@1", CODE),), (on("node-0", "t1", "put-1"),)))]
-    alone.on_node("node-0", p.Subscribe(("put-1",)))            # its input, please
+    tell(alone, FromNode("node-0", p.Subscribe(("put-1",))))  # its input, please
     (node, ready), = take(alone)
     assert node == "node-0" and error_in(ready)[:2] == ("put-1", "ObjectLostError")
 
@@ -310,9 +331,9 @@ def test_dropped_refs_make_the_head_delete_every_copy(alone):
     joined(alone, "node-1", "node-2")
     submit(alone, on("node-1", "t1"))
     done(alone, "node-1", "t1")
-    alone.on_node("node-2", p.ReplicaAdded("t1", "node-2", "node-1", MIB))
+    tell(alone, FromNode("node-2", p.ReplicaAdded("t1", "node-2", "node-1", MIB)))
     take(alone)
-    alone.on_client(DRIVER, p.Free(("t1",)))
+    tell(alone, FromClient(DRIVER, p.Free(("t1",))))
     assert sorted(take(alone)) == [("node-1", p.Delete(("t1",))),
                                    ("node-2", p.Delete(("t1",)))]
     assert alone.directory.entries == {} and alone.locations == {}
@@ -324,7 +345,7 @@ def test_an_object_still_read_by_an_assigned_task_is_deleted_when_that_task_ends
     done(alone, "node-1", "t1")
     submit(alone, on("node-2", "reader", "t1"))
     take(alone)
-    alone.on_client(DRIVER, p.Free(("t1",)))
+    tell(alone, FromClient(DRIVER, p.Free(("t1",))))
     assert take(alone) == []                                     # reader has yet to read it
     done(alone, "node-2", "reader")
     assert take(alone) == [("node-1", p.Delete(("t1",)))]
@@ -333,18 +354,18 @@ def test_an_object_still_read_by_an_assigned_task_is_deleted_when_that_task_ends
 def test_a_result_dropped_before_it_is_made_is_deleted_when_it_arrives(alone):
     joined(alone, "node-1")
     submit(alone, on("node-1", "t1"))
-    alone.on_client(DRIVER, p.Free(("t1",)))
+    tell(alone, FromClient(DRIVER, p.Free(("t1",))))
     take(alone)
     done(alone, "node-1", "t1")
     assert take(alone) == [("node-1", p.Delete(("t1",)))]
 
 
 def test_a_drivers_put_is_deleted_from_the_heads_own_node_when_dropped(alone):
-    alone.on_client(DRIVER, p.Alloc(1, "put-1", MIB))
-    alone.on_client(DRIVER, p.Seal("put-1"))
+    tell(alone, FromClient(DRIVER, p.Alloc(1, "put-1", MIB)))
+    tell(alone, FromClient(DRIVER, p.Seal("put-1")))
     assert take(alone) == [(DRIVER, p.Allocated(1, "put-1", "node-0", 0))]
     assert alone.local.values == {"put-1": p.Stored("node-0", MIB)}   # node-0 serves it
-    alone.on_client(DRIVER, p.Free(("put-1",)))
+    tell(alone, FromClient(DRIVER, p.Free(("put-1",))))
     assert take(alone) == [("node-0", p.Delete(("put-1",)))]
 
 
@@ -353,7 +374,7 @@ def test_a_driver_that_disconnects_lets_go_of_what_it_held(alone):
     submit(alone, on("node-1", "t1"))
     done(alone, "node-1", "t1")
     take(alone)
-    alone.client_gone(DRIVER)
+    tell(alone, ClientGone(DRIVER))
     assert take(alone) == [("node-1", p.Delete(("t1",)))]
 
 
@@ -364,18 +385,18 @@ def test_a_workers_session_on_another_host_lets_go_when_its_worker_exits(alone):
     says its worker exited, and the session's holds go as a driver's would."""
     joined(alone, "node-1")
     session = (None, b"w-session")
-    alone.on_client(session, p.Hello(77, 1, "host-1"))
-    alone.on_client(session, p.Submit((("f@1", CODE),), (on("node-1", "child"),)))
+    tell(alone, FromClient(session, p.Hello(77, 1, "host-1")))
+    tell(alone, FromClient(session, p.Submit((("f@1", CODE),), (on("node-1", "child"),))))
     done(alone, "node-1", "child")
     take(alone)
-    alone.on_node("node-1", p.WorkerExited(78))           # another worker: nothing
+    tell(alone, FromNode("node-1", p.WorkerExited(78)))     # another worker: nothing
     assert take(alone) == []
-    alone.on_node("node-0", p.WorkerExited(77))           # same pid, another host: nothing
+    tell(alone, FromNode("node-0", p.WorkerExited(77)))     # same pid, another host: nothing
     assert take(alone) == []
-    alone.on_node("node-1", p.WorkerExited(77))
+    tell(alone, FromNode("node-1", p.WorkerExited(77)))
     assert take(alone) == [("node-1", p.Delete(("child",)))]
     assert alone.sessions == {} and alone.process_of == {}
-    alone.client_gone(session)                            # its socket closing: no-op now
+    tell(alone, ClientGone(session))                        # its socket closing: no-op now
     assert take(alone) == []
 
 
@@ -386,15 +407,12 @@ def test_a_node_silent_past_the_timeout_is_lost_and_one_heard_from_is_not():
     from plait.executor.head.head import NODE_TIMEOUT_SECONDS
 
     now = [100.0]
-    sent: list[tuple[object, p.Message]] = []
-    head = Head("s-1", RecordingNode(sent), node_info("node-0"),
-                lambda peer, m: sent.append((peer, m)), lambda node, m: sent.append((node, m)),
-                clock=lambda: now[0])
+    head = recorded(Head("s-1", RecordingNode(), node_info("node-0"), clock=lambda: now[0]))
     joined(head, "node-1", "node-2")
     now[0] += NODE_TIMEOUT_SECONDS
-    head.on_node("node-2", p.Heartbeat("node-2", 0))    # node-2 speaks, node-1 does not
+    tell(head, FromNode("node-2", p.Heartbeat("node-2", 0)))  # node-2 speaks, node-1 does not
     now[0] += 1.0
-    head.check_nodes(now[0])
+    tell(head, Tick(now[0]))
     assert set(head.nodes) == {"node-0", "node-2"}
     lost = [m for _, m in take(head) if isinstance(m, p.NodeLost)]
     assert lost and all(m.node == "node-1" for m in lost)
@@ -413,27 +431,27 @@ def test_messages_from_a_node_that_never_joined_are_refused(alone):
 def test_a_node_declared_dead_that_speaks_again_is_told_to_stop(alone):
     joined(alone, "node-1")
     losing(alone, "node-1", "no heartbeat")
-    alone.on_node("node-1", p.Heartbeat("node-1", 0))
+    tell(alone, FromNode("node-1", p.Heartbeat("node-1", 0)))
     assert take(alone) == [("node-1", p.NodeLost("node-1", "the head declared it dead and "
                                                            "does not take it back"))]
 
 
 def test_a_message_a_sender_may_not_send_is_malformed(alone):
     with pytest.raises(p.MalformedMessage, match="a client may not send Assign"):
-        alone.on_client(DRIVER, p.Assign((), ()))
+        tell(alone, FromClient(DRIVER, p.Assign((), ())))
     with pytest.raises(p.MalformedMessage, match="a node may not send Hello"):
-        alone.on_node("node-0", p.Hello(1))
+        tell(alone, FromNode("node-0", p.Hello(1)))
 
 
 # -- tables ----------------------------------------------------------------------------------
 
 def test_lineage_goes_with_the_last_object_that_needs_it(alone):
     submit(alone, on("node-0", "leaf-1"), on("node-0", "add-1", "leaf-1"))
-    alone.on_client(DRIVER, p.Free(("leaf-1",)))
+    tell(alone, FromClient(DRIVER, p.Free(("leaf-1",))))
     for task_id in ("leaf-1", "add-1"):
         done(alone, "node-0", task_id)
     assert set(alone.lineage.made_by) == {"leaf-1", "add-1"}
-    alone.on_client(DRIVER, p.Free(("add-1",)))
+    tell(alone, FromClient(DRIVER, p.Free(("add-1",))))
     assert alone.lineage.made_by == {} and alone.lineage.uses == {}
 
 
@@ -449,7 +467,7 @@ def test_validate_state_names_a_pending_object_no_task_will_make(alone):
 
 def test_a_value_sent_after_its_object_went_is_deleted_in_the_same_flush(alone):
     joined(alone, "node-1")
-    alone.on_node("node-1", p.Subscribe(("gone-1",)))      # never existed, or freed
+    tell(alone, FromNode("node-1", p.Subscribe(("gone-1",))))  # never existed, or freed
     (_, ready), delete = take(alone)
     assert ready == p.Ready((("gone-1", alone.directory.lookup("gone-1")),))
     assert delete == ("node-1", p.Delete(("gone-1",)))
@@ -459,7 +477,7 @@ def test_the_trace_ring_is_bounded_and_positions_stay_valid(alone):
     alone.events = deque(maxlen=10)
     for i in range(25):
         alone.record(p.TaskEvent(f"t{i}", "f", "node-0", 0, 0.0, 1.0, True))
-    alone.on_client(DRIVER, p.TraceRequest(7, 3))          # asked from an event gone since
+    tell(alone, FromClient(DRIVER, p.TraceRequest(7, 3)))   # asked from an event gone since
     (peer, report), = take(alone)
     assert [e.task_id for e in report.events] == [f"t{i}" for i in range(15, 25)]
     assert report.position == 25 and alone.events_dropped == 15
@@ -471,16 +489,12 @@ def test_the_trace_ring_is_bounded_and_positions_stay_valid(alone):
 def head(make_transfers, processes):
     arena = Arena.create(f"plait-test-{os.getpid()}-head", 4 * MIB)
     workers = [WorkerHandle(0, -1, -1, b"w0", ready=True)]
-    node = Node("node-0", arena, None, workers, "ipc://unused", up=lambda message: None,
-                to_worker=lambda i, m: None, watch=lambda fd: None, transfers=make_transfers,
+    node = Node("node-0", arena, None, workers, "ipc://unused", transfers=make_transfers,
                 processes=processes)
     node.num_workers = 0
     info = p.NodeInfo("node-0", "ipc://unused", os.getpid(), True, 1, arena.name, 4 * MIB)
-    to_client: list[tuple[object, p.Message]] = []
-    made = Head("s-1", node, info, lambda peer, m: to_client.append((peer, m)),
-                lambda node_id, m: None)
-    node.up = lambda message: made.on_node("node-0", message)
-    made.to_client_log = to_client
+    made = recorded(Head("s-1", node, info))
+    made.zero = NodeZero(made, node)         # node-0's process: the two hand over in process
     yield made
     arena.unlink()
     arena.close()
@@ -491,18 +505,20 @@ def spec(task_id: str) -> p.TaskSpec:
 
 
 def ready_values(head: Head) -> list[str]:
-    head.flush()
-    return [oid for _, m in head.to_client_log if isinstance(m, p.Ready) for oid, _ in m.values]
+    """Objects the driver was told are ready (in the instructions decided so far)."""
+    tell(head, Flush())
+    return [oid for peer, m in head.decided if peer == DRIVER and isinstance(m, p.Ready)
+            for oid, _ in m.values]
 
 
 def test_a_duplicated_tasks_done_finishes_once_and_deletes_no_copy(head):
-    head.on_client(DRIVER, p.Submit((("f@1", b""),), (spec("t1"),)))
-    head.on_client(DRIVER, p.Subscribe(("t1",)))
+    tell(head, FromClient(DRIVER, p.Submit((("f@1", b""),), (spec("t1"),))))
+    tell(head, FromClient(DRIVER, p.Subscribe(("t1",))))
     offset = head.local.store.allocate("t1", MIB, "test")
     head.local.store.seal("t1")
     done = p.TasksDone((p.TaskResult("t1", 0, (("t1", p.Stored("node-0", MIB)),), 0.01),))
-    head.on_node("node-0", done)
-    head.on_node("node-0", done)                             # delivered twice
+    tell(head, FromNode("node-0", done))
+    tell(head, FromNode("node-0", done))                    # delivered twice
     assert ready_values(head) == ["t1"]                      # the driver hears it once
     assert head.deletes == {} and head.local.store.objects["t1"].offset == offset
     assert head.nodes["node-0"].queued == 0                  # no slot counted back twice
@@ -513,20 +529,19 @@ def test_a_duplicated_tasks_done_finishes_once_and_deletes_no_copy(head):
 
 def run_on_node_0(head: Head, task_id: str, value: p.ObjectValue) -> None:
     """Submit a task to node-0, let its worker finish it with ``value``, flush."""
-    head.on_client(DRIVER, p.Submit((("f@1", b""),), (spec(task_id),), subscribe=(task_id,)))
-    head.local.dispatch()
+    tell(head, FromClient(DRIVER, p.Submit((("f@1", b""),), (spec(task_id),),
+                                           subscribe=(task_id,))))
+    tell(head, Dispatch(), head.local)
     result = p.TaskResult(task_id, 0, ((task_id, value),), 0.01)
-    head.local.on_worker(b"w0", p.TasksDone((result,)))
-    head.flush()
+    tell(head, FromWorker(b"w0", p.TasksDone((result,))), head.local)
+    tell(head, Flush())
 
 
-def add_node_1(head: Head) -> list[tuple[str, p.Message]]:
-    """A second (recorded) node; returns the list of messages sent to other nodes."""
-    sent: list[tuple[str, p.Message]] = []
-    head._to_node = lambda node, message: sent.append((node, message))
+def add_node_1(head: Head) -> list[tuple[object, p.Message]]:
+    """A second (recorded) node; returns the list of what the head decides from now on."""
     info = p.NodeInfo("node-1", "ipc://unused-1", os.getpid(), False, 1, "arena-1", 4 * MIB)
-    head.on_node("node-1", p.NodeHello(info))
-    return sent
+    tell(head, FromNode("node-1", p.NodeHello(info)))
+    return head.decided
 
 
 def deleted(sent: list[tuple[str, p.Message]], node: str) -> list[str]:
@@ -538,8 +553,8 @@ def test_small_and_failed_results_leave_every_table_when_their_refs_are_dropped(
     (the head deleted stored copies only): ~800 KB per 10 KB-result task round, forever."""
     for i in range(20):
         run_on_node_0(head, f"t{i}", p.Inline(b"x" * 1000) if i % 2 else p.Failed(b"error"))
-        head.on_client(DRIVER, p.Free((f"t{i}",)))
-        head.flush()
+        tell(head, FromClient(DRIVER, p.Free((f"t{i}",))))
+        tell(head, Flush())
     assert head.local.values == {} and head.cached == {} and head.directory.entries == {}
     assert head.client_holds[DRIVER] == {} and head.assigned == {} and head.lineage.made_by == {}
     assert head.local.table.tasks == {} and head.local.table.followers == {}
@@ -548,12 +563,13 @@ def test_small_and_failed_results_leave_every_table_when_their_refs_are_dropped(
 def test_a_node_sent_a_small_value_forgets_it_when_the_object_goes(head):
     sent = add_node_1(head)
     run_on_node_0(head, "t1", p.Inline(b"x"))
-    head.on_node("node-1", p.Subscribe(("t1",)))          # a task there reads it
-    head.flush()
-    assert [m.values for n, m in sent if isinstance(m, p.Ready)] == [(("t1", p.Inline(b"x")),)]
+    tell(head, FromNode("node-1", p.Subscribe(("t1",))))    # a task there reads it
+    tell(head, Flush())
+    readys = [m.values for n, m in sent if n == "node-1" and isinstance(m, p.Ready)]
+    assert readys == [(("t1", p.Inline(b"x")),)]
     assert deleted(sent, "node-1") == []                   # still held by the driver
-    head.on_client(DRIVER, p.Free(("t1",)))
-    head.flush()
+    tell(head, FromClient(DRIVER, p.Free(("t1",))))
+    tell(head, Flush())
     assert deleted(sent, "node-1") == ["t1"] and "t1" not in head.local.values
 
 

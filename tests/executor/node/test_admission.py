@@ -12,8 +12,10 @@ from plait.executor.node.admission import FAIL, GO, WAIT
 from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
+from plait.executor.wire.instructions import Dispatch, FromHead, FromWorker
 from plait.store.arena import Arena
 from plait.store.spill import Spiller
+from tests.executor.node.decisions import Decisions, tell, to_head
 
 MIB = 1 << 20
 PART = 3 * MIB // 2                       # 1.5 MiB: two inputs and a result overfill 4 MiB
@@ -23,15 +25,11 @@ PART = 3 * MIB // 2                       # 1.5 MiB: two inputs and a result ove
 def node(tmp_path, make_transfers, processes):
     arena = Arena.create(f"plait-test-{os.getpid()}-admit", 4 * MIB)
     workers = [WorkerHandle(i, -1, -1, f"w{i}".encode(), ready=True) for i in range(2)]
-    up: list[p.Message] = []
-    sent: list[tuple[bytes, p.Message]] = []
     made = Node("node-0", arena, Spiller(str(tmp_path)), workers, "ipc://unused",
-                up=up.append, to_worker=lambda i, m: sent.append((i, m)),
-                watch=lambda fd: None, transfers=make_transfers,
-                processes=processes)
+                transfers=make_transfers, processes=processes)
     made.num_workers = 0                  # never start a stand-in process in these tests
     made.functions["f@1"] = b""
-    made.up_messages, made.sent = up, sent
+    made.decisions = Decisions(made)
     yield made
     made.store.close()
     arena.unlink()
@@ -57,20 +55,20 @@ def running(node: Node) -> dict[str, str]:
 
 def finish(node: Node, worker: bytes, task_id: str) -> None:
     done = p.TaskResult(task_id, 0, ((task_id, p.Inline(b"1")),), 0.01)
-    node.on_worker(worker, p.TasksDone((done,)))
-    node.dispatch()
+    tell(node, FromWorker(worker, p.TasksDone((done,))))
+    tell(node, Dispatch())
 
 
 def failures(node: Node) -> list[Exception]:
-    return [pickle.loads(v.error) for m in node.up_messages if isinstance(m, p.TasksDone)
+    return [pickle.loads(v.error) for m in to_head(node) if isinstance(m, p.TasksDone)
             for r in m.results for _, v in r.outputs if isinstance(v, p.Failed)]
 
 
 def test_a_task_that_does_not_fit_waits_and_a_later_one_that_fits_passes_it(node):
     put(node, "a")
     put(node, "b")
-    node.on_Assign(p.Assign((), (spec("t1", ("a",)), spec("t2", ("b",)), spec("t3"))))
-    node.dispatch()
+    tell(node, FromHead(p.Assign((), (spec("t1", ("a",)), spec("t2", ("b",)), spec("t3")))))
+    tell(node, Dispatch())
     # t1 pins 1.5 MiB and is promised 1.5 MiB (a result of unknown size: its input's)
     assert running(node) == {"t1": "w0", "t3": "w1"}
     assert list(node.admission.held) == ["t2"]
@@ -83,8 +81,8 @@ def test_spilled_inputs_are_restored_when_their_task_starts_not_when_queued(node
     for name in "abc":
         put(node, name)                   # 4.5 MiB into 4: "a" spills
     assert node.store.objects["a"].offset is None
-    node.on_Assign(p.Assign((), (spec("t1", ("b",)), spec("t2", ("a",)))))
-    node.dispatch()
+    tell(node, FromHead(p.Assign((), (spec("t1", ("b",)), spec("t2", ("a",))))))
+    tell(node, Dispatch())
     assert running(node) == {"t1": "w0"} and node.store.objects["a"].offset is None
     finish(node, b"w0", "t1")
     assert running(node) == {"t2": "w0"} and node.store.objects["a"].pins == 1
@@ -94,8 +92,8 @@ def test_a_task_whose_inputs_can_never_be_held_fails_at_once(node):
     put(node, "a")
     put(node, "view", 3 * MIB)            # "a" spills
     node.store.pin("view")                # a driver's view: nothing here will end it
-    node.on_Assign(p.Assign((), (spec("t1", ("a",)),)))
-    node.dispatch()
+    tell(node, FromHead(p.Assign((), (spec("t1", ("a",)),))))
+    tell(node, Dispatch())
     (error,) = failures(node)
     assert isinstance(error, plait.ObjectStoreFullError) and "t1" in str(error)
     assert not running(node) and "t1" not in node.table.tasks
@@ -104,21 +102,21 @@ def test_a_task_whose_inputs_can_never_be_held_fails_at_once(node):
 def test_a_get_waits_for_room_while_a_task_runs_and_is_answered_after(node):
     for name in "abc":
         put(node, name)
-    node.on_Assign(p.Assign((), (spec("t1", ("a",)),)))
-    node.dispatch()
-    node.on_Pin(p.Pin(7, ("b", "c")))     # 3 MiB beside t1's 1.5 + 1.5 promised: wait
-    assert not [m for m in node.up_messages if isinstance(m, p.Pinned)]
+    tell(node, FromHead(p.Assign((), (spec("t1", ("a",)),))))
+    tell(node, Dispatch())
+    tell(node, FromHead(p.Pin(7, ("b", "c"))))     # 3 MiB beside t1's 1.5 + 1.5 promised: wait
+    assert not [m for m in to_head(node) if isinstance(m, p.Pinned)]
     finish(node, b"w0", "t1")
     node.retry_waiting()
-    (pinned,) = [m for m in node.up_messages if isinstance(m, p.Pinned)]
+    (pinned,) = [m for m in to_head(node) if isinstance(m, p.Pinned)]
     assert pinned.request == 7 and all(isinstance(v, p.Located) for _, v in pinned.values)
 
 
 def test_a_get_larger_than_the_whole_store_fails_at_once(node):
     for name in "abc":
         put(node, name)
-    node.on_Pin(p.Pin(8, ("a", "b", "c")))
-    (pinned,) = [m for m in node.up_messages if isinstance(m, p.Pinned)]
+    tell(node, FromHead(p.Pin(8, ("a", "b", "c"))))
+    (pinned,) = [m for m in to_head(node) if isinstance(m, p.Pinned)]
     errors = {pickle.loads(v.error).__class__ for _, v in pinned.values}
     assert errors == {plait.ObjectStoreFullError}
     assert "whole store" in str(pickle.loads(pinned.values[0][1].error))

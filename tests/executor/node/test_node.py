@@ -1,4 +1,8 @@
-"""The node's bookkeeping without processes: workers are handles, messages are recorded."""
+"""The node's decisions without processes: an event in, the instructions out.
+
+Workers are handles with no process behind them; what the node decides (messages to the
+head and to workers, workers to start or kill) is read by kind, in order (``Decisions``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import pytest
 from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
+from plait.executor.wire.instructions import Dispatch, FromHead, FromWorker, WorkerGone
+from tests.executor.node.decisions import Decisions, killed, sent, started, tell, to_head
 from plait.store.arena import Arena
 
 MIB = 1 << 20
@@ -17,14 +23,11 @@ MIB = 1 << 20
 @pytest.fixture
 def node(make_transfers, processes):
     arena = Arena.create(f"plait-test-{os.getpid()}-node", 4 * MIB)
-    sent: list[tuple[bytes, p.Message]] = []
     workers = [WorkerHandle(i, -1, -1, f"w{i}".encode(), ready=True) for i in range(2)]
-    made = Node("node-0", arena, None, workers, "ipc://unused",
-                up=lambda message: None, to_worker=lambda i, m: sent.append((i, m)),
-                watch=lambda fd: None, transfers=make_transfers,
+    made = Node("node-0", arena, None, workers, "ipc://unused", transfers=make_transfers,
                 processes=processes)
     made.num_workers = 0                  # never start a stand-in process in these tests
-    made.sent = sent
+    made.decisions = Decisions(made)
     yield made
     arena.unlink()
     arena.close()
@@ -35,18 +38,18 @@ def spec(task_id: str, deps: tuple[str, ...] = (), **fields) -> p.TaskSpec:
 
 
 def test_every_blocked_gets_exactly_one_skip_even_with_nothing_queued(node):
-    node.on_worker(b"w0", p.Blocked(0))
-    assert node.sent == [(b"w0", p.Skip(()))]
+    tell(node, FromWorker(b"w0", p.Blocked(0)))
+    assert sent(node) == [(b"w0", p.Skip(()))]
 
 
 def test_tasks_queued_behind_a_blocked_task_are_taken_back_and_skipped(node):
     node.functions["f@1"] = b""
-    node.on_Assign(p.Assign((), tuple(spec(f"t{i}") for i in range(3))))
+    tell(node, FromHead(p.Assign((), tuple(spec(f"t{i}") for i in range(3)))))
     worker = node.workers[b"w0"]
     node.send_items(worker, [node.work_item(t) for t in ("t0", "t1", "t2")])
-    node.sent.clear()
-    node.on_worker(b"w0", p.Blocked(0))
-    assert node.sent == [(b"w0", p.Skip(("t1", "t2")))]
+    sent(node).clear()
+    tell(node, FromWorker(b"w0", p.Blocked(0)))
+    assert sent(node) == [(b"w0", p.Skip(("t1", "t2")))]
     assert list(worker.inflight) == ["t0"]
     assert {node.table.ready.popleft() for _ in range(2)} == {"t1", "t2"}
 
@@ -55,8 +58,8 @@ def test_an_actor_process_that_blocks_keeps_its_calls(node):
     worker = node.workers[b"w1"]
     worker.actor = "Counter-1"
     worker.inflight.update({"call-1": 0, "call-2": 0})
-    node.on_worker(b"w1", p.Blocked(1))
-    assert node.sent == [(b"w1", p.Skip(()))]
+    tell(node, FromWorker(b"w1", p.Blocked(1)))
+    assert sent(node) == [(b"w1", p.Skip(()))]
     assert list(worker.inflight) == ["call-1", "call-2"] and not worker.blocked
 
 
@@ -72,22 +75,20 @@ def reported(up: list) -> list[tuple[str, int]]:
 
 @pytest.fixture
 def recording(node):
-    up: list[p.Message] = []
-    node.up = up.append
+    to_head(node).clear()
     node.functions["f@1"] = b""
-    node.on_Assign(p.Assign((), (spec("t1"),)))
-    node.dispatch()                                   # to w0, the first idle worker
+    tell(node, FromHead(p.Assign((), (spec("t1"),))))
+    tell(node, Dispatch())                                   # to w0, the first idle worker
     assert list(node.workers[b"w0"].inflight) == ["t1"]
-    node.up_messages = up
     return node
 
 
 def test_a_duplicated_result_counts_once_and_frees_no_slot_twice(recording):
     node = recording
     done = p.TasksDone((result("t1", 0),))
-    node.on_worker(b"w0", done)
-    node.on_worker(b"w0", done)                       # the same message again
-    assert reported(node.up_messages) == [("t1", 0)]
+    tell(node, FromWorker(b"w0", done))
+    tell(node, FromWorker(b"w0", done))                       # the same message again
+    assert reported(to_head(node)) == [("t1", 0)]
     assert node.values["t1"] == p.Inline(b"v")
     assert not node.workers[b"w0"].inflight and "t1" not in node.table.tasks
 
@@ -95,71 +96,69 @@ def test_a_duplicated_result_counts_once_and_frees_no_slot_twice(recording):
 def test_a_late_result_of_an_earlier_attempt_is_ignored(recording):
     node = recording
     node.table.crashed("t1", 0, "node-0 worker 0 died")      # attempt 1 is now current
-    node.on_worker(b"w0", p.TasksDone((result("t1", 0, b"stale"),)))
-    assert reported(node.up_messages) == [] and "t1" in node.table.tasks
-    node.on_worker(b"w0", p.TasksDone((result("t1", 1, b"fresh"),)))
-    assert reported(node.up_messages) == [("t1", 1)] and node.values["t1"] == p.Inline(b"fresh")
+    tell(node, FromWorker(b"w0", p.TasksDone((result("t1", 0, b"stale"),))))
+    assert reported(to_head(node)) == [] and "t1" in node.table.tasks
+    tell(node, FromWorker(b"w0", p.TasksDone((result("t1", 1, b"fresh"),))))
+    assert reported(to_head(node)) == [("t1", 1)] and node.values["t1"] == p.Inline(b"fresh")
 
 
 def test_a_duplicated_assign_adds_the_task_once(recording):
     node = recording
-    node.on_Assign(p.Assign((), (spec("t1"),)))
+    tell(node, FromHead(p.Assign((), (spec("t1"),))))
     assert len(node.table.ready) == 0 and list(node.table.tasks) == ["t1"]
 
 
 def test_results_from_a_replaced_worker_are_dropped(recording):
     node = recording
-    node.on_worker(b"w9", p.TasksDone((result("t1", 0),)))    # not one of ours (any more)
-    assert reported(node.up_messages) == [] and "t1" in node.table.tasks
+    tell(node, FromWorker(b"w9", p.TasksDone((result("t1", 0),))))    # not one of ours (any more)
+    assert reported(to_head(node)) == [] and "t1" in node.table.tasks
 
 
 def test_a_duplicated_ready_wakes_a_task_once(node):
     node.functions["f@1"] = b""
-    node.on_Assign(p.Assign((), (spec("t2", deps=("x",)),)))
+    tell(node, FromHead(p.Assign((), (spec("t2", deps=("x",)),))))
     ready = p.Ready((("x", p.Inline(b"1")),))
-    node.on_Ready(ready)
-    node.on_Ready(ready)
+    tell(node, FromHead(ready))
+    tell(node, FromHead(ready))
     assert len(node.table.ready) == 1
 
 
 def test_a_put_whose_seal_comes_after_its_reader_wakes_the_reader(node):
     node.functions["f@1"] = b""
-    node.on_Assign(p.Assign((), (spec("child", deps=("put-1",)),)))   # before the seal
+    tell(node, FromHead(p.Assign((), (spec("child", deps=("put-1",)),))))   # before the seal
     assert len(node.table.ready) == 0
     node.workers[b"w0"].inflight["parent"] = 0
-    node.on_worker(b"w0", p.PutInline("put-1", p.Inline(b"x")))
+    tell(node, FromWorker(b"w0", p.PutInline("put-1", p.Inline(b"x"))))
     assert len(node.table.ready) == 1 and node.table.ready[0] == "child"
 
 
 def test_a_node_the_head_declared_dead_stops_and_others_do_not(node):
-    node.on_NodeLost(p.NodeLost("node-3", "no heartbeat"))
+    tell(node, FromHead(p.NodeLost("node-3", "no heartbeat")))
     assert not node.stopping
-    node.on_NodeLost(p.NodeLost("node-0", "the head declared it dead"))
+    tell(node, FromHead(p.NodeLost("node-0", "the head declared it dead")))
     assert node.stopping
 
 
 def test_a_task_reading_an_evicted_replica_asks_for_it_again_instead_of_failing(node):
     """A replica the store evicted to make room is not lost: the next task reading it waits
     while the head is asked again (it used to fail with ObjectLostError)."""
-    ups: list[p.Message] = []
-    node.up = ups.append
+    to_head(node).clear()
     node.functions["f@1"] = b""
-    node.on_Ready(p.Ready((("x", p.Stored("node-0", 16)),)))
+    tell(node, FromHead(p.Ready((("x", p.Stored("node-0", 16)),))))
     node.store.allocate("x", 16, "copy from node-1", replica=True)
     node.store.seal("x")
     node.store.delete("x")                     # as if evicted without telling the node
-    node.on_Assign(p.Assign((), (spec("t1", ("x",)),)))
+    tell(node, FromHead(p.Assign((), (spec("t1", ("x",)),))))
     assert node.work_item(node.table.ready.popleft()) is None
     assert "t1" in node.table.tasks and node.table.tasks["t1"].waiting == {"x"}
-    assert p.Subscribe(("x",)) in ups
+    assert p.Subscribe(("x",)) in to_head(node)
 
 
 def test_an_evicted_replica_is_forgotten_and_reported(node):
-    ups: list[p.Message] = []
-    node.up = ups.append
-    node.on_Ready(p.Ready((("x", p.Stored("node-0", 16)),)))
+    to_head(node).clear()
+    tell(node, FromHead(p.Ready((("x", p.Stored("node-0", 16)),))))
     node.replica_dropped("x")
-    assert "x" not in node.values and ups == [p.ReplicaDropped("x", "node-0")]
+    assert "x" not in node.values and to_head(node) == [p.ReplicaDropped("x", "node-0")]
 
 
 def test_a_fused_follower_whose_worker_died_running_it_is_sent_again(node):
@@ -172,17 +171,17 @@ def test_a_fused_follower_whose_worker_died_running_it_is_sent_again(node):
     made = p.TaskSpec("create", "f@1", "f", b"", (), (), ("data",), 3, "node-0")
     used = p.TaskSpec("consume", "f@1", "f", b"", ("data",), (), ("consume",), 3, "node-0",
                       follows="create")
-    node.on_Assign(p.Assign((), (made, used)))
-    node.dispatch()
+    tell(node, FromHead(p.Assign((), (made, used))))
+    tell(node, Dispatch())
     worker = next(w for w in node.workers.values() if w.inflight)
     assert list(worker.inflight) == ["create", "consume"]
-    node.on_worker(worker.identity, p.TasksDone((p.TaskResult(
-        "create", 0, (("data", p.Inline(b"x")),), 0.01),)))
+    tell(node, FromWorker(worker.identity, p.TasksDone((p.TaskResult(
+        "create", 0, (("data", p.Inline(b"x")),), 0.01),))))
     node.table.crashed("consume", worker.inflight.pop("consume"), "SIGTERM")
     assert node_problems(node) == []
-    node.sent.clear()
-    node.dispatch()
-    assert [i.task_id for m in node.sent if isinstance(m[1], p.RunTasks) for i in m[1].items] \
+    sent(node).clear()
+    tell(node, Dispatch())
+    assert [i.task_id for m in sent(node) if isinstance(m[1], p.RunTasks) for i in m[1].items] \
         == ["consume"]
 
 
@@ -217,11 +216,11 @@ def test_a_task_whose_input_finds_no_room_waits_while_others_run(node):
     from plait.errors import ObjectStoreFullError
 
     node.functions["f@1"] = b""
-    node.on_Ready(p.Ready((("x", p.Stored("node-0", 16)),)))
+    tell(node, FromHead(p.Ready((("x", p.Stored("node-0", 16)),))))
     made = p.TaskSpec("make", "f@1", "f", b"", ("x",), (), ("made",), 3, "node-0")
     used = p.TaskSpec("use", "f@1", "f", b"", ("made",), (), ("used",), 3, "node-0",
                       follows="make")
-    node.on_Assign(p.Assign((), (made, used)))
+    tell(node, FromHead(p.Assign((), (made, used))))
     node.workers[b"w1"].inflight["other"] = 0           # another task runs here
     full = p.Failed(pickle.dumps(ObjectStoreFullError("no block of 16 B in one piece")))
     node.pin_value = lambda oid: full
@@ -238,8 +237,8 @@ def test_a_task_whose_input_can_never_find_room_fails(node):
     from plait.errors import ObjectStoreFullError
 
     node.functions["f@1"] = b""
-    node.on_Ready(p.Ready((("x", p.Stored("node-0", 16)),)))
-    node.on_Assign(p.Assign((), (spec("t1", ("x",)),)))
+    tell(node, FromHead(p.Ready((("x", p.Stored("node-0", 16)),))))
+    tell(node, FromHead(p.Assign((), (spec("t1", ("x",)),))))
     full = p.Failed(pickle.dumps(ObjectStoreFullError("no block of 16 B in one piece")))
     node.pin_value = lambda oid: full
     assert node.start(node.next_ready()) == []
@@ -260,8 +259,8 @@ def test_a_fused_follower_refused_room_beside_other_tasks_runs_again_with_its_ow
                         follows="make"),
              p.TaskSpec("last", "f@1", "f", b"", ("used",), (), ("lasted",), 3, "node-0",
                         follows="use"))
-    node.on_Assign(p.Assign((), chain))
-    node.dispatch()
+    tell(node, FromHead(p.Assign((), chain)))
+    tell(node, Dispatch())
     worker = next(w for w in node.workers.values() if w.inflight)
     assert list(worker.inflight) == ["make", "use", "last"]
     other = next(w for w in node.workers.values() if w is not worker)
@@ -271,18 +270,17 @@ def test_a_fused_follower_refused_room_beside_other_tasks_runs_again_with_its_ow
         raise ObjectStoreFullError("pinned objects split the free bytes")
 
     node.store.allocate = full
-    node.on_worker(other.identity, p.Alloc(6, "other", 1 << 10, "other"))
+    tell(node, FromWorker(other.identity, p.Alloc(6, "other", 1 << 10, "other")))
     assert len(node.alloc_waiting) == 1               # it waits for make's chain to end
-    node.on_worker(worker.identity, p.Alloc(7, "used", 1 << 10, "use"))
-    assert isinstance(node.sent[-1][1], p.Refused)
-    up: list[p.Message] = []
-    node.up = up.append
+    tell(node, FromWorker(worker.identity, p.Alloc(7, "used", 1 << 10, "use")))
+    assert isinstance(sent(node)[-1][1], p.Refused)
+    to_head(node).clear()
     failed = p.Failed(b"refused")
-    node.on_worker(worker.identity, p.TasksDone((
+    tell(node, FromWorker(worker.identity, p.TasksDone((
         p.TaskResult("make", 0, (("made", p.Inline(b"x")),), 0.01),
         p.TaskResult("use", 0, (("used", failed),), 0.01),
-        p.TaskResult("last", 0, (("lasted", failed),), 0.01))))
-    assert reported(up) == [("make", 0)]
+        p.TaskResult("last", 0, (("lasted", failed),), 0.01)))))
+    assert reported(to_head(node)) == [("make", 0)]
     assert set(node.table.tasks) == {"use", "last"}
     assert node.table.tasks["last"].waiting == {"used"}
     assert [node.table.ready.popleft() for _ in range(len(node.table.ready))] == ["use"]
@@ -296,17 +294,16 @@ def test_a_get_whose_spilled_object_finds_no_block_in_one_piece_waits_while_task
 
     from plait.errors import ObjectStoreFullError
 
-    node.on_Ready(p.Ready((("x", p.Stored("node-0", 16)),)))
+    tell(node, FromHead(p.Ready((("x", p.Stored("node-0", 16)),))))
     node.workers[b"w1"].inflight["other"] = 0
     full = p.Failed(pickle.dumps(ObjectStoreFullError("pinned objects split the free bytes")))
     node.pin_value = lambda oid: full
-    up: list[p.Message] = []
-    node.up = up.append
-    node.on_Pin(p.Pin(3, ("x",)))
-    assert up == [] and len(node.pin_waiting) == 1
+    to_head(node).clear()
+    tell(node, FromHead(p.Pin(3, ("x",))))
+    assert to_head(node) == [] and len(node.pin_waiting) == 1
     node.workers[b"w1"].inflight.clear()                # nothing left that could free room
     node.retry_waiting()
-    assert up == [p.Pinned(3, (("x", full),))] and node.pin_waiting == []
+    assert to_head(node) == [p.Pinned(3, (("x", full),))] and node.pin_waiting == []
 
 
 def test_a_rider_refused_room_runs_again_alone_and_fails_only_then(node):
@@ -316,40 +313,39 @@ def test_a_rider_refused_room_runs_again_alone_and_fails_only_then(node):
     from plait.errors import ObjectStoreFullError
 
     node.functions["f@1"] = b""
-    node.on_Assign(p.Assign((), (
+    tell(node, FromHead(p.Assign((), (
         p.TaskSpec("make", "f@1", "f", b"", (), (), ("made",), 3, "node-0"),
         p.TaskSpec("use", "f@1", "f", b"", ("made",), (), ("used",), 3, "node-0",
-                   follows="make"))))
-    node.dispatch()
+                   follows="make")))))
+    tell(node, Dispatch())
     worker = next(w for w in node.workers.values() if w.inflight)
 
     def full(object_id, nbytes, created_by, replica=False):
         raise ObjectStoreFullError("pinned objects split the free bytes")
 
     node.store.allocate = full
-    up: list[p.Message] = []
-    node.up = up.append
-    node.on_worker(worker.identity, p.Alloc(7, "used", 1 << 10, "use"))
-    node.on_worker(worker.identity, p.TasksDone((
+    to_head(node).clear()
+    tell(node, FromWorker(worker.identity, p.Alloc(7, "used", 1 << 10, "use")))
+    tell(node, FromWorker(worker.identity, p.TasksDone((
         p.TaskResult("make", 0, (("made", p.Inline(b"x")),), 0.01),
-        p.TaskResult("use", 0, (("used", p.Failed(b"refused")),), 0.01))))
-    assert reported(up) == [("make", 0)] and not node.table.tasks["use"].riding
-    node.sent.clear()
-    node.dispatch()
-    assert [i.task_id for _, m in node.sent if isinstance(m, p.RunTasks) for i in m.items] \
+        p.TaskResult("use", 0, (("used", p.Failed(b"refused")),), 0.01)))))
+    assert reported(to_head(node)) == [("make", 0)] and not node.table.tasks["use"].riding
+    sent(node).clear()
+    tell(node, Dispatch())
+    assert [i.task_id for _, m in sent(node) if isinstance(m, p.RunTasks) for i in m.items] \
         == ["use"]
-    node.on_worker(worker.identity, p.Alloc(8, "used", 1 << 10, "use"))
-    node.on_worker(worker.identity, p.TasksDone((
-        p.TaskResult("use", 1, (("used", p.Failed(b"refused")),), 0.01),)))
-    assert reported(up) == [("make", 0), ("use", 1)] and "use" not in node.table.tasks
+    tell(node, FromWorker(worker.identity, p.Alloc(8, "used", 1 << 10, "use")))
+    tell(node, FromWorker(worker.identity, p.TasksDone((
+        p.TaskResult("use", 1, (("used", p.Failed(b"refused")),), 0.01),))))
+    assert reported(to_head(node)) == [("make", 0), ("use", 1)] and "use" not in node.table.tasks
 
 
 def test_a_message_the_head_does_not_send_is_malformed_and_a_workers_is_ignored(node):
     with pytest.raises(p.MalformedMessage, match="a node takes no Submit from the head"):
-        node.from_head(p.Submit((), ()))
-    node.on_worker(b"w0", p.Bye())
-    node.on_worker(b"w9", p.Blocked(9))                # a worker this node does not have
-    assert node.sent == []
+        tell(node, FromHead(p.Submit((), ())))
+    tell(node, FromWorker(b"w0", p.Bye()))
+    tell(node, FromWorker(b"w9", p.Blocked(9)))                # a worker this node does not have
+    assert sent(node) == []
 
 
 # -- worker processes, through the node's Processes (recorded, none started) --------------
@@ -359,16 +355,16 @@ def test_a_busy_worker_stopped_too_long_is_killed_and_its_task_runs_again_elsewh
     from plait.executor.node.node import WORKER_STOP_SECONDS
 
     node.functions["f@1"] = b""
-    node.on_Assign(p.Assign((), (spec("t1"),)))
-    node.dispatch()
+    tell(node, FromHead(p.Assign((), (spec("t1"),))))
+    tell(node, Dispatch())
     worker = node.workers[b"w0"]
     processes.states[0] = "T"                        # SIGSTOP, a debugger
     node.watch_stopped(100.0)
-    assert processes.killed == []                    # not yet: it may be continued
+    assert killed(node) == []                    # not yet: it may be continued
     node.watch_stopped(100.0 + WORKER_STOP_SECONDS)
-    assert processes.killed == [0]
-    node.worker_died(worker.pidfd)
-    assert [c.index for c in processes.started] == [0]   # replaced
+    assert killed(node) == [0]
+    tell(node, WorkerGone(worker.pidfd))
+    assert [c.index for c in started(node)] == [0]   # replaced
     assert node.table.tasks["t1"].attempt == 1
     assert "was stopped for" in node.table.tasks["t1"].crashes[0]
 
@@ -376,24 +372,24 @@ def test_a_busy_worker_stopped_too_long_is_killed_and_its_task_runs_again_elsewh
 def test_a_worker_over_its_memory_limit_is_killed_and_the_idle_one_is_not(node, processes):
     node.functions["f@1"] = b""
     node.worker_memory_limit = 100 << 20
-    node.on_Assign(p.Assign((), (spec("t1"),)))
-    node.dispatch()
+    tell(node, FromHead(p.Assign((), (spec("t1"),))))
+    tell(node, Dispatch())
     processes.sizes = {0: 300 << 20, 1: 900 << 20}   # w1 is big but runs nothing
     node.watch_memory()
-    assert processes.killed == [0] and "300 MiB" in node.workers[b"w0"].oom
+    assert killed(node) == [0] and "300 MiB" in node.workers[b"w0"].oom
 
 
 def test_when_the_machine_runs_low_the_largest_busy_worker_goes(node, processes):
     node.functions["f@1"] = b""
-    node.on_Assign(p.Assign((), (spec("t1"), spec("t2"))))
-    node.dispatch()
+    tell(node, FromHead(p.Assign((), (spec("t1"), spec("t2")))))
+    tell(node, Dispatch())
     assert all(w.inflight for w in node.workers.values())
     processes.sizes = {0: 200 << 20, 1: 700 << 20}
     node.watch_memory()
-    assert processes.killed == []                    # enough memory left: nobody
+    assert killed(node) == []                    # enough memory left: nobody
     processes.available = 0.01
     node.watch_memory()
-    assert processes.killed == [1]
+    assert killed(node) == [1]
 
 
 def test_a_result_refused_beside_a_drivers_view_runs_again_a_few_times_then_fails(node):
@@ -406,20 +402,20 @@ def test_a_result_refused_beside_a_drivers_view_runs_again_a_few_times_then_fail
     from plait.executor.node.node import ROOM_RERUNS_FOR_VIEWS
 
     node.functions["f@1"] = b""
-    node.on_Assign(p.Assign((), (spec("t1"),)))
+    tell(node, FromHead(p.Assign((), (spec("t1"),))))
     node.client_pins["viewed"] = 1                  # a driver holds a view of an object
 
     def full(object_id, nbytes, created_by, replica=False):
         raise ObjectStoreFullError("pinned objects split the free bytes")
 
     node.store.allocate = full
-    up: list[p.Message] = []
-    node.up = up.append
+    to_head(node).clear()
     for attempt in range(ROOM_RERUNS_FOR_VIEWS + 1):
-        node.dispatch()
+        tell(node, Dispatch())
         worker = next(w for w in node.workers.values() if w.inflight)
         assert worker.inflight == {"t1": attempt}
-        node.on_worker(worker.identity, p.Alloc(attempt, "t1", 1 << 10, "t1"))
-        node.on_worker(worker.identity, p.TasksDone((
-            p.TaskResult("t1", attempt, (("t1", p.Failed(b"refused")),), 0.01),)))
-    assert reported(up) == [("t1", ROOM_RERUNS_FOR_VIEWS)] and "t1" not in node.table.tasks
+        tell(node, FromWorker(worker.identity, p.Alloc(attempt, "t1", 1 << 10, "t1")))
+        tell(node, FromWorker(worker.identity, p.TasksDone((
+            p.TaskResult("t1", attempt, (("t1", p.Failed(b"refused")),), 0.01),))))
+    assert reported(to_head(node)) == [("t1", ROOM_RERUNS_FOR_VIEWS)]
+    assert "t1" not in node.table.tasks
