@@ -390,8 +390,8 @@ class _PlaitProcesses:
         hostid.host_id.cache_clear()
 
     def _wait_for_nodes(self, head, key_file):
-        """Until all nodes (and their workers) have joined: the handshake ``plait start``
-        waits with (``Connection.handshake``), so the driver's node list is complete."""
+        """Until all nodes (and their workers) have joined: the Hello/Welcome ``plait start``
+        waits with (``Connection.hello``), so the driver's node list is complete."""
         from plait.executor.driver.connection import Connection, JoinedCluster
         from plait.executor.wire.security import load_key
 

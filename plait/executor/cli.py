@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import closing
 
 from plait.errors import ClusterError, HeadUnavailableError, PlaitError
 from plait.executor.driver.connection import START_TIMEOUT_S, Connection, JoinedCluster
@@ -123,13 +124,12 @@ def _wait_for(cluster: JoinedCluster, nodes: int, config: NodeConfig,
 
     On failure nothing of the new node is left: its process, run dir, spill dir and arena.
     """
-    deadline = time.monotonic() + START_TIMEOUT_S
     try:
-        while time.monotonic() < deadline:
-            welcome = _hello(cluster, nodes, process, deadline)
-            if welcome is not None:
-                return welcome
-        raise ClusterError(f"the head did not count it within {START_TIMEOUT_S:.0f} s")
+        with closing(Connection(cluster)) as conn:
+            welcome = conn.hello(nodes, START_TIMEOUT_S, alive=lambda: _check_running(process))
+        if welcome is None:
+            raise ClusterError(f"the head did not count it within {START_TIMEOUT_S:.0f} s")
+        return welcome
     except PlaitError as error:
         _terminate([process.pid])
         _remove(_entry(config, process.pid))
@@ -138,23 +138,10 @@ def _wait_for(cluster: JoinedCluster, nodes: int, config: NodeConfig,
                            f"see {log}") from None
 
 
-def _hello(cluster: JoinedCluster, nodes: int, process: subprocess.Popen,
-           deadline: float) -> p.Welcome | None:
-    """One connection's wait for the Welcome; None when the head is silent (still starting)."""
-    conn = Connection(cluster)
-    try:
-        conn.send(p.Hello(os.getpid(), nodes))
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise ClusterError(f"its process exited with code {process.returncode}")
-            reply = conn.receive(0.2)
-            if isinstance(reply, p.Welcome):
-                return reply
-        return None
-    except HeadUnavailableError:
-        return None
-    finally:
-        conn.close()
+def _check_running(process: subprocess.Popen) -> None:
+    """The node being started exited: the head will never count it."""
+    if process.poll() is not None:
+        raise ClusterError(f"its process exited with code {process.returncode}")
 
 
 def _last_line(log: str) -> str:
@@ -170,19 +157,18 @@ def _last_line(log: str) -> str:
 def _ask(cluster: JoinedCluster, *requests: p.Message) -> list[p.Message]:
     """Hello, then each request: the Welcome and one reply per request, each within
     ASK_TIMEOUT_SECONDS, or a ClusterError saying what to check."""
-    conn = Connection(cluster)
     replies: list[p.Message | None] = []
-    try:
-        for message in (p.Hello(os.getpid(), 1), *requests):
-            conn.send(message)
-            replies.append(conn.receive(ASK_TIMEOUT_SECONDS))
-            if replies[-1] is None:
-                break
-    except HeadUnavailableError:
-        replies.append(None)
-    finally:
-        conn.close()
-    if None in replies or not isinstance(replies[0], p.Welcome):
+    with closing(Connection(cluster)) as conn:
+        try:
+            replies.append(conn.hello(timeout=ASK_TIMEOUT_SECONDS))
+            for message in requests:
+                if replies[-1] is None:
+                    break
+                conn.send(message)
+                replies.append(conn.receive(ASK_TIMEOUT_SECONDS))
+        except HeadUnavailableError:
+            replies.append(None)
+    if None in replies:
         raise ClusterError(f"no plait head answered at "
                            f"{cluster.client_address.removeprefix('tcp://')}: is the cluster "
                            f"running, and is the key file the one `plait start --head` "

@@ -8,11 +8,13 @@ the head with a receive that always has a timeout and notices a dead head.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import zmq
@@ -105,6 +107,11 @@ class JoinedCluster:
 Cluster = LocalCluster | JoinedCluster
 
 
+def _nothing(*_: object) -> None:
+    """Connection.hello's hooks when the caller has none: no other message is expected,
+    nothing but the head can fail."""
+
+
 class Connection:
     """A DEALER socket to the head; every receive is bounded and notices a dead head.
 
@@ -172,21 +179,46 @@ class Connection:
             self.pinged = now
             self.send(p.Heartbeat("driver", 0))
 
-    def handshake(self, nodes_expected: int) -> p.Welcome:
-        """Say hello and wait until the nodes and all their workers are up."""
-        self.send(p.Hello(os.getpid(), nodes_expected, host_id()))
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
+    def hello(self, nodes_expected: int = 1, timeout: float | None = None, *,
+              watched: bool = False, other: Callable[[p.Message], object] = _nothing,
+              alive: Callable[[], object] = _nothing) -> p.Welcome | None:
+        """Say Hello and wait for the head's Welcome (None if it does not come in ``timeout``).
+
+        The head answers once ``nodes_expected`` nodes and their workers are up: the one
+        exchange that waits for a starting cluster and tells any client the node list.
+        ``watched`` names this host in the Hello, so the head releases what this process
+        holds when it exits (a session's first Hello; a one-shot question holds nothing).
+        Other messages go to ``other`` (a session's results and replies must not be lost);
+        ``alive`` runs between slices of the wait and raises once the Welcome cannot come.
+        A started head's exit ends the wait (HeadUnavailableError); a joined head's silence
+        only without a timeout: it may still be starting, and the timeout bounds the wait.
+        """
+        self.send(p.Hello(os.getpid(), nodes_expected, host_id() if watched else ""))
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            alive()
             try:
-                reply = self.receive(0.2)
-            except HeadUnavailableError as error:
-                if isinstance(self.cluster, LocalCluster) or "has not answered" not in str(error):
-                    raise ClusterError(f"the plait cluster failed to start: {error}") from None
+                reply = self.receive(min(left, LIVENESS_SLICE_MS / 1000))
+            except HeadUnavailableError:
+                if timeout is None or isinstance(self.cluster, LocalCluster):
+                    raise
                 self.heard = time.monotonic()       # still starting: keep waiting
                 continue
             if isinstance(reply, p.Welcome):
                 return reply
-        raise ClusterError(f"the plait cluster did not answer within {START_TIMEOUT_S} s")
+            if reply is not None:
+                other(reply)
+        return None
+
+    def handshake(self, nodes_expected: int) -> p.Welcome:
+        """A session's hello: wait until the nodes and all their workers are up."""
+        try:
+            welcome = self.hello(nodes_expected, START_TIMEOUT_S, watched=True)
+        except HeadUnavailableError as error:
+            raise ClusterError(f"the plait cluster failed to start: {error}") from None
+        if welcome is None:
+            raise ClusterError(f"the plait cluster did not answer within {START_TIMEOUT_S} s")
+        return welcome
 
     def close(self) -> None:
         """Close; a joined cluster outlives us, so let the last Free (or Bye) get out."""

@@ -196,14 +196,10 @@ class Session(ObjectReading):
 
     @_serialized
     def refresh_nodes(self) -> tuple[Any, ...]:
-        """Ask the head for the current node list (a Hello answered by a Welcome)."""
-        from plait.executor.wire import protocol as p
-
+        """Ask the head for the current node list (a Hello answered by a Welcome); what
+        else arrives meanwhile is applied as usual, and so is the Welcome."""
         self.flush_frees()
-        self.welcomed = False
-        self.conn.send(p.Hello(os.getpid(), 1))
-        while not self.welcomed:
-            self.pump(None)
+        self.apply(self.conn.hello(other=self.apply))
         return self.nodes
 
     @_serialized
@@ -428,13 +424,16 @@ class Session(ObjectReading):
     def pump(self, timeout: float | None) -> list[str]:
         """Receive and apply one message (if one comes within ``timeout``); the objects it
         made known."""
+        message = self.conn.receive(timeout)
+        return [] if message is None else self.apply(message)
+
+    def apply(self, message: Any) -> list[str]:
+        """Take in one message from the head; the objects it made known. A Welcome answers
+        refresh_nodes (late, if that was interrupted): the node list as it is now."""
         from plait.executor.wire import protocol as p
 
-        message = self.conn.receive(timeout)
-        if message is None:
-            return []
         if isinstance(message, p.Welcome):
-            self.nodes, self.welcomed = message.nodes, True
+            self.nodes = message.nodes
             return []
         if not isinstance(message, p.Ready):
             self.replies[message.request] = message
