@@ -13,7 +13,8 @@ import pytest
 from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
-from plait.executor.wire.instructions import Dispatch, FromHead, FromWorker, WorkerGone
+from plait.executor.wire.instructions import (Dispatch, FromHead, FromWorker, WorkerGone,
+                                              WorkerStarted)
 from tests.executor.node.decisions import Decisions, killed, sent, started, tell, to_head
 from plait.store.arena import Arena
 
@@ -419,3 +420,29 @@ def test_a_result_refused_beside_a_drivers_view_runs_again_a_few_times_then_fail
             p.TaskResult("t1", attempt, (("t1", p.Failed(b"refused")),), 0.01),))))
     assert reported(to_head(node)) == [("t1", ROOM_RERUNS_FOR_VIEWS)]
     assert "t1" not in node.table.tasks
+
+
+# -- workers started and killed: instructions, their outcome an event ----------------------
+
+def test_a_blocked_worker_gets_one_stand_in_and_the_next_index_counts_starts_asked(node):
+    node.num_workers = 2
+    tell(node, FromWorker(b"w0", p.Blocked(0)))
+    (asked,) = started(node)
+    assert asked.index == 2 and 2 in node.starting and len(node.workers) == 2
+    stand_in = WorkerHandle(2, -2, -2, b"w2", ready=True)
+    tell(node, WorkerStarted(stand_in, True, ""))
+    assert node.workers[b"w2"].extra and not node.starting
+    tell(node, FromWorker(b"w1", p.Blocked(1)))
+    assert [c.index for c in started(node)] == [2, 3]
+
+
+def test_an_actor_killed_while_its_process_starts_has_it_killed_once_up(node):
+    create = spec("Counter-1", actor="Counter-1", method="__init__")
+    tell(node, FromHead(p.Assign((), (create,))))
+    (asked,) = started(node)
+    tell(node, FromHead(p.KillActor("Counter-1", True, "plait.kill")))
+    assert killed(node) == []                        # no process to kill yet
+    process = WorkerHandle(asked.index, -3, -3, b"a2")
+    tell(node, WorkerStarted(process, False, "Counter-1"))
+    assert killed(node) == [asked.index] and process.retiring
+    assert node.actors.by_id["Counter-1"].worker is None
