@@ -1,8 +1,9 @@
 """DOING it: the processes that run a plan, and the wire between them.
 
 The folder tree is the process diagram. Each arrow between boxes is a ZeroMQ socket carrying
-messages of wire/protocol.py (ROUTER on the serving side), except that the head calls
-node-0's Node inside its own process; the store is shared memory, not a process::
+messages of wire/protocol.py (ROUTER on the serving side), except that the head and
+node-0's Node hand theirs over inside their one process; the store is shared memory, not a
+process::
 
     driver/              head/                    node/
     the user's process   in node-0's process      one process per node
@@ -28,12 +29,20 @@ A task is sent to its node in a stage (Assign); its inputs reach the node as val
 the head or as transfers from the node holding a copy; a worker runs it and writes its
 result, an object, into the node's store; the head learns where each object lives.
 
-- ``wire/``: what every process shares: the messages (protocol), the key (security), how a
-  process is configured and started (config), fetching an object across hosts (fetch),
-  the host id, kill points, malloc settings. It imports nothing else of the executor.
+The Head and the Node are state machines: an event goes in (a message, a process that
+ended, the clock), their tables change, and instructions come out (send, start or kill a
+worker, remove a dead node's files). Only the node's server loop touches sockets,
+processes and files (wire/instructions.py says what goes in and out), so their decisions
+are tested as data.
+
+- ``wire/``: what every process shares: the messages (protocol), the events and
+  instructions of the state machines, the key (security), how a process is configured and
+  started (config), fetching an object across hosts (fetch), the host id, kill points,
+  malloc settings. It imports nothing else of the executor.
 - ``head/``: the head: directory, lineage, actor routing and the invariants of its tables.
-- ``node/``: a node process: the server loop and its sockets, the Node with its task
-  table, admission, actors, worker processes and transfers.
+- ``node/``: a node process: the server loop, which carries out the instructions, and its
+  sockets; the Node with its task table, admission, actors, worker processes and
+  transfers; NodeZero, the head and node-0 together in one process.
 - ``worker.py``: a worker process; a task that submits tasks opens a driver session.
 - ``driver/``: the user's side: the session, reading objects, the connection to the head,
   finding a running cluster, the idle flusher, progress and traces.

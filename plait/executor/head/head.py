@@ -2,12 +2,18 @@
 
 It knows every node (joined with NodeHello, alive while heartbeats come), every object
 (the Directory, plus which nodes hold a copy), and every task still running somewhere. It
-does not place tasks (the driver's compiler did) and does not run them (nodes do); it
-routes: a plan's stages to their nodes, objects' values to whoever subscribed, pins to the
-node that holds a copy, deletes to every holder when an object's last holder is gone.
+runs no task (nodes do) and keeps the compiler's placement; it routes: a plan's stages to
+their nodes, objects' values to whoever subscribed, pins to the node that holds a copy,
+deletes to every holder when an object's last holder is gone. It places a task itself in
+two cases only: its node is gone (``least_loaded`` of the live ones), or a result came out
+much bigger than the compiler guessed and a reader waiting on it moves next to it
+(``revisit``).
 
 When a node dies, its unfinished tasks are retried on the other nodes (``max_retries``),
-and objects whose only copy it held are marked lost (ObjectLostError on get).
+and objects whose only copy it held are rebuilt from lineage or marked lost.
+
+It is a state machine: ``handle`` takes an event and returns the instructions it decided
+(wire/instructions.py); node-0's loop carries them out.
 """
 
 from __future__ import annotations
