@@ -249,10 +249,10 @@ def test_a_lost_result_whose_inputs_were_dropped_is_rebuilt_with_them(fresh):
     leaves = [make.options(node="node-1").remote(MIB, float(i)) for i in (1, 2)]
     summed = add_arrays.options(node="node-1").remote(*leaves)
     plait.persist(summed)
+    plait.wait([summed], timeout=60)                   # made, with its leaves, on node-1
     del leaves                                         # only the sum is held now
     plait.memory_summary()                             # the drop has reached the head
-    os.kill(victim.pid, signal.SIGKILL)
-    plait.memory_summary()                             # the head has seen node-1 go
-    with plait.trace() as trace:
+    with plait.trace() as trace:          # from before the loss: the re-runs start with it
+        os.kill(victim.pid, signal.SIGKILL)
         assert plait.get(summed, timeout=60)[0] == 3.0
     assert sorted(t.function_name for t in trace.tasks) == ["add_arrays", "make", "make"]
