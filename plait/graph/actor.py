@@ -29,6 +29,7 @@ from plait.graph import context
 from plait.graph.options import ActorOptions, TaskOptions
 from plait.graph.refs import ObjectRef
 from plait.graph.remote_function import ObjectRefGenerator, RemoteFunction
+from plait.graph.signature import check_call, method_signatures, signature_of
 from plait.graph.task import Task, encode_call
 
 METHOD_OPTIONS = "__plait_method_options__"
@@ -53,6 +54,8 @@ class ActorClass:
         self._options = options
         self._function = RemoteFunction(cls, TaskOptions(name=cls.__name__))
         self._methods = _methods_of(cls)
+        self._signatures = method_signatures(cls, list(self._methods))
+        self._signatures["__init__"] = signature_of(cls)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         name = self._cls.__name__
@@ -63,18 +66,20 @@ class ActorClass:
         """A copy whose actors use ``changes`` (node, name, max_restarts, ...)."""
         copy = ActorClass.__new__(ActorClass)
         copy._cls, copy._function, copy._methods = self._cls, self._function, self._methods
+        copy._signatures = self._signatures
         copy._options = self._options.merged(**changes)
         return copy
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         """Add the actor's creation to the graph; returns its handle at once (with
         ``get_if_exists``, the handle of the live actor of that name if there is one)."""
+        name = self._cls.__name__
+        check_call(self._signatures["__init__"], name, args, kwargs)
         runtime = context.runtime()
         if self._options.get_if_exists and self._options.name:
             existing = _live_actor(self._options.name)
             if existing is not None:
                 return existing
-        name = self._cls.__name__
         self._function.pickled()       # the class as it is now (as Ray exports it)
         payload, deps, nested = encode_call(name, args, kwargs, runtime.put, runtime.dumps)
         given = self._options
@@ -86,7 +91,7 @@ class ActorClass:
                     actor=actor_id, method="__init__")
         task.detached = self._options.lifetime == "detached"
         handle = ActorHandle(actor_id, name, self._methods, ObjectRef(actor_id, task),
-                             self._options.max_task_retries)
+                             self._options.max_task_retries, self._signatures)
         if given.name:
             task.named = (given.name, cloudpickle.dumps(handle))
         runtime.created(task)
@@ -106,12 +111,14 @@ class ActorHandle:
     """The handle of a running (or starting) actor: ``handle.method.remote(...)``."""
 
     def __init__(self, actor_id: str, class_name: str, methods: dict[str, dict[str, Any]],
-                 ready: ObjectRef, max_task_retries: int = 0) -> None:
+                 ready: ObjectRef, max_task_retries: int = 0,
+                 signatures: dict[str, Any] | None = None) -> None:
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._ready = ready
         self._max_task_retries = max_task_retries
+        self._signatures = signatures or {}       # method -> what its calls must fit
 
     @property
     def actor_id(self) -> str:
@@ -124,7 +131,7 @@ class ActorHandle:
 
     def __reduce__(self):
         return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._ready,
-                              self._max_task_retries))
+                              self._max_task_retries, self._signatures))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
@@ -157,6 +164,7 @@ class ActorMethod:
         handle = self._handle
         runtime = context.runtime()
         label = f"{handle._class_name}.{self._name}"
+        check_call(handle._signatures.get(self._name), label, args, kwargs)
         payload, deps, nested = encode_call(label, args, kwargs, runtime.put, runtime.dumps)
         options = TaskOptions(name=label, max_retries=handle._max_task_retries).merged(
             **{k: v for k, v in self._options.items() if k in ("num_returns", "max_retries")})

@@ -1,0 +1,116 @@
+"""What Ray checks where a call is written, without a cluster: a FakeRuntime stands in for
+the session (tests/fakes.py), so nothing here starts a process."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import plait
+from plait.graph.signature import check_call, method_signatures, signature_of
+from tests.fakes import installed_runtime
+
+
+@pytest.fixture
+def runtime():
+    with installed_runtime() as fake:
+        yield fake
+
+
+@plait.remote
+def scale(x, factor=2, *, offset=0):
+    return x * factor + offset
+
+
+@plait.remote
+class Account:
+    def __init__(self, owner, balance=0):
+        self.owner, self.balance = owner, balance
+
+    def deposit(self, amount):
+        self.balance += amount
+        return self.balance
+
+    def log(self, *lines, **fields):
+        return lines, fields
+
+    @staticmethod
+    def fee(amount, rate=0.01):
+        return amount * rate
+
+    @classmethod
+    def opened_by(cls, owner):
+        return owner
+
+
+# -- arguments bound at .remote(), as Ray binds them -----------------------------------------
+
+@pytest.mark.parametrize("args, kwargs", [((), {}), ((1, 2, 3), {}), ((1,), {"scale": 3}),
+                                          ((1,), {"factor": 2, "x": 1})])
+def test_a_task_call_that_does_not_fit_its_function_raises_type_error_at_the_call(
+        runtime, args, kwargs):
+    with pytest.raises(TypeError, match=r"^scale\.remote\(\): "):
+        scale.remote(*args, **kwargs)
+    assert runtime.created_tasks == []                 # nothing was added to the graph
+
+
+def test_a_task_call_that_fits_is_added_and_options_keep_the_check(runtime):
+    scale.remote(1)
+    scale.remote(1, 3, offset=4)
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        scale.options(name="scaled").remote(1, 2, 3)
+    assert len(runtime.created_tasks) == 2
+
+
+def test_an_actor_constructor_and_its_methods_check_their_arguments(runtime):
+    with pytest.raises(TypeError, match=r"^Account\.remote\(\): missing a required argument"):
+        Account.remote()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'limit'"):
+        Account.remote("ann", limit=3)
+    account = Account.remote("ann", 10)
+    with pytest.raises(TypeError, match=r"^Account\.deposit\.remote\(\): missing"):
+        account.deposit.remote()
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        account.deposit.remote(1, 2)
+    account.deposit.remote(amount=5)
+    account.log.remote(1, 2, three=3)
+    account.fee.remote(100)                      # a static method: no self to drop
+    account.opened_by.remote("bob")              # a class method: cls is bound already
+    with pytest.raises(TypeError):
+        account.fee.remote()
+
+
+def test_a_handle_checks_calls_after_it_travelled(runtime):
+    account = pickle.loads(pickle.dumps(Account.remote("ann")))
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        account.deposit.remote(1, 2)
+
+
+def test_signatures_keep_only_what_binding_needs_so_they_pickle():
+    unpicklable = lambda: None  # noqa: E731
+
+    def f(a, b=unpicklable, *rest, c: int = 3, **extra) -> int: ...
+
+    kept = pickle.loads(pickle.dumps(signature_of(f)))
+    assert str(kept) == "(a, b=Ellipsis, *rest, c=Ellipsis, **extra)"
+    check_call(kept, "f", (1,), {})
+    with pytest.raises(TypeError):
+        check_call(kept, "f", (), {"c": 1})
+
+
+def test_methods_drop_self_but_static_and_class_methods_do_not():
+    class Shape:
+        def area(self, unit): ...
+
+        @staticmethod
+        def unit(name): ...
+
+        @classmethod
+        def make(cls, sides): ...
+
+        def anything(*args): ...
+
+    found = method_signatures(Shape, ["area", "unit", "make", "anything"])
+    assert {name: str(s) for name, s in found.items()} == {
+        "area": "(unit)", "unit": "(name)", "make": "(sides)", "anything": "(*args)"}
