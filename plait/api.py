@@ -155,7 +155,14 @@ def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | No
     """Run what ``refs`` need; return (ready, not ready) once ``num_returns`` are ready."""
     if isinstance(refs, ObjectRef):
         raise TypeError("plait.wait expects a list of ObjectRefs")
-    return _runtime().wait(list(refs), num_returns, timeout)
+    refs = _check_refs(refs, "plait.wait")
+    seen: set[str] = set()
+    for ref in refs:
+        if ref.id in seen:       # which of the two is "ready"? Ray refuses, and so do we
+            raise ValueError(f"plait.wait was given {ref.id} twice; wait needs a list of "
+                             f"distinct refs")
+        seen.add(ref.id)
+    return _runtime().wait(refs, num_returns, timeout)
 
 
 def compute(*refs: ObjectRef, timeout: float | None = None) -> tuple[Any, ...]:

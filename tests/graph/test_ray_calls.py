@@ -114,3 +114,14 @@ def test_methods_drop_self_but_static_and_class_methods_do_not():
     found = method_signatures(Shape, ["area", "unit", "make", "anything"])
     assert {name: str(s) for name, s in found.items()} == {
         "area": "(unit)", "unit": "(name)", "make": "(sides)", "anything": "(*args)"}
+
+
+# -- plait.wait ----------------------------------------------------------------------------
+
+def test_wait_refuses_a_ref_given_twice(runtime):
+    ref = scale.remote(1)
+    with pytest.raises(ValueError, match="twice"):
+        plait.wait([ref, ref])
+    same = plait.ObjectRef(ref.id)                  # another handle of the same object
+    with pytest.raises(ValueError, match="twice"):
+        plait.wait([ref, scale.remote(2), same], num_returns=1)
