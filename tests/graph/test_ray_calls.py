@@ -125,3 +125,28 @@ def test_wait_refuses_a_ref_given_twice(runtime):
     same = plait.ObjectRef(ref.id)                  # another handle of the same object
     with pytest.raises(ValueError, match="twice"):
         plait.wait([ref, scale.remote(2), same], num_returns=1)
+
+
+# -- the decorator -------------------------------------------------------------------------
+
+def test_empty_parentheses_are_refused_on_a_class_as_on_a_function():
+    for target in (type("Plain", (), {}), lambda: 1):
+        with pytest.raises(TypeError, match="without parentheses"):
+            plait.remote()(target)
+    assert type(plait.remote(max_restarts=1)(type("Plain", (), {}))).__name__ == "ActorClass"
+
+
+def test_an_async_def_task_is_refused_at_decoration_but_async_methods_are_fine():
+    async def fetch():
+        return 1
+
+    with pytest.raises(ValueError, match="async def fetch"):
+        plait.remote(fetch)
+    with pytest.raises(ValueError, match="async def fetch"):
+        plait.remote(max_retries=1)(fetch)
+
+    class Service:
+        async def fetch(self):
+            return 1
+
+    assert type(plait.remote(Service)).__name__ == "ActorClass"
