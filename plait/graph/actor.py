@@ -35,15 +35,40 @@ from plait.graph.task import Task, encode_call
 METHOD_OPTIONS = "__plait_method_options__"
 
 
-def method(**options: Any) -> Any:
-    """``@plait.method(num_returns=2)`` on an actor method (Ray's ``ray.method``)."""
-    TaskOptions().merged(**options)               # checked now, where the mistake is
+# What an actor call takes of its method's options (the rest of TaskOptions is its actor's)
+CALL_OPTIONS = ("num_returns", "max_retries", "retry_exceptions")
+
+
+def method(*args: Any, **options: Any) -> Any:
+    """``@plait.method(num_returns=2)`` on an actor method (Ray's ``ray.method``).
+
+    ``max_task_retries`` (Ray's name; default: the actor's) counts re-runs of a call whose
+    process died, and with ``retry_exceptions`` (True, or exception types) of a call that
+    raised one of them, as ``retry_exceptions`` does for a task. A retried call runs after
+    the calls already queued behind it (Ray keeps no order for retried calls either).
+    """
+    if len(args) == 1 and not options and callable(args[0]):
+        return method()(args[0])                  # bare ``@plait.method``, as Ray allows
+    if args:
+        raise TypeError("use @plait.method(option=value, ...)")
+    changes = _call_options(options)              # checked now, where the mistake is
 
     def mark(function: Any) -> Any:
-        setattr(function, METHOD_OPTIONS, options)
+        setattr(function, METHOD_OPTIONS, changes)
         return function
 
     return mark
+
+
+def _call_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Method options, checked, in TaskOptions' words (Ray's ``max_task_retries`` is
+    ``max_retries``)."""
+    changes = {k: v for k, v in options.items() if k != "max_task_retries"}
+    TaskOptions().merged(**changes)
+    if "max_task_retries" in options:
+        ActorOptions().merged(max_task_retries=options["max_task_retries"])
+        changes["max_retries"] = options["max_task_retries"]
+    return changes
 
 
 class ActorClass:
@@ -156,7 +181,7 @@ class ActorMethod:
                         f"handle.{self._name}.remote(...)")
 
     def options(self, **changes: Any) -> ActorMethod:
-        TaskOptions().merged(**changes)
+        changes = _call_options(changes)
         return ActorMethod(self._handle, self._name, {**self._options, **changes})
 
     def remote(self, *args: Any, **kwargs: Any) -> ObjectRef | list[ObjectRef]:
@@ -167,7 +192,7 @@ class ActorMethod:
         check_call(handle._signatures.get(self._name), label, args, kwargs)
         payload, deps, nested = encode_call(label, args, kwargs, runtime.put, runtime.dumps)
         options = TaskOptions(name=label, max_retries=handle._max_task_retries).merged(
-            **{k: v for k, v in self._options.items() if k in ("num_returns", "max_retries")})
+            **{k: v for k, v in self._options.items() if k in CALL_OPTIONS})
         ready = handle._ready
         task = Task(runtime.new_id(label), None, options, payload, deps, (*nested, ready),
                     actor=handle._actor_id, method=self._name)

@@ -150,3 +150,38 @@ def test_an_async_def_task_is_refused_at_decoration_but_async_methods_are_fine()
             return 1
 
     assert type(plait.remote(Service)).__name__ == "ActorClass"
+
+
+# -- @plait.method -------------------------------------------------------------------------
+
+@plait.remote(max_task_retries=1)
+class Fetcher:
+    @plait.method(max_task_retries=4, retry_exceptions=[ConnectionError])
+    def fetch(self):
+        return 1
+
+    @plait.method
+    def plain(self):
+        return 2
+
+    def default(self):
+        return 3
+
+
+def test_method_options_reach_each_call_and_options_override_them(runtime):
+    fetcher = Fetcher.remote()
+    options = fetcher.fetch.remote().task.options
+    assert (options.max_retries, options.retry_exceptions) == (4, [ConnectionError])
+    assert fetcher.default.remote().task.options.max_retries == 1      # the actor's
+    assert fetcher.plain.remote().task.options.max_retries == 1        # bare @plait.method
+    changed = fetcher.fetch.options(max_task_retries=0, retry_exceptions=False).remote()
+    assert (changed.task.options.max_retries, changed.task.options.retry_exceptions) == (0, False)
+
+
+def test_method_options_are_checked_where_they_are_written():
+    with pytest.raises(plait.InvalidOptionError, match="max_task_retries must be an int"):
+        plait.method(max_task_retries="twice")
+    with pytest.raises(plait.InvalidOptionError, match="retry_exceptions"):
+        plait.method(retry_exceptions="ConnectionError")
+    with pytest.raises(plait.InvalidOptionError, match="unknown option 'max_task_retry'"):
+        plait.method(max_task_retry=1)

@@ -206,6 +206,20 @@ class Actors:
         actor.ready.discard(spec.id)
         self.wanted.add(actor.spec.actor)
 
+    def call_retried(self, spec: p.TaskSpec) -> None:
+        """A call that raised runs again (its ``retry_exceptions``): it goes to the back of
+        its actor's queue, behind calls its process may already hold (Ray keeps no order
+        for retried calls either)."""
+        actor = self.by_id.get(spec.actor)
+        if actor is None or spec.id not in actor.calls:
+            return
+        position = actor.calls.index(spec.id)
+        del actor.calls[position]
+        if position < actor.sent:
+            actor.sent -= 1
+        actor.calls.append(spec.id)
+        self.wanted.add(spec.actor)
+
     def process_died(self, worker: WorkerHandle, how: str) -> None:
         """The actor's process is gone: retry or fail the running call, then restart or die."""
         actor = self.by_id.get(worker.actor)

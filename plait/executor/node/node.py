@@ -567,6 +567,8 @@ class Node(Outbox):
                 continue                           # a restart's constructor: nothing to report
             if result.retryable and self.table.retry(result.task_id, result.attempt):
                 self.release(result.task_id)
+                if worker.actor:
+                    self.actors.call_retried(self.table.tasks[result.task_id].spec)
                 continue                           # runs again; its error is not reported
             if self.runs_again_for_room(result):
                 continue
