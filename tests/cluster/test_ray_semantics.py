@@ -64,3 +64,23 @@ def test_a_retried_call_is_not_lost_behind_the_calls_queued_after_it(cluster):
     assert plait.get(after, timeout=30) == ["a", "b"]
     calls, log = plait.get(flaky.history.remote(), timeout=30)
     assert calls == 2 and log.count("connect") == 2 and log.index("a") < log.index("b")
+
+
+# -- plait.cancel(ref, force=..., recursive=...) -------------------------------------------
+
+@plait.remote
+def sleep_then(seconds, value):
+    import time
+
+    time.sleep(seconds)
+    return value
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_cancel_takes_rays_keywords_and_stops_a_running_task_either_way(cluster, force):
+    running = sleep_then.remote(60, "never")
+    plait.wait([running], timeout=0.5)                    # submitted, and started by now
+    plait.cancel(running, force=force, recursive=force)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(running, timeout=30)
+    assert plait.get(sleep_then.remote(0, "after"), timeout=30) == "after"

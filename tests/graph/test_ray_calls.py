@@ -185,3 +185,13 @@ def test_method_options_are_checked_where_they_are_written():
         plait.method(retry_exceptions="ConnectionError")
     with pytest.raises(plait.InvalidOptionError, match="unknown option 'max_task_retry'"):
         plait.method(max_task_retry=1)
+
+
+# -- plait.cancel --------------------------------------------------------------------------
+
+def test_cancel_with_force_refuses_an_actor_call_as_ray_does(runtime):
+    call = Account.remote("ann").deposit.remote(1)
+    with pytest.raises(ValueError, match="plait.kill"):
+        plait.cancel(call, force=True)
+    with pytest.raises(ValueError, match="plait.kill"):
+        plait.cancel([scale.remote(1), call], force=True, recursive=False)
