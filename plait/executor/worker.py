@@ -103,6 +103,9 @@ class WorkerRuntime:
         self.unannounced: list[str] = []             # puts the head may not have heard of
         self.cancelled: set[str] = set()             # running calls plait.cancel asked to stop
         self.actor_id: str | None = None
+        self.running: dict[str, p.WorkItem] = {}     # by task id, for get_runtime_context
+        self.actor: tuple[p.WorkItem, type] | None = None   # its creation item and class
+        self.handle: Any = None                      # its own handle, made on first ask
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -158,6 +161,7 @@ class WorkerRuntime:
         start = time.perf_counter()
         self.wall_start = time.time()
         self.current_task = item.task_id
+        self.running[item.task_id] = item
         self.known = dict(item.nested)
         failed = next((v for v in item.deps if isinstance(v, p.Failed)), None)
         if failed is not None:            # its producer, earlier in a fused chain, failed
@@ -181,6 +185,7 @@ class WorkerRuntime:
             return failed
         finally:
             self.current_task = None
+            self.running.pop(item.task_id, None)
             self.known = {}
             self.unannounced.clear()      # the task's puts are its node's to announce now
         return self.result(item, outputs, start)
@@ -213,7 +218,7 @@ class WorkerRuntime:
         """What the item calls: a function, an actor's constructor, or one of its methods."""
         if item.method == "__init__":
             cls = self.load_function(item.function_id)
-            return lambda *args, **kwargs: self.construct(item.task_id, cls, args, kwargs)
+            return lambda *args, **kwargs: self.construct(item, cls, args, kwargs)
         if item.method:
             if self.instance is None:
                 raise PlaitError(f"actor method {item.function_name} reached a process "
@@ -221,9 +226,9 @@ class WorkerRuntime:
             return getattr(self.instance, item.method)
         return self.load_function(item.function_id)
 
-    def construct(self, actor_id: str, cls: type, args: tuple, kwargs: dict) -> None:
+    def construct(self, item: p.WorkItem, cls: type, args: tuple, kwargs: dict) -> None:
         """Build the actor's instance; this process then runs only its calls."""
-        self.actor_id = actor_id
+        self.actor_id, self.actor = item.task_id, (item, cls)
         self.instance = cls(*args, **kwargs)
 
     def run_coroutine(self, coroutine: Any) -> Any:
@@ -387,9 +392,24 @@ class WorkerRuntime:
                 os._exit(1)
 
     def runtime_context(self) -> context.RuntimeContext:
-        return context.RuntimeContext(self.config.node, f"{self.config.node}.w{self.config.index}",
-                                      self.current_task, self.ids_prefix, self.actor_id,
-                                      self.is_canceled)
+        item = self.running.get(self.current_task or "")
+        made = self.actor[0] if self.actor else item          # an actor's: its creation's
+        slots = made.slots if made else 0
+        return context.RuntimeContext(
+            self.config.node, f"{self.config.node}.w{self.config.index}", self.current_task,
+            self.config.session, self.actor_id, self.is_canceled,
+            item.function_name if item else None, {"CPU": float(slots)} if slots else {},
+            bool(self.actor and self.actor[0].attempt != 0),
+            self.actor_handle if self.actor else None)
+
+    def actor_handle(self) -> Any:
+        """This actor's own handle (``get_runtime_context().current_actor``)."""
+        if self.handle is None:
+            from plait.graph.actor import handle_of
+
+            assert self.actor is not None
+            self.handle = handle_of(self.actor[0].task_id, self.actor[1])
+        return self.handle
 
     def is_canceled(self) -> bool:
         """Whether the node forwarded a cancel of the running call (read without waiting;

@@ -203,6 +203,15 @@ class ActorMethod:
         return refs[0] if len(refs) == 1 else refs
 
 
+def handle_of(actor_id: str, cls: type) -> ActorHandle:
+    """A handle to the actor ``actor_id``, an instance of ``cls``, made in its own process
+    (``get_runtime_context().current_actor``). Its calls use each method's own options; the
+    actor's ``max_task_retries`` stayed with its creator, so they default to 0."""
+    methods = _methods_of(cls)
+    return ActorHandle(actor_id, cls.__name__, methods, ObjectRef(actor_id), 0,
+                       {**method_signatures(cls, list(methods)), "__init__": signature_of(cls)})
+
+
 def _live_actor(name: str) -> ActorHandle | None:
     """The handle of the live actor named ``name``, or None."""
     try:

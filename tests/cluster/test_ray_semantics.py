@@ -84,3 +84,64 @@ def test_cancel_takes_rays_keywords_and_stops_a_running_task_either_way(cluster,
     with pytest.raises(plait.TaskCancelledError):
         plait.get(running, timeout=30)
     assert plait.get(sleep_then.remote(0, "after"), timeout=30) == "after"
+
+
+# -- get_runtime_context() -----------------------------------------------------------------
+
+@plait.remote
+def context_in_task():
+    context = plait.get_runtime_context()
+    return context.get(), context.get_assigned_resources(), context.get_task_name()
+
+
+@plait.remote
+class Introspective:
+    def __init__(self):
+        self.rebuilt_at_start = plait.get_runtime_context().was_current_actor_reconstructed
+
+    def context(self):
+        context = plait.get_runtime_context()
+        return (context.get(), context.get_assigned_resources(), context.get_task_name(),
+                self.rebuilt_at_start, context.was_current_actor_reconstructed)
+
+    def call_myself(self, word):
+        return plait.get_runtime_context().current_actor.echo.remote(word)
+
+    def echo(self, word):
+        return word
+
+    def crash(self):
+        import os
+
+        os._exit(1)
+
+
+def test_the_context_dict_has_the_ids_ray_puts_in_it_where_ray_does(cluster):
+    driver = plait.get_runtime_context().get()
+    assert set(driver) == {"job_id", "node_id", "namespace"}
+    in_task, resources, name = plait.get(context_in_task.remote(), timeout=30)
+    assert set(in_task) == {"job_id", "node_id", "namespace", "task_id"}
+    assert in_task["job_id"] == driver["job_id"] and in_task["task_id"].hex()
+    assert (resources, name) == ({"CPU": 1.0}, "context_in_task")
+    wide = context_in_task.options(num_cpus=2, name="wide").remote()
+    assert plait.get(wide, timeout=30)[1:] == ({"CPU": 2.0}, "wide")
+    in_actor, resources, name, _, _ = plait.get(Introspective.remote().context.remote(),
+                                                timeout=30)
+    assert set(in_actor) == {"job_id", "node_id", "namespace", "task_id", "actor_id"}
+    assert (resources, name) == ({}, "Introspective.context")
+    holding = Introspective.options(num_cpus=1).remote()
+    assert plait.get(holding.context.remote(), timeout=30)[1] == {"CPU": 1.0}
+
+
+def test_an_actor_calls_itself_through_current_actor(cluster):
+    actor = Introspective.remote()
+    assert plait.get(plait.get(actor.call_myself.remote("hello"), timeout=30), timeout=30) \
+        == "hello"
+
+
+def test_a_restarted_actor_knows_it_was_reconstructed(cluster):
+    actor = Introspective.options(max_restarts=1).remote()
+    assert plait.get(actor.context.remote(), timeout=30)[3:] == (False, False)
+    with pytest.raises(plait.ActorDiedError):
+        plait.get(actor.crash.remote(), timeout=30)
+    assert plait.get(actor.context.remote(), timeout=30)[3:] == (True, True)

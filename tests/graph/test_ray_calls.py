@@ -195,3 +195,19 @@ def test_cancel_with_force_refuses_an_actor_call_as_ray_does(runtime):
         plait.cancel(call, force=True)
     with pytest.raises(ValueError, match="plait.kill"):
         plait.cancel([scale.remote(1), call], force=True, recursive=False)
+
+
+# -- the runtime context -------------------------------------------------------------------
+
+def test_a_drivers_context_is_rays_shape_and_refuses_what_only_a_task_has():
+    from plait.graph.context import RuntimeContext
+
+    context = RuntimeContext("node-0", None, None, "9f-1")
+    assert context.get() == {"job_id": "9f-1", "node_id": "node-0", "namespace": "9f-1"}
+    assert context.get()["node_id"].hex() == "node-0" == context.node_id.hex()
+    assert context.get_job_id() == context.job_id == "9f-1"
+    for ask in (lambda: context.current_actor, context.get_assigned_resources,
+                lambda: context.was_current_actor_reconstructed):
+        with pytest.raises(RuntimeError, match="only available inside"):
+            ask()
+    assert pickle.loads(pickle.dumps(context.get())) == context.get()

@@ -174,7 +174,7 @@ class Actors:
         item = self.node.work_item(spec.id) if spec.id in self.node.table.tasks else None
         return item or p.WorkItem(spec.id, -1 - actor.restarts, spec.function_id,
                                   spec.function_name, spec.payload, (), (), spec.outputs,
-                                  method="__init__")
+                                  method="__init__", slots=spec.slots)
 
     # -- results and deaths ----------------------------------------------------------------
 

@@ -897,7 +897,7 @@ class Node(Outbox):
         return p.WorkItem(task_id, state.attempt, spec.function_id, spec.function_name,
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in spec.nested), spec.outputs,
-                          spec.retry_exceptions, spec.method)
+                          spec.retry_exceptions, spec.method, spec.slots)
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:
         """Put a task back to waiting for inputs whose copy here was lost, and ask the head

@@ -519,6 +519,7 @@ class WorkItem:
     outputs: tuple[str, ...]
     retry_exceptions: bytes = b""
     method: str = ""               # an actor's: "__init__" builds the instance, else a method
+    slots: int = 1                 # worker slots it holds (get_assigned_resources reads them)
 
 
 @dataclass(frozen=True, slots=True)
