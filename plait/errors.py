@@ -24,6 +24,8 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     │   └── HeadUnavailableError      the head node is gone
     └── NotInitializedError (RuntimeError)  plait is shut down / was used after shutdown
 
+    ActorExitRequest (SystemExit)     not an error: exit_actor() ending its own actor
+
 Exceptions cross process boundaries, so every field goes through ``super().__init__``
 and each class pickles (tested). A task's failure is re-raised in the driver as a
 ``TaskError`` that is *also* an instance of the user's exception class, so
@@ -36,6 +38,7 @@ import builtins
 
 __all__ = [
     "ActorDiedError",
+    "ActorExitRequest",
     "ActorNotFoundError",
     "ClusterError",
     "DeserializationError",
@@ -185,6 +188,13 @@ class ActorDiedError(PlaitError):
     def __str__(self) -> str:
         text = f"actor {self.actor_id} is dead: {self.reason}"
         return text + (f"\n\nIts constructor failed:\n{self.cause}" if self.cause else "")
+
+
+class ActorExitRequest(builtins.SystemExit):
+    """Raised by ``plait.actor.exit_actor()`` in an actor's method (Ray raises SystemExit):
+    the actor ends on purpose. A SystemExit, so ``except Exception`` in the method does not
+    stop it; its worker catches it, runs the atexit handlers and ends the actor. The call
+    and every call queued behind it raise ActorDiedError; it is never restarted."""
 
 
 class ActorNotFoundError(PlaitError, builtins.ValueError):

@@ -38,6 +38,7 @@ SAMPLES: dict[type, BaseException] = {
     errors.ClusterError: errors.ClusterError("could not start"),
     errors.HeadUnavailableError: errors.HeadUnavailableError("head gone"),
     errors.NotInitializedError: errors.NotInitializedError("shut down"),
+    errors.ActorExitRequest: errors.ActorExitRequest("exit_actor() called"),
 }
 
 BUILTIN_PARENTS = {
@@ -84,6 +85,9 @@ def test_exceptions_pickle_with_their_fields(error):
 
 @pytest.mark.parametrize("cls", SAMPLES, ids=lambda c: c.__name__)
 def test_every_class_is_a_plait_error_and_the_builtin_a_caller_catches(cls):
+    if cls is errors.ActorExitRequest:               # a request to end, never an error
+        assert issubclass(cls, SystemExit) and not issubclass(cls, Exception)
+        return
     assert issubclass(cls, errors.PlaitError)
     if cls in BUILTIN_PARENTS:
         assert issubclass(cls, BUILTIN_PARENTS[cls])

@@ -24,17 +24,18 @@ import sys
 import time
 import traceback
 from collections import deque
-from typing import Any
+from typing import Any, NoReturn
 
 import zmq
 
-from plait.errors import (DeserializationError, GetTimeoutError, PlaitError, TaskCancelledError,
-                          TaskError)
+from plait.errors import (ActorDiedError, DeserializationError, GetTimeoutError, PlaitError,
+                          TaskCancelledError, TaskError)
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import WorkerConfig, identity_of
 from plait.executor.wire.malloc import return_freed_memory
 from plait.graph import context
+from plait.graph.actor import TERMINATE, exit_actor
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.task import decode_call
@@ -178,6 +179,10 @@ class WorkerRuntime:
             killpoints.reached("task-after-compute", item.function_name, self.config.node)
             self.submit_made()
             outputs = self.store_results(item, value)
+        except SystemExit:                    # exit_actor() or sys.exit() in an actor's method
+            if self.actor is None:
+                raise
+            self.end_actor(item, start)
         except Exception as error:
             failed = self.failed(item, start, _pickled_error(self.task_error(item, error)))
             if _retryable(item.retry_exceptions, error):
@@ -219,6 +224,8 @@ class WorkerRuntime:
         if item.method == "__init__":
             cls = self.load_function(item.function_id)
             return lambda *args, **kwargs: self.construct(item, cls, args, kwargs)
+        if item.method == TERMINATE:
+            return exit_actor
         if item.method:
             if self.instance is None:
                 raise PlaitError(f"actor method {item.function_name} reached a process "
@@ -230,6 +237,24 @@ class WorkerRuntime:
         """Build the actor's instance; this process then runs only its calls."""
         self.actor_id, self.actor = item.task_id, (item, cls)
         self.instance = cls(*args, **kwargs)
+
+    def end_actor(self, item: p.WorkItem, start: float) -> NoReturn:
+        """The actor ends itself: its atexit handlers run here (a forked worker leaves
+        through os._exit, which skips them), then this call fails with ActorDiedError,
+        marked ``exited`` so that its node fails the calls queued behind it, restarts
+        nothing and stops this process. No other call runs meanwhile."""
+        import atexit
+
+        atexit._run_exitfuncs()
+        error = ActorDiedError(self.actor_id or "", "it ended itself with exit_actor() in "
+                                                    f"call {item.task_id}")
+        ended = dataclasses.replace(self.failed(item, start, pickle.dumps(error)), exited=True)
+        self.unsent.append(ended)
+        self.flush_results()
+        while True:                  # until the node stops this process (or is gone)
+            message = self.receive(PARENT_CHECK_MS)
+            if isinstance(message, p.Bye) or os.getppid() != self.config.parent_pid:
+                os._exit(0)
 
     def run_coroutine(self, coroutine: Any) -> Any:
         """Run an async method to its end; a cancel of the call cancels it (CancelledError

@@ -20,11 +20,11 @@ created with ``lifetime="detached"``).
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, NoReturn
 
 import cloudpickle
 
-from plait.errors import ActorNotFoundError
+from plait.errors import ActorExitRequest, ActorNotFoundError
 from plait.graph import context
 from plait.graph.options import ActorOptions, TaskOptions
 from plait.graph.refs import ObjectRef
@@ -33,6 +33,7 @@ from plait.graph.signature import check_call, method_signatures, signature_of
 from plait.graph.task import Task, encode_call
 
 METHOD_OPTIONS = "__plait_method_options__"
+TERMINATE = "__ray_terminate__"     # every actor's method that ends it (Ray's name)
 
 
 # What an actor call takes of its method's options (the rest of TaskOptions is its actor's)
@@ -150,6 +151,8 @@ class ActorHandle:
         return self._actor_id
 
     def __getattr__(self, name: str) -> ActorMethod:
+        if name == TERMINATE:              # ends the actor once the calls before it ran
+            return ActorMethod(self, name, {})
         if name.startswith("_") or name not in self._methods:
             raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
         return ActorMethod(self, name, self._methods[name])
@@ -210,6 +213,17 @@ def handle_of(actor_id: str, cls: type) -> ActorHandle:
     methods = _methods_of(cls)
     return ActorHandle(actor_id, cls.__name__, methods, ObjectRef(actor_id), 0,
                        {**method_signatures(cls, list(methods)), "__init__": signature_of(cls)})
+
+
+def exit_actor() -> NoReturn:
+    """End the actor this method runs in (Ray's ``ray.actor.exit_actor``): this call and
+    every call queued behind it raise ActorDiedError, atexit handlers run, and the actor is
+    not restarted. Outside an actor's method: TypeError, as in Ray."""
+    active = context.active()
+    if active is None or active.runtime_context().actor_id is None:
+        raise TypeError("exit_actor() ends the actor it is called in: call it inside an "
+                        "actor's method (plait.kill(handle) stops an actor from outside)")
+    raise ActorExitRequest("exit_actor() was called")
 
 
 def _live_actor(name: str) -> ActorHandle | None:

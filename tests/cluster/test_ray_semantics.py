@@ -145,3 +145,70 @@ def test_a_restarted_actor_knows_it_was_reconstructed(cluster):
     with pytest.raises(plait.ActorDiedError):
         plait.get(actor.crash.remote(), timeout=30)
     assert plait.get(actor.context.remote(), timeout=30)[3:] == (True, True)
+
+
+# -- an actor ending itself: exit_actor() and __ray_terminate__ ----------------------------
+
+@plait.remote(max_restarts=3, max_task_retries=3)
+class Closing:
+    def __init__(self, path):
+        import atexit
+
+        self.path = path
+        atexit.register(self.write, "atexit ran")
+
+    def write(self, text):
+        with open(self.path, "a") as f:
+            f.write(text + "\n")
+        return text
+
+    def leave(self):
+        try:
+            plait.actor.exit_actor()
+        except Exception:                   # a SystemExit: the method cannot swallow it
+            return "swallowed"
+
+    def pid(self):
+        import os
+
+        return os.getpid()
+
+
+def test_exit_actor_ends_the_actor_cleanly_for_good(cluster, tmp_path):
+    from tests.cluster.test_actors import wait_exit
+
+    log = tmp_path / "log"
+    actor = Closing.remote(str(log))
+    pid = plait.get(actor.pid.remote(), timeout=30)
+    before = actor.write.remote("before")
+    leaving = actor.leave.remote()
+    after = actor.write.remote("after")
+    assert plait.get(before, timeout=30) == "before"
+    for ref in (leaving, after, actor.write.remote("later")):
+        with pytest.raises(plait.ActorDiedError, match="exit_actor"):
+            plait.get(ref, timeout=30)
+    assert wait_exit(pid)
+    assert log.read_text().splitlines() == ["before", "atexit ran"]   # no restart, no retry
+
+
+def test_ray_terminate_ends_the_actor_after_the_calls_before_it(cluster, tmp_path):
+    log = tmp_path / "log"
+    actor = Closing.remote(str(log))
+    first = actor.write.remote("first")
+    plait.wait([actor.__ray_terminate__.remote()], timeout=30)
+    assert plait.get(first, timeout=30) == "first"
+    with pytest.raises(plait.ActorDiedError):
+        plait.get(actor.write.remote("later"), timeout=30)
+    assert log.read_text().splitlines() == ["first", "atexit ran"]
+
+
+def test_exit_actor_outside_an_actor_is_a_type_error(cluster):
+    with pytest.raises(TypeError, match="inside an actor"):
+        plait.actor.exit_actor()
+
+    @plait.remote
+    def in_a_task():
+        plait.actor.exit_actor()
+
+    with pytest.raises(TypeError, match="inside an actor"):
+        plait.get(in_a_task.remote(), timeout=30)

@@ -251,6 +251,12 @@ class Actors:
         self.start_process(actor)
         node.up(p.ActorExit(actor.spec.actor, actor.restarts))
 
+    def exited(self, actor_id: str) -> None:
+        """The actor ended itself (exit_actor): dead for good, its process stopped."""
+        actor = self.by_id.get(actor_id)
+        if actor is not None and not actor.dead:
+            self.die(actor, ActorDiedError(actor_id, "it ended itself with exit_actor()"))
+
     def kill(self, message: p.KillActor) -> None:
         actor = self.by_id.get(message.actor)
         if actor is None or actor.dead:

@@ -583,6 +583,8 @@ class Node(Outbox):
             self.release(result.task_id)
             if worker.actor:
                 self.actors.ended(done.spec)
+                if result.exited:
+                    self.actors.exited(worker.actor)
             finished.append(p.TaskResult(result.task_id, result.attempt, outputs, result.seconds,
                                          result.worker, result.start, result.end))
             for oid, value in outputs:

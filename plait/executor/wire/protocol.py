@@ -557,6 +557,7 @@ class TaskResult:
     start: float = 0.0             # wall clock (time.time) of the worker, for traces
     end: float = 0.0
     retryable: bool = False        # it raised an exception its retry_exceptions names
+    exited: bool = False           # it ended its actor (exit_actor): no call runs after it
 
 
 @dataclass(frozen=True, slots=True)
