@@ -99,6 +99,15 @@ class TaskError(PlaitError):
         error.__cause__ = cause
         return error
 
+    def as_instanceof_cause(self) -> TaskError:
+        """This error as an instance of both TaskError and the cause's class (Ray's name for
+        what ``wrap`` makes); itself if it is one already or the cause cannot be subclassed."""
+        if self.cause is None or isinstance(self, type(self.cause)) or \
+                _task_error_class(type(self.cause)) is TaskError:
+            return self
+        return TaskError.wrap(self.function_name, self.task_id, self.node,
+                              self.remote_traceback, self.cause)
+
     def __reduce__(self):
         wrapped = type(self) is not TaskError
         return (_rebuild_task_error, (self.function_name, self.task_id, self.node,

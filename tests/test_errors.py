@@ -192,3 +192,15 @@ def test_exceptions_all_is_sorted_and_complete():
     assert set(errors.__all__) | ray_names == set(exceptions.__all__)
     for name in exceptions.__all__:
         assert getattr(exceptions, name) is not None
+
+
+def test_as_instanceof_cause_gives_the_dual_type_as_rays_does():
+    plain = TaskError("parse", "parse-7", "node-2", TRACEBACK, KeyError("k"))
+    dual = plain.as_instanceof_cause()
+    assert isinstance(dual, TaskError) and isinstance(dual, KeyError)
+    assert str(dual) == str(plain) and dual.cause is plain.cause
+    assert dual.as_instanceof_cause() is dual
+    already = wrapped(ValueError("bad"))
+    assert already.as_instanceof_cause() is already
+    no_cause = TaskError("f", "f-1", "node-0", TRACEBACK)
+    assert no_cause.as_instanceof_cause() is no_cause
