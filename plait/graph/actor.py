@@ -88,6 +88,15 @@ class ActorClass:
         raise TypeError(f"actor class {name} cannot be instantiated directly; use "
                         f"{name}.remote(...) to start an actor")
 
+    def __getattr__(self, name: str) -> Any:
+        """The class's own attributes through the actor class, as in Ray: ``Cls.LIMIT``,
+        ``Cls.make()`` (a static or class method) work on the driver and inside the
+        actor's methods, where the class's name is this actor class too."""
+        cls = self.__dict__.get("_cls")       # absent while unpickling: nothing to look in
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
+        return getattr(cls, name)
+
     def options(self, **changes: Any) -> ActorClass:
         """A copy whose actors use ``changes`` (node, name, max_restarts, ...)."""
         copy = ActorClass.__new__(ActorClass)

@@ -212,3 +212,44 @@ def test_exit_actor_outside_an_actor_is_a_type_error(cluster):
 
     with pytest.raises(TypeError, match="inside an actor"):
         plait.get(in_a_task.remote(), timeout=30)
+
+
+# -- class attributes inside an actor's methods --------------------------------------------
+
+class Shelf:
+    WIDTH = 80
+
+    @staticmethod
+    def fits(width):
+        return width <= Shelf.WIDTH
+
+
+@plait.remote
+class Library(Shelf):
+    BOOKS = 3
+
+    @classmethod
+    def capacity(cls):
+        return cls.BOOKS * cls.WIDTH
+
+    def check(self):
+        return (Library.BOOKS, Library.WIDTH, Library.fits(10), Library.capacity(),
+                self.__class__.BOOKS, type(self).capacity())
+
+
+def test_class_and_static_attributes_are_reachable_inside_methods(cluster):
+    assert plait.get(Library.remote().check.remote(), timeout=30) == (3, 80, True, 240, 3, 240)
+
+    @plait.remote
+    class Local:                           # its methods see Local through a closure
+        X = 5
+
+        @staticmethod
+        def twice():
+            return 2 * Local.X
+
+        def check(self):
+            return Local.X, Local.twice()
+
+    assert plait.get(Local.remote().check.remote(), timeout=30) == (5, 10)
+    assert (Library.BOOKS, Library.capacity(), Local.twice()) == (3, 240, 10)  # driver side

@@ -211,3 +211,31 @@ def test_a_drivers_context_is_rays_shape_and_refuses_what_only_a_task_has():
         with pytest.raises(RuntimeError, match="only available inside"):
             ask()
     assert pickle.loads(pickle.dumps(context.get())) == context.get()
+
+
+# -- class attributes through the actor class -----------------------------------------------
+
+def test_the_actor_class_answers_for_its_class_attributes_and_pickles():
+    class Base:
+        BASE = 2
+
+        @staticmethod
+        def double(x):
+            return 2 * x
+
+    @plait.remote
+    class Limits(Base):
+        LIMIT = 3
+
+        @classmethod
+        def made(cls):
+            return cls.LIMIT
+
+    assert (Limits.LIMIT, Limits.BASE, Limits.double(4), Limits.made()) == (3, 2, 8, 3)
+    with pytest.raises(AttributeError, match="no attribute 'MISSING'"):
+        Limits.MISSING
+    import cloudpickle
+
+    again = pickle.loads(cloudpickle.dumps(Limits))
+    assert (again.LIMIT, again.made()) == (3, 3)
+    assert not hasattr(again, "__wrapped__")
