@@ -253,3 +253,61 @@ def test_class_and_static_attributes_are_reachable_inside_methods(cluster):
 
     assert plait.get(Local.remote().check.remote(), timeout=30) == (5, 10)
     assert (Library.BOOKS, Library.capacity(), Local.twice()) == (3, 240, 10)  # driver side
+
+
+# -- ActorPool -----------------------------------------------------------------------------
+
+@plait.remote
+class Doubler:
+    def double(self, x):
+        return 2 * x
+
+    @plait.method(num_returns=2)
+    def halves(self, x):
+        return x // 2, x - x // 2
+
+    def slow(self, seconds):
+        import time
+
+        time.sleep(seconds)
+        return "slow"
+
+
+def test_a_pool_refuses_an_actor_it_has_and_takes_a_new_one(cluster):
+    from plait.util import ActorPool
+
+    first, second = Doubler.remote(), Doubler.remote()
+    pool = ActorPool([first])
+    pool.submit(lambda actor, v: actor.double.remote(v), 1)
+    with pytest.raises(ValueError, match="already"):
+        pool.push(first)                                # busy
+    pool.push(second)
+    with pytest.raises(ValueError, match="already"):
+        pool.push(second)                               # idle
+    assert pool.has_free() and pool.get_next(timeout=30) == 2
+
+
+def test_a_pool_carries_methods_with_several_results(cluster):
+    from plait.util import ActorPool
+
+    pool = ActorPool([Doubler.remote(), Doubler.remote()])
+    for value in (3, 4, 5):
+        pool.submit(lambda actor, v: actor.halves.remote(v), value)
+    assert [pool.get_next(timeout=30) for _ in range(3)] == [[1, 2], [2, 2], [2, 3]]
+    assert sorted(pool.map_unordered(lambda actor, v: actor.halves.remote(v), [6, 8])) == [
+        [3, 3], [4, 4]]
+
+
+def test_map_submits_at_once_and_returns_only_its_own_values(cluster):
+    from plait.util import ActorPool
+
+    pool = ActorPool([Doubler.remote(), Doubler.remote()])
+    pool.submit(lambda actor, v: actor.slow.remote(v), 0.5)     # never read
+    pool.submit(lambda actor, v: actor.double.remote(v), 100)   # never read either
+    results = pool.map(lambda actor, v: actor.double.remote(v), [1, 2, 3])
+    assert pool.has_next()                             # submitted before the first next()
+    assert list(results) == [2, 4, 6]
+    pool.submit(lambda actor, v: actor.slow.remote(v), 5)
+    with pytest.raises(TimeoutError):
+        pool.get_next(timeout=0.1, ignore_if_timedout=True)
+    assert not pool.has_next() and pool.has_free()     # dropped; its actor is free again
