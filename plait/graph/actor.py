@@ -97,6 +97,13 @@ class ActorClass:
             raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
         return getattr(cls, name)
 
+    def __mro_entries__(self, bases: tuple) -> tuple:
+        """``class Derived(SomeActorClass)``: refused with a word, as Ray refuses it."""
+        name = self._cls.__name__
+        raise TypeError(f"Inheriting from actor classes is not currently supported: derive "
+                        f"from the plain class {name} (before @plait.remote) and decorate the "
+                        f"subclass with @plait.remote")
+
     def options(self, **changes: Any) -> ActorClass:
         """A copy whose actors use ``changes`` (node, name, max_restarts, ...)."""
         copy = ActorClass.__new__(ActorClass)

@@ -239,3 +239,13 @@ def test_the_actor_class_answers_for_its_class_attributes_and_pickles():
     again = pickle.loads(cloudpickle.dumps(Limits))
     assert (again.LIMIT, again.made()) == (3, 3)
     assert not hasattr(again, "__wrapped__")
+
+
+def test_a_class_cannot_derive_from_an_actor_class():
+    @plait.remote
+    class Base:
+        pass
+
+    with pytest.raises(TypeError, match="Inheriting from actor classes is not"):
+        class Derived(Base):
+            pass
