@@ -35,7 +35,7 @@ from plait.executor.wire import protocol as p
 from plait.executor.wire.config import WorkerConfig, identity_of
 from plait.executor.wire.malloc import return_freed_memory
 from plait.graph import context
-from plait.graph.actor import TERMINATE, exit_actor
+from plait.graph.actor import TERMINATE, exit_actor, handle_of
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.task import decode_call
@@ -430,8 +430,6 @@ class WorkerRuntime:
     def actor_handle(self) -> Any:
         """This actor's own handle (``get_runtime_context().current_actor``)."""
         if self.handle is None:
-            from plait.graph.actor import handle_of
-
             assert self.actor is not None
             self.handle = handle_of(self.actor[0].task_id, self.actor[1])
         return self.handle
