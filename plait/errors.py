@@ -121,8 +121,10 @@ def _task_error_class(cause_type: type) -> type:
     """The (cached) class deriving from TaskError and the user's exception class."""
     if cause_type in _TASK_ERROR_CLASSES:
         return _TASK_ERROR_CLASSES[cause_type]
-    if issubclass(cause_type, TaskError) or not _subclassable(cause_type):
-        kind: type = TaskError
+    if issubclass(cause_type, TaskError):   # a failure passed on (a get inside a task):
+        kind: type = cause_type             # still the root cause's type, never nested
+    elif not _subclassable(cause_type):
+        kind = TaskError
     else:
         try:
             kind = type(f"TaskError({cause_type.__name__})", (TaskError, cause_type),

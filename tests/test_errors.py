@@ -163,10 +163,13 @@ def test_cause_that_cannot_be_subclassed_falls_back_to_plain_task_error(cause):
     assert type(cause).__name__ in str(error)
 
 
-def test_wrapping_a_task_error_does_not_nest_classes():
+def test_wrapping_a_task_error_does_not_nest_classes_and_keeps_the_root_cause_type():
     inner = wrapped(ValueError("bad"))
     outer = TaskError.wrap("g", "g-1", "node-0", "tb", inner)
-    assert type(outer) is TaskError
+    assert type(outer) is type(inner) and isinstance(outer, ValueError)   # as in Ray
+    assert outer.cause is inner
+    plain = TaskError.wrap("h", "h-1", "node-0", "tb", TaskError("g", "g-1", "node-0", "tb"))
+    assert type(plain) is TaskError
 
 
 def test_task_error_without_cause_still_reads_well():
