@@ -156,6 +156,8 @@ def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | No
     if isinstance(refs, ObjectRef):
         raise TypeError("plait.wait expects a list of ObjectRefs")
     refs = _check_refs(refs, "plait.wait")
+    if not refs:
+        return [], []                # nothing to wait for (Ray allows it too)
     seen: set[str] = set()
     for ref in refs:
         if ref.id in seen:       # which of the two is "ready"? Ray refuses, and so do we

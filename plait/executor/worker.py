@@ -28,8 +28,8 @@ from typing import Any, NoReturn
 
 import zmq
 
-from plait.errors import (ActorDiedError, DeserializationError, GetTimeoutError, PlaitError,
-                          TaskCancelledError, TaskError)
+from plait.errors import (ActorDiedError, ActorExitRequest, DeserializationError,
+                          GetTimeoutError, PlaitError, TaskCancelledError, TaskError)
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import WorkerConfig, identity_of
@@ -179,10 +179,13 @@ class WorkerRuntime:
             killpoints.reached("task-after-compute", item.function_name, self.config.node)
             self.submit_made()
             outputs = self.store_results(item, value)
-        except SystemExit:                    # exit_actor() or sys.exit() in an actor's method
+        except SystemExit as leaving:         # exit_actor() or sys.exit() in an actor's method
             if self.actor is None:
                 raise
-            self.end_actor(item, start)
+            if isinstance(leaving, ActorExitRequest) or leaving.code in (None, 0):
+                self.end_actor(item, start)
+            self.flush_results()       # sys.exit(1): a crash, restarted as any; the calls
+            raise                      # before it finished all the same
         except Exception as error:
             failed = self.failed(item, start, _pickled_error(self.task_error(item, error)))
             if _retryable(item.retry_exceptions, error):
@@ -246,8 +249,8 @@ class WorkerRuntime:
         import atexit
 
         atexit._run_exitfuncs()
-        error = ActorDiedError(self.actor_id or "", "it ended itself with exit_actor() in "
-                                                    f"call {item.task_id}")
+        error = ActorDiedError(self.actor_id or "", f"it ended itself (exit_actor() or "
+                                                    f"sys.exit()) in call {item.task_id}")
         ended = dataclasses.replace(self.failed(item, start, pickle.dumps(error)), exited=True)
         self.unsent.append(ended)
         self.flush_results()

@@ -311,3 +311,28 @@ def test_map_submits_at_once_and_returns_only_its_own_values(cluster):
     with pytest.raises(TimeoutError):
         pool.get_next(timeout=0.1, ignore_if_timedout=True)
     assert not pool.has_next() and pool.has_free()     # dropped; its actor is free again
+
+
+@plait.remote
+class Quitter:
+    def __init__(self):
+        self.calls = 0
+
+    @plait.method(max_task_retries=2)
+    def quit_once(self, code, flag):
+        import os
+        import sys
+
+        if not os.path.exists(flag):
+            open(flag, "w").close()
+            sys.exit(code)
+        return "came back"
+
+
+def test_sys_exit_with_an_error_code_is_a_crash_and_zero_an_end(cluster, tmp_path):
+    crashed = Quitter.options(max_restarts=1).remote()
+    assert plait.get(crashed.quit_once.remote(3, str(tmp_path / "a")), timeout=30) == \
+        "came back"                                     # restarted, the call retried
+    ended = Quitter.options(max_restarts=1).remote()
+    with pytest.raises(plait.ActorDiedError, match="exit_actor"):
+        plait.get(ended.quit_once.remote(0, str(tmp_path / "b")), timeout=30)

@@ -118,6 +118,14 @@ def test_methods_drop_self_but_static_and_class_methods_do_not():
 
 # -- plait.wait ----------------------------------------------------------------------------
 
+def test_wait_on_nothing_returns_nothing_and_a_non_list_is_a_type_error(runtime):
+    assert plait.wait([]) == ([], [])
+    with pytest.raises(TypeError):
+        plait.wait(1)
+    with pytest.raises(TypeError):
+        plait.wait([1])
+
+
 def test_wait_refuses_a_ref_given_twice(runtime):
     ref = scale.remote(1)
     with pytest.raises(ValueError, match="twice"):

@@ -255,7 +255,8 @@ class Actors:
         """The actor ended itself (exit_actor): dead for good, its process stopped."""
         actor = self.by_id.get(actor_id)
         if actor is not None and not actor.dead:
-            self.die(actor, ActorDiedError(actor_id, "it ended itself with exit_actor()"))
+            reason = "it ended itself (exit_actor() or sys.exit())"
+            self.die(actor, ActorDiedError(actor_id, reason))
 
     def kill(self, message: p.KillActor) -> None:
         actor = self.by_id.get(message.actor)
