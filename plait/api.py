@@ -155,7 +155,16 @@ def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | No
     """Run what ``refs`` need; return (ready, not ready) once ``num_returns`` are ready."""
     if isinstance(refs, ObjectRef):
         raise TypeError("plait.wait expects a list of ObjectRefs")
-    return _runtime().wait(list(refs), num_returns, timeout)
+    refs = _check_refs(refs, "plait.wait")
+    if not refs:
+        return [], []                # nothing to wait for (Ray allows it too)
+    seen: set[str] = set()
+    for ref in refs:
+        if ref.id in seen:       # which of the two is "ready"? Ray refuses, and so do we
+            raise ValueError(f"plait.wait was given {ref.id} twice; wait needs a list of "
+                             f"distinct refs")
+        seen.add(ref.id)
+    return _runtime().wait(refs, num_returns, timeout)
 
 
 def compute(*refs: ObjectRef, timeout: float | None = None) -> tuple[Any, ...]:
@@ -178,13 +187,26 @@ def compile(*refs: ObjectRef) -> compiler.Plan:
     return plan
 
 
-def cancel(refs: ObjectRef | Iterable[ObjectRef]) -> None:
+def cancel(refs: ObjectRef | Iterable[ObjectRef], *, force: bool = False,
+           recursive: bool = True) -> None:
     """Stop the tasks producing ``refs``: pending ones never run, running ones are killed.
 
     Their refs (and those of tasks depending on them) raise TaskCancelledError; cancelled
-    tasks are not retried. A finished task is not affected.
+    tasks are not retried. A finished task is not affected. A running actor call is asked to
+    stop, never killed (see RuntimeContext.is_canceled): ``force=True`` on one is a
+    ValueError, as in Ray (``plait.kill`` stops the actor). Ray's keywords are taken; a
+    running task is always stopped by killing its worker, so ``force`` changes nothing for
+    tasks, and tasks it submitted are not cancelled with it (``recursive``): they run on,
+    their results dropped unless held elsewhere.
     """
-    session().cancel([refs] if isinstance(refs, ObjectRef) else list(refs))
+    listed = [refs] if isinstance(refs, ObjectRef) else list(refs)
+    if force:
+        calls = [ref for ref in listed if getattr(getattr(ref, "task", None), "actor", "")]
+        if calls:
+            raise ValueError(f"plait.cancel(force=True) cannot stop actor call {calls[0].id}: "
+                             f"a running call is only asked to stop; use plait.kill(actor) "
+                             f"to stop the actor")
+    session().cancel(listed)
 
 
 def kill(actor: Any, *, no_restart: bool = True) -> None:

@@ -24,6 +24,8 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     │   └── HeadUnavailableError      the head node is gone
     └── NotInitializedError (RuntimeError)  plait is shut down / was used after shutdown
 
+    ActorExitRequest (SystemExit)     not an error: exit_actor() ending its own actor
+
 Exceptions cross process boundaries, so every field goes through ``super().__init__``
 and each class pickles (tested). A task's failure is re-raised in the driver as a
 ``TaskError`` that is *also* an instance of the user's exception class, so
@@ -36,6 +38,7 @@ import builtins
 
 __all__ = [
     "ActorDiedError",
+    "ActorExitRequest",
     "ActorNotFoundError",
     "ClusterError",
     "DeserializationError",
@@ -96,6 +99,15 @@ class TaskError(PlaitError):
         error.__cause__ = cause
         return error
 
+    def as_instanceof_cause(self) -> TaskError:
+        """This error as an instance of both TaskError and the cause's class (Ray's name for
+        what ``wrap`` makes); itself if it is one already or the cause cannot be subclassed."""
+        if self.cause is None or isinstance(self, type(self.cause)) or \
+                _task_error_class(type(self.cause)) is TaskError:
+            return self
+        return TaskError.wrap(self.function_name, self.task_id, self.node,
+                              self.remote_traceback, self.cause)
+
     def __reduce__(self):
         wrapped = type(self) is not TaskError
         return (_rebuild_task_error, (self.function_name, self.task_id, self.node,
@@ -109,8 +121,10 @@ def _task_error_class(cause_type: type) -> type:
     """The (cached) class deriving from TaskError and the user's exception class."""
     if cause_type in _TASK_ERROR_CLASSES:
         return _TASK_ERROR_CLASSES[cause_type]
-    if issubclass(cause_type, TaskError) or not _subclassable(cause_type):
-        kind: type = TaskError
+    if issubclass(cause_type, TaskError):   # a failure passed on (a get inside a task):
+        kind: type = cause_type             # still the root cause's type, never nested
+    elif not _subclassable(cause_type):
+        kind = TaskError
     else:
         try:
             kind = type(f"TaskError({cause_type.__name__})", (TaskError, cause_type),
@@ -185,6 +199,13 @@ class ActorDiedError(PlaitError):
     def __str__(self) -> str:
         text = f"actor {self.actor_id} is dead: {self.reason}"
         return text + (f"\n\nIts constructor failed:\n{self.cause}" if self.cause else "")
+
+
+class ActorExitRequest(builtins.SystemExit):
+    """Raised by ``plait.actor.exit_actor()`` in an actor's method (Ray raises SystemExit):
+    the actor ends on purpose. A SystemExit, so ``except Exception`` in the method does not
+    stop it; its worker catches it, runs the atexit handlers and ends the actor. The call
+    and every call queued behind it raise ActorDiedError; it is never restarted."""
 
 
 class ActorNotFoundError(PlaitError, builtins.ValueError):

@@ -38,6 +38,7 @@ SAMPLES: dict[type, BaseException] = {
     errors.ClusterError: errors.ClusterError("could not start"),
     errors.HeadUnavailableError: errors.HeadUnavailableError("head gone"),
     errors.NotInitializedError: errors.NotInitializedError("shut down"),
+    errors.ActorExitRequest: errors.ActorExitRequest("exit_actor() called"),
 }
 
 BUILTIN_PARENTS = {
@@ -84,6 +85,9 @@ def test_exceptions_pickle_with_their_fields(error):
 
 @pytest.mark.parametrize("cls", SAMPLES, ids=lambda c: c.__name__)
 def test_every_class_is_a_plait_error_and_the_builtin_a_caller_catches(cls):
+    if cls is errors.ActorExitRequest:               # a request to end, never an error
+        assert issubclass(cls, SystemExit) and not issubclass(cls, Exception)
+        return
     assert issubclass(cls, errors.PlaitError)
     if cls in BUILTIN_PARENTS:
         assert issubclass(cls, BUILTIN_PARENTS[cls])
@@ -159,10 +163,13 @@ def test_cause_that_cannot_be_subclassed_falls_back_to_plain_task_error(cause):
     assert type(cause).__name__ in str(error)
 
 
-def test_wrapping_a_task_error_does_not_nest_classes():
+def test_wrapping_a_task_error_does_not_nest_classes_and_keeps_the_root_cause_type():
     inner = wrapped(ValueError("bad"))
     outer = TaskError.wrap("g", "g-1", "node-0", "tb", inner)
-    assert type(outer) is TaskError
+    assert type(outer) is type(inner) and isinstance(outer, ValueError)   # as in Ray
+    assert outer.cause is inner
+    plain = TaskError.wrap("h", "h-1", "node-0", "tb", TaskError("g", "g-1", "node-0", "tb"))
+    assert type(plain) is TaskError
 
 
 def test_task_error_without_cause_still_reads_well():
@@ -188,3 +195,15 @@ def test_exceptions_all_is_sorted_and_complete():
     assert set(errors.__all__) | ray_names == set(exceptions.__all__)
     for name in exceptions.__all__:
         assert getattr(exceptions, name) is not None
+
+
+def test_as_instanceof_cause_gives_the_dual_type_as_rays_does():
+    plain = TaskError("parse", "parse-7", "node-2", TRACEBACK, KeyError("k"))
+    dual = plain.as_instanceof_cause()
+    assert isinstance(dual, TaskError) and isinstance(dual, KeyError)
+    assert str(dual) == str(plain) and dual.cause is plain.cause
+    assert dual.as_instanceof_cause() is dual
+    already = wrapped(ValueError("bad"))
+    assert already.as_instanceof_cause() is already
+    no_cause = TaskError("f", "f-1", "node-0", TRACEBACK)
+    assert no_cause.as_instanceof_cause() is no_cause

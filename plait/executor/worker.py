@@ -24,17 +24,18 @@ import sys
 import time
 import traceback
 from collections import deque
-from typing import Any
+from typing import Any, NoReturn
 
 import zmq
 
-from plait.errors import (DeserializationError, GetTimeoutError, PlaitError, TaskCancelledError,
-                          TaskError)
+from plait.errors import (ActorDiedError, ActorExitRequest, DeserializationError,
+                          GetTimeoutError, PlaitError, TaskCancelledError, TaskError)
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import WorkerConfig, identity_of
 from plait.executor.wire.malloc import return_freed_memory
 from plait.graph import context
+from plait.graph.actor import TERMINATE, exit_actor, handle_of
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.task import decode_call
@@ -103,6 +104,9 @@ class WorkerRuntime:
         self.unannounced: list[str] = []             # puts the head may not have heard of
         self.cancelled: set[str] = set()             # running calls plait.cancel asked to stop
         self.actor_id: str | None = None
+        self.running: dict[str, p.WorkItem] = {}     # by task id, for get_runtime_context
+        self.actor: tuple[p.WorkItem, type] | None = None   # its creation item and class
+        self.handle: Any = None                      # its own handle, made on first ask
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -158,6 +162,7 @@ class WorkerRuntime:
         start = time.perf_counter()
         self.wall_start = time.time()
         self.current_task = item.task_id
+        self.running[item.task_id] = item
         self.known = dict(item.nested)
         failed = next((v for v in item.deps if isinstance(v, p.Failed)), None)
         if failed is not None:            # its producer, earlier in a fused chain, failed
@@ -174,6 +179,13 @@ class WorkerRuntime:
             killpoints.reached("task-after-compute", item.function_name, self.config.node)
             self.submit_made()
             outputs = self.store_results(item, value)
+        except SystemExit as leaving:         # exit_actor() or sys.exit() in an actor's method
+            if self.actor is None:
+                raise
+            if isinstance(leaving, ActorExitRequest) or leaving.code in (None, 0):
+                self.end_actor(item, start)
+            self.flush_results()       # sys.exit(1): a crash, restarted as any; the calls
+            raise                      # before it finished all the same
         except Exception as error:
             failed = self.failed(item, start, _pickled_error(self.task_error(item, error)))
             if _retryable(item.retry_exceptions, error):
@@ -181,6 +193,7 @@ class WorkerRuntime:
             return failed
         finally:
             self.current_task = None
+            self.running.pop(item.task_id, None)
             self.known = {}
             self.unannounced.clear()      # the task's puts are its node's to announce now
         return self.result(item, outputs, start)
@@ -213,7 +226,9 @@ class WorkerRuntime:
         """What the item calls: a function, an actor's constructor, or one of its methods."""
         if item.method == "__init__":
             cls = self.load_function(item.function_id)
-            return lambda *args, **kwargs: self.construct(item.task_id, cls, args, kwargs)
+            return lambda *args, **kwargs: self.construct(item, cls, args, kwargs)
+        if item.method == TERMINATE:
+            return exit_actor
         if item.method:
             if self.instance is None:
                 raise PlaitError(f"actor method {item.function_name} reached a process "
@@ -221,10 +236,28 @@ class WorkerRuntime:
             return getattr(self.instance, item.method)
         return self.load_function(item.function_id)
 
-    def construct(self, actor_id: str, cls: type, args: tuple, kwargs: dict) -> None:
+    def construct(self, item: p.WorkItem, cls: type, args: tuple, kwargs: dict) -> None:
         """Build the actor's instance; this process then runs only its calls."""
-        self.actor_id = actor_id
+        self.actor_id, self.actor = item.task_id, (item, cls)
         self.instance = cls(*args, **kwargs)
+
+    def end_actor(self, item: p.WorkItem, start: float) -> NoReturn:
+        """The actor ends itself: its atexit handlers run here (a forked worker leaves
+        through os._exit, which skips them), then this call fails with ActorDiedError,
+        marked ``exited`` so that its node fails the calls queued behind it, restarts
+        nothing and stops this process. No other call runs meanwhile."""
+        import atexit
+
+        atexit._run_exitfuncs()
+        error = ActorDiedError(self.actor_id or "", f"it ended itself (exit_actor() or "
+                                                    f"sys.exit()) in call {item.task_id}")
+        ended = dataclasses.replace(self.failed(item, start, pickle.dumps(error)), exited=True)
+        self.unsent.append(ended)
+        self.flush_results()
+        while True:                  # until the node stops this process (or is gone)
+            message = self.receive(PARENT_CHECK_MS)
+            if isinstance(message, p.Bye) or os.getppid() != self.config.parent_pid:
+                os._exit(0)
 
     def run_coroutine(self, coroutine: Any) -> Any:
         """Run an async method to its end; a cancel of the call cancels it (CancelledError
@@ -387,9 +420,22 @@ class WorkerRuntime:
                 os._exit(1)
 
     def runtime_context(self) -> context.RuntimeContext:
-        return context.RuntimeContext(self.config.node, f"{self.config.node}.w{self.config.index}",
-                                      self.current_task, self.ids_prefix, self.actor_id,
-                                      self.is_canceled)
+        item = self.running.get(self.current_task or "")
+        made = self.actor[0] if self.actor else item          # an actor's: its creation's
+        slots = made.slots if made else 0
+        return context.RuntimeContext(
+            self.config.node, f"{self.config.node}.w{self.config.index}", self.current_task,
+            self.config.session, self.actor_id, self.is_canceled,
+            item.function_name if item else None, {"CPU": float(slots)} if slots else {},
+            bool(self.actor and self.actor[0].attempt != 0),
+            self.actor_handle if self.actor else None)
+
+    def actor_handle(self) -> Any:
+        """This actor's own handle (``get_runtime_context().current_actor``)."""
+        if self.handle is None:
+            assert self.actor is not None
+            self.handle = handle_of(self.actor[0].task_id, self.actor[1])
+        return self.handle
 
     def is_canceled(self) -> bool:
         """Whether the node forwarded a cancel of the running call (read without waiting;

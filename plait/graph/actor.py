@@ -20,29 +20,56 @@ created with ``lifetime="detached"``).
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, NoReturn
 
 import cloudpickle
 
-from plait.errors import ActorNotFoundError
+from plait.errors import ActorExitRequest, ActorNotFoundError
 from plait.graph import context
 from plait.graph.options import ActorOptions, TaskOptions
 from plait.graph.refs import ObjectRef
 from plait.graph.remote_function import ObjectRefGenerator, RemoteFunction
+from plait.graph.signature import check_call, method_signatures, signature_of
 from plait.graph.task import Task, encode_call
 
 METHOD_OPTIONS = "__plait_method_options__"
+TERMINATE = "__ray_terminate__"     # every actor's method that ends it (Ray's name)
 
 
-def method(**options: Any) -> Any:
-    """``@plait.method(num_returns=2)`` on an actor method (Ray's ``ray.method``)."""
-    TaskOptions().merged(**options)               # checked now, where the mistake is
+# What an actor call takes of its method's options (the rest of TaskOptions is its actor's)
+CALL_OPTIONS = ("num_returns", "max_retries", "retry_exceptions")
+
+
+def method(*args: Any, **options: Any) -> Any:
+    """``@plait.method(num_returns=2)`` on an actor method (Ray's ``ray.method``).
+
+    ``max_task_retries`` (Ray's name; default: the actor's) counts re-runs of a call whose
+    process died, and with ``retry_exceptions`` (True, or exception types) of a call that
+    raised one of them, as ``retry_exceptions`` does for a task. A retried call runs after
+    the calls already queued behind it (Ray keeps no order for retried calls either).
+    """
+    if len(args) == 1 and not options and callable(args[0]):
+        return method()(args[0])                  # bare ``@plait.method``, as Ray allows
+    if args:
+        raise TypeError("use @plait.method(option=value, ...)")
+    changes = _call_options(options)              # checked now, where the mistake is
 
     def mark(function: Any) -> Any:
-        setattr(function, METHOD_OPTIONS, options)
+        setattr(function, METHOD_OPTIONS, changes)
         return function
 
     return mark
+
+
+def _call_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Method options, checked, in TaskOptions' words (Ray's ``max_task_retries`` is
+    ``max_retries``)."""
+    changes = {k: v for k, v in options.items() if k != "max_task_retries"}
+    TaskOptions().merged(**changes)
+    if "max_task_retries" in options:
+        ActorOptions().merged(max_task_retries=options["max_task_retries"])
+        changes["max_retries"] = options["max_task_retries"]
+    return changes
 
 
 class ActorClass:
@@ -53,28 +80,48 @@ class ActorClass:
         self._options = options
         self._function = RemoteFunction(cls, TaskOptions(name=cls.__name__))
         self._methods = _methods_of(cls)
+        self._signatures = method_signatures(cls, list(self._methods))
+        self._signatures["__init__"] = signature_of(cls)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         name = self._cls.__name__
         raise TypeError(f"actor class {name} cannot be instantiated directly; use "
                         f"{name}.remote(...) to start an actor")
 
+    def __getattr__(self, name: str) -> Any:
+        """The class's own attributes through the actor class, as in Ray: ``Cls.LIMIT``,
+        ``Cls.make()`` (a static or class method) work on the driver and inside the
+        actor's methods, where the class's name is this actor class too."""
+        cls = self.__dict__.get("_cls")       # absent while unpickling: nothing to look in
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
+        return getattr(cls, name)
+
+    def __mro_entries__(self, bases: tuple) -> tuple:
+        """``class Derived(SomeActorClass)``: refused with a word, as Ray refuses it."""
+        name = self._cls.__name__
+        raise TypeError(f"Inheriting from actor classes is not currently supported: derive "
+                        f"from the plain class {name} (before @plait.remote) and decorate the "
+                        f"subclass with @plait.remote")
+
     def options(self, **changes: Any) -> ActorClass:
         """A copy whose actors use ``changes`` (node, name, max_restarts, ...)."""
         copy = ActorClass.__new__(ActorClass)
         copy._cls, copy._function, copy._methods = self._cls, self._function, self._methods
+        copy._signatures = self._signatures
         copy._options = self._options.merged(**changes)
         return copy
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         """Add the actor's creation to the graph; returns its handle at once (with
         ``get_if_exists``, the handle of the live actor of that name if there is one)."""
+        name = self._cls.__name__
+        check_call(self._signatures["__init__"], name, args, kwargs)
         runtime = context.runtime()
         if self._options.get_if_exists and self._options.name:
             existing = _live_actor(self._options.name)
             if existing is not None:
                 return existing
-        name = self._cls.__name__
         self._function.pickled()       # the class as it is now (as Ray exports it)
         payload, deps, nested = encode_call(name, args, kwargs, runtime.put, runtime.dumps)
         given = self._options
@@ -86,7 +133,7 @@ class ActorClass:
                     actor=actor_id, method="__init__")
         task.detached = self._options.lifetime == "detached"
         handle = ActorHandle(actor_id, name, self._methods, ObjectRef(actor_id, task),
-                             self._options.max_task_retries)
+                             self._options.max_task_retries, self._signatures)
         if given.name:
             task.named = (given.name, cloudpickle.dumps(handle))
         runtime.created(task)
@@ -106,25 +153,29 @@ class ActorHandle:
     """The handle of a running (or starting) actor: ``handle.method.remote(...)``."""
 
     def __init__(self, actor_id: str, class_name: str, methods: dict[str, dict[str, Any]],
-                 ready: ObjectRef, max_task_retries: int = 0) -> None:
+                 ready: ObjectRef, max_task_retries: int = 0,
+                 signatures: dict[str, Any] | None = None) -> None:
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._ready = ready
         self._max_task_retries = max_task_retries
+        self._signatures = signatures or {}       # method -> what its calls must fit
 
     @property
     def actor_id(self) -> str:
         return self._actor_id
 
     def __getattr__(self, name: str) -> ActorMethod:
+        if name == TERMINATE:              # ends the actor once the calls before it ran
+            return ActorMethod(self, name, {})
         if name.startswith("_") or name not in self._methods:
             raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
         return ActorMethod(self, name, self._methods[name])
 
     def __reduce__(self):
         return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._ready,
-                              self._max_task_retries))
+                              self._max_task_retries, self._signatures))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
@@ -149,7 +200,7 @@ class ActorMethod:
                         f"handle.{self._name}.remote(...)")
 
     def options(self, **changes: Any) -> ActorMethod:
-        TaskOptions().merged(**changes)
+        changes = _call_options(changes)
         return ActorMethod(self._handle, self._name, {**self._options, **changes})
 
     def remote(self, *args: Any, **kwargs: Any) -> ObjectRef | list[ObjectRef]:
@@ -157,9 +208,10 @@ class ActorMethod:
         handle = self._handle
         runtime = context.runtime()
         label = f"{handle._class_name}.{self._name}"
+        check_call(handle._signatures.get(self._name), label, args, kwargs)
         payload, deps, nested = encode_call(label, args, kwargs, runtime.put, runtime.dumps)
         options = TaskOptions(name=label, max_retries=handle._max_task_retries).merged(
-            **{k: v for k, v in self._options.items() if k in ("num_returns", "max_retries")})
+            **{k: v for k, v in self._options.items() if k in CALL_OPTIONS})
         ready = handle._ready
         task = Task(runtime.new_id(label), None, options, payload, deps, (*nested, ready),
                     actor=handle._actor_id, method=self._name)
@@ -168,6 +220,26 @@ class ActorMethod:
         if options.num_returns == "streaming":
             return ObjectRefGenerator(refs[0])
         return refs[0] if len(refs) == 1 else refs
+
+
+def handle_of(actor_id: str, cls: type) -> ActorHandle:
+    """A handle to the actor ``actor_id``, an instance of ``cls``, made in its own process
+    (``get_runtime_context().current_actor``). Its calls use each method's own options; the
+    actor's ``max_task_retries`` stayed with its creator, so they default to 0."""
+    methods = _methods_of(cls)
+    return ActorHandle(actor_id, cls.__name__, methods, ObjectRef(actor_id), 0,
+                       {**method_signatures(cls, list(methods)), "__init__": signature_of(cls)})
+
+
+def exit_actor() -> NoReturn:
+    """End the actor this method runs in (Ray's ``ray.actor.exit_actor``): this call and
+    every call queued behind it raise ActorDiedError, atexit handlers run, and the actor is
+    not restarted. Outside an actor's method: TypeError, as in Ray."""
+    active = context.active()
+    if active is None or active.runtime_context().actor_id is None:
+        raise TypeError("exit_actor() ends the actor it is called in: call it inside an "
+                        "actor's method (plait.kill(handle) stops an actor from outside)")
+    raise ActorExitRequest("exit_actor() was called")
 
 
 def _live_actor(name: str) -> ActorHandle | None:

@@ -33,12 +33,24 @@ class Runtime(Protocol):
     def visualize(self, refs: list[Any], filename: str | None) -> str: ...   # ObjectRefs
 
 
+class Id(str):
+    """An id as Ray hands it out: Ray's ids are objects read with ``.hex()``; plait's are
+    readable strings, and this one answers ``.hex()`` with itself."""
+
+    __slots__ = ()
+
+    def hex(self) -> str:
+        return str(self)
+
+
 @dataclass(frozen=True)
 class RuntimeContext:
     """Where the calling code runs: ``plait.get_runtime_context()``.
 
     In the driver, ``task_id`` and ``worker_id`` are None; ``actor_id`` is set inside an
-    actor's methods. The ``get_*`` methods are Ray's spelling of the same facts.
+    actor's methods. The ``get_*`` methods and properties are Ray's spelling of the same
+    facts; ids are ``Id`` strings (``.hex()`` works, as on Ray's ids). ``session_id`` is the
+    cluster's session, shared by every driver and task of it (Ray's job id).
     """
 
     node_id: str
@@ -47,9 +59,61 @@ class RuntimeContext:
     session_id: str
     actor_id: str | None = None
     canceled: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
+    task_name: str | None = None                  # what traces call it: f, Counter.incr
+    resources: dict[str, float] | None = None     # held while it runs (None: the driver)
+    reconstructed: bool = False                   # the actor was restarted at least once
+    actor_handle: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("node_id", "worker_id", "task_id", "session_id", "actor_id"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Id):
+                object.__setattr__(self, name, Id(value))
+
+    @property
+    def job_id(self) -> str:
+        return self.session_id
+
+    @property
+    def namespace(self) -> str:
+        """Ray's anonymous namespace of a job: here the session, the one plait has."""
+        return self.session_id
+
+    def get(self) -> dict[str, Any]:
+        """Ray's dict of the context: job, node and namespace; the task and actor ids only
+        where there are some."""
+        found = {"job_id": self.session_id, "node_id": self.node_id, "namespace": self.namespace}
+        if self.task_id is not None:
+            found["task_id"] = self.task_id
+        if self.actor_id is not None:
+            found["actor_id"] = self.actor_id
+        return found
 
     def get_actor_id(self) -> str | None:
         return self.actor_id
+
+    @property
+    def current_actor(self) -> Any:
+        """The handle of the actor this call runs in (to call its own methods)."""
+        if self.actor_handle is None:
+            raise RuntimeError("current_actor is only available inside an actor's methods")
+        return self.actor_handle()
+
+    @property
+    def was_current_actor_reconstructed(self) -> bool:
+        """Whether this actor's process was started again (``max_restarts``)."""
+        if self.actor_id is None:
+            raise RuntimeError("was_current_actor_reconstructed is only available inside an "
+                               "actor")
+        return self.reconstructed
+
+    def get_assigned_resources(self) -> dict[str, float]:
+        """What the running task or actor holds, as Ray says it: ``{"CPU": 1.0}`` for a
+        task, ``{}`` for an actor that asked for no CPUs."""
+        if self.resources is None:
+            raise RuntimeError("get_assigned_resources is only available inside a task or "
+                               "an actor")
+        return dict(self.resources)
 
     def is_canceled(self) -> bool:
         """Whether ``plait.cancel`` asked the running call to stop (an actor's sync method
@@ -64,6 +128,9 @@ class RuntimeContext:
 
     def get_task_id(self) -> str | None:
         return self.task_id
+
+    def get_task_name(self) -> str | None:
+        return self.task_name
 
     def get_job_id(self) -> str:
         return self.session_id

@@ -17,6 +17,7 @@ from plait.errors import SerializationError
 from plait.graph import context
 from plait.graph.options import TaskOptions
 from plait.graph.refs import ObjectRef
+from plait.graph.signature import check_call, signature_of
 from plait.graph.task import Task, encode_call
 
 
@@ -24,11 +25,13 @@ class RemoteFunction:
     """A function whose ``.remote(...)`` calls return ObjectRefs and run later, elsewhere."""
 
     def __init__(self, function: Callable, options: TaskOptions,
-                 _pickled: list[bytes] | None = None) -> None:
+                 _pickled: list[bytes] | None = None, _signature: Any = None) -> None:
         self._function = function
         self._options = options
         # [(function_id, bytes)] once pickled; shared by the copies .options() makes
         self._pickled = _pickled if _pickled is not None else []
+        # what calls are checked against; made once, shared by the copies too
+        self._signature = _signature if _signature is not None else signature_of(function)
         functools.update_wrapper(self, function)
 
     @property
@@ -46,10 +49,12 @@ class RemoteFunction:
 
     def options(self, **changes: Any) -> RemoteFunction:
         """A copy of this function whose calls use ``changes`` (checked now)."""
-        return RemoteFunction(self._function, self._options.merged(**changes), self._pickled)
+        return RemoteFunction(self._function, self._options.merged(**changes), self._pickled,
+                              self._signature)
 
     def remote(self, *args: Any, **kwargs: Any) -> ObjectRef | list[ObjectRef]:
         """Add one call to the graph; returns its result ref(s) at once, runs nothing."""
+        check_call(self._signature, self.name, args, kwargs)    # here, not when it runs
         runtime = context.runtime()
         self.pickled()          # now, as Ray does: later changes to globals are not seen
         payload, deps, nested = encode_call(self.name, args, kwargs, runtime.put, runtime.dumps)

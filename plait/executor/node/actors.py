@@ -174,7 +174,7 @@ class Actors:
         item = self.node.work_item(spec.id) if spec.id in self.node.table.tasks else None
         return item or p.WorkItem(spec.id, -1 - actor.restarts, spec.function_id,
                                   spec.function_name, spec.payload, (), (), spec.outputs,
-                                  method="__init__")
+                                  method="__init__", slots=spec.slots)
 
     # -- results and deaths ----------------------------------------------------------------
 
@@ -206,6 +206,20 @@ class Actors:
         actor.ready.discard(spec.id)
         self.wanted.add(actor.spec.actor)
 
+    def call_retried(self, spec: p.TaskSpec) -> None:
+        """A call that raised runs again (its ``retry_exceptions``): it goes to the back of
+        its actor's queue, behind calls its process may already hold (Ray keeps no order
+        for retried calls either)."""
+        actor = self.by_id.get(spec.actor)
+        if actor is None or spec.id not in actor.calls:
+            return
+        position = actor.calls.index(spec.id)
+        del actor.calls[position]
+        if position < actor.sent:
+            actor.sent -= 1
+        actor.calls.append(spec.id)
+        self.wanted.add(spec.actor)
+
     def process_died(self, worker: WorkerHandle, how: str) -> None:
         """The actor's process is gone: retry or fail the running call, then restart or die."""
         actor = self.by_id.get(worker.actor)
@@ -236,6 +250,13 @@ class Actors:
         actor.restarts += 1
         self.start_process(actor)
         node.up(p.ActorExit(actor.spec.actor, actor.restarts))
+
+    def exited(self, actor_id: str) -> None:
+        """The actor ended itself (exit_actor): dead for good, its process stopped."""
+        actor = self.by_id.get(actor_id)
+        if actor is not None and not actor.dead:
+            reason = "it ended itself (exit_actor() or sys.exit())"
+            self.die(actor, ActorDiedError(actor_id, reason))
 
     def kill(self, message: p.KillActor) -> None:
         actor = self.by_id.get(message.actor)

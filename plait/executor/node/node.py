@@ -567,6 +567,8 @@ class Node(Outbox):
                 continue                           # a restart's constructor: nothing to report
             if result.retryable and self.table.retry(result.task_id, result.attempt):
                 self.release(result.task_id)
+                if worker.actor:
+                    self.actors.call_retried(self.table.tasks[result.task_id].spec)
                 continue                           # runs again; its error is not reported
             if self.runs_again_for_room(result):
                 continue
@@ -581,6 +583,8 @@ class Node(Outbox):
             self.release(result.task_id)
             if worker.actor:
                 self.actors.ended(done.spec)
+                if result.exited:
+                    self.actors.exited(worker.actor)
             finished.append(p.TaskResult(result.task_id, result.attempt, outputs, result.seconds,
                                          result.worker, result.start, result.end))
             for oid, value in outputs:
@@ -895,7 +899,7 @@ class Node(Outbox):
         return p.WorkItem(task_id, state.attempt, spec.function_id, spec.function_name,
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in spec.nested), spec.outputs,
-                          spec.retry_exceptions, spec.method)
+                          spec.retry_exceptions, spec.method, spec.slots)
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:
         """Put a task back to waiting for inputs whose copy here was lost, and ask the head

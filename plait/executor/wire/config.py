@@ -102,6 +102,12 @@ class WorkerConfig:
     head_address: str = ""          # for tasks that submit tasks: the head, as a driver sees it
     key_file: str = ""
 
+    @property
+    def session(self) -> str:
+        """The cluster's session (what drivers call their job): the arena is named after
+        it and the node (``NodeConfig.arena_name``)."""
+        return self.arena.removeprefix("plait-").removesuffix(f"-{self.node}")
+
 
 def identity_of(index: int, pid: int) -> bytes:
     """The worker's ZeroMQ identity: the node routes by it and knows it before hello."""

@@ -519,6 +519,7 @@ class WorkItem:
     outputs: tuple[str, ...]
     retry_exceptions: bytes = b""
     method: str = ""               # an actor's: "__init__" builds the instance, else a method
+    slots: int = 1                 # worker slots it holds (get_assigned_resources reads them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,6 +557,7 @@ class TaskResult:
     start: float = 0.0             # wall clock (time.time) of the worker, for traces
     end: float = 0.0
     retryable: bool = False        # it raised an exception its retry_exceptions names
+    exited: bool = False           # it ended its actor (exit_actor): no call runs after it
 
 
 @dataclass(frozen=True, slots=True)

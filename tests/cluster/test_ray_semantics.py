@@ -1,0 +1,338 @@
+"""Ray's semantics where a running cluster is needed: per-method retries, cancel's keywords,
+the runtime context, an actor ending itself, class attributes inside methods, ActorPool."""
+
+from __future__ import annotations
+
+import pytest
+
+import plait
+
+pytestmark = pytest.mark.cluster
+
+
+# -- @plait.method(max_task_retries=..., retry_exceptions=...) ------------------------------
+
+@plait.remote
+class Flaky:
+    def __init__(self):
+        self.calls = 0
+        self.log = []
+
+    @plait.method(max_task_retries=2, retry_exceptions=[ConnectionError])
+    def connect(self, failures):
+        """Fails ``failures`` times in a row (counted over the actor's life), then answers."""
+        self.calls += 1
+        self.log.append("connect")
+        if self.calls <= failures:
+            raise ConnectionError(f"attempt {self.calls} refused")
+        return self.calls
+
+    @plait.method(max_task_retries=5, retry_exceptions=[ConnectionError])
+    def parse(self):
+        self.calls += 1
+        raise ValueError("not retried: not a ConnectionError")
+
+    def note(self, word):
+        self.log.append(word)
+        return word
+
+    def history(self):
+        return self.calls, list(self.log)
+
+
+def test_a_method_retried_on_the_exceptions_it_names_up_to_max_task_retries(cluster):
+    assert plait.get(Flaky.remote().connect.remote(2), timeout=30) == 3
+    with pytest.raises(ConnectionError, match="attempt 3 refused"):
+        plait.get(Flaky.remote().connect.remote(3), timeout=30)
+
+
+def test_other_exceptions_and_options_overrides_are_not_retried(cluster):
+    flaky = Flaky.remote()
+    with pytest.raises(ValueError):
+        plait.get(flaky.parse.remote(), timeout=30)
+    assert plait.get(flaky.history.remote(), timeout=30)[0] == 1
+    with pytest.raises(ConnectionError):
+        plait.get(flaky.connect.options(max_task_retries=0).remote(5), timeout=30)
+    assert plait.get(flaky.history.remote(), timeout=30)[0] == 2
+
+
+def test_a_retried_call_is_not_lost_behind_the_calls_queued_after_it(cluster):
+    flaky = Flaky.remote()
+    first = flaky.connect.remote(1)
+    after = [flaky.note.remote(w) for w in ("a", "b")]
+    assert plait.get(first, timeout=30) == 2
+    assert plait.get(after, timeout=30) == ["a", "b"]
+    calls, log = plait.get(flaky.history.remote(), timeout=30)
+    assert calls == 2 and log.count("connect") == 2 and log.index("a") < log.index("b")
+
+
+# -- plait.cancel(ref, force=..., recursive=...) -------------------------------------------
+
+@plait.remote
+def sleep_then(seconds, value):
+    import time
+
+    time.sleep(seconds)
+    return value
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_cancel_takes_rays_keywords_and_stops_a_running_task_either_way(cluster, force):
+    running = sleep_then.remote(60, "never")
+    plait.wait([running], timeout=0.5)                    # submitted, and started by now
+    plait.cancel(running, force=force, recursive=force)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(running, timeout=30)
+    assert plait.get(sleep_then.remote(0, "after"), timeout=30) == "after"
+
+
+# -- get_runtime_context() -----------------------------------------------------------------
+
+@plait.remote
+def context_in_task():
+    context = plait.get_runtime_context()
+    return context.get(), context.get_assigned_resources(), context.get_task_name()
+
+
+@plait.remote
+class Introspective:
+    def __init__(self):
+        self.rebuilt_at_start = plait.get_runtime_context().was_current_actor_reconstructed
+
+    def context(self):
+        context = plait.get_runtime_context()
+        return (context.get(), context.get_assigned_resources(), context.get_task_name(),
+                self.rebuilt_at_start, context.was_current_actor_reconstructed)
+
+    def call_myself(self, word):
+        return plait.get_runtime_context().current_actor.echo.remote(word)
+
+    def echo(self, word):
+        return word
+
+    def crash(self):
+        import os
+
+        os._exit(1)
+
+
+def test_the_context_dict_has_the_ids_ray_puts_in_it_where_ray_does(cluster):
+    driver = plait.get_runtime_context().get()
+    assert set(driver) == {"job_id", "node_id", "namespace"}
+    in_task, resources, name = plait.get(context_in_task.remote(), timeout=30)
+    assert set(in_task) == {"job_id", "node_id", "namespace", "task_id"}
+    assert in_task["job_id"] == driver["job_id"] and in_task["task_id"].hex()
+    assert (resources, name) == ({"CPU": 1.0}, "context_in_task")
+    wide = context_in_task.options(num_cpus=2, name="wide").remote()
+    assert plait.get(wide, timeout=30)[1:] == ({"CPU": 2.0}, "wide")
+    in_actor, resources, name, _, _ = plait.get(Introspective.remote().context.remote(),
+                                                timeout=30)
+    assert set(in_actor) == {"job_id", "node_id", "namespace", "task_id", "actor_id"}
+    assert (resources, name) == ({}, "Introspective.context")
+    holding = Introspective.options(num_cpus=1).remote()
+    assert plait.get(holding.context.remote(), timeout=30)[1] == {"CPU": 1.0}
+
+
+def test_an_actor_calls_itself_through_current_actor(cluster):
+    actor = Introspective.remote()
+    assert plait.get(plait.get(actor.call_myself.remote("hello"), timeout=30), timeout=30) \
+        == "hello"
+
+
+def test_a_restarted_actor_knows_it_was_reconstructed(cluster):
+    actor = Introspective.options(max_restarts=1).remote()
+    assert plait.get(actor.context.remote(), timeout=30)[3:] == (False, False)
+    with pytest.raises(plait.ActorDiedError):
+        plait.get(actor.crash.remote(), timeout=30)
+    assert plait.get(actor.context.remote(), timeout=30)[3:] == (True, True)
+
+
+# -- an actor ending itself: exit_actor() and __ray_terminate__ ----------------------------
+
+@plait.remote(max_restarts=3, max_task_retries=3)
+class Closing:
+    def __init__(self, path):
+        import atexit
+
+        self.path = path
+        atexit.register(self.write, "atexit ran")
+
+    def write(self, text):
+        with open(self.path, "a") as f:
+            f.write(text + "\n")
+        return text
+
+    def leave(self):
+        try:
+            plait.actor.exit_actor()
+        except Exception:                   # a SystemExit: the method cannot swallow it
+            return "swallowed"
+
+    def pid(self):
+        import os
+
+        return os.getpid()
+
+
+def test_exit_actor_ends_the_actor_cleanly_for_good(cluster, tmp_path):
+    from tests.cluster.test_actors import wait_exit
+
+    log = tmp_path / "log"
+    actor = Closing.remote(str(log))
+    pid = plait.get(actor.pid.remote(), timeout=30)
+    before = actor.write.remote("before")
+    leaving = actor.leave.remote()
+    after = actor.write.remote("after")
+    assert plait.get(before, timeout=30) == "before"
+    for ref in (leaving, after, actor.write.remote("later")):
+        with pytest.raises(plait.ActorDiedError, match="exit_actor"):
+            plait.get(ref, timeout=30)
+    assert wait_exit(pid)
+    assert log.read_text().splitlines() == ["before", "atexit ran"]   # no restart, no retry
+
+
+def test_ray_terminate_ends_the_actor_after_the_calls_before_it(cluster, tmp_path):
+    log = tmp_path / "log"
+    actor = Closing.remote(str(log))
+    first = actor.write.remote("first")
+    plait.wait([actor.__ray_terminate__.remote()], timeout=30)
+    assert plait.get(first, timeout=30) == "first"
+    with pytest.raises(plait.ActorDiedError):
+        plait.get(actor.write.remote("later"), timeout=30)
+    assert log.read_text().splitlines() == ["first", "atexit ran"]
+
+
+def test_exit_actor_outside_an_actor_is_a_type_error(cluster):
+    with pytest.raises(TypeError, match="inside an actor"):
+        plait.actor.exit_actor()
+
+    @plait.remote
+    def in_a_task():
+        plait.actor.exit_actor()
+
+    with pytest.raises(TypeError, match="inside an actor"):
+        plait.get(in_a_task.remote(), timeout=30)
+
+
+# -- class attributes inside an actor's methods --------------------------------------------
+
+class Shelf:
+    WIDTH = 80
+
+    @staticmethod
+    def fits(width):
+        return width <= Shelf.WIDTH
+
+
+@plait.remote
+class Library(Shelf):
+    BOOKS = 3
+
+    @classmethod
+    def capacity(cls):
+        return cls.BOOKS * cls.WIDTH
+
+    def check(self):
+        return (Library.BOOKS, Library.WIDTH, Library.fits(10), Library.capacity(),
+                self.__class__.BOOKS, type(self).capacity())
+
+
+def test_class_and_static_attributes_are_reachable_inside_methods(cluster):
+    assert plait.get(Library.remote().check.remote(), timeout=30) == (3, 80, True, 240, 3, 240)
+
+    @plait.remote
+    class Local:                           # its methods see Local through a closure
+        X = 5
+
+        @staticmethod
+        def twice():
+            return 2 * Local.X
+
+        def check(self):
+            return Local.X, Local.twice()
+
+    assert plait.get(Local.remote().check.remote(), timeout=30) == (5, 10)
+    assert (Library.BOOKS, Library.capacity(), Local.twice()) == (3, 240, 10)  # driver side
+
+
+# -- ActorPool -----------------------------------------------------------------------------
+
+@plait.remote
+class Doubler:
+    def double(self, x):
+        return 2 * x
+
+    @plait.method(num_returns=2)
+    def halves(self, x):
+        return x // 2, x - x // 2
+
+    def slow(self, seconds):
+        import time
+
+        time.sleep(seconds)
+        return "slow"
+
+
+def test_a_pool_refuses_an_actor_it_has_and_takes_a_new_one(cluster):
+    from plait.util import ActorPool
+
+    first, second = Doubler.remote(), Doubler.remote()
+    pool = ActorPool([first])
+    pool.submit(lambda actor, v: actor.double.remote(v), 1)
+    with pytest.raises(ValueError, match="already"):
+        pool.push(first)                                # busy
+    pool.push(second)
+    with pytest.raises(ValueError, match="already"):
+        pool.push(second)                               # idle
+    assert pool.has_free() and pool.get_next(timeout=30) == 2
+
+
+def test_a_pool_carries_methods_with_several_results(cluster):
+    from plait.util import ActorPool
+
+    pool = ActorPool([Doubler.remote(), Doubler.remote()])
+    for value in (3, 4, 5):
+        pool.submit(lambda actor, v: actor.halves.remote(v), value)
+    assert [pool.get_next(timeout=30) for _ in range(3)] == [[1, 2], [2, 2], [2, 3]]
+    assert sorted(pool.map_unordered(lambda actor, v: actor.halves.remote(v), [6, 8])) == [
+        [3, 3], [4, 4]]
+
+
+def test_map_submits_at_once_and_returns_only_its_own_values(cluster):
+    from plait.util import ActorPool
+
+    pool = ActorPool([Doubler.remote(), Doubler.remote()])
+    pool.submit(lambda actor, v: actor.slow.remote(v), 0.5)     # never read
+    pool.submit(lambda actor, v: actor.double.remote(v), 100)   # never read either
+    results = pool.map(lambda actor, v: actor.double.remote(v), [1, 2, 3])
+    assert pool.has_next()                             # submitted before the first next()
+    assert list(results) == [2, 4, 6]
+    pool.submit(lambda actor, v: actor.slow.remote(v), 5)
+    with pytest.raises(TimeoutError):
+        pool.get_next(timeout=0.1, ignore_if_timedout=True)
+    assert not pool.has_next() and pool.has_free()     # dropped; its actor is free again
+
+
+@plait.remote
+class Quitter:
+    def __init__(self):
+        self.calls = 0
+
+    @plait.method(max_task_retries=2)
+    def quit_once(self, code, flag):
+        import os
+        import sys
+
+        if not os.path.exists(flag):
+            open(flag, "w").close()
+            sys.exit(code)
+        return "came back"
+
+
+def test_sys_exit_with_an_error_code_is_a_crash_and_zero_an_end(cluster, tmp_path):
+    crashed = Quitter.options(max_restarts=1).remote()
+    assert plait.get(crashed.quit_once.remote(3, str(tmp_path / "a")), timeout=30) == \
+        "came back"                                     # restarted, the call retried
+    ended = Quitter.options(max_restarts=1).remote()
+    with pytest.raises(plait.ActorDiedError, match="exit_actor"):
+        plait.get(ended.quit_once.remote(0, str(tmp_path / "b")), timeout=30)

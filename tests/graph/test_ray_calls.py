@@ -1,0 +1,259 @@
+"""What Ray checks where a call is written, without a cluster: a FakeRuntime stands in for
+the session (tests/fakes.py), so nothing here starts a process."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import plait
+from plait.graph.signature import check_call, method_signatures, signature_of
+from tests.fakes import installed_runtime
+
+
+@pytest.fixture
+def runtime():
+    with installed_runtime() as fake:
+        yield fake
+
+
+@plait.remote
+def scale(x, factor=2, *, offset=0):
+    return x * factor + offset
+
+
+@plait.remote
+class Account:
+    def __init__(self, owner, balance=0):
+        self.owner, self.balance = owner, balance
+
+    def deposit(self, amount):
+        self.balance += amount
+        return self.balance
+
+    def log(self, *lines, **fields):
+        return lines, fields
+
+    @staticmethod
+    def fee(amount, rate=0.01):
+        return amount * rate
+
+    @classmethod
+    def opened_by(cls, owner):
+        return owner
+
+
+# -- arguments bound at .remote(), as Ray binds them -----------------------------------------
+
+@pytest.mark.parametrize("args, kwargs", [((), {}), ((1, 2, 3), {}), ((1,), {"scale": 3}),
+                                          ((1,), {"factor": 2, "x": 1})])
+def test_a_task_call_that_does_not_fit_its_function_raises_type_error_at_the_call(
+        runtime, args, kwargs):
+    with pytest.raises(TypeError, match=r"^scale\.remote\(\): "):
+        scale.remote(*args, **kwargs)
+    assert runtime.created_tasks == []                 # nothing was added to the graph
+
+
+def test_a_task_call_that_fits_is_added_and_options_keep_the_check(runtime):
+    scale.remote(1)
+    scale.remote(1, 3, offset=4)
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        scale.options(name="scaled").remote(1, 2, 3)
+    assert len(runtime.created_tasks) == 2
+
+
+def test_an_actor_constructor_and_its_methods_check_their_arguments(runtime):
+    with pytest.raises(TypeError, match=r"^Account\.remote\(\): missing a required argument"):
+        Account.remote()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'limit'"):
+        Account.remote("ann", limit=3)
+    account = Account.remote("ann", 10)
+    with pytest.raises(TypeError, match=r"^Account\.deposit\.remote\(\): missing"):
+        account.deposit.remote()
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        account.deposit.remote(1, 2)
+    account.deposit.remote(amount=5)
+    account.log.remote(1, 2, three=3)
+    account.fee.remote(100)                      # a static method: no self to drop
+    account.opened_by.remote("bob")              # a class method: cls is bound already
+    with pytest.raises(TypeError):
+        account.fee.remote()
+
+
+def test_a_handle_checks_calls_after_it_travelled(runtime):
+    account = pickle.loads(pickle.dumps(Account.remote("ann")))
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        account.deposit.remote(1, 2)
+
+
+def test_signatures_keep_only_what_binding_needs_so_they_pickle():
+    unpicklable = lambda: None  # noqa: E731
+
+    def f(a, b=unpicklable, *rest, c: int = 3, **extra) -> int: ...
+
+    kept = pickle.loads(pickle.dumps(signature_of(f)))
+    assert str(kept) == "(a, b=Ellipsis, *rest, c=Ellipsis, **extra)"
+    check_call(kept, "f", (1,), {})
+    with pytest.raises(TypeError):
+        check_call(kept, "f", (), {"c": 1})
+
+
+def test_methods_drop_self_but_static_and_class_methods_do_not():
+    class Shape:
+        def area(self, unit): ...
+
+        @staticmethod
+        def unit(name): ...
+
+        @classmethod
+        def make(cls, sides): ...
+
+        def anything(*args): ...
+
+    found = method_signatures(Shape, ["area", "unit", "make", "anything"])
+    assert {name: str(s) for name, s in found.items()} == {
+        "area": "(unit)", "unit": "(name)", "make": "(sides)", "anything": "(*args)"}
+
+
+# -- plait.wait ----------------------------------------------------------------------------
+
+def test_wait_on_nothing_returns_nothing_and_a_non_list_is_a_type_error(runtime):
+    assert plait.wait([]) == ([], [])
+    with pytest.raises(TypeError):
+        plait.wait(1)
+    with pytest.raises(TypeError):
+        plait.wait([1])
+
+
+def test_wait_refuses_a_ref_given_twice(runtime):
+    ref = scale.remote(1)
+    with pytest.raises(ValueError, match="twice"):
+        plait.wait([ref, ref])
+    same = plait.ObjectRef(ref.id)                  # another handle of the same object
+    with pytest.raises(ValueError, match="twice"):
+        plait.wait([ref, scale.remote(2), same], num_returns=1)
+
+
+# -- the decorator -------------------------------------------------------------------------
+
+def test_empty_parentheses_are_refused_on_a_class_as_on_a_function():
+    for target in (type("Plain", (), {}), lambda: 1):
+        with pytest.raises(TypeError, match="without parentheses"):
+            plait.remote()(target)
+    assert type(plait.remote(max_restarts=1)(type("Plain", (), {}))).__name__ == "ActorClass"
+
+
+def test_an_async_def_task_is_refused_at_decoration_but_async_methods_are_fine():
+    async def fetch():
+        return 1
+
+    with pytest.raises(ValueError, match="async def fetch"):
+        plait.remote(fetch)
+    with pytest.raises(ValueError, match="async def fetch"):
+        plait.remote(max_retries=1)(fetch)
+
+    class Service:
+        async def fetch(self):
+            return 1
+
+    assert type(plait.remote(Service)).__name__ == "ActorClass"
+
+
+# -- @plait.method -------------------------------------------------------------------------
+
+@plait.remote(max_task_retries=1)
+class Fetcher:
+    @plait.method(max_task_retries=4, retry_exceptions=[ConnectionError])
+    def fetch(self):
+        return 1
+
+    @plait.method
+    def plain(self):
+        return 2
+
+    def default(self):
+        return 3
+
+
+def test_method_options_reach_each_call_and_options_override_them(runtime):
+    fetcher = Fetcher.remote()
+    options = fetcher.fetch.remote().task.options
+    assert (options.max_retries, options.retry_exceptions) == (4, [ConnectionError])
+    assert fetcher.default.remote().task.options.max_retries == 1      # the actor's
+    assert fetcher.plain.remote().task.options.max_retries == 1        # bare @plait.method
+    changed = fetcher.fetch.options(max_task_retries=0, retry_exceptions=False).remote()
+    assert (changed.task.options.max_retries, changed.task.options.retry_exceptions) == (0, False)
+
+
+def test_method_options_are_checked_where_they_are_written():
+    with pytest.raises(plait.InvalidOptionError, match="max_task_retries must be an int"):
+        plait.method(max_task_retries="twice")
+    with pytest.raises(plait.InvalidOptionError, match="retry_exceptions"):
+        plait.method(retry_exceptions="ConnectionError")
+    with pytest.raises(plait.InvalidOptionError, match="unknown option 'max_task_retry'"):
+        plait.method(max_task_retry=1)
+
+
+# -- plait.cancel --------------------------------------------------------------------------
+
+def test_cancel_with_force_refuses_an_actor_call_as_ray_does(runtime):
+    call = Account.remote("ann").deposit.remote(1)
+    with pytest.raises(ValueError, match="plait.kill"):
+        plait.cancel(call, force=True)
+    with pytest.raises(ValueError, match="plait.kill"):
+        plait.cancel([scale.remote(1), call], force=True, recursive=False)
+
+
+# -- the runtime context -------------------------------------------------------------------
+
+def test_a_drivers_context_is_rays_shape_and_refuses_what_only_a_task_has():
+    from plait.graph.context import RuntimeContext
+
+    context = RuntimeContext("node-0", None, None, "9f-1")
+    assert context.get() == {"job_id": "9f-1", "node_id": "node-0", "namespace": "9f-1"}
+    assert context.get()["node_id"].hex() == "node-0" == context.node_id.hex()
+    assert context.get_job_id() == context.job_id == "9f-1"
+    for ask in (lambda: context.current_actor, context.get_assigned_resources,
+                lambda: context.was_current_actor_reconstructed):
+        with pytest.raises(RuntimeError, match="only available inside"):
+            ask()
+    assert pickle.loads(pickle.dumps(context.get())) == context.get()
+
+
+# -- class attributes through the actor class -----------------------------------------------
+
+def test_the_actor_class_answers_for_its_class_attributes_and_pickles():
+    class Base:
+        BASE = 2
+
+        @staticmethod
+        def double(x):
+            return 2 * x
+
+    @plait.remote
+    class Limits(Base):
+        LIMIT = 3
+
+        @classmethod
+        def made(cls):
+            return cls.LIMIT
+
+    assert (Limits.LIMIT, Limits.BASE, Limits.double(4), Limits.made()) == (3, 2, 8, 3)
+    with pytest.raises(AttributeError, match="no attribute 'MISSING'"):
+        getattr(Limits, "MISSING")  # noqa: B009
+    import cloudpickle
+
+    again = pickle.loads(cloudpickle.dumps(Limits))
+    assert (again.LIMIT, again.made()) == (3, 3)
+    assert not hasattr(again, "__wrapped__")
+
+
+def test_a_class_cannot_derive_from_an_actor_class():
+    @plait.remote
+    class Base:
+        pass
+
+    with pytest.raises(TypeError, match="Inheriting from actor classes is not"):
+        class Derived(Base):
+            pass
