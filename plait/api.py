@@ -20,6 +20,7 @@ from plait.errors import ClusterError
 from plait.executor.driver.session import Session, _check_refs
 from plait.graph import context
 from plait.graph.refs import ObjectRef
+from plait.graph.remote_function import ObjectRefGenerator
 
 _lock = threading.RLock()
 _session: Session | None = None
@@ -153,17 +154,19 @@ def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) 
 def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None
          ) -> tuple[list[ObjectRef], list[ObjectRef]]:
     """Run what ``refs`` need; return (ready, not ready) once ``num_returns`` are ready."""
-    if isinstance(refs, ObjectRef):
-        raise TypeError("plait.wait expects a list of ObjectRefs")
-    refs = _check_refs(refs, "plait.wait")
+    if isinstance(refs, (ObjectRef, ObjectRefGenerator)):
+        raise TypeError("plait.wait expects a list of ObjectRefs (or ObjectRefGenerators)")
+    refs = list(refs)
+    _check_refs([ref for ref in refs if not isinstance(ref, ObjectRefGenerator)], "plait.wait")
     if not refs:
         return [], []                # nothing to wait for (Ray allows it too)
     seen: set[str] = set()
     for ref in refs:
-        if ref.id in seen:       # which of the two is "ready"? Ray refuses, and so do we
-            raise ValueError(f"plait.wait was given {ref.id} twice; wait needs a list of "
+        name = ref.id if isinstance(ref, ObjectRef) else repr(ref)
+        if name in seen:         # which of the two is "ready"? Ray refuses, and so do we
+            raise ValueError(f"plait.wait was given {name} twice; wait needs a list of "
                              f"distinct refs")
-        seen.add(ref.id)
+        seen.add(name)
     return _runtime().wait(refs, num_returns, timeout)
 
 
@@ -199,7 +202,9 @@ def cancel(refs: ObjectRef | Iterable[ObjectRef], *, force: bool = False,
     tasks, and tasks it submitted are not cancelled with it (``recursive``): they run on,
     their results dropped unless held elsewhere.
     """
-    listed = [refs] if isinstance(refs, ObjectRef) else list(refs)
+    listed = [refs] if isinstance(refs, (ObjectRef, ObjectRefGenerator)) else list(refs)
+    listed = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref   # its task
+              for ref in listed]
     if force:
         calls = [ref for ref in listed if getattr(getattr(ref, "task", None), "actor", "")]
         if calls:

@@ -29,6 +29,8 @@ class FakeRuntime:
         self.refs: Counter[str] = Counter()
         self.puts: list[str] = []
         self.created_tasks: list[Any] = []
+        self.streams: dict[str, Any] = {}         # generator task -> its ObjectRefGenerator
+        self.ended: dict[str, bool] = {}          # generator task -> whether it failed
 
     def incref(self, object_id: str) -> None:
         self.refs[object_id] += 1
@@ -58,6 +60,21 @@ class FakeRuntime:
 
     def created(self, task: Any) -> None:
         self.created_tasks.append(task.id)
+
+    def stream_opened(self, generator: Any) -> None:
+        self.streams[generator.task_id] = generator
+
+    def await_yielded(self, generator: Any, timeout: float | None) -> bool:
+        return bool(generator._arrived) or generator.task_id in self.ended
+
+    def stream_failed(self, generator: Any) -> bool | None:
+        return self.ended.get(generator.task_id)
+
+    def yielded(self, task_id: str, object_id: str) -> None:
+        """The head announced a value of the task's stream (as Session.take_yielded)."""
+        generator = self.streams[task_id]
+        generator._received += 1
+        generator._arrived.append(ObjectRef(object_id))
 
 
 @contextmanager

@@ -36,7 +36,7 @@ from plait.executor.wire.config import WorkerConfig, identity_of
 from plait.executor.wire.malloc import return_freed_memory
 from plait.graph import context
 from plait.graph.actor import TERMINATE, exit_actor, handle_of
-from plait.graph.ids import IdGenerator
+from plait.graph.ids import IdGenerator, yielded_id
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.task import decode_call
 from plait.store.arena import Arena
@@ -310,8 +310,10 @@ class WorkerRuntime:
                             self.config.index, self.wall_start, time.time())
 
     def store_results(self, item: p.WorkItem, value: Any) -> tuple[tuple[str, p.ObjectValue], ...]:
-        if inspect.isgenerator(value):        # a generator task: each value becomes an object
-            value = [self.put(v) for v in value]
+        if item.generator:
+            return self.stream_values(item, value)
+        if _is_generator(value):
+            return self.store_yielded_results(item, value)
         if len(item.outputs) == 1:
             return ((item.outputs[0], self.store(item.outputs[0], value, item.function_name)),)
         values = list(value) if isinstance(value, (tuple, list)) else None
@@ -321,6 +323,95 @@ class WorkerRuntime:
                              f"{'' if values is None else f' of length {len(values)}'}")
         return tuple((oid, self.store(oid, v, item.function_name))
                      for oid, v in zip(item.outputs, values, strict=True))
+
+    # -- generator tasks ---------------------------------------------------------------
+    #
+    # A generator task's values leave the worker one by one, as it yields them: each is
+    # stored (inline, or written into the arena) and announced to the node with a Yielded
+    # before the generator is resumed, so its reader may have it while the task runs on.
+
+    def stream_values(self, item: p.WorkItem, generator: Any
+                      ) -> tuple[tuple[str, p.ObjectValue], ...]:
+        """num_returns "streaming" or "dynamic": each value is an object of its own,
+        Yielded as it comes; the task's one result is None (streaming: its end) or the
+        list of their refs (dynamic). An exception after k values fails the task (its k
+        values stay); for "dynamic", unless it earns a retry, it becomes value k instead,
+        an error in the list, as in Ray."""
+        if not _is_generator(generator):
+            raise TypeError(f"{item.function_name} was called with num_returns="
+                            f"{item.generator!r} but returned {type(generator).__name__}, "
+                            f"not a generator (a function that yields)")
+        made: list[str] = []
+
+        def take(value: Any) -> None:
+            index = len(made)
+            stored = self.store(yielded_id(item.task_id, index), value, item.function_name)
+            made.append(self.report_yield(item, index, stored))
+
+        try:
+            self.each_value(generator, take)
+        except Exception as error:
+            if item.generator == "streaming" or _retryable(item.retry_exceptions, error):
+                raise
+            error_value = p.Failed(_pickled_error(self.task_error(item, error)))
+            made.append(self.report_yield(item, len(made), error_value))
+        end = None if item.generator == "streaming" else [ObjectRef(oid) for oid in made]
+        return ((item.outputs[0], self.store(item.outputs[0], end, item.function_name)),)
+
+    def report_yield(self, item: p.WorkItem, index: int, value: p.ObjectValue) -> str:
+        """Announce a stored value to the node; tasks the generator made go first (a value
+        may hold their refs), and so do finished tasks' results still waiting here."""
+        object_id = yielded_id(item.task_id, index)
+        self.submit_made()
+        self.flush_results()
+        self.send(p.Yielded(item.task_id, index, object_id, value))
+        return object_id
+
+    def store_yielded_results(self, item: p.WorkItem, generator: Any
+                              ) -> tuple[tuple[str, p.ObjectValue], ...]:
+        """num_returns=k on a generator: its values are the k results, each stored as it
+        comes (one value in memory at a time: Ray's reason for it). An exception after j
+        values fails the other k - j and keeps the j (as Ray does); fewer than k values is
+        an error; values past k are dropped with a warning, as Ray does."""
+        outputs: list[tuple[str, p.ObjectValue]] = []
+
+        def take(value: Any) -> None:
+            if len(outputs) == len(item.outputs):
+                print(f"plait: {item.function_name} ({item.task_id}) yielded more than its "
+                      f"num_returns={len(item.outputs)} values; the rest are dropped",
+                      file=sys.stderr)
+                raise _Enough
+            oid = item.outputs[len(outputs)]
+            outputs.append((oid, self.store(oid, value, item.function_name)))
+
+        try:
+            self.each_value(generator, take)
+            if len(outputs) < len(item.outputs):
+                raise ValueError(f"{item.function_name} was declared with num_returns="
+                                 f"{len(item.outputs)} but its generator yielded "
+                                 f"{len(outputs)} value(s)")
+        except _Enough:
+            pass
+        except Exception as error:
+            if not outputs or _retryable(item.retry_exceptions, error):
+                raise
+            failed = p.Failed(_pickled_error(self.task_error(item, error)))
+            outputs += [(oid, failed) for oid in item.outputs[len(outputs):]]
+        return tuple(outputs)
+
+    def each_value(self, generator: Any, take: Any) -> None:
+        """``take(value)`` for each value the generator yields, in order; an async
+        generator (an async actor method that yields) runs on the process's event loop as
+        one coroutine, so a cancel reaches it at its current await."""
+        if inspect.isasyncgen(generator):
+            async def drain() -> None:
+                async for value in generator:
+                    take(value)
+
+            self.run_coroutine(drain())
+            return
+        for value in generator:
+            take(value)
 
     # -- values ------------------------------------------------------------------------
 
@@ -333,7 +424,8 @@ class WorkerRuntime:
             raise pickle.loads(value.error)
         raise PlaitError(f"a {type(value).__name__} value reached a task unpinned")
 
-    def store(self, object_id: str, value: Any, created_by: str) -> p.Inline | p.Located:
+    def store(self, object_id: str, value: Any, created_by: str
+              ) -> p.Inline | p.Located | p.Stored:
         """Inline when small; otherwise allocate a block of the arena and write into it."""
         with collecting_refs() as found:
             serialized = serialize(value)
@@ -345,6 +437,8 @@ class WorkerRuntime:
         if isinstance(reply, p.Refused):
             raise pickle.loads(reply.error)
         assert isinstance(reply, p.Allocated)
+        if reply.held:              # a value a re-run yielded again, kept from the first run
+            return p.Stored(reply.node, nbytes, contains)
         self.arena.prefault(reply.offset, nbytes)
         serialized.write_into(self.arena.block(reply.offset, nbytes))
         return p.Located(reply.node, reply.offset, nbytes, contains)
@@ -492,6 +586,18 @@ class WorkerRuntime:
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None):
         return self.wait_nested(lambda session: session.wait(refs, num_returns, timeout))
 
+    def stream_opened(self, generator: Any) -> None:
+        self.nested().stream_opened(generator)
+
+    def await_yielded(self, generator: Any, timeout: float | None) -> bool:
+        """As the session's; a look that does not wait (``async for``'s) keeps the slot."""
+        if timeout == 0:
+            return self.nested().await_yielded(generator, 0)
+        return self.wait_nested(lambda session: session.await_yielded(generator, timeout))
+
+    def stream_failed(self, generator: Any) -> bool | None:
+        return self.nested().stream_failed(generator)
+
     def get_one(self, ref: ObjectRef, timeout: float | None) -> Any:
         if not isinstance(ref, ObjectRef):
             raise TypeError(f"plait.get expects ObjectRefs, got {type(ref).__name__}")
@@ -501,6 +607,14 @@ class WorkerRuntime:
                 f"{ref.id} was not passed to task {self.current_task} (a task may get the refs "
                 f"nested in its arguments); pass it as an argument instead")
         return self.load(value)
+
+
+class _Enough(Exception):
+    """Raised through a generator's loop once no more of its values are wanted."""
+
+
+def _is_generator(value: Any) -> bool:
+    return inspect.isgenerator(value) or inspect.isasyncgen(value)
 
 
 def _retryable(option: bytes, error: Exception) -> bool:
@@ -533,7 +647,8 @@ def _user_traceback(error: BaseException) -> str:
 
 def _pickled_error(error: BaseException) -> bytes:
     """Pickle an exception for the driver (by value if its class was defined in the
-    driver's script, as Ray does); fall back to a plain PlaitError if it won't."""
+    driver's script, as Ray does); fall back to a plain PlaitError if it won't (a task's
+    error stays a TaskError, its cause replaced by that PlaitError)."""
     import cloudpickle
 
     try:
@@ -541,8 +656,13 @@ def _pickled_error(error: BaseException) -> bytes:
         pickle.loads(data)
         return data
     except Exception:
-        return pickle.dumps(PlaitError(f"{type(error).__name__}: {error}\n"
-                                       f"(the original exception could not be pickled)"))
+        cause = error.cause if isinstance(error, TaskError) else error
+        plain = PlaitError(f"{type(cause).__name__}: {cause}\n"
+                           f"(the original exception could not be pickled)")
+        if isinstance(error, TaskError):
+            plain = TaskError(error.function_name, error.task_id, error.node,
+                              error.remote_traceback, plain)
+        return pickle.dumps(plain)
 
 
 def run_from_command_line() -> None:

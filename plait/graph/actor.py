@@ -28,7 +28,8 @@ from plait.errors import ActorExitRequest, ActorNotFoundError
 from plait.graph import context
 from plait.graph.options import ActorOptions, TaskOptions
 from plait.graph.refs import ObjectRef
-from plait.graph.remote_function import ObjectRefGenerator, RemoteFunction
+from plait.graph.remote_function import (ObjectRefGenerator, RemoteFunction,
+                                         is_generator_function)
 from plait.graph.signature import check_call, method_signatures, signature_of
 from plait.graph.task import Task, encode_call
 
@@ -218,7 +219,7 @@ class ActorMethod:
         runtime.created(task)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
         if options.num_returns == "streaming":
-            return ObjectRefGenerator(refs[0])
+            return ObjectRefGenerator(task.id, refs[0])
         return refs[0] if len(refs) == 1 else refs
 
 
@@ -251,9 +252,13 @@ def _live_actor(name: str) -> ActorHandle | None:
 
 
 def _methods_of(cls: type) -> dict[str, dict[str, Any]]:
-    """Public methods of the class and their ``@plait.method`` options."""
+    """Public methods of the class and their ``@plait.method`` options; a generator
+    method streams its values unless told otherwise (as in Ray)."""
     methods = {}
     for name, member in inspect.getmembers(cls, callable):
         if not name.startswith("_"):
-            methods[name] = dict(getattr(member, METHOD_OPTIONS, {}))
+            options = dict(getattr(member, METHOD_OPTIONS, {}))
+            if options.get("num_returns") is None and is_generator_function(member):
+                options["num_returns"] = "streaming"
+            methods[name] = options
     return methods

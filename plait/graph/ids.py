@@ -35,3 +35,13 @@ def output_id(task_id: str, index: int, num_returns: int) -> str:
     ('inc-1', 'split-2.1')
     """
     return task_id if num_returns == 1 else f"{task_id}.{index}"
+
+
+def yielded_id(task_id: str, index: int) -> str:
+    """The object id of the ``index``-th value a generator task yielded: the same on every
+    run of the task, so a re-run's values are known for the ones already seen.
+
+    >>> yielded_id("numbers-4", 0), yielded_id("numbers-4", 12)
+    ('numbers-4.0', 'numbers-4.12')
+    """
+    return f"{task_id}.{index}"

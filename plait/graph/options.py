@@ -14,14 +14,19 @@ from typing import Any
 from plait.errors import InvalidOptionError
 
 
-# A task that yields its results (Ray's generator tasks): one ref to the list of refs to
-# what it yielded, iterated with an ObjectRefGenerator ("streaming") or got ("dynamic").
+# A task that yields its results (Ray's generator tasks): each value yielded is an object
+# of its own, handed out as it comes by an ObjectRefGenerator ("streaming", the default
+# for a generator function, as in Ray) or listed in the task's one result ("dynamic").
 GENERATOR_RETURNS = ("streaming", "dynamic")
 
 
-def result_count(num_returns: int | str) -> int:
-    """How many result objects a task has (a generator task: one, the list of its refs)."""
-    return 1 if isinstance(num_returns, str) else num_returns
+def result_count(num_returns: int | str | None) -> int:
+    """How many result objects a task has (a generator task: one, its end or its list).
+
+    >>> result_count(None), result_count(3), result_count("streaming")
+    (1, 3, 1)
+    """
+    return num_returns if isinstance(num_returns, int) else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +49,13 @@ def _with_strategy(options: Any, changes: dict[str, Any]) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
-    """How to run a call: results, retries, placement pin, display name."""
+    """How to run a call: results, retries, placement pin, display name.
 
-    num_returns: int | str = 1
+    ``num_returns`` None (not given) means one result, or "streaming" for a generator
+    function (as in Ray); given as 1 on a generator, the one result is its one value.
+    """
+
+    num_returns: int | str | None = None
     max_retries: int = 3
     retry_exceptions: bool = False
     node: str | None = None
@@ -112,7 +121,7 @@ def _is_number(value: Any) -> bool:
 
 def _check(key: str, value: Any) -> None:
     if key == "num_returns" and not (_is_int(value) and value >= 1) \
-            and value not in GENERATOR_RETURNS:
+            and value not in GENERATOR_RETURNS and value is not None:
         raise InvalidOptionError(f"num_returns must be an int >= 1, 'streaming' or 'dynamic', "
                                  f"got {value!r}")
     if key == "max_retries" and not (_is_int(value) and value >= -1):

@@ -6,8 +6,11 @@ both this module and ``plait.graph.actor`` (a class becomes an actor class inste
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
+import inspect
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +30,7 @@ class RemoteFunction:
     def __init__(self, function: Callable, options: TaskOptions,
                  _pickled: list[bytes] | None = None, _signature: Any = None) -> None:
         self._function = function
-        self._options = options
+        self._options = with_generator_default(options, function)
         # [(function_id, bytes)] once pickled; shared by the copies .options() makes
         self._pickled = _pickled if _pickled is not None else []
         # what calls are checked against; made once, shared by the copies too
@@ -62,7 +65,7 @@ class RemoteFunction:
         runtime.created(task)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
         if self._options.num_returns == "streaming":
-            return ObjectRefGenerator(refs[0])
+            return ObjectRefGenerator(task.id, refs[0])
         return refs[0] if len(refs) == 1 else refs
 
     def pickled(self) -> tuple[str, bytes]:
@@ -117,23 +120,104 @@ def _renamed(code: Any, filename: str) -> Any:
     return code.replace(co_filename=filename, co_consts=consts)
 
 
-class ObjectRefGenerator:
-    """What ``.remote()`` of a ``num_returns="streaming"`` task returns: an iterator of
-    ObjectRefs, one per value the task yielded, in order. The task runs to its end before
-    the first ref is handed out (its values are stored as it yields them)."""
+def is_generator_function(function: Any) -> bool:
+    """Whether calling ``function`` makes a generator (``yield`` in a def or an async def)."""
+    return inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
 
-    def __init__(self, refs_of_results: ObjectRef) -> None:
-        self._list = refs_of_results
-        self._refs: Any = None
+
+def with_generator_default(options: TaskOptions, function: Any) -> TaskOptions:
+    """``num_returns`` not given on a generator function means "streaming" (Ray's default
+    since 2.8); anything else keeps its options."""
+    if options.num_returns is None and is_generator_function(function):
+        return dataclasses.replace(options, num_returns="streaming")
+    return options
+
+
+# How often ``async for`` over an ObjectRefGenerator looks for its next ref. The session's
+# socket is not an asyncio one (nor, in a task, may any thread but the worker's own touch
+# its sockets), so the coroutine asks without waiting and yields to the loop in between.
+ASYNC_POLL_SECONDS = 0.002
+
+
+class ObjectRefGenerator:
+    """What ``.remote()`` of a generator task returns (``num_returns="streaming"``, the
+    default for a generator function): an iterator of ObjectRefs, one per value the task
+    yields, in order, each handed out as soon as the task has yielded it, while it runs.
+
+    The caller's session puts each ref in ``_arrived`` as the head announces it, so the
+    generator holds the values it has not handed out yet; ``next`` takes the oldest, or
+    waits for the next. Once the task has ended and every ref was taken, a task that failed
+    (an exception after k values, its worker or node gone, a cancel) gives one more ref,
+    ``completed()``, whose get raises its error; then StopIteration, as in Ray. Dropped
+    early, it frees the values it holds; the task runs on (as in Ray) and its later values
+    are freed as they come. ``async for`` works too. It cannot be passed to a task.
+    """
+
+    def __init__(self, task_id: str, completion: ObjectRef) -> None:
+        self.task_id = task_id
+        self._completion = completion
+        self._arrived: deque[ObjectRef] = deque()    # announced, not handed out yet
+        self._received = 0                           # values announced so far
+        self._raised = False                         # the failed end was handed out
+        context.runtime().stream_opened(self)
 
     def __iter__(self) -> ObjectRefGenerator:
         return self
 
     def __next__(self) -> ObjectRef:
-        if self._refs is None:
-            self._refs = iter(context.runtime().get(self._list))
-        return next(self._refs)
+        ref = self._next(None)
+        assert ref is not None                       # no timeout: it waited
+        return ref
+
+    def __aiter__(self) -> ObjectRefGenerator:
+        return self
+
+    async def __anext__(self) -> ObjectRef:
+        import asyncio
+
+        while True:
+            try:
+                ref = self._next(0)
+            except StopIteration:
+                raise StopAsyncIteration from None
+            if ref is not None:
+                return ref
+            await asyncio.sleep(ASYNC_POLL_SECONDS)
+
+    def _next(self, timeout: float | None) -> ObjectRef | None:
+        """The next ref (None if none came within ``timeout``); StopIteration at the end."""
+        runtime = context.runtime()
+        if not runtime.await_yielded(self, timeout):
+            return None
+        if self._arrived:
+            return self._arrived.popleft()
+        if runtime.stream_failed(self) and not self._raised:
+            self._raised = True
+            return self._completion
+        raise StopIteration
 
     def completed(self) -> ObjectRef:
-        """The ref of the list of all the refs (Ray's name for the same)."""
-        return self._list
+        """A ref ready once the task has ended: None, or its error (Ray's name)."""
+        return self._completion
+
+    _generator_ref = property(completed)            # Ray's private name, used by its tests
+
+    def next_ready(self) -> bool:
+        """Whether ``next`` would return a ref at once (without waiting, or raising
+        StopIteration)."""
+        return context.runtime().await_yielded(self, 0) and not self.is_finished()
+
+    def is_finished(self) -> bool:
+        """Whether the task has ended and every ref, its error included, was taken."""
+        runtime = context.runtime()
+        runtime.await_yielded(self, 0)
+        failed = runtime.stream_failed(self)
+        return not self._arrived and failed is not None and (self._raised or not failed)
+
+    def __reduce__(self):
+        raise SerializationError(
+            "an ObjectRefGenerator cannot be passed to a task or returned by one (as in "
+            "Ray); pass the refs it gives, or make the generator task's call in that task")
+
+    def __repr__(self) -> str:
+        return f"ObjectRefGenerator({self.task_id})"

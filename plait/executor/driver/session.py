@@ -18,6 +18,7 @@ import os
 import pickle
 import sys
 import threading
+import weakref
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from plait.graph import context
 from plait.graph.graph import collect
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
+from plait.graph.remote_function import ObjectRefGenerator
 from plait.executor.driver.flusher import IdleFlusher
 from plait.executor.driver.progress import Progress
 from plait.executor.driver.reading import ObjectReading
@@ -89,6 +91,10 @@ class Session(ObjectReading):
         self.recent_plans: deque[compiler.Plan] = deque(maxlen=4)   # as submitted
         self.requests = itertools.count(1)
         self.replies: dict[int, Any] = {}
+        # generator task -> its live ObjectRefGenerator, which holds the refs of the values
+        # announced and not yet taken; gone with it (its later values are freed as they come)
+        self.streams: weakref.WeakValueDictionary[str, ObjectRefGenerator] = \
+            weakref.WeakValueDictionary()
 
     # -- the Runtime protocol (called by ObjectRef and RemoteFunction) ------------------
 
@@ -175,6 +181,8 @@ class Session(ObjectReading):
     @_serialized
     def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
              ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        if any(isinstance(ref, ObjectRefGenerator) for ref in refs):
+            return self.wait_streams(refs, num_returns, timeout)
         refs = _check_refs(refs, "plait.wait")
         if not 0 <= num_returns <= len(refs):
             raise ValueError(f"num_returns={num_returns} must be between 0 and {len(refs)}")
@@ -183,6 +191,69 @@ class Session(ObjectReading):
         ready = [ref for ref in refs if ref.id in self.values][:num_returns]
         chosen = {id(ref) for ref in ready}
         return ready, [ref for ref in refs if id(ref) not in chosen]
+
+    def wait_streams(self, waitables: Sequence[Any], num_returns: int, timeout: float | None
+                     ) -> tuple[list[Any], list[Any]]:
+        """wait() over refs and ObjectRefGenerators (as Ray's): a generator is ready when
+        ``next`` would not block (a ref has come, or the task has ended)."""
+        completions = [w.completed() for w in waitables if isinstance(w, ObjectRefGenerator)]
+        refs = _check_refs([w for w in waitables if not isinstance(w, ObjectRefGenerator)]
+                           + completions, "plait.wait")
+        if not 0 <= num_returns <= len(waitables):
+            raise ValueError(f"num_returns={num_returns} must be between 0 and "
+                             f"{len(waitables)}")
+        self.run(refs)
+        self.subscribe([ref.id for ref in refs])
+
+        def ready(waitable: Any) -> bool:
+            if isinstance(waitable, ObjectRefGenerator):
+                return self.stream_waits_not(waitable)
+            return waitable.id in self.values
+
+        self.pump_until(lambda: sum(map(ready, waitables)) >= num_returns, timeout)
+        chosen = [w for w in waitables if ready(w)][:num_returns]
+        picked = {id(w) for w in chosen}
+        return chosen, [w for w in waitables if id(w) not in picked]
+
+    # -- generator tasks' streams ---------------------------------------------------------
+
+    def stream_opened(self, generator: ObjectRefGenerator) -> None:
+        """A generator task was called here: its values are announced to this session
+        (``Yielded``) from its submission on."""
+        self.streams[generator.task_id] = generator
+
+    @_serialized
+    def await_yielded(self, generator: ObjectRefGenerator, timeout: float | None) -> bool:
+        """Wait (up to ``timeout`` seconds) until ``next(generator)`` would not block: a
+        value has come, or the task has ended. Runs the task if it has not been yet."""
+        completion = generator.completed()
+        _check_refs([completion], "an ObjectRefGenerator")
+        self.run([completion])
+        self.subscribe([completion.id])
+        return self.pump_until(lambda: self.stream_waits_not(generator), timeout)
+
+    def stream_waits_not(self, generator: ObjectRefGenerator) -> bool:
+        return bool(generator._arrived) or generator.completed().id in self.values
+
+    def stream_failed(self, generator: ObjectRefGenerator) -> bool | None:
+        """None while the task runs; then whether it failed (its error not yet raised)."""
+        from plait.executor.wire import protocol as p
+
+        end = self.values.get(generator.completed().id)
+        return None if end is None else isinstance(end, p.Failed)
+
+    def take_yielded(self, message: Any) -> None:
+        """A value a generator task yielded: the head holds it for us. It goes to the
+        task's ObjectRefGenerator, as a ref; with no generator left to take it (dropped)
+        the ref dies at once, and the value is freed."""
+        oid = message.object_id
+        self.values[oid] = message.value
+        self.held.add(oid)
+        ref = ObjectRef(oid)
+        generator = self.streams.get(message.task_id)
+        if generator is not None and message.index == generator._received:
+            generator._received += 1
+            generator._arrived.append(ref)
 
     @_serialized
     def free(self, refs: Iterable[ObjectRef]) -> None:
@@ -206,6 +277,7 @@ class Session(ObjectReading):
     def cancel(self, refs: list[ObjectRef]) -> None:
         from plait.executor.wire import protocol as p
 
+        refs = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref for ref in refs]
         for ref in _check_refs(refs, "plait.cancel"):
             task = ref.task
             if task is not None and not task.submitted:     # lazy: it simply never runs
@@ -335,7 +407,8 @@ class Session(ObjectReading):
                                     _retry_exceptions(task.options.retry_exceptions),
                                     actor=task.actor, method=task.method,
                                     detached=task.detached, slots=_slots(task, node.num_cpus),
-                                    handle=task.named[1], actor_name=task.named[0]))
+                                    handle=task.named[1], actor_name=task.named[0],
+                                    generator=_generator_kind(task.options.num_returns)))
         watch = tuple(dict.fromkeys(ref.id for ref in refs if ref.id not in self.asked))
         self.asked.update(watch)          # fetch will not subscribe again
         self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch))
@@ -393,15 +466,10 @@ class Session(ObjectReading):
     def fetch(self, object_ids: list[str], count: int, timeout: float | None,
               raise_timeout: bool = True) -> None:
         """Wait until at least ``count`` of ``object_ids`` are known (ready or failed)."""
-        from plait.executor.wire import protocol as p
-
         self.flush_frees()
         unique = list(dict.fromkeys(object_ids))
         missing = {oid for oid in unique if oid not in self.values}
-        unknown = [oid for oid in unique if oid in missing and oid not in self.asked]
-        if unknown:
-            self.asked.update(unknown)
-            self.conn.send(p.Subscribe(tuple(unknown)))
+        self.subscribe([oid for oid in unique if oid in missing])
         need = min(count, len(unique))
         deadline = None if timeout is None else _now() + timeout
         progress = Progress()
@@ -421,6 +489,30 @@ class Session(ObjectReading):
         finally:
             progress.close()
 
+    def subscribe(self, object_ids: list[str]) -> None:
+        """Ask the head to tell us of these objects, once each, unless known or asked."""
+        from plait.executor.wire import protocol as p
+
+        unknown = [oid for oid in dict.fromkeys(object_ids)
+                   if oid not in self.values and oid not in self.asked]
+        if unknown:
+            self.asked.update(unknown)
+            self.conn.send(p.Subscribe(tuple(unknown)))
+
+    def pump_until(self, done: Any, timeout: float | None) -> bool:
+        """Take in messages until ``done()`` holds (True) or ``timeout`` seconds pass
+        (False; 0: only what has arrived already)."""
+        self.flush_frees()
+        deadline = None if timeout is None else _now() + timeout
+        while not done():
+            left = PROGRESS_SLICE if deadline is None else deadline - _now()
+            if left <= 0:
+                while (message := self.conn.receive(0)) is not None:   # arrived already
+                    self.apply(message)
+                return done()
+            self.pump(min(left, PROGRESS_SLICE))
+        return True
+
     def pump(self, timeout: float | None) -> list[str]:
         """Receive and apply one message (if one comes within ``timeout``); the objects it
         made known."""
@@ -434,6 +526,9 @@ class Session(ObjectReading):
 
         if isinstance(message, p.Welcome):
             self.nodes = message.nodes
+            return []
+        if isinstance(message, p.Yielded):
+            self.take_yielded(message)
             return []
         if not isinstance(message, p.Ready):
             self.replies[message.request] = message
@@ -550,6 +645,12 @@ def _slots(task: Any, num_cpus: float) -> int:
     if task.method == "__init__":
         return math.ceil(num_cpus)
     return compiler.slots_of(num_cpus)
+
+
+def _generator_kind(num_returns: int | str | None) -> str:
+    """How a task's values come back: "streaming" or "dynamic" (one by one, Yielded), or
+    "" (as its results, at its end)."""
+    return num_returns if isinstance(num_returns, str) else ""
 
 
 def _drain(pending: deque[Any]) -> list[Any]:

@@ -78,6 +78,18 @@ class NodeRecord:
 
 
 @dataclass
+class Stream:
+    """A generator task's values as the head has seen them while the task runs (retries
+    included): who they are handed to (the caller of a "streaming" task; None for a
+    "dynamic" one, whose values its list holds, or when the caller is gone) and how many
+    came, so that a re-run's values, yielded again from the first, are not new ones."""
+
+    kind: str                       # "streaming" or "dynamic"
+    caller: Peer | None
+    seen: int = 0
+
+
+@dataclass
 class Gather:
     """A client request answered once every node it was split over has answered."""
 
@@ -130,6 +142,9 @@ class Head(ActorRouting, Outbox):
         self.result_sizes: dict[str, int] = {}    # function -> learned bytes per result
         self.actors: dict[str, ActorRecord] = {}
         self.named: dict[str, tuple[str, bytes]] = {}   # actor name -> (actor, handle)
+        self.streams: dict[str, Stream] = {}      # unfinished generator task -> its values
+        self.awaited: dict[str, set[str]] = defaultdict(set)   # generator task -> its values
+        # lost with their only copy, waiting for it to yield them again (else they fail)
 
     # -- events in, instructions out --------------------------------------------------------
 
@@ -317,6 +332,9 @@ class Head(ActorRouting, Outbox):
                 spec = replace(spec, node=self.least_loaded())
             if self.accept(spec):
                 per_node[spec.node].append(spec)
+                if spec.generator:
+                    caller = peer if spec.generator == "streaming" else None
+                    self.streams[spec.id] = Stream(spec.generator, caller)
         for node, specs in per_node.items():
             self.assign(node, specs, functions)
 
@@ -416,6 +434,9 @@ class Head(ActorRouting, Outbox):
         if process is not None and self.sessions.get(process) == peer:
             del self.sessions[process]
         self.put_waiting = [(who, put) for who, put in self.put_waiting if who != peer]
+        for stream in self.streams.values():
+            if stream.caller == peer:
+                stream.caller = None               # its later values are dropped
         for oid, count in self.client_holds.pop(peer, Counter()).items():
             for _ in range(count):
                 self.directory.release(oid)
@@ -560,6 +581,9 @@ class Head(ActorRouting, Outbox):
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
         """An accepted task is over: its results are known and it reads its inputs no more."""
         self.record_results(spec, outputs)
+        if spec.generator:
+            self.streams.pop(spec.id, None)
+            self.fail_awaited(spec, outputs[0][1] if outputs else None)
         for oid in self.task_puts.pop(spec.id, ()):
             self.directory.release(oid)
         for oid in spec.deps:
@@ -568,6 +592,64 @@ class Head(ActorRouting, Outbox):
                 del self.readers_of[oid]
         for oid in dict.fromkeys(spec.deps + spec.nested):
             self.directory.drop_reader(oid)
+
+    def node_Yielded(self, node: str, message: p.Yielded) -> None:
+        """A value a generator task yielded, stored on ``node``: a new one is an object of
+        its own from now on (lineage: the task), held for the caller of a "streaming" task
+        and handed to it at once, or held by a "dynamic" task until its list holds it. One
+        seen before (a re-run yields from the first again) fills its object if that was
+        lost, else is one more copy of it, or goes."""
+        spec = self.assigned.get(message.task_id)
+        stream = self.streams.get(message.task_id)
+        ours = spec is not None and spec.node == node
+        if ours and stream is not None and message.index >= stream.seen:
+            assert spec is not None and message.index == stream.seen, (message, stream)
+            stream.seen += 1
+            self.first_yield(node, spec, stream, message)
+        else:
+            self.yielded_again(node, message)
+
+    def first_yield(self, node: str, spec: p.TaskSpec, stream: Stream,
+                    message: p.Yielded) -> None:
+        oid, value = message.object_id, message.value
+        if stream.kind == "streaming" and stream.caller is None:     # nobody will read it
+            self.deletes[node].append(oid)
+            return
+        self.directory.expect(oid)              # its one holder: the caller, or the task
+        if stream.caller is not None:
+            self.client_holds[stream.caller][oid] += 1
+        else:
+            self.task_puts[spec.id].append(oid)
+        if not isinstance(value, p.Stored):
+            self.cached_on(node, oid)
+        if not isinstance(value, p.Failed):
+            self.lineage.record(oid, spec)
+        self.object_done(oid, value)
+        if stream.caller is not None:
+            self.to_client(stream.caller, message)
+
+    def yielded_again(self, node: str, message: p.Yielded) -> None:
+        oid, value = message.object_id, message.value
+        if oid not in self.directory.entries:    # taken and freed since: this copy goes
+            self.deletes[node].append(oid)
+            return
+        if not isinstance(value, p.Stored):
+            self.cached_on(node, oid)
+        self.object_done(oid, value)
+        awaited = self.awaited.get(message.task_id)
+        if awaited is not None:
+            awaited.discard(oid)
+
+    def fail_awaited(self, spec: p.TaskSpec, end: p.ObjectValue | None) -> None:
+        """Values of a generator task lost with their copy that its re-run did not yield
+        again (it failed, or yielded fewer): they fail, with its error if it had one."""
+        for oid in self.awaited.pop(spec.id, ()):
+            entry = self.directory.entries.get(oid)
+            if entry is None or entry.value is not None:
+                continue
+            error = end.error if isinstance(end, p.Failed) else pickle.dumps(ObjectLostError(
+                oid, f"its copy was lost and the re-run of {spec.id} did not yield it again"))
+            self.object_done(oid, p.Failed(error))
 
     def record_results(self, spec: p.TaskSpec,
                        outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
@@ -787,6 +869,8 @@ class Head(ActorRouting, Outbox):
             entry.value = p.Failed(pickle.dumps(ObjectLostError(object_id, why)))
             return None
         entry.value = None
+        if object_id not in spec.outputs:          # a value its generator yielded
+            self.awaited[spec.id].add(object_id)
         return spec
 
     def node_WorkerExited(self, node: str, message: p.WorkerExited) -> None:
@@ -816,12 +900,15 @@ class Head(ActorRouting, Outbox):
             for oid in spec.outputs:
                 if oid in self.directory.entries and self.directory.entries[oid].value is None:
                     self.object_done(oid, p.Failed(pickle.dumps(error)))
+            self.fail_awaited(spec, p.Failed(pickle.dumps(error)))
             return
         self.revive_inputs(spec, node, reason)
         target = spec.node if spec.node in self.nodes else self.least_loaded()
         again = replace(spec, node=target, pinned=False)
         if self.accept(again):
             self.assign(target, [again], {})
+        elif again.generator:                      # an input is gone: it cannot run again
+            self.fail_awaited(again, self.directory.lookup(again.outputs[0]))
 
     def revive_inputs(self, spec: p.TaskSpec, node: str, reason: str) -> None:
         """Inputs of a task about to re-run that left the directory (their readers had all

@@ -4,7 +4,9 @@ Why and how problems are reported: plait.executor.wire.checks.
 
 A node checks its own (plait.executor.node.invariants). The head:
   - every unfinished task runs on a live node, and each node's queue count is its tasks;
-  - every pending object has a producer: an unfinished task, or a task put announced;
+  - every pending object has a producer: an unfinished task (a generator task's value
+    lost with its copy: the task running again), or a task put announced; a generator
+    task's stream is kept only while the task is unfinished;
   - every stored object has a live copy, and copies are only tracked for live objects;
   - every object's reader count is the number of unfinished tasks that read it;
   - a client request waits only on live nodes; lineage counts match its records.
@@ -41,6 +43,8 @@ class HeadTables(Protocol):
     cached: dict[str, set[str]]
     expected_puts: dict[str, Hashable]
     lineage: Lineage
+    streams: Mapping[str, object]
+    awaited: Mapping[str, set[str]]
 
     @property
     def nodes(self) -> Mapping[str, _NodeQueue]: ...
@@ -60,10 +64,14 @@ def head_problems(head: HeadTables) -> list[str]:
                    if r.queued != queued[n])
     note_broken(problems, "head: queue counts differ from the tasks assigned", wrong)
     producing = {oid for spec in head.assigned.values() for oid in spec.outputs}
+    producing |= {oid for task, oids in head.awaited.items() if task in head.assigned
+                  for oid in oids}
     pending = sorted(oid for oid, entry in head.directory.entries.items()
                      if entry.value is None and oid not in producing
                      and oid not in head.expected_puts)
     note_broken(problems, "head: pending objects no task will make", pending)
+    closed = sorted(task for task in head.streams if task not in head.assigned)
+    note_broken(problems, "head: streams of generator tasks that are over", closed)
     uncopied = sorted(oid for oid, entry in head.directory.entries.items()
                       if isinstance(entry.value, p.Stored)
                       and not head.locations.get(oid, set()) & live)

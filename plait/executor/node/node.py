@@ -385,6 +385,22 @@ class Node(Outbox):
         self.tasks_done(worker, message)
         self.retire_extras()
 
+    def worker_Yielded(self, worker: WorkerHandle, message: p.Yielded) -> None:
+        """A value a generator task yielded: sealed here, usable by tasks here at once, and
+        announced to the head while the task runs on. One from a task no longer this
+        worker's (cancelled, taken back) is not reported: its block goes."""
+        oid = message.object_id
+        state = self.table.tasks.get(message.task_id)
+        if message.task_id not in worker.inflight or state is None:
+            if isinstance(message.value, p.Located):
+                self.store.delete(oid)
+            return
+        value = self.seal_output(oid, message.value)
+        if isinstance(value, p.Stored):
+            self.admission.learn(state.spec.function_name, value.nbytes)
+        self.arrived(oid, value)
+        self.up(p.Yielded(message.task_id, message.index, oid, value))
+
     def worker_Blocked(self, worker: WorkerHandle, message: p.Blocked) -> None:
         if worker.actor:
             self.to_worker(worker.identity, p.Skip(()))     # an actor's calls stay with it
@@ -472,7 +488,12 @@ class Node(Outbox):
         admission promised the worker's task.
         """
         identity = worker.identity
-        if message.object_id in self.store.objects:     # left by an attempt that crashed
+        held = self.store.objects.get(message.object_id)
+        if held is not None and held.sealed:            # a re-run yielded it again
+            self.to_worker(identity, p.Allocated(message.request, message.object_id, self.id,
+                                                 -1, held=True))
+            return True
+        if held is not None:                            # left by an attempt that crashed
             self.store.delete(message.object_id)
         try:
             offset = self.store.allocate(message.object_id, message.nbytes, message.created_by)
@@ -899,7 +920,7 @@ class Node(Outbox):
         return p.WorkItem(task_id, state.attempt, spec.function_id, spec.function_name,
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in spec.nested), spec.outputs,
-                          spec.retry_exceptions, spec.method, spec.slots)
+                          spec.retry_exceptions, spec.method, spec.slots, spec.generator)
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:
         """Put a task back to waiting for inputs whose copy here was lost, and ask the head

@@ -5,14 +5,15 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
     driver --Hello/Heartbeat/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/
              Expect/Hold/Free/Cancel/MemoryRequest/StateCheck/TraceRequest/KillActor/
              ActorLookup/Bye--> head
-    driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Pinned/MemoryReport/StateReport/
-             TraceReport/ActorFound-- head
-    node   --NodeHello/Heartbeat/Subscribe/TasksDone/Created/ReplicaAdded/ReplicaDropped/
-             Revoked/Pinned/MemoryReport/StateReport/ActorExit/CopyLost/WorkerExited--> head
+    driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Yielded/Pinned/MemoryReport/
+             StateReport/TraceReport/ActorFound-- head
+    node   --NodeHello/Heartbeat/Subscribe/TasksDone/Yielded/Created/ReplicaAdded/
+             ReplicaDropped/Revoked/Pinned/MemoryReport/StateReport/ActorExit/CopyLost/
+             WorkerExited--> head
     node   <--NodeTable/Heartbeat/Assign/Cancel/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/
              StateCheck/NodeLost/KillActor/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
-    worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/Blocked/Unblocked--> node
+    worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/Yielded/Blocked/Unblocked--> node
     worker <--RunTasks/Skip/Cancel/Allocated/Refused/Bye----- node
 
 Each receiving side's handlers are looked up by message class (dispatch.py); a test holds
@@ -26,6 +27,15 @@ A message is a frozen dataclass; ``encode`` makes it one frame (pickle protocol 
 object is ``Stored`` on a node, and whoever reads it first pins it, which yields its
 ``Located`` block (an offset is only meaningful while pinned: unpinned objects may spill).
 Values record the ids of refs pickled inside them (``contains``), which they keep alive.
+
+A generator task's values travel one by one, as it yields them, each as a ``Yielded``: the
+worker stores the value and tells its node, which seals it and tells the head, which
+records the object and hands it to the caller of a ``"streaming"`` task (whose
+ObjectRefGenerator is waiting for it), all before the task ends::
+
+    worker --Yielded(T, i, T.i, Inline|Located)--> node --Yielded(.., Inline|Stored)--> head
+    head --Yielded--> the caller's session: ObjectRefGenerator's next ref
+    worker --TasksDone(T: None | the refs | Failed)--> node --> head: the stream's end
 Only peers on this host (or holding the cluster key) can reach these sockets, and even
 their frames are decoded before they are trusted: ``decode`` builds only the classes in
 ``ADMITTED`` (see "Reading frames" below).
@@ -162,6 +172,8 @@ class Allocated:
     object_id: str
     node: str
     offset: int
+    held: bool = False             # the node already holds it sealed (a re-run yielded it
+    #                                again): nothing to write, no block was allocated
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +427,7 @@ class TaskSpec:
     slots: int = 1                 # worker slots it holds while running (num_cpus, rounded up)
     handle: bytes = b""            # a named actor's pickled handle (for get_actor)
     actor_name: str = ""
+    generator: str = ""            # "streaming" or "dynamic": its values are Yielded
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,6 +533,7 @@ class WorkItem:
     retry_exceptions: bytes = b""
     method: str = ""               # an actor's: "__init__" builds the instance, else a method
     slots: int = 1                 # worker slots it holds (get_assigned_resources reads them)
+    generator: str = ""            # "streaming" or "dynamic": each value Yielded as it comes
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,6 +579,18 @@ class TasksDone:
     results: tuple[TaskResult, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Yielded:
+    """The ``index``-th value a generator task yielded, stored as ``object_id`` (worker ->
+    node: Inline or Located; node -> head and head -> the caller: Inline or Stored). A
+    re-run yields its values again under the same ids; the head keeps the first of each."""
+
+    task_id: str
+    index: int
+    object_id: str
+    value: ObjectValue
+
+
 Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutInline | Alloc
            | Allocated | Refused | Seal | Pin | Pinned | Unpin | Expect | Hold | MemoryRequest
            | MemoryReport | StateCheck | StateReport | ViewRequest | View | Submit | Assign
@@ -573,7 +599,7 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
            | ActorLookup | ActorFound | ActorExit | WorkerExited | Bye | WorkerReady | Blocked
            | Unblocked
-           | Skip | RunTasks | TasksDone)
+           | Skip | RunTasks | TasksDone | Yielded)
 
 
 def _positional_reduce(cls: type) -> None:

@@ -6,32 +6,15 @@ head and to workers, workers to start or kill) is read by kind, in order (``Deci
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import (Dispatch, FromHead, FromWorker, WorkerGone,
                                               WorkerStarted)
-from tests.executor.node.decisions import Decisions, killed, sent, started, tell, to_head
-from plait.store.arena import Arena
+from tests.executor.node.decisions import killed, sent, started, tell, to_head
 
 MIB = 1 << 20
-
-
-@pytest.fixture
-def node(make_transfers, processes):
-    arena = Arena.create(f"plait-test-{os.getpid()}-node", 4 * MIB)
-    workers = [WorkerHandle(i, -1, -1, f"w{i}".encode(), ready=True) for i in range(2)]
-    made = Node("node-0", arena, None, workers, "ipc://unused", transfers=make_transfers,
-                processes=processes)
-    made.num_workers = 0                  # never start a stand-in process in these tests
-    made.decisions = Decisions(made)
-    yield made
-    arena.unlink()
-    arena.close()
 
 
 def spec(task_id: str, deps: tuple[str, ...] = (), **fields) -> p.TaskSpec:

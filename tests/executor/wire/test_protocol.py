@@ -93,6 +93,8 @@ SAMPLES = [
     p.WorkerReady(0, 999),
     p.RunTasks((("split@ab", b"fn"),), (ITEM,)),
     p.TasksDone((RESULT, dataclasses.replace(RESULT, task_id="inc-5", outputs=()))),
+    p.Yielded("numbers-6", 0, "numbers-6.0", INLINE),
+    p.Yielded("numbers-6", 1, "numbers-6.1", LOCATED),
 ]
 
 
