@@ -177,11 +177,10 @@ def test_wait_takes_generators_beside_refs(cluster):
     ready, pending = plait.wait([generator, ref], num_returns=2, timeout=30)
     assert ready == [generator, ref] and pending == []
     assert plait.get(next(generator), timeout=30) == 0
-    ready, _ = plait.wait([generator], timeout=30)       # finished: next will not block
-    assert ready == [generator] and generator.is_finished() is False
+    ready, _ = plait.wait([generator], timeout=30)       # over: next will not block
+    assert ready == [generator] and generator.is_finished()
     with pytest.raises(StopIteration):
         next(generator)
-    assert generator.is_finished()
 
 
 # -- errors --------------------------------------------------------------------------------
