@@ -10,32 +10,44 @@ Data flow of one batch::
 
 A worker also serves ``plait.get``/``plait.put`` for code running inside its tasks (the
 ``WorkerRuntime``): nested refs arrive with their values, so ``get`` on them is local.
+
+An actor's process runs its calls one at a time, in order, like any worker, unless the
+actor is async (an ``async def`` method) or threaded (``max_concurrency`` > 1): then
+``ConcurrentCalls`` runs them at once, and what the code inside a task sees of it (its id,
+its values, its puts: a ``Call``) belongs to the thread or coroutine running it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import dataclasses
 import inspect
+import itertools
+import logging
 import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import zmq
 
 from plait.errors import (ActorDiedError, ActorExitRequest, DeserializationError,
                           GetTimeoutError, PlaitError, TaskCancelledError, TaskError)
+from plait.executor.driver.futures import Wakeup
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import WorkerConfig, identity_of
 from plait.executor.wire.malloc import return_freed_memory
 from plait.graph import context
-from plait.graph.actor import TERMINATE, exit_actor, handle_of
+from plait.graph.actor import TERMINATE, exit_actor, handle_of, is_async_class
 from plait.graph.ids import IdGenerator, yielded_id
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.task import decode_call
@@ -47,6 +59,31 @@ from plait.store.serialization import INLINE_THRESHOLD, deserialize, dumps, seri
 FLUSH_SECONDS = 0.001
 PARENT_CHECK_MS = 500
 CANCEL_CHECK_SECONDS = 0.01  # how often a running async call looks for a cancel
+
+log = logging.getLogger("plait.worker")
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    """A task while it runs, as the code inside it sees it: its id, the values it may get
+    without asking (nested refs came with their values; its own puts), and its puts the
+    head may not have heard of yet."""
+
+    item: p.WorkItem
+    known: dict[str, p.ObjectValue]
+    start: float = field(default_factory=time.perf_counter)
+    wall_start: float = field(default_factory=time.time)
+    unannounced: list[str] = field(default_factory=list)
+
+    @property
+    def task_id(self) -> str:
+        return self.item.task_id
+
+
+# The call whose code runs in this thread or coroutine (an asyncio task copies it).
+_running: contextvars.ContextVar[Call | None] = contextvars.ContextVar("plait_call",
+                                                                        default=None)
+
 
 
 def main(config: WorkerConfig) -> None:
@@ -88,25 +125,24 @@ class WorkerRuntime:
         self.sock = sock
         self.arena = arena
         self.functions: dict[str, Any] = {}
-        self.known: dict[str, p.ObjectValue] = {}   # values visible to the running task
         self.stash: deque[p.Message] = deque()      # messages that arrived mid-request
-        self.requests = 0
+        self.requests = itertools.count(1)
         self.ids_prefix = f"{config.node}.w{config.index}.{os.getpid()}:"
         self.ids = IdGenerator(prefix=self.ids_prefix)
-        self.current_task: str | None = None
+        self.latest: Call | None = None              # the call started last
         self.unsent: list[p.TaskResult] = []
-        self.wall_start = 0.0
         self.session: Any = None                     # nested tasks: see nested()
+        self.session_lock = threading.Lock()
         self.skip: set[str] = set()                  # queued tasks the node took back
         self.flushed = time.perf_counter()
         self.instance: Any = None                    # an actor's process: its one instance
-        self.loop: Any = None                        # asyncio loop for async methods
-        self.unannounced: list[str] = []             # puts the head may not have heard of
+        self.loop: Any = None                        # asyncio loop for async functions
         self.cancelled: set[str] = set()             # running calls plait.cancel asked to stop
         self.actor_id: str | None = None
-        self.running: dict[str, p.WorkItem] = {}     # by task id, for get_runtime_context
         self.actor: tuple[p.WorkItem, type] | None = None   # its creation item and class
         self.handle: Any = None                      # its own handle, made on first ask
+        self.calls: ConcurrentCalls | None = None    # an async or threaded actor's calls
+        self.warned_blocking = False                 # about plait.get on an actor's loop
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -122,6 +158,9 @@ class WorkerRuntime:
                 return
             if isinstance(message, p.RunTasks):
                 self.run_batch(message)
+            if self.calls is not None:               # an async or threaded actor was built
+                self.calls.serve()
+                return
 
     def receive(self, timeout_ms: int) -> p.Message | None:
         if not self.sock.poll(timeout_ms):
@@ -129,6 +168,11 @@ class WorkerRuntime:
         return p.decode(self.sock.recv(copy=False).buffer)
 
     def send(self, message: p.Message) -> None:
+        """Send to the node; a concurrent call's thread posts it to the main thread, which
+        owns the socket."""
+        if self.calls is not None and not self.calls.on_main_thread():
+            self.calls.post(message)
+            return
         self.sock.send(p.encode(message), copy=False)
 
     def run_batch(self, batch: p.RunTasks) -> None:
@@ -159,44 +203,80 @@ class WorkerRuntime:
     # -- one task ----------------------------------------------------------------------
 
     def run_item(self, item: p.WorkItem) -> p.TaskResult:
-        start = time.perf_counter()
-        self.wall_start = time.time()
-        self.current_task = item.task_id
-        self.running[item.task_id] = item
-        self.known = dict(item.nested)
+        """Run one task to its end in this thread."""
+        call = self.enter(item)
+        try:
+            prepared = self.prepared(call)
+            if isinstance(prepared, p.TaskResult):
+                return prepared
+            function, args, kwargs = prepared
+            try:
+                killpoints.reached("task-before-start", item.function_name, self.config.node)
+                value = function(*args, **kwargs)
+                if inspect.iscoroutine(value):      # an async function
+                    value = self.run_coroutine(value)
+                return self.finish(call, value)
+            except SystemExit as leaving:     # exit_actor() or sys.exit() in an actor's method
+                return self.leave_actor(call, leaving)
+            except Exception as error:
+                return self.failed_by(call, error)
+        finally:
+            self.leave(call)
+
+    def enter(self, item: p.WorkItem) -> Call:
+        """The task starts: code running in this thread (or coroutine) sees it as its own."""
+        call = Call(item, dict(item.nested))
+        _running.set(call)
+        self.latest = call
+        return call
+
+    def leave(self, call: Call) -> None:
+        """The task ended: its puts are its node's to announce now."""
+        _running.set(None)
+        if self.latest is call:
+            self.latest = None
+
+    def current(self) -> Call | None:
+        """The call whose code is running here; a thread that code started itself sees the
+        call started last."""
+        return _running.get() or self.latest
+
+    def prepared(self, call: Call) -> tuple[Any, tuple, dict] | p.TaskResult:
+        """What to call with what, or the failed result when that cannot be known."""
+        item = call.item
         failed = next((v for v in item.deps if isinstance(v, p.Failed)), None)
         if failed is not None:            # its producer, earlier in a fused chain, failed
-            return self.failed(item, start, failed.error)
+            return self.failed(call, failed.error)
         try:
-            function, args, kwargs = self.prepare(item)
+            return self.prepare(item)
         except Exception as error:
-            return self.failed(item, start, _pickled_error(error))
-        try:
-            killpoints.reached("task-before-start", item.function_name, self.config.node)
-            value = function(*args, **kwargs)
-            if inspect.iscoroutine(value):          # an async actor method (or function)
-                value = self.run_coroutine(value)
-            killpoints.reached("task-after-compute", item.function_name, self.config.node)
-            self.submit_made()
-            outputs = self.store_results(item, value)
-        except SystemExit as leaving:         # exit_actor() or sys.exit() in an actor's method
-            if self.actor is None:
-                raise
-            if isinstance(leaving, ActorExitRequest) or leaving.code in (None, 0):
-                self.end_actor(item, start)
-            self.flush_results()       # sys.exit(1): a crash, restarted as any; the calls
-            raise                      # before it finished all the same
-        except Exception as error:
-            failed = self.failed(item, start, _pickled_error(self.task_error(item, error)))
-            if _retryable(item.retry_exceptions, error):
-                failed = dataclasses.replace(failed, retryable=True)
-            return failed
-        finally:
-            self.current_task = None
-            self.running.pop(item.task_id, None)
-            self.known = {}
-            self.unannounced.clear()      # the task's puts are its node's to announce now
-        return self.result(item, outputs, start)
+            return self.failed(call, _pickled_error(error))
+
+    def finish(self, call: Call, value: Any) -> p.TaskResult:
+        """The function returned ``value``: store it as the task's results."""
+        killpoints.reached("task-after-compute", call.item.function_name, self.config.node)
+        self.submit_made()
+        return self.result(call, self.store_results(call.item, value))
+
+    def failed_by(self, call: Call, error: Exception) -> p.TaskResult:
+        """The task raised ``error``: its results fail with it (a retry if it asked)."""
+        item = call.item
+        failed = self.failed(call, _pickled_error(self.task_error(item, error)))
+        if _retryable(item.retry_exceptions, error):
+            failed = dataclasses.replace(failed, retryable=True)
+        return failed
+
+    def leave_actor(self, call: Call, leaving: SystemExit) -> p.TaskResult:
+        """An actor's method called exit_actor() or sys.exit(): the actor ends (sys.exit
+        with an error code is a crash, restarted as any); outside an actor, exit."""
+        if self.actor is None:
+            raise leaving
+        if isinstance(leaving, ActorExitRequest) or leaving.code in (None, 0):
+            return self.end_actor(call)
+        if self.calls is not None:
+            self.calls.crash(leaving)
+        self.flush_results()       # sys.exit(1): a crash, restarted as any; the calls
+        raise leaving              # before it finished all the same
 
     def task_error(self, item: p.WorkItem, error: Exception) -> PlaitError:
         """The user's exception as a TaskError; a plain PlaitError if even that fails."""
@@ -237,21 +317,32 @@ class WorkerRuntime:
         return self.load_function(item.function_id)
 
     def construct(self, item: p.WorkItem, cls: type, args: tuple, kwargs: dict) -> None:
-        """Build the actor's instance; this process then runs only its calls."""
+        """Build the actor's instance; this process then runs only its calls: one at a
+        time, or at once (ConcurrentCalls) for an async actor or a threaded one."""
         self.actor_id, self.actor = item.task_id, (item, cls)
-        self.instance = cls(*args, **kwargs)
+        asynchronous = is_async_class(cls)
+        if not asynchronous and item.concurrency == 1:
+            self.instance = cls(*args, **kwargs)
+            return
+        calls = ConcurrentCalls(self, item.concurrency, asynchronous)
+        self.instance = calls.construct(cls, args, kwargs)
+        self.calls = calls                 # serve() hands over once this batch is reported
 
-    def end_actor(self, item: p.WorkItem, start: float) -> NoReturn:
+    def end_actor(self, call: Call) -> NoReturn | p.TaskResult:
         """The actor ends itself: its atexit handlers run here (a forked worker leaves
         through os._exit, which skips them), then this call fails with ActorDiedError,
         marked ``exited`` so that its node fails the calls queued behind it, restarts
-        nothing and stops this process. No other call runs meanwhile."""
+        nothing and stops this process. No other call starts meanwhile (with concurrent
+        calls, the ended result is returned; the main thread starts no more)."""
         import atexit
 
         atexit._run_exitfuncs()
         error = ActorDiedError(self.actor_id or "", f"it ended itself (exit_actor() or "
-                                                    f"sys.exit()) in call {item.task_id}")
-        ended = dataclasses.replace(self.failed(item, start, pickle.dumps(error)), exited=True)
+                                                    f"sys.exit()) in call {call.task_id}")
+        ended = dataclasses.replace(self.failed(call, pickle.dumps(error)), exited=True)
+        if self.calls is not None:
+            self.calls.ended = True
+            return ended
         self.unsent.append(ended)
         self.flush_results()
         while True:                  # until the node stops this process (or is gone)
@@ -279,11 +370,12 @@ class WorkerRuntime:
         try:
             return loop.run_until_complete(task)
         except asyncio.CancelledError:        # a BaseException: it must not end the worker
-            raise TaskCancelledError(self.current_task or "") from None
+            call = self.current()
+            raise TaskCancelledError(call.task_id if call else "") from None
 
     def event_loop(self) -> Any:
-        """One asyncio loop per process, kept across calls (an async actor's state may hold
-        loop-bound objects); calls still run one at a time, in order."""
+        """One asyncio loop per process, kept across calls (state may hold loop-bound
+        objects); an async actor's calls run on ConcurrentCalls' loop instead."""
         import asyncio
 
         if self.loop is None:
@@ -302,12 +394,14 @@ class WorkerRuntime:
             function = self.functions[function_id] = pickle.loads(function)
         return function
 
-    def failed(self, item: p.WorkItem, start: float, error: bytes) -> p.TaskResult:
-        return self.result(item, tuple((oid, p.Failed(error)) for oid in item.outputs), start)
+    def failed(self, call: Call, error: bytes) -> p.TaskResult:
+        return self.result(call, tuple((oid, p.Failed(error)) for oid in call.item.outputs))
 
-    def result(self, item: p.WorkItem, outputs: tuple, start: float) -> p.TaskResult:
-        return p.TaskResult(item.task_id, item.attempt, outputs, time.perf_counter() - start,
-                            self.config.index, self.wall_start, time.time())
+    def result(self, call: Call, outputs: tuple) -> p.TaskResult:
+        item = call.item
+        return p.TaskResult(item.task_id, item.attempt, outputs,
+                            time.perf_counter() - call.start, self.config.index,
+                            call.wall_start, time.time())
 
     def store_results(self, item: p.WorkItem, value: Any) -> tuple[tuple[str, p.ObjectValue], ...]:
         if item.generator:
@@ -444,15 +538,17 @@ class WorkerRuntime:
         return p.Located(reply.node, reply.offset, nbytes, contains)
 
     def next_request(self) -> int:
-        self.requests += 1
-        return self.requests
+        return next(self.requests)
 
     def request(self, message: p.Alloc) -> p.Message:
-        """Send and wait for the matching reply; other messages wait in the stash.
+        """Send and wait for the matching reply; other messages wait in the stash (a
+        concurrent call's thread waits for the main thread to hand the reply over).
 
         No deadline: the node answers every allocation (it may wait for room while other
         tasks run), and this worker exits if the node dies.
         """
+        if self.calls is not None and not self.calls.on_main_thread():
+            return self.calls.request(message)
         self.send(message)
         while True:
             reply = self.receive(PARENT_CHECK_MS)
@@ -480,18 +576,23 @@ class WorkerRuntime:
         task waits in it the worker tells its node it is blocked, so the node lends the
         slot to another worker and recursion cannot deadlock.
         """
-        if self.session is None:
-            from plait.executor.driver.session import Session
-            from plait.executor.driver.connection import JoinedCluster
-            from plait.executor.wire.security import load_key
+        with self.session_lock:                # concurrent calls may open it together
+            if self.session is None:
+                from plait.executor.driver.session import Session
+                from plait.executor.driver.connection import JoinedCluster
+                from plait.executor.wire.security import load_key
 
-            key = load_key(self.config.key_file) if self.config.key_file else None
-            cluster = JoinedCluster(self.config.head_address, key)
-            self.session = Session(cluster, 1, id_prefix=self.ids_prefix)
+                key = load_key(self.config.key_file) if self.config.key_file else None
+                cluster = JoinedCluster(self.config.head_address, key)
+                self.session = Session(cluster, 1, id_prefix=self.ids_prefix)
         return self.session
 
     def wait_nested(self, call: Any) -> Any:
-        """Run a blocking call of the nested session with this worker's slot lent out."""
+        """Run a blocking call of the nested session with this worker's slot lent out (an
+        actor's process holds no slot of the pool: it just waits)."""
+        if self.calls is not None:
+            self.calls.warn_if_blocking_loop()
+            return call(self.nested())
         self.flush_results()
         self.send(p.Blocked(self.config.index))
         try:
@@ -514,11 +615,13 @@ class WorkerRuntime:
                 os._exit(1)
 
     def runtime_context(self) -> context.RuntimeContext:
-        item = self.running.get(self.current_task or "")
+        call = self.current()
+        item = call.item if call is not None else None
         made = self.actor[0] if self.actor else item          # an actor's: its creation's
         slots = made.slots if made else 0
         return context.RuntimeContext(
-            self.config.node, f"{self.config.node}.w{self.config.index}", self.current_task,
+            self.config.node, f"{self.config.node}.w{self.config.index}",
+            item.task_id if item else None,
             self.config.session, self.actor_id, self.is_canceled,
             item.function_name if item else None, {"CPU": float(slots)} if slots else {},
             bool(self.actor and self.actor[0].attempt != 0),
@@ -533,13 +636,15 @@ class WorkerRuntime:
 
     def is_canceled(self) -> bool:
         """Whether the node forwarded a cancel of the running call (read without waiting;
-        other messages are kept for later)."""
-        while (message := self.receive(0)) is not None:
-            if isinstance(message, p.Cancel):
-                self.cancelled.update(message.object_ids)
-            else:
-                self.stash.append(message)
-        return self.current_task in self.cancelled
+        other messages are kept for later; with concurrent calls the main thread reads)."""
+        if self.calls is None:
+            while (message := self.receive(0)) is not None:
+                if isinstance(message, p.Cancel):
+                    self.cancelled.update(message.object_ids)
+                else:
+                    self.stash.append(message)
+        call = self.current()
+        return call is not None and call.task_id in self.cancelled
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)
@@ -553,31 +658,38 @@ class WorkerRuntime:
 
     def created(self, task: Any) -> None:
         session = self.nested()
-        if self.unannounced:              # before any graph that may read them is sent
-            session.expect(self.unannounced)
-            self.unannounced.clear()
+        call = self.current()
+        if call is not None and call.unannounced:   # before any graph that may read them
+            session.expect(call.unannounced)
+            call.unannounced.clear()
         session.created(task)
 
     def describe(self, object_id: str) -> str:
-        return "ready" if object_id in self.known else "remote"
+        call = self.current()
+        return "ready" if call is not None and object_id in call.known else "remote"
 
     def put(self, value: Any) -> ObjectRef:
         object_id = self.new_id("put")
+        call = self.current()
+        task_id = call.task_id if call else ""
         self.flush_results()
-        stored = self.store(object_id, value, f"put in task {self.current_task}")
+        stored = self.store(object_id, value, f"put in task {task_id}")
         if isinstance(stored, p.Inline):
-            self.send(p.PutInline(object_id, stored))
+            self.send(p.PutInline(object_id, stored, task_id))
         else:
-            self.send(p.Seal(object_id, stored.contains))
-        self.known[object_id] = stored          # pinned: its block stays until the task ends
-        self.unannounced.append(object_id)
+            self.send(p.Seal(object_id, stored.contains, task_id))
+        if call is not None:
+            call.known[object_id] = stored     # pinned: its block stays until the task ends
+            call.unannounced.append(object_id)
         return ObjectRef(object_id)
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:
         """Values of refs this task was given, put, or made by tasks it submitted."""
         many = isinstance(refs, (list, tuple))
         listed = list(refs) if many else [refs]
-        if all(isinstance(ref, ObjectRef) and ref.id in self.known for ref in listed):
+        call = self.current()
+        known = call.known if call is not None else {}
+        if all(isinstance(ref, ObjectRef) and ref.id in known for ref in listed):
             values = [self.get_one(ref, timeout) for ref in listed]
         else:
             values = self.wait_nested(lambda session: session.get(listed, timeout))
@@ -601,12 +713,270 @@ class WorkerRuntime:
     def get_one(self, ref: ObjectRef, timeout: float | None) -> Any:
         if not isinstance(ref, ObjectRef):
             raise TypeError(f"plait.get expects ObjectRefs, got {type(ref).__name__}")
-        value = self.known.get(ref.id)
+        call = self.current()
+        value = call.known.get(ref.id) if call is not None else None
         if value is None:
             raise GetTimeoutError(
-                f"{ref.id} was not passed to task {self.current_task} (a task may get the refs "
-                f"nested in its arguments); pass it as an argument instead")
+                f"{ref.id} was not passed to task {call.task_id if call else None} (a task may "
+                f"get the refs nested in its arguments); pass it as an argument instead")
         return self.load(value)
+
+    def future(self, ref: ObjectRef) -> Future:
+        """``await ref`` inside a task: at once for a value the task holds, else the nested
+        session's future (its loop goes on meanwhile)."""
+        call = self.current()
+        value = call.known.get(ref.id) if call is not None else None
+        if value is None:
+            return self.nested().future(ref)
+        future: Future = Future()
+        try:
+            future.set_result(self.load(value))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+
+
+class ConcurrentCalls:
+    """An async or threaded actor's calls, run at once, up to its ``max_concurrency``.
+
+    A zmq socket belongs to one thread, so the main thread keeps the socket to the node and
+    the calls run elsewhere: an async actor's on its event loop, in a thread of their own
+    (every method, ``async def`` or not, runs there, as in Ray), a threaded actor's in a
+    pool of ``max_concurrency`` threads. What a call sends (puts, allocations, its result)
+    it posts to the main thread, which sends it in the order posted::
+
+        node --RunTasks--> main thread --start--> the loop's thread, or the pool's threads
+        node <--TasksDone/Alloc/Seal/PutInline-- main thread <--post: outbox + a wake byte--
+        node --Allocated/Refused--> main thread --the reply's future--> the waiting call
+        node --Cancel--> main thread: an async call gets CancelledError at its await; a
+                         threaded one sees is_canceled(); one not started never starts
+
+    Results go as each call ends, in any order, several to a message when they end
+    together. Nothing here blocks the main thread, so a call awaiting another call of the
+    same actor (or a ref that call makes) is never stuck behind it.
+    """
+
+    def __init__(self, runtime: WorkerRuntime, concurrency: int, asynchronous: bool) -> None:
+        self.runtime = runtime
+        self.concurrency = concurrency
+        self.main = threading.get_ident()
+        self.outbox: deque[p.Message] = deque()
+        self.replies: dict[int, Future] = {}          # request -> the waiting call's future
+        self.wakeup = Wakeup()
+        self.loop: Any = None
+        self.loop_thread: threading.Thread | None = None
+        self.tasks: dict[str, Any] = {}               # task id -> its asyncio task (loop's)
+        self.pool: Any = None
+        self.ended = False                            # exit_actor(): no call starts any more
+        self.exit_code: Any = None                    # sys.exit(code) in a call: a crash
+        if asynchronous:
+            import asyncio
+
+            self.loop = asyncio.new_event_loop()
+            self.slots = asyncio.Semaphore(concurrency)
+
+    def construct(self, cls: type, args: tuple, kwargs: dict) -> Any:
+        """The instance, built in the main thread; an async actor's loop is the current one
+        meanwhile, so what the constructor makes for asyncio belongs to it."""
+        if self.loop is None:
+            return cls(*args, **kwargs)
+        import asyncio
+
+        asyncio.set_event_loop(self.loop)
+        try:
+            return cls(*args, **kwargs)
+        finally:
+            asyncio.set_event_loop(None)
+
+    # -- the main thread ---------------------------------------------------------------
+
+    def serve(self) -> None:
+        """The main thread from now on: hand calls out, send what they post, until Bye or
+        the node is gone."""
+        self.start_threads()
+        runtime = self.runtime
+        poller = zmq.Poller()
+        poller.register(runtime.sock, zmq.POLLIN)
+        poller.register(self.wakeup.fileno(), zmq.POLLIN)
+        while True:
+            while runtime.stash:
+                if not self.handle(runtime.stash.popleft()):
+                    return
+            self.send_posted()
+            if self.exit_code is not None:           # what it posted is sent: crash now
+                raise SystemExit(self.exit_code)
+            if not poller.poll(PARENT_CHECK_MS) and os.getppid() != runtime.config.parent_pid:
+                return
+            self.wakeup.drain()
+            while (message := runtime.receive(0)) is not None:
+                if not self.handle(message):
+                    return
+
+    def start_threads(self) -> None:
+        if self.loop is not None:
+            self.loop_thread = threading.Thread(target=self.loop.run_forever,
+                                                name="plait-actor-loop", daemon=True)
+            self.loop_thread.start()
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="plait-call")
+
+    def handle(self, message: p.Message) -> bool:
+        """One message from the node; False for Bye."""
+        if isinstance(message, p.Bye):
+            return False
+        if isinstance(message, p.RunTasks) and not self.ended:
+            self.runtime.functions.update(message.functions)
+            self.start(list(message.items))
+        elif isinstance(message, p.Cancel):
+            self.cancel(message.object_ids)
+        elif isinstance(message, (p.Allocated, p.Refused)):
+            waiting = self.replies.pop(message.request, None)
+            if waiting is not None:
+                waiting.set_result(message)
+        return True                           # (a Skip answers no Blocked of ours: ignored)
+
+    def start(self, items: list[p.WorkItem]) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.start_on_loop, items)
+        else:
+            for item in items:
+                self.pool.submit(self.run_threaded, item)
+
+    def cancel(self, task_ids: tuple[str, ...]) -> None:
+        """Cancel calls: those not started never start; a running async one is cancelled
+        at its await; a running threaded one may look (is_canceled) and return early."""
+        self.runtime.cancelled.update(task_ids)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.cancel_on_loop, task_ids)
+
+    def send_posted(self) -> None:
+        """Send what the calls posted, in order; results posted together go in one message."""
+        results: list[p.TaskResult] = []
+        while self.outbox:
+            message = self.outbox.popleft()
+            if isinstance(message, p.TasksDone):
+                results.extend(message.results)
+                continue
+            if results:
+                self.runtime.send(p.TasksDone(tuple(results)))
+                results = []
+            self.runtime.send(message)
+        if results:
+            self.runtime.send(p.TasksDone(tuple(results)))
+
+    def on_main_thread(self) -> bool:
+        return threading.get_ident() == self.main
+
+    # -- the calls' threads ------------------------------------------------------------
+
+    def post(self, message: p.Message) -> None:
+        """Have the main thread send ``message`` (after everything posted before it)."""
+        self.outbox.append(message)
+        self.wakeup.wake()
+
+    def crash(self, leaving: SystemExit) -> NoReturn:
+        """``sys.exit(code)`` in a call: the main thread sends what was posted, then the
+        process exits with that code (a crash: the actor restarts within max_restarts)."""
+        self.exit_code = leaving.code if leaving.code is not None else 1
+        self.wakeup.wake()
+        raise leaving
+
+    def request(self, message: p.Alloc) -> p.Message:
+        """Post a request and wait for the main thread to hand its reply over."""
+        reply: Future = Future()
+        self.replies[message.request] = reply
+        self.post(message)
+        return reply.result()
+
+    def run_threaded(self, item: p.WorkItem) -> None:
+        runtime = self.runtime
+        if item.task_id in runtime.cancelled:
+            result = self.cancelled(item)
+        else:
+            result = runtime.run_item(item)    # (a crash, sys.exit(1), raises through)
+        self.post(p.TasksDone((result,)))
+
+    def cancelled(self, item: p.WorkItem) -> p.TaskResult:
+        """The result of a call cancelled before it started."""
+        error = pickle.dumps(TaskCancelledError(item.task_id))
+        return self.runtime.failed(Call(item, {}), error)
+
+    def warn_if_blocking_loop(self) -> None:
+        """``plait.get`` inside an async actor blocks its loop: allowed, said once (Ray)."""
+        if self.loop_thread is None or threading.current_thread() is not self.loop_thread:
+            return
+        if not self.runtime.warned_blocking:
+            self.runtime.warned_blocking = True
+            log.warning("plait.get (or wait) inside an async actor blocks its event loop: no "
+                        "other call of the actor runs meanwhile; use `await ref` (or "
+                        "asyncio.gather) to let them run")
+
+    # -- on the async actor's loop -----------------------------------------------------
+
+    def start_on_loop(self, items: list[p.WorkItem]) -> None:
+        for item in items:
+            task = self.loop.create_task(self.run_async(item))
+            self.tasks[item.task_id] = task
+
+    def cancel_on_loop(self, task_ids: tuple[str, ...]) -> None:
+        for task_id in task_ids:
+            task = self.tasks.get(task_id)
+            if task is not None:
+                task.cancel()
+
+    async def run_async(self, item: p.WorkItem) -> None:
+        """One call of an async actor: it waits for one of ``max_concurrency`` slots,
+        then runs; a sync method runs on the loop too (blocking it, as in Ray)."""
+        runtime = self.runtime
+        call = runtime.enter(item)
+        try:
+            result = await self.outcome(call)
+        finally:
+            runtime.leave(call)
+            self.tasks.pop(item.task_id, None)
+        self.post(p.TasksDone((result,)))
+
+    async def outcome(self, call: Call) -> p.TaskResult:
+        import asyncio
+
+        runtime = self.runtime
+        try:
+            async with self.slots:
+                if call.task_id in runtime.cancelled:
+                    raise asyncio.CancelledError
+                call.start, call.wall_start = time.perf_counter(), time.time()
+                prepared = runtime.prepared(call)
+                if isinstance(prepared, p.TaskResult):
+                    return prepared
+                function, args, kwargs = prepared
+                killpoints.reached("task-before-start", call.item.function_name,
+                                   runtime.config.node)
+                value = function(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    value = await value
+                if inspect.isasyncgen(value):       # its values are stored as they come, by
+                    return await asyncio.to_thread(  # a thread, while the loop runs it on
+                        runtime.finish, call, _pulled(value, self.loop))
+                return runtime.finish(call, value)
+        except asyncio.CancelledError:          # plait.cancel, at the call's await
+            return runtime.failed(call, pickle.dumps(TaskCancelledError(call.task_id)))
+        except SystemExit as leaving:           # exit_actor() or sys.exit() in the call
+            return runtime.leave_actor(call, leaving)
+        except Exception as error:
+            return runtime.failed_by(call, error)
+
+
+def _pulled(generator: Any, loop: Any) -> Any:
+    """An async generator running on ``loop`` as a plain one, for another thread."""
+    import asyncio
+
+    while True:
+        try:
+            yield asyncio.run_coroutine_threadsafe(generator.__anext__(), loop).result()
+        except StopAsyncIteration:
+            return
 
 
 class _Enough(Exception):

@@ -133,6 +133,7 @@ class ActorClass:
         task = Task(actor_id, self._function, options, payload, deps, nested,
                     actor=actor_id, method="__init__")
         task.detached = self._options.lifetime == "detached"
+        task.concurrency = concurrency_of(self._cls, given.max_concurrency)
         handle = ActorHandle(actor_id, name, self._methods, ObjectRef(actor_id, task),
                              self._options.max_task_retries, self._signatures)
         if given.name:
@@ -241,6 +242,25 @@ def exit_actor() -> NoReturn:
         raise TypeError("exit_actor() ends the actor it is called in: call it inside an "
                         "actor's method (plait.kill(handle) stops an actor from outside)")
     raise ActorExitRequest("exit_actor() was called")
+
+
+# Calls an async actor runs at once unless max_concurrency says otherwise (Ray's default).
+ASYNC_CONCURRENCY = 1000
+
+
+def is_async_class(cls: type) -> bool:
+    """Whether an actor of ``cls`` runs its calls on an event loop: it has an ``async def``
+    method (or an async generator), as Ray decides."""
+    return any(inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member)
+               for _, member in inspect.getmembers(cls, callable))
+
+
+def concurrency_of(cls: type, max_concurrency: int | None) -> int:
+    """How many calls an actor of ``cls`` runs at once: ``max_concurrency`` if given, else
+    1,000 for an async actor and 1 (one at a time, in order) for any other."""
+    if max_concurrency is not None:
+        return max_concurrency
+    return ASYNC_CONCURRENCY if is_async_class(cls) else 1
 
 
 def _live_actor(name: str) -> ActorHandle | None:

@@ -77,9 +77,12 @@ class ActorOptions:
 
     ``max_restarts`` (Ray's default 0; -1: forever) counts restarts of a dead actor process,
     each running the constructor again; ``max_task_retries`` counts re-runs of a call that
-    was running when the process died (0: it fails with ActorDiedError). ``lifetime=
-    "detached"`` keeps the actor when its handles are gone (until shutdown). Ray's resource
-    options are accepted: an actor has a process of its own, outside the task slots.
+    was running when the process died (0: it fails with ActorDiedError). ``max_concurrency``
+    is how many calls run at once: an actor with ``async def`` methods runs them on its
+    event loop (Ray's default 1,000), one without runs them in that many threads (default
+    1: one at a time, in order). ``lifetime="detached"`` keeps the actor when its handles
+    are gone (until shutdown). Ray's resource options are accepted: an actor has a process
+    of its own, outside the task slots.
     """
 
     node: str | None = None
@@ -88,7 +91,7 @@ class ActorOptions:
     max_task_retries: int = 0
     lifetime: str | None = None
     namespace: str | None = None
-    max_concurrency: int = 1
+    max_concurrency: int | None = None   # calls at once; None: Ray's (1000 async, else 1)
     get_if_exists: bool = False          # with a name: the live actor of that name, if any
     num_cpus: float = 0                  # slots held for its lifetime (Ray: 0 while running)
     num_gpus: float = 0
@@ -146,9 +149,9 @@ def _check(key: str, value: Any) -> None:
         raise InvalidOptionError(f"namespace must be a string, got {value!r}")
     if key == "get_if_exists" and not isinstance(value, bool):
         raise InvalidOptionError(f"get_if_exists must be a bool, got {value!r}")
-    if key == "max_concurrency" and value != 1:
-        raise InvalidOptionError(f"max_concurrency={value!r}: plait actors run one call at a "
-                                 f"time, in order (threaded and async actors are not supported)")
+    if key == "max_concurrency" and not (value is None or _is_int(value) and value >= 1):
+        raise InvalidOptionError(f"max_concurrency must be an int >= 1 (calls an actor runs "
+                                 f"at once), got {value!r}")
     if key == "scheduling_strategy" and not (
             value is None or value in ("DEFAULT", "SPREAD")
             or isinstance(value, NodeAffinitySchedulingStrategy)):

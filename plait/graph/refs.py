@@ -87,5 +87,27 @@ class ObjectRef:
     def _repr_html_(self) -> str:
         return f"<code>{self!r}</code>"
 
-    def __await__(self):  # pragma: no cover - clear error instead of a confusing one
-        raise TypeError("plait ObjectRefs are not awaitable yet; use plait.get(ref)")
+    # -- in asyncio code (as Ray's ObjectRef) ---------------------------------------------
+
+    def future(self) -> Any:
+        """A ``concurrent.futures.Future`` of the value (its exception: the get's error)."""
+        return context.runtime().future(self)
+
+    def as_future(self) -> Any:
+        """An ``asyncio.Future`` of the value, on the running (or current) event loop."""
+        import asyncio
+
+        return asyncio.wrap_future(self.future())
+
+    def __await__(self):
+        """``await ref`` in a coroutine: its value, without blocking the event loop."""
+        return self.as_future().__await__()
+
+    def _on_completed(self, callback: Any) -> None:
+        """Call ``callback(value)`` (or with the exception) once the object is known (Ray's
+        private hook, used by some libraries)."""
+        def done(future: Any) -> None:
+            error = future.exception()
+            callback(error if error is not None else future.result())
+
+        self.future().add_done_callback(done)

@@ -51,7 +51,7 @@ class Task:
     """One lazy call: function, pickled arguments, dependencies and result ids."""
 
     __slots__ = ("id", "function", "options", "payload", "deps", "nested", "output_ids",
-                 "submitted", "actor", "method", "detached", "named")
+                 "submitted", "actor", "method", "detached", "named", "concurrency")
 
     def __init__(self, task_id: str, function: Callee | None, options: TaskOptions,
                  payload: bytes, deps: tuple[ObjectRef, ...],
@@ -69,6 +69,7 @@ class Task:
         self.method = method         # "__init__" creates the actor; else the method called
         self.detached = False        # an actor that outlives its handles (until shutdown)
         self.named = ("", b"")       # a named actor's (name, pickled handle), for get_actor
+        self.concurrency = 1         # an actor's creation: how many calls it runs at once
 
     @property
     def name(self) -> str:

@@ -290,23 +290,6 @@ def test_an_actor_that_asks_for_cpus_holds_task_slots_while_it_lives(cluster):
     assert plait.get(wide, timeout=30) == 42
 
 
-def test_async_methods_run_to_completion_in_order(cluster):
-    import asyncio
-
-    @plait.remote
-    class Pinger:
-        def __init__(self):
-            self.seen = []
-
-        async def ping(self, i):
-            await asyncio.sleep(0.001 * (5 - i))
-            self.seen.append(i)
-            return list(self.seen)
-
-    pinger = Pinger.remote()
-    assert plait.get([pinger.ping.remote(i) for i in range(5)], timeout=30)[-1] == [0, 1, 2, 3, 4]
-
-
 def test_a_named_actor_is_found_by_name_from_a_task_and_names_are_unique(cluster):
     counter = Counter.options(name="bank").remote(7)
     assert plait.get(counter.incr.remote(), timeout=30) == 8

@@ -149,9 +149,30 @@ def test_remote_on_a_class_makes_an_actor_class_and_a_positional_value_is_a_type
     with pytest.raises(plait.InvalidOptionError, match="max_restarts"):
         Counter.options(max_restarts="3")
     with pytest.raises(plait.InvalidOptionError, match="max_concurrency"):
-        plait.remote(max_concurrency=4)(Counter._cls)
+        plait.remote(max_concurrency=0)(Counter._cls)
     with pytest.raises(TypeError):
         plait.remote(1, 2)
+
+
+def test_an_async_actor_runs_a_thousand_calls_at_once_and_any_other_one_unless_told():
+    from plait.graph.actor import concurrency_of, is_async_class
+
+    class Plain:
+        def f(self):
+            pass
+
+    class Mixed(Plain):
+        async def g(self):
+            pass
+
+    class Streams(Plain):
+        async def h(self):
+            yield 1
+
+    assert [is_async_class(c) for c in (Plain, Mixed, Streams)] == [False, True, True]
+    assert concurrency_of(Plain, None) == 1 and concurrency_of(Mixed, None) == 1000
+    assert concurrency_of(Plain, 4) == 4 and concurrency_of(Mixed, 1) == 1
+    assert plait.remote(max_concurrency=8)(Plain)._options.max_concurrency == 8
 
 
 def test_remote_uses_the_installed_runtime_and_builds_nothing_else(runtime):

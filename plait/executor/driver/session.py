@@ -17,7 +17,6 @@ import itertools
 import os
 import pickle
 import sys
-import threading
 import weakref
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
@@ -31,6 +30,7 @@ from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.remote_function import ObjectRefGenerator
 from plait.executor.driver.flusher import IdleFlusher
+from plait.executor.driver.futures import Futures, SessionLock
 from plait.executor.driver.progress import Progress
 from plait.executor.driver.reading import ObjectReading
 from plait.store.serialization import INLINE_THRESHOLD, dumps, serialize
@@ -41,7 +41,8 @@ IDLE_SUBMIT_SECONDS = 0.01     # calls made and not requested are submitted afte
 
 def _serialized(method: Any) -> Any:
     """Run a session method under the session's lock (its socket is not thread-safe, and
-    the idle flusher's thread submits through it too)."""
+    the idle flusher's thread submits through it too, and the futures' thread waits on it:
+    see driver/futures.py)."""
     @functools.wraps(method)
     def locked(self: Session, *args: Any, **kwargs: Any) -> Any:
         with self.lock:
@@ -84,7 +85,8 @@ class Session(ObjectReading):
         self.asked: set[str] = set()                  # subscribed, answer not yet come
         self.functions_sent: set[str] = set()
         self.unsubmitted: deque[Any] = deque()        # tasks made, not yet submitted (Task)
-        self.lock = threading.RLock()                 # the flusher thread uses the socket too
+        self.lock = SessionLock()       # the flusher and futures threads use the socket too
+        self.futures: Futures | None = None           # started by the first ref.future()
         self.flusher = None if submit_after_idle is None else IdleFlusher(
             self.unsubmitted, lambda: self.run([]), self.lock, submit_after_idle)
         self.actor_nodes: dict[str, str] = {}         # actor -> node, as last learned
@@ -177,6 +179,19 @@ class Session(ObjectReading):
         pinned = self.pin_stored(ids)
         values = [self.load(oid, pinned.get(oid)) for oid in ids]
         return values if many else values[0]
+
+    def future(self, ref: ObjectRef) -> Any:
+        """A ``concurrent.futures.Future`` of ``ref``'s value: ``await ref`` and
+        ``ref.as_future()`` wrap it (driver/futures.py completes it)."""
+        _check_refs([ref], "ObjectRef.future")
+        futures = self.futures
+        if futures is None:
+            with self.lock:
+                if self.futures is None:
+                    self.futures = Futures(self)
+                    self.lock.waiter = self.futures
+                futures = self.futures
+        return futures.future(ref)
 
     @_serialized
     def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
@@ -408,7 +423,8 @@ class Session(ObjectReading):
                                     actor=task.actor, method=task.method,
                                     detached=task.detached, slots=_slots(task, node.num_cpus),
                                     handle=task.named[1], actor_name=task.named[0],
-                                    generator=_generator_kind(task.options.num_returns)))
+                                    generator=_generator_kind(task.options.num_returns),
+                                    concurrency=task.concurrency))
         watch = tuple(dict.fromkeys(ref.id for ref in refs if ref.id not in self.asked))
         self.asked.update(watch)          # fetch will not subscribe again
         self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch))
@@ -540,6 +556,8 @@ class Session(ObjectReading):
                 self.asked.discard(oid)
                 self.values[oid] = value
                 known.append(oid)
+        if self.futures is not None:
+            self.futures.arrived += known
         return known
 
     def request(self, message: Any, timeout: float | None = None) -> Any:
@@ -600,6 +618,9 @@ class Session(ObjectReading):
         """Stop the cluster this driver started; from a joined one, only disconnect."""
         from plait.executor.wire import protocol as p
 
+        if self.futures is not None:
+            self.futures.stop()
+            self.lock.waiter = None
         self.finish_unsubmitted()
         if self.owns_cluster:
             try:

@@ -5,9 +5,13 @@ waits for their inputs like any task's, then hands them here instead of to the p
 task workers. Here each actor has a queue of its unfinished calls in arrival order (a
 caller's calls arrive in the order it made them); a call goes to the actor's process only
 when every call before it has been sent, so calls run in order even when a later call's
-inputs were ready first.
+inputs were ready first. Up to MAX_CALLS_SENT calls (or the actor's ``max_concurrency``,
+if larger) wait in its process: an actor that runs one call at a time runs them in that
+order; an async or threaded one starts up to ``max_concurrency`` of them at once and
+reports each as it finishes, in any order.
 
-When the actor's process dies, the call it was running is retried within its
+When the actor's process dies, the call it was running (for an actor that runs several at
+once, each of the first ``max_concurrency`` sent) is retried within its
 ``max_task_retries`` (else it fails with ActorDiedError), the calls queued behind it wait,
 and the process is started again (constructor first) within ``max_restarts``; past that,
 or after ``plait.kill``, the actor is dead: its queued calls and all later ones fail with
@@ -159,8 +163,9 @@ class Actors:
         if actor.state != "alive":
             return
         items = []
+        limit = max(MAX_CALLS_SENT, actor.spec.concurrency)
         while (actor.sent < len(actor.calls) and actor.calls[actor.sent] in actor.ready
-               and actor.sent < MAX_CALLS_SENT):
+               and actor.sent < limit):
             task_id = actor.calls[actor.sent]
             actor.sent += 1
             item = node.work_item(task_id)
@@ -174,7 +179,8 @@ class Actors:
         item = self.node.work_item(spec.id) if spec.id in self.node.table.tasks else None
         return item or p.WorkItem(spec.id, -1 - actor.restarts, spec.function_id,
                                   spec.function_name, spec.payload, (), (), spec.outputs,
-                                  method="__init__", slots=spec.slots)
+                                  method="__init__", slots=spec.slots,
+                                  concurrency=spec.concurrency)
 
     # -- results and deaths ----------------------------------------------------------------
 
@@ -231,17 +237,18 @@ class Actors:
             return
         inflight = list(worker.inflight.items())
         reason = actor.kill_reason or how
+        running = actor.spec.concurrency       # the first calls sent may all have started
         for position, (task_id, attempt) in enumerate(inflight):
             if task_id not in table.tasks:
                 continue
             if task_id == actor.spec.id:
                 table.requeue(task_id, attempt)
-            elif position == 0 and not table.crashed(task_id, attempt, how):
+            elif position < running and not table.crashed(task_id, attempt, how):
                 retries = table.tasks[task_id].spec.max_retries
                 error = ActorDiedError(actor.spec.actor, f"{reason}, while running this call "
                                                          f"(max_task_retries={retries})")
                 node.fail_task(task_id, pickle.dumps(error))
-            elif position > 0:
+            elif position >= running:
                 table.requeue(task_id, attempt)
         limit = actor.spec.max_retries
         if actor.no_restart or node.stopping or 0 <= limit <= actor.restarts:

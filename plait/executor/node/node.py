@@ -413,12 +413,12 @@ class Node(Outbox):
         worker.blocked = False
 
     def worker_PutInline(self, worker: WorkerHandle, message: p.PutInline) -> None:
-        self.put_by_task(worker, message.object_id, message.value)
+        self.put_by_task(worker, message.object_id, message.value, message.task_id)
 
     def worker_Seal(self, worker: WorkerHandle, message: p.Seal) -> None:
         self.store.seal(message.object_id)
         value = p.Stored(self.id, self.store.nbytes(message.object_id), message.contains)
-        task_id = self.put_by_task(worker, message.object_id, value)
+        task_id = self.put_by_task(worker, message.object_id, value, message.task_id)
         if task_id is not None:            # the task may read it until it ends
             self.store.pin(message.object_id)
             self.task_pins.setdefault(task_id, []).append(message.object_id)
@@ -470,12 +470,14 @@ class Node(Outbox):
         """The task workers (not actors' processes) for which ``keep`` holds."""
         return [w for w in self.workers.values() if not w.actor and keep(w)]
 
-    def put_by_task(self, worker: WorkerHandle, object_id: str, value: p.ObjectValue
-                    ) -> str | None:
+    def put_by_task(self, worker: WorkerHandle, object_id: str, value: p.ObjectValue,
+                    task_id: str = "") -> str | None:
         """A task put an object here: it exists now, also for tasks already waiting for it
-        (a child the task submitted through its own session may have arrived first)."""
+        (a child the task submitted through its own session may have arrived first). The
+        worker names the task (an actor's process may run several calls at once); else it
+        is the worker's running one."""
         self.arrived(object_id, value)
-        task_id = next(iter(worker.inflight), None)
+        task_id = task_id if task_id in worker.inflight else next(iter(worker.inflight), None)
         self.up(p.Created(object_id, value, task_id or ""))
         return task_id
 
@@ -920,7 +922,8 @@ class Node(Outbox):
         return p.WorkItem(task_id, state.attempt, spec.function_id, spec.function_name,
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in spec.nested), spec.outputs,
-                          spec.retry_exceptions, spec.method, spec.slots, spec.generator)
+                          spec.retry_exceptions, spec.method, spec.slots, spec.generator,
+                          spec.concurrency)
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:
         """Put a task back to waiting for inputs whose copy here was lost, and ask the head

@@ -156,6 +156,7 @@ class Welcome:
 class PutInline:
     object_id: str
     value: Inline
+    task_id: str = ""              # the task that put it (a worker may run several at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,7 @@ class Seal:
 
     object_id: str
     contains: tuple[str, ...] = ()
+    task_id: str = ""              # the task that put it (a worker may run several at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +430,7 @@ class TaskSpec:
     handle: bytes = b""            # a named actor's pickled handle (for get_actor)
     actor_name: str = ""
     generator: str = ""            # "streaming" or "dynamic": its values are Yielded
+    concurrency: int = 1           # an actor's creation: how many of its calls run at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,6 +537,7 @@ class WorkItem:
     method: str = ""               # an actor's: "__init__" builds the instance, else a method
     slots: int = 1                 # worker slots it holds (get_assigned_resources reads them)
     generator: str = ""            # "streaming" or "dynamic": each value Yielded as it comes
+    concurrency: int = 1           # with "__init__": how many calls the actor runs at once
 
 
 @dataclass(frozen=True, slots=True)

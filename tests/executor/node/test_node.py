@@ -429,3 +429,70 @@ def test_an_actor_killed_while_its_process_starts_has_it_killed_once_up(node):
     tell(node, WorkerStarted(process, False, "Counter-1"))
     assert killed(node) == [asked.index] and process.retiring
     assert node.actors.by_id["Counter-1"].worker is None
+
+
+# -- actors that run several calls at once ---------------------------------------------------
+
+def alive_actor(node: Node, concurrency: int) -> WorkerHandle:
+    """An actor running calls ``concurrency`` at a time, constructed in a process of its own."""
+    node.functions["f@1"] = b""
+    create = spec("A-1", actor="A-1", method="__init__", concurrency=concurrency)
+    tell(node, FromHead(p.Assign((), (create,))))
+    (asked,) = started(node)
+    process = WorkerHandle(asked.index, -3, -3, b"a1", ready=True)
+    tell(node, WorkerStarted(process, False, "A-1"))
+    tell(node, Dispatch())
+    (_, run), = [(who, m) for who, m in sent(node) if who == b"a1"]
+    assert run.items[0].method == "__init__" and run.items[0].concurrency == concurrency
+    tell(node, FromWorker(b"a1", p.TasksDone((result("A-1", run.items[0].attempt),))))
+    sent(node).clear()
+    return process
+
+
+def calls_sent(node: Node) -> list[str]:
+    return [item.task_id for who, m in sent(node) if who == b"a1" and isinstance(m, p.RunTasks)
+            for item in m.items]
+
+
+def test_an_actor_that_runs_many_calls_at_once_is_sent_that_many_and_they_end_in_any_order(node):
+    process = alive_actor(node, concurrency=100)
+    calls = [spec(f"c{i}", actor="A-1", method="f") for i in range(120)]
+    tell(node, FromHead(p.Assign((), tuple(calls))))
+    tell(node, Dispatch())
+    assert calls_sent(node) == [f"c{i}" for i in range(100)]     # past MAX_CALLS_SENT (64)
+    sent(node).clear()
+    to_head(node).clear()
+    tell(node, FromWorker(b"a1", p.TasksDone((result("c57", 0), result("c3", 0)))))
+    tell(node, Dispatch())
+    assert reported(to_head(node)) == [("c57", 0), ("c3", 0)]
+    assert calls_sent(node) == ["c100", "c101"]                  # two ended: two more go
+    assert len(process.inflight) == 100 and "c57" not in process.inflight
+
+
+def test_a_put_is_held_by_the_call_that_made_it_not_the_first_one_running(node):
+    process = alive_actor(node, concurrency=10)
+    tell(node, FromHead(p.Assign((), tuple(spec(f"c{i}", actor="A-1", method="f")
+                                           for i in range(3)))))
+    tell(node, Dispatch())
+    to_head(node).clear()
+    tell(node, FromWorker(b"a1", p.PutInline("put-1", p.Inline(b"x"), "c2")))
+    tell(node, FromWorker(b"a1", p.PutInline("put-2", p.Inline(b"y"))))
+    created = [m for m in to_head(node) if isinstance(m, p.Created)]
+    assert [(m.object_id, m.task_id) for m in created] == [("put-1", "c2"), ("put-2", "c0")]
+    assert list(process.inflight) == ["c0", "c1", "c2"]
+
+
+def test_when_an_actor_running_calls_at_once_dies_each_call_it_may_have_started_fails(node):
+    import dataclasses
+
+    process = alive_actor(node, concurrency=2)
+    calls = [dataclasses.replace(spec(f"c{i}", actor="A-1", method="f"), max_retries=0)
+             for i in range(3)]
+    tell(node, FromHead(p.Assign((), tuple(calls))))
+    tell(node, Dispatch())
+    to_head(node).clear()
+    tell(node, WorkerGone(process.pidfd))
+    failed = {r.task_id for m in to_head(node) if isinstance(m, p.TasksDone)
+              for r in m.results if isinstance(r.outputs[0][1], p.Failed)}
+    assert failed == {"c0", "c1"}            # both may have been running; c2 had not started
+    assert "c2" in node.table.tasks          # and waits for the restarted process

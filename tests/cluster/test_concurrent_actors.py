@@ -1,0 +1,241 @@
+"""Async and threaded actors run their calls at once; an ObjectRef is awaitable.
+
+No test here waits on a timer: calls that must overlap wait for each other (an asyncio
+Event, a threading Barrier), so running them one at a time fails the test at its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import threading
+
+import numpy as np
+import pytest
+
+import plait
+from tests.cluster.gates import wait_for_file
+
+pytestmark = pytest.mark.cluster
+
+
+@plait.remote
+def double(x):
+    return 2 * x
+
+
+@plait.remote
+def fail():
+    raise ValueError("bad input")
+
+
+@plait.remote
+class Rendezvous:
+    """Two calls that end only together: the first waits until the second arrives."""
+
+    def __init__(self):
+        self.arrived = asyncio.Event()
+
+    async def wait_for_partner(self):
+        await self.arrived.wait()
+        return "met"
+
+    async def arrive(self):
+        self.arrived.set()
+        return "arrived"
+
+    def sync_thread(self):
+        return threading.get_ident()
+
+    async def async_thread(self):
+        return threading.get_ident()
+
+
+@plait.remote
+class Relay:
+    """Calls that wait for other calls of the same actor, and for tasks."""
+
+    async def outer(self, me):
+        return 1 + await me.inner.remote()
+
+    async def inner(self):
+        return 41
+
+    async def fan_out(self, me, n):
+        return sum(await asyncio.gather(*[me.inner.remote() for _ in range(n)]))
+
+    async def total(self, refs):
+        """``refs`` arrive with their values: awaiting them is immediate."""
+        return sum([await ref for ref in refs]) + await double.remote(1)
+
+    async def blocking_get(self, x):
+        return plait.get(double.remote(x))          # blocks the loop, as Ray allows
+
+    async def put_big(self, n):
+        return [plait.put(np.ones(n))]
+
+
+@plait.remote
+class Pair:
+    """A sync actor whose calls meet at a barrier: only two at once get past it."""
+
+    def __init__(self):
+        self.barrier = threading.Barrier(2, timeout=20)
+
+    def meet(self):
+        return self.barrier.wait()
+
+    def meet_and_double(self, x):
+        self.barrier.wait()
+        return plait.get(double.remote(x)), plait.get(plait.put(x))
+
+    def thread_name(self):
+        return threading.current_thread().name
+
+
+# -- async actors ------------------------------------------------------------------------
+
+def test_two_async_calls_of_one_actor_run_at_once(cluster):
+    actor = Rendezvous.remote()
+    waiting = actor.wait_for_partner.remote()        # alone, this call would never end
+    arriving = actor.arrive.remote()
+    assert plait.get([waiting, arriving], timeout=30) == ["met", "arrived"]
+
+
+def test_an_async_actor_runs_its_sync_methods_on_its_loop_too(cluster):
+    actor = Rendezvous.remote()
+    sync_id, async_id = plait.get([actor.sync_thread.remote(), actor.async_thread.remote()],
+                                  timeout=30)
+    assert sync_id == async_id
+
+
+def test_an_async_call_awaiting_calls_of_its_own_actor_finishes(cluster):
+    relay = Relay.remote()
+    assert plait.get(relay.outer.remote(relay), timeout=30) == 42
+    assert plait.get(relay.fan_out.remote(relay, 20), timeout=30) == 20 * 41
+
+
+def test_an_async_call_awaits_its_arguments_refs_and_tasks_and_may_block_on_get(cluster):
+    relay = Relay.remote()
+    refs = [plait.put(5), double.remote(10)]
+    assert plait.get(relay.total.remote(refs), timeout=30) == 5 + 20 + 2
+    assert plait.get(relay.blocking_get.remote(4), timeout=30) == 8
+    (ref,) = plait.get(relay.put_big.remote(200_000), timeout=30)   # stored, not inline
+    assert plait.get(ref, timeout=30).sum() == 200_000
+
+
+def test_max_concurrency_bounds_the_async_calls_running_at_once(cluster):
+    @plait.remote
+    class Gauge:
+        def __init__(self):
+            self.running = self.peak = 0
+            self.second = asyncio.Event()
+
+        async def enter(self):
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            if self.running == 2:
+                self.second.set()
+            await self.second.wait()                  # the first waits for a second
+            await asyncio.sleep(0)                    # let every call that may start, start
+            self.running -= 1
+            return self.peak
+
+    gauge = Gauge.options(max_concurrency=2).remote()
+    assert max(plait.get([gauge.enter.remote() for _ in range(8)], timeout=30)) == 2
+
+
+def test_an_async_actor_with_max_concurrency_one_runs_calls_to_completion_in_order(cluster):
+    @plait.remote
+    class Pinger:
+        def __init__(self):
+            self.seen = []
+
+        async def ping(self, i):
+            await asyncio.sleep(0.001 * (5 - i))      # later calls would finish first
+            self.seen.append(i)
+            return list(self.seen)
+
+    pinger = Pinger.options(max_concurrency=1).remote()
+    assert plait.get([pinger.ping.remote(i) for i in range(5)], timeout=30)[-1] == [0, 1, 2, 3, 4]
+
+
+def test_a_cancelled_async_call_waiting_for_its_turn_never_runs(cluster, tmp_path):
+    @plait.remote
+    class Single:
+        def __init__(self):
+            self.ran = []
+
+        async def hold(self, fifo, gate):
+            with open(fifo, "wb") as f:                # the test waits for this byte
+                f.write(b"!")
+            while not os.path.exists(gate):            # released by the test
+                await asyncio.sleep(0.005)
+            self.ran.append("hold")
+
+        async def later(self):
+            self.ran.append("later")
+
+        def history(self):
+            return self.ran
+
+    fifo, gate = tmp_path / "started", tmp_path / "go"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        single = Single.options(max_concurrency=1).remote()
+        held = single.hold.remote(str(fifo), str(gate))
+        later = single.later.remote()
+        plait.wait([later], timeout=0)                 # submitted: it reaches the actor
+        assert select.select([reader], [], [], 30)[0]  # hold runs; later waits its turn
+    finally:
+        os.close(reader)
+    plait.cancel(later)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(later, timeout=30)
+    gate.touch()
+    plait.get(held, timeout=30)
+    assert plait.get(single.history.remote(), timeout=30) == ["hold"]
+
+
+# -- threaded actors ---------------------------------------------------------------------
+
+def test_a_threaded_actor_runs_max_concurrency_calls_at_once(cluster):
+    pair = Pair.options(max_concurrency=2).remote()
+    assert sorted(plait.get([pair.meet.remote() for _ in range(2)], timeout=30)) == [0, 1]
+
+
+def test_threads_of_one_actor_submit_get_and_put_at_the_same_time(cluster):
+    pair = Pair.options(max_concurrency=2).remote()
+    refs = [pair.meet_and_double.remote(x) for x in (3, 4, 5, 6)]
+    assert plait.get(refs, timeout=60) == [(6, 3), (8, 4), (10, 5), (12, 6)]
+
+
+def test_a_sync_actor_still_runs_its_calls_one_by_one_in_its_main_thread(cluster):
+    serial, threaded = Pair.remote(), Pair.options(max_concurrency=3).remote()
+    names = plait.get([serial.thread_name.remote() for _ in range(10)], timeout=30)
+    assert set(names) == {"MainThread"}           # where calls run one by one, in order
+    names = plait.get([threaded.thread_name.remote() for _ in range(10)], timeout=30)
+    assert all(name.startswith("plait-call") for name in names)
+
+
+# -- ObjectRefs in asyncio code --------------------------------------------------------------
+
+def test_the_driver_awaits_object_refs(cluster, tmp_path):
+    async def main():
+        ref = double.remote(21)
+        assert await ref == 42 and await ref == 42           # awaited twice
+        assert await asyncio.wait_for(double.remote(1).as_future(), timeout=30) == 2
+        assert ref.future().result(timeout=30) == 42          # a concurrent.futures.Future
+        with pytest.raises(ValueError, match="bad input"):
+            await fail.remote()
+        gated = wait_for_file.remote(str(tmp_path / "go"))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(gated.as_future(), timeout=0.2)
+        assert plait.get(double.remote(3), timeout=30) == 6  # beside a future still waiting
+        (tmp_path / "go").touch()
+        assert await gated == "done"
+        return await asyncio.gather(*[double.remote(i) for i in range(5)])
+
+    assert asyncio.run(main()) == [0, 2, 4, 6, 8]
