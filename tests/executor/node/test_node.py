@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import (Dispatch, FromHead, FromWorker, WorkerGone,
