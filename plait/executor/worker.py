@@ -85,7 +85,6 @@ _running: contextvars.ContextVar[Call | None] = contextvars.ContextVar("plait_ca
                                                                         default=None)
 
 
-
 def main(config: WorkerConfig) -> None:
     """Connect to the node, then run batches until told to stop or the node is gone."""
     _die_with_parent()
@@ -938,6 +937,25 @@ class ConcurrentCalls:
             self.tasks.pop(item.task_id, None)
         self.post(p.TasksDone((result,)))
 
+    def pulled(self, call: Call, generator: Any) -> Any:
+        """An async generator of ``call`` as a plain one, for another thread to store its
+        values: each step runs on the loop, as the call (a cancel stops it there)."""
+        import asyncio
+
+        runtime = self.runtime
+
+        async def step() -> Any:
+            _running.set(call)
+            if call.task_id in runtime.cancelled:
+                raise asyncio.CancelledError
+            return await generator.__anext__()
+
+        while True:
+            try:
+                yield asyncio.run_coroutine_threadsafe(step(), self.loop).result()
+            except StopAsyncIteration:
+                return
+
     async def outcome(self, call: Call) -> p.TaskResult:
         import asyncio
 
@@ -958,7 +976,7 @@ class ConcurrentCalls:
                     value = await value
                 if inspect.isasyncgen(value):       # its values are stored as they come, by
                     return await asyncio.to_thread(  # a thread, while the loop runs it on
-                        runtime.finish, call, _pulled(value, self.loop))
+                        runtime.finish, call, self.pulled(call, value))
                 return runtime.finish(call, value)
         except asyncio.CancelledError:          # plait.cancel, at the call's await
             return runtime.failed(call, pickle.dumps(TaskCancelledError(call.task_id)))
@@ -966,17 +984,6 @@ class ConcurrentCalls:
             return runtime.leave_actor(call, leaving)
         except Exception as error:
             return runtime.failed_by(call, error)
-
-
-def _pulled(generator: Any, loop: Any) -> Any:
-    """An async generator running on ``loop`` as a plain one, for another thread."""
-    import asyncio
-
-    while True:
-        try:
-            yield asyncio.run_coroutine_threadsafe(generator.__anext__(), loop).result()
-        except StopAsyncIteration:
-            return
 
 
 class _Enough(Exception):

@@ -199,6 +199,28 @@ def test_a_cancelled_async_call_waiting_for_its_turn_never_runs(cluster, tmp_pat
     assert plait.get(single.history.remote(), timeout=30) == ["hold"]
 
 
+def test_exit_actor_ends_an_async_actor_at_once_while_another_call_waits(cluster):
+    @plait.remote
+    class Leaving:
+        def __init__(self):
+            self.never = asyncio.Event()
+
+        async def wait_forever(self):
+            await self.never.wait()
+
+        async def leave(self):
+            plait.actor.exit_actor()
+
+        async def ping(self):
+            return "pong"
+
+    actor = Leaving.remote()
+    forever = actor.wait_forever.remote()
+    for ref in (actor.leave.remote(), forever, actor.ping.remote()):
+        with pytest.raises(plait.ActorDiedError):
+            plait.get(ref, timeout=30)
+
+
 # -- threaded actors ---------------------------------------------------------------------
 
 def test_a_threaded_actor_runs_max_concurrency_calls_at_once(cluster):
