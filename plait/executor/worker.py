@@ -937,24 +937,43 @@ class ConcurrentCalls:
             self.tasks.pop(item.task_id, None)
         self.post(p.TasksDone((result,)))
 
-    def pulled(self, call: Call, generator: Any) -> Any:
-        """An async generator of ``call`` as a plain one, for another thread to store its
-        values: each step runs on the loop, as the call (a cancel stops it there)."""
+    async def stream(self, call: Call, generator: Any) -> p.TaskResult:
+        """An async generator's values, stored as they come: the call's own task runs the
+        generator (each step on this loop, a cancel reaching its current await) and hands
+        each value to a thread, which stores and announces it as for a plain generator
+        (``finish``) before the generator is resumed."""
         import asyncio
+        import queue
 
-        runtime = self.runtime
+        loop = asyncio.get_running_loop()
+        handoff: queue.SimpleQueue = queue.SimpleQueue()
 
-        async def step() -> Any:
-            _running.set(call)
-            if call.task_id in runtime.cancelled:
-                raise asyncio.CancelledError
-            return await generator.__anext__()
+        def values() -> Any:                     # the thread's side: a plain generator
+            while True:
+                kind, payload, taken = handoff.get()
+                if kind == "end":
+                    return
+                if kind == "raise":
+                    raise payload
+                yield payload
+                loop.call_soon_threadsafe(_settle, taken)       # stored: go on
 
-        while True:
-            try:
-                yield asyncio.run_coroutine_threadsafe(step(), self.loop).result()
-            except StopAsyncIteration:
-                return
+        finishing = asyncio.ensure_future(asyncio.to_thread(self.runtime.finish, call, values()))
+        try:
+            async for value in generator:
+                taken = loop.create_future()
+                handoff.put(("value", value, taken))
+                await asyncio.wait([taken, finishing], return_when=asyncio.FIRST_COMPLETED)
+                if finishing.done():             # it wants no more (num_returns reached)
+                    await generator.aclose()
+                    break
+            handoff.put(("end", None, None))
+        except BaseException as error:           # raised by the generator, or a cancel
+            handoff.put(("raise", error, None))
+            if not isinstance(error, Exception):
+                finishing.add_done_callback(_retrieved)
+                raise
+        return await finishing
 
     async def outcome(self, call: Call) -> p.TaskResult:
         import asyncio
@@ -974,9 +993,8 @@ class ConcurrentCalls:
                 value = function(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = await value
-                if inspect.isasyncgen(value):       # its values are stored as they come, by
-                    return await asyncio.to_thread(  # a thread, while the loop runs it on
-                        runtime.finish, call, self.pulled(call, value))
+                if inspect.isasyncgen(value):
+                    return await self.stream(call, value)
                 return runtime.finish(call, value)
         except asyncio.CancelledError:          # plait.cancel, at the call's await
             return runtime.failed(call, pickle.dumps(TaskCancelledError(call.task_id)))
@@ -984,6 +1002,17 @@ class ConcurrentCalls:
             return runtime.leave_actor(call, leaving)
         except Exception as error:
             return runtime.failed_by(call, error)
+
+
+def _settle(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _retrieved(future: Any) -> None:
+    """Its outcome is not wanted any more (the call was cancelled or ended)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _Enough(Exception):
