@@ -44,13 +44,15 @@ are tested as data.
   sockets; the Node with its task table, admission, actors, worker processes and
   transfers; NodeZero, the head and node-0 together in one process.
 - ``worker.py``: a worker process; a task that submits tasks opens a driver session.
+  ``calls.py``: an async or threaded actor's calls, run at once in its worker process.
 - ``driver/``: the user's side: the session, reading objects, the connection to the head,
   finding a running cluster, the idle flusher, progress and traces.
 - ``cli.py``: ``plait start | stop | status | memory``.
 
 Imports follow the data: head and driver import only wire; node imports head (node-0 runs
 it), worker (it forks workers, which run on in its code) and wire; worker imports driver
-(a task that submits tasks) and wire; cli imports driver and wire. A driver and ``plait
-start`` start nodes by module name (``python -m``, wire.config.launch), never by import.
-tests/test_layering.py holds this table and checks it, lazy imports included.
+(a task that submits tasks), calls and wire; calls imports driver and wire; cli imports
+driver and wire. A driver and ``plait start`` start nodes by module name (``python -m``,
+wire.config.launch), never by import. tests/test_layering.py holds this table and checks
+it, lazy imports included.
 """
