@@ -6,14 +6,19 @@ Data flow of one batch::
         for each item: values of deps  <- Inline bytes | zero-copy view of the arena
                        result          -> Inline bytes | Alloc round trip, copy into arena
     node <--TasksDone(results)-- worker   (flushed per task when tasks are slow, per batch
-                                           when they are quick)
+                                           when they are quick; a result held back behind
+                                           a batch-mate that runs long goes after
+                                           LATE_RESULT_SECONDS, from a thread)
 
 A worker also serves ``plait.get``/``plait.put`` for code running inside its tasks (the
-``WorkerRuntime``): nested refs arrive with their values, so ``get`` on them is local.
+``WorkerRuntime``): nested refs ready when the task started arrive with their values, so
+``get`` on them is local; the others, and refs the task made, are got through a session
+of the worker's own with the head.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import dataclasses
 import inspect
@@ -21,9 +26,10 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
-from collections import deque
+from collections import Counter, deque
 from typing import Any, NoReturn
 
 import zmq
@@ -45,6 +51,9 @@ from plait.store.serialization import INLINE_THRESHOLD, deserialize, dumps, seri
 # A finished quick task's result waits to share a message with its batch-mates, but never
 # longer than this: dependants on other workers should not wait on a slow batch.
 FLUSH_SECONDS = 0.001
+# ... and a quick task's result must not wait for a batch-mate that runs long (one that
+# loops until cancelled would hold it for ever): a thread sends what waited this long.
+LATE_RESULT_SECONDS = 0.01
 PARENT_CHECK_MS = 500
 CANCEL_CHECK_SECONDS = 0.01  # how often a running async call looks for a cancel
 
@@ -52,6 +61,7 @@ CANCEL_CHECK_SECONDS = 0.01  # how often a running async call looks for a cancel
 def main(config: WorkerConfig) -> None:
     """Connect to the node, then run batches until told to stop or the node is gone."""
     _die_with_parent()
+    atexit._clear()               # a forked worker: its parent's handlers are not its own
     return_freed_memory()                             # a spawned worker: not inherited
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the driver's business
     ctx = zmq.Context()
@@ -64,11 +74,30 @@ def main(config: WorkerConfig) -> None:
     try:
         runtime.serve()
     finally:
+        leave(runtime)
+        sock.close(linger=1000)
+        ctx.term()
+
+
+def leave(runtime: WorkerRuntime) -> None:
+    """The one way a worker ends on its own (told Bye: its actor's last handle is gone, or
+    the cluster stops; its node gone): the atexit handlers its tasks registered run, as in
+    Ray's graceful exit, while plait still works for them; then its session closes.
+    ``plait.kill`` and crashes end the process with SIGKILL and run none, as ``ray.kill``."""
+    try:
+        run_exit_handlers()
+    finally:
         if runtime.session is not None:
             runtime.session.shutdown()
         context.install(None)
-        sock.close(linger=1000)
-        ctx.term()
+
+
+def run_exit_handlers() -> None:
+    """Run the atexit handlers this process's tasks registered, each once (it clears them;
+    one that raises is printed and the others run). Ray runs them when an actor ends
+    gracefully (out of scope, exit_actor, __ray_terminate__), not on ``ray.kill``; a forked
+    worker leaves through os._exit, which would skip them."""
+    atexit._run_exitfuncs()
 
 
 def _die_with_parent() -> None:
@@ -95,6 +124,9 @@ class WorkerRuntime:
         self.ids = IdGenerator(prefix=self.ids_prefix)
         self.current_task: str | None = None
         self.unsent: list[p.TaskResult] = []
+        self.io = threading.RLock()                  # the socket and ``unsent`` (two threads)
+        self.results_due = threading.Condition(self.io)
+        self.unsent_since = 0.0                      # when the oldest unsent result was made
         self.wall_start = 0.0
         self.session: Any = None                     # nested tasks: see nested()
         self.skip: set[str] = set()                  # queued tasks the node took back
@@ -107,10 +139,14 @@ class WorkerRuntime:
         self.running: dict[str, p.WorkItem] = {}     # by task id, for get_runtime_context
         self.actor: tuple[p.WorkItem, type] | None = None   # its creation item and class
         self.handle: Any = None                      # its own handle, made on first ask
+        self.loose: Counter[str] = Counter()         # live refs no session counts (see incref)
+        self.riding: list[ObjectRef] = []            # refs inside results not sent yet
 
     # -- the loop ----------------------------------------------------------------------
 
     def serve(self) -> None:
+        threading.Thread(target=self.send_late_results, name="plait-results",
+                         daemon=True).start()
         self.send(p.WorkerReady(self.config.index, os.getpid()))
         while True:
             message = self.stash.popleft() if self.stash else self.receive(PARENT_CHECK_MS)
@@ -124,12 +160,14 @@ class WorkerRuntime:
                 self.run_batch(message)
 
     def receive(self, timeout_ms: int) -> p.Message | None:
-        if not self.sock.poll(timeout_ms):
-            return None
-        return p.decode(self.sock.recv(copy=False).buffer)
+        with self.io:
+            if not self.sock.poll(timeout_ms):
+                return None
+            return p.decode(self.sock.recv(copy=False).buffer)
 
     def send(self, message: p.Message) -> None:
-        self.sock.send(p.encode(message), copy=False)
+        with self.io:
+            self.sock.send(p.encode(message), copy=False)
 
     def run_batch(self, batch: p.RunTasks) -> None:
         for function_id, data in batch.functions:
@@ -144,17 +182,41 @@ class WorkerRuntime:
                 item = _resolve_pending(item, made)
             result = self.run_item(item)
             made.update(result.outputs)
-            self.unsent.append(result)
+            self.hold_result(result)
             if time.perf_counter() - self.flushed > FLUSH_SECONDS:
                 self.flush_results()
         self.flush_results()
 
+    def hold_result(self, result: p.TaskResult) -> None:
+        """Keep a result to send with its batch-mates' (send_late_results bounds the wait)."""
+        with self.io:
+            if not self.unsent:
+                self.unsent_since = time.perf_counter()
+                self.results_due.notify()
+            self.unsent.append(result)
+
     def flush_results(self) -> None:
         """Report finished tasks; also before a put, so the node knows which task is running."""
-        if self.unsent:
-            self.send(p.TasksDone(tuple(self.unsent)))
-            self.unsent.clear()
-        self.flushed = time.perf_counter()
+        with self.io:
+            if self.unsent:
+                self.send(p.TasksDone(tuple(self.unsent)))
+                self.unsent.clear()
+            self.flushed = time.perf_counter()
+        self.riding.clear()               # their results are on their way: they hold them
+
+    def send_late_results(self) -> None:
+        """The results thread: send results that waited LATE_RESULT_SECONDS behind a
+        batch-mate still running (which holds no lock while it runs the user's code)."""
+        with self.io:
+            while True:
+                while not self.unsent:
+                    self.results_due.wait()
+                left = self.unsent_since + LATE_RESULT_SECONDS - time.perf_counter()
+                if left > 0:
+                    self.results_due.wait(left)
+                    continue
+                self.send(p.TasksDone(tuple(self.unsent)))
+                self.unsent.clear()
 
     # -- one task ----------------------------------------------------------------------
 
@@ -168,17 +230,9 @@ class WorkerRuntime:
         if failed is not None:            # its producer, earlier in a fused chain, failed
             return self.failed(item, start, failed.error)
         try:
-            function, args, kwargs = self.prepare(item)
-        except Exception as error:
-            return self.failed(item, start, _pickled_error(error))
-        try:
-            killpoints.reached("task-before-start", item.function_name, self.config.node)
-            value = function(*args, **kwargs)
-            if inspect.iscoroutine(value):          # an async actor method (or function)
-                value = self.run_coroutine(value)
-            killpoints.reached("task-after-compute", item.function_name, self.config.node)
-            self.submit_made()
-            outputs = self.store_results(item, value)
+            outputs = self.run_call(item)
+        except _PrepareError as error:
+            return self.failed(item, start, _pickled_error(error.__cause__))
         except SystemExit as leaving:         # exit_actor() or sys.exit() in an actor's method
             if self.actor is None:
                 raise
@@ -195,8 +249,32 @@ class WorkerRuntime:
             self.current_task = None
             self.running.pop(item.task_id, None)
             self.known = {}
-            self.unannounced.clear()      # the task's puts are its node's to announce now
+            self.unannounced_done()
         return self.result(item, outputs, start)
+
+    def run_call(self, item: p.WorkItem) -> tuple[tuple[str, p.ObjectValue], ...]:
+        """Call the task's function and store what it returned. Its arguments and result
+        are dropped on the way out, so refs still alive then are those the task kept."""
+        try:
+            function, args, kwargs = self.prepare(item)
+        except Exception as error:
+            raise _PrepareError() from error
+        killpoints.reached("task-before-start", item.function_name, self.config.node)
+        value = function(*args, **kwargs)
+        del args, kwargs
+        if inspect.iscoroutine(value):          # an async actor method (or function)
+            value = self.run_coroutine(value)
+        killpoints.reached("task-after-compute", item.function_name, self.config.node)
+        self.submit_made()
+        return self.store_results(item, value)
+
+    def unannounced_done(self) -> None:
+        """The task ended: refs it kept hold their objects from now on (before its end is
+        reported), and its puts are its node's to announce."""
+        try:
+            self.keep_escaped_refs()
+        finally:
+            self.unannounced.clear()
 
     def task_error(self, item: p.WorkItem, error: Exception) -> PlaitError:
         """The user's exception as a TaskError; a plain PlaitError if even that fails."""
@@ -246,13 +324,11 @@ class WorkerRuntime:
         through os._exit, which skips them), then this call fails with ActorDiedError,
         marked ``exited`` so that its node fails the calls queued behind it, restarts
         nothing and stops this process. No other call runs meanwhile."""
-        import atexit
-
-        atexit._run_exitfuncs()
+        run_exit_handlers()
         error = ActorDiedError(self.actor_id or "", f"it ended itself (exit_actor() or "
                                                     f"sys.exit()) in call {item.task_id}")
         ended = dataclasses.replace(self.failed(item, start, pickle.dumps(error)), exited=True)
-        self.unsent.append(ended)
+        self.hold_result(ended)
         self.flush_results()
         while True:                  # until the node stops this process (or is gone)
             message = self.receive(PARENT_CHECK_MS)
@@ -429,6 +505,7 @@ class WorkerRuntime:
         """Inline when small; otherwise allocate a block of the arena and write into it."""
         with collecting_refs() as found:
             serialized = serialize(value)
+        self.riding += found              # alive until the result is sent (flush_results)
         contains = tuple(dict.fromkeys(ref.id for ref in found))
         nbytes = serialized.nbytes
         if nbytes <= INLINE_THRESHOLD:
@@ -465,13 +542,46 @@ class WorkerRuntime:
 
     # -- the Runtime protocol, for code inside tasks -----------------------------------
 
-    def incref(self, object_id: str) -> None:
-        if self.session is not None:
-            self.session.incref(object_id)
+    def incref(self, object_id: str, found: bool = True) -> None:
+        """A ref was made here (unpickled from an argument, put, made by a call). Until this
+        process has a session it is only counted: most die with the task that got them;
+        ``keep_escaped_refs`` holds those that outlive it (a put's too: the head may not
+        have heard of it yet)."""
+        if not found:                     # a task's about to be made here: it opens one
+            self.nested().incref(object_id, found)
+        elif self.session is not None and object_id not in self.unannounced:
+            self.session.incref(object_id, found)
+        else:
+            self.loose[object_id] += 1
 
     def decref(self, object_id: str) -> None:
-        if self.session is not None:
+        if self.loose[object_id] > 0:
+            self.loose[object_id] -= 1
+            if not self.loose[object_id]:
+                del self.loose[object_id]
+        elif self.session is not None:
             self.session.decref(object_id)
+        else:
+            self.loose.pop(object_id, None)
+
+    def keep_escaped_refs(self) -> None:
+        """Refs the task kept (in an actor's state, a global) hold their objects, as any
+        ref does: a handle an actor keeps keeps its actor alive. The head must hear of the
+        holds before the task's end lets go of what the task read, so they are sent
+        through this process's session and answered before the result leaves."""
+        riding = Counter(ref.id for ref in self.riding)    # held by the results instead
+        kept = self.loose - riding
+        if kept:
+            session = self.nested()
+            self.loose &= riding
+            puts = [oid for oid in self.unannounced if oid in kept]
+            if puts:                      # the head hears of them before their holds
+                session.expect(puts)
+            for object_id, count in kept.items():
+                for _ in range(count):
+                    session.incref(object_id)
+        if self.session is not None:
+            self.session.settle_holds(riding)
 
     def nested(self) -> Any:
         """A session of this worker's own with the head, for tasks that submit tasks.
@@ -487,7 +597,7 @@ class WorkerRuntime:
 
             key = load_key(self.config.key_file) if self.config.key_file else None
             cluster = JoinedCluster(self.config.head_address, key)
-            self.session = Session(cluster, 1, id_prefix=self.ids_prefix)
+            self.session = Session(cluster, 1, id_prefix=self.ids_prefix, settles_holds=True)
         return self.session
 
     def wait_nested(self, call: Any) -> Any:
@@ -615,6 +725,10 @@ class _Enough(Exception):
 
 def _is_generator(value: Any) -> bool:
     return inspect.isgenerator(value) or inspect.isasyncgen(value)
+
+
+class _PrepareError(Exception):
+    """Rebuilding a task's function or arguments failed (the cause is the error sent)."""
 
 
 def _retryable(option: bytes, error: Exception) -> bool:

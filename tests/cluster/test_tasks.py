@@ -205,6 +205,46 @@ def test_a_cancelled_call_raises_cancelled_while_other_calls_are_pending(cluster
         plait.get(ref, timeout=30)
 
 
+@plait.remote
+def count(items):
+    return len(items)
+
+
+@plait.remote
+def hand_on(gate):
+    """Start a child that waits for ``gate`` and return its ref without waiting for it."""
+    return [wait_for_file.remote(gate, "child")]
+
+
+def test_a_task_starts_while_refs_nested_in_its_arguments_are_pending(cluster, tmp_path):
+    gate = tmp_path / "go"
+    assert plait.get(count.remote([wait_for_file.remote(str(gate))]), timeout=30) == 1
+    gate.touch()
+
+
+def test_cancelling_a_blocked_child_a_task_handed_back_fails_its_get_at_once(cluster, tmp_path):
+    gate = tmp_path / "go"
+    (child,) = plait.get(hand_on.remote(str(gate)), timeout=30)
+    with pytest.raises(plait.GetTimeoutError):
+        plait.get(child, timeout=0.2)
+    plait.cancel(child)
+    started = time.monotonic()
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(child, timeout=10)
+    assert time.monotonic() - started < 5
+
+
+def test_a_quick_result_is_not_held_back_by_a_long_batch_mate(fresh, tmp_path):
+    plait.init(num_workers=1)
+    gate, open_gate = tmp_path / "go", tmp_path / "open"
+    open_gate.touch()
+    quick, long, *rest = [wait_for_file.remote(str(path), i) for i, path in
+                          enumerate([open_gate, gate, open_gate, open_gate])]
+    assert plait.get(quick, timeout=10) == 0      # sent in one message with ``long``
+    gate.touch()
+    assert plait.get([long, *rest], timeout=30) == [1, 2, 3]
+
+
 def test_a_call_no_node_can_run_fails_alone_with_its_readers(cluster):
     bad = inc.options(num_gpus=1).remote(1)
     reader = inc.remote(bad)

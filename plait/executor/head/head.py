@@ -804,7 +804,8 @@ class Head(ActorRouting, Outbox):
         actor = self.actors.get(object_id)
         if actor is not None and not actor.spec.detached:
             if not actor.dead:
-                self.to_node(actor.node, p.KillActor(object_id, True, "no handle to it is left"))
+                self.to_node(actor.node, p.KillActor(object_id, True, "no handle to it is left",
+                                                     graceful=True))
             del self.actors[object_id]
         holders = self.locations.pop(object_id, set()) | self.cached.pop(object_id, set())
         if isinstance(value, p.Stored):

@@ -135,6 +135,7 @@ class Node(Outbox):
             self.watch_memory()
             self.watch_stopped(now)
             self.retire_parked(now)
+            self.actors.watch_leaving(now)
 
     def up(self, message: p.Message) -> None:
         self.emit(ToHead(message))
@@ -901,10 +902,11 @@ class Node(Outbox):
         if state is None:
             return None
         spec = state.spec
-        values = {oid: self.usable(oid, state.riding)
-                  for oid in dict.fromkeys(spec.deps + spec.nested)}
+        values = {oid: self.usable(oid, state.riding) for oid in dict.fromkeys(spec.deps)}
+        nested = [oid for oid in dict.fromkeys(spec.nested) if oid in self.values]
+        values.update((oid, self.usable(oid)) for oid in nested if oid not in values)
         self.task_pins[task_id] = [oid for oid, v in values.items() if isinstance(v, p.Located)]
-        gone = [oid for oid in values if oid not in self.values and not state.riding]
+        gone = [oid for oid in spec.deps if oid not in self.values and not state.riding]
         if gone:                  # a spill file was lost: wait for the head to rebuild it
             self.release(task_id)
             self.wait_again(task_id, gone)
@@ -919,7 +921,7 @@ class Node(Outbox):
             return None
         return p.WorkItem(task_id, state.attempt, spec.function_id, spec.function_name,
                           spec.payload, tuple(values[oid] for oid in spec.deps),
-                          tuple((oid, values[oid]) for oid in spec.nested), spec.outputs,
+                          tuple((oid, values[oid]) for oid in nested), spec.outputs,
                           spec.retry_exceptions, spec.method, spec.slots, spec.generator)
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:

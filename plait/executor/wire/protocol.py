@@ -432,11 +432,15 @@ class TaskSpec:
 
 @dataclass(frozen=True, slots=True)
 class KillActor:
-    """Stop an actor's process (driver -> head -> its node); ``no_restart``: for good."""
+    """Stop an actor's process (driver -> head -> its node); ``no_restart``: for good.
+    ``graceful`` (the head, when the actor's last handle is gone): once its queued calls
+    are done the process is told to leave, and runs its atexit handlers; otherwise it is
+    killed at once (SIGKILL, as ``ray.kill``)."""
 
     actor: str
     no_restart: bool = True
     reason: str = "killed with plait.kill"
+    graceful: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -379,6 +379,26 @@ def test_a_driver_that_disconnects_lets_go_of_what_it_held(alone):
 
 
 
+def creation(actor: str, detached: bool = False) -> p.TaskSpec:
+    return p.TaskSpec(actor, "f@1", "Counter", b"", (), (), (actor,), 0, "node-1",
+                      actor=actor, method="__init__", detached=detached)
+
+
+def test_an_actor_whose_last_handle_is_dropped_is_told_to_leave_gracefully(alone):
+    joined(alone, "node-1")
+    submit(alone, creation("Counter-1"), creation("Keeper-2", detached=True))
+    for actor in ("Counter-1", "Keeper-2"):
+        tell(alone, FromNode("node-1", p.TasksDone((p.TaskResult(
+            actor, 0, ((actor, p.Inline(b"")),), 0.01),))))
+    take(alone)
+    tell(alone, FromClient(DRIVER, p.Free(("Counter-1", "Keeper-2"))))
+    assert take(alone) == [("node-1", p.KillActor("Counter-1", True, "no handle to it is left",
+                                                  graceful=True)),
+                           ("node-1", p.Delete(("Counter-1",)))]
+    assert "Counter-1" not in alone.actors and "Keeper-2" in alone.actors
+    assert "Keeper-2" in alone.directory.entries        # get_actor's handles still call it
+
+
 def test_a_workers_session_on_another_host_lets_go_when_its_worker_exits(alone):
     """A task on node-1 (host-1) submitted a task through its worker's own session and
     held the result; the worker died. The head cannot watch a pid on another host: node-1
