@@ -569,6 +569,8 @@ class WorkerRuntime:
         ref does: a handle an actor keeps keeps its actor alive. The head must hear of the
         holds before the task's end lets go of what the task read, so they are sent
         through this process's session and answered before the result leaves."""
+        if not self.loose and (self.session is None or self.session.settled()):
+            return                        # the common case: nothing kept, nothing to send
         riding = Counter(ref.id for ref in self.riding)    # held by the results instead
         kept = self.loose - riding
         if kept:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import plait
-from tests.cluster.gates import wait_for_file
+from tests.cluster.gates import wait_exit, wait_for_file
 
 pytestmark = pytest.mark.cluster
 
@@ -80,18 +80,6 @@ def call_through(counter, times):
 @plait.remote
 def total(array):
     return int(array.sum()), plait.get_runtime_context().get_node_id()
-
-
-def wait_exit(pid: int, timeout: float = 30.0) -> bool:
-    """True once process ``pid`` has exited (waits on a pidfd, not a sleep)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 # -- state and order ---------------------------------------------------------------------

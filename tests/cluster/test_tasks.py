@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import select
 import time
 
 import numpy as np
 import pytest
 
 import plait
-from tests.cluster.gates import wait_for_file
+from tests.cluster.gates import wait_exit, wait_for_file
 
 pytestmark = pytest.mark.cluster
 
@@ -232,6 +233,37 @@ def test_cancelling_a_blocked_child_a_task_handed_back_fails_its_get_at_once(clu
     with pytest.raises(plait.TaskCancelledError):
         plait.get(child, timeout=10)
     assert time.monotonic() - started < 5
+
+
+@plait.remote
+def report_pid_and_wait(fifo):
+    """Write this process's pid into ``fifo``, then wait (30 s at most) to be killed."""
+    with open(fifo, "w") as f:
+        f.write(str(os.getpid()))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@plait.remote
+def wait_on_a_child(fifo):
+    return plait.get(report_pid_and_wait.remote(fifo))
+
+
+def test_cancelling_a_task_cancels_the_tasks_it_submitted(cluster, tmp_path):
+    fifo = tmp_path / "pid"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        parent = wait_on_a_child.remote(str(fifo))
+        assert select.select([reader], [], [], 30)[0], "the child never started"
+        child_pid = int(os.read(reader, 32))
+    finally:
+        os.close(reader)
+    plait.cancel(parent)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(parent, timeout=10)
+    assert wait_exit(child_pid, timeout=10)       # its worker was killed with it
 
 
 def test_a_quick_result_is_not_held_back_by_a_long_batch_mate(fresh, tmp_path):

@@ -79,7 +79,6 @@ class Session(ObjectReading):
         self.holds: dict[str, None] = {}              # Hold messages not sent yet (ordered)
         self.settles_holds = settles_holds            # a worker's: see settle_holds
         self.unsettled: set[str] = set()              # held, the head's taking it unconfirmed
-        self.deferred: list[str] = []                 # to free with the next Free (see settle)
         self.pins: Counter[str] = Counter()           # loads with live zero-copy views
         self.dead: deque[str] = deque()               # refs died (any thread)
         self.unpinned: deque[tuple[str, str]] = deque()   # (node, object) views died
@@ -89,7 +88,7 @@ class Session(ObjectReading):
         self.functions_sent: set[str] = set()
         self.unsubmitted: deque[Any] = deque()        # tasks made, not yet submitted (Task)
         self.lock = threading.RLock()                 # the flusher thread uses the socket too
-        self.flusher = IdleFlusher(self.unsubmitted, lambda: bool(self.dead or self.deferred),
+        self.flusher = IdleFlusher(self.unsubmitted, lambda: bool(self.dead),
                                    lambda: self.run([]), self.flush_frees, self.lock,
                                    submit_after_idle)
         self.actor_nodes: dict[str, str] = {}         # actor -> node, as last learned
@@ -282,7 +281,8 @@ class Session(ObjectReading):
         return self.nodes
 
     @_serialized
-    def cancel(self, refs: list[ObjectRef]) -> None:
+    def cancel(self, refs: list[ObjectRef], recursive: bool = True) -> None:
+        """Stop the tasks making ``refs``; ``recursive``: and the tasks they submitted."""
         from plait.executor.wire import protocol as p
 
         refs = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref for ref in refs]
@@ -293,7 +293,7 @@ class Session(ObjectReading):
                 task.forget_inputs()
                 for oid in task.output_ids:
                     self.values[oid] = p.Failed(pickle.dumps(TaskCancelledError(task.id)))
-        self.conn.send(p.Cancel(tuple(ref.id for ref in refs)))
+        self.conn.send(p.Cancel(tuple(ref.id for ref in refs), recursive))
 
     @_serialized
     def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:
@@ -574,36 +574,28 @@ class Session(ObjectReading):
     def settle_holds(self, riding: Counter[str]) -> None:
         """A worker's task is about to end: the head lets go of what the task read as soon
         as it hears so, and must count a ref the task kept (a handle in an actor's state)
-        before that, or the object goes. So the holds of refs found here go now, and when
-        one of them is still alive the head's taking them in is waited for (one round
-        trip, only then). Refs alive only inside the task's results (``riding``, counts by
-        object) need no hold: the stored results hold them. What was dropped is freed a
-        moment later (the flusher), after the results: freed now, an object the results
-        hold could go before the head has read them."""
-        from plait.executor.wire import protocol as p
-
-        released, unpins = self.take_dropped()
-        self.deferred.extend(released)
-        if unpins:
-            self.conn.send(p.Unpin(tuple(unpins)))
-        for oid in [oid for oid in self.holds if self.refs[oid] <= riding[oid]]:
-            del self.holds[oid]
-            self.held.discard(oid)
-        self.send_holds()
+        before that, or the object goes. So the holds of refs found here go now (before
+        any free, as always), and when one of those refs is still alive the head's taking
+        them in is waited for (one round trip, only then). Refs alive only inside the
+        task's results (``riding``, counts by object) need no wait: the results hold them
+        once the head has them, and the refs live until the results are sent."""
+        self.flush_frees()
         alive = any(self.refs[oid] > riding[oid] for oid in self.unsettled)
         self.unsettled.clear()
-        if self.deferred:
-            self.flusher.wake()
         if alive:
             self.apply(self.conn.hello(other=self.apply))
 
+    def settled(self) -> bool:
+        """No hold to send or confirm (read without the lock: a hint for settle_holds)."""
+        return not (self.holds or self.unsettled)
+
     def flush_frees(self, send: bool = True) -> tuple[str, ...]:
         """Turn dead refs and dead views into Free messages (objects nobody here can read);
-        with ``send`` False the freed ids are returned for the caller to send instead."""
+        with ``send`` False the freed ids are returned for the caller to send instead.
+        Holds go first: an object a found ref holds may be freed by the same message."""
         from plait.executor.wire import protocol as p
 
         released, unpins = self.take_dropped()
-        released, self.deferred = self.deferred + released, []
         self.send_holds()
         if unpins:
             self.conn.send(p.Unpin(tuple(unpins)))

@@ -240,6 +240,7 @@ class Node(Outbox):
                 if task_id in worker.inflight:
                     del worker.inflight[task_id]
                     worker.cancelled = True
+                    worker.cancel_children = worker.cancel_children or message.recursive
                     self.emit(KillWorker(worker.identity))
 
     def on_Revoke(self, message: p.Revoke) -> None:
@@ -654,7 +655,7 @@ class Node(Outbox):
         worker = next(w for w in self.workers.values() if w.pidfd == pidfd)
         del self.workers[worker.identity]
         how = worker.describe(self.id, self.processes.reap(worker))
-        self.up(p.WorkerExited(worker.pid))       # its session with the head, if any, ends
+        self.up(p.WorkerExited(worker.pid, worker.cancel_children))   # its session ends
         inflight = list(worker.inflight.items())
         for task_id, _ in inflight:
             self.release(task_id)

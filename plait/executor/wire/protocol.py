@@ -223,9 +223,12 @@ class Assign:
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
-    """Stop the tasks producing these objects (driver -> head), or this task (head -> node)."""
+    """Stop the tasks producing these objects (driver -> head), or this task (head -> node).
+    ``recursive`` (Ray's default): a running task's worker is killed, and the tasks it
+    submitted that have not finished are cancelled too (see WorkerExited)."""
 
     object_ids: tuple[str, ...]
+    recursive: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,6 +467,7 @@ class WorkerExited:
     another host."""
 
     pid: int
+    cancelled: bool = False         # killed by a recursive cancel: its session's tasks go too
 
 
 @dataclass(frozen=True, slots=True)
