@@ -32,7 +32,7 @@ class FakeRuntime:
         self.streams: dict[str, Any] = {}         # generator task -> its ObjectRefGenerator
         self.ended: dict[str, bool] = {}          # generator task -> whether it failed
 
-    def incref(self, object_id: str) -> None:
+    def incref(self, object_id: str, found: bool = True) -> None:
         self.refs[object_id] += 1
 
     def decref(self, object_id: str) -> None:

@@ -38,14 +38,16 @@ log = logging.getLogger("plait.worker")
 @dataclass(eq=False, slots=True)
 class Call:
     """A task while it runs, as the code inside it sees it: its id, the values it may get
-    without asking (nested refs came with their values; its own puts), and its puts the
-    head may not have heard of yet."""
+    without asking (nested refs came with their values; its own puts), its puts the head
+    may not have heard of yet, and the refs inside the values it stored (its results, its
+    puts), kept alive until its result is sent (worker.py: results_sent)."""
 
     item: p.WorkItem
     known: dict[str, p.ObjectValue]
     start: float = field(default_factory=time.perf_counter)
     wall_start: float = field(default_factory=time.time)
     unannounced: list[str] = field(default_factory=list)
+    riding: list[Any] = field(default_factory=list)   # refs inside its stored values
 
     @property
     def task_id(self) -> str:
@@ -173,7 +175,8 @@ class ConcurrentCalls:
             self.loop.call_soon_threadsafe(self.cancel_on_loop, task_ids)
 
     def send_posted(self) -> None:
-        """Send what the calls posted, in order; results posted together go in one message."""
+        """Send what the calls posted, in order; results posted together go in one message
+        (then the refs riding in them may go: the stored results hold them)."""
         results: list[p.TaskResult] = []
         while self.outbox:
             message = self.outbox.popleft()
@@ -181,11 +184,15 @@ class ConcurrentCalls:
                 results.extend(message.results)
                 continue
             if results:
-                self.runtime.send(p.TasksDone(tuple(results)))
+                self.send_results(results)
                 results = []
             self.runtime.send(message)
         if results:
-            self.runtime.send(p.TasksDone(tuple(results)))
+            self.send_results(results)
+
+    def send_results(self, results: list[p.TaskResult]) -> None:
+        self.runtime.send(p.TasksDone(tuple(results)))
+        self.runtime.results_sent([result.task_id for result in results])
 
     def on_main_thread(self) -> bool:
         return threading.get_ident() == self.main

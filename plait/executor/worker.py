@@ -6,18 +6,32 @@ Data flow of one batch::
         for each item: values of deps  <- Inline bytes | zero-copy view of the arena
                        result          -> Inline bytes | Alloc round trip, copy into arena
     node <--TasksDone(results)-- worker   (flushed per task when tasks are slow, per batch
-                                           when they are quick)
+                                           when they are quick; a result held back behind
+                                           a batch-mate that runs long goes after
+                                           LATE_RESULT_SECONDS, from a thread)
 
 A worker also serves ``plait.get``/``plait.put`` for code running inside its tasks (the
-``WorkerRuntime``): nested refs arrive with their values, so ``get`` on them is local.
+``WorkerRuntime``): nested refs ready when the task started arrive with their values, so
+``get`` on them is local; the others, and refs the task made, are got through a session
+of the worker's own with the head.
 
 An actor's process runs its calls one at a time, in order, like any worker, unless the
 actor is async or threaded: then ``ConcurrentCalls`` (calls.py) runs them at once. What the
-code inside a task sees of it (its id, its values, its puts) is its ``Call``.
+code inside a task sees of it (its id, its values, its puts, the refs riding in its
+results) is its ``Call``.
+
+Who uses the socket to the node: the main thread, which runs the message loop (and, one
+at a time, the tasks), and the late-results thread (``send_late_results``), which only
+sends, and only a result held back behind a long batch-mate while the main thread runs
+that batch-mate's code; the lock ``io`` serialises the two (every send and receive takes
+it). In an async or threaded actor the calls' threads never touch the socket: they post
+what they send to the main thread (calls.py); nothing is held back there, so the
+late-results thread stays idle.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import dataclasses
 import inspect
@@ -29,7 +43,7 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future
 from typing import Any, NoReturn
 
@@ -53,12 +67,17 @@ from plait.store.serialization import INLINE_THRESHOLD, deserialize, dumps, seri
 # A finished quick task's result waits to share a message with its batch-mates, but never
 # longer than this: dependants on other workers should not wait on a slow batch.
 FLUSH_SECONDS = 0.001
+# ... and a quick task's result must not wait for a batch-mate that runs long (one that
+# loops until cancelled would hold it for ever): a thread sends what waited this long.
+LATE_RESULT_SECONDS = 0.01
 PARENT_CHECK_MS = 500
 CANCEL_CHECK_SECONDS = 0.01  # how often a running async call looks for a cancel
+
 
 def main(config: WorkerConfig) -> None:
     """Connect to the node, then run batches until told to stop or the node is gone."""
     _die_with_parent()
+    atexit._clear()               # a forked worker: its parent's handlers are not its own
     return_freed_memory()                             # a spawned worker: not inherited
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the driver's business
     ctx = zmq.Context()
@@ -71,11 +90,30 @@ def main(config: WorkerConfig) -> None:
     try:
         runtime.serve()
     finally:
+        leave_process(runtime)
+        sock.close(linger=1000)
+        ctx.term()
+
+
+def leave_process(runtime: WorkerRuntime) -> None:
+    """The one way a worker ends on its own (told Bye: its actor's last handle is gone, or
+    the cluster stops; its node gone): the atexit handlers its tasks registered run, as in
+    Ray's graceful exit, while plait still works for them; then its session closes.
+    ``plait.kill`` and crashes end the process with SIGKILL and run none, as ``ray.kill``."""
+    try:
+        run_exit_handlers()
+    finally:
         if runtime.session is not None:
             runtime.session.shutdown()
         context.install(None)
-        sock.close(linger=1000)
-        ctx.term()
+
+
+def run_exit_handlers() -> None:
+    """Run the atexit handlers this process's tasks registered, each once (it clears them;
+    one that raises is printed and the others run). Ray runs them when an actor ends
+    gracefully (out of scope, exit_actor, __ray_terminate__), not on ``ray.kill``; a forked
+    worker leaves through os._exit, which would skip them."""
+    atexit._run_exitfuncs()
 
 
 def _die_with_parent() -> None:
@@ -101,6 +139,9 @@ class WorkerRuntime:
         self.ids = IdGenerator(prefix=self.ids_prefix)
         self.latest: Call | None = None              # the call started last
         self.unsent: list[p.TaskResult] = []
+        self.io = threading.RLock()        # the socket and ``unsent`` (see the module doc)
+        self.results_due = threading.Condition(self.io)
+        self.unsent_since = 0.0                      # when the oldest unsent result was made
         self.session: Any = None                     # nested tasks: see nested()
         self.session_lock = threading.Lock()
         self.skip: set[str] = set()                  # queued tasks the node took back
@@ -113,10 +154,16 @@ class WorkerRuntime:
         self.handle: Any = None                      # its own handle, made on first ask
         self.calls: ConcurrentCalls | None = None    # an async or threaded actor's calls
         self.warned_blocking = False                 # about plait.get on an actor's loop
+        self.running: dict[str, Call] = {}           # calls started, not ended (by task id)
+        self.counting = threading.RLock()            # ``loose`` and ``riding`` (any thread)
+        self.loose: Counter[str] = Counter()         # live refs no session counts (see incref)
+        self.riding: dict[str, list[ObjectRef]] = {}  # refs in results not sent yet, by task
 
     # -- the loop ----------------------------------------------------------------------
 
     def serve(self) -> None:
+        threading.Thread(target=self.send_late_results, name="plait-results",
+                         daemon=True).start()
         self.send(p.WorkerReady(self.config.index, os.getpid()))
         while True:
             message = self.stash.popleft() if self.stash else self.receive(PARENT_CHECK_MS)
@@ -133,9 +180,10 @@ class WorkerRuntime:
                 return
 
     def receive(self, timeout_ms: int) -> p.Message | None:
-        if not self.sock.poll(timeout_ms):
-            return None
-        return p.decode(self.sock.recv(copy=False).buffer)
+        with self.io:
+            if not self.sock.poll(timeout_ms):
+                return None
+            return p.decode(self.sock.recv(copy=False).buffer)
 
     def send(self, message: p.Message) -> None:
         """Send to the node; a concurrent call's thread posts it to the main thread, which
@@ -143,7 +191,8 @@ class WorkerRuntime:
         if self.calls is not None and not self.calls.on_main_thread():
             self.calls.post(message)
             return
-        self.sock.send(p.encode(message), copy=False)
+        with self.io:
+            self.sock.send(p.encode(message), copy=False)
 
     def run_batch(self, batch: p.RunTasks) -> None:
         for function_id, data in batch.functions:
@@ -158,17 +207,56 @@ class WorkerRuntime:
                 item = _resolve_pending(item, made)
             result = self.run_item(item)
             made.update(result.outputs)
-            self.unsent.append(result)
+            self.hold_result(result)
             if time.perf_counter() - self.flushed > FLUSH_SECONDS:
                 self.flush_results()
         self.flush_results()
 
+    def hold_result(self, result: p.TaskResult) -> None:
+        """Keep a result to send with its batch-mates' (send_late_results bounds the wait)."""
+        with self.io:
+            if not self.unsent:
+                self.unsent_since = time.perf_counter()
+                self.results_due.notify()
+            self.unsent.append(result)
+
     def flush_results(self) -> None:
-        """Report finished tasks; also before a put, so the node knows which task is running."""
-        if self.unsent:
-            self.send(p.TasksDone(tuple(self.unsent)))
-            self.unsent.clear()
-        self.flushed = time.perf_counter()
+        """Report finished tasks; also before a put, so the node knows which task is running.
+        (An async or threaded actor's calls post each result as they end: nothing waits.)"""
+        if self.calls is not None:
+            return
+        with self.io:
+            if self.unsent:
+                self.send(p.TasksDone(tuple(self.unsent)))
+                self.unsent.clear()
+            self.flushed = time.perf_counter()
+        self.results_sent()
+
+    def results_sent(self, task_ids: Any = None) -> None:
+        """The results of these tasks (None: of every task ended so far) have been sent:
+        the refs riding in them, kept alive until now, are held by the stored results from
+        here on."""
+        with self.counting:
+            if task_ids is None:
+                sent, self.riding = self.riding, {}
+            else:
+                sent = {task_id: self.riding.pop(task_id, None) for task_id in task_ids}
+        del sent                          # (outside the lock: their decrefs may take it)
+
+    def send_late_results(self) -> None:
+        """The results thread: send results that waited LATE_RESULT_SECONDS behind a
+        batch-mate still running (which holds no lock while it runs the user's code). The
+        refs riding in them stay alive until the main thread's next flush."""
+        with self.io:
+            while True:
+                while not self.unsent:
+                    self.results_due.wait()
+                left = self.unsent_since + LATE_RESULT_SECONDS - time.perf_counter()
+                if left > 0:
+                    self.results_due.wait(left)
+                    continue
+                self.sock.send(p.encode(p.TasksDone(tuple(self.unsent))), copy=False)
+                self.unsent.clear()
 
     # -- one task ----------------------------------------------------------------------
 
@@ -180,9 +268,11 @@ class WorkerRuntime:
             if isinstance(prepared, p.TaskResult):
                 return prepared
             function, args, kwargs = prepared
+            del prepared
             try:
                 killpoints.reached("task-before-start", item.function_name, self.config.node)
                 value = function(*args, **kwargs)
+                del args, kwargs              # refs alive at its end: those the task kept
                 if inspect.iscoroutine(value):      # an async function
                     value = self.run_coroutine(value)
                 return self.finish(call, value)
@@ -198,13 +288,24 @@ class WorkerRuntime:
         call = Call(item, dict(item.nested))
         current_call.set(call)
         self.latest = call
+        self.running[item.task_id] = call
         return call
 
     def leave(self, call: Call) -> None:
-        """The task ended: its puts are its node's to announce now."""
-        current_call.set(None)
-        if self.latest is call:
-            self.latest = None
+        """The task ended (its arguments and its value dropped): refs it kept hold their
+        objects from now on, before its end is reported; the refs riding in its results
+        live until those are sent; its puts are its node's to announce now."""
+        try:
+            self.keep_escaped_refs(call)
+        finally:
+            if call.riding:
+                with self.counting:
+                    self.riding.setdefault(call.task_id, []).extend(call.riding)
+                call.riding = []
+            self.running.pop(call.task_id, None)
+            current_call.set(None)
+            if self.latest is call:
+                self.latest = None
 
     def current(self) -> Call | None:
         """The call whose code is running here; a thread that code started itself sees the
@@ -304,16 +405,14 @@ class WorkerRuntime:
         marked ``exited`` so that its node fails the calls queued behind it, restarts
         nothing and stops this process. No other call starts meanwhile (with concurrent
         calls, the ended result is returned; the main thread starts no more)."""
-        import atexit
-
-        atexit._run_exitfuncs()
+        run_exit_handlers()
         error = ActorDiedError(self.actor_id or "", f"it ended itself (exit_actor() or "
                                                     f"sys.exit()) in call {call.task_id}")
         ended = dataclasses.replace(self.failed(call, pickle.dumps(error)), exited=True)
         if self.calls is not None:
             self.calls.ended = True
             return ended
-        self.unsent.append(ended)
+        self.hold_result(ended)
         self.flush_results()
         while True:                  # until the node stops this process (or is gone)
             message = self.receive(PARENT_CHECK_MS)
@@ -493,6 +592,9 @@ class WorkerRuntime:
         """Inline when small; otherwise allocate a block of the arena and write into it."""
         with collecting_refs() as found:
             serialized = serialize(value)
+        call = self.current()
+        if call is not None:              # alive until the result is sent (results_sent)
+            call.riding += found
         contains = tuple(dict.fromkeys(ref.id for ref in found))
         nbytes = serialized.nbytes
         if nbytes <= INLINE_THRESHOLD:
@@ -531,13 +633,67 @@ class WorkerRuntime:
 
     # -- the Runtime protocol, for code inside tasks -----------------------------------
 
-    def incref(self, object_id: str) -> None:
-        if self.session is not None:
-            self.session.incref(object_id)
+    def incref(self, object_id: str, found: bool = True) -> None:
+        """A ref was made here (unpickled from an argument, put, made by a call). Until this
+        process has a session it is only counted: most die with the task that got them;
+        ``keep_escaped_refs`` holds those that outlive it (a put's too: the head may not
+        have heard of it yet)."""
+        if not found:                     # a task's about to be made here: it opens one
+            self.nested().incref(object_id, found)
+            return
+        session = self.session
+        if session is not None and not self.unannounced(object_id):
+            session.incref(object_id, found)
+            return
+        with self.counting:
+            self.loose[object_id] += 1
 
     def decref(self, object_id: str) -> None:
+        """A ref died (from ``__del__``: any thread, any moment)."""
+        with self.counting:
+            if self.loose[object_id] > 0:
+                self.loose[object_id] -= 1
+                if not self.loose[object_id]:
+                    del self.loose[object_id]
+                return
         if self.session is not None:
             self.session.decref(object_id)
+
+    def unannounced(self, object_id: str) -> bool:
+        """Whether ``object_id`` is a put of a running call the head may not know of yet."""
+        return any(object_id in call.unannounced for call in list(self.running.values()))
+
+    def keep_escaped_refs(self, call: Call) -> None:
+        """Refs the task kept (in an actor's state, a global) hold their objects, as any
+        ref does: a handle an actor keeps keeps its actor alive. The head must hear of the
+        holds before the task's end lets go of what the task read, so they are sent
+        through this process's session and answered before the result leaves.
+
+        With calls running at once, the refs other calls still use are taken in too (held
+        through the session from now on, and freed through it when they die), except the
+        puts another call made that the head may not know of yet: that call's end sees
+        to them."""
+        if not self.loose and (self.session is None or self.session.settled()):
+            return                        # the common case: nothing kept, nothing to send
+        others = {oid for other in list(self.running.values()) if other is not call
+                  for oid in other.unannounced}
+        with self.counting:               # held by results not sent yet instead
+            riding = Counter(ref.id for refs in (*self.riding.values(), call.riding)
+                             for ref in refs)
+            kept = self.loose - riding
+            for object_id in others:
+                kept.pop(object_id, None)
+            self.loose -= kept
+        if kept:
+            session = self.nested()
+            puts = [oid for oid in call.unannounced if oid in kept]
+            if puts:                      # the head hears of them before their holds
+                session.expect(puts)
+            for object_id, count in kept.items():
+                for _ in range(count):
+                    session.incref(object_id)
+        if self.session is not None:
+            self.session.settle_holds(riding)
 
     def nested(self) -> Any:
         """A session of this worker's own with the head, for tasks that submit tasks.
@@ -554,7 +710,8 @@ class WorkerRuntime:
 
                 key = load_key(self.config.key_file) if self.config.key_file else None
                 cluster = JoinedCluster(self.config.head_address, key)
-                self.session = Session(cluster, 1, id_prefix=self.ids_prefix)
+                self.session = Session(cluster, 1, id_prefix=self.ids_prefix,
+                                       settles_holds=True)
         return self.session
 
     def wait_nested(self, call: Any) -> Any:

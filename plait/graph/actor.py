@@ -3,9 +3,9 @@
 ``Counter.remote(...)`` adds the actor's *creation* to the graph (a task whose single
 result, the actor's ready marker, has the actor's id) and returns an ``ActorHandle``.
 ``handle.incr.remote(...)`` adds a *call*: a task that runs in the actor's process, on the
-actor's node, and reads the ready marker as a nested input, so it waits for the
-constructor and keeps the actor alive while it is pending. Calls are tasks like any
-other for the rest of plait: their results are ObjectRefs, placed, traced and explained.
+actor's node (which runs it once the constructor has), and reads the ready marker as a
+nested input, which keeps the actor alive while the call is pending. Calls are tasks like
+any other for the rest of plait: their results are ObjectRefs, placed, traced and explained.
 
 Like every ``.remote()``, actor creations and calls are submitted at the caller's next
 ``get``/``wait`` (all pending calls of the caller together, in the order they were made),
@@ -13,8 +13,9 @@ so a caller's calls run in the order it made them.
 
 A handle pickles as the actor's id, its class name, its methods and the ready marker's
 ref: it can be passed to tasks and to other actors, and the ref inside keeps the actor
-alive (the actor is stopped once no handle, pending call or task holds it, unless it was
-created with ``lifetime="detached"``).
+alive, wherever it is kept (an actor's state, a stored object). Once no handle, pending
+call or task holds it, the actor leaves after its queued calls, running its atexit
+handlers, unless it was created with ``lifetime="detached"`` (node/actors.py).
 """
 
 from __future__ import annotations
@@ -217,8 +218,8 @@ class ActorMethod:
         ready = handle._ready
         task = Task(runtime.new_id(label), None, options, payload, deps, (*nested, ready),
                     actor=handle._actor_id, method=self._name)
-        runtime.created(task)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
+        runtime.created(task)           # counted first: another thread may submit it at once
         if options.num_returns == "streaming":
             return ObjectRefGenerator(task.id, refs[0])
         return refs[0] if len(refs) == 1 else refs

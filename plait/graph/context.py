@@ -20,7 +20,7 @@ from typing import Any, Protocol
 class Runtime(Protocol):
     """What the graph layer needs from a running session."""
 
-    def incref(self, object_id: str) -> None: ...
+    def incref(self, object_id: str, found: bool = True) -> None: ...   # see ObjectRef
     def decref(self, object_id: str) -> None: ...
     def put(self, value: Any) -> Any: ...                 # an ObjectRef
     def dumps(self, value: Any) -> bytes: ...     # pickle a call's arguments (see encode_call)

@@ -5,7 +5,10 @@ its arguments alive, so the lazy graph is simply the Python objects reachable fr
 the user holds: drop the refs and the unrequested graph is garbage-collected with them.
 
 Every live ObjectRef counts towards its object's lifetime: it reports its birth and death to
-the running session, which frees the object's memory when the count reaches zero.
+the running session, which frees the object's memory when the count reaches zero. A ref
+made for a task the session creates is counted when the task is submitted; any other (one
+unpickled from an argument or a result, or a put) is *found*, and the session tells the
+head it holds the object.
 
 A ref only carries its task (``plait.graph.task``, which sits above this module and builds
 refs), so the task is typed ``Any`` here rather than imported back.
@@ -48,7 +51,7 @@ class ObjectRef:
         self.task = task
         self.owner = context.active()      # the session this ref counts in (ids are per session)
         if self.owner is not None:
-            self.owner.incref(object_id)
+            self.owner.incref(object_id, task is None)
 
     def __del__(self) -> None:
         owner = self.owner

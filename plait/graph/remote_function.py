@@ -62,8 +62,8 @@ class RemoteFunction:
         self.pickled()          # now, as Ray does: later changes to globals are not seen
         payload, deps, nested = encode_call(self.name, args, kwargs, runtime.put, runtime.dumps)
         task = Task(runtime.new_id(self.name), self, self._options, payload, deps, nested)
-        runtime.created(task)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
+        runtime.created(task)           # counted first: another thread may submit it at once
         if self._options.num_returns == "streaming":
             return ObjectRefGenerator(task.id, refs[0])
         return refs[0] if len(refs) == 1 else refs

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import plait
-from tests.cluster.gates import wait_for_file
+from tests.cluster.gates import wait_exit, wait_for_file
 
 pytestmark = pytest.mark.cluster
 
@@ -27,6 +27,9 @@ class Counter:
 
     def read(self):
         return self.n
+
+    def size(self, items):
+        return len(items)
 
     def history(self):
         return list(self.log)
@@ -77,18 +80,6 @@ def call_through(counter, times):
 @plait.remote
 def total(array):
     return int(array.sum()), plait.get_runtime_context().get_node_id()
-
-
-def wait_exit(pid: int, timeout: float = 30.0) -> bool:
-    """True once process ``pid`` has exited (waits on a pidfd, not a sleep)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 # -- state and order ---------------------------------------------------------------------
@@ -226,12 +217,94 @@ def test_task_retries_rerun_the_crashed_call_on_the_restarted_actor(cluster, tmp
     assert plait.get(counter.crash_once.remote(str(tmp_path / "flag")), timeout=60) == 100
 
 
-def test_an_actor_without_handles_stops(cluster):
+def test_an_actor_without_handles_stops_with_no_further_call_into_plait(cluster):
     counter = Counter.remote()
     pid = plait.get(counter.pid.remote(), timeout=30)
+    del counter                      # and nothing else: the session frees it when quiet
+    assert wait_exit(pid, timeout=10)
+
+
+def test_an_actor_whose_last_handle_goes_runs_its_pending_calls_first(cluster, tmp_path):
+    gate = tmp_path / "go"
+    counter = Counter.remote()
+    pid = plait.get(counter.pid.remote(), timeout=30)
+    late = counter.incr.remote(wait_for_file.remote(str(gate), 5))
     del counter
-    plait.put(0)                     # the next call into plait releases what was dropped
-    assert wait_exit(pid)
+    assert not wait_exit(pid, timeout=0.2)        # its call still waits for its input
+    gate.touch()
+    assert plait.get(late, timeout=30) == 5
+    assert wait_exit(pid, timeout=10)
+
+
+@plait.remote
+def drop_inside():
+    """Start an actor, use it, drop it: the actor is this task's to end."""
+    counter = Counter.remote()
+    pid = plait.get(counter.pid.remote())
+    del counter
+    return pid
+
+
+def test_an_actor_dropped_inside_a_task_stops(cluster):
+    pid = plait.get(drop_inside.remote(), timeout=30)
+    assert wait_exit(pid, timeout=10)
+
+
+@plait.remote
+class Keeper:
+    """Holds a handle it was given: the actor behind it lives as long as this one."""
+
+    def __init__(self, kept):
+        self.kept = kept
+
+    def ask(self):
+        return plait.get(self.kept.read.remote())
+
+
+def test_a_handle_kept_in_an_actors_state_keeps_its_actor_alive(cluster):
+    counter = Counter.remote(3)
+    keeper = Keeper.remote(counter)
+    pid = plait.get(counter.pid.remote(), timeout=30)
+    plait.get(keeper.ask.remote(), timeout=30)
+    del counter                                   # the keeper's handle is the last one
+    assert not wait_exit(pid, timeout=0.5)
+    assert plait.get(keeper.ask.remote(), timeout=30) == 3
+    del keeper
+    assert wait_exit(pid, timeout=10)
+
+
+@plait.remote
+class Goodbye:
+    """Writes ``path`` from an atexit handler: whether its process left gracefully."""
+
+    def __init__(self, path):
+        import atexit
+
+        atexit.register(lambda: open(path, "w").write("bye"))
+
+    def pid(self):
+        return os.getpid()
+
+
+def test_an_actor_leaving_with_its_last_handle_runs_atexit_and_a_killed_one_does_not(
+        cluster, tmp_path):
+    left, killed = tmp_path / "left", tmp_path / "killed"
+    leaving, dying = Goodbye.remote(str(left)), Goodbye.remote(str(killed))
+    pids = plait.get([leaving.pid.remote(), dying.pid.remote()], timeout=30)
+    del leaving
+    plait.kill(dying)                             # as ray.kill: no exit handlers
+    assert all(wait_exit(pid, timeout=10) for pid in pids)
+    assert left.read_text() == "bye" and not killed.exists()
+
+
+def test_a_call_whose_nested_ref_is_pending_does_not_hold_back_the_calls_behind_it(
+        cluster, tmp_path):
+    gate = tmp_path / "go"
+    counter = Counter.remote()
+    first = counter.size.remote([wait_for_file.remote(str(gate), 7)])   # nested: not awaited
+    second = counter.incr.remote(1)
+    assert plait.get([first, second], timeout=30) == [1, 1]            # the gate still shut
+    gate.touch()
 
 
 def test_a_detached_actor_outlives_its_handle(cluster):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import plait
-from tests.cluster.gates import wait_for_file
+from tests.cluster.gates import wait_exit, wait_for_file
 
 pytestmark = pytest.mark.cluster
 
@@ -240,6 +240,91 @@ def test_a_sync_actor_still_runs_its_calls_one_by_one_in_its_main_thread(cluster
     assert set(names) == {"MainThread"}           # where calls run one by one, in order
     names = plait.get([threaded.thread_name.remote() for _ in range(10)], timeout=30)
     assert all(name.startswith("plait-call") for name in names)
+
+
+# -- lifetimes and refs, with calls running at once -----------------------------------------
+
+@plait.remote
+class Target:
+    def pid(self):
+        return os.getpid()
+
+
+@plait.remote
+class ThreadedHolder:
+    """Keeps the handles its calls are given (its calls run in threads, at once)."""
+
+    def __init__(self, path):
+        import atexit
+
+        self.kept = []
+        atexit.register(lambda: open(path, "w").write("bye"))
+
+    def pid(self):
+        return os.getpid()
+
+    def keep(self, handle):
+        self.kept.append(handle)
+        return len(self.kept)
+
+    def ask(self):
+        return plait.get([handle.pid.remote() for handle in self.kept])
+
+    def made(self, x):
+        return [plait.put(x), plait.put(2 * x)]       # refs riding in its result
+
+
+@plait.remote
+class AsyncHolder:
+    """As ThreadedHolder, with calls on an event loop."""
+
+    def __init__(self, path):
+        import atexit
+
+        self.kept = []
+        atexit.register(lambda: open(path, "w").write("bye"))
+
+    async def pid(self):
+        return os.getpid()
+
+    async def keep(self, handle):
+        self.kept.append(handle)
+        return len(self.kept)
+
+    async def ask(self):
+        return [await handle.pid.remote() for handle in self.kept]
+
+    async def made(self, x):
+        return [plait.put(x), plait.put(2 * x)]
+
+
+def holder(kind, path):
+    if kind == "sync":
+        return ThreadedHolder.remote(path)
+    if kind == "threaded":
+        return ThreadedHolder.options(max_concurrency=4).remote(path)
+    return AsyncHolder.remote(path)
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_a_handle_kept_by_a_concurrent_actors_call_keeps_its_actor_until_the_keeper_goes(
+        cluster, tmp_path, kind):
+    target, keeper = Target.remote(), holder(kind, str(tmp_path / "bye"))
+    pid, keeper_pid = plait.get([target.pid.remote(), keeper.pid.remote()], timeout=30)
+    assert plait.get(keeper.keep.remote(target), timeout=30) == 1
+    del target                                     # the keeper's handle is the last one
+    assert not wait_exit(pid, timeout=0.5)
+    assert plait.get(keeper.ask.remote(), timeout=30) == [pid]
+    del keeper                                     # it leaves, and its handle with it
+    assert wait_exit(keeper_pid, timeout=10) and wait_exit(pid, timeout=10)
+    assert (tmp_path / "bye").read_text() == "bye"  # it left gracefully: atexit ran
+
+
+@pytest.mark.parametrize("kind", ["sync", "threaded", "async"])
+def test_refs_in_the_results_of_calls_running_at_once_stay_readable(cluster, tmp_path, kind):
+    keeper = holder(kind, str(tmp_path / "bye"))
+    results = plait.get([keeper.made.remote(x) for x in range(8)], timeout=60)
+    assert [plait.get(refs, timeout=30) for refs in results] == [[x, 2 * x] for x in range(8)]
 
 
 # -- ObjectRefs in asyncio code --------------------------------------------------------------

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import select
 import time
 
 import numpy as np
 import pytest
 
 import plait
-from tests.cluster.gates import wait_for_file
+from tests.cluster.gates import wait_exit, wait_for_file
 
 pytestmark = pytest.mark.cluster
 
@@ -203,6 +204,77 @@ def test_a_cancelled_call_raises_cancelled_while_other_calls_are_pending(cluster
     plait.cancel(ref)
     with pytest.raises(plait.TaskCancelledError):
         plait.get(ref, timeout=30)
+
+
+@plait.remote
+def count(items):
+    return len(items)
+
+
+@plait.remote
+def hand_on(gate):
+    """Start a child that waits for ``gate`` and return its ref without waiting for it."""
+    return [wait_for_file.remote(gate, "child")]
+
+
+def test_a_task_starts_while_refs_nested_in_its_arguments_are_pending(cluster, tmp_path):
+    gate = tmp_path / "go"
+    assert plait.get(count.remote([wait_for_file.remote(str(gate))]), timeout=30) == 1
+    gate.touch()
+
+
+def test_cancelling_a_blocked_child_a_task_handed_back_fails_its_get_at_once(cluster, tmp_path):
+    gate = tmp_path / "go"
+    (child,) = plait.get(hand_on.remote(str(gate)), timeout=30)
+    with pytest.raises(plait.GetTimeoutError):
+        plait.get(child, timeout=0.2)
+    plait.cancel(child)
+    started = time.monotonic()
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(child, timeout=10)
+    assert time.monotonic() - started < 5
+
+
+@plait.remote
+def report_pid_and_wait(fifo):
+    """Write this process's pid into ``fifo``, then wait (30 s at most) to be killed."""
+    with open(fifo, "w") as f:
+        f.write(str(os.getpid()))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@plait.remote
+def wait_on_a_child(fifo):
+    return plait.get(report_pid_and_wait.remote(fifo))
+
+
+def test_cancelling_a_task_cancels_the_tasks_it_submitted(cluster, tmp_path):
+    fifo = tmp_path / "pid"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        parent = wait_on_a_child.remote(str(fifo))
+        assert select.select([reader], [], [], 30)[0], "the child never started"
+        child_pid = int(os.read(reader, 32))
+    finally:
+        os.close(reader)
+    plait.cancel(parent)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(parent, timeout=10)
+    assert wait_exit(child_pid, timeout=10)       # its worker was killed with it
+
+
+def test_a_quick_result_is_not_held_back_by_a_long_batch_mate(fresh, tmp_path):
+    plait.init(num_workers=1)
+    gate, open_gate = tmp_path / "go", tmp_path / "open"
+    open_gate.touch()
+    quick, long, *rest = [wait_for_file.remote(str(path), i) for i, path in
+                          enumerate([open_gate, gate, open_gate, open_gate])]
+    assert plait.get(quick, timeout=10) == 0      # sent in one message with ``long``
+    gate.touch()
+    assert plait.get([long, *rest], timeout=30) == [1, 2, 3]
 
 
 def test_a_call_no_node_can_run_fails_alone_with_its_readers(cluster):

@@ -1,10 +1,18 @@
-"""Calls made and not yet requested are submitted once their caller has been quiet a moment.
+"""What a quiet caller left behind is sent once it has been quiet a moment: calls made and
+not yet requested, and refs it dropped.
 
 A session keeps ``.remote()`` calls until the next get/wait so the compiler sees the
 graph whole, but a Ray program may make calls only for their side effects and then sleep,
 compute, or report progress from inside a task; Ray would have run them by then. This
 thread submits them after ``delay`` seconds without a new call (a burst of calls in a loop
-is never split, since each call restarts the clock).
+is never split, since each call restarts the clock). ``delay`` None keeps calls until a
+get/wait (Dask-style laziness).
+
+Dropped refs are queued by ``ObjectRef.__del__`` and turned into ``Free`` messages at the
+session's next call; a program that drops its last handle to an actor and then only waits
+(Ray's tests poll the actor's pid) makes no next call, so this thread frees them after
+FREE_AFTER_IDLE_SECONDS of quiet too: the actor stops, and memory goes back, without a
+call into plait.
 """
 
 from __future__ import annotations
@@ -18,19 +26,25 @@ from typing import Any
 
 log = logging.getLogger("plait.session")
 
+FREE_AFTER_IDLE_SECONDS = 0.01    # refs dropped in a burst (a loop) go in one Free
+
 
 class IdleFlusher:
-    """One daemon thread per session; ``submit`` runs under the session's lock."""
+    """One daemon thread per session; ``submit`` and ``free`` run under the session's lock."""
 
-    def __init__(self, pending: deque[Any], submit: Callable[[], None], lock: Any,
-                 delay: float) -> None:
+    def __init__(self, pending: deque[Any], frees_due: Callable[[], bool],
+                 submit: Callable[[], None], free: Callable[[], None], lock: Any,
+                 delay: float | None) -> None:
         self.pending = pending
+        self.frees_due = frees_due
         self.submit = submit
+        self.free = free
         self.lock = lock
         self.delay = delay
-        self.last = 0.0                       # monotonic time of the latest call made
+        self.quiet = FREE_AFTER_IDLE_SECONDS if delay is None else delay
+        self.last = 0.0                       # monotonic time of the latest call or drop
         self.stopped = False
-        self.wake = threading.Condition()
+        self.waking = threading.Condition()
         self.thread = threading.Thread(target=self.loop, name="plait-submit", daemon=True)
         self.thread.start()
 
@@ -38,30 +52,41 @@ class IdleFlusher:
         """A call was just appended to ``pending`` (cheap: no lock unless it was the first)."""
         self.last = time.monotonic()
         if len(self.pending) == 1:
-            with self.wake:
-                self.wake.notify()
+            with self.waking:
+                self.waking.notify()
+
+    def wake(self) -> None:
+        """Frees became due (a ref died: from ``__del__``, on any thread)."""
+        self.last = time.monotonic()
+        with self.waking:
+            self.waking.notify()
 
     def stop(self) -> None:
-        with self.wake:
+        with self.waking:
             self.stopped = True
-            self.wake.notify()
+            self.waking.notify()
+
+    def has_work(self) -> bool:
+        return self.frees_due() or (self.delay is not None and bool(self.pending))
 
     def loop(self) -> None:
         while True:
-            with self.wake:
-                while not self.pending and not self.stopped:
-                    self.wake.wait()
+            with self.waking:
+                while not self.has_work() and not self.stopped:
+                    self.waking.wait()
                 if self.stopped:
                     return
-                left = self.delay - (time.monotonic() - self.last)
+                left = self.quiet - (time.monotonic() - self.last)
                 if left > 0:
-                    self.wake.wait(left)          # a stop wakes it early
+                    self.waking.wait(left)          # a stop wakes it early
                     continue
             with self.lock:
                 if self.stopped:
                     return
-                if self.pending:
-                    self.submit_quietly()
+                if self.delay is not None and self.pending:
+                    self.submit_quietly()         # frees what was dropped on the way
+                elif self.frees_due():
+                    self.free_quietly()
 
     def submit_quietly(self) -> None:
         """Errors belong to whoever gets the refs later (the calls stay unsubmitted)."""
@@ -70,3 +95,11 @@ class IdleFlusher:
         except Exception as error:
             log.warning("plait could not submit calls made without a get: %r (a get of "
                         "their refs raises it)", error)
+
+    def free_quietly(self) -> None:
+        """A session whose connection is gone has nothing left to free."""
+        try:
+            self.free()
+        except Exception as error:            # its connection is gone: stop trying
+            self.stopped = True
+            log.debug("plait could not free dropped refs: %r", error)

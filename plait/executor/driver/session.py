@@ -55,7 +55,8 @@ class Session(ObjectReading):
     """The driver's view of one running cluster."""
 
     def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str = "",
-                 submit_after_idle: float | None = IDLE_SUBMIT_SECONDS) -> None:
+                 submit_after_idle: float | None = IDLE_SUBMIT_SECONDS,
+                 settles_holds: bool = False) -> None:
         from plait.executor.driver.connection import Connection
         from plait.executor.wire.hostid import host_id
 
@@ -76,7 +77,9 @@ class Session(ObjectReading):
         self.ids = IdGenerator(id_prefix)
         self.refs: Counter[str] = Counter()           # live ObjectRefs per object
         self.held: set[str] = set()                   # objects the head counts us holding
-        self.holds: list[str] = []                    # Hold messages not sent yet
+        self.holds: dict[str, None] = {}              # Hold messages not sent yet (ordered)
+        self.settles_holds = settles_holds            # a worker's: see settle_holds
+        self.unsettled: set[str] = set()              # held, the head's taking it unconfirmed
         self.pins: Counter[str] = Counter()           # loads with live zero-copy views
         self.dead: deque[str] = deque()               # refs died (any thread)
         self.unpinned: deque[tuple[str, str]] = deque()   # (node, object) views died
@@ -87,8 +90,9 @@ class Session(ObjectReading):
         self.unsubmitted: deque[Any] = deque()        # tasks made, not yet submitted (Task)
         self.lock = SessionLock()       # the flusher and futures threads use the socket too
         self.futures: Futures | None = None           # started by the first ref.future()
-        self.flusher = None if submit_after_idle is None else IdleFlusher(
-            self.unsubmitted, lambda: self.run([]), self.lock, submit_after_idle)
+        self.flusher = IdleFlusher(self.unsubmitted, lambda: bool(self.dead),
+                                   lambda: self.run([]), self.flush_frees, self.lock,
+                                   submit_after_idle)
         self.actor_nodes: dict[str, str] = {}         # actor -> node, as last learned
         self.recent_plans: deque[compiler.Plan] = deque(maxlen=4)   # as submitted
         self.requests = itertools.count(1)
@@ -100,14 +104,18 @@ class Session(ObjectReading):
 
     # -- the Runtime protocol (called by ObjectRef and RemoteFunction) ------------------
 
-    def incref(self, object_id: str) -> None:
+    def incref(self, object_id: str, found: bool = True) -> None:
+        """A ref was made; a found one (not an output of a task made here, which the head
+        counts when it is submitted) is held for this session from the next message on."""
         self.refs[object_id] += 1
-        if object_id not in self.held:    # a ref found inside another object
+        if found and object_id not in self.held:
             self.held.add(object_id)
-            self.holds.append(object_id)
+            self.holds[object_id] = None
 
     def decref(self, object_id: str) -> None:
         self.dead.append(object_id)
+        if len(self.dead) == 1:
+            self.flusher.wake()
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)
@@ -121,8 +129,7 @@ class Session(ObjectReading):
         is submitted with the next get/wait, so the compiler still sees the whole graph,
         or once the caller has made no call for ``submit_after_idle`` seconds."""
         self.unsubmitted.append(task)
-        if self.flusher is not None:
-            self.flusher.made()
+        self.flusher.made()
 
     @_serialized
     def expect(self, object_ids: list[str]) -> None:
@@ -289,7 +296,8 @@ class Session(ObjectReading):
         return self.nodes
 
     @_serialized
-    def cancel(self, refs: list[ObjectRef]) -> None:
+    def cancel(self, refs: list[ObjectRef], recursive: bool = True) -> None:
+        """Stop the tasks making ``refs``; ``recursive``: and the tasks they submitted."""
         from plait.executor.wire import protocol as p
 
         refs = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref for ref in refs]
@@ -300,7 +308,7 @@ class Session(ObjectReading):
                 task.forget_inputs()
                 for oid in task.output_ids:
                     self.values[oid] = p.Failed(pickle.dumps(TaskCancelledError(task.id)))
-        self.conn.send(p.Cancel(tuple(ref.id for ref in refs)))
+        self.conn.send(p.Cancel(tuple(ref.id for ref in refs), recursive))
 
     @_serialized
     def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:
@@ -580,22 +588,53 @@ class Session(ObjectReading):
 
     # -- lifetimes -----------------------------------------------------------------------
 
+    @_serialized
+    def settle_holds(self, riding: Counter[str]) -> None:
+        """A worker's task is about to end: the head lets go of what the task read as soon
+        as it hears so, and must count a ref the task kept (a handle in an actor's state)
+        before that, or the object goes. So the holds of refs found here go now (before
+        any free, as always), and when one of those refs is still alive the head's taking
+        them in is waited for (one round trip, only then). Refs alive only inside the
+        task's results (``riding``, counts by object) need no wait: the results hold them
+        once the head has them, and the refs live until the results are sent."""
+        self.flush_frees()
+        alive = any(self.refs[oid] > riding[oid] for oid in self.unsettled)
+        self.unsettled.clear()
+        if alive:
+            self.apply(self.conn.hello(other=self.apply))
+
+    def settled(self) -> bool:
+        """No hold to send or confirm (read without the lock: a hint for settle_holds)."""
+        return not (self.holds or self.unsettled)
+
     def flush_frees(self, send: bool = True) -> tuple[str, ...]:
         """Turn dead refs and dead views into Free messages (objects nobody here can read);
-        with ``send`` False the freed ids are returned for the caller to send instead."""
+        with ``send`` False the freed ids are returned for the caller to send instead.
+        Holds go first: an object a found ref holds may be freed by the same message."""
         from plait.executor.wire import protocol as p
 
-        if self.holds:
-            self.conn.send(p.Hold(tuple(self.holds)))
-            self.holds.clear()
+        released, unpins = self.take_dropped()
+        self.send_holds()
+        if unpins:
+            self.conn.send(p.Unpin(tuple(unpins)))
+        if released and send:
+            self.conn.send(p.Free(tuple(released)))
+        return () if send else tuple(released)
+
+    def take_dropped(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """Count down dead refs and dead views: the objects to free (held, no ref or view
+        left here) and the views to unpin. A ref found and dropped again before its Hold
+        was sent needs neither message."""
         released, unpins = [], []
         while self.dead:
             oid = self.dead.popleft()
             self.refs[oid] -= 1
             if self.refs[oid] <= 0:
                 del self.refs[oid]
-                if oid not in self.pins and oid in self.held:
-                    released.append(oid)
+                if oid not in self.pins:
+                    self.values.pop(oid, None)
+                    if oid in self.held:
+                        released.append(oid)
         while self.unpinned:
             node, oid = self.unpinned.popleft()
             unpins.append((node, oid))
@@ -604,14 +643,20 @@ class Session(ObjectReading):
                 del self.pins[oid]
                 if oid not in self.refs:
                     released.append(oid)
-        if unpins:
-            self.conn.send(p.Unpin(tuple(unpins)))
         for oid in released:
             self.values.pop(oid, None)
             self.held.discard(oid)
-        if released and send:
-            self.conn.send(p.Free(tuple(released)))
-        return () if send else tuple(released)
+        unheld = {oid for oid in released if self.holds.pop(oid, 0) is None}
+        return [oid for oid in released if oid not in unheld], unpins
+
+    def send_holds(self) -> None:
+        from plait.executor.wire import protocol as p
+
+        if self.holds:
+            self.conn.send(p.Hold(tuple(self.holds)))
+            if self.settles_holds:
+                self.unsettled.update(self.holds)
+            self.holds.clear()
 
     @_serialized
     def shutdown(self) -> None:
@@ -643,8 +688,7 @@ class Session(ObjectReading):
     def finish_unsubmitted(self) -> None:
         """Calls made but never requested still run before a cluster this driver owns
         stops (as a Ray driver's tasks do while it lives); a joined cluster runs them on."""
-        if self.flusher is not None:
-            self.flusher.stop()
+        self.flusher.stop()
         made = [t for t in self.unsubmitted if not t.submitted]
         if not made:
             return

@@ -52,6 +52,8 @@ class ActorRouting:
                 self.refuse_call(spec, pickle.dumps(error))
                 return None
             self.actors[spec.actor] = ActorRecord(spec, spec.node)
+            if spec.detached:             # outlives its handles: its ready marker too
+                self.directory.hold(spec.actor)
             if spec.actor_name:
                 self.named[spec.actor_name] = (spec.actor, spec.handle)
             return spec

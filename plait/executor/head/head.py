@@ -130,6 +130,7 @@ class Head(ActorRouting, Outbox):
         self.put_waiting: list[tuple[Peer, p.Alloc]] = []   # drivers' puts waiting for room
         self.expected_puts: dict[str, Peer] = {}  # a task's put announced -> its session
         self.sessions: dict[tuple[str, int], Peer] = {}   # (host, pid) -> its session
+        self.submitted_by: dict[str, tuple[str, int]] = {}   # unfinished task -> its submitter
         self.process_of: dict[Peer, tuple[str, int]] = {}  # and back
         self.hellos: list[tuple[Peer, int]] = []
         self.gathers: dict[int, Gather] = {}
@@ -318,6 +319,7 @@ class Head(ActorRouting, Outbox):
     def submit(self, peer: Peer, message: p.Submit) -> None:
         functions = dict(message.functions)
         self.local.functions.update(functions)
+        process = self.process_of.get(peer)       # (host, pid) of the submitting process
         for spec in message.tasks:
             for oid in spec.outputs:
                 self.directory.expect(oid)
@@ -335,6 +337,8 @@ class Head(ActorRouting, Outbox):
                 if spec.generator:
                     caller = peer if spec.generator == "streaming" else None
                     self.streams[spec.id] = Stream(spec.generator, caller)
+                if process is not None:
+                    self.submitted_by[spec.id] = process
         for node, specs in per_node.items():
             self.assign(node, specs, functions)
 
@@ -485,11 +489,14 @@ class Head(ActorRouting, Outbox):
     def on_Cancel(self, peer: Peer, message: p.Cancel) -> None:
         """Fail the producing tasks now (their dependants fail with them) and stop them."""
         producers = {oid: tid for tid, spec in self.assigned.items() for oid in spec.outputs}
-        for task_id in dict.fromkeys(producers[oid] for oid in message.object_ids
-                                     if oid in producers):
+        self.cancel_tasks([producers[oid] for oid in message.object_ids if oid in producers],
+                          message.recursive)
+
+    def cancel_tasks(self, task_ids: list[str], recursive: bool) -> None:
+        for task_id in dict.fromkeys(task_ids):
             spec = self.assigned.pop(task_id)
             self.nodes[spec.node].queued -= 1
-            self.to_node(spec.node, p.Cancel((task_id,)))
+            self.to_node(spec.node, p.Cancel((task_id,), recursive))
             error = p.Failed(pickle.dumps(TaskCancelledError(task_id)))
             self.finish(spec, tuple((oid, error) for oid in spec.outputs))
 
@@ -580,6 +587,7 @@ class Head(ActorRouting, Outbox):
 
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
         """An accepted task is over: its results are known and it reads its inputs no more."""
+        self.submitted_by.pop(spec.id, None)
         self.record_results(spec, outputs)
         if spec.generator:
             self.streams.pop(spec.id, None)
@@ -804,7 +812,8 @@ class Head(ActorRouting, Outbox):
         actor = self.actors.get(object_id)
         if actor is not None and not actor.spec.detached:
             if not actor.dead:
-                self.to_node(actor.node, p.KillActor(object_id, True, "no handle to it is left"))
+                self.to_node(actor.node, p.KillActor(object_id, True, "no handle to it is left",
+                                                     graceful=True))
             del self.actors[object_id]
         holders = self.locations.pop(object_id, set()) | self.cached.pop(object_id, set())
         if isinstance(value, p.Stored):
@@ -875,11 +884,19 @@ class Head(ActorRouting, Outbox):
 
     def node_WorkerExited(self, node: str, message: p.WorkerExited) -> None:
         """A worker ended: the session it opened, if any, is gone (on the head's own host
-        its pid is watched too; then this finds nothing left to do)."""
+        its pid is watched too; then this finds nothing left to do). One killed by a
+        recursive cancel takes the unfinished tasks its session submitted with it (not
+        actors' creations or calls), and they theirs, as Ray's ``recursive=True``."""
         record = self.nodes.get(node)
-        peer = record and self.sessions.get((record.info.host, message.pid))
+        if record is None:
+            return
+        process = (record.info.host, message.pid)
+        peer = self.sessions.get(process)
         if peer is not None:
             self.client_gone(peer)
+        if message.cancelled:
+            self.cancel_tasks([task_id for task_id, by in self.submitted_by.items()
+                               if by == process and not self.assigned[task_id].actor], True)
 
     def node_CopyLost(self, node: str, message: p.CopyLost) -> None:
         """A node's copy was lost with its spill file: as for a dead node, for one object."""

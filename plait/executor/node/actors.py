@@ -1,11 +1,13 @@
 """The actors living on one node: a dedicated worker process each, fed its calls in order.
 
 An actor's creation and calls reach the node as tasks (``TaskSpec.actor``); the task table
-waits for their inputs like any task's, then hands them here instead of to the pool of
-task workers. Here each actor has a queue of its unfinished calls in arrival order (a
-caller's calls arrive in the order it made them); a call goes to the actor's process only
-when every call before it has been sent, so calls run in order even when a later call's
-inputs were ready first. Up to MAX_CALLS_SENT calls (or the actor's ``max_concurrency``,
+waits for their top-level inputs like any task's (not for nested refs: node/tasks.py),
+then hands them here instead of to the pool of task workers. Here each actor has a queue
+of its unfinished calls in arrival order (a caller's calls arrive in the order it made
+them); a call goes to the actor's process only when every call before it has been sent,
+so calls run in order even when a later call's inputs were ready first (as Ray's ordered
+queue of a caller's calls to a sync actor: a call still waiting for an argument holds
+back those behind it). Up to MAX_CALLS_SENT calls (or the actor's ``max_concurrency``,
 if larger) wait in its process: an actor that runs one call at a time runs them in that
 order; an async or threaded one starts up to ``max_concurrency`` of them at once and
 reports each as it finishes, in any order.
@@ -16,6 +18,12 @@ once, each of the first ``max_concurrency`` sent) is retried within its
 and the process is started again (constructor first) within ``max_restarts``; past that,
 or after ``plait.kill``, the actor is dead: its queued calls and all later ones fail with
 ActorDiedError.
+
+An actor whose last handle is gone is stopped gracefully (``KillActor.graceful``): once its
+queued calls are done its process is told Bye and leaves on its own, running the atexit
+handlers its code registered (worker.leave_process), as Ray's actors do when they go out of
+scope; one still there ACTOR_EXIT_SECONDS later is killed. ``plait.kill`` kills at once
+and runs none, as ``ray.kill``.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import pickle
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Protocol
 
 from plait.errors import ActorDiedError
@@ -32,6 +41,7 @@ from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import Instruction, KillWorker
 
 MAX_CALLS_SENT = 64          # calls queued in the actor's process at once
+ACTOR_EXIT_SECONDS = 5.0     # an actor told to leave has this long for its atexit handlers
 
 
 class ActorHost(Protocol):
@@ -42,8 +52,11 @@ class ActorHost(Protocol):
     workers: dict[bytes, WorkerHandle]
     held_slots: dict[str, int]
     stopping: bool
+    clock: Callable[[], float]
 
     def up(self, message: p.Message) -> None: ...
+
+    def to_worker(self, identity: bytes, message: p.Message) -> None: ...
 
     def emit(self, instruction: Instruction) -> None: ...
 
@@ -74,6 +87,8 @@ class LocalActor:
     kill_reason: str = ""                 # plait.kill asked for this death
     no_restart: bool = False
     kill_asked: bool = False              # plait.kill came while its process was starting
+    leaving: bool = False                 # to stop once its queued calls are done (graceful)
+    told_bye: float = 0.0                 # when its process was told to leave (0: not yet)
 
 
 class Actors:
@@ -83,6 +98,7 @@ class Actors:
         self.node = node
         self.by_id: dict[str, LocalActor] = {}
         self.wanted: set[str] = set()          # actors that may have work to send
+        self.leaving: set[str] = set()         # actors whose process was told Bye
 
     # -- arrivals ----------------------------------------------------------------------
 
@@ -114,12 +130,14 @@ class Actors:
         self.wanted.add(actor_id)
 
     def call_arrived(self, spec: p.TaskSpec) -> bytes:
-        """Queue a call; returns the pickled error if its actor is dead or not here."""
+        """Queue a call; returns the pickled error if its actor is dead, leaving or not here."""
         actor = self.by_id.get(spec.actor)
         if actor is None:
             return pickle.dumps(ActorDiedError(spec.actor, f"it does not live on {self.node.id}"))
         if actor.dead:
             return actor.dead
+        if actor.leaving:
+            return pickle.dumps(ActorDiedError(spec.actor, actor.kill_reason))
         actor.calls.append(spec.id)
         return b""
 
@@ -161,6 +179,9 @@ class Actors:
             node.send_items(worker, [self.creation_item(actor)])
             return
         if actor.state != "alive":
+            return
+        if actor.leaving and not actor.calls:
+            self.tell_to_leave(actor)
             return
         items = []
         limit = max(MAX_CALLS_SENT, actor.spec.concurrency)
@@ -271,10 +292,34 @@ class Actors:
             return
         actor.kill_reason = message.reason
         actor.no_restart = actor.no_restart or message.no_restart
-        if actor.worker is not None:
+        if message.graceful and actor.worker is not None and actor.state == "alive":
+            actor.leaving = True             # its queued calls first (see feed)
+            self.wanted.add(actor.spec.actor)
+        elif actor.worker is not None:
             self.node.emit(KillWorker(actor.worker.identity))
         else:
             actor.kill_asked = True          # its process is being started: killed when up
+
+    def tell_to_leave(self, actor: LocalActor) -> None:
+        """Bye to a leaving actor's process, once: it runs its atexit handlers and exits
+        (``process_died`` then marks the actor dead)."""
+        if actor.told_bye or actor.worker is None:
+            return
+        actor.told_bye = self.node.clock()
+        actor.worker.retiring = True
+        self.leaving.add(actor.spec.actor)
+        self.node.to_worker(actor.worker.identity, p.Bye())
+
+    def watch_leaving(self, now: float) -> None:
+        """Kill a process told to leave that is still there after ACTOR_EXIT_SECONDS (an
+        atexit handler that hangs must not keep the actor's slot and memory for ever)."""
+        for actor_id in list(self.leaving):
+            actor = self.by_id[actor_id]
+            if actor.worker is None:
+                self.leaving.discard(actor_id)   # gone (process_died has seen to it)
+            elif now - actor.told_bye >= ACTOR_EXIT_SECONDS:
+                actor.told_bye = now             # once per ACTOR_EXIT_SECONDS at most
+                self.node.emit(KillWorker(actor.worker.identity))
 
     def die(self, actor: LocalActor, error: ActorDiedError) -> None:
         """Dead for good: every queued call fails, later calls fail on arrival."""

@@ -135,6 +135,7 @@ class Node(Outbox):
             self.watch_memory()
             self.watch_stopped(now)
             self.retire_parked(now)
+            self.actors.watch_leaving(now)
 
     def up(self, message: p.Message) -> None:
         self.emit(ToHead(message))
@@ -239,6 +240,7 @@ class Node(Outbox):
                 if task_id in worker.inflight:
                     del worker.inflight[task_id]
                     worker.cancelled = True
+                    worker.cancel_children = worker.cancel_children or message.recursive
                     self.emit(KillWorker(worker.identity))
 
     def on_Revoke(self, message: p.Revoke) -> None:
@@ -655,7 +657,7 @@ class Node(Outbox):
         worker = next(w for w in self.workers.values() if w.pidfd == pidfd)
         del self.workers[worker.identity]
         how = worker.describe(self.id, self.processes.reap(worker))
-        self.up(p.WorkerExited(worker.pid))       # its session with the head, if any, ends
+        self.up(p.WorkerExited(worker.pid, worker.cancel_children))   # its session ends
         inflight = list(worker.inflight.items())
         for task_id, _ in inflight:
             self.release(task_id)
@@ -903,10 +905,11 @@ class Node(Outbox):
         if state is None:
             return None
         spec = state.spec
-        values = {oid: self.usable(oid, state.riding)
-                  for oid in dict.fromkeys(spec.deps + spec.nested)}
+        values = {oid: self.usable(oid, state.riding) for oid in dict.fromkeys(spec.deps)}
+        nested = [oid for oid in dict.fromkeys(spec.nested) if oid in self.values]
+        values.update((oid, self.usable(oid)) for oid in nested if oid not in values)
         self.task_pins[task_id] = [oid for oid, v in values.items() if isinstance(v, p.Located)]
-        gone = [oid for oid in values if oid not in self.values and not state.riding]
+        gone = [oid for oid in spec.deps if oid not in self.values and not state.riding]
         if gone:                  # a spill file was lost: wait for the head to rebuild it
             self.release(task_id)
             self.wait_again(task_id, gone)
@@ -921,7 +924,7 @@ class Node(Outbox):
             return None
         return p.WorkItem(task_id, state.attempt, spec.function_id, spec.function_name,
                           spec.payload, tuple(values[oid] for oid in spec.deps),
-                          tuple((oid, values[oid]) for oid in spec.nested), spec.outputs,
+                          tuple((oid, values[oid]) for oid in nested), spec.outputs,
                           spec.retry_exceptions, spec.method, spec.slots, spec.generator,
                           spec.concurrency)
 

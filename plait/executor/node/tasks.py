@@ -1,5 +1,11 @@
 """The node's task table: which submitted tasks wait for what, which are ready, retries.
 
+A task waits for its top-level arguments (``TaskSpec.deps``) only. Refs nested in its
+arguments do not hold it back, as in Ray: it starts with the values of those already here
+and ``plait.get``s the others itself, so a task may wait on, cancel or hand on a ref whose
+producer waits on something the task does first, and an actor call whose nested refs are
+pending does not hold back the calls behind it.
+
 Plain state, no sockets: the node loop feeds it events (tasks submitted, objects ready,
 results, worker deaths) and acts on what it returns.
 """
@@ -73,8 +79,7 @@ class TaskTable:
     def add(self, spec: p.TaskSpec, is_ready: Callable[[str], bool]) -> None:
         if spec.id in self.tasks:                 # resubmitted by mistake: first wins
             return
-        reads = set(spec.deps) | set(spec.nested)
-        waiting = {oid for oid in reads if not is_ready(oid)}
+        waiting = {oid for oid in spec.deps if not is_ready(oid)}
         self.tasks[spec.id] = TaskState(spec, waiting)
         if spec.follows in self.tasks:           # (a producer already gone has no chain)
             self.followers[spec.follows] = spec.id
@@ -101,12 +106,9 @@ class TaskTable:
                 self.dependents.setdefault(oid, []).append(task_id)
 
     def object_ready(self, object_id: str, failed: bool) -> list[str]:
-        """Mark an object as existing; returns tasks that must now fail with it.
-
-        A task fails with its input's error when that input is a top-level argument (it
-        cannot run without the value); a nested ref's failure is left for the task's own
-        ``get`` to raise.
-        """
+        """Mark an object as existing; returns tasks that must now fail with it: a task
+        cannot run without a top-level argument's value (a nested ref's failure is left
+        for the task's own ``get`` to raise)."""
         doomed = []
         for task_id in self.dependents.pop(object_id, ()):
             state = self.tasks.get(task_id)
@@ -115,7 +117,7 @@ class TaskTable:
             state.waiting.discard(object_id)
             if state.riding:
                 continue                  # already with a worker, behind its producer
-            if failed and object_id in state.spec.deps:
+            if failed:
                 doomed.append(task_id)
             elif not state.waiting:
                 self.push(task_id, state.spec, front=False)
@@ -148,14 +150,16 @@ class TaskTable:
 
     def chain_after(self, task_id: str) -> list[str]:
         """Tasks fused behind ``task_id`` that wait for nothing but their chain: they ride
-        along in the same message to the same worker, each marked as riding."""
+        along in the same message to the same worker, each marked as riding. One that
+        reads the chain only through nested refs does not wait for it, so it runs on its
+        own rather than behind it."""
         chain, producer = [], self.tasks[task_id]
         made = set(producer.spec.outputs)            # what the chain so far will make
         while (follower := self.followers.get(producer.spec.id)) is not None:
             state = self.tasks.get(follower)
             if state is None or state.done or state.riding:
                 break
-            if not state.waiting <= made:
+            if not state.waiting <= made or made.isdisjoint(state.spec.deps):
                 break
             state.riding = True
             chain.append(follower)

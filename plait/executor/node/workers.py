@@ -42,6 +42,7 @@ class WorkerHandle:
     inflight: OrderedDict[str, int] = field(default_factory=OrderedDict)   # task -> attempt
     functions: set[str] = field(default_factory=set)
     cancelled: bool = False          # killed on purpose by plait.cancel
+    cancel_children: bool = False    # ... a recursive one: the tasks it submitted go too
     blocked: bool = False            # its task waits for tasks it submitted
     extra: bool = False              # started to stand in for a blocked worker
     retiring: bool = False           # told to stop: not to be replaced

@@ -225,9 +225,12 @@ class Assign:
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
-    """Stop the tasks producing these objects (driver -> head), or this task (head -> node)."""
+    """Stop the tasks producing these objects (driver -> head), or this task (head -> node).
+    ``recursive`` (Ray's default): a running task's worker is killed, and the tasks it
+    submitted that have not finished are cancelled too (see WorkerExited)."""
 
     object_ids: tuple[str, ...]
+    recursive: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,11 +438,15 @@ class TaskSpec:
 
 @dataclass(frozen=True, slots=True)
 class KillActor:
-    """Stop an actor's process (driver -> head -> its node); ``no_restart``: for good."""
+    """Stop an actor's process (driver -> head -> its node); ``no_restart``: for good.
+    ``graceful`` (the head, when the actor's last handle is gone): once its queued calls
+    are done the process is told to leave, and runs its atexit handlers; otherwise it is
+    killed at once (SIGKILL, as ``ray.kill``)."""
 
     actor: str
     no_restart: bool = True
     reason: str = "killed with plait.kill"
+    graceful: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,6 +470,7 @@ class WorkerExited:
     another host."""
 
     pid: int
+    cancelled: bool = False         # killed by a recursive cancel: its session's tasks go too
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections import deque
+from dataclasses import replace
 
 import pytest
 
@@ -377,6 +378,45 @@ def test_a_driver_that_disconnects_lets_go_of_what_it_held(alone):
     tell(alone, ClientGone(DRIVER))
     assert take(alone) == [("node-1", p.Delete(("t1",)))]
 
+
+
+def test_a_worker_killed_by_a_recursive_cancel_takes_its_sessions_tasks_with_it(alone):
+    """A task on node-1 submitted a child (and called an actor) through its worker's
+    session; cancelling the task kills that worker: the child is cancelled with it, the
+    actor call is not. A cancel with recursive=False leaves the children running."""
+    joined(alone, "node-1")
+    session = (None, b"w-session")
+    tell(alone, FromClient(session, p.Hello(77, 1, "host-1")))
+    call = replace(on("node-1", "call"), actor="Counter-1", method="incr")
+    submit(alone, creation("Counter-1"))
+    tell(alone, FromClient(session, p.Submit((), (on("node-1", "child"), call))))
+    take(alone)
+    tell(alone, FromNode("node-1", p.WorkerExited(77, cancelled=True)))
+    sent = take(alone)
+    assert ("node-1", p.Cancel(("child",), True)) in sent
+    assert all(message != p.Cancel(("call",), True) for _, message in sent)
+    assert "child" not in alone.assigned and "call" in alone.assigned
+    assert head_problems(alone) == []
+
+
+def creation(actor: str, detached: bool = False) -> p.TaskSpec:
+    return p.TaskSpec(actor, "f@1", "Counter", b"", (), (), (actor,), 0, "node-1",
+                      actor=actor, method="__init__", detached=detached)
+
+
+def test_an_actor_whose_last_handle_is_dropped_is_told_to_leave_gracefully(alone):
+    joined(alone, "node-1")
+    submit(alone, creation("Counter-1"), creation("Keeper-2", detached=True))
+    for actor in ("Counter-1", "Keeper-2"):
+        tell(alone, FromNode("node-1", p.TasksDone((p.TaskResult(
+            actor, 0, ((actor, p.Inline(b"")),), 0.01),))))
+    take(alone)
+    tell(alone, FromClient(DRIVER, p.Free(("Counter-1", "Keeper-2"))))
+    assert take(alone) == [("node-1", p.KillActor("Counter-1", True, "no handle to it is left",
+                                                  graceful=True)),
+                           ("node-1", p.Delete(("Counter-1",)))]
+    assert "Counter-1" not in alone.actors and "Keeper-2" in alone.actors
+    assert "Keeper-2" in alone.directory.entries        # get_actor's handles still call it
 
 
 def test_a_workers_session_on_another_host_lets_go_when_its_worker_exits(alone):

@@ -450,23 +450,18 @@ def alive_actor(node: Node, concurrency: int) -> WorkerHandle:
     return process
 
 
-def calls_sent(node: Node) -> list[str]:
-    return [item.task_id for who, m in sent(node) if who == b"a1" and isinstance(m, p.RunTasks)
-            for item in m.items]
-
-
 def test_an_actor_that_runs_many_calls_at_once_is_sent_that_many_and_they_end_in_any_order(node):
     process = alive_actor(node, concurrency=100)
     calls = [spec(f"c{i}", actor="A-1", method="f") for i in range(120)]
     tell(node, FromHead(p.Assign((), tuple(calls))))
     tell(node, Dispatch())
-    assert calls_sent(node) == [f"c{i}" for i in range(100)]     # past MAX_CALLS_SENT (64)
+    assert calls_sent(node, b"a1") == [f"c{i}" for i in range(100)]     # past MAX_CALLS_SENT (64)
     sent(node).clear()
     to_head(node).clear()
     tell(node, FromWorker(b"a1", p.TasksDone((result("c57", 0), result("c3", 0)))))
     tell(node, Dispatch())
     assert reported(to_head(node)) == [("c57", 0), ("c3", 0)]
-    assert calls_sent(node) == ["c100", "c101"]                  # two ended: two more go
+    assert calls_sent(node, b"a1") == ["c100", "c101"]                  # two ended: two more go
     assert len(process.inflight) == 100 and "c57" not in process.inflight
 
 
@@ -497,3 +492,109 @@ def test_when_an_actor_running_calls_at_once_dies_each_call_it_may_have_started_
               for r in m.results if isinstance(r.outputs[0][1], p.Failed)}
     assert failed == {"c0", "c1"}            # both may have been running; c2 had not started
     assert "c2" in node.table.tasks          # and waits for the restarted process
+
+
+# -- actors: calls and their arguments, stops ------------------------------------------------
+
+def call(call_id: str, *deps: str, nested: tuple[str, ...] = ()) -> p.TaskSpec:
+    """A call of actor Counter-1: its ready marker rides among the nested refs, as the
+    driver sends it."""
+    return p.TaskSpec(call_id, "", "Counter.incr", b"", deps, (*nested, "Counter-1"),
+                      (call_id,), 0, "node-0", actor="Counter-1", method="incr")
+
+
+@pytest.fixture
+def actor(node):
+    """Counter-1 alive on this node: its process (b"a2") up and its constructor run."""
+    node.functions["f@1"] = b""
+    tell(node, FromHead(p.Assign((), (spec("Counter-1", actor="Counter-1", method="__init__"),))))
+    (asked,) = started(node)
+    process = WorkerHandle(asked.index, -3, -3, b"a2", ready=True)
+    tell(node, WorkerStarted(process, False, "Counter-1"))
+    tell(node, Dispatch())
+    tell(node, FromWorker(b"a2", p.TasksDone((result("Counter-1", 0),))))
+    assert node.actors.by_id["Counter-1"].state == "alive"
+    sent(node).clear()
+    to_head(node).clear()
+    started(node).clear()
+    return process
+
+
+def calls_sent(node: Node, identity: bytes = b"a2") -> list[str]:
+    return [item.task_id for who, message in sent(node) if who == identity
+            and isinstance(message, p.RunTasks) for item in message.items]
+
+
+def test_a_call_whose_nested_ref_is_pending_is_sent_with_the_calls_behind_it(node, actor):
+    tell(node, FromHead(p.Assign((), (call("call-1", nested=("slow",)), call("call-2")))))
+    tell(node, Dispatch())
+    assert calls_sent(node) == ["call-1", "call-2"]
+    (_, first), = [(w, m) for w, m in sent(node) if isinstance(m, p.RunTasks)][:1]
+    assert [oid for oid, _ in first.items[0].nested] == ["Counter-1"]   # "slow": not here
+
+
+def test_a_call_whose_top_level_argument_is_pending_holds_back_the_calls_behind_it(node, actor):
+    tell(node, FromHead(p.Assign((), (call("call-1", "slow"), call("call-2")))))
+    tell(node, Dispatch())
+    assert calls_sent(node) == []                 # as Ray's in-order queue of a caller
+    tell(node, FromHead(p.Ready((("slow", p.Inline(b"7")),))))
+    tell(node, Dispatch())
+    assert calls_sent(node) == ["call-1", "call-2"]
+
+
+def test_an_actor_whose_last_handle_is_gone_leaves_once_its_calls_are_done(node, actor):
+    tell(node, FromHead(p.Assign((), (call("call-1"),))))
+    tell(node, Dispatch())
+    sent(node).clear()
+    tell(node, FromHead(p.KillActor("Counter-1", True, "no handle to it is left",
+                                    graceful=True)))
+    tell(node, Dispatch())
+    assert sent(node) == [] and killed(node) == []          # call-1 still runs
+    tell(node, FromWorker(b"a2", p.TasksDone((result("call-1", 0),))))
+    tell(node, Dispatch())
+    assert sent(node) == [(b"a2", p.Bye())] and killed(node) == []
+    tell(node, FromHead(p.Assign((), (call("call-2"),))))   # a call that came too late
+    (late,) = [m for m in to_head(node) if isinstance(m, p.TasksDone)][-1:]
+    assert isinstance(late.results[0].outputs[0][1], p.Failed)
+    tell(node, WorkerGone(actor.pidfd))                     # it left: dead, not restarted
+    assert started(node) == [] and node.actors.by_id["Counter-1"].dead
+    assert isinstance(to_head(node)[-1], p.ActorExit) and to_head(node)[-1].error
+
+
+def test_an_actor_told_to_leave_that_stays_is_killed_after_the_grace(node, actor):
+    from plait.executor.node.actors import ACTOR_EXIT_SECONDS
+    from plait.executor.wire.instructions import Tick
+
+    tell(node, FromHead(p.KillActor("Counter-1", True, "gone", graceful=True)))
+    tell(node, Dispatch())
+    told = node.actors.by_id["Counter-1"].told_bye
+    tell(node, Tick(told + ACTOR_EXIT_SECONDS / 2))
+    assert killed(node) == []
+    tell(node, Tick(told + ACTOR_EXIT_SECONDS))
+    assert killed(node) == [actor.index]
+
+
+def test_plait_kill_kills_a_live_actor_at_once_without_a_bye(node, actor):
+    tell(node, FromHead(p.KillActor("Counter-1", True, "plait.kill")))
+    assert killed(node) == [actor.index] and sent(node) == []
+
+
+# -- tasks and the refs nested in their arguments ---------------------------------------------
+
+def test_a_task_does_not_wait_for_refs_nested_in_its_arguments(node):
+    node.functions["f@1"] = b""
+    nested = p.TaskSpec("t1", "f@1", "f", b"", (), ("x", "y"), ("t1",), 3, "node-0")
+    tell(node, FromHead(p.Assign((), (nested,))))
+    assert to_head(node) == [p.Subscribe(("x", "y"))]   # asked for, to be passed if known
+    tell(node, FromHead(p.Ready((("x", p.Inline(b"1")),))))
+    tell(node, Dispatch())
+    (who, run), = sent(node)
+    assert run.items[0].nested == (("x", p.Inline(b"1")),)   # y: got by the task itself
+
+
+def test_a_task_reading_its_producer_only_through_a_nested_ref_does_not_ride_behind_it(node):
+    node.functions["f@1"] = b""
+    producer = spec("t1")
+    reader = p.TaskSpec("t2", "f@1", "f", b"", (), ("t1",), ("t2",), 3, "node-0", follows="t1")
+    tell(node, FromHead(p.Assign((), (producer, reader))))
+    assert node.table.chain_after("t1") == []
