@@ -40,6 +40,7 @@ __all__ = [
     "ActorDiedError",
     "ActorExitRequest",
     "ActorNotFoundError",
+    "ActorUnavailableError",
     "ClusterError",
     "DeserializationError",
     "GetTimeoutError",
@@ -199,6 +200,13 @@ class ActorDiedError(PlaitError):
     def __str__(self) -> str:
         text = f"actor {self.actor_id} is dead: {self.reason}"
         return text + (f"\n\nIts constructor failed:\n{self.cause}" if self.cause else "")
+
+
+class ActorUnavailableError(ActorDiedError):
+    """Ray raises this for a call to an actor that is restarting or cut off for a while.
+    plait never does: a call to a restarting actor waits for its new process, and one it
+    cannot reach fails with ActorDiedError. The class exists so that code catching it (as
+    Ray's programs and tests do) imports and runs."""
 
 
 class ActorExitRequest(builtins.SystemExit):

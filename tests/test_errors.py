@@ -28,6 +28,7 @@ SAMPLES: dict[type, BaseException] = {
     errors.ObjectCorruptedError: errors.ObjectCorruptedError("put-5", "bad checksum"),
     errors.TaskCancelledError: errors.TaskCancelledError("inc-7"),
     errors.ActorDiedError: errors.ActorDiedError("Counter-1", "killed with plait.kill"),
+    errors.ActorUnavailableError: errors.ActorUnavailableError("Counter-1", "restarting"),
     errors.ActorNotFoundError: errors.ActorNotFoundError("no actor named 'bank'"),
     errors.ReconstructionFailedError: errors.ReconstructionFailedError("inc-8", "re-run twice"),
     errors.OutOfMemoryError: errors.OutOfMemoryError("grow", "grow-1", ["node-0 worker 0 killed"]),
@@ -207,3 +208,12 @@ def test_as_instanceof_cause_gives_the_dual_type_as_rays_does():
     assert already.as_instanceof_cause() is already
     no_cause = TaskError("f", "f-1", "node-0", TRACEBACK)
     assert no_cause.as_instanceof_cause() is no_cause
+
+
+def test_actor_unavailable_error_is_an_actor_died_error_under_rays_name():
+    """Ray programs catch it by name; plait never raises it (a restarting actor's calls
+    wait), so catching ActorDiedError covers it too."""
+    import plait.exceptions
+
+    assert issubclass(plait.exceptions.ActorUnavailableError, plait.ActorDiedError)
+    assert "ActorUnavailableError" in plait.exceptions.__all__
