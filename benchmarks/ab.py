@@ -31,23 +31,12 @@ BATCH = 3000
 def measure() -> dict[str, float]:
     """In the child: one cluster, the three figures."""
     import plait
+    from bench_tasks import Counter, noop       # the workloads' own (W3, W13)
 
-    @plait.remote
-    class Counter:
-        def __init__(self):
-            self.n = 0
-
-        def incr(self):
-            self.n += 1
-            return self.n
-
-    @plait.remote
-    def noop(i):
-        return i
-
+    noop_task = plait.remote(noop)
     plait.init(num_workers=2)
     try:
-        counter = Counter.remote()
+        counter = plait.remote(Counter).remote()
         plait.get([counter.incr.remote() for _ in range(200)], timeout=60)      # warm-up
         start = time.perf_counter()
         for _ in range(SYNC_CALLS):
@@ -57,7 +46,7 @@ def measure() -> dict[str, float]:
         plait.get([counter.incr.remote() for _ in range(BATCH)], timeout=60)
         calls = BATCH / (time.perf_counter() - start)
         start = time.perf_counter()
-        plait.get([noop.remote(i) for i in range(BATCH)], timeout=60)
+        plait.get([noop_task.remote(i) for i in range(BATCH)], timeout=60)
         tasks = BATCH / (time.perf_counter() - start)
     finally:
         plait.shutdown()
@@ -82,15 +71,16 @@ def main() -> int:
     if args.child:
         print(json.dumps(measure()))
         return 0
-    runs: dict[str, list[dict[str, float]]] = {args.old: [], args.new: []}
+    old_runs: list[dict[str, float]] = []
+    new_runs: list[dict[str, float]] = []       # (apart: the two may be one checkout)
     for _ in range(args.runs):
-        for checkout in (args.old, args.new):
-            runs[checkout].append(run_in(checkout))
+        old_runs.append(run_in(args.old))
+        new_runs.append(run_in(args.new))
     print(f"| figure | {args.old} | {args.new} | new / old (time; >1 = slower) |")
     print("|---|---|---|---|")
-    for figure in runs[args.old][0]:
-        old = statistics.median(r[figure] for r in runs[args.old])
-        new = statistics.median(r[figure] for r in runs[args.new])
+    for figure in old_runs[0]:
+        old = statistics.median(r[figure] for r in old_runs)
+        new = statistics.median(r[figure] for r in new_runs)
         ratio = new / old if figure.endswith("(ms)") else old / new
         print(f"| {figure} | {old:,.4g} | {new:,.4g} | {ratio:.2f}x |")
     return 0
