@@ -199,8 +199,9 @@ def cancel(refs: ObjectRef | Iterable[ObjectRef], *, force: bool = False,
     stop, never killed (see RuntimeContext.is_canceled): ``force=True`` on one is a
     ValueError, as in Ray (``plait.kill`` stops the actor). Ray's keywords are taken; a
     running task is always stopped by killing its worker, so ``force`` changes nothing for
-    tasks, and tasks it submitted are not cancelled with it (``recursive``): they run on,
-    their results dropped unless held elsewhere.
+    tasks. With ``recursive`` (the default, as Ray's) the unfinished tasks a killed task
+    submitted are cancelled with it, and theirs in turn (not actors' creations or calls);
+    without, they run on, their results dropped unless held elsewhere.
     """
     listed = [refs] if isinstance(refs, (ObjectRef, ObjectRefGenerator)) else list(refs)
     listed = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref   # its task
@@ -211,7 +212,7 @@ def cancel(refs: ObjectRef | Iterable[ObjectRef], *, force: bool = False,
             raise ValueError(f"plait.cancel(force=True) cannot stop actor call {calls[0].id}: "
                              f"a running call is only asked to stop; use plait.kill(actor) "
                              f"to stop the actor")
-    session().cancel(listed)
+    session().cancel(listed, recursive)
 
 
 def kill(actor: Any, *, no_restart: bool = True) -> None:

@@ -70,6 +70,7 @@ FLUSH_SECONDS = 0.001
 # ... and a quick task's result must not wait for a batch-mate that runs long (one that
 # loops until cancelled would hold it for ever): a thread sends what waited this long.
 LATE_RESULT_SECONDS = 0.01
+RECENT_TASKS = 16            # tasks a Free of the worker's session waits for (Free.after)
 PARENT_CHECK_MS = 500
 CANCEL_CHECK_SECONDS = 0.01  # how often a running async call looks for a cancel
 
@@ -158,6 +159,7 @@ class WorkerRuntime:
         self.counting = threading.RLock()            # ``loose`` and ``riding`` (any thread)
         self.loose: Counter[str] = Counter()         # live refs no session counts (see incref)
         self.riding: dict[str, list[ObjectRef]] = {}  # refs in results not sent yet, by task
+        self.recent: tuple[str, ...] = ()            # the last tasks ended (see Free.after)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -207,30 +209,35 @@ class WorkerRuntime:
                 item = _resolve_pending(item, made)
             result = self.run_item(item)
             made.update(result.outputs)
-            self.hold_result(result)
+            self.hold_result(result, more=item is not batch.items[-1])
             if time.perf_counter() - self.flushed > FLUSH_SECONDS:
                 self.flush_results()
         self.flush_results()
 
-    def hold_result(self, result: p.TaskResult) -> None:
-        """Keep a result to send with its batch-mates' (send_late_results bounds the wait)."""
+    def hold_result(self, result: p.TaskResult, more: bool = False) -> None:
+        """Keep a result to send with its batch-mates'; when ``more`` of them are to run
+        first, send_late_results bounds the wait (else it is flushed at once: no wake-up)."""
         with self.io:
             if not self.unsent:
                 self.unsent_since = time.perf_counter()
-                self.results_due.notify()
+                if more:
+                    self.results_due.notify()
             self.unsent.append(result)
 
     def flush_results(self) -> None:
         """Report finished tasks; also before a put, so the node knows which task is running.
-        (An async or threaded actor's calls post each result as they end: nothing waits.)"""
-        if self.calls is not None:
+        An async or threaded actor's calls post each result as they end: nothing waits but
+        its constructor's, made by the batch that built it (then only that one's riding
+        refs go: other calls' results may not be sent yet)."""
+        if self.calls is not None and not self.unsent:
             return
         with self.io:
+            sent = tuple(result.task_id for result in self.unsent)
             if self.unsent:
                 self.send(p.TasksDone(tuple(self.unsent)))
                 self.unsent.clear()
             self.flushed = time.perf_counter()
-        self.results_sent()
+        self.results_sent(sent if self.calls is not None else None)
 
     def results_sent(self, task_ids: Any = None) -> None:
         """The results of these tasks (None: of every task ended so far) have been sent:
@@ -294,7 +301,11 @@ class WorkerRuntime:
     def leave(self, call: Call) -> None:
         """The task ended (its arguments and its value dropped): refs it kept hold their
         objects from now on, before its end is reported; the refs riding in its results
-        live until those are sent; its puts are its node's to announce now."""
+        live until those are sent; its puts are its node's to announce now. The frees of
+        this process's session from now on wait at the head for its result (Free.after:
+        the last RECENT_TASKS name those whose results may still be on their way)."""
+        with self.counting:
+            self.recent = (*self.recent[-(RECENT_TASKS - 1):], call.task_id)
         try:
             self.keep_escaped_refs(call)
         finally:
@@ -710,8 +721,9 @@ class WorkerRuntime:
 
                 key = load_key(self.config.key_file) if self.config.key_file else None
                 cluster = JoinedCluster(self.config.head_address, key)
-                self.session = Session(cluster, 1, id_prefix=self.ids_prefix,
-                                       settles_holds=True)
+                session = Session(cluster, 1, id_prefix=self.ids_prefix, settles_holds=True)
+                session.frees_after = lambda: self.recent
+                self.session = session
         return self.session
 
     def wait_nested(self, call: Any) -> Any:

@@ -223,6 +223,21 @@ def test_a_task_starts_while_refs_nested_in_its_arguments_are_pending(cluster, t
     gate.touch()
 
 
+@plait.remote
+def hand_back_children(n):
+    """Submit children and return their refs, not their values: the result holds them."""
+    return [inc.remote(i) for i in range(n)]
+
+
+def test_refs_a_task_hands_back_outlive_the_tasks_own_refs_to_them(cluster):
+    """The task's session frees its refs as it ends, while its result (which holds them
+    too) still travels through the node: the head waits for that result before letting
+    go (Free.after), every time."""
+    for _ in range(10):
+        refs = plait.get(hand_back_children.remote(3), timeout=30)
+        assert plait.get(refs, timeout=30) == [1, 2, 3]
+
+
 def test_cancelling_a_blocked_child_a_task_handed_back_fails_its_get_at_once(cluster, tmp_path):
     gate = tmp_path / "go"
     (child,) = plait.get(hand_on.remote(str(gate)), timeout=30)

@@ -44,6 +44,7 @@ class IdleFlusher:
         self.quiet = FREE_AFTER_IDLE_SECONDS if delay is None else delay
         self.last = 0.0                       # monotonic time of the latest call or drop
         self.stopped = False
+        self.idle = False                     # waiting with nothing to do (else it looks again)
         self.waking = threading.Condition()
         self.thread = threading.Thread(target=self.loop, name="plait-submit", daemon=True)
         self.thread.start()
@@ -52,14 +53,20 @@ class IdleFlusher:
         """A call was just appended to ``pending`` (cheap: no lock unless it was the first)."""
         self.last = time.monotonic()
         if len(self.pending) == 1:
-            with self.waking:
-                self.waking.notify()
+            self.wake_if_idle()
 
     def wake(self) -> None:
         """Frees became due (a ref died: from ``__del__``, on any thread)."""
         self.last = time.monotonic()
-        with self.waking:
-            self.waking.notify()
+        self.wake_if_idle()
+
+    def wake_if_idle(self) -> None:
+        """Only a thread waiting for work needs waking: one counting down its quiet time
+        looks again when it ends (a driver calling in a loop wakes it once per quiet
+        period, not once per call)."""
+        with self.waking:                     # (idle is set and read under the lock)
+            if self.idle:
+                self.waking.notify()
 
     def stop(self) -> None:
         with self.waking:
@@ -73,7 +80,9 @@ class IdleFlusher:
         while True:
             with self.waking:
                 while not self.has_work() and not self.stopped:
+                    self.idle = True
                     self.waking.wait()
+                    self.idle = False
                 if self.stopped:
                     return
                 left = self.quiet - (time.monotonic() - self.last)

@@ -19,7 +19,7 @@ import pickle
 import sys
 import weakref
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from plait import compiler
@@ -80,6 +80,8 @@ class Session(ObjectReading):
         self.holds: dict[str, None] = {}              # Hold messages not sent yet (ordered)
         self.settles_holds = settles_holds            # a worker's: see settle_holds
         self.unsettled: set[str] = set()              # held, the head's taking it unconfirmed
+        self.submitted_unconfirmed: set[str] = set()  # outputs submitted, not confirmed
+        self.frees_after: Callable[[], tuple[str, ...]] | None = None   # a worker's: see Free
         self.pins: Counter[str] = Counter()           # loads with live zero-copy views
         self.dead: deque[str] = deque()               # refs died (any thread)
         self.unpinned: deque[tuple[str, str]] = deque()   # (node, object) views died
@@ -400,7 +402,7 @@ class Session(ObjectReading):
         together with every other task made since the last submission (see ``created``)."""
         from plait.executor.wire import protocol as p
 
-        frees = self.flush_frees(send=False)
+        frees = self.flush_frees(send=self.frees_after is not None)   # else in the Submit
         made = _drain(self.unsubmitted)
         while True:
             refs = [ref for ref in refs if ref.id not in self.values]   # known: nothing to run
@@ -436,6 +438,9 @@ class Session(ObjectReading):
         watch = tuple(dict.fromkeys(ref.id for ref in refs if ref.id not in self.asked))
         self.asked.update(watch)          # fetch will not subscribe again
         self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch))
+        if self.settles_holds:
+            self.submitted_unconfirmed.update(oid for task in tasks.values()
+                                              for oid in task.output_ids)
         self.recent_plans.append(plan)
         orphans = []
         for task in tasks.values():
@@ -596,16 +601,21 @@ class Session(ObjectReading):
         any free, as always), and when one of those refs is still alive the head's taking
         them in is waited for (one round trip, only then). Refs alive only inside the
         task's results (``riding``, counts by object) need no wait: the results hold them
-        once the head has them, and the refs live until the results are sent."""
+        once the head has them, and the refs live until the results are sent; but those
+        results reach the head through the node, so when they hold refs of tasks this
+        session submitted, the head must have had the Submit first (or it would not count
+        the results' holds on objects it does not know yet): a round trip then too."""
         self.flush_frees()
         alive = any(self.refs[oid] > riding[oid] for oid in self.unsettled)
+        submitted = any(oid in self.submitted_unconfirmed for oid in riding)
         self.unsettled.clear()
-        if alive:
+        self.submitted_unconfirmed.clear()
+        if alive or submitted:
             self.apply(self.conn.hello(other=self.apply))
 
     def settled(self) -> bool:
         """No hold to send or confirm (read without the lock: a hint for settle_holds)."""
-        return not (self.holds or self.unsettled)
+        return not (self.holds or self.unsettled or self.submitted_unconfirmed)
 
     def flush_frees(self, send: bool = True) -> tuple[str, ...]:
         """Turn dead refs and dead views into Free messages (objects nobody here can read);
@@ -618,7 +628,8 @@ class Session(ObjectReading):
         if unpins:
             self.conn.send(p.Unpin(tuple(unpins)))
         if released and send:
-            self.conn.send(p.Free(tuple(released)))
+            after = self.frees_after() if self.frees_after is not None else ()
+            self.conn.send(p.Free(tuple(released), after=after))
         return () if send else tuple(released)
 
     def take_dropped(self) -> tuple[list[str], list[tuple[str, str]]]:

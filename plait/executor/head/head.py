@@ -131,6 +131,7 @@ class Head(ActorRouting, Outbox):
         self.expected_puts: dict[str, Peer] = {}  # a task's put announced -> its session
         self.sessions: dict[tuple[str, int], Peer] = {}   # (host, pid) -> its session
         self.submitted_by: dict[str, tuple[str, int]] = {}   # unfinished task -> its submitter
+        self.frees_after: dict[str, list[tuple[Peer, p.Free]]] = defaultdict(list)  # see Free
         self.process_of: dict[Peer, tuple[str, int]] = {}  # and back
         self.hellos: list[tuple[Peer, int]] = []
         self.gathers: dict[int, Gather] = {}
@@ -421,6 +422,10 @@ class Head(ActorRouting, Outbox):
             self.directory.hold(oid)
 
     def on_Free(self, peer: Peer, message: p.Free) -> None:
+        waiting = next((task for task in message.after if task in self.assigned), None)
+        if waiting is not None:                   # a result that may hold them comes first
+            self.frees_after[waiting].append((peer, message))
+            return
         holds = self.client_holds[peer]
         for oid in message.object_ids:
             if message.forced:
@@ -589,6 +594,9 @@ class Head(ActorRouting, Outbox):
         """An accepted task is over: its results are known and it reads its inputs no more."""
         self.submitted_by.pop(spec.id, None)
         self.record_results(spec, outputs)
+        for peer, free in self.frees_after.pop(spec.id, ()):
+            if peer in self.client_holds:         # (a peer gone meanwhile let go of all)
+                self.on_Free(peer, free)          # it waited for these results
         if spec.generator:
             self.streams.pop(spec.id, None)
             self.fail_awaited(spec, outputs[0][1] if outputs else None)

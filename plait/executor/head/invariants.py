@@ -9,7 +9,8 @@ A node checks its own (plait.executor.node.invariants). The head:
     task's stream is kept only while the task is unfinished;
   - every stored object has a live copy, and copies are only tracked for live objects;
   - every object's reader count is the number of unfinished tasks that read it;
-  - the submitter is remembered of unfinished tasks only (for a recursive cancel);
+  - the submitter is remembered of unfinished tasks only (for a recursive cancel), and
+    frees wait only for unfinished tasks' results;
   - a client request waits only on live nodes; lineage counts match its records.
 
 The Head calls these checks, so they read it through ``HeadTables``, the part of it they
@@ -47,6 +48,7 @@ class HeadTables(Protocol):
     streams: Mapping[str, object]
     awaited: Mapping[str, set[str]]
     submitted_by: dict[str, tuple[str, int]]
+    frees_after: Mapping[str, object]
 
     @property
     def nodes(self) -> Mapping[str, _NodeQueue]: ...
@@ -88,6 +90,8 @@ def head_problems(head: HeadTables) -> list[str]:
     note_broken(problems, "head: reader counts differ from the tasks that read", miscounted)
     finished = sorted(t for t in head.submitted_by if t not in head.assigned)
     note_broken(problems, "head: submitters remembered of finished tasks", finished)
+    stale = sorted(t for t in head.frees_after if t not in head.assigned)
+    note_broken(problems, "head: frees waiting for tasks that finished", stale)
     stuck = sorted(f"request {r} waits on {sorted(g.waiting - live)}"
                    for r, g in head.gathers.items() if g.waiting - live)
     note_broken(problems, "head: requests waiting on nodes that are gone", stuck)

@@ -510,10 +510,14 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Free:
-    """The sender holds no more refs to these objects (``forced``: plait.free)."""
+    """The sender holds no more refs to these objects (``forced``: plait.free). A worker's
+    session names the tasks it finished last (``after``): their results reach the head by
+    another way (through the node) and may hold these objects, so the head lets go of
+    them only once it has those results."""
 
     object_ids: tuple[str, ...]
     forced: bool = False
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -340,6 +340,24 @@ def test_dropped_refs_make_the_head_delete_every_copy(alone):
     assert alone.directory.entries == {} and alone.locations == {}
 
 
+def test_a_workers_free_waits_for_the_results_of_the_tasks_it_names(alone):
+    """A worker's session frees a child's result that its own task's result (still on its
+    way through the node) holds a ref from: the head lets go only after that result."""
+    joined(alone, "node-1")
+    session = (None, b"w-session")
+    submit(alone, on("node-1", "parent"))
+    tell(alone, FromClient(session, p.Submit((), (on("node-1", "child"),))))
+    done(alone, "node-1", "child")
+    take(alone)
+    tell(alone, FromClient(session, p.Free(("child",), after=("parent",))))
+    assert take(alone) == [] and "child" in alone.directory.entries
+    assert head_problems(alone) == []
+    result = p.TaskResult("parent", 0, (("parent", p.Inline(b"", ("child",))),), 0.01)
+    tell(alone, FromNode("node-1", p.TasksDone((result,))))
+    assert alone.directory.entries["child"].holders == 1        # the parent's result's
+    assert alone.frees_after == {}
+
+
 def test_an_object_still_read_by_an_assigned_task_is_deleted_when_that_task_ends(alone):
     joined(alone, "node-1", "node-2")
     submit(alone, on("node-1", "t1"))
