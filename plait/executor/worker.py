@@ -145,7 +145,7 @@ class WorkerRuntime:
         self.unsent_since = 0.0                      # when the oldest unsent result was made
         self.session: Any = None                     # nested tasks: see nested()
         self.session_lock = threading.Lock()
-        self.skip: set[str] = set()                  # queued tasks the node took back
+        self.skip: set[tuple[str, int]] = set()      # queued tasks the node took back
         self.flushed = time.perf_counter()
         self.instance: Any = None                    # an actor's process: its one instance
         self.loop: Any = None                        # asyncio loop for async functions
@@ -202,8 +202,8 @@ class WorkerRuntime:
         self.flushed = time.perf_counter()
         made: dict[str, p.ObjectValue] = {}        # results of this batch, for fused chains
         for item in batch.items:
-            if item.task_id in self.skip:
-                self.skip.discard(item.task_id)       # taken back while this worker waited
+            if (item.task_id, item.attempt) in self.skip:
+                self.skip.discard((item.task_id, item.attempt))   # taken back meanwhile
                 continue
             if made:
                 item = _resolve_pending(item, made)
@@ -746,7 +746,7 @@ class WorkerRuntime:
         while True:
             message = self.receive(PARENT_CHECK_MS)
             if isinstance(message, p.Skip):
-                self.skip.update(message.task_ids)
+                self.skip.update(message.tasks)
                 return
             if message is not None:
                 self.stash.append(message)

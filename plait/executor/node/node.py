@@ -407,7 +407,7 @@ class Node(Outbox):
         if worker.actor:
             self.to_worker(worker.identity, p.Skip(()))     # an actor's calls stay with it
             return
-        worker.blocked = True
+        worker.blocked = worker.blocks = True
         self.take_back(worker)
         self.lend_slot()
 
@@ -437,7 +437,7 @@ class Node(Outbox):
             del worker.inflight[task_id]
             self.release(task_id)
             self.table.requeue(task_id, attempt)
-        self.to_worker(worker.identity, p.Skip(tuple(task_id for task_id, _ in queued)))
+        self.to_worker(worker.identity, p.Skip(tuple(queued)))
 
     def lend_slot(self) -> None:
         """Keep ``num_workers`` workers able to run tasks while some wait on their children:
@@ -585,6 +585,7 @@ class Node(Outbox):
 
     def tasks_done(self, worker: WorkerHandle, message: p.TasksDone) -> None:
         finished = []
+        worker.blocks = False                      # its blocking task ended (results in order)
         for result in message.results:
             worker.inflight.pop(result.task_id, None)
             if worker.actor and self.actors.constructed(result) and \
@@ -763,7 +764,8 @@ class Node(Outbox):
         see admission.py). A busy worker may get a second batch queued behind its first
         (hiding the round trip), except for a task that reads stored objects: those are
         pinned in memory from dispatch to the end of the task, so they only go to an idle
-        worker.
+        worker; and nothing is queued behind a task that has blocked on its children (it
+        may block again, and each block hands its queue back: see take_back).
         """
         if self.table.actor_ready:
             handed, self.table.actor_ready = self.table.actor_ready, []
@@ -771,7 +773,7 @@ class Node(Outbox):
         if self.actors.wanted:
             self.actors.dispatch()
         while self.table.ready or self.admission.held:
-            workers = self.pool(lambda w: w.ready and _able(w))
+            workers = self.pool(lambda w: w.ready and _able(w) and not w.blocks)
             if not workers:
                 return
             task_id = self.next_ready()

@@ -44,6 +44,7 @@ class WorkerHandle:
     cancelled: bool = False          # killed on purpose by plait.cancel
     cancel_children: bool = False    # ... a recursive one: the tasks it submitted go too
     blocked: bool = False            # its task waits for tasks it submitted
+    blocks: bool = False             # ... or did, and runs on: it may block again soon
     extra: bool = False              # started to stand in for a blocked worker
     retiring: bool = False           # told to stop: not to be replaced
     oom: str = ""                    # why plait killed it for its memory, if it did

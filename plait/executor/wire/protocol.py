@@ -566,9 +566,11 @@ class Unblocked:
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """Tasks sent to a worker that blocked before starting them: others run them now."""
+    """Tasks sent to a worker that blocked before starting them: others run them now.
+    Each is named with its attempt: a task taken back from a worker may be queued on it
+    again later (a new attempt), and that one must run."""
 
-    task_ids: tuple[str, ...]
+    tasks: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)

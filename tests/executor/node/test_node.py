@@ -34,9 +34,28 @@ def test_tasks_queued_behind_a_blocked_task_are_taken_back_and_skipped(node):
     node.send_items(worker, [node.work_item(t) for t in ("t0", "t1", "t2")])
     sent(node).clear()
     tell(node, FromWorker(b"w0", p.Blocked(0)))
-    assert sent(node) == [(b"w0", p.Skip(("t1", "t2")))]
+    assert sent(node) == [(b"w0", p.Skip((("t1", 0), ("t2", 0))))]
     assert list(worker.inflight) == ["t0"]
     assert {node.table.ready.popleft() for _ in range(2)} == {"t1", "t2"}
+
+
+def test_nothing_is_queued_behind_a_task_that_blocked_until_it_ends(node):
+    """A task that waits on its children blocks again and again (a loop of gets): tasks
+    queued behind it between two blocks would be taken back at each, every time as a new
+    attempt; and a task taken back twice from one worker was once run there twice."""
+    node.functions["f@1"] = b""
+    node.num_workers = 1
+    del node.workers[b"w1"]                          # one worker (its stand-in never starts)
+    tell(node, FromHead(p.Assign((), (spec("t0"),))))
+    tell(node, Dispatch())
+    tell(node, FromWorker(b"w0", p.Blocked(0)))
+    tell(node, FromWorker(b"w0", p.Unblocked(0)))
+    tell(node, FromHead(p.Assign((), tuple(spec(f"t{i}") for i in (1, 2)))))
+    tell(node, Dispatch())
+    assert list(node.workers[b"w0"].inflight) == ["t0"]
+    tell(node, FromWorker(b"w0", p.TasksDone((result("t0", 0),))))
+    tell(node, Dispatch())
+    assert list(node.workers[b"w0"].inflight) == ["t1", "t2"]
 
 
 def test_an_actor_process_that_blocks_keeps_its_calls(node):

@@ -53,7 +53,7 @@ SAMPLES = [
     p.Revoke("inc-2"),
     p.Blocked(0),
     p.Unblocked(0),
-    p.Skip(("inc-2",)),
+    p.Skip((("inc-2", 1),)),
     p.Cancel(("inc-2", "inc-3")),
     p.Revoked("inc-2", True),
     p.KillActor("Counter-1", no_restart=False, reason="test"),
