@@ -216,7 +216,8 @@ class Node(Outbox):
         """Pulls from a dead node restart: ask the head again where the objects are. The
         head naming this very node has declared it dead: it stops now."""
         if message.node == self.id:
-            log.warning("%s: %s; stopping", self.id, message.reason)
+            if not self.stopping:     # (one for each message it sent while stopped: say it once)
+                log.warning("%s: %s; stopping", self.id, message.reason)
             self.stopping = True
             return
         again = self.transfers.lost(message.node)

@@ -143,6 +143,15 @@ def test_a_node_the_head_declared_dead_stops_and_others_do_not(node):
     assert node.stopping
 
 
+def test_a_node_refused_for_each_message_it_sent_while_stopped_says_so_once(node, caplog):
+    """Woken from a long SIGSTOP, a node's queued messages each bring a refusal (the chaos
+    soak logged one node's 59 times)."""
+    for _ in range(3):
+        tell(node, FromHead(p.NodeLost("node-0", "the head declared it dead")))
+    assert [r.getMessage() for r in caplog.records] == ["node-0: the head declared it dead; "
+                                                        "stopping"]
+
+
 def test_a_task_reading_an_evicted_replica_asks_for_it_again_instead_of_failing(node):
     """A replica the store evicted to make room is not lost: the next task reading it waits
     while the head is asked again (it used to fail with ObjectLostError)."""
