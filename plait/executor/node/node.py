@@ -599,6 +599,7 @@ class Node(Outbox):
                 continue                           # runs again; its error is not reported
             if self.runs_again_for_room(result):
                 continue
+            follower = self.table.followers.get(result.task_id)   # (finish forgets it)
             done = self.table.finish(result.task_id, result.attempt)
             if done is None:
                 for oid, value in result.outputs:       # a late duplicate: first result won
@@ -616,8 +617,24 @@ class Node(Outbox):
                                          result.worker, result.start, result.end))
             for oid, value in outputs:
                 self.arrived(oid, value)
+            self.pin_for_rider(worker, follower, outputs)
         if finished:
             self.up(p.TasksDone(tuple(finished)))
+
+    def pin_for_rider(self, worker: WorkerHandle, follower: str | None,
+                      outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
+        """A fused follower this worker already has reads its producer's results straight
+        from the arena (they were Pending when it was sent, so nothing pinned them): pin
+        them for it until it ends. Sealed and unpinned, they could be spilled and their
+        room reused under it (the memory-pressure soak's inputs with the wrong CRC)."""
+        state = self.table.tasks.get(follower) if follower is not None else None
+        if state is None or not state.riding or follower not in worker.inflight:
+            return
+        reads = set(state.spec.deps) | set(state.spec.nested)
+        for oid, value in outputs:
+            if isinstance(value, p.Stored) and oid in reads:
+                self.store.pin(oid)
+                self.task_pins.setdefault(follower, []).append(oid)
 
     def runs_again_for_room(self, result: p.TaskResult) -> bool:
         """A task refused room for its result beside other tasks' pins is put back to wait
@@ -863,12 +880,22 @@ class Node(Outbox):
             self.store.arrange([oid for oid in spec.deps + spec.nested
                                 if isinstance(self.values.get(oid), p.Stored)], need.result)
         chain = self.with_chain(task_id)
-        first = self.work_item(chain[0]) if chain else None
-        if first is None:                  # it waits again: its riders wait for its results
-            for follower in chain[1:]:
-                self.table.tasks[follower].riding = False
-            return []
-        return [first, *[item for item in map(self.work_item, chain[1:]) if item]]
+        items = []
+        for index, member in enumerate(chain):
+            item = self.work_item(member)
+            if item is None:               # it waits again (or failed): those behind it
+                self.stop_riding(chain[index:])   # wait for its results on their own
+                break
+            items.append(item)
+        return items
+
+    def stop_riding(self, tasks: list[str]) -> None:
+        """Tasks of a fused chain not sent after all: a task still marked riding is never
+        started (it is taken to be with its producer's worker)."""
+        for task_id in tasks:
+            state = self.table.tasks.get(task_id)
+            if state is not None:
+                state.riding = False
 
     def send_alone(self, workers: list[WorkerHandle], slots: int, task_id: str) -> bool:
         """Dispatch ``task_id`` to an idle worker while ``slots`` are free (False: wait).

@@ -244,6 +244,30 @@ def test_a_task_whose_input_finds_no_room_waits_while_others_run(node):
     assert node.table.ready.popleft() == "make"
 
 
+def test_a_fused_follower_whose_own_input_finds_no_room_is_not_left_riding(node):
+    """The memory-pressure soak's stuck gets ("step-119 rides with no worker"): the
+    producer was sent, but its follower's other input could not be restored beside what
+    others pinned; the follower went to wait for room still marked as riding, so it was
+    skipped every time it came up again and never ran."""
+    import pickle
+
+    from plait.errors import ObjectStoreFullError
+
+    node.functions["f@1"] = b""
+    tell(node, FromHead(p.Ready((("x", p.Inline(b"x")), ("y", p.Stored("node-0", 16))))))
+    made = p.TaskSpec("make", "f@1", "f", b"", ("x",), (), ("made",), 3, "node-0")
+    used = p.TaskSpec("use", "f@1", "f", b"", ("made", "y"), (), ("used",), 3, "node-0",
+                      follows="make")
+    tell(node, FromHead(p.Assign((), (made, used))))
+    node.workers[b"w1"].inflight["other"] = 0           # another task runs here
+    full = p.Failed(pickle.dumps(ObjectStoreFullError("no block of 16 B in one piece")))
+    node.pin_value = lambda oid: full
+    assert [item.task_id for item in node.start(node.next_ready())] == ["make"]
+    assert node.room_waiting == ["use"] and not node.table.tasks["use"].riding
+    node.retry_waiting()
+    assert node.admit("use") != ""                      # it is considered again
+
+
 def test_a_task_whose_input_can_never_find_room_fails(node):
     import pickle
 
@@ -256,6 +280,29 @@ def test_a_task_whose_input_can_never_find_room_fails(node):
     node.pin_value = lambda oid: full
     assert node.start(node.next_ready()) == []
     assert node.room_waiting == [] and "t1" not in node.table.tasks
+
+
+def test_a_producers_result_stays_pinned_while_its_rider_reads_it(node):
+    """A worker reports make's result (its batch ran past FLUSH_SECONDS) while use, riding
+    behind it, still reads it from the arena: sealed and unpinned it could have been
+    spilled and its room reused under use (the pressure soak's inputs with a wrong CRC)."""
+    from plait.executor.node.invariants import node_problems
+
+    node.functions["f@1"] = b""
+    chain = (p.TaskSpec("make", "f@1", "f", b"", (), (), ("made",), 3, "node-0"),
+             p.TaskSpec("use", "f@1", "f", b"", ("made",), (), ("used",), 3, "node-0",
+                        follows="make"))
+    tell(node, FromHead(p.Assign((), chain)))
+    tell(node, Dispatch())
+    worker = next(w for w in node.workers.values() if w.inflight)
+    assert list(worker.inflight) == ["make", "use"]
+    tell(node, FromWorker(worker.identity, p.Alloc(1, "made", 1 << 10, "make")))
+    offset = sent(node)[-1][1].offset
+    tell(node, FromWorker(worker.identity, p.TasksDone((
+        p.TaskResult("make", 0, (("made", p.Located("node-0", offset, 1 << 10)),), 0.01),))))
+    assert node.store.objects["made"].pins == 1 and node_problems(node) == []
+    tell(node, FromWorker(worker.identity, p.TasksDone((result("use", 0),))))
+    assert node.store.objects["made"].pins == 0 and node_problems(node) == []
 
 
 def test_a_fused_follower_refused_room_beside_other_tasks_runs_again_with_its_own_follower(
