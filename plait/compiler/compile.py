@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from plait.compiler.passes import (check_capacity, critical_paths, cull, cut_stages,
-                                   fuse_chains, place, plan_releases, plan_transfers)
+                                   fuse_chains, plan_releases, plan_transfers)
+from plait.compiler.placement import place
 from plait.compiler.plan import Placement, Plan
 from plait.compiler.validate import validate
 from plait.compiler.view import ClusterView, CompileOptions

@@ -32,9 +32,11 @@ from plait.compiler.view import ClusterView, NodeView, ObjectInfo
 from plait.errors import (ObjectLostError, ReconstructionFailedError,
                           TaskCancelledError, WorkerCrashedError)
 from plait.executor.head.actors import ActorRecord, ActorRouting
+from plait.executor.head.assignments import Assignments, NodeLoads
 from plait.executor.head.directory import Directory
 from plait.executor.head.invariants import head_problems
 from plait.executor.head.lineage import Lineage, reads
+from plait.executor.head.locations import Locations
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import NODE_TIMEOUT_SECONDS
 from plait.executor.wire.dispatch import handlers
@@ -48,6 +50,7 @@ from plait.store.store import ObjectStore
 # so a long run's head stays flat. ~200 bytes each (names interned): ~10 MB when full.
 MAX_EVENTS = 50_000
 REVISIT_BYTES = 1 << 20          # results this big make their waiting readers reconsider
+CHECK_NODES_SECONDS = 0.25       # how often silent nodes are looked for (timeout: 4 s)
 
 NODE = "node"
 
@@ -116,9 +119,12 @@ class Head(ActorRouting, Outbox):
         self.nodes: dict[str, NodeRecord] = {
             local_info.id: NodeRecord(local_info, clock(), local_info.store_capacity)}
         self.directory = Directory(self.reclaim)
-        self.locations: dict[str, set[str]] = {}        # stored object -> nodes with a copy
+        self.locations = Locations()              # stored object -> nodes with a copy
         self.cached: dict[str, set[str]] = {}     # object -> nodes keeping its small value
-        self.assigned: dict[str, p.TaskSpec] = {}       # unfinished task -> its spec
+        self.assigned = Assignments(self.count_changed)     # unfinished task -> its spec
+        self.loads = NodeLoads(self.assigned.count)   # where a task goes when its node is gone
+        self.rank: dict[str, int] = {}            # node -> its place in self.nodes
+        self.by_process: dict[tuple[str, int], dict[str, None]] = defaultdict(dict)
         self.node_failures: dict[str, list[str]] = defaultdict(list)
         self.task_puts: dict[str, list[str]] = defaultdict(list)
         self.readers_of: dict[str, set[str]] = defaultdict(set)   # object -> assigned readers
@@ -147,6 +153,21 @@ class Head(ActorRouting, Outbox):
         self.streams: dict[str, Stream] = {}      # unfinished generator task -> its values
         self.awaited: dict[str, set[str]] = defaultdict(set)   # generator task -> its values
         # lost with their only copy, waiting for it to yield them again (else they fail)
+        self.checked = 0.0                        # when silent nodes were last looked for
+        self.table_changed = False                # the node table is to be broadcast
+        self.nodes_changed()
+
+    def nodes_changed(self) -> None:
+        """A node joined or left: the order of nodes and the pool of task runners change."""
+        self.rank = {node: i for i, node in enumerate(self.nodes)}
+        self.loads.reset({n: r.info.workers for n, r in self.nodes.items() if r.info.workers > 0})
+
+    def count_changed(self, node: str) -> None:
+        """A node's unfinished tasks changed (Assignments calls this): its queue count."""
+        record = self.nodes.get(node)
+        if record is not None:
+            record.queued = self.assigned.count(node)
+            self.loads.changed(node)
 
     # -- events in, instructions out --------------------------------------------------------
 
@@ -180,7 +201,7 @@ class Head(ActorRouting, Outbox):
 
     @property
     def has_notes(self) -> bool:
-        return bool(self.notes or self.deletes)
+        return bool(self.notes or self.deletes or self.table_changed)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -196,6 +217,7 @@ class Head(ActorRouting, Outbox):
         self.notes[peer].append((object_id, value))
 
     def flush(self) -> None:
+        self.send_table()
         notes, self.notes = self.notes, defaultdict(list)
         for peer, values in notes.items():
             if isinstance(peer, tuple) and peer[0] == NODE:
@@ -308,7 +330,7 @@ class Head(ActorRouting, Outbox):
         return ClusterView(nodes, objects, dict(self.durations), dict(self.result_sizes), actors)
 
     def node_order(self, node: str) -> int:
-        return list(self.nodes).index(node) if node in self.nodes else len(self.nodes)
+        return self.rank.get(node, len(self.nodes))
 
     def on_Submit(self, peer: Peer, message: p.Submit) -> None:
         if message.frees:
@@ -340,6 +362,7 @@ class Head(ActorRouting, Outbox):
                     self.streams[spec.id] = Stream(spec.generator, caller)
                 if process is not None:
                     self.submitted_by[spec.id] = process
+                    self.by_process[process][spec.id] = None
         for node, specs in per_node.items():
             self.assign(node, specs, functions)
 
@@ -357,7 +380,6 @@ class Head(ActorRouting, Outbox):
         for oid in spec.deps:
             self.readers_of[oid].add(spec.id)
         self.assigned[spec.id] = spec
-        self.nodes[spec.node].queued += 1
         return True
 
     def assign(self, node: str, specs: list[p.TaskSpec], functions: dict[str, bytes]) -> None:
@@ -473,7 +495,7 @@ class Head(ActorRouting, Outbox):
         gather.parts[""] = tuple(head_problems(self))
         self.gathers[request] = gather
         for node in list(self.nodes):
-            gather.asked[node] = tuple(t for t, s in self.assigned.items() if s.node == node)
+            gather.asked[node] = tuple(self.assigned.on(node))
             self.to_node(node, p.StateCheck(request))
         self.try_answer(request)
 
@@ -493,14 +515,13 @@ class Head(ActorRouting, Outbox):
 
     def on_Cancel(self, peer: Peer, message: p.Cancel) -> None:
         """Fail the producing tasks now (their dependants fail with them) and stop them."""
-        producers = {oid: tid for tid, spec in self.assigned.items() for oid in spec.outputs}
-        self.cancel_tasks([producers[oid] for oid in message.object_ids if oid in producers],
+        producer = self.assigned.producer
+        self.cancel_tasks([producer[oid] for oid in message.object_ids if oid in producer],
                           message.recursive)
 
     def cancel_tasks(self, task_ids: list[str], recursive: bool) -> None:
         for task_id in dict.fromkeys(task_ids):
             spec = self.assigned.pop(task_id)
-            self.nodes[spec.node].queued -= 1
             self.to_node(spec.node, p.Cancel((task_id,), recursive))
             error = p.Failed(pickle.dumps(TaskCancelledError(task_id)))
             self.finish(spec, tuple((oid, error) for oid in spec.outputs))
@@ -555,13 +576,22 @@ class Head(ActorRouting, Outbox):
         now = self.clock()
         self.nodes[message.info.id] = NodeRecord(message.info, now, message.info.store_capacity)
         self.nodes = dict(sorted(self.nodes.items(), key=lambda item: _node_key(item[1].info)))
+        self.nodes_changed()
+        self.to_node(message.info.id, p.NodeTable(self.node_infos()))   # its peers, at once
         self.broadcast_table()
         self.answer_hellos()
 
+    def send_table(self) -> None:
+        if self.table_changed:
+            self.table_changed = False
+            table = p.NodeTable(self.node_infos())
+            for node in self.nodes:
+                self.to_node(node, table)
+
     def broadcast_table(self) -> None:
-        table = p.NodeTable(self.node_infos())
-        for node in self.nodes:
-            self.to_node(node, table)
+        """Every node learns the new table at the next flush: nodes that join in one turn
+        of the loop cause one broadcast, not one each (1,000 joins: N^2 messages of N)."""
+        self.table_changed = True
 
     def node_Heartbeat(self, node: str, message: p.Heartbeat) -> None:
         self.nodes[node].store_free = message.store_free
@@ -580,7 +610,6 @@ class Head(ActorRouting, Outbox):
                 if spec is not None:
                     self.assigned[result.task_id] = spec
                 continue
-            self.nodes[node].queued -= 1
             ok = not any(isinstance(v, p.Failed) for _, v in result.outputs)
             self.learn(spec.function_name, result.seconds, result.outputs)
             self.record(p.TaskEvent(spec.id, sys.intern(spec.function_name), sys.intern(node),
@@ -592,7 +621,12 @@ class Head(ActorRouting, Outbox):
 
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
         """An accepted task is over: its results are known and it reads its inputs no more."""
-        self.submitted_by.pop(spec.id, None)
+        process = self.submitted_by.pop(spec.id, None)
+        if process is not None:
+            mine = self.by_process[process]
+            del mine[spec.id]
+            if not mine:
+                del self.by_process[process]
         self.record_results(spec, outputs)
         for peer, free in self.frees_after.pop(spec.id, ()):
             if peer in self.client_holds:         # (a peer gone meanwhile let go of all)
@@ -710,8 +744,6 @@ class Head(ActorRouting, Outbox):
             return
         moved = replace(spec, node=target)
         self.assigned[spec.id] = moved
-        self.nodes[node].queued -= 1
-        self.nodes[target].queued += 1
         self.assign(target, [moved], {})
 
     def node_Created(self, node: str, message: p.Created) -> None:
@@ -751,12 +783,12 @@ class Head(ActorRouting, Outbox):
                                         sys.intern(node), message.nbytes, message.start,
                                         message.end))
         if message.object_id in self.directory.entries:
-            self.locations.setdefault(message.object_id, set()).add(node)
+            self.locations.add(message.object_id, node)
         else:
             self.deletes[node].append(message.object_id)     # freed while it travelled
 
     def node_ReplicaDropped(self, node: str, message: p.ReplicaDropped) -> None:
-        self.locations.get(message.object_id, set()).discard(node)
+        self.locations.discard(message.object_id, node)
 
     def node_Pinned(self, node: str, message: p.Pinned) -> None:
         gather = self.gathers.get(message.request)
@@ -797,7 +829,7 @@ class Head(ActorRouting, Outbox):
             self.duplicate_done(object_id, entry.value, value)
             return
         if isinstance(value, p.Stored) and entry is not None:
-            self.locations.setdefault(object_id, set()).add(value.node)
+            self.locations.add(object_id, value.node)
         for peer in self.directory.set_value(object_id, value):
             self.notify(peer, object_id, value)
         for peer, pin in self.waiting_pins.pop(object_id, ()):
@@ -809,7 +841,7 @@ class Head(ActorRouting, Outbox):
         if not isinstance(value, p.Stored) or value.node not in self.nodes:
             return
         if isinstance(known, p.Stored):
-            self.locations.setdefault(object_id, set()).add(value.node)
+            self.locations.add(object_id, value.node)
         else:
             self.deletes[value.node].append(object_id)
 
@@ -823,7 +855,7 @@ class Head(ActorRouting, Outbox):
                 self.to_node(actor.node, p.KillActor(object_id, True, "no handle to it is left",
                                                      graceful=True))
             del self.actors[object_id]
-        holders = self.locations.pop(object_id, set()) | self.cached.pop(object_id, set())
+        holders = self.locations.pop(object_id) | self.cached.pop(object_id, set())
         if isinstance(value, p.Stored):
             holders.add(value.node)
         for node in holders:
@@ -832,6 +864,11 @@ class Head(ActorRouting, Outbox):
     # -- failures ----------------------------------------------------------------------------
 
     def check_nodes(self, now: float) -> None:
+        """Nodes silent past the timeout are lost; looked for a few times a second, not at
+        every turn of a loop that may turn thousands of times a second at 1,000 nodes."""
+        if now - self.checked < CHECK_NODES_SECONDS:
+            return
+        self.checked = now
         for node, record in list(self.nodes.items()):
             if node != self.local.id and now - record.last_seen > NODE_TIMEOUT_SECONDS:
                 self.node_lost(node, f"no heartbeat for {NODE_TIMEOUT_SECONDS:.0f} s")
@@ -841,7 +878,9 @@ class Head(ActorRouting, Outbox):
         record = self.nodes.pop(node, None)
         if record is None:
             return
-        self.broadcast_table()
+        self.nodes_changed()
+        self.table_changed = True
+        self.send_table()                     # before the NodeLost that follows, as it was
         for other in self.nodes:
             self.to_node(other, p.NodeLost(node, reason))
         self.lose_objects(node, reason)
@@ -860,27 +899,26 @@ class Head(ActorRouting, Outbox):
         """Objects on a dead node: a replica survives, or the task that made it runs again
         (lineage), or, for a put, it is lost for good."""
         rebuild: dict[str, p.TaskSpec] = {}
-        for oid, holders in list(self.locations.items()):
-            if node in holders:
-                spec = self.copy_gone(oid, node, f"its only copy was on {node}, which died "
-                                                 f"({reason})")
-                if spec is not None:
-                    rebuild[spec.id] = spec
+        for oid in self.locations.on(node):
+            spec = self.copy_gone(oid, node, f"its only copy was on {node}, which died "
+                                             f"({reason})")
+            if spec is not None:
+                rebuild[spec.id] = spec
         for spec in rebuild.values():
             self.rebuild(spec, node, reason)
 
     def copy_gone(self, object_id: str, node: str, why: str) -> p.TaskSpec | None:
         """``node``'s copy is gone: point at a surviving copy, else return the task to run
         again (pending meanwhile: waiters wait), else fail the object (a put)."""
+        self.locations.discard(object_id, node)
         holders = self.locations.get(object_id, set())
-        holders.discard(node)
         entry = self.directory.entries.get(object_id)
         if entry is None or not isinstance(entry.value, p.Stored):
             return None
         if holders:
             entry.value = replace(entry.value, node=sorted(holders)[0])
             return None
-        self.locations.pop(object_id, None)
+        self.locations.pop(object_id)
         spec = self.lineage.producer(object_id)
         if spec is None:
             entry.value = p.Failed(pickle.dumps(ObjectLostError(object_id, why)))
@@ -903,8 +941,8 @@ class Head(ActorRouting, Outbox):
         if peer is not None:
             self.client_gone(peer)
         if message.cancelled:
-            self.cancel_tasks([task_id for task_id, by in self.submitted_by.items()
-                               if by == process and not self.assigned[task_id].actor], True)
+            self.cancel_tasks([task_id for task_id in self.by_process.get(process, ())
+                               if not self.assigned[task_id].actor], True)
 
     def node_CopyLost(self, node: str, message: p.CopyLost) -> None:
         """A node's copy was lost with its spill file: as for a dead node, for one object."""
@@ -950,8 +988,9 @@ class Head(ActorRouting, Outbox):
     def retry_tasks_of(self, node: str, reason: str) -> None:
         alive = self.able()
         retried: dict[str, list[p.TaskSpec]] = defaultdict(list)
-        for task_id, spec in list(self.assigned.items()):
-            if spec.node != node or spec.actor:            # actors: see actors_lost
+        for task_id in self.assigned.on(node):
+            spec = self.assigned[task_id]
+            if spec.actor:                                 # actors: see actors_lost
                 continue
             self.moving.pop(task_id, None)           # a Revoke the dead node won't answer
             failures = self.node_failures[task_id]
@@ -965,7 +1004,6 @@ class Head(ActorRouting, Outbox):
             target = self.least_loaded()
             moved = replace(spec, node=target)
             self.assigned[task_id] = moved
-            self.nodes[target].queued += 1
             retried[target].append(moved)
         for target, specs in retried.items():
             self.assign(target, specs, {})
@@ -980,9 +1018,7 @@ class Head(ActorRouting, Outbox):
 
     def least_loaded(self) -> str:
         """The live node with the shortest queue per worker (the head's own node if none)."""
-        able = self.able() or [self.local.id]
-        return min(able, key=lambda n: (self.nodes[n].queued / max(self.nodes[n].info.workers, 1),
-                                        self.node_order(n)))
+        return self.loads.least() or self.local.id
 
     def cleanup_segments(self, info: p.NodeInfo) -> None:
         """A dead node on this host cannot clean up after itself: remove its arena and spills."""

@@ -151,8 +151,20 @@ def test_a_joining_node_is_announced_and_a_driver_waiting_for_it_welcomed(alone)
     assert take(alone) == []
     tell(alone, FromNode("node-1", p.NodeHello(node_info("node-1"))))
     infos = (node_info("node-0"), node_info("node-1"))
-    assert take(alone) == [("node-0", p.NodeTable(infos)), ("node-1", p.NodeTable(infos)),
-                           (DRIVER, p.Welcome("s-1", infos))]
+    assert take(alone) == [("node-1", p.NodeTable(infos)), (DRIVER, p.Welcome("s-1", infos)),
+                           ("node-0", p.NodeTable(infos)), ("node-1", p.NodeTable(infos))]
+
+
+def test_nodes_joining_in_one_turn_cause_one_broadcast_of_the_table(alone):
+    """The joiner gets the table at once; the others one table per flush, however many
+    joined since (one per join was N^2 messages of N nodes for a cluster of N)."""
+    for node in ("node-1", "node-2", "node-3"):
+        tell(alone, FromNode(node, p.NodeHello(node_info(node))))
+    sent = take(alone)
+    everyone = [to for to, message in sent[3:]]
+    assert [to for to, _ in sent[:3]] == ["node-1", "node-2", "node-3"]
+    assert everyone == ["node-0", "node-1", "node-2", "node-3"]
+    assert all(isinstance(message, p.NodeTable) for _, message in sent)
 
 
 def test_submitted_tasks_go_to_their_nodes_each_function_shipped_once(alone):
