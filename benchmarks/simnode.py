@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+from collections import deque
 
 import zmq
 
@@ -48,7 +49,7 @@ class SimNode:
         self.specs: dict[str, p.TaskSpec] = {}          # tasks held (not done yet)
         self.asked: set[str] = set()
         self.done: list[p.TaskResult] = []
-        self.beat_sent = 0.0
+        self.beats: deque[float] = deque()              # heartbeats not answered yet
         self.lost = False
 
     def send(self, message: p.Message) -> None:
@@ -132,10 +133,10 @@ class SimNode:
         self.send(p.StateReport(message.request, (), tuple(sorted(self.specs))))
 
     def on_Heartbeat(self, message: p.Heartbeat) -> None:
-        if self.beat_sent:
-            wait = time.monotonic() - self.beat_sent
+        """The head's answer: the oldest heartbeat not answered waited this long."""
+        if self.beats:
+            wait = time.monotonic() - self.beats.popleft()
             self.sim.stats["beat_max"] = max(self.sim.stats["beat_max"], wait)
-            self.beat_sent = 0.0
 
     def on_NodeLost(self, message: p.NodeLost) -> None:
         if message.node == self.id:
@@ -146,9 +147,7 @@ class SimNode:
         self.sim.running = False
 
     def beat(self, now: float) -> None:
-        if self.beat_sent and now - self.beat_sent < 4 * HEARTBEAT_SECONDS:
-            return                  # the last one is still unanswered: it counts from then
-        self.beat_sent = now
+        self.beats.append(now)
         self.send(p.Heartbeat(self.id, self.sim.store_free))
 
 
@@ -165,10 +164,7 @@ class Simulator:
         self.duration = float(config.get("duration", 0.0))
         self.hold: set[str] = set(config.get("hold", ()))
         self.store_free = int(config.get("store_capacity", 1 << 34))
-        sizes = config.get("sizes") or [8]
-        self.values = [p.Inline(serialize(b"x" * size).to_bytes()) if size < INLINE_THRESHOLD
-                       else size for size in sizes]
-        self.drawn = 0
+        self.draw_from(config.get("sizes") or [8])
         self.timers: list[tuple[float, int, SimNode, str]] = []
         self.order = iter(range(1 << 62))
         self.stats = {"assigns": 0, "done": 0, "first_assign": 0.0, "beat_max": 0.0,
@@ -189,6 +185,12 @@ class Simulator:
                               self.store_free, host)
             node.send(p.NodeHello(info))
         self.control.send_json({"hello": config["name"]})
+
+    def draw_from(self, sizes: list[int]) -> None:
+        """Result sizes, used in turn: inline values below the threshold, else Stored."""
+        self.values = [p.Inline(serialize(b"x" * size).to_bytes()) if size < INLINE_THRESHOLD
+                       else size for size in sizes]
+        self.drawn = 0
 
     def next_value(self, node_id: str) -> p.ObjectValue:
         value = self.values[self.drawn % len(self.values)]
@@ -233,6 +235,8 @@ class Simulator:
         if kind == "set":
             self.duration = float(command.get("duration", self.duration))
             self.hold = set(command.get("hold", self.hold))
+            if "sizes" in command:
+                self.draw_from(command["sizes"])
         elif kind == "reset":
             self.stats.update(assigns=0, done=0, first_assign=0.0, beat_max=0.0)
         elif kind == "stop":
