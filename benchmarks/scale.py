@@ -287,6 +287,7 @@ def run_sim(args: argparse.Namespace) -> None:
             row["node_loss"] = node_loss(sim, args.loss, victim)
             stats = sim.command(cmd="stats")
             row["heartbeat_max_wait_s"] = max(a["beat_max"] for a in stats)
+            row["simulator_longest_turn_s"] = max(a["turn_max"] for a in stats)
             row["live_nodes_declared_dead"] = sum(a["declared_dead"] for a in stats)
             row["nodes_alive_at_end"] = len(plait.nodes()) - 1
             row["state_problems"] = plait.util.validate_state()

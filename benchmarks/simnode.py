@@ -168,7 +168,7 @@ class Simulator:
         self.timers: list[tuple[float, int, SimNode, str]] = []
         self.order = iter(range(1 << 62))
         self.stats = {"assigns": 0, "done": 0, "first_assign": 0.0, "beat_max": 0.0,
-                      "declared_dead": 0}
+                      "declared_dead": 0, "turn_max": 0.0}
         self.running = True
         self.nodes: dict[zmq.Socket, SimNode] = {}
         self.poller = zmq.Poller()
@@ -200,6 +200,7 @@ class Simulator:
     def run(self) -> None:
         parent = os.getppid()
         last_beat = 0.0
+        turn = time.monotonic()
         while self.running:
             for sock, _ in self.poller.poll(POLL_MS):
                 if sock is self.control:
@@ -207,6 +208,8 @@ class Simulator:
                 else:
                     self.drain(self.nodes[sock])
             now = time.monotonic()
+            self.stats["turn_max"] = max(self.stats["turn_max"], now - turn)
+            turn = now
             while self.timers and self.timers[0][0] <= now:
                 _, _, node, task_id = heapq.heappop(self.timers)
                 spec = node.specs.get(task_id)
@@ -238,7 +241,7 @@ class Simulator:
             if "sizes" in command:
                 self.draw_from(command["sizes"])
         elif kind == "reset":
-            self.stats.update(assigns=0, done=0, first_assign=0.0, beat_max=0.0)
+            self.stats.update(assigns=0, done=0, first_assign=0.0)
         elif kind == "stop":
             self.running = False
         held = sum(len(n.specs) for n in self.nodes.values())

@@ -25,9 +25,10 @@ def validate(plan: Plan, graph: Graph, view: ClusterView) -> Plan:
             assert placement.node == stage.node, (
                 f"{tid} placed on {placement.node}, staged on {stage.node}")
             assert placement.stage == stage.index, f"{tid} names stage {placement.stage}"
-            pin = graph.tasks[tid].node
-            assert pin is None or pin == stage.node, (
-                f"{tid} pinned to {pin} but placed on {stage.node}")
+    for tid, task in graph.tasks.items():
+        if task.node is not None:
+            assert task.node == plan.placements[tid].node, (
+                f"{tid} pinned to {task.node} but placed on {plan.placements[tid].node}")
     for tid, placement in plan.placements.items():
         if placement.follows:
             before = plan.placements[placement.follows]

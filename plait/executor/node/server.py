@@ -233,6 +233,7 @@ class Server:
         """The head's turn, then flush its notes and dispatch until neither makes more work:
         a note to the local node (an input is ready) can make a task runnable at once."""
         assert self.head is not None
+        self.head.behind = bool(self.client.get(zmq.EVENTS) & zmq.POLLIN)
         self.feed(self.head, Tick(now))
         self.feed(self.node, Dispatch())
         while self.head.has_notes:
