@@ -280,10 +280,10 @@ def run_sim(args: argparse.Namespace) -> None:
                          "load_avg": open("/proc/loadavg").read().split()[0]}
             rss_before = rss(sim.head_pid)
             row["head_rss_mb"] = rss_before / 1e6
+            row["cancel"] = cancel_pending(sim, args.cancel)    # first: a fresh head's memory
             row["throughput"] = throughput(sim, args.tasks)
             row["first_dispatch"] = [first_dispatch(sim, n) for n in args.graphs]
             row["one_get"] = [one_get(sim, n) for n in args.gets]
-            row["cancel"] = cancel_pending(sim, args.cancel)
             row["node_loss"] = node_loss(sim, args.loss, victim)
             stats = sim.command(cmd="stats")
             row["heartbeat_max_wait_s"] = max(a["beat_max"] for a in stats)
