@@ -33,10 +33,14 @@ from plait.store.serialization import INLINE_THRESHOLD
 INPUT_BYTES = 64 << 20
 
 
-def map_reduce(n_tasks: int, n_nodes: int, workers: int = 1) -> tuple[Graph, ClusterView]:
-    """W12's graph over ``n_nodes`` nodes, each holding one of the inputs the maps read."""
+def map_reduce(n_tasks: int, n_nodes: int, input_bytes: int = INPUT_BYTES,
+               workers: int = 1) -> tuple[Graph, ClusterView]:
+    """W12's graph over ``n_nodes`` nodes, each holding one of the inputs the maps read:
+    ``n_tasks // 2`` maps, map i reading input ``i % n_nodes``, then ``n_tasks // 2``
+    reduces in a chain, reduce i reading reduce i-1 and map i; the last reduce is the
+    target. Built from ``TaskNode`` records, as the compiler sees graphs in production."""
     nodes = tuple(NodeView(f"node-{k}", workers) for k in range(n_nodes))
-    inputs = {f"in-{k}": ObjectInfo(f"in-{k}", INPUT_BYTES, (f"node-{k}",))
+    inputs = {f"in-{k}": ObjectInfo(f"in-{k}", input_bytes, (f"node-{k}",))
               for k in range(n_nodes)}
     tasks, half, acc = {}, n_tasks // 2, None
     for i in range(half):
@@ -269,6 +273,30 @@ def node_loss(sim: SimCluster, n: int, victim: str) -> dict:
     return {"tasks": n, "retry_all_s": elapsed}
 
 
+def run_scenarios(sim: SimCluster, args: argparse.Namespace, victim: str) -> dict:
+    """Each scenario in turn; one that fails is recorded as such and the others still run.
+    Each result is printed to stderr as it comes (a long run shows its progress)."""
+    scenarios = [
+        ("cancel", cancel_pending, args.cancel),        # first: a fresh head's memory
+        ("throughput", throughput, args.tasks),
+        ("first_dispatch", first_dispatch, args.graphs),
+        ("one_get", one_get, args.gets),
+        ("node_loss", node_loss, args.loss)]
+    results: dict = {}
+    for name, scenario, sizes in scenarios:
+        try:
+            if name == "node_loss":
+                results[name] = node_loss(sim, sizes, victim)
+            elif isinstance(sizes, list):
+                results[name] = [scenario(sim, n) for n in sizes]
+            else:
+                results[name] = scenario(sim, sizes)
+        except Exception as error:
+            results[name] = {"error": f"{type(error).__name__}: {error}"[:500]}
+        print(json.dumps({name: results[name]}), file=sys.stderr, flush=True)
+    return results
+
+
 def run_sim(args: argparse.Namespace) -> None:
     results = []
     for n_nodes in args.nodes:
@@ -280,11 +308,7 @@ def run_sim(args: argparse.Namespace) -> None:
                          "load_avg": open("/proc/loadavg").read().split()[0]}
             rss_before = rss(sim.head_pid)
             row["head_rss_mb"] = rss_before / 1e6
-            row["cancel"] = cancel_pending(sim, args.cancel)    # first: a fresh head's memory
-            row["throughput"] = throughput(sim, args.tasks)
-            row["first_dispatch"] = [first_dispatch(sim, n) for n in args.graphs]
-            row["one_get"] = [one_get(sim, n) for n in args.gets]
-            row["node_loss"] = node_loss(sim, args.loss, victim)
+            row.update(run_scenarios(sim, args, victim))
             stats = sim.command(cmd="stats")
             row["heartbeat_max_wait_s"] = max(a["beat_max"] for a in stats)
             row["simulator_longest_turn_s"] = max(a["turn_max"] for a in stats)
