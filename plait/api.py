@@ -34,16 +34,24 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
          spill_dir: str | None = None, spilling: bool = True,
          worker_memory_limit: int | None = None, num_cpus: int | None = None,
          ignore_reinit_error: bool = False, address: str | None = None,
-         submit_after_idle: float | None = 0.01, **ray_options: Any) -> None:
+         submit_after_idle: float | None = 0.01, object_store_memory: int | None = None,
+         num_gpus: float | None = None, resources: dict[str, float] | None = None,
+         **ray_options: Any) -> None:
     """Start the embedded local cluster: one node process and ``num_workers`` workers.
 
     ``num_nodes`` nodes start on this machine (node-0 is the head), each with its own
     store and ``num_workers`` workers, one per CPU by default (``num_cpus`` is Ray's name);
-    ``store_memory`` (bytes) bounds the node's shared-memory store; when it is full, the
+    ``store_memory`` (bytes; ``object_store_memory`` is Ray's name) bounds the node's
+    shared-memory store; when it is full, the
     least recently used objects spill to ``spill_dir`` (default: a fresh directory under
     the system's temporary directory) unless ``spilling=False``. A busy worker whose resident
     memory passes ``worker_memory_limit`` bytes is killed and its task retried (then
     OutOfMemoryError); without a limit, only when the machine runs out of memory.
+
+    Each node offers ``num_gpus`` GPUs and the custom ``resources`` (name -> amount), as
+    Ray's ``init`` does: tasks and actors asking for them (``num_gpus=1``,
+    ``resources={"disk": 1}``) run where they are offered, while they are free. plait does
+    not look for GPUs itself: it offers what it is told (none by default).
 
     ``.remote()`` calls are submitted together at the next get/wait (one plan for the
     whole graph) or once no call was made for ``submit_after_idle`` seconds, so calls
@@ -57,6 +65,11 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
             raise ClusterError("plait.init was called twice; call plait.shutdown() first or "
                                "pass ignore_reinit_error=True")
         _check_ray_options(ray_options)
+        offered = _offered(num_gpus, resources)
+        if address is not None and offered:
+            raise ValueError("num_gpus and resources describe nodes plait.init starts; a "
+                             "joined cluster's nodes offer what `plait start --num-gpus "
+                             "--resources` gave them")
         if address is not None:
             from plait.executor.driver.discovery import joined_cluster
 
@@ -66,7 +79,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
         workers = num_workers if num_workers is not None else (num_cpus or os.cpu_count() or 1)
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {workers!r}")
-        memory = _check_store_memory(store_memory)
+        memory = _check_store_memory(_one_of(store_memory, object_store_memory))
         spill = None
         if spilling:
             spill = spill_dir or ""      # "": the node picks a fresh directory of its own
@@ -76,19 +89,43 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
 
         session_id = f"{os.getpid():x}-{next(_session_counter)}"
         cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill,
-                                     worker_memory_limit or 0)
+                                     worker_memory_limit or 0, offered)
         _session = Session(cluster, num_nodes, submit_after_idle=submit_after_idle)
         context.install(_session)
 
 
 _IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
-                        "namespace", "runtime_env", "dashboard_host", "num_gpus"}
+                        "namespace", "runtime_env", "dashboard_host"}
 
 
 def _check_ray_options(options: dict[str, Any]) -> None:
     unknown = set(options) - _IGNORED_RAY_OPTIONS
     if unknown:
         raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
+
+
+def _offered(num_gpus: float | None, resources: dict[str, float] | None) -> dict[str, float]:
+    """What each node offers beside CPUs, checked: GPUs and custom resources by name."""
+    offered = dict(resources or {})
+    if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+               and v >= 0 for k, v in offered.items()):
+        raise ValueError(f"resources must map names to amounts >= 0, got {resources!r}")
+    for name in ("CPU", "GPU"):
+        if name in offered:
+            raise ValueError(f"pass {name}s as num_{name.lower()}s=, not in resources")
+    if num_gpus:
+        if not isinstance(num_gpus, int) or isinstance(num_gpus, bool) or num_gpus < 0:
+            raise ValueError(f"num_gpus must be a whole number >= 0, got {num_gpus!r}")
+        offered["GPU"] = num_gpus
+    return offered
+
+
+def _one_of(store_memory: int | None, object_store_memory: int | None) -> int | None:
+    """The store size asked for under plait's name or Ray's (not two different ones)."""
+    if None not in (store_memory, object_store_memory) and store_memory != object_store_memory:
+        raise ValueError(f"store_memory={store_memory} and object_store_memory="
+                         f"{object_store_memory} disagree: they name the same size; pass one")
+    return object_store_memory if store_memory is None else store_memory
 
 
 def _check_store_memory(requested: int | None) -> int:
@@ -289,6 +326,33 @@ def get_runtime_context() -> context.RuntimeContext:
     return _runtime().runtime_context()
 
 
+def cluster_resources() -> dict[str, float]:
+    """What the cluster's nodes offer in all, by Ray's names: ``CPU`` (worker slots),
+    ``GPU``, ``memory``, ``object_store_memory`` (bytes) and custom resources."""
+    return _summed(node.total for node in session().resources())
+
+
+def available_resources() -> dict[str, float]:
+    """What no running task or live actor holds now (names as ``cluster_resources``;
+    those with nothing free are left out, as Ray leaves them out)."""
+    return {name: amount for name, amount in
+            _summed(node.free for node in session().resources()).items() if amount > 0}
+
+
+def _summed(per_node: Iterable[tuple[tuple[str, float], ...]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for amounts in per_node:
+        for name, amount in amounts:
+            total[name] = total.get(name, 0.0) + amount
+    return total
+
+
+def get_gpu_ids() -> list[int]:
+    """The GPUs the running task or actor holds (``CUDA_VISIBLE_DEVICES`` is set to
+    them); in the driver, none."""
+    return list(_runtime().runtime_context().gpu_ids)
+
+
 def nodes() -> list[Any]:
     """The cluster's nodes (head first): id, address, pid, workers, store capacity."""
     return list(session().refresh_nodes())
@@ -303,6 +367,7 @@ def _runtime() -> Any:
 context.install_starter(session)
 atexit.register(shutdown)
 
-__all__ = ["cancel", "compile", "compute", "free", "get", "get_actor", "get_runtime_context",
-           "init", "is_initialized", "kill", "memory_summary", "nodes", "persist", "put",
-           "session", "shutdown", "timeline", "trace", "visualize", "wait"]
+__all__ = ["available_resources", "cancel", "cluster_resources", "compile", "compute", "free",
+           "get", "get_actor", "get_gpu_ids", "get_runtime_context", "init", "is_initialized",
+           "kill", "memory_summary", "nodes", "persist", "put", "session", "shutdown",
+           "timeline", "trace", "visualize", "wait"]

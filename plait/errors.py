@@ -266,14 +266,17 @@ class ObjectTooLargeError(ObjectStoreFullError):
 
 class PlanError(PlaitError, builtins.ValueError):
     """The compiler refused the graph: the message names the task and the broken rule
-    (``task_id``: the task that cannot be placed, when one task is to blame)."""
+    (``task_id``: the task that cannot be placed, when one task is to blame;
+    ``infeasible``: it asks for resources no node has, so a node that joins may run it)."""
 
-    def __init__(self, message: str, task_id: str | None = None) -> None:
+    def __init__(self, message: str, task_id: str | None = None,
+                 infeasible: bool = False) -> None:
         super().__init__(message)
         self.task_id = task_id
+        self.infeasible = infeasible
 
     def __reduce__(self):
-        return (type(self), (self.args[0], self.task_id))
+        return (type(self), (self.args[0], self.task_id, self.infeasible))
 
 
 class InvalidOptionError(PlaitError, builtins.ValueError):

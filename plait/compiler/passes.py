@@ -59,6 +59,7 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
     """
     order = view.node_ids()
     able = [n.id for n in view.nodes if n.workers > 0] or list(order)
+    offered = {n.id: n for n in view.nodes}
     if not order:
         raise PlanError("the cluster has no nodes to run tasks on")
     workers = {n.id: max(n.workers, 1) for n in view.nodes}
@@ -72,7 +73,14 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
         if task.actor and task.actor != task.id:
             node, reason = _actor_node(task, choices, view), "runs in its actor"
         else:
-            node, reason = _choose_node(task, inputs, order, able, backlog, workers, options)
+            fit = [n for n in able if offered[n].offers(task.needs)]
+            if not fit:
+                raise _unoffered(task, view)
+            if task.node in offered and task.node not in fit:
+                raise PlanError(f"task {task.id} ({task.function_name}) asks for "
+                                f"{_named(task.needs)} but is pinned to {task.node}, which "
+                                f"does not offer them", task_id=task.id)
+            node, reason = _choose_node(task, inputs, order, fit, backlog, workers, options)
         choices[task.id] = Choice(node, reason, inputs, _moved(inputs, node, options))
         if not task.actor:          # an actor has a process of its own, outside the slots
             seconds = view.durations.get(task.function_name, options.task_seconds)
@@ -168,16 +176,12 @@ def _cost(inputs: Inputs, node: str, backlog: dict[str, float], workers: dict[st
 def _choose_node(task: TaskNode, inputs: Inputs, order: tuple[str, ...], able: list[str],
                  backlog: dict[str, float], workers: dict[str, int],
                  options: CompileOptions) -> tuple[str, str]:
-    if task.needs:
-        raise PlanError(f"task {task.id} ({task.function_name}) asks for "
-                        f"{', '.join(task.needs)}, which no node offers (plait nodes have CPU "
-                        f"slots only); drop num_gpus/resources to run it on CPUs", task_id=task.id)
     slots = slots_of(task.num_cpus)
     able = [n for n in able if workers[n] >= slots]
     if not able:
         raise PlanError(f"task {task.id} ({task.function_name}) needs num_cpus={task.num_cpus} "
                         f"({slots} worker slots), but the largest node has "
-                        f"{max(workers.values())}", task_id=task.id)
+                        f"{max(workers.values())}", task_id=task.id, infeasible=True)
     if task.node is not None:
         if task.node in workers and workers[task.node] < slots:
             raise PlanError(f"task {task.id} ({task.function_name}) needs {slots} worker slots "
@@ -191,6 +195,26 @@ def _choose_node(task: TaskNode, inputs: Inputs, order: tuple[str, ...], able: l
     rank = {node: i for i, node in enumerate(order)}
     best = min(able, key=lambda n: (_cost(inputs, n, backlog, workers, options), rank[n]))
     return best, _reason(inputs, best, able, options)
+
+
+def _unoffered(task: TaskNode, view: ClusterView) -> PlanError:
+    """No node has, in all, the resources ``task`` asks for: it could run only on a node
+    that joins later (``infeasible``; Ray leaves such a task pending, plait says why)."""
+    offered = "; ".join(f"{n.id}: {_named(n.resources) or 'CPUs only'}" for n in view.nodes)
+    return PlanError(f"task {task.id} ({task.function_name}) asks for {_named(task.needs)}, "
+                     f"which no node offers ({offered}); start plait with them "
+                     f"(plait.init(num_gpus=..., resources={{...}})) or ask for less",
+                     task_id=task.id, infeasible=True)
+
+
+def _named(amounts: tuple[tuple[str, float], ...]) -> str:
+    """Resources as people read them.
+
+    >>> _named((("GPU", 1.0), ("disk", 0.5), ("memory", 3 << 30)))
+    '1 GPU, 0.5 disk, 3.0 GiB memory'
+    """
+    return ", ".join(f"{format_bytes(int(amount)) if name == 'memory' else f'{amount:g}'} {name}"
+                     for name, amount in amounts)
 
 
 def _reason(inputs: Inputs, chosen: str, able: list[str], options: CompileOptions) -> str:
@@ -263,6 +287,8 @@ def fuse_chains(graph: Graph, choices: dict[str, Choice]) -> dict[str, str]:
         (producer,) = producers
         if task.actor or graph.tasks[producer].actor:
             continue                  # actor calls run in their actor's process, not a slot
+        if task.needs or graph.tasks[producer].needs:
+            continue                  # it waits for its own resources (GPU, ...) on its node
         if (readers[producer] == 1 and producer not in taken
                 and choices[producer].node == choices[task.id].node):
             follows[task.id] = producer

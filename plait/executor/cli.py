@@ -1,6 +1,7 @@
 """``plait start | stop | status | memory``: run a cluster as background services.
 
     plait start --head [--port 7480] [--bind 127.0.0.1] [--num-workers N] [--store-memory S]
+                [--num-gpus G] [--resources '{"disk": 2}']     # (also when joining)
     plait start --address HOST:PORT [--key-file F] [--bind IP]     # join a head
     plait status [--address HOST:PORT]                             # nodes, workers, store use
     plait memory [--address HOST:PORT]                             # plait.memory_summary()
@@ -115,7 +116,19 @@ def _config(args: argparse.Namespace, session: str, node: str, bind: str,
     run_dir = tempfile.mkdtemp(prefix=f"plait-{session}-{node}-")
     spill = spill_directory(session, node)
     return NodeConfig(session, node, args.num_workers, args.store_memory or default_capacity(),
-                      run_dir, 0, spill, transfer_address=f"tcp://{bind}:*", **addresses)
+                      run_dir, 0, spill, transfer_address=f"tcp://{bind}:*",
+                      resources=_offered(args), **addresses)
+
+
+def _offered(args: argparse.Namespace) -> dict[str, float]:
+    """What the node offers beside CPUs: ``--resources`` (JSON) and ``--num-gpus``."""
+    offered = json.loads(args.resources)
+    if not isinstance(offered, dict) or not all(
+            isinstance(v, (int, float)) and v >= 0 for v in offered.values()):
+        raise SystemExit(f"--resources must be a JSON object of amounts, got {args.resources}")
+    if args.num_gpus:
+        offered["GPU"] = args.num_gpus
+    return offered
 
 
 def _wait_for(cluster: JoinedCluster, nodes: int, config: NodeConfig,
@@ -301,6 +314,9 @@ def parser() -> argparse.ArgumentParser:
                        "a head; for a node, this host's IP facing the head)")
     begin.add_argument("--num-workers", type=int, default=os.cpu_count() or 1)
     begin.add_argument("--store-memory", type=int, default=None, help="store bytes")
+    begin.add_argument("--num-gpus", type=int, default=0, help="GPUs the node offers")
+    begin.add_argument("--resources", default="{}",
+                       help='custom resources the node offers, as JSON: \'{"disk": 2}\'')
     begin.add_argument("--key-file", help="the cluster key (default $PLAIT_HOME/cluster.key)")
     for name, helptext in (("status", "nodes, workers, store use"),
                            ("memory", "per-node store report")):

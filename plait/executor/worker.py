@@ -293,6 +293,8 @@ class WorkerRuntime:
     def enter(self, item: p.WorkItem) -> Call:
         """The task starts: code running in this thread (or coroutine) sees it as its own."""
         call = Call(item, dict(item.nested))
+        if item.gpu_ids:                  # this process runs GPU tasks only (node.recycle)
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, item.gpu_ids))
         current_call.set(call)
         self.latest = call
         self.running[item.task_id] = call
@@ -758,13 +760,14 @@ class WorkerRuntime:
         item = call.item if call is not None else None
         made = self.actor[0] if self.actor else item          # an actor's: its creation's
         slots = made.slots if made else 0
+        held = {"CPU": float(slots)} if slots else {}
         return context.RuntimeContext(
             self.config.node, f"{self.config.node}.w{self.config.index}",
             item.task_id if item else None,
             self.config.session, self.actor_id, self.is_canceled,
-            item.function_name if item else None, {"CPU": float(slots)} if slots else {},
+            item.function_name if item else None, {**held, **dict(made.resources if made else ())},
             bool(self.actor and self.actor[0].attempt != 0),
-            self.actor_handle if self.actor else None)
+            self.actor_handle if self.actor else None, made.gpu_ids if made else ())
 
     def actor_handle(self) -> Any:
         """This actor's own handle (``get_runtime_context().current_actor``)."""

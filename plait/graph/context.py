@@ -68,6 +68,7 @@ class RuntimeContext:
     resources: dict[str, float] | None = None     # held while it runs (None: the driver)
     reconstructed: bool = False                   # the actor was restarted at least once
     actor_handle: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+    gpu_ids: tuple[int, ...] = ()                 # the GPUs it holds (CUDA_VISIBLE_DEVICES)
 
     def __post_init__(self) -> None:
         for name in ("node_id", "worker_id", "task_id", "session_id", "actor_id"):
@@ -112,9 +113,14 @@ class RuntimeContext:
                                "actor")
         return self.reconstructed
 
+    def get_accelerator_ids(self) -> dict[str, list[str]]:
+        """Ray's ``{"GPU": ["0", ...]}``: the GPUs the running task or actor holds."""
+        return {"GPU": [str(gpu) for gpu in self.gpu_ids]}
+
     def get_assigned_resources(self) -> dict[str, float]:
         """What the running task or actor holds, as Ray says it: ``{"CPU": 1.0}`` for a
-        task, ``{}`` for an actor that asked for no CPUs."""
+        task, ``{}`` for an actor that asked for no CPUs, with its GPUs, memory and custom
+        resources beside."""
         if self.resources is None:
             raise RuntimeError("get_assigned_resources is only available inside a task or "
                                "an actor")

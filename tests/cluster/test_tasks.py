@@ -292,7 +292,7 @@ def test_a_quick_result_is_not_held_back_by_a_long_batch_mate(fresh, tmp_path):
     assert plait.get([long, *rest], timeout=30) == [1, 2, 3]
 
 
-def test_a_call_no_node_can_run_fails_alone_with_its_readers(cluster):
+def test_a_call_no_node_can_run_waits_alone_and_its_readers_raise_at_get(cluster):
     bad = inc.options(num_gpus=1).remote(1)
     reader = inc.remote(bad)
     assert plait.get(inc.remote(41), timeout=30) == 42       # the rest still runs

@@ -30,6 +30,7 @@ from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.remote_function import ObjectRefGenerator
 from plait.executor.driver.flusher import IdleFlusher
+from plait.executor.driver.parking import Parked
 from plait.executor.driver.futures import Futures, SessionLock
 from plait.executor.driver.progress import Progress
 from plait.executor.driver.reading import ObjectReading
@@ -90,6 +91,7 @@ class Session(ObjectReading):
         self.asked: set[str] = set()                  # subscribed, answer not yet come
         self.functions_sent: set[str] = set()
         self.unsubmitted: deque[Any] = deque()        # tasks made, not yet submitted (Task)
+        self.parked = Parked()                        # tasks no node can run yet
         self.lock = SessionLock()       # the flusher and futures threads use the socket too
         self.futures: Futures | None = None           # started by the first ref.future()
         self.flusher = IdleFlusher(self.unsubmitted, lambda: bool(self.dead),
@@ -184,6 +186,9 @@ class Session(ObjectReading):
         wanted = _check_refs(refs if many else [refs], "plait.get")
         self.run(wanted)
         ids = [ref.id for ref in wanted]
+        parked = self.parked.error_for(ids)
+        if parked is not None:          # it would wait for ever (Ray's get would hang)
+            raise parked
         self.fetch(ids, len(wanted), timeout)
         pinned = self.pin_stored(ids)
         values = [self.load(oid, pinned.get(oid)) for oid in ids]
@@ -211,10 +216,26 @@ class Session(ObjectReading):
         if not 0 <= num_returns <= len(refs):
             raise ValueError(f"num_returns={num_returns} must be between 0 and {len(refs)}")
         self.run(refs)
-        self.fetch([ref.id for ref in refs], num_returns, timeout, raise_timeout=False)
+        ids = [ref.id for ref in refs]
+        if self.parked.count(ids):
+            self.wait_beside_parked(ids, num_returns, timeout)
+        else:
+            self.fetch(ids, num_returns, timeout, raise_timeout=False)
         ready = [ref for ref in refs if ref.id in self.values][:num_returns]
         chosen = {id(ref) for ref in ready}
         return ready, [ref for ref in refs if id(ref) not in chosen]
+
+    def wait_beside_parked(self, ids: list[str], num_returns: int, timeout: float | None
+                           ) -> None:
+        """wait() over refs some of which parked tasks make: those are not ready, and a
+        wait that could only end with them raises their PlanError rather than never end."""
+        if timeout is None and len(ids) - self.parked.count(ids) < num_returns:
+            error = self.parked.error_for(ids)
+            assert error is not None
+            raise error
+        parked = self.parked.outputs()
+        self.subscribe([oid for oid in ids if oid not in self.values and oid not in parked])
+        self.pump_until(lambda: sum(oid in self.values for oid in ids) >= num_returns, timeout)
 
     def wait_streams(self, waitables: Sequence[Any], num_returns: int, timeout: float | None
                      ) -> tuple[list[Any], list[Any]]:
@@ -326,6 +347,13 @@ class Session(ObjectReading):
         return self.request(p.MemoryRequest(next(self.requests))).nodes
 
     @_serialized
+    def resources(self) -> tuple[Any, ...]:
+        """Every node's resources, in all and free now (protocol.NodeResources)."""
+        from plait.executor.wire import protocol as p
+
+        return self.request(p.ResourcesRequest(next(self.requests))).nodes
+
+    @_serialized
     def validate_state(self, timeout: float) -> tuple[str, ...]:
         """Every invariant the head and the nodes find broken (empty when all hold)."""
         from plait.executor.wire import protocol as p
@@ -386,8 +414,8 @@ class Session(ObjectReading):
         from plait.compiler.view import NodeView, ObjectInfo
         from plait.executor.wire import protocol as p
 
-        nodes = tuple(NodeView(n.id, n.workers, store_capacity=n.store_capacity)
-                      for n in self.nodes)
+        nodes = tuple(NodeView(n.id, n.workers, store_capacity=n.store_capacity,
+                               resources=n.resources) for n in self.nodes)
         objects = {}
         for oid in inputs:
             value = self.values.get(oid)
@@ -403,7 +431,7 @@ class Session(ObjectReading):
         from plait.executor.wire import protocol as p
 
         frees = self.flush_frees(send=self.frees_after is not None)   # else in the Submit
-        made = _drain(self.unsubmitted)
+        made = self.parked.unpark() + _drain(self.unsubmitted)   # parked: another try
         while True:
             refs = [ref for ref in refs if ref.id not in self.values]   # known: nothing to run
             graph, tasks = collect(refs, made)
@@ -417,7 +445,10 @@ class Session(ObjectReading):
             except compiler.PlanError as error:
                 if error.task_id not in tasks:
                     raise
-                self.refuse(graph, tasks, error)       # the rest of the graph still runs
+                if error.infeasible:                   # a node may join that runs it
+                    self.parked.park(graph, tasks, error)
+                else:
+                    self.refuse(graph, tasks, error)   # the rest of the graph still runs
         functions, specs = [], []
         for task_id, node in graph.tasks.items():
             task = tasks[task_id]
@@ -434,7 +465,8 @@ class Session(ObjectReading):
                                     detached=task.detached, slots=_slots(task, node.num_cpus),
                                     handle=task.named[1], actor_name=task.named[0],
                                     generator=_generator_kind(task.options.num_returns),
-                                    concurrency=task.concurrency))
+                                    concurrency=task.concurrency, resources=node.needs,
+                                    max_calls=task.options.max_calls))
         watch = tuple(dict.fromkeys(ref.id for ref in refs if ref.id not in self.asked))
         self.asked.update(watch)          # fetch will not subscribe again
         self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch))

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from plait.compiler.view import ClusterView, NodeView, ObjectInfo
+from plait.compiler.view import ClusterView, NodeView, ObjectInfo, offers
 from plait.errors import (ObjectLostError, ReconstructionFailedError,
                           TaskCancelledError, WorkerCrashedError)
 from plait.executor.head.actors import ActorRecord, ActorRouting
@@ -304,7 +304,8 @@ class Head(ActorRouting, Outbox):
 
     def view(self, objects: dict[str, ObjectInfo], actors: dict[str, str]) -> ClusterView:
         nodes = tuple(NodeView(r.info.id, r.info.workers, r.store_free, r.queued,
-                               r.info.store_capacity) for r in self.nodes.values())
+                               r.info.store_capacity, r.info.resources)
+                      for r in self.nodes.values())
         return ClusterView(nodes, objects, dict(self.durations), dict(self.result_sizes), actors)
 
     def node_order(self, node: str) -> int:
@@ -332,7 +333,7 @@ class Head(ActorRouting, Outbox):
                 if spec is None:
                     continue
             elif spec.node not in self.nodes:       # it died after the driver compiled
-                spec = replace(spec, node=self.least_loaded())
+                spec = replace(spec, node=self.least_loaded(spec.resources))
             if self.accept(spec):
                 per_node[spec.node].append(spec)
                 if spec.generator:
@@ -460,10 +461,17 @@ class Head(ActorRouting, Outbox):
             self.to_node(node, p.Unpin(tuple(pins)))
 
     def on_MemoryRequest(self, peer: Peer, message: p.MemoryRequest) -> None:
+        self.gather(peer, message.request, p.MemoryRequest, p.MemoryReport)
+
+    def on_ResourcesRequest(self, peer: Peer, message: p.ResourcesRequest) -> None:
+        self.gather(peer, message.request, p.ResourcesRequest, p.ResourcesReport)
+
+    def gather(self, peer: Peer, asked: int, kind: type, answer: type) -> None:
+        """Ask every node the same question; answer the client once all have answered."""
         request = next(self.requests)
-        self.gathers[request] = Gather(p.MemoryReport, peer, message.request, set(self.nodes))
+        self.gathers[request] = Gather(answer, peer, asked, set(self.nodes))
         for node in list(self.nodes):
-            self.to_node(node, p.MemoryRequest(request))
+            self.to_node(node, kind(request))
         self.try_answer(request)
 
     def on_StateCheck(self, peer: Peer, message: p.StateCheck) -> None:
@@ -518,7 +526,7 @@ class Head(ActorRouting, Outbox):
             return
         del self.gathers[request]
         parts = [item for part in gather.parts.values() for item in part]
-        if gather.kind is p.MemoryReport:
+        if gather.kind in (p.MemoryReport, p.ResourcesReport):
             order = {node: i for i, node in enumerate(self.nodes)}
             parts.sort(key=lambda summary: order.get(summary.node, len(order)))
         elif gather.kind is p.Pinned:           # pins the client will have to undo
@@ -686,7 +694,8 @@ class Head(ActorRouting, Outbox):
         for task_id in sorted(self.readers_of.get(object_id, ())):
             spec = self.assigned.get(task_id)
             if (spec is None or spec.follows or spec.pinned or task_id in self.moving
-                    or spec.node == value.node or value.node not in self.nodes):
+                    or spec.node == value.node or value.node not in self.nodes
+                    or not offers(self.nodes[value.node].info.resources, spec.resources)):
                 continue
             if self.bytes_on(spec, value.node) > self.bytes_on(spec, spec.node) + REVISIT_BYTES:
                 self.moving[task_id] = value.node
@@ -780,6 +789,9 @@ class Head(ActorRouting, Outbox):
         self.on_Pin(gather.peer, gather.origin)
 
     def node_MemoryReport(self, node: str, message: p.MemoryReport) -> None:
+        self.gather_part(message.request, node, message.nodes)
+
+    def node_ResourcesReport(self, node: str, message: p.ResourcesReport) -> None:
         self.gather_part(message.request, node, message.nodes)
 
     def gather_part(self, request: int, node: str, part: tuple) -> None:
@@ -928,7 +940,7 @@ class Head(ActorRouting, Outbox):
             self.fail_awaited(spec, p.Failed(pickle.dumps(error)))
             return
         self.revive_inputs(spec, node, reason)
-        target = spec.node if spec.node in self.nodes else self.least_loaded()
+        target = spec.node if spec.node in self.nodes else self.least_loaded(spec.resources)
         again = replace(spec, node=target, pinned=False)
         if self.accept(again):
             self.assign(target, [again], {})
@@ -962,7 +974,7 @@ class Head(ActorRouting, Outbox):
                 self.finish(spec, tuple((oid, p.Failed(pickle.dumps(error)))
                                         for oid in spec.outputs))
                 continue
-            target = self.least_loaded()
+            target = self.least_loaded(spec.resources)
             moved = replace(spec, node=target)
             self.assigned[task_id] = moved
             self.nodes[target].queued += 1
@@ -978,9 +990,12 @@ class Head(ActorRouting, Outbox):
         """Nodes that run tasks (a head started with no workers does not)."""
         return [n for n, r in self.nodes.items() if r.info.workers > 0]
 
-    def least_loaded(self) -> str:
-        """The live node with the shortest queue per worker (the head's own node if none)."""
-        able = self.able() or [self.local.id]
+    def least_loaded(self, needs: tuple[tuple[str, float], ...] = ()) -> str:
+        """The live node with the shortest queue per worker among those that offer
+        ``needs`` (a task's GPUs, custom resources); the head's own node if none. A node
+        given a task it cannot hold fails it (node.py, dispatch)."""
+        able = [n for n in self.able() if offers(self.nodes[n].info.resources, needs)] \
+            or self.able() or [self.local.id]
         return min(able, key=lambda n: (self.nodes[n].queued / max(self.nodes[n].info.workers, 1),
                                         self.node_order(n)))
 

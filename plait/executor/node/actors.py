@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from plait.errors import ActorDiedError
+from plait.executor.node.resources import Ledger
 from plait.executor.node.tasks import TaskTable
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
@@ -51,6 +52,7 @@ class ActorHost(Protocol):
     table: TaskTable
     workers: dict[bytes, WorkerHandle]
     held_slots: dict[str, int]
+    ledger: Ledger
     stopping: bool
     clock: Callable[[], float]
 
@@ -69,6 +71,8 @@ class ActorHost(Protocol):
     def send_items(self, worker: WorkerHandle, items: list[p.WorkItem]) -> None: ...
 
     def fail_task(self, task_id: str, error: bytes) -> None: ...
+
+    def resources_freed(self) -> None: ...
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Actors:
         self.by_id: dict[str, LocalActor] = {}
         self.wanted: set[str] = set()          # actors that may have work to send
         self.leaving: set[str] = set()         # actors whose process was told Bye
+        self.awaiting: list[str] = []          # actors whose resources others hold
 
     # -- arrivals ----------------------------------------------------------------------
 
@@ -109,7 +114,26 @@ class Actors:
         actor = self.by_id[spec.actor] = LocalActor(spec)
         if spec.slots:                # num_cpus given: that many task slots are its own
             self.node.held_slots["actor " + spec.actor] = spec.slots
+        if not self.node.ledger.offers(spec.resources):   # moved here when its node died
+            self.die(actor, ActorDiedError(spec.actor, f"it asks for {dict(spec.resources)}, "
+                                                       f"which {self.node.id} does not offer"))
+            return
+        if not self.node.ledger.take("actor " + spec.actor, spec.resources):
+            self.awaiting.append(spec.actor)      # GPUs, ... held by others: started later
+            return
         self.start_process(actor)
+
+    def resources_freed(self) -> None:
+        """Start the actors, in order, whose resources (GPU, custom) are free now."""
+        waiting, self.awaiting = self.awaiting, []
+        for actor_id in waiting:
+            actor = self.by_id.get(actor_id)
+            if actor is None or actor.dead:
+                continue
+            if self.node.ledger.take("actor " + actor_id, actor.spec.resources):
+                self.start_process(actor)
+            else:
+                self.awaiting.append(actor_id)
 
     def start_process(self, actor: LocalActor) -> None:
         """Ask for the actor's process; its calls wait until it has started and is ready."""
@@ -197,11 +221,13 @@ class Actors:
 
     def creation_item(self, actor: LocalActor) -> p.WorkItem:
         spec = actor.spec
+        held, gpu_ids = self.node.ledger.assigned("actor " + spec.actor)
         item = self.node.work_item(spec.id) if spec.id in self.node.table.tasks else None
         return item or p.WorkItem(spec.id, -1 - actor.restarts, spec.function_id,
                                   spec.function_name, spec.payload, (), (), spec.outputs,
                                   method="__init__", slots=spec.slots,
-                                  concurrency=spec.concurrency)
+                                  concurrency=spec.concurrency,
+                                  resources=held, gpu_ids=gpu_ids)
 
     # -- results and deaths ----------------------------------------------------------------
 
@@ -325,6 +351,8 @@ class Actors:
         """Dead for good: every queued call fails, later calls fail on arrival."""
         actor.state, actor.dead = "dead", pickle.dumps(error)
         self.node.held_slots.pop("actor " + actor.spec.actor, None)
+        if self.node.ledger.give_back("actor " + actor.spec.actor):
+            self.node.resources_freed()
         if actor.worker is not None:
             actor.worker.retiring = True
             self.node.emit(KillWorker(actor.worker.identity))

@@ -3,15 +3,15 @@
 Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the other)::
 
     driver --Hello/Heartbeat/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/
-             Expect/Hold/Free/Cancel/MemoryRequest/StateCheck/TraceRequest/KillActor/
-             ActorLookup/Bye--> head
+             Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/TraceRequest/
+             KillActor/ActorLookup/Bye--> head
     driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Yielded/Pinned/MemoryReport/
-             StateReport/TraceReport/ActorFound-- head
+             ResourcesReport/StateReport/TraceReport/ActorFound-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Yielded/Created/ReplicaAdded/
-             ReplicaDropped/Revoked/Pinned/MemoryReport/StateReport/ActorExit/CopyLost/
-             WorkerExited--> head
+             ReplicaDropped/Revoked/Pinned/MemoryReport/ResourcesReport/StateReport/ActorExit/
+             CopyLost/WorkerExited--> head
     node   <--NodeTable/Heartbeat/Assign/Cancel/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/
-             StateCheck/NodeLost/KillActor/Bye-- head
+             ResourcesRequest/StateCheck/NodeLost/KillActor/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
     worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/Yielded/Blocked/Unblocked--> node
     worker <--RunTasks/Skip/Cancel/Allocated/Refused/Bye----- node
@@ -120,6 +120,7 @@ class NodeInfo:
     arena: str
     store_capacity: int
     host: str = ""                   # nodes with equal hosts share /dev/shm
+    resources: tuple[tuple[str, float], ...] = ()   # offered beside CPUs: GPU, memory, custom
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +380,29 @@ class MemoryReport:
 
 
 @dataclass(frozen=True, slots=True)
+class ResourcesRequest:
+    """What every node has and has free (``plait.available_resources()``)."""
+
+    request: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResources:
+    """One node's resources by Ray's names (CPU, GPU, memory, object_store_memory, custom):
+    what it has in all, and what no running task or live actor holds now."""
+
+    node: str
+    total: tuple[tuple[str, float], ...]
+    free: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcesReport:
+    request: int
+    nodes: tuple[NodeResources, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StateCheck:
     """Ask the head (which asks every node) to check its own invariants."""
 
@@ -434,6 +458,8 @@ class TaskSpec:
     actor_name: str = ""
     generator: str = ""            # "streaming" or "dynamic": its values are Yielded
     concurrency: int = 1           # an actor's creation: how many of its calls run at once
+    resources: tuple[tuple[str, float], ...] = ()   # held while it runs (actor: its life)
+    max_calls: int = 0             # calls of its function a worker runs, then it is replaced
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,6 +576,8 @@ class WorkItem:
     slots: int = 1                 # worker slots it holds (get_assigned_resources reads them)
     generator: str = ""            # "streaming" or "dynamic": each value Yielded as it comes
     concurrency: int = 1           # with "__init__": how many calls the actor runs at once
+    resources: tuple[tuple[str, float], ...] = ()   # held beside CPUs (get_assigned_resources)
+    gpu_ids: tuple[int, ...] = ()  # the GPUs it holds: CUDA_VISIBLE_DEVICES, get_gpu_ids()
 
 
 @dataclass(frozen=True, slots=True)
@@ -611,7 +639,8 @@ class Yielded:
 
 Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutInline | Alloc
            | Allocated | Refused | Seal | Pin | Pinned | Unpin | Expect | Hold | MemoryRequest
-           | MemoryReport | StateCheck | StateReport | ViewRequest | View | Submit | Assign
+           | MemoryReport | ResourcesRequest | ResourcesReport | StateCheck | StateReport
+           | ViewRequest | View | Submit | Assign
            | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
            | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
