@@ -31,6 +31,7 @@ from plait.errors import (ObjectFreedError, ObjectLostError, ObjectStoreFullErro
 from plait.executor.node.actors import Actors
 from plait.executor.node.admission import FAIL, GO, NOTHING, WAIT, Admission, Need
 from plait.executor.node.invariants import node_problems
+from plait.executor.node.snapshot import node_snapshot
 from plait.executor.node.tasks import TaskTable
 from plait.executor.node.workers import Processes, WorkerHandle
 from plait.executor.wire import protocol as p
@@ -318,6 +319,9 @@ class Node(Outbox):
 
     def on_MemoryRequest(self, message: p.MemoryRequest) -> None:
         self.up(p.MemoryReport(message.request, (self.store.summary(),)))
+
+    def on_SnapshotRequest(self, message: p.SnapshotRequest) -> None:
+        self.up(node_snapshot(self, message.request))
 
     def on_StateCheck(self, message: p.StateCheck) -> None:
         held = set(self.table.tasks) | {t for w in self.workers.values() for t in w.inflight}
