@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import subprocess
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -25,6 +26,8 @@ from plait.graph.remote_function import ObjectRefGenerator
 _lock = threading.RLock()
 _session: Session | None = None
 _session_counter = itertools.count(1)
+_dashboard: subprocess.Popen | None = None      # the dashboard's process, if init started one
+dashboard_url: str | None = None
 
 
 # -- the public functions ----------------------------------------------------------------
@@ -34,7 +37,8 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
          spill_dir: str | None = None, spilling: bool = True,
          worker_memory_limit: int | None = None, num_cpus: int | None = None,
          ignore_reinit_error: bool = False, address: str | None = None,
-         submit_after_idle: float | None = 0.01, **ray_options: Any) -> None:
+         submit_after_idle: float | None = 0.01, dashboard: bool | int = False,
+         **ray_options: Any) -> None:
     """Start the embedded local cluster: one node process and ``num_workers`` workers.
 
     ``num_nodes`` nodes start on this machine (node-0 is the head), each with its own
@@ -48,6 +52,9 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
     ``.remote()`` calls are submitted together at the next get/wait (one plan for the
     whole graph) or once no call was made for ``submit_after_idle`` seconds, so calls
     made only for their side effects run as in Ray; None: only at get/wait/shutdown.
+
+    ``dashboard=True`` (or a port) starts the live dashboard (``pip install
+    "plait[dashboard]"``) on loopback and prints its URL, token included.
     """
     global _session
     with _lock:
@@ -62,6 +69,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
 
             _session = Session(joined_cluster(address), 1, submit_after_idle=submit_after_idle)
             context.install(_session)
+            _open_dashboard(dashboard, address)
             return
         workers = num_workers if num_workers is not None else (num_cpus or os.cpu_count() or 1)
         if not isinstance(workers, int) or workers < 1:
@@ -79,6 +87,23 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
                                      worker_memory_limit or 0)
         _session = Session(cluster, num_nodes, submit_after_idle=submit_after_idle)
         context.install(_session)
+        _open_dashboard(dashboard, cluster.client_address)
+
+
+def _open_dashboard(dashboard: bool | int, address: str) -> None:
+    """Start the dashboard's process for this session's cluster and print its URL."""
+    global _dashboard, dashboard_url
+    if dashboard is False or dashboard is None:
+        return
+    from plait.executor.driver.dashboard import start_dashboard
+
+    port = 0 if dashboard is True else int(dashboard)
+    try:
+        _dashboard, dashboard_url = start_dashboard(address, port=port, watch_pid=os.getpid())
+    except ClusterError:
+        shutdown()
+        raise
+    print(f"plait dashboard: {dashboard_url}", flush=True)
 
 
 _IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
@@ -134,7 +159,17 @@ def shutdown() -> None:
             return
         current, _session = _session, None
         context.install(None)
+        _close_dashboard()
         current.shutdown()
+
+
+def _close_dashboard() -> None:
+    global _dashboard, dashboard_url
+    if _dashboard is not None:
+        from plait.executor.driver.dashboard import stop_dashboard
+
+        stop_dashboard(_dashboard)
+        _dashboard, dashboard_url = None, None
 
 
 def is_initialized() -> bool:
