@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from plait import compiler
+from plait.compiler.units import parse_bytes
 from plait.errors import ClusterError
 from plait.executor.driver.session import Session, _check_refs
 from plait.graph import context
@@ -33,9 +34,9 @@ dashboard_url: str | None = None
 # -- the public functions ----------------------------------------------------------------
 
 def init(num_workers: int | None = None, *, num_nodes: int = 1,
-         store_memory: int | None = None,
+         store_memory: int | str | None = None,
          spill_dir: str | None = None, spilling: bool = True,
-         worker_memory_limit: int | None = None, num_cpus: int | None = None,
+         worker_memory_limit: int | str | None = None, num_cpus: int | None = None,
          ignore_reinit_error: bool = False, address: str | None = None,
          submit_after_idle: float | None = 0.01, dashboard: bool | int = False,
          **ray_options: Any) -> None:
@@ -43,11 +44,12 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
 
     ``num_nodes`` nodes start on this machine (node-0 is the head), each with its own
     store and ``num_workers`` workers, one per CPU by default (``num_cpus`` is Ray's name);
-    ``store_memory`` (bytes) bounds the node's shared-memory store; when it is full, the
-    least recently used objects spill to ``spill_dir`` (default: a fresh directory under
-    the system's temporary directory) unless ``spilling=False``. A busy worker whose resident
-    memory passes ``worker_memory_limit`` bytes is killed and its task retried (then
-    OutOfMemoryError); without a limit, only when the machine runs out of memory.
+    ``store_memory`` bounds each node's shared-memory store; when it is full, the least
+    recently used objects spill to ``spill_dir`` (default: a fresh directory under the
+    system's temporary directory) unless ``spilling=False``. A busy worker whose resident
+    memory passes ``worker_memory_limit`` is killed and its task retried (then
+    OutOfMemoryError); without a limit, only when the machine runs out of memory. Sizes
+    are bytes, or strings with a unit as Dask's ``memory_limit``: "512MiB", "2GB".
 
     ``.remote()`` calls are submitted together at the next get/wait (one plan for the
     whole graph) or once no call was made for ``submit_after_idle`` seconds, so calls
@@ -84,7 +86,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
 
         session_id = f"{os.getpid():x}-{next(_session_counter)}"
         cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill,
-                                     worker_memory_limit or 0)
+                                     parse_bytes(worker_memory_limit or 0))
         _session = Session(cluster, num_nodes, submit_after_idle=submit_after_idle)
         context.install(_session)
         _open_dashboard(dashboard, cluster.client_address)
@@ -116,10 +118,11 @@ def _check_ray_options(options: dict[str, Any]) -> None:
         raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
 
 
-def _check_store_memory(requested: int | None) -> int:
+def _check_store_memory(requested: int | str | None) -> int:
     """The store size: the default, or the request if /dev/shm can hold it."""
     if requested is None:
         return default_store_memory()
+    requested = parse_bytes(requested)
     if not isinstance(requested, int) or isinstance(requested, bool) or requested < (1 << 20):
         raise ValueError(f"store_memory must be a number of bytes >= 1 MiB, got {requested!r}")
     shm = os.statvfs("/dev/shm")

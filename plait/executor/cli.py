@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from contextlib import closing
 
+from plait.compiler.units import parse_bytes
 from plait.errors import ClusterError, HeadUnavailableError, PlaitError
 from plait.executor.driver.connection import START_TIMEOUT_S, Connection, JoinedCluster
 from plait.executor.driver.discovery import home, host_port, joined_cluster
@@ -327,6 +328,14 @@ def _write_json(name: str, value) -> None:
 
 # -- entry point ---------------------------------------------------------------------------
 
+def _size(text: str) -> int:
+    """--store-memory's value: bytes, or a size with a unit (argparse shows the error)."""
+    try:
+        return parse_bytes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="plait", description=__doc__.split("\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
@@ -338,7 +347,8 @@ def parser() -> argparse.ArgumentParser:
     begin.add_argument("--bind", help="IP to listen on and advertise (default: 127.0.0.1 for "
                        "a head; for a node, this host's IP facing the head)")
     begin.add_argument("--num-workers", type=int, default=os.cpu_count() or 1)
-    begin.add_argument("--store-memory", type=int, default=None, help="store bytes")
+    begin.add_argument("--store-memory", type=_size, default=None,
+                       help="store size: bytes, or with a unit (512MiB, 2GB)")
     begin.add_argument("--key-file", help="the cluster key (default $PLAIT_HOME/cluster.key)")
     begin.add_argument("--dashboard", action="store_true",
                        help="also start the head's live dashboard (loopback, token in its URL)")

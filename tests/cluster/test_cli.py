@@ -29,7 +29,7 @@ from tests.netns import (Host, Lines, command_lines, free_port, leftovers, statu
 pytestmark = pytest.mark.cluster
 
 MiB = 1 << 20
-STORE = str(256 * MiB)
+STORE = "256MiB"                # a size with a unit, as a person writes it
 WORKERS = ("--num-workers", "1")
 RELEASE_TIMEOUT = 10.0         # for the head to free what a departed driver held
 FAIL_FAST = 15.0               # a command that cannot succeed says so well before 60 s

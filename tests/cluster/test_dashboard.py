@@ -63,7 +63,7 @@ def dashboard():
     if not os.path.exists(CHROMEDRIVER):
         pytest.skip("chromium-driver is not installed (apt-get install chromium chromium-driver)")
     plait.shutdown()
-    plait.init(num_nodes=3, num_workers=1, store_memory=64 << 20, dashboard=True)
+    plait.init(num_nodes=3, num_workers=1, store_memory="64MiB", dashboard=True)
     options = webdriver.ChromeOptions()
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--window-size=1280,900"):
