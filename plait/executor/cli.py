@@ -99,7 +99,7 @@ def dashboard(args: argparse.Namespace) -> int:
     from plait.executor.driver.dashboard import start_dashboard, stop_dashboard
 
     process, url = start_dashboard(args.address or "auto", port=args.port,
-                                   key_file=args.key_file)
+                                   key_file=args.key_file, watch_pid=os.getpid())
     print(f"plait dashboard: {url}  (Ctrl-C stops it)", flush=True)
     try:
         process.wait()
