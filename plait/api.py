@@ -13,11 +13,13 @@ import itertools
 import os
 import subprocess
 import threading
+from dataclasses import dataclass
+from html import escape
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from plait import compiler
-from plait.compiler.units import parse_bytes
+from plait.compiler.units import format_bytes, parse_bytes
 from plait.errors import ClusterError
 from plait.executor.driver.session import Session, _check_refs
 from plait.graph import context
@@ -39,7 +41,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
          worker_memory_limit: int | str | None = None, num_cpus: int | None = None,
          ignore_reinit_error: bool = False, address: str | None = None,
          submit_after_idle: float | None = 0.01, dashboard: bool | int = False,
-         **ray_options: Any) -> None:
+         **ray_options: Any) -> ClusterInfo:
     """Start the embedded local cluster: one node process and ``num_workers`` workers.
 
     ``num_nodes`` nodes start on this machine (node-0 is the head), each with its own
@@ -57,12 +59,15 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
 
     ``dashboard=True`` (or a port) starts the live dashboard (``pip install
     "plait[dashboard]"``) on loopback and prints its URL, token included.
+
+    Returns a ClusterInfo (Ray's RayContext): the cluster's shape and the dashboard's URL,
+    shown as a table in a notebook; ``with plait.init(): ...`` shuts down at the end.
     """
     global _session
     with _lock:
         if _session is not None:
             if ignore_reinit_error:
-                return
+                return _info(_session)
             raise ClusterError("plait.init was called twice; call plait.shutdown() first or "
                                "pass ignore_reinit_error=True")
         _check_ray_options(ray_options)
@@ -72,7 +77,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
             _session = Session(joined_cluster(address), 1, submit_after_idle=submit_after_idle)
             context.install(_session)
             _open_dashboard(dashboard, address)
-            return
+            return _info(_session)
         workers = num_workers if num_workers is not None else (num_cpus or os.cpu_count() or 1)
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {workers!r}")
@@ -90,6 +95,48 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
         _session = Session(cluster, num_nodes, submit_after_idle=submit_after_idle)
         context.install(_session)
         _open_dashboard(dashboard, cluster.client_address)
+        return _info(_session)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What ``plait.init()`` returns: the cluster's shape and where to watch it."""
+
+    session: str
+    address: str
+    nodes: tuple[Any, ...]                   # NodeInfo, head first
+    dashboard_url: str | None
+
+    def __repr__(self) -> str:
+        workers = sum(n.workers for n in self.nodes)
+        store = sum(n.store_capacity for n in self.nodes)
+        lines = [f"plait cluster {self.session}: {len(self.nodes)} node(s), {workers} "
+                 f"worker(s), {format_bytes(store)} of store", f"  address:   {self.address}"]
+        if self.dashboard_url:
+            lines.append(f"  dashboard: {self.dashboard_url}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{escape(n.id)}{' (head)' if n.is_head else ''}</td>"
+                       f"<td>{n.workers}</td><td>{format_bytes(n.store_capacity)}</td></tr>"
+                       for n in self.nodes)
+        link = (f'<p>Dashboard: <a href="{escape(self.dashboard_url)}" target="_blank">'
+                f"{escape(self.dashboard_url.split('?', 1)[0])}</a></p>"
+                if self.dashboard_url else "")
+        return (f"<div><b>plait cluster</b> {escape(self.session)} at "
+                f"<code>{escape(self.address)}</code>{link}<table><tr><th>node</th>"
+                f"<th>workers</th><th>store</th></tr>{rows}</table></div>")
+
+    def __enter__(self) -> ClusterInfo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutdown()
+
+
+def _info(current: Session) -> ClusterInfo:
+    address = current.cluster.client_address.removeprefix("tcp://")
+    return ClusterInfo(current.id, address, tuple(current.nodes), dashboard_url)
 
 
 def _open_dashboard(dashboard: bool | int, address: str) -> None:

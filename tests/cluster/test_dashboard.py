@@ -63,14 +63,15 @@ def dashboard():
     if not os.path.exists(CHROMEDRIVER):
         pytest.skip("chromium-driver is not installed (apt-get install chromium chromium-driver)")
     plait.shutdown()
-    plait.init(num_nodes=3, num_workers=1, store_memory="64MiB", dashboard=True)
+    info = plait.init(num_nodes=3, num_workers=1, store_memory="64MiB", dashboard=True)
     options = webdriver.ChromeOptions()
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--window-size=1280,900"):
         options.add_argument(flag)
     browser = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
     try:
-        yield browser, plait.api.dashboard_url
+        assert info.dashboard_url and f"dashboard: {info.dashboard_url}" in repr(info)
+        yield browser, info.dashboard_url
     finally:
         browser.quit()
         try:
