@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from plait.executor.wire import protocol as p
 
 STREAM_SECONDS = 60.0           # the task stream shows the last minute
+STREAM_BARS = 2_000             # ... its newest tasks and copies at most: a page draws each
 
 
 def page_state(now: p.Snapshot, before: p.Snapshot | None) -> dict:
@@ -109,12 +110,12 @@ def object_rows(now: p.Snapshot) -> list[dict]:
 
 
 def stream(events: Iterable[p.TaskEvent | p.TransferEvent], now: float) -> dict:
-    """The task stream of the last STREAM_SECONDS: a bar per task, by node and worker, and
-    a line per copy between nodes; times in seconds before ``now``."""
+    """The task stream of the last STREAM_SECONDS (the newest STREAM_BARS events): a bar
+    per task, by node and worker, and a line per copy between nodes; times in seconds
+    before ``now``."""
     tasks, transfers = [], []
-    for event in events:
-        if event.end < now - STREAM_SECONDS:
-            continue
+    recent = [event for event in events if event.end >= now - STREAM_SECONDS]
+    for event in recent[-STREAM_BARS:]:
         if isinstance(event, p.TaskEvent):
             tasks.append({"lane": f"{event.node} w{event.worker}", "function":
                           event.function_name, "start": round(event.start - now, 3),

@@ -172,7 +172,9 @@
     document.querySelectorAll("#plan g.plait-vertex[data-key]").forEach(function (g) {
       var ids = members[g.getAttribute("data-key")];
       if (!ids) return;
-      var seen = ids.map(function (t) { return states[t] || "done"; }), word = "done";
+      // tasks past the head's cap (census.MAX_PLAN_STATES) have no state: left uncoloured
+      var seen = ids.map(function (t) { return states[t]; }).filter(Boolean), word = "done";
+      if (!seen.length) return;
       if (seen.indexOf("failed") >= 0) word = "failed";
       else if (seen.indexOf("running") >= 0) word = "running";
       else if (seen.indexOf("waiting") >= 0) word = seen.indexOf("done") >= 0 ? "running" : "waiting";
