@@ -62,7 +62,8 @@ class Source:
     def refresh(self) -> None:
         snapshot = self.ask(p.SnapshotRequest(next(self.requests), self.notices_end))
         assert isinstance(snapshot, p.Snapshot)
-        trace = self.ask(p.TraceRequest(next(self.requests), self.position))
+        trace = self.ask(p.TraceRequest(next(self.requests), self.position,
+                                        newest=view.STREAM_BARS))
         assert isinstance(trace, p.TraceReport)
         self.events.extend(trace.events)
         self.position = trace.position

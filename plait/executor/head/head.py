@@ -773,6 +773,8 @@ class Head(ActorRouting, Outbox):
     def on_TraceRequest(self, peer: Peer, message: p.TraceRequest) -> None:
         end = self.events_dropped + len(self.events)
         since = end if message.since < 0 else max(message.since, self.events_dropped)
+        if message.newest > 0:
+            since = max(since, end - message.newest)
         events = tuple(itertools.islice(self.events, since - self.events_dropped, None))
         self.to_client(peer, p.TraceReport(message.request, events, end))
 

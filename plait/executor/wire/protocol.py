@@ -297,10 +297,12 @@ class TransferEvent:
 
 @dataclass(frozen=True, slots=True)
 class TraceRequest:
-    """Events recorded since position ``since`` (-1: just tell me the current position)."""
+    """Events recorded since position ``since`` (-1: just tell me the current position);
+    ``newest`` > 0: only the last that many of them (a dashboard's task stream)."""
 
     request: int
     since: int
+    newest: int = 0
 
 
 @dataclass(frozen=True, slots=True)

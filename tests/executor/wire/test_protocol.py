@@ -72,6 +72,7 @@ SAMPLES = [
     p.TaskEvent("inc-2", "inc", "node-0", 1, 10.0, 10.5, True),
     p.TransferEvent("put-1", "node-1", "node-0", 1 << 20, 10.0, 10.1),
     p.TraceRequest(12, -1),
+    p.TraceRequest(13, 40, newest=2000),
     p.TraceReport(12, (p.TaskEvent("inc-2", "inc", "node-0", 1, 10.0, 10.5, False),), 7),
     p.Welcome("a1b2", (NODE, dataclasses.replace(NODE, id="node-1", is_head=False))),
     p.PutInline("put-1", p.Inline(b"\x00" * 100, ("put-0",))),
