@@ -106,7 +106,7 @@ def progress_rows(now: p.Snapshot) -> list[dict]:
 def object_rows(now: p.Snapshot) -> list[dict]:
     return [{"id": summary.id, "nbytes": summary.nbytes, "state": summary.state,
              "created_by": summary.created_by, "node": node, "copies": list(copies),
-             "holders": holders} for summary, node, copies, holders in now.objects]
+             "holders": list(holders)} for summary, node, copies, holders in now.objects]
 
 
 def stream(events: Iterable[p.TaskEvent | p.TransferEvent], now: float) -> dict:

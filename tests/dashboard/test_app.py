@@ -79,7 +79,7 @@ class FakeHead:
             (p.FunctionTally("inc", 10, 6, 1, 2),), 8 * MIB, 1, 1,
             (("put-x", "done"), ("inc-2", "failed"), ("inc-3", "running")), 8 * MIB,
             notices, 1, ((ObjectSummary("put-1", 8 * MIB, "pinned", "example.py:3"), "node-0",
-                          ("node-0", "node-1"), 1),))
+                          ("node-0", "node-1"), ("pid 4242",)),))
 
 
 class Clock:
@@ -188,6 +188,7 @@ def test_the_state_has_every_page(client, head, clock):
     assert state["plan"]["states"]["inc-3"] == "running"
     assert state["plan"]["predicted"] == state["plan"]["moved"] == 8 * MIB
     assert state["objects"][0]["copies"] == ["node-0", "node-1"]
+    assert state["objects"][0]["holders"] == ["pid 4242"]
     (error,) = state["events"]
     assert error["kind"] == "error" and "ValueError: bad" in error["traceback"]
     assert [t["task"] for t in state["stream"]["tasks"]] == ["inc-2"]

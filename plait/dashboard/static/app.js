@@ -201,7 +201,7 @@
   function drawObjects(state) {
     fill(document.querySelector("#objects tbody"), state.objects.map(function (o) {
       return row([o.id, bytes(o.nbytes), o.state, o.node, o.copies.join(", "),
-                  o.holders + " client" + (o.holders === 1 ? "" : "s"), o.created_by],
+                  o.holders.join(", ") || "nobody (being freed)", o.created_by],
                  {"class": "object-row " + o.state, "data-object": o.id});
     }));
   }

@@ -145,7 +145,8 @@ def build_snapshot(census: Census, request: int, since: int, session: str,
                    infos: tuple[p.NodeInfo, ...], ages: tuple[float, ...],
                    parts: list[p.NodeSnapshot], assigned: Mapping[str, p.TaskSpec],
                    locations: Mapping[str, set[str]],
-                   holds: Mapping[object, Mapping[str, int]]) -> p.Snapshot:
+                   holds: Mapping[object, Mapping[str, int]],
+                   processes: Mapping[object, tuple[str, int]]) -> p.Snapshot:
     """The head's answer to a SnapshotRequest, from its tables and the nodes' snapshots
     (``parts``; a node that died meanwhile gave none)."""
     by_node = {part.node: part for part in parts}
@@ -156,13 +157,15 @@ def build_snapshot(census: Census, request: int, since: int, session: str,
         tuple(by_node[info.id] for info in infos if info.id in by_node), tuple(census.dead),
         census.tallies(), census.bytes_moved, census.transfers, census.plan_number,
         census.plan_states(assigned, running), census.bytes_moved - census.plan_moved_from,
-        notices, end, largest_objects(parts, locations, holds))
+        notices, end, largest_objects(parts, locations, holds, processes))
 
 
 def largest_objects(parts: list[p.NodeSnapshot], locations: Mapping[str, set[str]],
-                    holds: Mapping[object, Mapping[str, int]]) -> tuple:
+                    holds: Mapping[object, Mapping[str, int]],
+                    processes: Mapping[object, tuple[str, int]]) -> tuple:
     """The MAX_OBJECTS largest objects of the nodes' stores: each with the node reporting
-    it, the nodes holding a copy, and how many clients (drivers, tasks) hold a ref to it."""
+    it, the nodes holding a copy, and the clients (drivers, tasks' sessions) holding a ref
+    to it, by pid where the client told the head its process."""
     seen: dict[str, tuple] = {}
     for part in parts:
         for summary in part.store.largest:
@@ -170,5 +173,16 @@ def largest_objects(parts: list[p.NodeSnapshot], locations: Mapping[str, set[str
                 seen[summary.id] = (summary, part.node)
     rows = sorted(seen.values(), key=lambda row: (-row[0].nbytes, row[0].id))[:MAX_OBJECTS]
     return tuple((summary, node, tuple(sorted(locations.get(summary.id, ()))),
-                  sum(1 for held in holds.values() if held.get(summary.id)))
+                  tuple(sorted(_client(peer, processes) for peer, held in holds.items()
+                               if held.get(summary.id))))
                  for summary, node in rows)
+
+
+def _client(peer: object, processes: Mapping[object, tuple[str, int]]) -> str:
+    """A client as the Objects page names it.
+
+    >>> _client("x", {"x": ("host-1", 42)}), _client("y", {})
+    ('pid 42', 'a client')
+    """
+    process = processes.get(peer)
+    return f"pid {process[1]}" if process else "a client"

@@ -546,7 +546,8 @@ class Head(ActorRouting, Outbox):
             ages = tuple(now - record.last_seen for record in self.nodes.values())
             self.to_client(gather.peer, build_snapshot(
                 self.census, gather.request, gather.since, self.session, self.node_infos(),
-                ages, parts, self.assigned, self.locations, self.client_holds))
+                ages, parts, self.assigned, self.locations, self.client_holds,
+                self.process_of))
             return
         if gather.kind is p.MemoryReport:
             order = {node: i for i, node in enumerate(self.nodes)}

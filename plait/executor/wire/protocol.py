@@ -705,7 +705,7 @@ class Snapshot:
     plan_moved: int                            # bytes moved since that plan was submitted
     notices: tuple[Notice, ...]
     notices_end: int
-    objects: tuple[tuple[ObjectSummary, str, tuple[str, ...], int], ...] = ()
+    objects: tuple[tuple[ObjectSummary, str, tuple[str, ...], tuple[str, ...]], ...] = ()
     # the largest objects: (summary, node, nodes with a copy, clients holding a ref)
 
 

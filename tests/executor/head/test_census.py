@@ -116,7 +116,8 @@ def test_the_largest_objects_name_their_copies_and_holders():
     big, small = (ObjectSummary("a", 3 * MIB, "pinned", "f"),
                   ObjectSummary("b", MIB, "spilled", "f"))
     answer = snapshot(head, largest={"node-1": (small, big)})
-    assert answer.objects == ((big, "node-1", ("node-1",), 1), (small, "node-1", ("node-1",), 1))
+    assert answer.objects == ((big, "node-1", ("node-1",), ("a client",)),
+                              (small, "node-1", ("node-1",), ("a client",)))
 
 
 def test_notices_are_a_bounded_ring_whose_positions_stay_valid():

@@ -109,7 +109,7 @@ SAMPLES = [
     p.Snapshot(5, "a1b2", 1700000000.0, (NODE,), (0.2,), (NODE_SNAPSHOT,),
                (p.DeadNode("node-2", 1700000000.0, "killed", NODE),),
                (p.FunctionTally("inc", 10, 7, 1, 2),), 1 << 20, 1, 1, (("inc-2", "running"),),
-               0, (NOTICE,), 4, ((SUMMARY.largest[0], "node-0", ("node-0",), 1),)),
+               0, (NOTICE,), 4, ((SUMMARY.largest[0], "node-0", ("node-0",), ("pid 7",)),)),
     p.PlanRequest(6),
     p.PlanReport(6, 1, (("inc-2", "inc", "node-1", ("put-1",), ("inc-2",), ""),), 1 << 20),
 ]
