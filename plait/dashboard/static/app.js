@@ -202,7 +202,7 @@
     fill(document.querySelector("#objects tbody"), state.objects.map(function (o) {
       return row([o.id, bytes(o.nbytes), o.state, o.node, o.copies.join(", "),
                   o.holders.join(", ") || "nobody (being freed)", o.created_by],
-                 {"class": "object-row " + o.state, "data-object": o.id});
+                 {"class": "object-row", "data-state": o.state, "data-object": o.id});
     }));
   }
   function drawEvents(state) {
