@@ -11,11 +11,15 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import subprocess
 import threading
+from dataclasses import dataclass
+from html import escape
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from plait import compiler
+from plait.compiler.units import format_bytes, parse_bytes
 from plait.errors import ClusterError
 from plait.executor.driver.session import Session, _check_refs
 from plait.graph import context
@@ -25,28 +29,31 @@ from plait.graph.remote_function import ObjectRefGenerator
 _lock = threading.RLock()
 _session: Session | None = None
 _session_counter = itertools.count(1)
+_dashboard: subprocess.Popen | None = None      # the dashboard's process, if init started one
+dashboard_url: str | None = None
 
 
 # -- the public functions ----------------------------------------------------------------
 
 def init(num_workers: int | None = None, *, num_nodes: int = 1,
-         store_memory: int | None = None,
+         store_memory: int | str | None = None,
          spill_dir: str | None = None, spilling: bool = True,
-         worker_memory_limit: int | None = None, num_cpus: int | None = None,
+         worker_memory_limit: int | str | None = None, num_cpus: int | None = None,
          ignore_reinit_error: bool = False, address: str | None = None,
-         submit_after_idle: float | None = 0.01, object_store_memory: int | None = None,
+         submit_after_idle: float | None = 0.01, object_store_memory: int | str | None = None,
          num_gpus: float | None = None, resources: dict[str, float] | None = None,
-         **ray_options: Any) -> None:
+         dashboard: bool | int = False, **ray_options: Any) -> ClusterInfo:
     """Start the embedded local cluster: one node process and ``num_workers`` workers.
 
     ``num_nodes`` nodes start on this machine (node-0 is the head), each with its own
     store and ``num_workers`` workers, one per CPU by default (``num_cpus`` is Ray's name);
-    ``store_memory`` (bytes; ``object_store_memory`` is Ray's name) bounds the node's
-    shared-memory store; when it is full, the
-    least recently used objects spill to ``spill_dir`` (default: a fresh directory under
-    the system's temporary directory) unless ``spilling=False``. A busy worker whose resident
-    memory passes ``worker_memory_limit`` bytes is killed and its task retried (then
-    OutOfMemoryError); without a limit, only when the machine runs out of memory.
+    ``store_memory`` (``object_store_memory`` is Ray's name) bounds each node's
+    shared-memory store; when it is full, the least recently used objects spill to
+    ``spill_dir`` (default: a fresh directory under the system's temporary directory)
+    unless ``spilling=False``. A busy worker whose resident memory passes
+    ``worker_memory_limit`` is killed and its task retried (then OutOfMemoryError); without
+    a limit, only when the machine runs out of memory. Sizes are bytes, or strings with a
+    unit as Dask's ``memory_limit``: "512MiB", "2GB".
 
     Each node offers ``num_gpus`` GPUs and the custom ``resources`` (name -> amount), as
     Ray's ``init`` does: tasks and actors asking for them (``num_gpus=1``,
@@ -56,12 +63,18 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
     ``.remote()`` calls are submitted together at the next get/wait (one plan for the
     whole graph) or once no call was made for ``submit_after_idle`` seconds, so calls
     made only for their side effects run as in Ray; None: only at get/wait/shutdown.
+
+    ``dashboard=True`` (or a port) starts the live dashboard (``pip install
+    "plait[dashboard]"``) on loopback and prints its URL, token included.
+
+    Returns a ClusterInfo (Ray's RayContext): the cluster's shape and the dashboard's URL,
+    shown as a table in a notebook; ``with plait.init(): ...`` shuts down at the end.
     """
     global _session
     with _lock:
         if _session is not None:
             if ignore_reinit_error:
-                return
+                return _info(_session)
             raise ClusterError("plait.init was called twice; call plait.shutdown() first or "
                                "pass ignore_reinit_error=True")
         _check_ray_options(ray_options)
@@ -75,7 +88,8 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
 
             _session = Session(joined_cluster(address), 1, submit_after_idle=submit_after_idle)
             context.install(_session)
-            return
+            _open_dashboard(dashboard, address)
+            return _info(_session)
         workers = num_workers if num_workers is not None else (num_cpus or os.cpu_count() or 1)
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {workers!r}")
@@ -89,9 +103,68 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
 
         session_id = f"{os.getpid():x}-{next(_session_counter)}"
         cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill,
-                                     worker_memory_limit or 0, offered)
+                                     parse_bytes(worker_memory_limit or 0), offered)
         _session = Session(cluster, num_nodes, submit_after_idle=submit_after_idle)
         context.install(_session)
+        _open_dashboard(dashboard, cluster.client_address)
+        return _info(_session)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What ``plait.init()`` returns: the cluster's shape and where to watch it."""
+
+    session: str
+    address: str
+    nodes: tuple[Any, ...]                   # NodeInfo, head first
+    dashboard_url: str | None
+
+    def __repr__(self) -> str:
+        workers = sum(n.workers for n in self.nodes)
+        store = sum(n.store_capacity for n in self.nodes)
+        lines = [f"plait cluster {self.session}: {len(self.nodes)} node(s), {workers} "
+                 f"worker(s), {format_bytes(store)} of store", f"  address:   {self.address}"]
+        if self.dashboard_url:
+            lines.append(f"  dashboard: {self.dashboard_url}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{escape(n.id)}{' (head)' if n.is_head else ''}</td>"
+                       f"<td>{n.workers}</td><td>{format_bytes(n.store_capacity)}</td></tr>"
+                       for n in self.nodes)
+        link = (f'<p>Dashboard: <a href="{escape(self.dashboard_url)}" target="_blank">'
+                f"{escape(self.dashboard_url.split('?', 1)[0])}</a></p>"
+                if self.dashboard_url else "")
+        return (f"<div><b>plait cluster</b> {escape(self.session)} at "
+                f"<code>{escape(self.address)}</code>{link}<table><tr><th>node</th>"
+                f"<th>workers</th><th>store</th></tr>{rows}</table></div>")
+
+    def __enter__(self) -> ClusterInfo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutdown()
+
+
+def _info(current: Session) -> ClusterInfo:
+    address = current.cluster.client_address.removeprefix("tcp://")
+    return ClusterInfo(current.id, address, tuple(current.nodes), dashboard_url)
+
+
+def _open_dashboard(dashboard: bool | int, address: str) -> None:
+    """Start the dashboard's process for this session's cluster and print its URL."""
+    global _dashboard, dashboard_url
+    if dashboard is False or dashboard is None:
+        return
+    from plait.executor.driver.dashboard import start_dashboard
+
+    port = 0 if dashboard is True else int(dashboard)
+    try:
+        _dashboard, dashboard_url = start_dashboard(address, port=port, watch_pid=os.getpid())
+    except ClusterError:
+        shutdown()
+        raise
+    print(f"plait dashboard: {dashboard_url}", flush=True)
 
 
 _IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
@@ -120,18 +193,21 @@ def _offered(num_gpus: float | None, resources: dict[str, float] | None) -> dict
     return offered
 
 
-def _one_of(store_memory: int | None, object_store_memory: int | None) -> int | None:
+def _one_of(store_memory: int | str | None, object_store_memory: int | str | None
+            ) -> int | str | None:
     """The store size asked for under plait's name or Ray's (not two different ones)."""
-    if None not in (store_memory, object_store_memory) and store_memory != object_store_memory:
+    if None not in (store_memory, object_store_memory) and \
+            parse_bytes(store_memory) != parse_bytes(object_store_memory):
         raise ValueError(f"store_memory={store_memory} and object_store_memory="
                          f"{object_store_memory} disagree: they name the same size; pass one")
     return object_store_memory if store_memory is None else store_memory
 
 
-def _check_store_memory(requested: int | None) -> int:
+def _check_store_memory(requested: int | str | None) -> int:
     """The store size: the default, or the request if /dev/shm can hold it."""
     if requested is None:
         return default_store_memory()
+    requested = parse_bytes(requested)
     if not isinstance(requested, int) or isinstance(requested, bool) or requested < (1 << 20):
         raise ValueError(f"store_memory must be a number of bytes >= 1 MiB, got {requested!r}")
     shm = os.statvfs("/dev/shm")
@@ -171,7 +247,17 @@ def shutdown() -> None:
             return
         current, _session = _session, None
         context.install(None)
+        _close_dashboard()
         current.shutdown()
+
+
+def _close_dashboard() -> None:
+    global _dashboard, dashboard_url
+    if _dashboard is not None:
+        from plait.executor.driver.dashboard import stop_dashboard
+
+        stop_dashboard(_dashboard)
+        _dashboard, dashboard_url = None, None
 
 
 def is_initialized() -> bool:

@@ -41,6 +41,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "plait.executor.node": {"plait.executor.wire", "plait.executor.head",
                             "plait.executor.worker"},
     "plait.executor.cli": {"plait.executor.wire", "plait.executor.driver"},
+    # The dashboard is a client of the head like a driver: it speaks the wire through the
+    # driver's connection and draws plans with the compiler's pictures.
+    "plait.dashboard": {"plait.executor", "plait.executor.wire", "plait.executor.driver",
+                        "plait.compiler", "plait.store", "plait.errors"},
 }
 
 # Standard modules that would give the pure compiler a clock, randomness, processes or I/O.
@@ -51,7 +55,7 @@ MAY_NOT_USE: dict[str, set[str]] = {
     "plait.graph": NO_SOCKETS, "plait.compiler": IMPURE, "plait.store": NO_SOCKETS}
 
 # Layers whose modules import one another without a circle.
-ACYCLIC = ("plait.graph", "plait.compiler", "plait.executor")
+ACYCLIC = ("plait.graph", "plait.compiler", "plait.executor", "plait.dashboard")
 
 # The circles allowed, as (importer, imported package): Plan's methods explain() and
 # visualize() call into the drawing that reads plans, importing it only when called, so

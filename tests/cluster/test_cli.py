@@ -31,7 +31,7 @@ from tests.netns import (Host, Lines, command_lines, free_port, leftovers, statu
 pytestmark = pytest.mark.cluster
 
 MiB = 1 << 20
-STORE = str(256 * MiB)
+STORE = "256MiB"                # a size with a unit, as a person writes it
 WORKERS = ("--num-workers", "1")
 RELEASE_TIMEOUT = 10.0         # for the head to free what a departed driver held
 FAIL_FAST = 15.0               # a command that cannot succeed says so well before 60 s
@@ -332,3 +332,41 @@ def test_a_task_asking_for_what_no_node_has_runs_once_a_node_with_it_joins(home)
         driver.stdin.write("\n")
         driver.stdin.flush()
         assert lines.next(60) == {"ran": ["node-1", [0]]}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_head_started_with_its_dashboard_prints_the_url_and_stop_stops_it(home):
+    """The URL works with its token only; `plait stop` takes the dashboard down too."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    port = free_port()
+    said = home.plait("start", "--head", "--port", str(port), *WORKERS, "--store-memory",
+                      STORE, "--dashboard").stdout
+    base, token = re.search(r"plait dashboard: (http://127\.0\.0\.1:\d+)/\?token=(\S+)",
+                            said).groups()
+    session = home.session
+    (pid,) = [e["pid"] for e in home.state("started.json") if e["node"] == "dashboard"]
+    try:
+        with pytest.raises(HTTPError) as refused:
+            urlopen(base + "/metrics", timeout=10)
+        refused.value.close()
+        assert refused.value.code == 403
+        with urlopen(Request(base + "/metrics", headers={"Authorization": f"Bearer {token}"}),
+                     timeout=10) as answer:
+            assert 'plait_nodes{state="alive"} 1' in answer.read().decode().splitlines()
+        said = home.plait("stop").stdout
+        assert said.strip() == ("stopped 1 plait node process(es) started on this host and "
+                                "its dashboard")
+        assert _gone(pid)
+    finally:
+        stop_and_check(home, session)

@@ -469,7 +469,7 @@ class Session(ObjectReading):
                                     max_calls=task.options.max_calls))
         watch = tuple(dict.fromkeys(ref.id for ref in refs if ref.id not in self.asked))
         self.asked.update(watch)          # fetch will not subscribe again
-        self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch))
+        self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch, plan.bytes_moved))
         if self.settles_holds:
             self.submitted_unconfirmed.update(oid for task in tasks.values()
                                               for oid in task.output_ids)

@@ -32,6 +32,7 @@ from plait.compiler.view import ClusterView, NodeView, ObjectInfo, offers
 from plait.errors import (ObjectLostError, ReconstructionFailedError,
                           TaskCancelledError, WorkerCrashedError)
 from plait.executor.head.actors import ActorRecord, ActorRouting
+from plait.executor.head.census import Census, build_snapshot
 from plait.executor.head.directory import Directory
 from plait.executor.head.invariants import head_problems
 from plait.executor.head.lineage import Lineage, reads
@@ -101,6 +102,7 @@ class Gather:
     asked: dict[str, tuple[str, ...]] = field(default_factory=dict)   # node -> objects pinned
     # there, or (a StateCheck) the tasks assigned there when the check was sent
     origin: p.Pin | None = None      # the client's request, to ask again if a node dies
+    since: int = 0                   # a SnapshotRequest's: notices from this position on
 
 
 class Head(ActorRouting, Outbox):
@@ -108,7 +110,8 @@ class Head(ActorRouting, Outbox):
     instructions out; its process's loop carries them out (wire/instructions.py)."""
 
     def __init__(self, session: str, local: LocalNode, local_info: p.NodeInfo,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         Outbox.__init__(self)
         self.session = session
         self.local = local
@@ -147,6 +150,7 @@ class Head(ActorRouting, Outbox):
         self.streams: dict[str, Stream] = {}      # unfinished generator task -> its values
         self.awaited: dict[str, set[str]] = defaultdict(set)   # generator task -> its values
         # lost with their only copy, waiting for it to yield them again (else they fail)
+        self.census = Census(wall)                # what a dashboard is shown (census.py)
 
     # -- events in, instructions out --------------------------------------------------------
 
@@ -327,6 +331,7 @@ class Head(ActorRouting, Outbox):
                 self.directory.expect(oid)
                 self.client_holds[peer][oid] += 1
         per_node: dict[str, list[p.TaskSpec]] = defaultdict(list)
+        self.census.planned(message.tasks, message.predicted_bytes)
         for spec in message.tasks:
             if spec.actor:
                 spec = self.actor_task(spec)
@@ -350,8 +355,10 @@ class Head(ActorRouting, Outbox):
         missing = [oid for oid in inputs if oid not in self.directory.entries]
         if missing:
             error = self.directory.missing_error(missing[0])   # never counted as a reader
-            failed = p.Failed(pickle.dumps(error))
-            self.record_results(spec, tuple((oid, failed) for oid in spec.outputs))
+            failed = tuple((oid, p.Failed(pickle.dumps(error))) for oid in spec.outputs)
+            self.census.accepted(spec)
+            self.census.finished(spec, failed, spec.node)
+            self.record_results(spec, failed)
             return False
         for oid in inputs:
             self.directory.add_reader(oid)
@@ -359,6 +366,7 @@ class Head(ActorRouting, Outbox):
             self.readers_of[oid].add(spec.id)
         self.assigned[spec.id] = spec
         self.nodes[spec.node].queued += 1
+        self.census.accepted(spec)
         return True
 
     def assign(self, node: str, specs: list[p.TaskSpec], functions: dict[str, bytes]) -> None:
@@ -513,6 +521,21 @@ class Head(ActorRouting, Outbox):
             error = p.Failed(pickle.dumps(TaskCancelledError(task_id)))
             self.finish(spec, tuple((oid, error) for oid in spec.outputs))
 
+    def on_SnapshotRequest(self, peer: Peer, message: p.SnapshotRequest) -> None:
+        """A dashboard's question: every node's NodeSnapshot first, then the answer."""
+        request = next(self.requests)
+        self.gathers[request] = Gather(p.Snapshot, peer, message.request, set(self.nodes),
+                                       since=message.since)
+        for node in list(self.nodes):
+            self.to_node(node, p.SnapshotRequest(request))
+        self.try_answer(request)
+
+    def node_NodeSnapshot(self, node: str, message: p.NodeSnapshot) -> None:
+        self.gather_part(message.request, node, (message,))
+
+    def on_PlanRequest(self, peer: Peer, message: p.PlanRequest) -> None:
+        self.to_client(peer, self.census.plan_report(message.request))
+
     def on_Heartbeat(self, peer: Peer, message: p.Heartbeat) -> None:
         self.to_client(peer, p.Heartbeat(self.local.id, 0))
 
@@ -526,6 +549,14 @@ class Head(ActorRouting, Outbox):
             return
         del self.gathers[request]
         parts = [item for part in gather.parts.values() for item in part]
+        if gather.kind is p.Snapshot:
+            now = self.clock()
+            ages = tuple(now - record.last_seen for record in self.nodes.values())
+            self.to_client(gather.peer, build_snapshot(
+                self.census, gather.request, gather.since, self.session, self.node_infos(),
+                ages, parts, self.assigned, self.locations, self.client_holds,
+                self.process_of))
+            return
         if gather.kind in (p.MemoryReport, p.ResourcesReport):
             order = {node: i for i, node in enumerate(self.nodes)}
             parts.sort(key=lambda summary: order.get(summary.node, len(order)))
@@ -600,6 +631,7 @@ class Head(ActorRouting, Outbox):
 
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
         """An accepted task is over: its results are known and it reads its inputs no more."""
+        self.census.finished(spec, outputs, spec.node)
         self.submitted_by.pop(spec.id, None)
         self.record_results(spec, outputs)
         for peer, free in self.frees_after.pop(spec.id, ()):
@@ -751,11 +783,14 @@ class Head(ActorRouting, Outbox):
     def on_TraceRequest(self, peer: Peer, message: p.TraceRequest) -> None:
         end = self.events_dropped + len(self.events)
         since = end if message.since < 0 else max(message.since, self.events_dropped)
+        if message.newest > 0:
+            since = max(since, end - message.newest)
         events = tuple(itertools.islice(self.events, since - self.events_dropped, None))
         self.to_client(peer, p.TraceReport(message.request, events, end))
 
     def node_ReplicaAdded(self, node: str, message: p.ReplicaAdded) -> None:
         if message.source:
+            self.census.moved(message.nbytes)
             self.record(p.TransferEvent(message.object_id, sys.intern(message.source),
                                         sys.intern(node), message.nbytes, message.start,
                                         message.end))
@@ -853,6 +888,7 @@ class Head(ActorRouting, Outbox):
         record = self.nodes.pop(node, None)
         if record is None:
             return
+        self.census.node_died(record.info, reason)
         self.broadcast_table()
         for other in self.nodes:
             self.to_node(other, p.NodeLost(node, reason))
@@ -896,6 +932,7 @@ class Head(ActorRouting, Outbox):
         spec = self.lineage.producer(object_id)
         if spec is None:
             entry.value = p.Failed(pickle.dumps(ObjectLostError(object_id, why)))
+            self.census.notice("lost", object_id, f"{object_id} is lost: {why}")
             return None
         entry.value = None
         if object_id not in spec.outputs:          # a value its generator yielded
@@ -940,6 +977,7 @@ class Head(ActorRouting, Outbox):
             self.fail_awaited(spec, p.Failed(pickle.dumps(error)))
             return
         self.revive_inputs(spec, node, reason)
+        self.census.rebuilt(spec, f"its result was lost on {node} ({reason})")
         target = spec.node if spec.node in self.nodes else self.least_loaded(spec.resources)
         again = replace(spec, node=target, pinned=False)
         if self.accept(again):
@@ -976,6 +1014,7 @@ class Head(ActorRouting, Outbox):
                 continue
             target = self.least_loaded(spec.resources)
             moved = replace(spec, node=target)
+            self.census.retried(spec, f"{node} died ({reason}); now on {target}")
             self.assigned[task_id] = moved
             self.nodes[target].queued += 1
             retried[target].append(moved)

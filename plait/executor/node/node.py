@@ -32,6 +32,7 @@ from plait.executor.node.actors import Actors
 from plait.executor.node.admission import FAIL, GO, NOTHING, WAIT, Admission, Need
 from plait.executor.node.invariants import node_problems
 from plait.executor.node.resources import Ledger
+from plait.executor.node.snapshot import node_snapshot
 from plait.executor.node.tasks import TaskTable
 from plait.executor.node.workers import Processes, WorkerHandle
 from plait.executor.wire import protocol as p
@@ -334,6 +335,8 @@ class Node(Outbox):
                 *self.ledger.amounts(self.ledger.free),
                 ("object_store_memory", float(capacity - used)))
         self.up(p.ResourcesReport(message.request, (p.NodeResources(self.id, total, free),)))
+    def on_SnapshotRequest(self, message: p.SnapshotRequest) -> None:
+        self.up(node_snapshot(self, message.request))
 
     def on_StateCheck(self, message: p.StateCheck) -> None:
         held = set(self.table.tasks) | {t for w in self.workers.values() for t in w.inflight}

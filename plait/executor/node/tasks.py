@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -75,6 +76,7 @@ class TaskTable:
         self.ready = ReadyQueue()
         self.followers: dict[str, str] = {}      # task -> the task fused behind it
         self.actor_ready: list[str] = []         # ready tasks of actors (not for the pool)
+        self.retried: Counter[str] = Counter()   # function -> attempts after the first
 
     def add(self, spec: p.TaskSpec, is_ready: Callable[[str], bool]) -> None:
         if spec.id in self.tasks:                 # resubmitted by mistake: first wins
@@ -196,6 +198,7 @@ class TaskTable:
         consumer that never finished: its fused chain's worker died while running it)."""
         state.attempt += 1
         state.riding = False
+        self.retried[state.spec.function_name] += 1
         self.push(task_id, state.spec, front=True)
 
     def requeue(self, task_id: str, attempt: int) -> None:

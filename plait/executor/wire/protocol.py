@@ -4,14 +4,14 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
 
     driver --Hello/Heartbeat/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/
              Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/TraceRequest/
-             KillActor/ActorLookup/Bye--> head
+             KillActor/ActorLookup/SnapshotRequest/PlanRequest/Bye--> head
     driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Yielded/Pinned/MemoryReport/
-             ResourcesReport/StateReport/TraceReport/ActorFound-- head
+             ResourcesReport/StateReport/TraceReport/ActorFound/Snapshot/PlanReport-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Yielded/Created/ReplicaAdded/
              ReplicaDropped/Revoked/Pinned/MemoryReport/ResourcesReport/StateReport/ActorExit/
-             CopyLost/WorkerExited--> head
+             CopyLost/WorkerExited/NodeSnapshot--> head
     node   <--NodeTable/Heartbeat/Assign/Cancel/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/
-             ResourcesRequest/StateCheck/NodeLost/KillActor/Bye-- head
+             ResourcesRequest/StateCheck/NodeLost/KillActor/SnapshotRequest/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
     worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/Yielded/Blocked/Unblocked--> node
     worker <--RunTasks/Skip/Cancel/Allocated/Refused/Bye----- node
@@ -36,6 +36,11 @@ ObjectRefGenerator is waiting for it), all before the task ends::
     worker --Yielded(T, i, T.i, Inline|Located)--> node --Yielded(.., Inline|Stored)--> head
     head --Yielded--> the caller's session: ObjectRefGenerator's next ref
     worker --TasksDone(T: None | the refs | Failed)--> node --> head: the stream's end
+A dashboard is a client like a driver: once a second, while a page is open, it sends a
+``SnapshotRequest``; the head answers from its counters and bounded rings, after asking
+every node for a ``NodeSnapshot`` (workers, store, CPU, RSS), and a ``PlanRequest`` gives
+the tasks of the latest submission, to draw. Without a dashboard none of these is sent.
+
 Only peers on this host (or holding the cluster key) can reach these sockets, and even
 their frames are decoded before they are trusted: ``decode`` builds only the classes in
 ``ADMITTED`` (see "Reading frames" below).
@@ -293,10 +298,12 @@ class TransferEvent:
 
 @dataclass(frozen=True, slots=True)
 class TraceRequest:
-    """Events recorded since position ``since`` (-1: just tell me the current position)."""
+    """Events recorded since position ``since`` (-1: just tell me the current position);
+    ``newest`` > 0: only the last that many of them (a dashboard's task stream)."""
 
     request: int
     since: int
+    newest: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,6 +527,7 @@ class Submit:
     tasks: tuple[TaskSpec, ...]
     frees: tuple[str, ...] = ()
     subscribe: tuple[str, ...] = ()
+    predicted_bytes: int = 0       # what the plan said would move (the dashboard compares)
 
 
 @dataclass(frozen=True, slots=True)
@@ -637,6 +645,114 @@ class Yielded:
     value: ObjectValue
 
 
+# -- dashboard <-> head <-> node: live state (plait/dashboard) ---------------------------
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRequest:
+    """The cluster's state now, and the notices recorded since position ``since`` (client ->
+    head); the head asks each node the same (``since`` unused there)."""
+
+    request: int
+    since: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    """One worker process as a node sees it."""
+
+    index: int
+    pid: int
+    state: str                     # "idle", "busy", "blocked", "actor" or "starting"
+    standin: bool                  # started to stand in for a blocked worker
+    running: tuple[str, ...]       # functions of the tasks it holds
+    rss: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSnapshot:
+    """A node's live state (node -> head), for the dashboard's Cluster and Run pages."""
+
+    request: int
+    node: str
+    store: StoreSummary
+    workers: tuple[WorkerState, ...]
+    running: tuple[tuple[str, str], ...]       # (task, function) held by its workers
+    cpu_seconds: float                         # user + system CPU of the node and workers
+    rss: int                                   # resident bytes of the node and workers
+    retried: tuple[tuple[str, int], ...] = ()  # function -> tasks retried after a crash
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionTally:
+    """Tasks of one function, counted by the head since it started."""
+
+    function: str
+    submitted: int
+    done: int
+    failed: int
+    retried: int                   # moved off a dead node, or rebuilt after a loss
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something a person watching wants to know (newest first on the Events page)."""
+
+    time: float                    # wall clock
+    kind: str                      # "error", "retry", "rebuild", "node-dead", "lost"
+    subject: str                   # the task, object or node it is about
+    text: str
+    error: bytes = b""             # a failed task's pickled error (read without unpickling)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadNode:
+    node: str
+    time: float                    # wall clock when the head declared it dead
+    reason: str
+    info: NodeInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The head's answer to a SnapshotRequest: live nodes (head first) with their snapshot
+    and heartbeat age, dead nodes, tasks per function, bytes moved, the latest plan's task
+    states, and the notices since the position asked (``notices_end`` is the next one)."""
+
+    request: int
+    session: str
+    time: float
+    nodes: tuple[NodeInfo, ...]
+    heartbeat_age: tuple[float, ...]           # seconds since each node was last heard
+    node_snapshots: tuple[NodeSnapshot, ...]
+    dead: tuple[DeadNode, ...]
+    functions: tuple[FunctionTally, ...]
+    bytes_moved: int
+    transfers: int
+    plan_number: int                           # 0: nothing submitted yet
+    plan_states: tuple[tuple[str, str], ...]   # (task, "waiting"|"running"|"done"|"failed")
+    plan_moved: int                            # bytes moved since that plan was submitted
+    notices: tuple[Notice, ...]
+    notices_end: int
+    objects: tuple[tuple[ObjectSummary, str, tuple[str, ...], tuple[str, ...]], ...] = ()
+    # the largest objects: (summary, node, nodes with a copy, clients holding a ref)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRequest:
+    request: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReport:
+    """The latest submission: each task as (id, function, node, deps, outputs, follows),
+    and the bytes its plan predicted would move."""
+
+    request: int
+    number: int
+    tasks: tuple[tuple[str, str, str, tuple[str, ...], tuple[str, ...], str], ...]
+    predicted_bytes: int
+
+
 Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutInline | Alloc
            | Allocated | Refused | Seal | Pin | Pinned | Unpin | Expect | Hold | MemoryRequest
            | MemoryReport | ResourcesRequest | ResourcesReport | StateCheck | StateReport
@@ -646,7 +762,8 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
            | ActorLookup | ActorFound | ActorExit | WorkerExited | Bye | WorkerReady | Blocked
            | Unblocked
-           | Skip | RunTasks | TasksDone | Yielded)
+           | Skip | RunTasks | TasksDone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
+           | PlanRequest | PlanReport)
 
 
 def _positional_reduce(cls: type) -> None:

@@ -539,6 +539,9 @@ def test_the_trace_ring_is_bounded_and_positions_stay_valid(alone):
     (peer, report), = take(alone)
     assert [e.task_id for e in report.events] == [f"t{i}" for i in range(15, 25)]
     assert report.position == 25 and alone.events_dropped == 15
+    tell(alone, FromClient(DRIVER, p.TraceRequest(8, 16, newest=3)))   # a dashboard's stream
+    (peer, report), = take(alone)
+    assert [e.task_id for e in report.events] == ["t22", "t23", "t24"] and report.position == 25
 
 
 # -- the head with its real node-0 -----------------------------------------------------------
