@@ -764,7 +764,17 @@ class WorkerRuntime:
             self.config.session, self.actor_id, self.is_canceled,
             item.function_name if item else None, {"CPU": float(slots)} if slots else {},
             bool(self.actor and self.actor[0].attempt != 0),
-            self.actor_handle if self.actor else None)
+            self.actor_handle if self.actor else None,
+            self.function_descriptor(item) if item else None,
+            self.actor[0].actor_name if self.actor else None)
+
+    def function_descriptor(self, item: p.WorkItem) -> str | None:
+        """Ray's name of the code a call runs (``get_task_function_name``): module and name
+        of a function, module, class and method of an actor's call."""
+        if not item.method:
+            return context.function_descriptor(self.load_function(item.function_id))
+        cls = self.actor[1] if self.actor else self.load_function(item.function_id)
+        return context.function_descriptor(cls, item.method)
 
     def actor_handle(self) -> Any:
         """This actor's own handle (``get_runtime_context().current_actor``)."""

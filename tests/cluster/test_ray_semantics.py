@@ -117,7 +117,8 @@ class Introspective:
 
 
 def test_the_context_dict_has_the_ids_ray_puts_in_it_where_ray_does(cluster):
-    driver = plait.get_runtime_context().get()
+    with pytest.warns(DeprecationWarning, match=r"Use get_xxx_id\(\) methods"):
+        driver = plait.get_runtime_context().get()
     assert set(driver) == {"job_id", "node_id", "namespace"}
     in_task, resources, name = plait.get(context_in_task.remote(), timeout=30)
     assert set(in_task) == {"job_id", "node_id", "namespace", "task_id"}
@@ -131,6 +132,44 @@ def test_the_context_dict_has_the_ids_ray_puts_in_it_where_ray_does(cluster):
     assert (resources, name) == ({}, "Introspective.context")
     holding = Introspective.options(num_cpus=1).remote()
     assert plait.get(holding.context.remote(), timeout=30)[1] == {"CPU": 1.0}
+
+
+@plait.remote
+def names_in_task():
+    import warnings
+
+    context = plait.get_runtime_context()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = context.task_id.hex()
+    return (context.get_task_function_name(), context.get_actor_name(),
+            old == context.get_task_id(), [str(w.message) for w in caught])
+
+
+@plait.remote
+class Named:
+    def names(self):
+        context = plait.get_runtime_context()
+        return context.get_task_function_name(), context.get_actor_name()
+
+    async def names_async(self):
+        return plait.get_runtime_context().get_task_function_name()
+
+
+def test_the_context_names_the_code_and_the_actor_and_old_ids_warn_as_in_ray(cluster):
+    assert plait.get(names_in_task.remote(), timeout=30) == (
+        f"{__name__}.names_in_task", None, True, ["Use get_task_id() instead"])
+    named = Named.options(name="named-for-context").remote()
+    assert plait.get(named.names.remote(), timeout=30) == (f"{__name__}.Named.names",
+                                                           "named-for-context")
+    assert plait.get(Named.remote().names.remote(), timeout=30)[1] == ""
+    # Ray names an async method by its __qualname__ (here the same as class.method)
+    assert plait.get(Named.remote().names_async.remote(), timeout=30) == \
+        f"{__name__}.Named.names_async"
+    driver = plait.get_runtime_context()
+    assert driver.get_task_function_name() is None and driver.get_actor_name() is None
+    with pytest.warns(DeprecationWarning, match=r"Use get_node_id\(\) instead"):
+        assert driver.node_id == driver.get_node_id()
 
 
 def test_an_actor_calls_itself_through_current_actor(cluster):

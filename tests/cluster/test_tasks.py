@@ -169,7 +169,7 @@ def test_visualize_shorthands_write_the_plan(cluster, tmp_path):
 @plait.remote
 def whereami():
     ctx = plait.get_runtime_context()
-    return ctx.node_id, ctx.worker_id, ctx.task_id
+    return ctx.get_node_id(), ctx.get_worker_id(), ctx.get_task_id()
 
 
 def test_runtime_context_names_node_worker_and_task(cluster):

@@ -201,7 +201,7 @@ class Actors:
         return item or p.WorkItem(spec.id, -1 - actor.restarts, spec.function_id,
                                   spec.function_name, spec.payload, (), (), spec.outputs,
                                   method="__init__", slots=spec.slots,
-                                  concurrency=spec.concurrency)
+                                  concurrency=spec.concurrency, actor_name=spec.actor_name)
 
     # -- results and deaths ----------------------------------------------------------------
 

@@ -956,7 +956,7 @@ class Node(Outbox):
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in nested), spec.outputs,
                           spec.retry_exceptions, spec.method, spec.slots, spec.generator,
-                          spec.concurrency)
+                          spec.concurrency, spec.actor_name)
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:
         """Put a task back to waiting for inputs whose copy here was lost, and ask the head

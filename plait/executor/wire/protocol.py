@@ -550,6 +550,7 @@ class WorkItem:
     slots: int = 1                 # worker slots it holds (get_assigned_resources reads them)
     generator: str = ""            # "streaming" or "dynamic": each value Yielded as it comes
     concurrency: int = 1           # with "__init__": how many calls the actor runs at once
+    actor_name: str = ""           # with "__init__": options(name=...), for get_actor_name
 
 
 @dataclass(frozen=True, slots=True)
