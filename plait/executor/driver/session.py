@@ -298,8 +298,9 @@ class Session(ObjectReading):
         return self.nodes
 
     @_serialized
-    def cancel(self, refs: list[ObjectRef], recursive: bool = True) -> None:
-        """Stop the tasks making ``refs``; ``recursive``: and the tasks they submitted."""
+    def cancel(self, refs: list[ObjectRef], recursive: bool = True, force: bool = False) -> None:
+        """Stop the tasks making ``refs``; ``recursive``: and the tasks they submitted;
+        ``force``: kill a running task's worker instead of interrupting the task."""
         from plait.executor.wire import protocol as p
 
         refs = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref for ref in refs]
@@ -310,7 +311,7 @@ class Session(ObjectReading):
                 task.forget_inputs()
                 for oid in task.output_ids:
                     self.values[oid] = p.Failed(pickle.dumps(TaskCancelledError(task.id)))
-        self.conn.send(p.Cancel(tuple(ref.id for ref in refs), recursive))
+        self.conn.send(p.Cancel(tuple(ref.id for ref in refs), recursive, force))
 
     @_serialized
     def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:

@@ -64,6 +64,7 @@ class TaskState:
     done: bool = False
     riding: bool = False           # sent behind its producer in a fused chain
     room_reruns: int = 0           # times run again because its result found no room
+    cancel_asked: bool = False     # interrupted by plait.cancel: never retried
 
 
 class TaskTable:

@@ -9,7 +9,7 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
              StateReport/TraceReport/ActorFound-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Yielded/Created/ReplicaAdded/
              ReplicaDropped/Revoked/Pinned/MemoryReport/StateReport/ActorExit/CopyLost/
-             WorkerExited--> head
+             WorkerExited/CancelSubmitted--> head
     node   <--NodeTable/Heartbeat/Assign/Cancel/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/
              StateCheck/NodeLost/KillActor/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
@@ -225,12 +225,16 @@ class Assign:
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
-    """Stop the tasks producing these objects (driver -> head), or this task (head -> node).
-    ``recursive`` (Ray's default): a running task's worker is killed, and the tasks it
-    submitted that have not finished are cancelled too (see WorkerExited)."""
+    """Stop the tasks producing these objects (driver -> head), or this task (head -> node,
+    node -> the worker running it). ``force``: a running task's worker is killed; without
+    (Ray's default), the task is interrupted: KeyboardInterrupt in its code (the node sends
+    this, then the worker's INTERRUPT_SIGNAL), and its result comes as any task's.
+    ``recursive`` (Ray's default): the tasks it submitted that have not finished are
+    cancelled too, the same way (see WorkerExited, CancelSubmitted)."""
 
     object_ids: tuple[str, ...]
     recursive: bool = True
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,6 +478,14 @@ class WorkerExited:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelSubmitted:
+    """A worker's task was interrupted by a recursive cancel without force (node -> head):
+    the unfinished tasks its session submitted are interrupted too."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
 class ActorExit:
     """An actor's process died: restarted (``error`` empty) or dead for good (node -> head)."""
 
@@ -616,8 +628,8 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
            | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
-           | ActorLookup | ActorFound | ActorExit | WorkerExited | Bye | WorkerReady | Blocked
-           | Unblocked
+           | ActorLookup | ActorFound | ActorExit | WorkerExited | CancelSubmitted | Bye
+           | WorkerReady | Blocked | Unblocked
            | Skip | RunTasks | TasksDone | Yielded)
 
 
