@@ -86,6 +86,71 @@ def test_cancel_takes_rays_keywords_and_stops_a_running_task_either_way(cluster,
     assert plait.get(sleep_then.remote(0, "after"), timeout=30) == "after"
 
 
+def started(path, timeout=30.0):
+    """Wait until the task has created ``path`` (it runs: a cancel reaches its code)."""
+    import os
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} was never created"
+        time.sleep(0.01)
+
+
+@plait.remote(max_retries=3)
+def interrupted(path, obey):
+    """Runs until cancelled: returns what the interrupt let it see; or, not obeying,
+    swallows every interrupt and loops on."""
+    import time
+
+    open(path, "w").close()
+    while True:
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            open(f"{path}.interrupted", "w").close()
+            if obey:
+                return ("interrupted", plait.get_runtime_context().is_canceled())
+
+
+@plait.remote
+def parent_of(path, child_path):
+    child = interrupted.remote(child_path, True)
+    open(path, "w").close()
+    return plait.get(child)
+
+
+def test_a_cancel_without_force_interrupts_the_task_which_may_catch_it(cluster, tmp_path):
+    ref = interrupted.remote(str(tmp_path / "a"), True)
+    started(tmp_path / "a")
+    plait.cancel(ref)
+    assert plait.get(ref, timeout=30) == ("interrupted", True)
+
+
+def test_a_task_that_ignores_the_interrupt_runs_on_until_a_forced_cancel(cluster, tmp_path):
+    ref = interrupted.remote(str(tmp_path / "b"), False)
+    started(tmp_path / "b")
+    plait.cancel(ref)
+    with pytest.raises(plait.GetTimeoutError):
+        plait.get(ref, timeout=1)
+    plait.cancel(ref, force=True)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(ref, timeout=30)
+    assert plait.get(sleep_then.remote(0, "after"), timeout=30) == "after"
+
+
+def test_a_recursive_cancel_without_force_interrupts_the_children_too(cluster, tmp_path):
+    """The parent's get of its child is interrupted (TaskCancelledError, not retried), and
+    so is the child."""
+    ref = parent_of.remote(str(tmp_path / "p"), str(tmp_path / "c"))
+    started(tmp_path / "p")
+    started(tmp_path / "c")
+    plait.cancel(ref)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(ref, timeout=30)
+    started(tmp_path / "c.interrupted")
+
+
 # -- get_runtime_context() -----------------------------------------------------------------
 
 @plait.remote

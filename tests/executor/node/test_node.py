@@ -13,7 +13,7 @@ from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import (Dispatch, FromHead, FromWorker, WorkerGone,
                                               WorkerStarted)
-from tests.executor.node.decisions import killed, sent, started, tell, to_head
+from tests.executor.node.decisions import interrupted, killed, sent, started, tell, to_head
 
 MIB = 1 << 20
 
@@ -673,3 +673,44 @@ def test_a_task_reading_its_producer_only_through_a_nested_ref_does_not_ride_beh
     reader = p.TaskSpec("t2", "f@1", "f", b"", (), ("t1",), ("t2",), 3, "node-0", follows="t1")
     tell(node, FromHead(p.Assign((), (producer, reader))))
     assert node.table.chain_after("t1") == []
+
+
+# -- plait.cancel without force: the task is interrupted, not its worker killed ------------
+
+def test_a_cancel_without_force_interrupts_the_running_task_and_drops_a_queued_one(node):
+    """The worker running the task is told which task, then signalled (its code gets
+    KeyboardInterrupt); the result it reports is the task's. A task no worker has yet
+    fails at once with TaskCancelledError. A recursive cancel asks the head for the
+    worker's children too."""
+    import pickle
+
+    node.functions["f@1"] = b""
+    tell(node, FromHead(p.Assign((), (spec("t0"), spec("t1")))))
+    worker = node.workers[b"w0"]
+    node.send_items(worker, [node.work_item("t0")])
+    sent(node).clear()
+    tell(node, FromHead(p.Cancel(("t0", "t1"), True, force=False)))
+    assert sent(node) == [(b"w0", p.Cancel(("t0",)))]
+    assert interrupted(node) == [0] and killed(node) == []
+    up = to_head(node)
+    assert p.CancelSubmitted(worker.pid) in up
+    (dropped,), = [m.results for m in up if isinstance(m, p.TasksDone)]
+    assert dropped.task_id == "t1"
+    assert "cancelled" in str(pickle.loads(dropped.outputs[0][1].error))
+    tell(node, FromWorker(b"w0", p.TasksDone((result("t0", 0, b"caught"),))))
+    assert reported(to_head(node)) == [("t1", 0), ("t0", 0)]
+
+
+def test_an_interrupted_task_whose_worker_dies_is_cancelled_not_retried(node):
+    import pickle
+
+    node.functions["f@1"] = b""
+    tell(node, FromHead(p.Assign((), (spec("t0"),))))
+    worker = node.workers[b"w0"]
+    node.send_items(worker, [node.work_item("t0")])
+    tell(node, FromHead(p.Cancel(("t0",), False, force=False)))
+    to_head(node).clear()
+    tell(node, WorkerGone(worker.pidfd))
+    (done,), = [m.results for m in to_head(node) if isinstance(m, p.TasksDone)]
+    assert "cancelled" in str(pickle.loads(done.outputs[0][1].error))
+    assert "t0" not in node.table.tasks
