@@ -178,8 +178,11 @@ def test_kill_fails_pending_and_later_calls_and_stops_the_process(cluster):
     pid = plait.get(counter.pid.remote(), timeout=30)
     plait.kill(counter)
     assert wait_exit(pid)
-    with pytest.raises(plait.ActorDiedError, match="plait.kill"):
+    with pytest.raises(plait.ActorDiedError, match="plait.kill") as caught:
         plait.get(counter.read.remote(), timeout=30)
+    # Ray's words, which Ray code and tests look for, with plait's own detail
+    assert str(caught.value).startswith(f"actor {counter.actor_id}: The actor is dead because "
+                                        f"it was killed by `ray.kill` (plait.kill)")
     with pytest.raises(TypeError, match="actor handle"):
         plait.kill("counter")
 
@@ -203,13 +206,18 @@ def test_a_dead_process_without_restarts_raises_actor_died(cluster):
 
 
 def test_restart_fails_the_running_call_without_task_retries(cluster, tmp_path):
-    counter = Counter.options(max_restarts=2).remote()
+    """The call lost with the process raises Ray's ActorUnavailableError while the actor
+    restarts, ActorDiedError once it is out of restarts."""
+    counter = Counter.options(max_restarts=1).remote()
     plait.get(counter.incr.remote(), timeout=30)
     crashed = counter.crash_once.remote(str(tmp_path / "flag"))
     behind = counter.incr.remote()
-    with pytest.raises(plait.ActorDiedError, match="max_task_retries=0"):
+    with pytest.raises(plait.exceptions.ActorUnavailableError, match="max_task_retries=0"):
         plait.get(crashed, timeout=60)
     assert plait.get(behind, timeout=60) == 1            # fresh state, after the restart
+    with pytest.raises(plait.ActorDiedError, match="max_task_retries=0") as caught:
+        plait.get(counter.crash.remote(), timeout=60)
+    assert not isinstance(caught.value, plait.exceptions.ActorUnavailableError)
 
 
 def test_task_retries_rerun_the_crashed_call_on_the_restarted_actor(cluster, tmp_path):

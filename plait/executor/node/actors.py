@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Protocol
 
-from plait.errors import ActorDiedError
+from plait.errors import ActorDiedError, ActorUnavailableError
 from plait.executor.node.tasks import TaskTable
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
@@ -258,6 +258,8 @@ class Actors:
             return
         inflight = list(worker.inflight.items())
         reason = actor.kill_reason or how
+        limit = actor.spec.max_retries
+        restarts = not (actor.no_restart or node.stopping or 0 <= limit <= actor.restarts)
         running = actor.spec.concurrency       # the first calls sent may all have started
         for position, (task_id, attempt) in enumerate(inflight):
             if task_id not in table.tasks:
@@ -265,19 +267,27 @@ class Actors:
             if task_id == actor.spec.id:
                 table.requeue(task_id, attempt)
             elif position < running and not table.crashed(task_id, attempt, how):
-                retries = table.tasks[task_id].spec.max_retries
-                error = ActorDiedError(actor.spec.actor, f"{reason}, while running this call "
-                                                         f"(max_task_retries={retries})")
-                node.fail_task(task_id, pickle.dumps(error))
+                node.fail_task(task_id, pickle.dumps(self.call_lost(
+                    actor, reason, table.tasks[task_id].spec.max_retries, restarts)))
             elif position >= running:
                 table.requeue(task_id, attempt)
-        limit = actor.spec.max_retries
-        if actor.no_restart or node.stopping or 0 <= limit <= actor.restarts:
+        if not restarts:
             self.die(actor, ActorDiedError(actor.spec.actor, reason))
             return
         actor.restarts += 1
         self.start_process(actor)
         node.up(p.ActorExit(actor.spec.actor, actor.restarts))
+
+    @staticmethod
+    def call_lost(actor: LocalActor, reason: str, retries: int,
+                  restarts: bool) -> ActorDiedError:
+        """The error of a call whose process died under it, out of retries: as in Ray,
+        ActorUnavailableError (an ActorDiedError) if the actor starts again (later calls
+        run), ActorDiedError if it is dead."""
+        said = f"{reason}, while running this call (max_task_retries={retries})"
+        if restarts:
+            return ActorUnavailableError(actor.spec.actor, f"{said}; it is restarting")
+        return ActorDiedError(actor.spec.actor, said)
 
     def exited(self, actor_id: str) -> None:
         """The actor ended itself (exit_actor): dead for good, its process stopped."""

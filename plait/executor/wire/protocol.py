@@ -449,7 +449,7 @@ class KillActor:
 
     actor: str
     no_restart: bool = True
-    reason: str = "killed with plait.kill"
+    reason: str = "The actor is dead because it was killed by `ray.kill` (plait.kill)"
     graceful: bool = False
 
 
