@@ -125,6 +125,23 @@ def run_exit_handlers() -> None:
     atexit._run_exitfuncs()
 
 
+def method_of(instance: Any, name: str) -> Any:
+    """The actor's method ``name``, looked up on its class as Ray does: an instance
+    attribute of the same name (``self.ready = True`` beside ``def ready(self)``) does not
+    hide it. A name only the instance has (``__getattr__``) is the instance's.
+
+    >>> class A:
+    ...     def __init__(self): self.ready = False
+    ...     def ready(self): return "method"
+    >>> method_of(A(), "ready")()
+    'method'
+    """
+    found = inspect.getattr_static(type(instance), name, None)
+    if found is None or not hasattr(found, "__get__"):
+        return getattr(instance, name)
+    return found.__get__(instance, type(instance))
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this worker if the node process dies first."""
     try:
@@ -500,7 +517,7 @@ class WorkerRuntime:
             if self.instance is None:
                 raise PlaitError(f"actor method {item.function_name} reached a process "
                                  f"holding no actor")
-            return getattr(self.instance, item.method)
+            return method_of(self.instance, item.method)
         return self.load_function(item.function_id)
 
     def construct(self, item: p.WorkItem, cls: type, args: tuple, kwargs: dict) -> None:
