@@ -110,6 +110,17 @@ def test_a_call_waiting_for_its_input_holds_back_the_calls_behind_it(cluster, tm
     assert plait.get([first, second], timeout=30) == [7, 8]
 
 
+def test_another_callers_ready_call_passes_a_call_waiting_for_its_input(cluster, tmp_path):
+    """Calls are ordered per caller, as in Ray: a task's call (another caller) runs while
+    the driver's call waits for its argument."""
+    gate = tmp_path / "go"
+    counter = Counter.remote()
+    first = counter.incr.remote(wait_for_file.remote(str(gate), 7))
+    assert plait.get(call_through.remote(counter, 1), timeout=30) == [1]
+    gate.touch()
+    assert plait.get(first, timeout=30) == 8
+
+
 def test_an_actor_is_a_process_of_its_own_that_runs_every_call(cluster):
     counter = Counter.remote()
     pids = set(plait.get([counter.pid.remote() for _ in range(20)], timeout=30))

@@ -75,6 +75,7 @@ class Session(ObjectReading):
         self.owns_cluster = hasattr(cluster, "processes")
         self.arenas: dict[str, Any] = {}
         self.ids = IdGenerator(id_prefix)
+        self.caller = id_prefix            # an actor orders each caller's calls (node/actors)
         self.refs: Counter[str] = Counter()           # live ObjectRefs per object
         self.held: set[str] = set()                   # objects the head counts us holding
         self.holds: dict[str, None] = {}              # Hold messages not sent yet (ordered)
@@ -435,7 +436,8 @@ class Session(ObjectReading):
                                     detached=task.detached, slots=_slots(task, node.num_cpus),
                                     handle=task.named[1], actor_name=task.named[0],
                                     generator=_generator_kind(task.options.num_returns),
-                                    concurrency=task.concurrency))
+                                    concurrency=task.concurrency,
+                                    caller=self.caller if task.method else ""))
         watch = tuple(dict.fromkeys(ref.id for ref in refs if ref.id not in self.asked))
         self.asked.update(watch)          # fetch will not subscribe again
         self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch))

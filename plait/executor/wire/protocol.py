@@ -438,6 +438,7 @@ class TaskSpec:
     actor_name: str = ""
     generator: str = ""            # "streaming" or "dynamic": its values are Yielded
     concurrency: int = 1           # an actor's creation: how many of its calls run at once
+    caller: str = ""               # an actor's call: whose (its session's ids prefix)
 
 
 @dataclass(frozen=True, slots=True)

@@ -571,11 +571,11 @@ def test_when_an_actor_running_calls_at_once_dies_each_call_it_may_have_started_
 
 # -- actors: calls and their arguments, stops ------------------------------------------------
 
-def call(call_id: str, *deps: str, nested: tuple[str, ...] = ()) -> p.TaskSpec:
+def call(call_id: str, *deps: str, nested: tuple[str, ...] = (), caller: str = "") -> p.TaskSpec:
     """A call of actor Counter-1: its ready marker rides among the nested refs, as the
     driver sends it."""
     return p.TaskSpec(call_id, "", "Counter.incr", b"", deps, (*nested, "Counter-1"),
-                      (call_id,), 0, "node-0", actor="Counter-1", method="incr")
+                      (call_id,), 0, "node-0", actor="Counter-1", method="incr", caller=caller)
 
 
 @pytest.fixture
@@ -615,6 +615,18 @@ def test_a_call_whose_top_level_argument_is_pending_holds_back_the_calls_behind_
     tell(node, FromHead(p.Ready((("slow", p.Inline(b"7")),))))
     tell(node, Dispatch())
     assert calls_sent(node) == ["call-1", "call-2"]
+
+
+def test_a_pending_argument_holds_back_its_callers_calls_only(node, actor):
+    """As in Ray, calls are ordered per caller: another caller's ready calls pass."""
+    tell(node, FromHead(p.Assign((), (call("d-1", "slow"), call("w-1", caller="node-0.w1:"),
+                                      call("d-2"), call("w-2", caller="node-0.w1:")))))
+    tell(node, Dispatch())
+    assert calls_sent(node) == ["w-1", "w-2"]
+    tell(node, FromHead(p.Ready((("slow", p.Inline(b"7")),))))
+    tell(node, Dispatch())
+    assert calls_sent(node) == ["w-1", "w-2", "d-1", "d-2"]
+    assert list(node.actors.by_id["Counter-1"].calls) == ["w-1", "w-2", "d-1", "d-2"]
 
 
 def test_an_actor_whose_last_handle_is_gone_leaves_once_its_calls_are_done(node, actor):
