@@ -6,8 +6,11 @@ head and to workers, workers to start or kill) is read by kind, in order (``Deci
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from plait.errors import WorkerCrashedError
 from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
@@ -726,3 +729,23 @@ def test_an_interrupted_task_whose_worker_dies_is_cancelled_not_retried(node):
     (done,), = [m.results for m in to_head(node) if isinstance(m, p.TasksDone)]
     assert "cancelled" in str(pickle.loads(done.outputs[0][1].error))
     assert "t0" not in node.table.tasks
+
+
+def test_exceptions_and_crashes_share_one_budget_of_retries(node):
+    """As Ray's max_retries / max_task_retries: one retry after an exception, then a crash
+    is past the budget of one, and the task fails."""
+    import pickle
+
+    node.functions["f@1"] = b""
+    tell(node, FromHead(p.Assign((), (replace(spec("t0"), max_retries=1),))))
+    worker = node.workers[b"w0"]
+    node.send_items(worker, [node.work_item("t0")])
+    raised = p.TaskResult("t0", 0, (("t0", p.Failed(pickle.dumps(ValueError("x")))),), 0.01,
+                          retryable=True)
+    tell(node, FromWorker(b"w0", p.TasksDone((raised,))))
+    assert node.table.tasks["t0"].attempt == 1               # retried once
+    node.send_items(worker, [node.work_item("t0")])
+    to_head(node).clear()
+    tell(node, WorkerGone(worker.pidfd))
+    (done,), = [m.results for m in to_head(node) if isinstance(m, p.TasksDone)]
+    assert isinstance(pickle.loads(done.outputs[0][1].error), WorkerCrashedError)
