@@ -30,6 +30,7 @@ from plait.errors import (ActorDiedError, ActorNotFoundError, ClusterError, Dese
 from plait.graph.actor import ActorClass, ActorHandle, method
 from plait.graph.decorator import remote
 from plait.graph.refs import ObjectRef
+from plait.graph.refs import ObjectRef as ObjectID   # Ray's old name, kept by Ray as an alias
 from plait.graph.remote_function import ObjectRefGenerator, RemoteFunction
 
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ __all__ = [
     "NotInitializedError",
     "ObjectCorruptedError",
     "ObjectFreedError",
+    "ObjectID",
     "ObjectLostError",
     "ObjectRef",
     "ObjectRefGenerator",

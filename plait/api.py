@@ -315,16 +315,20 @@ def compile(*refs: ObjectRef) -> compiler.Plan:
 
 def cancel(refs: ObjectRef | Iterable[ObjectRef], *, force: bool = False,
            recursive: bool = True) -> None:
-    """Stop the tasks producing ``refs``: pending ones never run, running ones are killed.
+    """Stop the tasks producing ``refs``, as Ray's ``ray.cancel``: pending ones never run;
+    a running one gets KeyboardInterrupt in its code (``force=True``: its worker is killed).
 
-    Their refs (and those of tasks depending on them) raise TaskCancelledError; cancelled
-    tasks are not retried. A finished task is not affected. A running actor call is asked to
-    stop, never killed (see RuntimeContext.is_canceled): ``force=True`` on one is a
-    ValueError, as in Ray (``plait.kill`` stops the actor). Ray's keywords are taken; a
-    running task is always stopped by killing its worker, so ``force`` changes nothing for
-    tasks. With ``recursive`` (the default, as Ray's) the unfinished tasks a killed task
-    submitted are cancelled with it, and theirs in turn (not actors' creations or calls);
-    without, they run on, their results dropped unless held elsewhere.
+    Their refs (and those of tasks depending on them) raise TaskCancelledError, unless an
+    interrupted task catches the KeyboardInterrupt and returns a value (then that is its
+    result; ``get_runtime_context().is_canceled()`` is True in it); cancelled tasks are not
+    retried. A task that ignores the interrupt runs on until ``plait.cancel(ref,
+    force=True)``. A finished task is not affected. A running generator task is always
+    killed. A running actor call is asked to stop, never killed (see
+    RuntimeContext.is_canceled): ``force=True`` on one is a ValueError, as in Ray
+    (``plait.kill`` stops the actor). With ``recursive`` (the default, as Ray's) the
+    unfinished tasks a cancelled task submitted are cancelled with it, the same way, and
+    theirs in turn (not actors' creations or calls; all those its worker process
+    submitted); without, they run on, their results dropped unless held elsewhere.
     """
     listed = [refs] if isinstance(refs, (ObjectRef, ObjectRefGenerator)) else list(refs)
     listed = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref   # its task
@@ -335,7 +339,7 @@ def cancel(refs: ObjectRef | Iterable[ObjectRef], *, force: bool = False,
             raise ValueError(f"plait.cancel(force=True) cannot stop actor call {calls[0].id}: "
                              f"a running call is only asked to stop; use plait.kill(actor) "
                              f"to stop the actor")
-    session().cancel(listed, recursive)
+    session().cancel(listed, recursive, force)
 
 
 def kill(actor: Any, *, no_restart: bool = True) -> None:

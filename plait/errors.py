@@ -198,15 +198,19 @@ class ActorDiedError(PlaitError):
         self.cause = cause
 
     def __str__(self) -> str:
-        text = f"actor {self.actor_id} is dead: {self.reason}"
+        """``actor A-1 is dead: <reason>``; a reason that is a sentence of its own, as
+        Ray's words for a kill are (code searches for them), follows ``actor A-1: ``."""
+        text = (f"actor {self.actor_id}: {self.reason}" if self.reason[:1].isupper()
+                else f"actor {self.actor_id} is dead: {self.reason}")
         return text + (f"\n\nIts constructor failed:\n{self.cause}" if self.cause else "")
 
 
 class ActorUnavailableError(ActorDiedError):
-    """Ray raises this for a call to an actor that is restarting or cut off for a while.
-    plait never does: a call to a restarting actor waits for its new process, and one it
-    cannot reach fails with ActorDiedError. The class exists so that code catching it (as
-    Ray's programs and tests do) imports and runs."""
+    """The call was running when its actor's process died, it is out of retries
+    (``max_task_retries``), and the actor is starting again: the call may have run in part;
+    later calls run in the new process. As Ray's; an ActorDiedError, so code catching that
+    catches this too. (Ray also raises it for an actor cut off for a while; plait's calls
+    to a restarting or unreachable actor wait or fail with ActorDiedError.)"""
 
 
 class ActorExitRequest(builtins.SystemExit):

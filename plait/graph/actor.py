@@ -243,7 +243,7 @@ def exit_actor() -> NoReturn:
     every call queued behind it raise ActorDiedError, atexit handlers run, and the actor is
     not restarted. Outside an actor's method: TypeError, as in Ray."""
     active = context.active()
-    if active is None or active.runtime_context().actor_id is None:
+    if active is None or active.runtime_context().get_actor_id() is None:
         raise TypeError("exit_actor() ends the actor it is called in: call it inside an "
                         "actor's method (plait.kill(handle) stops an actor from outside)")
     raise ActorExitRequest("exit_actor() was called")

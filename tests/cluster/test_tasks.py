@@ -169,7 +169,7 @@ def test_visualize_shorthands_write_the_plan(cluster, tmp_path):
 @plait.remote
 def whereami():
     ctx = plait.get_runtime_context()
-    return ctx.node_id, ctx.worker_id, ctx.task_id
+    return ctx.get_node_id(), ctx.get_worker_id(), ctx.get_task_id()
 
 
 def test_runtime_context_names_node_worker_and_task(cluster):
@@ -265,7 +265,10 @@ def wait_on_a_child(fifo):
     return plait.get(report_pid_and_wait.remote(fifo))
 
 
-def test_cancelling_a_task_cancels_the_tasks_it_submitted(cluster, tmp_path):
+def test_a_forced_cancel_of_a_task_kills_the_workers_of_the_tasks_it_submitted(cluster,
+                                                                             tmp_path):
+    """force=True: the workers go (without force the children are interrupted instead:
+    test_ray_semantics)."""
     fifo = tmp_path / "pid"
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
@@ -275,7 +278,7 @@ def test_cancelling_a_task_cancels_the_tasks_it_submitted(cluster, tmp_path):
         child_pid = int(os.read(reader, 32))
     finally:
         os.close(reader)
-    plait.cancel(parent)
+    plait.cancel(parent, force=True)
     with pytest.raises(plait.TaskCancelledError):
         plait.get(parent, timeout=10)
     assert wait_exit(child_pid, timeout=10)       # its worker was killed with it

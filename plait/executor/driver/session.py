@@ -76,6 +76,7 @@ class Session(ObjectReading):
         self.owns_cluster = hasattr(cluster, "processes")
         self.arenas: dict[str, Any] = {}
         self.ids = IdGenerator(id_prefix)
+        self.caller = id_prefix            # an actor orders each caller's calls (node/actors)
         self.refs: Counter[str] = Counter()           # live ObjectRefs per object
         self.held: set[str] = set()                   # objects the head counts us holding
         self.holds: dict[str, None] = {}              # Hold messages not sent yet (ordered)
@@ -319,8 +320,9 @@ class Session(ObjectReading):
         return self.nodes
 
     @_serialized
-    def cancel(self, refs: list[ObjectRef], recursive: bool = True) -> None:
-        """Stop the tasks making ``refs``; ``recursive``: and the tasks they submitted."""
+    def cancel(self, refs: list[ObjectRef], recursive: bool = True, force: bool = False) -> None:
+        """Stop the tasks making ``refs``; ``recursive``: and the tasks they submitted;
+        ``force``: kill a running task's worker instead of interrupting the task."""
         from plait.executor.wire import protocol as p
 
         refs = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref for ref in refs]
@@ -331,7 +333,7 @@ class Session(ObjectReading):
                 task.forget_inputs()
                 for oid in task.output_ids:
                     self.values[oid] = p.Failed(pickle.dumps(TaskCancelledError(task.id)))
-        self.conn.send(p.Cancel(tuple(ref.id for ref in refs), recursive))
+        self.conn.send(p.Cancel(tuple(ref.id for ref in refs), recursive, force))
 
     @_serialized
     def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:
@@ -466,7 +468,8 @@ class Session(ObjectReading):
                                     handle=task.named[1], actor_name=task.named[0],
                                     generator=_generator_kind(task.options.num_returns),
                                     concurrency=task.concurrency, resources=node.needs,
-                                    max_calls=task.options.max_calls))
+                                    max_calls=task.options.max_calls,
+                                    caller=self.caller if task.method else ""))
         watch = tuple(dict.fromkeys(ref.id for ref in refs if ref.id not in self.asked))
         self.asked.update(watch)          # fetch will not subscribe again
         self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch, plan.bytes_moved))

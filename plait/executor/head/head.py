@@ -134,6 +134,7 @@ class Head(ActorRouting, Outbox):
         self.expected_puts: dict[str, Peer] = {}  # a task's put announced -> its session
         self.sessions: dict[tuple[str, int], Peer] = {}   # (host, pid) -> its session
         self.submitted_by: dict[str, tuple[str, int]] = {}   # unfinished task -> its submitter
+        self.interrupting: set[str] = set()    # tasks a cancel without force is interrupting
         self.frees_after: dict[str, list[tuple[Peer, p.Free]]] = defaultdict(list)  # see Free
         self.process_of: dict[Peer, tuple[str, int]] = {}  # and back
         self.hellos: list[tuple[Peer, int]] = []
@@ -508,16 +509,25 @@ class Head(ActorRouting, Outbox):
         self.gather_part(message.request, node, problems)
 
     def on_Cancel(self, peer: Peer, message: p.Cancel) -> None:
-        """Fail the producing tasks now (their dependants fail with them) and stop them."""
         producers = {oid: tid for tid, spec in self.assigned.items() for oid in spec.outputs}
         self.cancel_tasks([producers[oid] for oid in message.object_ids if oid in producers],
-                          message.recursive)
+                          message.recursive, message.force)
 
-    def cancel_tasks(self, task_ids: list[str], recursive: bool) -> None:
+    def cancel_tasks(self, task_ids: list[str], recursive: bool, force: bool = True) -> None:
+        """With ``force``, or for an actor's call or a generator, fail the producing tasks
+        now (their dependants fail with them) and stop them; else ask their nodes to
+        interrupt them (``interrupting``): each result comes as a task's, TaskCancelledError
+        unless the task caught the interrupt and returned."""
         for task_id in dict.fromkeys(task_ids):
-            spec = self.assigned.pop(task_id)
+            spec = self.assigned[task_id]
+            if not (force or spec.actor or spec.generator):
+                if task_id not in self.interrupting:
+                    self.interrupting.add(task_id)
+                    self.to_node(spec.node, p.Cancel((task_id,), recursive, force=False))
+                continue
+            del self.assigned[task_id]
             self.nodes[spec.node].queued -= 1
-            self.to_node(spec.node, p.Cancel((task_id,), recursive))
+            self.to_node(spec.node, p.Cancel((task_id,), recursive, force=True))
             error = p.Failed(pickle.dumps(TaskCancelledError(task_id)))
             self.finish(spec, tuple((oid, error) for oid in spec.outputs))
 
@@ -633,6 +643,7 @@ class Head(ActorRouting, Outbox):
         """An accepted task is over: its results are known and it reads its inputs no more."""
         self.census.finished(spec, outputs, spec.node)
         self.submitted_by.pop(spec.id, None)
+        self.interrupting.discard(spec.id)
         self.record_results(spec, outputs)
         for peer, free in self.frees_after.pop(spec.id, ()):
             if peer in self.client_holds:         # (a peer gone meanwhile let go of all)
@@ -749,9 +760,12 @@ class Head(ActorRouting, Outbox):
             if message.ok and spec is not None:          # nowhere to go: give it back
                 self.assign(node, [spec], {})
             return
+        self.nodes[node].queued -= 1
+        if spec.id in self.interrupting:         # cancelled while it was being taken back
+            self.fail_assigned(spec, pickle.dumps(TaskCancelledError(spec.id)))
+            return
         moved = replace(spec, node=target)
         self.assigned[spec.id] = moved
-        self.nodes[node].queued -= 1
         self.nodes[target].queued += 1
         self.assign(target, [moved], {})
 
@@ -952,8 +966,19 @@ class Head(ActorRouting, Outbox):
         if peer is not None:
             self.client_gone(peer)
         if message.cancelled:
-            self.cancel_tasks([task_id for task_id, by in self.submitted_by.items()
-                               if by == process and not self.assigned[task_id].actor], True)
+            self.cancel_tasks(self.submitted_by_process(process), True)
+
+    def node_CancelSubmitted(self, node: str, message: p.CancelSubmitted) -> None:
+        """A worker's task was interrupted by a recursive cancel: so are the unfinished
+        tasks its process submitted (not actors' creations or calls), and theirs in turn."""
+        record = self.nodes.get(node)
+        if record is not None:
+            process = (record.info.host, message.pid)
+            self.cancel_tasks(self.submitted_by_process(process), True, force=False)
+
+    def submitted_by_process(self, process: tuple[str, int]) -> list[str]:
+        return [task_id for task_id, by in self.submitted_by.items()
+                if by == process and not self.assigned[task_id].actor]
 
     def node_CopyLost(self, node: str, message: p.CopyLost) -> None:
         """A node's copy was lost with its spill file: as for a dead node, for one object."""
@@ -1004,6 +1029,9 @@ class Head(ActorRouting, Outbox):
             if spec.node != node or spec.actor:            # actors: see actors_lost
                 continue
             self.moving.pop(task_id, None)           # a Revoke the dead node won't answer
+            if task_id in self.interrupting:         # cancelled: not retried
+                self.fail_assigned(spec, pickle.dumps(TaskCancelledError(task_id)))
+                continue
             failures = self.node_failures[task_id]
             failures.append(f"{node} died ({reason})")
             if not alive or (spec.max_retries >= 0 and len(failures) > spec.max_retries):

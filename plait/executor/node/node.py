@@ -27,7 +27,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from plait.errors import (ObjectFreedError, ObjectLostError, ObjectStoreFullError,
-                          ObjectTooLargeError, OutOfMemoryError, PlanError, WorkerCrashedError)
+                          ObjectTooLargeError, OutOfMemoryError, PlanError, TaskCancelledError,
+                          WorkerCrashedError)
 from plait.executor.node.actors import Actors
 from plait.executor.node.admission import FAIL, GO, NOTHING, WAIT, Admission, Need
 from plait.executor.node.invariants import node_problems
@@ -39,7 +40,8 @@ from plait.executor.wire import protocol as p
 from plait.executor.wire.config import WorkerConfig
 from plait.executor.wire.dispatch import handlers
 from plait.executor.wire.instructions import (Dispatch, Event, FromHead, FromWorker,
-                                              Instruction, KillWorker, Outbox, StartWorker,
+                                              Instruction, InterruptWorker, KillWorker,
+                                              Outbox, StartWorker,
                                               Tick, ToHead, ToWorker, WorkerGone,
                                               WorkerStarted)
 from plait.store.allocator import Allocator
@@ -229,7 +231,8 @@ class Node(Outbox):
             self.up(p.Subscribe(tuple(again)))
 
     def on_Cancel(self, message: p.Cancel) -> None:
-        """Drop cancelled tasks; a worker running one is killed (and replaced), not retried."""
+        """Drop cancelled tasks; a worker running one is killed (and replaced) with
+        ``force``, else interrupted; either way the task is not retried."""
         for task_id in message.object_ids:
             state = self.table.tasks.get(task_id)
             running = [w for w in self.workers.values() if task_id in w.inflight]
@@ -237,6 +240,9 @@ class Node(Outbox):
                 self.to_worker(running[0].identity, p.Cancel((task_id,)))   # it may stop
                 continue             # a running actor call is not interrupted (as in Ray)
             if state is None:
+                continue
+            if not message.force:
+                self.interrupt(task_id, running[0] if running else None, message.recursive)
                 continue
             self.table.remove(task_id)
             self.actors.ended(state.spec)
@@ -247,6 +253,20 @@ class Node(Outbox):
                     worker.cancelled = True
                     worker.cancel_children = worker.cancel_children or message.recursive
                     self.emit(KillWorker(worker.identity))
+
+    def interrupt(self, task_id: str, worker: WorkerHandle | None, recursive: bool) -> None:
+        """plait.cancel without force (the head waits for the result): a task no worker
+        has yet fails now; the worker running one is told, then signalled, and the task
+        gets KeyboardInterrupt (its result, TaskCancelledError unless it returns a value,
+        comes as any task's; were its worker to die, it is not retried)."""
+        if worker is None:
+            self.fail_task(task_id, pickle.dumps(TaskCancelledError(task_id)))
+            return
+        self.table.tasks[task_id].cancel_asked = True
+        self.to_worker(worker.identity, p.Cancel((task_id,)))
+        self.emit(InterruptWorker(worker.identity))
+        if recursive:
+            self.up(p.CancelSubmitted(worker.pid))
 
     def on_Revoke(self, message: p.Revoke) -> None:
         """Hand a task back unless a worker already has it (the head moves it elsewhere)."""
@@ -710,6 +730,11 @@ class Node(Outbox):
         elif worker.stopped_since:
             how = (f"{self.id} worker {worker.index} (pid {worker.pid}) was stopped for "
                    f"{WORKER_STOP_SECONDS:.0f} s and killed")
+        for task_id, attempt in list(inflight):    # an interrupted task is not retried
+            state = self.table.tasks.get(task_id)
+            if state is not None and state.cancel_asked:
+                inflight.remove((task_id, attempt))
+                self.fail_task(task_id, pickle.dumps(TaskCancelledError(task_id)))
         if worker.cancelled:                  # killed by plait.cancel: nothing else is to blame
             for task_id, attempt in inflight:
                 self.table.requeue(task_id, attempt)
@@ -1056,7 +1081,7 @@ class Node(Outbox):
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in nested), spec.outputs,
                           spec.retry_exceptions, spec.method, spec.slots, spec.generator,
-                          spec.concurrency, held, gpu_ids)
+                          spec.concurrency, held, gpu_ids, spec.actor_name)
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:
         """Put a task back to waiting for inputs whose copy here was lost, and ask the head

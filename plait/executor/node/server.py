@@ -40,7 +40,8 @@ from plait.executor.wire.config import (HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS,
 from plait.executor.wire.hostid import host_id
 from plait.executor.wire.instructions import (ClientGone, Dispatch, Event, Flush, FromClient,
                                               FromHead, FromNode, FromWorker, Instruction,
-                                              KillWorker, NodeGone, StartWorker, Tick,
+                                              InterruptWorker, KillWorker, NodeGone,
+                                              StartWorker, Tick,
                                               ToClient, ToHead, ToNode, ToWorker, Unlink,
                                               WorkerGone, WorkerStarted)
 from plait.executor.wire.malloc import return_freed_memory
@@ -165,6 +166,9 @@ class Server:
                 case KillWorker(identity):
                     if identity in self.node.workers:
                         self.processes.kill(self.node.workers[identity])
+                case InterruptWorker(identity):
+                    if identity in self.node.workers:
+                        self.processes.interrupt(self.node.workers[identity])
                 case Unlink(paths):
                     _remove(paths)
 

@@ -71,6 +71,8 @@ class Processes(Protocol):
 
     def kill(self, worker: WorkerHandle) -> None: ...
 
+    def interrupt(self, worker: WorkerHandle) -> None: ...
+
     def reap(self, worker: WorkerHandle) -> int: ...
 
     def stop(self, workers: list[WorkerHandle], grace_seconds: float) -> None: ...
@@ -98,6 +100,13 @@ class OsProcesses:
             os.kill(worker.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass                                   # gone already: its pidfd says so
+
+    def interrupt(self, worker: WorkerHandle) -> None:
+        """Ask the worker to interrupt its task (worker.INTERRUPT_SIGNAL)."""
+        try:
+            os.kill(worker.pid, signal.SIGUSR2)
+        except ProcessLookupError:
+            pass
 
     def reap(self, worker: WorkerHandle) -> int:
         return reap(worker)

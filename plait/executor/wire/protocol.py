@@ -9,7 +9,7 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
              ResourcesReport/StateReport/TraceReport/ActorFound/Snapshot/PlanReport-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Yielded/Created/ReplicaAdded/
              ReplicaDropped/Revoked/Pinned/MemoryReport/ResourcesReport/StateReport/ActorExit/
-             CopyLost/WorkerExited/NodeSnapshot--> head
+             CopyLost/WorkerExited/CancelSubmitted/NodeSnapshot--> head
     node   <--NodeTable/Heartbeat/Assign/Cancel/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/
              ResourcesRequest/StateCheck/NodeLost/KillActor/SnapshotRequest/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
@@ -231,12 +231,16 @@ class Assign:
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
-    """Stop the tasks producing these objects (driver -> head), or this task (head -> node).
-    ``recursive`` (Ray's default): a running task's worker is killed, and the tasks it
-    submitted that have not finished are cancelled too (see WorkerExited)."""
+    """Stop the tasks producing these objects (driver -> head), or this task (head -> node,
+    node -> the worker running it). ``force``: a running task's worker is killed; without
+    (Ray's default), the task is interrupted: KeyboardInterrupt in its code (the node sends
+    this, then the worker's INTERRUPT_SIGNAL), and its result comes as any task's.
+    ``recursive`` (Ray's default): the tasks it submitted that have not finished are
+    cancelled too, the same way (see WorkerExited, CancelSubmitted)."""
 
     object_ids: tuple[str, ...]
     recursive: bool = True
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,6 +471,7 @@ class TaskSpec:
     concurrency: int = 1           # an actor's creation: how many of its calls run at once
     resources: tuple[tuple[str, float], ...] = ()   # held while it runs (actor: its life)
     max_calls: int = 0             # calls of its function a worker runs, then it is replaced
+    caller: str = ""               # an actor's call: whose (its session's ids prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,7 +483,7 @@ class KillActor:
 
     actor: str
     no_restart: bool = True
-    reason: str = "killed with plait.kill"
+    reason: str = "The actor is dead because it was killed by `ray.kill` (plait.kill)"
     graceful: bool = False
 
 
@@ -504,6 +509,14 @@ class WorkerExited:
 
     pid: int
     cancelled: bool = False         # killed by a recursive cancel: its session's tasks go too
+
+
+@dataclass(frozen=True, slots=True)
+class CancelSubmitted:
+    """A worker's task was interrupted by a recursive cancel without force (node -> head):
+    the unfinished tasks its session submitted are interrupted too."""
+
+    pid: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,6 +599,7 @@ class WorkItem:
     concurrency: int = 1           # with "__init__": how many calls the actor runs at once
     resources: tuple[tuple[str, float], ...] = ()   # held beside CPUs (get_assigned_resources)
     gpu_ids: tuple[int, ...] = ()  # the GPUs it holds: CUDA_VISIBLE_DEVICES, get_gpu_ids()
+    actor_name: str = ""           # with "__init__": options(name=...), for get_actor_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -760,8 +774,8 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
            | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
-           | ActorLookup | ActorFound | ActorExit | WorkerExited | Bye | WorkerReady | Blocked
-           | Unblocked
+           | ActorLookup | ActorFound | ActorExit | WorkerExited | CancelSubmitted | Bye
+           | WorkerReady | Blocked | Unblocked
            | Skip | RunTasks | TasksDone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
            | PlanRequest | PlanReport)
 
