@@ -17,13 +17,15 @@ from typing import Any
 
 from plait import compiler
 from plait.errors import ClusterError
-from plait.executor.driver.session import Session, _check_refs
+from plait.executor.driver.session import Session
+from plait.executor.engine import Engine
+from plait.executor.engine import check_refs as _check_refs
 from plait.graph import context
 from plait.graph.refs import ObjectRef
 from plait.graph.remote_function import ObjectRefGenerator
 
 _lock = threading.RLock()
-_session: Session | None = None
+_session: Engine | None = None
 _session_counter = itertools.count(1)
 
 
@@ -34,7 +36,8 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
          spill_dir: str | None = None, spilling: bool = True,
          worker_memory_limit: int | None = None, num_cpus: int | None = None,
          ignore_reinit_error: bool = False, address: str | None = None,
-         submit_after_idle: float | None = 0.01, **ray_options: Any) -> None:
+         submit_after_idle: float | None = 0.01, engine: str = "plait",
+         **ray_options: Any) -> None:
     """Start the embedded local cluster: one node process and ``num_workers`` workers.
 
     ``num_nodes`` nodes start on this machine (node-0 is the head), each with its own
@@ -48,6 +51,10 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
     ``.remote()`` calls are submitted together at the next get/wait (one plan for the
     whole graph) or once no call was made for ``submit_after_idle`` seconds, so calls
     made only for their side effects run as in Ray; None: only at get/wait/shutdown.
+
+    ``engine="ray"`` or ``"dask"`` runs plait's plans on that engine's cluster instead
+    (``address``: the engine's own, or a ``distributed.Client``; None starts a local one of
+    ``num_cpus`` CPUs, with ``num_nodes`` Dask workers); see plait.engines.
     """
     global _session
     with _lock:
@@ -57,6 +64,13 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
             raise ClusterError("plait.init was called twice; call plait.shutdown() first or "
                                "pass ignore_reinit_error=True")
         _check_ray_options(ray_options)
+        if engine != "plait":
+            from plait.engines import start
+
+            _session = start(engine, address, num_cpus=num_cpus or num_workers,
+                             num_nodes=num_nodes, submit_after_idle=submit_after_idle)
+            context.install(_session)
+            return
         if address is not None:
             from plait.executor.driver.discovery import joined_cluster
 
@@ -111,17 +125,17 @@ def default_store_memory() -> int:
     return default_capacity()
 
 
-def _session_or_start() -> Session:
+def _session_or_start() -> Engine:
     if _session is None:
         init()
     assert _session is not None
     return _session
 
 
-def session() -> Session:
+def session() -> Engine:
     """The running session (inside a task: its worker's own), started on first use."""
     active = context.active()
-    if active is not None and not isinstance(active, Session):
+    if active is not None and not isinstance(active, Engine):
         return active.nested()
     return _session_or_start()
 
@@ -175,11 +189,12 @@ def compute(*refs: ObjectRef, timeout: float | None = None) -> tuple[Any, ...]:
     return tuple(_runtime().get(list(refs), timeout=timeout))
 
 
-def persist(*refs: ObjectRef) -> ObjectRef | tuple[ObjectRef, ...]:
-    """Run what ``refs`` need and keep the results where they were made; returns the refs."""
+def persist(*refs: ObjectRef) -> tuple[ObjectRef, ...]:
+    """Run what ``refs`` need and keep the results where they were made; returns the refs
+    as a tuple, even of one (as ``dask.persist`` and ``plait.compute``)."""
     refs_list = _check_refs(refs, "plait.persist")
     _runtime().wait(refs_list, len(refs_list), None)
-    return refs_list[0] if len(refs_list) == 1 else tuple(refs_list)
+    return tuple(refs_list)
 
 
 def compile(*refs: ObjectRef) -> compiler.Plan:
