@@ -33,14 +33,21 @@ MAY_IMPORT: dict[str, set[str]] = {
     # executor besides themselves (each may import what plait.executor may). The wire is
     # what all processes share; head and driver speak only it; the rest follow the data.
     "plait.executor.wire": set(),
+    "plait.executor.engine": set(),
     "plait.executor.head": {"plait.executor.wire"},
-    "plait.executor.driver": {"plait.executor.wire"},
+    "plait.executor.driver": {"plait.executor.wire", "plait.executor.engine"},
     "plait.executor.worker": {"plait.executor.wire", "plait.executor.driver",
                               "plait.executor.calls"},
     "plait.executor.calls": {"plait.executor.wire", "plait.executor.driver"},
     "plait.executor.node": {"plait.executor.wire", "plait.executor.head",
                             "plait.executor.worker"},
     "plait.executor.cli": {"plait.executor.wire", "plait.executor.driver"},
+    # Engines run plans on someone else's cluster (Ray, Dask): they implement the executor's
+    # Engine seam, record its trace events and reuse the driver's idle flusher; they touch
+    # none of its processes.
+    "plait.engines": {"plait.graph", "plait.compiler", "plait.store", "plait.errors",
+                      "plait.executor.engine", "plait.executor.wire",
+                      "plait.executor.driver"},
 }
 
 # Standard modules that would give the pure compiler a clock, randomness, processes or I/O.
