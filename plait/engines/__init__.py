@@ -19,6 +19,9 @@ def start(engine: str, address: Any, *, num_cpus: int | None, num_nodes: int,
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: plait runs on 'plait' (its own, the "
                          f"default), 'ray' or 'dask'")
+    if engine == "ray" and num_nodes != 1:
+        raise ValueError("plait.init(engine='ray') runs on Ray's nodes: num_nodes is not "
+                         "taken (start a ray.cluster_utils.Cluster, then pass its address)")
     try:
         if engine == "ray":
             from plait.engines.ray import RayEngine as chosen
@@ -28,9 +31,5 @@ def start(engine: str, address: Any, *, num_cpus: int | None, num_nodes: int,
         raise ImportError(f"plait.init(engine={engine!r}) needs {engine}: "
                           f'pip install "plait[{engine}]" ({error})') from error
     if engine == "ray":
-        if num_nodes != 1:
-            raise ValueError("plait.init(engine='ray') runs on Ray's nodes: num_nodes is "
-                             "not taken (start a ray.cluster_utils.Cluster, then pass its "
-                             "address)")
         return chosen(address, num_cpus, submit_after_idle)
     return chosen(address, num_cpus, num_nodes, submit_after_idle)

@@ -68,14 +68,14 @@ class DaskEngine(ForeignEngine):
         if not handles:
             return {}
         keys = [future.key for future in handles.values()]
-        who_has = self.client.who_has(keys)
+        who_has = self.client.who_has(list(handles.values()))     # futures, not keys
         sizes = self.client.nbytes(keys, summary=False)
         return {oid: (sizes.get(future.key, 0), tuple(who_has.get(future.key, ())))
                 for oid, future in handles.items()}
 
     def engine_put(self, value: Any) -> tuple[Any, str]:
         future = self.client.scatter(value, hash=False)
-        where = self.client.who_has([future.key]).get(future.key, ())
+        where = self.client.who_has([future]).get(future.key, ())
         return future, (where[0] if where else self.engine_nodes()[0][0])
 
     def launch(self, task: Any, node: Any, placement: Any, inputs: list[Any],
