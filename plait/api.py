@@ -1,6 +1,8 @@
 """The public functions: init/put/get/compute... = graph -> compile -> execute -> fetch.
 
-One driver process has one ``Session`` (plait.executor.driver.session), started by ``init`` or on
+One driver process has one engine session (plait.executor.engine.Engine: the native
+``Session`` of plait.executor.driver.session, or a Ray or Dask engine of plait.engines when
+``init(engine=...)`` chose one), started by ``init`` or on
 first use, stopped by ``shutdown`` or at exit. Inside a task, the same functions go to the
 worker's runtime, which serves get/put itself and opens a session of its own for tasks
 that submit tasks.

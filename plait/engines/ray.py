@@ -42,7 +42,7 @@ class RayEngine(ForeignEngine):
             self.owns = True
         super().__init__(submit_after_idle, in_task)
         self.reports: list[Any] = []         # handles of task reports not read yet
-        self.functions: dict[str, Any] = {}  # function id -> its pickle, put once
+        self.runners: dict[tuple, Any] = {}  # _run with a kind of task's options
         self.nodes_seen: tuple[float, list] = (0.0, [])
         self.here = ray.get_runtime_context().get_node_id()
 
@@ -75,13 +75,20 @@ class RayEngine(ForeignEngine):
         function_id, pickled = task.function.pickled()
         spec = Spec(task.id, function_id, pickled, node.function_name, placement.node,
                     node.deps, node.outputs, task.payload)
-        strategy = NodeAffinitySchedulingStrategy(self.node_ids[placement.node], soft=False)
-        options = task.options
-        handles = _run.options(
-            num_returns=len(node.outputs) + 1, scheduling_strategy=strategy,
-            num_cpus=node.num_cpus, max_retries=options.max_retries,
-            retry_exceptions=options.retry_exceptions or False,
-            name=node.function_name).remote(spec, _Nested(nested), *inputs)
+        retry = task.options.retry_exceptions or False
+        key = (placement.node, len(self.nodes_seen[1]) == 1, len(node.outputs), node.num_cpus, node.max_retries,
+               retry if isinstance(retry, bool) else tuple(retry), node.function_name)
+        runner = self.runners.get(key)
+        if runner is None:                   # Ray's .options() is slow: one per kind
+            strategy: Any = NodeAffinitySchedulingStrategy(self.node_ids[placement.node],
+                                                           soft=False)
+            if len(self.nodes_seen[1]) == 1:
+                strategy = "DEFAULT"         # one node: a pin changes nothing, costs ~20%
+            runner = self.runners[key] = _run.options(
+                num_returns=len(node.outputs) + 1, scheduling_strategy=strategy,
+                num_cpus=node.num_cpus, max_retries=node.max_retries,
+                retry_exceptions=retry, name=node.function_name)
+        handles = runner.remote(spec, _Nested(nested), *inputs)
         self.reports.append(handles[-1])
         return list(handles[:-1])
 
@@ -143,8 +150,7 @@ class _Nested:
 def _run(spec: Spec, nested: _Nested, *inputs: Any) -> tuple:
     """One plait task in a Ray worker (its results, then its report)."""
     session = worker_session()
-    here = ray.get_runtime_context().get_node_id()
-    results, report = run_task(session, here, spec, inputs, nested.handles)
+    results, report = run_task(session, session.here, spec, inputs, nested.handles)
     return (*results, report)
 
 

@@ -25,6 +25,7 @@ from plait.graph.refs import collecting_refs
 from plait.graph.task import decode_call
 
 _functions: dict[str, Any] = {}
+_PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
 
 class Carrying:
@@ -101,6 +102,9 @@ def _carry(session: Any, value: Any) -> Any:
     """``value``, or a Carrying of it when it holds refs this worker knows the handles of."""
     import cloudpickle
 
+    if isinstance(value, _PLAIN) or getattr(getattr(value, "dtype", None), "hasobject", True) \
+            is False:
+        return value                      # no ref can hide in it: skip pickling it to look
     with collecting_refs() as found:
         cloudpickle.dumps(value, protocol=5, buffer_callback=lambda buffer: None)
     if not found:
