@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import operator
 import time
+from concurrent.futures import CancelledError
 from typing import Any
 
 import distributed
@@ -108,12 +109,11 @@ class DaskEngine(ForeignEngine):
         seceded = self.in_task and _secede()
         try:
             distributed.wait(handles, timeout=timeout)
+            return [read_only(value) for value in self.client.gather(handles)]
         except distributed.TimeoutError:
             raise GetTimeoutError(f"get timed out after {timeout} s on the dask engine; the "
                                   f"tasks keep running") from None
-        try:
-            return [read_only(value) for value in self.client.gather(handles)]
-        except distributed.client.FutureCancelledError as error:
+        except CancelledError as error:
             raise TaskCancelledError(str(getattr(error, "key", "a task"))) from None
         finally:
             if seceded:

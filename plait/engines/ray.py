@@ -76,8 +76,9 @@ class RayEngine(ForeignEngine):
         spec = Spec(task.id, function_id, pickled, node.function_name, placement.node,
                     node.deps, node.outputs, task.payload)
         retry = task.options.retry_exceptions or False
-        key = (placement.node, len(self.nodes_seen[1]) == 1, len(node.outputs), node.num_cpus, node.max_retries,
-               retry if isinstance(retry, bool) else tuple(retry), node.function_name)
+        key = (placement.node, len(self.nodes_seen[1]) == 1, len(node.outputs), node.num_cpus,
+               node.max_retries, retry if isinstance(retry, bool) else tuple(retry),
+               node.function_name)
         runner = self.runners.get(key)
         if runner is None:                   # Ray's .options() is slow: one per kind
             strategy: Any = NodeAffinitySchedulingStrategy(self.node_ids[placement.node],
