@@ -54,7 +54,7 @@ class DaskEngine(ForeignEngine):
             self.owns_client = True
         super().__init__(submit_after_idle, in_task)
         self.events_read = 0
-        self.keep: set[Any] = set()            # futures run for side effects, until done
+        self.keep: list[Any] = []              # futures run for side effects, until done
 
     def engine_nodes(self) -> list[tuple[str, int, str]]:
         try:
@@ -94,10 +94,12 @@ class DaskEngine(ForeignEngine):
         else:
             outputs = [self.client.submit(operator.getitem, future, i, key=oid, pure=False,
                                           **pin) for i, oid in enumerate(node.outputs)]
-        for output in outputs:               # a dropped future would be forgotten unrun
-            self.keep.add(output)
-            output.add_done_callback(self.keep.discard)
+        self.keep += outputs                 # a dropped future would be forgotten unrun
         return outputs
+
+    def before_run(self) -> tuple[str, ...]:
+        self.keep = [future for future in self.keep if not future.done()]
+        return super().before_run()
 
     def portable(self, handle: Any) -> Any:
         return handle.key                 # a Future travels as its key
@@ -134,8 +136,8 @@ class DaskEngine(ForeignEngine):
                 pass
 
     def engine_free(self, handles: list[Any]) -> None:
-        for future in handles:
-            self.keep.discard(future)        # released once no plait ref nor reader needs it
+        freed = {id(future) for future in handles}    # released once no plait ref nor
+        self.keep = [f for f in self.keep if id(f) not in freed]   # reader needs it
 
     def engine_cancel(self, handles: list[Any], recursive: bool) -> None:
         if handles:
