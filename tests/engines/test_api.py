@@ -157,3 +157,21 @@ def test_consumers_run_beside_their_inputs(engine):
             [float(2 << 20)] * len(names)
     assert sorted(t.node for t in trace.tasks) == sorted(names)
     assert trace.bytes_moved == 0
+
+
+@plait.remote
+def sleeps(seconds):
+    import time
+
+    time.sleep(seconds)
+    return "slept"
+
+
+def test_cancel_a_submitted_task(engine):
+    """Submitted and (likely) running: its ref raises TaskCancelledError at once (Ray and
+    native kill it; Dask forgets it, its thread finishing the 2 s on its own)."""
+    ref = sleeps.remote(2)
+    plait.wait([ref], timeout=0.2)
+    plait.cancel(ref)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(ref, timeout=30)
