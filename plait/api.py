@@ -1,6 +1,8 @@
 """The public functions: init/put/get/compute... = graph -> compile -> execute -> fetch.
 
-One driver process has one ``Session`` (plait.executor.driver.session), started by ``init`` or on
+One driver process has one engine session (plait.executor.engine.Engine: the native
+``Session`` of plait.executor.driver.session, or a Ray or Dask engine of plait.engines when
+``init(engine=...)`` chose one), started by ``init`` or on
 first use, stopped by ``shutdown`` or at exit. Inside a task, the same functions go to the
 worker's runtime, which serves get/put itself and opens a session of its own for tasks
 that submit tasks.
@@ -21,13 +23,15 @@ from typing import Any
 from plait import compiler
 from plait.compiler.units import format_bytes, parse_bytes
 from plait.errors import ClusterError
-from plait.executor.driver.session import Session, _check_refs
+from plait.executor.driver.session import Session
+from plait.executor.engine import Engine
+from plait.executor.engine import check_refs as _check_refs
 from plait.graph import context
 from plait.graph.refs import ObjectRef
 from plait.graph.remote_function import ObjectRefGenerator
 
 _lock = threading.RLock()
-_session: Session | None = None
+_session: Engine | None = None
 _session_counter = itertools.count(1)
 _dashboard: subprocess.Popen | None = None      # the dashboard's process, if init started one
 dashboard_url: str | None = None
@@ -42,7 +46,8 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
          ignore_reinit_error: bool = False, address: str | None = None,
          submit_after_idle: float | None = 0.01, object_store_memory: int | str | None = None,
          num_gpus: float | None = None, resources: dict[str, float] | None = None,
-         dashboard: bool | int = False, **ray_options: Any) -> ClusterInfo:
+         dashboard: bool | int = False, engine: str = "plait",
+         **ray_options: Any) -> ClusterInfo:
     """Start the embedded local cluster: one node process and ``num_workers`` workers.
 
     ``num_nodes`` nodes start on this machine (node-0 is the head), each with its own
@@ -67,6 +72,10 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
     ``dashboard=True`` (or a port) starts the live dashboard (``pip install
     "plait[dashboard]"``) on loopback and prints its URL, token included.
 
+    ``engine="ray"`` or ``"dask"`` runs plait's plans on that engine's cluster instead
+    (``address``: the engine's own, or a ``distributed.Client``; None starts a local one of
+    ``num_cpus`` CPUs, with ``num_nodes`` Dask workers); see plait.engines.
+
     Returns a ClusterInfo (Ray's RayContext): the cluster's shape and the dashboard's URL,
     shown as a table in a notebook; ``with plait.init(): ...`` shuts down at the end.
     """
@@ -79,6 +88,9 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
                                "pass ignore_reinit_error=True")
         _check_ray_options(ray_options)
         offered = _offered(num_gpus, resources)
+        if engine != "plait":
+            return _start_engine(engine, address, num_cpus or num_workers, num_nodes,
+                                 submit_after_idle, offered, dashboard)
         if address is not None and offered:
             raise ValueError("num_gpus and resources describe nodes plait.init starts; a "
                              "joined cluster's nodes offer what `plait start --num-gpus "
@@ -146,9 +158,31 @@ class ClusterInfo:
         shutdown()
 
 
-def _info(current: Session) -> ClusterInfo:
+def _info(current: Any) -> ClusterInfo:
+    if not isinstance(current, Session):                 # an engine's (plait.engines)
+        return ClusterInfo(current.name, str(current.address or "local"),
+                           tuple(current.refresh_nodes()), None)
     address = current.cluster.client_address.removeprefix("tcp://")
     return ClusterInfo(current.id, address, tuple(current.nodes), dashboard_url)
+
+
+def _start_engine(engine: str, address: Any, num_cpus: int | None, num_nodes: int,
+                  submit_after_idle: float | None, offered: dict[str, float],
+                  dashboard: bool | int) -> ClusterInfo:
+    """plait.init(engine="ray" | "dask"): plans run on that engine's cluster. What only
+    plait's own nodes have (a dashboard, resources offered by init) is refused by name."""
+    global _session
+    for asked, feature in ((offered, "num_gpus/resources at init"),
+                           (dashboard not in (False, None), "the dashboard")):
+        if asked:
+            raise NotImplementedError(f"the {engine} engine does not take {feature}: its "
+                                      f"cluster's nodes are the engine's own")
+    from plait.engines import start
+
+    _session = start(engine, address, num_cpus=num_cpus, num_nodes=num_nodes,
+                     submit_after_idle=submit_after_idle)
+    context.install(_session)
+    return _info(_session)
 
 
 def _open_dashboard(dashboard: bool | int, address: str) -> None:
@@ -224,17 +258,17 @@ def default_store_memory() -> int:
     return default_capacity()
 
 
-def _session_or_start() -> Session:
+def _session_or_start() -> Engine:
     if _session is None:
         init()
     assert _session is not None
     return _session
 
 
-def session() -> Session:
+def session() -> Engine:
     """The running session (inside a task: its worker's own), started on first use."""
     active = context.active()
-    if active is not None and not isinstance(active, Session):
+    if active is not None and not isinstance(active, Engine):
         return active.nested()
     return _session_or_start()
 
@@ -298,11 +332,12 @@ def compute(*refs: ObjectRef, timeout: float | None = None) -> tuple[Any, ...]:
     return tuple(_runtime().get(list(refs), timeout=timeout))
 
 
-def persist(*refs: ObjectRef) -> ObjectRef | tuple[ObjectRef, ...]:
-    """Run what ``refs`` need and keep the results where they were made; returns the refs."""
+def persist(*refs: ObjectRef) -> tuple[ObjectRef, ...]:
+    """Run what ``refs`` need and keep the results where they were made; returns the refs
+    as a tuple, even of one (as ``dask.persist`` and ``plait.compute``)."""
     refs_list = _check_refs(refs, "plait.persist")
     _runtime().wait(refs_list, len(refs_list), None)
-    return refs_list[0] if len(refs_list) == 1 else tuple(refs_list)
+    return tuple(refs_list)
 
 
 def compile(*refs: ObjectRef) -> compiler.Plan:

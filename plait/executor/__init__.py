@@ -49,6 +49,9 @@ are tested as data.
 - ``driver/``: the user's side: the session, reading objects, the connection to the head,
   finding a running cluster, the idle flusher, progress, traces, starting the dashboard.
 - ``cli.py``: ``plait start | stop | status | memory | dashboard``.
+- ``engine.py``: the Engine seam that plait.api calls (cluster view, submit a plan, put,
+  get, wait, free, cancel, nodes, trace events), with the graph -> compile -> submit loop
+  written once; the driver's Session implements it, and so do plait.engines' Ray and Dask.
 
 Imports follow the data: head and driver import only wire; node imports head (node-0 runs
 it), worker (it forks workers, which run on in its code) and wire; worker imports driver

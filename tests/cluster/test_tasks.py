@@ -137,8 +137,9 @@ def test_wait_compute_persist(cluster):
     ready, pending = plait.wait(refs, num_returns=4, timeout=30)
     assert len(ready) == 4 and pending == []
     assert plait.compute(inc.remote(1), inc.remote(2)) == (2, 3)
-    kept = plait.persist(inc.remote(10))
-    assert "ready" in repr(kept) and kept.compute() == 11
+    kept = plait.persist(inc.remote(10))            # a tuple, even of one (as dask.persist)
+    assert isinstance(kept, tuple) and len(kept) == 1
+    assert "ready" in repr(kept[0]) and kept[0].compute() == 11
 
 
 def test_compile_and_explain_without_running(cluster, tmp_path):

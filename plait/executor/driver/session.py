@@ -12,7 +12,6 @@ session, once no zero-copy view of the object is alive in this process either.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import pickle
@@ -23,12 +22,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from plait import compiler
-from plait.errors import GetTimeoutError, ObjectFreedError, ObjectLostError, TaskCancelledError
+from plait.errors import GetTimeoutError, ObjectFreedError, TaskCancelledError
 from plait.graph import context
-from plait.graph.graph import collect
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.remote_function import ObjectRefGenerator
+from plait.executor.engine import Engine, check_refs as _check_refs
+from plait.executor.engine import serialized as _serialized
 from plait.executor.driver.flusher import IdleFlusher
 from plait.executor.driver.parking import Parked
 from plait.executor.driver.futures import Futures, SessionLock
@@ -40,19 +40,9 @@ PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
 IDLE_SUBMIT_SECONDS = 0.01     # calls made and not requested are submitted after this quiet
 
 
-def _serialized(method: Any) -> Any:
-    """Run a session method under the session's lock (its socket is not thread-safe, and
-    the idle flusher's thread submits through it too, and the futures' thread waits on it:
-    see driver/futures.py)."""
-    @functools.wraps(method)
-    def locked(self: Session, *args: Any, **kwargs: Any) -> Any:
-        with self.lock:
-            return method(self, *args, **kwargs)
-
-    return locked
 
 
-class Session(ObjectReading):
+class Session(ObjectReading, Engine):
     """The driver's view of one running cluster."""
 
     def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str = "",
@@ -362,54 +352,49 @@ class Session(ObjectReading):
 
         return self.request(p.StateCheck(next(self.requests)), timeout).problems
 
-    # -- running graphs ------------------------------------------------------------------
-
-    @_serialized
-    def compile(self, refs: Sequence[ObjectRef]) -> compiler.Plan | None:
-        """The plan that would run what ``refs`` need (None when nothing needs to run)."""
-        graph, _ = collect(_check_refs(refs, "plait.compile"))
-        if graph.tasks:
-            return self.plan(graph)
-        return self.submitted_plan(refs)
-
-    def submitted_plan(self, refs: Sequence[ObjectRef]) -> compiler.Plan | None:
-        """The plan that ran (or runs) ``refs``, if it was among the last few submitted."""
-        wanted = {ref.task.id for ref in refs if ref.task is not None}
-        for plan in reversed(self.recent_plans):
-            if wanted and wanted <= set(plan.placements):
-                return plan
-        return None
+    # -- running graphs (Engine: run, plan, compile and refuse are written there) -------
 
     def runtime_context(self) -> context.RuntimeContext:
         return context.RuntimeContext(self.nodes[0].id, None, None, self.id)
 
-    @_serialized
-    def visualize(self, refs: list[ObjectRef], filename: str | None) -> str:
-        plan = self.compile(refs) or compiler.Plan(tuple(r.id for r in refs), {}, (), (), {})
-        return plan.visualize(filename)
+    def known(self, object_id: str) -> bool:
+        return object_id in self.values
 
-    def plan(self, graph: Any) -> compiler.Plan:
-        """Compile against the head's view of the graph's inputs and actors; a graph of
-        nothing but calls of actors whose nodes are known needs no view (no round trip)."""
+    def fail(self, object_id: str, error: Exception) -> None:
+        from plait.executor.wire import protocol as p
+
+        self.values[object_id] = p.Failed(pickle.dumps(error))
+
+    def before_run(self) -> tuple[str, ...]:
+        return self.flush_frees(send=self.frees_after is not None)   # else in the Submit
+
+    def nothing_to_run(self, frees: tuple[str, ...]) -> None:
+        from plait.executor.wire import protocol as p
+
+        if frees:
+            self.conn.send(p.Free(frees))
+
+    def cluster_view(self, graph: Any) -> compiler.ClusterView:
+        """The head's view of the graph's inputs and actors; a graph of nothing but calls
+        of actors whose nodes are known needs no view (no round trip)."""
         from plait.executor.wire import protocol as p
 
         actors = {t.actor for t in graph.tasks.values() if t.actor} - set(graph.tasks)
         live = {n.id for n in self.nodes}
         if actors and all(t.actor and t.actor != t.id for t in graph.tasks.values()) \
                 and all(self.actor_nodes.get(a) in live for a in actors):
-            view = self.local_view(graph.inputs())
-        else:
-            reply = self.request(p.ViewRequest(next(self.requests), tuple(graph.inputs()),
-                                               tuple(sorted(actors))))
-            for _, error in reply.missing:
-                raise pickle.loads(error)
-            view = reply.view
-            self.actor_nodes.update(view.actors)
-        plan = compiler.compile(graph, view)
+            return self.local_view(graph.inputs())
+        reply = self.request(p.ViewRequest(next(self.requests), tuple(graph.inputs()),
+                                           tuple(sorted(actors))))
+        for _, error in reply.missing:
+            raise pickle.loads(error)
+        self.actor_nodes.update(reply.view.actors)
+        return reply.view
+
+    def placed(self, graph: Any, plan: compiler.Plan) -> None:
         for task in graph.tasks.values():
             if task.actor == task.id:
                 self.actor_nodes[task.id] = plan.placements[task.id].node
-        return plan
 
     def local_view(self, inputs: list[str]) -> compiler.ClusterView:
         """The cluster as this session last saw it: enough to place calls on known actors."""
@@ -426,31 +411,20 @@ class Session(ObjectReading):
             objects[oid] = ObjectInfo(oid, size, (value.node,) if stored else ())
         return compiler.ClusterView(nodes, objects, actors=dict(self.actor_nodes))
 
-    @_serialized
-    def run(self, refs: Sequence[ObjectRef]) -> None:
-        """Compile and submit every task ``refs`` need that has not been submitted yet,
-        together with every other task made since the last submission (see ``created``)."""
+    def unplaced(self) -> list[Any]:
+        return self.parked.unpark()                   # another try: a node may have joined
+
+    def cannot_place(self, graph: Any, tasks: dict[str, Any], error: Any) -> None:
+        if error.infeasible:                          # a node may join that runs it
+            self.parked.park(graph, tasks, error)
+        else:
+            self.refuse(graph, tasks, error)
+
+    def submit(self, plan: compiler.Plan, graph: Any, tasks: dict[str, Any],
+               refs: Sequence[ObjectRef], frees: tuple[str, ...]) -> None:
+        """Send the plan's tasks to the head in one Submit (with the frees gathered)."""
         from plait.executor.wire import protocol as p
 
-        frees = self.flush_frees(send=self.frees_after is not None)   # else in the Submit
-        made = self.parked.unpark() + _drain(self.unsubmitted)   # parked: another try
-        while True:
-            refs = [ref for ref in refs if ref.id not in self.values]   # known: nothing to run
-            graph, tasks = collect(refs, made)
-            if not graph.tasks:
-                if frees:
-                    self.conn.send(p.Free(frees))
-                return
-            try:
-                plan = self.plan(graph)
-                break
-            except compiler.PlanError as error:
-                if error.task_id not in tasks:
-                    raise
-                if error.infeasible:                   # a node may join that runs it
-                    self.parked.park(graph, tasks, error)
-                else:
-                    self.refuse(graph, tasks, error)   # the rest of the graph still runs
         functions, specs = [], []
         for task_id, node in graph.tasks.items():
             task = tasks[task_id]
@@ -476,7 +450,6 @@ class Session(ObjectReading):
         if self.settles_holds:
             self.submitted_unconfirmed.update(oid for task in tasks.values()
                                               for oid in task.output_ids)
-        self.recent_plans.append(plan)
         orphans = []
         for task in tasks.values():
             task.submitted = True
@@ -490,25 +463,6 @@ class Session(ObjectReading):
         if orphans:
             self.conn.send(p.Free(tuple(orphans)))
         self.flush_frees()
-
-    def refuse(self, graph: Any, tasks: dict[str, Any], error: Exception) -> None:
-        """A task the compiler cannot place fails with ``error``, and so does every task
-        of the graph that reads its results; they are never submitted (Ray would leave an
-        infeasible task pending for ever; plait says why, at the get of its refs)."""
-        from plait.executor.wire import protocol as p
-
-        failed = pickle.dumps(error)
-        doomed = [error.task_id]
-        consumers = graph.consumers()
-        while doomed:
-            task = tasks.get(doomed.pop())
-            if task is None or task.submitted:
-                continue
-            task.submitted = True
-            task.forget_inputs()
-            for oid in task.output_ids:
-                self.values[oid] = p.Failed(failed)
-                doomed += consumers.get(oid, [])
 
     @_serialized
     def get_actor(self, name: str) -> Any:
@@ -764,12 +718,6 @@ def _generator_kind(num_returns: int | str | None) -> str:
     return num_returns if isinstance(num_returns, str) else ""
 
 
-def _drain(pending: deque[Any]) -> list[Any]:
-    """Take every task from ``pending`` (another thread may append meanwhile: none is lost)."""
-    taken = []
-    while pending:
-        taken.append(pending.popleft())
-    return taken
 
 
 def _retry_exceptions(option: bool | Sequence[type]) -> bytes:
@@ -792,14 +740,6 @@ def _call_site() -> str:
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
-def _check_refs(refs: Iterable[Any], where: str) -> list[ObjectRef]:
-    refs = list(refs)
-    for ref in refs:
-        if not isinstance(ref, ObjectRef):
-            raise TypeError(f"{where} expects ObjectRefs, got {type(ref).__name__}: {ref!r:.60}")
-        if ref.owner is not None and ref.owner is not context.active():
-            raise ObjectLostError(ref.id, "it belongs to a plait session that was shut down")
-    return refs
 
 
 def _now() -> float:
