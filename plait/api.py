@@ -160,7 +160,7 @@ class ClusterInfo:
 
 def _info(current: Any) -> ClusterInfo:
     if not isinstance(current, Session):                 # an engine's (plait.engines)
-        return ClusterInfo(current.name, str(current.address or "local"),
+        return ClusterInfo(current.name, str(getattr(current, "address", None) or "local"),
                            tuple(current.refresh_nodes()), None)
     address = current.cluster.client_address.removeprefix("tcp://")
     return ClusterInfo(current.id, address, tuple(current.nodes), dashboard_url)

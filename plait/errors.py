@@ -165,8 +165,15 @@ class WorkerCrashedError(PlaitError):
                 f"native code or exhaust memory; raise max_retries if the crash is transient.")
 
 
-class OutOfMemoryError(WorkerCrashedError, builtins.MemoryError):
-    """plait killed the task's worker for using too much memory, on every allowed attempt."""
+class OutOfMemoryError(builtins.MemoryError, WorkerCrashedError):
+    """plait killed the task's worker for using too much memory, on every allowed attempt.
+
+    (MemoryError first: its own ``__new__`` must be the class's, or ``cls.__new__(cls)``,
+    which tblib's exception pickling calls once dask.distributed is imported, is refused
+    as "not safe".)"""
+
+    def __init__(self, function_name: str, task_id: str, attempts: list[str]) -> None:
+        WorkerCrashedError.__init__(self, function_name, task_id, attempts)   # (not MemoryError's)
 
     def __str__(self) -> str:
         tries = "; ".join(self.attempts)
@@ -260,8 +267,9 @@ class ObjectCorruptedError(ObjectLostError):
     """The object's spilled bytes no longer match their checksum: never returned as data."""
 
 
-class ObjectStoreFullError(PlaitError, builtins.MemoryError):
-    """The node's store cannot make room for an object right now."""
+class ObjectStoreFullError(builtins.MemoryError, PlaitError):
+    """The node's store cannot make room for an object right now (MemoryError first: see
+    OutOfMemoryError)."""
 
 
 class ObjectTooLargeError(ObjectStoreFullError):

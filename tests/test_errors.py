@@ -223,3 +223,13 @@ def test_an_actor_death_reads_as_a_sentence_either_way():
     assert str(plait.ActorDiedError("A-1", "its node died")) == "actor A-1 is dead: its node died"
     assert str(plait.ActorDiedError("A-1", "The actor is dead because it was killed")) == \
         "actor A-1: The actor is dead because it was killed"
+
+
+@pytest.mark.parametrize("cls", [errors.ObjectStoreFullError, errors.ObjectTooLargeError,
+                                 errors.OutOfMemoryError])
+def test_memory_errors_can_be_made_with_their_own_new(cls):
+    """tblib (which dask.distributed installs for every exception class on import) rebuilds
+    an exception with ``cls.__new__(cls)``: with PlaitError as the first base, Python refused
+    it as "MemoryError.__new__(...) is not safe", and plait's own tests failed after the
+    engine suite had imported distributed."""
+    assert isinstance(cls.__new__(cls), cls)
