@@ -326,8 +326,11 @@ def leaks(session: str) -> dict[str, list[str]]:
 
 # -- the soak ------------------------------------------------------------------------------
 
+DASHBOARD = False          # --dashboard: a dashboard runs, a page open on it (pageview.py)
+
+
 def start_cluster():
-    plait.init(num_nodes=3, num_workers=1, store_memory=STORE_MEMORY)
+    plait.init(num_nodes=3, num_workers=1, store_memory=STORE_MEMORY, dashboard=DASHBOARD)
     from plait import api
 
     return api._session.cluster               # the LocalCluster, to restart nodes into
@@ -371,6 +374,7 @@ def chaos_rounds(budget: float, rng: random.Random, interval: tuple[float, float
                            "failed_executions", "events_dropped"], 0)
     start = time.monotonic()
     killer.start()
+    page = open_page() if DASHBOARD else None
     while time.monotonic() - start < budget:
         with plait.trace() as trace:          # per round: the head keeps 50,000 events
             seconds, bad, hung = run_round()
@@ -385,6 +389,9 @@ def chaos_rounds(budget: float, rng: random.Random, interval: tuple[float, float
               f" kills so far {dict(killer.kills)}", flush=True)
     killer.done.set()
     killer.join(timeout=60)
+    dashboard = page.stats() if page is not None else None
+    if dashboard:
+        print(f"  dashboard under the faults: {dashboard}", flush=True)
     violations += [f"after the faults: {v}" for v in validate()]
     shutdown_start = time.monotonic()
     plait.shutdown()
@@ -393,7 +400,18 @@ def chaos_rounds(budget: float, rng: random.Random, interval: tuple[float, float
             "kills": dict(killer.kills),
             "kill_total": sum(killer.kills.values()), "nodes_started": killer.next_index - 3,
             "findings": killer.findings, **stats, "shutdown_seconds": shutdown_seconds,
-            "leaks": leaks(session), "events": killer.events}
+            "leaks": leaks(session), "events": killer.events,
+            **({"dashboard": dashboard} if dashboard else {})}
+
+
+def open_page():
+    """A page open on the session's dashboard, polling as the browser's would."""
+    from benchmarks.pageview import PageView
+    from plait import api
+
+    page = PageView(api.dashboard_url, api._dashboard.pid)
+    page.start()
+    return page
 
 
 # -- the memory-pressure soak ----------------------------------------------------------------
@@ -556,7 +574,11 @@ def main() -> int:
     parser.add_argument("--interval", type=float, nargs=2, default=(2.0, 6.0),
                         metavar=("MIN", "MAX"), help="seconds between faults")
     parser.add_argument("--json", default=str(Path(__file__).with_name("chaos.json")))
+    parser.add_argument("--dashboard", action="store_true",
+                        help="run a dashboard with a page open on it; report its CPU and RSS")
     args = parser.parse_args()
+    global DASHBOARD
+    DASHBOARD = args.dashboard
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # segfaulted processes leave no core
     report = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]),
               "seeds": [soak_seed(seed, args.seconds, tuple(args.interval), args.verbose)

@@ -14,9 +14,10 @@ processes). ``import plait as ray`` runs plain Ray Core scripts.
 """
 
 from plait import actor, exceptions, util
-from plait.api import (cancel, compile, compute, free, get, get_actor, get_runtime_context, init,
-                       is_initialized, kill, memory_summary, nodes, persist, put, shutdown,
-                       timeline, trace, visualize, wait)
+from plait.api import (available_resources, cancel, cluster_resources, compile, compute, free,
+                       get, get_actor, get_gpu_ids, get_runtime_context, init, is_initialized,
+                       kill, memory_summary, nodes, persist, put, shutdown, timeline, trace,
+                       visualize, wait)
 from plait.compiler.plan import Plan
 from plait.errors import (ActorDiedError, ActorNotFoundError, ClusterError, DeserializationError,
                           GetTimeoutError, HeadUnavailableError, InvalidOptionError,
@@ -29,6 +30,7 @@ from plait.errors import (ActorDiedError, ActorNotFoundError, ClusterError, Dese
 from plait.graph.actor import ActorClass, ActorHandle, method
 from plait.graph.decorator import remote
 from plait.graph.refs import ObjectRef
+from plait.graph.refs import ObjectRef as ObjectID   # Ray's old name, kept by Ray as an alias
 from plait.graph.remote_function import ObjectRefGenerator, RemoteFunction
 
 __version__ = "0.1.0"
@@ -46,6 +48,7 @@ __all__ = [
     "NotInitializedError",
     "ObjectCorruptedError",
     "ObjectFreedError",
+    "ObjectID",
     "ObjectLostError",
     "ObjectRef",
     "ObjectRefGenerator",
@@ -62,13 +65,16 @@ __all__ = [
     "TaskError",
     "WorkerCrashedError",
     "actor",
+    "available_resources",
     "cancel",
+    "cluster_resources",
     "compile",
     "compute",
     "exceptions",
     "free",
     "get",
     "get_actor",
+    "get_gpu_ids",
     "get_runtime_context",
     "init",
     "is_initialized",

@@ -1,6 +1,8 @@
 """The public functions: init/put/get/compute... = graph -> compile -> execute -> fetch.
 
-One driver process has one ``Session`` (plait.executor.driver.session), started by ``init`` or on
+One driver process has one engine session (plait.executor.engine.Engine: the native
+``Session`` of plait.executor.driver.session, or a Ray or Dask engine of plait.engines when
+``init(engine=...)`` chose one), started by ``init`` or on
 first use, stopped by ``shutdown`` or at exit. Inside a task, the same functions go to the
 worker's runtime, which serves get/put itself and opens a session of its own for tasks
 that submit tasks.
@@ -11,62 +13,99 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import subprocess
 import threading
+from dataclasses import dataclass
+from html import escape
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from plait import compiler
+from plait.compiler.units import format_bytes, parse_bytes
 from plait.errors import ClusterError
-from plait.executor.driver.session import Session, _check_refs
+from plait.executor.driver.session import Session
+from plait.executor.engine import Engine
+from plait.executor.engine import check_refs as _check_refs
 from plait.graph import context
 from plait.graph.refs import ObjectRef
 from plait.graph.remote_function import ObjectRefGenerator
 
 _lock = threading.RLock()
-_session: Session | None = None
+_session: Engine | None = None
 _session_counter = itertools.count(1)
+_dashboard: subprocess.Popen | None = None      # the dashboard's process, if init started one
+dashboard_url: str | None = None
 
 
 # -- the public functions ----------------------------------------------------------------
 
 def init(num_workers: int | None = None, *, num_nodes: int = 1,
-         store_memory: int | None = None,
+         store_memory: int | str | None = None,
          spill_dir: str | None = None, spilling: bool = True,
-         worker_memory_limit: int | None = None, num_cpus: int | None = None,
+         worker_memory_limit: int | str | None = None, num_cpus: int | None = None,
          ignore_reinit_error: bool = False, address: str | None = None,
-         submit_after_idle: float | None = 0.01, **ray_options: Any) -> None:
+         submit_after_idle: float | None = 0.01, object_store_memory: int | str | None = None,
+         num_gpus: float | None = None, resources: dict[str, float] | None = None,
+         dashboard: bool | int = False, engine: str = "plait",
+         **ray_options: Any) -> ClusterInfo:
     """Start the embedded local cluster: one node process and ``num_workers`` workers.
 
     ``num_nodes`` nodes start on this machine (node-0 is the head), each with its own
     store and ``num_workers`` workers, one per CPU by default (``num_cpus`` is Ray's name);
-    ``store_memory`` (bytes) bounds the node's shared-memory store; when it is full, the
-    least recently used objects spill to ``spill_dir`` (default: a fresh directory under
-    the system's temporary directory) unless ``spilling=False``. A busy worker whose resident
-    memory passes ``worker_memory_limit`` bytes is killed and its task retried (then
-    OutOfMemoryError); without a limit, only when the machine runs out of memory.
+    ``store_memory`` (``object_store_memory`` is Ray's name) bounds each node's
+    shared-memory store; when it is full, the least recently used objects spill to
+    ``spill_dir`` (default: a fresh directory under the system's temporary directory)
+    unless ``spilling=False``. A busy worker whose resident memory passes
+    ``worker_memory_limit`` is killed and its task retried (then OutOfMemoryError); without
+    a limit, only when the machine runs out of memory. Sizes are bytes, or strings with a
+    unit as Dask's ``memory_limit``: "512MiB", "2GB".
+
+    Each node offers ``num_gpus`` GPUs and the custom ``resources`` (name -> amount), as
+    Ray's ``init`` does: tasks and actors asking for them (``num_gpus=1``,
+    ``resources={"disk": 1}``) run where they are offered, while they are free. plait does
+    not look for GPUs itself: it offers what it is told (none by default).
 
     ``.remote()`` calls are submitted together at the next get/wait (one plan for the
     whole graph) or once no call was made for ``submit_after_idle`` seconds, so calls
     made only for their side effects run as in Ray; None: only at get/wait/shutdown.
+
+    ``dashboard=True`` (or a port) starts the live dashboard (``pip install
+    "plait[dashboard]"``) on loopback and prints its URL, token included.
+
+    ``engine="ray"`` or ``"dask"`` runs plait's plans on that engine's cluster instead
+    (``address``: the engine's own, or a ``distributed.Client``; None starts a local one of
+    ``num_cpus`` CPUs, with ``num_nodes`` Dask workers); see plait.engines.
+
+    Returns a ClusterInfo (Ray's RayContext): the cluster's shape and the dashboard's URL,
+    shown as a table in a notebook; ``with plait.init(): ...`` shuts down at the end.
     """
     global _session
     with _lock:
         if _session is not None:
             if ignore_reinit_error:
-                return
+                return _info(_session)
             raise ClusterError("plait.init was called twice; call plait.shutdown() first or "
                                "pass ignore_reinit_error=True")
         _check_ray_options(ray_options)
+        offered = _offered(num_gpus, resources)
+        if engine != "plait":
+            return _start_engine(engine, address, num_cpus or num_workers, num_nodes,
+                                 submit_after_idle, offered, dashboard)
+        if address is not None and offered:
+            raise ValueError("num_gpus and resources describe nodes plait.init starts; a "
+                             "joined cluster's nodes offer what `plait start --num-gpus "
+                             "--resources` gave them")
         if address is not None:
             from plait.executor.driver.discovery import joined_cluster
 
             _session = Session(joined_cluster(address), 1, submit_after_idle=submit_after_idle)
             context.install(_session)
-            return
+            _open_dashboard(dashboard, address)
+            return _info(_session)
         workers = num_workers if num_workers is not None else (num_cpus or os.cpu_count() or 1)
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {workers!r}")
-        memory = _check_store_memory(store_memory)
+        memory = _check_store_memory(_one_of(store_memory, object_store_memory))
         spill = None
         if spilling:
             spill = spill_dir or ""      # "": the node picks a fresh directory of its own
@@ -76,13 +115,94 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
 
         session_id = f"{os.getpid():x}-{next(_session_counter)}"
         cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill,
-                                     worker_memory_limit or 0)
+                                     parse_bytes(worker_memory_limit or 0), offered)
         _session = Session(cluster, num_nodes, submit_after_idle=submit_after_idle)
         context.install(_session)
+        _open_dashboard(dashboard, cluster.client_address)
+        return _info(_session)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What ``plait.init()`` returns: the cluster's shape and where to watch it."""
+
+    session: str
+    address: str
+    nodes: tuple[Any, ...]                   # NodeInfo, head first
+    dashboard_url: str | None
+
+    def __repr__(self) -> str:
+        workers = sum(n.workers for n in self.nodes)
+        store = sum(n.store_capacity for n in self.nodes)
+        lines = [f"plait cluster {self.session}: {len(self.nodes)} node(s), {workers} "
+                 f"worker(s), {format_bytes(store)} of store", f"  address:   {self.address}"]
+        if self.dashboard_url:
+            lines.append(f"  dashboard: {self.dashboard_url}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{escape(n.id)}{' (head)' if n.is_head else ''}</td>"
+                       f"<td>{n.workers}</td><td>{format_bytes(n.store_capacity)}</td></tr>"
+                       for n in self.nodes)
+        link = (f'<p>Dashboard: <a href="{escape(self.dashboard_url)}" target="_blank">'
+                f"{escape(self.dashboard_url.split('?', 1)[0])}</a></p>"
+                if self.dashboard_url else "")
+        return (f"<div><b>plait cluster</b> {escape(self.session)} at "
+                f"<code>{escape(self.address)}</code>{link}<table><tr><th>node</th>"
+                f"<th>workers</th><th>store</th></tr>{rows}</table></div>")
+
+    def __enter__(self) -> ClusterInfo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutdown()
+
+
+def _info(current: Any) -> ClusterInfo:
+    if not isinstance(current, Session):                 # an engine's (plait.engines)
+        return ClusterInfo(current.name, str(getattr(current, "address", None) or "local"),
+                           tuple(current.refresh_nodes()), None)
+    address = current.cluster.client_address.removeprefix("tcp://")
+    return ClusterInfo(current.id, address, tuple(current.nodes), dashboard_url)
+
+
+def _start_engine(engine: str, address: Any, num_cpus: int | None, num_nodes: int,
+                  submit_after_idle: float | None, offered: dict[str, float],
+                  dashboard: bool | int) -> ClusterInfo:
+    """plait.init(engine="ray" | "dask"): plans run on that engine's cluster. What only
+    plait's own nodes have (a dashboard, resources offered by init) is refused by name."""
+    global _session
+    for asked, feature in ((offered, "num_gpus/resources at init"),
+                           (dashboard not in (False, None), "the dashboard")):
+        if asked:
+            raise NotImplementedError(f"the {engine} engine does not take {feature}: its "
+                                      f"cluster's nodes are the engine's own")
+    from plait.engines import start
+
+    _session = start(engine, address, num_cpus=num_cpus, num_nodes=num_nodes,
+                     submit_after_idle=submit_after_idle)
+    context.install(_session)
+    return _info(_session)
+
+
+def _open_dashboard(dashboard: bool | int, address: str) -> None:
+    """Start the dashboard's process for this session's cluster and print its URL."""
+    global _dashboard, dashboard_url
+    if dashboard is False or dashboard is None:
+        return
+    from plait.executor.driver.dashboard import start_dashboard
+
+    port = 0 if dashboard is True else int(dashboard)
+    try:
+        _dashboard, dashboard_url = start_dashboard(address, port=port, watch_pid=os.getpid())
+    except ClusterError:
+        shutdown()
+        raise
+    print(f"plait dashboard: {dashboard_url}", flush=True)
 
 
 _IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
-                        "namespace", "runtime_env", "dashboard_host", "num_gpus"}
+                        "namespace", "runtime_env", "dashboard_host"}
 
 
 def _check_ray_options(options: dict[str, Any]) -> None:
@@ -91,10 +211,37 @@ def _check_ray_options(options: dict[str, Any]) -> None:
         raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
 
 
-def _check_store_memory(requested: int | None) -> int:
+def _offered(num_gpus: float | None, resources: dict[str, float] | None) -> dict[str, float]:
+    """What each node offers beside CPUs, checked: GPUs and custom resources by name."""
+    offered = dict(resources or {})
+    if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+               and v >= 0 for k, v in offered.items()):
+        raise ValueError(f"resources must map names to amounts >= 0, got {resources!r}")
+    for name in ("CPU", "GPU"):
+        if name in offered:
+            raise ValueError(f"pass {name}s as num_{name.lower()}s=, not in resources")
+    if num_gpus:
+        if not isinstance(num_gpus, int) or isinstance(num_gpus, bool) or num_gpus < 0:
+            raise ValueError(f"num_gpus must be a whole number >= 0, got {num_gpus!r}")
+        offered["GPU"] = num_gpus
+    return offered
+
+
+def _one_of(store_memory: int | str | None, object_store_memory: int | str | None
+            ) -> int | str | None:
+    """The store size asked for under plait's name or Ray's (not two different ones)."""
+    if None not in (store_memory, object_store_memory) and \
+            parse_bytes(store_memory) != parse_bytes(object_store_memory):
+        raise ValueError(f"store_memory={store_memory} and object_store_memory="
+                         f"{object_store_memory} disagree: they name the same size; pass one")
+    return object_store_memory if store_memory is None else store_memory
+
+
+def _check_store_memory(requested: int | str | None) -> int:
     """The store size: the default, or the request if /dev/shm can hold it."""
     if requested is None:
         return default_store_memory()
+    requested = parse_bytes(requested)
     if not isinstance(requested, int) or isinstance(requested, bool) or requested < (1 << 20):
         raise ValueError(f"store_memory must be a number of bytes >= 1 MiB, got {requested!r}")
     shm = os.statvfs("/dev/shm")
@@ -111,17 +258,17 @@ def default_store_memory() -> int:
     return default_capacity()
 
 
-def _session_or_start() -> Session:
+def _session_or_start() -> Engine:
     if _session is None:
         init()
     assert _session is not None
     return _session
 
 
-def session() -> Session:
+def session() -> Engine:
     """The running session (inside a task: its worker's own), started on first use."""
     active = context.active()
-    if active is not None and not isinstance(active, Session):
+    if active is not None and not isinstance(active, Engine):
         return active.nested()
     return _session_or_start()
 
@@ -134,7 +281,17 @@ def shutdown() -> None:
             return
         current, _session = _session, None
         context.install(None)
+        _close_dashboard()
         current.shutdown()
+
+
+def _close_dashboard() -> None:
+    global _dashboard, dashboard_url
+    if _dashboard is not None:
+        from plait.executor.driver.dashboard import stop_dashboard
+
+        stop_dashboard(_dashboard)
+        _dashboard, dashboard_url = None, None
 
 
 def is_initialized() -> bool:
@@ -175,11 +332,12 @@ def compute(*refs: ObjectRef, timeout: float | None = None) -> tuple[Any, ...]:
     return tuple(_runtime().get(list(refs), timeout=timeout))
 
 
-def persist(*refs: ObjectRef) -> ObjectRef | tuple[ObjectRef, ...]:
-    """Run what ``refs`` need and keep the results where they were made; returns the refs."""
+def persist(*refs: ObjectRef) -> tuple[ObjectRef, ...]:
+    """Run what ``refs`` need and keep the results where they were made; returns the refs
+    as a tuple, even of one (as ``dask.persist`` and ``plait.compute``)."""
     refs_list = _check_refs(refs, "plait.persist")
     _runtime().wait(refs_list, len(refs_list), None)
-    return refs_list[0] if len(refs_list) == 1 else tuple(refs_list)
+    return tuple(refs_list)
 
 
 def compile(*refs: ObjectRef) -> compiler.Plan:
@@ -192,16 +350,20 @@ def compile(*refs: ObjectRef) -> compiler.Plan:
 
 def cancel(refs: ObjectRef | Iterable[ObjectRef], *, force: bool = False,
            recursive: bool = True) -> None:
-    """Stop the tasks producing ``refs``: pending ones never run, running ones are killed.
+    """Stop the tasks producing ``refs``, as Ray's ``ray.cancel``: pending ones never run;
+    a running one gets KeyboardInterrupt in its code (``force=True``: its worker is killed).
 
-    Their refs (and those of tasks depending on them) raise TaskCancelledError; cancelled
-    tasks are not retried. A finished task is not affected. A running actor call is asked to
-    stop, never killed (see RuntimeContext.is_canceled): ``force=True`` on one is a
-    ValueError, as in Ray (``plait.kill`` stops the actor). Ray's keywords are taken; a
-    running task is always stopped by killing its worker, so ``force`` changes nothing for
-    tasks. With ``recursive`` (the default, as Ray's) the unfinished tasks a killed task
-    submitted are cancelled with it, and theirs in turn (not actors' creations or calls);
-    without, they run on, their results dropped unless held elsewhere.
+    Their refs (and those of tasks depending on them) raise TaskCancelledError, unless an
+    interrupted task catches the KeyboardInterrupt and returns a value (then that is its
+    result; ``get_runtime_context().is_canceled()`` is True in it); cancelled tasks are not
+    retried. A task that ignores the interrupt runs on until ``plait.cancel(ref,
+    force=True)``. A finished task is not affected. A running generator task is always
+    killed. A running actor call is asked to stop, never killed (see
+    RuntimeContext.is_canceled): ``force=True`` on one is a ValueError, as in Ray
+    (``plait.kill`` stops the actor). With ``recursive`` (the default, as Ray's) the
+    unfinished tasks a cancelled task submitted are cancelled with it, the same way, and
+    theirs in turn (not actors' creations or calls; all those its worker process
+    submitted); without, they run on, their results dropped unless held elsewhere.
     """
     listed = [refs] if isinstance(refs, (ObjectRef, ObjectRefGenerator)) else list(refs)
     listed = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref   # its task
@@ -212,7 +374,7 @@ def cancel(refs: ObjectRef | Iterable[ObjectRef], *, force: bool = False,
             raise ValueError(f"plait.cancel(force=True) cannot stop actor call {calls[0].id}: "
                              f"a running call is only asked to stop; use plait.kill(actor) "
                              f"to stop the actor")
-    session().cancel(listed, recursive)
+    session().cancel(listed, recursive, force)
 
 
 def kill(actor: Any, *, no_restart: bool = True) -> None:
@@ -289,6 +451,33 @@ def get_runtime_context() -> context.RuntimeContext:
     return _runtime().runtime_context()
 
 
+def cluster_resources() -> dict[str, float]:
+    """What the cluster's nodes offer in all, by Ray's names: ``CPU`` (worker slots),
+    ``GPU``, ``memory``, ``object_store_memory`` (bytes) and custom resources."""
+    return _summed(node.total for node in session().resources())
+
+
+def available_resources() -> dict[str, float]:
+    """What no running task or live actor holds now (names as ``cluster_resources``;
+    those with nothing free are left out, as Ray leaves them out)."""
+    return {name: amount for name, amount in
+            _summed(node.free for node in session().resources()).items() if amount > 0}
+
+
+def _summed(per_node: Iterable[tuple[tuple[str, float], ...]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for amounts in per_node:
+        for name, amount in amounts:
+            total[name] = total.get(name, 0.0) + amount
+    return total
+
+
+def get_gpu_ids() -> list[int]:
+    """The GPUs the running task or actor holds (``CUDA_VISIBLE_DEVICES`` is set to
+    them); in the driver, none."""
+    return list(_runtime().runtime_context().gpu_ids)
+
+
 def nodes() -> list[Any]:
     """The cluster's nodes (head first): id, address, pid, workers, store capacity."""
     return list(session().refresh_nodes())
@@ -303,6 +492,7 @@ def _runtime() -> Any:
 context.install_starter(session)
 atexit.register(shutdown)
 
-__all__ = ["cancel", "compile", "compute", "free", "get", "get_actor", "get_runtime_context",
-           "init", "is_initialized", "kill", "memory_summary", "nodes", "persist", "put",
-           "session", "shutdown", "timeline", "trace", "visualize", "wait"]
+__all__ = ["available_resources", "cancel", "cluster_resources", "compile", "compute", "free",
+           "get", "get_actor", "get_gpu_ids", "get_runtime_context", "init", "is_initialized",
+           "kill", "memory_summary", "nodes", "persist", "put", "session", "shutdown",
+           "timeline", "trace", "visualize", "wait"]

@@ -165,8 +165,15 @@ class WorkerCrashedError(PlaitError):
                 f"native code or exhaust memory; raise max_retries if the crash is transient.")
 
 
-class OutOfMemoryError(WorkerCrashedError, builtins.MemoryError):
-    """plait killed the task's worker for using too much memory, on every allowed attempt."""
+class OutOfMemoryError(builtins.MemoryError, WorkerCrashedError):
+    """plait killed the task's worker for using too much memory, on every allowed attempt.
+
+    (MemoryError first: its own ``__new__`` must be the class's, or ``cls.__new__(cls)``,
+    which tblib's exception pickling calls once dask.distributed is imported, is refused
+    as "not safe".)"""
+
+    def __init__(self, function_name: str, task_id: str, attempts: list[str]) -> None:
+        WorkerCrashedError.__init__(self, function_name, task_id, attempts)   # (not MemoryError's)
 
     def __str__(self) -> str:
         tries = "; ".join(self.attempts)
@@ -198,15 +205,19 @@ class ActorDiedError(PlaitError):
         self.cause = cause
 
     def __str__(self) -> str:
-        text = f"actor {self.actor_id} is dead: {self.reason}"
+        """``actor A-1 is dead: <reason>``; a reason that is a sentence of its own, as
+        Ray's words for a kill are (code searches for them), follows ``actor A-1: ``."""
+        text = (f"actor {self.actor_id}: {self.reason}" if self.reason[:1].isupper()
+                else f"actor {self.actor_id} is dead: {self.reason}")
         return text + (f"\n\nIts constructor failed:\n{self.cause}" if self.cause else "")
 
 
 class ActorUnavailableError(ActorDiedError):
-    """Ray raises this for a call to an actor that is restarting or cut off for a while.
-    plait never does: a call to a restarting actor waits for its new process, and one it
-    cannot reach fails with ActorDiedError. The class exists so that code catching it (as
-    Ray's programs and tests do) imports and runs."""
+    """The call was running when its actor's process died, it is out of retries
+    (``max_task_retries``), and the actor is starting again: the call may have run in part;
+    later calls run in the new process. As Ray's; an ActorDiedError, so code catching that
+    catches this too. (Ray also raises it for an actor cut off for a while; plait's calls
+    to a restarting or unreachable actor wait or fail with ActorDiedError.)"""
 
 
 class ActorExitRequest(builtins.SystemExit):
@@ -256,8 +267,9 @@ class ObjectCorruptedError(ObjectLostError):
     """The object's spilled bytes no longer match their checksum: never returned as data."""
 
 
-class ObjectStoreFullError(PlaitError, builtins.MemoryError):
-    """The node's store cannot make room for an object right now."""
+class ObjectStoreFullError(builtins.MemoryError, PlaitError):
+    """The node's store cannot make room for an object right now (MemoryError first: see
+    OutOfMemoryError)."""
 
 
 class ObjectTooLargeError(ObjectStoreFullError):
@@ -266,14 +278,17 @@ class ObjectTooLargeError(ObjectStoreFullError):
 
 class PlanError(PlaitError, builtins.ValueError):
     """The compiler refused the graph: the message names the task and the broken rule
-    (``task_id``: the task that cannot be placed, when one task is to blame)."""
+    (``task_id``: the task that cannot be placed, when one task is to blame;
+    ``infeasible``: it asks for resources no node has, so a node that joins may run it)."""
 
-    def __init__(self, message: str, task_id: str | None = None) -> None:
+    def __init__(self, message: str, task_id: str | None = None,
+                 infeasible: bool = False) -> None:
         super().__init__(message)
         self.task_id = task_id
+        self.infeasible = infeasible
 
     def __reduce__(self):
-        return (type(self), (self.args[0], self.task_id))
+        return (type(self), (self.args[0], self.task_id, self.infeasible))
 
 
 class InvalidOptionError(PlaitError, builtins.ValueError):

@@ -211,9 +211,25 @@ def test_as_instanceof_cause_gives_the_dual_type_as_rays_does():
 
 
 def test_actor_unavailable_error_is_an_actor_died_error_under_rays_name():
-    """Ray programs catch it by name; plait never raises it (a restarting actor's calls
-    wait), so catching ActorDiedError covers it too."""
+    """Ray programs catch it by name (a call lost with its process while the actor
+    restarts); catching ActorDiedError covers it too."""
     import plait.exceptions
 
     assert issubclass(plait.exceptions.ActorUnavailableError, plait.ActorDiedError)
     assert "ActorUnavailableError" in plait.exceptions.__all__
+
+
+def test_an_actor_death_reads_as_a_sentence_either_way():
+    assert str(plait.ActorDiedError("A-1", "its node died")) == "actor A-1 is dead: its node died"
+    assert str(plait.ActorDiedError("A-1", "The actor is dead because it was killed")) == \
+        "actor A-1: The actor is dead because it was killed"
+
+
+@pytest.mark.parametrize("cls", [errors.ObjectStoreFullError, errors.ObjectTooLargeError,
+                                 errors.OutOfMemoryError])
+def test_memory_errors_can_be_made_with_their_own_new(cls):
+    """tblib (which dask.distributed installs for every exception class on import) rebuilds
+    an exception with ``cls.__new__(cls)``: with PlaitError as the first base, Python refused
+    it as "MemoryError.__new__(...) is not safe", and plait's own tests failed after the
+    engine suite had imported distributed."""
+    assert isinstance(cls.__new__(cls), cls)

@@ -33,14 +33,25 @@ MAY_IMPORT: dict[str, set[str]] = {
     # executor besides themselves (each may import what plait.executor may). The wire is
     # what all processes share; head and driver speak only it; the rest follow the data.
     "plait.executor.wire": set(),
+    "plait.executor.engine": set(),
     "plait.executor.head": {"plait.executor.wire"},
-    "plait.executor.driver": {"plait.executor.wire"},
+    "plait.executor.driver": {"plait.executor.wire", "plait.executor.engine"},
     "plait.executor.worker": {"plait.executor.wire", "plait.executor.driver",
                               "plait.executor.calls"},
     "plait.executor.calls": {"plait.executor.wire", "plait.executor.driver"},
     "plait.executor.node": {"plait.executor.wire", "plait.executor.head",
                             "plait.executor.worker"},
     "plait.executor.cli": {"plait.executor.wire", "plait.executor.driver"},
+    # The dashboard is a client of the head like a driver: it speaks the wire through the
+    # driver's connection and draws plans with the compiler's pictures.
+    "plait.dashboard": {"plait.executor", "plait.executor.wire", "plait.executor.driver",
+                        "plait.compiler", "plait.store", "plait.errors"},
+    # Engines run plans on someone else's cluster (Ray, Dask): they implement the executor's
+    # Engine seam, record its trace events and reuse the driver's idle flusher; they touch
+    # none of its processes.
+    "plait.engines": {"plait.graph", "plait.compiler", "plait.store", "plait.errors",
+                      "plait.executor.engine", "plait.executor.wire",
+                      "plait.executor.driver"},
 }
 
 # Standard modules that would give the pure compiler a clock, randomness, processes or I/O.
@@ -51,7 +62,7 @@ MAY_NOT_USE: dict[str, set[str]] = {
     "plait.graph": NO_SOCKETS, "plait.compiler": IMPURE, "plait.store": NO_SOCKETS}
 
 # Layers whose modules import one another without a circle.
-ACYCLIC = ("plait.graph", "plait.compiler", "plait.executor")
+ACYCLIC = ("plait.graph", "plait.compiler", "plait.executor", "plait.dashboard")
 
 # The circles allowed, as (importer, imported package): Plan's methods explain() and
 # visualize() call into the drawing that reads plans, importing it only when called, so

@@ -43,3 +43,7 @@ def test_ray_core_names_are_there_for_import_plait_as_ray():
 
 def test_version_is_a_string():
     assert isinstance(plait.__version__, str) and plait.__version__.count(".") == 2
+
+
+def test_object_id_is_rays_old_name_for_object_ref():
+    assert plait.ObjectID is plait.ObjectRef

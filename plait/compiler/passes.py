@@ -111,8 +111,11 @@ def fuse_chains(graph: Graph, choices: dict[str, Choice]) -> dict[str, str]:
         if len(producers) != 1:
             continue
         (producer,) = producers
-        if graph.tasks[task_id].actor or graph.tasks[producer].actor:
+        task, before = graph.tasks[task_id], graph.tasks[producer]
+        if task.actor or before.actor:
             continue                  # actor calls run in their actor's process, not a slot
+        if task.needs or before.needs:
+            continue                  # it waits for its own resources (GPU, ...) on its node
         if (readers[producer] == 1 and producer not in taken
                 and choices[producer].node == choices[task_id].node):
             follows[task_id] = producer

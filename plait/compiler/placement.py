@@ -13,8 +13,10 @@ Cost per task, not per task and node: a node that holds none of a task's inputs 
 full cost of moving them all, the same on every such node, so among those the cheapest is
 the least loaded one. Only the nodes holding an input and the least-loaded node
 (``LeastLoaded``, a heap) are ever priced: O(inputs + log nodes) per task, however many
-nodes the cluster has. Compiling 1M tasks for 3 nodes took 48 s with a scan of every node
-per task and 9 s this way on this machine (``benchmarks/scale.py compile``).
+nodes the cluster has (one heap per kind of demand: worker slots and other resources, so a
+task asking for a GPU is priced only on nodes that offer one). Compiling 1M tasks for 3
+nodes took 48 s with a scan of every node per task and 9 s this way on this machine
+(``benchmarks/scale.py compile``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 from plait.compiler.units import format_bytes
-from plait.compiler.view import ClusterView, CompileOptions
+from plait.compiler.view import ClusterView, CompileOptions, offers
 from plait.errors import PlanError
 from plait.graph.graph import Graph, TaskNode
 
@@ -34,6 +36,7 @@ LOCALITY_MIN_BYTES = 1 << 20
 
 Input = tuple[str, int, tuple[str, ...]]          # (object, bytes, nodes holding a copy)
 Inputs = tuple[Input, ...]
+Amounts = tuple[tuple[str, float], ...]           # resources by name: a node's, a task's needs
 
 
 @dataclass(slots=True)
@@ -58,7 +61,8 @@ def slots_of(num_cpus: float) -> int:
 
 class LeastLoaded:
     """The node with the least queued seconds per worker (ties: the earlier node), among
-    the nodes with at least ``slots`` workers: one lazy heap per slot count asked for.
+    the nodes with at least ``slots`` workers that offer ``needs`` (GPU, custom resources):
+    one lazy heap per (slots, needs) asked for.
 
     A node's load only grows during a pass; each growth pushes a fresh entry and entries
     whose load is stale are dropped when they reach the top.
@@ -66,24 +70,34 @@ class LeastLoaded:
     >>> loads = LeastLoaded({"a": 0.0, "b": 0.0}, {"a": 1, "b": 2}, {"a": 0, "b": 1})
     >>> loads.least(1), loads.add("a", 1.0), loads.least(1), loads.least(2)
     ('a', None, 'b', 'b')
+    >>> loads.resources = {"a": (("GPU", 1.0),)}
+    >>> loads.least(1, (("GPU", 1.0),)), loads.least(1, (("GPU", 2.0),))
+    ('a', None)
     """
 
     def __init__(self, backlog: dict[str, float], workers: dict[str, int],
-                 rank: dict[str, int]) -> None:
+                 rank: dict[str, int], resources: dict[str, Amounts] | None = None) -> None:
         self.backlog, self.workers, self.rank = backlog, workers, rank
-        self.heaps: dict[int, list[tuple[float, int, str]]] = {}
+        self.resources = resources or {}
+        self.heaps: dict[tuple[int, Amounts], list[tuple[float, int, str]]] = {}
 
     def load(self, node: str) -> float:
         return self.backlog[node] / self.workers[node]
 
-    def least(self, slots: int) -> str | None:
-        """The least-loaded node with ``slots`` workers or more (None: no node has them)."""
-        heap = self.heaps.get(slots)
+    def fits(self, node: str, slots: int, needs: Amounts) -> bool:
+        """Whether ``node`` has ``slots`` workers and offers ``needs``, in all."""
+        return self.workers[node] >= slots and (
+            not needs or offers(self.resources.get(node, ()), needs))
+
+    def least(self, slots: int, needs: Amounts = ()) -> str | None:
+        """The least-loaded node with ``slots`` workers or more that offers ``needs`` (None:
+        no node does)."""
+        heap = self.heaps.get((slots, needs))
         if heap is None:
             heap = [(self.load(n), self.rank[n], n) for n in self.backlog
-                    if self.workers[n] >= slots]
+                    if self.fits(n, slots, needs)]
             heapq.heapify(heap)
-            self.heaps[slots] = heap
+            self.heaps[slots, needs] = heap
         backlog, workers = self.backlog, self.workers
         while heap and heap[0][0] != backlog[heap[0][2]] / workers[heap[0][2]]:
             heapq.heappop(heap)                          # an old entry of a busier node
@@ -94,8 +108,8 @@ class LeastLoaded:
             return                    # a node outside the pool (no workers) gets no queue
         self.backlog[node] += seconds
         entry = (self.load(node), self.rank[node], node)
-        for slots, heap in self.heaps.items():
-            if self.workers[node] >= slots:
+        for (slots, needs), heap in self.heaps.items():
+            if self.fits(node, slots, needs):
                 heapq.heappush(heap, entry)
 
 
@@ -107,7 +121,8 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
     rank = {node: i for i, node in enumerate(order)}
     workers = {n.id: max(n.workers, 1) for n in view.nodes}
     pool = [n for n in view.nodes if n.workers > 0] or list(view.nodes)
-    loads = LeastLoaded({n.id: n.queued * options.task_seconds for n in pool}, workers, rank)
+    loads = LeastLoaded({n.id: n.queued * options.task_seconds for n in pool}, workers, rank,
+                        {n.id: n.resources for n in view.nodes if n.resources})
     located: dict[str, Input] = {
         oid: (oid, info.nbytes, info.nodes) for oid, info in view.objects.items()}
     guess = options.result_bytes_guess
@@ -119,7 +134,7 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
         if task.actor and task.actor != task.id:
             node, reason = _actor_node(task, choices, view), "runs in its actor"
         else:
-            node, reason = _choose_node(task, unique, loads, options)
+            node, reason = _choose_node(task, unique, loads, view, options)
         choices[task.id] = Choice(node, reason, inputs, _moved(unique, node, options))
         if not task.actor:          # an actor has a process of its own, outside the slots
             seconds = view.durations.get(task.function_name, options.task_seconds)
@@ -141,28 +156,27 @@ def _actor_node(task: TaskNode, choices: dict[str, Choice], view: ClusterView) -
                     f"the cluster does not know (created by another session?)", task_id=task.id)
 
 
-def _choose_node(task: TaskNode, inputs: Inputs, loads: LeastLoaded,
+def _choose_node(task: TaskNode, inputs: Inputs, loads: LeastLoaded, view: ClusterView,
                  options: CompileOptions) -> tuple[str, str]:
-    """The cheapest of: the nodes holding an input, and the least-loaded node."""
-    if task.needs:
-        raise PlanError(f"task {task.id} ({task.function_name}) asks for "
-                        f"{', '.join(task.needs)}, which no node offers (plait nodes have CPU "
-                        f"slots only); drop num_gpus/resources to run it on CPUs", task_id=task.id)
-    slots = slots_of(task.num_cpus)
-    least = loads.least(slots)
+    """The cheapest of: the nodes holding an input, and the least-loaded node (of those
+    with the worker slots and the other resources the task asks for)."""
+    slots, needs = slots_of(task.num_cpus), task.needs
+    least = loads.least(slots, needs)
+    if needs:
+        _check_offered(task, loads, view)
     if least is None:
         raise PlanError(f"task {task.id} ({task.function_name}) needs num_cpus={task.num_cpus} "
                         f"({slots} worker slots), but the largest node has "
-                        f"{max(loads.workers.values())}", task_id=task.id)
+                        f"{max(loads.workers.values())}", task_id=task.id, infeasible=True)
     if task.node is not None:
         return _pinned(task, slots, loads), "pinned by node= option"
     local = {least: 0}                  # candidate -> bytes of the task's inputs it holds
-    backlog, workers = loads.backlog, loads.workers
+    backlog = loads.backlog
     for _, nbytes, nodes in inputs:
         for node in nodes:
             if node in local:
                 local[node] += nbytes
-            elif node in backlog and workers[node] >= slots:
+            elif node in backlog and loads.fits(node, slots, needs):
                 local[node] = nbytes
     best = least
     if len(local) > 1:
@@ -173,6 +187,32 @@ def _choose_node(task: TaskNode, inputs: Inputs, loads: LeastLoaded,
             if key < best_key:
                 best, best_key = node, key
     return best, _reason(inputs, best, local, loads.rank, options)
+
+
+def _check_offered(task: TaskNode, loads: LeastLoaded, view: ClusterView) -> None:
+    """Refuse a task no node offers the resources of (``infeasible``: only a node that
+    joins later could run it; Ray leaves it pending, plait says why), or one pinned to a
+    node that does not offer them."""
+    if loads.least(1, task.needs) is None:
+        offered = "; ".join(f"{n.id}: {_named(n.resources) or 'CPUs only'}" for n in view.nodes)
+        raise PlanError(f"task {task.id} ({task.function_name}) asks for {_named(task.needs)}, "
+                        f"which no node offers ({offered}); start plait with them "
+                        f"(plait.init(num_gpus=..., resources={{...}})) or ask for less",
+                        task_id=task.id, infeasible=True)
+    if task.node in loads.workers and not offers(loads.resources.get(task.node, ()), task.needs):
+        raise PlanError(f"task {task.id} ({task.function_name}) asks for "
+                        f"{_named(task.needs)} but is pinned to {task.node}, which "
+                        f"does not offer them", task_id=task.id)
+
+
+def _named(amounts: Amounts) -> str:
+    """Resources as people read them.
+
+    >>> _named((("GPU", 1.0), ("disk", 0.5), ("memory", 3 << 30)))
+    '1 GPU, 0.5 disk, 3.0 GiB memory'
+    """
+    return ", ".join(f"{format_bytes(int(amount)) if name == 'memory' else f'{amount:g}'} {name}"
+                     for name, amount in amounts)
 
 
 def _pinned(task: TaskNode, slots: int, loads: LeastLoaded) -> str:

@@ -10,13 +10,30 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class NodeView:
-    """One node: its id, how many workers it runs, its free store bytes and queued tasks."""
+    """One node: its id, how many workers it runs, its free store bytes and queued tasks,
+    and the other resources it offers (GPU, memory, custom: name and total amount)."""
 
     id: str
     workers: int
     store_free: int = 1 << 40
     queued: int = 0
     store_capacity: int = 1 << 40
+    resources: tuple[tuple[str, float], ...] = ()
+
+    def offers(self, needs: tuple[tuple[str, float], ...]) -> bool:
+        """Whether the node has, in all, what a task asks for (it may be busy now)."""
+        return offers(self.resources, needs)
+
+
+def offers(resources: tuple[tuple[str, float], ...], needs: tuple[tuple[str, float], ...]
+           ) -> bool:
+    """Whether ``resources`` (a node's, in all) cover ``needs`` (a task's).
+
+    >>> offers((("GPU", 1.0),), (("GPU", 0.5),)), offers((), (("GPU", 1),)), offers((), ())
+    (True, False, True)
+    """
+    total = dict(resources)
+    return all(total.get(name, 0) >= amount for name, amount in needs)
 
 
 @dataclass(frozen=True, slots=True)

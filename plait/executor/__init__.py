@@ -39,20 +39,25 @@ are tested as data.
   instructions of the state machines, the key (security), how a process is configured and
   started (config), fetching an object across hosts (fetch), the host id, kill points,
   malloc settings. It imports nothing else of the executor.
-- ``head/``: the head: directory, lineage, actor routing and the invariants of its tables.
+- ``head/``: the head: directory, lineage, actor routing and the invariants of its tables;
+  the census (counters and a bounded ring of notices) a dashboard's snapshots read.
 - ``node/``: a node process: the server loop, which carries out the instructions, and its
   sockets; the Node with its task table, admission, actors, worker processes and
-  transfers; NodeZero, the head and node-0 together in one process.
+  transfers; NodeZero, the head and node-0 together in one process; its snapshot.
 - ``worker.py``: a worker process; a task that submits tasks opens a driver session.
   ``calls.py``: an async or threaded actor's calls, run at once in its worker process.
 - ``driver/``: the user's side: the session, reading objects, the connection to the head,
-  finding a running cluster, the idle flusher, progress and traces.
-- ``cli.py``: ``plait start | stop | status | memory``.
+  finding a running cluster, the idle flusher, progress, traces, starting the dashboard.
+- ``cli.py``: ``plait start | stop | status | memory | dashboard``.
+- ``engine.py``: the Engine seam that plait.api calls (cluster view, submit a plan, put,
+  get, wait, free, cancel, nodes, trace events), with the graph -> compile -> submit loop
+  written once; the driver's Session implements it, and so do plait.engines' Ray and Dask.
 
 Imports follow the data: head and driver import only wire; node imports head (node-0 runs
 it), worker (it forks workers, which run on in its code) and wire; worker imports driver
 (a task that submits tasks), calls and wire; calls imports driver and wire; cli imports
 driver and wire. A driver and ``plait start`` start nodes by module name (``python -m``,
-wire.config.launch), never by import. tests/test_layering.py holds this table and checks
+wire.config.launch), and the dashboard (plait.dashboard, above the executor) the same way,
+never by import. tests/test_layering.py holds this table and checks
 it, lazy imports included.
 """

@@ -1,9 +1,12 @@
 """``plait start | stop | status | memory``: run a cluster as background services.
 
     plait start --head [--port 7480] [--bind 127.0.0.1] [--num-workers N] [--store-memory S]
+                [--num-gpus G] [--resources '{"disk": 2}']     # (also when joining)
+                [--dashboard [--dashboard-port P]]             # and its live dashboard
     plait start --address HOST:PORT [--key-file F] [--bind IP]     # join a head
     plait status [--address HOST:PORT]                             # nodes, workers, store use
     plait memory [--address HOST:PORT]                             # plait.memory_summary()
+    plait dashboard [--address HOST:PORT] [--port P]               # a live dashboard, here
     plait stop                                                     # what plait start started here
 
 State lives in ``$PLAIT_HOME`` (default ``~/.plait``): ``cluster.json`` (the head's address,
@@ -28,6 +31,7 @@ import time
 from collections.abc import Sequence
 from contextlib import closing
 
+from plait.compiler.units import parse_bytes
 from plait.errors import ClusterError, HeadUnavailableError, PlaitError
 from plait.executor.driver.connection import START_TIMEOUT_S, Connection, JoinedCluster
 from plait.executor.driver.discovery import home, host_port, joined_cluster
@@ -68,11 +72,42 @@ def start_head(args: argparse.Namespace) -> int:
                         process)
     _write_json("cluster.json", {"address": address, "session": welcome.session})
     _remember(config, process.pid)
+    if args.dashboard:
+        _start_dashboard(address, key_file, args.dashboard_port, process.pid)
     print(f"plait head node-0 started at {address} (pid {process.pid}, {args.num_workers} "
           f"workers)\n"
           f"  join another host:  plait start --address {address} --key-file <copy of "
           f"{key_file}>\n  connect a driver:   plait.init(address=\"auto\")  (on this host) or "
           f"plait.init(address=\"{address}\")\n  stop:               plait stop")
+    return 0
+
+
+def _start_dashboard(address: str, key_file: str, port: int, head_pid: int) -> None:
+    """The head's dashboard, in the background: it exits with the head (and `plait stop`)."""
+    from plait.executor.driver.dashboard import start_dashboard
+
+    process, url = start_dashboard(address, port=port, key_file=key_file, watch_pid=head_pid,
+                                   log=_path("logs/dashboard.log"))
+    started = _read_json("started.json", [])
+    started.append({"pid": process.pid, "node": "dashboard", "session": "", "run_dir": "",
+                    "spill_dir": "", "arena": "", "argv": "plait.dashboard"})
+    _write_json("started.json", started)
+    print(f"plait dashboard: {url}")
+
+
+def dashboard(args: argparse.Namespace) -> int:
+    """A dashboard for a running cluster, in the foreground until Ctrl-C."""
+    from plait.executor.driver.dashboard import start_dashboard, stop_dashboard
+
+    process, url = start_dashboard(args.address or "auto", port=args.port,
+                                   key_file=args.key_file, watch_pid=os.getpid())
+    print(f"plait dashboard: {url}  (Ctrl-C stops it)", flush=True)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_dashboard(process)
     return 0
 
 
@@ -115,7 +150,19 @@ def _config(args: argparse.Namespace, session: str, node: str, bind: str,
     run_dir = tempfile.mkdtemp(prefix=f"plait-{session}-{node}-")
     spill = spill_directory(session, node)
     return NodeConfig(session, node, args.num_workers, args.store_memory or default_capacity(),
-                      run_dir, 0, spill, transfer_address=f"tcp://{bind}:*", **addresses)
+                      run_dir, 0, spill, transfer_address=f"tcp://{bind}:*",
+                      resources=_offered(args), **addresses)
+
+
+def _offered(args: argparse.Namespace) -> dict[str, float]:
+    """What the node offers beside CPUs: ``--resources`` (JSON) and ``--num-gpus``."""
+    offered = json.loads(args.resources)
+    if not isinstance(offered, dict) or not all(
+            isinstance(v, (int, float)) and v >= 0 for v in offered.values()):
+        raise SystemExit(f"--resources must be a JSON object of amounts, got {args.resources}")
+    if args.num_gpus:
+        offered["GPU"] = args.num_gpus
+    return offered
 
 
 def _wait_for(cluster: JoinedCluster, nodes: int, config: NodeConfig,
@@ -189,12 +236,13 @@ def _remember(config: NodeConfig, pid: int) -> None:
 
 
 def _running() -> list[dict]:
-    """Entries of started.json whose process still runs (checked by its run dir in argv)."""
+    """Entries of started.json whose process still runs (checked by its run dir, or for
+    the dashboard its module, in argv: a pid reused since names neither)."""
     alive = []
     for entry in _read_json("started.json", []):
         try:
             with open(f"/proc/{entry['pid']}/cmdline", "rb") as f:
-                if entry["run_dir"].encode() in f.read():
+                if (entry.get("argv") or entry["run_dir"]).encode() in f.read():
                     alive.append(entry)
         except OSError:
             continue
@@ -235,12 +283,16 @@ def stop(args: argparse.Namespace) -> int:
             os.unlink(_path(name))
         except FileNotFoundError:
             pass
-    print(f"stopped {len(started)} plait node process(es) started on this host")
+    nodes = sum(1 for entry in started if entry["node"] != "dashboard")
+    print(f"stopped {nodes} plait node process(es) started on this host" +
+          (" and its dashboard" if nodes < len(started) else ""))
     return 0
 
 
 def _remove(entry: dict) -> None:
     """A stopped node's files: run dir, spill dir and arena (a node killed leaves them)."""
+    if not entry["run_dir"]:
+        return                                   # the dashboard: no files
     shutil.rmtree(entry["run_dir"], ignore_errors=True)
     if entry.get("spill_dir"):
         shutil.rmtree(entry["spill_dir"], ignore_errors=True)
@@ -289,6 +341,14 @@ def _write_json(name: str, value) -> None:
 
 # -- entry point ---------------------------------------------------------------------------
 
+def _size(text: str) -> int:
+    """--store-memory's value: bytes, or a size with a unit (argparse shows the error)."""
+    try:
+        return parse_bytes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="plait", description=__doc__.split("\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
@@ -300,12 +360,23 @@ def parser() -> argparse.ArgumentParser:
     begin.add_argument("--bind", help="IP to listen on and advertise (default: 127.0.0.1 for "
                        "a head; for a node, this host's IP facing the head)")
     begin.add_argument("--num-workers", type=int, default=os.cpu_count() or 1)
-    begin.add_argument("--store-memory", type=int, default=None, help="store bytes")
+    begin.add_argument("--store-memory", type=_size, default=None,
+                       help="store size: bytes, or with a unit (512MiB, 2GB)")
+    begin.add_argument("--num-gpus", type=int, default=0, help="GPUs the node offers")
+    begin.add_argument("--resources", default="{}",
+                       help='custom resources the node offers, as JSON: \'{"disk": 2}\'')
     begin.add_argument("--key-file", help="the cluster key (default $PLAIT_HOME/cluster.key)")
+    begin.add_argument("--dashboard", action="store_true",
+                       help="also start the head's live dashboard (loopback, token in its URL)")
+    begin.add_argument("--dashboard-port", type=int, default=0, help="0: any free port")
     for name, helptext in (("status", "nodes, workers, store use"),
                            ("memory", "per-node store report")):
         command = commands.add_parser(name, help=helptext)
         command.add_argument("--address", help="HOST:PORT of the head (default: this host's)")
+    watch = commands.add_parser("dashboard", help="a live dashboard for a running cluster")
+    watch.add_argument("--address", help="HOST:PORT of the head (default: this host's)")
+    watch.add_argument("--port", type=int, default=0, help="its port (0: any free one)")
+    watch.add_argument("--key-file", help="the cluster key (default $PLAIT_HOME/cluster.key)")
     commands.add_parser("stop", help="stop the plait processes started on this host")
     return top
 
@@ -315,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "start":
             return start_head(args) if args.head else start_node(args)
-        return {"status": status, "memory": memory, "stop": stop}[args.command](args)
+        return {"status": status, "memory": memory, "stop": stop,
+                "dashboard": dashboard}[args.command](args)
     except PlaitError as error:
         print(f"plait {args.command}: {error}", file=sys.stderr)
         return 1

@@ -32,6 +32,7 @@ late-results thread stays idle.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import dataclasses
 import inspect
@@ -44,6 +45,7 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
+from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any, NoReturn
 
@@ -73,6 +75,11 @@ LATE_RESULT_SECONDS = 0.01
 RECENT_TASKS = 16            # tasks a Free of the worker's session waits for (Free.after)
 PARENT_CHECK_MS = 500
 CANCEL_CHECK_SECONDS = 0.01  # how often a running async call looks for a cancel
+# plait.cancel without force: the node sends Cancel(task) on the socket, then this signal;
+# the handler reads the Cancel (ipc delivers it within a millisecond; the wait bounds a
+# loaded machine) and raises KeyboardInterrupt in the task's code if it names that task.
+INTERRUPT_SIGNAL = signal.SIGUSR2
+CANCEL_MESSAGE_SECONDS = 1.0
 
 
 def main(config: WorkerConfig) -> None:
@@ -87,6 +94,7 @@ def main(config: WorkerConfig) -> None:
     sock.setsockopt(zmq.LINGER, 1000)
     sock.connect(config.address)
     runtime = WorkerRuntime(config, sock, Arena.attach(config.arena))
+    signal.signal(INTERRUPT_SIGNAL, runtime.on_interrupt)
     context.install(runtime)
     try:
         runtime.serve()
@@ -117,6 +125,23 @@ def run_exit_handlers() -> None:
     atexit._run_exitfuncs()
 
 
+def method_of(instance: Any, name: str) -> Any:
+    """The actor's method ``name``, looked up on its class as Ray does: an instance
+    attribute of the same name (``self.ready = True`` beside ``def ready(self)``) does not
+    hide it. A name only the instance has (``__getattr__``) is the instance's.
+
+    >>> class A:
+    ...     def __init__(self): self.ready = False
+    ...     def ready(self): return "method"
+    >>> method_of(A(), "ready")()
+    'method'
+    """
+    found = inspect.getattr_static(type(instance), name, None)
+    if found is None or not hasattr(found, "__get__"):
+        return getattr(instance, name)
+    return found.__get__(instance, type(instance))
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this worker if the node process dies first."""
     try:
@@ -135,6 +160,7 @@ class WorkerRuntime:
         self.arena = arena
         self.functions: dict[str, Any] = {}
         self.stash: deque[p.Message] = deque()      # messages that arrived mid-request
+        self.read_ahead: deque[p.Message] = deque()  # ... read by an interrupt (read_cancels)
         self.requests = itertools.count(1)
         self.ids_prefix = f"{config.node}.w{config.index}.{os.getpid()}:"
         self.ids = IdGenerator(prefix=self.ids_prefix)
@@ -160,6 +186,10 @@ class WorkerRuntime:
         self.loose: Counter[str] = Counter()         # live refs no session counts (see incref)
         self.riding: dict[str, list[ObjectRef]] = {}  # refs in results not sent yet, by task
         self.recent: tuple[str, ...] = ()            # the last tasks ended (see Free.after)
+        self.main_thread = threading.get_ident()
+        self.interruptible = False        # the main thread runs a plain task's own code ...
+        self.shield = 0                   # ... unless inside the worker's (see shielded)
+        self.interrupt_asked = False      # INTERRUPT_SIGNAL came; its Cancel not read yet
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -177,12 +207,19 @@ class WorkerRuntime:
                 return
             if isinstance(message, p.RunTasks):
                 self.run_batch(message)
+            # (a Cancel read here is of a task that ended meanwhile: nothing to stop)
             if self.calls is not None:               # an async or threaded actor was built
                 self.calls.serve(PARENT_CHECK_MS)
                 return
 
     def receive(self, timeout_ms: int) -> p.Message | None:
-        with self.io:
+        """The next message from the node (one an interrupt read ahead first)."""
+        if self.read_ahead:
+            return self.read_ahead.popleft()
+        return self.receive_now(timeout_ms)
+
+    def receive_now(self, timeout_ms: int) -> p.Message | None:
+        with self.shielded(), self.io:
             if not self.sock.poll(timeout_ms):
                 return None
             return p.decode(self.sock.recv(copy=False).buffer)
@@ -193,8 +230,72 @@ class WorkerRuntime:
         if self.calls is not None and not self.calls.on_main_thread():
             self.calls.post(message)
             return
-        with self.io:
+        with self.shielded(), self.io:
             self.sock.send(p.encode(message), copy=False)
+
+    # -- interrupting a task: plait.cancel without force ---------------------------------
+
+    def on_interrupt(self, signum: int, frame: Any) -> None:
+        """INTERRUPT_SIGNAL from the node: a cancel of a task this worker holds. The task's
+        code gets KeyboardInterrupt (as Ray's ``ray.cancel`` without force), at once if the
+        main thread runs it, else when it leaves the worker's own code (``shielded``); a
+        task that has not started yet is skipped (``run_batch``)."""
+        self.interrupt_asked = True
+        if self.interruptible and not self.shield:
+            self.interrupt_if_cancelled()
+
+    def interrupt_if_cancelled(self) -> None:
+        """Read the Cancel the signal announced; raise KeyboardInterrupt if it names the
+        task the main thread runs."""
+        self.interrupt_asked = False
+        self.read_cancels(CANCEL_MESSAGE_SECONDS)
+        call = current_call.get()
+        if self.interruptible and call is not None and call.task_id in self.cancelled:
+            raise KeyboardInterrupt(f"task {call.task_id} was cancelled with plait.cancel")
+
+    def read_cancels(self, wait: float) -> None:
+        """Take the Cancels that came (others wait in the stash), waiting up to ``wait``
+        seconds for the first (one a reply's wait put in the stash counts). The others
+        are read ahead: ``receive`` hands them out first, in order (a reply, a Skip)."""
+        for message in (*self.stash, *self.read_ahead):
+            if isinstance(message, p.Cancel):
+                self.cancelled.update(message.object_ids)
+                wait = 0.0
+        deadline = time.monotonic() + wait
+        while (message := self.receive_now(max(0, int((deadline - time.monotonic()) * 1000)))):
+            if isinstance(message, p.Cancel):
+                self.cancelled.update(message.object_ids)
+                deadline = 0.0                   # then only what is there already
+            else:
+                self.read_ahead.append(message)
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """The worker's own code inside a task (the socket, a put, its slot's hand-over):
+        an interrupt that comes meanwhile is raised once it is over, not half-way."""
+        if threading.get_ident() != self.main_thread:
+            yield
+            return
+        self.shield += 1
+        try:
+            yield
+        finally:
+            self.shield -= 1
+        if self.interrupt_asked and self.interruptible and not self.shield:
+            self.interrupt_if_cancelled()
+
+    def interruptibly(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run the user's code of a plain task, where a cancel without force raises
+        KeyboardInterrupt (an actor's calls are never interrupted, as in Ray)."""
+        if self.actor is not None or threading.get_ident() != self.main_thread:
+            return function(*args, **kwargs)
+        self.interruptible = True
+        try:
+            if self.interrupt_asked:
+                self.interrupt_if_cancelled()
+            return function(*args, **kwargs)
+        finally:
+            self.interruptible = False
 
     def run_batch(self, batch: p.RunTasks) -> None:
         for function_id, data in batch.functions:
@@ -207,7 +308,12 @@ class WorkerRuntime:
                 continue
             if made:
                 item = _resolve_pending(item, made)
-            result = self.run_item(item)
+            if self.interrupt_asked:
+                self.interrupt_asked = False
+                self.read_cancels(CANCEL_MESSAGE_SECONDS)
+            result = self.run_item(item) if item.task_id not in self.cancelled \
+                else self.cancelled_before_start(item)
+            self.cancelled.discard(item.task_id)
             made.update(result.outputs)
             self.hold_result(result, more=item is not batch.items[-1])
             if time.perf_counter() - self.flushed > FLUSH_SECONDS:
@@ -229,6 +335,10 @@ class WorkerRuntime:
         An async or threaded actor's calls post each result as they end: nothing waits but
         its constructor's, made by the batch that built it (then only that one's riding
         refs go: other calls' results may not be sent yet)."""
+        with self.shielded():
+            self.flush_now()
+
+    def flush_now(self) -> None:
         if self.calls is not None and not self.unsent:
             return
         with self.io:
@@ -278,21 +388,31 @@ class WorkerRuntime:
             del prepared
             try:
                 killpoints.reached("task-before-start", item.function_name, self.config.node)
-                value = function(*args, **kwargs)
+                value = self.interruptibly(function, *args, **kwargs)
                 del args, kwargs              # refs alive at its end: those the task kept
                 if inspect.iscoroutine(value):      # an async function
                     value = self.run_coroutine(value)
                 return self.finish(call, value)
             except SystemExit as leaving:     # exit_actor() or sys.exit() in an actor's method
                 return self.leave_actor(call, leaving)
-            except Exception as error:
+            except (Exception, KeyboardInterrupt) as error:
                 return self.failed_by(call, error)
+        finally:
+            self.leave(call)
+
+    def cancelled_before_start(self, item: p.WorkItem) -> p.TaskResult:
+        """A task of the batch cancelled before its turn: it never runs."""
+        call = self.enter(item)
+        try:
+            return self.failed(call, pickle.dumps(TaskCancelledError(item.task_id)))
         finally:
             self.leave(call)
 
     def enter(self, item: p.WorkItem) -> Call:
         """The task starts: code running in this thread (or coroutine) sees it as its own."""
         call = Call(item, dict(item.nested))
+        if item.gpu_ids:                  # this process runs GPU tasks only (node.recycle)
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, item.gpu_ids))
         current_call.set(call)
         self.latest = call
         self.running[item.task_id] = call
@@ -340,9 +460,13 @@ class WorkerRuntime:
         self.submit_made()
         return self.result(call, self.store_results(call.item, value))
 
-    def failed_by(self, call: Call, error: Exception) -> p.TaskResult:
-        """The task raised ``error``: its results fail with it (a retry if it asked)."""
+    def failed_by(self, call: Call, error: BaseException) -> p.TaskResult:
+        """The task raised ``error``: its results fail with it (a retry if it asked). A
+        cancelled task that raised (KeyboardInterrupt, or what that led to) is cancelled:
+        TaskCancelledError, never retried; one that caught it and returned has its value."""
         item = call.item
+        if item.task_id in self.cancelled and self.actor is None:
+            return self.failed(call, pickle.dumps(TaskCancelledError(item.task_id)))
         failed = self.failed(call, _pickled_error(self.task_error(item, error)))
         if _retryable(item.retry_exceptions, error):
             failed = dataclasses.replace(failed, retryable=True)
@@ -395,7 +519,7 @@ class WorkerRuntime:
             if self.instance is None:
                 raise PlaitError(f"actor method {item.function_name} reached a process "
                                  f"holding no actor")
-            return getattr(self.instance, item.method)
+            return method_of(self.instance, item.method)
         return self.load_function(item.function_id)
 
     def construct(self, item: p.WorkItem, cls: type, args: tuple, kwargs: dict) -> None:
@@ -584,7 +708,11 @@ class WorkerRuntime:
 
             self.run_coroutine(drain())
             return
-        for value in generator:
+        while True:
+            try:
+                value = self.interruptibly(next, generator)
+            except StopIteration:
+                return
             take(value)
 
     # -- values ------------------------------------------------------------------------
@@ -733,12 +861,13 @@ class WorkerRuntime:
             self.calls.warn_if_blocking_loop()
             return call(self.nested())
         self.flush_results()
-        self.send(p.Blocked(self.config.index))
         try:
+            self.send(p.Blocked(self.config.index))
             return call(self.nested())
         finally:
-            self.send(p.Unblocked(self.config.index))
-            self.read_skips()
+            with self.shielded():             # an interrupt of the wait: after the slot is back
+                self.send(p.Unblocked(self.config.index))
+                self.read_skips()
 
     def read_skips(self) -> None:
         """Wait for the node's answer to Blocked (the tasks it took back), keeping other
@@ -758,13 +887,24 @@ class WorkerRuntime:
         item = call.item if call is not None else None
         made = self.actor[0] if self.actor else item          # an actor's: its creation's
         slots = made.slots if made else 0
+        held = {"CPU": float(slots)} if slots else {}
         return context.RuntimeContext(
             self.config.node, f"{self.config.node}.w{self.config.index}",
             item.task_id if item else None,
             self.config.session, self.actor_id, self.is_canceled,
-            item.function_name if item else None, {"CPU": float(slots)} if slots else {},
+            item.function_name if item else None, {**held, **dict(made.resources if made else ())},
             bool(self.actor and self.actor[0].attempt != 0),
-            self.actor_handle if self.actor else None)
+            self.actor_handle if self.actor else None, made.gpu_ids if made else (),
+            self.function_descriptor(item) if item else None,
+            self.actor[0].actor_name if self.actor else None)
+
+    def function_descriptor(self, item: p.WorkItem) -> str | None:
+        """Ray's name of the code a call runs (``get_task_function_name``): module and name
+        of a function, module, class and method of an actor's call."""
+        if not item.method:
+            return context.function_descriptor(self.load_function(item.function_id))
+        cls = self.actor[1] if self.actor else self.load_function(item.function_id)
+        return context.function_descriptor(cls, item.method)
 
     def actor_handle(self) -> Any:
         """This actor's own handle (``get_runtime_context().current_actor``)."""
@@ -808,6 +948,10 @@ class WorkerRuntime:
         return "ready" if call is not None and object_id in call.known else "remote"
 
     def put(self, value: Any) -> ObjectRef:
+        with self.shielded():                  # allocated, written and sealed, or not at all
+            return self.put_now(value)
+
+    def put_now(self, value: Any) -> ObjectRef:
         object_id = self.new_id("put")
         call = self.current()
         task_id = call.task_id if call else ""

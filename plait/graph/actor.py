@@ -29,8 +29,8 @@ from plait.errors import ActorExitRequest, ActorNotFoundError
 from plait.graph import context
 from plait.graph.options import ActorOptions, TaskOptions
 from plait.graph.refs import ObjectRef
-from plait.graph.remote_function import (ObjectRefGenerator, RemoteFunction,
-                                         is_generator_function)
+from plait.graph.remote_function import (RemoteFunction, is_generator_function, remote_with,
+                                         returned)
 from plait.graph.signature import check_call, method_signatures, signature_of
 from plait.graph.task import Task, encode_call
 
@@ -129,7 +129,7 @@ class ActorClass:
         given = self._options
         options = TaskOptions(name=name, node=given.node, max_retries=given.max_restarts,
                               num_cpus=given.num_cpus, num_gpus=given.num_gpus,
-                              resources=given.resources)
+                              resources=given.resources, memory=given.memory)
         actor_id = runtime.new_id(name)
         task = Task(actor_id, self._function, options, payload, deps, nested,
                     actor=actor_id, method="__init__")
@@ -141,6 +141,9 @@ class ActorClass:
             task.named = (given.name, cloudpickle.dumps(handle))
         runtime.created(task)
         return handle
+
+    def _remote(self, args: Any = None, kwargs: Any = None, **options: Any) -> ActorHandle:
+        return remote_with(self, args, kwargs, options)
 
     def get_or_create(self, *args: Any, **kwargs: Any) -> ActorHandle:
         """The live actor of this name, or a new one made with these arguments (Ray's)."""
@@ -220,9 +223,10 @@ class ActorMethod:
                     actor=handle._actor_id, method=self._name)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
         runtime.created(task)           # counted first: another thread may submit it at once
-        if options.num_returns == "streaming":
-            return ObjectRefGenerator(task.id, refs[0])
-        return refs[0] if len(refs) == 1 else refs
+        return returned(task.id, refs, options.num_returns)
+
+    def _remote(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        return remote_with(self, args, kwargs, options)
 
 
 def handle_of(actor_id: str, cls: type) -> ActorHandle:
@@ -239,7 +243,7 @@ def exit_actor() -> NoReturn:
     every call queued behind it raise ActorDiedError, atexit handlers run, and the actor is
     not restarted. Outside an actor's method: TypeError, as in Ray."""
     active = context.active()
-    if active is None or active.runtime_context().actor_id is None:
+    if active is None or active.runtime_context().get_actor_id() is None:
         raise TypeError("exit_actor() ends the actor it is called in: call it inside an "
                         "actor's method (plait.kill(handle) stops an actor from outside)")
     raise ActorExitRequest("exit_actor() was called")

@@ -12,6 +12,8 @@ it names none of them. Where the runtime takes or returns a ref or a task, the p
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -52,31 +54,52 @@ class Id(str):
 class RuntimeContext:
     """Where the calling code runs: ``plait.get_runtime_context()``.
 
-    In the driver, ``task_id`` and ``worker_id`` are None; ``actor_id`` is set inside an
+    In the driver, ``task`` and ``worker_id`` are None; ``actor`` is set inside an
     actor's methods. The ``get_*`` methods and properties are Ray's spelling of the same
     facts; ids are ``Id`` strings (``.hex()`` works, as on Ray's ids). ``session_id`` is the
-    cluster's session, shared by every driver and task of it (Ray's job id).
+    cluster's session, shared by every driver and task of it (Ray's job id). Ray's older
+    properties (``node_id``, ``task_id``, ``actor_id``, ``job_id``) and ``get()`` answer
+    too, with Ray's DeprecationWarning naming the ``get_*`` method to use instead.
     """
 
-    node_id: str
+    node: str
     worker_id: str | None
-    task_id: str | None
+    task: str | None
     session_id: str
-    actor_id: str | None = None
+    actor: str | None = None
     canceled: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
     task_name: str | None = None                  # what traces call it: f, Counter.incr
     resources: dict[str, float] | None = None     # held while it runs (None: the driver)
     reconstructed: bool = False                   # the actor was restarted at least once
     actor_handle: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+    gpu_ids: tuple[int, ...] = ()                 # the GPUs it holds (CUDA_VISIBLE_DEVICES)
+    function_name: str | None = None              # Ray's descriptor: module.f, module.A.m
+    actor_name: str | None = None                 # "" in an actor created without a name
 
     def __post_init__(self) -> None:
-        for name in ("node_id", "worker_id", "task_id", "session_id", "actor_id"):
+        for name in ("node", "worker_id", "task", "session_id", "actor"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Id):
                 object.__setattr__(self, name, Id(value))
 
     @property
+    def node_id(self) -> str:
+        _deprecated("get_node_id")
+        return self.node
+
+    @property
+    def task_id(self) -> str | None:
+        _deprecated("get_task_id")
+        return self.task
+
+    @property
+    def actor_id(self) -> str | None:
+        _deprecated("get_actor_id")
+        return self.actor
+
+    @property
     def job_id(self) -> str:
+        _deprecated("get_job_id")
         return self.session_id
 
     @property
@@ -87,15 +110,21 @@ class RuntimeContext:
     def get(self) -> dict[str, Any]:
         """Ray's dict of the context: job, node and namespace; the task and actor ids only
         where there are some."""
-        found = {"job_id": self.session_id, "node_id": self.node_id, "namespace": self.namespace}
-        if self.task_id is not None:
-            found["task_id"] = self.task_id
-        if self.actor_id is not None:
-            found["actor_id"] = self.actor_id
+        _deprecated("get_xxx_id", "methods to get relevant ids")
+        found = {"job_id": self.session_id, "node_id": self.node, "namespace": self.namespace}
+        if self.task is not None:
+            found["task_id"] = self.task
+        if self.actor is not None:
+            found["actor_id"] = self.actor
         return found
 
     def get_actor_id(self) -> str | None:
-        return self.actor_id
+        return self.actor
+
+    def get_actor_name(self) -> str | None:
+        """The actor's name (``options(name=...)``), "" if it has none; None outside an
+        actor."""
+        return self.actor_name if self.actor is not None else None
 
     @property
     def current_actor(self) -> Any:
@@ -107,14 +136,19 @@ class RuntimeContext:
     @property
     def was_current_actor_reconstructed(self) -> bool:
         """Whether this actor's process was started again (``max_restarts``)."""
-        if self.actor_id is None:
+        if self.actor is None:
             raise RuntimeError("was_current_actor_reconstructed is only available inside an "
                                "actor")
         return self.reconstructed
 
+    def get_accelerator_ids(self) -> dict[str, list[str]]:
+        """Ray's ``{"GPU": ["0", ...]}``: the GPUs the running task or actor holds."""
+        return {"GPU": [str(gpu) for gpu in self.gpu_ids]}
+
     def get_assigned_resources(self) -> dict[str, float]:
         """What the running task or actor holds, as Ray says it: ``{"CPU": 1.0}`` for a
-        task, ``{}`` for an actor that asked for no CPUs."""
+        task, ``{}`` for an actor that asked for no CPUs, with its GPUs, memory and custom
+        resources beside."""
         if self.resources is None:
             raise RuntimeError("get_assigned_resources is only available inside a task or "
                                "an actor")
@@ -126,19 +160,50 @@ class RuntimeContext:
         return self.canceled() if self.canceled is not None else False
 
     def get_node_id(self) -> str:
-        return self.node_id
+        return self.node
 
     def get_worker_id(self) -> str | None:
         return self.worker_id
 
     def get_task_id(self) -> str | None:
-        return self.task_id
+        return self.task
 
     def get_task_name(self) -> str | None:
         return self.task_name
 
+    def get_task_function_name(self) -> str | None:
+        """The running code's module and name (``module.f``, ``module.Actor.method``);
+        None in the driver."""
+        return self.function_name
+
     def get_job_id(self) -> str:
         return self.session_id
+
+
+def _deprecated(method: str, what: str = "") -> None:
+    """Ray's warning on its old id properties, in its words (code searching for them finds
+    them): the ``get_*`` methods return the same ids."""
+    warnings.warn(f"Use {method}() {what + ' ' if what else ''}instead", DeprecationWarning,
+                  stacklevel=3)
+
+
+def function_descriptor(function: Any, method: str | None = None) -> str:
+    """Ray's name of a task's code: ``module.name`` of a function, ``module.Class.method``
+    of an actor's method; of an ``async def`` method Ray names its full ``__qualname__``
+    (``module.outer.<locals>.Class.method``), and so does this.
+
+    >>> function_descriptor(function_descriptor)
+    'plait.graph.context.function_descriptor'
+    >>> function_descriptor(Id, "hex")
+    'plait.graph.context.Id.hex'
+    """
+    module = getattr(function, "__module__", None) or "__main__"
+    if method is None:
+        return f"{module}.{getattr(function, '__name__', repr(function))}"
+    code = getattr(function, method, None)
+    if inspect.iscoroutinefunction(code) or inspect.isasyncgenfunction(code):
+        return f"{code.__module__}.{code.__qualname__}"
+    return f"{module}.{function.__name__}.{method}"
 
 
 _active: Runtime | None = None

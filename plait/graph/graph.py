@@ -35,7 +35,7 @@ class TaskNode:
     nested: tuple[str, ...] = ()
     actor: str = ""                  # the actor it runs on (its creation has id == actor)
     num_cpus: float = 1              # worker slots it holds while it runs (rounded up)
-    needs: tuple[str, ...] = ()      # other resources asked for (GPU, custom): none offered yet
+    needs: tuple[tuple[str, float], ...] = ()   # other resources it holds: GPU, memory, custom
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -145,8 +145,14 @@ def _task_node(task: Task) -> TaskNode:
                     needs=_needs(task.options))
 
 
-def _needs(options: Any) -> tuple[str, ...]:
-    """Resources other than CPUs the task asked for (``num_gpus``, ``resources``)."""
-    needs = [f"{options.num_gpus} GPU"] if options.num_gpus else []
-    return tuple(needs + [f"{amount} {name}" for name, amount in (options.resources or {}).items()
-                          if amount and name != "CPU"])
+def _needs(options: Any) -> tuple[tuple[str, float], ...]:
+    """Resources other than CPUs the task asks for, by name (Ray's names: ``GPU`` for
+    ``num_gpus``, ``memory`` for ``memory``, custom ones as given), sorted, none of 0.
+
+    >>> from plait.graph.options import TaskOptions
+    >>> _needs(TaskOptions(num_gpus=1, memory=100, resources={"disk": 2, "CPU": 4}))
+    (('GPU', 1), ('disk', 2), ('memory', 100))
+    """
+    asked = {**(options.resources or {}), "GPU": options.num_gpus, "memory": options.memory}
+    return tuple(sorted((name, amount) for name, amount in asked.items()
+                        if amount and name != "CPU"))

@@ -1,8 +1,11 @@
 """Options of a remote function or of one call (``@plait.remote(...)``, ``.options(...)``).
 
 Unknown names are an error rather than silently ignored, so a typo never changes behaviour
-without a word. Ray's resource options are accepted so Ray programs run; a worker slot is one
-CPU, so ``num_cpus`` above 1 is recorded but buys no extra slot yet.
+without a word. Resources are Ray's: a worker slot is one CPU (``num_cpus`` above 1 holds
+that many slots); ``num_gpus``, ``memory`` and custom ``resources`` are quantities a node
+offers (``plait.init(num_gpus=1, resources={"disk": 2})``), held while a task runs (an actor:
+for its life). ``max_calls`` (tasks only) retires a worker after that many calls of the
+function, as Ray does, so what a library leaks in a process goes with it.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ GENERATOR_RETURNS = ("streaming", "dynamic")
 
 
 def result_count(num_returns: int | str | None) -> int:
-    """How many result objects a task has (a generator task: one, its end or its list).
+    """How many result objects a task has (a generator task: one, its end or its list;
+    ``num_returns=0``: one nobody gets a ref to, freed when the task ends).
 
-    >>> result_count(None), result_count(3), result_count("streaming")
-    (1, 3, 1)
+    >>> result_count(None), result_count(3), result_count("streaming"), result_count(0)
+    (1, 3, 1, 1)
     """
-    return num_returns if isinstance(num_returns, int) else 1
+    return max(num_returns, 1) if isinstance(num_returns, int) else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,7 @@ class TaskOptions:
     resources: dict[str, float] | None = None
     memory: int | None = None
     scheduling_strategy: Any = None
+    max_calls: int = 0               # calls of it a worker runs before it is replaced (0: any)
 
     def merged(self, **changes: Any) -> TaskOptions:
         """These options with ``changes`` applied, each one checked."""
@@ -123,10 +128,15 @@ def _is_number(value: Any) -> bool:
 
 
 def _check(key: str, value: Any) -> None:
-    if key == "num_returns" and not (_is_int(value) and value >= 1) \
+    if key == "num_returns" and not (_is_int(value) and value >= 0) \
             and value not in GENERATOR_RETURNS and value is not None:
-        raise InvalidOptionError(f"num_returns must be an int >= 1, 'streaming' or 'dynamic', "
+        raise InvalidOptionError(f"num_returns must be an int >= 0, 'streaming' or 'dynamic', "
                                  f"got {value!r}")
+    if key == "max_calls" and not (_is_int(value) and value >= 0):
+        raise InvalidOptionError(f"max_calls must be an int >= 0 (0: no limit), got {value!r}")
+    if key == "num_gpus" and _is_number(value) and value > 1 and value != int(value):
+        raise InvalidOptionError(f"num_gpus above 1 must be a whole number (a fraction shares "
+                                 f"one GPU), got {value!r}")
     if key == "max_retries" and not (_is_int(value) and value >= -1):
         raise InvalidOptionError(f"max_retries must be an int >= 0 (or -1: forever), got {value!r}")
     if key == "node" and value is not None and not (isinstance(value, str) and value):
@@ -138,7 +148,7 @@ def _check(key: str, value: Any) -> None:
     if key == "memory" and value is not None and not (_is_int(value) and value >= 0):
         raise InvalidOptionError(f"memory must be a number of bytes, got {value!r}")
     if key == "resources" and value is not None and not (
-            isinstance(value, dict) and all(isinstance(k, str) and _is_number(v)
+            isinstance(value, dict) and all(isinstance(k, str) and _is_number(v) and v >= 0
                                             for k, v in value.items())):
         raise InvalidOptionError(f"resources must map names to amounts, got {value!r}")
     if key in ("max_restarts", "max_task_retries") and not (_is_int(value) and value >= -1):

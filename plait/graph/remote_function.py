@@ -64,9 +64,10 @@ class RemoteFunction:
         task = Task(runtime.new_id(self.name), self, self._options, payload, deps, nested)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
         runtime.created(task)           # counted first: another thread may submit it at once
-        if self._options.num_returns == "streaming":
-            return ObjectRefGenerator(task.id, refs[0])
-        return refs[0] if len(refs) == 1 else refs
+        return returned(task.id, refs, self._options.num_returns)
+
+    def _remote(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        return remote_with(self, args, kwargs, options)
 
     def pickled(self) -> tuple[str, bytes]:
         """``(function_id, bytes)``: pickled once, identified by name and content."""
@@ -76,12 +77,35 @@ class RemoteFunction:
             except Exception as error:
                 raise SerializationError(
                     f"remote function {self.name} cannot be serialised: {error}") from error
+            check_function_size(self._function, len(data))
             digest = hashlib.sha1(data, usedforsecurity=False).hexdigest()[:10]
             self._pickled.append((f"{self.name}@{digest}", data))
         return self._pickled[0]
 
     def __repr__(self) -> str:
         return f"RemoteFunction({self.name})"
+
+
+# A function (or actor class) pickles with what its code captures, and is sent to every
+# node that runs it and kept there: past this many bytes it almost surely captured a large
+# array by mistake. Ray's FUNCTION_SIZE_ERROR_THRESHOLD, its message and its ValueError.
+FUNCTION_SIZE_LIMIT = 10**8
+
+
+def check_function_size(target: Any, nbytes: int) -> None:
+    """Refuse a function or class whose pickle is over FUNCTION_SIZE_LIMIT, at ``.remote()``."""
+    if nbytes <= FUNCTION_SIZE_LIMIT:
+        return
+    if isinstance(target, type):
+        kind, name = "actor", target.__name__
+    else:
+        kind = "remote function"
+        name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', target)}"
+    raise ValueError(f"The {kind} {name} is too large ({nbytes >> 20} MiB > "
+                     f"FUNCTION_SIZE_LIMIT={FUNCTION_SIZE_LIMIT >> 20} MiB). Check that its "
+                     f"definition is not implicitly capturing a large array or other object "
+                     f"in scope. Tip: use plait.put() to put large objects in the object store "
+                     f"and pass the ref.")
 
 
 class _Traceable:
@@ -118,6 +142,23 @@ def _renamed(code: Any, filename: str) -> Any:
     consts = tuple(_renamed(c, filename) if isinstance(c, type(code)) else c
                    for c in code.co_consts)
     return code.replace(co_filename=filename, co_consts=consts)
+
+
+def remote_with(target: Any, args: Any, kwargs: Any, options: dict[str, Any]) -> Any:
+    """Ray's older spelling of a call, ``x._remote(args=[...], kwargs={...}, **options)``,
+    for remote functions, actor classes and actor methods: ``x.options(...).remote(...)``."""
+    target = target.options(**options) if options else target
+    return target.remote(*(args or ()), **(kwargs or {}))
+
+
+def returned(task_id: str, refs: list[ObjectRef], num_returns: int | str | None) -> Any:
+    """What ``.remote()`` gives back: the one ref, a list of them, a generator of them
+    ("streaming"), or None for ``num_returns=0`` (the task runs for its side effects)."""
+    if num_returns == "streaming":
+        return ObjectRefGenerator(task_id, refs[0])
+    if num_returns == 0:
+        return None
+    return refs[0] if len(refs) == 1 else refs
 
 
 def is_generator_function(function: Any) -> bool:

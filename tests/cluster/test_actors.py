@@ -110,6 +110,17 @@ def test_a_call_waiting_for_its_input_holds_back_the_calls_behind_it(cluster, tm
     assert plait.get([first, second], timeout=30) == [7, 8]
 
 
+def test_another_callers_ready_call_passes_a_call_waiting_for_its_input(cluster, tmp_path):
+    """Calls are ordered per caller, as in Ray: a task's call (another caller) runs while
+    the driver's call waits for its argument."""
+    gate = tmp_path / "go"
+    counter = Counter.remote()
+    first = counter.incr.remote(wait_for_file.remote(str(gate), 7))
+    assert plait.get(call_through.remote(counter, 1), timeout=30) == [1]
+    gate.touch()
+    assert plait.get(first, timeout=30) == 8
+
+
 def test_an_actor_is_a_process_of_its_own_that_runs_every_call(cluster):
     counter = Counter.remote()
     pids = set(plait.get([counter.pid.remote() for _ in range(20)], timeout=30))
@@ -178,8 +189,11 @@ def test_kill_fails_pending_and_later_calls_and_stops_the_process(cluster):
     pid = plait.get(counter.pid.remote(), timeout=30)
     plait.kill(counter)
     assert wait_exit(pid)
-    with pytest.raises(plait.ActorDiedError, match="plait.kill"):
+    with pytest.raises(plait.ActorDiedError, match="plait.kill") as caught:
         plait.get(counter.read.remote(), timeout=30)
+    # Ray's words, which Ray code and tests look for, with plait's own detail
+    assert str(caught.value).startswith(f"actor {counter.actor_id}: The actor is dead because "
+                                        f"it was killed by `ray.kill` (plait.kill)")
     with pytest.raises(TypeError, match="actor handle"):
         plait.kill("counter")
 
@@ -203,13 +217,18 @@ def test_a_dead_process_without_restarts_raises_actor_died(cluster):
 
 
 def test_restart_fails_the_running_call_without_task_retries(cluster, tmp_path):
-    counter = Counter.options(max_restarts=2).remote()
+    """The call lost with the process raises Ray's ActorUnavailableError while the actor
+    restarts, ActorDiedError once it is out of restarts."""
+    counter = Counter.options(max_restarts=1).remote()
     plait.get(counter.incr.remote(), timeout=30)
     crashed = counter.crash_once.remote(str(tmp_path / "flag"))
     behind = counter.incr.remote()
-    with pytest.raises(plait.ActorDiedError, match="max_task_retries=0"):
+    with pytest.raises(plait.exceptions.ActorUnavailableError, match="max_task_retries=0"):
         plait.get(crashed, timeout=60)
     assert plait.get(behind, timeout=60) == 1            # fresh state, after the restart
+    with pytest.raises(plait.ActorDiedError, match="max_task_retries=0") as caught:
+        plait.get(counter.crash.remote(), timeout=60)
+    assert not isinstance(caught.value, plait.exceptions.ActorUnavailableError)
 
 
 def test_task_retries_rerun_the_crashed_call_on_the_restarted_actor(cluster, tmp_path):

@@ -8,6 +8,7 @@ ones that stop, break or leak a cluster start their own. CLI clusters are named 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -29,7 +31,7 @@ from tests.netns import (Host, Lines, command_lines, free_port, leftovers, statu
 pytestmark = pytest.mark.cluster
 
 MiB = 1 << 20
-STORE = str(256 * MiB)
+STORE = "256MiB"                # a size with a unit, as a person writes it
 WORKERS = ("--num-workers", "1")
 RELEASE_TIMEOUT = 10.0         # for the head to free what a departed driver held
 FAIL_FAST = 15.0               # a command that cannot succeed says so well before 60 s
@@ -274,25 +276,97 @@ KILLED_DRIVER = textwrap.dedent("""
 """)
 
 
-def test_what_a_killed_driver_held_is_released(home):
+@contextlib.contextmanager
+def driver_on_a_head(home: Host, script: str) -> Iterator[tuple[subprocess.Popen, Lines]]:
+    """A head of one worker started here, and a driver of it that reads its stdin; both
+    stopped after (the driver killed if it is still there), and nothing may be left."""
     port = free_port()
     home.plait("start", "--head", "--port", str(port), *WORKERS, "--store-memory", STORE)
     session = home.session
-    driver = subprocess.Popen(home.argv(sys.executable, "-c", KILLED_DRIVER), env=home.env,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    driver = subprocess.Popen(home.argv(sys.executable, "-c", script, str(port)),
+                              env=home.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     try:
-        assert Lines(driver).next(60) == {"held": 8 << 20}
+        yield driver, Lines(driver)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.wait()
+        for stream in (driver.stdin, driver.stdout, driver.stderr):
+            stream.close()
+        stop_and_check(home, session)
+
+
+def test_what_a_killed_driver_held_is_released(home):
+    with driver_on_a_head(home, KILLED_DRIVER) as (driver, lines):
+        assert lines.next(60) == {"held": 8 << 20}
         assert memory_objects(home) == {"node-0": 1}
         driver.send_signal(signal.SIGKILL)
         driver.wait(10)
         wait_until(lambda: memory_objects(home) == {"node-0": 0}, 2 * NODE_TIMEOUT_SECONDS,
                    "the head to release what the killed driver held")
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        for stream in (driver.stdin, driver.stdout, driver.stderr):
-            stream.close()
-        stop_and_check(home, session)
 
+
+GPU_DRIVER = textwrap.dedent("""
+    import json
+    import plait
+
+    @plait.remote(num_gpus=1)
+    def where():
+        return plait.get_runtime_context().get_node_id(), plait.get_gpu_ids()
+
+    plait.init(address="auto")
+    ref = where.remote()
+    print(json.dumps({"ready": len(plait.wait([ref], timeout=0.1)[0])}), flush=True)
+    input()                              # the test starts a node with a GPU here
+    print(json.dumps({"ran": plait.get(ref, timeout=60)}), flush=True)
+""")
+
+
+def test_a_task_asking_for_what_no_node_has_runs_once_a_node_with_it_joins(home):
+    with driver_on_a_head(home, GPU_DRIVER) as (driver, lines):
+        assert lines.next(60) == {"ready": 0}
+        port = driver.args[-1]
+        home.plait("start", "--address", f"127.0.0.1:{port}", *WORKERS, "--store-memory",
+                   STORE, "--num-gpus", "1", "--resources", '{"disk": 2}')
+        driver.stdin.write("\n")
+        driver.stdin.flush()
+        assert lines.next(60) == {"ran": ["node-1", [0]]}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_head_started_with_its_dashboard_prints_the_url_and_stop_stops_it(home):
+    """The URL works with its token only; `plait stop` takes the dashboard down too."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    port = free_port()
+    said = home.plait("start", "--head", "--port", str(port), *WORKERS, "--store-memory",
+                      STORE, "--dashboard").stdout
+    base, token = re.search(r"plait dashboard: (http://127\.0\.0\.1:\d+)/\?token=(\S+)",
+                            said).groups()
+    session = home.session
+    (pid,) = [e["pid"] for e in home.state("started.json") if e["node"] == "dashboard"]
+    try:
+        with pytest.raises(HTTPError) as refused:
+            urlopen(base + "/metrics", timeout=10)
+        refused.value.close()
+        assert refused.value.code == 403
+        with urlopen(Request(base + "/metrics", headers={"Authorization": f"Bearer {token}"}),
+                     timeout=10) as answer:
+            assert 'plait_nodes{state="alive"} 1' in answer.read().decode().splitlines()
+        said = home.plait("stop").stdout
+        assert said.strip() == ("stopped 1 plait node process(es) started on this host and "
+                                "its dashboard")
+        assert _gone(pid)
+    finally:
+        stop_and_check(home, session)

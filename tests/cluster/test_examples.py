@@ -48,3 +48,14 @@ def test_ray_pattern_examples_print_what_ray_prints(name):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == EXPECTED[name]
+
+
+def test_the_plan_example_explains_draws_and_traces_its_graph(tmp_path):
+    result = subprocess.run([sys.executable, str(EXAMPLES / "plans.py"), str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    runs = [line for line in result.stdout.splitlines() if line.startswith("run ")]
+    assert len(runs) == 2 and all(r.endswith("result matches numpy: True") for r in runs)
+    assert "predicted 0 MiB" in runs[0] and "predicted 0 MiB" not in runs[1]   # sizes learned
+    assert "why" in result.stdout and "pinned by node= option" in result.stdout
+    assert {p.name for p in tmp_path.iterdir()} == {"plan.html", "plan.svg", "trace.json"}

@@ -155,9 +155,9 @@ def test_node_killed_mid_spill_its_results_are_rebuilt_from_lineage(fresh, monke
     log = tmp_path / "log"
     on_node_1 = make.options(node="node-1")
     with plait.trace() as trace:
-        first = plait.persist(on_node_1.remote(str(log), 1, 24))
-        second = plait.persist(on_node_1.remote(str(log), 2, 24))
-        third = plait.persist(on_node_1.remote(str(log), 3, 24))   # node-1 spills, and dies
+        first, = plait.persist(on_node_1.remote(str(log), 1, 24))
+        second, = plait.persist(on_node_1.remote(str(log), 2, 24))
+        third, = plait.persist(on_node_1.remote(str(log), 3, 24))   # node-1 spills, and dies
         for seed, ref in [(1, first), (2, second), (3, third)]:
             assert plait.get(checksum.remote(str(log), ref), timeout=120) == \
                 expected_checksum(seed, 24)

@@ -34,6 +34,17 @@ def test_init_twice_is_an_error_unless_ignored(fresh):
     assert plait.nodes()[0].workers == 1
 
 
+def test_init_returns_the_clusters_shape_for_a_terminal_and_a_notebook(fresh):
+    """As Ray's RayContext: shown in a terminal and a notebook; a with-block shuts down."""
+    with plait.init(num_workers=1, store_memory="64MiB") as info:
+        assert repr(info).splitlines()[0] == (f"plait cluster {info.session}: 1 node(s), 1 "
+                                              f"worker(s), 64.0 MiB of store")
+        assert info.dashboard_url is None and "dashboard" not in repr(info)
+        assert "<td>node-0 (head)</td><td>1</td><td>64.0 MiB</td>" in info._repr_html_()
+        assert plait.init(ignore_reinit_error=True).session == info.session
+    assert not plait.is_initialized()
+
+
 def test_init_rejects_bad_arguments(fresh):
     with pytest.raises(ValueError):
         plait.init(num_workers=0)

@@ -86,6 +86,71 @@ def test_cancel_takes_rays_keywords_and_stops_a_running_task_either_way(cluster,
     assert plait.get(sleep_then.remote(0, "after"), timeout=30) == "after"
 
 
+def started(path, timeout=30.0):
+    """Wait until the task has created ``path`` (it runs: a cancel reaches its code)."""
+    import os
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} was never created"
+        time.sleep(0.01)
+
+
+@plait.remote(max_retries=3)
+def interrupted(path, obey):
+    """Runs until cancelled: returns what the interrupt let it see; or, not obeying,
+    swallows every interrupt and loops on."""
+    import time
+
+    open(path, "w").close()
+    while True:
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            open(f"{path}.interrupted", "w").close()
+            if obey:
+                return ("interrupted", plait.get_runtime_context().is_canceled())
+
+
+@plait.remote
+def parent_of(path, child_path):
+    child = interrupted.remote(child_path, True)
+    open(path, "w").close()
+    return plait.get(child)
+
+
+def test_a_cancel_without_force_interrupts_the_task_which_may_catch_it(cluster, tmp_path):
+    ref = interrupted.remote(str(tmp_path / "a"), True)
+    started(tmp_path / "a")
+    plait.cancel(ref)
+    assert plait.get(ref, timeout=30) == ("interrupted", True)
+
+
+def test_a_task_that_ignores_the_interrupt_runs_on_until_a_forced_cancel(cluster, tmp_path):
+    ref = interrupted.remote(str(tmp_path / "b"), False)
+    started(tmp_path / "b")
+    plait.cancel(ref)
+    with pytest.raises(plait.GetTimeoutError):
+        plait.get(ref, timeout=1)
+    plait.cancel(ref, force=True)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(ref, timeout=30)
+    assert plait.get(sleep_then.remote(0, "after"), timeout=30) == "after"
+
+
+def test_a_recursive_cancel_without_force_interrupts_the_children_too(cluster, tmp_path):
+    """The parent's get of its child is interrupted (TaskCancelledError, not retried), and
+    so is the child."""
+    ref = parent_of.remote(str(tmp_path / "p"), str(tmp_path / "c"))
+    started(tmp_path / "p")
+    started(tmp_path / "c")
+    plait.cancel(ref)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(ref, timeout=30)
+    started(tmp_path / "c.interrupted")
+
+
 # -- get_runtime_context() -----------------------------------------------------------------
 
 @plait.remote
@@ -117,7 +182,8 @@ class Introspective:
 
 
 def test_the_context_dict_has_the_ids_ray_puts_in_it_where_ray_does(cluster):
-    driver = plait.get_runtime_context().get()
+    with pytest.warns(DeprecationWarning, match=r"Use get_xxx_id\(\) methods"):
+        driver = plait.get_runtime_context().get()
     assert set(driver) == {"job_id", "node_id", "namespace"}
     in_task, resources, name = plait.get(context_in_task.remote(), timeout=30)
     assert set(in_task) == {"job_id", "node_id", "namespace", "task_id"}
@@ -131,6 +197,44 @@ def test_the_context_dict_has_the_ids_ray_puts_in_it_where_ray_does(cluster):
     assert (resources, name) == ({}, "Introspective.context")
     holding = Introspective.options(num_cpus=1).remote()
     assert plait.get(holding.context.remote(), timeout=30)[1] == {"CPU": 1.0}
+
+
+@plait.remote
+def names_in_task():
+    import warnings
+
+    context = plait.get_runtime_context()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = context.task_id.hex()
+    return (context.get_task_function_name(), context.get_actor_name(),
+            old == context.get_task_id(), [str(w.message) for w in caught])
+
+
+@plait.remote
+class Named:
+    def names(self):
+        context = plait.get_runtime_context()
+        return context.get_task_function_name(), context.get_actor_name()
+
+    async def names_async(self):
+        return plait.get_runtime_context().get_task_function_name()
+
+
+def test_the_context_names_the_code_and_the_actor_and_old_ids_warn_as_in_ray(cluster):
+    assert plait.get(names_in_task.remote(), timeout=30) == (
+        f"{__name__}.names_in_task", None, True, ["Use get_task_id() instead"])
+    named = Named.options(name="named-for-context").remote()
+    assert plait.get(named.names.remote(), timeout=30) == (f"{__name__}.Named.names",
+                                                           "named-for-context")
+    assert plait.get(Named.remote().names.remote(), timeout=30)[1] == ""
+    # Ray names an async method by its __qualname__ (here the same as class.method)
+    assert plait.get(Named.remote().names_async.remote(), timeout=30) == \
+        f"{__name__}.Named.names_async"
+    driver = plait.get_runtime_context()
+    assert driver.get_task_function_name() is None and driver.get_actor_name() is None
+    with pytest.warns(DeprecationWarning, match=r"Use get_node_id\(\) instead"):
+        assert driver.node_id == driver.get_node_id()
 
 
 def test_an_actor_calls_itself_through_current_actor(cluster):

@@ -159,7 +159,7 @@ def held_objects(host: Host, port: int, transfers: dict[str, str], canaries: Pat
 
     small = plait.put(b"the cluster's data")                       # inline, at the head
     on_node0 = plait.put(np.ones(MiB, dtype=np.uint8))               # in node-0's store
-    on_node1 = plait.persist(make.options(node="node-1").remote(MiB))
+    on_node1, = plait.persist(make.options(node="node-1").remote(MiB))
     reads = {"head": p.encode(p.Subscribe((small.id,))),
              "node-0 transfers": p.encode(p.Fetch(1, on_node0.id, same_host=False)),
              "node-1 transfers": p.encode(p.Fetch(1, on_node1.id, same_host=False))}

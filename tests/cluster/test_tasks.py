@@ -137,8 +137,9 @@ def test_wait_compute_persist(cluster):
     ready, pending = plait.wait(refs, num_returns=4, timeout=30)
     assert len(ready) == 4 and pending == []
     assert plait.compute(inc.remote(1), inc.remote(2)) == (2, 3)
-    kept = plait.persist(inc.remote(10))
-    assert "ready" in repr(kept) and kept.compute() == 11
+    kept = plait.persist(inc.remote(10))            # a tuple, even of one (as dask.persist)
+    assert isinstance(kept, tuple) and len(kept) == 1
+    assert "ready" in repr(kept[0]) and kept[0].compute() == 11
 
 
 def test_compile_and_explain_without_running(cluster, tmp_path):
@@ -169,7 +170,7 @@ def test_visualize_shorthands_write_the_plan(cluster, tmp_path):
 @plait.remote
 def whereami():
     ctx = plait.get_runtime_context()
-    return ctx.node_id, ctx.worker_id, ctx.task_id
+    return ctx.get_node_id(), ctx.get_worker_id(), ctx.get_task_id()
 
 
 def test_runtime_context_names_node_worker_and_task(cluster):
@@ -265,7 +266,10 @@ def wait_on_a_child(fifo):
     return plait.get(report_pid_and_wait.remote(fifo))
 
 
-def test_cancelling_a_task_cancels_the_tasks_it_submitted(cluster, tmp_path):
+def test_a_forced_cancel_of_a_task_kills_the_workers_of_the_tasks_it_submitted(cluster,
+                                                                             tmp_path):
+    """force=True: the workers go (without force the children are interrupted instead:
+    test_ray_semantics)."""
     fifo = tmp_path / "pid"
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
@@ -275,7 +279,7 @@ def test_cancelling_a_task_cancels_the_tasks_it_submitted(cluster, tmp_path):
         child_pid = int(os.read(reader, 32))
     finally:
         os.close(reader)
-    plait.cancel(parent)
+    plait.cancel(parent, force=True)
     with pytest.raises(plait.TaskCancelledError):
         plait.get(parent, timeout=10)
     assert wait_exit(child_pid, timeout=10)       # its worker was killed with it
@@ -292,7 +296,7 @@ def test_a_quick_result_is_not_held_back_by_a_long_batch_mate(fresh, tmp_path):
     assert plait.get([long, *rest], timeout=30) == [1, 2, 3]
 
 
-def test_a_call_no_node_can_run_fails_alone_with_its_readers(cluster):
+def test_a_call_no_node_can_run_waits_alone_and_its_readers_raise_at_get(cluster):
     bad = inc.options(num_gpus=1).remote(1)
     reader = inc.remote(bad)
     assert plait.get(inc.remote(41), timeout=30) == 42       # the rest still runs

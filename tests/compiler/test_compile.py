@@ -159,6 +159,38 @@ def test_a_cluster_without_nodes_is_a_plan_error():
         compile(graph(task("t")), ClusterView(()))
 
 
+def test_a_task_asking_for_resources_goes_only_where_they_are_offered():
+    offered = ClusterView((NodeView("node-0", 2), NodeView("node-1", 2),
+                           NodeView("node-2", 2, resources=(("GPU", 2.0), ("disk", 1.0)))))
+    gpu = dataclasses.replace(task("t", "big"), needs=(("GPU", 1),))
+    plan = compile(graph(gpu), view(ObjectInfo("big", 200 * MiB, ("node-0",)), nodes=offered))
+    assert plan.placements["t"].node == "node-2"            # against locality
+
+
+def test_tasks_asking_for_resources_spread_over_the_nodes_offering_them_among_cpu_tasks():
+    offered = ClusterView((NodeView("node-0", 2), NodeView("node-1", 2, resources=(("GPU", 1.0),)),
+                           NodeView("node-2", 2, resources=(("GPU", 1.0),))))
+    tasks = [dataclasses.replace(task(f"t{i}"), needs=(("GPU", 1),) if i % 2 else ())
+             for i in range(12)]
+    plan = compile(graph(*tasks, targets=tuple(t.id for t in tasks)), offered)
+    on = {t.id: plan.placements[t.id].node for t in tasks}
+    assert {on[t.id] for t in tasks if t.needs} == {"node-1", "node-2"}
+    assert sorted(on.values()) == ["node-0"] * 4 + ["node-1"] * 4 + ["node-2"] * 4  # even load
+
+
+def test_resources_no_node_offers_are_an_infeasible_plan_error_naming_them():
+    wants = dataclasses.replace(task("t"), needs=(("GPU", 1), ("disk", 0.5)))
+    with pytest.raises(plait.PlanError, match=r"asks for 1 GPU, 0.5 disk.*node-0: CPUs only"
+                       ) as info:
+        compile(graph(wants), THREE_NODES)
+    assert info.value.infeasible and info.value.task_id == "t"
+    pinned = dataclasses.replace(wants, node="node-1", needs=(("GPU", 1),))
+    offered = ClusterView((NodeView("node-0", 2, resources=(("GPU", 1.0),)), NodeView("node-1", 2)))
+    with pytest.raises(plait.PlanError, match="pinned to node-1") as info:
+        compile(graph(pinned), offered)
+    assert not info.value.infeasible                         # no joining node changes a pin
+
+
 # -- transfers, releases, stages -----------------------------------------------------------
 
 def test_an_object_is_copied_once_per_node_however_many_tasks_read_it():

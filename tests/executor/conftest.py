@@ -43,6 +43,9 @@ class RecordingProcesses:
     def stop(self, workers: list[WorkerHandle], grace_seconds: float) -> None:
         pass
 
+    def interrupt(self, worker: WorkerHandle) -> None:
+        pass
+
     def state(self, worker: WorkerHandle) -> str:
         return self.states.get(worker.index, "S")
 

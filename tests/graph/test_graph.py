@@ -105,7 +105,7 @@ def test_unknown_option_is_named_with_the_valid_ones():
 
 
 @pytest.mark.parametrize("key, value", [
-    ("num_returns", 0), ("num_returns", True), ("num_returns", 1.0), ("num_returns", "2"),
+    ("num_returns", -1), ("num_returns", True), ("num_returns", 1.0), ("num_returns", "2"),
     ("max_retries", -2), ("max_retries", False), ("max_retries", 1.5),
     ("node", 1), ("name", 3), ("num_cpus", -1), ("num_cpus", "1"), ("num_gpus", -0.5),
 ])
@@ -116,7 +116,7 @@ def test_ill_typed_option_values_are_refused(key, value):
 
 def test_remote_decorator_and_options_check_at_once():
     with pytest.raises(plait.InvalidOptionError):
-        plait.remote(num_returns=0)
+        plait.remote(num_returns=-1)
     with pytest.raises(plait.InvalidOptionError, match="unknown option 'nod'"):
         inc.options(nod="node-1")
 

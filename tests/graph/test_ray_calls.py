@@ -211,14 +211,17 @@ def test_a_drivers_context_is_rays_shape_and_refuses_what_only_a_task_has():
     from plait.graph.context import RuntimeContext
 
     context = RuntimeContext("node-0", None, None, "9f-1")
-    assert context.get() == {"job_id": "9f-1", "node_id": "node-0", "namespace": "9f-1"}
-    assert context.get()["node_id"].hex() == "node-0" == context.node_id.hex()
-    assert context.get_job_id() == context.job_id == "9f-1"
+    with pytest.warns(DeprecationWarning, match=r"Use get_xxx_id\(\) methods"):
+        found = context.get()
+    assert found == {"job_id": "9f-1", "node_id": "node-0", "namespace": "9f-1"}
+    assert found["node_id"].hex() == "node-0" == context.get_node_id().hex()
+    assert context.get_job_id() == "9f-1" and context.get_actor_name() is None
+    assert context.get_task_function_name() is None
     for ask in (lambda: context.current_actor, context.get_assigned_resources,
                 lambda: context.was_current_actor_reconstructed):
         with pytest.raises(RuntimeError, match="only available inside"):
             ask()
-    assert pickle.loads(pickle.dumps(context.get())) == context.get()
+    assert pickle.loads(pickle.dumps(found)) == found
 
 
 # -- class attributes through the actor class -----------------------------------------------

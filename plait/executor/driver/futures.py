@@ -89,7 +89,8 @@ class Futures:
     """The futures one session was asked for, and the waiter thread that completes them.
 
     ``session`` is the Session (typed loosely: driver/session.py imports this module): its
-    ``lock``, ``run``, ``subscribe``, ``values``, ``conn``, ``apply`` and ``get`` are used.
+    ``lock``, ``run``, ``subscribe``, ``values``, ``parked``, ``conn``, ``apply`` and ``get``
+    are used.
     """
 
     def __init__(self, session: Any) -> None:
@@ -195,6 +196,12 @@ class Futures:
                 refs.append(ref)
         if refs:
             self.session.run(refs)
+            parked = self.session.parked.outputs()      # no node can make them: say so now
+            for ref in refs:
+                entries = self.waiting.pop(ref.id, None) if ref.id in parked else None
+                if entries:
+                    self.resolve(entries)
+            refs = [ref for ref in refs if ref.id not in parked]
             self.session.subscribe([ref.id for ref in refs])
         return [ref.id for ref in refs]
 

@@ -12,7 +12,6 @@ session, once no zero-copy view of the object is alive in this process either.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import pickle
@@ -23,13 +22,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from plait import compiler
-from plait.errors import GetTimeoutError, ObjectFreedError, ObjectLostError, TaskCancelledError
+from plait.errors import GetTimeoutError, ObjectFreedError, TaskCancelledError
 from plait.graph import context
-from plait.graph.graph import collect
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.remote_function import ObjectRefGenerator
+from plait.executor.engine import Engine, check_refs as _check_refs
+from plait.executor.engine import serialized as _serialized
 from plait.executor.driver.flusher import IdleFlusher
+from plait.executor.driver.parking import Parked
 from plait.executor.driver.futures import Futures, SessionLock
 from plait.executor.driver.progress import Progress
 from plait.executor.driver.reading import ObjectReading
@@ -39,19 +40,9 @@ PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
 IDLE_SUBMIT_SECONDS = 0.01     # calls made and not requested are submitted after this quiet
 
 
-def _serialized(method: Any) -> Any:
-    """Run a session method under the session's lock (its socket is not thread-safe, and
-    the idle flusher's thread submits through it too, and the futures' thread waits on it:
-    see driver/futures.py)."""
-    @functools.wraps(method)
-    def locked(self: Session, *args: Any, **kwargs: Any) -> Any:
-        with self.lock:
-            return method(self, *args, **kwargs)
-
-    return locked
 
 
-class Session(ObjectReading):
+class Session(ObjectReading, Engine):
     """The driver's view of one running cluster."""
 
     def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str = "",
@@ -75,6 +66,7 @@ class Session(ObjectReading):
         self.owns_cluster = hasattr(cluster, "processes")
         self.arenas: dict[str, Any] = {}
         self.ids = IdGenerator(id_prefix)
+        self.caller = id_prefix            # an actor orders each caller's calls (node/actors)
         self.refs: Counter[str] = Counter()           # live ObjectRefs per object
         self.held: set[str] = set()                   # objects the head counts us holding
         self.holds: dict[str, None] = {}              # Hold messages not sent yet (ordered)
@@ -90,6 +82,7 @@ class Session(ObjectReading):
         self.asked: set[str] = set()                  # subscribed, answer not yet come
         self.functions_sent: set[str] = set()
         self.unsubmitted: deque[Any] = deque()        # tasks made, not yet submitted (Task)
+        self.parked = Parked()                        # tasks no node can run yet
         self.lock = SessionLock()       # the flusher and futures threads use the socket too
         self.futures: Futures | None = None           # started by the first ref.future()
         self.flusher = IdleFlusher(self.unsubmitted, lambda: bool(self.dead),
@@ -184,6 +177,9 @@ class Session(ObjectReading):
         wanted = _check_refs(refs if many else [refs], "plait.get")
         self.run(wanted)
         ids = [ref.id for ref in wanted]
+        parked = self.parked.error_for(ids)
+        if parked is not None:          # it would wait for ever (Ray's get would hang)
+            raise parked
         self.fetch(ids, len(wanted), timeout)
         pinned = self.pin_stored(ids)
         values = [self.load(oid, pinned.get(oid)) for oid in ids]
@@ -211,10 +207,26 @@ class Session(ObjectReading):
         if not 0 <= num_returns <= len(refs):
             raise ValueError(f"num_returns={num_returns} must be between 0 and {len(refs)}")
         self.run(refs)
-        self.fetch([ref.id for ref in refs], num_returns, timeout, raise_timeout=False)
+        ids = [ref.id for ref in refs]
+        if self.parked.count(ids):
+            self.wait_beside_parked(ids, num_returns, timeout)
+        else:
+            self.fetch(ids, num_returns, timeout, raise_timeout=False)
         ready = [ref for ref in refs if ref.id in self.values][:num_returns]
         chosen = {id(ref) for ref in ready}
         return ready, [ref for ref in refs if id(ref) not in chosen]
+
+    def wait_beside_parked(self, ids: list[str], num_returns: int, timeout: float | None
+                           ) -> None:
+        """wait() over refs some of which parked tasks make: those are not ready, and a
+        wait that could only end with them raises their PlanError rather than never end."""
+        if timeout is None and len(ids) - self.parked.count(ids) < num_returns:
+            error = self.parked.error_for(ids)
+            assert error is not None
+            raise error
+        parked = self.parked.outputs()
+        self.subscribe([oid for oid in ids if oid not in self.values and oid not in parked])
+        self.pump_until(lambda: sum(oid in self.values for oid in ids) >= num_returns, timeout)
 
     def wait_streams(self, waitables: Sequence[Any], num_returns: int, timeout: float | None
                      ) -> tuple[list[Any], list[Any]]:
@@ -298,8 +310,9 @@ class Session(ObjectReading):
         return self.nodes
 
     @_serialized
-    def cancel(self, refs: list[ObjectRef], recursive: bool = True) -> None:
-        """Stop the tasks making ``refs``; ``recursive``: and the tasks they submitted."""
+    def cancel(self, refs: list[ObjectRef], recursive: bool = True, force: bool = False) -> None:
+        """Stop the tasks making ``refs``; ``recursive``: and the tasks they submitted;
+        ``force``: kill a running task's worker instead of interrupting the task."""
         from plait.executor.wire import protocol as p
 
         refs = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref for ref in refs]
@@ -310,7 +323,7 @@ class Session(ObjectReading):
                 task.forget_inputs()
                 for oid in task.output_ids:
                     self.values[oid] = p.Failed(pickle.dumps(TaskCancelledError(task.id)))
-        self.conn.send(p.Cancel(tuple(ref.id for ref in refs), recursive))
+        self.conn.send(p.Cancel(tuple(ref.id for ref in refs), recursive, force))
 
     @_serialized
     def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:
@@ -326,68 +339,70 @@ class Session(ObjectReading):
         return self.request(p.MemoryRequest(next(self.requests))).nodes
 
     @_serialized
+    def resources(self) -> tuple[Any, ...]:
+        """Every node's resources, in all and free now (protocol.NodeResources)."""
+        from plait.executor.wire import protocol as p
+
+        return self.request(p.ResourcesRequest(next(self.requests))).nodes
+
+    @_serialized
     def validate_state(self, timeout: float) -> tuple[str, ...]:
         """Every invariant the head and the nodes find broken (empty when all hold)."""
         from plait.executor.wire import protocol as p
 
         return self.request(p.StateCheck(next(self.requests)), timeout).problems
 
-    # -- running graphs ------------------------------------------------------------------
-
-    @_serialized
-    def compile(self, refs: Sequence[ObjectRef]) -> compiler.Plan | None:
-        """The plan that would run what ``refs`` need (None when nothing needs to run)."""
-        graph, _ = collect(_check_refs(refs, "plait.compile"))
-        if graph.tasks:
-            return self.plan(graph)
-        return self.submitted_plan(refs)
-
-    def submitted_plan(self, refs: Sequence[ObjectRef]) -> compiler.Plan | None:
-        """The plan that ran (or runs) ``refs``, if it was among the last few submitted."""
-        wanted = {ref.task.id for ref in refs if ref.task is not None}
-        for plan in reversed(self.recent_plans):
-            if wanted and wanted <= set(plan.placements):
-                return plan
-        return None
+    # -- running graphs (Engine: run, plan, compile and refuse are written there) -------
 
     def runtime_context(self) -> context.RuntimeContext:
         return context.RuntimeContext(self.nodes[0].id, None, None, self.id)
 
-    @_serialized
-    def visualize(self, refs: list[ObjectRef], filename: str | None) -> str:
-        plan = self.compile(refs) or compiler.Plan(tuple(r.id for r in refs), {}, (), (), {})
-        return plan.visualize(filename)
+    def known(self, object_id: str) -> bool:
+        return object_id in self.values
 
-    def plan(self, graph: Any) -> compiler.Plan:
-        """Compile against the head's view of the graph's inputs and actors; a graph of
-        nothing but calls of actors whose nodes are known needs no view (no round trip)."""
+    def fail(self, object_id: str, error: Exception) -> None:
+        from plait.executor.wire import protocol as p
+
+        self.values[object_id] = p.Failed(pickle.dumps(error))
+
+    def before_run(self) -> tuple[str, ...]:
+        return self.flush_frees(send=self.frees_after is not None)   # else in the Submit
+
+    def nothing_to_run(self, frees: tuple[str, ...]) -> None:
+        from plait.executor.wire import protocol as p
+
+        if frees:
+            self.conn.send(p.Free(frees))
+
+    def cluster_view(self, graph: Any) -> compiler.ClusterView:
+        """The head's view of the graph's inputs and actors; a graph of nothing but calls
+        of actors whose nodes are known needs no view (no round trip)."""
         from plait.executor.wire import protocol as p
 
         actors = {t.actor for t in graph.tasks.values() if t.actor} - set(graph.tasks)
         live = {n.id for n in self.nodes}
         if actors and all(t.actor and t.actor != t.id for t in graph.tasks.values()) \
                 and all(self.actor_nodes.get(a) in live for a in actors):
-            view = self.local_view(graph.inputs())
-        else:
-            reply = self.request(p.ViewRequest(next(self.requests), tuple(graph.inputs()),
-                                               tuple(sorted(actors))))
-            for _, error in reply.missing:
-                raise pickle.loads(error)
-            view = reply.view
-            self.actor_nodes.update(view.actors)
-        plan = compiler.compile(graph, view)
+            return self.local_view(graph.inputs())
+        reply = self.request(p.ViewRequest(next(self.requests), tuple(graph.inputs()),
+                                           tuple(sorted(actors))))
+        for _, error in reply.missing:
+            raise pickle.loads(error)
+        self.actor_nodes.update(reply.view.actors)
+        return reply.view
+
+    def placed(self, graph: Any, plan: compiler.Plan) -> None:
         for task in graph.tasks.values():
             if task.actor == task.id:
                 self.actor_nodes[task.id] = plan.placements[task.id].node
-        return plan
 
     def local_view(self, inputs: list[str]) -> compiler.ClusterView:
         """The cluster as this session last saw it: enough to place calls on known actors."""
         from plait.compiler.view import NodeView, ObjectInfo
         from plait.executor.wire import protocol as p
 
-        nodes = tuple(NodeView(n.id, n.workers, store_capacity=n.store_capacity)
-                      for n in self.nodes)
+        nodes = tuple(NodeView(n.id, n.workers, store_capacity=n.store_capacity,
+                               resources=n.resources) for n in self.nodes)
         objects = {}
         for oid in inputs:
             value = self.values.get(oid)
@@ -396,28 +411,20 @@ class Session(ObjectReading):
             objects[oid] = ObjectInfo(oid, size, (value.node,) if stored else ())
         return compiler.ClusterView(nodes, objects, actors=dict(self.actor_nodes))
 
-    @_serialized
-    def run(self, refs: Sequence[ObjectRef]) -> None:
-        """Compile and submit every task ``refs`` need that has not been submitted yet,
-        together with every other task made since the last submission (see ``created``)."""
+    def unplaced(self) -> list[Any]:
+        return self.parked.unpark()                   # another try: a node may have joined
+
+    def cannot_place(self, graph: Any, tasks: dict[str, Any], error: Any) -> None:
+        if error.infeasible:                          # a node may join that runs it
+            self.parked.park(graph, tasks, error)
+        else:
+            self.refuse(graph, tasks, error)
+
+    def submit(self, plan: compiler.Plan, graph: Any, tasks: dict[str, Any],
+               refs: Sequence[ObjectRef], frees: tuple[str, ...]) -> None:
+        """Send the plan's tasks to the head in one Submit (with the frees gathered)."""
         from plait.executor.wire import protocol as p
 
-        frees = self.flush_frees(send=self.frees_after is not None)   # else in the Submit
-        made = _drain(self.unsubmitted)
-        while True:
-            refs = [ref for ref in refs if ref.id not in self.values]   # known: nothing to run
-            graph, tasks = collect(refs, made)
-            if not graph.tasks:
-                if frees:
-                    self.conn.send(p.Free(frees))
-                return
-            try:
-                plan = self.plan(graph)
-                break
-            except compiler.PlanError as error:
-                if error.task_id not in tasks:
-                    raise
-                self.refuse(graph, tasks, error)       # the rest of the graph still runs
         functions, specs = [], []
         for task_id, node in graph.tasks.items():
             task = tasks[task_id]
@@ -434,14 +441,15 @@ class Session(ObjectReading):
                                     detached=task.detached, slots=_slots(task, node.num_cpus),
                                     handle=task.named[1], actor_name=task.named[0],
                                     generator=_generator_kind(task.options.num_returns),
-                                    concurrency=task.concurrency))
+                                    concurrency=task.concurrency, resources=node.needs,
+                                    max_calls=task.options.max_calls,
+                                    caller=self.caller if task.method else ""))
         watch = tuple(dict.fromkeys(ref.id for ref in refs if ref.id not in self.asked))
         self.asked.update(watch)          # fetch will not subscribe again
-        self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch))
+        self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch, plan.bytes_moved))
         if self.settles_holds:
             self.submitted_unconfirmed.update(oid for task in tasks.values()
                                               for oid in task.output_ids)
-        self.recent_plans.append(plan)
         orphans = []
         for task in tasks.values():
             task.submitted = True
@@ -455,25 +463,6 @@ class Session(ObjectReading):
         if orphans:
             self.conn.send(p.Free(tuple(orphans)))
         self.flush_frees()
-
-    def refuse(self, graph: Any, tasks: dict[str, Any], error: Exception) -> None:
-        """A task the compiler cannot place fails with ``error``, and so does every task
-        of the graph that reads its results; they are never submitted (Ray would leave an
-        infeasible task pending for ever; plait says why, at the get of its refs)."""
-        from plait.executor.wire import protocol as p
-
-        failed = pickle.dumps(error)
-        doomed = [error.task_id]
-        consumers = graph.consumers()
-        while doomed:
-            task = tasks.get(doomed.pop())
-            if task is None or task.submitted:
-                continue
-            task.submitted = True
-            task.forget_inputs()
-            for oid in task.output_ids:
-                self.values[oid] = p.Failed(failed)
-                doomed += consumers.get(oid, [])
 
     @_serialized
     def get_actor(self, name: str) -> Any:
@@ -729,12 +718,6 @@ def _generator_kind(num_returns: int | str | None) -> str:
     return num_returns if isinstance(num_returns, str) else ""
 
 
-def _drain(pending: deque[Any]) -> list[Any]:
-    """Take every task from ``pending`` (another thread may append meanwhile: none is lost)."""
-    taken = []
-    while pending:
-        taken.append(pending.popleft())
-    return taken
 
 
 def _retry_exceptions(option: bool | Sequence[type]) -> bytes:
@@ -757,14 +740,6 @@ def _call_site() -> str:
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
-def _check_refs(refs: Iterable[Any], where: str) -> list[ObjectRef]:
-    refs = list(refs)
-    for ref in refs:
-        if not isinstance(ref, ObjectRef):
-            raise TypeError(f"{where} expects ObjectRefs, got {type(ref).__name__}: {ref!r:.60}")
-        if ref.owner is not None and ref.owner is not context.active():
-            raise ObjectLostError(ref.id, "it belongs to a plait session that was shut down")
-    return refs
 
 
 def _now() -> float:

@@ -42,7 +42,7 @@ class ActorRouting:
         (None: the actor is dead or unknown, and the call has failed)."""
         if spec.method == "__init__":
             if spec.node not in self.nodes:
-                spec = replace(spec, node=self.least_loaded())
+                spec = replace(spec, node=self.least_loaded(spec.resources))
             taken = self.named.get(spec.actor_name) if spec.actor_name else None
             if taken is not None and taken[0] in self.actors \
                     and not self.actors[taken[0]].dead:
@@ -109,7 +109,7 @@ class ActorRouting:
                     self.fail_assigned(spec, record.dead)
                 continue
             record.restarts += 1
-            record.base, record.node = record.restarts, self.least_loaded()
+            record.base, record.node = record.restarts, self.least_loaded(record.spec.resources)
             remaining = -1 if limit < 0 else limit - record.restarts
             moved = [replace(record.spec, node=record.node, max_retries=remaining)]
             calls = [spec for spec in pending if spec.method != "__init__"]

@@ -28,11 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from plait.compiler.view import ClusterView, NodeView, ObjectInfo
+from plait.compiler.view import ClusterView, NodeView, ObjectInfo, offers
 from plait.errors import (ObjectLostError, ReconstructionFailedError,
                           TaskCancelledError, WorkerCrashedError)
 from plait.executor.head.actors import ActorRecord, ActorRouting
 from plait.executor.head.assignments import Assignments, NodeLoads
+from plait.executor.head.census import Census, build_snapshot
 from plait.executor.head.directory import Directory
 from plait.executor.head.invariants import head_problems
 from plait.executor.head.lineage import Lineage, reads
@@ -105,6 +106,7 @@ class Gather:
     asked: dict[str, tuple[str, ...]] = field(default_factory=dict)   # node -> objects pinned
     # there, or (a StateCheck) the tasks assigned there when the check was sent
     origin: p.Pin | None = None      # the client's request, to ask again if a node dies
+    since: int = 0                   # a SnapshotRequest's: notices from this position on
 
 
 class Head(ActorRouting, Outbox):
@@ -112,7 +114,8 @@ class Head(ActorRouting, Outbox):
     instructions out; its process's loop carries them out (wire/instructions.py)."""
 
     def __init__(self, session: str, local: LocalNode, local_info: p.NodeInfo,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         Outbox.__init__(self)
         self.session = session
         self.local = local
@@ -138,6 +141,7 @@ class Head(ActorRouting, Outbox):
         self.expected_puts: dict[str, Peer] = {}  # a task's put announced -> its session
         self.sessions: dict[tuple[str, int], Peer] = {}   # (host, pid) -> its session
         self.submitted_by: dict[str, tuple[str, int]] = {}   # unfinished task -> its submitter
+        self.interrupting: set[str] = set()    # tasks a cancel without force is interrupting
         self.frees_after: dict[str, list[tuple[Peer, p.Free]]] = defaultdict(list)  # see Free
         self.process_of: dict[Peer, tuple[str, int]] = {}  # and back
         self.hellos: list[tuple[Peer, int]] = []
@@ -154,6 +158,7 @@ class Head(ActorRouting, Outbox):
         self.streams: dict[str, Stream] = {}      # unfinished generator task -> its values
         self.awaited: dict[str, set[str]] = defaultdict(set)   # generator task -> its values
         # lost with their only copy, waiting for it to yield them again (else they fail)
+        self.census = Census(wall)                # what a dashboard is shown (census.py)
         self.checked = 0.0                        # when silent nodes were last looked for
         self.last_tick: float | None = None       # the loop's last turn (see forgive_stall)
         self.behind = False                       # the loop left messages unread this turn
@@ -330,7 +335,8 @@ class Head(ActorRouting, Outbox):
 
     def view(self, objects: dict[str, ObjectInfo], actors: dict[str, str]) -> ClusterView:
         nodes = tuple(NodeView(r.info.id, r.info.workers, r.store_free, r.queued,
-                               r.info.store_capacity) for r in self.nodes.values())
+                               r.info.store_capacity, r.info.resources)
+                      for r in self.nodes.values())
         return ClusterView(nodes, objects, dict(self.durations), dict(self.result_sizes), actors)
 
     def node_order(self, node: str) -> int:
@@ -352,13 +358,14 @@ class Head(ActorRouting, Outbox):
                 self.directory.expect(oid)
                 self.client_holds[peer][oid] += 1
         per_node: dict[str, list[p.TaskSpec]] = defaultdict(list)
+        self.census.planned(message.tasks, message.predicted_bytes)
         for spec in message.tasks:
             if spec.actor:
                 spec = self.actor_task(spec)
                 if spec is None:
                     continue
             elif spec.node not in self.nodes:       # it died after the driver compiled
-                spec = replace(spec, node=self.least_loaded())
+                spec = replace(spec, node=self.least_loaded(spec.resources))
             if self.accept(spec):
                 per_node[spec.node].append(spec)
                 if spec.generator:
@@ -376,14 +383,17 @@ class Head(ActorRouting, Outbox):
         missing = [oid for oid in inputs if oid not in self.directory.entries]
         if missing:
             error = self.directory.missing_error(missing[0])   # never counted as a reader
-            failed = p.Failed(pickle.dumps(error))
-            self.record_results(spec, tuple((oid, failed) for oid in spec.outputs))
+            failed = tuple((oid, p.Failed(pickle.dumps(error))) for oid in spec.outputs)
+            self.census.accepted(spec)
+            self.census.finished(spec, failed, spec.node)
+            self.record_results(spec, failed)
             return False
         for oid in inputs:
             self.directory.add_reader(oid)
         for oid in spec.deps:
             self.readers_of[oid].add(spec.id)
         self.assigned[spec.id] = spec
+        self.census.accepted(spec)
         return True
 
     def assign(self, node: str, specs: list[p.TaskSpec], functions: dict[str, bytes]) -> None:
@@ -486,10 +496,17 @@ class Head(ActorRouting, Outbox):
             self.to_node(node, p.Unpin(tuple(pins)))
 
     def on_MemoryRequest(self, peer: Peer, message: p.MemoryRequest) -> None:
+        self.gather(peer, message.request, p.MemoryRequest, p.MemoryReport)
+
+    def on_ResourcesRequest(self, peer: Peer, message: p.ResourcesRequest) -> None:
+        self.gather(peer, message.request, p.ResourcesRequest, p.ResourcesReport)
+
+    def gather(self, peer: Peer, asked: int, kind: type, answer: type) -> None:
+        """Ask every node the same question; answer the client once all have answered."""
         request = next(self.requests)
-        self.gathers[request] = Gather(p.MemoryReport, peer, message.request, set(self.nodes))
+        self.gathers[request] = Gather(answer, peer, asked, set(self.nodes))
         for node in list(self.nodes):
-            self.to_node(node, p.MemoryRequest(request))
+            self.to_node(node, kind(request))
         self.try_answer(request)
 
     def on_StateCheck(self, peer: Peer, message: p.StateCheck) -> None:
@@ -518,17 +535,41 @@ class Head(ActorRouting, Outbox):
         self.gather_part(message.request, node, problems)
 
     def on_Cancel(self, peer: Peer, message: p.Cancel) -> None:
-        """Fail the producing tasks now (their dependants fail with them) and stop them."""
         producer = self.assigned.producer
         self.cancel_tasks([producer[oid] for oid in message.object_ids if oid in producer],
-                          message.recursive)
+                          message.recursive, message.force)
 
-    def cancel_tasks(self, task_ids: list[str], recursive: bool) -> None:
+    def cancel_tasks(self, task_ids: list[str], recursive: bool, force: bool = True) -> None:
+        """With ``force``, or for an actor's call or a generator, fail the producing tasks
+        now (their dependants fail with them) and stop them; else ask their nodes to
+        interrupt them (``interrupting``): each result comes as a task's, TaskCancelledError
+        unless the task caught the interrupt and returned."""
         for task_id in dict.fromkeys(task_ids):
-            spec = self.assigned.pop(task_id)
-            self.to_node(spec.node, p.Cancel((task_id,), recursive))
+            spec = self.assigned[task_id]
+            if not (force or spec.actor or spec.generator):
+                if task_id not in self.interrupting:
+                    self.interrupting.add(task_id)
+                    self.to_node(spec.node, p.Cancel((task_id,), recursive, force=False))
+                continue
+            del self.assigned[task_id]
+            self.to_node(spec.node, p.Cancel((task_id,), recursive, force=True))
             error = p.Failed(pickle.dumps(TaskCancelledError(task_id)))
             self.finish(spec, tuple((oid, error) for oid in spec.outputs))
+
+    def on_SnapshotRequest(self, peer: Peer, message: p.SnapshotRequest) -> None:
+        """A dashboard's question: every node's NodeSnapshot first, then the answer."""
+        request = next(self.requests)
+        self.gathers[request] = Gather(p.Snapshot, peer, message.request, set(self.nodes),
+                                       since=message.since)
+        for node in list(self.nodes):
+            self.to_node(node, p.SnapshotRequest(request))
+        self.try_answer(request)
+
+    def node_NodeSnapshot(self, node: str, message: p.NodeSnapshot) -> None:
+        self.gather_part(message.request, node, (message,))
+
+    def on_PlanRequest(self, peer: Peer, message: p.PlanRequest) -> None:
+        self.to_client(peer, self.census.plan_report(message.request))
 
     def on_Heartbeat(self, peer: Peer, message: p.Heartbeat) -> None:
         self.to_client(peer, p.Heartbeat(self.local.id, 0))
@@ -543,7 +584,15 @@ class Head(ActorRouting, Outbox):
             return
         del self.gathers[request]
         parts = [item for part in gather.parts.values() for item in part]
-        if gather.kind is p.MemoryReport:
+        if gather.kind is p.Snapshot:
+            now = self.clock()
+            ages = tuple(now - record.last_seen for record in self.nodes.values())
+            self.to_client(gather.peer, build_snapshot(
+                self.census, gather.request, gather.since, self.session, self.node_infos(),
+                ages, parts, self.assigned, self.locations, self.client_holds,
+                self.process_of))
+            return
+        if gather.kind in (p.MemoryReport, p.ResourcesReport):
             order = {node: i for i, node in enumerate(self.nodes)}
             parts.sort(key=lambda summary: order.get(summary.node, len(order)))
         elif gather.kind is p.Pinned:           # pins the client will have to undo
@@ -625,12 +674,14 @@ class Head(ActorRouting, Outbox):
 
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
         """An accepted task is over: its results are known and it reads its inputs no more."""
+        self.census.finished(spec, outputs, spec.node)
         process = self.submitted_by.pop(spec.id, None)
         if process is not None:
             mine = self.by_process[process]
             del mine[spec.id]
             if not mine:
                 del self.by_process[process]
+        self.interrupting.discard(spec.id)
         self.record_results(spec, outputs)
         for peer, free in self.frees_after.pop(spec.id, ()):
             if peer in self.client_holds:         # (a peer gone meanwhile let go of all)
@@ -724,7 +775,8 @@ class Head(ActorRouting, Outbox):
         for task_id in sorted(self.readers_of.get(object_id, ())):
             spec = self.assigned.get(task_id)
             if (spec is None or spec.follows or spec.pinned or task_id in self.moving
-                    or spec.node == value.node or value.node not in self.nodes):
+                    or spec.node == value.node or value.node not in self.nodes
+                    or not offers(self.nodes[value.node].info.resources, spec.resources)):
                 continue
             if self.bytes_on(spec, value.node) > self.bytes_on(spec, spec.node) + REVISIT_BYTES:
                 self.moving[task_id] = value.node
@@ -745,6 +797,9 @@ class Head(ActorRouting, Outbox):
         if not message.ok or target is None or spec is None or target not in self.nodes:
             if message.ok and spec is not None:          # nowhere to go: give it back
                 self.assign(node, [spec], {})
+            return
+        if spec.id in self.interrupting:         # cancelled while it was being taken back
+            self.fail_assigned(spec, pickle.dumps(TaskCancelledError(spec.id)))
             return
         moved = replace(spec, node=target)
         self.assigned[spec.id] = moved
@@ -778,11 +833,14 @@ class Head(ActorRouting, Outbox):
     def on_TraceRequest(self, peer: Peer, message: p.TraceRequest) -> None:
         end = self.events_dropped + len(self.events)
         since = end if message.since < 0 else max(message.since, self.events_dropped)
+        if message.newest > 0:
+            since = max(since, end - message.newest)
         events = tuple(itertools.islice(self.events, since - self.events_dropped, None))
         self.to_client(peer, p.TraceReport(message.request, events, end))
 
     def node_ReplicaAdded(self, node: str, message: p.ReplicaAdded) -> None:
         if message.source:
+            self.census.moved(message.nbytes)
             self.record(p.TransferEvent(message.object_id, sys.intern(message.source),
                                         sys.intern(node), message.nbytes, message.start,
                                         message.end))
@@ -816,6 +874,9 @@ class Head(ActorRouting, Outbox):
         self.on_Pin(gather.peer, gather.origin)
 
     def node_MemoryReport(self, node: str, message: p.MemoryReport) -> None:
+        self.gather_part(message.request, node, message.nodes)
+
+    def node_ResourcesReport(self, node: str, message: p.ResourcesReport) -> None:
         self.gather_part(message.request, node, message.nodes)
 
     def gather_part(self, request: int, node: str, part: tuple) -> None:
@@ -896,6 +957,7 @@ class Head(ActorRouting, Outbox):
         record = self.nodes.pop(node, None)
         if record is None:
             return
+        self.census.node_died(record.info, reason)
         self.nodes_changed()
         self.table_changed = True
         self.send_table()                     # before the NodeLost that follows, as it was
@@ -940,6 +1002,7 @@ class Head(ActorRouting, Outbox):
         spec = self.lineage.producer(object_id)
         if spec is None:
             entry.value = p.Failed(pickle.dumps(ObjectLostError(object_id, why)))
+            self.census.notice("lost", object_id, f"{object_id} is lost: {why}")
             return None
         entry.value = None
         if object_id not in spec.outputs:          # a value its generator yielded
@@ -959,8 +1022,20 @@ class Head(ActorRouting, Outbox):
         if peer is not None:
             self.client_gone(peer)
         if message.cancelled:
-            self.cancel_tasks([task_id for task_id in self.by_process.get(process, ())
-                               if not self.assigned[task_id].actor], True)
+            self.cancel_tasks(self.submitted_by_process(process), True)
+
+    def node_CancelSubmitted(self, node: str, message: p.CancelSubmitted) -> None:
+        """A worker's task was interrupted by a recursive cancel: so are the unfinished
+        tasks its process submitted (not actors' creations or calls), and theirs in turn."""
+        record = self.nodes.get(node)
+        if record is not None:
+            process = (record.info.host, message.pid)
+            self.cancel_tasks(self.submitted_by_process(process), True, force=False)
+
+    def submitted_by_process(self, process: tuple[str, int]) -> list[str]:
+        """Its unfinished tasks, actors' aside (``by_process``: no scan of all tasks)."""
+        return [task_id for task_id in self.by_process.get(process, ())
+                if not self.assigned[task_id].actor]
 
     def node_CopyLost(self, node: str, message: p.CopyLost) -> None:
         """A node's copy was lost with its spill file: as for a dead node, for one object."""
@@ -984,7 +1059,8 @@ class Head(ActorRouting, Outbox):
             self.fail_awaited(spec, p.Failed(pickle.dumps(error)))
             return
         self.revive_inputs(spec, node, reason)
-        target = spec.node if spec.node in self.nodes else self.least_loaded()
+        self.census.rebuilt(spec, f"its result was lost on {node} ({reason})")
+        target = spec.node if spec.node in self.nodes else self.least_loaded(spec.resources)
         again = replace(spec, node=target, pinned=False)
         if self.accept(again):
             self.assign(target, [again], {})
@@ -1011,6 +1087,9 @@ class Head(ActorRouting, Outbox):
             if spec.actor:                                 # actors: see actors_lost
                 continue
             self.moving.pop(task_id, None)           # a Revoke the dead node won't answer
+            if task_id in self.interrupting:         # cancelled: not retried
+                self.fail_assigned(spec, pickle.dumps(TaskCancelledError(task_id)))
+                continue
             failures = self.node_failures[task_id]
             failures.append(f"{node} died ({reason})")
             if not alive or (spec.max_retries >= 0 and len(failures) > spec.max_retries):
@@ -1019,8 +1098,9 @@ class Head(ActorRouting, Outbox):
                 self.finish(spec, tuple((oid, p.Failed(pickle.dumps(error)))
                                         for oid in spec.outputs))
                 continue
-            target = self.least_loaded()
+            target = self.least_loaded(spec.resources)
             moved = replace(spec, node=target)
+            self.census.retried(spec, f"{node} died ({reason}); now on {target}")
             self.assigned[task_id] = moved
             retried[target].append(moved)
         for target, specs in retried.items():
@@ -1034,8 +1114,17 @@ class Head(ActorRouting, Outbox):
         """Nodes that run tasks (a head started with no workers does not)."""
         return [n for n, r in self.nodes.items() if r.info.workers > 0]
 
-    def least_loaded(self) -> str:
-        """The live node with the shortest queue per worker (the head's own node if none)."""
+    def least_loaded(self, needs: tuple[tuple[str, float], ...] = ()) -> str:
+        """The live node with the shortest queue per worker among those that offer
+        ``needs`` (a task's GPUs, custom resources); the head's own node if none. A node
+        given a task it cannot hold fails it (node.py, dispatch). Tasks that ask for no
+        resources (nearly all) are answered by ``loads``, a heap; the rest scan the nodes."""
+        if needs:
+            able = [n for n in self.able() if offers(self.nodes[n].info.resources, needs)]
+            if able:
+                return min(able, key=lambda n: (self.nodes[n].queued
+                                                / max(self.nodes[n].info.workers, 1),
+                                                self.node_order(n)))
         return self.loads.least() or self.local.id
 
     def cleanup_segments(self, info: p.NodeInfo) -> None:

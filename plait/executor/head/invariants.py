@@ -9,8 +9,9 @@ A node checks its own (plait.executor.node.invariants). The head:
     task's stream is kept only while the task is unfinished;
   - every stored object has a live copy, and copies are only tracked for live objects;
   - every object's reader count is the number of unfinished tasks that read it;
-  - the submitter is remembered of unfinished tasks only (for a recursive cancel), and
-    frees wait only for unfinished tasks' results;
+  - the submitter is remembered of unfinished tasks only (for a recursive cancel), as is
+    a cancel without force waiting for the task's result, and frees wait only for
+    unfinished tasks' results;
   - a client request waits only on live nodes; lineage counts match its records.
 
 The Head calls these checks, so they read it through ``HeadTables``, the part of it they
@@ -50,6 +51,7 @@ class HeadTables(Protocol):
     streams: Mapping[str, object]
     awaited: Mapping[str, set[str]]
     submitted_by: dict[str, tuple[str, int]]
+    interrupting: set[str]
     frees_after: Mapping[str, object]
 
     @property
@@ -94,6 +96,8 @@ def head_problems(head: HeadTables) -> list[str]:
     note_broken(problems, "head: reader counts differ from the tasks that read", miscounted)
     finished = sorted(t for t in head.submitted_by if t not in head.assigned)
     note_broken(problems, "head: submitters remembered of finished tasks", finished)
+    interrupted = sorted(t for t in head.interrupting if t not in head.assigned)
+    note_broken(problems, "head: cancels waited for on finished tasks", interrupted)
     stale = sorted(t for t in head.frees_after if t not in head.assigned)
     note_broken(problems, "head: frees waiting for tasks that finished", stale)
     stuck = sorted(f"request {r} waits on {sorted(g.waiting - live)}"

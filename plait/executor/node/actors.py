@@ -4,10 +4,12 @@ An actor's creation and calls reach the node as tasks (``TaskSpec.actor``); the 
 waits for their top-level inputs like any task's (not for nested refs: node/tasks.py),
 then hands them here instead of to the pool of task workers. Here each actor has a queue
 of its unfinished calls in arrival order (a caller's calls arrive in the order it made
-them); a call goes to the actor's process only when every call before it has been sent,
-so calls run in order even when a later call's inputs were ready first (as Ray's ordered
-queue of a caller's calls to a sync actor: a call still waiting for an argument holds
-back those behind it). Up to MAX_CALLS_SENT calls (or the actor's ``max_concurrency``,
+them); a call goes to the actor's process only when every call its caller made before it
+has been sent, so a caller's calls run in order even when a later call's inputs were
+ready first (as Ray's ordered queue of a caller's calls to a sync actor: a call still
+waiting for an argument holds back that caller's calls behind it), while another
+caller's ready calls pass it, as in Ray (a caller is a driver, or a worker process's
+tasks: ``TaskSpec.caller``). Up to MAX_CALLS_SENT calls (or the actor's ``max_concurrency``,
 if larger) wait in its process: an actor that runs one call at a time runs them in that
 order; an async or threaded one starts up to ``max_concurrency`` of them at once and
 reports each as it finishes, in any order.
@@ -34,13 +36,15 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Protocol
 
-from plait.errors import ActorDiedError
+from plait.errors import ActorDiedError, ActorUnavailableError
+from plait.executor.node.resources import Ledger
 from plait.executor.node.tasks import TaskTable
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import Instruction, KillWorker
 
 MAX_CALLS_SENT = 64          # calls queued in the actor's process at once
+SCAN_CALLS = 1024            # calls looked at past those sent, for one another caller's
 ACTOR_EXIT_SECONDS = 5.0     # an actor told to leave has this long for its atexit handlers
 
 
@@ -51,6 +55,7 @@ class ActorHost(Protocol):
     table: TaskTable
     workers: dict[bytes, WorkerHandle]
     held_slots: dict[str, int]
+    ledger: Ledger
     stopping: bool
     clock: Callable[[], float]
 
@@ -69,6 +74,8 @@ class ActorHost(Protocol):
     def send_items(self, worker: WorkerHandle, items: list[p.WorkItem]) -> None: ...
 
     def fail_task(self, task_id: str, error: bytes) -> None: ...
+
+    def resources_freed(self) -> None: ...
 
 
 @dataclass
@@ -99,6 +106,7 @@ class Actors:
         self.by_id: dict[str, LocalActor] = {}
         self.wanted: set[str] = set()          # actors that may have work to send
         self.leaving: set[str] = set()         # actors whose process was told Bye
+        self.awaiting: list[str] = []          # actors whose resources others hold
 
     # -- arrivals ----------------------------------------------------------------------
 
@@ -109,7 +117,26 @@ class Actors:
         actor = self.by_id[spec.actor] = LocalActor(spec)
         if spec.slots:                # num_cpus given: that many task slots are its own
             self.node.held_slots["actor " + spec.actor] = spec.slots
+        if not self.node.ledger.offers(spec.resources):   # moved here when its node died
+            self.die(actor, ActorDiedError(spec.actor, f"it asks for {dict(spec.resources)}, "
+                                                       f"which {self.node.id} does not offer"))
+            return
+        if not self.node.ledger.take("actor " + spec.actor, spec.resources):
+            self.awaiting.append(spec.actor)      # GPUs, ... held by others: started later
+            return
         self.start_process(actor)
+
+    def resources_freed(self) -> None:
+        """Start the actors, in order, whose resources (GPU, custom) are free now."""
+        waiting, self.awaiting = self.awaiting, []
+        for actor_id in waiting:
+            actor = self.by_id.get(actor_id)
+            if actor is None or actor.dead:
+                continue
+            if self.node.ledger.take("actor " + actor_id, actor.spec.resources):
+                self.start_process(actor)
+            else:
+                self.awaiting.append(actor_id)
 
     def start_process(self, actor: LocalActor) -> None:
         """Ask for the actor's process; its calls wait until it has started and is ready."""
@@ -185,23 +212,39 @@ class Actors:
             return
         items = []
         limit = max(MAX_CALLS_SENT, actor.spec.concurrency)
-        while (actor.sent < len(actor.calls) and actor.calls[actor.sent] in actor.ready
-               and actor.sent < limit):
-            task_id = actor.calls[actor.sent]
-            actor.sent += 1
-            item = node.work_item(task_id)
-            if item is not None:
-                items.append(item)
+        waiting: set[str] = set()          # callers with an earlier call not sent yet
+        position = actor.sent
+        while (position < len(actor.calls) and actor.sent < limit
+               and position < actor.sent + SCAN_CALLS):
+            task_id = actor.calls[position]
+            caller = self.caller_of(task_id)
+            if task_id in actor.ready and caller not in waiting:
+                if position != actor.sent:            # the sent ones come first
+                    del actor.calls[position]
+                    actor.calls.insert(actor.sent, task_id)
+                actor.sent += 1
+                item = node.work_item(task_id)
+                if item is not None:
+                    items.append(item)
+            else:
+                waiting.add(caller)
+            position += 1
         if items:
             node.send_items(worker, items)
 
+    def caller_of(self, task_id: str) -> str:
+        state = self.node.table.tasks.get(task_id)
+        return state.spec.caller if state is not None else ""
+
     def creation_item(self, actor: LocalActor) -> p.WorkItem:
         spec = actor.spec
+        held, gpu_ids = self.node.ledger.assigned("actor " + spec.actor)
         item = self.node.work_item(spec.id) if spec.id in self.node.table.tasks else None
         return item or p.WorkItem(spec.id, -1 - actor.restarts, spec.function_id,
                                   spec.function_name, spec.payload, (), (), spec.outputs,
                                   method="__init__", slots=spec.slots,
-                                  concurrency=spec.concurrency)
+                                  concurrency=spec.concurrency,
+                                  resources=held, gpu_ids=gpu_ids, actor_name=spec.actor_name)
 
     # -- results and deaths ----------------------------------------------------------------
 
@@ -258,6 +301,8 @@ class Actors:
             return
         inflight = list(worker.inflight.items())
         reason = actor.kill_reason or how
+        limit = actor.spec.max_retries
+        restarts = not (actor.no_restart or node.stopping or 0 <= limit <= actor.restarts)
         running = actor.spec.concurrency       # the first calls sent may all have started
         for position, (task_id, attempt) in enumerate(inflight):
             if task_id not in table.tasks:
@@ -265,19 +310,27 @@ class Actors:
             if task_id == actor.spec.id:
                 table.requeue(task_id, attempt)
             elif position < running and not table.crashed(task_id, attempt, how):
-                retries = table.tasks[task_id].spec.max_retries
-                error = ActorDiedError(actor.spec.actor, f"{reason}, while running this call "
-                                                         f"(max_task_retries={retries})")
-                node.fail_task(task_id, pickle.dumps(error))
+                node.fail_task(task_id, pickle.dumps(self.call_lost(
+                    actor, reason, table.tasks[task_id].spec.max_retries, restarts)))
             elif position >= running:
                 table.requeue(task_id, attempt)
-        limit = actor.spec.max_retries
-        if actor.no_restart or node.stopping or 0 <= limit <= actor.restarts:
+        if not restarts:
             self.die(actor, ActorDiedError(actor.spec.actor, reason))
             return
         actor.restarts += 1
         self.start_process(actor)
         node.up(p.ActorExit(actor.spec.actor, actor.restarts))
+
+    @staticmethod
+    def call_lost(actor: LocalActor, reason: str, retries: int,
+                  restarts: bool) -> ActorDiedError:
+        """The error of a call whose process died under it, out of retries: as in Ray,
+        ActorUnavailableError (an ActorDiedError) if the actor starts again (later calls
+        run), ActorDiedError if it is dead."""
+        said = f"{reason}, while running this call (max_task_retries={retries})"
+        if restarts:
+            return ActorUnavailableError(actor.spec.actor, f"{said}; it is restarting")
+        return ActorDiedError(actor.spec.actor, said)
 
     def exited(self, actor_id: str) -> None:
         """The actor ended itself (exit_actor): dead for good, its process stopped."""
@@ -325,6 +378,8 @@ class Actors:
         """Dead for good: every queued call fails, later calls fail on arrival."""
         actor.state, actor.dead = "dead", pickle.dumps(error)
         self.node.held_slots.pop("actor " + actor.spec.actor, None)
+        if self.node.ledger.give_back("actor " + actor.spec.actor):
+            self.node.resources_freed()
         if actor.worker is not None:
             actor.worker.retiring = True
             self.node.emit(KillWorker(actor.worker.identity))

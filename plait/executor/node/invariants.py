@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from plait.executor.node.admission import Admission
+from plait.executor.node.resources import Ledger
 from plait.executor.node.tasks import TaskTable
 from plait.executor.node.transfers import Transfers
 from plait.executor.node.workers import WorkerHandle
@@ -39,6 +40,8 @@ class NodeTables(Protocol):
     values: dict[str, p.ObjectValue]
     asked: set[str]
     held_slots: dict[str, int]
+    ledger: Ledger
+    resource_waiting: list[str]
 
     def pin_holders(self, object_id: str) -> int: ...
 
@@ -47,7 +50,8 @@ def node_problems(node: NodeTables) -> list[str]:
     """Broken invariants of one node's tables (empty when all hold)."""
     problems = []
     running = {t for w in node.workers.values() for t in w.inflight}
-    ready = node.table.ready.ids() | set(node.table.actor_ready) | set(node.admission.held)
+    ready = node.table.ready.ids() | set(node.table.actor_ready) | set(node.admission.held) \
+        | set(node.resource_waiting)
     pulling = set(node.transfers.pulls)
     idle = []
     for task_id, state in node.table.tasks.items():
@@ -65,6 +69,8 @@ def node_problems(node: NodeTables) -> list[str]:
     note_broken(problems, f"{node.id}: workers running tasks the node does not hold", unknown)
     slots = sorted(t for t in node.held_slots if t not in running)
     note_broken(problems, f"{node.id}: slots held for tasks that no longer run", slots)
+    held = sorted(t for t in node.ledger.held if t not in running and not t.startswith("actor "))
+    note_broken(problems, f"{node.id}: resources held for tasks that no longer run", held)
     pins = sorted(f"{oid} has {stored.pins}, holders {held}"
                   for oid, stored in node.store.objects.items()
                   if stored.pins != (held := node.pin_holders(oid)))

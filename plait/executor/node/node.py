@@ -27,17 +27,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from plait.errors import (ObjectFreedError, ObjectLostError, ObjectStoreFullError,
-                          ObjectTooLargeError, OutOfMemoryError, WorkerCrashedError)
+                          ObjectTooLargeError, OutOfMemoryError, PlanError, TaskCancelledError,
+                          WorkerCrashedError)
 from plait.executor.node.actors import Actors
 from plait.executor.node.admission import FAIL, GO, NOTHING, WAIT, Admission, Need
 from plait.executor.node.invariants import node_problems
+from plait.executor.node.resources import Ledger
+from plait.executor.node.snapshot import node_snapshot
 from plait.executor.node.tasks import TaskTable
 from plait.executor.node.workers import Processes, WorkerHandle
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import WorkerConfig
 from plait.executor.wire.dispatch import handlers
 from plait.executor.wire.instructions import (Dispatch, Event, FromHead, FromWorker,
-                                              Instruction, KillWorker, Outbox, StartWorker,
+                                              Instruction, InterruptWorker, KillWorker,
+                                              Outbox, StartWorker,
                                               Tick, ToHead, ToWorker, WorkerGone,
                                               WorkerStarted)
 from plait.store.allocator import Allocator
@@ -88,6 +92,8 @@ class Node(Outbox):
         self.task_pins: dict[str, list[str]] = {}   # running task -> objects pinned for it
         self.client_pins: Counter[str] = Counter()  # object -> pins drivers hold (via the head)
         self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
+        self.ledger = Ledger(())                    # GPUs, memory, custom: who holds what
+        self.resource_waiting: list[str] = []       # ready tasks whose resources are held
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
         self.pin_waiting: list[p.Pin] = []          # a driver's get waiting for room
         self.room_waiting: list[str] = []           # tasks whose inputs found no room yet
@@ -225,7 +231,8 @@ class Node(Outbox):
             self.up(p.Subscribe(tuple(again)))
 
     def on_Cancel(self, message: p.Cancel) -> None:
-        """Drop cancelled tasks; a worker running one is killed (and replaced), not retried."""
+        """Drop cancelled tasks; a worker running one is killed (and replaced) with
+        ``force``, else interrupted; either way the task is not retried."""
         for task_id in message.object_ids:
             state = self.table.tasks.get(task_id)
             running = [w for w in self.workers.values() if task_id in w.inflight]
@@ -233,6 +240,9 @@ class Node(Outbox):
                 self.to_worker(running[0].identity, p.Cancel((task_id,)))   # it may stop
                 continue             # a running actor call is not interrupted (as in Ray)
             if state is None:
+                continue
+            if not message.force:
+                self.interrupt(task_id, running[0] if running else None, message.recursive)
                 continue
             self.table.remove(task_id)
             self.actors.ended(state.spec)
@@ -243,6 +253,20 @@ class Node(Outbox):
                     worker.cancelled = True
                     worker.cancel_children = worker.cancel_children or message.recursive
                     self.emit(KillWorker(worker.identity))
+
+    def interrupt(self, task_id: str, worker: WorkerHandle | None, recursive: bool) -> None:
+        """plait.cancel without force (the head waits for the result): a task no worker
+        has yet fails now; the worker running one is told, then signalled, and the task
+        gets KeyboardInterrupt (its result, TaskCancelledError unless it returns a value,
+        comes as any task's; were its worker to die, it is not retried)."""
+        if worker is None:
+            self.fail_task(task_id, pickle.dumps(TaskCancelledError(task_id)))
+            return
+        self.table.tasks[task_id].cancel_asked = True
+        self.to_worker(worker.identity, p.Cancel((task_id,)))
+        self.emit(InterruptWorker(worker.identity))
+        if recursive:
+            self.up(p.CancelSubmitted(worker.pid))
 
     def on_Revoke(self, message: p.Revoke) -> None:
         """Hand a task back unless a worker already has it (the head moves it elsewhere)."""
@@ -318,6 +342,21 @@ class Node(Outbox):
 
     def on_MemoryRequest(self, message: p.MemoryRequest) -> None:
         self.up(p.MemoryReport(message.request, (self.store.summary(),)))
+
+    def on_ResourcesRequest(self, message: p.ResourcesRequest) -> None:
+        """CPUs are worker slots: those not running a task (a task blocked on its children
+        lends its slot) nor held by a task's extra CPUs or an actor's; the rest is the
+        ledger's, and the store's bytes."""
+        busy = sum(1 for w in self.pool(_able) if w.inflight) + sum(self.held_slots.values())
+        capacity, used = self.store.allocator.capacity, self.store.allocator.used
+        total = (("CPU", float(self.num_workers)), *self.ledger.amounts(self.ledger.total),
+                 ("object_store_memory", float(capacity)))
+        free = (("CPU", float(max(0, self.num_workers - busy))),
+                *self.ledger.amounts(self.ledger.free),
+                ("object_store_memory", float(capacity - used)))
+        self.up(p.ResourcesReport(message.request, (p.NodeResources(self.id, total, free),)))
+    def on_SnapshotRequest(self, message: p.SnapshotRequest) -> None:
+        self.up(node_snapshot(self, message.request))
 
     def on_StateCheck(self, message: p.StateCheck) -> None:
         held = set(self.table.tasks) | {t for w in self.workers.values() for t in w.inflight}
@@ -613,6 +652,9 @@ class Node(Outbox):
                 self.actors.ended(done.spec)
                 if result.exited:
                     self.actors.exited(worker.actor)
+            elif worker.spent and not worker.inflight:
+                worker.spent = False              # its last call ran: it leaves
+                self.to_worker(worker.identity, p.Bye())
             finished.append(p.TaskResult(result.task_id, result.attempt, outputs, result.seconds,
                                          result.worker, result.start, result.end))
             for oid, value in outputs:
@@ -688,6 +730,11 @@ class Node(Outbox):
         elif worker.stopped_since:
             how = (f"{self.id} worker {worker.index} (pid {worker.pid}) was stopped for "
                    f"{WORKER_STOP_SECONDS:.0f} s and killed")
+        for task_id, attempt in list(inflight):    # an interrupted task is not retried
+            state = self.table.tasks.get(task_id)
+            if state is not None and state.cancel_asked:
+                inflight.remove((task_id, attempt))
+                self.fail_task(task_id, pickle.dumps(TaskCancelledError(task_id)))
         if worker.cancelled:                  # killed by plait.cancel: nothing else is to blame
             for task_id, attempt in inflight:
                 self.table.requeue(task_id, attempt)
@@ -769,8 +816,10 @@ class Node(Outbox):
             self.arrived(oid, value)
 
     def release(self, task_id: str) -> None:
-        """The task no longer runs here: its inputs' pins and its extra slots go."""
+        """The task no longer runs here: its inputs' pins, extra slots and resources go."""
         self.held_slots.pop(task_id, None)
+        if self.ledger.give_back(task_id):
+            self.resources_freed()
         self.admission.ended(task_id)
         for oid in self.task_pins.pop(task_id, ()):
             self.store.unpin(oid)
@@ -797,11 +846,22 @@ class Node(Outbox):
             task_id = self.next_ready()
             if task_id is None:
                 return
-            slots = self.slots_needed(task_id)
-            if slots > 1 or self.held_slots:
-                if not self.send_alone(workers, slots, task_id):
+            spec = self.table.tasks[task_id].spec
+            if spec.resources and not self.ledger.fits(spec.resources):
+                self.set_aside(task_id)         # others run meanwhile (resources_freed)
+                if not self.ledger.offers(spec.resources):
+                    self.fail_task(task_id, pickle.dumps(self.unoffered(spec)))
+                continue
+            if spec.slots > 1 or spec.resources or spec.max_calls or self.held_slots:
+                if not self.send_alone(workers, spec, task_id):
                     return
                 continue
+            if any(w.gpu and not w.inflight for w in workers) and all(
+                    w.inflight for w in workers if not w.gpu):
+                self.recycle([w for w in workers if w.gpu])   # a CPU worker in its place
+            workers = [w for w in workers if not w.gpu]
+            if not workers:
+                return
             batch = max(1, min(MAX_BATCH, len(self.table.ready) // (2 * len(workers))))
             worker = min(workers, key=lambda w: (len(w.inflight), w.index))
             if len(worker.inflight) >= 2 * batch:
@@ -810,7 +870,7 @@ class Node(Outbox):
                 return
             items: list[p.WorkItem] = []
             for _ in range(batch):
-                if task_id is None or (items and self.slots_needed(task_id) > 1):
+                if task_id is None or (items and self.alone(task_id)):
                     break
                 items += self.start(task_id)
                 task_id = self.next_ready(batching=True)
@@ -897,27 +957,90 @@ class Node(Outbox):
             if state is not None:
                 state.riding = False
 
-    def send_alone(self, workers: list[WorkerHandle], slots: int, task_id: str) -> bool:
-        """Dispatch ``task_id`` to an idle worker while ``slots`` are free (False: wait).
+    def send_alone(self, workers: list[WorkerHandle], spec: p.TaskSpec, task_id: str) -> bool:
+        """Dispatch ``task_id`` to an idle worker while its slots are free (False: wait).
 
         A task with num_cpus > 1 holds that many worker slots: it runs in one idle worker
         and keeps ``slots - 1`` others idle until it ends; while any such task runs (or an
         actor holds slots), tasks go one at a time to idle workers only. The task at the
-        head of the queue waits for its slots rather than being overtaken forever.
+        head of the queue waits for its slots rather than being overtaken forever. A task
+        holding resources (GPU, ...) takes them here, and one with ``max_calls`` is
+        counted against its worker (see spend).
         """
         idle = [w for w in workers if not w.inflight]
-        if len(idle) - sum(self.held_slots.values()) < slots:
+        if len(idle) - sum(self.held_slots.values()) < spec.slots:
             return False
+        gpu = any(name == "GPU" for name, _ in spec.resources)
+        kind = [w for w in idle if w.gpu == gpu or not w.functions]
+        if not kind:
+            self.recycle(idle)
+            return False
+        worker = min(kind, key=lambda w: w.index)
+        self.ledger.take(task_id, spec.resources)
         items = self.start(task_id)
-        if items:
-            self.send_items(min(idle, key=lambda w: w.index), items)
-            if slots > 1:
-                self.held_slots[task_id] = slots - 1
+        if not items:
+            self.ledger.give_back(task_id)
+            return True
+        worker.gpu = gpu
+        self.send_items(worker, items)
+        if spec.slots > 1:
+            self.held_slots[task_id] = spec.slots - 1
+        self.spend(worker, spec)
         return True
 
-    def slots_needed(self, task_id: str) -> int:
+    def alone(self, task_id: str) -> bool:
+        """Whether the task is sent to a worker of its own (not batched with others)."""
         state = self.table.tasks.get(task_id)
-        return state.spec.slots if state is not None else 1
+        return state is not None and bool(state.spec.slots > 1 or state.spec.resources
+                                          or state.spec.max_calls)
+
+    def unoffered(self, spec: p.TaskSpec) -> PlanError:
+        """A task moved here (its node died) that asks for what this node has not."""
+        return PlanError(f"task {spec.id} ({spec.function_name}) asks for "
+                         f"{dict(spec.resources)}, which {self.id} does not offer; it was "
+                         f"moved here when the node it was placed on was lost", spec.id)
+
+    def set_aside(self, task_id: str) -> None:
+        """Take a ready task whose resources are held by others off its queue, until some
+        are given back (resources_freed), so tasks behind it run meanwhile."""
+        if task_id in self.admission.held:
+            del self.admission.held[task_id]
+        else:
+            taken = self.table.ready.popleft()
+            assert taken == task_id, (taken, task_id)
+        self.resource_waiting.append(task_id)
+
+    def resources_freed(self) -> None:
+        """Resources were given back: the tasks set aside for them queue again, first,
+        in their order, and actors waiting for theirs may start."""
+        waiting, self.resource_waiting = self.resource_waiting, []
+        for task_id in reversed(waiting):
+            if task_id in self.table.tasks:
+                self.table.ready.push_front(task_id)
+        self.actors.resources_freed()
+
+    def spend(self, worker: WorkerHandle, spec: p.TaskSpec) -> None:
+        """Count a call of a ``max_calls`` function against its worker: at the limit the
+        worker takes nothing more, leaves once its tasks are done (tasks_done), and a
+        fresh worker takes its place now (Ray's way to let a process's leaks go)."""
+        if not spec.max_calls:
+            return
+        worker.calls[spec.function_id] += 1
+        if worker.calls[spec.function_id] >= spec.max_calls:
+            worker.spent = worker.retiring = True
+            self.start_worker(self.next_index(), extra=worker.extra)
+
+    def recycle(self, workers: list[WorkerHandle]) -> None:
+        """No idle worker may run the next task: GPU tasks and others never share a
+        process (one that has set CUDA_VISIBLE_DEVICES, or loaded a GPU library, is not
+        reused for the other kind, as in Ray). An idle one of ``workers`` (of the other
+        kind) leaves and a fresh one is started, one at a time; the task waits for it."""
+        spare = [w for w in workers if not w.inflight]
+        if spare and not self.starting:
+            worker = max(spare, key=lambda w: w.index)
+            worker.retiring = True
+            self.to_worker(worker.identity, p.Bye())
+            self.start_worker(self.next_index(), extra=worker.extra)
 
     def with_chain(self, task_id: str) -> list[str]:
         state = self.table.tasks.get(task_id)
@@ -935,6 +1058,8 @@ class Node(Outbox):
         if state is None:
             return None
         spec = state.spec
+        held, gpu_ids = self.ledger.assigned(f"actor {spec.actor}" if spec.method == "__init__"
+                                             else task_id)
         values = {oid: self.usable(oid, state.riding) for oid in dict.fromkeys(spec.deps)}
         nested = [oid for oid in dict.fromkeys(spec.nested) if oid in self.values]
         values.update((oid, self.usable(oid)) for oid in nested if oid not in values)
@@ -956,7 +1081,7 @@ class Node(Outbox):
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in nested), spec.outputs,
                           spec.retry_exceptions, spec.method, spec.slots, spec.generator,
-                          spec.concurrency)
+                          spec.concurrency, held, gpu_ids, spec.actor_name)
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:
         """Put a task back to waiting for inputs whose copy here was lost, and ask the head

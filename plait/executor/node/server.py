@@ -29,6 +29,7 @@ import zmq
 from plait.executor.head.head import Head
 from plait.executor.node.node import WORKER_STOP_GRACE, Node
 from plait.executor.node.node_zero import NodeZero
+from plait.executor.node.resources import Ledger
 from plait.executor.node.transfers import PullOwner, Transfers
 from plait.executor.node.workers import (Forker, OsProcesses, Processes, WorkerHandle,
                                          fork_worker, stop_all)
@@ -39,7 +40,8 @@ from plait.executor.wire.config import (HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS,
 from plait.executor.wire.hostid import host_id
 from plait.executor.wire.instructions import (ClientGone, Dispatch, Event, Flush, FromClient,
                                               FromHead, FromNode, FromWorker, Instruction,
-                                              KillWorker, NodeGone, StartWorker, Tick,
+                                              InterruptWorker, KillWorker, NodeGone,
+                                              StartWorker, Tick,
                                               ToClient, ToHead, ToNode, ToWorker, Unlink,
                                               WorkerGone, WorkerStarted)
 from plait.executor.wire.malloc import return_freed_memory
@@ -78,8 +80,11 @@ class Server:
         self.node.worker_memory_limit = config.worker_memory_limit
         self.store, self.transfers = self.node.store, self.node.transfers
         transfer_address = self.transfers.server.getsockopt_string(zmq.LAST_ENDPOINT)
+        offered = offered_resources(config.resources, arena.capacity)
+        self.node.ledger = Ledger(offered)
         self.info = p.NodeInfo(config.node, transfer_address, os.getpid(), config.is_head,
-                               config.num_workers, arena.name, arena.capacity, host_id())
+                               config.num_workers, arena.name, arena.capacity, host_id(),
+                               offered)
         self.poller.register(self.transfers.server, zmq.POLLIN)
         self.linked: set[zmq.Socket] = set()
         self.worker_fds = {w.pidfd for w in workers}
@@ -163,6 +168,9 @@ class Server:
                 case KillWorker(identity):
                     if identity in self.node.workers:
                         self.processes.kill(self.node.workers[identity])
+                case InterruptWorker(identity):
+                    if identity in self.node.workers:
+                        self.processes.interrupt(self.node.workers[identity])
                 case Unlink(paths):
                     _remove(paths)
 
@@ -415,6 +423,24 @@ def _pickle(error: Exception) -> bytes:
     import pickle
 
     return pickle.dumps(error)
+
+
+def offered_resources(asked: dict[str, float], store_capacity: int
+                      ) -> tuple[tuple[str, float], ...]:
+    """What the node offers beside CPUs: what it was started with, and Ray's ``memory``
+    (unless given): the memory this host has available now, less the store's."""
+    offered = dict(asked)
+    if "memory" not in offered:
+        offered["memory"] = float(max(0, _available_memory() - store_capacity))
+    return tuple(sorted((name, float(amount)) for name, amount in offered.items() if amount))
+
+
+def _available_memory() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def worker_settings(config: NodeConfig) -> dict[str, str]:

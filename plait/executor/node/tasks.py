@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -61,9 +62,11 @@ class TaskState:
     waiting: set[str]
     attempt: int = 0
     crashes: list[str] = field(default_factory=list)
+    raised: int = 0                # retries after an exception it may be retried on
     done: bool = False
     riding: bool = False           # sent behind its producer in a fused chain
     room_reruns: int = 0           # times run again because its result found no room
+    cancel_asked: bool = False     # interrupted by plait.cancel: never retried
 
 
 class TaskTable:
@@ -75,6 +78,7 @@ class TaskTable:
         self.ready = ReadyQueue()
         self.followers: dict[str, str] = {}      # task -> the task fused behind it
         self.actor_ready: list[str] = []         # ready tasks of actors (not for the pool)
+        self.retried: Counter[str] = Counter()   # function -> attempts after the first
 
     def add(self, spec: p.TaskSpec, is_ready: Callable[[str], bool]) -> None:
         if spec.id in self.tasks:                 # resubmitted by mistake: first wins
@@ -174,19 +178,21 @@ class TaskTable:
             return False
         state.crashes.append(how)
         limit = state.spec.max_retries
-        if limit >= 0 and len(state.crashes) > limit:
+        if limit >= 0 and len(state.crashes) + state.raised > limit:
             return False
         self.again(task_id, state)
         return True
 
     def retry(self, task_id: str, attempt: int) -> bool:
-        """A user exception the task may be retried on: True if it runs again."""
+        """A user exception the task may be retried on: True if it runs again. Crashes
+        and exceptions share one budget of retries, ``max_retries``, as in Ray."""
         state = self.tasks.get(task_id)
         if state is None or state.done or state.attempt != attempt:
             return False
         limit = state.spec.max_retries
-        if 0 <= limit <= state.attempt:
+        if 0 <= limit <= len(state.crashes) + state.raised:
             return False
+        state.raised += 1
         self.again(task_id, state)
         return True
 
@@ -196,6 +202,7 @@ class TaskTable:
         consumer that never finished: its fused chain's worker died while running it)."""
         state.attempt += 1
         state.riding = False
+        self.retried[state.spec.function_name] += 1
         self.push(task_id, state.spec, front=True)
 
     def requeue(self, task_id: str, attempt: int) -> None:

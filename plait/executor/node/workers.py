@@ -23,7 +23,7 @@ import signal
 import struct
 import sys
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,6 +51,9 @@ class WorkerHandle:
     stopped_since: float = 0.0       # when it was first seen stopped (SIGSTOP), 0 if not
     actor: str = ""                  # the actor it holds: runs only that actor's calls
     parked_since: float = 0.0        # an idle stand-in kept for the next block (0: not)
+    gpu: bool = False                # it ran GPU tasks (and runs no others: node.recycle)
+    calls: Counter[str] = field(default_factory=Counter)   # max_calls functions: calls run
+    spent: bool = False              # it ran a function's max_calls: leaves once idle
 
     def describe(self, node: str, status: int) -> str:
         code = os.waitstatus_to_exitcode(status)
@@ -67,6 +70,8 @@ class Processes(Protocol):
     def start(self, config: WorkerConfig) -> WorkerHandle: ...
 
     def kill(self, worker: WorkerHandle) -> None: ...
+
+    def interrupt(self, worker: WorkerHandle) -> None: ...
 
     def reap(self, worker: WorkerHandle) -> int: ...
 
@@ -95,6 +100,13 @@ class OsProcesses:
             os.kill(worker.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass                                   # gone already: its pidfd says so
+
+    def interrupt(self, worker: WorkerHandle) -> None:
+        """Ask the worker to interrupt its task (worker.INTERRUPT_SIGNAL)."""
+        try:
+            os.kill(worker.pid, signal.SIGUSR2)
+        except ProcessLookupError:
+            pass
 
     def reap(self, worker: WorkerHandle) -> int:
         return reap(worker)

@@ -17,7 +17,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Heartbeats every second; a node silent for this long is declared dead.
 HEARTBEAT_SECONDS = 1.0
@@ -48,6 +48,7 @@ class NodeConfig:
     transfer_address: str = ""
     key_file: str = ""                  # a cluster key: CurveZMQ on every TCP socket
     worker_memory_limit: int = 0        # bytes of RSS a busy worker may use (0: no limit)
+    resources: dict[str, float] = field(default_factory=dict)   # GPU, custom, memory offered
 
     @property
     def is_head(self) -> bool:

@@ -10,8 +10,9 @@ carry out::
                                                                      |  ToClient, ToNode,
                                                                      |  ToHead, ToWorker:
                                                                      |  send
-                                                                     |  StartWorker, KillWorker:
-                                                                     |  fork, SIGKILL
+                                                                     |  StartWorker, KillWorker,
+                                                                     |  InterruptWorker: fork,
+                                                                     |  SIGKILL, SIGUSR2
                                                                      |  Unlink: remove files
 
 So their decisions are tested as data: an event in, the exact instructions out, with no
@@ -159,13 +160,22 @@ class KillWorker:
 
 
 @dataclass(frozen=True, slots=True)
+class InterruptWorker:
+    """Signal the node's worker with this identity to interrupt its task (the Cancel naming
+    the task was sent to it first): plait.cancel without force."""
+
+    identity: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Unlink:
     """Remove these files or directories, if they are there (a dead node's arena, spills)."""
 
     paths: tuple[str, ...]
 
 
-Instruction = ToClient | ToNode | ToHead | ToWorker | StartWorker | KillWorker | Unlink
+Instruction = (ToClient | ToNode | ToHead | ToWorker | StartWorker | KillWorker
+               | InterruptWorker | Unlink)
 
 
 class Outbox:

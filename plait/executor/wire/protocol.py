@@ -3,15 +3,15 @@
 Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the other)::
 
     driver --Hello/Heartbeat/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/
-             Expect/Hold/Free/Cancel/MemoryRequest/StateCheck/TraceRequest/KillActor/
-             ActorLookup/Bye--> head
+             Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/TraceRequest/
+             KillActor/ActorLookup/SnapshotRequest/PlanRequest/Bye--> head
     driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Yielded/Pinned/MemoryReport/
-             StateReport/TraceReport/ActorFound-- head
+             ResourcesReport/StateReport/TraceReport/ActorFound/Snapshot/PlanReport-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Yielded/Created/ReplicaAdded/
-             ReplicaDropped/Revoked/Pinned/MemoryReport/StateReport/ActorExit/CopyLost/
-             WorkerExited--> head
+             ReplicaDropped/Revoked/Pinned/MemoryReport/ResourcesReport/StateReport/ActorExit/
+             CopyLost/WorkerExited/CancelSubmitted/NodeSnapshot--> head
     node   <--NodeTable/Heartbeat/Assign/Cancel/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/
-             StateCheck/NodeLost/KillActor/Bye-- head
+             ResourcesRequest/StateCheck/NodeLost/KillActor/SnapshotRequest/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
     worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/Yielded/Blocked/Unblocked--> node
     worker <--RunTasks/Skip/Cancel/Allocated/Refused/Bye----- node
@@ -36,6 +36,11 @@ ObjectRefGenerator is waiting for it), all before the task ends::
     worker --Yielded(T, i, T.i, Inline|Located)--> node --Yielded(.., Inline|Stored)--> head
     head --Yielded--> the caller's session: ObjectRefGenerator's next ref
     worker --TasksDone(T: None | the refs | Failed)--> node --> head: the stream's end
+A dashboard is a client like a driver: once a second, while a page is open, it sends a
+``SnapshotRequest``; the head answers from its counters and bounded rings, after asking
+every node for a ``NodeSnapshot`` (workers, store, CPU, RSS), and a ``PlanRequest`` gives
+the tasks of the latest submission, to draw. Without a dashboard none of these is sent.
+
 Only peers on this host (or holding the cluster key) can reach these sockets, and even
 their frames are decoded before they are trusted: ``decode`` builds only the classes in
 ``ADMITTED`` (see "Reading frames" below).
@@ -120,6 +125,7 @@ class NodeInfo:
     arena: str
     store_capacity: int
     host: str = ""                   # nodes with equal hosts share /dev/shm
+    resources: tuple[tuple[str, float], ...] = ()   # offered beside CPUs: GPU, memory, custom
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,12 +231,16 @@ class Assign:
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
-    """Stop the tasks producing these objects (driver -> head), or this task (head -> node).
-    ``recursive`` (Ray's default): a running task's worker is killed, and the tasks it
-    submitted that have not finished are cancelled too (see WorkerExited)."""
+    """Stop the tasks producing these objects (driver -> head), or this task (head -> node,
+    node -> the worker running it). ``force``: a running task's worker is killed; without
+    (Ray's default), the task is interrupted: KeyboardInterrupt in its code (the node sends
+    this, then the worker's INTERRUPT_SIGNAL), and its result comes as any task's.
+    ``recursive`` (Ray's default): the tasks it submitted that have not finished are
+    cancelled too, the same way (see WorkerExited, CancelSubmitted)."""
 
     object_ids: tuple[str, ...]
     recursive: bool = True
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,10 +302,12 @@ class TransferEvent:
 
 @dataclass(frozen=True, slots=True)
 class TraceRequest:
-    """Events recorded since position ``since`` (-1: just tell me the current position)."""
+    """Events recorded since position ``since`` (-1: just tell me the current position);
+    ``newest`` > 0: only the last that many of them (a dashboard's task stream)."""
 
     request: int
     since: int
+    newest: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +391,29 @@ class MemoryReport:
 
 
 @dataclass(frozen=True, slots=True)
+class ResourcesRequest:
+    """What every node has and has free (``plait.available_resources()``)."""
+
+    request: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResources:
+    """One node's resources by Ray's names (CPU, GPU, memory, object_store_memory, custom):
+    what it has in all, and what no running task or live actor holds now."""
+
+    node: str
+    total: tuple[tuple[str, float], ...]
+    free: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcesReport:
+    request: int
+    nodes: tuple[NodeResources, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StateCheck:
     """Ask the head (which asks every node) to check its own invariants."""
 
@@ -434,6 +469,9 @@ class TaskSpec:
     actor_name: str = ""
     generator: str = ""            # "streaming" or "dynamic": its values are Yielded
     concurrency: int = 1           # an actor's creation: how many of its calls run at once
+    resources: tuple[tuple[str, float], ...] = ()   # held while it runs (actor: its life)
+    max_calls: int = 0             # calls of its function a worker runs, then it is replaced
+    caller: str = ""               # an actor's call: whose (its session's ids prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,7 +483,7 @@ class KillActor:
 
     actor: str
     no_restart: bool = True
-    reason: str = "killed with plait.kill"
+    reason: str = "The actor is dead because it was killed by `ray.kill` (plait.kill)"
     graceful: bool = False
 
 
@@ -474,6 +512,14 @@ class WorkerExited:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelSubmitted:
+    """A worker's task was interrupted by a recursive cancel without force (node -> head):
+    the unfinished tasks its session submitted are interrupted too."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
 class ActorExit:
     """An actor's process died: restarted (``error`` empty) or dead for good (node -> head)."""
 
@@ -494,6 +540,7 @@ class Submit:
     tasks: tuple[TaskSpec, ...]
     frees: tuple[str, ...] = ()
     subscribe: tuple[str, ...] = ()
+    predicted_bytes: int = 0       # what the plan said would move (the dashboard compares)
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,6 +597,9 @@ class WorkItem:
     slots: int = 1                 # worker slots it holds (get_assigned_resources reads them)
     generator: str = ""            # "streaming" or "dynamic": each value Yielded as it comes
     concurrency: int = 1           # with "__init__": how many calls the actor runs at once
+    resources: tuple[tuple[str, float], ...] = ()   # held beside CPUs (get_assigned_resources)
+    gpu_ids: tuple[int, ...] = ()  # the GPUs it holds: CUDA_VISIBLE_DEVICES, get_gpu_ids()
+    actor_name: str = ""           # with "__init__": options(name=...), for get_actor_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,15 +659,125 @@ class Yielded:
     value: ObjectValue
 
 
+# -- dashboard <-> head <-> node: live state (plait/dashboard) ---------------------------
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRequest:
+    """The cluster's state now, and the notices recorded since position ``since`` (client ->
+    head); the head asks each node the same (``since`` unused there)."""
+
+    request: int
+    since: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    """One worker process as a node sees it."""
+
+    index: int
+    pid: int
+    state: str                     # "idle", "busy", "blocked", "actor" or "starting"
+    standin: bool                  # started to stand in for a blocked worker
+    running: tuple[str, ...]       # functions of the tasks it holds
+    rss: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSnapshot:
+    """A node's live state (node -> head), for the dashboard's Cluster and Run pages."""
+
+    request: int
+    node: str
+    store: StoreSummary
+    workers: tuple[WorkerState, ...]
+    running: tuple[tuple[str, str], ...]       # (task, function) held by its workers
+    cpu_seconds: float                         # user + system CPU of the node and workers
+    rss: int                                   # resident bytes of the node and workers
+    retried: tuple[tuple[str, int], ...] = ()  # function -> tasks retried after a crash
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionTally:
+    """Tasks of one function, counted by the head since it started."""
+
+    function: str
+    submitted: int
+    done: int
+    failed: int
+    retried: int                   # moved off a dead node, or rebuilt after a loss
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something a person watching wants to know (newest first on the Events page)."""
+
+    time: float                    # wall clock
+    kind: str                      # "error", "retry", "rebuild", "node-dead", "lost"
+    subject: str                   # the task, object or node it is about
+    text: str
+    error: bytes = b""             # a failed task's pickled error (read without unpickling)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadNode:
+    node: str
+    time: float                    # wall clock when the head declared it dead
+    reason: str
+    info: NodeInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The head's answer to a SnapshotRequest: live nodes (head first) with their snapshot
+    and heartbeat age, dead nodes, tasks per function, bytes moved, the latest plan's task
+    states, and the notices since the position asked (``notices_end`` is the next one)."""
+
+    request: int
+    session: str
+    time: float
+    nodes: tuple[NodeInfo, ...]
+    heartbeat_age: tuple[float, ...]           # seconds since each node was last heard
+    node_snapshots: tuple[NodeSnapshot, ...]
+    dead: tuple[DeadNode, ...]
+    functions: tuple[FunctionTally, ...]
+    bytes_moved: int
+    transfers: int
+    plan_number: int                           # 0: nothing submitted yet
+    plan_states: tuple[tuple[str, str], ...]   # (task, "waiting"|"running"|"done"|"failed")
+    plan_moved: int                            # bytes moved since that plan was submitted
+    notices: tuple[Notice, ...]
+    notices_end: int
+    objects: tuple[tuple[ObjectSummary, str, tuple[str, ...], tuple[str, ...]], ...] = ()
+    # the largest objects: (summary, node, nodes with a copy, clients holding a ref)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRequest:
+    request: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReport:
+    """The latest submission: each task as (id, function, node, deps, outputs, follows),
+    and the bytes its plan predicted would move."""
+
+    request: int
+    number: int
+    tasks: tuple[tuple[str, str, str, tuple[str, ...], tuple[str, ...], str], ...]
+    predicted_bytes: int
+
+
 Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutInline | Alloc
            | Allocated | Refused | Seal | Pin | Pinned | Unpin | Expect | Hold | MemoryRequest
-           | MemoryReport | StateCheck | StateReport | ViewRequest | View | Submit | Assign
+           | MemoryReport | ResourcesRequest | ResourcesReport | StateCheck | StateReport
+           | ViewRequest | View | Submit | Assign
            | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
            | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
-           | ActorLookup | ActorFound | ActorExit | WorkerExited | Bye | WorkerReady | Blocked
-           | Unblocked
-           | Skip | RunTasks | TasksDone | Yielded)
+           | ActorLookup | ActorFound | ActorExit | WorkerExited | CancelSubmitted | Bye
+           | WorkerReady | Blocked | Unblocked
+           | Skip | RunTasks | TasksDone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
+           | PlanRequest | PlanReport)
 
 
 def _positional_reduce(cls: type) -> None:

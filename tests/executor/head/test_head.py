@@ -423,9 +423,36 @@ def test_a_worker_killed_by_a_recursive_cancel_takes_its_sessions_tasks_with_it(
     take(alone)
     tell(alone, FromNode("node-1", p.WorkerExited(77, cancelled=True)))
     sent = take(alone)
-    assert ("node-1", p.Cancel(("child",), True)) in sent
-    assert all(message != p.Cancel(("call",), True) for _, message in sent)
+    assert ("node-1", p.Cancel(("child",), True, force=True)) in sent
+    assert all(message.object_ids != ("call",) for _, message in sent
+               if isinstance(message, p.Cancel))
     assert "child" not in alone.assigned and "call" in alone.assigned
+    assert head_problems(alone) == []
+
+
+def test_a_cancel_without_force_waits_for_the_tasks_result_and_reaches_its_children(alone):
+    """Ray's default cancel interrupts the task: the head fails nothing itself, asks once,
+    and the result the node reports (a value if the task caught the interrupt) is final;
+    the interrupted worker's children are interrupted the same way; a task whose node dies
+    meanwhile is cancelled, not retried."""
+    joined(alone, "node-1")
+    session = (None, b"w-session")
+    tell(alone, FromClient(session, p.Hello(77, 1, "host-1")))
+    submit(alone, on("node-1", "t1"))
+    tell(alone, FromClient(session, p.Submit((), (on("node-1", "child"),))))
+    take(alone)
+    for _ in range(2):
+        tell(alone, FromClient(DRIVER, p.Cancel(("t1",))))
+    assert take(alone) == [("node-1", p.Cancel(("t1",), True, force=False))]
+    assert "t1" in alone.assigned
+    tell(alone, FromNode("node-1", p.CancelSubmitted(77)))
+    assert take(alone) == [("node-1", p.Cancel(("child",), True, force=False))]
+    done(alone, "node-1", "t1")
+    assert "t1" not in alone.assigned and alone.interrupting == {"child"}
+    tell(alone, NodeGone("node-1", "test"))
+    assert "child" not in alone.assigned and alone.interrupting == set()
+    failed = alone.directory.entries["child"].value
+    assert "cancelled with plait.cancel" in str(pickle.loads(failed.error))
     assert head_problems(alone) == []
 
 
@@ -551,6 +578,9 @@ def test_the_trace_ring_is_bounded_and_positions_stay_valid(alone):
     (peer, report), = take(alone)
     assert [e.task_id for e in report.events] == [f"t{i}" for i in range(15, 25)]
     assert report.position == 25 and alone.events_dropped == 15
+    tell(alone, FromClient(DRIVER, p.TraceRequest(8, 16, newest=3)))   # a dashboard's stream
+    (peer, report), = take(alone)
+    assert [e.task_id for e in report.events] == ["t22", "t23", "t24"] and report.position == 25
 
 
 # -- the head with its real node-0 -----------------------------------------------------------

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from plait.executor.node.node import Node
 from plait.executor.wire import protocol as p
-from plait.executor.wire.instructions import (Event, Instruction, KillWorker, StartWorker,
-                                              ToHead, ToWorker)
+from plait.executor.wire.instructions import (Event, Instruction, InterruptWorker, KillWorker,
+                                              StartWorker, ToHead, ToWorker)
 
 
 class Decisions:
@@ -16,6 +16,7 @@ class Decisions:
         self.to_workers: list[tuple[bytes, p.Message]] = []
         self.to_head: list[p.Message] = []
         self.killed: list[int] = []              # worker indexes
+        self.interrupted: list[int] = []         # worker indexes
         self.started: list[object] = []          # WorkerConfigs
 
     def collect(self, instructions: list[Instruction] = ()) -> Decisions:
@@ -28,6 +29,8 @@ class Decisions:
                     self.to_head.append(message)
                 case KillWorker(identity):
                     self.killed.append(self.node.workers[identity].index)
+                case InterruptWorker(identity):
+                    self.interrupted.append(self.node.workers[identity].index)
                 case StartWorker(config):
                     self.started.append(config)
                 case _:
@@ -50,6 +53,10 @@ def to_head(node: Node) -> list[p.Message]:
 
 def killed(node: Node) -> list[int]:
     return node.decisions.collect().killed
+
+
+def interrupted(node: Node) -> list[int]:
+    return node.decisions.collect().interrupted
 
 
 def started(node: Node) -> list[object]:

@@ -6,14 +6,17 @@ head and to workers, workers to start or kill) is read by kind, in order (``Deci
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from plait.errors import WorkerCrashedError
 from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import (Dispatch, FromHead, FromWorker, WorkerGone,
                                               WorkerStarted)
-from tests.executor.node.decisions import killed, sent, started, tell, to_head
+from tests.executor.node.decisions import interrupted, killed, sent, started, tell, to_head
 
 MIB = 1 << 20
 
@@ -571,11 +574,11 @@ def test_when_an_actor_running_calls_at_once_dies_each_call_it_may_have_started_
 
 # -- actors: calls and their arguments, stops ------------------------------------------------
 
-def call(call_id: str, *deps: str, nested: tuple[str, ...] = ()) -> p.TaskSpec:
+def call(call_id: str, *deps: str, nested: tuple[str, ...] = (), caller: str = "") -> p.TaskSpec:
     """A call of actor Counter-1: its ready marker rides among the nested refs, as the
     driver sends it."""
     return p.TaskSpec(call_id, "", "Counter.incr", b"", deps, (*nested, "Counter-1"),
-                      (call_id,), 0, "node-0", actor="Counter-1", method="incr")
+                      (call_id,), 0, "node-0", actor="Counter-1", method="incr", caller=caller)
 
 
 @pytest.fixture
@@ -615,6 +618,18 @@ def test_a_call_whose_top_level_argument_is_pending_holds_back_the_calls_behind_
     tell(node, FromHead(p.Ready((("slow", p.Inline(b"7")),))))
     tell(node, Dispatch())
     assert calls_sent(node) == ["call-1", "call-2"]
+
+
+def test_a_pending_argument_holds_back_its_callers_calls_only(node, actor):
+    """As in Ray, calls are ordered per caller: another caller's ready calls pass."""
+    tell(node, FromHead(p.Assign((), (call("d-1", "slow"), call("w-1", caller="node-0.w1:"),
+                                      call("d-2"), call("w-2", caller="node-0.w1:")))))
+    tell(node, Dispatch())
+    assert calls_sent(node) == ["w-1", "w-2"]
+    tell(node, FromHead(p.Ready((("slow", p.Inline(b"7")),))))
+    tell(node, Dispatch())
+    assert calls_sent(node) == ["w-1", "w-2", "d-1", "d-2"]
+    assert list(node.actors.by_id["Counter-1"].calls) == ["w-1", "w-2", "d-1", "d-2"]
 
 
 def test_an_actor_whose_last_handle_is_gone_leaves_once_its_calls_are_done(node, actor):
@@ -673,3 +688,64 @@ def test_a_task_reading_its_producer_only_through_a_nested_ref_does_not_ride_beh
     reader = p.TaskSpec("t2", "f@1", "f", b"", (), ("t1",), ("t2",), 3, "node-0", follows="t1")
     tell(node, FromHead(p.Assign((), (producer, reader))))
     assert node.table.chain_after("t1") == []
+
+
+# -- plait.cancel without force: the task is interrupted, not its worker killed ------------
+
+def test_a_cancel_without_force_interrupts_the_running_task_and_drops_a_queued_one(node):
+    """The worker running the task is told which task, then signalled (its code gets
+    KeyboardInterrupt); the result it reports is the task's. A task no worker has yet
+    fails at once with TaskCancelledError. A recursive cancel asks the head for the
+    worker's children too."""
+    import pickle
+
+    node.functions["f@1"] = b""
+    tell(node, FromHead(p.Assign((), (spec("t0"), spec("t1")))))
+    worker = node.workers[b"w0"]
+    node.send_items(worker, [node.work_item("t0")])
+    sent(node).clear()
+    tell(node, FromHead(p.Cancel(("t0", "t1"), True, force=False)))
+    assert sent(node) == [(b"w0", p.Cancel(("t0",)))]
+    assert interrupted(node) == [0] and killed(node) == []
+    up = to_head(node)
+    assert p.CancelSubmitted(worker.pid) in up
+    (dropped,), = [m.results for m in up if isinstance(m, p.TasksDone)]
+    assert dropped.task_id == "t1"
+    assert "cancelled" in str(pickle.loads(dropped.outputs[0][1].error))
+    tell(node, FromWorker(b"w0", p.TasksDone((result("t0", 0, b"caught"),))))
+    assert reported(to_head(node)) == [("t1", 0), ("t0", 0)]
+
+
+def test_an_interrupted_task_whose_worker_dies_is_cancelled_not_retried(node):
+    import pickle
+
+    node.functions["f@1"] = b""
+    tell(node, FromHead(p.Assign((), (spec("t0"),))))
+    worker = node.workers[b"w0"]
+    node.send_items(worker, [node.work_item("t0")])
+    tell(node, FromHead(p.Cancel(("t0",), False, force=False)))
+    to_head(node).clear()
+    tell(node, WorkerGone(worker.pidfd))
+    (done,), = [m.results for m in to_head(node) if isinstance(m, p.TasksDone)]
+    assert "cancelled" in str(pickle.loads(done.outputs[0][1].error))
+    assert "t0" not in node.table.tasks
+
+
+def test_exceptions_and_crashes_share_one_budget_of_retries(node):
+    """As Ray's max_retries / max_task_retries: one retry after an exception, then a crash
+    is past the budget of one, and the task fails."""
+    import pickle
+
+    node.functions["f@1"] = b""
+    tell(node, FromHead(p.Assign((), (replace(spec("t0"), max_retries=1),))))
+    worker = node.workers[b"w0"]
+    node.send_items(worker, [node.work_item("t0")])
+    raised = p.TaskResult("t0", 0, (("t0", p.Failed(pickle.dumps(ValueError("x")))),), 0.01,
+                          retryable=True)
+    tell(node, FromWorker(b"w0", p.TasksDone((raised,))))
+    assert node.table.tasks["t0"].attempt == 1               # retried once
+    node.send_items(worker, [node.work_item("t0")])
+    to_head(node).clear()
+    tell(node, WorkerGone(worker.pidfd))
+    (done,), = [m.results for m in to_head(node) if isinstance(m, p.TasksDone)]
+    assert isinstance(pickle.loads(done.outputs[0][1].error), WorkerCrashedError)

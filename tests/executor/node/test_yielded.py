@@ -49,7 +49,7 @@ def test_a_value_is_sealed_usable_here_and_announced_while_the_task_runs(running
 def test_a_value_of_a_task_the_worker_no_longer_runs_is_dropped(running):
     node = running
     block = written(node, b"w0", "gen.0")
-    tell(node, FromHead(p.Cancel(("gen",))))                       # the worker is killed
+    tell(node, FromHead(p.Cancel(("gen",), force=True)))           # the worker is killed
     tell(node, FromWorker(b"w0", p.Yielded("gen", 0, "gen.0", block)))
     assert not [m for m in to_head(node) if isinstance(m, p.Yielded)]
     assert "gen.0" not in node.store.objects and "gen.0" not in node.values

@@ -30,6 +30,12 @@ SPEC = p.TaskSpec("inc-2", "inc@0123456789", "inc", b"payload", ("put-1",), ("pu
 ITEM = p.WorkItem("split-4", 1, "split@ab", "split", b"\x80\x05", (INLINE, LOCATED),
                   (("put-9", FAILED),), ("split-4.0", "split-4.1"))
 RESULT = p.TaskResult("inc-2", 0, (("inc-2", INLINE),), 0.25)
+SUMMARY = StoreSummary("node-0", 1 << 30, 1 << 20, 0, 1, 0, 0, 0.0, 0.0,
+                       (ObjectSummary("put-2", 1 << 20, "memory", "x.py:1"),))
+WORKER = p.WorkerState(0, 4243, "busy", False, ("inc",), 50 << 20)
+NODE_SNAPSHOT = p.NodeSnapshot(5, "node-0", SUMMARY, (WORKER,), (("inc-2", "inc"),), 1.5,
+                               80 << 20, (("inc", 1),))
+NOTICE = p.Notice(1700000000.0, "error", "inc-2", "inc failed on node-1", FAILED.error)
 VIEW = ClusterView((NodeView("node-0", 2), NodeView("node-1", 1, store_free=10, queued=3)),
                    {"put-1": ObjectInfo("put-1", 123, ("node-0", "node-1"))})
 
@@ -55,10 +61,12 @@ SAMPLES = [
     p.Unblocked(0),
     p.Skip((("inc-2", 1),)),
     p.Cancel(("inc-2", "inc-3")),
+    p.Cancel(("inc-2",), recursive=False, force=True),
     p.Revoked("inc-2", True),
     p.KillActor("Counter-1", no_restart=False, reason="test"),
     p.ActorExit("Counter-1", 2, b""),
     p.WorkerExited(4242),
+    p.CancelSubmitted(4242),
     p.CopyLost("inc-3", b"error"),
     p.Expect(("put-1",)),
     p.ActorLookup(3, "counter"),
@@ -66,6 +74,7 @@ SAMPLES = [
     p.TaskEvent("inc-2", "inc", "node-0", 1, 10.0, 10.5, True),
     p.TransferEvent("put-1", "node-1", "node-0", 1 << 20, 10.0, 10.1),
     p.TraceRequest(12, -1),
+    p.TraceRequest(13, 40, newest=2000),
     p.TraceReport(12, (p.TaskEvent("inc-2", "inc", "node-0", 1, 10.0, 10.5, False),), 7),
     p.Welcome("a1b2", (NODE, dataclasses.replace(NODE, id="node-1", is_head=False))),
     p.PutInline("put-1", p.Inline(b"\x00" * 100, ("put-0",))),
@@ -78,6 +87,9 @@ SAMPLES = [
     p.Unpin((("node-0", "put-2"), ("node-1", "put-2"))),
     p.Hold(("inc-7",)),
     p.MemoryRequest(11),
+    p.ResourcesRequest(12),
+    p.NodeResources("node-0", (("CPU", 2.0), ("GPU", 1.0)), (("CPU", 1.0),)),
+    p.ResourcesReport(12, (p.NodeResources("node-0", (("disk", 0.5),), ()),)),
     p.StateCheck(12),
     p.StateReport(12, ("node-1: pins that differ from their holders (1): x",)),
     p.MemoryReport(11, (StoreSummary("node-0", 1 << 30, 1 << 20, 0, 1, 0, 0, 0.0, 0.0,
@@ -95,6 +107,16 @@ SAMPLES = [
     p.TasksDone((RESULT, dataclasses.replace(RESULT, task_id="inc-5", outputs=()))),
     p.Yielded("numbers-6", 0, "numbers-6.0", INLINE),
     p.Yielded("numbers-6", 1, "numbers-6.1", LOCATED),
+    p.SnapshotRequest(5, since=3),
+    WORKER, NODE_SNAPSHOT, NOTICE,
+    p.FunctionTally("inc", 10, 7, 1, 2),
+    p.DeadNode("node-2", 1700000000.0, "no heartbeat for 4 s", NODE),
+    p.Snapshot(5, "a1b2", 1700000000.0, (NODE,), (0.2,), (NODE_SNAPSHOT,),
+               (p.DeadNode("node-2", 1700000000.0, "killed", NODE),),
+               (p.FunctionTally("inc", 10, 7, 1, 2),), 1 << 20, 1, 1, (("inc-2", "running"),),
+               0, (NOTICE,), 4, ((SUMMARY.largest[0], "node-0", ("node-0",), ("pid 7",)),)),
+    p.PlanRequest(6),
+    p.PlanReport(6, 1, (("inc-2", "inc", "node-1", ("put-1",), ("inc-2",), ""),), 1 << 20),
 ]
 
 

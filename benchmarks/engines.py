@@ -1,0 +1,321 @@
+"""plait on Ray and Dask: locality and cost, beside each engine alone and plait native.
+
+    python benchmarks/engines.py [--systems ray,plait-ray,dask,plait-dask,plait] [--mib 200]
+
+Each system runs in a process of its own on 3 nodes of 1 CPU on this machine, all on
+loopback (Ray: a ``ray.cluster_utils.Cluster``; Dask: a ``LocalCluster`` of 3 workers;
+plait: ``num_nodes=3``), and reports, one JSON line each:
+
+- W7 locality: k = 1 and 2 arrays of ``--mib`` MiB made on each node (pinned), then one
+  consumer per array with no hint. Where each consumer really ran (the task says so), the
+  fraction kept beside its array, the bytes that had to move, the consumers' time.
+- W11 seed: put two 32x32 arrays and a 64 MiB one, ten ``seed(x, y, big)`` tasks without
+  hints, one get: time, nodes used, and the big object's copies (64 MiB per other node).
+- W3 overhead: 1,000 no-op tasks and one get: tasks/s; plait-on-X beside X alone is the cost
+  of planning on top of the engine.
+
+Timing figures are noisy on a shared 2-core machine: say so when quoting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+MiB = 1 << 20
+SYSTEMS = ("ray", "plait-ray", "dask", "plait-dask", "plait")
+NOOPS = 1000
+
+
+def make(mib):
+    return np.ones(mib * MiB, dtype=np.uint8)
+
+
+def consume(array):
+    return int(array[:10].sum()), here()
+
+
+def seed(x, y, big):
+    return int(np.matmul(x, y).sum()) + int(big[0]), here()
+
+
+def noop():
+    return None
+
+
+def here():
+    """The engine's id of the node running the caller (every system's own name)."""
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    if "distributed" in sys.modules:
+        import distributed
+
+        try:
+            return distributed.get_worker().address
+        except ValueError:
+            pass
+    import plait
+
+    return plait.get_runtime_context().node_id
+
+
+# -- each system as the workloads use it: pin(f, node), submit(f, *args), get, put --------
+
+class RayAlone:
+    def __init__(self):
+        import ray
+        from ray.cluster_utils import Cluster
+
+        self.cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 1, "object_store_memory": 1 << 30})
+        for _ in range(2):
+            self.cluster.add_node(num_cpus=1, object_store_memory=1 << 30)
+        self.cluster.wait_for_nodes()
+        ray.init(address=self.cluster.address)
+        self.ray = ray
+        self.remote = {}
+
+    def nodes(self):
+        alive = [n for n in self.ray.nodes() if n["Alive"]]
+        alive.sort(key=lambda n: ("node:__internal_head__" not in n["Resources"], n["NodeID"]))
+        return [n["NodeID"] for n in alive]
+
+    def fn(self, f):
+        if f not in self.remote:
+            self.remote[f] = self.ray.remote(f)
+        return self.remote[f]
+
+    def pinned(self, f, node, *args):
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return self.fn(f).options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            node, soft=False)).remote(*args)
+
+    def submit(self, f, *args):
+        return self.fn(f).remote(*args)
+
+    def get(self, refs):
+        return self.ray.get(refs)
+
+    def put(self, value):
+        return self.ray.put(value)
+
+    def put_node(self, ref):
+        return self.ray.get_runtime_context().get_node_id()
+
+    def close(self):
+        self.ray.shutdown()
+        self.cluster.shutdown()
+
+
+class DaskAlone:
+    def __init__(self):
+        import distributed
+
+        self.cluster = distributed.LocalCluster(n_workers=3, threads_per_worker=1,
+                                                host="127.0.0.1", dashboard_address=None)
+        self.client = distributed.Client(self.cluster)
+
+    def nodes(self):
+        return sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+
+    def pinned(self, f, node, *args):
+        return self.client.submit(f, *args, workers=[node], allow_other_workers=False,
+                                  pure=False)
+
+    def submit(self, f, *args):
+        return self.client.submit(f, *args, pure=False)
+
+    def get(self, futures):
+        return self.client.gather(futures)
+
+    def put(self, value):
+        return self.client.scatter(value, hash=False)
+
+    def put_node(self, future):
+        return self.client.who_has([future])[future.key][0]
+
+    def close(self):
+        self.client.close()
+        self.cluster.close()
+
+
+class Plait:
+    def __init__(self, engine):
+        import plait
+
+        self.plait = plait
+        self.engine = engine
+        if engine == "ray":
+            from ray.cluster_utils import Cluster
+
+            self.cluster = Cluster(initialize_head=True, head_node_args={
+                "num_cpus": 1, "object_store_memory": 1 << 30})
+            for _ in range(2):
+                self.cluster.add_node(num_cpus=1, object_store_memory=1 << 30)
+            self.cluster.wait_for_nodes()
+            plait.init(engine="ray", address=self.cluster.address)
+        elif engine == "dask":
+            plait.init(engine="dask", num_nodes=3)
+        else:
+            plait.init(num_nodes=3, num_workers=1, store_memory=2 << 30)
+        self.remote = {}
+        names = [n.id for n in plait.nodes()]
+        self.ids = dict(zip(names, plait.get([self.fn(here).options(node=name).remote()
+                                              for name in names]), strict=True))
+
+    def nodes(self):
+        return list(self.ids)
+
+    def fn(self, f):
+        if f not in self.remote:
+            self.remote[f] = self.plait.remote(f)
+        return self.remote[f]
+
+    def pinned(self, f, node, *args):
+        return self.fn(f).options(node=node).remote(*args)
+
+    def submit(self, f, *args):
+        return self.fn(f).remote(*args)
+
+    def get(self, refs):
+        return self.plait.get(refs)
+
+    def put(self, value):
+        return self.plait.put(value)
+
+    def put_node(self, ref):
+        session = self.plait.api.session()
+        return self.ids[session.origin[ref.id]] if hasattr(session, "origin") else \
+            self.ids["node-0"]
+
+    def close(self):
+        self.plait.shutdown()
+        if self.engine == "ray":
+            import ray
+
+            ray.shutdown()
+            self.cluster.shutdown()
+
+
+def w7(system, mib):
+    rows = []
+    nodes = system.nodes()
+    for per_node in (1, 2):
+        arrays = [(node, system.pinned(make, node, mib)) for node in nodes
+                  for _ in range(per_node)]
+        _wait(system, [ref for _, ref in arrays])
+        start = time.perf_counter()
+        out = system.get([system.submit(consume, ref) for _, ref in arrays])
+        seconds = time.perf_counter() - start
+        node_of = {n: n for n in nodes} if not isinstance(system, Plait) else \
+            {name: system.ids[name] for name in nodes}
+        local = sum(node_of[made] == ran for (made, _), (_, ran) in zip(arrays, out,
+                                                                         strict=True))
+        rows.append({"workload": f"W7 {per_node}/node", "local": local / len(arrays),
+                     "moved_mib": (len(arrays) - local) * mib, "seconds": seconds})
+        del arrays, out
+    return rows
+
+
+def _wait(system, refs):
+    """Every array made before the consumers are submitted (they are not timed)."""
+    system.get([system.submit(noop)])
+    if isinstance(system, Plait):
+        system.plait.wait(refs, num_returns=len(refs))
+    elif isinstance(system, RayAlone):
+        system.ray.wait(refs, num_returns=len(refs))
+    else:
+        import distributed
+
+        distributed.wait(refs)
+
+
+def w11(system, rounds=3):
+    np.random.seed(0)
+    a, b = np.random.rand(32, 32), np.random.rand(32, 32)
+    big = np.ones(64 * MiB // 8)
+    times, used, moved = [], [], []
+    for i in range(rounds + 1):
+        start = time.perf_counter()
+        x, y, z = system.put(a), system.put(b), system.put(big)
+        out = system.get([system.submit(seed, x, y, z) for _ in range(10)])
+        seconds = time.perf_counter() - start
+        ran = {node for _, node in out}
+        if i:
+            times.append(seconds)
+            used.append(len(ran))
+            moved.append(len(ran - {system.put_node(z)}) * 64)
+        del x, y, z
+    return [{"workload": "W11 seed", "seconds": float(np.median(times)),
+             "nodes_used": max(used), "moved_mib": max(moved)}]
+
+
+def w3(system, rounds=3):
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        system.get([system.submit(noop) for _ in range(NOOPS)])
+        rates.append(NOOPS / (time.perf_counter() - start))
+    return [{"workload": f"W3 {NOOPS} no-ops", "tasks_per_s": float(np.median(rates))}]
+
+
+def run_one(name, mib):
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if name == "ray":
+        system = RayAlone()
+    elif name == "dask":
+        system = DaskAlone()
+    else:
+        system = Plait(name.partition("-")[2] or "native")
+    try:
+        rows = w7(system, mib) + w11(system) + w3(system)
+    finally:
+        system.close()
+    for row in rows:
+        print(json.dumps({"system": name, **row}), flush=True)
+
+
+def table(results):
+    lines = ["| workload | system | local | moved (MiB) | time (s) | nodes used | tasks/s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r["workload"], SYSTEMS.index(r["system"]))):
+        lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+            r["workload"], r["system"],
+            f"{r['local']:.0%}" if "local" in r else "",
+            r.get("moved_mib", ""), f"{r['seconds']:.3f}" if "seconds" in r else "",
+            r.get("nodes_used", ""), f"{r['tasks_per_s']:.0f}" if "tasks_per_s" in r else ""))
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--mib", type=int, default=200)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        run_one(args.one, args.mib)
+        return
+    results = []
+    for name in args.systems.split(","):
+        done = subprocess.run([sys.executable, __file__, "--one", name, "--mib", str(args.mib)],
+                              capture_output=True, text=True, timeout=900)
+        found = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode or not found:
+            print(f"{name} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+        results += found
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+import sys
+
+from plait.dashboard.server import main
+
+sys.exit(main())

@@ -1,0 +1,358 @@
+"""ForeignEngine: what the Ray and Dask engines share (ref counts, failures, traces).
+
+An engine of this package keeps, for each plait object, the engine's own handle (a Ray
+ObjectRef, a Dask Future): while plait's refs to the object live, the handle lives, and the
+engine's own reference counting frees the object once the handle goes. Failures known
+before anything ran (a task refused by the compiler, a cancelled lazy task, a freed object)
+are kept as the exception ``get`` raises.
+
+Traces are read from the engine: each task reports the node it really ran on, its times and
+the sizes of its inputs (task.py); an input made on another node than its reader's was
+copied there by the engine, once per node (both engines keep the copy), which is a transfer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from plait import compiler
+from plait.compiler.view import NodeView, ObjectInfo
+from plait.errors import ObjectFreedError, ObjectLostError, TaskCancelledError
+from plait.executor.engine import Engine, check_refs, serialized
+from plait.executor.wire.protocol import NodeInfo, TaskEvent, TransferEvent
+from plait.graph import context
+from plait.graph.graph import Graph
+from plait.graph.ids import IdGenerator
+from plait.graph.refs import ObjectRef
+from plait.store.serialization import dumps
+
+_sessions = itertools.count(1)
+
+
+class ForeignEngine(Engine):
+    """The engine-independent half; subclasses say how to launch, read, wait, free and
+    cancel with their engine's handles (the methods marked "engine" below)."""
+
+    name = "foreign"
+    nested_refs = True         # whether a task may read refs nested in its arguments
+
+    def __init__(self, submit_after_idle: float | None, in_task: bool = False) -> None:
+        from plait.executor.driver.flusher import IdleFlusher
+
+        self.lock = threading.RLock()
+        self.in_task = in_task               # a session inside an engine's worker
+        self.id = f"{self.name}-{os.getpid():x}-{next(_sessions)}"
+        self.ids = IdGenerator(f"{os.getpid():x}{next(_sessions)}." if in_task else "")
+        self.refs: Counter[str] = Counter()
+        self.dead: deque[str] = deque()
+        self.handles: dict[str, Any] = {}          # object -> the engine's handle
+        self.failed: dict[str, BaseException] = {}
+        self.origin: dict[str, str] = {}           # object -> node it was made on (as known)
+        self.made_by: dict[Any, str] = {}          # event handle -> task (events not read yet)
+        self.events: list[Any] = []                # TaskEvents and TransferEvents, in order
+        self.copies: set[tuple[str, str]] = set()  # (object, node) copies already traced
+        self.unsubmitted: deque[Any] = deque()
+        self.recent_plans: deque[compiler.Plan] = deque(maxlen=4)
+        self.node_names: dict[str, str] = {}       # engine's node id -> "node-i"
+        self.node_ids: dict[str, str] = {}         # "node-i" -> engine's node id
+        self.flusher = IdleFlusher(self.unsubmitted, lambda: bool(self.dead),
+                                   lambda: self.run([]), self.collect_dead, self.lock,
+                                   None if in_task else submit_after_idle)
+
+    # -- what each engine does its own way ----------------------------------------------
+
+    def engine_nodes(self) -> list[tuple[str, int, str]]:
+        """(engine's node id, CPUs, address) of every live node, the head first."""
+        raise NotImplementedError
+
+    def engine_objects(self, handles: dict[str, Any]) -> dict[str, tuple[int, tuple[str, ...]]]:
+        """Object -> (bytes, engine node ids holding it), for these handles."""
+        raise NotImplementedError
+
+    def engine_put(self, value: Any) -> tuple[Any, str]:
+        """Store ``value``; its handle and the engine's id of the node holding it."""
+        raise NotImplementedError
+
+    def launch(self, task: Any, node: Any, placement: Any, inputs: list[Any],
+               nested: dict[str, Any]) -> list[Any]:
+        """Start one task pinned to its placement's node; the handles of its outputs."""
+        raise NotImplementedError
+
+    def portable(self, handle: Any) -> Any:
+        """A handle as it may travel to another process of the engine (Ray: itself)."""
+        return handle
+
+    def restore(self, token: Any) -> Any:
+        """The handle ``portable`` made travel, in this process."""
+        return token
+
+    def engine_get(self, handles: list[Any], timeout: float | None) -> list[Any]: ...
+    def engine_ready(self, handles: list[Any], count: int, timeout: float | None
+                     ) -> set[int]: ...                          # positions ready
+    def engine_free(self, handles: list[Any]) -> None: ...
+    def engine_cancel(self, handles: list[Any], recursive: bool) -> None: ...
+    def engine_events(self) -> list[dict]: ...                    # new task reports
+    def engine_close(self) -> None: ...
+
+    # -- the graph layer's runtime ---------------------------------------------------------
+
+    def incref(self, object_id: str, found: bool = True) -> None:
+        self.refs[object_id] += 1
+
+    def decref(self, object_id: str) -> None:
+        self.dead.append(object_id)
+        if len(self.dead) == 1:
+            self.flusher.wake()
+
+    def collect_dead(self) -> None:
+        """Count down dead refs: an object with no ref left loses its handle (the engine
+        frees it once nothing of its own needs it either)."""
+        while self.dead:
+            oid = self.dead.popleft()
+            self.refs[oid] -= 1
+            if self.refs[oid] <= 0:
+                del self.refs[oid]
+                self.handles.pop(oid, None)
+                self.failed.pop(oid, None)
+
+    def new_id(self, stem: str) -> str:
+        return self.ids.new(stem)
+
+    def dumps(self, value: Any) -> bytes:
+        return dumps(value)
+
+    def created(self, task: Any) -> None:
+        """Refuse at the call what this engine cannot run; else wait for the next run."""
+        if task.actor:
+            raise NotImplementedError(f"the {self.name} engine does not run plait actors "
+                                      f"(called {task.name}); use the native engine")
+        if isinstance(task.options.num_returns, str):
+            raise NotImplementedError(f"the {self.name} engine does not run generator tasks "
+                                      f"(num_returns={task.options.num_returns!r} of "
+                                      f"{task.name}); use the native engine")
+        if task.nested and not self.nested_refs:
+            raise NotImplementedError(f"the {self.name} engine does not pass refs nested in "
+                                      f"a task's arguments (called {task.name}); pass them "
+                                      f"as top-level arguments, or use the native engine")
+        self.unsubmitted.append(task)
+        self.flusher.made()
+
+    def describe(self, object_id: str) -> str:
+        if object_id in self.failed:
+            return "failed"
+        handle = self.handles.get(object_id)
+        if handle is None:
+            return "lazy"
+        return "ready" if self.engine_ready([handle], 1, 0) else "pending"
+
+    def runtime_context(self) -> context.RuntimeContext:
+        node = next(iter(self.node_ids), "node-0")
+        return context.RuntimeContext(node, None, None, self.id)
+
+    def future(self, ref: ObjectRef) -> Any:
+        from concurrent.futures import Future
+
+        future: Future = Future()
+
+        def resolve() -> None:
+            try:
+                future.set_result(self.get(ref))
+            except BaseException as error:
+                future.set_exception(error)
+
+        threading.Thread(target=resolve, name="plait-future", daemon=True).start()
+        return future
+
+    def stream_opened(self, generator: Any) -> None:
+        raise NotImplementedError(f"the {self.name} engine does not run generator tasks")
+
+    def await_yielded(self, generator: Any, timeout: float | None) -> bool:
+        raise NotImplementedError(f"the {self.name} engine does not run generator tasks")
+
+    def stream_failed(self, generator: Any) -> bool | None:
+        raise NotImplementedError(f"the {self.name} engine does not run generator tasks")
+
+    # -- the Engine seam ---------------------------------------------------------------------
+
+    def known(self, object_id: str) -> bool:
+        return object_id in self.handles or object_id in self.failed
+
+    def fail(self, object_id: str, error: BaseException) -> None:
+        self.failed[object_id] = error
+        self.handles.pop(object_id, None)
+
+    def before_run(self) -> tuple[str, ...]:
+        self.collect_dead()
+        return ()
+
+    def refresh_nodes(self) -> tuple[NodeInfo, ...]:
+        nodes = []
+        for index, (engine_id, cpus, address) in enumerate(self.engine_nodes()):
+            nodes.append(NodeInfo(self.node_name(engine_id), address, 0, index == 0, cpus,
+                                  "", 0))
+        return tuple(nodes)
+
+    def node_name(self, engine_id: str) -> str:
+        """plait's name of an engine's node: node-0 (the head) and on, in order of meeting."""
+        name = self.node_names.get(engine_id)
+        if name is None:
+            name = self.node_names[engine_id] = f"node-{len(self.node_names)}"
+            self.node_ids[name] = engine_id
+        return name
+
+    def cluster_view(self, graph: Graph) -> compiler.ClusterView:
+        nodes = tuple(NodeView(self.node_name(engine_id), max(1, int(cpus)))
+                      for engine_id, cpus, _ in self.engine_nodes())
+        inputs = [oid for oid in graph.inputs() if oid in self.handles]
+        for oid in graph.inputs():
+            if oid in self.failed:
+                raise self.failed[oid]
+            if oid not in self.handles:
+                raise ObjectLostError(oid, f"the {self.name} engine holds no such object")
+        found = self.engine_objects({oid: self.handles[oid] for oid in inputs})
+        objects = {}
+        for oid in inputs:
+            nbytes, where = found.get(oid, (0, ()))
+            holders = tuple(self.node_name(n) for n in where)
+            if not holders and oid in self.origin:      # not made yet: where it will be
+                holders = (self.origin[oid],)
+            objects[oid] = ObjectInfo(oid, nbytes, holders)
+        return compiler.ClusterView(nodes, objects)
+
+    def submit(self, plan: compiler.Plan, graph: Graph, tasks: dict[str, Any],
+               refs: Sequence[ObjectRef], frees: tuple[str, ...]) -> None:
+        for task_id, node in graph.tasks.items():
+            task = tasks[task_id]
+            placement = plan.placements[task_id]
+            inputs = [self.handles[oid] for oid in node.deps]
+            nested = {oid: self.portable(self.handles[oid]) for oid in node.nested
+                      if oid in self.handles}
+            outputs = self.launch(task, node, placement, inputs, nested)
+            task.submitted = True
+            task.forget_inputs()
+            for oid, handle in zip(node.outputs, outputs, strict=True):
+                self.handles[oid] = handle
+                self.origin[oid] = placement.node
+
+    # -- the API --------------------------------------------------------------------------
+
+    @serialized
+    def put(self, value: Any) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError("plait.put of an ObjectRef: pass the ref itself instead")
+        self.collect_dead()
+        handle, where = self.engine_put(value)
+        ref = ObjectRef(self.new_id("put"))
+        self.handles[ref.id] = handle
+        self.origin[ref.id] = self.node_name(where)
+        return ref
+
+    @serialized
+    def get(self, refs: Any, timeout: float | None = None) -> Any:
+        many = isinstance(refs, (list, tuple))
+        wanted = check_refs(refs if many else [refs], "plait.get")
+        self.run(wanted)
+        for ref in wanted:
+            if ref.id in self.failed:
+                raise self.failed[ref.id]
+        values = self.engine_get([self.handles[ref.id] for ref in wanted], timeout)
+        values = [self.unpack(value) for value in values]
+        return values if many else values[0]
+
+    def unpack(self, value: Any) -> Any:
+        """A result carrying refs made inside its task: learn their handles."""
+        from plait.engines.task import Carrying
+
+        if isinstance(value, Carrying):
+            self.learn(value.handles)
+            return value.value
+        return value
+
+    def learn(self, tokens: dict[str, Any]) -> None:
+        """Handles of refs made elsewhere (nested arguments, refs inside results)."""
+        for oid, token in tokens.items():
+            if oid not in self.handles:
+                self.handles[oid] = self.restore(token)
+
+    @serialized
+    def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
+             ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        refs = check_refs(refs, "plait.wait")
+        if not 0 <= num_returns <= len(refs):
+            raise ValueError(f"num_returns={num_returns} must be between 0 and {len(refs)}")
+        self.run(refs)
+        done = {i for i, ref in enumerate(refs) if ref.id in self.failed}
+        running = [i for i, ref in enumerate(refs) if i not in done]
+        if len(done) < num_returns:
+            ready = self.engine_ready([self.handles[refs[i].id] for i in running],
+                                      num_returns - len(done), timeout)
+            done |= {running[j] for j in ready}
+        chosen = sorted(done)[:num_returns]
+        return [refs[i] for i in chosen], [refs[i] for i in range(len(refs))
+                                          if i not in set(chosen)]
+
+    @serialized
+    def free(self, refs: Iterable[ObjectRef]) -> None:
+        refs = check_refs(list(refs), "plait.free")
+        handles = [self.handles.pop(ref.id) for ref in refs if ref.id in self.handles]
+        for ref in refs:
+            self.failed[ref.id] = ObjectFreedError(ref.id, "released early with plait.free")
+        self.engine_free(handles)
+
+    @serialized
+    def cancel(self, refs: list[ObjectRef], recursive: bool = True) -> None:
+        running = []
+        for ref in check_refs(refs, "plait.cancel"):
+            task = ref.task
+            if task is not None and not task.submitted:      # lazy: it simply never runs
+                task.submitted = True
+                task.forget_inputs()
+                for oid in task.output_ids:
+                    self.failed[oid] = TaskCancelledError(task.id)
+            elif ref.id in self.handles:
+                running.append(self.handles[ref.id])
+        self.engine_cancel(running, recursive)
+
+    @serialized
+    def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:
+        for report in self.engine_events():
+            self.record(report)
+        if position < 0:
+            return (), len(self.events)
+        return tuple(self.events[position:]), len(self.events)
+
+    def record(self, report: dict) -> None:
+        """A task's report: where it ran (read from the engine in the task), and each input
+        not made there: copied there by the engine, once per node."""
+        node = self.node_name(report["node"])
+        self.events.append(TaskEvent(report["task"], report["function"], node,
+                                     report["pid"], report["start"], report["end"],
+                                     report["ok"]))
+        for oid in report["outputs"]:
+            self.origin[oid] = node
+        for oid, nbytes in report["inputs"]:
+            src = self.origin.get(oid)
+            if src is not None and src != node and (oid, node) not in self.copies:
+                self.copies.add((oid, node))
+                self.events.append(TransferEvent(oid, src, node, nbytes, report["start"],
+                                                 report["start"]))
+
+    @serialized
+    def shutdown(self) -> None:
+        """Run the calls made and never requested, then let go of the engine."""
+        self.flusher.stop()
+        made = [t for t in self.unsubmitted if not t.submitted]
+        try:
+            if made and not self.in_task:
+                self.run([])
+                outputs = [self.handles[o] for t in made for o in t.output_ids
+                           if o in self.handles]
+                self.engine_ready(outputs, len(outputs), None)
+        finally:
+            self.handles.clear()
+            self.engine_close()

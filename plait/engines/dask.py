@@ -1,0 +1,199 @@
+"""The Dask engine: plait's plans run on a Dask cluster (``plait.init(engine="dask")``).
+
+The compiler places the whole graph against the scheduler's workers and where the graph's
+inputs live (``who_has``, ``nbytes``); each task is then submitted pinned to its worker
+(``workers=[...]``, ``allow_other_workers=False``) with the plan's critical-path priority
+(Dask's ``priority``: higher first). Fused chains run as separate tasks on the same worker.
+A task with ``num_returns=k`` is one Dask task and k ``getitem`` tasks beside it. Each task
+logs its report (worker, times, input sizes) as a ``plait-trace`` event for ``plait.trace``.
+
+A plait "node" is one Dask worker. ``address``: the scheduler's, or a ``distributed.Client``;
+None starts a ``LocalCluster`` of ``num_nodes`` worker processes on 127.0.0.1.
+
+Imported only when chosen: ``pip install -e ".[dask]"``.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from concurrent.futures import CancelledError
+from typing import Any
+
+import distributed
+
+from plait.engines.base import ForeignEngine
+from plait.engines.task import Spec, read_only, run_task
+from plait.errors import GetTimeoutError, TaskCancelledError
+
+EVENT = "plait-trace"
+POLL_SECONDS = 0.05            # how often wait(num_returns=k) looks again
+_worker_session: DaskEngine | None = None
+
+
+class DaskEngine(ForeignEngine):
+    name = "dask"
+    nested_refs = False        # a Future rebuilt from its key in a task never resolves
+
+    def __init__(self, address: Any = None, num_cpus: int | None = None, num_nodes: int = 1,
+                 submit_after_idle: float | None = 0.01, in_task: bool = False) -> None:
+        self.cluster = None
+        self.owns_client = False
+        if in_task:
+            self.client = distributed.get_client()
+        elif isinstance(address, distributed.Client):
+            self.client = address
+        elif address is not None:
+            self.client = distributed.Client(address)
+            self.owns_client = True
+        else:
+            self.cluster = distributed.LocalCluster(
+                n_workers=num_nodes, threads_per_worker=num_cpus or 1, processes=True,
+                host="127.0.0.1", dashboard_address=None)
+            self.client = distributed.Client(self.cluster)
+            self.owns_client = True
+        super().__init__(submit_after_idle, in_task)
+        self.events_read = 0
+        self.keep: list[Any] = []              # futures run for side effects, until done
+
+    def engine_nodes(self) -> list[tuple[str, int, str]]:
+        try:
+            info = self.client.scheduler_info(n_workers=-1)
+        except TypeError:                      # older distributed: every worker anyway
+            info = self.client.scheduler_info()
+        workers = info["workers"]
+        return [(address, workers[address].get("nthreads", 1), address)
+                for address in sorted(workers)]
+
+    def engine_objects(self, handles: dict[str, Any]) -> dict[str, tuple[int, tuple[str, ...]]]:
+        if not handles:
+            return {}
+        keys = [future.key for future in handles.values()]
+        who_has = self.client.who_has(list(handles.values()))     # futures, not keys
+        sizes = self.client.nbytes(keys, summary=False)
+        return {oid: (sizes.get(future.key, 0), tuple(who_has.get(future.key, ())))
+                for oid, future in handles.items()}
+
+    def engine_put(self, value: Any) -> tuple[Any, str]:
+        future = self.client.scatter(value, hash=False)
+        where = self.client.who_has([future]).get(future.key, ())
+        return future, (where[0] if where else self.engine_nodes()[0][0])
+
+    def launch(self, task: Any, node: Any, placement: Any, inputs: list[Any],
+               nested: dict[str, Any]) -> list[Any]:
+        function_id, pickled = task.function.pickled()
+        spec = Spec(task.id, function_id, pickled, node.function_name, placement.node,
+                    node.deps, node.outputs, task.payload)
+        pin = {"workers": [self.node_ids[placement.node]], "allow_other_workers": False,
+               "priority": int(placement.priority * 1e6)}
+        retries = task.options.max_retries if task.options.retry_exceptions else 0
+        future = self.client.submit(_run, spec, _Nested(nested), *inputs, key=task.id,
+                                    pure=False, retries=retries, **pin)
+        if len(node.outputs) == 1:
+            outputs = [future]
+        else:
+            outputs = [self.client.submit(operator.getitem, future, i, key=oid, pure=False,
+                                          **pin) for i, oid in enumerate(node.outputs)]
+        self.keep += outputs                 # a dropped future would be forgotten unrun
+        return outputs
+
+    def before_run(self) -> tuple[str, ...]:
+        self.keep = [future for future in self.keep if not future.done()]
+        return super().before_run()
+
+    def portable(self, handle: Any) -> Any:
+        return handle.key                 # a Future travels as its key
+
+    def restore(self, token: Any) -> Any:
+        return distributed.Future(token, self.client)
+
+    def engine_get(self, handles: list[Any], timeout: float | None) -> list[Any]:
+        seceded = self.in_task and _secede()
+        try:
+            distributed.wait(handles, timeout=timeout)
+            return [read_only(value) for value in self.client.gather(handles)]
+        except distributed.TimeoutError:
+            raise GetTimeoutError(f"get timed out after {timeout} s on the dask engine; the "
+                                  f"tasks keep running") from None
+        except CancelledError as error:
+            raise TaskCancelledError(str(getattr(error, "key", "a task"))) from None
+        finally:
+            if seceded:
+                distributed.rejoin()
+
+    def engine_ready(self, handles: list[Any], count: int, timeout: float | None) -> set[int]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ready = {i for i, future in enumerate(handles) if future.done()}
+            left = None if deadline is None else deadline - time.monotonic()
+            if len(ready) >= count or (left is not None and left <= 0):
+                return ready
+            pending = [future for future in handles if not future.done()]
+            try:
+                distributed.wait(pending, timeout=POLL_SECONDS if left is None
+                                 else min(left, POLL_SECONDS), return_when="FIRST_COMPLETED")
+            except distributed.TimeoutError:
+                pass
+
+    def engine_free(self, handles: list[Any]) -> None:
+        freed = {id(future) for future in handles}    # released once no plait ref nor
+        self.keep = [f for f in self.keep if id(f) not in freed]   # reader needs it
+
+    def engine_cancel(self, handles: list[Any], recursive: bool) -> None:
+        if handles:
+            self.client.cancel(handles, force=True)
+
+    def engine_events(self) -> list[dict]:
+        events = self.client.get_events(EVENT)
+        new = [message for _, message in events[self.events_read:]]
+        self.events_read = len(events)
+        return new
+
+    def engine_close(self) -> None:
+        self.keep.clear()
+        if self.owns_client:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+class _Nested:
+    """Keys of a task's nested plait refs' futures, out of Dask's argument resolution (Dask
+    replaces futures inside lists and dicts too)."""
+
+    __slots__ = ("handles",)
+
+    def __init__(self, handles: dict[str, Any]) -> None:
+        self.handles = handles
+
+    def __reduce__(self):
+        return (_Nested, (self.handles,))
+
+
+def _run(spec: Spec, nested: _Nested, *inputs: Any) -> Any:
+    """One plait task in a Dask worker (its result, or its results as a tuple)."""
+    worker = distributed.get_worker()
+    results, report = run_task(worker_session(), worker.address, spec, inputs,
+                               nested.handles)
+    worker.log_event(EVENT, report)
+    return results[0] if len(results) == 1 else tuple(results)
+
+
+def worker_session() -> DaskEngine:
+    """This Dask worker's plait session (for tasks that read nested refs or submit tasks)."""
+    global _worker_session
+    if _worker_session is None:
+        from plait.graph import context
+
+        _worker_session = DaskEngine(in_task=True)
+        context.install(_worker_session)
+    return _worker_session
+
+
+def _secede() -> bool:
+    """A task about to wait for other tasks gives its thread back to the worker."""
+    try:
+        distributed.secede()
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,177 @@
+"""The API's behaviour on every engine: native, Ray and Dask (one session each, see conftest).
+
+What an engine does not do is refused by name (NotImplementedError naming the engine): those
+tests check the refusal on that engine and the feature on the others.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import plait
+
+pytestmark = pytest.mark.cluster
+
+
+@plait.remote
+def inc(x):
+    return x + 1
+
+
+@plait.remote
+def total(array):
+    return float(array.sum())
+
+
+@plait.remote
+def fails(x):
+    raise KeyError(f"no {x}")
+
+
+@plait.remote(num_returns=2)
+def split(x):
+    return x, x * 2
+
+
+@plait.remote
+def writes(array):
+    array[0] = 1
+    return "wrote"
+
+
+@plait.remote
+def fan_out(n):
+    return sum(plait.get([inc.remote(i) for i in range(n)]))
+
+
+@plait.remote
+def read_nested(box):
+    return plait.get(box["ref"]) * 10
+
+
+@plait.remote
+class Counter:
+    def incr(self):
+        return 1
+
+
+def test_put_and_get_give_equal_read_only_arrays(engine):
+    array = np.arange(300_000, dtype=np.float64)
+    ref = plait.put(array)
+    back = plait.get(ref)
+    assert np.array_equal(back, array) and not back.flags.writeable
+    assert plait.get(total.remote(ref)) == float(array.sum())
+    with pytest.raises(ValueError, match="read-only"):
+        plait.get(writes.remote(ref))
+
+
+def test_chains_lists_and_num_returns(engine):
+    assert plait.get(inc.remote(inc.remote(inc.remote(1)))) == 4
+    assert plait.get([inc.remote(i) for i in range(5)], timeout=60) == [1, 2, 3, 4, 5]
+    first, second = split.remote(21)
+    assert plait.get([first, second]) == [21, 42]
+    assert inc.remote(first).compute() == 22
+
+
+def test_wait_compute_and_persist(engine):
+    refs = [inc.remote(i) for i in range(4)]
+    ready, pending = plait.wait(refs, num_returns=4, timeout=60)
+    assert sorted(plait.get(ready)) == [1, 2, 3, 4] and pending == []
+    assert plait.compute(inc.remote(1), inc.remote(2)) == (2, 3)
+    kept = plait.persist(inc.remote(10))
+    assert isinstance(kept, tuple) and len(kept) == 1 and kept[0].compute() == 11
+
+
+def test_compile_explains_without_running(engine):
+    ref = inc.remote(inc.remote(0))
+    plan = plait.compile(ref)
+    assert len(plan.placements) == 2 and "inc" in plan.explain()
+    assert plan.visualize().startswith("<svg")
+    assert plait.get(ref) == 2
+
+
+def test_a_task_error_is_plaits_and_the_users(engine):
+    with pytest.raises(plait.TaskError) as raised:
+        plait.get(inc.remote(fails.remote("key")))
+    assert isinstance(raised.value, KeyError) and "no key" in str(raised.value)
+
+
+def test_tasks_run_where_pinned_and_a_missing_node_is_a_plan_error(engine):
+    names = [node.id for node in plait.nodes()]
+    assert names[0] == "node-0"
+    last = names[-1]
+    with plait.trace() as trace:
+        plait.get(inc.options(node=last).remote(1))
+    assert [(t.function_name, t.node, t.ok) for t in trace.tasks] == [("inc", last, True)]
+    with pytest.raises(plait.PlanError, match="node-99"):
+        plait.get(inc.options(node="node-99").remote(1))
+
+
+def test_free_and_cancel(engine):
+    ref = plait.put(np.ones(10))
+    plait.free(ref)
+    with pytest.raises(plait.ObjectFreedError):
+        plait.get(ref)
+    lazy = inc.remote(1)
+    plait.cancel(lazy)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(lazy)
+
+
+def test_tasks_submit_tasks(engine):
+    assert plait.get(fan_out.remote(4), timeout=60) == 10
+
+
+def test_refs_nested_in_arguments(engine):
+    box = {"ref": inc.remote(1)}
+    if engine == "dask":
+        with pytest.raises(NotImplementedError, match="dask engine.*nested"):
+            read_nested.remote(box)
+        return
+    assert plait.get(read_nested.remote(box), timeout=60) == 20
+
+
+def test_actors(engine):
+    if engine != "native":
+        with pytest.raises(NotImplementedError, match=f"{engine} engine.*actors"):
+            Counter.remote()
+        return
+    counter = Counter.remote()
+    assert plait.get(counter.incr.remote()) == 1
+
+
+@plait.remote
+def make(megabytes):
+    return np.ones(megabytes << 20, dtype=np.uint8)
+
+
+def test_consumers_run_beside_their_inputs(engine):
+    """W7 in small: an array made on each node, a consumer per array, no hints: the plan
+    keeps every consumer beside its input, and the engine obeys it (nothing moves)."""
+    names = [node.id for node in plait.nodes()]
+    arrays = [make.options(node=name).remote(2) for name in names]
+    plait.wait(arrays, num_returns=len(arrays), timeout=60)
+    with plait.trace() as trace:
+        assert plait.get([total.remote(a) for a in arrays], timeout=60) == \
+            [float(2 << 20)] * len(names)
+    assert sorted(t.node for t in trace.tasks) == sorted(names)
+    assert trace.bytes_moved == 0
+
+
+@plait.remote
+def sleeps(seconds):
+    import time
+
+    time.sleep(seconds)
+    return "slept"
+
+
+def test_cancel_a_submitted_task(engine):
+    """Submitted and (likely) running: its ref raises TaskCancelledError at once (Ray and
+    native kill it; Dask forgets it, its thread finishing the 2 s on its own)."""
+    ref = sleeps.remote(2)
+    plait.wait([ref], timeout=0.2)
+    plait.cancel(ref)
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(ref, timeout=30)

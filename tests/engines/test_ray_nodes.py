@@ -1,0 +1,73 @@
+"""plait on a Ray cluster of three nodes (``ray.cluster_utils.Cluster``, all on loopback):
+the compiler sees Ray's nodes and where objects live, and each task runs where planned."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import cloudpickle
+import numpy as np
+import pytest
+
+import plait
+from tests.conftest import assert_nothing_leaked
+
+pytestmark = pytest.mark.cluster
+cluster_utils = pytest.importorskip("ray.cluster_utils",
+                                    reason="the ray engine's extra is not installed")
+
+
+@plait.remote
+def make(megabytes):
+    return np.ones(megabytes << 20, dtype=np.uint8)
+
+
+@plait.remote
+def total(array):
+    return float(array.sum())
+
+
+@pytest.fixture(scope="module")
+def three_nodes():
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    plait.shutdown()
+    plait.init(engine="ray", address=cluster.address)
+    yield cluster
+    plait.shutdown()
+    import ray
+
+    ray.shutdown()
+    cluster.shutdown()
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert_nothing_leaked()
+
+
+def test_every_ray_node_is_a_plait_node(three_nodes):
+    assert [node.id for node in plait.nodes()] == ["node-0", "node-1", "node-2"]
+
+
+def test_the_plan_is_obeyed_and_nothing_moves(three_nodes):
+    arrays = [make.options(node=f"node-{i}").remote(4) for i in range(3)]
+    plait.wait(arrays, num_returns=3, timeout=60)
+    consumers = [total.remote(a) for a in arrays]
+    plan = plait.compile(*consumers)
+    assert [plan.placements[c.task.id].node for c in consumers] == ["node-0", "node-1", "node-2"]
+    with plait.trace() as trace:
+        assert plait.get(consumers, timeout=60) == [float(4 << 20)] * 3
+    assert sorted((t.function_name, t.node) for t in trace.tasks) == \
+        [("total", "node-0"), ("total", "node-1"), ("total", "node-2")]
+    assert trace.bytes_moved == 0
+
+
+def test_a_transfer_the_plan_makes_is_traced(three_nodes):
+    array = make.options(node="node-1").remote(4)
+    plait.wait([array], timeout=60)
+    with plait.trace() as trace:
+        assert plait.get(total.options(node="node-2").remote(array), timeout=60) == 4 << 20
+    assert [(t.src, t.dst, t.nbytes) for t in trace.transfers] == [("node-1", "node-2", 4 << 20)]
