@@ -95,7 +95,7 @@ class ForeignEngine(Engine):
     def engine_ready(self, handles: list[Any], count: int, timeout: float | None
                      ) -> set[int]: ...                          # positions ready
     def engine_free(self, handles: list[Any]) -> None: ...
-    def engine_cancel(self, handles: list[Any], recursive: bool) -> None: ...
+    def engine_cancel(self, handles: list[Any], recursive: bool, force: bool) -> None: ...
     def engine_events(self) -> list[dict]: ...                    # new task reports
     def engine_close(self) -> None: ...
 
@@ -305,7 +305,9 @@ class ForeignEngine(Engine):
         self.engine_free(handles)
 
     @serialized
-    def cancel(self, refs: list[ObjectRef], recursive: bool = True) -> None:
+    def cancel(self, refs: list[ObjectRef], recursive: bool = True, force: bool = False
+               ) -> None:
+        """(``force``: the engine's own cancel decides how a running task stops.)"""
         running = []
         for ref in check_refs(refs, "plait.cancel"):
             task = ref.task
@@ -316,7 +318,7 @@ class ForeignEngine(Engine):
                     self.failed[oid] = TaskCancelledError(task.id)
             elif ref.id in self.handles:
                 running.append(self.handles[ref.id])
-        self.engine_cancel(running, recursive)
+        self.engine_cancel(running, recursive, force)
 
     @serialized
     def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:

@@ -139,8 +139,8 @@ class DaskEngine(ForeignEngine):
         freed = {id(future) for future in handles}    # released once no plait ref nor
         self.keep = [f for f in self.keep if id(f) not in freed]   # reader needs it
 
-    def engine_cancel(self, handles: list[Any], recursive: bool) -> None:
-        if handles:
+    def engine_cancel(self, handles: list[Any], recursive: bool, force: bool) -> None:
+        if handles:                             # (a running Dask task finishes in its thread)
             self.client.cancel(handles, force=True)
 
     def engine_events(self) -> list[dict]:

@@ -37,7 +37,8 @@ class RayEngine(ForeignEngine):
         self.owns = False
         if not ray.is_initialized():
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")   # loopback
-            ray.init(address=address, num_cpus=num_cpus if address is None else None,
+            # address None: a Ray of our own ("local"), never one already on this machine
+            ray.init(address=address or "local", num_cpus=num_cpus if address is None else None,
                      include_dashboard=False, configure_logging=False)
             self.owns = True
         super().__init__(submit_after_idle, in_task)
@@ -111,8 +112,8 @@ class RayEngine(ForeignEngine):
         """Ray frees an object once no ObjectRef to it is left: plait's was the handle,
         dropped already (Ray 2.60 has no public early free)."""
 
-    def engine_cancel(self, handles: list[Any], recursive: bool) -> None:
-        for handle in handles:
+    def engine_cancel(self, handles: list[Any], recursive: bool, force: bool) -> None:
+        for handle in handles:     # always forced: the task's ref raises TaskCancelledError
             ray.cancel(handle, force=True, recursive=recursive)
 
     def engine_events(self) -> list[dict]:

@@ -84,7 +84,8 @@ class Engine(ABC):
     def free(self, refs: Iterable[ObjectRef]) -> None: ...
 
     @abstractmethod
-    def cancel(self, refs: list[ObjectRef], recursive: bool = True) -> None: ...
+    def cancel(self, refs: list[ObjectRef], recursive: bool = True, force: bool = False
+               ) -> None: ...
 
     @abstractmethod
     def refresh_nodes(self) -> tuple[Any, ...]:
