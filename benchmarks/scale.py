@@ -238,8 +238,9 @@ def one_get(sim: SimCluster, n: int) -> dict:
 
 
 def cancel_pending(sim: SimCluster, n: int) -> dict:
-    """n tasks held in flight by every node, then ``plait.cancel`` of all: time until every
-    ref is ready (failed with TaskCancelledError); head memory per pending task."""
+    """n tasks held in flight by every node, then ``plait.cancel`` of all (without force,
+    Ray's default: each node answers with the task's result): time until every ref is ready
+    (failed with TaskCancelledError); head memory per pending task."""
     nodes = [f"node-{i}" for i in range(1, sim.n_nodes + 1)]
     sim.command(cmd="set", hold=nodes)
     before = rss(sim.head_pid)

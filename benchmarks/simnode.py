@@ -5,13 +5,13 @@
 Each simulated node has its own DEALER socket to the head's client address, joins with a
 NodeHello like a real node, heartbeats every HEARTBEAT_SECONDS with its store's free
 bytes, and answers what a node must answer (Subscribe for inputs it lacks, TasksDone,
-Revoked, StateReport). It runs no worker: a task assigned to it completes as soon as its
-inputs are ready, or ``duration`` seconds later, or never on a node listed in ``hold``
-(tasks kept "in flight" for the cancel and node-loss figures). Its results have sizes
-drawn, in turn, from ``sizes``: below INLINE_THRESHOLD they travel inline (a real
-serialised bytes value, so a driver's ``get`` returns it), above they are reported
-``Stored`` on the node (the head's books see them; nothing is allocated, so a driver must
-not ``get`` those).
+Revoked, StateReport, a cancelled task's result). It runs no worker: a task assigned to it
+completes as soon as its inputs are ready, or ``duration`` seconds later, or never on a
+node listed in ``hold`` (tasks kept "in flight" for the cancel and node-loss figures). Its
+results have sizes drawn, in turn, from ``sizes``: below INLINE_THRESHOLD they travel
+inline (a real serialised bytes value, so a driver's ``get`` returns it), above they are
+reported ``Stored`` on the node (the head's books see them; nothing is allocated, so a
+driver must not ``get`` those).
 
     scale.py ---ROUTER control (commands, stats)---> this process (one DEALER)
     the head ---ROUTER client---> one DEALER per simulated node
@@ -24,12 +24,14 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import pickle
 import sys
 import time
 from collections import deque
 
 import zmq
 
+from plait.errors import TaskCancelledError
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import HEARTBEAT_SECONDS
 from plait.executor.wire.hostid import host_id
@@ -120,8 +122,14 @@ class SimNode:
         return spec is not None
 
     def on_Cancel(self, message: p.Cancel) -> None:
+        """With ``force`` the head has failed the task already; without, it waits for the
+        result, which a real node gives at once for a task no worker runs (none runs here)."""
         for task_id in message.object_ids:
-            self.forget(task_id)
+            spec = self.specs.get(task_id)
+            if self.forget(task_id) and not message.force and spec is not None:
+                error = p.Failed(pickle.dumps(TaskCancelledError(task_id)))
+                outputs = tuple((oid, error) for oid in spec.outputs)
+                self.done.append(p.TaskResult(task_id, 0, outputs, 0.0))
 
     def on_Revoke(self, message: p.Revoke) -> None:
         self.send(p.Revoked(message.task_id, self.forget(message.task_id)))
