@@ -274,22 +274,9 @@ class Plait(System):
         i reading input ``i % 3``, each of the 3 inputs held on its own node of a 3-node
         view (1 worker each), and ``n_tasks // 2`` reduce tasks in a chain, reduce i
         reading reduce i-1 and map i.  The target is the last reduce."""
-        from plait.compiler import ClusterView, NodeView, ObjectInfo
-        from plait.graph.graph import Graph, TaskNode
+        from scale import map_reduce
 
-        nodes = tuple(NodeView(f"node-{k}", 1) for k in range(3))
-        inputs = {f"in-{k}": ObjectInfo(f"in-{k}", input_bytes, (f"node-{k}",))
-                  for k in range(3)}
-        tasks, half, acc = {}, n_tasks // 2, None
-        for i in range(half):
-            tid = f"map-{i}"
-            tasks[tid] = TaskNode(tid, "mapper", "mapper@0", (f"in-{i % 3}",), (tid,))
-        for i in range(half):
-            tid = f"reduce-{i}"
-            deps = (f"map-{i}",) if acc is None else (acc, f"map-{i}")
-            tasks[tid] = TaskNode(tid, "reducer", "reducer@0", deps, (tid,))
-            acc = tid
-        return Graph(tasks, (acc,)), ClusterView(nodes, inputs)
+        return map_reduce(n_tasks, 3, input_bytes)
 
     def compile_graph(self, graph_and_view):
         """``plait.compiler.compile(graph, view)``; returns the number of tasks placed."""

@@ -2,7 +2,7 @@
 
 from plait.compiler.compile import compile
 from plait.compiler.plan import Placement, Plan, Stage, Transfer
-from plait.compiler.passes import slots_of
+from plait.compiler.placement import slots_of
 from plait.compiler.validate import validate
 from plait.compiler.view import ClusterView, CompileOptions, NodeView, ObjectInfo
 from plait.errors import PlanError

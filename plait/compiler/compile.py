@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from plait.compiler.passes import (check_capacity, critical_paths, cull, cut_stages,
-                                   fuse_chains, place, plan_releases, plan_transfers)
+                                   fuse_chains, plan_releases, plan_transfers)
+from plait.compiler.placement import place
 from plait.compiler.plan import Placement, Plan
 from plait.compiler.validate import validate
 from plait.compiler.view import ClusterView, CompileOptions
@@ -19,14 +20,14 @@ def compile(graph: Graph, view: ClusterView, options: CompileOptions | None = No
     choices = place(graph, view, options)
     check_capacity(graph, view, choices, options)
     stages = cut_stages(graph, choices, view.node_ids())
-    stage_of = {tid: stage.index for stage in stages for tid in stage.task_ids}
+    stage_of = {stage.node: stage.index for stage in stages}     # one stage per node
     follows = fuse_chains(graph, choices)
     priority = critical_paths(graph, view, options)
-    placements = {
-        tid: Placement(tid, task.function_name, choices[tid].node, stage_of[tid],
-                       choices[tid].reason, choices[tid].inputs, choices[tid].bytes_moved,
-                       task.outputs, follows.get(tid, ""), priority[tid])
-        for tid, task in graph.tasks.items()}
+    placements = {     # choices are in the graph's order: walked side by side, not looked up
+        tid: Placement(tid, task.function_name, choice.node, stage_of[choice.node],
+                       choice.reason, choice.inputs, choice.bytes_moved, task.outputs,
+                       follows.get(tid, ""), priority[tid])
+        for (tid, task), choice in zip(graph.tasks.items(), choices.values(), strict=True)}
     plan = Plan(graph.targets, placements, stages, plan_transfers(graph, choices, options),
                 plan_releases(graph))
     return validate(plan, graph, view)

@@ -15,8 +15,9 @@ def validate(plan: Plan, graph: Graph, view: ClusterView) -> Plan:
     """Check placements, stage order, dependencies, transfers; return the plan unchanged."""
     nodes = set(view.node_ids())
     staged = [tid for stage in plan.stages for tid in stage.task_ids]
-    assert sorted(staged) == sorted(graph.tasks), "every task must be in exactly one stage"
-    assert set(plan.placements) == set(graph.tasks), "every task must be placed"
+    assert len(staged) == len(graph.tasks) and set(staged) == graph.tasks.keys(), (
+        "every task must be in exactly one stage")
+    assert plan.placements.keys() == graph.tasks.keys(), "every task must be placed"
     for stage in plan.stages:
         assert stage.node in nodes, f"stage {stage.index} is on unknown node {stage.node}"
         for tid in stage.task_ids:
@@ -24,15 +25,15 @@ def validate(plan: Plan, graph: Graph, view: ClusterView) -> Plan:
             assert placement.node == stage.node, (
                 f"{tid} placed on {placement.node}, staged on {stage.node}")
             assert placement.stage == stage.index, f"{tid} names stage {placement.stage}"
-            pin = graph.tasks[tid].node
-            assert pin is None or pin == stage.node, (
-                f"{tid} pinned to {pin} but placed on {stage.node}")
+    for tid, task in graph.tasks.items():
+        if task.node is not None:
+            assert task.node == plan.placements[tid].node, (
+                f"{tid} pinned to {task.node} but placed on {plan.placements[tid].node}")
     for tid, placement in plan.placements.items():
         if placement.follows:
             before = plan.placements[placement.follows]
             assert before.node == placement.node, f"{tid} fused behind a task on another node"
-    _check_order(graph)
-    _check_inputs(plan, graph, view)
+    _check_reads(graph, view)
     pairs = [(t.object_id, t.dst) for t in plan.transfers]
     assert len(pairs) == len(set(pairs)), "an object is copied to a node more than once"
     for transfer in plan.transfers:
@@ -40,17 +41,15 @@ def validate(plan: Plan, graph: Graph, view: ClusterView) -> Plan:
     return plan
 
 
-def _check_order(graph: Graph) -> None:
-    """Every dependency produced in the graph comes from an earlier task (no cycle)."""
-    position = {tid: i for i, tid in enumerate(graph.tasks)}
+def _check_reads(graph: Graph, view: ClusterView) -> None:
+    """Every object a task reads comes from an earlier task (no cycle) or from the cluster."""
+    before: set[str] = set()
     for tid, task in graph.tasks.items():
         for oid in task.reads:
             producer = graph.producer.get(oid)
-            assert producer is None or position[producer] < position[tid], (
-                f"{tid} reads {oid} before {producer} produces it")
-
-
-def _check_inputs(plan: Plan, graph: Graph, view: ClusterView) -> None:
-    """Every object read from outside the graph is known to the cluster view."""
-    for oid in graph.inputs():
-        assert oid in view.objects, f"input {oid} is neither in the graph nor in the cluster"
+            if producer is None:
+                assert oid in view.objects, (
+                    f"input {oid} is neither in the graph nor in the cluster")
+            else:
+                assert producer in before, f"{tid} reads {oid} before {producer} produces it"
+        before.add(tid)

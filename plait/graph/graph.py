@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from plait.graph.refs import ObjectRef
@@ -65,6 +66,15 @@ class Graph:
             if oid not in self.producer:
                 seen.setdefault(oid)
         return list(seen)
+
+    @cached_property
+    def upstream(self) -> dict[str, tuple[str, ...]]:
+        """Task id -> the tasks of this graph whose results it reads, each once, in the
+        order it reads them: computed once, shared by the compiler's passes."""
+        producer = self.producer
+        return {tid: tuple(dict.fromkeys([producer[oid] for oid in task.reads
+                                          if oid in producer]))
+                for tid, task in self.tasks.items()}
 
     def consumers(self) -> dict[str, list[str]]:
         """Object id -> ids of the tasks that read it."""

@@ -39,6 +39,30 @@ def diamond() -> Graph:
 
 # -- determinism and culling ---------------------------------------------------------------
 
+
+def test_a_fan_out_over_many_nodes_fills_them_in_order_then_goes_round_again():
+    """Placement prices the input holders and the least-loaded node only (a heap), never
+    every node: with 500 one-worker nodes, 1,000 small tasks go two to a node, in order."""
+    nodes = ClusterView(tuple(NodeView(f"node-{k}", 1) for k in range(500)))
+    fan = graph(*(task(f"t{i}") for i in range(1000)), targets=tuple(f"t{i}" for i in range(1000)))
+    plan = compile(fan, nodes)
+    assert [plan.placements[f"t{i}"].node for i in (0, 1, 499, 500, 999)] == [
+        "node-0", "node-1", "node-499", "node-0", "node-499"]
+    assert set(plan.tasks_per_node().values()) == {2}
+
+
+def test_a_reader_goes_to_its_big_input_among_many_nodes_unless_that_node_is_swamped():
+    nodes = ClusterView(tuple(NodeView(f"node-{k}", 1, queued=500 if k == 7 else 0)
+                              for k in range(300)))
+    near = compile(graph(task("r", "big")), view(ObjectInfo("big", 64 * MiB, ("node-9",)),
+                                                 nodes=nodes))
+    assert near.placements["r"].node == "node-9" and near.bytes_moved == 0
+    far = compile(graph(task("r", "big")), view(ObjectInfo("big", 64 * MiB, ("node-7",)),
+                                                nodes=nodes))
+    assert far.placements["r"].node == "node-0" and "costs less than waiting" in \
+        far.placements["r"].reason
+
+
 def test_equal_inputs_give_equal_plans():
     objects = (ObjectInfo("p", 300 * MiB, ("node-2",)),)
     first = compile(diamond(), view(*objects))
@@ -141,6 +165,17 @@ def test_a_task_asking_for_resources_goes_only_where_they_are_offered():
     gpu = dataclasses.replace(task("t", "big"), needs=(("GPU", 1),))
     plan = compile(graph(gpu), view(ObjectInfo("big", 200 * MiB, ("node-0",)), nodes=offered))
     assert plan.placements["t"].node == "node-2"            # against locality
+
+
+def test_tasks_asking_for_resources_spread_over_the_nodes_offering_them_among_cpu_tasks():
+    offered = ClusterView((NodeView("node-0", 2), NodeView("node-1", 2, resources=(("GPU", 1.0),)),
+                           NodeView("node-2", 2, resources=(("GPU", 1.0),))))
+    tasks = [dataclasses.replace(task(f"t{i}"), needs=(("GPU", 1),) if i % 2 else ())
+             for i in range(12)]
+    plan = compile(graph(*tasks, targets=tuple(t.id for t in tasks)), offered)
+    on = {t.id: plan.placements[t.id].node for t in tasks}
+    assert {on[t.id] for t in tasks if t.needs} == {"node-1", "node-2"}
+    assert sorted(on.values()) == ["node-0"] * 4 + ["node-1"] * 4 + ["node-2"] * 4  # even load
 
 
 def test_resources_no_node_offers_are_an_infeasible_plan_error_naming_them():

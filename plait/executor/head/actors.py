@@ -99,7 +99,8 @@ class ActorRouting:
         for actor_id, record in self.actors.items():
             if record.node != node or record.dead:
                 continue
-            pending = [s for s in self.assigned.values() if s.actor == actor_id]
+            pending = [s for s in map(self.assigned.get, self.assigned.on(node))
+                       if s is not None and s.actor == actor_id]
             limit = record.spec.max_retries
             if not self.able() or 0 <= limit <= record.restarts:
                 record.dead = pickle.dumps(ActorDiedError(actor_id, f"its node {node} died "
@@ -125,7 +126,6 @@ class ActorRouting:
                     moved.append(replace(spec, node=record.node))
             for spec in moved[1:]:
                 self.assigned[spec.id] = spec
-                self.nodes[record.node].queued += 1
             if actor_id in self.assigned:         # its constructor had not finished yet
                 self.assigned[actor_id] = moved[0]
             self.assign(record.node, moved, {})

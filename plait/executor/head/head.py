@@ -32,10 +32,12 @@ from plait.compiler.view import ClusterView, NodeView, ObjectInfo, offers
 from plait.errors import (ObjectLostError, ReconstructionFailedError,
                           TaskCancelledError, WorkerCrashedError)
 from plait.executor.head.actors import ActorRecord, ActorRouting
+from plait.executor.head.assignments import Assignments, NodeLoads
 from plait.executor.head.census import Census, build_snapshot
 from plait.executor.head.directory import Directory
 from plait.executor.head.invariants import head_problems
 from plait.executor.head.lineage import Lineage, reads
+from plait.executor.head.locations import Locations
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import NODE_TIMEOUT_SECONDS
 from plait.executor.wire.dispatch import handlers
@@ -49,6 +51,8 @@ from plait.store.store import ObjectStore
 # so a long run's head stays flat. ~200 bytes each (names interned): ~10 MB when full.
 MAX_EVENTS = 50_000
 REVISIT_BYTES = 1 << 20          # results this big make their waiting readers reconsider
+CHECK_NODES_SECONDS = 0.25       # how often silent nodes are looked for (timeout: 4 s)
+STALL_SECONDS = 1.0              # a loop turn longer than this (it polls every 0.1 s) is a stall
 
 NODE = "node"
 
@@ -119,9 +123,12 @@ class Head(ActorRouting, Outbox):
         self.nodes: dict[str, NodeRecord] = {
             local_info.id: NodeRecord(local_info, clock(), local_info.store_capacity)}
         self.directory = Directory(self.reclaim)
-        self.locations: dict[str, set[str]] = {}        # stored object -> nodes with a copy
+        self.locations = Locations()              # stored object -> nodes with a copy
         self.cached: dict[str, set[str]] = {}     # object -> nodes keeping its small value
-        self.assigned: dict[str, p.TaskSpec] = {}       # unfinished task -> its spec
+        self.assigned = Assignments(self.count_changed)     # unfinished task -> its spec
+        self.loads = NodeLoads(self.assigned.count)   # where a task goes when its node is gone
+        self.rank: dict[str, int] = {}            # node -> its place in self.nodes
+        self.by_process: dict[tuple[str, int], dict[str, None]] = defaultdict(dict)
         self.node_failures: dict[str, list[str]] = defaultdict(list)
         self.task_puts: dict[str, list[str]] = defaultdict(list)
         self.readers_of: dict[str, set[str]] = defaultdict(set)   # object -> assigned readers
@@ -152,6 +159,23 @@ class Head(ActorRouting, Outbox):
         self.awaited: dict[str, set[str]] = defaultdict(set)   # generator task -> its values
         # lost with their only copy, waiting for it to yield them again (else they fail)
         self.census = Census(wall)                # what a dashboard is shown (census.py)
+        self.checked = 0.0                        # when silent nodes were last looked for
+        self.last_tick: float | None = None       # the loop's last turn (see forgive_stall)
+        self.behind = False                       # the loop left messages unread this turn
+        self.table_changed = False                # the node table is to be broadcast
+        self.nodes_changed()
+
+    def nodes_changed(self) -> None:
+        """A node joined or left: the order of nodes and the pool of task runners change."""
+        self.rank = {node: i for i, node in enumerate(self.nodes)}
+        self.loads.reset({n: r.info.workers for n, r in self.nodes.items() if r.info.workers > 0})
+
+    def count_changed(self, node: str) -> None:
+        """A node's unfinished tasks changed (Assignments calls this): its queue count."""
+        record = self.nodes.get(node)
+        if record is not None:
+            record.queued = self.assigned.count(node)
+            self.loads.changed(node)
 
     # -- events in, instructions out --------------------------------------------------------
 
@@ -176,6 +200,7 @@ class Head(ActorRouting, Outbox):
 
     def tick(self, now: float) -> None:
         """Once per turn of the loop: what waited (hellos, puts), silent nodes, the notes."""
+        self.forgive_stall(now)
         if self.put_waiting:
             self.retry_puts()
         if self.hellos:
@@ -185,7 +210,7 @@ class Head(ActorRouting, Outbox):
 
     @property
     def has_notes(self) -> bool:
-        return bool(self.notes or self.deletes)
+        return bool(self.notes or self.deletes or self.table_changed)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -201,6 +226,7 @@ class Head(ActorRouting, Outbox):
         self.notes[peer].append((object_id, value))
 
     def flush(self) -> None:
+        self.send_table()
         notes, self.notes = self.notes, defaultdict(list)
         for peer, values in notes.items():
             if isinstance(peer, tuple) and peer[0] == NODE:
@@ -314,7 +340,7 @@ class Head(ActorRouting, Outbox):
         return ClusterView(nodes, objects, dict(self.durations), dict(self.result_sizes), actors)
 
     def node_order(self, node: str) -> int:
-        return list(self.nodes).index(node) if node in self.nodes else len(self.nodes)
+        return self.rank.get(node, len(self.nodes))
 
     def on_Submit(self, peer: Peer, message: p.Submit) -> None:
         if message.frees:
@@ -347,6 +373,7 @@ class Head(ActorRouting, Outbox):
                     self.streams[spec.id] = Stream(spec.generator, caller)
                 if process is not None:
                     self.submitted_by[spec.id] = process
+                    self.by_process[process][spec.id] = None
         for node, specs in per_node.items():
             self.assign(node, specs, functions)
 
@@ -366,7 +393,6 @@ class Head(ActorRouting, Outbox):
         for oid in spec.deps:
             self.readers_of[oid].add(spec.id)
         self.assigned[spec.id] = spec
-        self.nodes[spec.node].queued += 1
         self.census.accepted(spec)
         return True
 
@@ -490,7 +516,7 @@ class Head(ActorRouting, Outbox):
         gather.parts[""] = tuple(head_problems(self))
         self.gathers[request] = gather
         for node in list(self.nodes):
-            gather.asked[node] = tuple(t for t, s in self.assigned.items() if s.node == node)
+            gather.asked[node] = tuple(self.assigned.on(node))
             self.to_node(node, p.StateCheck(request))
         self.try_answer(request)
 
@@ -509,8 +535,8 @@ class Head(ActorRouting, Outbox):
         self.gather_part(message.request, node, problems)
 
     def on_Cancel(self, peer: Peer, message: p.Cancel) -> None:
-        producers = {oid: tid for tid, spec in self.assigned.items() for oid in spec.outputs}
-        self.cancel_tasks([producers[oid] for oid in message.object_ids if oid in producers],
+        producer = self.assigned.producer
+        self.cancel_tasks([producer[oid] for oid in message.object_ids if oid in producer],
                           message.recursive, message.force)
 
     def cancel_tasks(self, task_ids: list[str], recursive: bool, force: bool = True) -> None:
@@ -526,7 +552,6 @@ class Head(ActorRouting, Outbox):
                     self.to_node(spec.node, p.Cancel((task_id,), recursive, force=False))
                 continue
             del self.assigned[task_id]
-            self.nodes[spec.node].queued -= 1
             self.to_node(spec.node, p.Cancel((task_id,), recursive, force=True))
             error = p.Failed(pickle.dumps(TaskCancelledError(task_id)))
             self.finish(spec, tuple((oid, error) for oid in spec.outputs))
@@ -604,13 +629,22 @@ class Head(ActorRouting, Outbox):
         now = self.clock()
         self.nodes[message.info.id] = NodeRecord(message.info, now, message.info.store_capacity)
         self.nodes = dict(sorted(self.nodes.items(), key=lambda item: _node_key(item[1].info)))
+        self.nodes_changed()
+        self.to_node(message.info.id, p.NodeTable(self.node_infos()))   # its peers, at once
         self.broadcast_table()
         self.answer_hellos()
 
+    def send_table(self) -> None:
+        if self.table_changed:
+            self.table_changed = False
+            table = p.NodeTable(self.node_infos())
+            for node in self.nodes:
+                self.to_node(node, table)
+
     def broadcast_table(self) -> None:
-        table = p.NodeTable(self.node_infos())
-        for node in self.nodes:
-            self.to_node(node, table)
+        """Every node learns the new table at the next flush: nodes that join in one turn
+        of the loop cause one broadcast, not one each (1,000 joins: N^2 messages of N)."""
+        self.table_changed = True
 
     def node_Heartbeat(self, node: str, message: p.Heartbeat) -> None:
         self.nodes[node].store_free = message.store_free
@@ -629,7 +663,6 @@ class Head(ActorRouting, Outbox):
                 if spec is not None:
                     self.assigned[result.task_id] = spec
                 continue
-            self.nodes[node].queued -= 1
             ok = not any(isinstance(v, p.Failed) for _, v in result.outputs)
             self.learn(spec.function_name, result.seconds, result.outputs)
             self.record(p.TaskEvent(spec.id, sys.intern(spec.function_name), sys.intern(node),
@@ -642,7 +675,12 @@ class Head(ActorRouting, Outbox):
     def finish(self, spec: p.TaskSpec, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
         """An accepted task is over: its results are known and it reads its inputs no more."""
         self.census.finished(spec, outputs, spec.node)
-        self.submitted_by.pop(spec.id, None)
+        process = self.submitted_by.pop(spec.id, None)
+        if process is not None:
+            mine = self.by_process[process]
+            del mine[spec.id]
+            if not mine:
+                del self.by_process[process]
         self.interrupting.discard(spec.id)
         self.record_results(spec, outputs)
         for peer, free in self.frees_after.pop(spec.id, ()):
@@ -760,13 +798,11 @@ class Head(ActorRouting, Outbox):
             if message.ok and spec is not None:          # nowhere to go: give it back
                 self.assign(node, [spec], {})
             return
-        self.nodes[node].queued -= 1
         if spec.id in self.interrupting:         # cancelled while it was being taken back
             self.fail_assigned(spec, pickle.dumps(TaskCancelledError(spec.id)))
             return
         moved = replace(spec, node=target)
         self.assigned[spec.id] = moved
-        self.nodes[target].queued += 1
         self.assign(target, [moved], {})
 
     def node_Created(self, node: str, message: p.Created) -> None:
@@ -809,12 +845,12 @@ class Head(ActorRouting, Outbox):
                                         sys.intern(node), message.nbytes, message.start,
                                         message.end))
         if message.object_id in self.directory.entries:
-            self.locations.setdefault(message.object_id, set()).add(node)
+            self.locations.add(message.object_id, node)
         else:
             self.deletes[node].append(message.object_id)     # freed while it travelled
 
     def node_ReplicaDropped(self, node: str, message: p.ReplicaDropped) -> None:
-        self.locations.get(message.object_id, set()).discard(node)
+        self.locations.discard(message.object_id, node)
 
     def node_Pinned(self, node: str, message: p.Pinned) -> None:
         gather = self.gathers.get(message.request)
@@ -858,7 +894,7 @@ class Head(ActorRouting, Outbox):
             self.duplicate_done(object_id, entry.value, value)
             return
         if isinstance(value, p.Stored) and entry is not None:
-            self.locations.setdefault(object_id, set()).add(value.node)
+            self.locations.add(object_id, value.node)
         for peer in self.directory.set_value(object_id, value):
             self.notify(peer, object_id, value)
         for peer, pin in self.waiting_pins.pop(object_id, ()):
@@ -870,7 +906,7 @@ class Head(ActorRouting, Outbox):
         if not isinstance(value, p.Stored) or value.node not in self.nodes:
             return
         if isinstance(known, p.Stored):
-            self.locations.setdefault(object_id, set()).add(value.node)
+            self.locations.add(object_id, value.node)
         else:
             self.deletes[value.node].append(object_id)
 
@@ -884,7 +920,7 @@ class Head(ActorRouting, Outbox):
                 self.to_node(actor.node, p.KillActor(object_id, True, "no handle to it is left",
                                                      graceful=True))
             del self.actors[object_id]
-        holders = self.locations.pop(object_id, set()) | self.cached.pop(object_id, set())
+        holders = self.locations.pop(object_id) | self.cached.pop(object_id, set())
         if isinstance(value, p.Stored):
             holders.add(value.node)
         for node in holders:
@@ -892,7 +928,26 @@ class Head(ActorRouting, Outbox):
 
     # -- failures ----------------------------------------------------------------------------
 
+    def forgive_stall(self, now: float) -> None:
+        """Time the head spent not listening (a turn busy with a 100k-task submit, or the
+        whole process descheduled) is not the nodes' silence: their heartbeats wait unread
+        meanwhile. Without this, a stall past the timeout declared every node dead at once
+        (seen at 10 simulated nodes and 100k-task graphs, on a shared machine). ``behind``
+        (set by the loop: its socket still held unread messages after this turn) counts
+        the whole turn as a stall: a node's heartbeat may be among those unread."""
+        if self.last_tick is not None:
+            stall = now - self.last_tick - (0.0 if self.behind else STALL_SECONDS)
+            if stall > 0:
+                for record in self.nodes.values():
+                    record.last_seen += stall
+        self.last_tick = now
+
     def check_nodes(self, now: float) -> None:
+        """Nodes silent past the timeout are lost; looked for a few times a second, not at
+        every turn of a loop that may turn thousands of times a second at 1,000 nodes."""
+        if now - self.checked < CHECK_NODES_SECONDS:
+            return
+        self.checked = now
         for node, record in list(self.nodes.items()):
             if node != self.local.id and now - record.last_seen > NODE_TIMEOUT_SECONDS:
                 self.node_lost(node, f"no heartbeat for {NODE_TIMEOUT_SECONDS:.0f} s")
@@ -903,7 +958,9 @@ class Head(ActorRouting, Outbox):
         if record is None:
             return
         self.census.node_died(record.info, reason)
-        self.broadcast_table()
+        self.nodes_changed()
+        self.table_changed = True
+        self.send_table()                     # before the NodeLost that follows, as it was
         for other in self.nodes:
             self.to_node(other, p.NodeLost(node, reason))
         self.lose_objects(node, reason)
@@ -922,27 +979,26 @@ class Head(ActorRouting, Outbox):
         """Objects on a dead node: a replica survives, or the task that made it runs again
         (lineage), or, for a put, it is lost for good."""
         rebuild: dict[str, p.TaskSpec] = {}
-        for oid, holders in list(self.locations.items()):
-            if node in holders:
-                spec = self.copy_gone(oid, node, f"its only copy was on {node}, which died "
-                                                 f"({reason})")
-                if spec is not None:
-                    rebuild[spec.id] = spec
+        for oid in self.locations.on(node):
+            spec = self.copy_gone(oid, node, f"its only copy was on {node}, which died "
+                                             f"({reason})")
+            if spec is not None:
+                rebuild[spec.id] = spec
         for spec in rebuild.values():
             self.rebuild(spec, node, reason)
 
     def copy_gone(self, object_id: str, node: str, why: str) -> p.TaskSpec | None:
         """``node``'s copy is gone: point at a surviving copy, else return the task to run
         again (pending meanwhile: waiters wait), else fail the object (a put)."""
+        self.locations.discard(object_id, node)
         holders = self.locations.get(object_id, set())
-        holders.discard(node)
         entry = self.directory.entries.get(object_id)
         if entry is None or not isinstance(entry.value, p.Stored):
             return None
         if holders:
             entry.value = replace(entry.value, node=sorted(holders)[0])
             return None
-        self.locations.pop(object_id, None)
+        self.locations.pop(object_id)
         spec = self.lineage.producer(object_id)
         if spec is None:
             entry.value = p.Failed(pickle.dumps(ObjectLostError(object_id, why)))
@@ -977,8 +1033,9 @@ class Head(ActorRouting, Outbox):
             self.cancel_tasks(self.submitted_by_process(process), True, force=False)
 
     def submitted_by_process(self, process: tuple[str, int]) -> list[str]:
-        return [task_id for task_id, by in self.submitted_by.items()
-                if by == process and not self.assigned[task_id].actor]
+        """Its unfinished tasks, actors' aside (``by_process``: no scan of all tasks)."""
+        return [task_id for task_id in self.by_process.get(process, ())
+                if not self.assigned[task_id].actor]
 
     def node_CopyLost(self, node: str, message: p.CopyLost) -> None:
         """A node's copy was lost with its spill file: as for a dead node, for one object."""
@@ -1025,8 +1082,9 @@ class Head(ActorRouting, Outbox):
     def retry_tasks_of(self, node: str, reason: str) -> None:
         alive = self.able()
         retried: dict[str, list[p.TaskSpec]] = defaultdict(list)
-        for task_id, spec in list(self.assigned.items()):
-            if spec.node != node or spec.actor:            # actors: see actors_lost
+        for task_id in self.assigned.on(node):
+            spec = self.assigned[task_id]
+            if spec.actor:                                 # actors: see actors_lost
                 continue
             self.moving.pop(task_id, None)           # a Revoke the dead node won't answer
             if task_id in self.interrupting:         # cancelled: not retried
@@ -1044,7 +1102,6 @@ class Head(ActorRouting, Outbox):
             moved = replace(spec, node=target)
             self.census.retried(spec, f"{node} died ({reason}); now on {target}")
             self.assigned[task_id] = moved
-            self.nodes[target].queued += 1
             retried[target].append(moved)
         for target, specs in retried.items():
             self.assign(target, specs, {})
@@ -1060,11 +1117,15 @@ class Head(ActorRouting, Outbox):
     def least_loaded(self, needs: tuple[tuple[str, float], ...] = ()) -> str:
         """The live node with the shortest queue per worker among those that offer
         ``needs`` (a task's GPUs, custom resources); the head's own node if none. A node
-        given a task it cannot hold fails it (node.py, dispatch)."""
-        able = [n for n in self.able() if offers(self.nodes[n].info.resources, needs)] \
-            or self.able() or [self.local.id]
-        return min(able, key=lambda n: (self.nodes[n].queued / max(self.nodes[n].info.workers, 1),
-                                        self.node_order(n)))
+        given a task it cannot hold fails it (node.py, dispatch). Tasks that ask for no
+        resources (nearly all) are answered by ``loads``, a heap; the rest scan the nodes."""
+        if needs:
+            able = [n for n in self.able() if offers(self.nodes[n].info.resources, needs)]
+            if able:
+                return min(able, key=lambda n: (self.nodes[n].queued
+                                                / max(self.nodes[n].info.workers, 1),
+                                                self.node_order(n)))
+        return self.loads.least() or self.local.id
 
     def cleanup_segments(self, info: p.NodeInfo) -> None:
         """A dead node on this host cannot clean up after itself: remove its arena and spills."""

@@ -24,8 +24,10 @@ from collections import Counter
 from collections.abc import Hashable, Mapping
 from typing import Protocol
 
+from plait.executor.head.assignments import Assignments
 from plait.executor.head.directory import Directory
 from plait.executor.head.lineage import Lineage, reads
+from plait.executor.head.locations import Locations
 from plait.executor.wire import protocol as p
 from plait.executor.wire.checks import note_broken
 
@@ -40,9 +42,9 @@ class _Gather(Protocol):
 class HeadTables(Protocol):
     """What the checks read of the Head (head.py)."""
 
-    assigned: dict[str, p.TaskSpec]
+    assigned: Assignments
     directory: Directory
-    locations: dict[str, set[str]]
+    locations: Locations
     cached: dict[str, set[str]]
     expected_puts: dict[str, Hashable]
     lineage: Lineage
@@ -69,6 +71,8 @@ def head_problems(head: HeadTables) -> list[str]:
     wrong = sorted(f"{n} counts {r.queued}, runs {queued[n]}" for n, r in head.nodes.items()
                    if r.queued != queued[n])
     note_broken(problems, "head: queue counts differ from the tasks assigned", wrong)
+    note_broken(problems, "head: the index of unfinished tasks is wrong", head.assigned.problems())
+    note_broken(problems, "head: the index of copies by node is wrong", head.locations.problems())
     producing = {oid for spec in head.assigned.values() for oid in spec.outputs}
     producing |= {oid for task, oids in head.awaited.items() if task in head.assigned
                   for oid in oids}

@@ -4,7 +4,7 @@ A node offers named amounts (``plait.init(num_gpus=2, resources={"disk": 4})``, 
 ``plait start --num-gpus 2 --resources '{"disk": 4}'``). A task that asks for some holds
 them from the moment it is handed to a worker until it ends; an actor holds them for its
 life. The compiler has already put the task on a node that offers them *in all*
-(compiler/passes.py); here it waits until they are *free*.
+(compiler/placement.py); here it waits until they are *free*.
 
 Amounts are counted in units of 1/10,000 (Ray's granularity), so half a GPU taken twice
 and given back twice leaves exactly what there was, with no float residue.

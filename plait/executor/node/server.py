@@ -95,6 +95,8 @@ class Server:
         self.head: Head | None = None
         self.zero: NodeZero | None = None
         self.node_identities: dict[bytes, str] = {}
+        self.identity_of: dict[str, bytes] = {}     # and back: a send finds its node in O(1)
+        self.encoded: tuple[p.Message | None, bytes] = (None, b"")   # the last one sent on
         self.joined = False
         self.last_beat = self.head_seen = time.monotonic()
         if config.is_head:
@@ -180,9 +182,14 @@ class Server:
         self.client.send_multipart([peer[1], p.encode(message)], copy=False)
 
     def to_node(self, node: str, message: p.Message) -> None:
-        identity = next((i for i, n in self.node_identities.items() if n == node), None)
-        if identity is not None:
-            self.client.send_multipart([identity, p.encode(message)], copy=False)
+        """Send to a node; one message sent to every node (the node table, a NodeLost) is
+        encoded once, not once per node: at 1,000 nodes that was most of a join's cost."""
+        identity = self.identity_of.get(node)
+        if identity is None:
+            return
+        if self.encoded[0] is not message:
+            self.encoded = (message, p.encode(message))
+        self.client.send_multipart([identity, self.encoded[1]], copy=False)
 
     def to_worker(self, identity: bytes, message: p.Message) -> None:
         self.worker_sock.send_multipart([identity, p.encode(message)], copy=False)
@@ -234,6 +241,7 @@ class Server:
         """The head's turn, then flush its notes and dispatch until neither makes more work:
         a note to the local node (an input is ready) can make a task runnable at once."""
         assert self.head is not None
+        self.head.behind = bool(self.client.get(zmq.EVENTS) & zmq.POLLIN)
         self.feed(self.head, Tick(now))
         self.feed(self.node, Dispatch())
         while self.head.has_notes:
@@ -300,6 +308,7 @@ class Server:
         assert self.head is not None
         if isinstance(message, p.NodeHello):
             self.node_identities[identity] = message.info.id
+            self.identity_of[message.info.id] = identity
             if message.info.host == self.info.host:
                 self.watch_node(message.info)
         if isinstance(message, p.Hello) and message.host == self.info.host:

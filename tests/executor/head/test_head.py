@@ -151,8 +151,20 @@ def test_a_joining_node_is_announced_and_a_driver_waiting_for_it_welcomed(alone)
     assert take(alone) == []
     tell(alone, FromNode("node-1", p.NodeHello(node_info("node-1"))))
     infos = (node_info("node-0"), node_info("node-1"))
-    assert take(alone) == [("node-0", p.NodeTable(infos)), ("node-1", p.NodeTable(infos)),
-                           (DRIVER, p.Welcome("s-1", infos))]
+    assert take(alone) == [("node-1", p.NodeTable(infos)), (DRIVER, p.Welcome("s-1", infos)),
+                           ("node-0", p.NodeTable(infos)), ("node-1", p.NodeTable(infos))]
+
+
+def test_nodes_joining_in_one_turn_cause_one_broadcast_of_the_table(alone):
+    """The joiner gets the table at once; the others one table per flush, however many
+    joined since (one per join was N^2 messages of N nodes for a cluster of N)."""
+    for node in ("node-1", "node-2", "node-3"):
+        tell(alone, FromNode(node, p.NodeHello(node_info(node))))
+    sent = take(alone)
+    everyone = [to for to, message in sent[3:]]
+    assert [to for to, _ in sent[:3]] == ["node-1", "node-2", "node-3"]
+    assert everyone == ["node-0", "node-1", "node-2", "node-3"]
+    assert all(isinstance(message, p.NodeTable) for _, message in sent)
 
 
 def test_submitted_tasks_go_to_their_nodes_each_function_shipped_once(alone):
@@ -661,3 +673,38 @@ def test_a_node_sent_a_small_value_forgets_it_when_the_object_goes(head):
     assert deleted(sent, "node-1") == ["t1"] and "t1" not in head.local.values
 
 
+
+
+def test_a_stall_of_the_head_itself_is_not_counted_as_the_nodes_silence():
+    """Heartbeats wait unread while the head is busy: a turn of 10 s is not 10 s of silence."""
+    from plait.executor.head.head import NODE_TIMEOUT_SECONDS
+
+    now = [100.0]
+    head = recorded(Head("s-1", RecordingNode(), node_info("node-0"), clock=lambda: now[0]))
+    joined(head, "node-1")
+    tell(head, Tick(now[0]))
+    now[0] += 10.0                                   # one turn that took 10 s
+    tell(head, Tick(now[0]))
+    assert set(head.nodes) == {"node-0", "node-1"}
+    for _ in range(int(NODE_TIMEOUT_SECONDS / 0.5) + 2):    # then silent, in short turns
+        now[0] += 0.5
+        tell(head, Tick(now[0]))
+    assert set(head.nodes) == {"node-0"}
+
+
+def test_a_head_behind_on_its_messages_does_not_count_the_time_as_silence():
+    """While unread messages wait (a node's heartbeat may be among them), no node is lost."""
+    now = [100.0]
+    head = recorded(Head("s-1", RecordingNode(), node_info("node-0"), clock=lambda: now[0]))
+    joined(head, "node-1")
+    tell(head, Tick(now[0]))
+    head.behind = True
+    for _ in range(20):                              # 10 s of short turns, all behind
+        now[0] += 0.5
+        tell(head, Tick(now[0]))
+    assert set(head.nodes) == {"node-0", "node-1"}
+    head.behind = False
+    for _ in range(10):
+        now[0] += 0.5
+        tell(head, Tick(now[0]))
+    assert set(head.nodes) == {"node-0"}

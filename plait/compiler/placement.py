@@ -1,0 +1,271 @@
+"""place(graph, view, options) -> {task: Choice}: each task on the node where it finishes first.
+
+cost(node) = bytes to copy there / bandwidth + a fixed cost per transfer
+           + a relay delay per small input made elsewhere
+           + the work already queued there per worker (durations learned per function)
+
+so a task goes where the bytes of its inputs are unless waiting there costs more than moving
+them, and a fan-out of small tasks spreads over all workers. Load is counted in the pass
+itself; ties go to the earlier node in the view (the head first), which keeps the result
+deterministic.
+
+Cost per task, not per task and node: a node that holds none of a task's inputs pays the
+full cost of moving them all, the same on every such node, so among those the cheapest is
+the least loaded one. Only the nodes holding an input and the least-loaded node
+(``LeastLoaded``, a heap) are ever priced: O(inputs + log nodes) per task, however many
+nodes the cluster has (one heap per kind of demand: worker slots and other resources, so a
+task asking for a GPU is priced only on nodes that offer one). Compiling 1M tasks for 3
+nodes took 48 s with a scan of every node per task and 9 s this way on this machine
+(``benchmarks/scale.py compile``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+from plait.compiler.units import format_bytes
+from plait.compiler.view import ClusterView, CompileOptions, offers
+from plait.errors import PlanError
+from plait.graph.graph import Graph, TaskNode
+
+# Below this many input bytes on one node, locality is not worth piling work onto that
+# node: the task goes where the queue is shortest instead.
+LOCALITY_MIN_BYTES = 1 << 20
+
+Input = tuple[str, int, tuple[str, ...]]          # (object, bytes, nodes holding a copy)
+Inputs = tuple[Input, ...]
+Amounts = tuple[tuple[str, float], ...]           # resources by name: a node's, a task's needs
+
+
+@dataclass(slots=True)
+class Choice:
+    """The placement pass's decision for one task (internal to one compile: not frozen,
+    which makes it five times cheaper to build; the Plan's Placement is frozen)."""
+
+    node: str
+    reason: str
+    inputs: Inputs
+    bytes_moved: int
+
+
+def slots_of(num_cpus: float) -> int:
+    """Worker slots a task holds for ``num_cpus`` (one worker is one CPU; at least one).
+
+    >>> slots_of(0.5), slots_of(1), slots_of(2.5)
+    (1, 1, 3)
+    """
+    return 1 if num_cpus == 1 else max(1, math.ceil(num_cpus))
+
+
+class LeastLoaded:
+    """The node with the least queued seconds per worker (ties: the earlier node), among
+    the nodes with at least ``slots`` workers that offer ``needs`` (GPU, custom resources):
+    one lazy heap per (slots, needs) asked for.
+
+    A node's load only grows during a pass; each growth pushes a fresh entry and entries
+    whose load is stale are dropped when they reach the top.
+
+    >>> loads = LeastLoaded({"a": 0.0, "b": 0.0}, {"a": 1, "b": 2}, {"a": 0, "b": 1})
+    >>> loads.least(1), loads.add("a", 1.0), loads.least(1), loads.least(2)
+    ('a', None, 'b', 'b')
+    >>> loads.resources = {"a": (("GPU", 1.0),)}
+    >>> loads.least(1, (("GPU", 1.0),)), loads.least(1, (("GPU", 2.0),))
+    ('a', None)
+    """
+
+    def __init__(self, backlog: dict[str, float], workers: dict[str, int],
+                 rank: dict[str, int], resources: dict[str, Amounts] | None = None) -> None:
+        self.backlog, self.workers, self.rank = backlog, workers, rank
+        self.resources = resources or {}
+        self.heaps: dict[tuple[int, Amounts], list[tuple[float, int, str]]] = {}
+
+    def load(self, node: str) -> float:
+        return self.backlog[node] / self.workers[node]
+
+    def fits(self, node: str, slots: int, needs: Amounts) -> bool:
+        """Whether ``node`` has ``slots`` workers and offers ``needs``, in all."""
+        return self.workers[node] >= slots and (
+            not needs or offers(self.resources.get(node, ()), needs))
+
+    def least(self, slots: int, needs: Amounts = ()) -> str | None:
+        """The least-loaded node with ``slots`` workers or more that offers ``needs`` (None:
+        no node does)."""
+        heap = self.heaps.get((slots, needs))
+        if heap is None:
+            heap = [(self.load(n), self.rank[n], n) for n in self.backlog
+                    if self.fits(n, slots, needs)]
+            heapq.heapify(heap)
+            self.heaps[slots, needs] = heap
+        backlog, workers = self.backlog, self.workers
+        while heap and heap[0][0] != backlog[heap[0][2]] / workers[heap[0][2]]:
+            heapq.heappop(heap)                          # an old entry of a busier node
+        return heap[0][2] if heap else None
+
+    def add(self, node: str, seconds: float) -> None:
+        if node not in self.backlog:
+            return                    # a node outside the pool (no workers) gets no queue
+        self.backlog[node] += seconds
+        entry = (self.load(node), self.rank[node], node)
+        for (slots, needs), heap in self.heaps.items():
+            if self.fits(node, slots, needs):
+                heapq.heappush(heap, entry)
+
+
+def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str, Choice]:
+    """Put each task on the node where it would finish first, by the cost model above."""
+    order = view.node_ids()
+    if not order:
+        raise PlanError("the cluster has no nodes to run tasks on")
+    rank = {node: i for i, node in enumerate(order)}
+    workers = {n.id: max(n.workers, 1) for n in view.nodes}
+    pool = [n for n in view.nodes if n.workers > 0] or list(view.nodes)
+    loads = LeastLoaded({n.id: n.queued * options.task_seconds for n in pool}, workers, rank,
+                        {n.id: n.resources for n in view.nodes if n.resources})
+    located: dict[str, Input] = {
+        oid: (oid, info.nbytes, info.nodes) for oid, info in view.objects.items()}
+    guess = options.result_bytes_guess
+    choices: dict[str, Choice] = {}
+    for task in graph.tasks.values():
+        inputs = tuple([located[oid] if oid in located else (oid, guess, ())
+                        for oid in task.reads])
+        unique = unique_inputs(inputs)
+        if task.actor and task.actor != task.id:
+            node, reason = _actor_node(task, choices, view), "runs in its actor"
+        else:
+            node, reason = _choose_node(task, unique, loads, view, options)
+        choices[task.id] = Choice(node, reason, inputs, _moved(unique, node, options))
+        if not task.actor:          # an actor has a process of its own, outside the slots
+            seconds = view.durations.get(task.function_name, options.task_seconds)
+            loads.add(node, seconds * slots_of(task.num_cpus))
+        size = view.result_sizes.get(task.function_name, options.result_bytes_guess)
+        where = (node,)
+        for oid in task.outputs:
+            located[oid] = (oid, size, where)
+    return choices
+
+
+def _actor_node(task: TaskNode, choices: dict[str, Choice], view: ClusterView) -> str:
+    """A method call runs where its actor lives: created in this graph, or known to the view."""
+    if task.actor in choices:
+        return choices[task.actor].node
+    if view.actors.get(task.actor) in view.node_ids():
+        return view.actors[task.actor]
+    raise PlanError(f"task {task.id} ({task.function_name}) calls actor {task.actor}, which "
+                    f"the cluster does not know (created by another session?)", task_id=task.id)
+
+
+def _choose_node(task: TaskNode, inputs: Inputs, loads: LeastLoaded, view: ClusterView,
+                 options: CompileOptions) -> tuple[str, str]:
+    """The cheapest of: the nodes holding an input, and the least-loaded node (of those
+    with the worker slots and the other resources the task asks for)."""
+    slots, needs = slots_of(task.num_cpus), task.needs
+    least = loads.least(slots, needs)
+    if needs:
+        _check_offered(task, loads, view)
+    if least is None:
+        raise PlanError(f"task {task.id} ({task.function_name}) needs num_cpus={task.num_cpus} "
+                        f"({slots} worker slots), but the largest node has "
+                        f"{max(loads.workers.values())}", task_id=task.id, infeasible=True)
+    if task.node is not None:
+        return _pinned(task, slots, loads), "pinned by node= option"
+    local = {least: 0}                  # candidate -> bytes of the task's inputs it holds
+    backlog = loads.backlog
+    for _, nbytes, nodes in inputs:
+        for node in nodes:
+            if node in local:
+                local[node] += nbytes
+            elif node in backlog and loads.fits(node, slots, needs):
+                local[node] = nbytes
+    best = least
+    if len(local) > 1:
+        rank = loads.rank
+        best_key = (_cost(inputs, least, loads, options), rank[least])
+        for node in local:
+            key = (_cost(inputs, node, loads, options), rank[node])
+            if key < best_key:
+                best, best_key = node, key
+    return best, _reason(inputs, best, local, loads.rank, options)
+
+
+def _check_offered(task: TaskNode, loads: LeastLoaded, view: ClusterView) -> None:
+    """Refuse a task no node offers the resources of (``infeasible``: only a node that
+    joins later could run it; Ray leaves it pending, plait says why), or one pinned to a
+    node that does not offer them."""
+    if loads.least(1, task.needs) is None:
+        offered = "; ".join(f"{n.id}: {_named(n.resources) or 'CPUs only'}" for n in view.nodes)
+        raise PlanError(f"task {task.id} ({task.function_name}) asks for {_named(task.needs)}, "
+                        f"which no node offers ({offered}); start plait with them "
+                        f"(plait.init(num_gpus=..., resources={{...}})) or ask for less",
+                        task_id=task.id, infeasible=True)
+    if task.node in loads.workers and not offers(loads.resources.get(task.node, ()), task.needs):
+        raise PlanError(f"task {task.id} ({task.function_name}) asks for "
+                        f"{_named(task.needs)} but is pinned to {task.node}, which "
+                        f"does not offer them", task_id=task.id)
+
+
+def _named(amounts: Amounts) -> str:
+    """Resources as people read them.
+
+    >>> _named((("GPU", 1.0), ("disk", 0.5), ("memory", 3 << 30)))
+    '1 GPU, 0.5 disk, 3.0 GiB memory'
+    """
+    return ", ".join(f"{format_bytes(int(amount)) if name == 'memory' else f'{amount:g}'} {name}"
+                     for name, amount in amounts)
+
+
+def _pinned(task: TaskNode, slots: int, loads: LeastLoaded) -> str:
+    node = task.node
+    assert node is not None
+    if node in loads.workers and loads.workers[node] < slots:
+        raise PlanError(f"task {task.id} ({task.function_name}) needs {slots} worker slots "
+                        f"but is pinned to {node}, which has {loads.workers[node]}",
+                        task_id=task.id)
+    if node not in loads.workers:
+        raise PlanError(f"task {task.id} ({task.function_name}) is pinned to node "
+                        f"{node!r}, which is not in the cluster ({', '.join(loads.rank)})",
+                        task_id=task.id)
+    return node
+
+
+def _cost(inputs: Inputs, node: str, loads: LeastLoaded, options: CompileOptions) -> float:
+    seconds = loads.backlog[node] / loads.workers[node]
+    for _, nbytes, nodes in inputs:
+        if not nodes or node in nodes:
+            continue
+        if nbytes > options.inline_bytes:
+            seconds += nbytes / options.bandwidth + options.transfer_seconds
+        else:
+            seconds += options.relay_seconds
+    return seconds
+
+
+def _moved(inputs: Inputs, node: str, options: CompileOptions) -> int:
+    """Bytes that must be copied to ``node`` (small objects ride in messages instead)."""
+    return sum(nbytes for _, nbytes, nodes in inputs
+               if nodes and node not in nodes and nbytes > options.inline_bytes)
+
+
+def _reason(inputs: Inputs, chosen: str, local: dict[str, int], rank: dict[str, int],
+            options: CompileOptions) -> str:
+    """Why ``chosen``: the bytes already there, or what the best-stocked node would cost."""
+    if local[chosen] >= LOCALITY_MIN_BYTES:
+        return f"{format_bytes(local[chosen])} of its inputs are already there"
+    richest = min(local, key=lambda n: (-local[n], rank[n]))
+    if local[richest] >= LOCALITY_MIN_BYTES:
+        return (f"copying {format_bytes(_moved(inputs, chosen, options))} costs less than waiting "
+                f"for {richest}, which holds {format_bytes(local[richest])}")
+    if local[chosen] > 0:
+        return "its inputs were made there"
+    return "small inputs: least-loaded node"
+
+
+def unique_inputs(inputs: Inputs) -> Inputs:
+    """Each object once (a task may read one object in several arguments)."""
+    if len(inputs) < 2:
+        return inputs
+    seen: dict[str, Input] = {}
+    for item in inputs:
+        seen.setdefault(item[0], item)
+    return tuple(seen.values()) if len(seen) < len(inputs) else inputs
