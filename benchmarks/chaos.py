@@ -411,6 +411,7 @@ def open_page():
 
     page = PageView(api.dashboard_url, api._dashboard.pid)
     page.start()
+    page.open()
     return page
 
 

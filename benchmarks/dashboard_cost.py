@@ -44,13 +44,15 @@ def main() -> None:
     from plait import api
 
     plait.get([noop.remote(i) for i in range(200)])
-    closed, opened, pages = [], [], []
+    closed, opened = [], []
+    page = PageView(api.dashboard_url, api._dashboard.pid)
+    page.start()                               # (its process starts before any sample)
     for _ in range(options.repeat):
         closed.append(rate(options.tasks))
-        page = PageView(api.dashboard_url, api._dashboard.pid)
-        page.start()
+        page.open()
         opened.append(rate(options.tasks))
-        pages.append(page.stats())
+        page.close()
+    pages = [page.stats()]
     plait.shutdown()
     a, b = statistics.median(closed), statistics.median(opened)
     cpu = sum(p["dashboard_cpu_s"] for p in pages)

@@ -2,7 +2,7 @@
 dashboard process's own CPU and memory meanwhile (for dashboard_cost.py and chaos.py).
 
 The page's own script asks GET /api/state once a second and GET /api/plan when the plan
-changes; ``PageView`` does the same from a thread, after trading the URL's token for the
+changes; ``PageView`` does the same from a process of its own, after trading the URL's token for the
 cookie as a browser does. ``stats()`` reads the dashboard process's CPU seconds and peak
 RSS from /proc.
 """
@@ -11,53 +11,84 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import multiprocessing
 import os
-import threading
 import time
 import urllib.request
+from typing import Any
 
 POLL_SECONDS = 1.0
 
 
-class PageView(threading.Thread):
-    """Polls the dashboard at ``url`` (token included) as one open page does."""
+class PageView:
+    """One page on the dashboard at ``url`` (token included), polling as the page's script
+    does while it is open (``open``/``close``), from a process of its own as a browser tab
+    is: a thread in the driver's process would take the driver's GIL to read the answers,
+    a cost no real page puts on the driver. The process starts once (``start``), so that
+    its own start-up is not counted against the samples taken while the page is open."""
 
     def __init__(self, url: str, pid: int) -> None:
-        super().__init__(name="dashboard-page", daemon=True)
-        self.base = url.split("/?", 1)[0]
+        context = multiprocessing.get_context("spawn")      # (the driver has threads)
         self.pid = pid
-        jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-        self.opener.open(url, timeout=10).read()            # the token becomes a cookie
-        self.done = threading.Event()
-        self.polls = self.failures = 0
-        self.slowest = 0.0
-        self.cpu_start, self.wall_start = cpu_seconds(pid), time.monotonic()
+        self.shown = context.Event()                        # the page is open
+        self.done = context.Event()
+        self.counts = context.Array("d", 3)                 # polls, failures, slowest
+        self.process = context.Process(target=poll, args=(url, self.shown, self.done,
+                                                          self.counts),
+                                       name="dashboard-page", daemon=True)
+        self.cpu = self.wall = 0.0                          # while open, summed
+        self.opened: tuple[float, float] | None = None
 
-    def run(self) -> None:
-        plan = None
-        while not self.done.wait(POLL_SECONDS):
-            began = time.monotonic()
-            try:
-                state = json.loads(self.opener.open(self.base + "/api/state", timeout=30).read())
-                if state["plan"]["number"] != plan:
-                    plan = state["plan"]["number"]
-                    self.opener.open(self.base + "/api/plan", timeout=30).read()
-                self.polls += 1
-            except OSError:
-                self.failures += 1
-            self.slowest = max(self.slowest, time.monotonic() - began)
+    def start(self) -> None:
+        self.process.start()
+
+    def open(self) -> None:
+        self.opened = (cpu_seconds(self.pid), time.monotonic())
+        self.shown.set()
+
+    def close(self) -> None:
+        self.shown.clear()
+        if self.opened is not None:
+            cpu, wall = self.opened
+            self.cpu += cpu_seconds(self.pid) - cpu
+            self.wall += time.monotonic() - wall
+            self.opened = None
 
     def stats(self) -> dict:
+        """Polls and the dashboard's CPU while the page was open; ends the page."""
+        self.close()
         self.done.set()
-        self.join(60)
-        wall = time.monotonic() - self.wall_start
-        cpu = cpu_seconds(self.pid) - self.cpu_start
-        return {"polls": self.polls, "failed_polls": self.failures,
-                "slowest_poll_s": round(self.slowest, 3), "wall_s": round(wall, 1),
-                "dashboard_cpu_s": round(cpu, 2),
-                "dashboard_cpu_percent": round(100 * cpu / max(wall, 1e-9), 1),
+        self.process.join(60)
+        polls, failures, slowest = self.counts[:]
+        return {"polls": int(polls), "failed_polls": int(failures),
+                "slowest_poll_s": round(slowest, 3), "wall_s": round(self.wall, 1),
+                "dashboard_cpu_s": round(self.cpu, 2),
+                "dashboard_cpu_percent": round(100 * self.cpu / max(self.wall, 1e-9), 1),
                 "dashboard_peak_rss_mib": round(peak_rss(self.pid) / (1 << 20), 1)}
+
+
+def poll(url: str, shown: Any, done: Any, counts: Any) -> None:
+    """The page's loop: trade the URL's token for the cookie; then, while the page is
+    open, GET /api/state at once and once a second, and /api/plan when the plan changes."""
+    base = url.split("/?", 1)[0]
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    opener.open(url, timeout=10).read()                     # the token becomes a cookie
+    plan = None
+    while not done.is_set():
+        if not shown.wait(0.1):
+            continue
+        began = time.monotonic()
+        try:
+            state = json.loads(opener.open(base + "/api/state", timeout=30).read())
+            if state["plan"]["number"] != plan:
+                plan = state["plan"]["number"]
+                opener.open(base + "/api/plan", timeout=30).read()
+            counts[0] += 1
+        except OSError:
+            counts[1] += 1
+        counts[2] = max(counts[2], time.monotonic() - began)
+        done.wait(max(0.0, POLL_SECONDS - (time.monotonic() - began)))
 
 
 def cpu_seconds(pid: int) -> float:
