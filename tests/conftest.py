@@ -65,16 +65,21 @@ def assert_state_valid() -> None:
     assert problems == [], "the cluster's invariants are broken"
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A 2-worker local cluster shared by one test module, checked for leaks after."""
-    plait.init(num_workers=2)
-    yield plait.nodes()
+def shut_down_checked() -> None:
+    """A test's cluster goes: its invariants checked first, then nothing may outlive it."""
     try:
         assert_state_valid()
     finally:
         plait.shutdown()
     assert_nothing_leaked()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-worker local cluster shared by one test module, checked for leaks after."""
+    plait.init(num_workers=2)
+    yield plait.nodes()
+    shut_down_checked()
 
 
 @pytest.fixture
@@ -83,8 +88,4 @@ def fresh():
     started and check that nothing outlived it."""
     plait.shutdown()
     yield
-    try:
-        assert_state_valid()
-    finally:
-        plait.shutdown()
-    assert_nothing_leaked()
+    shut_down_checked()

@@ -22,7 +22,7 @@ from typing import Any
 
 from plait import compiler
 from plait.compiler.view import NodeView, ObjectInfo
-from plait.errors import ObjectFreedError, ObjectLostError, TaskCancelledError
+from plait.errors import ObjectFreedError, ObjectLostError
 from plait.executor.engine import Engine, check_refs, serialized
 from plait.executor.wire.protocol import NodeInfo, TaskEvent, TransferEvent
 from plait.graph import context
@@ -40,6 +40,18 @@ class ForeignEngine(Engine):
 
     name = "foreign"
     nested_refs = True         # whether a task may read refs nested in its arguments
+
+    _in_task: dict[type, ForeignEngine] = {}     # an engine worker's own session, by class
+
+    @classmethod
+    def in_task_session(cls) -> Any:
+        """This engine worker's plait session (for tasks that read nested refs or submit
+        tasks), made at the first such task and kept for the worker's life."""
+        session = ForeignEngine._in_task.get(cls)
+        if session is None:
+            session = ForeignEngine._in_task[cls] = cls(in_task=True)
+            context.install(session)
+        return session
 
     def __init__(self, submit_after_idle: float | None, in_task: bool = False) -> None:
         from plait.executor.driver.flusher import IdleFlusher
@@ -308,17 +320,9 @@ class ForeignEngine(Engine):
     def cancel(self, refs: list[ObjectRef], recursive: bool = True, force: bool = False
                ) -> None:
         """(``force``: the engine's own cancel decides how a running task stops.)"""
-        running = []
-        for ref in check_refs(refs, "plait.cancel"):
-            task = ref.task
-            if task is not None and not task.submitted:      # lazy: it simply never runs
-                task.submitted = True
-                task.forget_inputs()
-                for oid in task.output_ids:
-                    self.failed[oid] = TaskCancelledError(task.id)
-            elif ref.id in self.handles:
-                running.append(self.handles[ref.id])
-        self.engine_cancel(running, recursive, force)
+        submitted = self.cancel_unsubmitted(check_refs(refs, "plait.cancel"))
+        self.engine_cancel([self.handles[ref.id] for ref in submitted if ref.id in self.handles],
+                           recursive, force)
 
     @serialized
     def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:

@@ -28,7 +28,6 @@ from plait.errors import GetTimeoutError, TaskCancelledError
 
 EVENT = "plait-trace"
 POLL_SECONDS = 0.05            # how often wait(num_returns=k) looks again
-_worker_session: DaskEngine | None = None
 
 
 class DaskEngine(ForeignEngine):
@@ -173,21 +172,11 @@ class _Nested:
 def _run(spec: Spec, nested: _Nested, *inputs: Any) -> Any:
     """One plait task in a Dask worker (its result, or its results as a tuple)."""
     worker = distributed.get_worker()
-    results, report = run_task(worker_session(), worker.address, spec, inputs,
+    results, report = run_task(DaskEngine.in_task_session(), worker.address, spec, inputs,
                                nested.handles)
     worker.log_event(EVENT, report)
     return results[0] if len(results) == 1 else tuple(results)
 
-
-def worker_session() -> DaskEngine:
-    """This Dask worker's plait session (for tasks that read nested refs or submit tasks)."""
-    global _worker_session
-    if _worker_session is None:
-        from plait.graph import context
-
-        _worker_session = DaskEngine(in_task=True)
-        context.install(_worker_session)
-    return _worker_session
 
 
 def _secede() -> bool:

@@ -26,7 +26,6 @@ from plait.errors import (GetTimeoutError, ObjectFreedError, PlaitError, TaskCan
                           WorkerCrashedError)
 
 NODES_FRESH_SECONDS = 0.5      # ray.nodes() is a round trip to the GCS: reused this long
-_worker_session: RayEngine | None = None
 
 
 class RayEngine(ForeignEngine):
@@ -151,20 +150,10 @@ class _Nested:
 @ray.remote
 def _run(spec: Spec, nested: _Nested, *inputs: Any) -> tuple:
     """One plait task in a Ray worker (its results, then its report)."""
-    session = worker_session()
+    session = RayEngine.in_task_session()
     results, report = run_task(session, session.here, spec, inputs, nested.handles)
     return (*results, report)
 
-
-def worker_session() -> RayEngine:
-    """This Ray worker's plait session (for tasks that read nested refs or submit tasks)."""
-    global _worker_session
-    if _worker_session is None:
-        from plait.graph import context
-
-        _worker_session = RayEngine(in_task=True)
-        context.install(_worker_session)
-    return _worker_session
 
 
 def _plait_error(error: Exception) -> Exception:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from plait import compiler
-from plait.errors import ObjectLostError
+from plait.errors import ObjectLostError, TaskCancelledError
 from plait.graph import context
 from plait.graph.graph import Graph, collect
 from plait.graph.refs import ObjectRef
@@ -157,6 +157,21 @@ class Engine(ABC):
         plan = compiler.compile(graph, self.cluster_view(graph))
         self.placed(graph, plan)
         return plan
+
+    def cancel_unsubmitted(self, refs: Sequence[ObjectRef]) -> list[ObjectRef]:
+        """Cancel the tasks of ``refs`` not submitted yet (lazy: they simply never run,
+        their refs raise TaskCancelledError); returns the refs of the others."""
+        submitted = []
+        for ref in refs:
+            task = ref.task
+            if task is None or task.submitted:
+                submitted.append(ref)
+                continue
+            task.submitted = True
+            task.forget_inputs()
+            for oid in task.output_ids:
+                self.fail(oid, TaskCancelledError(task.id))
+        return submitted
 
     def refuse(self, graph: Graph, tasks: dict[str, Any], error: Exception) -> None:
         """A task the compiler cannot place fails with ``error``, and so does every task

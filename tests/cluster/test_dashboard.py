@@ -21,7 +21,7 @@ import pytest
 
 import plait
 from tests.cluster.gates import wait_exit
-from tests.conftest import assert_nothing_leaked, assert_state_valid
+from tests.conftest import shut_down_checked
 
 webdriver = pytest.importorskip("selenium.webdriver")
 pytest.importorskip("starlette")
@@ -74,11 +74,7 @@ def dashboard():
         yield browser, info.dashboard_url
     finally:
         browser.quit()
-        try:
-            assert_state_valid()
-        finally:
-            plait.shutdown()
-        assert_nothing_leaked()
+        shut_down_checked()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 import plait
 from tests.cluster.gates import wait_for_file
-from tests.conftest import assert_nothing_leaked, assert_state_valid
+from tests.conftest import shut_down_checked
 
 pytestmark = pytest.mark.cluster
 
@@ -23,11 +23,7 @@ def offered():
     plait.shutdown()
     plait.init(num_workers=2, num_gpus=1, resources={"disk": 1}, object_store_memory=64 * MIB)
     yield
-    try:
-        assert_state_valid()
-    finally:
-        plait.shutdown()
-    assert_nothing_leaked()
+    shut_down_checked()
 
 
 @plait.remote

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from plait import compiler
-from plait.errors import GetTimeoutError, ObjectFreedError, TaskCancelledError
+from plait.errors import GetTimeoutError, ObjectFreedError
 from plait.graph import context
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef, collecting_refs
@@ -316,13 +316,7 @@ class Session(ObjectReading, Engine):
         from plait.executor.wire import protocol as p
 
         refs = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref for ref in refs]
-        for ref in _check_refs(refs, "plait.cancel"):
-            task = ref.task
-            if task is not None and not task.submitted:     # lazy: it simply never runs
-                task.submitted = True
-                task.forget_inputs()
-                for oid in task.output_ids:
-                    self.values[oid] = p.Failed(pickle.dumps(TaskCancelledError(task.id)))
+        self.cancel_unsubmitted(_check_refs(refs, "plait.cancel"))
         self.conn.send(p.Cancel(tuple(ref.id for ref in refs), recursive, force))
 
     @_serialized
