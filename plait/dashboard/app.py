@@ -6,6 +6,7 @@
     GET  /api/plan         the latest plan's SVG and which tasks each box holds
     GET  /metrics          Prometheus text
     POST /api/cancel       {"task": id}: cancel a task of the latest plan (CSRF-checked)
+    POST /api/kill-actor   {"actor": id}: kill a live actor for good (CSRF-checked)
 
 Built on Starlette (served by uvicorn): a small, typed, well-kept ASGI toolkit whose
 routes, static files and test client are all we need; aiohttp would do as well but brings
@@ -35,9 +36,10 @@ from plait.errors import PlaitError
 STATIC = Path(__file__).parent / "static"
 
 
-def make_app(source: Source, token: str, host: str, port: int,
-             cancel: Callable[[str], bool] | None = None) -> Starlette:
-    """The application for one head (``source``); ``cancel(task)`` is the one action."""
+def make_app(source: Source, token: str, host: str, port: int) -> Starlette:
+    """The application for one head (``source``), whose ``cancel`` and ``kill_actor`` are
+    the only actions: neither runs code, and the guard lets only the page's POSTs reach
+    them."""
     page = (STATIC / "index.html").read_text(encoding="utf-8").replace(
         "{{csrf}}", csrf_of(token))
 
@@ -57,19 +59,32 @@ def make_app(source: Source, token: str, host: str, port: int,
         return _answer(text, lambda body: PlainTextResponse(body, media_type=CONTENT_TYPE))
 
     async def cancel_task(request: Request) -> Response:
-        try:
-            task = str(json.loads(await request.body())["task"])
-        except (ValueError, KeyError, TypeError):
-            return JSONResponse({"error": 'send {"task": "<task id>"}'}, 400)
-        if cancel is None or not cancel(task):
-            return JSONResponse({"error": f"no running task {task} in the latest plan"}, 404)
-        return JSONResponse({"cancelled": task})
+        return await _act(request, "task", source.cancel, "cancelled",
+                          "no running task {} in the latest plan")
+
+    async def kill_actor(request: Request) -> Response:
+        return await _act(request, "actor", source.kill_actor, "killed",
+                          "no live actor {} in this cluster")
 
     routes = [Route("/", index), Route("/api/state", state), Route("/api/plan", plan),
               Route("/metrics", metrics), Route("/api/cancel", cancel_task, methods=["POST"]),
+              Route("/api/kill-actor", kill_actor, methods=["POST"]),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     return Starlette(routes=routes,
                      middleware=[Middleware(Guard, token=token, host=host, port=port)])
+
+
+async def _act(request: Request, key: str, act: Callable[[str], bool], done: str,
+               missing: str) -> Response:
+    """One action on ``{key: id}``: 400 for a malformed body, 404 if ``act`` finds nothing
+    to act on, else ``{done: id}``."""
+    try:
+        subject = str(json.loads(await request.body())[key])
+    except (ValueError, KeyError, TypeError):
+        return JSONResponse({"error": f'send {{"{key}": "<{key} id>"}}'}, 400)
+    if not act(subject):
+        return JSONResponse({"error": missing.format(subject)}, 404)
+    return JSONResponse({done: subject})
 
 
 def _answer(make: Callable[[], object], respond: Callable[[object], Response] = JSONResponse

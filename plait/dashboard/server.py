@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     port = sock.getsockname()[1]
     token = new_token()
     source = Source(ask, tell)
-    app = make_app(source, token, args.host, port, source.cancel)
+    app = make_app(source, token, args.host, port)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
     if not is_loopback(args.host):
         print(f"plait dashboard: listening on {args.host}, beyond this host: anyone who can "

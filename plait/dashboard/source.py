@@ -110,7 +110,8 @@ class Source:
             return dict(self.plan)
 
     def cancel(self, task_id: str) -> bool:
-        """Cancel a waiting or running task of the latest plan (the page's one action)."""
+        """Cancel a waiting or running task of the latest plan (one of the page's two
+        actions)."""
         snapshot = self.latest()
         with self.lock:
             outputs = self.outputs.get(task_id)
@@ -119,6 +120,20 @@ class Source:
                 return False
             self.tell(p.Cancel(outputs))
             self.asked_at = -1e9                # the next state shows it cancelled
+            return True
+
+
+    def kill_actor(self, actor_id: str) -> bool:
+        """Kill a live actor for good, as ``plait.kill(actor)`` does (the page's other
+        action); False if the latest snapshot lists no such live actor."""
+        snapshot = self.latest()
+        with self.lock:
+            if not any(row.actor == actor_id and row.state != "dead"
+                       for row in snapshot.actors):
+                return False
+            self.tell(p.KillActor(actor_id, True, "The actor is dead because it was killed "
+                                                  "from the plait dashboard"))
+            self.asked_at = -1e9                # the next state shows it dead
             return True
 
 

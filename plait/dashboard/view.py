@@ -26,6 +26,7 @@ def page_state(now: p.Snapshot, before: p.Snapshot | None) -> dict:
     return {"session": now.session, "time": now.time,
             "cluster": cluster_rows(now, before), "dead": dead_rows(now),
             "run": progress_rows(now), "objects": object_rows(now),
+            "actors": actor_rows(now),
             "bytes_moved": now.bytes_moved, "transfers": now.transfers,
             "plan": {"number": now.plan_number, "states": dict(now.plan_states),
                      "moved": now.plan_moved}}
@@ -46,8 +47,9 @@ def cluster_rows(now: p.Snapshot, before: p.Snapshot | None) -> list[dict]:
             row.update(workers=_count_states(snap.workers), store=store_bar(snap.store),
                        rss=snap.rss, worker_list=[_worker(w) for w in snap.workers])
             prior = earlier.get(info.id)
-            if prior is not None and elapsed > 0:
-                row["cpu"] = round(100 * (snap.cpu_seconds - prior.cpu_seconds) / elapsed, 1)
+            used = snap.cpu_seconds - prior.cpu_seconds if prior is not None else -1.0
+            if used >= 0 and elapsed > 0:    # < 0: a process that was counted has exited
+                row["cpu"] = round(100 * used / elapsed, 1)
         rows.append(row)
     return rows
 
@@ -101,6 +103,13 @@ def progress_rows(now: p.Snapshot) -> list[dict]:
                      "running": busy, "done": tally.done, "failed": tally.failed,
                      "retried": tally.retried + retried.get(tally.function, 0)})
     return rows
+
+
+def actor_rows(now: p.Snapshot) -> list[dict]:
+    """A row per actor the head lists (live ones first): the Cluster page's Actors table."""
+    return [{"actor": a.actor, "class": a.class_name, "name": a.name, "node": a.node,
+             "state": a.state, "restarts": a.restarts, "detached": a.detached}
+            for a in now.actors]
 
 
 def object_rows(now: p.Snapshot) -> list[dict]:

@@ -198,6 +198,32 @@ def test_a_failed_task_shows_its_remote_traceback_on_the_events_page(dashboard):
     assert "ValueError: bad input for the dashboard" in error["pre"]
 
 
+@plait.remote
+class Tally:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self) -> int:
+        self.count += 1
+        return self.count
+
+
+def test_an_actor_killed_from_the_cluster_page_is_dead_for_good(dashboard):
+    browser, _ = dashboard
+    tally = Tally.options(name="tally").remote()
+    assert plait.get(tally.add.remote(), timeout=60) == 1
+    tab(browser, "cluster")
+    row = until(browser, lambda b: shown(b, 'tr.actor-row[data-state="alive"]'))[0]
+    assert row["cells"][1:3] == ["Tally", "tally"]
+    browser.execute_script("window.confirm = function () { return true; };")
+    browser.find_element(By.CSS_SELECTOR, "tr.actor-row button.kill").click()
+    until(browser, lambda b: shown(b, 'tr.actor-row[data-state="dead"]'))
+    assert not shown(browser, "tr.actor-row button.kill")
+    shot(browser, "actors")
+    with pytest.raises(plait.exceptions.ActorDiedError, match="dashboard"):
+        plait.get(tally.add.remote(), timeout=60)
+
+
 def test_a_killed_node_is_shown_dead_with_why(dashboard):
     browser, _ = dashboard
     (victim,) = [n for n in plait.nodes() if n.id == "node-2"]

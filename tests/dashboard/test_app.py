@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 pytest.importorskip("starlette")
-pytest.importorskip("httpx")
+pytest.importorskip("httpx2")
 
 from starlette.testclient import TestClient  # noqa: E402
 
@@ -79,7 +79,9 @@ class FakeHead:
             (p.FunctionTally("inc", 10, 6, 1, 2),), 8 * MIB, 1, 1,
             (("put-x", "done"), ("inc-2", "failed"), ("inc-3", "running")), 8 * MIB,
             notices, 1, ((ObjectSummary("put-1", 8 * MIB, "pinned", "example.py:3"), "node-0",
-                          ("node-0", "node-1"), ("pid 4242",)),))
+                          ("node-0", "node-1"), ("pid 4242",)),),
+            (p.ActorRow("actor-7", "Counter", "tally", "node-1", "alive", 1, False),
+             p.ActorRow("actor-3", "Counter", "", "node-0", "dead", 0, False)))
 
 
 class Clock:
@@ -103,7 +105,7 @@ def clock() -> Clock:
 @pytest.fixture
 def client(head, clock) -> TestClient:
     source = Source(head.ask, head.told.append, clock)
-    return TestClient(make_app(source, TOKEN, HOST, PORT, source.cancel), base_url=BASE)
+    return TestClient(make_app(source, TOKEN, HOST, PORT), base_url=BASE)
 
 
 def signed_in(client: TestClient) -> TestClient:
@@ -168,6 +170,22 @@ def test_only_a_waiting_or_running_task_of_the_plan_is_cancelled(client, head):
     assert head.told == []
 
 
+def test_only_a_live_actor_is_killed_and_for_good(client, head):
+    signed_in(client)
+    headers = {"origin": BASE, "x-plait-csrf": csrf_of(TOKEN)}
+    assert client.post("/api/kill-actor", json={"actor": "actor-7"}).status_code == 403
+    for actor in ("actor-3", "nobody"):           # dead already; never existed
+        answer = client.post("/api/kill-actor", json={"actor": actor}, headers=headers)
+        assert answer.status_code == 404 and actor in answer.json()["error"]
+    assert client.post("/api/kill-actor", json={"task": "x"}, headers=headers).status_code == 400
+    assert head.told == []
+    answer = client.post("/api/kill-actor", json={"actor": "actor-7"}, headers=headers)
+    assert answer.status_code == 200 and answer.json() == {"killed": "actor-7"}
+    (kill,) = head.told
+    assert isinstance(kill, p.KillActor) and kill.actor == "actor-7" and kill.no_restart
+    assert "dashboard" in kill.reason
+
+
 # -- what it shows ---------------------------------------------------------------------
 
 def test_the_state_has_every_page(client, head, clock):
@@ -189,6 +207,9 @@ def test_the_state_has_every_page(client, head, clock):
     assert state["plan"]["predicted"] == state["plan"]["moved"] == 8 * MIB
     assert state["objects"][0]["copies"] == ["node-0", "node-1"]
     assert state["objects"][0]["holders"] == ["pid 4242"]
+    assert state["actors"][0] == {"actor": "actor-7", "class": "Counter", "name": "tally",
+                                  "node": "node-1", "state": "alive", "restarts": 1,
+                                  "detached": False}
     (error,) = state["events"]
     assert error["kind"] == "error" and "ValueError: bad" in error["traceback"]
     assert [t["task"] for t in state["stream"]["tasks"]] == ["inc-2"]

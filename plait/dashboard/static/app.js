@@ -95,6 +95,32 @@
     fill(document.querySelector("#nodes tbody"), rows);
   }
 
+  function post(path, body) {
+    return fetch(path, {method: "POST", credentials: "same-origin",
+                        headers: {"Content-Type": "application/json", "X-Plait-CSRF": csrf},
+                        body: JSON.stringify(body)});
+  }
+  function drawActors(state) {
+    fill(document.querySelector("#actors tbody"), state.actors.map(function (a) {
+      var action = "";
+      if (a.state !== "dead") {
+        action = el("button", {"class": "kill", "type": "button", "data-actor": a.actor}, "kill");
+      }
+      return row([a.actor, a["class"], a.name || "–", a.node, a.state, a.restarts,
+                  a.detached ? "yes" : "no", action],
+                 {"class": "actor-row " + a.state, "data-actor": a.actor, "data-state": a.state});
+    }));
+    document.getElementById("actors-empty").hidden = state.actors.length > 0;
+  }
+  document.getElementById("actors").addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button.kill");
+    if (!button) return;
+    var actor = button.getAttribute("data-actor");
+    if (!window.confirm("Kill actor " + actor + " for good? Its pending calls fail.")) return;
+    button.disabled = true;
+    post("/api/kill-actor", {actor: actor});
+  });
+
   // -- Run ----------------------------------------------------------------------------------
   function drawProgress(state) {
     fill(document.querySelector("#progress tbody"), state.run.map(function (r) {
@@ -192,9 +218,7 @@
     var state = lastState && lastState.plan.states[task];
     if (!task || (state !== "waiting" && state !== "running")) return;
     if (!window.confirm("Cancel task " + task + "?")) return;
-    fetch("/api/cancel", {method: "POST", credentials: "same-origin",
-                          headers: {"Content-Type": "application/json", "X-Plait-CSRF": csrf},
-                          body: JSON.stringify({task: task})});
+    post("/api/cancel", {task: task});
   });
 
   // -- Objects and Events -------------------------------------------------------------------
@@ -229,7 +253,7 @@
       status.textContent = "session " + state.session + " · " + state.cluster.length +
         " node(s) · " + bytes(state.bytes_moved) + " moved · " + when(state.time);
       status.className = "status";
-      drawNodes(state); drawProgress(state); drawStream(state); drawObjects(state);
+      drawNodes(state); drawActors(state); drawProgress(state); drawStream(state); drawObjects(state);
       drawEvents(state);
       if (state.plan.number !== planNumber) return loadPlan();
       colourPlan(state);

@@ -16,8 +16,12 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING
 
 from plait.executor.wire import protocol as p
+
+if TYPE_CHECKING:
+    from plait.executor.head.actors import ActorRecord
 
 MAX_NOTICES = 1_000             # ~1 KB each with a traceback: ~1 MB when full
 MAX_ERROR_BYTES = 64 << 10
@@ -139,6 +143,7 @@ class Census:
 
 
 MAX_OBJECTS = 20                # the Objects page's rows
+MAX_ACTORS = 200                # the Actors table's rows (live ones first)
 
 
 def build_snapshot(census: Census, request: int, since: int, session: str,
@@ -146,7 +151,8 @@ def build_snapshot(census: Census, request: int, since: int, session: str,
                    parts: list[p.NodeSnapshot], assigned: Mapping[str, p.TaskSpec],
                    locations: Mapping[str, set[str]],
                    holds: Mapping[object, Mapping[str, int]],
-                   processes: Mapping[object, tuple[str, int]]) -> p.Snapshot:
+                   processes: Mapping[object, tuple[str, int]],
+                   actors: Mapping[str, ActorRecord] | None = None) -> p.Snapshot:
     """The head's answer to a SnapshotRequest, from its tables and the nodes' snapshots
     (``parts``; a node that died meanwhile gave none)."""
     by_node = {part.node: part for part in parts}
@@ -157,7 +163,22 @@ def build_snapshot(census: Census, request: int, since: int, session: str,
         tuple(by_node[info.id] for info in infos if info.id in by_node), tuple(census.dead),
         census.tallies(), census.bytes_moved, census.transfers, census.plan_number,
         census.plan_states(assigned, running), census.bytes_moved - census.plan_moved_from,
-        notices, end, largest_objects(parts, locations, holds, processes))
+        notices, end, largest_objects(parts, locations, holds, processes),
+        actor_rows(actors or {}, assigned))
+
+
+def actor_rows(actors: Mapping[str, ActorRecord],
+               assigned: Mapping[str, p.TaskSpec]) -> tuple[p.ActorRow, ...]:
+    """Up to MAX_ACTORS actors, the live ones first (newest first within each), so that a
+    long run's dead actors never crowd out the ones a person may want to stop."""
+    rows = []
+    for actor_id, record in reversed(actors.items()):
+        state = "dead" if record.dead else "starting" if actor_id in assigned else "alive"
+        spec = record.spec
+        rows.append(p.ActorRow(actor_id, spec.function_name, spec.actor_name, record.node,
+                               state, record.restarts, spec.detached))
+    rows.sort(key=lambda row: row.state == "dead")          # stable: newest first stays
+    return tuple(rows[:MAX_ACTORS])
 
 
 def largest_objects(parts: list[p.NodeSnapshot], locations: Mapping[str, set[str]],

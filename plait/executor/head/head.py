@@ -590,7 +590,7 @@ class Head(ActorRouting, Outbox):
             self.to_client(gather.peer, build_snapshot(
                 self.census, gather.request, gather.since, self.session, self.node_infos(),
                 ages, parts, self.assigned, self.locations, self.client_holds,
-                self.process_of))
+                self.process_of, self.actors))
             return
         if gather.kind in (p.MemoryReport, p.ResourcesReport):
             order = {node: i for i, node in enumerate(self.nodes)}

@@ -719,6 +719,19 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class ActorRow:
+    """An actor as the dashboard lists it: where it lives now and whether it is alive."""
+
+    actor: str
+    class_name: str
+    name: str                      # its name if it has one ("" otherwise)
+    node: str
+    state: str                     # "starting", "alive" or "dead"
+    restarts: int
+    detached: bool
+
+
+@dataclass(frozen=True, slots=True)
 class DeadNode:
     node: str
     time: float                    # wall clock when the head declared it dead
@@ -749,6 +762,7 @@ class Snapshot:
     notices_end: int
     objects: tuple[tuple[ObjectSummary, str, tuple[str, ...], tuple[str, ...]], ...] = ()
     # the largest objects: (summary, node, nodes with a copy, clients holding a ref)
+    actors: tuple[ActorRow, ...] = ()          # live ones first, at most census.MAX_ACTORS
 
 
 @dataclass(frozen=True, slots=True)

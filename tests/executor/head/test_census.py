@@ -11,8 +11,9 @@ from plait.executor.head.head import Head
 from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import FromClient, FromNode
 from plait.store.store import ObjectSummary, StoreSummary
-from tests.executor.head.test_head import (CODE, DRIVER, MIB, RecordingNode, done, joined,
-                                           losing, node_info, on, recorded, submit, take, tell)
+from tests.executor.head.test_head import (CODE, DRIVER, MIB, RecordingNode, creation, done,
+                                           joined, losing, node_info, on, recorded, submit, take,
+                                           tell)
 
 NOW = 1_700_000_000.0
 
@@ -133,3 +134,16 @@ def test_an_error_too_big_to_keep_keeps_its_text():
     ring = census.Census(lambda: NOW)
     ring.notice("error", "t1", "f failed", b"x" * (census.MAX_ERROR_BYTES + 1))
     assert ring.notices[0].error == b"" and ring.notices[0].text == "f failed"
+
+
+def test_actors_are_listed_live_first_and_a_dead_one_says_so():
+    head = joined(watched(), "node-1")
+    submit(head, creation("Counter-1"), creation("Counter-2"), creation("Counter-3"))
+    for actor in ("Counter-1", "Counter-2"):
+        done(head, "node-1", actor)
+    tell(head, FromNode("node-1", p.ActorExit("Counter-1", 0, pickle.dumps(RuntimeError("x")))))
+    take(head)
+    rows = snapshot(head).actors
+    assert [(row.actor, row.state) for row in rows] == [
+        ("Counter-3", "starting"), ("Counter-2", "alive"), ("Counter-1", "dead")]
+    assert rows[1] == p.ActorRow("Counter-2", "Counter", "", "node-1", "alive", 0, False)
