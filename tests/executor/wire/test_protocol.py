@@ -33,6 +33,7 @@ RESULT = p.TaskResult("inc-2", 0, (("inc-2", INLINE),), 0.25)
 SUMMARY = StoreSummary("node-0", 1 << 30, 1 << 20, 0, 1, 0, 0, 0.0, 0.0,
                        (ObjectSummary("put-2", 1 << 20, "memory", "x.py:1"),))
 WORKER = p.WorkerState(0, 4243, "busy", False, ("inc",), 50 << 20)
+ACTOR_ROW = p.ActorRow("Counter-3", "Counter", "tally", "node-1", "alive", 1, False)
 NODE_SNAPSHOT = p.NodeSnapshot(5, "node-0", SUMMARY, (WORKER,), (("inc-2", "inc"),), 1.5,
                                80 << 20, (("inc", 1),))
 NOTICE = p.Notice(1700000000.0, "error", "inc-2", "inc failed on node-1", FAILED.error)
@@ -114,7 +115,9 @@ SAMPLES = [
     p.Snapshot(5, "a1b2", 1700000000.0, (NODE,), (0.2,), (NODE_SNAPSHOT,),
                (p.DeadNode("node-2", 1700000000.0, "killed", NODE),),
                (p.FunctionTally("inc", 10, 7, 1, 2),), 1 << 20, 1, 1, (("inc-2", "running"),),
-               0, (NOTICE,), 4, ((SUMMARY.largest[0], "node-0", ("node-0",), ("pid 7",)),)),
+               0, (NOTICE,), 4, ((SUMMARY.largest[0], "node-0", ("node-0",), ("pid 7",)),),
+               (ACTOR_ROW,)),
+    ACTOR_ROW,
     p.PlanRequest(6),
     p.PlanReport(6, 1, (("inc-2", "inc", "node-1", ("put-1",), ("inc-2",), ""),), 1 << 20),
 ]
