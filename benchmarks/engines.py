@@ -1,6 +1,7 @@
 """plait on Ray and Dask: locality and cost, beside each engine alone and plait native.
 
     python benchmarks/engines.py [--systems ray,plait-ray,dask,plait-dask,plait] [--mib 200]
+                                 [--workloads w7,w11,w3]
 
 Each system runs in a process of its own on 3 nodes of 1 CPU on this machine, all on
 loopback (Ray: a ``ray.cluster_utils.Cluster``; Dask: a ``LocalCluster`` of 3 workers;
@@ -261,6 +262,7 @@ def w11(system, rounds=3):
 
 
 def w3(system, rounds=3):
+    system.get([system.submit(noop) for _ in range(NOOPS)])   # warm: workers started, imports
     rates = []
     for _ in range(rounds):
         start = time.perf_counter()
@@ -269,7 +271,11 @@ def w3(system, rounds=3):
     return [{"workload": f"W3 {NOOPS} no-ops", "tasks_per_s": float(np.median(rates))}]
 
 
-def run_one(name, mib):
+WORKLOADS = {"w7": lambda system, mib: w7(system, mib), "w11": lambda system, mib: w11(system),
+             "w3": lambda system, mib: w3(system)}
+
+
+def run_one(name, mib, workloads):
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     if name == "ray":
         system = RayAlone()
@@ -278,7 +284,7 @@ def run_one(name, mib):
     else:
         system = Plait(name.partition("-")[2] or "native")
     try:
-        rows = w7(system, mib) + w11(system) + w3(system)
+        rows = [row for workload in workloads for row in WORKLOADS[workload](system, mib)]
     finally:
         system.close()
     for row in rows:
@@ -301,14 +307,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--mib", type=int, default=200)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="which to run, in order (a system repeated in --systems runs again)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    workloads = args.workloads.split(",")
     if args.one:
-        run_one(args.one, args.mib)
+        run_one(args.one, args.mib, workloads)
         return
     results = []
     for name in args.systems.split(","):
-        done = subprocess.run([sys.executable, __file__, "--one", name, "--mib", str(args.mib)],
+        done = subprocess.run([sys.executable, __file__, "--one", name, "--mib", str(args.mib),
+                               "--workloads", args.workloads],
                               capture_output=True, text=True, timeout=900)
         found = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode or not found:
