@@ -14,6 +14,7 @@ Imported only when chosen: ``pip install -e ".[ray]"``.
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from typing import Any
 
@@ -89,7 +90,8 @@ class RayEngine(ForeignEngine):
                 num_returns=len(node.outputs) + 1, scheduling_strategy=strategy,
                 num_cpus=node.num_cpus, max_retries=node.max_retries,
                 retry_exceptions=retry, name=node.function_name)
-        handles = runner.remote(spec, _Nested(nested), *inputs)
+        extra = (_Nested(nested),) if nested else ()
+        handles = runner.remote(spec.to_bytes(), *inputs, *extra)
         self.reports.append(handles[-1])
         return list(handles[:-1])
 
@@ -123,7 +125,7 @@ class RayEngine(ForeignEngine):
         reports = []
         for handle in ready:
             try:
-                reports.append(ray.get(handle))
+                reports.append(pickle.loads(ray.get(handle)))
             except Exception:
                 pass                        # the task failed: it made no report
         return reports
@@ -148,11 +150,18 @@ class _Nested:
 
 
 @ray.remote
-def _run(spec: Spec, nested: _Nested, *inputs: Any) -> tuple:
-    """One plait task in a Ray worker (its results, then its report)."""
+def _run(spec: bytes, *inputs: Any) -> tuple:
+    """One plait task in a Ray worker: its results, then its report (pickled: Ray passes
+    bytes as they are, where it runs its own serialiser over a dict, ~20x slower).
+
+    ``inputs``: the task's top-level inputs, then a ``_Nested`` if it reads refs nested in
+    its arguments (passed only then: an argument less costs Ray less)."""
     session = RayEngine.in_task_session()
-    results, report = run_task(session, session.here, spec, inputs, nested.handles)
-    return (*results, report)
+    task = Spec.from_bytes(spec)
+    nested = inputs[len(task.deps):]
+    results, report = run_task(session, session.here, task, inputs[:len(task.deps)],
+                               nested[0].handles if nested else {})
+    return (*results, pickle.dumps(report, protocol=5))
 
 
 
