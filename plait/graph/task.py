@@ -9,6 +9,7 @@ Refs nested deeper travel as refs, as in Ray.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -112,6 +113,8 @@ def encode_call(function_name: str, args: tuple, kwargs: dict, put: Callable[[An
     and must come back read-only as the ones put do). Returns the payload, the top-level
     dependencies and the refs nested deeper.
     """
+    if _all_plain(args, kwargs):       # nothing to look into: no ref, no array, no closure
+        return pickle.dumps((args, kwargs), protocol=5), (), ()
     deps: list[ObjectRef] = []
 
     def placeholder(value: Any) -> Any:
@@ -132,6 +135,20 @@ def encode_call(function_name: str, args: tuple, kwargs: dict, put: Callable[[An
     except Exception as error:
         raise _serialization_error(function_name, args, kwargs, error) from error
     return payload, tuple(deps), tuple(nested)
+
+
+_PLAIN = frozenset({type(None), bool, int, float, str})
+
+
+def _all_plain(args: tuple, kwargs: dict) -> bool:
+    """Whether every argument is a plain scalar or string, which the standard pickler writes
+    as cloudpickle would (~3 us a call, where a cloudpickle pickler costs ~20 us to make).
+
+    >>> _all_plain((1, "a", None), {"b": 2.5}), _all_plain(([1],), {})
+    (True, False)
+    """
+    return all(type(a) in _PLAIN for a in args) and all(type(v) in _PLAIN
+                                                        for v in kwargs.values())
 
 
 def decode_call(payload: bytes, values: list[Any]) -> tuple[tuple, dict]:
