@@ -13,7 +13,7 @@ the shared-memory arena); executor is DOING it (ZeroMQ protocol, node and worker
 processes). ``import plait as ray`` runs plain Ray Core scripts.
 """
 
-from plait import actor, exceptions, util
+from plait import actor, cluster_utils, exceptions, util
 from plait.api import (available_resources, cancel, cluster_resources, compile, compute, free,
                        get, get_actor, get_gpu_ids, get_runtime_context, init, is_initialized,
                        kill, memory_summary, nodes, persist, put, shutdown, timeline, trace,
@@ -68,6 +68,7 @@ __all__ = [
     "available_resources",
     "cancel",
     "cluster_resources",
+    "cluster_utils",
     "compile",
     "compute",
     "exceptions",

@@ -147,11 +147,16 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
 
 
 def _actor_node(task: TaskNode, choices: dict[str, Choice], view: ClusterView) -> str:
-    """A method call runs where its actor lives: created in this graph, or known to the view."""
+    """A method call runs where its actor lives: created in this graph, or known to the view.
+
+    An actor whose node has left the view is dead or restarting elsewhere: the head routes
+    the call to where it restarts, or fails it with ActorDiedError (the placement is only a
+    hint for actor calls), so it is placed on the first node rather than refused here."""
     if task.actor in choices:
         return choices[task.actor].node
-    if view.actors.get(task.actor) in view.node_ids():
-        return view.actors[task.actor]
+    if task.actor in view.actors:
+        node = view.actors[task.actor]
+        return node if node in view.node_ids() else view.nodes[0].id
     raise PlanError(f"task {task.id} ({task.function_name}) calls actor {task.actor}, which "
                     f"the cluster does not know (created by another session?)", task_id=task.id)
 

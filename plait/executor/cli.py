@@ -20,14 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from contextlib import closing
 
@@ -36,7 +33,7 @@ from plait.errors import ClusterError, HeadUnavailableError, PlaitError
 from plait.executor.driver.connection import START_TIMEOUT_S, Connection, JoinedCluster
 from plait.executor.driver.discovery import home, host_port, joined_cluster
 from plait.executor.wire import protocol as p
-from plait.executor.wire.config import NodeConfig, launch
+from plait.executor.wire.config import NodeConfig, launch, terminate
 from plait.executor.wire.security import generate_key_file, is_loopback, load_key
 from plait.store.arena import default_capacity
 from plait.store.spill import spill_directory
@@ -178,7 +175,7 @@ def _wait_for(cluster: JoinedCluster, nodes: int, config: NodeConfig,
             raise ClusterError(f"the head did not count it within {START_TIMEOUT_S:.0f} s")
         return welcome
     except PlaitError as error:
-        _terminate([process.pid])
+        terminate([process.pid], STOP_GRACE_SECONDS)
         _remove(_entry(config, process.pid))
         log = _path(f"logs/{config.node}.log")
         raise ClusterError(f"{config.node} failed to start: {error}{_last_line(log)}; "
@@ -275,7 +272,7 @@ def memory(args: argparse.Namespace) -> int:
 
 def stop(args: argparse.Namespace) -> int:
     started = _read_json("started.json", [])
-    _terminate([entry["pid"] for entry in _running()])
+    terminate([entry["pid"] for entry in _running()], STOP_GRACE_SECONDS)
     for entry in started:
         _remove(entry)
     for name in ("started.json", "cluster.json"):
@@ -300,29 +297,6 @@ def _remove(entry: dict) -> None:
         os.unlink(os.path.join("/dev/shm", entry["arena"]))
     except FileNotFoundError:
         pass
-
-
-def _terminate(pids: Sequence[int]) -> None:
-    """SIGTERM, wait for exit (pidfds), SIGKILL what is left."""
-    fds = {}
-    for pid in pids:
-        try:
-            fds[os.pidfd_open(pid)] = pid
-            os.kill(pid, signal.SIGTERM)
-        except (ProcessLookupError, OSError):
-            continue
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    while fds and (left := deadline - time.monotonic()) > 0:
-        ready, _, _ = select.select(list(fds), [], [], left)
-        for fd in ready:
-            os.close(fd)
-            del fds[fd]
-    for fd, pid in fds.items():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.close(fd)
 
 
 def _read_json(name: str, default):

@@ -154,6 +154,18 @@ def test_input_missing_from_the_view_is_a_plan_error_naming_it():
         compile(graph(task("t", "gone-7")), THREE_NODES)
 
 
+def test_a_call_of_an_actor_whose_node_left_goes_to_the_head_which_answers_it():
+    """The head restarts the actor elsewhere or fails the call (ActorDiedError): the plan
+    must not refuse it; an actor the cluster never knew is still a PlanError."""
+    call = dataclasses.replace(task("call"), actor="A-1")
+    gone = ClusterView(THREE_NODES.nodes, actors={"A-1": "node-7"})
+    assert compile(graph(call), gone).placements["call"].node == "node-0"
+    lives = ClusterView(THREE_NODES.nodes, actors={"A-1": "node-2"})
+    assert compile(graph(call), lives).placements["call"].node == "node-2"
+    with pytest.raises(plait.PlanError, match="A-1, which the cluster does not know"):
+        compile(graph(call), THREE_NODES)
+
+
 def test_a_cluster_without_nodes_is_a_plan_error():
     with pytest.raises(plait.PlanError, match="no nodes"):
         compile(graph(task("t")), ClusterView(()))

@@ -84,12 +84,21 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        for config in self.configs:
-            if config.spill_dir:
-                shutil.rmtree(config.spill_dir, ignore_errors=True)
-        for path in glob.glob(os.path.join(SHM_DIR, f"{SEGMENT_PREFIX}{self.session}-*")):
-            os.unlink(path)   # only after a crash: a node that stops cleanly unlinks its own
+        remove_leftovers(self.session, self.run_dir, self.configs)
+
+
+def remove_leftovers(session: str, run_dir: str, configs: list[NodeConfig]) -> None:
+    """What stopped nodes of one session may leave (only a killed one leaves anything):
+    the run dir with its sockets, the spill dirs, the arenas in /dev/shm."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for config in configs:
+        if config.spill_dir:
+            shutil.rmtree(config.spill_dir, ignore_errors=True)
+    for path in glob.glob(os.path.join(SHM_DIR, f"{SEGMENT_PREFIX}{session}-*")):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass          # its node unlinked it meanwhile
 
 
 @dataclass

@@ -25,7 +25,11 @@ def _path(name: str) -> str:
 
 
 def joined_cluster(address: str) -> JoinedCluster:
-    """What ``plait.init(address=...)`` connects to: "auto" is the cluster started here."""
+    """What ``plait.init(address=...)`` connects to: "auto" is the cluster started here;
+    an ``ipc://`` address is a head on this host in a private directory, as
+    ``plait.cluster_utils.Cluster`` starts one (no key: only this user can reach it)."""
+    if address.startswith("ipc://"):
+        return JoinedCluster(address, None)
     if address == "auto":
         try:
             with open(_path("cluster.json")) as f:

@@ -15,13 +15,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # Heartbeats every second; a node silent for this long is declared dead.
 HEARTBEAT_SECONDS = 1.0
 NODE_TIMEOUT_SECONDS = 4.0
+# A process sent SIGKILL exits at once; past this it is stuck in the kernel (D state).
+KILL_WAIT_SECONDS = 5.0
 
 # The processes' entry points: started as modules, never imported by who starts them.
 NODE_MAIN = "plait.executor.node.server"
@@ -89,6 +95,59 @@ def launch(config: NodeConfig, log_path: str | None = None) -> subprocess.Popen:
                                stderr=log, start_new_session=True)
     log.close()
     return process
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (a node's workers, actors and forker), read from
+    /proc before it is stopped: once it is gone, its orphans name no parent to find them by."""
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children") as f:
+                    children = [int(child) for child in f.read().split()]
+            except OSError:
+                continue
+            found += children
+            queue += children
+    return found
+
+
+def terminate(pids: Sequence[int], grace: float, first: int = signal.SIGTERM) -> None:
+    """Send ``first`` (SIGTERM: let them clean up), wait up to ``grace`` seconds for every
+    one to exit (pidfds, no polling), then SIGKILL what is left and wait for that too. A
+    pid already gone is skipped; a child of the caller must still be reaped by it."""
+    fds = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+            os.kill(pid, first)
+        except (ProcessLookupError, OSError):
+            continue
+    _wait_for_exits(fds, grace)
+    for pid in fds.values():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _wait_for_exits(fds, KILL_WAIT_SECONDS)
+    for fd in fds:
+        os.close(fd)
+
+
+def _wait_for_exits(fds: dict[int, int], timeout: float) -> None:
+    """Wait until the processes behind these pidfds exit (each leaves ``fds`` as it does),
+    or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while fds and (left := deadline - time.monotonic()) > 0:
+        for fd in select.select(list(fds), [], [], left)[0]:
+            os.close(fd)
+            del fds[fd]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,197 @@
+"""plait.cluster_utils.Cluster: nodes added and removed while a driver runs, as Ray's tests
+build their clusters (``ray_start_cluster``), and nothing left once it is shut down."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+import plait
+from plait.cluster_utils import Cluster
+from plait.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from tests.cluster.gates import wait_exit
+from tests.conftest import assert_nothing_leaked, processes
+
+pytestmark = pytest.mark.cluster
+
+
+@plait.remote
+def where():
+    return plait.get_runtime_context().get_node_id()
+
+
+@plait.remote(max_retries=1)
+def where_after(path):
+    """The node it ended on, once ``path`` exists (the test creates it; 30 s at most)."""
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path):              # released by the test, not by a timer
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.005)
+    return plait.get_runtime_context().get_node_id()
+
+
+@plait.remote
+class Where:
+    def node(self):
+        return plait.get_runtime_context().get_node_id()
+
+
+@pytest.fixture
+def cluster():
+    """A head that runs no tasks, and this process as its driver; checked for leaks."""
+    plait.shutdown()
+    made = Cluster(initialize_head=True, connect=True, head_node_args={"num_cpus": 0})
+    yield made
+    plait.shutdown()
+    made.shutdown()
+    assert_gone(made.session)
+
+
+@pytest.fixture(scope="module")
+def shaped():
+    """A head and two nodes offering different resources, shared by the placement tests."""
+    plait.shutdown()
+    made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    made.add_node(num_cpus=1, resources={"left": 1})
+    made.add_node(num_cpus=2, resources={"right": 2}, num_gpus=1)
+    plait.init(address=made.address)
+    yield made
+    plait.shutdown()
+    made.shutdown()
+    assert_nothing_leaked()
+
+
+def test_nodes_are_listed_with_their_cpus_and_resources(shaped):
+    listed = {n.id: (n.workers, dict(n.resources)) for n in plait.nodes()}
+    assert [n.node_id for n in shaped.list_all_nodes()] == ["node-0", "node-1", "node-2"]
+    assert list(listed) == ["node-0", "node-1", "node-2"]
+    assert listed["node-1"][0] == 1 and listed["node-1"][1]["left"] == 1
+    assert listed["node-2"][0] == 2 and listed["node-2"][1]["right"] == 2
+    assert listed["node-2"][1]["GPU"] == 1
+    totals = plait.cluster_resources()
+    assert (totals["CPU"], totals["left"], totals["right"], totals["GPU"]) == (3, 1, 2, 1)
+
+
+def test_tasks_asking_for_a_nodes_resource_run_there(shaped):
+    refs = [where.options(resources={"left": 1}).remote() for _ in range(3)]
+    refs += [where.options(resources={"right": 1}).remote() for _ in range(3)]
+    refs.append(where.options(num_gpus=1).remote())
+    assert plait.get(refs, timeout=60) == ["node-1"] * 3 + ["node-2"] * 4
+
+
+def test_a_node_affinity_pin_and_a_node_without_cpus(shaped):
+    pinned = [where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node.node_id, soft=False)).remote() for node in shaped.worker_nodes]
+    assert plait.get(pinned, timeout=60) == ["node-1", "node-2"]
+    anywhere = plait.get([where.remote() for _ in range(6)], timeout=60)
+    assert set(anywhere) <= {"node-1", "node-2"}        # the head has no worker slot
+
+
+def test_a_node_added_while_a_driver_runs_is_used(cluster):
+    waiting = where.options(resources={"late": 1}).remote()
+    assert plait.wait([waiting], timeout=0)[0] == []     # no node offers it yet
+    node = cluster.add_node(num_cpus=1, resources={"late": 1})
+    assert plait.get(waiting, timeout=60) == node.node_id
+    assert [n.id for n in plait.nodes()] == ["node-0", node.node_id]
+
+
+def test_a_removed_nodes_running_task_is_retried_on_another(cluster, tmp_path):
+    first = cluster.add_node(num_cpus=1, resources={"spot": 1})
+    release = tmp_path / "go"
+    ref = where_after.options(resources={"spot": 0.01}).remote(str(release))
+    plait.wait([ref], timeout=0)                          # submitted: it runs on `first`
+    plait.memory_summary()                                # a round trip: the head has it
+    second = cluster.add_node(num_cpus=1, resources={"spot": 1})
+    cluster.remove_node(first, allow_graceful=False)
+    cluster.wait_for_nodes()
+    assert [n.id for n in plait.nodes()] == ["node-0", second.node_id]
+    release.touch()
+    assert plait.get(ref, timeout=60) == second.node_id
+
+
+def test_an_actor_on_a_removed_node_restarts_on_another(cluster):
+    first = cluster.add_node(num_cpus=1, resources={"spot": 1})
+    keeps = Where.options(resources={"spot": 0.5}, max_restarts=1, max_task_retries=1).remote()
+    ends = Where.options(resources={"spot": 0.5}).remote()
+    assert plait.get([keeps.node.remote(), ends.node.remote()], timeout=60) == \
+        [first.node_id] * 2
+    second = cluster.add_node(num_cpus=1, resources={"spot": 1})
+    cluster.remove_node(first)
+    assert plait.get(keeps.node.remote(), timeout=60) == second.node_id
+    with pytest.raises(plait.ActorDiedError):
+        plait.get(ends.node.remote(), timeout=60)
+
+
+def test_removing_a_node_stops_all_its_processes_and_removes_its_files(cluster):
+    node = cluster.add_node(num_cpus=2)
+    actor = Where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node.node_id, soft=False)).remote()
+    assert plait.get(actor.node.remote(), timeout=60) == node.node_id
+    from plait.executor.wire.config import descendants
+
+    processes = [node.pid] + descendants(node.pid)
+    assert len(processes) >= 4                  # the node, its forker, 2 workers, the actor
+    cluster.remove_node(node, allow_graceful=False)
+    assert all(wait_exit(pid, timeout=0) for pid in processes)
+    assert not os.path.exists(f"/dev/shm/{node.config.arena_name}")
+    assert not node.any_processes_alive()
+
+
+def test_wait_for_nodes_times_out_for_a_node_that_died_unremoved(cluster):
+    node = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes(timeout=30)
+    os.kill(node.pid, signal.SIGKILL)
+    with pytest.raises(TimeoutError, match=node.node_id):
+        cluster.wait_for_nodes(timeout=1)
+
+
+def test_unknown_node_arguments_are_refused_and_rays_own_are_taken():
+    made = Cluster()
+    with pytest.raises(TypeError, match="no_such_thing"):
+        made.add_node(no_such_thing=1)
+    with pytest.raises(RuntimeError, match="uninitialized"):
+        Cluster(connect=True)
+    made.shutdown()
+    assert made.address is None and made.list_all_nodes() == []
+    assert_gone(made.session)
+
+
+def test_a_cluster_left_running_stops_at_exit_and_with_its_process():
+    """Two programs that never call shutdown: one exits (the exit hook stops its cluster),
+    one is killed (the nodes see their parent go and stop themselves)."""
+    program = textwrap.dedent("""
+        import os, signal, sys
+        import plait
+        from plait.cluster_utils import Cluster
+        cluster = Cluster(initialize_head=True, connect=True)
+        cluster.add_node(num_cpus=1)
+        print(cluster.session, flush=True)
+        if sys.argv[1] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise SystemExit(3)
+    """)
+    for how in ("exit", "kill"):
+        run = subprocess.run([sys.executable, "-c", program, how], capture_output=True,
+                             text=True, timeout=120, cwd=os.getcwd())
+        session = run.stdout.strip()
+        assert session, run.stderr
+        assert run.returncode == (3 if how == "exit" else -signal.SIGKILL)
+        assert_gone(session)
+
+
+def assert_gone(session):
+    """No process, segment, run or spill directory of the cluster ``session`` is left
+    (processes that are on their way out are waited for, on pidfds)."""
+    prefix = f"plait-{session}-"
+    left = [pid for pid, state, cmdline in processes() if prefix in cmdline and state != "Z"]
+    assert all(wait_exit(pid) for pid in left), f"{session}: processes outlived it"
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(prefix)] == []
+    assert [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(prefix)] == []
