@@ -86,7 +86,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
                 return _info(_session)
             raise ClusterError("plait.init was called twice; call plait.shutdown() first or "
                                "pass ignore_reinit_error=True")
-        _check_ray_options(ray_options)
+        _check_ray_options(ray_options, joining=address is not None)
         offered = _offered(num_gpus, resources)
         if engine != "plait":
             return _start_engine(engine, address, num_cpus or num_workers, num_nodes,
@@ -202,13 +202,22 @@ def _open_dashboard(dashboard: bool | int, address: str) -> None:
 
 
 _IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
-                        "namespace", "runtime_env", "dashboard_host"}
+                        "namespace", "runtime_env", "dashboard_host", "_system_config"}
+# Options that configure the cluster being started: Ray refuses them when joining one.
+_STARTING_ONLY_RAY_OPTIONS = {"_system_config"}
 
 
-def _check_ray_options(options: dict[str, Any]) -> None:
+def _check_ray_options(options: dict[str, Any], joining: bool = False) -> None:
+    """Ray's init options plait takes and ignores (``_system_config`` tunes Ray's own
+    internals, none of which plait has); others are a TypeError, and, as in Ray, a
+    ``_system_config`` passed when joining a running cluster is a ValueError."""
     unknown = set(options) - _IGNORED_RAY_OPTIONS
     if unknown:
         raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
+    starting = sorted(set(options) & _STARTING_ONLY_RAY_OPTIONS)
+    if joining and starting:
+        raise ValueError(f"{', '.join(starting)} configures a cluster plait.init starts; "
+                         f"it cannot be given when connecting to a running one")
 
 
 def _offered(num_gpus: float | None, resources: dict[str, float] | None) -> dict[str, float]:

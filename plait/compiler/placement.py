@@ -167,6 +167,13 @@ def _choose_node(task: TaskNode, inputs: Inputs, loads: LeastLoaded, view: Clust
     with the worker slots and the other resources the task asks for)."""
     slots, needs = slots_of(task.num_cpus), task.needs
     least = loads.least(slots, needs)
+    if least is None and needs and task.node is None and task.actor == task.id \
+            and task.num_cpus == 0:
+        # an actor asking for no CPU holds no worker slot: a node without workers (a head
+        # started with num_cpus=0) may host it, if it offers what the actor asks for
+        home = next((n.id for n in view.nodes if offers(n.resources, needs)), None)
+        if home is not None:
+            return home, "an actor with num_cpus=0, on the first node offering its resources"
     if needs:
         _check_offered(task, loads, view)
     if least is None:

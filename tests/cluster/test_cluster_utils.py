@@ -11,6 +11,7 @@ import tempfile
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 import plait
@@ -36,6 +37,12 @@ def where_after(path):
             raise TimeoutError(path)
         time.sleep(0.005)
     return plait.get_runtime_context().get_node_id()
+
+
+@plait.remote
+def where_big():
+    """Its node beside 1 MiB: a result stored in that node's arena, lost with it."""
+    return plait.get_runtime_context().get_node_id(), np.ones(1 << 20, dtype=np.uint8)
 
 
 @plait.remote
@@ -117,6 +124,32 @@ def test_a_removed_nodes_running_task_is_retried_on_another(cluster, tmp_path):
     assert plait.get(ref, timeout=60) == second.node_id
 
 
+def test_with_no_node_left_to_run_them_tasks_wait_for_one_to_join(cluster, tmp_path):
+    """The head runs no tasks: a lost result's rebuild and a dead node's running task wait
+    for a node that does (as in Ray), and run there once it joins."""
+    first = cluster.add_node(num_cpus=1)
+    made = where_big.remote()
+    assert plait.get(made, timeout=60)[0] == first.node_id
+    release = tmp_path / "go"
+    running = where_after.remote(str(release))
+    plait.wait([running], timeout=0)
+    plait.memory_summary()
+    cluster.remove_node(first, allow_graceful=False)
+    release.touch()
+    assert plait.wait([running], timeout=0.5)[0] == []
+    second = cluster.add_node(num_cpus=1)
+    assert plait.get(running, timeout=60) == second.node_id
+    assert plait.get(made, timeout=60)[0] == second.node_id      # run again, there
+
+
+def test_system_config_is_taken_when_starting_and_refused_when_joining(cluster):
+    plait.shutdown()
+    with pytest.raises(ValueError, match="_system_config"):
+        plait.init(address=cluster.address, _system_config={"object_timeout_milliseconds": 1})
+    plait.init(address=cluster.address)
+    assert [n.id for n in plait.nodes()] == ["node-0"]
+
+
 def test_an_actor_on_a_removed_node_restarts_on_another(cluster):
     first = cluster.add_node(num_cpus=1, resources={"spot": 1})
     keeps = Where.options(resources={"spot": 0.5}, max_restarts=1, max_task_retries=1).remote()
@@ -149,6 +182,7 @@ def test_wait_for_nodes_times_out_for_a_node_that_died_unremoved(cluster):
     node = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes(timeout=30)
     os.kill(node.pid, signal.SIGKILL)
+    assert wait_exit(node.pid)
     with pytest.raises(TimeoutError, match=node.node_id):
         cluster.wait_for_nodes(timeout=1)
 

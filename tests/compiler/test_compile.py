@@ -166,6 +166,18 @@ def test_a_call_of_an_actor_whose_node_left_goes_to_the_head_which_answers_it():
         compile(graph(call), THREE_NODES)
 
 
+def test_an_actor_asking_for_no_cpu_may_live_on_a_node_without_workers():
+    """Ray's head started with num_cpus=0 and a custom resource hosts such actors; a task
+    asking for the same resource still needs a worker, so no node can run it."""
+    nodes = ClusterView((NodeView("node-0", 0, resources=(("head", 1.0),)),
+                         NodeView("node-1", 1)))
+    needs = (("head", 1.0),)
+    actor = dataclasses.replace(task("A-1"), actor="A-1", num_cpus=0, needs=needs)
+    assert compile(graph(actor), nodes).placements["A-1"].node == "node-0"
+    with pytest.raises(plait.PlanError, match="which no node offers"):
+        compile(graph(dataclasses.replace(task("t"), needs=needs)), nodes)
+
+
 def test_a_cluster_without_nodes_is_a_plan_error():
     with pytest.raises(plait.PlanError, match="no nodes"):
         compile(graph(task("t")), ClusterView(()))

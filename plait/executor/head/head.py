@@ -633,6 +633,22 @@ class Head(ActorRouting, Outbox):
         self.to_node(message.info.id, p.NodeTable(self.node_infos()))   # its peers, at once
         self.broadcast_table()
         self.answer_hellos()
+        self.rehome(message.info)
+
+    def rehome(self, joined: p.NodeInfo) -> None:
+        """A node that runs tasks joined: tasks waiting on a node without workers (where
+        retries and rebuilds go while no node can run them, as Ray keeps such tasks
+        pending) are asked back (Revoke) and sent to it, if it can hold them."""
+        if joined.workers == 0:
+            return
+        for idle in [n for n, r in self.nodes.items() if r.info.workers == 0]:
+            for task_id in list(self.assigned.on(idle)):
+                spec = self.assigned[task_id]
+                if spec.actor or task_id in self.moving or spec.slots > joined.workers \
+                        or not offers(joined.resources, spec.resources):
+                    continue
+                self.moving[task_id] = joined.id
+                self.to_node(idle, p.Revoke(task_id))
 
     def send_table(self) -> None:
         if self.table_changed:
@@ -1080,7 +1096,8 @@ class Head(ActorRouting, Outbox):
             self.rebuild(producer, node, reason)
 
     def retry_tasks_of(self, node: str, reason: str) -> None:
-        alive = self.able()
+        """A dead node's tasks go to the least-loaded node; with none that runs tasks left,
+        to the head's, where they wait for one to join (rehome)."""
         retried: dict[str, list[p.TaskSpec]] = defaultdict(list)
         for task_id in self.assigned.on(node):
             spec = self.assigned[task_id]
@@ -1092,7 +1109,7 @@ class Head(ActorRouting, Outbox):
                 continue
             failures = self.node_failures[task_id]
             failures.append(f"{node} died ({reason})")
-            if not alive or (spec.max_retries >= 0 and len(failures) > spec.max_retries):
+            if spec.max_retries >= 0 and len(failures) > spec.max_retries:
                 del self.assigned[task_id]
                 error = WorkerCrashedError(spec.function_name, task_id, list(failures))
                 self.finish(spec, tuple((oid, p.Failed(pickle.dumps(error)))
