@@ -76,13 +76,19 @@ class LeastLoaded:
     """
 
     def __init__(self, backlog: dict[str, float], workers: dict[str, int],
-                 rank: dict[str, int], resources: dict[str, Amounts] | None = None) -> None:
+                 rank: dict[str, int], resources: dict[str, Amounts] | None = None,
+                 held: dict[str, int] | None = None) -> None:
         self.backlog, self.workers, self.rank = backlog, workers, rank
         self.resources = resources or {}
+        self.held = held or {}
         self.heaps: dict[tuple[int, Amounts], list[tuple[float, int, str]]] = {}
 
     def load(self, node: str) -> float:
-        return self.backlog[node] / self.workers[node]
+        """Queued seconds per worker free to run tasks: slots that actors hold for their
+        life run none, and a node whose slots they all hold comes last (a task sent
+        there would wait as long as they live), though it may still run what fits it."""
+        free = self.workers[node] - self.held.get(node, 0)
+        return self.backlog[node] / free if free > 0 else math.inf
 
     def fits(self, node: str, slots: int, needs: Amounts) -> bool:
         """Whether ``node`` has ``slots`` workers and offers ``needs``, in all."""
@@ -98,8 +104,7 @@ class LeastLoaded:
                     if self.fits(n, slots, needs)]
             heapq.heapify(heap)
             self.heaps[slots, needs] = heap
-        backlog, workers = self.backlog, self.workers
-        while heap and heap[0][0] != backlog[heap[0][2]] / workers[heap[0][2]]:
+        while heap and heap[0][0] != self.load(heap[0][2]):
             heapq.heappop(heap)                          # an old entry of a busier node
         return heap[0][2] if heap else None
 
@@ -122,7 +127,8 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
     workers = {n.id: max(n.workers, 1) for n in view.nodes}
     pool = [n for n in view.nodes if n.workers > 0] or list(view.nodes)
     loads = LeastLoaded({n.id: n.queued * options.task_seconds for n in pool}, workers, rank,
-                        {n.id: n.resources for n in view.nodes if n.resources})
+                        {n.id: n.resources for n in view.nodes if n.resources},
+                        {n.id: n.held for n in view.nodes if n.held})
     located: dict[str, Input] = {
         oid: (oid, info.nbytes, info.nodes) for oid, info in view.objects.items()}
     guess = options.result_bytes_guess
@@ -242,7 +248,7 @@ def _pinned(task: TaskNode, slots: int, loads: LeastLoaded) -> str:
 
 
 def _cost(inputs: Inputs, node: str, loads: LeastLoaded, options: CompileOptions) -> float:
-    seconds = loads.backlog[node] / loads.workers[node]
+    seconds = loads.load(node)
     for _, nbytes, nodes in inputs:
         if not nodes or node in nodes:
             continue

@@ -19,6 +19,7 @@ class NodeView:
     queued: int = 0
     store_capacity: int = 1 << 40
     resources: tuple[tuple[str, float], ...] = ()
+    held: int = 0                    # worker slots live actors hold for their lifetime
 
     def offers(self, needs: tuple[tuple[str, float], ...]) -> bool:
         """Whether the node has, in all, what a task asks for (it may be busy now)."""

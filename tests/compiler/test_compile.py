@@ -178,6 +178,18 @@ def test_an_actor_asking_for_no_cpu_may_live_on_a_node_without_workers():
         compile(graph(dataclasses.replace(task("t"), needs=needs)), nodes)
 
 
+def test_tasks_avoid_worker_slots_that_actors_hold_but_may_still_wait_for_them():
+    """A node whose one worker an actor holds for its life gets no task while another node
+    has a free one; a task only it can hold still goes there (to run once the actor ends)."""
+    nodes = ClusterView((NodeView("node-0", 1, held=1), NodeView("node-1", 1)))
+    plan = compile(graph(*(task(f"t{i}") for i in range(4)),
+                         targets=tuple(f"t{i}" for i in range(4))), nodes)
+    assert {plan.placements[f"t{i}"].node for i in range(4)} == {"node-1"}
+    wide = ClusterView((NodeView("node-0", 2, held=1), NodeView("node-1", 1)))
+    two = dataclasses.replace(task("wide"), num_cpus=2)
+    assert compile(graph(two), wide).placements["wide"].node == "node-0"
+
+
 def test_a_cluster_without_nodes_is_a_plan_error():
     with pytest.raises(plait.PlanError, match="no nodes"):
         compile(graph(task("t")), ClusterView(()))

@@ -334,8 +334,14 @@ class Head(ActorRouting, Outbox):
         self.to_client(peer, p.View(message.request, self.view(objects, actors), tuple(missing)))
 
     def view(self, objects: dict[str, ObjectInfo], actors: dict[str, str]) -> ClusterView:
+        """What the compiler places against, with the worker slots each node's live actors
+        hold for their lifetime (those that asked for CPUs): no task runs in them."""
+        held: Counter[str] = Counter()
+        for record in self.actors.values():
+            if not record.dead:
+                held[record.node] += record.spec.slots
         nodes = tuple(NodeView(r.info.id, r.info.workers, r.store_free, r.queued,
-                               r.info.store_capacity, r.info.resources)
+                               r.info.store_capacity, r.info.resources, held[r.info.id])
                       for r in self.nodes.values())
         return ClusterView(nodes, objects, dict(self.durations), dict(self.result_sizes), actors)
 
