@@ -86,6 +86,10 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
                 return _info(_session)
             raise ClusterError("plait.init was called twice; call plait.shutdown() first or "
                                "pass ignore_reinit_error=True")
+        if address is None and engine == "plait":
+            from plait.executor.driver.discovery import cluster_here
+
+            address = cluster_here()    # a plait.cluster_utils.Cluster running here, as Ray
         _check_ray_options(ray_options, joining=address is not None)
         offered = _offered(num_gpus, resources)
         if engine != "plait":

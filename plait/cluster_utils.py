@@ -189,6 +189,9 @@ class Cluster:
         node = ClusterNode(config, launch(config), num_cpus, offered)
         if head is None:
             self.head_node = node
+            from plait.executor.driver.discovery import cluster_started
+
+            cluster_started(config.client_address)
         else:
             self.worker_nodes.append(node)
         if wait or head is None:       # nodes join the head: it must be up first
@@ -201,7 +204,10 @@ class Cluster:
         dies; objects only it held are rebuilt from their lineage when read. Removing the
         head ends the cluster (a driver connected to it is shut down first)."""
         if node is self.head_node:
+            from plait.executor.driver.discovery import cluster_stopped
+
             self._disconnect_driver()
+            cluster_stopped(node.address)
             self.head_node = None
         elif node in self.worker_nodes:
             self.worker_nodes.remove(node)

@@ -150,6 +150,15 @@ def test_system_config_is_taken_when_starting_and_refused_when_joining(cluster):
     assert [n.id for n in plait.nodes()] == ["node-0"]
 
 
+def test_a_plain_init_joins_the_cluster_this_process_runs(cluster):
+    plait.shutdown()
+    plait.init()                                 # as Ray's ray.init() beside its Cluster
+    assert [n.pid for n in plait.nodes()] == [cluster.head_node.pid]
+    plait.shutdown()
+    plait.init(address="auto")
+    assert [n.pid for n in plait.nodes()] == [cluster.head_node.pid]
+
+
 def test_an_actor_on_a_removed_node_restarts_on_another(cluster):
     first = cluster.add_node(num_cpus=1, resources={"spot": 1})
     keeps = Where.options(resources={"spot": 0.5}, max_restarts=1, max_task_retries=1).remote()

@@ -16,6 +16,26 @@ from plait.executor.driver.connection import JoinedCluster
 from plait.executor.wire.security import load_key
 
 
+# The address of the plait.cluster_utils.Cluster this process runs (the newest), which a
+# plain ``plait.init()`` or ``address="auto"`` joins, as Ray's ``ray.init()`` joins the
+# cluster that ray.cluster_utils.Cluster started.
+_cluster_here: list[str] = []
+
+
+def cluster_started(address: str) -> None:
+    _cluster_here.append(address)
+
+
+def cluster_stopped(address: str) -> None:
+    if address in _cluster_here:
+        _cluster_here.remove(address)
+
+
+def cluster_here() -> str | None:
+    """The address of the newest Cluster this process runs, if any."""
+    return _cluster_here[-1] if _cluster_here else None
+
+
 def home() -> str:
     return os.environ.get("PLAIT_HOME") or os.path.join(os.path.expanduser("~"), ".plait")
 
@@ -28,6 +48,8 @@ def joined_cluster(address: str) -> JoinedCluster:
     """What ``plait.init(address=...)`` connects to: "auto" is the cluster started here;
     an ``ipc://`` address is a head on this host in a private directory, as
     ``plait.cluster_utils.Cluster`` starts one (no key: only this user can reach it)."""
+    if address == "auto" and cluster_here() is not None:
+        address = cluster_here()
     if address.startswith("ipc://"):
         return JoinedCluster(address, None)
     if address == "auto":
