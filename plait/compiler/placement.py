@@ -108,6 +108,11 @@ class LeastLoaded:
             heapq.heappop(heap)                          # an old entry of a busier node
         return heap[0][2] if heap else None
 
+    def hold(self, node: str, slots: int) -> None:
+        """An actor placed on ``node`` in this pass holds ``slots`` workers for its life."""
+        self.held[node] = self.held.get(node, 0) + slots
+        self.add(node, 0.0)
+
     def add(self, node: str, seconds: float) -> None:
         if node not in self.backlog:
             return                    # a node outside the pool (no workers) gets no queue
@@ -145,6 +150,8 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
         if not task.actor:          # an actor has a process of its own, outside the slots
             seconds = view.durations.get(task.function_name, options.task_seconds)
             loads.add(node, seconds * slots_of(task.num_cpus))
+        elif task.actor == task.id and task.num_cpus >= 1:     # unless it asked for CPUs
+            loads.hold(node, math.ceil(task.num_cpus))
         size = view.result_sizes.get(task.function_name, options.result_bytes_guess)
         where = (node,)
         for oid in task.outputs:

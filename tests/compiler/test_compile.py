@@ -185,6 +185,10 @@ def test_tasks_avoid_worker_slots_that_actors_hold_but_may_still_wait_for_them()
     plan = compile(graph(*(task(f"t{i}") for i in range(4)),
                          targets=tuple(f"t{i}" for i in range(4))), nodes)
     assert {plan.placements[f"t{i}"].node for i in range(4)} == {"node-1"}
+    holder = dataclasses.replace(task("A-1"), actor="A-1", num_cpus=1)
+    same_plan = compile(graph(holder, task("t"), targets=("A-1", "t")),
+                        ClusterView((NodeView("node-0", 1), NodeView("node-1", 1))))
+    assert same_plan.placements["A-1"].node != same_plan.placements["t"].node
     wide = ClusterView((NodeView("node-0", 2, held=1), NodeView("node-1", 1)))
     two = dataclasses.replace(task("wide"), num_cpus=2)
     assert compile(graph(two), wide).placements["wide"].node == "node-0"
