@@ -34,11 +34,12 @@ def compile(graph: Graph, view: ClusterView, options: CompileOptions | None = No
         stage_of = {stage.node: stage.index for stage in stages}     # one stage per node
         follows = fuse_chains(graph, choices)
         priority = critical_paths(graph, view, options)
-        placements = {     # choices are in the graph's order: walked side by side, not looked up
+        placements = {     # all four in the graph's order: walked side by side, not looked up
             tid: Placement(tid, task.function_name, choice.node, stage_of[choice.node],
                            choice.reason, choice.inputs, choice.bytes_moved, task.outputs,
-                           follows.get(tid, ""), priority[tid])
-            for (tid, task), choice in zip(graph.tasks.items(), choices.values(), strict=True)}
+                           followed, seconds)
+            for (tid, task), choice, followed, seconds
+            in zip(graph.tasks.items(), choices.values(), follows, priority, strict=True)}
         plan = Plan(graph.targets, placements, stages, plan_transfers(graph, choices, options),
                     plan_releases(graph))
         return validate(plan, graph, view)
@@ -67,8 +68,18 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 def _check_inputs_known(graph: Graph, view: ClusterView) -> None:
-    """A graph reading an object the cluster does not hold is the caller's error."""
-    for oid in graph.inputs():
-        if oid not in view.objects:
-            raise PlanError(f"object {oid} is read by the graph but is not in the cluster "
-                            f"(was it freed, or created by another session?)")
+    """A graph reading an object the cluster does not hold is the caller's error (the first
+    such object in ``graph.inputs()`` order is named: reads in task order, then targets)."""
+    producer, objects = graph.producer, view.objects
+    for task in graph.tasks.values():
+        for oid in task.reads:
+            if oid not in producer and oid not in objects:
+                _refuse_unknown(oid)
+    for oid in graph.targets:
+        if oid not in producer and oid not in objects:
+            _refuse_unknown(oid)
+
+
+def _refuse_unknown(oid: str) -> None:
+    raise PlanError(f"object {oid} is read by the graph but is not in the cluster "
+                    f"(was it freed, or created by another session?)")

@@ -10,7 +10,7 @@ from plait.compiler.plan import Stage, Transfer
 from plait.compiler.units import format_bytes
 from plait.compiler.view import ClusterView, CompileOptions
 from plait.errors import PlanError
-from plait.graph.graph import Graph
+from plait.graph.graph import Graph, TaskNode
 
 
 def cull(graph: Graph) -> Graph:
@@ -57,22 +57,24 @@ def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
                 f"split the work", task_id=task.id)
 
 
-def critical_paths(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str, float]:
-    """Seconds from each task's start to the end of the graph along its longest path.
+def critical_paths(graph: Graph, view: ClusterView, options: CompileOptions) -> list[float]:
+    """Seconds from each task's start to the end of the graph along its longest path, in
+    the graph's order (walked beside the tasks, not looked up).
 
     Nodes run ready tasks with the longest remaining path first, so the work that decides
     when the graph ends is never stuck behind work that does not.
     """
     durations, guess = view.durations, options.task_seconds
     longest: dict[str, float] = {}        # task -> the longest path of its readers
-    remaining: dict[str, float] = {}
+    remaining: list[float] = []           # from the last task back to the first
     for (task_id, task), producers in zip(reversed(graph.tasks.items()),
                                           reversed(graph.upstream.values()), strict=True):
-        here = remaining[task_id] = (durations.get(task.function_name, guess)
-                                     + longest.get(task_id, 0.0))
+        here = durations.get(task.function_name, guess) + longest.get(task_id, 0.0)
+        remaining.append(here)
         for producer in producers:
             if here > longest.get(producer, 0.0):
                 longest[producer] = here
+    remaining.reverse()
     return remaining
 
 
@@ -99,8 +101,9 @@ def plan_transfers(graph: Graph, choices: dict[str, Choice],
     return tuple(made.values())
 
 
-def fuse_chains(graph: Graph, choices: dict[str, Choice]) -> dict[str, str]:
-    """Linear chains on one node run back to back in one worker: task -> the task it follows.
+def fuse_chains(graph: Graph, choices: dict[str, Choice]) -> list[str]:
+    """Linear chains on one node run back to back in one worker: the task each task follows
+    ("": none), in the graph's order.
 
     A task follows its producer when that producer is the only task of the graph it reads
     from, it is the producer's only reader, and both are placed on the same node. The node
@@ -111,23 +114,28 @@ def fuse_chains(graph: Graph, choices: dict[str, Choice]) -> dict[str, str]:
     for producers in graph.upstream.values():
         for producer in producers:
             readers[producer] = readers.get(producer, 0) + 1
-    follows: dict[str, str] = {}
+    follows: list[str] = []
     taken: set[str] = set()
-    for (task_id, task), producers, choice in zip(graph.tasks.items(), graph.upstream.values(),
-                                                  choices.values(), strict=True):
-        if len(producers) != 1:
-            continue
-        (producer,) = producers
-        before = graph.tasks[producer]
-        if task.actor or before.actor:
-            continue                  # actor calls run in their actor's process, not a slot
-        if task.needs or before.needs:
-            continue                  # it waits for its own resources (GPU, ...) on its node
-        if (readers[producer] == 1 and producer not in taken
-                and choices[producer].node == choice.node):
-            follows[task_id] = producer
-            taken.add(producer)
+    for task, producers, choice in zip(graph.tasks.values(), graph.upstream.values(),
+                                       choices.values(), strict=True):
+        follows.append(_followed(task, producers[0], choice, graph, choices, readers, taken)
+                       if len(producers) == 1 else "")
     return follows
+
+
+def _followed(task: TaskNode, producer: str, choice: Choice, graph: Graph,
+              choices: dict[str, Choice], readers: dict[str, int], taken: set[str]) -> str:
+    """``producer`` if ``task`` (its one producer) runs right after it in the same worker,
+    else "" (see fuse_chains)."""
+    before = graph.tasks[producer]
+    if task.actor or before.actor:
+        return ""                     # actor calls run in their actor's process, not a slot
+    if task.needs or before.needs:
+        return ""                     # it waits for its own resources (GPU, ...) on its node
+    if readers[producer] != 1 or producer in taken or choices[producer].node != choice.node:
+        return ""
+    taken.add(producer)
+    return producer
 
 
 def plan_releases(graph: Graph) -> dict[str, str]:
