@@ -143,14 +143,15 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
     for task in graph.tasks.values():
         inputs = tuple([found(oid) or (oid, guess, ()) for oid in task.reads])
         unique = unique_inputs(inputs) if len(inputs) > 1 else inputs
+        slots = slots_of(task.num_cpus)
         if task.actor and task.actor != task.id:
             node, reason = _actor_node(task, choices, view), "runs in its actor"
         else:
-            node, reason = _choose_node(task, unique, loads, view, options)
+            node, reason = _choose_node(task, slots, unique, loads, view, options)
         choices[task.id] = Choice(node, reason, inputs, _moved(unique, node, options))
         if not task.actor:          # an actor has a process of its own, outside the slots
             seconds = view.durations.get(task.function_name, options.task_seconds)
-            loads.add(node, seconds * slots_of(task.num_cpus))
+            loads.add(node, seconds * slots)
         size = view.result_sizes.get(task.function_name, guess)
         where = (node,)
         for oid in task.outputs:
@@ -168,11 +169,11 @@ def _actor_node(task: TaskNode, choices: dict[str, Choice], view: ClusterView) -
                     f"the cluster does not know (created by another session?)", task_id=task.id)
 
 
-def _choose_node(task: TaskNode, inputs: Inputs, loads: LeastLoaded, view: ClusterView,
-                 options: CompileOptions) -> tuple[str, str]:
+def _choose_node(task: TaskNode, slots: int, inputs: Inputs, loads: LeastLoaded,
+                 view: ClusterView, options: CompileOptions) -> tuple[str, str]:
     """The cheapest of: the nodes holding an input, and the least-loaded node (of those
-    with the worker slots and the other resources the task asks for)."""
-    slots, needs = slots_of(task.num_cpus), task.needs
+    with ``slots`` workers and the other resources the task asks for)."""
+    needs = task.needs
     least = loads.least(slots, needs)
     if needs:
         _check_offered(task, loads, view)
@@ -257,8 +258,11 @@ def _cost(inputs: Inputs, node: str, loads: LeastLoaded, options: CompileOptions
 
 def _moved(inputs: Inputs, node: str, options: CompileOptions) -> int:
     """Bytes that must be copied to ``node`` (small objects ride in messages instead)."""
-    return sum(nbytes for _, nbytes, nodes in inputs
-               if nodes and node not in nodes and nbytes > options.inline_bytes)
+    moved, inline = 0, options.inline_bytes      # a loop: a third cheaper than sum(generator)
+    for _, nbytes, nodes in inputs:
+        if nbytes > inline and nodes and node not in nodes:
+            moved += nbytes
+    return moved
 
 
 def _reason(inputs: Inputs, chosen: str, local: dict[str, int], rank: dict[str, int],
