@@ -139,6 +139,7 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
         oid: (oid, info.nbytes, info.nodes) for oid, info in view.objects.items()}
     guess = options.result_bytes_guess
     found = located.get
+    where = {node: (node,) for node in order}    # one tuple per node, shared by its results
     choices: dict[str, Choice] = {}
     for task in graph.tasks.values():
         inputs = tuple([found(oid) or (oid, guess, ()) for oid in task.reads])
@@ -152,10 +153,9 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
         if not task.actor:          # an actor has a process of its own, outside the slots
             seconds = view.durations.get(task.function_name, options.task_seconds)
             loads.add(node, seconds * slots)
-        size = view.result_sizes.get(task.function_name, guess)
-        where = (node,)
+        size, made_on = view.result_sizes.get(task.function_name, guess), where[node]
         for oid in task.outputs:
-            located[oid] = (oid, size, where)
+            located[oid] = (oid, size, made_on)
     return choices
 
 
@@ -293,9 +293,15 @@ def _cheaper_than(moved: int, richest: str, held: int) -> str:
 
 
 def unique_inputs(inputs: Inputs) -> Inputs:
-    """Each object once (a task may read one object in several arguments)."""
+    """Each object once (a task may read one object in several arguments).
+
+    >>> unique_inputs((("a", 1, ()), ("b", 2, ()), ("a", 1, ())))
+    (('a', 1, ()), ('b', 2, ()))
+    """
     if len(inputs) < 2:
         return inputs
+    if len(inputs) == 2:                # the common case of several: no dict needed
+        return inputs if inputs[0][0] != inputs[1][0] else inputs[:1]
     seen: dict[str, Input] = {}
     for item in inputs:
         seen.setdefault(item[0], item)
