@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from plait.compiler.passes import (check_capacity, critical_paths, cull, cut_stages,
                                    fuse_chains, plan_releases, plan_transfers)
 from plait.compiler.placement import place
-from plait.compiler.plan import Placement, Plan
+from plait.compiler.plan import Plan, placed
 from plait.compiler.validate import validate
 from plait.compiler.view import ClusterView, CompileOptions
 from plait.errors import PlanError
@@ -35,9 +35,9 @@ def compile(graph: Graph, view: ClusterView, options: CompileOptions | None = No
         follows = fuse_chains(graph, choices)
         priority = critical_paths(graph, view, options)
         placements = {     # all four in the graph's order: walked side by side, not looked up
-            tid: Placement(tid, task.function_name, choice.node, stage_of[choice.node],
-                           choice.reason, choice.inputs, choice.bytes_moved, task.outputs,
-                           followed, seconds)
+            tid: placed(tid, task.function_name, choice.node, stage_of[choice.node],
+                        choice.reason, choice.inputs, choice.bytes_moved, task.outputs,
+                        followed, seconds)
             for (tid, task), choice, followed, seconds
             in zip(graph.tasks.items(), choices.values(), follows, priority, strict=True)}
         plan = Plan(graph.targets, placements, stages, plan_transfers(graph, choices, options),
