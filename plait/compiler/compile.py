@@ -1,9 +1,12 @@
 """compile(graph, view, options) -> Plan: pure, deterministic, validated.
 
 Speed: ``benchmarks/scale.py compile`` times this function on graphs of 10k to 1M tasks
-(the graph is built beforehand and not timed). Every pass is one walk over the tasks in
-the graph's order; passes that need the placement walk ``choices`` beside the tasks
-(``choices`` is in the graph's order) rather than looking each task up by id.
+(the graph is built beforehand and not timed; ``Graph.upstream`` is computed inside). The
+passes walk the tasks in the graph's order, and what one pass hands the next (choices,
+fused chains, priorities) is in that order too, so it is walked beside the tasks instead
+of looked up by id: at a million tasks every lookup in a dict of a million entries is a
+few cache misses. ``benchmarks/plan_digest.py`` checks that a change meant to be speed
+only leaves every plan as it was.
 """
 
 from __future__ import annotations
