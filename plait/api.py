@@ -27,6 +27,7 @@ from plait.executor.driver.session import Session
 from plait.executor.engine import Engine
 from plait.executor.engine import check_refs as _check_refs
 from plait.graph import context
+from plait.graph.actor import registered_name
 from plait.graph.refs import ObjectRef
 from plait.graph.remote_function import ObjectRefGenerator
 
@@ -387,12 +388,13 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
     session().kill_actor(actor.actor_id, no_restart)
 
 
-def get_actor(name: str) -> Any:
-    """The handle of the live actor created with ``.options(name=name)`` (as ``ray.get_actor``);
-    ActorNotFoundError (a ValueError) if there is none."""
+def get_actor(name: str, namespace: str | None = None) -> Any:
+    """The handle of the live actor created with ``.options(name=name)`` (as ``ray.get_actor``;
+    with ``namespace``, the one created with that ``namespace=``); ActorNotFoundError (a
+    ValueError) if there is none."""
     if not isinstance(name, str):
         raise TypeError(f"plait.get_actor expects a name, got {type(name).__name__}")
-    return _runtime().get_actor(name)
+    return _runtime().get_actor(registered_name(name, namespace))
 
 
 def visualize(*refs: ObjectRef, filename: str | None = None) -> str:

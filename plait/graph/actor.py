@@ -121,7 +121,7 @@ class ActorClass:
         check_call(self._signatures["__init__"], name, args, kwargs)
         runtime = context.runtime()
         if self._options.get_if_exists and self._options.name:
-            existing = _live_actor(self._options.name)
+            existing = _live_actor(registered_name(self._options.name, self._options.namespace))
             if existing is not None:
                 return existing
         self._function.pickled()       # the class as it is now (as Ray exports it)
@@ -138,7 +138,7 @@ class ActorClass:
         handle = ActorHandle(actor_id, name, self._methods, ObjectRef(actor_id, task),
                              self._options.max_task_retries, self._signatures)
         if given.name:
-            task.named = (given.name, cloudpickle.dumps(handle))
+            task.named = (registered_name(given.name, given.namespace), cloudpickle.dumps(handle))
         runtime.created(task)
         return handle
 
@@ -266,6 +266,16 @@ def concurrency_of(cls: type, max_concurrency: int | None) -> int:
     if max_concurrency is not None:
         return max_concurrency
     return ASYNC_CONCURRENCY if is_async_class(cls) else 1
+
+
+def registered_name(name: str, namespace: str | None) -> str:
+    """The name an actor is registered and looked up under: Ray's ``namespace`` scopes
+    names, so "foo" in namespace "f1" is not "foo" in "f2" nor "foo" with none.
+
+    >>> registered_name("foo", None), registered_name("foo", "f1")
+    ('foo', 'f1/foo')
+    """
+    return f"{namespace}/{name}" if namespace else name
 
 
 def _live_actor(name: str) -> ActorHandle | None:
