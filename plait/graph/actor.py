@@ -99,6 +99,10 @@ class ActorClass:
             raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
         return getattr(cls, name)
 
+    def __dir__(self) -> list[str]:
+        """What completes after ``Cls.`` (Ray's ``dir``): the methods, options, remote."""
+        return sorted([*self._methods, "options", "remote"])
+
     def __mro_entries__(self, bases: tuple) -> tuple:
         """``class Derived(SomeActorClass)``: refused with a word, as Ray refuses it."""
         name = self._cls.__name__
@@ -179,6 +183,10 @@ class ActorHandle:
             raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
         return ActorMethod(self, name, self._methods[name])
 
+    def __dir__(self) -> list[str]:
+        """What completes after ``handle.`` (Ray's ``dir``): the methods one may call."""
+        return sorted(["__init__", TERMINATE, *self._methods])
+
     def __reduce__(self):
         return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._ready,
                               self._max_task_retries, self._signatures))
@@ -204,6 +212,9 @@ class ActorMethod:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor method {self._name}() cannot be called directly; use "
                         f"handle.{self._name}.remote(...)")
+
+    def __dir__(self) -> list[str]:
+        return ["options", "remote"]
 
     def options(self, **changes: Any) -> ActorMethod:
         changes = _call_options(changes)
