@@ -22,7 +22,7 @@ from typing import Any
 
 from plait import compiler
 from plait.compiler.units import format_bytes, parse_bytes
-from plait.errors import ClusterError
+from plait.errors import ClusterError, InvalidOptionError
 from plait.executor.driver.session import Session
 from plait.executor.engine import Engine
 from plait.executor.engine import check_refs as _check_refs
@@ -202,12 +202,17 @@ def _open_dashboard(dashboard: bool | int, address: str) -> None:
     print(f"plait dashboard: {dashboard_url}", flush=True)
 
 
+# Ray options with nothing to do here: logging, the dashboard's, and ``_system_config``
+# (Ray's internal tuning knobs, named after its C++ core; plait has no counterpart).
 _IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
-                        "namespace", "runtime_env", "dashboard_host"}
+                        "namespace", "runtime_env", "dashboard_host", "_system_config"}
 
 
 def _check_ray_options(options: dict[str, Any]) -> None:
-    unknown = set(options) - _IGNORED_RAY_OPTIONS
+    if options.get("local_mode"):
+        raise InvalidOptionError("local_mode (run every task in the driver, one at a time) is "
+                                 "not supported, as Ray no longer supports it; leave it out")
+    unknown = set(options) - _IGNORED_RAY_OPTIONS - {"local_mode"}
     if unknown:
         raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
 
