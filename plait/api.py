@@ -22,11 +22,12 @@ from typing import Any
 
 from plait import compiler
 from plait.compiler.units import format_bytes, parse_bytes
-from plait.errors import ClusterError
+from plait.errors import ClusterError, InvalidOptionError
 from plait.executor.driver.session import Session
 from plait.executor.engine import Engine
 from plait.executor.engine import check_refs as _check_refs
 from plait.graph import context
+from plait.graph.actor import registered_name
 from plait.graph.refs import ObjectRef
 from plait.graph.remote_function import ObjectRefGenerator
 
@@ -205,6 +206,8 @@ def _open_dashboard(dashboard: bool | int, address: str) -> None:
     print(f"plait dashboard: {dashboard_url}", flush=True)
 
 
+# Ray options with nothing to do here: logging, the dashboard's, and ``_system_config``
+# (Ray's internal tuning knobs, named after its C++ core; plait has no counterpart).
 _IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
                         "namespace", "runtime_env", "dashboard_host", "_system_config"}
 # Options that configure the cluster being started: Ray refuses them when joining one.
@@ -214,8 +217,12 @@ _STARTING_ONLY_RAY_OPTIONS = {"_system_config"}
 def _check_ray_options(options: dict[str, Any], joining: bool = False) -> None:
     """Ray's init options plait takes and ignores (``_system_config`` tunes Ray's own
     internals, none of which plait has); others are a TypeError, and, as in Ray, a
-    ``_system_config`` passed when joining a running cluster is a ValueError."""
-    unknown = set(options) - _IGNORED_RAY_OPTIONS
+    ``_system_config`` passed when joining a running cluster is a ValueError and
+    ``local_mode=True`` an InvalidOptionError."""
+    if options.get("local_mode"):
+        raise InvalidOptionError("local_mode (run every task in the driver, one at a time) is "
+                                 "not supported, as Ray no longer supports it; leave it out")
+    unknown = set(options) - _IGNORED_RAY_OPTIONS - {"local_mode"}
     if unknown:
         raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
     starting = sorted(set(options) & _STARTING_ONLY_RAY_OPTIONS)
@@ -400,12 +407,13 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
     session().kill_actor(actor.actor_id, no_restart)
 
 
-def get_actor(name: str) -> Any:
-    """The handle of the live actor created with ``.options(name=name)`` (as ``ray.get_actor``);
-    ActorNotFoundError (a ValueError) if there is none."""
+def get_actor(name: str, namespace: str | None = None) -> Any:
+    """The handle of the live actor created with ``.options(name=name)`` (as ``ray.get_actor``;
+    with ``namespace``, the one created with that ``namespace=``); ActorNotFoundError (a
+    ValueError) if there is none."""
     if not isinstance(name, str):
         raise TypeError(f"plait.get_actor expects a name, got {type(name).__name__}")
-    return _runtime().get_actor(name)
+    return _runtime().get_actor(registered_name(name, namespace))
 
 
 def visualize(*refs: ObjectRef, filename: str | None = None) -> str:

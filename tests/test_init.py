@@ -20,3 +20,13 @@ def test_init_refuses_what_cannot_describe_its_nodes(options, words):
     with pytest.raises(ValueError, match=words):
         plait.init(**options)
     assert not plait.is_initialized()
+
+
+def test_init_takes_rays_local_mode_false_and_system_config_and_refuses_local_mode():
+    from plait.api import _check_ray_options
+
+    _check_ray_options({"local_mode": False, "_system_config": {"x": 1}, "namespace": "n"})
+    with pytest.raises(plait.InvalidOptionError, match="local_mode"):
+        _check_ray_options({"local_mode": True})
+    with pytest.raises(TypeError, match="unknown option"):
+        _check_ray_options({"local_mod": False})

@@ -960,6 +960,9 @@ class WorkerRuntime:
     def get_actor(self, name: str) -> Any:
         return self.nested().get_actor(name)
 
+    def list_objects(self) -> tuple[Any, ...]:
+        return self.nested().list_objects()
+
     def created(self, task: Any) -> None:
         session = self.nested()
         call = self.current()

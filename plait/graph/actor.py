@@ -99,6 +99,10 @@ class ActorClass:
             raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
         return getattr(cls, name)
 
+    def __dir__(self) -> list[str]:
+        """What completes after ``Cls.`` (Ray's ``dir``): the methods, options, remote."""
+        return sorted([*self._methods, "options", "remote"])
+
     def __mro_entries__(self, bases: tuple) -> tuple:
         """``class Derived(SomeActorClass)``: refused with a word, as Ray refuses it."""
         name = self._cls.__name__
@@ -121,7 +125,7 @@ class ActorClass:
         check_call(self._signatures["__init__"], name, args, kwargs)
         runtime = context.runtime()
         if self._options.get_if_exists and self._options.name:
-            existing = _live_actor(self._options.name)
+            existing = _live_actor(registered_name(self._options.name, self._options.namespace))
             if existing is not None:
                 return existing
         self._function.pickled()       # the class as it is now (as Ray exports it)
@@ -138,7 +142,7 @@ class ActorClass:
         handle = ActorHandle(actor_id, name, self._methods, ObjectRef(actor_id, task),
                              self._options.max_task_retries, self._signatures)
         if given.name:
-            task.named = (given.name, cloudpickle.dumps(handle))
+            task.named = (registered_name(given.name, given.namespace), cloudpickle.dumps(handle))
         runtime.created(task)
         return handle
 
@@ -179,6 +183,10 @@ class ActorHandle:
             raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
         return ActorMethod(self, name, self._methods[name])
 
+    def __dir__(self) -> list[str]:
+        """What completes after ``handle.`` (Ray's ``dir``): the methods one may call."""
+        return sorted(["__init__", TERMINATE, *self._methods])
+
     def __reduce__(self):
         return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._ready,
                               self._max_task_retries, self._signatures))
@@ -204,6 +212,9 @@ class ActorMethod:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor method {self._name}() cannot be called directly; use "
                         f"handle.{self._name}.remote(...)")
+
+    def __dir__(self) -> list[str]:
+        return ["options", "remote"]
 
     def options(self, **changes: Any) -> ActorMethod:
         changes = _call_options(changes)
@@ -266,6 +277,16 @@ def concurrency_of(cls: type, max_concurrency: int | None) -> int:
     if max_concurrency is not None:
         return max_concurrency
     return ASYNC_CONCURRENCY if is_async_class(cls) else 1
+
+
+def registered_name(name: str, namespace: str | None) -> str:
+    """The name an actor is registered and looked up under: Ray's ``namespace`` scopes
+    names, so "foo" in namespace "f1" is not "foo" in "f2" nor "foo" with none.
+
+    >>> registered_name("foo", None), registered_name("foo", "f1")
+    ('foo', 'f1/foo')
+    """
+    return f"{namespace}/{name}" if namespace else name
 
 
 def _live_actor(name: str) -> ActorHandle | None:

@@ -61,6 +61,10 @@ class ObjectRef:
             except Exception:  # interpreter shutdown: the session is already gone
                 pass
 
+    def hex(self) -> str:
+        """The object's id (Ray's name for it; plait's ids are readable, not hex)."""
+        return self.id
+
     def compute(self, timeout: float | None = None) -> Any:
         """Run what this ref needs and return its value (Dask's ``.compute()``)."""
         return context.runtime().get(self, timeout=timeout)

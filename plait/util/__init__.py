@@ -1,7 +1,7 @@
 """``plait.util``: the helpers of ``ray.util`` that Ray Core programs use most."""
 
-from plait.util import scheduling_strategies
+from plait.util import scheduling_strategies, state
 from plait.util.actor_pool import ActorPool
 from plait.util.validate import validate_state
 
-__all__ = ["ActorPool", "scheduling_strategies", "validate_state"]
+__all__ = ["ActorPool", "scheduling_strategies", "state", "validate_state"]

@@ -404,6 +404,21 @@ def test_a_named_actor_is_found_by_name_from_a_task_and_names_are_unique(cluster
     assert plait.get(fresh.read.remote(), timeout=30) == 3
 
 
+def test_a_namespace_scopes_actor_names(cluster):
+    counter = Counter.options(name="till", namespace="shop").remote(5)
+    assert plait.get(plait.get_actor("till", namespace="shop").read.remote(), timeout=30) == 5
+    with pytest.raises(plait.ActorNotFoundError):
+        plait.get_actor("till", namespace="bank")
+    with pytest.raises(plait.ActorNotFoundError):
+        plait.get_actor("till")
+    other = Counter.options(name="till").remote(9)     # the same name with no namespace
+    assert plait.get(plait.get_actor("till").read.remote(), timeout=30) == 9
+    same = Counter.options(name="till", namespace="shop", get_if_exists=True).remote()
+    assert same == counter
+    plait.kill(other)
+    plait.kill(counter)
+
+
 def test_a_cancelled_sync_call_can_see_it_and_an_async_one_is_interrupted(cluster, tmp_path):
     import asyncio
     import time

@@ -154,6 +154,23 @@ def test_remote_on_a_class_makes_an_actor_class_and_a_positional_value_is_a_type
         plait.remote(1, 2)
 
 
+def test_dir_of_an_actor_class_handle_and_method_offers_what_one_may_call():
+    from plait.graph.actor import handle_of
+
+    @plait.remote
+    class Counter:
+        LIMIT = 3
+
+        def incr(self):
+            pass
+
+    assert [n for n in dir(Counter) if not n.startswith("_")] == ["incr", "options", "remote"]
+    assert Counter.LIMIT == 3                      # attributes still reach the class
+    handle = handle_of("Counter-1", Counter._cls)
+    assert dir(handle) == ["__init__", "__ray_terminate__", "incr"]
+    assert dir(handle.incr) == ["options", "remote"]
+
+
 def test_an_async_actor_runs_a_thousand_calls_at_once_and_any_other_one_unless_told():
     from plait.graph.actor import concurrency_of, is_async_class
 

@@ -327,6 +327,13 @@ class Session(ObjectReading, Engine):
         return report.events, report.position
 
     @_serialized
+    def list_objects(self) -> tuple[Any, ...]:
+        """Every object the head holds now (protocol.ObjectRow), for plait.util.state."""
+        from plait.executor.wire import protocol as p
+
+        return self.request(p.ObjectsRequest(next(self.requests))).objects
+
+    @_serialized
     def memory_summary(self) -> tuple[Any, ...]:
         from plait.executor.wire import protocol as p
 

@@ -43,6 +43,10 @@ class Directory:
         self.tombstones: OrderedDict[str, str] = OrderedDict()
         self._reclaim = reclaim
 
+    def rows(self) -> tuple[p.ObjectRow, ...]:
+        """Every object held now, as the rows of Ray's ``list_objects`` (in id order)."""
+        return tuple(_row(oid, self.entries[oid]) for oid in sorted(self.entries))
+
     def expect(self, object_id: str) -> None:
         """A client created this object or submitted the task that will produce it."""
         self.entries.setdefault(object_id, Entry())
@@ -123,3 +127,11 @@ class Directory:
         self._reclaim(object_id, value)
         for inner in getattr(value, "contains", ()):
             self.release(inner)
+
+
+def _row(object_id: str, entry: Entry) -> p.ObjectRow:
+    value = entry.value
+    state = ("PENDING" if value is None or isinstance(value, p.Pending) else
+             "FAILED" if isinstance(value, p.Failed) else "READY")
+    nbytes = len(value.data) if isinstance(value, p.Inline) else getattr(value, "nbytes", 0)
+    return p.ObjectRow(object_id, state, nbytes, entry.holders, entry.readers)

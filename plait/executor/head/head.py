@@ -852,6 +852,9 @@ class Head(ActorRouting, Outbox):
             self.events_dropped += 1
         self.events.append(event)
 
+    def on_ObjectsRequest(self, peer: Peer, message: p.ObjectsRequest) -> None:
+        self.to_client(peer, p.ObjectsReport(message.request, self.directory.rows()))
+
     def on_TraceRequest(self, peer: Peer, message: p.TraceRequest) -> None:
         end = self.events_dropped + len(self.events)
         since = end if message.since < 0 else max(message.since, self.events_dropped)

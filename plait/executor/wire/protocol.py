@@ -4,9 +4,10 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
 
     driver --Hello/Heartbeat/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/
              Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/TraceRequest/
-             KillActor/ActorLookup/SnapshotRequest/PlanRequest/Bye--> head
+             KillActor/ActorLookup/SnapshotRequest/PlanRequest/ObjectsRequest/Bye--> head
     driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Yielded/Pinned/MemoryReport/
-             ResourcesReport/StateReport/TraceReport/ActorFound/Snapshot/PlanReport-- head
+             ResourcesReport/StateReport/TraceReport/ActorFound/Snapshot/PlanReport/
+             ObjectsReport-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Yielded/Created/ReplicaAdded/
              ReplicaDropped/Revoked/Pinned/MemoryReport/ResourcesReport/StateReport/ActorExit/
              CopyLost/WorkerExited/CancelSubmitted/NodeSnapshot--> head
@@ -315,6 +316,31 @@ class TraceReport:
     request: int
     events: tuple[TaskEvent | TransferEvent, ...]
     position: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectsRequest:
+    """Every object the head's directory holds now (Ray's ``list_objects``)."""
+
+    request: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRow:
+    """One object of an ObjectsReport: its id, whether its value is there ("PENDING",
+    "READY", "FAILED"), its size in bytes (0 while pending) and who keeps it alive."""
+
+    object_id: str
+    state: str
+    nbytes: int
+    holders: int
+    readers: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectsReport:
+    request: int
+    objects: tuple[ObjectRow, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -791,7 +817,7 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | ActorLookup | ActorFound | ActorExit | WorkerExited | CancelSubmitted | Bye
            | WorkerReady | Blocked | Unblocked
            | Skip | RunTasks | TasksDone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
-           | PlanRequest | PlanReport)
+           | PlanRequest | PlanReport | ObjectsRequest | ObjectsReport)
 
 
 def _positional_reduce(cls: type) -> None:

@@ -708,3 +708,18 @@ def test_a_head_behind_on_its_messages_does_not_count_the_time_as_silence():
         now[0] += 0.5
         tell(head, Tick(now[0]))
     assert set(head.nodes) == {"node-0"}
+
+
+def test_an_objects_request_lists_each_held_object_with_its_state_size_and_keepers(alone):
+    tell(alone, FromClient(DRIVER, p.PutInline("put-1", p.Inline(b"x" * 8))))
+    tell(alone, FromClient(DRIVER, p.Expect(("inc-2",))))
+    take(alone)
+    tell(alone, FromClient(DRIVER, p.ObjectsRequest(5)))
+    (peer, report), = take(alone)
+    assert report == p.ObjectsReport(5, (p.ObjectRow("inc-2", "PENDING", 0, 1, 0),
+                                         p.ObjectRow("put-1", "READY", 8, 1, 0)))
+    tell(alone, FromClient(DRIVER, p.Free(("put-1",))))
+    take(alone)
+    tell(alone, FromClient(DRIVER, p.ObjectsRequest(6)))
+    (peer, report), = take(alone)
+    assert [row.object_id for row in report.objects] == ["inc-2"]
