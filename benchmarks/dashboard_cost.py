@@ -6,8 +6,10 @@ page closed and open, alternately (benchmarks/pageview.py polls as the page does
 One cluster (one node, 2 workers) started with ``dashboard=True``; a closed page costs
 nothing but the dashboard's idle connection (nothing asks the head), so the closed samples
 stand for "no dashboard". Samples alternate closed, open, closed, ... so that a shared
-machine's load swings hit both sides alike. Prints the medians, their ratio, every sample,
-and the dashboard process's own CPU and peak memory while open.
+machine's load swings hit both sides alike. Prints the medians, their ratio, the median of
+each open sample's ratio to the closed sample just before it (a pair sees the same load,
+so slow drifts of a shared machine cancel), every sample, and the dashboard process's own
+CPU and peak memory while open.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ def main() -> None:
     wall = sum(p["wall_s"] for p in pages)
     print(f"W3 {options.tasks:,} no-op tasks, median of {options.repeat}: page closed "
           f"{a:,.0f} tasks/s; page open {b:,.0f} tasks/s ({b / a:.2f}x)")
+    pairs = sorted(o / c for c, o in zip(closed, opened, strict=True))
+    quarter = len(pairs) // 4
+    print(f"  each open sample against the closed one just before it: median "
+          f"{statistics.median(pairs):.3f}x, middle half {pairs[quarter]:.3f}x-"
+          f"{pairs[-1 - quarter]:.3f}x")
     print(f"  samples closed: {[round(r) for r in closed]}")
     print(f"  samples open:   {[round(r) for r in opened]}")
     print(f"  dashboard process while open: {100 * cpu / max(wall, 1e-9):.1f}% of a core, "
