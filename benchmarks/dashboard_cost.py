@@ -1,7 +1,7 @@
 """What an open dashboard costs a run: W3 (10,000 no-op tasks, one get) with the dashboard's
 page closed and open, alternately (benchmarks/pageview.py polls as the page does).
 
-    python benchmarks/dashboard_cost.py [--repeat 7] [--tasks 10000]
+    python benchmarks/dashboard_cost.py [--repeat 7] [--tasks 10000] [--tab cluster|plan]
 
 One cluster (one node, 2 workers) started with ``dashboard=True``; a closed page costs
 nothing but the dashboard's idle connection (nothing asks the head), so the closed samples
@@ -41,13 +41,15 @@ def main() -> None:
     args = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     args.add_argument("--repeat", type=int, default=7)
     args.add_argument("--tasks", type=int, default=10_000)
+    args.add_argument("--tab", choices=("cluster", "plan"), default="cluster",
+                      help="the page's tab: plan draws each new plan (a get submits one)")
     options = args.parse_args()
     plait.init(num_workers=2, dashboard=True)
     from plait import api
 
     plait.get([noop.remote(i) for i in range(200)])
     closed, opened = [], []
-    page = PageView(api.dashboard_url, api._dashboard.pid)
+    page = PageView(api.dashboard_url, api._dashboard.pid, plan_shown=options.tab == "plan")
     page.start()                               # (its process starts before any sample)
     for _ in range(options.repeat):
         closed.append(rate(options.tasks))
@@ -59,7 +61,8 @@ def main() -> None:
     a, b = statistics.median(closed), statistics.median(opened)
     cpu = sum(p["dashboard_cpu_s"] for p in pages)
     wall = sum(p["wall_s"] for p in pages)
-    print(f"W3 {options.tasks:,} no-op tasks, median of {options.repeat}: page closed "
+    print(f"W3 {options.tasks:,} no-op tasks, median of {options.repeat}, the page's "
+          f"{options.tab} tab: page closed "
           f"{a:,.0f} tasks/s; page open {b:,.0f} tasks/s ({b / a:.2f}x)")
     pairs = sorted(o / c for c, o in zip(closed, opened, strict=True))
     quarter = len(pairs) // 4

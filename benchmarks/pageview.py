@@ -1,10 +1,10 @@
 """An open dashboard page, without a browser: what a tab costs the cluster, and the
 dashboard process's own CPU and memory meanwhile (for dashboard_cost.py and chaos.py).
 
-The page's own script asks GET /api/state once a second and GET /api/plan when the plan
-changes; ``PageView`` does the same from a process of its own, after trading the URL's token for the
-cookie as a browser does. ``stats()`` reads the dashboard process's CPU seconds and peak
-RSS from /proc.
+The page's own script asks GET /api/state once a second, and GET /api/plan when the plan
+changes while its Plan tab is shown (``plan_shown``); ``PageView`` does the same from a
+process of its own, after trading the URL's token for the cookie as a browser does.
+``stats()`` reads the dashboard process's CPU seconds and peak RSS from /proc.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ class PageView:
     a cost no real page puts on the driver. The process starts once (``start``), so that
     its own start-up is not counted against the samples taken while the page is open."""
 
-    def __init__(self, url: str, pid: int) -> None:
+    def __init__(self, url: str, pid: int, plan_shown: bool = False) -> None:
         context = multiprocessing.get_context("spawn")      # (the driver has threads)
         self.pid = pid
         self.shown = context.Event()                        # the page is open
         self.done = context.Event()
         self.counts = context.Array("d", 3)                 # polls, failures, slowest
         self.process = context.Process(target=poll, args=(url, self.shown, self.done,
-                                                          self.counts),
+                                                          self.counts, plan_shown),
                                        name="dashboard-page", daemon=True)
         self.cpu = self.wall = 0.0                          # while open, summed
         self.opened: tuple[float, float] | None = None
@@ -67,9 +67,10 @@ class PageView:
                 "dashboard_peak_rss_mib": round(peak_rss(self.pid) / (1 << 20), 1)}
 
 
-def poll(url: str, shown: Any, done: Any, counts: Any) -> None:
+def poll(url: str, shown: Any, done: Any, counts: Any, plan_shown: bool) -> None:
     """The page's loop: trade the URL's token for the cookie; then, while the page is
-    open, GET /api/state at once and once a second, and /api/plan when the plan changes."""
+    open, GET /api/state at once and once a second, and (its Plan tab shown) /api/plan
+    when the plan changes."""
     base = url.split("/?", 1)[0]
     opener = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
@@ -81,7 +82,7 @@ def poll(url: str, shown: Any, done: Any, counts: Any) -> None:
         began = time.monotonic()
         try:
             state = json.loads(opener.open(base + "/api/state", timeout=30).read())
-            if state["plan"]["number"] != plan:
+            if plan_shown and state["plan"]["number"] != plan:
                 plan = state["plan"]["number"]
                 opener.open(base + "/api/plan", timeout=30).read()
             counts[0] += 1

@@ -49,6 +49,7 @@ class FakeHead:
 
     def __init__(self) -> None:
         self.polls = 0
+        self.plans = 0
         self.told: list[p.Message] = []
         self.down = False
 
@@ -63,6 +64,7 @@ class FakeHead:
                       p.TransferEvent("put-1", "node-0", "node-1", 8 * MIB, NOW - 3, NOW - 2.5))
             return p.TraceReport(message.request, events if message.since < 0 else (), 2)
         assert isinstance(message, p.PlanRequest)
+        self.plans += 1
         return p.PlanReport(message.request, 1, (
             ("put-x", "make", "node-0", (), ("put-x",), ""),
             ("inc-2", "inc", "node-1", ("put-x",), ("inc-2",), ""),
@@ -204,7 +206,10 @@ def test_the_state_has_every_page(client, head, clock):
     assert state["run"] == [{"function": "inc", "total": 10, "waiting": 2, "running": 1,
                              "done": 6, "failed": 1, "retried": 4}]
     assert state["plan"]["states"]["inc-3"] == "running"
-    assert state["plan"]["predicted"] == state["plan"]["moved"] == 8 * MIB
+    assert state["plan"]["moved"] == 8 * MIB and state["plan"]["predicted"] is None
+    assert head.plans == 0                  # no page showed the plan: nobody asked for it
+    client.get("/api/plan")
+    assert client.get("/api/state").json()["plan"]["predicted"] == 8 * MIB
     assert state["objects"][0]["copies"] == ["node-0", "node-1"]
     assert state["objects"][0]["holders"] == ["pid 4242"]
     assert state["actors"][0] == {"actor": "actor-7", "class": "Counter", "name": "tally",
