@@ -55,7 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--parts", default=",".join(PARTS))
     p.add_argument("--systems", default="ray,plait",
                    help="comma-separated (default ray,plait; dask adds its transfers)")
-    p.add_argument("--rounds", type=int, default=3, help="fresh children per system (init, get, put)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="fresh children per system (init, get, put)")
     p.add_argument("--repeat", type=int, default=5, help="puts per size and transfers per round")
     p.add_argument("--gets", type=int, default=500, help="timed gets per round")
     p.add_argument("--out", default=None, help="write every sample as JSON here")
@@ -130,7 +131,7 @@ def transfer_rows(s, args):
         except Unsupported:
             continue
         names = (f"{label}, consumer submit + get", f"{label}, the copy alone")
-        for name, (values, _warmup) in zip(names, samples[:2]):
+        for name, (values, _warmup) in zip(names, samples[:2], strict=True):
             if values is not None:
                 rows.append(row(name, "GB/s", "higher", values))
     return rows
@@ -222,8 +223,8 @@ def main(argv=None):
     print(render(samples, args.systems))
     if args.out:
         with open(args.out, "w") as f:
-            json.dump([{"metric": m, "unit": u, "samples": by} for (m, u, _), by in samples.items()],
-                      f, indent=1)
+            json.dump([{"metric": m, "unit": u, "samples": by}
+                       for (m, u, _), by in samples.items()], f, indent=1)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,11 @@ RAY_CORE = {"init", "shutdown", "is_initialized", "put", "get", "wait", "remote"
 
 
 def _exported() -> set[str]:
-    """Public names the package namespace holds: no underscores, no submodules but the
-    three Ray programs reach through it (ray.exceptions, ray.actor, ray.util)."""
+    """Public names the package namespace holds once every name is loaded (they load on
+    first use): no underscores, no submodules but the three Ray programs reach through it
+    (ray.exceptions, ray.actor, ray.util)."""
+    for name in dir(plait):
+        getattr(plait, name)
     return {name for name, value in vars(plait).items() if not name.startswith("_")
             and (not inspect.ismodule(value) or name in ("exceptions", "actor", "util"))}
 
@@ -47,3 +50,32 @@ def test_version_is_a_string():
 
 def test_object_id_is_rays_old_name_for_object_ref():
     assert plait.ObjectID is plait.ObjectRef
+
+
+def test_names_load_on_first_use_so_a_node_imports_no_session_or_passes():
+    """A node process imports ``plait.executor...``, which runs plait/__init__.py first: the
+    public names load on first use, so the node's cold start pays for what it runs."""
+    import subprocess
+    import sys
+
+    script = ("import sys, plait.executor.node.server, plait.executor.worker\n"
+              "print(' '.join(sorted(m for m in sys.modules if m.startswith('plait'))))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=True).stdout.split()
+    assert "plait.executor.node.server" in loaded
+    assert [m for m in ("plait.api", "plait.compiler.compile", "plait.executor.driver.session")
+            if m in loaded] == []
+
+
+def test_a_name_loaded_on_first_use_is_the_one_its_module_defines():
+    from plait.compiler import ClusterView
+    from plait.compiler.view import ClusterView as home
+
+    assert ClusterView is home
+    assert plait.get is __import__("plait.api", fromlist=["get"]).get
+    try:
+        plait.no_such_name  # noqa: B018
+    except AttributeError as error:
+        assert "no_such_name" in str(error)
+    else:
+        raise AssertionError("plait.no_such_name should raise AttributeError")
