@@ -3,6 +3,18 @@
 Objects on this host are pinned (one round trip for all) and mapped zero-copy from their
 node's arena; those held on other hosts are pulled over the network into private memory.
 A mixin of Session: it uses the session's connection, its known values and its pins.
+
+Pins, one per zero-copy view (the head counts them per client, the node per object)::
+
+    get(X) --Pin--> head --Pin--> node: X may not move      view alive
+    view dies: its finalizer queues (X, Located)             pin kept, no view
+    next plait call: Unpin(node, X) is sent                  X may spill again
+
+A view's pin outlives the view until the session's next call, as it always has. When that
+call is a get of X itself (X's ref still alive here), the pin is not sent back but taken
+by the new view: no round trip for an object read again and again on this host. The head
+and the node never see the difference: one pin per view, each undone once. A pin the get
+did not use (or a get that failed) is sent back with the next call.
 """
 
 from __future__ import annotations
@@ -19,22 +31,47 @@ FAR_TIMEOUT_SECONDS = 10.0     # a node on another host silent this long between
 class ObjectReading:
     """Pinning, pulling and rebuilding objects for the Session (see the module docstring)."""
 
-    def pin_stored(self, object_ids: list[str]) -> dict[str, Any]:
-        """Where to read the stored objects among ``object_ids``.
+    def pin_stored(self, object_ids: list[str], found: dict[str, list[Any]]) -> None:
+        """Fill ``found`` with where to read the stored objects among ``object_ids``: one
+        value per time each is asked, to ``pop`` (a Located is one pin, for one view).
 
-        Objects on this host are pinned (one round trip for all) and read in place; those
-        held on other hosts are fetched over the network into private memory.
+        Objects on this host are read in place, each view on a pin of its own: one kept
+        from a dead view of this get's objects (``reusable``), else one asked of the head
+        (one round trip for all); those held on other hosts are fetched over the network
+        into private memory, once. ``found`` is the caller's, so that the pins it holds
+        when a later step fails are given back (``unpin_unused``).
         """
         from plait.executor.wire import protocol as p
 
-        stored = [oid for oid in dict.fromkeys(object_ids)
-                  if isinstance(self.values[oid], p.Stored)]
-        far = [oid for oid in stored if self.node_info(self.values[oid].node).host != self.host]
-        near = tuple(oid for oid in stored if oid not in far)
-        found = dict(self.request(p.Pin(next(self.requests), near)).values) if near else {}
-        for oid in far:
-            found[oid] = self.fetch_far(oid)
-        return found
+        stored = [oid for oid in object_ids if isinstance(self.values[oid], p.Stored)]
+        far = {oid for oid in stored if self.node_info(self.values[oid].node).host != self.host}
+        ask = []
+        for oid in stored:
+            kept = self.reusable.get(oid)
+            if oid in far:
+                value = found[oid][0] if oid in found else self.fetch_far(oid)
+                found.setdefault(oid, []).append(value)
+            elif kept:
+                found.setdefault(oid, []).append(kept.pop())
+            else:
+                ask.append(oid)
+        if ask:
+            for oid, value in self.request(p.Pin(next(self.requests), tuple(ask))).values:
+                found.setdefault(oid, []).append(value)
+
+    def unpin_unused(self, found: dict[str, list[Any]]) -> None:
+        """Queue the Unpin of every pin no view took: kept ones, and those ``found`` still
+        has after a failed get (sent with the next call, as a dead view's)."""
+        from plait.executor.wire import protocol as p
+
+        for oid, values in found.items():
+            self.reusable.setdefault(oid, []).extend(
+                v for v in values if isinstance(v, p.Located))
+        for oid, located in self.reusable.items():
+            for value in located:
+                self.pins[oid] += 1               # take_dropped counts it down again
+                self.unpinned.append((oid, value))
+        self.reusable.clear()
 
     def fetch_far(self, object_id: str) -> Any:
         """Pull from the node holding it; if that fails, ask the head where it is now."""
@@ -90,7 +127,7 @@ class ObjectReading:
         holder = numpy.frombuffer(self.arena(value.node).block(value.offset, value.nbytes),
                                   dtype=numpy.uint8)
         self.pins[object_id] += 1
-        weakref.finalize(holder, self.unpinned.append, (value.node, object_id))
+        weakref.finalize(holder, self.unpinned.append, (object_id, value))
         return deserialize(holder)
 
     def arena(self, node: str) -> Any:

@@ -76,7 +76,9 @@ class Session(ObjectReading, Engine):
         self.frees_after: Callable[[], tuple[str, ...]] | None = None   # a worker's: see Free
         self.pins: Counter[str] = Counter()           # loads with live zero-copy views
         self.dead: deque[str] = deque()               # refs died (any thread)
-        self.unpinned: deque[tuple[str, str]] = deque()   # (node, object) views died
+        self.unpinned: deque[tuple[str, Any]] = deque()   # (object, Located) views died
+        self.reusing: set[str] = set()                # a get's objects (see reading.py)
+        self.reusable: dict[str, list[Any]] = {}      # their pins kept, Located, no view
         self.values: dict[str, Any] = {}             # object -> protocol value, once known
         self.pending: set[str] = set()                # submitted, result not yet known
         self.asked: set[str] = set()                  # subscribed, answer not yet come
@@ -175,14 +177,21 @@ class Session(ObjectReading, Engine):
     def get(self, refs: Any, timeout: float | None = None) -> Any:
         many = isinstance(refs, (list, tuple))
         wanted = _check_refs(refs if many else [refs], "plait.get")
-        self.run(wanted)
         ids = [ref.id for ref in wanted]
-        parked = self.parked.error_for(ids)
-        if parked is not None:          # it would wait for ever (Ray's get would hang)
-            raise parked
-        self.fetch(ids, len(wanted), timeout)
-        pinned = self.pin_stored(ids)
-        values = [self.load(oid, pinned.get(oid)) for oid in ids]
+        self.reusing = set(ids)         # the pins of their dead views stay for this get
+        pinned: dict[str, list[Any]] = {}
+        try:
+            self.run(wanted)
+            parked = self.parked.error_for(ids)
+            if parked is not None:      # it would wait for ever (Ray's get would hang)
+                raise parked
+            self.fetch(ids, len(wanted), timeout)
+            self.pin_stored(ids, pinned)
+            values = [self.load(oid, pinned[oid].pop() if oid in pinned else None)
+                      for oid in ids]
+        finally:
+            self.reusing = set()
+            self.unpin_unused(pinned)
         return values if many else values[0]
 
     def future(self, ref: ObjectRef) -> Any:
@@ -637,8 +646,11 @@ class Session(ObjectReading, Engine):
                     if oid in self.held:
                         released.append(oid)
         while self.unpinned:
-            node, oid = self.unpinned.popleft()
-            unpins.append((node, oid))
+            oid, located = self.unpinned.popleft()
+            if oid in self.reusing and oid in self.refs:
+                self.reusable.setdefault(oid, []).append(located)
+            else:
+                unpins.append((located.node, oid))
             self.pins[oid] -= 1
             if self.pins[oid] <= 0:
                 del self.pins[oid]

@@ -483,6 +483,8 @@ def main() -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import numpy  # noqa: F401  (imported once here so forked workers start with it)
 
+    import plait.executor.worker  # noqa: F401  (... and with their own module)
+
     config = NodeConfig(**json.loads(sys.argv[1]))
     profile = os.environ.get("PLAIT_PROFILE")     # a directory: write NODE.prof there
     if not profile:

@@ -1,0 +1,124 @@
+"""A driver's pins: one per zero-copy view, kept for a get of the same object, never lost.
+
+An object a view reads may not spill or move while the view lives; once every view is gone
+(and the session has made its next call) it may. A get of an object whose earlier view just
+died takes that view's pin instead of asking the head again (driver/reading.py).
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+
+import numpy as np
+import pytest
+
+import plait
+from plait.graph import context
+
+pytestmark = pytest.mark.cluster
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def small_store(fresh):
+    plait.init(num_workers=1, store_memory=64 * MIB)
+    yield
+
+
+def pinned_mib() -> float:
+    """node-0's pinned bytes, as memory_summary reports them."""
+    text = plait.memory_summary(stats_only=True)
+    size, unit = re.search(r"([\d.]+) (B|KiB|MiB|GiB) pinned", text).groups()
+    return float(size) * {"B": 1, "KiB": 1 << 10, "MiB": MIB, "GiB": 1 << 30}[unit] / MIB
+
+
+def fill_store() -> list:
+    """Puts that need the whole store: every object not pinned spills to make room."""
+    return [plait.put(np.full(2 * MIB, 9.0)) for _ in range(8)]       # 8 x 16 MiB
+
+
+def sent_by_session() -> list[str]:
+    """The names of the messages this session sends from now on."""
+    session = context.active()
+    sent: list[str] = []
+    send = session.conn.send
+
+    def recording(message):
+        sent.append(type(message).__name__)
+        return send(message)
+
+    session.conn.send = recording
+    return sent
+
+
+def test_a_repeated_get_of_an_object_on_this_host_sends_no_message(small_store):
+    ref = plait.put(np.arange(2 * MIB, dtype=np.float64))
+    view = plait.get(ref)
+    del view
+    sent = sent_by_session()
+    for i in range(50):
+        view = plait.get(ref)
+        assert view[i] == i
+        del view
+    assert sent == []
+    plait.put(0)                                  # the next call gives the last pin back
+    assert "Unpin" in sent
+    assert pinned_mib() == 0
+    assert context.active().validate_state(10) == ()
+
+
+def test_a_view_on_a_kept_pin_stays_valid_while_the_store_spills_around_it(small_store):
+    ref = plait.put(np.full(2 * MIB, 5.0))
+    first = plait.get(ref)
+    del first
+    view = plait.get(ref)                          # on the pin the first view left
+    others = fill_store()
+    assert view[0] == 5.0 and view[-1] == 5.0 and len(others) == 8
+    assert pinned_mib() == 16
+
+
+def test_once_its_views_are_gone_an_object_may_spill_and_comes_back_equal(small_store):
+    ref = plait.put(np.full(2 * MIB, 5.0))
+    for _ in range(3):
+        view = plait.get(ref)
+        del view
+    others = fill_store()                          # a call: the pin goes back first
+    assert pinned_mib() == 0
+    assert plait.get(ref)[-1] == 5.0 and len(others) == 8
+
+
+def test_each_view_of_a_get_that_names_a_ref_twice_has_a_pin_of_its_own(small_store):
+    ref = plait.put(np.full(2 * MIB, 5.0))
+    a, b = plait.get([ref, ref])
+    keep = plait.get(ref)
+    del a, b
+    gc.collect()
+    others = fill_store()                          # two Unpins go: keep's pin stays
+    assert keep[0] == 5.0 and keep[-1] == 5.0 and len(others) == 8
+    assert pinned_mib() == 16
+    assert context.active().validate_state(10) == ()
+
+
+def test_pins_a_get_did_not_use_are_given_back(small_store):
+    ref = plait.put(np.full(2 * MIB, 5.0))
+    views = [plait.get(ref) for _ in range(3)]
+    del views                                      # three pins kept, one taken below
+    view = plait.get(ref)
+    assert pinned_mib() == 16
+    del view
+    plait.put(0)
+    assert pinned_mib() == 0
+    assert context.active().validate_state(10) == ()
+
+
+def test_a_kept_pin_of_a_dropped_ref_is_given_back_before_its_free(small_store):
+    ref = plait.put(np.full(2 * MIB, 5.0))
+    view = plait.get(ref)
+    del view, ref
+    gc.collect()
+    plait.put(0)
+    assert pinned_mib() == 0
+    assert "0 objects in the store" in plait.memory_summary(stats_only=True)   # put(0): inline
+    assert context.active().validate_state(10) == ()
