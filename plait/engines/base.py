@@ -9,6 +9,7 @@ are kept as the exception ``get`` raises.
 Traces are read from the engine: each task reports the node it really ran on, its times and
 the sizes of its inputs (task.py); an input made on another node than its reader's was
 copied there by the engine, once per node (both engines keep the copy), which is a transfer.
+The events are kept in a ring of the newest MAX_EVENTS, as the native head keeps them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from plait.graph.graph import Graph
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef
 from plait.store.serialization import dumps
+
+# Trace events kept for plait.trace/timeline: a ring, the same size as the native head's
+# (plait/executor/head/head.py MAX_EVENTS), so a long run stays flat on every engine.
+MAX_EVENTS = 50_000
 
 _sessions = itertools.count(1)
 
@@ -65,8 +70,8 @@ class ForeignEngine(Engine):
         self.handles: dict[str, Any] = {}          # object -> the engine's handle
         self.failed: dict[str, BaseException] = {}
         self.origin: dict[str, str] = {}           # object -> node it was made on (as known)
-        self.made_by: dict[Any, str] = {}          # event handle -> task (events not read yet)
-        self.events: list[Any] = []                # TaskEvents and TransferEvents, in order
+        self.events: deque[Any] = deque(maxlen=MAX_EVENTS)   # Task/TransferEvents, in order
+        self.events_dropped = 0                    # position of events[0] in the whole log
         self.copies: set[tuple[str, str]] = set()  # (object, node) copies already traced
         self.unsubmitted: deque[Any] = deque()
         self.recent_plans: deque[compiler.Plan] = deque(maxlen=4)
@@ -326,27 +331,40 @@ class ForeignEngine(Engine):
 
     @serialized
     def trace_since(self, position: int) -> tuple[tuple[Any, ...], int]:
+        """As the head's: positions count every event ever recorded, so the caller learns
+        how many of its events the ring let go (``plait.trace``'s ``dropped``)."""
+        self.read_reports()
+        end = self.events_dropped + len(self.events)
+        if position < 0:
+            return (), end
+        since = max(position, self.events_dropped) - self.events_dropped
+        return tuple(itertools.islice(self.events, since, None)), end
+
+    def read_reports(self) -> None:
+        """Turn the engine's new task reports into trace events (the engine lets go of them)."""
         for report in self.engine_events():
             self.record(report)
-        if position < 0:
-            return (), len(self.events)
-        return tuple(self.events[position:]), len(self.events)
+
+    def record_event(self, event: Any) -> None:
+        """One trace event into the ring; past MAX_EVENTS the oldest goes."""
+        if len(self.events) == self.events.maxlen:
+            self.events_dropped += 1
+        self.events.append(event)
 
     def record(self, report: dict) -> None:
         """A task's report: where it ran (read from the engine in the task), and each input
         not made there: copied there by the engine, once per node."""
         node = self.node_name(report["node"])
-        self.events.append(TaskEvent(report["task"], report["function"], node,
-                                     report["pid"], report["start"], report["end"],
-                                     report["ok"]))
+        self.record_event(TaskEvent(report["task"], report["function"], node, report["pid"],
+                                    report["start"], report["end"], report["ok"]))
         for oid in report["outputs"]:
             self.origin[oid] = node
         for oid, nbytes in report["inputs"]:
             src = self.origin.get(oid)
             if src is not None and src != node and (oid, node) not in self.copies:
                 self.copies.add((oid, node))
-                self.events.append(TransferEvent(oid, src, node, nbytes, report["start"],
-                                                 report["start"]))
+                self.record_event(TransferEvent(oid, src, node, nbytes, report["start"],
+                                                report["start"]))
 
     @serialized
     def shutdown(self) -> None:

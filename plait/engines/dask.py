@@ -18,6 +18,7 @@ from __future__ import annotations
 import operator
 import time
 from concurrent.futures import CancelledError
+from collections.abc import Sequence
 from typing import Any
 
 import distributed
@@ -52,7 +53,7 @@ class DaskEngine(ForeignEngine):
             self.client = distributed.Client(self.cluster)
             self.owns_client = True
         super().__init__(submit_after_idle, in_task)
-        self.events_read = 0
+        self.events_read = (0.0, 0)            # (time, events at that time) read last
         self.keep: list[Any] = []              # futures run for side effects, until done
 
     def engine_nodes(self) -> list[tuple[str, int, str]]:
@@ -143,9 +144,7 @@ class DaskEngine(ForeignEngine):
             self.client.cancel(handles, force=True)
 
     def engine_events(self) -> list[dict]:
-        events = self.client.get_events(EVENT)
-        new = [message for _, message in events[self.events_read:]]
-        self.events_read = len(events)
+        new, self.events_read = _unread(self.client.get_events(EVENT), self.events_read)
         return new
 
     def engine_close(self) -> None:
@@ -177,6 +176,26 @@ def _run(spec: Spec, nested: _Nested, *inputs: Any) -> Any:
     worker.log_event(EVENT, report)
     return results[0] if len(results) == 1 else tuple(results)
 
+
+def _unread(events: Sequence[tuple[float, Any]], read: tuple[float, int]
+            ) -> tuple[list[Any], tuple[float, int]]:
+    """The messages of ``events`` (the scheduler's log: (time, message), oldest first) not
+    ``read`` yet, and what is read then. The scheduler keeps only its newest events (1,000:
+    ``distributed.admin.low-level-log-length``), so a position in its log moves; a time
+    does not (``read``: the last time read, and how many events of that time were).
+
+    >>> _unread([(1.0, "a"), (2.0, "b"), (2.0, "c")], (2.0, 1))
+    (['c'], (2.0, 2))
+    >>> _unread([(1.0, "a")], (1.0, 1))
+    ([], (1.0, 1))
+    """
+    last, tied = read
+    fresh = [(when, message) for when, message in events if when >= last]
+    if not fresh:
+        return [], read
+    newest = fresh[-1][0]
+    return ([message for _, message in fresh[tied:]],
+            (newest, sum(1 for when, _ in fresh if when == newest)))
 
 
 def _secede() -> bool:

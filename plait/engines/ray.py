@@ -27,6 +27,10 @@ from plait.errors import (GetTimeoutError, ObjectFreedError, PlaitError, TaskCan
                           WorkerCrashedError)
 
 NODES_FRESH_SECONDS = 0.5      # ray.nodes() is a round trip to the GCS: reused this long
+# Task reports not read yet, past which the finished ones are read into the trace ring (one
+# ray.wait and one ray.get for all): a driver that never reads its trace holds no more Ray
+# objects than this plus its tasks still running. A few thousand: a read is rare and short.
+PENDING_REPORTS = 4096
 
 
 class RayEngine(ForeignEngine):
@@ -43,6 +47,7 @@ class RayEngine(ForeignEngine):
             self.owns = True
         super().__init__(submit_after_idle, in_task)
         self.reports: list[Any] = []         # handles of task reports not read yet
+        self.reports_limit = PENDING_REPORTS # ... read when there are more than this
         self.runners: dict[tuple, Any] = {}  # _run with a kind of task's options
         self.nodes_seen: tuple[float, list] = (0.0, [])
         self.here = ray.get_runtime_context().get_node_id()
@@ -93,6 +98,8 @@ class RayEngine(ForeignEngine):
         extra = (_Nested(nested),) if nested else ()
         handles = runner.remote(spec.to_bytes(), *inputs, *extra)
         self.reports.append(handles[-1])
+        if len(self.reports) > self.reports_limit:
+            self.read_reports()
         return list(handles[:-1])
 
     def engine_get(self, handles: list[Any], timeout: float | None) -> list[Any]:
@@ -122,13 +129,11 @@ class RayEngine(ForeignEngine):
             return []
         ready, self.reports = ray.wait(self.reports, num_returns=len(self.reports),
                                        timeout=0, fetch_local=True)
-        reports = []
-        for handle in ready:
-            try:
-                reports.append(pickle.loads(ray.get(handle)))
-            except Exception:
-                pass                        # the task failed: it made no report
-        return reports
+        self.reports_limit = len(self.reports) + PENDING_REPORTS   # those still running wait
+        try:
+            return [pickle.loads(report) for report in ray.get(ready)]
+        except Exception:                   # a task failed (it made no report): one by one
+            return [report for report in map(_report, ready) if report is not None]
 
     def engine_close(self) -> None:
         self.reports = []
@@ -163,6 +168,13 @@ def _run(spec: bytes, *inputs: Any) -> tuple:
                                nested[0].handles if nested else {})
     return (*results, pickle.dumps(report, protocol=5))
 
+
+def _report(handle: Any) -> dict | None:
+    """A task's report, or None if the task failed."""
+    try:
+        return pickle.loads(ray.get(handle))
+    except Exception:
+        return None
 
 
 def _plait_error(error: Exception) -> Exception:

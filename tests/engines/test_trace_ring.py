@@ -1,0 +1,74 @@
+"""A long run on Ray or Dask stays flat: the trace is a ring of the newest events (as the
+native head's), and Ray's task reports not read yet are read in batches, never held one per
+task forever (a driver that never reads its trace). Small limits here, patched before the
+session starts."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import plait
+import plait.api
+from plait.engines import base
+from tests.conftest import assert_nothing_leaked
+from tests.engines.conftest import start
+
+pytestmark = pytest.mark.cluster
+KEPT = 20           # trace events kept (MAX_EVENTS)
+PENDING = 8         # Ray: task reports not read yet before the finished ones are read
+
+
+@plait.remote
+def older(x):
+    return x + 1
+
+
+@plait.remote
+def newer(x):
+    return x * 2
+
+
+@pytest.fixture(params=["ray", "dask"])
+def small_session(request, monkeypatch):
+    """A session whose trace keeps KEPT events (and Ray's, PENDING unread reports)."""
+    monkeypatch.setattr(base, "MAX_EVENTS", KEPT)
+    if request.param == "ray":
+        ray_engine = pytest.importorskip("plait.engines.ray")
+        monkeypatch.setattr(ray_engine, "PENDING_REPORTS", PENDING)
+    start(request.param, sys.modules[__name__])
+    yield plait.api.session()
+    plait.shutdown()
+    if request.param == "ray":
+        import cloudpickle
+
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert_nothing_leaked()
+
+
+def test_the_trace_keeps_the_newest_events_and_counts_the_dropped(small_session):
+    with plait.trace() as trace:
+        for i in range(40):
+            plait.get(older.remote(i))
+        for i in range(KEPT):
+            plait.get(newer.remote(i))
+    assert [t.function_name for t in trace.tasks] == ["newer"] * KEPT
+    assert trace.dropped == 40
+
+
+@pytest.mark.parametrize("small_session", ["ray"], indirect=True)
+def test_ray_holds_few_unread_reports_when_the_trace_is_never_read(small_session):
+    most = 0
+    for i in range(60):
+        plait.get(older.remote(i))            # one task at a time: none left running
+        most = max(most, len(small_session.reports))
+    assert most == PENDING + 1                # read as soon as there are more than PENDING
+
+
+def test_dask_reads_what_came_after_its_last_read_though_the_log_moved():
+    dask_engine = pytest.importorskip("plait.engines.dask")
+    new, read = dask_engine._unread([(1.0, "a"), (2.0, "b")], (0.0, 0))
+    assert (new, read) == (["a", "b"], (2.0, 1))
+    full = [(2.0, "b"), (2.0, "c")]          # the scheduler's log is full: "a" went
+    assert dask_engine._unread(full, read) == (["c"], (2.0, 2))
