@@ -18,6 +18,7 @@ import urllib.request
 from typing import Any
 
 POLL_SECONDS = 1.0
+BIG_PLAN_TASKS, BIG_PLAN_SECONDS = 1000, 5.0     # as the page's script (static/app.js)
 
 
 class PageView:
@@ -70,21 +71,24 @@ class PageView:
 def poll(url: str, shown: Any, done: Any, counts: Any, plan_shown: bool) -> None:
     """The page's loop: trade the URL's token for the cookie; then, while the page is
     open, GET /api/state at once and once a second, and (its Plan tab shown) /api/plan
-    when the plan changes."""
+    when the plan changes, a plan over BIG_PLAN_TASKS at most every BIG_PLAN_SECONDS."""
     base = url.split("/?", 1)[0]
     opener = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     opener.open(url, timeout=10).read()                     # the token becomes a cookie
-    plan = None
+    plan, tasks, drawn = None, 0, 0.0
     while not done.is_set():
         if not shown.wait(0.1):
             continue
         began = time.monotonic()
         try:
             state = json.loads(opener.open(base + "/api/state", timeout=30).read())
-            if plan_shown and state["plan"]["number"] != plan:
+            if plan_shown and state["plan"]["number"] != plan and (
+                    tasks <= BIG_PLAN_TASKS or time.monotonic() - drawn >= BIG_PLAN_SECONDS):
                 plan = state["plan"]["number"]
-                opener.open(base + "/api/plan", timeout=30).read()
+                tasks = json.loads(opener.open(base + "/api/plan", timeout=30).read()).get(
+                    "tasks", 0)
+                drawn = time.monotonic()
             counts[0] += 1
         except OSError:
             counts[1] += 1
