@@ -22,7 +22,7 @@ from typing import Any
 
 from plait import compiler
 from plait.compiler.units import format_bytes, parse_bytes
-from plait.errors import ClusterError, InvalidOptionError
+from plait.errors import ClusterError, InvalidOptionError, NotInitializedError
 from plait.executor.driver.session import Session
 from plait.executor.engine import Engine
 from plait.executor.engine import check_refs as _check_refs
@@ -278,8 +278,17 @@ def default_store_memory() -> int:
     return default_capacity()
 
 
+# Ray's switch for starting a cluster on first use (``ray._private.auto_init_hook``): "0"
+# turns it off, so that a program that forgot init() fails instead of starting one.
+AUTO_START_SETTING = "RAY_ENABLE_AUTO_CONNECT"
+
+
 def _session_or_start() -> Engine:
     if _session is None:
+        if os.environ.get(AUTO_START_SETTING) == "0":
+            raise NotInitializedError(
+                f"no plait session is running, and starting one on first use is turned off "
+                f"({AUTO_START_SETTING}=0, Ray's setting): call plait.init() first")
         init()
     assert _session is not None
     return _session

@@ -30,3 +30,4 @@ def test_init_takes_rays_local_mode_false_and_system_config_and_refuses_local_mo
         _check_ray_options({"local_mode": True})
     with pytest.raises(TypeError, match="unknown option"):
         _check_ray_options({"local_mod": False})
+

@@ -202,3 +202,18 @@ def test_a_remote_traceback_names_the_users_file_and_lines(fresh, tmp_path):
     assert f'File "{script}", line 9, in task' in result.stdout
     assert f'File "{script}", line 5, in helper' in result.stdout
     assert "return 1 / x" in result.stdout and "<dynamic-code>" not in result.stdout
+
+
+def test_with_rays_auto_connect_off_a_call_before_init_fails_and_starts_nothing(fresh,
+                                                                                monkeypatch):
+    @plait.remote
+    class Counter:
+        def value(self) -> int:
+            return 3
+
+    monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
+    with pytest.raises(plait.NotInitializedError, match="RAY_ENABLE_AUTO_CONNECT=0"):
+        Counter.remote()
+    assert not plait.is_initialized()
+    plait.init(num_workers=1)
+    assert plait.get(Counter.remote().value.remote(), timeout=60) == 3
