@@ -89,3 +89,10 @@ def fresh():
     plait.shutdown()
     yield
     shut_down_checked()
+
+
+@pytest.fixture
+def small_store(fresh):
+    """One worker and a 64 MiB store: small enough that a few puts make it spill."""
+    plait.init(num_workers=1, store_memory=64 << 20)
+    yield

@@ -21,12 +21,6 @@ pytestmark = pytest.mark.cluster
 MIB = 1 << 20
 
 
-@pytest.fixture
-def small_store(fresh):
-    plait.init(num_workers=1, store_memory=64 * MIB)
-    yield
-
-
 def pinned_mib() -> float:
     """node-0's pinned bytes, as memory_summary reports them."""
     text = plait.memory_summary(stats_only=True)

@@ -20,12 +20,6 @@ pytestmark = pytest.mark.cluster
 MIB = 1 << 20
 
 
-@pytest.fixture
-def small_store(fresh):
-    plait.init(num_workers=1, store_memory=64 * MIB)
-    yield
-
-
 def spill_files() -> list[str]:
     return glob.glob(os.path.join(tempfile.gettempdir(), f"plait-{os.getpid():x}-*-spill",
                                   "*.bin"))
