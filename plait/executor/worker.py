@@ -739,6 +739,7 @@ class WorkerRuntime:
             except StopIteration:
                 return
             take(value)
+            del value       # stored: a view it was must not stay pinned while the next comes
 
     # -- values ------------------------------------------------------------------------
 

@@ -290,6 +290,45 @@ def test_a_generator_dropped_early_frees_its_values(fresh):
         assert time.monotonic() < deadline, "values of a dropped generator were kept"
 
 
+@plait.remote
+class Relay:
+    """A link of a chain: the last one yields large values, each other one reads its
+    child's stream and yields every value again (a copy of its own, in the store)."""
+
+    def __init__(self, child=None):
+        self.child = child
+
+    def values(self, n, nbytes):
+        if self.child is None:
+            for i in range(n):
+                yield np.full(nbytes // 8, i)
+            return
+        for ref in self.child.values.remote(n, nbytes):
+            yield plait.get(ref, timeout=GATE_SECONDS)
+
+
+def test_a_chain_of_generator_actors_streams_more_than_the_store_holds(small_store):
+    """Four links on one node, each holding one value at a time: 4 x 8 values of 12 MiB
+    pass through a 64 MiB store. A view a link has stored again must give its pin back
+    before the next value comes (else the links' pins fill the store and each waits for
+    room the others hold), and a link waiting on its child frees no room meanwhile."""
+    chain = [Relay.remote()]
+    for _ in range(3):
+        chain.append(Relay.remote(chain[-1]))
+    generator = chain[-1].values.remote(8, 12 * MIB)
+    seen = []
+    while True:
+        ready, _ = plait.wait([generator], num_returns=1, timeout=GATE_SECONDS)
+        assert ready == [generator], f"the chain stopped after {len(seen)} values"
+        try:
+            ref = next(generator)
+        except StopIteration:
+            break
+        seen.append(int(plait.get(ref, timeout=GATE_SECONDS)[0]))
+        del ref
+    assert seen == list(range(8))
+
+
 def test_values_live_on_their_node_and_are_made_again_when_it_dies(fresh):
     plait.init(num_nodes=2, num_workers=1)
     victim = plait.nodes()[1]

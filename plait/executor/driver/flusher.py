@@ -12,7 +12,9 @@ Dropped refs are queued by ``ObjectRef.__del__`` and turned into ``Free`` messag
 session's next call; a program that drops its last handle to an actor and then only waits
 (Ray's tests poll the actor's pid) makes no next call, so this thread frees them after
 FREE_AFTER_IDLE_SECONDS of quiet too: the actor stops, and memory goes back, without a
-call into plait.
+call into plait. A zero-copy view that died goes the same way: its pin is sent back after
+the same quiet, so the object may spill while its reader goes on writing (a generator
+that reads one large value and yields the next).
 """
 
 from __future__ import annotations

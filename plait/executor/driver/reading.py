@@ -10,7 +10,8 @@ Pins, one per zero-copy view (the head counts them per client, the node per obje
     view dies: its finalizer queues (X, Located)             pin kept, no view
     next plait call: Unpin(node, X) is sent                  X may spill again
 
-A view's pin outlives the view until the session's next call, as it always has. When that
+A view's pin outlives the view until the session's next call, or until the session has been
+quiet for FREE_AFTER_IDLE_SECONDS (the idle flusher sends it then). When that
 call is a get of X itself (X's ref still alive here), the pin is not sent back but taken
 by the new view: no round trip for an object read again and again on this host. The head
 and the node never see the difference: one pin per view, each undone once. A pin the get
@@ -127,8 +128,16 @@ class ObjectReading:
         holder = numpy.frombuffer(self.arena(value.node).block(value.offset, value.nbytes),
                                   dtype=numpy.uint8)
         self.pins[object_id] += 1
-        weakref.finalize(holder, self.unpinned.append, (object_id, value))
+        weakref.finalize(holder, self.view_died, (object_id, value))
         return deserialize(holder)
+
+    def view_died(self, pin: tuple[str, Any]) -> None:
+        """A view's finalizer (any thread): its pin goes back with the next call, or once
+        the session has been quiet a moment (a task that read an object, dropped it and
+        now only writes must not keep it from spilling)."""
+        self.unpinned.append(pin)
+        if len(self.unpinned) == 1:
+            self.flusher.wake()
 
     def arena(self, node: str) -> Any:
         """The arena of a node on this host, mapped on first use."""

@@ -87,7 +87,7 @@ class Session(ObjectReading, Engine):
         self.parked = Parked()                        # tasks no node can run yet
         self.lock = SessionLock()       # the flusher and futures threads use the socket too
         self.futures: Futures | None = None           # started by the first ref.future()
-        self.flusher = IdleFlusher(self.unsubmitted, lambda: bool(self.dead),
+        self.flusher = IdleFlusher(self.unsubmitted, lambda: bool(self.dead or self.unpinned),
                                    lambda: self.run([]), self.flush_frees, self.lock,
                                    submit_after_idle)
         self.actor_nodes: dict[str, str] = {}         # actor -> node, as last learned

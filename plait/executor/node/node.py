@@ -444,8 +444,9 @@ class Node(Outbox):
         self.up(p.Yielded(message.task_id, message.index, oid, value))
 
     def worker_Blocked(self, worker: WorkerHandle, message: p.Blocked) -> None:
-        if worker.actor:
-            self.to_worker(worker.identity, p.Skip(()))     # an actor's calls stay with it
+        if worker.actor:                # its calls stay with it; it frees no room meanwhile
+            worker.blocked = True
+            self.to_worker(worker.identity, p.Skip(()))
             return
         worker.blocked = worker.blocks = True
         self.take_back(worker)

@@ -231,6 +231,12 @@ class Server:
             lines.append(f"  worker {w.index} pid {w.pid} ready {w.ready} blocked {w.blocked} "
                          f"extra {w.extra} parked {bool(w.parked_since)} retiring {w.retiring} "
                          f"actor {w.actor!r} inflight {list(w.inflight)}")
+        for oid, stored in list(node.store.objects.items())[:50]:
+            lines.append(f"  object {oid} {stored.nbytes} B pins {stored.pins} "
+                         f"views {node.client_pins[oid]} sealed {stored.sealed} "
+                         f"in memory {stored.offset is not None}")
+        lines.append(f"  task pins {dict(list(node.task_pins.items())[:20])} "
+                     f"allocs waiting {[m.object_id for _, m in node.alloc_waiting]}")
         if self.head is not None:
             lines.append(f"  head: assigned {sorted(self.head.assigned)[:50]}")
             pending = [oid for oid, e in self.head.directory.entries.items() if e.value is None]
