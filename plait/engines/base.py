@@ -96,8 +96,12 @@ class ForeignEngine(Engine):
         raise NotImplementedError
 
     def launch(self, task: Any, node: Any, placement: Any, inputs: list[Any],
-               nested: dict[str, Any]) -> list[Any]:
-        """Start one task pinned to its placement's node; the handles of its outputs."""
+               nested: dict[str, Any], anchored: bool) -> list[Any]:
+        """Start one task pinned to its placement's node; the handles of its outputs.
+
+        ``anchored`` False: where it runs cannot move a byte (it reads no object, no task
+        of its graph reads its results, no node= option), so an engine whose pins cost
+        throughput may leave it to its own scheduler (``plait.trace`` says where it ran)."""
         raise NotImplementedError
 
     def portable(self, handle: Any) -> Any:
@@ -243,13 +247,16 @@ class ForeignEngine(Engine):
 
     def submit(self, plan: compiler.Plan, graph: Graph, tasks: dict[str, Any],
                refs: Sequence[ObjectRef], frees: tuple[str, ...]) -> None:
+        read = {oid for node in graph.tasks.values() for oid in (*node.deps, *node.nested)}
         for task_id, node in graph.tasks.items():
             task = tasks[task_id]
             placement = plan.placements[task_id]
             inputs = [self.handles[oid] for oid in node.deps]
             nested = {oid: self.portable(self.handles[oid]) for oid in node.nested
                       if oid in self.handles}
-            outputs = self.launch(task, node, placement, inputs, nested)
+            anchored = bool(inputs or node.nested or node.node is not None
+                            or not read.isdisjoint(node.outputs))
+            outputs = self.launch(task, node, placement, inputs, nested, anchored)
             task.submitted = True
             task.forget_inputs()
             for oid, handle in zip(node.outputs, outputs, strict=True):

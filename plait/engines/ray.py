@@ -4,9 +4,11 @@ The compiler places the whole graph against Ray's live nodes (``ray.nodes()``) a
 locations of the graph's inputs (``ray.experimental.get_object_locations``); each task is
 then a Ray task pinned to its node with ``NodeAffinitySchedulingStrategy(soft=False)``, its
 top-level inputs passed as Ray ObjectRefs (Ray moves them, and only where the plan says a
-transfer is needed). Ray has no task priorities, so the plan's critical-path priorities are
-not used; fused chains run as separate tasks on the same node. Each task returns one more
-object than the user's: its report (node, worker, times, input sizes) for ``plait.trace``.
+transfer is needed). A task whose place cannot move a byte (it reads no object and no task
+of its graph reads its results) is left to Ray's scheduler: a pin costs Ray throughput.
+Ray has no task priorities, so the plan's critical-path priorities are not used; fused
+chains run as separate tasks on the same node. Each task returns one more object than the
+user's: its report (node, worker, times, input sizes) for ``plait.trace``.
 
 Imported only when chosen: ``pip install -e ".[ray]"``.
 """
@@ -77,20 +79,24 @@ class RayEngine(ForeignEngine):
         return ray.put(value), self.here
 
     def launch(self, task: Any, node: Any, placement: Any, inputs: list[Any],
-               nested: dict[str, Any]) -> list[Any]:
+               nested: dict[str, Any], anchored: bool) -> list[Any]:
+        """Pinned where the plan says, unless the pin cannot matter: on one node, or a task
+        not ``anchored`` (it reads nothing and nothing here reads it), which Ray places as
+        it would alone; a pin costs Ray about a third of its task rate (W3)."""
         function_id, pickled = task.function.pickled()
         spec = Spec(task.id, function_id, pickled, node.function_name, placement.node,
                     node.deps, node.outputs, task.payload)
         retry = task.options.retry_exceptions or False
-        key = (placement.node, len(self.nodes_seen[1]) == 1, len(node.outputs), node.num_cpus,
+        pinned = anchored and len(self.nodes_seen[1]) > 1
+        key = (placement.node if pinned else None, len(node.outputs), node.num_cpus,
                node.max_retries, retry if isinstance(retry, bool) else tuple(retry),
                node.function_name)
         runner = self.runners.get(key)
         if runner is None:                   # Ray's .options() is slow: one per kind
-            strategy: Any = NodeAffinitySchedulingStrategy(self.node_ids[placement.node],
-                                                           soft=False)
-            if len(self.nodes_seen[1]) == 1:
-                strategy = "DEFAULT"         # one node: a pin changes nothing, costs ~20%
+            strategy: Any = "DEFAULT"
+            if pinned:
+                strategy = NodeAffinitySchedulingStrategy(self.node_ids[placement.node],
+                                                          soft=False)
             runner = self.runners[key] = _run.options(
                 num_returns=len(node.outputs) + 1, scheduling_strategy=strategy,
                 num_cpus=node.num_cpus, max_retries=node.max_retries,

@@ -71,3 +71,15 @@ def test_a_transfer_the_plan_makes_is_traced(three_nodes):
     with plait.trace() as trace:
         assert plait.get(total.options(node="node-2").remote(array), timeout=60) == 4 << 20
     assert [(t.src, t.dst, t.nbytes) for t in trace.transfers] == [("node-1", "node-2", 4 << 20)]
+
+
+def test_a_result_read_in_the_same_graph_is_made_where_its_reader_runs(three_nodes):
+    """Tasks that read nothing are left to Ray's scheduler unless a task of their graph
+    reads their results: then they stay pinned where the plan put them, beside the reader."""
+    arrays = [make.remote(2) for _ in range(6)]
+    consumers = [total.remote(a) for a in arrays]
+    with plait.trace() as trace:
+        assert plait.get(consumers, timeout=60) == [float(2 << 20)] * 6
+    ran = {t.task_id: t.node for t in trace.tasks}
+    assert [ran[a.task.id] for a in arrays] == [ran[c.task.id] for c in consumers]
+    assert len(set(ran.values())) == 3 and trace.bytes_moved == 0
