@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import heapq
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 from plait.compiler.units import format_bytes
@@ -151,6 +152,7 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
     guess = options.result_bytes_guess
     found = located.get
     where = {node: (node,) for node in order}    # one tuple per node, shared by its results
+    actors_on = Counter(view.actors.values())     # actors per node, to spread new ones
     choices: dict[str, Choice] = {}
     for task in graph.tasks.values():
         inputs = tuple([found(oid) or (oid, guess, ()) for oid in task.reads])
@@ -158,6 +160,9 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
         slots = slots_of(task.num_cpus)
         if task.actor and task.actor != task.id:
             node, reason = _actor_node(task, choices, view), "runs in its actor"
+        elif _spreads(task, unique) and len(pool) > 1:
+            node = min((n.id for n in pool), key=lambda n: (actors_on[n], rank[n]))
+            reason = "an actor asking for no CPU: the node with the fewest actors"
         else:
             node, reason = _choose_node(task, slots, unique, loads, view, options)
         choices[task.id] = Choice(node, reason, inputs, _moved(unique, node, options))
@@ -166,10 +171,22 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
             loads.add(node, seconds * slots)
         elif task.actor == task.id and task.num_cpus >= 1:     # unless it asked for CPUs
             loads.hold(node, math.ceil(task.num_cpus))
+        if task.actor == task.id:
+            actors_on[node] += 1
         size, made_on = view.result_sizes.get(task.function_name, guess), where[node]
         for oid in task.outputs:
             located[oid] = (oid, size, made_on)
     return choices
+
+
+def _spreads(task: TaskNode, inputs: Inputs) -> bool:
+    """An actor that asks for nothing (no CPU, resource or node) and reads no large object
+    goes where the fewest actors live, as Ray spreads such actors over its nodes: they hold
+    no worker slot, so by load alone every one would land on the first node, and a chain of
+    actors passing large values would share (and fill) one store."""
+    return (task.actor == task.id and task.num_cpus == 0 and not task.needs
+            and task.node is None
+            and all(nbytes < LOCALITY_MIN_BYTES for _, nbytes, _ in inputs))
 
 
 def _actor_node(task: TaskNode, choices: dict[str, Choice], view: ClusterView) -> str:

@@ -311,7 +311,7 @@ def test_a_chain_of_generator_actors_streams_more_than_the_store_holds(small_sto
     """Four links on one node, each holding one value at a time: 4 x 8 values of 12 MiB
     pass through a 64 MiB store. A view a link has stored again must give its pin back
     before the next value comes (else the links' pins fill the store and each waits for
-    room the others hold), and a link waiting on its child frees no room meanwhile."""
+    room the others hold)."""
     chain = [Relay.remote()]
     for _ in range(3):
         chain.append(Relay.remote(chain[-1]))

@@ -205,6 +205,22 @@ def test_an_actor_asking_for_no_cpu_may_live_on_a_node_without_workers():
         compile(graph(dataclasses.replace(task("t"), needs=needs)), nodes)
 
 
+def test_actors_asking_for_nothing_spread_over_the_nodes_with_workers():
+    """As Ray spreads default actors: by load alone (they hold no slot) all would go to
+    the first node. Actors the cluster already has count; a node without workers gets
+    none; an actor reading a large object still goes where the object is."""
+    nodes = ClusterView((NodeView("node-0", 0), NodeView("node-1", 1), NodeView("node-2", 1),
+                         NodeView("node-3", 1)), actors={"old-1": "node-1"})
+    actors = [dataclasses.replace(task(f"A-{i}"), actor=f"A-{i}", num_cpus=0) for i in range(4)]
+    plan = compile(graph(*actors, targets=tuple(f"A-{i}" for i in range(4))), nodes)
+    assert [plan.placements[f"A-{i}"].node for i in range(4)] == \
+        ["node-2", "node-3", "node-1", "node-2"]
+    reader = dataclasses.replace(task("A-9", "big"), actor="A-9", num_cpus=0)
+    held = ClusterView(nodes.nodes, {"big": ObjectInfo("big", 64 << 20, ("node-1",))},
+                       actors={"old-1": "node-1"})
+    assert compile(graph(reader), held).placements["A-9"].node == "node-1"
+
+
 def test_tasks_avoid_worker_slots_that_actors_hold_but_may_still_wait_for_them():
     """A node whose one worker an actor holds for its life gets no task while another node
     has a free one; a task only it can hold still goes there (to run once the actor ends)."""

@@ -444,9 +444,8 @@ class Node(Outbox):
         self.up(p.Yielded(message.task_id, message.index, oid, value))
 
     def worker_Blocked(self, worker: WorkerHandle, message: p.Blocked) -> None:
-        if worker.actor:                # its calls stay with it; it frees no room meanwhile
-            worker.blocked = True
-            self.to_worker(worker.identity, p.Skip(()))
+        if worker.actor:
+            self.to_worker(worker.identity, p.Skip(()))     # an actor's calls stay with it
             return
         worker.blocked = worker.blocks = True
         self.take_back(worker)
@@ -581,12 +580,14 @@ class Node(Outbox):
         other's); when it rode behind its producer (a rider skipped admission, and its
         producer's inputs were still pinned; alone, it is admitted and arranged); or, a
         few times, when drivers' views pin blocks too (a get's view is usually let go
-        soon; one kept for good must not make the task run for ever)."""
+        soon; one kept for good must not make the task run for ever). An actor's call is
+        not run again (its actor has moved on; plain queues cannot take it back): the
+        refusal is its ObjectStoreFullError."""
         task_id = next((t for t in worker.inflight if t in self.table.tasks and
                         object_id in self.table.tasks[t].spec.outputs),
                        next(iter(worker.inflight), None))
         state = self.table.tasks.get(task_id) if task_id is not None else None
-        if state is None:
+        if state is None or state.spec.actor:      # an actor's call is never run twice
             return
         others = any(w.inflight for w in self.workers.values() if w is not worker)
         views = bool(self.client_pins) and state.room_reruns < ROOM_RERUNS_FOR_VIEWS
