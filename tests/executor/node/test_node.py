@@ -403,6 +403,27 @@ def test_a_rider_refused_room_runs_again_alone_and_fails_only_then(node):
     assert reported(to_head(node)) == [("make", 0), ("use", 1)] and "use" not in node.table.tasks
 
 
+def test_an_actor_call_refused_room_fails_rather_than_waiting_in_the_task_queue(node):
+    """A call refused room beside another running task used to be put back in the plain
+    task queue to run again, which never dispatches an actor's call: its caller waited for
+    ever. An actor has moved on since; the refusal is the call's error."""
+    from plait.errors import ObjectStoreFullError
+
+    actor = node.workers[b"w1"]
+    actor.actor = "Chain-1"
+    node.table.add(spec("call", actor="Chain-1", method="values"), lambda oid: True)
+    actor.inflight["call"] = 0
+    node.workers[b"w0"].inflight["other"] = 0          # another task that could free room
+
+    def full(object_id, nbytes, created_by, replica=False):
+        raise ObjectStoreFullError("every block is pinned")
+
+    node.store.allocate = full
+    tell(node, FromWorker(b"w0", p.Alloc(6, "other-out", 1 << 10, "other")))
+    tell(node, FromWorker(b"w1", p.Alloc(7, "call.0", 1 << 10, "values")))
+    assert isinstance(sent(node)[-1][1], p.Refused) and node.room_refused == {}
+
+
 def test_a_message_the_head_does_not_send_is_malformed_and_a_workers_is_ignored(node):
     with pytest.raises(p.MalformedMessage, match="a node takes no Submit from the head"):
         tell(node, FromHead(p.Submit((), ())))
