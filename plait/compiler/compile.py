@@ -1,12 +1,13 @@
 """compile(graph, view, options) -> Plan: pure, deterministic, validated.
 
 Speed: ``benchmarks/scale.py compile`` times this function on graphs of 10k to 1M tasks
-(the graph is built beforehand and not timed; ``Graph.upstream`` is computed inside). The
-passes walk the tasks in the graph's order, and what one pass hands the next (choices,
-fused chains, priorities) is in that order too, so it is walked beside the tasks instead
-of looked up by id: at a million tasks every lookup in a dict of a million entries is a
-few cache misses. ``benchmarks/plan_digest.py`` checks that a change meant to be speed
-only leaves every plan as it was.
+(the graph is built beforehand and not timed; ``Graph.sources`` is computed inside). Every
+object a task reads is looked up by id once, in ``Graph.sources``, which names the task
+making it by its position in the graph's order; from there the passes refer to tasks by
+position, and what one pass hands the next (choices, fused chains, priorities) is a list in
+that order, walked beside the tasks instead of looked up by id: at a million tasks every
+look-up in a dict of a million entries is a few cache misses. ``benchmarks/plan_digest.py``
+checks that a change meant to be speed only leaves every plan as it was.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ def compile(graph: Graph, view: ClusterView, options: CompileOptions | None = No
         stage_of = {stage.node: stage.index for stage in stages}     # one stage per node
         follows = fuse_chains(graph, choices)
         priority = critical_paths(graph, view, options)
-        placements = {     # all four in the graph's order: walked side by side, not looked up
+        placements = {     # all four by position: walked side by side, not looked up
             tid: placed(tid, task.function_name, choice.node, stage_of[choice.node],
                         choice.reason, choice.inputs, choice.bytes_moved, task.outputs,
                         followed, seconds)
             for (tid, task), choice, followed, seconds
-            in zip(graph.tasks.items(), choices.values(), follows, priority, strict=True)}
-        plan = Plan(graph.targets, placements, stages, plan_transfers(graph, choices, options),
+            in zip(graph.tasks.items(), choices, follows, priority, strict=True)}
+        plan = Plan(graph.targets, placements, stages, plan_transfers(choices, options),
                     plan_releases(graph))
         return validate(plan, graph, view)
 
@@ -73,13 +74,13 @@ def _cyclic_gc_paused() -> Iterator[None]:
 def _check_inputs_known(graph: Graph, view: ClusterView) -> None:
     """A graph reading an object the cluster does not hold is the caller's error (the first
     such object in ``graph.inputs()`` order is named: reads in task order, then targets)."""
-    producer, objects = graph.producer, view.objects
-    for task in graph.tasks.values():
-        for oid in task.reads:
-            if oid not in producer and oid not in objects:
+    objects = view.objects
+    for task, sources in zip(graph.tasks.values(), graph.sources, strict=True):
+        for oid, at in zip(task.reads, sources, strict=True):
+            if at < 0 and oid not in objects:
                 _refuse_unknown(oid)
     for oid in graph.targets:
-        if oid not in producer and oid not in objects:
+        if oid not in graph.made_at and oid not in objects:
             _refuse_unknown(oid)
 
 

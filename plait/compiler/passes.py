@@ -20,19 +20,24 @@ def cull(graph: Graph) -> Graph:
     needed task reads one of its results, and every reader comes after its producer (the
     graph is in topological order), so each task is decided before its producers are seen.
     """
-    wanted = set(graph.targets)           # objects a target or a needed task reads
-    dropped: set[str] = set()
-    for task in reversed(graph.tasks.values()):
-        if wanted.isdisjoint(task.outputs):
-            dropped.add(task.id)
-        else:
-            wanted.update(task.reads)
-    if not dropped:
+    needed = [False] * len(graph.tasks)           # by position
+    for oid in graph.targets:
+        at = graph.made_at.get(oid)
+        if at is not None:
+            needed[at] = True
+    sources = graph.sources
+    for position in range(len(needed) - 1, -1, -1):
+        if needed[position]:
+            for at in sources[position]:
+                if at >= 0:
+                    needed[at] = True
+    if all(needed):
         return graph
-    return Graph({tid: t for tid, t in graph.tasks.items() if tid not in dropped}, graph.targets)
+    kept = zip(graph.tasks.items(), needed, strict=True)
+    return Graph({tid: task for (tid, task), keep in kept if keep}, graph.targets)
 
 
-def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
+def check_capacity(graph: Graph, view: ClusterView, choices: list[Choice],
                    options: CompileOptions) -> None:
     """Refuse a task whose inputs and result cannot be in its node's store at once.
 
@@ -42,7 +47,7 @@ def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
     """
     capacity = {n.id: n.store_capacity for n in view.nodes}
     sizes, guess, inline = view.result_sizes, options.result_bytes_guess, options.inline_bytes
-    for task, choice in zip(graph.tasks.values(), choices.values(), strict=True):
+    for task, choice in zip(graph.tasks.values(), choices, strict=True):
         inputs = choice.inputs
         if len(inputs) == 1:
             stored = inputs[0][1] if inputs[0][1] > inline else 0
@@ -58,41 +63,41 @@ def check_capacity(graph: Graph, view: ClusterView, choices: dict[str, Choice],
 
 
 def critical_paths(graph: Graph, view: ClusterView, options: CompileOptions) -> list[float]:
-    """Seconds from each task's start to the end of the graph along its longest path, in
-    the graph's order (walked beside the tasks, not looked up).
+    """Seconds from each task's start to the end of the graph along its longest path, by
+    position.
 
     Nodes run ready tasks with the longest remaining path first, so the work that decides
-    when the graph ends is never stuck behind work that does not.
+    when the graph ends is never stuck behind work that does not. One walk from the last
+    task back to the first: a task's readers all come after it, so its path is known when
+    it is reached, and it then lengthens its producers'.
     """
     durations, guess = view.durations, options.task_seconds
-    longest: dict[str, float] = {}        # task -> the longest path of its readers
-    remaining: list[float] = []           # from the last task back to the first
-    for (task_id, task), producers in zip(reversed(graph.tasks.items()),
-                                          reversed(graph.upstream.values()), strict=True):
-        here = durations.get(task.function_name, guess) + longest.get(task_id, 0.0)
-        remaining.append(here)
-        for producer in producers:
-            if here > longest.get(producer, 0.0):
-                longest[producer] = here
-    remaining.reverse()
-    return remaining
+    longest = [0.0] * len(graph.tasks)            # so far: the longest path of its readers
+    position = len(longest)
+    for task, producers in zip(reversed(graph.tasks.values()), reversed(graph.upstream),
+                               strict=True):
+        position -= 1
+        here = longest[position] = durations.get(task.function_name, guess) + longest[position]
+        for at in producers:
+            if here > longest[at]:
+                longest[at] = here
+    return longest
 
 
-def cut_stages(graph: Graph, choices: dict[str, Choice],
+def cut_stages(graph: Graph, choices: list[Choice],
                order: tuple[str, ...]) -> tuple[Stage, ...]:
     """One stage per node that has work, tasks in topological order, nodes in view order."""
     per_node: dict[str, list[str]] = {}
-    for task_id, choice in choices.items():           # in the graph's order
+    for task_id, choice in zip(graph.tasks, choices, strict=True):
         per_node.setdefault(choice.node, []).append(task_id)
     used = [n for n in order if n in per_node]
     return tuple(Stage(i, node, tuple(per_node[node])) for i, node in enumerate(used))
 
 
-def plan_transfers(graph: Graph, choices: dict[str, Choice],
-                   options: CompileOptions) -> tuple[Transfer, ...]:
+def plan_transfers(choices: list[Choice], options: CompileOptions) -> tuple[Transfer, ...]:
     """Each stored object a task reads on another node is copied there once."""
     made: dict[tuple[str, str], Transfer] = {}
-    for choice in choices.values():                     # in the graph's order
+    for choice in choices:                     # in the graph's order
         for oid, nbytes, nodes in choice.inputs:
             if nbytes <= options.inline_bytes:
                 continue                      # small: travels inside messages
@@ -101,49 +106,43 @@ def plan_transfers(graph: Graph, choices: dict[str, Choice],
     return tuple(made.values())
 
 
-def fuse_chains(graph: Graph, choices: dict[str, Choice]) -> list[str]:
+def fuse_chains(graph: Graph, choices: list[Choice]) -> list[str]:
     """Linear chains on one node run back to back in one worker: the task each task follows
-    ("": none), in the graph's order.
+    ("": none), by position.
 
     A task follows its producer when that producer is the only task of the graph it reads
     from, it is the producer's only reader, and both are placed on the same node. The node
     then sends the whole chain to one worker in one message; results pass from task to task
     inside the worker, with no round trip through the node per hop.
     """
-    readers: dict[str, int] = {}
-    for producers in graph.upstream.values():
-        for producer in producers:
-            readers[producer] = readers.get(producer, 0) + 1
+    readers = [0] * len(graph.tasks)                  # by position
+    for producers in graph.upstream:
+        for at in producers:
+            readers[at] += 1
+    tasks, ids = list(graph.tasks.values()), graph.ids
     follows: list[str] = []
-    taken: set[str] = set()
-    for task, producers, choice in zip(graph.tasks.values(), graph.upstream.values(),
-                                       choices.values(), strict=True):
-        follows.append(_followed(task, producers[0], choice, graph, choices, readers, taken)
-                       if len(producers) == 1 else "")
+    for task, producers, choice in zip(tasks, graph.upstream, choices, strict=True):
+        at = producers[0] if len(producers) == 1 else -1
+        fused = at >= 0 and readers[at] == 1 and choices[at].node == choice.node \
+            and _may_fuse(tasks[at], task)
+        follows.append(ids[at] if fused else "")
     return follows
 
 
-def _followed(task: TaskNode, producer: str, choice: Choice, graph: Graph,
-              choices: dict[str, Choice], readers: dict[str, int], taken: set[str]) -> str:
-    """``producer`` if ``task`` (its one producer) runs right after it in the same worker,
-    else "" (see fuse_chains)."""
-    before = graph.tasks[producer]
+def _may_fuse(before: TaskNode, task: TaskNode) -> bool:
+    """Whether ``task`` may run right after ``before`` in the same worker (see fuse_chains):
+    neither holds a process or resources of its own."""
     if task.actor or before.actor:
-        return ""                     # actor calls run in their actor's process, not a slot
-    if task.needs or before.needs:
-        return ""                     # it waits for its own resources (GPU, ...) on its node
-    if readers[producer] != 1 or producer in taken or choices[producer].node != choice.node:
-        return ""
-    taken.add(producer)
-    return producer
+        return False                  # actor calls run in their actor's process, not a slot
+    return not (task.needs or before.needs)    # it waits for its own resources (GPU, ...)
 
 
 def plan_releases(graph: Graph) -> dict[str, str]:
     """Intermediate results nobody asked for can go after their last reader finishes."""
-    targets, producer = set(graph.targets), graph.producer
+    targets = set(graph.targets)
     last: dict[str, str] = {}
-    for task_id, task in graph.tasks.items():
-        for oid in task.reads:
-            if oid in producer and oid not in targets:
-                last[oid] = task_id
+    for task, sources in zip(graph.tasks.values(), graph.sources, strict=True):
+        for oid, at in zip(task.reads, sources, strict=True):
+            if at >= 0 and oid not in targets:
+                last[oid] = task.id
     return last

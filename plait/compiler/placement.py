@@ -1,4 +1,4 @@
-"""place(graph, view, options) -> {task: Choice}: each task on the node where it finishes first.
+"""place(graph, view, options) -> [Choice]: each task on the node where it finishes first.
 
 cost(node) = bytes to copy there / bandwidth + a fixed cost per transfer
            + a relay delay per small input made elsewhere
@@ -67,7 +67,10 @@ class LeastLoaded:
     one lazy heap per (slots, needs) asked for.
 
     A node's load only grows during a pass; each growth pushes a fresh entry and entries
-    whose load is stale are dropped when they reach the top.
+    whose load is stale are dropped when they reach the top. The load of each node is kept
+    in ``current`` as it changes rather than worked out when asked: placement asks for it
+    about four times per task (the heap's top, the candidates' costs), a quarter of the
+    pass's time at a million tasks.
 
     >>> loads = LeastLoaded({"a": 0.0, "b": 0.0}, {"a": 1, "b": 2}, {"a": 0, "b": 1})
     >>> loads.least(1), loads.add("a", 1.0), loads.least(1), loads.least(2)
@@ -85,6 +88,7 @@ class LeastLoaded:
         self.held = held or {}
         self.heaps: dict[tuple[int, Amounts], list[tuple[float, int, str]]] = {}
         self.heaps_of: dict[str, list[list[tuple[float, int, str]]]] = {n: [] for n in backlog}
+        self.current = {node: self.load(node) for node in backlog}
 
     def load(self, node: str) -> float:
         """Queued seconds per worker free to run tasks: slots that actors hold for their
@@ -104,9 +108,10 @@ class LeastLoaded:
         heap = self.heaps.get((slots, needs))
         if heap is None:
             heap = self._new_heap(slots, needs)
+        current = self.current
         while heap:
             load, _, node = heap[0]
-            if load == self.load(node):
+            if load == current[node]:
                 return node
             heapq.heappop(heap)                          # an old entry of a busier node
         return None
@@ -114,7 +119,7 @@ class LeastLoaded:
     def _new_heap(self, slots: int, needs: Amounts) -> list[tuple[float, int, str]]:
         """The heap of the nodes that fit (slots, needs), each node told it is in it."""
         fitting = [n for n in self.backlog if self.fits(n, slots, needs)]
-        heap = [(self.load(n), self.rank[n], n) for n in fitting]
+        heap = [(self.current[n], self.rank[n], n) for n in fitting]
         heapq.heapify(heap)
         self.heaps[slots, needs] = heap
         for node in fitting:
@@ -131,13 +136,15 @@ class LeastLoaded:
         if heaps is None:
             return                    # a node outside the pool (no workers) gets no queue
         self.backlog[node] += seconds
-        entry = (self.load(node), self.rank[node], node)
+        load = self.current[node] = self.load(node)
+        entry = (load, self.rank[node], node)
         for heap in heaps:
             heapq.heappush(heap, entry)
 
 
-def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str, Choice]:
-    """Put each task on the node where it would finish first, by the cost model above."""
+def place(graph: Graph, view: ClusterView, options: CompileOptions) -> list[Choice]:
+    """Put each task on the node where it would finish first, by the cost model above: a
+    choice per task, in the graph's order."""
     order = view.node_ids()
     if not order:
         raise PlanError("the cluster has no nodes to run tasks on")
@@ -147,35 +154,39 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> dict[str,
     loads = LeastLoaded({n.id: n.queued * options.task_seconds for n in pool}, workers, rank,
                         {n.id: n.resources for n in view.nodes if n.resources},
                         {n.id: n.held for n in view.nodes if n.held})
-    located: dict[str, Input] = {
+    outside: dict[str, Input] = {
         oid: (oid, info.nbytes, info.nodes) for oid, info in view.objects.items()}
     guess = options.result_bytes_guess
-    found = located.get
     where = {node: (node,) for node in order}    # one tuple per node, shared by its results
     actors_on = Counter(view.actors.values())     # actors per node, to spread new ones
-    choices: dict[str, Choice] = {}
-    for task in graph.tasks.values():
-        inputs = tuple([found(oid) or (oid, guess, ()) for oid in task.reads])
+    sizes: list[int] = []                  # by position: the result size a task is expected
+    made_on: list[tuple[str, ...]] = []    # to make, and the node it makes it on
+    actors: dict[str, str] = {}            # actors created in this graph -> their node
+    choices: list[Choice] = []
+    for task, sources in zip(graph.tasks.values(), graph.sources, strict=True):
+        inputs = tuple([(oid, sizes[at], made_on[at]) if at >= 0
+                        else outside.get(oid) or (oid, guess, ())
+                        for oid, at in zip(task.reads, sources, strict=True)])
         unique = unique_inputs(inputs) if len(inputs) > 1 else inputs
         slots = slots_of(task.num_cpus)
         if task.actor and task.actor != task.id:
-            node, reason = _actor_node(task, choices, view), "runs in its actor"
-        elif _spreads(task, unique) and len(pool) > 1:
+            node, reason = _actor_node(task, actors, view), "runs in its actor"
+        elif task.actor and _spreads(task, unique) and len(pool) > 1:
             node = min((n.id for n in pool), key=lambda n: (actors_on[n], rank[n]))
             reason = "an actor asking for no CPU: the node with the fewest actors"
         else:
             node, reason = _choose_node(task, slots, unique, loads, view, options)
-        choices[task.id] = Choice(node, reason, inputs, _moved(unique, node, options))
+        choices.append(Choice(node, reason, inputs, _moved(unique, node, options)))
         if not task.actor:          # an actor has a process of its own, outside the slots
             seconds = view.durations.get(task.function_name, options.task_seconds)
             loads.add(node, seconds * slots)
-        elif task.actor == task.id and task.num_cpus >= 1:     # unless it asked for CPUs
-            loads.hold(node, math.ceil(task.num_cpus))
-        if task.actor == task.id:
+        elif task.actor == task.id:
+            actors[task.id] = node
             actors_on[node] += 1
-        size, made_on = view.result_sizes.get(task.function_name, guess), where[node]
-        for oid in task.outputs:
-            located[oid] = (oid, size, made_on)
+            if task.num_cpus >= 1:                           # unless it asked for CPUs
+                loads.hold(node, math.ceil(task.num_cpus))
+        sizes.append(view.result_sizes.get(task.function_name, guess))
+        made_on.append(where[node])
     return choices
 
 
@@ -189,14 +200,15 @@ def _spreads(task: TaskNode, inputs: Inputs) -> bool:
             and all(nbytes < LOCALITY_MIN_BYTES for _, nbytes, _ in inputs))
 
 
-def _actor_node(task: TaskNode, choices: dict[str, Choice], view: ClusterView) -> str:
-    """A method call runs where its actor lives: created in this graph, or known to the view.
+def _actor_node(task: TaskNode, actors: dict[str, str], view: ClusterView) -> str:
+    """A method call runs where its actor lives: created in this graph (``actors``), or
+    known to the view.
 
     An actor whose node has left the view is dead or restarting elsewhere: the head routes
     the call to where it restarts, or fails it with ActorDiedError (the placement is only a
     hint for actor calls), so it is placed on the first node rather than refused here."""
-    if task.actor in choices:
-        return choices[task.actor].node
+    if task.actor in actors:
+        return actors[task.actor]
     if task.actor in view.actors:
         node = view.actors[task.actor]
         return node if node in view.node_ids() else view.nodes[0].id
@@ -287,7 +299,7 @@ def _pinned(task: TaskNode, slots: int, loads: LeastLoaded) -> str:
 
 
 def _cost(inputs: Inputs, node: str, loads: LeastLoaded, options: CompileOptions) -> float:
-    seconds = loads.load(node)
+    seconds = loads.current[node]
     for _, nbytes, nodes in inputs:
         if not nodes or node in nodes:
             continue

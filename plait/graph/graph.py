@@ -45,33 +45,55 @@ class TaskNode:
 
 @dataclass(frozen=True)
 class Graph:
-    """Tasks in topological order and the object ids the user asked for."""
+    """Tasks in topological order and the object ids the user asked for.
+
+    A task's *position* is its index in ``tasks``' order. The compiler's passes refer to
+    tasks by position rather than by id (``sources``, ``upstream``): at a million tasks every
+    look-up in a dict of a million ids is a few cache misses, and a list is indexed without
+    any (``benchmarks/scale.py compile``).
+    """
 
     tasks: dict[str, TaskNode]
     targets: tuple[str, ...]
-    producer: dict[str, str] = field(init=False, repr=False, compare=False)
+    made_at: dict[str, int] = field(init=False, repr=False, compare=False)  # object -> position
 
     def __post_init__(self) -> None:
-        producer = {oid: t.id for t in self.tasks.values() for oid in t.outputs}
-        object.__setattr__(self, "producer", producer)
+        made_at = {oid: i for i, t in enumerate(self.tasks.values()) for oid in t.outputs}
+        object.__setattr__(self, "made_at", made_at)
+
+    @cached_property
+    def ids(self) -> list[str]:
+        """Task ids by position."""
+        return list(self.tasks)
 
     def inputs(self) -> list[str]:
         """Objects read by the graph but produced outside it, in first-use order."""
         seen: dict[str, None] = {}
         for task in self.tasks.values():
             for oid in task.reads:
-                if oid not in self.producer:
+                if oid not in self.made_at:
                     seen.setdefault(oid)
         for oid in self.targets:
-            if oid not in self.producer:
+            if oid not in self.made_at:
                 seen.setdefault(oid)
         return list(seen)
 
     @cached_property
-    def upstream(self) -> dict[str, tuple[str, ...]]:
-        """Task id -> the tasks of this graph whose results it reads, each once, in the
-        order it reads them: computed once, shared by the compiler's passes."""
-        return {tid: _producers(task.reads, self.producer) for tid, task in self.tasks.items()}
+    def sources(self) -> list[tuple[int, ...]]:
+        """Per task by position: for each object it reads (in ``reads`` order), the position
+        of the task that makes it, or -1 when it is made outside the graph.
+
+        The one look-up of every read by object id: the passes after it (cull, placement,
+        priorities, fusing, releases, validate) walk these positions beside ``reads``.
+        """
+        made_at = self.made_at
+        return [_sources(task.reads, made_at) for task in self.tasks.values()]
+
+    @cached_property
+    def upstream(self) -> list[tuple[int, ...]]:
+        """Per task by position: the positions of the tasks whose results it reads, each
+        once, in the order it reads them."""
+        return [_upstream(sources) for sources in self.sources]
 
     def consumers(self) -> dict[str, list[str]]:
         """Object id -> ids of the tasks that read it."""
@@ -86,26 +108,43 @@ class Graph:
         import networkx
 
         digraph = networkx.DiGraph()
-        for task in self.tasks.values():
+        ids = self.ids
+        for task, sources in zip(self.tasks.values(), self.sources, strict=True):
             digraph.add_node(task.id, function=task.function_name)
-            for oid in task.reads:
-                if oid in self.producer:
-                    digraph.add_edge(self.producer[oid], task.id, object=oid)
+            for oid, at in zip(task.reads, sources, strict=True):
+                if at >= 0:
+                    digraph.add_edge(ids[at], task.id, object=oid)
         return digraph
 
 
-def _producers(reads: tuple[str, ...], producer: dict[str, str]) -> tuple[str, ...]:
-    """The tasks that make ``reads``, each once, in reading order (``producer``: object ->
-    task; objects made outside the graph are skipped). Most tasks read one object or none,
-    which needs no de-duplication: that case is a sixth of the cost of the general one.
+_OUTSIDE = (-1,)          # the sources of a task reading one object made outside the graph
 
-    >>> _producers(("a", "in", "b", "a"), {"a": "t1", "b": "t2"}), _producers(("in",), {})
-    (('t1', 't2'), ())
+
+def _sources(reads: tuple[str, ...], made_at: dict[str, int]) -> tuple[int, ...]:
+    """The position of the task making each of ``reads`` (-1: made outside the graph).
+
+    >>> _sources(("a", "in", "a"), {"a": 4}), _sources((), {})
+    ((4, -1, 4), ())
     """
-    if len(reads) == 1:
-        made_by = producer.get(reads[0])
-        return () if made_by is None else (made_by,)
-    return tuple(dict.fromkeys([producer[oid] for oid in reads if oid in producer]))
+    if len(reads) == 1:               # most tasks: one tuple shared by all that read an input
+        at = made_at.get(reads[0])
+        return _OUTSIDE if at is None else (at,)
+    get = made_at.get
+    return tuple([get(oid, -1) for oid in reads])
+
+
+def _upstream(sources: tuple[int, ...]) -> tuple[int, ...]:
+    """``sources`` without -1 and repeats, in order. Most tasks read one object or two,
+    which need no dict to de-duplicate.
+
+    >>> _upstream((4, -1, 4, 2)), _upstream((-1,)), _upstream((3, 5))
+    ((4, 2), (), (3, 5))
+    """
+    if len(sources) == 1:
+        return sources if sources[0] >= 0 else ()
+    if len(sources) == 2 and sources[0] >= 0 and sources[1] >= 0:
+        return sources if sources[0] != sources[1] else sources[:1]
+    return tuple(dict.fromkeys([at for at in sources if at >= 0]))
 
 
 def collect(refs: Iterable[ObjectRef], also: Iterable[Task] = ()

@@ -52,9 +52,9 @@ def split(x):
 def _topological(graph: Graph) -> bool:
     """True when every task comes after the producers of everything it reads."""
     position = {tid: i for i, tid in enumerate(graph.tasks)}
-    return all(position[graph.producer[oid]] < position[tid]
+    return all(graph.made_at[oid] < position[tid]
                for tid, task in graph.tasks.items()
-               for oid in task.reads if oid in graph.producer)
+               for oid in task.reads if oid in graph.made_at)
 
 
 # -- ids -----------------------------------------------------------------------------------
