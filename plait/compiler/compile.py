@@ -28,25 +28,30 @@ from plait.graph.graph import Graph
 
 def compile(graph: Graph, view: ClusterView, options: CompileOptions | None = None) -> Plan:
     """Place every task of ``graph`` on a node of ``view``; equal inputs give an equal plan."""
-    options = options or CompileOptions()
     with _cyclic_gc_paused():
-        graph = cull(graph)
-        _check_inputs_known(graph, view)
-        choices = place(graph, view, options)
-        check_capacity(graph, view, choices, options)
-        stages = cut_stages(graph, choices, view.node_ids())
-        stage_of = {stage.node: stage.index for stage in stages}     # one stage per node
-        follows = fuse_chains(graph, choices)
-        priority = critical_paths(graph, view, options)
-        placements = {     # all four by position: walked side by side, not looked up
-            tid: placed(tid, task.function_name, choice.node, stage_of[choice.node],
-                        choice.reason, choice.inputs, choice.bytes_moved, task.outputs,
-                        followed, seconds)
-            for (tid, task), choice, followed, seconds
-            in zip(graph.tasks.items(), choices, follows, priority, strict=True)}
-        plan = Plan(graph.targets, placements, stages, plan_transfers(choices, options),
-                    plan_releases(graph))
-        return validate(plan, graph, view)
+        return _plan(cull(graph), view, options or CompileOptions())
+
+
+def _plan(graph: Graph, view: ClusterView, options: CompileOptions) -> Plan:
+    """The passes after cull, in order. A function of its own so that what only the passes
+    share (choices, chains, priorities: an object or more per task) is freed when it returns,
+    before the collector resumes and looks at every object made since it paused."""
+    _check_inputs_known(graph, view)
+    choices = place(graph, view, options)
+    check_capacity(graph, view, choices, options)
+    stages = cut_stages(graph, choices, view.node_ids())
+    stage_of = {stage.node: stage.index for stage in stages}     # one stage per node
+    follows = fuse_chains(graph, choices)
+    priority = critical_paths(graph, view, options)
+    placements = {     # all four by position: walked side by side, not looked up
+        tid: placed(tid, task.function_name, choice.node, stage_of[choice.node],
+                    choice.reason, choice.inputs, choice.bytes_moved, task.outputs,
+                    followed, seconds)
+        for (tid, task), choice, followed, seconds
+        in zip(graph.tasks.items(), choices, follows, priority, strict=True)}
+    plan = Plan(graph.targets, placements, stages, plan_transfers(choices, options),
+                plan_releases(graph))
+    return validate(plan, graph, view)
 
 
 @contextmanager
