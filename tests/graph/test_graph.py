@@ -371,6 +371,34 @@ def test_graph_consumers_lists_every_reader(runtime):
     assert graph.consumers()[top.id] == [r.id for r in readers]
 
 
+def test_graph_names_the_task_making_each_read_by_its_position(runtime):
+    top = source.remote()
+    pair = split.remote(top)
+    total = add.remote(pair[0], pair[1])
+    nested = inc.remote([total])                  # nested: read too, as a ref
+    stored = runtime.put(1)
+    last = add.remote(stored, top)
+    graph, _ = collect([nested, last])
+    at = {tid: i for i, tid in enumerate(graph.tasks)}
+    assert graph.ids == list(graph.tasks)
+    assert graph.made_at == {oid: at[t.id] for t in graph.tasks.values() for oid in t.outputs}
+    assert graph.sources[at[total.id]] == (at[pair[0].task.id], at[pair[0].task.id])
+    assert graph.sources[at[nested.id]] == (at[total.id],)
+    assert graph.sources[at[last.id]] == (-1, at[top.id])       # -1: made outside the graph
+
+
+def test_graph_upstream_lists_each_producer_once_in_reading_order(runtime):
+    top, other = source.remote(), source.remote()
+    pair = split.remote(top)
+    both = add.remote(pair[0], pair[1])
+    mixed = add.remote(other, both)
+    graph, _ = collect([mixed])
+    at = {tid: i for i, tid in enumerate(graph.tasks)}
+    assert graph.upstream[at[both.id]] == (at[pair[0].task.id],)
+    assert graph.upstream[at[mixed.id]] == (at[other.id], at[both.id])
+    assert graph.upstream[at[top.id]] == ()
+
+
 def test_fake_runtime_is_uninstalled_after_the_fixture():
     with installed_runtime() as fake:
         assert context.active() is fake
