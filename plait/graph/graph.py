@@ -130,6 +130,8 @@ def _sources(reads: tuple[str, ...], made_at: dict[str, int]) -> tuple[int, ...]
         at = made_at.get(reads[0])
         return _OUTSIDE if at is None else (at,)
     get = made_at.get
+    if len(reads) == 2:               # the next most common: no list to build
+        return get(reads[0], -1), get(reads[1], -1)
     return tuple([get(oid, -1) for oid in reads])
 
 
