@@ -113,7 +113,8 @@ def fuse_chains(graph: Graph, choices: list[Choice]) -> list[str]:
     A task follows its producer when that producer is the only task of the graph it reads
     from, it is the producer's only reader, and both are placed on the same node. The node
     then sends the whole chain to one worker in one message; results pass from task to task
-    inside the worker, with no round trip through the node per hop.
+    inside the worker, with no round trip through the node per hop. (A producer with one
+    reader is followed by that reader only: no chain forks.)
     """
     readers = [0] * len(graph.tasks)                  # by position
     for producers in graph.upstream:
@@ -123,8 +124,8 @@ def fuse_chains(graph: Graph, choices: list[Choice]) -> list[str]:
     follows: list[str] = []
     for task, producers, choice in zip(tasks, graph.upstream, choices, strict=True):
         at = producers[0] if len(producers) == 1 else -1
-        fused = at >= 0 and readers[at] == 1 and choices[at].node == choice.node \
-            and _may_fuse(tasks[at], task)
+        fused = (at >= 0 and readers[at] == 1 and choices[at].node == choice.node
+                 and _may_fuse(tasks[at], task))
         follows.append(ids[at] if fused else "")
     return follows
 
