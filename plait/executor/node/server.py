@@ -30,6 +30,7 @@ from plait.executor.head.head import Head
 from plait.executor.node.node import WORKER_STOP_GRACE, Node
 from plait.executor.node.node_zero import NodeZero
 from plait.executor.node.resources import Ledger
+from plait.executor.node.snapshot import rss_of
 from plait.executor.node.transfers import PullOwner, Transfers
 from plait.executor.node.workers import (Forker, OsProcesses, Processes, WorkerHandle,
                                          fork_worker, stop_all)
@@ -44,7 +45,7 @@ from plait.executor.wire.instructions import (ClientGone, Dispatch, Event, Flush
                                               StartWorker, Tick,
                                               ToClient, ToHead, ToNode, ToWorker, Unlink,
                                               WorkerGone, WorkerStarted)
-from plait.executor.wire.malloc import return_freed_memory
+from plait.executor.wire.malloc import malloc_usage, return_freed_memory
 from plait.executor.wire.security import (ClusterKey, check_bind, load_key, secure_client,
                                           secure_server, start_authenticator)
 from plait.store.arena import Arena
@@ -237,6 +238,7 @@ class Server:
                          f"in memory {stored.offset is not None}")
         lines.append(f"  task pins {dict(list(node.task_pins.items())[:20])} "
                      f"allocs waiting {[m.object_id for _, m in node.alloc_waiting]}")
+        lines.append(memory_line())
         if self.head is not None:
             lines.append(f"  head: assigned {sorted(self.head.assigned)[:50]}")
             pending = [oid for oid, e in self.head.directory.entries.items() if e.value is None]
@@ -406,6 +408,15 @@ class Server:
             # the head's, or a CLI node's own; a driver's other nodes share the head's run
             # dir, where nodes that join later and replacement workers find their sockets
             shutil.rmtree(self.config.run_dir, ignore_errors=True)
+
+
+def memory_line() -> str:
+    """The process's memory as the USR1 dump shows it: resident bytes, Python's blocks and
+    glibc's heap, so that growth with flat Python objects can be told apart (malloc.py)."""
+    usage = malloc_usage()
+    return (f"  memory: RSS {rss_of(os.getpid()) / (1 << 20):.1f} MiB, "
+            f"{sys.getallocatedblocks():,} Python blocks, "
+            f"{usage.describe() if usage else 'no malloc figures'}")
 
 
 def _check_tcp(address: str, key: ClusterKey | None) -> None:
