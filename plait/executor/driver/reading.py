@@ -16,6 +16,13 @@ call is a get of X itself (X's ref still alive here), the pin is not sent back b
 by the new view: no round trip for an object read again and again on this host. The head
 and the node never see the difference: one pin per view, each undone once. A pin the get
 did not use (or a get that failed) is sent back with the next call.
+
+A put starts the same way: its block is pinned while the driver writes it, and at the Seal
+the head hands that pin to the driver instead of undoing it, as if a view of the object
+had just died. So the first get after a put asks nothing of the head either::
+
+    put(X) --Alloc--> head: block pinned     --Seal--> head: the pin is now the driver's
+    get(X) takes that pin (or the next call, or FREE_AFTER_IDLE_SECONDS, sends it back)
 """
 
 from __future__ import annotations
