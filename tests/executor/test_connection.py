@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 
 from plait.errors import ClusterError, HeadUnavailableError
-from plait.executor.driver.connection import (DRIVER_TIMEOUT_SECONDS, Connection,
-                                              JoinedCluster, LocalCluster)
+from plait.executor.driver.cluster import JoinedCluster, LocalCluster
+from plait.executor.driver.connection import DRIVER_TIMEOUT_SECONDS, Connection
 from plait.executor.wire import protocol as p
 from plait.executor.wire.hostid import host_id
 
