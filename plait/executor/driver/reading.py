@@ -122,8 +122,6 @@ class ObjectReading:
         A pinned object stays in memory while any view of it lives: all its buffers are
         slices of one ``holder`` array, whose finalizer ends the pin.
         """
-        import numpy
-
         from plait.executor.wire import protocol as p
 
         value = pinned if pinned is not None else self.values[object_id]
@@ -132,6 +130,8 @@ class ObjectReading:
         if isinstance(value, p.Failed):
             raise pickle.loads(value.error)
         assert isinstance(value, p.Located), value
+        import numpy      # here, not above: a driver that never reads a stored object (a
+        #                   script without numpy getting small results) never loads it
         holder = numpy.frombuffer(self.arena(value.node).block(value.offset, value.nbytes),
                                   dtype=numpy.uint8)
         self.pins[object_id] += 1
