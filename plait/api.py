@@ -116,7 +116,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
             spill = spill_dir or ""      # "": the node picks a fresh directory of its own
         if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
             raise ValueError(f"num_nodes must be a positive int, got {num_nodes!r}")
-        from plait.executor.driver.connection import LocalCluster
+        from plait.executor.driver.cluster import LocalCluster
 
         session_id = f"{os.getpid():x}-{next(_session_counter)}"
         cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill,

@@ -243,7 +243,7 @@ class Cluster:
 
     def shutdown(self) -> None:
         """Stop every node, the head last; nothing of the cluster is left afterwards."""
-        from plait.executor.driver.connection import remove_leftovers
+        from plait.executor.driver.cluster import remove_leftovers
 
         for node in list(self.worker_nodes):
             self.remove_node(node)
@@ -261,7 +261,8 @@ class Cluster:
         first, stop waiting and say why."""
         from contextlib import closing
 
-        from plait.executor.driver.connection import START_TIMEOUT_S, Connection, JoinedCluster
+        from plait.executor.driver.cluster import JoinedCluster
+        from plait.executor.driver.connection import START_TIMEOUT_S, Connection
 
         def check() -> None:
             for started in (node, self.head_node):
@@ -282,7 +283,8 @@ class Cluster:
         """The nodes the head lists now (none if there is no head, or it does not answer)."""
         from contextlib import closing
 
-        from plait.executor.driver.connection import Connection, JoinedCluster
+        from plait.executor.driver.cluster import JoinedCluster
+        from plait.executor.driver.connection import Connection
 
         if self.address is None:
             return ()

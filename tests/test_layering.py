@@ -275,3 +275,19 @@ def test_import_plait_and_compiling_load_no_drawing_code():
          "               ClusterView((NodeView('node-0', 1),)))\n"
          "assert drawing() == [], drawing()\n"
          "assert 'node-0' in plan.explain() and 'plait.compiler.draw.explain' in drawing()\n")
+
+
+def test_init_can_start_its_nodes_before_it_loads_zmq():
+    """plait.init launches the node processes first and imports the socket side while
+    they boot (driver/cluster.py): finding and starting a cluster needs no ZeroMQ."""
+    _run("import sys, plait\n"
+         "from plait.executor.driver.cluster import LocalCluster\n"
+         "from plait.executor.driver.discovery import cluster_here\n"
+         "assert cluster_here() is None\n"
+         "assert 'zmq' not in sys.modules, sorted(m for m in sys.modules if 'zmq' in m)\n")
+
+
+def test_a_node_and_its_workers_load_no_asyncio_without_a_cluster_key():
+    """zmq.auth.thread (asyncio, ssl) is for keyed clusters only: not on every node's start."""
+    _run("import sys, plait.executor.node.server, plait.executor.worker\n"
+         "assert 'asyncio' not in sys.modules and 'zmq.auth.thread' not in sys.modules\n")

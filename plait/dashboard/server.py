@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cluster(address: str, key_file: str | None):
-    from plait.executor.driver.connection import JoinedCluster
+    from plait.executor.driver.cluster import JoinedCluster
     from plait.executor.driver.discovery import joined_cluster
     from plait.executor.wire.security import load_key
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from plait.dashboard import view
 from plait.dashboard.plan import draw_plan
 from plait.errors import ClusterError
-from plait.executor.driver.connection import Connection, JoinedCluster
+from plait.executor.driver.cluster import JoinedCluster
+from plait.executor.driver.connection import Connection
 from plait.executor.wire import protocol as p
 
 FRESH_SECONDS = 0.5             # pages poll every second; two pages share one snapshot

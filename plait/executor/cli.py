@@ -30,7 +30,8 @@ from contextlib import closing
 
 from plait.compiler.units import parse_bytes
 from plait.errors import ClusterError, HeadUnavailableError, PlaitError
-from plait.executor.driver.connection import START_TIMEOUT_S, Connection, JoinedCluster
+from plait.executor.driver.cluster import JoinedCluster
+from plait.executor.driver.connection import START_TIMEOUT_S, Connection
 from plait.executor.driver.discovery import home, host_port, joined_cluster
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import NodeConfig, launch, terminate

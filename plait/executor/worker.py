@@ -55,7 +55,7 @@ from plait.errors import (ActorDiedError, ActorExitRequest, DeserializationError
 from plait.executor.calls import Call, ConcurrentCalls, current_call
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
-from plait.executor.wire.config import WorkerConfig, identity_of
+from plait.executor.wire.config import LOCAL_RECONNECT_MS, WorkerConfig, identity_of
 from plait.executor.wire.malloc import return_freed_memory
 from plait.graph import context
 from plait.graph.actor import TERMINATE, exit_actor, handle_of, is_async_class
@@ -91,6 +91,7 @@ def main(config: WorkerConfig) -> None:
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, identity_of(config.index, os.getpid()))
     sock.setsockopt(zmq.LINGER, 1000)
+    sock.setsockopt(zmq.RECONNECT_IVL, LOCAL_RECONNECT_MS)    # its node may not have bound yet
     sock.connect(config.address)
     runtime = WorkerRuntime(config, sock, Arena.attach(config.arena))
     signal.signal(INTERRUPT_SIGNAL, runtime.on_interrupt)
@@ -870,7 +871,7 @@ class WorkerRuntime:
         with self.session_lock:                # concurrent calls may open it together
             if self.session is None:
                 from plait.executor.driver.session import Session
-                from plait.executor.driver.connection import JoinedCluster
+                from plait.executor.driver.cluster import JoinedCluster
                 from plait.executor.wire.security import load_key
 
                 key = load_key(self.config.key_file) if self.config.key_file else None

@@ -76,6 +76,21 @@ def test_interpreter_exit_without_shutdown_leaves_nothing():
     assert not (pathlib.Path("/dev/shm") / arena).exists()
 
 
+def test_a_driver_that_only_gets_small_results_never_loads_numpy():
+    """Only a view of a stored object needs numpy (reading.py): a script without numpy pays
+    no numpy import for its first get."""
+    result = run_script("""
+        import sys, plait
+        plait.init(num_workers=1)
+        double = plait.remote(lambda x: 2 * x)
+        assert plait.get(double.remote(21)) == 42
+        assert plait.get(plait.put(b"small")) == b"small"
+        plait.shutdown()
+        assert "numpy" not in sys.modules, "numpy loaded"
+    """)
+    assert result.returncode == 0, result.stderr
+
+
 def test_killed_driver_takes_its_cluster_down():
     result = run_script("""
         import os, signal, plait

@@ -21,6 +21,14 @@ pytestmark = pytest.mark.cluster
 MIB = 1 << 20
 
 
+@pytest.fixture
+def quiet_store(fresh):
+    """small_store's cluster, but the session's idle flusher waits an hour: whatever it
+    sends in a test is sent by a call, so which messages a call sends can be told."""
+    plait.init(num_workers=1, store_memory=64 << 20, submit_after_idle=3600.0)
+    yield
+
+
 def pinned_mib() -> float:
     """node-0's pinned bytes, as memory_summary reports them."""
     text = plait.memory_summary(stats_only=True)
@@ -47,7 +55,7 @@ def sent_by_session() -> list[str]:
     return sent
 
 
-def test_a_repeated_get_of_an_object_on_this_host_sends_no_message(small_store):
+def test_a_repeated_get_of_an_object_on_this_host_sends_no_message(quiet_store):
     ref = plait.put(np.arange(2 * MIB, dtype=np.float64))
     view = plait.get(ref)
     del view
@@ -115,4 +123,56 @@ def test_a_kept_pin_of_a_dropped_ref_is_given_back_before_its_free(small_store):
     plait.put(0)
     assert pinned_mib() == 0
     assert "0 objects in the store" in plait.memory_summary(stats_only=True)   # put(0): inline
+    assert context.active().validate_state(10) == ()
+
+
+def test_the_first_get_after_a_put_reads_on_the_puts_pin_and_sends_no_message(quiet_store):
+    arr = np.arange(2 * MIB, dtype=np.float64)
+    ref = plait.put(arr)
+    sent = sent_by_session()
+    view = plait.get(ref)
+    assert sent == []
+    assert np.array_equal(view, arr) and not view.flags.writeable
+    assert pinned_mib() == 16                      # the view's pin, once
+    del view
+    plait.put(0)
+    assert sent.count("Unpin") == 1 and pinned_mib() == 0
+    assert context.active().validate_state(10) == ()
+
+
+def test_a_put_not_read_gives_its_pin_back_with_the_next_call_and_may_spill(quiet_store):
+    ref = plait.put(np.full(2 * MIB, 5.0))
+    sent = sent_by_session()
+    others = fill_store()                          # the first of these puts sends the Unpin
+    assert sent[0] == "Unpin" and pinned_mib() == 0
+    assert plait.get(ref)[-1] == 5.0 and len(others) == 8
+    assert context.active().validate_state(10) == ()
+
+
+def test_a_put_dropped_at_once_gives_its_pin_back_before_its_free(quiet_store):
+    ref = plait.put(np.full(2 * MIB, 5.0))
+    del ref
+    gc.collect()
+    sent = sent_by_session()
+    plait.put(0)
+    assert sent[:2] == ["Unpin", "Free"]
+    assert pinned_mib() == 0
+    assert "0 objects in the store" in plait.memory_summary(stats_only=True)
+    assert context.active().validate_state(10) == ()
+
+
+@plait.remote
+def put_in_task(n: int):
+    """A task's own put, its ref returned inside a list (kept alive by the result)."""
+    ref = plait.put(np.full(n, 3.0))
+    assert plait.get(ref)[0] == 3.0
+    return [ref]
+
+
+def test_a_put_in_a_task_gives_its_pin_back(small_store):
+    (inner,) = plait.get(put_in_task.remote(2 * MIB))
+    assert plait.get(inner)[-1] == 3.0
+    del inner
+    plait.put(0)
+    assert pinned_mib() == 0
     assert context.active().validate_state(10) == ()

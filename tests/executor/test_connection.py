@@ -12,10 +12,11 @@ import os
 from types import SimpleNamespace
 
 import pytest
+import zmq
 
 from plait.errors import ClusterError, HeadUnavailableError
-from plait.executor.driver.connection import (DRIVER_TIMEOUT_SECONDS, Connection,
-                                              JoinedCluster, LocalCluster)
+from plait.executor.driver.cluster import JoinedCluster, LocalCluster
+from plait.executor.driver.connection import DRIVER_TIMEOUT_SECONDS, Connection
 from plait.executor.wire import protocol as p
 from plait.executor.wire.hostid import host_id
 
@@ -120,3 +121,18 @@ def test_a_started_heads_exit_fails_the_handshake_at_once():
             conn.handshake(1)
     finally:
         conn.close()
+
+
+def test_a_connection_to_a_head_on_this_host_retries_within_milliseconds():
+    """An embedded head binds its ipc socket a moment after the driver connects: ZeroMQ's
+    100 ms between retries would be added to init; a TCP head keeps ZeroMQ's default."""
+    from plait.executor.wire.config import LOCAL_RECONNECT_MS
+
+    local = Connection(JoinedCluster("ipc:///nonexistent/plait-test/head.sock", None))
+    remote = Connection(JoinedCluster("tcp://127.0.0.1:1", None))
+    try:
+        assert local.sock.getsockopt(zmq.RECONNECT_IVL) == LOCAL_RECONNECT_MS
+        assert remote.sock.getsockopt(zmq.RECONNECT_IVL) == 100
+    finally:
+        local.close()
+        remote.close()

@@ -1,121 +1,28 @@
-"""The driver's side of the cluster: start or join it, talk to the head, stop it.
-
-``LocalCluster`` owns the node processes it started and their run directory;
-``JoinedCluster`` is one started by ``plait start``; ``Connection`` is one DEALER socket to
-the head with a receive that always has a timeout and notices a dead head.
+"""The driver's socket to the head: ``Connection`` is one DEALER socket with a receive that
+always has a timeout and notices a dead head (the clusters it reaches: driver/cluster.py).
 """
 
 from __future__ import annotations
 
-import glob
 import math
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import zmq
 
 from plait.errors import ClusterError, HeadUnavailableError
+from plait.executor.driver.cluster import Cluster, LocalCluster
 from plait.executor.wire import protocol as p
-from plait.executor.wire.config import (HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS, NodeConfig,
-                                        ipc_addresses, launch)
+from plait.executor.wire.config import (HEARTBEAT_SECONDS, LOCAL_RECONNECT_MS,
+                                        NODE_TIMEOUT_SECONDS)
 from plait.executor.wire.hostid import host_id
-from plait.executor.wire.security import ClusterKey, secure_client
-from plait.store.arena import SEGMENT_PREFIX, SHM_DIR
-from plait.store.spill import spill_directory
+from plait.executor.wire.security import secure_client
 
 START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
 LIVENESS_SLICE_MS = 100
 DRIVER_TIMEOUT_SECONDS = 3 * NODE_TIMEOUT_SECONDS   # a joined head silent this long is gone
 CLOSE_LINGER_MS = 500
-
-
-@dataclass
-class LocalCluster:
-    """The node processes (head first, each with its workers) started from this driver."""
-
-    session: str
-    run_dir: str
-    configs: list[NodeConfig]
-    processes: list[subprocess.Popen]
-
-    @classmethod
-    def start(cls, session: str, num_nodes: int, num_workers: int, store_capacity: int,
-              spill_dir: str | None, worker_memory_limit: int = 0,
-              resources: dict[str, float] | None = None) -> LocalCluster:
-        """Start node-0 (the head) and nodes 1..n-1; ``spill_dir`` None turns spilling off."""
-        run_dir = tempfile.mkdtemp(prefix=f"plait-{session}-")
-        head_address = ipc_addresses(run_dir, "node-0")["client_address"]
-        configs = []
-        for index in range(num_nodes):
-            node = f"node-{index}"
-            spill = None if spill_dir is None else spill_directory(session, node, spill_dir)
-            configs.append(NodeConfig(
-                session, node, num_workers, store_capacity, run_dir, os.getpid(), spill,
-                head_address="" if index == 0 else head_address,
-                worker_memory_limit=worker_memory_limit, resources=dict(resources or {}),
-                **ipc_addresses(run_dir, node)))
-        processes = [launch(config) for config in configs]
-        return cls(session, run_dir, configs, processes)
-
-    @property
-    def client_address(self) -> str:
-        return self.configs[0].client_address
-
-    def alive(self) -> bool:
-        """Whether the head is running (other nodes may come and go)."""
-        return self.processes[0].poll() is None
-
-    @property
-    def head(self) -> subprocess.Popen:
-        return self.processes[0]
-
-    def stop(self) -> None:
-        """Wait for the nodes to exit after Bye; kill any that do not; sweep leftovers."""
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for process in self.processes:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        remove_leftovers(self.session, self.run_dir, self.configs)
-
-
-def remove_leftovers(session: str, run_dir: str, configs: list[NodeConfig]) -> None:
-    """What stopped nodes of one session may leave (only a killed one leaves anything):
-    the run dir with its sockets, the spill dirs, the arenas in /dev/shm."""
-    shutil.rmtree(run_dir, ignore_errors=True)
-    for config in configs:
-        if config.spill_dir:
-            shutil.rmtree(config.spill_dir, ignore_errors=True)
-    for path in glob.glob(os.path.join(SHM_DIR, f"{SEGMENT_PREFIX}{session}-*")):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass          # its node unlinked it meanwhile
-
-
-@dataclass
-class JoinedCluster:
-    """A cluster someone else started (``plait start``): we connect and never stop it."""
-
-    client_address: str
-    key: ClusterKey | None
-
-    def alive(self) -> bool:
-        return True            # only heartbeats can tell
-
-    def stop(self) -> None:
-        pass
-
-
-Cluster = LocalCluster | JoinedCluster
 
 
 def _nothing(*_: object) -> None:
@@ -138,6 +45,8 @@ class Connection:
         self.key = getattr(cluster, "key", None)
         if self.key is not None:
             secure_client(self.sock, self.key)
+        if cluster.client_address.startswith("ipc://"):      # the head may still be starting
+            self.sock.setsockopt(zmq.RECONNECT_IVL, LOCAL_RECONNECT_MS)
         self.sock.connect(cluster.client_address)
         self.cluster = cluster
         self.heard = self.pinged = time.monotonic()

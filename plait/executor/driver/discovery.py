@@ -12,8 +12,7 @@ import json
 import os
 
 from plait.errors import ClusterError
-from plait.executor.driver.connection import JoinedCluster
-from plait.executor.wire.security import load_key
+from plait.executor.driver.cluster import JoinedCluster
 
 
 # The address of the plait.cluster_utils.Cluster this process runs (the newest), which a
@@ -60,6 +59,8 @@ def joined_cluster(address: str) -> JoinedCluster:
             raise ClusterError(f"address='auto' found no cluster started on this host (no "
                                f"{_path('cluster.json')}); run `plait start --head` "
                                f"first") from None
+    from plait.executor.wire.security import load_key   # (ZeroMQ: not for a plain init)
+
     key_file = os.environ.get("PLAIT_KEY_FILE") or _path("cluster.key")
     key = load_key(key_file) if os.path.exists(key_file) else None
     return JoinedCluster(f"tcp://{host_port(address)}", key)

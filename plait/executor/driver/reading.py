@@ -16,6 +16,13 @@ call is a get of X itself (X's ref still alive here), the pin is not sent back b
 by the new view: no round trip for an object read again and again on this host. The head
 and the node never see the difference: one pin per view, each undone once. A pin the get
 did not use (or a get that failed) is sent back with the next call.
+
+A put starts the same way: its block is pinned while the driver writes it, and at the Seal
+the head hands that pin to the driver instead of undoing it, as if a view of the object
+had just died. So the first get after a put asks nothing of the head either::
+
+    put(X) --Alloc--> head: block pinned     --Seal--> head: the pin is now the driver's
+    get(X) takes that pin (or the next call, or FREE_AFTER_IDLE_SECONDS, sends it back)
 """
 
 from __future__ import annotations
@@ -115,8 +122,6 @@ class ObjectReading:
         A pinned object stays in memory while any view of it lives: all its buffers are
         slices of one ``holder`` array, whose finalizer ends the pin.
         """
-        import numpy
-
         from plait.executor.wire import protocol as p
 
         value = pinned if pinned is not None else self.values[object_id]
@@ -125,6 +130,8 @@ class ObjectReading:
         if isinstance(value, p.Failed):
             raise pickle.loads(value.error)
         assert isinstance(value, p.Located), value
+        import numpy      # here, not above: a driver that never reads a stored object (a
+        #                   script without numpy getting small results) never loads it
         holder = numpy.frombuffer(self.arena(value.node).block(value.offset, value.nbytes),
                                   dtype=numpy.uint8)
         self.pins[object_id] += 1

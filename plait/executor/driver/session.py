@@ -169,6 +169,8 @@ class Session(ObjectReading, Engine):
             serialized.write_into(arena.block(reply.offset, nbytes))
             self.conn.send(p.Seal(object_id, contains))
             stored = p.Stored(reply.node, nbytes, contains)
+            self.pins[object_id] += 1      # the head gives us the writer's pin: a dead view's
+            self.view_died((object_id, p.Located(reply.node, reply.offset, nbytes, contains)))
         self.values[object_id] = stored
         self.held.add(object_id)
         return ObjectRef(object_id)

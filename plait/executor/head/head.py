@@ -59,7 +59,8 @@ NODE = "node"
 
 class LocalNode(Protocol):
     """The node in the head's own process (node-0): what the head reads and writes of it in
-    process. A driver's put lands in node-0's store (``put_block``, ``store``, ``values``);
+    process. A driver's put lands in node-0's store (``put_block``, ``store``, ``values``),
+    which keeps its block pinned for the driver (``pin_for_client``);
     messages for node-0 go out as ToNode instructions like any node's."""
 
     id: str
@@ -71,6 +72,8 @@ class LocalNode(Protocol):
     def ready(self) -> bool: ...
 
     def put_block(self, message: p.Alloc, may_wait: bool) -> p.Message | None: ...
+
+    def pin_for_client(self, object_id: str) -> None: ...
 
 
 @dataclass
@@ -313,7 +316,12 @@ class Head(ActorRouting, Outbox):
             self.on_Alloc(peer, message)
 
     def on_Seal(self, peer: Peer, message: p.Seal) -> None:
+        """A driver's put is written. The pin its block had while unsealed is not undone
+        but handed to the driver, as if it had asked for it (Pin): its first get of the
+        object reads it on that pin, with no round trip (driver/reading.py)."""
         store = self.local.store
+        self.local.pin_for_client(message.object_id)
+        self.client_pins[peer][(self.local.id, message.object_id)] += 1
         store.seal(message.object_id)
         value = p.Stored(self.local.id, store.nbytes(message.object_id), message.contains)
         self.local.values[message.object_id] = value

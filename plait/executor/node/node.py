@@ -324,6 +324,12 @@ class Node(Outbox):
         self.up(p.Pinned(message.request, values))
         return True
 
+    def pin_for_client(self, object_id: str) -> None:
+        """A driver's pin taken by the head in this process (a put's, see Head.on_Seal):
+        counted as a Pin's, undone by an Unpin."""
+        self.store.pin(object_id)
+        self.client_pins[object_id] += 1
+
     def on_Unpin(self, message: p.Unpin) -> None:
         for _, oid in message.pins:
             if self.client_pins[oid] > 0:

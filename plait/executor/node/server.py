@@ -36,8 +36,8 @@ from plait.executor.node.workers import (Forker, OsProcesses, Processes, WorkerH
                                          fork_worker, stop_all)
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
-from plait.executor.wire.config import (HEARTBEAT_SECONDS, NODE_TIMEOUT_SECONDS, NodeConfig,
-                                        WorkerConfig)
+from plait.executor.wire.config import (HEARTBEAT_SECONDS, LOCAL_RECONNECT_MS,
+                                        NODE_TIMEOUT_SECONDS, NodeConfig, WorkerConfig)
 from plait.executor.wire.hostid import host_id
 from plait.executor.wire.instructions import (ClientGone, Dispatch, Event, Flush, FromClient,
                                               FromHead, FromNode, FromWorker, Instruction,
@@ -108,6 +108,8 @@ class Server:
             self.client = self.ctx.socket(zmq.DEALER)
             self.secure(self.client, False)
             self.client.setsockopt(zmq.LINGER, 1000)
+            if config.head_address.startswith("ipc://"):     # the head starts beside us
+                self.client.setsockopt(zmq.RECONNECT_IVL, LOCAL_RECONNECT_MS)
             self.client.connect(config.head_address)
             self.poller.register(self.client, zmq.POLLIN)
 

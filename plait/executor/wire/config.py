@@ -29,6 +29,12 @@ NODE_TIMEOUT_SECONDS = 4.0
 # A process sent SIGKILL exits at once; past this it is stuck in the kernel (D state).
 KILL_WAIT_SECONDS = 5.0
 
+# A worker and a driver connect to their node's ipc socket while the node is still starting
+# (before it binds): ZeroMQ then retries after RECONNECT_IVL, 100 ms by default, which cost
+# a cold init 0-100 ms twice over (the first worker's Ready, the driver's Hello). A failed
+# connect to a path that is not there yet costs a system call, so retry this often.
+LOCAL_RECONNECT_MS = 5
+
 # The processes' entry points: started as modules, never imported by who starts them.
 NODE_MAIN = "plait.executor.node.server"
 WORKER_MAIN = "plait.executor.worker"

@@ -194,7 +194,8 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Seal:
-    """The block allocated for ``object_id`` is written: the object now exists."""
+    """The block allocated for ``object_id`` is written: the object now exists. A driver's
+    Seal keeps the block's pin as the driver's own (one Unpin undoes it; reading.py)."""
 
     object_id: str
     contains: tuple[str, ...] = ()

@@ -22,10 +22,14 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 import zmq
-import zmq.auth.thread
 
 from plait.errors import ClusterError
+
+if TYPE_CHECKING:
+    import zmq.auth.thread
 
 Z85_KEY_LENGTH = 40             # a Curve key, z85-encoded
 
@@ -110,7 +114,12 @@ _auth_log.addFilter(_ShortenKeys())
 
 
 def start_authenticator(ctx: zmq.Context, key: ClusterKey) -> zmq.auth.thread.ThreadAuthenticator:
-    """Run a ZAP handler on ``ctx`` that rejects any CURVE client without our key."""
+    """Run a ZAP handler on ``ctx`` that rejects any CURVE client without our key.
+
+    zmq.auth.thread is imported here, not above: it brings asyncio and ssl (~20 ms), which
+    an embedded cluster (ipc sockets, no key) never uses, on the path of every node's start."""
+    import zmq.auth.thread
+
     auth = zmq.auth.thread.ThreadAuthenticator(ctx, log=_auth_log)
     auth.start()
     auth.configure_curve_callback(domain="*", credentials_provider=_OnlyOurKey(key))

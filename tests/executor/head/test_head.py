@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections import deque
+from collections import Counter, deque
 from dataclasses import replace
 
 import pytest
@@ -57,10 +57,15 @@ class RecordingNode:
         self.store = RecordingStore()
         self.values: dict[str, p.ObjectValue] = {}
         self.functions: dict[str, bytes] = {}
+        self.client_pins: Counter[str] = Counter()     # taken in process (a put's)
 
     def put_block(self, message: p.Alloc, may_wait: bool) -> p.Message | None:
         self.store.sizes[message.object_id] = message.nbytes
         return p.Allocated(message.request, message.object_id, self.id, 0)
+
+    def pin_for_client(self, object_id: str) -> None:
+        assert object_id in self.store.sizes, f"{object_id} pinned before it was allocated"
+        self.client_pins[object_id] += 1
 
 
 def node_info(node: str) -> p.NodeInfo:
@@ -396,8 +401,29 @@ def test_a_drivers_put_is_deleted_from_the_heads_own_node_when_dropped(alone):
     tell(alone, FromClient(DRIVER, p.Seal("put-1")))
     assert take(alone) == [(DRIVER, p.Allocated(1, "put-1", "node-0", 0))]
     assert alone.local.values == {"put-1": p.Stored("node-0", MIB)}   # node-0 serves it
+    tell(alone, FromClient(DRIVER, p.Unpin((("node-0", "put-1"),))))
     tell(alone, FromClient(DRIVER, p.Free(("put-1",))))
-    assert take(alone) == [("node-0", p.Delete(("put-1",)))]
+    assert take(alone) == [("node-0", p.Unpin((("node-0", "put-1"),))),
+                           ("node-0", p.Delete(("put-1",)))]
+
+
+def test_a_drivers_put_keeps_its_blocks_pin_for_the_driver_until_one_unpin(alone):
+    tell(alone, FromClient(DRIVER, p.Alloc(1, "put-1", MIB)))
+    tell(alone, FromClient(DRIVER, p.Seal("put-1")))
+    take(alone)
+    assert alone.local.client_pins == {"put-1": 1}
+    assert alone.client_pins[DRIVER] == {("node-0", "put-1"): 1}
+    tell(alone, FromClient(DRIVER, p.Unpin((("node-0", "put-1"),))))
+    assert take(alone) == [("node-0", p.Unpin((("node-0", "put-1"),)))]
+    assert alone.client_pins[DRIVER] == {}
+
+
+def test_a_driver_gone_after_a_put_gives_back_the_pin_it_was_handed(alone):
+    tell(alone, FromClient(DRIVER, p.Alloc(1, "put-1", MIB)))
+    tell(alone, FromClient(DRIVER, p.Seal("put-1")))
+    take(alone)
+    tell(alone, ClientGone(DRIVER))
+    assert ("node-0", p.Unpin((("node-0", "put-1"),))) in take(alone)
 
 
 def test_a_driver_that_disconnects_lets_go_of_what_it_held(alone):
