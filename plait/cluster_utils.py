@@ -33,6 +33,7 @@ from typing import Any
 
 from plait.compiler.units import parse_bytes
 from plait.errors import ClusterError
+from plait.executor.driver.cluster import sweep_dead_sessions
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import (NodeConfig, descendants, ipc_addresses, launch,
                                         terminate)
@@ -139,6 +140,7 @@ class Cluster:
         if connect and not initialize_head:
             raise RuntimeError("Cannot connect to uninitialized cluster.")
         self.session = f"{os.getpid():x}-c{next(_clusters)}"
+        sweep_dead_sessions()
         self.run_dir = tempfile.mkdtemp(prefix=f"plait-{self.session}-")
         self.head_node: ClusterNode | None = None
         self.worker_nodes: list[ClusterNode] = []

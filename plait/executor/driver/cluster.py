@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -41,6 +42,7 @@ class LocalCluster:
               spill_dir: str | None, worker_memory_limit: int = 0,
               resources: dict[str, float] | None = None) -> LocalCluster:
         """Start node-0 (the head) and nodes 1..n-1; ``spill_dir`` None turns spilling off."""
+        sweep_dead_sessions()
         run_dir = tempfile.mkdtemp(prefix=f"plait-{session}-")
         head_address = ipc_addresses(run_dir, "node-0")["client_address"]
         configs = []
@@ -91,6 +93,44 @@ def remove_leftovers(session: str, run_dir: str, configs: list[NodeConfig]) -> N
             os.unlink(path)
         except FileNotFoundError:
             pass          # its node unlinked it meanwhile
+
+
+# A driver's session (plait.init: "<pid>-<n>", cluster_utils: "<pid>-c<n>", the pid in hex)
+# in the name of what its nodes leave: arenas, run dirs, spill dirs. A CLI cluster's
+# ("<pid>-c", no number) outlives the `plait start` that named it and never matches.
+_DRIVER_SESSION = re.compile(rf"{SEGMENT_PREFIX}([0-9a-f]+)-c?[0-9]+-")
+
+
+def sweep_dead_sessions() -> None:
+    """Remove what sessions of drivers no longer running left on this host.
+
+    A driver and its nodes killed at once (SIGKILL of the process group, an OOM kill, a CI
+    timeout) run no cleanup, and each arena holds /dev/shm until someone unlinks it. As Ray
+    does with a dead session's files, the next driver to start a cluster here removes
+    them. A pid that is alive, even reused by another program, keeps its files.
+    """
+    places = (os.path.join(SHM_DIR, f"{SEGMENT_PREFIX}*"),
+              os.path.join(tempfile.gettempdir(), f"{SEGMENT_PREFIX}*"))
+    for path in (found for place in places for found in glob.glob(place)):
+        match = _DRIVER_SESSION.match(os.path.basename(path))
+        if match and not _alive(int(match[1], 16)):
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass          # another driver swept it first
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True               # another user's
+    return True
 
 
 @dataclass
