@@ -16,6 +16,7 @@ from plait.executor.driver.cluster import Cluster, LocalCluster
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import (HEARTBEAT_SECONDS, LOCAL_RECONNECT_MS,
                                         NODE_TIMEOUT_SECONDS)
+from plait.executor.wire.fetch import IO_THREADS
 from plait.executor.wire.hostid import host_id
 from plait.executor.wire.security import secure_client
 
@@ -39,7 +40,7 @@ class Connection:
     """
 
     def __init__(self, cluster: Cluster) -> None:
-        self.ctx = zmq.Context()
+        self.ctx = zmq.Context(io_threads=IO_THREADS)    # far reads: streams on several cores
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.key = getattr(cluster, "key", None)

@@ -98,7 +98,8 @@ class ObjectReading:
             info = self.node_info(value.node)
             try:
                 return p.Inline(pull_object(self.conn.ctx, info.address, self.conn.key,
-                                            object_id, timeout=FAR_TIMEOUT_SECONDS))
+                                            object_id, value.nbytes,
+                                            timeout=FAR_TIMEOUT_SECONDS))
             except PlaitError:
                 self.values.pop(object_id)       # stale: the head knows better
                 self.fetch([object_id], 1, None)

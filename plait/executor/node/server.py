@@ -38,6 +38,7 @@ from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import (HEARTBEAT_SECONDS, LOCAL_RECONNECT_MS,
                                         NODE_TIMEOUT_SECONDS, NodeConfig, WorkerConfig)
+from plait.executor.wire.fetch import IO_THREADS
 from plait.executor.wire.hostid import host_id
 from plait.executor.wire.instructions import (ClientGone, Dispatch, Event, Flush, FromClient,
                                               FromHead, FromNode, FromWorker, Instruction,
@@ -65,7 +66,7 @@ class Server:
     def __init__(self, config: NodeConfig, arena: Arena, workers: list[WorkerHandle],
                  processes: Processes) -> None:
         self.config = config
-        self.ctx = zmq.Context()
+        self.ctx = zmq.Context(io_threads=IO_THREADS)    # transfer streams on several cores
         self.key = load_key(config.key_file) if config.key_file else None
         self.auth = start_authenticator(self.ctx, self.key) if self.key else None
         for address in [config.transfer_address] + [config.client_address] * config.is_head:
@@ -267,8 +268,8 @@ class Server:
             self.transfers.on_server()
             self.node_reported()
         elif isinstance(source, zmq.Socket):
-            node = next(n for n, s in self.transfers.links.items() if s is source)
-            self.transfers.on_link(node)
+            link = next(k for k, s in self.transfers.links.items() if s is source)
+            self.transfers.on_link(link)
             self.node_reported()
         elif source in self.worker_fds:
             self.worker_fds.discard(source)

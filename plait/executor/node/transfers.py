@@ -1,17 +1,21 @@
 """Transfers: copying an object from a peer node's store into this node's store.
 
-Pull protocol (B pulls object X from A; B's DEALER talks to A's transfer ROUTER)::
+Pull protocol (B pulls object X from A; B's DEALERs talk to A's transfer ROUTER)::
 
-    B --Fetch(X, same_host)--> A          A pins X (restoring it if spilled)
+    B --Fetch(X, same_host, start, stop)--> A     A pins X (restoring it if spilled)
     same host:   A --FetchHeader(offset)--> B   B copies from A's arena, which it maps
-    other host:  A --FetchHeader(nbytes), then raw 1 MiB chunks, sent zero-copy from
-                 A's arena--> B   B receives each chunk straight into its own block
-    B --FetchDone--> A                    A unpins X
+    other host:  A --FetchHeader(nbytes), then raw chunks of [start, stop), sent zero-copy
+                 from A's arena--> B   B receives each chunk straight into its own block
+    B --FetchDone--> A                    A unpins X (once per Fetch)
 
-One connection per peer keeps frames in order, so B knows that the frames after a header
-are that transfer's chunks. 1 MiB chunks: the chunk size that moved ZeroMQ fastest here
-(~3.7 GB/s over loopback, against ~1.0 GB/s with 64 MiB frames). Concurrent requests for
-one object on one node share one transfer. The copy becomes a replica in B's store.
+Across hosts a large object comes over several streams (plait.executor.wire.fetch: which
+runs, how many streams, the chunk size and the figures behind them): one DEALER per (peer,
+stream), each sent one Fetch per pull for its run. One connection per stream keeps its
+frames in order, so B knows that the frames after a header are that run's chunks. A pull
+ends when every stream's run has (``Piece``): stored and sealed, or, if any header carried
+an error or the block could not be allocated, failed, the other runs' chunks drained and
+dropped so that the streams stay in step. Concurrent requests for one object on one node
+share one transfer. The copy becomes a replica in B's store.
 
 The ``mid-transfer`` kill point is on the receiving side (B), in both paths: B has
 allocated its unsealed replica block and, across hosts, received the first chunk. B's
@@ -33,11 +37,12 @@ import zmq
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.dispatch import handlers
+from plait.executor.wire.fetch import CHUNK, chunks, spans
 from plait.store.arena import Arena
 from plait.store.serialization import copy_bytes
 from plait.store.store import ObjectStore
 
-CHUNK = 1 << 20
+Link = tuple[str, int]          # (peer node, stream)
 
 
 @dataclass
@@ -45,10 +50,25 @@ class Pull:
     request: int
     object_id: str
     source: str
-    nbytes: int = -1          # -1 until the header arrives
-    received: int = 0
-    offset: int = -1          # of our replica block
-    began: float = 0.0        # wall clock, for traces
+    nbytes: int                 # as the directory recorded it; each header must agree
+    pieces: int = 1             # streams whose run has not ended yet
+    offset: int = -1            # of our replica block, once the first header came
+    error: bytes | None = None  # why it failed, once a header (or the allocation) said so
+    began: float = 0.0          # wall clock, for traces
+
+
+@dataclass
+class Piece:
+    """One stream's run [start, stop) of a pull."""
+
+    pull: Pull
+    start: int
+    stop: int
+    at: int = -1                # the next byte to receive; -1 until the run's header came
+
+    @property
+    def receiving(self) -> bool:
+        return 0 <= self.at < self.stop
 
 
 class PullOwner(Protocol):
@@ -81,10 +101,10 @@ class Transfers:
         self.server.setsockopt(zmq.LINGER, 0)
         self.server.bind(serve_address)
         self.peers: dict[str, p.NodeInfo] = {}
-        self.links: dict[str, zmq.Socket] = {}
+        self.links: dict[Link, zmq.Socket] = {}
         self.arenas: dict[str, Arena] = {}
         self.pulls: dict[str, Pull] = {}          # object -> its pull in progress
-        self.order: dict[str, deque[Pull]] = {}   # source -> pulls, in request order
+        self.order: dict[Link, deque[Piece]] = {}   # link -> runs, in request order
         self.serving: dict[tuple[bytes, int], str] = {}   # (peer, request) -> pinned object
         self.requests = 0
 
@@ -99,79 +119,112 @@ class Transfers:
             self.fail(object_id, f"{source} is not in the cluster")
             return
         self.requests += 1
-        pull = Pull(self.requests, object_id, source, began=time.time())
-        self.pulls[object_id] = pull
-        self.order.setdefault(source, deque()).append(pull)
         same_host = self.peers[source].host == self.host
-        self.link(source).send(p.encode(p.Fetch(pull.request, object_id, same_host)))
+        runs = [(0, value.nbytes)] if same_host else spans(value.nbytes)
+        pull = Pull(self.requests, object_id, source, value.nbytes, len(runs), began=time.time())
+        self.pulls[object_id] = pull
+        for stream, (start, stop) in enumerate(runs):
+            link = (source, stream)
+            self.order.setdefault(link, deque()).append(Piece(pull, start, stop))
+            fetch = p.Fetch(pull.request, object_id, same_host, start, stop)
+            self.link(link).send(p.encode(fetch))
 
-    def link(self, node: str) -> zmq.Socket:
-        sock = self.links.get(node)
+    def link(self, link: Link) -> zmq.Socket:
+        sock = self.links.get(link)
         if sock is None:
-            sock = self.links[node] = self.ctx.socket(zmq.DEALER)
+            sock = self.links[link] = self.ctx.socket(zmq.DEALER)
             self.setup(sock, False)
             sock.setsockopt(zmq.RCVHWM, 0)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(self.peers[node].address)
+            sock.connect(self.peers[link[0]].address)
         return sock
 
-    def on_link(self, node: str) -> None:
+    def on_link(self, link: Link) -> None:
         """Frames from a peer we pull from: headers, then the chunks that follow them."""
-        sock = self.links[node]
+        sock = self.links[link]
         while sock.poll(0):
-            queue = self.order.get(node)
-            pull = queue[0] if queue else None
-            if pull is not None and 0 <= pull.received < pull.nbytes:
-                self.receive_chunk(sock, pull)
+            queue = self.order.get(link)
+            piece = queue[0] if queue else None
+            if piece is not None and piece.receiving:
+                self.receive_chunk(link, piece)
             else:
-                self.on_header(node, p.decode(sock.recv()))
+                self.on_header(link, p.decode(sock.recv()))
 
-    def on_header(self, node: str, header: p.FetchHeader) -> None:
-        queue = self.order[node]
-        pull = queue[0]
+    def on_header(self, link: Link, header: p.FetchHeader) -> None:
+        piece = self.order[link][0]
+        pull = piece.pull
         assert pull.request == header.request, (pull, header)
         if header.error is not None:
-            queue.popleft()
-            del self.pulls[pull.object_id]
-            self.owner.pulled(pull.object_id, p.Failed(header.error))
+            self.end_piece(link, piece, header.error, answered=False)
             return
+        if header.nbytes != pull.nbytes and pull.error is None:
+            from plait.errors import ObjectLostError
+
+            pull.error = pickle.dumps(ObjectLostError(pull.object_id, (
+                f"{link[0]} sent {header.nbytes} bytes, not the {pull.nbytes} recorded")))
+        if pull.offset < 0 and pull.error is None:
+            self.allocate(pull)
+        piece.stop = min(piece.stop, header.nbytes)
+        piece.at = piece.start
+        if header.offset is not None:                  # same host: arena to arena, no chunks
+            if pull.error is None:
+                killpoints.reached("mid-transfer", self.node, pull.object_id)
+                source = self.arena_of(link[0]).block(header.offset, header.nbytes)
+                copy_bytes(self.store.arena.block(pull.offset, header.nbytes), source)
+            piece.at = piece.stop
+        if not piece.receiving:
+            self.end_piece(link, piece)
+
+    def allocate(self, pull: Pull) -> None:
+        """The replica's block, its pages faulted in (while the I/O threads go on
+        receiving) so that the copies into it are copies alone; or the pull's error."""
         try:
-            pull.offset = self.store.allocate(pull.object_id, header.nbytes, f"copy from {node}",
-                                              replica=True)
+            pull.offset = self.store.allocate(pull.object_id, pull.nbytes,
+                                              f"copy from {pull.source}", replica=True)
         except MemoryError as error:
-            self.links[node].send(p.encode(p.FetchDone(pull.request)))
-            queue.popleft()
-            del self.pulls[pull.object_id]
-            self.owner.pulled(pull.object_id, p.Failed(pickle.dumps(error)))
+            pull.error = pickle.dumps(error)
             return
-        pull.nbytes = header.nbytes
-        if header.offset is not None:                  # same host: copy arena to arena
-            killpoints.reached("mid-transfer", self.node, pull.object_id)
-            source = self.arena_of(node).block(header.offset, header.nbytes)
-            self.store.arena.prefault(pull.offset, header.nbytes)
-            copy_bytes(self.store.arena.block(pull.offset, header.nbytes), source)
-            pull.received = header.nbytes
-            self.finish(node, pull)
-        elif header.nbytes == 0:
-            self.finish(node, pull)
+        self.store.arena.prefault(pull.offset, pull.nbytes)
 
-    def receive_chunk(self, sock: zmq.Socket, pull: Pull) -> None:
-        start = pull.offset + pull.received
-        target = self.store.arena.block(start, min(CHUNK, pull.nbytes - pull.received))
-        first = pull.received == 0
-        pull.received += sock.recv_into(target)
-        if first:
+    def receive_chunk(self, link: Link, piece: Piece) -> None:
+        """The run's next chunk, straight into the replica block (dropped if the pull
+        failed: the stream must still be read up to the next header)."""
+        sock = self.links[link]
+        pull = piece.pull
+        size = min(CHUNK, piece.stop - piece.at)
+        if pull.error is None:
+            sock.recv_into(self.store.arena.block(pull.offset + piece.at, size))
+        else:
+            sock.recv(copy=False)
+        if piece.at == 0:
             killpoints.reached("mid-transfer", self.node, pull.object_id)
-        if pull.received >= pull.nbytes:
-            self.finish(pull.source, pull)
+        piece.at += size
+        if not piece.receiving:
+            self.end_piece(link, piece)
 
-    def finish(self, node: str, pull: Pull) -> None:
-        self.order[node].popleft()
+    def end_piece(self, link: Link, piece: Piece, error: bytes | None = None,
+                  answered: bool = True) -> None:
+        """A stream's run is in (or was refused: ``error``); the pull ends with its last."""
+        self.order[link].popleft()
+        pull = piece.pull
+        if answered:
+            self.links[link].send(p.encode(p.FetchDone(pull.request)))
+        if pull.error is None:
+            pull.error = error
+        pull.pieces -= 1
+        if pull.pieces == 0:
+            self.finish(pull)
+
+    def finish(self, pull: Pull) -> None:
         del self.pulls[pull.object_id]
-        self.links[node].send(p.encode(p.FetchDone(pull.request)))
+        if pull.error is not None:
+            if pull.offset >= 0:
+                self.store.delete(pull.object_id)
+            self.owner.pulled(pull.object_id, p.Failed(pull.error))
+            return
         self.store.seal(pull.object_id)
         self.owner.pulled(pull.object_id, p.Stored(self.node, pull.nbytes),
-                  (node, pull.began, time.time()))
+                          (pull.source, pull.began, time.time()))
 
     def arena_of(self, node: str) -> Arena:
         if node not in self.arenas:
@@ -184,23 +237,25 @@ class Transfers:
         self.owner.pulled(object_id, p.Failed(pickle.dumps(ObjectLostError(object_id, reason))))
 
     def lost(self, node: str) -> list[str]:
-        """A peer died: drop its link and half-done pulls; returns their objects."""
+        """A peer died: drop its links and half-done pulls; returns their objects."""
         self.peers.pop(node, None)
-        aborted = [pull.object_id for pull in self.order.pop(node, ())]
-        for oid in aborted:
-            pull = self.pulls.pop(oid)
+        aborted: dict[str, Pull] = {}
+        for link in [link for link in self.order if link[0] == node]:
+            for piece in self.order.pop(link):
+                aborted[piece.pull.object_id] = piece.pull
+        for oid, pull in aborted.items():
+            del self.pulls[oid]
             if pull.offset >= 0:
                 self.store.delete(oid)
-        sock = self.links.pop(node, None)
-        if sock is not None:
-            sock.close(linger=0)
+        for link in [link for link in self.links if link[0] == node]:
+            self.links.pop(link).close(linger=0)
         arena = self.arenas.pop(node, None)
         if arena is not None:
             try:
                 arena.close()
             except BufferError:
                 pass
-        return aborted
+        return list(aborted)
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -240,8 +295,10 @@ class Transfers:
             return
         self.server.send_multipart([identity, p.encode(p.FetchHeader(fetch.request, oid, nbytes))])
         block = self.store.arena.block(offset, nbytes)
-        for start in range(0, nbytes, CHUNK):
-            self.server.send_multipart([identity, block[start:start + CHUNK]], copy=False)
+        stop = nbytes if fetch.stop is None else max(0, min(fetch.stop, nbytes))
+        for start in chunks(min(max(0, fetch.start), stop), stop):
+            self.server.send_multipart([identity, block[start:min(start + CHUNK, stop)]],
+                                       copy=False)
 
     def sockets(self) -> list[zmq.Socket]:
         return [self.server, *self.links.values()]

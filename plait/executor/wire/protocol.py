@@ -368,16 +368,21 @@ class Delete:
 
 @dataclass(frozen=True, slots=True)
 class Fetch:
-    """Send me (or, on the same host, pin and locate) this object."""
+    """Send me the bytes [start, stop) of this object (``stop`` None: to its end), or, on
+    the same host, pin and locate it. A large object is asked for in several runs, one per
+    stream (plait.executor.wire.fetch.spans)."""
 
     request: int
     object_id: str
     same_host: bool
+    start: int = 0
+    stop: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FetchHeader:
-    """Answer to Fetch: ``nbytes`` of raw chunks follow, or ``offset`` to copy from, or error."""
+    """Answer to Fetch: the object's ``nbytes``, then raw chunks of the run asked for, or
+    ``offset`` to copy from, or error."""
 
     request: int
     object_id: str
