@@ -46,7 +46,7 @@ from plait.executor.wire.instructions import (ClientGone, Dispatch, Event, Flush
                                               StartWorker, Tick,
                                               ToClient, ToHead, ToNode, ToWorker, Unlink,
                                               WorkerGone, WorkerStarted)
-from plait.executor.wire.malloc import malloc_usage, return_freed_memory
+from plait.executor.wire.malloc import keep_chunk_buffers, malloc_usage, return_freed_memory
 from plait.executor.wire.security import (ClusterKey, check_bind, load_key, secure_client,
                                           secure_server, start_authenticator)
 from plait.store.arena import Arena
@@ -117,7 +117,7 @@ class Server:
     def make_transfers(self, store: ObjectStore, owner: PullOwner) -> Transfers:
         """The node's transfers (the Node makes them, and is the owner they report to)."""
         return Transfers(self.config.node, host_id(), store, self.ctx,
-                         self.config.transfer_address, owner, self.secure)
+                         self.config.transfer_address, owner, self.secure, keep_chunk_buffers)
 
     def bind(self, kind: int, address: str, secure: bool = False) -> zmq.Socket:
         sock = self.ctx.socket(kind)

@@ -43,6 +43,9 @@ from plait.store.serialization import copy_bytes
 from plait.store.store import ObjectStore
 
 Link = tuple[str, int]          # (peer node, stream)
+# Chunks a link's socket takes in ahead of the loop (ZeroMQ then stops reading the
+# connection until the loop catches up): bounds the memory a pull holds in flight.
+LINK_BUFFER_CHUNKS = 32
 
 
 @dataclass
@@ -87,14 +90,15 @@ class Transfers:
 
     def __init__(self, node_id: str, host: str, store: ObjectStore, ctx: zmq.Context,
                  serve_address: str, owner: PullOwner,
-                 socket_setup: Callable[[zmq.Socket, bool], None] = lambda s, server: None
-                 ) -> None:
+                 socket_setup: Callable[[zmq.Socket, bool], None] = lambda s, server: None,
+                 streaming: Callable[[bool], None] = lambda on: None) -> None:
         self.node = node_id
         self.host = host
         self.store = store
         self.ctx = ctx
         self.owner = owner                        # told how pulls end, and of lost copies
         self.setup = socket_setup                 # CurveZMQ keys, when the cluster has one
+        self.streaming = streaming                # told when chunks start and stop flowing
         self.server = ctx.socket(zmq.ROUTER)
         self.setup(self.server, True)
         self.server.setsockopt(zmq.SNDHWM, 0)     # a ROUTER drops frames past its HWM
@@ -106,6 +110,7 @@ class Transfers:
         self.pulls: dict[str, Pull] = {}          # object -> its pull in progress
         self.order: dict[Link, deque[Piece]] = {}   # link -> runs, in request order
         self.serving: dict[tuple[bytes, int], str] = {}   # (peer, request) -> pinned object
+        self.bulk: set[object] = set()            # pulls and serves streaming chunks now
         self.requests = 0
 
     # -- pulling -----------------------------------------------------------------------------
@@ -123,6 +128,8 @@ class Transfers:
         runs = [(0, value.nbytes)] if same_host else spans(value.nbytes)
         pull = Pull(self.requests, object_id, source, value.nbytes, len(runs), began=time.time())
         self.pulls[object_id] = pull
+        if not same_host:
+            self.chunks_flow(object_id, True)
         for stream, (start, stop) in enumerate(runs):
             link = (source, stream)
             self.order.setdefault(link, deque()).append(Piece(pull, start, stop))
@@ -134,7 +141,7 @@ class Transfers:
         if sock is None:
             sock = self.links[link] = self.ctx.socket(zmq.DEALER)
             self.setup(sock, False)
-            sock.setsockopt(zmq.RCVHWM, 0)
+            sock.setsockopt(zmq.RCVHWM, LINK_BUFFER_CHUNKS)
             sock.setsockopt(zmq.LINGER, 0)
             sock.connect(self.peers[link[0]].address)
         return sock
@@ -217,6 +224,7 @@ class Transfers:
 
     def finish(self, pull: Pull) -> None:
         del self.pulls[pull.object_id]
+        self.chunks_flow(pull.object_id, False)
         if pull.error is not None:
             if pull.offset >= 0:
                 self.store.delete(pull.object_id)
@@ -225,6 +233,14 @@ class Transfers:
         self.store.seal(pull.object_id)
         self.owner.pulled(pull.object_id, p.Stored(self.node, pull.nbytes),
                           (pull.source, pull.began, time.time()))
+
+    def chunks_flow(self, key: object, flowing: bool) -> None:
+        """Track the pulls and serves streaming chunks (``key``), and tell ``streaming``
+        when the first starts and the last ends."""
+        was = bool(self.bulk)
+        (self.bulk.add if flowing else self.bulk.discard)(key)
+        if was != bool(self.bulk):
+            self.streaming(not was)
 
     def arena_of(self, node: str) -> Arena:
         if node not in self.arenas:
@@ -245,6 +261,7 @@ class Transfers:
                 aborted[piece.pull.object_id] = piece.pull
         for oid, pull in aborted.items():
             del self.pulls[oid]
+            self.chunks_flow(oid, False)
             if pull.offset >= 0:
                 self.store.delete(oid)
         for link in [link for link in self.links if link[0] == node]:
@@ -275,6 +292,7 @@ class Transfers:
         oid = self.serving.pop((identity, message.request), None)
         if oid is not None:
             self.store.unpin(oid)
+            self.chunks_flow((identity, message.request), False)
 
     def on_Fetch(self, identity: bytes, fetch: p.Fetch) -> None:
         oid = fetch.object_id
@@ -293,6 +311,7 @@ class Transfers:
             header = p.FetchHeader(fetch.request, oid, nbytes, offset=offset)
             self.server.send_multipart([identity, p.encode(header)])
             return
+        self.chunks_flow((identity, fetch.request), True)
         self.server.send_multipart([identity, p.encode(p.FetchHeader(fetch.request, oid, nbytes))])
         block = self.store.arena.block(offset, nbytes)
         stop = nbytes if fetch.stop is None else max(0, min(fetch.stop, nbytes))
