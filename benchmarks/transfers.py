@@ -118,6 +118,9 @@ def main():
                     report(label, size, transport, rounds(s, size, transport, args.repeat))
                 except Unsupported as error:
                     print(f"| {label} | {transport} | n/a: {error} |")
+                except Exception as error:           # one row's failure; the others still run
+                    print(f"| {label} | {transport} | {size >> 20} MiB | ERR "
+                          f"{type(error).__name__}: {error} |", flush=True)
         print(f"{name}: load average after {os.getloadavg()}", flush=True)
 
 

@@ -46,6 +46,11 @@ Link = tuple[str, int]          # (peer node, stream)
 # Chunks a link's socket takes in ahead of the loop (ZeroMQ then stops reading the
 # connection until the loop catches up): bounds the memory a pull holds in flight.
 LINK_BUFFER_CHUNKS = 32
+# The replica block's pages are faulted in a run this long at a time, ahead of the chunks
+# that fill it: a page fault per 4 KiB page inside the copies cost the receiver up to 1 CPU
+# s/GB (benchmarks/rawzmq.py's receiver into untouched memory), and one call for a whole
+# 1 GiB block would hold the node's loop (heartbeats) for a second on a busy machine.
+PREFAULT_BYTES = 32 * CHUNK
 
 
 @dataclass
@@ -177,21 +182,19 @@ class Transfers:
             if pull.error is None:
                 killpoints.reached("mid-transfer", self.node, pull.object_id)
                 source = self.arena_of(link[0]).block(header.offset, header.nbytes)
+                self.store.arena.prefault(pull.offset, header.nbytes)
                 copy_bytes(self.store.arena.block(pull.offset, header.nbytes), source)
             piece.at = piece.stop
         if not piece.receiving:
             self.end_piece(link, piece)
 
     def allocate(self, pull: Pull) -> None:
-        """The replica's block, its pages faulted in (while the I/O threads go on
-        receiving) so that the copies into it are copies alone; or the pull's error."""
+        """The replica's block, or the pull's error."""
         try:
             pull.offset = self.store.allocate(pull.object_id, pull.nbytes,
                                               f"copy from {pull.source}", replica=True)
         except MemoryError as error:
             pull.error = pickle.dumps(error)
-            return
-        self.store.arena.prefault(pull.offset, pull.nbytes)
 
     def receive_chunk(self, link: Link, piece: Piece) -> None:
         """The run's next chunk, straight into the replica block (dropped if the pull
@@ -200,7 +203,10 @@ class Transfers:
         pull = piece.pull
         size = min(CHUNK, piece.stop - piece.at)
         if pull.error is None:
-            sock.recv_into(self.store.arena.block(pull.offset + piece.at, size))
+            target = pull.offset + piece.at
+            if (piece.at - piece.start) % PREFAULT_BYTES == 0:
+                self.store.arena.prefault(target, min(PREFAULT_BYTES, piece.stop - piece.at))
+            sock.recv_into(self.store.arena.block(target, size))
         else:
             sock.recv(copy=False)
         if piece.at == 0:

@@ -10,10 +10,14 @@ node's store (the node's side, serving and pulling, is plait.executor.node.trans
 A large object comes over ``STREAMS`` connections at once, each asked for one run of whole
 chunks (``spans``): ZeroMQ gives each connection to one of a context's ``IO_THREADS`` I/O
 threads, so the kernel copies and CurveZMQ's encryption of the runs proceed on several
-cores at once. One stream is what one I/O thread moves; measured on this 2-core machine
-(benchmarks/transfers.py, raw ZeroMQ, 512 MiB, at load 2-3): CurveZMQ 0.5 GB/s on one
-stream, against 0.9 on two. Chunks are 1 MiB: the size that moved ZeroMQ fastest here
-(~3.7 GB/s over loopback, against ~1.0 GB/s with 64 MiB frames).
+cores at once. CurveZMQ (libsodium's XSalsa20-Poly1305, in the I/O thread) costs about 1
+CPU second per GB on each side, against about 0.3 for the plain copies (benchmarks/
+rawzmq.py, 512 MiB, from /proc CPU times): one encrypted stream is bound to one core per
+side, about 1 GB/s; two streams let each side use two. Where both ends share one 2-core
+machine, as in the benchmarks here, both cores are busy with one stream already and the
+second buys little (raw ZeroMQ encrypted at load 12: 0.24 GB/s on one stream, 0.33 on two).
+Chunks are 1 MiB: the size that moved ZeroMQ fastest here (~3.7 GB/s over loopback,
+against ~1.0 GB/s with 64 MiB frames); 32 KiB and 256 KiB cost more CPU per GB.
 """
 
 from __future__ import annotations
