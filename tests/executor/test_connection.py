@@ -136,3 +136,21 @@ def test_a_connection_to_a_head_on_this_host_retries_within_milliseconds():
     finally:
         local.close()
         remote.close()
+
+
+def test_a_connection_given_a_context_leaves_it_open_when_it_closes():
+    """A worker's nested session rides the worker's own context: closing the session's
+    connection must not end the context the worker's socket to its node still uses."""
+    ctx = zmq.Context()
+    conn = Connection(JoinedCluster("ipc:///nonexistent/plait-test", None), ctx)
+    conn.close()
+    assert not ctx.closed
+    ctx.socket(zmq.DEALER).close()            # still usable
+    ctx.term()
+
+
+def test_a_connection_counts_the_bytes_it_receives_for_the_heap_trim(joined):
+    ready = p.Ready((("o-1", p.Inline(b"x" * 1000)),))
+    conn, head = joined(ready, WELCOME)
+    conn.hello(1, other=lambda message: None)
+    assert conn.heap.received == len(p.encode(ready)) + len(p.encode(WELCOME))

@@ -18,6 +18,7 @@ from plait.executor.wire.config import (HEARTBEAT_SECONDS, LOCAL_RECONNECT_MS,
                                         NODE_TIMEOUT_SECONDS)
 from plait.executor.wire.fetch import IO_THREADS
 from plait.executor.wire.hostid import host_id
+from plait.executor.wire.malloc import HeapTrim
 from plait.executor.wire.security import secure_client
 
 START_TIMEOUT_S = 60.0
@@ -39,8 +40,12 @@ class Connection:
     DRIVER_TIMEOUT_SECONDS (HeadUnavailableError).
     """
 
-    def __init__(self, cluster: Cluster) -> None:
-        self.ctx = zmq.Context(io_threads=IO_THREADS)    # far reads: streams on several cores
+    def __init__(self, cluster: Cluster, ctx: zmq.Context | None = None) -> None:
+        # A worker's nested session shares the worker's context (one I/O thread): a context
+        # of its own would start IO_THREADS + 1 more threads in every worker whose task
+        # submits tasks. A driver's has IO_THREADS: far reads stream on several cores.
+        self.owns_ctx = ctx is None
+        self.ctx = zmq.Context(io_threads=IO_THREADS) if ctx is None else ctx
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.key = getattr(cluster, "key", None)
@@ -50,6 +55,7 @@ class Connection:
             self.sock.setsockopt(zmq.RECONNECT_IVL, LOCAL_RECONNECT_MS)
         self.sock.connect(cluster.client_address)
         self.cluster = cluster
+        self.heap = HeapTrim()            # what the messages left free, given back (malloc.py)
         self.heard = self.pinged = time.monotonic()
 
     def send(self, message: p.Message) -> None:
@@ -71,7 +77,9 @@ class Connection:
                 LIVENESS_SLICE_MS, max(0, int((deadline - time.monotonic()) * 1000)))
             if self.sock.poll(left):
                 self.heard = time.monotonic()
-                message = p.decode(self.sock.recv(copy=False).buffer)
+                frame = self.sock.recv(copy=False).buffer
+                self.heap.note(len(frame))
+                message = p.decode(frame)
                 if not isinstance(message, p.Heartbeat):
                     return message
             self.check_head()
@@ -145,4 +153,5 @@ class Connection:
         """Close; a joined cluster outlives us, so let the last Free (or Bye) get out."""
         linger = 0 if isinstance(self.cluster, LocalCluster) else CLOSE_LINGER_MS
         self.sock.close(linger=linger)
-        self.ctx.term()
+        if self.owns_ctx:
+            self.ctx.term()

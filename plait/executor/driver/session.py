@@ -47,13 +47,13 @@ class Session(ObjectReading, Engine):
 
     def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str = "",
                  submit_after_idle: float | None = IDLE_SUBMIT_SECONDS,
-                 settles_holds: bool = False) -> None:
+                 settles_holds: bool = False, ctx: Any = None) -> None:
         from plait.executor.driver.connection import Connection
         from plait.executor.wire.hostid import host_id
 
         self.cluster = cluster
         try:
-            self.conn = Connection(cluster)
+            self.conn = Connection(cluster, ctx)
             welcome = self.conn.handshake(nodes_expected)
         except BaseException:
             for process in getattr(cluster, "processes", ()):
@@ -194,6 +194,7 @@ class Session(ObjectReading, Engine):
         finally:
             self.reusing = set()
             self.unpin_unused(pinned)
+        self.conn.heap.trim_if_due()
         return values if many else values[0]
 
     def future(self, ref: ObjectRef) -> Any:
@@ -225,6 +226,7 @@ class Session(ObjectReading, Engine):
             self.fetch(ids, num_returns, timeout, raise_timeout=False)
         ready = [ref for ref in refs if ref.id in self.values][:num_returns]
         chosen = {id(ref) for ref in ready}
+        self.conn.heap.trim_if_due()
         return ready, [ref for ref in refs if id(ref) not in chosen]
 
     def wait_beside_parked(self, ids: list[str], num_returns: int, timeout: float | None

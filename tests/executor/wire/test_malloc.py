@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from plait.executor.node.server import memory_line
-from plait.executor.wire.malloc import malloc_usage
+from plait.executor.wire.malloc import (M_MMAP_THRESHOLD, HeapTrim, malloc_usage,
+                                        return_freed_memory, trim_heap)
 
 MIB = 1 << 20
 
@@ -27,3 +28,50 @@ def test_bytes_in_use_follow_what_is_allocated_and_freed():
 def test_the_usr1_dump_shows_the_heap():
     line = memory_line()
     assert "Python blocks, malloc heap" in line and " in use, " in line
+
+
+def test_the_driver_trims_its_heap_once_enough_bytes_came_and_then_counts_afresh():
+    trims = []
+    heap = HeapTrim(after=100, trim=lambda: trims.append(1) or True)
+    heap.note(60)
+    assert heap.trim_if_due() is False and trims == []
+    heap.note(40)
+    assert heap.trim_if_due() is True and trims == [1]
+    heap.note(99)
+    assert heap.trim_if_due() is False and trims == [1]
+
+
+def test_a_trim_gives_back_free_pages_in_the_middle_of_the_heap():
+    """What the driver's trim is for: freed blocks below a live one stay in the heap (no
+    trim of its top can reach them) until malloc_trim(0) gives their pages back."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)  # 80 KB blocks from the heap, as in a driver
+    try:
+        blocks, live = [], []
+        for _ in range(100):                  # each freed block between two live ones
+            blocks.append(libc.malloc(80_000))
+            live.append(libc.malloc(60_000))  # from the top too: no free block that big
+            libc.memset(blocks[-1], 1, 80_000)          # resident
+        for block in blocks:
+            libc.free(block)
+        before = _private_kib()
+        assert trim_heap()
+        assert before - _private_kib() >= 6 * 1024     # of the 7.6 MiB freed
+        for block in live:
+            libc.free(block)
+    finally:
+        return_freed_memory()                 # back to plait's settings for this process
+
+
+def _private_kib() -> int:
+    total = 0
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total
