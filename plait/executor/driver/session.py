@@ -680,21 +680,25 @@ class Session(ObjectReading, Engine):
         """Stop the cluster this driver started; from a joined one, only disconnect."""
         from plait.executor.wire import protocol as p
 
-        if self.futures is not None:
-            self.futures.stop()
-            self.lock.waiter = None
-        self.finish_unsubmitted()
-        if self.owns_cluster:
-            try:
-                self.conn.send(p.Bye())
-            except Exception:
-                pass
-        else:                       # leave the cluster as we found it: release our objects
-            self.flush_frees()
-            if self.held:
-                self.conn.send(p.Free(tuple(self.held)))
-        self.cluster.stop()
-        self.conn.close()
+        try:
+            if self.futures is not None:
+                self.futures.stop()
+                self.lock.waiter = None
+            self.finish_unsubmitted()
+            if self.owns_cluster:
+                try:
+                    self.conn.send(p.Bye())
+                except Exception:
+                    pass
+            else:                   # leave the cluster as we found it: release our objects
+                self.flush_frees()
+                if self.held:
+                    self.conn.send(p.Free(tuple(self.held)))
+        finally:
+            # closed even when the last Free fails (a head gone): a worker's session shares
+            # the worker's context, whose term waits for every socket of it to close
+            self.cluster.stop()
+            self.conn.close()
         for arena in self.arenas.values():
             try:
                 arena.close()

@@ -31,7 +31,7 @@ M_TRIM_THRESHOLD = -1            # <malloc.h>
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 64 << 10        # blocks this big or more: mmap, returned when freed
 TRIM_THRESHOLD = 128 << 10       # free memory at the heap top past this: given back
-TRIM_AFTER_BYTES = 4 << 20       # a driver trims its heap after a get that brought this much
+TRIM_AFTER_BYTES = 4 << 20       # a get or wait trims once this much came since the last trim
 
 
 def return_freed_memory() -> bool:
