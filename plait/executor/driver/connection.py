@@ -16,6 +16,7 @@ from plait.executor.driver.cluster import Cluster, LocalCluster
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import (HEARTBEAT_SECONDS, LOCAL_RECONNECT_MS,
                                         NODE_TIMEOUT_SECONDS)
+from plait.executor.wire.bulk import transfer_frames
 from plait.executor.wire.fetch import IO_THREADS
 from plait.executor.wire.hostid import host_id
 from plait.executor.wire.malloc import HeapTrim
@@ -51,6 +52,7 @@ class Connection:
         self.key = getattr(cluster, "key", None)
         if self.key is not None:
             secure_client(self.sock, self.key)
+        self.frames = transfer_frames(self.key)          # of far reads' streams
         if cluster.client_address.startswith("ipc://"):      # the head may still be starting
             self.sock.setsockopt(zmq.RECONNECT_IVL, LOCAL_RECONNECT_MS)
         self.sock.connect(cluster.client_address)

@@ -97,7 +97,7 @@ class ObjectReading:
                 continue
             info = self.node_info(value.node)
             try:
-                return p.Inline(pull_object(self.conn.ctx, info.address, self.conn.key,
+                return p.Inline(pull_object(self.conn.ctx, info.address, self.conn.frames,
                                             object_id, value.nbytes,
                                             timeout=FAR_TIMEOUT_SECONDS))
             except PlaitError:

@@ -38,6 +38,7 @@ from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import (HEARTBEAT_SECONDS, LOCAL_RECONNECT_MS,
                                         NODE_TIMEOUT_SECONDS, NodeConfig, WorkerConfig)
+from plait.executor.wire.bulk import transfer_frames
 from plait.executor.wire.fetch import IO_THREADS
 from plait.executor.wire.hostid import host_id
 from plait.executor.wire.instructions import (ClientGone, Dispatch, Event, Flush, FromClient,
@@ -56,6 +57,7 @@ from plait.store.store import ObjectStore
 log = logging.getLogger("plait.node")
 
 POLL_MS = 100
+PUMP_MS = 1          # the loop's turn while sealed chunks wait for room (transfers.pump)
 PARENT_CHECK_SECONDS = 0.5
 Machine = Head | Node
 
@@ -117,7 +119,8 @@ class Server:
     def make_transfers(self, store: ObjectStore, owner: PullOwner) -> Transfers:
         """The node's transfers (the Node makes them, and is the owner they report to)."""
         return Transfers(self.config.node, host_id(), store, self.ctx,
-                         self.config.transfer_address, owner, self.secure, keep_chunk_buffers)
+                         self.config.transfer_address, owner, transfer_frames(self.key),
+                         keep_chunk_buffers)
 
     def bind(self, kind: int, address: str, secure: bool = False) -> zmq.Socket:
         sock = self.ctx.socket(kind)
@@ -207,8 +210,9 @@ class Server:
     def run(self) -> None:
         checked = time.monotonic()
         while not self.node.stopping:
-            for source, _ in self.poller.poll(POLL_MS):
+            for source, _ in self.poller.poll(PUMP_MS if self.transfers.sends else POLL_MS):
                 self.on_event(source)
+            self.transfers.pump()
             self.register_links()
             now = time.monotonic()
             self.feed(self.node, Tick(now))

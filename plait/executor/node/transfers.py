@@ -21,21 +21,31 @@ The ``mid-transfer`` kill point is on the receiving side (B), in both paths: B h
 allocated its unsealed replica block and, across hosts, received the first chunk. B's
 death there is what a transfer must survive: A is left with a pinned object and a
 half-served request, the head with a task to place elsewhere.
+
+In a keyed cluster every frame of these streams is sealed with AES-256-GCM (wire/bulk.py):
+A seals each chunk from its arena into a buffer of a small window per run (``Serve``),
+sending the next once ZeroMQ is done with one, so a run never holds more than
+SEAL_WINDOW chunks of memory; B opens each chunk straight into its replica block. A frame
+that fails authentication is dropped unread: at A, a request; at B, the pull fails
+(ObjectLostError), and a header it cannot trust breaks the link (``break_link``).
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import zmq
 
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
+from plait.executor.wire.bulk import (OVERHEAD, REQUEST, ForgedFrame, Frames, PlainFrames,
+                                      SealedFrames, reply_data)
 from plait.executor.wire.dispatch import handlers
 from plait.executor.wire.fetch import CHUNK, chunks, spans
 from plait.store.arena import Arena
@@ -51,6 +61,16 @@ LINK_BUFFER_CHUNKS = 32
 # s/GB (benchmarks/rawzmq.py's receiver into untouched memory), and one call for a whole
 # 1 GiB block would hold the node's loop (heartbeats) for a second on a busy machine.
 PREFAULT_BYTES = 32 * CHUNK
+# Sealed chunks of one run in ZeroMQ's hands at once (each in its own CHUNK + OVERHEAD
+# buffer, reused when its tracker says ZeroMQ let go): bounds the memory a sealed serve
+# holds, as the arena itself does for plain zero-copy chunks; 8 MiB keeps a stream busy for
+# the ~1 ms between two turns of the node's loop at 8 GB/s.
+SEAL_WINDOW = 8
+# The largest frame a transfer ROUTER takes in a keyed cluster: requests are small, and a
+# peer without the key should not make it allocate more before a frame is found forged.
+REQUEST_MAX_BYTES = 64 << 10
+
+log = logging.getLogger("plait.transfers")
 
 
 @dataclass
@@ -73,10 +93,38 @@ class Piece:
     start: int
     stop: int
     at: int = -1                # the next byte to receive; -1 until the run's header came
+    ticket: bytes = b""         # binds the holder's answers to our Fetch (wire/bulk.py)
 
     @property
     def receiving(self) -> bool:
         return 0 <= self.at < self.stop
+
+
+@dataclass
+class Serve:
+    """An answer to a Fetch: its header, then the chunks of the run [at, stop) of ``block``
+    (none when the header says where the object is, or why not); sealed, SEAL_WINDOW chunks
+    in flight at a time."""
+
+    identity: bytes
+    ticket: bytes               # the Fetch's: binds each frame to the request and offset
+    header: p.FetchHeader
+    block: memoryview = memoryview(b"")
+    at: int = 0
+    stop: int = 0
+    header_sent: bool = False
+    flight: deque[tuple[zmq.MessageTracker, bytearray]] = field(default_factory=deque)
+
+    def buffer(self) -> bytearray | None:
+        """A buffer to seal the next chunk into: a new one while the window has room, the
+        oldest once ZeroMQ is done with it, or None: wait."""
+        if len(self.flight) < SEAL_WINDOW:
+            return bytearray(CHUNK + OVERHEAD)
+        tracker, buffer = self.flight[0]
+        if not tracker.done:
+            return None
+        self.flight.popleft()
+        return buffer
 
 
 class PullOwner(Protocol):
@@ -95,17 +143,18 @@ class Transfers:
 
     def __init__(self, node_id: str, host: str, store: ObjectStore, ctx: zmq.Context,
                  serve_address: str, owner: PullOwner,
-                 socket_setup: Callable[[zmq.Socket, bool], None] = lambda s, server: None,
+                 frames: Frames | None = None,
                  streaming: Callable[[bool], None] = lambda on: None) -> None:
         self.node = node_id
         self.host = host
         self.store = store
         self.ctx = ctx
         self.owner = owner                        # told how pulls end, and of lost copies
-        self.setup = socket_setup                 # CurveZMQ keys, when the cluster has one
+        self.frames = frames or PlainFrames()     # sealed when the cluster has a key
         self.streaming = streaming                # told when chunks start and stop flowing
         self.server = ctx.socket(zmq.ROUTER)
-        self.setup(self.server, True)
+        if self.frames.sealed:
+            self.server.setsockopt(zmq.MAXMSGSIZE, REQUEST_MAX_BYTES)
         self.server.setsockopt(zmq.SNDHWM, 0)     # a ROUTER drops frames past its HWM
         self.server.setsockopt(zmq.LINGER, 0)
         self.server.bind(serve_address)
@@ -116,6 +165,8 @@ class Transfers:
         self.order: dict[Link, deque[Piece]] = {}   # link -> runs, in request order
         self.serving: dict[tuple[bytes, int], str] = {}   # (peer, request) -> pinned object
         self.bulk: set[object] = set()            # pulls and serves streaming chunks now
+        self.sends: list[Serve] = []              # sealed runs with chunks left to send
+        self.forged = 0                           # requests dropped unauthenticated
         self.requests = 0
 
     # -- pulling -----------------------------------------------------------------------------
@@ -137,15 +188,16 @@ class Transfers:
             self.chunks_flow(object_id, True)
         for stream, (start, stop) in enumerate(runs):
             link = (source, stream)
-            self.order.setdefault(link, deque()).append(Piece(pull, start, stop))
-            fetch = p.Fetch(pull.request, object_id, same_host, start, stop)
-            self.link(link).send(p.encode(fetch))
+            fetch = self.frames.message(p.Fetch(pull.request, object_id, same_host, start,
+                                                stop), REQUEST)
+            piece = Piece(pull, start, stop, ticket=self.frames.ticket(fetch))
+            self.order.setdefault(link, deque()).append(piece)
+            self.link(link).send(fetch)
 
     def link(self, link: Link) -> zmq.Socket:
         sock = self.links.get(link)
         if sock is None:
             sock = self.links[link] = self.ctx.socket(zmq.DEALER)
-            self.setup(sock, False)
             sock.setsockopt(zmq.RCVHWM, LINK_BUFFER_CHUNKS)
             sock.setsockopt(zmq.LINGER, 0)
             sock.connect(self.peers[link[0]].address)
@@ -154,13 +206,43 @@ class Transfers:
     def on_link(self, link: Link) -> None:
         """Frames from a peer we pull from: headers, then the chunks that follow them."""
         sock = self.links[link]
-        while sock.poll(0):
+        while link in self.links and sock.poll(0):
             queue = self.order.get(link)
             piece = queue[0] if queue else None
-            if piece is not None and piece.receiving:
+            if piece is None:
+                sock.recv()                     # nothing asked for: dropped unread
+            elif piece.receiving:
                 self.receive_chunk(link, piece)
             else:
-                self.on_header(link, p.decode(sock.recv()))
+                self.read_header(link, piece)
+
+    def read_header(self, link: Link, piece: Piece) -> None:
+        """The next frame of ``link`` is ``piece``'s header: opened, decoded, then handled;
+        one that fails either breaks the link (nothing after it can be read in step)."""
+        data = reply_data(piece.ticket, piece.pull.object_id, -1)
+        try:
+            header = self.frames.read(self.links[link].recv(), data)
+        except (ForgedFrame, p.MalformedMessage) as error:
+            self.break_link(link, f"{link[0]} sent a header that failed authentication or "
+                                  f"decoding ({error})")
+            return
+        if not isinstance(header, p.FetchHeader) or header.request != piece.pull.request:
+            self.break_link(link, f"{link[0]} sent {type(header).__name__} out of turn")
+            return
+        self.on_header(link, header)
+
+    def break_link(self, link: Link, reason: str) -> None:
+        """Fail every run queued on ``link`` (ObjectLostError: ``reason``), tell the holder
+        each is done so that it unpins, and close the link; the next pull opens a new one."""
+        from plait.errors import ObjectLostError
+
+        log.warning("%s: %s; the link closes", self.node, reason)
+        sock = self.links.pop(link)
+        for piece in self.order.pop(link, ()):
+            sock.send(self.frames.message(p.FetchDone(piece.pull.request), REQUEST))
+            error = pickle.dumps(ObjectLostError(piece.pull.object_id, reason))
+            self.count_down(piece.pull, error)
+        sock.close(linger=1000)
 
     def on_header(self, link: Link, header: p.FetchHeader) -> None:
         piece = self.order[link][0]
@@ -206,7 +288,16 @@ class Transfers:
             target = pull.offset + piece.at
             if (piece.at - piece.start) % PREFAULT_BYTES == 0:
                 self.store.arena.prefault(target, min(PREFAULT_BYTES, piece.stop - piece.at))
-            sock.recv_into(self.store.arena.block(target, size))
+            data = reply_data(piece.ticket, pull.object_id, piece.at)
+            try:
+                self.frames.receive_chunk(sock, self.store.arena.block(target, size), data)
+            except ForgedFrame as error:
+                from plait.errors import ObjectLostError
+
+                log.warning("%s: a chunk of %s from %s failed authentication", self.node,
+                            pull.object_id, link[0])
+                pull.error = pickle.dumps(ObjectLostError(pull.object_id, (
+                    f"{link[0]} sent a chunk that failed authentication ({error})")))
         else:
             sock.recv(copy=False)
         if piece.at == 0:
@@ -221,7 +312,11 @@ class Transfers:
         self.order[link].popleft()
         pull = piece.pull
         if answered:
-            self.links[link].send(p.encode(p.FetchDone(pull.request)))
+            self.links[link].send(self.frames.message(p.FetchDone(pull.request), REQUEST))
+        self.count_down(pull, error)
+
+    def count_down(self, pull: Pull, error: bytes | None) -> None:
+        """One of ``pull``'s runs ended (``error``: failed); the pull ends with its last."""
         if pull.error is None:
             pull.error = error
         pull.pieces -= 1
@@ -287,20 +382,31 @@ class Transfers:
             frames = self.server.recv_multipart()
             try:
                 identity, frame = frames
-                message = p.decode(frame)
+                message = self.frames.read(frame, REQUEST)
+            except ForgedFrame:
+                self.refuse_forged()
+                continue
             except (ValueError, p.MalformedMessage):
                 continue                  # not a transfer request: dropped, never answered
             handler = FROM_PEER.get(type(message))
             if handler is not None:       # (any other message is dropped too)
-                handler(self, identity, message)
+                handler(self, identity, self.frames.ticket(frame), message)
 
-    def on_FetchDone(self, identity: bytes, message: p.FetchDone) -> None:
+    def refuse_forged(self) -> None:
+        """A request that failed authentication is dropped unread and unanswered; logged
+        the 1st, 2nd, 4th, 8th... time, so a flood cannot fill the log."""
+        self.forged += 1
+        if self.forged & (self.forged - 1) == 0:
+            log.warning("%s: dropped a transfer request that failed authentication (a peer "
+                        "without the cluster key?); %d so far", self.node, self.forged)
+
+    def on_FetchDone(self, identity: bytes, ticket: bytes, message: p.FetchDone) -> None:
         oid = self.serving.pop((identity, message.request), None)
         if oid is not None:
             self.store.unpin(oid)
             self.chunks_flow((identity, message.request), False)
 
-    def on_Fetch(self, identity: bytes, fetch: p.Fetch) -> None:
+    def on_Fetch(self, identity: bytes, ticket: bytes, fetch: p.Fetch) -> None:
         oid = fetch.object_id
         held = oid in self.store.objects
         try:
@@ -309,21 +415,66 @@ class Transfers:
             if held and oid not in self.store.objects:
                 self.owner.copy_lost(oid, error)
             header = p.FetchHeader(fetch.request, oid, 0, error=pickle.dumps(error))
-            self.server.send_multipart([identity, p.encode(header)])
+            self.answer(Serve(identity, ticket, header))
             return
         nbytes = self.store.nbytes(oid)
         self.serving[(identity, fetch.request)] = oid
         if fetch.same_host:
-            header = p.FetchHeader(fetch.request, oid, nbytes, offset=offset)
-            self.server.send_multipart([identity, p.encode(header)])
+            self.answer(Serve(identity, ticket, p.FetchHeader(fetch.request, oid, nbytes,
+                                                              offset=offset)))
             return
         self.chunks_flow((identity, fetch.request), True)
-        self.server.send_multipart([identity, p.encode(p.FetchHeader(fetch.request, oid, nbytes))])
-        block = self.store.arena.block(offset, nbytes)
         stop = nbytes if fetch.stop is None else max(0, min(fetch.stop, nbytes))
-        for start in chunks(min(max(0, fetch.start), stop), stop):
-            self.server.send_multipart([identity, block[start:min(start + CHUNK, stop)]],
-                                       copy=False)
+        self.answer(Serve(identity, ticket, p.FetchHeader(fetch.request, oid, nbytes),
+                          self.store.arena.block(offset, nbytes),
+                          min(max(0, fetch.start), stop), stop))
+
+    def answer(self, serve: Serve) -> None:
+        """Send a header and its run: plain, at once (the chunks zero-copy from the arena);
+        sealed, after whatever this peer's connection still has to send (``pump``)."""
+        if self.frames.sealed:
+            self.sends.append(serve)
+            self.pump()
+            return
+        self.server.send_multipart([serve.identity, p.encode(serve.header)])
+        for start in chunks(serve.at, serve.stop):
+            chunk = serve.block[start:min(start + CHUNK, serve.stop)]
+            self.server.send_multipart([serve.identity, chunk], copy=False)
+
+    def send_sealed(self, serve: Serve) -> bool:
+        """Seal and send ``serve``'s header, then what the window allows of its run; True
+        once all is sent."""
+        sealer = self.frames
+        assert isinstance(sealer, SealedFrames)
+        if not serve.header_sent:
+            data = reply_data(serve.ticket, serve.header.object_id, -1)
+            self.server.send_multipart([serve.identity, sealer.message(serve.header, data)])
+            serve.header_sent = True
+        while serve.at < serve.stop:
+            buffer = serve.buffer()
+            if buffer is None:
+                return False
+            end = min(serve.at + CHUNK, serve.stop)
+            frame = sealer.seal_chunk(buffer, serve.block[serve.at:end],
+                                      reply_data(serve.ticket, serve.header.object_id,
+                                                 serve.at))
+            tracker = self.server.send_multipart([serve.identity, frame], copy=False,
+                                                 track=True)
+            serve.flight.append((tracker, buffer))
+            serve.at = end
+        return True
+
+    def pump(self) -> None:
+        """Go on with the sealed answers, each peer's in the order asked (its frames must
+        not interleave); the node's loop calls this each turn, every PUMP_MS while
+        ``sends`` has any."""
+        waiting: set[bytes] = set()
+        left = []
+        for serve in self.sends:
+            if serve.identity in waiting or not self.send_sealed(serve):
+                waiting.add(serve.identity)
+                left.append(serve)
+        self.sends = left
 
     def sockets(self) -> list[zmq.Socket]:
         return [self.server, *self.links.values()]

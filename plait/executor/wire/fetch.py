@@ -23,12 +23,13 @@ against ~1.0 GB/s with 64 MiB frames); 32 KiB and 256 KiB cost more CPU per GB.
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 
 import zmq
 
-from plait.errors import HeadUnavailableError
+from plait.errors import HeadUnavailableError, ObjectLostError
 from plait.executor.wire import protocol as p
-from plait.executor.wire.security import ClusterKey, secure_client
+from plait.executor.wire.bulk import REQUEST, ForgedFrame, Frames, reply_data
 
 CHUNK = 1 << 20
 STREAMS = 2                         # connections a large object is split across
@@ -58,54 +59,70 @@ def chunks(start: int, stop: int) -> range:
     return range(start, stop, CHUNK)
 
 
-def pull_object(ctx: zmq.Context, address: str, key: ClusterKey | None, object_id: str,
+def pull_object(ctx: zmq.Context, address: str, frames: Frames, object_id: str,
                 nbytes: int, timeout: float = 60.0) -> bytearray:
     """Fetch an object's bytes from a node on another host, over ``spans(nbytes)`` streams.
 
-    Each stream is a socket of its own; ``timeout`` bounds the silence of all of them.
+    Each stream is a socket of its own; ``timeout`` bounds the silence of all of them. A
+    frame that fails authentication (sealed ``frames``) fails the pull with ObjectLostError.
     """
     data = bytearray(nbytes)
     view = memoryview(data)
-    runs = {}
+    runs: dict[zmq.Socket, Run] = {}
     try:
         for start, stop in spans(nbytes):
             sock = ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
-            if key is not None:
-                secure_client(sock, key)
             sock.connect(address)
-            sock.send(p.encode(p.Fetch(1, object_id, False, start, stop)))
-            runs[sock] = [start, stop, False]           # next byte, end, header seen
+            request = frames.message(p.Fetch(1, object_id, False, start, stop), REQUEST)
+            sock.send(request)
+            runs[sock] = Run(object_id, frames.ticket(request), start, stop)
         poller = zmq.Poller()
         for sock in runs:
             poller.register(sock, zmq.POLLIN)
-        while not all(seen and at >= stop for at, stop, seen in runs.values()):
+        while not all(run.seen and run.at >= run.stop for run in runs.values()):
             ready = poller.poll(int(timeout * 1000))
             if not ready:
                 raise HeadUnavailableError(f"{address} sent no data for {object_id} "
                                            f"in {timeout} s")
             for sock, _ in ready:
-                receive(sock, runs[sock], view, nbytes)
+                try:
+                    receive(sock, frames, runs[sock], view, nbytes)
+                except ForgedFrame as error:
+                    raise ObjectLostError(object_id, f"{address} sent a frame that failed "
+                                                     f"authentication ({error})") from None
         for sock in runs:
-            sock.send(p.encode(p.FetchDone(1)))
+            sock.send(frames.message(p.FetchDone(1), REQUEST))
         return data
     finally:
         for sock in runs:
             sock.close(linger=100)
 
 
-def receive(sock: zmq.Socket, run: list, view: memoryview, nbytes: int) -> None:
+@dataclass
+class Run:
+    """One stream's run [start, stop) of a driver's pull."""
+
+    object_id: str
+    ticket: bytes               # binds the holder's answers to our Fetch (wire/bulk.py)
+    at: int                     # the next byte to receive
+    stop: int
+    seen: bool = False          # its header came
+
+
+def receive(sock: zmq.Socket, frames: Frames, run: Run, view: memoryview, nbytes: int) -> None:
     """One frame of a stream: its header (checked), or the run's next chunk, in place."""
-    at, stop, seen = run
-    if not seen:
-        header = p.decode(sock.recv())
+    if not run.seen:
+        header = frames.read(sock.recv(), reply_data(run.ticket, run.object_id, -1))
+        if not isinstance(header, p.FetchHeader):
+            raise ForgedFrame(f"a {type(header).__name__}, not a FetchHeader")
         if header.error is not None:
             raise pickle.loads(header.error)
         if header.nbytes != nbytes:
-            from plait.errors import ObjectLostError
-
             raise ObjectLostError(header.object_id, f"its holder sent {header.nbytes} bytes, "
                                                     f"not the {nbytes} recorded")
-        run[2] = True
+        run.seen = True
         return
-    run[0] += sock.recv_into(view[at:min(at + CHUNK, stop)])
+    end = min(run.at + CHUNK, run.stop)
+    frames.receive_chunk(sock, view[run.at:end], reply_data(run.ticket, run.object_id, run.at))
+    run.at = end

@@ -10,11 +10,16 @@ Ray's unauthenticated API was exploited in the wild (CVE-2023-48022). plait's ru
 * every socket that listens on TCP is a CURVE server behind a ZAP authenticator that admits
   only clients presenting the cluster's public key, so a peer without the key never gets a
   message through: nothing it sends is unpickled, let alone run;
-* a TCP bind beyond loopback without a key is refused at start-up.
+* a TCP bind beyond loopback without a key is refused at start-up;
+* the transfer streams (objects' bytes between nodes, and to a driver on another host) are
+  not CurveZMQ but frames sealed with AES-256-GCM under a key derived from the cluster key
+  (``bulk_key``, plait.executor.wire.bulk): a frame is opened, and so authenticated, before
+  anything in it is decoded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import logging
@@ -43,6 +48,38 @@ class ClusterKey:
 
     def __repr__(self) -> str:
         return f"ClusterKey(public={self.public.decode()[:8]}...)"
+
+
+# What the bulk key is for: it keys the transfer streams' AES-256-GCM (plait.executor.wire.bulk)
+# and nothing else, so the same secret can never serve two purposes under one key.
+BULK_KEY_LABEL = b"plait transfer streams: AES-256-GCM v1"
+
+
+def bulk_key(key: ClusterKey) -> bytes:
+    """The 256-bit key that seals the transfer streams, derived from the cluster's secret.
+
+    Why not CurveZMQ there, as on every other socket: its XSalsa20-Poly1305 costs about
+    1 CPU second per GB on each side, so an encrypted stream moved 0.92-1.39 GB/s between
+    two processes on the 2-core machine of issue 15 (raw ZeroMQ, benchmarks/rawzmq.py), and
+    plait's transfers 0.94-1.06 GB/s, against a goal of 1.5. AES-256-GCM with AES-NI
+    (``cryptography``) runs at ~8 GB/s per core here. Every node and driver of a keyed
+    cluster holds the secret already, so a key derived from it needs no exchange: a keyed
+    BLAKE2b of a fixed label (a PRF of the 32-byte Curve secret) gives a key that is
+    independent of the Curve key pair's use.
+
+    What it protects: the bytes of objects and the transfer requests that ask for them, in
+    secrecy and integrity, against anyone without the key file (who can neither read nor
+    forge a frame, nor move one to another object or offset: see bulk.py).
+
+    >>> from zmq.utils import z85
+    >>> one, two = (ClusterKey(b"", z85.encode(bytes([k]) * 32)) for k in (1, 2))
+    >>> len(bulk_key(one)), bulk_key(one) == bulk_key(one), bulk_key(one) == bulk_key(two)
+    (32, True, False)
+    """
+    from zmq.utils import z85
+
+    secret = z85.decode(key.secret)
+    return hashlib.blake2b(BULK_KEY_LABEL, key=secret, digest_size=32).digest()
 
 
 def generate_key_file(path: str) -> ClusterKey:

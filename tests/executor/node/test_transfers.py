@@ -1,11 +1,13 @@
 """Transfers between two nodes on different hosts, without processes: two real Transfers
 over inproc sockets (a context with the node's I/O threads), each told the other is on
-another host, so objects come as chunks over the streams the pull opens."""
+another host, so objects come as chunks over the streams the pull opens. Every test runs
+with plain frames and with frames sealed under a bulk key (a keyed cluster's, wire/bulk.py)."""
 
 from __future__ import annotations
 
 import os
 import pickle
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,9 +18,11 @@ import zmq
 from plait.errors import ObjectLostError
 from plait.executor.node.transfers import Transfers
 from plait.executor.wire import protocol as p
+from plait.executor.wire.bulk import REQUEST, Frames, PlainFrames, SealedFrames, reply_data
 from plait.executor.wire.fetch import CHUNK, IO_THREADS, STREAM_MIN_BYTES, STREAMS
 from plait.store.arena import Arena
 from plait.store.store import ObjectStore
+from tests.executor.wire.test_fetch import serve
 
 MIB = 1 << 20
 STEP_SECONDS = 10.0          # the longest a pull may take here before the test fails
@@ -46,16 +50,30 @@ class Side:
     arena: Arena
 
 
-@pytest.fixture
-def sides() -> Iterator[dict[str, Side]]:
+KEY = bytes(range(32))
+
+
+@pytest.fixture(params=["plain", "sealed"])
+def sides(request) -> Iterator[dict[str, Side]]:
     """node-a (holds objects, 128 MiB) and node-b (pulls them, 48 MiB), on two hosts."""
+    yield from two_nodes(PlainFrames if request.param == "plain" else lambda: SealedFrames(KEY))
+
+
+@pytest.fixture
+def sealed() -> Iterator[dict[str, Side]]:
+    """The two nodes of a keyed cluster."""
+    yield from two_nodes(lambda: SealedFrames(KEY))
+
+
+def two_nodes(make_frames: Callable[[], Frames]) -> Iterator[dict[str, Side]]:
     ctx = zmq.Context(io_threads=IO_THREADS)
     made: dict[str, Side] = {}
     for name, capacity in (("node-a", 128 * MIB), ("node-b", 48 * MIB)):
         arena = Arena.create(f"plait-test-{os.getpid()}-{name}", capacity)
         owner = Owner()
+        frames = make_frames()
         transfers = Transfers(name, f"host-{name}", ObjectStore(name, arena, None), ctx,
-                              f"inproc://{os.getpid()}-{name}", owner,
+                              f"inproc://{os.getpid()}-{name}", owner, frames,
                               streaming=owner.flowing.append)
         made[name] = Side(transfers, owner, arena)
     infos = {name: p.NodeInfo(name, f"inproc://{os.getpid()}-{name}", os.getpid(), False, 0,
@@ -100,9 +118,12 @@ def pump(sides: dict[str, Side], until: Callable[[], bool]) -> None:
         poller = zmq.Poller()
         for sock in socks:
             poller.register(sock, zmq.POLLIN)
-        for sock, _ in poller.poll(100):
+        sending = any(side.transfers.sends for side in sides.values())
+        for sock, _ in poller.poll(1 if sending else 100):
             handler, args = socks[sock]
             handler(*args)
+        for side in sides.values():
+            side.transfers.pump()
 
 
 def read(side: Side, object_id: str) -> bytes:
@@ -167,9 +188,61 @@ def test_a_holder_lost_mid_pull_aborts_it_and_frees_the_block(sides):
     link = ("node-a", 0)
     sock = b.transfers.links[link]
     assert sock.poll(STEP_SECONDS * 1000), "node-a sent no header"
-    b.transfers.on_header(link, p.decode(sock.recv()))
+    b.transfers.read_header(link, b.transfers.order[link][0])
     b.transfers.receive_chunk(link, b.transfers.order[link][0])     # one chunk in, then
     assert b.transfers.lost("node-a") == ["x"]                      # node-a is gone
     assert "x" not in b.transfers.store.objects and not b.transfers.pulls
     assert not b.transfers.links and b.owner.flowing == [True, False]
     assert "x" not in b.owner.ended          # the node asks the head where to find it now
+
+
+
+# -- keyed clusters: every frame sealed ------------------------------------------------------
+
+def test_a_sealed_chunk_changed_on_the_way_fails_the_pull_and_frees_the_block(sealed):
+    """node-b pulls from a stand-in holder that flips a bit of one chunk: the pull fails
+    with ObjectLostError (no replica of garbage), and the link stays in step for the next."""
+    b = sealed["node-b"]
+    ctx = b.transfers.ctx
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    address = f"inproc://{os.getpid()}-tampering"
+    router.bind(address)
+    b.transfers.peers["node-t"] = p.NodeInfo("node-t", address, os.getpid(), False, 0, "",
+                                             0, "host-t")
+    data = content(BIG, 6)
+    holder = threading.Thread(target=serve, args=(router, b.transfers.frames, data,
+                                                  STREAMS, None, 2))
+    holder.start()
+    try:
+        b.transfers.fetch("x", p.Stored("node-t", BIG))
+        pump({"node-b": b}, lambda: "x" in b.owner.ended)
+    finally:
+        holder.join()
+        router.close(linger=0)
+    error = pickle.loads(b.owner.ended["x"].error)
+    assert isinstance(error, ObjectLostError) and "failed authentication" in str(error)
+    assert "x" not in b.transfers.store.objects and not b.transfers.pulls
+
+
+def test_a_request_without_the_key_is_dropped_unread_and_the_node_serves_on(sealed):
+    """A plain ZeroMQ peer's Fetch, and one sealed under another key, get no answer, pin
+    nothing; the same connection's keyed Fetch after them is answered first."""
+    a = sealed["node-a"]
+    hold(a, "x", content(3 * CHUNK, 7))
+    sock = a.transfers.ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(f"inproc://{os.getpid()}-node-a")
+    ours, theirs = a.transfers.frames, SealedFrames(bytes(32))
+    keyed = ours.message(p.Fetch(3, "x", False), REQUEST)
+    try:
+        sock.send(p.encode(p.Fetch(1, "x", False)))
+        sock.send(theirs.message(p.Fetch(2, "x", False), REQUEST))
+        sock.send(keyed)
+        pump({"node-a": a}, lambda: sock.poll(0))
+        header = ours.read(sock.recv(), reply_data(ours.ticket(keyed), "x", -1))
+        assert isinstance(header, p.FetchHeader) and header.request == 3
+        assert a.transfers.forged == 2
+        assert list(a.transfers.serving.values()) == ["x"]
+    finally:
+        sock.close(linger=0)

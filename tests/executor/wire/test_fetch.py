@@ -1,5 +1,6 @@
 """A driver's pull of an object from a node on another host (wire/fetch.py), against a
-stand-in transfer socket that speaks the protocol, or stops speaking it half-way."""
+stand-in transfer socket that speaks the protocol, or stops speaking it half-way, with
+plain frames and with frames sealed under a cluster's bulk key (wire/bulk.py)."""
 
 from __future__ import annotations
 
@@ -10,27 +11,46 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from plait.errors import HeadUnavailableError
+from plait.errors import HeadUnavailableError, ObjectLostError
 from plait.executor.wire import protocol as p
+from plait.executor.wire.bulk import (OVERHEAD, REQUEST, Frames, PlainFrames, SealedFrames,
+                                      reply_data)
 from plait.executor.wire.fetch import CHUNK, STREAM_MIN_BYTES, chunks, pull_object, spans
 
 RECV_MS = 10_000
 DATA = bytes(range(256)) * ((2 * STREAM_MIN_BYTES + 3) // 256) + b"end"
+KEY = bytes(range(32))
 
 
-def serve(router: zmq.Socket, data: bytes, streams: int, stop_after: int | None) -> None:
+def serve(router: zmq.Socket, frames: Frames, data: bytes, streams: int,
+          stop_after: int | None = None, tamper: int | None = None) -> None:
     """Answer ``streams`` Fetches as a node does; with ``stop_after``, send that many
-    chunks of each run and then nothing more (a stream that died)."""
+    chunks of each run and then nothing more (a stream that died); with ``tamper``, flip
+    a bit of each run's chunk of that index on its way."""
     for _ in range(streams):
         if not router.poll(RECV_MS):
             return
         identity, frame = router.recv_multipart()
-        fetch = p.decode(frame)
-        router.send_multipart([identity, p.encode(p.FetchHeader(fetch.request, fetch.object_id,
-                                                                len(data)))])
+        fetch = frames.read(frame, REQUEST)
+        ticket = frames.ticket(frame)
+        header = p.FetchHeader(fetch.request, fetch.object_id, len(data))
+        router.send_multipart([identity, frames.message(header, reply_data(
+            ticket, fetch.object_id, -1))])
         starts = list(chunks(fetch.start, fetch.stop))[:stop_after]
-        for start in starts:
-            router.send_multipart([identity, data[start:min(start + CHUNK, fetch.stop)]])
+        for index, start in enumerate(starts):
+            chunk = memoryview(data)[start:min(start + CHUNK, fetch.stop)]
+            if isinstance(frames, SealedFrames):
+                chunk = frames.seal_chunk(bytearray(CHUNK + OVERHEAD), chunk,
+                                          reply_data(ticket, fetch.object_id, start))
+            if index == tamper:
+                chunk = bytearray(chunk)
+                chunk[len(chunk) // 2] ^= 1
+            router.send_multipart([identity, chunk])
+
+
+@pytest.fixture(params=["plain", "sealed"])
+def frames(request) -> Frames:
+    return PlainFrames() if request.param == "plain" else SealedFrames(KEY)
 
 
 @pytest.fixture
@@ -53,25 +73,66 @@ def test_spans_cover_the_object_once_in_whole_chunks():
         assert all(start % CHUNK == 0 for start, _ in runs)
 
 
-def test_a_far_object_comes_over_several_streams_intact(node):
+def test_a_far_object_comes_over_several_streams_intact(node, frames):
     ctx, router, address = node
     streams = len(spans(len(DATA)))
     assert streams > 1
-    server = threading.Thread(target=serve, args=(router, DATA, streams, None))
+    server = threading.Thread(target=serve, args=(router, frames, DATA, streams))
     server.start()
     try:
-        assert pull_object(ctx, address, None, "x", len(DATA), timeout=10.0) == DATA
+        assert pull_object(ctx, address, frames, "x", len(DATA), timeout=10.0) == DATA
     finally:
         server.join()
 
 
-def test_a_stream_that_dies_half_way_fails_with_plaits_error(node):
+def test_a_stream_that_dies_half_way_fails_with_plaits_error(node, frames):
     """The reader (Session.fetch_far) then asks the head where the object is now."""
     ctx, router, address = node
-    server = threading.Thread(target=serve, args=(router, DATA, len(spans(len(DATA))), 2))
+    server = threading.Thread(target=serve, args=(router, frames, DATA,
+                                                  len(spans(len(DATA))), 2))
     server.start()
     try:
         with pytest.raises(HeadUnavailableError, match="sent no data for x"):
-            pull_object(ctx, address, None, "x", len(DATA), timeout=0.5)
+            pull_object(ctx, address, frames, "x", len(DATA), timeout=0.5)
     finally:
         server.join()
+
+
+def test_a_sealed_chunk_changed_on_the_way_fails_the_pull_not_the_data(node):
+    ctx, router, address = node
+    frames = SealedFrames(KEY)
+    server = threading.Thread(target=serve, args=(router, frames, DATA,
+                                                  len(spans(len(DATA))), None, 3))
+    server.start()
+    try:
+        with pytest.raises(ObjectLostError, match="failed authentication"):
+            pull_object(ctx, address, frames, "x", len(DATA), timeout=10.0)
+    finally:
+        server.join()
+
+
+def test_a_holder_with_another_key_gets_no_request_read_and_sends_none_we_accept(node):
+    """Its frames are sealed under another bulk key: it cannot open our Fetch, and the
+    answer it sends anyway (under its own key) fails the pull."""
+    ctx, router, address = node
+    ours, theirs = SealedFrames(KEY), SealedFrames(bytes(32))
+    with pytest.raises(ValueError, match="failed authentication"):
+        theirs.read(ours.message(p.Fetch(1, "x", False), REQUEST), REQUEST)
+    router_frames = []
+
+    def answer_forged() -> None:
+        if router.poll(RECV_MS):
+            identity, frame = router.recv_multipart()
+            router_frames.append(frame)
+            header = p.FetchHeader(1, "x", len(DATA))
+            router.send_multipart([identity, theirs.message(header, reply_data(
+                ours.ticket(frame), "x", -1))])
+
+    server = threading.Thread(target=answer_forged)
+    server.start()
+    try:
+        with pytest.raises(ObjectLostError, match="failed authentication"):
+            pull_object(ctx, address, ours, "x", 100, timeout=10.0)
+    finally:
+        server.join()
+    assert len(router_frames) == 1
