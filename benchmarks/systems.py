@@ -379,12 +379,13 @@ class _PlaitProcesses:
     def _wait_for_nodes(self, head, key_file):
         """Until all nodes (and their workers) have joined: the Hello/Welcome ``plait start``
         waits with (``Connection.hello``), so the driver's node list is complete."""
-        from plait.executor.driver.connection import Connection, JoinedCluster
+        from plait.executor.driver.cluster import JoinedCluster
+        from plait.executor.driver.connection import Connection
         from plait.executor.wire.security import load_key
 
         conn = Connection(JoinedCluster(head, load_key(key_file) if key_file else None))
         try:
-            welcome = conn.handshake(self.nodes)
+            welcome = conn.hello(self.nodes, timeout=120)
         except Exception as error:
             raise RuntimeError(f"plait nodes did not come up: {error}\n{self.logs()}") from None
         finally:
