@@ -1,9 +1,10 @@
 """Security of a cluster started with `plait start`: only holders of the cluster key get in.
 
 The cluster under attack is a CLI head and node-1 on loopback (always keyed: CurveZMQ with
-a ZAP check of the client's key). Each rogue peer connects to every TCP port the cluster
-listens on (the head's port and each node's transfer port) and sends what would do harm if
-it were read:
+a ZAP check of the client's key on the head's port; on each node's transfer port, plain
+ZeroMQ carrying frames sealed with AES-256-GCM under the bulk key, wire/bulk.py). Each rogue
+peer connects to every TCP port the cluster listens on and sends what would do harm if it
+were read:
 
     bomb       a pickle whose __reduce__ creates a canary file (code run by unpickling)
     submit     a well-formed plait Submit whose task creates a canary (code run on a worker)
@@ -12,7 +13,9 @@ it were read:
 
 A rogue is kept out if no canary appears (over a bounded wait, and again after a keyed
 driver's round trip through the head and both nodes proves they were processing), it
-receives nothing, and the keyed driver still works. ``test_the_payloads_are_live_with_the_key``
+receives nothing, and the keyed driver still works. A transfer port lets a plain ZeroMQ
+peer finish its handshake (NULL mechanism), but drops each of its frames unopened: not
+sealed under the bulk key. ``test_the_payloads_are_live_with_the_key``
 sends the same bytes with the key and sees the Submit's task run and each read answered, so
 no rogue test passes on a dud. The bomb is live as a pickle (unpickled here, it acts) but
 runs nothing even from a keyed peer: every port decodes a frame before it trusts it
@@ -43,8 +46,9 @@ from zmq.utils.monitor import recv_monitor_message
 import plait
 from plait.errors import ClusterError
 from plait.executor.wire import protocol as p
-from plait.executor.wire.security import (ClusterKey, check_bind, generate_key_file, load_key,
-                                          secure_client)
+from plait.executor.wire.bulk import REQUEST, SealedFrames, reply_data
+from plait.executor.wire.security import (ClusterKey, bulk_key, check_bind, generate_key_file,
+                                          load_key, secure_client)
 from plait.executor.wire.config import NodeConfig
 from tests.netns import (Host, Network, free_port, leftovers, netns_unavailable, status_nodes,
                          sweep, tcp_sockets, wait_until)
@@ -163,6 +167,7 @@ def held_objects(host: Host, port: int, transfers: dict[str, str], canaries: Pat
     reads = {"head": p.encode(p.Subscribe((small.id,))),
              "node-0 transfers": p.encode(p.Fetch(1, on_node0.id, same_host=False)),
              "node-1 transfers": p.encode(p.Fetch(1, on_node1.id, same_host=False))}
+    # (a rogue sends these as they are; a keyed peer seals a transfer port's: ``seal``)
     return Target(host, load_key(str(host.home / "cluster.key")),
                   {"head": f"tcp://127.0.0.1:{port}", "node-0 transfers": transfers["node-0"],
                    "node-1 transfers": transfers["node-1"]}, reads, canaries,
@@ -268,9 +273,12 @@ def test_a_zeromq_peer_without_the_key_gets_nothing_through(target, rogue):
         for each in attacks:
             assert each.received == [], f"{each.label}: the rogue got an answer"
             assert zmq.EVENT_CONNECTED in each.events, f"{each.label}: never reached the port"
+            if is_transfer_port(each.label) and rogue == "no-curve":
+                continue        # in through the NULL handshake; its frames dropped unopened
             assert each.events & HANDSHAKE_FAILED, f"{each.label}: {each.events}"
             assert zmq.EVENT_HANDSHAKE_SUCCEEDED not in each.events, each.label
-            if rogue == "our-server-key-its-own-client-key":    # refused by our ZAP check
+            if rogue == "our-server-key-its-own-client-key" and not is_transfer_port(
+                    each.label):                                 # refused by our ZAP check
                 assert zmq.EVENT_HANDSHAKE_FAILED_AUTH in each.events, each.label
     finally:
         ctx.destroy(linger=0)
@@ -280,7 +288,9 @@ RAW = {"garbage": lambda path, target, port: os.urandom(4096), **PAYLOADS}
 
 
 def test_raw_tcp_bytes_are_dropped_at_the_door(target):
-    """Bytes that are not a CurveZMQ handshake get the ZMTP greeting, then a hang-up."""
+    """Bytes that are not a CurveZMQ handshake get the ZMTP greeting, then a hang-up; a
+    transfer port (NULL mechanism, its frames sealed instead) may wait for more of them, but
+    sends nothing else."""
     answers = {}
     for port, address in target.ports.items():
         host, _, number = address.removeprefix("tcp://").rpartition(":")
@@ -290,7 +300,7 @@ def test_raw_tcp_bytes_are_dropped_at_the_door(target):
                 sock.sendall(build(target.canaries / label, target, port))
                 answers[label] = receive_until_closed(sock, WATCH_SECONDS)
     for label, (received, closed) in answers.items():
-        assert closed, f"{label}: the port kept the connection open"
+        assert closed or is_transfer_port(label), f"{label}: the port kept the connection open"
         assert len(received) <= ZMTP_GREETING, f"{label}: {received[:80]!r}"
         assert received[:1] in (b"", b"\xff"), f"{label}: {received[:80]!r}"
     round_trip()
@@ -315,32 +325,51 @@ def receive_until_closed(sock: socket.socket, seconds: float) -> tuple[bytes, bo
     return received, False
 
 
+def is_transfer_port(label: str) -> bool:
+    return "transfers" in label
+
+
 def keyed_sockets(ctx: zmq.Context, target: Target) -> dict[str, zmq.Socket]:
-    """A keyed DEALER connected to each port of the cluster."""
+    """A keyed DEALER connected to each port of the cluster (CurveZMQ to the head's; a
+    transfer port's is plain ZeroMQ, its frames sealed: ``seal``)."""
     socks = {}
     for port, address in target.ports.items():
         socks[port] = sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        secure_client(sock, target.key)
+        if not is_transfer_port(port):
+            secure_client(sock, target.key)
         sock.connect(address)
     return socks
+
+
+def seal(frame: bytes, key: ClusterKey, port: str) -> bytes:
+    """``frame`` as a keyed peer sends it to ``port``: sealed under the bulk key on a
+    transfer port, as it is on the head's (CurveZMQ encrypts it there)."""
+    if not is_transfer_port(port):
+        return frame
+    nonce = os.urandom(12)
+    return nonce + SealedFrames(bulk_key(key)).aead.encrypt(nonce, frame, REQUEST)
 
 
 def read_back(sock: zmq.Socket, target: Target, port: str) -> None:
     """Send the port's read and take its whole answer: a Ready (head), or a FetchHeader and
     its chunks, then FetchDone (a transfer port). A port answers its peer's frames in order,
     so once the answer is in, every frame sent before it has been read."""
-    sock.send(target.reads[port])
+    request = seal(target.reads[port], target.key, port)
+    sock.send(request)
     assert sock.poll(ACT_TIMEOUT * 1000), f"{port}: no answer to a keyed read"
-    answer = p.decode(sock.recv())
     if port == "head":
+        answer = p.decode(sock.recv())
         assert isinstance(answer, p.Ready), answer
         return
+    frames = SealedFrames(bulk_key(target.key))
+    fetch = p.decode(target.reads[port])
+    answer = frames.read(sock.recv(), reply_data(frames.ticket(request), fetch.object_id, -1))
     assert isinstance(answer, p.FetchHeader) and answer.nbytes > 0, answer
     for _ in range(-(-answer.nbytes // MiB)):       # the chunks, then unpin
         assert sock.poll(ACT_TIMEOUT * 1000)
         sock.recv()
-    sock.send(p.encode(p.FetchDone(answer.request)))
+    sock.send(frames.message(p.FetchDone(answer.request), REQUEST))
 
 
 def test_the_payloads_are_live_with_the_key(target):
@@ -368,8 +397,8 @@ def test_a_bomb_from_a_keyed_peer_runs_nothing(target, tmp_path):
     try:
         socks = keyed_sockets(ctx, target)
         for port, sock in socks.items():
-            sock.send(bomb(target.canaries / f"keyed-bomb-{port.replace(' ', '-')}", target,
-                           port))
+            sock.send(seal(bomb(target.canaries / f"keyed-bomb-{port.replace(' ', '-')}",
+                                target, port), target.key, port))
         for port, sock in socks.items():
             read_back(sock, target, port)          # answered: the bomb before it was read
         assert canaries_found(target, "keyed-bomb-") == []
@@ -393,15 +422,16 @@ def test_a_malformed_frame_from_a_keyed_peer_does_not_kill_the_node(tmp_path, po
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    secure_client(sock, key)
+    if not is_transfer_port(port):
+        secure_client(sock, key)
     sock.connect(address)
     try:
         question = p.Hello(os.getpid(), 1) if port == "head" else p.Fetch(1, "nothing", False)
-        sock.send(p.encode(question))
+        sock.send(seal(p.encode(question), key, port))
         assert sock.poll(ANSWER_MS), "the node does not answer even a good frame"
         sock.recv()
-        sock.send(b"\x80\x05not a pickle")
-        sock.send(p.encode(question))
+        sock.send(seal(b"\x80\x05not a pickle", key, port))
+        sock.send(seal(p.encode(question), key, port))
         assert sock.poll(ANSWER_MS), "the node did not answer after a malformed frame"
     finally:
         ctx.destroy(linger=0)
