@@ -480,6 +480,7 @@ class Transfers:
         return [self.server, *self.links.values()]
 
     def close(self) -> None:
+        self.sends.clear()                  # their views of the arena go with them
         for sock in [self.server, *self.links.values()]:
             sock.close(linger=0)
         for arena in self.arenas.values():
