@@ -382,9 +382,9 @@ class Transfers:
             frames = self.server.recv_multipart()
             try:
                 identity, frame = frames
-                message = self.frames.read(frame, REQUEST)
-            except ForgedFrame:
-                self.refuse_forged()
+                message = self.frames.read_request(frame)
+            except ForgedFrame as error:
+                self.refuse_forged(error)
                 continue
             except (ValueError, p.MalformedMessage):
                 continue                  # not a transfer request: dropped, never answered
@@ -392,13 +392,14 @@ class Transfers:
             if handler is not None:       # (any other message is dropped too)
                 handler(self, identity, self.frames.ticket(frame), message)
 
-    def refuse_forged(self) -> None:
-        """A request that failed authentication is dropped unread and unanswered; logged
-        the 1st, 2nd, 4th, 8th... time, so a flood cannot fill the log."""
+    def refuse_forged(self, error: ForgedFrame) -> None:
+        """A request that failed authentication (or came again, or too late) is dropped
+        unread and unanswered; logged the 1st, 2nd, 4th, 8th... time, so a flood cannot
+        fill the log."""
         self.forged += 1
         if self.forged & (self.forged - 1) == 0:
-            log.warning("%s: dropped a transfer request that failed authentication (a peer "
-                        "without the cluster key?); %d so far", self.node, self.forged)
+            log.warning("%s: dropped a transfer request: %s (a peer without the cluster "
+                        "key?); %d so far", self.node, error, self.forged)
 
     def on_FetchDone(self, identity: bytes, ticket: bytes, message: p.FetchDone) -> None:
         oid = self.serving.pop((identity, message.request), None)

@@ -16,16 +16,25 @@ frame's offset in the object (-1: the header) and the object id. A frame whose t
 check raises ``ForgedFrame`` before a byte of it is decoded, and is dropped; nothing a peer
 sends is unpickled unless it came from a holder of the key.
 
-Nonces are random per frame (``os.urandom``, ~1 us against ~130 us to seal a 1 MiB chunk):
-NIST SP 800-38D allows 2**32 random nonces per key, 4 PiB of 1 MiB chunks for one cluster
-key. A random 4-byte prefix per socket with a counter would collide between the thousands
-of sockets one long-lived key sees (both counting from 0), reusing a nonce.
+A nonce is the sender's clock in seconds (4 bytes) and 8 random bytes (``os.urandom``,
+~1 us against ~130 us to seal a 1 MiB chunk): 2**64 random values per second keep nonces
+from repeating under one cluster key for its life. (A random 4-byte prefix per socket with
+a counter from 0 would repeat between the thousands of sockets one long-lived key sees.)
+
+Requests are also fresh: CurveZMQ's handshake kept anyone who recorded a keyed peer's
+traffic from replaying it, and a replayed Fetch would make a node pin an object and stream
+it (sealed, but at the node's cost) to whoever replays it. So a node takes a request only
+within REQUEST_WINDOW_SECONDS of its nonce's clock, and only once (``read_request``): hosts'
+clocks must agree to within that window, as Kerberos asks of its hosts.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import zmq
@@ -40,6 +49,7 @@ NONCE = 12
 TAG = 16
 OVERHEAD = NONCE + TAG                    # bytes a sealed frame adds to its contents
 REQUEST = b"plait transfer request"       # the associated data of Fetch and FetchDone
+REQUEST_WINDOW_SECONDS = 300              # a request's age (or clock skew) a node accepts
 
 
 class ForgedFrame(ValueError):
@@ -68,6 +78,9 @@ class Frames(Protocol):
     def read(self, frame: bytes | memoryview, data: bytes) -> p.Message:
         """The message in ``frame`` (ForgedFrame, or MalformedMessage)."""
 
+    def read_request(self, frame: bytes | memoryview) -> p.Message:
+        """The request in ``frame``, if it is fresh and its first coming (else ForgedFrame)."""
+
     def ticket(self, request: bytes | memoryview) -> bytes:
         """What binds the replies to the request frame ``request``."""
 
@@ -87,6 +100,9 @@ class PlainFrames:
     def read(self, frame: bytes | memoryview, data: bytes) -> p.Message:
         return p.decode(frame)
 
+    def read_request(self, frame: bytes | memoryview) -> p.Message:
+        return p.decode(frame)
+
     def ticket(self, request: bytes | memoryview) -> bytes:
         return b""
 
@@ -99,19 +115,41 @@ class SealedFrames:
 
     sealed = True
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, clock: Callable[[], float] = time.time) -> None:
         # cryptography is imported here, not above: only keyed clusters seal (an embedded
         # cluster's nodes start without it)
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self.aead: AESGCM = AESGCM(key)
+        self.clock = clock
+        self.seen: OrderedDict[bytes, float] = OrderedDict()  # requests taken -> when
+
+    def nonce(self) -> bytes:
+        return struct.pack(">I", int(self.clock()) & 0xFFFFFFFF) + os.urandom(NONCE - 4)
 
     def message(self, message: p.Message, data: bytes) -> bytes:
-        nonce = os.urandom(NONCE)
+        nonce = self.nonce()
         return nonce + self.aead.encrypt(nonce, p.encode(message), data)
 
     def read(self, frame: bytes | memoryview, data: bytes) -> p.Message:
         return p.decode(self.open(frame, data))
+
+    def read_request(self, frame: bytes | memoryview) -> p.Message:
+        """Authenticated first (the nonce is the cipher's input too, so its clock cannot be
+        changed), then fresh: sent within the window, and not taken before. A taken nonce is
+        kept for twice the window after it came, past the last moment it could be fresh."""
+        plain = self.open(frame, REQUEST)
+        nonce, now = bytes(frame[:NONCE]), self.clock()
+        age = (int(now) - struct.unpack(">I", nonce[:4])[0] + (1 << 31)) % (1 << 32) - (1 << 31)
+        if abs(age) > REQUEST_WINDOW_SECONDS:
+            raise ForgedFrame(f"a request sent {age} s ago: replayed, or this host's clock "
+                              f"and the sender's disagree")
+        if nonce in self.seen:
+            raise ForgedFrame("a request that came before: replayed")
+        while self.seen and next(iter(self.seen.values())) < now - 2 * REQUEST_WINDOW_SECONDS:
+            self.seen.popitem(last=False)
+        self.seen[nonce] = now
+        return p.decode(plain)
 
     def ticket(self, request: bytes | memoryview) -> bytes:
         return bytes(request[:NONCE])
@@ -119,7 +157,7 @@ class SealedFrames:
     def seal_chunk(self, into: bytearray, chunk: memoryview, data: bytes) -> memoryview:
         """``chunk`` sealed into the buffer ``into`` (CHUNK + OVERHEAD bytes, reused):
         the frame to send, a view of ``into``."""
-        nonce = os.urandom(NONCE)
+        nonce = self.nonce()
         frame = memoryview(into)[:len(chunk) + OVERHEAD]
         frame[:NONCE] = nonce
         self.aead.encrypt_into(nonce, chunk, data, frame[NONCE:])

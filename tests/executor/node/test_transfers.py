@@ -227,7 +227,8 @@ def test_a_sealed_chunk_changed_on_the_way_fails_the_pull_and_frees_the_block(se
 
 def test_a_request_without_the_key_is_dropped_unread_and_the_node_serves_on(sealed):
     """A plain ZeroMQ peer's Fetch, and one sealed under another key, get no answer, pin
-    nothing; the same connection's keyed Fetch after them is answered first."""
+    nothing; the same connection's keyed Fetch after them is answered first, and the same
+    keyed Fetch replayed is not answered again."""
     a = sealed["node-a"]
     hold(a, "x", content(3 * CHUNK, 7))
     sock = a.transfers.ctx.socket(zmq.DEALER)
@@ -244,5 +245,14 @@ def test_a_request_without_the_key_is_dropped_unread_and_the_node_serves_on(seal
         assert isinstance(header, p.FetchHeader) and header.request == 3
         assert a.transfers.forged == 2
         assert list(a.transfers.serving.values()) == ["x"]
+        for _ in range(3):                                  # its chunks
+            pump({"node-a": a}, lambda: sock.poll(0))
+            sock.recv()
+        again = ours.message(p.Fetch(4, "x", False), REQUEST)
+        sock.send(keyed)                                    # replayed: refused
+        sock.send(again)
+        pump({"node-a": a}, lambda: sock.poll(0))
+        header = ours.read(sock.recv(), reply_data(ours.ticket(again), "x", -1))
+        assert header.request == 4 and a.transfers.forged == 3
     finally:
         sock.close(linger=0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from plait.executor.wire import protocol as p
-from plait.executor.wire.bulk import (OVERHEAD, REQUEST, ForgedFrame, SealedFrames,
-                                      reply_data, transfer_frames)
+from plait.executor.wire.bulk import (OVERHEAD, REQUEST, REQUEST_WINDOW_SECONDS, ForgedFrame,
+                                      SealedFrames, reply_data, transfer_frames)
 from plait.executor.wire.fetch import CHUNK
 from plait.executor.wire.security import ClusterKey
 
@@ -70,3 +70,22 @@ def test_each_frame_has_its_own_nonce():
     frames = SealedFrames(KEY)
     sealed = {frames.ticket(frames.message(p.FetchDone(1), REQUEST)) for _ in range(100)}
     assert len(sealed) == 100
+
+
+def test_a_request_is_taken_once_and_only_while_fresh():
+    """A recorded keyed request, replayed, is refused: it would make the node pin and
+    stream an object again."""
+    now = [1_000_000.0]
+    node = SealedFrames(KEY, clock=lambda: now[0])
+    puller = SealedFrames(KEY, clock=lambda: now[0] - 60)          # its clock a minute slow
+    frame = puller.message(p.Fetch(1, "o-1", False), REQUEST)
+    assert node.read_request(frame) == p.Fetch(1, "o-1", False)
+    with pytest.raises(ForgedFrame, match="came before"):
+        node.read_request(frame)
+    late = puller.message(p.Fetch(2, "o-1", False), REQUEST)
+    now[0] += REQUEST_WINDOW_SECONDS
+    with pytest.raises(ForgedFrame, match="clock"):
+        node.read_request(late)
+    now[0] += 2 * REQUEST_WINDOW_SECONDS
+    node.read_request(SealedFrames(KEY, clock=lambda: now[0]).message(p.FetchDone(3), REQUEST))
+    assert len(node.seen) == 1                 # the first one forgotten: it cannot come back
