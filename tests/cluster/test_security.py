@@ -347,8 +347,7 @@ def seal(frame: bytes, key: ClusterKey, port: str) -> bytes:
     transfer port, as it is on the head's (CurveZMQ encrypts it there)."""
     if not is_transfer_port(port):
         return frame
-    nonce = os.urandom(12)
-    return nonce + SealedFrames(bulk_key(key)).aead.encrypt(nonce, frame, REQUEST)
+    return SealedFrames(bulk_key(key)).seal(frame, REQUEST)
 
 
 def read_back(sock: zmq.Socket, target: Target, port: str) -> None:

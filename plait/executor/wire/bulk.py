@@ -128,8 +128,12 @@ class SealedFrames:
         return struct.pack(">I", int(self.clock()) & 0xFFFFFFFF) + os.urandom(NONCE - 4)
 
     def message(self, message: p.Message, data: bytes) -> bytes:
+        return self.seal(p.encode(message), data)
+
+    def seal(self, plain: bytes, data: bytes) -> bytes:
+        """The frame that carries ``plain``, bound to the associated ``data``."""
         nonce = self.nonce()
-        return nonce + self.aead.encrypt(nonce, p.encode(message), data)
+        return nonce + self.aead.encrypt(nonce, plain, data)
 
     def read(self, frame: bytes | memoryview, data: bytes) -> p.Message:
         return p.decode(self.open(frame, data))
