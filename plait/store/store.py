@@ -101,13 +101,18 @@ class ObjectStore:
             stored.sealed = True
         self.unpin(object_id)
 
-    def pin(self, object_id: str) -> int:
-        """Keep the object in memory (restoring it if spilled); returns its offset."""
+    def pin(self, object_id: str, high: bool = False) -> int:
+        """Keep the object in memory (restoring it if spilled); returns its offset.
+
+        ``high``: a pin held for long (a driver's view) restores the object as near the top
+        as pinned blocks allow, as ``arrange`` does a task's inputs; restored from the
+        bottom, in the free bytes a running task's result is about to need, it would
+        split them (the memory-pressure soak's lost DAG)."""
         stored = self.objects.get(object_id)
         if stored is None:
             raise ObjectLostError(object_id, f"{self.node}'s store does not hold it")
         if stored.offset is None:
-            self._restore(stored)
+            self._restore(stored, high)
         if stored.pins == 0:
             self.pinned_bytes += Allocator.block_size(stored.nbytes)
         stored.pins += 1

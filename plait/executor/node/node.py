@@ -311,7 +311,8 @@ class Node(Outbox):
         need = Need(self.store.hold_cost(ids), 0)
         if may_wait and self.admission.verdict(need, self.may_free_room) == WAIT:
             return False
-        values = tuple((oid, self.pin_value(oid)) for oid in ids)
+        self.keep_results_whole(ids)
+        values = tuple((oid, self.pin_value(oid, high=True)) for oid in ids)
         if may_wait and any(map(_is_store_full, (v for _, v in values))) \
                 and self.room_may_come(views=False):
             for oid, value in values:       # restored beside what running tasks pin, a
@@ -323,6 +324,15 @@ class Node(Outbox):
                 self.client_pins[oid] += 1
         self.up(p.Pinned(message.request, values))
         return True
+
+    def keep_results_whole(self, object_ids: list[str]) -> None:
+        """A get's views pinned where they lie (a result just made, low in the store) could
+        split the free bytes a running task's result is about to need: moved up first if
+        so, as a task's inputs are (``ObjectStore.arrange``), to the largest promise."""
+        largest = max(self.admission.promised.values(), default=0)
+        if largest:
+            self.store.arrange([oid for oid in object_ids if oid in self.store.objects],
+                               largest)
 
     def pin_for_client(self, object_id: str) -> None:
         """A driver's pin taken by the head in this process (a put's, see Head.on_Seal):
@@ -380,8 +390,9 @@ class Node(Outbox):
             raise p.MalformedMessage(f"a node takes no {type(message).__name__} from the head")
         handler(self, message)
 
-    def pin_value(self, object_id: str) -> p.ObjectValue:
-        """Pin a stored object here and say where it is (Failed if it cannot be had)."""
+    def pin_value(self, object_id: str, high: bool = False) -> p.ObjectValue:
+        """Pin a stored object here and say where it is (Failed if it cannot be had);
+        ``high`` for a driver's view (see ``ObjectStore.pin``)."""
         stored = self.store.objects.get(object_id)
         if stored is None:                  # deleted, evicted, or lost while arranged
             error = ObjectLostError(object_id, f"{self.id} holds no copy")
@@ -389,7 +400,7 @@ class Node(Outbox):
                 self.copy_lost(object_id, error)
             return p.Failed(pickle.dumps(error))
         try:
-            offset = self.store.pin(object_id)
+            offset = self.store.pin(object_id, high)
         except (ObjectLostError, MemoryError) as error:
             if object_id not in self.store.objects:       # its spill file was lost
                 self.copy_lost(object_id, error)

@@ -15,7 +15,7 @@ from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import Dispatch, FromHead, FromWorker
 from plait.store.arena import Arena
 from plait.store.spill import Spiller
-from tests.executor.node.decisions import Decisions, tell, to_head
+from tests.executor.node.decisions import Decisions, sent, tell, to_head
 
 MIB = 1 << 20
 PART = 3 * MIB // 2                       # 1.5 MiB: two inputs and a result overfill 4 MiB
@@ -138,3 +138,54 @@ def test_verdicts(node):
     node.admission.allocated("other", MIB)
     node.admission.ended("other")
     assert node.admission.promised_total == 0
+
+
+
+def split_layout(node: Node) -> None:
+    """u [0, 1), v [1, 1.5), w [1.5, 2.5) and "in" [2.5, 4) MiB: the store full."""
+    for name, nbytes in (("u", MIB), ("v", MIB // 2), ("w", MIB), ("in", PART)):
+        put(node, name, nbytes)
+
+
+def view_while_a_task_runs(node: Node) -> tuple[p.ObjectValue, p.Message]:
+    """t1 runs reading "in"; a driver's get of "v" arrives; then t1's result asks for room
+    (1.5 MiB: its estimate). Returns the get's value and the answer to the result."""
+    tell(node, FromHead(p.Assign((), (spec("t1", ("in",)),))))
+    tell(node, Dispatch())
+    assert running(node) == {"t1": "w0"}
+    tell(node, FromHead(p.Pin(9, ("v",))))
+    (pinned,) = [m for m in to_head(node) if isinstance(m, p.Pinned)]
+    tell(node, FromWorker(b"w0", p.Alloc(1, "t1", PART, "t1")))
+    (answer,) = [m for _, m in sent(node) if isinstance(m, (p.Allocated, p.Refused))]
+    return pinned.values[0][1], answer
+
+
+def test_a_drivers_view_restored_while_a_task_runs_leaves_its_result_room_whole(node):
+    """The memory-pressure soak's lost DAG (seed 6, ``step-188``): a task ran with its
+    input at the top of the store; a driver's get restored a spilled object into the free
+    bytes below, in the middle of the room the task's result needed, and the result was
+    refused ("pinned objects split the free bytes") until the task failed. A view, held
+    for as long as the driver keeps the value, is restored as high as pins allow, as a
+    task's arranged inputs are; results and puts, placed from the bottom, find it whole."""
+    split_layout(node)
+    for name in ("u", "w", "in"):              # "v" is now the least recently used
+        node.store.pin(name)
+        node.store.unpin(name)
+    node.store.allocate("x", MIB // 2, "test")  # the store is full: "v" spills
+    node.store.delete("x")
+    node.store.delete("w")
+    assert node.store.objects["v"].offset is None
+    viewed, answer = view_while_a_task_runs(node)
+    assert isinstance(viewed, p.Located)
+    assert isinstance(answer, p.Allocated), pickle.loads(answer.error)
+
+
+def test_a_drivers_view_of_an_object_in_the_middle_is_moved_up_first(node):
+    """The same with the viewed object already in memory, low in the store (a result just
+    made): pinned where it lay, it split the room of the running task's result."""
+    split_layout(node)
+    node.store.delete("w")
+    viewed, answer = view_while_a_task_runs(node)
+    assert isinstance(answer, p.Allocated), pickle.loads(answer.error)
+    assert isinstance(viewed, p.Located) and viewed.offset == 2 * MIB   # moved up, pinned
+    assert node.store.objects["v"].pins == 1

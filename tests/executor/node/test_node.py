@@ -239,7 +239,7 @@ def test_a_task_whose_input_finds_no_room_waits_while_others_run(node):
     tell(node, FromHead(p.Assign((), (made, used))))
     node.workers[b"w1"].inflight["other"] = 0           # another task runs here
     full = p.Failed(pickle.dumps(ObjectStoreFullError("no block of 16 B in one piece")))
-    node.pin_value = lambda oid: full
+    node.pin_value = lambda oid, high=False: full
     assert node.start(node.next_ready()) == []
     assert node.room_waiting == ["make"] and set(node.table.tasks) == {"make", "use"}
     assert not node.table.tasks["use"].riding and node.task_pins.get("make") is None
@@ -264,7 +264,7 @@ def test_a_fused_follower_whose_own_input_finds_no_room_is_not_left_riding(node)
     tell(node, FromHead(p.Assign((), (made, used))))
     node.workers[b"w1"].inflight["other"] = 0           # another task runs here
     full = p.Failed(pickle.dumps(ObjectStoreFullError("no block of 16 B in one piece")))
-    node.pin_value = lambda oid: full
+    node.pin_value = lambda oid, high=False: full
     assert [item.task_id for item in node.start(node.next_ready())] == ["make"]
     assert node.room_waiting == ["use"] and not node.table.tasks["use"].riding
     node.retry_waiting()
@@ -280,7 +280,7 @@ def test_a_task_whose_input_can_never_find_room_fails(node):
     tell(node, FromHead(p.Ready((("x", p.Stored("node-0", 16)),))))
     tell(node, FromHead(p.Assign((), (spec("t1", ("x",)),))))
     full = p.Failed(pickle.dumps(ObjectStoreFullError("no block of 16 B in one piece")))
-    node.pin_value = lambda oid: full
+    node.pin_value = lambda oid, high=False: full
     assert node.start(node.next_ready()) == []
     assert node.room_waiting == [] and "t1" not in node.table.tasks
 
@@ -360,7 +360,7 @@ def test_a_get_whose_spilled_object_finds_no_block_in_one_piece_waits_while_task
     tell(node, FromHead(p.Ready((("x", p.Stored("node-0", 16)),))))
     node.workers[b"w1"].inflight["other"] = 0
     full = p.Failed(pickle.dumps(ObjectStoreFullError("pinned objects split the free bytes")))
-    node.pin_value = lambda oid: full
+    node.pin_value = lambda oid, high=False: full
     to_head(node).clear()
     tell(node, FromHead(p.Pin(3, ("x",))))
     assert to_head(node) == [] and len(node.pin_waiting) == 1
