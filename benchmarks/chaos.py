@@ -210,6 +210,7 @@ class Killer(threading.Thread):
         self.events: list[dict] = []
         self.findings: list[str] = []
         self.next_index = len(cluster.configs)
+        self.born: dict[str, float] = {}       # replacement node -> when it was started
         self.verbose = False
 
     def run(self) -> None:
@@ -256,6 +257,7 @@ class Killer(threading.Thread):
             return 0.0
 
     def signal_node(self, kind: str, config, process) -> None:
+        age = time.monotonic() - self.born.get(config.node, float("-inf"))
         stopped = self.send(process.pid, kind)
         label = kind if kind != "SIGSTOP" else f"SIGSTOP {'long' if stopped > 4 else 'short'}"
         self.kills[f"node {label}"] += 1
@@ -268,8 +270,13 @@ class Killer(threading.Thread):
             self.done.wait(0.1)
         if process.poll() is None:
             if kind == "SIGSTOP":
-                self.findings.append(f"{config.node} declared dead after a {stopped:.1f} s "
-                                     f"stop was still running {WOKEN_GRACE:.0f} s after it woke")
+                # a node stopped before it joined was never known to the head, so never
+                # declared dead: it joins late, rightly; its age tells the two apart
+                since = f"{age:.1f} s after it was started" if age < float("inf") else \
+                    "one of the first nodes"
+                self.findings.append(f"{config.node} stopped for {stopped:.1f} s (past the "
+                                     f"heartbeat timeout) was still running "
+                                     f"{WOKEN_GRACE:.0f} s after it woke ({since})")
             else:
                 self.findings.append(f"{config.node} outlived {kind} by 30 s")
             process.kill()
@@ -294,6 +301,7 @@ class Killer(threading.Thread):
                                      **ipc_addresses(template.run_dir, node))
         self.cluster.configs.append(config)
         self.cluster.processes.append(launch(config))
+        self.born[node] = time.monotonic()
         self.note({"t": time.time(), "target": node, "kind": "started"})
 
     def note(self, event: dict) -> None:
