@@ -599,14 +599,20 @@ class Node(Outbox):
         few times, when drivers' views pin blocks too (a get's view is usually let go
         soon; one kept for good must not make the task run for ever). An actor's call is
         not run again (its actor has moved on; plain queues cannot take it back): the
-        refusal is its ObjectStoreFullError."""
+        refusal is its ObjectStoreFullError.
+
+        Tasks queued behind it on its own worker count as others: their inputs were pinned
+        when the batch was sent, and they cannot run, so cannot let go, before it ends (the
+        memory-pressure soak's lost DAGs: 58-82 MiB pinned with one task running, the rest
+        by the task queued behind it)."""
         task_id = next((t for t in worker.inflight if t in self.table.tasks and
                         object_id in self.table.tasks[t].spec.outputs),
                        next(iter(worker.inflight), None))
         state = self.table.tasks.get(task_id) if task_id is not None else None
         if state is None or state.spec.actor:      # an actor's call is never run twice
             return
-        others = any(w.inflight for w in self.workers.values() if w is not worker)
+        others = any(w.inflight for w in self.workers.values() if w is not worker) or \
+            any(self.task_pins.get(t) for t in worker.inflight if t != task_id)
         views = bool(self.client_pins) and state.room_reruns < ROOM_RERUNS_FOR_VIEWS
         if state.riding or others or views:
             self.room_refused[task_id] = worker.inflight[task_id]

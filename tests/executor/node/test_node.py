@@ -505,6 +505,37 @@ def test_a_result_refused_beside_a_drivers_view_runs_again_a_few_times_then_fail
     assert "t1" not in node.table.tasks
 
 
+
+def test_a_result_refused_beside_the_inputs_of_tasks_queued_behind_it_runs_again(node):
+    """The memory-pressure soak's lost DAGs: a batch sent to one worker pins every task's
+    inputs at once; the first task's result found no block beside the inputs of the task
+    queued behind it (which cannot run, so cannot let go, before the first ends), with no
+    other worker busy, and the first task failed. It now runs again, as when another
+    worker's task holds the room; the task behind it runs meanwhile."""
+    from plait.errors import ObjectStoreFullError
+
+    node.functions["f@1"] = b""
+    node.store.allocate("in2", MIB, "test")
+    node.store.seal("in2")
+    tell(node, FromHead(p.Ready((("in2", p.Stored("node-0", MIB)),))))
+    tell(node, FromHead(p.Assign((), (spec("t1"), spec("t2", ("in2",))))))
+    worker = node.workers[b"w0"]
+    node.table.ready.popleft()
+    node.table.ready.popleft()
+    node.send_items(worker, [node.work_item(t) for t in ("t1", "t2")])
+    assert node.task_pins.get("t2") == ["in2"] and not node.workers[b"w1"].inflight
+
+    def full(object_id, nbytes, created_by, replica=False):
+        raise ObjectStoreFullError("pinned objects split the free bytes")
+
+    node.store.allocate = full
+    to_head(node).clear()
+    tell(node, FromWorker(b"w0", p.Alloc(0, "t1", 1 << 10, "t1")))
+    tell(node, FromWorker(b"w0", p.TasksDone((
+        p.TaskResult("t1", 0, (("t1", p.Failed(b"refused")),), 0.01),))))
+    assert reported(to_head(node)) == []                # not failed: it runs again
+    assert node.table.tasks["t1"].attempt == 1 and list(worker.inflight) == ["t2"]
+
 # -- workers started and killed: instructions, their outcome an event ----------------------
 
 def test_a_blocked_worker_gets_one_stand_in_and_the_next_index_counts_starts_asked(node):
