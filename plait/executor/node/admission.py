@@ -19,8 +19,13 @@ low lets two running tasks each wait for room the other holds, and one of them i
 It fits when ``pinned + promised + need`` is within what the store can pin (``room``: its
 capacity once everything unpinned has spilled). When nothing here can free room (no task
 running that is not itself waiting), waiting would be for ever: the task goes if its inputs
-alone can be pinned (its result is only a guess; its Alloc will say), else it fails now
-with ObjectStoreFullError saying why.
+alone can be pinned (its result is only a guess; its Alloc will say). If they cannot, and
+drivers' views pin part of the store, the task waits for those views, VIEW_GRACE_SECONDS
+at most: a view dies when its reader drops it (its pin comes back after ~10 ms of the
+reader's quiet), and a driver reading results one by one holds a few at a time (the
+memory-pressure soak lost a DAG to "readers pin 57 MiB" for want of this wait). A view
+kept for good must not make the task wait for ever: past the grace it fails with
+ObjectStoreFullError saying why, as it does at once when no view is held.
 
 Pure bookkeeping over the store: no sockets, no workers (tests/executor/test_admission.py).
 """
@@ -35,6 +40,7 @@ from plait.store.allocator import Allocator
 from plait.store.store import ObjectStore
 
 GO, WAIT, FAIL = "go", "wait", "fail"
+VIEW_GRACE_SECONDS = 10.0    # a task whose inputs only drivers' views keep out waits this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,7 @@ class Admission:
         self.promised_total = 0
         self.result_bytes: dict[str, int] = {}  # function -> largest stored result seen here
         self.held: dict[str, None] = {}         # ready tasks that did not fit, oldest first
+        self.view_waits: dict[str, float] = {}  # held task -> when it began to wait for views
 
     def need(self, reads: tuple[str, ...], function: str, outputs: int) -> Need:
         known = self.result_bytes.get(function)
@@ -69,14 +76,23 @@ class Admission:
             result = known * outputs
         return Need(self.store.hold_cost(list(reads)), result)
 
-    def verdict(self, need: Need, may_free_room: Callable[[], bool]) -> str:
-        """GO now, WAIT for running tasks to free room, or FAIL (it never can)."""
+    def verdict(self, need: Need, may_free_room: Callable[[], bool],
+                views_may_go: Callable[[], bool] = lambda: False) -> str:
+        """GO now, WAIT for running tasks (or, its inputs alone not fitting, drivers'
+        views) to free room, or FAIL (it never can)."""
         room = self.store.room() - self.promised_total
         if need.inputs + need.result <= room:
             return GO
         if may_free_room():
             return WAIT
-        return GO if need.inputs <= self.store.room() else FAIL
+        if need.inputs <= self.store.room():
+            return GO
+        return WAIT if views_may_go() else FAIL
+
+    def waits_for_views(self, task: str, now: float) -> bool:
+        """Whether ``task``, kept out only by drivers' views, may wait for them still."""
+        since = self.view_waits.setdefault(task, now)
+        return now - since < VIEW_GRACE_SECONDS
 
     def too_large(self, task: str, function: str, need: Need) -> ObjectStoreFullError:
         """The error of a task whose inputs cannot be pinned even with nothing else running."""
@@ -91,6 +107,7 @@ class Admission:
             f"need, split the work, or start plait with a larger store_memory.")
 
     def started(self, task: str, need: Need) -> None:
+        self.view_waits.pop(task, None)
         self.promised_total += need.result - self.promised.get(task, 0)
         self.promised[task] = need.result
 

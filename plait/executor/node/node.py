@@ -92,6 +92,7 @@ class Node(Outbox):
         self.task_pins: dict[str, list[str]] = {}   # running task -> objects pinned for it
         self.client_pins: Counter[str] = Counter()  # object -> pins drivers hold (via the head)
         self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
+        self.clock = 0.0                            # the latest Tick's monotonic time
         self.ledger = Ledger(())                    # GPUs, memory, custom: who holds what
         self.resource_waiting: list[str] = []       # ready tasks whose resources are held
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
@@ -134,6 +135,7 @@ class Node(Outbox):
     def tick(self, now: float) -> None:
         """Once per turn of the loop: what waits for room, then (every WATCH_SECONDS) workers
         stopped, over their memory or parked too long."""
+        self.clock = now
         if self.alloc_waiting or self.pin_waiting or self.room_waiting:
             self.retry_waiting()
         if now - self.watched >= WATCH_SECONDS:
@@ -935,10 +937,15 @@ class Node(Outbox):
             return ""
         need = self.need(state.spec)
         self.admitted = (task_id, need)           # start() takes it, nothing changed between
-        return self.admission.verdict(need, lambda: batching or self.may_free_room())
+        return self.admission.verdict(
+            need, lambda: batching or self.may_free_room(),
+            lambda: bool(self.client_pins) and self.admission.waits_for_views(task_id,
+                                                                              self.clock))
 
     def refuse_room(self, task_id: str, verdict: str) -> None:
         """A task whose inputs can never be held here fails (taken off its queue first)."""
+        if verdict != WAIT:
+            self.admission.view_waits.pop(task_id, None)
         if verdict == FAIL:
             spec = self.table.tasks[task_id].spec
             error = self.admission.too_large(task_id, spec.function_name, self.need(spec))

@@ -12,7 +12,7 @@ from plait.executor.node.admission import FAIL, GO, WAIT
 from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
-from plait.executor.wire.instructions import Dispatch, FromHead, FromWorker
+from plait.executor.wire.instructions import Dispatch, FromHead, FromWorker, Tick
 from plait.store.arena import Arena
 from plait.store.spill import Spiller
 from tests.executor.node.decisions import Decisions, sent, tell, to_head
@@ -189,3 +189,40 @@ def test_a_drivers_view_of_an_object_in_the_middle_is_moved_up_first(node):
     assert isinstance(answer, p.Allocated), pickle.loads(answer.error)
     assert isinstance(viewed, p.Located) and viewed.offset == 2 * MIB   # moved up, pinned
     assert node.store.objects["v"].pins == 1
+
+
+def test_a_task_kept_out_by_a_drivers_view_waits_for_it_and_runs_once_it_goes(node):
+    """The memory-pressure soak's last loss: 'readers (a driver's views, say) pin 57 MiB',
+    the task's inputs alone not fitting beside them, nothing running: it failed at once.
+    A driver's view goes when its reader drops it, so the task waits for it now."""
+    put(node, "a")
+    put(node, "view", 3 * MIB)            # "a" spills
+    tell(node, FromHead(p.Pin(5, ("view",))))          # a driver's get: its view's pin
+    tell(node, Tick(100.0))
+    tell(node, FromHead(p.Assign((), (spec("t1", ("a",)),))))
+    tell(node, Dispatch())
+    assert failures(node) == [] and not running(node) and list(node.admission.held) == ["t1"]
+    tell(node, FromHead(p.Unpin((("node-0", "view"),))))   # the driver dropped its view
+    tell(node, Tick(101.0))
+    tell(node, Dispatch())
+    assert running(node) == {"t1": "w0"} and not node.admission.view_waits
+    assert failures(node) == []
+
+
+def test_a_task_kept_out_by_a_view_kept_for_good_fails_after_the_grace(node):
+    from plait.executor.node.admission import VIEW_GRACE_SECONDS
+
+    put(node, "a")
+    put(node, "view", 3 * MIB)
+    tell(node, FromHead(p.Pin(5, ("view",))))
+    tell(node, Tick(100.0))
+    tell(node, FromHead(p.Assign((), (spec("t1", ("a",)),))))
+    tell(node, Dispatch())
+    tell(node, Tick(100.0 + VIEW_GRACE_SECONDS / 2))
+    tell(node, Dispatch())
+    assert failures(node) == [] and list(node.admission.held) == ["t1"]
+    tell(node, Tick(100.0 + VIEW_GRACE_SECONDS))
+    tell(node, Dispatch())
+    (error,) = failures(node)
+    assert isinstance(error, plait.ObjectStoreFullError) and "views" in str(error)
+    assert "t1" not in node.table.tasks and not node.admission.view_waits
