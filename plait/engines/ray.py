@@ -99,11 +99,11 @@ class RayEngine(ForeignEngine):
         args = () if bare else (task.payload, *inputs, *((_Nested(nested),) if nested else ()))
         # RemoteFunction._remote: what .options(...).remote() calls, with a name per call
         handles = runner._remote(args=args, kwargs=None, name=task.id, **options)
-        self.reports.append((handles[-1], task.id, node.function_name, node.outputs,
+        self.reports.append((handles[0], task.id, node.function_name, node.outputs,
                              node.deps))
         if len(self.reports) > self.reports_limit:
             self.read_reports()
-        return list(handles[:-1])
+        return list(handles[1:])
 
     def runner(self, task: Any, node: Any, placement: Any, anchored: bool, bare: bool
                ) -> tuple[Any, dict]:
@@ -201,7 +201,7 @@ class _Nested:
 
 
 def _runner(function: Function, count: int, bare: bool) -> Any:
-    """A Ray task's body for ``function``'s calls (``count`` results, then the report):
+    """A Ray task's body for ``function``'s calls (the report, then ``count`` results):
     ``bare``, for calls without arguments, takes none, so Ray passes none (as it does for
     a function of its own without parameters); else the pickled call, then the task's
     top-level inputs, then a ``_Nested`` if it reads refs nested in its arguments."""
@@ -218,13 +218,15 @@ def _runner(function: Function, count: int, bare: bool) -> Any:
 
 def _run(function: Function, count: int, payload: bytes, inputs: tuple,
          nested: dict[str, Any]) -> tuple:
-    """One plait task in a Ray worker: its results, then its report (pickled: Ray passes
-    bytes as they are, where it runs its own serialiser over a tuple)."""
+    """One plait task in a Ray worker: its report (pickled: Ray passes bytes as they are,
+    where it runs its own serialiser over a tuple), then its results. The report comes
+    first: the driver stores a task's returns in their order, so a task whose result a
+    ``get`` saw has its report in the driver too, for the trace read next."""
     session = RayEngine.in_task_session()
     task_id = ray.get_runtime_context().get_task_name()
     results, ran = run_call(session, session.here, function, task_id, session.here, payload,
                             count, inputs, nested)
-    return (*results, pickle.dumps(ran, protocol=5))
+    return (pickle.dumps(ran, protocol=5), *results)
 
 
 def _ran(handle: Any) -> tuple | None:
