@@ -11,6 +11,8 @@ shared machine falls on all of them alike. Variants:
 - ``arg``: pinned, with one bytes argument (plait's task spec is one).
 - ``two``: pinned, ``num_returns=2`` (plait's task report is the second return).
 - ``arg+two``: both: the shape of a plait task on Ray, without plait's Python.
+- ``free-arg``, ``free-two``, ``free-arg+two``: as those, unpinned (Ray places them as it
+  would alone, as plait-on-Ray leaves tasks that read nothing and nothing reads).
 - ``plait``: plait-on-Ray on the same cluster.
 
 Printed per variant: median tasks/s, its ratio to the first variant, and the median CPU
@@ -60,12 +62,19 @@ def variants(ray, plait):
         refs = [runners[i % len(runners)].remote(*args) for i in range(NOOPS)]
         ray.get([r[0] for r in refs] if two else refs)
 
+    def free(function, **options):
+        return [ray.remote(function).options(**options)]
+
     alone, pin, arg = ray.remote(noop), pinned(noop), pinned(noop_arg)
     two, both = pinned(noop_two, num_returns=2), pinned(noop_arg_two, num_returns=2)
+    free_arg, free_two = free(noop_arg), free(noop_two, num_returns=2)
+    free_both = free(noop_arg_two, num_returns=2)
     on_plait = plait.remote(noop)
     return {"ray": lambda: ray.get([alone.remote() for _ in range(NOOPS)]),
             "pin": lambda: run(pin), "arg": lambda: run(arg, SPEC),
             "two": lambda: run(two, two=True), "arg+two": lambda: run(both, SPEC, two=True),
+            "free-arg": lambda: run(free_arg, SPEC), "free-two": lambda: run(free_two, two=True),
+            "free-arg+two": lambda: run(free_both, SPEC, two=True),
             "plait": lambda: plait.get([on_plait.remote() for _ in range(NOOPS)])}
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from plait import compiler
 from plait.compiler.view import NodeView, ObjectInfo
+from plait.engines.task import Carrying
 from plait.errors import ObjectFreedError, ObjectLostError
 from plait.executor.engine import Engine, check_refs, serialized
 from plait.executor.wire.protocol import NodeInfo, TaskEvent, TransferEvent
@@ -290,8 +291,6 @@ class ForeignEngine(Engine):
 
     def unpack(self, value: Any) -> Any:
         """A result carrying refs made inside its task: learn their handles."""
-        from plait.engines.task import Carrying
-
         if isinstance(value, Carrying):
             self.learn(value.handles)
             return value.value

@@ -7,8 +7,11 @@ top-level inputs passed as Ray ObjectRefs (Ray moves them, and only where the pl
 transfer is needed). A task whose place cannot move a byte (it reads no object and no task
 of its graph reads its results) is left to Ray's scheduler: a pin costs Ray throughput.
 Ray has no task priorities, so the plan's critical-path priorities are not used; fused
-chains run as separate tasks on the same node. Each task returns one more object than the
-user's: its report (node, worker, times, input sizes) for ``plait.trace``.
+chains run as separate tasks on the same node. A task's shape is as near Ray's own as plait
+can make it (Ray charges for each argument and return): the call of a Ray remote function
+made once per plait function, its arguments the call's own (none for a call without any);
+its id travels as Ray's name of the task. It returns one more object than the user's: how
+it ran (node, worker, times, input sizes), which the driver makes ``plait.trace``'s report.
 
 Imported only when chosen: ``pip install -e ".[ray]"``.
 """
@@ -24,9 +27,10 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from plait.engines.base import ForeignEngine
-from plait.engines.task import Spec, run_task
+from plait.engines.task import Function, report, run_call
 from plait.errors import (GetTimeoutError, ObjectFreedError, PlaitError, TaskCancelledError,
-                          WorkerCrashedError)
+                          TaskError, WorkerCrashedError)
+from plait.graph.task import NO_ARGUMENTS
 
 NODES_FRESH_SECONDS = 0.5      # ray.nodes() is a round trip to the GCS: reused this long
 # Task reports not read yet, past which the finished ones are read into the trace ring (one
@@ -48,9 +52,11 @@ class RayEngine(ForeignEngine):
                      include_dashboard=False, configure_logging=False)
             self.owns = True
         super().__init__(submit_after_idle, in_task)
-        self.reports: list[Any] = []         # handles of task reports not read yet
         self.reports_limit = PENDING_REPORTS # ... read when there are more than this
-        self.runners: dict[tuple, Any] = {}  # _run with a kind of task's options
+        self.reports: list[tuple] = []       # (report handle, task id, function, outputs,
+        #                                      inputs) of reports not read yet
+        self.functions: dict[tuple, Any] = {}   # a function's Ray remote function
+        self.runners: dict[tuple, tuple] = {}   # ... with a kind of task's options
         self.nodes_seen: tuple[float, list] = (0.0, [])
         self.here = ray.get_runtime_context().get_node_id()
 
@@ -82,37 +88,66 @@ class RayEngine(ForeignEngine):
                nested: dict[str, Any], anchored: bool) -> list[Any]:
         """Pinned where the plan says, unless the pin cannot matter: on one node, or a task
         not ``anchored`` (it reads nothing and nothing here reads it), which Ray places as
-        it would alone; a pin costs Ray about a third of its task rate (W3)."""
-        function_id, pickled = task.function.pickled()
-        spec = Spec(task.id, function_id, pickled, node.function_name, placement.node,
-                    node.deps, node.outputs, task.payload)
-        retry = task.options.retry_exceptions or False
+        it would alone; a pin costs Ray about a third of its task rate (W3).
+
+        The task is a call of its function's own Ray remote function (``_runner``), its
+        Ray arguments the call's own: its pickled arguments and its inputs, none for a call
+        without arguments. Its id travels as Ray's name of the task; the rest of what the
+        trace says of it stays here, beside the handle of its report."""
+        bare = task.payload == NO_ARGUMENTS and not inputs and not nested
+        runner, options = self.runner(task, node, placement, anchored, bare)
+        args = () if bare else (task.payload, *inputs, *((_Nested(nested),) if nested else ()))
+        # RemoteFunction._remote: what .options(...).remote() calls, with a name per call
+        handles = runner._remote(args=args, kwargs=None, name=task.id, **options)
+        self.reports.append((handles[0], task.id, node.function_name, node.outputs,
+                             node.deps))
+        if len(self.reports) > self.reports_limit:
+            self.read_reports()
+        return list(handles[1:])
+
+    def runner(self, task: Any, node: Any, placement: Any, anchored: bool, bare: bool
+               ) -> tuple[Any, dict]:
+        """The Ray remote function running ``task``'s function, and its options (Ray's
+        .options() is slow and each new remote function is exported: one per kind)."""
         pinned = anchored and len(self.nodes_seen[1]) > 1
-        key = (placement.node if pinned else None, len(node.outputs), node.num_cpus,
-               node.max_retries, retry if isinstance(retry, bool) else tuple(retry),
-               node.function_name)
-        runner = self.runners.get(key)
-        if runner is None:                   # Ray's .options() is slow: one per kind
+        retry = task.options.retry_exceptions or False
+        function_id, pickled = task.function.pickled()
+        count = len(node.outputs)
+        key = (function_id, node.function_name, bare, placement.node if pinned else None,
+               count, node.num_cpus, node.max_retries,
+               retry if isinstance(retry, bool) else tuple(retry))
+        found = self.runners.get(key)
+        if found is None:
             strategy: Any = "DEFAULT"
             if pinned:
                 strategy = NodeAffinitySchedulingStrategy(self.node_ids[placement.node],
                                                           soft=False)
-            runner = self.runners[key] = _run.options(
-                num_returns=len(node.outputs) + 1, scheduling_strategy=strategy,
-                num_cpus=node.num_cpus, max_retries=node.max_retries,
-                retry_exceptions=retry, name=node.function_name)
-        extra = (_Nested(nested),) if nested else ()
-        handles = runner.remote(spec.to_bytes(), *inputs, *extra)
-        self.reports.append(handles[-1])
-        if len(self.reports) > self.reports_limit:
-            self.read_reports()
-        return list(handles[:-1])
+            remote = self.functions.get(key[:3] + (count,))
+            if remote is None:
+                remote = self.functions[key[:3] + (count,)] = ray.remote(
+                    _runner(Function(function_id, pickled, node.function_name), count, bare))
+            chosen = dict(num_returns=count + 1, scheduling_strategy=strategy,
+                          num_cpus=node.num_cpus, max_retries=node.max_retries,
+                          retry_exceptions=retry)
+            remote.options(**chosen)                      # Ray checks them
+            options = {**remote._default_options, **chosen}
+            options.pop("max_calls", None)
+            options["serialized_runtime_env_info"] = remote._serialized_base_runtime_env_info
+            found = self.runners[key] = (remote, options)
+        return found
 
     def engine_get(self, handles: list[Any], timeout: float | None) -> list[Any]:
         try:                          # (in a task, Ray lends a blocked task's CPU itself)
             return ray.get(handles, timeout=timeout)
         except Exception as error:
-            raise _plait_error(error) from None
+            raise self.named(_plait_error(error)) from None
+
+    def named(self, error: Exception) -> Exception:
+        """A task's failure names the node it ran on by Ray's id (the worker knows no
+        other): here, by plait's name of that node, once this session has met it."""
+        if isinstance(error, TaskError) and error.node in self.node_names:
+            error.node = self.node_names[error.node]
+        return error
 
     def engine_ready(self, handles: list[Any], count: int, timeout: float | None) -> set[int]:
         if not handles or count <= 0:
@@ -133,13 +168,18 @@ class RayEngine(ForeignEngine):
     def engine_events(self) -> list[dict]:
         if not self.reports:
             return []
-        ready, self.reports = ray.wait(self.reports, num_returns=len(self.reports),
-                                       timeout=0, fetch_local=True)
+        handles = [pending[0] for pending in self.reports]
+        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0, fetch_local=True)
+        done = {id(handle) for handle in ready}
+        finished = [pending for pending in self.reports if id(pending[0]) in done]
+        self.reports = [pending for pending in self.reports if id(pending[0]) not in done]
         self.reports_limit = len(self.reports) + PENDING_REPORTS   # those still running wait
         try:
-            return [pickle.loads(report) for report in ray.get(ready)]
+            ran = [pickle.loads(data) for data in ray.get([pending[0] for pending in finished])]
         except Exception:                   # a task failed (it made no report): one by one
-            return [report for report in map(_report, ready) if report is not None]
+            ran = [_ran(pending[0]) for pending in finished]
+        return [report(*pending[1:], one) for pending, one in zip(finished, ran, strict=True)
+                if one is not None]
 
     def engine_close(self) -> None:
         self.reports = []
@@ -160,23 +200,37 @@ class _Nested:
         return (_Nested, (self.handles,))
 
 
-@ray.remote
-def _run(spec: bytes, *inputs: Any) -> tuple:
-    """One plait task in a Ray worker: its results, then its report (pickled: Ray passes
-    bytes as they are, where it runs its own serialiser over a dict, ~20x slower).
+def _runner(function: Function, count: int, bare: bool) -> Any:
+    """A Ray task's body for ``function``'s calls (the report, then ``count`` results):
+    ``bare``, for calls without arguments, takes none, so Ray passes none (as it does for
+    a function of its own without parameters); else the pickled call, then the task's
+    top-level inputs, then a ``_Nested`` if it reads refs nested in its arguments."""
+    if bare:
+        def run() -> tuple:
+            return _run(function, count, NO_ARGUMENTS, (), {})
+    else:
+        def run(payload: bytes, *inputs: Any) -> tuple:
+            nested = inputs[-1].handles if inputs and isinstance(inputs[-1], _Nested) else {}
+            return _run(function, count, payload, inputs[:-1] if nested else inputs, nested)
+    run.__name__ = run.__qualname__ = function.name     # as Ray's dashboard shows it
+    return run
 
-    ``inputs``: the task's top-level inputs, then a ``_Nested`` if it reads refs nested in
-    its arguments (passed only then: an argument less costs Ray less)."""
+
+def _run(function: Function, count: int, payload: bytes, inputs: tuple,
+         nested: dict[str, Any]) -> tuple:
+    """One plait task in a Ray worker: its report (pickled: Ray passes bytes as they are,
+    where it runs its own serialiser over a tuple), then its results. The report comes
+    first: the driver stores a task's returns in their order, so a task whose result a
+    ``get`` saw has its report in the driver too, for the trace read next."""
     session = RayEngine.in_task_session()
-    task = Spec.from_bytes(spec)
-    nested = inputs[len(task.deps):]
-    results, report = run_task(session, session.here, task, inputs[:len(task.deps)],
-                               nested[0].handles if nested else {})
-    return (*results, pickle.dumps(report, protocol=5))
+    task_id = ray.get_runtime_context().get_task_name()
+    results, ran = run_call(session, session.here, function, task_id, session.here, payload,
+                            count, inputs, nested)
+    return (pickle.dumps(ran, protocol=5), *results)
 
 
-def _report(handle: Any) -> dict | None:
-    """A task's report, or None if the task failed."""
+def _ran(handle: Any) -> tuple | None:
+    """How a task ran (task.py ``run_call``), or None if the task failed."""
     try:
         return pickle.loads(ray.get(handle))
     except Exception:

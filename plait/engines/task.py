@@ -1,9 +1,10 @@
 """What runs inside an engine's worker: one plait task, as Ray or Dask calls it.
 
 The engine has already resolved the task's top-level inputs (Ray and Dask both replace a
-handle given as an argument by its value); ``run_task`` puts them where the call's ArgRefs
+handle given as an argument by its value); ``run_call`` puts them where the call's ArgRefs
 stand, calls the user's function, wraps its exception in plait's TaskError (so ``get`` raises
-plait's type, which is also the user's), and reports where it ran and what it read.
+plait's type, which is also the user's), and says where it ran and what it read, which
+``report`` makes the trace's report of (in the worker on Dask, in the driver on Ray).
 
 Refs nested in the arguments arrive as plait ObjectRefs; the worker's own session (made once
 per worker process by the engine) is told their handles, so the task may ``plait.get`` them,
@@ -43,7 +44,8 @@ class Carrying:
 
 @dataclass(frozen=True, slots=True)
 class Spec:
-    """One task as its engine wrapper receives it."""
+    """One task as the Dask engine's wrapper receives it (the Ray engine sends less: Ray
+    charges for every argument, ray.py ``_runner``)."""
 
     task_id: str
     function_id: str
@@ -54,17 +56,6 @@ class Spec:
     outputs: tuple[str, ...]
     payload: bytes
 
-    def to_bytes(self) -> bytes:
-        """The spec as one bytes argument. Ray passes bytes through untouched (~4 us a
-        task here, pickling included ~10 us) where it runs its own serialiser over a
-        dataclass (~200 us: msgpack, then cloudpickle): the largest part of what plait
-        cost per task on Ray's W3."""
-        return pickle.dumps(tuple(getattr(self, name) for name in self.__slots__), protocol=5)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Spec:
-        return cls(*pickle.loads(data))
-
 
 def run_task(session: Any, here: str, spec: Spec, inputs: tuple, nested: dict[str, Any]
              ) -> tuple[list[Any], dict]:
@@ -72,31 +63,60 @@ def run_task(session: Any, here: str, spec: Spec, inputs: tuple, nested: dict[st
 
     ``session``: the worker's engine session (None: the worker has none, so the task may
     not use refs); ``here``: the engine's id of the node running it."""
+    function = Function(spec.function_id, spec.function, spec.function_name)
+    results, ran = run_call(session, here, function, spec.task_id, spec.node, spec.payload,
+                            len(spec.outputs), inputs, nested)
+    return results, report(spec.task_id, spec.function_name, spec.outputs, spec.deps, ran)
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    """A user's function as a worker receives it: unpickled at its first call there."""
+
+    function_id: str
+    pickled: bytes
+    name: str
+
+    def load(self) -> Any:
+        function = _functions.get(self.function_id)
+        if function is None:
+            function = _functions[self.function_id] = pickle.loads(self.pickled)
+        return function
+
+
+def run_call(session: Any, here: str, function: Function, task_id: str, node: str,
+             payload: bytes, count: int, inputs: tuple, nested: dict[str, Any]
+             ) -> tuple[list[Any], tuple]:
+    """Call ``function`` as ``payload`` says, with the task's top-level ``inputs``; returns
+    its ``count`` results and what ``report`` needs of the run: (node, pid, start, end,
+    input sizes). A user's exception (or a function that does not unpickle here) comes out
+    as plait's TaskError, naming ``task_id`` and ``node``."""
     start = time.time()
     if session is not None:
         inputs = tuple(session.unpack(value) for value in inputs)
         session.learn(nested)
     inputs = tuple(read_only(value) for value in inputs)
     try:
-        function = _functions.get(spec.function_id)
-        if function is None:
-            function = _functions[spec.function_id] = pickle.loads(spec.function)
-        args, kwargs = decode_call(spec.payload, list(inputs))
-        value = function(*args, **kwargs)
+        args, kwargs = decode_call(payload, list(inputs))
+        value = function.load()(*args, **kwargs)
         if session is not None and session.unsubmitted:
             session.run([])                 # calls it made and did not wait for still run
-        results = _split(value, len(spec.outputs))
+        results = _split(value, count)
         if session is not None:
             results = [_carry(session, result) for result in results]
     except Exception as error:
-        raise TaskError.wrap(spec.function_name, spec.task_id, spec.node,
-                             _user_traceback(error), error) from None
-    report = {"task": spec.task_id, "function": spec.function_name, "node": here,
-              "pid": os.getpid(), "start": start, "end": time.time(), "ok": True,
-              "outputs": spec.outputs,
-              "inputs": [(oid, _size(value)) for oid, value in zip(spec.deps, inputs,
-                                                                   strict=True)]}
-    return results, report
+        raise TaskError.wrap(function.name, task_id, node, _user_traceback(error),
+                             error) from None
+    return results, (here, os.getpid(), start, time.time(), [_size(v) for v in inputs])
+
+
+def report(task_id: str, function_name: str, outputs: tuple[str, ...], deps: tuple[str, ...],
+           ran: tuple) -> dict:
+    """A task's report for the trace (base.py ``record``): who it was, and how it ran."""
+    node, pid, start, end, sizes = ran
+    return {"task": task_id, "function": function_name, "node": node, "pid": pid,
+            "start": start, "end": end, "ok": True, "outputs": outputs,
+            "inputs": list(zip(deps, sizes, strict=True))}
 
 
 def _split(value: Any, count: int) -> list[Any]:

@@ -24,6 +24,9 @@ from plait.graph.refs import ObjectRef, collecting_refs
 # Top-level arguments bigger than this are put into the store once instead of travelling
 # inside every message that carries the call (Ray's max_direct_call_object_size, 100 KiB).
 LARGE_ARGUMENT_BYTES = 100 * 1024
+# A call without arguments, as ``encode_call`` writes it: an engine may pass it as no
+# arguments at all (the worker decodes ``NO_ARGUMENTS`` itself).
+NO_ARGUMENTS = pickle.dumps(((), {}), protocol=5)
 
 
 class Callee(Protocol):

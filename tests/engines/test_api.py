@@ -92,9 +92,32 @@ def test_compile_explains_without_running(engine):
 
 
 def test_a_task_error_is_plaits_and_the_users(engine):
+    failing = fails.remote("key")
     with pytest.raises(plait.TaskError) as raised:
-        plait.get(inc.remote(fails.remote("key")))
-    assert isinstance(raised.value, KeyError) and "no key" in str(raised.value)
+        plait.get(inc.remote(failing))
+    error = raised.value
+    assert isinstance(error, KeyError) and "no key" in str(error)
+    assert (error.function_name, error.task_id) == ("fails", failing.id)
+    assert error.node in [node.id for node in plait.nodes()]
+
+
+@plait.remote
+def answer():
+    return 42
+
+
+@plait.remote(num_returns=2)
+def pair():
+    return "a", "b"
+
+
+def test_calls_without_arguments_run_and_are_traced(engine):
+    """(Ray passes such a call no arguments at all: the worker knows the call.)"""
+    with plait.trace() as trace:
+        assert plait.get([answer.remote(), *pair.remote(), answer.remote()]) == \
+            [42, "a", "b", 42]
+    assert sorted(t.function_name for t in trace.tasks) == ["answer", "answer", "pair"]
+    assert {t.node for t in trace.tasks} <= {node.id for node in plait.nodes()}
 
 
 def test_tasks_run_where_pinned_and_a_missing_node_is_a_plan_error(engine):

@@ -55,10 +55,11 @@ def test_every_ray_node_is_a_plait_node(three_nodes):
 def test_the_plan_is_obeyed_and_nothing_moves(three_nodes):
     arrays = [make.options(node=f"node-{i}").remote(4) for i in range(3)]
     plait.wait(arrays, num_returns=3, timeout=60)
-    consumers = [total.remote(a) for a in arrays]
-    plan = plait.compile(*consumers)
-    assert [plan.placements[c.task.id].node for c in consumers] == ["node-0", "node-1", "node-2"]
-    with plait.trace() as trace:
+    with plait.trace() as trace:      # (made inside: the idle flusher may run them early)
+        consumers = [total.remote(a) for a in arrays]
+        plan = plait.compile(*consumers)
+        assert [plan.placements[c.task.id].node for c in consumers] == \
+            ["node-0", "node-1", "node-2"]
         assert plait.get(consumers, timeout=60) == [float(4 << 20)] * 3
     assert sorted((t.function_name, t.node) for t in trace.tasks) == \
         [("total", "node-0"), ("total", "node-1"), ("total", "node-2")]
@@ -76,9 +77,9 @@ def test_a_transfer_the_plan_makes_is_traced(three_nodes):
 def test_a_result_read_in_the_same_graph_is_made_where_its_reader_runs(three_nodes):
     """Tasks that read nothing are left to Ray's scheduler unless a task of their graph
     reads their results: then they stay pinned where the plan put them, beside the reader."""
-    arrays = [make.remote(2) for _ in range(6)]
-    consumers = [total.remote(a) for a in arrays]
-    with plait.trace() as trace:
+    with plait.trace() as trace:      # (made inside: the idle flusher may run them early)
+        arrays = [make.remote(2) for _ in range(6)]
+        consumers = [total.remote(a) for a in arrays]
         assert plait.get(consumers, timeout=60) == [float(2 << 20)] * 6
     ran = {t.task_id: t.node for t in trace.tasks}
     assert [ran[a.task.id] for a in arrays] == [ran[c.task.id] for c in consumers]
