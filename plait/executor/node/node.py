@@ -92,7 +92,6 @@ class Node(Outbox):
         self.task_pins: dict[str, list[str]] = {}   # running task -> objects pinned for it
         self.client_pins: Counter[str] = Counter()  # object -> pins drivers hold (via the head)
         self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
-        self.clock = 0.0                            # the latest Tick's monotonic time
         self.ledger = Ledger(())                    # GPUs, memory, custom: who holds what
         self.resource_waiting: list[str] = []       # ready tasks whose resources are held
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
@@ -103,7 +102,7 @@ class Node(Outbox):
         self.admitted: tuple[str, Need] = ("", NOTHING)   # the last task admit() looked at
         self.transfers = transfers(self.store, self)
         self.processes = processes                  # reap, read /proc
-        self.clock = clock                          # when a stand-in was parked
+        self.clock = clock                          # stand-ins parked, tasks waiting for views
         self.watched = clock()                      # when /proc was last looked at
         self.worker_settings: dict[str, str] = {}
         self.num_workers = len(workers)            # extras stand in for blocked ones
@@ -135,7 +134,6 @@ class Node(Outbox):
     def tick(self, now: float) -> None:
         """Once per turn of the loop: what waits for room, then (every WATCH_SECONDS) workers
         stopped, over their memory or parked too long."""
-        self.clock = now
         if self.alloc_waiting or self.pin_waiting or self.room_waiting:
             self.retry_waiting()
         if now - self.watched >= WATCH_SECONDS:
@@ -940,7 +938,7 @@ class Node(Outbox):
         return self.admission.verdict(
             need, lambda: batching or self.may_free_room(),
             lambda: bool(self.client_pins) and self.admission.waits_for_views(task_id,
-                                                                              self.clock))
+                                                                              self.clock()))
 
     def refuse_room(self, task_id: str, verdict: str) -> None:
         """A task whose inputs can never be held here fails (taken off its queue first)."""

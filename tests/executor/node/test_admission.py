@@ -12,7 +12,7 @@ from plait.executor.node.admission import FAIL, GO, WAIT
 from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
-from plait.executor.wire.instructions import Dispatch, FromHead, FromWorker, Tick
+from plait.executor.wire.instructions import Dispatch, FromHead, FromWorker
 from plait.store.arena import Arena
 from plait.store.spill import Spiller
 from tests.executor.node.decisions import Decisions, sent, tell, to_head
@@ -198,12 +198,12 @@ def test_a_task_kept_out_by_a_drivers_view_waits_for_it_and_runs_once_it_goes(no
     put(node, "a")
     put(node, "view", 3 * MIB)            # "a" spills
     tell(node, FromHead(p.Pin(5, ("view",))))          # a driver's get: its view's pin
-    tell(node, Tick(100.0))
+    node.clock = lambda: 100.0
     tell(node, FromHead(p.Assign((), (spec("t1", ("a",)),))))
     tell(node, Dispatch())
     assert failures(node) == [] and not running(node) and list(node.admission.held) == ["t1"]
     tell(node, FromHead(p.Unpin((("node-0", "view"),))))   # the driver dropped its view
-    tell(node, Tick(101.0))
+    node.clock = lambda: 101.0
     tell(node, Dispatch())
     assert running(node) == {"t1": "w0"} and not node.admission.view_waits
     assert failures(node) == []
@@ -215,13 +215,13 @@ def test_a_task_kept_out_by_a_view_kept_for_good_fails_after_the_grace(node):
     put(node, "a")
     put(node, "view", 3 * MIB)
     tell(node, FromHead(p.Pin(5, ("view",))))
-    tell(node, Tick(100.0))
+    node.clock = lambda: 100.0
     tell(node, FromHead(p.Assign((), (spec("t1", ("a",)),))))
     tell(node, Dispatch())
-    tell(node, Tick(100.0 + VIEW_GRACE_SECONDS / 2))
+    node.clock = lambda: 100.0 + VIEW_GRACE_SECONDS / 2
     tell(node, Dispatch())
     assert failures(node) == [] and list(node.admission.held) == ["t1"]
-    tell(node, Tick(100.0 + VIEW_GRACE_SECONDS))
+    node.clock = lambda: 100.0 + VIEW_GRACE_SECONDS
     tell(node, Dispatch())
     (error,) = failures(node)
     assert isinstance(error, plait.ObjectStoreFullError) and "views" in str(error)
