@@ -11,14 +11,13 @@ from __future__ import annotations
 import glob
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from plait.executor.wire.config import NodeConfig, ipc_addresses, launch
+from plait.executor.wire.config import NodeConfig, ipc_addresses, launch, remove_paths
 from plait.store.arena import SEGMENT_PREFIX, SHM_DIR
 from plait.store.spill import spill_directory
 
@@ -84,15 +83,8 @@ class LocalCluster:
 def remove_leftovers(session: str, run_dir: str, configs: list[NodeConfig]) -> None:
     """What stopped nodes of one session may leave (only a killed one leaves anything):
     the run dir with its sockets, the spill dirs, the arenas in /dev/shm."""
-    shutil.rmtree(run_dir, ignore_errors=True)
-    for config in configs:
-        if config.spill_dir:
-            shutil.rmtree(config.spill_dir, ignore_errors=True)
-    for path in glob.glob(os.path.join(SHM_DIR, f"{SEGMENT_PREFIX}{session}-*")):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass          # its node unlinked it meanwhile
+    remove_paths([run_dir] + [c.spill_dir for c in configs if c.spill_dir]
+                 + glob.glob(os.path.join(SHM_DIR, f"{SEGMENT_PREFIX}{session}-*")))
 
 
 # A driver's session (plait.init: "<pid>-<n>", cluster_utils: "<pid>-c<n>", the pid in hex)
@@ -111,16 +103,10 @@ def sweep_dead_sessions() -> None:
     """
     places = (os.path.join(SHM_DIR, f"{SEGMENT_PREFIX}*"),
               os.path.join(tempfile.gettempdir(), f"{SEGMENT_PREFIX}*"))
-    for path in (found for place in places for found in glob.glob(place)):
-        match = _DRIVER_SESSION.match(os.path.basename(path))
-        if match and not _alive(int(match[1], 16)):
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass          # another driver swept it first
+    found = (path for place in places for path in glob.glob(place))
+    remove_paths([path for path in found
+                  if (match := _DRIVER_SESSION.match(os.path.basename(path)))
+                  and not _alive(int(match[1], 16))])
 
 
 def _alive(pid: int) -> bool:

@@ -37,7 +37,8 @@ from plait.executor.node.workers import (Forker, OsProcesses, Processes, WorkerH
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import (HEARTBEAT_SECONDS, LOCAL_RECONNECT_MS,
-                                        NODE_TIMEOUT_SECONDS, NodeConfig, WorkerConfig)
+                                        NODE_TIMEOUT_SECONDS, NodeConfig, WorkerConfig,
+                                        remove_paths)
 from plait.executor.wire.bulk import transfer_frames
 from plait.executor.wire.fetch import IO_THREADS
 from plait.executor.wire.hostid import host_id
@@ -179,7 +180,7 @@ class Server:
                     if identity in self.node.workers:
                         self.processes.interrupt(self.node.workers[identity])
                 case Unlink(paths):
-                    _remove(paths)
+                    remove_paths(paths)
 
     def up(self, message: p.Message) -> None:
         """From a node to the head, through its socket (node-0's go in process)."""
@@ -431,16 +432,6 @@ def _check_tcp(address: str, key: ClusterKey | None) -> None:
         check_bind(address.removeprefix("tcp://").rsplit(":", 1)[0], key)
 
 
-def _remove(paths: tuple[str, ...]) -> None:
-    """Remove files and directory trees; what is already gone is no error."""
-    for path in paths:
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
 
 
 def _pickle(error: Exception) -> bytes:

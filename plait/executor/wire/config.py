@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +102,19 @@ def launch(config: NodeConfig, log_path: str | None = None) -> subprocess.Popen:
                                stderr=log, start_new_session=True)
     log.close()
     return process
+
+
+def remove_paths(paths: Sequence[str]) -> None:
+    """Remove what nodes leave (arenas, run and spill dirs): files and directory trees;
+    what is already gone (its node, or another driver, removed it first) is no error."""
+    for path in paths:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 def descendants(pid: int) -> list[int]:
