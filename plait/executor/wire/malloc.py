@@ -24,6 +24,7 @@ while its Python blocks stayed flat, and only glibc's figures showed where (its 
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,11 +35,20 @@ TRIM_THRESHOLD = 128 << 10       # free memory at the heap top past this: given 
 TRIM_AFTER_BYTES = 4 << 20       # a get or wait trims once this much came since the last trim
 
 
+@functools.cache
+def _glibc(name: str) -> Callable | None:
+    """glibc's function ``name`` in this process, looked up once; None where there is no
+    such function (musl, macOS, an old glibc): the callers then do nothing."""
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def return_freed_memory() -> bool:
     """Make this process give freed memory back to the system (glibc); False elsewhere."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):           # not glibc (musl, macOS): nothing to set
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
         bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
@@ -47,11 +57,8 @@ def return_freed_memory() -> bool:
 def trim_heap() -> bool:
     """Give the free pages of glibc's heaps back to the system, wherever they are in the
     heap (``malloc_trim(0)``); False where there is no glibc."""
-    try:
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    return bool(malloc_trim(0))
+    malloc_trim = _glibc("malloc_trim")
+    return malloc_trim is not None and bool(malloc_trim(0))
 
 
 class HeapTrim:
@@ -115,9 +122,8 @@ class MallocUsage:
 def malloc_usage() -> MallocUsage | None:
     """This process's glibc heap now (None where there is no mallinfo2: musl, macOS, old
     glibc)."""
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-    except (OSError, AttributeError):
+    mallinfo2 = _glibc("mallinfo2")
+    if mallinfo2 is None:
         return None
     mallinfo2.restype = _Mallinfo2
     info = mallinfo2()
@@ -139,15 +145,12 @@ BULK_TRIM_THRESHOLD = 16 << 20   # a few chunks' buffers kept for the next frame
 def keep_chunk_buffers(streaming: bool) -> None:
     """Serve transfer chunk buffers from the heap while ``streaming``; after, give the
     freed memory back (glibc; nothing elsewhere)."""
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
-    except (OSError, AttributeError):
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return
     if streaming:
         mallopt(M_MMAP_THRESHOLD, BULK_MMAP_THRESHOLD)
         mallopt(M_TRIM_THRESHOLD, BULK_TRIM_THRESHOLD)
     else:
-        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-        malloc_trim(0)
+        return_freed_memory()
+        trim_heap()
