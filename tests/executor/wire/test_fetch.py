@@ -4,6 +4,7 @@ plain frames and with frames sealed under a cluster's bulk key (wire/bulk.py).""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -65,6 +66,18 @@ def node() -> Iterator[tuple[zmq.Context, zmq.Socket, str]]:
     ctx.destroy(linger=0)
 
 
+
+@contextlib.contextmanager
+def serving(target, *args):
+    """A thread playing the holding node while the body pulls; joined however it ends."""
+    server = threading.Thread(target=target, args=args)
+    server.start()
+    try:
+        yield
+    finally:
+        server.join()
+
+
 def test_spans_cover_the_object_once_in_whole_chunks():
     for nbytes in (0, 1, STREAM_MIN_BYTES - 1, STREAM_MIN_BYTES, 5 * STREAM_MIN_BYTES + 7):
         runs = spans(nbytes)
@@ -77,38 +90,24 @@ def test_a_far_object_comes_over_several_streams_intact(node, frames):
     ctx, router, address = node
     streams = len(spans(len(DATA)))
     assert streams > 1
-    server = threading.Thread(target=serve, args=(router, frames, DATA, streams))
-    server.start()
-    try:
+    with serving(serve, router, frames, DATA, streams):
         assert pull_object(ctx, address, frames, "x", len(DATA), timeout=10.0) == DATA
-    finally:
-        server.join()
 
 
 def test_a_stream_that_dies_half_way_fails_with_plaits_error(node, frames):
     """The reader (Session.fetch_far) then asks the head where the object is now."""
     ctx, router, address = node
-    server = threading.Thread(target=serve, args=(router, frames, DATA,
-                                                  len(spans(len(DATA))), 2))
-    server.start()
-    try:
+    with serving(serve, router, frames, DATA, len(spans(len(DATA))), 2):
         with pytest.raises(HeadUnavailableError, match="sent no data for x"):
             pull_object(ctx, address, frames, "x", len(DATA), timeout=0.5)
-    finally:
-        server.join()
 
 
 def test_a_sealed_chunk_changed_on_the_way_fails_the_pull_not_the_data(node):
     ctx, router, address = node
     frames = SealedFrames(KEY)
-    server = threading.Thread(target=serve, args=(router, frames, DATA,
-                                                  len(spans(len(DATA))), None, 3))
-    server.start()
-    try:
+    with serving(serve, router, frames, DATA, len(spans(len(DATA))), None, 3):
         with pytest.raises(ObjectLostError, match="failed authentication"):
             pull_object(ctx, address, frames, "x", len(DATA), timeout=10.0)
-    finally:
-        server.join()
 
 
 def test_a_holder_with_another_key_gets_no_request_read_and_sends_none_we_accept(node):
@@ -128,11 +127,7 @@ def test_a_holder_with_another_key_gets_no_request_read_and_sends_none_we_accept
             router.send_multipart([identity, theirs.message(header, reply_data(
                 ours.ticket(frame), "x", -1))])
 
-    server = threading.Thread(target=answer_forged)
-    server.start()
-    try:
+    with serving(answer_forged):
         with pytest.raises(ObjectLostError, match="failed authentication"):
             pull_object(ctx, address, ours, "x", 100, timeout=10.0)
-    finally:
-        server.join()
     assert len(router_frames) == 1
