@@ -113,8 +113,8 @@ def remove_paths(paths: Sequence[str]) -> None:
         else:
             try:
                 os.unlink(path)
-            except FileNotFoundError:
-                pass
+            except (FileNotFoundError, NotADirectoryError):   # gone, or never made (a spill
+                pass                                           # dir under a file: refused)
 
 
 def descendants(pid: int) -> list[int]:
