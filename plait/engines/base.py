@@ -26,16 +26,12 @@ from plait.compiler.view import NodeView, ObjectInfo
 from plait.engines.task import Carrying
 from plait.errors import ObjectFreedError, ObjectLostError
 from plait.executor.engine import Engine, check_refs, serialized
-from plait.executor.wire.protocol import NodeInfo, TaskEvent, TransferEvent
+from plait.executor.wire.protocol import MAX_EVENTS, NodeInfo, TaskEvent, TransferEvent
 from plait.graph import context
 from plait.graph.graph import Graph
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef
 from plait.store.serialization import dumps
-
-# Trace events kept for plait.trace/timeline: a ring, the same size as the native head's
-# (plait/executor/head/head.py MAX_EVENTS), so a long run stays flat on every engine.
-MAX_EVENTS = 50_000
 
 _sessions = itertools.count(1)
 

@@ -2,7 +2,7 @@
 
 ``with plait.trace() as t:`` collects the head's task and transfer events recorded while
 the block ran; ``t.bytes_moved`` is what really crossed between nodes, to set beside
-``plan.bytes_moved``. The head keeps only the newest events (``head.MAX_EVENTS``, 50,000
+``plan.bytes_moved``. The head keeps only the newest events (``protocol.MAX_EVENTS``, 50,000
 tasks and transfers, so a long run's memory stays flat): a block that ran more keeps its
 last ones, and ``t.dropped`` says how many went. ``t.save("run.json")`` writes the Trace
 Event Format that chrome://tracing and ui.perfetto.dev open: one process per node, one

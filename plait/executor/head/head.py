@@ -39,6 +39,7 @@ from plait.executor.head.invariants import head_problems
 from plait.executor.head.lineage import Lineage, reads
 from plait.executor.head.locations import Locations
 from plait.executor.wire import protocol as p
+from plait.executor.wire.protocol import MAX_EVENTS
 from plait.executor.wire.config import NODE_TIMEOUT_SECONDS
 from plait.executor.wire.dispatch import handlers
 from plait.executor.wire.instructions import (ClientGone, Event, Flush, FromClient, FromNode,
@@ -47,9 +48,6 @@ from plait.executor.wire.instructions import (ClientGone, Event, Flush, FromClie
 from plait.store.spill import spill_directory
 from plait.store.store import ObjectStore
 
-# Trace events kept for plait.trace/timeline (tasks and transfers, newest last): a ring,
-# so a long run's head stays flat. ~200 bytes each (names interned): ~10 MB when full.
-MAX_EVENTS = 50_000
 REVISIT_BYTES = 1 << 20          # results this big make their waiting readers reconsider
 CHECK_NODES_SECONDS = 0.25       # how often silent nodes are looked for (timeout: 4 s)
 STALL_SECONDS = 1.0              # a loop turn longer than this (it polls every 0.1 s) is a stall
