@@ -39,7 +39,6 @@ from plait.executor.head.invariants import head_problems
 from plait.executor.head.lineage import Lineage, reads
 from plait.executor.head.locations import Locations
 from plait.executor.wire import protocol as p
-from plait.executor.wire.protocol import MAX_EVENTS
 from plait.executor.wire.config import NODE_TIMEOUT_SECONDS
 from plait.executor.wire.dispatch import handlers
 from plait.executor.wire.instructions import (ClientGone, Event, Flush, FromClient, FromNode,
@@ -150,7 +149,7 @@ class Head(ActorRouting, Outbox):
         self.requests = itertools.count(1)
         self.notes: dict[Peer, list[tuple[str, p.ObjectValue]]] = defaultdict(list)
         self.deletes: dict[str, list[str]] = defaultdict(list)
-        self.events: deque[p.TaskEvent | p.TransferEvent] = deque(maxlen=MAX_EVENTS)
+        self.events: deque[p.TaskEvent | p.TransferEvent] = deque(maxlen=p.MAX_EVENTS)
         self.events_dropped = 0                   # position of events[0] in the whole log
         self.durations: dict[str, float] = {}     # function -> learned seconds per task
         self.result_sizes: dict[str, int] = {}    # function -> learned bytes per result
@@ -852,7 +851,7 @@ class Head(ActorRouting, Outbox):
                 _mean(self.result_sizes.get(function_name), max(sizes)))
 
     def record(self, event: p.TaskEvent | p.TransferEvent) -> None:
-        """Keep a trace event; past MAX_EVENTS the oldest goes (``events_dropped`` counts
+        """Keep a trace event; past p.MAX_EVENTS the oldest goes (``events_dropped`` counts
         them, so positions in the whole log stay valid for ``on_TraceRequest``)."""
         if len(self.events) == self.events.maxlen:
             self.events_dropped += 1

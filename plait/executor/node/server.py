@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -415,7 +414,7 @@ class Server:
         if self.config.is_head or not self.config.parent_pid:
             # the head's, or a CLI node's own; a driver's other nodes share the head's run
             # dir, where nodes that join later and replacement workers find their sockets
-            shutil.rmtree(self.config.run_dir, ignore_errors=True)
+            remove_paths([self.config.run_dir])
 
 
 def memory_line() -> str:
@@ -430,8 +429,6 @@ def memory_line() -> str:
 def _check_tcp(address: str, key: ClusterKey | None) -> None:
     if address.startswith("tcp://"):
         check_bind(address.removeprefix("tcp://").rsplit(":", 1)[0], key)
-
-
 
 
 def _pickle(error: Exception) -> bytes:

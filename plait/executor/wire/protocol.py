@@ -276,6 +276,7 @@ class ReplicaAdded:
     start: float = 0.0             # wall clock when the pull began and ended
     end: float = 0.0
 
+
 # Trace events kept for plait.trace/timeline (tasks and transfers, newest last) by the head
 # and by every other engine: a ring, so a long run stays flat. ~200 bytes each (names
 # interned): ~10 MB when full.

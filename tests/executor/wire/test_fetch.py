@@ -66,7 +66,6 @@ def node() -> Iterator[tuple[zmq.Context, zmq.Socket, str]]:
     ctx.destroy(linger=0)
 
 
-
 @contextlib.contextmanager
 def serving(target, *args):
     """A thread playing the holding node while the body pulls; joined however it ends."""
