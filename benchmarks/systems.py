@@ -308,7 +308,8 @@ class _PlaitProcesses:
     host id refreshed, in case a session earlier in this process computed it), and
     ``PLAIT_HOME``/``PLAIT_KEY_FILE`` are set for ``plait.init(address=...)``.  On exit
     the environment is restored, the node processes are stopped (SIGTERM, SIGKILL after
-    10 s), and the temporary directory and /dev/shm/plait-<session>-* are removed.
+    10 s), and the temporary directory and /dev/shm/plait-<session>-* are removed (after an
+    error, the node logs are copied first into ``PLAIT_BENCH_KEEP_LOGS`` when it is set).
     """
 
     HEAD_HOST = "bench-head"
@@ -403,6 +404,19 @@ class _PlaitProcesses:
                 out.append(f"--- {os.path.basename(path)}:\n{tail}")
         return "\n".join(out)
 
+    def keep_logs(self):
+        """A block that failed: copy the nodes' logs (the head's is node-0's) into the
+        directory ``PLAIT_BENCH_KEEP_LOGS`` names, if it names one, before the temporary
+        directory goes (a rare failure is read from them; issue 11)."""
+        keep = os.environ.get("PLAIT_BENCH_KEEP_LOGS")
+        if not keep:
+            return
+        dest = os.path.join(keep, os.path.basename(self.tmp))
+        os.makedirs(dest, exist_ok=True)
+        for path in glob.glob(os.path.join(self.tmp, "node-*.log")):
+            shutil.copy(path, dest)
+        print(f"plait's node logs kept in {dest}", file=sys.stderr, flush=True)
+
     def __exit__(self, *exc):
         try:
             for proc in reversed(self.processes):   # the nodes, then the head
@@ -425,6 +439,8 @@ class _PlaitProcesses:
                 from plait.executor.wire import hostid
 
                 hostid.host_id.cache_clear()
+            if exc and exc[0] is not None:
+                self.keep_logs()
             shutil.rmtree(self.tmp, ignore_errors=True)
             for path in glob.glob(f"/dev/shm/plait-{self.session}-*"):
                 os.unlink(path)

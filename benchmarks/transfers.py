@@ -5,6 +5,8 @@ and encrypted, 64 MiB to 1 GiB.
     python benchmarks/transfers.py                                    # all, ~6 min
     python benchmarks/transfers.py --systems plait --sizes 512 --repeat 7
     PYTHONPATH=/other/checkout python benchmarks/transfers.py --systems plait   # its plait
+    PLAIT_BENCH_KEEP_LOGS=/tmp/kept python benchmarks/transfers.py   # a failing row keeps
+                                                                      # its nodes' logs there
 
 plait and Dask: W10's transfer (workloads._w10_rounds' steps, System.cluster): per round a
 task pinned on node-1 makes the object (untimed, waited for), then timed: a task pinned on

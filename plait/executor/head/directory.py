@@ -11,6 +11,13 @@ and the objects it contained lose a holder in turn.
 ObjectFreedError instead of hanging or returning reused memory. Tombstones are kept for the
 last MAX_TOMBSTONES frees (a long run that frees as it goes must not grow for ever); a get
 of an object freed longer ago raises ObjectLostError instead.
+
+An object reclaimed the ordinary way is remembered too, for the last MAX_GONE of them,
+with the holder that let go of it last (``release``'s ``by``: a client's Free, a client
+gone, a task ended, a container reclaimed). A ref that outlives the holds the head
+counted then fails naming who let go, not only "no copy and no task will make one", which
+cannot tell a reclaimed object from one the head never heard of (issue 11: a benchmark's
+driver lost an object it still held, once in ~14 runs, and nothing said which).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import Peer
 
 MAX_TOMBSTONES = 100_000     # about 10 MiB of the head's memory at most
+MAX_GONE = 10_000            # reclaimed objects remembered (~1.5 MiB): seconds of a busy run
 
 
 @dataclass
@@ -33,6 +41,7 @@ class Entry:
     holders: int = 1
     readers: int = 0                         # submitted tasks yet to read it
     waiters: list[Peer] = field(default_factory=list)
+    let_go_by: str = ""                      # the last holder that let go (for errors)
 
 
 class Directory:
@@ -41,6 +50,7 @@ class Directory:
     def __init__(self, reclaim: Callable[[str, p.ObjectValue], None]) -> None:
         self.entries: dict[str, Entry] = {}
         self.tombstones: OrderedDict[str, str] = OrderedDict()
+        self.gone: OrderedDict[str, str] = OrderedDict()   # reclaimed -> who let go last
         self._reclaim = reclaim
 
     def rows(self) -> tuple[p.ObjectRow, ...]:
@@ -79,6 +89,10 @@ class Directory:
     def missing_error(self, object_id: str) -> ObjectLostError:
         if object_id in self.tombstones:
             return ObjectFreedError(object_id, self.tombstones[object_id])
+        if object_id in self.gone:
+            return ObjectLostError(object_id, f"it was reclaimed once nothing held it or was "
+                                              f"to read it; the last holder to let go: "
+                                              f"{self.gone[object_id] or 'none (never held)'}")
         return ObjectLostError(object_id, "the cluster holds no copy and no task will make one")
 
     def subscribe(self, object_id: str, peer: Peer) -> p.ObjectValue | None:
@@ -93,11 +107,12 @@ class Directory:
         if entry is not None:
             entry.holders += 1
 
-    def release(self, object_id: str) -> None:
-        """One holder is done with the object."""
+    def release(self, object_id: str, by: str = "") -> None:
+        """One holder (``by`` says which, for errors) is done with the object."""
         entry = self.entries.get(object_id)
         if entry is not None:
             entry.holders -= 1
+            entry.let_go_by = by
             self._maybe_drop(object_id, entry)
 
     def add_reader(self, object_id: str) -> None:
@@ -121,12 +136,15 @@ class Directory:
     def _maybe_drop(self, object_id: str, entry: Entry) -> None:
         if entry.holders <= 0 and entry.readers <= 0 and entry.value is not None:
             del self.entries[object_id]
+            self.gone[object_id] = entry.let_go_by
+            if len(self.gone) > MAX_GONE:
+                self.gone.popitem(last=False)
             self._drop(object_id, entry.value)
 
     def _drop(self, object_id: str, value: p.ObjectValue) -> None:
         self._reclaim(object_id, value)
         for inner in getattr(value, "contains", ()):
-            self.release(inner)
+            self.release(inner, f"{object_id}, which contained it")
 
 
 def _row(object_id: str, entry: Entry) -> p.ObjectRow:

@@ -474,6 +474,7 @@ class Head(ActorRouting, Outbox):
             self.frees_after[waiting].append((peer, message))
             return
         holds = self.client_holds[peer]
+        by = f"a Free from {self.client_name(peer)}"
         for oid in message.object_ids:
             if message.forced:
                 self.directory.force_free(oid)
@@ -481,11 +482,19 @@ class Head(ActorRouting, Outbox):
                 holds[oid] -= 1
                 if not holds[oid]:
                     del holds[oid]                  # a long-lived driver's table stays small
-                self.directory.release(oid)
+                self.directory.release(oid, by)
+
+    def client_name(self, peer: Peer) -> str:
+        """A client as errors name it: its process when it said which, else its socket."""
+        process = self.process_of.get(peer)
+        if process is not None:
+            return f"the client pid {process[1]} on {process[0]}"
+        return f"the client {peer[1].hex() if isinstance(peer[1], bytes) else peer[1]}"
 
     def client_gone(self, peer: Peer) -> None:
         """A driver (or a worker's session) disconnected: what it held or pinned is let go,
         so a killed driver leaks nothing into a cluster that outlives it."""
+        gone = f"{self.client_name(peer)}, gone"
         process = self.process_of.pop(peer, None)
         if process is not None and self.sessions.get(process) == peer:
             del self.sessions[process]
@@ -495,7 +504,7 @@ class Head(ActorRouting, Outbox):
                 stream.caller = None               # its later values are dropped
         for oid, count in self.client_holds.pop(peer, Counter()).items():
             for _ in range(count):
-                self.directory.release(oid)
+                self.directory.release(oid, gone)
         for oid in [oid for oid, by in self.expected_puts.items() if by == peer]:
             del self.expected_puts[oid]           # its task died before the put arrived
             error = ObjectLostError(oid, "the task that put it died before it was stored")
@@ -717,7 +726,7 @@ class Head(ActorRouting, Outbox):
             self.streams.pop(spec.id, None)
             self.fail_awaited(spec, outputs[0][1] if outputs else None)
         for oid in self.task_puts.pop(spec.id, ()):
-            self.directory.release(oid)
+            self.directory.release(oid, f"task {spec.id}, which put it, at its end")
         for oid in spec.deps:
             self.readers_of[oid].discard(spec.id)
             if not self.readers_of[oid]:

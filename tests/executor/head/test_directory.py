@@ -93,3 +93,37 @@ def test_a_revived_object_lives_while_its_rebuilding_task_has_yet_to_read_it(dir
     assert directory.reclaimed == []
     directory.drop_reader("x")
     assert directory.reclaimed == ["x"]
+
+
+def test_a_reclaimed_object_says_who_let_go_of_it_last(directory):
+    """Issue 11: a driver lost an object it still held, and "no task will make one" could
+    not tell a reclaimed object from one the head never heard of."""
+    directory.expect("x")
+    directory.set_value("x", stored())
+    directory.release("x", "a Free from the client pid 7 on host-0")
+    assert directory.reclaimed == ["x"]
+    lost = pickle.loads(directory.lookup("x").error)
+    assert type(lost) is ObjectLostError
+    assert "reclaimed" in str(lost) and "a Free from the client pid 7 on host-0" in str(lost)
+    never = pickle.loads(directory.lookup("never").error)
+    assert "no task will make one" in str(never) and "reclaimed" not in str(never)
+
+
+def test_an_object_inside_a_reclaimed_one_names_its_container(directory):
+    for oid in ("inner", "outer"):
+        directory.expect(oid)
+    directory.set_value("inner", stored())
+    directory.set_value("outer", stored("inner"))
+    directory.release("inner", "a Free from the client pid 7 on host-0")
+    directory.release("outer", "a Free from the client pid 7 on host-0")
+    assert "outer, which contained it" in str(pickle.loads(directory.lookup("inner").error))
+
+
+def test_reclaimed_objects_are_remembered_boundedly(directory, monkeypatch):
+    monkeypatch.setattr(d, "MAX_GONE", 3)
+    for i in range(5):
+        directory.expect(f"x{i}")
+        directory.set_value(f"x{i}", stored())
+        directory.release(f"x{i}", "test")
+    assert list(directory.gone) == ["x2", "x3", "x4"]
+    assert "no task will make one" in str(pickle.loads(directory.lookup("x0").error))

@@ -357,6 +357,34 @@ def test_dropped_refs_make_the_head_delete_every_copy(alone):
     assert alone.directory.entries == {} and alone.locations == {}
 
 
+def test_a_task_reading_an_object_its_driver_let_go_of_fails_naming_the_driver(alone):
+    """Issue 11: the W10 benchmark's consumer failed with "make_block-5 is lost: the
+    cluster holds no copy and no task will make one", which did not say whether the head
+    had reclaimed it or never heard of it. Now it names the last holder to let go."""
+    joined(alone, "node-1")
+    tell(alone, FromClient(DRIVER, p.Hello(77, 1, "host-0")))
+    submit(alone, on("node-1", "make_block-5"))
+    done(alone, "node-1", "make_block-5")
+    tell(alone, FromClient(DRIVER, p.Free(("make_block-5",))))
+    take(alone)
+    tell(alone, FromClient(DRIVER, p.ViewRequest(3, ("make_block-5", "never-1"), ())))
+    (to, view), = take(alone)
+    errors = {oid: str(pickle.loads(error)) for oid, error in view.missing}
+    assert "reclaimed" in errors["make_block-5"]
+    assert "a Free from the client pid 77 on host-0" in errors["make_block-5"]
+    assert errors["never-1"].endswith("the cluster holds no copy and no task will make one")
+
+
+def test_objects_held_by_a_driver_gone_name_it_when_read_after(alone):
+    joined(alone, "node-1")
+    submit(alone, on("node-1", "t1"))
+    done(alone, "node-1", "t1")
+    tell(alone, ClientGone(DRIVER))
+    submit(alone, on("node-0", "reader", "t1"), subscribe=("reader",))
+    (to, ready), = [sent for sent in take(alone) if isinstance(sent[1], p.Ready)]
+    assert "the client 647269766572, gone" in error_in(ready)[2]
+
+
 def test_a_workers_free_waits_for_the_results_of_the_tasks_it_names(alone):
     """A worker's session frees a child's result that its own task's result (still on its
     way through the node) holds a ref from: the head lets go only after that result."""
