@@ -32,7 +32,7 @@ class RemoteFunction:
 
     def __init__(self, function: Callable, options: TaskOptions,
                  _pickled: list[bytes] | None = None, _signature: Any = None,
-                 _fitting: set[tuple] | None = None) -> None:
+                 _fitting: set[Any] | None = None) -> None:
         self._function = function
         self._options = with_generator_default(options, function)
         # [(function_id, bytes)] once pickled; shared by the copies .options() makes
