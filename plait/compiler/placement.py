@@ -166,7 +166,7 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> list[Choi
     for task, sources in zip(graph.tasks.values(), graph.sources, strict=True):
         inputs = tuple([(oid, sizes[at], made_on[at]) if at >= 0
                         else outside.get(oid) or (oid, guess, ())
-                        for oid, at in zip(task.reads, sources, strict=True)])
+                        for oid, at in zip(task.reads, sources, strict=True)]) if sources else ()
         unique = unique_inputs(inputs) if len(inputs) > 1 else inputs
         slots = slots_of(task.num_cpus)
         if task.actor and task.actor != task.id:
@@ -237,6 +237,8 @@ def _choose_node(task: TaskNode, slots: int, inputs: Inputs, loads: LeastLoaded,
                         f"{max(loads.workers.values())}", task_id=task.id, infeasible=True)
     if task.node is not None:
         return _pinned(task, slots, loads), "pinned by node= option"
+    if not inputs:                      # a source task: nothing to weigh against the queue
+        return least, _LEAST_LOADED
     local = {least: 0}                  # candidate -> bytes of the task's inputs it holds
     backlog = loads.backlog
     anywhere = slots == 1 and not needs        # every node of the pool fits (at least 1 worker)
@@ -329,7 +331,10 @@ def _reason(inputs: Inputs, chosen: str, local: dict[str, int], rank: dict[str, 
         return _cheaper_than(_moved(inputs, chosen, options), richest, local[richest])
     if local[chosen] > 0:
         return "its inputs were made there"
-    return "small inputs: least-loaded node"
+    return _LEAST_LOADED
+
+
+_LEAST_LOADED = "small inputs: least-loaded node"
 
 
 # A reason is one of few sentences: each is written once and shared by every task it

@@ -244,13 +244,15 @@ class ForeignEngine(Engine):
 
     def submit(self, plan: compiler.Plan, graph: Graph, tasks: dict[str, Any],
                refs: Sequence[ObjectRef], frees: tuple[str, ...]) -> None:
-        read = {oid for node in graph.tasks.values() for oid in (*node.deps, *node.nested)}
+        read = {oid for node in graph.tasks.values() if node.deps or node.nested
+                for oid in node.reads}
+        handles = self.handles
         for task_id, node in graph.tasks.items():
             task = tasks[task_id]
             placement = plan.placements[task_id]
-            inputs = [self.handles[oid] for oid in node.deps]
-            nested = {oid: self.portable(self.handles[oid]) for oid in node.nested
-                      if oid in self.handles}
+            inputs = [handles[oid] for oid in node.deps] if node.deps else []
+            nested = {oid: self.portable(handles[oid]) for oid in node.nested
+                      if oid in handles} if node.nested else {}
             anchored = bool(inputs or node.nested or node.node is not None
                             or not read.isdisjoint(node.outputs))
             outputs = self.launch(task, node, placement, inputs, nested, anchored)

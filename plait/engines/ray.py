@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 import time
 from typing import Any
 
@@ -32,7 +33,12 @@ from plait.errors import (GetTimeoutError, ObjectFreedError, PlaitError, TaskCan
                           TaskError, WorkerCrashedError)
 from plait.graph.task import NO_ARGUMENTS
 
-NODES_FRESH_SECONDS = 0.5      # ray.nodes() is a round trip to the GCS: reused this long
+# ray.nodes() is a round trip to the GCS: ~1 ms when it is idle, but up to ~80 ms while it
+# takes the task events of a burst of tasks (W3, load 10). A list this young is used as it
+# is; an older one is still used for the plan at hand while a fresh one is read beside it
+# (so no plan waits for the GCS), unless it is older than NODES_STALE_SECONDS.
+NODES_FRESH_SECONDS = 0.5
+NODES_STALE_SECONDS = 10.0
 # Task reports not read yet, past which the finished ones are read into the trace ring (one
 # ray.wait and one ray.get for all): a driver that never reads its trace holds no more Ray
 # objects than this plus its tasks still running. A few thousand: a read is rare and short.
@@ -58,18 +64,44 @@ class RayEngine(ForeignEngine):
         self.functions: dict[tuple, Any] = {}   # a function's Ray remote function
         self.runners: dict[tuple, tuple] = {}   # ... with a kind of task's options
         self.nodes_seen: tuple[float, list] = (0.0, [])
+        self.nodes_reader: threading.Thread | None = None   # reading a fresh list, if any
         self.here = ray.get_runtime_context().get_node_id()
 
     def engine_nodes(self) -> list[tuple[str, int, str]]:
         when, nodes = self.nodes_seen
-        if time.monotonic() - when > NODES_FRESH_SECONDS:
-            alive = [n for n in ray.nodes() if n["Alive"]]
-            alive.sort(key=lambda n: ("node:__internal_head__" not in n["Resources"],
-                                      n["NodeID"]))
-            nodes = [(n["NodeID"], int(n["Resources"].get("CPU", 0)),
-                      n["NodeManagerAddress"]) for n in alive]
-            self.nodes_seen = (time.monotonic(), nodes)
+        age = time.monotonic() - when
+        if not nodes or age > NODES_STALE_SECONDS:
+            return self.read_nodes()
+        if age > NODES_FRESH_SECONDS and self.nodes_reader is None:
+            self.nodes_reader = threading.Thread(target=self.read_nodes_beside,
+                                                 name="plait-ray-nodes", daemon=True)
+            self.nodes_reader.start()
         return nodes
+
+    def read_nodes(self) -> list[tuple[str, int, str]]:
+        """Ray's live nodes now, the head first (and kept for the next plans)."""
+        alive = [n for n in ray.nodes() if n["Alive"]]
+        alive.sort(key=lambda n: ("node:__internal_head__" not in n["Resources"],
+                                  n["NodeID"]))
+        nodes = [(n["NodeID"], int(n["Resources"].get("CPU", 0)), n["NodeManagerAddress"])
+                 for n in alive]
+        self.nodes_seen = (time.monotonic(), nodes)
+        return nodes
+
+    def read_nodes_beside(self) -> None:
+        """``read_nodes`` in its own thread; a failure leaves the list as it was (the next
+        plan tries again, or reads it itself once it is stale)."""
+        try:
+            self.read_nodes()
+        except Exception:
+            pass
+        finally:
+            self.nodes_reader = None
+
+    def refresh_nodes(self) -> tuple[Any, ...]:
+        """``plait.nodes()`` asks Ray now."""
+        self.read_nodes()
+        return super().refresh_nodes()
 
     def engine_objects(self, handles: dict[str, Any]) -> dict[str, tuple[int, tuple[str, ...]]]:
         if not handles:
@@ -183,6 +215,9 @@ class RayEngine(ForeignEngine):
 
     def engine_close(self) -> None:
         self.reports = []
+        reader = self.nodes_reader
+        if reader is not None:        # not inside ray.nodes() while Ray shuts down
+            reader.join(timeout=NODES_STALE_SECONDS)
         if self.owns:
             ray.shutdown()
 
@@ -223,9 +258,12 @@ def _run(function: Function, count: int, payload: bytes, inputs: tuple,
     first: the driver stores a task's returns in their order, so a task whose result a
     ``get`` saw has its report in the driver too, for the trace read next."""
     session = RayEngine.in_task_session()
-    task_id = ray.get_runtime_context().get_task_name()
-    results, ran = run_call(session, session.here, function, task_id, session.here, payload,
-                            count, inputs, nested)
+    try:
+        results, ran = run_call(session, session.here, function, "", session.here, payload,
+                                count, inputs, nested)
+    except TaskError as error:        # named now: Ray's name of the task is a call to read
+        raise TaskError.wrap(error.function_name, ray.get_runtime_context().get_task_name(),
+                             error.node, error.remote_traceback, error.cause) from None
     return (pickle.dumps(ran, protocol=5), *results)
 
 

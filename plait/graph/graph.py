@@ -126,6 +126,8 @@ def _sources(reads: tuple[str, ...], made_at: dict[str, int]) -> tuple[int, ...]
     >>> _sources(("a", "in", "a"), {"a": 4}), _sources((), {})
     ((4, -1, 4), ())
     """
+    if not reads:                     # a source task (W3's no-ops): no list comprehension
+        return ()
     if len(reads) == 1:               # most tasks: one tuple shared by all that read an input
         at = made_at.get(reads[0])
         return _OUTSIDE if at is None else (at,)
@@ -205,6 +207,8 @@ def _needs(options: Any) -> tuple[tuple[str, float], ...]:
     >>> _needs(TaskOptions(num_gpus=1, memory=100, resources={"disk": 2, "CPU": 4}))
     (('GPU', 1), ('disk', 2), ('memory', 100))
     """
+    if not (options.resources or options.num_gpus or options.memory):
+        return ()                     # most tasks: no dict to build and sort
     asked = {**(options.resources or {}), "GPU": options.num_gpus, "memory": options.memory}
     return tuple(sorted((name, amount) for name, amount in asked.items()
                         if amount and name != "CPU"))

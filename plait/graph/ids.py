@@ -10,6 +10,7 @@ import itertools
 import re
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.<>]+")
+STEMS_KEPT = 1024      # stems whose safe form is remembered (a regex costs ~1 us an id)
 
 
 class IdGenerator:
@@ -23,9 +24,15 @@ class IdGenerator:
     def __init__(self, prefix: str = "") -> None:
         self._prefix = prefix
         self._counter = itertools.count(1)
+        self._stems: dict[str, str] = {}     # stem -> "{prefix}{safe stem}-": one regex each
 
     def new(self, stem: str) -> str:
-        return f"{self._prefix}{_UNSAFE.sub('_', stem)}-{next(self._counter):x}"
+        head = self._stems.get(stem)
+        if head is None:
+            if len(self._stems) >= STEMS_KEPT:        # names made per call: no growth
+                self._stems.clear()
+            head = self._stems[stem] = f"{self._prefix}{_UNSAFE.sub('_', stem)}-"
+        return f"{head}{next(self._counter):x}"
 
 
 def output_id(task_id: str, index: int, num_returns: int) -> str:

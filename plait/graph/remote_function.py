@@ -24,17 +24,24 @@ from plait.graph.signature import check_call, signature_of
 from plait.graph.task import Task, encode_call
 
 
+FITTING_KEPT = 64         # call shapes a function remembers as fitting its signature
+
+
 class RemoteFunction:
     """A function whose ``.remote(...)`` calls return ObjectRefs and run later, elsewhere."""
 
     def __init__(self, function: Callable, options: TaskOptions,
-                 _pickled: list[bytes] | None = None, _signature: Any = None) -> None:
+                 _pickled: list[bytes] | None = None, _signature: Any = None,
+                 _fitting: set[Any] | None = None) -> None:
         self._function = function
         self._options = with_generator_default(options, function)
         # [(function_id, bytes)] once pickled; shared by the copies .options() makes
         self._pickled = _pickled if _pickled is not None else []
         # what calls are checked against; made once, shared by the copies too
         self._signature = _signature if _signature is not None else signature_of(function)
+        # shapes of calls (positional count, keyword names) that fit it: whether a call
+        # binds depends on nothing else, and Signature.bind costs ~2 us a call
+        self._fitting = _fitting if _fitting is not None else set()
         functools.update_wrapper(self, function)
 
     @property
@@ -53,15 +60,20 @@ class RemoteFunction:
     def options(self, **changes: Any) -> RemoteFunction:
         """A copy of this function whose calls use ``changes`` (checked now)."""
         return RemoteFunction(self._function, self._options.merged(**changes), self._pickled,
-                              self._signature)
+                              self._signature, self._fitting)
 
     def remote(self, *args: Any, **kwargs: Any) -> ObjectRef | list[ObjectRef]:
         """Add one call to the graph; returns its result ref(s) at once, runs nothing."""
-        check_call(self._signature, self.name, args, kwargs)    # here, not when it runs
+        name = self.name
+        shape = (len(args), *kwargs) if kwargs else len(args)
+        if shape not in self._fitting:                      # here, not when it runs
+            check_call(self._signature, name, args, kwargs)
+            if len(self._fitting) < FITTING_KEPT:
+                self._fitting.add(shape)
         runtime = context.runtime()
         self.pickled()          # now, as Ray does: later changes to globals are not seen
-        payload, deps, nested = encode_call(self.name, args, kwargs, runtime.put, runtime.dumps)
-        task = Task(runtime.new_id(self.name), self, self._options, payload, deps, nested)
+        payload, deps, nested = encode_call(name, args, kwargs, runtime.put, runtime.dumps)
+        task = Task(runtime.new_id(name), self, self._options, payload, deps, nested)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]
         runtime.created(task)           # counted first: another thread may submit it at once
         return returned(task.id, refs, self._options.num_returns)

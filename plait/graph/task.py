@@ -67,7 +67,8 @@ class Task:
         self.deps = deps
         self.nested = nested
         count = result_count(options.num_returns)
-        self.output_ids = tuple(output_id(task_id, i, count) for i in range(count))
+        self.output_ids = (task_id,) if count == 1 else tuple(
+            [output_id(task_id, i, count) for i in range(count)])
         self.submitted = False
         self.actor = actor           # the actor it runs on ("" for a plain task)
         self.method = method         # "__init__" creates the actor; else the method called
@@ -87,11 +88,11 @@ class Task:
 
     @property
     def dep_ids(self) -> tuple[str, ...]:
-        return tuple(ref.id for ref in self.deps)
+        return tuple([ref.id for ref in self.deps]) if self.deps else ()
 
     @property
     def nested_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(ref.id for ref in self.nested))
+        return tuple(dict.fromkeys([ref.id for ref in self.nested])) if self.nested else ()
 
     def upstream(self) -> tuple[ObjectRef, ...]:
         """Every ref this task waits for: top-level arguments, then nested ones."""
@@ -156,8 +157,8 @@ def _all_plain(args: tuple, kwargs: dict) -> bool:
 
 def decode_call(payload: bytes, values: list[Any]) -> tuple[tuple, dict]:
     """Unpickle a call and put each dependency's value where its ArgRef stands."""
-    import pickle
-
+    if payload == NO_ARGUMENTS:
+        return (), {}
     args, kwargs = pickle.loads(payload)
 
     def resolve(value: Any) -> Any:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import cloudpickle
 import numpy as np
 import pytest
 
 import plait
+import plait.api
 from tests.conftest import assert_nothing_leaked
 
 pytestmark = pytest.mark.cluster
@@ -84,3 +86,23 @@ def test_a_result_read_in_the_same_graph_is_made_where_its_reader_runs(three_nod
     ran = {t.task_id: t.node for t in trace.tasks}
     assert [ran[a.task.id] for a in arrays] == [ran[c.task.id] for c in consumers]
     assert len(set(ran.values())) == 3 and trace.bytes_moved == 0
+
+
+def test_a_plan_is_made_on_the_node_list_at_hand_while_a_fresh_one_is_read_beside_it(
+        three_nodes):
+    """ray.nodes() is a round trip to Ray's GCS, slow while it takes a burst's task events:
+    a list older than NODES_FRESH_SECONDS serves the plan and is read again in a thread;
+    only one older than NODES_STALE_SECONDS (or none) is waited for."""
+    from plait.engines import ray as ray_engine
+
+    session = plait.api.session()
+    nodes = session.read_nodes()
+    old = time.monotonic() - ray_engine.NODES_FRESH_SECONDS - 1
+    session.nodes_seen = (old, nodes[:1])                       # old, and one node short
+    assert session.engine_nodes() == nodes[:1]
+    reader = session.nodes_reader
+    if reader is not None:                                     # (it may be done already)
+        reader.join(timeout=30)
+    assert session.engine_nodes() == nodes and session.nodes_reader is None
+    session.nodes_seen = (time.monotonic() - ray_engine.NODES_STALE_SECONDS - 1, nodes[:1])
+    assert session.engine_nodes() == nodes                     # stale: read before the plan

@@ -63,6 +63,16 @@ def test_a_task_call_that_fits_is_added_and_options_keep_the_check(runtime):
     assert len(runtime.created_tasks) == 2
 
 
+def test_a_call_is_checked_again_whenever_its_shape_is_new_though_one_like_it_fitted(runtime):
+    scale.remote(1, factor=3)                          # fits: (1 positional, "factor")
+    scale.remote(2, factor=4)                          # the same shape: remembered as fitting
+    with pytest.raises(TypeError, match="multiple values for argument 'x'"):
+        scale.remote(1, x=3)                           # 1 positional and "x": a new shape
+    with pytest.raises(TypeError, match="multiple values for argument 'x'"):
+        scale.options(name="scaled").remote(1, x=3)    # a copy shares what fitted, not this
+    assert len(runtime.created_tasks) == 2
+
+
 def test_an_actor_constructor_and_its_methods_check_their_arguments(runtime):
     with pytest.raises(TypeError, match=r"^Account\.remote\(\): missing a required argument"):
         Account.remote()
