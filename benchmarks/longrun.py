@@ -278,18 +278,26 @@ def table(measured: Run, tolerance: float) -> tuple[str, bool]:
     head = ["process", "pid"] + [f"{n / 1000:,.0f}k" for n in measured.checkpoints]
     lines = ["| " + " | ".join(head + ["after warm-up", "MiB", "flat"]) + " |",
              "|" + "---|" * (len(head) + 3)]
-    flat = True
+    flat, passing, brief = True, [], 0
     for (label, pid), row in measured.uss.items():
         base = baseline(row)
         growth = _growth(row, base)
+        if growth is None:                 # came and went (stand-ins, mostly): one line
+            passing += [v for v in row if v is not None]
+            brief += 1
+            continue
         ok = growth is None or growth <= tolerance
         flat &= ok
         cells = [label, str(pid)] + ["" if v is None else f"{v:,.1f}{'*' if i == base else ''}"
                                      for i, v in enumerate(row)]
-        shown = "n/a" if growth is None else f"{growth:+.1%}"
-        mib = "n/a" if growth is None else \
-            f"{max(v for v in row[base + 1:] if v is not None) - row[base]:+.1f}"
+        shown = f"{growth:+.1%}"
+        mib = f"{max(v for v in row[base + 1:] if v is not None) - row[base]:+.1f}"
         lines.append("| " + " | ".join(cells + [shown, mib, "yes" if ok else "NO"]) + " |")
+    if brief:
+        sizes = f": USS {min(passing):,.1f} to {max(passing):,.1f} MiB" if passing else ""
+        lines.append(f"\n{brief} more processes lived too briefly to have a figure "
+                     f"(stand-ins that came and went; not at two checkpoints from a "
+                     f"baseline on){sizes}")
     return "\n".join(lines), flat
 
 
