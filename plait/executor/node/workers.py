@@ -27,6 +27,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from plait.executor.node.prefork import fill_holes
 from plait.executor.wire.config import WORKER_MAIN, WorkerConfig, identity_of
 
 
@@ -142,6 +143,7 @@ class OsProcesses:
 
 def fork_worker(config: WorkerConfig) -> WorkerHandle:
     """Fork a worker; only call before the node process starts any thread."""
+    fill_holes()                            # (prefork.py: the child's USS stays its own)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         _serve_and_exit(config)
@@ -232,6 +234,7 @@ def _serve_forks(requests: int, replies: int, node: int) -> None:  # pragma: no 
     libc.prctl(PR_SET_NAME, FORKER_NAME.encode())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
+        fill_holes()            # after each fork, not before: the node waits for the next
         try:
             size = struct.unpack("I", _read_exactly(requests, 4))[0]
             config = WorkerConfig(**json.loads(_read_exactly(requests, size)))
