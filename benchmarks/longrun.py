@@ -15,10 +15,15 @@ refs are dropped as the next round starts, the way a long-lived service uses pla
     rounds alternate plait.get(refs) and plait.wait(refs, num_returns=len(refs))
 
 on ``plait.init(num_nodes=2, num_workers=1)``, and every ``--report-every`` tasks it reads
-the USS (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup: memory that would come
-back if the process exited) of the driver, each node (node-0 runs the head) and every
-worker and actor process (the forker, which forks later workers, is named as such), and
-once before the first round (column 0k: the processes alive then, and their size at start).
+the USS (Private_Clean + Private_Dirty of /proc/PID/smaps: memory that would come back if
+the process exited) of the driver, each node (node-0 runs the head) and every worker and
+actor process (the forker, which forks later workers, is named as such), and once before
+the first round (column 0k: the processes alive then, and their size at start). Pages of
+plait's shared-memory arenas (/dev/shm/plait-*) that a process alone has mapped at that
+moment are left out of its USS, as they would not come back if it exited: they are the
+store's, which its node accounts for. A worker that has just written results into the
+arena holds a few MiB of them (3.7 MiB in one worker at one checkpoint of a 400k run);
+the table shows the most any checkpoint saw per process ("store pages").
 
 Warm-up, one rule for every process: a process's baseline is its first checkpoint that
 comes a full interval (``--report-every`` tasks) or more after it was first seen, so it
@@ -104,8 +109,9 @@ class Run:
         forkers = {label.split()[0]: pid for label, pid in found if label.endswith("forker")}
         for label, pid in found:
             row = self.uss.setdefault((label, pid), [None] * column)
-            row.append(uss_mib(pid))
-            self.store.setdefault((label, pid), [None] * column).append(store_pages_mib(pid))
+            private, store = private_mib(pid)
+            row.append(None if private is None else private - store)
+            self.store.setdefault((label, pid), [None] * column).append(store)
             if self.smaps:
                 save_smaps(self.smaps, tasks, label, pid, forkers.get(label.split()[0]))
         for rows in (self.uss, self.store):
@@ -130,19 +136,6 @@ def command(pid: int) -> str:
             return f.read().strip()
     except OSError:
         return ""
-
-
-def uss_mib(pid: int) -> float | None:
-    """Private_Clean + Private_Dirty of the process, in MiB (None once it has exited)."""
-    total = 0
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                    total += int(line.split()[1])
-    except OSError:
-        return None
-    return total / 1024
 
 
 def save_smaps(folder: str, tasks: int, label: str, pid: int, forker: int | None) -> None:
@@ -188,21 +181,24 @@ def malloc_info(path: str) -> None:
     libc.fclose(ctypes.c_void_p(stream))
 
 
-def store_pages_mib(pid: int) -> float | None:
-    """The part of the USS in plait's shared-memory arenas: pages of /dev/shm/plait-*
-    that this process alone has mapped at the moment (from /proc/PID/smaps)."""
-    total, in_arena = 0, False
+def private_mib(pid: int) -> tuple[float | None, float]:
+    """(Private_Clean + Private_Dirty of the whole process, of which in plait's shared-
+    memory arenas), in MiB, from /proc/PID/smaps; (None, 0) once it has exited."""
+    total = in_store = 0
+    in_arena = False
     try:
         with open(f"/proc/{pid}/smaps") as f:
             for line in f:
                 first = line.split(" ", 1)[0]
                 if "-" in first and not first.endswith(":"):       # a mapping's header
                     in_arena = "/dev/shm/plait-" in line
-                elif in_arena and line.startswith(("Private_Clean:", "Private_Dirty:")):
-                    total += int(line.split()[1])
+                elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    kib = int(line.split()[1])
+                    total += kib
+                    in_store += kib if in_arena else 0
     except OSError:
-        return None
-    return total / 1024
+        return None, 0.0
+    return total / 1024, in_store / 1024
 
 
 def one_round(start: int, size: int, counters: list, use_wait: bool) -> int:
@@ -276,8 +272,8 @@ def run(args: argparse.Namespace) -> Run:
 def table(measured: Run, tolerance: float) -> tuple[str, bool]:
     """Markdown: one row per process, USS (MiB) per checkpoint, growth after warm-up."""
     head = ["process", "pid"] + [f"{n / 1000:,.0f}k" for n in measured.checkpoints]
-    lines = ["| " + " | ".join(head + ["after warm-up", "MiB", "flat"]) + " |",
-             "|" + "---|" * (len(head) + 3)]
+    lines = ["| " + " | ".join(head + ["after warm-up", "MiB", "flat", "store pages"]) + " |",
+             "|" + "---|" * (len(head) + 4)]
     flat, passing, brief = True, [], 0
     for (label, pid), row in measured.uss.items():
         base = baseline(row)
@@ -292,7 +288,9 @@ def table(measured: Run, tolerance: float) -> tuple[str, bool]:
                                      for i, v in enumerate(row)]
         shown = f"{growth:+.1%}"
         mib = f"{max(v for v in row[base + 1:] if v is not None) - row[base]:+.1f}"
-        lines.append("| " + " | ".join(cells + [shown, mib, "yes" if ok else "NO"]) + " |")
+        store = max((v for v in measured.store[(label, pid)] if v is not None), default=0.0)
+        lines.append("| " + " | ".join(cells + [shown, mib, "yes" if ok else "NO",
+                                                f"{store:,.1f}"]) + " |")
     if brief:
         sizes = f": USS {min(passing):,.1f} to {max(passing):,.1f} MiB" if passing else ""
         lines.append(f"\n{brief} more processes lived too briefly to have a figure "
@@ -346,7 +344,8 @@ def main() -> int:
     text, flat = table(measured, args.tolerance)
     print(f"\n{measured.checkpoints[-1]:,} tasks in {measured.seconds:.0f} s "
           f"({measured.checkpoints[-1] / measured.seconds:,.0f} tasks/s); USS in MiB "
-          f"(Private_Clean + Private_Dirty); baseline (*) = a process's first checkpoint a "
+          f"(Private_Clean + Private_Dirty, less the store's pages: the last column has the "
+          f"most seen); baseline (*) = a process's first checkpoint a "
           f"full interval after it was first seen; flat = within {args.tolerance:.0%} of "
           f"it at every later checkpoint\n")
     print(text)
