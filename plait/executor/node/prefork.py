@@ -23,17 +23,12 @@ import re
 import sys
 import tempfile
 
-from plait.executor.wire.malloc import M_MMAP_THRESHOLD, _glibc, return_freed_memory
+from plait.executor.wire.malloc import (M_MMAP_THRESHOLD, _glibc, _Mallinfo2, mallinfo,
+                                        return_freed_memory)
 
 _TAKEN: list[object] = []          # the blocks taken: kept for the life of the process
 HEAP_REQUESTS = tuple(1 << n for n in range(20, 4, -1)) + (24,)   # 1 MiB down to 24 B
 LARGEST_REQUEST = HEAP_REQUESTS[0]
-
-
-class _Mallinfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]
 
 
 def fill_holes() -> int:
@@ -46,25 +41,24 @@ def fill_heap_holes() -> int:
     """Allocate the free chunks below the top of glibc's heap (not the top: a child's
     fresh memory comes from there), largest requests first; the bytes taken. A block at
     or past the top chunk's start came from the top: no free chunk fits that request."""
-    malloc, free, mallinfo2, mallopt, sbrk = (_glibc(name) for name in (
-        "malloc", "free", "mallinfo2", "mallopt", "sbrk"))
-    if None in (malloc, free, mallinfo2, mallopt, sbrk):
+    malloc, free, mallopt, sbrk = (_glibc(name) for name in (
+        "malloc", "free", "mallopt", "sbrk"))
+    if None in (malloc, free, mallopt, sbrk) or mallinfo() is None:
         return 0
     malloc.restype = sbrk.restype = ctypes.c_void_p
     free.argtypes, sbrk.argtypes = [ctypes.c_void_p], [ctypes.c_ssize_t]
-    mallinfo2.restype = _Mallinfo2
     mallopt(M_MMAP_THRESHOLD, 2 * LARGEST_REQUEST)      # requests from the heap, not mmap
-    before = _below_top(mallinfo2())
+    before = _below_top(mallinfo())
     try:
         for size in HEAP_REQUESTS:
-            top = sbrk(0) - mallinfo2().keepcost          # the main heap's top chunk
+            top = sbrk(0) - mallinfo().keepcost           # the main heap's top chunk
             while (block := malloc(size)) and block < top:
                 _TAKEN.append(block)    # from a bin (or glibc's per-size cache)
             if block:
                 free(block)
     finally:
         return_freed_memory()
-    return max(0, before - _below_top(mallinfo2()))
+    return max(0, before - _below_top(mallinfo()))
 
 
 def _below_top(info: _Mallinfo2) -> int:

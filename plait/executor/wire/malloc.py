@@ -140,14 +140,20 @@ class MallocUsage:
                 f"{self.free / mib:.1f} free), {self.mmapped / mib:.1f} MiB mmapped")
 
 
-def malloc_usage() -> MallocUsage | None:
-    """This process's glibc heap now (None where there is no mallinfo2: musl, macOS, old
-    glibc)."""
+def mallinfo() -> _Mallinfo2 | None:
+    """glibc's ``mallinfo2()`` now (None where there is none: musl, macOS, old glibc)."""
     mallinfo2 = _glibc("mallinfo2")
     if mallinfo2 is None:
         return None
     mallinfo2.restype = _Mallinfo2
-    info = mallinfo2()
+    return mallinfo2()
+
+
+def malloc_usage() -> MallocUsage | None:
+    """This process's glibc heap now (None where there is no mallinfo2)."""
+    info = mallinfo()
+    if info is None:
+        return None
     return MallocUsage(info.arena, info.uordblks, info.fordblks, info.hblkhd)
 
 

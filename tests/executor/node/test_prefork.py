@@ -54,14 +54,11 @@ def test_a_child_forked_after_the_holes_are_taken_grows_by_what_it_holds_only():
 
 
 def test_the_heap_has_no_free_chunk_below_its_top_after_the_holes_are_taken():
-    script = ("import ctypes\n"
-              "from plait.executor.node import prefork\n"
+    script = ("from plait.executor.node import prefork\n"
               "kept = [bytes(600 + n % 4000) for n in range(5000)]\n"
               "del kept[::2]\n"
               "prefork.fill_holes()\n"
-              "info = prefork._glibc('mallinfo2')\n"
-              "info.restype = prefork._Mallinfo2\n"
-              "print(prefork._below_top(info()))\n")
+              "print(prefork._below_top(prefork.mallinfo()))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=True)
     assert int(done.stdout) < 64 << 10
