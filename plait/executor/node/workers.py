@@ -182,6 +182,7 @@ class Forker:
         """Fork the forker; only call before the node process starts any thread."""
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1)       # orphaned workers come to the node
+        fill_holes()                # (if no worker was forked before): its workers inherit it
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         node = os.getpid()
@@ -234,7 +235,6 @@ def _serve_forks(requests: int, replies: int, node: int) -> None:  # pragma: no 
     libc.prctl(PR_SET_NAME, FORKER_NAME.encode())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
-        fill_holes()            # after each fork, not before: the node waits for the next
         try:
             size = struct.unpack("I", _read_exactly(requests, 4))[0]
             config = WorkerConfig(**json.loads(_read_exactly(requests, size)))

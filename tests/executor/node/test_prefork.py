@@ -62,3 +62,13 @@ def test_the_heap_has_no_free_chunk_below_its_top_after_the_holes_are_taken():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=True)
     assert int(done.stdout) < 64 << 10
+
+
+def test_the_holes_are_taken_once_per_process():
+    """A second fill would take each size's fresh pool and open another (a forker that
+    filled after every fork grew ~190 KB a fork): it takes nothing."""
+    script = ("from plait.executor.node.prefork import fill_holes\n"
+              "print(fill_holes() > 0, fill_holes())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.split() == ["True", "0"]
