@@ -113,11 +113,17 @@ print(before - private())
 
 
 def _given_back_kib(settings: str) -> int:
+    """The KiB given back in a fresh process with glibc's defaults, or the driver's
+    settings. Defaults truly: without the MALLOC_* variables a Dask LocalCluster started
+    earlier in the same test run left in os.environ (MALLOC_TRIM_THRESHOLD_=65536)."""
+    import os
     import subprocess
     import sys
 
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     done = subprocess.run([sys.executable, "-c", THREAD_HEAP, settings], capture_output=True,
-                          text=True, timeout=60, check=True)
+                          text=True, timeout=60, check=True, env=env)
     return int(done.stdout)
 
 
