@@ -15,11 +15,25 @@ refs are dropped as the next round starts, the way a long-lived service uses pla
     rounds alternate plait.get(refs) and plait.wait(refs, num_returns=len(refs))
 
 on ``plait.init(num_nodes=2, num_workers=1)``, and every ``--report-every`` tasks it reads
-the USS (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup: memory that would come
-back if the process exited) of the driver, each node (node-0 runs the head) and every
-worker and actor process. The first checkpoint is the warm-up: after it each process must
-stay within ``--tolerance`` (10%) of it. ``--seconds`` caps the run; the table says how
-many tasks ran. Exit status 1 if a process grew past the tolerance.
+the USS (Private_Clean + Private_Dirty of /proc/PID/smaps: memory that would come back if
+the process exited) of the driver, each node (node-0 runs the head) and every worker and
+actor process (the forker, which forks later workers, is named as such), and once before
+the first round (column 0k: the processes alive then, and their size at start). Pages of
+plait's shared-memory arenas (/dev/shm/plait-*) that a process alone has mapped at that
+moment are left out of its USS, as they would not come back if it exited: they are the
+store's, which its node accounts for. A worker that has just written results into the
+arena holds a few MiB of them (3.7 MiB in one worker at one checkpoint of a 400k run);
+the table shows the most any checkpoint saw per process ("store pages").
+
+Warm-up, one rule for every process: a process's baseline is its first checkpoint that
+comes a full interval (``--report-every`` tasks) or more after it was first seen, so it
+has run that many tasks' worth of the load before its size counts. For the driver, the
+nodes and the first workers, seen at 0k, that is the first checkpoint (100k); a stand-in
+worker or actor started later is first seen at a checkpoint and measured from the next.
+At every later checkpoint each process must stay within ``--tolerance`` (10%) of its
+baseline (marked * in the table); a process seen at fewer than two checkpoints from its
+baseline on has no figure (n/a). ``--seconds`` caps the run; the table says how many
+tasks ran. Exit status 1 if a process grew past the tolerance.
 
     python benchmarks/longrun.py                          # 1,000,000 tasks
     python benchmarks/longrun.py --tasks 200000 --report-every 20000   # a quick look
@@ -38,6 +52,8 @@ import numpy as np
 
 import plait
 from procmem import descendants
+
+from plait.executor.node.workers import FORKER_NAME
 
 INLINE_ELEMENTS = 10_000         # float64: 80 KB, travels inline
 STORED_ELEMENTS = 25_600         # float64: 200 KiB, written into the arena
@@ -83,57 +99,106 @@ class Run:
     uss: dict[tuple[str, int], list[float | None]] = field(default_factory=dict)
     store: dict[tuple[str, int], list[float | None]] = field(default_factory=dict)
     seconds: float = 0.0
+    smaps: str = ""                  # a folder to save each process's smaps in, or ""
 
     def measure(self, tasks: int) -> None:
         """One checkpoint: every process of the cluster, the driver first."""
         self.checkpoints.append(tasks)
         column = len(self.checkpoints) - 1
-        for label, pid in processes():
+        found = processes()
+        forkers = {label.split()[0]: pid for label, pid in found if label.endswith("forker")}
+        for label, pid in found:
             row = self.uss.setdefault((label, pid), [None] * column)
-            row.append(uss_mib(pid))
-            self.store.setdefault((label, pid), [None] * column).append(store_pages_mib(pid))
+            private, store = private_mib(pid)
+            row.append(None if private is None else private - store)
+            self.store.setdefault((label, pid), [None] * column).append(store)
+            if self.smaps:
+                save_smaps(self.smaps, tasks, label, pid, forkers.get(label.split()[0]))
         for rows in (self.uss, self.store):
             for row in rows.values():
                 row.extend([None] * (column + 1 - len(row)))
 
 
 def processes() -> list[tuple[str, int]]:
-    """(label, pid): the driver, each node, then each node's workers and actors."""
+    """(label, pid): the driver, each node, then each node's forker, workers and actors."""
     found = [("driver", os.getpid())]
     for node in plait.nodes():
         found.append((f"{node.id}{' (head)' if node.is_head else ''}", node.pid))
-        found += [(f"{node.id} worker", pid) for pid in sorted(descendants(node.pid))]
+        found += [(f"{node.id} {'forker' if command(pid) == FORKER_NAME else 'worker'}", pid)
+                  for pid in sorted(descendants(node.pid))]
     return found
 
 
-def uss_mib(pid: int) -> float | None:
-    """Private_Clean + Private_Dirty of the process, in MiB (None once it has exited)."""
-    total = 0
+def command(pid: int) -> str:
+    """The process's name (/proc/PID/comm: the forker names itself), "" once gone."""
     try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                    total += int(line.split()[1])
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
     except OSError:
-        return None
-    return total / 1024
+        return ""
 
 
-def store_pages_mib(pid: int) -> float | None:
-    """The part of the USS in plait's shared-memory arenas: pages of /dev/shm/plait-*
-    that this process alone has mapped at the moment (from /proc/PID/smaps)."""
-    total, in_arena = 0, False
+def save_smaps(folder: str, tasks: int, label: str, pid: int, forker: int | None) -> None:
+    """/proc/PID/smaps as FOLDER/TASKS/LABEL-PID.smaps (benchmarks/smaps.py compares two);
+    the driver's own glibc account (malloc_info: each arena) beside it, and for a worker
+    which of its private pages it shares no more with its node's forker (cowpages.py)."""
+    path = os.path.join(folder, f"{tasks:08d}")
+    os.makedirs(path, exist_ok=True)
+    name = os.path.join(path, f"{label.replace(' ', '-').strip('()')}-{pid}")
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            text = f.read()
+    except OSError:
+        return
+    with open(name + ".smaps", "w") as out:
+        out.write(text)
+    if pid == os.getpid():
+        malloc_info(name + ".malloc.xml")
+    if label.endswith("worker") and forker is not None:
+        import contextlib
+        import io
+
+        from cowpages import main as cow
+
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                cow([str(pid), str(forker)])
+        except OSError:
+            return
+        with open(name + ".cow", "w") as f:
+            f.write(out.getvalue())
+
+
+def malloc_info(path: str) -> None:
+    """glibc's malloc_info(3) of this process into ``path`` (per arena: free, in use)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.fopen.restype = ctypes.c_void_p
+    stream = libc.fopen(path.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(stream))
+    libc.fclose(ctypes.c_void_p(stream))
+
+
+def private_mib(pid: int) -> tuple[float | None, float]:
+    """(Private_Clean + Private_Dirty of the whole process, of which in plait's shared-
+    memory arenas), in MiB, from /proc/PID/smaps; (None, 0) once it has exited."""
+    total = in_store = 0
+    in_arena = False
     try:
         with open(f"/proc/{pid}/smaps") as f:
             for line in f:
                 first = line.split(" ", 1)[0]
                 if "-" in first and not first.endswith(":"):       # a mapping's header
                     in_arena = "/dev/shm/plait-" in line
-                elif in_arena and line.startswith(("Private_Clean:", "Private_Dirty:")):
-                    total += int(line.split()[1])
+                elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    kib = int(line.split()[1])
+                    total += kib
+                    in_store += kib if in_arena else 0
     except OSError:
-        return None
-    return total / 1024
+        return None, 0.0
+    return total / 1024, in_store / 1024
 
 
 def one_round(start: int, size: int, counters: list, use_wait: bool) -> int:
@@ -184,8 +249,9 @@ def check(values: list, expected: list[tuple[str, int]]) -> None:
 def run(args: argparse.Namespace) -> Run:
     plait.init(num_nodes=args.nodes, num_workers=args.workers)
     counters = [Counter.options(node=node.id).remote() for node in plait.nodes()]
-    measured, done, started = Run(), 0, time.monotonic()
-    next_report = args.report_every
+    measured, done = Run(smaps=args.smaps), 0
+    measured.measure(0)                          # who is alive at start (not a baseline)
+    started, next_report = time.monotonic(), args.report_every
     while done < args.tasks:
         done += one_round(done, min(args.round, args.tasks - done), counters,
                           use_wait=(done // args.round) % 2 == 1)
@@ -206,31 +272,60 @@ def run(args: argparse.Namespace) -> Run:
 def table(measured: Run, tolerance: float) -> tuple[str, bool]:
     """Markdown: one row per process, USS (MiB) per checkpoint, growth after warm-up."""
     head = ["process", "pid"] + [f"{n / 1000:,.0f}k" for n in measured.checkpoints]
-    lines = ["| " + " | ".join(head + ["after warm-up", "MiB", "flat"]) + " |",
-             "|" + "---|" * (len(head) + 3)]
-    flat = True
+    lines = ["| " + " | ".join(head + ["after warm-up", "MiB", "flat", "store pages"]) + " |",
+             "|" + "---|" * (len(head) + 4)]
+    flat, passing, brief = True, [], 0
     for (label, pid), row in measured.uss.items():
-        growth = _growth(row)
+        base = baseline(row)
+        growth = _growth(row, base)
+        if growth is None:                 # came and went (stand-ins, mostly): one line
+            passing += [v for v in row if v is not None]
+            brief += 1
+            continue
         ok = growth is None or growth <= tolerance
         flat &= ok
-        cells = [label, str(pid)] + ["" if v is None else f"{v:,.1f}" for v in row]
-        seen = [v for v in row if v is not None]
-        shown = "n/a" if growth is None else f"{growth:+.1%}"
-        mib = "n/a" if growth is None else f"{max(seen[1:]) - seen[0]:+.1f}"
-        lines.append("| " + " | ".join(cells + [shown, mib, "yes" if ok else "NO"]) + " |")
+        cells = [label, str(pid)] + ["" if v is None else f"{v:,.1f}{'*' if i == base else ''}"
+                                     for i, v in enumerate(row)]
+        shown = f"{growth:+.1%}"
+        mib = f"{max(v for v in row[base + 1:] if v is not None) - row[base]:+.1f}"
+        store = max((v for v in measured.store[(label, pid)] if v is not None), default=0.0)
+        lines.append("| " + " | ".join(cells + [shown, mib, "yes" if ok else "NO",
+                                                f"{store:,.1f}"]) + " |")
+    if brief:
+        sizes = f": USS {min(passing):,.1f} to {max(passing):,.1f} MiB" if passing else ""
+        lines.append(f"\n{brief} more processes lived too briefly to have a figure "
+                     f"(stand-ins that came and went; not at two checkpoints from a "
+                     f"baseline on){sizes}")
     return "\n".join(lines), flat
 
 
-def _growth(row: list[float | None]) -> float | None:
-    """Largest rise over the first measured value (the warm-up), as a fraction.
+def baseline(row: list[float | None]) -> int | None:
+    """The column of the process's baseline: its first checkpoint a full interval after
+    the one it was first seen at (column 0, before the first round, only says who was
+    alive at start); None if it was not measured there (it had gone).
 
-    >>> _growth([None, 100.0, 104.0, 109.0]), _growth([100.0]), _growth([100.0, 96.0])
-    (0.09, None, -0.04)
+    >>> baseline([9.0, 10.0, 10.5]), baseline([None, None, 9.0, 10.0, 10.1]), baseline([None, 9.0])
+    (1, 3, None)
     """
-    seen = [v for v in row if v is not None]
-    if len(seen) < 2:
+    first = next((i for i, v in enumerate(row) if v is not None), None)
+    if first is None or first + 1 >= len(row) or row[first + 1] is None:
         return None
-    return round(max(seen[1:]) / seen[0] - 1, 4)
+    return first + 1
+
+
+def _growth(row: list[float | None], base: int | None) -> float | None:
+    """Largest rise over the baseline at any later checkpoint, as a fraction (None
+    without a baseline or a later value).
+
+    >>> _growth([90.0, 100.0, 104.0, 109.0], 1), _growth([None, 100.0, None], 1)
+    (0.09, None)
+    >>> _growth([None, 100.0, 96.0], 1)
+    -0.04
+    """
+    later = [v for v in row[base + 1:] if v is not None] if base is not None else []
+    if not later:
+        return None
+    return round(max(later) / row[base] - 1, 4)
 
 
 def main() -> int:
@@ -242,13 +337,17 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1, help="per node")
     parser.add_argument("--tolerance", type=float, default=0.10)
+    parser.add_argument("--smaps", default="", help="save every process's smaps at each "
+                        "checkpoint into this folder (benchmarks/smaps.py reads them)")
     args = parser.parse_args()
     measured = run(args)
     text, flat = table(measured, args.tolerance)
     print(f"\n{measured.checkpoints[-1]:,} tasks in {measured.seconds:.0f} s "
           f"({measured.checkpoints[-1] / measured.seconds:,.0f} tasks/s); USS in MiB "
-          f"(Private_Clean + Private_Dirty); warm-up = the first checkpoint; "
-          f"flat = within {args.tolerance:.0%} of it at every later checkpoint\n")
+          f"(Private_Clean + Private_Dirty, less the store's pages: the last column has the "
+          f"most seen); baseline (*) = a process's first checkpoint a "
+          f"full interval after it was first seen; flat = within {args.tolerance:.0%} of "
+          f"it at every later checkpoint\n")
     print(text)
     return 0 if flat else 1
 

@@ -19,7 +19,7 @@ from plait.executor.wire.config import (HEARTBEAT_SECONDS, LOCAL_RECONNECT_MS,
 from plait.executor.wire.bulk import transfer_frames
 from plait.executor.wire.fetch import IO_THREADS
 from plait.executor.wire.hostid import host_id
-from plait.executor.wire.malloc import HeapTrim
+from plait.executor.wire.malloc import HeapTrim, bound_driver_heaps
 from plait.executor.wire.security import secure_client
 
 START_TIMEOUT_S = 60.0
@@ -46,6 +46,8 @@ class Connection:
         # of its own would start IO_THREADS + 1 more threads in every worker whose task
         # submits tasks. A driver's has IO_THREADS: far reads stream on several cores.
         self.owns_ctx = ctx is None
+        if self.owns_ctx:
+            bound_driver_heaps()     # (a worker's are set: wire/malloc.py)
         self.ctx = zmq.Context(io_threads=IO_THREADS) if ctx is None else ctx
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)

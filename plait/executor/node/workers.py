@@ -27,6 +27,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from plait.executor.node.prefork import fill_holes
 from plait.executor.wire.config import WORKER_MAIN, WorkerConfig, identity_of
 
 
@@ -142,6 +143,7 @@ class OsProcesses:
 
 def fork_worker(config: WorkerConfig) -> WorkerHandle:
     """Fork a worker; only call before the node process starts any thread."""
+    fill_holes()                            # (prefork.py: the child's USS stays its own)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         _serve_and_exit(config)
@@ -156,6 +158,10 @@ def spawn_worker(config: WorkerConfig) -> WorkerHandle:
 
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NAME = 15
+# /proc/PID/comm of the forker and of forked workers (ps, top, benchmarks/longrun.py): all
+# are ``python -m plait.executor.node.server`` by their command line.
+FORKER_NAME, WORKER_NAME = "plait-forker", "plait-worker"
 REPARENT_SECONDS = 5.0
 # A forker this slow is stopped or stuck: spawn instead. The node's loop waits meanwhile, so
 # this stays well under the head's 4 s heartbeat timeout (a fork takes milliseconds).
@@ -176,6 +182,7 @@ class Forker:
         """Fork the forker; only call before the node process starts any thread."""
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1)       # orphaned workers come to the node
+        fill_holes()                # (if no worker was forked before): its workers inherit it
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         node = os.getpid()
@@ -225,6 +232,7 @@ def _serve_forks(requests: int, replies: int, node: int) -> None:  # pragma: no 
     """The forker's loop: one worker per request, its pid back; exit with the node."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)                   # PR_SET_PDEATHSIG: go with the node
+    libc.prctl(PR_SET_NAME, FORKER_NAME.encode())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
@@ -264,6 +272,7 @@ def _serve_and_exit(config: WorkerConfig) -> None:  # pragma: no cover
     every tracked object's header, which copies the pages it shares with its parent (each
     worker took a one-time step of ~0.8 MiB of private memory in the long run)."""
     gc.freeze()
+    ctypes.CDLL(None).prctl(PR_SET_NAME, WORKER_NAME.encode())
     code = 0
     try:
         from plait.executor import worker

@@ -12,8 +12,17 @@ Two settings, made once at start (fixing the threshold also turns off the dynami
 buffers of 64 KiB and more are mmapped, so freeing one returns it to the system at once,
 and the heap top is trimmed once 128 KiB of it is free. Same run: the head at 33 MiB,
 node-1 17 MiB (was 31), tasks per second unchanged. Dask's workers do much the same
-(``MALLOC_TRIM_THRESHOLD_``). The driver is the user's process: plait changes none of its
-allocator's settings, but gives back what its own messages left free (``HeapTrim``).
+(``MALLOC_TRIM_THRESHOLD_``).
+
+The driver is the user's process: plait fixes two of its settings, no more
+(``bound_driver_heaps``), and gives back what its own messages left free (``HeapTrim``).
+Under glibc's defaults, once a block of a few MiB has been freed the thresholds follow it
+up (to 32 MiB for mmap, twice that for trimming): from then on a result message of up to
+that size is carved from the heap of the ZeroMQ I/O thread that received it, and when it
+is freed the top of that thread's heap stays resident. ``malloc_trim`` cannot take it
+back: it trims the main heap's top, but in the other threads' heaps only free chunks
+below the top. In the long run of issue 11 that heap held 16 MiB, all but 2 KiB free,
+and rose with each larger round of results (14.8 -> 17.5 MiB over 350k tasks).
 
 ``malloc_usage`` reads glibc's own account of its heap, for ``kill -USR1`` (server.py).
 Python's counters (``sys.getallocatedblocks``, tracemalloc) do not see libzmq's buffers or
@@ -33,6 +42,11 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 64 << 10        # blocks this big or more: mmap, returned when freed
 TRIM_THRESHOLD = 128 << 10       # free memory at the heap top past this: given back
 TRIM_AFTER_BYTES = 4 << 20       # a get or wait trims once this much came since the last trim
+# The driver's: glibc's own starting mmap threshold, held there (above INLINE_THRESHOLD, so
+# inline results still come from the heap, not a mapping each), and free heap tops past
+# 4 MiB given back at once, in every thread's heap.
+DRIVER_MMAP_THRESHOLD = 128 << 10
+DRIVER_TRIM_THRESHOLD = 4 << 20
 
 
 @functools.cache
@@ -45,13 +59,20 @@ def _glibc(name: str) -> Callable | None:
         return None
 
 
-def return_freed_memory() -> bool:
-    """Make this process give freed memory back to the system (glibc); False elsewhere."""
+def return_freed_memory(mmap_threshold: int = MMAP_THRESHOLD,
+                        trim_threshold: int = TRIM_THRESHOLD) -> bool:
+    """Make this process give freed memory back to the system (glibc); False elsewhere.
+    Setting the thresholds also ends glibc's dynamic ones (the module's docstring)."""
     mallopt = _glibc("mallopt")
     if mallopt is None:
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
-        bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and \
+        bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
+def bound_driver_heaps() -> bool:
+    """The driver's settings (DRIVER_*): what its threads' heaps hold freed stays bounded."""
+    return return_freed_memory(DRIVER_MMAP_THRESHOLD, DRIVER_TRIM_THRESHOLD)
 
 
 def trim_heap() -> bool:
@@ -64,10 +85,10 @@ def trim_heap() -> bool:
 class HeapTrim:
     """The driver's heap, trimmed at the end of a get or wait that brought ``after`` bytes.
 
-    A driver keeps glibc's default settings, under which a freed 200 KiB block raises the
-    mmap threshold past it: from then on every inline result (up to 100 KiB) and every
-    message carrying results is carved from the heap, and freeing them leaves the pages in
-    it. In the long run of issue 11 (rounds of 2,000 calls, 200 of them 80 KB results) the
+    Inline results (up to 100 KiB) are carved from the driver's heap (under its settings
+    as under glibc's defaults, where a freed 200 KiB block raises the mmap threshold past
+    them), and freeing them leaves pages in the heap's middle, which no threshold gives
+    back. In the long run of issue 11 (rounds of 2,000 calls, 200 of them 80 KB results) the
     driver's heap held 45 MiB free of 55 at 52k tasks, 53 of 62 at 152k, and its USS rose
     with it (+8.6% over 1M tasks, +22% over 2M): the free space, not a table, grew. A trim
     after each get that brought a few MiB costs a walk of the heap's free lists (well
@@ -119,14 +140,20 @@ class MallocUsage:
                 f"{self.free / mib:.1f} free), {self.mmapped / mib:.1f} MiB mmapped")
 
 
-def malloc_usage() -> MallocUsage | None:
-    """This process's glibc heap now (None where there is no mallinfo2: musl, macOS, old
-    glibc)."""
+def mallinfo() -> _Mallinfo2 | None:
+    """glibc's ``mallinfo2()`` now (None where there is none: musl, macOS, old glibc)."""
     mallinfo2 = _glibc("mallinfo2")
     if mallinfo2 is None:
         return None
     mallinfo2.restype = _Mallinfo2
-    info = mallinfo2()
+    return mallinfo2()
+
+
+def malloc_usage() -> MallocUsage | None:
+    """This process's glibc heap now (None where there is no mallinfo2)."""
+    info = mallinfo()
+    if info is None:
+        return None
     return MallocUsage(info.arena, info.uordblks, info.fordblks, info.hblkhd)
 
 
