@@ -46,7 +46,9 @@ class StoredObject:
 class ObjectSummary:
     id: str
     nbytes: int
-    state: str                         # "memory", "pinned" or "spilled"
+    state: str                         # "memory", "pinned", "spilled" or "reserved" (a
+    #                                    block not written yet: a put or a result on its
+    #                                    way, or a driver's block for its next put)
     created_by: str
 
 
@@ -58,7 +60,7 @@ class StoreSummary:
     capacity: int
     used: int
     pinned: int
-    objects: int
+    objects: int                       # sealed ones (a block being written is not yet one)
     spilled_bytes: int
     spilled_objects: int
     spill_gbps: float
@@ -93,6 +95,16 @@ class ObjectStore:
                                                replica=replica)
         self.pinned_bytes += Allocator.block_size(nbytes)
         return offset
+
+    def resize(self, object_id: str, nbytes: int, created_by: str) -> None:
+        """An unsealed block holds an object other than the one it was asked for (a
+        driver's spare block, see Head.on_Seal): its size, within the same block, and its
+        call site."""
+        stored = self.objects[object_id]
+        assert not stored.sealed and Allocator.block_size(nbytes) == Allocator.block_size(
+            stored.nbytes), f"{object_id}: {nbytes} bytes do not fill its block"
+        stored.nbytes = nbytes
+        stored.created_by = created_by
 
     def seal(self, object_id: str) -> None:
         """The writer is done: the object becomes readable and, when unpinned, evictable."""
@@ -343,7 +355,7 @@ class ObjectStore:
         return StoreSummary(
             self.node, self.allocator.capacity, self.allocator.used,
             sum(Allocator.block_size(s.nbytes) for s in objects if s.pins and s.offset is not None),
-            len(objects), sum(s.nbytes for s in spilled), len(spilled),
+            sum(s.sealed for s in objects), sum(s.nbytes for s in spilled), len(spilled),
             _rate(spiller.spilled_bytes, spiller.spill_seconds) if spiller else 0.0,
             _rate(spiller.restored_bytes, spiller.restore_seconds) if spiller else 0.0,
             tuple(ObjectSummary(s.id, s.nbytes, _state(s), s.created_by) for s in largest),
@@ -358,6 +370,8 @@ class ObjectStore:
 
 
 def _state(stored: StoredObject) -> str:
+    if not stored.sealed:
+        return "reserved"
     return "spilled" if stored.offset is None else "pinned" if stored.pins else "memory"
 
 

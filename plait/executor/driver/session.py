@@ -34,8 +34,15 @@ from plait.executor.driver.parking import Parked
 from plait.executor.driver.futures import Futures, SessionLock
 from plait.executor.driver.progress import Progress
 from plait.executor.driver.reading import ObjectReading
+from plait.store.allocator import Allocator
 from plait.store.serialization import INLINE_THRESHOLD, dumps, serialize
 
+# A put of up to this many bytes (and at most 1/SPARE_SHARE of the store) asks, once
+# written, for a block of its size for the next put: a program that puts many objects of
+# one size then writes each into a block it already has, with no round trip to the head
+# (~0.5 ms of a 1 MiB put's ~1.3 ms). Larger puts are dominated by their copy.
+SPARE_MAX_BYTES = 8 * 2**20
+SPARE_SHARE = 64
 PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
 IDLE_SUBMIT_SECONDS = 0.01     # calls made and not requested are submitted after this quiet
 
@@ -94,6 +101,8 @@ class Session(ObjectReading, Engine):
         self.recent_plans: deque[compiler.Plan] = deque(maxlen=4)   # as submitted
         self.requests = itertools.count(1)
         self.replies: dict[int, Any] = {}
+        self.spare: tuple[int, str, int] | None = None   # (request, object, bytes) asked
+        self.unawaited: set[int] = set()              # requests whose replies are dropped
         # generator task -> its live ObjectRefGenerator, which holds the refs of the values
         # announced and not yet taken; gone with it (its later values are freed as they come)
         self.streams: weakref.WeakValueDictionary[str, ObjectRefGenerator] = \
@@ -156,24 +165,71 @@ class Session(ObjectReading, Engine):
         with collecting_refs() as found:
             serialized = serialize(value)
         contains = tuple(dict.fromkeys(ref.id for ref in found))
-        object_id = self.new_id("put")
         nbytes = serialized.nbytes
         if nbytes <= INLINE_THRESHOLD or self.nodes[0].host != self.host:
             # small, or the head is on another host: the bytes travel in the message
+            object_id = self.new_id("put")
             stored: Any = p.Inline(serialized.to_bytes(), contains)
             self.conn.send(p.PutInline(object_id, stored))
         else:
-            reply = self.request(p.Alloc(next(self.requests), object_id, nbytes, _call_site()))
+            call_site = _call_site()
+            object_id, reply = self.put_block(nbytes, call_site)
             arena = self.arena(reply.node)
             arena.prefault(reply.offset, nbytes)
             serialized.write_into(arena.block(reply.offset, nbytes))
-            self.conn.send(p.Seal(object_id, contains))
+            self.conn.send(p.Seal(object_id, contains, nbytes=nbytes, created_by=call_site))
             stored = p.Stored(reply.node, nbytes, contains)
             self.pins[object_id] += 1      # the head gives us the writer's pin: a dead view's
             self.view_died((object_id, p.Located(reply.node, reply.offset, nbytes, contains)))
+            self.ask_spare(nbytes, call_site)
         self.values[object_id] = stored
         self.held.add(object_id)
         return ObjectRef(object_id)
+
+    def put_block(self, nbytes: int, call_site: str) -> tuple[str, Any]:
+        """A block of the head's store for a put of ``nbytes``, and the object's id: the
+        spare the last put asked for when it is of the same size (its reply is usually
+        here already), else one asked for now."""
+        from plait.executor.wire import protocol as p
+
+        if self.spare is not None:
+            request, object_id, asked = self.spare
+            self.spare = None
+            if Allocator.block_size(asked) == Allocator.block_size(nbytes):
+                reply = self.reply_to(request)
+                if isinstance(reply, p.Allocated):
+                    return object_id, reply
+            else:
+                self.abandon(request, object_id)
+        object_id = self.new_id("put")
+        return object_id, self.request(p.Alloc(next(self.requests), object_id, nbytes,
+                                               call_site))
+
+    def ask_spare(self, nbytes: int, call_site: str) -> None:
+        """Ask ahead for the next put's block (see SPARE_MAX_BYTES); the head refuses it
+        rather than wait when its store has no room, and it is abandoned if unused."""
+        from plait.executor.wire import protocol as p
+
+        if nbytes > min(SPARE_MAX_BYTES, self.nodes[0].store_capacity // SPARE_SHARE):
+            return
+        request, object_id = next(self.requests), self.new_id("put")
+        self.conn.send(p.Alloc(request, object_id, nbytes, call_site, spare=True))
+        self.spare = (request, object_id, nbytes)
+
+    def abandon(self, request: int, object_id: str) -> None:
+        """Give back a spare block no put will use; its reply, if still to come, is
+        dropped when it does."""
+        from plait.executor.wire import protocol as p
+
+        self.conn.send(p.Abandon(object_id))
+        if self.replies.pop(request, None) is None:
+            self.unawaited.add(request)
+
+    def drop_spare(self) -> None:
+        if self.spare is not None:
+            request, object_id, _ = self.spare
+            self.spare = None
+            self.abandon(request, object_id)
 
     @_serialized
     def get(self, refs: Any, timeout: float | None = None) -> Any:
@@ -563,7 +619,10 @@ class Session(ObjectReading, Engine):
             self.take_yielded(message)
             return []
         if not isinstance(message, p.Ready):
-            self.replies[message.request] = message
+            if message.request in self.unawaited:      # an abandoned spare's
+                self.unawaited.discard(message.request)
+            else:
+                self.replies[message.request] = message
             return []
         known = []
         for oid, value in message.values:
@@ -583,16 +642,20 @@ class Session(ObjectReading, Engine):
 
         self.flush_frees()
         self.conn.send(message)
-        deadline = None if timeout is None else _now() + timeout
-        while message.request not in self.replies:
-            left = None if deadline is None else deadline - _now()
-            if left is not None and left <= 0:
-                raise GetTimeoutError(f"no answer to {type(message).__name__} in {timeout} s")
-            self.pump(left)          # checks that the head is alive while it waits
-        reply = self.replies.pop(message.request)
+        reply = self.reply_to(message.request, timeout, type(message).__name__)
         if isinstance(reply, p.Refused):
             raise pickle.loads(reply.error)
         return reply
+
+    def reply_to(self, request: int, timeout: float | None = None, asked: str = "") -> Any:
+        """The reply to a request sent (a Refused one too), once it comes."""
+        deadline = None if timeout is None else _now() + timeout
+        while request not in self.replies:
+            left = None if deadline is None else deadline - _now()
+            if left is not None and left <= 0:
+                raise GetTimeoutError(f"no answer to {asked} in {timeout} s")
+            self.pump(left)          # checks that the head is alive while it waits
+        return self.replies.pop(request)
 
     # -- lifetimes -----------------------------------------------------------------------
 
@@ -691,6 +754,7 @@ class Session(ObjectReading, Engine):
                 except Exception:
                     pass
             else:                   # leave the cluster as we found it: release our objects
+                self.drop_spare()
                 self.flush_frees()
                 if self.held:
                     self.conn.send(p.Free(tuple(self.held)))

@@ -138,6 +138,7 @@ class Head(ActorRouting, Outbox):
         self.client_pins: dict[Peer, Counter[tuple[str, str]]] = defaultdict(Counter)
         self.moving: dict[str, str] = {}          # task being revoked -> where it will go
         self.put_waiting: list[tuple[Peer, p.Alloc]] = []   # drivers' puts waiting for room
+        self.unsealed: defaultdict[Peer, set[str]] = defaultdict(set)  # put blocks not sealed
         self.expected_puts: dict[str, Peer] = {}  # a task's put announced -> its session
         self.sessions: dict[tuple[str, int], Peer] = {}   # (host, pid) -> its session
         self.submitted_by: dict[str, tuple[str, int]] = {}   # unfinished task -> its submitter
@@ -300,12 +301,28 @@ class Head(ActorRouting, Outbox):
 
     def on_Alloc(self, peer: Peer, message: p.Alloc) -> None:
         """A driver's put: a block of the head's own store (the driver shares its host);
-        it waits while tasks running there hold the room it needs (see Node.put_block)."""
-        reply = self.local.put_block(message, may_wait=True)
+        it waits while tasks running there hold the room it needs (see Node.put_block), but
+        a spare block, asked for ahead of the put that will use it, is refused instead.
+        The block is the driver's until its Seal or Abandon, or until the driver is gone."""
+        reply = self.local.put_block(message, may_wait=not message.spare)
         if reply is None:
             self.put_waiting.append((peer, message))
-        else:
-            self.to_client(peer, reply)
+            return
+        if isinstance(reply, p.Allocated):
+            self.unsealed[peer].add(message.object_id)
+        self.to_client(peer, reply)
+
+    def on_Abandon(self, peer: Peer, message: p.Abandon) -> None:
+        blocks = self.unsealed.get(peer, set())
+        if message.object_id in blocks:
+            blocks.discard(message.object_id)
+            self.drop_unsealed(message.object_id)
+
+    def drop_unsealed(self, object_id: str) -> None:
+        """A put block its driver will not write (a spare not used, or the driver gone)."""
+        self.local.store.delete(object_id)
+        if self.put_waiting:
+            self.retry_puts()
 
     def retry_puts(self) -> None:
         waiting, self.put_waiting = self.put_waiting, []
@@ -317,6 +334,11 @@ class Head(ActorRouting, Outbox):
         but handed to the driver, as if it had asked for it (Pin): its first get of the
         object reads it on that pin, with no round trip (driver/reading.py)."""
         store = self.local.store
+        blocks = self.unsealed.get(peer)
+        if blocks is not None:
+            blocks.discard(message.object_id)
+        if message.nbytes:              # written into a spare block: its own size
+            store.resize(message.object_id, message.nbytes, message.created_by)
         self.local.pin_for_client(message.object_id)
         self.client_pins[peer][(self.local.id, message.object_id)] += 1
         store.seal(message.object_id)
@@ -499,6 +521,8 @@ class Head(ActorRouting, Outbox):
         if process is not None and self.sessions.get(process) == peer:
             del self.sessions[process]
         self.put_waiting = [(who, put) for who, put in self.put_waiting if who != peer]
+        for oid in self.unsealed.pop(peer, ()):
+            self.drop_unsealed(oid)               # killed between its Alloc and its Seal
         for stream in self.streams.values():
             if stream.caller == peer:
                 stream.caller = None               # its later values are dropped

@@ -67,7 +67,7 @@ def node_problems(node: NodeTables) -> list[str]:
     unknown = sorted(t for w in node.workers.values() if not w.actor for t in w.inflight
                      if t not in node.table.tasks)
     note_broken(problems, f"{node.id}: workers running tasks the node does not hold", unknown)
-    slots = sorted(t for t in node.held_slots if t not in running)
+    slots = sorted(t for t in node.held_slots if t not in running and not t.startswith("actor "))
     note_broken(problems, f"{node.id}: slots held for tasks that no longer run", slots)
     held = sorted(t for t in node.ledger.held if t not in running and not t.startswith("actor "))
     note_broken(problems, f"{node.id}: resources held for tasks that no longer run", held)

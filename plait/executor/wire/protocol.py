@@ -2,8 +2,8 @@
 
 Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the other)::
 
-    driver --Hello/Heartbeat/PutInline/Alloc/Seal/ViewRequest/Submit/Subscribe/Pin/Unpin/
-             Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/TraceRequest/
+    driver --Hello/Heartbeat/PutInline/Alloc/Seal/Abandon/ViewRequest/Submit/Subscribe/Pin/
+             Unpin/Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/TraceRequest/
              KillActor/ActorLookup/SnapshotRequest/PlanRequest/ObjectsRequest/Bye--> head
     driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Yielded/Pinned/MemoryReport/
              ResourcesReport/StateReport/TraceReport/ActorFound/Snapshot/PlanReport/
@@ -172,6 +172,8 @@ class Alloc:
     object_id: str
     nbytes: int
     created_by: str = ""
+    spare: bool = False            # a driver's block for its next put, asked ahead: refused
+    #                                rather than waiting for room (driver/session.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +202,15 @@ class Seal:
     object_id: str
     contains: tuple[str, ...] = ()
     task_id: str = ""              # the task that put it (a worker may run several at once)
+    nbytes: int = 0                # a driver's put written into a spare block: its own size
+    created_by: str = ""           # and call site (the block was asked for by the put before)
+
+
+@dataclass(frozen=True, slots=True)
+class Abandon:
+    """A driver's spare block (an Alloc with ``spare``) that no put will use: dropped."""
+
+    object_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -820,7 +831,8 @@ class PlanReport:
 
 
 Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutInline | Alloc
-           | Allocated | Refused | Seal | Pin | Pinned | Unpin | Expect | Hold | MemoryRequest
+           | Allocated | Refused | Seal | Abandon | Pin | Pinned | Unpin | Expect | Hold
+           | MemoryRequest
            | MemoryReport | ResourcesRequest | ResourcesReport | StateCheck | StateReport
            | ViewRequest | View | Submit | Assign
            | Cancel | Revoke | Revoked

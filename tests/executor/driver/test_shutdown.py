@@ -37,6 +37,7 @@ def joined_session(flush_frees) -> tuple[Session, Recorded]:
     session.owns_cluster = False
     session.flush_frees = flush_frees
     session.held = set()
+    session.spare = None
     session.cluster = conn
     session.conn = conn
     session.arenas = {}

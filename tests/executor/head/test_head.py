@@ -17,6 +17,7 @@ import pytest
 
 from plait.executor.head.head import Head
 from plait.executor.head.invariants import head_problems
+from plait.executor.node.invariants import node_problems
 from plait.executor.node.node import Node
 from plait.executor.node.node_zero import NodeZero
 from plait.executor.node.workers import WorkerHandle
@@ -712,6 +713,40 @@ def test_small_and_failed_results_leave_every_table_when_their_refs_are_dropped(
     assert head.local.values == {} and head.cached == {} and head.directory.entries == {}
     assert head.client_holds[DRIVER] == {} and head.assigned == {} and head.lineage.made_by == {}
     assert head.local.table.tasks == {} and head.local.table.followers == {}
+
+
+# -- a driver's spare block (driver/session.py: asked ahead, for its next put) ---------------
+
+def spare(head: Head, request: int, object_id: str, nbytes: int) -> None:
+    tell(head, FromClient(DRIVER, p.Alloc(request, object_id, nbytes, "a.py:1", spare=True)))
+
+
+def test_a_put_written_into_a_spare_block_gets_its_own_size_and_call_site(head):
+    spare(head, 1, "put-2", MIB)
+    tell(head, FromClient(DRIVER, p.Seal("put-2", nbytes=MIB - 100, created_by="b.py:7")))
+    stored = head.local.store.objects["put-2"]
+    assert (stored.nbytes, stored.created_by, stored.sealed) == (MIB - 100, "b.py:7", True)
+    assert head.local.values["put-2"] == p.Stored("node-0", MIB - 100)
+    assert head.unsealed[DRIVER] == set() and node_problems(head.local) == []
+
+
+def test_a_spare_block_abandoned_or_left_by_a_driver_gone_leaves_the_store(head):
+    spare(head, 1, "put-2", MIB)
+    tell(head, FromClient(DRIVER, p.Abandon("put-2")))
+    assert head.local.store.objects == {} and head.local.store.pinned_bytes == 0
+    spare(head, 2, "put-3", MIB)
+    tell(head, FromClient(DRIVER, p.Alloc(3, "put-4", MIB)))      # killed before its Seal
+    tell(head, ClientGone(DRIVER))
+    assert head.local.store.objects == {} and DRIVER not in head.unsealed
+    assert node_problems(head.local) == []
+
+
+def test_a_spare_block_that_does_not_fit_is_refused_at_once_not_waited_for(head):
+    head.local.store.allocate("t1", 3 * MIB, "test")            # a running task's result
+    spare(head, 1, "put-2", 2 * MIB)
+    (peer, refused), = [(peer, m) for peer, m in take(head) if peer == DRIVER]
+    assert isinstance(refused, p.Refused) and head.put_waiting == []
+    assert "put-2" not in head.local.store.objects
 
 
 def test_a_node_sent_a_small_value_forgets_it_when_the_object_goes(head):
