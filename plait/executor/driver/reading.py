@@ -24,7 +24,7 @@ had just died. So the first get after a put asks nothing of the head either::
     put(X) --Alloc--> head: block pinned     --Seal--> head: the pin is now the driver's
     get(X) takes that pin (or the next call, or FREE_AFTER_IDLE_SECONDS, sends it back)
 
-A put of up to a few MiB then asks for the next put's block at once (Alloc, ``spare``),
+A put of up to 32 MiB then asks for the next put's block at once (Alloc, ``spare``),
 so that a program putting many objects of one size waits for no Alloc answer after the
 first (session.py, SPARE_MAX_BYTES).
 """

@@ -40,8 +40,9 @@ from plait.store.serialization import INLINE_THRESHOLD, dumps, serialize
 # A put of up to this many bytes (and at most 1/SPARE_SHARE of the store) asks, once
 # written, for a block of its size for the next put: a program that puts many objects of
 # one size then writes each into a block it already has, with no round trip to the head
-# (~0.5 ms of a 1 MiB put's ~1.3 ms). Larger puts are dominated by their copy.
-SPARE_MAX_BYTES = 8 * 2**20
+# (~0.5 ms of a 1 MiB put's ~1.5 ms, and of a 16 MiB put's ~3 ms). Larger puts are the
+# copy's (a 256 MiB put is ~20 ms), and a spare of their size would hold much room idle.
+SPARE_MAX_BYTES = 32 * 2**20
 SPARE_SHARE = 64
 PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
 IDLE_SUBMIT_SECONDS = 0.01     # calls made and not requested are submitted after this quiet
