@@ -66,6 +66,9 @@ def echo(i):
     return i
 
 
+ASSIGNS = 1500          # zmq's default high-water mark is 1,000 messages
+
+
 def test_messages_to_a_briefly_stopped_node_are_queued_not_dropped(fresh):
     """A ROUTER drops what it would queue past its high-water mark (1,000 messages) for a
     peer that does not read: a node stopped for a second while thousands of Assigns went
@@ -75,9 +78,11 @@ def test_messages_to_a_briefly_stopped_node_are_queued_not_dropped(fresh):
     node_1.send_signal(signal.SIGSTOP)
     try:
         refs = []
-        for i in range(3000):                      # one Assign message each
+        # one Assign message each, half again the high-water mark: ~1.5 s here, where
+        # 3,000 took past the node timeout (4 s) at load 12+ and the node was declared dead
+        for i in range(ASSIGNS):
             refs.append(echo.options(node="node-1").remote(i))
             plait.wait(refs[-1:], timeout=0)
     finally:
         node_1.send_signal(signal.SIGCONT)
-    assert plait.get(refs, timeout=60) == list(range(3000))
+    assert plait.get(refs, timeout=60) == list(range(ASSIGNS))

@@ -28,11 +28,15 @@ def serve(router: zmq.Socket, frames: Frames, data: bytes, streams: int,
     """Answer ``streams`` Fetches as a node does; with ``stop_after``, send that many
     chunks of each run and then nothing more (a stream that died); with ``tamper``, flip
     a bit of each run's chunk of that index on its way."""
-    for _ in range(streams):
+    served = 0
+    while served < streams:
         if not router.poll(RECV_MS):
             return
         identity, frame = router.recv_multipart()
         fetch = frames.read(frame, REQUEST)
+        if isinstance(fetch, p.FetchDone):
+            continue            # a stream's pull ended (failed) before another's Fetch came
+        served += 1
         ticket = frames.ticket(frame)
         header = p.FetchHeader(fetch.request, fetch.object_id, len(data))
         router.send_multipart([identity, frames.message(header, reply_data(
