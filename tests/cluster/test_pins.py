@@ -184,21 +184,26 @@ def test_a_put_in_a_task_gives_its_pin_back(small_store):
 
 
 def test_puts_of_one_size_write_into_the_block_the_last_put_asked_for_ahead(quiet_store):
-    """A put, once written, asks for a block of its size for the next put (which then
-    waits for no answer); a put of another size gives that block back and asks its own.
-    The object written into a block asked for by another put is reported as its own."""
+    """A put of the size of the put before it asks, once written, for a block of its
+    size for the next put (which then waits for no answer); a put of another size gives
+    that block back and asks none. An object written into a block asked for by another
+    put is reported as its own."""
     sent = sent_by_session()
     first = [plait.put(np.full(64 * 1024 - 8, float(i))) for i in range(3)]   # 512 KiB-64
     blocks = lambda: [name for name in sent if name != "Unpin"]   # noqa: E731 (put's pin)
-    assert blocks() == ["Alloc", "Seal", "Alloc"] + ["Seal", "Alloc"] * 2
+    assert blocks() == ["Alloc", "Seal", "Alloc", "Seal", "Alloc", "Seal", "Alloc"]
     again = plait.put(np.full(64 * 1024, 3.0)); line = sys._getframe().f_lineno  # noqa: E702
     # (64 bytes more than the first three: the same 4 KiB-aligned block)
     sent.clear()
     other = plait.put(np.full(96 * 1024, 7.0))                               # 768 KiB
-    assert blocks() == ["Abandon", "Alloc", "Seal", "Alloc"]
+    assert blocks() == ["Abandon", "Alloc", "Seal"]
+    sent.clear()
+    second = plait.put(np.full(96 * 1024, 8.0))     # a second of its size: asks a spare
+    assert blocks() == ["Alloc", "Seal", "Alloc"]
     assert [float(plait.get(r)[0]) for r in first] == [0.0, 1.0, 2.0]
     assert float(plait.get(again)[0]) == 3.0 and float(plait.get(other)[-1]) == 7.0
+    assert float(plait.get(second)[0]) == 8.0
     summary = plait.memory_summary()
-    assert "5 objects in the store" in summary and " reserved " in summary
+    assert "6 objects in the store" in summary and " reserved " in summary
     assert re.search(rf"^\s+{again.id} .* created by test_pins.py:{line}$", summary, re.M)
     assert context.active().validate_state(10) == ()
