@@ -115,6 +115,7 @@ class ForeignEngine(Engine):
     def engine_free(self, handles: list[Any]) -> None: ...
     def engine_cancel(self, handles: list[Any], recursive: bool, force: bool) -> None: ...
     def engine_events(self) -> list[dict]: ...                    # new task reports
+    def results_read(self) -> None: ...          # a get has its values (Ray: read reports)
     def engine_close(self) -> None: ...
 
     # -- the graph layer's runtime ---------------------------------------------------------
@@ -285,6 +286,7 @@ class ForeignEngine(Engine):
                 raise self.failed[ref.id]
         values = self.engine_get([self.handles[ref.id] for ref in wanted], timeout)
         values = [self.unpack(value) for value in values]
+        self.results_read()
         return values if many else values[0]
 
     def unpack(self, value: Any) -> Any:

@@ -72,3 +72,16 @@ def test_dask_reads_what_came_after_its_last_read_though_the_log_moved():
     assert (new, read) == (["a", "b"], (2.0, 1))
     full = [(2.0, "b"), (2.0, "c")]          # the scheduler's log is full: "a" went
     assert dask_engine._unread(full, read) == (["c"], (2.0, 2))
+
+
+@pytest.mark.parametrize("small_session", ["ray"], indirect=True)
+def test_ray_reads_the_reports_of_a_get_that_saw_more_than_a_few_tasks(small_session,
+                                                                        monkeypatch):
+    ray_engine = sys.modules["plait.engines.ray"]
+    monkeypatch.setattr(ray_engine, "REPORTS_AFTER_GET", 4)
+    with plait.trace() as trace:
+        plait.get([older.remote(i) for i in range(3)])
+        assert len(small_session.reports) == 3        # a few: kept for a later read
+        plait.get([older.remote(i) for i in range(3, 6)])
+        assert small_session.reports == []            # more than 4: read at the get
+    assert sorted(t.function_name for t in trace.tasks) == ["older"] * 6
