@@ -72,6 +72,8 @@ class LocalNode(Protocol):
 
     def pin_for_client(self, object_id: str) -> None: ...
 
+    def on_Delete(self, message: p.Delete) -> None: ...
+
 
 @dataclass
 class NodeRecord:
@@ -304,6 +306,7 @@ class Head(ActorRouting, Outbox):
         it waits while tasks running there hold the room it needs (see Node.put_block), but
         a spare block, asked for ahead of the put that will use it, is refused instead.
         The block is the driver's until its Seal or Abandon, or until the driver is gone."""
+        self.delete_local_now()
         reply = self.local.put_block(message, may_wait=not message.spare)
         if reply is None:
             self.put_waiting.append((peer, message))
@@ -311,6 +314,15 @@ class Head(ActorRouting, Outbox):
         if isinstance(reply, p.Allocated):
             self.unsealed[peer].add(message.object_id)
         self.to_client(peer, reply)
+
+    def delete_local_now(self) -> None:
+        """node-0's Deletes decided this turn go before a put's block is sought: a driver
+        that drops refs and puts at once sends its Free and its Alloc in one turn, and the
+        room they free must be there for it (a Delete at the turn's flush came too late:
+        with spilling off, ObjectStoreFullError beside three dropped objects)."""
+        object_ids = self.deletes.pop(self.local.id, None)
+        if object_ids:
+            self.local.on_Delete(p.Delete(tuple(object_ids)))
 
     def on_Abandon(self, peer: Peer, message: p.Abandon) -> None:
         blocks = self.unsealed.get(peer, set())

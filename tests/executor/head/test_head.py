@@ -749,6 +749,19 @@ def test_a_spare_block_that_does_not_fit_is_refused_at_once_not_waited_for(head)
     assert "put-2" not in head.local.store.objects
 
 
+def test_a_put_right_after_a_free_finds_the_room_the_free_gave_back(head):
+    """The Free and the Alloc of a driver that drops a ref and puts again come in one turn:
+    node-0 deletes the freed object before it looks for the new block, not at the flush."""
+    tell(head, FromClient(DRIVER, p.Alloc(1, "put-1", 3 * MIB)))
+    tell(head, FromClient(DRIVER, p.Seal("put-1")))
+    tell(head, FromClient(DRIVER, p.Unpin((("node-0", "put-1"),))))
+    tell(head, FromClient(DRIVER, p.Free(("put-1",))))
+    tell(head, FromClient(DRIVER, p.Alloc(2, "put-2", 3 * MIB)))       # same turn: no flush
+    replies = [m for peer, m in take(head) if peer == DRIVER]
+    assert replies[-1] == p.Allocated(2, "put-2", "node-0", 0)
+    assert set(head.local.store.objects) == {"put-2"} and node_problems(head.local) == []
+
+
 def test_a_node_sent_a_small_value_forgets_it_when_the_object_goes(head):
     sent = add_node_1(head)
     run_on_node_0(head, "t1", p.Inline(b"x"))
