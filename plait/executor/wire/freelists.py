@@ -2,21 +2,23 @@
 
 CPython keeps freed tuples (up to 2,000 of each length from 1 to 19), lists, dicts, floats
 and a few more on free lists for reuse, and empties them only in a collection of the oldest
-generation. A worker seldom has one: its node freezes what it imported before forking it
-(``gc.freeze``), so few objects of its own are long-lived, and CPython's rule for a full
-collection (a quarter more long-lived objects than at the last one) is then rarely met.
-Tuples of every length pass through a worker by the thousand (messages, their fields,
-pickling), and each length's list keeps as many as were ever freed at once, up to 4.5 MiB
-for all of them: its Python blocks rose ~500 every 50k tasks of the long run of issue 11
-(``sys.getallocatedblocks`` 153,492 -> 155,900 from 52k to 300k tasks), tracemalloc
-naming where those tuples were first made (``tuple(self.unsent)``, pickling's reduce
-tuples), and one ``gc.collect()`` gave them back. Its USS rose with them (+11.6% over 400k
-tasks; the node-0 worker of ``benchmarks/longrun.py --tasks 400000 --report-every 50000``).
+generation. A worker seldom has one: a forked worker freezes what it inherited
+(``gc.freeze``, node/workers.py), so few objects of its own are long-lived, and CPython's
+rule for a full collection (a quarter more long-lived objects than at the last one) is then
+rarely met. Tuples of every length pass through a worker by the thousand (messages, their
+fields, pickling), and each length's list keeps those freed and not made again, up to
+2,000 (4.5 MiB for all lengths). In the long run of issue 11 a worker's Python blocks rose
+~500 every 50k tasks (``sys.getallocatedblocks`` 153,492 -> 155,900 from 52k to 300k
+tasks), tracemalloc naming where those tuples were first made (``tuple(self.unsent)``,
+pickling's reduce tuples), and one ``gc.collect()`` gave them back. Its USS rose with
+them (+11.6% over 400k tasks: node-0's first worker in ``benchmarks/longrun.py --tasks
+400000 --report-every 50000``).
 
-A full collection in a worker costs what its tracked objects do: ~0.1 ms for a worker's
-own few hundred, more in an actor holding much state. So a sweep comes at most every
-SWEEP_EVERY_TASKS tasks, and never before SWEEP_COST_RATIO times the last one's duration
-has passed: at most 1% of a worker's time whatever it holds.
+A full collection in a worker costs what its tracked objects do: ~4 us for a worker's own
+few hundred (700 beside plait's frozen imports, median of 200, load 10), more in an actor
+holding much state. So a sweep comes at most every SWEEP_EVERY_TASKS tasks, and never
+before SWEEP_COST_RATIO times the last one's duration has passed: at most 1% of a
+worker's time whatever it holds.
 """
 
 from __future__ import annotations
