@@ -63,6 +63,7 @@ from plait.executor.driver.session import Session
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import LOCAL_RECONNECT_MS, WorkerConfig, identity_of
+from plait.executor.wire.freelists import FreeListSweep
 from plait.executor.wire.malloc import return_freed_memory
 from plait.executor.wire.security import load_key
 from plait.graph import context
@@ -234,6 +235,7 @@ class WorkerRuntime:
         self.shield = 0                   # ... unless inside the worker's (see shielded)
         self.shield_guard = Shield(self)
         self.interrupt_asked = False      # INTERRUPT_SIGNAL came; its Cancel not read yet
+        self.sweep = FreeListSweep()      # CPython's free lists, emptied now and then
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -353,6 +355,8 @@ class WorkerRuntime:
             if time.perf_counter() - self.flushed > FLUSH_SECONDS:
                 self.flush_results()
         self.flush_results()
+        self.sweep.note(len(batch.items))
+        self.sweep.sweep_if_due()         # (after the results went: they wait for nothing)
 
     def hold_result(self, result: p.TaskResult, more: bool = False) -> None:
         """Keep a result to send with its batch-mates'; when ``more`` of them are to run

@@ -366,3 +366,33 @@ def test_worker_processes_share_the_node_store(fresh, tmp_path):
     assert len({pid_a, pid_b, os.getpid()}) == 3
     assert at_a == at_b == shm_location(plait.get(ref))
     assert at_a[0].startswith("/dev/shm/plait-") and not writable_a and not writable_b
+
+
+@plait.remote
+def leave_tuples():
+    """Tuples of each length CPython keeps freed ones of (1 to 19), made and dropped as a
+    worker's messages make them; the Python blocks allocated after."""
+    import sys
+
+    made = [tuple(range(n % 19 + 1)) for n in range(19_000)]
+    del made
+    return sys.getallocatedblocks()
+
+
+@plait.remote
+def allocated_blocks(_=None):
+    import sys
+
+    return sys.getallocatedblocks()
+
+
+def test_a_worker_gives_back_the_tuples_its_tasks_dropped(fresh):
+    """CPython keeps them on its free lists until a full collection, which a worker (its
+    imports frozen by its node) seldom has: its memory rose with them over a long run
+    (issue 11). It sweeps them every SWEEP_EVERY_TASKS tasks (wire/freelists.py)."""
+    from plait.executor.wire.freelists import SWEEP_EVERY_TASKS
+
+    plait.init(num_workers=1)
+    held = plait.get(leave_tuples.remote())
+    plait.get([allocated_blocks.remote(i) for i in range(SWEEP_EVERY_TASKS)])
+    assert plait.get(allocated_blocks.remote()) < held - 15_000

@@ -18,6 +18,7 @@ process has one thread, and cost the parent what it had free (about 1.3 MiB of h
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import re
 import sys
@@ -41,7 +42,8 @@ def fill_holes() -> int:
     that filled after every fork grew ~190 KB a fork (2.6 MiB per 100k tasks)."""
     if _TAKEN:
         return 0
-    return fill_heap_holes() + fill_pool_holes()
+    gc.collect()        # CPython's free lists emptied first: a child's sweep (wire/freelists.py)
+    return fill_heap_holes() + fill_pool_holes()    # would free their objects in shared pages
 
 
 def fill_heap_holes() -> int:

@@ -234,13 +234,15 @@ def _serve_forks(requests: int, replies: int, node: int) -> None:  # pragma: no 
     libc.prctl(1, signal.SIGKILL)                   # PR_SET_PDEATHSIG: go with the node
     libc.prctl(PR_SET_NAME, FORKER_NAME.encode())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.freeze()            # what it inherited: the collection below then touches none of it
     while True:
         try:
             size = struct.unpack("I", _read_exactly(requests, 4))[0]
             config = WorkerConfig(**json.loads(_read_exactly(requests, size)))
         except (OSError, EOFError):
             os._exit(0)
-        handoff_r, handoff_w = os.pipe()
+        gc.collect()       # its free lists emptied: a worker's first sweep (wire/freelists.py)
+        handoff_r, handoff_w = os.pipe()   # would free their objects in pages it shares
         middle = os.fork()
         if middle == 0:
             worker = os.fork()

@@ -72,3 +72,19 @@ def test_the_holes_are_taken_once_per_process():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.split() == ["True", "0"]
+
+
+def test_a_child_inherits_no_free_lists_its_sweep_would_free_in_shared_pages():
+    """Tuples the parent freed sit on CPython's free lists; a worker's sweep
+    (wire/freelists.py) would free them, copying each page they share with the parent."""
+    script = ("import gc, sys\n"
+              "from plait.executor.node.prefork import fill_holes\n"
+              "made = [tuple(range(n % 19 + 1)) for n in range(19_000)]\n"
+              "del made\n"
+              "fill_holes()\n"
+              "before = sys.getallocatedblocks()\n"
+              "gc.collect()\n"
+              "print(before - sys.getallocatedblocks())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert int(done.stdout) < 1_000
