@@ -197,13 +197,13 @@ class Session(ObjectReading, Engine):
 
         if self.spare is not None:
             request, object_id, asked = self.spare
-            self.spare = None
-            if Allocator.block_size(asked) == Allocator.block_size(nbytes):
+            if Allocator.block_size(asked) != Allocator.block_size(nbytes):
+                self.drop_spare()
+            else:
+                self.spare = None
                 reply = self.reply_to(request)
                 if isinstance(reply, p.Allocated):
                     return object_id, reply
-            else:
-                self.abandon(request, object_id)
         object_id = self.new_id("put")
         return object_id, self.request(p.Alloc(next(self.requests), object_id, nbytes,
                                                call_site))
@@ -223,20 +223,17 @@ class Session(ObjectReading, Engine):
         self.conn.send(p.Alloc(request, object_id, nbytes, call_site, spare=True))
         self.spare = (request, object_id, nbytes)
 
-    def abandon(self, request: int, object_id: str) -> None:
-        """Give back a spare block no put will use; its reply, if still to come, is
-        dropped when it does."""
+    def drop_spare(self) -> None:
+        """Give back the spare block, if any: no put will use it; its reply, if still to
+        come, is dropped when it does."""
         from plait.executor.wire import protocol as p
 
-        self.conn.send(p.Abandon(object_id))
-        if self.replies.pop(request, None) is None:
-            self.unawaited.add(request)
-
-    def drop_spare(self) -> None:
         if self.spare is not None:
             request, object_id, _ = self.spare
             self.spare = None
-            self.abandon(request, object_id)
+            self.conn.send(p.Abandon(object_id))
+            if self.replies.pop(request, None) is None:
+                self.unawaited.add(request)
 
     @_serialized
     def get(self, refs: Any, timeout: float | None = None) -> Any:

@@ -41,10 +41,14 @@ print(os.read(read, 100).decode())
 """
 
 
+def _python(script: str, *args: str) -> str:
+    """What a fresh interpreter running ``script`` printed (its heap is this test's)."""
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                          text=True, timeout=60, check=True).stdout
+
+
 def _child_growth_kib(mode: str) -> int:
-    done = subprocess.run([sys.executable, "-c", FORKED_CHURN, mode], capture_output=True,
-                          text=True, timeout=60, check=True)
-    return int(done.stdout)
+    return int(_python(FORKED_CHURN, mode))
 
 
 def test_a_child_forked_after_the_holes_are_taken_grows_by_what_it_holds_only():
@@ -59,9 +63,8 @@ def test_the_heap_has_no_free_chunk_below_its_top_after_the_holes_are_taken():
               "del kept[::2]\n"
               "prefork.fill_holes()\n"
               "print(prefork._below_top(prefork.mallinfo()))\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=True)
-    assert int(done.stdout) < 64 << 10
+    printed = _python(script)
+    assert int(printed) < 64 << 10
 
 
 def test_the_holes_are_taken_once_per_process():
@@ -69,9 +72,8 @@ def test_the_holes_are_taken_once_per_process():
     filled after every fork grew ~190 KB a fork): it takes nothing."""
     script = ("from plait.executor.node.prefork import fill_holes\n"
               "print(fill_holes() > 0, fill_holes())\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=True)
-    assert done.stdout.split() == ["True", "0"]
+    printed = _python(script)
+    assert printed.split() == ["True", "0"]
 
 
 def test_a_child_inherits_no_free_lists_its_sweep_would_free_in_shared_pages():
@@ -85,6 +87,5 @@ def test_a_child_inherits_no_free_lists_its_sweep_would_free_in_shared_pages():
               "before = sys.getallocatedblocks()\n"
               "gc.collect()\n"
               "print(before - sys.getallocatedblocks())\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=True)
-    assert int(done.stdout) < 1_000
+    printed = _python(script)
+    assert int(printed) < 1_000
