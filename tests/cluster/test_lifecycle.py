@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pathlib
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import textwrap
 import pytest
 
 import plait
+from plait.executor.wire.config import NODE_MAIN, ipc_addresses
 from tests.conftest import assert_nothing_leaked
 
 pytestmark = pytest.mark.cluster
@@ -23,6 +26,27 @@ def test_first_put_starts_the_cluster_and_shutdown_cleans_up(fresh):
     assert node.id == "node-0" and node.is_head and node.workers >= 1
     plait.shutdown()
     assert not plait.is_initialized()
+    assert_nothing_leaked()
+
+
+def test_a_node_starting_as_its_cluster_shuts_down_stops_quietly_leaving_nothing(fresh):
+    """A node that joins a driver's cluster (cluster_utils' add_node, a soak's replacement)
+    may still be starting when the driver shuts the cluster down and the head removes the
+    run dir where the node's sockets go. It says so in one line and stops, its arena and
+    worker with it (the chaos soak printed a ZMQError traceback from such a node)."""
+    plait.init(num_workers=1)
+    cluster = plait.api._session.cluster
+    template = cluster.configs[0]
+    config = dataclasses.replace(template, node="node-7", head_address=template.client_address,
+                                 **ipc_addresses(template.run_dir, "node-7"))
+    plait.shutdown()
+    assert not pathlib.Path(config.run_dir).exists()
+    late = subprocess.run([sys.executable, "-m", NODE_MAIN,
+                           json.dumps(dataclasses.asdict(config))],
+                          capture_output=True, text=True, timeout=60)
+    assert late.returncode == 0, late.stderr
+    assert "Traceback" not in late.stderr
+    assert f"node-7: the cluster's run directory {config.run_dir} is gone" in late.stderr
     assert_nothing_leaked()
 
 

@@ -473,7 +473,15 @@ def serve(config: NodeConfig) -> None:
                                                     arena.name, os.getpid(),
                                                     **worker_settings(config))))
         forker = Forker.start()
-        server = Server(config, arena, workers, OsProcesses(forker))
+        try:
+            server = Server(config, arena, workers, OsProcesses(forker))
+        except zmq.ZMQError:
+            if os.path.isdir(config.run_dir):
+                raise
+            log.warning("%s: the cluster's run directory %s is gone (its driver shut it "
+                        "down while this node was starting); stopping", config.node,
+                        config.run_dir)
+            return
         signal.signal(signal.SIGTERM, lambda *_: setattr(server.node, "stopping", True))
         signal.signal(signal.SIGUSR1, lambda *_: server.dump_state())
         server.run()
