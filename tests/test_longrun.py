@@ -1,0 +1,53 @@
+"""benchmarks/longrun.py's warm-up rule (issue 11, flat memory): pure, no cluster.
+
+A worker's first task of a kind copies the pages it shares with its node that hold the
+code that task runs for the first time (an inline result's pickling, a nested task's
+session and compiler): up to ~1.5 MiB once, not growth. A stand-in meets them late, so
+its baseline comes after them.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def longrun():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module("longrun")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_a_stand_ins_baseline_comes_after_its_first_task_of_a_kind(longrun):
+    row = [None, 6.1, 6.2, 7.3, 7.4]     # first seen at 1; its first inline task before 3
+    assert longrun.baseline(row) == 2
+    assert longrun.baseline(row, warm=3) == 3
+    assert longrun._growth(row, longrun.baseline(row, warm=3)) == pytest.approx(0.0137)
+
+
+def test_a_first_task_of_a_kind_never_moves_a_baseline_earlier(longrun):
+    assert longrun.baseline([3.0, 8.0, 8.1], warm=1) == 1
+    assert longrun.baseline([None, None, 6.0, 7.0], warm=1) == 3
+
+
+def test_a_worker_is_warm_after_its_last_first_run_of_a_kind(longrun):
+    run = longrun.Run()
+    run.checkpoints = [0]
+    run.ran({(101, "tiny"), (101, "nested"), (102, "tiny")})
+    run.checkpoints.append(100_000)
+    run.ran({(101, "tiny"), (102, "inline"), (103, "tiny")})
+    assert (run.warm(101), run.warm(102), run.warm(103), run.warm(104)) == (1, 2, 2, None)
+
+
+def test_the_examples_in_longrun_hold(longrun):
+    result = doctest.testmod(longrun, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
