@@ -9,7 +9,13 @@ are kept as the exception ``get`` raises.
 Traces are read from the engine: each task reports the node it really ran on, its times and
 the sizes of its inputs (task.py); an input made on another node than its reader's was
 copied there by the engine, once per node (both engines keep the copy), which is a transfer.
-The events are kept in a ring of the newest MAX_EVENTS, as the native head keeps them.
+The events are kept in a ring of the newest MAX_EVENTS, as the native head keeps them, each
+as a plain tuple of its fields until a trace reads it: CPython stops tracking a tuple of
+strings and numbers at the first collection it lives through, where an event object stays
+tracked for good, and every tracked object that lives long brings the driver's next full
+collection nearer and makes it longer (W3 on Ray: the ring's 1,000 TaskEvents a round were
+what every round left for good in the oldest generation; benchmarks/RESULTS.md, "W3 on Ray:
+the driver's garbage collector").
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from plait.graph.refs import ObjectRef
 from plait.store.serialization import dumps
 
 _sessions = itertools.count(1)
+_EVENT_KINDS = (TaskEvent, TransferEvent)     # a kept event's first field: its index here
 
 
 class ForeignEngine(Engine):
@@ -67,7 +74,7 @@ class ForeignEngine(Engine):
         self.handles: dict[str, Any] = {}          # object -> the engine's handle
         self.failed: dict[str, BaseException] = {}
         self.origin: dict[str, str] = {}           # object -> node it was made on (as known)
-        self.events: deque[Any] = deque(maxlen=MAX_EVENTS)   # Task/TransferEvents, in order
+        self.events: deque[tuple] = deque(maxlen=MAX_EVENTS)   # kept events, in order
         self.events_dropped = 0                    # position of events[0] in the whole log
         self.copies: set[tuple[str, str]] = set()  # (object, node) copies already traced
         self.unsubmitted: deque[Any] = deque()
@@ -344,33 +351,33 @@ class ForeignEngine(Engine):
         if position < 0:
             return (), end
         since = max(position, self.events_dropped) - self.events_dropped
-        return tuple(itertools.islice(self.events, since, None)), end
+        return tuple(_event(kept) for kept in itertools.islice(self.events, since, None)), end
 
     def read_reports(self) -> None:
         """Turn the engine's new task reports into trace events (the engine lets go of them)."""
         for report in self.engine_events():
             self.record(report)
 
-    def record_event(self, event: Any) -> None:
-        """One trace event into the ring; past MAX_EVENTS the oldest goes."""
+    def record_event(self, kept: tuple) -> None:
+        """One trace event into the ring, as ``_event`` reads it back; past MAX_EVENTS the
+        oldest goes."""
         if len(self.events) == self.events.maxlen:
             self.events_dropped += 1
-        self.events.append(event)
+        self.events.append(kept)
 
     def record(self, report: dict) -> None:
         """A task's report: where it ran (read from the engine in the task), and each input
         not made there: copied there by the engine, once per node."""
         node = self.node_name(report["node"])
-        self.record_event(TaskEvent(report["task"], report["function"], node, report["pid"],
-                                    report["start"], report["end"], report["ok"]))
+        self.record_event((0, report["task"], report["function"], node, report["pid"],
+                           report["start"], report["end"], report["ok"]))
         for oid in report["outputs"]:
             self.origin[oid] = node
         for oid, nbytes in report["inputs"]:
             src = self.origin.get(oid)
             if src is not None and src != node and (oid, node) not in self.copies:
                 self.copies.add((oid, node))
-                self.record_event(TransferEvent(oid, src, node, nbytes, report["start"],
-                                                report["start"]))
+                self.record_event((1, oid, src, node, nbytes, report["start"], report["start"]))
 
     @serialized
     def shutdown(self) -> None:
@@ -386,3 +393,13 @@ class ForeignEngine(Engine):
         finally:
             self.handles.clear()
             self.engine_close()
+
+
+def _event(kept: tuple) -> Any:
+    """A trace event from the ring's tuple: the index of its class in ``_EVENT_KINDS``,
+    then its fields in order.
+
+    >>> _event((1, "put-1", "node-0", "node-1", 8, 2.0, 2.0))
+    TransferEvent(object_id='put-1', src='node-0', dst='node-1', nbytes=8, start=2.0, end=2.0)
+    """
+    return _EVENT_KINDS[kept[0]](*kept[1:])

@@ -5,6 +5,7 @@ session starts."""
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import pytest
@@ -64,6 +65,19 @@ def test_ray_holds_few_unread_reports_when_the_trace_is_never_read(small_session
         plait.get(older.remote(i))            # one task at a time: none left running
         most = max(most, len(small_session.reports))
     assert most == PENDING + 1                # read as soon as there are more than PENDING
+
+
+def test_the_ring_holds_nothing_the_cyclic_collector_walks(small_session):
+    """Events wait in the ring as plain tuples, which CPython stops tracking at their first
+    collection: an event object per task, kept for good, would bring the driver's next
+    full collection nearer and make it longer (W3 on Ray)."""
+    with plait.trace() as trace:
+        plait.get([older.remote(i) for i in range(KEPT)])
+    gc.collect()
+    assert len(small_session.events) == KEPT
+    assert [kept for kept in small_session.events if gc.is_tracked(kept)] == []
+    assert sorted(t.task_id for t in trace.tasks) == sorted(kept[1] for kept in
+                                                           small_session.events)
 
 
 def test_dask_reads_what_came_after_its_last_read_though_the_log_moved():
