@@ -21,6 +21,7 @@ from tests.engines.conftest import start
 pytestmark = pytest.mark.cluster
 KEPT = 20           # trace events kept (MAX_EVENTS)
 PENDING = 8         # Ray: task reports not read yet before the finished ones are read
+DYING = 8           # records of dead objects waiting before the reports are read
 
 
 @plait.remote
@@ -134,6 +135,19 @@ def test_the_engine_keeps_nothing_of_objects_gone(small_session):
         pass
     assert object_records(small_session) & set(made) == set()
     assert freed.id not in small_session.holders      # (its ref lives: get raises)
+
+
+def test_a_driver_that_never_reads_its_trace_keeps_few_records_of_dead_objects(
+        small_session, monkeypatch):
+    """Dask reads no report unless asked: past DYING_RECORDS records of dead objects
+    waiting, the reports are read and the records go."""
+    monkeypatch.setattr(base, "DYING_RECORDS", DYING)
+    small_session.dying_limit = DYING
+    most = 0
+    for i in range(40):
+        assert plait.get(newer.remote(older.remote(i))) == (i + 1) * 2
+        most = max(most, len(small_session.holders))
+    assert most <= DYING + 2                  # and the two of the get at hand
 
 
 @pytest.mark.parametrize("small_session", ["dask"], indirect=True)
