@@ -141,12 +141,12 @@ class ForeignEngine(Engine):
     def engine_cancel(self, handles: list[Any], recursive: bool, force: bool) -> None: ...
     def engine_events(self) -> list[dict]: ...                    # new task reports
     def results_read(self) -> None: ...          # a get has its values (Ray: read reports)
+    def engine_close(self) -> None: ...
 
     def unread_from(self) -> int:
         """The launch number of the oldest task whose report may not be read yet
         (``launched``: none)."""
         return self.launched
-    def engine_close(self) -> None: ...
 
     # -- the graph layer's runtime ---------------------------------------------------------
 
