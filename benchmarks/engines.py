@@ -196,7 +196,7 @@ class Plait:
 
     def put_node(self, ref):
         session = self.plait.api.session()
-        return self.ids[session.origin[ref.id]] if hasattr(session, "origin") else \
+        return self.ids[session.holders[ref.id][0]] if hasattr(session, "holders") else \
             self.ids["node-0"]
 
     def close(self):

@@ -2,7 +2,9 @@
 
 An engine of this package keeps, for each plait object, the engine's own handle (a Ray
 ObjectRef, a Dask Future): while plait's refs to the object live, the handle lives, and the
-engine's own reference counting frees the object once the handle goes. Failures known
+engine's own reference counting frees the object once the handle goes (a call whose refs
+are all gone by its launch, made for its side effects, keeps none: the engine runs it
+still, and ``shutdown`` waits for those not launched yet). Failures known
 before anything ran (a task refused by the compiler, a cancelled lazy task, a freed object)
 are kept as the exception ``get`` raises.
 
@@ -16,6 +18,15 @@ tracked for good, and every tracked object that lives long brings the driver's n
 collection nearer and makes it longer (W3 on Ray: the ring's 1,000 TaskEvents a round were
 what every round left for good in the oldest generation; benchmarks/RESULTS.md, "W3 on Ray:
 the driver's garbage collector").
+
+A transfer is told by the engine's record of the nodes holding each object (``holders``:
+where it was made, then each copy a report showed). The record must outlive the object's
+last ref until the reports of the tasks launched before are read, since a task reading the
+object may still run when its last ref goes (``g.remote(f.remote())`` drops f's result at
+once). So a dead object's record waits in ``dying`` beside the number of tasks launched at
+its death, and goes once no report of an earlier task is left to read (``unread_from``).
+A driver that never reads its trace reads its reports once DYING_RECORDS records wait (Dask
+reads none otherwise): the records are those of live objects, plus a bounded few.
 """
 
 from __future__ import annotations
@@ -38,6 +49,10 @@ from plait.graph.graph import Graph
 from plait.graph.ids import IdGenerator
 from plait.graph.refs import ObjectRef
 from plait.store.serialization import dumps
+
+# Records of dead objects waiting for reports, past which the reports are read (a Dask read is
+# one call to the scheduler: once per this many deaths; W3 on Ray: 1,000 a round).
+DYING_RECORDS = 4096
 
 _sessions = itertools.count(1)
 _EVENT_KINDS = (TaskEvent, TransferEvent)     # a kept event's first field: its index here
@@ -73,11 +88,14 @@ class ForeignEngine(Engine):
         self.dead: deque[str] = deque()
         self.handles: dict[str, Any] = {}          # object -> the engine's handle
         self.failed: dict[str, BaseException] = {}
-        self.origin: dict[str, str] = {}           # object -> node it was made on (as known)
+        self.holders: dict[str, list[str]] = {}    # object -> where it was made, then copies
+        self.launched = 0                          # tasks launched (a task's launch number)
+        self.dying: deque[tuple[int, str]] = deque()   # (launched at its death, object)
+        self.dying_limit = DYING_RECORDS           # ... read the reports past this many
         self.events: deque[tuple] = deque(maxlen=MAX_EVENTS)   # kept events, in order
         self.events_dropped = 0                    # position of events[0] in the whole log
-        self.copies: set[tuple[str, str]] = set()  # (object, node) copies already traced
         self.unsubmitted: deque[Any] = deque()
+        self.closing = False                       # shutting down (see ``shutdown``)
         self.recent_plans: deque[compiler.Plan] = deque(maxlen=4)
         self.node_names: dict[str, str] = {}       # engine's node id -> "node-i"
         self.node_ids: dict[str, str] = {}         # "node-i" -> engine's node id
@@ -125,6 +143,11 @@ class ForeignEngine(Engine):
     def results_read(self) -> None: ...          # a get has its values (Ray: read reports)
     def engine_close(self) -> None: ...
 
+    def unread_from(self) -> int:
+        """The launch number of the oldest task whose report may not be read yet
+        (``launched``: none)."""
+        return self.launched
+
     # -- the graph layer's runtime ---------------------------------------------------------
 
     def incref(self, object_id: str, found: bool = True) -> None:
@@ -137,7 +160,8 @@ class ForeignEngine(Engine):
 
     def collect_dead(self) -> None:
         """Count down dead refs: an object with no ref left loses its handle (the engine
-        frees it once nothing of its own needs it either)."""
+        frees it once nothing of its own needs it either) and, once its readers' reports
+        are read, its record of where it is."""
         while self.dead:
             oid = self.dead.popleft()
             self.refs[oid] -= 1
@@ -145,6 +169,24 @@ class ForeignEngine(Engine):
                 del self.refs[oid]
                 self.handles.pop(oid, None)
                 self.failed.pop(oid, None)
+                self.let_go(oid)
+        if len(self.dying) > self.dying_limit:
+            self.read_reports()
+            self.dying_limit = len(self.dying) + DYING_RECORDS  # their readers still run
+        else:
+            self.forget_dying()
+
+    def let_go(self, object_id: str) -> None:
+        """The object is gone: its record waits for the reports of tasks launched so far."""
+        if object_id in self.holders:
+            self.dying.append((self.launched, object_id))
+
+    def forget_dying(self) -> None:
+        """Drop the records of dead objects whose readers' reports are all read (``dying``
+        is in order of death, so of launch numbers)."""
+        unread = self.unread_from()
+        while self.dying and self.dying[0][0] <= unread:
+            self.holders.pop(self.dying.popleft()[1], None)
 
     def new_id(self, stem: str) -> str:
         return self.ids.new(stem)
@@ -245,8 +287,8 @@ class ForeignEngine(Engine):
         for oid in inputs:
             nbytes, where = found.get(oid, (0, ()))
             holders = tuple(self.node_name(n) for n in where)
-            if not holders and oid in self.origin:      # not made yet: where it will be
-                holders = (self.origin[oid],)
+            if not holders and oid in self.holders:     # not made yet: where it will be
+                holders = tuple(self.holders[oid][:1])
             objects[oid] = ObjectInfo(oid, nbytes, holders)
         return compiler.ClusterView(nodes, objects)
 
@@ -264,11 +306,13 @@ class ForeignEngine(Engine):
             anchored = bool(inputs or node.nested or node.node is not None
                             or not read.isdisjoint(node.outputs))
             outputs = self.launch(task, node, placement, inputs, nested, anchored)
+            self.launched += 1
             task.submitted = True
             task.forget_inputs()
             for oid, handle in zip(node.outputs, outputs, strict=True):
-                self.handles[oid] = handle
-                self.origin[oid] = placement.node
+                if oid in self.refs or self.closing:    # else a call for its side effects
+                    self.handles[oid] = handle          # alone: the engine runs it still
+                    self.holders[oid] = [placement.node]
 
     # -- the API --------------------------------------------------------------------------
 
@@ -280,7 +324,7 @@ class ForeignEngine(Engine):
         handle, where = self.engine_put(value)
         ref = ObjectRef(self.new_id("put"))
         self.handles[ref.id] = handle
-        self.origin[ref.id] = self.node_name(where)
+        self.holders[ref.id] = [self.node_name(where)]
         return ref
 
     @serialized
@@ -332,6 +376,7 @@ class ForeignEngine(Engine):
         handles = [self.handles.pop(ref.id) for ref in refs if ref.id in self.handles]
         for ref in refs:
             self.failed[ref.id] = ObjectFreedError(ref.id, "released early with plait.free")
+            self.let_go(ref.id)
         self.engine_free(handles)
 
     @serialized
@@ -354,9 +399,11 @@ class ForeignEngine(Engine):
         return tuple(_event(kept) for kept in itertools.islice(self.events, since, None)), end
 
     def read_reports(self) -> None:
-        """Turn the engine's new task reports into trace events (the engine lets go of them)."""
+        """Turn the engine's new task reports into trace events (the engine lets go of them),
+        then forget the dead objects no report to come can name."""
         for report in self.engine_events():
             self.record(report)
+        self.forget_dying()
 
     def record_event(self, kept: tuple) -> None:
         """One trace event into the ring, as ``_event`` reads it back; past MAX_EVENTS the
@@ -367,22 +414,27 @@ class ForeignEngine(Engine):
 
     def record(self, report: dict) -> None:
         """A task's report: where it ran (read from the engine in the task), and each input
-        not made there: copied there by the engine, once per node."""
+        not on that node yet: copied there by the engine, once per node. Objects this
+        session holds no record of are not its own (Dask's log has every session's tasks)
+        or were made for their side effects alone."""
         node = self.node_name(report["node"])
         self.record_event((0, report["task"], report["function"], node, report["pid"],
                            report["start"], report["end"], report["ok"]))
         for oid in report["outputs"]:
-            self.origin[oid] = node
+            if oid in self.holders:
+                self.holders[oid] = [node]
         for oid, nbytes in report["inputs"]:
-            src = self.origin.get(oid)
-            if src is not None and src != node and (oid, node) not in self.copies:
-                self.copies.add((oid, node))
-                self.record_event((1, oid, src, node, nbytes, report["start"], report["start"]))
+            holders = self.holders.get(oid)
+            if holders is not None and node not in holders:
+                holders.append(node)
+                self.record_event((1, oid, holders[0], node, nbytes, report["start"],
+                                   report["start"]))
 
     @serialized
     def shutdown(self) -> None:
         """Run the calls made and never requested, then let go of the engine."""
         self.flusher.stop()
+        self.closing = True                  # calls for side effects alone are waited for
         made = [t for t in self.unsubmitted if not t.submitted]
         try:
             if made and not self.in_task:

@@ -54,7 +54,8 @@ class DaskEngine(ForeignEngine):
             self.owns_client = True
         super().__init__(submit_after_idle, in_task)
         self.events_read = (0.0, 0)            # (time, events at that time) read last
-        self.keep: list[Any] = []              # futures run for side effects, until done
+        self.keep: list[tuple[int, Any]] = []  # (launch number, future) until done
+        self.read_from = 0                     # unread_from as of the last read
 
     def engine_nodes(self) -> list[tuple[str, int, str]]:
         try:
@@ -96,11 +97,12 @@ class DaskEngine(ForeignEngine):
         else:
             outputs = [self.client.submit(operator.getitem, future, i, key=oid, pure=False,
                                           **pin) for i, oid in enumerate(node.outputs)]
-        self.keep += outputs                 # a dropped future would be forgotten unrun
+        # a dropped future would be forgotten unrun
+        self.keep += [(self.launched, future) for future in outputs]
         return outputs
 
     def before_run(self) -> tuple[str, ...]:
-        self.keep = [future for future in self.keep if not future.done()]
+        self.keep = [kept for kept in self.keep if not kept[1].done()]
         return super().before_run()
 
     def portable(self, handle: Any) -> Any:
@@ -139,15 +141,25 @@ class DaskEngine(ForeignEngine):
 
     def engine_free(self, handles: list[Any]) -> None:
         freed = {id(future) for future in handles}    # released once no plait ref nor
-        self.keep = [f for f in self.keep if id(f) not in freed]   # reader needs it
+        self.keep = [kept for kept in self.keep      # reader needs it
+                     if id(kept[1]) not in freed]
 
     def engine_cancel(self, handles: list[Any], recursive: bool, force: bool) -> None:
         if handles:                             # (a running Dask task finishes in its thread)
             self.client.cancel(handles, force=True)
 
     def engine_events(self) -> list[dict]:
+        """The new reports in the scheduler's log. A task done before the log is read has
+        its report there (the worker sends it before the task's result), so the oldest
+        task not done then is the oldest whose report may be unread after."""
+        self.keep = [kept for kept in self.keep if not kept[1].done()]
+        read_from = self.keep[0][0] if self.keep else self.launched
         new, self.events_read = _unread(self.client.get_events(EVENT), self.events_read)
+        self.read_from = read_from
         return new
+
+    def unread_from(self) -> int:
+        return self.read_from
 
     def engine_close(self) -> None:
         self.keep.clear()

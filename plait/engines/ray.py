@@ -66,8 +66,8 @@ class RayEngine(ForeignEngine):
             self.owns = True
         super().__init__(submit_after_idle, in_task)
         self.reports_limit = PENDING_REPORTS # ... read when there are more than this
-        self.reports: list[tuple] = []       # (report handle, task id, function, outputs,
-        #                                      inputs) of reports not read yet
+        self.reports: list[tuple] = []       # (report handle, launch number, task id,
+        #                                      function, outputs, inputs) not read yet
         self.functions: dict[tuple, Any] = {}   # a function's Ray remote function
         self.runners: dict[tuple, tuple] = {}   # ... with a kind of task's options
         self.nodes_seen: tuple[float, list] = (0.0, [])
@@ -138,8 +138,8 @@ class RayEngine(ForeignEngine):
         args = () if bare else (task.payload, *inputs, *((_Nested(nested),) if nested else ()))
         # RemoteFunction._remote: what .options(...).remote() calls, with a name per call
         handles = runner._remote(args=args, kwargs=None, name=task.id, **options)
-        self.reports.append((handles[0], task.id, node.function_name, node.outputs,
-                             node.deps))
+        self.reports.append((handles[0], self.launched, task.id, node.function_name,
+                             node.outputs, node.deps))
         if len(self.reports) > self.reports_limit:
             self.read_reports()
         return list(handles[1:])
@@ -223,8 +223,12 @@ class RayEngine(ForeignEngine):
             ran = [pickle.loads(data) for data in ray.get([pending[0] for pending in finished])]
         except Exception:                   # a task failed (it made no report): one by one
             ran = [_ran(pending[0]) for pending in finished]
-        return [report(*pending[1:], one) for pending, one in zip(finished, ran, strict=True)
+        return [report(*pending[2:], one) for pending, one in zip(finished, ran, strict=True)
                 if one is not None]
+
+    def unread_from(self) -> int:
+        """The reports not read yet are in launch order."""
+        return self.reports[0][1] if self.reports else self.launched
 
     def engine_close(self) -> None:
         self.reports = []

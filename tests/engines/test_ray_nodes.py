@@ -76,6 +76,25 @@ def test_a_transfer_the_plan_makes_is_traced(three_nodes):
     assert [(t.src, t.dst, t.nbytes) for t in trace.transfers] == [("node-1", "node-2", 4 << 20)]
 
 
+def test_a_transfer_is_traced_though_its_object_went_before_the_report_was_read(
+        three_nodes):
+    """The array's last ref goes at its reader's launch; its record of where it was made
+    waits for the reader's report, read after the get, then goes."""
+    session = plait.api.session()
+    with plait.trace() as trace:
+        array = make.options(node="node-1").remote(4)
+        array_id = array.id
+        read = total.options(node="node-2").remote(array)
+        del array                             # its reader holds it until its launch
+        assert plait.get(read, timeout=60) == 4 << 20
+        del read
+        plait.put(0)                          # counts them down; the reports are unread
+        assert array_id in session.holders
+    assert [(t.object_id, t.src, t.dst) for t in trace.transfers] == \
+        [(array_id, "node-1", "node-2")]
+    assert array_id not in session.holders
+
+
 def test_a_result_read_in_the_same_graph_is_made_where_its_reader_runs(three_nodes):
     """Tasks that read nothing are left to Ray's scheduler unless a task of their graph
     reads their results: then they stay pinned where the plan put them, beside the reader."""

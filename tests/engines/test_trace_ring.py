@@ -1,12 +1,14 @@
 """A long run on Ray or Dask stays flat: the trace is a ring of the newest events (as the
-native head's), and Ray's task reports not read yet are read in batches, never held one per
-task forever (a driver that never reads its trace). Small limits here, patched before the
-session starts."""
+native head's), Ray's task reports not read yet are read in batches, never held one per
+task forever (a driver that never reads its trace), and the engine keeps nothing of an
+object once it is gone and no report to come can name it. Small limits here, patched
+before the session starts."""
 
 from __future__ import annotations
 
 import gc
 import sys
+from collections import deque
 
 import pytest
 
@@ -19,6 +21,7 @@ from tests.engines.conftest import start
 pytestmark = pytest.mark.cluster
 KEPT = 20           # trace events kept (MAX_EVENTS)
 PENDING = 8         # Ray: task reports not read yet before the finished ones are read
+DYING = 8           # records of dead objects waiting before the reports are read
 
 
 @plait.remote
@@ -99,3 +102,83 @@ def test_ray_reads_the_reports_of_a_get_that_saw_more_than_a_few_tasks(small_ses
         plait.get([older.remote(i) for i in range(3, 6)])
         assert small_session.reports == []            # more than 4: read at the get
     assert sorted(t.function_name for t in trace.tasks) == ["older"] * 6
+
+
+def object_records(session) -> set[str]:
+    """The names kept in the session's tables (its dicts, sets, deques and lists, tuples
+    opened), but for the trace's ring (MAX_EVENTS): the objects it still keeps a record
+    of, whatever the table."""
+    found = set()
+    with session.lock:                        # (the idle flusher counts dead refs down)
+        for name, table in vars(session).items():
+            if name == "events" or not isinstance(table, (dict, set, deque, list)):
+                continue
+            for item in table:
+                found.update(part for part in (item if isinstance(item, tuple) else (item,))
+                             if isinstance(part, str))
+    return found
+
+
+def test_the_engine_keeps_nothing_of_objects_gone(small_session):
+    made = []
+    for _ in range(3):
+        inputs = [older.remote(i) for i in range(KEPT)]
+        outputs = [newer.remote(x) for x in inputs]
+        assert plait.get(outputs) == [(i + 1) * 2 for i in range(KEPT)]
+        made += [ref.id for ref in inputs + outputs]
+        made += [older.remote(i).id for i in range(5)]     # called for side effects alone
+        del inputs, outputs
+    freed = plait.put(1)
+    plait.free(freed)
+    plait.put(0)                              # counts the dropped refs down
+    with plait.trace():                       # reads the reports: none to come names them
+        pass
+    assert object_records(small_session) & set(made) == set()
+    assert freed.id not in small_session.holders      # (its ref lives: get raises)
+
+
+def test_a_driver_that_never_reads_its_trace_keeps_few_records_of_dead_objects(
+        small_session, monkeypatch):
+    """Dask reads no report unless asked: past DYING_RECORDS records of dead objects
+    waiting, the reports are read and the records go."""
+    monkeypatch.setattr(base, "DYING_RECORDS", DYING)
+    small_session.dying_limit = DYING
+    most = 0
+    for i in range(40):
+        assert plait.get(newer.remote(older.remote(i))) == (i + 1) * 2
+        most = max(most, len(small_session.holders))
+    assert most <= DYING + 2                  # and the two of the get at hand
+
+
+@pytest.mark.parametrize("small_session", ["dask"], indirect=True)
+def test_a_transfer_is_traced_though_its_object_went_before_the_report_was_read(
+        small_session):
+    """A task may read an object whose last ref went at the task's launch: the object's
+    record of where it was made waits for the task's report (Ray: test_ray_nodes.py)."""
+    with plait.trace() as trace:
+        made = older.options(node="node-1").remote(1)
+        made_id = made.id
+        read = newer.options(node="node-2").remote(made)
+        del made                              # its reader holds it until its launch
+        assert plait.get(read) == 4
+        del read
+        plait.put(0)                          # counts them down; the reports are unread
+    assert [(t.object_id, t.src, t.dst) for t in trace.transfers] == \
+        [(made_id, "node-1", "node-2")]
+    assert made_id not in object_records(small_session)
+
+
+@plait.remote
+def append_line(path, line):
+    with open(path, "a") as file:
+        file.write(line + "\n")
+
+
+def test_a_call_for_its_side_effects_alone_runs_before_the_session_shuts_down(
+        small_session, tmp_path):
+    """Its ref is gone before its launch, so the engine keeps no handle of its result; a
+    call not launched yet at shutdown is still waited for."""
+    small_session.flusher.quiet = 3600        # not launched before the shutdown
+    append_line.remote(str(tmp_path / "ran"), "side effect")
+    plait.shutdown()
+    assert (tmp_path / "ran").read_text() == "side effect\n"
