@@ -213,16 +213,19 @@ class RayEngine(ForeignEngine):
     def engine_events(self) -> list[dict]:
         if not self.reports:
             return []
-        handles = [pending[0] for pending in self.reports]
-        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0, fetch_local=True)
-        done = {id(handle) for handle in ready}
-        finished = [pending for pending in self.reports if id(pending[0]) in done]
-        self.reports = [pending for pending in self.reports if id(pending[0]) not in done]
+        unread = self.reports
+        handles = [pending[0] for pending in unread]
+        try:                  # most often (a get of all it ran just ended) every task is done
+            ran = [pickle.loads(data) for data in ray.get(handles, timeout=0)]
+            finished, self.reports = unread, []
+        except Exception:     # some still run, or a task failed (it made no report)
+            ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0,
+                                fetch_local=True)
+            done = {id(handle) for handle in ready}
+            finished = [pending for pending in unread if id(pending[0]) in done]
+            self.reports = [pending for pending in unread if id(pending[0]) not in done]
+            ran = _read(pending[0] for pending in finished)
         self.reports_limit = len(self.reports) + PENDING_REPORTS   # those still running wait
-        try:
-            ran = [pickle.loads(data) for data in ray.get([pending[0] for pending in finished])]
-        except Exception:                   # a task failed (it made no report): one by one
-            ran = [_ran(pending[0]) for pending in finished]
         return [report(*pending[2:], one) for pending, one in zip(finished, ran, strict=True)
                 if one is not None]
 
@@ -282,6 +285,16 @@ def _run(function: Function, count: int, payload: bytes, inputs: tuple,
         raise TaskError.wrap(error.function_name, ray.get_runtime_context().get_task_name(),
                              error.node, error.remote_traceback, error.cause) from None
     return (pickle.dumps(ran, protocol=5), *results)
+
+
+def _read(handles: Any) -> list[tuple | None]:
+    """How each of these finished tasks ran: all in one read, or one by one if a task
+    failed (it made no report)."""
+    handles = list(handles)
+    try:
+        return [pickle.loads(data) for data in ray.get(handles)]
+    except Exception:
+        return [_ran(handle) for handle in handles]
 
 
 def _ran(handle: Any) -> tuple | None:
