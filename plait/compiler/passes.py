@@ -49,7 +49,9 @@ def check_capacity(graph: Graph, view: ClusterView, choices: list[Choice],
     sizes, guess, inline = view.result_sizes, options.result_bytes_guess, options.inline_bytes
     for task, choice in zip(graph.tasks.values(), choices, strict=True):
         inputs = choice.inputs
-        if len(inputs) == 1:
+        if not inputs:                # a source task (W3's no-ops)
+            stored = 0
+        elif len(inputs) == 1:
             stored = inputs[0][1] if inputs[0][1] > inline else 0
         else:
             stored = sum(nbytes for _, nbytes, _ in unique_inputs(inputs) if nbytes > inline)

@@ -139,7 +139,7 @@ class ForeignEngine(Engine):
                      ) -> set[int]: ...                          # positions ready
     def engine_free(self, handles: list[Any]) -> None: ...
     def engine_cancel(self, handles: list[Any], recursive: bool, force: bool) -> None: ...
-    def engine_events(self) -> list[dict]: ...                    # new task reports
+    def engine_events(self) -> list[tuple[tuple, tuple]]: ...    # new reports: record's
     def results_read(self) -> None: ...          # a get has its values (Ray: read reports)
     def engine_close(self) -> None: ...
 
@@ -162,14 +162,18 @@ class ForeignEngine(Engine):
         """Count down dead refs: an object with no ref left loses its handle (the engine
         frees it once nothing of its own needs it either) and, once its readers' reports
         are read, its record of where it is."""
-        while self.dead:
-            oid = self.dead.popleft()
-            self.refs[oid] -= 1
-            if self.refs[oid] <= 0:
-                del self.refs[oid]
-                self.handles.pop(oid, None)
-                self.failed.pop(oid, None)
-                self.let_go(oid)
+        dead, refs, handles, failed = self.dead, self.refs, self.handles, self.failed
+        while dead:                  # (once per ref: the names looked up once, above)
+            oid = dead.popleft()
+            left = refs[oid] - 1
+            if left > 0:
+                refs[oid] = left
+                continue
+            refs.pop(oid, None)
+            handles.pop(oid, None)
+            if failed:
+                failed.pop(oid, None)
+            self.let_go(oid)
         if len(self.dying) > self.dying_limit:
             self.read_reports()
             self.dying_limit = len(self.dying) + DYING_RECORDS  # their readers still run
@@ -294,25 +298,32 @@ class ForeignEngine(Engine):
 
     def submit(self, plan: compiler.Plan, graph: Graph, tasks: dict[str, Any],
                refs: Sequence[ObjectRef], frees: tuple[str, ...]) -> None:
+        """Launch each task in the graph's order. (Once per task: written for speed, the
+        common task, reading nothing and read by none, taking the shortest way.)"""
         read = {oid for node in graph.tasks.values() if node.deps or node.nested
                 for oid in node.reads}
-        handles = self.handles
+        handles, counted, holders = self.handles, self.refs, self.holders
+        placements, launch = plan.placements, self.launch
         for task_id, node in graph.tasks.items():
             task = tasks[task_id]
-            placement = plan.placements[task_id]
-            inputs = [handles[oid] for oid in node.deps] if node.deps else []
-            nested = {oid: self.portable(handles[oid]) for oid in node.nested
-                      if oid in handles} if node.nested else {}
-            anchored = bool(inputs or node.nested or node.node is not None
-                            or not read.isdisjoint(node.outputs))
-            outputs = self.launch(task, node, placement, inputs, nested, anchored)
+            placement = placements[task_id]
+            if node.deps or node.nested:
+                inputs = [handles[oid] for oid in node.deps]
+                nested = {oid: self.portable(handles[oid]) for oid in node.nested
+                          if oid in handles}
+                anchored = True
+            else:
+                inputs, nested = [], {}
+                anchored = node.node is not None or (bool(read)
+                                                     and not read.isdisjoint(node.outputs))
+            outputs = launch(task, node, placement, inputs, nested, anchored)
             self.launched += 1
             task.submitted = True
             task.forget_inputs()
             for oid, handle in zip(node.outputs, outputs, strict=True):
-                if oid in self.refs or self.closing:    # else a call for its side effects
-                    self.handles[oid] = handle          # alone: the engine runs it still
-                    self.holders[oid] = [placement.node]
+                if oid in counted or self.closing:      # else a call for its side effects
+                    handles[oid] = handle               # alone: the engine runs it still
+                    holders[oid] = [placement.node]
 
     # -- the API --------------------------------------------------------------------------
 
@@ -332,11 +343,15 @@ class ForeignEngine(Engine):
         many = isinstance(refs, (list, tuple))
         wanted = check_refs(refs if many else [refs], "plait.get")
         self.run(wanted)
-        for ref in wanted:
-            if ref.id in self.failed:
-                raise self.failed[ref.id]
-        values = self.engine_get([self.handles[ref.id] for ref in wanted], timeout)
-        values = [self.unpack(value) for value in values]
+        failed = self.failed
+        if failed:
+            for ref in wanted:
+                if ref.id in failed:
+                    raise failed[ref.id]
+        handles = self.handles
+        values = self.engine_get([handles[ref.id] for ref in wanted], timeout)
+        unpack = self.unpack
+        values = [unpack(value) if type(value) is Carrying else value for value in values]
         self.results_read()
         return values if many else values[0]
 
@@ -401,8 +416,9 @@ class ForeignEngine(Engine):
     def read_reports(self) -> None:
         """Turn the engine's new task reports into trace events (the engine lets go of them),
         then forget the dead objects no report to come can name."""
-        for report in self.engine_events():
-            self.record(report)
+        record = self.record
+        for about, ran in self.engine_events():
+            record(about, ran)
         self.forget_dying()
 
     def record_event(self, kept: tuple) -> None:
@@ -412,23 +428,30 @@ class ForeignEngine(Engine):
             self.events_dropped += 1
         self.events.append(kept)
 
-    def record(self, report: dict) -> None:
-        """A task's report: where it ran (read from the engine in the task), and each input
-        not on that node yet: copied there by the engine, once per node. Objects this
-        session holds no record of are not its own (Dask's log has every session's tasks)
-        or were made for their side effects alone."""
-        node = self.node_name(report["node"])
-        self.record_event((0, report["task"], report["function"], node, report["pid"],
-                           report["start"], report["end"], report["ok"]))
-        for oid in report["outputs"]:
-            if oid in self.holders:
-                self.holders[oid] = [node]
-        for oid, nbytes in report["inputs"]:
-            holders = self.holders.get(oid)
-            if holders is not None and node not in holders:
-                holders.append(node)
-                self.record_event((1, oid, holders[0], node, nbytes, report["start"],
-                                   report["start"]))
+    def record(self, about: tuple, ran: tuple) -> None:
+        """A task's report (``about``: its id, function name, outputs and top-level inputs;
+        ``ran``: how it ran, task.py ``run_call``): where it ran (read from the engine in the
+        task), and each input not on that node yet: copied there by the engine, once per
+        node. Objects this session holds no record of are not its own (Dask's log has every
+        session's tasks) or were made for their side effects alone. (Called once per task:
+        written for speed, ``record_event`` inlined.)"""
+        task_id, function_name, outputs, deps = about
+        where, pid, start, end, sizes = ran
+        node = self.node_names.get(where) or self.node_name(where)
+        events = self.events
+        if len(events) == events.maxlen:
+            self.events_dropped += 1
+        events.append((0, task_id, function_name, node, pid, start, end, True))
+        holders = self.holders
+        for oid in outputs:
+            if oid in holders:
+                holders[oid] = [node]
+        if deps:
+            for oid, nbytes in zip(deps, sizes, strict=True):
+                made = holders.get(oid)
+                if made is not None and node not in made:
+                    made.append(node)
+                    self.record_event((1, oid, made[0], node, nbytes, start, start))
 
     @serialized
     def shutdown(self) -> None:

@@ -148,7 +148,7 @@ class DaskEngine(ForeignEngine):
         if handles:                             # (a running Dask task finishes in its thread)
             self.client.cancel(handles, force=True)
 
-    def engine_events(self) -> list[dict]:
+    def engine_events(self) -> list[tuple[tuple, tuple]]:
         """The new reports in the scheduler's log. A task done before the log is read has
         its report there (the worker sends it before the task's result), so the oldest
         task not done then is the oldest whose report may be unread after."""
@@ -156,7 +156,7 @@ class DaskEngine(ForeignEngine):
         read_from = self.keep[0][0] if self.keep else self.launched
         new, self.events_read = _unread(self.client.get_events(EVENT), self.events_read)
         self.read_from = read_from
-        return new
+        return [_about_ran(report) for report in new]
 
     def unread_from(self) -> int:
         return self.read_from
@@ -189,6 +189,14 @@ def _run(spec: Spec, nested: _Nested, *inputs: Any) -> Any:
                                nested.handles)
     worker.log_event(EVENT, report)
     return results[0] if len(results) == 1 else tuple(results)
+
+
+def _about_ran(report: dict) -> tuple[tuple, tuple]:
+    """A report as the worker logged it (task.py ``report``) in the parts ``record`` takes."""
+    deps = tuple(oid for oid, _ in report["inputs"])
+    sizes = [nbytes for _, nbytes in report["inputs"]]
+    return ((report["task"], report["function"], tuple(report["outputs"]), deps),
+            (report["node"], report["pid"], report["start"], report["end"], sizes))
 
 
 def _unread(events: Sequence[tuple[float, Any]], read: tuple[float, int]

@@ -28,7 +28,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from plait.engines.base import ForeignEngine
-from plait.engines.task import Function, report, run_call
+from plait.engines.task import Function, run_call
 from plait.errors import (GetTimeoutError, ObjectFreedError, PlaitError, TaskCancelledError,
                           TaskError, WorkerCrashedError)
 from plait.graph.task import NO_ARGUMENTS
@@ -66,10 +66,13 @@ class RayEngine(ForeignEngine):
             self.owns = True
         super().__init__(submit_after_idle, in_task)
         self.reports_limit = PENDING_REPORTS # ... read when there are more than this
-        self.reports: list[tuple] = []       # (report handle, launch number, task id,
-        #                                      function, outputs, inputs) not read yet
+        self.reports: list[tuple] = []       # (report handle, launch number, (task id,
+        #                                      function, outputs, inputs)) not read yet
         self.functions: dict[tuple, Any] = {}   # a function's Ray remote function
         self.runners: dict[tuple, tuple] = {}   # ... with a kind of task's options
+        # the last task's function and options (held, so never another's at the same
+        # address), its bare and pin, and its runner: a run of calls of one kind finds it
+        self.last_runner: tuple = (None, None, False, None, None)
         self.nodes_seen: tuple[float, list] = (0.0, [])
         self.nodes_reader: threading.Thread | None = None   # reading a fresh list, if any
         self.here = ray.get_runtime_context().get_node_id()
@@ -133,26 +136,32 @@ class RayEngine(ForeignEngine):
         Ray arguments the call's own: its pickled arguments and its inputs, none for a call
         without arguments. Its id travels as Ray's name of the task; the rest of what the
         trace says of it stays here, beside the handle of its report."""
-        bare = task.payload == NO_ARGUMENTS and not inputs and not nested
+        bare = not inputs and not nested and task.payload == NO_ARGUMENTS
         runner, options = self.runner(task, node, placement, anchored, bare)
         args = () if bare else (task.payload, *inputs, *((_Nested(nested),) if nested else ()))
         # RemoteFunction._remote: what .options(...).remote() calls, with a name per call
         handles = runner._remote(args=args, kwargs=None, name=task.id, **options)
-        self.reports.append((handles[0], self.launched, task.id, node.function_name,
-                             node.outputs, node.deps))
-        if len(self.reports) > self.reports_limit:
+        reports = self.reports
+        reports.append((handles[0], self.launched,
+                        (task.id, node.function_name, node.outputs, node.deps)))
+        if len(reports) > self.reports_limit:
             self.read_reports()
-        return list(handles[1:])
+        return handles[1:]
 
     def runner(self, task: Any, node: Any, placement: Any, anchored: bool, bare: bool
                ) -> tuple[Any, dict]:
         """The Ray remote function running ``task``'s function, and its options (Ray's
         .options() is slow and each new remote function is exported: one per kind)."""
         pinned = anchored and len(self.nodes_seen[1]) > 1
+        pin = placement.node if pinned else None
+        function, kind = task.function, task.options
+        last = self.last_runner          # most often the task before's: no key to build
+        if last[0] is function and last[1] is kind and last[2] == bare and last[3] == pin:
+            return last[4]
         retry = task.options.retry_exceptions or False
         function_id, pickled = task.function.pickled()
         count = len(node.outputs)
-        key = (function_id, node.function_name, bare, placement.node if pinned else None,
+        key = (function_id, node.function_name, bare, pin,
                count, node.num_cpus, node.max_retries,
                retry if isinstance(retry, bool) else tuple(retry))
         found = self.runners.get(key)
@@ -173,6 +182,7 @@ class RayEngine(ForeignEngine):
             options.pop("max_calls", None)
             options["serialized_runtime_env_info"] = remote._serialized_base_runtime_env_info
             found = self.runners[key] = (remote, options)
+        self.last_runner = (function, kind, bare, pin, found)
         return found
 
     def results_read(self) -> None:
@@ -210,24 +220,27 @@ class RayEngine(ForeignEngine):
         for handle in handles:     # always forced: the task's ref raises TaskCancelledError
             ray.cancel(handle, force=True, recursive=recursive)
 
-    def engine_events(self) -> list[dict]:
+    def engine_events(self) -> list[tuple[tuple, tuple]]:
         if not self.reports:
             return []
         unread = self.reports
         handles = [pending[0] for pending in unread]
+        loads = pickle.loads
         try:                  # most often (a get of all it ran just ended) every task is done
-            ran = [pickle.loads(data) for data in ray.get(handles, timeout=0)]
-            finished, self.reports = unread, []
+            read = [(pending[2], loads(data)) for pending, data
+                    in zip(unread, ray.get(handles, timeout=0), strict=True)]
+            self.reports = []
         except Exception:     # some still run, or a task failed (it made no report)
             ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0,
                                 fetch_local=True)
             done = {id(handle) for handle in ready}
             finished = [pending for pending in unread if id(pending[0]) in done]
             self.reports = [pending for pending in unread if id(pending[0]) not in done]
-            ran = _read(pending[0] for pending in finished)
+            read = [(pending[2], one) for pending, one
+                    in zip(finished, _read(pending[0] for pending in finished), strict=True)
+                    if one is not None]
         self.reports_limit = len(self.reports) + PENDING_REPORTS   # those still running wait
-        return [report(*pending[2:], one) for pending, one in zip(finished, ran, strict=True)
-                if one is not None]
+        return read
 
     def unread_from(self) -> int:
         """The reports not read yet are in launch order."""

@@ -223,9 +223,10 @@ def check_refs(refs: Iterable[Any], where: str) -> list[ObjectRef]:
     """``refs`` as a list, each an ObjectRef of the running session (else TypeError, or
     ObjectLostError for one of a session that was shut down)."""
     refs = list(refs)
+    active = context.active()
     for ref in refs:
         if not isinstance(ref, ObjectRef):
             raise TypeError(f"{where} expects ObjectRefs, got {type(ref).__name__}: {ref!r:.60}")
-        if ref.owner is not None and ref.owner is not context.active():
+        if ref.owner is not None and ref.owner is not active:
             raise ObjectLostError(ref.id, "it belongs to a plait session that was shut down")
     return refs

@@ -144,6 +144,8 @@ def _upstream(sources: tuple[int, ...]) -> tuple[int, ...]:
     >>> _upstream((4, -1, 4, 2)), _upstream((-1,)), _upstream((3, 5))
     ((4, 2), (), (3, 5))
     """
+    if not sources:                   # a source task (W3's no-ops)
+        return sources
     if len(sources) == 1:
         return sources if sources[0] >= 0 else ()
     if len(sources) == 2 and sources[0] >= 0 and sources[1] >= 0:
@@ -191,12 +193,40 @@ def _post_order(roots: Iterable[Task | None]) -> Iterator[Task]:
                 yield task
 
 
+_TASK_NODE_SLOTS = tuple(getattr(TaskNode, name).__set__ for name in TaskNode.__slots__)
+
+
 def _task_node(task: Task) -> TaskNode:
+    """A task as the compiler sees it: the frozen TaskNode, its slots filled directly (a
+    frozen dataclass's ``__init__`` calls ``object.__setattr__`` once per field: the
+    dearest part of collecting a graph of calls without arguments, W3), as the compiler's
+    ``placed`` builds Placements.
+
+    >>> from plait.graph.options import TaskOptions
+    >>> class Called:
+    ...     name = "f"
+    ...     def pickled(self): return ("f@1", b"")
+    >>> _task_node(Task("f-1", Called(), TaskOptions(), b"", ())) == TaskNode(
+    ...     "f-1", "f", "f@1", (), ("f-1",))
+    True
+    """
+    options = task.options
     function_id = "" if task.is_actor_call else task.function.pickled()[0]
-    return TaskNode(task.id, task.name, function_id, task.dep_ids, task.output_ids,
-                    node=task.options.node, max_retries=task.options.max_retries,
-                    nested=task.nested_ids, actor=task.actor, num_cpus=task.options.num_cpus,
-                    needs=_needs(task.options))
+    node = object.__new__(TaskNode)
+    (set_id, set_function_name, set_function_id, set_deps, set_outputs, set_node,
+     set_max_retries, set_nested, set_actor, set_num_cpus, set_needs) = _TASK_NODE_SLOTS
+    set_id(node, task.id)
+    set_function_name(node, task.name)
+    set_function_id(node, function_id)
+    set_deps(node, task.dep_ids)
+    set_outputs(node, task.output_ids)
+    set_node(node, options.node)
+    set_max_retries(node, options.max_retries)
+    set_nested(node, task.nested_ids)
+    set_actor(node, task.actor)
+    set_num_cpus(node, options.num_cpus)
+    set_needs(node, _needs(options))
+    return node
 
 
 def _needs(options: Any) -> tuple[tuple[str, float], ...]:

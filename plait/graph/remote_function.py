@@ -71,7 +71,8 @@ class RemoteFunction:
             if len(self._fitting) < FITTING_KEPT:
                 self._fitting.add(shape)
         runtime = context.runtime()
-        self.pickled()          # now, as Ray does: later changes to globals are not seen
+        if not self._pickled:   # now, as Ray does: later changes to globals are not seen
+            self.pickled()
         payload, deps, nested = encode_call(name, args, kwargs, runtime.put, runtime.dumps)
         task = Task(runtime.new_id(name), self, self._options, payload, deps, nested)
         refs = [ObjectRef(object_id, task) for object_id in task.output_ids]

@@ -117,6 +117,8 @@ def encode_call(function_name: str, args: tuple, kwargs: dict, put: Callable[[An
     and must come back read-only as the ones put do). Returns the payload, the top-level
     dependencies and the refs nested deeper.
     """
+    if not args and not kwargs:        # a call without arguments (W3): written once
+        return NO_ARGUMENTS, (), ()
     if _all_plain(args, kwargs):       # nothing to look into: no ref, no array, no closure
         return pickle.dumps((args, kwargs), protocol=5), (), ()
     deps: list[ObjectRef] = []
