@@ -179,6 +179,9 @@ def _post_order(roots: Iterable[Task | None]) -> Iterator[Task]:
         if root is None or root.submitted or root.id in visited:
             continue
         visited.add(root.id)
+        if not root.deps and not root.nested:      # a source task (W3's no-ops): no stack
+            yield root
+            continue
         stack = [(root, iter(root.upstream()))]
         while stack:
             task, pending = stack[-1]

@@ -35,6 +35,7 @@ class RemoteFunction:
                  _fitting: set[Any] | None = None) -> None:
         self._function = function
         self._options = with_generator_default(options, function)
+        self._name = self._options.name or getattr(function, "__name__", "task")
         # [(function_id, bytes)] once pickled; shared by the copies .options() makes
         self._pickled = _pickled if _pickled is not None else []
         # what calls are checked against; made once, shared by the copies too
@@ -46,7 +47,7 @@ class RemoteFunction:
 
     @property
     def name(self) -> str:
-        return self._options.name or getattr(self._function, "__name__", "task")
+        return self._name
 
     @property
     def default_options(self) -> TaskOptions:
@@ -64,7 +65,7 @@ class RemoteFunction:
 
     def remote(self, *args: Any, **kwargs: Any) -> ObjectRef | list[ObjectRef]:
         """Add one call to the graph; returns its result ref(s) at once, runs nothing."""
-        name = self.name
+        name = self._name
         shape = (len(args), *kwargs) if kwargs else len(args)
         if shape not in self._fitting:                      # here, not when it runs
             check_call(self._signature, name, args, kwargs)
