@@ -120,6 +120,22 @@ def test_calls_without_arguments_run_and_are_traced(engine):
     assert {t.node for t in trace.tasks} <= {node.id for node in plait.nodes()}
 
 
+@plait.remote
+def both():
+    return "a", "b"
+
+
+def test_calls_of_one_function_run_each_with_its_own_options(engine):
+    """(The Ray engine reuses the Ray function of the task before only when its function
+    and options are the same: here they change from call to call.)"""
+    halves = both.options(num_returns=2)
+    with plait.trace() as trace:
+        assert plait.get([both.remote(), *halves.remote(), both.remote(), *halves.remote(),
+                          both.options(name="renamed").remote()]) == \
+            [("a", "b"), "a", "b", ("a", "b"), "a", "b", ("a", "b")]
+    assert sorted(t.function_name for t in trace.tasks) == ["both"] * 4 + ["renamed"]
+
+
 def test_tasks_run_where_pinned_and_a_missing_node_is_a_plan_error(engine):
     names = [node.id for node in plait.nodes()]
     assert names[0] == "node-0"
