@@ -123,8 +123,9 @@ class Run:
     checkpoints: list[int] = field(default_factory=list)            # tasks done
     uss: dict[tuple[str, int], list[float | None]] = field(default_factory=dict)
     store: dict[tuple[str, int], list[float | None]] = field(default_factory=dict)
-    first_runs: dict[tuple[int, str], int] = field(default_factory=dict)  # (pid, kind) ->
-    seconds: float = 0.0             # the checkpoint (column) after its first task of the kind
+    # (pid, kind) -> the checkpoint (column) after the worker's first task of the kind
+    first_runs: dict[tuple[int, str], int] = field(default_factory=dict)
+    seconds: float = 0.0
     smaps: str = ""                  # a folder to save each process's smaps in, or ""
 
     def ran(self, runs: set[tuple[int, str]]) -> None:

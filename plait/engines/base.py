@@ -201,10 +201,6 @@ class ForeignEngine(Engine):
 
     def created(self, task: Any) -> None:
         """Refuse at the call what this engine cannot run; else wait for the next run."""
-        if not (task.actor or task.nested or isinstance(task.options.num_returns, str)):
-            self.unsubmitted.append(task)           # the common call: one test
-            self.flusher.made()
-            return
         if task.actor:
             raise NotImplementedError(f"the {self.name} engine does not run plait actors "
                                       f"(called {task.name}); use the native engine")
@@ -356,8 +352,7 @@ class ForeignEngine(Engine):
                     raise failed[ref.id]
         handles = self.handles
         values = self.engine_get([handles[ref.id] for ref in wanted], timeout)
-        unpack = self.unpack
-        values = [unpack(value) if type(value) is Carrying else value for value in values]
+        values = [self.unpack(value) for value in values]
         self.results_read()
         return values if many else values[0]
 
@@ -439,15 +434,11 @@ class ForeignEngine(Engine):
         ``ran``: how it ran, task.py ``run_call``): where it ran (read from the engine in the
         task), and each input not on that node yet: copied there by the engine, once per
         node. Objects this session holds no record of are not its own (Dask's log has every
-        session's tasks) or were made for their side effects alone. (Called once per task:
-        written for speed, ``record_event`` inlined.)"""
+        session's tasks) or were made for their side effects alone."""
         task_id, function_name, outputs, deps = about
         where, pid, start, end, sizes = ran
-        node = self.node_names.get(where) or self.node_name(where)
-        events = self.events
-        if len(events) == events.maxlen:
-            self.events_dropped += 1
-        events.append((0, task_id, function_name, node, pid, start, end, True))
+        node = self.node_name(where)
+        self.record_event((0, task_id, function_name, node, pid, start, end, True))
         holders = self.holders
         for oid in outputs:
             if oid in holders:

@@ -225,22 +225,19 @@ class RayEngine(ForeignEngine):
             return []
         unread = self.reports
         handles = [pending[0] for pending in unread]
-        loads = pickle.loads
         try:                  # most often (a get of all it ran just ended) every task is done
-            read = [(pending[2], loads(data)) for pending, data
-                    in zip(unread, ray.get(handles, timeout=0), strict=True)]
-            self.reports = []
+            ran = [pickle.loads(data) for data in ray.get(handles, timeout=0)]
+            finished, self.reports = unread, []
         except Exception:     # some still run, or a task failed (it made no report)
             ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0,
                                 fetch_local=True)
             done = {id(handle) for handle in ready}
             finished = [pending for pending in unread if id(pending[0]) in done]
             self.reports = [pending for pending in unread if id(pending[0]) not in done]
-            read = [(pending[2], one) for pending, one
-                    in zip(finished, _read(pending[0] for pending in finished), strict=True)
-                    if one is not None]
+            ran = _read(pending[0] for pending in finished)
         self.reports_limit = len(self.reports) + PENDING_REPORTS   # those still running wait
-        return read
+        return [(pending[2], one) for pending, one in zip(finished, ran, strict=True)
+                if one is not None]
 
     def unread_from(self) -> int:
         """The reports not read yet are in launch order."""
