@@ -51,3 +51,13 @@ def test_a_worker_is_warm_after_its_last_first_run_of_a_kind(longrun):
 def test_the_examples_in_longrun_hold(longrun):
     result = doctest.testmod(longrun, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_pages_that_change_hands_are_not_growth_but_pages_added_are(longrun):
+    """A forker whose child exited: USS up, no page added. A leak: both up, counted."""
+    forker_uss, forker_anon = [3.4, 3.4, 3.4, 3.8], [14.5, 14.5, 14.5, 14.5]
+    assert longrun._growth(forker_uss, 1) == pytest.approx(0.1176)
+    assert longrun._added(forker_uss, forker_anon, 1) == 0.0
+    leak_uss, leak_anon = [30.0, 30.0, 31.5, 33.5], [40.0, 40.0, 41.5, 43.5]
+    assert longrun._added(leak_uss, leak_anon, 1) == pytest.approx(3.5)
+    assert longrun._added([30.0, 30.0, 29.0], [40.0, 40.0, 44.0], 1) == pytest.approx(-1.0)
