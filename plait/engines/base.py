@@ -117,6 +117,10 @@ class ForeignEngine(Engine):
         """Store ``value``; its handle and the engine's id of the node holding it."""
         raise NotImplementedError
 
+    def engine_here(self) -> tuple[str, str | None]:
+        """In an engine's worker: the engine's id of its node, and the running task's id."""
+        raise NotImplementedError
+
     def launch(self, task: Any, node: Any, placement: Any, inputs: list[Any],
                nested: dict[str, Any], anchored: bool) -> list[Any]:
         """Start one task pinned to its placement's node; the handles of its outputs.
@@ -224,8 +228,16 @@ class ForeignEngine(Engine):
         return "ready" if self.engine_ready([handle], 1, 0) else "pending"
 
     def runtime_context(self) -> context.RuntimeContext:
-        node = next(iter(self.node_ids), "node-0")
-        return context.RuntimeContext(node, None, None, self.id)
+        """In the driver: the head node, no task. In a task: the node it runs on (plait's
+        name of the engine's node, named in the order the driver names them: the engine's
+        own list, the head first) and its task id, read from the engine when asked."""
+        if not self.in_task:
+            return context.RuntimeContext(next(iter(self.node_ids), "node-0"), None, None,
+                                          self.id)
+        where, task = self.engine_here()
+        if where not in self.node_names:
+            self.refresh_nodes()
+        return context.RuntimeContext(self.node_name(where), None, task, self.id)
 
     def future(self, ref: ObjectRef) -> Any:
         from concurrent.futures import Future

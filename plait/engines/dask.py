@@ -75,6 +75,10 @@ class DaskEngine(ForeignEngine):
         return {oid: (sizes.get(future.key, 0), tuple(who_has.get(future.key, ())))
                 for oid, future in handles.items()}
 
+    def engine_here(self) -> tuple[str, str | None]:
+        worker = distributed.get_worker()
+        return worker.address, worker.get_current_task()     # its key: plait's id
+
     def engine_put(self, value: Any) -> tuple[Any, str]:
         future = self.client.scatter(value, hash=False)
         where = self.client.who_has([future]).get(future.key, ())

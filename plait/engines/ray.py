@@ -126,6 +126,10 @@ class RayEngine(ForeignEngine):
     def engine_put(self, value: Any) -> tuple[Any, str]:
         return ray.put(value), self.here
 
+    def engine_here(self) -> tuple[str, str | None]:
+        context = ray.get_runtime_context()
+        return context.get_node_id(), context.get_task_name()      # its name: plait's id
+
     def launch(self, task: Any, node: Any, placement: Any, inputs: list[Any],
                nested: dict[str, Any], anchored: bool) -> list[Any]:
         """Pinned where the plan says, unless the pin cannot matter: on one node, or a task

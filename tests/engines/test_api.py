@@ -51,6 +51,12 @@ def read_nested(box):
 
 
 @plait.remote
+def where_it_runs():
+    context = plait.get_runtime_context()
+    return str(context.get_node_id()), context.get_task_id()
+
+
+@plait.remote
 class Counter:
     def incr(self):
         return 1
@@ -145,6 +151,15 @@ def test_tasks_run_where_pinned_and_a_missing_node_is_a_plan_error(engine):
     assert [(t.function_name, t.node, t.ok) for t in trace.tasks] == [("inc", last, True)]
     with pytest.raises(plait.PlanError, match="node-99"):
         plait.get(inc.options(node="node-99").remote(1))
+
+
+def test_a_task_knows_its_node_and_its_task_id(engine):
+    names = [node.id for node in plait.nodes()]
+    with plait.trace() as trace:      # (made inside: the idle flusher may run them early)
+        found = plait.get([where_it_runs.options(node=name).remote() for name in names])
+    assert [node for node, _ in found] == names
+    assert sorted(task for _, task in found) == sorted(t.task_id for t in trace.tasks)
+    assert str(plait.get_runtime_context().get_node_id()) == "node-0"      # the driver
 
 
 def test_free_and_cancel(engine):

@@ -125,3 +125,13 @@ def test_a_plan_is_made_on_the_node_list_at_hand_while_a_fresh_one_is_read_besid
     assert session.engine_nodes() == nodes and session.nodes_reader is None
     session.nodes_seen = (time.monotonic() - ray_engine.NODES_STALE_SECONDS - 1, nodes[:1])
     assert session.engine_nodes() == nodes                     # stale: read before the plan
+
+
+@plait.remote
+def where_it_runs():
+    return str(plait.get_runtime_context().get_node_id())
+
+
+def test_a_task_knows_which_ray_node_it_runs_on(three_nodes):
+    names = [f"node-{i}" for i in range(3)]
+    assert plait.get([where_it_runs.options(node=name).remote() for name in names]) == names
