@@ -127,8 +127,7 @@ class RayEngine(ForeignEngine):
         return ray.put(value), self.here
 
     def engine_here(self) -> tuple[str, str | None]:
-        context = ray.get_runtime_context()
-        return context.get_node_id(), context.get_task_name()      # its name: plait's id
+        return self.here, ray.get_runtime_context().get_task_name()   # its name: plait's id
 
     def launch(self, task: Any, node: Any, placement: Any, inputs: list[Any],
                nested: dict[str, Any], anchored: bool) -> list[Any]:
