@@ -168,7 +168,7 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> list[Choi
                         else outside.get(oid) or (oid, guess, ())
                         for oid, at in zip(task.reads, sources, strict=True)]) if sources else ()
         unique = unique_inputs(inputs) if len(inputs) > 1 else inputs
-        slots = 1 if task.num_cpus == 1 else slots_of(task.num_cpus)
+        slots = slots_of(task.num_cpus)
         if task.actor and task.actor != task.id:
             node, reason = _actor_node(task, actors, view), "runs in its actor"
         elif task.actor and _spreads(task, unique) and len(pool) > 1:
@@ -176,8 +176,7 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> list[Choi
             reason = "an actor asking for no CPU: the node with the fewest actors"
         else:
             node, reason = _choose_node(task, slots, unique, loads, view, options)
-        choices.append(Choice(node, reason, inputs,
-                              _moved(unique, node, options) if unique else 0))
+        choices.append(Choice(node, reason, inputs, _moved(unique, node, options)))
         if not task.actor:          # an actor has a process of its own, outside the slots
             seconds = view.durations.get(task.function_name, options.task_seconds)
             loads.add(node, seconds * slots)
