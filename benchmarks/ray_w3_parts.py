@@ -16,8 +16,9 @@ shared machine falls on all of them alike. Variants:
 - ``plait``: plait-on-Ray on the same cluster.
 
 Printed per variant: median tasks/s, its ratio to the first variant, and the median CPU
-time per task of every process of the cluster (driver, raylets, GCS, workers: psutil), which
-varies less than wall time when the machine is shared.
+time per task of every process of the cluster (psutil), which varies less than wall time
+when the machine is shared: in all, then the driver's, the workers' and the rest's
+(raylets, GCS).
 """
 
 from __future__ import annotations
@@ -79,17 +80,23 @@ def variants(ray, plait):
 
 
 def cpu_seconds(process):
-    """CPU time of ``process`` and all its descendants (those that exit meanwhile are lost)."""
+    """CPU seconds of ``process`` and of its descendants, by kind: "driver" (``process``,
+    all its threads: Ray's core worker runs in the driver's process too), "workers" (Ray's
+    worker processes) and "rest" (raylets, GCS, Ray's agents). Those that exit meanwhile
+    are lost."""
     import psutil
 
-    total = 0.0
+    kinds = {"driver": 0.0, "workers": 0.0, "rest": 0.0}
     for p in [process, *process.children(recursive=True)]:
         try:
             times = p.cpu_times()
-            total += times.user + times.system
+            command = " ".join(p.cmdline())       # a worker names itself ray::<its task>
+            kind = "driver" if p is process else "workers" if command.startswith("ray::") \
+                or "default_worker.py" in command else "rest"
         except psutil.Error:
-            pass
-    return total
+            continue
+        kinds[kind] += times.user + times.system
+    return kinds
 
 
 def main():
@@ -124,14 +131,20 @@ def main():
                 cpu, start = cpu_seconds(me), time.perf_counter()
                 every[name]()
                 rates[name].append(NOOPS / (time.perf_counter() - start))
-                cpus[name].append((cpu_seconds(me) - cpu) * 1000 / NOOPS)
+                after = cpu_seconds(me)
+                cpus[name].append({kind: (after[kind] - cpu[kind]) * 1000 / NOOPS
+                                   for kind in after})
         first = statistics.median(rates[chosen[0]])
         print(f"load average {os.getloadavg()[0]:.1f} (shared machine), {args.rounds} rounds")
-        print("| variant | tasks/s | ratio | CPU ms per task |\n|---|---|---|---|")
+        print("| variant | tasks/s | ratio | CPU ms per task | driver | workers | rest |\n"
+              "|---|---|---|---|---|---|---|")
         for name in chosen:
             rate = statistics.median(rates[name])
-            print(f"| {name} | {rate:,.0f} | {rate / first:.2f} | "
-                  f"{statistics.median(cpus[name]):.2f} |")
+            kinds = {kind: statistics.median(c[kind] for c in cpus[name])
+                     for kind in ("driver", "workers", "rest")}
+            total = statistics.median(sum(c.values()) for c in cpus[name])
+            print(f"| {name} | {rate:,.0f} | {rate / first:.2f} | {total:.2f} | "
+                  + " | ".join(f"{kinds[kind]:.3f}" for kind in kinds) + " |")
     finally:
         plait.shutdown()
         ray.shutdown()
