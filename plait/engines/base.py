@@ -117,8 +117,9 @@ class ForeignEngine(Engine):
         """Store ``value``; its handle and the engine's id of the node holding it."""
         raise NotImplementedError
 
-    def engine_here(self) -> tuple[str, str | None]:
-        """In an engine's worker: the engine's id of its node, and the running task's id."""
+    def engine_here(self) -> tuple[str, str, str | None]:
+        """In an engine's worker: the engine's ids of its node and of this worker, and the
+        running task's id."""
         raise NotImplementedError
 
     def launch(self, task: Any, node: Any, placement: Any, inputs: list[Any],
@@ -234,10 +235,10 @@ class ForeignEngine(Engine):
         if not self.in_task:
             return context.RuntimeContext(next(iter(self.node_ids), "node-0"), None, None,
                                           self.id)
-        where, task = self.engine_here()
+        where, worker, task = self.engine_here()
         if where not in self.node_names:
             self.refresh_nodes()
-        return context.RuntimeContext(self.node_name(where), None, task, self.id)
+        return context.RuntimeContext(self.node_name(where), worker, task, self.id)
 
     def future(self, ref: ObjectRef) -> Any:
         from concurrent.futures import Future

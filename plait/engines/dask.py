@@ -75,9 +75,9 @@ class DaskEngine(ForeignEngine):
         return {oid: (sizes.get(future.key, 0), tuple(who_has.get(future.key, ())))
                 for oid, future in handles.items()}
 
-    def engine_here(self) -> tuple[str, str | None]:
+    def engine_here(self) -> tuple[str, str, str | None]:
         worker = distributed.get_worker()
-        return worker.address, worker.get_current_task()     # its key: plait's id
+        return worker.address, worker.id, worker.get_current_task()   # its key: plait's id
 
     def engine_put(self, value: Any) -> tuple[Any, str]:
         future = self.client.scatter(value, hash=False)

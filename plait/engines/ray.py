@@ -126,8 +126,9 @@ class RayEngine(ForeignEngine):
     def engine_put(self, value: Any) -> tuple[Any, str]:
         return ray.put(value), self.here
 
-    def engine_here(self) -> tuple[str, str | None]:
-        return self.here, ray.get_runtime_context().get_task_name()   # its name: plait's id
+    def engine_here(self) -> tuple[str, str, str | None]:
+        context = ray.get_runtime_context()          # the task's name is plait's id of it
+        return self.here, context.get_worker_id(), context.get_task_name()
 
     def launch(self, task: Any, node: Any, placement: Any, inputs: list[Any],
                nested: dict[str, Any], anchored: bool) -> list[Any]:

@@ -53,7 +53,7 @@ def read_nested(box):
 @plait.remote
 def where_it_runs():
     context = plait.get_runtime_context()
-    return str(context.get_node_id()), context.get_task_id()
+    return str(context.get_node_id()), context.get_task_id(), context.get_worker_id()
 
 
 @plait.remote
@@ -153,13 +153,16 @@ def test_tasks_run_where_pinned_and_a_missing_node_is_a_plan_error(engine):
         plait.get(inc.options(node="node-99").remote(1))
 
 
-def test_a_task_knows_its_node_and_its_task_id(engine):
+def test_a_task_knows_its_node_its_worker_and_its_task_id(engine):
     names = [node.id for node in plait.nodes()]
     with plait.trace() as trace:      # (made inside: the idle flusher may run them early)
         found = plait.get([where_it_runs.options(node=name).remote() for name in names])
-    assert [node for node, _ in found] == names
-    assert sorted(task for _, task in found) == sorted(t.task_id for t in trace.tasks)
-    assert str(plait.get_runtime_context().get_node_id()) == "node-0"      # the driver
+    assert [node for node, _, _ in found] == names
+    assert sorted(task for _, task, _ in found) == sorted(t.task_id for t in trace.tasks)
+    workers = [str(worker) for _, _, worker in found if worker is not None]
+    assert len(set(workers)) == len(names)        # one of its own on each node
+    driver = plait.get_runtime_context()
+    assert str(driver.get_node_id()) == "node-0" and driver.get_worker_id() is None
 
 
 def test_free_and_cancel(engine):
