@@ -229,9 +229,10 @@ class ForeignEngine(Engine):
         return "ready" if self.engine_ready([handle], 1, 0) else "pending"
 
     def runtime_context(self) -> context.RuntimeContext:
-        """In the driver: the head node, no task. In a task: the node it runs on (plait's
-        name of the engine's node, named in the order the driver names them: the engine's
-        own list, the head first) and its task id, read from the engine when asked."""
+        """In the driver: the head node, no worker, no task. In a task: the node it runs on
+        (plait's name of the engine's node, named in the order the driver names them: the
+        engine's own list, the head first), the engine's id of its worker, and its task id,
+        read from the engine when asked."""
         if not self.in_task:
             return context.RuntimeContext(next(iter(self.node_ids), "node-0"), None, None,
                                           self.id)
