@@ -31,6 +31,7 @@ reads none otherwise): the records are those of live objects, plus a bounded few
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -40,6 +41,7 @@ from typing import Any
 
 from plait import compiler
 from plait.compiler.view import NodeView, ObjectInfo
+from plait.engines import names
 from plait.engines.task import Carrying
 from plait.errors import ObjectFreedError, ObjectLostError
 from plait.executor.engine import Engine, check_refs, serialized
@@ -115,6 +117,11 @@ class ForeignEngine(Engine):
 
     def engine_put(self, value: Any) -> tuple[Any, str]:
         """Store ``value``; its handle and the engine's id of the node holding it."""
+        raise NotImplementedError
+
+    def engine_names(self) -> contextlib.AbstractContextManager[tuple[names.Read, names.Add]]:
+        """The table of node names shared by every session on this engine (names.py): its
+        ``read`` and its atomic ``add``, for the time of the ``with``."""
         raise NotImplementedError
 
     def engine_here(self) -> tuple[str, str, str | None]:
@@ -230,15 +237,12 @@ class ForeignEngine(Engine):
 
     def runtime_context(self) -> context.RuntimeContext:
         """In the driver: the head node, no worker, no task. In a task: the node it runs on
-        (plait's name of the engine's node, named in the order the driver names them: the
-        engine's own list, the head first), the engine's id of its worker, and its task id,
-        read from the engine when asked."""
+        (plait's name of the engine's node, the driver's name for it: names.py), the
+        engine's id of its worker, and its task id, read from the engine when asked."""
         if not self.in_task:
             return context.RuntimeContext(next(iter(self.node_ids), "node-0"), None, None,
                                           self.id)
         where, worker, task = self.engine_here()
-        if where not in self.node_names:
-            self.refresh_nodes()
         return context.RuntimeContext(self.node_name(where), worker, task, self.id)
 
     def future(self, ref: ObjectRef) -> Any:
@@ -278,23 +282,42 @@ class ForeignEngine(Engine):
         return ()
 
     def refresh_nodes(self) -> tuple[NodeInfo, ...]:
-        nodes = []
-        for index, (engine_id, cpus, address) in enumerate(self.engine_nodes()):
-            nodes.append(NodeInfo(self.node_name(engine_id), address, 0, index == 0, cpus,
-                                  "", 0))
-        return tuple(nodes)
+        return tuple(NodeInfo(name, address, 0, index == 0, cpus, "", 0)
+                     for index, (name, cpus, address) in enumerate(self.live_nodes()))
+
+    def live_nodes(self) -> list[tuple[str, int, str]]:
+        """(plait's name, CPUs, address) of the engine's live nodes, in the order of their
+        names (node-0, the head, first): the same order in every session."""
+        found = self.engine_nodes()
+        self.name_nodes(engine_id for engine_id, _, _ in found)
+        named = [(self.node_names[engine_id], cpus, address)
+                 for engine_id, cpus, address in found]
+        return sorted(named, key=lambda node: names.number(node[0]))
 
     def node_name(self, engine_id: str) -> str:
-        """plait's name of an engine's node: node-0 (the head) and on, in order of meeting."""
+        """plait's name of an engine's node: node-0 (the head) and on, in the order the
+        engine's sessions first met them (names.py)."""
         name = self.node_names.get(engine_id)
         if name is None:
-            name = self.node_names[engine_id] = f"node-{len(self.node_names)}"
-            self.node_ids[name] = engine_id
+            self.name_nodes([engine_id])
+            name = self.node_names[engine_id]
         return name
 
+    def name_nodes(self, engine_ids: Iterable[str]) -> None:
+        """Learn the names of these nodes from the engine's table, claiming one for any node
+        no session has met yet. Once per node a session meets: names never change."""
+        unseen = [engine_id for engine_id in dict.fromkeys(engine_ids)
+                  if engine_id not in self.node_names]
+        if not unseen:
+            return
+        with self.engine_names() as (read, add):
+            for engine_id in unseen:
+                name = names.claim(engine_id, read, add, names.first_free(self.node_names))
+                self.node_names[engine_id] = name
+                self.node_ids[name] = engine_id
+
     def cluster_view(self, graph: Graph) -> compiler.ClusterView:
-        nodes = tuple(NodeView(self.node_name(engine_id), max(1, int(cpus)))
-                      for engine_id, cpus, _ in self.engine_nodes())
+        nodes = tuple(NodeView(name, max(1, int(cpus))) for name, cpus, _ in self.live_nodes())
         wanted = graph.inputs()
         inputs = [oid for oid in wanted if oid in self.handles]
         for oid in wanted:

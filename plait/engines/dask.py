@@ -15,20 +15,23 @@ Imported only when chosen: ``pip install -e ".[dask]"``.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import time
 from concurrent.futures import CancelledError
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import distributed
 
+from plait.engines import names
 from plait.engines.base import ForeignEngine
 from plait.engines.task import Spec, read_only, run_task
 from plait.errors import GetTimeoutError, TaskCancelledError
 
 EVENT = "plait-trace"
 POLL_SECONDS = 0.05            # how often wait(num_returns=k) looks again
+NAMES = "plait-node-names"     # the scheduler's metadata key (and lock) of the node names
 
 
 class DaskEngine(ForeignEngine):
@@ -78,6 +81,19 @@ class DaskEngine(ForeignEngine):
     def engine_here(self) -> tuple[str, str, str | None]:
         worker = distributed.get_worker()
         return worker.address, worker.id, worker.get_current_task()   # its key: plait's id
+
+    @contextlib.contextmanager
+    def engine_names(self) -> Iterator[tuple[names.Read, names.Add]]:
+        """The scheduler's metadata holds the names as one table, read and written back
+        under a Dask lock (Dask has no atomic add of its own): three round trips and the
+        lock's two, only when a session meets nodes it does not know yet."""
+        lock = distributed.Lock(NAMES, self.client.scheduler, self.client.loop)
+        with lock:
+            table = self.client.get_metadata([NAMES], default={})
+            added = len(table)
+            yield table.get, names.table_add(table)
+            if len(table) > added:
+                self.client.set_metadata([NAMES], table)
 
     def engine_put(self, value: Any) -> tuple[Any, str]:
         future = self.client.scatter(value, hash=False)

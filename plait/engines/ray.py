@@ -18,6 +18,7 @@ Imported only when chosen: ``pip install -e ".[ray]"``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import threading
@@ -25,8 +26,10 @@ import time
 from typing import Any
 
 import ray
+from ray.experimental import internal_kv
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from plait.engines import names
 from plait.engines.base import ForeignEngine
 from plait.engines.task import Function, run_call
 from plait.errors import (GetTimeoutError, ObjectFreedError, PlaitError, TaskCancelledError,
@@ -50,6 +53,9 @@ PENDING_REPORTS = 4096
 # 3 rounds each, load 9-12). A read costs the driver ~15-20 us a report; under this many a
 # loop of single gets does not pay it at every get.
 REPORTS_AFTER_GET = 64
+# Where the node names live (names.py): the cluster's own key-value store, in the GCS, kept
+# as long as the cluster lives; every plait session on it, of any job, uses the same names.
+NAMES_NAMESPACE = "plait"
 
 
 class RayEngine(ForeignEngine):
@@ -125,6 +131,11 @@ class RayEngine(ForeignEngine):
 
     def engine_put(self, value: Any) -> tuple[Any, str]:
         return ray.put(value), self.here
+
+    def engine_names(self) -> contextlib.AbstractContextManager[tuple[names.Read, names.Add]]:
+        """Ray's internal key-value store (its put with ``overwrite=False`` is the atomic
+        add): one round trip to the GCS per key, only for nodes a session meets first."""
+        return contextlib.nullcontext((_read_name, _add_name))
 
     def engine_here(self) -> tuple[str, str, str | None]:
         context = ray.get_runtime_context()          # the task's name is plait's id of it
@@ -317,6 +328,17 @@ def _ran(handle: Any) -> tuple | None:
         return pickle.loads(ray.get(handle))
     except Exception:
         return None
+
+
+def _read_name(key: str) -> str | None:
+    value = internal_kv._internal_kv_get(key, namespace=NAMES_NAMESPACE)
+    return None if value is None else value.decode()
+
+
+def _add_name(key: str, value: str) -> bool:
+    existed = internal_kv._internal_kv_put(key, value, overwrite=False,
+                                           namespace=NAMES_NAMESPACE)
+    return not existed
 
 
 def _plait_error(error: Exception) -> Exception:

@@ -135,3 +135,19 @@ def where_it_runs():
 def test_a_task_knows_which_ray_node_it_runs_on(three_nodes):
     names = [f"node-{i}" for i in range(3)]
     assert plait.get([where_it_runs.options(node=name).remote() for name in names]) == names
+
+
+def test_a_node_that_joins_after_one_died_has_one_name_in_the_driver_and_its_tasks(
+        three_nodes):
+    """A worker's own session meets the nodes after the driver did: with node-1 gone, Ray's
+    list gives a new node another place than it had for the driver. The names are kept in
+    the cluster (plait/engines/names.py), so a task names its node as the driver does.
+    (Last in the module: it changes the cluster.)"""
+    lost = plait.api.session().node_ids["node-1"]
+    three_nodes.remove_node(next(node for node in three_nodes.worker_nodes
+                                 if node.node_id == lost))
+    three_nodes.wait_for_nodes()                  # until Ray no longer lists it alive
+    three_nodes.add_node(num_cpus=1)              # its workers' sessions are all new
+    three_nodes.wait_for_nodes()
+    assert [node.id for node in plait.nodes()] == ["node-0", "node-2", "node-3"]
+    assert plait.get(where_it_runs.options(node="node-3").remote(), timeout=60) == "node-3"
