@@ -108,6 +108,13 @@ def shown(browser, selector: str, *attributes: str) -> list[dict]:
         });""", selector, list(attributes))
 
 
+def opened(dashboard) -> webdriver.Chrome:
+    """The browser on the dashboard's page, opened by this test (so it runs alone too)."""
+    browser, url = dashboard
+    browser.get(url)
+    return browser
+
+
 def tab(browser, name: str) -> None:
     browser.find_element(By.CSS_SELECTOR, f'nav a[data-tab="{name}"]').click()
 
@@ -155,7 +162,7 @@ def test_the_cluster_page_lists_every_node_with_its_store_bar(dashboard):
 
 
 def test_progress_grows_to_the_total_and_the_plan_is_coloured_as_tasks_run(dashboard, gate):
-    browser, _ = dashboard
+    browser = opened(dashboard)
     kept = [plait.put(np.ones(1 << 20)) for _ in range(2)]       # 8 MiB each, for Objects
     refs = [total.remote(block.remote(i, gate)) for i in range(BLOCKS)]
     tab(browser, "run")
@@ -189,7 +196,7 @@ def test_progress_grows_to_the_total_and_the_plan_is_coloured_as_tasks_run(dashb
 
 
 def test_a_failed_task_shows_its_remote_traceback_on_the_events_page(dashboard):
-    browser, _ = dashboard
+    browser = opened(dashboard)
     with pytest.raises(ValueError):
         plait.get(broken.remote(), timeout=60)
     tab(browser, "events")
@@ -209,7 +216,7 @@ class Tally:
 
 
 def test_an_actor_killed_from_the_cluster_page_is_dead_for_good(dashboard):
-    browser, _ = dashboard
+    browser = opened(dashboard)
     tally = Tally.options(name="tally").remote()
     assert plait.get(tally.add.remote(), timeout=60) == 1
     tab(browser, "cluster")
@@ -225,7 +232,7 @@ def test_an_actor_killed_from_the_cluster_page_is_dead_for_good(dashboard):
 
 
 def test_a_killed_node_is_shown_dead_with_why(dashboard):
-    browser, _ = dashboard
+    browser = opened(dashboard)
     (victim,) = [n for n in plait.nodes() if n.id == "node-2"]
     os.kill(victim.pid, signal.SIGKILL)
     assert wait_exit(victim.pid)
