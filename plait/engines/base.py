@@ -45,7 +45,7 @@ from plait.engines import names
 from plait.engines.task import Carrying
 from plait.errors import ObjectFreedError, ObjectLostError
 from plait.executor.engine import Engine, check_refs, serialized
-from plait.executor.wire.protocol import MAX_EVENTS, NodeInfo, TaskEvent, TransferEvent
+from plait.executor.wire.protocol import MAX_EVENTS, NodeInfo, event_from_row
 from plait.graph import context
 from plait.graph.graph import Graph
 from plait.graph.ids import IdGenerator
@@ -57,7 +57,6 @@ from plait.store.serialization import dumps
 DYING_RECORDS = 4096
 
 _sessions = itertools.count(1)
-_EVENT_KINDS = (TaskEvent, TransferEvent)     # a kept event's first field: its index here
 
 
 class ForeignEngine(Engine):
@@ -449,7 +448,7 @@ class ForeignEngine(Engine):
         if position < 0:
             return (), end
         since = max(position, self.events_dropped) - self.events_dropped
-        return tuple(_event(kept) for kept in itertools.islice(self.events, since, None)), end
+        return tuple(map(event_from_row, itertools.islice(self.events, since, None))), end
 
     def read_reports(self) -> None:
         """Turn the engine's new task reports into trace events (the engine lets go of them),
@@ -460,8 +459,8 @@ class ForeignEngine(Engine):
         self.forget_dying()
 
     def record_event(self, kept: tuple) -> None:
-        """One trace event into the ring, as ``_event`` reads it back; past MAX_EVENTS the
-        oldest goes."""
+        """One trace event into the ring, as its row (protocol.event_from_row); past
+        MAX_EVENTS the oldest goes."""
         if len(self.events) == self.events.maxlen:
             self.events_dropped += 1
         self.events.append(kept)
@@ -503,12 +502,3 @@ class ForeignEngine(Engine):
             self.handles.clear()
             self.engine_close()
 
-
-def _event(kept: tuple) -> Any:
-    """A trace event from the ring's tuple: the index of its class in ``_EVENT_KINDS``,
-    then its fields in order.
-
-    >>> _event((1, "put-1", "node-0", "node-1", 8, 2.0, 2.0))
-    TransferEvent(object_id='put-1', src='node-0', dst='node-1', nbytes=8, start=2.0, end=2.0)
-    """
-    return _EVENT_KINDS[kept[0]](*kept[1:])

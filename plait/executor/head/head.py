@@ -152,7 +152,7 @@ class Head(ActorRouting, Outbox):
         self.requests = itertools.count(1)
         self.notes: dict[Peer, list[tuple[str, p.ObjectValue]]] = defaultdict(list)
         self.deletes: dict[str, list[str]] = defaultdict(list)
-        self.events: deque[p.TaskEvent | p.TransferEvent] = deque(maxlen=p.MAX_EVENTS)
+        self.events: deque[tuple] = deque(maxlen=p.MAX_EVENTS)   # rows: p.event_from_row
         self.events_dropped = 0                   # position of events[0] in the whole log
         self.durations: dict[str, float] = {}     # function -> learned seconds per task
         self.result_sizes: dict[str, int] = {}    # function -> learned bytes per result
@@ -737,8 +737,8 @@ class Head(ActorRouting, Outbox):
                 continue
             ok = not any(isinstance(v, p.Failed) for _, v in result.outputs)
             self.learn(spec.function_name, result.seconds, result.outputs)
-            self.record(p.TaskEvent(spec.id, sys.intern(spec.function_name), sys.intern(node),
-                                    result.worker, result.start, result.end, ok))
+            self.record((0, spec.id, sys.intern(spec.function_name), sys.intern(node),
+                         result.worker, result.start, result.end, ok))       # a TaskEvent
             self.finish(spec, result.outputs)
             for oid, value in result.outputs:
                 if isinstance(value, p.Stored) and value.nbytes >= REVISIT_BYTES:
@@ -895,12 +895,13 @@ class Head(ActorRouting, Outbox):
             self.result_sizes[function_name] = int(
                 _mean(self.result_sizes.get(function_name), max(sizes)))
 
-    def record(self, event: p.TaskEvent | p.TransferEvent) -> None:
-        """Keep a trace event; past p.MAX_EVENTS the oldest goes (``events_dropped`` counts
-        them, so positions in the whole log stay valid for ``on_TraceRequest``)."""
+    def record(self, row: tuple) -> None:
+        """Keep a trace event, as its row (p.event_from_row); past p.MAX_EVENTS the oldest
+        goes (``events_dropped`` counts them, so positions in the whole log stay valid for
+        ``on_TraceRequest``)."""
         if len(self.events) == self.events.maxlen:
             self.events_dropped += 1
-        self.events.append(event)
+        self.events.append(row)
 
     def on_ObjectsRequest(self, peer: Peer, message: p.ObjectsRequest) -> None:
         self.to_client(peer, p.ObjectsReport(message.request, self.directory.rows()))
@@ -910,15 +911,15 @@ class Head(ActorRouting, Outbox):
         since = end if message.since < 0 else max(message.since, self.events_dropped)
         if message.newest > 0:
             since = max(since, end - message.newest)
-        events = tuple(itertools.islice(self.events, since - self.events_dropped, None))
+        rows = itertools.islice(self.events, since - self.events_dropped, None)
+        events = tuple(map(p.event_from_row, rows))
         self.to_client(peer, p.TraceReport(message.request, events, end))
 
     def node_ReplicaAdded(self, node: str, message: p.ReplicaAdded) -> None:
         if message.source:
             self.census.moved(message.nbytes)
-            self.record(p.TransferEvent(message.object_id, sys.intern(message.source),
-                                        sys.intern(node), message.nbytes, message.start,
-                                        message.end))
+            self.record((1, message.object_id, sys.intern(message.source),   # a TransferEvent
+                         sys.intern(node), message.nbytes, message.start, message.end))
         if message.object_id in self.directory.entries:
             self.locations.add(message.object_id, node)
         else:

@@ -16,6 +16,7 @@ stops answering, or on SIGTERM, and always removes its arena, spill files and so
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -484,6 +485,10 @@ def serve(config: NodeConfig) -> None:
             return
         signal.signal(signal.SIGTERM, lambda *_: setattr(server.node, "stopping", True))
         signal.signal(signal.SIGUSR1, lambda *_: server.dump_state())
+        # All made so far (modules, the node's and the head's own tables) lives as long as
+        # the process: frozen, no full collection walks it again (node-0 on 81,000 no-op
+        # tasks: a full collection took 25 ms before, 4 ms after).
+        gc.freeze()
         server.run()
     finally:
         if server is not None:

@@ -8,6 +8,7 @@ check the tables the two keep together.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 from collections import Counter, deque
@@ -628,7 +629,9 @@ def test_a_value_sent_after_its_object_went_is_deleted_in_the_same_flush(alone):
 def test_the_trace_ring_is_bounded_and_positions_stay_valid(alone):
     alone.events = deque(maxlen=10)
     for i in range(25):
-        alone.record(p.TaskEvent(f"t{i}", "f", "node-0", 0, 0.0, 1.0, True))
+        alone.record((0, f"t{i}", "f", "node-0", 0, 0.0, 1.0, True))    # a TaskEvent's row
+    gc.collect()
+    assert not any(gc.is_tracked(row) for row in alone.events)  # no full collection walks it
     tell(alone, FromClient(DRIVER, p.TraceRequest(7, 3)))   # asked from an event gone since
     (peer, report), = take(alone)
     assert [e.task_id for e in report.events] == [f"t{i}" for i in range(15, 25)]
