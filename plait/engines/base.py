@@ -311,7 +311,7 @@ class ForeignEngine(Engine):
             return
         with self.engine_names() as (read, add):
             for engine_id in unseen:
-                name = names.claim(engine_id, read, add, names.first_free(self.node_names))
+                name = names.claim(engine_id, read, add, names.search_start(self.node_names))
                 self.node_names[engine_id] = name
                 self.node_ids[name] = engine_id
 

@@ -85,8 +85,10 @@ class DaskEngine(ForeignEngine):
     @contextlib.contextmanager
     def engine_names(self) -> Iterator[tuple[names.Read, names.Add]]:
         """The scheduler's metadata holds the names as one table, read and written back
-        under a Dask lock (Dask has no atomic add of its own): three round trips and the
-        lock's two, only when a session meets nodes it does not know yet."""
+        under a Dask lock (Dask has no atomic add of its own): a read, a write if a name
+        was claimed, and the lock's two round trips, only when a session meets nodes it
+        does not know yet. (A Dask lock whose holder stalls past its lease timeout, 30 s by
+        default, can be taken by another: Dask's own caveat.)"""
         lock = distributed.Lock(NAMES, self.client.scheduler, self.client.loop)
         with lock:
             table = self.client.get_metadata([NAMES], default={})

@@ -6,7 +6,8 @@ submits tasks, or asks its runtime context) must agree, though each meets the no
 own time: once a node has died or joined, the engine's list no longer gives a node the place
 it had when the driver met it. So the names live in the engine, beside its objects (Ray's
 internal key-value store, Dask's scheduler metadata): the first session to meet a node
-claims the lowest free number for it, and every later session reads it.
+claims a free number for it (the next past every name that session knows), and every
+later session reads it. A node that dies keeps its name; a number is never given twice.
 
 A claim is two keys, each written only if it has no value yet (atomically, by the engine):
 ``number:node-i`` (which node holds that number) and ``node:ID`` (that node's name). Two
@@ -26,7 +27,8 @@ Add = Callable[[str, str], bool]          # store unless the key has a value; wh
 
 
 def claim(engine_id: str, read: Read, add: Add, start: int) -> str:
-    """The name of one node: the one already claimed, or the lowest free from ``start``."""
+    """The name of one node: the one already claimed, or the first free number from
+    ``start``, claimed now."""
     name = read(NODE + engine_id)
     number = start
     while name is None:
@@ -38,7 +40,7 @@ def claim(engine_id: str, read: Read, add: Add, start: int) -> str:
     return name
 
 
-def first_free(names: dict[str, str]) -> int:
+def search_start(names: dict[str, str]) -> int:
     """Where a session starts looking for a free number: past every name it knows, so the
     search is short (a free number it skips is only a gap in the names)."""
     return 1 + max(map(number, names.values()), default=-1)

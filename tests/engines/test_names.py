@@ -11,7 +11,7 @@ def name_all(table: dict[str, str], known: dict[str, str], engine_ids: list[str]
     for engine_id in engine_ids:
         if engine_id not in known:
             known[engine_id] = names.claim(engine_id, table.get, names.table_add(table),
-                                           names.first_free(known))
+                                           names.search_start(known))
     return [known[engine_id] for engine_id in engine_ids]
 
 
@@ -51,6 +51,6 @@ def test_a_name_is_never_given_twice_when_two_sessions_claim_at_once():
     assert names.claim("y", table.get, add, 1) == "node-3"   # node-2: taken, unused
 
 
-def test_first_free_looks_past_every_name_known():
-    assert names.first_free({}) == 0
-    assert names.first_free({"a": "node-0", "b": "node-7", "c": "node-2"}) == 8
+def test_search_start_looks_past_every_name_known():
+    assert names.search_start({}) == 0
+    assert names.search_start({"a": "node-0", "b": "node-7", "c": "node-2"}) == 8
