@@ -295,9 +295,12 @@ def _session_or_start() -> Engine:
 
 
 def session() -> Engine:
-    """The running session (inside a task: its worker's own), started on first use."""
+    """The running session (inside a task: its worker's own, on Ray or Dask the worker's
+    engine session), started on first use."""
     active = context.active()
-    if active is not None and not isinstance(active, Engine):
+    if isinstance(active, Engine):
+        return active
+    if active is not None:
         return active.nested()
     return _session_or_start()
 

@@ -57,6 +57,13 @@ def where_it_runs():
 
 
 @plait.remote
+def nodes_and_a_pinned_task(name):
+    """What a task sees of the cluster, and where a task it pins on ``name`` runs."""
+    seen = [(node.id, node.address) for node in plait.nodes()]
+    return seen, plait.get(where_it_runs.options(node=name).remote(), timeout=60)[0]
+
+
+@plait.remote
 class Counter:
     def incr(self):
         return 1
@@ -163,6 +170,15 @@ def test_a_task_knows_its_node_its_worker_and_its_task_id(engine):
     assert len(set(workers)) == len(names)        # one of its own on each node
     driver = plait.get_runtime_context()
     assert str(driver.get_node_id()) == "node-0" and driver.get_worker_id() is None
+
+
+def test_a_task_sees_the_cluster_its_driver_sees_and_pins_the_tasks_it_submits(engine):
+    """Inside a task, plait.nodes() asks the task's own session (on Ray or Dask: the
+    worker's session on that engine, never a plait cluster of its own started there)."""
+    nodes = [(node.id, node.address) for node in plait.nodes()]
+    last = nodes[-1][0]
+    seen, ran_on = plait.get(nodes_and_a_pinned_task.remote(last), timeout=60)
+    assert seen == nodes and ran_on == last
 
 
 def test_free_and_cancel(engine):

@@ -137,6 +137,18 @@ def test_a_task_knows_which_ray_node_it_runs_on(three_nodes):
     assert plait.get([where_it_runs.options(node=name).remote() for name in names]) == names
 
 
+@plait.remote
+def pin_from_inside(index):
+    """A task picks a node from plait.nodes() and pins a task of its own there."""
+    name = plait.nodes()[index].id
+    return plait.get(where_it_runs.options(node=name).remote(), timeout=60)
+
+
+def test_a_task_pins_the_tasks_it_submits_on_the_nodes_it_sees(three_nodes):
+    assert plait.get([pin_from_inside.options(node="node-0").remote(index)
+                      for index in (1, 2)], timeout=60) == ["node-1", "node-2"]
+
+
 def test_a_node_that_joins_after_one_died_has_one_name_in_the_driver_and_its_tasks(
         three_nodes):
     """A worker's own session meets the nodes after the driver did: with node-1 gone, Ray's
