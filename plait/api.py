@@ -87,6 +87,11 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
                 return _info(_session)
             raise ClusterError("plait.init was called twice; call plait.shutdown() first or "
                                "pass ignore_reinit_error=True")
+        if context.active() is not None:        # in a task: its driver's cluster, as Ray
+            if ignore_reinit_error:
+                return _info(session())
+            raise ClusterError("plait.init was called inside a task, which runs in its "
+                               "driver's cluster already; pass ignore_reinit_error=True")
         if address is None and engine == "plait":
             from plait.executor.driver.discovery import cluster_here
 
@@ -327,7 +332,8 @@ def _close_dashboard() -> None:
 
 
 def is_initialized() -> bool:
-    return _session is not None
+    """Whether a session runs: after init in the driver, and always inside a task."""
+    return _session is not None or context.active() is not None
 
 
 def put(value: Any) -> ObjectRef:

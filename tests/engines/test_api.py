@@ -64,6 +64,18 @@ def nodes_and_a_pinned_task(name):
 
 
 @plait.remote
+def init_inside():
+    """A task's init, as a library's `if not is_initialized(): init()` would make it."""
+    try:
+        plait.init()
+        refused = False
+    except plait.ClusterError:
+        refused = True
+    info = plait.init(ignore_reinit_error=True)
+    return plait.is_initialized(), refused, [node.id for node in info.nodes]
+
+
+@plait.remote
 class Counter:
     def incr(self):
         return 1
@@ -179,6 +191,12 @@ def test_a_task_sees_the_cluster_its_driver_sees_and_pins_the_tasks_it_submits(e
     last = nodes[-1][0]
     seen, ran_on = plait.get(nodes_and_a_pinned_task.remote(last), timeout=60)
     assert seen == nodes and ran_on == last
+
+
+def test_init_inside_a_task_is_a_second_init_of_its_drivers_cluster(engine):
+    """As Ray: a task runs in its driver's cluster; init there starts no other."""
+    initialized, refused, nodes = plait.get(init_inside.remote(), timeout=60)
+    assert initialized and refused and nodes == [node.id for node in plait.nodes()]
 
 
 def test_free_and_cancel(engine):
