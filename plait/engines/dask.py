@@ -148,6 +148,20 @@ class DaskEngine(ForeignEngine):
                 distributed.rejoin()
 
     def engine_ready(self, handles: list[Any], count: int, timeout: float | None) -> set[int]:
+        """Which handles are done, once ``count`` are or ``timeout`` passes. A task that
+        must wait gives its thread back to the worker meanwhile, as ``engine_get`` does:
+        the tasks it waits for may be pinned to its own worker."""
+        ready = {i for i, future in enumerate(handles) if future.done()}
+        if len(ready) >= count or timeout == 0:
+            return ready
+        seceded = self.in_task and _secede()
+        try:
+            return self.ready_within(handles, count, timeout)
+        finally:
+            if seceded:
+                distributed.rejoin()
+
+    def ready_within(self, handles: list[Any], count: int, timeout: float | None) -> set[int]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             ready = {i for i, future in enumerate(handles) if future.done()}

@@ -76,6 +76,15 @@ def init_inside():
 
 
 @plait.remote
+def wait_for_its_own(n):
+    """Waits for tasks of its own, pinned where it runs (on Dask: its worker's one thread)."""
+    here = str(plait.get_runtime_context().get_node_id())
+    refs = [inc.options(node=here).remote(i) for i in range(n)]
+    ready, _ = plait.wait(refs, num_returns=n, timeout=20)
+    return len(ready)
+
+
+@plait.remote
 class Counter:
     def incr(self):
         return 1
@@ -197,6 +206,10 @@ def test_init_inside_a_task_is_a_second_init_of_its_drivers_cluster(engine):
     """As Ray: a task runs in its driver's cluster; init there starts no other."""
     initialized, refused, nodes = plait.get(init_inside.remote(), timeout=60)
     assert initialized and refused and nodes == [node.id for node in plait.nodes()]
+
+
+def test_a_task_waits_for_the_tasks_it_pins_on_its_own_node(engine):
+    assert plait.get(wait_for_its_own.remote(3), timeout=60) == 3
 
 
 def test_free_and_cancel(engine):
