@@ -45,7 +45,8 @@ from plait.engines import names
 from plait.engines.task import Carrying
 from plait.errors import ObjectFreedError, ObjectLostError
 from plait.executor.engine import Engine, check_refs, serialized
-from plait.executor.wire.protocol import MAX_EVENTS, NodeInfo, event_from_row
+from plait.executor.wire.protocol import (MAX_EVENTS, NodeInfo, NodeResources,
+                                          event_from_row)
 from plait.graph import context
 from plait.graph.graph import Graph
 from plait.graph.ids import IdGenerator
@@ -121,6 +122,10 @@ class ForeignEngine(Engine):
     def engine_names(self) -> contextlib.AbstractContextManager[tuple[names.Read, names.Add]]:
         """The table of node names shared by every session on this engine (names.py): its
         ``read`` and its atomic ``add``, for the time of the ``with``."""
+        raise NotImplementedError
+
+    def engine_resources(self) -> tuple[dict[str, float], dict[str, float]]:
+        """The engine's resources over all its nodes: in all, and free now."""
         raise NotImplementedError
 
     def engine_here(self) -> tuple[str, str, str | None]:
@@ -283,6 +288,13 @@ class ForeignEngine(Engine):
     def refresh_nodes(self) -> tuple[NodeInfo, ...]:
         return tuple(NodeInfo(name, address, 0, index == 0, cpus, "", 0)
                      for index, (name, cpus, address) in enumerate(self.live_nodes()))
+
+    def resources(self) -> tuple[NodeResources, ...]:
+        """The engine's own sums, as one row (what ``cluster_resources`` and
+        ``available_resources`` add up): neither engine tells what is free on each node
+        through a public call."""
+        total, free = self.engine_resources()
+        return (NodeResources(self.name, tuple(total.items()), tuple(free.items())),)
 
     def live_nodes(self) -> list[tuple[str, int, str]]:
         """(plait's name, CPUs, address) of the engine's live nodes, in the order of their

@@ -61,13 +61,32 @@ class DaskEngine(ForeignEngine):
         self.read_from = 0                     # unread_from as of the last read
 
     def engine_nodes(self) -> list[tuple[str, int, str]]:
+        workers = self.workers()
+        return [(address, workers[address].get("nthreads", 1), address)
+                for address in sorted(workers)]
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """The scheduler's record of every worker, by address."""
         try:
             info = self.client.scheduler_info(n_workers=-1)
         except TypeError:                      # older distributed: every worker anyway
             info = self.client.scheduler_info()
-        workers = info["workers"]
-        return [(address, workers[address].get("nthreads", 1), address)
-                for address in sorted(workers)]
+        return info["workers"]
+
+    def engine_resources(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Threads as CPUs (free: those running no task now) and the workers' memory
+        limits (free: less what each process uses)."""
+        total = {"CPU": 0.0, "memory": 0.0}
+        free = {"CPU": 0.0, "memory": 0.0}
+        for worker in self.workers().values():
+            metrics = worker.get("metrics", {})
+            running = metrics.get("task_counts", {}).get("executing", 0)
+            limit = worker.get("memory_limit") or 0
+            total["CPU"] += worker.get("nthreads", 1)
+            total["memory"] += limit
+            free["CPU"] += max(0, worker.get("nthreads", 1) - running)
+            free["memory"] += max(0, limit - metrics.get("memory", 0))
+        return total, free
 
     def engine_objects(self, handles: dict[str, Any]) -> dict[str, tuple[int, tuple[str, ...]]]:
         if not handles:

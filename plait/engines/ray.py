@@ -137,6 +137,10 @@ class RayEngine(ForeignEngine):
         add): one round trip to the GCS per key, only for nodes a session meets first."""
         return contextlib.nullcontext((_read_name, _add_name))
 
+    def engine_resources(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Ray's own, by Ray's names (its ``node:`` markers included, as Ray gives them)."""
+        return ray.cluster_resources(), ray.available_resources()
+
     def engine_here(self) -> tuple[str, str, str | None]:
         context = ray.get_runtime_context()          # the task's name is plait's id of it
         return self.here, context.get_worker_id(), context.get_task_name()

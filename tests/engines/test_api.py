@@ -212,6 +212,12 @@ def test_a_task_waits_for_the_tasks_it_pins_on_its_own_node(engine):
     assert plait.get(wait_for_its_own.remote(3), timeout=60) == 3
 
 
+def test_the_cluster_resources_and_what_is_free(engine):
+    total, free = plait.cluster_resources(), plait.available_resources()
+    assert total["CPU"] == {"native": 2, "ray": 2, "dask": 3}[engine]
+    assert 0 < free["CPU"] <= total["CPU"] and 0 < free["memory"] <= total["memory"]
+
+
 def test_free_and_cancel(engine):
     ref = plait.put(np.ones(10))
     plait.free(ref)
