@@ -213,9 +213,11 @@ def test_a_task_waits_for_the_tasks_it_pins_on_its_own_node(engine):
 
 
 def test_the_cluster_resources_and_what_is_free(engine):
+    """(What is free leaves out what is all taken, as in Ray: a CPU a task just let go of
+    may not be counted free yet.)"""
     total, free = plait.cluster_resources(), plait.available_resources()
     assert total["CPU"] == {"native": 2, "ray": 2, "dask": 3}[engine]
-    assert 0 < free["CPU"] <= total["CPU"] and 0 < free["memory"] <= total["memory"]
+    assert 0 <= free.get("CPU", 0) <= total["CPU"] and 0 < free["memory"] <= total["memory"]
 
 
 def test_free_and_cancel(engine):
