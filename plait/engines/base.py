@@ -45,8 +45,8 @@ from plait.engines import names
 from plait.engines.task import Carrying
 from plait.errors import ObjectFreedError, ObjectLostError
 from plait.executor.engine import Engine, check_refs, serialized
-from plait.executor.wire.protocol import (MAX_EVENTS, NodeInfo, NodeResources,
-                                          event_from_row)
+from plait.executor.wire.events import EventRing
+from plait.executor.wire.protocol import MAX_EVENTS, NodeInfo, NodeResources
 from plait.graph import context
 from plait.graph.graph import Graph
 from plait.graph.ids import IdGenerator
@@ -94,8 +94,7 @@ class ForeignEngine(Engine):
         self.launched = 0                          # tasks launched (a task's launch number)
         self.dying: deque[tuple[int, str]] = deque()   # (launched at its death, object)
         self.dying_limit = DYING_RECORDS           # ... read the reports past this many
-        self.events: deque[tuple] = deque(maxlen=MAX_EVENTS)   # kept events, in order
-        self.events_dropped = 0                    # position of events[0] in the whole log
+        self.events = EventRing(MAX_EVENTS)        # for plait.trace, newest last
         self.unsubmitted: deque[Any] = deque()
         self.closing = False                       # shutting down (see ``shutdown``)
         self.recent_plans: deque[compiler.Plan] = deque(maxlen=4)
@@ -456,11 +455,7 @@ class ForeignEngine(Engine):
         """As the head's: positions count every event ever recorded, so the caller learns
         how many of its events the ring let go (``plait.trace``'s ``dropped``)."""
         self.read_reports()
-        end = self.events_dropped + len(self.events)
-        if position < 0:
-            return (), end
-        since = max(position, self.events_dropped) - self.events_dropped
-        return tuple(map(event_from_row, itertools.islice(self.events, since, None))), end
+        return self.events.since(position), self.events.end
 
     def read_reports(self) -> None:
         """Turn the engine's new task reports into trace events (the engine lets go of them),
@@ -469,13 +464,6 @@ class ForeignEngine(Engine):
         for about, ran in self.engine_events():
             record(about, ran)
         self.forget_dying()
-
-    def record_event(self, kept: tuple) -> None:
-        """One trace event into the ring, as its row (protocol.event_from_row); past
-        MAX_EVENTS the oldest goes."""
-        if len(self.events) == self.events.maxlen:
-            self.events_dropped += 1
-        self.events.append(kept)
 
     def record(self, about: tuple, ran: tuple) -> None:
         """A task's report (``about``: its id, function name, outputs and top-level inputs;
@@ -486,7 +474,7 @@ class ForeignEngine(Engine):
         task_id, function_name, outputs, deps = about
         where, pid, start, end, sizes = ran
         node = self.node_name(where)
-        self.record_event((0, task_id, function_name, node, pid, start, end, True))
+        self.events.record((0, task_id, function_name, node, pid, start, end, True))
         holders = self.holders
         for oid in outputs:
             if oid in holders:
@@ -496,7 +484,7 @@ class ForeignEngine(Engine):
                 made = holders.get(oid)
                 if made is not None and node not in made:
                     made.append(node)
-                    self.record_event((1, oid, made[0], node, nbytes, start, start))
+                    self.events.record((1, oid, made[0], node, nbytes, start, start))
 
     @serialized
     def shutdown(self) -> None:

@@ -23,7 +23,7 @@ import os
 import pickle
 import sys
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -41,6 +41,7 @@ from plait.executor.head.locations import Locations
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import NODE_TIMEOUT_SECONDS
 from plait.executor.wire.dispatch import handlers
+from plait.executor.wire.events import EventRing
 from plait.executor.wire.instructions import (ClientGone, Event, Flush, FromClient, FromNode,
                                               Instruction, NodeGone, Outbox, Peer, Tick,
                                               ToClient, ToNode, Unlink)
@@ -152,8 +153,7 @@ class Head(ActorRouting, Outbox):
         self.requests = itertools.count(1)
         self.notes: dict[Peer, list[tuple[str, p.ObjectValue]]] = defaultdict(list)
         self.deletes: dict[str, list[str]] = defaultdict(list)
-        self.events: deque[tuple] = deque(maxlen=p.MAX_EVENTS)   # rows: p.event_from_row
-        self.events_dropped = 0                   # position of events[0] in the whole log
+        self.events = EventRing()                 # for plait.trace, newest last
         self.durations: dict[str, float] = {}     # function -> learned seconds per task
         self.result_sizes: dict[str, int] = {}    # function -> learned bytes per result
         self.actors: dict[str, ActorRecord] = {}
@@ -737,8 +737,9 @@ class Head(ActorRouting, Outbox):
                 continue
             ok = not any(isinstance(v, p.Failed) for _, v in result.outputs)
             self.learn(spec.function_name, result.seconds, result.outputs)
-            self.record((0, spec.id, sys.intern(spec.function_name), sys.intern(node),
-                         result.worker, result.start, result.end, ok))       # a TaskEvent
+            self.events.record((0, spec.id, sys.intern(spec.function_name),  # a TaskEvent
+                                sys.intern(node), result.worker, result.start, result.end,
+                                ok))
             self.finish(spec, result.outputs)
             for oid, value in result.outputs:
                 if isinstance(value, p.Stored) and value.nbytes >= REVISIT_BYTES:
@@ -895,31 +896,19 @@ class Head(ActorRouting, Outbox):
             self.result_sizes[function_name] = int(
                 _mean(self.result_sizes.get(function_name), max(sizes)))
 
-    def record(self, row: tuple) -> None:
-        """Keep a trace event, as its row (p.event_from_row); past p.MAX_EVENTS the oldest
-        goes (``events_dropped`` counts them, so positions in the whole log stay valid for
-        ``on_TraceRequest``)."""
-        if len(self.events) == self.events.maxlen:
-            self.events_dropped += 1
-        self.events.append(row)
-
     def on_ObjectsRequest(self, peer: Peer, message: p.ObjectsRequest) -> None:
         self.to_client(peer, p.ObjectsReport(message.request, self.directory.rows()))
 
     def on_TraceRequest(self, peer: Peer, message: p.TraceRequest) -> None:
-        end = self.events_dropped + len(self.events)
-        since = end if message.since < 0 else max(message.since, self.events_dropped)
-        if message.newest > 0:
-            since = max(since, end - message.newest)
-        rows = itertools.islice(self.events, since - self.events_dropped, None)
-        events = tuple(map(p.event_from_row, rows))
-        self.to_client(peer, p.TraceReport(message.request, events, end))
+        events = self.events.since(message.since, message.newest)
+        self.to_client(peer, p.TraceReport(message.request, events, self.events.end))
 
     def node_ReplicaAdded(self, node: str, message: p.ReplicaAdded) -> None:
         if message.source:
             self.census.moved(message.nbytes)
-            self.record((1, message.object_id, sys.intern(message.source),   # a TransferEvent
-                         sys.intern(node), message.nbytes, message.start, message.end))
+            self.events.record((1, message.object_id,                    # a TransferEvent
+                                sys.intern(message.source), sys.intern(node),
+                                message.nbytes, message.start, message.end))
         if message.object_id in self.directory.entries:
             self.locations.add(message.object_id, node)
         else:

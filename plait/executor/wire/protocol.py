@@ -319,22 +319,6 @@ class TransferEvent:
     end: float
 
 
-# The head and the other engines keep each event as a plain tuple (a "row"): its class's
-# index in EVENT_KINDS, then its fields in order. CPython stops tracking a tuple of strings
-# and numbers at the first collection it lives through, where an event object stays tracked
-# and every full collection walks the whole ring again.
-EVENT_KINDS = (TaskEvent, TransferEvent)
-
-
-def event_from_row(row: tuple) -> TaskEvent | TransferEvent:
-    """The event a kept row stands for.
-
-    >>> event_from_row((1, "put-1", "node-0", "node-1", 8, 2.0, 2.0))
-    TransferEvent(object_id='put-1', src='node-0', dst='node-1', nbytes=8, start=2.0, end=2.0)
-    """
-    return EVENT_KINDS[row[0]](*row[1:])
-
-
 @dataclass(frozen=True, slots=True)
 class TraceRequest:
     """Events recorded since position ``since`` (-1: just tell me the current position);

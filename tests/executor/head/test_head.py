@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -23,6 +23,7 @@ from plait.executor.node.node import Node
 from plait.executor.node.node_zero import NodeZero
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
+from plait.executor.wire.events import EventRing
 from plait.executor.wire.instructions import (ClientGone, Dispatch, Event, Flush, FromClient,
                                               FromNode, FromWorker, NodeGone, Tick, ToClient,
                                               ToNode, ToWorker, Unlink)
@@ -627,15 +628,15 @@ def test_a_value_sent_after_its_object_went_is_deleted_in_the_same_flush(alone):
 
 
 def test_the_trace_ring_is_bounded_and_positions_stay_valid(alone):
-    alone.events = deque(maxlen=10)
+    alone.events = EventRing(10)
     for i in range(25):
-        alone.record((0, f"t{i}", "f", "node-0", 0, 0.0, 1.0, True))    # a TaskEvent's row
+        alone.events.record((0, f"t{i}", "f", "node-0", 0, 0.0, 1.0, True))   # a TaskEvent
     gc.collect()
     assert not any(gc.is_tracked(row) for row in alone.events)  # no full collection walks it
     tell(alone, FromClient(DRIVER, p.TraceRequest(7, 3)))   # asked from an event gone since
     (peer, report), = take(alone)
     assert [e.task_id for e in report.events] == [f"t{i}" for i in range(15, 25)]
-    assert report.position == 25 and alone.events_dropped == 15
+    assert report.position == 25 and alone.events.dropped == 15
     tell(alone, FromClient(DRIVER, p.TraceRequest(8, 16, newest=3)))   # a dashboard's stream
     (peer, report), = take(alone)
     assert [e.task_id for e in report.events] == ["t22", "t23", "t24"] and report.position == 25
