@@ -27,6 +27,7 @@ from typing import Any
 
 import ray
 from ray.experimental import internal_kv
+from ray.util.client import ray as ray_client
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from plait.engines import names
@@ -82,6 +83,10 @@ class RayEngine(ForeignEngine):
         self.nodes_seen: tuple[float, list] = (0.0, [])
         self.nodes_reader: threading.Thread | None = None   # reading a fresh list, if any
         self.here = ray.get_runtime_context().get_node_id()
+        # A Ray Client driver (address "ray://..."): a proxy of a driver inside the cluster,
+        # without a core worker of its own here, so what only a core worker tells (where
+        # objects are) is asked of a task in the cluster (``_locations``)
+        self.client = ray_client.is_connected()
 
     def engine_nodes(self) -> list[tuple[str, int, str]]:
         when, nodes = self.nodes_seen
@@ -122,12 +127,10 @@ class RayEngine(ForeignEngine):
     def engine_objects(self, handles: dict[str, Any]) -> dict[str, tuple[int, tuple[str, ...]]]:
         if not handles:
             return {}
-        found = ray.experimental.get_object_locations(list(handles.values()))
-        result = {}
-        for oid, handle in handles.items():
-            info = found.get(handle) or {}
-            result[oid] = (info.get("object_size") or 0, tuple(info.get("node_ids") or ()))
-        return result
+        if self.client:
+            return dict(zip(handles, ray.get(_locations.remote(list(handles.values()))),
+                            strict=True))
+        return dict(zip(handles, _where(list(handles.values())), strict=True))
 
     def engine_put(self, value: Any) -> tuple[Any, str]:
         return ray.put(value), self.here
@@ -228,8 +231,8 @@ class RayEngine(ForeignEngine):
             return set()
         ready, _ = ray.wait(handles, num_returns=min(count, len(handles)), timeout=timeout,
                             fetch_local=False)
-        chosen = {id(h) for h in ready}
-        return {i for i, h in enumerate(handles) if id(h) in chosen}
+        chosen = set(ready)        # (equal refs, not the same objects through Ray Client)
+        return {i for i, h in enumerate(handles) if h in chosen}
 
     def engine_free(self, handles: list[Any]) -> None:
         """Ray frees an object once no ObjectRef to it is left: plait's was the handle,
@@ -250,9 +253,9 @@ class RayEngine(ForeignEngine):
         except Exception:     # some still run, or a task failed (it made no report)
             ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0,
                                 fetch_local=True)
-            done = {id(handle) for handle in ready}
-            finished = [pending for pending in unread if id(pending[0]) in done]
-            self.reports = [pending for pending in unread if id(pending[0]) not in done]
+            done = set(ready)
+            finished = [pending for pending in unread if pending[0] in done]
+            self.reports = [pending for pending in unread if pending[0] not in done]
             ran = _read(pending[0] for pending in finished)
         self.reports_limit = len(self.reports) + PENDING_REPORTS   # those still running wait
         return [(pending[2], one) for pending, one in zip(finished, ran, strict=True)
@@ -332,6 +335,21 @@ def _ran(handle: Any) -> tuple | None:
         return pickle.loads(ray.get(handle))
     except Exception:
         return None
+
+
+def _where(handles: list[Any]) -> list[tuple[int, tuple[str, ...]]]:
+    """(bytes, Ray's ids of the nodes holding it) of each object, asked of its owner."""
+    found = ray.experimental.get_object_locations(handles)
+    return [((found.get(h) or {}).get("object_size") or 0,
+             tuple((found.get(h) or {}).get("node_ids") or ())) for h in handles]
+
+
+@ray.remote(num_cpus=0)
+def _locations(handles: list[Any]) -> list[tuple[int, tuple[str, ...]]]:
+    """``_where`` in a worker of the cluster, for a Ray Client driver, which has no core
+    worker to ask (the handles travel in a list: Ray resolves no ObjectRef nested in an
+    argument). It takes no CPU, so a busy cluster answers at once."""
+    return _where(handles)
 
 
 def _read_name(key: str) -> str | None:

@@ -16,7 +16,7 @@ import plait
 import plait.api
 from plait.engines import base
 from tests.conftest import assert_nothing_leaked
-from tests.engines.conftest import start
+from tests.engines.conftest import started
 
 pytestmark = pytest.mark.cluster
 KEPT = 20           # trace events kept (MAX_EVENTS)
@@ -41,13 +41,8 @@ def small_session(request, monkeypatch):
     if request.param == "ray":
         ray_engine = pytest.importorskip("plait.engines.ray")
         monkeypatch.setattr(ray_engine, "PENDING_REPORTS", PENDING)
-    start(request.param, sys.modules[__name__])
-    yield plait.api.session()
-    plait.shutdown()
-    if request.param == "ray":
-        import cloudpickle
-
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with started(request.param, sys.modules[__name__]):
+        yield plait.api.session()
     assert_nothing_leaked()
 
 
