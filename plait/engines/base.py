@@ -43,7 +43,7 @@ from plait import compiler
 from plait.compiler.view import NodeView, ObjectInfo
 from plait.engines import names
 from plait.engines.task import Carrying
-from plait.errors import ObjectFreedError, ObjectLostError
+from plait.errors import ObjectFreedError, ObjectLostError, WorkerCrashedError
 from plait.executor.engine import Engine, check_refs, serialized
 from plait.executor.wire.events import EventRing
 from plait.executor.wire.protocol import MAX_EVENTS, NodeInfo, NodeResources
@@ -398,10 +398,34 @@ class ForeignEngine(Engine):
                 if ref.id in failed:
                     raise failed[ref.id]
         handles = self.handles
-        values = self.engine_get([handles[ref.id] for ref in wanted], timeout)
+        try:
+            values = self.engine_get([handles[ref.id] for ref in wanted], timeout)
+        except WorkerCrashedError as error:
+            raise self.named_crash(error, wanted) from None
         values = [self.unpack(value) for value in values]
         self.results_read()
         return values if many else values[0]
+
+    def named_crash(self, error: WorkerCrashedError, wanted: list[ObjectRef]
+                    ) -> WorkerCrashedError:
+        """A crash the engine's error names no task of (Ray's): the first task asked for
+        whose result fails so alone, with one attempt per try it was given."""
+        if error.task_id:
+            return error
+        for ref in wanted:
+            try:
+                self.engine_get([self.handles[ref.id]], 0)
+            except WorkerCrashedError:
+                task = ref.task
+                if task is None:
+                    return error
+                retries = task.options.max_retries
+                tries = retries + 1 if retries >= 0 else len(error.attempts)
+                return WorkerCrashedError(task.name, task.id, [f"its {self.name} worker died"]
+                                          * (tries - 1) + error.attempts[-1:])
+            except Exception:
+                continue
+        return error
 
     def unpack(self, value: Any) -> Any:
         """A result carrying refs made inside its task: learn their handles."""

@@ -7,7 +7,10 @@ inputs live (``who_has``, ``nbytes``); each task is then submitted pinned to its
 A task with ``num_returns=k`` is one Dask task and k ``getitem`` tasks beside it. Each task
 logs its report (worker, times, input sizes) as a ``plait-trace`` event for ``plait.trace``.
 
-A plait "node" is one Dask worker. ``address``: the scheduler's, or a ``distributed.Client``;
+A plait "node" is one Dask worker. A pin names a worker's address, so a worker that dies
+would leave the tasks pinned to it waiting forever: a scheduler plugin
+(dask_scheduler.py) moves them to a live worker, and a task that kills every worker it
+meets fails as in Dask (``KilledWorker``, raised as plait's WorkerCrashedError). ``address``: the scheduler's, or a ``distributed.Client``;
 None starts a ``LocalCluster`` of ``num_nodes`` worker processes on 127.0.0.1.
 
 Imported only when chosen: ``pip install -e ".[dask]"``.
@@ -23,11 +26,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import distributed
+from distributed import KilledWorker
 
 from plait.engines import names
 from plait.engines.base import ForeignEngine
+from plait.engines.dask_scheduler import RepinLost
 from plait.engines.task import Spec, read_only, run_task
-from plait.errors import GetTimeoutError, TaskCancelledError
+from plait.errors import GetTimeoutError, TaskCancelledError, WorkerCrashedError
 
 EVENT = "plait-trace"
 POLL_SECONDS = 0.05            # how often wait(num_returns=k) looks again
@@ -55,6 +60,8 @@ class DaskEngine(ForeignEngine):
                 host="127.0.0.1", dashboard_address=None)
             self.client = distributed.Client(self.cluster)
             self.owns_client = True
+        if not in_task:
+            self.client.register_plugin(RepinLost())      # (by name: once per cluster)
         super().__init__(submit_after_idle, in_task)
         self.events_read = (0.0, 0)            # (time, events at that time) read last
         self.keep: list[tuple[int, Any]] = []  # (launch number, future) until done
@@ -162,6 +169,8 @@ class DaskEngine(ForeignEngine):
                                   f"tasks keep running") from None
         except CancelledError as error:
             raise TaskCancelledError(str(getattr(error, "key", "a task"))) from None
+        except KilledWorker as error:
+            raise _crashed(error) from None
         finally:
             if seceded:
                 distributed.rejoin()
@@ -244,6 +253,25 @@ def _run(spec: Spec, nested: _Nested, *inputs: Any) -> Any:
                                nested.handles)
     worker.log_event(EVENT, report)
     return results[0] if len(results) == 1 else tuple(results)
+
+
+def _crashed(error: KilledWorker) -> WorkerCrashedError:
+    """Dask's KilledWorker (a task during which ``allowed-failures`` + 1 workers died) as
+    plait's error, one attempt per worker that died."""
+    task_id = str(error.task)
+    last = getattr(error.last_worker, "address", None) or "a worker"
+    attempts = ["its Dask worker died"] * error.allowed_failures + [f"{last} died"]
+    return WorkerCrashedError(_function_of(task_id), task_id, attempts)
+
+
+def _function_of(task_id: str) -> str:
+    """The function's name in a plait task id (ids.py: a session's prefix, the function's
+    name, a dash and a number).
+
+    >>> _function_of("crash-2a"), _function_of("1f3a2.fan_out-7")
+    ('crash', 'fan_out')
+    """
+    return task_id.rsplit("-", 1)[0].rsplit(".", 1)[-1]
 
 
 def _about_ran(report: dict) -> tuple[tuple, tuple]:

@@ -287,3 +287,22 @@ def test_cancel_a_submitted_task(engine):
     plait.cancel(ref)
     with pytest.raises(plait.TaskCancelledError):
         plait.get(ref, timeout=30)
+
+
+@plait.remote(max_retries=0)
+def kills_its_worker():
+    import os
+
+    os._exit(3)
+
+
+def test_a_task_that_kills_its_worker_fails_naming_it(engine):
+    """(Last here: on Dask the workers it killed come back at new addresses.) Dask counts
+    the workers that died running a task against its own ``allowed-failures`` (3), not
+    max_retries: the fourth death fails it."""
+    with pytest.raises(plait.WorkerCrashedError) as raised:
+        plait.get(kills_its_worker.remote(), timeout=120)
+    error = raised.value
+    assert error.task_id.startswith("kills_its_worker-")
+    assert error.function_name == "kills_its_worker"
+    assert len(error.attempts) == (4 if engine == "dask" else 1)

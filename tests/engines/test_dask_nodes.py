@@ -1,8 +1,13 @@
 """plait on a Dask cluster whose workers come and go: a worker's name is the same in the
-driver and in every task's own session (plait/engines/names.py)."""
+driver and in every task's own session (plait/engines/names.py), and a task pinned to a
+worker that died runs on a live one, or fails as in Dask if it kills every worker it meets
+(plait/engines/dask_scheduler.py)."""
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import pytest
 
 import plait
@@ -17,6 +22,25 @@ distributed = pytest.importorskip("distributed",
 @plait.remote
 def where_it_runs():
     return str(plait.get_runtime_context().get_node_id())
+
+
+@plait.remote
+def make(megabytes):
+    return np.ones(megabytes << 20, dtype=np.uint8)
+
+
+@plait.remote
+def crashes_once(array, marker):
+    """Kills its worker the first time it runs (the marker file says it ran before)."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)
+    return float(array.sum())
+
+
+@plait.remote
+def crashes():
+    os._exit(3)
 
 
 @pytest.fixture
@@ -45,3 +69,21 @@ def test_a_worker_that_joins_after_one_left_has_one_name_in_the_driver_and_its_t
     assert [node.id for node in plait.nodes()] == ["node-0", "node-2"]
     assert plait.get(where_it_runs.options(node="node-2").remote(), timeout=60) == "node-2"
     assert plait.get(where_it_runs.options(node="node-0").remote(), timeout=60) == "node-0"
+
+
+def test_a_task_whose_worker_died_runs_again_and_the_inputs_lost_with_it_are_made_again(
+        two_workers, tmp_path):
+    """The consumer kills its worker (node-1, holding its input): Dask keeps pins to that
+    worker's address, so without the scheduler plugin both would wait for it forever."""
+    array = make.options(node="node-1").remote(1)
+    plait.wait([array], timeout=60)
+    with plait.trace() as trace:
+        assert plait.get(crashes_once.remote(array, str(tmp_path / "ran")), timeout=60) == \
+            float(1 << 20)
+    ran = {t.function_name: t.node for t in trace.tasks}
+    assert ran["crashes_once"] not in ("node-1",) and ran["make"] == ran["crashes_once"]
+
+
+def test_a_task_that_kills_every_worker_it_meets_fails_as_in_dask(two_workers):
+    with pytest.raises(plait.WorkerCrashedError, match="crashes-.* on all 4 attempt"):
+        plait.get(crashes.remote(), timeout=120)
