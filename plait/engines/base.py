@@ -400,32 +400,47 @@ class ForeignEngine(Engine):
         handles = self.handles
         try:
             values = self.engine_get([handles[ref.id] for ref in wanted], timeout)
-        except WorkerCrashedError as error:
-            raise self.named_crash(error, wanted) from None
+        except (WorkerCrashedError, ObjectLostError) as error:
+            raise self.named_failure(error, wanted) from None
         values = [self.unpack(value) for value in values]
         self.results_read()
         return values if many else values[0]
 
-    def named_crash(self, error: WorkerCrashedError, wanted: list[ObjectRef]
-                    ) -> WorkerCrashedError:
-        """A crash the engine's error names no task of (Ray's): the first task asked for
-        whose result fails so alone, with one attempt per try it was given."""
-        if error.task_id:
+    def named_failure(self, error: WorkerCrashedError | ObjectLostError,
+                      wanted: list[ObjectRef]) -> Exception:
+        """A failure the engine's error names nothing of plait's in (Ray names no task that
+        crashed; both name a lost object by the engine's own id): the first ref asked for
+        whose value fails so alone, named by plait's id (a crash: with one attempt per try
+        its task was given)."""
+        if isinstance(error, WorkerCrashedError) and error.task_id:
             return error
-        for ref in wanted:
-            try:
-                self.engine_get([self.handles[ref.id]], 0)
-            except WorkerCrashedError:
-                task = ref.task
-                if task is None:
-                    return error
-                retries = task.options.max_retries
-                tries = retries + 1 if retries >= 0 else len(error.attempts)
-                return WorkerCrashedError(task.name, task.id, [f"its {self.name} worker died"]
-                                          * (tries - 1) + error.attempts[-1:])
-            except Exception:
-                continue
-        return error
+        if isinstance(error, ObjectLostError) and (
+                isinstance(error, ObjectFreedError)
+                or error.object_id in {ref.id for ref in wanted}):
+            return error
+        failed = next((ref for ref in wanted if len(wanted) == 1 or self.fails(ref, error)),
+                      None)
+        if failed is None:
+            return error
+        if isinstance(error, ObjectLostError):
+            return type(error)(failed.id, error.reason)
+        task = failed.task
+        if task is None:
+            return error
+        retries = task.options.max_retries
+        tries = retries + 1 if retries >= 0 else len(error.attempts)
+        return WorkerCrashedError(task.name, task.id, [f"its {self.name} worker died"]
+                                  * (tries - 1) + error.attempts[-1:])
+
+    def fails(self, ref: ObjectRef, error: Exception) -> bool:
+        """Whether reading ``ref`` alone, now, fails as ``error`` did."""
+        try:
+            self.engine_get([self.handles[ref.id]], 0)
+        except type(error):
+            return True
+        except Exception:
+            return False
+        return False
 
     def unpack(self, value: Any) -> Any:
         """A result carrying refs made inside its task: learn their handles."""

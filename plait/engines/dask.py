@@ -32,11 +32,13 @@ from plait.engines import names
 from plait.engines.base import ForeignEngine
 from plait.engines.dask_scheduler import RepinLost
 from plait.engines.task import Spec, read_only, run_task
-from plait.errors import GetTimeoutError, TaskCancelledError, WorkerCrashedError
+from plait.errors import (GetTimeoutError, ObjectLostError, TaskCancelledError,
+                          WorkerCrashedError)
 
 EVENT = "plait-trace"
 POLL_SECONDS = 0.05            # how often wait(num_returns=k) looks again
 NAMES = "plait-node-names"     # the scheduler's metadata key (and lock) of the node names
+CANCELLED = "plait.cancel"     # Dask's reason for a future plait.cancel cancelled
 
 
 class DaskEngine(ForeignEngine):
@@ -99,7 +101,11 @@ class DaskEngine(ForeignEngine):
         if not handles:
             return {}
         keys = [future.key for future in handles.values()]
-        who_has = self.client.who_has(list(handles.values()))     # futures, not keys
+        try:
+            who_has = self.client.who_has(list(handles.values()))     # futures, not keys
+        except CancelledError as error:       # (a lost object, or plait.cancel's)
+            named = {future.key: oid for oid, future in handles.items()}
+            raise _cancelled(error, named) from None
         sizes = self.client.nbytes(keys, summary=False)
         return {oid: (sizes.get(future.key, 0), tuple(who_has.get(future.key, ())))
                 for oid, future in handles.items()}
@@ -168,7 +174,7 @@ class DaskEngine(ForeignEngine):
             raise GetTimeoutError(f"get timed out after {timeout} s on the dask engine; the "
                                   f"tasks keep running") from None
         except CancelledError as error:
-            raise TaskCancelledError(str(getattr(error, "key", "a task"))) from None
+            raise _cancelled(error) from None
         except KilledWorker as error:
             raise _crashed(error) from None
         finally:
@@ -210,7 +216,7 @@ class DaskEngine(ForeignEngine):
 
     def engine_cancel(self, handles: list[Any], recursive: bool, force: bool) -> None:
         if handles:                             # (a running Dask task finishes in its thread)
-            self.client.cancel(handles, force=True)
+            self.client.cancel(handles, force=True, reason=CANCELLED)
 
     def engine_events(self) -> list[tuple[tuple, tuple]]:
         """The new reports in the scheduler's log. A task done before the log is read has
@@ -253,6 +259,19 @@ def _run(spec: Spec, nested: _Nested, *inputs: Any) -> Any:
                                nested.handles)
     worker.log_event(EVENT, report)
     return results[0] if len(results) == 1 else tuple(results)
+
+
+def _cancelled(error: CancelledError, named: dict[Any, str] | None = None) -> Exception:
+    """Dask's CancelledError as plait's: plait.cancel's, or an object Dask lost (scattered
+    data whose worker died, and what needed it), by the reason Dask gives; ``named``: plait's
+    id of each Dask key, where known."""
+    groups = getattr(error, "error_groups", None)
+    first = groups[0].errors[0] if groups else error
+    key, reason = getattr(first, "key", "a task"), getattr(first, "reason", CANCELLED)
+    key = (named or {}).get(key, str(key))
+    if reason == CANCELLED:
+        return TaskCancelledError(key)
+    return ObjectLostError(key, f"the dask engine lost it (Dask's reason: {reason})")
 
 
 def _crashed(error: KilledWorker) -> WorkerCrashedError:

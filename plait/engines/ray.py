@@ -2,9 +2,12 @@
 
 The compiler places the whole graph against Ray's live nodes (``ray.nodes()``) and the
 locations of the graph's inputs (``ray.experimental.get_object_locations``); each task is
-then a Ray task pinned to its node with ``NodeAffinitySchedulingStrategy(soft=False)``, its
-top-level inputs passed as Ray ObjectRefs (Ray moves them, and only where the plan says a
-transfer is needed). A task whose place cannot move a byte (it reads no object and no task
+then a Ray task pinned to its node with ``NodeAffinitySchedulingStrategy``, its top-level
+inputs passed as Ray ObjectRefs (Ray moves them, and only where the plan says a transfer
+is needed). The pin is Ray's ``soft=True``: as long as the node lives, Ray runs the task
+there and nowhere else, busy or not (the same as ``soft=False``); once it is gone, Ray runs
+the task elsewhere, where ``soft=False`` fails it with TaskUnschedulableError. This matters
+when Ray remakes a result lost with its node from the task's lineage, as Ray alone does. A task whose place cannot move a byte (it reads no object and no task
 of its graph reads its results) is left to Ray's scheduler: a pin costs Ray throughput.
 Ray has no task priorities, so the plan's critical-path priorities are not used; fused
 chains run as separate tasks on the same node. A task's shape is as near Ray's own as plait
@@ -33,8 +36,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from plait.engines import names
 from plait.engines.base import ForeignEngine
 from plait.engines.task import Function, run_call
-from plait.errors import (GetTimeoutError, ObjectFreedError, PlaitError, TaskCancelledError,
-                          TaskError, WorkerCrashedError)
+from plait.errors import (GetTimeoutError, ObjectFreedError, ObjectLostError, PlaitError,
+                          ReconstructionFailedError, TaskCancelledError, TaskError,
+                          WorkerCrashedError)
 from plait.graph.task import NO_ARGUMENTS
 
 # ray.nodes() is a round trip to the GCS: ~1 ms when it is idle, but up to ~80 ms while it
@@ -191,7 +195,7 @@ class RayEngine(ForeignEngine):
             strategy: Any = "DEFAULT"
             if pinned:
                 strategy = NodeAffinitySchedulingStrategy(self.node_ids[placement.node],
-                                                          soft=False)
+                                                          soft=True)
             remote = self.functions.get(key[:3] + (count,))
             if remote is None:
                 remote = self.functions[key[:3] + (count,)] = ray.remote(
@@ -376,6 +380,10 @@ def _plait_error(error: Exception) -> Exception:
         return GetTimeoutError(f"get timed out on the ray engine: {error}")
     if isinstance(error, rx.ObjectFreedError):
         return ObjectFreedError("an object", "released early with plait.free")
+    if isinstance(error, rx.ObjectReconstructionFailedError):
+        return ReconstructionFailedError(error.object_ref_hex, f"the ray engine: {error}")
+    if isinstance(error, rx.ObjectLostError):
+        return ObjectLostError(error.object_ref_hex, f"the ray engine: {error}")
     if isinstance(error, rx.WorkerCrashedError):
         return WorkerCrashedError("a task", "", [str(error)])
     return error

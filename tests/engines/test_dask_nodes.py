@@ -39,6 +39,11 @@ def crashes_once(array, marker):
 
 
 @plait.remote
+def total(array):
+    return float(array.sum())
+
+
+@plait.remote
 def crashes():
     os._exit(3)
 
@@ -87,3 +92,16 @@ def test_a_task_whose_worker_died_runs_again_and_the_inputs_lost_with_it_are_mad
 def test_a_task_that_kills_every_worker_it_meets_fails_as_in_dask(two_workers):
     with pytest.raises(plait.WorkerCrashedError, match="crashes-.* on all 4 attempt"):
         plait.get(crashes.remote(), timeout=120)
+
+
+def test_a_put_lost_with_its_worker_is_an_object_lost_error_naming_it(two_workers):
+    """Dask cannot remake scattered data; a get of it, or of a task reading it, raises
+    plait's ObjectLostError with plait's id, not Dask's CancelledError."""
+    cluster, client = two_workers
+    ref = plait.put(np.ones(1 << 16))
+    where = plait.api.session().holders[ref.id][0]
+    client.restart_workers([plait.api.session().node_ids[where]])
+    with pytest.raises(plait.ObjectLostError, match=f"object {ref.id} is lost"):
+        plait.get(ref, timeout=60)
+    with pytest.raises(plait.ObjectLostError, match=f"object {ref.id} is lost"):
+        plait.get(total.remote(ref), timeout=60)

@@ -163,3 +163,17 @@ def test_a_node_that_joins_after_one_died_has_one_name_in_the_driver_and_its_tas
     three_nodes.wait_for_nodes()
     assert [node.id for node in plait.nodes()] == ["node-0", "node-2", "node-3"]
     assert plait.get(where_it_runs.options(node="node-3").remote(), timeout=60) == "node-3"
+
+
+def test_a_result_lost_with_its_node_is_made_again_on_a_live_one(three_nodes):
+    """Ray remakes a lost result from its task's lineage, as Ray alone does: plait's pin
+    (soft, while the node lives) lets it run elsewhere once its node is gone. (After the
+    test above, which leaves node-0, node-2 and node-3.)"""
+    made = make.options(node="node-2").remote(1)
+    plait.wait([made], timeout=60)
+    gone = plait.api.session().node_ids["node-2"]
+    three_nodes.remove_node(next(node for node in three_nodes.worker_nodes
+                                 if node.node_id == gone))
+    three_nodes.wait_for_nodes()
+    assert plait.get(total.remote(made), timeout=60) == float(1 << 20)
+    assert int(plait.get(made, timeout=60).sum()) == 1 << 20
