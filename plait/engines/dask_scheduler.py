@@ -27,6 +27,10 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 PLAIT_TASK = ("plait.engines.dask", "_run")       # the function of every plait task on Dask
 NOT_RUN = ("released", "waiting", "queued", "no-worker")
+# Where a task may go: any worker not on its way out. (Not only the running: a worker that
+# just joined is not running yet when the plugin hears of it, and Dask schedules the tasks
+# pinned to it once it is.)
+LEAVING = ("closing", "closing_gracefully", "closed")
 
 
 class RepinLost(SchedulerPlugin):
@@ -44,7 +48,7 @@ class RepinLost(SchedulerPlugin):
 def repin_lost(scheduler: Any) -> list[tuple[Any, str]]:
     """Pin each of plait's tasks not run yet whose pin names no live worker to a live one;
     those waiting for a worker move on. Returns (key, address) of each task moved."""
-    live = [ws for ws in scheduler.workers.values() if ws in scheduler.running]
+    live = [ws for ws in scheduler.workers.values() if ws.status.name not in LEAVING]
     if not live:
         return []
     moved: dict[Any, str] = {}                  # (in the order submitted: inputs first)

@@ -50,8 +50,18 @@ def crashes():
 
 @pytest.fixture
 def two_workers():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+    yield from plait_on_dask(2)
+
+
+@pytest.fixture
+def one_worker():
+    yield from plait_on_dask(1)
+
+
+def plait_on_dask(workers):
+    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
+                                       processes=True, host="127.0.0.1",
+                                       dashboard_address=None)
     client = distributed.Client(cluster)
     plait.shutdown()
     plait.init(engine="dask", address=client)
@@ -87,6 +97,16 @@ def test_a_task_whose_worker_died_runs_again_and_the_inputs_lost_with_it_are_mad
             float(1 << 20)
     ran = {t.function_name: t.node for t in trace.tasks}
     assert ran["crashes_once"] not in ("node-1",) and ran["make"] == ran["crashes_once"]
+
+
+def test_with_one_worker_the_task_runs_again_on_the_worker_that_replaces_it(
+        one_worker, tmp_path):
+    """No worker is left when it dies: the task and its lost input wait for the one its
+    nanny starts, at a new address."""
+    array = make.remote(1)
+    plait.wait([array], timeout=60)
+    assert plait.get(crashes_once.remote(array, str(tmp_path / "ran")), timeout=60) == \
+        float(1 << 20)
 
 
 def test_a_task_that_kills_every_worker_it_meets_fails_as_in_dask(two_workers):
