@@ -43,7 +43,8 @@ from plait import compiler
 from plait.compiler.view import NodeView, ObjectInfo
 from plait.engines import names
 from plait.engines.task import Carrying
-from plait.errors import ObjectFreedError, ObjectLostError, WorkerCrashedError
+from plait.errors import (ObjectFreedError, ObjectLostError, TaskCancelledError,
+                          WorkerCrashedError)
 from plait.executor.engine import Engine, check_refs, serialized
 from plait.executor.wire.events import EventRing
 from plait.executor.wire.protocol import MAX_EVENTS, NodeInfo, NodeResources
@@ -400,19 +401,19 @@ class ForeignEngine(Engine):
         handles = self.handles
         try:
             values = self.engine_get([handles[ref.id] for ref in wanted], timeout)
-        except (WorkerCrashedError, ObjectLostError) as error:
+        except (WorkerCrashedError, ObjectLostError, TaskCancelledError) as error:
             raise self.named_failure(error, wanted) from None
         values = [self.unpack(value) for value in values]
         self.results_read()
         return values if many else values[0]
 
-    def named_failure(self, error: WorkerCrashedError | ObjectLostError,
+    def named_failure(self, error: WorkerCrashedError | ObjectLostError | TaskCancelledError,
                       wanted: list[ObjectRef]) -> Exception:
         """A failure the engine's error names nothing of plait's in (Ray names no task that
-        crashed; both name a lost object by the engine's own id): the first ref asked for
-        whose value fails so alone, named by plait's id (a crash: with one attempt per try
-        its task was given)."""
-        if isinstance(error, WorkerCrashedError) and error.task_id:
+        crashed or was cancelled; both name a lost object by the engine's own id): the first
+        ref asked for whose value fails so alone, named by plait's id (a crash: with one
+        attempt per try its task was given)."""
+        if isinstance(error, (WorkerCrashedError, TaskCancelledError)) and error.task_id:
             return error
         if isinstance(error, ObjectLostError) and (
                 isinstance(error, ObjectFreedError)
@@ -425,6 +426,8 @@ class ForeignEngine(Engine):
         if isinstance(error, ObjectLostError):
             return type(error)(failed.id, error.reason)
         task = failed.task
+        if isinstance(error, TaskCancelledError):
+            return TaskCancelledError(task.id if task is not None else failed.id)
         if task is None:
             return error
         retries = task.options.max_retries

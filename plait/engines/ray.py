@@ -372,10 +372,12 @@ def _plait_error(error: Exception) -> Exception:
     from ray import exceptions as rx
 
     if isinstance(error, rx.RayTaskError):
-        cause = error.cause
+        cause = error.cause                 # (the task's own TaskError, or Ray's error of an
+        if isinstance(cause, rx.RayError):  # input it could not read: a cancelled one, ...)
+            return _plait_error(cause)
         return cause if isinstance(cause, Exception) else PlaitError(str(error))
     if isinstance(error, rx.TaskCancelledError):
-        return TaskCancelledError(str(getattr(error, "task_id", "") or "a task"))
+        return TaskCancelledError("")        # (Ray's id of the task: base.py names it)
     if isinstance(error, rx.GetTimeoutError):
         return GetTimeoutError(f"get timed out on the ray engine: {error}")
     if isinstance(error, rx.ObjectFreedError):

@@ -281,12 +281,16 @@ def sleeps(seconds):
 
 def test_cancel_a_submitted_task(engine):
     """Submitted and (likely) running: its ref raises TaskCancelledError at once (Ray and
-    native kill it; Dask forgets it, its thread finishing the 2 s on its own)."""
+    native kill it; Dask forgets it, its thread finishing the 2 s on its own), and so does a
+    task that reads it, naming a task of plait's."""
     ref = sleeps.remote(2)
-    plait.wait([ref], timeout=0.2)
+    after = inc.remote(ref)
+    plait.wait([after], timeout=0.2)
     plait.cancel(ref)
-    with pytest.raises(plait.TaskCancelledError):
+    with pytest.raises(plait.TaskCancelledError, match=f"task {ref.task.id} was cancelled"):
         plait.get(ref, timeout=30)
+    with pytest.raises(plait.TaskCancelledError, match="task (sleeps|inc)-[0-9a-f]+ was"):
+        plait.get(after, timeout=30)
 
 
 @plait.remote(max_retries=0)
