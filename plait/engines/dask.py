@@ -8,10 +8,11 @@ A task with ``num_returns=k`` is one Dask task and k ``getitem`` tasks beside it
 logs its report (worker, times, input sizes) as a ``plait-trace`` event for ``plait.trace``.
 
 A plait "node" is one Dask worker. A pin names a worker's address, so a worker that dies
-would leave the tasks pinned to it waiting forever: a scheduler plugin
-(dask_scheduler.py) moves them to a live worker, and a task that kills every worker it
-meets fails as in Dask (``KilledWorker``, raised as plait's WorkerCrashedError). ``address``: the scheduler's, or a ``distributed.Client``;
-None starts a ``LocalCluster`` of ``num_nodes`` worker processes on 127.0.0.1.
+would leave the tasks pinned to it waiting forever: a scheduler plugin (dask_scheduler.py)
+moves them to a live worker, and a task that kills every worker it meets fails as in Dask
+(``KilledWorker``, raised as plait's WorkerCrashedError). ``address``: the scheduler's, or
+a ``distributed.Client``; None starts a ``LocalCluster`` of ``num_nodes`` worker processes
+on 127.0.0.1.
 
 Imported only when chosen: ``pip install -e ".[dask]"``.
 """

@@ -7,8 +7,9 @@ inputs passed as Ray ObjectRefs (Ray moves them, and only where the plan says a 
 is needed). The pin is Ray's ``soft=True``: as long as the node lives, Ray runs the task
 there and nowhere else, busy or not (the same as ``soft=False``); once it is gone, Ray runs
 the task elsewhere, where ``soft=False`` fails it with TaskUnschedulableError. This matters
-when Ray remakes a result lost with its node from the task's lineage, as Ray alone does. A task whose place cannot move a byte (it reads no object and no task
-of its graph reads its results) is left to Ray's scheduler: a pin costs Ray throughput.
+when Ray remakes a result lost with its node from the task's lineage, as Ray alone does.
+A task whose place cannot move a byte (it reads no object and no task of its graph reads
+its results) is left to Ray's scheduler: a pin costs Ray throughput.
 Ray has no task priorities, so the plan's critical-path priorities are not used; fused
 chains run as separate tasks on the same node. A task's shape is as near Ray's own as plait
 can make it (Ray charges for each argument and return): the call of a Ray remote function
@@ -344,8 +345,8 @@ def _ran(handle: Any) -> tuple | None:
 def _where(handles: list[Any]) -> list[tuple[int, tuple[str, ...]]]:
     """(bytes, Ray's ids of the nodes holding it) of each object, asked of its owner."""
     found = ray.experimental.get_object_locations(handles)
-    return [((found.get(h) or {}).get("object_size") or 0,
-             tuple((found.get(h) or {}).get("node_ids") or ())) for h in handles]
+    infos = [found.get(handle) or {} for handle in handles]
+    return [(info.get("object_size") or 0, tuple(info.get("node_ids") or ())) for info in infos]
 
 
 @ray.remote(num_cpus=0)
