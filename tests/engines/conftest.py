@@ -48,10 +48,12 @@ def started(reached: str, module: object):
     try:
         with ray_client_server() if reached == "ray-client" else \
                 contextlib.nullcontext(None) as address:
-            plait.init(**(STARTS[name] if address is None
-                          else dict(engine="ray", address=address)))
-            yield name
-            plait.shutdown()
+            try:
+                plait.init(**(STARTS[name] if address is None
+                              else dict(engine="ray", address=address)))
+                yield name
+            finally:
+                plait.shutdown()
     finally:
         if name == "ray":
             cloudpickle.unregister_pickle_by_value(module)
