@@ -441,7 +441,7 @@ def visualize(*refs: ObjectRef, filename: str | None = None) -> str:
 
 def free(refs: ObjectRef | Iterable[ObjectRef]) -> None:
     """Release objects now; a later get of them raises ObjectFreedError."""
-    session().free([refs] if isinstance(refs, ObjectRef) else refs)
+    _runtime().free([refs] if isinstance(refs, ObjectRef) else refs)
 
 
 class trace:

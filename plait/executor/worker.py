@@ -45,6 +45,7 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
+from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any, NoReturn
 
@@ -1019,6 +1020,18 @@ class WorkerRuntime:
 
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None):
         return self.wait_nested(lambda session: session.wait(refs, num_returns, timeout))
+
+    def free(self, refs: Iterable[ObjectRef]) -> None:
+        """As the driver's (a later get raises ObjectFreedError): through the worker's own
+        session, and the task forgets the values it holds of them, which its get would
+        otherwise read on without asking."""
+        refs = list(refs)
+        call = self.current()
+        if call is not None:
+            for ref in refs:
+                if isinstance(ref, ObjectRef):
+                    call.known.pop(ref.id, None)
+        self.nested().free(refs)
 
     def stream_opened(self, generator: Any) -> None:
         self.nested().stream_opened(generator)

@@ -220,6 +220,22 @@ def test_the_cluster_resources_and_what_is_free(engine):
     assert 0 <= free.get("CPU", 0) <= total["CPU"] and 0 < free["memory"] <= total["memory"]
 
 
+@plait.remote
+def put_free_get():
+    """A task frees an object it put, then reads it: plait.free holds inside a task too."""
+    ref = plait.put(np.ones(10))
+    plait.free(ref)
+    try:
+        plait.get(ref, timeout=10)
+    except plait.ObjectFreedError:
+        return "freed"
+    return "read after free"
+
+
+def test_free_inside_a_task(engine):
+    assert plait.get(put_free_get.remote(), timeout=60) == "freed"
+
+
 def test_free_and_cancel(engine):
     ref = plait.put(np.ones(10))
     plait.free(ref)
