@@ -346,9 +346,12 @@ def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) 
     return _runtime().get(refs, timeout=timeout)
 
 
-def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None
-         ) -> tuple[list[ObjectRef], list[ObjectRef]]:
-    """Run what ``refs`` need; return (ready, not ready) once ``num_returns`` are ready."""
+def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Run what ``refs`` need; return (ready, not ready) once ``num_returns`` are ready.
+
+    ``fetch_local`` is taken for Ray's scripts and changes nothing: an object is ready once
+    it exists on any node (Ray's ``fetch_local=False``); a get reads it from there."""
     if isinstance(refs, (ObjectRef, ObjectRefGenerator)):
         raise TypeError("plait.wait expects a list of ObjectRefs (or ObjectRefGenerators)")
     refs = list(refs)

@@ -232,6 +232,16 @@ def put_free_get():
     return "read after free"
 
 
+def test_rays_ways_to_read_nodes_and_wait_work(engine):
+    """``import plait as ray`` scripts read ray.nodes() as dicts and pass fetch_local."""
+    nodes = plait.nodes()
+    assert [node["NodeID"] for node in nodes] == [node.id for node in nodes]
+    assert all(node["Alive"] and node["Resources"]["CPU"] >= 1 for node in nodes)
+    assert nodes[0].get("IsHead") and nodes[0].get("no such key", 7) == 7
+    ref = inc.remote(1)
+    assert plait.wait([ref], num_returns=1, timeout=60, fetch_local=False) == ([ref], [])
+
+
 def test_free_inside_a_task(engine):
     assert plait.get(put_free_get.remote(), timeout=60) == "freed"
 

@@ -54,6 +54,7 @@ import io
 import pickle
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from plait.compiler.view import ClusterView, NodeView, ObjectInfo
 from plait.store.store import ObjectSummary, StoreSummary
@@ -127,6 +128,33 @@ class NodeInfo:
     store_capacity: int
     host: str = ""                   # nodes with equal hosts share /dev/shm
     resources: tuple[tuple[str, float], ...] = ()   # offered beside CPUs: GPU, memory, custom
+
+    def __getitem__(self, key: str) -> Any:
+        """The node as Ray's ``ray.nodes()`` gives it (a dict), for ``import plait as ray``
+        scripts that read ``node["NodeID"]``, ``node["Alive"]`` or ``node["Resources"]``."""
+        return self.as_ray()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.as_ray().get(key, default)
+
+    def as_ray(self) -> dict[str, Any]:
+        """Ray's keys for what plait knows of a node (a listed node is alive)."""
+        resources = {"CPU": float(self.workers), **dict(self.resources),
+                     "object_store_memory": float(self.store_capacity)}
+        return {"NodeID": self.id, "Alive": True, "alive": True, "NodeName": self.host,
+                "NodeManagerAddress": _ip_of(self.address), "IsHead": self.is_head,
+                "Resources": resources}
+
+
+def _ip_of(address: str) -> str:
+    """The IP in a node's address, as Ray names a node's (an ipc:// node is this host's).
+
+    >>> _ip_of("tcp://10.0.0.5:7001"), _ip_of("ipc:///tmp/x.sock"), _ip_of("10.0.0.6")
+    ('10.0.0.5', '127.0.0.1', '10.0.0.6')
+    """
+    if address.startswith("ipc://"):
+        return "127.0.0.1"
+    return address.removeprefix("tcp://").rsplit(":", 1)[0] if "://" in address else address
 
 
 @dataclass(frozen=True, slots=True)
