@@ -242,6 +242,17 @@ def test_rays_ways_to_read_nodes_and_wait_work(engine):
     assert plait.wait([ref], num_returns=1, timeout=60, fetch_local=False) == ([ref], [])
 
 
+@plait.remote
+def its_ip():
+    return plait.util.get_node_ip_address()
+
+
+def test_the_node_ip_address_in_the_driver_and_in_a_task(engine):
+    """Ray's ray.util.get_node_ip_address: every engine here runs on loopback."""
+    assert plait.util.get_node_ip_address() == "127.0.0.1"
+    assert plait.get(its_ip.remote(), timeout=60) == "127.0.0.1"
+
+
 def test_free_inside_a_task(engine):
     assert plait.get(put_free_get.remote(), timeout=60) == "freed"
 
