@@ -35,6 +35,7 @@ from plait.engines.dask_scheduler import RepinLost
 from plait.engines.task import Spec, read_only, run_task
 from plait.errors import (GetTimeoutError, ObjectLostError, TaskCancelledError,
                           WorkerCrashedError)
+from plait.graph.ids import stem_of
 
 EVENT = "plait-trace"
 POLL_SECONDS = 0.05            # how often wait(num_returns=k) looks again
@@ -281,17 +282,7 @@ def _crashed(error: KilledWorker) -> WorkerCrashedError:
     task_id = str(error.task)
     last = getattr(error.last_worker, "address", None) or "a worker"
     attempts = ["its Dask worker died"] * error.allowed_failures + [f"{last} died"]
-    return WorkerCrashedError(_function_of(task_id), task_id, attempts)
-
-
-def _function_of(task_id: str) -> str:
-    """The function's name in a plait task id (ids.py: a session's prefix, the function's
-    name, a dash and a number).
-
-    >>> _function_of("crash-2a"), _function_of("1f3a2.fan_out-7")
-    ('crash', 'fan_out')
-    """
-    return task_id.rsplit("-", 1)[0].rsplit(".", 1)[-1]
+    return WorkerCrashedError(stem_of(task_id), task_id, attempts)
 
 
 def _about_ran(report: dict) -> tuple[tuple, tuple]:

@@ -35,6 +35,16 @@ class IdGenerator:
         return f"{head}{next(self._counter):x}"
 
 
+def stem_of(task_id: str) -> str:
+    """The stem (a function's name) of an id ``IdGenerator`` made, without its prefix
+    (a prefix ends in a dot: a function's name has none).
+
+    >>> stem_of("crash-2a"), stem_of("1f3a2.fan_out-7")
+    ('crash', 'fan_out')
+    """
+    return task_id.rsplit("-", 1)[0].rsplit(".", 1)[-1]
+
+
 def output_id(task_id: str, index: int, num_returns: int) -> str:
     """The object id of a task's ``index``-th result.
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-LOOPBACK = "127.0.0.1"
+from plait.executor.wire.protocol import LOOPBACK
+
+# (session, node) -> its IP: a process runs on one node for good, and asking costs the
+# session a round trip (a task may ask at every call)
+_known: dict[tuple[str, str], str] = {}
 
 
 def get_node_ip_address() -> str:
@@ -13,6 +17,10 @@ def get_node_ip_address() -> str:
 
     if not api.is_initialized():
         return LOOPBACK
-    here = str(api.get_runtime_context().get_node_id())
-    return next((node["NodeManagerAddress"] for node in api.nodes() if node.id == here),
-                LOOPBACK)
+    context = api.get_runtime_context()
+    here = str(context.get_node_id())
+    key = (str(context.get_job_id()), here)
+    if key not in _known:
+        _known[key] = next((node["NodeManagerAddress"] for node in api.nodes()
+                            if node.id == here), LOOPBACK)
+    return _known[key]

@@ -432,7 +432,7 @@ def memory_line() -> str:
 
 def _check_tcp(address: str, key: ClusterKey | None) -> None:
     if address.startswith("tcp://"):
-        check_bind(address.removeprefix("tcp://").rsplit(":", 1)[0], key)
+        check_bind(p.host_of(address), key)
 
 
 def _pickle(error: Exception) -> bytes:

@@ -59,6 +59,7 @@ from typing import Any
 from plait.compiler.view import ClusterView, NodeView, ObjectInfo
 from plait.store.store import ObjectSummary, StoreSummary
 
+LOOPBACK = "127.0.0.1"          # where a node on this host's ipc sockets is, to its peers
 
 # -- object values ---------------------------------------------------------------------
 
@@ -142,18 +143,18 @@ class NodeInfo:
         resources = {"CPU": float(self.workers), **dict(self.resources),
                      "object_store_memory": float(self.store_capacity)}
         return {"NodeID": self.id, "Alive": True, "alive": True, "NodeName": self.host,
-                "NodeManagerAddress": _ip_of(self.address), "IsHead": self.is_head,
+                "NodeManagerAddress": host_of(self.address), "IsHead": self.is_head,
                 "Resources": resources}
 
 
-def _ip_of(address: str) -> str:
-    """The IP in a node's address, as Ray names a node's (an ipc:// node is this host's).
+def host_of(address: str) -> str:
+    """The host in a node's address (an ipc:// node is on this host's loopback).
 
-    >>> _ip_of("tcp://10.0.0.5:7001"), _ip_of("ipc:///tmp/x.sock"), _ip_of("10.0.0.6")
+    >>> host_of("tcp://10.0.0.5:7001"), host_of("ipc:///tmp/x.sock"), host_of("10.0.0.6")
     ('10.0.0.5', '127.0.0.1', '10.0.0.6')
     """
     if address.startswith("ipc://"):
-        return "127.0.0.1"
+        return LOOPBACK
     return address.removeprefix("tcp://").rsplit(":", 1)[0] if "://" in address else address
 
 
