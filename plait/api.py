@@ -26,6 +26,7 @@ from plait.errors import ClusterError, InvalidOptionError, NotInitializedError
 from plait.executor.driver.session import Session
 from plait.executor.engine import Engine
 from plait.executor.engine import check_refs as _check_refs
+from plait.executor.wire.config import offered_resources
 from plait.graph import context
 from plait.graph.actor import registered_name
 from plait.graph.refs import ObjectRef
@@ -97,7 +98,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
 
             address = cluster_here()    # a plait.cluster_utils.Cluster running here, as Ray
         _check_ray_options(ray_options, joining=address is not None)
-        offered = _offered(num_gpus, resources)
+        offered = offered_resources(num_gpus, resources)
         if engine != "plait":
             return _start_engine(engine, address, num_cpus or num_workers, num_nodes,
                                  submit_after_idle, offered, dashboard)
@@ -236,22 +237,6 @@ def _check_ray_options(options: dict[str, Any], joining: bool = False) -> None:
                          f"it cannot be given when connecting to a running one")
 
 
-def _offered(num_gpus: float | None, resources: dict[str, float] | None) -> dict[str, float]:
-    """What each node offers beside CPUs, checked: GPUs and custom resources by name."""
-    offered = dict(resources or {})
-    if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-               and v >= 0 for k, v in offered.items()):
-        raise ValueError(f"resources must map names to amounts >= 0, got {resources!r}")
-    for name in ("CPU", "GPU"):
-        if name in offered:
-            raise ValueError(f"pass {name}s as num_{name.lower()}s=, not in resources")
-    if num_gpus:
-        if not isinstance(num_gpus, int) or isinstance(num_gpus, bool) or num_gpus < 0:
-            raise ValueError(f"num_gpus must be a whole number >= 0, got {num_gpus!r}")
-        offered["GPU"] = num_gpus
-    return offered
-
-
 def _one_of(store_memory: int | str | None, object_store_memory: int | str | None
             ) -> int | str | None:
     """The store size asked for under plait's name or Ray's (not two different ones)."""
@@ -264,17 +249,10 @@ def _one_of(store_memory: int | str | None, object_store_memory: int | str | Non
 
 def _check_store_memory(requested: int | str | None) -> int:
     """The store size: the default, or the request if /dev/shm can hold it."""
-    if requested is None:
-        return default_store_memory()
-    requested = parse_bytes(requested)
-    if not isinstance(requested, int) or isinstance(requested, bool) or requested < (1 << 20):
-        raise ValueError(f"store_memory must be a number of bytes >= 1 MiB, got {requested!r}")
-    shm = os.statvfs("/dev/shm")
-    free = shm.f_bavail * shm.f_frsize
-    if requested > free:
-        raise ClusterError(f"store_memory={requested} bytes does not fit: /dev/shm has only "
-                           f"{free} bytes free")
-    return requested
+    from plait.store.arena import checked_capacity
+
+    return default_store_memory() if requested is None else checked_capacity(
+        parse_bytes(requested))
 
 
 def default_store_memory() -> int:

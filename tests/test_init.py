@@ -12,7 +12,7 @@ MIB = 1 << 20
 @pytest.mark.parametrize("options, words", [
     ({"store_memory": 64 * MIB, "object_store_memory": 32 * MIB}, "disagree"),
     ({"resources": {"disk": -1}}, "amounts >= 0"),
-    ({"resources": {"GPU": 1}}, "num_gpus="),
+    ({"resources": {"GPU": 1}}, "GPU is not a custom resource: pass num_gpus"),
     ({"num_gpus": 1, "address": "127.0.0.1:1"}, "joined cluster"),
 ])
 def test_init_refuses_what_cannot_describe_its_nodes(options, words):

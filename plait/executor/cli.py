@@ -32,11 +32,11 @@ from plait.compiler.units import parse_bytes
 from plait.errors import ClusterError, HeadUnavailableError, PlaitError
 from plait.executor.driver.cluster import JoinedCluster
 from plait.executor.driver.connection import START_TIMEOUT_S, Connection
-from plait.executor.driver.discovery import home, host_port, joined_cluster
+from plait.executor.driver.discovery import MAX_PORT, home, host_port, joined_cluster
 from plait.executor.wire import protocol as p
-from plait.executor.wire.config import NodeConfig, launch, terminate
+from plait.executor.wire.config import NodeConfig, launch, offered_resources, terminate
 from plait.executor.wire.security import generate_key_file, is_loopback, load_key
-from plait.store.arena import default_capacity
+from plait.store.arena import checked_capacity, default_capacity
 from plait.store.spill import spill_directory
 
 DEFAULT_PORT = 7480
@@ -62,7 +62,7 @@ def start_head(args: argparse.Namespace) -> int:
     generate_key_file(key_file)
     session = f"{os.getpid():x}-c"
     bind = args.bind or "127.0.0.1"
-    address = f"{bind}:{args.port}"
+    address = f"{bind}:{args.port or _free_port(bind)}"
     config = _config(args, session, "node-0", bind, head_address="",
                      client_address=f"tcp://{address}", key_file=key_file)
     process = launch(config, _path(f"logs/{config.node}.log"))
@@ -78,6 +78,14 @@ def start_head(args: argparse.Namespace) -> int:
           f"{key_file}>\n  connect a driver:   plait.init(address=\"auto\")  (on this host) or "
           f"plait.init(address=\"{address}\")\n  stop:               plait stop")
     return 0
+
+
+def _free_port(bind: str) -> int:
+    """``--port 0``, as Ray's ``ray start --head --port 0``: a port free on ``bind`` now
+    (the kernel's pick), which the head then listens on and cluster.json names."""
+    with closing(socket.socket()) as probe:
+        probe.bind((bind, 0))
+        return probe.getsockname()[1]
 
 
 def _start_dashboard(address: str, key_file: str, port: int, head_pid: int) -> None:
@@ -154,13 +162,14 @@ def _config(args: argparse.Namespace, session: str, node: str, bind: str,
 
 def _offered(args: argparse.Namespace) -> dict[str, float]:
     """What the node offers beside CPUs: ``--resources`` (JSON) and ``--num-gpus``."""
-    offered = json.loads(args.resources)
-    if not isinstance(offered, dict) or not all(
-            isinstance(v, (int, float)) and v >= 0 for v in offered.values()):
-        raise SystemExit(f"--resources must be a JSON object of amounts, got {args.resources}")
-    if args.num_gpus:
-        offered["GPU"] = args.num_gpus
-    return offered
+    try:
+        offered = json.loads(args.resources)
+        if not isinstance(offered, dict):
+            raise ValueError("not an object")
+        return offered_resources(args.num_gpus, offered)
+    except ValueError as error:     # (json's errors are ValueErrors too)
+        raise SystemExit(f"--resources must be a JSON object of names and amounts, got "
+                         f"{args.resources}: {error}") from None
 
 
 def _wait_for(cluster: JoinedCluster, nodes: int, config: NodeConfig,
@@ -316,12 +325,28 @@ def _write_json(name: str, value) -> None:
 
 # -- entry point ---------------------------------------------------------------------------
 
+def _port(text: str) -> int:
+    """A TCP port, or 0 for any free one."""
+    if not text.isdigit() or int(text) > MAX_PORT:
+        raise argparse.ArgumentTypeError(f"a port is 0 to {MAX_PORT}, got {text!r}")
+    return int(text)
+
+
 def _size(text: str) -> int:
-    """--store-memory's value: bytes, or a size with a unit (argparse shows the error)."""
+    """--store-memory's value: bytes, or a size with a unit, that this host's /dev/shm can
+    hold (argparse shows the error)."""
     try:
-        return parse_bytes(text)
-    except ValueError as error:
+        return checked_capacity(parse_bytes(text))
+    except (ValueError, ClusterError) as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _count(text: str) -> int:
+    """--num-workers, --num-gpus: a whole number, 0 or more (a head of 0 workers runs no
+    task, as Ray's ``ray start --head --num-cpus 0``)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -331,26 +356,27 @@ def parser() -> argparse.ArgumentParser:
     role = begin.add_mutually_exclusive_group(required=True)
     role.add_argument("--head", action="store_true", help="start the head node")
     role.add_argument("--address", help="HOST:PORT of the head to join")
-    begin.add_argument("--port", type=int, default=DEFAULT_PORT, help="the head's port")
+    begin.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                       help="the head's port (0: any free one)")
     begin.add_argument("--bind", help="IP to listen on and advertise (default: 127.0.0.1 for "
                        "a head; for a node, this host's IP facing the head)")
-    begin.add_argument("--num-workers", type=int, default=os.cpu_count() or 1)
+    begin.add_argument("--num-workers", type=_count, default=os.cpu_count() or 1)
     begin.add_argument("--store-memory", type=_size, default=None,
                        help="store size: bytes, or with a unit (512MiB, 2GB)")
-    begin.add_argument("--num-gpus", type=int, default=0, help="GPUs the node offers")
+    begin.add_argument("--num-gpus", type=_count, default=0, help="GPUs the node offers")
     begin.add_argument("--resources", default="{}",
                        help='custom resources the node offers, as JSON: \'{"disk": 2}\'')
     begin.add_argument("--key-file", help="the cluster key (default $PLAIT_HOME/cluster.key)")
     begin.add_argument("--dashboard", action="store_true",
                        help="also start the head's live dashboard (loopback, token in its URL)")
-    begin.add_argument("--dashboard-port", type=int, default=0, help="0: any free port")
+    begin.add_argument("--dashboard-port", type=_port, default=0, help="0: any free port")
     for name, helptext in (("status", "nodes, workers, store use"),
                            ("memory", "per-node store report")):
         command = commands.add_parser(name, help=helptext)
         command.add_argument("--address", help="HOST:PORT of the head (default: this host's)")
     watch = commands.add_parser("dashboard", help="a live dashboard for a running cluster")
     watch.add_argument("--address", help="HOST:PORT of the head (default: this host's)")
-    watch.add_argument("--port", type=int, default=0, help="its port (0: any free one)")
+    watch.add_argument("--port", type=_port, default=0, help="its port (0: any free one)")
     watch.add_argument("--key-file", help="the cluster key (default $PLAIT_HOME/cluster.key)")
     commands.add_parser("stop", help="stop the plait processes started on this host")
     return top

@@ -17,6 +17,8 @@ import mmap
 import os
 from dataclasses import dataclass, field
 
+from plait.errors import ClusterError
+
 SHM_DIR = "/dev/shm"
 SEGMENT_PREFIX = "plait-"
 # madvise(MADV_POPULATE_WRITE): fault a range in with one call, ~3x faster than touching
@@ -137,6 +139,22 @@ def _runs(chunks: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((chunk, chunk + 1))
     return runs
+
+
+MIN_CAPACITY = 1 << 20
+
+
+def checked_capacity(requested: int) -> int:
+    """A store size asked for (``plait.init(store_memory=)``, ``plait start
+    --store-memory``), if this host's /dev/shm can hold it."""
+    if not isinstance(requested, int) or isinstance(requested, bool) or requested < MIN_CAPACITY:
+        raise ValueError(f"store_memory must be a number of bytes >= 1 MiB, got {requested!r}")
+    shm = os.statvfs(SHM_DIR)
+    free = shm.f_bavail * shm.f_frsize
+    if requested > free:
+        raise ClusterError(f"store_memory={requested} bytes does not fit: {SHM_DIR} has only "
+                           f"{free} bytes free")
+    return requested
 
 
 def default_capacity() -> int:

@@ -262,6 +262,36 @@ def test_a_head_that_cannot_listen_fails_fast_and_leaves_nothing(home):
     assert home.state("cluster.json") is None
 
 
+def test_a_head_on_port_0_listens_on_a_free_port_that_cluster_json_names(home):
+    said = home.plait("start", "--head", "--port", "0", *WORKERS, "--store-memory", STORE)
+    session = home.session
+    address = home.state("cluster.json")["address"]
+    host, _, port = address.rpartition(":")
+    assert host == "127.0.0.1" and 0 < int(port) <= 65535
+    assert f"started at {address}" in said.stdout
+    assert list(status_nodes(home.plait("status").stdout)) == ["node-0"]
+    stop_and_check(home, session)
+
+
+@pytest.mark.parametrize("bad, said", [
+    (("--port", "70000"), "argument --port: a port is 0 to 65535"),
+    (("--num-workers", "-1"), "argument --num-workers: a whole number >= 0"),
+    (("--num-gpus", "-2"), "argument --num-gpus: a whole number >= 0"),
+    (("--store-memory", "0"), "store_memory must be a number of bytes >= 1 MiB"),
+    (("--store-memory", "1000TiB"), "does not fit: /dev/shm has only"),
+    (("--resources", "nojson"), "--resources must be a JSON object of names and amounts"),
+    (("--resources", '{"disk": -1}'), "amounts >= 0"),
+    (("--resources", '{"CPU": 1}'), "CPU is not a custom resource"),
+])
+def test_start_refuses_bad_arguments_at_once_and_starts_nothing(home, bad, said):
+    started = time.monotonic()
+    result = home.plait("start", "--head", "--port", "0", *WORKERS, *bad, check=False)
+    assert result.returncode != 0
+    assert said in result.stderr
+    assert time.monotonic() - started < FAIL_FAST
+    assert home.state("cluster.json") is None and home.state("started.json") is None
+
+
 # -- a driver that dies ------------------------------------------------------------------
 
 KILLED_DRIVER = textwrap.dedent("""

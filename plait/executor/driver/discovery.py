@@ -15,6 +15,8 @@ from plait.errors import ClusterError
 from plait.executor.driver.cluster import JoinedCluster
 
 
+MAX_PORT = 65535
+
 # The address of the plait.cluster_utils.Cluster this process runs (the newest), which a
 # plain ``plait.init()`` or ``address="auto"`` joins, as Ray's ``ray.init()`` joins the
 # cluster that ray.cluster_utils.Cluster started.
@@ -67,7 +69,10 @@ def joined_cluster(address: str) -> JoinedCluster:
 
 
 def host_port(address: str) -> str:
+    """``address`` as HOST:PORT, a TCP port a head can listen on (1 to 65535): ZeroMQ
+    itself takes 70000 and listens at 70000 - 65536, so the address would lie."""
     host, _, port = address.removeprefix("tcp://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ClusterError(f"a cluster address looks like HOST:PORT, got {address!r}")
+    if not host or not port.isdigit() or not 0 < int(port) <= MAX_PORT:
+        raise ClusterError(f"a cluster address looks like HOST:PORT, the port 1 to {MAX_PORT}, "
+                           f"got {address!r}")
     return f"{host}:{port}"

@@ -192,3 +192,22 @@ class WorkerConfig:
 def identity_of(index: int, pid: int) -> bytes:
     """The worker's ZeroMQ identity: the node routes by it and knows it before hello."""
     return f"w{index}.{pid}".encode()
+
+
+def offered_resources(num_gpus: float | None, resources: dict[str, float] | None
+                      ) -> dict[str, float]:
+    """What each node offers beside CPUs, checked: GPUs and custom resources by name
+    (``plait.init(num_gpus=, resources=)``, ``plait start --num-gpus --resources``)."""
+    offered = dict(resources or {})
+    if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+               and v >= 0 for k, v in offered.items()):
+        raise ValueError(f"resources must map names to amounts >= 0, got {resources!r}")
+    for name in ("CPU", "GPU"):
+        if name in offered:
+            raise ValueError(f"{name} is not a custom resource: pass num_{name.lower()}s "
+                             f"(plait start: --num-{'workers' if name == 'CPU' else 'gpus'})")
+    if num_gpus:
+        if not isinstance(num_gpus, int) or isinstance(num_gpus, bool) or num_gpus < 0:
+            raise ValueError(f"num_gpus must be a whole number >= 0, got {num_gpus!r}")
+        offered["GPU"] = num_gpus
+    return offered
