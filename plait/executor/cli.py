@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -84,7 +85,10 @@ def _free_port(bind: str) -> int:
     """``--port 0``, as Ray's ``ray start --head --port 0``: a port free on ``bind`` now
     (the kernel's pick), which the head then listens on and cluster.json names."""
     with closing(socket.socket()) as probe:
-        probe.bind((bind, 0))
+        try:
+            probe.bind((bind, 0))
+        except OSError as error:
+            raise ClusterError(f"cannot listen on {bind}: {error.strerror}") from None
         return probe.getsockname()[1]
 
 
@@ -157,19 +161,20 @@ def _config(args: argparse.Namespace, session: str, node: str, bind: str,
     spill = spill_directory(session, node)
     return NodeConfig(session, node, args.num_workers, args.store_memory or default_capacity(),
                       run_dir, 0, spill, transfer_address=f"tcp://{bind}:*",
-                      resources=_offered(args), **addresses)
+                      resources=offered_resources(args.num_gpus, args.resources), **addresses)
 
 
-def _offered(args: argparse.Namespace) -> dict[str, float]:
-    """What the node offers beside CPUs: ``--resources`` (JSON) and ``--num-gpus``."""
+def _resources(text: str) -> dict[str, float]:
+    """--resources: a JSON object of custom resources and amounts (argparse shows the
+    error), checked before anything of the node is made."""
     try:
-        offered = json.loads(args.resources)
+        offered = json.loads(text)
         if not isinstance(offered, dict):
             raise ValueError("not an object")
-        return offered_resources(args.num_gpus, offered)
+        return offered_resources(0, offered)
     except ValueError as error:     # (json's errors are ValueErrors too)
-        raise SystemExit(f"--resources must be a JSON object of names and amounts, got "
-                         f"{args.resources}: {error}") from None
+        raise argparse.ArgumentTypeError(f"a JSON object of names and amounts, got {text}: "
+                                         f"{error}") from None
 
 
 def _wait_for(cluster: JoinedCluster, nodes: int, config: NodeConfig,
@@ -184,9 +189,12 @@ def _wait_for(cluster: JoinedCluster, nodes: int, config: NodeConfig,
         if welcome is None:
             raise ClusterError(f"the head did not count it within {START_TIMEOUT_S:.0f} s")
         return welcome
-    except PlaitError as error:
+    except (PlaitError, KeyboardInterrupt) as error:   # (Ctrl-C, or SIGTERM: see main)
         terminate([process.pid], STOP_GRACE_SECONDS)
+        process.wait()                               # (gone: terminate waited for it)
         _remove(_entry(config, process.pid))
+        if isinstance(error, KeyboardInterrupt):
+            raise
         log = _path(f"logs/{config.node}.log")
         raise ClusterError(f"{config.node} failed to start: {error}{_last_line(log)}; "
                            f"see {log}") from None
@@ -364,7 +372,7 @@ def parser() -> argparse.ArgumentParser:
     begin.add_argument("--store-memory", type=_size, default=None,
                        help="store size: bytes, or with a unit (512MiB, 2GB)")
     begin.add_argument("--num-gpus", type=_count, default=0, help="GPUs the node offers")
-    begin.add_argument("--resources", default="{}",
+    begin.add_argument("--resources", type=_resources, default={},
                        help='custom resources the node offers, as JSON: \'{"disk": 2}\'')
     begin.add_argument("--key-file", help="the cluster key (default $PLAIT_HOME/cluster.key)")
     begin.add_argument("--dashboard", action="store_true",
@@ -384,6 +392,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupted)  # a start stopped midway removes its node
     try:
         if args.command == "start":
             return start_head(args) if args.head else start_node(args)
@@ -392,6 +401,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PlaitError as error:
         print(f"plait {args.command}: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"plait {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

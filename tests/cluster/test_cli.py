@@ -9,7 +9,9 @@ ones that stop, break or leak a cluster start their own. CLI clusters are named 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import os
 import re
 import signal
 import socket
@@ -34,6 +36,7 @@ MiB = 1 << 20
 STORE = "256MiB"                # a size with a unit, as a person writes it
 WORKERS = ("--num-workers", "1")
 RELEASE_TIMEOUT = 10.0         # for the head to free what a departed driver held
+RUN_DIRS = "/tmp/plait-*"       # where a node's run dir and spill dir go
 FAIL_FAST = 15.0               # a command that cannot succeed says so well before 60 s
 
 # A driver: node-1 makes an 8 MiB array, node-0 sums it (after a copy), the driver gets it.
@@ -279,16 +282,48 @@ def test_a_head_on_port_0_listens_on_a_free_port_that_cluster_json_names(home):
     (("--num-gpus", "-2"), "argument --num-gpus: a whole number >= 0"),
     (("--store-memory", "0"), "store_memory must be a number of bytes >= 1 MiB"),
     (("--store-memory", "1000TiB"), "does not fit: /dev/shm has only"),
-    (("--resources", "nojson"), "--resources must be a JSON object of names and amounts"),
+    (("--resources", "nojson"), "argument --resources: a JSON object of names and amounts"),
     (("--resources", '{"disk": -1}'), "amounts >= 0"),
     (("--resources", '{"CPU": 1}'), "CPU is not a custom resource"),
 ])
 def test_start_refuses_bad_arguments_at_once_and_starts_nothing(home, bad, said):
+    before = set(glob.glob(RUN_DIRS))
     started = time.monotonic()
     result = home.plait("start", "--head", "--port", "0", *WORKERS, *bad, check=False)
     assert result.returncode != 0
     assert said in result.stderr
     assert time.monotonic() - started < FAIL_FAST
+    assert home.state("cluster.json") is None and home.state("started.json") is None
+    assert set(glob.glob(RUN_DIRS)) <= before          # no run dir made, then left
+
+
+def test_a_head_bound_to_an_address_not_of_this_host_fails_at_once(home):
+    result = home.plait("start", "--head", "--port", "0", "--bind", "192.0.2.1", *WORKERS,
+                        check=False)
+    assert result.returncode == 1
+    assert "plait start: cannot listen on 192.0.2.1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_start_interrupted_while_it_waits_stops_its_node(home, monkeypatch):
+    """Ctrl-C (or SIGTERM, which `plait start` takes as one) before the head counted the
+    new node: the node is stopped and removed, not left running where `plait stop`, which
+    knows only the nodes whose start ended, cannot find it."""
+    from plait.executor import cli
+
+    waited = []
+
+    def interrupted(self, *args, **kwargs):
+        waited.append(True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.Connection, "hello", interrupted)
+    said = cli.main(["start", "--head", "--port", "0", *WORKERS, "--store-memory", STORE])
+    assert said == 130 and waited
+    session = f"{os.getpid():x}-c"
+    left = leftovers(session)
+    sweep(session)
+    assert left == []
     assert home.state("cluster.json") is None and home.state("started.json") is None
 
 
