@@ -93,19 +93,22 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
                 return _info(session())
             raise ClusterError("plait.init was called inside a task, which runs in its "
                                "driver's cluster already; pass ignore_reinit_error=True")
-        if address is None and engine == "plait":
+        if address == "local":          # Ray's word for "start a new one, here"
+            address = None
+        elif address is None and engine == "plait":
             from plait.executor.driver.discovery import cluster_here
 
             address = cluster_here()    # a plait.cluster_utils.Cluster running here, as Ray
         _check_ray_options(ray_options, joining=address is not None)
         offered = offered_resources(num_gpus, resources)
+        env_vars = _env_vars(ray_options.get("runtime_env"))
         if engine != "plait":
             return _start_engine(engine, address, num_cpus or num_workers, num_nodes,
-                                 submit_after_idle, offered, dashboard)
-        if address is not None and offered:
-            raise ValueError("num_gpus and resources describe nodes plait.init starts; a "
-                             "joined cluster's nodes offer what `plait start --num-gpus "
-                             "--resources` gave them")
+                                 submit_after_idle, offered, dashboard, env_vars)
+        if address is not None and (offered or env_vars):
+            raise ValueError("num_gpus, resources and runtime_env describe nodes plait.init "
+                             "starts; a joined cluster's nodes offer what `plait start "
+                             "--num-gpus --resources` gave them, in its environment")
         if address is not None:
             from plait.executor.driver.discovery import joined_cluster
 
@@ -126,7 +129,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
 
         session_id = f"{os.getpid():x}-{next(_session_counter)}"
         cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill,
-                                     parse_bytes(worker_memory_limit or 0), offered)
+                                     parse_bytes(worker_memory_limit or 0), offered, env_vars)
         _session = Session(cluster, num_nodes, submit_after_idle=submit_after_idle)
         context.install(_session)
         _open_dashboard(dashboard, cluster.client_address)
@@ -179,11 +182,13 @@ def _info(current: Any) -> ClusterInfo:
 
 def _start_engine(engine: str, address: Any, num_cpus: int | None, num_nodes: int,
                   submit_after_idle: float | None, offered: dict[str, float],
-                  dashboard: bool | int) -> ClusterInfo:
+                  dashboard: bool | int, env_vars: dict[str, str]) -> ClusterInfo:
     """plait.init(engine="ray" | "dask"): plans run on that engine's cluster. What only
-    plait's own nodes have (a dashboard, resources offered by init) is refused by name."""
+    plait's own nodes have (a dashboard, resources and environment set by init) is refused
+    by name."""
     global _session
     for asked, feature in ((offered, "num_gpus/resources at init"),
+                           (env_vars, "runtime_env at init"),
                            (dashboard not in (False, None), "the dashboard")):
         if asked:
             raise NotImplementedError(f"the {engine} engine does not take {feature}: its "
@@ -215,7 +220,9 @@ def _open_dashboard(dashboard: bool | int, address: str) -> None:
 # Ray options with nothing to do here: logging, the dashboard's, and ``_system_config``
 # (Ray's internal tuning knobs, named after its C++ core; plait has no counterpart).
 _IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
-                        "namespace", "runtime_env", "dashboard_host", "_system_config"}
+                        "namespace", "dashboard_host", "_system_config"}
+# Ray's init(runtime_env=...): what plait's own nodes do with it (``_env_vars``).
+_RUNTIME_ENV_OPTIONS = {"runtime_env"}
 # Options that configure the cluster being started: Ray refuses them when joining one.
 _STARTING_ONLY_RAY_OPTIONS = {"_system_config"}
 
@@ -228,13 +235,39 @@ def _check_ray_options(options: dict[str, Any], joining: bool = False) -> None:
     if options.get("local_mode"):
         raise InvalidOptionError("local_mode (run every task in the driver, one at a time) is "
                                  "not supported, as Ray no longer supports it; leave it out")
-    unknown = set(options) - _IGNORED_RAY_OPTIONS - {"local_mode"}
+    unknown = set(options) - _IGNORED_RAY_OPTIONS - _RUNTIME_ENV_OPTIONS - {"local_mode"}
     if unknown:
         raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
     starting = sorted(set(options) & _STARTING_ONLY_RAY_OPTIONS)
     if joining and starting:
         raise ValueError(f"{', '.join(starting)} configures a cluster plait.init starts; "
                          f"it cannot be given when connecting to a running one")
+
+
+def _env_vars(runtime_env: Any) -> dict[str, str]:
+    """Ray's ``init(runtime_env={"env_vars": {...}})``: variables every worker of the
+    nodes plait.init starts has in its environment (the driver's stays as it is). A
+    ``working_dir`` of the driver's own directory changes nothing here (the workers run in
+    it already, and import what the driver can); what else a runtime_env may name
+    (another working_dir, py_modules, pip, conda, containers) plait does not install."""
+    if runtime_env is None:
+        return {}
+    if not isinstance(runtime_env, dict):
+        raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
+    env_vars = runtime_env.get("env_vars") or {}
+    if not isinstance(env_vars, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
+        raise TypeError(f"runtime_env's env_vars must map names to str values, got "
+                        f"{env_vars!r}")
+    here = runtime_env.get("working_dir")
+    if here is not None and os.path.realpath(str(here)) == os.path.realpath(os.getcwd()):
+        runtime_env = {k: v for k, v in runtime_env.items() if k != "working_dir"}
+    others = sorted(set(runtime_env) - {"env_vars"})
+    if others:
+        raise NotImplementedError(f"runtime_env's {', '.join(others)} is not supported: "
+                                  f"plait's workers run in the driver's directory and "
+                                  f"Python environment; only env_vars is set for them")
+    return dict(env_vars)
 
 
 def _one_of(store_memory: int | str | None, object_store_memory: int | str | None

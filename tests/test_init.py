@@ -31,3 +31,23 @@ def test_init_takes_rays_local_mode_false_and_system_config_and_refuses_local_mo
     with pytest.raises(TypeError, match="unknown option"):
         _check_ray_options({"local_mod": False})
 
+
+
+@pytest.mark.parametrize("runtime_env, error, words", [
+    ({"pip": ["requests"]}, NotImplementedError, "runtime_env's pip is not supported"),
+    ({"working_dir": "/"}, NotImplementedError, "working_dir is not supported"),
+    ({"env_vars": {"A": 1}}, TypeError, "env_vars must map names to str"),
+    ("A=1", TypeError, "runtime_env must be a dict"),
+])
+def test_init_refuses_a_runtime_env_it_would_not_honour(runtime_env, error, words):
+    with pytest.raises(error, match=words):
+        plait.init(runtime_env=runtime_env)
+    assert not plait.is_initialized()
+
+
+def test_runtime_env_vars_are_refused_where_plait_does_not_start_the_workers():
+    with pytest.raises(ValueError, match="runtime_env describe nodes plait.init starts"):
+        plait.init(address="127.0.0.1:1", runtime_env={"env_vars": {"A": "1"}})
+    with pytest.raises(NotImplementedError, match="the dask engine does not take runtime_env"):
+        plait.init(engine="dask", runtime_env={"env_vars": {"A": "1"}})
+    assert not plait.is_initialized()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -74,6 +75,45 @@ def test_init_rejects_bad_arguments(fresh):
         plait.init(num_workers=0)
     with pytest.raises(TypeError, match="bogus"):
         plait.init(bogus=1)
+
+
+@plait.remote
+def environment(*names):
+    import os
+
+    return [os.environ.get(name) for name in names]
+
+
+@plait.remote
+class Environment:
+    def read(self, name):
+        import os
+
+        return os.environ.get(name)
+
+
+def test_runtime_env_vars_reach_every_worker_and_not_the_driver(fresh, monkeypatch):
+    monkeypatch.delenv("PLAIT_TEST_VAR", raising=False)
+    plait.init(num_workers=1, num_nodes=2, runtime_env={
+        "env_vars": {"PLAIT_TEST_VAR": "set", "OMP_NUM_THREADS": "3"}, "working_dir": "."})
+    calls = [environment.options(node=node).remote("PLAIT_TEST_VAR", "OMP_NUM_THREADS")
+             for node in ("node-0", "node-1")]
+    assert plait.get(calls, timeout=30) == [["set", "3"], ["set", "3"]]
+    assert plait.get(Environment.remote().read.remote("PLAIT_TEST_VAR"), timeout=30) == "set"
+    assert "PLAIT_TEST_VAR" not in os.environ
+
+
+def test_address_local_starts_a_cluster_of_its_own(fresh):
+    from plait.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        plait.init(address="local", num_workers=1)        # not the cluster of 2 nodes here
+        assert [node.id for node in plait.nodes()] == ["node-0"]
+        plait.shutdown()
+    finally:
+        cluster.shutdown()
 
 
 def test_refs_from_a_finished_session_are_lost_not_stale(fresh):

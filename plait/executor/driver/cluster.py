@@ -39,7 +39,8 @@ class LocalCluster:
     @classmethod
     def start(cls, session: str, num_nodes: int, num_workers: int, store_capacity: int,
               spill_dir: str | None, worker_memory_limit: int = 0,
-              resources: dict[str, float] | None = None) -> LocalCluster:
+              resources: dict[str, float] | None = None,
+              env_vars: dict[str, str] | None = None) -> LocalCluster:
         """Start node-0 (the head) and nodes 1..n-1; ``spill_dir`` None turns spilling off."""
         sweep_dead_sessions()
         run_dir = tempfile.mkdtemp(prefix=f"plait-{session}-")
@@ -52,6 +53,7 @@ class LocalCluster:
                 session, node, num_workers, store_capacity, run_dir, os.getpid(), spill,
                 head_address="" if index == 0 else head_address,
                 worker_memory_limit=worker_memory_limit, resources=dict(resources or {}),
+                env_vars=dict(env_vars or {}),
                 **ipc_addresses(run_dir, node)))
         processes = [launch(config) for config in configs]
         return cls(session, run_dir, configs, processes)

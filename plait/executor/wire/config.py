@@ -62,6 +62,7 @@ class NodeConfig:
     key_file: str = ""                  # a cluster key: CurveZMQ on every TCP socket
     worker_memory_limit: int = 0        # bytes of RSS a busy worker may use (0: no limit)
     resources: dict[str, float] = field(default_factory=dict)   # GPU, custom, memory offered
+    env_vars: dict[str, str] = field(default_factory=dict)    # runtime_env's, for its workers
 
     @property
     def is_head(self) -> bool:
@@ -92,10 +93,13 @@ def launch(config: NodeConfig, log_path: str | None = None) -> subprocess.Popen:
     env = dict(os.environ)
     for name in THREAD_LIMITS:
         env.setdefault(name, "1")
+    env.update(config.env_vars)         # (the node's too: its workers are its children)
     command = [sys.executable, "-m", NODE_MAIN, json.dumps(dataclasses.asdict(config))]
     if log_path is None:
-        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry or os.curdir)
-                                            for entry in sys.path)
+        paths = [os.path.abspath(entry or os.curdir) for entry in sys.path]
+        if config.env_vars.get("PYTHONPATH"):       # runtime_env's first, as Ray's
+            paths.insert(0, config.env_vars["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
         return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
     log = open(log_path, "ab")
     process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
