@@ -65,6 +65,10 @@ class ObjectRef:
         """The object's id (Ray's name for it; plait's ids are readable, not hex)."""
         return self.id
 
+    def binary(self) -> bytes:
+        """The object's id as bytes (Ray's, to key a dict or store it; ``hex`` as text)."""
+        return self.id.encode()
+
     def compute(self, timeout: float | None = None) -> Any:
         """Run what this ref needs and return its value (Dask's ``.compute()``)."""
         return context.runtime().get(self, timeout=timeout)

@@ -270,3 +270,9 @@ def test_a_class_cannot_derive_from_an_actor_class():
     with pytest.raises(TypeError, match="Inheriting from actor classes is not"):
         class Derived(Base):
             pass
+
+
+def test_a_ref_names_its_object_as_text_and_as_bytes_as_rays_does():
+    ref = plait.ObjectRef("put-7")
+    assert ref.hex() == "put-7" and ref.binary() == b"put-7"
+    assert {ref.binary(): 1}[plait.ObjectRef("put-7").binary()] == 1
