@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import numbers
 import os
 import subprocess
 import threading
@@ -354,7 +355,19 @@ def put(value: Any) -> ObjectRef:
 
 def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
     """Values of ``refs`` (running whatever they need); numpy arrays come back zero-copy."""
+    _check_timeout(timeout, "plait.get")
     return _runtime().get(refs, timeout=timeout)
+
+
+def _check_timeout(timeout: Any, where: str) -> None:
+    """A timeout is None (no limit) or seconds >= 0; Ray's ValueError for a negative one."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"{where}'s timeout must be a number of seconds or None, got "
+                        f"{timeout!r}")
+    if timeout < 0:
+        raise ValueError(f"{where}'s timeout must be >= 0 (None: no limit), got {timeout}")
 
 
 def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
@@ -365,6 +378,7 @@ def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | No
     it exists on any node (Ray's ``fetch_local=False``); a get reads it from there."""
     if isinstance(refs, (ObjectRef, ObjectRefGenerator)):
         raise TypeError("plait.wait expects a list of ObjectRefs (or ObjectRefGenerators)")
+    _check_timeout(timeout, "plait.wait")
     refs = list(refs)
     _check_refs([ref for ref in refs if not isinstance(ref, ObjectRefGenerator)], "plait.wait")
     if not refs:
@@ -381,6 +395,7 @@ def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | No
 
 def compute(*refs: ObjectRef, timeout: float | None = None) -> tuple[Any, ...]:
     """Run one plan for all ``refs`` and return their values as a tuple (as dask.compute)."""
+    _check_timeout(timeout, "plait.compute")
     return tuple(_runtime().get(list(refs), timeout=timeout))
 
 
@@ -417,7 +432,12 @@ def cancel(refs: ObjectRef | Iterable[ObjectRef], *, force: bool = False,
     theirs in turn (not actors' creations or calls; all those its worker process
     submitted); without, they run on, their results dropped unless held elsewhere.
     """
-    listed = [refs] if isinstance(refs, (ObjectRef, ObjectRefGenerator)) else list(refs)
+    single = isinstance(refs, (ObjectRef, ObjectRefGenerator)) or not isinstance(refs, Iterable)
+    listed = [refs] if single else list(refs)
+    for ref in listed:
+        if not isinstance(ref, (ObjectRef, ObjectRefGenerator)):
+            raise TypeError(f"plait.cancel expects ObjectRefs (to stop an actor, use "
+                            f"plait.kill), got {type(ref).__name__}")
     listed = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref   # its task
               for ref in listed]
     if force:

@@ -151,6 +151,9 @@ def _check(key: str, value: Any) -> None:
             isinstance(value, dict) and all(isinstance(k, str) and _is_number(v) and v >= 0
                                             for k, v in value.items())):
         raise InvalidOptionError(f"resources must map names to amounts, got {value!r}")
+    if key == "resources" and value and {"CPU", "GPU"} & set(value):
+        raise InvalidOptionError("use num_cpus and num_gpus, not 'CPU' and 'GPU' in resources "
+                                 "(as Ray asks)")
     if key in ("max_restarts", "max_task_retries") and not (_is_int(value) and value >= -1):
         raise InvalidOptionError(f"{key} must be an int >= 0 (or -1: forever), got {value!r}")
     if key == "lifetime" and value not in (None, "detached", "non_detached"):

@@ -276,3 +276,32 @@ def test_a_ref_names_its_object_as_text_and_as_bytes_as_rays_does():
     ref = plait.ObjectRef("put-7")
     assert ref.hex() == "put-7" and ref.binary() == b"put-7"
     assert {ref.binary(): 1}[plait.ObjectRef("put-7").binary()] == 1
+
+
+@pytest.mark.parametrize("call", [
+    lambda ref, timeout: plait.get(ref, timeout=timeout),
+    lambda ref, timeout: plait.wait([ref], timeout=timeout),
+    lambda ref, timeout: plait.compute(ref, timeout=timeout),
+])
+def test_a_timeout_is_seconds_at_least_zero_or_none_as_rays(runtime, call):
+    ref = plait.ObjectRef("put-1")
+    with pytest.raises(ValueError, match="timeout must be >= 0"):
+        call(ref, -1)
+    with pytest.raises(TypeError, match="timeout must be a number of seconds or None"):
+        call(ref, "10")
+
+
+def test_cancel_refuses_what_is_not_a_ref_and_points_an_actor_to_kill(runtime):
+    with pytest.raises(TypeError, match="plait.cancel expects ObjectRefs .* got int"):
+        plait.cancel(5)
+    with pytest.raises(TypeError, match="to stop an actor, use plait.kill"):
+        plait.cancel([plait.ObjectRef("put-1"), "x"])
+
+
+def test_cpu_and_gpu_are_not_custom_resources(runtime):
+    @plait.remote
+    def f():
+        return 1
+
+    with pytest.raises(plait.InvalidOptionError, match="use num_cpus and num_gpus"):
+        f.options(resources={"CPU": 1})
