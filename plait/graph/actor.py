@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 import cloudpickle
 
-from plait.errors import ActorExitRequest, ActorNotFoundError
+from plait.errors import ActorExitRequest, ActorNotFoundError, InvalidOptionError
 from plait.graph import context
 from plait.graph.options import ActorOptions, TaskOptions
 from plait.graph.refs import ObjectRef
@@ -124,13 +124,13 @@ class ActorClass:
         name = self._cls.__name__
         check_call(self._signatures["__init__"], name, args, kwargs)
         runtime = context.runtime()
-        if self._options.get_if_exists and self._options.name:
-            existing = _live_actor(registered_name(self._options.name, self._options.namespace))
+        given = self._options
+        if given.name is not None or given.get_if_exists:
+            existing = _named_actor(given)
             if existing is not None:
                 return existing
         self._function.pickled()       # the class as it is now (as Ray exports it)
         payload, deps, nested = encode_call(name, args, kwargs, runtime.put, runtime.dumps)
-        given = self._options
         options = TaskOptions(name=name, node=given.node, max_retries=given.max_restarts,
                               num_cpus=given.num_cpus, num_gpus=given.num_gpus,
                               resources=given.resources, memory=given.memory)
@@ -287,6 +287,23 @@ def registered_name(name: str, namespace: str | None) -> str:
     ('foo', 'f1/foo')
     """
     return f"{namespace}/{name}" if namespace else name
+
+
+def _named_actor(options: ActorOptions) -> ActorHandle | None:
+    """For a named actor's creation: the live actor of that name if ``get_if_exists``, or
+    None (a new one is made). A name already taken is refused here, at the call, as Ray
+    refuses it (the head would fail the second actor's creation later)."""
+    if not options.name:
+        raise InvalidOptionError("an actor's name cannot be empty; leave it out for an "
+                                 "unnamed actor" if options.name == "" else
+                                 "get_if_exists needs a name: Cls.options(name=..., "
+                                 "get_if_exists=True)")
+    existing = _live_actor(registered_name(options.name, options.namespace))
+    if existing is not None and not options.get_if_exists:
+        raise InvalidOptionError(f"the actor name {options.name!r} is taken by the live actor "
+                                 f"{existing._actor_id}; get it with plait.get_actor("
+                                 f"{options.name!r}), or choose another name")
+    return existing
 
 
 def _live_actor(name: str) -> ActorHandle | None:

@@ -392,9 +392,8 @@ def test_a_named_actor_is_found_by_name_from_a_task_and_names_are_unique(cluster
 
     assert plait.get(deposit_by_name.remote(), timeout=60) == 18
     assert plait.get(plait.get_actor("bank").read.remote(), timeout=30) == 18
-    twin = Counter.options(name="bank").remote()
-    with pytest.raises(plait.ActorDiedError, match="taken"):
-        plait.get(twin.read.remote(), timeout=30)
+    with pytest.raises(plait.InvalidOptionError, match="'bank' is taken by the live actor"):
+        Counter.options(name="bank").remote()           # at the call, as Ray refuses it
     with pytest.raises(plait.ActorNotFoundError, match="no actor named 'nobody'"):
         plait.get_actor("nobody")
     same = Counter.options(name="bank", get_if_exists=True).remote()
@@ -402,6 +401,23 @@ def test_a_named_actor_is_found_by_name_from_a_task_and_names_are_unique(cluster
     assert Counter.options(name="bank").get_or_create(0) == counter
     fresh = Counter.options(name="vault").get_or_create(3)
     assert plait.get(fresh.read.remote(), timeout=30) == 3
+
+
+def test_a_name_is_refused_at_once_when_empty_or_taken_and_free_once_its_actor_is_killed(
+        cluster):
+    with pytest.raises(plait.InvalidOptionError, match="name cannot be empty"):
+        Counter.options(name="").remote()
+    with pytest.raises(plait.InvalidOptionError, match="get_if_exists needs a name"):
+        Counter.options(get_if_exists=True).remote()
+    first = Counter.options(name="desk").remote(1)
+    with pytest.raises(plait.InvalidOptionError, match="taken"):   # not submitted yet, even
+        Counter.options(name="desk").remote(2)
+    plait.kill(first)
+    second = Counter.options(name="desk").remote(2)               # the name is free at once
+    assert plait.get(plait.get_actor("desk").read.remote(), timeout=30) == 2
+    with pytest.raises(plait.ActorDiedError):
+        plait.get(first.read.remote(), timeout=30)
+    plait.kill(second)
 
 
 def test_a_namespace_scopes_actor_names(cluster):

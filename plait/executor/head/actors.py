@@ -81,9 +81,15 @@ class ActorRouting:
         self.to_client(peer, p.ActorFound(message.request, record[1]))
 
     def on_KillActor(self, peer: Peer, message: p.KillActor) -> None:
+        """Forward the kill to the actor's node; one killed for good gives up its name at
+        once, so that the killer may make another actor of that name next (its death
+        reaches the head only later, from the node)."""
         record = self.actors.get(message.actor)
         if record is not None and not record.dead:
             self.to_node(record.node, message)
+            name = record.spec.actor_name
+            if message.no_restart and name and self.named.get(name, ("",))[0] == message.actor:
+                del self.named[name]
 
     def node_ActorExit(self, node: str, message: p.ActorExit) -> None:
         record = self.actors.get(message.actor)
