@@ -33,7 +33,7 @@ from plait.engines import names
 from plait.engines.base import ForeignEngine
 from plait.engines.dask_scheduler import RepinLost
 from plait.engines.task import Spec, read_only, run_task
-from plait.errors import (GetTimeoutError, ObjectLostError, TaskCancelledError,
+from plait.errors import (ClusterError, GetTimeoutError, ObjectLostError, TaskCancelledError,
                           WorkerCrashedError)
 from plait.graph.ids import stem_of
 
@@ -42,6 +42,23 @@ POLL_SECONDS = 0.05            # how often wait(num_returns=k) looks again
 NAMES = "plait-node-names"     # the scheduler's metadata key (and lock) of the node names
 CANCELLED = "plait.cancel"     # Dask's reason for a future plait.cancel cancelled
 
+
+
+def _local_cluster(workers: int, threads: int) -> distributed.LocalCluster:
+    """Dask's own LocalCluster of ``workers`` processes, on loopback. Dask starts them with
+    multiprocessing's spawn, which runs the main script again in each: a script that calls
+    ``plait.init(engine="dask")`` outside ``if __name__ == "__main__":`` (as Ray's allow)
+    fails there, and Dask's error says only that a nanny did not start."""
+    try:
+        return distributed.LocalCluster(n_workers=workers, threads_per_worker=threads,
+                                        processes=True, host="127.0.0.1",
+                                        dashboard_address=None)
+    except Exception as error:
+        raise ClusterError(f"the dask engine could not start a LocalCluster ({error}); Dask "
+                           f"starts its workers with multiprocessing's spawn, which runs the "
+                           f"main script again in each, so a script must call plait.init("
+                           f"engine='dask') under `if __name__ == '__main__':`, as with "
+                           f"Dask's own LocalCluster") from error
 
 class DaskEngine(ForeignEngine):
     name = "dask"
@@ -59,9 +76,7 @@ class DaskEngine(ForeignEngine):
             self.client = distributed.Client(address)
             self.owns_client = True
         else:
-            self.cluster = distributed.LocalCluster(
-                n_workers=num_nodes, threads_per_worker=num_cpus or 1, processes=True,
-                host="127.0.0.1", dashboard_address=None)
+            self.cluster = _local_cluster(num_nodes, num_cpus or 1)
             self.client = distributed.Client(self.cluster)
             self.owns_client = True
         if not in_task:

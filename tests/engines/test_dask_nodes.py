@@ -125,3 +125,19 @@ def test_a_put_lost_with_its_worker_is_an_object_lost_error_naming_it(two_worker
         plait.get(ref, timeout=60)
     with pytest.raises(plait.ObjectLostError, match=f"object {ref.id} is lost"):
         plait.get(total.remote(ref), timeout=60)
+
+
+def test_a_script_starting_a_local_cluster_without_the_main_guard_is_told_why_it_failed(
+        tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text("import plait\nplait.init(engine='dask', num_nodes=1)\n"
+                      "print(plait.get(plait.put(1)))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "plait.errors.ClusterError: the dask engine could not start a LocalCluster" in \
+        done.stderr
+    assert "if __name__ == '__main__':" in done.stderr
