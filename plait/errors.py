@@ -35,6 +35,9 @@ and each class pickles (tested). A task's failure is re-raised in the driver as 
 from __future__ import annotations
 
 import builtins
+import itertools
+import types
+from collections.abc import Callable, Iterable, Iterator
 
 __all__ = [
     "ActorDiedError",
@@ -237,6 +240,48 @@ class GetTimeoutError(PlaitError, builtins.TimeoutError):
 
 class SerializationError(PlaitError, builtins.TypeError):
     """A value could not be pickled; raised at submission, before anything is sent."""
+
+
+# How far ``unpicklable_part`` looks: levels down, and parts of one container tried.
+_CULPRIT_DEPTH = 16
+_CULPRIT_BREADTH = 1000
+
+
+def unpicklable_part(value: object, dumps: Callable[[object], bytes]) -> tuple[str, object]:
+    """The innermost part of ``value`` that ``dumps`` refuses, and its path from ``value``
+    (``[2]['k'].lock``; "" for ``value`` itself), for a SerializationError to name what to
+    fix, as Ray's ``inspect_serializability`` does. It looks into lists, tuples, sets, dict
+    values, objects' attributes and functions' closure variables; only on the error path."""
+    path, part = "", value
+    for _ in range(_CULPRIT_DEPTH):
+        for step, child in _parts(part):
+            try:
+                dumps(child)
+            except Exception:
+                path, part = path + step, child
+                break
+        else:
+            break
+    return path, part
+
+
+def _parts(value: object) -> Iterator[tuple[str, object]]:
+    """(path step, part) of what ``value`` holds, for ``unpicklable_part``."""
+    if isinstance(value, (list, tuple)):
+        found: Iterable[tuple[str, object]] = ((f"[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(value, (set, frozenset)):
+        found = (("{...}", v) for v in value)
+    elif isinstance(value, dict):
+        found = ((f"[{k!r}]", v) for k, v in value.items())
+    elif isinstance(value, types.FunctionType):
+        found = ((f" (its variable {name!r})", cell.cell_contents) for name, cell in
+                 zip(value.__code__.co_freevars, value.__closure__ or (), strict=True))
+    elif isinstance(getattr(value, "__dict__", None), dict) and not isinstance(
+            value, (type, types.ModuleType)):
+        found = ((f".{k}", v) for k, v in vars(value).items())
+    else:
+        return
+    yield from itertools.islice(found, _CULPRIT_BREADTH)
 
 
 class DeserializationError(PlaitError):

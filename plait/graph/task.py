@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import cloudpickle
 
-from plait.errors import ObjectLostError, SerializationError
+from plait.errors import ObjectLostError, SerializationError, unpicklable_part
 from plait.graph import context
 from plait.graph.ids import output_id
 from plait.graph.options import TaskOptions, result_count
@@ -185,8 +185,15 @@ def _serialization_error(function_name: str, args: tuple, kwargs: dict,
         try:
             cloudpickle.dumps(value, protocol=5)
         except Exception as cause:
+            path, part = unpicklable_part(value, _dumps)
+            what = (f"holds a {type(part).__name__} at {path}" if path else
+                    f"has type {type(value).__name__}")
             return SerializationError(
-                f"{label} of {function_name}() has type {type(value).__name__}, which cannot "
-                f"be serialised: {cause}. Nothing was sent; pass a picklable value, or create "
-                f"the object inside the task.")
+                f"{label} of {function_name}() {what}, which cannot be serialised: {cause}. "
+                f"Nothing was sent; pass a picklable value, or create the object inside the "
+                f"task.")
     return SerializationError(f"the arguments of {function_name}() cannot be serialised: {error}")
+
+
+def _dumps(value: Any) -> bytes:
+    return cloudpickle.dumps(value, protocol=5)

@@ -33,7 +33,7 @@ from typing import Any
 
 import cloudpickle
 
-from plait.errors import DeserializationError, SerializationError
+from plait.errors import DeserializationError, SerializationError, unpicklable_part
 
 # Objects whose whole layout is at most this many bytes travel inline in messages rather
 # than through a store (Ray's max_direct_call_object_size is also 100 KiB).
@@ -96,8 +96,10 @@ def serialize(value: Any) -> Serialized:
     try:
         stream = dumps(value, buffer_callback=keep)
     except Exception as error:
-        raise SerializationError(
-            f"a value of type {type(value).__name__} cannot be serialised: {error}") from error
+        path, part = unpicklable_part(value, dumps)
+        held = f" (it holds a {type(part).__name__} at {path})" if path else ""
+        raise SerializationError(f"a value of type {type(value).__name__}{held} cannot be "
+                                 f"serialised: {error}") from error
     return Serialized(stream, tuple(buffers))
 
 

@@ -294,6 +294,23 @@ def test_unpicklable_argument_is_named_with_its_position_and_type(runtime):
     assert "Nothing was sent" in message
 
 
+class _Holder:
+    def __init__(self, held):
+        self.held = held
+
+
+@pytest.mark.parametrize("argument, where", [
+    ([1, {"k": (2, threading.Lock())}], "at [1]['k'][1]"),
+    (_Holder([threading.Lock()]), "at .held[0]"),
+    ({"f": (lambda lock=None: lambda: lock)(threading.Lock())}, "at ['f'] (its variable 'lock')"),
+])
+def test_an_unpicklable_part_deep_in_an_argument_is_named_by_its_path(runtime, argument, where):
+    with pytest.raises(plait.SerializationError) as info:
+        add.remote(argument, 1)
+    assert f"argument 0 of add() holds a lock {where}, which cannot be serialised" in \
+        str(info.value)
+
+
 def test_unpicklable_keyword_argument_is_named(runtime):
     with pytest.raises(plait.SerializationError, match="keyword argument 'y' .*type lock"):
         encode_call("add", (1,), {"y": threading.Lock()}, runtime.put, runtime.dumps)

@@ -190,6 +190,9 @@ def test_unpicklable_value_is_a_serialization_error_naming_its_type():
     with pytest.raises(plait.SerializationError, match="type lock") as info:
         serialize(threading.Lock())
     assert isinstance(info.value, TypeError)
+    with pytest.raises(plait.SerializationError,
+                       match=r"type dict \(it holds a lock at \['a'\]\[0\]\)"):
+        serialize({"a": [threading.Lock()], "b": 1})
 
 
 # -- copy_bytes --------------------------------------------------------------------------
