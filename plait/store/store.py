@@ -328,8 +328,9 @@ class ObjectStore:
     def _full_error(self, nbytes: int, spill_error: Exception | None) -> ObjectStoreFullError:
         """Why nothing more could go: the sizes, and the pinned objects in the way."""
         free = self.allocator.free_bytes
+        stuck = self.spiller is None or spill_error is not None   # nothing unpinned can go
         held = [s for s in self.objects.values()          # what stays in memory
-                if s.offset is not None and (s.pins or self.spiller is None)]
+                if s.offset is not None and (s.pins or stuck)]
         biggest = sorted(held, key=lambda s: (-s.nbytes, s.id))[:3]
         live = ", ".join(f"{s.id} ({_mib(s.nbytes)}, from {s.created_by})"
                          for s in biggest) or "none"
@@ -337,10 +338,12 @@ class ObjectStore:
                "spilling is off" if self.spiller is None else
                "pinned objects split the free bytes" if free >= Allocator.block_size(nbytes)
                else "every object in memory is pinned")
+        need, free_text, largest = _sizes(Allocator.block_size(nbytes), free,
+                                          self.allocator.largest_free)
         return ObjectStoreFullError(
-            f"{self.node}'s store cannot fit {_mib(nbytes)}: {_mib(free)} of "
+            f"{self.node}'s store cannot fit {need}: {free_text} of "
             f"{_mib(self.allocator.capacity)} free (largest free block "
-            f"{_mib(self.allocator.largest_free)}), {_mib(self.pinned_bytes)} pinned by "
+            f"{largest}), {_mib(self.pinned_bytes)} pinned by "
             f"running tasks and readers, and {why}. Largest objects held in memory: {live}. "
             f"Release refs or views you no longer need, or start plait with a larger "
             f"store_memory.")
@@ -381,3 +384,16 @@ def _rate(nbytes: float, seconds: float) -> float:
 
 def _mib(nbytes: int) -> str:
     return f"{nbytes / (1 << 20):.1f} MiB"
+
+
+def _sizes(*sizes: int) -> list[str]:
+    """``sizes`` in MiB, or in bytes where MiB would show two different sizes alike (a
+    request of 8 MiB and a header does not fit a free block of 8 MiB: say so).
+
+    >>> _sizes(8 << 20, 1 << 20), _sizes((8 << 20) + 64, 8 << 20)
+    (['8.0 MiB', '1.0 MiB'], ['8388672 bytes', '8388608 bytes'])
+    """
+    shown = [_mib(size) for size in sizes]
+    if len(set(shown)) < len(set(sizes)):
+        return [f"{size} bytes" for size in sizes]
+    return shown

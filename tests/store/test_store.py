@@ -125,9 +125,21 @@ def test_unwritable_spill_directory_loses_nothing(arena, tmp_path):
     store = make_store(arena, blocker / "spill")
     for i in range(4):
         put(store, f"o{i}", i)
-    with pytest.raises(plait.ObjectStoreFullError, match="spilling failed.*Not a directory"):
+    with pytest.raises(plait.ObjectStoreFullError, match="spilling failed.*Not a directory"
+                       ) as caught:
         store.allocate("o5", MIB, "test")
     assert all(read(store, f"o{i}") == bytes([i]) * MIB for i in range(4))
+    assert "Largest objects held in memory: o0 (1.0 MiB, from test), o1" in str(caught.value)
+
+
+def test_a_request_a_hair_above_the_free_block_says_so_in_bytes(arena, tmp_path):
+    store = make_store(arena, None)
+    for i in range(3):
+        put(store, f"o{i}", i)
+    with pytest.raises(plait.ObjectStoreFullError) as caught:
+        store.allocate("o4", MIB + 8, "test")
+    assert "cannot fit 1052672 bytes: 1048576 bytes of 4.0 MiB free (largest free block " \
+        "1048576 bytes)" in str(caught.value)            # (its block: whole 4 KiB pages)
 
 
 def test_delete_and_close_remove_spill_files(arena, tmp_path):
