@@ -23,7 +23,8 @@ from typing import Any
 
 from plait import compiler
 from plait.compiler.units import format_bytes, parse_bytes
-from plait.errors import ClusterError, InvalidOptionError, NotInitializedError
+from plait.errors import (ActorNotFoundError, ClusterError, InvalidOptionError,
+                          NotInitializedError)
 from plait.executor.driver.session import Session
 from plait.executor.engine import Engine
 from plait.executor.engine import check_refs as _check_refs
@@ -465,7 +466,12 @@ def get_actor(name: str, namespace: str | None = None) -> Any:
     ValueError) if there is none."""
     if not isinstance(name, str):
         raise TypeError(f"plait.get_actor expects a name, got {type(name).__name__}")
-    return _runtime().get_actor(registered_name(name, namespace))
+    try:
+        return _runtime().get_actor(registered_name(name, namespace))
+    except ActorNotFoundError:        # (the head knows the name as registered: "ns/name")
+        scope = f" in namespace {namespace!r}" if namespace else ""
+        raise ActorNotFoundError(f"no actor named {name!r}{scope} is alive in this cluster"
+                                 ) from None
 
 
 def visualize(*refs: ObjectRef, filename: str | None = None) -> str:

@@ -423,7 +423,8 @@ def test_a_name_is_refused_at_once_when_empty_or_taken_and_free_once_its_actor_i
 def test_a_namespace_scopes_actor_names(cluster):
     counter = Counter.options(name="till", namespace="shop").remote(5)
     assert plait.get(plait.get_actor("till", namespace="shop").read.remote(), timeout=30) == 5
-    with pytest.raises(plait.ActorNotFoundError):
+    with pytest.raises(plait.ActorNotFoundError,
+                       match="no actor named 'till' in namespace 'bank' is alive"):
         plait.get_actor("till", namespace="bank")
     with pytest.raises(plait.ActorNotFoundError):
         plait.get_actor("till")
