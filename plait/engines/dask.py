@@ -43,7 +43,6 @@ NAMES = "plait-node-names"     # the scheduler's metadata key (and lock) of the 
 CANCELLED = "plait.cancel"     # Dask's reason for a future plait.cancel cancelled
 
 
-
 def _local_cluster(workers: int, threads: int) -> distributed.LocalCluster:
     """Dask's own LocalCluster of ``workers`` processes, on loopback. Dask starts them with
     multiprocessing's spawn, which runs the main script again in each: a script that calls
@@ -59,6 +58,7 @@ def _local_cluster(workers: int, threads: int) -> distributed.LocalCluster:
                            f"main script again in each, so a script must call plait.init("
                            f"engine='dask') under `if __name__ == '__main__':`, as with "
                            f"Dask's own LocalCluster") from error
+
 
 class DaskEngine(ForeignEngine):
     name = "dask"
