@@ -47,7 +47,7 @@ def _with_strategy(options: Any, changes: dict[str, Any]) -> Any:
     """Options with a NodeAffinitySchedulingStrategy turned into the node pin it means."""
     strategy = changes.get("scheduling_strategy")
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
-        return dataclasses.replace(options, node=strategy.node_id)
+        return dataclasses.replace(options, node=str(strategy.node_id))
     return options
 
 
@@ -116,6 +116,8 @@ def _merged(options: Any, kind: str, changes: dict[str, Any]) -> Any:
             raise InvalidOptionError(
                 f"unknown {kind} {key!r}; valid options are {', '.join(sorted(known))}")
         _check(key, value)
+    if changes.get("node") is not None:        # a plain str: get_node_id() gives an Id, a str
+        changes = {**changes, "node": str(changes["node"])}  # the wire does not carry
     return _with_strategy(dataclasses.replace(options, **changes), changes)
 
 

@@ -98,6 +98,9 @@ def test_a_node_affinity_pin_and_a_node_without_cpus(shaped):
     pinned = [where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         node.node_id, soft=False)).remote() for node in shaped.worker_nodes]
     assert plait.get(pinned, timeout=60) == ["node-1", "node-2"]
+    here = plait.get(where.remote(), timeout=60)        # an Id, as get_node_id() gives
+    again = where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here)).remote()
+    assert plait.get(again, timeout=60) == here
     anywhere = plait.get([where.remote() for _ in range(6)], timeout=60)
     assert set(anywhere) <= {"node-1", "node-2"}        # the head has no worker slot
 

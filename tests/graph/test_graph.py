@@ -430,3 +430,14 @@ def test_node_affinity_strategy_is_a_node_pin_and_other_strategies_are_refused()
     assert inc.options(scheduling_strategy="SPREAD").default_options.node is None
     with pytest.raises(plait.InvalidOptionError, match="not supported"):
         inc.options(scheduling_strategy="PLACEMENT_GROUP")
+
+
+def test_a_pin_to_the_id_get_node_id_gives_is_a_plain_str_the_wire_carries():
+    """get_node_id() gives an Id (a str with Ray's .hex()); the head admits no such class,
+    so a pin that kept it was dropped as malformed and its get waited for ever."""
+    from plait.graph.context import Id
+    from plait.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    for pinned in (inc.options(node=Id("node-1")), inc.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(Id("node-1"), soft=False))):
+        assert type(pinned.default_options.node) is str
