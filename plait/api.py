@@ -356,19 +356,24 @@ def put(value: Any) -> ObjectRef:
 
 def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
     """Values of ``refs`` (running whatever they need); numpy arrays come back zero-copy."""
-    _check_timeout(timeout, "plait.get")
-    return _runtime().get(refs, timeout=timeout)
+    return _runtime().get(refs, timeout=_get_timeout(timeout, "plait.get"))
 
 
 def _check_timeout(timeout: Any, where: str) -> None:
-    """A timeout is None (no limit) or seconds >= 0; Ray's ValueError for a negative one."""
+    """A wait's timeout is None (no limit) or seconds >= 0 (Ray's ValueError if negative)."""
+    if _get_timeout(timeout, where) is None and timeout is not None:
+        raise ValueError(f"{where}'s timeout must be >= 0 (None: no limit), got {timeout}")
+
+
+def _get_timeout(timeout: Any, where: str) -> float | None:
+    """A get's timeout: seconds, or None for no limit, which a negative one means too (as
+    Ray's ``get(timeout=-1)``); anything but a number is a TypeError."""
     if timeout is None:
-        return
+        return None
     if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
         raise TypeError(f"{where}'s timeout must be a number of seconds or None, got "
                         f"{timeout!r}")
-    if timeout < 0:
-        raise ValueError(f"{where}'s timeout must be >= 0 (None: no limit), got {timeout}")
+    return None if timeout < 0 else timeout
 
 
 def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
@@ -396,8 +401,7 @@ def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | No
 
 def compute(*refs: ObjectRef, timeout: float | None = None) -> tuple[Any, ...]:
     """Run one plan for all ``refs`` and return their values as a tuple (as dask.compute)."""
-    _check_timeout(timeout, "plait.compute")
-    return tuple(_runtime().get(list(refs), timeout=timeout))
+    return tuple(_runtime().get(list(refs), timeout=_get_timeout(timeout, "plait.compute")))
 
 
 def persist(*refs: ObjectRef) -> tuple[ObjectRef, ...]:

@@ -283,12 +283,17 @@ def test_a_ref_names_its_object_as_text_and_as_bytes_as_rays_does():
     lambda ref, timeout: plait.wait([ref], timeout=timeout),
     lambda ref, timeout: plait.compute(ref, timeout=timeout),
 ])
-def test_a_timeout_is_seconds_at_least_zero_or_none_as_rays(runtime, call):
+def test_a_timeout_is_seconds_or_none_as_rays(runtime, call):
     ref = plait.ObjectRef("put-1")
-    with pytest.raises(ValueError, match="timeout must be >= 0"):
-        call(ref, -1)
     with pytest.raises(TypeError, match="timeout must be a number of seconds or None"):
         call(ref, "10")
+
+
+def test_a_negative_timeout_is_no_limit_for_get_and_an_error_for_wait_as_in_ray(runtime):
+    ref = runtime.put(7)
+    assert plait.get(ref, timeout=-1) == 7 and plait.compute(ref, timeout=-1) == (7,)
+    with pytest.raises(ValueError, match="timeout must be >= 0"):
+        plait.wait([ref], timeout=-1)
 
 
 def test_cancel_refuses_what_is_not_a_ref_and_points_an_actor_to_kill(runtime):
