@@ -68,7 +68,7 @@ from plait.executor.wire.freelists import FreeListSweep
 from plait.executor.wire.malloc import return_freed_memory
 from plait.executor.wire.security import load_key
 from plait.graph import context
-from plait.graph.actor import TERMINATE, exit_actor, handle_of, is_async_class
+from plait.graph.actor import READY, TERMINATE, exit_actor, handle_of, is_async_class
 from plait.graph.ids import IdGenerator, yielded_id
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.task import decode_call
@@ -554,6 +554,8 @@ class WorkerRuntime:
             return lambda *args, **kwargs: self.construct(item, cls, args, kwargs)
         if item.method == TERMINATE:
             return exit_actor
+        if item.method == READY:
+            return lambda: True
         if item.method:
             if self.instance is None:
                 raise PlaitError(f"actor method {item.function_name} reached a process "

@@ -36,6 +36,10 @@ from plait.graph.task import Task, encode_call
 
 METHOD_OPTIONS = "__plait_method_options__"
 TERMINATE = "__ray_terminate__"     # every actor's method that ends it (Ray's name)
+READY = "__ray_ready__"             # every actor's method that returns True once it is built
+# Dunder methods of the user's class a handle calls: the rest (__deepcopy__, __getstate__,
+# ...) are Python's protocols, which copy and pickle look up on the handle itself.
+CALLABLE_DUNDERS = {"__call__"}
 
 
 # What an actor call takes of its method's options (the rest of TaskOptions is its actor's)
@@ -177,15 +181,16 @@ class ActorHandle:
         return self._actor_id
 
     def __getattr__(self, name: str) -> ActorMethod:
-        if name == TERMINATE:              # ends the actor once the calls before it ran
+        if name in (TERMINATE, READY):     # ends the actor / True once it is built (Ray's)
             return ActorMethod(self, name, {})
-        if name.startswith("_") or name not in self._methods:
+        dunder = name.startswith("__") and name.endswith("__")
+        if name not in self._methods or (dunder and name not in CALLABLE_DUNDERS):
             raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
         return ActorMethod(self, name, self._methods[name])
 
     def __dir__(self) -> list[str]:
         """What completes after ``handle.`` (Ray's ``dir``): the methods one may call."""
-        return sorted(["__init__", TERMINATE, *self._methods])
+        return sorted(["__init__", TERMINATE, READY, *self._methods])
 
     def __reduce__(self):
         return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._ready,
@@ -315,11 +320,14 @@ def _live_actor(name: str) -> ActorHandle | None:
 
 
 def _methods_of(cls: type) -> dict[str, dict[str, Any]]:
-    """Public methods of the class and their ``@plait.method`` options; a generator
-    method streams its values unless told otherwise (as in Ray)."""
+    """The class's methods, ``_private`` ones and ``__call__`` too (as Ray's handles call
+    them), and their ``@plait.method`` options; a generator method streams its values
+    unless told otherwise (as in Ray)."""
     methods = {}
     for name, member in inspect.getmembers(cls, callable):
-        if not name.startswith("_"):
+        if name != "__init__" and (not name.startswith("__") or name in CALLABLE_DUNDERS) \
+                and (inspect.isfunction(member) or inspect.ismethod(member)
+                     or not name.startswith("_")):
             options = dict(getattr(member, METHOD_OPTIONS, {}))
             if options.get("num_returns") is None and is_generator_function(member):
                 options["num_returns"] = "streaming"

@@ -499,3 +499,21 @@ def test_an_actor_pool_spreads_calls_and_returns_results_in_order_or_as_ready(cl
     with pytest.raises(ValueError):
         pool.get_next()
     assert pool.has_free()                       # the actor came back despite the error
+
+
+@plait.remote
+class Callable:
+    def _double(self, value):
+        return 2 * value
+
+    def __call__(self, value):
+        return self._double(value) + 1
+
+
+def test_private_methods_call_and_ray_ready_are_callable_as_in_ray(cluster):
+    actor = Callable.remote()
+    assert plait.get(actor.__ray_ready__.remote(), timeout=30) is True
+    assert plait.get([actor._double.remote(3), actor.__call__.remote(3)], timeout=30) == [6, 7]
+    with pytest.raises(AttributeError, match="no method '__deepcopy__'"):
+        actor.__deepcopy__                         # Python's protocols stay the handle's
+    plait.kill(actor)
