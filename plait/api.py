@@ -561,9 +561,25 @@ def get_gpu_ids() -> list[int]:
     return list(_runtime().runtime_context().gpu_ids)
 
 
-def nodes() -> list[Any]:
+def nodes() -> list[Node]:
     """The cluster's nodes (head first): id, address, pid, workers, store capacity."""
-    return list(session().refresh_nodes())
+    return [Node(info) for info in session().refresh_nodes()]
+
+
+class Node(dict):
+    """A node as ``plait.nodes()`` lists it: the dict Ray's ``ray.nodes()`` gives
+    (``node["NodeID"]``, ``"Alive" in node``, ``json.dumps``), whose attributes are plait's
+    fields of it (``node.id``, ``node.is_head``, ``node.workers``: protocol.NodeInfo)."""
+
+    def __init__(self, info: Any) -> None:
+        super().__init__(info.as_ray())
+        self.info = info
+
+    def __getattr__(self, name: str) -> Any:
+        info = self.__dict__.get("info")           # (absent while unpickling)
+        if info is None:
+            raise AttributeError(name)
+        return getattr(info, name)
 
 
 def _runtime() -> Any:

@@ -6,6 +6,8 @@ tests check the refusal on that engine and the feature on the others.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -238,6 +240,9 @@ def test_rays_ways_to_read_nodes_and_wait_work(engine):
     assert [node["NodeID"] for node in nodes] == [node.id for node in nodes]
     assert all(node["Alive"] and node["Resources"]["CPU"] >= 1 for node in nodes)
     assert nodes[0].get("IsHead") and nodes[0].get("no such key", 7) == 7
+    assert all(isinstance(node, dict) and "Alive" in node for node in nodes)   # Ray's dicts
+    assert json.loads(json.dumps(nodes))[0]["NodeID"] == nodes[0].id
+    assert nodes[0]["NodeName"] == nodes[0]["NodeManagerAddress"]        # an IP, as Ray's
     ref = inc.remote(1)
     assert plait.wait([ref], num_returns=1, timeout=60, fetch_local=False) == ([ref], [])
 

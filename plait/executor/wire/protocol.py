@@ -142,7 +142,7 @@ class NodeInfo:
         """Ray's keys for what plait knows of a node (a listed node is alive)."""
         resources = {"CPU": float(self.workers), **dict(self.resources),
                      "object_store_memory": float(self.store_capacity)}
-        return {"NodeID": self.id, "Alive": True, "alive": True, "NodeName": self.host,
+        return {"NodeID": self.id, "Alive": True, "alive": True, "NodeName": host_of(self.address),
                 "NodeManagerAddress": host_of(self.address), "IsHead": self.is_head,
                 "Resources": resources}
 
