@@ -20,6 +20,7 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     │   └── ObjectTooLargeError       ... and never could: the object exceeds the whole store
     ├── PlanError (ValueError)        the compiler refused a graph (unknown node, ...)
     ├── InvalidOptionError (ValueError)   an unknown or ill-typed remote option
+    │   └── ActorAlreadyExistsError   ... an actor's name taken by a live actor
     ├── ClusterError                  the local cluster could not start or stopped answering
     │   └── HeadUnavailableError      the head node is gone
     └── NotInitializedError (RuntimeError)  plait is shut down / was used after shutdown
@@ -40,6 +41,7 @@ import types
 from collections.abc import Callable, Iterable, Iterator
 
 __all__ = [
+    "ActorAlreadyExistsError",
     "ActorDiedError",
     "ActorExitRequest",
     "ActorNotFoundError",
@@ -338,6 +340,10 @@ class PlanError(PlaitError, builtins.ValueError):
 
 class InvalidOptionError(PlaitError, builtins.ValueError):
     """A remote option is unknown or has a value of the wrong kind."""
+
+
+class ActorAlreadyExistsError(InvalidOptionError):
+    """A named actor's name is taken by a live actor (Ray's name; a ValueError)."""
 
 
 class ClusterError(PlaitError, builtins.RuntimeError):

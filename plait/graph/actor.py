@@ -25,7 +25,8 @@ from typing import Any, NoReturn
 
 import cloudpickle
 
-from plait.errors import ActorExitRequest, ActorNotFoundError, InvalidOptionError
+from plait.errors import (ActorAlreadyExistsError, ActorExitRequest, ActorNotFoundError,
+                          InvalidOptionError)
 from plait.graph import context
 from plait.graph.options import ActorOptions, TaskOptions
 from plait.graph.refs import ObjectRef
@@ -305,7 +306,7 @@ def _named_actor(options: ActorOptions) -> ActorHandle | None:
                                  "get_if_exists=True)")
     existing = _live_actor(registered_name(options.name, options.namespace))
     if existing is not None and not options.get_if_exists:
-        raise InvalidOptionError(f"the actor name {options.name!r} is taken by the live actor "
+        raise ActorAlreadyExistsError(f"the actor name {options.name!r} is taken by the live actor "
                                  f"{existing._actor_id}; get it with plait.get_actor("
                                  f"{options.name!r}), or choose another name")
     return existing

@@ -392,7 +392,7 @@ def test_a_named_actor_is_found_by_name_from_a_task_and_names_are_unique(cluster
 
     assert plait.get(deposit_by_name.remote(), timeout=60) == 18
     assert plait.get(plait.get_actor("bank").read.remote(), timeout=30) == 18
-    with pytest.raises(plait.InvalidOptionError, match="'bank' is taken by the live actor"):
+    with pytest.raises(plait.exceptions.ActorAlreadyExistsError, match="'bank' is taken"):
         Counter.options(name="bank").remote()           # at the call, as Ray refuses it
     with pytest.raises(plait.ActorNotFoundError, match="no actor named 'nobody'"):
         plait.get_actor("nobody")

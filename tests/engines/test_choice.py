@@ -29,3 +29,19 @@ def test_ray_takes_its_nodes_from_ray():
     with pytest.raises(ValueError, match="num_nodes"):
         plait.init(engine="ray", num_nodes=3)
     assert not plait.is_initialized()
+
+
+def test_every_name_of_rays_exceptions_is_in_plait_exceptions_with_rays_bases():
+    """``except ray.exceptions.X`` stays valid under ``import plait as ray`` for every X."""
+    exceptions = pytest.importorskip("ray.exceptions")
+    import plait.exceptions as ours
+
+    for name in dir(exceptions):
+        theirs = getattr(exceptions, name)
+        if not (isinstance(theirs, type) and issubclass(theirs, BaseException)):
+            continue
+        mine = getattr(ours, name, None)
+        assert isinstance(mine, type) and issubclass(mine, plait.PlaitError), name
+        for builtin in (ValueError, TypeError, TimeoutError, AssertionError, MemoryError):
+            if issubclass(theirs, builtin):
+                assert issubclass(mine, builtin), (name, builtin)
