@@ -108,9 +108,29 @@ class ActorOptions:
         return _merged(self, "actor option", changes)
 
 
+# Ray's options for what plait has not (placement groups, labels, accelerator types,
+# backpressure, per-task environments) or does anyway (every task is traced), taken when
+# they ask for nothing: generic code passes them so. Anything else is refused by name.
+RAY_DEFAULTS: dict[str, tuple[Any, ...]] = {
+    "placement_group": (None, "default"), "placement_group_bundle_index": (-1,),
+    "placement_group_capture_child_tasks": (None, False), "accelerator_type": (None,),
+    "label_selector": (None, {}), "fallback_strategy": (None,), "runtime_env": (None, {}),
+    "enable_task_events": (True, False), "max_pending_calls": (-1,), "_metadata": (None,)}
+# Ray's options that take None for their default value.
+NONE_IS_DEFAULT = {"num_cpus", "num_gpus", "memory", "resources"}
+
+
 def _merged(options: Any, kind: str, changes: dict[str, Any]) -> Any:
     """``options`` with ``changes`` applied, each checked; a node-affinity strategy pins."""
     known = {f.name for f in dataclasses.fields(options)}
+    for key, value in changes.items():
+        if key in RAY_DEFAULTS and key not in known:
+            if not any(value == taken and type(value) is type(taken)
+                       for taken in RAY_DEFAULTS[key]):
+                raise InvalidOptionError(f"{key}={value!r} is not supported by plait (only "
+                                         f"{' or '.join(map(repr, RAY_DEFAULTS[key]))})")
+    changes = {key: value for key, value in changes.items() if key not in RAY_DEFAULTS
+               and not (value is None and key in NONE_IS_DEFAULT)}
     for key, value in changes.items():
         if key not in known:
             raise InvalidOptionError(

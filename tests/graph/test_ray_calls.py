@@ -310,3 +310,22 @@ def test_cpu_and_gpu_are_not_custom_resources(runtime):
 
     with pytest.raises(plait.InvalidOptionError, match="use num_cpus and num_gpus"):
         f.options(resources={"CPU": 1})
+
+
+def test_rays_options_asking_for_nothing_are_taken_and_the_rest_refused_by_name():
+    @plait.remote(num_cpus=None, placement_group=None, enable_task_events=False)
+    def f():
+        return 1
+
+    @plait.remote
+    class A:
+        pass
+
+    assert f.default_options.num_cpus == 1                 # None: the default, as in Ray
+    A.options(num_cpus=None, max_pending_calls=-1, runtime_env={}, label_selector={})
+    with pytest.raises(plait.InvalidOptionError, match="max_pending_calls=10 is not supported"):
+        A.options(max_pending_calls=10)
+    with pytest.raises(plait.InvalidOptionError, match="placement_group='pg' is not supported"):
+        f.options(placement_group="pg")
+    with pytest.raises(plait.InvalidOptionError, match="unknown option 'placement_groop'"):
+        f.options(placement_groop=None)
