@@ -139,6 +139,21 @@ def test_a_task_that_ignores_the_interrupt_runs_on_until_a_forced_cancel(cluster
     assert plait.get(sleep_then.remote(0, "after"), timeout=30) == "after"
 
 
+def test_a_task_queued_behind_its_running_input_is_cancelled_at_once(cluster, tmp_path):
+    """Its input's task runs on (its worker has both: a fused chain); as in Ray, the cancel
+    does not wait for that task to end."""
+    making = interrupted.remote(str(tmp_path / "m"), True)
+    reading = sleep_then.remote(0, making)
+    started(tmp_path / "m")
+    plait.cancel(reading)
+    assert plait.wait([reading], timeout=10) == ([reading], [])
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(reading, timeout=10)
+    assert plait.wait([making], timeout=0) == ([], [making])          # still running
+    plait.cancel(making)
+    assert plait.get(making, timeout=30) == ("interrupted", True)
+
+
 def test_a_recursive_cancel_without_force_interrupts_the_children_too(cluster, tmp_path):
     """The parent's get of its child is interrupted (TaskCancelledError, not retried), and
     so is the child."""

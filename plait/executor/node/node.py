@@ -265,7 +265,12 @@ class Node(Outbox):
         self.table.tasks[task_id].cancel_asked = True
         self.to_worker(worker.identity, p.Cancel((task_id,)))
         self.emit(InterruptWorker(worker.identity))
-        if recursive:
+        if next(iter(worker.inflight)) != task_id:
+            # Queued behind a task its worker runs (a fused chain's next link, waiting for
+            # that task's result): it fails now, not once the task before it ends, and the
+            # worker skips it (its late result is dropped). It has submitted nothing.
+            self.fail_task(task_id, pickle.dumps(TaskCancelledError(task_id)))
+        elif recursive:
             self.up(p.CancelSubmitted(worker.pid))
 
     def on_Revoke(self, message: p.Revoke) -> None:
