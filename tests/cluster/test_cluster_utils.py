@@ -113,6 +113,18 @@ def test_a_node_added_while_a_driver_runs_is_used(cluster):
     assert [n.id for n in plait.nodes()] == ["node-0", node.node_id]
 
 
+def test_a_result_waited_for_on_a_node_that_joined_then_left_is_made_again(cluster):
+    """The driver learned where the result was (its wait); that node joined after the
+    driver connected and has left since: the get asks the head again, which remakes it."""
+    first = cluster.add_node(num_cpus=1)
+    ref = where_big.options(node=first.node_id).remote()
+    assert plait.wait([ref], timeout=60) == ([ref], [])
+    second = cluster.add_node(num_cpus=1)
+    cluster.remove_node(first)
+    node, array = plait.get(ref, timeout=60)
+    assert node == second.node_id and array.nbytes == 1 << 20
+
+
 def test_a_removed_nodes_running_task_is_retried_on_another(cluster, tmp_path):
     first = cluster.add_node(num_cpus=1, resources={"spot": 1})
     release = tmp_path / "go"

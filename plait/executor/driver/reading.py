@@ -38,6 +38,7 @@ from typing import Any
 from plait.store.serialization import deserialize
 
 FAR_TIMEOUT_SECONDS = 10.0     # a node on another host silent this long between chunks
+MOVED_RETRIES = 3              # times a get asks again where an object is after its node left
 
 
 class ObjectReading:
@@ -55,7 +56,7 @@ class ObjectReading:
         """
         from plait.executor.wire import protocol as p
 
-        stored = [oid for oid in object_ids if isinstance(self.values[oid], p.Stored)]
+        stored = self.stored_on_live_nodes(object_ids)
         far = {oid for oid in stored if self.node_info(self.values[oid].node).host != self.host}
         ask = []
         for oid in stored:
@@ -85,6 +86,23 @@ class ObjectReading:
                 self.unpinned.append((oid, value))
         self.reusable.clear()
 
+    def stored_on_live_nodes(self, object_ids: list[str]) -> list[str]:
+        """Those of ``object_ids`` stored on a node, each known where it is now: a location
+        on a node that left since it was learned (a ``wait`` or a ``get`` learns it) is
+        dropped and the head asked again, which knows where the object is now, or makes it
+        again from its lineage, or says it is lost."""
+        from plait.executor.wire import protocol as p
+
+        for _ in range(MOVED_RETRIES):
+            stored = [oid for oid in object_ids if isinstance(self.values[oid], p.Stored)]
+            gone = [oid for oid in stored if self.find_node(self.values[oid].node) is None]
+            if not gone:
+                return stored
+            for oid in gone:
+                self.values.pop(oid)
+            self.fetch(gone, len(gone), None)
+        return [oid for oid in object_ids if isinstance(self.values[oid], p.Stored)]
+
     def fetch_far(self, object_id: str) -> Any:
         """Pull from the node holding it; if that fails, ask the head where it is now."""
         from plait.errors import PlaitError
@@ -110,15 +128,21 @@ class ObjectReading:
         return self.values[object_id]
 
     def node_info(self, node: str) -> Any:
-        """A node's info; the list is refreshed when a node joined after we connected."""
+        """A node's info (ClusterError if it is not in the cluster any more)."""
+        found = self.find_node(node)
+        if found is None:
+            from plait.errors import ClusterError
+
+            raise ClusterError(f"{node} is not in the cluster any more")
+        return found
+
+    def find_node(self, node: str) -> Any:
+        """A node's info, or None; the list is refreshed when a node joined after we
+        connected (or left since)."""
         found = next((n for n in self.nodes if n.id == node), None)
         if found is None:
             self.refresh_nodes()
             found = next((n for n in self.nodes if n.id == node), None)
-        if found is None:
-            from plait.errors import ObjectLostError
-
-            raise ObjectLostError(node, f"{node} is not in the cluster any more")
         return found
 
     def load(self, object_id: str, pinned: Any = None) -> Any:
