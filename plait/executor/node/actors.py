@@ -31,7 +31,7 @@ and runs none, as ``ray.kill``.
 from __future__ import annotations
 
 import pickle
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Protocol
@@ -46,6 +46,7 @@ from plait.executor.wire.instructions import Instruction, KillWorker
 MAX_CALLS_SENT = 64          # calls queued in the actor's process at once
 SCAN_CALLS = 1024            # calls looked at past those sent, for one another caller's
 ACTOR_EXIT_SECONDS = 5.0     # an actor told to leave has this long for its atexit handlers
+DEAD_KEPT = 1024             # errors of forgotten dead actors kept for calls still on their way
 
 
 class ActorHost(Protocol):
@@ -104,6 +105,9 @@ class Actors:
     def __init__(self, node: ActorHost) -> None:
         self.node = node
         self.by_id: dict[str, LocalActor] = {}
+        # the errors of actors dead for good whose records went (newest last): a call the
+        # head sent before it heard of the death fails with the actor's own error
+        self.dead: OrderedDict[str, bytes] = OrderedDict()
         self.wanted: set[str] = set()          # actors that may have work to send
         self.leaving: set[str] = set()         # actors whose process was told Bye
         self.awaiting: list[str] = []          # actors whose resources others hold
@@ -114,6 +118,7 @@ class Actors:
         """Start the actor's process; its constructor runs once the process is up."""
         if spec.actor in self.by_id and not self.by_id[spec.actor].dead:
             return                                   # already here (a duplicate assign)
+        self.dead.pop(spec.actor, None)
         actor = self.by_id[spec.actor] = LocalActor(spec)
         if spec.slots:                # num_cpus given: that many task slots are its own
             self.node.held_slots["actor " + spec.actor] = spec.slots
@@ -160,7 +165,8 @@ class Actors:
         """Queue a call; returns the pickled error if its actor is dead, leaving or not here."""
         actor = self.by_id.get(spec.actor)
         if actor is None:
-            return pickle.dumps(ActorDiedError(spec.actor, f"it does not live on {self.node.id}"))
+            return self.dead.get(spec.actor) or pickle.dumps(
+                ActorDiedError(spec.actor, f"it does not live on {self.node.id}"))
         if actor.dead:
             return actor.dead
         if actor.leaving:
@@ -298,6 +304,7 @@ class Actors:
         node, table = self.node, self.node.table
         actor.worker, actor.sent = None, 0
         if actor.dead:
+            self.forget(actor)
             return
         inflight = list(worker.inflight.items())
         reason = actor.kill_reason or how
@@ -367,8 +374,8 @@ class Actors:
         """Kill a process told to leave that is still there after ACTOR_EXIT_SECONDS (an
         atexit handler that hangs must not keep the actor's slot and memory for ever)."""
         for actor_id in list(self.leaving):
-            actor = self.by_id[actor_id]
-            if actor.worker is None:
+            actor = self.by_id.get(actor_id)
+            if actor is None or actor.worker is None:
                 self.leaving.discard(actor_id)   # gone (process_died has seen to it)
             elif now - actor.told_bye >= ACTOR_EXIT_SECONDS:
                 actor.told_bye = now             # once per ACTOR_EXIT_SECONDS at most
@@ -388,3 +395,19 @@ class Actors:
         if actor.spec.id in self.node.table.tasks:
             self.node.fail_task(actor.spec.id, actor.dead)
         self.node.up(p.ActorExit(actor.spec.actor, actor.restarts, actor.dead))
+        self.forget(actor)
+
+    def forget(self, actor: LocalActor) -> None:
+        """Drop the record of an actor dead for good once its process is gone (a node runs
+        many short-lived actors: each record kept cost ~3 KiB for ever); its error stays
+        in ``dead`` for calls already on their way, the newest DEAD_KEPT of them."""
+        if not actor.dead or actor.worker is not None:
+            return                                # process_died forgets it, once gone
+        actor_id = actor.spec.actor
+        if self.by_id.get(actor_id) is actor:
+            del self.by_id[actor_id]
+        self.leaving.discard(actor_id)
+        self.wanted.discard(actor_id)
+        self.dead[actor_id] = actor.dead
+        while len(self.dead) > DEAD_KEPT:
+            self.dead.popitem(last=False)

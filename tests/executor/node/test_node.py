@@ -6,6 +6,8 @@ head and to workers, workers to start or kill) is read by kind, in order (``Deci
 
 from __future__ import annotations
 
+import pickle
+
 from dataclasses import replace
 
 import pytest
@@ -699,8 +701,13 @@ def test_an_actor_whose_last_handle_is_gone_leaves_once_its_calls_are_done(node,
     (late,) = [m for m in to_head(node) if isinstance(m, p.TasksDone)][-1:]
     assert isinstance(late.results[0].outputs[0][1], p.Failed)
     tell(node, WorkerGone(actor.pidfd))                     # it left: dead, not restarted
-    assert started(node) == [] and node.actors.by_id["Counter-1"].dead
+    assert started(node) == [] and node.actors.dead["Counter-1"]     # its error stays,
+    assert "Counter-1" not in node.actors.by_id                      # its record goes
     assert isinstance(to_head(node)[-1], p.ActorExit) and to_head(node)[-1].error
+    tell(node, FromHead(p.Assign((), (call("call-3"),))))   # one the head sent meanwhile
+    (later,) = [m for m in to_head(node) if isinstance(m, p.TasksDone)][-1:]
+    assert pickle.loads(later.results[0].outputs[0][1].error).args == \
+        pickle.loads(node.actors.dead["Counter-1"]).args      # the actor's own error
 
 
 def test_an_actor_told_to_leave_that_stays_is_killed_after_the_grace(node, actor):
