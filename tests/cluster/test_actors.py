@@ -514,6 +514,5 @@ def test_private_methods_call_and_ray_ready_are_callable_as_in_ray(cluster):
     actor = Callable.remote()
     assert plait.get(actor.__ray_ready__.remote(), timeout=30) is True
     assert plait.get([actor._double.remote(3), actor.__call__.remote(3)], timeout=30) == [6, 7]
-    with pytest.raises(AttributeError, match="no method '__deepcopy__'"):
-        actor.__deepcopy__                         # Python's protocols stay the handle's
+    assert not hasattr(actor, "__deepcopy__")      # Python's protocols stay the handle's
     plait.kill(actor)

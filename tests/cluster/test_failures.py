@@ -216,3 +216,23 @@ def stop_first_time(path):
 def test_a_stopped_worker_is_taken_for_dead_and_its_task_retried(cluster, tmp_path):
     ref = stop_first_time.remote(str(tmp_path / "stopped"))
     assert plait.get(ref, timeout=60) == "resumed elsewhere"
+
+
+@plait.remote
+def its_pid():
+    return os.getpid()
+
+
+def test_a_killed_forker_is_reaped_once_the_node_finds_it_gone(fresh):
+    """The node then spawns its workers; the forker does not stay a zombie till shutdown."""
+    import psutil
+
+    plait.init(num_workers=1)
+    plait.get(its_pid.remote(), timeout=30)
+    node = next(c for c in psutil.Process().children() if "plait.executor" in
+                " ".join(c.cmdline()))
+    named = {child.name(): child for child in node.children()}
+    os.kill(named["plait-forker"].pid, signal.SIGKILL)
+    os.kill(named["plait-worker"].pid, signal.SIGKILL)          # a new worker is asked for
+    assert plait.get(its_pid.remote(), timeout=30) != named["plait-worker"].pid
+    assert not psutil.pid_exists(named["plait-forker"].pid)      # reaped, not a zombie

@@ -210,7 +210,8 @@ class Forker:
             self.broken = True
             try:
                 os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
+                os.waitpid(self.pid, 0)             # reaped now, not a zombie till the end
+            except (ProcessLookupError, ChildProcessError):
                 pass
             return spawn_worker(config)
         return WorkerHandle(config.index, pid, os.pidfd_open(pid), identity_of(config.index, pid))
