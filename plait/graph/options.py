@@ -129,15 +129,16 @@ def _merged(options: Any, kind: str, changes: dict[str, Any]) -> Any:
                        for taken in RAY_DEFAULTS[key]):
                 raise InvalidOptionError(f"{key}={value!r} is not supported by plait (only "
                                          f"{' or '.join(map(repr, RAY_DEFAULTS[key]))})")
-    changes = {key: value for key, value in changes.items() if key not in RAY_DEFAULTS
+    changes = {key: value for key, value in changes.items()
+               if not (key in RAY_DEFAULTS and key not in known)
                and not (value is None and key in NONE_IS_DEFAULT)}
     for key, value in changes.items():
         if key not in known:
             raise InvalidOptionError(
                 f"unknown {kind} {key!r}; valid options are {', '.join(sorted(known))}")
         _check(key, value)
-    if changes.get("node") is not None:        # a plain str: get_node_id() gives an Id, a str
-        changes = {**changes, "node": str(changes["node"])}  # the wire does not carry
+    if changes.get("node") is not None:   # a plain str: get_node_id()'s Id (a str with
+        changes = {**changes, "node": str(changes["node"])}   # .hex()) cannot go on the wire
     return _with_strategy(dataclasses.replace(options, **changes), changes)
 
 
