@@ -31,6 +31,7 @@ from plait.executor.engine import check_refs as _check_refs
 from plait.executor.wire.config import offered_resources
 from plait.graph import context
 from plait.graph.actor import registered_name
+from plait.graph.options import env_vars_of
 from plait.graph.refs import ObjectRef
 from plait.graph.remote_function import ObjectRefGenerator
 
@@ -250,26 +251,11 @@ def _env_vars(runtime_env: Any) -> dict[str, str]:
     """Ray's ``init(runtime_env={"env_vars": {...}})``: variables every worker of the
     nodes plait.init starts has in its environment (the driver's stays as it is). A
     ``working_dir`` of the driver's own directory changes nothing here (the workers run in
-    it already, and import what the driver can); what else a runtime_env may name
-    (another working_dir, py_modules, pip, conda, containers) plait does not install."""
-    if runtime_env is None:
-        return {}
-    if not isinstance(runtime_env, dict):
-        raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
-    env_vars = runtime_env.get("env_vars") or {}
-    if not isinstance(env_vars, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
-        raise TypeError(f"runtime_env's env_vars must map names to str values, got "
-                        f"{env_vars!r}")
-    here = runtime_env.get("working_dir")
-    if here is not None and os.path.realpath(str(here)) == os.path.realpath(os.getcwd()):
+    it already, and import what the driver can); the rest as a task's (options.py)."""
+    if isinstance(runtime_env, dict) and runtime_env.get("working_dir") is not None and \
+            os.path.realpath(str(runtime_env["working_dir"])) == os.path.realpath(os.getcwd()):
         runtime_env = {k: v for k, v in runtime_env.items() if k != "working_dir"}
-    others = sorted(set(runtime_env) - {"env_vars"})
-    if others:
-        raise NotImplementedError(f"runtime_env's {', '.join(others)} is not supported: "
-                                  f"plait's workers run in the driver's directory and "
-                                  f"Python environment; only env_vars is set for them")
-    return dict(env_vars)
+    return env_vars_of(runtime_env)
 
 
 def _one_of(store_memory: int | str | None, object_store_memory: int | str | None

@@ -220,6 +220,10 @@ class ForeignEngine(Engine):
         if task.actor:
             raise NotImplementedError(f"the {self.name} engine does not run plait actors "
                                       f"(called {task.name}); use the native engine")
+        if task.options.env_vars:
+            raise NotImplementedError(f"the {self.name} engine does not take a task's "
+                                      f"runtime_env (called {task.name}); use the native "
+                                      f"engine")
         if isinstance(task.options.num_returns, str):
             raise NotImplementedError(f"the {self.name} engine does not run generator tasks "
                                       f"(num_returns={task.options.num_returns!r} of "

@@ -48,6 +48,7 @@ class Call:
     wall_start: float = field(default_factory=time.time)
     unannounced: list[str] = field(default_factory=list)
     riding: list[Any] = field(default_factory=list)   # refs inside its stored values
+    saved_env: dict[str, str | None] | None = None     # what its env_vars replaced
 
     @property
     def task_id(self) -> str:

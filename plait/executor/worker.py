@@ -452,6 +452,9 @@ class WorkerRuntime:
         call = Call(item, dict(item.nested))
         if item.gpu_ids:                  # this process runs GPU tasks only (node.recycle)
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, item.gpu_ids))
+        if item.env_vars:                 # runtime_env's: while it runs (an actor: for good)
+            call.saved_env = {name: os.environ.get(name) for name, _ in item.env_vars}
+            os.environ.update(item.env_vars)
         current_call.set(call)
         self.latest = call
         self.running[item.task_id] = call
@@ -473,6 +476,8 @@ class WorkerRuntime:
                     self.riding.setdefault(call.task_id, []).extend(call.riding)
                 call.riding = []
             self.running.pop(call.task_id, None)
+            if call.saved_env is not None and call.item.method != "__init__":
+                _restore_environ(call.saved_env)
             current_call.set(None)
             if self.latest is call:
                 self.latest = None
@@ -1138,3 +1143,12 @@ def run_from_command_line() -> None:
 
 if __name__ == "__main__":
     run_from_command_line()
+
+
+def _restore_environ(saved: dict[str, str | None]) -> None:
+    """Put back the variables a task's runtime_env set (None: it was not set before)."""
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

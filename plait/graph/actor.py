@@ -138,7 +138,8 @@ class ActorClass:
         payload, deps, nested = encode_call(name, args, kwargs, runtime.put, runtime.dumps)
         options = TaskOptions(name=name, node=given.node, max_retries=given.max_restarts,
                               num_cpus=given.num_cpus, num_gpus=given.num_gpus,
-                              resources=given.resources, memory=given.memory)
+                              resources=given.resources, memory=given.memory,
+                              env_vars=given.env_vars)
         actor_id = runtime.new_id(name)
         task = Task(actor_id, self._function, options, payload, deps, nested,
                     actor=actor_id, method="__init__")

@@ -70,6 +70,7 @@ class TaskOptions:
     memory: int | None = None
     scheduling_strategy: Any = None
     max_calls: int = 0               # calls of it a worker runs before it is replaced (0: any)
+    env_vars: tuple[tuple[str, str], ...] = ()   # runtime_env's, set while it runs
 
     def merged(self, **changes: Any) -> TaskOptions:
         """These options with ``changes`` applied, each one checked."""
@@ -103,6 +104,7 @@ class ActorOptions:
     resources: dict[str, float] | None = None
     memory: int | None = None
     scheduling_strategy: Any = None
+    env_vars: tuple[tuple[str, str], ...] = ()   # runtime_env's, set in its process
 
     def merged(self, **changes: Any) -> ActorOptions:
         return _merged(self, "actor option", changes)
@@ -114,7 +116,7 @@ class ActorOptions:
 RAY_DEFAULTS: dict[str, tuple[Any, ...]] = {
     "placement_group": (None, "default"), "placement_group_bundle_index": (-1,),
     "placement_group_capture_child_tasks": (None, False), "accelerator_type": (None,),
-    "label_selector": (None, {}), "fallback_strategy": (None,), "runtime_env": (None, {}),
+    "label_selector": (None, {}), "fallback_strategy": (None,),
     "enable_task_events": (True, False), "max_pending_calls": (-1,), "_metadata": (None,)}
 # Ray's options that take None for their default value.
 NONE_IS_DEFAULT = {"num_cpus", "num_gpus", "memory", "resources"}
@@ -132,6 +134,8 @@ def _merged(options: Any, kind: str, changes: dict[str, Any]) -> Any:
     changes = {key: value for key, value in changes.items()
                if not (key in RAY_DEFAULTS and key not in known)
                and not (value is None and key in NONE_IS_DEFAULT)}
+    if "runtime_env" in changes:              # Ray's spelling of what plait keeps as env_vars
+        changes["env_vars"] = tuple(sorted(env_vars_of(changes.pop("runtime_env")).items()))
     for key, value in changes.items():
         if key not in known:
             raise InvalidOptionError(
@@ -140,6 +144,27 @@ def _merged(options: Any, kind: str, changes: dict[str, Any]) -> Any:
     if changes.get("node") is not None:   # a plain str: get_node_id()'s Id (a str with
         changes = {**changes, "node": str(changes["node"])}   # .hex()) cannot go on the wire
     return _with_strategy(dataclasses.replace(options, **changes), changes)
+
+
+def env_vars_of(runtime_env: Any) -> dict[str, str]:
+    """Ray's ``runtime_env={"env_vars": {...}}`` (of a task, an actor or ``plait.init``):
+    the variables to set. What else a runtime_env may name (working_dir, py_modules, pip,
+    conda, containers) plait does not install: refused by name."""
+    if runtime_env is None:
+        return {}
+    if not isinstance(runtime_env, dict):
+        raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
+    env_vars = runtime_env.get("env_vars") or {}
+    if not isinstance(env_vars, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
+        raise TypeError(f"runtime_env's env_vars must map names to str values, got "
+                        f"{env_vars!r}")
+    others = sorted(set(runtime_env) - {"env_vars"})
+    if others:
+        raise NotImplementedError(f"runtime_env's {', '.join(others)} is not supported: "
+                                  f"plait's workers run in the driver's directory and "
+                                  f"Python environment; only env_vars is set for them")
+    return dict(env_vars)
 
 
 def _is_int(value: Any) -> bool:

@@ -103,6 +103,18 @@ def test_runtime_env_vars_reach_every_worker_and_not_the_driver(fresh, monkeypat
     assert "PLAIT_TEST_VAR" not in os.environ
 
 
+def test_a_tasks_and_an_actors_runtime_env_vars_are_theirs_alone(fresh, monkeypatch):
+    monkeypatch.delenv("PLAIT_TEST_VAR", raising=False)
+    plait.init(num_workers=1)                       # one worker: the same process each time
+    reading = ("PLAIT_TEST_VAR",)
+    with_var = environment.options(runtime_env={"env_vars": {"PLAIT_TEST_VAR": "task"}})
+    assert plait.get([environment.remote(*reading), with_var.remote(*reading),
+                      environment.remote(*reading)], timeout=30) == [[None], ["task"], [None]]
+    actor = Environment.options(runtime_env={"env_vars": {"PLAIT_TEST_VAR": "actor"}}).remote()
+    assert plait.get([actor.read.remote("PLAIT_TEST_VAR")] * 2, timeout=30) == ["actor"] * 2
+    assert plait.get(environment.remote(*reading), timeout=30) == [None]
+
+
 def test_address_local_starts_a_cluster_of_its_own(fresh):
     from plait.cluster_utils import Cluster
 

@@ -295,6 +295,16 @@ def test_actors(engine):
     assert plait.get(counter.incr.remote()) == 1
 
 
+def test_a_tasks_runtime_env(engine):
+    with_var = inc.options(runtime_env={"env_vars": {"PLAIT_TEST_VAR": "1"}})
+    if engine != "native":
+        with pytest.raises(NotImplementedError, match=f"{engine.split('-')[0]} engine does "
+                                                      f"not take a task's runtime_env"):
+            with_var.remote(1)
+        return
+    assert plait.get(with_var.remote(1), timeout=60) == 2
+
+
 @plait.remote
 def make(megabytes):
     return np.ones(megabytes << 20, dtype=np.uint8)

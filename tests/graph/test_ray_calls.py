@@ -323,6 +323,10 @@ def test_rays_options_asking_for_nothing_are_taken_and_the_rest_refused_by_name(
 
     assert f.default_options.num_cpus == 1                 # None: the default, as in Ray
     A.options(num_cpus=None, max_pending_calls=-1, runtime_env={}, label_selector={})
+    assert f.options(runtime_env={"env_vars": {"B": "2", "A": "1"}}).default_options.env_vars \
+        == (("A", "1"), ("B", "2"))
+    with pytest.raises(NotImplementedError, match="runtime_env's pip is not supported"):
+        f.options(runtime_env={"pip": ["requests"]})
     with pytest.raises(plait.InvalidOptionError, match="max_pending_calls=10 is not supported"):
         A.options(max_pending_calls=10)
     with pytest.raises(plait.InvalidOptionError, match="placement_group='pg' is not supported"):

@@ -517,7 +517,8 @@ class Session(ObjectReading, Engine):
                                     generator=_generator_kind(task.options.num_returns),
                                     concurrency=task.concurrency, resources=node.needs,
                                     max_calls=task.options.max_calls,
-                                    caller=self.caller if task.method else ""))
+                                    caller=self.caller if task.method else "",
+                                    env_vars=task.options.env_vars))
         watch = tuple(dict.fromkeys(ref.id for ref in refs if ref.id not in self.asked))
         self.asked.update(watch)          # fetch will not subscribe again
         self.conn.send(p.Submit(tuple(functions), tuple(specs), frees, watch, plan.bytes_moved))

@@ -250,7 +250,8 @@ class Actors:
                                   spec.function_name, spec.payload, (), (), spec.outputs,
                                   method="__init__", slots=spec.slots,
                                   concurrency=spec.concurrency,
-                                  resources=held, gpu_ids=gpu_ids, actor_name=spec.actor_name)
+                                  resources=held, gpu_ids=gpu_ids, actor_name=spec.actor_name,
+                                  env_vars=spec.env_vars)
 
     # -- results and deaths ----------------------------------------------------------------
 

@@ -1116,7 +1116,7 @@ class Node(Outbox):
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in nested), spec.outputs,
                           spec.retry_exceptions, spec.method, spec.slots, spec.generator,
-                          spec.concurrency, held, gpu_ids, spec.actor_name)
+                          spec.concurrency, held, gpu_ids, spec.actor_name, spec.env_vars)
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:
         """Put a task back to waiting for inputs whose copy here was lost, and ask the head

@@ -550,6 +550,8 @@ class TaskSpec:
     resources: tuple[tuple[str, float], ...] = ()   # held while it runs (actor: its life)
     max_calls: int = 0             # calls of its function a worker runs, then it is replaced
     caller: str = ""               # an actor's call: whose (its session's ids prefix)
+    env_vars: tuple[tuple[str, str], ...] = ()   # runtime_env's: set while it runs (an
+    #                                              actor's creation: in its process)
 
 
 @dataclass(frozen=True, slots=True)
@@ -678,6 +680,7 @@ class WorkItem:
     resources: tuple[tuple[str, float], ...] = ()   # held beside CPUs (get_assigned_resources)
     gpu_ids: tuple[int, ...] = ()  # the GPUs it holds: CUDA_VISIBLE_DEVICES, get_gpu_ids()
     actor_name: str = ""           # with "__init__": options(name=...), for get_actor_name
+    env_vars: tuple[tuple[str, str], ...] = ()   # runtime_env's (TaskSpec.env_vars)
 
 
 @dataclass(frozen=True, slots=True)
