@@ -195,10 +195,11 @@ class Actors:
         wanted, self.wanted = self.wanted, set()
         for actor_id in wanted:
             actor = self.by_id.get(actor_id)
-            if actor is not None and actor.worker is not None and actor.worker.ready:
+            if actor is not None and actor.worker is not None and actor.worker.ready \
+                    and not actor.worker.retiring:
                 self.feed(actor)
             elif actor is not None and not actor.dead:
-                self.wanted.add(actor_id)          # its process is still starting
+                self.wanted.add(actor_id)          # its process is starting, or going
 
     def feed(self, actor: LocalActor) -> None:
         """Constructor first (once per process), then calls strictly in arrival order."""
@@ -356,7 +357,8 @@ class Actors:
         if message.graceful and actor.worker is not None and actor.state == "alive":
             actor.leaving = True             # its queued calls first (see feed)
             self.wanted.add(actor.spec.actor)
-        elif actor.worker is not None:
+        elif actor.worker is not None:   # no call goes to the process being killed: one
+            actor.worker.retiring = True     # sent now would fail as if it had been running
             self.node.emit(KillWorker(actor.worker.identity))
         else:
             actor.kill_asked = True          # its process is being started: killed when up

@@ -728,6 +728,21 @@ def test_plait_kill_kills_a_live_actor_at_once_without_a_bye(node, actor):
     assert killed(node) == [actor.index] and sent(node) == []
 
 
+def test_a_call_that_comes_while_a_restartable_actor_is_killed_waits_for_its_restart(
+        node, actor):
+    """Sent to the process being killed, it would fail as if it had been running when the
+    process died (ActorUnavailableError with max_task_retries=0); the restart runs it."""
+    node.actors.by_id["Counter-1"].spec = replace(node.actors.by_id["Counter-1"].spec,
+                                                  max_retries=1)      # max_restarts=1
+    tell(node, FromHead(p.KillActor("Counter-1", False, "plait.kill")))
+    tell(node, FromHead(p.Assign((), (call("call-1"),))))
+    tell(node, Dispatch())
+    assert killed(node) == [actor.index] and calls_sent(node) == []
+    tell(node, WorkerGone(actor.pidfd))                      # it restarts
+    assert len(started(node)) == 1
+    assert not any(isinstance(m, p.TasksDone) for m in to_head(node))   # call-1 waits
+
+
 # -- tasks and the refs nested in their arguments ---------------------------------------------
 
 def test_a_task_does_not_wait_for_refs_nested_in_its_arguments(node):
