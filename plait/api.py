@@ -224,8 +224,6 @@ def _open_dashboard(dashboard: bool | int, address: str) -> None:
 # (Ray's internal tuning knobs, named after its C++ core; plait has no counterpart).
 _IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
                         "namespace", "dashboard_host", "_system_config"}
-# Ray's init(runtime_env=...): what plait's own nodes do with it (``_env_vars``).
-_RUNTIME_ENV_OPTIONS = {"runtime_env"}
 # Options that configure the cluster being started: Ray refuses them when joining one.
 _STARTING_ONLY_RAY_OPTIONS = {"_system_config"}
 
@@ -238,7 +236,7 @@ def _check_ray_options(options: dict[str, Any], joining: bool = False) -> None:
     if options.get("local_mode"):
         raise InvalidOptionError("local_mode (run every task in the driver, one at a time) is "
                                  "not supported, as Ray no longer supports it; leave it out")
-    unknown = set(options) - _IGNORED_RAY_OPTIONS - _RUNTIME_ENV_OPTIONS - {"local_mode"}
+    unknown = set(options) - _IGNORED_RAY_OPTIONS - {"local_mode", "runtime_env"}
     if unknown:
         raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
     starting = sorted(set(options) & _STARTING_ONLY_RAY_OPTIONS)
@@ -347,7 +345,8 @@ def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) 
 
 def _check_timeout(timeout: Any, where: str) -> None:
     """A wait's timeout is None (no limit) or seconds >= 0 (Ray's ValueError if negative)."""
-    if _get_timeout(timeout, where) is None and timeout is not None:
+    _get_timeout(timeout, where)                   # (a number, or None)
+    if timeout is not None and timeout < 0:
         raise ValueError(f"{where}'s timeout must be >= 0 (None: no limit), got {timeout}")
 
 

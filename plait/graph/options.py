@@ -111,7 +111,7 @@ class ActorOptions:
 
 
 # Ray's options for what plait has not (placement groups, labels, accelerator types,
-# backpressure, per-task environments) or does anyway (every task is traced), taken when
+# backpressure) or does anyway (every task is traced), taken when
 # they ask for nothing: generic code passes them so. Anything else is refused by name.
 RAY_DEFAULTS: dict[str, tuple[Any, ...]] = {
     "placement_group": (None, "default"), "placement_group_bundle_index": (-1,),

@@ -183,7 +183,7 @@ def _serialization_error(function_name: str, args: tuple, kwargs: dict,
     named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
     for label, value in named:
         try:
-            cloudpickle.dumps(value, protocol=5)
+            _dumps(value)
         except Exception as cause:
             path, part = unpicklable_part(value, _dumps)
             what = (f"holds a {type(part).__name__} at {path}" if path else

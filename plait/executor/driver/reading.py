@@ -95,13 +95,22 @@ class ObjectReading:
 
         for _ in range(MOVED_RETRIES):
             stored = [oid for oid in object_ids if isinstance(self.values[oid], p.Stored)]
-            gone = [oid for oid in stored if self.find_node(self.values[oid].node) is None]
+            gone = self.on_nodes_gone(stored)
             if not gone:
                 return stored
             for oid in gone:
                 self.values.pop(oid)
             self.fetch(gone, len(gone), None)
         return [oid for oid in object_ids if isinstance(self.values[oid], p.Stored)]
+
+    def on_nodes_gone(self, object_ids: list[str]) -> list[str]:
+        """Those of these stored objects whose node is not in the cluster (the list of
+        nodes is read again only when one is not in the list this driver has)."""
+        known = {n.id for n in self.nodes}
+        if all(self.values[oid].node in known for oid in object_ids):
+            return []
+        known = {n.id for n in self.refresh_nodes()}
+        return [oid for oid in object_ids if self.values[oid].node not in known]
 
     def fetch_far(self, object_id: str) -> Any:
         """Pull from the node holding it; if that fails, ask the head where it is now."""
@@ -128,21 +137,16 @@ class ObjectReading:
         return self.values[object_id]
 
     def node_info(self, node: str) -> Any:
-        """A node's info (ClusterError if it is not in the cluster any more)."""
-        found = self.find_node(node)
-        if found is None:
-            from plait.errors import ClusterError
-
-            raise ClusterError(f"{node} is not in the cluster any more")
-        return found
-
-    def find_node(self, node: str) -> Any:
-        """A node's info, or None; the list is refreshed when a node joined after we
-        connected (or left since)."""
+        """A node's info; the list is refreshed when a node joined after we connected
+        (ClusterError if it is not in the cluster any more)."""
         found = next((n for n in self.nodes if n.id == node), None)
         if found is None:
             self.refresh_nodes()
             found = next((n for n in self.nodes if n.id == node), None)
+        if found is None:
+            from plait.errors import ClusterError
+
+            raise ClusterError(f"{node} is not in the cluster any more")
         return found
 
     def load(self, object_id: str, pinned: Any = None) -> Any:

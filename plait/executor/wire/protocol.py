@@ -130,21 +130,14 @@ class NodeInfo:
     host: str = ""                   # nodes with equal hosts share /dev/shm
     resources: tuple[tuple[str, float], ...] = ()   # offered beside CPUs: GPU, memory, custom
 
-    def __getitem__(self, key: str) -> Any:
-        """The node as Ray's ``ray.nodes()`` gives it (a dict), for ``import plait as ray``
-        scripts that read ``node["NodeID"]``, ``node["Alive"]`` or ``node["Resources"]``."""
-        return self.as_ray()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.as_ray().get(key, default)
-
     def as_ray(self) -> dict[str, Any]:
-        """Ray's keys for what plait knows of a node (a listed node is alive)."""
+        """Ray's keys for what plait knows of a node (a listed node is alive): the dict
+        ``plait.nodes()`` lists it as (api.Node)."""
         resources = {"CPU": float(self.workers), **dict(self.resources),
                      "object_store_memory": float(self.store_capacity)}
-        return {"NodeID": self.id, "Alive": True, "alive": True, "NodeName": host_of(self.address),
-                "NodeManagerAddress": host_of(self.address), "IsHead": self.is_head,
-                "Resources": resources}
+        ip = host_of(self.address)
+        return {"NodeID": self.id, "Alive": True, "alive": True, "NodeName": ip,
+                "NodeManagerAddress": ip, "IsHead": self.is_head, "Resources": resources}
 
 
 def host_of(address: str) -> str:
