@@ -21,6 +21,8 @@ nodes took 48 s with a scan of every node per task and 9 s this way on this mach
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import heapq
 import math
@@ -169,6 +171,9 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> list[Choi
                         for oid, at in zip(task.reads, sources, strict=True)]) if sources else ()
         unique = unique_inputs(inputs) if len(inputs) > 1 else inputs
         slots = slots_of(task.num_cpus)
+        unheld = _unheld_soft_pin(task, slots, loads)
+        if unheld:
+            task = dataclasses.replace(task, node=None)
         if task.actor and task.actor != task.id:
             node, reason = _actor_node(task, actors, view), "runs in its actor"
         elif task.actor and _spreads(task, unique) and len(pool) > 1:
@@ -176,6 +181,8 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> list[Choi
             reason = "an actor asking for no CPU: the node with the fewest actors"
         else:
             node, reason = _choose_node(task, slots, unique, loads, view, options)
+        if unheld:
+            reason = f"{reason}; {unheld}"
         choices.append(Choice(node, reason, inputs, _moved(unique, node, options)))
         if not task.actor:          # an actor has a process of its own, outside the slots
             seconds = view.durations.get(task.function_name, options.task_seconds)
@@ -198,6 +205,21 @@ def _spreads(task: TaskNode, inputs: Inputs) -> bool:
     return (task.actor == task.id and task.num_cpus == 0 and not task.needs
             and task.node is None
             and all(nbytes < LOCALITY_MIN_BYTES for _, nbytes, _ in inputs))
+
+
+def _unheld_soft_pin(task: TaskNode, slots: int, loads: LeastLoaded) -> str:
+    """Why a soft pin (Ray's ``NodeAffinitySchedulingStrategy(soft=True)``) cannot be held:
+    its node is not in the cluster, or has not the slots or resources the task asks for.
+    Ray then runs the task elsewhere, and so does plait. Empty: the pin holds, or is hard
+    (a hard pin that cannot be held is refused with a PlanError)."""
+    node = task.node
+    if not task.soft or node is None:
+        return ""
+    if node not in loads.workers:
+        return f"soft pin to {node}, which is not in the cluster, not held"
+    if not loads.fits(node, slots, task.needs):
+        return f"soft pin to {node}, which cannot run it, not held"
+    return ""
 
 
 def _actor_node(task: TaskNode, actors: dict[str, str], view: ClusterView) -> str:

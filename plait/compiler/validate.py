@@ -25,7 +25,7 @@ def validate(plan: Plan, graph: Graph, view: ClusterView) -> Plan:
             before = plan.placements[placement.follows]
             assert before.node == placement.node, f"{tid} fused behind a task on another node"
     for task, placement in zip(graph.tasks.values(), plan.placements.values(), strict=True):
-        if task.node is not None:
+        if task.node is not None and not task.soft:
             assert task.node == placement.node, (
                 f"{task.id} pinned to {task.node} but placed on {placement.node}")
     pairs = [(t.object_id, t.dst) for t in plan.transfers]

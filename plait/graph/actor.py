@@ -139,7 +139,8 @@ class ActorClass:
         options = TaskOptions(name=name, node=given.node, max_retries=given.max_restarts,
                               num_cpus=given.num_cpus, num_gpus=given.num_gpus,
                               resources=given.resources, memory=given.memory,
-                              env_vars=given.env_vars)
+                              env_vars=given.env_vars,
+                              scheduling_strategy=given.scheduling_strategy)
         actor_id = runtime.new_id(name)
         task = Task(actor_id, self._function, options, payload, deps, nested,
                     actor=actor_id, method="__init__")

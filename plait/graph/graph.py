@@ -36,6 +36,7 @@ class TaskNode:
     actor: str = ""                  # the actor it runs on (its creation has id == actor)
     num_cpus: float = 1              # worker slots it holds while it runs (rounded up)
     needs: tuple[tuple[str, float], ...] = ()   # other resources it holds: GPU, memory, custom
+    soft: bool = False               # its pin may go: elsewhere if ``node`` cannot run it
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -217,7 +218,7 @@ def _task_node(task: Task) -> TaskNode:
     function_id = "" if task.is_actor_call else task.function.pickled()[0]
     node = object.__new__(TaskNode)
     (set_id, set_function_name, set_function_id, set_deps, set_outputs, set_node,
-     set_max_retries, set_nested, set_actor, set_num_cpus, set_needs) = _TASK_NODE_SLOTS
+     set_max_retries, set_nested, set_actor, set_num_cpus, set_needs, set_soft) = _TASK_NODE_SLOTS
     set_id(node, task.id)
     set_function_name(node, task.name)
     set_function_id(node, function_id)
@@ -229,6 +230,8 @@ def _task_node(task: Task) -> TaskNode:
     set_actor(node, task.actor)
     set_num_cpus(node, options.num_cpus)
     set_needs(node, _needs(options))
+    strategy = options.scheduling_strategy
+    set_soft(node, strategy is not None and getattr(strategy, "soft", False))
     return node
 
 

@@ -36,18 +36,26 @@ def result_count(num_returns: int | str | None) -> int:
 @dataclass(frozen=True, slots=True)
 class NodeAffinitySchedulingStrategy:
     """Ray's way to pin a call to a node (``plait.util.scheduling_strategies``): the same
-    as ``node=node_id``. A ``soft`` pin is honoured the same way; plait retries a pinned
-    task on another node when its node dies, as Ray does for soft pins."""
+    as ``node=node_id``. A ``soft`` pin runs the task elsewhere when the node is not in the
+    cluster or cannot run it (Ray's rule); plait retries a pinned task on another node
+    when its node dies, as Ray does for soft pins."""
 
     node_id: str
     soft: bool = False
 
 
-def _with_strategy(options: Any, changes: dict[str, Any]) -> Any:
-    """Options with a NodeAffinitySchedulingStrategy turned into the node pin it means."""
-    strategy = changes.get("scheduling_strategy")
+def _with_strategy(before: Any, options: Any, changes: dict[str, Any]) -> Any:
+    """Options with a NodeAffinitySchedulingStrategy turned into the node pin it means. A
+    strategy given in place of a node-affinity one takes its pin away (Ray's last
+    strategy wins); a pin by ``node=`` stays."""
+    if "scheduling_strategy" not in changes:
+        return options
+    strategy = changes["scheduling_strategy"]
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         return dataclasses.replace(options, node=str(strategy.node_id))
+    if isinstance(before.scheduling_strategy, NodeAffinitySchedulingStrategy) \
+            and "node" not in changes:
+        return dataclasses.replace(options, node=None)
     return options
 
 
@@ -143,7 +151,7 @@ def _merged(options: Any, kind: str, changes: dict[str, Any]) -> Any:
         _check(key, value)
     if changes.get("node") is not None:   # a plain str: get_node_id()'s Id (a str with
         changes = {**changes, "node": str(changes["node"])}   # .hex()) cannot go on the wire
-    return _with_strategy(dataclasses.replace(options, **changes), changes)
+    return _with_strategy(options, dataclasses.replace(options, **changes), changes)
 
 
 def env_vars_of(runtime_env: Any) -> dict[str, str]:

@@ -103,6 +103,9 @@ def test_a_node_affinity_pin_and_a_node_without_cpus(shaped):
     assert plait.get(again, timeout=60) == here
     anywhere = plait.get([where.remote() for _ in range(6)], timeout=60)
     assert set(anywhere) <= {"node-1", "node-2"}        # the head has no worker slot
+    soft = NodeAffinitySchedulingStrategy("node-gone", soft=True)   # Ray: runs elsewhere
+    assert plait.get(where.options(scheduling_strategy=soft).remote(), timeout=60) in (
+        "node-1", "node-2")
 
 
 def test_a_node_added_while_a_driver_runs_is_used(cluster):

@@ -176,6 +176,22 @@ def test_pin_to_unknown_node_is_a_plan_error_naming_it():
     assert isinstance(info.value, ValueError)
 
 
+def test_a_soft_pin_that_cannot_be_held_places_the_task_as_if_unpinned():
+    """Ray's NodeAffinitySchedulingStrategy(soft=True): a node not in the cluster, or one
+    without what the task asks for, sends the task elsewhere; a pin that can hold, holds."""
+    soft = dataclasses.replace(task("t", "big", node="node-9"), soft=True)
+    plan = compile(graph(soft), view(ObjectInfo("big", 200 * MiB, ("node-1",))))
+    assert plan.placements["t"].node == "node-1"               # where its input is
+    assert "soft pin to node-9, which is not in the cluster, not held" in \
+        plan.placements["t"].reason
+    wants_gpu = dataclasses.replace(task("t", node="node-0"), soft=True, needs=(("GPU", 1),))
+    offered = ClusterView((NodeView("node-0", 2), NodeView("node-1", 2, resources=(("GPU", 1),))))
+    assert compile(graph(wants_gpu), offered).placements["t"].node == "node-1"
+    held = dataclasses.replace(soft, node="node-2")
+    assert compile(graph(held), view(ObjectInfo("big", 200 * MiB, ("node-1",)))
+                   ).placements["t"].node == "node-2"
+
+
 def test_input_missing_from_the_view_is_a_plan_error_naming_it():
     with pytest.raises(plait.PlanError, match="object gone-7"):
         compile(graph(task("t", "gone-7")), THREE_NODES)

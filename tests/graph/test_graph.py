@@ -428,6 +428,9 @@ def test_node_affinity_strategy_is_a_node_pin_and_other_strategies_are_refused()
     pinned = inc.options(scheduling_strategy=NodeAffinitySchedulingStrategy("node-2", soft=True))
     assert pinned.default_options.node == "node-2"
     assert inc.options(scheduling_strategy="SPREAD").default_options.node is None
+    assert pinned.options(scheduling_strategy="DEFAULT").default_options.node is None  # last wins
+    assert inc.options(node="node-1").options(scheduling_strategy="SPREAD"
+                                              ).default_options.node == "node-1"
     with pytest.raises(plait.InvalidOptionError, match="not supported"):
         inc.options(scheduling_strategy="PLACEMENT_GROUP")
 
