@@ -129,6 +129,9 @@ class Engine(ABC):
     def get_actor(self, name: str) -> Any:
         raise NotImplementedError(f"the {self.name} engine does not run plait actors")
 
+    def actor_names(self) -> tuple[str, ...]:
+        raise NotImplementedError(f"the {self.name} engine does not run plait actors")
+
     # -- written once ---------------------------------------------------------------------
 
     @serialized

@@ -68,7 +68,8 @@ from plait.executor.wire.freelists import FreeListSweep
 from plait.executor.wire.malloc import return_freed_memory
 from plait.executor.wire.security import load_key
 from plait.graph import context
-from plait.graph.actor import READY, TERMINATE, exit_actor, handle_of, is_async_class
+from plait.graph.actor import (READY, TERMINATE, exit_actor, handle_of, is_async_class,
+                               name_and_namespace)
 from plait.graph.ids import IdGenerator, yielded_id
 from plait.graph.refs import ObjectRef, collecting_refs
 from plait.graph.task import decode_call
@@ -940,7 +941,7 @@ class WorkerRuntime:
             bool(self.actor and self.actor[0].attempt != 0),
             self.actor_handle if self.actor else None, made.gpu_ids if made else (),
             self.function_descriptor(item) if item else None,
-            self.actor[0].actor_name if self.actor else None)
+            name_and_namespace(self.actor[0].actor_name)[0] if self.actor else None)
 
     def function_descriptor(self, item: p.WorkItem) -> str | None:
         """Ray's name of the code a call runs (``get_task_function_name``): module and name
@@ -978,6 +979,9 @@ class WorkerRuntime:
 
     def get_actor(self, name: str) -> Any:
         return self.nested().get_actor(name)
+
+    def actor_names(self) -> tuple[str, ...]:
+        return self.nested().actor_names()
 
     def list_objects(self) -> tuple[Any, ...]:
         return self.nested().list_objects()

@@ -287,14 +287,29 @@ def concurrency_of(cls: type, max_concurrency: int | None) -> int:
     return ASYNC_CONCURRENCY if is_async_class(cls) else 1
 
 
+# Ends the namespace in a registered name: a character no name is written with, where "/"
+# made the name "f1/foo" (no namespace) the same as "foo" in namespace "f1".
+NAMESPACE_END = "\x1f"
+
+
 def registered_name(name: str, namespace: str | None) -> str:
     """The name an actor is registered and looked up under: Ray's ``namespace`` scopes
     names, so "foo" in namespace "f1" is not "foo" in "f2" nor "foo" with none.
 
     >>> registered_name("foo", None), registered_name("foo", "f1")
-    ('foo', 'f1/foo')
+    ('foo', 'f1\\x1ffoo')
     """
-    return f"{namespace}/{name}" if namespace else name
+    return f"{namespace}{NAMESPACE_END}{name}" if namespace else name
+
+
+def name_and_namespace(registered: str) -> tuple[str, str]:
+    """A registered name taken apart: the actor's name and its namespace ("" for none).
+
+    >>> name_and_namespace(registered_name("a/b", None)), name_and_namespace("f1\\x1ffoo")
+    (('a/b', ''), ('foo', 'f1'))
+    """
+    namespace, _, name = registered.rpartition(NAMESPACE_END)
+    return name, namespace
 
 
 def _named_actor(options: ActorOptions) -> ActorHandle | None:

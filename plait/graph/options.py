@@ -216,6 +216,9 @@ def _check(key: str, value: Any) -> None:
         raise InvalidOptionError(f"lifetime must be None or 'detached', got {value!r}")
     if key == "namespace" and value is not None and not isinstance(value, str):
         raise InvalidOptionError(f"namespace must be a string, got {value!r}")
+    if key in ("name", "namespace") and isinstance(value, str) and "\x1f" in value:
+        raise InvalidOptionError(f"{key} {value!r} holds the character \\x1f, which plait "
+                                 f"keeps to end a namespace in an actor's registered name")
     if key == "get_if_exists" and not isinstance(value, bool):
         raise InvalidOptionError(f"get_if_exists must be a bool, got {value!r}")
     if key == "max_concurrency" and not (value is None or _is_int(value) and value >= 1):

@@ -432,8 +432,15 @@ def test_a_namespace_scopes_actor_names(cluster):
     assert plait.get(plait.get_actor("till").read.remote(), timeout=30) == 9
     same = Counter.options(name="till", namespace="shop", get_if_exists=True).remote()
     assert same == counter
-    plait.kill(other)
-    plait.kill(counter)
+    slash = Counter.options(name="shop/till").remote(1)   # was "till" in "shop" as registered
+    assert plait.get(plait.get_actor("shop/till").read.remote(), timeout=30) == 1
+    assert sorted(plait.util.list_named_actors()) == ["shop/till", "till"]
+    assert sorted(plait.util.list_named_actors(all_namespaces=True), key=str) == [
+        {"name": "shop/till", "namespace": ""}, {"name": "till", "namespace": ""},
+        {"name": "till", "namespace": "shop"}]
+    for actor in (other, counter, slash):
+        plait.kill(actor)
+    assert plait.util.list_named_actors(all_namespaces=True) == []    # killed: names free
 
 
 def test_a_cancelled_sync_call_can_see_it_and_an_async_one_is_interrupted(cluster, tmp_path):

@@ -243,6 +243,8 @@ def test_the_context_names_the_code_and_the_actor_and_old_ids_warn_as_in_ray(clu
     assert plait.get(named.names.remote(), timeout=30) == (f"{__name__}.Named.names",
                                                            "named-for-context")
     assert plait.get(Named.remote().names.remote(), timeout=30)[1] == ""
+    scoped = Named.options(name="in-a-namespace", namespace="ns").remote()
+    assert plait.get(scoped.names.remote(), timeout=30)[1] == "in-a-namespace"  # as Ray's
     # Ray names an async method by its __qualname__ (here the same as class.method)
     assert plait.get(Named.remote().names_async.remote(), timeout=30) == \
         f"{__name__}.Named.names_async"

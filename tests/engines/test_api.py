@@ -290,6 +290,8 @@ def test_actors(engine):
     if engine != "native":
         with pytest.raises(NotImplementedError, match=f"{engine} engine.*actors"):
             Counter.remote()
+        with pytest.raises(NotImplementedError, match=f"{engine} engine.*actors"):
+            plait.util.list_named_actors()
         return
     counter = Counter.remote()
     assert plait.get(counter.incr.remote()) == 1

@@ -549,6 +549,14 @@ class Session(ObjectReading, Engine):
         return pickle.loads(found.handle)
 
     @_serialized
+    def actor_names(self) -> tuple[str, ...]:
+        """The registered names of the named actors alive (by any session)."""
+        from plait.executor.wire import protocol as p
+
+        self.run([])                        # an actor created here must be known first
+        return self.request(p.ActorNamesRequest(next(self.requests))).names
+
+    @_serialized
     def kill_actor(self, actor_id: str, no_restart: bool) -> None:
         """Stop an actor's process (submitting what was made first, its creation included)."""
         from plait.executor.wire import protocol as p

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from plait.errors import ActorDiedError, ActorNotFoundError
 from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import Peer
+from plait.graph.actor import name_and_namespace
 
 
 @dataclass
@@ -46,8 +47,9 @@ class ActorRouting:
             taken = self.named.get(spec.actor_name) if spec.actor_name else None
             if taken is not None and taken[0] in self.actors \
                     and not self.actors[taken[0]].dead:
-                error = ActorDiedError(spec.actor, f"the name {spec.actor_name!r} is taken by "
-                                                   f"the live actor {taken[0]}")
+                name = name_and_namespace(spec.actor_name)[0]
+                error = ActorDiedError(spec.actor, f"the name {name!r} is taken by the live "
+                                                   f"actor {taken[0]}")
                 self.actors[spec.actor] = ActorRecord(spec, spec.node, dead=pickle.dumps(error))
                 self.refuse_call(spec, pickle.dumps(error))
                 return None
@@ -79,6 +81,12 @@ class ActorRouting:
             self.to_client(peer, p.Refused(message.request, pickle.dumps(error)))
             return
         self.to_client(peer, p.ActorFound(message.request, record[1]))
+
+    def on_ActorNamesRequest(self, peer: Peer, message: p.ActorNamesRequest) -> None:
+        """The registered names of the named actors alive (``list_named_actors``)."""
+        live = tuple(name for name, (actor, _) in self.named.items()
+                     if actor in self.actors and not self.actors[actor].dead)
+        self.to_client(peer, p.ActorNames(message.request, live))
 
     def on_KillActor(self, peer: Peer, message: p.KillActor) -> None:
         """Forward the kill to the actor's node; one killed for good gives up its name at

@@ -4,9 +4,10 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
 
     driver --Hello/Heartbeat/PutInline/Alloc/Seal/Abandon/ViewRequest/Submit/Subscribe/Pin/
              Unpin/Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/TraceRequest/
-             KillActor/ActorLookup/SnapshotRequest/PlanRequest/ObjectsRequest/Bye--> head
+             KillActor/ActorLookup/ActorNamesRequest/SnapshotRequest/PlanRequest/ObjectsRequest/
+             Bye--> head
     driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Yielded/Pinned/MemoryReport/
-             ResourcesReport/StateReport/TraceReport/ActorFound/Snapshot/PlanReport/
+             ResourcesReport/StateReport/TraceReport/ActorFound/ActorNames/Snapshot/PlanReport/
              ObjectsReport-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Yielded/Created/ReplicaAdded/
              ReplicaDropped/Revoked/Pinned/MemoryReport/ResourcesReport/StateReport/ActorExit/
@@ -575,6 +576,19 @@ class ActorFound:
 
 
 @dataclass(frozen=True, slots=True)
+class ActorNamesRequest:
+    """The names of the named actors alive (driver -> head; Ray's ``list_named_actors``)."""
+
+    request: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActorNames:
+    request: int
+    names: tuple[str, ...]         # as registered: with their namespace (graph/actor.py)
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerExited:
     """A worker process of this node ended (node -> head): a session it opened with the
     head (a task that submits tasks) is gone, though the head cannot watch a pid on
@@ -863,7 +877,8 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
            | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
-           | ActorLookup | ActorFound | ActorExit | WorkerExited | CancelSubmitted | Bye
+           | ActorLookup | ActorFound | ActorNamesRequest | ActorNames | ActorExit | WorkerExited
+           | CancelSubmitted | Bye
            | WorkerReady | Blocked | Unblocked
            | Skip | RunTasks | TasksDone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
            | PlanRequest | PlanReport | ObjectsRequest | ObjectsReport)
