@@ -46,6 +46,15 @@ def where_big():
 
 
 @plait.remote
+def big_then_stuck(path):
+    """1 MiB the first time; made again (``path`` exists by then), it waits 30 s."""
+    if os.path.exists(path):
+        time.sleep(30)
+    open(path, "w").close()
+    return np.ones(1 << 20, dtype=np.uint8)
+
+
+@plait.remote
 class Where:
     def node(self):
         return plait.get_runtime_context().get_node_id()
@@ -126,6 +135,19 @@ def test_a_result_waited_for_on_a_node_that_joined_then_left_is_made_again(clust
     cluster.remove_node(first)
     node, array = plait.get(ref, timeout=60)
     assert node == second.node_id and array.nbytes == 1 << 20
+
+
+def test_a_get_that_asks_again_for_a_result_whose_node_left_keeps_its_timeout(cluster,
+                                                                            tmp_path):
+    first = cluster.add_node(num_cpus=1)
+    ref = big_then_stuck.options(node=first.node_id).remote(str(tmp_path / "made"))
+    assert plait.wait([ref], timeout=60) == ([ref], [])
+    cluster.add_node(num_cpus=1)
+    cluster.remove_node(first)
+    started = time.monotonic()
+    with pytest.raises(plait.GetTimeoutError):
+        plait.get(ref, timeout=1)                        # its remaking takes 30 s
+    assert time.monotonic() - started < 10
 
 
 def test_a_removed_nodes_running_task_is_retried_on_another(cluster, tmp_path):

@@ -32,6 +32,7 @@ first (session.py, SPARE_MAX_BYTES).
 from __future__ import annotations
 
 import pickle
+import time
 import weakref
 from typing import Any
 
@@ -44,7 +45,8 @@ MOVED_RETRIES = 3              # times a get asks again where an object is after
 class ObjectReading:
     """Pinning, pulling and rebuilding objects for the Session (see the module docstring)."""
 
-    def pin_stored(self, object_ids: list[str], found: dict[str, list[Any]]) -> None:
+    def pin_stored(self, object_ids: list[str], found: dict[str, list[Any]],
+                   deadline: float | None = None) -> None:
         """Fill ``found`` with where to read the stored objects among ``object_ids``: one
         value per time each is asked, to ``pop`` (a Located is one pin, for one view).
 
@@ -52,17 +54,18 @@ class ObjectReading:
         from a dead view of this get's objects (``reusable``), else one asked of the head
         (one round trip for all); those held on other hosts are fetched over the network
         into private memory, once. ``found`` is the caller's, so that the pins it holds
-        when a later step fails are given back (``unpin_unused``).
+        when a later step fails are given back (``unpin_unused``). An object whose node
+        left is asked of the head again, within the get's ``deadline``.
         """
         from plait.executor.wire import protocol as p
 
-        stored = self.stored_on_live_nodes(object_ids)
+        stored = self.stored_on_live_nodes(object_ids, deadline)
         far = {oid for oid in stored if self.node_info(self.values[oid].node).host != self.host}
         ask = []
         for oid in stored:
             kept = self.reusable.get(oid)
             if oid in far:
-                value = found[oid][0] if oid in found else self.fetch_far(oid)
+                value = found[oid][0] if oid in found else self.fetch_far(oid, deadline)
                 found.setdefault(oid, []).append(value)
             elif kept:
                 found.setdefault(oid, []).append(kept.pop())
@@ -86,7 +89,8 @@ class ObjectReading:
                 self.unpinned.append((oid, value))
         self.reusable.clear()
 
-    def stored_on_live_nodes(self, object_ids: list[str]) -> list[str]:
+    def stored_on_live_nodes(self, object_ids: list[str], deadline: float | None = None
+                             ) -> list[str]:
         """Those of ``object_ids`` stored on a node, each known where it is now: a location
         on a node that left since it was learned (a ``wait`` or a ``get`` learns it) is
         dropped and the head asked again, which knows where the object is now, or makes it
@@ -100,7 +104,7 @@ class ObjectReading:
                 return stored
             for oid in gone:
                 self.values.pop(oid)
-            self.fetch(gone, len(gone), None)
+            self.fetch(gone, len(gone), _left(deadline))
         return [oid for oid in object_ids if isinstance(self.values[oid], p.Stored)]
 
     def on_nodes_gone(self, object_ids: list[str]) -> list[str]:
@@ -112,7 +116,7 @@ class ObjectReading:
         known = {n.id for n in self.refresh_nodes()}
         return [oid for oid in object_ids if self.values[oid].node not in known]
 
-    def fetch_far(self, object_id: str) -> Any:
+    def fetch_far(self, object_id: str, deadline: float | None = None) -> Any:
         """Pull from the node holding it; if that fails, ask the head where it is now."""
         from plait.errors import PlaitError
         from plait.executor.wire import protocol as p
@@ -124,7 +128,7 @@ class ObjectReading:
                 return value
             if all(n.id != value.node for n in self.refresh_nodes()):
                 self.values.pop(object_id)          # its node left: ask the head again
-                self.fetch([object_id], 1, None)
+                self.fetch([object_id], 1, _left(deadline))
                 continue
             info = self.node_info(value.node)
             try:
@@ -133,7 +137,7 @@ class ObjectReading:
                                             timeout=FAR_TIMEOUT_SECONDS))
             except PlaitError:
                 self.values.pop(object_id)       # stale: the head knows better
-                self.fetch([object_id], 1, None)
+                self.fetch([object_id], 1, _left(deadline))
         return self.values[object_id]
 
     def node_info(self, node: str) -> Any:
@@ -186,3 +190,8 @@ class ObjectReading:
         if node not in self.arenas:
             self.arenas[node] = Arena.attach(self.node_info(node).arena)
         return self.arenas[node]
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds left before ``deadline`` (None: no limit), never below 0."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -247,8 +247,9 @@ class Session(ObjectReading, Engine):
             parked = self.parked.error_for(ids)
             if parked is not None:      # it would wait for ever (Ray's get would hang)
                 raise parked
+            deadline = None if timeout is None else _now() + timeout
             self.fetch(ids, len(wanted), timeout)
-            self.pin_stored(ids, pinned)
+            self.pin_stored(ids, pinned, deadline)
             values = [self.load(oid, pinned[oid].pop() if oid in pinned else None)
                       for oid in ids]
         finally:
