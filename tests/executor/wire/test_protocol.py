@@ -72,6 +72,8 @@ SAMPLES = [
     p.Expect(("put-1",)),
     p.ActorLookup(3, "counter"),
     p.ActorFound(3, b"handle"),
+    p.ActorNamesRequest(4),
+    p.ActorNames(4, ("counter", "ns\x1fcounter")),
     p.TaskEvent("inc-2", "inc", "node-0", 1, 10.0, 10.5, True),
     p.TransferEvent("put-1", "node-1", "node-0", 1 << 20, 10.0, 10.1),
     p.TraceRequest(12, -1),
