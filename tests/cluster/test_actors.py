@@ -208,6 +208,40 @@ def test_kill_without_no_restart_restarts_within_max_restarts(cluster):
     assert plait.get(counter.pid.remote(), timeout=30) != pid
 
 
+@plait.remote
+def hundred():
+    return 100
+
+
+@plait.remote(max_restarts=2)
+class MadeFromRefs:
+    def __init__(self, base, block, nested):
+        self.total = base + int(block.sum()) + plait.get(nested[0])
+
+    def read(self):
+        return self.total, os.getpid()
+
+
+def test_a_restarted_actor_runs_its_constructor_again_on_the_refs_it_was_made_with(cluster):
+    """As Ray keeps a restartable actor's constructor arguments while it lives: here a
+    task's result, a stored array and a nested ref, none of them held by the driver."""
+    from tests.cluster.test_state import gone_within
+
+    base, block = hundred.remote(), plait.put(np.ones(1 << 20, dtype=np.uint8))
+    made = MadeFromRefs.remote(base, block, [plait.put(1)])
+    ids = [base.hex(), block.hex()]
+    del base, block
+    total, pid = plait.get(made.read.remote(), timeout=30)
+    assert total == 100 + (1 << 20) + 1
+    for _ in range(2):
+        plait.kill(made, no_restart=False)
+        assert wait_exit(pid)
+        again, pid = plait.get(made.read.remote(), timeout=60)
+        assert again == total
+    plait.kill(made)
+    assert all(gone_within(object_id, 10) for object_id in ids)   # released once dead
+
+
 def test_a_dead_process_without_restarts_raises_actor_died(cluster):
     counter = Counter.remote()
     with pytest.raises(plait.ActorDiedError, match="died"):

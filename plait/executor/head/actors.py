@@ -16,6 +16,7 @@ import pickle
 from dataclasses import dataclass, replace
 
 from plait.errors import ActorDiedError, ActorNotFoundError
+from plait.executor.head.lineage import reads
 from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import Peer
 from plait.graph.actor import name_and_namespace
@@ -30,6 +31,7 @@ class ActorRecord:
     restarts: int = 0
     base: int = 0                   # restarts used before it moved to its current node
     dead: bytes = b""               # the pickled ActorDiedError, once dead for good
+    holds_arguments: bool = False   # its constructor's inputs are held for its restarts
 
 
 class ActorRouting:
@@ -66,6 +68,25 @@ class ActorRouting:
             self.refuse_call(spec, error)
             return None
         return replace(spec, node=record.node)
+
+    def hold_arguments(self, spec: p.TaskSpec) -> None:
+        """A restartable actor's constructor runs again at each restart, on the arguments
+        it was created with: they stay while the actor lives, as Ray keeps them, even once
+        no handle or ref of the caller's is left."""
+        record = self.actors.get(spec.actor)
+        if record is None or spec.max_retries == 0 or record.holds_arguments:
+            return
+        record.holds_arguments = True
+        for oid in reads(spec):
+            self.directory.hold(oid)
+
+    def release_arguments(self, record: ActorRecord) -> None:
+        """The actor is dead for good or gone: its constructor never runs again."""
+        if record.holds_arguments:
+            record.holds_arguments = False
+            for oid in reads(record.spec):
+                self.directory.release(oid, f"actor {record.spec.actor}, which was made "
+                                            f"with it, at its end")
 
     def refuse_call(self, spec: p.TaskSpec, error: bytes) -> None:
         """A creation or call that is never assigned: its results fail with ``error``."""
@@ -104,6 +125,8 @@ class ActorRouting:
         if record is not None:
             record.restarts = record.base + message.restarts
             record.dead = message.error or record.dead
+            if record.dead:
+                self.release_arguments(record)
 
     def actors_lost(self, node: str, reason: str) -> None:
         """Actors on a dead node start again elsewhere within ``max_restarts``, with their
@@ -119,6 +142,7 @@ class ActorRouting:
             if not self.able() or 0 <= limit <= record.restarts:
                 record.dead = pickle.dumps(ActorDiedError(actor_id, f"its node {node} died "
                                                                     f"({reason})"))
+                self.release_arguments(record)
                 for spec in pending:
                     self.fail_assigned(spec, record.dead)
                 continue

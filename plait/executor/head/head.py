@@ -412,6 +412,8 @@ class Head(ActorRouting, Outbox):
             elif spec.node not in self.nodes:       # it died after the driver compiled
                 spec = replace(spec, node=self.least_loaded(spec.resources))
             if self.accept(spec):
+                if spec.method == "__init__":
+                    self.hold_arguments(spec)
                 per_node[spec.node].append(spec)
                 if spec.generator:
                     caller = peer if spec.generator == "streaming" else None
@@ -984,6 +986,7 @@ class Head(ActorRouting, Outbox):
             if not actor.dead:
                 self.to_node(actor.node, p.KillActor(object_id, True, "no handle to it is left",
                                                      graceful=True))
+            self.release_arguments(actor)
             del self.actors[object_id]
         holders = self.locations.pop(object_id) | self.cached.pop(object_id, set())
         if isinstance(value, p.Stored):

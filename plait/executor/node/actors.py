@@ -72,6 +72,10 @@ class ActorHost(Protocol):
 
     def work_item(self, task_id: str) -> p.WorkItem | None: ...
 
+    def restart_item(self, spec: p.TaskSpec, attempt: int) -> p.WorkItem | None: ...
+
+    def unpin_inputs(self, task_id: str) -> None: ...
+
     def send_items(self, worker: WorkerHandle, items: list[p.WorkItem]) -> None: ...
 
     def fail_task(self, task_id: str, error: bytes) -> None: ...
@@ -206,11 +210,16 @@ class Actors:
         node, worker = self.node, actor.worker
         assert worker is not None
         if actor.state == "new":
-            first = actor.spec.id in node.table.tasks     # else a restart: inputs were here
+            first = actor.spec.id in node.table.tasks     # else a restart
             if first and not actor.inputs_ready:
                 return                                     # ready() wakes it up
+            item = self.creation_item(actor)
+            if item is None:           # inputs not here (yet): a first run waits in the table
+                if not first:          # and ready() wakes it; a restart looks again
+                    self.wanted.add(actor.spec.actor)
+                return
             actor.state = "starting"
-            node.send_items(worker, [self.creation_item(actor)])
+            node.send_items(worker, [item])
             return
         if actor.state != "alive":
             return
@@ -243,16 +252,14 @@ class Actors:
         state = self.node.table.tasks.get(task_id)
         return state.spec.caller if state is not None else ""
 
-    def creation_item(self, actor: LocalActor) -> p.WorkItem:
+    def creation_item(self, actor: LocalActor) -> p.WorkItem | None:
+        """The constructor's work item: a first run's (or a move's) from the task table, as
+        any task's; a restart's on the inputs it was made with (the head holds them while
+        the actor lives). None while they are not all here."""
         spec = actor.spec
-        held, gpu_ids = self.node.ledger.assigned("actor " + spec.actor)
-        item = self.node.work_item(spec.id) if spec.id in self.node.table.tasks else None
-        return item or p.WorkItem(spec.id, -1 - actor.restarts, spec.function_id,
-                                  spec.function_name, spec.payload, (), (), spec.outputs,
-                                  method="__init__", slots=spec.slots,
-                                  concurrency=spec.concurrency,
-                                  resources=held, gpu_ids=gpu_ids, actor_name=spec.actor_name,
-                                  env_vars=spec.env_vars)
+        if spec.id in self.node.table.tasks:
+            return self.node.work_item(spec.id)
+        return self.node.restart_item(spec, -1 - actor.restarts)
 
     # -- results and deaths ----------------------------------------------------------------
 
@@ -305,6 +312,8 @@ class Actors:
             return
         node, table = self.node, self.node.table
         actor.worker, actor.sent = None, 0
+        if actor.spec.id not in table.tasks:      # a restart's constructor may have run
+            node.unpin_inputs(actor.spec.id)
         if actor.dead:
             self.forget(actor)
             return

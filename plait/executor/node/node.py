@@ -660,6 +660,7 @@ class Node(Outbox):
             worker.inflight.pop(result.task_id, None)
             if worker.actor and self.actors.constructed(result) and \
                     result.task_id not in self.table.tasks:
+                self.unpin_inputs(result.task_id)
                 continue                           # a restart's constructor: nothing to report
             if result.retryable and self.table.retry(result.task_id, result.attempt):
                 self.release(result.task_id)
@@ -851,6 +852,10 @@ class Node(Outbox):
         if self.ledger.give_back(task_id):
             self.resources_freed()
         self.admission.ended(task_id)
+        self.unpin_inputs(task_id)
+
+    def unpin_inputs(self, task_id: str) -> None:
+        """The task's inputs may spill again."""
         for oid in self.task_pins.pop(task_id, ()):
             self.store.unpin(oid)
 
@@ -1117,6 +1122,28 @@ class Node(Outbox):
                           tuple((oid, values[oid]) for oid in nested), spec.outputs,
                           spec.retry_exceptions, spec.method, spec.slots, spec.generator,
                           spec.concurrency, held, gpu_ids, spec.actor_name, spec.env_vars)
+
+    def restart_item(self, spec: p.TaskSpec, attempt: int) -> p.WorkItem | None:
+        """An actor's constructor again, in its restarted process, on the inputs it was
+        created with, pinned while it runs. None while some are not here: they are asked
+        of the head (which holds them while the actor lives), and the actor looks again."""
+        reads = list(dict.fromkeys(spec.deps + spec.nested))
+        missing = [oid for oid in reads if oid not in self.values]
+        if missing:
+            wanted = [oid for oid in missing if oid not in self.asked]
+            if wanted:
+                self.asked.update(wanted)
+                self.up(p.Subscribe(tuple(wanted)))
+            return None
+        values = {oid: self.usable(oid) for oid in reads}
+        self.task_pins[spec.id] = [oid for oid, v in values.items() if isinstance(v, p.Located)]
+        held, gpu_ids = self.ledger.assigned(f"actor {spec.actor}")
+        return p.WorkItem(spec.id, attempt, spec.function_id, spec.function_name, spec.payload,
+                          tuple(values[oid] for oid in spec.deps),
+                          tuple((oid, values[oid]) for oid in dict.fromkeys(spec.nested)),
+                          spec.outputs, method="__init__", slots=spec.slots,
+                          concurrency=spec.concurrency, resources=held, gpu_ids=gpu_ids,
+                          actor_name=spec.actor_name, env_vars=spec.env_vars)
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:
         """Put a task back to waiting for inputs whose copy here was lost, and ask the head
