@@ -93,6 +93,14 @@ class Pair:
     def thread_name(self):
         return threading.current_thread().name
 
+    def ask_myself(self):
+        """Waits, in one thread, for a call of this actor that another thread runs."""
+        me = plait.get_runtime_context().current_actor
+        return plait.get(me.answer.remote(), timeout=20) + 1
+
+    def answer(self):
+        return 41
+
 
 # -- async actors ------------------------------------------------------------------------
 
@@ -232,6 +240,13 @@ def test_threads_of_one_actor_submit_get_and_put_at_the_same_time(cluster):
     pair = Pair.options(max_concurrency=2).remote()
     refs = [pair.meet_and_double.remote(x) for x in (3, 4, 5, 6)]
     assert plait.get(refs, timeout=60) == [(6, 3), (8, 4), (10, 5), (12, 6)]
+
+
+def test_a_threaded_call_waiting_for_another_call_of_its_actor_gets_its_result(cluster):
+    """The call's get held the session's lock while it waited, and the other call could not
+    end without it: GetTimeoutError here (a hang without a timeout), 42 in Ray."""
+    pair = Pair.options(max_concurrency=2).remote()
+    assert plait.get(pair.ask_myself.remote(), timeout=60) == 42
 
 
 def test_a_sync_actor_still_runs_its_calls_one_by_one_in_its_main_thread(cluster):

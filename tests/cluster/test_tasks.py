@@ -103,6 +103,45 @@ def test_a_result_is_computed_once(cluster, tmp_path):
     assert lines(path) == ["x"]
 
 
+def waiting_in(thread, function_name: str, seconds: float = 30) -> bool:
+    """Whether ``thread`` is inside ``function_name`` within ``seconds`` (read off its
+    stack: the test must know that the thread waits before it goes on)."""
+    import sys
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None:
+            if frame.f_code.co_name == function_name:
+                return True
+            frame = frame.f_back
+        time.sleep(0.005)
+    return False
+
+
+def test_a_get_in_one_thread_does_not_hold_up_another_threads_calls(cluster, tmp_path):
+    """As in Ray, each thread's get waits for its own objects. plait's held the session's
+    lock while it waited, so the other thread's put and get waited for the first get."""
+    import threading
+
+    gate = tmp_path / "go"
+    held = wait_for_file.remote(str(gate))
+    first = threading.Thread(target=plait.get, args=(held,), kwargs={"timeout": 60})
+    second = threading.Thread(target=lambda: results.append(
+        plait.get(add.remote(plait.put(1), 2), timeout=60)))
+    results: list[int] = []
+    first.start()
+    try:
+        assert waiting_in(first, "fetch")
+        second.start()
+        second.join(timeout=20)
+        assert results == [3]                 # while the first get still waits
+    finally:
+        gate.touch()
+        first.join(timeout=60)
+        second.join(timeout=60)
+
+
 def test_chains_and_fan_out(cluster):
     ref = plait.put(0)
     for _ in range(50):

@@ -8,6 +8,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import zmq
 
@@ -61,6 +62,7 @@ class Connection:
         self.cluster = cluster
         self.heap = HeapTrim()            # what the messages left free, given back (malloc.py)
         self.heard = self.pinged = time.monotonic()
+        self.poller: zmq.Poller | None = None       # the socket and a Wakeup (receive)
 
     def send(self, message: p.Message) -> None:
         """Send, noticing a dead head instead of blocking (a DEALER with no peer would)."""
@@ -73,12 +75,18 @@ class Connection:
                 self.check_head()
                 self.sock.poll(LIVENESS_SLICE_MS, zmq.POLLOUT)
 
-    def receive(self, timeout: float | None) -> p.Message | None:
-        """The next message, or None after ``timeout`` seconds (None: wait indefinitely)."""
+    def receive(self, timeout: float | None, wakeup: Any = None) -> p.Message | None:
+        """The next message, or None after ``timeout`` seconds (None: wait indefinitely), or
+        at once when a byte comes on ``wakeup`` (a Wakeup: another thread wants the
+        session)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = LIVENESS_SLICE_MS if deadline is None else min(
                 LIVENESS_SLICE_MS, max(0, int((deadline - time.monotonic()) * 1000)))
+            if wakeup is not None and not self.sock.poll(0):
+                if self.woken(wakeup, left):
+                    return None
+                left = 0
             if self.sock.poll(left):
                 self.heard = time.monotonic()
                 frame = self.sock.recv(copy=False).buffer
@@ -89,6 +97,18 @@ class Connection:
             self.check_head()
             if deadline is not None and time.monotonic() >= deadline:
                 return None
+
+    def woken(self, wakeup: Any, timeout_ms: int) -> bool:
+        """Wait up to ``timeout_ms`` for a message or a byte on ``wakeup``; True for the
+        byte (drained)."""
+        if self.poller is None:
+            self.poller = zmq.Poller()
+            self.poller.register(self.sock, zmq.POLLIN)
+            self.poller.register(wakeup.fileno(), zmq.POLLIN)
+        if wakeup.fileno() in dict(self.poller.poll(timeout_ms)):
+            wakeup.drain()
+            return True
+        return False
 
     def check_head(self) -> None:
         """A head we started is alive while its process is; one we joined, while it answers.

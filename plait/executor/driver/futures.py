@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from typing import Any
 
 POLL_MS = 200          # the longest the waiter holds the lock in one poll (a knock ends it)
+STEP_ASIDE_SECONDS = 0.05  # the longest a holder that stepped aside waits to be let back in
 
 
 class Wakeup:
@@ -62,27 +63,60 @@ class Wakeup:
 
 
 class SessionLock:
-    """The session's re-entrant lock, which a waiting ``Futures`` thread gives up at once
-    when another thread wants it (that thread knocks on the waiter's wake socket first)."""
+    """The session's re-entrant lock. No thread holds it for long while others want it:
+    a waiting ``Futures`` thread gives it up at once (a thread that wants it knocks on the
+    waiter's wake socket first), and a thread that waits for the head in a ``get``, a
+    ``wait`` or a request steps aside (``step_aside``) whenever another thread wants it,
+    woken by a byte on ``wakeup``. So a get in one thread never holds up another thread's
+    get, put or submission (a threaded actor's call that waits for another call of the
+    same actor, which must end to let it go on, included), as in Ray."""
 
     def __init__(self) -> None:
         self.rlock = threading.RLock()
+        self.turns = threading.Condition(self.rlock)   # a holder that stepped aside waits
+        self.contenders = 0                            # threads waiting for the lock
+        self.counting = threading.Lock()
+        self.wakeup = Wakeup()                         # pokes a holder waiting for the head
         self.waiter: Futures | None = None
 
     def __enter__(self) -> SessionLock:
-        waiter = self.waiter
-        if waiter is None or waiter.is_current():
-            self.rlock.acquire()
+        if self.rlock.acquire(blocking=False):
             return self
-        waiter.wanted(+1)
+        waiter = self.waiter
+        if waiter is not None and waiter.is_current():
+            waiter = None
+        if waiter is not None:
+            waiter.wanted(+1)
+        self.contend(+1)
         try:
             self.rlock.acquire()
         finally:
-            waiter.wanted(-1)
+            self.contend(-1)
+            if waiter is not None:
+                waiter.wanted(-1)
+        self.turns.notify_all()      # a holder that stepped aside takes it back after us
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.rlock.release()
+
+    def contend(self, change: int) -> None:
+        with self.counting:
+            self.contenders += change
+        if change > 0:
+            self.wakeup.wake()
+
+    def step_aside(self) -> bool:
+        """Called by the holder where it only waits for the head: let the threads that want
+        the lock have it, and take it back after them (True if any wanted it). Whatever
+        they take in from the head meanwhile is in the session's tables."""
+        if not self.contenders:
+            return False
+        self.turns.wait(STEP_ASIDE_SECONDS)      # releases every level of the lock held
+        return True
+
+    def close(self) -> None:
+        self.wakeup.close()
 
 
 class Futures:

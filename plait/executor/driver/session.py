@@ -587,7 +587,11 @@ class Session(ObjectReading, Engine):
                         f"get timed out after {timeout} s with {len(missing)} of "
                         f"{len(unique)} object(s) not ready (first: {first}); the tasks keep "
                         f"running, so a later get can still succeed")
-                missing.difference_update(self.pump(min(left, PROGRESS_SLICE)))
+                known = self.pump(min(left, PROGRESS_SLICE))
+                if known is None:
+                    missing = {oid for oid in missing if oid not in self.values}
+                else:
+                    missing.difference_update(known)
         finally:
             progress.close()
 
@@ -615,10 +619,13 @@ class Session(ObjectReading, Engine):
             self.pump(min(left, PROGRESS_SLICE))
         return True
 
-    def pump(self, timeout: float | None) -> list[str]:
+    def pump(self, timeout: float | None) -> list[str] | None:
         """Receive and apply one message (if one comes within ``timeout``); the objects it
-        made known."""
-        message = self.conn.receive(timeout)
+        made known. None: other threads had the session meanwhile (SessionLock.step_aside),
+        and what they took in is in ``values`` and ``replies``: look there."""
+        if self.lock.step_aside():
+            return None
+        message = self.conn.receive(timeout, self.lock.wakeup)
         return [] if message is None else self.apply(message)
 
     def apply(self, message: Any) -> list[str]:
@@ -777,6 +784,7 @@ class Session(ObjectReading, Engine):
             # the worker's context, whose term waits for every socket of it to close
             self.cluster.stop()
             self.conn.close()
+            self.lock.close()
         for arena in self.arenas.values():
             try:
                 arena.close()

@@ -4,13 +4,13 @@ for every socket of that context to close."""
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from types import SimpleNamespace
 
 import pytest
 
 from plait.errors import HeadUnavailableError
+from plait.executor.driver.futures import SessionLock
 from plait.executor.driver.session import Session
 
 
@@ -30,7 +30,7 @@ def joined_session(flush_frees) -> tuple[Session, Recorded]:
     """A session of a joined cluster (a worker's), built without a head."""
     session = Session.__new__(Session)
     conn = Recorded()
-    session.lock = threading.RLock()
+    session.lock = SessionLock()
     session.futures = None
     session.flusher = SimpleNamespace(stop=lambda: None)
     session.unsubmitted = deque()
