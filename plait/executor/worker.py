@@ -71,7 +71,7 @@ from plait.graph import context
 from plait.graph.actor import (READY, TERMINATE, exit_actor, handle_of, is_async_class,
                                name_and_namespace)
 from plait.graph.ids import IdGenerator, yielded_id
-from plait.graph.refs import ObjectRef, collecting_refs
+from plait.graph.refs import ObjectRef, collecting_refs, unsubmitted
 from plait.graph.task import decode_call
 from plait.store.arena import Arena
 from plait.store.serialization import INLINE_THRESHOLD, deserialize, dumps, serialize
@@ -779,6 +779,9 @@ class WorkerRuntime:
         """Inline when small; otherwise allocate a block of the arena and write into it."""
         with collecting_refs() as found:
             serialized = serialize(value)
+        lazy = unsubmitted(found)
+        if lazy:
+            self.nested().run_confirmed(lazy)
         call = self.current()
         if call is not None:              # alive until the result is sent (results_sent)
             call.riding += found

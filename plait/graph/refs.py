@@ -41,6 +41,14 @@ class collecting_refs:
         _pickling.found = self._outer
 
 
+def unsubmitted(refs: list[ObjectRef]) -> list[ObjectRef]:
+    """Those of ``refs`` whose calls were not submitted yet (an actor's creation too). A
+    value stored with them inside (a put, a result) must submit them first: the head
+    holds what a value contains only if it knows of it, and a call dropped by every
+    other holder before its submission would never run."""
+    return [ref for ref in refs if ref.task is not None and not ref.task.submitted]
+
+
 class ObjectRef:
     """A handle to an immutable object; pass it to tasks or ``plait.get`` it."""
 

@@ -242,6 +242,48 @@ def test_a_restarted_actor_runs_its_constructor_again_on_the_refs_it_was_made_wi
     assert all(gone_within(object_id, 10) for object_id in ids)   # released once dead
 
 
+@plait.remote
+def put_in_a_task(gate):
+    inner = wait_for_file.remote(gate, 7)
+    return plait.put([inner]), inner.hex()
+
+
+def holders(object_id: str) -> int:
+    """How many holders the head counts for ``object_id`` once it is listed (the listing
+    is a request: the head has taken in all this session sent before it)."""
+    import time
+
+    from plait.util.state import list_objects
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:       # a call is listed once it is submitted
+        rows = list_objects(filters=[("object_id", "=", object_id)])
+        if rows:
+            return rows[0].holders
+    raise AssertionError(f"{object_id} never listed")
+
+
+def test_calls_not_submitted_yet_held_only_by_a_put_stay_held(cluster, tmp_path):
+    """A put holding the only ref of a call not submitted yet (an actor's creation too):
+    the head did not know of them when the put reached it, so it counted no holder, and
+    once the call ended its result was reclaimed (the actor: "never created here"). Ray
+    keeps them."""
+    gate = tmp_path / "go"
+    inner = wait_for_file.remote(str(gate), 7)
+    inner_id = inner.hex()
+    listed = plait.put([inner])
+    counter = Counter.remote(5)
+    counter_id = counter.actor_id
+    boxed = plait.put({"counter": counter})
+    del inner, counter
+    in_task, in_task_id = plait.get(put_in_a_task.remote(str(gate)), timeout=30)
+    assert holders(inner_id) >= 1 and holders(counter_id) >= 1 and holders(in_task_id) >= 1
+    gate.touch()
+    assert plait.get(plait.get(listed, timeout=30)[0], timeout=30) == 7
+    assert plait.get(plait.get(in_task, timeout=30)[0], timeout=30) == 7
+    assert plait.get(plait.get(boxed, timeout=30)["counter"].incr.remote(), timeout=30) == 6
+
+
 def test_a_dead_process_without_restarts_raises_actor_died(cluster):
     counter = Counter.remote()
     with pytest.raises(plait.ActorDiedError, match="died"):

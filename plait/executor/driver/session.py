@@ -25,7 +25,7 @@ from plait import compiler
 from plait.errors import GetTimeoutError, ObjectFreedError
 from plait.graph import context
 from plait.graph.ids import IdGenerator
-from plait.graph.refs import ObjectRef, collecting_refs
+from plait.graph.refs import ObjectRef, collecting_refs, unsubmitted
 from plait.graph.remote_function import ObjectRefGenerator
 from plait.executor.engine import Engine, check_refs as _check_refs
 from plait.executor.engine import serialized as _serialized
@@ -167,6 +167,9 @@ class Session(ObjectReading, Engine):
         self.flush_frees()
         with collecting_refs() as found:
             serialized = serialize(value)
+        lazy = unsubmitted(found)
+        if lazy:
+            self.run(lazy)
         contains = tuple(dict.fromkeys(ref.id for ref in found))
         nbytes = serialized.nbytes
         if nbytes <= INLINE_THRESHOLD or self.nodes[0].host != self.host:
@@ -699,6 +702,13 @@ class Session(ObjectReading, Engine):
         self.submitted_unconfirmed.clear()
         if alive or submitted:
             self.apply(self.conn.hello(other=self.apply))
+
+    @_serialized
+    def run_confirmed(self, refs: list[ObjectRef]) -> None:
+        """Submit the calls of ``refs`` and wait for the head to have them (one round trip):
+        a worker's put that holds them reaches the head through its node, another way."""
+        self.run(refs)
+        self.apply(self.conn.hello(other=self.apply))
 
     def settled(self) -> bool:
         """No hold to send or confirm (read without the lock: a hint for settle_holds)."""
