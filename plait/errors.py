@@ -102,6 +102,8 @@ class TaskError(PlaitError):
         kind = _task_error_class(type(cause))
         error = kind.__new__(kind)
         TaskError.__init__(error, function_name, task_id, node, remote_traceback, cause)
+        if kind is not TaskError:
+            error.args = (cause,)       # as Ray's: its args are the cause, not plait's fields
         error.__cause__ = cause
         return error
 
@@ -135,12 +137,22 @@ def _task_error_class(cause_type: type) -> type:
         try:
             kind = type(f"TaskError({cause_type.__name__})", (TaskError, cause_type),
                         {"__str__": TaskError.__str__, "__reduce__": TaskError.__reduce__,
-                         "__init__": TaskError.__init__, "__module__": __name__})
+                         "__init__": TaskError.__init__, "__getattr__": _cause_attribute,
+                         "__module__": __name__})
             kind.__new__(kind)
         except TypeError:  # incompatible layouts or __new__ (MemoryError, some C types)
             kind = TaskError
     _TASK_ERROR_CLASSES[cause_type] = kind
     return kind
+
+
+def _cause_attribute(error: TaskError, name: str) -> object:
+    """An attribute the user's exception has and the wrapping error has not
+    (``except HTTPError as e: e.status``), read from the cause, as Ray's wrapper does."""
+    cause = error.__dict__.get("cause")
+    if cause is None:
+        raise AttributeError(name)
+    return getattr(cause, name)
 
 
 def _subclassable(cause_type: type) -> bool:

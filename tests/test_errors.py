@@ -133,6 +133,23 @@ def test_wrapped_error_survives_pickling_as_both():
     assert isinstance(copy.__cause__, KeyError)
 
 
+class HTTPError(Exception):
+    def __init__(self, message, status=0):
+        super().__init__(message)
+        self.status = status
+
+
+def test_the_causes_own_attributes_and_args_are_read_on_the_wrapped_error_as_in_ray():
+    """``except HTTPError as e: if e.status == 429`` works on Ray's wrapper, whose args are
+    the cause; an attribute neither has is still an AttributeError."""
+    for error in (wrapped(HTTPError("slow down", 429)),
+                  pickle.loads(pickle.dumps(wrapped(HTTPError("slow down", 429))))):
+        assert error.status == 429 and error.task_id == "parse-7"
+        assert len(error.args) == 1 and isinstance(error.args[0], HTTPError)
+        with pytest.raises(AttributeError):
+            _ = error.nothing_here
+
+
 def test_a_plait_error_raised_by_a_task_wraps_and_pickles_as_both():
     copy = pickle.loads(pickle.dumps(wrapped(errors.ObjectLostError("o-1", "gone"))))
     assert isinstance(copy, TaskError) and isinstance(copy, errors.ObjectLostError)
