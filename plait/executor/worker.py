@@ -35,6 +35,7 @@ import atexit
 import ctypes
 import dataclasses
 import functools
+import gc
 import inspect
 import itertools
 import os
@@ -117,10 +118,12 @@ def main(config: WorkerConfig) -> None:
 
 def leave_process(runtime: WorkerRuntime) -> None:
     """The one way a worker ends on its own (told Bye: its actor's last handle is gone, or
-    the cluster stops; its node gone): the atexit handlers its tasks registered run, as in
-    Ray's graceful exit, while plait still works for them; then its session closes.
-    ``plait.kill`` and crashes end the process with SIGKILL and run none, as ``ray.kill``."""
+    the cluster stops; its node gone): an actor's instance goes (its ``__del__`` runs), then
+    the atexit handlers its tasks registered run, as in Ray's graceful exit, while plait
+    still works for them; then its session closes. ``plait.kill`` and crashes end the
+    process with SIGKILL and run none, as ``ray.kill``."""
     try:
+        runtime.let_instance_go()
         run_exit_handlers()
     finally:
         if runtime.session is not None:
@@ -434,6 +437,7 @@ class WorkerRuntime:
                     value = self.run_coroutine(value)
                 return self.finish(call, value)
             except SystemExit as leaving:     # exit_actor() or sys.exit() in an actor's method
+                function = None               # a bound method: the instance may go now
                 return self.leave_actor(call, leaving)
             except (Exception, KeyboardInterrupt) as error:
                 return self.failed_by(call, error)
@@ -523,6 +527,7 @@ class WorkerRuntime:
         if self.actor is None:
             raise leaving
         if isinstance(leaving, ActorExitRequest) or leaving.code in (None, 0):
+            traceback.clear_frames(leaving.__traceback__)   # the method's, holding self
             return self.end_actor(call)
         if self.calls is not None:
             self.calls.crash(leaving)
@@ -581,12 +586,22 @@ class WorkerRuntime:
         self.instance = calls.construct(cls, args, kwargs)
         self.calls = calls                 # serve() hands over once this batch is reported
 
+    def let_instance_go(self) -> None:
+        """The actor's instance goes and its ``__del__`` runs, as when a Ray actor ends
+        gracefully (out of scope, exit_actor, __ray_terminate__); not on a kill."""
+        if self.instance is None:
+            return
+        self.instance = self.handle = None
+        gc.collect()                  # it may be in a cycle (a bound method it keeps)
+
     def end_actor(self, call: Call) -> NoReturn | p.TaskResult:
         """The actor ends itself: its atexit handlers run here (a forked worker leaves
         through os._exit, which skips them), then this call fails with ActorDiedError,
         marked ``exited`` so that its node fails the calls queued behind it, restarts
         nothing and stops this process. No other call starts meanwhile (with concurrent
         calls, the ended result is returned; the main thread starts no more)."""
+        if self.calls is None:         # (concurrent calls may still use it: at the end)
+            self.let_instance_go()
         run_exit_handlers()
         error = ActorDiedError(self.actor_id or "", f"it ended itself (exit_actor() or "
                                                     f"sys.exit()) in call {call.task_id}")

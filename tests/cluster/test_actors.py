@@ -370,15 +370,21 @@ def test_a_handle_kept_in_an_actors_state_keeps_its_actor_alive(cluster):
 
 @plait.remote
 class Goodbye:
-    """Writes ``path`` from an atexit handler: whether its process left gracefully."""
+    """Writes ``path`` from an atexit handler, and ``path`` + ".del" from ``__del__``:
+    whether its process left gracefully, and its instance went."""
 
     def __init__(self, path):
         import atexit
 
+        self.path = path
         atexit.register(lambda: open(path, "w").write("bye"))
 
     def pid(self):
         return os.getpid()
+
+    def __del__(self):
+        with open(self.path + ".del", "w") as f:
+            f.write("del")
 
 
 def test_an_actor_leaving_with_its_last_handle_runs_atexit_and_a_killed_one_does_not(
@@ -390,6 +396,8 @@ def test_an_actor_leaving_with_its_last_handle_runs_atexit_and_a_killed_one_does
     plait.kill(dying)                             # as ray.kill: no exit handlers
     assert all(wait_exit(pid, timeout=10) for pid in pids)
     assert left.read_text() == "bye" and not killed.exists()
+    assert (tmp_path / "left.del").exists()               # __del__ ran, as in Ray
+    assert not (tmp_path / "killed.del").exists()
 
 
 def test_a_call_whose_nested_ref_is_pending_does_not_hold_back_the_calls_behind_it(

@@ -294,6 +294,9 @@ class Closing:
 
         return os.getpid()
 
+    def __del__(self):              # after atexit: its handler (a bound method) held self
+        self.write("__del__ ran")
+
 
 def test_exit_actor_ends_the_actor_cleanly_for_good(cluster, tmp_path):
     from tests.cluster.test_actors import wait_exit
@@ -309,7 +312,8 @@ def test_exit_actor_ends_the_actor_cleanly_for_good(cluster, tmp_path):
         with pytest.raises(plait.ActorDiedError, match="exit_actor"):
             plait.get(ref, timeout=30)
     assert wait_exit(pid)
-    assert log.read_text().splitlines() == ["before", "atexit ran"]   # no restart, no retry
+    assert log.read_text().splitlines() == ["before", "atexit ran",   # no restart, no retry
+                                            "__del__ ran"]
 
 
 def test_ray_terminate_ends_the_actor_after_the_calls_before_it(cluster, tmp_path):
@@ -320,7 +324,7 @@ def test_ray_terminate_ends_the_actor_after_the_calls_before_it(cluster, tmp_pat
     assert plait.get(first, timeout=30) == "first"
     with pytest.raises(plait.ActorDiedError):
         plait.get(actor.write.remote("later"), timeout=30)
-    assert log.read_text().splitlines() == ["first", "atexit ran"]
+    assert log.read_text().splitlines() == ["first", "atexit ran", "__del__ ran"]
 
 
 def test_exit_actor_outside_an_actor_is_a_type_error(cluster):
