@@ -101,14 +101,19 @@ class ConcurrentCalls:
 
     def construct(self, cls: type, args: tuple, kwargs: dict) -> Any:
         """The instance, built in the main thread; an async actor's loop is the current one
-        meanwhile, so what the constructor makes for asyncio belongs to it."""
+        meanwhile, so what the constructor makes for asyncio belongs to it. An ``async def
+        __init__`` is awaited there, as Ray does, before the loop serves any call."""
         if self.loop is None:
             return cls(*args, **kwargs)
         import asyncio
 
         asyncio.set_event_loop(self.loop)
         try:
-            return cls(*args, **kwargs)
+            if not inspect.iscoroutinefunction(cls.__init__):
+                return cls(*args, **kwargs)
+            instance = cls.__new__(cls, *args, **kwargs)
+            self.loop.run_until_complete(instance.__init__(*args, **kwargs))
+            return instance
         finally:
             asyncio.set_event_loop(None)
 

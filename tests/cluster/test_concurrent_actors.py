@@ -104,6 +104,24 @@ class Pair:
 
 # -- async actors ------------------------------------------------------------------------
 
+@plait.remote
+class OpensOnItsLoop:
+    """An ``async def __init__`` (Ray awaits it): what it makes belongs to the actor's loop."""
+
+    async def __init__(self, x):
+        self.event = asyncio.Event()
+        await asyncio.sleep(0)
+        self.x = x
+
+    async def value(self):
+        self.event.set()               # an Event made on another loop would fail here
+        return self.x
+
+
+def test_an_async_init_is_awaited_on_the_actors_loop(cluster):
+    assert plait.get(OpensOnItsLoop.remote(5).value.remote(), timeout=30) == 5
+
+
 def test_two_async_calls_of_one_actor_run_at_once(cluster):
     actor = Rendezvous.remote()
     waiting = actor.wait_for_partner.remote()        # alone, this call would never end
