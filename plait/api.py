@@ -381,6 +381,9 @@ def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | No
             raise ValueError(f"plait.wait was given {name} twice; wait needs a list of "
                              f"distinct refs")
         seen.add(name)
+    if not (isinstance(num_returns, int) and 1 <= num_returns <= len(refs)):
+        raise ValueError(f"num_returns={num_returns!r} must be between 1 and {len(refs)}, "
+                         f"the number of refs given (as Ray asks)")
     return _runtime().wait(refs, num_returns, timeout)
 
 

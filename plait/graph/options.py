@@ -230,6 +230,8 @@ def _check(key: str, value: Any) -> None:
         raise InvalidOptionError(f"scheduling_strategy {value!r} is not supported: use "
                                  f"'DEFAULT', 'SPREAD' (plait spreads small tasks anyway) or "
                                  f"NodeAffinitySchedulingStrategy(node_id)")
-    if key == "retry_exceptions" and not isinstance(value, (bool, list, tuple)):
-        raise InvalidOptionError(f"retry_exceptions must be a bool or exception types, "
-                                 f"got {value!r}")
+    if key == "retry_exceptions" and not (isinstance(value, bool) or (
+            isinstance(value, (list, tuple)) and all(
+                isinstance(kind, type) and issubclass(kind, BaseException) for kind in value))):
+        raise InvalidOptionError(f"retry_exceptions must be a bool or a list of exception "
+                                 f"classes, got {value!r}")

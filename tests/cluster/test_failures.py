@@ -164,7 +164,7 @@ def test_cancel_stops_running_and_pending_tasks(cluster, tmp_path):
     running = wait_for_file.remote(str(tmp_path / "never"))
     downstream = inc.remote(running)
     lazy = inc.remote(running)          # pending behind running, so it cannot finish first
-    plait.wait([running], num_returns=0)              # submitted; it blocks its worker
+    plait.wait([running], timeout=0)                    # submitted; it blocks its worker
     plait.cancel([running, lazy])
     with pytest.raises(plait.TaskCancelledError):
         plait.get(running, timeout=30)

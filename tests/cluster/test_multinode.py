@@ -116,7 +116,7 @@ def test_a_dead_node_is_noticed_its_tasks_retried_and_its_objects_lost(fresh, tm
     (only_there,) = plait.get(put_inside.options(node="node-1").remote(MIB))
     release = tmp_path / "go"
     stuck = wait_for.options(node="node-1", max_retries=1).remote(str(release))
-    plait.wait([stuck], num_returns=0)                 # submitted: queued or running there
+    plait.wait([stuck], timeout=0)                 # submitted: queued or running there
     plait.memory_summary()                             # a round trip: the head has it now
     os.kill(victim.pid, signal.SIGKILL)
     with pytest.raises(plait.ObjectLostError, match="node-1"):
@@ -130,7 +130,7 @@ def test_a_task_out_of_retries_on_dying_nodes_fails(fresh, tmp_path):
     plait.init(num_nodes=2, num_workers=1)
     victim = plait.nodes()[1]
     stuck = wait_for.options(node="node-1", max_retries=0).remote(str(tmp_path / "never"))
-    plait.wait([stuck], num_returns=0)
+    plait.wait([stuck], timeout=0)
     plait.memory_summary()
     os.kill(victim.pid, signal.SIGKILL)
     with pytest.raises(plait.WorkerCrashedError, match="node-1 died"):

@@ -108,6 +108,8 @@ def test_unknown_option_is_named_with_the_valid_ones():
     ("num_returns", -1), ("num_returns", True), ("num_returns", 1.0), ("num_returns", "2"),
     ("max_retries", -2), ("max_retries", False), ("max_retries", 1.5),
     ("node", 1), ("name", 3), ("num_cpus", -1), ("num_cpus", "1"), ("num_gpus", -0.5),
+    ("retry_exceptions", [int]), ("retry_exceptions", [ValueError, "KeyError"]),
+    ("retry_exceptions", 1),
 ])
 def test_ill_typed_option_values_are_refused(key, value):
     with pytest.raises(plait.InvalidOptionError, match=key):

@@ -145,6 +145,13 @@ def test_wait_refuses_a_ref_given_twice(runtime):
         plait.wait([ref, scale.remote(2), same], num_returns=1)
 
 
+@pytest.mark.parametrize("num_returns", [0, -1, 3, 1.5])
+def test_wait_refuses_num_returns_outside_one_to_the_refs_given_as_ray_does(runtime,
+                                                                             num_returns):
+    with pytest.raises(ValueError, match=f"num_returns={num_returns}"):
+        plait.wait([scale.remote(1), scale.remote(2)], num_returns=num_returns)
+
+
 # -- the decorator -------------------------------------------------------------------------
 
 def test_empty_parentheses_are_refused_on_a_class_as_on_a_function():
