@@ -3,6 +3,7 @@ build their clusters (``ray_start_cluster``), and nothing left once it is shut d
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -123,6 +124,63 @@ def test_a_node_added_while_a_driver_runs_is_used(cluster):
     node = cluster.add_node(num_cpus=1, resources={"late": 1})
     assert plait.get(waiting, timeout=60) == node.node_id
     assert [n.id for n in plait.nodes()] == ["node-0", node.node_id]
+
+
+SECOND_DRIVER = textwrap.dedent("""
+    import json, sys
+    import plait
+
+    @plait.remote
+    def echo(x):
+        return x
+
+    @plait.remote
+    class Tally:
+        def __init__(self):
+            self.n = 0
+
+        def add(self):
+            self.n += 1
+            return self.n
+
+    plait.init(address=sys.argv[1])
+    mine, tally = plait.put("second"), Tally.remote()
+    print(json.dumps({"put": plait.get(mine, timeout=30),
+                      "task": plait.get(echo.remote("second"), timeout=30),
+                      "tally": plait.get([tally.add.remote() for _ in range(3)], timeout=30),
+                      "ids": [mine.hex(), tally.actor_id]}))
+""")
+
+
+@plait.remote
+def echo(x):
+    return x
+
+
+@plait.remote
+class Tally:
+    def __init__(self):
+        self.n = 0
+
+    def add(self):
+        self.n += 1
+        return self.n
+
+
+def test_two_drivers_of_one_cluster_never_share_an_id(cluster):
+    """Every driver named its objects, calls and actors put-1, echo-2, Tally-3, ... and
+    the head took equal names for the same thing: a driver got the other's result, its
+    actor, or its cancel. Ray's ids are unique cluster-wide; so are plait's now."""
+    cluster.add_node(num_cpus=2)
+    mine, tally = plait.put("first"), Tally.remote()
+    assert plait.get([tally.add.remote() for _ in range(3)], timeout=30) == [1, 2, 3]
+    call = echo.remote("first")
+    second = subprocess.run([sys.executable, "-c", SECOND_DRIVER, cluster.address],
+                            capture_output=True, text=True, timeout=120)
+    said = json.loads(second.stdout.splitlines()[-1])
+    assert (said["put"], said["task"], said["tally"]) == ("second", "second", [1, 2, 3])
+    assert not {mine.hex(), tally.actor_id} & set(said["ids"])
+    assert plait.get([mine, call, tally.add.remote()], timeout=30) == ["first", "first", 4]
 
 
 def test_a_result_waited_for_on_a_node_that_joined_then_left_is_made_again(cluster):

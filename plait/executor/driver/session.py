@@ -54,7 +54,7 @@ IDLE_SUBMIT_SECONDS = 0.01     # calls made and not requested are submitted afte
 class Session(ObjectReading, Engine):
     """The driver's view of one running cluster."""
 
-    def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str = "",
+    def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str | None = None,
                  submit_after_idle: float | None = IDLE_SUBMIT_SECONDS,
                  settles_holds: bool = False, ctx: Any = None) -> None:
         from plait.executor.driver.connection import Connection
@@ -73,6 +73,8 @@ class Session(ObjectReading, Engine):
         self.nodes = welcome.nodes
         self.host = host_id()
         self.owns_cluster = hasattr(cluster, "processes")
+        if id_prefix is None:     # a driver's: ids unique among the drivers of a cluster
+            id_prefix = "" if self.owns_cluster else f"d{welcome.client}:"
         self.arenas: dict[str, Any] = {}
         self.ids = IdGenerator(id_prefix)
         self.caller = id_prefix            # an actor orders each caller's calls (node/actors)

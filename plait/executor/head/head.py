@@ -149,6 +149,7 @@ class Head(ActorRouting, Outbox):
         self.frees_after: dict[str, list[tuple[Peer, p.Free]]] = defaultdict(list)  # see Free
         self.process_of: dict[Peer, tuple[str, int]] = {}  # and back
         self.hellos: list[tuple[Peer, int]] = []
+        self.welcomed = itertools.count(1)   # Welcome.client: one number per Hello answered
         self.gathers: dict[int, Gather] = {}
         self.requests = itertools.count(1)
         self.notes: dict[Peer, list[tuple[str, p.ObjectValue]]] = defaultdict(list)
@@ -288,7 +289,8 @@ class Head(ActorRouting, Outbox):
         waiting = []
         for peer, expected in self.hellos:
             if len(self.nodes) >= expected:
-                self.to_client(peer, p.Welcome(self.session, self.node_infos()))
+                self.to_client(peer, p.Welcome(self.session, self.node_infos(),
+                                               next(self.welcomed)))
             else:
                 waiting.append((peer, expected))
         self.hellos = waiting

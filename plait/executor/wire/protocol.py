@@ -180,6 +180,8 @@ class NodeLost:
 class Welcome:
     session: str
     nodes: tuple[NodeInfo, ...]
+    client: int = 0                # this Hello's number, never the same twice in the head's
+                                   # life: a joined driver's ids are unique with it (d7:f-1)
 
 
 @dataclass(frozen=True, slots=True)
