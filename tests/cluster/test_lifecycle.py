@@ -30,6 +30,32 @@ def test_first_put_starts_the_cluster_and_shutdown_cleans_up(fresh):
     assert_nothing_leaked()
 
 
+@plait.remote
+def start_a_process(how):
+    """A process a task leaves running: a subprocess, or a fork of its worker."""
+    import time
+
+    if how == "subprocess":
+        return subprocess.Popen(["sleep", "300"], stdout=subprocess.DEVNULL).pid
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        time.sleep(300)
+        os._exit(0)
+    return pid
+
+
+def test_processes_tasks_left_running_go_with_shutdown(fresh):
+    """They outlived plait.shutdown() (and plait stop); Ray kills a worker's children."""
+    from tests.cluster.gates import wait_exit
+
+    plait.init(num_workers=1)
+    pids = plait.get([start_a_process.remote("subprocess"), start_a_process.remote("fork")],
+                     timeout=30)
+    assert all(os.path.exists(f"/proc/{pid}") for pid in pids)
+    plait.shutdown()
+    assert all(wait_exit(pid, timeout=10) for pid in pids)
+
+
 def test_a_node_starting_as_its_cluster_shuts_down_stops_quietly_leaving_nothing(fresh):
     """A node that joins a driver's cluster (cluster_utils' add_node, a soak's replacement)
     may still be starting when the driver shuts the cluster down and the head removes the

@@ -38,7 +38,7 @@ from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.config import (HEARTBEAT_SECONDS, LOCAL_RECONNECT_MS,
                                         NODE_TIMEOUT_SECONDS, NodeConfig, WorkerConfig,
-                                        remove_paths)
+                                        descendants, remove_paths)
 from plait.executor.wire.bulk import transfer_frames
 from plait.executor.wire.fetch import IO_THREADS
 from plait.executor.wire.hostid import host_id
@@ -504,6 +504,19 @@ def serve(config: NodeConfig) -> None:
             arena.unlink()
         if forker is not None:
             forker.stop()
+        kill_left_behind()
+
+
+def kill_left_behind() -> None:
+    """Processes the node's tasks started and left running (a subprocess, a fork, their
+    children) go with the node, as Ray kills a worker's children when it exits: the node
+    is their subreaper (Forker.start), so they are still found below it once their
+    workers are gone."""
+    for pid in descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def main() -> None:
