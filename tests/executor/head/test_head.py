@@ -159,7 +159,7 @@ def test_a_joining_node_is_announced_and_a_driver_waiting_for_it_welcomed(alone)
     assert take(alone) == []
     tell(alone, FromNode("node-1", p.NodeHello(node_info("node-1"))))
     infos = (node_info("node-0"), node_info("node-1"))
-    assert take(alone) == [("node-1", p.NodeTable(infos)), (DRIVER, p.Welcome("s-1", infos)),
+    assert take(alone) == [("node-1", p.NodeTable(infos)), (DRIVER, p.Welcome("s-1", infos, client=1)),
                            ("node-0", p.NodeTable(infos)), ("node-1", p.NodeTable(infos))]
 
 
