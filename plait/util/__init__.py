@@ -2,9 +2,10 @@
 
 from plait.util import scheduling_strategies, state
 from plait.util.actor_pool import ActorPool
+from plait.util.completed import as_completed, map_unordered
 from plait.util.named_actors import list_named_actors
 from plait.util.node_ip import get_node_ip_address
 from plait.util.validate import validate_state
 
-__all__ = ["ActorPool", "get_node_ip_address", "list_named_actors", "scheduling_strategies",
-           "state", "validate_state"]
+__all__ = ["ActorPool", "as_completed", "get_node_ip_address", "list_named_actors",
+           "map_unordered", "scheduling_strategies", "state", "validate_state"]

@@ -119,6 +119,23 @@ def test_wait_compute_and_persist(engine):
     assert isinstance(kept, tuple) and len(kept) == 1 and kept[0].compute() == 11
 
 
+def test_results_as_they_complete(engine):
+    """Ray's ray.util.as_completed and map_unordered: every value once, in batches."""
+    refs = [inc.remote(i) for i in range(7)]
+    assert sorted(plait.util.as_completed(refs, chunk_size=3, timeout=60)) == list(range(1, 8))
+    got = list(plait.util.as_completed(refs, chunk_size=2, yield_obj_refs=True))
+    assert sorted(ref.id for ref in got) == sorted(ref.id for ref in refs)
+    mapped = plait.util.map_unordered(inc, range(25), backpressure_size=4, chunk_size=3)
+    assert sorted(mapped) == list(range(1, 26))
+    assert list(plait.util.as_completed([])) == []
+    with pytest.raises(ValueError, match="chunk_size"):
+        list(plait.util.as_completed(refs, chunk_size=0))
+    with pytest.raises(ValueError, match="num_returns"):
+        list(plait.util.map_unordered(inc, [1], num_returns=1))
+    with pytest.raises(ValueError, match="backpressure_size"):
+        list(plait.util.map_unordered(inc, [1], backpressure_size=0))
+
+
 def test_compile_explains_without_running(engine):
     ref = inc.remote(inc.remote(0))
     plan = plait.compile(ref)
