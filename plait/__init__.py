@@ -20,8 +20,8 @@ from plait.api import (available_resources, cancel, cluster_resources, compile, 
                        visualize, wait)
 from plait.compiler.plan import Plan
 from plait.errors import (ActorDiedError, ActorNotFoundError, ClusterError, DeserializationError,
-                          GetTimeoutError, HeadUnavailableError, InvalidOptionError,
-                          NotInitializedError,
+                          GetTimeoutError, HeadUnavailableError, InvalidArgumentError,
+                          InvalidOptionError, NotInitializedError,
                           ObjectCorruptedError, ObjectFreedError, ObjectLostError,
                           ObjectStoreFullError, ObjectTooLargeError, OutOfMemoryError,
                           PlaitError, PlanError, ReconstructionFailedError,
@@ -44,6 +44,7 @@ __all__ = [
     "DeserializationError",
     "GetTimeoutError",
     "HeadUnavailableError",
+    "InvalidArgumentError",
     "InvalidOptionError",
     "NotInitializedError",
     "ObjectCorruptedError",

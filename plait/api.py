@@ -23,8 +23,8 @@ from typing import Any
 
 from plait import compiler
 from plait.compiler.units import format_bytes, parse_bytes
-from plait.errors import (ActorNotFoundError, ClusterError, InvalidOptionError,
-                          NotInitializedError)
+from plait.errors import (ActorNotFoundError, ClusterError, InvalidArgumentError,
+                          InvalidOptionError, NotInitializedError)
 from plait.executor.driver.session import Session
 from plait.executor.engine import Engine
 from plait.executor.engine import check_refs as _check_refs
@@ -368,7 +368,8 @@ def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | No
     ``fetch_local`` is taken for Ray's scripts and changes nothing: an object is ready once
     it exists on any node (Ray's ``fetch_local=False``); a get reads it from there."""
     if isinstance(refs, (ObjectRef, ObjectRefGenerator)):
-        raise TypeError("plait.wait expects a list of ObjectRefs (or ObjectRefGenerators)")
+        raise InvalidArgumentError("plait.wait expects a list of ObjectRefs (or "
+                                   "ObjectRefGenerators)")
     _check_timeout(timeout, "plait.wait")
     refs = list(refs)
     _check_refs([ref for ref in refs if not isinstance(ref, ObjectRefGenerator)], "plait.wait")
@@ -429,8 +430,8 @@ def cancel(refs: ObjectRef | Iterable[ObjectRef], *, force: bool = False,
     listed = [refs] if single else list(refs)
     for ref in listed:
         if not isinstance(ref, (ObjectRef, ObjectRefGenerator)):
-            raise TypeError(f"plait.cancel expects ObjectRefs (to stop an actor, use "
-                            f"plait.kill), got {type(ref).__name__}")
+            raise InvalidArgumentError(f"plait.cancel expects ObjectRefs (to stop an actor, "
+                                       f"use plait.kill), got {type(ref).__name__}")
     listed = [ref.completed() if isinstance(ref, ObjectRefGenerator) else ref   # its task
               for ref in listed]
     if force:
@@ -448,7 +449,8 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
     from plait.graph.actor import ActorHandle
 
     if not isinstance(actor, ActorHandle):
-        raise TypeError(f"plait.kill expects an actor handle, got {type(actor).__name__}")
+        raise InvalidArgumentError(f"plait.kill expects an actor handle (for a task, use "
+                                   f"plait.cancel), got {type(actor).__name__}")
     session().kill_actor(actor.actor_id, no_restart)
 
 

@@ -21,6 +21,7 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     ├── PlanError (ValueError)        the compiler refused a graph (unknown node, ...)
     ├── InvalidOptionError (ValueError)   an unknown or ill-typed remote option
     │   └── ActorAlreadyExistsError   ... an actor's name taken by a live actor
+    ├── InvalidArgumentError (TypeError, ValueError)  get, wait or kill given the wrong kind
     ├── ClusterError                  the local cluster could not start or stopped answering
     │   └── HeadUnavailableError      the head node is gone
     └── NotInitializedError (RuntimeError)  plait is shut down / was used after shutdown
@@ -50,6 +51,7 @@ __all__ = [
     "DeserializationError",
     "GetTimeoutError",
     "HeadUnavailableError",
+    "InvalidArgumentError",
     "InvalidOptionError",
     "NotInitializedError",
     "ObjectCorruptedError",
@@ -352,6 +354,12 @@ class PlanError(PlaitError, builtins.ValueError):
 
 class InvalidOptionError(PlaitError, builtins.ValueError):
     """A remote option is unknown or has a value of the wrong kind."""
+
+
+class InvalidArgumentError(PlaitError, builtins.TypeError, builtins.ValueError):
+    """``get``, ``wait``, ``cancel`` or ``kill`` was given something that is not a ref (an
+    actor handle): a TypeError, and a ValueError too because Ray raises that for some of
+    them (``ray.get(5)``, ``ray.kill("x")``), so either ``except`` catches it."""
 
 
 class ActorAlreadyExistsError(InvalidOptionError):

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from plait import compiler
-from plait.errors import ObjectLostError, TaskCancelledError
+from plait.errors import InvalidArgumentError, ObjectLostError, TaskCancelledError
 from plait.graph import context
 from plait.graph.graph import Graph, collect
 from plait.graph.refs import ObjectRef
@@ -223,13 +223,14 @@ def drain(pending: deque[Any]) -> list[Any]:
 
 
 def check_refs(refs: Iterable[Any], where: str) -> list[ObjectRef]:
-    """``refs`` as a list, each an ObjectRef of the running session (else TypeError, or
+    """``refs`` as a list, each an ObjectRef of the running session (else InvalidArgumentError, or
     ObjectLostError for one of a session that was shut down)."""
     refs = list(refs)
     active = context.active()
     for ref in refs:
         if not isinstance(ref, ObjectRef):
-            raise TypeError(f"{where} expects ObjectRefs, got {type(ref).__name__}: {ref!r:.60}")
+            raise InvalidArgumentError(f"{where} expects ObjectRefs, got "
+                                       f"{type(ref).__name__}: {ref!r:.60}")
         if ref.owner is not None and ref.owner is not active:
             raise ObjectLostError(ref.id, "it belongs to a plait session that was shut down")
     return refs

@@ -53,7 +53,8 @@ from typing import Any, NoReturn
 import zmq
 
 from plait.errors import (ActorDiedError, ActorExitRequest, DeserializationError,
-                          GetTimeoutError, PlaitError, TaskCancelledError, TaskError)
+                          GetTimeoutError, InvalidArgumentError, PlaitError, TaskCancelledError,
+                          TaskError)
 from plait.executor.calls import Call, ConcurrentCalls, current_call
 # The session of a task that submits tasks (nested()), imported with this module, which
 # the node imports before it forks its workers: a worker's first such task then uses pages
@@ -1076,7 +1077,7 @@ class WorkerRuntime:
 
     def get_one(self, ref: ObjectRef, timeout: float | None) -> Any:
         if not isinstance(ref, ObjectRef):
-            raise TypeError(f"plait.get expects ObjectRefs, got {type(ref).__name__}")
+            raise InvalidArgumentError(f"plait.get expects ObjectRefs, got {type(ref).__name__}")
         call = self.current()
         value = call.known.get(ref.id) if call is not None else None
         if value is None:

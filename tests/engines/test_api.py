@@ -119,6 +119,15 @@ def test_wait_compute_and_persist(engine):
     assert isinstance(kept, tuple) and len(kept) == 1 and kept[0].compute() == 11
 
 
+def test_a_get_of_what_is_not_a_ref_is_both_errors_ray_may_raise(engine):
+    """Ray's get(5) raises ValueError, its get([5]) TypeError: plait's error is both."""
+    for given in (5, [5]):
+        with pytest.raises(TypeError, match="expects ObjectRefs"):
+            plait.get(given)
+        with pytest.raises(ValueError, match="expects ObjectRefs"):
+            plait.get(given)
+
+
 def test_results_as_they_complete(engine):
     """Ray's ray.util.as_completed and map_unordered: every value once, in batches."""
     refs = [inc.remote(i) for i in range(7)]

@@ -310,6 +310,16 @@ def test_cancel_refuses_what_is_not_a_ref_and_points_an_actor_to_kill(runtime):
         plait.cancel([plait.ObjectRef("put-1"), "x"])
 
 
+@pytest.mark.parametrize("call", [lambda: plait.kill("x"), lambda: plait.cancel(5),
+                                  lambda: plait.wait(plait.ObjectRef("put-1"))])
+def test_what_is_not_a_ref_or_a_handle_is_both_errors_ray_may_raise(runtime, call):
+    """Ray raises ValueError for some (ray.kill("x")) and TypeError for others: a script
+    catching either keeps working."""
+    for caught in (TypeError, ValueError, plait.InvalidArgumentError):
+        with pytest.raises(caught):
+            call()
+
+
 def test_cpu_and_gpu_are_not_custom_resources(runtime):
     @plait.remote
     def f():
