@@ -157,8 +157,16 @@ def _cause_attribute(error: TaskError, name: str) -> object:
     return getattr(cause, name)
 
 
+# BaseExceptions that steer the interpreter: a TaskError that was one would be caught where
+# only a real Ctrl-C or exit should be, so a task's error is never one (it says the cause)
+_STEERING = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
 def _subclassable(cause_type: type) -> bool:
-    return issubclass(cause_type, Exception) and getattr(cause_type, "__final__", False) is not True
+    """An error class of the user's that the raised TaskError may derive from: any of
+    theirs, a BaseException of their own too (Ray's error is one of those as well)."""
+    return (issubclass(cause_type, BaseException) and not issubclass(cause_type, _STEERING)
+            and getattr(cause_type, "__final__", False) is not True)
 
 
 def _rebuild_task_error(function_name: str, task_id: str, node: str, remote_traceback: str,

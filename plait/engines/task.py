@@ -104,7 +104,9 @@ def run_call(session: Any, here: str, function: Function, task_id: str, node: st
         results = _split(value, count)
         if session is not None:
             results = [_carry(session, result) for result in results]
-    except Exception as error:
+    except (KeyboardInterrupt, SystemExit):      # the engine's cancel, or an exit: its own
+        raise
+    except BaseException as error:              # the user's, a BaseException of theirs too
         raise TaskError.wrap(function.name, task_id, node, _user_traceback(error),
                              error) from None
     return results, (here, os.getpid(), start, time.time(), [_size(v) for v in inputs])

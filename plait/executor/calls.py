@@ -335,7 +335,7 @@ class ConcurrentCalls:
             return runtime.failed(call, pickle.dumps(TaskCancelledError(call.task_id)))
         except SystemExit as leaving:           # exit_actor() or sys.exit() in the call
             return runtime.leave_actor(call, leaving)
-        except Exception as error:
+        except BaseException as error:          # the user's own, whatever its base
             return runtime.failed_by(call, error)
 
 

@@ -440,8 +440,8 @@ class WorkerRuntime:
             except SystemExit as leaving:     # exit_actor() or sys.exit() in an actor's method
                 function = None               # a bound method: the instance may go now
                 return self.leave_actor(call, leaving)
-            except (Exception, KeyboardInterrupt) as error:
-                return self.failed_by(call, error)
+            except BaseException as error:    # the user's (a BaseException of its own too:
+                return self.failed_by(call, error)   # a task error, never a worker's crash)
         finally:
             self.leave(call)
 
@@ -535,7 +535,7 @@ class WorkerRuntime:
         self.flush_results()       # sys.exit(1): a crash, restarted as any; the calls
         raise leaving              # before it finished all the same
 
-    def task_error(self, item: p.WorkItem, error: Exception) -> PlaitError:
+    def task_error(self, item: p.WorkItem, error: BaseException) -> PlaitError:
         """The user's exception as a TaskError; a plain PlaitError if even that fails."""
         try:
             return TaskError.wrap(item.function_name, item.task_id, self.config.node,

@@ -461,3 +461,38 @@ def test_sys_exit_with_an_error_code_is_a_crash_and_zero_an_end(cluster, tmp_pat
     ended = Quitter.options(max_restarts=1).remote()
     with pytest.raises(plait.ActorDiedError, match="exit_actor"):
         plait.get(ended.quit_once.remote(0, str(tmp_path / "b")), timeout=30)
+
+
+# -- a BaseException of the user's -----------------------------------------------------------
+
+class Abort(BaseException):
+    """A user's error class that is not an Exception (as some libraries' are)."""
+
+
+@plait.remote
+def aborts(path):
+    with open(path, "a") as log:
+        log.write("ran ")
+    raise Abort("stop here")
+
+
+@plait.remote
+class Aborter:
+    def now(self):
+        raise Abort("sync")
+
+    async def later(self):
+        raise Abort("async")
+
+
+def test_a_users_base_exception_is_a_task_error_run_once_not_a_crash(cluster, tmp_path):
+    """Ray: one attempt, an error that is the user's class too. Before, the worker died with
+    it and the task ran 4 times (a crash's retries), then WorkerCrashedError."""
+    log = tmp_path / "log"
+    with pytest.raises(Abort, match="stop here") as raised:
+        plait.get(aborts.remote(str(log)), timeout=60)
+    assert isinstance(raised.value, plait.TaskError) and log.read_text() == "ran "
+    aborter = Aborter.remote()
+    for call, words in ((aborter.now, "sync"), (aborter.later, "async")):
+        with pytest.raises(Abort, match=words):
+            plait.get(call.remote(), timeout=60)

@@ -128,6 +128,20 @@ def test_a_get_of_what_is_not_a_ref_is_both_errors_ray_may_raise(engine):
             plait.get(given)
 
 
+@plait.remote
+def aborts():
+    class Abort(BaseException):      # (made here, it travels by value to every engine's
+        """A user's error class that is not an Exception."""   # client: none imports tests)
+
+    raise Abort("stop here")
+
+
+def test_a_users_base_exception_is_a_task_error(engine):
+    with pytest.raises(plait.TaskError, match="stop here") as raised:
+        plait.get(aborts.remote(), timeout=60)
+    assert "Abort" in [kind.__name__ for kind in type(raised.value).__mro__]
+
+
 def test_results_as_they_complete(engine):
     """Ray's ray.util.as_completed and map_unordered: every value once, in batches."""
     refs = [inc.remote(i) for i in range(7)]
