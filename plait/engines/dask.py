@@ -185,7 +185,7 @@ class DaskEngine(ForeignEngine):
     def engine_get(self, handles: list[Any], timeout: float | None) -> list[Any]:
         seceded = self.in_task and _secede()
         try:
-            distributed.wait(handles, timeout=timeout)
+            _until_done_or_failed(handles, timeout)
             return [read_only(value) for value in self.client.gather(handles)]
         except distributed.TimeoutError:
             raise GetTimeoutError(f"get timed out after {timeout} s on the dask engine; the "
@@ -327,6 +327,16 @@ def _unread(events: Sequence[tuple[float, Any]], read: tuple[float, int]
     newest = fresh[-1][0]
     return ([message for _, message in fresh[tied:]],
             (newest, sum(1 for when, _ in fresh if when == newest)))
+
+
+def _until_done_or_failed(handles: list[Any], timeout: float | None) -> None:
+    """Wait until every handle is done or one has failed: a get raises a failure at once,
+    as Ray's does, not after the slowest of the rest (distributed.wait waits for all)."""
+    if all(future.done() for future in handles):
+        return
+    for future in distributed.as_completed(handles, timeout=timeout):
+        if future.status == "error":
+            return
 
 
 def _secede() -> bool:

@@ -142,6 +142,30 @@ def test_a_users_base_exception_is_a_task_error(engine):
     assert "Abort" in [kind.__name__ for kind in type(raised.value).__mro__]
 
 
+@plait.remote
+def until_exists(path):
+    import os
+    import time
+
+    while not os.path.exists(path):     # (released by the test, whatever happens in it)
+        time.sleep(0.01)
+    return "released"
+
+
+def test_a_get_raises_a_failure_without_waiting_for_the_rest(engine, tmp_path):
+    """As Ray's get: the failure of one ref ends the get, whichever its place in the list;
+    a get that waited for the rest would time out here (the first task waits for the
+    test)."""
+    release = tmp_path / "release"
+    try:
+        blocked = until_exists.remote(str(release))
+        with pytest.raises(KeyError, match="no early"):
+            plait.get([blocked, fails.remote("early")], timeout=60)
+    finally:
+        release.touch()
+    assert plait.get(blocked, timeout=60) == "released"
+
+
 def test_results_as_they_complete(engine):
     """Ray's ray.util.as_completed and map_unordered: every value once, in batches."""
     refs = [inc.remote(i) for i in range(7)]

@@ -253,7 +253,8 @@ class Session(ObjectReading, Engine):
             if parked is not None:      # it would wait for ever (Ray's get would hang)
                 raise parked
             deadline = None if timeout is None else _now() + timeout
-            self.fetch(ids, len(wanted), timeout)
+            self.fetch(ids, len(wanted), timeout, until_failure=True)
+            self.raise_first_failure(ids)
             self.pin_stored(ids, pinned, deadline)
             values = [self.load(oid, pinned[oid].pop() if oid in pinned else None)
                       for oid in ids]
@@ -571,8 +572,10 @@ class Session(ObjectReading, Engine):
         self.conn.send(p.KillActor(actor_id, no_restart))
 
     def fetch(self, object_ids: list[str], count: int, timeout: float | None,
-              raise_timeout: bool = True) -> None:
-        """Wait until at least ``count`` of ``object_ids`` are known (ready or failed)."""
+              raise_timeout: bool = True, until_failure: bool = False) -> None:
+        """Wait until at least ``count`` of ``object_ids`` are known (ready or failed), or
+        ``until_failure``, one of them is known to have failed: a get raises it then, as
+        Ray's does, not once the slowest of the rest is done."""
         self.flush_frees()
         unique = list(dict.fromkeys(object_ids))
         missing = {oid for oid in unique if oid not in self.values}
@@ -580,8 +583,11 @@ class Session(ObjectReading, Engine):
         need = min(count, len(unique))
         deadline = None if timeout is None else _now() + timeout
         progress = Progress()
+        known: list[str] | None = None          # (at first: all those known already)
         try:
             while len(unique) - len(missing) < need:
+                if until_failure and self.any_failed(unique if known is None else known):
+                    return
                 progress.update(len(unique) - len(missing), len(unique))
                 left = PROGRESS_SLICE if deadline is None else deadline - _now()
                 if left <= 0:
@@ -599,6 +605,21 @@ class Session(ObjectReading, Engine):
                     missing.difference_update(known)
         finally:
             progress.close()
+
+    def any_failed(self, object_ids: Iterable[str]) -> bool:
+        from plait.executor.wire import protocol as p
+
+        values = self.values
+        return any(isinstance(values.get(oid), p.Failed) for oid in object_ids)
+
+    def raise_first_failure(self, object_ids: list[str]) -> None:
+        """Raise the error of the first of ``object_ids`` known to have failed, if any."""
+        from plait.executor.wire import protocol as p
+
+        failed = next((oid for oid in object_ids if isinstance(self.values.get(oid), p.Failed)),
+                      None)
+        if failed is not None:
+            self.load(failed)                   # (raises its error)
 
     def subscribe(self, object_ids: list[str]) -> None:
         """Ask the head to tell us of these objects, once each, unless known or asked."""
