@@ -284,6 +284,20 @@ def test_calls_not_submitted_yet_held_only_by_a_put_stay_held(cluster, tmp_path)
     assert plait.get(plait.get(boxed, timeout=30)["counter"].incr.remote(), timeout=30) == 6
 
 
+@plait.remote
+def refuses():
+    raise ValueError("no input for you")
+
+
+def test_an_actor_whose_constructor_argument_failed_is_dead_and_the_node_runs_on(cluster):
+    """As Ray: ActorDiedError at once, its cause the argument's error. Before, the node
+    looked for the argument again at every turn, for ever: every later get timed out."""
+    made = MadeFromRefs.remote(refuses.remote(), None, [])
+    with pytest.raises(plait.ActorDiedError, match="no input for you"):
+        plait.get(made.read.remote(), timeout=30)
+    assert plait.get(hundred.remote(), timeout=30) == 100
+
+
 def test_a_dead_process_without_restarts_raises_actor_died(cluster):
     counter = Counter.remote()
     with pytest.raises(plait.ActorDiedError, match="died"):

@@ -113,6 +113,7 @@ class Actors:
         # head sent before it heard of the death fails with the actor's own error
         self.dead: OrderedDict[str, bytes] = OrderedDict()
         self.wanted: set[str] = set()          # actors that may have work to send
+        self.restarting: set[str] = set()      # restarts waiting for their inputs to come
         self.leaving: set[str] = set()         # actors whose process was told Bye
         self.awaiting: list[str] = []          # actors whose resources others hold
 
@@ -215,8 +216,8 @@ class Actors:
                 return                                     # ready() wakes it up
             item = self.creation_item(actor)
             if item is None:           # inputs not here (yet): a first run waits in the table
-                if not first:          # and ready() wakes it; a restart looks again
-                    self.wanted.add(actor.spec.actor)
+                if not first:          # and ready() wakes it; a restart, input_arrived()
+                    self.restarting.add(actor.spec.actor)
                 return
             actor.state = "starting"
             node.send_items(worker, [item])
@@ -277,6 +278,31 @@ class Actors:
             cause = pickle.loads(failed.error)
             self.die(actor, ActorDiedError(actor.spec.actor, "its constructor raised", cause))
         return True
+
+    def input_arrived(self) -> None:
+        """An object is here now: restarts waiting for their inputs look again."""
+        if self.restarting:
+            self.wanted |= self.restarting
+            self.restarting.clear()
+
+    def restart_reads(self, object_id: str) -> bool:
+        """Whether a restart waiting here reads the object (so it is pulled here)."""
+        return any(object_id in actor.spec.deps or object_id in actor.spec.nested
+                   for actor_id in self.restarting
+                   if (actor := self.by_id.get(actor_id)) is not None)
+
+    def creation_failed(self, spec: p.TaskSpec, error: bytes) -> None:
+        """An actor's constructor failed before it ran (an argument failed, or it was
+        cancelled): the actor is dead with that cause, as in Ray. (Left waiting for its
+        constructor, the node looked for its inputs again at every turn, for ever.)"""
+        actor = self.by_id.get(spec.actor)
+        if actor is None or spec.id != actor.spec.id or actor.state not in ("new", "starting"):
+            return
+        try:
+            cause = pickle.loads(error)
+        except Exception:                         # (the node cannot always unpickle it)
+            cause = None
+        self.die(actor, ActorDiedError(spec.actor, "its constructor could not run", cause))
 
     def ended(self, spec: p.TaskSpec) -> None:
         """A call left the node's table (finished, failed or cancelled): unblock the queue."""
@@ -420,6 +446,7 @@ class Actors:
             del self.by_id[actor_id]
         self.leaving.discard(actor_id)
         self.wanted.discard(actor_id)
+        self.restarting.discard(actor_id)
         self.dead[actor_id] = actor.dead
         while len(self.dead) > DEAD_KEPT:
             self.dead.popitem(last=False)

@@ -181,8 +181,8 @@ class Node(Outbox):
             if isinstance(value, p.Stored) and value.node != self.id and oid not in self.values:
                 if self.store.objects.get(oid) is not None:    # a replica we already hold
                     self.arrived(oid, p.Stored(self.id, value.nbytes, value.contains))
-                elif self.table.wanted(oid):                   # its reader may have moved
-                    self.transfers.fetch(oid, value)
+                elif self.table.wanted(oid) or self.actors.restart_reads(oid):
+                    self.transfers.fetch(oid, value)      # (else its reader moved on)
             else:
                 self.arrived(oid, value)
 
@@ -191,6 +191,7 @@ class Node(Outbox):
         if object_id in self.values:
             return
         self.values[object_id] = value
+        self.actors.input_arrived()
         for task_id in self.table.object_ready(object_id, isinstance(value, p.Failed)):
             assert isinstance(value, p.Failed)
             self.fail_task(task_id, value.error)
@@ -839,6 +840,7 @@ class Node(Outbox):
         state = self.table.fail(task_id)
         if state is None:
             return
+        self.actors.creation_failed(state.spec, error)
         self.actors.ended(state.spec)
         self.release(task_id)
         outputs = tuple((oid, p.Failed(error)) for oid in state.spec.outputs)
