@@ -49,6 +49,7 @@ class Call:
     unannounced: list[str] = field(default_factory=list)
     riding: list[Any] = field(default_factory=list)   # refs inside its stored values
     saved_env: dict[str, str | None] | None = None     # what its env_vars replaced
+    viewed: list[str] = field(default_factory=list)    # stored objects it made views of
 
     @property
     def task_id(self) -> str:

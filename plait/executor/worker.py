@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections import Counter, deque
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -235,6 +236,10 @@ class WorkerRuntime:
         self.counting = threading.RLock()            # ``loose`` and ``riding`` (any thread)
         self.loose: Counter[str] = Counter()         # live refs no session counts (see incref)
         self.riding: dict[str, list[ObjectRef]] = {}  # refs in results not sent yet, by task
+        self.viewing = threading.Lock()              # ``views``, ``kept``, ``views_gone``
+        self.views: Counter[str] = Counter()         # stored objects -> live views here
+        self.kept: set[str] = set()                  # ... told the node (it pins them)
+        self.views_gone: list[str] = []              # kept ones whose views all died since
         self.recent: tuple[str, ...] = ()            # the last tasks ended (see Free.after)
         self.main_thread = threading.get_ident()
         self.interruptible = False        # the main thread runs a plain task's own code ...
@@ -254,6 +259,7 @@ class WorkerRuntime:
             if message is None:
                 if os.getppid() != self.config.parent_pid:
                     return
+                self.send_views_gone()
                 continue
             if isinstance(message, p.Bye):
                 return
@@ -384,12 +390,14 @@ class WorkerRuntime:
 
     def flush_now(self) -> None:
         if self.calls is not None and not self.unsent:
+            self.send_views_gone()
             return
         with self.io:
             sent = tuple(result.task_id for result in self.unsent)
             if self.unsent:
                 self.send(p.TasksDone(tuple(self.unsent)))
                 self.unsent.clear()
+            self.send_views_gone()
             self.flushed = time.perf_counter()
         self.results_sent(sent if self.calls is not None else None)
 
@@ -549,7 +557,8 @@ class WorkerRuntime:
         """Rebuild the function and arguments; failures here are DeserializationErrors."""
         try:
             function = self.callable_for(item)
-            values = [self.load(value) for value in item.deps]
+            ids = item.dep_ids or ("",) * len(item.deps)
+            values = [self.load(value, oid) for value, oid in zip(item.deps, ids, strict=True)]
             args, kwargs = decode_call(item.payload, values)
         except DeserializationError:
             raise
@@ -668,7 +677,7 @@ class WorkerRuntime:
         item = call.item
         return p.TaskResult(item.task_id, item.attempt, outputs,
                             time.perf_counter() - call.start, self.config.index,
-                            call.wall_start, time.time())
+                            call.wall_start, time.time(), kept=self.kept_views(call))
 
     def store_results(self, item: p.WorkItem, value: Any) -> tuple[tuple[str, p.ObjectValue], ...]:
         if item.generator:
@@ -781,14 +790,61 @@ class WorkerRuntime:
 
     # -- values ------------------------------------------------------------------------
 
-    def load(self, value: p.ObjectValue) -> Any:
+    def load(self, value: p.ObjectValue, object_id: str = "") -> Any:
         if isinstance(value, p.Inline):
             return deserialize(value.data)
         if isinstance(value, p.Located):
-            return deserialize(self.arena.block(value.offset, value.nbytes))
+            return deserialize(self.viewed(value, object_id))
         if isinstance(value, p.Failed):
             raise pickle.loads(value.error)
         raise PlaitError(f"a {type(value).__name__} value reached a task unpinned")
+
+    def viewed(self, value: p.Located, object_id: str) -> Any:
+        """The object's block, counted as a view of it while any array made from it lives:
+        a task's view that outlives the task (an actor keeping an argument) is reported
+        with its result (``kept_views``) so that its node keeps the block for it."""
+        block = self.arena.block(value.offset, value.nbytes)
+        call = self.current()
+        if not object_id or call is None:
+            return block
+        import numpy
+
+        holder = numpy.frombuffer(block, dtype=numpy.uint8)
+        with self.viewing:
+            self.views[object_id] += 1
+        weakref.finalize(holder, self.view_died, object_id)
+        call.viewed.append(object_id)
+        return holder
+
+    def view_died(self, object_id: str) -> None:
+        """A view's finalizer (any thread): a kept object's last view going is told to the
+        node with the next results, or when the worker is next idle."""
+        with self.viewing:
+            self.views[object_id] -= 1
+            if self.views[object_id] <= 0:
+                del self.views[object_id]
+                if object_id in self.kept:
+                    self.kept.discard(object_id)
+                    self.views_gone.append(object_id)
+
+    def kept_views(self, call: Call) -> tuple[str, ...]:
+        """The objects this call viewed that still have live views here, not yet kept."""
+        if not call.viewed:
+            return ()
+        with self.viewing:
+            kept = tuple(oid for oid in dict.fromkeys(call.viewed)
+                         if oid in self.views and oid not in self.kept)
+            self.kept.update(kept)
+        return kept
+
+    def send_views_gone(self) -> None:
+        """Tell the node which kept objects no view holds any more (after the results that
+        kept them: a gone before its kept would leave the pin for ever)."""
+        if not self.views_gone or self.unsent:
+            return
+        with self.viewing:
+            gone, self.views_gone = self.views_gone, []
+        self.send(p.ViewsGone(tuple(gone)))
 
     def store(self, object_id: str, value: Any, created_by: str
               ) -> p.Inline | p.Located | p.Stored:
@@ -1084,7 +1140,7 @@ class WorkerRuntime:
             raise GetTimeoutError(
                 f"{ref.id} was not passed to task {call.task_id if call else None} (a task may "
                 f"get the refs nested in its arguments); pass it as an argument instead")
-        return self.load(value)
+        return self.load(value, ref.id)
 
     def future(self, ref: ObjectRef) -> Future:
         """``await ref`` inside a task: at once for a value the task holds, else the nested
@@ -1095,7 +1151,7 @@ class WorkerRuntime:
             return self.nested().future(ref)
         future: Future = Future()
         try:
-            future.set_result(self.load(value))
+            future.set_result(self.load(value, ref.id))
         except Exception as error:
             future.set_exception(error)
         return future

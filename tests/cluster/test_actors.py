@@ -10,6 +10,7 @@ import pytest
 
 import plait
 from tests.cluster.gates import wait_exit, wait_for_file
+from tests.netns import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -621,3 +622,55 @@ def test_private_methods_call_and_ray_ready_are_callable_as_in_ray(cluster):
     assert plait.get([actor._double.remote(3), actor.__call__.remote(3)], timeout=30) == [6, 7]
     assert not hasattr(actor, "__deepcopy__")      # Python's protocols stay the handle's
     plait.kill(actor)
+
+
+@plait.remote
+class ArrayKeeper:
+    def __init__(self):
+        self.arrays = []
+
+    def keep(self, array):
+        self.arrays.append(array)
+
+    def keep_nested(self, box):
+        self.arrays.append(plait.get(box[0]))
+
+    def firsts(self):
+        return [float(array[0]) for array in self.arrays]
+
+    def drop(self):
+        self.arrays = []
+
+
+@plait.remote
+def minus_two():
+    return np.full(1 << 17, -2.0)
+
+
+def stored_objects() -> int:
+    from plait.api import session
+
+    return sum(summary.objects for summary in session().memory_summary())
+
+
+def test_arrays_an_actor_keeps_stay_its_own_after_every_ref_is_dropped(cluster):
+    """Zero-copy arguments an actor keeps in its state (as Ray's stay, pinned by the
+    worker's reference): before, once no ref was left their blocks were reused under
+    them and the actor read other objects' bytes. They go once the actor drops them."""
+    keeper = ArrayKeeper.remote()
+    for i in range(3):
+        ref = plait.put(np.full(1 << 17, float(i)))           # 1 MiB: stored, not inline
+        plait.get(keeper.keep.remote(ref), timeout=30)
+        del ref
+    ref = plait.put(np.full(1 << 17, 3.0))
+    plait.get(keeper.keep_nested.remote([ref]), timeout=30)
+    del ref
+    for _ in range(6):                        # blocks freed and made again, over the same
+        churn = plait.put(np.full(1 << 17, -1.0))      # bytes if the kept ones were free
+        del churn
+    made = plait.get([minus_two.remote() for _ in range(6)], timeout=30)
+    del made
+    assert plait.get(keeper.firsts.remote(), timeout=30) == [0.0, 1.0, 2.0, 3.0]
+    plait.get(keeper.drop.remote(), timeout=30)
+    wait_until(lambda: stored_objects() == 0, 10, "the dropped arrays' blocks to go")
+    assert plait.util.validate_state() == []

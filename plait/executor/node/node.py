@@ -23,7 +23,7 @@ import logging
 import pickle
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from plait.errors import (ObjectFreedError, ObjectLostError, ObjectStoreFullError,
@@ -91,6 +91,8 @@ class Node(Outbox):
         self.refetches: Counter[str] = Counter()    # pulls failed because the source lost it
         self.task_pins: dict[str, list[str]] = {}   # running task -> objects pinned for it
         self.client_pins: Counter[str] = Counter()  # object -> pins drivers hold (via the head)
+        self.view_pins: dict[str, set[bytes]] = {}   # object -> workers keeping views of it
+        self.doomed: set[str] = set()       # deleted by the head, kept while views of it live
         self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
         self.ledger = Ledger(())                    # GPUs, memory, custom: who holds what
         self.resource_waiting: list[str] = []       # ready tasks whose resources are held
@@ -290,7 +292,38 @@ class Node(Outbox):
         for oid in message.object_ids:
             self.values.pop(oid, None)
             self.client_pins.pop(oid, None)
-            self.store.delete(oid)
+            if oid in self.view_pins:       # a worker still reads it: its block goes after
+                self.doomed.add(oid)
+            else:
+                self.store.delete(oid)
+
+    def keep_views(self, worker: WorkerHandle, object_ids: tuple[str, ...]) -> None:
+        """The worker keeps zero-copy views of these inputs past the task (an actor put
+        them in its state): pinned here until it says they are gone, or it is. Without
+        this, once no ref was left the block was reused under the actor's arrays."""
+        for oid in object_ids:
+            holders = self.view_pins.setdefault(oid, set())
+            if worker.identity not in holders and oid in self.store.objects:
+                holders.add(worker.identity)
+                self.store.pin(oid)
+            if not holders:
+                del self.view_pins[oid]
+
+    def views_gone(self, identity: bytes, object_ids: Iterable[str]) -> None:
+        for oid in object_ids:
+            holders = self.view_pins.get(oid)
+            if holders is None or identity not in holders:
+                continue
+            holders.discard(identity)
+            self.store.unpin(oid)
+            if not holders:
+                del self.view_pins[oid]
+                if oid in self.doomed:
+                    self.doomed.discard(oid)
+                    self.store.delete(oid)
+
+    def worker_ViewsGone(self, worker: WorkerHandle, message: p.ViewsGone) -> None:
+        self.views_gone(worker.identity, message.object_ids)
 
     def on_Pin(self, message: p.Pin) -> None:
         if not self.try_pin(message, may_wait=True):
@@ -360,7 +393,8 @@ class Node(Outbox):
         tasks = sum(oids.count(object_id) for oids in self.task_pins.values())
         serving = sum(oid == object_id for oid in self.transfers.serving.values())
         stored = self.store.objects[object_id]
-        return tasks + serving + self.client_pins[object_id] + (not stored.sealed)
+        views = len(self.view_pins.get(object_id, ()))
+        return tasks + serving + self.client_pins[object_id] + views + (not stored.sealed)
 
     def on_MemoryRequest(self, message: p.MemoryRequest) -> None:
         self.up(p.MemoryReport(message.request, (self.store.summary(),)))
@@ -659,6 +693,8 @@ class Node(Outbox):
         worker.blocks = False                      # its blocking task ended (results in order)
         for result in message.results:
             worker.inflight.pop(result.task_id, None)
+            if result.kept:                        # before its inputs' pins go
+                self.keep_views(worker, result.kept)
             if worker.actor and self.actors.constructed(result) and \
                     result.task_id not in self.table.tasks:
                 self.unpin_inputs(result.task_id)
@@ -754,6 +790,8 @@ class Node(Outbox):
         inflight = list(worker.inflight.items())
         for task_id, _ in inflight:
             self.release(task_id)
+        self.views_gone(worker.identity, [oid for oid, holders in self.view_pins.items()
+                                          if worker.identity in holders])
         if worker.actor:
             self.actors.process_died(worker, how)
             return
@@ -1123,7 +1161,8 @@ class Node(Outbox):
                           spec.payload, tuple(values[oid] for oid in spec.deps),
                           tuple((oid, values[oid]) for oid in nested), spec.outputs,
                           spec.retry_exceptions, spec.method, spec.slots, spec.generator,
-                          spec.concurrency, held, gpu_ids, spec.actor_name, spec.env_vars)
+                          spec.concurrency, held, gpu_ids, spec.actor_name, spec.env_vars,
+                          spec.deps)
 
     def restart_item(self, spec: p.TaskSpec, attempt: int) -> p.WorkItem | None:
         """An actor's constructor again, in its restarted process, on the inputs it was
@@ -1145,7 +1184,8 @@ class Node(Outbox):
                           tuple((oid, values[oid]) for oid in dict.fromkeys(spec.nested)),
                           spec.outputs, method="__init__", slots=spec.slots,
                           concurrency=spec.concurrency, resources=held, gpu_ids=gpu_ids,
-                          actor_name=spec.actor_name, env_vars=spec.env_vars)
+                          actor_name=spec.actor_name, env_vars=spec.env_vars,
+                          dep_ids=spec.deps)
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:
         """Put a task back to waiting for inputs whose copy here was lost, and ask the head

@@ -15,7 +15,8 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
     node   <--NodeTable/Heartbeat/Assign/Cancel/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/
              ResourcesRequest/StateCheck/NodeLost/KillActor/SnapshotRequest/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
-    worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/Yielded/Blocked/Unblocked--> node
+    worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/ViewsGone/Yielded/Blocked/
+             Unblocked--> node
     worker <--RunTasks/Skip/Cancel/Allocated/Refused/Bye----- node
 
 Each receiving side's handlers are looked up by message class (dispatch.py); a test holds
@@ -690,6 +691,7 @@ class WorkItem:
     gpu_ids: tuple[int, ...] = ()  # the GPUs it holds: CUDA_VISIBLE_DEVICES, get_gpu_ids()
     actor_name: str = ""           # with "__init__": options(name=...), for get_actor_name
     env_vars: tuple[tuple[str, str], ...] = ()   # runtime_env's (TaskSpec.env_vars)
+    dep_ids: tuple[str, ...] = ()  # the objects ``deps`` are (a view kept names them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -730,6 +732,15 @@ class TaskResult:
     end: float = 0.0
     retryable: bool = False        # it raised an exception its retry_exceptions names
     exited: bool = False           # it ended its actor (exit_actor): no call runs after it
+    kept: tuple[str, ...] = ()     # stored inputs whose zero-copy views outlive the task (an
+                                   # actor's state): the node keeps them pinned (ViewsGone)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewsGone:
+    """The last zero-copy views of these objects, once reported kept, died in the worker."""
+
+    object_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -882,7 +893,7 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | ActorLookup | ActorFound | ActorNamesRequest | ActorNames | ActorExit | WorkerExited
            | CancelSubmitted | Bye
            | WorkerReady | Blocked | Unblocked
-           | Skip | RunTasks | TasksDone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
+           | Skip | RunTasks | TasksDone | ViewsGone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
            | PlanRequest | PlanReport | ObjectsRequest | ObjectsReport)
 
 
