@@ -150,6 +150,7 @@ class ActorClass:
                              self._options.max_task_retries, self._signatures)
         if given.name:
             task.named = (registered_name(given.name, given.namespace), cloudpickle.dumps(handle))
+            task.if_exists = given.get_if_exists
         runtime.created(task)
         return handle
 

@@ -55,7 +55,7 @@ class Task:
     """One lazy call: function, pickled arguments, dependencies and result ids."""
 
     __slots__ = ("id", "function", "options", "payload", "deps", "nested", "output_ids",
-                 "submitted", "actor", "method", "detached", "named", "concurrency")
+                 "submitted", "actor", "method", "detached", "named", "if_exists", "concurrency")
 
     def __init__(self, task_id: str, function: Callee | None, options: TaskOptions,
                  payload: bytes, deps: tuple[ObjectRef, ...],
@@ -74,6 +74,7 @@ class Task:
         self.method = method         # "__init__" creates the actor; else the method called
         self.detached = False        # an actor that outlives its handles (until shutdown)
         self.named = ("", b"")       # a named actor's (name, pickled handle), for get_actor
+        self.if_exists = False       # ... made with get_if_exists (the head resolves a race)
         self.concurrency = 1         # an actor's creation: how many calls it runs at once
 
     @property

@@ -521,6 +521,7 @@ class Session(ObjectReading, Engine):
                                     actor=task.actor, method=task.method,
                                     detached=task.detached, slots=_slots(task, node.num_cpus),
                                     handle=task.named[1], actor_name=task.named[0],
+                                    if_exists=task.if_exists,
                                     generator=_generator_kind(task.options.num_returns),
                                     concurrency=task.concurrency, resources=node.needs,
                                     max_calls=task.options.max_calls,

@@ -20,6 +20,7 @@ from plait.executor.head.lineage import reads
 from plait.executor.wire import protocol as p
 from plait.executor.wire.instructions import Peer
 from plait.graph.actor import name_and_namespace
+from plait.store.serialization import dumps
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ActorRouting:
 
     actors: dict[str, ActorRecord]
     named: dict[str, tuple[str, bytes]]
+    aliases: dict[str, str]
 
     def actor_task(self, spec: p.TaskSpec) -> p.TaskSpec | None:
         """Register an actor's creation; send a call to wherever its actor lives now
@@ -49,6 +51,9 @@ class ActorRouting:
             taken = self.named.get(spec.actor_name) if spec.actor_name else None
             if taken is not None and taken[0] in self.actors \
                     and not self.actors[taken[0]].dead:
+                if spec.if_exists:
+                    self.alias(spec, taken[0])
+                    return None
                 name = name_and_namespace(spec.actor_name)[0]
                 error = ActorDiedError(spec.actor, f"the name {name!r} is taken by the live "
                                                    f"actor {taken[0]}")
@@ -61,13 +66,30 @@ class ActorRouting:
             if spec.actor_name:
                 self.named[spec.actor_name] = (spec.actor, spec.handle)
             return spec
-        record = self.actors.get(spec.actor)
+        actor = self.aliases.get(spec.actor, spec.actor)
+        record = self.actors.get(actor)
         if record is None or record.dead:
             error = record.dead if record else pickle.dumps(ActorDiedError(
                 spec.actor, "no such actor in this cluster (it was never created here)"))
             self.refuse_call(spec, error)
             return None
-        return replace(spec, node=record.node)
+        return replace(spec, actor=actor, node=record.node)
+
+    def alias(self, spec: p.TaskSpec, actor: str) -> None:
+        """A creation with get_if_exists whose name a live actor took since its driver
+        looked (several tasks made it at once): its handle is served by that actor, as
+        Ray's get_if_exists is atomic, and holds it as a handle would. (It failed with
+        ActorDiedError before.)"""
+        self.aliases[spec.actor] = actor
+        self.directory.hold(actor)
+        for oid in spec.outputs:
+            self.object_done(oid, p.Inline(dumps(None)))
+
+    def let_alias_go(self, object_id: str) -> None:
+        """An alias's last handle is gone: the actor it named loses that holder."""
+        actor = self.aliases.pop(object_id, None)
+        if actor is not None:
+            self.directory.release(actor, f"a get_if_exists handle of {actor}")
 
     def hold_arguments(self, spec: p.TaskSpec) -> None:
         """A restartable actor's constructor runs again at each restart, on the arguments
@@ -113,6 +135,8 @@ class ActorRouting:
         """Forward the kill to the actor's node; one killed for good gives up its name at
         once, so that the killer may make another actor of that name next (its death
         reaches the head only later, from the node)."""
+        if message.actor in self.aliases:          # (a get_if_exists handle's kill)
+            message = replace(message, actor=self.aliases[message.actor])
         record = self.actors.get(message.actor)
         if record is not None and not record.dead:
             self.to_node(record.node, message)

@@ -159,6 +159,8 @@ class Head(ActorRouting, Outbox):
         self.result_sizes: dict[str, int] = {}    # function -> learned bytes per result
         self.actors: dict[str, ActorRecord] = {}
         self.named: dict[str, tuple[str, bytes]] = {}   # actor name -> (actor, handle)
+        self.aliases: dict[str, str] = {}   # a get_if_exists creation that lost its name's race
+        #                                    -> the live actor of that name, which serves it
         self.streams: dict[str, Stream] = {}      # unfinished generator task -> its values
         self.awaited: dict[str, set[str]] = defaultdict(set)   # generator task -> its values
         # lost with their only copy, waiting for it to yield them again (else they fail)
@@ -983,6 +985,7 @@ class Head(ActorRouting, Outbox):
         """The object's last holder and reader are gone: every copy goes. An actor's ready
         marker going means no handle or call is left: the actor stops (unless detached)."""
         self.lineage.forget(object_id, self.directory.entries.__contains__)
+        self.let_alias_go(object_id)
         actor = self.actors.get(object_id)
         if actor is not None and not actor.spec.detached:
             if not actor.dead:

@@ -542,6 +542,7 @@ class TaskSpec:
     slots: int = 1                 # worker slots it holds while running (num_cpus, rounded up)
     handle: bytes = b""            # a named actor's pickled handle (for get_actor)
     actor_name: str = ""
+    if_exists: bool = False        # get_if_exists: a live actor of the name serves it instead
     generator: str = ""            # "streaming" or "dynamic": its values are Yielded
     concurrency: int = 1           # an actor's creation: how many of its calls run at once
     resources: tuple[tuple[str, float], ...] = ()   # held while it runs (actor: its life)

@@ -8,6 +8,8 @@ check the tables the two keep together.
 
 from __future__ import annotations
 
+import dataclasses
+
 import gc
 import os
 import pickle
@@ -531,6 +533,26 @@ def test_an_actor_whose_last_handle_is_dropped_is_told_to_leave_gracefully(alone
                            ("node-1", p.Delete(("Counter-1",)))]
     assert "Counter-1" not in alone.actors and "Keeper-2" in alone.actors
     assert "Keeper-2" in alone.directory.entries        # get_actor's handles still call it
+
+
+def test_a_get_if_exists_creation_that_lost_its_names_race_is_served_by_the_winner(alone):
+    """Two tasks made "bank" with get_if_exists at once (neither saw the other's): the
+    second's handle calls the first actor and holds it; before, it was ActorDiedError."""
+    joined(alone, "node-1")
+    first = dataclasses.replace(creation("Bank-1"), actor_name="bank", if_exists=True)
+    second = dataclasses.replace(creation("Bank-2"), actor_name="bank", if_exists=True)
+    submit(alone, first, second)
+    assert "Bank-2" not in alone.actors and alone.aliases == {"Bank-2": "Bank-1"}
+    assert isinstance(alone.directory.entries["Bank-2"].value, p.Inline)   # its handle: ready
+    call = p.TaskSpec("Bank-2.add-3", "f@1", "add", b"", (), (), ("Bank-2.add-3",), 0,
+                      "node-0", actor="Bank-2", method="add")
+    take(alone)
+    submit(alone, call)
+    assigned = [m for to, m in take(alone) if isinstance(m, p.Assign)]
+    assert [(s.id, s.actor, s.node) for m in assigned for s in m.tasks] == \
+        [("Bank-2.add-3", "Bank-1", "node-1")]
+    tell(alone, FromClient(DRIVER, p.Free(("Bank-2",))))
+    assert alone.aliases == {} and head_problems(alone) == []
 
 
 def test_a_workers_session_on_another_host_lets_go_when_its_worker_exits(alone):
