@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import zmq
 
-from plait.errors import TaskCancelledError
+from plait.errors import ActorDiedError, TaskCancelledError
 from plait.executor.driver.futures import Wakeup
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
@@ -229,6 +229,8 @@ class ConcurrentCalls:
         runtime = self.runtime
         if item.task_id in runtime.cancelled:
             result = self.cancelled(item)
+        elif self.ended:                       # exit_actor() in a call before it started
+            result = self.not_started(item)
         else:
             result = runtime.run_item(item)    # (a crash, sys.exit(1), raises through)
         self.post(p.TasksDone((result,)))
@@ -237,6 +239,15 @@ class ConcurrentCalls:
         """The result of a call cancelled before it started."""
         error = pickle.dumps(TaskCancelledError(item.task_id))
         return self.runtime.failed(Call(item, {}), error)
+
+    def not_started(self, item: p.WorkItem) -> p.TaskResult:
+        """The result of a call that was to start after the actor ended itself."""
+        return self.runtime.failed(Call(item, {}), self.ended_error(item.task_id))
+
+    def ended_error(self, task_id: str) -> bytes:
+        return pickle.dumps(ActorDiedError(self.runtime.actor_id or "", f"it ended itself "
+                                           f"(exit_actor() or sys.exit()) before call "
+                                           f"{task_id} started"))
 
     def warn_if_blocking_loop(self) -> None:
         """``plait.get`` inside an async actor blocks its loop: allowed, said once (Ray)."""
@@ -319,6 +330,8 @@ class ConcurrentCalls:
             async with self.slots:
                 if call.task_id in runtime.cancelled:
                     raise asyncio.CancelledError
+                if self.ended:                  # exit_actor() in a call before it started
+                    return runtime.failed(call, self.ended_error(call.task_id))
                 call.start, call.wall_start = time.perf_counter(), time.time()
                 prepared = runtime.prepared(call)
                 if isinstance(prepared, p.TaskResult):

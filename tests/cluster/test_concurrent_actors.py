@@ -10,6 +10,7 @@ import asyncio
 import os
 import select
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -225,7 +226,7 @@ def test_a_cancelled_async_call_waiting_for_its_turn_never_runs(cluster, tmp_pat
     assert plait.get(single.history.remote(), timeout=30) == ["hold"]
 
 
-def test_exit_actor_ends_an_async_actor_at_once_while_another_call_waits(cluster):
+def test_exit_actor_ends_an_async_actor_but_a_call_running_runs_on_as_in_ray(cluster):
     @plait.remote
     class Leaving:
         def __init__(self):
@@ -242,9 +243,13 @@ def test_exit_actor_ends_an_async_actor_at_once_while_another_call_waits(cluster
 
     actor = Leaving.remote()
     forever = actor.wait_forever.remote()
-    for ref in (actor.leave.remote(), forever, actor.ping.remote()):
+    for ref in (actor.leave.remote(), actor.ping.remote()):
         with pytest.raises(plait.ActorDiedError):
             plait.get(ref, timeout=30)
+    assert plait.wait([forever], timeout=0) == ([], [forever])   # it runs on, as in Ray
+    plait.kill(actor)
+    with pytest.raises(plait.ActorDiedError):
+        plait.get(forever, timeout=30)
 
 
 # -- threaded actors ---------------------------------------------------------------------
@@ -379,3 +384,53 @@ def test_the_driver_awaits_object_refs(cluster, tmp_path):
         return await asyncio.gather(*[double.remote(i) for i in range(5)])
 
     assert asyncio.run(main()) == [0, 2, 4, 6, 8]
+
+
+@plait.remote(max_concurrency=3)
+class EndsWhileBusy:
+    """Threaded: calls that run until the test releases them, and one that ends the actor."""
+
+    def hold(self, started, release):
+        open(started, "w").close()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.005)                    # (released by the test, not by a timer)
+        return "held"
+
+    def quit(self):
+        plait.actor.exit_actor()
+
+
+@plait.remote(max_concurrency=3)
+class EndsWhileBusyAsync:
+    """The same as an async actor (an async def method makes its calls run on one loop)."""
+
+    async def hold(self, started, release):
+        open(started, "w").close()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return "held"
+
+    async def quit(self):
+        plait.actor.exit_actor()
+
+
+@pytest.mark.parametrize("kind", [EndsWhileBusy, EndsWhileBusyAsync], ids=["threaded", "async"])
+def test_exit_actor_lets_the_calls_already_running_end_as_in_ray(cluster, tmp_path, kind):
+    """Ray: "for concurrent and async actors, tasks currently executing will run to
+    completion before the actor exits". Before, exit_actor() in one call failed the calls
+    running beside it with ActorDiedError: their work was lost."""
+    actor = kind.remote()
+    release = tmp_path / "release"
+    started = [tmp_path / f"started-{i}" for i in range(2)]
+    running = [actor.hold.remote(str(path), str(release)) for path in started]
+    for path in started:
+        plait.get(wait_for_file.remote(str(path)), timeout=30)
+    quitting = actor.quit.remote()
+    with pytest.raises(plait.ActorDiedError, match="ended itself"):
+        plait.get(quitting, timeout=30)
+    release.touch()
+    assert plait.get(running, timeout=30) == ["held", "held"]
+    with pytest.raises(plait.ActorDiedError):
+        plait.get(actor.hold.remote(str(started[0]), str(release)), timeout=30)

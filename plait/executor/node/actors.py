@@ -377,11 +377,21 @@ class Actors:
         return ActorDiedError(actor.spec.actor, said)
 
     def exited(self, actor_id: str) -> None:
-        """The actor ended itself (exit_actor): dead for good, its process stopped."""
+        """The actor ended itself (exit_actor): dead for good, its process stopped. An
+        async or threaded actor's other calls that were running end first, as in Ray (its
+        process starts no more); the calls not sent to it fail now."""
         actor = self.by_id.get(actor_id)
-        if actor is not None and not actor.dead:
-            reason = "it ended itself (exit_actor() or sys.exit())"
+        if actor is None or actor.dead:
+            return
+        reason = "it ended itself (exit_actor() or sys.exit())"
+        if actor.spec.concurrency <= 1 or actor.worker is None:
             self.die(actor, ActorDiedError(actor_id, reason))
+            return
+        actor.leaving, actor.no_restart, actor.kill_reason = True, True, reason
+        error = pickle.dumps(ActorDiedError(actor_id, reason))
+        for task_id in list(actor.calls)[actor.sent:]:
+            self.node.fail_task(task_id, error)
+        self.wanted.add(actor_id)
 
     def kill(self, message: p.KillActor) -> None:
         actor = self.by_id.get(message.actor)
