@@ -434,3 +434,37 @@ def test_exit_actor_lets_the_calls_already_running_end_as_in_ray(cluster, tmp_pa
     assert plait.get(running, timeout=30) == ["held", "held"]
     with pytest.raises(plait.ActorDiedError):
         plait.get(actor.hold.remote(str(started[0]), str(release)), timeout=30)
+
+
+@plait.remote
+class Signal:
+    """Async: ``wait`` returns once ``send`` ran; ``echo`` returns its argument."""
+
+    def __init__(self):
+        self.sent = asyncio.Event()
+
+    async def send(self):
+        self.sent.set()
+        return "sent"
+
+    async def wait(self):
+        await self.sent.wait()
+        return "got"
+
+    async def echo(self, value):
+        return ("echo", value)
+
+
+@plait.remote
+def waits_on(signal):
+    return plait.get(signal.wait.remote(), timeout=30)
+
+
+def test_an_async_actors_call_waiting_for_its_argument_holds_back_no_later_call(cluster):
+    """Ray runs an async or threaded actor's calls as their inputs come, not in the
+    caller's order: ``echo`` waits for an argument that only ``send`` (called after it)
+    makes. Before, send waited behind echo: both waited for ever."""
+    signal = Signal.remote()
+    echoed = signal.echo.remote(waits_on.remote(signal))
+    assert plait.get(signal.send.remote(), timeout=30) == "sent"
+    assert plait.get(echoed, timeout=30) == ("echo", "got")

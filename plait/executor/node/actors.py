@@ -207,7 +207,8 @@ class Actors:
                 self.wanted.add(actor_id)          # its process is starting, or going
 
     def feed(self, actor: LocalActor) -> None:
-        """Constructor first (once per process), then calls strictly in arrival order."""
+        """Constructor first (once per process), then calls: a plain actor's in each
+        caller's order, an async or threaded actor's as their inputs are here."""
         node, worker = self.node, actor.worker
         assert worker is not None
         if actor.state == "new":
@@ -230,12 +231,14 @@ class Actors:
         items = []
         limit = max(MAX_CALLS_SENT, actor.spec.concurrency)
         waiting: set[str] = set()          # callers with an earlier call not sent yet
-        position = actor.sent
+        in_order = actor.spec.concurrency <= 1  # Ray keeps a caller's order for plain
+        position = actor.sent                   # actors only: an async or threaded one
+        #                                         runs a call once its inputs are here
         while (position < len(actor.calls) and actor.sent < limit
                and position < actor.sent + SCAN_CALLS):
             task_id = actor.calls[position]
             caller = self.caller_of(task_id)
-            if task_id in actor.ready and caller not in waiting:
+            if task_id in actor.ready and not (in_order and caller in waiting):
                 if position != actor.sent:            # the sent ones come first
                     del actor.calls[position]
                     actor.calls.insert(actor.sent, task_id)
