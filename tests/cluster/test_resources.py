@@ -72,6 +72,26 @@ def test_an_actor_holds_its_gpu_for_its_life(offered):
     assert plait.get(gpu_task, timeout=30)[0] == [0]
 
 
+@plait.remote(num_cpus=1)
+class OnCpu:
+    def pid(self):
+        return os.getpid()
+
+
+def test_actors_hold_their_cpus_and_one_more_waits_for_one_to_end(offered):
+    """Ray keeps an actor pending until its num_cpus are free (the way to limit how many
+    run at once); before, plait started it on CPUs other actors held."""
+    first, second = OnCpu.remote(), OnCpu.remote()
+    assert len(set(plait.get([first.pid.remote(), second.pid.remote()], timeout=30))) == 2
+    third = OnCpu.remote()
+    waiting = third.pid.remote()
+    assert plait.wait([waiting], timeout=0.5) == ([], [waiting])
+    plait.kill(first)
+    assert plait.get(waiting, timeout=30) > 0
+    plait.kill(second)
+    plait.kill(third)
+
+
 def test_gpu_tasks_and_max_calls_get_processes_of_their_own(offered):
     cpu_pid = plait.get(seen.remote(), timeout=30)[-1]
     gpu_pid = plait.get(seen.options(num_gpus=1).remote(), timeout=30)[-1]

@@ -56,6 +56,7 @@ class ActorHost(Protocol):
     table: TaskTable
     workers: dict[bytes, WorkerHandle]
     held_slots: dict[str, int]
+    num_workers: int
     ledger: Ledger
     stopping: bool
     clock: Callable[[], float]
@@ -125,25 +126,38 @@ class Actors:
             return                                   # already here (a duplicate assign)
         self.dead.pop(spec.actor, None)
         actor = self.by_id[spec.actor] = LocalActor(spec)
-        if spec.slots:                # num_cpus given: that many task slots are its own
-            self.node.held_slots["actor " + spec.actor] = spec.slots
-        if not self.node.ledger.offers(spec.resources):   # moved here when its node died
-            self.die(actor, ActorDiedError(spec.actor, f"it asks for {dict(spec.resources)}, "
-                                                       f"which {self.node.id} does not offer"))
+        if not self.node.ledger.offers(spec.resources) or spec.slots > self.node.num_workers:
+            wants = {**dict(spec.resources), **({"CPU": spec.slots} if spec.slots else {})}
+            self.die(actor, ActorDiedError(spec.actor, f"it asks for {wants}, which "   # (moved
+                                                       f"{self.node.id} does not offer"))  # here)
             return
-        if not self.node.ledger.take("actor " + spec.actor, spec.resources):
-            self.awaiting.append(spec.actor)      # GPUs, ... held by others: started later
+        if not self.claim(spec):
+            self.awaiting.append(spec.actor)      # CPUs, GPUs, ... held: started later
             return
         self.start_process(actor)
 
+    def claim(self, spec: p.TaskSpec) -> bool:
+        """Take the actor's CPUs (``num_cpus`` given: that many task slots are its own for
+        its life) and other resources, if free now; else it waits, as Ray keeps an actor
+        pending until they are (before, actors started on CPUs other actors held)."""
+        held = self.node.held_slots
+        taken = sum(slots for key, slots in held.items() if key.startswith("actor "))
+        if spec.slots and taken + spec.slots > self.node.num_workers:
+            return False
+        if not self.node.ledger.take("actor " + spec.actor, spec.resources):
+            return False
+        if spec.slots:
+            held["actor " + spec.actor] = spec.slots
+        return True
+
     def resources_freed(self) -> None:
-        """Start the actors, in order, whose resources (GPU, custom) are free now."""
+        """Start the actors, in order, whose CPUs and resources are free now."""
         waiting, self.awaiting = self.awaiting, []
         for actor_id in waiting:
             actor = self.by_id.get(actor_id)
             if actor is None or actor.dead:
                 continue
-            if self.node.ledger.take("actor " + actor_id, actor.spec.resources):
+            if self.claim(actor.spec):
                 self.start_process(actor)
             else:
                 self.awaiting.append(actor_id)
@@ -435,8 +449,8 @@ class Actors:
     def die(self, actor: LocalActor, error: ActorDiedError) -> None:
         """Dead for good: every queued call fails, later calls fail on arrival."""
         actor.state, actor.dead = "dead", pickle.dumps(error)
-        self.node.held_slots.pop("actor " + actor.spec.actor, None)
-        if self.node.ledger.give_back("actor " + actor.spec.actor):
+        slots = self.node.held_slots.pop("actor " + actor.spec.actor, None)
+        if self.node.ledger.give_back("actor " + actor.spec.actor) or slots:
             self.node.resources_freed()
         if actor.worker is not None:
             actor.worker.retiring = True
