@@ -553,7 +553,7 @@ def test_a_blocked_worker_gets_one_stand_in_and_the_next_index_counts_starts_ask
 
 
 def test_an_actor_killed_while_its_process_starts_has_it_killed_once_up(node):
-    create = spec("Counter-1", actor="Counter-1", method="__init__")
+    create = spec("Counter-1", actor="Counter-1", method="__init__", slots=0)   # (no num_cpus)
     tell(node, FromHead(p.Assign((), (create,))))
     (asked,) = started(node)
     tell(node, FromHead(p.KillActor("Counter-1", True, "plait.kill")))
@@ -569,7 +569,7 @@ def test_an_actor_killed_while_its_process_starts_has_it_killed_once_up(node):
 def alive_actor(node: Node, concurrency: int) -> WorkerHandle:
     """An actor running calls ``concurrency`` at a time, constructed in a process of its own."""
     node.functions["f@1"] = b""
-    create = spec("A-1", actor="A-1", method="__init__", concurrency=concurrency)
+    create = spec("A-1", actor="A-1", method="__init__", concurrency=concurrency, slots=0)
     tell(node, FromHead(p.Assign((), (create,))))
     (asked,) = started(node)
     process = WorkerHandle(asked.index, -3, -3, b"a1", ready=True)
@@ -639,7 +639,8 @@ def call(call_id: str, *deps: str, nested: tuple[str, ...] = (), caller: str = "
 def actor(node):
     """Counter-1 alive on this node: its process (b"a2") up and its constructor run."""
     node.functions["f@1"] = b""
-    tell(node, FromHead(p.Assign((), (spec("Counter-1", actor="Counter-1", method="__init__"),))))
+    tell(node, FromHead(p.Assign((), (spec("Counter-1", actor="Counter-1", method="__init__",
+                                           slots=0),))))
     (asked,) = started(node)
     process = WorkerHandle(asked.index, -3, -3, b"a2", ready=True)
     tell(node, WorkerStarted(process, False, "Counter-1"))
