@@ -238,6 +238,7 @@ class WorkerRuntime:
         self.riding: dict[str, list[ObjectRef]] = {}  # refs in results not sent yet, by task
         self.viewing = threading.Lock()              # ``views``, ``kept``, ``views_gone``
         self.views: Counter[str] = Counter()         # stored objects -> live views here
+        self.dead_views: deque[str] = deque()        # views' finalizers (any thread, no lock)
         self.kept: set[str] = set()                  # ... told the node (it pins them)
         self.views_gone: list[str] = []              # kept ones whose views all died since
         self.recent: tuple[str, ...] = ()            # the last tasks ended (see Free.after)
@@ -817,9 +818,16 @@ class WorkerRuntime:
         return holder
 
     def view_died(self, object_id: str) -> None:
-        """A view's finalizer (any thread): a kept object's last view going is told to the
-        node with the next results, or when the worker is next idle."""
-        with self.viewing:
+        """A view's finalizer: it may run in any thread, inside a garbage collection that
+        code holding ``viewing`` set off, so it only notes the death (``count_dead_views``
+        counts it under the lock)."""
+        self.dead_views.append(object_id)
+
+    def count_dead_views(self) -> None:
+        """(Holding ``viewing``.) A kept object whose last view died is to be told to the
+        node: with the next results, or when the worker is next idle."""
+        while self.dead_views:
+            object_id = self.dead_views.popleft()
             self.views[object_id] -= 1
             if self.views[object_id] <= 0:
                 del self.views[object_id]
@@ -832,6 +840,7 @@ class WorkerRuntime:
         if not call.viewed:
             return ()
         with self.viewing:
+            self.count_dead_views()
             kept = tuple(oid for oid in dict.fromkeys(call.viewed)
                          if oid in self.views and oid not in self.kept)
             self.kept.update(kept)
@@ -840,11 +849,13 @@ class WorkerRuntime:
     def send_views_gone(self) -> None:
         """Tell the node which kept objects no view holds any more (after the results that
         kept them: a gone before its kept would leave the pin for ever)."""
-        if not self.views_gone or self.unsent:
+        if not (self.dead_views or self.views_gone) or self.unsent:
             return
         with self.viewing:
+            self.count_dead_views()
             gone, self.views_gone = self.views_gone, []
-        self.send(p.ViewsGone(tuple(gone)))
+        if gone:
+            self.send(p.ViewsGone(tuple(gone)))
 
     def store(self, object_id: str, value: Any, created_by: str
               ) -> p.Inline | p.Located | p.Stored:
