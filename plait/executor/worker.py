@@ -71,7 +71,7 @@ from plait.executor.wire.freelists import FreeListSweep
 from plait.executor.wire.malloc import return_freed_memory
 from plait.executor.wire.security import load_key
 from plait.graph import context
-from plait.graph.actor import (READY, TERMINATE, exit_actor, handle_of, is_async_class,
+from plait.graph.actor import (CALL, READY, TERMINATE, exit_actor, handle_of, is_async_class,
                                name_and_namespace)
 from plait.graph.ids import IdGenerator, yielded_id
 from plait.graph.refs import ObjectRef, collecting_refs, unsubmitted
@@ -579,10 +579,13 @@ class WorkerRuntime:
         if item.method == READY:
             return lambda: True
         if item.method:
-            if self.instance is None:
+            instance = self.instance
+            if instance is None:
                 raise PlaitError(f"actor method {item.function_name} reached a process "
                                  f"holding no actor")
-            return method_of(self.instance, item.method)
+            if item.method == CALL:         # handle.__ray_call__.remote(fn, *args): Ray's
+                return lambda fn, *args, **kwargs: fn(instance, *args, **kwargs)
+            return method_of(instance, item.method)
         return self.load_function(item.function_id)
 
     def construct(self, item: p.WorkItem, cls: type, args: tuple, kwargs: dict) -> None:

@@ -625,6 +625,26 @@ def test_private_methods_call_and_ray_ready_are_callable_as_in_ray(cluster):
 
 
 @plait.remote
+class Holder:
+    def __init__(self):
+        self.value = 7
+
+
+async def scaled_async(instance, factor):
+    return instance.value * factor
+
+
+def test_ray_call_runs_a_function_on_the_actors_instance(cluster):
+    """Ray's ``handle.__ray_call__.remote(fn, *args)``: fn(instance, *args) in the actor."""
+    holder = Holder.remote()
+    assert plait.get(holder.__ray_call__.remote(lambda self, n: self.value + n, 3),
+                     timeout=30) == 10
+    assert plait.get(holder.__ray_call__.remote(lambda self: setattr(self, "value", 1)),
+                     timeout=30) is None
+    assert plait.get(holder.__ray_call__.remote(scaled_async, factor=5), timeout=30) == 5
+
+
+@plait.remote
 class ArrayKeeper:
     def __init__(self):
         self.arrays = []

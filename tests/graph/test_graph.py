@@ -169,7 +169,8 @@ def test_dir_of_an_actor_class_handle_and_method_offers_what_one_may_call():
     assert [n for n in dir(Counter) if not n.startswith("_")] == ["incr", "options", "remote"]
     assert Counter.LIMIT == 3                      # attributes still reach the class
     handle = handle_of("Counter-1", Counter._cls)
-    assert dir(handle) == ["__init__", "__ray_ready__", "__ray_terminate__", "incr"]
+    assert dir(handle) == ["__init__", "__ray_call__", "__ray_ready__", "__ray_terminate__",
+                           "incr"]
     assert dir(handle.incr) == ["options", "remote"]
 
 
