@@ -223,8 +223,8 @@ def drain(pending: deque[Any]) -> list[Any]:
 
 
 def check_refs(refs: Iterable[Any], where: str) -> list[ObjectRef]:
-    """``refs`` as a list, each an ObjectRef of the running session (else InvalidArgumentError, or
-    ObjectLostError for one of a session that was shut down)."""
+    """``refs`` as a list, each an ObjectRef of the running session (else
+    InvalidArgumentError, or ObjectLostError for one of a session that was shut down)."""
     refs = list(refs)
     active = context.active()
     for ref in refs:

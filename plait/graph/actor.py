@@ -39,6 +39,7 @@ METHOD_OPTIONS = "__plait_method_options__"
 TERMINATE = "__ray_terminate__"     # every actor's method that ends it (Ray's name)
 READY = "__ray_ready__"             # every actor's method that returns True once it is built
 CALL = "__ray_call__"               # every actor's: fn(instance, *args, **kwargs), run in it
+BUILT_IN = (TERMINATE, READY, CALL)  # the methods every actor has, whatever its class
 # Dunder methods of the user's class a handle calls: the rest (__deepcopy__, __getstate__,
 # ...) are Python's protocols, which copy and pickle look up on the handle itself.
 CALLABLE_DUNDERS = {"__call__"}
@@ -186,8 +187,8 @@ class ActorHandle:
         return self._actor_id
 
     def __getattr__(self, name: str) -> ActorMethod:
-        if name in (TERMINATE, READY, CALL):   # ends the actor / True once built / runs a
-            return ActorMethod(self, name, {})    # function on its instance (Ray's)
+        if name in BUILT_IN:
+            return ActorMethod(self, name, {})
         dunder = name.startswith("__") and name.endswith("__")
         if name not in self._methods or (dunder and name not in CALLABLE_DUNDERS):
             raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
@@ -195,7 +196,7 @@ class ActorHandle:
 
     def __dir__(self) -> list[str]:
         """What completes after ``handle.`` (Ray's ``dir``): the methods one may call."""
-        return sorted(["__init__", TERMINATE, READY, CALL, *self._methods])
+        return sorted(["__init__", *BUILT_IN, *self._methods])
 
     def __reduce__(self):
         return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._ready,

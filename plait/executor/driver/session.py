@@ -254,7 +254,9 @@ class Session(ObjectReading, Engine):
                 raise parked
             deadline = None if timeout is None else _now() + timeout
             self.fetch(ids, len(wanted), timeout, until_failure=True)
-            self.raise_first_failure(ids)
+            failed = self.first_failure(ids)
+            if failed is not None:
+                self.load(failed)               # (raises its error)
             self.pin_stored(ids, pinned, deadline)
             values = [self.load(oid, pinned[oid].pop() if oid in pinned else None)
                       for oid in ids]
@@ -587,7 +589,8 @@ class Session(ObjectReading, Engine):
         known: list[str] | None = None          # (at first: all those known already)
         try:
             while len(unique) - len(missing) < need:
-                if until_failure and self.any_failed(unique if known is None else known):
+                if until_failure and \
+                        self.first_failure(unique if known is None else known) is not None:
                     return
                 progress.update(len(unique) - len(missing), len(unique))
                 left = PROGRESS_SLICE if deadline is None else deadline - _now()
@@ -607,20 +610,12 @@ class Session(ObjectReading, Engine):
         finally:
             progress.close()
 
-    def any_failed(self, object_ids: Iterable[str]) -> bool:
+    def first_failure(self, object_ids: Iterable[str]) -> str | None:
+        """The first of ``object_ids`` known to have failed, if any."""
         from plait.executor.wire import protocol as p
 
         values = self.values
-        return any(isinstance(values.get(oid), p.Failed) for oid in object_ids)
-
-    def raise_first_failure(self, object_ids: list[str]) -> None:
-        """Raise the error of the first of ``object_ids`` known to have failed, if any."""
-        from plait.executor.wire import protocol as p
-
-        failed = next((oid for oid in object_ids if isinstance(self.values.get(oid), p.Failed)),
-                      None)
-        if failed is not None:
-            self.load(failed)                   # (raises its error)
+        return next((oid for oid in object_ids if isinstance(values.get(oid), p.Failed)), None)
 
     def subscribe(self, object_ids: list[str]) -> None:
         """Ask the head to tell us of these objects, once each, unless known or asked."""

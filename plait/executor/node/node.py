@@ -302,12 +302,12 @@ class Node(Outbox):
         them in its state): pinned here until it says they are gone, or it is. Without
         this, once no ref was left the block was reused under the actor's arrays."""
         for oid in object_ids:
+            if oid not in self.store.objects:              # gone already: nothing to keep
+                continue
             holders = self.view_pins.setdefault(oid, set())
-            if worker.identity not in holders and oid in self.store.objects:
+            if worker.identity not in holders:
                 holders.add(worker.identity)
                 self.store.pin(oid)
-            if not holders:
-                del self.view_pins[oid]
 
     def views_gone(self, identity: bytes, object_ids: Iterable[str]) -> None:
         for oid in object_ids:
