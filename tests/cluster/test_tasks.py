@@ -435,3 +435,36 @@ def test_a_worker_gives_back_the_tuples_its_tasks_dropped(fresh):
     held = plait.get(leave_tuples.remote())
     plait.get([allocated_blocks.remote(i) for i in range(SWEEP_EVERY_TASKS)])
     assert plait.get(allocated_blocks.remote()) < held - 15_000
+
+
+@plait.remote
+def meet(folder, name, count):
+    """Arrive in ``folder`` and wait there until ``count`` tasks have: only tasks that run
+    at once all return (TimeoutError after 20 s, so a test never hangs)."""
+    open(os.path.join(folder, name), "w").close()
+    deadline = time.monotonic() + 20
+    while len(os.listdir(folder)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(os.listdir(folder))} of {count} met")
+        time.sleep(0.005)
+    return plait.get_runtime_context().get_assigned_resources()
+
+
+def test_tasks_that_ask_for_no_cpu_run_beside_the_tasks_that_hold_them(cluster, tmp_path):
+    zero = [meet.options(num_cpus=0).remote(str(tmp_path), f"z{i}", 5) for i in range(3)]
+    whole = [meet.remote(str(tmp_path), f"w{i}", 5) for i in range(2)]
+    assert plait.get(zero, timeout=60) == [{}] * 3      # as Ray: no CPU assigned
+    assert plait.get(whole, timeout=60) == [{"CPU": 1.0}] * 2
+
+
+def test_tasks_that_ask_for_half_a_cpu_run_two_to_a_cpu_and_no_more(cluster, tmp_path):
+    halves = [meet.options(num_cpus=0.5).remote(str(tmp_path), f"h{i}", 4) for i in range(4)]
+    assert plait.get(halves, timeout=60) == [{"CPU": 0.5}] * 4
+    gate = tmp_path / "gate"
+    os.mkdir(gate)
+    first = [wait_for_file.options(num_cpus=0.5).remote(str(gate / "go"), i) for i in range(4)]
+    fifth = inc.options(num_cpus=0.5).remote(1)
+    ready, _ = plait.wait([fifth], timeout=1.0)
+    assert ready == []                 # the two CPUs are taken by the four halves
+    (gate / "go").touch()
+    assert plait.get([*first, fifth], timeout=60) == [0, 1, 2, 3, 2]

@@ -838,14 +838,16 @@ class Session(ObjectReading, Engine):
                   file=sys.stderr)
 
 
-def _slots(task: Any, num_cpus: float) -> int:
-    """Worker slots the task holds while it runs; an actor holds none unless it asked for
-    CPUs (it has a process of its own), then that many for its lifetime (as in Ray)."""
+def _slots(task: Any, num_cpus: float) -> float:
+    """Worker slots the task holds while it runs: its num_cpus rounded up, or below one as
+    it is (a share of one CPU; the node runs several such tasks at once). An actor holds
+    none unless it asked for CPUs (it has a process of its own), then that many, rounded
+    up, for its lifetime (as in Ray)."""
     import math
 
-    if task.method == "__init__":
+    if task.method == "__init__" or num_cpus >= 1:
         return math.ceil(num_cpus)
-    return compiler.slots_of(num_cpus)
+    return num_cpus
 
 
 def _generator_kind(num_returns: int | str | None) -> str:

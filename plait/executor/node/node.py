@@ -61,6 +61,7 @@ WORKER_STOP_GRACE = 2.0
 MAX_REFETCHES = 3          # a pull whose source lost its copy is asked for again this often
 PARK_SECONDS = 5.0          # an idle stand-in is kept this long for the next blocked worker
 ROOM_RERUNS_FOR_VIEWS = 3   # a result refused beside drivers' views: runs again this often
+CPU_EPSILON = 1e-9          # CPUs summed from fractions: 3 x 1/3 is all of one
 ADMIT_LOOKAHEAD = 64        # tasks held back for memory looked at per dispatch, oldest first
 WATCH_SECONDS = 0.5         # how often workers' /proc state and memory are looked at
 
@@ -403,7 +404,7 @@ class Node(Outbox):
         """CPUs are worker slots: those not running a task (a task blocked on its children
         lends its slot) nor held by a task's extra CPUs or an actor's; the rest is the
         ledger's, and the store's bytes."""
-        busy = sum(1 for w in self.pool(_able) if w.inflight) + sum(self.held_slots.values())
+        busy = self.cpus_taken()
         capacity, used = self.store.allocator.capacity, self.store.allocator.used
         total = (("CPU", float(self.num_workers)), *self.ledger.amounts(self.ledger.total),
                  ("object_store_memory", float(capacity)))
@@ -537,10 +538,12 @@ class Node(Outbox):
         self.to_worker(worker.identity, p.Skip(tuple(queued)))
 
     def lend_slot(self) -> None:
-        """Keep ``num_workers`` workers able to run tasks while some wait on their children:
-        wake a parked stand-in, or start one."""
-        if len(self.pool(_able)) >= self.num_workers:
-            return
+        """Keep ``num_workers`` workers able to run tasks while some wait on their children."""
+        if len(self.pool(_able)) < self.num_workers:
+            self.add_worker()
+
+    def add_worker(self) -> None:
+        """One more worker able to run tasks: a parked stand-in woken, or one started."""
         parked = self.pool(lambda w: bool(w.parked_since) and not w.retiring)
         if parked:
             parked[0].parked_since = 0.0
@@ -564,6 +567,13 @@ class Node(Outbox):
             if now - worker.parked_since > PARK_SECONDS:
                 worker.retiring = True
                 self.to_worker(worker.identity, p.Bye())
+
+    def cpus_taken(self) -> float:
+        """The node's CPUs in use: each worker running tasks takes its ``cpus`` (a worker
+        whose task waits on its children lends it), tasks with num_cpus > 1 their extra
+        slots, actors that asked for CPUs theirs."""
+        return sum(w.cpus for w in self.pool(_able) if w.inflight) + \
+            sum(self.held_slots.values())
 
     def pool(self, keep: Callable[[WorkerHandle], bool]) -> list[WorkerHandle]:
         """The task workers (not actors' processes) for which ``keep`` holds."""
@@ -927,7 +937,8 @@ class Node(Outbox):
                 if not self.ledger.offers(spec.resources):
                     self.fail_task(task_id, pickle.dumps(self.unoffered(spec)))
                 continue
-            if spec.slots > 1 or spec.resources or spec.max_calls or self.held_slots:
+            if spec.slots != 1 or spec.resources or spec.max_calls or self.held_slots \
+                    or any(w.cpus != 1 for w in workers if w.inflight):
                 if not self.send_alone(workers, spec, task_id):
                     return
                 continue
@@ -950,6 +961,7 @@ class Node(Outbox):
                 items += self.start(task_id)
                 task_id = self.next_ready(batching=True)
             if items:
+                worker.cpus = 1.0
                 self.send_items(worker, items)
 
     def next_ready(self, batching: bool = False) -> str | None:
@@ -1038,17 +1050,24 @@ class Node(Outbox):
                 state.riding = False
 
     def send_alone(self, workers: list[WorkerHandle], spec: p.TaskSpec, task_id: str) -> bool:
-        """Dispatch ``task_id`` to an idle worker while its slots are free (False: wait).
+        """Dispatch ``task_id`` to an idle worker while the CPUs it asks for are free
+        (False: wait).
 
         A task with num_cpus > 1 holds that many worker slots: it runs in one idle worker
-        and keeps ``slots - 1`` others idle until it ends; while any such task runs (or an
-        actor holds slots), tasks go one at a time to idle workers only. The task at the
-        head of the queue waits for its slots rather than being overtaken forever. A task
-        holding resources (GPU, ...) takes them here, and one with ``max_calls`` is
-        counted against its worker (see spend).
+        and keeps ``slots - 1`` others idle until it ends. One with num_cpus below one takes
+        that share of a CPU, so that several run at once per CPU (none, for 0): with the
+        CPUs free but no worker idle, one more worker is added, as Ray starts one. While
+        any such task runs (or an actor holds slots), tasks go one at a time to idle
+        workers only. The task at the head of the queue waits for its CPUs rather than
+        being overtaken forever. A task holding resources (GPU, ...) takes them here, and
+        one with ``max_calls`` is counted against its worker (see spend).
         """
+        if self.num_workers - self.cpus_taken() < spec.slots - CPU_EPSILON:
+            return False
         idle = [w for w in workers if not w.inflight]
-        if len(idle) - sum(self.held_slots.values()) < spec.slots:
+        if not idle:
+            if not self.starting:
+                self.add_worker()
             return False
         gpu = any(name == "GPU" for name, _ in spec.resources)
         kind = [w for w in idle if w.gpu == gpu or not w.functions]
@@ -1061,7 +1080,7 @@ class Node(Outbox):
         if not items:
             self.ledger.give_back(task_id)
             return True
-        worker.gpu = gpu
+        worker.gpu, worker.cpus = gpu, min(1.0, spec.slots)
         self.send_items(worker, items)
         if spec.slots > 1:
             self.held_slots[task_id] = spec.slots - 1
@@ -1071,7 +1090,7 @@ class Node(Outbox):
     def alone(self, task_id: str) -> bool:
         """Whether the task is sent to a worker of its own (not batched with others)."""
         state = self.table.tasks.get(task_id)
-        return state is not None and bool(state.spec.slots > 1 or state.spec.resources
+        return state is not None and bool(state.spec.slots != 1 or state.spec.resources
                                           or state.spec.max_calls)
 
     def unoffered(self, spec: p.TaskSpec) -> PlanError:

@@ -47,6 +47,8 @@ class WorkerHandle:
     blocked: bool = False            # its task waits for tasks it submitted
     blocks: bool = False             # ... or did, and runs on: it may block again soon
     extra: bool = False              # started to stand in for a blocked worker
+    cpus: float = 1.0                # of the node's CPUs its tasks take (a task's num_cpus
+    #                                  below one, when sent alone: several share a CPU)
     retiring: bool = False           # told to stop: not to be replaced
     oom: str = ""                    # why plait killed it for its memory, if it did
     stopped_since: float = 0.0       # when it was first seen stopped (SIGSTOP), 0 if not

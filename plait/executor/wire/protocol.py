@@ -539,7 +539,8 @@ class TaskSpec:
     actor: str = ""                # runs in this actor's process ("" for a plain task)
     method: str = ""               # "__init__": creates the actor; else the method called
     detached: bool = False         # an actor that outlives its handles
-    slots: int = 1                 # worker slots it holds while running (num_cpus, rounded up)
+    slots: float = 1               # CPUs it holds while running: num_cpus rounded up, or
+    #                                the share of one it asks for (0 <= num_cpus < 1)
     handle: bytes = b""            # a named actor's pickled handle (for get_actor)
     actor_name: str = ""
     if_exists: bool = False        # get_if_exists: a live actor of the name serves it instead
@@ -685,7 +686,7 @@ class WorkItem:
     outputs: tuple[str, ...]
     retry_exceptions: bytes = b""
     method: str = ""               # an actor's: "__init__" builds the instance, else a method
-    slots: int = 1                 # worker slots it holds (get_assigned_resources reads them)
+    slots: float = 1               # CPUs it holds (get_assigned_resources reads them)
     generator: str = ""            # "streaming" or "dynamic": each value Yielded as it comes
     concurrency: int = 1           # with "__init__": how many calls the actor runs at once
     resources: tuple[tuple[str, float], ...] = ()   # held beside CPUs (get_assigned_resources)

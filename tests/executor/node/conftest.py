@@ -21,7 +21,7 @@ def node(make_transfers, processes):
     workers = [WorkerHandle(i, -1, -1, f"w{i}".encode(), ready=True) for i in range(2)]
     made = Node("node-0", arena, None, workers, "ipc://unused", transfers=make_transfers,
                 processes=processes)
-    made.num_workers = 0                  # never start a stand-in process in these tests
+    made.num_workers = 2
     made.decisions = Decisions(made)
     yield made
     arena.unlink()
