@@ -522,9 +522,12 @@ class WorkerRuntime:
     def failed_by(self, call: Call, error: BaseException) -> p.TaskResult:
         """The task raised ``error``: its results fail with it (a retry if it asked). A
         cancelled task that raised (KeyboardInterrupt, or what that led to) is cancelled:
-        TaskCancelledError, never retried; one that caught it and returned has its value."""
+        TaskCancelledError, never retried; one that caught it and returned has its value.
+        A KeyboardInterrupt is a cancel however it came (Ray's worker takes it so: it is
+        how ``ray.cancel`` reaches the task's code)."""
         item = call.item
-        if item.task_id in self.cancelled and self.actor is None:
+        if isinstance(error, KeyboardInterrupt) or (item.task_id in self.cancelled
+                                                    and self.actor is None):
             return self.failed(call, pickle.dumps(TaskCancelledError(item.task_id)))
         failed = self.failed(call, _pickled_error(self.task_error(item, error)))
         if _retryable(item.retry_exceptions, error):

@@ -113,6 +113,20 @@ def interrupted(path, obey):
                 return ("interrupted", plait.get_runtime_context().is_canceled())
 
 
+@plait.remote(max_retries=3, retry_exceptions=True)
+def interrupts_itself(path):
+    with open(path, "a") as f:
+        f.write("ran\n")
+    raise KeyboardInterrupt
+
+
+def test_a_task_that_raises_keyboard_interrupt_is_cancelled_not_retried(cluster, tmp_path):
+    """Ray's worker takes a KeyboardInterrupt from the task's code for a cancel."""
+    with pytest.raises(plait.TaskCancelledError):
+        plait.get(interrupts_itself.remote(str(tmp_path / "runs")), timeout=30)
+    assert (tmp_path / "runs").read_text() == "ran\n"
+
+
 @plait.remote
 def parent_of(path, child_path):
     child = interrupted.remote(child_path, True)
