@@ -1033,7 +1033,8 @@ class WorkerRuntime:
             bool(self.actor and self.actor[0].attempt != 0),
             self.actor_handle if self.actor else None, made.gpu_ids if made else (),
             self.function_descriptor(item) if item else None,
-            name_and_namespace(self.actor[0].actor_name)[0] if self.actor else None)
+            name_and_namespace(self.actor[0].actor_name)[0] if self.actor else None,
+            made.env_vars if made else ())
 
     def function_descriptor(self, item: p.WorkItem) -> str | None:
         """Ray's name of the code a call runs (``get_task_function_name``): module and name

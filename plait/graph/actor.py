@@ -40,9 +40,13 @@ TERMINATE = "__ray_terminate__"     # every actor's method that ends it (Ray's n
 READY = "__ray_ready__"             # every actor's method that returns True once it is built
 CALL = "__ray_call__"               # every actor's: fn(instance, *args, **kwargs), run in it
 BUILT_IN = (TERMINATE, READY, CALL)  # the methods every actor has, whatever its class
-# Dunder methods of the user's class a handle calls: the rest (__deepcopy__, __getstate__,
-# ...) are Python's protocols, which copy and pickle look up on the handle itself.
-CALLABLE_DUNDERS = {"__call__"}
+# Dunder methods of the user's class a handle does not call: Python's copy and pickle look
+# these up on the handle itself (copy.deepcopy asks the instance for __deepcopy__), where
+# a method of the actor would break copying the handle (as a Ray handle's copy breaks);
+# __del__ is Ray's handle's own. Every other dunder the class defines is a method.
+HANDLE_PROTOCOLS = frozenset({"__copy__", "__deepcopy__", "__del__", "__getnewargs__",
+                              "__getnewargs_ex__", "__getstate__", "__reduce__",
+                              "__reduce_ex__", "__setstate__"})
 
 
 # What an actor call takes of its method's options (the rest of TaskOptions is its actor's)
@@ -187,10 +191,11 @@ class ActorHandle:
         return self._actor_id
 
     def __getattr__(self, name: str) -> ActorMethod:
+        """The actor's method ``name``. Asked only for what the handle lacks, so the
+        handle's own ``__init__``, ``__repr__``, ``__eq__`` ... stay its own, as in Ray."""
         if name in BUILT_IN:
             return ActorMethod(self, name, {})
-        dunder = name.startswith("__") and name.endswith("__")
-        if name not in self._methods or (dunder and name not in CALLABLE_DUNDERS):
+        if name not in self._methods:
             raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
         return ActorMethod(self, name, self._methods[name])
 
@@ -341,14 +346,15 @@ def _live_actor(name: str) -> ActorHandle | None:
 
 
 def _methods_of(cls: type) -> dict[str, dict[str, Any]]:
-    """The class's methods, ``_private`` ones and ``__call__`` too (as Ray's handles call
-    them), and their ``@plait.method`` options; a generator method streams its values
-    unless told otherwise (as in Ray)."""
+    """The class's methods, ``_private`` ones and the dunder methods it (or a base of its)
+    defines too, as Ray's handles call them (not ``object``'s: those are no functions; not
+    ``HANDLE_PROTOCOLS``), and their ``@plait.method`` options; a generator method streams
+    its values unless told otherwise (as in Ray)."""
     methods = {}
     for name, member in inspect.getmembers(cls, callable):
-        if name != "__init__" and (not name.startswith("__") or name in CALLABLE_DUNDERS) \
-                and (inspect.isfunction(member) or inspect.ismethod(member)
-                     or not name.startswith("_")):
+        defined = inspect.isfunction(member) or inspect.ismethod(member)
+        if name != "__init__" and name not in HANDLE_PROTOCOLS and (
+                defined or not name.startswith("_")):
             options = dict(getattr(member, METHOD_OPTIONS, {}))
             if options.get("num_returns") is None and is_generator_function(member):
                 options["num_returns"] = "streaming"

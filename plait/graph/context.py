@@ -13,6 +13,8 @@ it names none of them. Where the runtime takes or returns a ref or a task, the p
 from __future__ import annotations
 
 import inspect
+import json
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,12 +57,14 @@ class Id(str):
 class RuntimeContext:
     """Where the calling code runs: ``plait.get_runtime_context()``.
 
-    In the driver, ``task`` and ``worker_id`` are None; ``actor`` is set inside an
-    actor's methods. The ``get_*`` methods and properties are Ray's spelling of the same
-    facts; ids are ``Id`` strings (``.hex()`` works, as on Ray's ids). ``session_id`` is the
-    cluster's session, shared by every driver and task of it (Ray's job id). Ray's older
-    properties (``node_id``, ``task_id``, ``actor_id``, ``job_id``) and ``get()`` answer
-    too, with Ray's DeprecationWarning naming the ``get_*`` method to use instead.
+    In the driver, ``task`` is None and ``worker_id``, given as None, becomes the
+    driver's own (``driver_worker_id``: Ray's driver is a worker too); ``actor`` is set
+    inside an actor's methods. The ``get_*`` methods and properties are Ray's spelling of
+    the same facts; ids are ``Id`` strings (``.hex()`` works, as on Ray's ids).
+    ``session_id`` is the cluster's session, shared by every driver and task of it (Ray's
+    job id). Ray's older properties (``node_id``, ``task_id``, ``actor_id``, ``job_id``)
+    and ``get()`` answer too, with Ray's DeprecationWarning naming the ``get_*`` method to
+    use instead.
     """
 
     node: str
@@ -76,8 +80,12 @@ class RuntimeContext:
     gpu_ids: tuple[int, ...] = ()                 # the GPUs it holds (CUDA_VISIBLE_DEVICES)
     function_name: str | None = None              # Ray's descriptor: module.f, module.A.m
     actor_name: str | None = None                 # "" in an actor created without a name
+    env_vars: tuple[tuple[str, str], ...] = ()    # its runtime_env's (an actor's: its own)
 
     def __post_init__(self) -> None:
+        if self.worker_id is None and self.task is None:     # made in the driver, for it
+            object.__setattr__(self, "worker_id", driver_worker_id(self.session_id,
+                                                                   os.getpid()))
         for name in ("node", "worker_id", "task", "session_id", "actor"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Id):
@@ -169,6 +177,19 @@ class RuntimeContext:
     def get_task_id(self) -> str | None:
         return self.task
 
+    def get_node_labels(self) -> dict[str, str]:
+        """Ray's labels of the node: a plait node has only the one Ray always sets, its
+        id (a dict of one's own, the caller may change it)."""
+        return {NODE_ID_LABEL: str(self.node)}
+
+    def get_runtime_env_string(self) -> str:
+        """Ray's JSON of the running code's runtime_env, "{}" without one: of plait's
+        runtime_env, the ``env_vars`` a task or actor was given (those ``plait.init`` gave
+        every worker are not told apart from the rest of its environment)."""
+        if not self.env_vars:
+            return "{}"
+        return json.dumps({"env_vars": dict(self.env_vars)}, separators=(",", ":"))
+
     def get_task_name(self) -> str | None:
         return self.task_name
 
@@ -179,6 +200,20 @@ class RuntimeContext:
 
     def get_job_id(self) -> str:
         return self.session_id
+
+
+NODE_ID_LABEL = "ray.io/node-id"      # the label Ray sets on every node: the node's id
+
+
+def driver_worker_id(session_id: str, pid: int) -> str:
+    """The driver's worker id (Ray gives its driver one, as every worker): beside a
+    worker's ``node-0.w3``, the session's and the driver's process id, so each driver of
+    a cluster has its own, the same for its whole life.
+
+    >>> driver_worker_id("9f-1", 4242)
+    '9f-1.driver-4242'
+    """
+    return f"{session_id}.driver-{pid}"
 
 
 def _deprecated(method: str, what: str = "") -> None:

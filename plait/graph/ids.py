@@ -62,3 +62,31 @@ def yielded_id(task_id: str, index: int) -> str:
     ('numbers-4.0', 'numbers-4.12')
     """
     return f"{task_id}.{index}"
+
+
+# The stem of a put's id (session.put, worker.put): a put's object has no task of its own.
+PUT_STEM = "put"
+
+
+def task_of(object_id: str) -> str:
+    """The id of the task that made ``object_id`` (Ray's ``ref.task_id()``): the inverse of
+    ``output_id`` and ``yielded_id``, read from the id alone, as a ref that travelled has
+    nothing else.
+
+    A put has no task: its object names the process that put it (``{prefix}put``, one for
+    all of that process's puts, as all of a Ray driver's puts name the driver's task; in a
+    worker, its tasks' puts share one, where Ray's differ per task). By its id alone a
+    result of a task named "put" reads as a put; a ref that still holds its task is
+    answered from the task (``ObjectRef.task_id``).
+
+    >>> task_of("inc-1"), task_of("split-2.1"), task_of("node-0.w1.77:Counter.incr-5.12")
+    ('inc-1', 'split-2', 'node-0.w1.77:Counter.incr-5')
+    >>> task_of("put-7"), task_of("d2:put-9"), task_of("no counter")
+    ('put', 'd2:put', 'no counter')
+    """
+    head, dash, count = object_id.rpartition("-")
+    if not dash:                        # not an id IdGenerator made: itself
+        return object_id
+    if head.rpartition(":")[2] == PUT_STEM:
+        return head
+    return f"{head}-{count.partition('.')[0]}"

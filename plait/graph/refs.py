@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 from plait.graph import context
+from plait.graph.ids import task_of
 
 
 _pickling = threading.local()
@@ -49,6 +50,19 @@ def unsubmitted(refs: list[ObjectRef]) -> list[ObjectRef]:
     return [ref for ref in refs if ref.task is not None and not ref.task.submitted]
 
 
+class TaskID(context.Id):
+    """The id of the task that made an object (``ref.task_id()``): Ray's TaskID is an
+    object read with ``.hex()``; this is plait's readable id, answering Ray's methods."""
+
+    __slots__ = ()
+
+    def binary(self) -> bytes:
+        return self.encode()
+
+    def __repr__(self) -> str:
+        return f"TaskID({self})"
+
+
 class ObjectRef:
     """A handle to an immutable object; pass it to tasks or ``plait.get`` it."""
 
@@ -76,6 +90,11 @@ class ObjectRef:
     def binary(self) -> bytes:
         """The object's id as bytes (Ray's, to key a dict or store it; ``hex`` as text)."""
         return self.id.encode()
+
+    def task_id(self) -> TaskID:
+        """The task that made the object (Ray's): every result of one task answers the
+        same; a put answers for the process that put it (``ids.task_of``)."""
+        return TaskID(self.task.id if self.task is not None else task_of(self.id))
 
     def compute(self, timeout: float | None = None) -> Any:
         """Run what this ref needs and return its value (Dask's ``.compute()``)."""

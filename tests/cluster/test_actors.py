@@ -624,6 +624,36 @@ def test_private_methods_call_and_ray_ready_are_callable_as_in_ray(cluster):
     plait.kill(actor)
 
 
+class Sized:
+    def __len__(self):
+        return len(self.rows)
+
+
+@plait.remote
+class Rows(Sized):
+    def __init__(self, *rows):
+        self.rows = list(rows)
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+    def __contains__(self, row):
+        return row in self.rows
+
+    def __repr__(self):
+        return "Rows(...)"
+
+
+def test_dunder_methods_the_class_defines_are_called_through_the_handle_as_in_ray(cluster):
+    rows = Rows.remote("a", "b")
+    assert plait.get([rows.__len__.remote(), rows.__getitem__.remote(1),
+                      rows.__contains__.remote("a")], timeout=30) == [2, "b", True]
+    assert repr(rows).startswith("Actor(Rows")     # the handle's own, as in Ray
+    with pytest.raises(AttributeError, match="'__iter__'"):
+        rows.__iter__.remote()
+    plait.kill(rows)
+
+
 @plait.remote
 class Holder:
     def __init__(self):

@@ -268,6 +268,40 @@ def test_the_context_names_the_code_and_the_actor_and_old_ids_warn_as_in_ray(clu
         assert driver.node_id == driver.get_node_id()
 
 
+@plait.remote
+def context_facts():
+    context = plait.get_runtime_context()
+    return (context.get_task_id(), context.get_worker_id(), context.get_node_labels(),
+            context.get_runtime_env_string())
+
+
+@plait.remote
+class EnvReader:
+    def facts(self):
+        context = plait.get_runtime_context()
+        return context.get_runtime_env_string(), context.get_worker_id()
+
+
+def test_the_context_gives_rays_task_id_worker_id_labels_and_runtime_env(cluster):
+    import json
+
+    ref = context_facts.remote()
+    task, worker, labels, env = plait.get(ref, timeout=30)
+    assert ref.task_id().hex() == task                  # the task that made it, as in Ray
+    assert labels == {"ray.io/node-id": "node-0"} and env == "{}"
+    with_env = context_facts.options(runtime_env={"env_vars": {"PLAIT_CONTEXT": "1"}})
+    assert json.loads(plait.get(with_env.remote(), timeout=30)[3]) == \
+        {"env_vars": {"PLAIT_CONTEXT": "1"}}
+    actor = EnvReader.options(runtime_env={"env_vars": {"PLAIT_CONTEXT": "2"}}).remote()
+    env, actor_worker = plait.get(actor.facts.remote(), timeout=30)
+    assert json.loads(env) == {"env_vars": {"PLAIT_CONTEXT": "2"}}   # the actor's, each call
+    driver = plait.get_runtime_context()
+    assert driver.get_worker_id() == plait.get_runtime_context().get_worker_id()
+    assert driver.get_worker_id() not in (None, worker, actor_worker)
+    assert driver.get_runtime_env_string() == "{}"
+    assert driver.get_node_labels() == {"ray.io/node-id": driver.get_node_id()}
+
+
 def test_an_actor_calls_itself_through_current_actor(cluster):
     actor = Introspective.remote()
     assert plait.get(plait.get(actor.call_myself.remote("hello"), timeout=30), timeout=30) \

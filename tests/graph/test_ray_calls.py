@@ -3,6 +3,8 @@ the session (tests/fakes.py), so nothing here starts a process."""
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 
 import pytest
@@ -241,6 +243,29 @@ def test_a_drivers_context_is_rays_shape_and_refuses_what_only_a_task_has():
     assert pickle.loads(pickle.dumps(found)) == found
 
 
+def test_a_context_gives_rays_node_labels_and_runtime_env_string():
+    from plait.graph.context import RuntimeContext
+
+    driver = RuntimeContext("node-0", None, None, "9f-1")
+    assert driver.get_node_labels() == {"ray.io/node-id": "node-0"}     # Ray's only label
+    assert driver.get_runtime_env_string() == "{}"
+    task = RuntimeContext("node-1", "node-1.w0", "f-2", "9f-1",
+                          env_vars=(("A", "1"), ("B", "x y")))
+    assert json.loads(task.get_runtime_env_string()) == {"env_vars": {"A": "1", "B": "x y"}}
+    assert task.get_node_labels() == {"ray.io/node-id": "node-1"}
+
+
+def test_a_drivers_worker_id_is_its_own_and_a_workers_is_kept():
+    from plait.graph.context import RuntimeContext, driver_worker_id
+
+    driver = RuntimeContext("node-0", None, None, "9f-1")
+    assert driver.get_worker_id() == driver_worker_id("9f-1", os.getpid())
+    assert driver.get_worker_id().hex() == RuntimeContext("node-0", None, None,
+                                                          "9f-1").get_worker_id()
+    assert driver_worker_id("9f-1", 41) != driver_worker_id("9f-1", 42)  # one per process
+    assert RuntimeContext("node-0", "node-0.w3", "f-2", "9f-1").get_worker_id() == "node-0.w3"
+
+
 # -- class attributes through the actor class -----------------------------------------------
 
 def test_the_actor_class_answers_for_its_class_attributes_and_pickles():
@@ -279,10 +304,75 @@ def test_a_class_cannot_derive_from_an_actor_class():
             pass
 
 
+# -- dunder methods through the handle ------------------------------------------------------
+
+class Sized:
+    def __len__(self):
+        return 3
+
+
+@plait.remote
+class Table(Sized):
+    def __init__(self):
+        self.rows = {"a": 1}
+
+    def __getitem__(self, key):
+        return self.rows[key]
+
+    def __call__(self, value):
+        return value
+
+    def __repr__(self):
+        return "Table()"
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def test_a_handle_calls_the_dunder_methods_its_class_defines_as_rays_does(runtime):
+    import copy
+
+    table = Table.remote()
+    for name in ("__len__", "__getitem__", "__call__"):    # __len__ from a plain base too
+        assert type(getattr(table, name)).__name__ == "ActorMethod", name
+    table.__len__.remote()
+    table.__getitem__.remote("a")
+    with pytest.raises(TypeError, match=r"^Table\.__getitem__\.remote\(\): missing"):
+        table.__getitem__.remote()
+    assert repr(table).startswith("Actor(Table") and table.__init__.__self__ is table
+    for missing in ("__iter__", "__foo__", "nope"):      # the class defines none of these
+        with pytest.raises(AttributeError, match=repr(missing)):
+            getattr(table, missing)
+    assert not hasattr(table, "__deepcopy__")         # Python's copy protocol: the handle's
+    assert copy.deepcopy(table) == table
+    assert pickle.loads(pickle.dumps(table)).__len__.remote() is not None
+
+
 def test_a_ref_names_its_object_as_text_and_as_bytes_as_rays_does():
     ref = plait.ObjectRef("put-7")
     assert ref.hex() == "put-7" and ref.binary() == b"put-7"
     assert {ref.binary(): 1}[plait.ObjectRef("put-7").binary()] == 1
+
+
+@plait.remote(num_returns=2)
+def pair():
+    return 1, 2
+
+
+def test_a_refs_task_id_names_the_task_that_made_it_as_rays_does(runtime):
+    ref = scale.remote(1)
+    assert ref.task_id().hex() == runtime.created_tasks[-1]
+    assert repr(ref.task_id()) == f"TaskID({runtime.created_tasks[-1]})"
+    first, second = pair.remote()
+    assert first.task_id() == second.task_id() == pickle.loads(pickle.dumps(second)).task_id()
+    assert hash(first.task_id()) == hash(second.task_id()) != hash(ref.task_id())
+    assert first.task_id().hex() == runtime.created_tasks[-1]
+    assert first.task_id().binary() == first.task_id().hex().encode()
+    put, other = runtime.put(1), runtime.put(2)        # as Ray: a caller's puts share one id
+    assert put.task_id() == other.task_id() and put.task_id() not in (ref.task_id(),
+                                                                      first.task_id())
+    assert plait.ObjectRef("node-0.w1.77:Counter.incr-5.12").task_id().hex() == \
+        "node-0.w1.77:Counter.incr-5"
 
 
 @pytest.mark.parametrize("call", [
