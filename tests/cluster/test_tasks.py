@@ -468,3 +468,9 @@ def test_tasks_that_ask_for_half_a_cpu_run_two_to_a_cpu_and_no_more(cluster, tmp
     assert ready == []                 # the two CPUs are taken by the four halves
     (gate / "go").touch()
     assert plait.get([*first, fifth], timeout=60) == [0, 1, 2, 3, 2]
+
+
+def test_a_task_of_one_and_a_half_cpus_leaves_half_of_one_to_others(cluster, tmp_path):
+    wide = meet.options(num_cpus=1.5).remote(str(tmp_path), "wide", 2)
+    narrow = meet.options(num_cpus=0.5).remote(str(tmp_path), "narrow", 2)
+    assert plait.get([wide, narrow], timeout=60) == [{"CPU": 1.5}, {"CPU": 0.5}]

@@ -839,13 +839,13 @@ class Session(ObjectReading, Engine):
 
 
 def _slots(task: Any, num_cpus: float) -> float:
-    """Worker slots the task holds while it runs: its num_cpus rounded up, or below one as
-    it is (a share of one CPU; the node runs several such tasks at once). An actor holds
-    none unless it asked for CPUs (it has a process of its own), then that many, rounded
-    up, for its lifetime (as in Ray)."""
+    """The CPUs the task holds while it runs, fractions too (below one, a share of one
+    CPU: the node runs several such tasks at once). An actor holds none unless it asked
+    for CPUs (it has a process of its own), then that many, rounded up, for its lifetime
+    (as in Ray)."""
     import math
 
-    if task.method == "__init__" or num_cpus >= 1:
+    if task.method == "__init__":
         return math.ceil(num_cpus)
     return num_cpus
 

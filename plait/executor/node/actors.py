@@ -55,7 +55,7 @@ class ActorHost(Protocol):
     id: str
     table: TaskTable
     workers: dict[bytes, WorkerHandle]
-    held_slots: dict[str, int]
+    held_slots: dict[str, float]
     num_workers: int
     ledger: Ledger
     stopping: bool

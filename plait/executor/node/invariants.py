@@ -39,7 +39,7 @@ class NodeTables(Protocol):
     transfers: Transfers
     values: dict[str, p.ObjectValue]
     asked: set[str]
-    held_slots: dict[str, int]
+    held_slots: dict[str, float]
     ledger: Ledger
     resource_waiting: list[str]
 

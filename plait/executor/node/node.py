@@ -94,7 +94,7 @@ class Node(Outbox):
         self.client_pins: Counter[str] = Counter()  # object -> pins drivers hold (via the head)
         self.view_pins: dict[str, set[bytes]] = {}   # object -> workers keeping views of it
         self.doomed: set[str] = set()       # deleted by the head, kept while views of it live
-        self.held_slots: dict[str, int] = {}        # task or actor -> slots held beyond a worker
+        self.held_slots: dict[str, float] = {}      # task or actor -> CPUs held beyond a worker
         self.ledger = Ledger(())                    # GPUs, memory, custom: who holds what
         self.resource_waiting: list[str] = []       # ready tasks whose resources are held
         self.alloc_waiting: list[tuple[bytes, p.Alloc]] = []
@@ -1053,8 +1053,8 @@ class Node(Outbox):
         """Dispatch ``task_id`` to an idle worker while the CPUs it asks for are free
         (False: wait).
 
-        A task with num_cpus > 1 holds that many worker slots: it runs in one idle worker
-        and keeps ``slots - 1`` others idle until it ends. One with num_cpus below one takes
+        A task with num_cpus > 1 holds that many CPUs: it runs in one idle worker and
+        keeps ``slots - 1`` CPUs from others until it ends. One with num_cpus below one takes
         that share of a CPU, so that several run at once per CPU (none, for 0): with the
         CPUs free but no worker idle, one more worker is added, as Ray starts one. While
         any such task runs (or an actor holds slots), tasks go one at a time to idle

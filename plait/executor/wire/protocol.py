@@ -539,8 +539,8 @@ class TaskSpec:
     actor: str = ""                # runs in this actor's process ("" for a plain task)
     method: str = ""               # "__init__": creates the actor; else the method called
     detached: bool = False         # an actor that outlives its handles
-    slots: float = 1               # CPUs it holds while running: num_cpus rounded up, or
-    #                                the share of one it asks for (0 <= num_cpus < 1)
+    slots: float = 1               # CPUs it holds while running (num_cpus; an actor's
+    #                                creation: rounded up, held for the actor's life)
     handle: bytes = b""            # a named actor's pickled handle (for get_actor)
     actor_name: str = ""
     if_exists: bool = False        # get_if_exists: a live actor of the name serves it instead
