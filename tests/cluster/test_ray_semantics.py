@@ -544,3 +544,36 @@ def test_a_users_base_exception_is_a_task_error_run_once_not_a_crash(cluster, tm
     for call, words in ((aborter.now, "sync"), (aborter.later, "async")):
         with pytest.raises(Abort, match=words):
             plait.get(call.remote(), timeout=60)
+
+
+@plait.remote
+def fails_when(path):
+    import os
+    import time
+
+    while not os.path.exists(path):
+        time.sleep(0.005)
+    raise ValueError("unrelated")
+
+
+@plait.remote
+def after_failure_of(refs, path):
+    """Ends after the failure of ``refs[0]`` is known (and a moment more, for the driver to
+    hear of it while its get still waits for this)."""
+    import time
+
+    open(path, "w").close()
+    plait.wait(refs, timeout=30)
+    time.sleep(0.3)
+    return "mine"
+
+
+def test_a_failure_a_get_did_not_ask_for_does_not_end_it(cluster, tmp_path):
+    """The driver hears of a failure it subscribed to earlier while a get waits for other
+    refs: that get still returns its own values (it raised KeyError)."""
+    failing = fails_when.remote(str(tmp_path / "go"))
+    plait.wait([failing], timeout=0.1)             # the driver now follows it
+    assert plait.get(after_failure_of.remote([failing], str(tmp_path / "go")),
+                     timeout=30) == "mine"
+    with pytest.raises(ValueError, match="unrelated"):
+        plait.get(failing, timeout=30)

@@ -581,6 +581,7 @@ class Session(ObjectReading, Engine):
         Ray's does, not once the slowest of the rest is done."""
         self.flush_frees()
         unique = list(dict.fromkeys(object_ids))
+        asked = set(unique)                     # (the pump makes others known too)
         missing = {oid for oid in unique if oid not in self.values}
         self.subscribe([oid for oid in unique if oid in missing])
         need = min(count, len(unique))
@@ -589,8 +590,9 @@ class Session(ObjectReading, Engine):
         known: list[str] | None = None          # (at first: all those known already)
         try:
             while len(unique) - len(missing) < need:
-                if until_failure and \
-                        self.first_failure(unique if known is None else known) is not None:
+                if until_failure and self.first_failure(
+                        unique if known is None else [oid for oid in known if oid in asked]
+                ) is not None:
                     return
                 progress.update(len(unique) - len(missing), len(unique))
                 left = PROGRESS_SLICE if deadline is None else deadline - _now()
