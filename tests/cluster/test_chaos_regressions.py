@@ -86,3 +86,25 @@ def test_messages_to_a_briefly_stopped_node_are_queued_not_dropped(fresh):
     finally:
         node_1.send_signal(signal.SIGCONT)
     assert plait.get(refs, timeout=60) == list(range(ASSIGNS))
+
+
+@plait.remote
+def plus_one(x):
+    return x + 1
+
+
+def test_a_run_steps_aside_for_no_thread_while_it_waits_for_its_view(cluster, monkeypatch):
+    """The memory-pressure soak: the idle flusher's run, waiting for its cluster view,
+    stepped aside for the driver's get, whose run took the tasks the flusher had drained
+    through the upstream of its own; both submitted them, and the head counted their
+    inputs' readers twice ("reader counts differ from the tasks that read")."""
+    session = api._session
+    steady, view = [], session.cluster_view
+
+    def watched_view(graph):
+        steady.append(session.lock.steady)
+        return view(graph)
+
+    monkeypatch.setattr(session, "cluster_view", watched_view)
+    assert plait.get(plus_one.remote(plus_one.remote(1)), timeout=30) == 3
+    assert steady and all(steady)

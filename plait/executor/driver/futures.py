@@ -21,9 +21,11 @@ object is looked at once, however many futures wait. A future cancelled meanwhil
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -78,6 +80,7 @@ class SessionLock:
         self.counting = threading.Lock()
         self.wakeup = Wakeup()                         # pokes a holder waiting for the head
         self.waiter: Futures | None = None
+        self.steady = 0          # > 0: the holder is half-way through what no thread may see
 
     def __enter__(self) -> SessionLock:
         if self.rlock.acquire(blocking=False):
@@ -110,10 +113,21 @@ class SessionLock:
         """Called by the holder where it only waits for the head: let the threads that want
         the lock have it, and take it back after them (True if any wanted it). Whatever
         they take in from the head meanwhile is in the session's tables."""
-        if not self.contenders:
+        if not self.contenders or self.steady:
             return False
         self.turns.wait(STEP_ASIDE_SECONDS)      # releases every level of the lock held
         return True
+
+    @contextlib.contextmanager
+    def held_throughout(self) -> Iterator[None]:
+        """Hold the lock for the whole block, waits for the head included: the holder
+        steps aside for no thread until its end."""
+        with self:
+            self.steady += 1
+            try:
+                yield
+            finally:
+                self.steady -= 1
 
     def close(self) -> None:
         self.wakeup.close()

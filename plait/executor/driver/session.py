@@ -440,6 +440,14 @@ class Session(ObjectReading, Engine):
     def runtime_context(self) -> context.RuntimeContext:
         return context.RuntimeContext(self.nodes[0].id, None, None, self.id)
 
+    def run(self, refs: Sequence[ObjectRef]) -> None:
+        """Engine.run, which no other thread enters half-way (a run steps aside for none
+        while it waits for its cluster view): another run then would take the tasks this
+        one has drained but not yet marked submitted, through the upstream of its own, and
+        both would submit them (the head counted their readers twice)."""
+        with self.lock.held_throughout():
+            Engine.run(self, refs)
+
     def known(self, object_id: str) -> bool:
         return object_id in self.values
 
