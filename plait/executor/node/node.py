@@ -552,7 +552,11 @@ class Node(Outbox):
 
     def retire_extras(self) -> None:
         """Park an idle stand-in once the blocked worker it replaced is back (recursive
-        programs block again soon: a parked worker is woken faster than one is forked)."""
+        programs block again soon: a parked worker is woken faster than one is forked).
+        None while tasks wait to start: one that asks for a share of a CPU may need it
+        (dispatch starts no more tasks than the CPUs allow, stand-ins or not)."""
+        if self.table.ready:
+            return
         able = self.pool(_able)
         for worker in able:
             if len(able) <= self.num_workers:
@@ -950,8 +954,9 @@ class Node(Outbox):
                 return
             batch = max(1, min(MAX_BATCH, len(self.table.ready) // (2 * len(workers))))
             worker = min(workers, key=lambda w: (len(w.inflight), w.index))
-            if len(worker.inflight) >= 2 * batch:
-                return
+            if len(worker.inflight) >= 2 * batch or not worker.inflight and \
+                    self.num_workers - self.cpus_taken() < 1 - CPU_EPSILON:
+                return                   # (an idle stand-in beyond the CPUs waits)
             if worker.inflight and self.reads_stored(task_id):
                 return
             items: list[p.WorkItem] = []

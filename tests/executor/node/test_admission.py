@@ -27,7 +27,7 @@ def node(tmp_path, make_transfers, processes):
     workers = [WorkerHandle(i, -1, -1, f"w{i}".encode(), ready=True) for i in range(2)]
     made = Node("node-0", arena, Spiller(str(tmp_path)), workers, "ipc://unused",
                 transfers=make_transfers, processes=processes)
-    made.num_workers = 0                  # never start a stand-in process in these tests
+    made.num_workers = 2
     made.functions["f@1"] = b""
     made.decisions = Decisions(made)
     yield made

@@ -101,3 +101,35 @@ def test_a_task_asking_for_what_its_node_never_has_fails_naming_it(node):
     failed = [v for m in to_head(node) if isinstance(m, p.TasksDone)
               for r in m.results for _, v in r.outputs]
     assert len(failed) == 1 and b"does not offer" in failed[0].error
+
+
+def test_tasks_of_no_cpu_get_workers_of_their_own_kept_while_more_wait(node):
+    """Ray runs a task of num_cpus=0 whatever the CPUs: the node adds a worker when none is
+    idle. One that finishes while others wait to start does not send the added workers
+    away, and a task of one CPU still waits for a CPU, idle workers or not."""
+    from plait.executor.node.workers import WorkerHandle
+    from plait.executor.wire.instructions import WorkerStarted
+
+    node.functions["f@1"] = b""
+    zeros = tuple(spec(f"z{i}", slots=0) for i in range(4))
+    tell(node, FromHead(p.Assign((), zeros + (spec("one"), spec("two"), spec("three")))))
+    tell(node, Dispatch())
+    assert running(node) == {b"w0": ["z0"], b"w1": ["z1"]}
+    (asked,) = started(node)                       # no worker idle: one more, one at a time
+    tell(node, WorkerStarted(WorkerHandle(asked.index, -2, -2, b"w2", ready=True), True, ""))
+    tell(node, Dispatch())
+    assert running(node)[b"w2"] == ["z2"]
+    first, asked = started(node)
+    tell(node, FromWorker(b"w2", done("z2")))       # z3 and three tasks of a CPU wait
+    tell(node, WorkerStarted(WorkerHandle(asked.index, -3, -3, b"w3", ready=True), True, ""))
+    tell(node, Dispatch())
+    assert not any(w.parked_since for w in node.workers.values())   # none sent away
+    assert running(node) == {b"w0": ["z0"], b"w1": ["z1"], b"w2": ["z3"], b"w3": ["one"]}
+    *_, asked = started(node)                      # "two": a CPU is free, no worker idle
+    tell(node, WorkerStarted(WorkerHandle(asked.index, -4, -4, b"w4", ready=True), True, ""))
+    tell(node, Dispatch())
+    assert running(node)[b"w4"] == ["two"]
+    tell(node, FromWorker(b"w0", done("z0")))
+    tell(node, Dispatch())
+    assert "three" not in [t for ts in running(node).values() for t in ts]   # 2 CPUs taken
+    assert len(started(node)) == 3
