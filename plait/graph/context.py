@@ -177,6 +177,11 @@ class RuntimeContext:
     def get_task_id(self) -> str | None:
         return self.task
 
+    def get_placement_group_id(self) -> None:
+        """Ray's id of the placement group the code runs in: plait has none (Ray's answer
+        outside one)."""
+        return None
+
     def get_node_labels(self) -> dict[str, str]:
         """Ray's labels of the node: a plait node has only the one Ray always sets, its
         id (a dict of one's own, the caller may change it)."""

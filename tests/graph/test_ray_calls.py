@@ -253,6 +253,7 @@ def test_a_context_gives_rays_node_labels_and_runtime_env_string():
                           env_vars=(("A", "1"), ("B", "x y")))
     assert json.loads(task.get_runtime_env_string()) == {"env_vars": {"A": "1", "B": "x y"}}
     assert task.get_node_labels() == {"ray.io/node-id": "node-1"}
+    assert task.get_placement_group_id() is None and driver.get_placement_group_id() is None
 
 
 def test_a_drivers_worker_id_is_its_own_and_a_workers_is_kept():
