@@ -558,13 +558,10 @@ def fails_when(path):
 
 @plait.remote
 def after_failure_of(refs, path):
-    """Ends after the failure of ``refs[0]`` is known (and a moment more, for the driver to
-    hear of it while its get still waits for this)."""
-    import time
-
+    """Ends after the failure of ``refs[0]`` is known: the head tells the driver of that
+    failure before it tells it of this result."""
     open(path, "w").close()
     plait.wait(refs, timeout=30)
-    time.sleep(0.3)
     return "mine"
 
 

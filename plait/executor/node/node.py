@@ -579,6 +579,10 @@ class Node(Outbox):
         return sum(w.cpus for w in self.pool(_able) if w.inflight) + \
             sum(self.held_slots.values())
 
+    def has_cpus(self, wanted: float) -> bool:
+        """Whether ``wanted`` CPUs are free now."""
+        return self.num_workers - self.cpus_taken() >= wanted - CPU_EPSILON
+
     def pool(self, keep: Callable[[WorkerHandle], bool]) -> list[WorkerHandle]:
         """The task workers (not actors' processes) for which ``keep`` holds."""
         return [w for w in self.workers.values() if not w.actor and keep(w)]
@@ -954,8 +958,7 @@ class Node(Outbox):
                 return
             batch = max(1, min(MAX_BATCH, len(self.table.ready) // (2 * len(workers))))
             worker = min(workers, key=lambda w: (len(w.inflight), w.index))
-            if len(worker.inflight) >= 2 * batch or not worker.inflight and \
-                    self.num_workers - self.cpus_taken() < 1 - CPU_EPSILON:
+            if len(worker.inflight) >= 2 * batch or not (worker.inflight or self.has_cpus(1)):
                 return                   # (an idle stand-in beyond the CPUs waits)
             if worker.inflight and self.reads_stored(task_id):
                 return
@@ -1067,7 +1070,7 @@ class Node(Outbox):
         being overtaken forever. A task holding resources (GPU, ...) takes them here, and
         one with ``max_calls`` is counted against its worker (see spend).
         """
-        if self.num_workers - self.cpus_taken() < spec.slots - CPU_EPSILON:
+        if not self.has_cpus(spec.slots):
             return False
         idle = [w for w in workers if not w.inflight]
         if not idle:
