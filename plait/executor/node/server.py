@@ -94,6 +94,8 @@ class Server:
                                config.num_workers, arena.name, arena.capacity, host_id(),
                                offered)
         self.poller.register(self.transfers.server, zmq.POLLIN)
+        if self.transfers.receiver is not None:   # runs read over TCP streams end here
+            self.poller.register(self.transfers.receiver.fd, zmq.POLLIN)
         self.linked: set[zmq.Socket] = set()
         self.worker_fds = {w.pidfd for w in workers}
         self.node_fds: dict[int, str] = {}
@@ -274,6 +276,9 @@ class Server:
             self.drain(self.worker_sock, self.from_worker)
         elif source is self.transfers.server:
             self.transfers.on_server()
+            self.node_reported()
+        elif self.transfers.receiver is not None and source == self.transfers.receiver.fd:
+            self.transfers.on_streams()
             self.node_reported()
         elif isinstance(source, zmq.Socket):
             link = next(k for k, s in self.transfers.links.items() if s is source)

@@ -22,6 +22,14 @@ allocated its unsealed replica block and, across hosts, received the first chunk
 death there is what a transfer must survive: A is left with a pinned object and a
 half-served request, the head with a task to place elsewhere.
 
+In an unkeyed cluster over TCP a run of a large object (at least STREAM_MIN_BYTES) does
+not come as frames: the Fetch asks for a ``stream``, A offers the run on its stream server
+and answers with a port and a token, and a thread of B reads the run over a plain TCP
+connection straight into the replica block (plait.executor.wire.stream: one copy per side
+instead of ZeroMQ's two on the receiving side). B sends FetchDone on the link once the
+thread ends, so A unpins only after the bytes are in; a holder lost mid-run has its
+threads cut and joined before the replica block is freed.
+
 In a keyed cluster every frame of these streams is sealed with AES-256-GCM (wire/bulk.py):
 A seals each chunk from its arena into a buffer of a small window per run (``Serve``),
 sending the next once ZeroMQ is done with one, so a run never holds more than
@@ -47,7 +55,8 @@ from plait.executor.wire import protocol as p
 from plait.executor.wire.bulk import (OVERHEAD, REQUEST, ForgedFrame, Frames, PlainFrames,
                                       SealedFrames, reply_data)
 from plait.executor.wire.dispatch import handlers
-from plait.executor.wire.fetch import CHUNK, chunks, spans
+from plait.executor.wire.fetch import CHUNK, STREAM_MIN_BYTES, chunks, spans
+from plait.executor.wire.stream import Open, Receive, Receiver, Seal, StreamServer
 from plait.store.arena import Arena
 from plait.store.serialization import copy_bytes
 from plait.store.store import ObjectStore
@@ -85,7 +94,7 @@ class Pull:
     began: float = 0.0          # wall clock, for traces
 
 
-@dataclass
+@dataclass(eq=False)          # hashed by identity: a streamed run is a key (``streamed``)
 class Piece:
     """One stream's run [start, stop) of a pull."""
 
@@ -158,6 +167,13 @@ class Transfers:
         self.server.setsockopt(zmq.SNDHWM, 0)     # a ROUTER drops frames past its HWM
         self.server.setsockopt(zmq.LINGER, 0)
         self.server.bind(serve_address)
+        # Over TCP, large runs go over TCP streams of their own (wire/stream.py).
+        endpoint = self.server.getsockopt_string(zmq.LAST_ENDPOINT)
+        tcp = endpoint.startswith("tcp://")
+        self.streams = StreamServer(p.host_of(endpoint)) if tcp else None
+        self.receiver = Receiver(PREFAULT_BYTES) if tcp else None
+        self.streamed: dict[Piece, Link] = {}     # runs arriving over streams, and links
+        self.offered: dict[tuple[bytes, int], bytes] = {}   # (peer, request) -> token
         self.peers: dict[str, p.NodeInfo] = {}
         self.links: dict[Link, zmq.Socket] = {}
         self.arenas: dict[str, Arena] = {}
@@ -184,12 +200,14 @@ class Transfers:
         runs = [(0, value.nbytes)] if same_host else spans(value.nbytes)
         pull = Pull(self.requests, object_id, source, value.nbytes, len(runs), began=time.time())
         self.pulls[object_id] = pull
-        if not same_host:
+        stream = self.receiver is not None and not same_host and \
+            value.nbytes >= STREAM_MIN_BYTES and self.peers[source].address.startswith("tcp://")
+        if not same_host and not stream:
             self.chunks_flow(object_id, True)
-        for stream, (start, stop) in enumerate(runs):
-            link = (source, stream)
+        for number, (start, stop) in enumerate(runs):
+            link = (source, number)
             fetch = self.frames.message(p.Fetch(pull.request, object_id, same_host, start,
-                                                stop), REQUEST)
+                                                stop, stream), REQUEST)
             piece = Piece(pull, start, stop, ticket=self.frames.ticket(fetch))
             self.order.setdefault(link, deque()).append(piece)
             self.link(link).send(fetch)
@@ -238,7 +256,12 @@ class Transfers:
 
         log.warning("%s: %s; the link closes", self.node, reason)
         sock = self.links.pop(link)
-        for piece in self.order.pop(link, ()):
+        streamed = [piece for piece, on in self.streamed.items() if on == link]
+        for piece in streamed:
+            assert self.receiver is not None
+            self.receiver.abort(piece)
+            del self.streamed[piece]
+        for piece in [*streamed, *self.order.pop(link, ())]:
             sock.send(self.frames.message(p.FetchDone(piece.pull.request), REQUEST))
             error = pickle.dumps(ObjectLostError(piece.pull.object_id, reason))
             self.count_down(piece.pull, error)
@@ -260,6 +283,12 @@ class Transfers:
             self.allocate(pull)
         piece.stop = min(piece.stop, header.nbytes)
         piece.at = piece.start
+        if header.port and pull.error is None:       # over a stream, read by a thread
+            self.order[link].popleft()
+            self.receive_stream(link, piece, header)
+            return
+        if header.port:                 # failed here: the holder withdraws the offer
+            piece.at = piece.stop
         if header.offset is not None:                  # same host: arena to arena, no chunks
             if pull.error is None:
                 killpoints.reached("mid-transfer", self.node, pull.object_id)
@@ -269,6 +298,55 @@ class Transfers:
             piece.at = piece.stop
         if not piece.receiving:
             self.end_piece(link, piece)
+
+    def receive_stream(self, link: Link, piece: Piece, header: p.FetchHeader) -> None:
+        """Read ``piece``'s run from the holder's stream server into the replica block, on
+        a thread of its own (``on_streams`` hears when it ends)."""
+        assert self.receiver is not None
+        pull = piece.pull
+        base = pull.offset + piece.start
+
+        def prefault(at: int, nbytes: int) -> None:
+            self.store.arena.prefault(base + at, nbytes)
+
+        def first_bytes() -> None:
+            killpoints.reached("mid-transfer", self.node, pull.object_id)
+
+        target = self.store.arena.block(base, piece.stop - piece.start)
+        self.streamed[piece] = link
+        opener = self.opener(piece)
+        receive = Receive(piece, target, prefault, first_bytes, opener,
+                          OVERHEAD if opener is not None else 0)
+        self.receiver.start(receive, p.host_of(self.peers[link[0]].address), header.port,
+                            header.token)
+
+    def opener(self, piece: Piece) -> Open | None:
+        """How a stream's sealed chunks are opened in a keyed cluster (None: they come
+        plain), each checked against our Fetch's ticket and its offset in the object."""
+        frames = self.frames
+        if not isinstance(frames, SealedFrames):
+            return None
+
+        def open_chunk(frame: memoryview, target: memoryview, at: int) -> None:
+            data = reply_data(piece.ticket, piece.pull.object_id, piece.start + at)
+            frames.open_into(frame, data, target)
+        return open_chunk
+
+    def on_streams(self) -> None:
+        """Runs read over streams ended: each pull counts down as a run over frames does."""
+        from plait.errors import ObjectLostError
+
+        assert self.receiver is not None
+        for receive in self.receiver.ended():
+            piece = receive.key
+            assert isinstance(piece, Piece)
+            link = self.streamed.pop(piece)
+            if link in self.links:
+                self.links[link].send(self.frames.message(p.FetchDone(piece.pull.request),
+                                                          REQUEST))
+            error = None if receive.error is None else pickle.dumps(
+                ObjectLostError(piece.pull.object_id, f"from {link[0]}: {receive.error}"))
+            self.count_down(piece.pull, error)
 
     def allocate(self, pull: Pull) -> None:
         """The replica's block, or the pull's error."""
@@ -360,6 +438,11 @@ class Transfers:
         for link in [link for link in self.order if link[0] == node]:
             for piece in self.order.pop(link):
                 aborted[piece.pull.object_id] = piece.pull
+        for piece in [piece for piece, link in self.streamed.items() if link[0] == node]:
+            assert self.receiver is not None
+            self.receiver.abort(piece)            # before its block goes
+            del self.streamed[piece]
+            aborted[piece.pull.object_id] = piece.pull
         for oid, pull in aborted.items():
             del self.pulls[oid]
             self.chunks_flow(oid, False)
@@ -402,6 +485,9 @@ class Transfers:
                         "key?); %d so far", self.node, error, self.forged)
 
     def on_FetchDone(self, identity: bytes, ticket: bytes, message: p.FetchDone) -> None:
+        token = self.offered.pop((identity, message.request), None)
+        if token is not None and self.streams is not None:
+            self.streams.withdraw(token)
         oid = self.serving.pop((identity, message.request), None)
         if oid is not None:
             self.store.unpin(oid)
@@ -424,11 +510,31 @@ class Transfers:
             self.answer(Serve(identity, ticket, p.FetchHeader(fetch.request, oid, nbytes,
                                                               offset=offset)))
             return
-        self.chunks_flow((identity, fetch.request), True)
         stop = nbytes if fetch.stop is None else max(0, min(fetch.stop, nbytes))
+        start = min(max(0, fetch.start), stop)
+        if fetch.stream and self.streams is not None:
+            block = self.store.arena.block(offset, nbytes)
+            token = self.streams.offer(block[start:stop], self.sealer(ticket, oid, start))
+            block.release()
+            self.offered[(identity, fetch.request)] = token
+            self.answer(Serve(identity, ticket, p.FetchHeader(
+                fetch.request, oid, nbytes, port=self.streams.port, token=token)))
+            return
+        self.chunks_flow((identity, fetch.request), True)
         self.answer(Serve(identity, ticket, p.FetchHeader(fetch.request, oid, nbytes),
-                          self.store.arena.block(offset, nbytes),
-                          min(max(0, fetch.start), stop), stop))
+                          self.store.arena.block(offset, nbytes), start, stop))
+
+    def sealer(self, ticket: bytes, object_id: str, start: int) -> Seal | None:
+        """How a stream seals a run's chunks in a keyed cluster (None: sent plain): each
+        bound, as a frame's, to the Fetch's ticket and the chunk's offset in the object."""
+        frames = self.frames
+        if not isinstance(frames, SealedFrames):
+            return None
+        buffer = bytearray(CHUNK + OVERHEAD)        # one per run: its thread sends in turn
+
+        def seal(chunk: memoryview, at: int) -> memoryview:
+            return frames.seal_chunk(buffer, chunk, reply_data(ticket, object_id, start + at))
+        return seal
 
     def answer(self, serve: Serve) -> None:
         """Send a header and its run: plain, at once (the chunks zero-copy from the arena);
@@ -482,6 +588,10 @@ class Transfers:
 
     def close(self) -> None:
         self.sends.clear()                  # their views of the arena go with them
+        if self.streams is not None:
+            self.streams.close()
+        if self.receiver is not None:
+            self.receiver.close()
         for sock in [self.server, *self.links.values()]:
             sock.close(linger=0)
         for arena in self.arenas.values():

@@ -21,6 +21,9 @@ cost about 1 CPU second per GB on each side against about 0.3 for the plain copi
 one core per side, and plait's encrypted transfers reached 0.94-1.06 GB/s (1.75-1.87 CPU
 s/GB for both sides) where plain ones reached 3.1-5.0. AES-256-GCM with AES-NI seals or
 opens ~8 GB/s per core (~0.12 CPU s/GB per side), into the receiver's block directly.
+Between nodes, a run of a large object does not come as ZeroMQ frames but over a TCP
+connection of its own, read and written by threads (plait.executor.wire.stream); the
+frames here carry small objects, and large ones to a driver on another host.
 Chunks are 1 MiB: the size that moved ZeroMQ fastest here (~3.7 GB/s over loopback,
 against ~1.0 GB/s with 64 MiB frames); 32 KiB and 256 KiB cost more CPU per GB.
 """

@@ -413,25 +413,30 @@ class Delete:
 class Fetch:
     """Send me the bytes [start, stop) of this object (``stop`` None: to its end), or, on
     the same host, pin and locate it. A large object is asked for in several runs, one per
-    stream (plait.executor.wire.fetch.spans)."""
+    stream (plait.executor.wire.fetch.spans). ``stream``: send the run over a plain TCP
+    stream rather than as frames (plait.executor.wire.stream; unkeyed clusters only)."""
 
     request: int
     object_id: str
     same_host: bool
     start: int = 0
     stop: int | None = None
+    stream: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class FetchHeader:
     """Answer to Fetch: the object's ``nbytes``, then raw chunks of the run asked for, or
-    ``offset`` to copy from, or error."""
+    ``offset`` to copy from, or the ``port`` of the holder's stream server and the
+    ``token`` that gets the run there (a Fetch with ``stream``), or error."""
 
     request: int
     object_id: str
     nbytes: int
     offset: int | None = None
     error: bytes | None = None
+    port: int = 0
+    token: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

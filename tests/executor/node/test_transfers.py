@@ -18,7 +18,8 @@ import zmq
 from plait.errors import ObjectLostError
 from plait.executor.node.transfers import Transfers
 from plait.executor.wire import protocol as p
-from plait.executor.wire.bulk import REQUEST, Frames, PlainFrames, SealedFrames, reply_data
+from plait.executor.wire.bulk import (OVERHEAD, REQUEST, Frames, PlainFrames, SealedFrames,
+                                      reply_data)
 from plait.executor.wire.fetch import CHUNK, IO_THREADS, STREAM_MIN_BYTES, STREAMS
 from plait.store.arena import Arena
 from plait.store.store import ObjectStore
@@ -65,7 +66,21 @@ def sealed() -> Iterator[dict[str, Side]]:
     yield from two_nodes(lambda: SealedFrames(KEY))
 
 
-def two_nodes(make_frames: Callable[[], Frames]) -> Iterator[dict[str, Side]]:
+@pytest.fixture(params=["plain", "sealed"])
+def over_tcp(request) -> Iterator[dict[str, Side]]:
+    """The two nodes of a cluster over TCP: large runs come over TCP streams of their own
+    (wire/stream.py), read by threads into the replica block; sealed in a keyed cluster."""
+    yield from two_nodes(PlainFrames if request.param == "plain" else lambda: SealedFrames(KEY),
+                         "tcp://127.0.0.1:*")
+
+
+@pytest.fixture
+def sealed_over_tcp() -> Iterator[dict[str, Side]]:
+    """The two nodes of a keyed cluster over TCP."""
+    yield from two_nodes(lambda: SealedFrames(KEY), "tcp://127.0.0.1:*")
+
+
+def two_nodes(make_frames: Callable[[], Frames], address: str = "") -> Iterator[dict[str, Side]]:
     ctx = zmq.Context(io_threads=IO_THREADS)
     made: dict[str, Side] = {}
     for name, capacity in (("node-a", 128 * MIB), ("node-b", 48 * MIB)):
@@ -73,11 +88,12 @@ def two_nodes(make_frames: Callable[[], Frames]) -> Iterator[dict[str, Side]]:
         owner = Owner()
         frames = make_frames()
         transfers = Transfers(name, f"host-{name}", ObjectStore(name, arena, None), ctx,
-                              f"inproc://{os.getpid()}-{name}", owner, frames,
+                              address or f"inproc://{os.getpid()}-{name}", owner, frames,
                               streaming=owner.flowing.append)
         made[name] = Side(transfers, owner, arena)
-    infos = {name: p.NodeInfo(name, f"inproc://{os.getpid()}-{name}", os.getpid(), False, 0,
-                              side.arena.name, side.arena.capacity, f"host-{name}")
+    infos = {name: p.NodeInfo(name, side.transfers.server.getsockopt_string(zmq.LAST_ENDPOINT),
+                              os.getpid(), False, 0, side.arena.name, side.arena.capacity,
+                              f"host-{name}")
              for name, side in made.items()}
     for side in made.values():
         side.transfers.peers = dict(infos)
@@ -113,6 +129,8 @@ def pump(sides: dict[str, Side], until: Callable[[], bool]) -> None:
         socks = {}
         for side in sides.values():
             socks[side.transfers.server] = (side.transfers.on_server, ())
+            if side.transfers.receiver is not None:
+                socks[side.transfers.receiver.fd] = (side.transfers.on_streams, ())
             for link, sock in side.transfers.links.items():
                 socks[sock] = (side.transfers.on_link, (link,))
         poller = zmq.Poller()
@@ -256,3 +274,151 @@ def test_a_request_without_the_key_is_dropped_unread_and_the_node_serves_on(seal
         assert header.request == 4 and a.transfers.forged == 3
     finally:
         sock.close(linger=0)
+
+
+# -- unkeyed clusters over TCP: runs over plain TCP streams ----------------------------------
+
+def test_over_tcp_a_large_object_comes_over_streams_read_by_threads(over_tcp):
+    a, b = over_tcp["node-a"], over_tcp["node-b"]
+    data = content(BIG, 8)
+    b.transfers.fetch("x", hold(a, "x", data))
+    pump(over_tcp, lambda: b.transfers.streamed)             # the runs' headers came
+    pump(over_tcp, lambda: "x" in b.owner.ended and not a.transfers.serving)
+    assert b.owner.ended["x"] == p.Stored("node-b", BIG)
+    assert read(b, "x") == data
+    assert a.transfers.store.objects["x"].pins == 0         # each run's pin given back
+    assert not a.transfers.offered and not a.transfers.streams.offers
+    assert not b.transfers.streamed and not b.transfers.receiver.running
+    assert a.owner.flowing == [] and b.owner.flowing == []   # no chunk frames at all
+
+
+def test_over_tcp_a_small_object_comes_as_frames(over_tcp):
+    a, b = over_tcp["node-a"], over_tcp["node-b"]
+    data = content(3 * CHUNK + 1, 9)
+    b.transfers.fetch("small", hold(a, "small", data))
+    pump(over_tcp, lambda: "small" in b.owner.ended)
+    assert read(b, "small") == data
+    assert b.owner.flowing == [True, False] and not a.transfers.offered
+
+
+def test_over_tcp_a_pull_with_no_room_withdraws_the_offers_and_the_next_pull_works(over_tcp):
+    a, b = over_tcp["node-a"], over_tcp["node-b"]
+    b.transfers.fetch("too-big", hold(a, "too-big", content(64 * MIB, 10)))
+    data = content(BIG, 11)
+    b.transfers.fetch("next", hold(a, "next", data))
+    pump(over_tcp, lambda: {"too-big", "next"} <= set(b.owner.ended))
+    assert isinstance(pickle.loads(b.owner.ended["too-big"].error), MemoryError)
+    assert read(b, "next") == data
+    pump(over_tcp, lambda: not a.transfers.serving)
+    assert a.transfers.store.objects["too-big"].pins == 0
+    assert not a.transfers.streams.offers          # no token left that a stranger could use
+
+
+class StallingHolder:
+    """A stand-in holder on TCP: answers one Fetch with a stream offer (the puller follows
+    the header, whatever the object's size), then sends the first ``sent`` bytes of the
+    run, as its frames would (sealed in a keyed cluster; with ``tamper``, the first chunk
+    changed on the way), and stalls (or, with ``close``, hangs up)."""
+
+    def __init__(self, ctx: zmq.Context, frames: Frames, data: bytes, sent: int,
+                 close: bool, tamper: bool = False) -> None:
+        import socket
+
+        self.router = ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.bind("tcp://127.0.0.1:*")
+        self.address = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.frames, self.data, self.sent = frames, data, sent
+        self.close_early, self.tamper = close, tamper
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self.serve)
+        self.thread.start()
+
+    def serve(self) -> None:
+        identity, frame = self.router.recv_multipart()
+        fetch = self.frames.read_request(frame)
+        ticket = self.frames.ticket(frame)
+        header = p.FetchHeader(fetch.request, fetch.object_id, len(self.data),
+                               port=self.listener.getsockname()[1], token=b"t" * 16)
+        self.router.send_multipart([identity, self.frames.message(
+            header, reply_data(ticket, fetch.object_id, -1))])
+        self.listener.settimeout(STEP_SECONDS)
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(16)
+            for at in range(0, self.sent, CHUNK):
+                chunk = memoryview(self.data)[at:at + CHUNK]
+                if self.frames.sealed:
+                    chunk = bytearray(self.frames.seal_chunk(
+                        bytearray(CHUNK + OVERHEAD), chunk,
+                        reply_data(ticket, fetch.object_id, at)))
+                    if self.tamper:
+                        chunk[-1] ^= 1
+                try:
+                    conn.sendall(chunk)
+                except OSError:             # the puller hung up (a chunk it refused)
+                    break
+            self.stalled.set()
+            if not self.close_early:
+                self.release.wait(STEP_SECONDS)
+
+    def stop(self) -> None:
+        self.release.set()
+        self.thread.join()
+        self.router.close(linger=0)
+        self.listener.close()
+
+
+def stalling(side: Side, close: bool, tamper: bool = False) -> StallingHolder:
+    holder = StallingHolder(side.transfers.ctx, side.transfers.frames, content(8 * MIB, 12),
+                            3 * MIB, close, tamper)
+    side.transfers.peers["node-t"] = p.NodeInfo("node-t", holder.address, os.getpid(), False,
+                                                0, "", 0, "host-t")
+    return holder
+
+
+def test_over_tcp_a_holder_lost_mid_stream_aborts_the_pull_and_frees_the_block(over_tcp):
+    """The node hears that the holder died while a thread still reads its run: the
+    thread is cut and joined before the replica block goes (no write into freed room)."""
+    b = over_tcp["node-b"]
+    holder = stalling(b, close=False)
+    try:
+        b.transfers.fetch("x", p.Stored("node-t", 8 * MIB))
+        pump({"node-b": b}, lambda: holder.stalled.is_set())
+        assert b.transfers.streamed and b.transfers.receiver.running
+        assert b.transfers.lost("node-t") == ["x"]
+        assert not b.transfers.receiver.running and not b.transfers.streamed
+        assert "x" not in b.transfers.store.objects and not b.transfers.pulls
+        assert "x" not in b.owner.ended      # the node asks the head where to find it now
+        assert not [t for t in threading.enumerate() if t.name == "plait-stream-recv"]
+    finally:
+        holder.stop()
+
+
+def test_over_tcp_a_holder_that_hangs_up_mid_run_fails_the_pull_with_object_lost(over_tcp):
+    b = over_tcp["node-b"]
+    holder = stalling(b, close=True)
+    try:
+        b.transfers.fetch("x", p.Stored("node-t", 8 * MIB))
+        pump({"node-b": b}, lambda: "x" in b.owner.ended)
+    finally:
+        holder.stop()
+    error = pickle.loads(b.owner.ended["x"].error)
+    assert isinstance(error, ObjectLostError)
+    assert f"closed the stream after {3 * MIB} of {8 * MIB} bytes" in str(error)
+    assert "x" not in b.transfers.store.objects and not b.transfers.pulls
+
+
+def test_over_tcp_a_sealed_chunk_changed_on_the_stream_fails_the_pull(sealed_over_tcp):
+    b = sealed_over_tcp["node-b"]
+    holder = stalling(b, close=True, tamper=True)
+    try:
+        b.transfers.fetch("x", p.Stored("node-t", 8 * MIB))
+        pump({"node-b": b}, lambda: "x" in b.owner.ended)
+    finally:
+        holder.stop()
+    error = pickle.loads(b.owner.ended["x"].error)
+    assert isinstance(error, ObjectLostError) and "failed authentication" in str(error)
+    assert "x" not in b.transfers.store.objects and not b.transfers.pulls
