@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
+from typing import Any
 
 import zmq
 
 from plait.errors import HeadUnavailableError, ObjectLostError
 from plait.executor.wire import protocol as p
-from plait.executor.wire.bulk import REQUEST, ForgedFrame, Frames, reply_data
+from plait.executor.wire.bulk import (OVERHEAD, REQUEST, ForgedFrame, Frames, SealedFrames,
+                                      reply_data)
 
 CHUNK = 1 << 20
 STREAMS = 2                         # connections a large object is split across
@@ -73,53 +75,99 @@ def pull_object(ctx: zmq.Context, address: str, frames: Frames, object_id: str,
 
     Each stream is a socket of its own; ``timeout`` bounds the silence of all of them. A
     frame that fails authentication (sealed ``frames``) fails the pull with ObjectLostError.
+    Over TCP, a large object's runs come over TCP streams of their own, each read by a
+    thread straight into the buffer (plait.executor.wire.stream), as between nodes.
     """
+    from plait.executor.wire.stream import Receiver
+
     data = bytearray(nbytes)
     view = memoryview(data)
     runs: dict[zmq.Socket, Run] = {}
+    stream = address.startswith("tcp://") and nbytes >= STREAM_MIN_BYTES
+    receiver = Receiver(STREAM_MIN_BYTES) if stream else None
     try:
         for start, stop in spans(nbytes):
             sock = ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
             sock.connect(address)
-            request = frames.message(p.Fetch(1, object_id, False, start, stop), REQUEST)
+            request = frames.message(p.Fetch(1, object_id, False, start, stop, stream),
+                                     REQUEST)
             sock.send(request)
-            runs[sock] = Run(object_id, frames.ticket(request), start, stop)
+            runs[sock] = Run(object_id, frames.ticket(request), start, start, stop)
         poller = zmq.Poller()
         for sock in runs:
             poller.register(sock, zmq.POLLIN)
+        if receiver is not None:
+            poller.register(receiver.fd, zmq.POLLIN)
         while not all(run.seen and run.at >= run.stop for run in runs.values()):
             ready = poller.poll(int(timeout * 1000))
             if not ready:
                 raise HeadUnavailableError(f"{address} sent no data for {object_id} "
                                            f"in {timeout} s")
             for sock, _ in ready:
+                if receiver is not None and sock == receiver.fd:
+                    streamed(receiver, address)
+                    continue
                 try:
-                    receive(sock, frames, runs[sock], view, nbytes)
+                    header = receive(sock, frames, runs[sock], view, nbytes)
                 except ForgedFrame as error:
                     raise ObjectLostError(object_id, f"{address} sent a frame that failed "
                                                      f"authentication ({error})") from None
+                if header is not None and header.port:
+                    if receiver is None:
+                        raise ObjectLostError(object_id, f"{address} offered a stream "
+                                                         f"that was not asked for")
+                    receiver.start(stream_receive(frames, runs[sock], view),
+                                   p.host_of(address), header.port, header.token)
         for sock in runs:
             sock.send(frames.message(p.FetchDone(1), REQUEST))
         return data
     finally:
+        if receiver is not None:
+            receiver.close()
         for sock in runs:
             sock.close(linger=100)
 
 
-@dataclass
+def stream_receive(frames: Frames, run: Run, view: memoryview) -> Any:
+    """What a thread reads ``run`` over a stream with: into its part of ``view``, opened
+    chunk by chunk when ``frames`` are sealed."""
+    from plait.executor.wire.stream import Receive
+
+    opener = None
+    if isinstance(frames, SealedFrames):
+        def opener(frame: memoryview, target: memoryview, at: int) -> None:
+            frames.open_into(frame, reply_data(run.ticket, run.object_id, run.start + at),
+                             target)
+    return Receive(run, view[run.start:run.stop], lambda at, n: None, lambda: None, opener,
+                   OVERHEAD if opener is not None else 0)
+
+
+def streamed(receiver: Any, address: str) -> None:
+    """Runs read over streams ended: each is in, or the pull fails."""
+    for receive in receiver.ended():
+        run = receive.key
+        if receive.error is not None:
+            raise ObjectLostError(run.object_id, f"{address}: {receive.error}")
+        run.at = run.stop
+
+
+@dataclass(eq=False)            # hashed by identity: a streamed run is a Receiver's key
 class Run:
     """One stream's run [start, stop) of a driver's pull."""
 
     object_id: str
     ticket: bytes               # binds the holder's answers to our Fetch (wire/bulk.py)
+    start: int
     at: int                     # the next byte to receive
     stop: int
     seen: bool = False          # its header came
 
 
-def receive(sock: zmq.Socket, frames: Frames, run: Run, view: memoryview, nbytes: int) -> None:
-    """One frame of a stream: its header (checked), or the run's next chunk, in place."""
+def receive(sock: zmq.Socket, frames: Frames, run: Run, view: memoryview, nbytes: int
+            ) -> p.FetchHeader | None:
+    """One frame of a stream: its header (checked, and returned), or the run's next chunk,
+    in place."""
     if not run.seen:
         header = frames.read(sock.recv(), reply_data(run.ticket, run.object_id, -1))
         if not isinstance(header, p.FetchHeader):
@@ -130,7 +178,8 @@ def receive(sock: zmq.Socket, frames: Frames, run: Run, view: memoryview, nbytes
             raise ObjectLostError(header.object_id, f"its holder sent {header.nbytes} bytes, "
                                                     f"not the {nbytes} recorded")
         run.seen = True
-        return
+        return header
     end = min(run.at + CHUNK, run.stop)
     frames.receive_chunk(sock, view[run.at:end], reply_data(run.ticket, run.object_id, run.at))
     run.at = end
+    return None

@@ -422,3 +422,29 @@ def test_over_tcp_a_sealed_chunk_changed_on_the_stream_fails_the_pull(sealed_ove
     error = pickle.loads(b.owner.ended["x"].error)
     assert isinstance(error, ObjectLostError) and "failed authentication" in str(error)
     assert "x" not in b.transfers.store.objects and not b.transfers.pulls
+
+
+def test_over_tcp_a_drivers_pull_comes_over_streams_intact(over_tcp):
+    """A driver on another host (wire/fetch.py's pull_object) reads the runs over the
+    holder's streams too, plain or sealed, and every pin and offer is given back."""
+    from plait.executor.wire.fetch import pull_object
+
+    a = over_tcp["node-a"]
+    data = content(BIG, 13)
+    hold(a, "x", data)
+    offered = []
+    offer = a.transfers.streams.offer
+    a.transfers.streams.offer = lambda run, seal=None: offered.append(1) or offer(run, seal)
+    frames = SealedFrames(KEY) if a.transfers.frames.sealed else PlainFrames()
+    address = a.transfers.server.getsockopt_string(zmq.LAST_ENDPOINT)
+    got: list = []
+    driver = threading.Thread(target=lambda: got.append(pull_object(
+        a.transfers.ctx, address, frames, "x", BIG, timeout=STEP_SECONDS)))
+    driver.start()
+    try:
+        pump({"node-a": a}, lambda: not driver.is_alive() and not a.transfers.serving)
+    finally:
+        driver.join()
+    assert got and got[0] == data
+    assert len(offered) == STREAMS and not a.transfers.streams.offers
+    assert a.transfers.store.objects["x"].pins == 0
