@@ -171,12 +171,15 @@ class Receiver:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.running: dict[object, Receive] = {}
         self.done: list[Receive] = []
+        self.threads: set[threading.Thread] = set()     # every one not ended, aborted too
         self.lock = threading.Lock()
 
     def start(self, receive: Receive, host: str, port: int, token: bytes) -> None:
         receive.thread = threading.Thread(target=self.read, name="plait-stream-recv",
                                           args=(receive, host, port, token), daemon=True)
         self.running[receive.key] = receive
+        with self.lock:
+            self.threads.add(receive.thread)
         receive.thread.start()
 
     def read(self, receive: Receive, host: str, port: int, token: bytes) -> None:
@@ -197,7 +200,8 @@ class Receiver:
             receive.target.release()
             with self.lock:
                 self.done.append(receive)
-            os.eventfd_write(self.fd, 1)
+                os.eventfd_write(self.fd, 1)
+                self.threads.discard(threading.current_thread())
 
     def fill(self, receive: Receive, conn: socket.socket) -> None:
         """Read the run straight into its target, faulting pages in a step ahead."""
@@ -245,29 +249,36 @@ class Receiver:
             pass
         with self.lock:
             done, self.done = self.done, []
-        for receive in done:
+        ended = [receive for receive in done if not receive.cut]    # (aborted: not news)
+        for receive in ended:
             self.running.pop(receive.key, None)
-            if receive.thread is not None:
-                receive.thread.join()
-        return done
+        return ended
 
     def abort(self, key: object) -> None:
-        """Cut a run and wait for its thread: its target may be freed once this returns."""
+        """Cut a run: its target may be freed once this returns. A thread reading is
+        waited for (cut, it stops at once); one still connecting is not (to a host that
+        died, that could take ACCEPT_TIMEOUT, and the node's loop must go on): it finds
+        itself cut once connected, and writes nothing."""
         receive = self.running.pop(key, None)
         if receive is None:
             return
         with self.lock:
             receive.cut = True
-            if receive.conn is not None:
-                _cut(receive.conn)
-        assert receive.thread is not None
-        receive.thread.join()
-        with self.lock:
-            self.done = [r for r in self.done if r is not receive]
+            conn = receive.conn
+            if conn is not None:
+                _cut(conn)
+        if conn is not None and receive.thread is not None:
+            receive.thread.join()
 
     def close(self) -> None:
+        """Abort every run and wait for every thread (those still connecting too: none
+        may signal the eventfd once it is closed)."""
         for key in list(self.running):
             self.abort(key)
+        with self.lock:
+            threads = list(self.threads)
+        for thread in threads:
+            thread.join()
         os.close(self.fd)
 
 

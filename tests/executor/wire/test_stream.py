@@ -83,3 +83,31 @@ def wait_ended(receiver: Receiver) -> list[Receive]:
     ready, _, _ = select.select([receiver.fd], [], [], TIMEOUT)
     assert ready, "the receiver's run did not end"
     return receiver.ended()
+
+
+def test_an_abort_while_connecting_returns_at_once_and_nothing_is_written():
+    """A holder whose host died does not answer a connect: the node's loop must not wait
+    for it (a cut run's thread, once connected, writes nothing), and close still waits
+    for that thread before it closes the eventfd."""
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)                          # one connection queued; the next hangs
+    port = listener.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    target = bytearray(b"untouched")
+    receiver = Receiver(prefault_step=1 << 20)
+    try:
+        receiver.start(Receive("run", memoryview(target), lambda at, n: None, lambda: None),
+                       "127.0.0.1", port, bytes(TOKEN_BYTES))
+        began = time.monotonic()
+        receiver.abort("run")
+        assert time.monotonic() - began < 1.0
+        assert not receiver.running and receiver.threads     # still connecting
+        listener.close()                        # the connect now fails, or comes through
+        queued.close()
+    finally:
+        receiver.close()
+    assert not receiver.threads and bytes(target) == b"untouched"
+    assert not [t for t in threading.enumerate() if t.name == "plait-stream-recv"]
