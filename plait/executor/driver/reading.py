@@ -40,6 +40,7 @@ from plait.store.serialization import deserialize
 
 FAR_TIMEOUT_SECONDS = 10.0     # a node on another host silent this long between chunks
 MOVED_RETRIES = 3              # times a get asks again where an object is after its node left
+FAR_PULLS = 3                  # pulls of one object from other hosts per get (fetch_far)
 
 
 class ObjectReading:
@@ -66,6 +67,9 @@ class ObjectReading:
             kept = self.reusable.get(oid)
             if oid in far:
                 value = found[oid][0] if oid in found else self.fetch_far(oid, deadline)
+                if isinstance(value, p.Stored):   # it is on this host now: pinned in place
+                    ask.append(oid)
+                    continue
                 found.setdefault(oid, []).append(value)
             elif kept:
                 found.setdefault(oid, []).append(kept.pop())
@@ -117,28 +121,41 @@ class ObjectReading:
         return [oid for oid in object_ids if self.values[oid].node not in known]
 
     def fetch_far(self, object_id: str, deadline: float | None = None) -> Any:
-        """Pull from the node holding it; if that fails, ask the head where it is now."""
-        from plait.errors import PlaitError
+        """Pull from the node holding it; if that fails, ask the head where it is now, and
+        read it from there: pulled again (FAR_PULLS pulls in all), or, once the head says
+        it is on this host (a replica, or made again here), returned as that ``Stored``
+        for ``pin_stored`` to pin in place. A holder killed mid-pull breaks its TCP streams
+        at once, before the head has heard of its death, so the head's next answer may
+        name it again (that pull waits FAR_TIMEOUT_SECONDS in vain), and only the one
+        after that where the object is now: that answer is read too, never handed on as
+        a value (ObjectLostError once the pulls are spent)."""
+        from plait.errors import ObjectLostError, PlaitError
         from plait.executor.wire import protocol as p
         from plait.executor.wire.fetch import pull_object
 
-        for _ in range(2):
+        pulls, reason = 0, ""
+        for _ in range(FAR_PULLS + MOVED_RETRIES):
             value = self.values[object_id]
             if not isinstance(value, p.Stored):
                 return value
             if all(n.id != value.node for n in self.refresh_nodes()):
-                self.values.pop(object_id)          # its node left: ask the head again
-                self.fetch([object_id], 1, _left(deadline))
-                continue
-            info = self.node_info(value.node)
-            try:
-                return p.Inline(pull_object(self.conn.ctx, info.address, self.conn.frames,
-                                            object_id, value.nbytes,
-                                            timeout=FAR_TIMEOUT_SECONDS))
-            except PlaitError:
-                self.values.pop(object_id)       # stale: the head knows better
-                self.fetch([object_id], 1, _left(deadline))
-        return self.values[object_id]
+                reason = f"{value.node} left"       # its node left: ask the head again
+            elif self.node_info(value.node).host == self.host:
+                return value
+            elif pulls == FAR_PULLS:
+                break
+            else:
+                pulls += 1
+                info = self.node_info(value.node)
+                try:
+                    return p.Inline(pull_object(self.conn.ctx, info.address, self.conn.frames,
+                                                object_id, value.nbytes,
+                                                timeout=FAR_TIMEOUT_SECONDS))
+                except PlaitError as error:     # stale: the head knows better
+                    reason = f"{type(error).__name__}: {error}"
+            self.values.pop(object_id)
+            self.fetch([object_id], 1, _left(deadline))
+        raise ObjectLostError(object_id, f"no copy could be read from this host ({reason})")
 
     def node_info(self, node: str) -> Any:
         """A node's info; the list is refreshed when a node joined after we connected

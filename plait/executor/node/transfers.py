@@ -6,7 +6,8 @@ Pull protocol (B pulls object X from A; B's DEALERs talk to A's transfer ROUTER)
     same host:   A --FetchHeader(offset)--> B   B copies from A's arena, which it maps
     other host:  A --FetchHeader(nbytes), then raw chunks of [start, stop), sent zero-copy
                  from A's arena--> B   B receives each chunk straight into its own block
-    B --FetchDone--> A                    A unpins X (once per Fetch)
+    B --FetchDone--> A                    A unpins X (once per Fetch; or when the head
+                                          says B is lost, as the Fetch names B)
 
 Across hosts a large object comes over several streams (plait.executor.wire.fetch: which
 runs, how many streams, the chunk size and the figures behind them): one DEALER per (peer,
@@ -22,13 +23,14 @@ allocated its unsealed replica block and, across hosts, received the first chunk
 death there is what a transfer must survive: A is left with a pinned object and a
 half-served request, the head with a task to place elsewhere.
 
-In an unkeyed cluster over TCP a run of a large object (at least STREAM_MIN_BYTES) does
-not come as frames: the Fetch asks for a ``stream``, A offers the run on its stream server
-and answers with a port and a token, and a thread of B reads the run over a plain TCP
-connection straight into the replica block (plait.executor.wire.stream: one copy per side
-instead of ZeroMQ's two on the receiving side). B sends FetchDone on the link once the
-thread ends, so A unpins only after the bytes are in; a holder lost mid-run has its
-threads cut and joined before the replica block is freed.
+Over TCP a run of a large object (at least STREAM_MIN_BYTES) does not come as frames: the
+Fetch asks for a ``stream``, A offers the run on its stream server and answers with a port
+and a token, and a thread of B reads the run over a TCP connection of its own straight
+into the replica block, sealed chunk by chunk in a keyed cluster as the frames below are
+(plait.executor.wire.stream: one copy per side instead of ZeroMQ's two on the receiving
+side). B sends FetchDone on the link once the thread ends, so A unpins only after the
+bytes are in; a holder lost mid-run has its threads cut before the replica block is
+freed, and a puller lost has what A pinned and offered for it let go.
 
 In a keyed cluster every frame of these streams is sealed with AES-256-GCM (wire/bulk.py):
 A seals each chunk from its arena into a buffer of a small window per run (``Serve``),
@@ -180,6 +182,7 @@ class Transfers:
         self.pulls: dict[str, Pull] = {}          # object -> its pull in progress
         self.order: dict[Link, deque[Piece]] = {}   # link -> runs, in request order
         self.serving: dict[tuple[bytes, int], str] = {}   # (peer, request) -> pinned object
+        self.pullers: dict[tuple[bytes, int], str] = {}   # (peer, request) -> node asking
         self.bulk: set[object] = set()            # pulls and serves streaming chunks now
         self.sends: list[Serve] = []              # sealed runs with chunks left to send
         self.forged = 0                           # requests dropped unauthenticated
@@ -207,7 +210,7 @@ class Transfers:
         for number, (start, stop) in enumerate(runs):
             link = (source, number)
             fetch = self.frames.message(p.Fetch(pull.request, object_id, same_host, start,
-                                                stop, stream), REQUEST)
+                                                stop, stream, self.node), REQUEST)
             piece = Piece(pull, start, stop, ticket=self.frames.ticket(fetch))
             self.order.setdefault(link, deque()).append(piece)
             self.link(link).send(fetch)
@@ -315,7 +318,7 @@ class Transfers:
         target = self.store.arena.block(base, piece.stop - piece.start)
         self.streamed[piece] = link
         opener = self.opener(piece)
-        receive = Receive(piece, target, prefault, first_bytes, opener,
+        receive = Receive(piece, target, prefault, first_bytes, opener, CHUNK,
                           OVERHEAD if opener is not None else 0)
         self.receiver.start(receive, p.host_of(self.peers[link[0]].address), header.port,
                             header.token)
@@ -432,8 +435,13 @@ class Transfers:
         self.owner.pulled(object_id, p.Failed(pickle.dumps(ObjectLostError(object_id, reason))))
 
     def lost(self, node: str) -> list[str]:
-        """A peer died: drop its links and half-done pulls; returns their objects."""
+        """A peer died: drop its links and half-done pulls (returns their objects), and
+        end what we served it, as its FetchDone would have (it will send none)."""
         self.peers.pop(node, None)
+        ended = {key for key, puller in self.pullers.items() if puller == node}
+        for identity, request in ended:
+            self.end_serve(identity, request)
+        self.sends = [s for s in self.sends if (s.identity, s.header.request) not in ended]
         aborted: dict[str, Pull] = {}
         for link in [link for link in self.order if link[0] == node]:
             for piece in self.order.pop(link):
@@ -485,13 +493,19 @@ class Transfers:
                         "key?); %d so far", self.node, error, self.forged)
 
     def on_FetchDone(self, identity: bytes, ticket: bytes, message: p.FetchDone) -> None:
-        token = self.offered.pop((identity, message.request), None)
+        self.end_serve(identity, message.request)
+
+    def end_serve(self, identity: bytes, request: int) -> None:
+        """A Fetch is over (its puller said so, or died): its unused offer withdrawn, its
+        pin let go."""
+        self.pullers.pop((identity, request), None)
+        token = self.offered.pop((identity, request), None)
         if token is not None and self.streams is not None:
             self.streams.withdraw(token)
-        oid = self.serving.pop((identity, message.request), None)
+        oid = self.serving.pop((identity, request), None)
         if oid is not None:
             self.store.unpin(oid)
-            self.chunks_flow((identity, message.request), False)
+            self.chunks_flow((identity, request), False)
 
     def on_Fetch(self, identity: bytes, ticket: bytes, fetch: p.Fetch) -> None:
         oid = fetch.object_id
@@ -506,6 +520,8 @@ class Transfers:
             return
         nbytes = self.store.nbytes(oid)
         self.serving[(identity, fetch.request)] = oid
+        if fetch.puller:
+            self.pullers[(identity, fetch.request)] = fetch.puller
         if fetch.same_host:
             self.answer(Serve(identity, ticket, p.FetchHeader(fetch.request, oid, nbytes,
                                                               offset=offset)))
@@ -514,7 +530,7 @@ class Transfers:
         start = min(max(0, fetch.start), stop)
         if fetch.stream and self.streams is not None:
             block = self.store.arena.block(offset, nbytes)
-            token = self.streams.offer(block[start:stop], self.sealer(ticket, oid, start))
+            token = self.streams.offer(block[start:stop], self.sealer(ticket, oid, start), CHUNK)
             block.release()
             self.offered[(identity, fetch.request)] = token
             self.answer(Serve(identity, ticket, p.FetchHeader(

@@ -30,6 +30,7 @@ against ~1.0 GB/s with 64 MiB frames); 32 KiB and 256 KiB cost more CPU per GB.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +77,10 @@ def pull_object(ctx: zmq.Context, address: str, frames: Frames, object_id: str,
     Each stream is a socket of its own; ``timeout`` bounds the silence of all of them. A
     frame that fails authentication (sealed ``frames``) fails the pull with ObjectLostError.
     Over TCP, a large object's runs come over TCP streams of their own, each read by a
-    thread straight into the buffer (plait.executor.wire.stream), as between nodes.
+    thread straight into the buffer (plait.executor.wire.stream), as between nodes: those
+    wake this loop only when they end, so while one is read, its thread bounds its
+    silence (stream.SILENCE_TIMEOUT), not ``timeout``. Done or failed, the holder is sent
+    FetchDone for every run, so it lets go of its pin and offers.
     """
     from plait.executor.wire.stream import Receiver
 
@@ -101,6 +105,8 @@ def pull_object(ctx: zmq.Context, address: str, frames: Frames, object_id: str,
             poller.register(receiver.fd, zmq.POLLIN)
         while not all(run.seen and run.at >= run.stop for run in runs.values()):
             ready = poller.poll(int(timeout * 1000))
+            if not ready and receiver is not None and receiver.running:
+                continue                # a run is being read: its thread watches the silence
             if not ready:
                 raise HeadUnavailableError(f"{address} sent no data for {object_id} "
                                            f"in {timeout} s")
@@ -119,13 +125,13 @@ def pull_object(ctx: zmq.Context, address: str, frames: Frames, object_id: str,
                                                          f"that was not asked for")
                     receiver.start(stream_receive(frames, runs[sock], view),
                                    p.host_of(address), header.port, header.token)
-        for sock in runs:
-            sock.send(frames.message(p.FetchDone(1), REQUEST))
         return data
     finally:
         if receiver is not None:
             receiver.close()
         for sock in runs:
+            with contextlib.suppress(zmq.Again):
+                sock.send(frames.message(p.FetchDone(1), REQUEST), zmq.NOBLOCK)
             sock.close(linger=100)
 
 
@@ -140,7 +146,7 @@ def stream_receive(frames: Frames, run: Run, view: memoryview) -> Any:
             frames.open_into(frame, reply_data(run.ticket, run.object_id, run.start + at),
                              target)
     return Receive(run, view[run.start:run.stop], lambda at, n: None, lambda: None, opener,
-                   OVERHEAD if opener is not None else 0)
+                   CHUNK, OVERHEAD if opener is not None else 0)
 
 
 def streamed(receiver: Any, address: str) -> None:

@@ -414,7 +414,7 @@ class Fetch:
     """Send me the bytes [start, stop) of this object (``stop`` None: to its end), or, on
     the same host, pin and locate it. A large object is asked for in several runs, one per
     stream (plait.executor.wire.fetch.spans). ``stream``: send the run over a plain TCP
-    stream rather than as frames (plait.executor.wire.stream; unkeyed clusters only)."""
+    stream rather than as frames (plait.executor.wire.stream), sealed in a keyed cluster."""
 
     request: int
     object_id: str
@@ -422,6 +422,8 @@ class Fetch:
     start: int = 0
     stop: int | None = None
     stream: bool = False
+    puller: str = ""            # the node asking ("": a driver); should it die, its
+    #                             holders let go of what they pinned and offered for it
 
 
 @dataclass(frozen=True, slots=True)

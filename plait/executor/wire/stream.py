@@ -35,14 +35,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plait.executor.wire.bulk import ForgedFrame
-from plait.executor.wire.fetch import CHUNK
 
 TOKEN_BYTES = 16
 ACCEPT_TIMEOUT = 10.0          # a connection that sends no token in this long is dropped
 SILENCE_TIMEOUT = 60.0         # a stream silent this long fails (as a ZeroMQ pull's does)
 MAX_CONNECTIONS = 64           # served at once; more are closed unread (a thread each)
 
-# Sealing a run: (a chunk of it, the chunk's offset in the run) -> the frame to send.
+# Sealing a run: (a chunk of it, the chunk's offset in the run) -> the frame to send. The
+# chunks are of the size the caller gives with it (plait.executor.wire.fetch.CHUNK).
 Seal = Callable[[memoryview, int], memoryview]
 # Opening one: (the frame received, where its chunk goes, the chunk's offset in the run);
 # raises when the frame fails authentication.
@@ -57,7 +57,7 @@ class StreamServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.listener = socket.create_server((host, 0), family=family, backlog=64)
         self.port = self.listener.getsockname()[1]
-        self.offers: dict[bytes, tuple[memoryview, Seal | None]] = {}
+        self.offers: dict[bytes, tuple[memoryview, Seal | None, int]] = {}
         self.lock = threading.Lock()
         self.connections: set[socket.socket] = set()
         self.threads: set[threading.Thread] = set()
@@ -66,12 +66,12 @@ class StreamServer:
                                          daemon=True)
         self.acceptor.start()
 
-    def offer(self, run: memoryview, seal: Seal | None = None) -> bytes:
+    def offer(self, run: memoryview, seal: Seal | None = None, chunk: int = 0) -> bytes:
         """A token the puller sends to be given ``run`` (a view of pinned arena bytes),
-        sealed a chunk at a time by ``seal`` in a keyed cluster."""
+        sealed ``chunk`` bytes at a time by ``seal`` in a keyed cluster."""
         token = secrets.token_bytes(TOKEN_BYTES)
         with self.lock:
-            self.offers[token] = (run, seal)
+            self.offers[token] = (run, seal, chunk)
         return token
 
     def withdraw(self, token: bytes) -> None:
@@ -109,14 +109,14 @@ class StreamServer:
             with self.lock:
                 offer = self.offers.pop(token, None) if token is not None else None
             if offer is not None:
-                run, seal = offer
+                run, seal, chunk = offer
                 conn.settimeout(SILENCE_TIMEOUT)
                 try:
                     if seal is None:
                         conn.sendall(run)
                     else:
-                        for at in range(0, run.nbytes, CHUNK):
-                            conn.sendall(seal(run[at:at + CHUNK], at))
+                        for at in range(0, run.nbytes, chunk):
+                            conn.sendall(seal(run[at:at + chunk], at))
                 finally:
                     run.release()
         except OSError:
@@ -141,7 +141,7 @@ class StreamServer:
         self.acceptor.join(5)
         for thread in threads:
             thread.join(5)
-        for run, _ in offers.values():
+        for run, _, _ in offers.values():
             run.release()
 
 
@@ -155,6 +155,7 @@ class Receive:
     prefault: Callable[[int, int], None]     # (offset in target, length): fault pages in
     first_bytes: Callable[[], None]          # its first bytes are in (the kill point)
     open: Open | None = None                 # a keyed cluster's: each chunk comes sealed
+    chunk: int = 0                           # the sealed chunks' size
     overhead: int = 0                        # bytes a sealed frame adds to its chunk
     conn: socket.socket | None = None
     error: str | None = None
@@ -222,13 +223,14 @@ class Receiver:
 
     def fill_sealed(self, receive: Receive, conn: socket.socket) -> None:
         """Read each sealed chunk into one buffer and open it into the target."""
-        assert receive.open is not None and self.step % CHUNK == 0
+        chunk = receive.chunk
+        assert receive.open is not None and chunk > 0 and self.step % chunk == 0
         target, size = receive.target, receive.target.nbytes
-        frame = memoryview(bytearray(CHUNK + receive.overhead))
-        for at in range(0, size, CHUNK):
+        frame = memoryview(bytearray(chunk + receive.overhead))
+        for at in range(0, size, chunk):
             if at % self.step == 0:
                 receive.prefault(at, min(self.step, size - at))
-            n = min(CHUNK, size - at)
+            n = min(chunk, size - at)
             got = _read_into(conn, frame[:n + receive.overhead])
             if got < n + receive.overhead:
                 receive.error = f"the holder closed the stream after {at} of {size} bytes"

@@ -16,6 +16,7 @@ import pytest
 import zmq
 
 from plait.errors import ObjectLostError
+from plait.executor.driver.reading import ObjectReading
 from plait.executor.node.transfers import Transfers
 from plait.executor.wire import protocol as p
 from plait.executor.wire.bulk import (OVERHEAD, REQUEST, Frames, PlainFrames, SealedFrames,
@@ -212,6 +213,32 @@ def test_a_holder_lost_mid_pull_aborts_it_and_frees_the_block(sides):
     assert "x" not in b.transfers.store.objects and not b.transfers.pulls
     assert not b.transfers.links and b.owner.flowing == [True, False]
     assert "x" not in b.owner.ended          # the node asks the head where to find it now
+
+
+def test_a_puller_lost_mid_pull_has_what_the_holder_pinned_for_it_let_go(sides):
+    """node-b dies after asking for its runs and never sends FetchDone: when the head says
+    it is lost, node-a unpins the object and drops what it still had to send it. Before,
+    the pins stayed for good (benchmarks/transfer_chaos.py: objects pinned on holders after
+    a puller's death, and ``serving`` never empty, so the node waited for room that no
+    transfer would free)."""
+    a, b = sides["node-a"], sides["node-b"]
+    b.transfers.fetch("x", hold(a, "x", content(BIG, 16)))
+    pump({"node-a": a}, lambda: len(a.transfers.serving) == STREAMS)
+    assert a.transfers.store.objects["x"].pins == STREAMS
+    assert a.transfers.lost("node-b") == []                         # node-b is gone
+    assert a.transfers.store.objects["x"].pins == 0
+    assert not a.transfers.serving and not a.transfers.sends and a.owner.flowing == [True, False]
+
+
+def test_over_tcp_a_puller_lost_before_it_read_its_streams_has_its_offers_withdrawn(over_tcp):
+    a, b = over_tcp["node-a"], over_tcp["node-b"]
+    b.transfers.fetch("x", hold(a, "x", content(BIG, 17)))
+    pump({"node-a": a}, lambda: len(a.transfers.serving) == STREAMS)
+    assert len(a.transfers.streams.offers) == STREAMS               # offered, never taken
+    assert a.transfers.lost("node-b") == []
+    assert a.transfers.store.objects["x"].pins == 0
+    assert not a.transfers.serving and not a.transfers.offered
+    assert not a.transfers.streams.offers     # no token left that would get its bytes
 
 
 
@@ -434,7 +461,7 @@ def test_over_tcp_a_drivers_pull_comes_over_streams_intact(over_tcp):
     hold(a, "x", data)
     offered = []
     offer = a.transfers.streams.offer
-    a.transfers.streams.offer = lambda run, seal=None: offered.append(1) or offer(run, seal)
+    a.transfers.streams.offer = lambda *args: offered.append(1) or offer(*args)
     frames = SealedFrames(KEY) if a.transfers.frames.sealed else PlainFrames()
     address = a.transfers.server.getsockopt_string(zmq.LAST_ENDPOINT)
     got: list = []
@@ -448,3 +475,174 @@ def test_over_tcp_a_drivers_pull_comes_over_streams_intact(over_tcp):
     assert got and got[0] == data
     assert len(offered) == STREAMS and not a.transfers.streams.offers
     assert a.transfers.store.objects["x"].pins == 0
+
+
+class FarReader(ObjectReading):
+    """A driver's reading half (driver/reading.py) on host-d, its head
+    played by ``answers``: where the head says the object is, each time it is asked again;
+    a Pin is answered with the object's place in that node's arena."""
+
+    def __init__(self, frames: Frames, ctx: zmq.Context, nodes: list[p.NodeInfo],
+                 answers: list[p.ObjectValue]) -> None:
+        from types import SimpleNamespace
+
+        self.host = "host-d"
+        self.conn = SimpleNamespace(ctx=ctx, frames=frames)
+        self.nodes = tuple(nodes)
+        self.values: dict[str, p.ObjectValue] = {}
+        self.reusable: dict[str, list] = {}
+        self.requests = iter(range(1, 100))
+        self.answers = list(answers)
+        self.pinned: list[str] = []
+
+    def refresh_nodes(self) -> tuple[p.NodeInfo, ...]:
+        return self.nodes
+
+    def fetch(self, object_ids: list[str], count: int, timeout: float | None, **_) -> None:
+        for oid in object_ids:
+            self.values[oid] = self.answers.pop(0)
+
+    def request(self, message: p.Pin) -> p.Pinned:
+        self.pinned += message.object_ids
+        return p.Pinned(message.request, tuple(
+            (oid, p.Located(self.values[oid].node, 0, self.values[oid].nbytes))
+            for oid in message.object_ids))
+
+
+def test_over_tcp_a_drivers_pull_cut_by_the_holders_death_reads_where_the_head_says_next(
+        over_tcp, monkeypatch):
+    """A driver pulling from a holder that dies hears it at once (the stream breaks), before
+    the head does: asked again, the head names the dead holder once more (that pull hears
+    nothing), then a node on the driver's own host that has a replica. The driver pins
+    that copy in place; its last answer was handed on as a Stored instead, and the get
+    failed with an AssertionError (benchmarks/transfer_chaos.py found it)."""
+    from plait.executor.driver import reading
+
+    monkeypatch.setattr(reading, "FAR_TIMEOUT_SECONDS", 0.5)
+    b = over_tcp["node-b"]
+    holder = StallingHolder(b.transfers.ctx, b.transfers.frames, content(BIG, 14), 3 * MIB,
+                            close=True)
+    nodes = [p.NodeInfo("node-t", holder.address, os.getpid(), False, 1, "", 0, "host-t"),
+             p.NodeInfo("node-h", "tcp://127.0.0.1:9", os.getpid(), True, 1, "", 0, "host-d")]
+    stale, here = p.Stored("node-t", BIG), p.Stored("node-h", BIG)
+    frames = SealedFrames(KEY) if b.transfers.frames.sealed else PlainFrames()
+    reader = FarReader(frames, b.transfers.ctx, nodes, [stale, here])
+    reader.values["x"] = stale
+    found: dict[str, list] = {}
+    try:
+        reader.pin_stored(["x"], found)
+    finally:
+        holder.stop()
+    assert found == {"x": [p.Located("node-h", 0, BIG)]} and reader.pinned == ["x"]
+    assert not reader.answers                       # the head was asked twice, no more
+
+
+def test_over_tcp_a_drivers_pull_that_fails_gives_the_holder_back_its_pins(over_tcp,
+                                                                          monkeypatch):
+    """A driver's pull whose streams fail (here: the holder's stream server is full, and
+    closes each connection unread) raises ObjectLostError, and still sends FetchDone for
+    every run: the holder unpins the object and withdraws its offers. Before, a failed
+    pull sent none, and they stayed for good."""
+    from plait.executor.wire import stream
+    from plait.executor.wire.fetch import pull_object
+
+    monkeypatch.setattr(stream, "MAX_CONNECTIONS", 0)
+    a = over_tcp["node-a"]
+    hold(a, "x", content(BIG, 18))
+    frames = SealedFrames(KEY) if a.transfers.frames.sealed else PlainFrames()
+    address = a.transfers.server.getsockopt_string(zmq.LAST_ENDPOINT)
+    failed: list = []
+
+    def pull() -> None:
+        try:
+            pull_object(a.transfers.ctx, address, frames, "x", BIG, timeout=STEP_SECONDS)
+        except ObjectLostError as error:
+            failed.append(error)
+
+    driver = threading.Thread(target=pull)
+    driver.start()
+    try:
+        pump({"node-a": a}, lambda: not driver.is_alive() and not a.transfers.serving)
+    finally:
+        driver.join()
+    assert failed                            # the stream closed, or reset, unread
+    assert a.transfers.store.objects["x"].pins == 0
+    assert not a.transfers.offered and not a.transfers.streams.offers
+
+
+class TricklingHolder(threading.Thread):
+    """A stand-in holder on TCP that offers every run over a stream and sends it a chunk
+    every ``pace`` seconds: never silent for long, but slow; it records the FetchDones."""
+
+    def __init__(self, ctx: zmq.Context, frames: Frames, data: bytes, pace: float) -> None:
+        import socket
+
+        super().__init__()
+        self.router = ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.bind("tcp://127.0.0.1:*")
+        self.address = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(STEP_SECONDS)
+        self.frames, self.data, self.pace = frames, data, pace
+        self.done: list[int] = []
+        self.start()
+
+    def run(self) -> None:
+        runs: dict[bytes, tuple[int, int, bytes]] = {}
+        deadline = time.monotonic() + STEP_SECONDS
+        while len(self.done) < STREAMS and time.monotonic() < deadline:
+            if not self.router.poll(100):
+                continue
+            identity, frame = self.router.recv_multipart()
+            message = self.frames.read_request(frame)
+            if isinstance(message, p.FetchDone):
+                self.done.append(message.request)
+                continue
+            token = bytes([len(runs)]) * 16
+            ticket = self.frames.ticket(frame)
+            runs[token] = (message.start, message.stop, ticket)
+            self.router.send_multipart([identity, self.frames.message(
+                p.FetchHeader(message.request, message.object_id, len(self.data),
+                              port=self.listener.getsockname()[1], token=token),
+                reply_data(ticket, message.object_id, -1))])
+            if len(runs) == STREAMS:
+                for _ in range(STREAMS):
+                    conn, _ = self.listener.accept()
+                    threading.Thread(target=self.trickle, args=(conn, runs)).start()
+
+    def trickle(self, conn, runs: dict[bytes, tuple[int, int, bytes]]) -> None:
+        with conn:
+            start, stop, ticket = runs[conn.recv(16)]
+            for at in range(start, stop, CHUNK):
+                chunk = memoryview(self.data)[at:min(at + CHUNK, stop)]
+                if self.frames.sealed:
+                    chunk = self.frames.seal_chunk(bytearray(CHUNK + OVERHEAD), chunk,
+                                                   reply_data(ticket, "x", at))
+                conn.sendall(chunk)
+                time.sleep(self.pace)
+
+    def stop(self) -> None:
+        self.join()
+        self.router.close(linger=0)
+        self.listener.close()
+
+
+def test_over_tcp_a_drivers_slow_stream_is_not_taken_for_silence(over_tcp):
+    """A driver's pull whose runs come steadily but take longer than its ``timeout`` (the
+    silence it bears) completes: its loop hears of a streamed run only when it ends, and
+    took that wait for silence (HeadUnavailableError after ``timeout``, so that from
+    another host any run slower than FAR_TIMEOUT_SECONDS, 10 s, failed every get)."""
+    from plait.executor.wire.fetch import pull_object
+
+    b = over_tcp["node-b"]
+    frames = SealedFrames(KEY) if b.transfers.frames.sealed else PlainFrames()
+    data = content(STREAM_MIN_BYTES, 19)       # two runs of 8 chunks, 0.1 s apart: ~0.8 s
+    holder = TricklingHolder(b.transfers.ctx, b.transfers.frames, data, 0.1)
+    try:
+        got = pull_object(b.transfers.ctx, holder.address, frames, "x", len(data),
+                          timeout=0.3)
+    finally:
+        holder.stop()
+    assert got == data
+    assert sorted(holder.done) == [1] * STREAMS           # FetchDone for each run
