@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 
-from plait.errors import SerializationError
+from plait.errors import InvalidOptionError, SerializationError
 from plait.graph import context
 from plait.graph.options import TaskOptions
 from plait.graph.refs import ObjectRef
@@ -182,9 +182,16 @@ def is_generator_function(function: Any) -> bool:
 
 def with_generator_default(options: TaskOptions, function: Any) -> TaskOptions:
     """``num_returns`` not given on a generator function means "streaming" (Ray's default
-    since 2.8); anything else keeps its options."""
-    if options.num_returns is None and is_generator_function(function):
+    since 2.8); anything else keeps its options. "streaming" on a function that returns
+    rather than yields is refused here, at the decorator or ``.options``, as Ray refuses
+    it (its get would otherwise fail, far from the mistake)."""
+    generator = is_generator_function(function)
+    if options.num_returns is None and generator:
         return dataclasses.replace(options, num_returns="streaming")
+    if options.num_returns == "streaming" and not generator:
+        name = getattr(function, "__name__", "the function")
+        raise InvalidOptionError(f"num_returns='streaming' needs a generator function "
+                                 f"(one that yields); {name} returns its result")
     return options
 
 

@@ -105,3 +105,12 @@ def test_a_generator_cannot_travel_to_a_task(runtime):
         pickle.dumps(generator)
     with pytest.raises(SerializationError, match="ObjectRefGenerator"):
         numbers.remote(generator)
+
+
+def test_streaming_on_a_function_that_returns_is_refused_where_it_is_asked_for():
+    """As Ray's decorator refuses it, not at the get (where the task would fail)."""
+    with pytest.raises(plait.InvalidOptionError, match="needs a generator function"):
+        plait.remote(num_returns="streaming")(lambda: 1)
+    with pytest.raises(ValueError, match="returns its result"):
+        plain.options(num_returns="streaming")
+    assert numbers.options(num_returns="streaming")     # a generator takes it
