@@ -58,7 +58,7 @@ from plait.executor.wire.bulk import (OVERHEAD, REQUEST, ForgedFrame, Frames, Pl
                                       SealedFrames, reply_data)
 from plait.executor.wire.dispatch import handlers
 from plait.executor.wire.fetch import CHUNK, STREAM_MIN_BYTES, chunks, spans
-from plait.executor.wire.stream import Open, Receive, Receiver, Seal, StreamServer
+from plait.executor.wire.stream import Receive, Receiver, StreamServer, opening, sealing
 from plait.store.arena import Arena
 from plait.store.serialization import copy_bytes
 from plait.store.store import ObjectStore
@@ -317,23 +317,10 @@ class Transfers:
 
         target = self.store.arena.block(base, piece.stop - piece.start)
         self.streamed[piece] = link
-        opener = self.opener(piece)
-        receive = Receive(piece, target, prefault, first_bytes, opener, CHUNK,
-                          OVERHEAD if opener is not None else 0)
+        receive = Receive(piece, target, prefault, first_bytes,
+                          opening(self.frames, piece.ticket, pull.object_id, piece.start), CHUNK)
         self.receiver.start(receive, p.host_of(self.peers[link[0]].address), header.port,
                             header.token)
-
-    def opener(self, piece: Piece) -> Open | None:
-        """How a stream's sealed chunks are opened in a keyed cluster (None: they come
-        plain), each checked against our Fetch's ticket and its offset in the object."""
-        frames = self.frames
-        if not isinstance(frames, SealedFrames):
-            return None
-
-        def open_chunk(frame: memoryview, target: memoryview, at: int) -> None:
-            data = reply_data(piece.ticket, piece.pull.object_id, piece.start + at)
-            frames.open_into(frame, data, target)
-        return open_chunk
 
     def on_streams(self) -> None:
         """Runs read over streams ended: each pull counts down as a run over frames does."""
@@ -529,9 +516,8 @@ class Transfers:
         stop = nbytes if fetch.stop is None else max(0, min(fetch.stop, nbytes))
         start = min(max(0, fetch.start), stop)
         if fetch.stream and self.streams is not None:
-            block = self.store.arena.block(offset, nbytes)
-            token = self.streams.offer(block[start:stop], self.sealer(ticket, oid, start), CHUNK)
-            block.release()
+            token = self.streams.offer(self.store.arena.block(offset + start, stop - start),
+                                       sealing(self.frames, ticket, oid, start, CHUNK), CHUNK)
             self.offered[(identity, fetch.request)] = token
             self.answer(Serve(identity, ticket, p.FetchHeader(
                 fetch.request, oid, nbytes, port=self.streams.port, token=token)))
@@ -539,18 +525,6 @@ class Transfers:
         self.chunks_flow((identity, fetch.request), True)
         self.answer(Serve(identity, ticket, p.FetchHeader(fetch.request, oid, nbytes),
                           self.store.arena.block(offset, nbytes), start, stop))
-
-    def sealer(self, ticket: bytes, object_id: str, start: int) -> Seal | None:
-        """How a stream seals a run's chunks in a keyed cluster (None: sent plain): each
-        bound, as a frame's, to the Fetch's ticket and the chunk's offset in the object."""
-        frames = self.frames
-        if not isinstance(frames, SealedFrames):
-            return None
-        buffer = bytearray(CHUNK + OVERHEAD)        # one per run: its thread sends in turn
-
-        def seal(chunk: memoryview, at: int) -> memoryview:
-            return frames.seal_chunk(buffer, chunk, reply_data(ticket, object_id, start + at))
-        return seal
 
     def answer(self, serve: Serve) -> None:
         """Send a header and its run: plain, at once (the chunks zero-copy from the arena);

@@ -39,8 +39,7 @@ import zmq
 
 from plait.errors import HeadUnavailableError, ObjectLostError
 from plait.executor.wire import protocol as p
-from plait.executor.wire.bulk import (OVERHEAD, REQUEST, ForgedFrame, Frames, SealedFrames,
-                                      reply_data)
+from plait.executor.wire.bulk import REQUEST, ForgedFrame, Frames, reply_data
 
 CHUNK = 1 << 20
 STREAMS = 2                         # connections a large object is split across
@@ -138,15 +137,10 @@ def pull_object(ctx: zmq.Context, address: str, frames: Frames, object_id: str,
 def stream_receive(frames: Frames, run: Run, view: memoryview) -> Any:
     """What a thread reads ``run`` over a stream with: into its part of ``view``, opened
     chunk by chunk when ``frames`` are sealed."""
-    from plait.executor.wire.stream import Receive
+    from plait.executor.wire.stream import Receive, opening
 
-    opener = None
-    if isinstance(frames, SealedFrames):
-        def opener(frame: memoryview, target: memoryview, at: int) -> None:
-            frames.open_into(frame, reply_data(run.ticket, run.object_id, run.start + at),
-                             target)
-    return Receive(run, view[run.start:run.stop], lambda at, n: None, lambda: None, opener,
-                   CHUNK, OVERHEAD if opener is not None else 0)
+    return Receive(run, view[run.start:run.stop], lambda at, n: None, lambda: None,
+                   opening(frames, run.ticket, run.object_id, run.start), CHUNK)
 
 
 def streamed(receiver: Any, address: str) -> None:

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from plait.executor.wire.bulk import ForgedFrame
+from plait.executor.wire.bulk import OVERHEAD, ForgedFrame, Frames, SealedFrames, reply_data
 
 TOKEN_BYTES = 16
 ACCEPT_TIMEOUT = 10.0          # a connection that sends no token in this long is dropped
@@ -156,7 +156,6 @@ class Receive:
     first_bytes: Callable[[], None]          # its first bytes are in (the kill point)
     open: Open | None = None                 # a keyed cluster's: each chunk comes sealed
     chunk: int = 0                           # the sealed chunks' size
-    overhead: int = 0                        # bytes a sealed frame adds to its chunk
     conn: socket.socket | None = None
     error: str | None = None
     thread: threading.Thread | None = None
@@ -226,17 +225,17 @@ class Receiver:
         chunk = receive.chunk
         assert receive.open is not None and chunk > 0 and self.step % chunk == 0
         target, size = receive.target, receive.target.nbytes
-        frame = memoryview(bytearray(chunk + receive.overhead))
+        frame = memoryview(bytearray(chunk + OVERHEAD))
         for at in range(0, size, chunk):
             if at % self.step == 0:
                 receive.prefault(at, min(self.step, size - at))
             n = min(chunk, size - at)
-            got = _read_into(conn, frame[:n + receive.overhead])
-            if got < n + receive.overhead:
+            got = _read_into(conn, frame[:n + OVERHEAD])
+            if got < n + OVERHEAD:
                 receive.error = f"the holder closed the stream after {at} of {size} bytes"
                 return
             try:
-                receive.open(frame[:n + receive.overhead], target[at:at + n], at)
+                receive.open(frame[:n + OVERHEAD], target[at:at + n], at)
             except ForgedFrame as error:
                 receive.error = f"a chunk failed authentication ({error})"
                 return
@@ -282,6 +281,30 @@ class Receiver:
         for thread in threads:
             thread.join()
         os.close(self.fd)
+
+
+def sealing(frames: Frames, ticket: bytes, object_id: str, start: int, chunk: int
+            ) -> Seal | None:
+    """How a holder seals the chunks of a run starting at ``start`` of the object in a
+    keyed cluster (None: sent plain): each bound, as a frame's, to the Fetch's ``ticket``
+    and the chunk's offset in the object."""
+    if not isinstance(frames, SealedFrames):
+        return None
+    buffer = bytearray(chunk + OVERHEAD)        # one per run: its thread sends in turn
+
+    def seal(part: memoryview, at: int) -> memoryview:
+        return frames.seal_chunk(buffer, part, reply_data(ticket, object_id, start + at))
+    return seal
+
+
+def opening(frames: Frames, ticket: bytes, object_id: str, start: int) -> Open | None:
+    """How a puller opens what ``sealing`` sealed (None: the run comes plain)."""
+    if not isinstance(frames, SealedFrames):
+        return None
+
+    def open_chunk(frame: memoryview, target: memoryview, at: int) -> None:
+        frames.open_into(frame, reply_data(ticket, object_id, start + at), target)
+    return open_chunk
 
 
 def _read_exactly(conn: socket.socket, n: int) -> bytes | None:
