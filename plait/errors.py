@@ -100,12 +100,18 @@ class TaskError(PlaitError):
     @classmethod
     def wrap(cls, function_name: str, task_id: str, node: str, remote_traceback: str,
              cause: BaseException) -> TaskError:
-        """A TaskError that is also an instance of ``type(cause)``, with cause as __cause__."""
-        kind = _task_error_class(type(cause))
+        """A TaskError that is also an instance of ``type(cause)``, with cause as __cause__.
+
+        A failure passed on (a task's ``get`` of another's, raised on) keeps the inner
+        TaskError as ``__cause__``, so the traceback reads task by task, but its ``cause``
+        is the user's exception at the root, as Ray's ``e.cause`` is."""
+        root = cause.cause if isinstance(cause, TaskError) and cause.cause is not None \
+            else cause
+        kind = _task_error_class(type(root))
         error = kind.__new__(kind)
-        TaskError.__init__(error, function_name, task_id, node, remote_traceback, cause)
+        TaskError.__init__(error, function_name, task_id, node, remote_traceback, root)
         if kind is not TaskError:
-            error.args = (cause,)       # as Ray's: its args are the cause, not plait's fields
+            error.args = (root,)        # as Ray's: its args are the cause, not plait's fields
         error.__cause__ = cause
         return error
 

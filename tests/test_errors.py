@@ -188,7 +188,9 @@ def test_wrapping_a_task_error_does_not_nest_classes_and_keeps_the_root_cause_ty
     inner = wrapped(ValueError("bad"))
     outer = TaskError.wrap("g", "g-1", "node-0", "tb", inner)
     assert type(outer) is type(inner) and isinstance(outer, ValueError)   # as in Ray
-    assert outer.cause is inner
+    assert outer.cause is inner.cause and outer.__cause__ is inner       # Ray's e.cause
+    again = pickle.loads(pickle.dumps(outer))
+    assert type(again.cause) is ValueError and again.cause.args == ("bad",)
     plain = TaskError.wrap("h", "h-1", "node-0", "tb", TaskError("g", "g-1", "node-0", "tb"))
     assert type(plain) is TaskError
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from plait.errors import TaskError
 from plait.graph.refs import collecting_refs
-from plait.graph.task import decode_call
+from plait.graph.task import decode_call, split_returns
 
 _functions: dict[str, Any] = {}
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
@@ -101,7 +101,7 @@ def run_call(session: Any, here: str, function: Function, task_id: str, node: st
         value = function.load()(*args, **kwargs)
         if session is not None and session.unsubmitted:
             session.run([])                 # calls it made and did not wait for still run
-        results = _split(value, count)
+        results = [value] if count == 1 else split_returns(function.name, value, count)
         if session is not None:
             results = [_carry(session, result) for result in results]
     except (KeyboardInterrupt, SystemExit):      # the engine's cancel, or an exit: its own
@@ -119,16 +119,6 @@ def report(task_id: str, function_name: str, outputs: tuple[str, ...], deps: tup
     return {"task": task_id, "function": function_name, "node": node, "pid": pid,
             "start": start, "end": end, "ok": True, "outputs": outputs,
             "inputs": list(zip(deps, sizes, strict=True))}
-
-
-def _split(value: Any, count: int) -> list[Any]:
-    """A function's value as its ``count`` results (num_returns, as in Ray)."""
-    if count == 1:
-        return [value]
-    values = list(value)
-    if len(values) != count:
-        raise ValueError(f"the task returned {len(values)} values; num_returns={count}")
-    return values
 
 
 def _carry(session: Any, value: Any) -> Any:

@@ -75,7 +75,7 @@ from plait.graph.actor import (CALL, READY, TERMINATE, exit_actor, handle_of, is
                                name_and_namespace)
 from plait.graph.ids import IdGenerator, yielded_id
 from plait.graph.refs import ObjectRef, collecting_refs, unsubmitted
-from plait.graph.task import decode_call
+from plait.graph.task import decode_call, split_returns
 from plait.store.arena import Arena
 from plait.store.serialization import INLINE_THRESHOLD, deserialize, dumps, serialize
 
@@ -693,11 +693,7 @@ class WorkerRuntime:
             return self.store_yielded_results(item, value)
         if len(item.outputs) == 1:
             return ((item.outputs[0], self.store(item.outputs[0], value, item.function_name)),)
-        values = list(value) if isinstance(value, (tuple, list)) else None
-        if values is None or len(values) != len(item.outputs):
-            raise ValueError(f"{item.function_name} was declared with num_returns="
-                             f"{len(item.outputs)} but returned {type(value).__name__}"
-                             f"{'' if values is None else f' of length {len(values)}'}")
+        values = split_returns(item.function_name, value, len(item.outputs))
         return tuple((oid, self.store(oid, v, item.function_name))
                      for oid, v in zip(item.outputs, values, strict=True))
 

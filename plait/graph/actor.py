@@ -50,7 +50,7 @@ HANDLE_PROTOCOLS = frozenset({"__copy__", "__deepcopy__", "__del__", "__getnewar
 
 
 # What an actor call takes of its method's options (the rest of TaskOptions is its actor's)
-CALL_OPTIONS = ("num_returns", "max_retries", "retry_exceptions")
+CALL_OPTIONS = ("num_returns", "max_retries", "retry_exceptions", "name")
 
 
 def method(*args: Any, **options: Any) -> Any:

@@ -170,6 +170,20 @@ def decode_call(payload: bytes, values: list[Any]) -> tuple[tuple, dict]:
     return tuple(resolve(a) for a in args), {k: resolve(v) for k, v in kwargs.items()}
 
 
+def split_returns(function_name: str, value: Any, count: int) -> list[Any]:
+    """A function's value as its ``count`` results (``num_returns=count``, more than one):
+    any sequence of that length, as Ray takes it. A value without a length is a TypeError
+    and one of another length a ValueError, as Ray's are."""
+    if not hasattr(value, "__len__"):
+        raise TypeError(f"{function_name} was declared with num_returns={count} but "
+                        f"returned {type(value).__name__}: object of type "
+                        f"'{type(value).__name__}' has no len()")
+    if len(value) != count:
+        raise ValueError(f"{function_name} returned {len(value)} objects, but "
+                         f"num_returns={count}")
+    return list(value)
+
+
 def _is_large(value: Any) -> bool:
     nbytes = getattr(value, "nbytes", None)
     if isinstance(nbytes, int) and not isinstance(value, (bytes, bytearray, memoryview)):

@@ -87,6 +87,27 @@ def test_tasks_that_block_again_and_again_each_run_once(one_worker, tmp_path):
     assert len(os.listdir(tmp_path)) == 20
 
 
+@plait.remote
+def refuses(word):
+    raise KeyError(word)
+
+
+@plait.remote
+def passes_on(word):
+    return plait.get(refuses.remote(word))
+
+
+def test_a_failure_passed_up_through_a_task_names_the_users_exception_as_its_cause(one_worker):
+    """As Ray's: ``e.cause`` is the exception the innermost task raised, not the TaskError
+    of the task between, which stays in the chain (``__cause__``) for the traceback."""
+    with pytest.raises(KeyError) as caught:
+        plait.get(passes_on.remote("k"), timeout=60)
+    error = caught.value
+    assert isinstance(error, plait.TaskError) and error.function_name == "passes_on"
+    assert type(error.cause) is KeyError and error.cause.args == ("k",)
+    assert "refuses" in str(error)
+
+
 def test_the_cluster_is_still_usable_afterwards(one_worker):
     assert plait.get([square.remote(i) for i in range(5)]) == [0, 1, 4, 9, 16]
 

@@ -226,6 +226,8 @@ def test_the_context_dict_has_the_ids_ray_puts_in_it_where_ray_does(cluster):
     assert (resources, name) == ({}, "Introspective.context")
     holding = Introspective.options(num_cpus=1).remote()
     assert plait.get(holding.context.remote(), timeout=30)[1] == {"CPU": 1.0}
+    renamed = holding.context.options(name="looked").remote()      # a call's own name
+    assert plait.get(renamed, timeout=30)[2] == "looked"
 
 
 @plait.remote

@@ -211,6 +211,21 @@ def pair():
     return "a", "b"
 
 
+@plait.remote(num_returns=2)
+def as_two(value):
+    return value
+
+
+def test_a_value_that_does_not_fit_num_returns_fails_as_rays_does(engine):
+    """Any sequence of the right length is split (a numpy array too); a value without a
+    length is Ray's TypeError, one of another length its ValueError."""
+    with pytest.raises(TypeError, match="has no len"):
+        plait.get(as_two.remote(5)[0], timeout=60)
+    with pytest.raises(ValueError, match="returned 3 objects, but num_returns=2"):
+        plait.get(as_two.remote((1, 2, 3))[1], timeout=60)
+    assert plait.get(list(as_two.remote(np.arange(2))), timeout=60) == [0, 1]
+
+
 def test_calls_without_arguments_run_and_are_traced(engine):
     """(Ray passes such a call no arguments at all: the worker knows the call.)"""
     with plait.trace() as trace:
