@@ -392,7 +392,7 @@ class Node(Outbox):
         """Pins the object should have: its readers here, transfers serving it, drivers'
         views of it, and its writer while unsealed (validate_state compares)."""
         tasks = sum(oids.count(object_id) for oids in self.task_pins.values())
-        serving = sum(oid == object_id for oid in self.transfers.serving.values())
+        serving = sum(s.object_id == object_id for s in self.transfers.serving.values())
         stored = self.store.objects[object_id]
         views = len(self.view_pins.get(object_id, ()))
         return tasks + serving + self.client_pins[object_id] + views + (not stored.sealed)

@@ -112,6 +112,17 @@ class Piece:
 
 
 @dataclass
+class Serving:
+    """A Fetch this node answers, from its answer until its puller's FetchDone (or death):
+    the object it pins, the node asking (if it said), and the token of the run it offers
+    over a stream (if any, until the puller connects or the serve ends)."""
+
+    object_id: str
+    puller: str = ""
+    token: bytes | None = None
+
+
+@dataclass
 class Serve:
     """An answer to a Fetch: its header, then the chunks of the run [at, stop) of ``block``
     (none when the header says where the object is, or why not); sealed, SEAL_WINDOW chunks
@@ -175,14 +186,12 @@ class Transfers:
         self.streams = StreamServer(p.host_of(endpoint)) if tcp else None
         self.receiver = Receiver(PREFAULT_BYTES) if tcp else None
         self.streamed: dict[Piece, Link] = {}     # runs arriving over streams, and links
-        self.offered: dict[tuple[bytes, int], bytes] = {}   # (peer, request) -> token
         self.peers: dict[str, p.NodeInfo] = {}
         self.links: dict[Link, zmq.Socket] = {}
         self.arenas: dict[str, Arena] = {}
         self.pulls: dict[str, Pull] = {}          # object -> its pull in progress
         self.order: dict[Link, deque[Piece]] = {}   # link -> runs, in request order
-        self.serving: dict[tuple[bytes, int], str] = {}   # (peer, request) -> pinned object
-        self.pullers: dict[tuple[bytes, int], str] = {}   # (peer, request) -> node asking
+        self.serving: dict[tuple[bytes, int], Serving] = {}   # (peer, request) -> its serve
         self.bulk: set[object] = set()            # pulls and serves streaming chunks now
         self.sends: list[Serve] = []              # sealed runs with chunks left to send
         self.forged = 0                           # requests dropped unauthenticated
@@ -425,7 +434,7 @@ class Transfers:
         """A peer died: drop its links and half-done pulls (returns their objects), and
         end what we served it, as its FetchDone would have (it will send none)."""
         self.peers.pop(node, None)
-        ended = {key for key, puller in self.pullers.items() if puller == node}
+        ended = {key for key, serving in self.serving.items() if serving.puller == node}
         for identity, request in ended:
             self.end_serve(identity, request)
         self.sends = [s for s in self.sends if (s.identity, s.header.request) not in ended]
@@ -485,14 +494,13 @@ class Transfers:
     def end_serve(self, identity: bytes, request: int) -> None:
         """A Fetch is over (its puller said so, or died): its unused offer withdrawn, its
         pin let go."""
-        self.pullers.pop((identity, request), None)
-        token = self.offered.pop((identity, request), None)
-        if token is not None and self.streams is not None:
-            self.streams.withdraw(token)
-        oid = self.serving.pop((identity, request), None)
-        if oid is not None:
-            self.store.unpin(oid)
-            self.chunks_flow((identity, request), False)
+        serving = self.serving.pop((identity, request), None)
+        if serving is None:
+            return
+        if serving.token is not None and self.streams is not None:
+            self.streams.withdraw(serving.token)
+        self.store.unpin(serving.object_id)
+        self.chunks_flow((identity, request), False)
 
     def on_Fetch(self, identity: bytes, ticket: bytes, fetch: p.Fetch) -> None:
         oid = fetch.object_id
@@ -506,9 +514,7 @@ class Transfers:
             self.answer(Serve(identity, ticket, header))
             return
         nbytes = self.store.nbytes(oid)
-        self.serving[(identity, fetch.request)] = oid
-        if fetch.puller:
-            self.pullers[(identity, fetch.request)] = fetch.puller
+        serving = self.serving[(identity, fetch.request)] = Serving(oid, fetch.puller)
         if fetch.same_host:
             self.answer(Serve(identity, ticket, p.FetchHeader(fetch.request, oid, nbytes,
                                                               offset=offset)))
@@ -518,7 +524,7 @@ class Transfers:
         if fetch.stream and self.streams is not None:
             token = self.streams.offer(self.store.arena.block(offset + start, stop - start),
                                        sealing(self.frames, ticket, oid, start, CHUNK), CHUNK)
-            self.offered[(identity, fetch.request)] = token
+            serving.token = token
             self.answer(Serve(identity, ticket, p.FetchHeader(
                 fetch.request, oid, nbytes, port=self.streams.port, token=token)))
             return

@@ -237,7 +237,7 @@ def test_over_tcp_a_puller_lost_before_it_read_its_streams_has_its_offers_withdr
     assert len(a.transfers.streams.offers) == STREAMS               # offered, never taken
     assert a.transfers.lost("node-b") == []
     assert a.transfers.store.objects["x"].pins == 0
-    assert not a.transfers.serving and not a.transfers.offered
+    assert not a.transfers.serving
     assert not a.transfers.streams.offers     # no token left that would get its bytes
 
 
@@ -289,7 +289,7 @@ def test_a_request_without_the_key_is_dropped_unread_and_the_node_serves_on(seal
         header = ours.read(sock.recv(), reply_data(ours.ticket(keyed), "x", -1))
         assert isinstance(header, p.FetchHeader) and header.request == 3
         assert a.transfers.forged == 2
-        assert list(a.transfers.serving.values()) == ["x"]
+        assert [s.object_id for s in a.transfers.serving.values()] == ["x"]
         for _ in range(3):                                  # its chunks
             pump({"node-a": a}, lambda: sock.poll(0))
             sock.recv()
@@ -314,7 +314,7 @@ def test_over_tcp_a_large_object_comes_over_streams_read_by_threads(over_tcp):
     assert b.owner.ended["x"] == p.Stored("node-b", BIG)
     assert read(b, "x") == data
     assert a.transfers.store.objects["x"].pins == 0         # each run's pin given back
-    assert not a.transfers.offered and not a.transfers.streams.offers
+    assert not a.transfers.serving and not a.transfers.streams.offers
     assert not b.transfers.streamed and not b.transfers.receiver.running
     assert a.owner.flowing == [] and b.owner.flowing == []   # no chunk frames at all
 
@@ -325,7 +325,7 @@ def test_over_tcp_a_small_object_comes_as_frames(over_tcp):
     b.transfers.fetch("small", hold(a, "small", data))
     pump(over_tcp, lambda: "small" in b.owner.ended)
     assert read(b, "small") == data
-    assert b.owner.flowing == [True, False] and not a.transfers.offered
+    assert b.owner.flowing == [True, False] and not a.transfers.streams.offers
 
 
 def test_over_tcp_a_pull_with_no_room_withdraws_the_offers_and_the_next_pull_works(over_tcp):
@@ -567,7 +567,7 @@ def test_over_tcp_a_drivers_pull_that_fails_gives_the_holder_back_its_pins(over_
         driver.join()
     assert failed                            # the stream closed, or reset, unread
     assert a.transfers.store.objects["x"].pins == 0
-    assert not a.transfers.offered and not a.transfers.streams.offers
+    assert not a.transfers.serving and not a.transfers.streams.offers
 
 
 class TricklingHolder(threading.Thread):
