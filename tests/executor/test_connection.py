@@ -9,6 +9,7 @@ a driver allows from the start.
 from __future__ import annotations
 
 import os
+import pickle
 from types import SimpleNamespace
 
 import pytest
@@ -90,6 +91,13 @@ def test_no_welcome_within_the_timeout_is_none_and_fails_a_handshake(joined, mon
     monkeypatch.setattr("plait.executor.driver.connection.START_TIMEOUT_S", SHORT)
     with pytest.raises(ClusterError, match="did not answer within"):
         conn.handshake(1)
+
+
+def test_a_hello_the_head_refuses_raises_the_heads_reason(joined):
+    refusal = ClusterError("this client speaks plait's messages of version x")
+    conn, _ = joined(p.Refused(p.HELLO_REFUSED, pickle.dumps(refusal)))
+    with pytest.raises(ClusterError, match="messages of version x"):
+        conn.hello(timeout=60)
 
 
 def test_a_joined_heads_silence_ends_only_a_wait_without_timeout(joined):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable
 from typing import Any
@@ -159,6 +160,8 @@ class Connection:
                 continue
             if isinstance(reply, p.Welcome):
                 return reply
+            if isinstance(reply, p.Refused) and reply.request == p.HELLO_REFUSED:
+                raise pickle.loads(reply.error)   # (the head's ClusterError: another plait)
             if reply is not None:
                 other(reply)
         return None

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from plait.compiler.view import ClusterView, NodeView, ObjectInfo, offers
-from plait.errors import (ObjectLostError, ReconstructionFailedError,
+from plait.errors import (ClusterError, ObjectLostError, ReconstructionFailedError,
                           TaskCancelledError, WorkerCrashedError)
 from plait.executor.head.actors import ActorRecord, ActorRouting
 from plait.executor.head.assignments import Assignments, NodeLoads
@@ -279,6 +279,11 @@ class Head(ActorRouting, Outbox):
         handler(self, peer, message)
 
     def on_Hello(self, peer: Peer, message: p.Hello) -> None:
+        refusal = p.wire_mismatch("this client", message)
+        if refusal is not None:
+            self.to_client(peer, p.Refused(p.HELLO_REFUSED,
+                                           pickle.dumps(ClusterError(refusal))))
+            return
         if message.host and peer not in self.process_of:
             self.sessions[(message.host, message.pid)] = peer
             self.process_of[peer] = (message.host, message.pid)
@@ -688,6 +693,10 @@ class Head(ActorRouting, Outbox):
         self.on_Subscribe((NODE, node), message)
 
     def node_NodeHello(self, node: str, message: p.NodeHello) -> None:
+        refusal = p.wire_mismatch(f"node {message.info.id}", message)
+        if refusal is not None:        # told, it stops (as a node declared dead does)
+            self.emit(ToNode(node, p.NodeLost(node, refusal)))
+            return
         now = self.clock()
         self.nodes[message.info.id] = NodeRecord(message.info, now, message.info.store_capacity)
         self.nodes = dict(sorted(self.nodes.items(), key=lambda item: _node_key(item[1].info)))

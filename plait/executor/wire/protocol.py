@@ -52,9 +52,10 @@ their frames are decoded before they are trusted: ``decode`` builds only the cla
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -116,6 +117,12 @@ class Hello:
     pid: int
     nodes_expected: int = 1          # answer once this many nodes have joined
     host: str = ""                   # the client's host: the head may watch its pid
+    wire: str = field(default_factory=lambda: WIRE_VERSION)   # the messages it speaks
+
+
+# A Hello's answer when the client speaks other messages than the head (``Refused``'s
+# request: no request of a client is ever numbered so)
+HELLO_REFUSED = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +163,7 @@ def host_of(address: str) -> str:
 @dataclass(frozen=True, slots=True)
 class NodeHello:
     info: NodeInfo
+    wire: str = field(default_factory=lambda: WIRE_VERSION)   # the messages it speaks
 
 
 @dataclass(frozen=True, slots=True)
@@ -951,6 +959,34 @@ def _admitted() -> dict[tuple[str, str], type]:
 
 
 ADMITTED = MappingProxyType(_admitted())
+
+
+def _wire_version() -> str:
+    """A digest of every message's name and fields. Peers whose messages differ in any of
+    them misread each other (a field one lacks is missing, not defaulted, once read), so
+    a node or client whose Hello names another version is refused there, with a reason,
+    rather than admitted to fail later (a cluster's hosts must run one plait)."""
+    shape = sorted((kind.__qualname__, tuple(f.name for f in dataclasses.fields(kind)))
+                   for kind in ADMITTED.values())
+    return hashlib.sha256(repr(shape).encode()).hexdigest()[:12]
+
+
+WIRE_VERSION = _wire_version()
+
+
+def wire_of(hello: Hello | NodeHello) -> str:
+    """The version a Hello names ("": a plait from before versions were named)."""
+    return getattr(hello, "wire", "")
+
+
+def wire_mismatch(who: str, hello: Hello | NodeHello) -> str | None:
+    """Why ``who`` may not join, if its Hello names other messages than ours; else None."""
+    theirs = wire_of(hello)
+    if theirs == WIRE_VERSION:
+        return None
+    return (f"{who} speaks plait's messages of version {theirs or 'unknown (an older plait)'}"
+            f", the head those of version {WIRE_VERSION}: run the same plait on every host "
+            f"of a cluster")
 
 
 class MalformedMessage(ValueError):

@@ -18,6 +18,7 @@ from dataclasses import replace
 
 import pytest
 
+from plait.errors import ClusterError
 from plait.executor.head.head import Head
 from plait.executor.head.invariants import head_problems
 from plait.executor.node.invariants import node_problems
@@ -163,6 +164,22 @@ def test_a_joining_node_is_announced_and_a_driver_waiting_for_it_welcomed(alone)
     infos = (node_info("node-0"), node_info("node-1"))
     assert take(alone) == [("node-1", p.NodeTable(infos)), (DRIVER, p.Welcome("s-1", infos, client=1)),
                            ("node-0", p.NodeTable(infos)), ("node-1", p.NodeTable(infos))]
+
+
+def test_a_node_or_client_speaking_other_messages_is_refused_at_its_hello(alone):
+    """A host running another plait would misread messages: told why at its Hello, the
+    node stops (as one declared dead does) and the client raises, and neither is admitted."""
+    other = p.NodeHello(node_info("node-1"), wire="0123456789ab")
+    tell(alone, FromNode("node-1", other))
+    [(to, lost)] = take(alone)
+    assert to == "node-1" and lost.node == "node-1" and "0123456789ab" in lost.reason
+    assert p.WIRE_VERSION in lost.reason and "node-1" not in alone.nodes
+    tell(alone, FromClient(DRIVER, p.Hello(1, wire="")))
+    [(to, refused)] = take(alone)
+    error = pickle.loads(refused.error)
+    assert to == DRIVER and refused.request == p.HELLO_REFUSED
+    assert isinstance(error, ClusterError) and "an older plait" in str(error)
+    assert alone.hellos == []
 
 
 def test_nodes_joining_in_one_turn_cause_one_broadcast_of_the_table(alone):

@@ -12,6 +12,7 @@ import os
 import pickle
 import typing
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -254,3 +255,12 @@ def test_decode_admits_exactly_the_classes_that_travel():
     assert all(key == (cls.__module__, cls.__qualname__) for key, cls in p.ADMITTED.items())
     named = set().union(*(_globals_named(p.encode(sample)) for sample in SAMPLES))
     assert named == set(p.ADMITTED)
+
+
+def test_the_wire_version_names_every_messages_fields_and_an_older_hello_has_none():
+    """Any message's fields changed, the version changes (it is their digest); a Hello
+    read from a plait before versions (no ``wire`` slot set) names none, so it is refused."""
+    assert p.Hello(1).wire == p.NodeHello(NODE).wire == p.WIRE_VERSION
+    assert p.wire_mismatch("a client", p.Hello(1)) is None
+    older = SimpleNamespace(pid=1, nodes_expected=1, host="")
+    assert p.wire_of(older) == "" and "an older plait" in p.wire_mismatch("a client", older)
