@@ -181,6 +181,24 @@ def test_wait_compute_persist(cluster):
     assert "ready" in repr(kept[0]) and kept[0].compute() == 11
 
 
+@plait.remote
+def count_of(*values):
+    return len(values)
+
+
+def test_a_wait_or_get_with_no_time_left_sees_what_is_done_already(cluster):
+    """timeout=0 polls, as in Ray: tasks finished before it (here, known finished because
+    a task reading them all has ended) are ready, never asked about before or not."""
+    refs = [inc.remote(i) for i in range(4)]
+    assert plait.get(count_of.remote(*refs), timeout=60) == 4       # all 4 are done
+    ready, pending = plait.wait(refs, num_returns=4, timeout=0)
+    assert len(ready) == 4 and pending == []
+    again = [inc.remote(i) for i in range(10, 13)]
+    assert plait.get(count_of.remote(*again), timeout=60) == 3
+    assert plait.get(again[0], timeout=0) == 11
+    assert sorted(plait.util.as_completed(again, timeout=0)) == [11, 12, 13]
+
+
 def test_compile_and_explain_without_running(cluster, tmp_path):
     path = tmp_path / "never"
     ref = append_line.remote(str(path), "no")

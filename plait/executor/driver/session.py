@@ -46,6 +46,9 @@ from plait.store.serialization import INLINE_THRESHOLD, dumps, serialize
 SPARE_MAX_BYTES = 32 * 2**20
 SPARE_SHARE = 64
 PROGRESS_SLICE = 0.25          # seconds between progress redraws while waiting
+# The longest a get or wait whose time is up waits for the head to say what it knows of
+# objects it asked about just now (a round trip; the head answers at once).
+SUBSCRIBE_ANSWER_SECONDS = 5.0
 IDLE_SUBMIT_SECONDS = 0.01     # calls made and not requested are submitted after this quiet
 
 
@@ -591,7 +594,10 @@ class Session(ObjectReading, Engine):
         unique = list(dict.fromkeys(object_ids))
         asked = set(unique)                     # (the pump makes others known too)
         missing = {oid for oid in unique if oid not in self.values}
-        self.subscribe([oid for oid in unique if oid in missing])
+        # with a timeout, the head answers at once what it knows (timeout=0: what is
+        # ready now, as Ray's owner knows it; else such a get never saw a finished task)
+        answer = self.subscribe([oid for oid in unique if oid in missing],
+                                answered=timeout is not None)
         need = min(count, len(unique))
         deadline = None if timeout is None else _now() + timeout
         progress = Progress()
@@ -604,6 +610,11 @@ class Session(ObjectReading, Engine):
                     return
                 progress.update(len(unique) - len(missing), len(unique))
                 left = PROGRESS_SLICE if deadline is None else deadline - _now()
+                if left <= 0 and answer is not None or left <= 0 and self.arrived():
+                    self.await_answer(answer)   # what is known now: one last look
+                    answer = None
+                    missing = {oid for oid in missing if oid not in self.values}
+                    continue
                 if left <= 0:
                     if not raise_timeout:
                         return
@@ -619,6 +630,26 @@ class Session(ObjectReading, Engine):
                     missing.difference_update(known)
         finally:
             progress.close()
+            if answer is not None and self.replies.pop(answer, None) is None:
+                self.unawaited.add(answer)          # (its answer is dropped when it comes)
+
+    def arrived(self) -> bool:
+        """Take in the messages that have arrived already; whether there were any."""
+        took = False
+        while (message := self.conn.receive(0)) is not None:
+            self.apply(message)
+            took = True
+        return took
+
+    def await_answer(self, request: int | None) -> None:
+        """Wait (a round trip to the head, bounded) for the answer to an answered Subscribe:
+        the values known when the head took it in have come by then."""
+        if request is None:
+            return
+        try:
+            self.reply_to(request, SUBSCRIBE_ANSWER_SECONDS, "Subscribe")
+        except GetTimeoutError:
+            self.unawaited.add(request)        # a head this slow: what came is what is known
 
     def first_failure(self, object_ids: Iterable[str]) -> str | None:
         """The first of ``object_ids`` known to have failed, if any."""
@@ -627,15 +658,20 @@ class Session(ObjectReading, Engine):
         values = self.values
         return next((oid for oid in object_ids if isinstance(values.get(oid), p.Failed)), None)
 
-    def subscribe(self, object_ids: list[str]) -> None:
-        """Ask the head to tell us of these objects, once each, unless known or asked."""
+    def subscribe(self, object_ids: list[str], answered: bool = False) -> int | None:
+        """Ask the head to tell us of these objects, once each, unless known or asked;
+        ``answered``: and to answer at once, after what it knows of them (the request
+        number to await, or None when nothing was asked)."""
         from plait.executor.wire import protocol as p
 
         unknown = [oid for oid in dict.fromkeys(object_ids)
                    if oid not in self.values and oid not in self.asked]
-        if unknown:
-            self.asked.update(unknown)
-            self.conn.send(p.Subscribe(tuple(unknown)))
+        if not unknown:
+            return None
+        self.asked.update(unknown)
+        request = next(self.requests) if answered else 0
+        self.conn.send(p.Subscribe(tuple(unknown), request))
+        return request or None
 
     def pump_until(self, done: Any, timeout: float | None) -> bool:
         """Take in messages until ``done()`` holds (True) or ``timeout`` seconds pass

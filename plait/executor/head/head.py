@@ -465,6 +465,11 @@ class Head(ActorRouting, Outbox):
             value = self.directory.subscribe(oid, peer)
             if value is not None:
                 self.notify(peer, oid, value)
+        if message.request:           # what is known goes now, ahead of the answer
+            known = self.notes.pop(peer, None)
+            if known:
+                self.to_client(peer, p.Ready(tuple(known)))
+            self.to_client(peer, p.Subscribed(message.request))
 
     def on_Pin(self, peer: Peer, message: p.Pin) -> None:
         """Pin each stored object on a node holding it; answer when all nodes have."""

@@ -652,9 +652,19 @@ class Submit:
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """Tell me (once) when each of these objects is ready or failed."""
+    """Tell me (once) when each of these objects is ready or failed; with a ``request``,
+    also answer Subscribed(request) at once, after what is known of them already: a get or
+    wait whose time is up (``timeout=0``) learns what is ready now, and no more."""
 
     object_ids: tuple[str, ...]
+    request: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """A Subscribe with a request was taken in: every value known then came before this."""
+
+    request: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,6 +182,17 @@ def test_a_node_or_client_speaking_other_messages_is_refused_at_its_hello(alone)
     assert alone.hellos == []
 
 
+def test_a_subscribe_with_a_request_is_answered_after_what_is_known_now(alone):
+    """(A get with timeout=0 waits for this answer, and so learns what is ready now.)"""
+    put_on(alone, "node-0", "x")
+    tell(alone, FromClient(DRIVER, p.Expect(("later",))))     # to come: not told yet
+    take(alone)
+    tell(alone, FromClient(DRIVER, p.Subscribe(("x", "later"), request=5)))
+    sent = [message for to, message in take(alone) if to == DRIVER]
+    assert [type(m) for m in sent] == [p.Ready, p.Subscribed]
+    assert [oid for oid, _ in sent[0].values] == ["x"] and sent[1] == p.Subscribed(5)
+
+
 def test_nodes_joining_in_one_turn_cause_one_broadcast_of_the_table(alone):
     """The joiner gets the table at once; the others one table per flush, however many
     joined since (one per join was N^2 messages of N nodes for a cluster of N)."""

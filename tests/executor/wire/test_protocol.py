@@ -108,6 +108,8 @@ SAMPLES = [
     p.View(9, VIEW, (("put-5", pickle.dumps(plait.ObjectFreedError("put-5"))),)),
     p.Submit((("inc@0123456789", b"fn"),), (SPEC,), ("put-9",), ("inc-3",)),
     p.Subscribe(("inc-2", "add-3")),
+    p.Subscribe(("inc-2",), request=7),
+    p.Subscribed(7),
     p.Ready((("inc-2", INLINE), ("add-3", LOCATED), ("bad-4", FAILED))),
     p.Free(("put-1",)),
     p.Free(("put-1", "put-2"), forced=True),
