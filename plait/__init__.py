@@ -19,7 +19,8 @@ from plait.api import (available_resources, cancel, cluster_resources, compile, 
                        kill, memory_summary, nodes, persist, put, shutdown, timeline, trace,
                        visualize, wait)
 from plait.compiler.plan import Plan
-from plait.errors import (ActorDiedError, ActorNotFoundError, ClusterError, DeserializationError,
+from plait.errors import (ActorDiedError, ActorNotFoundError, ClusterError,
+                          ClusterNotFoundError, DeserializationError,
                           GetTimeoutError, HeadUnavailableError, InvalidArgumentError,
                           InvalidOptionError, NotInitializedError,
                           ObjectCorruptedError, ObjectFreedError, ObjectLostError,
@@ -41,6 +42,7 @@ __all__ = [
     "ActorHandle",
     "ActorNotFoundError",
     "ClusterError",
+    "ClusterNotFoundError",
     "DeserializationError",
     "GetTimeoutError",
     "HeadUnavailableError",

@@ -223,7 +223,11 @@ def _open_dashboard(dashboard: bool | int, address: str) -> None:
 # Ray options with nothing to do here: logging, the dashboard's, and ``_system_config``
 # (Ray's internal tuning knobs, named after its C++ core; plait has no counterpart).
 _IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
-                        "namespace", "dashboard_host", "_system_config"}
+                        "namespace", "dashboard_host", "_system_config", "dashboard_port",
+                        "logging_format", "logging_config", "labels", "_node_ip_address",
+                        "_memory", "_plasma_directory", "_metrics_export_port", "_temp_dir",
+                        "_enable_object_reconstruction", "_redis_password",
+                        "enable_resource_isolation", "_tracing_startup_hook", "job_config"}
 # Options that configure the cluster being started: Ray refuses them when joining one.
 _STARTING_ONLY_RAY_OPTIONS = {"_system_config"}
 
@@ -236,6 +240,9 @@ def _check_ray_options(options: dict[str, Any], joining: bool = False) -> None:
     if options.get("local_mode"):
         raise InvalidOptionError("local_mode (run every task in the driver, one at a time) is "
                                  "not supported, as Ray no longer supports it; leave it out")
+    if options.get("job_config") is not None:
+        raise InvalidOptionError("job_config (Ray's JobConfig) is not supported; leave it out "
+                                 "(runtime_env and namespace are init's own options)")
     unknown = set(options) - _IGNORED_RAY_OPTIONS - {"local_mode", "runtime_env"}
     if unknown:
         raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
@@ -333,13 +340,19 @@ def is_initialized() -> bool:
     return _session is not None or context.active() is not None
 
 
-def put(value: Any) -> ObjectRef:
-    """Store ``value`` immutably in this node's store; returns its ObjectRef."""
+def put(value: Any, *, _owner: Any = None) -> ObjectRef:
+    """Store ``value`` immutably in this node's store; returns its ObjectRef.
+
+    ``_owner`` (Ray's: an actor that owns the object, so it outlives the caller) is taken
+    and not needed: a plait object lives while any ref to it does, wherever it is held."""
     return _runtime().put(value)
 
 
 def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
-    """Values of ``refs`` (running whatever they need); numpy arrays come back zero-copy."""
+    """Values of ``refs`` (running whatever they need); numpy arrays come back zero-copy.
+    An ObjectRefGenerator comes back as it is (as Ray's get gives it): iterate it."""
+    if isinstance(refs, ObjectRefGenerator):
+        return refs
     return _runtime().get(refs, timeout=_get_timeout(timeout, "plait.get"))
 
 

@@ -23,6 +23,7 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     │   └── ActorAlreadyExistsError   ... an actor's name taken by a live actor
     ├── InvalidArgumentError (TypeError, ValueError)  get, wait or kill given the wrong kind
     ├── ClusterError                  the local cluster could not start or stopped answering
+    │   ├── ClusterNotFoundError (ConnectionError)  address="auto" found no running cluster
     │   └── HeadUnavailableError      the head node is gone
     └── NotInitializedError (RuntimeError)  plait is shut down / was used after shutdown
 
@@ -48,6 +49,7 @@ __all__ = [
     "ActorNotFoundError",
     "ActorUnavailableError",
     "ClusterError",
+    "ClusterNotFoundError",
     "DeserializationError",
     "GetTimeoutError",
     "HeadUnavailableError",
@@ -237,6 +239,21 @@ class ActorDiedError(PlaitError):
         self.reason = reason
         self.cause = cause
 
+    @property
+    def actor_init_failed(self) -> bool:
+        """Whether the actor died because its constructor raised (Ray's attribute)."""
+        return self.cause is not None
+
+    @property
+    def error_msg(self) -> str:
+        """The message (Ray's attribute)."""
+        return str(self)
+
+    @property
+    def preempted(self) -> bool:
+        """Ray's: whether its node was preempted; plait's nodes never are."""
+        return False
+
     def __str__(self) -> str:
         """``actor A-1 is dead: <reason>``; a reason that is a sentence of its own, as
         Ray's words for a kill are (code searches for them), follows ``actor A-1: ``."""
@@ -382,6 +399,11 @@ class ActorAlreadyExistsError(InvalidOptionError):
 
 class ClusterError(PlaitError, builtins.RuntimeError):
     """The cluster could not start, or a node stopped answering."""
+
+
+class ClusterNotFoundError(ClusterError, builtins.ConnectionError):
+    """``init(address="auto")`` found no cluster running on this host: a ConnectionError, as
+    Ray's is, so ``except ConnectionError: init()`` starts one instead."""
 
 
 class HeadUnavailableError(ClusterError):

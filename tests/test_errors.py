@@ -39,6 +39,7 @@ SAMPLES: dict[type, BaseException] = {
     errors.InvalidArgumentError: errors.InvalidArgumentError("plait.get expects ObjectRefs"),
     errors.ActorAlreadyExistsError: errors.ActorAlreadyExistsError("'bank' is taken"),
     errors.ClusterError: errors.ClusterError("could not start"),
+    errors.ClusterNotFoundError: errors.ClusterNotFoundError("address='auto' found none"),
     errors.HeadUnavailableError: errors.HeadUnavailableError("head gone"),
     errors.NotInitializedError: errors.NotInitializedError("shut down"),
     errors.ActorExitRequest: errors.ActorExitRequest("exit_actor() called"),
@@ -56,6 +57,7 @@ BUILTIN_PARENTS = {
     errors.ObjectCorruptedError: errors.ObjectLostError,
     errors.ReconstructionFailedError: errors.ObjectLostError,
     errors.HeadUnavailableError: errors.ClusterError,
+    errors.ClusterNotFoundError: ConnectionError,
 }
 
 
@@ -257,3 +259,11 @@ def test_memory_errors_can_be_made_with_their_own_new(cls):
     it as "MemoryError.__new__(...) is not safe", and plait's own tests failed after the
     engine suite had imported distributed."""
     assert isinstance(cls.__new__(cls), cls)
+
+
+def test_actor_died_error_has_rays_attributes():
+    constructor = errors.ActorDiedError("A-1", "its constructor raised", ValueError("x"))
+    killed = errors.ActorDiedError("A-2", "The actor was killed by plait.kill")
+    assert constructor.actor_init_failed and not killed.actor_init_failed
+    assert killed.error_msg == str(killed) and not killed.preempted
+    assert pickle.loads(pickle.dumps(constructor)).actor_init_failed

@@ -30,6 +30,22 @@ def test_init_takes_rays_local_mode_false_and_system_config_and_refuses_local_mo
         _check_ray_options({"local_mode": True})
     with pytest.raises(TypeError, match="unknown option"):
         _check_ray_options({"local_mod": False})
+    # Ray's other init keywords about its own processes, logs and ports: taken, not needed
+    _check_ray_options({"dashboard_port": 8265, "_temp_dir": "/tmp/r", "labels": {"a": "b"},
+                        "logging_format": "%(message)s", "_node_ip_address": "127.0.0.1",
+                        "_memory": 1,
+                        "job_config": None, "enable_resource_isolation": False})
+    with pytest.raises(plait.InvalidOptionError, match="job_config"):
+        _check_ray_options({"job_config": object()})
+
+
+def test_address_auto_without_a_cluster_is_a_connection_error_as_rays(tmp_path, monkeypatch):
+    """``try: init("auto") except ConnectionError: init()``, a common Ray pattern."""
+    monkeypatch.setenv("PLAIT_HOME", str(tmp_path))
+    with pytest.raises(ConnectionError, match="found no cluster") as caught:
+        plait.init(address="auto")
+    assert isinstance(caught.value, plait.ClusterNotFoundError)
+    assert isinstance(caught.value, plait.ClusterError) and not plait.is_initialized()
 
 
 

@@ -18,7 +18,7 @@ import cloudpickle
 
 from plait.errors import InvalidOptionError, SerializationError
 from plait.graph import context
-from plait.graph.options import TaskOptions
+from plait.graph.options import GENERATOR_RETURNS, TaskOptions
 from plait.graph.refs import ObjectRef
 from plait.graph.signature import check_call, signature_of
 from plait.graph.task import Task, encode_call
@@ -184,14 +184,14 @@ def with_generator_default(options: TaskOptions, function: Any) -> TaskOptions:
     """``num_returns`` not given on a generator function means "streaming" (Ray's default
     since 2.8); anything else keeps its options. "streaming" on a function that returns
     rather than yields is refused here, at the decorator or ``.options``, as Ray refuses
-    it (its get would otherwise fail, far from the mistake)."""
+    it (its get would otherwise fail, far from the mistake), and so is "dynamic"."""
     generator = is_generator_function(function)
     if options.num_returns is None and generator:
         return dataclasses.replace(options, num_returns="streaming")
-    if options.num_returns == "streaming" and not generator:
+    if options.num_returns in GENERATOR_RETURNS and not generator:
         name = getattr(function, "__name__", "the function")
-        raise InvalidOptionError(f"num_returns='streaming' needs a generator function "
-                                 f"(one that yields); {name} returns its result")
+        raise InvalidOptionError(f"num_returns={options.num_returns!r} needs a generator "
+                                 f"function (one that yields); {name} returns its result")
     return options
 
 

@@ -171,6 +171,11 @@ def test_calling_a_remote_function_directly_is_a_type_error(cluster):
         inc(1)
 
 
+def test_put_takes_rays_owner_keyword(cluster):
+    """An object lives while any ref to it does: Ray's ``_owner`` is taken, not needed."""
+    assert plait.get(plait.put([1, 2], _owner=None), timeout=30) == [1, 2]
+
+
 def test_wait_compute_persist(cluster):
     refs = [inc.remote(i) for i in range(4)]
     ready, pending = plait.wait(refs, num_returns=4, timeout=30)

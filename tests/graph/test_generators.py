@@ -114,3 +114,5 @@ def test_streaming_on_a_function_that_returns_is_refused_where_it_is_asked_for()
     with pytest.raises(ValueError, match="returns its result"):
         plain.options(num_returns="streaming")
     assert numbers.options(num_returns="streaming")     # a generator takes it
+    with pytest.raises(plait.InvalidOptionError, match="num_returns='dynamic' needs a gen"):
+        plain.options(num_returns="dynamic")              # (Ray's ValueError at .remote())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from plait.errors import ClusterError
+from plait.errors import ClusterError, ClusterNotFoundError
 from plait.executor.driver.cluster import JoinedCluster
 
 
@@ -58,9 +58,9 @@ def joined_cluster(address: str) -> JoinedCluster:
             with open(_path("cluster.json")) as f:
                 address = json.load(f)["address"]
         except (OSError, ValueError, KeyError):
-            raise ClusterError(f"address='auto' found no cluster started on this host (no "
-                               f"{_path('cluster.json')}); run `plait start --head` "
-                               f"first") from None
+            raise ClusterNotFoundError(f"address='auto' found no cluster started on this "
+                                       f"host (no {_path('cluster.json')}); run `plait start "
+                                       f"--head` first") from None
     from plait.executor.wire.security import load_key   # (ZeroMQ: not for a plain init)
 
     key_file = os.environ.get("PLAIT_KEY_FILE") or _path("cluster.key")
