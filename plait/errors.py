@@ -401,9 +401,10 @@ class ClusterError(PlaitError, builtins.RuntimeError):
     """The cluster could not start, or a node stopped answering."""
 
 
-class ClusterNotFoundError(ClusterError, builtins.ConnectionError):
+class ClusterNotFoundError(builtins.ConnectionError, ClusterError):
     """``init(address="auto")`` found no cluster running on this host: a ConnectionError, as
-    Ray's is, so ``except ConnectionError: init()`` starts one instead."""
+    Ray's is, so ``except ConnectionError: init()`` starts one instead (ConnectionError
+    first: its own ``__new__`` must be the class's, see OutOfMemoryError)."""
 
 
 class HeadUnavailableError(ClusterError):

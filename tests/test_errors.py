@@ -252,7 +252,7 @@ def test_an_actor_death_reads_as_a_sentence_either_way():
 
 
 @pytest.mark.parametrize("cls", [errors.ObjectStoreFullError, errors.ObjectTooLargeError,
-                                 errors.OutOfMemoryError])
+                                 errors.OutOfMemoryError, errors.ClusterNotFoundError])
 def test_memory_errors_can_be_made_with_their_own_new(cls):
     """tblib (which dask.distributed installs for every exception class on import) rebuilds
     an exception with ``cls.__new__(cls)``: with PlaitError as the first base, Python refused

@@ -53,6 +53,17 @@ def test_a_node_offers_what_init_names_and_tasks_hold_it_while_they_run(offered)
     assert plait.get(seen.remote(), timeout=30)[:2] == ([], None)
 
 
+def test_each_node_offers_rays_node_resource_and_the_head_its_own(offered):
+    """Ray's way to run a task on a given node: a sliver of ``node:<its IP>``."""
+    ip = plait.util.get_node_ip_address()
+    total = plait.cluster_resources()
+    assert total[f"node:{ip}"] == 1.0 and total["node:__internal_head__"] == 1.0
+    here = seen.options(resources={f"node:{ip}": 0.01}).remote()
+    head = seen.options(resources={"node:__internal_head__": 0.001}).remote()
+    assert plait.get(here, timeout=30)[2][f"node:{ip}"] == 0.01
+    assert plait.get(head, timeout=30)[2]["node:__internal_head__"] == 0.001
+
+
 def test_a_task_waits_while_others_hold_its_resources(offered, tmp_path):
     gate = tmp_path / "go"
     holder = wait_for_file.options(resources={"disk": 1}).remote(str(gate), "first")

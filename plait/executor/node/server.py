@@ -88,7 +88,8 @@ class Server:
         self.node.worker_memory_limit = config.worker_memory_limit
         self.store, self.transfers = self.node.store, self.node.transfers
         transfer_address = self.transfers.server.getsockopt_string(zmq.LAST_ENDPOINT)
-        offered = offered_resources(config.resources, arena.capacity)
+        offered = offered_resources(config.resources, arena.capacity,
+                                    p.host_of(transfer_address), config.is_head)
         self.node.ledger = Ledger(offered)
         self.info = p.NodeInfo(config.node, transfer_address, os.getpid(), config.is_head,
                                config.num_workers, arena.name, arena.capacity, host_id(),
@@ -446,14 +447,23 @@ def _pickle(error: Exception) -> bytes:
     return pickle.dumps(error)
 
 
-def offered_resources(asked: dict[str, float], store_capacity: int
-                      ) -> tuple[tuple[str, float], ...]:
+def offered_resources(asked: dict[str, float], store_capacity: int, ip: str = "",
+                      is_head: bool = False) -> tuple[tuple[str, float], ...]:
     """What the node offers beside CPUs: what it was started with, and Ray's ``memory``
-    (unless given): the memory this host has available now, less the store's."""
-    offered = dict(asked)
+    (unless given): the memory this host has available now, less the store's; and, as
+    every Ray node does, one unit of ``node:<its IP>`` (and the head ``node:__internal_
+    head__``), which a task asks a sliver of to run there (``resources={f"node:{ip}":
+    0.01}``, with ``plait.util.get_node_ip_address()``)."""
+    offered = {f"node:{ip}": 1.0} if ip else {}
+    if is_head:
+        offered[HEAD_RESOURCE] = 1.0
+    offered.update(asked)
     if "memory" not in offered:
         offered["memory"] = float(max(0, _available_memory() - store_capacity))
     return tuple(sorted((name, float(amount)) for name, amount in offered.items() if amount))
+
+
+HEAD_RESOURCE = "node:__internal_head__"      # Ray's name of the head's own resource
 
 
 def _available_memory() -> int:
