@@ -101,20 +101,24 @@ class ConcurrentCalls:
             self.slots = asyncio.Semaphore(concurrency)
 
     def construct(self, cls: type, args: tuple, kwargs: dict) -> Any:
-        """The instance, built in the main thread; an async actor's loop is the current one
-        meanwhile, so what the constructor makes for asyncio belongs to it. An ``async def
-        __init__`` is awaited there, as Ray does, before the loop serves any call."""
+        """The instance, built in the main thread; an async actor's is built inside its
+        loop, running, as Ray builds it, so what the constructor makes for asyncio belongs
+        to that loop (``asyncio.create_task`` of a background loop in ``__init__``). An
+        ``async def __init__`` is awaited there, before the loop serves any call."""
         if self.loop is None:
             return cls(*args, **kwargs)
         import asyncio
 
-        asyncio.set_event_loop(self.loop)
-        try:
+        async def build() -> Any:
             if not inspect.iscoroutinefunction(cls.__init__):
                 return cls(*args, **kwargs)
             instance = cls.__new__(cls, *args, **kwargs)
-            self.loop.run_until_complete(instance.__init__(*args, **kwargs))
+            await instance.__init__(*args, **kwargs)
             return instance
+
+        asyncio.set_event_loop(self.loop)
+        try:
+            return self.loop.run_until_complete(build())
         finally:
             asyncio.set_event_loop(None)
 

@@ -123,6 +123,27 @@ def test_an_async_init_is_awaited_on_the_actors_loop(cluster):
     assert plait.get(OpensOnItsLoop.remote(5).value.remote(), timeout=30) == 5
 
 
+@plait.remote
+class TicksInBackground:
+    """A plain ``__init__`` of an async actor runs on its loop, running (as Ray's): a task
+    it starts there runs between the calls."""
+
+    def __init__(self):
+        self.ticks = asyncio.Event()
+        self.ticker = asyncio.create_task(self.tick())
+
+    async def tick(self):
+        self.ticks.set()
+
+    async def ticked(self):
+        await asyncio.wait_for(self.ticks.wait(), timeout=20)
+        return asyncio.get_running_loop() is self.ticker.get_loop()
+
+
+def test_a_plain_init_of_an_async_actor_runs_on_its_running_loop(cluster):
+    assert plait.get(TicksInBackground.remote().ticked.remote(), timeout=30) is True
+
+
 def test_two_async_calls_of_one_actor_run_at_once(cluster):
     actor = Rendezvous.remote()
     waiting = actor.wait_for_partner.remote()        # alone, this call would never end
