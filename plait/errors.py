@@ -19,7 +19,7 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     ├── ObjectStoreFullError (MemoryError)  the store cannot make room for an object
     │   └── ObjectTooLargeError       ... and never could: the object exceeds the whole store
     ├── PlanError (ValueError)        the compiler refused a graph (unknown node, ...)
-    ├── InvalidOptionError (ValueError)   an unknown or ill-typed remote option
+    ├── InvalidOptionError (TypeError, ValueError)   an unknown or ill-typed remote option
     │   └── ActorAlreadyExistsError   ... an actor's name taken by a live actor
     ├── InvalidArgumentError (TypeError, ValueError)  get, wait or kill given the wrong kind
     ├── ClusterError                  the local cluster could not start or stopped answering
@@ -383,8 +383,10 @@ class PlanError(PlaitError, builtins.ValueError):
         return (type(self), (self.args[0], self.task_id, self.infeasible))
 
 
-class InvalidOptionError(PlaitError, builtins.ValueError):
-    """A remote option is unknown or has a value of the wrong kind."""
+class InvalidOptionError(PlaitError, builtins.TypeError, builtins.ValueError):
+    """A remote option is unknown or has a value of the wrong kind: a ValueError, and a
+    TypeError too because Ray raises that for a value of the wrong type (``num_cpus="a"``,
+    ``resources=[1]``), so either ``except`` catches it."""
 
 
 class InvalidArgumentError(PlaitError, builtins.TypeError, builtins.ValueError):

@@ -267,3 +267,15 @@ def test_actor_died_error_has_rays_attributes():
     assert constructor.actor_init_failed and not killed.actor_init_failed
     assert killed.error_msg == str(killed) and not killed.preempted
     assert pickle.loads(pickle.dumps(constructor)).actor_init_failed
+
+
+def test_an_ill_typed_option_is_the_type_error_ray_raises_and_still_a_value_error():
+    @plait.remote
+    def f():
+        return 1
+
+    for options in ({"num_cpus": "a"}, {"resources": [1]}, {"max_retries": "3"}):
+        with pytest.raises(TypeError):
+            f.options(**options)
+        with pytest.raises(ValueError):
+            f.options(**options)
