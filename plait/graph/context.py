@@ -187,6 +187,16 @@ class RuntimeContext:
         id (a dict of one's own, the caller may change it)."""
         return {NODE_ID_LABEL: str(self.node)}
 
+    @property
+    def runtime_env(self) -> dict[str, Any]:
+        """Ray's runtime_env of the running code, as a dict (``get_runtime_env_string``'s)."""
+        return json.loads(self.get_runtime_env_string())
+
+    @property
+    def should_capture_child_tasks_in_placement_group(self) -> bool:
+        """Ray's: plait has no placement groups, so never."""
+        return False
+
     def get_runtime_env_string(self) -> str:
         """Ray's JSON of the running code's runtime_env, "{}" without one: of plait's
         runtime_env, the ``env_vars`` a task or actor was given (those ``plait.init`` gave

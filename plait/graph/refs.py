@@ -83,6 +83,16 @@ class ObjectRef:
             except Exception:  # interpreter shutdown: the session is already gone
                 pass
 
+    @classmethod
+    def nil(cls) -> ObjectRef:
+        """Ray's ref to no object (``is_nil()``), counted in no session."""
+        ref = cls.__new__(cls)
+        ref.id, ref.task, ref.owner = "", None, None
+        return ref
+
+    def is_nil(self) -> bool:
+        return not self.id
+
     def hex(self) -> str:
         """The object's id (Ray's name for it; plait's ids are readable, not hex)."""
         return self.id

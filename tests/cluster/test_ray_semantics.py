@@ -301,6 +301,7 @@ def test_the_context_gives_rays_task_id_worker_id_labels_and_runtime_env(cluster
     assert driver.get_worker_id() == plait.get_runtime_context().get_worker_id()
     assert driver.get_worker_id() not in (None, worker, actor_worker)
     assert driver.get_runtime_env_string() == "{}"
+    assert driver.runtime_env == {} and not driver.should_capture_child_tasks_in_placement_group
     assert driver.get_node_labels() == {"ray.io/node-id": driver.get_node_id()}
 
 

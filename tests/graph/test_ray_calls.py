@@ -353,6 +353,7 @@ def test_a_ref_names_its_object_as_text_and_as_bytes_as_rays_does():
     ref = plait.ObjectRef("put-7")
     assert ref.hex() == "put-7" and ref.binary() == b"put-7"
     assert {ref.binary(): 1}[plait.ObjectRef("put-7").binary()] == 1
+    assert plait.ObjectRef.nil().is_nil() and not ref.is_nil()      # Ray's ref to nothing
 
 
 @plait.remote(num_returns=2)
