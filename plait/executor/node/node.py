@@ -932,6 +932,7 @@ class Node(Outbox):
             self.actors.ready(handed)
         if self.actors.wanted:
             self.actors.dispatch()
+        sent_now: set[int] = set()           # workers given tasks in this pass
         while self.table.ready or self.admission.held:
             workers = self.pool(lambda w: w.ready and _able(w) and not w.blocks)
             if not workers:
@@ -956,6 +957,12 @@ class Node(Outbox):
             workers = [w for w in workers if not w.gpu]
             if not workers:
                 return
+            # not behind a lone task sent before: it may run long (a parent working, then
+            # polling its children, whose child would wait behind it), where a batch's
+            # tasks are the short ones of a stream; Ray queues nothing behind a task
+            workers = [w for w in workers if len(w.inflight) != 1 or w.index in sent_now]
+            if not workers:
+                return
             batch = max(1, min(MAX_BATCH, len(self.table.ready) // (2 * len(workers))))
             worker = min(workers, key=lambda w: (len(w.inflight), w.index))
             if len(worker.inflight) >= 2 * batch or not (worker.inflight or self.has_cpus(1)):
@@ -971,6 +978,7 @@ class Node(Outbox):
             if items:
                 worker.cpus = 1.0
                 self.send_items(worker, items)
+                sent_now.add(worker.index)
 
     def next_ready(self, batching: bool = False) -> str | None:
         """The next task to start: the oldest held back for memory that fits now (a few

@@ -63,6 +63,21 @@ def test_nothing_is_queued_behind_a_task_that_blocked_until_it_ends(node):
     assert list(node.workers[b"w0"].inflight) == ["t1", "t2"]
 
 
+def test_nothing_is_queued_behind_a_lone_task_sent_before(node):
+    """A parent that submits children and works on (or polls them) holds its worker: a
+    child queued behind it would wait there while the other worker idles, as Ray's never
+    does. Tasks that come together still go in batches, queued behind each other."""
+    node.functions["f@1"] = b""
+    tell(node, FromHead(p.Assign((), (spec("parent"),))))
+    tell(node, Dispatch())
+    [busy] = [w for w in node.workers.values() if w.inflight]
+    tell(node, FromHead(p.Assign((), tuple(spec(f"child-{i}") for i in range(3)))))
+    tell(node, Dispatch())
+    assert list(busy.inflight) == ["parent"]
+    [other] = [w for w in node.workers.values() if w is not busy]
+    assert list(other.inflight) == ["child-0", "child-1"]      # the rest once those end
+
+
 def test_an_actor_process_that_blocks_keeps_its_calls(node):
     worker = node.workers[b"w1"]
     worker.actor = "Counter-1"
