@@ -610,7 +610,7 @@ class Session(ObjectReading, Engine):
                     return
                 progress.update(len(unique) - len(missing), len(unique))
                 left = PROGRESS_SLICE if deadline is None else deadline - _now()
-                if left <= 0 and answer is not None or left <= 0 and self.arrived():
+                if left <= 0 and (answer is not None or self.arrived()):
                     self.await_answer(answer)   # what is known now: one last look
                     answer = None
                     missing = {oid for oid in missing if oid not in self.values}

@@ -955,8 +955,6 @@ class Node(Outbox):
                     w.inflight for w in workers if not w.gpu):
                 self.recycle([w for w in workers if w.gpu])   # a CPU worker in its place
             workers = [w for w in workers if not w.gpu]
-            if not workers:
-                return
             # not behind a lone task sent before: it may run long (a parent working, then
             # polling its children, whose child would wait behind it), where a batch's
             # tasks are the short ones of a stream; Ray queues nothing behind a task
