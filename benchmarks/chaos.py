@@ -311,6 +311,28 @@ class Killer(threading.Thread):
                   flush=True)
 
 
+# -- the code under test -------------------------------------------------------------------
+
+def source_stamp(root: Path | None = None) -> dict[str, int]:
+    """Each of plait's source files with its modification time (ns).
+
+    Nodes started during the soak (every replacement the killer starts, every worker forked
+    after a restart) import plait from disk then, not when the soak began: a file edited
+    meanwhile gives a cluster that runs two versions at once, or one half-edited (a node
+    started between two edits of one change ran ``split_returns`` before its import was
+    added: NameError on every ``num_returns=2`` task it ran). Such findings are the tree's,
+    not plait's; the soak compares the stamps at its end and says so."""
+    root = Path(plait.__file__).resolve().parent if root is None else root
+    return {str(path.relative_to(root)): path.stat().st_mtime_ns
+            for path in sorted(root.rglob("*.py"))}
+
+
+def sources_changed(before: dict[str, int], after: dict[str, int]) -> list[str]:
+    """The files added, removed or rewritten between two stamps."""
+    return sorted(name for name in before.keys() | after.keys()
+                  if before.get(name) != after.get(name))
+
+
 # -- leaks ---------------------------------------------------------------------------------
 
 def leaks(session: str) -> dict[str, list[str]]:
@@ -589,6 +611,7 @@ def main() -> int:
     global DASHBOARD
     DASHBOARD = args.dashboard
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # segfaulted processes leave no core
+    stamp = source_stamp()
     report = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]),
               "seeds": [soak_seed(seed, args.seconds, tuple(args.interval), args.verbose)
                         for seed in args.seeds]}
@@ -597,9 +620,15 @@ def main() -> int:
         report["pressure"] = pressure_soak(args.pressure_seconds, random.Random(args.seeds[0]))
         report["pressure"]["summary"] = summarise_pressure(report["pressure"])
         print(report["pressure"]["summary"])
+    report["sources_changed"] = changed = sources_changed(stamp, source_stamp())
+    if changed:
+        print(f"plait's sources changed during the soak ({', '.join(changed[:8])}"
+              f"{', ...' if len(changed) > 8 else ''}): nodes started after a change ran "
+              f"other code than the driver; its findings may be the edit's, not plait's. "
+              f"Run it on a copy of the tree that nothing edits.", flush=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
     parts = report["seeds"] + ([report["pressure"]] if "pressure" in report else [])
-    return 1 if sum(map(failures, parts)) else 0
+    return 1 if sum(map(failures, parts)) or changed else 0
 
 
 if __name__ == "__main__":
