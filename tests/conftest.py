@@ -6,8 +6,13 @@ pid in hex), so other plait programs on the machine do not disturb them.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +20,20 @@ import plait
 import plait.util
 
 OUR_PREFIX = f"plait-{os.getpid():x}-"
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@contextmanager
+def benchmark_module(name: str) -> Iterator[object]:
+    """A script of benchmarks/ imported as a module (its pure parts are tested), with
+    benchmarks/ on sys.path only meanwhile (it imports its siblings by name)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 def leaked_segments() -> list[str]:

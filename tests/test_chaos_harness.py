@@ -9,23 +9,18 @@ sources changed while it ran.
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def chaos():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("chaos")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    with benchmark_module("chaos") as module:
+        yield module
 
 
 def test_an_edit_to_plaits_sources_during_a_soak_is_reported(chaos, tmp_path):

@@ -9,22 +9,16 @@ its baseline comes after them.
 from __future__ import annotations
 
 import doctest
-import importlib
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def longrun():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("longrun")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    with benchmark_module("longrun") as module:
+        yield module
 
 
 def test_a_stand_ins_baseline_comes_after_its_first_task_of_a_kind(longrun):

@@ -681,8 +681,7 @@ class Session(ObjectReading, Engine):
         while not done():
             left = PROGRESS_SLICE if deadline is None else deadline - _now()
             if left <= 0:
-                while (message := self.conn.receive(0)) is not None:   # arrived already
-                    self.apply(message)
+                self.arrived()
                 return done()
             self.pump(min(left, PROGRESS_SLICE))
         return True
