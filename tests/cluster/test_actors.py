@@ -466,6 +466,20 @@ def test_an_actor_restarts_on_another_node_when_its_node_dies(fresh):
     assert plait.get(counter.where.remote(), timeout=30)[0] == "node-0"
 
 
+def test_an_actor_made_right_after_a_kill_goes_where_the_killed_one_held_its_cpus(fresh):
+    """Ray places a new actor on the CPUs a killed one gives back; before, the kill had not
+    reached the plan's view yet, so the new actor went to the other node, whose CPUs a
+    live actor holds, and waited there for ever."""
+    plait.init(num_nodes=2, num_workers=1)
+    first = Counter.options(num_cpus=1, node="node-0").remote()
+    second = Counter.options(num_cpus=1, node="node-1").remote()
+    assert plait.get(second.where.remote(), timeout=30)[0] == "node-1"
+    plait.kill(second)
+    third = Counter.options(num_cpus=1).remote()         # at once: no pause after the kill
+    assert plait.get(third.where.remote(), timeout=30)[0] == "node-1"
+    assert plait.get(first.where.remote(), timeout=30)[0] == "node-0"
+
+
 @plait.remote
 def double(x):
     return 2 * x

@@ -33,6 +33,7 @@ class ActorRecord:
     base: int = 0                   # restarts used before it moved to its current node
     dead: bytes = b""               # the pickled ActorDiedError, once dead for good
     holds_arguments: bool = False   # its constructor's inputs are held for its restarts
+    killed: bool = False            # killed for good, its end not reported by its node yet
 
 
 class ActorRouting:
@@ -140,6 +141,7 @@ class ActorRouting:
         record = self.actors.get(message.actor)
         if record is not None and not record.dead:
             self.to_node(record.node, message)
+            record.killed = record.killed or message.no_restart
             name = record.spec.actor_name
             if message.no_restart and name and self.named.get(name, ("",))[0] == message.actor:
                 del self.named[name]

@@ -383,10 +383,13 @@ class Head(ActorRouting, Outbox):
 
     def view(self, objects: dict[str, ObjectInfo], actors: dict[str, str]) -> ClusterView:
         """What the compiler places against, with the worker slots each node's live actors
-        hold for their lifetime (those that asked for CPUs): no task runs in them."""
+        hold for their lifetime (those that asked for CPUs): no task runs in them. An actor
+        killed for good holds none here already: a new actor placed now waits on that node
+        only until the killed one's process ends (``kill`` then a new actor at once, as Ray
+        programs replace one, went to another node, full, and waited there for ever)."""
         held: Counter[str] = Counter()
         for record in self.actors.values():
-            if not record.dead:
+            if not record.dead and not record.killed:
                 held[record.node] += record.spec.slots
         nodes = tuple(NodeView(r.info.id, r.info.workers, r.store_free, r.queued,
                                r.info.store_capacity, r.info.resources, held[r.info.id])
