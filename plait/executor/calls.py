@@ -349,8 +349,8 @@ class ConcurrentCalls:
                 if inspect.isasyncgen(value):
                     return await self.stream(call, value)
                 return runtime.finish(call, value)
-        except asyncio.CancelledError:          # plait.cancel, at the call's await
-            return runtime.failed(call, pickle.dumps(TaskCancelledError(call.task_id)))
+        except asyncio.CancelledError as stopped:   # plait.cancel, at the call's await
+            return runtime.failed(call, pickle.dumps(runtime.stopped_error(call.item, stopped)))
         except SystemExit as leaving:           # exit_actor() or sys.exit() in the call
             return runtime.leave_actor(call, leaving)
         except BaseException as error:          # the user's own, whatever its base

@@ -524,11 +524,13 @@ class WorkerRuntime:
         cancelled task that raised (KeyboardInterrupt, or what that led to) is cancelled:
         TaskCancelledError, never retried; one that caught it and returned has its value.
         A KeyboardInterrupt is a cancel however it came (Ray's worker takes it so: it is
-        how ``ray.cancel`` reaches the task's code)."""
+        how ``ray.cancel`` reaches the task's code). As Ray's, the error of a task stopped
+        while it ran is also a TaskError (``RayTaskError(TaskCancelledError)``), with the
+        traceback of where it was stopped."""
         item = call.item
         if isinstance(error, KeyboardInterrupt) or (item.task_id in self.cancelled
                                                     and self.actor is None):
-            return self.failed(call, pickle.dumps(TaskCancelledError(item.task_id)))
+            return self.failed(call, _pickled_error(self.stopped_error(item, error)))
         failed = self.failed(call, _pickled_error(self.task_error(item, error)))
         if _retryable(item.retry_exceptions, error):
             failed = dataclasses.replace(failed, retryable=True)
@@ -546,6 +548,12 @@ class WorkerRuntime:
             self.calls.crash(leaving)
         self.flush_results()       # sys.exit(1): a crash, restarted as any; the calls
         raise leaving              # before it finished all the same
+
+    def stopped_error(self, item: p.WorkItem, where: BaseException) -> PlaitError:
+        """A task cancelled while it ran: a TaskError whose cause is TaskCancelledError,
+        its traceback ``where``'s (the KeyboardInterrupt or CancelledError that stopped it)."""
+        return TaskError.wrap(item.function_name, item.task_id, self.config.node,
+                              _user_traceback(where), TaskCancelledError(item.task_id))
 
     def task_error(self, item: p.WorkItem, error: BaseException) -> PlaitError:
         """The user's exception as a TaskError; a plain PlaitError if even that fails."""

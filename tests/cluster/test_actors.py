@@ -480,6 +480,23 @@ def test_an_actor_made_right_after_a_kill_goes_where_the_killed_one_held_its_cpu
     assert plait.get(first.where.remote(), timeout=30)[0] == "node-0"
 
 
+def test_an_actor_waiting_for_cpus_starts_on_the_node_where_they_come_free_first(fresh):
+    """Ray starts a pending actor on the first node with CPUs free. Before, an actor made
+    while actors held every CPU waited on the node its plan chose, even once another
+    node's CPUs were free: here, for ever."""
+    plait.init(num_nodes=2, num_workers=1)
+    first = Counter.options(num_cpus=1, node="node-0").remote()
+    second = Counter.options(num_cpus=1, node="node-1").remote(5)
+    assert plait.get([first.where.remote(), second.where.remote()], timeout=30)
+    third = Counter.options(num_cpus=1).remote(10)
+    called = third.incr.remote()                          # waits with it
+    assert plait.wait([called], timeout=0.5) == ([], [called])
+    plait.kill(second)
+    assert plait.get(called, timeout=30) == 11
+    assert plait.get(third.where.remote(), timeout=30)[0] == "node-1"
+    assert plait.get(first.where.remote(), timeout=30)[0] == "node-0"
+
+
 @plait.remote
 def double(x):
     return 2 * x

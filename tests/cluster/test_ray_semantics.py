@@ -1,11 +1,16 @@
 """Ray's semantics where a running cluster is needed: per-method retries, cancel's keywords,
-the runtime context, an actor ending itself, class attributes inside methods, ActorPool."""
+the runtime context, an actor ending itself, class attributes inside methods, ActorPool,
+the log of errors nobody asked for."""
 
 from __future__ import annotations
+
+import logging
+import threading
 
 import pytest
 
 import plait
+from plait.exceptions import RayTaskError
 
 pytestmark = pytest.mark.cluster
 
@@ -81,8 +86,11 @@ def test_cancel_takes_rays_keywords_and_stops_a_running_task_either_way(cluster,
     running = sleep_then.remote(60, "never")
     plait.wait([running], timeout=0.5)                    # submitted, and started by now
     plait.cancel(running, force=force, recursive=force)
-    with pytest.raises(plait.TaskCancelledError):
+    with pytest.raises(plait.TaskCancelledError) as raised:
         plait.get(running, timeout=30)
+    if not force:       # stopped in its own code: Ray's RayTaskError(TaskCancelledError)
+        assert isinstance(raised.value, RayTaskError)
+        assert "time.sleep" in raised.value.remote_traceback     # where it was stopped
     assert plait.get(sleep_then.remote(0, "after"), timeout=30) == "after"
 
 
@@ -577,3 +585,55 @@ def test_a_failure_a_get_did_not_ask_for_does_not_end_it(cluster, tmp_path):
                      timeout=30) == "mine"
     with pytest.raises(ValueError, match="unrelated"):
         plait.get(failing, timeout=30)
+
+
+# -- "Unhandled error" ---------------------------------------------------------------------
+
+@plait.remote
+def fails(word):
+    raise ValueError(f"failed: {word}")
+
+
+@plait.remote
+def echo(word):
+    return word
+
+
+class Heard(logging.Handler):
+    """The messages plait logs; ``arrived[n]`` is set once ``n + 1`` came."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+        self.arrived = [threading.Event() for _ in range(3)]
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+        if len(self.messages) <= len(self.arrived):
+            self.arrived[len(self.messages) - 1].set()
+
+
+def test_a_failed_task_whose_refs_went_without_a_get_is_logged_as_ray_logs_it(cluster):
+    heard = Heard()
+    logger = logging.getLogger("plait.session")
+    logger.addHandler(heard)
+    try:
+        fails.remote("dropped")                  # its ref goes at once; no call follows
+        assert heard.arrived[0].wait(timeout=30)  # the session looks in while all is quiet
+        assert len(heard.messages) == 1
+        assert heard.messages[0].startswith("Unhandled error (suppress with "
+                                            "'RAY_IGNORE_UNHANDLED_ERRORS=1'): task ")
+        assert "failed: dropped" in heard.messages[0]
+        asked = fails.remote("asked")
+        with pytest.raises(ValueError, match="failed: asked"):
+            plait.get(asked, timeout=30)
+        del asked
+        read = echo.remote(fails.remote("read"))  # its error goes on into echo's, logged once
+        del read
+        # (the head hears of asked's Free before read's failure: its report would come first)
+        assert heard.arrived[1].wait(timeout=30)
+        assert "failed: read" in heard.messages[1]
+        assert plait.get(echo.remote("after"), timeout=30) == "after"
+        assert len(heard.messages) == 2
+    finally:
+        logger.removeHandler(heard)

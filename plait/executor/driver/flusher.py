@@ -14,7 +14,8 @@ session's next call; a program that drops its last handle to an actor and then o
 FREE_AFTER_IDLE_SECONDS of quiet too: the actor stops, and memory goes back, without a
 call into plait. A zero-copy view that died goes the same way: its pin is sent back after
 the same quiet, so the object may spill while its reader goes on writing (a generator
-that reads one large value and yields the next).
+that reads one large value and yields the next). While all is quiet it also looks every
+LOOK_SECONDS for what the head sent (``look``), which no call is there to take in.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from typing import Any
 log = logging.getLogger("plait.session")
 
 FREE_AFTER_IDLE_SECONDS = 0.01    # refs dropped in a burst (a loop) go in one Free
+# A quiet session looks this often for what the head sent meanwhile (``look``): the errors of
+# tasks whose refs the program dropped are logged within about this long, as Ray logs them
+# from a thread of its own.
+LOOK_SECONDS = 0.5
 
 
 class IdleFlusher:
@@ -36,13 +41,14 @@ class IdleFlusher:
 
     def __init__(self, pending: deque[Any], frees_due: Callable[[], bool],
                  submit: Callable[[], None], free: Callable[[], None], lock: Any,
-                 delay: float | None) -> None:
+                 delay: float | None, look: Callable[[], None] | None = None) -> None:
         self.pending = pending
         self.frees_due = frees_due
         self.submit = submit
         self.free = free
         self.lock = lock
         self.delay = delay
+        self.look = look
         self.quiet = FREE_AFTER_IDLE_SECONDS if delay is None else delay
         self.last = 0.0                       # monotonic time of the latest call or drop
         self.stopped = False
@@ -79,14 +85,20 @@ class IdleFlusher:
         return self.frees_due() or (self.delay is not None and bool(self.pending))
 
     def loop(self) -> None:
+        every = None if self.look is None else LOOK_SECONDS
         while True:
             with self.waking:
-                while not self.has_work() and not self.stopped:
+                looking = False
+                while not self.has_work() and not self.stopped and not looking:
                     self.idle = True
-                    self.waking.wait()
+                    looking = not self.waking.wait(every)    # (False: the time passed)
                     self.idle = False
                 if self.stopped:
                     return
+            if looking:
+                self.look_quietly()
+                continue
+            with self.waking:
                 left = self.quiet - (time.monotonic() - self.last)
                 if left > 0:
                     self.waking.wait(left)          # a stop wakes it early
@@ -106,6 +118,14 @@ class IdleFlusher:
         except Exception as error:
             log.warning("plait could not submit calls made without a get: %r (a get of "
                         "their refs raises it)", error)
+
+    def look_quietly(self) -> None:
+        """A session whose connection is gone has nothing more to hear."""
+        try:
+            self.look()
+        except Exception as error:
+            self.stopped = True
+            log.debug("plait could not look for news from the head: %r", error)
 
     def free_quietly(self) -> None:
         """A session whose connection is gone has nothing left to free."""

@@ -30,6 +30,7 @@ from plait.graph.remote_function import ObjectRefGenerator
 from plait.executor.engine import Engine, check_refs as _check_refs
 from plait.executor.engine import serialized as _serialized
 from plait.executor.driver.flusher import IdleFlusher
+from plait.executor.driver.unhandled import log_unhandled
 from plait.executor.driver.parking import Parked
 from plait.executor.driver.futures import Futures, SessionLock
 from plait.executor.driver.progress import Progress
@@ -103,7 +104,7 @@ class Session(ObjectReading, Engine):
         self.futures: Futures | None = None           # started by the first ref.future()
         self.flusher = IdleFlusher(self.unsubmitted, lambda: bool(self.dead or self.unpinned),
                                    lambda: self.run([]), self.flush_frees, self.lock,
-                                   submit_after_idle)
+                                   submit_after_idle, look=self.look_in)
         self.actor_nodes: dict[str, str] = {}         # actor -> node, as last learned
         self.recent_plans: deque[compiler.Plan] = deque(maxlen=4)   # as submitted
         self.requests = itertools.count(1)
@@ -529,7 +530,7 @@ class Session(ObjectReading, Engine):
             specs.append(p.TaskSpec(task_id, node.function_id, node.function_name, task.payload,
                                     node.deps, node.nested, node.outputs, node.max_retries,
                                     placement.node, placement.follows, placement.priority,
-                                    node.node is not None or bool(task.actor),
+                                    node.node is not None,
                                     _retry_exceptions(task.options.retry_exceptions),
                                     actor=task.actor, method=task.method,
                                     detached=task.detached, slots=_slots(task, node.num_cpus),
@@ -633,6 +634,18 @@ class Session(ObjectReading, Engine):
             if answer is not None and self.replies.pop(answer, None) is None:
                 self.unawaited.add(answer)          # (its answer is dropped when it comes)
 
+    def look_in(self) -> None:
+        """Take in what the head sent while the program was away from plait (the errors of
+        tasks whose refs it dropped, to log now rather than at its next call): the
+        flusher's look when all is quiet. It never waits for the session's lock."""
+        if not self.lock.rlock.acquire(blocking=False):
+            return                   # a thread is in the session: it takes them in itself
+        try:
+            self.arrived()
+            self.lock.turns.notify_all()    # (as the lock's own release after a contender)
+        finally:
+            self.lock.rlock.release()
+
     def arrived(self) -> bool:
         """Take in the messages that have arrived already; whether there were any."""
         took = False
@@ -705,6 +718,9 @@ class Session(ObjectReading, Engine):
             return []
         if isinstance(message, p.Yielded):
             self.take_yielded(message)
+            return []
+        if isinstance(message, p.Unhandled):
+            log_unhandled(message.errors)
             return []
         if not isinstance(message, p.Ready):
             if message.request in self.unawaited:      # an abandoned spare's

@@ -6,6 +6,12 @@ actor at once, answers ``get_actor`` by name, and forwards ``plait.kill``. The a
 process and its call queue are its node's (plait.executor.node.actors). When a node dies, its
 actors start again elsewhere within ``max_restarts``, their unfinished calls in order.
 
+An actor that asks for CPUs waits on its node while other actors hold them there. When
+another node has CPUs no actor holds (an actor there ended, was killed, or the node joined),
+the head asks the waiting actor's node to give it back (Revoke; the node refuses if it has
+started) and sends its creation and unfinished calls there, as Ray starts a pending actor on
+the first node with room. Calls made meanwhile wait at the head for the answer.
+
 A mixin of Head: it uses the head's tables (assigned, nodes, directory) and its helpers
 (assign, finish, object_done, least_loaded, able, fail_assigned).
 """
@@ -13,11 +19,12 @@ A mixin of Head: it uses the head's tables (assigned, nodes, directory) and its 
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from plait.errors import ActorDiedError, ActorNotFoundError
 from plait.executor.head.lineage import reads
 from plait.executor.wire import protocol as p
+from plait.compiler.view import offers
 from plait.executor.wire.instructions import Peer
 from plait.graph.actor import name_and_namespace
 from plait.store.serialization import dumps
@@ -34,6 +41,9 @@ class ActorRecord:
     dead: bytes = b""               # the pickled ActorDiedError, once dead for good
     holds_arguments: bool = False   # its constructor's inputs are held for its restarts
     killed: bool = False            # killed for good, its end not reported by its node yet
+    moving: str = ""                # asked back from its node, to go here if it had not started
+    held_calls: list[p.TaskSpec] = field(default_factory=list)   # made while it moved
+    started: bool = False           # its node said it had started: never moved
 
 
 class ActorRouting:
@@ -142,9 +152,75 @@ class ActorRouting:
         if record is not None and not record.dead:
             self.to_node(record.node, message)
             record.killed = record.killed or message.no_restart
+            if record.killed:
+                self.move_waiting_actors()       # its CPUs are as good as free
             name = record.spec.actor_name
             if message.no_restart and name and self.named.get(name, ("",))[0] == message.actor:
                 del self.named[name]
+
+    def hold_call(self, spec: p.TaskSpec) -> bool:
+        """Keep a call of an actor being moved until its node answers (``actor_revoked``);
+        whether it was kept."""
+        record = self.actors.get(spec.actor)
+        if record is None or not record.moving or spec.method == "__init__":
+            return False
+        record.held_calls.append(spec)
+        return True
+
+    def move_waiting_actors(self) -> None:
+        """Ask back each actor that may be waiting for CPUs on its node (others' actors
+        hold them there, and its constructor has not finished) when another node has room
+        for it (see the module docstring). Called whenever actors' CPUs may have come free."""
+        room = self.actor_room()
+        for actor_id, record in self.actors.items():
+            spec = record.spec
+            if record.dead or record.killed or record.moving or record.started \
+                    or spec.pinned or not spec.slots or actor_id not in self.assigned \
+                    or room.get(record.node, 0.0) >= 0:
+                continue
+            target = next((node for node in sorted(room, key=self.node_order)
+                           if room[node] >= spec.slots
+                           and offers(self.nodes[node].info.resources, spec.resources)), None)
+            if target is None:
+                continue
+            room[target] -= spec.slots
+            room[record.node] += spec.slots
+            record.moving = target
+            self.to_node(record.node, p.Revoke(actor_id))
+
+    def actor_room(self) -> dict[str, float]:
+        """The CPUs of each live node that runs tasks that no actor holds or waits for
+        (below 0: actors wait there)."""
+        room = {node: float(self.nodes[node].info.workers) for node in self.able()}
+        for record in self.actors.values():
+            if not record.dead and not record.killed and record.node in room:
+                room[record.node] -= record.spec.slots
+        return room
+
+    def actor_revoked(self, node: str, record: ActorRecord, ok: bool) -> None:
+        """``node``'s answer to moving ``record``'s actor. Given back, the actor goes where
+        it was to go (back to ``node`` if that one died meanwhile) with its creation and every
+        unfinished call of it, in order: those sent to ``node`` left it with the actor, those
+        made meanwhile were held here. Refused (it had started), it stays, and the calls
+        held go to it."""
+        target, record.moving = record.moving, ""
+        held, record.held_calls = record.held_calls, []
+        if not ok:
+            record.started = True
+            if held:
+                self.assign(node, held, {})
+            return
+        where = target if target in self.nodes else node
+        actor_id = record.spec.actor
+        pending = [replace(spec, node=where) for spec in map(self.assigned.get,
+                                                                 self.assigned.on(node))
+                   if spec is not None and spec.actor == actor_id]
+        for spec in pending:
+            self.assigned[spec.id] = spec
+        record.node = where
+        self.assign(where, pending, {})
+        if record.killed:            # plait.kill came while it moved: it reached the old node
+            self.to_node(where, p.KillActor(actor_id, True))
 
     def node_ActorExit(self, node: str, message: p.ActorExit) -> None:
         record = self.actors.get(message.actor)
@@ -153,6 +229,7 @@ class ActorRouting:
             record.dead = message.error or record.dead
             if record.dead:
                 self.release_arguments(record)
+                self.move_waiting_actors()
 
     def actors_lost(self, node: str, reason: str) -> None:
         """Actors on a dead node start again elsewhere within ``max_restarts``, with their
@@ -162,6 +239,7 @@ class ActorRouting:
         for actor_id, record in self.actors.items():
             if record.node != node or record.dead:
                 continue
+            record.moving, record.held_calls = "", []   # (held calls are among ``pending``)
             pending = [s for s in map(self.assigned.get, self.assigned.on(node))
                        if s is not None and s.actor == actor_id]
             limit = record.spec.max_retries

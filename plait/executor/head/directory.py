@@ -18,6 +18,10 @@ gone, a task ended, a container reclaimed). A ref that outlives the holds the he
 counted then fails naming who let go, not only "no copy and no task will make one", which
 cannot tell a reclaimed object from one the head never heard of (issue 11: a benchmark's
 driver lost an object it still held, once in ~14 runs, and nothing said which).
+
+A failed object that goes with no client having asked for it and no task having read it is
+reported to the client whose task made it (``unhandled``), which logs its error, as Ray logs
+an "Unhandled error" (driver/unhandled.py).
 """
 
 from __future__ import annotations
@@ -42,24 +46,29 @@ class Entry:
     readers: int = 0                         # submitted tasks yet to read it
     waiters: list[Peer] = field(default_factory=list)
     let_go_by: str = ""                      # the last holder that let go (for errors)
+    owner: Peer | None = None                # the client whose task makes it (if one did)
+    seen: bool = False                       # a client asked for it or a task read it
 
 
 class Directory:
     """Object id -> Entry; calls ``reclaim(id, value)`` when an object's memory may go."""
 
-    def __init__(self, reclaim: Callable[[str, p.ObjectValue], None]) -> None:
+    def __init__(self, reclaim: Callable[[str, p.ObjectValue], None],
+                 unhandled: Callable[[Peer, str, p.Failed], None] | None = None) -> None:
         self.entries: dict[str, Entry] = {}
         self.tombstones: OrderedDict[str, str] = OrderedDict()
         self.gone: OrderedDict[str, str] = OrderedDict()   # reclaimed -> who let go last
         self._reclaim = reclaim
+        self._unhandled = unhandled
 
     def rows(self) -> tuple[p.ObjectRow, ...]:
         """Every object held now, as the rows of Ray's ``list_objects`` (in id order)."""
         return tuple(_row(oid, self.entries[oid]) for oid in sorted(self.entries))
 
-    def expect(self, object_id: str) -> None:
-        """A client created this object or submitted the task that will produce it."""
-        self.entries.setdefault(object_id, Entry())
+    def expect(self, object_id: str, owner: Peer | None = None) -> None:
+        """A client created this object or submitted the task that will produce it
+        (``owner``: the client told if the task fails and nobody ever asks for the error)."""
+        self.entries.setdefault(object_id, Entry(owner=owner))
 
     def revive(self, object_id: str) -> None:
         """A reclaimed object is being made again for a task that re-runs: pending, held
@@ -97,6 +106,9 @@ class Directory:
 
     def subscribe(self, object_id: str, peer: Peer) -> p.ObjectValue | None:
         """The value now, or None after noting that ``peer`` wants to hear of it."""
+        entry = self.entries.get(object_id)
+        if entry is not None:
+            entry.seen = True
         value = self.lookup(object_id)
         if value is None:
             self.entries[object_id].waiters.append(peer)
@@ -116,7 +128,9 @@ class Directory:
             self._maybe_drop(object_id, entry)
 
     def add_reader(self, object_id: str) -> None:
-        self.entries[object_id].readers += 1
+        entry = self.entries[object_id]
+        entry.readers += 1
+        entry.seen = True            # its error, if it fails, goes on into the reader's
 
     def drop_reader(self, object_id: str) -> None:
         entry = self.entries.get(object_id)
@@ -139,6 +153,9 @@ class Directory:
             self.gone[object_id] = entry.let_go_by
             if len(self.gone) > MAX_GONE:
                 self.gone.popitem(last=False)
+            if isinstance(entry.value, p.Failed) and not entry.seen \
+                    and entry.owner is not None and self._unhandled is not None:
+                self._unhandled(entry.owner, object_id, entry.value)
             self._drop(object_id, entry.value)
 
     def _drop(self, object_id: str, value: p.ObjectValue) -> None:

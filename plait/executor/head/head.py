@@ -125,7 +125,7 @@ class Head(ActorRouting, Outbox):
         self.clock = clock                        # when nodes were last heard (tests: fake)
         self.nodes: dict[str, NodeRecord] = {
             local_info.id: NodeRecord(local_info, clock(), local_info.store_capacity)}
-        self.directory = Directory(self.reclaim)
+        self.directory = Directory(self.reclaim, self.unhandled)
         self.locations = Locations()              # stored object -> nodes with a copy
         self.cached: dict[str, set[str]] = {}     # object -> nodes keeping its small value
         self.assigned = Assignments(self.count_changed)     # unfinished task -> its spec
@@ -153,6 +153,7 @@ class Head(ActorRouting, Outbox):
         self.gathers: dict[int, Gather] = {}
         self.requests = itertools.count(1)
         self.notes: dict[Peer, list[tuple[str, p.ObjectValue]]] = defaultdict(list)
+        self.unhandled_errors: dict[Peer, list[tuple[str, bytes]]] = defaultdict(list)
         self.deletes: dict[str, list[str]] = defaultdict(list)
         self.events = EventRing()                 # for plait.trace, newest last
         self.durations: dict[str, float] = {}     # function -> learned seconds per task
@@ -216,7 +217,7 @@ class Head(ActorRouting, Outbox):
 
     @property
     def has_notes(self) -> bool:
-        return bool(self.notes or self.deletes or self.table_changed)
+        return bool(self.notes or self.deletes or self.table_changed or self.unhandled_errors)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -231,6 +232,11 @@ class Head(ActorRouting, Outbox):
     def notify(self, peer: Peer, object_id: str, value: p.ObjectValue) -> None:
         self.notes[peer].append((object_id, value))
 
+    def unhandled(self, owner: Peer, object_id: str, value: p.Failed) -> None:
+        """A failed object of ``owner``'s went unasked and unread (the directory's call):
+        the owner hears of its error, in the next flush, to log it."""
+        self.unhandled_errors[owner].append((object_id, value.error))
+
     def flush(self) -> None:
         self.send_table()
         notes, self.notes = self.notes, defaultdict(list)
@@ -242,6 +248,9 @@ class Head(ActorRouting, Outbox):
                         self.cached_on(peer[1], oid)
             else:
                 self.to_client(peer, p.Ready(tuple(values)))
+        unhandled, self.unhandled_errors = self.unhandled_errors, defaultdict(list)
+        for peer, errors in unhandled.items():
+            self.to_client(peer, p.Unhandled(tuple(errors)))
         deletes, self.deletes = self.deletes, defaultdict(list)
         for node, oids in deletes.items():
             self.to_node(node, p.Delete(tuple(oids)))
@@ -412,7 +421,7 @@ class Head(ActorRouting, Outbox):
         process = self.process_of.get(peer)       # (host, pid) of the submitting process
         for spec in message.tasks:
             for oid in spec.outputs:
-                self.directory.expect(oid)
+                self.directory.expect(oid, peer)
                 self.client_holds[peer][oid] += 1
         per_node: dict[str, list[p.TaskSpec]] = defaultdict(list)
         self.census.planned(message.tasks, message.predicted_bytes)
@@ -426,7 +435,8 @@ class Head(ActorRouting, Outbox):
             if self.accept(spec):
                 if spec.method == "__init__":
                     self.hold_arguments(spec)
-                per_node[spec.node].append(spec)
+                if not (spec.actor and self.hold_call(spec)):
+                    per_node[spec.node].append(spec)
                 if spec.generator:
                     caller = peer if spec.generator == "streaming" else None
                     self.streams[spec.id] = Stream(spec.generator, caller)
@@ -720,6 +730,7 @@ class Head(ActorRouting, Outbox):
         pending) are asked back (Revoke) and sent to it, if it can hold them."""
         if joined.workers == 0:
             return
+        self.move_waiting_actors()
         for idle in [n for n, r in self.nodes.items() if r.info.workers == 0]:
             for task_id in list(self.assigned.on(idle)):
                 spec = self.assigned[task_id]
@@ -870,8 +881,8 @@ class Head(ActorRouting, Outbox):
         """
         for task_id in sorted(self.readers_of.get(object_id, ())):
             spec = self.assigned.get(task_id)
-            if (spec is None or spec.follows or spec.pinned or task_id in self.moving
-                    or spec.node == value.node or value.node not in self.nodes
+            if (spec is None or spec.follows or spec.pinned or spec.actor
+                    or task_id in self.moving or spec.node == value.node or value.node not in self.nodes
                     or not offers(self.nodes[value.node].info.resources, spec.resources)):
                 continue
             if self.bytes_on(spec, value.node) > self.bytes_on(spec, spec.node) + REVISIT_BYTES:
@@ -888,6 +899,10 @@ class Head(ActorRouting, Outbox):
         return total
 
     def node_Revoked(self, node: str, message: p.Revoked) -> None:
+        record = self.actors.get(message.task_id)
+        if record is not None and record.moving:         # a waiting actor asked back
+            self.actor_revoked(node, record, message.ok)
+            return
         target = self.moving.pop(message.task_id, None)
         spec = self.assigned.get(message.task_id)
         if not message.ok or target is None or spec is None or target not in self.nodes:
@@ -1010,6 +1025,7 @@ class Head(ActorRouting, Outbox):
                                                      graceful=True))
             self.release_arguments(actor)
             del self.actors[object_id]
+            self.move_waiting_actors()
         holders = self.locations.pop(object_id) | self.cached.pop(object_id, set())
         if isinstance(value, p.Stored):
             holders.add(value.node)

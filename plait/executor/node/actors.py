@@ -162,6 +162,20 @@ class Actors:
             else:
                 self.awaiting.append(actor_id)
 
+    def give_back(self, actor_id: str) -> bool:
+        """The head moves an actor still waiting here for CPUs to a node that has them
+        free now (head/actors.py): it goes, its creation and queued calls with it (the head
+        sends them on), if it has not started; whether it went."""
+        actor = self.by_id.get(actor_id)
+        if actor is None or actor_id not in self.awaiting:
+            return False
+        self.awaiting.remove(actor_id)
+        del self.by_id[actor_id]
+        self.wanted.discard(actor_id)
+        for task_id in (actor.spec.id, *actor.calls):
+            self.node.table.remove(task_id)
+        return True
+
     def start_process(self, actor: LocalActor) -> None:
         """Ask for the actor's process; its calls wait until it has started and is ready."""
         actor.worker, actor.state, actor.sent = None, "new", 0

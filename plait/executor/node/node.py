@@ -278,8 +278,12 @@ class Node(Outbox):
             self.up(p.CancelSubmitted(worker.pid))
 
     def on_Revoke(self, message: p.Revoke) -> None:
-        """Hand a task back unless a worker already has it (the head moves it elsewhere)."""
+        """Hand a task back unless a worker already has it (the head moves it elsewhere);
+        an actor's creation, unless the actor has started."""
         state = self.table.tasks.get(message.task_id)
+        if state is not None and state.spec.method == "__init__":
+            self.up(p.Revoked(message.task_id, self.actors.give_back(state.spec.actor)))
+            return
         busy = state is None or state.riding or any(
             message.task_id in w.inflight for w in self.workers.values())
         if not busy:

@@ -6,9 +6,9 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
              Unpin/Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/TraceRequest/
              KillActor/ActorLookup/ActorNamesRequest/SnapshotRequest/PlanRequest/ObjectsRequest/
              Bye--> head
-    driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Yielded/Pinned/MemoryReport/
-             ResourcesReport/StateReport/TraceReport/ActorFound/ActorNames/Snapshot/PlanReport/
-             ObjectsReport-- head
+    driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Unhandled/Yielded/Pinned/
+             MemoryReport/ResourcesReport/StateReport/TraceReport/ActorFound/ActorNames/
+             Snapshot/PlanReport/ObjectsReport-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Yielded/Created/ReplicaAdded/
              ReplicaDropped/Revoked/Pinned/MemoryReport/ResourcesReport/StateReport/ActorExit/
              CopyLost/WorkerExited/CancelSubmitted/NodeSnapshot--> head
@@ -673,6 +673,15 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
+class Unhandled:
+    """Objects of the receiver's tasks that failed and went with nobody having asked for
+    them or read them: (object, its pickled error), which the receiver logs, as Ray logs an
+    "Unhandled error" when the last ref to a failed object goes without a get."""
+
+    errors: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Free:
     """The sender holds no more refs to these objects (``forced``: plait.free). A worker's
     session names the tasks it finished last (``after``): their results reach the head by
@@ -916,7 +925,7 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | ViewRequest | View | Submit | Assign
            | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
-           | FetchDone | Subscribe | Ready | Free | TraceRequest | TraceReport | KillActor
+           | FetchDone | Subscribe | Ready | Unhandled | Free | TraceRequest | TraceReport | KillActor
            | ActorLookup | ActorFound | ActorNamesRequest | ActorNames | ActorExit | WorkerExited
            | CancelSubmitted | Bye
            | WorkerReady | Blocked | Unblocked

@@ -127,3 +127,39 @@ def test_reclaimed_objects_are_remembered_boundedly(directory, monkeypatch):
         directory.release(f"x{i}", "test")
     assert list(directory.gone) == ["x2", "x3", "x4"]
     assert "no task will make one" in str(pickle.loads(directory.lookup("x0").error))
+
+
+@pytest.fixture
+def told():
+    """A directory that notes the unhandled errors it reports, as (owner, object)."""
+    heard: list[tuple[str, str]] = []
+    made = d.Directory(lambda oid, value: None,
+                       lambda owner, oid, value: heard.append((owner, oid)))
+    return made, heard
+
+
+FAILED = p.Failed(pickle.dumps(ValueError("boom")))
+
+
+def test_a_failed_object_nobody_asked_for_is_reported_to_its_owner_when_it_goes(told):
+    directory, heard = told
+    directory.expect("x", "driver")
+    directory.release("x")                        # dropped while its task ran
+    assert heard == []
+    directory.set_value("x", FAILED)
+    assert heard == [("driver", "x")]
+
+
+def test_a_failed_object_asked_for_read_freed_or_stored_is_not_reported(told):
+    directory, heard = told
+    for oid in "abcd":
+        directory.expect(oid, "driver")
+    directory.subscribe("a", "driver")            # a get or wait asked for it
+    directory.add_reader("b")                     # a task reads it: its error goes on there
+    directory.set_value("a", FAILED)
+    directory.set_value("b", FAILED)
+    directory.set_value("c", stored())            # no error to report
+    directory.force_free("d")                     # plait.free: the program let it go itself
+    directory.release("a"), directory.release("c")
+    directory.drop_reader("b"), directory.release("b")
+    assert heard == [] and not directory.entries

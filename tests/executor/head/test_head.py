@@ -563,6 +563,63 @@ def test_an_actor_whose_last_handle_is_dropped_is_told_to_leave_gracefully(alone
     assert "Keeper-2" in alone.directory.entries        # get_actor's handles still call it
 
 
+
+def on_cpus(actor: str, node: str) -> p.TaskSpec:
+    """An actor's creation asking for one CPU, placed on ``node`` by its plan (not pinned)."""
+    return p.TaskSpec(actor, "f@1", "Counter", b"", (), (), (actor,), 0, node,
+                      actor=actor, method="__init__", slots=1)
+
+
+def call_of(actor: str, call: str, node: str) -> p.TaskSpec:
+    return p.TaskSpec(call, "f@1", "Counter.incr", b"", (), (), (call,), 0, node,
+                      actor=actor, method="incr")
+
+
+def constructed(head: Head, node: str, *actors: str) -> None:
+    for actor in actors:
+        tell(head, FromNode(node, p.TasksDone((p.TaskResult(
+            actor, 0, ((actor, p.Inline(b"")),), 0.01),))))
+
+
+def four_actors_on_three_cpus(head: Head) -> None:
+    """node-0..2 of one CPU, each held by an actor; "Waits-4" waits on node-1 behind one."""
+    joined(head, "node-1", "node-2")
+    submit(head, on_cpus("A-1", "node-0"), on_cpus("B-2", "node-1"), on_cpus("C-3", "node-2"))
+    for node, actor in (("node-0", "A-1"), ("node-1", "B-2"), ("node-2", "C-3")):
+        constructed(head, node, actor)
+    submit(head, on_cpus("Waits-4", "node-1"), call_of("Waits-4", "incr-5", "node-1"))
+    take(head)
+
+
+def test_an_actor_waiting_for_cpus_moves_with_its_calls_to_a_node_where_they_came_free(alone):
+    """As Ray starts a pending actor on the first node with CPUs free: a kill on node-2
+    frees its CPU, so the actor waiting on node-1 is asked back and sent there, its calls
+    (one sent to node-1 with it, one made while it moved) behind it, in order."""
+    four_actors_on_three_cpus(alone)
+    tell(alone, FromClient(DRIVER, p.KillActor("C-3")))
+    assert take(alone) == [("node-2", p.KillActor("C-3")), ("node-1", p.Revoke("Waits-4"))]
+    submit(alone, call_of("Waits-4", "incr-6", "node-1"))
+    assert take(alone) == []                          # held until node-1 answers
+    tell(alone, FromNode("node-1", p.Revoked("Waits-4", True)))
+    (to, message), = take(alone)
+    assert to == "node-2" and [(s.id, s.node) for s in message.tasks] == [
+        ("Waits-4", "node-2"), ("incr-5", "node-2"), ("incr-6", "node-2")]
+    assert alone.actors["Waits-4"].node == "node-2"
+    assert head_problems(alone) == []
+
+
+def test_an_actor_its_node_started_meanwhile_stays_and_gets_the_calls_held(alone):
+    four_actors_on_three_cpus(alone)
+    tell(alone, FromClient(DRIVER, p.KillActor("C-3")))
+    take(alone)
+    submit(alone, call_of("Waits-4", "incr-6", "node-1"))
+    tell(alone, FromNode("node-1", p.Revoked("Waits-4", False)))
+    (to, message), = take(alone)
+    assert to == "node-1" and [s.id for s in message.tasks] == ["incr-6"]
+    tell(alone, FromClient(DRIVER, p.KillActor("A-1")))          # never asked again
+    assert take(alone) == [("node-0", p.KillActor("A-1"))]
+    assert alone.actors["Waits-4"].node == "node-1" and head_problems(alone) == []
+
 def test_a_get_if_exists_creation_that_lost_its_names_race_is_served_by_the_winner(alone):
     """Two tasks made "bank" with get_if_exists at once (neither saw the other's): the
     second's handle calls the first actor and holds it; before, it was ActorDiedError."""
