@@ -333,6 +333,15 @@ def sources_changed(before: dict[str, int], after: dict[str, int]) -> list[str]:
                   if before.get(name) != after.get(name))
 
 
+def say_if_changed(changed: list[str]) -> None:
+    """Tell that the findings of a soak whose sources changed may be the edit's."""
+    if changed:
+        print(f"plait's sources changed during the soak ({', '.join(changed[:8])}"
+              f"{', ...' if len(changed) > 8 else ''}): nodes started after a change ran "
+              f"other code than the driver; its findings may be the edit's, not plait's. "
+              f"Run it on a copy of the tree that nothing edits.", flush=True)
+
+
 # -- leaks ---------------------------------------------------------------------------------
 
 def leaks(session: str) -> dict[str, list[str]]:
@@ -621,11 +630,7 @@ def main() -> int:
         report["pressure"]["summary"] = summarise_pressure(report["pressure"])
         print(report["pressure"]["summary"])
     report["sources_changed"] = changed = sources_changed(stamp, source_stamp())
-    if changed:
-        print(f"plait's sources changed during the soak ({', '.join(changed[:8])}"
-              f"{', ...' if len(changed) > 8 else ''}): nodes started after a change ran "
-              f"other code than the driver; its findings may be the edit's, not plait's. "
-              f"Run it on a copy of the tree that nothing edits.", flush=True)
+    say_if_changed(changed)
     Path(args.json).write_text(json.dumps(report, indent=1))
     parts = report["seeds"] + ([report["pressure"]] if "pressure" in report else [])
     return 1 if sum(map(failures, parts)) or changed else 0

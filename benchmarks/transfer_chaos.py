@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a chec
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plait  # noqa: E402
 import plait.util  # noqa: E402
-from chaos import leaks  # noqa: E402
+from chaos import leaks, say_if_changed, source_stamp, sources_changed  # noqa: E402
 from systems import _PlaitProcesses  # noqa: E402
 
 MIB = 1 << 20
@@ -610,6 +610,7 @@ def main() -> int:
                         help="no replacement for a killed node (stop below 2 nodes)")
     parser.add_argument("--json", default=str(Path(__file__).with_name("transfer_chaos.json")))
     args = parser.parse_args()
+    stamp = source_stamp()
     reports = []
     for index, mode in enumerate(args.modes):
         rng = random.Random(args.seed * 1000 + index)
@@ -622,11 +623,14 @@ def main() -> int:
                 reports.append(kill_point(mode, spec, args.killpoint_rounds, rng, args))
                 print(summarise(reports[-1]), flush=True)
     total = sum(map(failures, reports))
+    changed = sources_changed(stamp, source_stamp())
     Path(args.json).write_text(json.dumps({
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "seed": args.seed, "failures": total, "reports": reports}, indent=1, default=str))
+        "seed": args.seed, "failures": total, "sources_changed": changed,
+        "reports": reports}, indent=1, default=str))
     print(f"failures (wrong + lost + stuck + violations + left + leaks): {total}")
-    return 1 if total else 0
+    say_if_changed(changed)
+    return 1 if total or changed else 0
 
 
 if __name__ == "__main__":
