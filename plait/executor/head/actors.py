@@ -21,10 +21,10 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field, replace
 
+from plait.compiler.view import offers
 from plait.errors import ActorDiedError, ActorNotFoundError
 from plait.executor.head.lineage import reads
 from plait.executor.wire import protocol as p
-from plait.compiler.view import offers
 from plait.executor.wire.instructions import Peer
 from plait.graph.actor import name_and_namespace
 from plait.store.serialization import dumps
@@ -52,6 +52,7 @@ class ActorRouting:
     actors: dict[str, ActorRecord]
     named: dict[str, tuple[str, bytes]]
     aliases: dict[str, str]
+    may_wait: dict[str, None]   # creations asking for CPUs, not pinned, perhaps unfinished
 
     def actor_task(self, spec: p.TaskSpec) -> p.TaskSpec | None:
         """Register an actor's creation; send a call to wherever its actor lives now
@@ -72,6 +73,8 @@ class ActorRouting:
                 self.refuse_call(spec, pickle.dumps(error))
                 return None
             self.actors[spec.actor] = ActorRecord(spec, spec.node)
+            if spec.slots and not spec.pinned:
+                self.may_wait[spec.actor] = None  # (see move_waiting_actors)
             if spec.detached:             # outlives its handles: its ready marker too
                 self.directory.hold(spec.actor)
             if spec.actor_name:
@@ -171,12 +174,18 @@ class ActorRouting:
         """Ask back each actor that may be waiting for CPUs on its node (others' actors
         hold them there, and its constructor has not finished) when another node has room
         for it (see the module docstring). Called whenever actors' CPUs may have come free."""
+        for actor_id in [a for a in self.may_wait if a not in self.assigned]:
+            del self.may_wait[actor_id]           # constructed, failed or gone: it runs
+        if not self.may_wait:
+            return
         room = self.actor_room()
-        for actor_id, record in self.actors.items():
+        for actor_id in list(self.may_wait):      # the oldest first, as Ray's queue
+            record = self.actors.get(actor_id)
+            if record is None or record.dead or record.killed or record.started:
+                del self.may_wait[actor_id]
+                continue
             spec = record.spec
-            if record.dead or record.killed or record.moving or record.started \
-                    or spec.pinned or not spec.slots or actor_id not in self.assigned \
-                    or room.get(record.node, 0.0) >= 0:
+            if record.moving or room.get(record.node, 0.0) >= 0:
                 continue
             target = next((node for node in sorted(room, key=self.node_order)
                            if room[node] >= spec.slots
@@ -207,6 +216,7 @@ class ActorRouting:
         held, record.held_calls = record.held_calls, []
         if not ok:
             record.started = True
+            self.may_wait.pop(record.spec.actor, None)
             if held:
                 self.assign(node, held, {})
             return

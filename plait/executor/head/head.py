@@ -159,6 +159,7 @@ class Head(ActorRouting, Outbox):
         self.durations: dict[str, float] = {}     # function -> learned seconds per task
         self.result_sizes: dict[str, int] = {}    # function -> learned bytes per result
         self.actors: dict[str, ActorRecord] = {}
+        self.may_wait: dict[str, None] = {}       # actors that may wait for CPUs (actors.py)
         self.named: dict[str, tuple[str, bytes]] = {}   # actor name -> (actor, handle)
         self.aliases: dict[str, str] = {}   # a get_if_exists creation that lost its name's race
         #                                    -> the live actor of that name, which serves it
