@@ -22,6 +22,8 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     ├── InvalidOptionError (TypeError, ValueError)   an unknown or ill-typed remote option
     │   └── ActorAlreadyExistsError   ... an actor's name taken by a live actor
     ├── InvalidArgumentError (TypeError, ValueError)  get, wait or kill given the wrong kind
+    ├── QueueEmpty (queue.Empty)      plait.util.queue.Queue had no item in time
+    ├── QueueFull (queue.Full)        ... had no room in time
     ├── ClusterError                  the local cluster could not start or stopped answering
     │   ├── ClusterNotFoundError (ConnectionError)  address="auto" found no running cluster
     │   └── HeadUnavailableError      the head node is gone
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import queue
 import types
 from collections.abc import Callable, Iterable, Iterator
 
@@ -65,6 +68,8 @@ __all__ = [
     "PlaitError",
     "ReconstructionFailedError",
     "PlanError",
+    "QueueEmpty",
+    "QueueFull",
     "SerializationError",
     "TaskCancelledError",
     "TaskError",
@@ -397,6 +402,16 @@ class InvalidArgumentError(PlaitError, builtins.TypeError, builtins.ValueError):
 
 class ActorAlreadyExistsError(InvalidOptionError):
     """A named actor's name is taken by a live actor (Ray's name; a ValueError)."""
+
+
+class QueueEmpty(PlaitError, queue.Empty):
+    """``plait.util.queue.Queue`` had no item to give in time (Ray's
+    ``ray.util.queue.Empty``; also the standard library's ``queue.Empty``)."""
+
+
+class QueueFull(PlaitError, queue.Full):
+    """``plait.util.queue.Queue`` had no room for an item in time (Ray's
+    ``ray.util.queue.Full``; also ``queue.Full``)."""
 
 
 class ClusterError(PlaitError, builtins.RuntimeError):

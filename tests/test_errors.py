@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import queue
 import typing
 
 import pytest
@@ -38,6 +39,8 @@ SAMPLES: dict[type, BaseException] = {
     errors.InvalidOptionError: errors.InvalidOptionError("unknown option 'x'"),
     errors.InvalidArgumentError: errors.InvalidArgumentError("plait.get expects ObjectRefs"),
     errors.ActorAlreadyExistsError: errors.ActorAlreadyExistsError("'bank' is taken"),
+    errors.QueueEmpty: errors.QueueEmpty("the queue stayed empty for 1 s"),
+    errors.QueueFull: errors.QueueFull("the queue is full (2 items)"),
     errors.ClusterError: errors.ClusterError("could not start"),
     errors.ClusterNotFoundError: errors.ClusterNotFoundError("address='auto' found none"),
     errors.HeadUnavailableError: errors.HeadUnavailableError("head gone"),
@@ -58,6 +61,7 @@ BUILTIN_PARENTS = {
     errors.ReconstructionFailedError: errors.ObjectLostError,
     errors.HeadUnavailableError: errors.ClusterError,
     errors.ClusterNotFoundError: ConnectionError,
+    errors.QueueEmpty: queue.Empty, errors.QueueFull: queue.Full,
 }
 
 
