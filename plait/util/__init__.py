@@ -1,6 +1,6 @@
 """``plait.util``: the helpers of ``ray.util`` that Ray Core programs use most."""
 
-from plait.util import queue, scheduling_strategies, state
+from plait.util import multiprocessing, queue, scheduling_strategies, state
 from plait.util.actor_pool import ActorPool
 from plait.util.completed import as_completed, map_unordered
 from plait.util.named_actors import list_named_actors
@@ -8,4 +8,5 @@ from plait.util.node_ip import get_node_ip_address
 from plait.util.validate import validate_state
 
 __all__ = ["ActorPool", "as_completed", "get_node_ip_address", "list_named_actors",
-           "map_unordered", "queue", "scheduling_strategies", "state", "validate_state"]
+           "map_unordered", "multiprocessing", "queue", "scheduling_strategies", "state",
+           "validate_state"]
