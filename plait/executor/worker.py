@@ -1083,6 +1083,9 @@ class WorkerRuntime:
     def list_objects(self) -> tuple[Any, ...]:
         return self.nested().list_objects()
 
+    def list_actors(self) -> tuple[Any, ...]:
+        return self.nested().list_actors()
+
     def created(self, task: Any) -> None:
         session = self.nested()
         call = self.current()

@@ -1,9 +1,11 @@
 """``plait.util.state``: what the cluster holds now, by the names of Ray's state API
-(``ray.util.state.list_objects``).
+(``ray.util.state.list_objects``, ``list_actors``, ``list_nodes``).
 
 The head's directory is the one record of every object alive (held by a client, another
-object or a task, or still to be read by one); ``list_objects`` asks the head for it and
-filters as Ray does: ``filters=[("object_id", "=", ref.hex())]``, predicates "=" and "!=",
+object or a task, or still to be read by one); ``list_objects`` asks the head for it.
+``list_actors`` asks the head for its actors (those whose last handle went are forgotten, so
+a dead actor is listed while a handle to it lives); ``list_nodes`` lists ``plait.nodes()``.
+Each filters as Ray does: ``filters=[("state", "=", "ALIVE")]``, predicates "=" and "!=",
 values compared as strings. A task asks through its worker's own session with the head.
 """
 
@@ -13,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from plait.graph import context
+from plait.graph.actor import name_and_namespace
 
 DEFAULT_LIMIT = 100         # Ray's default number of rows
 PREDICATES = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b}
@@ -34,6 +37,40 @@ class ObjectState:
         return asdict(self)[key]
 
 
+@dataclass(frozen=True)
+class ActorState:
+    """One actor: its id, class, state ("PENDING_CREATION", "RESTARTING", "ALIVE" or
+    "DEAD"), name and namespace ("" for none), the node it lives on, its restarts so far
+    and whether it is detached. Read as attributes or by key."""
+
+    actor_id: str
+    class_name: str
+    state: str
+    name: str
+    ray_namespace: str
+    node_id: str
+    num_restarts: int
+    is_detached: bool
+
+    def __getitem__(self, key: str) -> Any:
+        return asdict(self)[key]
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One node: its id, address, "ALIVE" (plait lists only the live ones), whether it is
+    the head, and what it offers (``resources_total``, Ray's names)."""
+
+    node_id: str
+    node_ip: str
+    state: str
+    is_head_node: bool
+    resources_total: dict[str, float]
+
+    def __getitem__(self, key: str) -> Any:
+        return asdict(self)[key]
+
+
 def list_objects(filters: list[tuple[str, str, Any]] | None = None,
                  limit: int = DEFAULT_LIMIT, **_ray_options: Any) -> list[ObjectState]:
     """The objects alive in the cluster now that pass every filter, at most ``limit``."""
@@ -46,7 +83,37 @@ def list_objects(filters: list[tuple[str, str, Any]] | None = None,
     return [row for row in rows if _passes(row, filters or [])][:limit]
 
 
-def _passes(row: ObjectState, filters: list[tuple[str, str, Any]]) -> bool:
+def list_actors(filters: list[tuple[str, str, Any]] | None = None,
+                limit: int = DEFAULT_LIMIT, **_ray_options: Any) -> list[ActorState]:
+    """The actors the head knows now that pass every filter, at most ``limit``."""
+    lister = getattr(context.runtime(), "list_actors", None)
+    if lister is None:
+        raise NotImplementedError("list_actors lists plait's own head; under engine='ray' "
+                                  "or 'dask' plait runs no actors")
+    rows = [ActorState(r.actor, r.class_name, _ray_state(r.state, r.restarts),
+                       *name_and_namespace(r.name), r.node, r.restarts, r.detached)
+            for r in lister()]
+    return [row for row in rows if _passes(row, filters or [])][:limit]
+
+
+def _ray_state(state: str, restarts: int) -> str:
+    """Ray's name of an actor's state (protocol.ActorRow's plait names)."""
+    if state == "starting":
+        return "RESTARTING" if restarts else "PENDING_CREATION"
+    return state.upper()
+
+
+def list_nodes(filters: list[tuple[str, str, Any]] | None = None,
+               limit: int = DEFAULT_LIMIT, **_ray_options: Any) -> list[NodeState]:
+    """The live nodes (head first) that pass every filter, at most ``limit``."""
+    from plait import api
+
+    rows = [NodeState(node["NodeID"], node["NodeManagerAddress"], "ALIVE", node["IsHead"],
+                      dict(node["Resources"])) for node in api.nodes()]
+    return [row for row in rows if _passes(row, filters or [])][:limit]
+
+
+def _passes(row: Any, filters: list[tuple[str, str, Any]]) -> bool:
     """Whether ``row`` passes every (key, predicate, value) filter.
 
     >>> _passes(ObjectState("f-1.0", "READY", 8, 1, 0), [("state", "=", "READY")])
@@ -63,4 +130,5 @@ def _passes(row: ObjectState, filters: list[tuple[str, str, Any]]) -> bool:
     return True
 
 
-__all__ = ["ObjectState", "list_objects"]
+__all__ = ["ActorState", "NodeState", "ObjectState", "list_actors", "list_nodes",
+           "list_objects"]

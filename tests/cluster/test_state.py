@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import plait
-from plait.util.state import list_objects
+from plait.util.state import list_actors, list_nodes, list_objects
 
 pytestmark = pytest.mark.cluster
 
@@ -73,3 +73,37 @@ def test_a_task_lists_the_objects_of_the_cluster_through_its_worker(cluster):
         return [row.object_id for row in list_objects(filters=[("object_id", "=", object_id)])]
 
     assert plait.get(sees.remote(ref.id)) == [ref.id]
+
+
+@plait.remote
+class Named:
+    def __init__(self, fail=False):
+        if fail:
+            raise ValueError("no")
+
+    def ping(self):
+        return "pong"
+
+
+def test_actors_are_listed_by_rays_names_and_states(cluster):
+    alive = Named.options(name="listed", namespace="tests").remote()
+    plait.get(alive.ping.remote(), timeout=30)
+    killed = Named.remote()
+    plait.get(killed.ping.remote(), timeout=30)
+    plait.kill(killed)
+    rows = {row.actor_id: row for row in list_actors(limit=10_000)}
+    mine = rows[alive._actor_id]
+    assert (mine.class_name, mine.state, mine.name, mine.ray_namespace, mine["node_id"],
+            mine.num_restarts, mine.is_detached) == ("Named", "ALIVE", "listed", "tests",
+                                                     "node-0", 0, False)
+    assert rows[killed._actor_id].state == "DEAD"
+    assert [r.actor_id for r in list_actors(filters=[("name", "=", "listed")])] == [
+        alive._actor_id]
+    plait.kill(alive)
+
+
+def test_nodes_are_listed_alive_with_the_head_first(cluster):
+    (head,) = list_nodes()
+    assert (head.node_id, head.state, head.is_head_node, head.resources_total["CPU"]) == (
+        "node-0", "ALIVE", True, 2.0)
+    assert list_nodes(filters=[("is_head_node", "=", False)]) == []

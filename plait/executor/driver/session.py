@@ -420,6 +420,13 @@ class Session(ObjectReading, Engine):
         return self.request(p.ObjectsRequest(next(self.requests))).objects
 
     @_serialized
+    def list_actors(self) -> tuple[Any, ...]:
+        """Every actor the head knows now (protocol.ActorRow), for plait.util.state."""
+        from plait.executor.wire import protocol as p
+
+        return self.request(p.ActorsRequest(next(self.requests))).actors
+
+    @_serialized
     def memory_summary(self) -> tuple[Any, ...]:
         from plait.executor.wire import protocol as p
 

@@ -19,6 +19,7 @@ A mixin of Head: it uses the head's tables (assigned, nodes, directory) and its 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from plait.compiler.view import offers
@@ -44,6 +45,18 @@ class ActorRecord:
     moving: str = ""                # asked back from its node, to go here if it had not started
     held_calls: list[p.TaskSpec] = field(default_factory=list)   # made while it moved
     started: bool = False           # its node said it had started: never moved
+
+
+def actor_row(actor_id: str, record: ActorRecord, assigned: Mapping[str, p.TaskSpec]
+              ) -> p.ActorRow:
+    """One actor as the dashboard and ``list_actors`` show it: "starting" while its
+    constructor has not finished (after a restart too), "dead" once dead or killed for
+    good, else "alive"."""
+    state = ("dead" if record.dead or record.killed else
+             "starting" if actor_id in assigned else "alive")
+    spec = record.spec
+    return p.ActorRow(actor_id, spec.function_name, spec.actor_name, record.node, state,
+                      record.restarts, spec.detached)
 
 
 class ActorRouting:
@@ -144,6 +157,13 @@ class ActorRouting:
         live = tuple(name for name, (actor, _) in self.named.items()
                      if actor in self.actors and not self.actors[actor].dead)
         self.to_client(peer, p.ActorNames(message.request, live))
+
+    def on_ActorsRequest(self, peer: Peer, message: p.ActorsRequest) -> None:
+        """Every actor whose record the head keeps (those whose last handle went are
+        forgotten), for ``plait.util.state.list_actors``."""
+        rows = tuple(actor_row(actor_id, record, self.assigned)
+                     for actor_id, record in self.actors.items())
+        self.to_client(peer, p.ActorsReport(message.request, rows))
 
     def on_KillActor(self, peer: Peer, message: p.KillActor) -> None:
         """Forward the kill to the actor's node; one killed for good gives up its name at

@@ -16,12 +16,9 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING
 
+from plait.executor.head.actors import ActorRecord, actor_row
 from plait.executor.wire import protocol as p
-
-if TYPE_CHECKING:
-    from plait.executor.head.actors import ActorRecord
 
 MAX_NOTICES = 1_000             # ~1 KB each with a traceback: ~1 MB when full
 MAX_ERROR_BYTES = 64 << 10
@@ -171,12 +168,8 @@ def actor_rows(actors: Mapping[str, ActorRecord],
                assigned: Mapping[str, p.TaskSpec]) -> tuple[p.ActorRow, ...]:
     """Up to MAX_ACTORS actors, the live ones first (newest first within each), so that a
     long run's dead actors never crowd out the ones a person may want to stop."""
-    rows = []
-    for actor_id, record in reversed(actors.items()):
-        state = "dead" if record.dead else "starting" if actor_id in assigned else "alive"
-        spec = record.spec
-        rows.append(p.ActorRow(actor_id, spec.function_name, spec.actor_name, record.node,
-                               state, record.restarts, spec.detached))
+    rows = [actor_row(actor_id, record, assigned)
+            for actor_id, record in reversed(actors.items())]
     rows.sort(key=lambda row: row.state == "dead")          # stable: newest first stays
     return tuple(rows[:MAX_ACTORS])
 

@@ -5,10 +5,10 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
     driver --Hello/Heartbeat/PutInline/Alloc/Seal/Abandon/ViewRequest/Submit/Subscribe/Pin/
              Unpin/Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/TraceRequest/
              KillActor/ActorLookup/ActorNamesRequest/SnapshotRequest/PlanRequest/ObjectsRequest/
-             Bye--> head
+             ActorsRequest/Bye--> head
     driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Unhandled/Yielded/Pinned/
              MemoryReport/ResourcesReport/StateReport/TraceReport/ActorFound/ActorNames/
-             Snapshot/PlanReport/ObjectsReport-- head
+             Snapshot/PlanReport/ObjectsReport/ActorsReport-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Yielded/Created/ReplicaAdded/
              ReplicaDropped/Revoked/Pinned/MemoryReport/ResourcesReport/StateReport/ActorExit/
              CopyLost/WorkerExited/CancelSubmitted/NodeSnapshot--> head
@@ -393,6 +393,19 @@ class ObjectRow:
 class ObjectsReport:
     request: int
     objects: tuple[ObjectRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ActorsRequest:
+    """Every actor the head knows now (Ray's ``list_actors``)."""
+
+    request: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActorsReport:
+    request: int
+    actors: tuple[ActorRow, ...]    # every actor the head keeps a record of (as the dashboard's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -857,13 +870,14 @@ class Notice:
 
 @dataclass(frozen=True, slots=True)
 class ActorRow:
-    """An actor as the dashboard lists it: where it lives now and whether it is alive."""
+    """An actor as the dashboard and ``list_actors`` list it: where it lives now and whether
+    it is alive."""
 
     actor: str
     class_name: str
     name: str                      # its name if it has one ("" otherwise)
     node: str
-    state: str                     # "starting", "alive" or "dead"
+    state: str                     # "starting", "alive" or "dead" (killed: dead at once)
     restarts: int
     detached: bool
 
@@ -930,7 +944,8 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | CancelSubmitted | Bye
            | WorkerReady | Blocked | Unblocked
            | Skip | RunTasks | TasksDone | ViewsGone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
-           | PlanRequest | PlanReport | ObjectsRequest | ObjectsReport)
+           | PlanRequest | PlanReport | ObjectsRequest | ObjectsReport | ActorsRequest
+           | ActorsReport)
 
 
 def _positional_reduce(cls: type) -> None:

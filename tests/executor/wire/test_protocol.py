@@ -83,6 +83,8 @@ SAMPLES = [
     p.ObjectsRequest(14),
     p.ObjectRow("put-1", "PENDING", 0, 0, 1),
     p.ObjectsReport(14, (p.ObjectRow("inc-2", "READY", 8, 1, 0),)),
+    p.ActorsRequest(15),
+    p.ActorsReport(15, (ACTOR_ROW,)),
     p.Welcome("a1b2", (NODE, dataclasses.replace(NODE, id="node-1", is_head=False))),
     p.PutInline("put-1", p.Inline(b"\x00" * 100, ("put-0",))),
     p.Alloc(7, "put-2", 1 << 30, "script.py:12"),
