@@ -186,7 +186,7 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> list[Choi
         choices.append(Choice(node, reason, inputs, _moved(unique, node, options)))
         if not task.actor:          # an actor has a process of its own, outside the slots
             seconds = view.durations.get(task.function_name, options.task_seconds)
-            loads.add(node, seconds * slots)
+            loads.add(node, seconds * task.num_cpus)    # two of num_cpus=0.5 share a worker
         elif task.actor == task.id:
             actors[task.id] = node
             actors_on[node] += 1

@@ -253,6 +253,21 @@ def test_tasks_avoid_worker_slots_that_actors_hold_but_may_still_wait_for_them()
     assert compile(graph(two), wide).placements["wide"].node == "node-0"
 
 
+def test_a_fraction_of_a_cpu_weighs_as_that_fraction_of_a_worker():
+    """As a node runs two num_cpus=0.5 tasks at once on one CPU (and num_cpus=0 ones beside
+    all others), the plan counts them so: two halves share the node the whole task left;
+    before, each weighed a whole worker and the third went back beside the whole one."""
+    nodes = ClusterView((NodeView("node-0", 1), NodeView("node-1", 1)))
+    whole, halves = task("whole"), [dataclasses.replace(task(f"h{i}"), num_cpus=0.5)
+                                    for i in range(2)]
+    plan = compile(graph(whole, *halves, targets=("whole", "h0", "h1")), nodes)
+    assert [plan.placements[t].node for t in ("whole", "h0", "h1")] == [
+        "node-0", "node-1", "node-1"]
+    free = [dataclasses.replace(task(f"z{i}"), num_cpus=0) for i in range(3)]
+    loaded = compile(graph(whole, *free, targets=("whole", "z0", "z1", "z2")), nodes)
+    assert {loaded.placements[f"z{i}"].node for i in range(3)} == {"node-1"}
+
+
 def test_a_cluster_without_nodes_is_a_plan_error():
     with pytest.raises(plait.PlanError, match="no nodes"):
         compile(graph(task("t")), ClusterView(()))
