@@ -883,7 +883,8 @@ class Head(ActorRouting, Outbox):
         for task_id in sorted(self.readers_of.get(object_id, ())):
             spec = self.assigned.get(task_id)
             if (spec is None or spec.follows or spec.pinned or spec.actor
-                    or task_id in self.moving or spec.node == value.node or value.node not in self.nodes
+                    or task_id in self.moving or spec.node == value.node
+                    or value.node not in self.nodes
                     or not offers(self.nodes[value.node].info.resources, spec.resources)):
                 continue
             if self.bytes_on(spec, value.node) > self.bytes_on(spec, spec.node) + REVISIT_BYTES:

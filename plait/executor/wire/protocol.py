@@ -939,7 +939,8 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | ViewRequest | View | Submit | Assign
            | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
-           | FetchDone | Subscribe | Ready | Unhandled | Free | TraceRequest | TraceReport | KillActor
+           | FetchDone | Subscribe | Ready | Unhandled | Free | TraceRequest | TraceReport
+           | KillActor
            | ActorLookup | ActorFound | ActorNamesRequest | ActorNames | ActorExit | WorkerExited
            | CancelSubmitted | Bye
            | WorkerReady | Blocked | Unblocked
