@@ -39,7 +39,7 @@ MAX_TOMBSTONES = 100_000     # about 10 MiB of the head's memory at most
 MAX_GONE = 10_000            # reclaimed objects remembered (~1.5 MiB): seconds of a busy run
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     value: p.ObjectValue | None = None       # None: its task has not finished
     holders: int = 1
