@@ -45,6 +45,7 @@ class ActorRecord:
     moving: str = ""                # asked back from its node, to go here if it had not started
     held_calls: list[p.TaskSpec] = field(default_factory=list)   # made while it moved
     started: bool = False           # its node said it had started: never moved
+    creation: p.TaskSpec | None = None   # its restart's creation (in no table of the head's)
 
 
 def actor_row(actor_id: str, record: ActorRecord, assigned: Mapping[str, p.TaskSpec]
@@ -194,16 +195,16 @@ class ActorRouting:
         """Ask back each actor that may be waiting for CPUs on its node (others' actors
         hold them there, and its constructor has not finished) when another node has room
         for it (see the module docstring). Called whenever actors' CPUs may have come free."""
-        for actor_id in [a for a in self.may_wait if a not in self.assigned]:
-            del self.may_wait[actor_id]           # constructed, failed or gone: it runs
+        for actor_id in list(self.may_wait):
+            record = self.actors.get(actor_id)
+            if record is None or record.dead or record.killed or record.started \
+                    or (actor_id not in self.assigned and record.creation is None):
+                del self.may_wait[actor_id]       # constructed, failed or gone: it runs
         if not self.may_wait:
             return
         room = self.actor_room()
         for actor_id in list(self.may_wait):      # the oldest first, as Ray's queue
-            record = self.actors.get(actor_id)
-            if record is None or record.dead or record.killed or record.started:
-                del self.may_wait[actor_id]
-                continue
+            record = self.actors[actor_id]
             spec = record.spec
             if record.moving or room.get(record.node, 0.0) >= 0:
                 continue
@@ -216,6 +217,20 @@ class ActorRouting:
             room[record.node] += spec.slots
             record.moving = target
             self.to_node(record.node, p.Revoke(actor_id))
+
+    def restart_home(self, spec: p.TaskSpec, dead: str) -> str:
+        """Where an actor of the dead node starts again: the first node with CPUs no actor
+        holds for it (that offers what it asks for), else the least-loaded. Before, the
+        least-loaded always, whose CPUs other actors might hold: the restart waited there
+        for ever though another node had CPUs free (found by an actor churn probe with node
+        losses)."""
+        if spec.slots:
+            room = self.actor_room()
+            for node in sorted(room, key=self.node_order):
+                if node != dead and room[node] >= spec.slots \
+                        and offers(self.nodes[node].info.resources, spec.resources):
+                    return node
+        return self.least_loaded(spec.resources)
 
     def actor_room(self) -> dict[str, float]:
         """The CPUs of each live node that runs tasks that no actor holds or waits for
@@ -242,11 +257,16 @@ class ActorRouting:
             return
         where = target if target in self.nodes else node
         actor_id = record.spec.actor
-        pending = [replace(spec, node=where) for spec in map(self.assigned.get,
-                                                                 self.assigned.on(node))
-                   if spec is not None and spec.actor == actor_id]
+        specs = [spec for spec in map(self.assigned.get, self.assigned.on(node))
+                 if spec is not None and spec.actor == actor_id]
+        if actor_id not in self.assigned and record.creation is not None:
+            specs.insert(0, record.creation)      # a restart's creation goes first
+        pending = [replace(spec, node=where) for spec in specs]
         for spec in pending:
-            self.assigned[spec.id] = spec
+            if spec.id in self.assigned:
+                self.assigned[spec.id] = spec
+        if record.creation is not None:
+            record.creation = replace(record.creation, node=where)
         record.node = where
         self.assign(where, pending, {})
         if record.killed:            # plait.kill came while it moved: it reached the old node
@@ -281,9 +301,12 @@ class ActorRouting:
                     self.fail_assigned(spec, record.dead)
                 continue
             record.restarts += 1
-            record.base, record.node = record.restarts, self.least_loaded(record.spec.resources)
+            record.base, record.node = record.restarts, self.restart_home(record.spec, node)
             remaining = -1 if limit < 0 else limit - record.restarts
             moved = [replace(record.spec, node=record.node, max_retries=remaining)]
+            record.creation, record.started = moved[0], False
+            if record.spec.slots and not record.spec.pinned:
+                self.may_wait[actor_id] = None    # it may wait there for CPUs, as a new one
             calls = [spec for spec in pending if spec.method != "__init__"]
             for spec in calls:
                 failures = self.node_failures[spec.id]

@@ -188,8 +188,13 @@ class Actors:
         if actor is None or actor.dead or actor.kill_asked:
             worker.retiring = True
             self.node.emit(KillWorker(worker.identity))
-            if actor is not None:
+            if actor is not None and not actor.dead:
+                # killed while its process started: that process is its own, so its end
+                # (process_died) lets the actor die or restart as any kill does. Before,
+                # the process was not the actor's: the actor never died, and the CPUs it
+                # had claimed stayed taken (an actor churn probe's waiting actor, for ever)
                 actor.kill_asked = False
+                actor.worker = worker
             return
         actor.worker = worker
         self.wanted.add(actor_id)
@@ -436,6 +441,10 @@ class Actors:
         elif actor.worker is not None:   # no call goes to the process being killed: one
             actor.worker.retiring = True     # sent now would fail as if it had been running
             self.node.emit(KillWorker(actor.worker.identity))
+        elif message.actor in self.awaiting:     # no process, waiting for CPUs: nothing to
+            if actor.no_restart:                 # stop, and it holds none, so it dies now
+                self.awaiting.remove(message.actor)
+                self.die(actor, ActorDiedError(actor.spec.actor, message.reason))
         else:
             actor.kill_asked = True          # its process is being started: killed when up
 

@@ -568,15 +568,31 @@ def test_a_blocked_worker_gets_one_stand_in_and_the_next_index_counts_starts_ask
 
 
 def test_an_actor_killed_while_its_process_starts_has_it_killed_once_up(node):
-    create = spec("Counter-1", actor="Counter-1", method="__init__", slots=0)   # (no num_cpus)
+    """... and dies when that process has gone, giving back the CPU it claimed. Before,
+    the process was not counted as the actor's, so the actor never died and its CPU stayed
+    taken: the next actor waited for ever (an actor churn probe with kills and node loss)."""
+    create = spec("Counter-1", actor="Counter-1", method="__init__", slots=1)
     tell(node, FromHead(p.Assign((), (create,))))
     (asked,) = started(node)
+    assert node.held_slots == {"actor Counter-1": 1}
     tell(node, FromHead(p.KillActor("Counter-1", True, "plait.kill")))
     assert killed(node) == []                        # no process to kill yet
     process = WorkerHandle(asked.index, -3, -3, b"a2")
     tell(node, WorkerStarted(process, False, "Counter-1"))
     assert killed(node) == [asked.index] and process.retiring
-    assert node.actors.by_id["Counter-1"].worker is None
+    tell(node, WorkerGone(process.pidfd))
+    assert "Counter-1" not in node.actors.by_id and "Counter-1" in node.actors.dead
+    assert node.held_slots == {}
+
+
+def test_an_actor_killed_while_it_waits_for_cpus_dies_at_once(node):
+    """It has no process and holds nothing: it dies now, not once CPUs come free."""
+    first, second = (spec(a, actor=a, method="__init__", slots=node.num_workers)
+                     for a in ("Big-1", "Big-2"))
+    tell(node, FromHead(p.Assign((), (first, second))))
+    assert node.actors.awaiting == ["Big-2"]
+    tell(node, FromHead(p.KillActor("Big-2", True, "plait.kill")))
+    assert node.actors.awaiting == [] and "Big-2" in node.actors.dead
 
 
 # -- actors that run several calls at once ---------------------------------------------------
