@@ -254,6 +254,7 @@ class ActorRouting:
             self.may_wait.pop(record.spec.actor, None)
             if held:
                 self.assign(node, held, {})
+            self.move_waiting_actors()   # the room it was to take may serve one that waits
             return
         where = target if target in self.nodes else node
         actor_id = record.spec.actor

@@ -620,6 +620,18 @@ def test_an_actor_its_node_started_meanwhile_stays_and_gets_the_calls_held(alone
     assert take(alone) == [("node-0", p.KillActor("A-1"))]
     assert alone.actors["Waits-4"].node == "node-1" and head_problems(alone) == []
 
+
+def test_when_the_actor_asked_back_had_started_the_next_one_waiting_is_asked(alone):
+    """Room that a refused move was to take goes to the next actor that may wait: before,
+    it was counted as taken, and that actor waited for ever (an actor churn probe)."""
+    four_actors_on_three_cpus(alone)
+    submit(alone, on_cpus("Also-6", "node-1"))                   # waits on node-1 as well
+    take(alone)
+    tell(alone, FromClient(DRIVER, p.KillActor("C-3")))
+    assert take(alone) == [("node-2", p.KillActor("C-3")), ("node-1", p.Revoke("Waits-4"))]
+    tell(alone, FromNode("node-1", p.Revoked("Waits-4", False)))  # it had started after all
+    assert take(alone) == [("node-1", p.Revoke("Also-6"))]
+
 def test_a_get_if_exists_creation_that_lost_its_names_race_is_served_by_the_winner(alone):
     """Two tasks made "bank" with get_if_exists at once (neither saw the other's): the
     second's handle calls the first actor and holds it; before, it was ActorDiedError."""
