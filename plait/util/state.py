@@ -11,7 +11,7 @@ values compared as strings. A task asks through its worker's own session with th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from plait.graph import context
@@ -21,8 +21,17 @@ DEFAULT_LIMIT = 100         # Ray's default number of rows
 PREDICATES = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b}
 
 
+class Row:
+    """A row of a listing, read as attributes or, as Ray's rows, by key."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:        # (each row is a dataclass)
+            raise KeyError(key)
+        return getattr(self, key)
+
+
 @dataclass(frozen=True)
-class ObjectState:
+class ObjectState(Row):
     """One object: its id, "PENDING"/"READY"/"FAILED", its size in bytes (0 while
     pending) and how many holders and pending readers keep it alive. Read as attributes
     or, as Ray's rows, by key."""
@@ -33,12 +42,8 @@ class ObjectState:
     holders: int
     readers: int
 
-    def __getitem__(self, key: str) -> Any:
-        return asdict(self)[key]
-
-
 @dataclass(frozen=True)
-class ActorState:
+class ActorState(Row):
     """One actor: its id, class, state ("PENDING_CREATION", "RESTARTING", "ALIVE" or
     "DEAD"), name and namespace ("" for none), the node it lives on, its restarts so far
     and whether it is detached. Read as attributes or by key."""
@@ -52,12 +57,8 @@ class ActorState:
     num_restarts: int
     is_detached: bool
 
-    def __getitem__(self, key: str) -> Any:
-        return asdict(self)[key]
-
-
 @dataclass(frozen=True)
-class NodeState:
+class NodeState(Row):
     """One node: its id, address, "ALIVE" (plait lists only the live ones), whether it is
     the head, and what it offers (``resources_total``, Ray's names)."""
 
@@ -67,33 +68,21 @@ class NodeState:
     is_head_node: bool
     resources_total: dict[str, float]
 
-    def __getitem__(self, key: str) -> Any:
-        return asdict(self)[key]
-
-
 def list_objects(filters: list[tuple[str, str, Any]] | None = None,
                  limit: int = DEFAULT_LIMIT, **_ray_options: Any) -> list[ObjectState]:
     """The objects alive in the cluster now that pass every filter, at most ``limit``."""
-    lister = getattr(context.runtime(), "list_objects", None)
-    if lister is None:                    # engine="ray"/"dask": that cluster keeps its own
-        raise NotImplementedError("list_objects lists plait's own head; under engine="
-                                  "'ray' or 'dask', ask that engine's state API")
     rows = [ObjectState(r.object_id, r.state, r.nbytes, r.holders, r.readers)
-            for r in lister()]
-    return [row for row in rows if _passes(row, filters or [])][:limit]
+            for r in _head_rows("list_objects", "ask that engine's state API")]
+    return _chosen(rows, filters, limit)
 
 
 def list_actors(filters: list[tuple[str, str, Any]] | None = None,
                 limit: int = DEFAULT_LIMIT, **_ray_options: Any) -> list[ActorState]:
     """The actors the head knows now that pass every filter, at most ``limit``."""
-    lister = getattr(context.runtime(), "list_actors", None)
-    if lister is None:
-        raise NotImplementedError("list_actors lists plait's own head; under engine='ray' "
-                                  "or 'dask' plait runs no actors")
     rows = [ActorState(r.actor, r.class_name, _ray_state(r.state, r.restarts),
                        *name_and_namespace(r.name), r.node, r.restarts, r.detached)
-            for r in lister()]
-    return [row for row in rows if _passes(row, filters or [])][:limit]
+            for r in _head_rows("list_actors", "plait runs no actors there")]
+    return _chosen(rows, filters, limit)
 
 
 def _ray_state(state: str, restarts: int) -> str:
@@ -110,10 +99,26 @@ def list_nodes(filters: list[tuple[str, str, Any]] | None = None,
 
     rows = [NodeState(node["NodeID"], node["NodeManagerAddress"], "ALIVE", node["IsHead"],
                       dict(node["Resources"])) for node in api.nodes()]
+    return _chosen(rows, filters, limit)
+
+
+def _head_rows(listing: str, instead: str) -> tuple[Any, ...]:
+    """The head's rows for ``listing`` (the session's method of that name); under
+    engine="ray"/"dask" there is no plait head to ask (``instead`` says what to do)."""
+    lister = getattr(context.runtime(), listing, None)
+    if lister is None:
+        raise NotImplementedError(f"{listing} lists plait's own head; under engine='ray' "
+                                  f"or 'dask', {instead}")
+    return lister()
+
+
+def _chosen(rows: list[Any], filters: list[tuple[str, str, Any]] | None, limit: int
+            ) -> list[Any]:
+    """The rows that pass every filter, at most ``limit`` of them."""
     return [row for row in rows if _passes(row, filters or [])][:limit]
 
 
-def _passes(row: Any, filters: list[tuple[str, str, Any]]) -> bool:
+def _passes(row: Row, filters: list[tuple[str, str, Any]]) -> bool:
     """Whether ``row`` passes every (key, predicate, value) filter.
 
     >>> _passes(ObjectState("f-1.0", "READY", 8, 1, 0), [("state", "=", "READY")])

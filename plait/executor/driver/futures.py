@@ -103,6 +103,14 @@ class SessionLock:
     def __exit__(self, *exc: object) -> None:
         self.rlock.release()
 
+    def acquire_if_free(self) -> bool:
+        """Take the lock only if no thread holds it (True: taken; release with
+        ``__exit__``): for a look that waits for nobody."""
+        if not self.rlock.acquire(blocking=False):
+            return False
+        self.turns.notify_all()      # as __enter__: one that stepped aside takes it back after
+        return True
+
     def contend(self, change: int) -> None:
         with self.counting:
             self.contenders += change

@@ -645,13 +645,12 @@ class Session(ObjectReading, Engine):
         """Take in what the head sent while the program was away from plait (the errors of
         tasks whose refs it dropped, to log now rather than at its next call): the
         flusher's look when all is quiet. It never waits for the session's lock."""
-        if not self.lock.rlock.acquire(blocking=False):
+        if not self.lock.acquire_if_free():
             return                   # a thread is in the session: it takes them in itself
         try:
             self.arrived()
-            self.lock.turns.notify_all()    # (as the lock's own release after a contender)
         finally:
-            self.lock.rlock.release()
+            self.lock.__exit__()
 
     def arrived(self) -> bool:
         """Take in the messages that have arrived already; whether there were any."""
