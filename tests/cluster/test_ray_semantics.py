@@ -635,5 +635,11 @@ def test_a_failed_task_whose_refs_went_without_a_get_is_logged_as_ray_logs_it(cl
         assert "failed: read" in heard.messages[1]
         assert plait.get(echo.remote("after"), timeout=30) == "after"
         assert len(heard.messages) == 2
+        waited = fails.remote("waited")           # a wait sees it fail, nothing raises it
+        ready, _ = plait.wait([waited], timeout=30)
+        assert ready == [waited]
+        del waited, ready
+        assert heard.arrived[2].wait(timeout=30)
+        assert "failed: waited" in heard.messages[2] and len(heard.messages) == 3
     finally:
         logger.removeHandler(heard)

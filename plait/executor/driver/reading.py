@@ -182,6 +182,7 @@ class ObjectReading:
         if isinstance(value, p.Inline):
             return deserialize(value.data)
         if isinstance(value, p.Failed):
+            self.conn.send(p.Handled((object_id,)))     # not an "Unhandled error" when it goes
             raise pickle.loads(value.error)
         assert isinstance(value, p.Located), value
         import numpy      # here, not above: a driver that never reads a stored object (a

@@ -19,8 +19,8 @@ counted then fails naming who let go, not only "no copy and no task will make on
 cannot tell a reclaimed object from one the head never heard of (issue 11: a benchmark's
 driver lost an object it still held, once in ~14 runs, and nothing said which).
 
-A failed object that goes with no client having asked for it and no task having read it is
-reported to the client whose task made it (``unhandled``), which logs its error, as Ray logs
+A failed object that goes with no client having got its error and no task having read it
+is reported to the client whose task made it (``unhandled``), which logs its error, as Ray logs
 an "Unhandled error" (driver/unhandled.py).
 """
 
@@ -47,7 +47,7 @@ class Entry:
     waiters: list[Peer] = field(default_factory=list)
     let_go_by: str = ""                      # the last holder that let go (for errors)
     owner: Peer | None = None                # the client whose task makes it (if one did)
-    seen: bool = False                       # a client asked for it or a task read it
+    seen: bool = False                       # a client got its error or a task read it
 
 
 class Directory:
@@ -104,15 +104,25 @@ class Directory:
                                               f"{self.gone[object_id] or 'none (never held)'}")
         return ObjectLostError(object_id, "the cluster holds no copy and no task will make one")
 
-    def subscribe(self, object_id: str, peer: Peer) -> p.ObjectValue | None:
-        """The value now, or None after noting that ``peer`` wants to hear of it."""
+    def subscribe(self, object_id: str, peer: Peer, reads: bool = False
+                  ) -> p.ObjectValue | None:
+        """The value now, or None after noting that ``peer`` wants to hear of it. A node
+        ``reads`` it (for a task: its error, if it fails, goes on into that task's); a
+        client's get or wait does not count as seeing it until the client says its error
+        was raised (``handled``): Ray logs a failed ref that was only waited on."""
         entry = self.entries.get(object_id)
-        if entry is not None:
+        if entry is not None and reads:
             entry.seen = True
         value = self.lookup(object_id)
         if value is None:
             self.entries[object_id].waiters.append(peer)
         return value
+
+    def handled(self, object_id: str) -> None:
+        """A client raised the object's error to its program (a get): not unhandled."""
+        entry = self.entries.get(object_id)
+        if entry is not None:
+            entry.seen = True
 
     def hold(self, object_id: str) -> None:
         entry = self.entries.get(object_id)

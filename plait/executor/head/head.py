@@ -475,8 +475,9 @@ class Head(ActorRouting, Outbox):
         self.to_node(node, p.Assign(shipped, tuple(specs)))
 
     def on_Subscribe(self, peer: Peer, message: p.Subscribe) -> None:
+        reads = isinstance(peer, tuple) and peer[0] == NODE
         for oid in message.object_ids:
-            value = self.directory.subscribe(oid, peer)
+            value = self.directory.subscribe(oid, peer, reads)
             if value is not None:
                 self.notify(peer, oid, value)
         if message.request:           # what is known goes now, ahead of the answer
@@ -484,6 +485,10 @@ class Head(ActorRouting, Outbox):
             if known:
                 self.to_client(peer, p.Ready(tuple(known)))
             self.to_client(peer, p.Subscribed(message.request))
+
+    def on_Handled(self, peer: Peer, message: p.Handled) -> None:
+        for oid in message.object_ids:
+            self.directory.handled(oid)
 
     def on_Pin(self, peer: Peer, message: p.Pin) -> None:
         """Pin each stored object on a node holding it; answer when all nodes have."""

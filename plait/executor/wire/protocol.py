@@ -3,9 +3,9 @@
 Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the other)::
 
     driver --Hello/Heartbeat/PutInline/Alloc/Seal/Abandon/ViewRequest/Submit/Subscribe/Pin/
-             Unpin/Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/TraceRequest/
-             KillActor/ActorLookup/ActorNamesRequest/SnapshotRequest/PlanRequest/ObjectsRequest/
-             ActorsRequest/Bye--> head
+             Handled/Unpin/Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/
+             TraceRequest/KillActor/ActorLookup/ActorNamesRequest/SnapshotRequest/PlanRequest/
+             ObjectsRequest/ActorsRequest/Bye--> head
     driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Unhandled/Yielded/Pinned/
              MemoryReport/ResourcesReport/StateReport/TraceReport/ActorFound/ActorNames/
              Snapshot/PlanReport/ObjectsReport/ActorsReport-- head
@@ -686,6 +686,14 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
+class Handled:
+    """The sender's get raised these failed objects' errors to its program: they are not
+    "Unhandled" when they go (a wait alone does not count, as in Ray)."""
+
+    object_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Unhandled:
     """Objects of the receiver's tasks that failed and went with nobody having asked for
     them or read them: (object, its pickled error), which the receiver logs, as Ray logs an
@@ -939,7 +947,7 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | ViewRequest | View | Submit | Assign
            | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
-           | FetchDone | Subscribe | Ready | Unhandled | Free | TraceRequest | TraceReport
+           | FetchDone | Subscribe | Ready | Handled | Unhandled | Free | TraceRequest | TraceReport
            | KillActor
            | ActorLookup | ActorFound | ActorNamesRequest | ActorNames | ActorExit | WorkerExited
            | CancelSubmitted | Bye

@@ -150,16 +150,29 @@ def test_a_failed_object_nobody_asked_for_is_reported_to_its_owner_when_it_goes(
     assert heard == [("driver", "x")]
 
 
-def test_a_failed_object_asked_for_read_freed_or_stored_is_not_reported(told):
+def test_a_failed_object_got_read_freed_or_stored_is_not_reported(told):
     directory, heard = told
-    for oid in "abcd":
+    for oid in "abcde":
         directory.expect(oid, "driver")
-    directory.subscribe("a", "driver")            # a get or wait asked for it
+    directory.subscribe("a", "driver")            # a get asked for it ...
     directory.add_reader("b")                     # a task reads it: its error goes on there
+    directory.subscribe("e", ("node", "node-1"), reads=True)    # a node, for a task
     directory.set_value("a", FAILED)
+    directory.handled("a")                        # ... and raised its error
     directory.set_value("b", FAILED)
+    directory.set_value("e", FAILED)
     directory.set_value("c", stored())            # no error to report
     directory.force_free("d")                     # plait.free: the program let it go itself
-    directory.release("a"), directory.release("c")
+    for oid in "ace":
+        directory.release(oid)
     directory.drop_reader("b"), directory.release("b")
     assert heard == [] and not directory.entries
+
+
+def test_a_failed_object_only_waited_on_is_reported_as_ray_does(told):
+    directory, heard = told
+    directory.expect("w", "driver")
+    directory.subscribe("w", "driver")            # a wait: its error was never raised
+    directory.set_value("w", FAILED)
+    directory.release("w")
+    assert heard == [("driver", "w")]

@@ -113,6 +113,7 @@ SAMPLES = [
     p.Subscribe(("inc-2",), request=7),
     p.Subscribed(7),
     p.Ready((("inc-2", INLINE), ("add-3", LOCATED), ("bad-4", FAILED))),
+    p.Handled(("bad-4",)),
     p.Unhandled((("bad-4", b"\x80\x05N."),)),
     p.Free(("put-1",)),
     p.Free(("put-1", "put-2"), forced=True),
