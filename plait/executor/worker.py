@@ -715,9 +715,9 @@ class WorkerRuntime:
                       ) -> tuple[tuple[str, p.ObjectValue], ...]:
         """num_returns "streaming" or "dynamic": each value is an object of its own,
         Yielded as it comes; the task's one result is None (streaming: its end) or the
-        list of their refs (dynamic). An exception after k values fails the task (its k
-        values stay); for "dynamic", unless it earns a retry, it becomes value k instead,
-        an error in the list, as in Ray."""
+        list of their refs (dynamic). An exception after k values becomes value k, whose
+        get raises it, and the task ends (its ``completed()`` is None), as in Ray; one that
+        earns a retry fails the task instead (its k values stay), which runs again."""
         if not _is_generator(generator):
             raise TypeError(f"{item.function_name} was called with num_returns="
                             f"{item.generator!r} but returned {type(generator).__name__}, "
@@ -732,7 +732,7 @@ class WorkerRuntime:
         try:
             self.each_value(generator, take)
         except Exception as error:
-            if item.generator == "streaming" or _retryable(item.retry_exceptions, error):
+            if _retryable(item.retry_exceptions, error):
                 raise
             error_value = p.Failed(_pickled_error(self.task_error(item, error)))
             made.append(self.report_yield(item, len(made), error_value))

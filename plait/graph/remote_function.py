@@ -208,9 +208,11 @@ class ObjectRefGenerator:
 
     The caller's session puts each ref in ``_arrived`` as the head announces it, so the
     generator holds the values it has not handed out yet; ``next`` takes the oldest, or
-    waits for the next. Once the task has ended and every ref was taken, a task that failed
-    (an exception after k values, its worker or node gone, a cancel) gives one more ref,
-    ``completed()``, whose get raises its error; then StopIteration, as in Ray. Dropped
+    waits for the next. An exception the task raises after k values is value k, a ref
+    whose get raises it, and the task ends there (``completed()`` is None). Once the task
+    has ended and every ref was taken, a task that failed (its worker or node gone, a
+    cancel, retries spent) gives one more ref, ``completed()``, whose get raises its
+    error; then StopIteration, as in Ray. Dropped
     early, it frees the values it holds; the task runs on (as in Ray) and its later values
     are freed as they come. ``async for`` works too. It cannot be passed to a task.
     """
@@ -259,7 +261,8 @@ class ObjectRefGenerator:
         raise StopIteration
 
     def completed(self) -> ObjectRef:
-        """A ref ready once the task has ended: None, or its error (Ray's name)."""
+        """A ref ready once the task has ended: None, or the error of a task that failed
+        (not of an exception it raised: that is a value; Ray's name)."""
         return self._completion
 
     _generator_ref = property(completed)            # Ray's private name, used by its tests

@@ -189,13 +189,14 @@ def test_wait_takes_generators_beside_refs(cluster):
 def test_an_exception_after_k_values_gives_k_values_then_the_error(cluster):
     generator = fails_after.remote(2)
     refs = list(generator)                               # the error's ref is the last
-    assert len(refs) == 3 and refs[-1] == generator.completed()
+    assert len(refs) == 3 and refs[-1] != generator.completed()
     assert [plait.get(ref, timeout=30) for ref in refs[:2]] == [0, 1]
     with pytest.raises(ValueError, match="bad value after 2") as caught:
         plait.get(refs[2], timeout=30)
     assert isinstance(caught.value, plait.TaskError)
     with pytest.raises(StopIteration):
         next(generator)
+    assert plait.get(generator.completed(), timeout=30) is None     # it ended, as in Ray
 
 
 def test_an_async_method_that_raises_gives_its_value_then_the_error(cluster):

@@ -833,7 +833,8 @@ class Head(ActorRouting, Outbox):
         if stream.kind == "streaming" and stream.caller is None:     # nobody will read it
             self.deletes[node].append(oid)
             return
-        self.directory.expect(oid)              # its one holder: the caller, or the task
+        self.directory.expect(oid, stream.caller)   # its one holder: the caller, or the task
+        #                                             (told if it is an error nobody got)
         if stream.caller is not None:
             self.client_holds[stream.caller][oid] += 1
         else:
