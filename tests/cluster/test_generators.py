@@ -8,6 +8,7 @@ bounded by a timeout in the task), never for a timer.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import threading
@@ -197,6 +198,32 @@ def test_an_exception_after_k_values_gives_k_values_then_the_error(cluster):
     with pytest.raises(StopIteration):
         next(generator)
     assert plait.get(generator.completed(), timeout=30) is None     # it ended, as in Ray
+
+
+class Logged(logging.Handler):
+    """Sets ``heard`` once an error naming ``words`` is logged."""
+
+    def __init__(self, words):
+        super().__init__(logging.ERROR)
+        self.words, self.heard = words, threading.Event()
+
+    def emit(self, record):
+        if self.words in record.getMessage():
+            self.heard.set()
+
+
+def test_an_exception_nobody_got_is_logged_as_unhandled(cluster):
+    logged = Logged("bad value after 1")
+    logger = logging.getLogger("plait.session")
+    logger.addHandler(logged)
+    try:
+        generator = fails_after.remote(1)
+        refs = list(generator)
+        assert plait.get(refs[0], timeout=30) == 0
+        del refs, generator                              # the error's ref went unread
+        assert logged.heard.wait(timeout=GATE_SECONDS)   # the session looks in when quiet
+    finally:
+        logger.removeHandler(logged)
 
 
 def test_an_async_method_that_raises_gives_its_value_then_the_error(cluster):
