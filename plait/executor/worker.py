@@ -63,6 +63,7 @@ from plait.executor.calls import Call, ConcurrentCalls, current_call
 # worker's own (of the 2.3 MiB step it took then, measured on one worker).
 import plait.executor.driver.connection  # noqa: F401  (the session imports it when opened)
 from plait.executor.driver.cluster import JoinedCluster
+from plait.executor.driver.reading import raised_if_error
 from plait.executor.driver.session import Session
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
@@ -578,6 +579,9 @@ class WorkerRuntime:
             raise DeserializationError(
                 f"the arguments of task {item.task_id} ({item.function_name}) could not be "
                 f"unpickled on {self.config.node}: {error!r}") from error
+        error = next((value for value in values if isinstance(value, PlaitError)), None)
+        if error is not None:      # an argument that is one of plait's errors fails the
+            raise self.task_error(item, error)          # task with it, as in Ray
         return function, args, kwargs
 
     def callable_for(self, item: p.WorkItem) -> Any:
@@ -1165,7 +1169,7 @@ class WorkerRuntime:
             raise GetTimeoutError(
                 f"{ref.id} was not passed to task {call.task_id if call else None} (a task may "
                 f"get the refs nested in its arguments); pass it as an argument instead")
-        return self.load(value, ref.id)
+        return raised_if_error(self.load(value, ref.id))
 
     def future(self, ref: ObjectRef) -> Future:
         """``await ref`` inside a task: at once for a value the task holds, else the nested
@@ -1176,7 +1180,7 @@ class WorkerRuntime:
             return self.nested().future(ref)
         future: Future = Future()
         try:
-            future.set_result(self.load(value, ref.id))
+            future.set_result(raised_if_error(self.load(value, ref.id)))
         except Exception as error:
             future.set_exception(error)
         return future

@@ -643,3 +643,27 @@ def test_a_failed_task_whose_refs_went_without_a_get_is_logged_as_ray_logs_it(cl
         assert "failed: waited" in heard.messages[2] and len(heard.messages) == 3
     finally:
         logger.removeHandler(heard)
+
+
+# -- one of plait's errors as a value ----------------------------------------------------
+
+@plait.remote
+def returns_an_error(message):
+    return plait.exceptions.GetTimeoutError(message)
+
+
+@plait.remote
+def kind_of(value):
+    return type(value).__name__
+
+
+def test_a_value_that_is_one_of_plaits_errors_is_raised_by_get_as_rays_get_raises_it(cluster):
+    for ref in (returns_an_error.remote("returned"),
+                plait.put(plait.exceptions.GetTimeoutError("put"))):
+        with pytest.raises(plait.exceptions.GetTimeoutError):
+            plait.get(ref, timeout=30)
+        with pytest.raises(plait.TaskError) as caught:       # as an argument: the task fails
+            plait.get(kind_of.remote(ref), timeout=30)
+        assert isinstance(caught.value, plait.exceptions.GetTimeoutError)
+    assert plait.get(kind_of.remote(ValueError("an exception of the user's")),
+                     timeout=30) == "ValueError"              # only plait's errors are raised

@@ -180,7 +180,7 @@ class ObjectReading:
 
         value = pinned if pinned is not None else self.values[object_id]
         if isinstance(value, p.Inline):
-            return deserialize(value.data)
+            return raised_if_error(deserialize(value.data))
         if isinstance(value, p.Failed):
             self.conn.send(p.Handled((object_id,)))     # not an "Unhandled error" when it goes
             raise pickle.loads(value.error)
@@ -191,7 +191,7 @@ class ObjectReading:
                                   dtype=numpy.uint8)
         self.pins[object_id] += 1
         weakref.finalize(holder, self.view_died, (object_id, value))
-        return deserialize(holder)
+        return raised_if_error(deserialize(holder))
 
     def view_died(self, pin: tuple[str, Any]) -> None:
         """A view's finalizer (any thread): its pin goes back with the next call, or once
@@ -213,3 +213,13 @@ class ObjectReading:
 def _left(deadline: float | None) -> float | None:
     """Seconds left before ``deadline`` (None: no limit), never below 0."""
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def raised_if_error(value: Any) -> Any:
+    """A value that is one of plait's errors (a task returned it, or it was put) is raised
+    by the get that reads it, as Ray's get raises a RayError it reads."""
+    from plait.errors import PlaitError
+
+    if isinstance(value, PlaitError):
+        raise value
+    return value
