@@ -291,7 +291,52 @@ class GetTimeoutError(PlaitError, builtins.TimeoutError):
 
 
 class SerializationError(PlaitError, builtins.TypeError):
-    """A value could not be pickled; raised at submission, before anything is sent."""
+    """A value could not be pickled; raised at submission, before anything is sent.
+
+    Made by ``of``, it is also an instance of the class of the error pickling raised
+    (``except RuntimeError`` catches one a ``__reduce__`` raised), as Ray re-raises that
+    error where it is not a TypeError; it names what could not be pickled besides."""
+
+    @classmethod
+    def of(cls, message: str, cause: BaseException) -> SerializationError:
+        kind = _serialization_error_class(type(cause))
+        error = kind.__new__(kind)
+        BaseException.__init__(error, message)
+        error.__cause__ = cause
+        return error
+
+    def __reduce__(self):
+        cause = self.__cause__ if type(self) is not SerializationError else None
+        return (_rebuild_serialization_error, (str(self), cause))
+
+
+_SERIALIZATION_ERROR_CLASSES: dict[type, type] = {}
+
+
+def _serialization_error_class(cause_type: type) -> type:
+    """The (cached) class deriving from SerializationError and ``cause_type``; just
+    SerializationError for a TypeError (it is one) or a class it cannot derive from."""
+    kind = _SERIALIZATION_ERROR_CLASSES.get(cause_type)
+    if kind is not None:
+        return kind
+    kind = SerializationError
+    if not issubclass(cause_type, builtins.TypeError) and _subclassable(cause_type):
+        try:
+            kind = type(f"SerializationError({cause_type.__name__})",
+                        (SerializationError, cause_type),
+                        {"__str__": BaseException.__str__, "__init__": BaseException.__init__,
+                         "__module__": __name__})
+            kind.__new__(kind)
+        except TypeError:  # incompatible layouts or __new__
+            kind = SerializationError
+    _SERIALIZATION_ERROR_CLASSES[cause_type] = kind
+    return kind
+
+
+def _rebuild_serialization_error(message: str, cause: BaseException | None
+                                 ) -> SerializationError:
+    return SerializationError(message) if cause is None else SerializationError.of(message,
+                                                                                   cause)
 
 
 # How far ``unpicklable_part`` looks: levels down, and parts of one container tried.

@@ -283,3 +283,27 @@ def test_an_ill_typed_option_is_the_type_error_ray_raises_and_still_a_value_erro
             f.options(**options)
         with pytest.raises(ValueError):
             f.options(**options)
+
+
+class _Refuses:
+    def __reduce__(self):
+        raise RuntimeError("no pickling me")
+
+
+def test_a_serialization_error_is_also_the_class_of_what_pickling_raised_as_in_ray():
+    with pytest.raises(RuntimeError, match="no pickling me") as caught:
+        plait.store.serialization.serialize([1, _Refuses()])
+    error = caught.value
+    assert isinstance(error, errors.SerializationError) and "holds a _Refuses" in str(error)
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error) and str(again) == str(error)
+    assert isinstance(again.__cause__, RuntimeError)
+    wrapped = TaskError.wrap("f", "f-1", "node-0", "", error)     # a task's result
+    assert isinstance(pickle.loads(pickle.dumps(wrapped)), RuntimeError)
+
+
+def test_a_type_error_of_pickling_stays_a_plain_serialization_error():
+    error = errors.SerializationError.of("lock", TypeError("cannot pickle '_thread.lock'"))
+    assert type(error) is errors.SerializationError and isinstance(error, TypeError)
+    assert type(errors.SerializationError.of("x", KeyboardInterrupt())) is \
+        errors.SerializationError                  # never one that steers the interpreter

@@ -203,11 +203,12 @@ def _serialization_error(function_name: str, args: tuple, kwargs: dict,
             path, part = unpicklable_part(value, _dumps)
             what = (f"holds a {type(part).__name__} at {path}" if path else
                     f"has type {type(value).__name__}")
-            return SerializationError(
+            return SerializationError.of(
                 f"{label} of {function_name}() {what}, which cannot be serialised: {cause}. "
                 f"Nothing was sent; pass a picklable value, or create the object inside the "
-                f"task.")
-    return SerializationError(f"the arguments of {function_name}() cannot be serialised: {error}")
+                f"task.", cause)
+    return SerializationError.of(
+        f"the arguments of {function_name}() cannot be serialised: {error}", error)
 
 
 def _dumps(value: Any) -> bytes:

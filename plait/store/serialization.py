@@ -98,8 +98,8 @@ def serialize(value: Any) -> Serialized:
     except Exception as error:
         path, part = unpicklable_part(value, dumps)
         held = f" (it holds a {type(part).__name__} at {path})" if path else ""
-        raise SerializationError(f"a value of type {type(value).__name__}{held} cannot be "
-                                 f"serialised: {error}") from error
+        raise SerializationError.of(f"a value of type {type(value).__name__}{held} cannot be "
+                                    f"serialised: {error}", error) from error
     return Serialized(stream, tuple(buffers))
 
 
