@@ -307,16 +307,30 @@ def test_a_dead_process_without_restarts_raises_actor_died(cluster):
         plait.get(counter.read.remote(), timeout=30)
 
 
-def test_restart_fails_the_running_call_without_task_retries(cluster, tmp_path):
-    """The call lost with the process raises Ray's ActorUnavailableError while the actor
-    restarts, ActorDiedError once it is out of restarts."""
-    counter = Counter.options(max_restarts=1).remote()
-    plait.get(counter.incr.remote(), timeout=30)
-    crashed = counter.crash_once.remote(str(tmp_path / "flag"))
-    behind = counter.incr.remote()
-    with pytest.raises(plait.exceptions.ActorUnavailableError, match="max_task_retries=0"):
-        plait.get(crashed, timeout=60)
-    assert plait.get(behind, timeout=60) == 1            # fresh state, after the restart
+def test_restart_fails_the_calls_sent_to_it_without_task_retries(cluster):
+    """The calls lost with the process (the one running, and any sent behind it, which may
+    have run too) raise Ray's ActorUnavailableError while the actor restarts, and none runs
+    again; a call that ended before keeps its result (unless it was lost on its way out
+    of the dying process, as Ray loses ~1 in 5 such here); ActorDiedError once out of
+    restarts."""
+    counter = Counter.options(max_restarts=3).remote()
+    kept = 0
+    for _ in range(3):
+        before, crashed, behind = (counter.incr.remote(), counter.crash.remote(),
+                                   counter.incr.remote())
+        try:
+            assert plait.get(before, timeout=30) in (1, 2)   # (2: behind ran last round)
+            kept += 1
+        except plait.exceptions.ActorUnavailableError:
+            pass
+        with pytest.raises(plait.exceptions.ActorUnavailableError, match="max_task_retries=0"):
+            plait.get(crashed, timeout=60)
+        try:                                 # sent before the crash, or after (then it ran)
+            assert plait.get(behind, timeout=60) == 1     # on the restarted process
+        except plait.exceptions.ActorUnavailableError:
+            pass
+    assert kept >= 1
+    assert plait.get(counter.incr.remote(), timeout=60) >= 1   # 3 crashes, 3 restarts: alive
     with pytest.raises(plait.ActorDiedError, match="max_task_retries=0") as caught:
         plait.get(counter.crash.remote(), timeout=60)
     assert not isinstance(caught.value, plait.exceptions.ActorUnavailableError)

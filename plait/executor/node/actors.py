@@ -368,7 +368,11 @@ class Actors:
         self.wanted.add(spec.actor)
 
     def process_died(self, worker: WorkerHandle, how: str) -> None:
-        """The actor's process is gone: retry or fail the running call, then restart or die."""
+        """The actor's process is gone: retry or fail the calls sent to it, then restart or
+        die. Every call sent and not reported may have run (a result may be lost on its way
+        out of a process that dies), so each is retried if its ``max_task_retries`` allows
+        and fails otherwise, as Ray fails the calls it pushed to a dead actor: none runs
+        twice unless it may. Calls not sent yet wait for the restart."""
         actor = self.by_id.get(worker.actor)
         if actor is None or actor.worker is not worker:
             return
@@ -383,17 +387,14 @@ class Actors:
         reason = actor.kill_reason or how
         limit = actor.spec.max_retries
         restarts = not (actor.no_restart or node.stopping or 0 <= limit <= actor.restarts)
-        running = actor.spec.concurrency       # the first calls sent may all have started
-        for position, (task_id, attempt) in enumerate(inflight):
+        for task_id, attempt in inflight:
             if task_id not in table.tasks:
                 continue
             if task_id == actor.spec.id:
                 table.requeue(task_id, attempt)
-            elif position < running and not table.crashed(task_id, attempt, how):
+            elif not table.crashed(task_id, attempt, how):
                 node.fail_task(task_id, pickle.dumps(self.call_lost(
                     actor, reason, table.tasks[task_id].spec.max_retries, restarts)))
-            elif position >= running:
-                table.requeue(task_id, attempt)
         if not restarts:
             self.die(actor, ActorDiedError(actor.spec.actor, reason))
             return

@@ -1199,7 +1199,7 @@ class Node(Outbox):
                           tuple((oid, values[oid]) for oid in nested), spec.outputs,
                           spec.retry_exceptions, spec.method, spec.slots, spec.generator,
                           spec.concurrency, held, gpu_ids, spec.actor_name, spec.env_vars,
-                          spec.deps)
+                          spec.deps, restarts=_restarts(spec))
 
     def restart_item(self, spec: p.TaskSpec, attempt: int) -> p.WorkItem | None:
         """An actor's constructor again, in its restarted process, on the inputs it was
@@ -1222,7 +1222,7 @@ class Node(Outbox):
                           spec.outputs, method="__init__", slots=spec.slots,
                           concurrency=spec.concurrency, resources=held, gpu_ids=gpu_ids,
                           actor_name=spec.actor_name, env_vars=spec.env_vars,
-                          dep_ids=spec.deps)
+                          dep_ids=spec.deps, restarts=_restarts(spec))
 
     def wait_again(self, task_id: str, object_ids: list[str]) -> None:
         """Put a task back to waiting for inputs whose copy here was lost, and ask the head
@@ -1286,3 +1286,8 @@ def _is_store_full(value: p.ObjectValue) -> bool:
 def _able(worker: WorkerHandle) -> bool:
     """A task worker that may be given tasks: not waiting on its children, parked or leaving."""
     return not worker.blocked and not worker.retiring and not worker.parked_since
+
+
+def _restarts(spec: p.TaskSpec) -> bool:
+    """An actor's constructor whose actor starts again after a crash (``max_restarts``)."""
+    return spec.method == "__init__" and spec.max_retries != 0

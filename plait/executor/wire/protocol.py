@@ -749,6 +749,7 @@ class WorkItem:
     actor_name: str = ""           # with "__init__": options(name=...), for get_actor_name
     env_vars: tuple[tuple[str, str], ...] = ()   # runtime_env's (TaskSpec.env_vars)
     dep_ids: tuple[str, ...] = ()  # the objects ``deps`` are (a view kept names them)
+    restarts: bool = False         # with "__init__": the actor restarts after a crash
 
 
 @dataclass(frozen=True, slots=True)

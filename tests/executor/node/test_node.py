@@ -641,20 +641,24 @@ def test_a_put_is_held_by_the_call_that_made_it_not_the_first_one_running(node):
     assert list(process.inflight) == ["c0", "c1", "c2"]
 
 
-def test_when_an_actor_running_calls_at_once_dies_each_call_it_may_have_started_fails(node):
+def test_when_an_actor_dies_each_call_sent_to_it_fails_without_retries_as_in_ray(node):
+    """Any call sent may have run (its result lost on the way out), so none runs again
+    unless its retries allow; a call not sent yet (its input not here) waits."""
     import dataclasses
 
     process = alive_actor(node, concurrency=2)
     calls = [dataclasses.replace(spec(f"c{i}", actor="A-1", method="f"), max_retries=0)
              for i in range(3)]
-    tell(node, FromHead(p.Assign((), tuple(calls))))
+    later = dataclasses.replace(spec("c3", ("elsewhere-1",), actor="A-1", method="f"),
+                                max_retries=0)
+    tell(node, FromHead(p.Assign((), (*calls, later))))
     tell(node, Dispatch())
     to_head(node).clear()
     tell(node, WorkerGone(process.pidfd))
     failed = {r.task_id for m in to_head(node) if isinstance(m, p.TasksDone)
               for r in m.results if isinstance(r.outputs[0][1], p.Failed)}
-    assert failed == {"c0", "c1"}            # both may have been running; c2 had not started
-    assert "c2" in node.table.tasks          # and waits for the restarted process
+    assert failed == {"c0", "c1", "c2"}
+    assert "c3" in node.table.tasks          # waits for its input and the restarted process
 
 
 # -- actors: calls and their arguments, stops ------------------------------------------------
