@@ -114,6 +114,13 @@ def test_crash_with_no_retries_fails_at_once(cluster, tmp_path):
     assert path.read_text().count("attempt") == 1
 
 
+def test_tasks_two_levels_below_a_crash_out_of_retries_fail_with_it(cluster, tmp_path):
+    """The chain runs fused on one worker; its last task was left waiting for ever."""
+    crashed = crash_and_count.options(max_retries=0).remote(str(tmp_path / "n"), "exit")
+    with pytest.raises(plait.WorkerCrashedError):
+        plait.get(inc.remote(inc.remote(inc.remote(crashed))), timeout=30)
+
+
 def test_transient_crash_is_retried_transparently(cluster, tmp_path):
     assert plait.get(crash_first_time.remote(str(tmp_path / "once")), timeout=60) == "recovered"
 

@@ -1061,11 +1061,22 @@ class Node(Outbox):
 
     def stop_riding(self, tasks: list[str]) -> None:
         """Tasks of a fused chain not sent after all: a task still marked riding is never
-        started (it is taken to be with its producer's worker)."""
+        started (it is taken to be with its producer's worker). One whose producer already
+        ended (it failed as it was about to be sent: its input failed) waits for nothing
+        now: it fails with that input, as a task waiting for it would have, or is queued."""
         for task_id in tasks:
             state = self.table.tasks.get(task_id)
-            if state is not None:
-                state.riding = False
+            if state is None:
+                continue
+            state.riding = False
+            if state.waiting:
+                continue
+            failed = next((value for oid in state.spec.deps
+                           if isinstance(value := self.values.get(oid), p.Failed)), None)
+            if failed is not None:
+                self.fail_task(task_id, failed.error)
+            else:
+                self.table.push(task_id, state.spec, front=True)
 
     def send_alone(self, workers: list[WorkerHandle], spec: p.TaskSpec, task_id: str) -> bool:
         """Dispatch ``task_id`` to an idle worker while the CPUs it asks for are free

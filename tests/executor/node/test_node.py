@@ -859,3 +859,25 @@ def test_exceptions_and_crashes_share_one_budget_of_retries(node):
     tell(node, WorkerGone(worker.pidfd))
     (done,), = [m.results for m in to_head(node) if isinstance(m, p.TasksDone)]
     assert isinstance(pickle.loads(done.outputs[0][1].error), WorkerCrashedError)
+
+
+def test_a_chain_whose_first_task_crashed_out_of_retries_fails_to_its_last_task(node):
+    """A worker died running a fused chain's first task, out of retries: the next task,
+    started again, fails at once with its input, and the one riding behind it must fail
+    too (it was left riding with no worker, and a get of it hung for ever)."""
+    node.functions["f@1"] = b""
+    chain = (p.TaskSpec("crash", "f@1", "f", b"", (), (), ("c",), 0, "node-0"),
+             p.TaskSpec("dep1", "f@1", "f", b"", ("c",), (), ("d1",), 3, "node-0",
+                        follows="crash"),
+             p.TaskSpec("dep2", "f@1", "f", b"", ("d1",), (), ("d2",), 3, "node-0",
+                        follows="dep1"))
+    tell(node, FromHead(p.Assign((), chain)))
+    tell(node, Dispatch())
+    worker = next(w for w in node.workers.values() if w.inflight)
+    assert list(worker.inflight) == ["crash", "dep1", "dep2"]
+    to_head(node).clear()
+    tell(node, WorkerGone(worker.pidfd))
+    tell(node, Dispatch())
+    failed = {r.task_id for m in to_head(node) if isinstance(m, p.TasksDone)
+              for r in m.results if isinstance(r.outputs[0][1], p.Failed)}
+    assert failed == {"crash", "dep1", "dep2"} and not node.table.tasks
