@@ -334,3 +334,32 @@ def test_with_rays_auto_connect_off_a_call_before_init_fails_and_starts_nothing(
     assert not plait.is_initialized()
     plait.init(num_workers=1)
     assert plait.get(Counter.remote().value.remote(), timeout=60) == 3
+
+
+@plait.remote
+def plus_one(x):
+    return x + 1
+
+
+@plait.remote
+def first_of(values):
+    return plait.get(values[0])
+
+
+def test_a_task_cancelled_before_it_was_submitted_fails_its_readers_and_nothing_else(fresh):
+    """Its readers fail with TaskCancelledError, as Ray's; the rest of the batch runs
+    (before, the head knew nothing of its result, and the batch raised ObjectLostError)."""
+    plait.init(num_workers=1, submit_after_idle=None)
+    unrelated = plus_one.remote(100)
+    a = plus_one.remote(0)
+    b = plus_one.remote(a)
+    c = plus_one.remote(b)
+    plait.cancel(b)                              # nothing was submitted yet
+    d = plus_one.remote(b)                       # made after the cancel
+    nested = first_of.remote([b])
+    assert plait.get(unrelated, timeout=30) == 101 and plait.get(a, timeout=30) == 1
+    for reader in (b, c, d):
+        with pytest.raises(plait.TaskCancelledError):
+            plait.get(reader, timeout=30)
+    with pytest.raises(plait.TaskCancelledError):        # its own get raises, in the task
+        plait.get(nested, timeout=30)

@@ -463,9 +463,16 @@ class Session(ObjectReading, Engine):
         return object_id in self.values
 
     def fail(self, object_id: str, error: Exception) -> None:
+        """A result of a task never submitted (cancelled first, or refused) fails: the head
+        holds the failure for us too, so that a task submitted later that reads it fails
+        with it, as a reader of any failed object does (it knew nothing of the object, and
+        such a task's batch failed with ObjectLostError, unrelated tasks included)."""
         from plait.executor.wire import protocol as p
 
-        self.values[object_id] = p.Failed(pickle.dumps(error))
+        value = p.Failed(pickle.dumps(error))
+        self.values[object_id] = value
+        self.conn.send(p.PutInline(object_id, value))
+        self.held.add(object_id)
 
     def before_run(self) -> tuple[str, ...]:
         return self.flush_frees(send=self.frees_after is not None)   # else in the Submit

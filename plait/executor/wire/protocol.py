@@ -196,7 +196,7 @@ class Welcome:
 @dataclass(frozen=True, slots=True)
 class PutInline:
     object_id: str
-    value: Inline
+    value: Inline | Failed          # Failed: a task never submitted (cancelled, refused)
     task_id: str = ""              # the task that put it (a worker may run several at once)
 
 
