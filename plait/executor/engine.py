@@ -176,11 +176,13 @@ class Engine(ABC):
                 self.fail(oid, TaskCancelledError(task.id))
         return submitted
 
-    def refuse(self, graph: Graph, tasks: dict[str, Any], error: Exception) -> None:
-        """A task the compiler cannot place fails with ``error``, and so does every task
-        of the graph that reads its results; they are never submitted (Ray would leave an
-        infeasible task pending for ever; plait says why, at the get of its refs)."""
-        doomed = [error.task_id]
+    def refuse(self, graph: Graph, tasks: dict[str, Any], error: Exception,
+               task_id: str = "") -> None:
+        """A task the compiler cannot place (``task_id``, else the one ``error`` names)
+        fails with ``error``, and so does every task of the graph that reads its results;
+        they are never submitted (Ray would leave an infeasible task pending for ever;
+        plait says why, at the get of its refs)."""
+        doomed = [task_id or error.task_id]
         consumers = graph.consumers()
         while doomed:
             task = tasks.get(doomed.pop())

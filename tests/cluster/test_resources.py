@@ -125,6 +125,22 @@ def test_what_no_node_offers_waits_and_its_get_says_why(offered):
 
 
 @plait.remote
+class Taper:
+    def ok(self):
+        return 1
+
+
+def test_an_actor_no_node_can_host_killed_fails_its_calls_with_actor_died(offered):
+    """As Ray's calls of an actor killed while it waits to be placed."""
+    taper = Taper.options(resources={"tape": 1}).remote()
+    before = taper.ok.remote()
+    plait.kill(taper)
+    for call in (before, taper.ok.remote()):
+        with pytest.raises(plait.ActorDiedError, match="before any node could host it"):
+            plait.get(call, timeout=30)
+
+
+@plait.remote
 def listed(n):
     return list(range(n))
 

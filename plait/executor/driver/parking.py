@@ -53,6 +53,14 @@ class Parked:
             task.submitted = False
         return tasks
 
+    def drop_actor(self, actor_id: str) -> list[Any]:
+        """Take out an actor's parked creation and calls, and the tasks parked for them
+        (killed before any node could host it, they are never to run)."""
+        ids = {task.id for task, error in self.tasks.values()
+               if task.actor == actor_id or error.task_id == actor_id}
+        ids |= {task.id for task, error in self.tasks.values() if error.task_id in ids}
+        return [self.tasks.pop(task_id)[0] for task_id in list(self.tasks) if task_id in ids]
+
     def error_for(self, object_ids: list[str]) -> PlanError | None:
         """Why the first of ``object_ids`` made by a parked task cannot be made yet."""
         outputs = {oid: error for task, error in self.tasks.values() for oid in task.output_ids}

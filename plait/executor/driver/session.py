@@ -524,7 +524,13 @@ class Session(ObjectReading, Engine):
         return self.parked.unpark()                   # another try: a node may have joined
 
     def cannot_place(self, graph: Any, tasks: dict[str, Any], error: Any) -> None:
-        if error.infeasible:                          # a node may join that runs it
+        from plait.executor.wire import protocol as p
+
+        task = tasks[error.task_id]
+        died = self.values.get(task.actor) if task.is_actor_call else None
+        if isinstance(died, p.Failed):                # a call of an actor killed unplaced
+            self.refuse(graph, tasks, pickle.loads(died.error), error.task_id)
+        elif error.infeasible:                        # a node may join that runs it
             self.parked.park(graph, tasks, error)
         else:
             self.refuse(graph, tasks, error)
@@ -594,11 +600,23 @@ class Session(ObjectReading, Engine):
 
     @_serialized
     def kill_actor(self, actor_id: str, no_restart: bool) -> None:
-        """Stop an actor's process (submitting what was made first, its creation included)."""
+        """Stop an actor's process (submitting what was made first, its creation included).
+        One that no node could host yet (parked) dies here, and its calls with it, as Ray
+        fails the calls of an actor killed while it waits to be placed."""
+        from plait.errors import ActorDiedError
         from plait.executor.wire import protocol as p
 
         self.run([])
-        self.conn.send(p.KillActor(actor_id, no_restart))
+        doomed = self.parked.drop_actor(actor_id)
+        if not doomed:
+            self.conn.send(p.KillActor(actor_id, no_restart))
+            return
+        error = ActorDiedError(actor_id, "it was killed (plait.kill) before any node could "
+                                         "host it")
+        for task in doomed:
+            task.forget_inputs()
+            for oid in task.output_ids:
+                self.fail(oid, error)
 
     def fetch(self, object_ids: list[str], count: int, timeout: float | None,
               raise_timeout: bool = True, until_failure: bool = False) -> None:
