@@ -13,6 +13,8 @@ the shared-memory arena); executor is DOING it (ZeroMQ protocol, node and worker
 processes). ``import plait as ray`` runs plain Ray Core scripts.
 """
 
+import cloudpickle  # ray.cloudpickle: the pickler Ray programs reach through ray
+
 from plait import actor, cluster_utils, exceptions, util
 from plait.api import (available_resources, cancel, cluster_resources, compile, compute, free,
                        get, get_actor, get_gpu_ids, get_runtime_context, init, is_initialized,
@@ -70,6 +72,7 @@ __all__ = [
     "actor",
     "available_resources",
     "cancel",
+    "cloudpickle",
     "cluster_resources",
     "cluster_utils",
     "compile",

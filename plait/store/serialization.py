@@ -112,27 +112,56 @@ def dumps(value: Any, buffer_callback: Callable[[pickle.PickleBuffer], Any] | No
     """
     numpy = sys.modules.get("numpy")
     with io.BytesIO() as file:
-        if numpy is None:
+        if numpy is None and not _SERIALIZERS:
             cloudpickle.Pickler(file, protocol=5, buffer_callback=buffer_callback).dump(value)
         else:
-            _ReadOnlyPickler(file, numpy.ndarray, buffer_callback).dump(value)
+            _Pickler(file, numpy.ndarray if numpy else None, buffer_callback).dump(value)
         return file.getvalue()
 
 
-class _ReadOnlyPickler(cloudpickle.Pickler):
-    """cloudpickle, with numpy arrays reduced so that they are rebuilt read-only.
+# Classes pickled the user's way (``plait.util.register_serializer``, Ray's): an instance
+# becomes ``(deserializer, (serializer(instance),))``, the deserializer pickled by value
+# when it is the script's own, so a process that never registered it reads it too, as in
+# Ray; only this process's own pickling uses the registration.
+_SERIALIZERS: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
+
+
+def register_serializer(cls: type, *, serializer: Callable[[Any], Any],
+                        deserializer: Callable[[Any], Any]) -> None:
+    """Pickle instances of exactly ``cls`` as ``serializer(instance)``, rebuilt by
+    ``deserializer`` (Ray's ``ray.util.register_serializer``)."""
+    if not isinstance(cls, type):
+        raise TypeError(f"register_serializer takes a class, not {type(cls).__name__}")
+    if not (callable(serializer) and callable(deserializer)):
+        raise TypeError("register_serializer needs callable serializer and deserializer")
+    _SERIALIZERS[cls] = (serializer, deserializer)
+
+
+def deregister_serializer(cls: type) -> None:
+    """Pickle ``cls`` as before ``register_serializer`` (nothing if it was not)."""
+    _SERIALIZERS.pop(cls, None)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, with numpy arrays reduced so that they are rebuilt read-only, and the
+    registered classes by their own serializers.
 
     Only exact ``ndarray``s: a subclass (masked arrays, matrices) keeps its own reduction.
     """
 
-    def __init__(self, file: io.BytesIO, ndarray: type,
+    def __init__(self, file: io.BytesIO, ndarray: type | None,
                  buffer_callback: Callable[[pickle.PickleBuffer], Any] | None) -> None:
         super().__init__(file, protocol=5, buffer_callback=buffer_callback)
         self.ndarray = ndarray
 
     def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is self.ndarray:
+        kind = type(obj)
+        if kind is self.ndarray:
             return _read_only_reduction(obj)
+        custom = _SERIALIZERS.get(kind) if _SERIALIZERS else None
+        if custom is not None:
+            serializer, deserializer = custom
+            return deserializer, (serializer(obj),)
         return super().reducer_override(obj)
 
 

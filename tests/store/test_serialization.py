@@ -222,3 +222,29 @@ def test_large_layout_round_trips_through_the_parallel_copy():
     assert source.nbytes > PARALLEL_COPY_BYTES
     _, block = written(source)
     np.testing.assert_array_equal(deserialize(memoryview(block)), source)
+
+
+class _Locked:
+    """Unpicklable as it is (a lock): only a registered serializer pickles it."""
+
+    def __init__(self, value):
+        self.value, self.lock = value, threading.Lock()
+
+
+def _rebuilt(value):
+    return ("rebuilt", value)
+
+
+def test_a_registered_serializer_pickles_its_class_and_the_data_carries_its_deserializer():
+    plait.util.register_serializer(_Locked, serializer=lambda o: o.value,
+                                   deserializer=_rebuilt)
+    try:
+        data = serialization.dumps({"k": [_Locked(7)]})
+        serialization.deregister_serializer(_Locked)     # a reader that never registered it
+        assert pickle.loads(data) == {"k": [("rebuilt", 7)]}
+        with pytest.raises(plait.SerializationError):
+            serialization.serialize(_Locked(7))
+    finally:
+        serialization.deregister_serializer(_Locked)
+    with pytest.raises(TypeError):
+        plait.util.register_serializer(_Locked(1), serializer=str, deserializer=str)
