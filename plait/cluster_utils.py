@@ -104,8 +104,10 @@ class ClusterNode:
         """Stop the node: its process and every worker and actor process under it, then
         remove its arena, spill dir and sockets (a node killed cannot)."""
         processes = [self.process.pid] + descendants(self.process.pid)
-        grace = STOP_GRACE_SECONDS if allow_graceful else 0.0
-        terminate(processes, grace, signal.SIGTERM if allow_graceful else signal.SIGKILL)
+        if allow_graceful:   # the node first: it stops its own workers and actors knowing it
+            #                  goes (its actors then restart once, elsewhere, not on it too)
+            terminate(processes[:1], STOP_GRACE_SECONDS, signal.SIGTERM)
+        terminate(processes, 0.0, signal.SIGKILL)      # what it left behind
         self.process.wait()                     # ours to reap
         if self.config.spill_dir:
             shutil.rmtree(self.config.spill_dir, ignore_errors=True)

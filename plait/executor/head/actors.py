@@ -206,15 +206,16 @@ class ActorRouting:
         for actor_id in list(self.may_wait):      # the oldest first, as Ray's queue
             record = self.actors[actor_id]
             spec = record.spec
-            if record.moving or room.get(record.node, 0.0) >= 0:
-                continue
+            if record.moving or room.get(record.node, -1.0) >= 0:
+                continue                          # (a node running no tasks has no room)
             target = next((node for node in sorted(room, key=self.node_order)
                            if room[node] >= spec.slots
                            and offers(self.nodes[node].info.resources, spec.resources)), None)
             if target is None:
                 continue
             room[target] -= spec.slots
-            room[record.node] += spec.slots
+            if record.node in room:
+                room[record.node] += spec.slots
             record.moving = target
             self.to_node(record.node, p.Revoke(actor_id))
 
@@ -294,7 +295,7 @@ class ActorRouting:
             pending = [s for s in map(self.assigned.get, self.assigned.on(node))
                        if s is not None and s.actor == actor_id]
             limit = record.spec.max_retries
-            if not self.able() or 0 <= limit <= record.restarts:
+            if 0 <= limit <= record.restarts:
                 record.dead = pickle.dumps(ActorDiedError(actor_id, f"its node {node} died "
                                                                     f"({reason})"))
                 self.release_arguments(record)

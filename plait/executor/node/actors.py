@@ -126,6 +126,9 @@ class Actors:
             return                                   # already here (a duplicate assign)
         self.dead.pop(spec.actor, None)
         actor = self.by_id[spec.actor] = LocalActor(spec)
+        if self.node.num_workers == 0 and spec.slots:
+            self.awaiting.append(spec.actor)      # where the head restarts it while no node
+            return                                # can: it moves it once one joins
         if not self.node.ledger.offers(spec.resources) or spec.slots > self.node.num_workers:
             wants = {**dict(spec.resources), **({"CPU": spec.slots} if spec.slots else {})}
             self.die(actor, ActorDiedError(spec.actor, f"it asks for {wants}, which "   # (moved
@@ -383,6 +386,9 @@ class Actors:
         if actor.dead:
             self.forget(actor)
             return
+        if node.stopping and not actor.kill_reason:
+            return     # the node goes, not the actor: the head restarts it elsewhere (one
+            #            restart, not two) and retries its calls when it hears (actors_lost)
         inflight = list(worker.inflight.items())
         reason = actor.kill_reason or how
         limit = actor.spec.max_retries
