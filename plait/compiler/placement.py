@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import heapq
 import math
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -177,7 +178,9 @@ def place(graph: Graph, view: ClusterView, options: CompileOptions) -> list[Choi
         if task.actor and task.actor != task.id:
             node, reason = _actor_node(task, actors, view), "runs in its actor"
         elif task.actor and _spreads(task, unique) and len(pool) > 1:
-            node = min((n.id for n in pool), key=lambda n: (actors_on[n], rank[n]))
+            turn = zlib.crc32(task.id.encode())      # ties turn with the actor's id
+            node = min((n.id for n in pool),
+                       key=lambda n: (actors_on[n], (rank[n] + turn) % len(rank)))
             reason = "an actor asking for no CPU: the node with the fewest actors"
         else:
             node, reason = _choose_node(task, slots, unique, loads, view, options)
@@ -201,7 +204,9 @@ def _spreads(task: TaskNode, inputs: Inputs) -> bool:
     """An actor that asks for nothing (no CPU, resource or node) and reads no large object
     goes where the fewest actors live, as Ray spreads such actors over its nodes: they hold
     no worker slot, so by load alone every one would land on the first node, and a chain of
-    actors passing large values would share (and fill) one store."""
+    actors passing large values would share (and fill) one store. Among nodes with as few,
+    the actor's id picks (a turn, not a chance: the plan stays a function of its input), so
+    actors made and dropped one at a time do not all land on the same one either."""
     return (task.actor == task.id and task.num_cpus == 0 and not task.needs
             and task.node is None
             and all(nbytes < LOCALITY_MIN_BYTES for _, nbytes, _ in inputs))
