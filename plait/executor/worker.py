@@ -9,9 +9,6 @@ Data flow of one batch::
                                            when they are quick; a result held back behind
                                            a batch-mate that runs long goes after
                                            LATE_RESULT_SECONDS, from a thread)
-    node <--HandBack(tasks)-- worker      (the batch's tasks not started, once the one
-                                           running has run HAND_BACK_SECONDS: the node gives
-                                           them to a free worker; same thread)
 
 A worker also serves ``plait.get``/``plait.put`` for code running inside its tasks (the
 ``WorkerRuntime``): nested refs ready when the task started arrive with their values, so
@@ -25,9 +22,9 @@ results) is its ``Call``.
 
 Who uses the socket to the node: the main thread, which runs the message loop (and, one
 at a time, the tasks), and the late-results thread (``send_late_results``), which only
-sends, and only a result held back behind a long batch-mate, or the batch's tasks it hands
-back, while the main thread runs that batch-mate's code; the lock ``io`` serialises the
-two (every send and receive takes it, and so does the main thread's start of each task). In an async or threaded actor the calls' threads never touch the socket: they post
+sends, and only a result held back behind a long batch-mate while the main thread runs
+that batch-mate's code; the lock ``io`` serialises the two (every send and receive takes
+it). In an async or threaded actor the calls' threads never touch the socket: they post
 what they send to the main thread (calls.py); nothing is held back there, so the
 late-results thread stays idle.
 """
