@@ -86,10 +86,6 @@ FLUSH_SECONDS = 0.001
 # ... and a quick task's result must not wait for a batch-mate that runs long (one that
 # loops until cancelled would hold it for ever): a thread sends what waited this long.
 LATE_RESULT_SECONDS = 0.01
-# ... and tasks queued behind a task that has run this long go back to the node, which
-# gives them to a worker that is free (Ray queues nothing behind a running task; a batch
-# of short tasks stuck behind a long one waited for it while other workers idled).
-HAND_BACK_SECONDS = 0.1
 RECENT_TASKS = 16            # tasks a Free of the worker's session waits for (Free.after)
 PARENT_CHECK_MS = 500
 CANCEL_CHECK_SECONDS = 0.01  # how often a running async call looks for a cancel
@@ -228,8 +224,6 @@ class WorkerRuntime:
         self.session: Any = None                     # nested tasks: see nested()
         self.session_lock = threading.Lock()
         self.skip: set[tuple[str, int]] = set()      # queued tasks the node took back
-        self.queued: deque[tuple[str, int]] = deque()  # this batch's tasks not started yet
-        self.item_started = 0.0                      # when the running one of them started
         self.flushed = time.perf_counter()
         self.instance: Any = None                    # an actor's process: its one instance
         self.loop: Any = None                        # asyncio loop for async functions
@@ -359,10 +353,10 @@ class WorkerRuntime:
             self.functions[function_id] = data
         self.flushed = time.perf_counter()
         made: dict[str, p.ObjectValue] = {}        # results of this batch, for fused chains
-        self.queue_batch(batch)
         for item in batch.items:
-            if not self.take_next(item):
-                continue                                # taken or handed back meanwhile
+            if (item.task_id, item.attempt) in self.skip:
+                self.skip.discard((item.task_id, item.attempt))   # taken back meanwhile
+                continue
             if made:
                 item = _resolve_pending(item, made)
             if self.interrupt_asked:
@@ -383,36 +377,6 @@ class WorkerRuntime:
         self.flush_results()
         self.sweep.note(len(batch.items))
         self.sweep.sweep_if_due()         # (after the results went: they wait for nothing)
-
-    def queue_batch(self, batch: p.RunTasks) -> None:
-        """The batch's tasks wait to start; the results thread hands them back to the node
-        if the one running takes HAND_BACK_SECONDS (not an actor's: its calls stay)."""
-        with self.io:
-            self.queued = deque((item.task_id, item.attempt) for item in batch.items) \
-                if self.actor is None and len(batch.items) > 1 else deque()
-            self.item_started = time.perf_counter()
-            if self.queued:
-                self.results_due.notify()
-
-    def take_next(self, item: p.WorkItem) -> bool:
-        """Start ``item`` unless it was taken back (Skip) or handed back: under the lock
-        the results thread hands back under, so no task is both run and handed back."""
-        key = (item.task_id, item.attempt)
-        with self.io:
-            if self.queued and self.queued[0] == key:
-                self.queued.popleft()
-            if key in self.skip:
-                self.skip.discard(key)
-                return False
-            self.item_started = time.perf_counter()
-            return True
-
-    def hand_back_queued(self) -> None:
-        """(The results thread, holding ``io``.) The tasks queued behind one that runs long
-        go back to the node, to run where a worker is free; this worker skips them."""
-        handed, self.queued = tuple(self.queued), deque()
-        self.skip.update(handed)
-        self.sock.send(p.encode(p.HandBack(handed)), copy=False)
 
     def hold_result(self, result: p.TaskResult, more: bool = False) -> None:
         """Keep a result to send with its batch-mates'; when ``more`` of them are to run
@@ -462,21 +426,14 @@ class WorkerRuntime:
         refs riding in them stay alive until the main thread's next flush."""
         with self.io:
             while True:
-                now, waits = time.perf_counter(), []
-                if self.unsent:
-                    left = self.unsent_since + LATE_RESULT_SECONDS - now
-                    if left <= 0:
-                        self.sock.send(p.encode(p.TasksDone(tuple(self.unsent))), copy=False)
-                        self.unsent.clear()
-                        continue
-                    waits.append(left)
-                if self.queued:
-                    left = self.item_started + HAND_BACK_SECONDS - now
-                    if left <= 0:
-                        self.hand_back_queued()
-                        continue
-                    waits.append(left)
-                self.results_due.wait(min(waits) if waits else None)
+                while not self.unsent:
+                    self.results_due.wait()
+                left = self.unsent_since + LATE_RESULT_SECONDS - time.perf_counter()
+                if left > 0:
+                    self.results_due.wait(left)
+                    continue
+                self.sock.send(p.encode(p.TasksDone(tuple(self.unsent))), copy=False)
+                self.unsent.clear()
 
     # -- one task ----------------------------------------------------------------------
 
@@ -1070,9 +1027,7 @@ class WorkerRuntime:
         while True:
             message = self.receive(PARENT_CHECK_MS)
             if isinstance(message, p.Skip):
-                with self.io:
-                    self.skip.update(message.tasks)
-                    self.queued = deque(t for t in self.queued if t not in self.skip)
+                self.skip.update(message.tasks)
                 return
             if message is not None:
                 self.stash.append(message)

@@ -497,23 +497,3 @@ def test_a_task_of_one_and_a_half_cpus_leaves_half_of_one_to_others(cluster, tmp
     wide = meet.options(num_cpus=1.5).remote(str(tmp_path), "wide", 2)
     narrow = meet.options(num_cpus=0.5).remote(str(tmp_path), "narrow", 2)
     assert plait.get([wide, narrow], timeout=60) == [{"CPU": 1.5}, {"CPU": 0.5}]
-
-
-@plait.remote
-def quick(i):
-    return i
-
-
-def test_tasks_sent_behind_a_long_one_run_on_a_free_worker_meanwhile(cluster, tmp_path):
-    """Sent together, some short tasks share a batch with the long one (the node queues
-    them on its worker); that worker hands them back, and the free worker runs them while
-    the long one still runs, as Ray runs nothing queued behind a running task (before,
-    they waited for it)."""
-    gate = str(tmp_path / "go")
-    long = wait_for_file.remote(gate)
-    short = [quick.remote(i) for i in range(10)]
-    try:
-        assert plait.get(short, timeout=20) == list(range(10))   # the long one still runs
-    finally:
-        open(gate, "w").close()
-    assert plait.get(long, timeout=30) == "done"

@@ -513,16 +513,6 @@ class Node(Outbox):
         self.take_back(worker)
         self.lend_slot()
 
-    def worker_HandBack(self, worker: WorkerHandle, message: p.HandBack) -> None:
-        """Tasks the worker will not start (queued behind one that runs long): each runs
-        again where a worker is free, as a new attempt. One no longer queued there (taken
-        back when its task blocked, or cancelled) is left alone."""
-        for task_id, attempt in message.tasks:
-            if worker.inflight.get(task_id) == attempt:
-                del worker.inflight[task_id]
-                self.release(task_id)
-                self.table.requeue(task_id, attempt)
-
     def worker_Unblocked(self, worker: WorkerHandle, message: p.Unblocked) -> None:
         worker.blocked = False
 

@@ -16,7 +16,7 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
              ResourcesRequest/StateCheck/NodeLost/KillActor/SnapshotRequest/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
     worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/ViewsGone/Yielded/Blocked/
-             Unblocked/HandBack--> node
+             Unblocked--> node
     worker <--RunTasks/Skip/Cancel/Allocated/Refused/Bye----- node
 
 Each receiving side's handlers are looked up by message class (dispatch.py); a test holds
@@ -774,14 +774,6 @@ class Skip:
 
 
 @dataclass(frozen=True, slots=True)
-class HandBack:
-    """Tasks queued on a worker behind one that runs long, not started: the worker skips
-    them, and the node gives them to a worker that is free (by attempt, as Skip's)."""
-
-    tasks: tuple[tuple[str, int], ...]
-
-
-@dataclass(frozen=True, slots=True)
 class RunTasks:
     functions: tuple[tuple[str, bytes], ...]
     items: tuple[WorkItem, ...]
@@ -961,7 +953,7 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | ActorLookup | ActorFound | ActorNamesRequest | ActorNames | ActorExit | WorkerExited
            | CancelSubmitted | Bye
            | WorkerReady | Blocked | Unblocked
-           | Skip | HandBack | RunTasks | TasksDone | ViewsGone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
+           | Skip | RunTasks | TasksDone | ViewsGone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
            | PlanRequest | PlanReport | ObjectsRequest | ObjectsReport | ActorsRequest
            | ActorsReport)
 
