@@ -86,6 +86,10 @@ FLUSH_SECONDS = 0.001
 # ... and a quick task's result must not wait for a batch-mate that runs long (one that
 # loops until cancelled would hold it for ever): a thread sends what waited this long.
 LATE_RESULT_SECONDS = 0.01
+# ... and the tasks sent behind a task that has run this long go back to the node, which
+# gives them to a free worker (Ray queues nothing behind a running task; short tasks sent
+# with a long one waited for it while other workers idled). See hand_back.
+HAND_BACK_SECONDS = 0.1
 RECENT_TASKS = 16            # tasks a Free of the worker's session waits for (Free.after)
 PARENT_CHECK_MS = 500
 CANCEL_CHECK_SECONDS = 0.01  # how often a running async call looks for a cancel
@@ -224,6 +228,12 @@ class WorkerRuntime:
         self.session: Any = None                     # nested tasks: see nested()
         self.session_lock = threading.Lock()
         self.skip: set[tuple[str, int]] = set()      # queued tasks the node took back
+        self.skips_owed = 0                # Skips the node owes (Blocked, HandBack): no task
+        #                                    starts before they are read (read_skips)
+        self.queued: deque[tuple[str, int]] = deque()  # this batch's tasks not started yet
+        self.in_batch: tuple[str, int] | None = None   # the batch's task running, and since
+        self.item_started = 0.0
+        self.handed: tuple[str, int] | None = None     # ... the one a HandBack named
         self.flushed = time.perf_counter()
         self.instance: Any = None                    # an actor's process: its one instance
         self.loop: Any = None                        # asyncio loop for async functions
@@ -353,10 +363,10 @@ class WorkerRuntime:
             self.functions[function_id] = data
         self.flushed = time.perf_counter()
         made: dict[str, p.ObjectValue] = {}        # results of this batch, for fused chains
+        self.queue_batch(batch)
         for item in batch.items:
-            if (item.task_id, item.attempt) in self.skip:
-                self.skip.discard((item.task_id, item.attempt))   # taken back meanwhile
-                continue
+            if not self.take_next(item):
+                continue                          # taken back (Blocked, HandBack) meanwhile
             if made:
                 item = _resolve_pending(item, made)
             if self.interrupt_asked:
@@ -374,9 +384,55 @@ class WorkerRuntime:
                 #                        RESULTS.md). Batched, sync calls run ~2x as fast.
             elif time.perf_counter() - self.flushed > FLUSH_SECONDS:
                 self.flush_results()
+        with self.io:
+            self.in_batch = None
         self.flush_results()
         self.sweep.note(len(batch.items))
         self.sweep.sweep_if_due()         # (after the results went: they wait for nothing)
+
+    def queue_batch(self, batch: p.RunTasks) -> None:
+        """The batch's tasks wait to start; the results thread may hand them back (and any
+        sent after them) once one runs long. An actor's calls stay: they run in order."""
+        with self.io:
+            self.queued = deque((item.task_id, item.attempt) for item in batch.items) \
+                if self.actor is None and len(batch.items) > 1 else deque()
+
+    def take_next(self, item: p.WorkItem) -> bool:
+        """Start ``item`` unless the node took it back. Under ``io``, which the results
+        thread hands back under, and only once the node's Skips owed are read: the node
+        takes back every task sent after the one a HandBack names, so none starts between."""
+        key = (item.task_id, item.attempt)
+        with self.io:
+            if self.skips_owed:
+                self.read_skips()
+            if self.queued and self.queued[0] == key:
+                self.queued.popleft()
+            if key in self.skip:
+                self.skip.discard(key)
+                return False
+            if self.queued or self.in_batch is not None:    # (the thread's wake-up: once
+                if self.in_batch is None:                    # a batch, not once a task)
+                    self.results_due.notify()
+                self.in_batch, self.item_started = key, time.perf_counter()
+            return True
+
+    def hand_back(self) -> None:
+        """(The results thread, holding ``io``.) The task running has run HAND_BACK_SECONDS:
+        if tasks were sent behind it (this batch's, or another batch not read yet), the
+        results held go, then HandBack naming it; the node takes back every task sent
+        after it and answers Skip, and this worker starts nothing before reading that."""
+        self.handed = self.in_batch
+        if not (self.queued or self.sock.poll(0)):
+            self.handed = None                    # nothing behind it now: look again later
+            self.item_started = time.perf_counter()
+            return
+        if self.unsent:
+            self.sock.send(p.encode(p.TasksDone(tuple(self.unsent))), copy=False)
+            self.unsent.clear()
+        self.skip.update(self.queued)
+        self.queued.clear()
+        self.skips_owed += 1
+        self.sock.send(p.encode(p.HandBack(self.in_batch)), copy=False)
 
     def hold_result(self, result: p.TaskResult, more: bool = False) -> None:
         """Keep a result to send with its batch-mates'; when ``more`` of them are to run
@@ -426,14 +482,21 @@ class WorkerRuntime:
         refs riding in them stay alive until the main thread's next flush."""
         with self.io:
             while True:
-                while not self.unsent:
-                    self.results_due.wait()
-                left = self.unsent_since + LATE_RESULT_SECONDS - time.perf_counter()
-                if left > 0:
-                    self.results_due.wait(left)
-                    continue
-                self.sock.send(p.encode(p.TasksDone(tuple(self.unsent))), copy=False)
-                self.unsent.clear()
+                now, waits = time.perf_counter(), []
+                if self.unsent:
+                    left = self.unsent_since + LATE_RESULT_SECONDS - now
+                    if left <= 0:
+                        self.sock.send(p.encode(p.TasksDone(tuple(self.unsent))), copy=False)
+                        self.unsent.clear()
+                        continue
+                    waits.append(left)
+                if self.in_batch is not None and self.handed != self.in_batch:
+                    left = self.item_started + HAND_BACK_SECONDS - now
+                    if left <= 0:
+                        self.hand_back()
+                        continue
+                    waits.append(left)
+                self.results_due.wait(min(waits) if waits else None)
 
     # -- one task ----------------------------------------------------------------------
 
@@ -1014,7 +1077,9 @@ class WorkerRuntime:
             return call(self.nested())
         self.flush_results()
         try:
-            self.send(p.Blocked(self.config.index))
+            with self.io:
+                self.skips_owed += 1
+                self.send(p.Blocked(self.config.index))
             return call(self.nested())
         finally:
             with self.shielded():             # an interrupt of the wait: after the slot is back
@@ -1022,13 +1087,21 @@ class WorkerRuntime:
                 self.read_skips()
 
     def read_skips(self) -> None:
-        """Wait for the node's answer to Blocked (the tasks it took back), keeping other
-        messages for later: tasks queued here that another worker now runs are skipped."""
-        while True:
+        """Wait for the node's answers to Blocked and HandBack (the tasks it took back),
+        keeping other messages for later: tasks queued here that another worker now runs
+        are skipped."""
+        for message in [m for m in self.stash if isinstance(m, p.Skip)]:
+            self.stash.remove(message)        # (a reply's wait, a put's, kept it for later)
+            with self.io:
+                self.skip.update(message.tasks)
+                self.skips_owed -= 1
+        while self.skips_owed:
             message = self.receive(PARENT_CHECK_MS)
             if isinstance(message, p.Skip):
-                self.skip.update(message.tasks)
-                return
+                with self.io:
+                    self.skip.update(message.tasks)
+                    self.skips_owed -= 1
+                continue
             if message is not None:
                 self.stash.append(message)
             elif os.getppid() != self.config.parent_pid:

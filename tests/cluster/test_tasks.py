@@ -497,3 +497,24 @@ def test_a_task_of_one_and_a_half_cpus_leaves_half_of_one_to_others(cluster, tmp
     wide = meet.options(num_cpus=1.5).remote(str(tmp_path), "wide", 2)
     narrow = meet.options(num_cpus=0.5).remote(str(tmp_path), "narrow", 2)
     assert plait.get([wide, narrow], timeout=60) == [{"CPU": 1.5}, {"CPU": 0.5}]
+
+
+@plait.remote
+def quick(i):
+    return i
+
+
+def test_tasks_sent_behind_a_long_one_run_on_a_free_worker_meanwhile(cluster, tmp_path):
+    """Sent together, some short tasks are queued behind the long one on its worker (in
+    its batch, or in a batch sent behind it); that worker hands them back, and the free
+    worker runs them while the long one still runs, as Ray queues nothing behind a running
+    task (before, they waited for it)."""
+    for round_ in range(3):                   # batches fall differently each time
+        gate = str(tmp_path / f"go-{round_}")
+        long = wait_for_file.remote(gate)
+        short = [quick.remote(i) for i in range(10)]
+        try:
+            assert plait.get(short, timeout=20) == list(range(10))  # the long one runs on
+        finally:
+            open(gate, "w").close()
+        assert plait.get(long, timeout=30) == "done"

@@ -513,6 +513,20 @@ class Node(Outbox):
         self.take_back(worker)
         self.lend_slot()
 
+    def worker_HandBack(self, worker: WorkerHandle, message: p.HandBack) -> None:
+        """The worker's running task runs long: every task sent after it (the worker
+        starts none before this Skip) runs where a worker is free, as a new attempt. Those
+        sent before it have ended (their results came first); if it is not listed (its own
+        result came first, or a cancel took it), every task listed was sent after it."""
+        sent = list(worker.inflight.items())
+        after = next((i + 1 for i, entry in enumerate(sent) if entry == message.running), 0)
+        taken = [] if worker.actor else sent[after:]
+        for task_id, attempt in taken:
+            del worker.inflight[task_id]
+            self.release(task_id)
+            self.table.requeue(task_id, attempt)
+        self.to_worker(worker.identity, p.Skip(tuple(taken)))
+
     def worker_Unblocked(self, worker: WorkerHandle, message: p.Unblocked) -> None:
         worker.blocked = False
 

@@ -16,7 +16,7 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
              ResourcesRequest/StateCheck/NodeLost/KillActor/SnapshotRequest/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
     worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/ViewsGone/Yielded/Blocked/
-             Unblocked--> node
+             Unblocked/HandBack--> node
     worker <--RunTasks/Skip/Cancel/Allocated/Refused/Bye----- node
 
 Each receiving side's handlers are looked up by message class (dispatch.py); a test holds
@@ -774,6 +774,15 @@ class Skip:
 
 
 @dataclass(frozen=True, slots=True)
+class HandBack:
+    """The worker's task ``running`` (id, attempt) runs long: the tasks sent after it are
+    to go to a free worker. The worker starts none of them before the node's Skip, which
+    names those the node took back (all sent after ``running``)."""
+
+    running: tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class RunTasks:
     functions: tuple[tuple[str, bytes], ...]
     items: tuple[WorkItem, ...]
@@ -953,7 +962,7 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | ActorLookup | ActorFound | ActorNamesRequest | ActorNames | ActorExit | WorkerExited
            | CancelSubmitted | Bye
            | WorkerReady | Blocked | Unblocked
-           | Skip | RunTasks | TasksDone | ViewsGone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
+           | Skip | HandBack | RunTasks | TasksDone | ViewsGone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
            | PlanRequest | PlanReport | ObjectsRequest | ObjectsReport | ActorsRequest
            | ActorsReport)
 

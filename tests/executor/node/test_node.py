@@ -44,6 +44,25 @@ def test_tasks_queued_behind_a_blocked_task_are_taken_back_and_skipped(node):
     assert {node.table.ready.popleft() for _ in range(2)} == {"t1", "t2"}
 
 
+def test_a_hand_back_takes_every_task_sent_after_the_one_running(node):
+    """t0 ended (its result not here yet), t1 runs long, t2 and t3 (another batch) wait
+    behind it: both go back to be run elsewhere; a HandBack naming a task no longer listed
+    takes all that are."""
+    node.functions["f@1"] = b""
+    tell(node, FromHead(p.Assign((), tuple(spec(f"t{i}") for i in range(4)))))
+    worker = node.workers[b"w0"]
+    node.send_items(worker, [node.work_item(t) for t in ("t0", "t1")])
+    node.send_items(worker, [node.work_item(t) for t in ("t2", "t3")])
+    sent(node).clear()
+    tell(node, FromWorker(b"w0", p.HandBack(("t1", 0))))
+    assert sent(node) == [(b"w0", p.Skip((("t2", 0), ("t3", 0))))]
+    assert list(worker.inflight) == ["t0", "t1"]
+    assert {node.table.ready.popleft() for _ in range(2)} == {"t2", "t3"}
+    sent(node).clear()
+    tell(node, FromWorker(b"w0", p.HandBack(("gone", 0))))
+    assert sent(node) == [(b"w0", p.Skip((("t0", 0), ("t1", 0))))] and not worker.inflight
+
+
 def test_nothing_is_queued_behind_a_task_that_blocked_until_it_ends(node):
     """A task that waits on its children blocks again and again (a loop of gets): tasks
     queued behind it between two blocks would be taken back at each, every time as a new

@@ -62,6 +62,7 @@ SAMPLES = [
     p.Blocked(0),
     p.Unblocked(0),
     p.Skip((("inc-2", 1),)),
+    p.HandBack(("inc-3", 0)),
     p.Cancel(("inc-2", "inc-3")),
     p.Cancel(("inc-2",), recursive=False, force=True),
     p.Revoked("inc-2", True),
