@@ -149,15 +149,23 @@ def _task_error_class(cause_type: type) -> type:
     elif not _subclassable(cause_type):
         kind = TaskError
     else:
-        try:
-            kind = type(f"TaskError({cause_type.__name__})", (TaskError, cause_type),
-                        {"__str__": TaskError.__str__, "__reduce__": TaskError.__reduce__,
-                         "__init__": TaskError.__init__, "__getattr__": _cause_attribute,
-                         "__module__": __name__})
-            kind.__new__(kind)
-        except TypeError:  # incompatible layouts or __new__ (MemoryError, some C types)
-            kind = TaskError
+        kind = _both(TaskError, cause_type,
+                     {"__str__": TaskError.__str__, "__reduce__": TaskError.__reduce__,
+                      "__init__": TaskError.__init__, "__getattr__": _cause_attribute})
     _TASK_ERROR_CLASSES[cause_type] = kind
+    return kind
+
+
+def _both(ours: type, cause_type: type, namespace: dict[str, object]) -> type:
+    """The class deriving from ``ours`` and the user's ``cause_type``, named for both, or
+    ``ours`` when the two cannot be combined (incompatible layouts or ``__new__``:
+    MemoryError, some C types)."""
+    try:
+        kind = type(f"{ours.__name__}({cause_type.__name__})", (ours, cause_type),
+                    {**namespace, "__module__": __name__})
+        kind.__new__(kind)
+    except TypeError:
+        return ours
     return kind
 
 
@@ -321,14 +329,8 @@ def _serialization_error_class(cause_type: type) -> type:
         return kind
     kind = SerializationError
     if not issubclass(cause_type, builtins.TypeError) and _subclassable(cause_type):
-        try:
-            kind = type(f"SerializationError({cause_type.__name__})",
-                        (SerializationError, cause_type),
-                        {"__str__": BaseException.__str__, "__init__": BaseException.__init__,
-                         "__module__": __name__})
-            kind.__new__(kind)
-        except TypeError:  # incompatible layouts or __new__
-            kind = SerializationError
+        kind = _both(SerializationError, cause_type,
+                     {"__str__": BaseException.__str__, "__init__": BaseException.__init__})
     _SERIALIZATION_ERROR_CLASSES[cause_type] = kind
     return kind
 

@@ -170,11 +170,15 @@ class Engine(ABC):
             if task is None or task.submitted:
                 submitted.append(ref)
                 continue
-            task.submitted = True
-            task.forget_inputs()
-            for oid in task.output_ids:
-                self.fail(oid, TaskCancelledError(task.id))
+            self.fail_unsent(task, TaskCancelledError(task.id))
         return submitted
+
+    def fail_unsent(self, task: Any, error: BaseException) -> None:
+        """A task that will never be submitted: its results fail with ``error``."""
+        task.submitted = True
+        task.forget_inputs()
+        for oid in task.output_ids:
+            self.fail(oid, error)
 
     def refuse(self, graph: Graph, tasks: dict[str, Any], error: Exception,
                task_id: str = "") -> None:
@@ -188,10 +192,8 @@ class Engine(ABC):
             task = tasks.get(doomed.pop())
             if task is None or task.submitted:
                 continue
-            task.submitted = True
-            task.forget_inputs()
+            self.fail_unsent(task, error)
             for oid in task.output_ids:
-                self.fail(oid, error)
                 doomed += consumers.get(oid, [])
 
     @serialized

@@ -427,8 +427,7 @@ class WorkerRuntime:
             self.item_started = time.perf_counter()
             return
         if self.unsent:
-            self.sock.send(p.encode(p.TasksDone(tuple(self.unsent))), copy=False)
-            self.unsent.clear()
+            self.send_unsent()
         self.skip.update(self.queued)
         self.queued.clear()
         self.skips_owed += 1
@@ -486,8 +485,7 @@ class WorkerRuntime:
                 if self.unsent:
                     left = self.unsent_since + LATE_RESULT_SECONDS - now
                     if left <= 0:
-                        self.sock.send(p.encode(p.TasksDone(tuple(self.unsent))), copy=False)
-                        self.unsent.clear()
+                        self.send_unsent()
                         continue
                     waits.append(left)
                 if self.in_batch is not None and self.handed != self.in_batch:
@@ -497,6 +495,11 @@ class WorkerRuntime:
                         continue
                     waits.append(left)
                 self.results_due.wait(min(waits) if waits else None)
+
+    def send_unsent(self) -> None:
+        """(The results thread, holding ``io``.) The results held back go now."""
+        self.sock.send(p.encode(p.TasksDone(tuple(self.unsent))), copy=False)
+        self.unsent.clear()
 
     # -- one task ----------------------------------------------------------------------
 
@@ -1092,20 +1095,22 @@ class WorkerRuntime:
         are skipped."""
         for message in [m for m in self.stash if isinstance(m, p.Skip)]:
             self.stash.remove(message)        # (a reply's wait, a put's, kept it for later)
-            with self.io:
-                self.skip.update(message.tasks)
-                self.skips_owed -= 1
+            self.take_skip(message)
         while self.skips_owed:
             message = self.receive(PARENT_CHECK_MS)
             if isinstance(message, p.Skip):
-                with self.io:
-                    self.skip.update(message.tasks)
-                    self.skips_owed -= 1
+                self.take_skip(message)
                 continue
             if message is not None:
                 self.stash.append(message)
             elif os.getppid() != self.config.parent_pid:
                 os._exit(1)
+
+    def take_skip(self, message: p.Skip) -> None:
+        """One Skip owed has come: the tasks it names are not to start here."""
+        with self.io:
+            self.skip.update(message.tasks)
+            self.skips_owed -= 1
 
     def runtime_context(self) -> context.RuntimeContext:
         call = self.current()

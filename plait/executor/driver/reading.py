@@ -36,6 +36,7 @@ import time
 import weakref
 from typing import Any
 
+from plait.errors import PlaitError
 from plait.store.serialization import deserialize
 
 FAR_TIMEOUT_SECONDS = 10.0     # a node on another host silent this long between chunks
@@ -218,8 +219,6 @@ def _left(deadline: float | None) -> float | None:
 def raised_if_error(value: Any) -> Any:
     """A value that is one of plait's errors (a task returned it, or it was put) is raised
     by the get that reads it, as Ray's get raises a RayError it reads."""
-    from plait.errors import PlaitError
-
     if isinstance(value, PlaitError):
         raise value
     return value

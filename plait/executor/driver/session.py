@@ -614,9 +614,7 @@ class Session(ObjectReading, Engine):
         error = ActorDiedError(actor_id, "it was killed (plait.kill) before any node could "
                                          "host it")
         for task in doomed:
-            task.forget_inputs()
-            for oid in task.output_ids:
-                self.fail(oid, error)
+            self.fail_unsent(task, error)
 
     def fetch(self, object_ids: list[str], count: int, timeout: float | None,
               raise_timeout: bool = True, until_failure: bool = False) -> None:

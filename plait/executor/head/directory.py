@@ -110,16 +110,16 @@ class Directory:
         ``reads`` it (for a task: its error, if it fails, goes on into that task's); a
         client's get or wait does not count as seeing it until the client says its error
         was raised (``handled``): Ray logs a failed ref that was only waited on."""
-        entry = self.entries.get(object_id)
-        if entry is not None and reads:
-            entry.seen = True
+        if reads:
+            self.handled(object_id)
         value = self.lookup(object_id)
         if value is None:
             self.entries[object_id].waiters.append(peer)
         return value
 
     def handled(self, object_id: str) -> None:
-        """A client raised the object's error to its program (a get): not unhandled."""
+        """Its error, if it fails, reached the program: a client's get raised it, or a
+        task reads it (its error goes on into the task's). Not "unhandled" then."""
         entry = self.entries.get(object_id)
         if entry is not None:
             entry.seen = True

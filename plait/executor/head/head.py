@@ -242,7 +242,7 @@ class Head(ActorRouting, Outbox):
         self.send_table()
         notes, self.notes = self.notes, defaultdict(list)
         for peer, values in notes.items():
-            if isinstance(peer, tuple) and peer[0] == NODE:
+            if _is_node(peer):
                 if peer[1] in self.nodes:            # not a node that died meanwhile
                     self.to_node(peer[1], p.Ready(tuple(self.for_node(peer[1], values))))
                     for oid, _ in values:
@@ -475,7 +475,7 @@ class Head(ActorRouting, Outbox):
         self.to_node(node, p.Assign(shipped, tuple(specs)))
 
     def on_Subscribe(self, peer: Peer, message: p.Subscribe) -> None:
-        reads = isinstance(peer, tuple) and peer[0] == NODE
+        reads = _is_node(peer)                # (a node's is for a task that reads it)
         for oid in message.object_ids:
             value = self.directory.subscribe(oid, peer, reads)
             if value is not None:
@@ -1247,6 +1247,11 @@ class Head(ActorRouting, Outbox):
         if info.host == self.host_of(self.local.id):
             self.emit(Unlink((os.path.join("/dev/shm", info.arena),
                               spill_directory(self.session, info.id))))
+
+
+def _is_node(peer: Peer) -> bool:
+    """A node's peer (``(NODE, its id)``), not a client's."""
+    return isinstance(peer, tuple) and peer[0] == NODE
 
 
 FROM_CLIENT = handlers(Head, "on_")     # Hello -> Head.on_Hello, ... (wire/dispatch.py)

@@ -519,13 +519,9 @@ class Node(Outbox):
         sent before it have ended (their results came first); if it is not listed (its own
         result came first, or a cancel took it), every task listed was sent after it."""
         sent = list(worker.inflight.items())
-        after = next((i + 1 for i, entry in enumerate(sent) if entry == message.running), 0)
-        taken = [] if worker.actor else sent[after:]
-        for task_id, attempt in taken:
-            del worker.inflight[task_id]
-            self.release(task_id)
-            self.table.requeue(task_id, attempt)
-        self.to_worker(worker.identity, p.Skip(tuple(taken)))
+        after = len(sent) if worker.actor else next(
+            (i + 1 for i, entry in enumerate(sent) if entry == message.running), 0)
+        self.take_back(worker, after)
 
     def worker_Unblocked(self, worker: WorkerHandle, message: p.Unblocked) -> None:
         worker.blocked = False
@@ -541,14 +537,15 @@ class Node(Outbox):
             self.store.pin(message.object_id)
             self.task_pins.setdefault(task_id, []).append(message.object_id)
 
-    def take_back(self, worker: WorkerHandle) -> None:
+    def take_back(self, worker: WorkerHandle, after: int = 1) -> None:
         """Tasks queued behind a task that now waits on its children may be those very
         children: run them elsewhere (a new attempt; the worker is told to skip them).
+        Those sent after the first ``after`` of the worker's tasks are taken.
 
         Every Blocked gets exactly one Skip back, empty or not: the worker reads it before
         it goes on, so it never starts a task that was already given to another worker.
         """
-        queued = list(worker.inflight.items())[1:]
+        queued = list(worker.inflight.items())[after:]
         for task_id, attempt in queued:
             del worker.inflight[task_id]
             self.release(task_id)
