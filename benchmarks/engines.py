@@ -1,7 +1,7 @@
 """plait on Ray and Dask: locality and cost, beside each engine alone and plait native.
 
     python benchmarks/engines.py [--systems ray,plait-ray,dask,plait-dask,plait] [--mib 200]
-                                 [--workloads w7,w11,w3]
+                                 [--workloads w7,w11,w3] [--rounds 9]
 
 Each system runs in a process of its own on 3 nodes of 1 CPU on this machine, all on
 loopback (Ray: a ``ray.cluster_utils.Cluster``; Dask: a ``LocalCluster`` of 3 workers;
@@ -13,7 +13,13 @@ plait: ``num_nodes=3``), and reports, one JSON line each:
 - W11 seed: put two 32x32 arrays and a 64 MiB one, ten ``seed(x, y, big)`` tasks without
   hints, one get: time, nodes used, and the big object's copies (64 MiB per other node).
 - W3 overhead: 1,000 no-op tasks and one get: tasks/s; plait-on-X beside X alone is the cost
-  of planning on top of the engine.
+  of planning on top of the engine. X alone and plait-on-X share one cluster of X, in a
+  process of their own, and take turns round by round (``--rounds``; who goes first swaps
+  each round), so that a busy spell of this shared machine, or the order they run in, falls
+  on both: run one after the other, each in its own cluster, the ratio swung from 0.81 to
+  1.01 with the order alone (RESULTS.md, stop 38). The ratio is the median of the rounds'
+  ratios. plait native's W3 runs in its own process, with its W7 and W11; either of X and
+  plait-on-X in ``--systems`` brings W3 of both.
 
 Timing figures are noisy on a shared 2-core machine: say so when quoting them.
 """
@@ -71,16 +77,23 @@ def here():
 
 # -- each system as the workloads use it: pin(f, node), submit(f, *args), get, put --------
 
+def ray_cluster():
+    """3 Ray nodes of 1 CPU and a 1 GiB store each, on loopback."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": 1 << 30})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, object_store_memory=1 << 30)
+    cluster.wait_for_nodes()
+    return cluster
+
+
 class RayAlone:
     def __init__(self):
         import ray
-        from ray.cluster_utils import Cluster
 
-        self.cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "object_store_memory": 1 << 30})
-        for _ in range(2):
-            self.cluster.add_node(num_cpus=1, object_store_memory=1 << 30)
-        self.cluster.wait_for_nodes()
+        self.cluster = ray_cluster()
         ray.init(address=self.cluster.address)
         self.ray = ray
         self.remote = {}
@@ -151,22 +164,22 @@ class DaskAlone:
 
 
 class Plait:
-    def __init__(self, engine):
+    """plait native, or plait on an engine: on a cluster of its own, or on ``alone``'s
+    (a RayAlone or DaskAlone of this process, which then keeps and closes it)."""
+
+    def __init__(self, engine, alone=None):
         import plait
 
         self.plait = plait
         self.engine = engine
+        self.cluster = None
         if engine == "ray":
-            from ray.cluster_utils import Cluster
-
-            self.cluster = Cluster(initialize_head=True, head_node_args={
-                "num_cpus": 1, "object_store_memory": 1 << 30})
-            for _ in range(2):
-                self.cluster.add_node(num_cpus=1, object_store_memory=1 << 30)
-            self.cluster.wait_for_nodes()
-            plait.init(engine="ray", address=self.cluster.address)
+            if alone is None:
+                self.cluster = ray_cluster()
+            plait.init(engine="ray", address=(alone or self).cluster.address)
         elif engine == "dask":
-            plait.init(engine="dask", num_nodes=3)
+            plait.init(engine="dask", **({"address": alone.client} if alone else
+                                         {"num_nodes": 3}))
         else:
             plait.init(num_nodes=3, num_workers=1, store_memory=2 << 30)
         self.remote = {}
@@ -201,7 +214,7 @@ class Plait:
 
     def close(self):
         self.plait.shutdown()
-        if self.engine == "ray":
+        if self.cluster is not None:
             import ray
 
             ray.shutdown()
@@ -261,16 +274,46 @@ def w11(system, rounds=3):
              "nodes_used": max(used), "moved_mib": max(moved)}]
 
 
+def w3_once(system):
+    """One W3 round: its tasks/s."""
+    start = time.perf_counter()
+    system.get([system.submit(noop) for _ in range(NOOPS)])
+    return NOOPS / (time.perf_counter() - start)
+
+
 def w3(system, rounds=3):
-    system.get([system.submit(noop) for _ in range(NOOPS)])   # warm: workers started, imports
-    rates = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        system.get([system.submit(noop) for _ in range(NOOPS)])
-        rates.append(NOOPS / (time.perf_counter() - start))
-    return [{"workload": f"W3 {NOOPS} no-ops", "tasks_per_s": float(np.median(rates))}]
+    w3_once(system)                                    # warm: workers started, imports
+    rates = [w3_once(system) for _ in range(rounds)]
+    return [{"workload": W3, "tasks_per_s": float(np.median(rates))}]
 
 
+def w3_side_by_side(engine, rounds):
+    """W3 on ``engine`` alone and plait-on-``engine``, on one cluster, taking turns (who
+    goes first swaps each round): rows for both, plait's with the median of its ratios."""
+    alone = RayAlone() if engine == "ray" else DaskAlone()
+    try:
+        on = Plait(engine, alone)
+        try:
+            systems = {engine: alone, f"plait-{engine}": on}
+            for system in systems.values():
+                w3_once(system)                        # warm
+            rates = {name: [] for name in systems}
+            for i in range(rounds):
+                for name in list(systems)[::1 if i % 2 == 0 else -1]:
+                    rates[name].append(w3_once(systems[name]))
+        finally:
+            on.close()
+    finally:
+        alone.close()
+    ratios = [mine / theirs for mine, theirs in zip(rates[f"plait-{engine}"], rates[engine],
+                                                     strict=True)]
+    rows = [{"system": name, "workload": W3, "tasks_per_s": float(np.median(r))}
+            for name, r in rates.items()]
+    rows[1].update(ratio=float(np.median(ratios)), ratios=[round(r, 3) for r in ratios])
+    return rows
+
+
+W3 = f"W3 {NOOPS} no-ops"
 WORKLOADS = {"w7": lambda system, mib: w7(system, mib), "w11": lambda system, mib: w11(system),
              "w3": lambda system, mib: w3(system)}
 
@@ -291,16 +334,34 @@ def run_one(name, mib, workloads):
         print(json.dumps({"system": name, **row}), flush=True)
 
 
+def run_side_by_side(engine, rounds):
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    for row in w3_side_by_side(engine, rounds):
+        print(json.dumps(row), flush=True)
+
+
 def table(results):
-    lines = ["| workload | system | local | moved (MiB) | time (s) | nodes used | tasks/s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| workload | system | local | moved (MiB) | time (s) | nodes used | tasks/s "
+             "| of the engine's |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r["workload"], SYSTEMS.index(r["system"]))):
-        lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
             r["workload"], r["system"],
             f"{r['local']:.0%}" if "local" in r else "",
             r.get("moved_mib", ""), f"{r['seconds']:.3f}" if "seconds" in r else "",
-            r.get("nodes_used", ""), f"{r['tasks_per_s']:.0f}" if "tasks_per_s" in r else ""))
+            r.get("nodes_used", ""), f"{r['tasks_per_s']:.0f}" if "tasks_per_s" in r else "",
+            f"{r['ratio']:.2f} ({', '.join(f'{x:.2f}' for x in r['ratios'])})"
+            if "ratio" in r else ""))
     return "\n".join(lines)
+
+
+def in_child(args, timeout=900):
+    """Run this script with ``args`` in a process of its own: the rows it printed."""
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                          timeout=timeout)
+    found = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not found:
+        print(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+    return found
 
 
 def main():
@@ -309,21 +370,30 @@ def main():
     parser.add_argument("--mib", type=int, default=200)
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help="which to run, in order (a system repeated in --systems runs again)")
+    parser.add_argument("--rounds", type=int, default=9,
+                        help="W3 rounds of an engine alone and plait on it, in turn")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--side-by-side", help=argparse.SUPPRESS)
     args = parser.parse_args()
     workloads = args.workloads.split(",")
     if args.one:
         run_one(args.one, args.mib, workloads)
         return
+    if args.side_by_side:
+        run_side_by_side(args.side_by_side, args.rounds)
+        return
+    systems = args.systems.split(",")
     results = []
-    for name in args.systems.split(","):
-        done = subprocess.run([sys.executable, __file__, "--one", name, "--mib", str(args.mib),
-                               "--workloads", args.workloads],
-                              capture_output=True, text=True, timeout=900)
-        found = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode or not found:
-            print(f"{name} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
-        results += found
+    for name in systems:
+        # W3 on an engine runs side by side below; plait native's runs here
+        mine = [w for w in workloads if w != "w3" or name == "plait"]
+        if mine:
+            results += in_child(["--one", name, "--mib", str(args.mib),
+                                 "--workloads", ",".join(mine)])
+    if "w3" in workloads:
+        for engine in ("ray", "dask"):
+            if engine in systems or f"plait-{engine}" in systems:
+                results += in_child(["--side-by-side", engine, "--rounds", str(args.rounds)])
     print(table(results))
 
 
