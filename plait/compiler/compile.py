@@ -16,8 +16,8 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from plait.compiler.passes import (check_capacity, critical_paths, cull, cut_stages,
-                                   fuse_chains, plan_releases, plan_transfers)
+from plait.compiler.passes import (critical_paths, cull, cut_stages, fuse_chains,
+                                   plan_releases, plan_transfers)
 from plait.compiler.placement import place
 from plait.compiler.plan import Plan, placed
 from plait.compiler.validate import validate
@@ -38,7 +38,6 @@ def _plan(graph: Graph, view: ClusterView, options: CompileOptions) -> Plan:
     before the collector resumes and looks at every object made since it paused."""
     _check_inputs_known(graph, view)
     choices = place(graph, view, options)
-    check_capacity(graph, view, choices, options)
     stages = cut_stages(graph, choices, view.node_ids())
     stage_of = {stage.node: stage.index for stage in stages}     # one stage per node
     follows = fuse_chains(graph, choices)

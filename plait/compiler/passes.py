@@ -5,11 +5,9 @@ cull -> place (placement.py) -> cut stages -> plan transfers -> plan releases (t
 
 from __future__ import annotations
 
-from plait.compiler.placement import Choice, unique_inputs
+from plait.compiler.placement import Choice
 from plait.compiler.plan import Stage, Transfer
-from plait.compiler.units import format_bytes
 from plait.compiler.view import ClusterView, CompileOptions
-from plait.errors import PlanError
 from plait.graph.graph import Graph, TaskNode
 
 
@@ -35,33 +33,6 @@ def cull(graph: Graph) -> Graph:
         return graph
     kept = zip(graph.tasks.items(), needed, strict=True)
     return Graph({tid: task for (tid, task), keep in kept if keep}, graph.targets)
-
-
-def check_capacity(graph: Graph, view: ClusterView, choices: list[Choice],
-                   options: CompileOptions) -> None:
-    """Refuse a task whose inputs and result cannot be in its node's store at once.
-
-    Spilling makes room for everything else, but a running task pins its inputs and the
-    block its result is written into: if those alone exceed the store, no amount of
-    spilling helps, and it is better said now than mid-run.
-    """
-    capacity = {n.id: n.store_capacity for n in view.nodes}
-    sizes, guess, inline = view.result_sizes, options.result_bytes_guess, options.inline_bytes
-    for task, choice in zip(graph.tasks.values(), choices, strict=True):
-        inputs = choice.inputs
-        if not inputs:                # a source task (W3's no-ops)
-            stored = 0
-        elif len(inputs) == 1:
-            stored = inputs[0][1] if inputs[0][1] > inline else 0
-        else:
-            stored = sum(nbytes for _, nbytes, _ in unique_inputs(inputs) if nbytes > inline)
-        pinned = stored + sizes.get(task.function_name, guess) * len(task.outputs)
-        if pinned > capacity[choice.node]:
-            raise PlanError(
-                f"task {task.id} ({task.function_name}) needs {format_bytes(pinned)} in "
-                f"{choice.node}'s store at once (its inputs and result), but the store holds "
-                f"{format_bytes(capacity[choice.node])}; start plait with a larger store_memory or "
-                f"split the work", task_id=task.id)
 
 
 def critical_paths(graph: Graph, view: ClusterView, options: CompileOptions) -> list[float]:

@@ -79,6 +79,7 @@ from plait.graph.refs import ObjectRef, collecting_refs, unsubmitted
 from plait.graph.task import decode_call, split_returns
 from plait.store.arena import Arena
 from plait.store.serialization import INLINE_THRESHOLD, deserialize, dumps, serialize
+from plait.store.spill import SpillRecord, read_copy, write_new
 
 # A finished quick task's result waits to share a message with its batch-mates, but never
 # longer than this: dependants on other workers should not wait on a slow batch.
@@ -883,6 +884,9 @@ class WorkerRuntime:
             return deserialize(value.data)
         if isinstance(value, p.Located):
             return deserialize(self.viewed(value, object_id))
+        if isinstance(value, p.OnDisk):      # no room in the store: read from its spill file
+            return deserialize(read_copy(object_id, SpillRecord(value.path, value.nbytes,
+                                                                value.crc)))
         if isinstance(value, p.Failed):
             raise pickle.loads(value.error)
         raise PlaitError(f"a {type(value).__name__} value reached a task unpinned")
@@ -945,8 +949,9 @@ class WorkerRuntime:
             self.send(p.ViewsGone(tuple(gone)))
 
     def store(self, object_id: str, value: Any, created_by: str
-              ) -> p.Inline | p.Located | p.Stored:
-        """Inline when small; otherwise allocate a block of the arena and write into it."""
+              ) -> p.Inline | p.Located | p.OnDisk | p.Stored:
+        """Inline when small; otherwise allocate a block of the arena and write into it (or,
+        larger than the whole store, the file the node names)."""
         with collecting_refs() as found:
             serialized = serialize(value)
         lazy = unsubmitted(found)
@@ -965,6 +970,9 @@ class WorkerRuntime:
         assert isinstance(reply, p.Allocated)
         if reply.held:              # a value a re-run yielded again, kept from the first run
             return p.Stored(reply.node, nbytes, contains)
+        if reply.path:              # larger than the whole store: a file of its own
+            crc = write_new(reply.path, nbytes, serialized.write_into)
+            return p.OnDisk(reply.node, reply.path, nbytes, crc, contains)
         self.arena.prefault(reply.offset, nbytes)
         serialized.write_into(self.arena.block(reply.offset, nbytes))
         return p.Located(reply.node, reply.offset, nbytes, contains)
@@ -1200,7 +1208,8 @@ class WorkerRuntime:
         if isinstance(stored, p.Inline):
             self.send(p.PutInline(object_id, stored, task_id))
         else:
-            self.send(p.Seal(object_id, stored.contains, task_id))
+            crc = stored.crc if isinstance(stored, p.OnDisk) else ()
+            self.send(p.Seal(object_id, stored.contains, task_id, crc=crc))
         if call is not None:
             call.known[object_id] = stored     # pinned: its block stays until the task ends
             call.unannounced.append(object_id)

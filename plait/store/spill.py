@@ -14,6 +14,7 @@ executor (None, the default, costs nothing).
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import shutil
 import time
@@ -52,9 +53,18 @@ class Spiller:
         self.spilled_bytes = self.spill_seconds = 0.0
         self.restored_bytes = self.restore_seconds = 0.0
 
+    def path(self, object_id: str) -> str:
+        return os.path.join(self.directory, object_id.replace("/", "_") + ".bin")
+
+    def new_file(self, object_id: str) -> str:
+        """The path an object larger than the store is written to by its writer (another
+        process: ``write_new``), in this directory, which is made if need be."""
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        return self.path(object_id)
+
     def write(self, object_id: str, data: memoryview) -> SpillRecord:
         start = time.perf_counter()
-        path = os.path.join(self.directory, object_id.replace("/", "_") + ".bin")
+        path = self.path(object_id)
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             crc = _write_file(path, data, self.chunk_hook(object_id))
@@ -76,15 +86,7 @@ class Spiller:
     def read_into(self, object_id: str, record: SpillRecord, target: memoryview) -> None:
         """Restore into ``target``; a missing or altered file is an error, not data."""
         start = time.perf_counter()
-        try:
-            crc = _read_file(record.path, target[:record.nbytes])
-        except FileNotFoundError:
-            raise ObjectLostError(object_id, f"its spill file {record.path} is gone") from None
-        except OSError as error:
-            raise ObjectLostError(object_id, f"its spill file cannot be read: {error}") from error
-        if crc != record.crc:
-            raise ObjectCorruptedError(object_id, f"its spill file {record.path} fails its "
-                                                  f"checksum (corrupted on disk)")
+        read_record(object_id, record, target)
         seconds = time.perf_counter() - start
         self.restored_bytes += record.nbytes
         self.restore_seconds += seconds
@@ -96,6 +98,50 @@ class Spiller:
 
     def remove_directory(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def read_record(object_id: str, record: SpillRecord, target: memoryview) -> None:
+    """Read a spill file into ``target`` (the node's arena block, or a reader's own memory
+    when the store has no room for it): ObjectLostError if the file is gone or unreadable
+    (FileNotFoundError's message says which), ObjectCorruptedError if it fails its CRC."""
+    try:
+        crc = _read_file(record.path, target[:record.nbytes])
+    except FileNotFoundError:
+        raise ObjectLostError(object_id, f"its spill file {record.path} is gone") from None
+    except OSError as error:
+        raise ObjectLostError(object_id, f"its spill file cannot be read: {error}") from error
+    if crc != record.crc:
+        raise ObjectCorruptedError(object_id, f"its spill file {record.path} fails its "
+                                              f"checksum (corrupted on disk)")
+
+
+def write_new(path: str, nbytes: int, fill: Callable[[memoryview], None]) -> tuple[int, ...]:
+    """Write an object larger than its store into the file its node named (``new_file``):
+    ``fill`` lays it out into the mapped file; the CRC-32 of each CHUNK, for ``seal``."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, nbytes)
+        with mmap.mmap(fd, nbytes) as mapped:
+            view = memoryview(mapped)
+            try:
+                fill(view)
+                return tuple(_pool().map(lambda start: zlib.crc32(view[start:start + CHUNK]),
+                                         range(0, nbytes, CHUNK)))
+            finally:
+                view.release()
+    except OSError as error:
+        raise SpillError(error.errno, f"cannot write {path}: {error.strerror or error}"
+                         ) from error
+    finally:
+        os.close(fd)
+
+
+def read_copy(object_id: str, record: SpillRecord) -> memoryview:
+    """A spill file read into memory of this process's own (a reader its node's store had
+    no room for): ObjectLostError or ObjectCorruptedError as ``read_record``."""
+    target = memoryview(bytearray(record.nbytes))
+    read_record(object_id, record, target)
+    return target
 
 
 def spill_directory(session: str, node: str, base: str | None = None) -> str:

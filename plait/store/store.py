@@ -12,7 +12,10 @@ the store first drops unpinned replicas (copies another node also holds), then s
 unpinned primaries, least recently used first, until enough bytes are free; if those free
 bytes lie in pieces too small, it clears the cheapest run of unpinned neighbours to make
 one block whole (``allocator.cheapest_window``). Only when pinned objects leave no such run
-does it raise ObjectStoreFullError, naming the sizes and the largest objects.
+does it raise ObjectStoreFullError, naming the sizes and the largest objects; a reader the
+store cannot restore a spilled object for then reads its spill file instead (``on_disk``),
+as Ray falls back to disk. An object larger than the whole store is on disk from the start
+(``allocate_on_disk``: its writer fills the file, ``seal`` takes its CRCs) and stays there.
 
 ``pinned_bytes`` (blocks held in memory by pins) is kept as pins change, so the node can ask
 in O(1) whether a task's inputs and result could be held (``room``) before it starts one.
@@ -96,6 +99,24 @@ class ObjectStore:
         self.pinned_bytes += Allocator.block_size(nbytes)
         return offset
 
+    def allocate_on_disk(self, object_id: str, nbytes: int, created_by: str) -> str:
+        """An object larger than the whole store is written straight to a file of the
+        spill directory (Ray's fallback allocation; its writer gives the CRCs at ``seal``):
+        its path. Readers read it from there (``on_disk``). ObjectTooLargeError when this
+        store does not spill."""
+        assert object_id not in self.objects, f"{object_id} allocated twice"
+        if self.spiller is None:
+            self._allocate(nbytes, object_id)         # raises ObjectTooLargeError
+        assert self.spiller is not None
+        path = self.spiller.new_file(object_id)
+        self.objects[object_id] = StoredObject(object_id, nbytes, created_by,
+                                               spill=SpillRecord(path, nbytes, ()))
+        return path
+
+    def too_large(self, nbytes: int) -> bool:
+        """Whether an object of ``nbytes`` can never be in memory here (it lives on disk)."""
+        return Allocator.block_size(nbytes) > self.allocator.capacity
+
     def resize(self, object_id: str, nbytes: int, created_by: str) -> None:
         """An unsealed block holds an object other than the one it was asked for (a
         driver's spare block, see Head.on_Seal): its size, within the same block, and its
@@ -106,11 +127,14 @@ class ObjectStore:
         stored.nbytes = nbytes
         stored.created_by = created_by
 
-    def seal(self, object_id: str) -> None:
-        """The writer is done: the object becomes readable and, when unpinned, evictable."""
+    def seal(self, object_id: str, crc: tuple[int, ...] = ()) -> None:
+        """The writer is done: the object becomes readable and, when unpinned, evictable.
+        ``crc``: of an object written to disk (``allocate_on_disk``), per spill chunk."""
         stored = self.objects.get(object_id)
         if stored is not None:
             stored.sealed = True
+            if crc and stored.spill is not None and stored.offset is None:
+                stored.spill = SpillRecord(stored.spill.path, stored.nbytes, crc)
         self.unpin(object_id)
 
     def pin(self, object_id: str, high: bool = False) -> int:
@@ -130,6 +154,14 @@ class ObjectStore:
         stored.pins += 1
         self.lru.pop(object_id, None)
         return stored.offset
+
+    def on_disk(self, object_id: str) -> SpillRecord | None:
+        """The spill file of an object that is on disk only (None if it is in memory, or
+        not here): a reader this store has no room for reads it from there."""
+        stored = self.objects.get(object_id)
+        if stored is None or stored.offset is not None or not stored.sealed:
+            return None
+        return stored.spill
 
     def unpin(self, object_id: str) -> None:
         stored = self.objects.get(object_id)
@@ -172,7 +204,8 @@ class ObjectStore:
         ones restored, the unpinned ones kept); objects not held here cost nothing."""
         found = (self.objects.get(oid) for oid in dict.fromkeys(object_ids))
         return sum(Allocator.block_size(s.nbytes) for s in found
-                   if s is not None and not (s.pins and s.offset is not None))
+                   if s is not None and not (s.pins and s.offset is not None)
+                   and not self.too_large(s.nbytes))      # read from disk, always
 
     def arrange(self, object_ids: list[str], then_whole: int) -> None:
         """Before a task pins its inputs: if pinning them where they lie (or restoring them

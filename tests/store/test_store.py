@@ -8,7 +8,7 @@ import pytest
 
 import plait
 from plait.store.arena import Arena
-from plait.store.spill import Spiller
+from plait.store.spill import Spiller, read_copy, write_new
 from plait.store.store import ObjectStore
 
 MIB = 1 << 20
@@ -83,6 +83,34 @@ def test_without_spilling_a_full_store_refuses(arena):
 def test_an_object_larger_than_the_store_is_too_large(arena, tmp_path):
     with pytest.raises(plait.ObjectTooLargeError, match="larger store_memory"):
         make_store(arena, tmp_path).allocate("huge", 5 * MIB, "test")
+
+
+def test_an_object_larger_than_the_store_lives_in_a_file_of_its_own(arena, tmp_path):
+    """Ray's fallback allocation: written to the file the store names, read from it with
+    its CRCs checked, never pinned in memory, and its file goes with it."""
+    store = make_store(arena, tmp_path)
+    data = bytes(range(256)) * (5 * MIB // 256)
+    path = store.allocate_on_disk("huge", len(data), "test")
+    assert os.path.dirname(path) == str(tmp_path) and store.on_disk("huge") is None  # unsealed
+    crc = write_new(path, len(data), lambda view: view.__setitem__(slice(None), data))
+    store.seal("huge", crc)
+    record = store.on_disk("huge")
+    assert record.path == path and record.crc == crc and store.pinned_bytes == 0
+    assert bytes(read_copy("huge", record)) == data
+    with pytest.raises(plait.ObjectTooLargeError):
+        store.pin("huge")                        # never in memory: readers use on_disk
+    assert store.hold_cost(["huge"]) == 0       # ... so it costs admission nothing
+    with open(path, "r+b") as file:              # altered on disk: an error, not data
+        file.write(b"x")
+    with pytest.raises(plait.ObjectCorruptedError):
+        read_copy("huge", record)
+    store.delete("huge")
+    assert not os.path.exists(path)
+
+
+def test_without_spilling_an_object_larger_than_the_store_is_refused(arena):
+    with pytest.raises(plait.ObjectTooLargeError):
+        make_store(arena, None).allocate_on_disk("huge", 5 * MIB, "test")
 
 
 def test_replicas_are_dropped_before_primaries_spill(arena, tmp_path):

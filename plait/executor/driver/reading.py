@@ -78,7 +78,29 @@ class ObjectReading:
                 ask.append(oid)
         if ask:
             for oid, value in self.request(p.Pin(next(self.requests), tuple(ask))).values:
+                if isinstance(value, p.OnDisk):
+                    value = self.read_on_disk(oid, value)
                 found.setdefault(oid, []).append(value)
+
+    def read_on_disk(self, object_id: str, value: Any) -> Any:
+        """An object its node's store had no room to bring back, read from its spill file
+        into this process's own memory (an Inline value). A file gone meanwhile (its node
+        found it lost, or the object was freed) is asked of the head again: its answer
+        then says where the object is, or why it is not."""
+        from plait.errors import ObjectLostError
+        from plait.executor.wire import protocol as p
+        from plait.store.spill import SpillRecord, read_copy
+
+        for _ in range(MOVED_RETRIES):
+            try:
+                data = read_copy(object_id, SpillRecord(value.path, value.nbytes, value.crc))
+                return p.Inline(data, value.contains)      # type: ignore[arg-type]
+            except ObjectLostError:
+                value = self.request(p.Pin(next(self.requests), (object_id,))).values[0][1]
+                if not isinstance(value, p.OnDisk):
+                    return value
+        return p.Failed(pickle.dumps(ObjectLostError(
+            object_id, f"its spill file on {value.node} kept going before it was read")))
 
     def unpin_unused(self, found: dict[str, list[Any]]) -> None:
         """Queue the Unpin of every pin no view took: kept ones, and those ``found`` still

@@ -368,11 +368,14 @@ class Head(ActorRouting, Outbox):
         blocks = self.unsealed.get(peer)
         if blocks is not None:
             blocks.discard(message.object_id)
-        if message.nbytes:              # written into a spare block: its own size
-            store.resize(message.object_id, message.nbytes, message.created_by)
-        self.local.pin_for_client(message.object_id)
-        self.client_pins[peer][(self.local.id, message.object_id)] += 1
-        store.seal(message.object_id)
+        if message.crc:                 # larger than the store: written to a file
+            store.seal(message.object_id, message.crc)
+        else:
+            if message.nbytes:          # written into a spare block: its own size
+                store.resize(message.object_id, message.nbytes, message.created_by)
+            self.local.pin_for_client(message.object_id)
+            self.client_pins[peer][(self.local.id, message.object_id)] += 1
+            store.seal(message.object_id)
         value = p.Stored(self.local.id, store.nbytes(message.object_id), message.contains)
         self.local.values[message.object_id] = value
         self.directory.expect(message.object_id)

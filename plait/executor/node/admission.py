@@ -18,14 +18,14 @@ low lets two running tasks each wait for room the other holds, and one of them i
 
 It fits when ``pinned + promised + need`` is within what the store can pin (``room``: its
 capacity once everything unpinned has spilled). When nothing here can free room (no task
-running that is not itself waiting), waiting would be for ever: the task goes if its inputs
-alone can be pinned (its result is only a guess; its Alloc will say). If they cannot, and
-drivers' views pin part of the store, the task waits for those views, VIEW_GRACE_SECONDS
-at most: a view dies when its reader drops it (its pin comes back after ~10 ms of the
-reader's quiet), and a driver reading results one by one holds a few at a time (the
-memory-pressure soak lost a DAG to "readers pin 57 MiB" for want of this wait). A view
-kept for good must not make the task wait for ever: past the grace it fails with
-ObjectStoreFullError saying why, as it does at once when no view is held.
+running that is not itself waiting), waiting would be for ever: the task goes. Its inputs
+in memory are pinned where they are, and spilled ones are restored while there is room;
+those left are read by the worker from their spill files (``OnDisk``), as Ray falls back
+to disk, so a task whose inputs together exceed the store still runs. If drivers' views
+pin part of the store, the task first waits for those views, VIEW_GRACE_SECONDS at most: a
+view dies when its reader drops it (its pin comes back after ~10 ms of the reader's
+quiet), and a driver reading results one by one holds a few at a time; reading from memory
+beats reading from disk.
 
 Pure bookkeeping over the store: no sockets, no workers (tests/executor/test_admission.py).
 """
@@ -35,11 +35,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from plait.errors import ObjectStoreFullError
 from plait.store.allocator import Allocator
 from plait.store.store import ObjectStore
 
-GO, WAIT, FAIL = "go", "wait", "fail"
+GO, WAIT = "go", "wait"
 VIEW_GRACE_SECONDS = 10.0    # a task whose inputs only drivers' views keep out waits this long
 
 
@@ -67,6 +66,8 @@ class Admission:
 
     def need(self, reads: tuple[str, ...], function: str, outputs: int) -> Need:
         known = self.result_bytes.get(function)
+        if known is not None and self.store.too_large(known):
+            known = 0                                   # its results go to disk
         if not reads:                                   # the common case: keep it cheap
             return Need(0, known * outputs) if known else NOTHING
         if known is None:
@@ -78,8 +79,9 @@ class Admission:
 
     def verdict(self, need: Need, may_free_room: Callable[[], bool],
                 views_may_go: Callable[[], bool] = lambda: False) -> str:
-        """GO now, WAIT for running tasks (or, its inputs alone not fitting, drivers'
-        views) to free room, or FAIL (it never can)."""
+        """GO now, or WAIT for running tasks (or, its inputs alone not fitting, drivers'
+        views) to free room. With nothing to wait for it goes: what of its inputs cannot
+        be brought into memory is read from disk."""
         room = self.store.room() - self.promised_total
         if need.inputs + need.result <= room:
             return GO
@@ -87,24 +89,12 @@ class Admission:
             return WAIT
         if need.inputs <= self.store.room():
             return GO
-        return WAIT if views_may_go() else FAIL
+        return WAIT if views_may_go() else GO
 
     def waits_for_views(self, task: str, now: float) -> bool:
         """Whether ``task``, kept out only by drivers' views, may wait for them still."""
         since = self.view_waits.setdefault(task, now)
         return now - since < VIEW_GRACE_SECONDS
-
-    def too_large(self, task: str, function: str, need: Need) -> ObjectStoreFullError:
-        """The error of a task whose inputs cannot be pinned even with nothing else running."""
-        store = self.store
-        capacity = store.allocator.capacity
-        why = ("more than the whole store" if need.inputs > capacity else
-               f"but readers (a driver's views, say) pin {_mib(store.pinned_bytes)} and "
-               f"only {_mib(store.room())} can be freed")
-        return ObjectStoreFullError(
-            f"task {task} ({function}) needs {_mib(need.inputs)} of {store.node}'s store for "
-            f"its inputs at once, {why} ({_mib(capacity)}). Release views you no longer "
-            f"need, split the work, or start plait with a larger store_memory.")
 
     def started(self, task: str, need: Need) -> None:
         self.view_waits.pop(task, None)

@@ -30,7 +30,7 @@ from plait.errors import (ObjectFreedError, ObjectLostError, ObjectStoreFullErro
                           ObjectTooLargeError, OutOfMemoryError, PlanError, TaskCancelledError,
                           WorkerCrashedError)
 from plait.executor.node.actors import Actors
-from plait.executor.node.admission import FAIL, GO, NOTHING, WAIT, Admission, Need
+from plait.executor.node.admission import GO, NOTHING, WAIT, Admission, Need
 from plait.executor.node.invariants import node_problems
 from plait.executor.node.resources import Ledger
 from plait.executor.node.snapshot import node_snapshot
@@ -338,36 +338,42 @@ class Node(Outbox):
         """Pin a get's objects, all at once; False (to wait) while they do not fit beside
         what started tasks hold and running tasks may free room.
 
-        A get of more than the whole store never fits: it fails at once, saying so. With
-        nothing left to wait for, each object is pinned if it can be (Failed if not).
+        With nothing left to wait for, each object is pinned if it can be; a spilled one
+        the store has no room to bring back is read by the driver from its spill file
+        (``OnDisk``), as Ray falls back to disk: so a get of more than the whole store
+        pins what fits and reads the rest from disk, without waiting.
         """
         ids = list(message.object_ids)
         total = sum(self.store.nbytes(oid) for oid in dict.fromkeys(ids)
                     if oid in self.store.objects)
-        if total > self.store.allocator.capacity:
-            error = pickle.dumps(ObjectStoreFullError(
-                f"a get of {len(ids)} objects needs {total / (1 << 20):.1f} MiB of "
-                f"{self.id}'s store at once, more than the whole store "
-                f"({self.store.allocator.capacity / (1 << 20):.1f} MiB): get them in "
-                f"smaller groups, or start plait with a larger store_memory"))
-            self.up(p.Pinned(message.request, tuple((oid, p.Failed(error)) for oid in ids)))
-            return True
+        fits = total <= self.store.allocator.capacity
         need = Need(self.store.hold_cost(ids), 0)
-        if may_wait and self.admission.verdict(need, self.may_free_room) == WAIT:
+        if fits and may_wait and self.admission.verdict(need, self.may_free_room) == WAIT:
             return False
         self.keep_results_whole(ids)
         values = tuple((oid, self.pin_value(oid, high=True)) for oid in ids)
-        if may_wait and any(map(_is_store_full, (v for _, v in values))) \
+        if fits and may_wait and any(map(_is_store_full, (v for _, v in values))) \
                 and self.room_may_come(views=False):
             for oid, value in values:       # restored beside what running tasks pin, a
                 if isinstance(value, p.Located):   # spilled object found no block in
                     self.store.unpin(oid)          # one piece: wait for them, not fail
             return False
+        values = tuple((oid, self.on_disk(oid, value)) for oid, value in values)
         for oid, value in values:
             if isinstance(value, p.Located):
                 self.client_pins[oid] += 1
         self.up(p.Pinned(message.request, values))
         return True
+
+    def on_disk(self, object_id: str, value: p.ObjectValue) -> p.ObjectValue:
+        """A pin refused for want of room, of an object spilled here: where its spill file
+        is, for the reader to read it from there (else the refusal as it was)."""
+        record = self.store.on_disk(object_id) if _is_store_full(value) else None
+        if record is None:
+            return value
+        stored = self.values.get(object_id)
+        contains = stored.contains if isinstance(stored, p.Stored) else ()
+        return p.OnDisk(self.id, record.path, record.nbytes, record.crc, contains)
 
     def keep_results_whole(self, object_ids: list[str]) -> None:
         """A get's views pinned where they lie (a result just made, low in the store) could
@@ -496,7 +502,7 @@ class Node(Outbox):
         oid = message.object_id
         state = self.table.tasks.get(message.task_id)
         if message.task_id not in worker.inflight or state is None:
-            if isinstance(message.value, p.Located):
+            if isinstance(message.value, p.Located | p.OnDisk):
                 self.store.delete(oid)
             return
         value = self.seal_output(oid, message.value)
@@ -530,10 +536,10 @@ class Node(Outbox):
         self.put_by_task(worker, message.object_id, message.value, message.task_id)
 
     def worker_Seal(self, worker: WorkerHandle, message: p.Seal) -> None:
-        self.store.seal(message.object_id)
+        self.store.seal(message.object_id, message.crc)
         value = p.Stored(self.id, self.store.nbytes(message.object_id), message.contains)
         task_id = self.put_by_task(worker, message.object_id, value, message.task_id)
-        if task_id is not None:            # the task may read it until it ends
+        if task_id is not None and not message.crc:    # the task may read it until it ends
             self.store.pin(message.object_id)
             self.task_pins.setdefault(task_id, []).append(message.object_id)
 
@@ -630,6 +636,12 @@ class Node(Outbox):
         if held is not None:                            # left by an attempt that crashed
             self.store.delete(message.object_id)
         try:
+            if self.store.too_large(message.nbytes):
+                path = self.store.allocate_on_disk(message.object_id, message.nbytes,
+                                                   message.created_by)
+                self.to_worker(identity, p.Allocated(message.request, message.object_id,
+                                                     self.id, -1, path=path))
+                return True
             offset = self.store.allocate(message.object_id, message.nbytes, message.created_by)
         except ObjectTooLargeError as error:
             self.to_worker(identity, p.Refused(message.request, pickle.dumps(error)))
@@ -651,9 +663,15 @@ class Node(Outbox):
         does not fit beside what started tasks hold and running tasks may free room (as
         a get waits); with nothing to wait for, the store itself says if it cannot."""
         need = Need(Allocator.block_size(message.nbytes), 0)
-        if may_wait and self.admission.verdict(need, self.may_free_room) == WAIT:
+        too_large = self.store.too_large(message.nbytes)       # it goes to disk
+        if may_wait and not too_large and \
+                self.admission.verdict(need, self.may_free_room) == WAIT:
             return None
         try:
+            if too_large:
+                path = self.store.allocate_on_disk(message.object_id, message.nbytes,
+                                                   message.created_by)
+                return p.Allocated(message.request, message.object_id, self.id, -1, path=path)
             offset = self.store.allocate(message.object_id, message.nbytes, message.created_by)
         except ObjectTooLargeError as error:
             return p.Refused(message.request, pickle.dumps(error))
@@ -743,7 +761,7 @@ class Node(Outbox):
             done = self.table.finish(result.task_id, result.attempt)
             if done is None:
                 for oid, value in result.outputs:       # a late duplicate: first result won
-                    if isinstance(value, p.Located):
+                    if isinstance(value, p.Located | p.OnDisk):
                         self.store.delete(oid)
                 continue
             outputs = tuple((oid, self.seal_output(oid, value)) for oid, value in result.outputs)
@@ -792,7 +810,7 @@ class Node(Outbox):
                 isinstance(v, p.Failed) for _, v in result.outputs):
             return False
         for oid, value in result.outputs:          # blocks it got before the refusal
-            if isinstance(value, p.Located):
+            if isinstance(value, p.Located | p.OnDisk):
                 self.store.delete(oid)
         state.room_reruns += refused
         self.release(result.task_id)               # admission holds it until it fits
@@ -810,9 +828,12 @@ class Node(Outbox):
         self.admission.learn(function, largest)
 
     def seal_output(self, object_id: str, value: p.ObjectValue) -> p.ObjectValue:
-        if not isinstance(value, p.Located):
+        if isinstance(value, p.OnDisk):                  # larger than the store: on disk
+            self.store.seal(object_id, value.crc)
+        elif not isinstance(value, p.Located):
             return value
-        self.store.seal(object_id)
+        else:
+            self.store.seal(object_id)
         return p.Stored(self.id, value.nbytes, value.contains)
 
     def worker_died(self, pidfd: int) -> None:
@@ -1006,21 +1027,20 @@ class Node(Outbox):
                 return task_id
             if verdict != WAIT:
                 del held[task_id]
-                self.refuse_room(task_id, verdict)
+                self.admission.view_waits.pop(task_id, None)
         ready = self.table.ready
         while ready:
             task_id = ready[0]
             verdict = self.admit(task_id, batching)
             if verdict == GO:
                 return task_id
-            ready.popleft()                  # before failing it wakes other tasks
+            ready.popleft()
             if verdict == WAIT:
                 held[task_id] = None
-            self.refuse_room(task_id, verdict)
         return None
 
     def admit(self, task_id: str, batching: bool = False) -> str:
-        """GO, WAIT or FAIL; "" for a task gone or riding (skipped)."""
+        """GO or WAIT; "" for a task gone or riding (skipped)."""
         state = self.table.tasks.get(task_id)
         if state is None or state.riding:
             return ""
@@ -1030,15 +1050,6 @@ class Node(Outbox):
             need, lambda: batching or self.may_free_room(),
             lambda: bool(self.client_pins) and self.admission.waits_for_views(task_id,
                                                                               self.clock()))
-
-    def refuse_room(self, task_id: str, verdict: str) -> None:
-        """A task whose inputs can never be held here fails (taken off its queue first)."""
-        if verdict != WAIT:
-            self.admission.view_waits.pop(task_id, None)
-        if verdict == FAIL:
-            spec = self.table.tasks[task_id].spec
-            error = self.admission.too_large(task_id, spec.function_name, self.need(spec))
-            self.fail_task(task_id, pickle.dumps(error))
 
     def need(self, spec: p.TaskSpec) -> Need:
         return self.admission.need(spec.deps + spec.nested, spec.function_name,
@@ -1208,10 +1219,12 @@ class Node(Outbox):
             self.release(task_id)
             self.wait_again(task_id, gone)
             return None
-        if any(map(_is_store_full, values.values())) and self.room_may_come():
+        if any(map(_is_store_full, values.values())) and self.room_may_come(views=False):
             self.release(task_id)     # an input could not be restored in one piece beside
-            self.room_waiting.append(task_id)   # what others pin: try again, not fail
+            self.room_waiting.append(task_id)   # what other tasks pin: try again then
             return None
+        # else read from their spill files (admission waited for drivers' views already)
+        values = {oid: self.on_disk(oid, value) for oid, value in values.items()}
         lost = [values[oid] for oid in spec.deps if isinstance(values[oid], p.Failed)]
         if lost:                  # deleted after it arrived
             self.fail_task(task_id, lost[0].error)
@@ -1235,7 +1248,7 @@ class Node(Outbox):
                 self.asked.update(wanted)
                 self.up(p.Subscribe(tuple(wanted)))
             return None
-        values = {oid: self.usable(oid) for oid in reads}
+        values = {oid: self.on_disk(oid, self.usable(oid)) for oid in reads}
         self.task_pins[spec.id] = [oid for oid, v in values.items() if isinstance(v, p.Located)]
         held, gpu_ids = self.ledger.assigned(f"actor {spec.actor}")
         return p.WorkItem(spec.id, attempt, spec.function_id, spec.function_name, spec.payload,

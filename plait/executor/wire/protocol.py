@@ -94,6 +94,20 @@ class Located:
 
 
 @dataclass(frozen=True, slots=True)
+class OnDisk:
+    """A spilled object that ``node``'s store has no room to bring back for a reader, as
+    Ray falls back to disk when its store is full: read from its spill file at ``path``
+    (this host's) into the reader's own memory, each chunk checked against ``crc``. The
+    file never changes while the object lives, so the reader needs no pin."""
+
+    node: str
+    path: str
+    nbytes: int
+    crc: tuple[int, ...]
+    contains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Pending:
     """In a fused chain: made by an earlier task of the same message, in the same worker."""
 
@@ -107,7 +121,7 @@ class Failed:
     error: bytes
 
 
-ObjectValue = Inline | Stored | Located | Pending | Failed
+ObjectValue = Inline | Stored | Located | OnDisk | Pending | Failed
 
 
 # -- driver <-> head -------------------------------------------------------------------
@@ -218,6 +232,8 @@ class Allocated:
     offset: int
     held: bool = False             # the node already holds it sealed (a re-run yielded it
     #                                again): nothing to write, no block was allocated
+    path: str = ""                 # larger than the whole store: write it to this file
+    #                                instead (spill.write_new), and Seal it with its CRCs
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +254,7 @@ class Seal:
     task_id: str = ""              # the task that put it (a worker may run several at once)
     nbytes: int = 0                # a driver's put written into a spare block: its own size
     created_by: str = ""           # and call site (the block was asked for by the put before)
+    crc: tuple[int, ...] = ()      # written to the file Allocated named: its chunks' CRC-32s
 
 
 @dataclass(frozen=True, slots=True)

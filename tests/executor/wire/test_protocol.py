@@ -23,6 +23,7 @@ from plait.store.store import ObjectSummary, StoreSummary
 
 INLINE = p.Inline(b"PLT1" + bytes(60))
 LOCATED = p.Located("node-1", 4096, 1 << 20, ("put-3",))
+ON_DISK = p.OnDisk("node-1", "/tmp/plait-abc-node-1-spill/put-4.bin", 1 << 20, (123,))
 STORED = p.Stored("node-1", 1 << 20)
 FAILED = p.Failed(pickle.dumps(plait.ObjectLostError("inc-3", "node died")))
 NODE = p.NodeInfo("node-0", "tcp://127.0.0.1:5555", 4242, True, 2, "plait-abc-node-0", 1 << 30)
@@ -42,7 +43,7 @@ VIEW = ClusterView((NodeView("node-0", 2), NodeView("node-1", 1, store_free=10, 
                    {"put-1": ObjectInfo("put-1", 123, ("node-0", "node-1"))})
 
 SAMPLES = [
-    INLINE, LOCATED, STORED, FAILED, NODE, SPEC, ITEM, RESULT,
+    INLINE, LOCATED, ON_DISK, STORED, FAILED, NODE, SPEC, ITEM, RESULT,
     p.Hello(pid=1234, nodes_expected=3),
     p.NodeHello(NODE),
     p.NodeTable((NODE,)),
@@ -96,7 +97,7 @@ SAMPLES = [
     p.Seal("put-3", (), "", 4096, "script.py:13"),
     p.Abandon("put-4"),
     p.Pin(10, ("put-2",)),
-    p.Pinned(10, (("put-2", LOCATED), ("put-3", FAILED))),
+    p.Pinned(10, (("put-2", LOCATED), ("put-3", FAILED), ("put-4", ON_DISK))),
     p.Unpin((("node-0", "put-2"), ("node-1", "put-2"))),
     p.Hold(("inc-7",)),
     p.MemoryRequest(11),
@@ -153,8 +154,8 @@ def test_every_message_class_has_a_sample():
 
 def test_the_message_union_lists_only_protocol_dataclasses():
     assert set(typing.get_args(p.Message)) <= _message_classes()
-    assert set(typing.get_args(p.ObjectValue)) == {p.Inline, p.Stored, p.Located, p.Pending,
-                                                   p.Failed}
+    assert set(typing.get_args(p.ObjectValue)) == {p.Inline, p.Stored, p.Located, p.OnDisk,
+                                                   p.Pending, p.Failed}
 
 
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
