@@ -79,7 +79,7 @@ from plait.graph.refs import ObjectRef, collecting_refs, unsubmitted
 from plait.graph.task import decode_call, split_returns
 from plait.store.arena import Arena
 from plait.store.serialization import INLINE_THRESHOLD, deserialize, dumps, serialize
-from plait.store.spill import SpillRecord, read_copy, write_new
+from plait.store.spill import SpillRecord, mapped, write_new
 
 # A finished quick task's result waits to share a message with its batch-mates, but never
 # longer than this: dependants on other workers should not wait on a slow batch.
@@ -885,8 +885,8 @@ class WorkerRuntime:
         if isinstance(value, p.Located):
             return deserialize(self.viewed(value, object_id))
         if isinstance(value, p.OnDisk):      # no room in the store: read from its spill file
-            return deserialize(read_copy(object_id, SpillRecord(value.path, value.nbytes,
-                                                                value.crc)))
+            return deserialize(mapped(object_id, SpillRecord(value.path, value.nbytes,
+                                                             value.crc)))
         if isinstance(value, p.Failed):
             raise pickle.loads(value.error)
         raise PlaitError(f"a {type(value).__name__} value reached a task unpinned")

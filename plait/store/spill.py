@@ -136,12 +136,30 @@ def write_new(path: str, nbytes: int, fill: Callable[[memoryview], None]) -> tup
         os.close(fd)
 
 
-def read_copy(object_id: str, record: SpillRecord) -> memoryview:
-    """A spill file read into memory of this process's own (a reader its node's store had
-    no room for): ObjectLostError or ObjectCorruptedError as ``read_record``."""
-    target = memoryview(bytearray(record.nbytes))
-    read_record(object_id, record, target)
-    return target
+def mapped(object_id: str, record: SpillRecord) -> memoryview:
+    """A spill file mapped read-only into this process (a reader its node's store had no
+    room for reads it in place, as Ray maps its fallback files), once its CRCs are checked:
+    ObjectLostError if it is gone, ObjectCorruptedError if truncated or altered. The file
+    never changes while the object lives, and the mapping outlives its deletion."""
+    try:
+        fd = os.open(record.path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise ObjectLostError(object_id, f"its spill file {record.path} is gone") from None
+    except OSError as error:
+        raise ObjectLostError(object_id, f"its spill file cannot be read: {error}") from error
+    try:
+        if os.fstat(fd).st_size != record.nbytes:
+            raise ObjectCorruptedError(object_id, f"its spill file {record.path} was "
+                                                  f"truncated or grown")
+        view = memoryview(mmap.mmap(fd, record.nbytes, access=mmap.ACCESS_READ))
+    finally:
+        os.close(fd)
+    crc = tuple(_pool().map(lambda start: zlib.crc32(view[start:start + CHUNK]),
+                            range(0, record.nbytes, CHUNK)))
+    if crc != record.crc:
+        raise ObjectCorruptedError(object_id, f"its spill file {record.path} fails its "
+                                              f"checksum (corrupted on disk)")
+    return view
 
 
 def spill_directory(session: str, node: str, base: str | None = None) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 import plait
 from plait.store.arena import Arena
-from plait.store.spill import Spiller, read_copy, write_new
+from plait.store.spill import Spiller, mapped, write_new
 from plait.store.store import ObjectStore
 
 MIB = 1 << 20
@@ -96,14 +96,14 @@ def test_an_object_larger_than_the_store_lives_in_a_file_of_its_own(arena, tmp_p
     store.seal("huge", crc)
     record = store.on_disk("huge")
     assert record.path == path and record.crc == crc and store.pinned_bytes == 0
-    assert bytes(read_copy("huge", record)) == data
+    assert bytes(mapped("huge", record)) == data
     with pytest.raises(plait.ObjectTooLargeError):
         store.pin("huge")                        # never in memory: readers use on_disk
     assert store.hold_cost(["huge"]) == 0       # ... so it costs admission nothing
     with open(path, "r+b") as file:              # altered on disk: an error, not data
         file.write(b"x")
     with pytest.raises(plait.ObjectCorruptedError):
-        read_copy("huge", record)
+        mapped("huge", record)
     store.delete("huge")
     assert not os.path.exists(path)
 

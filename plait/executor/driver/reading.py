@@ -83,17 +83,17 @@ class ObjectReading:
                 found.setdefault(oid, []).append(value)
 
     def read_on_disk(self, object_id: str, value: Any) -> Any:
-        """An object its node's store had no room to bring back, read from its spill file
-        into this process's own memory (an Inline value). A file gone meanwhile (its node
-        found it lost, or the object was freed) is asked of the head again: its answer
-        then says where the object is, or why it is not."""
+        """An object its node's store had no room to bring back, read in place from its
+        spill file, mapped (an Inline value over the mapping). A file gone meanwhile (its
+        node found it lost, or the object was freed) is asked of the head again: its
+        answer then says where the object is, or why it is not."""
         from plait.errors import ObjectLostError
         from plait.executor.wire import protocol as p
-        from plait.store.spill import SpillRecord, read_copy
+        from plait.store.spill import SpillRecord, mapped
 
         for _ in range(MOVED_RETRIES):
             try:
-                data = read_copy(object_id, SpillRecord(value.path, value.nbytes, value.crc))
+                data = mapped(object_id, SpillRecord(value.path, value.nbytes, value.crc))
                 return p.Inline(data, value.contains)      # type: ignore[arg-type]
             except ObjectLostError:
                 value = self.request(p.Pin(next(self.requests), (object_id,))).values[0][1]

@@ -20,7 +20,7 @@ It fits when ``pinned + promised + need`` is within what the store can pin (``ro
 capacity once everything unpinned has spilled). When nothing here can free room (no task
 running that is not itself waiting), waiting would be for ever: the task goes. Its inputs
 in memory are pinned where they are, and spilled ones are restored while there is room;
-those left are read by the worker from their spill files (``OnDisk``), as Ray falls back
+those left are mapped by the worker from their spill files (``OnDisk``), as Ray falls back
 to disk, so a task whose inputs together exceed the store still runs. If drivers' views
 pin part of the store, the task first waits for those views, VIEW_GRACE_SECONDS at most: a
 view dies when its reader drops it (its pin comes back after ~10 ms of the reader's

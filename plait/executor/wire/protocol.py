@@ -96,9 +96,9 @@ class Located:
 @dataclass(frozen=True, slots=True)
 class OnDisk:
     """A spilled object that ``node``'s store has no room to bring back for a reader, as
-    Ray falls back to disk when its store is full: read from its spill file at ``path``
-    (this host's) into the reader's own memory, each chunk checked against ``crc``. The
-    file never changes while the object lives, so the reader needs no pin."""
+    Ray falls back to disk when its store is full: the reader maps its spill file at
+    ``path`` (this host's) read-only, each chunk checked against ``crc``. The file never
+    changes while the object lives, and a mapping outlives its deletion: no pin."""
 
     node: str
     path: str
