@@ -74,6 +74,9 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
     whole graph) or once no call was made for ``submit_after_idle`` seconds, so calls
     made only for their side effects run as in Ray; None: only at get/wait/shutdown.
 
+    What workers print is printed here, as Ray's ``log_to_driver``: ``(f pid=123) line``
+    (``log_to_driver=False``: not shown).
+
     ``dashboard=True`` (or a port) starts the live dashboard (``pip install
     "plait[dashboard]"``) on loopback and prints its URL, token included.
 
@@ -103,6 +106,7 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
 
             address = cluster_here()    # a plait.cluster_utils.Cluster running here, as Ray
         _check_ray_options(ray_options, joining=address is not None)
+        log_to_driver = bool(ray_options.get("log_to_driver", True))
         offered = offered_resources(num_gpus, resources)
         env_vars = _env_vars(ray_options.get("runtime_env"))
         if engine != "plait":
@@ -115,7 +119,8 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
         if address is not None:
             from plait.executor.driver.discovery import joined_cluster
 
-            _session = Session(joined_cluster(address), 1, submit_after_idle=submit_after_idle)
+            _session = Session(joined_cluster(address), 1, submit_after_idle=submit_after_idle,
+                               log_to_driver=log_to_driver)
             context.install(_session)
             _open_dashboard(dashboard, address)
             return _info(_session)
@@ -133,7 +138,8 @@ def init(num_workers: int | None = None, *, num_nodes: int = 1,
         session_id = f"{os.getpid():x}-{next(_session_counter)}"
         cluster = LocalCluster.start(session_id, num_nodes, workers, memory, spill,
                                      parse_bytes(worker_memory_limit or 0), offered, env_vars)
-        _session = Session(cluster, num_nodes, submit_after_idle=submit_after_idle)
+        _session = Session(cluster, num_nodes, submit_after_idle=submit_after_idle,
+                           log_to_driver=log_to_driver)
         context.install(_session)
         _open_dashboard(dashboard, cluster.client_address)
         return _info(_session)
@@ -222,7 +228,7 @@ def _open_dashboard(dashboard: bool | int, address: str) -> None:
 
 # Ray options with nothing to do here: logging, the dashboard's, and ``_system_config``
 # (Ray's internal tuning knobs, named after its C++ core; plait has no counterpart).
-_IGNORED_RAY_OPTIONS = {"include_dashboard", "log_to_driver", "logging_level", "configure_logging",
+_IGNORED_RAY_OPTIONS = {"include_dashboard", "logging_level", "configure_logging",
                         "namespace", "dashboard_host", "_system_config", "dashboard_port",
                         "logging_format", "logging_config", "labels", "_node_ip_address",
                         "_memory", "_plasma_directory", "_metrics_export_port", "_temp_dir",
@@ -243,7 +249,7 @@ def _check_ray_options(options: dict[str, Any], joining: bool = False) -> None:
     if options.get("job_config") is not None:
         raise InvalidOptionError("job_config (Ray's JobConfig) is not supported; leave it out "
                                  "(runtime_env and namespace are init's own options)")
-    unknown = set(options) - _IGNORED_RAY_OPTIONS - {"local_mode", "runtime_env"}
+    unknown = set(options) - _IGNORED_RAY_OPTIONS - {"local_mode", "runtime_env", "log_to_driver"}
     if unknown:
         raise TypeError(f"plait.init() got unknown option(s) {', '.join(sorted(unknown))}")
     starting = sorted(set(options) & _STARTING_ONLY_RAY_OPTIONS)

@@ -37,8 +37,9 @@ are tested as data.
 
 - ``wire/``: what every process shares: the messages (protocol), the events and
   instructions of the state machines, the key (security), how a process is configured and
-  started (config), fetching an object across hosts (fetch), the host id, kill points,
-  malloc settings. It imports nothing else of the executor.
+  started (config), fetching an object across hosts (fetch), what workers print on its
+  way to the drivers (output), the host id, kill points, malloc settings. It imports
+  nothing else of the executor.
 - ``head/``: the head: directory, lineage, actor routing and the invariants of its tables;
   the census (counters and a bounded ring of notices) a dashboard's snapshots read.
 - ``node/``: a node process: the server loop, which carries out the instructions, and its

@@ -70,6 +70,7 @@ from plait.executor.wire import protocol as p
 from plait.executor.wire.config import LOCAL_RECONNECT_MS, WorkerConfig, identity_of
 from plait.executor.wire.freelists import FreeListSweep
 from plait.executor.wire.malloc import return_freed_memory
+from plait.executor.wire.output import OutputPipes
 from plait.executor.wire.security import load_key
 from plait.graph import context
 from plait.graph.actor import (CALL, READY, TERMINATE, exit_actor, handle_of, is_async_class,
@@ -114,12 +115,15 @@ def main(config: WorkerConfig) -> None:
     sock.setsockopt(zmq.RECONNECT_IVL, LOCAL_RECONNECT_MS)    # its node may not have bound yet
     sock.connect(config.address)
     runtime = WorkerRuntime(config, sock, Arena.attach(config.arena))
+    output = OutputPipes(zmq.Context(), config.address, identity_of(config.index, os.getpid()),
+                         config.node, runtime.output_name)   # (a context never waited for)
     signal.signal(INTERRUPT_SIGNAL, runtime.on_interrupt)
     context.install(runtime)
     try:
         runtime.serve()
     finally:
         leave_process(runtime)
+        output.close()
         sock.close(linger=1000)
         ctx.term()
 
@@ -222,6 +226,7 @@ class WorkerRuntime:
         self.ids_prefix = f"{config.node}.w{config.index}.{os.getpid()}:"
         self.ids = IdGenerator(prefix=self.ids_prefix)
         self.latest: Call | None = None              # the call started last
+        self.printing = ""                           # ... its function (wire/output.py)
         self.unsent: list[p.TaskResult] = []
         self.io = threading.RLock()        # the socket and ``unsent`` (see the module doc)
         self.results_due = threading.Condition(self.io)
@@ -546,6 +551,7 @@ class WorkerRuntime:
             os.environ.update(item.env_vars)
         current_call.set(call)
         self.latest = call
+        self.printing = item.function_name
         self.running[item.task_id] = call
         return call
 
@@ -570,6 +576,13 @@ class WorkerRuntime:
             current_call.set(None)
             if self.latest is call:
                 self.latest = None
+
+    def output_name(self) -> str:
+        """Whose lines the worker's output thread reads (wire/output.py): the actor's class,
+        or the function of the call started last (even if it just ended: a line is read a
+        moment after it is written), as Ray names them."""
+        actor = self.actor
+        return actor[1].__name__ if actor is not None else self.printing
 
     def current(self) -> Call | None:
         """The call whose code is running here; a thread that code started itself sees the

@@ -61,7 +61,9 @@ class Session(ObjectReading, Engine):
 
     def __init__(self, cluster: Any, nodes_expected: int, id_prefix: str | None = None,
                  submit_after_idle: float | None = IDLE_SUBMIT_SECONDS,
-                 settles_holds: bool = False, ctx: Any = None) -> None:
+                 settles_holds: bool = False, ctx: Any = None,
+                 log_to_driver: bool = False) -> None:
+        """``log_to_driver``: print what workers print (a driver's session, as Ray's)."""
         from plait.executor.driver.connection import Connection
         from plait.executor.wire.hostid import host_id
 
@@ -77,6 +79,10 @@ class Session(ObjectReading, Engine):
         self.id = welcome.session
         self.nodes = welcome.nodes
         self.host = host_id()
+        if log_to_driver:
+            from plait.executor.wire import protocol as p
+
+            self.conn.send(p.ShowOutput())
         self.owns_cluster = hasattr(cluster, "processes")
         if id_prefix is None:     # a driver's: ids unique among the drivers of a cluster
             id_prefix = "" if self.owns_cluster else f"d{welcome.client}:"
@@ -744,6 +750,19 @@ class Session(ObjectReading, Engine):
         message = self.conn.receive(timeout, self.lock.wakeup)
         return [] if message is None else self.apply(message)
 
+    def show_output(self, output: Any) -> None:
+        """Print a worker's lines as Ray does: ``(f pid=123) line``, with ``, ip=...`` for
+        a worker on another host (wire/output.py)."""
+        from plait.executor.wire.output import prefix
+        from plait.executor.wire.protocol import host_of
+
+        node = next((n for n in self.nodes if n.id == output.node), None)
+        far = node is not None and node.host != self.host
+        start = prefix(output, host_of(node.address) if far else None)
+        stream = sys.stderr if output.error else sys.stdout
+        stream.write("".join(f"{start}{line}\n" for line in output.lines))
+        stream.flush()
+
     def apply(self, message: Any) -> list[str]:
         """Take in one message from the head; the objects it made known. A Welcome answers
         refresh_nodes (late, if that was interrupted): the node list as it is now."""
@@ -757,6 +776,9 @@ class Session(ObjectReading, Engine):
             return []
         if isinstance(message, p.Unhandled):
             log_unhandled(message.errors)
+            return []
+        if isinstance(message, p.Output):
+            self.show_output(message)
             return []
         if not isinstance(message, p.Ready):
             if message.request in self.unawaited:      # an abandoned spare's

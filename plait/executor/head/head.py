@@ -148,6 +148,7 @@ class Head(ActorRouting, Outbox):
         self.interrupting: set[str] = set()    # tasks a cancel without force is interrupting
         self.frees_after: dict[str, list[tuple[Peer, p.Free]]] = defaultdict(list)  # see Free
         self.process_of: dict[Peer, tuple[str, int]] = {}  # and back
+        self.output_peers: dict[Peer, None] = {}     # drivers showing workers' output
         self.hellos: list[tuple[Peer, int]] = []
         self.welcomed = itertools.count(1)   # Welcome.client: one number per Hello answered
         self.gathers: dict[int, Gather] = {}
@@ -489,6 +490,9 @@ class Head(ActorRouting, Outbox):
                 self.to_client(peer, p.Ready(tuple(known)))
             self.to_client(peer, p.Subscribed(message.request))
 
+    def on_ShowOutput(self, peer: Peer, message: p.ShowOutput) -> None:
+        self.output_peers[peer] = None
+
     def on_Handled(self, peer: Peer, message: p.Handled) -> None:
         for oid in message.object_ids:
             self.directory.handled(oid)
@@ -567,6 +571,7 @@ class Head(ActorRouting, Outbox):
         """A driver (or a worker's session) disconnected: what it held or pinned is let go,
         so a killed driver leaks nothing into a cluster that outlives it."""
         gone = f"{self.client_name(peer)}, gone"
+        self.output_peers.pop(peer, None)
         process = self.process_of.pop(peer, None)
         if process is not None and self.sessions.get(process) == peer:
             del self.sessions[process]
@@ -962,6 +967,12 @@ class Head(ActorRouting, Outbox):
             self.locations.add(message.object_id, node)
         else:
             self.deletes[node].append(message.object_id)     # freed while it travelled
+
+    def node_Output(self, node: str, message: p.Output) -> None:
+        """A worker's printed lines, to every driver showing them (Ray sends a job's to its
+        driver; plait's workers serve every driver, so each sees all)."""
+        for peer in self.output_peers:
+            self.to_client(peer, message)
 
     def node_ReplicaDropped(self, node: str, message: p.ReplicaDropped) -> None:
         self.locations.discard(message.object_id, node)

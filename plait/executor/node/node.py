@@ -37,7 +37,7 @@ from plait.executor.node.snapshot import node_snapshot
 from plait.executor.node.tasks import TaskTable
 from plait.executor.node.workers import Processes, WorkerHandle
 from plait.executor.wire import protocol as p
-from plait.executor.wire.config import WorkerConfig
+from plait.executor.wire.config import OUTPUT_SUFFIX, WorkerConfig
 from plait.executor.wire.dispatch import handlers
 from plait.executor.wire.instructions import (Dispatch, Event, FromHead, FromWorker,
                                               Instruction, InterruptWorker, KillWorker,
@@ -477,12 +477,15 @@ class Node(Outbox):
     # -- from workers ----------------------------------------------------------------------
 
     def on_worker(self, identity: bytes, message: p.Message) -> None:
-        worker = self.workers.get(identity)
+        worker = self.workers.get(identity.removesuffix(OUTPUT_SUFFIX))  # its output's too
         if worker is None:
             return                                   # a replaced worker's last words
         handler = FROM_WORKER.get(type(message))
         if handler is not None:                      # (any other message is ignored)
             handler(self, worker, message)
+
+    def worker_Output(self, worker: WorkerHandle, message: p.Output) -> None:
+        self.up(message)
 
     def worker_WorkerReady(self, worker: WorkerHandle, message: p.WorkerReady) -> None:
         worker.ready = True

@@ -198,6 +198,11 @@ def identity_of(index: int, pid: int) -> bytes:
     return f"w{index}.{pid}".encode()
 
 
+# The identity of a worker's second socket, its output thread's (wire/output.py): its own,
+# with this after it, so that the node knows whose lines they are.
+OUTPUT_SUFFIX = b"+out"
+
+
 def offered_resources(num_gpus: float | None, resources: dict[str, float] | None
                       ) -> dict[str, float]:
     """What each node offers beside CPUs, checked: GPUs and custom resources by name

@@ -5,18 +5,18 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
     driver --Hello/Heartbeat/PutInline/Alloc/Seal/Abandon/ViewRequest/Submit/Subscribe/Pin/
              Handled/Unpin/Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/
              TraceRequest/KillActor/ActorLookup/ActorNamesRequest/SnapshotRequest/PlanRequest/
-             ObjectsRequest/ActorsRequest/Bye--> head
+             ObjectsRequest/ActorsRequest/ShowOutput/Bye--> head
     driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Unhandled/Yielded/Pinned/
              MemoryReport/ResourcesReport/StateReport/TraceReport/ActorFound/ActorNames/
-             Snapshot/PlanReport/ObjectsReport/ActorsReport-- head
+             Snapshot/PlanReport/ObjectsReport/ActorsReport/Output-- head
     node   --NodeHello/Heartbeat/Subscribe/TasksDone/Yielded/Created/ReplicaAdded/
              ReplicaDropped/Revoked/Pinned/MemoryReport/ResourcesReport/StateReport/ActorExit/
-             CopyLost/WorkerExited/CancelSubmitted/NodeSnapshot--> head
+             CopyLost/WorkerExited/CancelSubmitted/NodeSnapshot/Output--> head
     node   <--NodeTable/Heartbeat/Assign/Cancel/Revoke/Ready/Delete/Pin/Unpin/MemoryRequest/
              ResourcesRequest/StateCheck/NodeLost/KillActor/SnapshotRequest/Bye-- head
     node   --Fetch/FetchDone--> peer node's transfer socket --FetchHeader, raw chunks--> node
     worker --WorkerReady/Alloc/Seal/PutInline/TasksDone/ViewsGone/Yielded/Blocked/
-             Unblocked/HandBack--> node
+             Unblocked/HandBack/Output--> node
     worker <--RunTasks/Skip/Cancel/Allocated/Refused/Bye----- node
 
 Each receiving side's handlers are looked up by message class (dispatch.py); a test holds
@@ -720,6 +720,24 @@ class Unhandled:
 
 
 @dataclass(frozen=True, slots=True)
+class ShowOutput:
+    """The sender shows what workers print (Ray's ``log_to_driver``): the head sends it
+    every ``Output``. A driver's session sends it once; workers' sessions never."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Lines a worker printed (wire/output.py): worker --> node --> head --> each session
+    that sent ShowOutput, which prints them as Ray does, ``(name pid=PID) line``."""
+
+    node: str
+    pid: int
+    name: str                 # the call running as they were read: a function, an actor
+    lines: tuple[str, ...]
+    error: bool = False       # written to stderr
+
+
+@dataclass(frozen=True, slots=True)
 class Free:
     """The sender holds no more refs to these objects (``forced``: plait.free). A worker's
     session names the tasks it finished last (``after``): their results reach the head by
@@ -974,7 +992,8 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | ViewRequest | View | Submit | Assign
            | Cancel | Revoke | Revoked
            | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
-           | FetchDone | Subscribe | Ready | Handled | Unhandled | Free | TraceRequest | TraceReport
+           | FetchDone | Subscribe | Ready | Handled | Unhandled | ShowOutput | Output | Free
+           | TraceRequest | TraceReport
            | KillActor
            | ActorLookup | ActorFound | ActorNamesRequest | ActorNames | ActorExit | WorkerExited
            | CancelSubmitted | Bye

@@ -117,6 +117,8 @@ SAMPLES = [
     p.Ready((("inc-2", INLINE), ("add-3", LOCATED), ("bad-4", FAILED))),
     p.Handled(("bad-4",)),
     p.Unhandled((("bad-4", b"\x80\x05N."),)),
+    p.ShowOutput(),
+    p.Output("node-1", 4242, "inc", ("said hi", "said ho"), error=True),
     p.Free(("put-1",)),
     p.Free(("put-1", "put-2"), forced=True),
     p.Bye(),
