@@ -80,7 +80,7 @@ from plait.graph.refs import ObjectRef, collecting_refs, unsubmitted
 from plait.graph.task import decode_call, split_returns
 from plait.store.arena import Arena
 from plait.store.serialization import INLINE_THRESHOLD, deserialize, dumps, serialize
-from plait.store.spill import SpillRecord, mapped, write_new
+from plait.store.spill import SpillRecord, mapped, write_on_disk
 
 # A finished quick task's result waits to share a message with its batch-mates, but never
 # longer than this: dependants on other workers should not wait on a slow batch.
@@ -984,7 +984,7 @@ class WorkerRuntime:
         if reply.held:              # a value a re-run yielded again, kept from the first run
             return p.Stored(reply.node, nbytes, contains)
         if reply.path:              # larger than the whole store: a file of its own
-            crc = write_new(reply.path, nbytes, serialized.write_into)
+            crc = write_on_disk(object_id, reply.path, nbytes, serialized.write_into)
             return p.OnDisk(reply.node, reply.path, nbytes, crc, contains)
         self.arena.prefault(reply.offset, nbytes)
         serialized.write_into(self.arena.block(reply.offset, nbytes))

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from plait.errors import ObjectCorruptedError, ObjectLostError
+from plait.errors import ObjectCorruptedError, ObjectLostError, ObjectStoreFullError
 
 log = logging.getLogger("plait.store")
 
@@ -58,7 +58,7 @@ class Spiller:
 
     def new_file(self, object_id: str) -> str:
         """The path an object larger than the store is written to by its writer (another
-        process: ``write_new``), in this directory, which is made if need be."""
+        process: ``write_on_disk``), in this directory, which is made if need be."""
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         return self.path(object_id)
 
@@ -115,25 +115,29 @@ def read_record(object_id: str, record: SpillRecord, target: memoryview) -> None
                                               f"checksum (corrupted on disk)")
 
 
-def write_new(path: str, nbytes: int, fill: Callable[[memoryview], None]) -> tuple[int, ...]:
+def write_on_disk(object_id: str, path: str, nbytes: int, fill: Callable[[memoryview], None]
+                  ) -> tuple[int, ...]:
     """Write an object larger than its store into the file its node named (``new_file``):
-    ``fill`` lays it out into the mapped file; the CRC-32 of each CHUNK, for ``seal``."""
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    ``fill`` lays it out into the mapped file; the CRC-32 of each CHUNK, for ``seal``. A
+    disk that cannot take it (full, read-only) is ObjectStoreFullError, saying which."""
     try:
-        os.ftruncate(fd, nbytes)
-        with mmap.mmap(fd, nbytes) as mapped:
-            view = memoryview(mapped)
-            try:
-                fill(view)
-                return tuple(_pool().map(lambda start: zlib.crc32(view[start:start + CHUNK]),
-                                         range(0, nbytes, CHUNK)))
-            finally:
-                view.release()
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)      # a full disk now, not SIGBUS mid-copy
+            with mmap.mmap(fd, nbytes) as mapping:
+                view = memoryview(mapping)
+                try:
+                    fill(view)
+                    return tuple(_pool().map(lambda at: zlib.crc32(view[at:at + CHUNK]),
+                                             range(0, nbytes, CHUNK)))
+                finally:
+                    view.release()
+        finally:
+            os.close(fd)
     except OSError as error:
-        raise SpillError(error.errno, f"cannot write {path}: {error.strerror or error}"
-                         ) from error
-    finally:
-        os.close(fd)
+        raise ObjectStoreFullError(f"{object_id} ({nbytes} bytes, larger than the store) "
+                                   f"cannot be written to {path}: {error.strerror or error}"
+                                   ) from error
 
 
 def mapped(object_id: str, record: SpillRecord) -> memoryview:

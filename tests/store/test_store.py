@@ -8,7 +8,7 @@ import pytest
 
 import plait
 from plait.store.arena import Arena
-from plait.store.spill import Spiller, mapped, write_new
+from plait.store.spill import Spiller, mapped, write_on_disk
 from plait.store.store import ObjectStore
 
 MIB = 1 << 20
@@ -92,7 +92,7 @@ def test_an_object_larger_than_the_store_lives_in_a_file_of_its_own(arena, tmp_p
     data = bytes(range(256)) * (5 * MIB // 256)
     path = store.allocate_on_disk("huge", len(data), "test")
     assert os.path.dirname(path) == str(tmp_path) and store.on_disk("huge") is None  # unsealed
-    crc = write_new(path, len(data), lambda view: view.__setitem__(slice(None), data))
+    crc = write_on_disk("huge", path, len(data), lambda view: view.__setitem__(slice(None), data))
     store.seal("huge", crc)
     record = store.on_disk("huge")
     assert record.path == path and record.crc == crc and store.pinned_bytes == 0
@@ -106,6 +106,11 @@ def test_an_object_larger_than_the_store_lives_in_a_file_of_its_own(arena, tmp_p
         mapped("huge", record)
     store.delete("huge")
     assert not os.path.exists(path)
+
+
+def test_a_disk_that_cannot_take_an_object_is_a_store_full_error(tmp_path):
+    with pytest.raises(plait.ObjectStoreFullError, match="huge.*cannot be written"):
+        write_on_disk("huge", str(tmp_path / "gone" / "huge.bin"), MIB, lambda view: None)
 
 
 def test_without_spilling_an_object_larger_than_the_store_is_refused(arena):

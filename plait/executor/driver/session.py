@@ -37,7 +37,7 @@ from plait.executor.driver.progress import Progress
 from plait.executor.driver.reading import ObjectReading
 from plait.store.allocator import Allocator
 from plait.store.serialization import INLINE_THRESHOLD, dumps, serialize
-from plait.store.spill import write_new
+from plait.store.spill import write_on_disk
 
 # A put of up to this many bytes (and at most 1/SPARE_SHARE of the store), of the same
 # block size as the put before it, asks once written for a block of its size for the next
@@ -194,7 +194,11 @@ class Session(ObjectReading, Engine):
             call_site = _call_site()
             object_id, reply = self.put_block(nbytes, call_site)
             if reply.path:              # larger than the whole store: a file of its own
-                crc = write_new(reply.path, nbytes, serialized.write_into)
+                try:
+                    crc = write_on_disk(object_id, reply.path, nbytes, serialized.write_into)
+                except BaseException:
+                    self.conn.send(p.Abandon(object_id))
+                    raise
                 self.conn.send(p.Seal(object_id, contains, created_by=call_site, crc=crc))
                 self.values[object_id] = p.Stored(reply.node, nbytes, contains)
                 self.held.add(object_id)

@@ -768,6 +768,7 @@ class Node(Outbox):
                         self.store.delete(oid)
                 continue
             outputs = tuple((oid, self.seal_output(oid, value)) for oid, value in result.outputs)
+            self.drop_unwritten(outputs)
             self.learn(done.spec.function_name, outputs)
             self.release(result.task_id)
             if worker.actor:
@@ -829,6 +830,15 @@ class Node(Outbox):
             elif isinstance(value, p.Failed):
                 return
         self.admission.learn(function, largest)
+
+    def drop_unwritten(self, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
+        """A finished task's outputs that failed after their block (or file) was given: the
+        worker is done with them, so they go (a disk that filled mid-write, a value that
+        failed to serialise after its first output was stored)."""
+        for oid, value in outputs:
+            stored = self.store.objects.get(oid)
+            if isinstance(value, p.Failed) and stored is not None and not stored.sealed:
+                self.store.delete(oid)
 
     def seal_output(self, object_id: str, value: p.ObjectValue) -> p.ObjectValue:
         if isinstance(value, p.OnDisk):                  # larger than the store: on disk

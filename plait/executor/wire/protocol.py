@@ -233,7 +233,7 @@ class Allocated:
     held: bool = False             # the node already holds it sealed (a re-run yielded it
     #                                again): nothing to write, no block was allocated
     path: str = ""                 # larger than the whole store: write it to this file
-    #                                instead (spill.write_new), and Seal it with its CRCs
+    #                                instead (spill.write_on_disk), and Seal it with its CRCs
 
 
 @dataclass(frozen=True, slots=True)

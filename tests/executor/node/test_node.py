@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from plait.errors import WorkerCrashedError
+from plait.errors import ObjectStoreFullError, WorkerCrashedError
 from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
@@ -342,6 +342,25 @@ def test_a_producers_result_stays_pinned_while_its_rider_reads_it(node):
     assert node.store.objects["made"].pins == 1 and node_problems(node) == []
     tell(node, FromWorker(worker.identity, p.TasksDone((result("use", 0),))))
     assert node.store.objects["made"].pins == 0 and node_problems(node) == []
+
+
+def test_a_block_given_to_a_task_that_then_failed_goes_with_its_report(node):
+    """A task got its result's block (or file), then failed (its value did not serialise,
+    or the disk filled): nothing will seal the block, so it goes when the failure comes."""
+    from plait.executor.node.invariants import node_problems
+
+    node.functions["f@1"] = b""
+    tell(node, FromHead(p.Assign((), (p.TaskSpec("make", "f@1", "f", b"", (), (), ("made",),
+                                                 0, "node-0"),))))
+    tell(node, Dispatch())
+    worker = next(w for w in node.workers.values() if w.inflight)
+    tell(node, FromWorker(worker.identity, p.Alloc(1, "made", 1 << 20, "make")))
+    assert not node.store.objects["made"].sealed
+    failed = p.Failed(pickle.dumps(ObjectStoreFullError("the disk is full")))
+    tell(node, FromWorker(worker.identity, p.TasksDone((
+        p.TaskResult("make", 0, (("made", failed),), 0.01),))))
+    assert "made" not in node.store.objects and node.store.allocator.used == 0
+    assert node_problems(node) == []
 
 
 def test_a_fused_follower_refused_room_beside_other_tasks_runs_again_with_its_own_follower(
