@@ -6,6 +6,11 @@ into the arena block. A CRC-32 per 16 MiB chunk (zlib, ~1.9 GB/s per thread here
 in memory, so a file that was truncated, altered or removed is detected on restore and
 reported as ObjectCorruptedError / ObjectLostError, never returned as data.
 
+The same files serve what the store cannot hold (Ray's fallback allocation): a reader the
+store has no room for maps a spill file read-only (``mapped``, its CRCs checked first), and
+an object larger than the whole store is written straight into a file of this directory by
+its writer, a driver or a worker (``write_on_disk``), and mapped from there.
+
 ``first_chunk_written`` (object id) is called once the first chunk of each file is on disk:
 the executor's ``mid-spill`` kill point, handed in because the store may not import the
 executor (None, the default, costs nothing).
