@@ -1088,23 +1088,27 @@ class Node(Outbox):
         items = []
         for index, member in enumerate(chain):
             item = self.work_item(member)
-            if item is None:               # it waits again (or failed): those behind it
-                self.stop_riding(chain[index:])   # wait for its results on their own
-                break
+            if item is None:     # it waits again, or failed (work_item saw to it, and it
+                self.stop_riding(chain[index:index + 1], requeue=False)   # is no rider
+                self.stop_riding(chain[index + 1:])     # now); those behind it wait for
+                break                                   # its results on their own
             items.append(item)
         return items
 
-    def stop_riding(self, tasks: list[str]) -> None:
+    def stop_riding(self, tasks: list[str], requeue: bool = True) -> None:
         """Tasks of a fused chain not sent after all: a task still marked riding is never
         started (it is taken to be with its producer's worker). One whose producer already
         ended (it failed as it was about to be sent: its input failed) waits for nothing
-        now: it fails with that input, as a task waiting for it would have, or is queued."""
+        now: it fails with that input, as a task waiting for it would have, or is queued
+        (unless not ``requeue``: the task that itself was not sent waits where work_item
+        put it, for room or for its inputs; queued again, the dispatch that just took it
+        would take it again, for ever: the memory-pressure soak's hung node)."""
         for task_id in tasks:
             state = self.table.tasks.get(task_id)
             if state is None:
                 continue
             state.riding = False
-            if state.waiting:
+            if state.waiting or not requeue:
                 continue
             failed = next((value for oid in state.spec.deps
                            if isinstance(value := self.values.get(oid), p.Failed)), None)

@@ -12,7 +12,7 @@ from plait.executor.node.admission import GO, WAIT
 from plait.executor.node.node import Node
 from plait.executor.node.workers import WorkerHandle
 from plait.executor.wire import protocol as p
-from plait.executor.wire.instructions import Dispatch, FromHead, FromWorker
+from plait.executor.wire.instructions import Dispatch, FromHead, FromWorker, Tick
 from plait.store.arena import Arena
 from plait.store.spill import Spiller
 from tests.executor.node.decisions import Decisions, sent, tell, to_head
@@ -192,6 +192,31 @@ def test_a_drivers_view_restored_while_a_task_runs_leaves_its_result_room_whole(
     viewed, answer = view_while_a_task_runs(node)
     assert isinstance(viewed, p.Located)
     assert isinstance(answer, p.Allocated), pickle.loads(answer.error)
+
+
+def test_a_task_whose_input_finds_no_block_in_one_piece_waits_without_spinning(node):
+    """The memory-pressure soak's hung node: admission let a task go (its input fits the
+    bytes free), but the free bytes lay in pieces and its spilled input could not come back
+    in one; the task was to wait for the running one, yet was queued again at once and
+    taken again by the same dispatch, for ever (the node answered nothing more)."""
+    put(node, "x")                              # x, 1.5 MiB, spilled by "in" below
+    for name, nbytes in (("u", MIB), ("v", MIB // 2), ("w", MIB), ("in", PART)):
+        put(node, name, nbytes)
+    assert node.store.objects["x"].offset is None
+    node.admission.learn("f", 0)                # f's results are inline: no room promised
+    tell(node, FromHead(p.Assign((), (spec("t0", ("in",)),))))
+    tell(node, Dispatch())
+    assert running(node) == {"t0": "w0"}        # "in" pinned
+    node.store.pin("v")                         # a driver's view, between the two below
+    node.store.delete("u")
+    node.store.delete("w")                      # 2 MiB free, in two pieces of 1 MiB
+    tell(node, FromHead(p.Assign((), (spec("t1", ("x",)),))))
+    tell(node, Dispatch())                      # (before the fix: it never returned)
+    assert running(node) == {"t0": "w0"} and node.room_waiting == ["t1"]
+    finish(node, b"w0", "t0")                   # "in" may go now: x comes back, t1 runs
+    tell(node, Tick(1.0))
+    tell(node, Dispatch())
+    assert "t1" in running(node) and failures(node) == []
 
 
 def test_a_drivers_view_of_an_object_in_the_middle_is_moved_up_first(node):
