@@ -64,7 +64,11 @@ class Spiller:
     def new_file(self, object_id: str) -> str:
         """The path an object larger than the store is written to by its writer (another
         process: ``write_on_disk``), in this directory, which is made if need be."""
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        except OSError as error:
+            raise SpillError(error.errno, f"cannot spill to {self.directory}: "
+                                          f"{error.strerror or error}") from error
         return self.path(object_id)
 
     def write(self, object_id: str, data: memoryview) -> SpillRecord:

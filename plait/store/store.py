@@ -100,15 +100,20 @@ class ObjectStore:
         return offset
 
     def allocate_on_disk(self, object_id: str, nbytes: int, created_by: str) -> str:
-        """An object larger than the whole store is written straight to a file of the
-        spill directory (Ray's fallback allocation; its writer gives the CRCs at ``seal``):
-        its path. Readers read it from there (``on_disk``). ObjectTooLargeError when this
-        store does not spill."""
+        """An object larger than the whole store, or one the store has no room for while
+        nothing will free any, is written straight to a file of the spill directory (Ray's
+        fallback allocation; its writer gives the CRCs at ``seal``): its path. Readers read
+        it from there (``on_disk``), or from memory once it is restored. Without spilling:
+        ObjectTooLargeError or ObjectStoreFullError, and nothing is allocated."""
         assert object_id not in self.objects, f"{object_id} allocated twice"
         if self.spiller is None:
-            self._allocate(nbytes, object_id)         # raises ObjectTooLargeError
-        assert self.spiller is not None
-        path = self.spiller.new_file(object_id)
+            if self.too_large(nbytes):
+                self._allocate(nbytes, object_id)     # raises ObjectTooLargeError
+            raise ObjectStoreFullError(f"{object_id} cannot go to disk: spilling is off")
+        try:
+            path = self.spiller.new_file(object_id)
+        except SpillError as error:
+            raise ObjectStoreFullError(f"{object_id} cannot go to disk: {error}") from error
         self.objects[object_id] = StoredObject(object_id, nbytes, created_by,
                                                spill=SpillRecord(path, nbytes, ()))
         return path

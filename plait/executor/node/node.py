@@ -623,12 +623,14 @@ class Node(Outbox):
         return task_id
 
     def try_alloc(self, worker: WorkerHandle, message: p.Alloc, may_wait: bool) -> bool:
-        """Allocate, or refuse; False (to wait) while running tasks may free room.
+        """Allocate; False (to wait) while running tasks may free room.
 
         A store full of blocks pinned by running tasks is full only for a moment: the
-        request waits until a task ends. It fails at once when every running task is
-        itself waiting for room, so waiting cannot deadlock. The block is taken from what
-        admission promised the worker's task.
+        request waits until a task ends. With nothing to wait for (every running task is
+        itself waiting for room, so waiting cannot deadlock), or for an object larger than
+        the store, the block is a file of the spill directory (``disk_block``); without
+        spilling it is refused. The block is taken from what admission promised the
+        worker's task.
         """
         identity = worker.identity
         held = self.store.objects.get(message.object_id)
@@ -639,20 +641,17 @@ class Node(Outbox):
         if held is not None:                            # left by an attempt that crashed
             self.store.delete(message.object_id)
         try:
-            if self.store.too_large(message.nbytes):
-                path = self.store.allocate_on_disk(message.object_id, message.nbytes,
-                                                   message.created_by)
-                self.to_worker(identity, p.Allocated(message.request, message.object_id,
-                                                     self.id, -1, path=path))
-                return True
             offset = self.store.allocate(message.object_id, message.nbytes, message.created_by)
-        except ObjectTooLargeError as error:
-            self.to_worker(identity, p.Refused(message.request, pickle.dumps(error)))
         except MemoryError as error:
-            if may_wait and self.may_free_room(identity):
+            too_large = isinstance(error, ObjectTooLargeError)
+            if not too_large and may_wait and self.may_free_room(identity):
                 return False
-            self.note_room_refused(worker, message.object_id)
-            self.to_worker(identity, p.Refused(message.request, pickle.dumps(error)))
+            reply = self.disk_block(message)
+            if reply is None:
+                if not too_large:
+                    self.note_room_refused(worker, message.object_id)
+                reply = p.Refused(message.request, pickle.dumps(error))
+            self.to_worker(identity, reply)
         else:
             task_id = next(iter(worker.inflight), None)
             if task_id is not None:
@@ -664,25 +663,32 @@ class Node(Outbox):
     def put_block(self, message: p.Alloc, may_wait: bool) -> p.Message | None:
         """A driver's put into this store: Allocated or Refused, or None to wait while it
         does not fit beside what started tasks hold and running tasks may free room (as
-        a get waits); with nothing to wait for, the store itself says if it cannot."""
+        a get waits); with nothing to wait for, a file of the spill directory (a spare,
+        asked ahead, is refused instead), or refused without spilling."""
         need = Need(Allocator.block_size(message.nbytes), 0)
         too_large = self.store.too_large(message.nbytes)       # it goes to disk
         if may_wait and not too_large and \
                 self.admission.verdict(need, self.may_free_room) == WAIT:
             return None
         try:
-            if too_large:
-                path = self.store.allocate_on_disk(message.object_id, message.nbytes,
-                                                   message.created_by)
-                return p.Allocated(message.request, message.object_id, self.id, -1, path=path)
             offset = self.store.allocate(message.object_id, message.nbytes, message.created_by)
-        except ObjectTooLargeError as error:
-            return p.Refused(message.request, pickle.dumps(error))
         except MemoryError as error:
-            if may_wait and self.may_free_room():
+            if not too_large and may_wait and self.may_free_room():
                 return None
-            return p.Refused(message.request, pickle.dumps(error))
+            on_disk = None if message.spare else self.disk_block(message)
+            return on_disk or p.Refused(message.request, pickle.dumps(error))
         return p.Allocated(message.request, message.object_id, self.id, offset)
+
+    def disk_block(self, message: p.Alloc) -> p.Allocated | None:
+        """Ray's fallback allocation: a block the store cannot give (an object larger than
+        it, or no room and nothing to wait for) is a file of the spill directory, which its
+        writer fills and readers map (None: this store does not spill)."""
+        try:
+            path = self.store.allocate_on_disk(message.object_id, message.nbytes,
+                                               message.created_by)
+        except MemoryError:
+            return None
+        return p.Allocated(message.request, message.object_id, self.id, -1, path=path)
 
     def note_room_refused(self, worker: WorkerHandle, object_id: str) -> None:
         """A result refused room: the task that makes it (in a fused chain, the one whose

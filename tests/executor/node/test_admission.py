@@ -219,6 +219,23 @@ def test_a_task_whose_input_finds_no_block_in_one_piece_waits_without_spinning(n
     assert "t1" in running(node) and failures(node) == []
 
 
+def test_a_result_with_no_room_and_nothing_to_wait_for_goes_to_disk(node):
+    """Ray's fallback allocation: a driver's view holds the store, no task here may free
+    room, so the result's block is a file of the spill directory, not a refusal (which
+    made the memory-pressure soak's task fail: 'pinned objects split the free bytes')."""
+    put(node, "view", 3 * MIB)
+    node.store.pin("view")                      # a driver's view, kept
+    tell(node, FromHead(p.Assign((), (spec("t1"),))))
+    tell(node, Dispatch())
+    tell(node, FromWorker(b"w0", p.Alloc(1, "t1", PART, "t1")))
+    (answer,) = [m for _, m in sent(node) if isinstance(m, (p.Allocated, p.Refused))]
+    assert isinstance(answer, p.Allocated) and answer.offset == -1
+    assert answer.path == node.store.objects["t1"].spill.path
+    done = p.TaskResult("t1", 0, (("t1", p.OnDisk("node-0", answer.path, PART, (7,))),), 0.01)
+    tell(node, FromWorker(b"w0", p.TasksDone((done,))))
+    assert node.store.on_disk("t1").crc == (7,) and failures(node) == []
+
+
 def test_a_drivers_view_of_an_object_in_the_middle_is_moved_up_first(node):
     """The same with the viewed object already in memory, low in the store (a result just
     made): pinned where it lay, it split the room of the running task's result."""
