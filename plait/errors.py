@@ -16,8 +16,9 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     │   ├── ObjectFreedError          ... because it was released with plait.free
     │   ├── ReconstructionFailedError ... and re-running its task failed or ran out of tries
     │   └── ObjectCorruptedError      ... because its spilled copy failed its checksum
-    ├── ObjectStoreFullError (MemoryError)  the store cannot make room for an object
-    │   └── ObjectTooLargeError       ... and never could: the object exceeds the whole store
+    ├── ObjectStoreFullError (MemoryError)  the store cannot make room, nor the disk
+    │   └── ObjectTooLargeError       ... the object exceeds the whole store, and no disk
+    │                                     takes it (spilling off; a node that is not its own)
     ├── PlanError (ValueError)        the compiler refused a graph (unknown node, ...)
     ├── InvalidOptionError (TypeError, ValueError)   an unknown or ill-typed remote option
     │   └── ActorAlreadyExistsError   ... an actor's name taken by a live actor
@@ -412,12 +413,14 @@ class ObjectCorruptedError(ObjectLostError):
 
 
 class ObjectStoreFullError(builtins.MemoryError, PlaitError):
-    """The node's store cannot make room for an object right now (MemoryError first: see
-    OutOfMemoryError)."""
+    """The node's store cannot make room for an object right now, and its disk cannot take
+    it either: spilling is off, or the spill directory cannot be written (MemoryError first:
+    see OutOfMemoryError). With spilling on, what the store cannot hold goes to disk."""
 
 
 class ObjectTooLargeError(ObjectStoreFullError):
-    """The object is larger than the node's whole store."""
+    """The object is larger than the node's whole store, and cannot be read from its file
+    here (spilling is off, or it lives on another node or host)."""
 
 
 class PlanError(PlaitError, builtins.ValueError):
