@@ -173,6 +173,37 @@ def test_a_driver_joins_runs_on_both_nodes_and_leaves_the_cluster_as_it_found_it
                RELEASE_TIMEOUT, "the stores to release the departed driver's objects")
 
 
+# A driver whose tasks print on both nodes: what its session prints (its stdout, kept
+# aside) until both lines came, as JSON.
+SHOUTER = textwrap.dedent("""
+    import io, json, os, sys, time
+    import plait
+
+    @plait.remote
+    def shout(node):
+        print(f"hello from {node}")
+        return os.getpid()
+
+    plait.init(address=sys.argv[1])
+    shown, sys.stdout = sys.stdout, io.StringIO()
+    pids = plait.get([shout.options(node=n).remote(n) for n in ("node-0", "node-1")])
+    wanted = [f"(shout pid={pid}) hello from {n}" for pid, n in zip(pids, ("node-0", "node-1"))]
+    deadline = time.monotonic() + 20
+    while not all(line in sys.stdout.getvalue() for line in wanted):
+        assert time.monotonic() < deadline, sys.stdout.getvalue()
+        plait.get(shout.options(node="node-0").remote("again"))   # takes in what came
+    print(json.dumps({"wanted": wanted, "pids": pids}), file=shown)
+""")
+
+
+def test_what_tasks_print_reaches_the_driver_and_stays_in_each_nodes_log(cluster):
+    result = json.loads(cluster.host.python(SHOUTER, cluster.address).stdout)
+    for node, line in zip(("node-0", "node-1"), result["wanted"], strict=True):
+        log = cluster.host.home / "logs" / f"{node}.log"
+        wait_until(lambda: line in log.read_text(errors="replace"), RELEASE_TIMEOUT,
+                   f"{node}'s log to keep its worker's line")
+
+
 # -- the key -----------------------------------------------------------------------------
 
 def test_the_key_shows_nowhere(cluster):
