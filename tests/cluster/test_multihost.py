@@ -10,6 +10,7 @@ namespace (`ip netns exec`), a driver in the head's namespace, and kills a whole
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import textwrap
@@ -222,7 +223,7 @@ def test_three_hosts_move_objects_over_tcp_and_survive_a_node_kill(lan, tmp_path
 
 
 LOST_DRIVER = textwrap.dedent("""
-    import json, os, sys, threading, time
+    import io, json, os, sys, threading, time
     import numpy as np
     import plait
 
@@ -232,9 +233,20 @@ LOST_DRIVER = textwrap.dedent("""
     def make(nbytes):                   # a put inside a task: no lineage to rebuild it from
         return [plait.put(np.ones(nbytes, dtype=np.uint8))]
 
+    @plait.remote
+    def shout():
+        print("hello from afar")
+
     plait.init(address="auto")
     (ref,) = plait.get(make.options(node="node-1").remote(8 << 20))     # known to be on node-1
-    print(json.dumps({"step": "stored"}), flush=True)
+    shown, sys.stdout = sys.stdout, io.StringIO()     # what the session prints, kept aside
+    plait.get(shout.options(node="node-1").remote())
+    deadline = time.monotonic() + 20
+    while "hello from afar" not in sys.stdout.getvalue() and time.monotonic() < deadline:
+        plait.get(make.options(node="node-0").remote(1))            # takes in what came
+    shown.write(json.dumps({"step": "stored", "shouted": sys.stdout.getvalue()}) + "\\n")
+    shown.flush()
+    sys.stdout = shown
     deadline = time.monotonic() + 60
     while not os.path.exists(gate) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -264,7 +276,11 @@ def test_get_of_an_object_whose_node_died_raises_object_lost(lan, tmp_path):
     driver = a.popen(LOST_DRIVER, str(gate))
     lines = Lines(driver)
     try:
-        assert lines.next(STEP_TIMEOUT) == {"step": "stored"}
+        stored = lines.next(STEP_TIMEOUT)
+        assert stored["step"] == "stored"
+        # what a task on the other host printed, as Ray prints it: its pid and host
+        assert re.fullmatch(rf"\(shout pid=\d+, ip={re.escape(Network.address(2))}\) "
+                            r"hello from afar\n", stored["shouted"]), stored["shouted"]
         os.killpg(b.started_pids()[0], signal.SIGKILL)
         wait_until(lambda: "node-1" not in status_nodes(a.plait("status").stdout),
                    NODE_TIMEOUT_SECONDS + DETECT_SLACK, "the head to drop node-1")
