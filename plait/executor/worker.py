@@ -964,7 +964,7 @@ class WorkerRuntime:
     def store(self, object_id: str, value: Any, created_by: str
               ) -> p.Inline | p.Located | p.OnDisk | p.Stored:
         """Inline when small; otherwise allocate a block of the arena and write into it (or,
-        larger than the whole store, the file the node names)."""
+        when the store cannot hold it, the file the node names)."""
         with collecting_refs() as found:
             serialized = serialize(value)
         lazy = unsubmitted(found)
@@ -983,7 +983,7 @@ class WorkerRuntime:
         assert isinstance(reply, p.Allocated)
         if reply.held:              # a value a re-run yielded again, kept from the first run
             return p.Stored(reply.node, nbytes, contains)
-        if reply.path:              # larger than the whole store: a file of its own
+        if reply.path:              # no room in the store: a file of its own
             crc = write_on_disk(object_id, reply.path, nbytes, serialized.write_into)
             return p.OnDisk(reply.node, reply.path, nbytes, crc, contains)
         self.arena.prefault(reply.offset, nbytes)

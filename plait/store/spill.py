@@ -62,7 +62,7 @@ class Spiller:
         return os.path.join(self.directory, object_id.replace("/", "_") + ".bin")
 
     def new_file(self, object_id: str) -> str:
-        """The path an object larger than the store is written to by its writer (another
+        """The path an object the store cannot hold is written to by its writer (another
         process: ``write_on_disk``), in this directory, which is made if need be."""
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -95,7 +95,11 @@ class Spiller:
     def read_into(self, object_id: str, record: SpillRecord, target: memoryview) -> None:
         """Restore into ``target``; a missing or altered file is an error, not data."""
         start = time.perf_counter()
-        read_record(object_id, record, target)
+        try:
+            crc = _read_file(record.path, target[:record.nbytes])
+        except OSError as error:
+            raise _lost(object_id, record, error) from None
+        _check(object_id, record, crc)
         seconds = time.perf_counter() - start
         self.restored_bytes += record.nbytes
         self.restore_seconds += seconds
@@ -109,24 +113,9 @@ class Spiller:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def read_record(object_id: str, record: SpillRecord, target: memoryview) -> None:
-    """Read a spill file into ``target`` (the node's arena block, or a reader's own memory
-    when the store has no room for it): ObjectLostError if the file is gone or unreadable
-    (FileNotFoundError's message says which), ObjectCorruptedError if it fails its CRC."""
-    try:
-        crc = _read_file(record.path, target[:record.nbytes])
-    except FileNotFoundError:
-        raise ObjectLostError(object_id, f"its spill file {record.path} is gone") from None
-    except OSError as error:
-        raise ObjectLostError(object_id, f"its spill file cannot be read: {error}") from error
-    if crc != record.crc:
-        raise ObjectCorruptedError(object_id, f"its spill file {record.path} fails its "
-                                              f"checksum (corrupted on disk)")
-
-
 def write_on_disk(object_id: str, path: str, nbytes: int, fill: Callable[[memoryview], None]
                   ) -> tuple[int, ...]:
-    """Write an object larger than its store into the file its node named (``new_file``):
+    """Write an object its store cannot hold into the file its node named (``new_file``):
     ``fill`` lays it out into the mapped file; the CRC-32 of each CHUNK, for ``seal``. A
     disk that cannot take it (full, read-only) is ObjectStoreFullError, saying which."""
     try:
@@ -137,16 +126,15 @@ def write_on_disk(object_id: str, path: str, nbytes: int, fill: Callable[[memory
                 view = memoryview(mapping)
                 try:
                     fill(view)
-                    return tuple(_pool().map(lambda at: zlib.crc32(view[at:at + CHUNK]),
-                                             range(0, nbytes, CHUNK)))
+                    return _chunk_crcs(view)
                 finally:
                     view.release()
         finally:
             os.close(fd)
     except OSError as error:
-        raise ObjectStoreFullError(f"{object_id} ({nbytes} bytes, larger than the store) "
-                                   f"cannot be written to {path}: {error.strerror or error}"
-                                   ) from error
+        raise ObjectStoreFullError(f"{object_id} ({nbytes} bytes, more than its store can "
+                                   f"hold) cannot be written to {path}: "
+                                   f"{error.strerror or error}") from error
 
 
 def mapped(object_id: str, record: SpillRecord) -> memoryview:
@@ -156,10 +144,8 @@ def mapped(object_id: str, record: SpillRecord) -> memoryview:
     never changes while the object lives, and the mapping outlives its deletion."""
     try:
         fd = os.open(record.path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise ObjectLostError(object_id, f"its spill file {record.path} is gone") from None
     except OSError as error:
-        raise ObjectLostError(object_id, f"its spill file cannot be read: {error}") from error
+        raise _lost(object_id, record, error) from None
     try:
         if os.fstat(fd).st_size != record.nbytes:
             raise ObjectCorruptedError(object_id, f"its spill file {record.path} was "
@@ -167,12 +153,28 @@ def mapped(object_id: str, record: SpillRecord) -> memoryview:
         view = memoryview(mmap.mmap(fd, record.nbytes, access=mmap.ACCESS_READ))
     finally:
         os.close(fd)
-    crc = tuple(_pool().map(lambda start: zlib.crc32(view[start:start + CHUNK]),
-                            range(0, record.nbytes, CHUNK)))
+    _check(object_id, record, _chunk_crcs(view))
+    return view
+
+
+def _lost(object_id: str, record: SpillRecord, error: OSError) -> ObjectLostError:
+    """A spill file that cannot be opened or read: its object's copy is gone."""
+    if isinstance(error, FileNotFoundError):
+        return ObjectLostError(object_id, f"its spill file {record.path} is gone")
+    return ObjectLostError(object_id, f"its spill file cannot be read: {error}")
+
+
+def _check(object_id: str, record: SpillRecord, crc: tuple[int, ...]) -> None:
+    """A file whose chunks' CRC-32s differ from its record's is an error, never data."""
     if crc != record.crc:
         raise ObjectCorruptedError(object_id, f"its spill file {record.path} fails its "
                                               f"checksum (corrupted on disk)")
-    return view
+
+
+def _chunk_crcs(view: memoryview) -> tuple[int, ...]:
+    """The CRC-32 of each CHUNK of ``view``, from several threads (zlib releases the GIL)."""
+    return tuple(_pool().map(lambda at: zlib.crc32(view[at:at + CHUNK]),
+                             range(0, view.nbytes, CHUNK)))
 
 
 def spill_directory(session: str, node: str, base: str | None = None) -> str:

@@ -36,7 +36,7 @@ import time
 import weakref
 from typing import Any
 
-from plait.errors import PlaitError
+from plait.errors import ObjectLostError, PlaitError
 from plait.store.serialization import deserialize
 
 FAR_TIMEOUT_SECONDS = 10.0     # a node on another host silent this long between chunks
@@ -87,7 +87,6 @@ class ObjectReading:
         spill file, mapped (an Inline value over the mapping). A file gone meanwhile (its
         node found it lost, or the object was freed) is asked of the head again: its
         answer then says where the object is, or why it is not."""
-        from plait.errors import ObjectLostError
         from plait.executor.wire import protocol as p
         from plait.store.spill import SpillRecord, mapped
 
@@ -152,7 +151,6 @@ class ObjectReading:
         name it again (that pull waits FAR_TIMEOUT_SECONDS in vain), and only the one
         after that where the object is now: that answer is read too, never handed on as
         a value (ObjectLostError once the pulls are spent)."""
-        from plait.errors import ObjectLostError, PlaitError
         from plait.executor.wire import protocol as p
         from plait.executor.wire.fetch import pull_object
 

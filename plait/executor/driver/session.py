@@ -193,7 +193,7 @@ class Session(ObjectReading, Engine):
         else:
             call_site = _call_site()
             object_id, reply = self.put_block(nbytes, call_site)
-            if reply.path:              # larger than the whole store: a file of its own
+            if reply.path:              # no room in the store: a file of its own
                 try:
                     crc = write_on_disk(object_id, reply.path, nbytes, serialized.write_into)
                 except BaseException:
@@ -757,15 +757,12 @@ class Session(ObjectReading, Engine):
     def show_output(self, output: Any) -> None:
         """Print a worker's lines as Ray does: ``(f pid=123) line``, with ``, ip=...`` for
         a worker on another host (wire/output.py)."""
-        from plait.executor.wire.output import prefix
+        from plait.executor.wire.output import show
         from plait.executor.wire.protocol import host_of
 
         node = next((n for n in self.nodes if n.id == output.node), None)
         far = node is not None and node.host != self.host
-        start = prefix(output, host_of(node.address) if far else None)
-        stream = sys.stderr if output.error else sys.stdout
-        stream.write("".join(f"{start}{line}\n" for line in output.lines))
-        stream.flush()
+        show(output, host_of(node.address) if far else None)
 
     def apply(self, message: Any) -> list[str]:
         """Take in one message from the head; the objects it made known. A Welcome answers

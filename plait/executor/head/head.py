@@ -369,7 +369,7 @@ class Head(ActorRouting, Outbox):
         blocks = self.unsealed.get(peer)
         if blocks is not None:
             blocks.discard(message.object_id)
-        if message.crc:                 # larger than the store: written to a file
+        if message.crc:                 # no room in the store: written to a file
             store.seal(message.object_id, message.crc)
         else:
             if message.nbytes:          # written into a spare block: its own size

@@ -352,13 +352,14 @@ class Node(Outbox):
             return False
         self.keep_results_whole(ids)
         values = tuple((oid, self.pin_value(oid, high=True)) for oid in ids)
-        if fits and may_wait and any(map(_is_store_full, (v for _, v in values))) \
-                and self.room_may_come(views=False):
+        full = any(map(_is_store_full, (v for _, v in values)))
+        if full and fits and may_wait and self.room_may_come(views=False):
             for oid, value in values:       # restored beside what running tasks pin, a
                 if isinstance(value, p.Located):   # spilled object found no block in
                     self.store.unpin(oid)          # one piece: wait for them, not fail
             return False
-        values = tuple((oid, self.on_disk(oid, value)) for oid, value in values)
+        if full:
+            values = tuple((oid, self.on_disk(oid, value)) for oid, value in values)
         for oid, value in values:
             if isinstance(value, p.Located):
                 self.client_pins[oid] += 1
@@ -847,12 +848,9 @@ class Node(Outbox):
                 self.store.delete(oid)
 
     def seal_output(self, object_id: str, value: p.ObjectValue) -> p.ObjectValue:
-        if isinstance(value, p.OnDisk):                  # larger than the store: on disk
-            self.store.seal(object_id, value.crc)
-        elif not isinstance(value, p.Located):
+        if not isinstance(value, p.Located | p.OnDisk):
             return value
-        else:
-            self.store.seal(object_id)
+        self.store.seal(object_id, value.crc if isinstance(value, p.OnDisk) else ())
         return p.Stored(self.id, value.nbytes, value.contains)
 
     def worker_died(self, pidfd: int) -> None:
@@ -1094,27 +1092,25 @@ class Node(Outbox):
         items = []
         for index, member in enumerate(chain):
             item = self.work_item(member)
-            if item is None:     # it waits again, or failed (work_item saw to it, and it
-                self.stop_riding(chain[index:index + 1], requeue=False)   # is no rider
-                self.stop_riding(chain[index + 1:])     # now); those behind it wait for
-                break                                   # its results on their own
+            if item is None:               # it waits again, or failed (work_item saw to
+                self.stop_riding(chain[index + 1:])   # it): those behind it wait for its
+                break                                 # results on their own
             items.append(item)
         return items
 
-    def stop_riding(self, tasks: list[str], requeue: bool = True) -> None:
+    def stop_riding(self, tasks: list[str]) -> None:
         """Tasks of a fused chain not sent after all: a task still marked riding is never
         started (it is taken to be with its producer's worker). One whose producer already
         ended (it failed as it was about to be sent: its input failed) waits for nothing
-        now: it fails with that input, as a task waiting for it would have, or is queued
-        (unless not ``requeue``: the task that itself was not sent waits where work_item
-        put it, for room or for its inputs; queued again, the dispatch that just took it
-        would take it again, for ever: the memory-pressure soak's hung node)."""
+        now: it fails with that input, as a task waiting for it would have, or is queued.
+        (Not the task work_item itself set waiting: queued again, the dispatch that just
+        took it would take it again, for ever, the memory-pressure soak's hung node.)"""
         for task_id in tasks:
             state = self.table.tasks.get(task_id)
             if state is None:
                 continue
             state.riding = False
-            if state.waiting or not requeue:
+            if state.waiting:
                 continue
             failed = next((value for oid in state.spec.deps
                            if isinstance(value := self.values.get(oid), p.Failed)), None)
@@ -1242,12 +1238,14 @@ class Node(Outbox):
             self.release(task_id)
             self.wait_again(task_id, gone)
             return None
-        if any(map(_is_store_full, values.values())) and self.room_may_come(views=False):
-            self.release(task_id)     # an input could not be restored in one piece beside
-            self.room_waiting.append(task_id)   # what other tasks pin: try again then
-            return None
-        # else read from their spill files (admission waited for drivers' views already)
-        values = {oid: self.on_disk(oid, value) for oid, value in values.items()}
+        if any(map(_is_store_full, values.values())):
+            if self.room_may_come(views=False):
+                self.release(task_id)     # an input could not be restored in one piece
+                self.room_waiting.append(task_id)   # beside what other tasks pin: it waits
+                state.riding = False                # for room on its own, then tries again
+                return None
+            # else read from their spill files (admission waited for drivers' views already)
+            values = {oid: self.on_disk(oid, value) for oid, value in values.items()}
         lost = [values[oid] for oid in spec.deps if isinstance(values[oid], p.Failed)]
         if lost:                  # deleted after it arrived
             self.fail_task(task_id, lost[0].error)

@@ -49,7 +49,7 @@ from plait.executor.wire.instructions import (ClientGone, Dispatch, Event, Flush
                                               ToClient, ToHead, ToNode, ToWorker, Unlink,
                                               WorkerGone, WorkerStarted)
 from plait.executor.wire.malloc import keep_chunk_buffers, malloc_usage, return_freed_memory
-from plait.executor.wire.output import prefix
+from plait.executor.wire.output import show
 from plait.executor.wire.security import (ClusterKey, check_bind, load_key, secure_client,
                                           secure_server, start_authenticator)
 from plait.store.arena import Arena
@@ -304,7 +304,7 @@ class Server:
 
     def from_worker(self, identity: bytes, message: p.Message) -> None:
         if isinstance(message, p.Output) and not self.config.parent_pid:
-            log_output(message)          # a CLI node's log keeps its workers' lines too
+            show(message)                # a CLI node's log keeps its workers' lines too
         self.feed(self.node, FromWorker(identity, message))
 
     def drain(self, sock: zmq.Socket, handle) -> None:
@@ -428,13 +428,6 @@ class Server:
             # the head's, or a CLI node's own; a driver's other nodes share the head's run
             # dir, where nodes that join later and replacement workers find their sockets
             remove_paths([self.config.run_dir])
-
-
-def log_output(output: p.Output) -> None:
-    """A worker's lines into this node's log (its stdout), prefixed as a driver shows them."""
-    start = prefix(output)
-    sys.stdout.write("".join(f"{start}{line}\n" for line in output.lines))
-    sys.stdout.flush()
 
 
 def memory_line() -> str:

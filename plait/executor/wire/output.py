@@ -112,3 +112,12 @@ def prefix(output: p.Output, host: str | None = None) -> str:
     where = f", ip={host}" if host else ""
     name = f"{output.name} " if output.name else ""
     return f"({name}pid={output.pid}{where}) "
+
+
+def show(output: p.Output, host: str | None = None) -> None:
+    """Print a worker's lines, each after its ``prefix``, to stdout (or stderr, as the
+    worker wrote them): the driver's terminal, or a CLI node's log."""
+    start = prefix(output, host)
+    stream = sys.stderr if output.error else sys.stdout
+    stream.write("".join(f"{start}{line}\n" for line in output.lines))
+    stream.flush()

@@ -232,7 +232,7 @@ class Allocated:
     offset: int
     held: bool = False             # the node already holds it sealed (a re-run yielded it
     #                                again): nothing to write, no block was allocated
-    path: str = ""                 # larger than the whole store: write it to this file
+    path: str = ""                 # no room in the store: write it to this file
     #                                instead (spill.write_on_disk), and Seal it with its CRCs
 
 
