@@ -511,10 +511,14 @@ class trace:
         self.session = session()
         self.position = self.session.trace_since(-1)[1]
         self.result = Trace()
+        self.session.tracing(True)
         return self.result
 
     def __exit__(self, *exc: object) -> None:
-        events, end = self.session.trace_since(self.position)
+        try:
+            events, end = self.session.trace_since(self.position)
+        finally:
+            self.session.tracing(False)
         self.result.add(events)
         self.result.dropped = end - self.position - len(events)
 

@@ -98,6 +98,7 @@ class ForeignEngine(Engine):
         self.events = EventRing(MAX_EVENTS)        # for plait.trace, newest last
         self.unsubmitted: deque[Any] = deque()
         self.closing = False                       # shutting down (see ``shutdown``)
+        self.traces = 0                            # plait.trace blocks open now
         self.recent_plans: deque[compiler.Plan] = deque(maxlen=4)
         self.node_names: dict[str, str] = {}       # engine's node id -> "node-i"
         self.node_ids: dict[str, str] = {}         # "node-i" -> engine's node id
@@ -502,6 +503,10 @@ class ForeignEngine(Engine):
         how many of its events the ring let go (``plait.trace``'s ``dropped``)."""
         self.read_reports()
         return self.events.since(position), self.events.end
+
+    def tracing(self, opened: bool) -> None:
+        with self.lock:
+            self.traces += 1 if opened else -1
 
     def read_reports(self) -> None:
         """Turn the engine's new task reports into trace events (the engine lets go of them),

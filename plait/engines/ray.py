@@ -14,8 +14,12 @@ Ray has no task priorities, so the plan's critical-path priorities are not used;
 chains run as separate tasks on the same node. A task's shape is as near Ray's own as plait
 can make it (Ray charges for each argument and return): the call of a Ray remote function
 made once per plait function, its arguments the call's own (none for a call without any);
-its id travels as Ray's name of the task. It returns one more object than the user's: how
-it ran (node, worker, times, input sizes), which the driver makes ``plait.trace``'s report.
+its id travels as Ray's name of the task. A task launched while a ``plait.trace()`` block
+is open returns one more object than the user's, first: how it ran (node, worker, times,
+input sizes), which the driver makes the trace's events. Others return the user's alone:
+the extra return, and reading it, cost Ray ~6% of W3's rate (1,000 no-ops), more than all
+of plait's planning, so only a trace pays for it (Ray's own ``enable_task_events=False``
+is the same choice).
 
 Imported only when chosen: ``pip install -e ".[ray]"``.
 """
@@ -164,10 +168,13 @@ class RayEngine(ForeignEngine):
         without arguments. Its id travels as Ray's name of the task; the rest of what the
         trace says of it stays here, beside the handle of its report."""
         bare = not inputs and not nested and task.payload == NO_ARGUMENTS
-        runner, options = self.runner(task, node, placement, anchored, bare)
+        report = self.traces > 0
+        runner, options = self.runner(task, node, placement, anchored, bare, report)
         args = () if bare else (task.payload, *inputs, *((_Nested(nested),) if nested else ()))
         # RemoteFunction._remote: what .options(...).remote() calls, with a name per call
         handles = runner._remote(args=args, kwargs=None, name=task.id, **options)
+        if not report:
+            return handles if len(node.outputs) > 1 else [handles]
         reports = self.reports
         reports.append((handles[0], self.launched,
                         (task.id, node.function_name, node.outputs, node.deps)))
@@ -175,20 +182,21 @@ class RayEngine(ForeignEngine):
             self.read_reports()
         return handles[1:]
 
-    def runner(self, task: Any, node: Any, placement: Any, anchored: bool, bare: bool
-               ) -> tuple[Any, dict]:
+    def runner(self, task: Any, node: Any, placement: Any, anchored: bool, bare: bool,
+               report: bool) -> tuple[Any, dict]:
         """The Ray remote function running ``task``'s function, and its options (Ray's
         .options() is slow and each new remote function is exported: one per kind)."""
         pinned = anchored and len(self.nodes_seen[1]) > 1
         pin = placement.node if pinned else None
         function, kind = task.function, task.options
         last = self.last_runner          # most often the task before's: no key to build
-        if last[0] is function and last[1] is kind and last[2] == bare and last[3] == pin:
+        if last[0] is function and last[1] is kind and last[2] == (bare, report) and \
+                last[3] == pin:
             return last[4]
         retry = task.options.retry_exceptions or False
         function_id, pickled = task.function.pickled()
         count = len(node.outputs)
-        key = (function_id, node.function_name, bare, pin,
+        key = (function_id, node.function_name, bare, report, pin,
                count, node.num_cpus, node.max_retries,
                retry if isinstance(retry, bool) else tuple(retry))
         found = self.runners.get(key)
@@ -197,11 +205,11 @@ class RayEngine(ForeignEngine):
             if pinned:
                 strategy = NodeAffinitySchedulingStrategy(self.node_ids[placement.node],
                                                           soft=True)
-            remote = self.functions.get(key[:3] + (count,))
+            remote = self.functions.get(key[:4] + (count,))
             if remote is None:
-                remote = self.functions[key[:3] + (count,)] = ray.remote(
-                    _runner(Function(function_id, pickled, node.function_name), count, bare))
-            chosen = dict(num_returns=count + 1, scheduling_strategy=strategy,
+                remote = self.functions[key[:4] + (count,)] = ray.remote(_runner(
+                    Function(function_id, pickled, node.function_name), count, bare, report))
+            chosen = dict(num_returns=count + report, scheduling_strategy=strategy,
                           num_cpus=node.num_cpus, max_retries=node.max_retries,
                           retry_exceptions=retry)
             remote.options(**chosen)                      # Ray checks them
@@ -209,7 +217,7 @@ class RayEngine(ForeignEngine):
             options.pop("max_calls", None)
             options["serialized_runtime_env_info"] = remote._serialized_base_runtime_env_info
             found = self.runners[key] = (remote, options)
-        self.last_runner = (function, kind, bare, pin, found)
+        self.last_runner = (function, kind, (bare, report), pin, found)
         return found
 
     def results_read(self) -> None:
@@ -292,28 +300,31 @@ class _Nested:
         return (_Nested, (self.handles,))
 
 
-def _runner(function: Function, count: int, bare: bool) -> Any:
-    """A Ray task's body for ``function``'s calls (the report, then ``count`` results):
-    ``bare``, for calls without arguments, takes none, so Ray passes none (as it does for
-    a function of its own without parameters); else the pickled call, then the task's
-    top-level inputs, then a ``_Nested`` if it reads refs nested in its arguments."""
+def _runner(function: Function, count: int, bare: bool, report: bool) -> Any:
+    """A Ray task's body for ``function``'s calls: its ``count`` results, after its report
+    when it has one (``report``). ``bare``, for calls without arguments, takes none, so
+    Ray passes none (as it does for a function of its own without parameters); else the
+    pickled call, then the task's top-level inputs, then a ``_Nested`` if it reads refs
+    nested in its arguments."""
     if bare:
-        def run() -> tuple:
-            return _run(function, count, NO_ARGUMENTS, (), {})
+        def run() -> Any:
+            return _run(function, count, NO_ARGUMENTS, (), {}, report)
     else:
-        def run(payload: bytes, *inputs: Any) -> tuple:
+        def run(payload: bytes, *inputs: Any) -> Any:
             nested = inputs[-1].handles if inputs and isinstance(inputs[-1], _Nested) else {}
-            return _run(function, count, payload, inputs[:-1] if nested else inputs, nested)
+            return _run(function, count, payload, inputs[:-1] if nested else inputs, nested,
+                        report)
     run.__name__ = run.__qualname__ = function.name     # as Ray's dashboard shows it
     return run
 
 
 def _run(function: Function, count: int, payload: bytes, inputs: tuple,
-         nested: dict[str, Any]) -> tuple:
-    """One plait task in a Ray worker: its report (pickled: Ray passes bytes as they are,
-    where it runs its own serialiser over a tuple), then its results. The report comes
-    first: the driver stores a task's returns in their order, so a task whose result a
-    ``get`` saw has its report in the driver too, for the trace read next."""
+         nested: dict[str, Any], report: bool) -> Any:
+    """One plait task in a Ray worker: its report if asked (pickled: Ray passes bytes as
+    they are, where it runs its own serialiser over a tuple), then its results (a single
+    one as it is, as Ray takes one return). The report comes first: the driver stores a
+    task's returns in their order, so a task whose result a ``get`` saw has its report in
+    the driver too, for the trace read next."""
     session = RayEngine.in_task_session()
     try:
         results, ran = run_call(session, session.here, function, "", session.here, payload,
@@ -321,7 +332,9 @@ def _run(function: Function, count: int, payload: bytes, inputs: tuple,
     except TaskError as error:        # named now: Ray's name of the task is a call to read
         raise TaskError.wrap(error.function_name, ray.get_runtime_context().get_task_name(),
                              error.node, error.remote_traceback, error.cause) from None
-    return (pickle.dumps(ran, protocol=5), *results)
+    if report:
+        return (pickle.dumps(ran, protocol=5), *results)
+    return results[0] if count == 1 else tuple(results)
 
 
 def _read(handles: Any) -> list[tuple | None]:

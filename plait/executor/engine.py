@@ -99,6 +99,11 @@ class Engine(ABC):
     @abstractmethod
     def shutdown(self) -> None: ...
 
+    def tracing(self, opened: bool) -> None:
+        """A ``plait.trace`` block opened (or closed): an engine that records how tasks ran
+        only while one is open (Ray: it costs each task a return) starts (or stops)."""
+        return None
+
     def before_run(self) -> tuple[str, ...]:
         """Called first by ``run``: objects released since the last message (native)."""
         return ()

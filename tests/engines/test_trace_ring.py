@@ -1,8 +1,9 @@
 """A long run on Ray or Dask stays flat: the trace is a ring of the newest events (as the
 native head's), Ray's task reports not read yet are read in batches, never held one per
-task forever (a driver that never reads its trace), and the engine keeps nothing of an
-object once it is gone and no report to come can name it. Small limits here, patched
-before the session starts."""
+task forever (a trace block that runs long), and the engine keeps nothing of an object
+once it is gone and no report to come can name it. On Ray only tasks launched inside a
+``plait.trace()`` block report how they ran. Small limits here, patched before the session
+starts."""
 
 from __future__ import annotations
 
@@ -57,12 +58,33 @@ def test_the_trace_keeps_the_newest_events_and_counts_the_dropped(small_session)
 
 
 @pytest.mark.parametrize("small_session", ["ray"], indirect=True)
-def test_ray_holds_few_unread_reports_when_the_trace_is_never_read(small_session):
+def test_ray_holds_few_unread_reports_while_a_long_trace_is_not_read(small_session):
     most = 0
-    for i in range(60):
-        plait.get(older.remote(i))            # one task at a time: none left running
-        most = max(most, len(small_session.reports))
+    with plait.trace() as trace:
+        for i in range(60):
+            plait.get(older.remote(i))        # one task at a time: none left running
+            most = max(most, len(small_session.reports))
     assert most == PENDING + 1                # read as soon as there are more than PENDING
+    assert len(trace.tasks) == KEPT and trace.dropped == 60 - KEPT
+
+
+@plait.remote(num_returns=2)
+def pair(x):
+    return x, -x
+
+
+@pytest.mark.parametrize("small_session", ["ray"], indirect=True)
+def test_ray_tasks_report_how_they_ran_only_inside_a_trace(small_session):
+    """Outside a trace block a task returns the user's results alone (a report costs Ray a
+    return per task): nothing waits to be read, nothing is recorded."""
+    assert plait.get([older.remote(1), *pair.remote(2)]) == [2, 2, -2]
+    assert small_session.reports == [] and len(small_session.events) == 0
+    before = older.remote(3)                  # made before the block, launched inside it
+    with plait.trace() as trace:
+        assert plait.get([before, *pair.remote(4)]) == [4, 4, -4]
+    assert sorted(t.function_name for t in trace.tasks) == ["older", "pair"]
+    assert plait.get(older.remote(5)) == 6
+    assert small_session.reports == [] and len(small_session.events) == 2
 
 
 def test_the_ring_holds_nothing_the_cyclic_collector_walks(small_session):
@@ -116,16 +138,17 @@ def object_records(session) -> set[str]:
 
 def test_the_engine_keeps_nothing_of_objects_gone(small_session):
     made = []
-    for _ in range(3):
-        inputs = [older.remote(i) for i in range(KEPT)]
-        outputs = [newer.remote(x) for x in inputs]
-        assert plait.get(outputs) == [(i + 1) * 2 for i in range(KEPT)]
-        made += [ref.id for ref in inputs + outputs]
-        made += [older.remote(i).id for i in range(5)]     # called for side effects alone
-        del inputs, outputs
-    freed = plait.put(1)
-    plait.free(freed)
-    plait.put(0)                              # counts the dropped refs down
+    with plait.trace():                       # (Ray: its tasks report)
+        for _ in range(3):
+            inputs = [older.remote(i) for i in range(KEPT)]
+            outputs = [newer.remote(x) for x in inputs]
+            assert plait.get(outputs) == [(i + 1) * 2 for i in range(KEPT)]
+            made += [ref.id for ref in inputs + outputs]
+            made += [older.remote(i).id for i in range(5)]  # called for side effects alone
+            del inputs, outputs
+        freed = plait.put(1)
+        plait.free(freed)
+        plait.put(0)                          # counts the dropped refs down
     with plait.trace():                       # reads the reports: none to come names them
         pass
     assert object_records(small_session) & set(made) == set()
@@ -139,9 +162,10 @@ def test_a_driver_that_never_reads_its_trace_keeps_few_records_of_dead_objects(
     monkeypatch.setattr(base, "DYING_RECORDS", DYING)
     small_session.dying_limit = DYING
     most = 0
-    for i in range(40):
-        assert plait.get(newer.remote(older.remote(i))) == (i + 1) * 2
-        most = max(most, len(small_session.holders))
+    with plait.trace():                       # (Ray: its tasks report; the block is long)
+        for i in range(40):
+            assert plait.get(newer.remote(older.remote(i))) == (i + 1) * 2
+            most = max(most, len(small_session.holders))
     assert most <= DYING + 2                  # and the two of the get at hand
 
 
