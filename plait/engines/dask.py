@@ -92,11 +92,18 @@ class DaskEngine(ForeignEngine):
                 for address in sorted(workers)]
 
     def workers(self) -> dict[str, dict[str, Any]]:
-        """The scheduler's record of every worker, by address."""
+        """The scheduler's record of every worker, by address, asked of it now.
+
+        Not ``Client.scheduler_info``: it refreshes the client's cached identity and returns
+        the cache, which the client's own periodic refresh (every 2 s) overwrites with an
+        identity listing no worker (it asks for ``n_workers=0``); a call that lost that race
+        saw a cluster without workers, and a plan failed with "the cluster has no nodes"
+        (W3 of benchmarks/engines.py, once in a few runs)."""
+        identity = self.client.scheduler.identity
         try:
-            info = self.client.scheduler_info(n_workers=-1)
+            info = self.client.sync(identity, n_workers=-1)
         except TypeError:                      # older distributed: every worker anyway
-            info = self.client.scheduler_info()
+            info = self.client.sync(identity)
         return info["workers"]
 
     def engine_resources(self) -> tuple[dict[str, float], dict[str, float]]:

@@ -86,6 +86,20 @@ def test_a_worker_that_joins_after_one_left_has_one_name_in_the_driver_and_its_t
     assert plait.get(where_it_runs.options(node="node-0").remote(), timeout=60) == "node-0"
 
 
+def test_the_workers_are_asked_of_the_scheduler_not_of_the_clients_cache(two_workers,
+                                                                          monkeypatch):
+    """The client's periodic refresh of its cached identity lists no worker: landing just
+    before the cache was read, it made a plan see a cluster without nodes."""
+    _, client = two_workers
+
+    async def periodic_refresh_first(n_workers=0):
+        client._scheduler_identity = {"workers": {}}
+
+    monkeypatch.setattr(client, "_update_scheduler_info", periodic_refresh_first)
+    assert [node.id for node in plait.nodes()] == ["node-0", "node-1"]
+    assert plait.get(where_it_runs.remote(), timeout=60) in ("node-0", "node-1")
+
+
 def test_a_task_whose_worker_died_runs_again_and_the_inputs_lost_with_it_are_made_again(
         two_workers, tmp_path):
     """The consumer kills its worker (node-1, holding its input): Dask keeps pins to that
