@@ -18,7 +18,7 @@ The tree (each class also subclasses the built-in a caller would naturally catch
     │   └── ObjectCorruptedError      ... because its spilled copy failed its checksum
     ├── ObjectStoreFullError (MemoryError)  the store cannot make room, nor the disk
     │   └── ObjectTooLargeError       ... the object exceeds the whole store, and no disk
-    │                                     takes it (spilling off; a node that is not its own)
+    │                                     takes it (spilling off)
     ├── PlanError (ValueError)        the compiler refused a graph (unknown node, ...)
     ├── InvalidOptionError (TypeError, ValueError)   an unknown or ill-typed remote option
     │   └── ActorAlreadyExistsError   ... an actor's name taken by a live actor
@@ -419,8 +419,8 @@ class ObjectStoreFullError(builtins.MemoryError, PlaitError):
 
 
 class ObjectTooLargeError(ObjectStoreFullError):
-    """The object is larger than the node's whole store, and cannot be read from its file
-    here (spilling is off, or it lives on another node or host)."""
+    """The object is larger than the node's whole store, and no file can take it here
+    (spilling is off)."""
 
 
 class PlanError(PlaitError, builtins.ValueError):

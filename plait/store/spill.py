@@ -118,23 +118,54 @@ def write_on_disk(object_id: str, path: str, nbytes: int, fill: Callable[[memory
     """Write an object its store cannot hold into the file its node named (``new_file``):
     ``fill`` lays it out into the mapped file; the CRC-32 of each CHUNK, for ``seal``. A
     disk that cannot take it (full, read-only) is ObjectStoreFullError, saying which."""
+    block = DiskBlock(object_id, path, nbytes)
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        fill(block.view)
+        return block.crcs()
+    finally:
+        block.close()
+
+
+class DiskBlock:
+    """A new file of the spill directory, its ``nbytes`` reserved on disk (a full disk
+    fails now, not with SIGBUS mid-copy) and mapped for writing: where an object its store
+    cannot hold is written, by its writer (``write_on_disk``) or as a copy from another
+    node (transfers.py), as a block of the arena is. ObjectStoreFullError if the disk
+    cannot take it."""
+
+    def __init__(self, object_id: str, path: str, nbytes: int) -> None:
         try:
-            os.posix_fallocate(fd, 0, nbytes)      # a full disk now, not SIGBUS mid-copy
-            with mmap.mmap(fd, nbytes) as mapping:
-                view = memoryview(mapping)
-                try:
-                    fill(view)
-                    return _chunk_crcs(view)
-                finally:
-                    view.release()
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        except OSError as error:
+            raise _not_written(object_id, path, nbytes, error) from error
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+            self.mapping = mmap.mmap(fd, nbytes)
+        except OSError as error:
+            _remove(path)
+            raise _not_written(object_id, path, nbytes, error) from error
         finally:
             os.close(fd)
-    except OSError as error:
-        raise ObjectStoreFullError(f"{object_id} ({nbytes} bytes, more than its store can "
-                                   f"hold) cannot be written to {path}: "
-                                   f"{error.strerror or error}") from error
+        self.view = memoryview(self.mapping)
+
+    def crcs(self) -> tuple[int, ...]:
+        """The CRC-32 of each CHUNK written, for the store's record (``seal``)."""
+        return _chunk_crcs(self.view)
+
+    def close(self) -> None:
+        """Unmap (the file stays); a view still held elsewhere (a copy's thread) keeps the
+        mapping until it goes."""
+        try:
+            self.view.release()
+            self.mapping.close()
+        except BufferError:
+            pass
+
+
+def _not_written(object_id: str, path: str, nbytes: int, error: OSError
+                 ) -> ObjectStoreFullError:
+    return ObjectStoreFullError(f"{object_id} ({nbytes} bytes, more than its store can hold) "
+                                f"cannot be written to {path}: {error.strerror or error}")
 
 
 def mapped(object_id: str, record: SpillRecord) -> memoryview:

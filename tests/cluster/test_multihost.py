@@ -123,12 +123,13 @@ def lan(tmp_path):
             sweep(session)
 
 
-def start_cluster(hosts: list[Host], guess_bind: tuple[int, ...] = ()) -> None:
+def start_cluster(hosts: list[Host], guess_bind: tuple[int, ...] = (),
+                  store_bytes: int = STORE_BYTES) -> None:
     """A head on the first host and a node on each other one, 1 worker each; the hosts at
     the indexes in ``guess_bind`` join without --bind (plait finds the address facing the head).
     """
     port = str(free_port())
-    common = ("--num-workers", "1", "--store-memory", str(STORE_BYTES))
+    common = ("--num-workers", "1", "--store-memory", str(store_bytes))
     first = hosts[0]
     first.plait("start", "--head", "--bind", Network.address(1), "--port", port, *common)
     for index, host in enumerate(hosts[1:], 1):     # the key travels as a file, as with scp
@@ -287,6 +288,56 @@ def test_get_of_an_object_whose_node_died_raises_object_lost(lan, tmp_path):
         gate.touch()
         report = lines.next(STEP_TIMEOUT)
         assert report["outcome"].startswith("ObjectLostError"), report
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.wait(STEP_TIMEOUT)
+        driver.stdout.close()
+        driver.stderr.close()
+
+
+# Runs inside the head's namespace: objects larger than every store (8 MiB), made on the
+# other host and read on this one by a task and by the driver, over chunks (12 MiB) and
+# over streams (40 MiB: at least STREAM_MIN_BYTES), sealed (the cluster has a key).
+OVER_STORE_DRIVER = textwrap.dedent("""
+    import json, zlib
+    import numpy as np
+    import plait
+
+    def data(seed, nbytes):
+        return np.random.default_rng(seed).integers(0, 256, nbytes, dtype=np.uint8)
+
+    @plait.remote
+    def make(seed, nbytes):
+        return data(seed, nbytes)
+
+    @plait.remote
+    def crc(array):
+        return zlib.crc32(array)
+
+    plait.init(address="auto")
+    found = {}
+    for seed, mib in ((1, 12), (2, 40)):
+        made = make.options(node="node-1").remote(seed, mib << 20)
+        found[mib] = [zlib.crc32(data(seed, mib << 20)),
+                      plait.get(crc.options(node="node-0").remote(made), timeout=60),
+                      zlib.crc32(plait.get(made, timeout=60))]
+    print(json.dumps(found), flush=True)
+""")
+
+
+def test_objects_larger_than_every_store_are_read_on_another_host_through_its_disk(
+        lan, tmp_path):
+    """As Ray copies an object its store cannot hold through its disk: the holder serves it
+    from its spill file, and the reader's node writes it into a file of its own."""
+    network, make_hosts = lan
+    a, b = make_hosts(2)
+    start_cluster([a, b], store_bytes=8 * MiB)
+    driver = a.popen(OVER_STORE_DRIVER)
+    try:
+        found = Lines(driver).next(STEP_TIMEOUT * 2)
+        for mib, (expected, in_task, in_driver) in found.items():
+            assert in_task == expected and in_driver == expected, (mib, found)
     finally:
         if driver.poll() is None:
             driver.kill()

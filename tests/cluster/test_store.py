@@ -98,6 +98,35 @@ def test_objects_larger_than_the_whole_store_live_in_files_of_their_own(small_st
         plait.get(pid.remote())                  # a call: the dropped refs' Free goes
 
 
+def test_an_object_larger_than_every_store_is_read_on_another_node_through_its_disk(fresh):
+    """As Ray copies such an object through its disk: a task on another node reads a copy in
+    a file of its node's spill directory (made from the holder's file), and every file goes
+    with the object's last ref."""
+    plait.init(num_nodes=2, num_workers=1, store_memory=64 * MIB)
+    big = plait.put(np.arange(10 * MIB, dtype=np.float64))        # 80 MiB, on node-0
+    made = too_big.options(node="node-1").remote()                 # 128 MiB, on node-1
+    assert plait.get(total.options(node="node-1").remote(big)) == \
+        float(np.arange(10 * MIB, dtype=np.float64).sum())
+    assert plait.get(total.options(node="node-0").remote(made)) == 16.0 * MIB
+    assert len(spill_files()) == 4                                  # each object, twice
+    del big, made
+    deadline = time.monotonic() + 10
+    while spill_files():
+        assert time.monotonic() < deadline, f"left behind: {spill_files()}"
+        plait.get(pid.remote())                  # a call: the dropped refs' Free goes
+
+
+def test_a_copy_from_a_spill_file_altered_on_disk_is_an_error_not_data(fresh):
+    plait.init(num_nodes=2, num_workers=1, store_memory=64 * MIB)
+    big = plait.put(np.arange(10 * MIB, dtype=np.float64))        # 80 MiB, on node-0
+    (path,) = spill_files()
+    with open(path, "r+b") as file:
+        file.seek(1000)
+        file.write(b"altered")
+    with pytest.raises(plait.ObjectCorruptedError, match="fails its checksum"):
+        plait.get(total.options(node="node-1").remote(big), timeout=30)
+
+
 def test_without_spilling_an_object_larger_than_the_store_fails_at_put(fresh):
     plait.init(num_workers=1, store_memory=32 * MIB, spilling=False)
     with pytest.raises(plait.ObjectTooLargeError, match="larger store_memory"):

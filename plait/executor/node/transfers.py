@@ -18,6 +18,12 @@ an error or the block could not be allocated, failed, the other runs' chunks dra
 dropped so that the streams stay in step. Concurrent requests for one object on one node
 share one transfer. The copy becomes a replica in B's store.
 
+What a store cannot hold goes through disks, as Ray copies it: an object A's store has no
+room to bring back (larger than the whole store, or its room pinned) is served from its
+spill file, mapped once its CRCs are checked (on one host B maps the file itself: the
+header's ``path``); a replica larger than B's whole store is a file of B's spill directory
+(``DiskBlock``), mapped for writing as a block would be, its CRCs taken once it is in.
+
 The ``mid-transfer`` kill point is on the receiving side (B), in both paths: B has
 allocated its unsealed replica block and, across hosts, received the first chunk. B's
 death there is what a transfer must survive: A is left with a pinned object and a
@@ -52,6 +58,7 @@ from typing import Protocol
 
 import zmq
 
+from plait.errors import PlaitError
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.bulk import (OVERHEAD, REQUEST, ForgedFrame, Frames, PlainFrames,
@@ -61,6 +68,7 @@ from plait.executor.wire.fetch import CHUNK, STREAM_MIN_BYTES, chunks, spans
 from plait.executor.wire.stream import Receive, Receiver, StreamServer, opening, sealing
 from plait.store.arena import Arena
 from plait.store.serialization import copy_bytes
+from plait.store.spill import DiskBlock, SpillRecord, mapped
 from plait.store.store import ObjectStore
 
 Link = tuple[str, int]          # (peer node, stream)
@@ -94,6 +102,11 @@ class Pull:
     offset: int = -1            # of our replica block, once the first header came
     error: bytes | None = None  # why it failed, once a header (or the allocation) said so
     began: float = 0.0          # wall clock, for traces
+    disk: DiskBlock | None = None   # the replica's file, if this store cannot hold it
+
+    @property
+    def allocated(self) -> bool:
+        return self.offset >= 0 or self.disk is not None
 
 
 @dataclass(eq=False)          # hashed by identity: a streamed run is a key (``streamed``)
@@ -120,6 +133,7 @@ class Serving:
     object_id: str
     puller: str = ""
     token: bytes | None = None
+    pinned: bool = True         # False: served from its spill file (the store had no room)
 
 
 @dataclass
@@ -291,7 +305,7 @@ class Transfers:
 
             pull.error = pickle.dumps(ObjectLostError(pull.object_id, (
                 f"{link[0]} sent {header.nbytes} bytes, not the {pull.nbytes} recorded")))
-        if pull.offset < 0 and pull.error is None:
+        if not pull.allocated and pull.error is None:
             self.allocate(pull)
         piece.stop = min(piece.stop, header.nbytes)
         piece.at = piece.start
@@ -301,30 +315,50 @@ class Transfers:
             return
         if header.port:                 # failed here: the holder withdraws the offer
             piece.at = piece.stop
-        if header.offset is not None:                  # same host: arena to arena, no chunks
+        if header.offset is not None or header.path:   # same host: no chunks
             if pull.error is None:
                 killpoints.reached("mid-transfer", self.node, pull.object_id)
-                source = self.arena_of(link[0]).block(header.offset, header.nbytes)
-                self.store.arena.prefault(pull.offset, header.nbytes)
-                copy_bytes(self.store.arena.block(pull.offset, header.nbytes), source)
+                self.copy_same_host(link[0], pull, header)
             piece.at = piece.stop
         if not piece.receiving:
             self.end_piece(link, piece)
+
+    def copy_same_host(self, holder: str, pull: Pull, header: p.FetchHeader) -> None:
+        """Copy the object from the holder's arena, which this node maps, or from its
+        spill file (``header.path``: the holder's store cannot hold it), checked first."""
+        try:
+            source = mapped(pull.object_id, SpillRecord(header.path, header.nbytes,
+                                                        header.crc)) if header.path \
+                else self.arena_of(holder).block(header.offset, header.nbytes)
+        except PlaitError as error:               # its file gone, or altered
+            pull.error = pickle.dumps(error)
+            return
+        self.prefault(pull, 0, header.nbytes)
+        copy_bytes(self.target(pull, 0, header.nbytes), source)
+
+    def target(self, pull: Pull, at: int, nbytes: int) -> memoryview:
+        """Bytes [at, at + nbytes) of the pull's replica: in the arena, or in its file."""
+        if pull.disk is not None:
+            return pull.disk.view[at:at + nbytes]
+        return self.store.arena.block(pull.offset + at, nbytes)
+
+    def prefault(self, pull: Pull, at: int, nbytes: int) -> None:
+        if pull.disk is None:                          # (a file's blocks are reserved)
+            self.store.arena.prefault(pull.offset + at, nbytes)
 
     def receive_stream(self, link: Link, piece: Piece, header: p.FetchHeader) -> None:
         """Read ``piece``'s run from the holder's stream server into the replica block, on
         a thread of its own (``on_streams`` hears when it ends)."""
         assert self.receiver is not None
         pull = piece.pull
-        base = pull.offset + piece.start
 
         def prefault(at: int, nbytes: int) -> None:
-            self.store.arena.prefault(base + at, nbytes)
+            self.prefault(pull, piece.start + at, nbytes)
 
         def first_bytes() -> None:
             killpoints.reached("mid-transfer", self.node, pull.object_id)
 
-        target = self.store.arena.block(base, piece.stop - piece.start)
+        target = self.target(pull, piece.start, piece.stop - piece.start)
         self.streamed[piece] = link
         receive = Receive(piece, target, prefault, first_bytes,
                           opening(self.frames, piece.ticket, pull.object_id, piece.start), CHUNK)
@@ -348,10 +382,20 @@ class Transfers:
             self.count_down(piece.pull, error)
 
     def allocate(self, pull: Pull) -> None:
-        """The replica's block, or the pull's error."""
+        """The replica's block, or, larger than the whole store, its file in the spill
+        directory (as Ray copies such an object through its disk); else the pull's error."""
+        created_by = f"copy from {pull.source}"
         try:
-            pull.offset = self.store.allocate(pull.object_id, pull.nbytes,
-                                              f"copy from {pull.source}", replica=True)
+            if self.store.too_large(pull.nbytes) and self.store.spiller is not None:
+                path = self.store.allocate_on_disk(pull.object_id, pull.nbytes, created_by)
+                try:
+                    pull.disk = DiskBlock(pull.object_id, path, pull.nbytes)
+                except MemoryError:
+                    self.store.delete(pull.object_id)
+                    raise
+            else:
+                pull.offset = self.store.allocate(pull.object_id, pull.nbytes, created_by,
+                                                  replica=True)
         except MemoryError as error:
             pull.error = pickle.dumps(error)
 
@@ -362,12 +406,11 @@ class Transfers:
         pull = piece.pull
         size = min(CHUNK, piece.stop - piece.at)
         if pull.error is None:
-            target = pull.offset + piece.at
             if (piece.at - piece.start) % PREFAULT_BYTES == 0:
-                self.store.arena.prefault(target, min(PREFAULT_BYTES, piece.stop - piece.at))
+                self.prefault(pull, piece.at, min(PREFAULT_BYTES, piece.stop - piece.at))
             data = reply_data(piece.ticket, pull.object_id, piece.at)
             try:
-                self.frames.receive_chunk(sock, self.store.arena.block(target, size), data)
+                self.frames.receive_chunk(sock, self.target(pull, piece.at, size), data)
             except ForgedFrame as error:
                 from plait.errors import ObjectLostError
 
@@ -403,14 +446,23 @@ class Transfers:
     def finish(self, pull: Pull) -> None:
         del self.pulls[pull.object_id]
         self.chunks_flow(pull.object_id, False)
+        crc = pull.disk.crcs() if pull.disk is not None and pull.error is None else ()
         if pull.error is not None:
-            if pull.offset >= 0:
-                self.store.delete(pull.object_id)
+            self.drop_replica(pull)
             self.owner.pulled(pull.object_id, p.Failed(pull.error))
             return
-        self.store.seal(pull.object_id)
+        if pull.disk is not None:
+            pull.disk.close()
+        self.store.seal(pull.object_id, crc)
         self.owner.pulled(pull.object_id, p.Stored(self.node, pull.nbytes),
                           (pull.source, pull.began, time.time()))
+
+    def drop_replica(self, pull: Pull) -> None:
+        """A pull that failed, or whose holder died: its block, or its file, goes."""
+        if pull.disk is not None:
+            pull.disk.close()
+        if pull.allocated:
+            self.store.delete(pull.object_id)
 
     def chunks_flow(self, key: object, flowing: bool) -> None:
         """Track the pulls and serves streaming chunks (``key``), and tell ``streaming``
@@ -450,8 +502,7 @@ class Transfers:
         for oid, pull in aborted.items():
             del self.pulls[oid]
             self.chunks_flow(oid, False)
-            if pull.offset >= 0:
-                self.store.delete(oid)
+            self.drop_replica(pull)
         for link in [link for link in self.links if link[0] == node]:
             self.links.pop(link).close(linger=0)
         arena = self.arenas.pop(node, None)
@@ -499,14 +550,19 @@ class Transfers:
             return
         if serving.token is not None and self.streams is not None:
             self.streams.withdraw(serving.token)
-        self.store.unpin(serving.object_id)
+        if serving.pinned:
+            self.store.unpin(serving.object_id)
         self.chunks_flow((identity, request), False)
 
     def on_Fetch(self, identity: bytes, ticket: bytes, fetch: p.Fetch) -> None:
+        """Serve a run of the object from the arena, pinned there, or, when the store has
+        no room to bring it back (larger than the whole store, or the room pinned), from
+        its spill file: mapped and checked, as Ray serves its fallback files."""
         oid = fetch.object_id
         held = oid in self.store.objects
         try:
-            offset = self.store.pin(oid)
+            offset, record = self.pin_or_file(oid)
+            source = None if fetch.same_host else self.source(oid, offset, record)
         except Exception as error:           # not here (deleted), or lost from disk
             if held and oid not in self.store.objects:
                 self.owner.copy_lost(oid, error)
@@ -514,23 +570,47 @@ class Transfers:
             self.answer(Serve(identity, ticket, header))
             return
         nbytes = self.store.nbytes(oid)
-        serving = self.serving[(identity, fetch.request)] = Serving(oid, fetch.puller)
+        serving = self.serving[(identity, fetch.request)] = Serving(oid, fetch.puller,
+                                                                    pinned=record is None)
         if fetch.same_host:
-            self.answer(Serve(identity, ticket, p.FetchHeader(fetch.request, oid, nbytes,
-                                                              offset=offset)))
+            header = p.FetchHeader(fetch.request, oid, nbytes, offset=offset) \
+                if record is None else \
+                p.FetchHeader(fetch.request, oid, nbytes, path=record.path, crc=record.crc)
+            self.answer(Serve(identity, ticket, header))
             return
         stop = nbytes if fetch.stop is None else max(0, min(fetch.stop, nbytes))
         start = min(max(0, fetch.start), stop)
         if fetch.stream and self.streams is not None:
-            token = self.streams.offer(self.store.arena.block(offset + start, stop - start),
+            token = self.streams.offer(source[start:stop],
                                        sealing(self.frames, ticket, oid, start, CHUNK), CHUNK)
             serving.token = token
             self.answer(Serve(identity, ticket, p.FetchHeader(
                 fetch.request, oid, nbytes, port=self.streams.port, token=token)))
             return
         self.chunks_flow((identity, fetch.request), True)
+        assert source is not None
         self.answer(Serve(identity, ticket, p.FetchHeader(fetch.request, oid, nbytes),
-                          self.store.arena.block(offset, nbytes), start, stop))
+                          source, start, stop))
+
+    def pin_or_file(self, object_id: str) -> tuple[int, SpillRecord | None]:
+        """The object pinned in the arena (its offset), or, if the store has no room to
+        bring it back, its spill file's record (no pin: the file never changes while the
+        object lives, and a mapping outlives its deletion)."""
+        try:
+            return self.store.pin(object_id), None
+        except MemoryError:
+            record = self.store.on_disk(object_id)
+            if record is None:
+                raise
+            return -1, record
+
+    def source(self, object_id: str, offset: int, record: SpillRecord | None) -> memoryview:
+        """What a run is served from: the pinned block, or the spill file, mapped once its
+        CRCs are checked (a read of the whole file, in this loop: objects larger than a
+        store are rare, and a copy on one host takes this loop as long)."""
+        if record is None:
+            return self.store.arena.block(offset, self.store.nbytes(object_id))
+        return mapped(object_id, record)
 
     def answer(self, serve: Serve) -> None:
         """Send a header and its run: plain, at once (the chunks zero-copy from the arena);

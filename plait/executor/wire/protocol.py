@@ -468,7 +468,9 @@ class Fetch:
 class FetchHeader:
     """Answer to Fetch: the object's ``nbytes``, then raw chunks of the run asked for, or
     ``offset`` to copy from, or the ``port`` of the holder's stream server and the
-    ``token`` that gets the run there (a Fetch with ``stream``), or error."""
+    ``token`` that gets the run there (a Fetch with ``stream``), or error. On the same
+    host, an object the holder's store cannot hold is copied from its spill file at
+    ``path`` instead of ``offset``, each chunk checked against ``crc``."""
 
     request: int
     object_id: str
@@ -477,6 +479,8 @@ class FetchHeader:
     error: bytes | None = None
     port: int = 0
     token: bytes = b""
+    path: str = ""
+    crc: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
