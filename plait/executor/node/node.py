@@ -400,10 +400,12 @@ class Node(Outbox):
                 self.store.unpin(oid)
 
     def pin_holders(self, object_id: str) -> int:
-        """Pins the object should have: its readers here, transfers serving it, drivers'
-        views of it, and its writer while unsealed (validate_state compares)."""
+        """Pins the object should have: its readers here, transfers serving it from memory
+        (not from its file), drivers' views of it, and its writer while unsealed
+        (validate_state compares)."""
         tasks = sum(oids.count(object_id) for oids in self.task_pins.values())
-        serving = sum(s.object_id == object_id for s in self.transfers.serving.values())
+        serving = sum(s.object_id == object_id and s.pinned
+                      for s in self.transfers.serving.values())
         stored = self.store.objects[object_id]
         views = len(self.view_pins.get(object_id, ()))
         return tasks + serving + self.client_pins[object_id] + views + (not stored.sealed)
