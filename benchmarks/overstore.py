@@ -12,6 +12,10 @@ loopback. Per round, each step timed once:
 - ``task reading 4 x 100 MiB``: one task given the four arrays, summing each one's first
   and last element.
 - ``put of 400 MiB`` and ``get of it``: an array larger than the whole store.
+- ``task on another node reading it``, twice: on a cluster of two nodes (Ray: a
+  ``ray.cluster_utils.Cluster``; plait: ``num_nodes=2``) of 1 CPU and a ``--store-mib``
+  store each, the 400 MiB array put by the driver and read by a task pinned to the other
+  node; the second read finds the copy the first left there.
 
 Ray writes what its store cannot hold to its fallback files (``/tmp/ray``); plait reads
 what its store cannot hold from its spill files and writes objects larger than the store
@@ -34,7 +38,8 @@ PART = 100 * MiB
 PARTS = 4
 HUGE = 400 * MiB
 STEPS = ("get of 4 x 100 MiB", "task reading 4 x 100 MiB", "put of 400 MiB",
-         "get of the 400 MiB")
+         "get of the 400 MiB", "task on another node reading it",
+         "... and again (its copy there)")
 
 
 def ends(*arrays):
@@ -81,9 +86,51 @@ def run_system(name: str, store_mib: int) -> dict[str, float]:
         seconds[STEPS[3]] = time.perf_counter() - start
         assert value[-1] == huge[-1]
         del value, ref
+    finally:
+        system.shutdown()
+    seconds.update(read_elsewhere(name, store_mib))
+    return seconds
+
+
+def read_elsewhere(name: str, store_mib: int) -> dict[str, float]:
+    """The 400 MiB array put by the driver, read twice by a task on the other node of two:
+    seconds for each read."""
+    import numpy as np
+
+    cluster = None
+    if name == "ray":
+        import ray as system
+        from ray.cluster_utils import Cluster
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 1, "object_store_memory": store_mib * MiB})
+        cluster.add_node(num_cpus=1, object_store_memory=store_mib * MiB)
+        cluster.wait_for_nodes()
+        system.init(address=cluster.address, logging_level="ERROR")
+        here = system.get_runtime_context().get_node_id()
+        there = next(n["NodeID"] for n in system.nodes() if n["NodeID"] != here)
+        reader = system.remote(ends).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(there, soft=False))
+    else:
+        import plait as system
+
+        system.init(num_nodes=2, num_workers=1, object_store_memory=store_mib * MiB)
+        reader = system.remote(ends).options(node="node-1")
+    try:
+        system.get(reader.remote(np.ones(4)))                       # a worker there, up
+        huge = np.arange(HUGE // 8, dtype=np.float64)
+        ref = system.put(huge)
+        seconds = {}
+        for step in STEPS[4:]:
+            start = time.perf_counter()
+            assert system.get(reader.remote(ref)) == [0.0 + huge[-1]]
+            seconds[step] = time.perf_counter() - start
         return seconds
     finally:
         system.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
 
 
 def main() -> None:
