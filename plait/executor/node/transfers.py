@@ -326,13 +326,16 @@ class Transfers:
     def copy_same_host(self, holder: str, pull: Pull, header: p.FetchHeader) -> None:
         """Copy the object from the holder's arena, which this node maps, or from its
         spill file (``header.path``: the holder's store cannot hold it), checked first."""
-        try:
-            source = mapped(pull.object_id, SpillRecord(header.path, header.nbytes,
-                                                        header.crc)) if header.path \
-                else self.arena_of(holder).block(header.offset, header.nbytes)
-        except PlaitError as error:               # its file gone, or altered
-            pull.error = pickle.dumps(error)
-            return
+        if header.path:
+            try:
+                source = mapped(pull.object_id, SpillRecord(header.path, header.nbytes,
+                                                            header.crc))
+            except PlaitError as error:           # its file gone, or altered
+                pull.error = pickle.dumps(error)
+                return
+        else:
+            assert header.offset is not None
+            source = self.arena_of(holder).block(header.offset, header.nbytes)
         self.prefault(pull, 0, header.nbytes)
         copy_bytes(self.target(pull, 0, header.nbytes), source)
 
@@ -572,12 +575,13 @@ class Transfers:
         nbytes = self.store.nbytes(oid)
         serving = self.serving[(identity, fetch.request)] = Serving(oid, fetch.puller,
                                                                     pinned=record is None)
-        if fetch.same_host:
-            header = p.FetchHeader(fetch.request, oid, nbytes, offset=offset) \
-                if record is None else \
-                p.FetchHeader(fetch.request, oid, nbytes, path=record.path, crc=record.crc)
-            self.answer(Serve(identity, ticket, header))
+        if fetch.same_host:          # the puller copies from our arena, or maps the file
+            where: dict = {"offset": offset} if record is None else \
+                {"path": record.path, "crc": record.crc}
+            self.answer(Serve(identity, ticket, p.FetchHeader(fetch.request, oid, nbytes,
+                                                              **where)))
             return
+        assert source is not None
         stop = nbytes if fetch.stop is None else max(0, min(fetch.stop, nbytes))
         start = min(max(0, fetch.start), stop)
         if fetch.stream and self.streams is not None:
@@ -588,7 +592,6 @@ class Transfers:
                 fetch.request, oid, nbytes, port=self.streams.port, token=token)))
             return
         self.chunks_flow((identity, fetch.request), True)
-        assert source is not None
         self.answer(Serve(identity, ticket, p.FetchHeader(fetch.request, oid, nbytes),
                           source, start, stop))
 
