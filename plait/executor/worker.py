@@ -54,8 +54,8 @@ from typing import Any, NoReturn
 import zmq
 
 from plait.errors import (ActorDiedError, ActorExitRequest, DeserializationError,
-                          GetTimeoutError, InvalidArgumentError, PlaitError, TaskCancelledError,
-                          TaskError)
+                          GetTimeoutError, InvalidArgumentError, ObjectLostError, PlaitError,
+                          TaskCancelledError, TaskError)
 from plait.executor.calls import Call, ConcurrentCalls, current_call
 # The session of a task that submits tasks (nested()), imported with this module, which
 # the node imports before it forks its workers: a worker's first such task then uses pages
@@ -659,8 +659,8 @@ class WorkerRuntime:
             ids = item.dep_ids or ("",) * len(item.deps)
             values = [self.load(value, oid) for value, oid in zip(item.deps, ids, strict=True)]
             args, kwargs = decode_call(item.payload, values)
-        except DeserializationError:
-            raise
+        except (DeserializationError, ObjectLostError):    # (a spill file gone or altered:
+            raise                                        # the reader's error, as elsewhere)
         except Exception as error:
             raise DeserializationError(
                 f"the arguments of task {item.task_id} ({item.function_name}) could not be "
