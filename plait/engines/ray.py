@@ -17,9 +17,9 @@ made once per plait function, its arguments the call's own (none for a call with
 its id travels as Ray's name of the task. A task launched while a ``plait.trace()`` block
 is open returns one more object than the user's, first: how it ran (node, worker, times,
 input sizes), which the driver makes the trace's events. Others return the user's alone:
-the extra return, and reading it, cost Ray ~6% of W3's rate (1,000 no-ops), more than all
-of plait's planning, so only a trace pays for it (Ray's own ``enable_task_events=False``
-is the same choice).
+the extra return, and reading it, cost Ray ~5% of W3's rate (1,000 no-ops), about as much
+as all of plait's planning, so only a trace pays for it (Ray's own
+``enable_task_events=False`` is the same choice).
 
 Imported only when chosen: ``pip install -e ".[ray]"``.
 """
