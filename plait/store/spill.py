@@ -168,11 +168,12 @@ def _not_written(object_id: str, path: str, nbytes: int, error: OSError
                                 f"cannot be written to {path}: {error.strerror or error}")
 
 
-def mapped(object_id: str, record: SpillRecord) -> memoryview:
+def mapped(object_id: str, record: SpillRecord, checked: bool = True) -> memoryview:
     """A spill file mapped read-only into this process (a reader its node's store had no
-    room for reads it in place, as Ray maps its fallback files), once its CRCs are checked:
-    ObjectLostError if it is gone, ObjectCorruptedError if truncated or altered. The file
-    never changes while the object lives, and the mapping outlives its deletion."""
+    room for reads it in place, as Ray maps its fallback files), once its CRCs are checked
+    (``checked``; False: its holder checked them just now): ObjectLostError if it is gone,
+    ObjectCorruptedError if truncated or altered. The file never changes while the object
+    lives, and the mapping outlives its deletion."""
     try:
         fd = os.open(record.path, os.O_RDONLY)
     except OSError as error:
@@ -184,7 +185,8 @@ def mapped(object_id: str, record: SpillRecord) -> memoryview:
         view = memoryview(mmap.mmap(fd, record.nbytes, access=mmap.ACCESS_READ))
     finally:
         os.close(fd)
-    _check(object_id, record, _chunk_crcs(view))
+    if checked:
+        _check(object_id, record, _chunk_crcs(view))
     return view
 
 

@@ -116,16 +116,37 @@ def test_an_object_larger_than_every_store_is_read_on_another_node_through_its_d
         plait.get(pid.remote())                  # a call: the dropped refs' Free goes
 
 
-def test_a_copy_from_a_spill_file_altered_on_disk_is_an_error_not_data(fresh):
-    plait.init(num_nodes=2, num_workers=1, store_memory=64 * MIB)
-    big = plait.put(np.arange(10 * MIB, dtype=np.float64))        # 80 MiB, on node-0
-    (path,) = spill_files()
+def alter(path: str) -> None:
     with open(path, "r+b") as file:
         file.seek(1000)
         file.write(b"altered")
-    for node in ("node-1", "node-0"):          # copied to another node, or read where it is
-        with pytest.raises(plait.ObjectCorruptedError, match="fails its checksum"):
+
+
+def test_a_put_whose_file_was_altered_on_disk_is_lost_not_read(fresh):
+    """No store can hold it, so its file is its only copy: altered, it is an error (a put
+    has no lineage to rebuild it from), never data, where it is and on another node."""
+    plait.init(num_nodes=2, num_workers=1, store_memory=64 * MIB)
+    big = plait.put(np.arange(10 * MIB, dtype=np.float64))        # 80 MiB, on node-0
+    (path,) = spill_files()
+    alter(path)
+    for node in ("node-0", "node-1"):          # read where it is, or copied to another node
+        with pytest.raises(plait.ObjectLostError, match="fails its checksum"):
             plait.get(total.options(node=node).remote(big), timeout=30)
+
+
+@pytest.mark.parametrize("reader", ["node-0", "node-1"])
+def test_a_result_whose_file_was_altered_on_disk_is_rebuilt_from_lineage(fresh, reader):
+    """As when a restore finds a spill file altered: its task runs again, and the task that
+    read the altered file waits for it (read where it is, by the worker, or copied to
+    another node, by its holder)."""
+    plait.init(num_nodes=2, num_workers=1, store_memory=64 * MIB)
+    made = too_big.options(node="node-0").remote()                 # 128 MiB, on node-0
+    plait.wait([made], timeout=30)
+    (path,) = spill_files()
+    alter(path)
+    with plait.trace() as trace:
+        assert plait.get(total.options(node=reader).remote(made), timeout=60) == 16.0 * MIB
+    assert sorted(t.function_name for t in trace.tasks if t.ok) == ["too_big", "total"]
 
 
 def test_without_spilling_an_object_larger_than_the_store_fails_at_put(fresh):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from plait.errors import (ObjectFreedError, ObjectLostError, ObjectStoreFullError,
                           ObjectTooLargeError, OutOfMemoryError, PlanError, TaskCancelledError,
-                          WorkerCrashedError)
+                          TaskError, WorkerCrashedError)
 from plait.executor.node.actors import Actors
 from plait.executor.node.admission import GO, NOTHING, WAIT, Admission, Need
 from plait.executor.node.invariants import node_problems
@@ -762,6 +762,8 @@ class Node(Outbox):
                     result.task_id not in self.table.tasks:
                 self.unpin_inputs(result.task_id)
                 continue                           # a restart's constructor: nothing to report
+            if not worker.actor and self.runs_again_for_lost_input(result):
+                continue
             if result.retryable and self.table.retry(result.task_id, result.attempt):
                 self.release(result.task_id)
                 if worker.actor:
@@ -827,6 +829,26 @@ class Node(Outbox):
                 self.store.delete(oid)
         state.room_reruns += refused
         self.release(result.task_id)               # admission holds it until it fits
+        self.table.requeue(result.task_id, result.attempt)
+        return True
+
+    def runs_again_for_lost_input(self, result: p.TaskResult) -> bool:
+        """A task whose worker found an input's spill file gone or altered when it mapped it
+        (the store had no room to bring the input back) waits for that input again, as one
+        does whose input's file is found so at restore: the file goes, and the head finds
+        another copy or rebuilds the object from its lineage (else fails it, and the task
+        with it). Not an actor's call: its calls run in order, and it fails as it is."""
+        state = self.table.tasks.get(result.task_id)
+        lost = None if state is None else _lost_from_disk(result, state.spec.deps, self.store)
+        if lost is None:
+            return False
+        for oid, value in result.outputs:          # blocks it got before it failed
+            if isinstance(value, p.Located | p.OnDisk):
+                self.store.delete(oid)
+        self.store.delete(lost.object_id)
+        self.copy_lost(lost.object_id, lost)
+        self.release(result.task_id)
+        self.wait_again(result.task_id, [lost.object_id])
         self.table.requeue(result.task_id, result.attempt)
         return True
 
@@ -1328,6 +1350,20 @@ def _cause(error: bytes) -> BaseException | None:
         return pickle.loads(error)
     except Exception:
         return None
+
+
+def _lost_from_disk(result: p.TaskResult, inputs: tuple[str, ...], store: ObjectStore
+                    ) -> ObjectLostError | None:
+    """The error of a task that failed because an input's spill file here was gone or
+    altered when its worker mapped it (None if it failed otherwise)."""
+    for _, value in result.outputs:
+        if isinstance(value, p.Failed):
+            cause = _cause(value.error)
+            if isinstance(cause, ObjectLostError) and not isinstance(cause, TaskError) and \
+                    cause.object_id in inputs and store.on_disk(cause.object_id) is not None:
+                return cause
+            return None
+    return None
 
 
 def _is_lost_copy(error: bytes) -> bool:

@@ -58,7 +58,7 @@ from typing import Protocol
 
 import zmq
 
-from plait.errors import PlaitError
+from plait.errors import ObjectLostError, PlaitError
 from plait.executor.wire import killpoints
 from plait.executor.wire import protocol as p
 from plait.executor.wire.bulk import (OVERHEAD, REQUEST, ForgedFrame, Frames, PlainFrames,
@@ -278,8 +278,6 @@ class Transfers:
     def break_link(self, link: Link, reason: str) -> None:
         """Fail every run queued on ``link`` (ObjectLostError: ``reason``), tell the holder
         each is done so that it unpins, and close the link; the next pull opens a new one."""
-        from plait.errors import ObjectLostError
-
         log.warning("%s: %s; the link closes", self.node, reason)
         sock = self.links.pop(link)
         streamed = [piece for piece, on in self.streamed.items() if on == link]
@@ -301,8 +299,6 @@ class Transfers:
             self.end_piece(link, piece, header.error, answered=False)
             return
         if header.nbytes != pull.nbytes and pull.error is None:
-            from plait.errors import ObjectLostError
-
             pull.error = pickle.dumps(ObjectLostError(pull.object_id, (
                 f"{link[0]} sent {header.nbytes} bytes, not the {pull.nbytes} recorded")))
         if not pull.allocated and pull.error is None:
@@ -327,10 +323,10 @@ class Transfers:
         """Copy the object from the holder's arena, which this node maps, or from its
         spill file (``header.path``: the holder's store cannot hold it), checked first."""
         if header.path:
-            try:
+            try:                                  # (the holder checked its CRCs just now)
                 source = mapped(pull.object_id, SpillRecord(header.path, header.nbytes,
-                                                            header.crc))
-            except PlaitError as error:           # its file gone, or altered
+                                                            header.crc), checked=False)
+            except PlaitError as error:           # its file gone since
                 pull.error = pickle.dumps(error)
                 return
         else:
@@ -370,8 +366,6 @@ class Transfers:
 
     def on_streams(self) -> None:
         """Runs read over streams ended: each pull counts down as a run over frames does."""
-        from plait.errors import ObjectLostError
-
         assert self.receiver is not None
         for receive in self.receiver.ended():
             piece = receive.key
@@ -415,8 +409,6 @@ class Transfers:
             try:
                 self.frames.receive_chunk(sock, self.target(pull, piece.at, size), data)
             except ForgedFrame as error:
-                from plait.errors import ObjectLostError
-
                 log.warning("%s: a chunk of %s from %s failed authentication", self.node,
                             pull.object_id, link[0])
                 pull.error = pickle.dumps(ObjectLostError(pull.object_id, (
@@ -481,8 +473,6 @@ class Transfers:
         return self.arenas[node]
 
     def fail(self, object_id: str, reason: str) -> None:
-        from plait.errors import ObjectLostError
-
         self.owner.pulled(object_id, p.Failed(pickle.dumps(ObjectLostError(object_id, reason))))
 
     def lost(self, node: str) -> list[str]:
@@ -565,8 +555,11 @@ class Transfers:
         held = oid in self.store.objects
         try:
             offset, record = self.pin_or_file(oid)
-            source = None if fetch.same_host else self.source(oid, offset, record)
+            source = None if fetch.same_host and record is None else \
+                self.source(oid, offset, record)
         except Exception as error:           # not here (deleted), or lost from disk
+            if isinstance(error, ObjectLostError) and self.store.on_disk(oid) is not None:
+                self.store.delete(oid)       # its file is gone or altered: no copy here
             if held and oid not in self.store.objects:
                 self.owner.copy_lost(oid, error)
             header = p.FetchHeader(fetch.request, oid, 0, error=pickle.dumps(error))
@@ -609,8 +602,11 @@ class Transfers:
 
     def source(self, object_id: str, offset: int, record: SpillRecord | None) -> memoryview:
         """What a run is served from: the pinned block, or the spill file, mapped once its
-        CRCs are checked (a read of the whole file, in this loop: objects larger than a
-        store are rare, and a copy on one host takes this loop as long)."""
+        CRCs are checked here, where a file found gone or altered is dropped and the head
+        told (it rebuilds the object from its lineage, as when a restore finds it so). The
+        check reads the whole file in this loop: objects larger than a store are rare, and
+        a copy on one host takes this loop as long; a puller on this host then maps the
+        file unchecked."""
         if record is None:
             return self.store.arena.block(offset, self.store.nbytes(object_id))
         return mapped(object_id, record)
