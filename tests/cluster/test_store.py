@@ -134,6 +134,17 @@ def test_a_put_whose_file_was_altered_on_disk_is_lost_not_read(fresh):
             plait.get(total.options(node=node).remote(big), timeout=30)
 
 
+def test_a_get_of_an_object_whose_file_was_altered_on_disk_says_so(small_store):
+    """A driver reading it in place finds the fault: an ObjectCorruptedError naming the
+    checksum (not rebuilt: README)."""
+    made = too_big.remote()                                         # 128 MiB
+    plait.wait([made], timeout=30)
+    (path,) = spill_files()
+    alter(path)
+    with pytest.raises(plait.ObjectCorruptedError, match="fails its checksum"):
+        plait.get(made, timeout=30)
+
+
 @pytest.mark.parametrize("reader", ["node-0", "node-1"])
 def test_a_result_whose_file_was_altered_on_disk_is_rebuilt_from_lineage(fresh, reader):
     """As when a restore finds a spill file altered: its task runs again, and the task that

@@ -36,7 +36,7 @@ import time
 import weakref
 from typing import Any
 
-from plait.errors import ObjectLostError, PlaitError
+from plait.errors import ObjectCorruptedError, ObjectLostError, PlaitError
 from plait.store.serialization import deserialize
 
 FAR_TIMEOUT_SECONDS = 10.0     # a node on another host silent this long between chunks
@@ -94,6 +94,8 @@ class ObjectReading:
             try:
                 data = mapped(object_id, SpillRecord(value.path, value.nbytes, value.crc))
                 return p.Inline(data, value.contains)      # type: ignore[arg-type]
+            except ObjectCorruptedError as error:          # it stays so: said as it is
+                return p.Failed(pickle.dumps(error))
             except ObjectLostError:
                 value = self.request(p.Pin(next(self.requests), (object_id,))).values[0][1]
                 if not isinstance(value, p.OnDisk):
