@@ -328,7 +328,7 @@ def _run(function: Function, count: int, payload: bytes, inputs: tuple,
     session = RayEngine.in_task_session()
     try:
         results, ran = run_call(session, session.here, function, "", session.here, payload,
-                                count, inputs, nested)
+                                count, inputs, nested, measured=report)
     except TaskError as error:        # named now: Ray's name of the task is a call to read
         raise TaskError.wrap(error.function_name, ray.get_runtime_context().get_task_name(),
                              error.node, error.remote_traceback, error.cause) from None

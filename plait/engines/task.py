@@ -85,12 +85,13 @@ class Function:
 
 
 def run_call(session: Any, here: str, function: Function, task_id: str, node: str,
-             payload: bytes, count: int, inputs: tuple, nested: dict[str, Any]
-             ) -> tuple[list[Any], tuple]:
+             payload: bytes, count: int, inputs: tuple, nested: dict[str, Any],
+             measured: bool = True) -> tuple[list[Any], tuple]:
     """Call ``function`` as ``payload`` says, with the task's top-level ``inputs``; returns
     its ``count`` results and what ``report`` needs of the run: (node, pid, start, end,
-    input sizes). A user's exception (or a function that does not unpickle here) comes out
-    as plait's TaskError, naming ``task_id`` and ``node``."""
+    input sizes; none unless ``measured``: sizing an input may pickle it, and a Ray task
+    that makes no report has no use for them). A user's exception (or a function that does
+    not unpickle here) comes out as plait's TaskError, naming ``task_id`` and ``node``."""
     start = time.time()
     if session is not None:
         inputs = tuple(session.unpack(value) for value in inputs)
@@ -109,7 +110,8 @@ def run_call(session: Any, here: str, function: Function, task_id: str, node: st
     except BaseException as error:              # the user's, a BaseException of theirs too
         raise TaskError.wrap(function.name, task_id, node, _user_traceback(error),
                              error) from None
-    return results, (here, os.getpid(), start, time.time(), [_size(v) for v in inputs])
+    sizes = [_size(v) for v in inputs] if measured else []
+    return results, (here, os.getpid(), start, time.time(), sizes)
 
 
 def report(task_id: str, function_name: str, outputs: tuple[str, ...], deps: tuple[str, ...],

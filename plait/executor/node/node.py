@@ -774,9 +774,7 @@ class Node(Outbox):
             follower = self.table.followers.get(result.task_id)   # (finish forgets it)
             done = self.table.finish(result.task_id, result.attempt)
             if done is None:
-                for oid, value in result.outputs:       # a late duplicate: first result won
-                    if isinstance(value, p.Located | p.OnDisk):
-                        self.store.delete(oid)
+                self.drop_given(result)                 # a late duplicate: first result won
                 continue
             outputs = tuple((oid, self.seal_output(oid, value)) for oid, value in result.outputs)
             self.drop_unwritten(outputs)
@@ -824,9 +822,7 @@ class Node(Outbox):
         if not (refused or orphaned) or not any(
                 isinstance(v, p.Failed) for _, v in result.outputs):
             return False
-        for oid, value in result.outputs:          # blocks it got before the refusal
-            if isinstance(value, p.Located | p.OnDisk):
-                self.store.delete(oid)
+        self.drop_given(result)                    # blocks it got before the refusal
         state.room_reruns += refused
         self.release(result.task_id)               # admission holds it until it fits
         self.table.requeue(result.task_id, result.attempt)
@@ -842,15 +838,20 @@ class Node(Outbox):
         lost = None if state is None else _lost_from_disk(result, state.spec.deps, self.store)
         if lost is None:
             return False
-        for oid, value in result.outputs:          # blocks it got before it failed
-            if isinstance(value, p.Located | p.OnDisk):
-                self.store.delete(oid)
+        self.drop_given(result)                    # blocks it got before it failed
         self.store.delete(lost.object_id)
         self.copy_lost(lost.object_id, lost)
         self.release(result.task_id)
         self.wait_again(result.task_id, [lost.object_id])
         self.table.requeue(result.task_id, result.attempt)
         return True
+
+    def drop_given(self, result: p.TaskResult) -> None:
+        """The blocks (or files) a result got that will not be used: it runs again, or
+        another attempt's result came first."""
+        for oid, value in result.outputs:
+            if isinstance(value, p.Located | p.OnDisk):
+                self.store.delete(oid)
 
     def learn(self, function: str, outputs: tuple[tuple[str, p.ObjectValue], ...]) -> None:
         """The size of a successful task's largest stored result (0: all inline)."""
