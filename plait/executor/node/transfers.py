@@ -133,7 +133,12 @@ class Serving:
     object_id: str
     puller: str = ""
     token: bytes | None = None
-    pinned: bool = True         # False: served from its spill file (the store had no room)
+    # served from its spill file, checked and mapped (the store had no room): no pin
+    file: tuple[SpillRecord, memoryview] | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.file is None
 
 
 @dataclass
@@ -566,8 +571,8 @@ class Transfers:
             self.answer(Serve(identity, ticket, header))
             return
         nbytes = self.store.nbytes(oid)
-        serving = self.serving[(identity, fetch.request)] = Serving(oid, fetch.puller,
-                                                                    pinned=record is None)
+        serving = self.serving[(identity, fetch.request)] = Serving(
+            oid, fetch.puller, file=None if record is None else (record, source))
         if fetch.same_host:          # the puller copies from our arena, or maps the file
             where: dict = {"offset": offset} if record is None else \
                 {"path": record.path, "crc": record.crc}
@@ -604,11 +609,15 @@ class Transfers:
         """What a run is served from: the pinned block, or the spill file, mapped once its
         CRCs are checked here, where a file found gone or altered is dropped and the head
         told (it rebuilds the object from its lineage, as when a restore finds it so). The
-        check reads the whole file in this loop: objects larger than a store are rare, and
-        a copy on one host takes this loop as long; a puller on this host then maps the
-        file unchecked."""
+        check reads the whole file in this loop (once while any serve of it lasts: a pull
+        over two streams asks twice): objects larger than a store are rare, and a copy on
+        one host takes this loop as long; a puller on this host then maps the file
+        unchecked."""
         if record is None:
             return self.store.arena.block(offset, self.store.nbytes(object_id))
+        for serving in self.serving.values():    # another stream's run of it: checked once
+            if serving.object_id == object_id and serving.file and serving.file[0] == record:
+                return serving.file[1]
         return mapped(object_id, record)
 
     def answer(self, serve: Serve) -> None:
