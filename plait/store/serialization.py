@@ -10,7 +10,7 @@ travels inline inside a message::
 
 Reading maps the bytes and hands the buffers to ``pickle.loads(buffers=...)`` as slices of
 a read-only view: numpy arrays come back zero-copy and read-only, in constant time
-whatever their size. Writing copies each buffer once, with several threads when large.
+whatever their size. Writing copies each buffer once (``plait.store.copying``).
 
 Every numpy array that comes out of the object system is read-only, at every size and
 however it travelled (as in Ray): out of band (above), inside a small call's pickled
@@ -27,13 +27,13 @@ import pickle
 import struct
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
 
 from plait.errors import DeserializationError, SerializationError, unpicklable_part
+from plait.store.copying import copy_bytes
 
 # Objects whose whole layout is at most this many bytes travel inline in messages rather
 # than through a store (Ray's max_direct_call_object_size is also 100 KiB).
@@ -42,12 +42,6 @@ INLINE_THRESHOLD = 100 * 1024
 ALIGNMENT = 64
 _MAGIC = b"PLT1"
 _HEADER = struct.Struct("<4sIQ")          # magic, buffer count, pickle length
-# Buffers at least this big are copied by several threads: one thread reaches ~10 GB/s
-# into warm pages here and two ~20 GB/s, so splitting pays once a copy takes milliseconds.
-PARALLEL_COPY_BYTES = 16 << 20
-COPY_THREADS = 4
-
-_copy_pool: ThreadPoolExecutor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,29 +219,6 @@ def split_layout(view: memoryview) -> tuple[memoryview, list[memoryview]]:
         buffers.append(view[offset:offset + length])
         offset += length
     return stream, buffers
-
-
-def copy_bytes(target: memoryview, source: memoryview) -> None:
-    """memcpy, split over threads for large copies (numpy releases the GIL while copying)."""
-    n = source.nbytes
-    if n < PARALLEL_COPY_BYTES:
-        target[:n] = source.cast("B") if source.format != "B" or source.ndim != 1 else source
-        return
-    import numpy as np
-
-    dst = np.frombuffer(target, dtype=np.uint8, count=n)
-    src = np.frombuffer(source, dtype=np.uint8, count=n)
-    step = -(-n // COPY_THREADS)
-    step += -step % 4096
-    parts = [(dst[i:i + step], src[i:i + step]) for i in range(0, n, step)]
-    list(_pool().map(lambda pair: np.copyto(*pair), parts))
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _copy_pool
-    if _copy_pool is None:
-        _copy_pool = ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="plait-copy")
-    return _copy_pool
 
 
 def _align(offset: int) -> int:

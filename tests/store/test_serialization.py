@@ -15,8 +15,9 @@ import pytest
 
 import plait
 from plait.store import serialization
-from plait.store.serialization import (ALIGNMENT, PARALLEL_COPY_BYTES, Serialized, copy_bytes,
-                                       deserialize, serialize, split_layout)
+from plait.store.copying import PARALLEL_COPY_BYTES
+from plait.store.serialization import (ALIGNMENT, Serialized, deserialize, serialize,
+                                       split_layout)
 
 
 def written(value: object) -> tuple[Serialized, bytearray]:
@@ -193,28 +194,6 @@ def test_unpicklable_value_is_a_serialization_error_naming_its_type():
     with pytest.raises(plait.SerializationError,
                        match=r"type dict \(it holds a lock at \['a'\]\[0\]\)"):
         serialize({"a": [threading.Lock()], "b": 1})
-
-
-# -- copy_bytes --------------------------------------------------------------------------
-
-@pytest.mark.parametrize("size", [0, 1, 4095, PARALLEL_COPY_BYTES - 1, PARALLEL_COPY_BYTES,
-                                  PARALLEL_COPY_BYTES + 1, PARALLEL_COPY_BYTES + 4097,
-                                  2 * PARALLEL_COPY_BYTES + 13])
-def test_copy_bytes_copies_exactly_size_bytes(size):
-    # a prime-length pattern, so a chunk copied to the wrong offset cannot match by chance
-    source = np.resize(np.arange(251, dtype=np.uint8), size)
-    target = np.full(size + 64, 7, dtype=np.uint8)
-    copy_bytes(memoryview(target), memoryview(source))
-    np.testing.assert_array_equal(target[:size], source)
-    assert (target[size:] == 7).all()
-
-
-@pytest.mark.parametrize("size", [1000, PARALLEL_COPY_BYTES // 8 + 1])
-def test_copy_bytes_accepts_typed_multidimensional_sources(size):
-    source = np.arange(size * 2, dtype=np.float64).reshape(2, size)
-    target = np.zeros(source.nbytes, dtype=np.uint8)
-    copy_bytes(memoryview(target), memoryview(source))
-    np.testing.assert_array_equal(target.view(np.float64).reshape(2, size), source)
 
 
 def test_large_layout_round_trips_through_the_parallel_copy():

@@ -67,7 +67,7 @@ from plait.executor.wire.dispatch import handlers
 from plait.executor.wire.fetch import CHUNK, STREAM_MIN_BYTES, chunks, spans
 from plait.executor.wire.stream import Receive, Receiver, StreamServer, opening, sealing
 from plait.store.arena import Arena
-from plait.store.serialization import copy_bytes
+from plait.store.copying import copy_bytes
 from plait.store.spill import DiskBlock, SpillRecord, mapped
 from plait.store.store import ObjectStore
 
