@@ -134,15 +134,35 @@ def test_a_put_whose_file_was_altered_on_disk_is_lost_not_read(fresh):
             plait.get(total.options(node=node).remote(big), timeout=30)
 
 
-def test_a_get_of_an_object_whose_file_was_altered_on_disk_says_so(small_store):
-    """A driver reading it in place finds the fault: an ObjectCorruptedError naming the
-    checksum (not rebuilt: README)."""
-    made = too_big.remote()                                         # 128 MiB
+@pytest.mark.parametrize("maker", ["node-0", "node-1"])
+def test_a_driver_reading_a_result_whose_file_was_altered_on_disk_has_it_rebuilt(fresh, maker):
+    """The driver reads it in place, finds the fault and tells the head: its task runs
+    again, its altered file goes, and the get returns the value made again, as a task's
+    read of it would (before, the get raised ObjectCorruptedError)."""
+    plait.init(num_nodes=2, num_workers=1, store_memory=64 * MIB)
+    made = too_big.options(node=maker).remote()                    # 128 MiB
     plait.wait([made], timeout=30)
     (path,) = spill_files()
     alter(path)
-    with pytest.raises(plait.ObjectCorruptedError, match="fails its checksum"):
-        plait.get(made, timeout=30)
+    with plait.trace() as trace:
+        value = plait.get(made, timeout=60)
+    assert value.shape == (16 * MIB,) and (value == 1.0).all()
+    assert [t.function_name for t in trace.tasks if t.ok] == ["too_big"]
+    (again,) = spill_files()                       # the new value's file, whole
+    with open(again, "rb") as file:
+        file.seek(1000)
+        assert file.read(7) != b"altered"
+
+
+def test_a_driver_reading_a_put_whose_file_was_altered_on_disk_says_so(small_store):
+    """A put has no lineage: the driver's get is an ObjectLostError naming the checksum,
+    never the altered bytes, and the next get says the same."""
+    big = plait.put(np.arange(10 * MIB, dtype=np.float64))        # 80 MiB
+    (path,) = spill_files()
+    alter(path)
+    for _ in range(2):
+        with pytest.raises(plait.ObjectLostError, match="fails its checksum"):
+            plait.get(big, timeout=30)
 
 
 @pytest.mark.parametrize("reader", ["node-0", "node-1"])

@@ -86,7 +86,9 @@ class ObjectReading:
         """An object its node's store had no room to bring back, read in place from its
         spill file, mapped (an Inline value over the mapping). A file gone meanwhile (its
         node found it lost, or the object was freed) is asked of the head again: its
-        answer then says where the object is, or why it is not."""
+        answer then says where the object is, or why it is not. A file found altered is
+        told to the head first, which drops that copy and finds another or has the object
+        made again from its lineage (a put's is lost), as a task's read of it would."""
         from plait.executor.wire import protocol as p
         from plait.store.spill import SpillRecord, mapped
 
@@ -94,12 +96,13 @@ class ObjectReading:
             try:
                 data = mapped(object_id, SpillRecord(value.path, value.nbytes, value.crc))
                 return p.Inline(data, value.contains)      # type: ignore[arg-type]
-            except ObjectCorruptedError as error:          # it stays so: said as it is
-                return p.Failed(pickle.dumps(error))
+            except ObjectCorruptedError as error:
+                self.conn.send(p.CorruptCopy(object_id, value.node, pickle.dumps(error)))
             except ObjectLostError:
-                value = self.request(p.Pin(next(self.requests), (object_id,))).values[0][1]
-                if not isinstance(value, p.OnDisk):
-                    return value
+                pass
+            value = self.request(p.Pin(next(self.requests), (object_id,))).values[0][1]
+            if not isinstance(value, p.OnDisk):
+                return value
         return p.Failed(pickle.dumps(ObjectLostError(
             object_id, f"its spill file on {value.node} kept going before it was read")))
 

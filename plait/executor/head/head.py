@@ -1167,8 +1167,22 @@ class Head(ActorRouting, Outbox):
 
     def node_CopyLost(self, node: str, message: p.CopyLost) -> None:
         """A node's copy was lost with its spill file: as for a dead node, for one object."""
-        reason = f"its copy on {node} was lost from disk ({pickle.loads(message.error)})"
-        spec = self.copy_gone(message.object_id, node, reason)
+        self.lost_from_disk(message.object_id, node, pickle.loads(message.error))
+
+    def on_CorruptCopy(self, peer: Peer, message: p.CorruptCopy) -> None:
+        """A driver found a node's spill file of the object altered, reading it in place:
+        the node drops that copy (its file) before anything else it is sent, and the object
+        is found elsewhere or made again, as if the node had found the file so itself. The
+        driver asks for it again after this (one socket: in order)."""
+        if message.node in self.nodes:
+            self.to_node(message.node, p.Delete((message.object_id,)))
+        self.lost_from_disk(message.object_id, message.node, pickle.loads(message.error))
+
+    def lost_from_disk(self, object_id: str, node: str, error: Exception) -> None:
+        """``node``'s copy went with its spill file: point at another copy, else run its
+        task again (a put, with no task, is lost)."""
+        reason = f"its copy on {node} was lost from disk ({error})"
+        spec = self.copy_gone(object_id, node, reason)
         if spec is not None:
             self.rebuild(spec, node, reason)
 

@@ -5,7 +5,7 @@ Who talks to whom (all over ZeroMQ; ROUTER on the serving side, DEALER on the ot
     driver --Hello/Heartbeat/PutInline/Alloc/Seal/Abandon/ViewRequest/Submit/Subscribe/Pin/
              Handled/Unpin/Expect/Hold/Free/Cancel/MemoryRequest/ResourcesRequest/StateCheck/
              TraceRequest/KillActor/ActorLookup/ActorNamesRequest/SnapshotRequest/PlanRequest/
-             ObjectsRequest/ActorsRequest/ShowOutput/Bye--> head
+             ObjectsRequest/ActorsRequest/ShowOutput/CorruptCopy/Bye--> head
     driver <--Welcome/Heartbeat/Allocated/Refused/View/Ready/Unhandled/Yielded/Pinned/
              MemoryReport/ResourcesReport/StateReport/TraceReport/ActorFound/ActorNames/
              Snapshot/PlanReport/ObjectsReport/ActorsReport/Output-- head
@@ -431,6 +431,16 @@ class CopyLost:
     the head finds another copy, rebuilds it from lineage, or fails it."""
 
     object_id: str
+    error: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CorruptCopy:
+    """A driver read ``node``'s copy of an object in place, from its spill file, and found
+    the file altered: that copy is gone for good, as if ``node`` had sent a CopyLost."""
+
+    object_id: str
+    node: str
     error: bytes
 
 
@@ -995,14 +1005,16 @@ Message = (Hello | Welcome | NodeHello | NodeTable | Heartbeat | NodeLost | PutI
            | MemoryReport | ResourcesRequest | ResourcesReport | StateCheck | StateReport
            | ViewRequest | View | Submit | Assign
            | Cancel | Revoke | Revoked
-           | Created | ReplicaAdded | ReplicaDropped | CopyLost | Delete | Fetch | FetchHeader
+           | Created | ReplicaAdded | ReplicaDropped | CopyLost | CorruptCopy | Delete | Fetch
+           | FetchHeader
            | FetchDone | Subscribe | Ready | Handled | Unhandled | ShowOutput | Output | Free
            | TraceRequest | TraceReport
            | KillActor
            | ActorLookup | ActorFound | ActorNamesRequest | ActorNames | ActorExit | WorkerExited
            | CancelSubmitted | Bye
            | WorkerReady | Blocked | Unblocked
-           | Skip | HandBack | RunTasks | TasksDone | ViewsGone | Yielded | SnapshotRequest | NodeSnapshot | Snapshot
+           | Skip | HandBack | RunTasks | TasksDone | ViewsGone | Yielded | SnapshotRequest
+           | NodeSnapshot | Snapshot
            | PlanRequest | PlanReport | ObjectsRequest | ObjectsReport | ActorsRequest
            | ActorsReport)
 

@@ -72,6 +72,7 @@ SAMPLES = [
     p.WorkerExited(4242),
     p.CancelSubmitted(4242),
     p.CopyLost("inc-3", b"error"),
+    p.CorruptCopy("inc-3", "node-1", b"error"),
     p.Expect(("put-1",)),
     p.ActorLookup(3, "counter"),
     p.ActorFound(3, b"handle"),
