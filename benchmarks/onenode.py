@@ -189,15 +189,16 @@ def fmt(v):
 
 
 def render(samples, systems):
-    head = "| metric | " + " | ".join(systems) + " | plait/ray |"
-    lines = [head, "|" + "---|" * (len(systems) + 2)]
+    """A markdown table: each system's median, then plait's over each other system's."""
+    peers = [n for n in systems if n != "plait"] if "plait" in systems else []
+    head = "| metric | " + " | ".join(systems) + "".join(f" | plait/{n}" for n in peers) + " |"
+    lines = [head, "|" + "---|" * (len(systems) + len(peers) + 1)]
     for (metric, unit, _better), by in samples.items():
         med = {n: statistics.median(v) if v else None for n, v in by.items()}
         cells = [fmt(med.get(n)) for n in systems]
-        ratio = "—"
-        if med.get("plait") and med.get("ray"):
-            ratio = f"{med['plait'] / med['ray']:.2f}x"
-        lines.append(f"| {metric} ({unit}) | " + " | ".join(cells) + f" | {ratio} |")
+        ratios = [f"{med['plait'] / med[n]:.2f}x" if med.get("plait") and med.get(n) else "—"
+                  for n in peers]
+        lines.append(f"| {metric} ({unit}) | " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
 
 
