@@ -205,7 +205,8 @@ class Plait(System):
 
     def spill_report(self):
         """Parsed from ``plait.memory_summary(stats_only=True)``, whose line reads
-        ``spilled: 1.0 GiB in 4 objects (spill 1.23 GB/s, restore 2.34 GB/s)``."""
+        ``spilled: 1.0 GiB in 4 objects; since start: 1.3 GiB spilled at 0.70 GB/s, 0 B
+        restored at 0.00 GB/s`` (plait.store.report; tests/test_bench_systems.py)."""
         text = self.plait.memory_summary(stats_only=True)
         m = _PLAIT_SPILLED.search(text)
         if m is None:
@@ -454,8 +455,8 @@ def _free_port():
 
 
 _PLAIT_SPILLED = re.compile(
-    r"spilled: ([\d.]+) (GiB|MiB|KiB|B) in (\d+) objects "
-    r"\(spill ([\d.]+) GB/s, restore ([\d.]+) GB/s\)")
+    r"spilled: ([\d.]+) (GiB|MiB|KiB|B) in (\d+) objects; since start: [\d.]+ [KMGi]*B "
+    r"spilled at ([\d.]+) GB/s, [\d.]+ [KMGi]*B restored at ([\d.]+) GB/s")
 _UNITS = {"GiB": 1 << 30, "MiB": 1 << 20, "KiB": 1 << 10, "B": 1}
 
 
