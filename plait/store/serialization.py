@@ -88,13 +88,32 @@ def serialize(value: Any) -> Serialized:
         buffers.append(buffer.raw())
 
     try:
-        stream = dumps(value, buffer_callback=keep)
+        stream = None
+        if _plain_array(value):
+            stream = pickle.dumps(value, protocol=5, buffer_callback=keep)
+            if not buffers:    # numpy pickled it by value (datetimes): only the full path
+                stream = None  # below has it rebuilt read-only
+        if stream is None:
+            stream = dumps(value, buffer_callback=keep)
     except Exception as error:
         path, part = unpicklable_part(value, dumps)
         held = f" (it holds a {type(part).__name__} at {path})" if path else ""
         raise SerializationError.of(f"a value of type {type(value).__name__}{held} cannot be "
                                     f"serialised: {error}", error) from error
     return Serialized(stream, tuple(buffers))
+
+
+def _plain_array(value: Any) -> bool:
+    """Whether ``value`` is a numpy array the standard pickler writes as ``dumps`` would,
+    in half the time (a put's pickling after a pause: 0.10 against 0.20 ms): exactly an
+    ndarray, contiguous, holding no Python objects, with no serializer registered for it.
+    Its buffer goes out of band, so it comes back read-only as every array does; one that
+    numpy pickles by value instead is pickled again the full way (``serialize``)."""
+    numpy = sys.modules.get("numpy")
+    return (numpy is not None and type(value) is numpy.ndarray
+            and not value.dtype.hasobject
+            and (value.flags.c_contiguous or value.flags.f_contiguous)
+            and numpy.ndarray not in _SERIALIZERS)
 
 
 def dumps(value: Any, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None

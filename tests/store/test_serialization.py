@@ -115,6 +115,25 @@ def test_every_array_comes_back_read_only(make, how):
                                            else [source[0], source[1]["deep"]]))
 
 
+@pytest.mark.parametrize("source", [
+    np.arange(6).astype("datetime64[s]"),
+    np.arange(6).astype("timedelta64[ms]"),
+    np.zeros(4, dtype=[("x", "f8"), ("n", "i4")]),
+    np.array([b"ab", b"cde"]),
+    np.array(["ab", "cde"]),
+    np.array([True, False]),
+    np.arange(4, dtype=np.complex64),
+    np.array(7.5),
+], ids=["datetime64", "timedelta64", "structured", "bytes", "str", "bool", "complex", "0-d"])
+def test_arrays_of_every_plain_dtype_come_back_equal_and_read_only(source):
+    """The standard pickler's quick path (serialization._plain_array) keeps what the full
+    one gives: the same array, read-only, whatever its dtype."""
+    result = deserialize(serialize(source).to_bytes())
+    np.testing.assert_array_equal(result, source)
+    assert result.dtype == source.dtype and result.shape == source.shape
+    assert not result.flags.writeable
+
+
 def test_subclasses_keep_their_own_pickling():
     masked = np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])
     result = pickle.loads(serialization.dumps(masked))
