@@ -477,8 +477,8 @@ def get_actor(name: str, namespace: str | None = None) -> Any:
     """The handle of the live actor created with ``.options(name=name)`` (as ``ray.get_actor``;
     with ``namespace``, the one created with that ``namespace=``); ActorNotFoundError (a
     ValueError) if there is none."""
-    if not isinstance(name, str):
-        raise TypeError(f"plait.get_actor expects a name, got {type(name).__name__}")
+    if not isinstance(name, str) or not name:     # Ray: a ValueError; this is both
+        raise InvalidArgumentError(f"plait.get_actor expects a non-empty name, got {name!r}")
     try:
         return _runtime().get_actor(registered_name(name, namespace))
     except ActorNotFoundError:        # (the head knows the name as registered: "ns/name")

@@ -446,8 +446,9 @@ class InvalidOptionError(PlaitError, builtins.TypeError, builtins.ValueError):
 
 class InvalidArgumentError(PlaitError, builtins.TypeError, builtins.ValueError):
     """``get``, ``wait``, ``cancel`` or ``kill`` was given something that is not a ref (an
-    actor handle): a TypeError, and a ValueError too because Ray raises that for some of
-    them (``ray.get(5)``, ``ray.kill("x")``), so either ``except`` catches it."""
+    actor handle), or ``get_actor`` no name: a TypeError, and a ValueError too because Ray
+    raises that for some of them (``ray.get(5)``, ``ray.kill("x")``, ``ray.get_actor("")``),
+    so either ``except`` catches it."""
 
 
 class ActorAlreadyExistsError(InvalidOptionError):

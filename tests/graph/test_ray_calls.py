@@ -442,3 +442,13 @@ def test_rays_options_asking_for_nothing_are_taken_and_the_rest_refused_by_name(
         f.options(placement_group="pg")
     with pytest.raises(plait.InvalidOptionError, match="unknown option 'placement_groop'"):
         f.options(placement_groop=None)
+
+
+@pytest.mark.parametrize("name", [None, "", 5])
+def test_get_actor_without_a_name_is_refused_before_asking_the_cluster(name):
+    # Ray raises a ValueError ("Please supply a non-empty value to get_actor"); plait's
+    # InvalidArgumentError is one (and a TypeError, as plait raised for None before)
+    with pytest.raises(plait.exceptions.InvalidArgumentError, match="non-empty name"):
+        plait.get_actor(name)
+    with pytest.raises(ValueError):
+        plait.get_actor(name)
