@@ -3,5 +3,4 @@ compiler is at hand the install goes on without it and the store copies with num
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("plait.store._copy", ["plait/store/_copy.c"],
-                             extra_compile_args=["-O2"], optional=True)])
+setup(ext_modules=[Extension("plait.store._copy", ["plait/store/_copy.c"], optional=True)])

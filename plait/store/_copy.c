@@ -8,7 +8,7 @@ store writes whole lines straight to memory: two bytes per byte copied.
 
 glibc's memcpy streams only above its non-temporal threshold, three quarters of the L3 it
 reads off the CPU: 240 MiB on the virtual CPUs plait is measured on, so a copy split over
-threads never streamed below 1 GiB. Here a copy of 256 MiB over two threads took 12 ms
+four threads never streamed below 960 MiB. Here a copy of 256 MiB over two threads took 12 ms
 streamed against 20-22 ms through memcpy.
 
 Built when a C compiler is at hand (setup.py marks it optional); without it, or off x86-64,

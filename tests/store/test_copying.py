@@ -26,8 +26,8 @@ def way(request, monkeypatch):
     install without a C compiler copies (numpy)."""
     if request.param == "numpy":
         monkeypatch.setattr(copying, "STREAMING", False)
-    elif not copying.STREAMING:
-        pytest.fail("plait.store._copy was not built: install with a C compiler (x86-64)")
+    elif not copying.STREAMING:      # (on x86-64 a test below fails if it was not built)
+        pytest.skip("no streaming copy on this machine")
     return request.param
 
 
@@ -69,7 +69,7 @@ def test_the_streaming_copy_is_built_on_x86_64():
     assert copying.STREAMING
 
 
-@pytest.mark.skipif(not copying.STREAMING, reason="checked by the test above on x86-64")
+@pytest.mark.skipif(copying._copy is None, reason="not built: the test above fails on x86-64")
 def test_the_extension_refuses_a_short_or_read_only_target():
     from plait.store import _copy
 
