@@ -40,14 +40,15 @@ _pool: ThreadPoolExecutor | None = None
 def copy_bytes(target: memoryview, source: memoryview) -> None:
     """Copy all of ``source``'s bytes to the start of ``target`` (contiguous buffers)."""
     n = source.nbytes
-    if n < STREAM_COPY_BYTES or (n < PARALLEL_COPY_BYTES and not STREAMING):
+    streamed = STREAMING and n >= STREAM_COPY_BYTES
+    if not streamed and n < PARALLEL_COPY_BYTES:
         target[:n] = source.cast("B") if source.format != "B" or source.ndim != 1 else source
         return
     import numpy as np
 
     dst = np.frombuffer(target, dtype=np.uint8, count=n)
     src = np.frombuffer(source, dtype=np.uint8, count=n)
-    copy = _copy.copy if STREAMING else np.copyto
+    copy = _copy.copy if streamed else np.copyto
     if n < PARALLEL_COPY_BYTES:
         copy(dst, src)
         return
